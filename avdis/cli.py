@@ -1,0 +1,204 @@
+"""The `avdis` command: synth, preprocess, train, sweep, report, dashboard, model, grafana.
+
+Each subcommand parses its flags, builds a typed config (exit 2 on bad input, before
+any work) and calls one library function; `jobs/*.py` call the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from avdis import config as C
+from avdis.errors import AvdisError
+
+CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
+OVERRIDES_HELP = "dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial"
+
+
+def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Config:
+    return C.load(args.config, [*(extra or []), *args.overrides])
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from avdis.data import synth
+
+    cfg = C.validate({"data": {"synth": {
+        "speakers": args.speakers, "emotions": args.emotions, "clips_per_speaker": args.clips_per_speaker,
+        "entanglement": args.entanglement, "identity_cues": args.identity_cues == "on",
+        "duration_s": args.duration, "seed": args.seed,
+    }}}, "avdis synth flags")
+    out = synth.generate(cfg.data.synth, args.out)
+    print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from avdis.data import prepare
+
+    extra = [f"data.corpus={args.corpus}", f"data.src={args.src}", f"data.shards={args.out}"]
+    if args.shard_size:
+        extra.append(f"data.shard_size={args.shard_size}")
+    cfg = _load(args, extra)
+    summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from avdis.train import launch
+
+    extra = []
+    for flag, key in (("workers", "train.workers"), ("strategy", "train.strategy"), ("storage", "train.storage"),
+                      ("name", "train.name")):
+        if getattr(args, flag) is not None:
+            extra.append(f"{key}={getattr(args, flag)}")
+    cfg = _load(args, extra)
+    result = launch.train(cfg)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from avdis.tune import sweep
+
+    extra = [f"sweep.{k}={getattr(args, k)}" for k in ("storage", "name") if getattr(args, k) is not None]
+    cfg = _load(args, extra)
+    sweep.run(cfg)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from avdis.report import plots
+
+    cfg = _load(args)
+    written = plots.write_report(args.sweep, cfg.s3)
+    for kind, url in written.items():
+        print(f"{kind}: {url}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from avdis.report import dashboard
+
+    cfg = _load(args)
+    dashboard.serve(args.sweep, host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from avdis.model import multitask
+
+    cfg = _load(args)
+    print(multitask.describe_presets(cfg))
+    return 0
+
+
+def cmd_grafana(args: argparse.Namespace) -> int:
+    from avdis.report import grafana
+
+    if args.action == "export":
+        path = grafana.export(args.out)
+        print(f"dashboard: {path}")
+        return 0
+    if not args.url:
+        raise C.ConfigError("avdis grafana push: --url is required (the Grafana base URL)")
+    result = grafana.push(args.url, folder_uid=args.folder_uid, overwrite=args.overwrite, token_env=args.token_env)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _with_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avdis", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a generated audio-visual corpus (real mp4 files + ground truth)")
+    p.add_argument("--out", required=True, help="folder to write the corpus into")
+    p.add_argument("--speakers", type=int, default=12)
+    p.add_argument("--emotions", type=int, default=4, help=f"first E of {', '.join(C.EMOTIONS)}")
+    p.add_argument("--clips-per-speaker", type=int, default=24)
+    p.add_argument("--entanglement", type=float, default=0.8,
+                   help="0: emotion independent of speaker; 1: each speaker shows one emotion")
+    p.add_argument("--identity-cues", choices=["on", "off"], default="on",
+                   help="off: every speaker has the same voice and face (control corpus)")
+    p.add_argument("--duration", type=float, default=1.0, help="seconds per clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet")
+    p.add_argument("--corpus", required=True, choices=["ravdess", "cremad", "synthetic"])
+    p.add_argument("--src", required=True, help="the corpus's source folder")
+    p.add_argument("--out", required=True, help="output URL: a local folder or s3://bucket/prefix")
+    p.add_argument("--shard-size", type=int, help="clips per shard")
+    p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
+    _with_config(p)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--strategy", choices=["single", "ddp", "deepspeed"])
+    p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
+    p.add_argument("--name", help="run name under --storage")
+    _with_config(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="Ray Tune sweep over methods and weights; writes the Pareto front")
+    p.add_argument("--storage", help="URL the sweep writes under (local folder or s3://)")
+    p.add_argument("--name", help="sweep name; outputs go to <storage>/<name>/")
+    _with_config(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep")
+    p.add_argument("sweep", help="<storage>/<sweep name>")
+    _with_config(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page")
+    p.add_argument("sweep", help="<storage>/<sweep name>")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8300)
+    p.add_argument("--refresh", type=float, default=5.0, help="seconds between checks for new results")
+    _with_config(p)
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("model", help="list model size presets with their parameter counts")
+    p.add_argument("--list", action="store_true", help="(default) list the presets")
+    _with_config(p)
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("grafana", help="export the Grafana dashboard JSON or push it to a Grafana server")
+    p.add_argument("action", choices=["export", "push"])
+    p.add_argument("--out", default="infra/grafana/dashboards/avdis-pareto.json", help="export: where to write")
+    p.add_argument("--url", help="push: Grafana base URL")
+    p.add_argument("--folder-uid", help="push: Grafana folder UID")
+    p.add_argument("--overwrite", action="store_true", help="push: replace a dashboard with the same UID")
+    p.add_argument("--token-env", default="GRAFANA_TOKEN", help="push: environment variable holding the API token")
+    p.set_defaults(func=cmd_grafana)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AvdisError as exc:
+        print(f"avdis {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"avdis {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

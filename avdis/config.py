@@ -1,0 +1,425 @@
+"""Typed configuration: one YAML file plus dotted overrides, validated at the edge.
+
+Every job reads a `Config`. A bad file, key or value raises `ConfigError`, whose
+message names the key path and the allowed values or keys; the CLI turns it into
+exit code 2 before any work starts. Code past the edge trusts these objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from avdis.errors import UsageError
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised", "calm",
+)
+"""Canonical emotion names; corpora map their codes onto these words."""
+
+METHODS: tuple[str, ...] = (
+    "single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace",
+)
+
+# What `method.weight` means for each method, and its allowed range (low, high, integer).
+WEIGHT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "adversarial": (0.0, 10.0, False),  # gradient-reversal strength
+    "confusion": (0.0, 10.0, False),  # weight of the cross-entropy to uniform
+    "orthogonal": (0.0, 100.0, False),  # weight of the cross-covariance penalty
+    "nullspace": (1, 64, True),  # INLP iterations
+}
+
+
+class ConfigError(UsageError):
+    """A config that cannot be used; the message says where and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Config(_Section):
+    """S3 options for every s3:// URL; credentials only ever come from the environment."""
+
+    endpoint_url: str | None = None  # None: AWS_ENDPOINT_URL or AWS's own endpoint
+    region: str | None = None  # None: AWS_DEFAULT_REGION / AWS_REGION
+
+
+class SynthConfig(_Section):
+    speakers: int = Field(12, ge=2, le=500)
+    emotions: int = Field(4, ge=2, le=len(EMOTIONS))
+    clips_per_speaker: int = Field(24, ge=3, le=10_000)
+    entanglement: float = Field(0.8, ge=0.0, le=1.0)
+    identity_cues: bool = True
+    duration_s: float = Field(1.0, gt=0.2, le=10.0)
+    seed: int = 0
+
+
+class FeatureConfig(_Section):
+    sample_rate: int = Field(16000, ge=8000, le=48000)
+    n_mels: int = Field(40, ge=8, le=256)
+    hop_ms: float = Field(10.0, gt=0, le=50)
+    window_s: float = Field(1.0, gt=0.1, le=30.0)
+    fps: float = Field(8.0, gt=0, le=60)
+    face_size: int = Field(48, ge=16, le=256)
+
+    @property
+    def audio_frames(self) -> int:
+        return int(round(self.window_s * 1000.0 / self.hop_ms))
+
+    @property
+    def video_frames(self) -> int:
+        return max(1, int(round(self.window_s * self.fps)))
+
+
+class SplitConfig(_Section):
+    """Which split the model trains on; both schemes are stored in every manifest."""
+
+    scheme: Literal["within_speaker", "speaker_disjoint"] = "within_speaker"
+    fold: int = Field(0, ge=0)
+    folds: int = Field(4, ge=3, le=50)
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.25, gt=0.0, lt=0.5)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.fold >= self.folds:
+            raise ValueError(f"fold={self.fold} must be < folds={self.folds}")
+        return self
+
+
+class LoaderConfig(_Section):
+    shuffle_buffer: int = Field(256, ge=1)
+    workers: int = Field(0, ge=0, le=64)  # DataLoader worker processes per Ray worker
+    max_skip_rate: float = Field(0.01, ge=0.0, le=1.0)
+
+
+class DataConfig(_Section):
+    corpus: Literal["synthetic", "ravdess", "cremad"] = "synthetic"
+    src: str = "runs/corpus/synthetic"  # raw corpus folder (generated on first use if synthetic)
+    shards: str = "runs/shards/synthetic"  # fsspec URL: local folder or s3://bucket/prefix
+    shard_size: int = Field(64, ge=1, le=100_000)
+    synth: SynthConfig = SynthConfig()
+    features: FeatureConfig = FeatureConfig()
+    split: SplitConfig = SplitConfig()
+    loader: LoaderConfig = LoaderConfig()
+
+
+PRESETS = ("tiny", "base", "large")
+
+
+class ModelConfig(_Section):
+    preset: Literal["tiny", "base", "large"] = "tiny"
+    modality: Literal["audio", "visual", "av"] = "av"
+    emb_dim: int = Field(64, ge=2, le=2048)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class AdversaryConfig(_Section):
+    """The speaker classifier on z_emo used by `adversarial` and `confusion`."""
+
+    steps: int = Field(1, ge=1, le=50)  # adversary steps per encoder step
+    lr: float = Field(3e-3, gt=0)
+    hidden: int = Field(64, ge=1)
+    warmup_epochs: int = Field(0, ge=0)  # linear ramp of the method weight
+
+
+class MethodConfig(_Section):
+    name: Literal[
+        "single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace"
+    ] = "multitask"
+    weight: float | None = None  # meaning per method: see WEIGHT_RANGES; None for baselines
+    identity_weight: float = Field(1.0, ge=0.0, le=100.0)  # speaker-loss weight
+    adversary: AdversaryConfig = AdversaryConfig()
+
+    @model_validator(mode="after")
+    def _check_weight(self) -> Self:
+        rng = WEIGHT_RANGES.get(self.name)
+        if rng is None:
+            if self.weight not in (None, 0, 0.0):
+                raise ValueError(
+                    f"method {self.name!r} takes no weight (got {self.weight}); "
+                    f"drop method.weight or pick one of {sorted(WEIGHT_RANGES)}"
+                )
+            return self
+        low, high, integer = rng
+        if self.weight is None:
+            raise ValueError(f"method {self.name!r} needs method.weight in [{low}, {high}]")
+        if integer and self.weight != int(self.weight):
+            raise ValueError(f"method {self.name!r}: weight is a count of iterations, got {self.weight}")
+        if not (low < self.weight <= high if not integer else low <= self.weight <= high):
+            raise ValueError(
+                f"method {self.name!r}: weight {self.weight} outside its range "
+                f"{'[' if integer else '('}{low}, {high}]"
+            )
+        return self
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(4, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1)  # per worker
+    lr: float = Field(3e-3, gt=0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float = Field(1.0, ge=0.0)  # 0 disables clipping
+    grad_accum: int = Field(1, ge=1, le=1024)
+    seed: int = 0
+    probe_every: int = Field(1, ge=0)  # leakage probe every N epochs (0: only at the end)
+    # engine
+    strategy: Literal["single", "ddp", "deepspeed"] = "single"
+    zero_stage: int = Field(0, ge=0, le=3)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    # scaling
+    workers: int = Field(1, ge=1, le=4096)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    max_failures: int = Field(0, ge=-1)
+    # outputs
+    storage: str = "runs/train"  # fsspec URL
+    name: str | None = None  # run name; None: derived from method and seed
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.strategy != "deepspeed" and self.zero_stage:
+            raise ValueError(
+                f"zero_stage={self.zero_stage} shards state only under strategy=deepspeed "
+                f"(got strategy={self.strategy}); set train.strategy=deepspeed or train.zero_stage=0"
+            )
+        if self.offload_params and not (self.strategy == "deepspeed" and self.zero_stage == 3):
+            raise ValueError("offload_params needs strategy=deepspeed with zero_stage=3")
+        if self.offload_optimizer and not (self.strategy == "deepspeed" and self.zero_stage >= 1):
+            raise ValueError("offload_optimizer needs strategy=deepspeed with zero_stage >= 1")
+        if self.strategy == "single" and self.workers != 1:
+            raise ValueError(
+                f"strategy=single runs one process (got workers={self.workers}); "
+                "use train.strategy=ddp or deepspeed for several workers"
+            )
+        return self
+
+
+class ProbeConfig(_Section):
+    """The fresh post-hoc speaker probe on frozen z_emo that judges every method."""
+
+    hidden: int = Field(128, ge=1)
+    epochs: int = Field(300, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+
+
+class Range(_Section):
+    low: float
+    high: float
+    log: bool = False
+    int: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.low < self.high:
+            raise ValueError(f"empty range: low={self.low} must be < high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log range needs low > 0 (got {self.low})")
+        return self
+
+
+class SearchSpace(_Section):
+    """Sampled per trial. `params` keys are dotted config paths (e.g. train.lr)."""
+
+    methods: list[str] = Field(default_factory=lambda: list(METHODS), min_length=1)
+    weights: dict[str, Range] = Field(default_factory=dict)  # per method, conditional on it
+    params: dict[str, Range | list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for m in self.methods:
+            if m not in METHODS:
+                raise ValueError(f"unknown method {m!r} in sweep.space.methods; allowed: {list(METHODS)}")
+        for m, r in self.weights.items():
+            if m not in WEIGHT_RANGES:
+                raise ValueError(f"sweep.space.weights.{m}: method takes no weight; weighted methods: {sorted(WEIGHT_RANGES)}")
+            low, high, integer = WEIGHT_RANGES[m]
+            if r.low < low or r.high > high:
+                raise ValueError(f"sweep.space.weights.{m}: [{r.low}, {r.high}] leaves the method's range [{low}, {high}]")
+        for m in self.methods:
+            if m in WEIGHT_RANGES and m not in self.weights:
+                raise ValueError(f"sweep.space.weights.{m} is missing: method {m!r} needs a weight range")
+        for key, choice in self.params.items():
+            if key.split(".")[0] not in ("data", "model", "train", "method", "probe"):
+                raise ValueError(f"sweep.space.params: {key!r} is not a dotted config path")
+            if isinstance(choice, list) and not choice:
+                raise ValueError(f"sweep.space.params.{key}: empty list of choices")
+        return self
+
+
+class SchedulerConfig(_Section):
+    """Multi-objective asynchronous successive halving (MO-ASHA)."""
+
+    type: Literal["mo_asha", "none"] = "mo_asha"
+    eta: int = Field(3, ge=2)
+    grace_epochs: int = Field(1, ge=1)
+
+
+class SweepConfig(_Section):
+    name: str = "local"
+    storage: str = "runs/sweeps"  # fsspec URL; the sweep writes under <storage>/<name>/
+    search: Literal["tpe", "nsga2", "random"] = "tpe"
+    metrics: list[str] = Field(default_factory=lambda: ["emotion_acc", "leakage"])
+    modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["max", "min"])
+    num_samples: int = Field(12, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    trial_cpus: float = Field(0.1, gt=0)  # the trial driver; its TorchTrainer workers add their own
+    scheduler: SchedulerConfig = SchedulerConfig()
+    space: SearchSpace = SearchSpace(
+        weights={
+            "adversarial": Range(low=0.05, high=3.0, log=True),
+            "confusion": Range(low=0.05, high=3.0, log=True),
+            "orthogonal": Range(low=0.1, high=30.0, log=True),
+            "nullspace": Range(low=1, high=16, int=True),
+        }
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if len(self.metrics) != len(self.modes):
+            raise ValueError(
+                f"sweep.metrics has {len(self.metrics)} names but sweep.modes has {len(self.modes)}; "
+                "give one mode (max or min) per metric"
+            )
+        return self
+
+
+class RayConfig(_Section):
+    address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started here
+    include_dashboard: bool = True  # keep on: stopped nested trials leak placement groups without it
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    method: MethodConfig = MethodConfig()
+    train: TrainConfig = TrainConfig()
+    probe: ProbeConfig = ProbeConfig()
+    sweep: SweepConfig = SweepConfig()
+    ray: RayConfig = RayConfig()
+    s3: S3Config = S3Config()
+
+    def digest(self) -> str:
+        """Short stable hash of the whole config, for run names and checks."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
+    node = tree
+    parts = path.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {path}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["train.epochs=3", "method.name=adversarial"]` -> nested dict (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. train.epochs=3")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        _set_dotted(tree, key, value)
+    return tree
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: sections merge, values in `extra` win."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _field_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at `loc` (to list its allowed keys)."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        ann = fields[part].annotation
+        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if current is None:
+            return None
+    return current if isinstance(current, type) else None
+
+
+def describe(error: ValidationError, model: type[BaseModel] | None = None, source: str = "config") -> str:
+    """One line per problem: `source: key.path: what is wrong (allowed ...)`."""
+    model = model or Config
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc if not str(p).startswith("function-after")) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            owner = _field_model(model, loc[:-1])
+            allowed = sorted(owner.model_fields) if owner else []
+            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{source}: {path}: {msg}")
+    return "\n".join(lines)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults), apply dotted overrides, validate."""
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found; pass --config with an existing YAML file")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections (data, model, ...)")
+    if overrides:
+        raw = merge(raw, parse_overrides(overrides))
+        source += " + overrides"
+    return validate(raw, source)
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, Config, source)) from None
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of `cfg` with flat dotted overrides applied and validated again."""
+    tree: dict[str, Any] = {}
+    for key, value in overrides.items():
+        _set_dotted(tree, key, value)
+    return validate(merge(cfg.model_dump(mode="json"), tree), "config + trial parameters")

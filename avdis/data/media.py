@@ -1,0 +1,234 @@
+"""Media in and out: decode a clip's audio and video, turn them into model features.
+
+Features per clip (one fixed-length window, centred in the clip):
+- audio: log-mel frames `[audio_frames, n_mels]` (float16) from 16 kHz mono audio,
+  mel filterbank from librosa;
+- video: face crops `[video_frames, face_size, face_size, 3]` (uint8 RGB) at a fixed
+  frame rate; the face box comes from OpenCV's Haar cascade, with a centre-crop
+  fallback recorded per clip (`face_detected`, the share of probed frames with a face);
+- `audio_len` / `video_len`: how many leading frames are real; the rest is zero padding
+  (the stream turns these into padding masks).
+Anything that cannot be decoded raises `MediaError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import fractions
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import cv2
+import librosa
+import numpy as np
+
+from avdis.config import FeatureConfig
+from avdis.errors import AvdisError
+
+
+class MediaError(AvdisError):
+    """A clip that cannot be used; `str()` names the file and why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    audio: np.ndarray  # float16 [audio_frames, n_mels]
+    audio_len: int
+    video: np.ndarray  # uint8 [video_frames, size, size, 3]
+    video_len: int
+    face_detected: float
+    duration_s: float
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(path, f"cannot open media ({exc.__class__.__name__}: {exc})") from None
+
+
+def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at `sample_rate`."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(audio=0):
+                chunks.extend(r.to_ndarray()[0] for r in resampler.resample(frame))
+            chunks.extend(r.to_ndarray()[0] for r in resampler.resample(None))
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"corrupt audio stream ({exc})") from None
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise MediaError(path, "audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def decode_video(path: str | Path, fps: float) -> np.ndarray:
+    """RGB frames `[n, H, W, 3]` resampled to `fps` by timestamp (nearest earlier frame)."""
+    frames: dict[int, np.ndarray] = {}
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        stream = container.streams.video[0]
+        try:
+            last = None
+            for i, frame in enumerate(container.decode(video=0)):
+                t = frame.time if frame.time is not None else i / float(stream.average_rate or 25)
+                img = frame.to_ndarray(format="rgb24")
+                slot = int(np.floor(t * fps + 1e-6))
+                if last is not None:  # repeat the held frame over skipped slots (low source fps)
+                    for s in range(last[0] + 1, slot):
+                        frames.setdefault(s, last[1])
+                frames.setdefault(slot, img)
+                last = (slot, img)
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"corrupt video stream ({exc})") from None
+    if not frames:
+        raise MediaError(path, "video stream holds no frames")
+    first = min(frames)
+    return np.stack([frames[s] for s in range(first, max(frames) + 1) if s in frames])
+
+
+# ------------------------------------------------------------------ features
+
+
+@lru_cache(maxsize=1)
+def _cascade() -> cv2.CascadeClassifier:
+    xml = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(str(xml))
+    if cascade.empty():
+        raise RuntimeError(f"{xml}: Haar cascade missing; opencv-python-headless<5 ships it")
+    return cascade
+
+
+def face_box(frames: np.ndarray, probes: int = 3) -> tuple[tuple[int, int, int], float]:
+    """(x, y, side) of a square face box and the share of probed frames where a face was found."""
+    n, h, w = frames.shape[:3]
+    found = []
+    for idx in np.unique(np.linspace(0, n - 1, num=min(probes, n)).astype(int)):
+        gray = cv2.cvtColor(frames[idx], cv2.COLOR_RGB2GRAY)
+        min_side = max(24, min(h, w) // 8)
+        boxes = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        if len(boxes):
+            found.append(max(boxes, key=lambda b: b[2] * b[3]))
+    rate = len(found) / min(probes, n)
+    if not found:
+        side = int(min(h, w) * 0.9)
+        return ((w - side) // 2, (h - side) // 2, side), rate
+    x, y, bw, bh = np.median(np.array(found), axis=0)
+    side = int(min(max(bw, bh) * 1.3, min(h, w)))
+    cx, cy = x + bw / 2, y + bh / 2
+    x0 = int(np.clip(cx - side / 2, 0, w - side))
+    y0 = int(np.clip(cy - side / 2, 0, h - side))
+    return (x0, y0, side), rate
+
+
+def crop_faces(frames: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    (x, y, side), rate = face_box(frames)
+    crops = [cv2.resize(f[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA) for f in frames]
+    return np.stack(crops).astype(np.uint8), rate
+
+
+def log_mel(audio: np.ndarray, feat: FeatureConfig) -> np.ndarray:
+    """Log-mel frames `[T, n_mels]` (25 ms windows, `hop_ms` hop)."""
+    hop = int(round(feat.sample_rate * feat.hop_ms / 1000.0))
+    win = int(round(feat.sample_rate * 0.025))
+    mel = librosa.feature.melspectrogram(
+        y=audio, sr=feat.sample_rate, n_fft=1 << (win - 1).bit_length(), hop_length=hop,
+        win_length=win, n_mels=feat.n_mels, fmin=20.0, fmax=feat.sample_rate / 2, power=2.0,
+        center=True,
+    )
+    return np.log(mel + 1e-6).T.astype(np.float32)
+
+
+def _fit(x: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """Zero-pad or cut `x` along axis 0 to `length`; return it and the real length."""
+    n = min(len(x), length)
+    out = np.zeros((length, *x.shape[1:]), dtype=x.dtype)
+    out[:n] = x[:n]
+    return out, n
+
+
+def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig) -> ClipFeatures:
+    """Decode one clip (audio and video may live in separate files) into its features."""
+    audio = decode_audio(audio_path, feat.sample_rate)
+    frames = decode_video(video_path, feat.fps)
+    duration = min(len(audio) / feat.sample_rate, len(frames) / feat.fps)
+    start = max(0.0, (duration - feat.window_s) / 2)  # centre window, both modalities alike
+    a0 = int(start * feat.sample_rate)
+    a1 = a0 + int(feat.window_s * feat.sample_rate)
+    mel, audio_len = _fit(log_mel(audio[a0:a1], feat), feat.audio_frames)
+    v0 = int(round(start * feat.fps))
+    window = frames[v0 : v0 + feat.video_frames]
+    crops, rate = crop_faces(window, feat.face_size)
+    video, video_len = _fit(crops, feat.video_frames)
+    return ClipFeatures(mel.astype(np.float16), audio_len, video, video_len, rate, duration)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def write_clip(
+    path: str | Path,
+    frames: np.ndarray | None,
+    fps: float,
+    audio: np.ndarray | None,
+    sample_rate: int,
+) -> None:
+    """Write RGB frames and/or mono float audio into one container, chosen by suffix.
+
+    `.mp4` (H.264 + AAC), `.flv` (FLV1 + AAC, as CREMA-D's VideoFlash), `.wav` (PCM).
+    Used by the generated corpus and by tests that build corpus trees.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codecs = {".mp4": ("libx264", "aac"), ".flv": ("flv", "aac"), ".wav": (None, "pcm_s16le")}
+    vcodec, acodec = codecs[path.suffix.lower()]
+    with av.open(str(path), "w") as out:
+        vstream = astream = None
+        if frames is not None:
+            if vcodec is None:
+                raise ValueError(f"{path}: {path.suffix} holds no video")
+            vstream = out.add_stream(vcodec, rate=fractions.Fraction(fps).limit_denominator(1000))
+            vstream.height, vstream.width = frames.shape[1:3]
+            vstream.pix_fmt = "yuv420p"
+            if vcodec == "libx264":
+                vstream.options = {"crf": "20", "preset": "veryfast"}
+            else:
+                vstream.bit_rate = 800_000
+        if audio is not None:
+            astream = out.add_stream(acodec, rate=sample_rate)
+            astream.layout = "mono"
+        if vstream is not None:
+            for frame in frames:
+                for packet in vstream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                    out.mux(packet)
+            for packet in vstream.encode():
+                out.mux(packet)
+        if astream is not None:
+            if acodec == "pcm_s16le":
+                samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None]
+                fmt = "s16"
+            else:
+                samples, fmt = audio.astype(np.float32)[None], "fltp"
+            step = 1024
+            for i in range(0, samples.shape[1], step):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i : i + step]), format=fmt, layout="mono")
+                frame.sample_rate = sample_rate
+                frame.pts = i
+                frame.time_base = fractions.Fraction(1, sample_rate)
+                for packet in astream.encode(frame):
+                    out.mux(packet)
+            for packet in astream.encode():
+                out.mux(packet)

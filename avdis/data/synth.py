@@ -1,0 +1,203 @@
+"""A generated audio-visual corpus that poses the real problem: emotion entangled with identity.
+
+Layout written under `out/`:
+    spk03/spk03_happy_007.mp4      H.264 video (64x64 cartoon face, 16 fps) + AAC audio (16 kHz)
+    ground_truth.csv               file, clip_id, speaker, emotion, intensity (one row per clip)
+    speakers.json                  each speaker's voice and face parameters
+    corpus.json                    the generation settings
+
+What makes it a fair benchmark:
+- Identity cues: voice pitch and formants (timbre), loudness, speaking rate; face
+  colour, shape, hair colour, eye spacing.
+- Emotion cues: pitch level and contour, vibrato, energy, syllable rate, spectral tilt;
+  mouth curvature and opening, brow angle and height, eye opening.
+- Several emotion cues are *relative to the speaker's baseline* (pitch = speaker f0 x
+  emotion ratio, loudness and mouth curve = speaker offset + emotion delta), as in real
+  speech: knowing who speaks helps to read the emotion, so multitask training has a point
+  and pulls identity into the emotion embedding. Other cues (contour, rate, brows) are
+  absolute, so emotion stays learnable without identity.
+- Per-clip intensity, jitter and noise keep the cues learnable but not trivial.
+- `entanglement` sets P(emotion | speaker) = (1-x)/E + x * [emotion == speaker's favourite].
+  Counts per speaker follow these probabilities exactly (largest remainder), not by chance.
+- `identity_cues=False` gives every speaker the same voice and face: the control where no
+  embedding can carry identity beyond what the emotion label itself reveals.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avdis.config import EMOTIONS, SynthConfig
+from avdis.data.media import write_clip
+
+SAMPLE_RATE = 16000
+VIDEO_FPS = 16
+SIZE = 64
+
+# Emotion prototypes: (pitch ratio, contour octaves, vibrato, energy dB, syllables/s, tilt,
+#                      mouth curve, mouth open, brow tilt, brow raise, eye open)
+_PROTO = {
+    "neutral":   (1.00, 0.00, 0.00, 0.0, 4.0, 0.0, 0.0, 0.25, 0.0, 0.0, 1.0),
+    "happy":     (1.22, 0.25, 0.00, 4.0, 5.0, 0.3, 1.0, 0.45, 0.1, 0.2, 0.85),
+    "sad":       (0.84, -0.20, 0.00, -6.0, 3.0, -0.5, -0.8, 0.15, 0.8, 0.1, 0.75),
+    "angry":     (1.12, -0.10, 0.00, 8.0, 5.5, 0.8, -0.4, 0.55, -1.0, -0.3, 0.8),
+    "fearful":   (1.35, 0.10, 0.06, 2.0, 6.0, 0.2, -0.2, 0.50, 0.6, 0.6, 1.25),
+    "disgust":   (0.92, -0.05, 0.00, -2.0, 3.5, -0.2, -0.6, 0.20, -0.5, -0.2, 0.65),
+    "surprised": (1.45, 0.35, 0.00, 5.0, 4.5, 0.4, 0.1, 0.85, 0.2, 1.0, 1.4),
+    "calm":      (0.95, -0.05, 0.00, -4.0, 3.0, -0.3, 0.3, 0.20, 0.0, 0.0, 0.9),
+}
+
+
+@dataclass(frozen=True)
+class Speaker:
+    f0: float  # Hz
+    formants: tuple[float, float]  # Hz
+    loudness_db: float
+    rate: float  # speaking-rate factor
+    skin: tuple[int, int, int]
+    hair: tuple[int, int, int]
+    aspect: float  # face width / height
+    eye_spacing: float
+    mouth_offset: float  # baseline mouth curve, same scale as the emotion deltas
+
+
+def _speaker(rng: np.random.Generator, identity_cues: bool) -> Speaker:
+    if not identity_cues:
+        return Speaker(150.0, (700.0, 1700.0), 0.0, 1.0, (200, 160, 130), (70, 50, 40), 0.82, 9.0, 0.0)
+    return Speaker(
+        f0=float(np.exp(rng.uniform(np.log(95), np.log(240)))),
+        formants=(float(rng.uniform(450, 950)), float(rng.uniform(1200, 2500))),
+        loudness_db=float(rng.uniform(-4, 4)),
+        rate=float(rng.uniform(0.85, 1.15)),
+        skin=tuple(int(v) for v in rng.uniform([120, 70, 50], [255, 220, 200])),
+        hair=tuple(int(v) for v in rng.uniform(0, 255, size=3)),
+        aspect=float(rng.uniform(0.68, 0.95)),
+        eye_spacing=float(rng.uniform(7.0, 11.0)),
+        mouth_offset=float(rng.uniform(-0.6, 0.6)),
+    )
+
+
+def _counts(n: int, probs: np.ndarray) -> np.ndarray:
+    """Largest-remainder integer counts summing to n."""
+    raw = probs * n
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    return counts
+
+
+def _audio(
+    rng: np.random.Generator, spk: Speaker, proto: tuple, intensity: float, duration: float
+) -> tuple[np.ndarray, np.ndarray]:
+    ratio, contour, vibrato, energy, rate, tilt = proto[:6]
+    n = int(duration * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    f0 = spk.f0 * ratio**intensity * rng.uniform(0.95, 1.05)
+    f0_t = f0 * 2.0 ** (contour * intensity * (t / duration - 0.5)) * (1 + vibrato * intensity * np.sin(2 * np.pi * 5.5 * t))
+    phase = 2 * np.pi * np.cumsum(f0_t) / SAMPLE_RATE
+    wave = np.zeros(n)
+    f1, f2 = spk.formants
+    for k in range(1, int(4000 // f0) + 1):
+        fk = k * f0
+        env = np.exp(-(((fk - f1) / 180) ** 2)) + 0.7 * np.exp(-(((fk - f2) / 260) ** 2)) + 0.05
+        wave += env * (fk / 1000.0) ** (tilt * intensity - 0.6) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+    # syllables: raised-cosine bursts at the emotion's rate (speaker's tempo, jittered)
+    gate = np.zeros(n)
+    pos = rng.uniform(0.0, 0.08)
+    syl_rate = rate * spk.rate * rng.uniform(0.9, 1.1)
+    while pos < duration:
+        length = rng.uniform(0.5, 0.8) / syl_rate
+        i0, i1 = int(pos * SAMPLE_RATE), min(n, int((pos + length) * SAMPLE_RATE))
+        if i1 > i0:
+            gate[i0:i1] = np.maximum(gate[i0:i1], rng.uniform(0.6, 1.0) * np.sin(np.linspace(0, np.pi, i1 - i0)))
+        pos += 1.0 / syl_rate
+    gain_db = spk.loudness_db + energy * intensity + rng.normal(0, 1.5)
+    wave = wave / (np.abs(wave).max() + 1e-9) * gate * 0.25 * 10 ** (gain_db / 20)
+    noise = rng.normal(0, 1, n) * 0.25 * 10 ** (rng.uniform(-32, -22) / 20)
+    return np.clip(wave + noise, -1, 1).astype(np.float32), gate
+
+
+def _frames(rng: np.random.Generator, spk: Speaker, proto: tuple, intensity: float, gate: np.ndarray, duration: float) -> np.ndarray:
+    curve, mouth_open, brow_tilt, brow_raise, eye_open = proto[6:]
+    nframes = int(round(duration * VIDEO_FPS))
+    bg = rng.uniform(40, 200, size=3)
+    cx0, cy0 = SIZE / 2 + rng.uniform(-4, 4), SIZE / 2 + 2 + rng.uniform(-4, 4)
+    scale = rng.uniform(0.92, 1.08)
+    light = rng.uniform(0.85, 1.15)
+    mouth_curve = spk.mouth_offset + curve * intensity + rng.normal(0, 0.15)
+    frames = np.empty((nframes, SIZE, SIZE, 3), np.uint8)
+    for i in range(nframes):
+        img = np.empty((SIZE, SIZE, 3), np.float32)
+        img[:] = bg
+        cx, cy = cx0 + rng.normal(0, 0.6), cy0 + rng.normal(0, 0.6)
+        fh, fw = 22 * scale, 22 * scale * spk.aspect
+        cv2.ellipse(img, (int(cx), int(cy - fh * 0.55)), (int(fw * 1.05), int(fh * 0.6)), 0, 180, 360, spk.hair, -1)
+        cv2.ellipse(img, (int(cx), int(cy)), (int(fw), int(fh)), 0, 0, 360, spk.skin, -1)
+        ey = cy - 5 * scale
+        es = spk.eye_spacing * scale
+        eh = max(1, int(2.2 * scale * (1 + (eye_open - 1) * intensity)))
+        for side in (-1, 1):
+            cv2.ellipse(img, (int(cx + side * es), int(ey)), (3, eh), 0, 0, 360, (250, 250, 250), -1)
+            cv2.circle(img, (int(cx + side * es), int(ey)), 1, (20, 20, 20), -1)
+            by = ey - 5 - 3 * brow_raise * intensity
+            tilt = 3 * brow_tilt * intensity
+            inner = (int(cx + side * (es - 4)), int(by - tilt))
+            outer = (int(cx + side * (es + 4)), int(by + tilt))
+            cv2.line(img, inner, outer, (40, 30, 30), 1)
+        # mouth: a curve whose bend is the (speaker-relative) curvature, opening with the voice
+        g = gate[min(len(gate) - 1, int(i / VIDEO_FPS * SAMPLE_RATE))]
+        opening = 1 + 5 * mouth_open * intensity * g
+        mw, my = 7 * scale, cy + 10 * scale
+        xs = np.linspace(-mw, mw, 9)
+        upper = my - mouth_curve * 3 * (1 - (xs / mw) ** 2)
+        lower = upper + opening * (1 - (xs / mw) ** 2)
+        poly = np.stack([np.r_[cx + xs, cx + xs[::-1]], np.r_[upper, lower[::-1]]], axis=1)
+        cv2.fillPoly(img, [poly.astype(np.int32)], (90, 20, 30))
+        img = img * light + rng.normal(0, 6, img.shape)
+        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def generate(cfg: SynthConfig, out: str | Path) -> Path:
+    """Write the corpus under `out` (idempotent: same settings, same files)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    emotions = list(EMOTIONS[: cfg.emotions])
+    rng = np.random.default_rng(cfg.seed)
+    speakers = {f"spk{s:02d}": _speaker(rng, cfg.identity_cues) for s in range(cfg.speakers)}
+    rows = []
+    for s, (name, spk) in enumerate(speakers.items()):
+        favourite = s % cfg.emotions
+        probs = np.full(cfg.emotions, (1 - cfg.entanglement) / cfg.emotions)
+        probs[favourite] += cfg.entanglement
+        labels = np.repeat(np.arange(cfg.emotions), _counts(cfg.clips_per_speaker, probs))
+        rng.shuffle(labels)
+        for j, e in enumerate(labels):
+            clip_rng = np.random.default_rng([cfg.seed, s, j])
+            emotion = emotions[e]
+            intensity = float(clip_rng.uniform(0.5, 1.0))
+            audio, gate = _audio(clip_rng, spk, _PROTO[emotion], intensity, cfg.duration_s)
+            frames = _frames(clip_rng, spk, _PROTO[emotion], intensity, gate, cfg.duration_s)
+            rel = f"{name}/{name}_{emotion}_{j:03d}.mp4"
+            write_clip(out / rel, frames, VIDEO_FPS, audio, SAMPLE_RATE)
+            rows.append({"file": rel, "clip_id": f"synthetic-{name}-{j:03d}", "speaker": name,
+                         "emotion": emotion, "intensity": round(intensity, 4)})
+    with open(out / "ground_truth.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "speakers.json").write_text(json.dumps({k: asdict(v) for k, v in speakers.items()}, indent=1))
+    (out / "corpus.json").write_text(json.dumps(cfg.model_dump(), indent=1))
+    return out
+
+
+def is_generated(cfg: SynthConfig, out: str | Path) -> bool:
+    """True when `out` holds a finished corpus made with exactly these settings."""
+    meta = Path(out) / "corpus.json"
+    return meta.is_file() and (Path(out) / "ground_truth.csv").is_file() and json.loads(meta.read_text()) == cfg.model_dump()

@@ -1,0 +1,123 @@
+"""Object storage behind one interface: a local folder or s3:// through fsspec/s3fs.
+
+Every URL avdis reads or writes (shards, manifests, checkpoints, sweep outputs) goes
+through here, so S3 options are applied in one place. Credentials are never passed
+in: s3fs reads them from the environment (AWS_ACCESS_KEY_ID, ..., or the node's
+instance role). Writes are atomic: a reader sees the old object or the whole new one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from avdis.config import S3Config
+from avdis.errors import AvdisError
+
+
+class StorageError(AvdisError):
+    """A storage URL that cannot be used; the message names it and what to check."""
+
+
+def is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def _s3_options(s3: S3Config) -> dict[str, Any]:
+    client: dict[str, Any] = {}
+    endpoint = s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        client["endpoint_url"] = endpoint
+    region = s3.region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        client["region_name"] = region
+    # No caching of listings: shards and results appear while others read them.
+    return {"client_kwargs": client, "use_listings_cache": False, "skip_instance_cache": True}
+
+
+def filesystem(url: str, s3: S3Config | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for `url` and the path inside it."""
+    if url.startswith("s3://"):
+        fs = fsspec.filesystem("s3", **_s3_options(s3 or S3Config()))
+        return fs, url.removeprefix("s3://").rstrip("/")
+    if is_remote(url):
+        fs, path = fsspec.core.url_to_fs(url)
+        return fs, path
+    return LocalFileSystem(), os.path.abspath(url.removeprefix("file://"))
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([url.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def exists(url: str, s3: S3Config | None = None) -> bool:
+    fs, path = filesystem(url, s3)
+    try:
+        return fs.exists(path)
+    except Exception as exc:  # unreachable endpoint, bad credentials, missing bucket
+        raise StorageError(f"{url}: cannot reach storage ({type(exc).__name__}: {exc})") from exc
+
+
+def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
+    fs, path = filesystem(url, s3)
+    try:
+        with fs.open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"{url}: cannot read ({type(exc).__name__}: {exc})") from exc
+
+
+def write_bytes(url: str, data: bytes, s3: S3Config | None = None) -> None:
+    """Atomic write: temp file + rename locally, one PUT (or completed multipart) on S3."""
+    fs, path = filesystem(url, s3)
+    try:
+        if isinstance(fs, LocalFileSystem):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            with fs.open(path, "wb") as fh:
+                fh.write(data)
+    except Exception as exc:
+        raise StorageError(f"{url}: cannot write ({type(exc).__name__}: {exc})") from exc
+
+
+def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[str]:
+    """Full URLs of the files directly under `url` ending in `suffix` (sorted)."""
+    fs, path = filesystem(url, s3)
+    try:
+        if not fs.exists(path):
+            return []
+        names = fs.ls(path, detail=False)
+    except Exception as exc:
+        raise StorageError(f"{url}: cannot list ({type(exc).__name__}: {exc})") from exc
+    return sorted(join(url, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
+
+
+def check_writable(url: str, s3: S3Config | None = None) -> None:
+    """Fail early, naming the URL, if outputs could not be written there."""
+    probe = join(url, f".avdis-write-check-{uuid.uuid4().hex[:8]}")
+    write_bytes(probe, b"ok", s3)
+    fs, path = filesystem(probe, s3)
+    fs.rm(path)
+
+
+def pyarrow_filesystem(url: str, s3: S3Config | None = None):
+    """(pyarrow filesystem, path) for Ray's `storage_filesystem`, sharing the S3 options."""
+    import pyarrow.fs as pafs
+
+    if not url.startswith("s3://"):
+        path = os.path.abspath(url.removeprefix("file://")) if not is_remote(url) else url
+        return None, path
+    fs, path = filesystem(url, s3)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
