@@ -1,0 +1,113 @@
+"""Shared fixtures: real servers started here and stopped by PID, small generated corpora.
+
+- `s3_server`: moto's standalone S3 server (`moto_server`) on 127.0.0.1, a subprocess;
+  AWS_* variables point every client (s3fs here, Ray workers started later) at it.
+- `tiny_shards`: a small generated corpus preprocessed into local shards, once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a server we started, by its PID (its process group when it has one)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint})
+    try:
+        wait_for_port(port, proc)
+        yield endpoint
+    finally:
+        stop_process(proc)
+        log.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh empty bucket on the moto server; returns its s3:// URL."""
+    import boto3
+
+    name = f"avdis-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A generated corpus: 6 speakers x 12 clips, 4 emotions, strong entanglement."""
+    from avdis.config import SynthConfig
+    from avdis.data import synth
+
+    out = tmp_path_factory.mktemp("corpus")
+    synth.generate(SynthConfig(speakers=6, emotions=4, clips_per_speaker=12, entanglement=0.7, seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_corpus, tmp_path_factory) -> str:
+    """`tiny_corpus` preprocessed into local shards of 16 clips."""
+    from avdis.config import DataConfig, S3Config
+    from avdis.data import shards
+
+    out = str(tmp_path_factory.mktemp("shards"))
+    shards.preprocess(DataConfig(corpus="synthetic", src=str(tiny_corpus), shards=out, shard_size=16), S3Config())
+    return out
