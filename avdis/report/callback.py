@@ -1,0 +1,56 @@
+"""Keep a running sweep's report fresh: a Ray Tune callback that re-renders it.
+
+It only reads `trials.parquet` (the sweep writes it) and rewrites pareto.json/html/png,
+at most every `every_s` seconds on intermediate results and always when a trial ends
+and when the experiment ends. Put it after the callback that writes trials.parquet so
+it renders the newest table. A failed render is logged and counted, never fatal: a
+sweep must not die because its report could not be written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from avdis.config import S3Config
+from avdis.errors import AvdisError
+from avdis.report import plots
+
+log = logging.getLogger(__name__)
+
+
+class ReportCallback(Callback):
+    def __init__(self, sweep_url: str, s3: S3Config | None = None, every_s: float = 30.0) -> None:
+        self.sweep_url, self.s3, self.every_s = sweep_url, s3, every_s
+        self.last_render = float("-inf")
+        self.renders = 0
+        self.failures = 0
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-render unless throttled; True when the report was written."""
+        if not force and time.monotonic() - self.last_render < self.every_s:
+            return False
+        self.last_render = time.monotonic()
+        try:
+            plots.write_report(self.sweep_url, self.s3)
+        except AvdisError as exc:
+            self.failures += 1
+            log.warning("report for %s not refreshed (%d failures so far): %s", self.sweep_url, self.failures, exc)
+            return False
+        self.renders += 1
+        return True
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.refresh()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.refresh(force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.refresh(force=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.refresh(force=True)

@@ -1,0 +1,60 @@
+"""Publish a sweep's results as Ray metrics, which Prometheus scrapes and Grafana shows.
+
+Ray exports a gauge made through `ray.util.metrics` named `avdis_trial_leakage` as
+`ray_avdis_trial_leakage`; `avdis.report.grafana` queries those exported names.
+Gauges are created once per process (Ray refuses a second registration with other
+tags). Trials without a value are skipped, and the count is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+EMOTION_ACC = "avdis_trial_emotion_acc"
+LEAKAGE = "avdis_trial_leakage"
+HYPERVOLUME = "avdis_sweep_hypervolume"
+TRIAL_TAGS = ("sweep", "trial", "method")
+RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
+
+_gauges: dict[str, Any] = {}
+
+
+def _gauge(name: str, description: str, tags: tuple[str, ...]) -> Any:
+    if name not in _gauges:
+        from ray.util.metrics import Gauge
+
+        _gauges[name] = Gauge(name, description=description, tag_keys=tags)
+    return _gauges[name]
+
+
+def _value(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
+    """Set the per-trial and per-sweep gauges; return how many values were skipped as missing."""
+    acc = _gauge(EMOTION_ACC, "final emotion accuracy of a trial (test split)", TRIAL_TAGS)
+    leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
+    hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min)", ("sweep",))
+    skipped = 0
+    for row in trials.itertuples():
+        tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
+        for gauge, value in ((acc, row.emotion_acc), (leak, row.leakage)):
+            v = _value(value)
+            if v is None:
+                skipped += 1
+            else:
+                gauge.set(v, tags=tags)
+    v = _value(summary.get("hypervolume"))
+    if v is None:
+        skipped += 1
+    else:
+        hv.set(v, tags={"sweep": sweep})
+    return skipped

@@ -1,0 +1,377 @@
+"""A sweep's report: the Pareto front of emotion accuracy (max) against leakage (min).
+
+Three files under the sweep URL, rebuilt from `trials.parquet`: `pareto.json`
+(`results.summarize`), `pareto.png` (matplotlib, for papers) and `pareto.html` (one
+self-contained page, plotly's JS inlined, works offline). The page embeds its data as
+JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
+(`data-trial-id`, `data-trace`) so browsers and tests can find each trial.
+
+Rows missing emotion_acc or leakage cannot be placed and are counted in the header;
+running trials (no completion `order` yet) are drawn hollow. An unreadable
+trials.parquet (mid-upload by a foreign writer) renders as "waiting for the first
+result" with the reason shown, since the next rewrite fixes it.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from avdis import storage
+from avdis.config import S3Config
+from avdis.report import results
+from avdis.report.results import ResultsError
+
+log = logging.getLogger(__name__)
+
+WAITING = "waiting for the first result"
+PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at equal accuracy
+PAPER_LABEL = "paper: 13% disentanglement at equal accuracy"
+HTML, PNG = "pareto.html", "pareto.png"
+FRONT_COLUMNS = ["trial_id", "method", "weight", "emotion_acc", "emotion_uar", "leakage", "disentanglement", "epochs"]
+
+# Okabe-Ito colours: distinguishable with colour-vision deficiency and in greyscale print.
+COLORS = {
+    "single_task": "#7F7F7F", "multitask": "#0072B2", "adversarial": "#D55E00",
+    "confusion": "#CC79A7", "orthogonal": "#009E73", "nullspace": "#E69F00",
+}
+OTHER_COLOR = "#444444"
+TARGET_COLOR = "#56B4E9"
+X_LABEL = "identity leakage (normalised probe accuracy, lower is better)"
+Y_LABEL = "emotion accuracy (test)"
+
+
+# ------------------------------------------------------------------ data
+
+
+def load_trials(sweep_url: str, s3: S3Config | None = None) -> tuple[pd.DataFrame, str | None]:
+    """The trials table and, when trials.parquet is unreadable, why (then the table is empty).
+
+    A missing sweep folder still raises ResultsError: that is a wrong path, not a wait.
+    """
+    try:
+        return results.read_trials(sweep_url, s3), None
+    except ResultsError as exc:
+        if not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
+            raise
+        log.warning("%s", exc)
+        return results.empty_trials(), str(exc)
+
+
+def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
+    names = trials["sweep"].dropna()
+    return str(names.iloc[0]) if len(names) else sweep_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
+    """Rows with both objectives, flagged `running` and `on_front`, disentanglement filled in."""
+    df = trials.copy()
+    if len(df):
+        df["disentanglement"] = df["disentanglement"].fillna(results.add_disentanglement(df)["disentanglement"])
+    df = df.dropna(subset=["emotion_acc", "leakage"])
+    df["running"] = df["order"].isna()
+    df["on_front"] = df["trial_id"].astype(str).isin(set(summary.get("front") or []))
+    return df
+
+
+def front_rows(points: pd.DataFrame) -> pd.DataFrame:
+    """Front trials by increasing leakage (the order the step line runs in)."""
+    return points[points["on_front"]].sort_values(["leakage", "emotion_acc"], kind="stable")
+
+
+def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
+    """(leakage, emotion_acc) of the paper's operating point relative to the multitask baseline."""
+    base = summary.get("baseline")
+    if not base or not _finite(base.get("leakage")) or not _finite(base.get("emotion_acc")):
+        return None
+    return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _color(method: str) -> str:
+    return COLORS.get(method, OTHER_COLOR)
+
+
+def _methods(points: pd.DataFrame) -> list[str]:
+    present = set(points["method"].dropna().astype(str))
+    return [m for m in COLORS if m in present] + sorted(present - set(COLORS))
+
+
+def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
+    status = trials["status"].fillna("")
+    return {
+        "trials": len(trials),
+        "completed": int(trials["order"].notna().sum()),
+        "running": int((status == "RUNNING").sum()),
+        "errors": int((status == "ERROR").sum()),
+        "unplaced": len(trials) - len(points),
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become null (browsers' JSON.parse rejects NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# ------------------------------------------------------------------ PNG (matplotlib)
+
+
+def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
+    """The Pareto scatter and the hypervolume history as a 160-dpi PNG."""
+    points = plotted(trials, summary)
+    fig = Figure(figsize=(12, 5.2), dpi=160, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, ax_hv = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    with_fonts = {"fontsize": 12}
+    ax.set_xlabel(X_LABEL, **with_fonts)
+    ax.set_ylabel(Y_LABEL, **with_fonts)
+    ax.set_title(f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage", fontsize=13)
+    ax.set_xlim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    for method in _methods(points):
+        rows, color, label = points[points["method"] == method], _color(method), method
+        for running in (False, True):
+            sub = rows[rows["running"] == running]
+            if len(sub):
+                ax.scatter(sub["leakage"], sub["emotion_acc"], s=42, label=label, facecolors="none" if running else color,
+                           edgecolors=color, linewidths=1.4, zorder=3)
+                label = None
+    front = front_rows(points)
+    if len(front):
+        ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2, label="Pareto front")
+        ax.scatter(front["leakage"], front["emotion_acc"], s=150, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
+    base, target = summary.get("baseline"), target_point(summary)
+    if target is not None:
+        ax.scatter([base["leakage"]], [base["emotion_acc"]], marker="*", s=260, color=_color("multitask"),
+                   edgecolors="black", zorder=5, label="multitask baseline (mean)")
+        ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black", zorder=5, label=PAPER_LABEL)
+        ax.annotate("", xy=target, xytext=(base["leakage"], base["emotion_acc"]),
+                    arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
+        ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
+    if summary.get("n_completed", 0) == 0:
+        ax.text(0.5, 0.5, WAITING, transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=10, frameon=False)
+    running = int(points["running"].sum())
+    if running:
+        ax.text(0.01, 0.99, f"hollow: {running} running", transform=ax.transAxes, ha="left", va="top", fontsize=9)
+
+    history = summary.get("hypervolume_history") or []
+    ax_hv.set_xlabel("completed trials", **with_fonts)
+    ax_hv.set_ylabel("hypervolume", **with_fonts)
+    ax_hv.set_title("hypervolume of the front", fontsize=13)
+    ax_hv.grid(alpha=0.3)
+    if history:
+        ax_hv.step([h["completed"] for h in history], [h["hypervolume"] for h in history], where="post", color="black", marker="o", ms=4)
+    else:
+        ax_hv.text(0.5, 0.5, WAITING, transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ HTML (plotly)
+
+
+def _trace_points(rows: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "x": rows["leakage"].tolist(), "y": rows["emotion_acc"].tolist(),
+        "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), str(r.status or "")] for r in rows.itertuples()],
+        "hovertemplate": "%{customdata[0]}<br>weight %{customdata[1]} (%{customdata[2]})"
+                         "<br>leakage %{x:.3f}<br>emotion_acc %{y:.3f}<extra>%{fullData.name}</extra>",
+    }
+
+
+def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
+    """Scatter of every placed trial (one trace per method), the front as its own trace."""
+    fig = go.Figure()
+    for method in _methods(points):
+        rows = points[points["method"] == method]
+        fig.add_trace(go.Scatter(
+            uid=f"method-{method}", name=method, mode="markers", **_trace_points(rows),
+            marker={"color": _color(method), "size": 10, "line": {"width": 1.5, "color": _color(method)},
+                    "symbol": ["circle-open" if r else "circle" for r in rows["running"]]},
+        ))
+    front = front_rows(points)
+    if len(front):
+        fig.add_trace(go.Scatter(
+            uid="front", name="Pareto front", mode="lines+markers", line={"shape": "hv", "color": "black", "width": 2},
+            marker={"size": 17, "symbol": "circle-open", "color": "black", "line": {"width": 2}}, **_trace_points(front),
+        ))
+    base, target = summary.get("baseline"), target_point(summary)
+    if target is not None:
+        fig.add_trace(go.Scatter(
+            uid="baseline", name="multitask baseline (mean)", mode="markers", x=[base["leakage"]], y=[base["emotion_acc"]],
+            marker={"symbol": "star", "size": 18, "color": _color("multitask"), "line": {"width": 1, "color": "black"}},
+        ))
+        fig.add_trace(go.Scatter(
+            uid="paper-target", name=PAPER_LABEL, mode="markers+text", x=[target[0]], y=[target[1]],
+            text=["paper: -13% leakage"], textposition="top center",
+            marker={"symbol": "diamond", "size": 12, "color": TARGET_COLOR, "line": {"width": 1, "color": "black"}},
+        ))
+        fig.add_annotation(x=target[0], y=target[1], ax=base["leakage"], ay=base["emotion_acc"], xref="x", yref="y",
+                           axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5, text="")
+    fig.update_layout(
+        template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
+        title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow: running)",
+        xaxis={"title": X_LABEL, "range": [-0.02, 1.02]}, yaxis={"title": Y_LABEL},
+        legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"},
+        font={"size": 14},
+    )
+    if summary.get("n_completed", 0) == 0:
+        fig.add_annotation(text=WAITING, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 18})
+    return fig
+
+
+def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
+    history = summary.get("hypervolume_history") or []
+    fig = go.Figure(go.Scatter(
+        uid="hypervolume", name="hypervolume", mode="lines+markers", line={"shape": "hv", "color": "black"},
+        x=[h["completed"] for h in history], y=[h["hypervolume"] for h in history],
+        customdata=[[h["trial_id"]] for h in history], hovertemplate="after %{customdata[0]}: %{y:.4f}<extra></extra>",
+    ))
+    fig.update_layout(template="plotly_white", height=360, title="hypervolume of the front over completed trials",
+                      xaxis={"title": "completed trials"}, yaxis={"title": "hypervolume"}, font={"size": 14},
+                      margin={"l": 70, "r": 20, "t": 50, "b": 60})
+    return fig
+
+
+def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
+        return "—"
+    return pattern.format(value)
+
+
+def front_table(points: pd.DataFrame) -> str:
+    rows = front_rows(points)
+    head = "".join(f"<th>{c}</th>" for c in FRONT_COLUMNS)
+    fmts = {"weight": "{:g}", "epochs": "{:.0f}"}
+    body = "".join(
+        f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
+        + "".join(f"<td>{html.escape(_fmt(r[c], fmts.get(c, '{:.3f}')) if c not in ('trial_id', 'method') else html.escape(str(r[c])))}</td>"
+                  for c in FRONT_COLUMNS)
+        + "</tr>"
+        for _, r in rows.iterrows()
+    )
+    if not body:
+        body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{WAITING}</td></tr>'
+    return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+# Runs after each plot draws: tag plotly's SVG points with the trial they show.
+TAG_JS = """
+function avdisTag(gd) {
+  gd.querySelectorAll('.scatterlayer .trace').forEach(function (g) {
+    var cd = g.__data__, tr = cd && cd[0] && cd[0].trace;
+    if (!tr) return;
+    g.setAttribute('data-trace', tr.uid);
+    g.querySelectorAll('path.point').forEach(function (p, k) {
+      var i = (p.__data__ && p.__data__.i !== undefined) ? p.__data__.i : k;
+      p.setAttribute('data-trace', tr.uid);
+      if (tr.customdata && tr.customdata[i]) p.setAttribute('data-trial-id', tr.customdata[i][0]);
+    });
+  });
+  document.body.setAttribute('data-rendered', String(Number(document.body.getAttribute('data-rendered') || 0) + 1));
+}
+"""
+
+POLL_JS = """
+(function () {
+  var seen = %s;
+  setInterval(function () {
+    fetch('pareto.json', {cache: 'no-store'}).then(function (r) { return r.json(); })
+      .then(function (s) { if (s.updated_at !== seen) location.reload(); }).catch(function () {});
+  }, %d);
+})();
+"""
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.5rem; margin-bottom: 4px; } .meta { color: #555; margin: 2px 0; }
+.waiting { font-size: 1.2rem; color: #b35900; } .note { color: #a00; }
+table { border-collapse: collapse; margin-top: 8px; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; } th { background: #f4f4f4; }
+td:nth-child(-n+2), th:nth-child(-n+2) { text-align: left; }
+"""
+
+
+def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | None = None,
+                refresh_s: float | None = None) -> str:
+    """One self-contained page: header, Pareto scatter, hypervolume, front table.
+
+    `refresh_s` adds polling of `pareto.json` next to the page (the live dashboard);
+    a page opened from a file has none. `note` is shown in the header (e.g. an unreadable table).
+    """
+    points = plotted(trials, summary)
+    counts = _counts(trials, points)
+    config = {"displaylogo": False, "responsive": True}
+    post = "avdisTag(document.getElementById('{plot_id}')); document.getElementById('{plot_id}').on('plotly_afterplot', function () { avdisTag(document.getElementById('{plot_id}')); });"
+    pareto_div = pareto_figure(points, summary).to_html(full_html=False, include_plotlyjs=True, div_id="pareto-plot",
+                                                        config=config, post_script=post)
+    hv_div = hypervolume_figure(summary).to_html(full_html=False, include_plotlyjs=False, div_id="hypervolume-plot",
+                                                  config=config, post_script=post)
+    updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(summary.get("updated_at") or time.time()))
+    sweep = html.escape(str(summary.get("sweep", "")))
+    data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
+        {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
+         "leakage": r.leakage, "running": bool(r.running), "on_front": bool(r.on_front)} for r in points.itertuples()
+    ])}
+    blob = json.dumps(data).replace("</", "<\\/")
+    waiting = f'<p class="waiting">{WAITING}</p>' if counts["completed"] == 0 else ""
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
+    unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>avdis · {sweep} · Pareto front</title>
+<style>{STYLE}</style><script>{TAG_JS}</script></head>
+<body>
+<h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
+<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running · {counts['errors']} errors{unplaced}</p>
+<p class="meta">hypervolume <b id="hypervolume">{summary.get('hypervolume', 0.0):.4f}</b>
+ (reference: emotion_acc = chance {summary.get('reference', {}).get('emotion_acc', 0.0):.3f}, leakage = 1) ·
+ front: {len(summary.get('front') or [])} trials · updated <span id="updated">{updated}</span></p>
+{waiting}{note_html}
+{pareto_div}
+{hv_div}
+<h2>Pareto front</h2>
+{front_table(points)}
+<script id="avdis-data" type="application/json">{blob}</script>
+{poll}
+</body></html>
+"""
+
+
+# ------------------------------------------------------------------ files
+
+
+def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
+    """Rebuild pareto.json, pareto.html and pareto.png under the sweep URL; return their URLs."""
+    trials, note = load_trials(sweep_url, s3)
+    summary = results.summarize(trials, sweep_name(trials, sweep_url))
+    results.write_pareto(sweep_url, summary, s3)
+    urls = {name: storage.join(sweep_url, name) for name in (results.PARETO, HTML, PNG)}
+    storage.write_bytes(urls[HTML], render_html(trials, summary, note=note).encode(), s3)
+    storage.write_bytes(urls[PNG], render_png(trials, summary), s3)
+    return urls

@@ -1,0 +1,209 @@
+"""The Pareto report: pareto.json / pareto.html / pareto.png from a hand-made trials table.
+
+The table's front and hypervolume are worked out by hand below, so a wrong front,
+a wrong reference point or a running trial leaking into the front all fail here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from avdis import storage
+from avdis.report import plots, results
+from avdis.report.callback import ReportCallback
+from avdis.report.results import ResultsError
+
+CHANCE = 0.25
+# trial_id, method, weight, emotion_acc, leakage, order (None: running), seed
+TRIALS = [
+    ("t1", "multitask", None, 0.70, 0.60, 1, 0),
+    ("t2", "multitask", None, 0.66, 0.64, 2, 1),
+    ("t3", "adversarial", 0.5, 0.68, 0.30, 3, 0),
+    ("t4", "orthogonal", 3.0, 0.60, 0.10, 4, 0),
+    ("t5", "confusion", 1.0, 0.72, 0.50, 5, 0),
+    ("t6", "single_task", None, 0.65, 0.70, 6, 0),
+    ("t7", "nullspace", 8.0, 0.50, 0.05, 7, 0),
+    ("t8", "adversarial", 2.0, 0.55, 0.40, 8, 0),
+    ("t9", "confusion", 0.2, 0.80, 0.02, None, 0),  # running: would dominate everything, must stay off the front
+    ("t10", "orthogonal", 9.0, None, None, None, 0),  # failed before any result
+]
+FRONT = {"t3", "t4", "t5", "t7"}
+# Area dominated inside [chance, 1] x [0, 1], by leakage intervals of the front
+# t7 (0.05, 0.50), t4 (0.10, 0.60), t3 (0.30, 0.68), t5 (0.50, 0.72):
+HYPERVOLUME = 0.05 * 0.25 + 0.20 * 0.35 + 0.20 * 0.43 + 0.50 * 0.47  # = 0.4035
+FIRST_HYPERVOLUME = (0.70 - CHANCE) * (1 - 0.60)  # t1 alone
+
+
+def rows(trials=TRIALS, sweep: str = "demo") -> list[dict]:
+    out = []
+    for tid, method, weight, acc, leak, order, seed in trials:
+        status = "ERROR" if acc is None else ("RUNNING" if order is None else "TERMINATED")
+        out.append({
+            "trial_id": tid, "sweep": sweep, "method": method, "weight": weight, "status": status,
+            "emotion_acc": acc, "emotion_uar": None if acc is None else acc - 0.02, "leakage": leak,
+            "emotion_chance": CHANCE, "epochs": 4, "order": order, "seed": seed, "updated_at": time.time(),
+        })
+    return out
+
+
+def png_info(data: bytes) -> tuple[int, int, float]:
+    """(width, height, dpi) read from a PNG's IHDR and pHYs chunks."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    pos = data.find(b"pHYs")
+    dpi = struct.unpack(">I", data[pos + 4:pos + 8])[0] * 0.0254 if pos > 0 else 0.0
+    return width, height, dpi
+
+
+def data_blob(page: str) -> dict:
+    start = page.index('<script id="avdis-data" type="application/json">') + len('<script id="avdis-data" type="application/json">')
+    return json.loads(page[start:page.index("</script>", start)])
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> str:
+    url = str(tmp_path / "sweeps" / "demo")
+    results.write_trials(url, rows())
+    return url
+
+
+def test_front_and_hypervolume_match_hand_computed(sweep: str) -> None:
+    written = plots.write_report(sweep)
+    assert set(written) == {"pareto.json", "pareto.html", "pareto.png"}
+    assert all(Path(u).is_file() for u in written.values())
+    summary = json.loads(Path(written["pareto.json"]).read_text())
+    assert set(summary["front"]) == FRONT
+    assert summary["hypervolume"] == pytest.approx(HYPERVOLUME, abs=1e-12)
+    history = summary["hypervolume_history"]
+    assert [h["trial_id"] for h in history] == [f"t{i}" for i in range(1, 9)]
+    assert history[0]["hypervolume"] == pytest.approx(FIRST_HYPERVOLUME)
+    assert history[-1]["hypervolume"] == pytest.approx(HYPERVOLUME)
+    assert (summary["n_trials"], summary["n_completed"]) == (10, 8)
+    assert summary["baseline"]["emotion_acc"] == pytest.approx(0.68)
+    assert summary["baseline"]["leakage"] == pytest.approx(0.62)
+
+
+def test_png_is_a_paper_figure(sweep: str) -> None:
+    trials = results.read_trials(sweep)
+    png = plots.render_png(trials, results.summarize(trials, "demo"))
+    width, height, dpi = png_info(png)
+    assert width >= 1500 and 600 <= height < width
+    assert dpi >= 150
+    assert len(png) > 50_000  # points, lines, text: not a blank canvas
+
+
+def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
+    from plotly.offline import get_plotlyjs
+
+    plots.write_report(sweep)
+    page = Path(sweep, "pareto.html").read_text()
+    assert not re.search(r"""<(script|link|img)[^>]*(src|href)\s*=\s*["']?(https?:)?//""", page, re.I), "no remote resources"
+    assert get_plotlyjs()[-2000:] in page, "plotly.js must be inlined, not loaded from a CDN"
+    assert "fetch('pareto.json'" not in page, "the file report must not poll"
+
+    blob = data_blob(page)
+    points = {p["trial_id"]: p for p in blob["points"]}
+    assert set(points) == {f"t{i}" for i in range(1, 10)}  # t10 has no metrics: counted, not placed
+    assert {t for t, p in points.items() if p["on_front"]} == FRONT
+    assert [t for t, p in points.items() if p["running"]] == ["t9"]
+    assert blob["counts"] == {"trials": 10, "completed": 8, "running": 1, "errors": 1, "unplaced": 1}
+
+    assert "demo" in page and "0.4035" in page and "waiting for the first result" not in page
+    table = page[page.index('<table id="front-table">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr data-trial-id=") == len(FRONT)
+    t3 = table[table.index('<tr data-trial-id="t3">'):]
+    # disentanglement of t3 = 1 - 0.30 / leakage(multitask, seed 0) = 1 - 0.30 / 0.60
+    assert "<td>0.500</td>" in t3[:t3.index("</tr>")]
+
+
+@pytest.mark.parametrize("case", ["no file", "no rows", "half-written", "only running"])
+def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
+    url = str(tmp_path / "demo")
+    Path(url).mkdir()
+    if case == "no rows":
+        results.write_trials(url, [])
+    elif case == "half-written":
+        results.write_trials(url, rows())
+        data = Path(url, "trials.parquet").read_bytes()
+        Path(url, "trials.parquet").write_bytes(data[: len(data) // 2])
+    elif case == "only running":
+        results.write_trials(url, rows([t for t in TRIALS if t[5] is None]))
+    written = plots.write_report(url)
+    page = Path(written["pareto.html"]).read_text()
+    assert "waiting for the first result" in page
+    if case == "half-written":
+        assert "not a readable trials table" in page  # the reason is shown, not swallowed
+    summary = json.loads(Path(written["pareto.json"]).read_text())
+    assert summary["front"] == [] and summary["hypervolume"] == 0.0
+    width, height, _ = png_info(Path(written["pareto.png"]).read_bytes())
+    assert width > 1000 and height > 500
+
+
+def test_missing_sweep_raises_and_writes_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "sweeps" / "nope"
+    with pytest.raises(ResultsError, match="no such sweep folder"):
+        plots.write_report(str(missing))
+    assert not missing.exists()
+
+
+def test_report_on_s3(s3_bucket: str) -> None:
+    url = f"{s3_bucket}/sweeps/demo"
+    results.write_trials(url, rows())
+    written = plots.write_report(url)
+    assert written["pareto.html"] == f"{url}/pareto.html"
+    summary = json.loads(storage.read_bytes(written["pareto.json"]))
+    assert set(summary["front"]) == FRONT
+    assert summary["hypervolume"] == pytest.approx(HYPERVOLUME)
+    assert png_info(storage.read_bytes(written["pareto.png"]))[2] >= 150
+    assert "Pareto front" in storage.read_bytes(written["pareto.html"]).decode()
+
+
+def test_callback_throttles_but_always_renders_at_completion(sweep: str) -> None:
+    cb = ReportCallback(sweep, every_s=3600)
+    cb.on_trial_result(1, [], None, {})
+    assert cb.renders == 1
+    first = json.loads(Path(sweep, "pareto.json").read_text())
+    cb.on_trial_result(2, [], None, {})
+    assert cb.renders == 1, "intermediate results within every_s must not re-render"
+
+    results.write_trials(sweep, rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)]))
+    cb.on_trial_complete(3, [], None)
+    summary = json.loads(Path(sweep, "pareto.json").read_text())
+    assert cb.renders == 2 and summary["updated_at"] > first["updated_at"]
+    assert summary["front"] == ["t9"]  # completed now, it dominates every other trial
+    assert "t9" in Path(sweep, "pareto.html").read_text()
+    cb.on_experiment_end([])
+    assert (cb.renders, cb.failures) == (3, 0)
+
+
+def test_callback_survives_a_missing_sweep(tmp_path: Path) -> None:
+    cb = ReportCallback(str(tmp_path / "nope"), every_s=0)
+    cb.on_trial_complete(1, [], None)
+    assert (cb.renders, cb.failures) == (0, 1)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_metrics_publish_skips_missing_values(sweep: str) -> None:
+    import ray
+
+    from avdis.report import metrics
+
+    trials = results.read_trials(sweep)
+    summary = results.summarize(trials, "demo")
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        assert metrics.publish("demo", trials, summary) == 2  # t10: no emotion_acc, no leakage
+        assert metrics.publish("demo", trials, {**summary, "hypervolume": math.nan}) == 3
+        assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME}
+    finally:
+        ray.shutdown()
