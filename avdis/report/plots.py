@@ -348,7 +348,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
 <body>
 <h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
-<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running · {counts['errors']} errors{unplaced}</p>
+<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{summary.get('hypervolume', 0.0):.4f}</b>
  (reference: emotion_acc = chance {summary.get('reference', {}).get('emotion_acc', 0.0):.3f}, leakage = 1) ·
  front: {len(summary.get('front') or [])} trials · updated <span id="updated">{updated}</span></p>

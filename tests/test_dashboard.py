@@ -1,0 +1,250 @@
+"""The live dashboard: a real HTTP server in a thread, and a real headless Chromium.
+
+Chromium (Debian's `chromium`) is started with subprocess in its own process group
+and always stopped by that group's id. The browser tests skip only when the binary
+is absent; install it with `apt-get install -y --no-install-recommends chromium`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, stop_process
+from avdis.report import dashboard, results
+from avdis.report.results import ResultsError
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                    "(apt-get install -y --no-install-recommends chromium)")
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+METHODS = ["single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace"]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def seeded_rows(n: int = 14, running: int = 2, seed: int = 7) -> list[dict]:
+    """n trials over all methods; the last `running` have no completion order; one more has no metrics."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n + 1):
+        method = METHODS[i % len(METHODS)]
+        placed = i < n
+        out.append({
+            "trial_id": f"trial_{i:02d}", "sweep": "live", "method": method,
+            "weight": None if method in ("single_task", "multitask") else round(float(rng.uniform(0.1, 3.0)), 3),
+            "status": "TERMINATED" if i < n - running else ("RUNNING" if placed else "ERROR"),
+            "emotion_acc": float(rng.uniform(0.35, 0.85)) if placed else None,
+            "emotion_uar": float(rng.uniform(0.35, 0.85)) if placed else None,
+            "leakage": float(rng.uniform(0.05, 0.95)) if placed else None,
+            "emotion_chance": 0.25, "epochs": 3, "seed": 0,
+            "order": i + 1 if i < n - running else None,
+        })
+    return out
+
+
+@contextmanager
+def serving(sweep_url: str, refresh_s: float = 0.2, **kw) -> Iterator[str]:
+    """The dashboard on a free port (the OS picks it) in a thread; yields its base URL."""
+    server = dashboard.make_server(sweep_url, host="127.0.0.1", port=0, refresh_s=refresh_s, **kw)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def wait_until(check, timeout: float = 15.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+# ------------------------------------------------------------------ server
+
+
+def test_serves_page_json_png_and_health(tmp_path: Path) -> None:
+    sweep = str(tmp_path / "live")
+    Path(sweep).mkdir()
+    with serving(sweep) as base:
+        status, ctype, body = get(base + "/")
+        assert status == 200 and ctype.startswith("text/html")
+        assert b"waiting for the first result" in body and b"fetch('pareto.json'" in body
+        first = json.loads(get(base + "/pareto.json")[2])
+        assert first["n_trials"] == 0
+
+        assert json.loads(get(base + "/healthz")[2])["status"] == "ok"
+        assert get(base + "/nope")[0] == 404
+
+        results.write_trials(sweep, seeded_rows())
+        summary = wait_until(lambda: (s := json.loads(get(base + "/pareto.json")[2]))["n_trials"] and s)
+        assert summary, "pareto.json did not pick up the new trials.parquet"
+        assert summary["updated_at"] != first["updated_at"] and summary["n_completed"] == 12
+        page = get(base + "/")[2].decode()
+        assert "waiting for the first result" not in page and "12 completed" in page
+        status, ctype, png = get(base + "/pareto.png")
+        assert status == 200 and ctype == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
+
+        again = json.loads(get(base + "/pareto.json")[2])
+        assert again["updated_at"] == summary["updated_at"], "unchanged results must not trigger page reloads"
+    assert not any(f.name.startswith("pareto.") for f in Path(sweep).iterdir()), "the dashboard only reads"
+
+
+def test_half_written_table_shows_waiting(tmp_path: Path) -> None:
+    sweep = str(tmp_path / "live")
+    results.write_trials(sweep, seeded_rows())
+    path = Path(sweep, results.TRIALS)
+    path.write_bytes(path.read_bytes()[:300])
+    with serving(sweep) as base:
+        page = get(base + "/")[2].decode()
+        assert "waiting for the first result" in page and "not a readable trials table" in page
+
+
+def test_missing_sweep_fails_before_binding(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no such sweep folder"):
+        dashboard.make_server(str(tmp_path / "nope"), port=0)
+
+
+def test_serves_an_s3_sweep(s3_bucket: str) -> None:
+    sweep = f"{s3_bucket}/sweeps/live"
+    results.write_trials(sweep, seeded_rows())
+    with serving(sweep) as base:
+        page = get(base + "/")[2].decode()
+        assert "12 completed" in page and "live" in page
+
+
+# ------------------------------------------------------------------ real browser
+
+
+def run_chromium(args: list[str], profile: Path, timeout: float = 60.0) -> str:
+    """Run chromium to completion in its own process group; the group is always stopped."""
+    proc = subprocess.Popen([CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return out.decode()
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    stop_process(proc)
+    try:  # helpers (renderer, zygote) that outlive the main process
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def point_tags(dom: str) -> list[dict[str, str]]:
+    """Attributes of every plotly point the page tagged with its trace and trial."""
+    tags = re.findall(r"<path\b[^>]*\bclass=\"point[^\"]*\"[^>]*>", dom)
+    return [dict(re.findall(r"([\w-]+)=\"([^\"]*)\"", t)) for t in tags]
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+def test_chromium_renders_one_point_per_trial(tmp_path: Path) -> None:
+    sweep = str(tmp_path / "live")
+    rows = seeded_rows()
+    results.write_trials(sweep, rows)
+    trials = results.read_trials(sweep)
+    front = set(results.summarize(trials, "live")["front"])
+    placed = {r["trial_id"] for r in rows if r["leakage"] is not None}
+    running = {r["trial_id"] for r in rows if r["status"] == "RUNNING"}
+    assert len(front) >= 2 and running
+
+    with serving(sweep, refresh_s=60) as base:
+        dom = run_chromium(["--virtual-time-budget=5000", "--dump-dom", base + "/"], tmp_path / "profile-dom")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
+        shot.unlink(missing_ok=True)
+        run_chromium(["--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1280,900", base + "/"],
+                     tmp_path / "profile-shot")
+
+    points = point_tags(dom)
+    per_trial = [p["data-trial-id"] for p in points if p.get("data-trace", "").startswith("method-")]
+    assert sorted(per_trial) == sorted(placed), "one point per trial that has both metrics"
+    on_front = [p for p in points if p.get("data-trace") == "front"]
+    assert {p["data-trial-id"] for p in on_front} == front and len(on_front) == len(front)
+    hollow = {p["data-trial-id"] for p in points
+              if p.get("data-trace", "").startswith("method-") and "fill: none" in p.get("style", "")}
+    assert hollow == running
+    assert any(p.get("data-trace") == "baseline" for p in points)
+    assert any(p.get("data-trace") == "paper-target" for p in points)
+    assert "hypervolume" in dom and 'id="front-table"' in dom
+
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        assert img.size == (1280, 900)
+        assert len(img.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50, "screenshot looks blank"
+
+
+async def _evaluate(ws_url: str, expression: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
+        await ws.send_json({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": True}})
+        async for msg in ws:
+            data = json.loads(msg.data)
+            if data.get("id") == 1:
+                return str(data.get("result", {}).get("result", {}).get("value", ""))
+    return ""
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+def test_chromium_page_reloads_when_results_arrive(tmp_path: Path) -> None:
+    """Open the page in a live headless Chromium (DevTools protocol), then add results."""
+    sweep = str(tmp_path / "live")
+    Path(sweep).mkdir()
+    profile = tmp_path / "profile-live"
+    with serving(sweep, refresh_s=0.3) as base:
+        proc = subprocess.Popen([CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                                 base + "/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            port_file = profile / "DevToolsActivePort"
+            assert wait_until(port_file.exists, timeout=30), "chromium did not open its DevTools port"
+            port = port_file.read_text().split()[0]
+
+            def page_text() -> str:
+                targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+                ws = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+                return asyncio.run(_evaluate(ws, "document.body ? document.body.innerText : ''"))
+
+            assert "waiting for the first result" in wait_until(
+                lambda: (t := page_text()) and "waiting" in t and t, timeout=30)
+            results.write_trials(sweep, seeded_rows())
+            text = wait_until(lambda: (t := page_text()) and "12 completed" in t and t, timeout=30, every=0.3)
+            assert text and "waiting for the first result" not in text, "the page did not reload with the new results"
+        finally:
+            stop_group(proc)
