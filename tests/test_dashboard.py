@@ -62,7 +62,7 @@ def seeded_rows(n: int = 14, running: int = 2, seed: int = 7) -> list[dict]:
 def serving(sweep_url: str, refresh_s: float = 0.2, **kw) -> Iterator[str]:
     """The dashboard on a free port (the OS picks it) in a thread; yields its base URL."""
     server = dashboard.make_server(sweep_url, host="127.0.0.1", port=0, refresh_s=refresh_s, **kw)
-    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="dashboard", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

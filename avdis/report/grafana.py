@@ -1,0 +1,163 @@
+"""The Grafana dashboard for sweeps: a JSON model built here, exported or pushed.
+
+It reads the gauges `avdis.report.metrics` publishes (as Ray exports them, `ray_`
+prefixed) from the Prometheus datasource with uid `avdis-prometheus` (provisioned by
+infra/grafana). `export` writes the file checked in under infra/grafana/dashboards;
+`push` uploads it through Grafana's HTTP API with a token read only from the
+environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from avdis.errors import AvdisError, UsageError
+from avdis.report import metrics
+
+UID = "avdis-pareto"
+SCHEMA_VERSION = 39  # Grafana 10.3-11.0 JSON model; newer Grafanas migrate it on load
+DATASOURCE = {"type": "prometheus", "uid": "avdis-prometheus"}
+ACC = metrics.RAY_PREFIX + metrics.EMOTION_ACC
+LEAKAGE = metrics.RAY_PREFIX + metrics.LEAKAGE
+HYPERVOLUME = metrics.RAY_PREFIX + metrics.HYPERVOLUME
+
+
+def _instant(ref: str, expr: str) -> dict[str, Any]:
+    return {"refId": ref, "datasource": DATASOURCE, "expr": expr, "instant": True, "range": False, "format": "table"}
+
+
+def _organize(rename: dict[str, str], exclude: list[str], order: list[str] | None = None) -> dict[str, Any]:
+    return {"id": "organize", "options": {
+        "excludeByName": {name: True for name in exclude},
+        "renameByName": rename,
+        "indexByName": {name: i for i, name in enumerate(order or [])},
+    }}
+
+
+def _sweep(metric: str, by: str) -> str:
+    return f'max by ({by}) ({metric}{{sweep="$sweep"}})'
+
+
+def _pareto_panel() -> dict[str, Any]:
+    """XY chart: one point per trial, leakage (x) against emotion accuracy (y), joined on `trial`."""
+    return {
+        "id": 1, "type": "xychart", "title": "Pareto: emotion accuracy vs identity leakage (one point per trial)",
+        "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 14, "x": 0, "y": 0},
+        "targets": [_instant("A", _sweep(LEAKAGE, "trial")), _instant("B", _sweep(ACC, "trial"))],
+        "transformations": [
+            {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}},
+            _organize({"Value #A": "leakage", "Value #B": "emotion_acc"}, ["Time", "Time 1", "Time 2"]),
+        ],
+        "fieldConfig": {
+            "defaults": {"min": 0, "max": 1, "unit": "percentunit", "custom": {
+                "show": "points", "pointSize": {"fixed": 8}, "axisPlacement": "auto",
+                "hideFrom": {"legend": False, "tooltip": False, "viz": False},
+            }},
+            "overrides": [
+                {"matcher": {"id": "byName", "options": "leakage"},
+                 "properties": [{"id": "custom.axisLabel", "value": "identity leakage (lower is better)"}]},
+                {"matcher": {"id": "byName", "options": "emotion_acc"},
+                 "properties": [{"id": "custom.axisLabel", "value": "emotion accuracy"}]},
+            ],
+        },
+        "options": {
+            "seriesMapping": "manual",
+            "dims": {"frame": 0, "x": "leakage", "exclude": []},
+            "series": [{"name": "trials", "x": "leakage", "y": "emotion_acc", "show": "points",
+                        "pointColor": {"fixed": "blue"}, "pointSize": {"fixed": 8, "min": 4, "max": 16}}],
+            "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+    }
+
+
+def _hypervolume_panel() -> dict[str, Any]:
+    return {
+        "id": 2, "type": "timeseries", "title": "Hypervolume of the Pareto front",
+        "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 10, "x": 14, "y": 0},
+        "targets": [{"refId": "A", "datasource": DATASOURCE, "expr": _sweep(HYPERVOLUME, "sweep"),
+                     "range": True, "instant": False, "legendFormat": "{{sweep}}"}],
+        "fieldConfig": {"defaults": {"min": 0, "unit": "none", "custom": {"drawStyle": "line", "lineInterpolation": "stepAfter",
+                                                                        "showPoints": "auto"}}, "overrides": []},
+        "options": {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": ["lastNotNull"]},
+                    "tooltip": {"mode": "single", "sort": "none"}},
+    }
+
+
+def _trials_panel() -> dict[str, Any]:
+    """Table of trials: both gauges merged into one row per (trial, method)."""
+    return {
+        "id": 3, "type": "table", "title": "Trials", "datasource": DATASOURCE,
+        "gridPos": {"h": 10, "w": 24, "x": 0, "y": 12},
+        "targets": [_instant("A", _sweep(LEAKAGE, "trial, method")), _instant("B", _sweep(ACC, "trial, method"))],
+        "transformations": [
+            {"id": "merge", "options": {}},
+            _organize({"Value #A": "leakage", "Value #B": "emotion_acc"}, ["Time"],
+                      ["trial", "method", "emotion_acc", "leakage"]),
+        ],
+        "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": []},
+        "options": {"showHeader": True, "cellHeight": "sm", "sortBy": [{"displayName": "leakage", "desc": False}],
+                    "footer": {"show": False, "reducer": ["sum"], "fields": ""}},
+    }
+
+
+def dashboard_json() -> dict[str, Any]:
+    """The dashboard in Grafana's classic JSON model (schemaVersion pinned)."""
+    variable_query = f"label_values({LEAKAGE}, sweep)"
+    return {
+        "id": None, "uid": UID, "title": "avdis: Pareto front of emotion accuracy vs identity leakage",
+        "description": "Ray Tune sweeps of avdis disentanglement methods (gauges from avdis.report.metrics).",
+        "tags": ["avdis", "ray", "pareto"], "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True,
+        "timezone": "browser", "refresh": "10s", "time": {"from": "now-6h", "to": "now"},
+        "graphTooltip": 0, "fiscalYearStartMonth": 0, "liveNow": False, "links": [],
+        "annotations": {"list": []},
+        "templating": {"list": [{
+            "name": "sweep", "label": "sweep", "type": "query", "datasource": DATASOURCE,
+            "definition": variable_query, "query": {"query": variable_query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+            "refresh": 2, "sort": 1, "multi": False, "includeAll": False, "hide": 0, "regex": "",
+            "current": {}, "options": [], "skipUrlSync": False,
+        }]},
+        "panels": [_pareto_panel(), _hypervolume_panel(), _trials_panel()],
+    }
+
+
+def render() -> str:
+    """The dashboard file's exact text: sorted keys, indent 2, trailing newline."""
+    return json.dumps(dashboard_json(), sort_keys=True, indent=2) + "\n"
+
+
+def export(path: str | os.PathLike[str]) -> str:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render())
+    return str(out)
+
+
+def push(url: str, folder_uid: str | None = None, overwrite: bool = False, token_env: str = "GRAFANA_TOKEN") -> dict[str, Any]:
+    """Upload the dashboard (POST /api/dashboards/db) after checking GET /api/health; return Grafana's answer."""
+    from grafana_client import GrafanaApi
+    from grafana_client.client import GrafanaClientError, GrafanaException, TokenAuth
+
+    token = os.environ.get(token_env)
+    if not token:
+        raise UsageError(f"environment variable {token_env} is not set; put a Grafana service-account token "
+                         f"(Editor role) in it, e.g. `export {token_env}=...`")
+    api = GrafanaApi.from_url(url.rstrip("/"), credential=TokenAuth(token), timeout=15.0)
+    try:
+        health = api.client.GET("/health")
+        if not isinstance(health, dict) or health.get("database") != "ok":
+            raise AvdisError(f"Grafana at {url} is not healthy (GET /api/health answered {health!r})")
+        return api.dashboard.update_dashboard({"dashboard": dashboard_json(), "folderUid": folder_uid, "overwrite": overwrite})
+    except GrafanaClientError as exc:
+        if exc.status_code in (401, 403):
+            raise AvdisError(f"Grafana at {url} refused the token in ${token_env} (HTTP {exc.status_code}); "
+                             "use a service-account token with the Editor role") from None
+        if exc.status_code == 412:
+            raise AvdisError(f"Grafana at {url} already has a dashboard with uid {UID!r}; "
+                             "pass --overwrite to replace it") from None
+        raise AvdisError(f"Grafana at {url} rejected the dashboard (HTTP {exc.status_code}: {exc.message})") from None
+    except (GrafanaException, OSError) as exc:
+        raise AvdisError(f"cannot reach Grafana at {url} ({type(exc).__name__}: {exc}); check the URL") from None

@@ -1,0 +1,215 @@
+"""The Grafana dashboard JSON, the provisioning files, and `push`.
+
+No Grafana server can be installed here (it is not packaged in Debian, PyPI or npm),
+so `push` is tested against a stdlib HTTP server in a thread that implements
+Grafana's documented HTTP contract for the two calls it makes: `GET /api/health` and
+`POST /api/dashboards/db` (Bearer token, body `{"dashboard", "folderUid",
+"overwrite"}`, 200 with id/uid/url/status/version, 412 for an existing uid without
+overwrite, 401 for a bad token, 403 for a token without write rights). Whether
+Grafana draws the panels as intended is not tested here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from conftest import ROOT, free_port
+from avdis.errors import AvdisError, UsageError
+from avdis.report import grafana, metrics
+
+CHECKED_IN = ROOT / "infra" / "grafana" / "dashboards" / "avdis-pareto.json"
+TOKEN = "glsa_test_token_0123456789"
+VIEWER_TOKEN = "glsa_viewer_only"
+
+
+def test_export_equals_the_checked_in_file(tmp_path: Path) -> None:
+    out = grafana.export(tmp_path / "sub" / "avdis-pareto.json")
+    assert Path(out).read_bytes() == CHECKED_IN.read_bytes(), \
+        "regenerate: avdis grafana export --out infra/grafana/dashboards/avdis-pareto.json"
+    assert CHECKED_IN.read_text().endswith("}\n")
+
+
+def test_dashboard_model() -> None:
+    board = json.loads(CHECKED_IN.read_text())
+    assert board["schemaVersion"] == 39 and board["uid"] == "avdis-pareto" and board["id"] is None
+    panels = {p["type"]: p for p in board["panels"]}
+    assert sorted(panels) == ["table", "timeseries", "xychart"]
+    assert len({p["id"] for p in board["panels"]}) == 3
+
+    (var,) = board["templating"]["list"]
+    assert var["name"] == "sweep" and var["query"]["query"] == "label_values(ray_avdis_trial_leakage, sweep)"
+
+    targets = [t for p in board["panels"] for t in p["targets"]]
+    assert all(t["datasource"] == {"type": "prometheus", "uid": "avdis-prometheus"} for t in targets)
+    assert all('sweep="$sweep"' in t["expr"] for t in targets)
+    for kind in ("xychart", "table"):
+        exprs = [t["expr"] for t in panels[kind]["targets"]]
+        assert all(t["instant"] and t["format"] == "table" for t in panels[kind]["targets"])
+        assert any("ray_avdis_trial_leakage" in e for e in exprs) and any("ray_avdis_trial_emotion_acc" in e for e in exprs)
+    assert panels["xychart"]["transformations"][0] == {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}}
+    assert panels["xychart"]["options"]["series"][0]["x"] == "leakage"
+    assert panels["xychart"]["options"]["series"][0]["y"] == "emotion_acc"
+    assert panels["table"]["transformations"][0]["id"] == "merge"
+    assert "by (trial, method)" in panels["table"]["targets"][0]["expr"]
+    assert "ray_avdis_sweep_hypervolume" in panels["timeseries"]["targets"][0]["expr"]
+    assert not panels["timeseries"]["targets"][0]["instant"]
+
+
+def test_metric_names_match_what_ray_exports() -> None:
+    # ray.util.metrics.Gauge("avdis_trial_leakage") is scraped as ray_avdis_trial_leakage
+    assert (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME) == (
+        "avdis_trial_emotion_acc", "avdis_trial_leakage", "avdis_sweep_hypervolume")
+    assert (grafana.ACC, grafana.LEAKAGE, grafana.HYPERVOLUME) == (
+        "ray_avdis_trial_emotion_acc", "ray_avdis_trial_leakage", "ray_avdis_sweep_hypervolume")
+
+
+def test_provisioning_files() -> None:
+    prov = ROOT / "infra" / "grafana" / "provisioning"
+    (ds,) = yaml.safe_load((prov / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    assert ds["uid"] == "avdis-prometheus" and ds["type"] == "prometheus" and ds["url"] == "$PROMETHEUS_URL"
+    (provider,) = yaml.safe_load((prov / "dashboards" / "avdis.yaml").read_text())["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+def test_prometheus_config() -> None:
+    path = ROOT / "infra" / "prometheus" / "prometheus.yml"
+    config = yaml.safe_load(path.read_text())
+    assert config["global"]["scrape_interval"] == "5s"
+    (job,) = config["scrape_configs"]
+    assert job["file_sd_configs"][0]["files"] == ["/tmp/ray/prom_metrics_service_discovery.json"]
+    assert all(r.get("target_label") not in ("__address__", "instance") for r in job["relabel_configs"]), \
+        "the relabel must not rewrite targets (it would break a cluster)"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
+    check = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+# ------------------------------------------------------------------ push
+
+
+class FakeGrafana:
+    """Grafana's documented /api/health and /api/dashboards/db behaviour, in memory."""
+
+    def __init__(self) -> None:
+        self.dashboards: dict[str, dict[str, Any]] = {}
+        self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        self.payloads: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake.requests.append(("GET", self.path, self.headers.get("Authorization")))
+                if self.path == "/api/health":
+                    self._reply(200, {"commit": "test", "database": "ok", "version": "10.4.0"})
+                else:
+                    self._reply(404, {"message": "Not found"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                auth = self.headers.get("Authorization")
+                fake.requests.append(("POST", self.path, auth))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path != "/api/dashboards/db":
+                    return self._reply(404, {"message": "Not found"})
+                if auth == f"Bearer {VIEWER_TOKEN}":
+                    return self._reply(403, {"message": "Access denied"})
+                if auth != f"Bearer {TOKEN}":
+                    return self._reply(401, {"message": "Unauthorized"})
+                try:
+                    payload = json.loads(body)
+                    board, folder, overwrite = payload["dashboard"], payload["folderUid"], payload["overwrite"]
+                    assert isinstance(board, dict) and board["uid"] and board["title"]
+                    assert folder is None or isinstance(folder, str)
+                    assert isinstance(overwrite, bool)
+                except (ValueError, KeyError, AssertionError):
+                    return self._reply(400, {"message": "bad request data"})
+                fake.payloads.append(payload)
+                with fake.lock:
+                    uid = board["uid"]
+                    if uid in fake.dashboards and not overwrite:
+                        return self._reply(412, {"message": "The dashboard has been changed by someone else",
+                                                 "status": "version-mismatch"})
+                    version = fake.dashboards.get(uid, {}).get("version", 0) + 1
+                    fake.dashboards[uid] = {"dashboard": board, "folderUid": folder, "version": version}
+                self._reply(200, {"id": 1, "uid": uid, "url": f"/d/{uid}/avdis", "status": "success",
+                                  "version": version, "slug": "avdis"})
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def fake_grafana() -> Iterator[tuple[str, FakeGrafana]]:
+    fake = FakeGrafana()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-grafana", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_push_creates_refuses_then_overwrites(fake_grafana, monkeypatch) -> None:
+    url, fake = fake_grafana
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    first = grafana.push(url)
+    assert first["status"] == "success" and first["uid"] == "avdis-pareto" and first["version"] == 1
+    assert fake.requests[:2] == [("GET", "/api/health", f"Bearer {TOKEN}"), ("POST", "/api/dashboards/db", f"Bearer {TOKEN}")]
+    payload = fake.payloads[0]
+    assert payload == {"dashboard": grafana.dashboard_json(), "folderUid": None, "overwrite": False}
+
+    with pytest.raises(AvdisError, match="--overwrite"):
+        grafana.push(url)
+    again = grafana.push(url + "/", folder_uid="sweeps", overwrite=True)
+    assert again["version"] == 2 and fake.dashboards["avdis-pareto"]["folderUid"] == "sweeps"
+
+
+@pytest.mark.parametrize("token, status", [("wrong-token", 401), (VIEWER_TOKEN, 403)])
+def test_push_with_a_refused_token(fake_grafana, monkeypatch, token: str, status: int) -> None:
+    url, fake = fake_grafana
+    monkeypatch.setenv("AVDIS_GRAFANA", token)
+    with pytest.raises(AvdisError, match=f"refused the token in \\$AVDIS_GRAFANA \\(HTTP {status}\\)") as err:
+        grafana.push(url, token_env="AVDIS_GRAFANA")
+    assert token not in str(err.value)
+    assert not fake.dashboards
+
+
+def test_push_needs_the_token_variable(fake_grafana, monkeypatch) -> None:
+    url, fake = fake_grafana
+    monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    with pytest.raises(UsageError, match="GRAFANA_TOKEN"):
+        grafana.push(url)
+    assert fake.requests == [], "nothing may be sent without a token"
+
+
+def test_push_to_nothing_listening(monkeypatch) -> None:
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    with pytest.raises(AvdisError, match="cannot reach Grafana") as err:
+        grafana.push(f"http://127.0.0.1:{free_port()}")
+    assert TOKEN not in str(err.value)
