@@ -1,0 +1,136 @@
+"""Pre-launch checks against the real cluster files and hand-made bad configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avdis import clusterfit
+from avdis.config import S3Config, load
+from avdis.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+AWS = str(ROOT / "cluster" / "aws.yaml")
+AWS_GPU = ROOT / "jobs" / "configs" / "aws-gpu.yaml"
+
+
+def cfg(*overrides: str):
+    return load(AWS_GPU, list(overrides))
+
+
+def write_cluster(tmp_path: Path, types: dict, max_workers: int = 10) -> str:
+    doc = {
+        "cluster_name": "t", "max_workers": max_workers, "provider": {"type": "aws", "region": "us-east-1"},
+        "head_node_type": "head",
+        "available_node_types": {"head": {"resources": {"CPU": 0}, "node_config": {}}, **types},
+    }
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def node(cpu: float, gpu: float = 0, alive: bool = True) -> dict:
+    """A `ray.nodes()` entry, bookkeeping resources included."""
+    res = {"CPU": cpu, "memory": 8e9, "object_store_memory": 2e9, "node:10.0.0.1": 1.0}
+    if gpu:
+        res["GPU"] = gpu
+    return {"NodeID": "abc", "Alive": alive, "NodeManagerAddress": "10.0.0.1", "Resources": res}
+
+
+def test_aws_gpu_config_fits_and_fills_the_gpu_nodes():
+    clusterfit.check_fits(cfg(), AWS)
+    shapes, cap = clusterfit.shapes_from_file(AWS)
+    assert clusterfit.trials_that_fit(cfg(), shapes, cap) == 4
+    assert clusterfit.trials_that_fit(cfg("train.workers=1"), shapes, cap) == 8
+
+
+def test_gpu_asked_but_cluster_has_none(tmp_path):
+    path = write_cluster(tmp_path, {"cpu": {"resources": {"CPU": 16}, "node_config": {}, "max_workers": 4}})
+    with pytest.raises(UsageError, match=r"no node type provides GPU.*train\.gpus_per_worker"):
+        clusterfit.check_fits(cfg(), path)
+
+
+def test_worker_larger_than_any_node():
+    with pytest.raises(UsageError, match=r"one training worker needs \{CPU: 9, GPU: 1\}.*train\.cpus_per_worker=9"):
+        clusterfit.check_fits(cfg("train.cpus_per_worker=9"), AWS)
+
+
+def test_driver_larger_than_any_node():
+    with pytest.raises(UsageError, match=r"sweep\.trial_cpus=32"):
+        clusterfit.check_fits(cfg("sweep.trial_cpus=32"), AWS)
+
+
+def test_trial_larger_than_the_cluster_can_ever_hold():
+    with pytest.raises(UsageError, match=r"train\.workers=9 .* holds 8 such worker"):
+        clusterfit.check_fits(cfg("train.workers=9"), AWS)
+
+
+def test_global_max_workers_caps_the_cluster(tmp_path):
+    gpu = {"gpu": {"resources": {"CPU": 8, "GPU": 1}, "node_config": {}, "max_workers": 8}}
+    with pytest.raises(UsageError, match=r"holds 3 such worker"):
+        clusterfit.check_fits(cfg("train.workers=4"), write_cluster(tmp_path, gpu, max_workers=3))
+
+
+def test_strict_pack_needs_one_node_for_all_workers():
+    with pytest.raises(UsageError, match=r"all workers together .*\{CPU: 14, GPU: 2\}"):
+        clusterfit.check_fits(cfg("train.placement_strategy=STRICT_PACK"), AWS)
+
+
+def test_live_nodes_strict_spread_needs_distinct_nodes():
+    nodes = [node(4), node(4), node(64, alive=False)]
+    base = ["train.gpus_per_worker=0", "train.cpus_per_worker=1", "train.workers=3"]
+    clusterfit.check_fits(cfg(*base), nodes=nodes)  # PACK: three on one node
+    with pytest.raises(UsageError, match=r"running Ray cluster.*holds 2 such worker"):
+        clusterfit.check_fits(cfg(*base, "train.placement_strategy=STRICT_SPREAD"), nodes=nodes)
+
+
+def test_live_nodes_without_gpu():
+    with pytest.raises(UsageError, match="no node type provides GPU"):
+        clusterfit.check_fits(cfg(), nodes=[node(16)])
+    clusterfit.check_fits(cfg(), nodes=[node(8, gpu=1), node(8, gpu=1)])
+
+
+def test_node_type_without_declared_cpu(tmp_path):
+    path = write_cluster(tmp_path, {"gpu": {"resources": {}, "node_config": {}, "max_workers": 2}})
+    with pytest.raises(UsageError, match=r"node type 'gpu' declares no CPU"):
+        clusterfit.check_fits(cfg(), path)
+
+
+def test_not_a_cluster_file(tmp_path):
+    with pytest.raises(UsageError, match="neither a Ray cluster launcher YAML"):
+        clusterfit.check_fits(cfg(), str(AWS_GPU))
+    with pytest.raises(UsageError, match="cannot read cluster file"):
+        clusterfit.check_fits(cfg(), str(tmp_path / "missing.yaml"))
+
+
+def test_exactly_one_cluster_description():
+    with pytest.raises(ValueError, match="exactly one"):
+        clusterfit.check_fits(cfg())
+    with pytest.raises(ValueError, match="exactly one"):
+        clusterfit.check_fits(cfg(), AWS, nodes=[node(8)])
+
+
+def test_bucket_present(s3_bucket):
+    clusterfit.check_bucket(f"{s3_bucket}/sweeps")
+
+
+def test_bucket_missing(s3_server):
+    with pytest.raises(UsageError, match=r"bucket 'avdis-no-such-bucket' does not exist.*create_bucket\.py"):
+        clusterfit.check_bucket("s3://avdis-no-such-bucket/shards/cremad")
+
+
+def test_bucket_unreachable(monkeypatch):
+    from conftest import free_port
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    s3 = S3Config(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
+    with pytest.raises(UsageError, match=r"cannot reach S3 for bucket 'b1x'.*s3\.endpoint_url"):
+        clusterfit.check_bucket("s3://b1x/sweeps", s3)
+
+
+def test_local_paths_need_no_bucket(tmp_path):
+    clusterfit.check_bucket(str(tmp_path / "sweeps"))
