@@ -1,0 +1,279 @@
+"""The shipped cluster files are valid and agree with the sweep configs meant for them.
+
+Launcher YAMLs are validated the way `ray up` does before it calls any cloud API
+(ray/autoscaler/_private/commands.py `_bootstrap_config`): `prepare_config` merges the
+provider's defaults, then `validate_config` checks the result against Ray's own
+`ray-schema.json` (jsonschema) plus its cross-field rules (head type among the node
+types, sum of min_workers <= max_workers). Both are private API of this Ray 2.60
+install; schema-only validation with the public JSON file would miss the defaults merge
+and the cross-field rules, so we use what `ray up` uses. The fake_multinode config of
+tests/autoscale.py gets `validate_config` only: its provider's defaults file is not
+shipped in the 2.60 wheel, so `prepare_config` cannot run for it.
+
+The KubeRay manifests cannot be checked by an API server here, so the checks below
+spell out what the ray.io/v1 CRDs (KubeRay raycluster_types.go / rayjob_types.go) and
+Kubernetes require:
+- RayCluster: apiVersion ray.io/v1, kind, metadata.name (DNS-1123); spec.headGroupSpec
+  with rayStartParams (map of string to string) and template.spec.containers (each with
+  name and image); workerGroupSpecs[] with unique groupName, integer
+  0 <= minReplicas <= replicas <= maxReplicas, rayStartParams, template; boolean
+  enableInTreeAutoscaling; autoscalerOptions.upscalingMode in the CRD enum; container
+  requests <= limits, and extended resources (nvidia.com/gpu) with requests == limits.
+- RayJob: entrypoint (required unless submissionMode is InteractiveMode);
+  runtimeEnvYAML a YAML mapping; shutdownAfterJobFinishes boolean;
+  ttlSecondsAfterFinished integer >= 0; rayClusterSpec a valid RayCluster spec and
+  no clusterSelector beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from avdis import clusterfit
+from avdis.config import load
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER_YAMLS = sorted(p for p in (ROOT / "cluster").glob("*.yaml"))
+KUBERAY = ROOT / "cluster" / "kuberay"
+DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+UPSCALING_MODES = {"Default", "Aggressive", "Conservative"}
+# (config, cluster file) pairs a user runs together
+PAIRS = [
+    ("jobs/configs/aws-gpu.yaml", "cluster/aws.yaml"),
+    ("jobs/configs/kuberay-gpu.yaml", "cluster/kuberay/raycluster.yaml"),
+    ("jobs/configs/kuberay-gpu.yaml", "cluster/kuberay/rayjob.yaml"),
+]
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _doc(path: Path, kind: str) -> dict[str, Any]:
+    return next(d for d in _docs(path) if d.get("kind") == kind)
+
+
+def _validate_launcher(config: dict[str, Any]) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
+# ------------------------------------------------------------------ launcher YAMLs
+
+
+def test_there_is_a_launcher_yaml():
+    assert [p.name for p in LAUNCHER_YAMLS] == ["aws.yaml"]
+
+
+@pytest.mark.parametrize("path", LAUNCHER_YAMLS, ids=lambda p: p.name)
+def test_launcher_yaml_validates_with_rays_validator(path):
+    _validate_launcher(yaml.safe_load(path.read_text()))
+
+
+def test_validator_rejects_a_broken_launcher_yaml():
+    """Guards the test above: the validator does reject what `ray up` would."""
+    config = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    config["available_node_types"]["gpu_worker"]["resources"]["GPU"] = 0.5  # schema: integer
+    with pytest.raises(jsonschema.ValidationError):
+        _validate_launcher(config)
+    config = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    config["head_node_type"] = "no_such_type"
+    with pytest.raises(ValueError, match="head_node_type"):
+        _validate_launcher(config)
+
+
+def test_fake_multinode_config_validates(tmp_path):
+    from ray.autoscaler._private.util import validate_config
+
+    from autoscale import DEFAULT_WORKER_TYPES, launcher_config
+
+    validate_config(launcher_config("127.0.0.1:6379", 1, DEFAULT_WORKER_TYPES))
+
+
+def test_aws_yaml_is_locked_down():
+    config = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    types = config["available_node_types"]
+    assert types[config["head_node_type"]]["resources"] == {"CPU": 0}, "no trials on the head"
+    assert "0.0.0.0/0" not in json.dumps(config), "no ingress from anywhere"
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+    for name, spec in types.items():
+        # Without SecurityGroupIds the launcher makes a group with SSH open to the world.
+        assert spec["node_config"].get("SecurityGroupIds"), name
+        assert spec["node_config"].get("IamInstanceProfile", {}).get("Arn"), name
+    gpu = types["gpu_worker"]
+    assert gpu["min_workers"] == 0 and gpu["resources"]["GPU"] >= 1
+    assert all("RAY_AUTH_MODE=token" in c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if "ray start" in c)
+
+
+@pytest.mark.parametrize("path", [*LAUNCHER_YAMLS, *KUBERAY.glob("*.yaml")], ids=lambda p: p.name)
+def test_no_credentials_in_cluster_files(path):
+    text = path.read_text()
+    for word in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "aws_secret_access_key", "AKIA"):
+        assert word not in text
+
+
+# ------------------------------------------------------------------ KubeRay manifests
+
+
+def _quantity(value: Any) -> float:
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def _check_pod_template(template: dict[str, Any], where: str) -> list[str]:
+    problems = []
+    containers = (template.get("spec") or {}).get("containers") or []
+    if not containers:
+        problems.append(f"{where}: template.spec.containers is empty")
+    for c in containers:
+        if not c.get("name") or not c.get("image"):
+            problems.append(f"{where}: container needs name and image")
+        res = c.get("resources") or {}
+        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        for key, req in requests.items():
+            if key in limits and _quantity(req) > _quantity(limits[key]):
+                problems.append(f"{where}: {key} request {req} > limit {limits[key]}")
+            if "/" in key and key in limits and _quantity(req) != _quantity(limits[key]):
+                problems.append(f"{where}: extended resource {key} needs request == limit")
+    return problems
+
+
+def _check_start_params(params: Any, where: str) -> list[str]:
+    if not isinstance(params, dict):
+        return [f"{where}: rayStartParams must be a mapping"]
+    return [f"{where}: rayStartParams.{k} must be a string (got {v!r})" for k, v in params.items() if not isinstance(v, str)]
+
+
+def check_raycluster_spec(spec: dict[str, Any], where: str) -> list[str]:
+    """Problems the RayCluster CRD / KubeRay would reject; [] when fine."""
+    problems = []
+    head = spec.get("headGroupSpec")
+    if not isinstance(head, dict) or "template" not in head:
+        return [f"{where}: spec.headGroupSpec.template is required"]
+    problems += _check_start_params(head.get("rayStartParams", {}), f"{where} head")
+    problems += _check_pod_template(head["template"], f"{where} head")
+    if not isinstance(spec.get("enableInTreeAutoscaling", False), bool):
+        problems.append(f"{where}: enableInTreeAutoscaling must be a boolean")
+    mode = (spec.get("autoscalerOptions") or {}).get("upscalingMode", "Default")
+    if mode not in UPSCALING_MODES:
+        problems.append(f"{where}: autoscalerOptions.upscalingMode {mode!r} not in {sorted(UPSCALING_MODES)}")
+    names = [g.get("groupName") for g in spec.get("workerGroupSpecs") or []]
+    if len(set(names)) != len(names) or not all(names):
+        problems.append(f"{where}: workerGroupSpecs need unique, non-empty groupName (got {names})")
+    for g in spec.get("workerGroupSpecs") or []:
+        w = f"{where} group {g.get('groupName')}"
+        lo, hi, n = g.get("minReplicas", 0), g.get("maxReplicas", 2**31 - 1), g.get("replicas", g.get("minReplicas", 0))
+        if not all(isinstance(x, int) and x >= 0 for x in (lo, hi, n)) or not lo <= n <= hi:
+            problems.append(f"{w}: need integers 0 <= minReplicas <= replicas <= maxReplicas (got {lo}, {n}, {hi})")
+        problems += _check_start_params(g.get("rayStartParams", {}), w)
+        problems += _check_pod_template(g.get("template") or {}, w) if "template" in g else [f"{w}: template is required"]
+    return problems
+
+
+def _check_metadata(doc: dict[str, Any], kind: str) -> None:
+    assert doc["apiVersion"] == "ray.io/v1"
+    assert doc["kind"] == kind
+    assert DNS_1123.match(doc["metadata"]["name"]) and len(doc["metadata"]["name"]) <= 63
+
+
+def test_raycluster_manifest():
+    path = KUBERAY / "raycluster.yaml"
+    doc = _doc(path, "RayCluster")
+    _check_metadata(doc, "RayCluster")
+    spec = doc["spec"]
+    assert check_raycluster_spec(spec, path.name) == []
+    assert spec["enableInTreeAutoscaling"] is True
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    gpu = groups["gpu"]
+    assert gpu["minReplicas"] == 0 and gpu["maxReplicas"] >= 1
+    assert gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] >= 1
+    assert "nvidia.com/gpu" not in str(groups["cpu"])
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert spec["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP"
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_pods_use_the_irsa_service_account(name):
+    docs = _docs(KUBERAY / name)
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    ray_doc = next(d for d in docs if d["kind"] in ("RayCluster", "RayJob"))
+    spec = ray_doc["spec"].get("rayClusterSpec", ray_doc["spec"])
+    for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+        account = group["template"]["spec"]["serviceAccountName"]
+        assert accounts[account]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+
+
+def test_rayjob_manifest():
+    path = KUBERAY / "rayjob.yaml"
+    doc = _doc(path, "RayJob")
+    _check_metadata(doc, "RayJob")
+    spec = doc["spec"]
+    assert spec.get("submissionMode", "K8sJobMode") in ("K8sJobMode", "HTTPMode")
+    assert spec["entrypoint"].strip()
+    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert isinstance(runtime_env, dict)
+    assert isinstance(runtime_env["working_dir"], str) and runtime_env["working_dir"].endswith(".zip")
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in runtime_env["env_vars"].items())
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert isinstance(spec["ttlSecondsAfterFinished"], int) and spec["ttlSecondsAfterFinished"] >= 0
+    assert "clusterSelector" not in spec
+    assert check_raycluster_spec(spec["rayClusterSpec"], path.name) == []
+    assert spec["rayClusterSpec"] == _doc(KUBERAY / "raycluster.yaml", "RayCluster")["spec"], (
+        "rayjob.yaml's rayClusterSpec drifted from raycluster.yaml's spec"
+    )
+
+
+def test_rayjob_entrypoint_runs_a_valid_config():
+    entry = shlex.split(_doc(KUBERAY / "rayjob.yaml", "RayJob")["spec"]["entrypoint"])
+    assert entry[:3] == ["python", "jobs/sweep.py", "--config"]
+    cfg = load(ROOT / entry[3], entry[4:])
+    assert cfg.sweep.storage.startswith("s3://")
+
+
+def test_structural_checks_catch_mistakes():
+    spec = copy.deepcopy(_doc(KUBERAY / "raycluster.yaml", "RayCluster")["spec"])
+    spec["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0
+    spec["workerGroupSpecs"][0]["minReplicas"] = 9
+    spec["workerGroupSpecs"][1]["groupName"] = "gpu"
+    problems = "\n".join(check_raycluster_spec(spec, "x"))
+    assert "num-cpus must be a string" in problems
+    assert "minReplicas <= replicas <= maxReplicas" in problems
+    assert "unique" in problems
+
+
+# ------------------------------------------------------------------ configs vs clusters
+
+
+@pytest.mark.parametrize("config,cluster", PAIRS)
+def test_sweep_config_fits_its_cluster(config, cluster):
+    cfg = load(ROOT / config)
+    clusterfit.check_fits(cfg, str(ROOT / cluster))
+    shapes, cap = clusterfit.shapes_from_file(ROOT / cluster)
+    assert clusterfit.trials_that_fit(cfg, shapes, cap) == cfg.sweep.max_concurrent, (
+        f"{config}: sweep.max_concurrent should be what {cluster} holds at once (GPU_MAX / train.workers)"
+    )
+
+
+@pytest.mark.parametrize("config", ["jobs/configs/aws-gpu.yaml", "jobs/configs/kuberay-gpu.yaml"])
+def test_cluster_configs_say_how_to_run_them(config):
+    first = (ROOT / config).read_text().splitlines()[0]
+    assert first.startswith("# ") and ("ray job submit" in first or "kubectl apply" in first)
+    assert config.rsplit("/", 1)[-1] in first
+    cfg = load(ROOT / config)
+    assert (cfg.train.strategy, cfg.train.zero_stage, cfg.model.preset) == ("deepspeed", 2, "base")
+    assert cfg.train.gpus_per_worker == 1
+    assert cfg.data.shards.startswith("s3://") and cfg.sweep.storage.startswith("s3://")
