@@ -20,6 +20,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pandas as pd
+
 from avdis import storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError
@@ -33,7 +35,7 @@ class Snapshot:
     digest: str | None
     html: bytes
     summary: dict[str, Any]
-    trials: Any = field(repr=False)
+    trials: pd.DataFrame = field(repr=False)
     png: bytes | None = None  # rendered on first request: matplotlib is the slow part
 
 
@@ -111,13 +113,16 @@ def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class DashboardServer(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], live: LiveReport) -> None:
+        super().__init__(address, _handler(live))
+        self.live = live
+
+
 def make_server(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Config | None = None,
-                refresh_s: float = 5.0) -> ThreadingHTTPServer:
+                refresh_s: float = 5.0) -> DashboardServer:
     """A bound, not yet serving, server (port 0 picks a free one); raises ResultsError first for a missing sweep."""
-    live = LiveReport(sweep_url, s3, refresh_s)
-    server = ThreadingHTTPServer((host, port), _handler(live))
-    server.live = live  # type: ignore[attr-defined]
-    return server
+    return DashboardServer((host, port), LiveReport(sweep_url, s3, refresh_s))
 
 
 def serve(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Config | None = None,

@@ -40,6 +40,7 @@ PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at
 PAPER_LABEL = "paper: 13% disentanglement at equal accuracy"
 HTML, PNG = "pareto.html", "pareto.png"
 FRONT_COLUMNS = ["trial_id", "method", "weight", "emotion_acc", "emotion_uar", "leakage", "disentanglement", "epochs"]
+TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "epochs": "{:.0f}"}  # others: 3 decimals
 
 # Okabe-Ito colours: distinguishable with colour-vision deficiency and in greyscale print.
 COLORS = {
@@ -144,9 +145,8 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
     fig = Figure(figsize=(12, 5.2), dpi=160, layout="constrained")
     FigureCanvasAgg(fig)
     ax, ax_hv = fig.subplots(1, 2, width_ratios=[2.2, 1])
-    with_fonts = {"fontsize": 12}
-    ax.set_xlabel(X_LABEL, **with_fonts)
-    ax.set_ylabel(Y_LABEL, **with_fonts)
+    ax.set_xlabel(X_LABEL, fontsize=12)
+    ax.set_ylabel(Y_LABEL, fontsize=12)
     ax.set_title(f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage", fontsize=13)
     ax.set_xlim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -179,8 +179,8 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
         ax.text(0.01, 0.99, f"hollow: {running} running", transform=ax.transAxes, ha="left", va="top", fontsize=9)
 
     history = summary.get("hypervolume_history") or []
-    ax_hv.set_xlabel("completed trials", **with_fonts)
-    ax_hv.set_ylabel("hypervolume", **with_fonts)
+    ax_hv.set_xlabel("completed trials", fontsize=12)
+    ax_hv.set_ylabel("hypervolume", fontsize=12)
     ax_hv.set_title("hypervolume of the front", fontsize=13)
     ax_hv.grid(alpha=0.3)
     if history:
@@ -259,21 +259,16 @@ def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
 
 
 def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
-        return "—"
-    return pattern.format(value)
+    return "—" if value is None or pd.isna(value) else pattern.format(value)
 
 
 def front_table(points: pd.DataFrame) -> str:
-    rows = front_rows(points)
     head = "".join(f"<th>{c}</th>" for c in FRONT_COLUMNS)
-    fmts = {"weight": "{:g}", "epochs": "{:.0f}"}
     body = "".join(
         f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
-        + "".join(f"<td>{html.escape(_fmt(r[c], fmts.get(c, '{:.3f}')) if c not in ('trial_id', 'method') else html.escape(str(r[c])))}</td>"
-                  for c in FRONT_COLUMNS)
+        + "".join(f"<td>{html.escape(_fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>" for c in FRONT_COLUMNS)
         + "</tr>"
-        for _, r in rows.iterrows()
+        for _, r in front_rows(points).iterrows()
     )
     if not body:
         body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{WAITING}</td></tr>'
