@@ -190,6 +190,8 @@ def test_chromium_renders_one_point_per_trial(tmp_path: Path) -> None:
         run_chromium(["--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1280,900", base + "/"],
                      tmp_path / "profile-shot")
 
+    rendered = re.search(r'<body[^>]*data-rendered="(\d+)"', dom)
+    assert rendered and int(rendered.group(1)) >= 2, "both plots must have drawn before the DOM was dumped"
     points = point_tags(dom)
     per_trial = [p["data-trial-id"] for p in points if p.get("data-trace", "").startswith("method-")]
     assert sorted(per_trial) == sorted(placed), "one point per trial that has both metrics"
