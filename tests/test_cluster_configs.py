@@ -277,3 +277,4 @@ def test_cluster_configs_say_how_to_run_them(config):
     assert (cfg.train.strategy, cfg.train.zero_stage, cfg.model.preset) == ("deepspeed", 2, "base")
     assert cfg.train.gpus_per_worker == 1
     assert cfg.data.shards.startswith("s3://") and cfg.sweep.storage.startswith("s3://")
+    assert cfg.ray.autoscaling, "the head has no GPU: launch-time checks must allow for nodes still to come"
