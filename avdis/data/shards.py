@@ -186,7 +186,7 @@ def preprocess(
         "version": 1, "corpus": data.corpus, "fingerprint": fingerprint,
         "emotions": labels.emotions, "speakers": labels.speakers,
         "emotions_used": used.emotions, "speakers_used": used.speakers,
-        "features": data.features.model_dump(), "split": data.split.model_dump(),
+        "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": ["audio", "visual"],
         "shards": shards, "rejects": len(rejects),
     }
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})

@@ -1,0 +1,272 @@
+"""Shards -> batches of torch tensors, split across Ray Train ranks and DataLoader workers.
+
+Contract per epoch:
+- The manifest says how many clips of each split every shard holds. Shards are dealt
+  to ranks (seeded shuffle per epoch, then greedy balance by clip count), so every clip
+  of the split is read by exactly one rank, once.
+- Every rank runs the same number of steps (`EpochPlan.steps`): a rank with fewer clips
+  pads with rows marked `valid=False`, so collectives (DDP, ZeRO-3 gathers) never hang.
+- Inside a rank, shards are split over DataLoader workers; samples pass a shuffle buffer.
+- Skip policy: a shard that cannot be opened or breaks mid-way, and a sample that cannot
+  be decoded, are counted (`SkipStats`) with the URL and reason, never hidden. Clips the
+  manifest promised but that did not arrive count as skipped samples. Above
+  `max_skip_rate` the epoch raises `SkipRateExceeded`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+from avdis import storage
+from avdis.config import DataConfig, FeatureConfig, S3Config, SplitConfig
+from avdis.data import shards as shardlib
+from avdis.data.splits import split_of
+from avdis.errors import AvdisError
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+class SkipRateExceeded(AvdisError):
+    """Too many shards or samples were unreadable in one epoch."""
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    url: str
+    counts: dict[str, int]  # clips per split under the configured scheme, plus "all"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a trainer needs to know about a preprocessed corpus, read from its manifest."""
+
+    url: str
+    shards: list[ShardRef]
+    emotions: list[str]
+    speakers: list[str]
+    features: FeatureConfig
+    modalities: tuple[str, ...]
+    split_counts: dict[str, int]
+    manifest_hash: str
+    # labels of every clip, for chance levels: (speaker_idx, emotion_idx, split, within-speaker split)
+    labels: list[tuple[int, int, str, str]]
+
+
+def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
+    table, meta = shardlib.read_manifest(data.shards, s3)
+    rows = table.select(["shard", "split", "fold", "speaker_idx", "emotion_idx"]).to_pylist()
+    per_shard: dict[str, Counter] = {}
+    labels = []
+    for row in rows:
+        split = split_of(row["split"], row["fold"], data.split)
+        per_shard.setdefault(row["shard"], Counter())[split] += 1
+        per_shard[row["shard"]]["all"] += 1
+        labels.append((row["speaker_idx"], row["emotion_idx"], split, row["split"]))
+    refs = [ShardRef(storage.join(data.shards, shardlib.SHARD_DIR, s["name"]), dict(per_shard.get(s["name"], {})))
+            for s in meta["shards"]]
+    totals = Counter()
+    for ref in refs:
+        totals.update(ref.counts)
+    return DatasetInfo(
+        url=data.shards, shards=refs, emotions=meta["emotions"], speakers=meta["speakers"],
+        features=FeatureConfig(**meta["features"]), modalities=tuple(meta.get("modalities", ("audio", "visual"))),
+        split_counts=dict(totals), manifest_hash=shardlib.manifest_hash(data.shards, s3), labels=labels,
+    )
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Which shards each rank reads this epoch, and the common number of steps."""
+
+    per_rank: list[list[ShardRef]]
+    counts: list[int]
+    steps: int
+
+    @classmethod
+    def make(cls, info: DatasetInfo, split: str, world: int, epoch: int, seed: int, batch_size: int) -> "EpochPlan":
+        shards = [s for s in info.shards if s.counts.get(split, 0) > 0]
+        random.Random(seed * 100_003 + epoch).shuffle(shards)
+        per_rank: list[list[ShardRef]] = [[] for _ in range(world)]
+        counts = [0] * world
+        for ref in sorted(shards, key=lambda s: -s.counts[split]):  # stable sort keeps the shuffle for ties
+            r = min(range(world), key=lambda k: (counts[k], k))
+            per_rank[r].append(ref)
+            counts[r] += ref.counts[split]
+        steps = max(-(-c // batch_size) for c in counts) if shards else 0
+        return cls(per_rank, counts, steps)
+
+
+@dataclass
+class Skip:
+    kind: str  # "shard" | "sample"
+    url: str
+    reason: str
+
+
+@dataclass
+class SkipStats:
+    expected: int = 0
+    delivered: int = 0
+    bad_shards: int = 0
+    bad_samples: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_samples(self) -> int:
+        return max(0, self.expected - self.delivered)
+
+    @property
+    def rate(self) -> float:
+        return self.skipped_samples / self.expected if self.expected else 0.0
+
+    def add(self, skip: Skip) -> None:
+        if skip.kind == "shard":
+            self.bad_shards += 1
+        else:
+            self.bad_samples += 1
+        if len(self.reasons) < 20:
+            self.reasons.append(f"{skip.kind} {skip.url}: {skip.reason}")
+
+
+def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
+    meta = json.loads(raw["json"])
+    audio = np.load(io.BytesIO(raw["audio.npy"]), allow_pickle=False)
+    video = np.load(io.BytesIO(raw["video.npy"]), allow_pickle=False)
+    want_a, want_v = (feat.audio_frames, feat.n_mels), (feat.video_frames, feat.face_size, feat.face_size, 3)
+    if audio.shape != want_a or video.shape != want_v:
+        raise ValueError(f"shapes audio {audio.shape} video {video.shape}, manifest says {want_a} {want_v}")
+    return {"meta": meta, "audio": audio, "video": video}
+
+
+class SampleStream(IterableDataset):
+    """Decoded samples (or `Skip` events) from a list of shard URLs; split over DataLoader workers."""
+
+    def __init__(self, urls: list[str], s3: S3Config, feat: FeatureConfig, split: SplitConfig,
+                 wanted: str | None, shuffle_buffer: int, seed: int):
+        self.urls, self.s3, self.feat, self.split, self.wanted = urls, s3, feat, split, wanted
+        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+
+    def _shard(self, url: str, events: list[Skip]) -> Iterator[dict[str, Any]]:
+        try:
+            fs, path = storage.filesystem(url, self.s3)
+            handle = fs.open(path, "rb")
+        except Exception as exc:  # noqa: BLE001 - counted and reported, see module docstring
+            events.append(Skip("shard", url, f"cannot open ({type(exc).__name__}: {exc})"))
+            return
+        n = 0
+        with handle:
+            files = ({**f, "__url__": url} for f in tar_file_iterator(handle))
+            try:
+                for raw in group_by_keys(files):
+                    n += 1
+                    try:
+                        sample = _decode(raw, self.feat)
+                    except Exception as exc:  # noqa: BLE001
+                        events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
+                        continue
+                    m = sample["meta"]
+                    m["split_name"] = split_of(m["split"], m["fold"], self.split)
+                    if self.wanted is None or m["split_name"] == self.wanted:
+                        yield sample
+            except Exception as exc:  # noqa: BLE001 - truncated or corrupt tar
+                events.append(Skip("shard", url, f"unreadable after {n} samples ({type(exc).__name__}: {exc})"))
+
+    def __iter__(self) -> Iterator[dict[str, Any] | Skip]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        rng = random.Random(self.seed * 7919 + wid)
+        buffer: list[dict[str, Any]] = []
+        events: list[Skip] = []
+        for url in self.urls[wid::nw]:
+            for sample in self._shard(url, events):
+                yield from events
+                events.clear()
+                buffer.append(sample)
+                if len(buffer) >= self.shuffle_buffer:
+                    yield buffer.pop(rng.randrange(len(buffer)))
+            yield from events
+            events.clear()
+        rng.shuffle(buffer)
+        yield from buffer
+
+
+def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig) -> dict[str, Any]:
+    """Stack samples into a fixed-size batch; rows past len(samples) are padding (valid=False)."""
+    b, n = batch_size, len(samples)
+    audio = np.zeros((b, feat.audio_frames, feat.n_mels), np.float32)
+    video = np.zeros((b, feat.video_frames, feat.face_size, feat.face_size, 3), np.uint8)
+    alen = np.zeros(b, np.int64)
+    vlen = np.zeros(b, np.int64)
+    emo = np.zeros(b, np.int64)
+    spk = np.zeros(b, np.int64)
+    split = np.full(b, -1, np.int64)
+    within = np.full(b, -1, np.int64)
+    for i, s in enumerate(samples):
+        m = s["meta"]
+        audio[i], video[i] = s["audio"], s["video"]
+        alen[i], vlen[i] = m["audio_len"], m["video_len"]
+        emo[i], spk[i] = m["emotion_idx"], m["speaker_idx"]
+        split[i], within[i] = SPLIT_CODES[m["split_name"]], SPLIT_CODES[m["split"]]
+    valid = np.arange(b) < n
+    return {
+        "audio": torch.from_numpy(audio),
+        "audio_mask": torch.from_numpy(np.arange(feat.audio_frames)[None] < alen[:, None]),
+        "video": torch.from_numpy(video),
+        "video_mask": torch.from_numpy(np.arange(feat.video_frames)[None] < vlen[:, None]),
+        "emotion": torch.from_numpy(emo),
+        "speaker": torch.from_numpy(spk),
+        "split": torch.from_numpy(split),
+        "within_split": torch.from_numpy(within),
+        "valid": torch.from_numpy(valid),
+        "clip_id": [s["meta"]["clip_id"] for s in samples],
+    }
+
+
+def epoch_batches(
+    info: DatasetInfo, data: DataConfig, s3: S3Config, split: str | None, *, rank: int, world: int,
+    epoch: int, seed: int, batch_size: int, shuffle: bool = True, stats: SkipStats | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Exactly `plan.steps` batches for this rank (split=None: every clip, e.g. to embed all).
+
+    Fills `stats` as it goes and raises SkipRateExceeded at the end of the epoch when too
+    many clips did not arrive.
+    """
+    key = split or "all"
+    plan = EpochPlan.make(info, key, world, epoch if shuffle else 0, seed, batch_size)
+    mine = plan.per_rank[rank] if plan.steps else []
+    stats = stats if stats is not None else SkipStats()
+    stats.expected += plan.counts[rank] if plan.steps else 0
+    stream = SampleStream([s.url for s in mine], s3, info.features, data.split, split,
+                          data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank)
+    loader = DataLoader(stream, batch_size=None, num_workers=min(data.loader.workers, len(mine)),
+                        persistent_workers=False)
+    pending: list[dict[str, Any]] = []
+    emitted = 0
+    for item in loader:
+        if isinstance(item, Skip):
+            stats.add(item)
+            continue
+        pending.append(item)
+        stats.delivered += 1
+        if len(pending) == batch_size and emitted < plan.steps:
+            yield collate(pending, batch_size, info.features)
+            pending, emitted = [], emitted + 1
+    while emitted < plan.steps:
+        yield collate(pending, batch_size, info.features)
+        pending, emitted = [], emitted + 1
+    if stats.rate > data.loader.max_skip_rate:
+        raise SkipRateExceeded(
+            f"{stats.skipped_samples}/{stats.expected} clips of split {key!r} did not arrive on rank {rank} "
+            f"({stats.bad_shards} bad shards, {stats.bad_samples} bad samples; data.loader.max_skip_rate="
+            f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}"
+        )
