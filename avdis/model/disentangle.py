@@ -1,0 +1,190 @@
+"""Disentanglement methods: one registry, one name each, each with its `method.weight`.
+
+- single_task  emotion loss only.
+- multitask    emotion + speaker loss on z_id (the baseline: 0% disentanglement).
+- adversarial  + a speaker adversary on z_emo behind gradient reversal (weight = reversal
+               strength, linearly warmed up over `adversary.warmup_epochs`).
+- confusion    + cross-entropy between the adversary's output on z_emo and the uniform
+               distribution (weight = its loss weight); the adversary itself keeps learning.
+- orthogonal   + squared Frobenius norm of the batch cross-correlation of z_emo and z_id.
+- nullspace    trained as multitask; post hoc, iterative nullspace projection (INLP,
+               Ravfogel et al. 2020) removes `weight` speaker directions from z_emo (one per
+               iteration: the most speaker-discriminative direction of a fresh linear
+               classifier), then the emotion head is refit on the projected embedding.
+
+`adversarial` and `confusion` train their adversary with its own optimizer, `adversary.steps`
+steps per encoder step on detached z_emo (see `avdis.train.step`). A training-time
+adversary says nothing about what is left: only the fresh post-hoc probe judges a method.
+All losses are means over valid rows (padding rows carry valid=False).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avdis.config import MethodConfig
+
+
+def masked_ce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    per = F.cross_entropy(logits.float(), target, reduction="none")
+    return (per * valid).sum() / valid.sum().clamp(min=1)
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+def reverse_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; gradient multiplied by -scale backward."""
+    return _ReverseGrad.apply(x, scale)
+
+
+def confusion_loss(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to the uniform distribution: minimal (= log K) at uniform output."""
+    per = -F.log_softmax(logits.float(), dim=-1).mean(dim=-1)
+    return (per * valid).sum() / valid.sum().clamp(min=1)
+
+
+def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """||corr(a, b)||_F^2 over the valid rows: 0 when uncorrelated, grows with correlation."""
+    a, b = a[valid].float(), b[valid].float()
+    if len(a) < 2:
+        return a.sum() * 0 + b.sum() * 0
+    a = (a - a.mean(0)) / (a.std(0, unbiased=False) + 1e-5)
+    b = (b - b.mean(0)) / (b.std(0, unbiased=False) + 1e-5)
+    c = a.T @ b / len(a)
+    return (c**2).sum()
+
+
+class Adversary(nn.Module):
+    """Speaker classifier on z_emo (an MLP: a linear adversary is too easy to fool)."""
+
+    def __init__(self, emb_dim: int, hidden: int, n_speakers: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(emb_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    identity_loss: bool  # train z_id with the speaker loss
+    adversary: bool  # uses a speaker adversary on z_emo
+    # extra encoder loss: (outputs, batch, frozen adversary or None, current weight) -> loss
+    penalty: Callable[[dict, dict, Callable | None, float], torch.Tensor] | None = None
+
+    def encoder_losses(self, out: dict, batch: dict, cfg: MethodConfig, weight: float,
+                       adversary: Callable | None = None) -> dict[str, torch.Tensor]:
+        """Named loss terms; their sum is what the encoder minimises."""
+        valid = batch["valid"]
+        terms = {"emotion": masked_ce(out["emo_logits"], batch["emotion"], valid)}
+        if self.identity_loss:
+            terms["speaker"] = cfg.identity_weight * masked_ce(out["id_logits"], batch["speaker"], valid)
+        if self.penalty is not None:
+            terms[self.name] = self.penalty(out, batch, adversary, weight)
+        return terms
+
+
+def _adversarial(out: dict, batch: dict, adversary: Callable, weight: float) -> torch.Tensor:
+    # The encoder sees -weight * d(CE)/dz: it learns to make the adversary fail.
+    return masked_ce(adversary(reverse_grad(out["z_emo"], weight)), batch["speaker"], batch["valid"])
+
+
+def _confusion(out: dict, batch: dict, adversary: Callable, weight: float) -> torch.Tensor:
+    return weight * confusion_loss(adversary(out["z_emo"]), batch["valid"])
+
+
+def _orthogonal(out: dict, batch: dict, adversary: Callable | None, weight: float) -> torch.Tensor:
+    return weight * cross_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"])
+
+
+REGISTRY: dict[str, Method] = {
+    "single_task": Method("single_task", identity_loss=False, adversary=False),
+    "multitask": Method("multitask", identity_loss=True, adversary=False),
+    "adversarial": Method("adversarial", identity_loss=True, adversary=True, penalty=_adversarial),
+    "confusion": Method("confusion", identity_loss=True, adversary=True, penalty=_confusion),
+    "orthogonal": Method("orthogonal", identity_loss=True, adversary=False, penalty=_orthogonal),
+    "nullspace": Method("nullspace", identity_loss=True, adversary=False),
+}
+
+
+def method_weight(cfg: MethodConfig, epoch_progress: float) -> float:
+    """The method's weight now; `epoch_progress` counts epochs as a float (2.5 = mid third)."""
+    w = float(cfg.weight or 0.0)
+    if cfg.name in ("adversarial", "confusion") and cfg.adversary.warmup_epochs:
+        w *= min(1.0, epoch_progress / cfg.adversary.warmup_epochs)
+    return w
+
+
+# ------------------------------------------------------------------ post hoc (nullspace)
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1e-3, iters: int = 100) -> nn.Linear:
+    """Multinomial logistic regression by full-batch L-BFGS (deterministic)."""
+    lin = nn.Linear(x.shape[1], n_classes).double()
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+    x = x.double()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(x), y) + l2 * (lin.weight**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return lin
+
+
+def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, iterations: int) -> torch.Tensor:
+    """Projection [d, d] onto the complement of `iterations` speaker directions of z."""
+    d = z.shape[1]
+    mean, std = z.mean(0), z.std(0) + 1e-6
+    zs = ((z - mean) / std).double()
+    removed = torch.zeros(d, 0, dtype=torch.float64)
+    proj = torch.eye(d, dtype=torch.float64)
+    for _ in range(min(iterations, d)):
+        w = fit_logistic(zs @ proj, speaker, n_speakers).weight.detach()  # [S, d]
+        direction = torch.linalg.svd(w @ proj, full_matrices=False).Vh[0]  # top direction in the current space
+        removed = torch.linalg.qr(torch.cat([removed, direction[:, None]], dim=1)).Q
+        proj = torch.eye(d, dtype=torch.float64) - removed @ removed.T
+    # express in the original (unstandardised) coordinates: P_orig = D^-1 P D, with D = diag(1/std)
+    return (torch.diag(std.double()) @ proj @ torch.diag(1 / std.double())).float()
+
+
+@dataclass(frozen=True)
+class NullspaceFit:
+    projection: torch.Tensor  # [d, d], applied as z @ projection.T after centring
+    mean: torch.Tensor
+    emo_head: nn.Linear
+
+    def transform(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.mean) @ self.projection.T
+
+    def emotion_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.emo_head(self.transform(z).double()).float()
+
+
+def fit_nullspace(z_train: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
+                  n_speakers: int, n_emotions: int, iterations: int) -> NullspaceFit:
+    """INLP on train embeddings, then a fresh emotion head on the projected embeddings."""
+    mean = z_train.mean(0)
+    proj = inlp_projection(z_train - mean, speaker, n_speakers, iterations)
+    fit = NullspaceFit(proj, mean, nn.Linear(1, 1))
+    head = fit_logistic(fit.transform(z_train), emotion, n_emotions)
+    return NullspaceFit(proj, mean, head)
