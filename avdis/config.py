@@ -165,6 +165,7 @@ class TrainConfig(_Section):
     epochs: int = Field(4, ge=1, le=10_000)
     batch_size: int = Field(32, ge=1)  # per worker
     lr: float = Field(3e-3, gt=0, le=1.0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # cosine: decays to 5% of lr by the last epoch
     weight_decay: float = Field(0.0, ge=0.0)
     grad_clip: float = Field(1.0, ge=0.0)  # 0 disables clipping
     grad_accum: int = Field(1, ge=1, le=1024)
@@ -298,6 +299,7 @@ class SweepConfig(_Section):
 class RayConfig(_Section):
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started here
     include_dashboard: bool = True  # keep on: stopped nested trials leak placement groups without it
+    autoscaling: bool = False  # the cluster adds nodes on demand: don't refuse what it lacks right now
 
 
 class Config(_Section):

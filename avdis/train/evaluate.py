@@ -1,0 +1,61 @@
+"""Metrics of a frozen model from its embeddings: emotion accuracy/UAR, speaker accuracy, leakage.
+
+Metric names are the ones the sweep uses: `emotion_acc`, `emotion_uar` (test split of
+the configured scheme), `val_emotion_acc`, `speaker_acc` (identity head, within-speaker
+test clips), `emotion_chance`, and from the probe on z_emo `leakage` (MLP, headline),
+`leakage_linear`, `probe_acc`, `probe_chance`. For `nullspace` the emotion numbers come
+from the refit head and the probe sees the projected z_emo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from avdis.config import Config
+from avdis.data.stream import SPLIT_CODES
+from avdis.model.disentangle import NullspaceFit, fit_nullspace
+from avdis.train.metrics import accuracy, majority_rate, uar
+from avdis.train.probe import leakage_probe
+
+TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
+
+
+def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int) -> NullspaceFit | None:
+    """The method's post-hoc step (INLP for nullspace), fit on the train split."""
+    if cfg.method.name != "nullspace":
+        return None
+    tr = emb["split"] == TRAIN
+    return fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
+                         torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight))
+
+
+def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
+             with_probe: bool) -> tuple[dict[str, Any], NullspaceFit | None]:
+    fit = posthoc(emb, cfg, n_speakers, n_emotions)
+    z_emo, emo_logits = emb["z_emo"], emb["emo_logits"]
+    if fit is not None:
+        z = torch.as_tensor(z_emo)
+        with torch.no_grad():
+            z_emo, emo_logits = fit.transform(z).numpy(), fit.emotion_logits(z).numpy()
+    emo_pred, spk_pred = emo_logits.argmax(1), emb["id_logits"].argmax(1)
+    test, val = emb["split"] == TEST, emb["split"] == VAL
+    w_train, w_test = emb["within_split"] == TRAIN, emb["within_split"] == TEST
+    metrics: dict[str, Any] = {
+        "emotion_acc": accuracy(emo_pred[test], emb["emotion"][test]),
+        "emotion_uar": uar(emo_pred[test], emb["emotion"][test]),
+        "val_emotion_acc": accuracy(emo_pred[val], emb["emotion"][val]),
+        "emotion_chance": majority_rate(emb["emotion"][test]),
+        "speaker_acc": accuracy(spk_pred[w_test], emb["speaker"][w_test]),
+        "n_test": int(test.sum()),
+    }
+    if with_probe:
+        result = leakage_probe(z_emo[w_train], emb["speaker"][w_train], emb["emotion"][w_train],
+                               z_emo[w_test], emb["speaker"][w_test], emb["emotion"][w_test],
+                               n_speakers, cfg.probe, cfg.train.seed)
+        metrics.update({"leakage": result.leakage, "leakage_linear": result.leakage_linear,
+                        "probe_acc": result.probe_acc, "probe_acc_linear": result.probe_acc_linear,
+                        "probe_chance": result.probe_chance, "speaker_chance": result.chance_uniform})
+    return metrics, fit

@@ -1,0 +1,93 @@
+"""Launch one training run: in this process (strategy single) or as a Ray Train job.
+
+The Ray objects (ScalingConfig, RunConfig, FailureConfig) are built here from the typed
+config, in one place, and the sweep reuses them for each trial's TorchTrainer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from avdis import storage
+from avdis.config import Config
+from avdis.data.prepare import ensure_shards
+from avdis.errors import UsageError
+from avdis.train import loop
+
+
+def run_name(cfg: Config) -> str:
+    if cfg.train.name:
+        return cfg.train.name
+    weight = "" if cfg.method.weight is None else f"-w{cfg.method.weight:g}"
+    return f"{cfg.method.name}{weight}-seed{cfg.train.seed}-{cfg.digest()[:8]}"
+
+
+def scaling_config(cfg: Config):
+    from ray.train import ScalingConfig
+
+    t = cfg.train
+    resources = {"CPU": t.cpus_per_worker}
+    if t.gpus_per_worker:
+        resources["GPU"] = t.gpus_per_worker
+    return ScalingConfig(num_workers=t.workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=resources,
+                         placement_strategy=t.placement_strategy)
+
+
+def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    fs, path = storage.pyarrow_filesystem(storage_url, cfg.s3)
+    return RunConfig(
+        name=name, storage_path=path, storage_filesystem=fs, callbacks=callbacks,
+        failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
+        worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+    )
+
+
+def check_resources(cfg: Config) -> None:
+    """Refuse, before any worker starts, a run the connected cluster can never place."""
+    import ray
+
+    t = cfg.train
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    want = t.workers * t.gpus_per_worker
+    if want > gpus and not cfg.ray.autoscaling:
+        raise UsageError(f"train.workers={t.workers} x train.gpus_per_worker={t.gpus_per_worker} asks for "
+                         f"{want:g} GPUs; the Ray cluster has {gpus:g}. Lower them, add GPU nodes, or set "
+                         "ray.autoscaling=true if the cluster adds them on demand.")
+
+
+def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
+    """The TorchTrainer for one run (a sweep trial builds the same)."""
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        loop.train_worker,
+        train_loop_config={"config": cfg.model_dump(mode="json"), "run_url": storage.join(storage_url, name)},
+        scaling_config=scaling_config(cfg),
+        run_config=run_config(cfg, storage_url, name, callbacks),
+    )
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    """Train one model; returns where its metrics and checkpoints are and its final metrics."""
+    ensure_shards(cfg)
+    storage.check_writable(cfg.train.storage, cfg.s3)
+    name = run_name(cfg)
+    run_url = storage.join(cfg.train.storage, name)
+    print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
+          f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
+    if cfg.train.strategy == "single":
+        history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
+    else:
+        from avdis import runtime
+
+        runtime.connect(cfg.ray)
+        check_resources(cfg)
+        result = trainer(cfg, cfg.train.storage, name).fit()
+        if result.error:
+            raise result.error
+        history = json.loads(storage.read_bytes(storage.join(run_url, loop.METRICS_FILE), cfg.s3))["history"]
+    return {"run": run_url, "metrics_file": storage.join(run_url, loop.METRICS_FILE), "final": history[-1]}

@@ -1,0 +1,188 @@
+"""The per-worker training function: stream shards, train, evaluate, report, checkpoint.
+
+`train_worker` is Ray Train's `train_loop_per_worker`; the single-process trainer calls
+`run` with a `LocalReporter`. Same code, same numbers, whatever the launcher. Each
+epoch ends with an embedding pass over all clips, metrics + leakage probe on rank 0,
+and one report with a checkpoint (collective: every rank takes part).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from avdis import storage
+from avdis.config import Config
+from avdis.data.stream import DatasetInfo, SkipStats, epoch_batches, open_dataset
+from avdis.errors import UsageError
+from avdis.model.disentangle import REGISTRY
+from avdis.model.multitask import MODALITIES, build_model, count_parameters
+from avdis.train import checkpoint as ck
+from avdis.train.engine import build_engine
+from avdis.train.evaluate import evaluate
+from avdis.train.step import Stepper, embed
+
+METRICS_FILE = "metrics.json"
+
+
+class LocalReporter:
+    """Single process: checkpoints in a `RunStore`, metrics.json beside them."""
+
+    rank, world = 0, 1
+
+    def __init__(self, run_url: str, cfg: Config):
+        self.run_url, self.s3 = run_url, cfg.s3
+        self.store = ck.RunStore(run_url, cfg.s3)
+
+    def restore(self):
+        return self.store.latest()
+
+    def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
+        self.store.save(directory, metrics["epoch"])
+
+
+class RayReporter:
+    """Inside Ray Train: `ray.train.report` with a checkpoint from every rank that wrote one."""
+
+    def __init__(self, run_url: str, cfg: Config):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.run_url, self.s3 = run_url, cfg.s3
+
+    @contextmanager
+    def restore(self) -> Iterator[Path | None]:
+        import ray.train
+
+        found = ray.train.get_checkpoint()
+        if found is None:
+            yield None
+            return
+        with found.as_directory() as d:
+            yield Path(d)
+
+    def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
+        import ray.train
+
+        has_files = directory is not None and any(directory.iterdir())
+        ckpt = ray.train.Checkpoint.from_directory(str(directory)) if has_files else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _maybe_fail(step: int, rank: int, world: int) -> None:
+    """Test hook for fault tolerance: AVDIS_FAIL_AT_STEP (+ AVDIS_FAIL_MARKER, once)."""
+    at = os.environ.get("AVDIS_FAIL_AT_STEP")
+    if at is None or int(at) != step or rank != world - 1:
+        return
+    marker = os.environ.get("AVDIS_FAIL_MARKER")
+    if marker:
+        if os.path.exists(marker):
+            return
+        Path(marker).write_text(f"killed rank {rank} at step {step}\n")
+    print(f"avdis: injected failure: rank {rank} exits at step {step}", flush=True)
+    os._exit(1)
+
+
+def _broadcast(obj: Any, rank: int) -> Any:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [obj if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return obj
+
+
+def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
+    missing = [m for m in MODALITIES[cfg.model.modality] if m not in info.modalities]
+    if missing:
+        raise UsageError(f"model.modality={cfg.model.modality} needs {missing} but the shards at {info.url} "
+                         f"hold only {list(info.modalities)}; pick model.modality accordingly")
+
+
+def run(cfg: Config, reporter: LocalReporter | RayReporter) -> list[dict[str, Any]]:
+    """Train `cfg` on this worker; returns the metric history (one dict per epoch)."""
+    rank, world = reporter.rank, reporter.world
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    if world > 1:
+        torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    info = open_dataset(cfg.data, cfg.s3)
+    _check_modalities(cfg, info)
+    n_emo, n_spk = len(info.emotions), len(info.speakers)
+    model = build_model(cfg.model, info.features, n_emo, n_spk)
+    n_params = count_parameters(model)
+    method = REGISTRY[cfg.method.name]
+    engine = build_engine(model, cfg.train, find_unused=not method.identity_loss)
+    stepper = Stepper(engine, method, cfg, n_spk)
+    ident = ck.identity(cfg, n_emo, n_spk)
+    start, history = 0, []
+    with reporter.restore() as found:
+        if found is not None:
+            state = ck.read_state(found)
+            ck.check_compatible(state["identity"], ident, reporter.run_url)
+            engine.load(found)
+            stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False) if (found / "adversary.pt").exists() else {})
+            start, history = state["epoch"], state["history"]
+    train_clips = info.split_counts.get("train", 0)
+    for epoch in range(start, cfg.train.epochs):
+        stats = SkipStats()
+        t0 = time.perf_counter()
+        wait = 0.0
+        logs: list[dict[str, float]] = []
+        batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
+                                seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
+        steps = max(1, -(-train_clips // (cfg.train.batch_size * world)))
+        i = 0
+        while True:
+            tw = time.perf_counter()
+            batch = next(batches, None)
+            wait += time.perf_counter() - tw
+            if batch is None:
+                break
+            _maybe_fail(epoch * steps + i, rank, world)
+            logs.append(stepper.train_step(batch, epoch + i / steps))
+            i += 1
+        train_s = time.perf_counter() - t0
+        emb = embed(engine, epoch_batches(info, cfg.data, cfg.s3, None, rank=rank, world=world, epoch=epoch,
+                                          seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False))
+        last = epoch + 1 == cfg.train.epochs
+        probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
+        metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
+        metrics = _broadcast(metrics, rank)
+        metrics.update({
+            "epoch": epoch + 1, "steps": i, "train_s": train_s, "samples_per_s": train_clips / max(train_s, 1e-9),
+            "data_wait_frac": wait / max(train_s, 1e-9), "loss": float(np.mean([l["loss"] for l in logs])) if logs else float("nan"),
+            "skipped_samples": stats.skipped_samples, "skipped_shards": stats.bad_shards,
+            "manifest_hash": info.manifest_hash, "params": n_params, "world_size": world,
+        })
+        for key in ("emotion", "speaker", cfg.method.name, "adversary"):
+            if logs and key in logs[0]:
+                metrics[f"loss_{key}"] = float(np.mean([l[key] for l in logs]))
+        history.append(metrics)
+        with ck.scratch_dir() as d:
+            engine.save(d)  # collective under DeepSpeed
+            if rank == 0:
+                ck.write_state(d, {"epoch": epoch + 1, "history": history, "identity": ident,
+                                   "data_position": {"epoch": epoch + 1, "step_in_epoch": 0}})
+                torch.save(stepper.state_dict(), d / "adversary.pt")
+                if fit is not None:
+                    torch.save({"projection": fit.projection, "mean": fit.mean, "emo_head": fit.emo_head.state_dict()},
+                               d / "posthoc.pt")
+                storage.write_bytes(storage.join(reporter.run_url, METRICS_FILE),
+                                    json.dumps({"history": history}, indent=1).encode(), cfg.s3)
+            reporter.report(metrics, d)
+    return history
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point; `config` = {"config": Config as JSON dict, "run_url": str}."""
+    cfg = Config.model_validate(config["config"])
+    run(cfg, RayReporter(config["run_url"], cfg))

@@ -1,0 +1,119 @@
+"""One training step and one embedding pass, shared by every engine and launcher.
+
+The adversary of `adversarial`/`confusion` lives outside the engine (ZeRO never shards
+it): it has its own AdamW, takes `method.adversary.steps` steps on detached z_emo before
+each encoder step, and its gradients are averaged across ranks by hand. In the encoder
+step it is called with detached parameters, so only the encoder learns from that term.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import math
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.func import functional_call
+
+from avdis.config import Config
+from avdis.model.disentangle import Adversary, Method, masked_ce, method_weight
+from avdis.train.engine import Engine
+
+TENSOR_KEYS = ("audio", "audio_mask", "video", "video_mask", "emotion", "speaker", "split", "within_split", "valid")
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if k in TENSOR_KEYS else v) for k, v in batch.items()}
+
+
+def lr_at(cfg: Config, epoch_progress: float) -> float:
+    """Learning rate at a point of training (epochs as a float)."""
+    if cfg.train.lr_schedule == "constant":
+        return cfg.train.lr
+    frac = min(1.0, epoch_progress / cfg.train.epochs)
+    return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _average_grads(module: torch.nn.Module) -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for p in module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+
+
+class Stepper:
+    def __init__(self, engine: Engine, method: Method, cfg: Config, n_speakers: int):
+        self.engine, self.method, self.cfg = engine, method, cfg
+        self.adversary: Adversary | None = None
+        self.adv_opt: torch.optim.Optimizer | None = None
+        if method.adversary:
+            torch.manual_seed(cfg.train.seed + 17)  # same init on every rank
+            self.adversary = Adversary(cfg.model.emb_dim, cfg.method.adversary.hidden, n_speakers).to(engine.device)
+            self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
+
+    def _train_adversary(self, z: torch.Tensor, batch: dict[str, Any]) -> float:
+        loss = torch.zeros(())
+        for _ in range(self.cfg.method.adversary.steps):
+            self.adv_opt.zero_grad(set_to_none=True)
+            loss = masked_ce(self.adversary(z), batch["speaker"], batch["valid"])
+            loss.backward()
+            _average_grads(self.adversary)
+            self.adv_opt.step()
+        return float(loss)
+
+    def train_step(self, batch: dict[str, Any], epoch_progress: float) -> dict[str, float]:
+        batch = to_device(batch, self.engine.device)
+        out = self.engine.forward(batch)
+        logs: dict[str, float] = {}
+        frozen = None
+        if self.adversary is not None:
+            logs["adversary"] = self._train_adversary(out["z_emo"].detach().float(), batch)
+            params = {n: p.detach() for n, p in self.adversary.named_parameters()}
+            frozen = lambda z: functional_call(self.adversary, params, (z.float(),))  # noqa: E731
+        weight = method_weight(self.cfg.method, epoch_progress)
+        terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, frozen)
+        loss = sum(terms.values())
+        self.engine.backward(loss)
+        self.engine.set_lr(lr_at(self.cfg, epoch_progress))
+        self.engine.step()
+        logs.update({k: float(v.detach()) for k, v in terms.items()})
+        logs["loss"] = float(loss.detach())
+        return logs
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.adversary is None:
+            return {}
+        return {"adversary": self.adversary.state_dict(), "optimizer": self.adv_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.adversary is not None and state:
+            self.adversary.load_state_dict(state["adversary"])
+            self.adv_opt.load_state_dict(state["optimizer"])
+
+
+@torch.no_grad()
+def embed(engine: Engine, batches: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """z_emo, z_id, logits and labels of every valid row, gathered from all ranks (rank order)."""
+    engine.train(False)
+    keep: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        batch = to_device(batch, engine.device)
+        out = engine.forward(batch)
+        valid = batch["valid"]
+        rows = {**{k: out[k].float()[valid] for k in ("z_emo", "z_id", "emo_logits", "id_logits")},
+                **{k: batch[k][valid] for k in ("emotion", "speaker", "split", "within_split")}}
+        for k, v in rows.items():
+            keep.setdefault(k, []).append(v.cpu().numpy())
+        ids = [c for c, ok in zip(batch["clip_id"], valid.tolist()) if ok]
+        keep.setdefault("clip_id", []).append(np.array(ids, dtype=object))
+    engine.train(True)
+    local = {k: np.concatenate(v) for k, v in keep.items()}
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[dict[str, np.ndarray]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+        dist.all_gather_object(parts, local)
+        local = {k: np.concatenate([p[k] for p in parts if k in p]) for k in parts[0]}
+    order = np.argsort(local["clip_id"], kind="stable")  # deterministic whatever the shard dealing
+    return {k: v[order] for k, v in local.items()}
