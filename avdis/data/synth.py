@@ -64,22 +64,35 @@ class Speaker:
     hair: tuple[int, int, int]
     aspect: float  # face width / height
     eye_spacing: float
-    mouth_offset: float  # baseline mouth curve, same scale as the emotion deltas
+    # a person's resting expression, on the same scales as the emotion deltas: emotion is
+    # read relative to these, as in real faces and voices
+    mouth_offset: float
+    mouth_open_offset: float
+    brow_tilt_offset: float
+    brow_raise_offset: float
+    eye_open_offset: float
+    contour_offset: float
 
 
 def _speaker(rng: np.random.Generator, identity_cues: bool) -> Speaker:
     if not identity_cues:
-        return Speaker(150.0, (700.0, 1700.0), 0.0, 1.0, (200, 160, 130), (70, 50, 40), 0.82, 9.0, 0.0)
+        return Speaker(150.0, (700.0, 1700.0), 0.0, 1.0, (200, 160, 130), (70, 50, 40), 0.82, 9.0,
+                       0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     return Speaker(
         f0=float(np.exp(rng.uniform(np.log(95), np.log(240)))),
         formants=(float(rng.uniform(450, 950)), float(rng.uniform(1200, 2500))),
-        loudness_db=float(rng.uniform(-4, 4)),
-        rate=float(rng.uniform(0.85, 1.15)),
+        loudness_db=float(rng.uniform(-6, 6)),
+        rate=float(rng.uniform(0.8, 1.25)),
         skin=tuple(int(v) for v in rng.uniform([120, 70, 50], [255, 220, 200])),
         hair=tuple(int(v) for v in rng.uniform(0, 255, size=3)),
         aspect=float(rng.uniform(0.68, 0.95)),
         eye_spacing=float(rng.uniform(7.0, 11.0)),
-        mouth_offset=float(rng.uniform(-0.6, 0.6)),
+        mouth_offset=float(rng.uniform(-0.7, 0.7)),
+        mouth_open_offset=float(rng.uniform(-0.15, 0.2)),
+        brow_tilt_offset=float(rng.uniform(-0.7, 0.7)),
+        brow_raise_offset=float(rng.uniform(-0.5, 0.5)),
+        eye_open_offset=float(rng.uniform(-0.25, 0.25)),
+        contour_offset=float(rng.uniform(-0.15, 0.15)),
     )
 
 
@@ -99,7 +112,7 @@ def _audio(
     n = int(duration * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     f0 = spk.f0 * ratio**intensity * rng.uniform(0.95, 1.05)
-    f0_t = f0 * 2.0 ** (contour * intensity * (t / duration - 0.5)) * (1 + vibrato * intensity * np.sin(2 * np.pi * 5.5 * t))
+    f0_t = f0 * 2.0 ** ((spk.contour_offset + contour * intensity) * (t / duration - 0.5)) * (1 + vibrato * intensity * np.sin(2 * np.pi * 5.5 * t))
     phase = 2 * np.pi * np.cumsum(f0_t) / SAMPLE_RATE
     wave = np.zeros(n)
     f1, f2 = spk.formants
@@ -141,18 +154,18 @@ def _frames(rng: np.random.Generator, spk: Speaker, proto: tuple, intensity: flo
         cv2.ellipse(img, (int(cx), int(cy)), (int(fw), int(fh)), 0, 0, 360, spk.skin, -1)
         ey = cy - 5 * scale
         es = spk.eye_spacing * scale
-        eh = max(1, int(2.2 * scale * (1 + (eye_open - 1) * intensity)))
+        eh = max(1, int(round(2.2 * scale * (1 + spk.eye_open_offset + (eye_open - 1) * intensity))))
         for side in (-1, 1):
             cv2.ellipse(img, (int(cx + side * es), int(ey)), (3, eh), 0, 0, 360, (250, 250, 250), -1)
             cv2.circle(img, (int(cx + side * es), int(ey)), 1, (20, 20, 20), -1)
-            by = ey - 5 - 3 * brow_raise * intensity
-            tilt = 3 * brow_tilt * intensity
+            by = ey - 5 - 3 * (spk.brow_raise_offset + brow_raise * intensity)
+            tilt = 3 * (spk.brow_tilt_offset + brow_tilt * intensity)
             inner = (int(cx + side * (es - 4)), int(by - tilt))
             outer = (int(cx + side * (es + 4)), int(by + tilt))
             cv2.line(img, inner, outer, (40, 30, 30), 1)
         # mouth: a curve whose bend is the (speaker-relative) curvature, opening with the voice
         g = gate[min(len(gate) - 1, int(i / VIDEO_FPS * SAMPLE_RATE))]
-        opening = 1 + 5 * mouth_open * intensity * g
+        opening = 1 + 5 * max(0.0, spk.mouth_open_offset + mouth_open * intensity) * g
         mw, my = 7 * scale, cy + 10 * scale
         xs = np.linspace(-mw, mw, 9)
         upper = my - mouth_curve * 3 * (1 - (xs / mw) ** 2)
@@ -181,7 +194,7 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
         for j, e in enumerate(labels):
             clip_rng = np.random.default_rng([cfg.seed, s, j])
             emotion = emotions[e]
-            intensity = float(clip_rng.uniform(0.5, 1.0))
+            intensity = float(clip_rng.uniform(0.3, 1.0))
             audio, gate = _audio(clip_rng, spk, _PROTO[emotion], intensity, cfg.duration_s)
             frames = _frames(clip_rng, spk, _PROTO[emotion], intensity, gate, cfg.duration_s)
             rel = f"{name}/{name}_{emotion}_{j:03d}.mp4"
