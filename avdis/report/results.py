@@ -118,7 +118,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     """The content of pareto.json for a trials table."""
     chance = float(df["emotion_chance"].dropna().max()) if df["emotion_chance"].notna().any() else 0.0
     front = pareto.front_of(df[df["order"].notna()] if len(df) else df, chance)
-    baseline = df[(df["method"] == "multitask") & df["leakage"].notna()]
+    baseline = df[(df["method"] == "multitask") & df["leakage"].notna() & df["order"].notna()]
     return {
         "sweep": sweep,
         "objectives": dict(zip(pareto.OBJECTIVES, ["max" if m else "min" for m in pareto.MAXIMISE])),
@@ -137,8 +137,20 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     }
 
 
+def _finite(obj: Any) -> Any:
+    """NaN/inf -> None, so pareto.json is strict JSON that browsers parse."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_pareto(sweep_url: str, summary: dict[str, Any], s3: S3Config | None = None) -> None:
-    storage.write_bytes(storage.join(sweep_url, PARETO), json.dumps(summary, indent=1).encode(), s3)
+    body = json.dumps(_finite(summary), indent=1, allow_nan=False)
+    storage.write_bytes(storage.join(sweep_url, PARETO), body.encode(), s3)
 
 
 def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | None:
