@@ -160,6 +160,9 @@ def fake_cluster(
         "RAY_FAKE_CLUSTER": "1",
         "AUTOSCALER_UPDATE_INTERVAL_S": "1",
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # SIGTERM: stop now, no 30 s drain
+        # Fixed default ports otherwise shared with any other Ray on the machine.
+        "AUTOSCALER_METRIC_PORT": str(free_port()),
+        "DASHBOARD_METRIC_PORT": str(free_port()),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     cmd = [
@@ -184,8 +187,12 @@ def fake_cluster(
         _wait_head_alive(cluster, proc, timeout=start_timeout)
         yield cluster
     except BaseException:
+        # Keep Ray's logs (the temp dir goes below) for the failure report.
+        shutil.copytree(temp_dir / "session_latest" / "logs", tmp_path / "ray-logs", ignore_dangling_symlinks=True,
+                        dirs_exist_ok=True)
         log.flush()
         sys.stderr.write((tmp_path / "ray-head.log").read_text(errors="replace")[-3000:])
+        sys.stderr.write(f"\nRay logs kept in {tmp_path / 'ray-logs'}\n")
         raise
     finally:
         _stop(proc)
