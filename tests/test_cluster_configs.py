@@ -72,7 +72,7 @@ def _validate_launcher(config: dict[str, Any]) -> None:
 
 
 def test_there_is_a_launcher_yaml():
-    assert [p.name for p in LAUNCHER_YAMLS] == ["aws.yaml"]
+    assert "aws.yaml" in [p.name for p in LAUNCHER_YAMLS]
 
 
 @pytest.mark.parametrize("path", LAUNCHER_YAMLS, ids=lambda p: p.name)
@@ -92,7 +92,7 @@ def test_validator_rejects_a_broken_launcher_yaml():
         _validate_launcher(config)
 
 
-def test_fake_multinode_config_validates(tmp_path):
+def test_fake_multinode_config_validates():
     from ray.autoscaler._private.util import validate_config
 
     from autoscale import DEFAULT_WORKER_TYPES, launcher_config
