@@ -274,6 +274,7 @@ class SweepConfig(_Section):
     metrics: list[str] = Field(default_factory=lambda: ["emotion_acc", "leakage"])
     modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["max", "min"])
     num_samples: int = Field(12, ge=1)
+    seed: int = 0  # the searcher's seed
     max_concurrent: int = Field(2, ge=1)
     trial_cpus: float = Field(0.1, gt=0)  # the trial driver; its TorchTrainer workers add their own
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -300,6 +301,7 @@ class RayConfig(_Section):
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started here
     include_dashboard: bool = True  # keep on: stopped nested trials leak placement groups without it
     autoscaling: bool = False  # the cluster adds nodes on demand: don't refuse what it lacks right now
+    cluster_file: str | None = None  # launcher YAML / KubeRay manifest: sweeps check trials fit its node types
 
 
 class Config(_Section):
@@ -412,11 +414,25 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
     return validate(raw, source)
 
 
+# Local paths are made absolute at the edge: Ray workers run in other directories.
+PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("sweep", "storage"), ("ray", "cluster_file"))
+
+
+def _absolute(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    for section, key in PATH_FIELDS:
+        node = out.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and "://" not in node[key]:
+            out[section] = {**node, key: str(Path(node[key]).expanduser().absolute())}
+    return out
+
+
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(exc, Config, source)) from None
+    return Config.model_validate(_absolute(cfg.model_dump(mode="json")))
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:

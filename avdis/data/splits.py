@@ -19,10 +19,12 @@ from avdis.config import SplitConfig
 from avdis.errors import UsageError
 
 SPLITS = ("train", "val", "test")
+NO_FOLD = -1
 
 
 def within_speaker(speakers: Sequence[str], emotions: Sequence[str], cfg: SplitConfig) -> list[str]:
-    """Split name per clip. Each speaker needs at least 3 clips (one per split)."""
+    """Split name per clip. A speaker with fewer than 3 clips cannot be in every split:
+    one clip goes to train, a second to test."""
     rng = np.random.default_rng(cfg.seed)
     out = [""] * len(speakers)
     by_speaker: dict[str, list[int]] = defaultdict(list)
@@ -31,7 +33,9 @@ def within_speaker(speakers: Sequence[str], emotions: Sequence[str], cfg: SplitC
     for spk in sorted(by_speaker):
         idx = by_speaker[spk]
         if len(idx) < 3:
-            raise UsageError(f"speaker {spk!r} has {len(idx)} clips; within_speaker splits need >= 3 per speaker")
+            for i, lab in zip(idx, ("train", "test")):
+                out[i] = lab
+            continue
         # order clips emotion by emotion (shuffled inside), then deal splits evenly along it
         groups: dict[str, list[int]] = defaultdict(list)
         for i in idx:
@@ -58,10 +62,14 @@ def within_speaker(speakers: Sequence[str], emotions: Sequence[str], cfg: SplitC
 
 
 def speaker_folds(speakers: Sequence[str], cfg: SplitConfig) -> list[int]:
-    """Fold index per clip; speakers are dealt round-robin after a seeded shuffle."""
+    """Fold index per clip; speakers are dealt round-robin after a seeded shuffle.
+
+    With fewer speakers than folds every clip gets fold -1: the corpus still serves
+    within_speaker training, and asking for speaker_disjoint on it fails (`split_of`).
+    """
     unique = sorted(set(speakers))
     if len(unique) < cfg.folds:
-        raise UsageError(f"{len(unique)} speakers cannot fill data.split.folds={cfg.folds}; lower the fold count")
+        return [NO_FOLD] * len(speakers)
     order = np.random.default_rng(cfg.seed).permutation(len(unique))
     fold_of = {unique[j]: k % cfg.folds for k, j in enumerate(order)}
     return [fold_of[s] for s in speakers]
@@ -71,6 +79,9 @@ def split_of(within: str, fold: int, cfg: SplitConfig) -> str:
     """The split a clip belongs to under the configured scheme."""
     if cfg.scheme == "within_speaker":
         return within
+    if fold == NO_FOLD:
+        raise UsageError(f"these shards have too few speakers for data.split.folds={cfg.folds}; use "
+                         "data.split.scheme=within_speaker or preprocess again with fewer folds")
     if fold == cfg.fold:
         return "test"
     if fold == (cfg.fold + 1) % cfg.folds:

@@ -6,7 +6,8 @@
                strength, linearly warmed up over `adversary.warmup_epochs`).
 - confusion    + cross-entropy between the adversary's output on z_emo and the uniform
                distribution (weight = its loss weight); the adversary itself keeps learning.
-- orthogonal   + squared Frobenius norm of the batch cross-correlation of z_emo and z_id.
+- orthogonal   + mean squared batch cross-correlation of z_emo and z_id (the squared
+               Frobenius norm over d*d entries: scale-free, weight comparable across emb_dim).
 - nullspace    trained as multitask; post hoc, iterative nullspace projection (INLP,
                Ravfogel et al. 2020) removes `weight` speaker directions from z_emo (one per
                iteration: the most speaker-discriminative direction of a fresh linear
@@ -58,14 +59,19 @@ def confusion_loss(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """||corr(a, b)||_F^2 over the valid rows: 0 when uncorrelated, grows with correlation."""
+    """||corr(a, b)||_F^2 / (d_a d_b) over the valid rows: 0 when uncorrelated, 1 when identical.
+
+    The mean, not the sum: a batch of n independent rows still shows squared
+    correlations of about 1/n per entry, and summed over d*d entries that noise floor
+    would swamp the task losses and reward collapsing the embeddings.
+    """
     a, b = a[valid].float(), b[valid].float()
     if len(a) < 2:
         return a.sum() * 0 + b.sum() * 0
     a = (a - a.mean(0)) / (a.std(0, unbiased=False) + 1e-5)
     b = (b - b.mean(0)) / (b.std(0, unbiased=False) + 1e-5)
     c = a.T @ b / len(a)
-    return (c**2).sum()
+    return (c**2).mean()
 
 
 class Adversary(nn.Module):

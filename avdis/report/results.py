@@ -70,8 +70,9 @@ def empty_trials() -> pd.DataFrame:
 
 
 def to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    cols = {name: [row.get(name) for row in rows] for name in COLUMNS}
-    return pa.Table.from_pydict(cols, schema=SCHEMA)
+    """Rows (dicts; missing keys and NaN become null) -> a table with the schema."""
+    frame = pd.DataFrame([{name: row.get(name) for name in COLUMNS} for row in rows], columns=COLUMNS)
+    return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 
 def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> None:

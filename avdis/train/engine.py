@@ -174,10 +174,10 @@ class DeepSpeedEngine(Engine):
         return boundary
 
     def save(self, directory: Path) -> None:
-        self.model.save_checkpoint(str(directory / ENGINE_DIR), tag="latest", client_state={"micro": self._micro})
+        self.model.save_checkpoint(str(directory / ENGINE_DIR), tag="ckpt", client_state={"micro": self._micro})
 
     def load(self, directory: Path) -> None:
-        _, client = self.model.load_checkpoint(str(directory / ENGINE_DIR), tag="latest")
+        _, client = self.model.load_checkpoint(str(directory / ENGINE_DIR), tag="ckpt")
         if client is None:
             raise RuntimeError(f"{directory / ENGINE_DIR}: DeepSpeed checkpoint could not be loaded")
         self._micro = client.get("micro", 0)

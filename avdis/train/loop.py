@@ -133,6 +133,7 @@ def run(cfg: Config, reporter: LocalReporter | RayReporter) -> list[dict[str, An
             start, history = state["epoch"], state["history"]
     train_clips = info.split_counts.get("train", 0)
     for epoch in range(start, cfg.train.epochs):
+        torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would
         stats = SkipStats()
         t0 = time.perf_counter()
         wait = 0.0

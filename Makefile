@@ -1,0 +1,35 @@
+# The two README commands: `make demo` (the embedded default sweep) and `make test`.
+# Both create .venv/ and install the project with the CPU constraints on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests drive for real: headless Chromium (pages), Prometheus (metrics).
+APT_PACKAGES := chromium prometheus
+
+.PHONY: demo test venv system-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints/cpu.txt -e '.[dev]'
+	touch $@
+
+system-deps:
+	@missing=""; for cmd in $(APT_PACKAGES); do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/python jobs/sweep.py
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs test-artifacts

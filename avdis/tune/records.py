@@ -1,0 +1,119 @@
+"""The sweep's own record of every trial: a Tune callback that keeps trials.parquet current.
+
+One row per trial, rewritten whole after every result, so the table is right while the
+sweep runs, after it ends, and after a killed driver resumes (rows are reloaded from
+storage at set-up; nothing finished is ever dropped). A trial that errors keeps its row
+with the error text. Early stopping is read off the epochs: a trial that ended before
+`train.epochs` was stopped by the scheduler. After each write the Pareto summary and
+Ray metrics are refreshed (`avdis.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from ray.tune import Callback
+
+from avdis.config import Config, with_overrides
+from avdis.data.splits import split_id
+from avdis.report import metrics as ray_metrics
+from avdis.report import results
+from avdis.tune.space import to_overrides
+
+log = logging.getLogger(__name__)
+FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
+         "emotion_chance", "manifest_hash")
+
+
+def _num(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+class TrialRecorder(Callback):
+    def __init__(self, sweep_url: str, cfg: Config, publish_metrics: bool = True):
+        self.sweep_url, self.cfg, self.publish_metrics = sweep_url, cfg, publish_metrics
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------ Tune hooks
+
+    def setup(self, **info: Any) -> None:
+        table = results.read_trials(self.sweep_url, self.cfg.s3)
+        self.rows = {r["trial_id"]: r for r in table.to_dict("records")}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        row.update(status="RUNNING", stop_reason=None, error=None, order=None)
+        self._write()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        row = self._row(trial)
+        row["status"] = "RUNNING"
+        row["epochs"] = int(result.get("epoch", row.get("epochs") or 0))
+        for key in FINAL:
+            if key in result:
+                row[key] = result[key] if key == "manifest_hash" else _num(result[key])
+        acc, leak = _num(result.get("emotion_acc")), _num(result.get("leakage"))
+        if acc is not None and (row.get("best_emotion_acc") is None or acc > row["best_emotion_acc"]):
+            row["best_emotion_acc"] = acc
+        if leak is not None and (row.get("best_leakage") is None or leak < row["best_leakage"]):
+            row["best_leakage"] = leak
+        row["train_s"] = (row.get("train_s") or 0.0) + float(result.get("train_s", 0.0))
+        row["wall_s"] = time.time() - row["_started"] if "_started" in row else row.get("wall_s")
+        self._write()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        full = (row.get("epochs") or 0) >= self.cfg.train.epochs
+        row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),
+                   stop_reason="completed" if full else f"early_stopped_at_epoch_{row.get('epochs') or 0}")
+        self._write()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        error = trial.get_error()
+        row.update(status="ERROR", stop_reason="error", order=None,
+                   error=str(error)[-2000:] if error else "trial failed (see its error file)")
+        self._write()
+
+    # ------------------------------------------------------------ rows
+
+    def _next_order(self) -> int:
+        orders = [r["order"] for r in self.rows.values() if r.get("order") is not None and r["order"] == r["order"]]
+        return int(max(orders, default=0)) + 1
+
+    def _row(self, trial: Any) -> dict[str, Any]:
+        tid = trial.trial_id
+        if tid not in self.rows:
+            params = dict(trial.config)
+            over = to_overrides(params)
+            cfg = with_overrides(self.cfg, over)
+            self.rows[tid] = {
+                "trial_id": tid, "sweep": self.cfg.sweep.name, "method": over["method.name"],
+                "weight": _num(over["method.weight"]), "lr": cfg.train.lr, "emb_dim": cfg.model.emb_dim,
+                "seed": cfg.train.seed, "split_id": split_id(cfg.data.split),
+                "params": json.dumps(params, sort_keys=True, default=str),
+                "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True), "_started": time.time(),
+            }
+        return self.rows[tid]
+
+    def _write(self) -> None:
+        now = time.time()
+        rows = []
+        for row in self.rows.values():
+            row["updated_at"] = now
+            rows.append({k: v for k, v in row.items() if not k.startswith("_")})
+        frame = results.add_disentanglement(results.to_table(rows).to_pandas())
+        results.write_trials(self.sweep_url, frame.to_dict("records"), self.cfg.s3)
+        if self.publish_metrics:
+            try:
+                ray_metrics.publish(self.cfg.sweep.name, frame, results.summarize(frame, self.cfg.sweep.name))
+            except Exception as exc:  # noqa: BLE001 - metrics are a view; the table is the record
+                log.warning("sweep metrics not published: %s", exc)

@@ -1,0 +1,104 @@
+"""Multi-objective asynchronous successive halving (MO-ASHA, Schmucker et al., arXiv 2106.12639).
+
+Ray's schedulers rank trials on one metric; here trials are ranked on two (emotion_acc
+max, leakage min). Rungs sit at `grace * eta^k` epochs (below the last epoch). When a
+trial reaches a rung, it is ranked among every trial recorded at that rung so far by
+non-dominated rank, ties broken by crowding distance (NSGA-II selection: boundary
+points and sparse regions of the front first); it continues only if it is in the top
+ceil(n / eta). Asynchronous: decisions use what has arrived, never wait for a full rung.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, field
+
+import numpy as np
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from avdis.tune import pareto
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of points on one front (inf at the extremes)."""
+    n = len(points)
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(points.shape[1]):
+        order = np.argsort(points[:, j], kind="stable")
+        span = points[order[-1], j] - points[order[0], j]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if span > 0:
+            dist[order[1:-1]] += (points[order[2:], j] - points[order[:-2], j]) / span
+    return dist
+
+
+@dataclass
+class MOSuccessiveHalving:
+    """The rung bookkeeping and decisions, without Tune (unit-testable on made-up curves)."""
+
+    max_epochs: int
+    grace: int = 1
+    eta: int = 3
+    rungs: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        milestones, r = [], self.grace
+        while r < self.max_epochs:
+            milestones.append(r)
+            r *= self.eta
+        self.rungs = {m: self.rungs.get(m, {}) for m in milestones}
+
+    def decide(self, trial_id: str, epoch: int, emotion_acc: float, leakage: float) -> bool:
+        """Record the trial at the rung it just reached; True = continue, False = stop."""
+        if epoch not in self.rungs or trial_id in self.rungs[epoch]:
+            return True
+        if not (math.isfinite(emotion_acc) and math.isfinite(leakage)):
+            return True  # nothing to judge on
+        rung = self.rungs[epoch]
+        rung[trial_id] = (emotion_acc, leakage)
+        ids = list(rung)
+        pts = np.array([rung[t] for t in ids])
+        rank = pareto.ranks(pts[:, 0], pts[:, 1])
+        crowd = np.zeros(len(ids))
+        for r in np.unique(rank):
+            members = rank == r
+            crowd[members] = crowding_distance(pts[members])
+        order = sorted(range(len(ids)), key=lambda i: (rank[i], -crowd[i], i))
+        keep = {ids[i] for i in order[: math.ceil(len(ids) / self.eta)]}
+        return trial_id in keep
+
+
+class MOASHAScheduler(FIFOScheduler):
+    """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so."""
+
+    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3,
+                 metrics: tuple[str, str] = ("emotion_acc", "leakage"), time_attr: str = "epoch"):
+        super().__init__()
+        self.core = MOSuccessiveHalving(max_epochs, grace, eta)
+        self.metrics, self.time_attr = metrics, time_attr
+        self.stopped: dict[str, int] = {}  # trial id -> epoch it was stopped at
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        epoch = result.get(self.time_attr)
+        acc, leak = (result.get(m) for m in self.metrics)
+        if epoch is None or acc is None or leak is None:
+            return TrialScheduler.CONTINUE
+        if self.core.decide(trial.trial_id, int(epoch), float(acc), float(leak)):
+            return TrialScheduler.CONTINUE
+        self.stopped[trial.trial_id] = int(epoch)
+        return TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        sizes = {m: len(r) for m, r in self.core.rungs.items()}
+        return f"MO-ASHA (eta={self.core.eta}) trials per rung: {sizes}"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump((self.core, self.stopped), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.core, self.stopped = pickle.load(fh)

@@ -1,0 +1,50 @@
+"""The search space as an Optuna define-by-run function, and trial parameters -> config overrides.
+
+A trial draws `method` first; its weight is drawn only for methods that have one
+(`weight_<method>`, so each method's weight is its own Optuna parameter and samplers
+learn them separately); then every other knob of `sweep.space.params` (dotted config
+paths). Random search uses the same space with Optuna's RandomSampler.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import optuna
+
+from avdis.config import Range, SearchSpace
+
+
+def _suggest(trial: optuna.Trial, name: str, choice: Range | list[Any]) -> Any:
+    if isinstance(choice, list):
+        return trial.suggest_categorical(name, choice)
+    if choice.int:
+        return trial.suggest_int(name, int(choice.low), int(choice.high), log=choice.log)
+    return trial.suggest_float(name, choice.low, choice.high, log=choice.log)
+
+
+def define_by_run(space: SearchSpace) -> Callable[[optuna.Trial], None]:
+    def sample(trial: optuna.Trial) -> None:
+        method = trial.suggest_categorical("method", space.methods)
+        if method in space.weights:
+            _suggest(trial, f"weight_{method}", space.weights[method])
+        for key, choice in space.params.items():
+            _suggest(trial, key, choice)
+
+    return sample
+
+
+def to_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """Tune's trial config -> dotted config overrides."""
+    method = params["method"]
+    out: dict[str, Any] = {"method.name": method, "method.weight": params.get(f"weight_{method}")}
+    out.update({k: v for k, v in params.items() if "." in k})
+    return out
+
+
+def sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6)
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    return optuna.samplers.RandomSampler(seed=seed)

@@ -1,0 +1,24 @@
+"""Sweep methods and weights; the product's main job.
+
+    python jobs/sweep.py                                  # embedded default: jobs/configs/local.yaml
+    python jobs/sweep.py --config jobs/configs/smoke.yaml sweep.num_samples=4
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
+        python jobs/sweep.py --config jobs/configs/aws-gpu.yaml
+
+With no Ray address (ray.address / RAY_ADDRESS) it starts a local Ray. Running the
+same command again against the same storage resumes the sweep.
+"""
+
+import sys
+
+import _path  # noqa: F401
+
+from avdis.cli import main
+
+DEFAULT = str(_path.ROOT / "jobs" / "configs" / "local.yaml")
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
+        argv = ["--config", DEFAULT, *argv]
+    sys.exit(main(["sweep", *argv]))

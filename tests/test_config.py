@@ -1,0 +1,88 @@
+"""Configs: YAML + dotted overrides, validated at the edge with the key path and allowed values."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avdis import config as C
+from avdis.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_overrides_are_parsed_as_yaml_and_applied():
+    cfg = C.load(None, ["train.epochs=3", "method.name=adversarial", "method.weight=0.5", "model.modality=audio"])
+    assert cfg.train.epochs == 3 and cfg.method.name == "adversarial" and cfg.method.weight == 0.5
+    assert cfg.model.modality == "audio"
+
+
+def test_local_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = C.load(None, ["data.shards=shards", "sweep.storage=s3://bucket/sweeps"])
+    assert cfg.data.shards == str(tmp_path / "shards")
+    assert cfg.sweep.storage == "s3://bucket/sweeps"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.epoch=3", "train.epoch: unknown key; allowed keys here: batch_size"),
+    ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1 (got 0)"),
+    ("method.name=foo", "'single_task', 'multitask', 'adversarial', 'confusion', 'orthogonal' or 'nullspace' (got 'foo')"),
+    ("model.preset=huge", "model.preset: Input should be 'tiny', 'base' or 'large'"),
+    ("method.name=nullspace", "method 'nullspace' needs method.weight in [1, 64]"),
+    ("bogus.x=1", "bogus: unknown key; allowed keys here: data, method, model, probe, ray, s3, sweep, train"),
+])
+def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
+    with pytest.raises(C.ConfigError) as err:
+        C.load(None, [override])
+    assert expected in str(err.value)
+
+
+def test_method_weights_are_checked_against_each_method():
+    with pytest.raises(C.ConfigError, match="outside its range"):
+        C.load(None, ["method.name=adversarial", "method.weight=50"])
+    with pytest.raises(C.ConfigError, match="count of iterations"):
+        C.load(None, ["method.name=nullspace", "method.weight=2.5"])
+    with pytest.raises(C.ConfigError, match="takes no weight"):
+        C.load(None, ["method.name=multitask", "method.weight=1"])
+
+
+def test_engine_combinations_that_cannot_work_are_refused():
+    with pytest.raises(C.ConfigError, match="shards state only under strategy=deepspeed"):
+        C.load(None, ["train.strategy=ddp", "train.zero_stage=3"])
+    with pytest.raises(C.ConfigError, match="offload_params needs"):
+        C.load(None, ["train.strategy=deepspeed", "train.zero_stage=2", "train.offload_params=true"])
+    with pytest.raises(C.ConfigError, match="strategy=single runs one process"):
+        C.load(None, ["train.workers=2"])
+
+
+def test_search_space_errors():
+    with pytest.raises(C.ConfigError, match="unknown method 'foo'"):
+        C.load(None, ["sweep.space.methods=[multitask, foo]"])
+    with pytest.raises(C.ConfigError, match="empty range"):
+        C.load(None, ["sweep.space.weights.adversarial={low: 1, high: 1}"])
+    with pytest.raises(C.ConfigError, match="one mode"):
+        C.load(None, ["sweep.modes=[max]"])
+
+
+def test_every_shipped_config_validates():
+    for path in sorted((ROOT / "jobs" / "configs").glob("*.yaml")):
+        C.load(path)
+
+
+def test_cli_exits_2_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: -1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs" in err and "greater than or equal to 1" in err
+    assert not (tmp_path / "runs").exists()
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_console_script_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "avdis.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("synth", "preprocess", "train", "sweep", "report", "dashboard", "model", "grafana"):
+        assert command in out

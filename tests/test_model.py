@@ -1,0 +1,157 @@
+"""The model and the mechanisms each disentanglement method relies on."""
+
+import pytest
+import torch
+
+from avdis.config import FeatureConfig, MethodConfig, ModelConfig
+from avdis.model import disentangle as D
+from avdis.model.multitask import PRESETS, build_model, count_parameters
+
+FEAT = FeatureConfig(n_mels=16, window_s=1.0, fps=4, face_size=16)
+
+
+def batch(n: int = 6, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "audio": torch.randn(n, FEAT.audio_frames, FEAT.n_mels, generator=g) - 7,
+        "audio_mask": torch.ones(n, FEAT.audio_frames, dtype=torch.bool),
+        "video": torch.randint(0, 255, (n, FEAT.video_frames, 16, 16, 3), generator=g, dtype=torch.uint8),
+        "video_mask": torch.ones(n, FEAT.video_frames, dtype=torch.bool),
+        "emotion": torch.randint(0, 4, (n,), generator=g),
+        "speaker": torch.randint(0, 5, (n,), generator=g),
+        "valid": torch.ones(n, dtype=torch.bool),
+    }
+
+
+def test_reversal_layer_negates_and_scales_gradients():
+    x = torch.randn(4, 3, requires_grad=True)
+    (D.reverse_grad(x, 0.7) * torch.arange(3.0)).sum().backward()
+    torch.testing.assert_close(x.grad, -0.7 * torch.arange(3.0).expand(4, 3))
+    torch.testing.assert_close(D.reverse_grad(x, 0.7), x)
+
+
+def test_confusion_loss_is_minimal_at_uniform_output():
+    valid = torch.ones(5, dtype=torch.bool)
+    uniform = torch.zeros(5, 8)
+    peaked = torch.zeros(5, 8)
+    peaked[:, 0] = 4.0
+    assert D.confusion_loss(uniform, valid).item() == pytest.approx(torch.log(torch.tensor(8.0)).item())
+    assert D.confusion_loss(peaked, valid) > D.confusion_loss(uniform, valid)
+    logits = torch.randn(5, 8, requires_grad=True)
+    D.confusion_loss(logits, valid).backward()
+    uniform.requires_grad_(True)
+    D.confusion_loss(uniform, valid).backward()
+    assert uniform.grad.abs().max() < 1e-7  # a stationary point
+    assert logits.grad.abs().max() > 1e-4
+
+
+def test_orthogonal_penalty_zero_when_uncorrelated_grows_with_correlation():
+    g = torch.Generator().manual_seed(0)
+    n, d = 4000, 4
+    a = torch.randn(n, d, generator=g)
+    noise = torch.randn(n, d, generator=g)
+    valid = torch.ones(n, dtype=torch.bool)
+    values = [D.cross_correlation_penalty(a, rho * a + (1 - rho**2) ** 0.5 * noise, valid).item()
+              for rho in (0.0, 0.3, 0.6, 0.9)]
+    assert values[0] < 1e-3
+    assert values == sorted(values) and values[-1] > 0.1
+    # exactly uncorrelated columns: exactly zero; identical embeddings: one
+    x = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    four = torch.ones(4, dtype=torch.bool)
+    assert D.cross_correlation_penalty(x[:, :1], x[:, 1:], four).item() == pytest.approx(0.0, abs=1e-9)
+    assert D.cross_correlation_penalty(x[:, :1], x[:, :1], four).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_masked_losses_ignore_padding_rows():
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    valid = torch.tensor([True, True, False, False])
+    changed = logits.clone()
+    changed[2:] = 100.0
+    assert D.masked_ce(logits, target, valid) == D.masked_ce(changed, target, valid)
+
+
+@pytest.mark.parametrize("modality", ["audio", "visual", "av"])
+def test_forward_shapes_per_modality(modality):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(modality=modality, emb_dim=8), FEAT, n_emotions=4, n_speakers=5)
+    out = model(batch())
+    assert out["z_emo"].shape == (6, 8) and out["z_id"].shape == (6, 8)
+    assert out["emo_logits"].shape == (6, 4) and out["id_logits"].shape == (6, 5)
+    assert (model.audio is None) == (modality == "visual") and (model.visual is None) == (modality == "audio")
+
+
+def test_padding_rows_do_not_change_real_rows():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(emb_dim=8, dropout=0.0), FEAT, 4, 5).eval()
+    b = batch()
+    with torch.no_grad():
+        full = model(b)["z_emo"][:3]
+        b2 = {k: v.clone() for k, v in b.items()}
+        b2["audio"][3:] = 0
+        b2["video"][3:] = 0
+        b2["audio_mask"][3:] = False  # padding rows: empty masks must not produce NaN either
+        b2["video_mask"][3:] = False
+        out = model(b2)["z_emo"]
+    torch.testing.assert_close(out[:3], full)
+    assert torch.isfinite(out).all()
+
+
+def test_presets_grow_and_large_is_hundreds_of_millions():
+    sizes = {}
+    for name in PRESETS:
+        with torch.device("meta"):
+            sizes[name] = count_parameters(build_model(ModelConfig(preset=name), FeatureConfig(), 8, 24))
+    assert sizes["tiny"] < 200_000 < sizes["base"] < 50_000_000 < 100_000_000 < sizes["large"]
+
+
+def test_every_method_has_its_loss_terms_and_weights_warm_up():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(emb_dim=8), FEAT, 4, 5)
+    b = batch()
+    out = model(b)
+    adv = D.Adversary(8, 16, 5)
+    expected = {"single_task": {"emotion"}, "multitask": {"emotion", "speaker"},
+                "adversarial": {"emotion", "speaker", "adversarial"}, "confusion": {"emotion", "speaker", "confusion"},
+                "orthogonal": {"emotion", "speaker", "orthogonal"}, "nullspace": {"emotion", "speaker"}}
+    for name, terms in expected.items():
+        method = D.REGISTRY[name]
+        weight = {"nullspace": 3}.get(name, 0.5) if name in ("adversarial", "confusion", "orthogonal", "nullspace") else None
+        cfg = MethodConfig(name=name, weight=weight)
+        losses = method.encoder_losses(out, b, cfg, 0.5, adv if method.adversary else None)
+        assert set(losses) == terms
+        assert all(torch.isfinite(v) for v in losses.values())
+    cfg = MethodConfig(name="adversarial", weight=2.0, adversary={"warmup_epochs": 4})
+    assert D.method_weight(cfg, 1.0) == pytest.approx(0.5) and D.method_weight(cfg, 10.0) == 2.0
+
+
+def test_adversarial_term_pushes_the_encoder_against_the_adversary():
+    torch.manual_seed(0)
+    z = torch.randn(16, 4, requires_grad=True)
+    speaker = torch.randint(0, 3, (16,))
+    adv = D.Adversary(4, 8, 3)
+    out, b = {"z_emo": z}, {"speaker": speaker, "valid": torch.ones(16, dtype=torch.bool)}
+    D._adversarial(out, b, adv, 1.0).backward()
+    reversed_grad = z.grad.clone()
+    z.grad = None
+    D.masked_ce(adv(z), speaker, b["valid"]).backward()
+    torch.testing.assert_close(reversed_grad, -z.grad)
+
+
+def test_inlp_removes_linear_speaker_information():
+    g = torch.Generator().manual_seed(0)
+    n, d, s = 600, 8, 4
+    speaker = torch.randint(0, s, (n,), generator=g)
+    emotion = torch.randint(0, 3, (n,), generator=g)
+    z = torch.randn(n, d, generator=g)
+    z[:, :2] += 3 * torch.nn.functional.one_hot(speaker, s).float()[:, :2]  # speaker lives in dims 0-1
+    z[:, 2] += 2 * emotion.float()  # emotion lives in dim 2
+    z[:, 3] += 3 * (speaker == 2).float()
+    fit = D.fit_nullspace(z, speaker, emotion, s, 3, iterations=3)
+    zp = fit.transform(z)
+    before = (D.fit_logistic(z, speaker, s)(z.double()).argmax(1) == speaker).float().mean()
+    after = (D.fit_logistic(zp, speaker, s)(zp.double()).argmax(1) == speaker).float().mean()
+    assert before > 0.8 and after < 0.45, (before, after)
+    emo_before = (D.fit_logistic(z, emotion, 3)(z.double()).argmax(1) == emotion).float().mean()
+    emo_after = (fit.emotion_logits(z).argmax(1) == emotion).float().mean()
+    assert emo_after > emo_before - 0.03  # the emotion direction survives
+    assert torch.linalg.matrix_rank(fit.projection) == d - 3

@@ -1,0 +1,80 @@
+"""The leakage probe and metrics against cases with known answers."""
+
+import numpy as np
+import pytest
+
+from avdis.config import ProbeConfig
+from avdis.errors import UsageError
+from avdis.train import metrics as M
+from avdis.train.probe import leakage_probe
+
+CFG = ProbeConfig(epochs=150)
+
+
+def data(n=600, speakers=8, dim=12, identity=0.0, seed=0, emotion_from_speaker=False):
+    rng = np.random.default_rng(seed)
+    spk = rng.integers(0, speakers, n)
+    emo = spk % 4 if emotion_from_speaker else rng.integers(0, 4, n)
+    centers = rng.normal(0, 1, (speakers, dim))
+    z = rng.normal(0, 1, (n, dim)) + identity * centers[spk]
+    cut = int(n * 0.7)
+    return (z[:cut], spk[:cut], emo[:cut]), (z[cut:], spk[cut:], emo[cut:])
+
+
+def test_no_identity_in_the_embedding_means_no_leakage():
+    (ztr, str_, etr), (zte, ste, ete) = data(identity=0.0)
+    r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=0)
+    assert abs(r.leakage) < 0.1 and abs(r.leakage_linear) < 0.1
+    assert r.chance_uniform == pytest.approx(1 / 8)
+
+
+def test_identity_coded_embedding_leaks_almost_fully():
+    (ztr, str_, etr), (zte, ste, ete) = data(identity=3.0)
+    r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=0)
+    assert r.leakage > 0.9 and r.probe_acc > 0.9
+
+
+def test_nonlinear_identity_is_found_by_the_mlp_probe_not_the_linear_one():
+    rng = np.random.default_rng(1)
+    n = 1200
+    spk = rng.integers(0, 2, n)
+    radius = np.where(spk == 1, 2.0, 1.0) + rng.normal(0, 0.1, n)  # identity in the radius only
+    angle = rng.uniform(0, 2 * np.pi, n)
+    z = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)
+    emo = rng.integers(0, 4, n)
+    r = leakage_probe(z[:800], spk[:800], emo[:800], z[800:], spk[800:], emo[800:], 2,
+                      ProbeConfig(epochs=300, lr=0.03), seed=0)
+    assert r.leakage > 0.8 and r.leakage_linear < 0.3
+
+
+def test_chance_accounts_for_speaker_emotion_correlation():
+    (ztr, str_, etr), (zte, ste, ete) = data(identity=0.0, emotion_from_speaker=True)
+    chance = M.label_only_speaker_chance(etr, str_, ete, ste)
+    assert 0.4 < chance < 0.6  # the emotion label narrows 8 speakers down to 2
+    z_emotion_only = np.eye(4)[etr] + 0.01 * np.random.default_rng(0).normal(size=(len(etr), 4))
+    z_test = np.eye(4)[ete] + 0.01 * np.random.default_rng(1).normal(size=(len(ete), 4))
+    r = leakage_probe(z_emotion_only, str_, etr, z_test, ste, ete, 8, CFG, seed=0)
+    assert r.probe_acc > 0.4  # the probe does as well as the label-only guess...
+    assert abs(r.leakage) < 0.12  # ...which is not leakage
+
+
+def test_metrics_known_answers():
+    pred, target = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
+    assert M.accuracy(pred, target) == pytest.approx(4 / 6)
+    assert M.uar(pred, target) == pytest.approx(np.mean([1 / 2, 2 / 3, 1.0]))
+    assert M.majority_rate(np.array([0, 0, 0, 1])) == 0.75
+    assert M.normalised_leakage(0.55, 0.1) == pytest.approx(0.5)
+
+
+def test_probe_refuses_fewer_than_two_speakers():
+    z = np.zeros((10, 3))
+    one = np.zeros(10, int)
+    with pytest.raises(UsageError, match=">= 2 speakers"):
+        leakage_probe(z, one, one, z, one, one, 1, CFG, seed=0)
+
+
+def test_probe_is_deterministic_under_a_seed():
+    (ztr, str_, etr), (zte, ste, ete) = data(identity=0.7)
+    a = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=3)
+    b = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=3)
+    assert a == b

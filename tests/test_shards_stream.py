@@ -1,0 +1,169 @@
+"""Media -> shards -> stream round trips, locally and through the moto S3 server; skips counted."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from avdis import storage
+from avdis.config import DataConfig, FeatureConfig, LoaderConfig, S3Config, SplitConfig
+from avdis.data import media, shards, stream
+
+S3 = S3Config()
+
+
+def data_cfg(src, out, **kw) -> DataConfig:
+    return DataConfig(corpus="synthetic", src=str(src), shards=str(out), shard_size=16, **kw)
+
+
+def all_batches(info, data, split, world=1, epoch=0, batch_size=8, stats=None):
+    out = []
+    for rank in range(world):
+        out += list(stream.epoch_batches(info, data, S3, split, rank=rank, world=world, epoch=epoch, seed=0,
+                                         batch_size=batch_size, stats=stats))
+    return out
+
+
+def test_round_trip_returns_the_same_arrays_and_labels(tiny_corpus, tiny_shards):
+    data = data_cfg(tiny_corpus, tiny_shards)
+    info = stream.open_dataset(data, S3)
+    manifest = pq.read_table(f"{tiny_shards}/manifest.parquet").to_pandas().set_index("clip_id")
+    batches = all_batches(info, data, None, batch_size=8)
+    seen = 0
+    for b in batches:
+        for i, clip in enumerate(b["clip_id"]):
+            row = manifest.loc[clip]
+            feats = media.extract(row.audio_path, row.video_path, FeatureConfig())
+            np.testing.assert_array_equal(b["audio"][i].numpy(), feats.audio.astype(np.float32))
+            np.testing.assert_array_equal(b["video"][i].numpy(), feats.video)
+            assert int(b["emotion"][i]) == row.emotion_idx and int(b["speaker"][i]) == row.speaker_idx
+            assert int(b["audio_mask"][i].sum()) == row.audio_len
+            seen += 1
+            if seen >= 6:  # decoding again is slow; six clips from several shards are enough
+                return
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_clip_of_the_split_exactly_once_per_epoch_with_equal_steps(tiny_corpus, tiny_shards, world):
+    data = data_cfg(tiny_corpus, tiny_shards)
+    info = stream.open_dataset(data, S3)
+    for epoch in (0, 1):
+        per_rank = [list(stream.epoch_batches(info, data, S3, "train", rank=r, world=world, epoch=epoch, seed=0,
+                                              batch_size=5)) for r in range(world)]
+        assert len({len(b) for b in per_rank}) == 1  # same number of steps on every rank
+        ids = [c for batches in per_rank for b in batches for c in b["clip_id"]]
+        assert len(ids) == len(set(ids)) == info.split_counts["train"]
+        for batches in per_rank:
+            for b in batches:
+                assert int(b["valid"].sum()) == len(b["clip_id"])
+
+
+def test_loader_workers_split_shards_without_loss(tiny_corpus, tiny_shards):
+    data = data_cfg(tiny_corpus, tiny_shards, loader=LoaderConfig(workers=2))
+    info = stream.open_dataset(data, S3)
+    ids = [c for b in all_batches(info, data, "train", world=2) for c in b["clip_id"]]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == info.split_counts["train"]
+
+
+def test_rerun_is_idempotent_and_writes_no_partial_files(tiny_corpus, tiny_shards, tmp_path):
+    out = tmp_path / "again"
+    data = data_cfg(tiny_corpus, out)
+    first = shards.preprocess(data, S3)
+    blobs = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
+    manifest = (out / "manifest.parquet").read_bytes()
+    assert shards.preprocess(data, S3)["up_to_date"] is True
+    again = shards.preprocess(data, S3, force=True)
+    assert again["clips"] == first["clips"]
+    assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == blobs  # identical bytes
+    assert (out / "manifest.parquet").read_bytes() == manifest
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_splits_in_the_manifest(tiny_shards):
+    manifest = pq.read_table(f"{tiny_shards}/manifest.parquet").to_pandas()
+    per_speaker = manifest.groupby("speaker")["split"].apply(set)
+    assert all(s == {"train", "val", "test"} for s in per_speaker)  # within_speaker: everyone everywhere
+    folds = manifest.groupby("speaker")["fold"].nunique()
+    assert (folds == 1).all() and manifest["fold"].nunique() == 4  # speaker_disjoint: a speaker in one fold
+
+
+def test_speaker_disjoint_scheme_keeps_test_speakers_out_of_train(tiny_corpus, tiny_shards):
+    data = data_cfg(tiny_corpus, tiny_shards, split=SplitConfig(scheme="speaker_disjoint", fold=1))
+    info = stream.open_dataset(data, S3)
+    train = {int(s) for b in all_batches(info, data, "train") for s, ok in zip(b["speaker"], b["valid"]) if ok}
+    test = {int(s) for b in all_batches(info, data, "test") for s, ok in zip(b["speaker"], b["valid"]) if ok}
+    assert train and test and train.isdisjoint(test)
+
+
+def _truncate(path, keep_members: int) -> None:
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    cut = members[keep_members].offset_data + 100
+    data = open(path, "rb").read()[:cut]
+    open(path, "wb").write(data)
+
+
+def test_truncated_shard_and_corrupt_sample_are_counted_not_hidden(tiny_corpus, tiny_shards, tmp_path):
+    import shutil
+
+    out = tmp_path / "broken"
+    shutil.copytree(tiny_shards, out)
+    names = sorted((out / "shards").iterdir())
+    _truncate(names[0], keep_members=7)  # a shard cut in the middle of a sample
+    # a sample whose array is garbage
+    with tarfile.open(names[1]) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    victim = next(m.name for m, _ in members if m.name.endswith("video.npy"))
+    with tarfile.open(names[1], "w") as tar:
+        for m, blob in members:
+            if m.name == victim:
+                blob = b"not an npy file"
+                m.size = len(blob)
+            tar.addfile(m, io.BytesIO(blob))
+    data = data_cfg(tiny_corpus, out, loader=LoaderConfig(max_skip_rate=1.0))
+    info = stream.open_dataset(data, S3)
+    stats = stream.SkipStats()
+    got = {c for b in all_batches(info, data, None, stats=stats) for c in b["clip_id"]}
+    assert stats.bad_shards == 1 and stats.bad_samples == 1
+    assert stats.skipped_samples == info.split_counts["all"] - len(got) > 1
+    assert any("unreadable after" in r for r in stats.reasons)
+    assert any(victim.split(".")[0] in r for r in stats.reasons)  # the bad sample is named
+    strict = data_cfg(tiny_corpus, out, loader=LoaderConfig(max_skip_rate=0.01))
+    with pytest.raises(stream.SkipRateExceeded, match="did not arrive"):
+        all_batches(info, strict, None)
+
+
+def test_shards_through_the_s3_server(tiny_corpus, s3_bucket):
+    url = f"{s3_bucket}/shards/tiny"
+    data = data_cfg(tiny_corpus, url)
+    summary = shards.preprocess(data, S3)
+    assert storage.exists(f"{url}/manifest.parquet") and storage.exists(f"{url}/rejects.parquet")
+    assert len(storage.list_files(f"{url}/shards", ".tar")) == summary["shards"]
+    info = stream.open_dataset(data, S3)
+    ids = [c for b in all_batches(info, data, "train", world=2) for c in b["clip_id"]]
+    assert len(ids) == len(set(ids)) == info.split_counts["train"]
+
+
+def test_missing_bucket_fails_loudly(tiny_corpus, s3_server):
+    data = data_cfg(tiny_corpus, "s3://no-such-bucket-avdis/shards")
+    with pytest.raises(storage.StorageError, match="no-such-bucket-avdis"):
+        shards.preprocess(data, S3)
+
+
+def test_unreachable_shards_count_as_bad_shards(tiny_corpus, tiny_shards, tmp_path):
+    import shutil
+
+    out = tmp_path / "gone"
+    shutil.copytree(tiny_shards, out)
+    first = sorted((out / "shards").iterdir())[0]
+    first.unlink()
+    data = data_cfg(tiny_corpus, out, loader=LoaderConfig(max_skip_rate=1.0))
+    info = stream.open_dataset(data, S3)
+    stats = stream.SkipStats()
+    all_batches(info, data, None, stats=stats)
+    assert stats.bad_shards == 1 and "cannot open" in stats.reasons[0] and first.name in stats.reasons[0]
+    meta = json.loads(pq.read_table(out / "manifest.parquet").schema.metadata[b"avdis"])
+    assert stats.skipped_samples == next(s["clips"] for s in meta["shards"] if s["name"] == first.name)
