@@ -124,9 +124,9 @@ class ModelConfig(_Section):
 class AdversaryConfig(_Section):
     """The speaker classifier on z_emo used by `adversarial` and `confusion`."""
 
-    steps: int = Field(1, ge=1, le=50)  # adversary steps per encoder step
+    steps: int = Field(5, ge=1, le=50)  # adversary steps per encoder step: a weak adversary is fooled, not beaten
     lr: float = Field(3e-3, gt=0)
-    hidden: int = Field(64, ge=1)
+    hidden: int = Field(128, ge=1)
     warmup_epochs: int = Field(0, ge=0)  # linear ramp of the method weight
 
 

@@ -7,6 +7,7 @@ config, in one place, and the sweep reuses them for each trial's TorchTrainer.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from avdis import storage
@@ -34,6 +35,12 @@ def scaling_config(cfg: Config):
                          placement_strategy=t.placement_strategy)
 
 
+def worker_env() -> dict[str, str]:
+    """Environment for training workers: quiet prints, and the driver's AVDIS_* settings."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("AVDIS_")}
+    return {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **env}
+
+
 def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
@@ -42,7 +49,7 @@ def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None 
         name=name, storage_path=path, storage_filesystem=fs, callbacks=callbacks,
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),
-        worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        worker_runtime_env={"env_vars": worker_env()},
     )
 
 

@@ -8,7 +8,8 @@ paths). Random search uses the same space with Optuna's RandomSampler.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
@@ -23,15 +24,18 @@ def _suggest(trial: optuna.Trial, name: str, choice: Range | list[Any]) -> Any:
     return trial.suggest_float(name, choice.low, choice.high, log=choice.log)
 
 
-def define_by_run(space: SearchSpace) -> Callable[[optuna.Trial], None]:
-    def sample(trial: optuna.Trial) -> None:
-        method = trial.suggest_categorical("method", space.methods)
-        if method in space.weights:
-            _suggest(trial, f"weight_{method}", space.weights[method])
-        for key, choice in space.params.items():
-            _suggest(trial, key, choice)
+@dataclass(frozen=True)
+class DefineByRun:
+    """Optuna's define-by-run space; a plain object so Tune can pickle the searcher's state."""
 
-    return sample
+    space: SearchSpace
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        method = trial.suggest_categorical("method", self.space.methods)
+        if method in self.space.weights:
+            _suggest(trial, f"weight_{method}", self.space.weights[method])
+        for key, choice in self.space.params.items():
+            _suggest(trial, key, choice)
 
 
 def to_overrides(params: dict[str, Any]) -> dict[str, Any]:

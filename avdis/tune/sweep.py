@@ -21,7 +21,7 @@ from avdis.report.callback import ReportCallback
 from avdis.report.plots import write_report
 from avdis.tune.records import TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
-from avdis.tune.space import define_by_run, sampler
+from avdis.tune.space import DefineByRun, sampler
 from avdis.tune.trial import run_trial
 
 SPEC = "sweep.json"
@@ -106,7 +106,7 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool):
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)
     s = cfg.sweep
-    searcher = OptunaSearch(space=define_by_run(s.space), metric=list(s.metrics), mode=list(s.modes),
+    searcher = OptunaSearch(space=DefineByRun(s.space), metric=list(s.metrics), mode=list(s.modes),
                             sampler=sampler(s.search, s.seed))
     scheduler = (MOASHAScheduler(cfg.train.epochs, s.scheduler.grace_epochs, s.scheduler.eta, tuple(s.metrics))
                  if s.scheduler.type == "mo_asha" else None)

@@ -1,0 +1,219 @@
+"""Distributed training on a real local Ray with real DeepSpeed engines (CPU accelerator, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ray.cloudpickle as cloudpickle
+import pytest
+
+from avdis import config as C
+from avdis.errors import UsageError
+from avdis.train import launch
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+ROOT = Path(__file__).resolve().parents[1]
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+
+
+def cfg_for(shards: str, tmp_path: Path, *overrides: str) -> C.Config:
+    return C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        f"data.shards={shards}", f"data.src={tmp_path / 'unused-src'}", f"train.storage={tmp_path / 'runs'}",
+        "train.workers=2", "train.cpus_per_worker=0.9", "probe.epochs=60", *overrides,
+    ])
+
+
+@pytest.fixture(scope="module")
+def local_ray(s3_server):
+    """A local Ray of 2 CPUs; started after the S3 fixture so workers inherit its endpoint."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+    yield
+    ray.shutdown()
+
+
+def history(run_url: str) -> list[dict]:
+    return json.loads(Path(run_url, "metrics.json").read_text())["history"]
+
+
+def test_deepspeed_zero2_two_workers_learns_and_reports(local_ray, tiny_shards, tmp_path):
+    cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=4", "train.name=zero2", "train.lr=0.01")
+    out = launch.train(cfg)
+    h = history(out["run"])
+    assert [e["epoch"] for e in h] == [1, 2, 3, 4]
+    assert h[-1]["loss"] < h[0]["loss"]
+    for key in ("emotion_acc", "emotion_uar", "leakage", "speaker_acc", "epoch", "samples_per_s"):
+        assert key in out["final"]
+    assert out["final"]["world_size"] == 2
+    assert 0.0 <= out["final"]["emotion_acc"] <= 1.0 and out["final"]["skipped_samples"] == 0
+    assert list(Path(out["run"]).glob("checkpoint_*/engine/ckpt/*optim_states.pt"))  # ZeRO shards per rank
+
+
+def _report(metrics: dict) -> None:
+    """Report from a worker; with a (tiny) checkpoint, since Result.metrics stays None without one."""
+    import tempfile
+
+    import ray.train
+    import torch.distributed as dist
+
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "metrics.json").write_text(json.dumps(metrics))
+        ckpt = ray.train.Checkpoint.from_directory(d) if dist.get_rank() == 0 else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _one_step_each_engine(config: dict) -> None:
+    """In each Ray Train worker: one real step under each engine, then compare full parameters across ranks."""
+    import numpy as np
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from avdis.config import Config
+    from avdis.data.stream import epoch_batches, open_dataset
+    from avdis.model.disentangle import REGISTRY
+    from avdis.model.multitask import build_model
+    from avdis.train.engine import build_engine
+    from avdis.train.step import Stepper
+
+    results = {}
+    for name, overrides in config["variants"].items():
+        cfg = Config.model_validate(config["config"])
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=overrides)})
+        info = open_dataset(cfg.data, cfg.s3)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, info.features, len(info.emotions), len(info.speakers))
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        engine = build_engine(model, cfg.train, find_unused=False)
+        stepper = Stepper(engine, REGISTRY["adversarial"], cfg, len(info.speakers))
+        rank, world = dist.get_rank(), dist.get_world_size()
+        batch = next(epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=0, seed=0,
+                                   batch_size=cfg.train.batch_size))
+        stepper.train_step(batch, 0.0)
+        params = list(engine.module.parameters())
+        if cfg.train.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(params):
+                after = torch.cat([p.detach().flatten().clone() for p in params])
+        else:
+            after = torch.cat([p.detach().flatten().clone() for p in params])
+        gathered = [None] * world
+        dist.all_gather_object(gathered, after.numpy())
+        adv = [None] * world
+        dist.all_gather_object(adv, torch.cat([p.detach().flatten() for p in stepper.adversary.parameters()]).numpy())
+        results[name] = {
+            "rank_diff": float(max(np.abs(g - gathered[0]).max() for g in gathered)),
+            "adversary_diff": float(max(np.abs(a - adv[0]).max() for a in adv)),
+            "moved": float(np.abs(gathered[0] - before.numpy()).max()) if len(before) == len(gathered[0]) else -1.0,
+        }
+    _report({"results": json.dumps(results)})
+
+
+def test_parameters_identical_across_ranks_after_a_step_zero2_zero3_ddp(local_ray, tiny_shards, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = cfg_for(tiny_shards, tmp_path, "method.name=adversarial", "method.weight=1.0")
+    variants = {"zero2": {"strategy": "deepspeed", "zero_stage": 2}, "zero3": {"strategy": "deepspeed", "zero_stage": 3},
+                "ddp": {"strategy": "ddp", "zero_stage": 0}}
+    result = TorchTrainer(
+        _one_step_each_engine, train_loop_config={"config": cfg.model_dump(mode="json"), "variants": variants},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.9}),
+        run_config=RunConfig(name="engines", storage_path=str(tmp_path / "engines")),
+    ).fit()
+    results = json.loads(result.metrics["results"])
+    assert set(results) == set(variants)
+    for name, r in results.items():
+        assert r["rank_diff"] == 0.0, name  # every rank holds the same model after the step
+        assert r["adversary_diff"] < 1e-6, name  # the adversary's hand-averaged gradients keep it in sync too
+        assert r["moved"] > 0.0, name  # and the step really changed it
+
+
+def test_killed_worker_resumes_from_checkpoint_without_losing_an_epoch(local_ray, tiny_shards, tmp_path, monkeypatch):
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("AVDIS_FAIL_AT_STEP", "3")  # global step 3 = second step of epoch 2 (2 steps per epoch)
+    monkeypatch.setenv("AVDIS_FAIL_MARKER", str(marker))
+    cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=3", "train.max_failures=1", "train.name=faulty")
+    out = launch.train(cfg)
+    assert marker.exists() and "killed rank 1" in marker.read_text()
+    first = history(out["run"])
+    assert [e["epoch"] for e in first] == [1, 2, 3]
+    # the checkpoint restores in a fresh process: a new driver continues to epoch 4
+    monkeypatch.delenv("AVDIS_FAIL_AT_STEP")
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "train.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+         f"data.shards={tiny_shards}", f"train.storage={tmp_path / 'runs'}", "train.workers=2",
+         "train.cpus_per_worker=0.9", "probe.epochs=60", "train.epochs=4", "train.max_failures=1",
+         "train.name=faulty", "ray.include_dashboard=false"],
+        capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = history(out["run"])
+    assert [e["epoch"] for e in second] == [1, 2, 3, 4]
+    assert second[:3] == first  # the resumed run kept what was done, and did not redo it
+
+
+def test_checkpoint_of_another_model_size_is_refused(local_ray, tiny_shards, tmp_path):
+    launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=1", "train.name=shape", "train.workers=1",
+                         "train.strategy=ddp", "train.zero_stage=0"))
+    with pytest.raises(Exception, match="model.emb_dim=16 .this run: 32."):
+        launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=2", "train.name=shape", "train.workers=1",
+                             "train.strategy=ddp", "train.zero_stage=0", "model.emb_dim=32"))
+
+
+def _stream_ids(config: dict) -> None:
+    import ray.train
+    import torch.distributed as dist
+
+    from avdis.config import Config
+    from avdis.data.stream import epoch_batches, open_dataset
+
+    cfg = Config.model_validate(config["config"])
+    info = open_dataset(cfg.data, cfg.s3)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    epochs = []
+    for epoch in range(2):
+        mine = [c for b in epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
+                                         seed=0, batch_size=8) for c in b["clip_id"]]
+        everyone = [None] * world
+        dist.all_gather_object(everyone, mine)
+        epochs.append(everyone)
+    _report({"epochs": json.dumps(epochs), "expected": info.split_counts["train"]})
+
+
+def test_streaming_from_s3_into_two_workers_sees_each_clip_once_per_epoch(local_ray, tiny_corpus, s3_bucket, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from avdis.data import shards
+
+    url = f"{s3_bucket}/shards/tiny"
+    cfg = cfg_for(url, tmp_path, f"data.src={tiny_corpus}")
+    shards.preprocess(cfg.data, cfg.s3)
+    result = TorchTrainer(
+        _stream_ids, train_loop_config={"config": cfg.model_dump(mode="json")},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.9}),
+        run_config=RunConfig(name="stream", storage_path=str(tmp_path / "stream")),
+    ).fit()
+    expected = result.metrics["expected"]
+    epochs = json.loads(result.metrics["epochs"])
+    for per_rank in epochs:
+        assert all(per_rank)  # both ranks got clips
+        ids = [c for rank_ids in per_rank for c in rank_ids]
+        assert len(ids) == len(set(ids)) == expected
+    assert epochs[0] != epochs[1]  # reshuffled between epochs
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ray, tiny_shards, tmp_path):
+    cfg = cfg_for(tiny_shards, tmp_path, "train.gpus_per_worker=1", "train.name=gpus")
+    with pytest.raises(UsageError, match="asks for 2 GPUs; the Ray cluster has 0"):
+        launch.train(cfg)
+    assert not (tmp_path / "runs" / "gpus").exists()
