@@ -62,7 +62,7 @@ class Stepper:
             loss.backward()
             _average_grads(self.adversary)
             self.adv_opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     def train_step(self, batch: dict[str, Any], epoch_progress: float) -> dict[str, float]:
         batch = to_device(batch, self.engine.device)

@@ -1,0 +1,111 @@
+"""The single-process trainer: golden losses, determinism under a seed, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from avdis import config as C
+from avdis.config import Config, FeatureConfig, MethodConfig, ModelConfig, TrainConfig
+from avdis.model.disentangle import REGISTRY
+from avdis.model.multitask import build_model
+from avdis.train import launch
+from avdis.train.engine import build_engine
+from avdis.train.step import Stepper
+
+ROOT = Path(__file__).resolve().parents[1]
+FEAT = FeatureConfig(n_mels=16, window_s=1.0, fps=4, face_size=16)
+TIMING = ("train_s", "samples_per_s", "data_wait_frac")
+
+
+def fixed_batch(seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    n = 8
+    return {"audio": torch.randn(n, FEAT.audio_frames, FEAT.n_mels, generator=g) - 7,
+            "audio_mask": torch.ones(n, FEAT.audio_frames, dtype=torch.bool),
+            "video": torch.randint(0, 255, (n, FEAT.video_frames, 16, 16, 3), generator=g, dtype=torch.uint8),
+            "video_mask": torch.ones(n, FEAT.video_frames, dtype=torch.bool),
+            "emotion": torch.arange(n) % 4, "speaker": torch.arange(n) % 3, "valid": torch.ones(n, dtype=torch.bool),
+            "split": torch.zeros(n, dtype=torch.long), "within_split": torch.zeros(n, dtype=torch.long),
+            "clip_id": [str(i) for i in range(n)]}
+
+
+# Losses of the first four steps, recorded with torch 2.13.0 on CPU. A change here means the
+# model, a loss or the optimizer step changed: if that was intended, record the new values.
+GOLDEN = {
+    "multitask": [2.53578, 2.484336, 2.498526, 2.48635],
+    "adversarial": [3.628134, 3.566825, 3.638495, 3.558331],
+    "orthogonal": [2.743767, 2.839969, 3.057844, 3.112073],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_losses(name):
+    cfg = Config(model=ModelConfig(emb_dim=8, dropout=0.0),
+                 method=MethodConfig(name=name, weight=None if name == "multitask" else 1.0),
+                 train=TrainConfig(lr=0.01, epochs=1))
+    torch.manual_seed(0)
+    stepper = Stepper(build_engine(build_model(cfg.model, FEAT, 4, 3), cfg.train, False), REGISTRY[name], cfg, 3)
+    losses = [stepper.train_step(fixed_batch(i), i / 10)["loss"] for i in range(4)]
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(GOLDEN[name]), rtol=1e-4, atol=1e-4)
+
+
+def single(tiny_shards: str, storage: Path, *overrides: str) -> C.Config:
+    return C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        f"data.shards={tiny_shards}", f"train.storage={storage}", "train.strategy=single", "train.zero_stage=0",
+        "train.workers=1", "train.epochs=3", "probe.epochs=60", "train.name=run", *overrides])
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in TIMING} for e in history]
+
+
+@pytest.mark.parametrize("method", ["multitask", "nullspace"])
+def test_same_seed_same_numbers(tiny_shards, tmp_path, method):
+    extra = ["method.name=nullspace", "method.weight=2"] if method == "nullspace" else []
+    a = launch.train(single(tiny_shards, tmp_path / "a", *extra))
+    b = launch.train(single(tiny_shards, tmp_path / "b", *extra))
+    ha = json.loads(Path(a["metrics_file"]).read_text())["history"]
+    hb = json.loads(Path(b["metrics_file"]).read_text())["history"]
+    assert without_timing(ha) == without_timing(hb)
+    c = launch.train(single(tiny_shards, tmp_path / "c", "train.seed=1", *extra))
+    assert c["final"]["loss"] != a["final"]["loss"]
+    ckpt = sorted(Path(a["run"]).glob("checkpoint_epoch_*"))
+    assert [p.name for p in ckpt] == ["checkpoint_epoch_0002", "checkpoint_epoch_0003"]  # the latest two kept
+    assert (ckpt[-1] / "engine" / "state.pt").exists() and (ckpt[-1] / "state.json").exists()
+    assert ((ckpt[-1] / "posthoc.pt").exists()) == (method == "nullspace")
+
+
+def test_crash_then_resume_gives_the_uninterrupted_run(tiny_shards, tmp_path):
+    """Train 3 epochs straight; train again, crash in epoch 2, rerun: the tails match."""
+    straight = launch.train(single(tiny_shards, tmp_path / "straight"))
+    args = [sys.executable, str(ROOT / "jobs" / "train.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+            f"data.shards={tiny_shards}", f"train.storage={tmp_path / 'crashy'}", "train.strategy=single",
+            "train.zero_stage=0", "train.workers=1", "train.epochs=3", "probe.epochs=60", "train.name=run"]
+    env = {**os.environ, "AVDIS_FAIL_AT_STEP": "4", "AVDIS_FAIL_MARKER": str(tmp_path / "crashed")}
+    crashed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode != 0 and (tmp_path / "crashed").exists()
+    done = json.loads((tmp_path / "crashy" / "run" / "metrics.json").read_text())["history"]
+    assert [e["epoch"] for e in done] == [1]  # epoch 1 was checkpointed before the crash in epoch 2
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    tail = json.loads((tmp_path / "crashy" / "run" / "metrics.json").read_text())["history"]
+    full = json.loads(Path(straight["metrics_file"]).read_text())["history"]
+    assert without_timing(tail) == without_timing(full)
+
+
+def test_model_list_prints_presets_with_parameter_counts(capsys):
+    from avdis.cli import main
+
+    assert main(["model", "--list"]) == 0
+    out = capsys.readouterr().out
+    for preset in ("tiny", "base", "large"):
+        assert preset in out
+    large = next(line for line in out.splitlines() if line.startswith("large"))
+    assert int(large.split()[-1].replace(",", "")) > 100_000_000
