@@ -32,7 +32,7 @@ def ranks(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
     """Non-dominated rank per point (1 = on the front, 2 = front once rank 1 is removed, ...)."""
     if len(acc) == 0:
         return np.zeros(0, int)
-    return moocore.pareto_rank(_points(acc, leakage), maximise=list(MAXIMISE))
+    return moocore.pareto_rank(_points(acc, leakage), maximise=list(MAXIMISE)) + 1  # moocore counts from 0
 
 
 def hypervolume(acc: np.ndarray, leakage: np.ndarray, chance_acc: float) -> float:

@@ -4,8 +4,11 @@ Ray's schedulers rank trials on one metric; here trials are ranked on two (emoti
 max, leakage min). Rungs sit at `grace * eta^k` epochs (below the last epoch). When a
 trial reaches a rung, it is ranked among every trial recorded at that rung so far by
 non-dominated rank, ties broken by crowding distance (NSGA-II selection: boundary
-points and sparse regions of the front first); it continues only if it is in the top
-ceil(n / eta). Asynchronous: decisions use what has arrived, never wait for a full rung.
+points and sparse regions of the front first); it continues if it is in the top
+ceil(n / eta), or if nothing recorded at the rung dominates it. Asynchronous: decisions
+use what has arrived and never wait for a full rung; the second clause keeps a trial
+that is Pareto-optimal at its rung from being stopped only because it arrived while
+the rung held few trials (a strict top-1/eta cut of three front points keeps one).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class MOSuccessiveHalving:
         for r in np.unique(rank):
             members = rank == r
             crowd[members] = crowding_distance(pts[members])
+        if rank[ids.index(trial_id)] == 1:
+            return True
         order = sorted(range(len(ids)), key=lambda i: (rank[i], -crowd[i], i))
         keep = {ids[i] for i in order[: math.ceil(len(ids) / self.eta)]}
         return trial_id in keep

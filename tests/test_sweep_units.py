@@ -1,0 +1,109 @@
+"""Sweep pieces without training: MO-ASHA decisions, the search space, the Pareto front, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from avdis import config as C
+from avdis.errors import UsageError
+from avdis.report import results
+from avdis.tune import pareto
+from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
+from avdis.tune.space import DefineByRun, to_overrides
+from avdis.tune.sweep import check_spec, record_spec
+
+
+def test_rungs_sit_at_grace_times_eta_powers():
+    assert list(MOSuccessiveHalving(max_epochs=27, grace=1, eta=3).rungs) == [1, 3, 9]
+    assert list(MOSuccessiveHalving(max_epochs=8, grace=2, eta=2).rungs) == [2, 4]
+
+
+def test_dominated_trials_stop_front_trials_continue():
+    sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=3)
+    # nine trials reach rung 1; curves: (emotion_acc, leakage)
+    front = {"a": (0.90, 0.80), "b": (0.70, 0.20), "c": (0.80, 0.50)}
+    dominated = {f"d{i}": (0.60 - 0.02 * i, 0.85 + 0.01 * i) for i in range(6)}
+    decisions = {}
+    for tid, (acc, leak) in {**front, **dominated}.items():
+        decisions[tid] = sched.decide(tid, 1, acc, leak)
+    assert all(decisions[t] for t in front)  # the rung's front continues, whatever the arrival order
+    assert not any(decisions[t] for t in dominated)  # the top ceil(9/3) = 3 are the front
+    # asynchronous: a trial arriving later that dominates the front is promoted; one that is dominated is not
+    assert sched.decide("late_good", 1, 0.95, 0.10) is True
+    assert sched.decide("late_bad", 1, 0.50, 0.95) is False
+    # epochs between rungs never stop anything; a trial is judged once per rung
+    assert sched.decide("d3", 2, 0.0, 1.0) is True
+    assert sched.decide("a", 1, 0.0, 1.0) is True
+
+
+def test_ties_within_a_rank_break_by_crowding_distance():
+    sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=2)
+    sched.decide("top", 1, 0.99, 0.0)  # dominates every later point: they all share rank 2
+    sched.decide("q0", 1, 0.5, 0.1)
+    sched.decide("q1", 1, 0.9, 0.9)
+    # 4 recorded, keep 2: "top", then rank 2 by crowding; a point between q0 and q1 is crowded
+    assert sched.decide("mid", 1, 0.7, 0.5) is False
+    # 5 recorded, keep 3: a new extreme of rank 2 has infinite crowding distance and continues
+    assert sched.decide("edge", 1, 0.95, 0.95) is True
+    d = crowding_distance(np.array([(0.5, 0.1), (0.7, 0.5), (0.9, 0.9)]))
+    assert np.isinf(d[0]) and np.isinf(d[-1]) and np.isfinite(d[1])
+
+
+def test_missing_objectives_never_stop_a_trial():
+    sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=3)
+    for i in range(5):
+        sched.decide(f"t{i}", 1, 0.9, 0.1 * i)
+    assert sched.decide("blind", 1, float("nan"), 0.5) is True
+
+
+def test_define_by_run_draws_weights_only_for_weighted_methods():
+    space = C.load(None).sweep.space
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        DefineByRun(space)(trial)
+        params = trial.params
+        method = params["method"]
+        seen.add(method)
+        weight_keys = [k for k in params if k.startswith("weight_")]
+        assert weight_keys == ([f"weight_{method}"] if method in C.WEIGHT_RANGES else [])
+        over = to_overrides(params)
+        cfg = C.with_overrides(C.load(None), over)  # every draw is a valid config
+        assert cfg.method.name == method
+        study.tell(trial, [0.5, 0.5])
+    assert seen == set(C.METHODS)
+
+
+def test_front_and_hypervolume_of_a_known_table():
+    df = pd.DataFrame({
+        "trial_id": ["a", "b", "c", "d", "e"], "emotion_acc": [0.9, 0.8, 0.7, 0.6, 0.85],
+        "leakage": [0.9, 0.5, 0.2, 0.6, 0.95], "order": [1, 2, 3, 4, 5],
+    })
+    front = pareto.front_of(df, chance_acc=0.5)
+    assert set(front.trial_ids) == {"a", "b", "c"}
+    # staircase area above chance 0.5 and below leakage 1: (0.2->0.5)*0.2 + (0.5->0.9)*0.3 + (0.9->1)*0.4
+    assert front.hypervolume == pytest.approx(0.3 * 0.2 + 0.4 * 0.3 + 0.1 * 0.4)
+    assert [h["hypervolume"] for h in front.history] == sorted(h["hypervolume"] for h in front.history)
+
+
+def test_storage_used_by_another_sweep_is_refused(tmp_path):
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    assert check_spec(url, cfg) is False
+    record_spec(url, cfg)
+    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.num_samples=99"])) is True
+    other = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.methods=[multitask]"])
+    with pytest.raises(UsageError, match=r"differs in: sweep\.space\.methods.*Pick a new name"):
+        check_spec(url, other)
+
+
+def test_pareto_json_is_strict_json_with_nan_metrics(tmp_path):
+    rows = [{"trial_id": "a", "method": "multitask", "emotion_acc": 0.8, "leakage": float("nan"), "order": 1}]
+    results.write_pareto(str(tmp_path), results.summarize(results.to_table(rows).to_pandas(), "s"))
+    json.loads((tmp_path / "pareto.json").read_text())  # no NaN tokens
