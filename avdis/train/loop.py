@@ -46,7 +46,8 @@ class LocalReporter:
         return self.store.latest()
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
-        self.store.save(directory, metrics["epoch"])
+        if directory is not None:
+            self.store.save(directory, metrics["epoch"])
 
 
 class RayReporter:
@@ -131,6 +132,9 @@ def run(cfg: Config, reporter: LocalReporter | RayReporter) -> list[dict[str, An
             engine.load(found)
             stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False) if (found / "adversary.pt").exists() else {})
             start, history = state["epoch"], state["history"]
+    if history and start >= cfg.train.epochs:
+        # Resumed a run that had finished (its driver died before hearing so): say it again.
+        reporter.report(history[-1], None)
     train_clips = info.split_counts.get("train", 0)
     for epoch in range(start, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would

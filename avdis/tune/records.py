@@ -37,6 +37,12 @@ def _num(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def _final(row: dict[str, Any]) -> bool:
+    """Finished (completed or stopped early): such a row is never changed again."""
+    order = row.get("order")
+    return order is not None and order == order  # not None, not NaN
+
+
 class TrialRecorder(Callback):
     def __init__(self, sweep_url: str, cfg: Config, publish_metrics: bool = True):
         self.sweep_url, self.cfg, self.publish_metrics = sweep_url, cfg, publish_metrics
@@ -50,11 +56,15 @@ class TrialRecorder(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
+        if _final(row):
+            return
         row.update(status="RUNNING", stop_reason=None, error=None, order=None)
         self._write()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)
+        if _final(row):  # a finished trial reported again after a resume: its row stands
+            return
         row["status"] = "RUNNING"
         row["epochs"] = int(result.get("epoch", row.get("epochs") or 0))
         for key in FINAL:
@@ -71,6 +81,8 @@ class TrialRecorder(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
+        if _final(row):
+            return
         full = (row.get("epochs") or 0) >= self.cfg.train.epochs
         row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),
                    stop_reason="completed" if full else f"early_stopped_at_epoch_{row.get('epochs') or 0}")
@@ -86,8 +98,7 @@ class TrialRecorder(Callback):
     # ------------------------------------------------------------ rows
 
     def _next_order(self) -> int:
-        orders = [r["order"] for r in self.rows.values() if r.get("order") is not None and r["order"] == r["order"]]
-        return int(max(orders, default=0)) + 1
+        return int(max((r["order"] for r in self.rows.values() if _final(r)), default=0)) + 1
 
     def _row(self, trial: Any) -> dict[str, Any]:
         tid = trial.trial_id

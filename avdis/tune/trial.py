@@ -1,7 +1,10 @@
 """One sweep trial: the Tune trainable that launches a distributed TorchTrainer (Train V2 pattern).
 
 Its Ray Train run lives under `<sweep>/trials/<trial id>/`, so a trial restarted after a
-killed driver resumes from that run's last checkpoint instead of starting over.
+killed driver resumes from that run's last checkpoint instead of starting over. Tune
+saves its experiment state every few seconds, our trials.parquet after every result: a
+trial the table already records as finished (or stopped early) is not trained again on
+resume, its recorded final result is reported once more instead.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 from avdis import storage
 from avdis.config import Config, with_overrides
 from avdis.train import launch
+from avdis.report import results
 from avdis.tune.space import to_overrides
 
 TRIALS_DIR = "trials"
@@ -22,7 +26,23 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
 
     cfg = with_overrides(Config.model_validate(base), to_overrides(params))
     trial_id = ray.tune.get_context().get_trial_id()
+    final = finished_result(sweep_url, trial_id, cfg)
+    if final is not None:
+        ray.tune.report(final)
+        return
     trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[TuneReportCallback()])
     result = trainer.fit()
     if result.error:
         raise result.error
+
+
+def finished_result(sweep_url: str, trial_id: str, cfg: Config) -> dict[str, Any] | None:
+    """The recorded final metrics of a trial that already finished, else None."""
+    table = results.read_trials(sweep_url, cfg.s3)
+    row = table[(table["trial_id"] == trial_id) & table["order"].notna()]
+    if row.empty:
+        return None
+    record = row.iloc[0]
+    metrics = {k: record[k] for k in ("emotion_acc", "emotion_uar", "leakage", "speaker_acc", "epochs")
+               if record[k] == record[k]}  # NaN-free
+    return {**metrics, "epoch": int(record["epochs"]), "resumed_finished": True}
