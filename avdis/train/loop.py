@@ -50,6 +50,32 @@ class LocalReporter:
             self.store.save(directory, metrics["epoch"])
 
 
+class TuneReporter:
+    """A single-process sweep trial: checkpoints and metrics go to Ray Tune directly."""
+
+    rank, world = 0, 1
+
+    def __init__(self, run_url: str, cfg: Config):
+        self.run_url, self.s3 = run_url, cfg.s3
+
+    @contextmanager
+    def restore(self) -> Iterator[Path | None]:
+        import ray.tune
+
+        found = ray.tune.get_checkpoint()
+        if found is None:
+            yield None
+            return
+        with found.as_directory() as d:
+            yield Path(d)
+
+    def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
+        import ray.tune
+
+        ckpt = ray.tune.Checkpoint.from_directory(str(directory)) if directory is not None else None
+        ray.tune.report(metrics, checkpoint=ckpt)
+
+
 class RayReporter:
     """Inside Ray Train: `ray.train.report` with a checkpoint from every rank that wrote one."""
 
@@ -108,7 +134,7 @@ def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
                          f"hold only {list(info.modalities)}; pick model.modality accordingly")
 
 
-def run(cfg: Config, reporter: LocalReporter | RayReporter) -> list[dict[str, Any]]:
+def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> list[dict[str, Any]]:
     """Train `cfg` on this worker; returns the metric history (one dict per epoch)."""
     rank, world = reporter.rank, reporter.world
     torch.manual_seed(cfg.train.seed)

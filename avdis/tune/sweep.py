@@ -95,9 +95,11 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    # A distributed trial's driver needs little; its TorchTrainer workers ask for their own.
+    # A single-process trial trains in the trial itself.
+    cpus = cfg.train.cpus_per_worker if cfg.train.strategy == "single" else cfg.sweep.trial_cpus
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), sweep_url=sweep_url),
-        {"cpu": cfg.sweep.trial_cpus},
+        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), sweep_url=sweep_url), {"cpu": cpus},
     )
     fs, path = storage.pyarrow_filesystem(cfg.sweep.storage, cfg.s3)
     experiment = f"{path.rstrip('/')}/{cfg.sweep.name}"

@@ -13,7 +13,7 @@ from typing import Any
 
 from avdis import storage
 from avdis.config import Config, with_overrides
-from avdis.train import launch
+from avdis.train import launch, loop
 from avdis.report import results
 from avdis.tune.space import to_overrides
 
@@ -29,6 +29,9 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
     final = finished_result(sweep_url, trial_id, cfg)
     if final is not None:
         ray.tune.report(final)
+        return
+    if cfg.train.strategy == "single":  # a one-process trial: no Ray Train, Tune holds its checkpoints
+        loop.run(cfg, loop.TuneReporter(storage.join(sweep_url, TRIALS_DIR, trial_id), cfg))
         return
     trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[TuneReportCallback()])
     result = trainer.fit()

@@ -1,0 +1,134 @@
+"""`ray job submit` through the real Ray CLI against a real `ray start --head` on 127.0.0.1.
+
+One head for the module (started by the test in its own process group with its own
+temp dir and token, stopped by that process group): every method trains on 2 DeepSpeed
+workers through `jobs/train.py`; a smoke sweep runs through `jobs/sweep.py`; and a real
+Prometheus (Debian's package, stopped by PID) scrapes the sweep's gauges from Ray's own
+metrics export, found through Ray's service-discovery file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from autoscale import fake_cluster
+from conftest import free_port, stop_process, wait_for_port
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+METHODS = {"single_task": None, "multitask": None, "adversarial": 1.0, "confusion": 0.1, "orthogonal": 1.0,
+           "nullspace": 2}
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory, s3_server):
+    """A plain head (no worker types) of 2 CPUs, with the dashboard's job API on 127.0.0.1."""
+    with fake_cluster(tmp_path_factory.mktemp("head"), worker_types={}, head_cpus=2, start_timeout=90) as cluster:
+        yield cluster
+
+
+def ray_cli(head, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([RAY, *args], env=head.env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def submit(head, job_id: str, *entrypoint: str, wait: bool = False) -> subprocess.CompletedProcess:
+    """`ray job submit`; with wait=True the CLI follows the job and exits non-zero if it fails."""
+    out = ray_cli(head, "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
+                  "--working-dir", ".", *([] if wait else ["--no-wait"]), "--", sys.executable, *entrypoint,
+                  timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    return out
+
+
+@pytest.mark.timeout(900)
+def test_every_method_trains_on_two_deepspeed_workers_through_ray_job_submit(head, tiny_shards, tmp_path):
+    # One job after another: on 2 cores concurrent jobs only fight over the CPUs.
+    for method, weight in METHODS.items():
+        args = [str(ROOT / "jobs" / "train.py"), "--config", "jobs/configs/smoke.yaml", "--workers", "2",
+                "--strategy", "deepspeed", "--storage", str(tmp_path / "runs"), "--name", method,
+                f"data.shards={tiny_shards}", "train.epochs=1", "probe.epochs=40", f"method.name={method}"]
+        if weight is not None:
+            args.append(f"method.weight={weight}")
+        t0 = time.monotonic()
+        out = submit(head, f"train-{method}-{tmp_path.name[-6:]}", *args, wait=True)
+        assert re.search(r"Job '[^']+' succeeded", out.stdout + out.stderr), out.stdout[-3000:]
+        print(f"{method}: job took {time.monotonic() - t0:.1f}s")
+    for method in METHODS:
+        history = json.loads((tmp_path / "runs" / method / "metrics.json").read_text())["history"]
+        assert history[-1]["epoch"] == 1 and history[-1]["world_size"] == 2
+        assert 0.0 <= history[-1]["emotion_acc"] <= 1.0 and "leakage" in history[-1]
+
+
+def prometheus_config(head, tmp_path: Path) -> Path:
+    """infra/prometheus/prometheus.yml with its service-discovery path pointed at this head's temp dir."""
+    cfg = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+    sd = head.session_dir.parent / "prom_metrics_service_discovery.json"
+    cfg["scrape_configs"][0]["file_sd_configs"][0]["files"] = [str(sd)]
+    cfg["global"]["scrape_interval"] = "2s"
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def promql(port: int, query: str) -> list[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+@pytest.mark.timeout(900)
+def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shards, tmp_path):
+    if shutil.which("prometheus") is None:
+        pytest.skip("Debian's prometheus is not installed (make test installs it)")
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(
+        ["prometheus", f"--config.file={prometheus_config(head, tmp_path)}", f"--web.listen-address=127.0.0.1:{port}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_for_port(port, prom)
+        storage = tmp_path / "sweeps"
+        out = submit(head, f"sweep-{tmp_path.name[-6:]}", str(ROOT / "jobs" / "sweep.py"), "--config",
+                     "jobs/configs/smoke.yaml", "--storage", str(storage), "--name", "jobsweep",
+                     f"data.shards={tiny_shards}", "probe.epochs=40", "train.cpus_per_worker=0.8", wait=True)
+        assert re.search(r"Job '[^']+' succeeded", out.stdout + out.stderr), (out.stdout + out.stderr)[-3000:]
+        sweep = storage / "jobsweep"
+        trials = pd.read_parquet(sweep / "trials.parquet")
+        assert len(trials) == 3 and trials["order"].notna().all()
+        for name in ("pareto.json", "pareto.html", "pareto.png"):
+            assert (sweep / name).exists()
+        expected = dict(zip(trials["trial_id"], trials["leakage"]))
+        deadline = time.monotonic() + 60
+        found: dict[str, float] = {}
+        while time.monotonic() < deadline and set(found) != set(expected):
+            rows = promql(port, 'last_over_time(ray_avdis_trial_leakage{sweep="jobsweep"}[15m])')
+            found = {r["metric"]["trial"]: float(r["value"][1]) for r in rows}
+            time.sleep(2)
+        assert set(found) == set(expected), (found, expected, (tmp_path / "prometheus.log").read_text()[-2000:])
+        for trial, value in expected.items():
+            assert found[trial] == pytest.approx(value)
+        methods = {r["metric"]["method"] for r in promql(port, 'last_over_time(ray_avdis_trial_emotion_acc[15m])')}
+        assert methods == set(trials["method"])
+        hv = promql(port, 'last_over_time(ray_avdis_sweep_hypervolume{sweep="jobsweep"}[15m])')
+        summary = json.loads((sweep / "pareto.json").read_text())
+        assert float(hv[0]["value"][1]) == pytest.approx(summary["hypervolume"])
+    finally:
+        stop_process(prom)
+        log.close()
