@@ -184,11 +184,11 @@ class _Cluster:
 def trial_demand(cfg: Config) -> tuple[dict[str, float], list[dict[str, float]]]:
     """(driver bundle, worker bundles) that one trial asks Ray for."""
     t = cfg.train
-    if t.strategy == "single":  # the trial trains in its own process (see avdis.tune.trial)
-        return {"CPU": t.cpus_per_worker}, []
     worker = {"CPU": t.cpus_per_worker}
     if t.gpus_per_worker:
         worker["GPU"] = t.gpus_per_worker
+    if t.strategy == "single":  # the trial process is the one worker (see avdis.tune.trial)
+        return {}, [worker]
     workers = [dict(worker) for _ in range(t.workers)]
     if t.placement_strategy == "STRICT_PACK":
         workers = [{k: v * t.workers for k, v in worker.items()}]

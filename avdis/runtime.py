@@ -38,3 +38,21 @@ def connect(cfg: RayConfig) -> str:
         return address
     ray.init(include_dashboard=cfg.include_dashboard, runtime_env=runtime_env, log_to_driver=True)
     return "local"
+
+
+def pin_train_coordinator() -> None:
+    """Create Ray Train's autoscaling coordinator here (the driver's node) before any trainer does.
+
+    Ray 2.60's TrainController creates a detached `AutoscalingCoordinator` actor on its own
+    node the first time it runs. Inside a sweep that node is a worker node the autoscaler
+    added, and a detached actor keeps it from ever becoming idle: the node (a GPU node, on
+    a cluster) would never be removed. Created first from the driver, the actor lives on
+    the driver's node (the head, for `ray job submit`), and every trainer reuses it.
+    """
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+    except ImportError:  # private API; other Ray versions may not have (or need) it
+        return
+    get_or_create_autoscaling_coordinator()

@@ -92,6 +92,7 @@ def train(cfg: Config) -> dict[str, Any]:
         from avdis import runtime
 
         runtime.connect(cfg.ray)
+        runtime.pin_train_coordinator()
         check_resources(cfg)
         result = trainer(cfg, cfg.train.storage, name).fit()
         if result.error:

@@ -131,6 +131,7 @@ def run(cfg: Config) -> dict[str, str]:
     sweep_url = storage.join(cfg.sweep.storage, cfg.sweep.name)
     resume = check_spec(sweep_url, cfg)
     address = runtime.connect(cfg.ray)
+    runtime.pin_train_coordinator()
     check_cluster(cfg)
     ensure_shards(cfg, use_ray=True)
     if not resume:
