@@ -87,7 +87,7 @@ def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
                 if path in ("/", "/index.html", "/" + plots.HTML):
                     self._send(live.current().html, "text/html; charset=utf-8")
                 elif path == "/" + results.PARETO:
-                    body = json.dumps(plots.json_safe(live.current().summary)).encode()
+                    body = json.dumps(results.json_safe(live.current().summary)).encode()
                     self._send(body, "application/json")
                 elif path == "/" + plots.PNG:
                     self._send(live.png(), "image/png")

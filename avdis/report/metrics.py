@@ -8,10 +8,11 @@ tags). Trials without a value are skipped, and the count is returned.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
+
+from avdis.report import results
 
 EMOTION_ACC = "avdis_trial_emotion_acc"
 LEAKAGE = "avdis_trial_leakage"
@@ -30,14 +31,6 @@ def _gauge(name: str, description: str, tags: tuple[str, ...]) -> Any:
     return _gauges[name]
 
 
-def _value(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     """Set the per-trial and per-sweep gauges; return how many values were skipped as missing."""
     acc = _gauge(EMOTION_ACC, "final emotion accuracy of a trial (test split)", TRIAL_TAGS)
@@ -47,12 +40,12 @@ def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
         for gauge, value in ((acc, row.emotion_acc), (leak, row.leakage)):
-            v = _value(value)
+            v = results.finite(value)
             if v is None:
                 skipped += 1
             else:
                 gauge.set(v, tags=tags)
-    v = _value(summary.get("hypervolume"))
+    v = results.finite(summary.get("hypervolume"))
     if v is None:
         skipped += 1
     else:

@@ -18,11 +18,9 @@ import html
 import io
 import json
 import logging
-import math
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -94,13 +92,9 @@ def front_rows(points: pd.DataFrame) -> pd.DataFrame:
 def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
     """(leakage, emotion_acc) of the paper's operating point relative to the multitask baseline."""
     base = summary.get("baseline")
-    if not base or not _finite(base.get("leakage")) or not _finite(base.get("emotion_acc")):
+    if not base or results.finite(base.get("leakage")) is None or results.finite(base.get("emotion_acc")) is None:
         return None
     return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _color(method: str) -> str:
@@ -121,19 +115,6 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
         "errors": int((status == "ERROR").sum()),
         "unplaced": len(trials) - len(points),
     }
-
-
-def json_safe(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null (browsers' JSON.parse rejects NaN)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 # ------------------------------------------------------------------ PNG (matplotlib)
@@ -329,7 +310,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
                                                   config=config, post_script=post)
     updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(summary.get("updated_at") or time.time()))
     sweep = html.escape(str(summary.get("sweep", "")))
-    data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
+    data = {"summary": results.json_safe(summary), "counts": counts, "points": results.json_safe([
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
          "leakage": r.leakage, "running": bool(r.running), "on_front": bool(r.on_front)} for r in points.itertuples()
     ])}

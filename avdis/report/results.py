@@ -138,19 +138,30 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     }
 
 
-def _finite(obj: Any) -> Any:
-    """NaN/inf -> None, so pareto.json is strict JSON that browsers parse."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
+def finite(value: Any) -> float | None:
+    """A metric as a float, or None when it is missing, not a number, NaN or infinite."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy with NaN/inf as None and numpy scalars as Python ones: strict JSON that browsers parse."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
     return obj
 
 
 def write_pareto(sweep_url: str, summary: dict[str, Any], s3: S3Config | None = None) -> None:
-    body = json.dumps(_finite(summary), indent=1, allow_nan=False)
+    body = json.dumps(json_safe(summary), indent=1, allow_nan=False)
     storage.write_bytes(storage.join(sweep_url, PARETO), body.encode(), s3)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,6 +33,16 @@ from avdis.train.step import Stepper, embed
 METRICS_FILE = "metrics.json"
 
 
+@contextmanager
+def _as_directory(found: Any) -> Iterator[Path | None]:
+    """A Ray checkpoint (or None: a fresh start) as a local directory while the block runs."""
+    if found is None:
+        yield None
+        return
+    with found.as_directory() as d:
+        yield Path(d)
+
+
 class LocalReporter:
     """Single process: checkpoints in a `RunStore`, metrics.json beside them."""
 
@@ -42,7 +52,7 @@ class LocalReporter:
         self.run_url, self.s3 = run_url, cfg.s3
         self.store = ck.RunStore(run_url, cfg.s3)
 
-    def restore(self):
+    def restore(self) -> AbstractContextManager[Path | None]:
         return self.store.latest()
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
@@ -58,16 +68,10 @@ class TuneReporter:
     def __init__(self, run_url: str, cfg: Config):
         self.run_url, self.s3 = run_url, cfg.s3
 
-    @contextmanager
-    def restore(self) -> Iterator[Path | None]:
+    def restore(self) -> AbstractContextManager[Path | None]:
         import ray.tune
 
-        found = ray.tune.get_checkpoint()
-        if found is None:
-            yield None
-            return
-        with found.as_directory() as d:
-            yield Path(d)
+        return _as_directory(ray.tune.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         import ray.tune
@@ -86,16 +90,10 @@ class RayReporter:
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.run_url, self.s3 = run_url, cfg.s3
 
-    @contextmanager
-    def restore(self) -> Iterator[Path | None]:
+    def restore(self) -> AbstractContextManager[Path | None]:
         import ray.train
 
-        found = ray.train.get_checkpoint()
-        if found is None:
-            yield None
-            return
-        with found.as_directory() as d:
-            yield Path(d)
+        return _as_directory(ray.train.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         import ray.train

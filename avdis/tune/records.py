@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 from ray.tune import Callback
 
 from avdis.config import Config, with_overrides
@@ -27,14 +26,6 @@ from avdis.tune.space import to_overrides
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
          "emotion_chance", "manifest_hash")
-
-
-def _num(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
 
 
 def _final(row: dict[str, Any]) -> bool:
@@ -69,8 +60,8 @@ class TrialRecorder(Callback):
         row["epochs"] = int(result.get("epoch", row.get("epochs") or 0))
         for key in FINAL:
             if key in result:
-                row[key] = result[key] if key == "manifest_hash" else _num(result[key])
-        acc, leak = _num(result.get("emotion_acc")), _num(result.get("leakage"))
+                row[key] = result[key] if key == "manifest_hash" else results.finite(result[key])
+        acc, leak = results.finite(result.get("emotion_acc")), results.finite(result.get("leakage"))
         if acc is not None and (row.get("best_emotion_acc") is None or acc > row["best_emotion_acc"]):
             row["best_emotion_acc"] = acc
         if leak is not None and (row.get("best_leakage") is None or leak < row["best_leakage"]):
@@ -108,7 +99,7 @@ class TrialRecorder(Callback):
             cfg = with_overrides(self.cfg, over)
             self.rows[tid] = {
                 "trial_id": tid, "sweep": self.cfg.sweep.name, "method": over["method.name"],
-                "weight": _num(over["method.weight"]), "lr": cfg.train.lr, "emb_dim": cfg.model.emb_dim,
+                "weight": results.finite(over["method.weight"]), "lr": cfg.train.lr, "emb_dim": cfg.model.emb_dim,
                 "seed": cfg.train.seed, "split_id": split_id(cfg.data.split),
                 "params": json.dumps(params, sort_keys=True, default=str),
                 "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True), "_started": time.time(),
