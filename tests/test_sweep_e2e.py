@@ -82,6 +82,8 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
         assert list(kept[col]) == list(done_before[col])
     assert trials["leakage"].notna().all() and trials["manifest_hash"].nunique() == 1
     assert (trials["split_id"] == "within_speaker/seed0").all()
+    # time in training steps <= time in whole epochs (steps, evaluation, probe)
+    assert ((trials["train_s"] > 0) & (trials["train_s"] <= trials["work_s"])).all()
 
     summary = json.loads((sweep / "pareto.json").read_text())
     mask = pareto.nondominated(trials["emotion_acc"].to_numpy(), trials["leakage"].to_numpy())

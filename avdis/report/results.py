@@ -55,7 +55,8 @@ SCHEMA = pa.schema([
     ("params", pa.string()),  # JSON: the sampled parameters
     ("config", pa.string()),  # JSON: the trial's whole config
     ("wall_s", pa.float64()),
-    ("train_s", pa.float64()),
+    ("train_s", pa.float64()),  # in training steps
+    ("work_s", pa.float64()),  # in epochs: steps, embedding pass, evaluation, probe
     ("updated_at", pa.float64()),  # unix time of the row's last change
 ])
 COLUMNS = SCHEMA.names

@@ -187,7 +187,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
         metrics = _broadcast(metrics, rank)
         metrics.update({
-            "epoch": epoch + 1, "steps": i, "train_s": train_s, "samples_per_s": train_clips / max(train_s, 1e-9),
+            "epoch": epoch + 1, "steps": i, "train_s": train_s, "epoch_s": time.perf_counter() - t0,
+            "samples_per_s": train_clips / max(train_s, 1e-9),
             "data_wait_frac": wait / max(train_s, 1e-9), "loss": float(np.mean([l["loss"] for l in logs])) if logs else float("nan"),
             "skipped_samples": stats.skipped_samples, "skipped_shards": stats.bad_shards,
             "manifest_hash": info.manifest_hash, "params": n_params, "world_size": world,

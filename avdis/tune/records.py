@@ -67,6 +67,7 @@ class TrialRecorder(Callback):
         if leak is not None and (row.get("best_leakage") is None or leak < row["best_leakage"]):
             row["best_leakage"] = leak
         row["train_s"] = (row.get("train_s") or 0.0) + float(result.get("train_s", 0.0))
+        row["work_s"] = (row.get("work_s") or 0.0) + float(result.get("epoch_s", 0.0))
         row["wall_s"] = time.time() - row["_started"] if "_started" in row else row.get("wall_s")
         self._write()
 
