@@ -1,0 +1,170 @@
+"""Training throughput: DDP vs DeepSpeed ZeRO-1/2/3 at equal batch, 1 vs 2 Ray Train workers.
+
+    .venv/bin/python bench/train_throughput.py            # CPU: tiny and base presets (~15 min on 2 cores)
+    .venv/bin/python bench/train_throughput.py --gpu      # where CUDA is available: large preset, bf16, MFU
+
+Each configuration runs a real TorchTrainer with the real engine, step code and shard
+stream (a generated corpus), warms up, then times `--steps` steps per worker: median
+step time, samples/s per worker and in all, and the share of step time spent waiting
+for the next batch. One thread per worker, so 1 -> 2 workers on 2 cores can reach 2x.
+Targets (issue): ZeRO-2 within 10% of DDP on CPU; data wait < 5% of step time;
+1 -> 2 workers >= 1.7x samples/s where cores allow; MFU >= 40% on an H100/H200-class GPU.
+Writes bench/results/train_throughput.json (or train_throughput_gpu.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+
+STRATEGIES = {"ddp": {"strategy": "ddp", "zero_stage": 0}, "zero1": {"strategy": "deepspeed", "zero_stage": 1},
+              "zero2": {"strategy": "deepspeed", "zero_stage": 2}, "zero3": {"strategy": "deepspeed", "zero_stage": 3}}
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, vendor figures
+
+
+def measure(config: dict[str, Any]) -> None:
+    """Per worker: warm up, then time steps; rank 0 reports everyone's figures."""
+    import tempfile as tf
+
+    import ray.train
+    import torch
+    import torch.distributed as dist
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from avdis.config import Config
+    from avdis.data.stream import epoch_batches, open_dataset
+    from avdis.model.disentangle import REGISTRY
+    from avdis.model.multitask import build_model, count_parameters
+    from avdis.train.engine import build_engine
+    from avdis.train.step import Stepper, to_device
+
+    torch.set_num_threads(config["threads"])
+    cfg = Config.model_validate(config["config"])
+    info = open_dataset(cfg.data, cfg.s3)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, info.features, len(info.emotions), len(info.speakers))
+    params = count_parameters(model)
+    engine = build_engine(model, cfg.train, find_unused=False)
+    stepper = Stepper(engine, REGISTRY["multitask"], cfg, len(info.speakers))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    epoch, steps, waits, flops = 0, [], [], None
+    batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=0, seed=0,
+                            batch_size=cfg.train.batch_size)
+    while len(steps) < config["warmup"] + config["steps"]:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            epoch += 1
+            batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch, seed=0,
+                                    batch_size=cfg.train.batch_size)
+            continue
+        t1 = time.perf_counter()
+        if flops is None and config["count_flops"]:
+            with FlopCounterMode(display=False) as counter:
+                stepper.train_step(batch, 0.0)
+            flops = counter.get_total_flops()
+        else:
+            stepper.train_step(batch, 0.0)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        steps.append(t2 - t0)
+        waits.append(t1 - t0)
+    steps, waits = steps[config["warmup"]:], waits[config["warmup"]:]
+    mine = {"step_s": statistics.median(steps), "wait_share": sum(waits) / sum(steps), "flops_per_step": flops}
+    everyone = [None] * world
+    dist.all_gather_object(everyone, mine)
+    with tf.TemporaryDirectory() as d:
+        Path(d, "r.json").write_text(json.dumps(everyone))
+        ckpt = ray.train.Checkpoint.from_directory(d) if rank == 0 else None
+        ray.train.report({"workers": json.dumps(everyone), "params": params}, checkpoint=ckpt)
+
+
+def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, gpu: bool, args) -> dict[str, Any]:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from avdis import config as C
+
+    overrides = [f"data.shards={shards}", f"model.preset={preset}", f"train.batch_size={batch}",
+                 f"train.workers={workers}", *(f"train.{k}={v}" for k, v in STRATEGIES[strategy].items())]
+    if gpu:
+        overrides += ["train.gpus_per_worker=1", "train.precision=bf16"]
+    cfg = C.load(None, overrides)
+    t0 = time.perf_counter()
+    result = TorchTrainer(
+        measure,
+        train_loop_config={"config": cfg.model_dump(mode="json"), "steps": args.steps, "warmup": args.warmup,
+                           "threads": 1 if not gpu else 4, "count_flops": gpu},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
+                                     resources_per_worker={"CPU": 1, **({"GPU": 1} if gpu else {})}),
+        run_config=RunConfig(name=f"{preset}-{strategy}-{workers}", storage_path=tempfile.mkdtemp()),
+    ).fit()
+    per = json.loads(result.metrics["workers"])
+    step = max(w["step_s"] for w in per)  # the slowest rank sets the pace
+    row = {"preset": preset, "strategy": strategy, "workers": workers, "batch_per_worker": batch,
+           "params": result.metrics["params"], "step_s": step, "samples_per_s_per_worker": batch / step,
+           "samples_per_s": batch * workers / step, "data_wait_share": max(w["wait_share"] for w in per),
+           "wall_s": time.perf_counter() - t0}
+    if gpu and per[0]["flops_per_step"]:
+        name = next((k for k in PEAK_BF16_TFLOPS if k in machine.describe()["gpus"][0]), None)
+        achieved = per[0]["flops_per_step"] / step / 1e12
+        row.update(tflops_per_gpu=achieved, mfu=achieved / PEAK_BF16_TFLOPS[name] if name else None)
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="large preset in bf16 on every GPU")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    import ray
+    import torch
+
+    from avdis.config import DataConfig, S3Config, SynthConfig
+    from avdis.data import shards, synth
+
+    work = Path(tempfile.mkdtemp(prefix="avdis-bench-train-"))
+    synth.generate(SynthConfig(speakers=8, clips_per_speaker=40, seed=2), work / "corpus")
+    shards.preprocess(DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards")), S3Config())
+    ray.init(num_cpus=None if args.gpu else 2, include_dashboard=False, log_to_driver=False)
+    rows = []
+    if args.gpu:
+        gpus = torch.cuda.device_count()
+        for strategy in ("ddp", "zero2", "zero3"):
+            rows.append(run_one(str(work / "shards"), "large", strategy, gpus, 16, True, args))
+    else:
+        for preset, batch in (("tiny", 32), ("base", 16)):
+            for strategy in STRATEGIES:
+                for workers in (1, 2):
+                    rows.append(run_one(str(work / "shards"), preset, strategy, workers, batch, False, args))
+    ray.shutdown()
+    summary = {}
+    for preset in {r["preset"] for r in rows}:
+        by = {(r["strategy"], r["workers"]): r for r in rows if r["preset"] == preset}
+        if ("ddp", 2) in by and ("zero2", 2) in by:
+            summary[preset] = {
+                "zero2_vs_ddp_samples_per_s": by[("zero2", 2)]["samples_per_s"] / by[("ddp", 2)]["samples_per_s"],
+                "scaling_1_to_2_workers": {s: by[(s, 2)]["samples_per_s"] / by[(s, 1)]["samples_per_s"]
+                                           for s in STRATEGIES if (s, 1) in by and (s, 2) in by},
+                "max_data_wait_share": max(r["data_wait_share"] for r in by.values()),
+            }
+    name = "train_throughput_gpu" if args.gpu else "train_throughput"
+    machine.write(name, {"settings": {"steps": args.steps, "warmup": args.warmup}, "runs": rows, "summary": summary})
+
+
+if __name__ == "__main__":
+    main()
