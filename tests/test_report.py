@@ -91,6 +91,13 @@ def test_front_and_hypervolume_match_hand_computed(sweep: str) -> None:
     assert summary["baseline"]["leakage"] == pytest.approx(0.62)
 
 
+def test_baseline_is_the_multitask_trials_trained_longest(tmp_path: Path) -> None:
+    early = rows() + [{**rows()[0], "trial_id": "t11", "emotion_acc": 0.40, "leakage": 0.90, "epochs": 1, "order": 9}]
+    summary = results.summarize(results.to_table(early).to_pandas(), "demo")
+    assert summary["baseline"]["trials"] == ["t1", "t2"]  # t11 was stopped after one epoch
+    assert summary["baseline"]["emotion_acc"] == pytest.approx(0.68)
+
+
 def test_png_is_a_paper_figure(sweep: str) -> None:
     trials = results.read_trials(sweep)
     png = plots.render_png(trials, results.summarize(trials, "demo"))
