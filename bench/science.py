@@ -1,6 +1,6 @@
 """The science benchmark: every method at a few weights, 3 seeds, on an entangled corpus and its control.
 
-    .venv/bin/python bench/science.py            # ~1 h on 2 cores; writes bench/results/science.json
+    .venv/bin/python bench/science.py            # ~50 min on 2 cores; writes bench/results/science.json
     .venv/bin/python bench/science.py --table    # the README table from science.json
 
 Corpora (generated, `avdis.data.synth`): `entangled` = 16 speakers x 40 clips, 4 emotions,

@@ -1,6 +1,6 @@
 """Sweep efficiency: hypervolume against cumulative trial-epochs for four search setups, 3 seeds each.
 
-    .venv/bin/python bench/sweep_efficiency.py      # ~30 min on 2 cores
+    .venv/bin/python bench/sweep_efficiency.py      # ~22 min on 2 cores
 
 Setups: random search without early stopping; Optuna TPE alone; TPE + MO-ASHA; NSGA-II +
 MO-ASHA. Every sweep uses the same generated corpus, the tiny preset and one-process

@@ -1,6 +1,6 @@
 """Training throughput: DDP vs DeepSpeed ZeRO-1/2/3 at equal batch, 1 vs 2 Ray Train workers.
 
-    .venv/bin/python bench/train_throughput.py            # CPU: tiny and base presets (~15 min on 2 cores)
+    .venv/bin/python bench/train_throughput.py            # CPU: tiny and base presets (~8 min on 2 cores)
     .venv/bin/python bench/train_throughput.py --gpu      # where CUDA is available: large preset, bf16, MFU
 
 Each configuration runs a real TorchTrainer with the real engine, step code and shard
