@@ -15,7 +15,7 @@ from avdis.report import results
 from avdis.tune import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
-from avdis.tune.sweep import check_spec, record_spec
+from avdis.tune.sweep import check_spec, record_spec, trial_resources
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -107,3 +107,12 @@ def test_pareto_json_is_strict_json_with_nan_metrics(tmp_path):
     rows = [{"trial_id": "a", "method": "multitask", "emotion_acc": 0.8, "leakage": float("nan"), "order": 1}]
     results.write_pareto(str(tmp_path), results.summarize(results.to_table(rows).to_pandas(), "s"))
     json.loads((tmp_path / "pareto.json").read_text())  # no NaN tokens
+
+
+def test_trial_resources_follow_the_strategy():
+    single = C.load(None, ["train.strategy=single", "train.zero_stage=0", "train.workers=1",
+                           "train.cpus_per_worker=2", "train.gpus_per_worker=1"])
+    assert trial_resources(single) == {"cpu": 2, "gpu": 1}  # the trial trains itself: its worker's bundle
+    distributed = C.load(None, ["train.strategy=ddp", "train.zero_stage=0", "train.workers=2",
+                                "train.gpus_per_worker=1", "sweep.trial_cpus=0.5"])
+    assert trial_resources(distributed) == {"cpu": 0.5}  # its TorchTrainer workers ask for their own

@@ -90,16 +90,26 @@ def check_cluster(cfg: Config) -> None:
             clusterfit.check_bucket(url, cfg.s3)
 
 
+def trial_resources(cfg: Config) -> dict[str, float]:
+    """What Tune reserves for a trial's own process, from the same rule the cluster check uses.
+
+    A distributed trial's driver needs little; its TorchTrainer workers ask for their own.
+    A single-process trial trains in the trial itself: it takes its one worker's bundle (GPU included).
+    """
+    from avdis.clusterfit import trial_demand
+
+    driver, workers = trial_demand(cfg)
+    own = workers[0] if cfg.train.strategy == "single" else driver
+    return {key.lower(): amount for key, amount in own.items()}
+
+
 def _tuner(cfg: Config, sweep_url: str, resume: bool):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    # A distributed trial's driver needs little; its TorchTrainer workers ask for their own.
-    # A single-process trial trains in the trial itself.
-    cpus = cfg.train.cpus_per_worker if cfg.train.strategy == "single" else cfg.sweep.trial_cpus
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), sweep_url=sweep_url), {"cpu": cpus},
+        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), sweep_url=sweep_url), trial_resources(cfg),
     )
     fs, path = storage.pyarrow_filesystem(cfg.sweep.storage, cfg.s3)
     experiment = f"{path.rstrip('/')}/{cfg.sweep.name}"
