@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_throughput.py            # CPU: tiny and base presets (~8 min on 2 cores)
     .venv/bin/python bench/train_throughput.py --gpu      # where CUDA is available: large preset, bf16, MFU
+    .venv/bin/python bench/train_throughput.py --gpu --dry-run   # the GPU runs' code on CPU, tiny: check before GPU time
 
 Each configuration runs a real TorchTrainer with the real engine, step code and shard
 stream (a generated corpus), warms up, then times `--steps` steps per worker: median
@@ -30,7 +31,8 @@ import machine  # noqa: E402
 
 STRATEGIES = {"ddp": {"strategy": "ddp", "zero_stage": 0}, "zero1": {"strategy": "deepspeed", "zero_stage": 1},
               "zero2": {"strategy": "deepspeed", "zero_stage": 2}, "zero3": {"strategy": "deepspeed", "zero_stage": 3}}
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, vendor figures
+# Dense bf16 peaks, vendor figures; the first name found in the device name wins (PCIe before SXM).
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
 def measure(config: dict[str, Any]) -> None:
@@ -91,7 +93,10 @@ def measure(config: dict[str, Any]) -> None:
         ray.train.report({"workers": json.dumps(everyone), "params": params}, checkpoint=ckpt)
 
 
-def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, gpu: bool, args) -> dict[str, Any]:
+def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, gpu: bool, args,
+            use_gpu: bool | None = None) -> dict[str, Any]:
+    """One TorchTrainer run. `gpu` asks for the GPU setup (bf16, FLOP count, MFU); `use_gpu=False` runs
+    that setup on CPU (the dry run)."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -99,16 +104,17 @@ def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, g
 
     overrides = [f"data.shards={shards}", f"model.preset={preset}", f"train.batch_size={batch}",
                  f"train.workers={workers}", *(f"train.{k}={v}" for k, v in STRATEGIES[strategy].items())]
+    use_gpu = gpu if use_gpu is None else use_gpu
     if gpu:
-        overrides += ["train.gpus_per_worker=1", "train.precision=bf16"]
+        overrides += [f"train.gpus_per_worker={int(use_gpu)}", "train.precision=bf16"]
     cfg = C.load(None, overrides)
     t0 = time.perf_counter()
     result = TorchTrainer(
         measure,
         train_loop_config={"config": cfg.model_dump(mode="json"), "steps": args.steps, "warmup": args.warmup,
                            "threads": 1 if not gpu else 4, "count_flops": gpu},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
-                                     resources_per_worker={"CPU": 1, **({"GPU": 1} if gpu else {})}),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": 1, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=f"{preset}-{strategy}-{workers}", storage_path=tempfile.mkdtemp()),
     ).fit()
     per = json.loads(result.metrics["workers"])
@@ -117,20 +123,32 @@ def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, g
            "params": result.metrics["params"], "step_s": step, "samples_per_s_per_worker": batch / step,
            "samples_per_s": batch * workers / step, "data_wait_share": max(w["wait_share"] for w in per),
            "wall_s": time.perf_counter() - t0}
-    if gpu and per[0]["flops_per_step"]:
-        name = next((k for k in PEAK_BF16_TFLOPS if k in machine.describe()["gpus"][0]), None)
+    if gpu:
         achieved = per[0]["flops_per_step"] / step / 1e12
-        row.update(tflops_per_gpu=achieved, mfu=achieved / PEAK_BF16_TFLOPS[name] if name else None)
+        row.update(tflops_per_gpu=achieved, mfu=mfu(achieved, machine.describe()["gpus"]))
     print(row, flush=True)
     return row
+
+
+def mfu(tflops: float, gpus: list[str]) -> float | None:
+    """Achieved over the vendor's dense bf16 peak; None for a device without a known peak (or none)."""
+    name = next((k for k in PEAK_BF16_TFLOPS if gpus and k in gpus[0]), None)
+    return tflops / PEAK_BF16_TFLOPS[name] if name else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="large preset in bf16 on every GPU")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --gpu: the same runs on CPU with the tiny preset and 2 steps; writes nothing")
+    parser.add_argument("--batch", type=int, default=64, help="--gpu: samples per GPU per step")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
+    if args.dry_run:
+        if not args.gpu:
+            parser.error("--dry-run rehearses the --gpu runs; add --gpu")
+        args.steps, args.warmup, args.batch = 2, 1, 4
     import ray
     import torch
 
@@ -140,30 +158,42 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="avdis-bench-train-"))
     synth.generate(SynthConfig(speakers=8, clips_per_speaker=40, seed=2), work / "corpus")
     shards.preprocess(DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards")), S3Config())
-    ray.init(num_cpus=None if args.gpu else 2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=None if args.gpu and not args.dry_run else 2, include_dashboard=False, log_to_driver=False)
     rows = []
     if args.gpu:
-        gpus = torch.cuda.device_count()
+        gpus = 1 if args.dry_run else torch.cuda.device_count()
+        if not gpus:
+            sys.exit("--gpu: torch sees no CUDA device here (use --dry-run to rehearse on CPU)")
+        preset = "tiny" if args.dry_run else "large"
         for strategy in ("ddp", "zero2", "zero3"):
-            rows.append(run_one(str(work / "shards"), "large", strategy, gpus, 16, True, args))
+            rows.append(run_one(str(work / "shards"), preset, strategy, gpus, args.batch, True, args,
+                                use_gpu=not args.dry_run))
     else:
         for preset, batch in (("tiny", 32), ("base", 16)):
             for strategy in STRATEGIES:
                 for workers in (1, 2):
                     rows.append(run_one(str(work / "shards"), preset, strategy, workers, batch, False, args))
     ray.shutdown()
+    if args.dry_run:
+        print(f"dry run: {len(rows)} GPU-setup runs completed on CPU; nothing written")
+        return
     summary = {}
     for preset in {r["preset"] for r in rows}:
         by = {(r["strategy"], r["workers"]): r for r in rows if r["preset"] == preset}
-        if ("ddp", 2) in by and ("zero2", 2) in by:
-            summary[preset] = {
-                "zero2_vs_ddp_samples_per_s": by[("zero2", 2)]["samples_per_s"] / by[("ddp", 2)]["samples_per_s"],
-                "scaling_1_to_2_workers": {s: by[(s, 2)]["samples_per_s"] / by[(s, 1)]["samples_per_s"]
-                                           for s in STRATEGIES if (s, 1) in by and (s, 2) in by},
-                "max_data_wait_share": max(r["data_wait_share"] for r in by.values()),
-            }
+        most = max(w for _, w in by)  # ZeRO-2 against DDP at the most workers run (2 on CPU)
+        summary[preset] = {
+            "max_data_wait_share": max(r["data_wait_share"] for r in by.values()),
+            "scaling_1_to_2_workers": {s: by[(s, 2)]["samples_per_s"] / by[(s, 1)]["samples_per_s"]
+                                       for s in STRATEGIES if (s, 1) in by and (s, 2) in by},
+        }
+        if ("ddp", most) in by and ("zero2", most) in by:
+            summary[preset]["zero2_vs_ddp_samples_per_s"] = (
+                by[("zero2", most)]["samples_per_s"] / by[("ddp", most)]["samples_per_s"])
+        if any(r.get("mfu") is not None for r in by.values()):
+            summary[preset]["best_mfu"] = max(r["mfu"] for r in by.values() if r.get("mfu") is not None)
     name = "train_throughput_gpu" if args.gpu else "train_throughput"
-    machine.write(name, {"settings": {"steps": args.steps, "warmup": args.warmup}, "runs": rows, "summary": summary})
+    settings = {"steps": args.steps, "warmup": args.warmup, **({"batch_per_gpu": args.batch} if args.gpu else {})}
+    machine.write(name, {"settings": settings, "runs": rows, "summary": summary})
 
 
 if __name__ == "__main__":
