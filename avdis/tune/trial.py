@@ -1,5 +1,8 @@
 """One sweep trial: the Tune trainable that launches a distributed TorchTrainer (Train V2 pattern).
 
+Its Train reports reach Tune through `avdis.tune.relay` (not Ray's TuneReportCallback, which
+can deadlock a trial whose training ends right after its last report).
+
 Its Ray Train run lives under `<sweep>/trials/<trial id>/`, so a trial restarted after a
 killed driver resumes from that run's last checkpoint instead of starting over. Tune
 saves its experiment state every few seconds, our trials.parquet after every result: a
@@ -22,7 +25,8 @@ TRIALS_DIR = "trials"
 
 def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> None:
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from avdis.tune.relay import TrainToTune
 
     cfg = with_overrides(Config.model_validate(base), to_overrides(params))
     trial_id = ray.tune.get_context().get_trial_id()
@@ -33,8 +37,9 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
     if cfg.train.strategy == "single":  # a one-process trial: no Ray Train, Tune holds its checkpoints
         loop.run(cfg, loop.TuneReporter(storage.join(sweep_url, TRIALS_DIR, trial_id), cfg))
         return
-    trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[TuneReportCallback()])
-    result = trainer.fit()
+    relay = TrainToTune()
+    trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[relay])
+    result = relay.run(trainer.fit)
     if result.error:
         raise result.error
 

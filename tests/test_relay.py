@@ -1,0 +1,85 @@
+"""Train -> Tune relay (avdis.tune.relay) in a real local Ray with real Tune trials.
+
+Each trial's "fit" here is a Ray task in the controller's place: it calls the callback's
+`after_report` for each epoch, as Ray Train's controller does, and the fit returns the
+moment the last report is handed over: the timing in which Ray 2.60's TuneReportCallback
+deadlocks a trial (see the relay's docstring). Real TorchTrainers go through the relay in
+test_sweep_e2e, test_jobs and test_autoscaling.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+import ray.cloudpickle as cloudpickle
+
+pytestmark = pytest.mark.ray
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=TRIALS, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def trainable(config: dict) -> None:
+    import ray
+
+    from avdis.tune.relay import TrainToTune
+
+    @ray.remote(num_cpus=0)
+    def controller(callback: TrainToTune, epochs: int, fail: bool) -> None:
+        for epoch in range(1, epochs + 1):
+            callback.after_report(None, [{"epoch": epoch, "trial": config["i"]}], None)
+        if fail:
+            raise RuntimeError("worker group failed")
+
+    relay = TrainToTune()
+    result = relay.run(lambda: ray.get(controller.remote(relay, config["epochs"], config["fail"])))
+    assert result is None  # what fit() returned comes back
+
+
+def fit(param_space: dict, **tune_kwargs):
+    from ray import tune
+
+    tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space=param_space,
+                       tune_config=tune.TuneConfig(max_concurrent_trials=TRIALS),
+                       run_config=tune.RunConfig(verbose=0, **tune_kwargs))
+    out: dict = {}
+    runner = threading.Thread(target=lambda: out.setdefault("grid", tuner.fit()), daemon=True)
+    runner.start()
+    runner.join(180)
+    assert not runner.is_alive(), "a trial never finished: a report was lost between Train and Tune"
+    return out["grid"]
+
+
+def test_every_report_arrives_in_order_when_trials_end_right_after_reporting(ray_local, tmp_path):
+    from ray import tune
+
+    grid = fit({"i": tune.grid_search(list(range(TRIALS))), "epochs": 3, "fail": False},
+               storage_path=str(tmp_path))
+    assert not grid.errors
+    for result in grid:
+        history = result.metrics_dataframe
+        assert list(history["epoch"]) == [1, 2, 3]
+        assert set(history["trial"]) == {result.config["i"]}
+        assert result.metrics["training_iteration"] == 3
+
+
+def test_tune_stopping_a_trial_ends_it_and_a_failed_fit_fails_it(ray_local, tmp_path):
+    from ray import tune
+
+    grid = fit({"i": tune.grid_search([0, 1]), "epochs": 6, "fail": False}, storage_path=str(tmp_path),
+               stop={"epoch": 2})
+    assert [r.metrics["epoch"] for r in grid] == [2, 2] and not grid.errors  # the stop took effect at once
+    grid = fit({"i": 0, "epochs": 1, "fail": True}, storage_path=str(tmp_path / "fail"))
+    (failed,) = list(grid)
+    assert failed.error is not None and "worker group failed" in str(failed.error)
+    assert failed.metrics["epoch"] == 1  # the report before the failure still arrived
