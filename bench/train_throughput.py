@@ -3,9 +3,11 @@
     .venv/bin/python bench/train_throughput.py            # CPU: tiny and base presets (~8 min on 2 cores)
     .venv/bin/python bench/train_throughput.py --gpu      # where CUDA is available: large preset, bf16, MFU
     .venv/bin/python bench/train_throughput.py --gpu --dry-run   # the GPU runs' code on CPU, tiny: check before GPU time
+    python3 bench/train_throughput.py --gpu --in-process --shards DIR   # one GPU, no Ray: torch, DeepSpeed,
+                                                                        # webdataset, pydantic are enough
 
-Each configuration runs a real TorchTrainer with the real engine, step code and shard
-stream (a generated corpus), warms up, then times `--steps` steps per worker: median
+Each configuration runs a real TorchTrainer (with --in-process: this process, world of one)
+with the real engine, step code and shard stream (a generated corpus), warms up, then times `--steps` steps per worker: median
 step time, samples/s per worker and in all, and the share of step time spent waiting
 for the next batch. One thread per worker, so 1 -> 2 workers on 2 cores can reach 2x.
 Targets (issue): ZeRO-2 within 10% of DDP on CPU; data wait < 5% of step time;
@@ -21,8 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,15 +34,13 @@ import machine  # noqa: E402
 
 STRATEGIES = {"ddp": {"strategy": "ddp", "zero_stage": 0}, "zero1": {"strategy": "deepspeed", "zero_stage": 1},
               "zero2": {"strategy": "deepspeed", "zero_stage": 2}, "zero3": {"strategy": "deepspeed", "zero_stage": 3}}
+GPU_STRATEGIES = ("ddp", "zero2", "zero3")
 # Dense bf16 peaks, vendor figures; the first name found in the device name wins (PCIe before SXM).
 PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
-def measure(config: dict[str, Any]) -> None:
-    """Per worker: warm up, then time steps; rank 0 reports everyone's figures."""
-    import tempfile as tf
-
-    import ray.train
+def measure_steps(config: dict[str, Any]) -> dict[str, Any]:
+    """On this rank (torch.distributed already set up): warm up, then time steps."""
     import torch
     import torch.distributed as dist
     from torch.utils.flop_counter import FlopCounterMode
@@ -49,7 +50,7 @@ def measure(config: dict[str, Any]) -> None:
     from avdis.model.disentangle import REGISTRY
     from avdis.model.multitask import build_model, count_parameters
     from avdis.train.engine import build_engine
-    from avdis.train.step import Stepper, to_device
+    from avdis.train.step import Stepper
 
     torch.set_num_threads(config["threads"])
     cfg = Config.model_validate(config["config"])
@@ -84,50 +85,114 @@ def measure(config: dict[str, Any]) -> None:
         steps.append(t2 - t0)
         waits.append(t1 - t0)
     steps, waits = steps[config["warmup"]:], waits[config["warmup"]:]
-    mine = {"step_s": statistics.median(steps), "wait_share": sum(waits) / sum(steps), "flops_per_step": flops}
-    everyone = [None] * world
+    return {"step_s": statistics.median(steps), "wait_share": sum(waits) / sum(steps), "flops_per_step": flops,
+            "params": params}
+
+
+def measure(config: dict[str, Any]) -> None:
+    """Ray Train worker: measure, then rank 0 reports everyone's figures."""
+    import tempfile as tf
+
+    import ray.train
+    import torch.distributed as dist
+
+    mine = measure_steps(config)
+    everyone = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
     with tf.TemporaryDirectory() as d:
         Path(d, "r.json").write_text(json.dumps(everyone))
-        ckpt = ray.train.Checkpoint.from_directory(d) if rank == 0 else None
-        ray.train.report({"workers": json.dumps(everyone), "params": params}, checkpoint=ckpt)
+        ckpt = ray.train.Checkpoint.from_directory(d) if dist.get_rank() == 0 else None
+        ray.train.report({"workers": json.dumps(everyone)}, checkpoint=ckpt)
 
 
-def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, gpu: bool, args,
-            use_gpu: bool | None = None) -> dict[str, Any]:
-    """One TorchTrainer run. `gpu` asks for the GPU setup (bf16, FLOP count, MFU); `use_gpu=False` runs
-    that setup on CPU (the dry run)."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
+def train_config(shards: str, preset: str, strategy: str, workers: int, batch: int, gpu: bool, on_gpu: bool):
+    """`gpu`: the GPU setup (bf16, FLOP count); `on_gpu=False` runs that setup on CPU (the dry run)."""
     from avdis import config as C
 
     overrides = [f"data.shards={shards}", f"model.preset={preset}", f"train.batch_size={batch}",
                  f"train.workers={workers}", *(f"train.{k}={v}" for k, v in STRATEGIES[strategy].items())]
-    use_gpu = gpu if use_gpu is None else use_gpu
     if gpu:
-        overrides += [f"train.gpus_per_worker={int(use_gpu)}", "train.precision=bf16"]
-    cfg = C.load(None, overrides)
+        overrides += [f"train.gpus_per_worker={int(on_gpu)}", "train.precision=bf16"]
+    return C.load(None, overrides)
+
+
+def run_one(shards: str, preset: str, strategy: str, workers: int, batch: int, gpu: bool, on_gpu: bool,
+            args) -> dict[str, Any]:
+    """One configuration as a real TorchTrainer run (one Ray Train worker per CPU slot or GPU)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = train_config(shards, preset, strategy, workers, batch, gpu, on_gpu)
     t0 = time.perf_counter()
     result = TorchTrainer(
         measure,
         train_loop_config={"config": cfg.model_dump(mode="json"), "steps": args.steps, "warmup": args.warmup,
-                           "threads": 1 if not gpu else 4, "count_flops": gpu},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": 1, **({"GPU": 1} if use_gpu else {})}),
+                           "threads": 4 if gpu else 1, "count_flops": gpu},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=on_gpu,
+                                     resources_per_worker={"CPU": 1, **({"GPU": 1} if on_gpu else {})}),
         run_config=RunConfig(name=f"{preset}-{strategy}-{workers}", storage_path=tempfile.mkdtemp()),
     ).fit()
-    per = json.loads(result.metrics["workers"])
+    return _row(preset, strategy, workers, batch, json.loads(result.metrics["workers"]), time.perf_counter() - t0, gpu)
+
+
+def run_in_process(shards: str, preset: str, strategy: str, batch: int, on_gpu: bool, args) -> dict[str, Any]:
+    """The GPU setup on one device in this process, no Ray: for a GPU machine without Ray installed.
+
+    The process group (world of one) is set up by the first call and kept for the rest.
+    """
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",
+                          LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
+    cfg = train_config(shards, preset, strategy, 1, batch, True, on_gpu)
+    t0 = time.perf_counter()
+    mine = measure_steps({"config": cfg.model_dump(mode="json"), "steps": args.steps, "warmup": args.warmup,
+                          "threads": 4, "count_flops": True})
+    return _row(preset, strategy, 1, batch, [mine], time.perf_counter() - t0, True)
+
+
+def _row(preset: str, strategy: str, workers: int, batch: int, per: list[dict[str, Any]], wall_s: float,
+         gpu: bool) -> dict[str, Any]:
     step = max(w["step_s"] for w in per)  # the slowest rank sets the pace
     row = {"preset": preset, "strategy": strategy, "workers": workers, "batch_per_worker": batch,
-           "params": result.metrics["params"], "step_s": step, "samples_per_s_per_worker": batch / step,
+           "params": per[0]["params"], "step_s": step, "samples_per_s_per_worker": batch / step,
            "samples_per_s": batch * workers / step, "data_wait_share": max(w["wait_share"] for w in per),
-           "wall_s": time.perf_counter() - t0}
+           "wall_s": wall_s}
     if gpu:
         achieved = per[0]["flops_per_step"] / step / 1e12
         row.update(tflops_per_gpu=achieved, mfu=mfu(achieved, machine.describe()["gpus"]))
     print(row, flush=True)
     return row
+
+
+def make_shards() -> str:
+    """A generated 320-clip corpus, preprocessed into shards in a temporary folder."""
+    from avdis.config import DataConfig, S3Config, SynthConfig
+    from avdis.data import shards, synth
+
+    work = Path(tempfile.mkdtemp(prefix="avdis-bench-train-"))
+    synth.generate(SynthConfig(speakers=8, clips_per_speaker=40, seed=2), work / "corpus")
+    shards.preprocess(DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards")), S3Config())
+    return str(work / "shards")
+
+
+@contextmanager
+def local_ray(num_cpus: int | None) -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def mfu(tflops: float, gpus: list[str]) -> float | None:
@@ -139,41 +204,37 @@ def mfu(tflops: float, gpus: list[str]) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="large preset in bf16 on every GPU")
+    parser.add_argument("--in-process", action="store_true",
+                        help="with --gpu: one GPU, in this process, without Ray (for a machine without Ray)")
     parser.add_argument("--dry-run", action="store_true",
                         help="with --gpu: the same runs on CPU with the tiny preset and 2 steps; writes nothing")
+    parser.add_argument("--shards", help="existing shards to read (default: generate a 320-clip corpus here, "
+                                         "which needs the media decoders)")
     parser.add_argument("--batch", type=int, default=64, help="--gpu: samples per GPU per step")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
+    if (args.dry_run or args.in_process) and not args.gpu:
+        parser.error("--dry-run and --in-process apply to the --gpu runs; add --gpu")
     if args.dry_run:
-        if not args.gpu:
-            parser.error("--dry-run rehearses the --gpu runs; add --gpu")
         args.steps, args.warmup, args.batch = 2, 1, 4
-    import ray
     import torch
 
-    from avdis.config import DataConfig, S3Config, SynthConfig
-    from avdis.data import shards, synth
-
-    work = Path(tempfile.mkdtemp(prefix="avdis-bench-train-"))
-    synth.generate(SynthConfig(speakers=8, clips_per_speaker=40, seed=2), work / "corpus")
-    shards.preprocess(DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards")), S3Config())
-    ray.init(num_cpus=None if args.gpu and not args.dry_run else 2, include_dashboard=False, log_to_driver=False)
-    rows = []
+    shard_dir = args.shards or make_shards()
     if args.gpu:
         gpus = 1 if args.dry_run else torch.cuda.device_count()
         if not gpus:
             sys.exit("--gpu: torch sees no CUDA device here (use --dry-run to rehearse on CPU)")
-        preset = "tiny" if args.dry_run else "large"
-        for strategy in ("ddp", "zero2", "zero3"):
-            rows.append(run_one(str(work / "shards"), preset, strategy, gpus, args.batch, True, args,
-                                use_gpu=not args.dry_run))
+        preset, on_gpu = ("tiny", False) if args.dry_run else ("large", True)
+        if args.in_process:
+            rows = [run_in_process(shard_dir, preset, s, args.batch, on_gpu, args) for s in GPU_STRATEGIES]
+        else:
+            with local_ray(num_cpus=None if on_gpu else 2):
+                rows = [run_one(shard_dir, preset, s, gpus, args.batch, True, on_gpu, args) for s in GPU_STRATEGIES]
     else:
-        for preset, batch in (("tiny", 32), ("base", 16)):
-            for strategy in STRATEGIES:
-                for workers in (1, 2):
-                    rows.append(run_one(str(work / "shards"), preset, strategy, workers, batch, False, args))
-    ray.shutdown()
+        with local_ray(num_cpus=2):
+            rows = [run_one(shard_dir, preset, strategy, workers, batch, False, False, args)
+                    for preset, batch in (("tiny", 32), ("base", 16)) for strategy in STRATEGIES for workers in (1, 2)]
     if args.dry_run:
         print(f"dry run: {len(rows)} GPU-setup runs completed on CPU; nothing written")
         return
@@ -192,7 +253,8 @@ def main() -> None:
         if any(r.get("mfu") is not None for r in by.values()):
             summary[preset]["best_mfu"] = max(r["mfu"] for r in by.values() if r.get("mfu") is not None)
     name = "train_throughput_gpu" if args.gpu else "train_throughput"
-    settings = {"steps": args.steps, "warmup": args.warmup, **({"batch_per_gpu": args.batch} if args.gpu else {})}
+    settings = {"steps": args.steps, "warmup": args.warmup,
+                **({"batch_per_gpu": args.batch, "ray": not args.in_process} if args.gpu else {})}
     machine.write(name, {"settings": settings, "runs": rows, "summary": summary})
 
 

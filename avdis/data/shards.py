@@ -30,7 +30,6 @@ from avdis import storage
 from avdis.config import EMOTIONS, DataConfig, FeatureConfig, S3Config
 from avdis.data import splits
 from avdis.data.corpora import ClipRecord, Reject, scan
-from avdis.data.media import MediaError, extract
 from avdis.errors import AvdisError
 
 MANIFEST = "manifest.parquet"
@@ -69,6 +68,8 @@ def shard_name(index: int) -> str:
 
 
 def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: FeatureConfig) -> tuple[dict, dict]:
+    from avdis.data.media import extract
+
     clip = extract(rec.audio_path, rec.video_path, feat)
     meta = {
         "clip_id": rec.clip_id, "corpus": rec.corpus, "speaker": rec.speaker, "emotion": rec.emotion,
@@ -85,6 +86,10 @@ def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: Featu
 
 def write_shard(task: ShardTask, out: str, labels: Labels, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
     """Decode the task's clips and write its shard; bad clips become rejects."""
+    # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
+    # (training workers) never need them.
+    from avdis.data.media import MediaError
+
     buf = io.BytesIO()
     rows, rejects = [], []
     with wds.TarWriter(buf, mtime=0, user="avdis", group="avdis") as tar:
