@@ -3,8 +3,8 @@
     .venv/bin/python bench/train_throughput.py            # CPU: tiny and base presets (~8 min on 2 cores)
     .venv/bin/python bench/train_throughput.py --gpu      # where CUDA is available: large preset, bf16, MFU
     .venv/bin/python bench/train_throughput.py --gpu --dry-run   # the GPU runs' code on CPU, tiny: check before GPU time
-    python3 bench/train_throughput.py --gpu --in-process --shards DIR   # one GPU, no Ray: torch, DeepSpeed,
-                                                                        # webdataset, pydantic are enough
+    python3 bench/train_throughput.py --gpu --in-process --shards DIR   # one GPU, no Ray: PyTorch, NumPy,
+        # pyarrow, fsspec, PyYAML, DeepSpeed, webdataset and pydantic are enough (no media decoders, no Ray)
 
 Each configuration runs a real TorchTrainer (with --in-process: this process, world of one)
 with the real engine, step code and shard stream (a generated corpus), warms up, then times `--steps` steps per worker: median
@@ -35,8 +35,9 @@ import machine  # noqa: E402
 STRATEGIES = {"ddp": {"strategy": "ddp", "zero_stage": 0}, "zero1": {"strategy": "deepspeed", "zero_stage": 1},
               "zero2": {"strategy": "deepspeed", "zero_stage": 2}, "zero3": {"strategy": "deepspeed", "zero_stage": 3}}
 GPU_STRATEGIES = ("ddp", "zero2", "zero3")
-# Dense bf16 peaks, vendor figures; the first name found in the device name wins (PCIe before SXM).
-PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
+# Dense bf16 peaks, vendor figures; the first name found in the device name wins (PCIe/NVL before SXM).
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200 NVL": 835.0, "H200": 989.0,
+                    "A100": 312.0}
 
 
 def measure_steps(config: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +228,10 @@ def main() -> None:
             sys.exit("--gpu: torch sees no CUDA device here (use --dry-run to rehearse on CPU)")
         preset, on_gpu = ("tiny", False) if args.dry_run else ("large", True)
         if args.in_process:
+            import torch.distributed as dist
+
             rows = [run_in_process(shard_dir, preset, s, args.batch, on_gpu, args) for s in GPU_STRATEGIES]
+            dist.destroy_process_group()
         else:
             with local_ray(num_cpus=None if on_gpu else 2):
                 rows = [run_one(shard_dir, preset, s, gpus, args.batch, True, on_gpu, args) for s in GPU_STRATEGIES]

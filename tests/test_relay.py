@@ -53,10 +53,19 @@ def fit(param_space: dict, **tune_kwargs):
                        tune_config=tune.TuneConfig(max_concurrent_trials=TRIALS),
                        run_config=tune.RunConfig(verbose=0, **tune_kwargs))
     out: dict = {}
-    runner = threading.Thread(target=lambda: out.setdefault("grid", tuner.fit()), daemon=True)
+
+    def run() -> None:
+        try:
+            out["grid"] = tuner.fit()
+        except BaseException as exc:  # re-raised below, in the test's thread
+            out["error"] = exc
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     runner.join(180)
     assert not runner.is_alive(), "a trial never finished: a report was lost between Train and Tune"
+    if "error" in out:
+        raise out["error"]
     return out["grid"]
 
 

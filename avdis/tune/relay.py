@@ -28,7 +28,12 @@ class TrainToTune(UserCallback):
     """Pass to the TorchTrainer's callbacks, then `run(trainer.fit)` in the Tune trial."""
 
     def __init__(self) -> None:
-        self.queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the trial's own node: elsewhere it could keep an idle node from scaling in, or go with it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(maxsize=1, actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         # Runs in Train's controller; blocks until the trial thread has taken the previous report.

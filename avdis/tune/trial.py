@@ -39,9 +39,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
         return
     relay = TrainToTune()
     trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[relay])
-    result = relay.run(trainer.fit)
-    if result.error:
-        raise result.error
+    relay.run(trainer.fit)  # Train V2's fit() raises when the run fails
 
 
 def finished_result(sweep_url: str, trial_id: str, cfg: Config) -> dict[str, Any] | None:
