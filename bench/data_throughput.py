@@ -5,7 +5,10 @@
 Measures, into one process (one Ray Train worker's view):
 - raw decode: `avdis.data.media.extract` per clip (what training would do without shards);
 - shard streaming from a local folder and from moto's S3 server on 127.0.0.1 (started here,
-  stopped by PID), with 0 and 2 DataLoader workers: samples/s and MB/s;
+  stopped by PID), with 0 and 2 DataLoader workers: samples/s and MB/s (every shard is
+  verified against the manifest's size and sha256 as it is read: that is always on);
+- verification: the shards' read rate with and without that check, and its share of the
+  streaming time;
 - peak RSS of `avdis preprocess --no-ray` (via /usr/bin/time -v) at two corpus sizes: it
   must not grow with the corpus.
 Target (issue): shard streaming >= 20x raw decode. Writes bench/results/data_throughput.json.
@@ -54,6 +57,21 @@ def stream_rate(data: DataConfig, repeats: int = 3) -> dict[str, float]:
     return {"samples": n, "seconds": best, "samples_per_s": n / best, "mb_per_s": n_bytes / 1e6 / best}
 
 
+def verify_rate(data: DataConfig, stream_seconds: float, repeats: int = 3) -> dict[str, float]:
+    """Reading every shard whole, then checking it against the manifest (`stream.verify`): MB/s of each."""
+    info = stream.open_dataset(data, S3Config())
+    mb = sum(ref.size for ref in info.shards) / 1e6
+    read = check = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        blobs = [storage.read_bytes(ref.url) for ref in info.shards]
+        t1 = time.perf_counter()
+        assert all(stream.verify(ref, blob) is None for ref, blob in zip(info.shards, blobs))
+        read, check = min(read, t1 - t0), min(check, time.perf_counter() - t1)
+    return {"mb": mb, "read_mb_per_s": mb / read, "read_rate_with_verification_mb_per_s": mb / (read + check),
+            "sha256_mb_per_s": mb / check, "verification_share_of_stream_time": check / stream_seconds}
+
+
 def decode_rate(src: Path, data: DataConfig, limit: int) -> dict[str, float]:
     records, _ = corpora.scan("synthetic", src)
     records = records[:limit]
@@ -89,6 +107,7 @@ def main() -> None:
     results["raw_decode"] = decode_rate(big, local, limit=80)
     results["stream_local"] = stream_rate(local)
     results["stream_local_2_loader_workers"] = stream_rate(local.model_copy(update={"loader": LoaderConfig(workers=2)}))
+    results["verification_local"] = verify_rate(local, results["stream_local"]["seconds"])
 
     port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -110,6 +129,7 @@ def main() -> None:
         s3 = local.model_copy(update={"shards": "s3://bench/shards"})
         results["stream_s3"] = stream_rate(s3)
         results["stream_s3_2_loader_workers"] = stream_rate(s3.model_copy(update={"loader": LoaderConfig(workers=2)}))
+        results["verification_s3"] = verify_rate(s3, results["stream_s3"]["seconds"])
     finally:
         os.killpg(moto.pid, signal.SIGTERM)
         moto.wait(10)

@@ -7,14 +7,21 @@ Contract per epoch:
 - Every rank runs the same number of steps (`EpochPlan.steps`): a rank with fewer clips
   pads with rows marked `valid=False`, so collectives (DDP, ZeRO-3 gathers) never hang.
 - Inside a rank, shards are split over DataLoader workers; samples pass a shuffle buffer.
-- Skip policy: a shard that cannot be opened or breaks mid-way, and a sample that cannot
-  be decoded, are counted (`SkipStats`) with the URL and reason, never hidden. Clips the
-  manifest promised but that did not arrive count as skipped samples. Above
-  `max_skip_rate` the epoch raises `SkipRateExceeded`.
+- Integrity: each shard is read whole into memory and checked against the size and sha256
+  the manifest promises before any of its samples is used (shards are small; a tar parser
+  takes a damaged header mid-shard for the end of the archive, so only the hash catches it).
+- Skip policy: a shard that cannot be read, fails the check, breaks mid-way or holds fewer
+  clips than the manifest says, and a sample that cannot be decoded, are counted
+  (`SkipStats`) with the URL and reason, never hidden. Clips the manifest promised but
+  that did not arrive count as skipped samples. Above `max_skip_rate` the epoch raises
+  `SkipRateExceeded`.
+- Every sample and batch row carries the URL of its shard (`shard`), so a later failure
+  (a non-finite loss) can name where its clips came from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -44,6 +51,8 @@ class SkipRateExceeded(AvdisError):
 class ShardRef:
     url: str
     counts: dict[str, int]  # clips per split under the configured scheme, plus "all"
+    size: int  # bytes, as the manifest promises
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,8 @@ def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
         per_shard.setdefault(row["shard"], Counter())[split] += 1
         per_shard[row["shard"]]["all"] += 1
         labels.append((row["speaker_idx"], row["emotion_idx"], split, row["split"]))
-    refs = [ShardRef(storage.join(data.shards, shardlib.SHARD_DIR, s["name"]), dict(per_shard.get(s["name"], {})))
-            for s in meta["shards"]]
+    refs = [ShardRef(storage.join(data.shards, shardlib.SHARD_DIR, s["name"]), dict(per_shard.get(s["name"], {})),
+                     s["bytes"], s["sha256"]) for s in meta["shards"]]
     totals = Counter()
     for ref in refs:
         totals.update(ref.counts)
@@ -138,6 +147,16 @@ class SkipStats:
             self.reasons.append(f"{skip.kind} {skip.url}: {skip.reason}")
 
 
+def verify(ref: ShardRef, data: bytes) -> str | None:
+    """Why `data` is not the shard the manifest describes, or None when it is."""
+    if len(data) != ref.size:
+        return f"size mismatch: manifest says {ref.size} bytes, read {len(data)}"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ref.sha256:
+        return f"sha256 mismatch: manifest says {ref.sha256}, read {digest}"
+    return None
+
+
 def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
     meta = json.loads(raw["json"])
     audio = np.load(io.BytesIO(raw["audio.npy"]), allow_pickle=False)
@@ -149,37 +168,43 @@ def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
 
 
 class SampleStream(IterableDataset):
-    """Decoded samples (or `Skip` events) from a list of shard URLs; split over DataLoader workers."""
+    """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers."""
 
-    def __init__(self, urls: list[str], s3: S3Config, feat: FeatureConfig, split: SplitConfig,
+    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, split: SplitConfig,
                  wanted: str | None, shuffle_buffer: int, seed: int):
-        self.urls, self.s3, self.feat, self.split, self.wanted = urls, s3, feat, split, wanted
+        self.shards, self.s3, self.feat, self.split, self.wanted = shards, s3, feat, split, wanted
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
 
-    def _shard(self, url: str, events: list[Skip]) -> Iterator[dict[str, Any]]:
+    def _shard(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
+        url = ref.url
         try:
-            fs, path = storage.filesystem(url, self.s3)
-            handle = fs.open(path, "rb")
+            data = storage.read_bytes(url, self.s3)
         except Exception as exc:  # noqa: BLE001 - counted and reported, see module docstring
             events.append(Skip("shard", url, f"cannot open ({type(exc).__name__}: {exc})"))
             return
+        problem = verify(ref, data)
+        if problem:
+            events.append(Skip("shard", url, problem))
+            return
         n = 0
-        with handle:
-            files = ({**f, "__url__": url} for f in tar_file_iterator(handle))
-            try:
-                for raw in group_by_keys(files):
-                    n += 1
-                    try:
-                        sample = _decode(raw, self.feat)
-                    except Exception as exc:  # noqa: BLE001
-                        events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
-                        continue
-                    m = sample["meta"]
-                    m["split_name"] = split_of(m["split"], m["fold"], self.split)
-                    if self.wanted is None or m["split_name"] == self.wanted:
-                        yield sample
-            except Exception as exc:  # noqa: BLE001 - truncated or corrupt tar
-                events.append(Skip("shard", url, f"unreadable after {n} samples ({type(exc).__name__}: {exc})"))
+        files = ({**f, "__url__": url} for f in tar_file_iterator(io.BytesIO(data)))
+        try:
+            for raw in group_by_keys(files):
+                n += 1
+                try:
+                    sample = _decode(raw, self.feat)
+                except Exception as exc:  # noqa: BLE001
+                    events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
+                    continue
+                m = sample["meta"]
+                m["split_name"] = split_of(m["split"], m["fold"], self.split)
+                if self.wanted is None or m["split_name"] == self.wanted:
+                    yield {**sample, "shard": url}
+        except Exception as exc:  # noqa: BLE001 - a corrupt tar (written so by preprocess: its hash matched)
+            events.append(Skip("shard", url, f"unreadable after {n} samples ({type(exc).__name__}: {exc})"))
+            return
+        if n < ref.counts.get("all", 0):
+            events.append(Skip("shard", url, f"ended after {n} of the {ref.counts['all']} clips the manifest lists"))
 
     def __iter__(self) -> Iterator[dict[str, Any] | Skip]:
         info = get_worker_info()
@@ -187,8 +212,8 @@ class SampleStream(IterableDataset):
         rng = random.Random(self.seed * 7919 + wid)
         buffer: list[dict[str, Any]] = []
         events: list[Skip] = []
-        for url in self.urls[wid::nw]:
-            for sample in self._shard(url, events):
+        for ref in self.shards[wid::nw]:
+            for sample in self._shard(ref, events):
                 yield from events
                 events.clear()
                 buffer.append(sample)
@@ -229,6 +254,7 @@ def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig)
         "within_split": torch.from_numpy(within),
         "valid": torch.from_numpy(valid),
         "clip_id": [s["meta"]["clip_id"] for s in samples],
+        "shard": [s["shard"] for s in samples],
     }
 
 
@@ -246,7 +272,7 @@ def epoch_batches(
     mine = plan.per_rank[rank] if plan.steps else []
     stats = stats if stats is not None else SkipStats()
     stats.expected += plan.counts[rank] if plan.steps else 0
-    stream = SampleStream([s.url for s in mine], s3, info.features, data.split, split,
+    stream = SampleStream(mine, s3, info.features, data.split, split,
                           data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank)
     loader = DataLoader(stream, batch_size=None, num_workers=min(data.loader.workers, len(mine)),
                         persistent_workers=False)

@@ -71,8 +71,9 @@ def empty_trials() -> pd.DataFrame:
 
 
 def to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows (dicts; missing keys and NaN become null) -> a table with the schema."""
+    """Rows (dicts; missing keys, NaN and infinities become null) -> a table with the schema."""
     frame = pd.DataFrame([{name: row.get(name) for name in COLUMNS} for row in rows], columns=COLUMNS)
+    frame = frame.replace([np.inf, -np.inf], np.nan)
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 

@@ -3,9 +3,10 @@
 One row per trial, rewritten whole after every result, so the table is right while the
 sweep runs, after it ends, and after a killed driver resumes (rows are reloaded from
 storage at set-up; nothing finished is ever dropped). A trial that errors keeps its row
-with the error text. Early stopping is read off the epochs: a trial that ended before
-`train.epochs` was stopped by the scheduler. After each write the Pareto summary and
-Ray metrics are refreshed (`avdis.report`).
+with the error text; so does one that reported a non-finite objective: it ends as ERROR,
+never on the front (objectives are stored as null, never NaN). Early stopping is read off
+the epochs: a trial that ended before `train.epochs` was stopped by the scheduler. After
+each write the Pareto summary and Ray metrics are refreshed (`avdis.report`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from avdis.config import Config, with_overrides
 from avdis.data.splits import split_id
 from avdis.report import metrics as ray_metrics
 from avdis.report import results
+from avdis.tune.pareto import OBJECTIVES
 from avdis.tune.space import to_overrides
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ class TrialRecorder(Callback):
         for key in FINAL:
             if key in result:
                 row[key] = result[key] if key == "manifest_hash" else results.finite(result[key])
+        bad = {k: result[k] for k in OBJECTIVES if k in result and results.finite(result[k]) is None}
+        if bad:
+            row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
         acc, leak = results.finite(result.get("emotion_acc")), results.finite(result.get("leakage"))
         if acc is not None and (row.get("best_emotion_acc") is None or acc > row["best_emotion_acc"]):
             row["best_emotion_acc"] = acc
@@ -74,6 +79,10 @@ class TrialRecorder(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
         if _final(row):
+            return
+        if row.get("error"):  # it reported a non-finite objective
+            row.update(status="ERROR", stop_reason="error", order=None)
+            self._write()
             return
         full = (row.get("epochs") or 0) >= self.cfg.train.epochs
         row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),

@@ -1,0 +1,267 @@
+"""Corrupt data never trains silently: damaged shards are skipped by name, non-finite numbers fail the epoch.
+
+Each test copies the session's tiny shards to tmp_path and damages the copy: random bytes
+inside a sample (the tar stays valid), a broken tar header mid-shard, a cut-off shard, a
+garbage sample, NaN features behind a manifest that matches them ("resealed").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from avdis import storage
+from avdis.config import Config, DataConfig, LoaderConfig, S3Config
+from avdis.data import stream
+from avdis.report import results
+from avdis.train import launch
+from avdis.train.loop import NonFiniteError
+from test_train_single import single
+
+S3 = S3Config()
+
+
+def copy_shards(tiny_shards: str, tmp_path: Path) -> Path:
+    out = tmp_path / "shards"
+    shutil.copytree(tiny_shards, out)
+    return out
+
+
+def shard_file(out: Path, index: int) -> Path:
+    return sorted((out / "shards").iterdir())[index]
+
+
+def members(path: Path) -> list[tarfile.TarInfo]:
+    with tarfile.open(path) as tar:
+        return tar.getmembers()
+
+
+def manifest_meta(out: Path) -> dict:
+    return json.loads(pq.read_table(out / "manifest.parquet").schema.metadata[b"avdis"])
+
+
+def reseal(out: Path, path: Path) -> None:
+    """Make the manifest promise the shard's bytes as they are now (a damaged shard that passes the hash)."""
+    table = pq.read_table(out / "manifest.parquet")
+    meta = manifest_meta(out)
+    data = path.read_bytes()
+    entry = next(s for s in meta["shards"] if s["name"] == path.name)
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), out / "manifest.parquet")
+
+
+def write_random_bytes(path: Path) -> None:
+    """4 KiB of seeded random bytes over the array data of one sample; sizes and tar headers unchanged."""
+    victim = next(m for m in members(path) if m.name.endswith("video.npy"))
+    data = bytearray(path.read_bytes())
+    start = victim.offset_data + 256
+    data[start : start + 4096] = np.random.default_rng(0).bytes(4096)
+    path.write_bytes(bytes(data))
+
+
+def break_header(path: Path) -> None:
+    """Overwrite the tar header of a member in the middle of the shard."""
+    m = members(path)
+    victim = m[len(m) // 2]
+    data = bytearray(path.read_bytes())
+    data[victim.offset : victim.offset + 512] = b"\xab" * 512
+    path.write_bytes(bytes(data))
+
+
+def nan_audio(path: Path, split: str | None = None) -> list[str]:
+    """Set the audio features of the shard's clips (of one within-speaker split, or all) to NaN, in place."""
+    with tarfile.open(path) as tar:
+        found = {m.name: (m, tar.extractfile(m).read()) for m in tar.getmembers()}
+    data = bytearray(path.read_bytes())
+    clips = []
+    for name, (m, blob) in found.items():
+        if not name.endswith(".json") or (split and json.loads(blob)["split"] != split):
+            continue
+        key = name[: -len(".json")]
+        audio_member, audio = found[f"{key}.audio.npy"]
+        buf = io.BytesIO()
+        np.save(buf, np.full_like(np.load(io.BytesIO(audio)), np.nan))
+        assert len(buf.getvalue()) == audio_member.size
+        data[audio_member.offset_data : audio_member.offset_data + audio_member.size] = buf.getvalue()
+        clips.append(json.loads(blob)["clip_id"])
+    path.write_bytes(bytes(data))
+    return clips
+
+
+def data_cfg(tiny_corpus, out, **loader) -> DataConfig:
+    return DataConfig(corpus="synthetic", src=str(tiny_corpus), shards=str(out), shard_size=16,
+                      loader=LoaderConfig(**loader))
+
+
+def read_all(data: DataConfig, stats: stream.SkipStats | None = None) -> set[str]:
+    info = stream.open_dataset(data, S3)
+    batches = stream.epoch_batches(info, data, S3, None, rank=0, world=1, epoch=0, seed=0, batch_size=8, stats=stats)
+    return {c for b in batches for c in b["clip_id"]}
+
+
+def clips_of(out: Path, shard: str) -> set[str]:
+    table = pq.read_table(out / "manifest.parquet", columns=["clip_id", "shard"]).to_pandas()
+    return set(table[table["shard"] == shard]["clip_id"])
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(token: str):
+        raise AssertionError(f"{path} holds bare {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+# ------------------------------------------------------------------ the stream
+
+
+@pytest.mark.parametrize("where", ["local, 2 loader workers", "s3"])
+def test_random_bytes_in_a_shard_skip_it_by_name_and_reason(tiny_corpus, tiny_shards, tmp_path, where, request):
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 1)
+    promised = next(s["sha256"] for s in manifest_meta(out)["shards"] if s["name"] == bad.name)
+    write_random_bytes(bad)
+    url, workers = str(out), 2
+    if where == "s3":
+        url, workers = f"{request.getfixturevalue('s3_bucket')}/shards", 0
+        fs, path = storage.filesystem(url)
+        fs.put(f"{out}/", f"{path}/", recursive=True)
+    stats = stream.SkipStats()
+    got = read_all(data_cfg(tiny_corpus, url, workers=workers, max_skip_rate=1.0), stats)
+    assert stats.bad_shards == 1 and stats.bad_samples == 0
+    assert got.isdisjoint(clips_of(out, bad.name)) and stats.skipped_samples == len(clips_of(out, bad.name))
+    assert stats.reasons == [f"shard {url}/shards/{bad.name}: sha256 mismatch: manifest says {promised}, "
+                             f"read {hashlib.sha256(bad.read_bytes()).hexdigest()}"]
+    with pytest.raises(stream.SkipRateExceeded, match=rf"{bad.name}: sha256 mismatch"):
+        read_all(data_cfg(tiny_corpus, url, workers=workers, max_skip_rate=0.01))
+
+
+def test_a_broken_tar_header_mid_shard_is_named(tiny_corpus, tiny_shards, tmp_path):
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 0)
+    break_header(bad)
+    stats = stream.SkipStats()
+    read_all(data_cfg(tiny_corpus, out, max_skip_rate=1.0), stats)
+    assert stats.bad_shards == 1 and len(stats.reasons) == 1
+    assert bad.name in stats.reasons[0] and "sha256 mismatch" in stats.reasons[0]
+    with pytest.raises(stream.SkipRateExceeded, match=rf"first problems: shard \S+{bad.name}: sha256 mismatch"):
+        read_all(data_cfg(tiny_corpus, out))
+
+
+def test_a_shard_with_fewer_clips_than_its_manifest_lists_is_named(tiny_corpus, tiny_shards, tmp_path):
+    """Even where the hash matches, a tar that ends early (tarfile reads a bad header as the end) is a named skip."""
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 0)
+    break_header(bad)
+    reseal(out, bad)
+    stats = stream.SkipStats()
+    got = read_all(data_cfg(tiny_corpus, out, max_skip_rate=1.0), stats)
+    n = len(clips_of(out, bad.name))
+    assert stats.skipped_samples == n - len(got & clips_of(out, bad.name)) > 0
+    assert stats.reasons == [f"shard {out}/shards/{bad.name}: ended after {n - stats.skipped_samples} of the {n} "
+                             f"clips the manifest lists"]
+
+
+def test_cut_shard_and_garbage_sample_are_counted_not_hidden(tiny_corpus, tiny_shards, tmp_path):
+    out = copy_shards(tiny_shards, tmp_path)
+    cut, garbled = shard_file(out, 0), shard_file(out, 1)
+    cut.write_bytes(cut.read_bytes()[: members(cut)[7].offset_data + 100])  # cut in the middle of a sample
+    with tarfile.open(garbled) as tar:
+        found = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    victim = next(m.name for m, _ in found if m.name.endswith("video.npy"))
+    with tarfile.open(garbled, "w") as tar:
+        for m, blob in found:
+            if m.name == victim:
+                blob = b"not an npy file"
+                m.size = len(blob)
+            tar.addfile(m, io.BytesIO(blob))
+    reseal(out, garbled)  # preprocess wrote it so: the manifest matches, the sample is still garbage
+    stats = stream.SkipStats()
+    got = read_all(data_cfg(tiny_corpus, out, max_skip_rate=1.0), stats)
+    assert stats.bad_shards == 1 and stats.bad_samples == 1
+    assert stats.skipped_samples == len(clips_of(out, cut.name)) + 1 == 72 - len(got)
+    assert any(f"{cut.name}: size mismatch: manifest says" in r for r in stats.reasons)
+    assert any(f"{garbled.name}: {victim.split('.')[0]}: " in r for r in stats.reasons)  # the bad sample is named
+    with pytest.raises(stream.SkipRateExceeded, match="did not arrive"):
+        read_all(data_cfg(tiny_corpus, out))
+
+
+# ------------------------------------------------------------------ training
+
+
+def train_on(out: Path, tmp_path: Path, *overrides: str):
+    return launch.train(single(str(out), tmp_path / "runs", "train.epochs=1", "probe.epochs=20", *overrides))
+
+
+def test_training_past_a_corrupt_shard_gives_finite_metrics(tiny_shards, tmp_path, capsys):
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 2)
+    write_random_bytes(bad)
+    result = train_on(out, tmp_path, "data.loader.max_skip_rate=0.5")
+    final = result["final"]
+    assert final["skipped_shards"] == 1 and final["skipped_samples"] > 0
+    assert f", skipped {final['skipped_samples']} clips (1 bad shards)" in capsys.readouterr().out
+    for key in ("loss", "emotion_acc", "leakage"):
+        assert np.isfinite(final[key]), key
+    assert -1.0 <= final["leakage"] <= 1.0
+    assert strict_json(Path(result["metrics_file"]))["history"][0]["skipped_shards"] == 1
+
+
+def test_nan_features_fail_the_step_naming_it_and_save_nothing(tiny_shards, tmp_path):
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 0)
+    clips = nan_audio(bad)
+    reseal(out, bad)  # the hash matches: only the loss check can catch it
+    with pytest.raises(NonFiniteError, match=r"epoch 1, step \d+ of \d+: non-finite \{.*'loss': nan") as err:
+        train_on(out, tmp_path)
+    message = str(err.value)
+    assert any(f"{c} in {bad}" in message.split("non-finite audio features in")[1] for c in clips)
+    assert "No checkpoint was saved" in message
+    run = tmp_path / "runs" / "run"
+    assert not list(run.glob("checkpoint_epoch_*")) and not (run / "metrics.json").exists()
+
+
+def test_nan_features_of_test_clips_fail_the_embedding_pass(tiny_shards, tmp_path):
+    """Test clips never reach the loss; their NaN outputs once made the probe report leakage -5."""
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 1)
+    clips = nan_audio(bad, split="test")
+    reseal(out, bad)
+    with pytest.raises(NonFiniteError, match=rf"epoch 1: the model gave non-finite outputs for {len(clips)} clips"
+                                             rf" in the embedding pass") as err:
+        train_on(out, tmp_path)
+    assert bad.name in str(err.value) and clips[0] in str(err.value)
+    assert not list((tmp_path / "runs" / "run").glob("checkpoint_epoch_*"))
+
+
+# ------------------------------------------------------------------ the sweep's record
+
+
+def test_a_trial_with_a_non_finite_objective_is_an_error_never_on_the_front(tmp_path):
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    cfg = Config()
+    recorder = TrialRecorder(str(sweep), cfg, publish_metrics=False)
+    recorder.setup()
+    for tid, leakage in (("good", 0.3), ("nan", float("nan"))):
+        trial = Trial("trainable", config={"method": "multitask"}, trial_id=tid, stub=True)
+        recorder.on_trial_start(0, [], trial)
+        recorder.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": leakage,
+                                                "emotion_chance": 0.25})
+        recorder.on_trial_complete(2, [], trial)
+    table = results.read_trials(str(sweep)).set_index("trial_id")
+    assert table.loc["good", "status"] == "TERMINATED"
+    assert table.loc["nan", "status"] == "ERROR" and "non-finite objectives" in table.loc["nan", "error"]
+    assert table.loc["nan", "leakage"] is None or np.isnan(table.loc["nan", "leakage"])
+    assert results.summarize(table.reset_index(), "s")["front"] == ["good"]
