@@ -8,9 +8,15 @@ Output under the URL (local folder or s3://bucket/prefix):
 
 Clips are dealt to shards in a seeded shuffled order (shards mix speakers and emotions).
 Each shard is one Ray task (or one step of a local loop): it decodes its clips and
-writes the shard in one atomic write, so no half shard is ever visible; the manifest
-is written last. Re-running with the same corpus and settings finds the manifest up to
-date and does nothing; anything else rewrites identical bytes for identical inputs.
+writes the shard in one atomic write, so no half shard is ever visible.
+
+A build first removes the old manifest (an interrupted build never leaves a manifest
+beside shards it does not describe), then writes the shards, deletes shard files the new
+manifest does not list, and writes the manifest last. A rerun is up to date, and does
+nothing, only when the manifest's fingerprint matches the corpus (labels, and each source
+file's size and mtime_ns: a content hash would read the whole corpus on every rerun) and
+settings, and `shards/` holds exactly the listed shards at their recorded byte sizes.
+Anything else, or `force`, rebuilds; identical inputs give identical bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
@@ -126,13 +133,70 @@ def plan(records: list[ClipRecord], data: DataConfig) -> tuple[list[ShardTask], 
     return tasks, labels
 
 
-def _fingerprint(records: list[ClipRecord], data: DataConfig) -> str:
-    """What determines the output: clips, labels, sources, features, splits, shard size."""
+def _file_identity(path: str) -> str:
+    """Size and mtime_ns: what changes when a file is overwritten, without reading it."""
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataConfig) -> str:
+    """What determines the output: clips, labels, source files, scan rejects, features, splits, shard size."""
     h = hashlib.sha256()
     h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus]).encode())
     for r in records:
-        h.update(f"{r.clip_id}|{r.speaker}|{r.emotion}|{r.audio_path}|{r.video_path}\n".encode())
+        files = "|".join(_file_identity(p) for p in dict.fromkeys((r.audio_path, r.video_path)))
+        h.update(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n".encode())
+    for j in rejects:
+        h.update(f"reject|{j.source_path}|{j.reason}\n".encode())
     return h.hexdigest()
+
+
+def _shard_files(url: str, s3: S3Config) -> dict[str, int]:
+    """Byte size of every file under `<url>/shards/`, by name."""
+    folder = storage.join(url, SHARD_DIR)
+    fs, path = storage.filesystem(folder, s3)
+    try:
+        if not fs.exists(path):
+            return {}
+        entries = fs.ls(path, detail=True)
+    except Exception as exc:
+        raise storage.StorageError(f"{folder}: cannot list ({type(exc).__name__}: {exc})") from exc
+    return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"]) for e in entries if e["type"] == "file"}
+
+
+def _shards_mismatch(url: str, listed: list[dict[str, Any]], s3: S3Config) -> str | None:
+    """How the shard files on disk differ from the manifest's list; None when they are exactly it."""
+    want = {s["name"]: s["bytes"] for s in listed}
+    found = _shard_files(url, s3)
+    problems = [f"{n} missing" for n in sorted(want.keys() - found.keys())]
+    problems += [f"{n} has {found[n]} bytes, the manifest says {want[n]}"
+                 for n in sorted(want.keys() & found.keys()) if found[n] != want[n]]
+    problems += [f"{n} is not in the manifest" for n in sorted(found.keys() - want.keys())]
+    return f"shards on disk differ from the manifest: {'; '.join(problems[:5])}" if problems else None
+
+
+def _stale_reason(url: str, meta: dict[str, Any] | None, fingerprint: str, s3: S3Config) -> str | None:
+    """Why the output under `url` (its manifest's `meta`) must be rebuilt; None when it is up to date."""
+    if meta is None:
+        return "no manifest"
+    if meta.get("fingerprint") != fingerprint:
+        return "source files or settings changed"
+    return _shards_mismatch(url, meta["shards"], s3)
+
+
+def _remove(url: str, s3: S3Config) -> None:
+    fs, path = storage.filesystem(url, s3)
+    try:
+        fs.rm(path)
+    except Exception as exc:
+        raise storage.StorageError(f"{url}: cannot delete ({type(exc).__name__}: {exc})") from exc
+
+
+def _remove_unlisted(url: str, listed: list[dict[str, Any]], s3: S3Config) -> None:
+    """Delete shard files a new manifest does not list (left by an older or interrupted build)."""
+    keep = {s["name"] for s in listed}
+    for name in sorted(_shard_files(url, s3).keys() - keep):
+        _remove(storage.join(url, SHARD_DIR, name), s3)
 
 
 def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[str, Any]]:
@@ -167,12 +231,15 @@ def preprocess(
         _write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips ({len(scan_rejects)} files rejected; "
                               f"see {storage.join(data.shards, REJECTS)})")
-    fingerprint = _fingerprint(records, data)
-    if not force and storage.exists(storage.join(data.shards, MANIFEST), s3):
-        table, meta = read_manifest(data.shards, s3)
-        if meta.get("fingerprint") == fingerprint:
-            return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
-                    "shards": len(meta["shards"])}
+    fingerprint = _fingerprint(records, scan_rejects, data)
+    manifest_url = storage.join(data.shards, MANIFEST)
+    table, meta = read_manifest(data.shards, s3) if storage.exists(manifest_url, s3) else (None, None)
+    reason = "forced" if force else _stale_reason(data.shards, meta, fingerprint, s3)
+    if reason is None:
+        return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
+                "shards": len(meta["shards"])}
+    if meta is not None:
+        _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
     tasks, labels = plan(records, data)
     runner = run_tasks or (lambda ts, lb: (write_shard(t, data.shards, lb, data.features, s3) for t in ts))
     rows, rejects, shards = [], [asdict(r) for r in scan_rejects], []
@@ -195,8 +262,10 @@ def preprocess(
         "shards": shards, "rejects": len(rejects),
     }
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
-    _write_parquet(storage.join(data.shards, MANIFEST), table, s3)
-    return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards)}
+    _remove_unlisted(data.shards, shards, s3)
+    _write_parquet(manifest_url, table, s3)
+    return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
+            "rebuilt_because": reason}
 
 
 def _rejects_table(rejects: list[Reject]) -> pa.Table:

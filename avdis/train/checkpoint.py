@@ -2,8 +2,9 @@
 
 A checkpoint directory holds `engine/` (engine-specific, see `avdis.train.engine`),
 `state.json` (epoch, step, data position, metric history, what model it belongs to),
-`adversary.pt` and, for nullspace, `posthoc.pt`. Resuming into another model shape fails
-with the setting that differs.
+`adversary.pt` and, for nullspace, `posthoc.pt`. A run resumes only with the data (the
+manifest's hash) and every setting that shapes its result (`identity`); anything else is
+refused naming each setting that differs, old and new.
 
 `RunStore` is the single-process trainer's checkpoint store (Ray Train has its own):
 `<run>/checkpoint_epoch_NNNN/` folders, `latest.json` written last as the pointer.
@@ -27,22 +28,65 @@ LATEST = "latest.json"
 KEEP = 2
 
 
-def identity(cfg: Config, n_emotions: int, n_speakers: int) -> dict[str, Any]:
-    """What must match for a checkpoint to load into this run."""
-    return {
-        "model.preset": cfg.model.preset, "model.modality": cfg.model.modality, "model.emb_dim": cfg.model.emb_dim,
-        "method.name": cfg.method.name, "train.strategy": cfg.train.strategy,
-        "train.zero_stage": cfg.train.zero_stage, "emotions": n_emotions, "speakers": n_speakers,
-    }
+# The sections that shape a run's result, and the settings in them a resumed run may change:
+# where it lives, how it is scheduled, how far it trains (a finished run can be extended).
+RESULT_SECTIONS = ("data.features", "data.split", "data.loader", "model", "method", "train", "probe")
+MAY_CHANGE = ("data.loader.max_skip_rate", "train.storage", "train.name", "train.max_failures",
+              "train.cpus_per_worker", "train.gpus_per_worker", "train.placement_strategy", "train.epochs")
+
+
+def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def identity(cfg: Config, manifest_hash: str) -> dict[str, Any]:
+    """What must match for a checkpoint to resume into this run: its data and every result-shaping setting."""
+    dump = cfg.model_dump(mode="json")
+    out = {"data.manifest_hash": manifest_hash}
+    for section in RESULT_SECTIONS:
+        node = dump
+        for part in section.split("."):
+            node = node[part]
+        out.update(_flatten(node, f"{section}."))
+    return {k: v for k, v in out.items() if k not in MAY_CHANGE}
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
-    diffs = [f"{k}={saved.get(k)!r} (this run: {v!r})" for k, v in current.items() if saved.get(k) != v]
-    if diffs:
+    """Refuse to resume a checkpoint made with other data or settings (or too old to say which)."""
+    unknown = [k for k in current if k not in saved]
+    if unknown:
+        more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
         raise UsageError(
-            f"{where}: checkpoint belongs to another model: {'; '.join(diffs)}. "
+            f"{where}: the checkpoint records no {', '.join(unknown[:4])}{more}: an older avdis wrote it, so it "
+            "cannot be checked against this run. Use another train.name (or sweep name) for a new run, or delete "
+            "that run folder to start it over."
+        )
+    changed = [k for k, v in current.items() if saved[k] != v]
+    if changed:
+        shards = (" Its shards are not these (data.manifest_hash: the hash of data.shards' manifest.parquet)."
+                  if "data.manifest_hash" in changed else "")
+        raise UsageError(
+            f"{where}: checkpoint was made with other data or settings: "
+            f"{'; '.join(f'{k}={saved[k]!r} (this run: {current[k]!r})' for k in changed)}.{shards} "
             "Use another train.name (or sweep name) for a new run, or the original settings to resume."
         )
+
+
+def check_resume(run_url: str, current: dict[str, Any], s3: S3Config) -> None:
+    """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint.
+
+    Reads only the newest checkpoint's `state.json` (`RunStore`'s or Ray Train's `checkpoint_*` folders).
+    """
+    found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
+    state = storage.join(found[-1], STATE) if found else None
+    if state and storage.exists(state, s3):
+        check_compatible(json.loads(storage.read_bytes(state, s3))["identity"], current, run_url)
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

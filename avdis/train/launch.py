@@ -1,7 +1,9 @@
 """Launch one training run: in this process (strategy single) or as a Ray Train job.
 
 The Ray objects (ScalingConfig, RunConfig, FailureConfig) are built here from the typed
-config, in one place, and the sweep reuses them for each trial's TorchTrainer.
+config, in one place, and the sweep reuses them for each trial's TorchTrainer. A run that
+already has checkpoints resumes only with the data and settings it started with: that is
+checked here, before any worker or engine starts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 from avdis import storage
 from avdis.config import Config
 from avdis.data.prepare import ensure_shards
+from avdis.data.shards import manifest_hash
 from avdis.errors import UsageError
+from avdis.train import checkpoint as ck
 from avdis.train import loop
 
 
@@ -84,6 +88,7 @@ def train(cfg: Config) -> dict[str, Any]:
     storage.check_writable(cfg.train.storage, cfg.s3)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
+    ck.check_resume(run_url, ck.identity(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3)
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
     if cfg.train.strategy == "single":

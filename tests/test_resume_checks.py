@@ -1,0 +1,110 @@
+"""A named run resumes only with the data and settings it started with; anything else is refused, exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from avdis import config as C
+from avdis.cli import main
+from avdis.data import shards
+from avdis.errors import UsageError
+from avdis.train import checkpoint as ck
+from avdis.train import launch, loop
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "jobs" / "configs" / "smoke.yaml"
+
+
+def overrides(shards_url: str, storage: Path, *extra: str) -> list[str]:
+    return [f"data.shards={shards_url}", f"train.storage={storage}", "train.strategy=single", "train.zero_stage=0",
+            "train.workers=1", "train.epochs=1", "probe.epochs=30", "train.name=fixed", *extra]
+
+
+def cfg_for(shards_url: str, storage: Path, *extra: str) -> C.Config:
+    return C.load(SMOKE, overrides(shards_url, storage, *extra))
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_shards, tmp_path_factory) -> Path:
+    """Storage holding `fixed`: a finished 1-epoch single-process run on `tiny_shards` (copy before changing)."""
+    storage = tmp_path_factory.mktemp("runs")
+    launch.train(cfg_for(tiny_shards, storage))
+    return storage
+
+
+def copy_of(finished: Path, tmp_path: Path) -> Path:
+    shutil.copytree(finished, tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def history(storage: Path) -> list[dict]:
+    return json.loads((storage / "fixed" / loop.METRICS_FILE).read_text())["history"]
+
+
+def test_other_lr_is_refused_with_exit_2_instead_of_the_old_result(tiny_shards, finished, capsys):
+    before = history(finished)
+    code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, finished, "train.lr=0.01")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "train.lr=0.003 (this run: 0.01)" in err and "another train.name" in err
+    assert history(finished) == before  # nothing trained, nothing rewritten
+
+
+def test_other_lr_is_refused_by_the_loop_itself(tiny_shards, finished):
+    """What a sweep trial relies on (its checkpoints come from Tune), also for a run that already finished."""
+    cfg = cfg_for(tiny_shards, finished, "train.lr=0.01")
+    with pytest.raises(UsageError, match=r"train\.lr=0\.003 \(this run: 0\.01\)"):
+        loop.run(cfg, loop.LocalReporter(str(finished / "fixed"), cfg))
+
+
+def test_other_shards_are_refused_naming_the_manifest(tiny_corpus, tiny_shards, finished, tmp_path):
+    other = str(tmp_path / "shards24")
+    shards.preprocess(C.load(SMOKE, [f"data.src={tiny_corpus}", f"data.shards={other}", "data.shard_size=24"]).data,
+                      C.S3Config())  # the same clips and labels, dealt to other shards: another manifest
+    old, new = shards.manifest_hash(tiny_shards), shards.manifest_hash(other)
+    with pytest.raises(UsageError, match=rf"data\.manifest_hash='{old}' \(this run: '{new}'\)\. Its shards"):
+        launch.train(cfg_for(other, finished))
+
+
+def test_a_ray_strategy_is_refused_before_ray_starts(tiny_shards, finished):
+    import ray
+
+    with pytest.raises(UsageError, match=r"train\.strategy='single' \(this run: 'ddp'\)"):
+        launch.train(cfg_for(tiny_shards, finished, "train.strategy=ddp"))
+    assert not ray.is_initialized()
+
+
+def test_a_checkpoint_from_before_the_check_is_refused_clearly(tiny_shards, finished, tmp_path):
+    storage = copy_of(finished, tmp_path)
+    for state_file in (storage / "fixed").glob("checkpoint_*/state.json"):
+        state = json.loads(state_file.read_text())
+        state["identity"] = {"model.preset": "tiny", "model.modality": "av", "model.emb_dim": 16,
+                             "method.name": "multitask", "train.strategy": "single", "train.zero_stage": 0,
+                             "emotions": 4, "speakers": 6}  # what older versions recorded
+        state_file.write_text(json.dumps(state))
+    with pytest.raises(UsageError, match=r"records no data\.manifest_hash, .* an older avdis wrote it"):
+        launch.train(cfg_for(tiny_shards, storage))
+
+
+def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):
+    storage = copy_of(finished, tmp_path)
+    first = history(storage)
+    again = launch.train(cfg_for(tiny_shards, storage, "train.max_failures=3"))  # scheduling settings may change
+    assert again["final"] == first[-1]
+    longer = launch.train(cfg_for(tiny_shards, storage, "train.epochs=2"))
+    assert [e["epoch"] for e in history(storage)] == [1, 2] and history(storage)[0] == first[0]
+    assert longer["final"]["manifest_hash"] == shards.manifest_hash(tiny_shards)
+
+
+def test_identity_covers_every_result_setting_but_not_where_or_how_it_runs():
+    cfg = C.Config()
+    ident = ck.identity(cfg, "abc")
+    assert ident["data.manifest_hash"] == "abc" and ident["train.lr"] == cfg.train.lr
+    assert {"model.dropout", "method.adversary.lr", "probe.epochs", "data.split.fold", "data.features.n_mels",
+            "train.seed", "train.workers", "data.loader.shuffle_buffer"} <= ident.keys()
+    assert not {"train.storage", "train.name", "train.max_failures", "train.epochs", "data.shards"} & ident.keys()
+    assert not any(k.startswith(("sweep.", "ray.", "s3.")) for k in ident)
