@@ -13,7 +13,8 @@ from avdis import config as C
 from avdis.errors import AvdisError
 
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
-OVERRIDES_HELP = "dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial"
+OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial; "
+                  "they may come before, between or after the options")
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Config:
@@ -28,7 +29,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     cfg = C.validate({"data": {"synth": {
         "speakers": args.speakers, "emotions": args.emotions, "clips_per_speaker": args.clips_per_speaker,
-        "entanglement": args.entanglement, "identity_cues": args.identity_cues == "on",
+        "entanglement": args.entanglement, "identity_cues": args.identity_cues == "on", "cues": args.cues,
         "duration_s": args.duration, "seed": args.seed,
     }}}, "avdis synth flags")
     out = synth.generate(cfg.data.synth, args.out)
@@ -37,13 +38,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
+    from avdis import storage
     from avdis.data import prepare
 
     extra = [f"data.corpus={args.corpus}", f"data.src={args.src}", f"data.shards={args.out}"]
-    if args.shard_size:
+    if args.shard_size is not None:
         extra.append(f"data.shard_size={args.shard_size}")
     cfg = _load(args, extra)
-    summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False)
+    storage.check_writable(cfg.data.shards, cfg.s3)
+    summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -132,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="0: emotion independent of speaker; 1: each speaker shows one emotion")
     p.add_argument("--identity-cues", choices=["on", "off"], default="on",
                    help="off: every speaker has the same voice and face (control corpus)")
+    p.add_argument("--cues", choices=["mixed", "dynamics"], default="mixed",
+                   help="where emotion lives: mixed (pitch, energy, rhythm, face) or dynamics (only how the voice "
+                        "moves over time: syllable rate, tremor, melody shape; voice level and face say who speaks)")
     p.add_argument("--duration", type=float, default=1.0, help="seconds per clip")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
@@ -142,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output URL: a local folder or s3://bucket/prefix")
     p.add_argument("--shard-size", type=int, help="clips per shard")
     p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild the shards even when the manifest says they are up to date")
     _with_config(p)
     p.set_defaults(func=cmd_preprocess)
 
@@ -167,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page")
     p.add_argument("sweep", help="<storage>/<sweep name>")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8300)
+    p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (0: any free port)")
     p.add_argument("--refresh", type=float, default=5.0, help="seconds between checks for new results")
     _with_config(p)
     p.set_defaults(func=cmd_dashboard)
@@ -188,8 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; key=value overrides may also come between or after options."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    takes_overrides = hasattr(args, "overrides")
+    stray = [a for a in rest if not (takes_overrides and "=" in a and not a.startswith("-"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if takes_overrides:
+        args.overrides = [*args.overrides, *rest]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args)
     except AvdisError as exc:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -56,6 +57,10 @@ class SynthConfig(_Section):
     clips_per_speaker: int = Field(24, ge=3, le=10_000)
     entanglement: float = Field(0.8, ge=0.0, le=1.0)
     identity_cues: bool = True
+    # where emotion lives: "mixed" (pitch level, energy, contour, rate, face expression) or
+    # "dynamics" (only how the voice moves over time: syllable rate, tremor, contour shape;
+    # pitch level, formants, loudness and the face say who speaks, never how they feel)
+    cues: Literal["mixed", "dynamics"] = "mixed"
     duration_s: float = Field(1.0, gt=0.2, le=10.0)
     seed: int = 0
 
@@ -119,6 +124,7 @@ class ModelConfig(_Section):
     modality: Literal["audio", "visual", "av"] = "av"
     emb_dim: int = Field(64, ge=2, le=2048)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    contours: bool = True  # audio: prosodic contour features (modulation spectrum, contour shape); see encoders
 
 
 class AdversaryConfig(_Section):
@@ -136,10 +142,15 @@ class MethodConfig(_Section):
     ] = "multitask"
     weight: float | None = None  # meaning per method: see WEIGHT_RANGES; None for baselines
     identity_weight: float = Field(1.0, ge=0.0, le=100.0)  # speaker-loss weight
+    # adversarial, confusion, nullspace: remove only identity beyond what the emotion label explains
+    # (adversary sees the label; confusion target p(speaker | emotion); INLP within emotions). Others ignore it.
+    conditional: bool = True
     adversary: AdversaryConfig = AdversaryConfig()
 
     @model_validator(mode="after")
     def _check_weight(self) -> Self:
+        if self.weight is not None and not math.isfinite(self.weight):
+            raise ValueError(f"method.weight must be a finite number (got {self.weight})")
         rng = WEIGHT_RANGES.get(self.name)
         if rng is None:
             if self.weight not in (None, 0, 0.0):
@@ -351,12 +362,34 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return tree
 
 
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge: sections merge, values in `extra` win."""
+def _section_hint(path: tuple[str, ...], value: Any) -> str:
+    """How to write `path: value` as the section it must be (`method: {name: adversarial}`)."""
+    dotted = ".".join(path)
+    owner = _field_model(Config, path)
+    if owner is None:
+        return f"{dotted}: {{key: value}}"
+    name = owner.model_fields.get("name")
+    if name is not None and isinstance(value, str) and value in get_args(name.annotation):
+        return f"{dotted}: {{name: {value}}}"
+    return f"{dotted}: {{key: value}} with keys from {', '.join(owner.model_fields)}"
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any], at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Deep merge: sections merge, values in `extra` win.
+
+    A section in `extra` over a value in `base` is an error: dropping the value would
+    silently train on defaults.
+    """
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+        current = out.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            out[key] = merge(current, value, (*at, key))
+        elif isinstance(value, dict) and current is not None:
+            path = (*at, key)
+            raise ConfigError(
+                f"{'.'.join(path)} is a value ({current}), not a section; write {_section_hint(path, current)}"
+            )
         else:
             out[key] = value
     return out
@@ -409,7 +442,11 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections (data, model, ...)")
     if overrides:
-        raw = merge(raw, parse_overrides(overrides))
+        tree = parse_overrides(overrides)
+        try:
+            raw = merge(raw, tree)
+        except ConfigError as exc:
+            raise ConfigError(f"{source} + overrides: {exc}") from None
         source += " + overrides"
     return validate(raw, source)
 

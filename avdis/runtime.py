@@ -1,13 +1,17 @@
 """Connecting to Ray: the cluster at an address, or a local one started here.
 
-One place decides the address (config, then RAY_ADDRESS, else local) and the
+One place decides the address (config, then RAY_ADDRESS, else a new local Ray: never
+the last `ray start` recorded on this machine, which may be long dead) and the
 environment every Ray worker gets, so jobs behave the same under `python jobs/...`,
-`avdis ...` and `ray job submit`.
+`avdis ...` and `ray job submit`. A configured address must answer within
+CONNECT_TIMEOUT_S; Ray itself would retry it for ever.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 
 from avdis.config import RayConfig
 from avdis.errors import UsageError
@@ -15,6 +19,46 @@ from avdis.errors import UsageError
 # Environment for every worker process: quiet Ray Train prints, DeepSpeed on the CPU
 # accelerator where no GPU is visible (set per worker in avdis.train.engine too).
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "PYTHONUNBUFFERED": "1"}
+CONNECT_TIMEOUT_S = 15.0
+# Set by Ray's job supervisor for a `ray job submit` driver: the job's config, runtime env included.
+JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def job_env_vars() -> dict[str, str]:
+    """Environment variables of the Ray job this driver runs in (`--runtime-env-json`); {} outside a job."""
+    raw = os.environ.get(JOB_CONFIG_VAR)
+    if not raw:
+        return {}
+    return (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
+
+
+def worker_runtime_env() -> dict[str, dict[str, str]] | None:
+    """WORKER_ENV for ray.init, less the keys the job sets: Ray refuses to merge a key given twice."""
+    taken = job_env_vars()
+    env = {k: v for k, v in WORKER_ENV.items() if k not in taken}
+    return {"env_vars": env} if env else None
+
+
+def _check_answers(address: str) -> None:
+    """Refuse, naming the address, when nothing listens there within CONNECT_TIMEOUT_S."""
+    target = address.removeprefix("ray://")
+    if target == "auto":
+        import ray._private.services as services  # Ray's own lookup of "auto" (RAY_ADDRESS, ray start's record)
+
+        try:
+            target = services.canonicalize_bootstrap_address(target) or ""
+        except ConnectionError as exc:
+            raise UsageError(f"Ray address 'auto': {exc}") from None
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"Ray address {address!r} is not host:port; fix ray.address / RAY_ADDRESS")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(
+            f"Ray address {address!r} does not answer ({exc}; waited up to {CONNECT_TIMEOUT_S:.0f}s); start that "
+            "cluster, fix ray.address / RAY_ADDRESS, or unset both to start a local Ray"
+        ) from None
 
 
 def connect(cfg: RayConfig) -> str:
@@ -23,21 +67,23 @@ def connect(cfg: RayConfig) -> str:
 
     if ray.is_initialized():
         return "existing"
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    address = cfg.address or os.environ.get("RAY_ADDRESS") or "local"
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
-    runtime_env = {"env_vars": dict(WORKER_ENV)}
-    if address:
-        try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-        except (ConnectionError, RuntimeError, TimeoutError) as exc:
-            raise UsageError(
-                f"Ray address {address!r} does not answer ({type(exc).__name__}: {exc}); "
-                "check ray.address / RAY_ADDRESS, or unset both to start a local Ray"
-            ) from None
-        return address
-    ray.init(include_dashboard=cfg.include_dashboard, runtime_env=runtime_env, log_to_driver=True)
-    return "local"
+    runtime_env = worker_runtime_env()
+    if address == "local":
+        ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
+                 log_to_driver=True)
+        return "local"
+    _check_answers(address)
+    try:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        raise UsageError(
+            f"Ray address {address!r} does not answer ({type(exc).__name__}: {exc}); "
+            "check ray.address / RAY_ADDRESS, or unset both to start a local Ray"
+        ) from None
+    return address
 
 
 def pin_train_coordinator() -> None:

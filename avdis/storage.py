@@ -16,11 +16,15 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from avdis.config import S3Config
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, UsageError
 
 
 class StorageError(AvdisError):
     """A storage URL that cannot be used; the message names it and what to check."""
+
+
+class NotWritableError(StorageError, UsageError):
+    """An output URL given by the user that cannot be written: bad input, refused before any work."""
 
 
 def is_remote(url: str) -> bool:
@@ -107,7 +111,11 @@ def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[s
 def check_writable(url: str, s3: S3Config | None = None) -> None:
     """Fail early, naming the URL, if outputs could not be written there."""
     probe = join(url, f".avdis-write-check-{uuid.uuid4().hex[:8]}")
-    write_bytes(probe, b"ok", s3)
+    try:
+        write_bytes(probe, b"ok", s3)
+    except StorageError as exc:
+        raise NotWritableError(f"{url}: not writable ({exc.__cause__ or exc}); pick an output folder or "
+                               "bucket you can write to") from None
     fs, path = filesystem(probe, s3)
     fs.rm(path)
 

@@ -58,6 +58,14 @@ def seeded_rows(n: int = 14, running: int = 2, seed: int = 7) -> list[dict]:
     return out
 
 
+def started_sweep(tmp_path: Path) -> str:
+    """A sweep folder as `avdis sweep` leaves it before its first trial: only sweep.json."""
+    sweep = tmp_path / "live"
+    sweep.mkdir()
+    (sweep / dashboard.SWEEP_SPEC).write_text("{}")
+    return str(sweep)
+
+
 @contextmanager
 def serving(sweep_url: str, refresh_s: float = 0.2, **kw) -> Iterator[str]:
     """The dashboard on a free port (the OS picks it) in a thread; yields its base URL."""
@@ -93,8 +101,7 @@ def wait_until(check, timeout: float = 15.0, every: float = 0.1):
 
 
 def test_serves_page_json_png_and_health(tmp_path: Path) -> None:
-    sweep = str(tmp_path / "live")
-    Path(sweep).mkdir()
+    sweep = started_sweep(tmp_path)
     with serving(sweep) as base:
         status, ctype, body = get(base + "/")
         assert status == 200 and ctype.startswith("text/html")
@@ -132,6 +139,12 @@ def test_half_written_table_shows_waiting(tmp_path: Path) -> None:
 def test_missing_sweep_fails_before_binding(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="no such sweep folder"):
         dashboard.make_server(str(tmp_path / "nope"), port=0)
+
+
+def test_a_started_sweep_is_recognised_by_the_file_the_sweep_writes() -> None:
+    from avdis.tune import sweep
+
+    assert dashboard.SWEEP_SPEC == sweep.SPEC
 
 
 def test_serves_an_s3_sweep(s3_bucket: str) -> None:
@@ -227,8 +240,7 @@ async def _evaluate(ws_url: str, expression: str) -> str:
 @pytest.mark.timeout(120)
 def test_chromium_page_reloads_when_results_arrive(tmp_path: Path) -> None:
     """Open the page in a live headless Chromium (DevTools protocol), then add results."""
-    sweep = str(tmp_path / "live")
-    Path(sweep).mkdir()
+    sweep = started_sweep(tmp_path)
     profile = tmp_path / "profile-live"
     with serving(sweep, refresh_s=0.3) as base:
         proc = subprocess.Popen([CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",

@@ -4,7 +4,9 @@ One head for the module (started by the test in its own process group with its o
 temp dir and token, stopped by that process group): every method trains on 2 DeepSpeed
 workers through `jobs/train.py`; a smoke sweep runs through `jobs/sweep.py`; and a real
 Prometheus (Debian's package, stopped by PID) scrapes the sweep's gauges from Ray's own
-metrics export, found through Ray's service-discovery file.
+metrics export, found through Ray's service-discovery file. Every job is submitted with
+a runtime env that sets environment variables, one of them also set by avdis itself
+(RAY_TRAIN_ENABLE_PRINT_PATCH), as users do: the driver must merge with it, not collide.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from conftest import free_port, stop_process, wait_for_port
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
+# A user's runtime env: a variable avdis also sets for its workers, and one of the user's own.
+JOB_RUNTIME_ENV = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "AVDIS_JOB_NOTE": "set-by-ray-job-submit"}}
 METHODS = {"single_task": None, "multitask": None, "adversarial": 1.0, "confusion": 0.1, "orthogonal": 1.0,
            "nullspace": 2}
 
@@ -45,9 +49,10 @@ def ray_cli(head, *args: str, timeout: float = 120) -> subprocess.CompletedProce
 
 
 def submit(head, job_id: str, *entrypoint: str, wait: bool = False) -> subprocess.CompletedProcess:
-    """`ray job submit`; with wait=True the CLI follows the job and exits non-zero if it fails."""
+    """`ray job submit` with JOB_RUNTIME_ENV; with wait=True the CLI follows the job and exits non-zero if it fails."""
     out = ray_cli(head, "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
-                  "--working-dir", ".", *([] if wait else ["--no-wait"]), "--", sys.executable, *entrypoint,
+                  "--working-dir", ".", "--runtime-env-json", json.dumps(JOB_RUNTIME_ENV),
+                  *([] if wait else ["--no-wait"]), "--", sys.executable, *entrypoint,
                   timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     return out

@@ -4,8 +4,9 @@ A stdlib HTTP server renders the report from `trials.parquet` in memory (it writ
 nothing, so read-only access to the sweep's storage is enough, local or s3://) and
 renders again only when the file's bytes changed. Routes: `/` (the page, which polls
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
-`/pareto.png`, `/healthz`. A sweep with no (readable) results yet shows
-"waiting for the first result".
+`/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json) with
+no (readable) results yet shows "waiting for the first result"; a folder that holds
+no sweep, a port out of range or in use are refused before serving.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import pandas as pd
 
 from avdis import storage
 from avdis.config import S3Config
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, UsageError
 from avdis.report import plots, results
 
 log = logging.getLogger(__name__)
+SWEEP_SPEC = "sweep.json"  # avdis.tune.sweep.SPEC (not imported: it pulls in Ray Tune); written when a sweep starts
 
 
 @dataclass
@@ -39,6 +41,14 @@ class Snapshot:
     png: bytes | None = None  # rendered on first request: matplotlib is the slow part
 
 
+def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
+    """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends."""
+    markers = (storage.join(sweep_url, name) for name in (results.TRIALS, SWEEP_SPEC))
+    if storage.exists(sweep_url, s3) and not any(storage.exists(url, s3) for url in markers):
+        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {SWEEP_SPEC} found); "
+                         "pass <storage>/<sweep name> of a sweep that has started")
+
+
 class LiveReport:
     """The sweep's report, re-rendered when trials.parquet changes (checked at most every refresh_s / 2)."""
 
@@ -46,6 +56,7 @@ class LiveReport:
         self.sweep_url, self.s3, self.refresh_s = sweep_url, s3, refresh_s
         self.lock = threading.Lock()
         self.checked = float("-inf")
+        _check_sweep(sweep_url, s3)
         self.snapshot = self._render()  # raises ResultsError for a sweep path that does not exist
 
     def _digest(self) -> str | None:
@@ -121,8 +132,19 @@ class DashboardServer(ThreadingHTTPServer):
 
 def make_server(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Config | None = None,
                 refresh_s: float = 5.0) -> DashboardServer:
-    """A bound, not yet serving, server (port 0 picks a free one); raises ResultsError first for a missing sweep."""
-    return DashboardServer((host, port), LiveReport(sweep_url, s3, refresh_s))
+    """A bound, not yet serving, server (port 0 picks a free one).
+
+    Raises, before binding, ResultsError for a missing sweep and UsageError for a folder
+    without one or a port out of range; UsageError when the port cannot be bound.
+    """
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} is not a TCP port; pick one in 1-65535 (0: any free port)")
+    live = LiveReport(sweep_url, s3, refresh_s)
+    try:
+        return DashboardServer((host, port), live)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                         "pick another --port (0: any free port) or --host") from None
 
 
 def serve(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Config | None = None,

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from avdis import storage
 from avdis.config import S3Config
+from avdis.errors import UsageError
 from avdis.report import results
 from avdis.report.results import ResultsError
 
@@ -343,7 +344,14 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 
 
 def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
-    """Rebuild pareto.json, pareto.html and pareto.png under the sweep URL; return their URLs."""
+    """Rebuild pareto.json, pareto.html and pareto.png under the sweep URL; return their URLs.
+
+    A folder without trials.parquet is refused: there is nothing to report, and empty
+    reports would look like a sweep that found nothing.
+    """
+    if storage.exists(sweep_url, s3) and not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
+        raise UsageError(f"{sweep_url}: no {results.TRIALS} found, so there is nothing to report; "
+                         "pass <storage>/<sweep name> of a sweep with results")
     trials, note = load_trials(sweep_url, s3)
     summary = results.summarize(trials, sweep_name(trials, sweep_url))
     results.write_pareto(sweep_url, summary, s3)

@@ -1,0 +1,126 @@
+"""Bad command-line input is refused through `avdis.cli.main`: exit 2, a message naming it, no work done."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from avdis.cli import main
+from avdis.config import SynthConfig
+from avdis.data import synth
+from avdis.report import results
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> str:
+    """The smallest generated corpus: 2 speakers x 3 clips of half a second."""
+    out = tmp_path_factory.mktemp("corpus")
+    synth.generate(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.5, seed=1), out)
+    return str(out)
+
+
+def refused(capsys, argv: list[str], *expected: str) -> str:
+    """Run the CLI, assert exit 2 and that stderr holds every expected piece; return stderr."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    for piece in expected:
+        assert piece in err
+    return err
+
+
+# ------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("yaml_text, overrides, expected", [
+    ("method: adversarial\n", ["method.weight=1"],
+     "method is a value (adversarial), not a section; write method: {name: adversarial}"),
+    ("train: 5\n", ["train.strategy=single"], "train is a value (5), not a section; write train: {key: value}"),
+    ("data:\n  synth: 3\n", ["data.synth.seed=1"], "data.synth is a value (3), not a section"),
+])
+def test_a_scalar_section_touched_by_an_override_is_refused(tmp_path, capsys, yaml_text, overrides, expected):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    refused(capsys, ["model", "--config", str(cfg), *overrides], str(cfg), expected)
+
+
+@pytest.mark.parametrize("method", ["nullspace", "adversarial"])
+@pytest.mark.parametrize("weight", [".inf", "-.inf", ".nan"])
+def test_a_non_finite_method_weight_is_refused(tmp_path, capsys, method, weight):
+    refused(capsys, ["train", "--storage", str(tmp_path / "runs"), f"method.name={method}", f"method.weight={weight}"],
+            "method.weight must be a finite number")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_overrides_may_come_before_and_between_options(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  emb_dim: 16\n")
+    assert main(["model", "model.modality=audio", "--config", str(cfg), "model.emb_dim=32"]) == 0
+    assert "modality=audio, emb_dim=32" in capsys.readouterr().out
+    # the override after --storage is applied (and refused), not rejected as an unknown argument
+    refused(capsys, ["train", "train.epochs=2", "--storage", str(tmp_path / "runs"), "train.epochs=0"],
+            "train.epochs: Input should be greater than or equal to 1 (got 0)")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "train.epochs=2", "--bogus"])
+    assert exc.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ preprocess
+
+
+def preprocess(corpus: str, out: str, *flags: str) -> list[str]:
+    return ["preprocess", "--corpus", "synthetic", "--src", corpus, "--out", out, "--no-ray", *flags]
+
+
+def test_shard_size_zero_is_refused(corpus, tmp_path, capsys):
+    out = tmp_path / "shards"
+    refused(capsys, preprocess(corpus, str(out), "--shard-size", "0"), "data.shard_size", "(got 0)")
+    assert not out.exists()
+
+
+def test_an_unwritable_out_is_refused_before_decoding(corpus, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "shards"
+    refused(capsys, preprocess(corpus, str(out)), f"{out}: not writable", "pick an output folder")
+
+
+def test_force_rebuilds_up_to_date_shards(corpus, tmp_path, capsys):
+    out = str(tmp_path / "shards")
+    assert main(preprocess(corpus, out)) == 0
+    assert json.loads(capsys.readouterr().out)["up_to_date"] is False
+    assert main(preprocess(corpus, out)) == 0
+    assert json.loads(capsys.readouterr().out)["up_to_date"] is True
+    assert main(preprocess(corpus, out, "--force")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["up_to_date"] is False and summary["rebuilt_because"] == "forced"
+
+
+# ------------------------------------------------------------------ report and dashboard
+
+
+@pytest.mark.timeout(60)  # before the fix the dashboard served the empty folder for ever
+@pytest.mark.parametrize("command", [["report"], ["dashboard", "--port", "0"]])
+def test_a_folder_without_a_sweep_is_refused(tmp_path, capsys, command):
+    folder = tmp_path / "not-a-sweep"
+    folder.mkdir()
+    refused(capsys, [command[0], str(folder), *command[1:]], str(folder), "no trials.parquet")
+    assert list(folder.iterdir()) == [], "nothing may be written into it"
+
+
+@pytest.mark.timeout(60)
+def test_dashboard_port_in_use_or_out_of_range_is_refused(tmp_path, capsys):
+    sweep = str(tmp_path / "sweep")
+    results.write_trials(sweep, [])
+    for port in ("70000", "-1"):
+        refused(capsys, ["dashboard", sweep, "--port", port], f"port {port} is not a TCP port")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused(capsys, ["dashboard", sweep, "--port", str(port)], f"cannot listen on 127.0.0.1:{port}",
+                "pick another --port")
+    assert not Path(sweep, "pareto.html").exists()

@@ -1,0 +1,121 @@
+"""Choosing and joining a Ray cluster (`avdis.runtime.connect`) with real Ray, each in its own process.
+
+Every case runs `connect` in a fresh Python with a controlled environment: its own
+RAY_TMPDIR (so `ray_current_cluster` and the local Ray it starts are private to the
+test), no RAY_ADDRESS unless the case sets one. A stale head is a real `ray start
+--head` whose processes the test kills by PID (SIGKILL: no cleanup, as after a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import free_port, wait_for_port
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+CONNECT = """
+import json, os, sys, ray
+from avdis import runtime
+from avdis.config import RayConfig
+used = runtime.connect(RayConfig(address=sys.argv[1] or None, include_dashboard=False))
+names = ["RAY_TRAIN_ENABLE_PRINT_PATCH", "PYTHONUNBUFFERED", "AVDIS_JOB_VAR"]
+seen = ray.get(ray.remote(lambda: {n: os.environ.get(n) for n in names}).options(num_cpus=0).remote())
+print(json.dumps({"address": used, "worker_env": seen}))
+ray.shutdown()
+"""
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    """A short private RAY_TMPDIR (Ray's unix socket paths must stay under ~107 characters)."""
+    path = Path(tempfile.mkdtemp(prefix="avr-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def connect(ray_tmp: Path, address: str = "", timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """`runtime.connect` in a fresh process; `address` "" means none configured."""
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    return subprocess.run([sys.executable, "-c", CONNECT, address], env={**base, "RAY_TMPDIR": str(ray_tmp), **env},
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def report(out: subprocess.CompletedProcess) -> dict:
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def killed_head(ray_tmp: Path) -> Iterator[str]:
+    """Start a real head under ray_tmp, then SIGKILL its processes: its address stays recorded, dead."""
+    temp_dir = ray_tmp / "ray"  # what ray.init() with this RAY_TMPDIR reads ray_current_cluster from
+    port = free_port()
+    cmd = [RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus=1", f"--temp-dir={temp_dir}",
+           "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+           f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(AUTOSCALER_METRIC_PORT=str(free_port()), DASHBOARD_METRIC_PORT=str(free_port()))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    procs: list[psutil.Process] = []
+    try:
+        wait_for_port(port, proc, timeout=90)
+        recorded = temp_dir / "ray_current_cluster"
+        deadline = time.monotonic() + 30
+        while not recorded.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert recorded.exists(), "ray start did not record its address"
+        head = psutil.Process(proc.pid)
+        procs = [head, *head.children(recursive=True)]
+    finally:
+        for p in procs or [psutil.Process(proc.pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=15)
+        proc.wait(15)
+    yield recorded.read_text().strip()
+
+
+@pytest.mark.timeout(300)
+def test_a_dead_recorded_head_is_not_joined_a_local_ray_starts(ray_tmp):
+    with killed_head(ray_tmp) as dead:
+        t0 = time.monotonic()
+        out = report(connect(ray_tmp))  # before: ray.init() retried the dead address for ever
+        assert out["address"] == "local", (dead, out)
+        assert time.monotonic() - t0 < 120
+
+
+@pytest.mark.timeout(60)
+def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
+    address = f"127.0.0.1:{free_port()}"
+    for how in ({"address": address}, {"RAY_ADDRESS": address}):
+        t0 = time.monotonic()
+        out = connect(ray_tmp, timeout=45, **how)
+        assert out.returncode != 0 and f"Ray address '{address}' does not answer" in out.stderr, out.stderr[-2000:]
+        assert "unset both to start a local Ray" in out.stderr and time.monotonic() - t0 < 40
+
+
+@pytest.mark.timeout(180)
+def test_a_ray_jobs_own_env_vars_merge_with_the_workers_env(ray_tmp):
+    """As under `ray job submit --runtime-env-json '{"env_vars": {...}}'`: the job's values win, none collide."""
+    job = {"runtime_env": {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "1", "AVDIS_JOB_VAR": "from-job"}},
+           "metadata": {}}
+    out = report(connect(ray_tmp, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(job)))
+    assert out["address"] == "local"
+    assert out["worker_env"] == {"RAY_TRAIN_ENABLE_PRINT_PATCH": "1", "PYTHONUNBUFFERED": "1",
+                                 "AVDIS_JOB_VAR": "from-job"}
