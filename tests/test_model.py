@@ -30,17 +30,18 @@ def test_reversal_layer_negates_and_scales_gradients():
     torch.testing.assert_close(D.reverse_grad(x, 0.7), x)
 
 
-def test_confusion_loss_is_minimal_at_uniform_output():
+def test_unconditional_confusion_loss_is_minimal_at_uniform_output():
     valid = torch.ones(5, dtype=torch.bool)
+    target = D.Critic(adversary=None).confusion_target(torch.zeros(5, dtype=torch.long), 8)
     uniform = torch.zeros(5, 8)
     peaked = torch.zeros(5, 8)
     peaked[:, 0] = 4.0
-    assert D.confusion_loss(uniform, valid).item() == pytest.approx(torch.log(torch.tensor(8.0)).item())
-    assert D.confusion_loss(peaked, valid) > D.confusion_loss(uniform, valid)
+    assert D.confusion_loss(uniform, target, valid).item() == pytest.approx(torch.log(torch.tensor(8.0)).item())
+    assert D.confusion_loss(peaked, target, valid) > D.confusion_loss(uniform, target, valid)
     logits = torch.randn(5, 8, requires_grad=True)
-    D.confusion_loss(logits, valid).backward()
+    D.confusion_loss(logits, target, valid).backward()
     uniform.requires_grad_(True)
-    D.confusion_loss(uniform, valid).backward()
+    D.confusion_loss(uniform, target, valid).backward()
     assert uniform.grad.abs().max() < 1e-7  # a stationary point
     assert logits.grad.abs().max() > 1e-4
 
@@ -109,7 +110,7 @@ def test_every_method_has_its_loss_terms_and_weights_warm_up():
     model = build_model(ModelConfig(emb_dim=8), FEAT, 4, 5)
     b = batch()
     out = model(b)
-    adv = D.Adversary(8, 16, 5)
+    critic = D.Critic(D.Adversary(8, 16, 5, 4), torch.full((4, 5), 0.2))
     expected = {"single_task": {"emotion"}, "multitask": {"emotion", "speaker"},
                 "adversarial": {"emotion", "speaker", "adversarial"}, "confusion": {"emotion", "speaker", "confusion"},
                 "orthogonal": {"emotion", "speaker", "orthogonal"}, "nullspace": {"emotion", "speaker"}}
@@ -117,7 +118,7 @@ def test_every_method_has_its_loss_terms_and_weights_warm_up():
         method = D.REGISTRY[name]
         weight = {"nullspace": 3}.get(name, 0.5) if name in ("adversarial", "confusion", "orthogonal", "nullspace") else None
         cfg = MethodConfig(name=name, weight=weight)
-        losses = method.encoder_losses(out, b, cfg, 0.5, adv if method.adversary else None)
+        losses = method.encoder_losses(out, b, cfg, 0.5, critic if method.adversary else None)
         assert set(losses) == terms
         assert all(torch.isfinite(v) for v in losses.values())
     cfg = MethodConfig(name="adversarial", weight=2.0, adversary={"warmup_epochs": 4})
@@ -128,12 +129,13 @@ def test_adversarial_term_pushes_the_encoder_against_the_adversary():
     torch.manual_seed(0)
     z = torch.randn(16, 4, requires_grad=True)
     speaker = torch.randint(0, 3, (16,))
-    adv = D.Adversary(4, 8, 3)
-    out, b = {"z_emo": z}, {"speaker": speaker, "valid": torch.ones(16, dtype=torch.bool)}
-    D._adversarial(out, b, adv, 1.0).backward()
+    emotion = torch.randint(0, 2, (16,))
+    adv = D.Adversary(4, 8, 3, 2)
+    out, b = {"z_emo": z}, {"speaker": speaker, "emotion": emotion, "valid": torch.ones(16, dtype=torch.bool)}
+    D._adversarial(out, b, D.Critic(adv), 1.0).backward()
     reversed_grad = z.grad.clone()
     z.grad = None
-    D.masked_ce(adv(z), speaker, b["valid"]).backward()
+    D.masked_ce(adv(z, emotion), speaker, b["valid"]).backward()
     torch.testing.assert_close(reversed_grad, -z.grad)
 
 

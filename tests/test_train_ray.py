@@ -80,7 +80,7 @@ def _one_step_each_engine(config: dict) -> None:
     from avdis.model.disentangle import REGISTRY
     from avdis.model.multitask import build_model
     from avdis.train.engine import build_engine
-    from avdis.train.step import Stepper
+    from avdis.train.step import Stepper, train_prior
 
     results = {}
     for name, overrides in config["variants"].items():
@@ -91,7 +91,7 @@ def _one_step_each_engine(config: dict) -> None:
         model = build_model(cfg.model, info.features, len(info.emotions), len(info.speakers))
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
         engine = build_engine(model, cfg.train, find_unused=False)
-        stepper = Stepper(engine, REGISTRY["adversarial"], cfg, len(info.speakers))
+        stepper = Stepper(engine, REGISTRY["adversarial"], cfg, len(info.speakers), train_prior(info))
         rank, world = dist.get_rank(), dist.get_world_size()
         batch = next(epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=0, seed=0,
                                    batch_size=cfg.train.batch_size))

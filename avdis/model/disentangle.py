@@ -4,14 +4,23 @@
 - multitask    emotion + speaker loss on z_id (the baseline: 0% disentanglement).
 - adversarial  + a speaker adversary on z_emo behind gradient reversal (weight = reversal
                strength, linearly warmed up over `adversary.warmup_epochs`).
-- confusion    + cross-entropy between the adversary's output on z_emo and the uniform
-               distribution (weight = its loss weight); the adversary itself keeps learning.
+- confusion    + cross-entropy between a target speaker distribution (uniform, or
+               p(speaker | emotion) when conditional) and the adversary's output on z_emo
+               (weight = its loss weight); the adversary itself keeps learning.
 - orthogonal   + mean squared batch cross-correlation of z_emo and z_id (the squared
                Frobenius norm over d*d entries: scale-free, weight comparable across emb_dim).
 - nullspace    trained as multitask; post hoc, iterative nullspace projection (INLP,
                Ravfogel et al. 2020) removes `weight` speaker directions from z_emo (one per
                iteration: the most speaker-discriminative direction of a fresh linear
                classifier), then the emotion head is refit on the projected embedding.
+
+`method.conditional` (default on) makes adversarial, confusion and nullspace remove only
+identity *beyond what the emotion label explains*, the part the leakage probe counts:
+the adversary sees the one-hot emotion label beside z_emo, the confusion target is
+p(speaker | emotion) from the train split's labels (add-alpha smoothed) instead of uniform,
+and INLP fits each speaker classifier on z_emo minus its emotion's mean (standardised by
+the spread within emotions). Unconditional, where speakers favour emotions, these methods
+can only reach their goal by erasing emotion.
 
 `adversarial` and `confusion` train their adversary with its own optimizer, `adversary.steps`
 steps per encoder step on detached z_emo (see `avdis.train.step`). A training-time
@@ -52,10 +61,23 @@ def reverse_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _ReverseGrad.apply(x, scale)
 
 
-def confusion_loss(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy to the uniform distribution: minimal (= log K) at uniform output."""
-    per = -F.log_softmax(logits.float(), dim=-1).mean(dim=-1)
+def confusion_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from a target distribution per row: minimal (= its entropy) where softmax = target."""
+    per = -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
     return (per * valid).sum() / valid.sum().clamp(min=1)
+
+
+PRIOR_ALPHA = 0.5
+"""Pseudo-count per (emotion, speaker): no confusion target is 0, which a softmax reaches only at infinite logits."""
+
+
+def speaker_given_emotion(speaker: torch.Tensor, emotion: torch.Tensor, n_speakers: int, n_emotions: int,
+                          alpha: float = PRIOR_ALPHA) -> torch.Tensor:
+    """p(speaker | emotion) [emotions, speakers] from label pairs, add-alpha smoothed."""
+    counts = torch.zeros(n_emotions, n_speakers, dtype=torch.float64)
+    counts.index_put_((emotion.long(), speaker.long()), torch.ones(len(speaker), dtype=torch.float64), accumulate=True)
+    counts += alpha
+    return (counts / counts.sum(1, keepdim=True)).float()
 
 
 def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -75,14 +97,35 @@ def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Ten
 
 
 class Adversary(nn.Module):
-    """Speaker classifier on z_emo (an MLP: a linear adversary is too easy to fool)."""
+    """Speaker classifier on z_emo (an MLP: a linear adversary is too easy to fool).
 
-    def __init__(self, emb_dim: int, hidden: int, n_speakers: int):
+    With `n_emotions` > 0 (conditional) it also reads the one-hot emotion label, so what
+    z_emo adds beyond the label is all it can gain from z_emo.
+    """
+
+    def __init__(self, emb_dim: int, hidden: int, n_speakers: int, n_emotions: int = 0):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(emb_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers))
+        self.n_emotions = n_emotions
+        self.net = nn.Sequential(nn.Linear(emb_dim + n_emotions, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, emotion: torch.Tensor) -> torch.Tensor:
+        if self.n_emotions:
+            z = torch.cat([z, F.one_hot(emotion, self.n_emotions).to(z.dtype)], dim=-1)
         return self.net(z)
+
+
+@dataclass(frozen=True)
+class Critic:
+    """What the adversary-based penalties read: the (frozen) adversary and, when conditional, p(speaker | emotion)."""
+
+    adversary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z_emo, emotion) -> speaker logits
+    prior: torch.Tensor | None = None  # [emotions, speakers]; None: unconditional
+
+    def confusion_target(self, emotion: torch.Tensor, n_speakers: int) -> torch.Tensor:
+        """Per-row target of `confusion`: p(speaker | emotion), or uniform when unconditional."""
+        if self.prior is None:
+            return torch.full((len(emotion), n_speakers), 1.0 / n_speakers, device=emotion.device)
+        return self.prior[emotion]
 
 
 @dataclass(frozen=True)
@@ -90,31 +133,33 @@ class Method:
     name: str
     identity_loss: bool  # train z_id with the speaker loss
     adversary: bool  # uses a speaker adversary on z_emo
-    # extra encoder loss: (outputs, batch, frozen adversary or None, current weight) -> loss
-    penalty: Callable[[dict, dict, Callable | None, float], torch.Tensor] | None = None
+    # extra encoder loss: (outputs, batch, critic or None, current weight) -> loss
+    penalty: Callable[[dict, dict, Critic | None, float], torch.Tensor] | None = None
 
     def encoder_losses(self, out: dict, batch: dict, cfg: MethodConfig, weight: float,
-                       adversary: Callable | None = None) -> dict[str, torch.Tensor]:
+                       critic: Critic | None = None) -> dict[str, torch.Tensor]:
         """Named loss terms; their sum is what the encoder minimises."""
         valid = batch["valid"]
         terms = {"emotion": masked_ce(out["emo_logits"], batch["emotion"], valid)}
         if self.identity_loss:
             terms["speaker"] = cfg.identity_weight * masked_ce(out["id_logits"], batch["speaker"], valid)
         if self.penalty is not None:
-            terms[self.name] = self.penalty(out, batch, adversary, weight)
+            terms[self.name] = self.penalty(out, batch, critic, weight)
         return terms
 
 
-def _adversarial(out: dict, batch: dict, adversary: Callable, weight: float) -> torch.Tensor:
+def _adversarial(out: dict, batch: dict, critic: Critic, weight: float) -> torch.Tensor:
     # The encoder sees -weight * d(CE)/dz: it learns to make the adversary fail.
-    return masked_ce(adversary(reverse_grad(out["z_emo"], weight)), batch["speaker"], batch["valid"])
+    logits = critic.adversary(reverse_grad(out["z_emo"], weight), batch["emotion"])
+    return masked_ce(logits, batch["speaker"], batch["valid"])
 
 
-def _confusion(out: dict, batch: dict, adversary: Callable, weight: float) -> torch.Tensor:
-    return weight * confusion_loss(adversary(out["z_emo"]), batch["valid"])
+def _confusion(out: dict, batch: dict, critic: Critic, weight: float) -> torch.Tensor:
+    logits = critic.adversary(out["z_emo"], batch["emotion"])
+    return weight * confusion_loss(logits, critic.confusion_target(batch["emotion"], logits.shape[-1]), batch["valid"])
 
 
-def _orthogonal(out: dict, batch: dict, adversary: Callable | None, weight: float) -> torch.Tensor:
+def _orthogonal(out: dict, batch: dict, critic: Critic | None, weight: float) -> torch.Tensor:
     return weight * cross_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"])
 
 
@@ -157,11 +202,29 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1
     return lin
 
 
-def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, iterations: int) -> torch.Tensor:
-    """Projection [d, d] onto the complement of `iterations` speaker directions of z."""
+def remove_group_means(x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """x minus the mean of its row's group: only the variation within each group is left."""
+    sums = torch.zeros(int(group.max()) + 1, x.shape[1], dtype=x.dtype).index_add_(0, group, x)
+    counts = torch.bincount(group, minlength=len(sums)).clamp(min=1).to(x.dtype)
+    return x - (sums / counts[:, None])[group]
+
+
+def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, iterations: int,
+                    emotion: torch.Tensor | None = None) -> torch.Tensor:
+    """Projection [d, d] onto the complement of `iterations` speaker directions of z.
+
+    With `emotion` (conditional), each speaker classifier sees z minus its emotion's mean:
+    it finds directions that tell speakers apart within an emotion, not emotion directions
+    that happen to predict speakers.
+    """
     d = z.shape[1]
-    mean, std = z.mean(0), z.std(0) + 1e-6
-    zs = ((z - mean) / std).double()
+    z = (z - z.mean(0)).double()
+    if emotion is not None:
+        z = remove_group_means(z, emotion)  # the projection is linear: centring once equals centring each time
+    # standardise by the spread the classifier sees: a direction of little (within-emotion)
+    # variance would otherwise get large weights from a fit to noise and be removed first
+    std = z.std(0) + 1e-6
+    zs = z / std
     removed = torch.zeros(d, 0, dtype=torch.float64)
     proj = torch.eye(d, dtype=torch.float64)
     for _ in range(min(iterations, d)):
@@ -170,7 +233,7 @@ def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, ite
         removed = torch.linalg.qr(torch.cat([removed, direction[:, None]], dim=1)).Q
         proj = torch.eye(d, dtype=torch.float64) - removed @ removed.T
     # express in the original (unstandardised) coordinates: P_orig = D^-1 P D, with D = diag(1/std)
-    return (torch.diag(std.double()) @ proj @ torch.diag(1 / std.double())).float()
+    return (torch.diag(std) @ proj @ torch.diag(1 / std)).float()
 
 
 @dataclass(frozen=True)
@@ -187,10 +250,10 @@ class NullspaceFit:
 
 
 def fit_nullspace(z_train: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
-                  n_speakers: int, n_emotions: int, iterations: int) -> NullspaceFit:
-    """INLP on train embeddings, then a fresh emotion head on the projected embeddings."""
+                  n_speakers: int, n_emotions: int, iterations: int, conditional: bool = False) -> NullspaceFit:
+    """INLP on train embeddings (speaker directions within emotions if conditional), then a fresh emotion head."""
     mean = z_train.mean(0)
-    proj = inlp_projection(z_train - mean, speaker, n_speakers, iterations)
+    proj = inlp_projection(z_train - mean, speaker, n_speakers, iterations, emotion if conditional else None)
     fit = NullspaceFit(proj, mean, nn.Linear(1, 1))
     head = fit_logistic(fit.transform(z_train), emotion, n_emotions)
     return NullspaceFit(proj, mean, head)

@@ -24,12 +24,13 @@ TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
 
 
 def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int) -> NullspaceFit | None:
-    """The method's post-hoc step (INLP for nullspace), fit on the train split."""
+    """The method's post-hoc step (INLP for nullspace, within emotions if conditional), fit on the train split."""
     if cfg.method.name != "nullspace":
         return None
     tr = emb["split"] == TRAIN
     return fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
-                         torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight))
+                         torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight),
+                         cfg.method.conditional)
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,

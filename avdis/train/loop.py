@@ -3,12 +3,15 @@
 `train_worker` is Ray Train's `train_loop_per_worker`; the single-process trainer calls
 `run` with a `LocalReporter`. Same code, same numbers, whatever the launcher. Each
 epoch ends with an embedding pass over all clips, metrics + leakage probe on rank 0,
-and one report with a checkpoint (collective: every rank takes part).
+one progress line on rank 0, and one report with a checkpoint (collective: every rank
+takes part). A non-finite loss, embedding or objective fails the epoch before anything
+is saved (`NonFiniteError`, naming the step, shards and clips): no NaN model is kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import AbstractContextManager, contextmanager
@@ -22,15 +25,22 @@ import torch.distributed as dist
 from avdis import storage
 from avdis.config import Config
 from avdis.data.stream import DatasetInfo, SkipStats, epoch_batches, open_dataset
-from avdis.errors import UsageError
+from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITIES, build_model, count_parameters
+from avdis.report.results import finite, json_safe
 from avdis.train import checkpoint as ck
 from avdis.train.engine import build_engine
 from avdis.train.evaluate import evaluate
-from avdis.train.step import Stepper, embed
+from avdis.train.step import Stepper, embed, train_prior
+from avdis.tune.pareto import OBJECTIVES
 
 METRICS_FILE = "metrics.json"
+OUTPUTS = ("z_emo", "z_id", "emo_logits", "id_logits")
+
+
+class NonFiniteError(AvdisError):
+    """A loss, an embedding or an objective came out NaN or infinite; the epoch saved nothing."""
 
 
 @contextmanager
@@ -132,6 +142,55 @@ def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
                          f"hold only {list(info.modalities)}; pick model.modality accordingly")
 
 
+def _check_step(logs: dict[str, float], batch: dict[str, Any], epoch: int, step: int, steps: int) -> None:
+    """Fail on a non-finite loss, naming the step and the batch's shards and clips (and which hold bad inputs)."""
+    bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+    if not bad:
+        return
+    finite_audio = torch.isfinite(batch["audio"]).flatten(1).all(1).tolist()
+    bad_inputs = [f"{c} in {s}" for c, s, ok in zip(batch["clip_id"], batch["shard"], finite_audio) if not ok]
+    hint = (f"non-finite audio features in {bad_inputs}: fix their sources and re-run `avdis preprocess`"
+            if bad_inputs else "training diverged: lower train.lr or method.weight")
+    raise NonFiniteError(
+        f"epoch {epoch + 1}, step {step + 1} of {steps}: non-finite {bad} on a batch from shards "
+        f"{sorted(set(batch['shard']))}, clips {batch['clip_id']}; {hint}. No checkpoint was saved for this epoch."
+    )
+
+
+def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
+    """Fail when the model gives NaN/inf for any clip: a probe on such outputs reports garbage leakage."""
+    bad = ~np.all([np.isfinite(emb[k]).all(1) for k in OUTPUTS], axis=0)
+    if bad.any():
+        clips, shards = emb["clip_id"][bad].tolist(), sorted(set(emb["shard"][bad].tolist()))
+        raise NonFiniteError(
+            f"epoch {epoch + 1}: the model gave non-finite outputs for {len(clips)} clips in the embedding pass "
+            f"(first: {clips[:10]}) from shards {shards[:10]}; check those clips' features (re-run `avdis "
+            f"preprocess`). No checkpoint was saved for this epoch."
+        )
+
+
+def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
+    """Fail when an objective the front is built on is not a finite number."""
+    bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
+    if bad:
+        raise NonFiniteError(
+            f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; pick a data.split "
+            f"that leaves clips to score. No checkpoint was saved for this epoch."
+        )
+
+
+def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:
+    """One progress line: epoch, loss, emotion_acc, leakage when probed, seconds, skipped clips if any."""
+    parts = [f"epoch {metrics['epoch']}/{epochs}", f"loss {metrics['loss']:.4f}",
+             f"emotion_acc {metrics['emotion_acc']:.3f}"]
+    if "leakage" in metrics:
+        parts.append(f"leakage {metrics['leakage']:.3f}")
+    parts.append(f"{metrics['epoch_s']:.1f} s")
+    if metrics["skipped_samples"]:
+        parts.append(f"skipped {metrics['skipped_samples']} clips ({metrics['skipped_shards']} bad shards)")
+    return "avdis train: " + ", ".join(parts)
+
+
 def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> list[dict[str, Any]]:
     """Train `cfg` on this worker; returns the metric history (one dict per epoch)."""
     rank, world = reporter.rank, reporter.world
@@ -146,8 +205,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     n_params = count_parameters(model)
     method = REGISTRY[cfg.method.name]
     engine = build_engine(model, cfg.train, find_unused=not method.identity_loss)
-    stepper = Stepper(engine, method, cfg, n_spk)
-    ident = ck.identity(cfg, n_emo, n_spk)
+    stepper = Stepper(engine, method, cfg, n_spk, train_prior(info))
+    ident = ck.identity(cfg, info.manifest_hash)
     start, history = 0, []
     with reporter.restore() as found:
         if found is not None:
@@ -156,6 +215,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             engine.load(found)
             stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False) if (found / "adversary.pt").exists() else {})
             start, history = state["epoch"], state["history"]
+            if rank == 0:
+                print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
     if history and start >= cfg.train.epochs:
         # Resumed a run that had finished (its driver died before hearing so): say it again.
         reporter.report(history[-1], None)
@@ -178,14 +239,17 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                 break
             _maybe_fail(epoch * steps + i, rank, world)
             logs.append(stepper.train_step(batch, epoch + i / steps))
+            _check_step(logs[-1], batch, epoch, i, steps)
             i += 1
         train_s = time.perf_counter() - t0
         emb = embed(engine, epoch_batches(info, cfg.data, cfg.s3, None, rank=rank, world=world, epoch=epoch,
                                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False))
+        _check_embeddings(emb, epoch)
         last = epoch + 1 == cfg.train.epochs
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
         metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
         metrics = _broadcast(metrics, rank)
+        _check_objectives(metrics, epoch)
         metrics.update({
             "epoch": epoch + 1, "steps": i, "train_s": train_s, "epoch_s": time.perf_counter() - t0,
             "samples_per_s": train_clips / max(train_s, 1e-9),
@@ -197,6 +261,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             if logs and key in logs[0]:
                 metrics[f"loss_{key}"] = float(np.mean([l[key] for l in logs]))
         history.append(metrics)
+        if rank == 0:
+            print(_epoch_line(metrics, cfg.train.epochs), flush=True)
         with ck.scratch_dir() as d:
             engine.save(d)  # collective under DeepSpeed
             if rank == 0:
@@ -207,7 +273,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                     torch.save({"projection": fit.projection, "mean": fit.mean, "emo_head": fit.emo_head.state_dict()},
                                d / "posthoc.pt")
                 storage.write_bytes(storage.join(reporter.run_url, METRICS_FILE),
-                                    json.dumps({"history": history}, indent=1).encode(), cfg.s3)
+                                    json.dumps(json_safe({"history": history}), indent=1, allow_nan=False).encode(), cfg.s3)
             reporter.report(metrics, d)
     return history
 

@@ -4,6 +4,8 @@ The adversary of `adversarial`/`confusion` lives outside the engine (ZeRO never 
 it): it has its own AdamW, takes `method.adversary.steps` steps on detached z_emo before
 each encoder step, and its gradients are averaged across ranks by hand. In the encoder
 step it is called with detached parameters, so only the encoder learns from that term.
+With `method.conditional` it reads the emotion label too and the confusion target is
+p(speaker | emotion) of the train split (`train_prior`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch.distributed as dist
 from torch.func import functional_call
 
 from avdis.config import Config
-from avdis.model.disentangle import Adversary, Method, masked_ce, method_weight
+from avdis.data.stream import DatasetInfo
+from avdis.model.disentangle import Adversary, Critic, Method, masked_ce, method_weight, speaker_given_emotion
 from avdis.train.engine import Engine
 
 TENSOR_KEYS = ("audio", "audio_mask", "video", "video_mask", "emotion", "speaker", "split", "within_split", "valid")
@@ -44,21 +47,39 @@ def _average_grads(module: torch.nn.Module) -> None:
                 p.grad /= dist.get_world_size()
 
 
+def train_prior(info: DatasetInfo) -> torch.Tensor:
+    """p(speaker | emotion) [emotions, speakers] over the train split's clips."""
+    train = [(spk, emo) for spk, emo, split, _ in info.labels if split == "train"]
+    speaker = torch.tensor([spk for spk, _ in train], dtype=torch.long)
+    emotion = torch.tensor([emo for _, emo in train], dtype=torch.long)
+    return speaker_given_emotion(speaker, emotion, len(info.speakers), len(info.emotions))
+
+
 class Stepper:
-    def __init__(self, engine: Engine, method: Method, cfg: Config, n_speakers: int):
+    def __init__(self, engine: Engine, method: Method, cfg: Config, n_speakers: int,
+                 prior: torch.Tensor | None = None):
+        """`prior`: p(speaker | emotion) from `train_prior`; the conditional adversary methods need it."""
         self.engine, self.method, self.cfg = engine, method, cfg
         self.adversary: Adversary | None = None
         self.adv_opt: torch.optim.Optimizer | None = None
+        self.prior: torch.Tensor | None = None
         if method.adversary:
+            if cfg.method.conditional:
+                if prior is None:
+                    raise ValueError(f"conditional {method.name} needs p(speaker | emotion): "
+                                     "pass prior=train_prior(info)")
+                self.prior = prior.to(engine.device)
             torch.manual_seed(cfg.train.seed + 17)  # same init on every rank
-            self.adversary = Adversary(cfg.model.emb_dim, cfg.method.adversary.hidden, n_speakers).to(engine.device)
+            n_emotions = len(self.prior) if self.prior is not None else 0
+            self.adversary = Adversary(cfg.model.emb_dim, cfg.method.adversary.hidden, n_speakers,
+                                       n_emotions).to(engine.device)
             self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
 
     def _train_adversary(self, z: torch.Tensor, batch: dict[str, Any]) -> float:
         loss = torch.zeros(())
         for _ in range(self.cfg.method.adversary.steps):
             self.adv_opt.zero_grad(set_to_none=True)
-            loss = masked_ce(self.adversary(z), batch["speaker"], batch["valid"])
+            loss = masked_ce(self.adversary(z, batch["emotion"]), batch["speaker"], batch["valid"])
             loss.backward()
             _average_grads(self.adversary)
             self.adv_opt.step()
@@ -68,13 +89,14 @@ class Stepper:
         batch = to_device(batch, self.engine.device)
         out = self.engine.forward(batch)
         logs: dict[str, float] = {}
-        frozen = None
+        critic = None
         if self.adversary is not None:
             logs["adversary"] = self._train_adversary(out["z_emo"].detach().float(), batch)
             params = {n: p.detach() for n, p in self.adversary.named_parameters()}
-            frozen = lambda z: functional_call(self.adversary, params, (z.float(),))  # noqa: E731
+            frozen = lambda z, emotion: functional_call(self.adversary, params, (z.float(), emotion))  # noqa: E731
+            critic = Critic(frozen, self.prior)
         weight = method_weight(self.cfg.method, epoch_progress)
-        terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, frozen)
+        terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, critic)
         loss = sum(terms.values())
         self.engine.backward(loss)
         self.engine.set_lr(lr_at(self.cfg, epoch_progress))
@@ -107,8 +129,8 @@ def embed(engine: Engine, batches: Iterable[dict[str, Any]]) -> dict[str, np.nda
                 **{k: batch[k][valid] for k in ("emotion", "speaker", "split", "within_split")}}
         for k, v in rows.items():
             keep.setdefault(k, []).append(v.cpu().numpy())
-        ids = [c for c, ok in zip(batch["clip_id"], valid.tolist()) if ok]
-        keep.setdefault("clip_id", []).append(np.array(ids, dtype=object))
+        for key in ("clip_id", "shard"):
+            keep.setdefault(key, []).append(np.array([c for c, ok in zip(batch[key], valid.tolist()) if ok], dtype=object))
     engine.train(True)
     local = {k: np.concatenate(v) for k, v in keep.items()}
     if dist.is_initialized() and dist.get_world_size() > 1:
