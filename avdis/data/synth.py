@@ -21,13 +21,18 @@ What makes it a fair benchmark:
   Counts per speaker follow these probabilities exactly (largest remainder), not by chance.
 - `identity_cues=False` gives every speaker the same voice and face: the control where no
   embedding can carry identity beyond what the emotion label itself reveals.
+- `cues="dynamics"`: emotion lives only in how the voice moves over time (syllable rate,
+  i.e. the energy contour's modulation rate; tremor; the pitch contour's shape), as arousal
+  does in real speech; pitch level, formants, loudness, tempo and the face carry identity
+  alone (the mouth still opens with each syllable). A model that only hears average spectra
+  is at chance here.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -53,6 +58,30 @@ _PROTO = {
     "calm":      (0.95, -0.05, 0.00, -4.0, 3.0, -0.3, 0.3, 0.20, 0.0, 0.0, 0.9),
 }
 
+# cues="dynamics": (syllables/s, contour octaves, contour arch, tremor Hz, tremor depth).
+# Pitch ratio 1, no energy or tilt change, a neutral face: nothing but dynamics says the emotion.
+_DYNAMICS = {
+    "neutral":   (4.0, 0.00, 0.0, 0.0, 0.0),
+    "happy":     (6.0, 0.00, 0.5, 0.0, 0.0),   # quick, rise-fall melody
+    "sad":       (2.5, -0.30, 0.0, 0.0, 0.0),  # slow, falling
+    "angry":     (7.5, -0.15, 0.0, 0.0, 0.0),  # fast, falling
+    "fearful":   (5.0, 0.00, 0.0, 11.0, 0.6),  # tremulous
+    "disgust":   (3.0, 0.00, -0.5, 0.0, 0.0),  # slow, fall-rise
+    "surprised": (4.5, 0.40, 0.0, 0.0, 0.0),   # rising
+    "calm":      (3.5, 0.00, 0.0, 1.5, 0.5),   # slow swell
+}
+_NEUTRAL_FACE = (0.0, 0.35, 0.0, 0.0, 1.0)
+
+
+def _cues(emotion: str, mode: str) -> tuple[tuple, tuple]:
+    """(voice cues, face cues) of one emotion: voice = (pitch ratio, contour, vibrato, energy dB,
+    syllables/s, tilt, contour arch, tremor Hz, tremor depth), face = the last five of `_PROTO`."""
+    if mode == "dynamics":
+        rate, contour, arch, tremor_hz, tremor = _DYNAMICS[emotion]
+        return (1.0, contour, 0.0, 0.0, rate, 0.0, arch, tremor_hz, tremor), _NEUTRAL_FACE
+    p = _PROTO[emotion]
+    return (*p[:6], 0.0, 0.0, 0.0), p[6:]
+
 
 @dataclass(frozen=True)
 class Speaker:
@@ -74,11 +103,11 @@ class Speaker:
     contour_offset: float
 
 
-def _speaker(rng: np.random.Generator, identity_cues: bool) -> Speaker:
+def _speaker(rng: np.random.Generator, identity_cues: bool, cues: str = "mixed") -> Speaker:
     if not identity_cues:
         return Speaker(150.0, (700.0, 1700.0), 0.0, 1.0, (200, 160, 130), (70, 50, 40), 0.82, 9.0,
                        0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    return Speaker(
+    spk = Speaker(
         f0=float(np.exp(rng.uniform(np.log(95), np.log(240)))),
         formants=(float(rng.uniform(450, 950)), float(rng.uniform(1200, 2500))),
         loudness_db=float(rng.uniform(-6, 6)),
@@ -94,6 +123,9 @@ def _speaker(rng: np.random.Generator, identity_cues: bool) -> Speaker:
         eye_open_offset=float(rng.uniform(-0.25, 0.25)),
         contour_offset=float(rng.uniform(-0.15, 0.15)),
     )
+    if cues == "dynamics":  # tempo and melody are the emotion's here; expression offsets have no use
+        spk = replace(spk, rate=1.0, contour_offset=0.0)
+    return spk
 
 
 def _counts(n: int, probs: np.ndarray) -> np.ndarray:
@@ -106,13 +138,15 @@ def _counts(n: int, probs: np.ndarray) -> np.ndarray:
 
 
 def _audio(
-    rng: np.random.Generator, spk: Speaker, proto: tuple, intensity: float, duration: float
+    rng: np.random.Generator, spk: Speaker, voice: tuple, intensity: float, duration: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    ratio, contour, vibrato, energy, rate, tilt = proto[:6]
+    ratio, contour, vibrato, energy, rate, tilt, arch, tremor_hz, tremor = voice
     n = int(duration * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     f0 = spk.f0 * ratio**intensity * rng.uniform(0.95, 1.05)
-    f0_t = f0 * 2.0 ** ((spk.contour_offset + contour * intensity) * (t / duration - 0.5)) * (1 + vibrato * intensity * np.sin(2 * np.pi * 5.5 * t))
+    u = t / duration - 0.5  # -0.5 .. 0.5 over the clip
+    octaves = (spk.contour_offset + contour * intensity) * u + arch * intensity * (0.25 - 2 * u**2)
+    f0_t = f0 * 2.0**octaves * (1 + vibrato * intensity * np.sin(2 * np.pi * 5.5 * t))
     phase = 2 * np.pi * np.cumsum(f0_t) / SAMPLE_RATE
     wave = np.zeros(n)
     f1, f2 = spk.formants
@@ -130,14 +164,16 @@ def _audio(
         if i1 > i0:
             gate[i0:i1] = np.maximum(gate[i0:i1], rng.uniform(0.6, 1.0) * np.sin(np.linspace(0, np.pi, i1 - i0)))
         pos += 1.0 / syl_rate
+    if tremor:  # amplitude tremor on top of the syllables
+        gate = gate * (1 - tremor * intensity * 0.5 * (1 + np.sin(2 * np.pi * tremor_hz * t + rng.uniform(0, 2 * np.pi))))
     gain_db = spk.loudness_db + energy * intensity + rng.normal(0, 1.5)
     wave = wave / (np.abs(wave).max() + 1e-9) * gate * 0.25 * 10 ** (gain_db / 20)
     noise = rng.normal(0, 1, n) * 0.25 * 10 ** (rng.uniform(-32, -22) / 20)
     return np.clip(wave + noise, -1, 1).astype(np.float32), gate
 
 
-def _frames(rng: np.random.Generator, spk: Speaker, proto: tuple, intensity: float, gate: np.ndarray, duration: float) -> np.ndarray:
-    curve, mouth_open, brow_tilt, brow_raise, eye_open = proto[6:]
+def _frames(rng: np.random.Generator, spk: Speaker, face: tuple, intensity: float, gate: np.ndarray, duration: float) -> np.ndarray:
+    curve, mouth_open, brow_tilt, brow_raise, eye_open = face
     nframes = int(round(duration * VIDEO_FPS))
     bg = rng.uniform(40, 200, size=3)
     cx0, cy0 = SIZE / 2 + rng.uniform(-4, 4), SIZE / 2 + 2 + rng.uniform(-4, 4)
@@ -183,7 +219,7 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     emotions = list(EMOTIONS[: cfg.emotions])
     rng = np.random.default_rng(cfg.seed)
-    speakers = {f"spk{s:02d}": _speaker(rng, cfg.identity_cues) for s in range(cfg.speakers)}
+    speakers = {f"spk{s:02d}": _speaker(rng, cfg.identity_cues, cfg.cues) for s in range(cfg.speakers)}
     rows = []
     for s, (name, spk) in enumerate(speakers.items()):
         favourite = s % cfg.emotions
@@ -195,8 +231,9 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
             clip_rng = np.random.default_rng([cfg.seed, s, j])
             emotion = emotions[e]
             intensity = float(clip_rng.uniform(0.3, 1.0))
-            audio, gate = _audio(clip_rng, spk, _PROTO[emotion], intensity, cfg.duration_s)
-            frames = _frames(clip_rng, spk, _PROTO[emotion], intensity, gate, cfg.duration_s)
+            voice, face = _cues(emotion, cfg.cues)
+            audio, gate = _audio(clip_rng, spk, voice, intensity, cfg.duration_s)
+            frames = _frames(clip_rng, spk, face, intensity, gate, cfg.duration_s)
             rel = f"{name}/{name}_{emotion}_{j:03d}.mp4"
             write_clip(out / rel, frames, VIDEO_FPS, audio, SAMPLE_RATE)
             rows.append({"file": rel, "clip_id": f"synthetic-{name}-{j:03d}", "speaker": name,

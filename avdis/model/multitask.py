@@ -39,7 +39,8 @@ class AVModel(nn.Module):
         super().__init__()
         p = PRESETS[cfg.preset]
         self.modalities = MODALITIES[cfg.modality]
-        self.audio = (AudioEncoder(feat.n_mels, feat.audio_frames, p.width, p.depth, p.heads, p.ffn, cfg.dropout)
+        self.audio = (AudioEncoder(feat.n_mels, feat.audio_frames, p.width, p.depth, p.heads, p.ffn, cfg.dropout,
+                                   contours=cfg.contours)
                       if "audio" in self.modalities else None)
         self.visual = (VisualEncoder(feat.video_frames, p.width, p.depth, p.heads, p.ffn, cfg.dropout)
                        if "visual" in self.modalities else None)
