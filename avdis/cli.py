@@ -29,7 +29,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     cfg = C.validate({"data": {"synth": {
         "speakers": args.speakers, "emotions": args.emotions, "clips_per_speaker": args.clips_per_speaker,
-        "entanglement": args.entanglement, "identity_cues": args.identity_cues == "on", "cues": args.cues,
+        "entanglement": args.entanglement, "identity_cues": args.identity_cues, "cues": args.cues,
         "duration_s": args.duration, "seed": args.seed,
     }}}, "avdis synth flags")
     out = synth.generate(cfg.data.synth, args.out)
@@ -133,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-speaker", type=int, default=24)
     p.add_argument("--entanglement", type=float, default=0.8,
                    help="0: emotion independent of speaker; 1: each speaker shows one emotion")
-    p.add_argument("--identity-cues", choices=["on", "off"], default="on",
-                   help="off: every speaker has the same voice and face (control corpus)")
+    p.add_argument("--identity-cues", choices=["on", "voice", "off"], default="on",
+                   help="voice: every speaker has the same face (identity only in the voice); "
+                        "off: the same voice and face too (control corpus)")
     p.add_argument("--cues", choices=["mixed", "dynamics"], default="mixed",
                    help="where emotion lives: mixed (pitch, energy, rhythm, face) or dynamics (only how the voice "
                         "moves over time: syllable rate, tremor, melody shape; voice level and face say who speaks)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from avdis.errors import UsageError
 
@@ -56,13 +56,20 @@ class SynthConfig(_Section):
     emotions: int = Field(4, ge=2, le=len(EMOTIONS))
     clips_per_speaker: int = Field(24, ge=3, le=10_000)
     entanglement: float = Field(0.8, ge=0.0, le=1.0)
-    identity_cues: bool = True
+    # who speaks shows in: "on" voice and face, "voice" the voice alone (every face alike), "off" nothing (control);
+    # true / false mean on / off
+    identity_cues: Literal["on", "voice", "off"] = "on"
     # where emotion lives: "mixed" (pitch level, energy, contour, rate, face expression) or
     # "dynamics" (only how the voice moves over time: syllable rate, tremor, contour shape;
     # pitch level, formants, loudness and the face say who speaks, never how they feel)
     cues: Literal["mixed", "dynamics"] = "mixed"
     duration_s: float = Field(1.0, gt=0.2, le=10.0)
     seed: int = 0
+
+    @field_validator("identity_cues", mode="before")
+    @classmethod
+    def _cues_from_bool(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class FeatureConfig(_Section):

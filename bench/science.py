@@ -1,16 +1,21 @@
-"""The science benchmark: every method at a few weights, 3 seeds, on an entangled corpus and its control.
+"""The science benchmark: every method across its weight range, 3 seeds, on five generated corpora.
 
-    .venv/bin/python bench/science.py            # ~50 min on 2 cores; writes bench/results/science.json
+    .venv/bin/python bench/science.py            # ~1.5 h on 2 cores; writes bench/results/science.json
     .venv/bin/python bench/science.py --table    # the README table from science.json
 
-Corpora (generated, `avdis.data.synth`): `entangled` = 16 speakers x 40 clips, 4 emotions,
-entanglement 0.8, identity cues on; `control` = the same with `--identity-cues off` (no
-speaker cue in any clip: every method's leakage should be ~0, the probe's calibration; one
-weight per method there).
-Each (corpus, method, weight, seed) trains the tiny preset in one process for 15 epochs
-on the within_speaker split (emotion accuracy/UAR on test clips, leakage from the probe),
-and once more on speaker_disjoint fold `seed` (emotion accuracy on unseen speakers).
-disentanglement = 1 - leakage / leakage(multitask, same corpus and seed).
+Corpora (generated, `avdis.data.synth`), each 16 speakers x 40 clips, 4 emotions:
+- `entangled`: each speaker mostly shows one emotion (entanglement 0.8), identity in voice and face;
+- `balanced`: entanglement 0, every speaker shows every emotion equally (as in RAVDESS and CREMA-D);
+- `dynamics`: `cues=dynamics`, emotion only in how the voice moves (rate, tremor, melody), entanglement 0;
+- `control`: `identity_cues=off`, no speaker cue in any clip: every method's leakage should be ~0;
+- `voice_identity`: `identity_cues=voice`, every face alike: a visual-only model has no identity to leak.
+Each (corpus, modality, method, weight, seed) trains the tiny preset in one process for 15 epochs on the
+within_speaker split (emotion accuracy/UAR on test clips, leakage from the probe); AV runs on `entangled` and
+`balanced` train once more on speaker_disjoint fold `seed` (emotion accuracy on unseen speakers). Methods run
+with their defaults (`method.conditional` on). The weights span each method's default sweep range
+(`avdis.config.SweepConfig.space`) to its top, so "no collapse at any weight" is tested where a sweep goes.
+disentanglement = 1 - leakage / leakage(multitask, same corpus, modality and seed).
+Finished runs are kept in `<work>/runs.jsonl`: rerunning with the same `--work` skips them.
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +35,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402
 
+BASE = {"speakers": 16, "emotions": 4, "clips_per_speaker": 40}
 CORPORA = {
-    "entangled": {"speakers": 16, "emotions": 4, "clips_per_speaker": 40, "entanglement": 0.8, "identity_cues": True},
-    "control": {"speakers": 16, "emotions": 4, "clips_per_speaker": 40, "entanglement": 0.8, "identity_cues": False},
+    "entangled": {**BASE, "entanglement": 0.8},
+    "balanced": {**BASE, "entanglement": 0.0},
+    "dynamics": {**BASE, "entanglement": 0.0, "cues": "dynamics"},
+    "control": {**BASE, "entanglement": 0.8, "identity_cues": "off"},
+    "voice_identity": {**BASE, "entanglement": 0.8, "identity_cues": "voice"},
 }
-GRID: list[tuple[str, float | None]] = [
-    ("single_task", None), ("multitask", None),
-    ("adversarial", 0.5), ("adversarial", 1.0), ("adversarial", 2.0),
-    ("confusion", 0.1), ("confusion", 0.3), ("confusion", 1.0),
-    ("orthogonal", 1.0), ("orthogonal", 3.0), ("orthogonal", 10.0),
-    ("nullspace", 4), ("nullspace", 12), ("nullspace", 24),
+BASELINES: list[tuple[str, float | None]] = [("single_task", None), ("multitask", None)]
+# Low, middle and the top of each method's default sweep range.
+SWEPT: list[tuple[str, float | None]] = [
+    ("adversarial", 0.5), ("adversarial", 1.5), ("adversarial", 3.0),
+    ("confusion", 0.1), ("confusion", 0.5), ("confusion", 3.0),
+    ("orthogonal", 1.0), ("orthogonal", 5.0), ("orthogonal", 30.0),
+    ("nullspace", 4), ("nullspace", 8), ("nullspace", 16),
 ]
-# On the control corpus there is nothing to remove: one weight per method checks the probe's calibration.
-CONTROL_GRID = [("single_task", None), ("multitask", None), ("adversarial", 1.0), ("confusion", 0.3),
-                ("orthogonal", 3.0), ("nullspace", 12)]
+ONE_EACH: list[tuple[str, float | None]] = [
+    *BASELINES, ("adversarial", 1.5), ("confusion", 0.5), ("orthogonal", 5.0), ("nullspace", 8)]
+MODALITY_BASELINES = [(m, w, mod) for m, w in BASELINES for mod in ("audio", "visual")]
+# corpus -> [(method, weight, modality)]
+GRID: dict[str, list[tuple[str, float | None, str]]] = {
+    "entangled": [(m, w, "av") for m, w in [*BASELINES, *SWEPT]] + MODALITY_BASELINES,
+    "balanced": [(m, w, "av") for m, w in [*BASELINES, *SWEPT]] + MODALITY_BASELINES,
+    "dynamics": [(m, w, "av") for m, w in ONE_EACH] + MODALITY_BASELINES,
+    "control": [(m, w, "av") for m, w in ONE_EACH],
+    "voice_identity": [(m, w, "visual") for m, w in ONE_EACH],
+}
+UNSEEN = ("entangled", "balanced")  # corpora whose AV runs also train on a speaker_disjoint fold
 TRAIN = ["model.preset=tiny", "model.emb_dim=64", "train.epochs=15", "train.batch_size=32", "train.lr=0.003",
          "train.probe_every=0", "method.adversary.warmup_epochs=5", "train.strategy=single"]
+KEYS = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
+        "speaker_chance", "emotion_chance")
+T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}  # Student t, two-sided 95%, by n
+
+
+def job_key(job: dict[str, Any]) -> str:
+    return f"{job['corpus']}-{job['modality']}-{job['method']}-{job['weight']}-{job['seed']}"
 
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
@@ -56,18 +81,21 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     from avdis import config as C
     from avdis.train import launch
 
+    name = job_key(job)
     overrides = [*TRAIN, f"data.src={job['src']}", f"data.shards={job['shards']}", f"train.storage={job['storage']}",
-                 f"train.seed={job['seed']}", f"method.name={job['method']}", f"train.name={job['name']}"]
+                 f"train.seed={job['seed']}", f"method.name={job['method']}", f"train.name={name}",
+                 f"model.modality={job['modality']}"]
     if job["weight"] is not None:
         overrides.append(f"method.weight={job['weight']}")
     within = launch.train(C.load(None, overrides))["final"]
-    disjoint = launch.train(C.load(None, [*overrides, f"train.name={job['name']}-disjoint",
-                                          "data.split.scheme=speaker_disjoint", f"data.split.fold={job['seed']}"]))["final"]
-    keys = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
-            "speaker_chance", "emotion_chance")
-    return {"corpus": job["corpus"], "method": job["method"], "weight": job["weight"], "seed": job["seed"],
-            **{k: within.get(k) for k in keys}, "emotion_acc_unseen_speakers": disjoint["emotion_acc"],
-            "emotion_uar_unseen_speakers": disjoint["emotion_uar"]}
+    row = {k: job[k] for k in ("corpus", "modality", "method", "weight", "seed")}
+    row.update({k: within.get(k) for k in KEYS})
+    if job["corpus"] in UNSEEN and job["modality"] == "av":
+        disjoint = launch.train(C.load(None, [*overrides, f"train.name={name}-disjoint",
+                                              "data.split.scheme=speaker_disjoint", f"data.split.fold={job['seed']}"]))
+        row["emotion_acc_unseen_speakers"] = disjoint["final"]["emotion_acc"]
+        row["emotion_uar_unseen_speakers"] = disjoint["final"]["emotion_uar"]
+    return row
 
 
 def prepare(work: Path) -> dict[str, dict[str, str]]:
@@ -77,73 +105,100 @@ def prepare(work: Path) -> dict[str, dict[str, str]]:
     paths = {}
     for name, spec in CORPORA.items():
         src, out = work / name, work / f"{name}_shards"
-        synth.generate(SynthConfig(**spec, seed=0), src)
+        cfg = SynthConfig(**spec, seed=0)
+        if not synth.is_generated(cfg, src):
+            synth.generate(cfg, src)
         shards.preprocess(DataConfig(corpus="synthetic", src=str(src), shards=str(out)), S3Config())
         paths[name] = {"src": str(src), "shards": str(out)}
     return paths
 
 
 def add_disentanglement(runs: list[dict[str, Any]]) -> None:
-    base = {(r["corpus"], r["seed"]): r["leakage"] for r in runs if r["method"] == "multitask"}
+    base = {(r["corpus"], r["modality"], r["seed"]): r["leakage"] for r in runs if r["method"] == "multitask"}
     for r in runs:
-        ref = base.get((r["corpus"], r["seed"]))
+        ref = base.get((r["corpus"], r["modality"], r["seed"]))
         r["disentanglement"] = (1 - r["leakage"] / ref) if ref and ref > 0 else None
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "std": None, "ci95": None}
+    n = len(values)
+    std = float(np.std(values, ddof=1)) if n > 1 else 0.0
+    return {"mean": float(np.mean(values)), "std": std, "ci95": T95.get(n, 1.96) * std / np.sqrt(n) if n > 1 else None}
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["corpus"], r["method"], r["weight"]), []).append(r)
+        groups.setdefault((r["corpus"], r["modality"], r["method"], r["weight"]), []).append(r)
     out = []
-    for (corpus, method, weight), rs in groups.items():
-        row: dict[str, Any] = {"corpus": corpus, "method": method, "weight": weight, "seeds": len(rs)}
+    for (corpus, modality, method, weight), rs in groups.items():
+        row: dict[str, Any] = {"corpus": corpus, "modality": modality, "method": method, "weight": weight,
+                               "seeds": len(rs)}
         for k in ("emotion_acc", "emotion_uar", "leakage", "disentanglement", "emotion_acc_unseen_speakers"):
-            vals = [r[k] for r in rs if r.get(k) is not None]
-            row[k] = float(np.mean(vals)) if vals else None
-            row[f"{k}_std"] = float(np.std(vals)) if vals else None
+            s = _stats([r[k] for r in rs if r.get(k) is not None])
+            row[k], row[f"{k}_std"], row[f"{k}_ci95"] = s["mean"], s["std"], s["ci95"]
         out.append(row)
-    return out
+    order = {c: i for i, c in enumerate(CORPORA)}
+    return sorted(out, key=lambda s: (order[s["corpus"]], s["modality"] != "av", s["modality"],
+                                      s["method"] not in ("single_task", "multitask"), s["method"], s["weight"] or 0))
+
+
+def _find(summary: list[dict[str, Any]], corpus: str, method: str, modality: str = "av") -> dict[str, Any] | None:
+    return next((s for s in summary if (s["corpus"], s["method"], s["modality"]) == (corpus, method, modality)), None)
 
 
 def targets(summary: list[dict[str, Any]]) -> dict[str, Any]:
-    ent = [s for s in summary if s["corpus"] == "entangled"]
-    mt = next(s for s in ent if s["method"] == "multitask")
-    st = next(s for s in ent if s["method"] == "single_task")
-    good = {}
-    for method in ("adversarial", "confusion", "orthogonal"):
-        hits = [s for s in ent if s["method"] == method and (s["disentanglement"] or 0) >= 0.30
-                and s["emotion_acc"] >= mt["emotion_acc"] - 0.02]
-        good[method] = [s["weight"] for s in hits]
-    beats_single = [
-        {"method": s["method"], "weight": s["weight"]} for s in ent
-        if s["method"] not in ("single_task", "multitask")
-        and s["emotion_acc"] > st["emotion_acc"] and s["leakage"] <= st["leakage"]
-    ]
+    out: dict[str, Any] = {}
+    methods = ("adversarial", "confusion", "orthogonal", "nullspace")
+    for corpus in ("entangled", "balanced"):
+        mt, st = _find(summary, corpus, "multitask"), _find(summary, corpus, "single_task")
+        if mt is None or st is None:
+            continue
+        swept = [s for s in summary if s["corpus"] == corpus and s["modality"] == "av" and s["method"] in methods]
+        good = {m: [s["weight"] for s in swept if s["method"] == m and (s["disentanglement"] or 0) >= 0.30
+                    and s["emotion_acc"] >= mt["emotion_acc"] - 0.02] for m in methods}
+        collapsed = [{"method": s["method"], "weight": s["weight"], "emotion_acc": s["emotion_acc"]}
+                     for s in swept if s["emotion_acc"] < mt["emotion_acc"] - 0.10]
+        out[corpus] = {
+            "multitask": {"emotion_acc": mt["emotion_acc"], "leakage": mt["leakage"]},
+            "two_methods_30pct_within_2_points": {"weights_meeting_it": good,
+                                                  "met": sum(bool(v) for v in good.values()) >= 2},
+            "no_collapse_over_10_points": {"collapsed": collapsed, "met": not collapsed},
+            "beating_single_task": [{"method": s["method"], "weight": s["weight"]} for s in swept
+                                    if s["emotion_acc"] > st["emotion_acc"] and s["leakage"] <= st["leakage"]],
+        }
     control = [s for s in summary if s["corpus"] == "control"]
-    return {
-        "multitask_leakage_at_least_0.5": {"value": mt["leakage"], "met": mt["leakage"] >= 0.5},
-        "two_of_three_methods_30pct_within_2_points": {
-            "weights_meeting_it": good, "met": sum(bool(v) for v in good.values()) >= 2},
-        "control_leakage_at_most_0.05": {
-            "worst": max(s["leakage"] for s in control), "met": all(s["leakage"] <= 0.05 for s in control)},
-        "disentangled_multitask_beating_single_task": beats_single,
-    }
+    voice = [s for s in summary if s["corpus"] == "voice_identity"]
+    if control:
+        out["control_leakage_at_most_0.05"] = {"worst": max(s["leakage"] for s in control),
+                                               "met": all(s["leakage"] <= 0.05 for s in control)}
+    if voice:
+        out["visual_only_on_voice_identity_leakage_at_most_0.05"] = {
+            "worst": max(s["leakage"] for s in voice), "met": all(s["leakage"] <= 0.05 for s in voice)}
+    audio = _find(summary, "dynamics", "multitask", "audio")
+    if audio:
+        out["dynamics_audio_only_emotion_acc_at_least_0.9"] = {"value": audio["emotion_acc"],
+                                                               "met": audio["emotion_acc"] >= 0.9}
+    return out
 
 
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
-    lines = ["| corpus | method | weight | emotion acc | UAR | leakage | disentanglement | acc, unseen speakers |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| corpus | input | method | weight | emotion acc | UAR | leakage | disentanglement | acc, unseen speakers |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
-    def f(row, key, pct=False):
-        v, s = row[key], row[f"{key}_std"]
+    def f(row: dict[str, Any], key: str, pct: bool = False) -> str:
+        v, ci = row.get(key), row.get(f"{key}_ci95")
         if v is None:
             return "-"
-        return f"{100 * v:.0f}% ± {100 * s:.0f}" if pct else f"{v:.3f} ± {s:.3f}"
+        ci = ci or 0.0
+        return f"{100 * v:.0f}% ± {100 * ci:.0f}" if pct else f"{v:.3f} ± {ci:.3f}"
 
     for row in data["summary"]:
         weight = "-" if row["weight"] is None else f"{row['weight']:g}"
-        lines.append(f"| {row['corpus']} | {row['method']} | {weight} | {f(row, 'emotion_acc')} | "
+        lines.append(f"| {row['corpus']} | {row['modality']} | {row['method']} | {weight} | {f(row, 'emotion_acc')} | "
                      f"{f(row, 'emotion_uar')} | {f(row, 'leakage')} | {f(row, 'disentanglement', True)} | "
                      f"{f(row, 'emotion_acc_unseen_speakers')} |")
     return "\n".join(lines)
@@ -153,30 +208,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--corpora", nargs="+", choices=list(CORPORA), default=list(CORPORA))
+    parser.add_argument("--work", default="/tmp/avdis-science",
+                        help="corpora, runs and runs.jsonl; a rerun with the same folder skips finished runs")
     parser.add_argument("--table", action="store_true", help="print the README table from the last results")
     args = parser.parse_args()
     result_path = machine.RESULTS / "science.json"
     if args.table:
         print(table(result_path))
         return
-    work = Path(tempfile.mkdtemp(prefix="avdis-science-"))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
     paths = prepare(work)
-    jobs = [{"corpus": c, "method": m, "weight": w, "seed": s, **paths[c], "storage": str(work / "runs"),
-             "name": f"{c}-{m}-{w}-{s}"} for c in CORPORA
-            for m, w in (GRID if c == "entangled" else CONTROL_GRID) for s in args.seeds]
+    log = work / "runs.jsonl"
+    runs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {job_key(r) for r in runs}
+    jobs = [{"corpus": c, "method": m, "weight": w, "modality": mod, "seed": s, **paths[c],
+             "storage": str(work / "runs")} for c in args.corpora for m, w, mod in GRID[c] for s in args.seeds]
+    todo = [j for j in jobs if job_key(j) not in done]
+    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done in {log}", flush=True)
     os.environ["OMP_NUM_THREADS"] = "1"
-    log = work / "runs.jsonl"  # kept if the summary step fails, so no run is lost
-    with ProcessPoolExecutor(args.jobs) as pool, log.open("w") as out:
-        runs = []
-        for r in pool.map(_run, jobs):
+    with ProcessPoolExecutor(args.jobs) as pool, log.open("a") as out:
+        for future in as_completed([pool.submit(_run, j) for j in todo]):
+            r = future.result()
             runs.append(r)
             out.write(json.dumps(r) + "\n")
             out.flush()
-            print(f"{r['corpus']:>9} {r['method']:>11} {str(r['weight']):>5} seed {r['seed']}: acc {r['emotion_acc']:.3f} "
-                  f"leakage {r['leakage']:.3f} unseen-speaker acc {r['emotion_acc_unseen_speakers']:.3f}", flush=True)
+            print(f"{job_key(r)}: acc {r['emotion_acc']:.3f} leakage {r['leakage']:.3f}", flush=True)
+    wanted = {job_key(j) for j in jobs}
+    runs = [r for r in runs if job_key(r) in wanted]
     add_disentanglement(runs)
     summary = summarise(runs)
-    machine.write("science", {"settings": {"corpora": CORPORA, "grid": GRID, "control_grid": CONTROL_GRID, "train": TRAIN, "seeds": args.seeds},
+    machine.write("science", {"settings": {"corpora": CORPORA, "grid": GRID, "train": TRAIN, "seeds": args.seeds},
                               "runs": runs, "summary": summary, "targets": targets(summary)})
     print(table(result_path))
 

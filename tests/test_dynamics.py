@@ -69,3 +69,11 @@ def test_audio_only_tiny_model_learns_emotion_from_dynamics_in_12_epochs(dynamic
     without = _train(dynamics_shards, "no-contours", "model.contours=false")
     assert with_contours >= 0.9, with_contours
     assert with_contours - without >= 0.15, (with_contours, without)
+
+
+def test_voice_only_identity_gives_every_speaker_one_face_and_their_own_voice():
+    rng = np.random.default_rng(0)
+    speakers = [synth._speaker(rng, "voice") for _ in range(4)]
+    assert len({tuple(getattr(s, k) for k in synth._FACE) for s in speakers}) == 1
+    assert len({(s.f0, s.formants) for s in speakers}) == 4
+    assert SynthConfig(identity_cues=False).identity_cues == "off"  # YAML booleans keep their meaning

@@ -19,8 +19,10 @@ What makes it a fair benchmark:
 - Per-clip intensity, jitter and noise keep the cues learnable but not trivial.
 - `entanglement` sets P(emotion | speaker) = (1-x)/E + x * [emotion == speaker's favourite].
   Counts per speaker follow these probabilities exactly (largest remainder), not by chance.
-- `identity_cues=False` gives every speaker the same voice and face: the control where no
-  embedding can carry identity beyond what the emotion label itself reveals.
+- `identity_cues="off"` gives every speaker the same voice and face: the control where no
+  embedding can carry identity beyond what the emotion label itself reveals. `"voice"` gives
+  every speaker the same face, so identity lives in the voice alone (a visual-only model
+  then has nothing to leak).
 - `cues="dynamics"`: emotion lives only in how the voice moves over time (syllable rate,
   i.e. the energy contour's modulation rate; tremor; the pitch contour's shape), as arousal
   does in real speech; pitch level, formants, loudness, tempo and the face carry identity
@@ -103,10 +105,15 @@ class Speaker:
     contour_offset: float
 
 
-def _speaker(rng: np.random.Generator, identity_cues: bool, cues: str = "mixed") -> Speaker:
-    if not identity_cues:
-        return Speaker(150.0, (700.0, 1700.0), 0.0, 1.0, (200, 160, 130), (70, 50, 40), 0.82, 9.0,
-                       0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_ANYONE = Speaker(150.0, (700.0, 1700.0), 0.0, 1.0, (200, 160, 130), (70, 50, 40), 0.82, 9.0,
+                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_FACE = ("skin", "hair", "aspect", "eye_spacing", "mouth_offset", "mouth_open_offset", "brow_tilt_offset",
+         "brow_raise_offset", "eye_open_offset")
+
+
+def _speaker(rng: np.random.Generator, identity_cues: str, cues: str = "mixed") -> Speaker:
+    if identity_cues == "off":
+        return _ANYONE
     spk = Speaker(
         f0=float(np.exp(rng.uniform(np.log(95), np.log(240)))),
         formants=(float(rng.uniform(450, 950)), float(rng.uniform(1200, 2500))),
@@ -125,6 +132,8 @@ def _speaker(rng: np.random.Generator, identity_cues: bool, cues: str = "mixed")
     )
     if cues == "dynamics":  # tempo and melody are the emotion's here; expression offsets have no use
         spk = replace(spk, rate=1.0, contour_offset=0.0)
+    if identity_cues == "voice":
+        spk = replace(spk, **{k: getattr(_ANYONE, k) for k in _FACE})
     return spk
 
 
