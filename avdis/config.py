@@ -294,6 +294,7 @@ class SweepConfig(_Section):
     num_samples: int = Field(12, ge=1)
     seed: int = 0  # the searcher's seed
     max_concurrent: int = Field(2, ge=1)
+    confirm_seeds: int = Field(0, ge=0, le=20)  # after the search: re-train each front config with k more seeds
     trial_cpus: float = Field(0.1, gt=0)  # the trial driver; its TorchTrainer workers add their own
     scheduler: SchedulerConfig = SchedulerConfig()
     space: SearchSpace = SearchSpace(

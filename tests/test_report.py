@@ -214,3 +214,76 @@ def test_metrics_publish_skips_missing_values(sweep: str) -> None:
         assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME}
     finally:
         ray.shutdown()
+
+
+# A sweep that confirmed its front with 2 more seeds. On single seeds A and B are both on the
+# front (A the more accurate); on seed means B dominates A. C is dominated; D was stopped at
+# epoch 1 with low leakage: on the single-trial front, but not confirmed (trained shorter).
+# trial_id, config, method, weight, emotion_acc, leakage, epochs, seed, role
+CONFIRMED = [
+    ("a0", "A", "adversarial", 0.5, 0.80, 0.30, 4, 0, "search"),
+    ("b0", "B", "orthogonal", 3.0, 0.70, 0.25, 4, 0, "search"),
+    ("c0", "C", "multitask", None, 0.60, 0.60, 4, 0, "search"),
+    ("d0", "D", "confusion", 1.0, 0.50, 0.02, 1, 0, "search"),
+    ("a1", "A", "adversarial", 0.5, 0.66, 0.44, 4, 1, "confirm"),
+    ("b1", "B", "orthogonal", 3.0, 0.73, 0.24, 4, 1, "confirm"),
+    ("a2", "A", "adversarial", 0.5, 0.64, 0.46, 4, 2, "confirm"),
+    ("b2", "B", "orthogonal", 3.0, 0.73, 0.23, 4, 2, "confirm"),
+]
+T95_2DF = 4.302652729749464  # Student t, 0.975 quantile, 2 degrees of freedom
+
+
+def confirmed_rows(roles: tuple[str, ...] = ("search", "confirm")) -> list[dict]:
+    return [{"trial_id": tid, "sweep": "demo", "method": method, "weight": weight, "status": "TERMINATED",
+             "emotion_acc": acc, "emotion_uar": acc - 0.02, "leakage": leak, "emotion_chance": CHANCE,
+             "epochs": epochs, "order": i + 1, "seed": seed, "config_id": config, "role": role}
+            for i, (tid, config, method, weight, acc, leak, epochs, seed, role) in enumerate(CONFIRMED) if role in roles]
+
+
+def test_confirmed_front_comes_from_seed_means_with_their_spread() -> None:
+    summary = results.summarize(results.to_table(confirmed_rows()).to_pandas(), "demo")
+    assert summary["front_basis"] == "seed_mean"
+    assert summary["front"] == ["b0"]  # A's lucky first seed put it on the front; its mean is dominated by B's
+    (b,) = summary["front_points"]
+    assert (b["config_id"], b["n"], sorted(b["seeds"]), sorted(b["trials"])) == ("B", 3, [0, 1, 2], ["b0", "b1", "b2"])
+    assert b["emotion_acc"] == pytest.approx(0.72) and b["leakage"] == pytest.approx(0.24)
+    assert b["emotion_acc_std"] == pytest.approx(math.sqrt(0.0003)) and b["leakage_std"] == pytest.approx(0.01)
+    assert b["emotion_acc_ci95"] == pytest.approx(T95_2DF * 0.01)  # t * std / sqrt(3)
+    assert b["leakage_ci95"] == pytest.approx(T95_2DF * 0.01 / math.sqrt(3))
+    assert summary["hypervolume"] == pytest.approx((0.72 - CHANCE) * (1 - 0.24))
+    # the history follows the search: its single trials in completion order
+    assert [h["trial_id"] for h in summary["hypervolume_history"]] == ["a0", "b0", "c0", "d0"]
+    assert summary["n_confirm"] == 4 and "95%" in summary["spread"]
+
+
+def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
+    summary = results.summarize(results.to_table(confirmed_rows(("search",))).to_pandas(), "demo")
+    assert summary["front_basis"] == "trial"
+    assert summary["front"] == ["a0", "b0", "d0"]  # as before: early-stopped trials stand on a single-trial front
+    assert [p["n"] for p in summary["front_points"]] == [1, 1, 1]
+    assert all(p["emotion_acc_std"] is None and p["leakage_ci95"] is None for p in summary["front_points"])
+    assert summary["hypervolume"] == pytest.approx(summary["hypervolume_history"][-1]["hypervolume"])
+
+
+def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
+    url = str(tmp_path / "demo")
+    results.write_trials(url, confirmed_rows())
+    written = plots.write_report(url)
+    page = Path(written["pareto.html"]).read_text()
+    assert "seed means" in page and "95%" in page
+    table = page[page.index('<table id="front-table">'):]
+    row = table[table.index('<tr data-trial-id="b0">'):]
+    row = row[:row.index("</tr>")]
+    assert "<td>3</td>" in row and f"<td>{T95_2DF * 0.01:.3f}</td>" in row  # seeds and the interval
+    blob = data_blob(page)
+    assert {p["trial_id"] for p in blob["points"]} == {t[0] for t in CONFIRMED}  # every seed drawn
+    assert {p["trial_id"]: p["role"] for p in blob["points"]}["b2"] == "confirm"
+    trials = results.read_trials(url)
+    summary = results.summarize(trials, "demo")
+    front = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data if t.uid == "front")
+    assert front.error_y.array == pytest.approx([T95_2DF * 0.01])
+    assert front.error_x.array == pytest.approx([T95_2DF * 0.01 / math.sqrt(3)])
+    no_spread = {**summary, "front_points": [{**p, "emotion_acc_ci95": None, "leakage_ci95": None}
+                                             for p in summary["front_points"]]}
+    assert plots.render_png(trials, summary) != plots.render_png(trials, no_spread)  # the error bars are drawn
+    assert png_info(Path(written["pareto.png"]).read_bytes())[2] >= 150

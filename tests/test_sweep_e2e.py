@@ -14,6 +14,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from avdis.report import results
 from avdis.tune import pareto
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -92,3 +93,60 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
     assert summary["hypervolume"] == pytest.approx(summary["hypervolume_history"][-1]["hypervolume"])
     for name in ("pareto.html", "pareto.png", "sweep.json"):
         assert (sweep / name).stat().st_size > 0
+
+
+def confirm_overrides(tmp_path: Path) -> list[str]:
+    """Smoke size, one-process trials one at a time, 2 search trials, the front confirmed with 2 more seeds each.
+
+    4 epochs: a confirmation then lasts seconds, so the driver is killed while one is left to do.
+    """
+    return [*smoke_overrides(tmp_path), "train.epochs=4", "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.confirm_seeds=2",
+            "sweep.scheduler.type=none", "train.strategy=single", "train.zero_stage=0", "sweep.name=confirm"]
+
+
+def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), *confirm_overrides(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    sweep = tmp_path / "sweeps" / "confirm"
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # killed once the first confirmation finished: the others are left to the second run
+        deadline = time.monotonic() + 600
+        while "confirm" not in set(completed(sweep).get("role", [])):
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no confirmation finished in time"
+            time.sleep(0.5)
+    finally:
+        kill_group(first)
+        log.close()
+    confirmed_before = completed(sweep).query("role == 'confirm'")
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming" in second.stdout and "confirming the front" in second.stdout
+
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    assert trials["order"].notna().all() and set(trials["status"]) == {"TERMINATED"}
+    search, confirm = trials[trials["role"] == "search"], trials[trials["role"] == "confirm"]
+    assert len(search) == 2
+    front = results.search_front(trials)
+    assert len(confirm) == 2 * len(front)  # each front configuration twice: no confirmation trained twice
+    assert len(confirmed_before) < len(confirm), "the kill came after the last confirmation: nothing was resumed"
+    for rep in front.itertuples():
+        runs = confirm[confirm["config_id"] == rep.config_id]
+        assert sorted(runs["seed"]) == [rep.seed + 1, rep.seed + 2]
+        for params in runs["params"]:  # the same configuration, another seed
+            assert {**json.loads(params), "train.seed": None} == {**json.loads(rep.params), "train.seed": None}
+    kept = trials.set_index("trial_id").loc[confirmed_before["trial_id"]]
+    for col in ("emotion_acc", "leakage", "order"):  # finished before the kill: kept, not trained again
+        assert list(kept[col]) == list(confirmed_before[col])
+
+    summary = json.loads((sweep / "pareto.json").read_text())
+    assert summary["front_basis"] == "seed_mean" and summary["front_points"]
+    for point in summary["front_points"]:
+        runs = trials[trials["config_id"] == point["config_id"]]
+        assert point["n"] == 3 and sorted(point["trials"]) == sorted(runs["trial_id"])
+        assert point["emotion_acc"] == pytest.approx(runs["emotion_acc"].mean())
+        assert point["leakage_std"] == pytest.approx(runs["leakage"].std(ddof=1))
+        assert point["emotion_acc_ci95"] is not None and point["leakage_ci95"] is not None
+    assert "seed means" in (sweep / "pareto.html").read_text()

@@ -15,7 +15,8 @@ from avdis.report import results
 from avdis.tune import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
-from avdis.tune.sweep import check_spec, record_spec, trial_resources
+from avdis.tune.records import config_id
+from avdis.tune.sweep import FixedPoints, check_spec, confirm_points, record_spec, trial_resources
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -116,3 +117,65 @@ def test_trial_resources_follow_the_strategy():
     distributed = C.load(None, ["train.strategy=ddp", "train.zero_stage=0", "train.workers=2",
                                 "train.gpus_per_worker=1", "sweep.trial_cpus=0.5"])
     assert trial_resources(distributed) == {"cpu": 0.5}  # its TorchTrainer workers ask for their own
+
+
+def test_config_id_groups_seeds_of_one_configuration():
+    params = {"method": "adversarial", "weight_adversarial": 0.5, "train.lr": 0.003}
+    assert config_id({**params, "train.seed": 7}) == config_id(params) == config_id(dict(reversed(params.items())))
+    assert config_id({**params, "weight_adversarial": 0.6}) != config_id(params)
+
+
+def test_confirmation_retrains_the_full_length_front_with_more_seeds():
+    def row(tid, params, acc, leak, epochs, order, seed=0):
+        return {"trial_id": tid, "method": params["method"], "emotion_acc": acc, "leakage": leak, "epochs": epochs,
+                "order": order, "seed": seed, "params": json.dumps(params), "config_id": config_id(params),
+                "role": "search"}
+    a = {"method": "adversarial", "weight_adversarial": 0.5, "train.lr": 0.003}
+    b = {"method": "orthogonal", "weight_orthogonal": 3.0, "train.lr": 0.004}
+    dominated = {"method": "multitask", "train.lr": 0.005}
+    early = {"method": "confusion", "weight_confusion": 0.1, "train.lr": 0.002}
+    table = results.to_table([
+        row("a", a, 0.80, 0.30, 4, 1, seed=5), row("b", b, 0.70, 0.25, 4, 2), row("m", dominated, 0.60, 0.60, 4, 3),
+        row("e", early, 0.50, 0.02, 1, 4),  # stopped at epoch 1: on a single-trial front, but not at full length
+        {**row("r", a, None, None, 2, None), "status": "RUNNING"},
+    ]).to_pandas()
+    points = confirm_points(table, 2)
+    assert points == [{**a, "train.seed": 6}, {**b, "train.seed": 1}, {**a, "train.seed": 7}, {**b, "train.seed": 2}]
+    assert {config_id(p) for p in points} == {config_id(a), config_id(b)}
+    assert confirm_points(results.empty_trials(), 2) == []
+
+
+def test_fixed_points_suggests_each_point_once_across_a_restore(tmp_path):
+    points = [{"method": "multitask", "train.seed": 1}, {"method": "multitask", "train.seed": 2}]
+    searcher = FixedPoints(points)
+    assert searcher.suggest("t1") == points[0]
+    searcher.save(str(tmp_path / "state.json"))
+    restored = FixedPoints([])
+    restored.restore(str(tmp_path / "state.json"))
+    assert restored.suggest("t2") == points[1]
+    assert restored.suggest("t3") == FixedPoints.FINISHED
+
+
+def test_confirm_seeds_is_bounded():
+    assert C.load(None, ["sweep.confirm_seeds=3"]).sweep.confirm_seeds == 3
+    for bad in ("-1", "21"):
+        with pytest.raises(C.ConfigError, match="confirm_seeds"):
+            C.load(None, [f"sweep.confirm_seeds={bad}"])
+
+
+def test_recorder_rows_carry_their_role_and_configuration(tmp_path):
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None)
+    recorder = TrialRecorder(str(tmp_path), cfg, publish_metrics=False, role="confirm")
+    recorder.setup()
+    for seed in (1, 2):
+        trial = Trial("trainable", config={"method": "multitask", "train.seed": seed}, trial_id=f"s{seed}", stub=True)
+        recorder.on_trial_start(0, [], trial)
+        recorder.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3})
+        recorder.on_trial_complete(2, [], trial)
+    table = results.read_trials(str(tmp_path))
+    assert list(table["role"]) == ["confirm", "confirm"] and list(table["seed"]) == [1, 2]
+    assert table["config_id"].nunique() == 1 and table["config_id"][0] == config_id({"method": "multitask"})

@@ -26,6 +26,7 @@ import pandas as pd
 from avdis import storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError, UsageError
+from avdis.numbers import json_safe
 from avdis.report import plots, results
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
                 if path in ("/", "/index.html", "/" + plots.HTML):
                     self._send(live.current().html, "text/html; charset=utf-8")
                 elif path == "/" + results.PARETO:
-                    body = json.dumps(results.json_safe(live.current().summary)).encode()
+                    body = json.dumps(json_safe(live.current().summary)).encode()
                     self._send(body, "application/json")
                 elif path == "/" + plots.PNG:
                     self._send(live.png(), "image/png")

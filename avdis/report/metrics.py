@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from avdis.report import results
+from avdis.numbers import finite
 
 EMOTION_ACC = "avdis_trial_emotion_acc"
 LEAKAGE = "avdis_trial_leakage"
@@ -40,12 +40,12 @@ def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
         for gauge, value in ((acc, row.emotion_acc), (leak, row.leakage)):
-            v = results.finite(value)
+            v = finite(value)
             if v is None:
                 skipped += 1
             else:
                 gauge.set(v, tags=tags)
-    v = results.finite(summary.get("hypervolume"))
+    v = finite(summary.get("hypervolume"))
     if v is None:
         skipped += 1
     else:

@@ -7,8 +7,11 @@ JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
 (`data-trial-id`, `data-trace`) so browsers and tests can find each trial.
 
 Rows missing emotion_acc or leakage cannot be placed and are counted in the header;
-running trials (no completion `order` yet) are drawn hollow. An unreadable
-trials.parquet (mid-upload by a foreign writer) renders as "waiting for the first
+running trials (no completion `order` yet) are drawn hollow. Every trial is drawn, each
+seed of a confirmed configuration too; the front line runs through `front_points` of
+pareto.json: single trials, or, once the sweep confirmed its front with more seeds, seed
+means with error bars of the 95% Student-t interval of the mean (`results.SPREAD`). An
+unreadable trials.parquet (mid-upload by a foreign writer) renders as "waiting for the first
 result" with the reason shown, since the next rewrite fixes it.
 """
 
@@ -29,6 +32,7 @@ from matplotlib.figure import Figure
 from avdis import storage
 from avdis.config import S3Config
 from avdis.errors import UsageError
+from avdis.numbers import finite, json_safe
 from avdis.report import results
 from avdis.report.results import ResultsError
 
@@ -38,8 +42,10 @@ WAITING = "waiting for the first result"
 PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at equal accuracy
 PAPER_LABEL = "paper: 13% disentanglement at equal accuracy"
 HTML, PNG = "pareto.html", "pareto.png"
-FRONT_COLUMNS = ["trial_id", "method", "weight", "emotion_acc", "emotion_uar", "leakage", "disentanglement", "epochs"]
-TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "epochs": "{:.0f}"}  # others: 3 decimals
+FRONT_COLUMNS = ["trial_id", "method", "weight", "n", "emotion_acc", "emotion_acc_ci95", "emotion_uar", "leakage",
+                 "leakage_ci95", "disentanglement", "epochs"]
+TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "leakage_ci95": "± 95%"}
+TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f}", "epochs": "{:.0f}"}  # others: 3 decimals
 
 # Okabe-Ito colours: distinguishable with colour-vision deficiency and in greyscale print.
 COLORS = {
@@ -76,24 +82,41 @@ def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
 
 def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
     """Rows with both objectives, flagged `running` and `on_front`, disentanglement filled in."""
-    df = trials.copy()
-    if len(df):
-        df["disentanglement"] = df["disentanglement"].fillna(results.add_disentanglement(df)["disentanglement"])
-    df = df.dropna(subset=["emotion_acc", "leakage"])
+    df = results.fill_disentanglement(trials).dropna(subset=["emotion_acc", "leakage"])
     df["running"] = df["order"].isna()
     df["on_front"] = df["trial_id"].astype(str).isin(set(summary.get("front") or []))
     return df
 
 
-def front_rows(points: pd.DataFrame) -> pd.DataFrame:
-    """Front trials by increasing leakage (the order the step line runs in)."""
-    return points[points["on_front"]].sort_values(["leakage", "emotion_acc"], kind="stable")
+def front_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """The front's points (trials, or seed means) by increasing leakage (the order the step line runs in)."""
+    front = pd.DataFrame(summary.get("front_points") or [], columns=results.POINT_COLUMNS)
+    return front.sort_values(["leakage", "emotion_acc"], kind="stable")
+
+
+def from_seed_means(summary: dict[str, Any]) -> bool:
+    """Whether the front is drawn from seed means (the sweep confirmed it), so error bars belong on it."""
+    return summary.get("front_basis") == "seed_mean"
+
+
+def _bars(ci95: pd.Series) -> list[float]:
+    """Error-bar half-widths; a point of one seed has none (drawn as zero)."""
+    return ci95.astype(float).fillna(0.0).tolist()
+
+
+def front_label(summary: dict[str, Any]) -> str:
+    return "Pareto front (seed means ± 95% CI)" if from_seed_means(summary) else "Pareto front"
+
+
+def history_title(summary: dict[str, Any]) -> str:
+    """The history follows the search's single trials, which is no longer the drawn front once it is confirmed."""
+    return "hypervolume of the search's front" if from_seed_means(summary) else "hypervolume of the front"
 
 
 def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
     """(leakage, emotion_acc) of the paper's operating point relative to the multitask baseline."""
     base = summary.get("baseline")
-    if not base or results.finite(base.get("leakage")) is None or results.finite(base.get("emotion_acc")) is None:
+    if not base or finite(base.get("leakage")) is None or finite(base.get("emotion_acc")) is None:
         return None
     return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
 
@@ -140,10 +163,14 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
                 ax.scatter(sub["leakage"], sub["emotion_acc"], s=42, label=label, facecolors="none" if running else color,
                            edgecolors=color, linewidths=1.4, zorder=3)
                 label = None
-    front = front_rows(points)
+    front = front_frame(summary)
     if len(front):
-        ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2, label="Pareto front")
+        ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2,
+                label=front_label(summary))
         ax.scatter(front["leakage"], front["emotion_acc"], s=150, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
+        if from_seed_means(summary):
+            ax.errorbar(front["leakage"], front["emotion_acc"], xerr=_bars(front["leakage_ci95"]),
+                        yerr=_bars(front["emotion_acc_ci95"]), fmt="none", ecolor="black", elinewidth=1.2, capsize=4, zorder=4)
     base, target = summary.get("baseline"), target_point(summary)
     if target is not None:
         ax.scatter([base["leakage"]], [base["emotion_acc"]], marker="*", s=260, color=_color("multitask"),
@@ -163,7 +190,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
     history = summary.get("hypervolume_history") or []
     ax_hv.set_xlabel("completed trials", fontsize=12)
     ax_hv.set_ylabel("hypervolume", fontsize=12)
-    ax_hv.set_title("hypervolume of the front", fontsize=13)
+    ax_hv.set_title(history_title(summary), fontsize=13)
     ax_hv.grid(alpha=0.3)
     if history:
         ax_hv.step([h["completed"] for h in history], [h["hypervolume"] for h in history], where="post", color="black", marker="o", ms=4)
@@ -175,6 +202,22 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
 
 
 # ------------------------------------------------------------------ HTML (plotly)
+
+
+def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
+    """The front trace's data: each point tagged with the trial standing for it, error bars for seed means."""
+    out = {
+        "x": front["leakage"].tolist(), "y": front["emotion_acc"].tolist(),
+        "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _fmt(r.n, "{:.0f}"), _fmt(r.emotion_acc_ci95),
+                        _fmt(r.leakage_ci95)] for r in front.itertuples()],
+        "hovertemplate": "%{customdata[0]}<br>weight %{customdata[1]}, %{customdata[2]} seed(s)"
+                         "<br>leakage %{x:.3f} ± %{customdata[4]}<br>emotion_acc %{y:.3f} ± %{customdata[3]}"
+                         "<extra>%{fullData.name}</extra>",
+    }
+    if from_seed_means(summary):
+        out["error_x"] = {"type": "data", "array": _bars(front["leakage_ci95"]), "visible": True, "color": "black"}
+        out["error_y"] = {"type": "data", "array": _bars(front["emotion_acc_ci95"]), "visible": True, "color": "black"}
+    return out
 
 
 def _trace_points(rows: pd.DataFrame) -> dict[str, Any]:
@@ -196,11 +239,12 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
             marker={"color": _color(method), "size": 10, "line": {"width": 1.5, "color": _color(method)},
                     "symbol": ["circle-open" if r else "circle" for r in rows["running"]]},
         ))
-    front = front_rows(points)
+    front = front_frame(summary)
     if len(front):
         fig.add_trace(go.Scatter(
-            uid="front", name="Pareto front", mode="lines+markers", line={"shape": "hv", "color": "black", "width": 2},
-            marker={"size": 17, "symbol": "circle-open", "color": "black", "line": {"width": 2}}, **_trace_points(front),
+            uid="front", name=front_label(summary), mode="lines+markers", line={"shape": "hv", "color": "black", "width": 2},
+            marker={"size": 17, "symbol": "circle-open", "color": "black", "line": {"width": 2}},
+            **_front_points(front, summary),
         ))
     base, target = summary.get("baseline"), target_point(summary)
     if target is not None:
@@ -234,7 +278,7 @@ def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
         x=[h["completed"] for h in history], y=[h["hypervolume"] for h in history],
         customdata=[[h["trial_id"]] for h in history], hovertemplate="after %{customdata[0]}: %{y:.4f}<extra></extra>",
     ))
-    fig.update_layout(template="plotly_white", height=360, title="hypervolume of the front over completed trials",
+    fig.update_layout(template="plotly_white", height=360, title=f"{history_title(summary)} over completed trials",
                       xaxis={"title": "completed trials"}, yaxis={"title": "hypervolume"}, font={"size": 14},
                       margin={"l": 70, "r": 20, "t": 50, "b": 60})
     return fig
@@ -244,13 +288,14 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
     return "—" if value is None or pd.isna(value) else pattern.format(value)
 
 
-def front_table(points: pd.DataFrame) -> str:
-    head = "".join(f"<th>{c}</th>" for c in FRONT_COLUMNS)
+def front_table(summary: dict[str, Any]) -> str:
+    """The front's points as a table: one row per trial, or per configuration with its seed count and spread."""
+    head = "".join(f"<th>{TABLE_HEADERS.get(c, c)}</th>" for c in FRONT_COLUMNS)
     body = "".join(
         f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
         + "".join(f"<td>{html.escape(_fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>" for c in FRONT_COLUMNS)
         + "</tr>"
-        for _, r in front_rows(points).iterrows()
+        for _, r in front_frame(summary).iterrows()
     )
     if not body:
         body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{WAITING}</td></tr>'
@@ -311,15 +356,19 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
                                                   config=config, post_script=post)
     updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(summary.get("updated_at") or time.time()))
     sweep = html.escape(str(summary.get("sweep", "")))
-    data = {"summary": results.json_safe(summary), "counts": counts, "points": results.json_safe([
+    data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
-         "leakage": r.leakage, "running": bool(r.running), "on_front": bool(r.on_front)} for r in points.itertuples()
+         "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
+         "running": bool(r.running), "on_front": bool(r.on_front)} for r in points.itertuples()
     ])}
     blob = json.dumps(data).replace("</", "<\\/")
     waiting = f'<p class="waiting">{WAITING}</p>' if counts["completed"] == 0 else ""
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
+    n_front = len(summary.get("front") or [])
+    front_note = (f"front: {n_front} configurations, seed means ({html.escape(summary.get('spread', ''))})"
+                  if from_seed_means(summary) else f"front: {n_front} trials")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>avdis · {sweep} · Pareto front</title>
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
@@ -328,12 +377,12 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{summary.get('hypervolume', 0.0):.4f}</b>
  (reference: emotion_acc = chance {summary.get('reference', {}).get('emotion_acc', 0.0):.3f}, leakage = 1) ·
- front: {len(summary.get('front') or [])} trials · updated <span id="updated">{updated}</span></p>
+ {front_note} · updated <span id="updated">{updated}</span></p>
 {waiting}{note_html}
 {pareto_div}
 {hv_div}
 <h2>Pareto front</h2>
-{front_table(points)}
+{front_table(summary)}
 <script id="avdis-data" type="application/json">{blob}</script>
 {poll}
 </body></html>

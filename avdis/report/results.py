@@ -4,6 +4,14 @@ Both live under the sweep's storage URL (local folder or s3://) and are rewritte
 and atomically after every trial result, so readers (the dashboard, `avdis report`)
 never see half a file. A sweep that has not reported yet has no `trials.parquet`:
 readers get an empty table with the schema, not an error.
+
+Seeds: a trial's `role` is `search` (drawn by the searcher) or `confirm` (a front
+configuration re-trained with another seed, `sweep.confirm_seeds`); `config_id` groups
+the seeds of one configuration. Once confirm rows exist, the front is drawn from seed
+means over the configurations the search put on its front at full length (`search_front`),
+each with its spread: sample std (ddof 1) and the half-width of the 95% Student-t
+interval of the mean (`<metric>_std`, `<metric>_ci95`; null for one seed). Without
+confirm rows the front is drawn from single trials, each a point of n = 1.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy import stats
 
 from avdis import storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError
+from avdis.numbers import json_safe
 from avdis.tune import pareto
 
 TRIALS = "trials.parquet"
@@ -53,6 +63,8 @@ SCHEMA = pa.schema([
     ("split_id", pa.string()),
     ("manifest_hash", pa.string()),
     ("params", pa.string()),  # JSON: the sampled parameters
+    ("config_id", pa.string()),  # hash of params without train.seed: groups the seeds of one configuration
+    ("role", pa.string()),  # search | confirm (a front configuration re-trained with another seed)
     ("config", pa.string()),  # JSON: the trial's whole config
     ("wall_s", pa.float64()),
     ("train_s", pa.float64()),  # in training steps
@@ -60,6 +72,12 @@ SCHEMA = pa.schema([
     ("updated_at", pa.float64()),  # unix time of the row's last change
 ])
 COLUMNS = SCHEMA.names
+SEARCH, CONFIRM = "search", "confirm"
+OBJECTIVES = list(pareto.OBJECTIVES)
+SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, n-1)·std/√n, std with ddof 1)"
+POINT_METRICS = ("emotion_acc", "leakage", "emotion_uar", "disentanglement")
+POINT_COLUMNS = ["config_id", "trial_id", "method", "weight", "n", "seeds", "trials", "epochs",
+                 *(f"{k}{s}" for k in POINT_METRICS for s in ("", "_std", "_ci95"))]
 
 
 class ResultsError(AvdisError):
@@ -117,22 +135,94 @@ def add_disentanglement(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def fill_disentanglement(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with disentanglement computed where the table has none (a table not written by the sweep)."""
+    if not len(df):
+        return df.copy()
+    return df.assign(disentanglement=df["disentanglement"].fillna(add_disentanglement(df)["disentanglement"]))
+
+
+def _finished(df: pd.DataFrame) -> pd.DataFrame:
+    """Completed or early-stopped trials with both objectives, configurations keyed (a trial alone without one)."""
+    done = fill_disentanglement(df)
+    done = done[done["order"].notna()].dropna(subset=OBJECTIVES).sort_values("order", kind="stable")
+    return done.assign(config_id=done["config_id"].fillna(done["trial_id"]), role=done["role"].fillna(SEARCH))
+
+
+def search_front(df: pd.DataFrame) -> pd.DataFrame:
+    """The search's front at full length: its first trial per configuration, in completion order.
+
+    Only the search trials trained longest count (as for the baseline): a trial stopped at an
+    early rung has metrics from fewer epochs, and its low leakage is often just less training,
+    so it is not what `sweep.confirm_seeds` should re-train at full length.
+    """
+    done = _finished(df)
+    done = done[done["role"] == SEARCH]
+    done = done[done["epochs"] == done["epochs"].max()]
+    on = pareto.nondominated(done["emotion_acc"].to_numpy(), done["leakage"].to_numpy())
+    return done[on].drop_duplicates("config_id")
+
+
+def seed_spread(values: pd.Series) -> dict[str, float | None]:
+    """Mean, sample std and the 95% Student-t half-width of the mean (std and interval None for one value)."""
+    v = values.dropna().to_numpy(float)
+    if len(v) == 0:
+        return {"mean": None, "std": None, "ci95": None}
+    if len(v) == 1:
+        return {"mean": float(v[0]), "std": None, "ci95": None}
+    std = float(np.std(v, ddof=1))
+    return {"mean": float(v.mean()), "std": std, "ci95": float(stats.t.ppf(0.975, len(v) - 1) * std / np.sqrt(len(v)))}
+
+
+def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
+    """One point per configuration of `configs` (its trial stands for it) from its seeds in `done` trained longest."""
+    points = []
+    for rep in configs.itertuples():
+        runs = done[done["config_id"] == rep.config_id]
+        runs = runs[runs["epochs"] == runs["epochs"].max()]
+        point = {"config_id": rep.config_id, "trial_id": rep.trial_id, "method": rep.method, "weight": rep.weight,
+                 "n": len(runs), "seeds": runs["seed"].tolist(), "trials": runs["trial_id"].tolist(),
+                 "epochs": runs["epochs"].max()}
+        for key in POINT_METRICS:
+            spread = seed_spread(runs[key])
+            point[key], point[f"{key}_std"], point[f"{key}_ci95"] = spread["mean"], spread["std"], spread["ci95"]
+        points.append(point)
+    return pd.DataFrame(points, columns=POINT_COLUMNS)
+
+
 def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
-    """The content of pareto.json for a trials table."""
+    """The content of pareto.json for a trials table.
+
+    `hypervolume_history` follows the search (single trials in completion order); `front`,
+    `front_points` and `hypervolume` come from seed means once confirmation rows exist.
+    """
     chance = float(df["emotion_chance"].dropna().max()) if df["emotion_chance"].notna().any() else 0.0
-    front = pareto.front_of(df[df["order"].notna()] if len(df) else df, chance)
-    done = df[(df["method"] == "multitask") & df["leakage"].notna() & df["order"].notna()]
+    done = _finished(df)
+    search = pareto.front_of(done[done["role"] == SEARCH], chance)
+    confirmed = bool((done["role"] == CONFIRM).any())
+    if confirmed:
+        points = seed_means(done, search_front(df))
+        on = pareto.nondominated(points["emotion_acc"].to_numpy(), points["leakage"].to_numpy())
+        front, hv = points[on], pareto.hypervolume(points["emotion_acc"], points["leakage"], chance)
+    else:
+        singles = done.assign(config_id=done["trial_id"])
+        front, hv = seed_means(singles, singles[singles["trial_id"].isin(search.trial_ids)]), search.hypervolume
+    multitask = done[done["method"] == "multitask"]
     # The multitask trials trained longest: one stopped at its first rung is no reference for the rest.
-    baseline = done[done["epochs"] == done["epochs"].max()]
+    baseline = multitask[multitask["epochs"] == multitask["epochs"].max()]
     return {
         "sweep": sweep,
         "objectives": dict(zip(pareto.OBJECTIVES, ["max" if m else "min" for m in pareto.MAXIMISE])),
         "reference": {"emotion_acc": chance, "leakage": 1.0},
-        "front": front.trial_ids,
-        "hypervolume": front.hypervolume,
-        "hypervolume_history": front.history,
+        "front": front["trial_id"].tolist(),
+        "front_basis": "seed_mean" if confirmed else "trial",
+        "front_points": front.to_dict("records"),
+        "spread": SPREAD,
+        "hypervolume": hv,
+        "hypervolume_history": search.history,
         "n_trials": int(len(df)),
         "n_completed": int(df["order"].notna().sum()) if len(df) else 0,
+        "n_confirm": int((df["role"] == CONFIRM).sum()) if len(df) else 0,
         "baseline": (
             {"emotion_acc": float(baseline["emotion_acc"].mean()), "leakage": float(baseline["leakage"].mean()),
              "trials": baseline["trial_id"].tolist()}
@@ -140,28 +230,6 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         ),
         "updated_at": time.time(),
     }
-
-
-def finite(value: Any) -> float | None:
-    """A metric as a float, or None when it is missing, not a number, NaN or infinite."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
-
-
-def json_safe(obj: Any) -> Any:
-    """A copy with NaN/inf as None and numpy scalars as Python ones: strict JSON that browsers parse."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def write_pareto(sweep_url: str, summary: dict[str, Any], s3: S3Config | None = None) -> None:

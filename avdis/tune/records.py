@@ -7,10 +7,15 @@ with the error text; so does one that reported a non-finite objective: it ends a
 never on the front (objectives are stored as null, never NaN). Early stopping is read off
 the epochs: a trial that ended before `train.epochs` was stopped by the scheduler. After
 each write the Pareto summary and Ray metrics are refreshed (`avdis.report`).
+
+Each row carries its `role` (the recorder's: `search`, or `confirm` for the sweep's
+re-training of its front with more seeds) and its `config_id`, the hash of its
+parameters without `train.seed`, which groups the seeds of one configuration.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -20,6 +25,7 @@ from ray.tune import Callback
 
 from avdis.config import Config, with_overrides
 from avdis.data.splits import split_id
+from avdis.numbers import finite
 from avdis.report import metrics as ray_metrics
 from avdis.report import results
 from avdis.tune.pareto import OBJECTIVES
@@ -28,6 +34,13 @@ from avdis.tune.space import to_overrides
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
          "emotion_chance", "manifest_hash")
+SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
+
+
+def config_id(params: dict[str, Any]) -> str:
+    """What groups the seeds of one configuration: a hash of its trial parameters without the seed."""
+    rest = {k: v for k, v in params.items() if k != SEED}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _final(row: dict[str, Any]) -> bool:
@@ -37,8 +50,8 @@ def _final(row: dict[str, Any]) -> bool:
 
 
 class TrialRecorder(Callback):
-    def __init__(self, sweep_url: str, cfg: Config, publish_metrics: bool = True):
-        self.sweep_url, self.cfg, self.publish_metrics = sweep_url, cfg, publish_metrics
+    def __init__(self, sweep_url: str, cfg: Config, publish_metrics: bool = True, role: str = results.SEARCH):
+        self.sweep_url, self.cfg, self.publish_metrics, self.role = sweep_url, cfg, publish_metrics, role
         self.rows: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ Tune hooks
@@ -62,11 +75,11 @@ class TrialRecorder(Callback):
         row["epochs"] = int(result.get("epoch", row.get("epochs") or 0))
         for key in FINAL:
             if key in result:
-                row[key] = result[key] if key == "manifest_hash" else results.finite(result[key])
-        bad = {k: result[k] for k in OBJECTIVES if k in result and results.finite(result[k]) is None}
+                row[key] = result[key] if key == "manifest_hash" else finite(result[key])
+        bad = {k: result[k] for k in OBJECTIVES if k in result and finite(result[k]) is None}
         if bad:
             row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
-        acc, leak = results.finite(result.get("emotion_acc")), results.finite(result.get("leakage"))
+        acc, leak = finite(result.get("emotion_acc")), finite(result.get("leakage"))
         if acc is not None and (row.get("best_emotion_acc") is None or acc > row["best_emotion_acc"]):
             row["best_emotion_acc"] = acc
         if leak is not None and (row.get("best_leakage") is None or leak < row["best_leakage"]):
@@ -109,9 +122,10 @@ class TrialRecorder(Callback):
             cfg = with_overrides(self.cfg, over)
             self.rows[tid] = {
                 "trial_id": tid, "sweep": self.cfg.sweep.name, "method": over["method.name"],
-                "weight": results.finite(over["method.weight"]), "lr": cfg.train.lr, "emb_dim": cfg.model.emb_dim,
+                "weight": finite(over["method.weight"]), "lr": cfg.train.lr, "emb_dim": cfg.model.emb_dim,
                 "seed": cfg.train.seed, "split_id": split_id(cfg.data.split),
-                "params": json.dumps(params, sort_keys=True, default=str),
+                "params": json.dumps(params, sort_keys=True, default=str), "config_id": config_id(params),
+                "role": self.role,
                 "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True), "_started": time.time(),
             }
         return self.rows[tid]

@@ -1,10 +1,18 @@
 """The sweep: Ray Tune over methods and weights, each trial a distributed TorchTrainer.
 
 Reads top to bottom: check inputs -> shards -> searcher + scheduler -> Tuner (new or
-restored) -> fit -> report. Outputs under `<sweep.storage>/<sweep.name>/`:
+restored) -> fit -> confirm -> report. Outputs under `<sweep.storage>/<sweep.name>/`:
 `trials.parquet`, `pareto.json`, `pareto.html`, `pareto.png`, `sweep.json` (what the
 sweep was started with) and Tune's own experiment state (the ResultGrid). Running the
 same command again against the same storage resumes the sweep.
+
+Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
+front at full length (`results.search_front`: early-stopped trials are not re-trained)
+are trained again with `train.seed` = their seed + 1..k, everything else as searched, in
+a second Tune experiment under `confirm/`: the same trainable, no scheduler (full epochs),
+the same callbacks, so its rows (role `confirm`) land in the same trials.parquet and the
+report's front becomes seed means with their spread. It resumes like the search: the
+experiment is restored and its finished trials report their recorded result.
 """
 
 from __future__ import annotations
@@ -13,18 +21,23 @@ import hashlib
 import json
 from typing import Any
 
+import pandas as pd
+from ray.tune.search import Searcher
+
 from avdis import runtime, storage
 from avdis.config import Config, with_overrides
 from avdis.data.prepare import ensure_shards
 from avdis.errors import UsageError
+from avdis.report import results
 from avdis.report.callback import ReportCallback
 from avdis.report.plots import write_report
-from avdis.tune.records import TrialRecorder
+from avdis.tune.records import SEED, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, sampler
 from avdis.tune.trial import run_trial
 
 SPEC = "sweep.json"
+CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep folder
 # Settings a resumed sweep may change; everything else must match how it was started.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.num_samples", "sweep.max_concurrent", "sweep.trial_cpus", "sweep.storage")
 
@@ -103,35 +116,96 @@ def trial_resources(cfg: Config) -> dict[str, float]:
     return {key.lower(): amount for key, amount in own.items()}
 
 
-def _tuner(cfg: Config, sweep_url: str, resume: bool):
+class FixedPoints(Searcher):
+    """Suggests the given trial parameters in order, then FINISHED; its place survives a restore."""
+
+    def __init__(self, points: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.points, self.next = points, 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+        if self.next >= len(self.points):
+            return Searcher.FINISHED
+        self.next += 1
+        return dict(self.points[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Nothing to learn: the points are fixed."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump({"points": self.points, "next": self.next}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self.points, self.next = state["points"], state["next"]
+
+
+def confirm_points(trials: pd.DataFrame, seeds: int) -> list[dict[str, Any]]:
+    """The search front's parameters with train.seed = seed + 1..seeds each, seed by seed across configurations."""
+    front = results.search_front(trials)
+    return [{**json.loads(row.params), SEED: int(row.seed) + i}
+            for i in range(1, seeds + 1) for row in front.itertuples()]
+
+
+def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config: Any, resume: bool):
+    """A Tuner for the experiment at `where` under sweep.storage (restored when it was started before).
+
+    Its trials run the same trainable and land in the same trials.parquet, recorded as `role`.
+    """
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), sweep_url=sweep_url), trial_resources(cfg),
     )
     fs, path = storage.pyarrow_filesystem(cfg.sweep.storage, cfg.s3)
-    experiment = f"{path.rstrip('/')}/{cfg.sweep.name}"
+    experiment = f"{path.rstrip('/')}/{where}"
+    storage_path, _, name = experiment.rpartition("/")
     if resume and tune.Tuner.can_restore(experiment, storage_filesystem=fs):
-        print(f"avdis sweep: resuming {sweep_url}", flush=True)
+        print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)
+    return tune.Tuner(
+        trainable, tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, storage_filesystem=fs,
+            callbacks=[TrialRecorder(sweep_url, cfg, role=role), ReportCallback(sweep_url, cfg.s3)],
+            failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+        ),
+    )
+
+
+def _tuner(cfg: Config, sweep_url: str, resume: bool):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
     s = cfg.sweep
     searcher = OptunaSearch(space=DefineByRun(s.space), metric=list(s.metrics), mode=list(s.modes),
                             sampler=sampler(s.search, s.seed))
     scheduler = (MOASHAScheduler(cfg.train.epochs, s.scheduler.grace_epochs, s.scheduler.eta, tuple(s.metrics))
                  if s.scheduler.type == "mo_asha" else None)
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
-                                    scheduler=scheduler, num_samples=s.num_samples),
-        run_config=tune.RunConfig(
-            name=s.name, storage_path=path, storage_filesystem=fs,
-            callbacks=[TrialRecorder(sweep_url, cfg), ReportCallback(sweep_url, cfg.s3)],
-            failure_config=tune.FailureConfig(max_failures=0), verbose=1,
-        ),
-    )
+    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
+                                  scheduler=scheduler, num_samples=s.num_samples)
+    return _experiment(cfg, sweep_url, s.name, results.SEARCH, tune_config, resume)
+
+
+def confirm(cfg: Config, sweep_url: str, resume: bool) -> None:
+    """Re-train the search front's configurations with sweep.confirm_seeds more seeds each (full epochs)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    s = cfg.sweep
+    points = confirm_points(results.read_trials(sweep_url, cfg.s3), s.confirm_seeds)
+    if not points:
+        print(f"avdis sweep {s.name}: no finished trial on the front, nothing to confirm", flush=True)
+        return
+    print(f"avdis sweep {s.name}: confirming the front: {len(points) // s.confirm_seeds} configurations x "
+          f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
+    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
+                                  num_samples=len(points))
+    _experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume).fit()
 
 
 def run(cfg: Config) -> dict[str, str]:
@@ -148,10 +222,12 @@ def run(cfg: Config) -> dict[str, str]:
         record_spec(sweep_url, cfg)
     s, t = cfg.sweep, cfg.train
     print(f"avdis sweep {s.name}: {s.num_samples} trials, search={s.search}, scheduler={s.scheduler.type}, "
-          f"{s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
+          f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
     _tuner(cfg, sweep_url, resume).fit()
+    if s.confirm_seeds:
+        confirm(cfg, sweep_url, resume)
     written = write_report(sweep_url, cfg.s3)
     print(f"avdis sweep {s.name}: done.\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
           f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(sweep_url, 'trials.parquet')}", flush=True)
