@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import get_args
+
+from pydantic.fields import FieldInfo
+
 from avdis import config as C
 from avdis.errors import AvdisError
 
@@ -27,11 +31,8 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Config:
 def cmd_synth(args: argparse.Namespace) -> int:
     from avdis.data import synth
 
-    cfg = C.validate({"data": {"synth": {
-        "speakers": args.speakers, "emotions": args.emotions, "clips_per_speaker": args.clips_per_speaker,
-        "entanglement": args.entanglement, "identity_cues": args.identity_cues, "cues": args.cues,
-        "duration_s": args.duration, "seed": args.seed,
-    }}}, "avdis synth flags")
+    given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
+    cfg = C.validate({"data": {"synth": given}}, "avdis synth flags")
     out = synth.generate(cfg.data.synth, args.out)
     print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
     return 0
@@ -117,6 +118,38 @@ def cmd_grafana(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 
 
+SYNTH_FLAGS = {  # flag -> (SynthConfig field, what it means); defaults, types, ranges and choices come from the field
+    "--speakers": ("speakers", ""),
+    "--emotions": ("emotions", f"first E of {', '.join(C.EMOTIONS)}"),
+    "--clips-per-speaker": ("clips_per_speaker", ""),
+    "--entanglement": ("entanglement", "0: emotion independent of speaker; 1: each speaker shows one emotion"),
+    "--identity-cues": ("identity_cues", "voice: every speaker has the same face (identity only in the voice); "
+                                         "off: the same voice and face too (control corpus)"),
+    "--cues": ("cues", "where emotion lives: mixed (pitch, energy, rhythm, face) or dynamics (only how the voice "
+                       "moves over time: syllable rate, tremor, melody shape; voice level and face say who speaks)"),
+    "--duration": ("duration_s", "seconds per clip"),
+    "--seed": ("seed", ""),
+}
+
+
+def _bounds(field: FieldInfo) -> str:
+    """A field's allowed range as `2 <= x <= 500`, from its pydantic constraints ('' when unbounded)."""
+    ops = {"ge": "<=", "gt": "<", "le": "<=", "lt": "<"}
+    low = [f"{getattr(m, k)} {ops[k]} " for m in field.metadata for k in ("ge", "gt") if hasattr(m, k)]
+    high = [f" {ops[k]} {getattr(m, k)}" for m in field.metadata for k in ("le", "lt") if hasattr(m, k)]
+    return f"{''.join(low)}x{''.join(high)}" if low or high else ""
+
+
+def _add_synth_flags(p: argparse.ArgumentParser) -> None:
+    """SynthConfig's fields as flags; a flag left out is not passed, so the field's own default applies."""
+    for flag, (name, meaning) in SYNTH_FLAGS.items():
+        field = C.SynthConfig.model_fields[name]
+        choices = get_args(field.annotation) or None
+        bounds = _bounds(field)
+        text = "; ".join(part for part in (meaning, bounds and f"range {bounds}", f"default {field.default}") if part)
+        p.add_argument(flag, dest=name, choices=choices, type=None if choices else field.annotation, help=text)
+
+
 def _with_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
@@ -128,23 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a generated audio-visual corpus (real mp4 files + ground truth)")
     p.add_argument("--out", required=True, help="folder to write the corpus into")
-    p.add_argument("--speakers", type=int, default=12)
-    p.add_argument("--emotions", type=int, default=4, help=f"first E of {', '.join(C.EMOTIONS)}")
-    p.add_argument("--clips-per-speaker", type=int, default=24)
-    p.add_argument("--entanglement", type=float, default=0.8,
-                   help="0: emotion independent of speaker; 1: each speaker shows one emotion")
-    p.add_argument("--identity-cues", choices=["on", "voice", "off"], default="on",
-                   help="voice: every speaker has the same face (identity only in the voice); "
-                        "off: the same voice and face too (control corpus)")
-    p.add_argument("--cues", choices=["mixed", "dynamics"], default="mixed",
-                   help="where emotion lives: mixed (pitch, energy, rhythm, face) or dynamics (only how the voice "
-                        "moves over time: syllable rate, tremor, melody shape; voice level and face say who speaks)")
-    p.add_argument("--duration", type=float, default=1.0, help="seconds per clip")
-    p.add_argument("--seed", type=int, default=0)
+    _add_synth_flags(p)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet")
-    p.add_argument("--corpus", required=True, choices=["ravdess", "cremad", "synthetic"])
+    p.add_argument("--corpus", required=True, choices=C.CORPORA)
     p.add_argument("--src", required=True, help="the corpus's source folder")
     p.add_argument("--out", required=True, help="output URL: a local folder or s3://bucket/prefix")
     p.add_argument("--shard-size", type=int, help="clips per shard")
@@ -156,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)")
     p.add_argument("--workers", type=int)
-    p.add_argument("--strategy", choices=["single", "ddp", "deepspeed"])
+    p.add_argument("--strategy", choices=C.STRATEGIES)
     p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
     p.add_argument("--name", help="run name under --storage")
     _with_config(p)

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from avdis.config import Config, S3Config
+from avdis.config import Config, S3Config, TrainConfig
 from avdis.errors import UsageError
 
 _EPS = 1e-9
@@ -181,12 +181,18 @@ class _Cluster:
         self.nodes = [_Node(s, dict(f)) for s, f in nodes]
 
 
-def trial_demand(cfg: Config) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """(driver bundle, worker bundles) that one trial asks Ray for."""
-    t = cfg.train
+def worker_bundle(t: TrainConfig) -> dict[str, float]:
+    """What one training worker asks Ray for: the one rule behind Ray Train's ScalingConfig and every fit check."""
     worker = {"CPU": t.cpus_per_worker}
     if t.gpus_per_worker:
         worker["GPU"] = t.gpus_per_worker
+    return worker
+
+
+def trial_demand(cfg: Config) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """(driver bundle, worker bundles) that one trial asks Ray for."""
+    t = cfg.train
+    worker = worker_bundle(t)
     if t.strategy == "single":  # the trial process is the one worker (see avdis.tune.trial)
         return {}, [worker]
     workers = [dict(worker) for _ in range(t.workers)]

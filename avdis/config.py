@@ -23,9 +23,20 @@ EMOTIONS: tuple[str, ...] = (
 )
 """Canonical emotion names; corpora map their codes onto these words."""
 
-METHODS: tuple[str, ...] = (
-    "single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace",
-)
+# The one list of each set of names: the Literal validates configs, the tuple is what code
+# iterates and the CLI offers; registries keyed by these names are tested against them.
+MethodName = Literal["single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace"]
+METHODS: tuple[str, ...] = get_args(MethodName)
+PresetName = Literal["tiny", "base", "large"]
+PRESETS: tuple[str, ...] = get_args(PresetName)
+Modality = Literal["audio", "visual", "av"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+Strategy = Literal["single", "ddp", "deepspeed"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+Corpus = Literal["synthetic", "ravdess", "cremad"]
+CORPORA: tuple[str, ...] = get_args(Corpus)
+IdentityCues = Literal["on", "voice", "off"]
+EmotionCues = Literal["mixed", "dynamics"]
 
 # What `method.weight` means for each method, and its allowed range (low, high, integer).
 WEIGHT_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -58,11 +69,11 @@ class SynthConfig(_Section):
     entanglement: float = Field(0.8, ge=0.0, le=1.0)
     # who speaks shows in: "on" voice and face, "voice" the voice alone (every face alike), "off" nothing (control);
     # true / false mean on / off
-    identity_cues: Literal["on", "voice", "off"] = "on"
+    identity_cues: IdentityCues = "on"
     # where emotion lives: "mixed" (pitch level, energy, contour, rate, face expression) or
     # "dynamics" (only how the voice moves over time: syllable rate, tremor, contour shape;
     # pitch level, formants, loudness and the face say who speaks, never how they feel)
-    cues: Literal["mixed", "dynamics"] = "mixed"
+    cues: EmotionCues = "mixed"
     duration_s: float = Field(1.0, gt=0.2, le=10.0)
     seed: int = 0
 
@@ -113,7 +124,7 @@ class LoaderConfig(_Section):
 
 
 class DataConfig(_Section):
-    corpus: Literal["synthetic", "ravdess", "cremad"] = "synthetic"
+    corpus: Corpus = "synthetic"
     src: str = "runs/corpus/synthetic"  # raw corpus folder (generated on first use if synthetic)
     shards: str = "runs/shards/synthetic"  # fsspec URL: local folder or s3://bucket/prefix
     shard_size: int = Field(64, ge=1, le=100_000)
@@ -123,12 +134,10 @@ class DataConfig(_Section):
     loader: LoaderConfig = LoaderConfig()
 
 
-PRESETS = ("tiny", "base", "large")
-
 
 class ModelConfig(_Section):
-    preset: Literal["tiny", "base", "large"] = "tiny"
-    modality: Literal["audio", "visual", "av"] = "av"
+    preset: PresetName = "tiny"
+    modality: Modality = "av"
     emb_dim: int = Field(64, ge=2, le=2048)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     contours: bool = True  # audio: prosodic contour features (modulation spectrum, contour shape); see encoders
@@ -144,11 +153,9 @@ class AdversaryConfig(_Section):
 
 
 class MethodConfig(_Section):
-    name: Literal[
-        "single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace"
-    ] = "multitask"
+    name: MethodName = "multitask"
     weight: float | None = None  # meaning per method: see WEIGHT_RANGES; None for baselines
-    identity_weight: float = Field(1.0, ge=0.0, le=100.0)  # speaker-loss weight
+    speaker_weight: float = Field(1.0, ge=0.0, le=100.0)  # weight of the speaker loss on z_id (logged as loss_speaker)
     # adversarial, confusion, nullspace: remove only identity beyond what the emotion label explains
     # (adversary sees the label; confusion target p(speaker | emotion); INLP within emotions). Others ignore it.
     conditional: bool = True
@@ -190,7 +197,7 @@ class TrainConfig(_Section):
     seed: int = 0
     probe_every: int = Field(1, ge=0)  # leakage probe every N epochs (0: only at the end)
     # engine
-    strategy: Literal["single", "ddp", "deepspeed"] = "single"
+    strategy: Strategy = "single"
     zero_stage: int = Field(0, ge=0, le=3)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     offload_optimizer: bool = False

@@ -117,14 +117,13 @@ def main() -> None:
     import ray
 
     from avdis import config as C
-    from avdis.config import DataConfig, S3Config, SynthConfig
-    from avdis.data import shards, synth
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
     from avdis.tune import sweep
 
     work = Path(tempfile.mkdtemp(prefix="avdis-bench-sweep-"))
-    synth.generate(SynthConfig(speakers=10, clips_per_speaker=24, entanglement=0.8, seed=4), work / "corpus")
-    shards.preprocess(DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards"),
-                                 shard_size=32), S3Config())
+    synthetic_shards(SynthConfig(speakers=10, clips_per_speaker=24, entanglement=0.8, seed=4), work / "corpus",
+                     work / "shards", shard_size=32)
     ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
     base = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "local.yaml"
     curves: dict[str, list[dict]] = {}

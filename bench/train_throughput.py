@@ -176,12 +176,11 @@ def _row(preset: str, strategy: str, workers: int, batch: int, per: list[dict[st
 
 def make_shards() -> str:
     """A generated 320-clip corpus, preprocessed into shards in a temporary folder."""
-    from avdis.config import DataConfig, S3Config, SynthConfig
-    from avdis.data import shards, synth
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
 
     work = Path(tempfile.mkdtemp(prefix="avdis-bench-train-"))
-    synth.generate(SynthConfig(speakers=8, clips_per_speaker=40, seed=2), work / "corpus")
-    shards.preprocess(DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards")), S3Config())
+    synthetic_shards(SynthConfig(speakers=8, clips_per_speaker=40, seed=2), work / "corpus", work / "shards")
     return str(work / "shards")
 
 

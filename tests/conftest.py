@@ -2,7 +2,7 @@
 
 - `s3_server`: moto's standalone S3 server (`moto_server`) on 127.0.0.1, a subprocess;
   AWS_* variables point every client (s3fs here, Ray workers started later) at it.
-- `tiny_shards`: a small generated corpus preprocessed into local shards, once per session.
+- `tiny_corpus` / `tiny_shards`: a small generated corpus (`TINY`) and its local shards, once per session.
 """
 
 from __future__ import annotations
@@ -91,23 +91,27 @@ def s3_bucket(s3_server) -> str:
     return f"s3://{name}"
 
 
+TINY = {"speakers": 6, "emotions": 4, "clips_per_speaker": 12, "entanglement": 0.7, "seed": 3}
+"""The tiny corpus: 6 speakers x 12 clips, 4 emotions, strong entanglement."""
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
-    """A generated corpus: 6 speakers x 12 clips, 4 emotions, strong entanglement."""
+    """The generated `TINY` corpus."""
     from avdis.config import SynthConfig
     from avdis.data import synth
 
     out = tmp_path_factory.mktemp("corpus")
-    synth.generate(SynthConfig(speakers=6, emotions=4, clips_per_speaker=12, entanglement=0.7, seed=3), out)
+    synth.generate(SynthConfig(**TINY), out)
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_shards(tiny_corpus, tmp_path_factory) -> str:
     """`tiny_corpus` preprocessed into local shards of 16 clips."""
-    from avdis.config import DataConfig, S3Config
-    from avdis.data import shards
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
 
     out = str(tmp_path_factory.mktemp("shards"))
-    shards.preprocess(DataConfig(corpus="synthetic", src=str(tiny_corpus), shards=out, shard_size=16), S3Config())
+    synthetic_shards(SynthConfig(**TINY), tiny_corpus, out, shard_size=16)
     return out

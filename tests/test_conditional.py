@@ -11,6 +11,7 @@ import torch
 
 from avdis.config import Config, FeatureConfig, MethodConfig, ModelConfig, TrainConfig
 from avdis.data.stream import DatasetInfo
+from avdis.logistic import fit_logistic
 from avdis.model import disentangle as D
 from avdis.model.multitask import build_model
 from avdis.train.engine import build_engine
@@ -127,7 +128,7 @@ def test_conditional_nullspace_removes_identity_beyond_emotion_and_keeps_emotion
         fit = D.fit_nullspace(z, speaker, emotion, 4, 2, iterations, conditional)
         zp = fit.transform(z)
         emotion_acc = (fit.emotion_logits(z).argmax(1) == emotion).float().mean().item()
-        speaker_acc = (D.fit_logistic(zp, speaker, 4)(zp.double()).argmax(1) == speaker).float().mean().item()
+        speaker_acc = (fit_logistic(zp, speaker, 4)(zp.double()).argmax(1) == speaker).float().mean().item()
         return emotion_acc, speaker_acc
 
     emo_cond, spk_cond = scores(True)

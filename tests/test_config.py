@@ -31,6 +31,8 @@ def test_local_paths_become_absolute(tmp_path, monkeypatch):
     ("method.name=foo", "'single_task', 'multitask', 'adversarial', 'confusion', 'orthogonal' or 'nullspace' (got 'foo')"),
     ("model.preset=huge", "model.preset: Input should be 'tiny', 'base' or 'large'"),
     ("method.name=nullspace", "method 'nullspace' needs method.weight in [1, 64]"),
+    ("method.identity_weight=2", "method.identity_weight: unknown key; allowed keys here: adversary, conditional, name, "
+                                 "speaker_weight, weight"),  # renamed: it weights the loss logged as loss_speaker
     ("bogus.x=1", "bogus: unknown key; allowed keys here: data, method, model, probe, ray, s3, sweep, train"),
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, expected):

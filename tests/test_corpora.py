@@ -71,7 +71,7 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
                       split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
     # two speakers with few clips each: within-speaker splits need >= 3 clips per speaker
     records, _ = corpora.scan(corpus, root)
-    summary = shards.preprocess(data, S3Config())
+    summary = shards.build_shards(data, S3Config())
     manifest = pq.read_table(out / "manifest.parquet").to_pandas()
     rejects = pq.read_table(out / "rejects.parquet").to_pandas()
     assert summary["clips"] == len(manifest) > 0

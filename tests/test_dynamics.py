@@ -15,8 +15,9 @@ import torch
 
 from avdis import config as C
 from avdis.config import DataConfig, S3Config, SynthConfig
-from avdis.data import shards, stream, synth
-from avdis.model.disentangle import fit_logistic
+from avdis.data import stream, synth
+from avdis.data.prepare import synthetic_shards
+from avdis.logistic import fit_logistic
 from avdis.train import launch
 
 SPEC = SynthConfig(speakers=12, emotions=4, clips_per_speaker=24, entanglement=0.0, cues="dynamics", seed=0)
@@ -25,9 +26,7 @@ SPEC = SynthConfig(speakers=12, emotions=4, clips_per_speaker=24, entanglement=0
 @pytest.fixture(scope="module")
 def dynamics_shards(tmp_path_factory) -> dict[str, str]:
     work = tmp_path_factory.mktemp("dynamics")
-    synth.generate(SPEC, work / "corpus")
-    data = DataConfig(corpus="synthetic", src=str(work / "corpus"), shards=str(work / "shards"))
-    shards.preprocess(data, S3Config())
+    synthetic_shards(SPEC, work / "corpus", work / "shards")
     return {"src": str(work / "corpus"), "shards": str(work / "shards"), "work": str(work)}
 
 

@@ -63,24 +63,24 @@ def test_a_source_clip_overwritten_in_place_is_read_again(corpus, tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     shutil.copytree(corpus, src)
     data = data_cfg(src, out)
-    shards.preprocess(data, S3)
+    shards.build_shards(data, S3)
     rows, _ = manifest(out)
     victim = rows[0]
     donor = next(r for r in rows if r["speaker"] != victim["speaker"] and r["emotion"] != victim["emotion"])
     before, donor_audio = sample(out, victim["clip_id"], "audio.npy"), sample(out, donor["clip_id"], "audio.npy")
     Path(victim["source_path"]).write_bytes(Path(donor["source_path"]).read_bytes())  # new content, same name
 
-    again = shards.preprocess(data, S3)
+    again = shards.build_shards(data, S3)
     assert again["up_to_date"] is False and again["rebuilt_because"] == "source files or settings changed"
     after = sample(out, victim["clip_id"], "audio.npy")
     assert np.array_equal(after, donor_audio) and not np.array_equal(after, before)
-    assert shards.preprocess(data, S3)["up_to_date"] is True
+    assert shards.build_shards(data, S3)["up_to_date"] is True
 
 
 def test_interrupted_shard_size_change_then_original_rerun_rebuilds_without_loss(corpus, tmp_path):
     out = tmp_path / "out"
     data = data_cfg(corpus, out, shard_size=4)
-    shards.preprocess(data, S3)
+    shards.build_shards(data, S3)
     # A rerun with shard_size=3 killed before its manifest: it rewrote shard 0 (3 clips now) and added shard 5.
     other = data_cfg(corpus, out, shard_size=3)
     records, _ = scan(other.corpus, other.src)
@@ -88,20 +88,20 @@ def test_interrupted_shard_size_change_then_original_rerun_rebuilds_without_loss
     for task in (tasks[0], tasks[5]):
         shards.write_shard(task, str(out), labels, other.features, S3)
 
-    again = shards.preprocess(data, S3)
+    again = shards.build_shards(data, S3)
     assert again["up_to_date"] is False
     assert "shard-000000.tar has" in again["rebuilt_because"]
     assert "shard-000005.tar is not in the manifest" in again["rebuilt_because"]
     rows, listed = manifest(out)
     assert on_disk(out) == listed  # every listed shard at its recorded size, and nothing else
     assert clip_ids_in_shards(out) == sorted(r["clip_id"] for r in rows) == sorted(r.clip_id for r in records)
-    assert shards.preprocess(data, S3)["up_to_date"] is True
+    assert shards.build_shards(data, S3)["up_to_date"] is True
 
 
 def test_an_interrupted_rebuild_leaves_no_manifest_beside_new_shards(corpus, tmp_path):
     out = tmp_path / "out"
     data = data_cfg(corpus, out, shard_size=4)
-    shards.preprocess(data, S3)
+    shards.build_shards(data, S3)
     other = data_cfg(corpus, out, shard_size=3)
 
     def killed_after_one_shard(tasks, labels):
@@ -109,9 +109,9 @@ def test_an_interrupted_rebuild_leaves_no_manifest_beside_new_shards(corpus, tmp
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        shards.preprocess(other, S3, run_tasks=killed_after_one_shard)
+        shards.build_shards(other, S3, run_tasks=killed_after_one_shard)
     assert not (out / shards.MANIFEST).exists()  # nothing claims the mixed shards are a dataset
-    assert shards.preprocess(data, S3)["rebuilt_because"] == "no manifest"
+    assert shards.build_shards(data, S3)["rebuilt_because"] == "no manifest"
     assert on_disk(out) == manifest(out)[1]
 
 
@@ -131,16 +131,16 @@ def test_force_rebuilds_and_deletes_shard_files_the_manifest_does_not_list(corpu
 def test_shards_on_s3_of_another_size_or_unlisted_are_rebuilt(corpus, s3_bucket):
     url = f"{s3_bucket}/shards/stale"
     data = data_cfg(corpus, url)
-    shards.preprocess(data, S3)
+    shards.build_shards(data, S3)
     first = f"{url}/shards/shard-000000.tar"
     storage.write_bytes(first, storage.read_bytes(first)[:1024])
     storage.write_bytes(f"{url}/shards/shard-000042.tar", b"stray")
 
-    again = shards.preprocess(data, S3)
+    again = shards.build_shards(data, S3)
     assert again["up_to_date"] is False
     assert "shard-000000.tar has 1024 bytes" in again["rebuilt_because"]
     assert "shard-000042.tar is not in the manifest" in again["rebuilt_because"]
     table, meta = shards.read_manifest(url, S3)
     assert [u.rsplit("/", 1)[-1] for u in storage.list_files(f"{url}/shards")] == [s["name"] for s in meta["shards"]]
     assert table.num_rows == 16
-    assert shards.preprocess(data, S3)["up_to_date"] is True
+    assert shards.build_shards(data, S3)["up_to_date"] is True

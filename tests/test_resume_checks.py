@@ -63,7 +63,7 @@ def test_other_lr_is_refused_by_the_loop_itself(tiny_shards, finished):
 
 def test_other_shards_are_refused_naming_the_manifest(tiny_corpus, tiny_shards, finished, tmp_path):
     other = str(tmp_path / "shards24")
-    shards.preprocess(C.load(SMOKE, [f"data.src={tiny_corpus}", f"data.shards={other}", "data.shard_size=24"]).data,
+    shards.build_shards(C.load(SMOKE, [f"data.src={tiny_corpus}", f"data.shards={other}", "data.shard_size=24"]).data,
                       C.S3Config())  # the same clips and labels, dealt to other shards: another manifest
     old, new = shards.manifest_hash(tiny_shards), shards.manifest_hash(other)
     with pytest.raises(UsageError, match=rf"data\.manifest_hash='{old}' \(this run: '{new}'\)\. Its shards"):
@@ -82,6 +82,7 @@ def test_a_checkpoint_from_before_the_check_is_refused_clearly(tiny_shards, fini
     storage = copy_of(finished, tmp_path)
     for state_file in (storage / "fixed").glob("checkpoint_*/state.json"):
         state = json.loads(state_file.read_text())
+        del state[ck.SIGNATURE]
         state["identity"] = {"model.preset": "tiny", "model.modality": "av", "model.emb_dim": 16,
                              "method.name": "multitask", "train.strategy": "single", "train.zero_stage": 0,
                              "emotions": 4, "speakers": 6}  # what older versions recorded
@@ -100,9 +101,9 @@ def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finish
     assert longer["final"]["manifest_hash"] == shards.manifest_hash(tiny_shards)
 
 
-def test_identity_covers_every_result_setting_but_not_where_or_how_it_runs():
+def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs():
     cfg = C.Config()
-    ident = ck.identity(cfg, "abc")
+    ident = ck.run_signature(cfg, "abc")
     assert ident["data.manifest_hash"] == "abc" and ident["train.lr"] == cfg.train.lr
     assert {"model.dropout", "method.adversary.lr", "probe.epochs", "data.split.fold", "data.features.n_mels",
             "train.seed", "train.workers", "data.loader.shuffle_buffer"} <= ident.keys()

@@ -73,11 +73,11 @@ def test_loader_workers_split_shards_without_loss(tiny_corpus, tiny_shards):
 def test_rerun_is_idempotent_and_writes_no_partial_files(tiny_corpus, tiny_shards, tmp_path):
     out = tmp_path / "again"
     data = data_cfg(tiny_corpus, out)
-    first = shards.preprocess(data, S3)
+    first = shards.build_shards(data, S3)
     blobs = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
     manifest = (out / "manifest.parquet").read_bytes()
-    assert shards.preprocess(data, S3)["up_to_date"] is True
-    again = shards.preprocess(data, S3, force=True)
+    assert shards.build_shards(data, S3)["up_to_date"] is True
+    again = shards.build_shards(data, S3, force=True)
     assert again["clips"] == first["clips"]
     assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == blobs  # identical bytes
     assert (out / "manifest.parquet").read_bytes() == manifest
@@ -103,7 +103,7 @@ def test_speaker_disjoint_scheme_keeps_test_speakers_out_of_train(tiny_corpus, t
 def test_shards_through_the_s3_server(tiny_corpus, s3_bucket):
     url = f"{s3_bucket}/shards/tiny"
     data = data_cfg(tiny_corpus, url)
-    summary = shards.preprocess(data, S3)
+    summary = shards.build_shards(data, S3)
     assert storage.exists(f"{url}/manifest.parquet") and storage.exists(f"{url}/rejects.parquet")
     assert len(storage.list_files(f"{url}/shards", ".tar")) == summary["shards"]
     info = stream.open_dataset(data, S3)
@@ -114,7 +114,7 @@ def test_shards_through_the_s3_server(tiny_corpus, s3_bucket):
 def test_missing_bucket_fails_loudly(tiny_corpus, s3_server):
     data = data_cfg(tiny_corpus, "s3://no-such-bucket-avdis/shards")
     with pytest.raises(storage.StorageError, match="no-such-bucket-avdis"):
-        shards.preprocess(data, S3)
+        shards.build_shards(data, S3)
 
 
 def test_unreachable_shards_count_as_bad_shards(tiny_corpus, tiny_shards, tmp_path):

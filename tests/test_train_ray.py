@@ -197,7 +197,7 @@ def test_streaming_from_s3_into_two_workers_sees_each_clip_once_per_epoch(local_
 
     url = f"{s3_bucket}/shards/tiny"
     cfg = cfg_for(url, tmp_path, f"data.src={tiny_corpus}")
-    shards.preprocess(cfg.data, cfg.s3)
+    shards.build_shards(cfg.data, cfg.s3)
     result = TorchTrainer(
         _stream_ids, train_loop_config={"config": cfg.model_dump(mode="json")},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.9}),

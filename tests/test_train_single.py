@@ -33,7 +33,7 @@ def fixed_batch(seed: int) -> dict:
             "video": torch.randint(0, 255, (n, FEAT.video_frames, 16, 16, 3), generator=g, dtype=torch.uint8),
             "video_mask": torch.ones(n, FEAT.video_frames, dtype=torch.bool),
             "emotion": torch.arange(n) % 4, "speaker": torch.arange(n) % 3, "valid": torch.ones(n, dtype=torch.bool),
-            "split": torch.zeros(n, dtype=torch.long), "within_split": torch.zeros(n, dtype=torch.long),
+            "scheme_split": torch.zeros(n, dtype=torch.long), "within_split": torch.zeros(n, dtype=torch.long),
             "clip_id": [str(i) for i in range(n)]}
 
 

@@ -168,7 +168,7 @@ def scan_synthetic(src: Path) -> Scan:
     return records, rejects
 
 
-ADAPTERS: dict[str, Callable[[Path], Scan]] = {
+ADAPTERS: dict[str, Callable[[Path], Scan]] = {  # keyed by config.CORPORA
     "ravdess": scan_ravdess,
     "cremad": scan_cremad,
     "synthetic": scan_synthetic,

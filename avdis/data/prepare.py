@@ -1,31 +1,49 @@
 """Make sure a config's shards exist: generate the synthetic corpus and preprocess on first use.
 
 `preprocess` is what `avdis preprocess` and `jobs/preprocess.py` run; `ensure_shards` is
-what training and sweeps call so the embedded default works from a fresh clone.
+what training and sweeps call so the embedded default works from a fresh clone;
+`synthetic_shards` is the test fixtures' and the benchmarks' "a generated corpus with
+these settings, preprocessed into shards at this URL". All three generate through
+`generate_if_missing` and write through `shards.build_shards`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from avdis import storage
-from avdis.config import Config
+from avdis.config import Config, DataConfig, S3Config, SynthConfig
 from avdis.data import shards, synth
+
+
+def generate_if_missing(data: DataConfig) -> None:
+    """Generate the synthetic corpus at `data.src` unless a finished one with these settings is there."""
+    if data.corpus == "synthetic" and not synth.is_generated(data.synth, data.src):
+        print(f"generating synthetic corpus in {data.src} ...", flush=True)
+        synth.generate(data.synth, data.src)
 
 
 def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False) -> dict[str, Any]:
     """Preprocess `cfg.data.src` into `cfg.data.shards`; Ray tasks when `use_ray`."""
-    data = cfg.data
-    if generate and data.corpus == "synthetic" and not synth.is_generated(data.synth, data.src):
-        print(f"generating synthetic corpus in {data.src} ...", flush=True)
-        synth.generate(data.synth, data.src)
+    if generate:
+        generate_if_missing(cfg.data)
     runner = None
     if use_ray:
         from avdis import runtime
 
         runtime.connect(cfg.ray)
-        runner = shards.run_on_ray(data, cfg.s3)
-    return shards.preprocess(data, cfg.s3, run_tasks=runner, force=force)
+        runner = shards.run_on_ray(cfg.data, cfg.s3)
+    return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force)
+
+
+def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
+                     shard_size: int = DataConfig.model_fields["shard_size"].default,
+                     s3: S3Config | None = None) -> dict[str, Any]:
+    """A corpus generated with `spec` at `src` (kept if already there), preprocessed in this process into `url`."""
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(url), shard_size=shard_size, synth=spec)
+    generate_if_missing(data)
+    return shards.build_shards(data, s3 or S3Config())
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:

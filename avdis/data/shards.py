@@ -81,7 +81,8 @@ def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: Featu
     meta = {
         "clip_id": rec.clip_id, "corpus": rec.corpus, "speaker": rec.speaker, "emotion": rec.emotion,
         "speaker_idx": labels.speakers.index(rec.speaker), "emotion_idx": labels.emotions.index(rec.emotion),
-        "split": within, "fold": fold, "audio_len": clip.audio_len, "video_len": clip.video_len,
+        "split": within,  # the within-speaker split; the on-disk name of the manifest column and sample key
+        "fold": fold, "audio_len": clip.audio_len, "video_len": clip.video_len,
         "face_detected": clip.face_detected,
     }
     sample = {"__key__": rec.clip_id, "audio.npy": clip.audio, "video.npy": clip.video, "json": meta}
@@ -133,7 +134,7 @@ def plan(records: list[ClipRecord], data: DataConfig) -> tuple[list[ShardTask], 
     return tasks, labels
 
 
-def _file_identity(path: str) -> str:
+def _file_stamp(path: str) -> str:
     """Size and mtime_ns: what changes when a file is overwritten, without reading it."""
     st = os.stat(path)
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
@@ -144,7 +145,7 @@ def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataCon
     h = hashlib.sha256()
     h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus]).encode())
     for r in records:
-        files = "|".join(_file_identity(p) for p in dict.fromkeys((r.audio_path, r.video_path)))
+        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path)))
         h.update(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n".encode())
     for j in rejects:
         h.update(f"reject|{j.source_path}|{j.reason}\n".encode())
@@ -215,7 +216,7 @@ def _write_parquet(url: str, table: pa.Table, s3: S3Config) -> None:
     storage.write_bytes(url, buf.getvalue(), s3)
 
 
-def preprocess(
+def build_shards(
     data: DataConfig,
     s3: S3Config,
     run_tasks: Callable[[list[ShardTask], Labels], Iterable[dict[str, Any]]] | None = None,
@@ -279,7 +280,7 @@ def manifest_hash(url: str, s3: S3Config | None = None) -> str:
 
 
 def run_on_ray(data: DataConfig, s3: S3Config, cpus_per_task: float = 1.0):
-    """A `run_tasks` for `preprocess` that runs each shard as a Ray task, with a progress bar."""
+    """A `run_tasks` for `build_shards` that runs each shard as a Ray task, with a progress bar."""
     import ray
     from tqdm import tqdm
 

@@ -67,7 +67,7 @@ class DatasetInfo:
     modalities: tuple[str, ...]
     split_counts: dict[str, int]
     manifest_hash: str
-    # labels of every clip, for chance levels: (speaker_idx, emotion_idx, split, within-speaker split)
+    # labels of every clip, for chance levels: (speaker_idx, emotion_idx, scheme split, within-speaker split)
     labels: list[tuple[int, int, str, str]]
 
 
@@ -76,11 +76,11 @@ def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
     rows = table.select(["shard", "split", "fold", "speaker_idx", "emotion_idx"]).to_pylist()
     per_shard: dict[str, Counter] = {}
     labels = []
-    for row in rows:
-        split = split_of(row["split"], row["fold"], data.split)
-        per_shard.setdefault(row["shard"], Counter())[split] += 1
+    for row in rows:  # the manifest's "split" column is the within-speaker split
+        scheme_split = split_of(row["split"], row["fold"], data.split)
+        per_shard.setdefault(row["shard"], Counter())[scheme_split] += 1
         per_shard[row["shard"]]["all"] += 1
-        labels.append((row["speaker_idx"], row["emotion_idx"], split, row["split"]))
+        labels.append((row["speaker_idx"], row["emotion_idx"], scheme_split, row["split"]))
     refs = [ShardRef(storage.join(data.shards, shardlib.SHARD_DIR, s["name"]), dict(per_shard.get(s["name"], {})),
                      s["bytes"], s["sha256"]) for s in meta["shards"]]
     totals = Counter()
@@ -102,15 +102,16 @@ class EpochPlan:
     steps: int
 
     @classmethod
-    def make(cls, info: DatasetInfo, split: str, world: int, epoch: int, seed: int, batch_size: int) -> "EpochPlan":
-        shards = [s for s in info.shards if s.counts.get(split, 0) > 0]
+    def make(cls, info: DatasetInfo, scheme_split: str, world: int, epoch: int, seed: int,
+             batch_size: int) -> "EpochPlan":
+        shards = [s for s in info.shards if s.counts.get(scheme_split, 0) > 0]
         random.Random(seed * 100_003 + epoch).shuffle(shards)
         per_rank: list[list[ShardRef]] = [[] for _ in range(world)]
         counts = [0] * world
-        for ref in sorted(shards, key=lambda s: -s.counts[split]):  # stable sort keeps the shuffle for ties
+        for ref in sorted(shards, key=lambda s: -s.counts[scheme_split]):  # stable sort keeps the shuffle for ties
             r = min(range(world), key=lambda k: (counts[k], k))
             per_rank[r].append(ref)
-            counts[r] += ref.counts[split]
+            counts[r] += ref.counts[scheme_split]
         steps = max(-(-c // batch_size) for c in counts) if shards else 0
         return cls(per_rank, counts, steps)
 
@@ -170,9 +171,9 @@ def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
 class SampleStream(IterableDataset):
     """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers."""
 
-    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, split: SplitConfig,
+    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, scheme: SplitConfig,
                  wanted: str | None, shuffle_buffer: int, seed: int):
-        self.shards, self.s3, self.feat, self.split, self.wanted = shards, s3, feat, split, wanted
+        self.shards, self.s3, self.feat, self.scheme, self.wanted = shards, s3, feat, scheme, wanted
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
 
     def _shard(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
@@ -196,9 +197,9 @@ class SampleStream(IterableDataset):
                 except Exception as exc:  # noqa: BLE001
                     events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
                     continue
-                m = sample["meta"]
-                m["split_name"] = split_of(m["split"], m["fold"], self.split)
-                if self.wanted is None or m["split_name"] == self.wanted:
+                m = sample["meta"]  # m["split"]: the within-speaker split, as preprocess stored it
+                m["scheme_split"] = split_of(m["split"], m["fold"], self.scheme)
+                if self.wanted is None or m["scheme_split"] == self.wanted:
                     yield {**sample, "shard": url}
         except Exception as exc:  # noqa: BLE001 - a corrupt tar (written so by preprocess: its hash matched)
             events.append(Skip("shard", url, f"unreadable after {n} samples ({type(exc).__name__}: {exc})"))
@@ -234,14 +235,14 @@ def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig)
     vlen = np.zeros(b, np.int64)
     emo = np.zeros(b, np.int64)
     spk = np.zeros(b, np.int64)
-    split = np.full(b, -1, np.int64)
+    scheme = np.full(b, -1, np.int64)
     within = np.full(b, -1, np.int64)
     for i, s in enumerate(samples):
         m = s["meta"]
         audio[i], video[i] = s["audio"], s["video"]
         alen[i], vlen[i] = m["audio_len"], m["video_len"]
         emo[i], spk[i] = m["emotion_idx"], m["speaker_idx"]
-        split[i], within[i] = SPLIT_CODES[m["split_name"]], SPLIT_CODES[m["split"]]
+        scheme[i], within[i] = SPLIT_CODES[m["scheme_split"]], SPLIT_CODES[m["split"]]
     valid = np.arange(b) < n
     return {
         "audio": torch.from_numpy(audio),
@@ -250,8 +251,8 @@ def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig)
         "video_mask": torch.from_numpy(np.arange(feat.video_frames)[None] < vlen[:, None]),
         "emotion": torch.from_numpy(emo),
         "speaker": torch.from_numpy(spk),
-        "split": torch.from_numpy(split),
-        "within_split": torch.from_numpy(within),
+        "scheme_split": torch.from_numpy(scheme),  # the configured scheme's split (data.split)
+        "within_split": torch.from_numpy(within),  # the within-speaker split, whatever the scheme
         "valid": torch.from_numpy(valid),
         "clip_id": [s["meta"]["clip_id"] for s in samples],
         "shard": [s["shard"] for s in samples],
@@ -259,20 +260,20 @@ def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig)
 
 
 def epoch_batches(
-    info: DatasetInfo, data: DataConfig, s3: S3Config, split: str | None, *, rank: int, world: int,
+    info: DatasetInfo, data: DataConfig, s3: S3Config, scheme_split: str | None, *, rank: int, world: int,
     epoch: int, seed: int, batch_size: int, shuffle: bool = True, stats: SkipStats | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Exactly `plan.steps` batches for this rank (split=None: every clip, e.g. to embed all).
+    """Exactly `plan.steps` batches of `scheme_split` clips for this rank (None: every clip, e.g. to embed all).
 
     Fills `stats` as it goes and raises SkipRateExceeded at the end of the epoch when too
     many clips did not arrive.
     """
-    key = split or "all"
+    key = scheme_split or "all"
     plan = EpochPlan.make(info, key, world, epoch if shuffle else 0, seed, batch_size)
     mine = plan.per_rank[rank] if plan.steps else []
     stats = stats if stats is not None else SkipStats()
     stats.expected += plan.counts[rank] if plan.steps else 0
-    stream = SampleStream(mine, s3, info.features, data.split, split,
+    stream = SampleStream(mine, s3, info.features, data.split, scheme_split,
                           data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank)
     loader = DataLoader(stream, batch_size=None, num_workers=min(data.loader.workers, len(mine)),
                         persistent_workers=False)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avdis.config import MethodConfig
+from avdis.logistic import fit_logistic
 
 
 def masked_ce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -142,7 +143,7 @@ class Method:
         valid = batch["valid"]
         terms = {"emotion": masked_ce(out["emo_logits"], batch["emotion"], valid)}
         if self.identity_loss:
-            terms["speaker"] = cfg.identity_weight * masked_ce(out["id_logits"], batch["speaker"], valid)
+            terms["speaker"] = cfg.speaker_weight * masked_ce(out["id_logits"], batch["speaker"], valid)
         if self.penalty is not None:
             terms[self.name] = self.penalty(out, batch, critic, weight)
         return terms
@@ -163,7 +164,7 @@ def _orthogonal(out: dict, batch: dict, critic: Critic | None, weight: float) ->
     return weight * cross_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"])
 
 
-REGISTRY: dict[str, Method] = {
+REGISTRY: dict[str, Method] = {  # keyed by config.METHODS
     "single_task": Method("single_task", identity_loss=False, adversary=False),
     "multitask": Method("multitask", identity_loss=True, adversary=False),
     "adversarial": Method("adversarial", identity_loss=True, adversary=True, penalty=_adversarial),
@@ -182,24 +183,6 @@ def method_weight(cfg: MethodConfig, epoch_progress: float) -> float:
 
 
 # ------------------------------------------------------------------ post hoc (nullspace)
-
-
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1e-3, iters: int = 100) -> nn.Linear:
-    """Multinomial logistic regression by full-batch L-BFGS (deterministic)."""
-    lin = nn.Linear(x.shape[1], n_classes).double()
-    nn.init.zeros_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
-    x = x.double()
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(x), y) + l2 * (lin.weight**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return lin
 
 
 def remove_group_means(x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:

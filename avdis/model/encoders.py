@@ -1,7 +1,7 @@
 """Audio and visual encoders: a convolutional stem, then a small transformer, masked mean-pooled.
 
 Both take padded windows with masks (see `avdis.data.stream.collate`) and return one
-vector per clip. Sizes come from the preset (`avdis.model.multitask.PRESETS`). No batch
+vector per clip. Sizes come from the preset (`avdis.model.multitask.PRESET_SIZES`). No batch
 norm anywhere: padding rows (valid=False) must not change what real rows compute.
 
 The audio encoder adds prosodic contour features (`ContourFeatures`): much of the emotion

@@ -25,20 +25,20 @@ class Preset:
     fuse: int  # fused representation width
 
 
-PRESETS: dict[str, Preset] = {
+PRESET_SIZES: dict[str, Preset] = {  # keyed by config.PRESETS
     "tiny": Preset(width=32, depth=1, heads=2, ffn=2, fuse=64),  # CPU tests: a run in well under a minute
     "base": Preset(width=256, depth=4, heads=4, ffn=4, fuse=256),
     "large": Preset(width=1024, depth=12, heads=16, ffn=4, fuse=1024),  # ~0.3 B parameters: ZeRO territory
 }
 
-MODALITIES = {"audio": ("audio",), "visual": ("visual",), "av": ("audio", "visual")}
+MODALITY_INPUTS = {"audio": ("audio",), "visual": ("visual",), "av": ("audio", "visual")}
 
 
 class AVModel(nn.Module):
     def __init__(self, cfg: ModelConfig, feat: FeatureConfig, n_emotions: int, n_speakers: int):
         super().__init__()
-        p = PRESETS[cfg.preset]
-        self.modalities = MODALITIES[cfg.modality]
+        p = PRESET_SIZES[cfg.preset]
+        self.modalities = MODALITY_INPUTS[cfg.modality]
         self.audio = (AudioEncoder(feat.n_mels, feat.audio_frames, p.width, p.depth, p.heads, p.ffn, cfg.dropout,
                                    contours=cfg.contours)
                       if "audio" in self.modalities else None)
@@ -76,7 +76,7 @@ def describe_presets(cfg: Config, n_emotions: int = 8, n_speakers: int = 24) -> 
     """A table of the presets with parameter counts at this config's features and modality."""
     lines = [f"{'preset':<8}{'width':>7}{'depth':>7}{'params':>16}   (modality={cfg.model.modality}, "
              f"emb_dim={cfg.model.emb_dim}, {n_emotions} emotions, {n_speakers} speakers)"]
-    for name, p in PRESETS.items():
+    for name, p in PRESET_SIZES.items():
         with torch.device("meta"):
             model = AVModel(cfg.model.model_copy(update={"preset": name}), cfg.data.features, n_emotions, n_speakers)
         lines.append(f"{name:<8}{p.width:>7}{p.depth:>7}{count_parameters(model):>16,}")

@@ -3,8 +3,8 @@
 A checkpoint directory holds `engine/` (engine-specific, see `avdis.train.engine`),
 `state.json` (epoch, step, data position, metric history, what model it belongs to),
 `adversary.pt` and, for nullspace, `posthoc.pt`. A run resumes only with the data (the
-manifest's hash) and every setting that shapes its result (`identity`); anything else is
-refused naming each setting that differs, old and new.
+manifest's hash) and every setting that shapes its result (its `run_signature`); anything
+else is refused naming each setting that differs, old and new.
 
 `RunStore` is the single-process trainer's checkpoint store (Ray Train has its own):
 `<run>/checkpoint_epoch_NNNN/` folders, `latest.json` written last as the pointer.
@@ -25,7 +25,8 @@ from avdis.errors import UsageError
 
 STATE = "state.json"
 LATEST = "latest.json"
-KEEP = 2
+KEEP_CHECKPOINTS = 2  # per run: RunStore prunes to it, Ray Train's CheckpointConfig keeps as many
+SIGNATURE = "run_signature"  # state.json's key for `run_signature`
 
 
 # The sections that shape a run's result, and the settings in them a resumed run may change:
@@ -45,7 +46,7 @@ def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def identity(cfg: Config, manifest_hash: str) -> dict[str, Any]:
+def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
     """What must match for a checkpoint to resume into this run: its data and every result-shaping setting."""
     dump = cfg.model_dump(mode="json")
     out = {"data.manifest_hash": manifest_hash}
@@ -55,6 +56,12 @@ def identity(cfg: Config, manifest_hash: str) -> dict[str, Any]:
             node = node[part]
         out.update(_flatten(node, f"{section}."))
     return {k: v for k, v in out.items() if k not in MAY_CHANGE}
+
+
+def saved_signature(state: dict[str, Any]) -> dict[str, Any]:
+    """The run signature a checkpoint's state.json recorded; empty for one too old to record it
+    (older versions kept a shorter record under "identity"), which `check_compatible` refuses as such."""
+    return state.get(SIGNATURE, {})
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
@@ -86,7 +93,7 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config) -> None:
     found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
     state = storage.join(found[-1], STATE) if found else None
     if state and storage.exists(state, s3):
-        check_compatible(json.loads(storage.read_bytes(state, s3))["identity"], current, run_url)
+        check_compatible(saved_signature(json.loads(storage.read_bytes(state, s3))), current, run_url)
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:
@@ -131,7 +138,7 @@ class RunStore:
     def _prune(self) -> None:
         fs, path = self._fs()
         names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False) if "checkpoint_epoch_" in p)
-        for old in names[:-KEEP]:
+        for old in names[:-KEEP_CHECKPOINTS]:
             fs.rm(f"{path}/{old}", recursive=True)
 
 

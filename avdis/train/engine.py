@@ -187,6 +187,8 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+ENGINES: dict[str, type[Engine]] = {"single": Engine, "ddp": DDPEngine, "deepspeed": DeepSpeedEngine}  # keyed by config.STRATEGIES
+
+
 def build_engine(model: nn.Module, cfg: TrainConfig, find_unused: bool) -> Engine:
-    kind = {"single": Engine, "ddp": DDPEngine, "deepspeed": DeepSpeedEngine}[cfg.strategy]
-    return kind(model, cfg, find_unused)
+    return ENGINES[cfg.strategy](model, cfg, find_unused)

@@ -27,7 +27,7 @@ def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions
     """The method's post-hoc step (INLP for nullspace, within emotions if conditional), fit on the train split."""
     if cfg.method.name != "nullspace":
         return None
-    tr = emb["split"] == TRAIN
+    tr = emb["scheme_split"] == TRAIN
     return fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
                          torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight),
                          cfg.method.conditional)
@@ -42,7 +42,7 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
         with torch.no_grad():
             z_emo, emo_logits = fit.transform(z).numpy(), fit.emotion_logits(z).numpy()
     emo_pred, spk_pred = emo_logits.argmax(1), emb["id_logits"].argmax(1)
-    test, val = emb["split"] == TEST, emb["split"] == VAL
+    test, val = emb["scheme_split"] == TEST, emb["scheme_split"] == VAL
     w_train, w_test = emb["within_split"] == TRAIN, emb["within_split"] == TEST
     metrics: dict[str, Any] = {
         "emotion_acc": accuracy(emo_pred[test], emb["emotion"][test]),

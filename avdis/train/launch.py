@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from avdis import storage
+from avdis.clusterfit import worker_bundle
 from avdis.config import Config
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
@@ -32,10 +33,7 @@ def scaling_config(cfg: Config):
     from ray.train import ScalingConfig
 
     t = cfg.train
-    resources = {"CPU": t.cpus_per_worker}
-    if t.gpus_per_worker:
-        resources["GPU"] = t.gpus_per_worker
-    return ScalingConfig(num_workers=t.workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=resources,
+    return ScalingConfig(num_workers=t.workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=worker_bundle(t),
                          placement_strategy=t.placement_strategy)
 
 
@@ -52,22 +50,26 @@ def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None 
     return RunConfig(
         name=name, storage_path=path, storage_filesystem=fs, callbacks=callbacks,
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=2),
+        checkpoint_config=CheckpointConfig(num_to_keep=ck.KEEP_CHECKPOINTS),
         worker_runtime_env={"env_vars": worker_env()},
     )
 
 
 def check_resources(cfg: Config) -> None:
-    """Refuse, before any worker starts, a run the connected cluster can never place."""
+    """Refuse, before any worker starts, a run whose workers together need more than the connected cluster has."""
     import ray
 
+    if cfg.ray.autoscaling:
+        return
     t = cfg.train
-    gpus = ray.cluster_resources().get("GPU", 0.0)
-    want = t.workers * t.gpus_per_worker
-    if want > gpus and not cfg.ray.autoscaling:
-        raise UsageError(f"train.workers={t.workers} x train.gpus_per_worker={t.gpus_per_worker} asks for "
-                         f"{want:g} GPUs; the Ray cluster has {gpus:g}. Lower them, add GPU nodes, or set "
-                         "ray.autoscaling=true if the cluster adds them on demand.")
+    have = ray.cluster_resources()
+    fields = {"CPU": "train.cpus_per_worker", "GPU": "train.gpus_per_worker"}
+    for name, each in worker_bundle(t).items():
+        want = t.workers * each
+        if want > have.get(name, 0.0) + 1e-9:
+            raise UsageError(f"train.workers={t.workers} x {fields[name]}={each:g} asks for {want:g} {name}s; "
+                             f"the Ray cluster has {have.get(name, 0.0):g}. Lower them, add {name} nodes, or set "
+                             "ray.autoscaling=true if the cluster adds them on demand.")
 
 
 def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
@@ -88,7 +90,7 @@ def train(cfg: Config) -> dict[str, Any]:
     storage.check_writable(cfg.train.storage, cfg.s3)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
-    ck.check_resume(run_url, ck.identity(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3)
+    ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3)
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
     if cfg.train.strategy == "single":

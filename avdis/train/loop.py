@@ -27,13 +27,12 @@ from avdis.config import Config
 from avdis.data.stream import DatasetInfo, SkipStats, epoch_batches, open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
-from avdis.model.multitask import MODALITIES, build_model, count_parameters
-from avdis.report.results import finite, json_safe
+from avdis.model.multitask import MODALITY_INPUTS, build_model, count_parameters
+from avdis.numbers import finite, json_safe
 from avdis.train import checkpoint as ck
 from avdis.train.engine import build_engine
 from avdis.train.evaluate import evaluate
 from avdis.train.step import Stepper, embed, train_prior
-from avdis.tune.pareto import OBJECTIVES
 
 METRICS_FILE = "metrics.json"
 OUTPUTS = ("z_emo", "z_id", "emo_logits", "id_logits")
@@ -136,7 +135,7 @@ def _broadcast(obj: Any, rank: int) -> Any:
 
 
 def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
-    missing = [m for m in MODALITIES[cfg.model.modality] if m not in info.modalities]
+    missing = [m for m in MODALITY_INPUTS[cfg.model.modality] if m not in info.modalities]
     if missing:
         raise UsageError(f"model.modality={cfg.model.modality} needs {missing} but the shards at {info.url} "
                          f"hold only {list(info.modalities)}; pick model.modality accordingly")
@@ -169,9 +168,9 @@ def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
         )
 
 
-def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
-    """Fail when an objective the front is built on is not a finite number."""
-    bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
+def _check_objectives(metrics: dict[str, Any], objectives: list[str], epoch: int) -> None:
+    """Fail when an objective the sweep's front is built on (`sweep.metrics`) is not a finite number."""
+    bad = {k: metrics[k] for k in objectives if k in metrics and finite(metrics[k]) is None}
     if bad:
         raise NonFiniteError(
             f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; pick a data.split "
@@ -206,12 +205,12 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     method = REGISTRY[cfg.method.name]
     engine = build_engine(model, cfg.train, find_unused=not method.identity_loss)
     stepper = Stepper(engine, method, cfg, n_spk, train_prior(info))
-    ident = ck.identity(cfg, info.manifest_hash)
+    signature = ck.run_signature(cfg, info.manifest_hash)
     start, history = 0, []
     with reporter.restore() as found:
         if found is not None:
             state = ck.read_state(found)
-            ck.check_compatible(state["identity"], ident, reporter.run_url)
+            ck.check_compatible(ck.saved_signature(state), signature, reporter.run_url)
             engine.load(found)
             stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False) if (found / "adversary.pt").exists() else {})
             start, history = state["epoch"], state["history"]
@@ -249,7 +248,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
         metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
         metrics = _broadcast(metrics, rank)
-        _check_objectives(metrics, epoch)
+        _check_objectives(metrics, cfg.sweep.metrics, epoch)
         metrics.update({
             "epoch": epoch + 1, "steps": i, "train_s": train_s, "epoch_s": time.perf_counter() - t0,
             "samples_per_s": train_clips / max(train_s, 1e-9),
@@ -266,7 +265,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         with ck.scratch_dir() as d:
             engine.save(d)  # collective under DeepSpeed
             if rank == 0:
-                ck.write_state(d, {"epoch": epoch + 1, "history": history, "identity": ident,
+                ck.write_state(d, {"epoch": epoch + 1, "history": history, ck.SIGNATURE: signature,
                                    "data_position": {"epoch": epoch + 1, "step_in_epoch": 0}})
                 torch.save(stepper.state_dict(), d / "adversary.pt")
                 if fit is not None:

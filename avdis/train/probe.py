@@ -17,7 +17,7 @@ from torch import nn
 
 from avdis.config import ProbeConfig
 from avdis.errors import UsageError
-from avdis.model.disentangle import fit_logistic
+from avdis.logistic import fit_logistic
 from avdis.train.metrics import accuracy, label_only_speaker_chance, normalised_leakage
 
 

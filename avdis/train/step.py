@@ -24,7 +24,7 @@ from avdis.data.stream import DatasetInfo
 from avdis.model.disentangle import Adversary, Critic, Method, masked_ce, method_weight, speaker_given_emotion
 from avdis.train.engine import Engine
 
-TENSOR_KEYS = ("audio", "audio_mask", "video", "video_mask", "emotion", "speaker", "split", "within_split", "valid")
+TENSOR_KEYS = ("audio", "audio_mask", "video", "video_mask", "emotion", "speaker", "scheme_split", "within_split", "valid")
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _average_grads(module: torch.nn.Module) -> None:
 
 def train_prior(info: DatasetInfo) -> torch.Tensor:
     """p(speaker | emotion) [emotions, speakers] over the train split's clips."""
-    train = [(spk, emo) for spk, emo, split, _ in info.labels if split == "train"]
+    train = [(spk, emo) for spk, emo, scheme_split, _ in info.labels if scheme_split == "train"]
     speaker = torch.tensor([spk for spk, _ in train], dtype=torch.long)
     emotion = torch.tensor([emo for _, emo in train], dtype=torch.long)
     return speaker_given_emotion(speaker, emotion, len(info.speakers), len(info.emotions))
@@ -126,7 +126,7 @@ def embed(engine: Engine, batches: Iterable[dict[str, Any]]) -> dict[str, np.nda
         out = engine.forward(batch)
         valid = batch["valid"]
         rows = {**{k: out[k].float()[valid] for k in ("z_emo", "z_id", "emo_logits", "id_logits")},
-                **{k: batch[k][valid] for k in ("emotion", "speaker", "split", "within_split")}}
+                **{k: batch[k][valid] for k in ("emotion", "speaker", "scheme_split", "within_split")}}
         for k, v in rows.items():
             keep.setdefault(k, []).append(v.cpu().numpy())
         for key in ("clip_id", "shard"):

@@ -1,0 +1,113 @@
+"""Each name, default and rule is written once: registries, CLI flags and Ray settings derive from it.
+
+Also the floor plan (data -> model -> train -> tune -> report): a module imports only from
+its own floor or lower ones. Checked here for the floors up to train.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from avdis import clusterfit
+from avdis import config as C
+from avdis.cli import build_parser
+from avdis.data.corpora import ADAPTERS
+from avdis.model.disentangle import REGISTRY
+from avdis.model.multitask import MODALITY_INPUTS, PRESET_SIZES
+from avdis.train import checkpoint as ck
+from avdis.train import launch
+from avdis.train.engine import ENGINES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("keys, names", [
+    (REGISTRY, C.METHODS), (PRESET_SIZES, C.PRESETS), (MODALITY_INPUTS, C.MODALITIES),
+    (ENGINES, C.STRATEGIES), (ADAPTERS, C.CORPORA),
+], ids=["methods", "presets", "modalities", "strategies", "corpora"])
+def test_every_registry_is_keyed_by_the_config_names(keys, names):
+    assert set(keys) == set(names)
+
+
+def _subparser(command: str):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[command]
+
+
+def _flag(command: str, dest: str):
+    return next(a for a in _subparser(command)._actions if a.dest == dest)
+
+
+def test_cli_choices_are_the_config_names():
+    assert tuple(_flag("train", "strategy").choices) == C.STRATEGIES
+    assert tuple(_flag("preprocess", "corpus").choices) == C.CORPORA
+
+
+def test_synth_flags_are_synth_config_fields_with_its_defaults_and_ranges(tmp_path, monkeypatch):
+    flags = {a.dest: a for a in _subparser("synth")._actions if a.dest in C.SynthConfig.model_fields}
+    assert set(flags) == set(C.SynthConfig.model_fields)
+    for name, action in flags.items():
+        field = C.SynthConfig.model_fields[name]
+        assert action.default is None  # a flag left out is not passed: the field's own default applies
+        assert f"default {field.default}" in action.help
+    assert "range 2 <= x <= 500" in flags["speakers"].help and "range 0.2 < x <= 10.0" in flags["duration_s"].help
+    from avdis.data import synth
+
+    seen = []
+    monkeypatch.setattr(synth, "generate", lambda cfg, out: seen.append(cfg) or Path(out))
+    args = build_parser().parse_args(["synth", "--out", str(tmp_path), "--speakers", "3"])
+    assert args.func(args) == 0
+    assert seen == [C.SynthConfig(speakers=3)]
+
+
+def test_one_worker_bundle_for_ray_train_and_the_fit_checks():
+    cfg = C.load(None, ["train.strategy=ddp", "train.workers=3", "train.cpus_per_worker=2", "train.gpus_per_worker=1"])
+    bundle = clusterfit.worker_bundle(cfg.train)
+    assert bundle == {"CPU": 2.0, "GPU": 1.0}
+    assert launch.scaling_config(cfg).resources_per_worker == bundle
+    assert clusterfit.trial_demand(cfg)[1] == [bundle] * 3
+
+
+def test_ray_train_keeps_as_many_checkpoints_as_the_local_store():
+    cfg = C.Config()
+    assert launch.run_config(cfg, str(ROOT / "runs"), "x").checkpoint_config.num_to_keep == ck.KEEP_CHECKPOINTS
+
+
+# ------------------------------------------------------------------ floors
+
+FLOORS = {"data": 1, "model": 2, "train": 3, "tune": 4, "report": 5}  # modules directly under avdis/: floor 0
+
+
+def _floor(module: str) -> int:
+    return FLOORS.get(module.split(".")[1], 0)
+
+
+def _avdis_imports(path: Path) -> set[str]:
+    """Every avdis module the file imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "avdis":
+            found.update(f"avdis.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("avdis."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("avdis."))
+    return found
+
+
+@pytest.mark.parametrize("package", ["", "data", "model", "train"], ids=["base", "data", "model", "train"])
+def test_no_import_runs_up_a_floor(package):
+    folder = ROOT / "avdis" / package
+    floor = FLOORS.get(package, 0)
+    upward = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "cli.py":  # the entry point sits above every floor
+            continue
+        high = sorted(m for m in _avdis_imports(path) if _floor(m) > floor)
+        if high:
+            upward[path.relative_to(ROOT).as_posix()] = high
+    assert not upward
