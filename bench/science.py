@@ -15,7 +15,8 @@ within_speaker split (emotion accuracy/UAR on test clips, leakage from the probe
 speakers). Methods run with their defaults (`method.conditional` on), each at the middle and the top of its
 default sweep range (`avdis.config.SweepConfig.space`), so "no collapse at any weight" is tested where a
 sweep goes.
-disentanglement = 1 - leakage / leakage(multitask, same corpus, modality and seed).
+disentanglement = 1 - leakage / leakage(multitask, same corpus, modality and seed), where that baseline leaks
+at least MIN_BASELINE_LEAKAGE; mean ± the 95% Student-t interval over seeds (`avdis.report.results.seed_spread`).
 Finished runs are kept in `<work>/runs.jsonl`: rerunning with the same `--work` skips them.
 """
 
@@ -29,12 +30,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402
+
+from avdis.report import results  # noqa: E402
 
 BASE = {"speakers": 16, "emotions": 4, "clips_per_speaker": 40}
 CORPORA = {
@@ -70,7 +73,9 @@ TRAIN = ["model.preset=tiny", "model.emb_dim=64", "train.epochs=15", "train.batc
          "train.probe_every=0", "method.adversary.warmup_epochs=5", "train.strategy=single"]
 KEYS = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
         "speaker_chance", "emotion_chance")
-T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}  # Student t, two-sided 95%, by n
+# Disentanglement is a ratio to the multitask baseline's leakage: below this the baseline leaks nothing
+# to remove (the control corpus) and the ratio is noise.
+MIN_BASELINE_LEAKAGE = 0.1
 
 
 def job_key(job: dict[str, Any]) -> str:
@@ -117,15 +122,7 @@ def add_disentanglement(runs: list[dict[str, Any]]) -> None:
     base = {(r["corpus"], r["modality"], r["seed"]): r["leakage"] for r in runs if r["method"] == "multitask"}
     for r in runs:
         ref = base.get((r["corpus"], r["modality"], r["seed"]))
-        r["disentanglement"] = (1 - r["leakage"] / ref) if ref and ref > 0 else None
-
-
-def _stats(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"mean": None, "std": None, "ci95": None}
-    n = len(values)
-    std = float(np.std(values, ddof=1)) if n > 1 else 0.0
-    return {"mean": float(np.mean(values)), "std": std, "ci95": T95.get(n, 1.96) * std / np.sqrt(n) if n > 1 else None}
+        r["disentanglement"] = (1 - r["leakage"] / ref) if ref and ref >= MIN_BASELINE_LEAKAGE else None
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,7 +134,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"corpus": corpus, "modality": modality, "method": method, "weight": weight,
                                "seeds": len(rs)}
         for k in ("emotion_acc", "emotion_uar", "leakage", "disentanglement", "emotion_acc_unseen_speakers"):
-            s = _stats([r[k] for r in rs if r.get(k) is not None])
+            s = results.seed_spread(pd.Series([r.get(k) for r in rs], dtype=float))
             row[k], row[f"{k}_std"], row[f"{k}_ci95"] = s["mean"], s["std"], s["ci95"]
         out.append(row)
     order = {c: i for i, c in enumerate(CORPORA)}
