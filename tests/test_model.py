@@ -103,7 +103,8 @@ def test_presets_grow_and_large_is_hundreds_of_millions():
     for name in PRESET_SIZES:
         with torch.device("meta"):
             sizes[name] = count_parameters(build_model(ModelConfig(preset=name), FeatureConfig(), 8, 24))
-    assert sizes["tiny"] < 200_000 < sizes["base"] < 50_000_000 < 100_000_000 < sizes["large"]
+    assert sizes["tiny"] < 200_000 < sizes["base"] < 50_000_000
+    assert 100_000_000 < sizes["large"] < 1_000_000_000  # hundreds of millions: where ZeRO sharding matters
 
 
 def test_every_method_has_its_loss_terms_and_weights_warm_up():

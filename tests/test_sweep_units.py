@@ -107,7 +107,11 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
 def test_pareto_json_is_strict_json_with_nan_metrics(tmp_path):
     rows = [{"trial_id": "a", "method": "multitask", "emotion_acc": 0.8, "leakage": float("nan"), "order": 1}]
     results.write_pareto(str(tmp_path), results.summarize(results.to_table(rows).to_pandas(), "s"))
-    json.loads((tmp_path / "pareto.json").read_text())  # no NaN tokens
+    def refuse(token: str) -> None:  # json.loads accepts NaN/Infinity unless told not to
+        raise AssertionError(f"pareto.json holds the non-JSON token {token}")
+
+    summary = json.loads((tmp_path / "pareto.json").read_text(), parse_constant=refuse)
+    assert summary["front"] == []  # a trial without a finite leakage is on no front
 
 
 def test_trial_resources_follow_the_strategy():
