@@ -1,0 +1,60 @@
+"""Golden runs through the real entry point, as torchtune's recipe tests do.
+
+`jobs/train.py` on the smoke config, one process (`--strategy single`, deterministic under a
+seed): each epoch's loss, emotion accuracy and leakage must match the values recorded here.
+`jobs/sweep.py` on the smoke config with 3 single-process trials one at a time (a seeded
+searcher, MO-ASHA): pareto.json's front must be the recorded one.
+A change in data decoding, sharding, the model, a loss, the optimizer or the probe moves
+them; if that was intended, record the new values (torch 2.13.0, CPU) and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# (epoch, loss, emotion_acc, leakage), recorded 2026-11-29 with torch 2.13.0 on CPU.
+GOLDEN_EPOCHS = [(1, 3.2141669591267905, 0.5, 0.4444444444444444), (2, 3.1158761183420816, 0.3888888888888889, 0.33333333333333326)]
+
+
+def test_jobs_train_on_the_smoke_config_reproduces_its_golden_epochs(tiny_shards, tmp_path):
+    cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--strategy", "single", "--storage", str(tmp_path), "--name", "golden", "train.zero_stage=0",
+           f"data.shards={tiny_shards}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    history = json.loads((tmp_path / "golden" / "metrics.json").read_text())["history"]
+    got = [(e["epoch"], e["loss"], e["emotion_acc"], e["leakage"]) for e in history]
+    assert [g[0] for g in got] == [g[0] for g in GOLDEN_EPOCHS]
+    for (_, loss, acc, leak), (_, loss0, acc0, leak0) in zip(got, GOLDEN_EPOCHS):
+        assert loss == pytest.approx(loss0, rel=1e-4)
+        assert acc == pytest.approx(acc0, abs=1e-9) and leak == pytest.approx(leak0, abs=1e-9)
+
+
+# (method, weight, emotion_acc, leakage, epochs) of the front, recorded 2026-11-29 (torch 2.13.0, Ray 2.60, Optuna TPE).
+GOLDEN_FRONT = [("adversarial", 0.5115750615935457, 0.4444444444444444, 0.22222222222222232, 2),
+                ("adversarial", 1.4461835703563004, 0.5555555555555556, 0.6666666666666667, 1),
+                ("multitask", None, 0.5, 0.4444444444444444, 1)]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_jobs_sweep_on_the_smoke_config_reproduces_its_golden_front(tiny_shards, tmp_path):
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path), "--name", "golden", "train.strategy=single", "train.zero_stage=0",
+           "train.cpus_per_worker=1", "sweep.max_concurrent=1", f"data.shards={tiny_shards}",
+           f"train.storage={tmp_path / 'train'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "golden" / "pareto.json").read_text())
+    front = [(p["method"], p["weight"], p["emotion_acc"], p["leakage"], p["epochs"]) for p in summary["front_points"]]
+    assert len(front) == len(GOLDEN_FRONT)
+    for got, want in zip(front, GOLDEN_FRONT):
+        assert got[0] == want[0] and got[4] == want[4]
+        for g, w in zip(got[1:4], want[1:4]):
+            assert g == w if w is None else g == pytest.approx(w, abs=1e-9)
