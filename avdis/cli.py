@@ -7,6 +7,7 @@ any work) and calls one library function; `jobs/*.py` call the same functions.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import get_args
@@ -67,11 +68,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run the sweep with the report floor's views of it: gauges and pages per result, the report at the end."""
+    from avdis import storage
+    from avdis.report import metrics, plots
+    from avdis.report.callback import ReportCallback
     from avdis.tune import sweep
 
     extra = [f"sweep.{k}={getattr(args, k)}" for k in ("storage", "name") if getattr(args, k) is not None]
     cfg = _load(args, extra)
-    sweep.run(cfg)
+    name = cfg.sweep.name
+    url = sweep.url_of(cfg)
+    views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
+    sweep.run(cfg, views)
+    written = plots.write_pages(url, cfg.s3)
+    print(f"avdis sweep {name}: done.\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
+          f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, 'trials.parquet')}", flush=True)
     return 0
 
 

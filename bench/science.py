@@ -16,7 +16,9 @@ speakers). Methods run with their defaults (`method.conditional` on), each at th
 default sweep range (`avdis.config.SweepConfig.space`), so "no collapse at any weight" is tested where a
 sweep goes.
 disentanglement = 1 - leakage / leakage(multitask, same corpus, modality and seed), where that baseline leaks
-at least MIN_BASELINE_LEAKAGE; mean ± the 95% Student-t interval over seeds (`avdis.report.results.seed_spread`).
+at least MIN_BASELINE_LEAKAGE (without one: the mean baseline of the corpus and modality; the sweep's own
+definition, `avdis.results.add_disentanglement`, grouped by corpus, modality and seed); mean ± the 95%
+Student-t interval over seeds (`avdis.results.seed_spread`).
 Finished runs are kept in `<work>/runs.jsonl`: rerunning with the same `--work` skips them.
 """
 
@@ -37,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402
 
-from avdis.report import results  # noqa: E402
+from avdis import results  # noqa: E402
 
 BASE = {"speakers": 16, "emotions": 4, "clips_per_speaker": 40}
 CORPORA = {
@@ -119,10 +121,13 @@ def prepare(work: Path) -> dict[str, dict[str, str]]:
 
 
 def add_disentanglement(runs: list[dict[str, Any]]) -> None:
-    base = {(r["corpus"], r["modality"], r["seed"]): r["leakage"] for r in runs if r["method"] == "multitask"}
-    for r in runs:
-        ref = base.get((r["corpus"], r["modality"], r["seed"]))
-        r["disentanglement"] = (1 - r["leakage"] / ref) if ref and ref >= MIN_BASELINE_LEAKAGE else None
+    """Each run's disentanglement (None without a usable baseline), set in place."""
+    if not runs:
+        return
+    frame = results.add_disentanglement(pd.DataFrame(runs), by=("corpus", "modality", "seed"),
+                                        min_baseline=MIN_BASELINE_LEAKAGE)
+    for r, d in zip(runs, frame["disentanglement"]):
+        r["disentanglement"] = None if pd.isna(d) else float(d)
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

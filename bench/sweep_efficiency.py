@@ -40,7 +40,7 @@ SETUPS = {
 
 def curve(sweep_url: str) -> dict[str, Any]:
     """Hypervolume after each completed trial against the trial-epochs spent so far."""
-    from avdis.report import results
+    from avdis import results
 
     df = results.read_trials(sweep_url)
     df = df[df["order"].notna()].sort_values("order")

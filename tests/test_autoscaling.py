@@ -18,7 +18,7 @@ import pytest
 
 from autoscale import fake_cluster
 from avdis import storage
-from avdis.report import results
+from avdis import results
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]

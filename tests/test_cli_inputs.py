@@ -11,7 +11,7 @@ import pytest
 from avdis.cli import main
 from avdis.config import SynthConfig
 from avdis.data import synth
-from avdis.report import results
+from avdis import results
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, stop_process
-from avdis.report import dashboard, results
-from avdis.report.results import ResultsError
+from avdis import results
+from avdis.report import dashboard
+from avdis.results import ResultsError
 
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "

@@ -21,7 +21,7 @@ import pytest
 from avdis import storage
 from avdis.config import Config, DataConfig, LoaderConfig, S3Config
 from avdis.data import stream
-from avdis.report import results
+from avdis import results
 from avdis.train import launch
 from avdis.train.loop import NonFiniteError
 from test_train_single import single
@@ -252,7 +252,7 @@ def test_a_trial_with_a_non_finite_objective_is_an_error_never_on_the_front(tmp_
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     cfg = Config()
-    recorder = TrialRecorder(str(sweep), cfg, publish_metrics=False)
+    recorder = TrialRecorder(str(sweep), cfg)
     recorder.setup()
     for tid, leakage in (("good", 0.3), ("nan", float("nan"))):
         trial = Trial("trainable", config={"method": "multitask"}, trial_id=tid, stub=True)

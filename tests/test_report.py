@@ -6,7 +6,6 @@ a wrong reference point or a running trial leaking into the front all fail here.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -16,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from avdis import storage
-from avdis.report import plots, results
+from avdis import results, storage
+from avdis.report import plots
 from avdis.report.callback import ReportCallback
-from avdis.report.results import ResultsError
+from avdis.results import ResultsError
 
 CHANCE = 0.25
 # trial_id, method, weight, emotion_acc, leakage, order (None: running), seed
@@ -71,7 +70,7 @@ def data_blob(page: str) -> dict:
 @pytest.fixture
 def sweep(tmp_path: Path) -> str:
     url = str(tmp_path / "sweeps" / "demo")
-    results.write_trials(url, rows())
+    results.record(url, rows(), "demo")  # as the sweep's recorder writes it: trials.parquet and pareto.json
     return url
 
 
@@ -182,7 +181,7 @@ def test_callback_throttles_but_always_renders_at_completion(sweep: str) -> None
     cb.on_trial_result(2, [], None, {})
     assert cb.renders == 1, "intermediate results within every_s must not re-render"
 
-    results.write_trials(sweep, rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)]))
+    results.record(sweep, rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)]), "demo")
     cb.on_trial_complete(3, [], None)
     summary = json.loads(Path(sweep, "pareto.json").read_text())
     assert cb.renders == 2 and summary["updated_at"] > first["updated_at"]

@@ -14,8 +14,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from avdis.report import results
-from avdis.tune import pareto
+from avdis import results
+from avdis.results import pareto
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 
 from avdis import config as C
 from avdis.errors import UsageError
-from avdis.report import results
-from avdis.tune import pareto
+from avdis import results
+from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
@@ -173,7 +173,7 @@ def test_recorder_rows_carry_their_role_and_configuration(tmp_path):
     from avdis.tune.records import TrialRecorder
 
     cfg = C.load(None)
-    recorder = TrialRecorder(str(tmp_path), cfg, publish_metrics=False, role="confirm")
+    recorder = TrialRecorder(str(tmp_path), cfg, role="confirm")
     recorder.setup()
     for seed in (1, 2):
         trial = Trial("trainable", config={"method": "multitask", "train.seed": seed}, trial_id=f"s{seed}", stub=True)
@@ -183,3 +183,30 @@ def test_recorder_rows_carry_their_role_and_configuration(tmp_path):
     table = results.read_trials(str(tmp_path))
     assert list(table["role"]) == ["confirm", "confirm"] and list(table["seed"]) == [1, 2]
     assert table["config_id"].nunique() == 1 and table["config_id"][0] == config_id({"method": "multitask"})
+
+
+def test_recorder_writes_the_summary_and_hands_both_files_to_its_listeners(tmp_path):
+    """The results floor writes trials.parquet and pareto.json per result; views above only receive them."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    seen = []
+
+    def broken(trials, summary):
+        raise RuntimeError("gauges down")
+
+    cfg = C.load(None)
+    recorder = TrialRecorder(str(tmp_path), cfg, listeners=[broken, lambda t, s: seen.append((t, s))])
+    recorder.setup()
+    trial = Trial("trainable", config={"method": "multitask", "train.seed": 0}, trial_id="m0", stub=True)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3})
+    recorder.on_trial_complete(2, [], trial)
+    summary = results.read_pareto(str(tmp_path))
+    assert summary["front"] == ["m0"] and summary["n_completed"] == 1
+    assert len(seen) == 3, "one call per write, a broken listener before it notwithstanding"
+    trials, last = seen[-1]
+    assert (last["front"], last["updated_at"]) == (summary["front"], summary["updated_at"])  # the summary written
+    assert list(trials["trial_id"]) == ["m0"]
+    assert trials["disentanglement"].tolist() == [0.0]  # built once, by the recorder's write

@@ -1,10 +1,11 @@
-"""Keep a running sweep's report fresh: a Ray Tune callback that re-renders it.
+"""Keep a running sweep's report fresh: a Ray Tune callback that redraws its pages.
 
-It only reads `trials.parquet` (the sweep writes it) and rewrites pareto.json/html/png,
-at most every `every_s` seconds on intermediate results and always when a trial ends
-and when the experiment ends. Put it after the callback that writes trials.parquet so
-it renders the newest table. A failed render is logged and counted, never fatal: a
-sweep must not die because its report could not be written.
+It only reads `trials.parquet` and `pareto.json` (the sweep's recorder writes both) and
+rewrites pareto.html/png (`plots.write_pages`), at most every `every_s` seconds on
+intermediate results and always when a trial ends and when the experiment ends. The
+entry point (`avdis.cli`) hands it to the sweep after the recorder, so it renders the
+newest files. A failed render is logged and counted, never fatal: a sweep must not die
+because its report could not be written.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ReportCallback(Callback):
             return False
         self.last_render = time.monotonic()
         try:
-            plots.write_report(self.sweep_url, self.s3)
+            plots.write_pages(self.sweep_url, self.s3)
         except AvdisError as exc:
             self.failures += 1
             log.warning("report for %s not refreshed (%d failures so far): %s", self.sweep_url, self.failures, exc)

@@ -1,8 +1,9 @@
 """A live page for a running sweep: `avdis dashboard <storage>/<sweep>`.
 
-A stdlib HTTP server renders the report from `trials.parquet` in memory (it writes
-nothing, so read-only access to the sweep's storage is enough, local or s3://) and
-renders again only when the file's bytes changed. Routes: `/` (the page, which polls
+A stdlib HTTP server renders the report from `trials.parquet` and `pareto.json` in memory
+(it writes nothing, so read-only access to the sweep's storage is enough, local or s3://)
+and renders again only when the files' bytes changed. A table no sweep summarized (no
+pareto.json) is summarized here, in memory. Routes: `/` (the page, which polls
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
 `/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json) with
 no (readable) results yet shows "waiting for the first result"; a folder that holds
@@ -23,11 +24,11 @@ from typing import Any
 
 import pandas as pd
 
-from avdis import storage
+from avdis import results, storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError, UsageError
 from avdis.numbers import json_safe
-from avdis.report import plots, results
+from avdis.report import plots
 
 log = logging.getLogger(__name__)
 SWEEP_SPEC = "sweep.json"  # avdis.tune.sweep.SPEC (not imported: it pulls in Ray Tune); written when a sweep starts
@@ -51,7 +52,7 @@ def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
 
 
 class LiveReport:
-    """The sweep's report, re-rendered when trials.parquet changes (checked at most every refresh_s / 2)."""
+    """The sweep's report, re-rendered when trials.parquet or pareto.json changes (checked at most every refresh_s / 2)."""
 
     def __init__(self, sweep_url: str, s3: S3Config | None, refresh_s: float) -> None:
         self.sweep_url, self.s3, self.refresh_s = sweep_url, s3, refresh_s
@@ -61,16 +62,20 @@ class LiveReport:
         self.snapshot = self._render()  # raises ResultsError for a sweep path that does not exist
 
     def _digest(self) -> str | None:
-        url = storage.join(self.sweep_url, results.TRIALS)
+        digest = hashlib.sha256()
         try:
-            return hashlib.sha256(storage.read_bytes(url, self.s3)).hexdigest()
+            for name in (results.TRIALS, results.PARETO):
+                url = storage.join(self.sweep_url, name)
+                digest.update(storage.read_bytes(url, self.s3) if storage.exists(url, self.s3) else b"-")
         except FileNotFoundError:
             return None
+        return digest.hexdigest()
 
     def _render(self) -> Snapshot:
         digest = self._digest()
         trials, note = plots.load_trials(self.sweep_url, self.s3)
-        summary = results.summarize(trials, plots.sweep_name(trials, self.sweep_url))
+        summary = results.read_pareto(self.sweep_url, self.s3) or results.summarize(
+            trials, plots.sweep_name(trials, self.sweep_url))
         page = plots.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
         self.checked = time.monotonic()
         return Snapshot(digest, page.encode(), summary, trials)

@@ -1,8 +1,10 @@
 """A sweep's report: the Pareto front of emotion accuracy (max) against leakage (min).
 
-Three files under the sweep URL, rebuilt from `trials.parquet`: `pareto.json`
-(`results.summarize`), `pareto.png` (matplotlib, for papers) and `pareto.html` (one
-self-contained page, plotly's JS inlined, works offline). The page embeds its data as
+Two pages under the sweep URL drawn from `trials.parquet` and `pareto.json` (which the
+sweep's recorder keeps current, `avdis.results`): `pareto.png` (matplotlib, for papers) and
+`pareto.html` (one self-contained page, plotly's JS inlined, works offline). `write_pages`
+only reads those files; `write_report` (`avdis report`) first rebuilds pareto.json from
+the table, for a table no sweep summarized. The page embeds its data as
 JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
 (`data-trial-id`, `data-trace`) so browsers and tests can find each trial.
 
@@ -29,12 +31,11 @@ import plotly.graph_objects as go
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from avdis import storage
+from avdis import results, storage
 from avdis.config import S3Config
 from avdis.errors import UsageError
 from avdis.numbers import finite, json_safe
-from avdis.report import results
-from avdis.report.results import ResultsError
+from avdis.results import ResultsError
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
 
 
 def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
-    """Rows with both objectives, flagged `running` and `on_front`, disentanglement filled in."""
-    df = results.fill_disentanglement(trials).dropna(subset=["emotion_acc", "leakage"])
+    """Rows with both objectives, flagged `running` and `on_front`."""
+    df = trials.dropna(subset=["emotion_acc", "leakage"]).copy()
     df["running"] = df["order"].isna()
     df["on_front"] = df["trial_id"].astype(str).isin(set(summary.get("front") or []))
     return df
@@ -392,19 +393,35 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 # ------------------------------------------------------------------ files
 
 
-def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
-    """Rebuild pareto.json, pareto.html and pareto.png under the sweep URL; return their URLs.
-
-    A folder without trials.parquet is refused: there is nothing to report, and empty
-    reports would look like a sweep that found nothing.
-    """
+def _check_has_trials(sweep_url: str, s3: S3Config | None) -> None:
+    """A folder without trials.parquet has nothing to report; empty reports would look like a sweep that found nothing."""
     if storage.exists(sweep_url, s3) and not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
         raise UsageError(f"{sweep_url}: no {results.TRIALS} found, so there is nothing to report; "
                          "pass <storage>/<sweep name> of a sweep with results")
-    trials, note = load_trials(sweep_url, s3)
-    summary = results.summarize(trials, sweep_name(trials, sweep_url))
-    results.write_pareto(sweep_url, summary, s3)
+
+
+def _write_pages(sweep_url: str, trials: pd.DataFrame, summary: dict[str, Any], note: str | None,
+                 s3: S3Config | None) -> dict[str, str]:
     urls = {name: storage.join(sweep_url, name) for name in (results.PARETO, HTML, PNG)}
     storage.write_bytes(urls[HTML], render_html(trials, summary, note=note).encode(), s3)
     storage.write_bytes(urls[PNG], render_png(trials, summary), s3)
     return urls
+
+
+def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
+    """Redraw pareto.html and pareto.png from trials.parquet and pareto.json as they are; return the three URLs."""
+    _check_has_trials(sweep_url, s3)
+    trials, note = load_trials(sweep_url, s3)
+    summary = results.read_pareto(sweep_url, s3)
+    if summary is None:
+        raise UsageError(f"{sweep_url}: no {results.PARETO} next to {results.TRIALS}; run `avdis report {sweep_url}`")
+    return _write_pages(sweep_url, trials, summary, note, s3)
+
+
+def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
+    """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs."""
+    _check_has_trials(sweep_url, s3)
+    trials, note = load_trials(sweep_url, s3)
+    summary = results.summarize(trials, sweep_name(trials, sweep_url))
+    results.write_pareto(sweep_url, summary, s3)
+    return _write_pages(sweep_url, trials, summary, note, s3)

@@ -5,8 +5,10 @@ sweep runs, after it ends, and after a killed driver resumes (rows are reloaded 
 storage at set-up; nothing finished is ever dropped). A trial that errors keeps its row
 with the error text; so does one that reported a non-finite objective: it ends as ERROR,
 never on the front (objectives are stored as null, never NaN). Early stopping is read off
-the epochs: a trial that ended before `train.epochs` was stopped by the scheduler. After
-each write the Pareto summary and Ray metrics are refreshed (`avdis.report`).
+the epochs: a trial that ended before `train.epochs` was stopped by the scheduler. Each
+write is `avdis.results.record`: trials.parquet and its pareto.json together. Whatever
+shows them (Ray gauges, the report's pages) is above this floor: the entry point passes them
+in as `listeners`, each called with the table and summary just written.
 
 Each row carries its `role` (the recorder's: `search`, or `confirm` for the sweep's
 re-training of its front with more seeds) and its `config_id`, the hash of its
@@ -19,22 +21,23 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
+import pandas as pd
 from ray.tune import Callback
 
+from avdis import results
 from avdis.config import Config, with_overrides
 from avdis.data.splits import split_id
 from avdis.numbers import finite
-from avdis.report import metrics as ray_metrics
-from avdis.report import results
-from avdis.tune.pareto import OBJECTIVES
+from avdis.results.pareto import OBJECTIVES
 from avdis.tune.space import to_overrides
 
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
          "emotion_chance", "manifest_hash")
 SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
+Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pareto summary) just written
 
 
 def config_id(params: dict[str, Any]) -> str:
@@ -50,8 +53,8 @@ def _final(row: dict[str, Any]) -> bool:
 
 
 class TrialRecorder(Callback):
-    def __init__(self, sweep_url: str, cfg: Config, publish_metrics: bool = True, role: str = results.SEARCH):
-        self.sweep_url, self.cfg, self.publish_metrics, self.role = sweep_url, cfg, publish_metrics, role
+    def __init__(self, sweep_url: str, cfg: Config, role: str = results.SEARCH, listeners: Sequence[Listener] = ()):
+        self.sweep_url, self.cfg, self.role, self.listeners = sweep_url, cfg, role, tuple(listeners)
         self.rows: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ Tune hooks
@@ -136,10 +139,9 @@ class TrialRecorder(Callback):
         for row in self.rows.values():
             row["updated_at"] = now
             rows.append({k: v for k, v in row.items() if not k.startswith("_")})
-        frame = results.add_disentanglement(results.to_table(rows).to_pandas())
-        results.write_trials(self.sweep_url, frame.to_dict("records"), self.cfg.s3)
-        if self.publish_metrics:
+        frame, summary = results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3)
+        for listener in self.listeners:
             try:
-                ray_metrics.publish(self.cfg.sweep.name, frame, results.summarize(frame, self.cfg.sweep.name))
-            except Exception as exc:  # noqa: BLE001 - metrics are a view; the table is the record
-                log.warning("sweep metrics not published: %s", exc)
+                listener(frame, summary)
+            except Exception as exc:  # noqa: BLE001 - listeners are views; the files are the record
+                log.warning("sweep results not shown by %s: %s", getattr(listener, "__name__", listener), exc)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from avdis.tune import pareto
+from avdis.results import pareto
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:

@@ -1,10 +1,12 @@
 """The sweep: Ray Tune over methods and weights, each trial a distributed TorchTrainer.
 
 Reads top to bottom: check inputs -> shards -> searcher + scheduler -> Tuner (new or
-restored) -> fit -> confirm -> report. Outputs under `<sweep.storage>/<sweep.name>/`:
-`trials.parquet`, `pareto.json`, `pareto.html`, `pareto.png`, `sweep.json` (what the
-sweep was started with) and Tune's own experiment state (the ResultGrid). Running the
-same command again against the same storage resumes the sweep.
+restored) -> fit -> confirm. Outputs under `<sweep.storage>/<sweep.name>/`:
+`trials.parquet` and `pareto.json` (the recorder, after every result), `sweep.json` (what
+the sweep was started with) and Tune's own experiment state (the ResultGrid). Running the
+same command again against the same storage resumes the sweep. The report's pages and
+gauges sit a floor above: the entry point (`avdis.cli`) passes them in as `listeners` of
+the recorder and further Tune `callbacks`, and writes the final report after `run`.
 
 Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
@@ -19,19 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from avdis import runtime, storage
+from avdis import results, runtime, storage
 from avdis.config import Config, with_overrides
 from avdis.data.prepare import ensure_shards
 from avdis.errors import UsageError
-from avdis.report import results
-from avdis.report.callback import ReportCallback
-from avdis.report.plots import write_report
-from avdis.tune.records import SEED, TrialRecorder
+from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, sampler
 from avdis.tune.trial import run_trial
@@ -40,6 +41,11 @@ SPEC = "sweep.json"
 CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep folder
 # Settings a resumed sweep may change; everything else must match how it was started.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.num_samples", "sweep.max_concurrent", "sweep.trial_cpus", "sweep.storage")
+
+
+def url_of(cfg: Config) -> str:
+    """Where the sweep's outputs live: `<sweep.storage>/<sweep.name>`."""
+    return storage.join(cfg.sweep.storage, cfg.sweep.name)
 
 
 def _spec(cfg: Config) -> dict[str, Any]:
@@ -149,7 +155,15 @@ def confirm_points(trials: pd.DataFrame, seeds: int) -> list[dict[str, Any]]:
             for i in range(1, seeds + 1) for row in front.itertuples()]
 
 
-def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config: Any, resume: bool):
+@dataclass(frozen=True)
+class Views:
+    """What shows the sweep's results, passed in from above: recorder listeners, then more Tune callbacks."""
+
+    listeners: tuple[Listener, ...] = ()
+    callbacks: tuple[Callback, ...] = ()
+
+
+def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config: Any, resume: bool, views: Views):
     """A Tuner for the experiment at `where` under sweep.storage (restored when it was started before).
 
     Its trials run the same trainable and land in the same trials.parquet, recorded as `role`.
@@ -170,13 +184,13 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
         trainable, tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=fs,
-            callbacks=[TrialRecorder(sweep_url, cfg, role=role), ReportCallback(sweep_url, cfg.s3)],
+            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners), *views.callbacks],
             failure_config=tune.FailureConfig(max_failures=0), verbose=1,
         ),
     )
 
 
-def _tuner(cfg: Config, sweep_url: str, resume: bool):
+def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -188,10 +202,10 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool):
                  if s.scheduler.type == "mo_asha" else None)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
                                   scheduler=scheduler, num_samples=s.num_samples)
-    return _experiment(cfg, sweep_url, s.name, results.SEARCH, tune_config, resume)
+    return _experiment(cfg, sweep_url, s.name, results.SEARCH, tune_config, resume, views)
 
 
-def confirm(cfg: Config, sweep_url: str, resume: bool) -> None:
+def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
     """Re-train the search front's configurations with sweep.confirm_seeds more seeds each (full epochs)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -205,14 +219,14 @@ def confirm(cfg: Config, sweep_url: str, resume: bool) -> None:
           f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
                                   num_samples=len(points))
-    _experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume).fit()
+    _experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume, views).fit()
 
 
-def run(cfg: Config) -> dict[str, str]:
-    """Run (or resume) the sweep; returns where its outputs are."""
+def run(cfg: Config, views: Views = Views()) -> str:
+    """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
-    sweep_url = storage.join(cfg.sweep.storage, cfg.sweep.name)
+    sweep_url = url_of(cfg)
     resume = check_spec(sweep_url, cfg)
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
@@ -225,10 +239,9 @@ def run(cfg: Config) -> dict[str, str]:
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    _tuner(cfg, sweep_url, resume).fit()
+    _tuner(cfg, sweep_url, resume, views).fit()
     if s.confirm_seeds:
-        confirm(cfg, sweep_url, resume)
-    written = write_report(sweep_url, cfg.s3)
-    print(f"avdis sweep {s.name}: done.\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
-          f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(sweep_url, 'trials.parquet')}", flush=True)
-    return written
+        confirm(cfg, sweep_url, resume, views)
+    # Tune's last sync of its experiment folder (the sweep folder) can bring back an older pareto.json: write it last.
+    results.write_pareto(sweep_url, results.summarize(results.read_trials(sweep_url, cfg.s3), s.name), cfg.s3)
+    return sweep_url

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from avdis import storage
+from avdis import results, storage
 from avdis.config import Config, with_overrides
 from avdis.train import launch, loop
-from avdis.report import results
 from avdis.tune.space import to_overrides
 
 TRIALS_DIR = "trials"

@@ -1,9 +1,13 @@
-"""A sweep's result files: `trials.parquet` (one row per trial) and `pareto.json`.
+"""A sweep's results, the floor below both `avdis.tune` and `avdis.report`.
 
-Both live under the sweep's storage URL (local folder or s3://) and are rewritten whole
-and atomically after every trial result, so readers (the dashboard, `avdis report`)
-never see half a file. A sweep that has not reported yet has no `trials.parquet`:
-readers get an empty table with the schema, not an error.
+Two files under the sweep's storage URL (local folder or s3://): `trials.parquet` (one row
+per trial, this module's SCHEMA) and `pareto.json` (`summarize`). The sweep's recorder
+writes both after every trial result (`record`), whole and atomically, so readers (the
+report, the dashboard, the gauges) read them and never see half a file. The trial table
+is built once, by `write_trials`, which also fills in `disentanglement` (its one
+definition, `add_disentanglement`). A sweep that has not reported yet has no
+`trials.parquet`: readers get an empty table with the schema, not an error. The front
+and hypervolume are `avdis.results.pareto`.
 
 Seeds: a trial's `role` is `search` (drawn by the searcher) or `confirm` (a front
 configuration re-trained with another seed, `sweep.confirm_seeds`); `config_id` groups
@@ -31,7 +35,7 @@ from avdis import storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError
 from avdis.numbers import json_safe
-from avdis.tune import pareto
+from avdis.results import pareto
 
 TRIALS = "trials.parquet"
 PARETO = "pareto.json"
@@ -95,10 +99,13 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 
-def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> None:
+def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> pd.DataFrame:
+    """Build the table from rows, disentanglement included, write it; return it (the one build per write)."""
+    frame = add_disentanglement(to_table(rows).to_pandas())
     buf = io.BytesIO()
-    pq.write_table(to_table(rows), buf)
+    pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), buf)
     storage.write_bytes(storage.join(sweep_url, TRIALS), buf.getvalue(), s3)
+    return frame
 
 
 def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
@@ -123,29 +130,36 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     return df[COLUMNS]
 
 
-def add_disentanglement(df: pd.DataFrame) -> pd.DataFrame:
-    """disentanglement = 1 - leakage / leakage(multitask baseline at the same seed)."""
+def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_baseline: float = 0.0) -> pd.DataFrame:
+    """A copy with disentanglement = 1 - leakage / leakage(multitask baseline of the same `by` group).
+
+    A group without a baseline takes the mean baseline of its wider group (`by` less its last
+    key; the whole table for one key). A baseline at or below 0, or under `min_baseline`, gives
+    none: a ratio to a baseline that barely leaks measures noise.
+    """
     df = df.copy()
-    base = df[(df["method"] == "multitask") & df["leakage"].notna()].groupby("seed")["leakage"].mean()
-    ref = df["seed"].map(base)
+    keys = list(by)
+    base = df[(df["method"] == "multitask") & df["leakage"].notna()].groupby(keys)["leakage"].mean()
+    ref = _lookup(df, base.rename("ref").reset_index(), keys)
     if ref.isna().any() and len(base):
-        ref = ref.fillna(base.mean())
-    valid = ref.notna() & (ref > 0)
+        wider = keys[:-1]
+        fallback = (pd.Series(base.mean(), index=df.index) if not wider else
+                    _lookup(df, base.groupby(level=wider).mean().rename("ref").reset_index(), wider))
+        ref = ref.fillna(fallback)
+    valid = ref.notna() & (ref > 0) & (ref >= min_baseline)
     df["disentanglement"] = np.where(valid, 1.0 - df["leakage"] / ref.where(valid, 1.0), np.nan)
     return df
 
 
-def fill_disentanglement(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy with disentanglement computed where the table has none (a table not written by the sweep)."""
-    if not len(df):
-        return df.copy()
-    return df.assign(disentanglement=df["disentanglement"].fillna(add_disentanglement(df)["disentanglement"]))
+def _lookup(df: pd.DataFrame, refs: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """`refs["ref"]` for each row of df, matched on keys (NaN where none matches), indexed like df."""
+    matched = df[keys].merge(refs, on=keys, how="left")["ref"]
+    return pd.Series(matched.to_numpy(float), index=df.index)
 
 
 def _finished(df: pd.DataFrame) -> pd.DataFrame:
     """Completed or early-stopped trials with both objectives, configurations keyed (a trial alone without one)."""
-    done = fill_disentanglement(df)
-    done = done[done["order"].notna()].dropna(subset=OBJECTIVES).sort_values("order", kind="stable")
+    done = df[df["order"].notna()].dropna(subset=OBJECTIVES).sort_values("order", kind="stable")
     return done.assign(config_id=done["config_id"].fillna(done["trial_id"]), role=done["role"].fillna(SEARCH))
 
 
@@ -242,3 +256,12 @@ def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | 
     if not storage.exists(url, s3):
         return None
     return json.loads(storage.read_bytes(url, s3))
+
+
+def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str,
+           s3: S3Config | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Write trials.parquet and its pareto.json from the rows; return the table and the summary written."""
+    frame = write_trials(sweep_url, rows, s3)
+    summary = summarize(frame, sweep)
+    write_pareto(sweep_url, summary, s3)
+    return frame, summary
