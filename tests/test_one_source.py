@@ -17,6 +17,7 @@ from avdis.cli import build_parser
 from avdis.data.corpora import ADAPTERS
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, PRESET_SIZES
+from avdis.report.plots import COLORS
 from avdis.train import checkpoint as ck
 from avdis.train import launch
 from avdis.train.engine import ENGINES
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("keys, names", [
     (REGISTRY, C.METHODS), (PRESET_SIZES, C.PRESETS), (MODALITY_INPUTS, C.MODALITIES),
-    (ENGINES, C.STRATEGIES), (ADAPTERS, C.CORPORA),
-], ids=["methods", "presets", "modalities", "strategies", "corpora"])
+    (ENGINES, C.STRATEGIES), (ADAPTERS, C.CORPORA), (COLORS, C.METHODS),
+], ids=["methods", "presets", "modalities", "strategies", "corpora", "plot colours"])
 def test_every_registry_is_keyed_by_the_config_names(keys, names):
     assert set(keys) == set(names)
 

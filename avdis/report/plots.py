@@ -32,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from avdis import results, storage
-from avdis.config import S3Config
+from avdis.config import METHODS, S3Config
 from avdis.errors import UsageError
 from avdis.numbers import finite, json_safe
 from avdis.results import ResultsError
@@ -48,11 +48,10 @@ FRONT_COLUMNS = ["trial_id", "method", "weight", "n", "emotion_acc", "emotion_ac
 TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "leakage_ci95": "± 95%"}
 TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f}", "epochs": "{:.0f}"}  # others: 3 decimals
 
-# Okabe-Ito colours: distinguishable with colour-vision deficiency and in greyscale print.
-COLORS = {
-    "single_task": "#7F7F7F", "multitask": "#0072B2", "adversarial": "#D55E00",
-    "confusion": "#CC79A7", "orthogonal": "#009E73", "nullspace": "#E69F00",
-}
+# Okabe-Ito colours, one per method in `METHODS` order: distinguishable with colour-vision
+# deficiency and in greyscale print.
+PALETTE = ("#7F7F7F", "#0072B2", "#D55E00", "#CC79A7", "#009E73", "#E69F00")
+COLORS = dict(zip(METHODS, PALETTE))
 OTHER_COLOR = "#444444"
 TARGET_COLOR = "#56B4E9"
 X_LABEL = "identity leakage (normalised probe accuracy, lower is better)"
