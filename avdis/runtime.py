@@ -32,10 +32,15 @@ def job_env_vars() -> dict[str, str]:
     return (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
 
 
-def worker_runtime_env() -> dict[str, dict[str, str]] | None:
-    """WORKER_ENV for ray.init, less the keys the job sets: Ray refuses to merge a key given twice."""
+def project_env() -> dict[str, str]:
+    """WORKER_ENV less the keys the job sets: the job's own values win, and Ray refuses a key given twice."""
     taken = job_env_vars()
-    env = {k: v for k, v in WORKER_ENV.items() if k not in taken}
+    return {k: v for k, v in WORKER_ENV.items() if k not in taken}
+
+
+def worker_runtime_env() -> dict[str, dict[str, str]] | None:
+    """`project_env` as ray.init's runtime env (None when the job sets every key itself)."""
+    env = project_env()
     return {"env_vars": env} if env else None
 
 

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from avdis import storage
+from avdis import runtime, storage
 from avdis.clusterfit import worker_bundle
 from avdis.config import Config
 from avdis.data.prepare import ensure_shards
@@ -38,9 +38,10 @@ def scaling_config(cfg: Config):
 
 
 def worker_env() -> dict[str, str]:
-    """Environment for training workers: quiet prints, and the driver's AVDIS_* settings."""
+    """Environment for training workers: the project's defaults the job does not set itself, and the
+    driver's AVDIS_* settings."""
     env = {k: v for k, v in os.environ.items() if k.startswith("AVDIS_")}
-    return {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **env}
+    return {**runtime.project_env(), **env}
 
 
 def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
@@ -96,8 +97,6 @@ def train(cfg: Config) -> dict[str, Any]:
     if cfg.train.strategy == "single":
         history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
     else:
-        from avdis import runtime
-
         runtime.connect(cfg.ray)
         runtime.pin_train_coordinator()
         check_resources(cfg)
