@@ -212,6 +212,11 @@ class TrainConfig(_Section):
     storage: str = "runs/train"  # fsspec URL
     name: str | None = None  # run name; None: derived from method and seed
 
+    @property
+    def in_process(self) -> bool:
+        """One worker: a sweep trial trains in its own process (any strategy), with no Ray Train worker group."""
+        return self.workers == 1
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.strategy != "deepspeed" and self.zero_stage:
@@ -288,8 +293,9 @@ class SchedulerConfig(_Section):
     """Multi-objective asynchronous successive halving (MO-ASHA)."""
 
     type: Literal["mo_asha", "none"] = "mo_asha"
-    eta: int = Field(3, ge=2)
-    grace_epochs: int = Field(1, ge=1)
+    eta: int = Field(2, ge=2)
+    grace_epochs: int = Field(2, ge=1)  # the first rung: epoch-1 values barely predict the last epoch's (replay)
+    stopped_as: Literal["complete", "pruned"] = "pruned"  # how the searcher is told of a trial stopped at a rung
 
 
 class SweepConfig(_Section):
@@ -300,6 +306,7 @@ class SweepConfig(_Section):
     modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["max", "min"])
     num_samples: int = Field(12, ge=1)
     seed: int = 0  # the searcher's seed
+    startup_trials: int = Field(6, ge=1)  # TPE: trials drawn at random before it models the results
     max_concurrent: int = Field(2, ge=1)
     confirm_seeds: int = Field(0, ge=0, le=20)  # after the search: re-train each front config with k more seeds
     trial_cpus: float = Field(0.1, gt=0)  # the trial driver; its TorchTrainer workers add their own

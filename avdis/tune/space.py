@@ -4,6 +4,10 @@ A trial draws `method` first; its weight is drawn only for methods that have one
 (`weight_<method>`, so each method's weight is its own Optuna parameter and samplers
 learn them separately); then every other knob of `sweep.space.params` (dotted config
 paths). Random search uses the same space with Optuna's RandomSampler.
+
+`SweepSearch` is Ray's OptunaSearch with one choice added: a trial the scheduler stopped at
+a rung can be told to Optuna as PRUNED (no values) instead of COMPLETE with its rung values,
+which a sampler would otherwise take as the configuration's final result.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from ray.tune.search.optuna import OptunaSearch
 
 from avdis.config import Range, SearchSpace
 
@@ -46,9 +51,23 @@ def to_overrides(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+def sampler(kind: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup_trials)
     if kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+class SweepSearch(OptunaSearch):
+    """OptunaSearch that tells a trial which ended before `full_epochs` as PRUNED when `stopped_as` is "pruned"."""
+
+    def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.full_epochs, self.stopped_as, self.time_attr = full_epochs, stopped_as, time_attr
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        stopped = bool(result) and int(result.get(self.time_attr, self.full_epochs)) < self.full_epochs
+        if stopped and not error and self.stopped_as == "pruned":
+            result = None  # OptunaSearch tells a trial with no values and no error as PRUNED
+        super().on_trial_complete(trial_id, result=result, error=error)

@@ -1,0 +1,646 @@
+"""Replay benchmark: the sweep's own searcher and scheduler driven over recorded learning curves, in simulated time.
+
+    .venv/bin/python bench/sweep_replay.py                 # ~11 min on 2 cores
+    .venv/bin/python bench/sweep_replay.py --seeds 5 --trials 64 --setups tpe/none tpe/mo_asha   # a quick look
+
+What Syne Tune's simulator backend does, for avdis: the curves of bench/sweep_record.py
+(bench/results/sweep_curves.csv: every method's weight and `train.lr` over their ranges, 2 seeds
+each, every epoch with the probe) stand in for training. A configuration the searcher suggests is
+answered by a surrogate fitted to them: per method, a Gaussian process over the normalised
+(log-)parameters gives the mean curve (emotion_acc and leakage at every epoch), and one recorded
+seed-to-seed difference of that method (scaled to one seed's deviation, random sign) is added, so
+trials are as noisy as real ones, correlated across epochs as real ones are. Its held-out quality
+(a configuration left out of one seed's fit, scored on its other seed) is reported beside the
+seed-to-seed difference.
+
+The objects are the sweep's: `avdis.tune.sweep.searcher(cfg)` and `scheduler(cfg)` for the config
+`jobs/configs/local.yaml` + each setup's overrides, called in Ray Tune 2.60's order (its
+TuneController): per result, the scheduler first; the searcher's `on_trial_result` only when the
+trial goes on; on STOP or the last epoch the scheduler's `on_trial_complete`, then the searcher's
+`on_trial_complete` with the last result. An event loop keeps `max_concurrent` simulated workers
+busy (the ConcurrencyLimiter's job in a real sweep); a trial takes the per-trial start-up cost,
+then its epochs' recorded seconds.
+
+Setups: random, TPE and NSGA-II with and without MO-ASHA (the config's defaults) and the default
+before this benchmark, at every size; section 2's candidates (COMPARED, CANDIDATES below) at the
+smallest. The start-up cost is bench/results/trial_overhead.json's `startup_s` (or --startup-s);
+a few setups are replayed again at today's TorchTrainer start-up for their wall times.
+Reported per setup and sweep size (trials), over seeds: hypervolume
+(avdis.results.pareto, chance = 1/emotions as results.summarize uses) against trial-epochs and
+simulated wall time with 95% intervals, and the trial-epochs and wall time to reach 95% of the
+reference hypervolume (the front of every recorded trial's last epoch). Writes
+bench/results/sweep_replay.json and sweep_replay.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from avdis import config as C  # noqa: E402
+from avdis.errors import UsageError  # noqa: E402
+from avdis.results import pareto  # noqa: E402
+
+CONFIG = ROOT / "jobs" / "configs" / "local.yaml"
+CURVES = ROOT / "bench" / "results" / "sweep_curves.csv"
+OVERHEAD = ROOT / "bench" / "results" / "trial_overhead.json"
+OUT = ROOT / "bench" / "results"
+TODAY_STARTUP_S = 14.5  # README: median seconds per demo trial outside its epochs (TorchTrainer trials)
+OBJECTIVES = list(pareto.OBJECTIVES)
+BASE_SETUPS = [f"{s}/{k}" for s in ("random", "tpe", "nsga2") for k in ("none", "mo_asha")]
+
+
+def knobs(grace: int, eta: int, stopped_as: str, startup: int) -> list[str]:
+    """A scheduler and sampler variant as config overrides (explicit, so it does not move with the defaults)."""
+    return [f"sweep.scheduler.grace_epochs={grace}", f"sweep.scheduler.eta={eta}",
+            f"sweep.scheduler.stopped_as={stopped_as}", f"sweep.startup_trials={startup}"]
+
+
+# A setup is "search/scheduler" (the config's defaults) or "search/scheduler:variant" with these overrides.
+# Compared at every size: the default before this benchmark.
+COMPARED: dict[str, list[str]] = {"tpe/mo_asha:before": knobs(1, 3, "complete", 6)}
+# Section 2's candidates, at the smallest size only (what was tried on the way to the default).
+CANDIDATES: dict[str, list[str]] = {
+    f"tpe/mo_asha:g{g}e{e}_{how}_s{k}": knobs(g, e, how, k)
+    for g, e, how, k in [(1, 3, "pruned", 6), (2, 3, "complete", 6), (3, 3, "complete", 6), (3, 3, "pruned", 6),
+                         (2, 2, "complete", 6), (2, 2, "pruned", 3), (2, 2, "complete", 3), (1, 2, "pruned", 3),
+                         (2, 3, "pruned", 3), (3, 2, "pruned", 3), (3, 3, "pruned", 10)]
+}
+EXTRA = {**COMPARED, **CANDIDATES}
+
+
+# ---------------------------------------------------------------------------------------------- recordings
+
+@dataclass(frozen=True)
+class Recordings:
+    """One row per trial: its method, normalised parameters, (epochs, 2) curve and epoch seconds."""
+
+    methods: np.ndarray  # (n,) str
+    config_ids: np.ndarray  # (n,) str
+    seeds: np.ndarray  # (n,) int
+    x: list[np.ndarray]  # per trial: normalised parameters (weight if any, lr) in [0, 1]
+    curves: np.ndarray  # (n, epochs, 2): emotion_acc, leakage
+    epoch_s: np.ndarray  # (n, epochs)
+
+    @property
+    def epochs(self) -> int:
+        return self.curves.shape[1]
+
+
+def _unit(value: float, r: C.Range) -> float:
+    """A parameter's position in its range, on the scale the sampler draws it (log where the space says)."""
+    if r.log:
+        return (math.log(value) - math.log(r.low)) / (math.log(r.high) - math.log(r.low))
+    return (value - r.low) / (r.high - r.low)
+
+
+def unit_params(space: C.SearchSpace, method: str, weight: float | None, lr: float) -> np.ndarray:
+    """The surrogate's input: the method's weight (if it has one) and train.lr, each in [0, 1]."""
+    lr_unit = _unit(lr, space.params["train.lr"])
+    return np.array([_unit(weight, space.weights[method]), lr_unit] if method in space.weights else [lr_unit])
+
+
+def load_curves(path: Path, space: C.SearchSpace) -> Recordings:
+    """The recorded trials that ran every epoch (a trial still being recorded is left out)."""
+    if not path.exists():
+        raise UsageError(f"{path}: no recorded curves; run bench/sweep_record.py first")
+    df = pd.read_csv(path)
+    missing = {"config_id", "method", "weight", "lr", "seed", "epoch", *OBJECTIVES, "epoch_s"} - set(df.columns)
+    if missing:
+        raise UsageError(f"{path}: columns {sorted(missing)} missing; it is not a bench/sweep_record.py recording")
+    epochs = int(df["epoch"].max())
+    trials = [g.sort_values("epoch") for _, g in df.groupby(["config_id", "seed"], sort=True)]
+    trials = [g for g in trials if len(g) == epochs and g[OBJECTIVES].notna().all().all()]
+    first = [g.iloc[0] for g in trials]
+    return Recordings(
+        methods=np.array([r.method for r in first]), config_ids=np.array([r.config_id for r in first]),
+        seeds=np.array([int(r.seed) for r in first]),
+        x=[unit_params(space, r.method, None if pd.isna(r.weight) else float(r.weight), float(r.lr)) for r in first],
+        curves=np.stack([g[OBJECTIVES].to_numpy(float) for g in trials]),
+        epoch_s=np.stack([g["epoch_s"].to_numpy(float) for g in trials]),
+    )
+
+
+def rank_agreement(curves: Path) -> dict[str, dict[str, float]]:
+    """Spearman correlation of each early epoch's values with the last epoch's, over the recorded trials:
+    how much a rung at that epoch knows of where a trial ends."""
+    from scipy.stats import spearmanr
+
+    df = pd.read_csv(curves)
+    last = df[df["epoch"] == df["epoch"].max()].set_index(["config_id", "seed"])
+    out = {}
+    for epoch in range(1, int(df["epoch"].max())):
+        now = df[df["epoch"] == epoch].set_index(["config_id", "seed"])
+        end = last.loc[now.index]
+        out[str(epoch)] = {m: round(float(spearmanr(now[m], end[m])[0]), 3) for m in ("emotion_acc", "leakage")}
+    return out
+
+
+def reference_hypervolume(rec: Recordings, chance: float) -> float:
+    """The front of every recorded trial's last epoch: what a sweep can at best find."""
+    return pareto.hypervolume(rec.curves[:, -1, 0], rec.curves[:, -1, 1], chance)
+
+
+# ---------------------------------------------------------------------------------------------- surrogate
+
+LENGTHSCALES = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+NOISE_RATIOS = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def _kernel(a: np.ndarray, b: np.ndarray, lengthscale: float) -> np.ndarray:
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return np.exp(-0.5 * d2 / lengthscale**2)
+
+
+def _loo_errors(x: np.ndarray, y: np.ndarray, lengthscale: float, noise: float) -> np.ndarray:
+    """Closed-form leave-one-out residuals of a GP posterior mean (Rasmussen & Williams eq. 5.12)."""
+    inv = np.linalg.inv(_kernel(x, x, lengthscale) + noise * np.eye(len(x)))
+    return (inv @ y) / np.diag(inv)[:, None]
+
+
+@dataclass(frozen=True)
+class MethodGP:
+    """A GP posterior mean over one method's configurations: its mean curve (epochs x objectives, flattened)."""
+
+    x: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    lengthscale: float
+    noise: float
+    alpha: np.ndarray
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.mean + self.scale * (_kernel(np.atleast_2d(x), self.x, self.lengthscale) @ self.alpha)[0]
+
+
+def fit_method(x: np.ndarray, y: np.ndarray) -> tuple[MethodGP, np.ndarray]:
+    """Pick (lengthscale, noise) on the grid by leave-one-out error; returns the GP and its LOO predictions."""
+    mean, scale = y.mean(0), y.std(0) + 1e-9
+    z = (y - mean) / scale
+    _, ls, nr = min((float((_loo_errors(x, z, ls, nr) ** 2).mean()), ls, nr)
+                    for ls in LENGTHSCALES for nr in NOISE_RATIOS)
+    alpha = np.linalg.solve(_kernel(x, x, ls) + nr * np.eye(len(x)), z)
+    return MethodGP(x, mean, scale, ls, nr, alpha), y - scale * _loo_errors(x, z, ls, nr)
+
+
+@dataclass
+class Surrogate:
+    """Per method: a GP for the mean curve, the recorded seed-to-seed differences, the recorded epoch seconds."""
+
+    space: C.SearchSpace
+    epochs: int
+    gps: dict[str, MethodGP]
+    noise: dict[str, np.ndarray]  # (pairs, epochs, 2): one seed's deviation from its configuration's mean
+    epoch_s: dict[str, np.ndarray]  # (trials, epochs)
+    quality: dict[str, Any]
+
+    def curve(self, params: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One simulated trial for Tune's trial parameters: its (epochs, 2) curve and its epoch seconds."""
+        method = params["method"]
+        x = unit_params(self.space, method, params.get(f"weight_{method}"), params["train.lr"])
+        mean = self.gps[method].predict(x).reshape(self.epochs, 2)
+        dev = self.noise[method][rng.integers(len(self.noise[method]))] * rng.choice((-1.0, 1.0))
+        secs = self.epoch_s[method][rng.integers(len(self.epoch_s[method]))]
+        return np.clip(mean + dev, 0.0, 1.0), secs
+
+
+def _config_means(rec: Recordings, rows: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    ids = sorted(set(rec.config_ids[rows]))
+    x = np.stack([rec.x[rows[rec.config_ids[rows] == c][0]] for c in ids])
+    y = np.stack([rec.curves[rows[rec.config_ids[rows] == c]].mean(0).ravel() for c in ids])
+    return ids, x, y
+
+
+def _rmse(a: np.ndarray) -> dict[str, float]:
+    """Root mean square over trials of curve errors (n, epochs, 2): every epoch and the last, per objective."""
+    return {f"{obj}_{part}": float(np.sqrt((sel[..., j] ** 2).mean()))
+            for j, obj in enumerate(OBJECTIVES) for part, sel in (("all_epochs", a), ("last_epoch", a[:, -1:]))}
+
+
+MIN_PAIRS = 5  # a method with fewer configurations recorded at two seeds borrows every method's seed differences
+
+
+def _held_out(rec: Recordings, rows: np.ndarray, ids: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Errors of a GP fitted on one seed's curves, each configuration left out, against its other seed's curve.
+
+    Trials of one seed share their initialisation and data order, so neighbouring configurations of
+    the same seed move together: the check fits one seed and scores the other. Beside it, the
+    method's mean curve (of the other configurations, same seed) as the baseline to beat.
+    """
+    both = [c for c in ids if (rec.config_ids[rows] == c).sum() >= 2]
+    curves = {c: rec.curves[rows[rec.config_ids[rows] == c][:2]] for c in both}
+    x = np.stack([rec.x[rows[rec.config_ids[rows] == c][0]] for c in both])
+    pred_err, const_err = [], []
+    for s in (0, 1):
+        y = np.stack([curves[c][s].ravel() for c in both])
+        loo = fit_method(x, y)[1].reshape(len(both), rec.epochs, 2)
+        const = ((y.sum(0) - y) / (len(both) - 1)).reshape(len(both), rec.epochs, 2)
+        for i, c in enumerate(both):
+            pred_err.append(loo[i] - curves[c][1 - s])
+            const_err.append(const[i] - curves[c][1 - s])
+    return pred_err, const_err
+
+
+def fit_surrogate(rec: Recordings, space: C.SearchSpace) -> Surrogate:
+    """Fit every method's GP on its configurations' seed-mean curves; measure it on held-out configurations."""
+    gps, diffs, secs, per_method = {}, {}, {}, {}
+    pred_err, const_err = [], []
+    for method in space.methods:
+        rows = np.flatnonzero(rec.methods == method)
+        ids, x, y = _config_means(rec, rows)
+        if len(ids) < 3:
+            raise UsageError(f"{CURVES}: method {method} has {len(ids)} recorded configurations; the surrogate "
+                             "needs >= 3: let bench/sweep_record.py record more")
+        gps[method] = fit_method(x, y)[0]
+        pairs = [p[:2] for p in (rows[rec.config_ids[rows] == c] for c in ids) if len(p) >= 2]
+        diffs[method] = np.array([rec.curves[a] - rec.curves[b] for a, b in pairs]).reshape(-1, rec.epochs, 2)
+        secs[method] = rec.epoch_s[rows]
+        if len(pairs) >= 3:
+            p, c = _held_out(rec, rows, ids)
+            pred_err += p
+            const_err += c
+        per_method[method] = {"configs": len(ids), "seed_pairs": len(pairs), "lengthscale": gps[method].lengthscale,
+                              "noise_ratio": gps[method].noise}
+    pooled = np.concatenate(list(diffs.values()))
+    if not len(pooled) or not pred_err:
+        raise UsageError(f"{CURVES}: too few configurations are recorded at two seeds; the surrogate's seed noise "
+                         "and its check need some: let bench/sweep_record.py record more")
+    for method, pm in per_method.items():
+        pm["noise_from"] = "own" if pm["seed_pairs"] >= MIN_PAIRS else "all methods"
+    noise = {m: (d if len(d) >= MIN_PAIRS else pooled) / math.sqrt(2.0) for m, d in diffs.items()}
+    quality = {
+        "held_out": ("per method, a GP fitted on one seed's curves with the configuration left out (closed-form "
+                     "LOO, hyperparameters chosen by LOO) predicts it; scored against the other seed's curve"),
+        "surrogate_vs_other_seed_rmse": _rmse(np.stack(pred_err)),
+        "method_mean_vs_other_seed_rmse": _rmse(np.stack(const_err)),
+        "seed_to_seed_rmse": _rmse(pooled),
+        "seed_pairs": int(len(pooled)),
+        "note": ("seed_to_seed is what one seed's curve misses the other by (a perfect mean curve would miss by "
+                 "seed_to_seed / sqrt(2)); the seed noise added in replay is one recorded seed difference / "
+                 f"sqrt(2), of the method's own when it has >= {MIN_PAIRS} pairs, else of all methods"),
+        "methods": per_method,
+    }
+    return Surrogate(space, rec.epochs, gps, noise, secs, quality)
+
+
+# ---------------------------------------------------------------------------------------------- replay
+
+@dataclass(frozen=True)
+class SimTrial:
+    """What the scheduler reads of a Tune trial."""
+
+    trial_id: str
+
+
+@dataclass
+class Completion:
+    """The sweep after a trial ended: trial-epochs and simulated seconds used so far, the hypervolume."""
+
+    trial_id: str
+    trial_epochs: int
+    wall_s: float
+    hypervolume: float
+
+
+@dataclass
+class Replay:
+    """One simulated sweep: its completions in order, and what a test checks it against."""
+
+    searcher: Any
+    scheduler: Any
+    completions: list[Completion] = field(default_factory=list)
+    log: list[tuple[float, str, int, str]] = field(default_factory=list)  # (time, trial id, epoch, decision)
+    finals: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # id -> (acc, leakage, epochs run)
+    curves: dict[str, np.ndarray] = field(default_factory=dict)  # trial id -> (epochs, 2)
+    epoch_s: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    starts: dict[str, float] = field(default_factory=dict)
+    ends: dict[str, float] = field(default_factory=dict)
+    max_running: int = 0
+
+
+def setup_config(setup: str, trials: int, seed: int, extra: list[str] | None = None) -> C.Config:
+    """local.yaml with the setup's search and scheduler, the sweep's size and the searcher's seed."""
+    search, sched = setup.split(":")[0].split("/")
+    return C.load(CONFIG, [f"sweep.search={search}", f"sweep.scheduler.type={sched}", f"sweep.num_samples={trials}",
+                           f"sweep.seed={seed}", *EXTRA.get(setup, []), *(extra or [])])
+
+
+def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int) -> Replay:
+    """Run one sweep of cfg's searcher and scheduler in simulated time.
+
+    `trial_curve(params, rng)` answers a suggested configuration with its (epochs, 2) curve and
+    epoch seconds; the rng is seeded by (seed, trial number) so every setup sees the same noise.
+    """
+    from ray.tune.schedulers import TrialScheduler
+
+    from avdis.tune.sweep import scheduler, searcher
+
+    search, sched = searcher(cfg), scheduler(cfg)
+    chance = 1.0 / cfg.data.synth.emotions
+    total, workers, epochs = cfg.sweep.num_samples, cfg.sweep.max_concurrent, cfg.train.epochs
+    events: list[tuple[float, int, str, int]] = []
+    out = Replay(search, sched)
+    used, running = 0, 0
+
+    def start(now: float) -> None:
+        nonlocal running
+        tid = f"trial_{len(out.params):04d}"
+        params = search.suggest(tid)
+        curve, secs = trial_curve(params, np.random.default_rng([seed, len(out.params)]))
+        out.params[tid], out.curves[tid], out.epoch_s[tid], out.starts[tid] = params, curve, secs, now
+        running += 1
+        out.max_running = max(out.max_running, running)
+        heapq.heappush(events, (now + startup_s + secs[0], len(out.params), tid, 1))
+
+    while len(out.params) < min(workers, total):
+        start(0.0)
+    while events:
+        now, order, tid, epoch = heapq.heappop(events)
+        used += 1
+        acc, leak = out.curves[tid][epoch - 1]
+        result = {"epoch": epoch, "training_iteration": epoch, "emotion_acc": float(acc), "leakage": float(leak),
+                  "trial_id": tid, "done": epoch == epochs}
+        decision = sched.on_trial_result(None, SimTrial(tid), result) if sched else TrialScheduler.CONTINUE
+        out.log.append((now, tid, epoch, decision))
+        if decision != TrialScheduler.STOP:
+            search.on_trial_result(tid, result)
+        if decision == TrialScheduler.STOP or epoch == epochs:
+            if sched:
+                sched.on_trial_complete(None, SimTrial(tid), result)
+            search.on_trial_complete(tid, result=result)
+            running -= 1
+            out.finals[tid], out.ends[tid] = (float(acc), float(leak), epoch), now
+            pts = np.array([f[:2] for f in out.finals.values()])
+            out.completions.append(Completion(tid, used, now, pareto.hypervolume(pts[:, 0], pts[:, 1], chance)))
+            if len(out.params) < total:
+                start(now)
+        else:
+            heapq.heappush(events, (now + out.epoch_s[tid][epoch], order, tid, epoch + 1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+def _ci_mean(values: np.ndarray) -> dict[str, float]:
+    """Mean with a normal 95% interval over seeds."""
+    m, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    return {"mean": m, "lo": m - 1.96 * se, "hi": m + 1.96 * se}
+
+
+def _ci_median(values: np.ndarray, rng: np.random.Generator, boot: int = 2000) -> dict[str, float | None]:
+    """Median with a bootstrap 95% interval over seeds; seeds that never reached count as infinite (null)."""
+    meds = np.median(rng.choice(values, (boot, len(values))), axis=1)
+    fin = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
+    return {"median": fin(np.median(values)), "lo": fin(np.percentile(meds, 2.5)), "hi": fin(np.percentile(meds, 97.5))}
+
+
+def hv_at(comps: list[Completion], axis: str, grid: np.ndarray) -> np.ndarray:
+    """The sweep's hypervolume at each grid value of trial-epochs or wall seconds (a step function)."""
+    xs = np.array([getattr(c, axis) for c in comps])
+    hv = np.array([c.hypervolume for c in comps])
+    idx = np.searchsorted(xs, grid, side="right") - 1
+    return np.where(idx >= 0, hv[np.clip(idx, 0, None)], 0.0)
+
+
+def first_reach(comps: list[Completion], target: float) -> tuple[float, float]:
+    """Trial-epochs and wall seconds when the hypervolume first reached target (inf: never)."""
+    for c in comps:
+        if c.hypervolume >= target:
+            return float(c.trial_epochs), c.wall_s
+    return math.inf, math.inf
+
+
+# ---------------------------------------------------------------------------------------------- the benchmark
+
+_SURROGATE: Surrogate | None = None
+
+
+def _init(surrogate: Surrogate) -> None:
+    global _SURROGATE
+    _SURROGATE = surrogate
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _job(job: tuple[str, int, int, tuple[float, ...]]) -> tuple[str, int, list[list[Completion]]]:
+    """One setup, size and seed, replayed once per start-up cost (the order of events depends on it)."""
+    setup, trials, seed, startups = job
+    assert _SURROGATE is not None
+    cfg = setup_config(setup, trials, seed)
+    return setup, trials, [replay(cfg, _SURROGATE.curve, s, seed).completions for s in startups]
+
+
+def summarize(runs: list[list[Completion]], reference: float, rng: np.random.Generator) -> dict[str, Any]:
+    """One setup at one size over its seeds: the issue's fields, plus the means of what the sweeps used."""
+    reach = np.array([first_reach(r, 0.95 * reference) for r in runs])
+    return {
+        "seeds": len(runs), "reached_95": float(np.isfinite(reach[:, 0]).mean()),
+        "trial_epochs_to_95": _ci_median(reach[:, 0], rng), "wall_s_to_95": _ci_median(reach[:, 1], rng),
+        "final_hypervolume": _ci_mean(np.array([r[-1].hypervolume for r in runs])),
+        "trial_epochs": float(np.mean([r[-1].trial_epochs for r in runs])),
+        "wall_s": float(np.mean([r[-1].wall_s for r in runs])),
+    }
+
+
+def curve_band(runs: list[list[Completion]], axis: str, grid: np.ndarray) -> dict[str, list[float]]:
+    hv = np.stack([hv_at(r, axis, grid) for r in runs])
+    m, se = hv.mean(0), hv.std(0, ddof=1) / math.sqrt(len(runs))
+    return {"x": grid.tolist(), "mean": m.tolist(), "lo": (m - 1.96 * se).tolist(), "hi": (m + 1.96 * se).tolist()}
+
+
+def at_equal_wall(runs: dict[str, list[list[Completion]]], default: str) -> dict[str, Any]:
+    """Every setup's hypervolume when the default's sweep ends (its median wall time): which is best there."""
+    t = float(np.median([r[-1].wall_s for r in runs[default]]))
+    hv = {s: _ci_mean(np.array([hv_at(r, "wall_s", np.array([t]))[0] for r in rs])) for s, rs in runs.items()}
+    best = max(hv, key=lambda s: hv[s]["mean"])
+    return {"wall_s": t, "best": best, "hypervolume": hv,
+            "default_within_best_interval": hv[default]["mean"] >= hv[best]["lo"]}
+
+
+def targets(rows: dict[str, dict[str, Any]], default: str) -> dict[str, Any]:
+    """The issue's targets at one size: the default's trial-epochs to 95% against random's and TPE-alone's.
+
+    A setup that did not reach 95% in half its seeds has a median beyond its budget (its trial-epochs): the
+    ratio is then an upper bound, and the target is met if the default's median <= 1/3 (1/2) of that budget.
+    """
+    def need(setup: str) -> float:
+        med = rows[setup]["trial_epochs_to_95"]["median"]
+        return med if med is not None else rows[setup]["trial_epochs"]
+
+    mine = rows[default]["trial_epochs_to_95"]["median"]
+    out = {}
+    for other, share in (("random/none", 1 / 3), ("tpe/none", 1 / 2)):
+        censored = rows[other]["trial_epochs_to_95"]["median"] is None
+        out[f"vs_{other}"] = {
+            "default_median": mine, "other_median": need(other), "other_censored": censored, "share_needed": share,
+            "share": None if mine is None else mine / need(other),
+            "met": mine is not None and mine <= share * need(other)}
+    return out
+
+
+def plot(bands: dict[str, dict[str, Any]], reference: float, trials: int, startup_s: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, axis, label in ((axes[0], "trial_epochs", "trial-epochs"),
+                            (axes[1], "wall_s", f"simulated wall seconds (start-up {startup_s:g} s per trial)")):
+        for setup, band in bands.items():
+            b = band[axis]
+            line, = ax.plot(b["x"], b["mean"], label=setup, lw=2 if "mo_asha" in setup else 1.2,
+                            ls="-" if setup.startswith("tpe") else ("--" if setup.startswith("nsga2") else ":"))
+            ax.fill_between(b["x"], b["lo"], b["hi"], color=line.get_color(), alpha=0.15)
+        ax.axhline(0.95 * reference, color="k", lw=0.8, ls="--")
+        ax.set_xlabel(label)
+        ax.set_ylabel("hypervolume")
+        ax.set_xscale("log")
+        ax.set_ylim(0.5 * reference, 1.02 * max(max(b[axis]["hi"]) for b in bands.values()))
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{trials}-trial sweeps replayed (mean, 95% interval over seeds); dashed: 95% of the reference")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def startup_seconds(flag: float | None) -> tuple[float, str]:
+    """The per-trial start-up cost: the flag, else trial_overhead.json's in-process figure, else today's."""
+    if flag is not None:
+        return flag, "--startup-s"
+    if OVERHEAD.exists():
+        data = json.loads(OVERHEAD.read_text())
+        if "startup_s" not in data:
+            raise UsageError(f"{OVERHEAD}: no 'startup_s' key; pass --startup-s SECONDS instead")
+        return float(data["startup_s"]), str(OVERHEAD.relative_to(ROOT))
+    return TODAY_STARTUP_S, "README (median outside epochs per demo trial)"
+
+
+def _rows(runs: dict[tuple[str, int], list[list[Completion]]], default: str,
+          reference: float) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, Any]]:
+    """Each setup and size's summary, and the issue's targets at each size where the setups compared were run."""
+    rng = np.random.default_rng(0)
+    rows = {key: summarize(rs, reference, rng) for key, rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
+    verdict = {}
+    for n in sorted({n for _, n in runs}):
+        here = {s: runs[(s, m)] for s, m in runs if m == n}
+        if {default, "random/none", "tpe/none"} <= set(here):
+            verdict[str(n)] = {**targets({s: rows[(s, n)] for s in here}, default),
+                               "equal_wall_time": at_equal_wall(here, default)}
+    return rows, verdict
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setups", nargs="+", default=None,
+                    help="search/scheduler[:variant], each at every size (default: the base setups and the compared "
+                         "ones at every size, the candidates at the smallest)")
+    ap.add_argument("--trials", nargs="+", type=int, default=[64, 128, 256])
+    ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--today-setups", nargs="*", default=None,
+                    help=f"setups also replayed at today's {TODAY_STARTUP_S} s start-up (default: random/none, "
+                         "tpe/none, the default and the one before)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--startup-s", type=float, default=None,
+                    help=f"per-trial start-up seconds (default: {OVERHEAD.name}'s startup_s, else {TODAY_STARTUP_S})")
+    ap.add_argument("--curves", type=Path, default=CURVES)
+    ap.add_argument("--out", type=Path, default=OUT,
+                    help="where sweep_replay.json and .png go (sweep_replay_<corpus>.* for sweep_curves_<corpus>.csv)")
+    args = ap.parse_args()
+
+    base = C.load(CONFIG, [])
+    default = f"{base.sweep.search}/{base.sweep.scheduler.type}"
+    setups = args.setups or [*BASE_SETUPS, *COMPARED]
+    candidates = [] if args.setups else list(CANDIDATES)
+    startup_s, startup_from = startup_seconds(args.startup_s)
+    today_setups = args.today_setups if args.today_setups is not None else [
+        "random/none", "tpe/none", default, "tpe/mo_asha:before"]
+    today_setups = [] if startup_s == TODAY_STARTUP_S else [s for s in setups if s in today_setups]
+    rec = load_curves(args.curves, base.sweep.space)
+    chance = 1.0 / base.data.synth.emotions
+    reference = reference_hypervolume(rec, chance)
+    surrogate = fit_surrogate(rec, base.sweep.space)
+    print(f"sweep_replay: {len(rec.methods)} recorded trials, reference hypervolume {reference:.4f}; "
+          f"{len(setups)} setups x {args.trials} trials x {args.seeds} seeds, start-up {startup_s} s "
+          f"({TODAY_STARTUP_S} s too for {today_setups})", flush=True)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    sized = [(s, n) for n in args.trials for s in setups] + [(s, min(args.trials)) for s in candidates]
+    jobs = [(s, n, k, (startup_s, TODAY_STARTUP_S) if s in today_setups else (startup_s,))
+            for s, n in sized for k in seeds]
+    runs: list[dict[tuple[str, int], list[list[Completion]]]] = [{}, {}]
+    with get_context("spawn").Pool(args.jobs, initializer=_init, initargs=(surrogate,)) as pool:
+        for i, (setup, n, per_startup) in enumerate(pool.imap_unordered(_job, jobs), 1):
+            for by, comps in zip(runs, per_startup):
+                by.setdefault((setup, n), []).append(comps)
+            if i % 50 == 0 or i == len(jobs):
+                print(f"  {i}/{len(jobs)} sweeps replayed", flush=True)
+    rows, verdict = _rows(runs[0], default, reference)
+    if today_setups:  # wall times at today's start-up cost beside the new one's
+        today, _ = _rows(runs[1], default, reference)
+        for key, row in today.items():
+            rows[key]["at_today_startup"] = {k: row[k] for k in ("wall_s_to_95", "wall_s", "final_hypervolume")}
+        if default in today_setups:
+            for n, v in verdict.items():
+                v["equal_wall_time_at_today_startup"] = at_equal_wall(
+                    {s: runs[1][(s, int(n))] for s in today_setups}, default)
+    largest = max(args.trials)
+    epochs_grid = np.unique(np.geomspace(2, rec.epochs * largest, 60).astype(int)).astype(float)
+    bands = {}
+    for s in setups:
+        rs = runs[0][(s, largest)]
+        wall_grid = np.geomspace(10, max(r[-1].wall_s for r in rs), 60)
+        bands[s] = {"trial_epochs": curve_band(rs, "trial_epochs", epochs_grid),
+                    "wall_s": curve_band(rs, "wall_s", wall_grid)}
+    counts = pd.Series(rec.config_ids).value_counts()
+    payload = {
+        "machine": __import__("machine").describe(),
+        "recorded": {"trials": int(len(rec.methods)), "configs": int(len(counts)),
+                     "seeds_per_config": int(counts.min()), "seeds_per_config_max": int(counts.max()),
+                     "epochs": rec.epochs, "file": f"bench/results/{args.curves.name}"},
+        "reference_hypervolume": reference, "chance_acc": chance,
+        "default": {"search": base.sweep.search, "scheduler": base.sweep.scheduler.type,
+                    "eta": base.sweep.scheduler.eta, "grace_epochs": base.sweep.scheduler.grace_epochs,
+                    "stopped_as": base.sweep.scheduler.stopped_as, "startup_trials": base.sweep.startup_trials},
+        "tried": ("variants of the default (search/scheduler:variant, overrides listed per setup): MO-ASHA's first "
+                  "rung (grace 1-3) and eta (2-3), a stopped trial told to Optuna as COMPLETE with its rung values "
+                  "or as PRUNED, TPE's random start-up trials (3, 6, 10); candidates at the smallest size"),
+        "rank_agreement_with_last_epoch": rank_agreement(args.curves),
+        "startup_s": startup_s, "startup_from": startup_from, "today_startup_s": TODAY_STARTUP_S,
+        "max_concurrent": base.sweep.max_concurrent,
+        "surrogate": surrogate.quality,
+        "setups": [{"search": s.split(":")[0].split("/")[0], "scheduler": s.split(":")[0].split("/")[1],
+                    "setup": s, "overrides": EXTRA.get(s, []), "trials": n, **row} for (s, n), row in rows.items()],
+        "targets": verdict,
+        "curves": {"trials": largest, "setups": bands},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "sweep_replay" + args.curves.stem.removeprefix("sweep_curves")
+    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {args.out / f'{stem}.json'}")
+    plot(bands, reference, largest, startup_s, args.out / f"{stem}.png")
+    for (s, n), row in rows.items():
+        print(f"{s:28s} {n:4d}  reached {row['reached_95']:.2f}  epochs->95 {row['trial_epochs_to_95']['median']}  "
+              f"wall->95 {row['wall_s_to_95']['median']}  final HV {row['final_hypervolume']['mean']:.4f}  "
+              f"epochs {row['trial_epochs']:.0f}  wall {row['wall_s']:.0f}")
+    print(json.dumps(verdict, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The replay benchmark (bench/sweep_replay.py) on tiny deterministic curves: it drives the sweep's real objects.
+
+Checked against what the objects themselves hold: MO-ASHA's stop decisions equal the
+non-dominated-rank / crowding rule recomputed from the values each rung had received; the
+Optuna study behind the searcher holds every ended trial with the values it was told (or
+PRUNED for a stopped trial when `sweep.scheduler.stopped_as=pruned`); simulated workers never
+exceed `sweep.max_concurrent`; simulated time adds up; a seed replays the same sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import sweep_replay as R  # noqa: E402
+
+from avdis.results import pareto  # noqa: E402
+from avdis.tune.schedulers import crowding_distance  # noqa: E402
+
+EPOCHS = 9
+STARTUP = 3.0
+
+
+def tiny_curve(params: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A curve set by the parameters plus the seeded rng's noise: accuracy rises with lr, leakage falls with weight."""
+    lr_u = (math.log(params["train.lr"]) - math.log(1e-3)) / math.log(10)
+    w = next((v for k, v in params.items() if k.startswith("weight_")), 0.0)
+    e = np.arange(1, EPOCHS + 1) / EPOCHS
+    acc = 0.3 + 0.6 * lr_u * e + rng.normal(0, 0.02, EPOCHS)
+    leak = 0.9 - 0.5 * min(float(w), 3.0) / 3.0 * e + rng.normal(0, 0.02, EPOCHS)
+    return np.clip(np.column_stack([acc, leak]), 0, 1), 0.5 + rng.random(EPOCHS)
+
+
+def run(setup: str = "tpe/mo_asha", trials: int = 24, seed: int = 0, extra: list[str] | None = None) -> R.Replay:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = R.setup_config(setup, trials, seed, ["sweep.scheduler.grace_epochs=1", "sweep.scheduler.eta=3",
+                                               "sweep.scheduler.stopped_as=complete", *(extra or [])])
+    return R.replay(cfg, tiny_curve, STARTUP, seed)
+
+
+def rule(rung: dict[str, tuple[float, float]], tid: str, eta: int) -> bool:
+    """MO-ASHA's rule from the rung's values: on the rung's front, or in the top ceil(n/eta) by (rank, crowding)."""
+    ids = list(rung)
+    pts = np.array([rung[t] for t in ids])
+    rank = pareto.ranks(pts[:, 0], pts[:, 1])
+    crowd = np.zeros(len(ids))
+    for r in np.unique(rank):
+        crowd[rank == r] = crowding_distance(pts[rank == r])
+    order = sorted(range(len(ids)), key=lambda i: (rank[i], -crowd[i], i))
+    return rank[ids.index(tid)] == 1 or tid in {ids[i] for i in order[: math.ceil(len(ids) / eta)]}
+
+
+def test_mo_asha_stops_in_replay_follow_the_rung_rule():
+    rep = run()
+    rungs = {1: {}, 3: {}}
+    stops = 0
+    for _, tid, epoch, decision in rep.log:
+        if epoch in rungs:
+            acc, leak = rep.curves[tid][epoch - 1]
+            rungs[epoch][tid] = (float(acc), float(leak))
+            expected = TrialScheduler.CONTINUE if rule(rungs[epoch], tid, 3) else TrialScheduler.STOP
+            assert decision == expected, (tid, epoch)
+            stops += decision == TrialScheduler.STOP
+        else:
+            assert decision == TrialScheduler.CONTINUE
+    assert stops > 0 and rep.scheduler.stopped == {t: f[2] for t, f in rep.finals.items() if f[2] < EPOCHS}
+    assert {m: set(r) for m, r in rep.scheduler.core.rungs.items()} == {m: set(r) for m, r in rungs.items()}
+
+
+@pytest.mark.parametrize("stopped_as", ["complete", "pruned"])
+def test_the_study_holds_every_ended_trial_as_told(stopped_as):
+    rep = run(extra=[f"sweep.scheduler.stopped_as={stopped_as}"])
+    study = rep.searcher._ot_study
+    by_number = {t.number: t for t in study.trials}
+    assert len(study.trials) == len(rep.finals) == 24
+    for tid, (acc, leak, epochs) in rep.finals.items():
+        told = by_number[rep.searcher._ot_trials[tid].number]
+        if epochs < EPOCHS and stopped_as == "pruned":
+            assert told.state == optuna.trial.TrialState.PRUNED and told.values is None
+        else:
+            assert told.state == optuna.trial.TrialState.COMPLETE and told.values == [acc, leak]
+        params = {k: v for k, v in told.params.items()}
+        assert params == rep.params[tid]  # what the sampler drew is what the trial trained
+    assert any(f[2] < EPOCHS for f in rep.finals.values())
+
+
+def test_workers_and_simulated_time_add_up():
+    rep = run("random/none", trials=10)
+    assert rep.max_running == 2  # local.yaml: max_concurrent 2
+    for tid, (_, _, epochs) in rep.finals.items():
+        assert rep.ends[tid] == pytest.approx(rep.starts[tid] + STARTUP + rep.epoch_s[tid][:epochs].sum())
+    moments = sorted({*rep.starts.values(), *rep.ends.values()})
+    for t in moments:  # never more trials running than workers
+        assert sum(rep.starts[k] <= t < rep.ends[k] for k in rep.finals) <= 2
+    last = rep.completions[-1]
+    assert last.wall_s == max(rep.ends.values())
+    assert last.trial_epochs == sum(f[2] for f in rep.finals.values()) == 10 * EPOCHS
+    accs, leaks = zip(*[f[:2] for f in rep.finals.values()])
+    assert last.hypervolume == pareto.hypervolume(np.array(accs), np.array(leaks), 0.25)
+
+
+def test_a_seed_replays_the_same_sweep():
+    a, b, c = run(seed=3), run(seed=3), run(seed=4)
+    assert a.completions == b.completions and a.params == b.params
+    assert a.params != c.params
+
+
+def test_the_surrogate_beats_the_method_mean_on_held_out_configurations():
+    space = R.C.load(R.CONFIG, []).sweep.space
+    rng = np.random.default_rng(0)
+    methods, ids, seeds, xs, curves = [], [], [], [], []
+    for method in space.methods:
+        for i in range(12):
+            params = {"method": method, "train.lr": float(np.exp(rng.uniform(np.log(1e-3), np.log(1e-2))))}
+            if method in space.weights:
+                r = space.weights[method]
+                params[f"weight_{method}"] = float(np.exp(rng.uniform(np.log(r.low), np.log(r.high)))) if r.log \
+                    else float(rng.integers(int(r.low), int(r.high) + 1))
+            for seed in range(2):
+                curve, _ = tiny_curve(params, np.random.default_rng([i, seed]))
+                methods.append(method), ids.append(f"{method}-{i}"), seeds.append(seed), curves.append(curve)
+                xs.append(R.unit_params(space, method, params.get(f"weight_{method}"), params["train.lr"]))
+    rec = R.Recordings(np.array(methods), np.array(ids), np.array(seeds), xs, np.stack(curves),
+                       np.full((len(ids), EPOCHS), 0.5))
+    q = R.fit_surrogate(rec, space).quality
+    for key in ("emotion_acc_last_epoch", "leakage_all_epochs"):
+        assert q["surrogate_vs_other_seed_rmse"][key] < q["method_mean_vs_other_seed_rmse"][key]

@@ -1,0 +1,39 @@
+"""How the sweep's searcher is told of trials the scheduler stopped, and the sampler settings it is built with."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from avdis import config as C
+from avdis.tune.sweep import searcher
+
+State = optuna.trial.TrialState
+
+
+def told(stopped_as: str, epoch: int, error: bool = False) -> optuna.trial.FrozenTrial:
+    cfg = C.load(None, [f"sweep.scheduler.stopped_as={stopped_as}", "train.epochs=9"])
+    s = searcher(cfg)
+    s.suggest("t0")
+    s.on_trial_complete("t0", result={"epoch": epoch, "emotion_acc": 0.6, "leakage": 0.4}, error=error)
+    return s._ot_study.trials[0]
+
+
+@pytest.mark.parametrize("stopped_as", ["complete", "pruned"])
+def test_a_trial_that_ran_every_epoch_is_complete_with_its_values(stopped_as):
+    trial = told(stopped_as, epoch=9)
+    assert trial.state == State.COMPLETE and trial.values == [0.6, 0.4]
+
+
+def test_a_stopped_trial_is_told_as_the_setting_says():
+    assert told("complete", epoch=2).values == [0.6, 0.4]  # Ray's OptunaSearch: rung values as if final
+    pruned = told("pruned", epoch=2)
+    assert pruned.state == State.PRUNED and pruned.values is None
+    assert told("pruned", epoch=2, error=True).state == State.COMPLETE  # an error keeps Ray's handling
+
+
+def test_the_defaults_are_the_replays_winner():
+    s = C.load(None).sweep
+    assert (s.search, s.scheduler.type, s.scheduler.eta, s.scheduler.grace_epochs, s.scheduler.stopped_as,
+            s.startup_trials) == ("tpe", "mo_asha", 2, 2, "pruned", 6)
+    assert searcher(C.load(None, ["sweep.startup_trials=5"]))._sampler._n_startup_trials == 5
