@@ -1,23 +1,44 @@
-"""Pre-launch checks: does a sweep's trial fit the cluster, and is its bucket there?
+"""Pre-launch checks: can a sweep's trial ever run on the cluster, and is its bucket there?
 
-A trial that asks for more than any node can hold does not fail in Ray: it waits
-forever for resources (or for an autoscaler that never adds a big enough node). These
-checks turn that into a `UsageError` naming the config field before any trial starts.
+Kept here is only what Ray cannot tell before launch. What Ray 2.60 itself reports:
+- Ray Train V2 (on by default), before it asks for a worker group's placement group,
+  compares `workers x resources_per_worker` per resource kind with the cluster's largest
+  size and raises `InsufficientClusterResourcesError`
+  (`WorkerGroup._check_cluster_resources_and_raise_if_insufficient`). That size comes from
+  the cluster config the autoscaler reports to the GCS, so the check runs only inside a
+  trial that has already started, only on an autoscaling cluster, and only on totals.
+- A worker bundle larger than every node is not caught there: its placement group waits,
+  `WorkerGroupStartupTimeoutError` follows after `RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`
+  (60 s), and the default failure policy retries it without limit
+  (`FailureConfig.controller_failure_limit=-1`). The autoscaler only logs "No available
+  node types can fulfill resource request"; Tune only warns after 60 s without a running
+  trial, comparing totals with `ray.cluster_resources()`, and says to ignore it when the
+  cluster autoscales.
+
+So the checks below refuse, with a `UsageError` naming the config field, a trial that
+(1) asks for a resource kind no node type has, (2) has a worker bundle (with
+`STRICT_PACK`, all workers as one bundle) or a driver bundle that fits no node type, or
+(3) has more workers than the cluster at its largest could hold beside the trial's
+driver. (3) is a bound, not a placement: for each node type, how many whole worker
+bundles one node holds (one with `STRICT_SPREAD`) times how many such nodes may exist,
+the largest first up to the launcher's global `max_workers`, less the bundles the driver
+displaces on the node type where it displaces fewest. It counts whole bundles per node,
+which Train V2's per-kind totals do not, and it answers before any trial starts, also on
+a fixed cluster (a laptop, `ray start` nodes) where Ray has no cluster config and a
+trial would otherwise wait forever. Where trials and their workers land, how many trials run
+at once, and shortages that pass (nodes booting, taken by other jobs, lost) are left to
+Ray's scheduler and autoscaler.
 
 The cluster is described either by a file (a Ray cluster launcher YAML, or a KubeRay
 RayCluster / RayJob manifest), which gives the node types and how many of each the
 autoscaler may start, or by live `ray.nodes()` dicts, which give the nodes there now
 (right for a fixed cluster; an autoscaling one may grow past them, so pass its file).
-
-A trial is what avdis asks Ray for: the trial driver (`sweep.trial_cpus` CPUs) plus
-`train.workers` bundles of `{CPU: train.cpus_per_worker, GPU: train.gpus_per_worker}`
-placed with `train.placement_strategy`. Packing is greedy first-fit, the same shape
-of decision Ray's scheduler makes for these small, uniform bundles.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +50,7 @@ from avdis.errors import UsageError
 
 _EPS = 1e-9
 _UNBOUNDED = 10_000  # node count used for "no max"; far beyond any real sweep
+_FIELDS = {"CPU": "train.cpus_per_worker", "GPU": "train.gpus_per_worker"}
 
 
 @dataclass(frozen=True)
@@ -39,12 +61,6 @@ class NodeShape:
     resources: dict[str, float]
     count: int
     is_head: bool = False
-
-
-@dataclass
-class _Node:
-    shape: NodeShape
-    free: dict[str, float]  # what is left after the bundles placed so far
 
 
 # ------------------------------------------------------------------ cluster shapes
@@ -131,54 +147,7 @@ def shapes_from_nodes(nodes: list[dict[str, Any]]) -> tuple[list[NodeShape], int
     return shapes, len(shapes)
 
 
-# ------------------------------------------------------------------ packing
-
-
-def _fits(free: dict[str, float], bundle: dict[str, float]) -> bool:
-    return all(free.get(k, 0.0) + _EPS >= v for k, v in bundle.items() if v > 0)
-
-
-class _Cluster:
-    """Nodes opened on demand, up to each shape's count and the global worker cap."""
-
-    def __init__(self, shapes: list[NodeShape], global_max: int) -> None:
-        self.shapes = shapes
-        self.budget = global_max
-        self.left = {id(s): s.count for s in shapes if not s.is_head}
-        self.nodes = [_Node(s, dict(s.resources)) for s in shapes if s.is_head]
-
-    def _open(self, bundle: dict[str, float]) -> _Node | None:
-        # Prefer shapes with the fewest resource kinds the bundle does not use (keep
-        # GPU nodes for GPU work, as Ray's scheduler does).
-        candidates = [s for s in self.shapes if not s.is_head and self.left[id(s)] > 0 and _fits(s.resources, bundle)]
-        if not candidates or self.budget <= 0:
-            return None
-        shape = min(candidates, key=lambda s: sum(1 for k, v in s.resources.items() if v > 0 and k not in bundle))
-        self.left[id(shape)] -= 1
-        self.budget -= 1
-        node = _Node(shape, dict(shape.resources))
-        self.nodes.append(node)
-        return node
-
-    def place(self, bundle: dict[str, float], avoid: set[int] = frozenset()) -> int | None:
-        """Index of the node now holding `bundle`, or None (cluster unchanged)."""
-        for i, node in enumerate(self.nodes):
-            if i not in avoid and _fits(node.free, bundle):
-                break
-        else:
-            if self._open(bundle) is None:
-                return None
-            i, node = len(self.nodes) - 1, self.nodes[-1]
-        for k, v in bundle.items():
-            node.free[k] = node.free.get(k, 0.0) - v
-        return i
-
-    def snapshot(self) -> tuple:
-        return ([(n.shape, dict(n.free)) for n in self.nodes], dict(self.left), self.budget)
-
-    def restore(self, snap: tuple) -> None:
-        nodes, self.left, self.budget = snap
-        self.nodes = [_Node(s, dict(f)) for s, f in nodes]
+# ------------------------------------------------------------------ demand and capacity
 
 
 def worker_bundle(t: TrainConfig) -> dict[str, float]:
@@ -189,53 +158,48 @@ def worker_bundle(t: TrainConfig) -> dict[str, float]:
     return worker
 
 
-def trial_demand(cfg: Config) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """(driver bundle, worker bundles) that one trial asks Ray for."""
+def demand(cfg: Config, standalone: bool = False) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """(driver bundle, worker bundles) that one sweep trial asks Ray for, or with `standalone` one
+    `avdis train` run, whose TorchTrainer is driven from the user's process (a bundle of nothing)."""
     t = cfg.train
     worker = worker_bundle(t)
-    if t.strategy == "single":  # the trial process is the one worker (see avdis.tune.trial)
+    if t.in_process and not standalone:  # the trial process is the one worker (see avdis.tune.trial)
         return {}, [worker]
-    workers = [dict(worker) for _ in range(t.workers)]
+    driver = {} if standalone else {"CPU": cfg.sweep.trial_cpus}
     if t.placement_strategy == "STRICT_PACK":
-        workers = [{k: v * t.workers for k, v in worker.items()}]
-    return {"CPU": cfg.sweep.trial_cpus}, workers
+        return driver, [{k: v * t.workers for k, v in worker.items()}]
+    return driver, [dict(worker) for _ in range(t.workers)]
 
 
-def _place_workers(cluster: _Cluster, cfg: Config, workers: list[dict[str, float]]) -> int:
-    """Place worker bundles in order; how many fit (STRICT_SPREAD: one per node)."""
-    spread = cfg.train.placement_strategy == "STRICT_SPREAD"
-    used: set[int] = set()
-    placed = 0
-    for bundle in workers:
-        i = cluster.place(bundle, used if spread else set())
-        if i is None:
-            break
-        used.add(i)
-        placed += 1
-    return placed
+def _per_node(resources: dict[str, float], bundle: dict[str, float]) -> int:
+    """How many whole copies of `bundle` one node with `resources` holds."""
+    asked = [(resources.get(k, 0.0) + _EPS) / v for k, v in bundle.items() if v > 0]
+    return math.floor(min(asked)) if asked else _UNBOUNDED
 
 
-def _place_trial(cluster: _Cluster, cfg: Config) -> bool:
-    driver, workers = trial_demand(cfg)
-    snap = cluster.snapshot()
-    if _place_workers(cluster, cfg, workers) < len(workers) or cluster.place(driver) is None:
-        cluster.restore(snap)
-        return False
-    return True
+def worker_capacity(cfg: Config, shapes: list[NodeShape], global_max: int, standalone: bool = False) -> int:
+    """Most worker bundles of one trial the cluster at its largest holds beside its driver (an upper bound).
 
+    Per node type: bundles one node holds (one with STRICT_SPREAD) x how many such nodes
+    may exist, worker node types largest first up to `global_max` nodes in all; less what
+    the driver costs on the node type where it costs the fewest bundles.
+    """
+    driver, workers = demand(cfg, standalone)
+    most = 1 if cfg.train.placement_strategy == "STRICT_SPREAD" else _UNBOUNDED
 
-def trials_that_fit(cfg: Config, shapes: list[NodeShape], global_max: int, limit: int = 1000) -> int:
-    """How many trials can run at once on the cluster at its largest (at most `limit`)."""
-    cluster = _Cluster(shapes, global_max)
-    n = 0
-    while n < limit and _place_trial(cluster, cfg):
-        n += 1
-    return n
+    def fit(res: dict[str, float]) -> int:
+        return min(_per_node(res, workers[0]), most)
 
-
-def _workers_that_fit(cfg: Config, shapes: list[NodeShape], global_max: int) -> int:
-    _, workers = trial_demand(cfg)
-    return _place_workers(_Cluster(shapes, global_max), cfg, workers)
+    total = sum(fit(s.resources) for s in shapes if s.is_head)
+    nodes_left = global_max
+    for s in sorted((s for s in shapes if not s.is_head), key=lambda s: -fit(s.resources)):
+        taken = min(s.count, nodes_left)
+        total, nodes_left = total + taken * fit(s.resources), nodes_left - taken
+    if not driver:
+        return total
+    costs = [fit(s.resources) - fit({k: v - driver.get(k, 0.0) for k, v in s.resources.items()})
+             for s in shapes if s.count > 0 and _per_node(s.resources, driver)]
+    return total - min(costs, default=0)
 
 
 # ------------------------------------------------------------------ checks
@@ -250,47 +214,60 @@ def _fmt(res: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in shown) + "}"
 
 
-def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] | None = None) -> None:
-    """Raise UsageError if one trial of `cfg` can never be scheduled on the cluster."""
+def _check_kinds(worker: dict[str, float], shapes: list[NodeShape], source: str) -> None:
+    """A resource kind no node type has: the clearest message for the commonest mistake (GPU)."""
+    for name, amount in worker.items():
+        if amount > 0 and not any(s.resources.get(name, 0) > 0 for s in shapes):
+            field = _FIELDS.get(name, name)
+            raise UsageError(
+                f"{source}: no node type provides {name}, but each training worker asks for {amount:g} "
+                f"({field}); use a cluster with {name} nodes or set {field}=0"
+            )
+
+
+def _check_bundles(cfg: Config, shapes: list[NodeShape], source: str, standalone: bool) -> None:
+    """A worker or driver bundle that no single node can hold waits forever (see the module docstring)."""
+    t = cfg.train
+    driver, workers = demand(cfg, standalone)
+    usable = [s for s in shapes if s.count > 0]
+    types = ", ".join(f"{s.name} {_fmt(s.resources)}" for s in usable) or "none"
+    if not any(_per_node(s.resources, workers[0]) for s in usable):
+        packed = t.placement_strategy == "STRICT_PACK"
+        what = "all workers together (placement_strategy=STRICT_PACK)" if packed else "one training worker"
+        raise UsageError(
+            f"{source}: {what} needs {_fmt(workers[0])} (train.cpus_per_worker={t.cpus_per_worker:g}, "
+            f"train.gpus_per_worker={t.gpus_per_worker:g}) but no node type holds that; node types: "
+            f"{types}. Lower the per-worker resources or add a bigger node type"
+        )
+    if driver and not any(_per_node(s.resources, driver) for s in usable):
+        raise UsageError(
+            f"{source}: the trial driver needs {_fmt(driver)} (sweep.trial_cpus={cfg.sweep.trial_cpus:g}) "
+            f"but no node type holds that; node types: {types}"
+        )
+
+
+def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] | None = None,
+               standalone: bool = False) -> None:
+    """Raise UsageError if one trial of `cfg` (with `standalone`, one `avdis train` run) can never be scheduled."""
     if (cluster_yaml is None) == (nodes is None):
         raise ValueError("pass exactly one of cluster_yaml (a file) or nodes (ray.nodes())")
     if cluster_yaml is not None:
         shapes, global_max = shapes_from_file(cluster_yaml)
-        source = cluster_yaml
+        source, grow = cluster_yaml, f"raise max_workers (maxReplicas) in {cluster_yaml}"
     else:
         shapes, global_max = shapes_from_nodes(nodes or [])
-        source = "the running Ray cluster"
+        source, grow = "the running Ray cluster", "add nodes to the cluster"
     t = cfg.train
-    driver, workers = trial_demand(cfg)
-    fields = {"CPU": "train.cpus_per_worker", "GPU": "train.gpus_per_worker"}
-    for name in workers[0]:
-        if workers[0][name] > 0 and not any(s.resources.get(name, 0) > 0 for s in shapes):
-            raise UsageError(
-                f"{source}: no node type provides {name}, but each training worker asks for "
-                f"{workers[0][name]:g} ({fields.get(name, name)}); use a cluster with {name} nodes "
-                f"or set {fields.get(name, name)}=0"
-            )
-    usable = [s for s in shapes if s.count > 0]
-    biggest = ", ".join(f"{s.name} {_fmt(s.resources)}" for s in usable) or "none"
-    if not any(_fits(s.resources, workers[0]) for s in usable):
-        what = "all workers together (placement_strategy=STRICT_PACK)" if t.placement_strategy == "STRICT_PACK" else "one training worker"
+    driver, workers = demand(cfg, standalone)
+    _check_kinds(workers[0], shapes, source)
+    _check_bundles(cfg, shapes, source, standalone)
+    room = worker_capacity(cfg, shapes, global_max, standalone)
+    if room < len(workers):
+        beside = f" plus its driver {_fmt(driver)}" if driver else ""
         raise UsageError(
-            f"{source}: {what} needs {_fmt(workers[0])} (train.cpus_per_worker={t.cpus_per_worker:g}, "
-            f"train.gpus_per_worker={t.gpus_per_worker:g}) but no node type holds that; node types: "
-            f"{biggest}. Lower the per-worker resources or add a bigger node type"
-        )
-    if not any(_fits(s.resources, driver) for s in usable):
-        raise UsageError(
-            f"{source}: the trial driver needs {_fmt(driver)} (sweep.trial_cpus={cfg.sweep.trial_cpus:g}) "
-            f"but no node type holds that; node types: {biggest}"
-        )
-    if trials_that_fit(cfg, shapes, global_max, limit=1) == 0:
-        room = _workers_that_fit(cfg, shapes, global_max)
-        grow = f"raise max_workers (maxReplicas) in {source}" if cluster_yaml else "add nodes to the cluster"
-        raise UsageError(
-            f"{source}: one trial needs train.workers={t.workers} x {_fmt(workers[0])} plus the trial driver "
-            f"{_fmt(driver)} (placement_strategy={t.placement_strategy}), but the cluster at its largest holds "
-            f"{room} such worker(s) and the driver at once; lower train.workers or {grow}"
+            f"{source}: one {'run' if standalone else 'trial'} needs train.workers={t.workers} x {_fmt(worker_bundle(t))} "
+            f"(placement_strategy={t.placement_strategy}){beside}, but the cluster at its largest holds {room} "
+            f"such worker(s) at once{beside and ' beside the driver'}; lower train.workers or {grow}"
         )
 
 
@@ -318,3 +295,17 @@ def check_bucket(url: str, s3: S3Config | None = None) -> None:
             f"{url}: cannot reach S3 for bucket {bucket!r} ({type(exc).__name__}: {exc}); check s3.endpoint_url / "
             "AWS_ENDPOINT_URL and the network"
         ) from None
+
+
+def check_cluster(cfg: Config, urls: tuple[str, ...], standalone: bool = False) -> None:
+    """Before launch: one trial (with `standalone`, one `avdis train` run) fits the cluster, judged on its file,
+    else on the nodes of a fixed cluster (an autoscaling one without a file may grow: Ray judges), and the s3://
+    buckets of `urls` exist. Call it connected to Ray."""
+    import ray
+
+    if cfg.ray.cluster_file:
+        check_fits(cfg, cluster_yaml=cfg.ray.cluster_file, standalone=standalone)
+    elif not cfg.ray.autoscaling:
+        check_fits(cfg, nodes=ray.nodes(), standalone=standalone)
+    for url in urls:
+        check_bucket(url, cfg.s3)

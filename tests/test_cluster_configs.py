@@ -263,7 +263,7 @@ def test_sweep_config_fits_its_cluster(config, cluster):
     cfg = load(ROOT / config)
     clusterfit.check_fits(cfg, str(ROOT / cluster))
     shapes, cap = clusterfit.shapes_from_file(ROOT / cluster)
-    assert clusterfit.trials_that_fit(cfg, shapes, cap) == cfg.sweep.max_concurrent, (
+    assert clusterfit.worker_capacity(cfg, shapes, cap) // cfg.train.workers == cfg.sweep.max_concurrent, (
         f"{config}: sweep.max_concurrent should be what {cluster} holds at once (GPU_MAX / train.workers)"
     )
 
@@ -274,7 +274,6 @@ def test_cluster_configs_say_how_to_run_them(config):
     assert first.startswith("# ") and ("ray job submit" in first or "kubectl apply" in first)
     assert config.rsplit("/", 1)[-1] in first
     cfg = load(ROOT / config)
-    assert (cfg.train.strategy, cfg.train.zero_stage, cfg.model.preset) == ("deepspeed", 2, "base")
-    assert cfg.train.gpus_per_worker == 1
+    assert cfg.train.gpus_per_worker > 0 and not cfg.train.in_process, "GPU workers, more than one per trial"
     assert cfg.data.shards.startswith("s3://") and cfg.sweep.storage.startswith("s3://")
     assert cfg.ray.autoscaling, "the head has no GPU: launch-time checks must allow for nodes still to come"

@@ -39,11 +39,37 @@ def node(cpu: float, gpu: float = 0, alive: bool = True) -> dict:
     return {"NodeID": "abc", "Alive": alive, "NodeManagerAddress": "10.0.0.1", "Resources": res}
 
 
-def test_aws_gpu_config_fits_and_fills_the_gpu_nodes():
+def test_aws_gpu_config_fits_one_worker_per_gpu_node():
     clusterfit.check_fits(cfg(), AWS)
     shapes, cap = clusterfit.shapes_from_file(AWS)
-    assert clusterfit.trials_that_fit(cfg(), shapes, cap) == 4
-    assert clusterfit.trials_that_fit(cfg("train.workers=1"), shapes, cap) == 8
+    assert clusterfit.worker_capacity(cfg(), shapes, cap) == 8  # gpu_worker: 8 nodes x one {CPU: 7, GPU: 1}
+    # CPU-only workers of 4 CPUs: 4 cpu_worker nodes x 4 + 8 gpu_worker nodes x 2 (max_workers 12 takes
+    # them all), less the one worker the driver's 0.5 CPU displaces
+    cpu_only = cfg("train.gpus_per_worker=0", "train.cpus_per_worker=4")
+    assert clusterfit.worker_capacity(cpu_only, shapes, cap) == 31
+
+
+def test_kuberay_manifest_bounds_workers_by_max_replicas():
+    kuberay = load(ROOT / "jobs" / "configs" / "kuberay-gpu.yaml", ["train.workers=9"])
+    with pytest.raises(UsageError, match=r"raycluster\.yaml: one trial needs train\.workers=9 .* holds 8 such worker.*"
+                                         r"raise max_workers \(maxReplicas\)"):
+        clusterfit.check_fits(kuberay, str(ROOT / "cluster" / "kuberay" / "raycluster.yaml"))
+    too_big = load(ROOT / "jobs" / "configs" / "kuberay-gpu.yaml", ["train.cpus_per_worker=8"])
+    with pytest.raises(UsageError, match=r"one training worker needs \{CPU: 8, GPU: 1\}.*gpu \{CPU: 7, GPU: 1\}"):
+        clusterfit.check_fits(too_big, str(ROOT / "cluster" / "kuberay" / "rayjob.yaml"))
+
+
+def test_live_nodes_leave_room_for_the_trial_driver():
+    two_workers = ["train.gpus_per_worker=0", "train.cpus_per_worker=1", "train.workers=2", "sweep.trial_cpus=0.5"]
+    with pytest.raises(UsageError, match=r"plus its driver \{CPU: 0\.5\}.*holds 1 such worker"):
+        clusterfit.check_fits(cfg(*two_workers), nodes=[node(2)])
+    clusterfit.check_fits(cfg(*two_workers), nodes=[node(2), node(0.5)])  # the driver on the small node
+    # one worker trains in the trial process itself: no driver bundle beside it
+    clusterfit.check_fits(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=2", "train.workers=1"), nodes=[node(2)])
+    # a plain `avdis train` run drives its TorchTrainer from the user's process: no driver bundle either
+    clusterfit.check_fits(cfg(*two_workers), nodes=[node(2)], standalone=True)
+    with pytest.raises(UsageError, match=r"one run needs train.workers=3 .*holds 2 such worker"):
+        clusterfit.check_fits(cfg(*two_workers[:2], "train.workers=3"), nodes=[node(2)], standalone=True)
 
 
 def test_gpu_asked_but_cluster_has_none(tmp_path):
@@ -71,6 +97,11 @@ def test_global_max_workers_caps_the_cluster(tmp_path):
     gpu = {"gpu": {"resources": {"CPU": 8, "GPU": 1}, "node_config": {}, "max_workers": 8}}
     with pytest.raises(UsageError, match=r"holds 3 such worker"):
         clusterfit.check_fits(cfg("train.workers=4"), write_cluster(tmp_path, gpu, max_workers=3))
+    # the bound takes the roomiest node types first: 3 x {CPU: 16}, less one worker for the driver
+    mixed = {"big": {"resources": {"CPU": 16}, "node_config": {}, "max_workers": 4},
+             "small": {"resources": {"CPU": 2}, "node_config": {}, "max_workers": 8}}
+    shapes, cap = clusterfit.shapes_from_file(write_cluster(tmp_path, mixed, max_workers=3))
+    assert clusterfit.worker_capacity(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1"), shapes, cap) == 47
 
 
 def test_strict_pack_needs_one_node_for_all_workers():

@@ -51,11 +51,17 @@ def test_cli_choices_are_the_config_names():
 def test_synth_flags_are_synth_config_fields_with_its_defaults_and_ranges(tmp_path, monkeypatch):
     flags = {a.dest: a for a in _subparser("synth")._actions if a.dest in C.SynthConfig.model_fields}
     assert set(flags) == set(C.SynthConfig.model_fields)
+    bounds = 0
     for name, action in flags.items():
         field = C.SynthConfig.model_fields[name]
         assert action.default is None  # a flag left out is not passed: the field's own default applies
         assert f"default {field.default}" in action.help
-    assert "range 2 <= x <= 500" in flags["speakers"].help and "range 0.2 < x <= 10.0" in flags["duration_s"].help
+        for bound in field.metadata:  # each pydantic bound (ge/gt/le/lt) of the field is in the help
+            for key, shown in (("ge", "{} <= x"), ("gt", "{} < x"), ("le", "x <= {}"), ("lt", "x < {}")):
+                if hasattr(bound, key):
+                    assert shown.format(getattr(bound, key)) in action.help, (name, action.help)
+                    bounds += 1
+    assert bounds, "no bounded field was checked"
     from avdis.data import synth
 
     seen = []
@@ -70,7 +76,7 @@ def test_one_worker_bundle_for_ray_train_and_the_fit_checks():
     bundle = clusterfit.worker_bundle(cfg.train)
     assert bundle == {"CPU": 2.0, "GPU": 1.0}
     assert launch.scaling_config(cfg).resources_per_worker == bundle
-    assert clusterfit.trial_demand(cfg)[1] == [bundle] * 3
+    assert clusterfit.demand(cfg)[1] == [bundle] * 3
 
 
 def test_ray_train_keeps_as_many_checkpoints_as_the_local_store():

@@ -4,7 +4,7 @@ Each trial's "fit" here is a Ray task in the controller's place: it calls the ca
 `after_report` for each epoch, as Ray Train's controller does, and the fit returns the
 moment the last report is handed over: the timing in which Ray 2.60's TuneReportCallback
 deadlocks a trial (see the relay's docstring). Real TorchTrainers go through the relay in
-test_sweep_e2e, test_jobs and test_autoscaling.
+test_sweep_e2e's sweep of 2-worker trials (1-worker trials train in the trial's process: no relay).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The embedded default sweep, in smoke size, end to end: killed driver, same command again, consistent outputs."""
+"""The embedded default sweep, in smoke size, end to end: killed driver, same command again, consistent outputs.
+Its 1-worker DeepSpeed trials train in the trial's own process; a sweep of 2-worker trials covers the TorchTrainer path."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def smoke_overrides(tmp_path: Path) -> list[str]:
         f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}", f"sweep.storage={tmp_path / 'sweeps'}",
         f"train.storage={tmp_path / 'train'}", "data.synth.speakers=6", "data.synth.clips_per_speaker=12",
         "data.shard_size=16", "train.epochs=2", "model.emb_dim=16", "probe.epochs=60",
-        f"sweep.num_samples={SAMPLES}", "sweep.scheduler.eta=2",
+        f"sweep.num_samples={SAMPLES}", "sweep.scheduler.eta=2", "sweep.scheduler.grace_epochs=1",  # a rung below 2
     ]
 
 
@@ -150,3 +151,22 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
         assert point["leakage_std"] == pytest.approx(runs["leakage"].std(ddof=1))
         assert point["emotion_acc_ci95"] is not None and point["leakage_ci95"] is not None
     assert "seed means" in (sweep / "pareto.html").read_text()
+
+
+def test_multi_worker_trials_run_as_torchtrainers_reporting_through_the_relay(tiny_shards, tmp_path):
+    """2-worker trials (1-worker ones train in the trial's process): each a Ray Train run under <sweep>/trials/."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path / "sweeps"), "--name", "multi", f"data.shards={tiny_shards}",
+           f"train.storage={tmp_path / 'train'}", "train.workers=2", "sweep.num_samples=2", "sweep.scheduler.type=none",
+           "probe.epochs=40"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sweep = tmp_path / "sweeps" / "multi"
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    assert list(trials["status"]) == ["TERMINATED"] * 2 and (trials["epochs"] == 2).all()
+    for tid in trials["trial_id"]:
+        run = sweep / "trials" / tid
+        assert list(run.glob("checkpoint_*/engine/ckpt"))  # the trial's Ray Train run kept its checkpoints
+        history = json.loads((run / "metrics.json").read_text())["history"]
+        assert [e["epoch"] for e in history] == [1, 2] and {e["world_size"] for e in history} == {2}

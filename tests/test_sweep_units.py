@@ -114,10 +114,13 @@ def test_pareto_json_is_strict_json_with_nan_metrics(tmp_path):
     assert summary["front"] == []  # a trial without a finite leakage is on no front
 
 
-def test_trial_resources_follow_the_strategy():
+def test_trial_resources_follow_the_worker_count():
     single = C.load(None, ["train.strategy=single", "train.zero_stage=0", "train.workers=1",
                            "train.cpus_per_worker=2", "train.gpus_per_worker=1"])
     assert trial_resources(single) == {"cpu": 2, "gpu": 1}  # the trial trains itself: its worker's bundle
+    one_deepspeed = C.load(None, ["train.strategy=deepspeed", "train.zero_stage=2", "train.workers=1",
+                                  "train.cpus_per_worker=0.9", "sweep.trial_cpus=0.1"])
+    assert trial_resources(one_deepspeed) == {"cpu": 0.9}  # any strategy: one worker trains in the trial
     distributed = C.load(None, ["train.strategy=ddp", "train.zero_stage=0", "train.workers=2",
                                 "train.gpus_per_worker=1", "sweep.trial_cpus=0.5"])
     assert trial_resources(distributed) == {"cpu": 0.5}  # its TorchTrainer workers ask for their own

@@ -214,6 +214,6 @@ def test_streaming_from_s3_into_two_workers_sees_each_clip_once_per_epoch(local_
 
 def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ray, tiny_shards, tmp_path):
     cfg = cfg_for(tiny_shards, tmp_path, "train.gpus_per_worker=1", "train.name=gpus")
-    with pytest.raises(UsageError, match="asks for 2 GPUs; the Ray cluster has 0"):
+    with pytest.raises(UsageError, match="no node type provides GPU.*train.gpus_per_worker"):
         launch.train(cfg)
     assert not (tmp_path / "runs" / "gpus").exists()

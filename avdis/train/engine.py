@@ -4,15 +4,17 @@ The step code (`avdis.train.step`) calls `engine.model(batch)`, `engine.backward
 and `engine.step()` and never asks which engine it has. Each engine owns gradient
 accumulation and clipping; `save`/`load` are collective where the engine needs it
 (every rank must call them). The DeepSpeed config is built here from the typed config;
-on CPU DeepSpeed runs on its CPU accelerator over the gloo group Ray Train created.
+on CPU DeepSpeed runs on its CPU accelerator over the gloo group Ray Train created, or,
+in a one-worker sweep trial, over the one-process group `solo_group` makes.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -181,6 +183,42 @@ class DeepSpeedEngine(Engine):
         if client is None:
             raise RuntimeError(f"{directory / ENGINE_DIR}: DeepSpeed checkpoint could not be loaded")
         self._micro = client.get("micro", 0)
+
+
+SOLO_ENV = {"LOCAL_RANK": "0"}  # what DeepSpeed's engine reads beside the group itself
+
+
+@contextmanager
+def solo_group(cfg: TrainConfig) -> Iterator[None]:
+    """This process alone as rank 0 of 1 while the block runs, for DDP and DeepSpeed without a worker group.
+
+    The store is in memory: no port for two trials on one node to collide on. The group and the
+    environment are restored after, so a process that trains again (a reused Tune actor) starts clean.
+    """
+    if cfg.strategy == "single":
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in SOLO_ENV}
+    os.environ.update(SOLO_ENV)
+    dist.init_process_group("nccl" if use_cuda(cfg) else "gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        _destroy_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _destroy_group() -> None:
+    """End the default group; through DeepSpeed when it holds the group, so it lets go of its copies too."""
+    ds_comm = sys.modules.get("deepspeed.comm")
+    if ds_comm is not None and ds_comm.is_initialized():
+        ds_comm.destroy_process_group()
+    else:
+        dist.destroy_process_group()
 
 
 def _rank() -> int:

@@ -1,9 +1,10 @@
 """Launch one training run: in this process (strategy single) or as a Ray Train job.
 
 The Ray objects (ScalingConfig, RunConfig, FailureConfig) are built here from the typed
-config, in one place, and the sweep reuses them for each trial's TorchTrainer. A run that
-already has checkpoints resumes only with the data and settings it started with: that is
-checked here, before any worker or engine starts.
+config, in one place, and the sweep reuses them for each multi-worker trial's TorchTrainer.
+A run that already has checkpoints resumes only with the data and settings it started with,
+and a Ray Train run must fit the cluster (`clusterfit.check_cluster`, the sweep's check):
+both are checked here, before any worker or engine starts.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import json
 import os
 from typing import Any
 
-from avdis import runtime, storage
-from avdis.clusterfit import worker_bundle
+from avdis import clusterfit, runtime, storage
 from avdis.config import Config
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
-from avdis.errors import UsageError
 from avdis.train import checkpoint as ck
 from avdis.train import loop
 
@@ -33,8 +32,8 @@ def scaling_config(cfg: Config):
     from ray.train import ScalingConfig
 
     t = cfg.train
-    return ScalingConfig(num_workers=t.workers, use_gpu=t.gpus_per_worker > 0, resources_per_worker=worker_bundle(t),
-                         placement_strategy=t.placement_strategy)
+    return ScalingConfig(num_workers=t.workers, use_gpu=t.gpus_per_worker > 0,
+                         resources_per_worker=clusterfit.worker_bundle(t), placement_strategy=t.placement_strategy)
 
 
 def worker_env() -> dict[str, str]:
@@ -54,23 +53,6 @@ def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None 
         checkpoint_config=CheckpointConfig(num_to_keep=ck.KEEP_CHECKPOINTS),
         worker_runtime_env={"env_vars": worker_env()},
     )
-
-
-def check_resources(cfg: Config) -> None:
-    """Refuse, before any worker starts, a run whose workers together need more than the connected cluster has."""
-    import ray
-
-    if cfg.ray.autoscaling:
-        return
-    t = cfg.train
-    have = ray.cluster_resources()
-    fields = {"CPU": "train.cpus_per_worker", "GPU": "train.gpus_per_worker"}
-    for name, each in worker_bundle(t).items():
-        want = t.workers * each
-        if want > have.get(name, 0.0) + 1e-9:
-            raise UsageError(f"train.workers={t.workers} x {fields[name]}={each:g} asks for {want:g} {name}s; "
-                             f"the Ray cluster has {have.get(name, 0.0):g}. Lower them, add {name} nodes, or set "
-                             "ray.autoscaling=true if the cluster adds them on demand.")
 
 
 def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
@@ -99,7 +81,7 @@ def train(cfg: Config) -> dict[str, Any]:
     else:
         runtime.connect(cfg.ray)
         runtime.pin_train_coordinator()
-        check_resources(cfg)
+        clusterfit.check_cluster(cfg, (cfg.train.storage, cfg.data.shards), standalone=True)
         result = trainer(cfg, cfg.train.storage, name).fit()
         if result.error:
             raise result.error

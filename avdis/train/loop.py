@@ -1,8 +1,8 @@
 """The per-worker training function: stream shards, train, evaluate, report, checkpoint.
 
 `train_worker` is Ray Train's `train_loop_per_worker`; the single-process trainer calls
-`run` with a `LocalReporter`. Same code, same numbers, whatever the launcher. Each
-epoch ends with an embedding pass over all clips, metrics + leakage probe on rank 0,
+`run` with a `LocalReporter`, a one-worker sweep trial with a `TuneReporter`. Same code,
+same numbers, whatever the launcher. Each epoch ends with an embedding pass over all clips, metrics + leakage probe on rank 0,
 one progress line on rank 0, and one report with a checkpoint (collective: every rank
 takes part). A non-finite loss, embedding or objective fails the epoch before anything
 is saved (`NonFiniteError`, naming the step, shards and clips): no NaN model is kept.
@@ -70,7 +70,7 @@ class LocalReporter:
 
 
 class TuneReporter:
-    """A single-process sweep trial: checkpoints and metrics go to Ray Tune directly."""
+    """A sweep trial that trains in its own process (one worker, any strategy): checkpoints and metrics go to Tune."""
 
     rank, world = 0, 1
 

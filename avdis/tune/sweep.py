@@ -1,4 +1,5 @@
-"""The sweep: Ray Tune over methods and weights, each trial a distributed TorchTrainer.
+"""The sweep: Ray Tune over methods and weights, each trial training in its own process (one worker) or
+through a distributed TorchTrainer (more; see `avdis.tune.trial`).
 
 Reads top to bottom: check inputs -> shards -> searcher + scheduler -> Tuner (new or
 restored) -> fit -> confirm. Outputs under `<sweep.storage>/<sweep.name>/`:
@@ -7,6 +8,8 @@ the sweep was started with) and Tune's own experiment state (the ResultGrid). Ru
 same command again against the same storage resumes the sweep. The report's pages and
 gauges sit a floor above: the entry point (`avdis.cli`) passes them in as `listeners` of
 the recorder and further Tune `callbacks`, and writes the final report after `run`.
+Tune reuses trial processes (`reuse_actors`): a one-worker trial on a process that trained
+before starts in a fraction of a second instead of paying a fresh process's imports.
 
 Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
@@ -28,16 +31,16 @@ import pandas as pd
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from avdis import results, runtime, storage
+from avdis import clusterfit, results, runtime, storage
 from avdis.config import Config, with_overrides
 from avdis.data.prepare import ensure_shards
 from avdis.errors import UsageError
+from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
-from avdis.tune.space import DefineByRun, sampler
+from avdis.tune.space import DefineByRun, SweepSearch, sampler
 from avdis.tune.trial import run_trial
 
-SPEC = "sweep.json"
 CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep folder
 # Settings a resumed sweep may change; everything else must match how it was started.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.num_samples", "sweep.max_concurrent", "sweep.trial_cpus", "sweep.storage")
@@ -74,7 +77,7 @@ def _digest(spec: dict[str, Any]) -> str:
 
 def check_spec(sweep_url: str, cfg: Config) -> bool:
     """Refuse to mix another sweep into this folder; True when it holds this same sweep (resume)."""
-    url = storage.join(sweep_url, SPEC)
+    url = storage.join(sweep_url, results.SPEC)
     spec = _spec(cfg)
     if storage.exists(url, cfg.s3):
         saved = json.loads(storage.read_bytes(url, cfg.s3))
@@ -91,34 +94,17 @@ def check_spec(sweep_url: str, cfg: Config) -> bool:
 def record_spec(sweep_url: str, cfg: Config) -> None:
     spec = _spec(cfg)
     body = json.dumps({"digest": _digest(spec), "spec": spec}, indent=1).encode()
-    storage.write_bytes(storage.join(sweep_url, SPEC), body, cfg.s3)
-
-
-def check_cluster(cfg: Config) -> None:
-    """Trials that can never be placed would wait forever: refuse them before launching."""
-    import ray
-
-    from avdis import clusterfit
-
-    if cfg.ray.cluster_file:
-        clusterfit.check_fits(cfg, cluster_yaml=cfg.ray.cluster_file)
-    elif not cfg.ray.autoscaling:
-        clusterfit.check_fits(cfg, nodes=ray.nodes())
-    for url in (cfg.sweep.storage, cfg.data.shards):
-        if url.startswith("s3://"):
-            clusterfit.check_bucket(url, cfg.s3)
+    storage.write_bytes(storage.join(sweep_url, results.SPEC), body, cfg.s3)
 
 
 def trial_resources(cfg: Config) -> dict[str, float]:
     """What Tune reserves for a trial's own process, from the same rule the cluster check uses.
 
-    A distributed trial's driver needs little; its TorchTrainer workers ask for their own.
-    A single-process trial trains in the trial itself: it takes its one worker's bundle (GPU included).
+    A multi-worker trial's driver needs little; its TorchTrainer workers ask for their own.
+    A one-worker trial (any strategy) trains in the trial itself: it takes its worker's bundle (GPU included).
     """
-    from avdis.clusterfit import trial_demand
-
-    driver, workers = trial_demand(cfg)
-    own = workers[0] if cfg.train.strategy == "single" else driver
+    driver, workers = clusterfit.demand(cfg)
+    own = workers[0] if cfg.train.in_process else driver
     return {key.lower(): amount for key, amount in own.items()}
 
 
@@ -186,22 +172,33 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
             name=name, storage_path=storage_path, storage_filesystem=fs,
             callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners), *views.callbacks],
             failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),  # in-process trials' checkpoints
         ),
     )
+
+
+def searcher(cfg: Config) -> Searcher:
+    """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object."""
+    s = cfg.sweep
+    return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space),
+                       metric=list(s.metrics), mode=list(s.modes), sampler=sampler(s.search, s.seed, s.startup_trials))
+
+
+def scheduler(cfg: Config) -> MOASHAScheduler | None:
+    """The sweep's trial scheduler (None: every trial runs its full epochs); the replay drives it too."""
+    s = cfg.sweep
+    if s.scheduler.type == "mo_asha":
+        return MOASHAScheduler(cfg.train.epochs, s.scheduler.grace_epochs, s.scheduler.eta, tuple(s.metrics))
+    return None
 
 
 def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     s = cfg.sweep
-    searcher = OptunaSearch(space=DefineByRun(s.space), metric=list(s.metrics), mode=list(s.modes),
-                            sampler=sampler(s.search, s.seed))
-    scheduler = (MOASHAScheduler(cfg.train.epochs, s.scheduler.grace_epochs, s.scheduler.eta, tuple(s.metrics))
-                 if s.scheduler.type == "mo_asha" else None)
-    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
-                                  scheduler=scheduler, num_samples=s.num_samples)
+    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher(cfg), max_concurrent=s.max_concurrent),
+                                  scheduler=scheduler(cfg), num_samples=s.num_samples, reuse_actors=True)
     return _experiment(cfg, sweep_url, s.name, results.SEARCH, tune_config, resume, views)
 
 
@@ -218,7 +215,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
     print(f"avdis sweep {s.name}: confirming the front: {len(points) // s.confirm_seeds} configurations x "
           f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
-                                  num_samples=len(points))
+                                  num_samples=len(points), reuse_actors=True)
     _experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume, views).fit()
 
 
@@ -230,7 +227,7 @@ def run(cfg: Config, views: Views = Views()) -> str:
     resume = check_spec(sweep_url, cfg)
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
-    check_cluster(cfg)
+    clusterfit.check_cluster(cfg, (cfg.sweep.storage, cfg.data.shards))  # trials that never fit would wait forever
     ensure_shards(cfg, use_ray=True)
     if not resume:
         record_spec(sweep_url, cfg)

@@ -1,13 +1,20 @@
-"""One sweep trial: the Tune trainable that launches a distributed TorchTrainer (Train V2 pattern).
+"""One sweep trial: a Tune trainable that trains in its own process, or launches a TorchTrainer.
 
-Its Train reports reach Tune through `avdis.tune.relay` (not Ray's TuneReportCallback, which
-can deadlock a trial whose training ends right after its last report).
+A trial whose training fits one worker (`train.in_process`) trains right here, whatever its
+strategy: DDP and DeepSpeed over a one-process group (`engine.solo_group`), checkpoints and
+metrics straight to Tune (`loop.TuneReporter`). Starting a Ray Train worker group, its
+controller and its process group would cost a short trial more than its epochs.
 
-Its Ray Train run lives under `<sweep>/trials/<trial id>/`, so a trial restarted after a
-killed driver resumes from that run's last checkpoint instead of starting over. Tune
-saves its experiment state every few seconds, our trials.parquet after every result: a
-trial the table already records as finished (or stopped early) is not trained again on
-resume, its recorded final result is reported once more instead.
+A multi-worker trial launches a distributed TorchTrainer (Train V2 pattern), whose reports
+reach Tune through `avdis.tune.relay` (not Ray's TuneReportCallback, which can deadlock a
+trial whose training ends right after its last report). Its Ray Train run lives under
+`<sweep>/trials/<trial id>/`.
+
+Either way a trial restarted after a killed driver resumes from its last checkpoint (Tune's,
+or its Ray Train run's) instead of starting over. Tune saves its experiment state every few
+seconds, our trials.parquet after every result: a trial the table already records as
+finished (or stopped early) is not trained again on resume, its recorded final result is
+reported once more instead.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 from avdis import results, storage
 from avdis.config import Config, with_overrides
 from avdis.train import launch, loop
+from avdis.train.engine import solo_group
 from avdis.tune.space import to_overrides
 
 TRIALS_DIR = "trials"
@@ -33,8 +41,9 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
     if final is not None:
         ray.tune.report(final)
         return
-    if cfg.train.strategy == "single":  # a one-process trial: no Ray Train, Tune holds its checkpoints
-        loop.run(cfg, loop.TuneReporter(storage.join(sweep_url, TRIALS_DIR, trial_id), cfg))
+    if cfg.train.in_process:  # one worker: no Ray Train, Tune holds its checkpoints
+        with solo_group(cfg.train):
+            loop.run(cfg, loop.TuneReporter(storage.join(sweep_url, TRIALS_DIR, trial_id), cfg))
         return
     relay = TrainToTune()
     trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[relay])

@@ -1,0 +1,87 @@
+"""A one-worker DeepSpeed sweep trial trains in the Tune trial's own process (no Ray Train worker group) over a
+one-process group, and a killed driver's rerun resumes it from the checkpoint it gave Tune."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_sweep_e2e import kill_group
+
+from avdis import config as C
+from avdis.train import engine, loop
+
+pytestmark = pytest.mark.timeout(600)
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 8
+
+
+def test_solo_group_trains_deepspeed_in_this_process_and_leaves_it_as_it_was(tiny_shards, tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    run = str(tmp_path / "run")
+    for epochs in (1, 2):  # the second group in this process resumes the first one's DeepSpeed checkpoint
+        cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+            f"data.shards={tiny_shards}", f"train.epochs={epochs}", "probe.epochs=20"])
+        with engine.solo_group(cfg.train):
+            assert dist.get_world_size() == 1 and os.environ["LOCAL_RANK"] == "0"
+            history = loop.run(cfg, loop.LocalReporter(run, cfg))
+        assert not dist.is_initialized() and "LOCAL_RANK" not in os.environ  # as it was before
+    assert [e["epoch"] for e in history] == [1, 2] and history[-1]["world_size"] == 1
+    assert list(Path(run).glob("checkpoint_epoch_0002/engine/ckpt/*optim_states.pt"))  # ZeRO-2's optimizer state
+
+
+def epochs_reported(sweep: Path) -> int:
+    path = sweep / "trials.parquet"
+    if not path.exists():
+        return 0
+    table = pd.read_parquet(path)
+    return int(table["epochs"].fillna(0).max()) if len(table) else 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_tune_checkpoint(tiny_shards, tmp_path):
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path / "sweeps"), "--name", "inproc", f"data.shards={tiny_shards}",
+           f"train.storage={tmp_path / 'train'}", "sweep.num_samples=1", "sweep.scheduler.type=none",
+           f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false"]
+    # Tune saves its experiment state (which checkpoint each trial has) at every step, not every 10 s.
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    sweep = tmp_path / "sweeps" / "inproc"
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # killed once the trial has reported (and checkpointed) 2 epochs
+        deadline = time.monotonic() + 300
+        while epochs_reported(sweep) < 2:
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the trial reported no 2 epochs in time"
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        kill_group(first)
+        log.close()
+    (trial_dir,) = (sweep / "trials").iterdir()
+    before = json.loads((trial_dir / "metrics.json").read_text())["history"]
+    assert 2 <= len(before) < EPOCHS, "the driver was killed too late to leave the trial anything to resume"
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = json.loads((trial_dir / "metrics.json").read_text())["history"]
+    assert [e["epoch"] for e in after] == list(range(1, EPOCHS + 1))
+    assert after[0] == before[0]  # epoch 1 came back from the checkpoint (its timings too), not trained again
+
+    # In the trial's own process: no Ray Train run beside metrics.json; the DeepSpeed checkpoints are Tune's.
+    assert sorted(p.name for p in trial_dir.iterdir()) == ["metrics.json"]
+    tune_checkpoints = [p for p in sweep.glob("*/checkpoint_*/engine/ckpt") if p.parents[2].name != "trials"]
+    assert tune_checkpoints and all(list(p.glob("*optim_states.pt")) for p in tune_checkpoints)
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    assert list(trials["status"]) == ["TERMINATED"] and int(trials["epochs"].iloc[0]) == EPOCHS
