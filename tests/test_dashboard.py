@@ -63,7 +63,7 @@ def started_sweep(tmp_path: Path) -> str:
     """A sweep folder as `avdis sweep` leaves it before its first trial: only sweep.json."""
     sweep = tmp_path / "live"
     sweep.mkdir()
-    (sweep / dashboard.SWEEP_SPEC).write_text("{}")
+    (sweep / results.SPEC).write_text("{}")
     return str(sweep)
 
 
@@ -140,12 +140,6 @@ def test_half_written_table_shows_waiting(tmp_path: Path) -> None:
 def test_missing_sweep_fails_before_binding(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="no such sweep folder"):
         dashboard.make_server(str(tmp_path / "nope"), port=0)
-
-
-def test_a_started_sweep_is_recognised_by_the_file_the_sweep_writes() -> None:
-    from avdis.tune import sweep
-
-    assert dashboard.SWEEP_SPEC == sweep.SPEC
 
 
 def test_serves_an_s3_sweep(s3_bucket: str) -> None:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from avdis import config as C
 from avdis.config import FeatureConfig, MethodConfig, ModelConfig
 from avdis.logistic import fit_logistic
 from avdis.model import disentangle as D
@@ -116,9 +117,10 @@ def test_every_method_has_its_loss_terms_and_weights_warm_up():
     expected = {"single_task": {"emotion"}, "multitask": {"emotion", "speaker"},
                 "adversarial": {"emotion", "speaker", "adversarial"}, "confusion": {"emotion", "speaker", "confusion"},
                 "orthogonal": {"emotion", "speaker", "orthogonal"}, "nullspace": {"emotion", "speaker"}}
+    assert set(expected) == set(C.METHODS)  # a new method says here which terms it adds
     for name, terms in expected.items():
         method = D.REGISTRY[name]
-        weight = {"nullspace": 3}.get(name, 0.5) if name in ("adversarial", "confusion", "orthogonal", "nullspace") else None
+        weight = C.WEIGHT_RANGES[name][1] if name in C.WEIGHT_RANGES else None  # the top of its range
         cfg = MethodConfig(name=name, weight=weight)
         losses = method.encoder_losses(out, b, cfg, 0.5, critic if method.adversary else None)
         assert set(losses) == terms

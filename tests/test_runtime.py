@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from conftest import free_port, wait_for_port
+from avdis.runtime import WORKER_ENV
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ import json, os, sys, ray
 from avdis import runtime
 from avdis.config import RayConfig
 used = runtime.connect(RayConfig(address=sys.argv[1] or None, include_dashboard=False))
-names = ["RAY_TRAIN_ENABLE_PRINT_PATCH", "PYTHONUNBUFFERED", "AVDIS_JOB_VAR"]
+names = [*runtime.WORKER_ENV, "AVDIS_JOB_VAR"]
 seen = ray.get(ray.remote(lambda: {n: os.environ.get(n) for n in names}).options(num_cpus=0).remote())
 print(json.dumps({"address": used, "worker_env": seen}))
 ray.shutdown()
@@ -113,9 +114,9 @@ def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
 @pytest.mark.timeout(180)
 def test_a_ray_jobs_own_env_vars_merge_with_the_workers_env(ray_tmp):
     """As under `ray job submit --runtime-env-json '{"env_vars": {...}}'`: the job's values win, none collide."""
-    job = {"runtime_env": {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "1", "AVDIS_JOB_VAR": "from-job"}},
-           "metadata": {}}
+    key, ours = next(iter(WORKER_ENV.items()))
+    job_vars = {key: "0" if ours == "1" else "1", "AVDIS_JOB_VAR": "from-job"}  # one of ours, another value; one new
+    job = {"runtime_env": {"env_vars": job_vars}, "metadata": {}}
     out = report(connect(ray_tmp, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(job)))
     assert out["address"] == "local"
-    assert out["worker_env"] == {"RAY_TRAIN_ENABLE_PRINT_PATCH": "1", "PYTHONUNBUFFERED": "1",
-                                 "AVDIS_JOB_VAR": "from-job"}
+    assert out["worker_env"] == {**WORKER_ENV, **job_vars}

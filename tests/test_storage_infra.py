@@ -31,7 +31,7 @@ def test_create_bucket_against_moto(s3_server):
     assert first.returncode == 0, first.stderr
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["expire-trial-checkpoints"]["Expiration"]["Days"] == 14
-    again = run(f"s3://{bucket}")  # idempotent on a bucket you own; settings put again
+    again = run(f"s3://{bucket}", "--trial-days", "21")  # idempotent on a bucket you own; settings put again
     assert again.returncode == 0, again.stderr
 
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
@@ -41,7 +41,7 @@ def test_create_bucket_against_moto(s3_server):
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert rules["expire-trial-checkpoints"]["Filter"] == {"Prefix": "trials/"}
-    assert rules["expire-trial-checkpoints"]["Expiration"]["Days"] == 30  # the second run's default
+    assert rules["expire-trial-checkpoints"]["Expiration"]["Days"] == 21  # the second run's value
     sse = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert sse["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])

@@ -31,7 +31,6 @@ from avdis.numbers import json_safe
 from avdis.report import plots
 
 log = logging.getLogger(__name__)
-SWEEP_SPEC = "sweep.json"  # avdis.tune.sweep.SPEC (not imported: it pulls in Ray Tune); written when a sweep starts
 
 
 @dataclass
@@ -45,9 +44,9 @@ class Snapshot:
 
 def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends."""
-    markers = (storage.join(sweep_url, name) for name in (results.TRIALS, SWEEP_SPEC))
+    markers = (storage.join(sweep_url, name) for name in (results.TRIALS, results.SPEC))
     if storage.exists(sweep_url, s3) and not any(storage.exists(url, s3) for url in markers):
-        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {SWEEP_SPEC} found); "
+        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); "
                          "pass <storage>/<sweep name> of a sweep that has started")
 
 

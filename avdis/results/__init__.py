@@ -39,6 +39,7 @@ from avdis.results import pareto
 
 TRIALS = "trials.parquet"
 PARETO = "pareto.json"
+SPEC = "sweep.json"  # what the sweep was started with (written by avdis.tune.sweep)
 
 SCHEMA = pa.schema([
     ("trial_id", pa.string()),
