@@ -286,3 +286,14 @@ def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
                                              for p in summary["front_points"]]}
     assert plots.render_png(trials, summary) != plots.render_png(trials, no_spread)  # the error bars are drawn
     assert png_info(Path(written["pareto.png"]).read_bytes())[2] >= 150
+
+
+def test_a_probe_below_chance_stays_on_the_chart() -> None:
+    # negative leakage (the probe scored below chance) is a real value: the axis reaches it, on the page and the PNG
+    below = [{**r, "leakage": -0.2} if r["trial_id"] == "t3" else r for r in rows()]
+    trials = results.to_table(below).to_pandas()
+    points = plots.plotted(trials, results.summarize(trials, "demo"))
+    low, high = plots.leakage_range(points)
+    assert low < -0.2 and high > 1.0
+    figure = plots.pareto_figure(points, results.summarize(trials, "demo"))
+    assert figure.layout.xaxis.range[0] < -0.2

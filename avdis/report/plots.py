@@ -121,6 +121,13 @@ def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
     return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
 
 
+def leakage_range(points: pd.DataFrame) -> list[float]:
+    """The x axis: [0, 1] with a margin, reaching left to a probe below chance (negative leakage) when there is one."""
+    low = points["leakage"].min() if len(points) else 0.0
+    low = 0.0 if pd.isna(low) else float(low)
+    return [min(-0.02, low - 0.03), 1.02]
+
+
 def _color(method: str) -> str:
     return COLORS.get(method, OTHER_COLOR)
 
@@ -153,7 +160,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
     ax.set_xlabel(X_LABEL, fontsize=12)
     ax.set_ylabel(Y_LABEL, fontsize=12)
     ax.set_title(f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage", fontsize=13)
-    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlim(*leakage_range(points))
     ax.grid(alpha=0.3)
     for method in _methods(points):
         rows, color, label = points[points["method"] == method], _color(method), method
@@ -262,7 +269,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
     fig.update_layout(
         template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
         title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow: running)",
-        xaxis={"title": X_LABEL, "range": [-0.02, 1.02]}, yaxis={"title": Y_LABEL},
+        xaxis={"title": X_LABEL, "range": leakage_range(points)}, yaxis={"title": Y_LABEL},
         legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"},
         font={"size": 14},
     )
