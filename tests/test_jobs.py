@@ -97,6 +97,22 @@ def promql(port: int, query: str) -> list[dict]:
 
 
 @pytest.mark.timeout(900)
+def test_multi_worker_trials_one_after_another_through_ray_job_submit(head, tiny_shards, tmp_path):
+    """2-worker trials (TorchTrainer + relay), one at a time, in a submitted job: each trial's worker group starts in
+    the job's runtime env after the one before it has gone, on a head that ran other jobs before."""
+    storage = tmp_path / "sweeps"
+    out = submit(head, f"multi-{tmp_path.name[-6:]}", str(ROOT / "jobs" / "sweep.py"), "--config",
+                 "jobs/configs/smoke.yaml", "--storage", str(storage), "--name", "multi", f"data.shards={tiny_shards}",
+                 "probe.epochs=40", "train.cpus_per_worker=0.8", "train.workers=2", "sweep.num_samples=2",
+                 "sweep.max_concurrent=1", "sweep.scheduler.type=none", wait=True)
+    assert re.search(r"Job '[^']+' succeeded", out.stdout + out.stderr), (out.stdout + out.stderr)[-3000:]
+    trials = pd.read_parquet(storage / "multi" / "trials.parquet")
+    assert list(trials["status"]) == ["TERMINATED"] * 2
+    for tid in trials["trial_id"]:
+        history = json.loads((storage / "multi" / "trials" / tid / "metrics.json").read_text())["history"]
+        assert [e["world_size"] for e in history] == [2, 2]
+
+
 def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shards, tmp_path):
     if shutil.which("prometheus") is None:
         pytest.skip("Debian's prometheus is not installed (make test installs it)")
