@@ -67,10 +67,11 @@ def exists(url: str, s3: S3Config | None = None) -> bool:
 
 
 def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
+    """The whole object in one read (one GET on S3). Not `fs.open`: s3fs pins the ETag it saw first, so an object
+    rewritten between its HEAD and its GET (the sweep rewrites trials.parquet after every result) fails the read."""
     fs, path = filesystem(url, s3)
     try:
-        with fs.open(path, "rb") as fh:
-            return fh.read()
+        return fs.cat_file(path)
     except FileNotFoundError:
         raise
     except Exception as exc:

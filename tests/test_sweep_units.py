@@ -16,7 +16,7 @@ from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
-from avdis.tune.sweep import FixedPoints, check_spec, confirm_points, record_spec, trial_resources
+from avdis.tune.sweep import FixedPoints, check_spec, close_lost_trials, confirm_points, record_spec, trial_resources
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -213,3 +213,16 @@ def test_recorder_writes_the_summary_and_hands_both_files_to_its_listeners(tmp_p
     assert (last["front"], last["updated_at"]) == (summary["front"], summary["updated_at"])  # the summary written
     assert list(trials["trial_id"]) == ["m0"]
     assert trials["disentanglement"].tolist() == [0.0]  # built once, by the recorder's write
+
+
+def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
+    sweep = str(tmp_path / "s")
+    done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "stop_reason": "completed",
+            "emotion_acc": 0.8, "leakage": 0.5, "order": 1}
+    ghost = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "RUNNING"}
+    results.write_trials(sweep, [done, ghost])
+    closed = close_lost_trials(sweep, C.load(None, []))
+    again = results.read_trials(sweep).set_index("trial_id")
+    assert list(closed["status"]) == list(again["status"]) == ["TERMINATED", "ERROR"]
+    assert "driver was killed" in again.loc["b", "error"] and pd.isna(again.loc["a", "error"])
+    assert again.loc["a", "leakage"] == 0.5  # the finished trial is kept as it was

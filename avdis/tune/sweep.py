@@ -239,6 +239,22 @@ def run(cfg: Config, views: Views = Views()) -> str:
     _tuner(cfg, sweep_url, resume, views).fit()
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views)
+    trials = close_lost_trials(sweep_url, cfg)
     # Tune's last sync of its experiment folder (the sweep folder) can bring back an older pareto.json: write it last.
-    results.write_pareto(sweep_url, results.summarize(results.read_trials(sweep_url, cfg.s3), s.name), cfg.s3)
+    results.write_pareto(sweep_url, results.summarize(trials, s.name), cfg.s3)
     return sweep_url
+
+
+LOST = ("started when the driver was killed, before Tune saved its experiment state; Tune did not resume it "
+        "(its searcher drew another trial in its place)")
+
+
+def close_lost_trials(sweep_url: str, cfg: Config) -> pd.DataFrame:
+    """Once every experiment has ended, a row still RUNNING is a trial the killed driver started after Tune's last
+    save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for ever."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    lost = trials["status"] == "RUNNING"
+    if not lost.any():
+        return trials
+    trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", LOST]
+    return results.write_trials(sweep_url, trials.to_dict("records"), cfg.s3)
