@@ -215,6 +215,28 @@ def test_recorder_writes_the_summary_and_hands_both_files_to_its_listeners(tmp_p
     assert trials["disentanglement"].tolist() == [0.0]  # built once, by the recorder's write
 
 
+def test_a_trial_resumed_by_a_new_driver_sums_its_times_from_the_row_it_left(tmp_path):
+    """The row a killed driver left has empty cells; read back they are NaN, which must not poison the sums."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None)
+    trial = Trial("trainable", config={"method": "multitask", "train.seed": 0}, trial_id="r0", stub=True)
+    first = TrialRecorder(str(tmp_path), cfg)
+    first.setup()
+    first.on_trial_start(0, [], trial)  # killed before any result
+    second = TrialRecorder(str(tmp_path), cfg)
+    second.setup()
+    second.on_trial_start(0, [], trial)
+    second.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3,
+                                          "train_s": 0.5, "epoch_s": 0.8})
+    second.on_trial_complete(2, [], trial)
+    row = results.read_trials(str(tmp_path)).set_index("trial_id").loc["r0"]
+    assert (row["train_s"], row["work_s"], row["best_emotion_acc"], row["best_leakage"]) == (0.5, 0.8, 0.6, 0.3)
+    assert row["status"] == "TERMINATED" and row["wall_s"] >= 0
+
+
 def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     sweep = str(tmp_path / "s")
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "stop_reason": "completed",

@@ -61,6 +61,8 @@ class TrialRecorder(Callback):
 
     def setup(self, **info: Any) -> None:
         table = results.read_trials(self.sweep_url, self.cfg.s3)
+        # an empty cell reads back as NaN, which `x or 0.0` keeps and every later sum inherits: make it None
+        table = table.astype(object).where(table.notna(), None)
         self.rows = {r["trial_id"]: r for r in table.to_dict("records")}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -68,6 +70,7 @@ class TrialRecorder(Callback):
         if _final(row):
             return
         row.update(status="RUNNING", stop_reason=None, error=None, order=None)
+        row["_started"] = time.time() - (row.get("wall_s") or 0.0)  # a resumed trial's wall time goes on from its row
         self._write()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -129,7 +132,7 @@ class TrialRecorder(Callback):
                 "seed": cfg.train.seed, "split_id": split_id(cfg.data.split),
                 "params": json.dumps(params, sort_keys=True, default=str), "config_id": config_id(params),
                 "role": self.role,
-                "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True), "_started": time.time(),
+                "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
             }
         return self.rows[tid]
 
