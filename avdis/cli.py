@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep with the report floor's views of it: gauges and pages per result, the report at the end."""
-    from avdis import storage
+    from avdis import results, storage
     from avdis.report import metrics, plots
     from avdis.report.callback import ReportCallback
     from avdis.tune import sweep
@@ -82,7 +82,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep.run(cfg, views)
     written = plots.write_pages(url, cfg.s3)
     print(f"avdis sweep {name}: done.\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
-          f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, 'trials.parquet')}", flush=True)
+          f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, results.TRIALS)}", flush=True)
+    sweep.check_failures(url, cfg)
     return 0
 
 

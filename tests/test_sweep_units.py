@@ -16,7 +16,8 @@ from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
-from avdis.tune.sweep import FixedPoints, check_spec, close_lost_trials, confirm_points, record_spec, trial_resources
+from avdis.tune.sweep import (FixedPoints, TrialsFailed, check_failures, check_spec, close_lost_trials, confirm_points,
+                              record_spec, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -248,3 +249,17 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     assert list(closed["status"]) == list(again["status"]) == ["TERMINATED", "ERROR"]
     assert "driver was killed" in again.loc["b", "error"] and pd.isna(again.loc["a", "error"])
     assert again.loc["a", "leakage"] == 0.5  # the finished trial is kept as it was
+    check_failures(sweep, C.load(None, []))  # a lost trial is no failure: Tune drew another in its place
+
+
+def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
+    sweep = str(tmp_path / "s")
+    done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1}
+    failed = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "ERROR",
+              "error": "Traceback ...\nNonFiniteError: epoch 2: loss is nan at step 7"}
+    results.write_trials(sweep, [done, failed])
+    with pytest.raises(TrialsFailed) as err:
+        check_failures(sweep, C.load(None, []))
+    assert err.value.exit_code != 0
+    assert "1 of 2 trials failed" in str(err.value) and "b (nullspace): NonFiniteError: epoch 2" in str(err.value)
+    assert "a (multitask)" not in str(err.value)

@@ -34,7 +34,7 @@ from ray.tune.search import Searcher
 from avdis import clusterfit, results, runtime, storage
 from avdis.config import Config, with_overrides
 from avdis.data.prepare import ensure_shards
-from avdis.errors import UsageError
+from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
@@ -258,3 +258,25 @@ def close_lost_trials(sweep_url: str, cfg: Config) -> pd.DataFrame:
         return trials
     trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", LOST]
     return results.write_trials(sweep_url, trials.to_dict("records"), cfg.s3)
+
+
+class TrialsFailed(AvdisError):
+    """Trials of the sweep ended in an error: its front stands on the others, and its exit code says so."""
+
+
+def check_failures(sweep_url: str, cfg: Config) -> None:
+    """Raise TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place)."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    failed = trials[(trials["status"] == "ERROR") & (trials["error"] != LOST)]
+    if failed.empty:
+        return
+    lines = [f"  {row.trial_id} ({row.method}): {str(row.error).strip().splitlines()[-1][:300]}"
+             for row in failed.itertuples()]
+    raise TrialsFailed(
+        f"{len(failed)} of {len(trials)} trials failed; the front and report stand on the trials that finished.\n"
+        + "\n".join(lines)
+        + f"\nEach row of {storage.join(sweep_url, results.TRIALS)} holds its error, and Tune's error file is in the "
+        f"trial's folder under {sweep_url}. Failed trials are not retried on resume: fix the cause and start a new "
+        "sweep (sweep.name=...)."
+    )
+
