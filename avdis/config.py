@@ -296,6 +296,8 @@ class SchedulerConfig(_Section):
     eta: int = Field(2, ge=2)
     grace_epochs: int = Field(2, ge=1)  # the first rung: epoch-1 values barely predict the last epoch's (replay)
     stopped_as: Literal["complete", "pruned"] = "pruned"  # how the searcher is told of a trial stopped at a rung
+    # stop a trial outside the rung's top 1/eta only if a trial there beats it by this much in both objectives
+    margin: float = Field(0.1, ge=0.0, le=1.0)
 
 
 class SweepConfig(_Section):

@@ -21,9 +21,9 @@ trial goes on; on STOP or the last epoch the scheduler's `on_trial_complete`, th
 busy (the ConcurrencyLimiter's job in a real sweep); a trial takes the per-trial start-up cost,
 then its epochs' recorded seconds.
 
-Setups: random, TPE and NSGA-II with and without MO-ASHA (the config's defaults) and the default
-before this benchmark, at every size; section 2's candidates (COMPARED, CANDIDATES below) at the
-smallest. The start-up cost is bench/results/trial_overhead.json's `startup_s` (or --startup-s);
+Setups: random, TPE and NSGA-II with and without MO-ASHA (the config's defaults), the defaults
+before (COMPARED) and the bound of early stopping (tpe/oracle: FrontOracle below), at every size;
+section 2's candidates (CANDIDATES) at the smallest. The start-up cost is bench/results/trial_overhead.json's `startup_s` (or --startup-s);
 a few setups are replayed again at today's TorchTrainer start-up for their wall times.
 Reported per setup and sweep size (trials), over seeds: hypervolume
 (avdis.results.pareto, chance = 1/emotions as results.summarize uses) against trial-epochs and
@@ -64,23 +64,31 @@ OBJECTIVES = list(pareto.OBJECTIVES)
 BASE_SETUPS = [f"{s}/{k}" for s in ("random", "tpe", "nsga2") for k in ("none", "mo_asha")]
 
 
-def knobs(grace: int, eta: int, stopped_as: str, startup: int) -> list[str]:
+def knobs(grace: int, eta: int, stopped_as: str, startup: int, margin: float) -> list[str]:
     """A scheduler and sampler variant as config overrides (explicit, so it does not move with the defaults)."""
     return [f"sweep.scheduler.grace_epochs={grace}", f"sweep.scheduler.eta={eta}",
-            f"sweep.scheduler.stopped_as={stopped_as}", f"sweep.startup_trials={startup}"]
+            f"sweep.scheduler.stopped_as={stopped_as}", f"sweep.startup_trials={startup}",
+            f"sweep.scheduler.margin={margin}"]
 
 
-# A setup is "search/scheduler" (the config's defaults) or "search/scheduler:variant" with these overrides.
-# Compared at every size: the default before this benchmark.
-COMPARED: dict[str, list[str]] = {"tpe/mo_asha:before": knobs(1, 3, "complete", 6)}
+# A setup is "search/scheduler" (the config's defaults) or "search/scheduler:variant" with these overrides;
+# "search/oracle" is the bound of early stopping (FrontOracle), not a sweep setting.
+# Compared at every size: the default before this benchmark, and the one before the margin.
+COMPARED: dict[str, list[str]] = {"tpe/mo_asha:before": knobs(1, 3, "complete", 6, 0.0),
+                                  "tpe/mo_asha:no_margin": knobs(2, 2, "pruned", 6, 0.0)}
 # Section 2's candidates, at the smallest size only (what was tried on the way to the default).
 CANDIDATES: dict[str, list[str]] = {
-    f"tpe/mo_asha:g{g}e{e}_{how}_s{k}": knobs(g, e, how, k)
-    for g, e, how, k in [(1, 3, "pruned", 6), (2, 3, "complete", 6), (3, 3, "complete", 6), (3, 3, "pruned", 6),
-                         (2, 2, "complete", 6), (2, 2, "pruned", 3), (2, 2, "complete", 3), (1, 2, "pruned", 3),
-                         (2, 3, "pruned", 3), (3, 2, "pruned", 3), (3, 3, "pruned", 10)]
+    f"tpe/mo_asha:g{g}e{e}_{how}_s{k}_m{m:g}": knobs(g, e, how, k, m)
+    for g, e, how, k, m in [
+        (1, 3, "pruned", 6, 0), (2, 3, "complete", 6, 0), (3, 3, "complete", 6, 0), (3, 3, "pruned", 6, 0),
+        (2, 2, "complete", 6, 0), (2, 2, "pruned", 3, 0), (2, 2, "complete", 3, 0), (1, 2, "pruned", 3, 0),
+        (2, 3, "pruned", 3, 0), (3, 2, "pruned", 3, 0), (3, 3, "pruned", 10, 0),
+        (1, 2, "pruned", 6, 0.05), (2, 2, "pruned", 6, 0.05), (2, 3, "pruned", 6, 0.05),
+        (1, 2, "pruned", 6, 0.1), (2, 3, "pruned", 6, 0.1), (2, 2, "complete", 6, 0.1), (3, 3, "pruned", 6, 0.1),
+        (1, 2, "pruned", 6, 0.15), (2, 2, "pruned", 6, 0.15), (2, 3, "pruned", 6, 0.15), (1, 2, "pruned", 6, 0.2)]
 }
 EXTRA = {**COMPARED, **CANDIDATES}
+ORACLE = "tpe/oracle"
 
 
 # ---------------------------------------------------------------------------------------------- recordings
@@ -333,15 +341,43 @@ class Replay:
     max_running: int = 0
 
 
+class FrontOracle:
+    """The bound of early stopping, not a method: it knows each trial's last-epoch point (the replay's curve) and
+    stops at the first epoch every trial whose end would not join the front of the trials ended so far.
+
+    A trial that helps the front runs every epoch and one that does not costs one: about the least any stopping
+    rule can spend on the searcher's suggestions (told to it as the config says, like a rung's stops).
+    """
+
+    def __init__(self, curves: dict[str, np.ndarray], epochs: int) -> None:
+        self.curves, self.epochs = curves, epochs
+        self.ends: list[np.ndarray] = []
+        self.stopped: dict[str, int] = {}
+
+    def on_trial_result(self, controller: Any, trial: SimTrial, result: dict) -> str:
+        from ray.tune.schedulers import TrialScheduler
+
+        end = self.curves[trial.trial_id][-1]
+        if result["epoch"] == 1 and any(e[0] >= end[0] and e[1] <= end[1] for e in self.ends):
+            self.stopped[trial.trial_id] = 1
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, controller: Any, trial: SimTrial, result: dict) -> None:
+        if result["epoch"] == self.epochs:
+            self.ends.append(self.curves[trial.trial_id][-1])
+
+
 def setup_config(setup: str, trials: int, seed: int, extra: list[str] | None = None) -> C.Config:
     """local.yaml with the setup's search and scheduler, the sweep's size and the searcher's seed."""
     search, sched = setup.split(":")[0].split("/")
+    sched = "none" if sched == "oracle" else sched  # the oracle replaces the scheduler in replay()
     return C.load(CONFIG, [f"sweep.search={search}", f"sweep.scheduler.type={sched}", f"sweep.num_samples={trials}",
                            f"sweep.seed={seed}", *EXTRA.get(setup, []), *(extra or [])])
 
 
-def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int) -> Replay:
-    """Run one sweep of cfg's searcher and scheduler in simulated time.
+def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool = False) -> Replay:
+    """Run one sweep of cfg's searcher and scheduler (or the FrontOracle) in simulated time.
 
     `trial_curve(params, rng)` answers a suggested configuration with its (epochs, 2) curve and
     epoch seconds; the rng is seeded by (seed, trial number) so every setup sees the same noise.
@@ -350,11 +386,12 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int) -> Replay:
 
     from avdis.tune.sweep import scheduler, searcher
 
-    search, sched = searcher(cfg), scheduler(cfg)
-    chance = 1.0 / cfg.data.synth.emotions
     total, workers, epochs = cfg.sweep.num_samples, cfg.sweep.max_concurrent, cfg.train.epochs
+    out = Replay(searcher(cfg), None)
+    search, sched = out.searcher, FrontOracle(out.curves, epochs) if oracle else scheduler(cfg)
+    out.scheduler = sched
+    chance = 1.0 / cfg.data.synth.emotions
     events: list[tuple[float, int, str, int]] = []
-    out = Replay(search, sched)
     used, running = 0, 0
 
     def start(now: float) -> None:
@@ -443,7 +480,8 @@ def _job(job: tuple[str, int, int, tuple[float, ...]]) -> tuple[str, int, list[l
     setup, trials, seed, startups = job
     assert _SURROGATE is not None
     cfg = setup_config(setup, trials, seed)
-    return setup, trials, [replay(cfg, _SURROGATE.curve, s, seed).completions for s in startups]
+    oracle = setup == ORACLE
+    return setup, trials, [replay(cfg, _SURROGATE.curve, s, seed, oracle).completions for s in startups]
 
 
 def summarize(runs: list[list[Completion]], reference: float, rng: np.random.Generator) -> dict[str, Any]:
@@ -491,6 +529,11 @@ def targets(rows: dict[str, dict[str, Any]], default: str) -> dict[str, Any]:
             "default_median": mine, "other_median": need(other), "other_censored": censored, "share_needed": share,
             "share": None if mine is None else mine / need(other),
             "met": mine is not None and mine <= share * need(other)}
+    if ORACLE in rows:  # what the best stopping rule could do with TPE's suggestions, against the same lines
+        bound = rows[ORACLE]["trial_epochs_to_95"]["median"]
+        out["early_stopping_bound"] = {
+            "oracle_median": bound, "share_of_random": None if bound is None else bound / need("random/none"),
+            "share_of_tpe_alone": None if bound is None else bound / need("tpe/none")}
     return out
 
 
@@ -567,7 +610,7 @@ def main() -> None:
 
     base = C.load(CONFIG, [])
     default = f"{base.sweep.search}/{base.sweep.scheduler.type}"
-    setups = args.setups or [*BASE_SETUPS, *COMPARED]
+    setups = args.setups or [*BASE_SETUPS, *COMPARED, ORACLE]
     candidates = [] if args.setups else list(CANDIDATES)
     startup_s, startup_from = startup_seconds(args.startup_s)
     today_setups = args.today_setups if args.today_setups is not None else [
@@ -620,7 +663,11 @@ def main() -> None:
                     "stopped_as": base.sweep.scheduler.stopped_as, "startup_trials": base.sweep.startup_trials},
         "tried": ("variants of the default (search/scheduler:variant, overrides listed per setup): MO-ASHA's first "
                   "rung (grace 1-3) and eta (2-3), a stopped trial told to Optuna as COMPLETE with its rung values "
-                  "or as PRUNED, TPE's random start-up trials (3, 6, 10); candidates at the smallest size"),
+                  "or as PRUNED, TPE's random start-up trials (3, 6, 10), the margin by which a trial must be beaten "
+                  "at its rung to be stopped (0-0.2); candidates at the smallest size"),
+        "oracle": (f"{ORACLE}: TPE with the FrontOracle, which knows each trial's last epoch and stops at epoch 1 "
+                   "every trial that would not join the front so far: about the least trial-epochs any stopping "
+                   "rule can reach 95% in with TPE's suggestions"),
         "rank_agreement_with_last_epoch": rank_agreement(args.curves),
         "startup_s": startup_s, "startup_from": startup_from, "today_startup_s": TODAY_STARTUP_S,
         "max_concurrent": base.sweep.max_concurrent,

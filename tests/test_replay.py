@@ -46,8 +46,9 @@ def run(setup: str = "tpe/mo_asha", trials: int = 24, seed: int = 0, extra: list
     return R.replay(cfg, tiny_curve, STARTUP, seed)
 
 
-def rule(rung: dict[str, tuple[float, float]], tid: str, eta: int) -> bool:
-    """MO-ASHA's rule from the rung's values: on the rung's front, or in the top ceil(n/eta) by (rank, crowding)."""
+def rule(rung: dict[str, tuple[float, float]], tid: str, eta: int, margin: float) -> bool:
+    """MO-ASHA's rule from the rung's values: on the rung's front, or in the top ceil(n/eta) by (rank, crowding),
+    or beaten by no other trial there by `margin` in both objectives."""
     ids = list(rung)
     pts = np.array([rung[t] for t in ids])
     rank = pareto.ranks(pts[:, 0], pts[:, 1])
@@ -55,22 +56,27 @@ def rule(rung: dict[str, tuple[float, float]], tid: str, eta: int) -> bool:
     for r in np.unique(rank):
         crowd[rank == r] = crowding_distance(pts[rank == r])
     order = sorted(range(len(ids)), key=lambda i: (rank[i], -crowd[i], i))
-    return rank[ids.index(tid)] == 1 or tid in {ids[i] for i in order[: math.ceil(len(ids) / eta)]}
+    acc, leak = rung[tid]
+    beaten = any(a >= acc + margin and lk <= leak - margin for t, (a, lk) in rung.items() if t != tid)
+    return rank[ids.index(tid)] == 1 or tid in {ids[i] for i in order[: math.ceil(len(ids) / eta)]} or not beaten
 
 
-def test_mo_asha_stops_in_replay_follow_the_rung_rule():
-    rep = run()
+@pytest.mark.parametrize("margin", [0.0, 0.05])
+def test_mo_asha_stops_in_replay_follow_the_rung_rule(margin):
+    rep = run(extra=[f"sweep.scheduler.margin={margin}"])
     rungs = {1: {}, 3: {}}
-    stops = 0
+    stops = kept_by_margin = 0
     for _, tid, epoch, decision in rep.log:
         if epoch in rungs:
             acc, leak = rep.curves[tid][epoch - 1]
             rungs[epoch][tid] = (float(acc), float(leak))
-            expected = TrialScheduler.CONTINUE if rule(rungs[epoch], tid, 3) else TrialScheduler.STOP
+            expected = TrialScheduler.CONTINUE if rule(rungs[epoch], tid, 3, margin) else TrialScheduler.STOP
             assert decision == expected, (tid, epoch)
             stops += decision == TrialScheduler.STOP
+            kept_by_margin += decision == TrialScheduler.CONTINUE and not rule(rungs[epoch], tid, 3, 0.0)
         else:
             assert decision == TrialScheduler.CONTINUE
+    assert (kept_by_margin > 0) == (margin > 0)  # the margin's clause decided some trials
     assert stops > 0 and rep.scheduler.stopped == {t: f[2] for t, f in rep.finals.items() if f[2] < EPOCHS}
     assert {m: set(r) for m, r in rep.scheduler.core.rungs.items()} == {m: set(r) for m, r in rungs.items()}
 

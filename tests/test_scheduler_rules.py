@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from avdis import config as C
-from avdis.tune.sweep import searcher
+from avdis.tune.sweep import scheduler, searcher
 
 State = optuna.trial.TrialState
 
@@ -35,5 +35,6 @@ def test_a_stopped_trial_is_told_as_the_setting_says():
 def test_the_defaults_are_the_replays_winner():
     s = C.load(None).sweep
     assert (s.search, s.scheduler.type, s.scheduler.eta, s.scheduler.grace_epochs, s.scheduler.stopped_as,
-            s.startup_trials) == ("tpe", "mo_asha", 2, 2, "pruned", 6)
+            s.scheduler.margin, s.startup_trials) == ("tpe", "mo_asha", 2, 2, "pruned", 0.1, 6)
+    assert scheduler(C.load(None)).core.margin == 0.1  # the sweep's scheduler is built with it
     assert searcher(C.load(None, ["sweep.startup_trials=5"]))._sampler._n_startup_trials == 5

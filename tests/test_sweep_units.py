@@ -56,6 +56,17 @@ def test_ties_within_a_rank_break_by_crowding_distance():
     assert np.isinf(d[0]) and np.isinf(d[-1]) and np.isfinite(d[1])
 
 
+def test_a_margin_stops_only_trials_clearly_beaten_at_their_rung():
+    """Outside the top 1/eta, a trial is stopped only if one at its rung is better by the margin in both objectives."""
+    for margin, stops in ((0.0, True), (0.1, False)):
+        sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=3, margin=margin)
+        for i, point in enumerate([(0.80, 0.30), (0.78, 0.33), (0.79, 0.31)]):
+            sched.decide(f"t{i}", 1, *point)
+        assert sched.decide("close", 1, 0.75, 0.35) is not stops  # beaten by 0.05 / 0.05: noise at a margin of 0.1
+    assert sched.decide("far", 1, 0.60, 0.45) is False  # beaten by more than 0.1 in both
+    assert sched.decide("far_in_one", 1, 0.60, 0.32) is True  # beaten by 0.2 in accuracy, 0.02 in leakage
+
+
 def test_missing_objectives_never_stop_a_trial():
     sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=3)
     for i in range(5):

@@ -5,10 +5,18 @@ max, leakage min). Rungs sit at `grace * eta^k` epochs (below the last epoch). W
 trial reaches a rung, it is ranked among every trial recorded at that rung so far by
 non-dominated rank, ties broken by crowding distance (NSGA-II selection: boundary
 points and sparse regions of the front first); it continues if it is in the top
-ceil(n / eta), or if nothing recorded at the rung dominates it. Asynchronous: decisions
-use what has arrived and never wait for a full rung; the second clause keeps a trial
-that is Pareto-optimal at its rung from being stopped only because it arrived while
-the rung held few trials (a strict top-1/eta cut of three front points keeps one).
+ceil(n / eta), or if nothing recorded at the rung dominates it, or if nothing there beats
+it by `margin` in both objectives. Asynchronous: decisions use what has arrived and never
+wait for a full rung; the second clause keeps a trial that is Pareto-optimal at its rung
+from being stopped only because it arrived while the rung held few trials (a strict
+top-1/eta cut of three front points keeps one).
+
+The margin is the rung's noise: an early epoch's values move by about 0.1 before the last
+epoch, differently per trial (bench/sweep_record.py's curves: the spread of final minus
+epoch-2 values is 0.12-0.18), so a trial beaten by less than that is as likely to end
+ahead. Once a sweep's searcher has found the good region, the rung fills with trials that
+differ by noise alone; a rank cut there stops good trials at random (the replay benchmark
+measured it), the margin stops only the clearly worse.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class MOSuccessiveHalving:
     max_epochs: int
     grace: int = 1
     eta: int = 3
+    margin: float = 0.0
     rungs: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,17 +81,20 @@ class MOSuccessiveHalving:
         if rank[ids.index(trial_id)] == 1:
             return True
         order = sorted(range(len(ids)), key=lambda i: (rank[i], -crowd[i], i))
-        keep = {ids[i] for i in order[: math.ceil(len(ids) / self.eta)]}
-        return trial_id in keep
+        if trial_id in {ids[i] for i in order[: math.ceil(len(ids) / self.eta)]}:
+            return True
+        others = pts[np.arange(len(ids)) != ids.index(trial_id)]
+        beaten = (others[:, 0] >= emotion_acc + self.margin) & (others[:, 1] <= leakage - self.margin)
+        return not beaten.any()
 
 
 class MOASHAScheduler(FIFOScheduler):
     """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so."""
 
-    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3,
+    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0,
                  metrics: tuple[str, str] = ("emotion_acc", "leakage"), time_attr: str = "epoch"):
         super().__init__()
-        self.core = MOSuccessiveHalving(max_epochs, grace, eta)
+        self.core = MOSuccessiveHalving(max_epochs, grace, eta, margin)
         self.metrics, self.time_attr = metrics, time_attr
         self.stopped: dict[str, int] = {}  # trial id -> epoch it was stopped at
 
@@ -98,7 +110,7 @@ class MOASHAScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         sizes = {m: len(r) for m, r in self.core.rungs.items()}
-        return f"MO-ASHA (eta={self.core.eta}) trials per rung: {sizes}"
+        return f"MO-ASHA (eta={self.core.eta}, margin={self.core.margin}) trials per rung: {sizes}"
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:

@@ -188,7 +188,8 @@ def scheduler(cfg: Config) -> MOASHAScheduler | None:
     """The sweep's trial scheduler (None: every trial runs its full epochs); the replay drives it too."""
     s = cfg.sweep
     if s.scheduler.type == "mo_asha":
-        return MOASHAScheduler(cfg.train.epochs, s.scheduler.grace_epochs, s.scheduler.eta, tuple(s.metrics))
+        k = s.scheduler
+        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin, tuple(s.metrics))
     return None
 
 
