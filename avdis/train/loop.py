@@ -195,7 +195,9 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     rank, world = reporter.rank, reporter.world
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
-    if world > 1:
+    if not isinstance(reporter, LocalReporter):
+        # a Ray worker or trial uses the CPUs it reserved: left to the process it was started in, the thread count
+        # varies from run to run, and so do the last bits of every sum, which the probe's epoch choice amplifies
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     info = open_dataset(cfg.data, cfg.s3)
     _check_modalities(cfg, info)
