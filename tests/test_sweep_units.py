@@ -268,9 +268,10 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1}
     failed = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "ERROR",
               "error": "Traceback ...\nNonFiniteError: epoch 2: loss is nan at step 7"}
-    results.write_trials(sweep, [done, failed])
+    silent = {"trial_id": "c", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": ""}  # RuntimeError()
+    results.write_trials(sweep, [done, failed, silent])
     with pytest.raises(TrialsFailed) as err:
         check_failures(sweep, C.load(None, []))
     assert err.value.exit_code != 0
-    assert "1 of 2 trials failed" in str(err.value) and "b (nullspace): NonFiniteError: epoch 2" in str(err.value)
-    assert "a (multitask)" not in str(err.value)
+    assert "2 of 3 trials failed" in str(err.value) and "b (nullspace): NonFiniteError: epoch 2" in str(err.value)
+    assert "c (adversarial): no message" in str(err.value) and "a (multitask)" not in str(err.value)

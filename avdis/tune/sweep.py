@@ -271,8 +271,8 @@ def check_failures(sweep_url: str, cfg: Config) -> None:
     failed = trials[(trials["status"] == "ERROR") & (trials["error"] != LOST)]
     if failed.empty:
         return
-    lines = [f"  {row.trial_id} ({row.method}): {str(row.error).strip().splitlines()[-1][:300]}"
-             for row in failed.itertuples()]
+    lines = [f"  {row.trial_id} ({row.method}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
+             for row in failed.itertuples()]  # an exception without a message leaves an empty error
     raise TrialsFailed(
         f"{len(failed)} of {len(trials)} trials failed; the front and report stand on the trials that finished.\n"
         + "\n".join(lines)
