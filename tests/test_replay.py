@@ -139,3 +139,17 @@ def test_the_surrogate_beats_the_method_mean_on_held_out_configurations():
     q = R.fit_surrogate(rec, space).quality
     for key in ("emotion_acc_last_epoch", "leakage_all_epochs"):
         assert q["surrogate_vs_other_seed_rmse"][key] < q["method_mean_vs_other_seed_rmse"][key]
+
+
+def test_the_oracle_bound_stops_at_epoch_1_exactly_the_trials_whose_end_joins_no_front():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = R.setup_config(R.ORACLE, 24, 0, ["sweep.scheduler.stopped_as=pruned"])
+    rep = R.replay(cfg, tiny_curve, STARTUP, 0, oracle=True)
+    assert isinstance(rep.scheduler, R.FrontOracle) and rep.scheduler.stopped
+    for tid, (_, _, ran) in rep.finals.items():
+        end = rep.curves[tid][-1]
+        first = rep.starts[tid] + STARTUP + rep.epoch_s[tid][0]  # when its epoch-1 result arrived
+        done = [rep.curves[t][-1] for t, (_, _, r) in rep.finals.items() if r == EPOCHS and rep.ends[t] < first]
+        dominated = any(e[0] >= end[0] and e[1] <= end[1] for e in done)
+        assert ran == (1 if dominated else EPOCHS), tid
+    assert set(rep.scheduler.stopped) == {t for t, f in rep.finals.items() if f[2] == 1}
