@@ -616,8 +616,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--today-setups", nargs="*", default=None,
-                    help=f"setups also replayed at today's {TODAY_STARTUP_S} s start-up (default: random/none, "
-                         "tpe/none, the default and the one before)")
+                    help=f"setups also replayed at the {TODAY_STARTUP_S} s start-up of TorchTrainer trials (default: "
+                         "random/none, tpe/none, the default and tpe/mo_asha:before, the default before this benchmark)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--startup-s", type=float, default=None,
                     help=f"per-trial start-up seconds (default: {OVERHEAD.name}'s startup_s, else {TODAY_STARTUP_S})")
@@ -678,7 +678,8 @@ def main() -> None:
         "reference_hypervolume": reference, "chance_acc": chance,
         "default": {"search": base.sweep.search, "scheduler": base.sweep.scheduler.type,
                     "eta": base.sweep.scheduler.eta, "grace_epochs": base.sweep.scheduler.grace_epochs,
-                    "stopped_as": base.sweep.scheduler.stopped_as, "startup_trials": base.sweep.startup_trials},
+                    "stopped_as": base.sweep.scheduler.stopped_as, "margin": base.sweep.scheduler.margin,
+                    "startup_trials": base.sweep.startup_trials},
         "tried": ("variants of the default (search/scheduler:variant, overrides listed per setup): MO-ASHA's first "
                   "rung (grace 1-3) and eta (2-3), a stopped trial told to Optuna as COMPLETE with its rung values "
                   "or as PRUNED, TPE's random start-up trials (3, 6, 10), the margin by which a trial must be beaten "

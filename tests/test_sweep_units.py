@@ -16,8 +16,8 @@ from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
-from avdis.tune.sweep import (FixedPoints, TrialsFailed, check_failures, check_spec, close_lost_trials, confirm_points,
-                              record_spec, trial_resources)
+from avdis.tune.sweep import (LOST, FixedPoints, TrialsFailed, check_failures, check_spec, close_lost_trials,
+                              confirm_points, record_spec, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -114,6 +114,21 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
     other = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.methods=[multitask]"])
     with pytest.raises(UsageError, match=r"differs in: sweep\.space\.methods.*Pick a new name"):
         check_spec(url, other)
+
+
+def test_a_sweep_started_by_an_older_avdis_is_refused_naming_the_settings_it_lacked(tmp_path):
+    """No value of a setting the old version lacked can match its spec: the message must not say 'rerun'."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg)
+    spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
+    del spec["spec"]["sweep"]["scheduler"]["margin"]  # as written before the margin existed
+    spec["digest"] = "older"
+    (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
+    with pytest.raises(UsageError, match=r"older avdis, which had no sweep\.scheduler\.margin: resume it with that "
+                                         r"version") as err:
+        check_spec(url, cfg)
+    assert "rerun with the original config" not in str(err.value)
 
 
 def test_pareto_json_is_strict_json_with_nan_metrics(tmp_path):
@@ -237,16 +252,23 @@ def test_a_trial_resumed_by_a_new_driver_sums_its_times_from_the_row_it_left(tmp
     trial = Trial("trainable", config={"method": "multitask", "train.seed": 0}, trial_id="r0", stub=True)
     first = TrialRecorder(str(tmp_path), cfg)
     first.setup()
-    first.on_trial_start(0, [], trial)  # killed before any result
+    first.on_trial_start(0, [], trial)  # killed before any result: the row has empty cells
     second = TrialRecorder(str(tmp_path), cfg)
     second.setup()
     second.on_trial_start(0, [], trial)
-    second.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3,
-                                          "train_s": 0.5, "epoch_s": 0.8})
-    second.on_trial_complete(2, [], trial)
+    second.on_trial_result(1, [], trial, {"epoch": 1, "emotion_acc": 0.5, "leakage": 0.4, "train_s": 0.2, "epoch_s": 0.3})
+    table = results.read_trials(str(tmp_path))  # killed again, after one result that took (say) 100 s
+    table.loc[table["trial_id"] == "r0", "wall_s"] = 100.0
+    results.write_trials(str(tmp_path), table.to_dict("records"))
+    third = TrialRecorder(str(tmp_path), cfg)
+    third.setup()
+    third.on_trial_start(0, [], trial)
+    third.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3,
+                                         "train_s": 0.5, "epoch_s": 0.8})
+    third.on_trial_complete(2, [], trial)
     row = results.read_trials(str(tmp_path)).set_index("trial_id").loc["r0"]
-    assert (row["train_s"], row["work_s"], row["best_emotion_acc"], row["best_leakage"]) == (0.5, 0.8, 0.6, 0.3)
-    assert row["status"] == "TERMINATED" and row["wall_s"] >= 0
+    assert (row["train_s"], row["work_s"], row["best_emotion_acc"], row["best_leakage"]) == (0.7, 1.1, 0.6, 0.3)
+    assert row["status"] == "TERMINATED" and 100.0 <= row["wall_s"] < 110.0  # it goes on from the row's 100 s
 
 
 def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
@@ -269,7 +291,8 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     failed = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "ERROR",
               "error": "Traceback ...\nNonFiniteError: epoch 2: loss is nan at step 7"}
     silent = {"trial_id": "c", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": ""}  # RuntimeError()
-    results.write_trials(sweep, [done, failed, silent])
+    lost = {"trial_id": "d", "sweep": "s", "method": "multitask", "status": "ERROR", "error": LOST}  # Tune drew another
+    results.write_trials(sweep, [done, failed, silent, lost])
     with pytest.raises(TrialsFailed) as err:
         check_failures(sweep, C.load(None, []))
     assert err.value.exit_code != 0

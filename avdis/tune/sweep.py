@@ -71,6 +71,16 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def _added(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """Settings this avdis has that a saved spec lacks: the sweep was started by an older version."""
+    if not (isinstance(saved, dict) and isinstance(now, dict)):
+        return []
+    out = []
+    for key in sorted(now):
+        out += [f"{prefix}{key}"] if key not in saved else _added(saved[key], now[key], f"{prefix}{key}.")
+    return out
+
+
 def _digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -83,10 +93,11 @@ def check_spec(sweep_url: str, cfg: Config) -> bool:
         saved = json.loads(storage.read_bytes(url, cfg.s3))
         if saved["digest"] != _digest(spec):
             diff = ", ".join(_differences(saved["spec"], spec)[:8])
-            raise UsageError(
-                f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). "
-                f"Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it."
-            )
+            added = _added(saved["spec"], spec)
+            hint = (f"It was started by an older avdis, which had no {', '.join(added[:8])}: resume it with that "
+                    "version, or start a new sweep under a new name (--name or sweep.name=...)." if added else
+                    "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
+            raise UsageError(f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). {hint}")
         return True
     return False
 
@@ -268,7 +279,8 @@ class TrialsFailed(AvdisError):
 def check_failures(sweep_url: str, cfg: Config) -> None:
     """Raise TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place)."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    failed = trials[(trials["status"] == "ERROR") & (trials["error"] != LOST)]
+    trials = trials[trials["error"] != LOST]
+    failed = trials[trials["status"] == "ERROR"]
     if failed.empty:
         return
     lines = [f"  {row.trial_id} ({row.method}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
