@@ -1,6 +1,6 @@
 """Replay benchmark: the sweep's own searcher and scheduler driven over recorded learning curves, in simulated time.
 
-    .venv/bin/python bench/sweep_replay.py                 # ~11 min on 2 cores
+    .venv/bin/python bench/sweep_replay.py                 # ~20 min per corpus on 2 cores (60 seeds)
     .venv/bin/python bench/sweep_replay.py --seeds 5 --trials 64 --setups tpe/none tpe/mo_asha   # a quick look
 
 What Syne Tune's simulator backend does, for avdis: the curves of bench/sweep_record.py
@@ -22,7 +22,7 @@ busy (the ConcurrencyLimiter's job in a real sweep); a trial takes the per-trial
 then its epochs' recorded seconds.
 
 Setups: random, TPE and NSGA-II with and without MO-ASHA (the config's defaults), the defaults
-before (COMPARED) and the bound of early stopping (tpe/oracle: FrontOracle below), at every size;
+before (COMPARED) and a hindsight reference for early stopping (tpe/oracle: FrontOracle below), at every size;
 section 2's candidates (CANDIDATES) at the smallest. The start-up cost is bench/results/trial_overhead.json's `startup_s` (or --startup-s);
 a few setups are replayed again at today's TorchTrainer start-up for their wall times.
 Reported per setup and sweep size (trials), over seeds: hypervolume
@@ -72,7 +72,7 @@ def knobs(grace: int, eta: int, stopped_as: str, startup: int, margin: float) ->
 
 
 # A setup is "search/scheduler" (the config's defaults) or "search/scheduler:variant" with these overrides;
-# "search/oracle" is the bound of early stopping (FrontOracle), not a sweep setting.
+# "search/oracle" is a hindsight reference for early stopping (FrontOracle), not a sweep setting.
 # Compared at every size: the default before this benchmark, and the one before the margin.
 COMPARED: dict[str, list[str]] = {"tpe/mo_asha:before": knobs(1, 3, "complete", 6, 0.0),
                                   "tpe/mo_asha:no_margin": knobs(2, 2, "pruned", 6, 0.0)}
@@ -342,11 +342,13 @@ class Replay:
 
 
 class FrontOracle:
-    """The bound of early stopping, not a method: it knows each trial's last-epoch point (the replay's curve) and
-    stops at the first epoch every trial whose end would not join the front of the trials ended so far.
+    """A hindsight reference for early stopping, not a method: it knows each trial's last-epoch point (the replay's
+    curve) and stops at the first epoch every trial whose end would not join the front of the trials ended so far.
 
-    A trial that helps the front runs every epoch and one that does not costs one: about the least any stopping
-    rule can spend on the searcher's suggestions (told to it as the config says, like a rung's stops).
+    A trial that helps the front runs every epoch and one that does not costs one, so it shows roughly what a
+    stopping rule that never misjudged could spend on the searcher's suggestions (told to it as the config says,
+    like a rung's stops). Not a strict bound: a trial that joins the front and is dominated later still runs every
+    epoch, and the stops it tells the searcher change what it suggests next.
     """
 
     def __init__(self, curves: dict[str, np.ndarray], epochs: int) -> None:
@@ -504,7 +506,7 @@ def curve_band(runs: list[list[Completion]], axis: str, grid: np.ndarray) -> dic
 
 def at_equal_wall(runs: dict[str, list[list[Completion]]], default: str) -> dict[str, Any]:
     """Every setup's hypervolume when the default's sweep ends (its median wall time): which is best there (of the
-    setups a sweep can run: the oracle is a bound)."""
+    setups a sweep can run: the oracle knows the future)."""
     t = float(np.median([r[-1].wall_s for r in runs[default]]))
     hv = {s: _ci_mean(np.array([hv_at(r, "wall_s", np.array([t]))[0] for r in rs])) for s, rs in runs.items()}
     best = max((s for s in hv if s != ORACLE), key=lambda s: hv[s]["mean"])
@@ -613,7 +615,7 @@ def main() -> None:
                     help="search/scheduler[:variant], each at every size (default: the base setups and the compared "
                          "ones at every size, the candidates at the smallest)")
     ap.add_argument("--trials", nargs="+", type=int, default=[64, 128, 256])
-    ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--seeds", type=int, default=60)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--today-setups", nargs="*", default=None,
                     help=f"setups also replayed at the {TODAY_STARTUP_S} s start-up of TorchTrainer trials (default: "
@@ -687,8 +689,8 @@ def main() -> None:
                   "(README): a margin learned per rung, Optuna's GP sampler, a BOHB-style searcher (TPE fitted at the "
                   "highest rung with enough results), start-up trials that cover every method once"),
         "oracle": (f"{ORACLE}: TPE with the FrontOracle, which knows each trial's last epoch and stops at epoch 1 "
-                   "every trial that would not join the front so far: about the least trial-epochs any stopping "
-                   "rule can reach 95% in with TPE's suggestions"),
+                   "every trial that would not join the front so far: roughly what a stopping rule that never "
+                   "misjudged would spend on TPE's suggestions (a reference, not a strict bound)"),
         "rank_agreement_with_last_epoch": rank_agreement(args.curves),
         "startup_s": startup_s, "startup_from": startup_from, "today_startup_s": TODAY_STARTUP_S,
         "max_concurrent": base.sweep.max_concurrent,
