@@ -1,0 +1,173 @@
+"""Probe quality: how strong and how stable the leakage probe is on real embeddings, against a cross-fitted candidate.
+
+    .venv/bin/python bench/probe_quality.py      # ~30 s on 2 cores; writes bench/results/probe_quality.json
+
+Leakage is the front's second axis. A probe weaker than it could be under-reports leakage (every disentanglement
+method looks better than it is); one whose answer moves with its own seed puts noise into every point of the front.
+This measures both for the probe the platform uses, beside a candidate, on the embeddings of real trained models.
+
+For each corpus (the demo's, `jobs/configs/local.yaml`, and the tests' tiny one, `jobs/configs/smoke.yaml`) and
+method (multitask, adversarial 0.5, single_task, nullspace 4), a model is trained in one process, its last
+checkpoint embedded, and the probe's inputs built as `avdis.train.evaluate` builds them (nullspace: the projected
+z_emo). Each probe runs with seeds 0-4:
+- `holdout` (avdis.train.probe, what the platform uses): the MLP picks its epoch count on a held-out fifth of the
+  train clips, then refits on all of them;
+- `crossfit` (the candidate, here only): K = 5 MLPs, one per fold of the train clips, trained at once; the epoch is
+  the one with the best pooled out-of-fold accuracy (every train clip judged by the model that did not fit it), and
+  the test clips are predicted by the folds' mean softmax at that epoch.
+Reported per corpus and variant: mean probe test accuracy (higher: a stronger adversary), the seed-to-seed standard
+deviation of leakage (mean over models), the mean leakage, and seconds per probe (one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import machine  # noqa: E402
+
+from avdis import config as C  # noqa: E402
+from avdis.config import ProbeConfig  # noqa: E402
+from avdis.train import probe as P  # noqa: E402
+from avdis.train.metrics import accuracy, label_only_speaker_chance, normalised_leakage  # noqa: E402
+
+CORPORA = {"local": (ROOT / "jobs" / "configs" / "local.yaml", 3), "tiny": (ROOT / "jobs" / "configs" / "smoke.yaml", 4)}
+METHODS: list[tuple[str, float | None]] = [("multitask", None), ("adversarial", 0.5), ("single_task", None),
+                                           ("nullspace", 4)]
+SEEDS = range(5)
+FOLDS = 5
+
+
+def crossfit_accuracy(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, y_te: np.ndarray, n_classes: int,
+                      cfg: ProbeConfig, seed: int) -> float:
+    """The candidate: FOLDS MLPs (the platform probe's shape and optimiser) trained at once as one batched model."""
+    n, d = x.shape
+    gen = torch.Generator().manual_seed(seed)
+    fold = torch.empty(n, dtype=torch.long)
+    fold[torch.randperm(n, generator=gen)] = torch.arange(n) % FOLDS
+    fit = (fold[None, :] != torch.arange(FOLDS)[:, None]).float()  # (K, n): which clips each fold model fits
+    w1 = (torch.randn(FOLDS, d, cfg.hidden, generator=gen) / np.sqrt(d)).requires_grad_()
+    b1 = torch.zeros(FOLDS, 1, cfg.hidden, requires_grad=True)
+    w2 = (torch.randn(FOLDS, cfg.hidden, n_classes, generator=gen) / np.sqrt(cfg.hidden)).requires_grad_()
+    b2 = torch.zeros(FOLDS, 1, n_classes, requires_grad=True)
+    opt = torch.optim.Adam([w1, b1, w2, b2], lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(inputs[None] @ w1 + b1) @ w2 + b2  # (K, rows, classes)
+
+    oof, test = [], []
+    for _ in range(cfg.epochs):
+        opt.zero_grad()
+        ce = F.cross_entropy(forward(x).reshape(-1, n_classes), y.repeat(FOLDS), reduction="none").view(FOLDS, n)
+        ((ce * fit).sum(1) / fit.sum(1)).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            own = forward(x)[fold, torch.arange(n)]  # each clip by the model that did not fit it
+            oof.append(float((own.argmax(1) == y).float().mean()))
+            test.append(forward(x_te).softmax(-1).mean(0).argmax(1).numpy())
+    return accuracy(test[int(np.argmax(oof))], y_te)
+
+
+def probe_inputs(cfg: C.Config, run_url: str) -> dict[str, Any]:
+    """The last checkpoint's embeddings, as evaluate() hands them to the probe."""
+    from avdis.model.disentangle import REGISTRY
+    from avdis.model.multitask import build_model
+    from avdis.data.stream import epoch_batches, open_dataset
+    from avdis.train import checkpoint as ck
+    from avdis.train.engine import build_engine
+    from avdis.train.evaluate import TRAIN, TEST, posthoc
+    from avdis.train.step import embed
+
+    info = open_dataset(cfg.data, cfg.s3)
+    n_emo, n_spk = len(info.emotions), len(info.speakers)
+    engine = build_engine(build_model(cfg.model, info.features, n_emo, n_spk), cfg.train,
+                          find_unused=not REGISTRY[cfg.method.name].identity_loss)
+    with ck.RunStore(run_url, cfg.s3).latest() as found:
+        engine.load(found)
+    emb = embed(engine, epoch_batches(info, cfg.data, cfg.s3, None, rank=0, world=1, epoch=0, seed=cfg.train.seed,
+                                      batch_size=cfg.train.batch_size, shuffle=False))
+    z = emb["z_emo"]
+    fit = posthoc(emb, cfg, n_spk, n_emo)
+    if fit is not None:
+        with torch.no_grad():
+            z = fit.transform(torch.as_tensor(z)).numpy()
+    tr, te = emb["within_split"] == TRAIN, emb["within_split"] == TEST
+    return {"z_tr": z[tr], "s_tr": emb["speaker"][tr], "e_tr": emb["emotion"][tr], "z_te": z[te],
+            "s_te": emb["speaker"][te], "e_te": emb["emotion"][te], "n_speakers": n_spk}
+
+
+def run_probe(variant: str, inp: dict[str, Any], cfg: ProbeConfig, seed: int) -> tuple[float, float, float]:
+    """(probe test accuracy, leakage, seconds) of one variant and seed."""
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    x_tr, x_te = P._standardise(torch.as_tensor(inp["z_tr"], dtype=torch.float32),
+                                torch.as_tensor(inp["z_te"], dtype=torch.float32))
+    y_tr = torch.as_tensor(inp["s_tr"], dtype=torch.long)
+    if variant == "holdout":
+        acc = P.mlp_probe_accuracy(x_tr, y_tr, x_te, torch.as_tensor(inp["s_te"], dtype=torch.long),
+                                   inp["n_speakers"], cfg, seed)
+    else:
+        acc = crossfit_accuracy(x_tr, y_tr, x_te, inp["s_te"], inp["n_speakers"], cfg, seed)
+    chance = label_only_speaker_chance(inp["e_tr"], inp["s_tr"], inp["e_te"], inp["s_te"])
+    return acc, normalised_leakage(acc, chance), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "probe_quality.json")
+    args = ap.parse_args()
+    from avdis.train import launch
+
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="avdis-probe-quality-") as work:
+        for corpus, (config, epochs) in CORPORA.items():
+            for method, weight in METHODS:
+                name = f"{corpus}-{method}"
+                over = [f"method.name={method}", "train.strategy=single", "train.zero_stage=0", "train.workers=1",
+                        f"train.epochs={epochs}", "train.probe_every=0", f"train.storage={work}", f"train.name={name}"]
+                cfg = C.load(config, over + ([f"method.weight={weight}"] if weight is not None else []))
+                run = launch.train(cfg)
+                inp = probe_inputs(cfg, run["run"])
+                for variant in ("holdout", "crossfit"):
+                    for seed in SEEDS:
+                        acc, leak, secs = run_probe(variant, inp, cfg.probe, seed)
+                        rows.append({"corpus": corpus, "method": method, "weight": weight, "variant": variant,
+                                     "seed": seed, "probe_acc": acc, "leakage": leak, "seconds": secs,
+                                     "train_clips": int(len(inp["z_tr"])), "test_clips": int(len(inp["z_te"])),
+                                     "probe_epochs": cfg.probe.epochs})
+                print(f"{name}: {len(inp['z_tr'])} train / {len(inp['z_te'])} test clips probed", flush=True)
+    summary = {}
+    for corpus in CORPORA:
+        for variant in ("holdout", "crossfit"):
+            mine = [r for r in rows if r["corpus"] == corpus and r["variant"] == variant]
+            per_model = [[r["leakage"] for r in mine if r["method"] == m] for m, _ in METHODS]
+            summary.setdefault(corpus, {})[variant] = {
+                "probe_acc_mean": float(np.mean([r["probe_acc"] for r in mine])),
+                "leakage_mean": float(np.mean([r["leakage"] for r in mine])),
+                "leakage_seed_sd": float(np.mean([np.std(v, ddof=1) for v in per_model])),
+                "seconds_per_probe": float(np.median([r["seconds"] for r in mine])),
+                "train_clips": mine[0]["train_clips"], "test_clips": mine[0]["test_clips"],
+            }
+    payload = {"machine": machine.describe(), "methods": METHODS, "seeds": list(SEEDS), "folds": FOLDS,
+               "summary": summary, "runs": rows}
+    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
