@@ -153,3 +153,16 @@ def test_the_oracle_bound_stops_at_epoch_1_exactly_the_trials_whose_end_joins_no
         dominated = any(e[0] >= end[0] and e[1] <= end[1] for e in done)
         assert ran == (1 if dominated else EPOCHS), tid
     assert set(rep.scheduler.stopped) == {t for t, f in rep.finals.items() if f[2] == 1}
+
+
+def test_a_targets_share_interval_covers_the_seed_noise_and_says_never_when_the_default_never_reaches():
+    rng = np.random.default_rng(0)
+    other = rng.normal(300.0, 40.0, 60)
+    half = R.share_interval(other / 2, other, 2304.0, np.random.default_rng(1))
+    assert half["lo"] < 0.5 < half["hi"] and half["hi"] - half["lo"] < 0.25  # the same seeds, halved
+    same = R.share_interval(rng.normal(300.0, 40.0, 60), other, 2304.0, np.random.default_rng(1))
+    assert same["lo"] < 1.0 < same["hi"]
+    never = R.share_interval(np.full(60, np.inf), other, 2304.0, np.random.default_rng(1))
+    assert never == {"lo": None, "hi": None}
+    censored = R.share_interval(other, np.full(60, np.inf), 2304.0, np.random.default_rng(1))  # other never reached
+    assert censored["hi"] <= 400 / 2304.0  # the share against its whole budget: an upper bound
