@@ -441,11 +441,21 @@ def _ci_mean(values: np.ndarray) -> dict[str, float]:
     return {"mean": m, "lo": m - 1.96 * se, "hi": m + 1.96 * se}
 
 
-def _ci_median(values: np.ndarray, rng: np.random.Generator, boot: int = 2000) -> dict[str, float | None]:
+def _finite(value: float) -> float | None:
+    """JSON's null for a value that never came (inf) or has no meaning (nan)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _boot_medians(values: np.ndarray, rng: np.random.Generator, boot: int = 2000) -> np.ndarray:
+    """The medians of `boot` resamples of the seeds' values."""
+    return np.median(rng.choice(values, (boot, len(values))), axis=1)
+
+
+def _ci_median(values: np.ndarray, rng: np.random.Generator) -> dict[str, float | None]:
     """Median with a bootstrap 95% interval over seeds; seeds that never reached count as infinite (null)."""
-    meds = np.median(rng.choice(values, (boot, len(values))), axis=1)
-    fin = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
-    return {"median": fin(np.median(values)), "lo": fin(np.percentile(meds, 2.5)), "hi": fin(np.percentile(meds, 97.5))}
+    meds = _boot_medians(values, rng)
+    return {"median": _finite(np.median(values)), "lo": _finite(np.percentile(meds, 2.5)),
+            "hi": _finite(np.percentile(meds, 97.5))}
 
 
 def hv_at(comps: list[Completion], axis: str, grid: np.ndarray) -> np.ndarray:
@@ -486,9 +496,9 @@ def _job(job: tuple[str, int, int, tuple[float, ...]]) -> tuple[str, int, list[l
     return setup, trials, [replay(cfg, _SURROGATE.curve, s, seed, oracle).completions for s in startups]
 
 
-def summarize(runs: list[list[Completion]], reference: float, rng: np.random.Generator) -> dict[str, Any]:
-    """One setup at one size over its seeds: the issue's fields, plus the means of what the sweeps used."""
-    reach = np.array([first_reach(r, 0.95 * reference) for r in runs])
+def summarize(runs: list[list[Completion]], reach: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """One setup at one size over its seeds (`reach`: each seed's `first_reach` of 95% of the reference): the
+    issue's fields, plus the means of what the sweeps used."""
     return {
         "seeds": len(runs), "reached_95": float(np.isfinite(reach[:, 0]).mean()),
         "trial_epochs_to_95": _ci_median(reach[:, 0], rng), "wall_s_to_95": _ci_median(reach[:, 1], rng),
@@ -514,15 +524,13 @@ def at_equal_wall(runs: dict[str, list[list[Completion]]], default: str) -> dict
             "default_within_best_interval": hv[default]["mean"] >= hv[best]["lo"]}
 
 
-def share_interval(mine: np.ndarray, other: np.ndarray, other_budget: float, rng: np.random.Generator,
-                   boot: int = 2000) -> dict[str, float | None]:
+def share_interval(mine: np.ndarray, other: np.ndarray, other_budget: float,
+                   rng: np.random.Generator) -> dict[str, float | None]:
     """A 95% interval of median(mine) / median(other) over seeds (each side resampled on its own): how far a met
     or missed target is from the seed noise. A median that did not reach 95% is mine's inf, other's budget."""
-    a = np.median(rng.choice(mine, (boot, len(mine))), axis=1)
-    b = np.median(rng.choice(other, (boot, len(other))), axis=1)
+    a, b = _boot_medians(mine, rng), _boot_medians(other, rng)
     shares = a / np.where(np.isfinite(b), b, other_budget)
-    fin = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
-    return {"lo": fin(np.percentile(shares, 2.5)), "hi": fin(np.percentile(shares, 97.5))}
+    return {"lo": _finite(np.percentile(shares, 2.5)), "hi": _finite(np.percentile(shares, 97.5))}
 
 
 def targets(rows: dict[str, dict[str, Any]], reach: dict[str, np.ndarray], default: str) -> dict[str, Any]:
@@ -546,7 +554,7 @@ def targets(rows: dict[str, dict[str, Any]], reach: dict[str, np.ndarray], defau
             "share": None if mine is None else mine / need(other),
             "share_95": share_interval(reach[default], reach[other], rows[other]["trial_epochs"], rng),
             "met": mine is not None and mine <= share * need(other)}
-    if ORACLE in rows:  # what the best stopping rule could do with TPE's suggestions, against the same lines
+    if ORACLE in rows:  # roughly what a stopping rule that never misjudged would spend on TPE's suggestions
         bound = rows[ORACLE]["trial_epochs_to_95"]["median"]
         out["early_stopping_bound"] = {
             "oracle_median": bound, "share_of_random": None if bound is None else bound / need("random/none"),
@@ -598,13 +606,15 @@ def _rows(runs: dict[tuple[str, int], list[list[Completion]]], default: str,
           reference: float) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, Any]]:
     """Each setup and size's summary, and the issue's targets at each size where the setups compared were run."""
     rng = np.random.default_rng(0)
-    rows = {key: summarize(rs, reference, rng) for key, rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
+    reach = {key: np.array([first_reach(r, 0.95 * reference) for r in rs]) for key, rs in runs.items()}
+    rows = {key: summarize(rs, reach[key], rng)
+            for key, rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
     verdict = {}
     for n in sorted({n for _, n in runs}):
         here = {s: runs[(s, m)] for s, m in runs if m == n}
         if {default, "random/none", "tpe/none"} <= set(here):
-            reach = {s: np.array([first_reach(r, 0.95 * reference)[0] for r in rs]) for s, rs in here.items()}
-            verdict[str(n)] = {**targets({s: rows[(s, n)] for s in here}, reach, default),
+            verdict[str(n)] = {**targets({s: rows[(s, n)] for s in here}, {s: reach[(s, n)][:, 0] for s in here},
+                                         default),
                                "equal_wall_time": at_equal_wall(here, default)}
     return rows, verdict
 
