@@ -37,9 +37,9 @@ def test_jobs_train_on_the_smoke_config_reproduces_its_golden_epochs(tiny_shards
 
 
 # (method, weight, emotion_acc, leakage, epochs) of the front, recorded 2026-11-30 (torch 2.13.0, Ray 2.60, Optuna TPE).
-# Without a scheduler: the first trial's epoch-1 leakage on this tiny corpus read 0.22 or 0.56 across runs (bitwise
-# differences between trial processes, amplified by the probe's epoch choice), and with MO-ASHA that decided whether
-# the third trial was stopped. The rung rule has its own tests (test_sweep_units, test_replay).
+# Without a scheduler: the first trial's epoch-1 leakage on this tiny corpus read 0.22 or 0.56 across runs (its
+# embeddings differ between trial processes, cause not found; the probe's answer on 18 test clips moves by 0.22 with
+# its own seed, bench/probe_quality.py), and with MO-ASHA that decided whether the third trial was stopped. The rung rule has its own tests (test_sweep_units, test_replay).
 GOLDEN_FRONT = [("adversarial", 0.5115750615935457, 0.4444444444444444, 0.22222222222222232, 2),
                 ("adversarial", 1.4461835703563004, 0.5555555555555556, 0.6666666666666667, 2)]
 

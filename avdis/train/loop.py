@@ -197,7 +197,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     np.random.seed(cfg.train.seed)
     if not isinstance(reporter, LocalReporter):
         # a Ray worker or trial uses the CPUs it reserved: left to the process it was started in, the thread count
-        # varies from run to run, and so do the last bits of every sum, which the probe's epoch choice amplifies
+        # varies from run to run, and so do the last bits of every training sum
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     info = open_dataset(cfg.data, cfg.s3)
     _check_modalities(cfg, info)
