@@ -204,7 +204,9 @@ def write_clip(
             vstream.height, vstream.width = frames.shape[1:3]
             vstream.pix_fmt = "yuv420p"
             if vcodec == "libx264":
-                vstream.options = {"crf": "20", "preset": "veryfast"}
+                # x264's macroblock-tree rate control encoded the same frames differently from one run to the next,
+                # so a generated corpus, and everything trained on it, did not reproduce; without it, it does
+                vstream.options = {"crf": "20", "preset": "veryfast", "x264-params": "mbtree=0"}
             else:
                 vstream.bit_rate = 800_000
         if audio is not None:
