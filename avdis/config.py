@@ -243,6 +243,7 @@ class ProbeConfig(_Section):
     epochs: int = Field(300, ge=1)
     lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    folds: int = Field(5, ge=2)  # the MLP's cross-fitting: one copy per fold of the train clips
 
 
 class Range(_Section):

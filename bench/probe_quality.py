@@ -1,20 +1,21 @@
-"""Probe quality: how strong and how stable the leakage probe is on real embeddings, against a cross-fitted candidate.
+"""Probe quality: how strong and how stable the leakage probe is on real embeddings, against the probe it replaced.
 
     .venv/bin/python bench/probe_quality.py      # ~30 s on 2 cores; writes bench/results/probe_quality.json
 
 Leakage is the front's second axis. A probe weaker than it could be under-reports leakage (every disentanglement
 method looks better than it is); one whose answer moves with its own seed puts noise into every point of the front.
-This measures both for the probe the platform uses, beside a candidate, on the embeddings of real trained models.
+This measures both for the probe the platform uses, beside the one it used before, on the embeddings of real
+trained models.
 
 For each corpus (the demo's, `jobs/configs/local.yaml`, and the tests' tiny one, `jobs/configs/smoke.yaml`) and
 method (multitask, adversarial 0.5, single_task, nullspace 4), a model is trained in one process, its last
 checkpoint embedded, and the probe's inputs built as `avdis.train.evaluate` builds them (nullspace: the projected
 z_emo). Each probe runs with seeds 0-4:
-- `holdout` (avdis.train.probe, what the platform uses): the MLP picks its epoch count on a held-out fifth of the
-  train clips, then refits on all of them;
-- `crossfit` (the candidate, here only): K = 5 MLPs, one per fold of the train clips, trained at once; the epoch is
-  the one with the best pooled out-of-fold accuracy (every train clip judged by the model that did not fit it), and
-  the test clips are predicted by the folds' mean softmax at that epoch.
+- `crossfit` (avdis.train.probe, what the platform uses): `probe.folds` MLPs, one per fold of the train clips,
+  trained at once; the epoch is the one with the best pooled out-of-fold accuracy (every train clip judged by the
+  copy that did not fit it), and the test clips are predicted by the copies' mean softmax at that epoch;
+- `holdout` (the platform's probe until 2026-11-30, kept here as the reference): one MLP picks its epoch count on a
+  held-out fifth of the train clips, then refits on all of them.
 Reported per corpus and variant: mean probe test accuracy (higher: a stronger adversary), the seed-to-seed standard
 deviation of leakage (mean over models), the mean leakage, and seconds per probe (one thread).
 """
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,37 +50,38 @@ CORPORA = {"local": (ROOT / "jobs" / "configs" / "local.yaml", 3), "tiny": (ROOT
 METHODS: list[tuple[str, float | None]] = [("multitask", None), ("adversarial", 0.5), ("single_task", None),
                                            ("nullspace", 4)]
 SEEDS = range(5)
-FOLDS = 5
 
 
-def crossfit_accuracy(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, y_te: np.ndarray, n_classes: int,
-                      cfg: ProbeConfig, seed: int) -> float:
-    """The candidate: FOLDS MLPs (the platform probe's shape and optimiser) trained at once as one batched model."""
-    n, d = x.shape
+def _train_mlp(x: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ProbeConfig, epochs: int, seed: int,
+               x_eval: torch.Tensor | None = None, y_eval: torch.Tensor | None = None) -> tuple[nn.Module, list[float]]:
+    """Full-batch Adam; returns the model and, with eval data, accuracy after every epoch."""
     gen = torch.Generator().manual_seed(seed)
-    fold = torch.empty(n, dtype=torch.long)
-    fold[torch.randperm(n, generator=gen)] = torch.arange(n) % FOLDS
-    fit = (fold[None, :] != torch.arange(FOLDS)[:, None]).float()  # (K, n): which clips each fold model fits
-    w1 = (torch.randn(FOLDS, d, cfg.hidden, generator=gen) / np.sqrt(d)).requires_grad_()
-    b1 = torch.zeros(FOLDS, 1, cfg.hidden, requires_grad=True)
-    w2 = (torch.randn(FOLDS, cfg.hidden, n_classes, generator=gen) / np.sqrt(cfg.hidden)).requires_grad_()
-    b2 = torch.zeros(FOLDS, 1, n_classes, requires_grad=True)
-    opt = torch.optim.Adam([w1, b1, w2, b2], lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
-        return torch.relu(inputs[None] @ w1 + b1) @ w2 + b2  # (K, rows, classes)
-
-    oof, test = [], []
-    for _ in range(cfg.epochs):
-        opt.zero_grad()
-        ce = F.cross_entropy(forward(x).reshape(-1, n_classes), y.repeat(FOLDS), reduction="none").view(FOLDS, n)
-        ((ce * fit).sum(1) / fit.sum(1)).sum().backward()
-        opt.step()
+    mlp = nn.Sequential(nn.Linear(x.shape[1], cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, n_classes))
+    for p in mlp.parameters():
         with torch.no_grad():
-            own = forward(x)[fold, torch.arange(n)]  # each clip by the model that did not fit it
-            oof.append(float((own.argmax(1) == y).float().mean()))
-            test.append(forward(x_te).softmax(-1).mean(0).argmax(1).numpy())
-    return accuracy(test[int(np.argmax(oof))], y_te)
+            p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / np.sqrt(p.shape[-1])) if p.dim() > 1 else 0 * p)
+    opt = torch.optim.Adam(mlp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    curve = []
+    for _ in range(epochs):
+        opt.zero_grad()
+        F.cross_entropy(mlp(x), y).backward()
+        opt.step()
+        if x_eval is not None:
+            with torch.no_grad():
+                curve.append(float((mlp(x_eval).argmax(1) == y_eval).float().mean()))
+    return mlp, curve
+
+
+def holdout_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, cfg: ProbeConfig,
+                    seed: int) -> np.ndarray:
+    """The reference: the platform's MLP probe until 2026-11-30 (epoch count on a held-out fifth, then a refit)."""
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_hold = max(1, len(x) // 5)
+    hold, fit = perm[:n_hold], perm[n_hold:]
+    _, curve = _train_mlp(x[fit], y[fit], n_classes, cfg, cfg.epochs, seed, x[hold], y[hold])
+    mlp, _ = _train_mlp(x, y, n_classes, cfg, int(np.argmax(curve)) + 1, seed)
+    with torch.no_grad():
+        return mlp(x_te).argmax(1).numpy()
 
 
 def probe_inputs(cfg: C.Config, run_url: str) -> dict[str, Any]:
@@ -113,14 +116,11 @@ def run_probe(variant: str, inp: dict[str, Any], cfg: ProbeConfig, seed: int) ->
     """(probe test accuracy, leakage, seconds) of one variant and seed."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    x_tr, x_te = P._standardise(torch.as_tensor(inp["z_tr"], dtype=torch.float32),
-                                torch.as_tensor(inp["z_te"], dtype=torch.float32))
-    y_tr = torch.as_tensor(inp["s_tr"], dtype=torch.long)
-    if variant == "holdout":
-        acc = P.mlp_probe_accuracy(x_tr, y_tr, x_te, torch.as_tensor(inp["s_te"], dtype=torch.long),
-                                   inp["n_speakers"], cfg, seed)
-    else:
-        acc = crossfit_accuracy(x_tr, y_tr, x_te, inp["s_te"], inp["n_speakers"], cfg, seed)
+    x_tr, x_te = P.standardise(torch.as_tensor(inp["z_tr"], dtype=torch.float32),
+                               torch.as_tensor(inp["z_te"], dtype=torch.float32))
+    predict = P.crossfit_mlp_predict if variant == "crossfit" else holdout_predict
+    acc = accuracy(predict(x_tr, torch.as_tensor(inp["s_tr"], dtype=torch.long), x_te, inp["n_speakers"], cfg, seed),
+                   inp["s_te"])
     chance = label_only_speaker_chance(inp["e_tr"], inp["s_tr"], inp["e_te"], inp["s_te"])
     return acc, normalised_leakage(acc, chance), time.perf_counter() - t0
 
@@ -162,7 +162,7 @@ def main() -> None:
                 "seconds_per_probe": float(np.median([r["seconds"] for r in mine])),
                 "train_clips": mine[0]["train_clips"], "test_clips": mine[0]["test_clips"],
             }
-    payload = {"machine": machine.describe(), "methods": METHODS, "seeds": list(SEEDS), "folds": FOLDS,
+    payload = {"machine": machine.describe(), "methods": METHODS, "seeds": list(SEEDS), "folds": ProbeConfig().folds,
                "summary": summary, "runs": rows}
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

@@ -2,8 +2,13 @@
 scored on test clips of the same speakers (within_speaker split).
 
 Two probes: multinomial logistic regression and a small MLP (the headline: a linear
-probe misses non-linearly encoded identity). The MLP picks its epoch count on a held-out
-fifth of the train clips, then refits on all of them. Both are deterministic under a seed.
+probe misses non-linearly encoded identity). The MLP is cross-fitted: `folds` copies, one
+per fold of the train clips, train at once as one batched model; the epoch is the one
+where every train clip, judged by the copy that did not fit it, is best classified, and the
+test clips are predicted by the copies' mean softmax at that epoch. Every train clip both
+fits and judges, so the probe is a stronger adversary, and steadier under its own seed,
+than one MLP that picks its epoch on a held-out fifth (bench/probe_quality.py measures
+both). Both probes are deterministic under a seed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from avdis.config import ProbeConfig
 from avdis.errors import UsageError
@@ -34,41 +38,48 @@ class ProbeResult:
         return asdict(self)
 
 
-def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both splits scaled by the train clips' statistics (the probes' input)."""
     mean, std = train.mean(0), train.std(0) + 1e-6
     return (train - mean) / std, (test - mean) / std
 
 
-def _train_mlp(x: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ProbeConfig, epochs: int,
-               seed: int, x_eval: torch.Tensor | None = None, y_eval: torch.Tensor | None = None):
-    """Full-batch Adam; returns the model and, with eval data, accuracy after every epoch."""
+def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, cfg: ProbeConfig,
+                         seed: int) -> np.ndarray:
+    """Test-clip predictions of the cross-fitted MLP (full-batch Adam, one hidden layer).
+
+    Each epoch's forward pass over the train clips gives both the folds' training loss and the
+    out-of-fold accuracy of the parameters before that step; the test clips' mean-softmax
+    prediction is kept for the first epoch with the best out-of-fold accuracy.
+    """
+    n, d = x.shape
+    k = min(cfg.folds, n)
     gen = torch.Generator().manual_seed(seed)
-    mlp = nn.Sequential(nn.Linear(x.shape[1], cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, n_classes))
-    for p in mlp.parameters():
+    fold = torch.empty(n, dtype=torch.long)
+    fold[torch.randperm(n, generator=gen)] = torch.arange(n) % k
+    fits = (fold[None, :] != torch.arange(k)[:, None]).float()  # (k, n): the clips each copy fits
+    w1 = (torch.randn(k, d, cfg.hidden, generator=gen) / np.sqrt(d)).requires_grad_()
+    b1 = torch.zeros(k, 1, cfg.hidden, requires_grad=True)
+    w2 = (torch.randn(k, cfg.hidden, n_classes, generator=gen) / np.sqrt(cfg.hidden)).requires_grad_()
+    b2 = torch.zeros(k, 1, n_classes, requires_grad=True)
+    opt = torch.optim.Adam([w1, b1, w2, b2], lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(inputs[None] @ w1 + b1) @ w2 + b2  # (k, rows, classes)
+
+    rows = torch.arange(n)
+    best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
+    for _ in range(cfg.epochs):
+        logits = forward(x)
         with torch.no_grad():
-            p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / np.sqrt(p.shape[-1])) if p.dim() > 1 else 0 * p)
-    opt = torch.optim.Adam(mlp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    curve = []
-    for _ in range(epochs):
+            oof = float((logits[fold, rows].argmax(1) == y).float().mean())  # each clip by the copy that did not fit it
+            if oof > best:
+                best, best_pred = oof, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
+        loss = F.cross_entropy(logits.reshape(-1, n_classes), y.repeat(k), reduction="none").view(k, n)
         opt.zero_grad()
-        F.cross_entropy(mlp(x), y).backward()
+        ((loss * fits).sum(1) / fits.sum(1)).sum().backward()
         opt.step()
-        if x_eval is not None:
-            with torch.no_grad():
-                curve.append(float((mlp(x_eval).argmax(1) == y_eval).float().mean()))
-    return mlp, curve
-
-
-def mlp_probe_accuracy(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
-                       n_classes: int, cfg: ProbeConfig, seed: int) -> float:
-    perm = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(seed))
-    n_hold = max(1, len(x_tr) // 5)
-    hold, fit = perm[:n_hold], perm[n_hold:]
-    _, curve = _train_mlp(x_tr[fit], y_tr[fit], n_classes, cfg, cfg.epochs, seed, x_tr[hold], y_tr[hold])
-    best_epochs = int(np.argmax(curve)) + 1
-    mlp, _ = _train_mlp(x_tr, y_tr, n_classes, cfg, best_epochs, seed)
-    with torch.no_grad():
-        return accuracy(mlp(x_te).argmax(1).numpy(), y_te.numpy())
+    return best_pred
 
 
 def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndarray,
@@ -80,13 +91,12 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
         raise UsageError(f"the leakage probe needs >= 2 speakers in the train split (found {len(present)})")
     if not len(z_test):
         raise UsageError("the leakage probe needs test clips of the train speakers (within_speaker split)")
-    torch.manual_seed(seed)
-    x_tr, x_te = _standardise(torch.as_tensor(z_train, dtype=torch.float32), torch.as_tensor(z_test, dtype=torch.float32))
-    y_tr, y_te = torch.as_tensor(spk_train, dtype=torch.long), torch.as_tensor(spk_test, dtype=torch.long)
+    x_tr, x_te = standardise(torch.as_tensor(z_train, dtype=torch.float32), torch.as_tensor(z_test, dtype=torch.float32))
+    y_tr = torch.as_tensor(spk_train, dtype=torch.long)
     lin = fit_logistic(x_tr, y_tr, n_speakers, l2=1e-3)
     with torch.no_grad():
         acc_lin = accuracy(lin(x_te.double()).argmax(1).numpy(), spk_test)
-    acc_mlp = mlp_probe_accuracy(x_tr, y_tr, x_te, y_te, n_speakers, cfg, seed)
+    acc_mlp = accuracy(crossfit_mlp_predict(x_tr, y_tr, x_te, n_speakers, cfg, seed), spk_test)
     chance = label_only_speaker_chance(emo_train, spk_train, emo_test, spk_test)
     return ProbeResult(
         probe_acc=acc_mlp, probe_acc_linear=acc_lin, probe_chance=chance, chance_uniform=1.0 / n_speakers,
