@@ -1,6 +1,6 @@
 """Record full learning curves over the demo sweep's space, for the replay benchmark (bench/sweep_replay.py).
 
-    .venv/bin/python bench/sweep_record.py --jobs 2          # resumable; ~35 min on 2 cores
+    .venv/bin/python bench/sweep_record.py --jobs 2          # resumable; ~30 min on 2 cores
 
 Every configuration is a point of a Latin hypercube over its method's knobs (the method's
 weight and `train.lr`, log-scaled where the space says so), `--per-method` of them for each
