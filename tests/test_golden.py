@@ -49,6 +49,7 @@ GOLDEN_TRIALS = [("adversarial", 2, "completed"), ("adversarial", 2, "completed"
 GOLDEN_FRONT = [("adversarial", 0.5115750615935457, 0.4444444444444444, 0.5555555555555556, 2),
                 ("adversarial", 1.4461835703563004, 0.5555555555555556, 0.6666666666666667, 2)]
 
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_jobs_sweep_on_the_smoke_config_reproduces_its_golden_front(tiny_shards, tmp_path):

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY
 
 from avdis.data import media
 
 GENERATE = ("from avdis.config import SynthConfig; from avdis.data import synth; import sys; "
-            "synth.generate(SynthConfig(speakers=6, emotions=4, clips_per_speaker=12, entanglement=0.7, seed=3), "
-            "sys.argv[1])")
+            f"synth.generate(SynthConfig(**{TINY!r}), sys.argv[1])")
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -53,4 +53,3 @@ def test_written_video_decodes_to_its_frames(tmp_path, suffix):
     decoded = media.decode_video(path, 8)
     assert decoded.shape == frames.shape
     assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 4  # colours and positions kept
-

@@ -67,7 +67,7 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         return torch.relu(inputs[None] @ w1 + b1) @ w2 + b2  # (k, rows, classes)
 
-    rows = torch.arange(n)
+    rows, targets, fitted = torch.arange(n), y.repeat(k), fits.sum(1)
     best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
     for _ in range(cfg.epochs):
         logits = forward(x)
@@ -75,9 +75,9 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
             oof = float((logits[fold, rows].argmax(1) == y).float().mean())  # each clip by the copy that did not fit it
             if oof > best:
                 best, best_pred = oof, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
-        loss = F.cross_entropy(logits.reshape(-1, n_classes), y.repeat(k), reduction="none").view(k, n)
+        loss = F.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="none").view(k, n)
         opt.zero_grad()
-        ((loss * fits).sum(1) / fits.sum(1)).sum().backward()
+        ((loss * fits).sum(1) / fitted).sum().backward()
         opt.step()
     return best_pred
 
