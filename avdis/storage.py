@@ -8,11 +8,14 @@ instance role). Writes are atomic: a reader sees the old object or the whole new
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 
 from avdis.config import S3Config
@@ -78,21 +81,36 @@ def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
         raise StorageError(f"{url}: cannot read ({type(exc).__name__}: {exc})") from exc
 
 
+class _AtomicLocalFile(io.FileIO):
+    """A local file written under a temp name and renamed over `path` once closed whole: a reader, or a rerun after a
+    kill, sees the old file or the new one, never a truncated one. Dropped, not renamed, when its writer raises."""
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.target = path
+        super().__init__(f"{path}.tmp-{uuid.uuid4().hex[:8]}", "wb")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        os.fsync(self.fileno())
+        super().close()
+        os.replace(self.name, self.target)
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            super().close()
+            os.unlink(self.name)
+
+
 def write_bytes(url: str, data: bytes, s3: S3Config | None = None) -> None:
     """Atomic write: temp file + rename locally, one PUT (or completed multipart) on S3."""
     fs, path = filesystem(url, s3)
     try:
-        if isinstance(fs, LocalFileSystem):
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        else:
-            with fs.open(path, "wb") as fh:
-                fh.write(data)
+        with _AtomicLocalFile(path) if isinstance(fs, LocalFileSystem) else fs.open(path, "wb") as fh:
+            fh.write(data)
     except Exception as exc:
         raise StorageError(f"{url}: cannot write ({type(exc).__name__}: {exc})") from exc
 
@@ -121,12 +139,22 @@ def check_writable(url: str, s3: S3Config | None = None) -> None:
     fs.rm(path)
 
 
-def pyarrow_filesystem(url: str, s3: S3Config | None = None):
-    """(pyarrow filesystem, path) for Ray's `storage_filesystem`, sharing the S3 options."""
-    import pyarrow.fs as pafs
+class _AtomicLocalHandler(pafs.FSSpecHandler):
+    """fsspec's local filesystem for pyarrow, writing every file whole (`_AtomicLocalFile`)."""
 
-    if not url.startswith("s3://"):
-        path = os.path.abspath(url.removeprefix("file://")) if not is_remote(url) else url
-        return None, path
-    fs, path = filesystem(url, s3)
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    def open_output_stream(self, path: str, metadata: Any) -> pa.NativeFile:
+        return pa.PythonFile(_AtomicLocalFile(path), mode="w")
+
+
+def pyarrow_filesystem(url: str, s3: S3Config | None = None):
+    """(pyarrow filesystem, path) for Ray's `storage_filesystem`, sharing the S3 options.
+
+    Local folders get whole-file writes too: Ray uploads its experiment state by rewriting the files in place, so a
+    driver killed mid-upload left them empty and its rerun silently started the sweep over instead of resuming it.
+    """
+    if url.startswith("s3://"):
+        fs, path = filesystem(url, s3)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    if is_remote(url):
+        return None, url
+    return pafs.PyFileSystem(_AtomicLocalHandler(LocalFileSystem())), os.path.abspath(url.removeprefix("file://"))

@@ -160,6 +160,40 @@ class Views:
     callbacks: tuple[Callback, ...] = ()
 
 
+class BrokenExperimentState(AvdisError):
+    """Tune's newest saved state of the sweep cannot be read: restoring would silently start the sweep over."""
+
+
+def check_experiment_state(experiment_url: str, cfg: Config) -> None:
+    """Refuse to resume from a truncated experiment state (left by a driver killed while Tune rewrote it in place,
+    before avdis had Ray write files whole): Tune would log the error and start a new experiment in its place."""
+    files = storage.list_files(experiment_url, "", cfg.s3)
+    states = [u for u in files if _name(u).startswith("experiment_state-") and u.endswith(".json")]
+    if not states:
+        return
+    stamp = _name(states[-1]).removeprefix("experiment_state-").removesuffix(".json")
+    newest = [u for u in files if _name(u).endswith((f"-{stamp}.json", f"-{stamp}.pkl"))]
+    broken = [u for u in newest if not _whole(storage.read_bytes(u, cfg.s3), is_json=u == states[-1])]
+    if broken:
+        before = f"the state saved before it ({_name(states[-2])})" if len(states) > 1 else "nothing: the sweep starts over"
+        raise BrokenExperimentState(
+            f"{', '.join(broken)}: truncated, so Tune cannot resume the sweep from it and would start it over. "
+            f"Move the files ending in {stamp} out of {experiment_url} to resume from {before}, "
+            "or start a new sweep (sweep.name=...).")
+
+
+def _name(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def _whole(data: bytes, is_json: bool) -> bool:
+    """Not empty, and JSON where it should be (Tune's other `.json` files are pickles)."""
+    try:
+        return bool(data) and (not is_json or json.loads(data) is not None)
+    except ValueError:
+        return False
+
+
 def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config: Any, resume: bool, views: Views):
     """A Tuner for the experiment at `where` under sweep.storage (restored when it was started before).
 
@@ -174,6 +208,7 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
     experiment = f"{path.rstrip('/')}/{where}"
     storage_path, _, name = experiment.rpartition("/")
     if resume and tune.Tuner.can_restore(experiment, storage_filesystem=fs):
+        check_experiment_state(storage.join(cfg.sweep.storage, where), cfg)
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)

@@ -1,0 +1,62 @@
+"""Writes through avdis.storage are whole or absent, Ray's included: a process killed mid-write leaves the old file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+
+from avdis import storage
+
+WRITER = """
+import sys, time
+from avdis import storage
+fs, path = storage.pyarrow_filesystem(sys.argv[1])
+stream = fs.open_output_stream(path + "/experiment_state.json")
+stream.write(b'{"trial_data": [' * 1000)
+stream.flush()
+print("written", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_writer_killed_mid_file_through_rays_filesystem_leaves_the_old_file(tmp_path):
+    (tmp_path / "experiment_state.json").write_text('{"trial_data": []}')
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "written\n"
+        assert (tmp_path / "experiment_state.json").read_text() == '{"trial_data": []}'  # not truncated while written
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(30)
+    assert (tmp_path / "experiment_state.json").read_text() == '{"trial_data": []}'
+
+
+def test_rays_uploads_through_the_local_filesystem_arrive_whole_and_leave_no_temp_files(tmp_path):
+    source = tmp_path / "src"
+    (source / "a" / "b").mkdir(parents=True)
+    (source / "a" / "b" / "weights.bin").write_bytes(os.urandom(3_000_000))
+    (source / "state.json").write_text("{}")
+    fs, path = storage.pyarrow_filesystem(str(tmp_path / "dst"))
+    fs.create_dir(path)
+    pafs.copy_files(str(source), path, destination_filesystem=fs, chunk_size=1 << 20)  # as Ray's uploads call it
+    got = sorted(p.relative_to(tmp_path / "dst") for p in (tmp_path / "dst").rglob("*") if p.is_file())
+    assert got == [Path("a/b/weights.bin"), Path("state.json")]
+    assert (tmp_path / "dst" / "a" / "b" / "weights.bin").read_bytes() == (source / "a" / "b" / "weights.bin").read_bytes()
+    pafs.copy_files(str(source / "state.json"), f"{path}/state.json", destination_filesystem=fs)  # rewrites in place
+    assert sorted(os.listdir(tmp_path / "dst")) == ["a", "state.json"]
+
+
+def test_a_write_that_raises_keeps_the_old_file(tmp_path):
+    target = tmp_path / "pareto.json"
+    storage.write_bytes(str(target), b"old")
+    with pytest.raises(RuntimeError):
+        with storage._AtomicLocalFile(str(target)) as fh:
+            fh.write(b"half")
+            raise RuntimeError("the writer failed")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["pareto.json"]
