@@ -243,11 +243,16 @@ def test_recorder_writes_the_summary_and_hands_both_files_to_its_listeners(tmp_p
     assert trials["disentanglement"].tolist() == [0.0]  # built once, by the recorder's write
 
 
-def test_a_trial_resumed_by_a_new_driver_sums_its_times_from_the_row_it_left(tmp_path):
-    """The row a killed driver left has empty cells; read back they are NaN, which must not poison the sums."""
+def test_a_trial_resumed_by_a_new_driver_counts_each_epoch_once_and_goes_on_from_its_wall_time(tmp_path):
+    """A killed driver's trial resumes from its last checkpoint and runs the epochs after it again: the row counts
+    each epoch's time once (the results carry the run's sums), and its empty cells (NaN read back) poison nothing."""
     from ray.tune.experiment import Trial
 
     from avdis.tune.records import TrialRecorder
+
+    def result(epoch: int, train_s: float, epoch_s: float, sums: tuple[float, float], **objectives: float) -> dict:
+        return {"epoch": epoch, "emotion_acc": 0.5, "leakage": 0.4, "train_s": train_s, "epoch_s": epoch_s,
+                "train_s_sum": sums[0], "epoch_s_sum": sums[1], **objectives}
 
     cfg = C.load(None)
     trial = Trial("trainable", config={"method": "multitask", "train.seed": 0}, trial_id="r0", stub=True)
@@ -257,18 +262,20 @@ def test_a_trial_resumed_by_a_new_driver_sums_its_times_from_the_row_it_left(tmp
     second = TrialRecorder(str(tmp_path), cfg)
     second.setup()
     second.on_trial_start(0, [], trial)
-    second.on_trial_result(1, [], trial, {"epoch": 1, "emotion_acc": 0.5, "leakage": 0.4, "train_s": 0.2, "epoch_s": 0.3})
-    table = results.read_trials(str(tmp_path))  # killed again, after one result that took (say) 100 s
+    second.on_trial_result(1, [], trial, result(1, 0.2, 0.3, (0.2, 0.3)))
+    second.on_trial_result(2, [], trial, result(2, 0.25, 0.35, (0.45, 0.65)))
+    table = results.read_trials(str(tmp_path))  # killed again, 100 s in, before Tune saved epoch 2's checkpoint
     table.loc[table["trial_id"] == "r0", "wall_s"] = 100.0
     results.write_trials(str(tmp_path), table.to_dict("records"))
     third = TrialRecorder(str(tmp_path), cfg)
     third.setup()
     third.on_trial_start(0, [], trial)
-    third.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3,
-                                         "train_s": 0.5, "epoch_s": 0.8})
-    third.on_trial_complete(2, [], trial)
+    third.on_trial_result(1, [], trial, result(2, 0.3, 0.4, (0.5, 0.7)))  # epoch 2 again, from epoch 1's checkpoint
+    third.on_trial_result(2, [], trial, result(cfg.train.epochs, 0.5, 0.8, (1.0, 1.5), emotion_acc=0.6, leakage=0.3))
+    third.on_trial_complete(3, [], trial)
     row = results.read_trials(str(tmp_path)).set_index("trial_id").loc["r0"]
-    assert (row["train_s"], row["work_s"], row["best_emotion_acc"], row["best_leakage"]) == (0.7, 1.1, 0.6, 0.3)
+    assert (row["train_s"], row["work_s"]) == pytest.approx((1.0, 1.5))  # not 1.25 and 1.85: epoch 2 once
+    assert (row["best_emotion_acc"], row["best_leakage"]) == (0.6, 0.3)
     assert row["status"] == "TERMINATED" and 100.0 <= row["wall_s"] < 110.0  # it goes on from the row's 100 s
 
 

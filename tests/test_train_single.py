@@ -23,7 +23,7 @@ from avdis.train.step import Stepper
 
 ROOT = Path(__file__).resolve().parents[1]
 FEAT = FeatureConfig(n_mels=16, window_s=1.0, fps=4, face_size=16)
-TIMING = ("train_s", "epoch_s", "samples_per_s", "data_wait_frac")
+TIMING = ("train_s", "epoch_s", "train_s_sum", "epoch_s_sum", "samples_per_s", "data_wait_frac")
 
 
 def fixed_batch(seed: int) -> dict:

@@ -73,7 +73,7 @@ SCHEMA = pa.schema([
     ("config", pa.string()),  # JSON: the trial's whole config
     ("wall_s", pa.float64()),
     ("train_s", pa.float64()),  # in training steps
-    ("work_s", pa.float64()),  # in epochs: steps, embedding pass, evaluation, probe
+    ("work_s", pa.float64()),  # in epochs: steps, embedding pass, evaluation, probe (an epoch run again counts once)
     ("updated_at", pa.float64()),  # unix time of the row's last change
 ])
 COLUMNS = SCHEMA.names

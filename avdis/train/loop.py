@@ -258,6 +258,10 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             "skipped_samples": stats.skipped_samples, "skipped_shards": stats.bad_shards,
             "manifest_hash": info.manifest_hash, "params": n_params, "world_size": world,
         })
+        # over the run's epochs so far, restored ones with their recorded times: an epoch re-run after a resume
+        # counts once, as the sweep's record of a trial's work should
+        metrics["train_s_sum"] = train_s + sum(h["train_s"] for h in history)
+        metrics["epoch_s_sum"] = metrics["epoch_s"] + sum(h["epoch_s"] for h in history)
         for key in ("emotion", "speaker", cfg.method.name, "adversary"):
             if logs and key in logs[0]:
                 metrics[f"loss_{key}"] = float(np.mean([l[key] for l in logs]))

@@ -90,8 +90,8 @@ class TrialRecorder(Callback):
             row["best_emotion_acc"] = acc
         if leak is not None and (row.get("best_leakage") is None or leak < row["best_leakage"]):
             row["best_leakage"] = leak
-        row["train_s"] = (row.get("train_s") or 0.0) + float(result.get("train_s", 0.0))
-        row["work_s"] = (row.get("work_s") or 0.0) + float(result.get("epoch_s", 0.0))
+        if "epoch_s_sum" in result:  # the run's sums (avdis.train.loop): an epoch run again after a resume counts once
+            row["train_s"], row["work_s"] = float(result["train_s_sum"]), float(result["epoch_s_sum"])
         row["wall_s"] = time.time() - row["_started"] if "_started" in row else row.get("wall_s")
         self._write()
 
