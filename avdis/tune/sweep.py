@@ -62,23 +62,16 @@ def _spec(cfg: Config) -> dict[str, Any]:
     return spec
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(a.keys() | b.keys()):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
+_ABSENT = object()
 
 
-def _added(saved: Any, now: Any, prefix: str = "") -> list[str]:
-    """Settings this avdis has that a saved spec lacks: the sweep was started by an older version."""
-    if not (isinstance(saved, dict) and isinstance(now, dict)):
-        return []
-    out = []
-    for key in sorted(now):
-        out += [f"{prefix}{key}"] if key not in saved else _added(saved[key], now[key], f"{prefix}{key}.")
-    return out
+def _differences(saved: Any, now: Any, prefix: str = "") -> list[tuple[str, bool]]:
+    """Every setting whose value differs, each with whether the saved spec lacks it (an older avdis had no such
+    setting)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [d for key in sorted(saved.keys() | now.keys())
+                for d in _differences(saved.get(key, _ABSENT), now.get(key, _ABSENT), f"{prefix}{key}.")]
+    return [] if saved == now else [(prefix.rstrip("."), saved is _ABSENT)]
 
 
 def _digest(spec: dict[str, Any]) -> str:
@@ -92,8 +85,9 @@ def check_spec(sweep_url: str, cfg: Config) -> bool:
     if storage.exists(url, cfg.s3):
         saved = json.loads(storage.read_bytes(url, cfg.s3))
         if saved["digest"] != _digest(spec):
-            diff = ", ".join(_differences(saved["spec"], spec)[:8])
-            added = _added(saved["spec"], spec)
+            differences = _differences(saved["spec"], spec)
+            diff = ", ".join(path for path, _ in differences[:8])
+            added = [path for path, lacked in differences if lacked]
             hint = (f"It was started by an older avdis, which had no {', '.join(added[:8])}: resume it with that "
                     "version, or start a new sweep under a new name (--name or sweep.name=...)." if added else
                     "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
