@@ -143,19 +143,14 @@ def load_curves(path: Path, space: C.SearchSpace) -> Recordings:
     )
 
 
-def rank_agreement(curves: Path) -> dict[str, dict[str, float]]:
+def rank_agreement(rec: Recordings) -> dict[str, dict[str, float]]:
     """Spearman correlation of each early epoch's values with the last epoch's, over the recorded trials:
     how much a rung at that epoch knows of where a trial ends."""
     from scipy.stats import spearmanr
 
-    df = pd.read_csv(curves)
-    last = df[df["epoch"] == df["epoch"].max()].set_index(["config_id", "seed"])
-    out = {}
-    for epoch in range(1, int(df["epoch"].max())):
-        now = df[df["epoch"] == epoch].set_index(["config_id", "seed"])
-        end = last.loc[now.index]
-        out[str(epoch)] = {m: round(float(spearmanr(now[m], end[m])[0]), 3) for m in ("emotion_acc", "leakage")}
-    return out
+    return {str(epoch + 1): {m: round(float(spearmanr(rec.curves[:, epoch, k], rec.curves[:, -1, k])[0]), 3)
+                             for k, m in enumerate(OBJECTIVES)}
+            for epoch in range(rec.epochs - 1)}
 
 
 def reference_hypervolume(rec: Recordings, chance: float) -> float:
@@ -701,7 +696,7 @@ def main() -> None:
         "oracle": (f"{ORACLE}: TPE with the FrontOracle, which knows each trial's last epoch and stops at epoch 1 "
                    "every trial that would not join the front so far: roughly what a stopping rule that never "
                    "misjudged would spend on TPE's suggestions (a reference, not a strict bound)"),
-        "rank_agreement_with_last_epoch": rank_agreement(args.curves),
+        "rank_agreement_with_last_epoch": rank_agreement(rec),
         "startup_s": startup_s, "startup_from": startup_from, "today_startup_s": TODAY_STARTUP_S,
         "max_concurrent": base.sweep.max_concurrent,
         "surrogate": surrogate.quality,
