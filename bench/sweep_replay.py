@@ -551,7 +551,7 @@ def targets(rows: dict[str, dict[str, Any]], reach: dict[str, np.ndarray], defau
             "met": mine is not None and mine <= share * need(other)}
     if ORACLE in rows:  # roughly what a stopping rule that never misjudged would spend on TPE's suggestions
         bound = rows[ORACLE]["trial_epochs_to_95"]["median"]
-        out["early_stopping_bound"] = {
+        out["oracle_reference"] = {
             "oracle_median": bound, "share_of_random": None if bound is None else bound / need("random/none"),
             "share_of_tpe_alone": None if bound is None else bound / need("tpe/none"),
             "share_of_tpe_alone_95": share_interval(reach[ORACLE], reach["tpe/none"], rows["tpe/none"]["trial_epochs"],
