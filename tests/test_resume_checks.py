@@ -91,6 +91,17 @@ def test_a_checkpoint_from_before_the_check_is_refused_clearly(tiny_shards, fini
         launch.train(cfg_for(tiny_shards, storage))
 
 
+def test_a_checkpoint_a_kill_cut_short_is_passed_over_for_the_one_the_run_resumes_from(tiny_shards, finished, tmp_path,
+                                                                                      capsys):
+    storage = copy_of(finished, tmp_path)
+    cut = storage / "fixed" / "checkpoint_epoch_0002"  # its upload was killed: latest.json still names epoch 1's
+    cut.mkdir()
+    (cut / "state.json").write_text('{"epoch": 2, "history": [{"epoch": 1, "emotion_a')
+    code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, "train.lr=0.01")])
+    assert code == 2 and "train.lr=0.003 (this run: 0.01)" in capsys.readouterr().err  # checked against epoch 1's
+    assert launch.train(cfg_for(tiny_shards, storage))["final"] == history(finished)[-1]
+
+
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):
     storage = copy_of(finished, tmp_path)
     first = history(storage)

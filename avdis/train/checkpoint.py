@@ -88,12 +88,19 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
 def check_resume(run_url: str, current: dict[str, Any], s3: S3Config) -> None:
     """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint.
 
-    Reads only the newest checkpoint's `state.json` (`RunStore`'s or Ray Train's `checkpoint_*` folders).
+    Reads the `state.json` of the newest checkpoint (`RunStore`'s or Ray Train's `checkpoint_*` folders) that holds
+    a whole one: a folder whose upload a kill cut short was never made the run's latest, so the run resumes from the
+    one before it, and that is the one to check.
     """
     found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
-    state = storage.join(found[-1], STATE) if found else None
-    if state and storage.exists(state, s3):
-        check_compatible(saved_signature(json.loads(storage.read_bytes(state, s3))), current, run_url)
+    for folder in reversed(found):
+        state = storage.join(folder, STATE)
+        try:
+            saved = json.loads(storage.read_bytes(state, s3))
+        except (FileNotFoundError, ValueError):
+            continue
+        check_compatible(saved_signature(saved), current, run_url)
+        return
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:
