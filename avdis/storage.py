@@ -77,32 +77,58 @@ def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
         return fs.cat_file(path)
     except FileNotFoundError:
         raise
+    except NotADirectoryError as exc:  # a path through a file: on S3 simply an object that does not exist
+        raise FileNotFoundError(url) from exc
     except Exception as exc:
         raise StorageError(f"{url}: cannot read ({type(exc).__name__}: {exc})") from exc
 
 
 class _AtomicLocalFile(io.FileIO):
     """A local file written under a temp name and renamed over `path` once closed whole: a reader, or a rerun after a
-    kill, sees the old file or the new one, never a truncated one. Dropped, not renamed, when its writer raises."""
+    kill, sees the old file or the new one, never a truncated one. Discarded instead when a write failed, when its own
+    `with` block raised, or when it is dropped unclosed (as pyarrow drops a stream whose copy failed). A pyarrow
+    stream's `with` block closes it even when the block raised, so through pyarrow only failed writes are caught."""
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self.target = path
+        self.target, self.failed = path, False
         super().__init__(f"{path}.tmp-{uuid.uuid4().hex[:8]}", "wb")
+
+    def write(self, data: Any) -> int:
+        done = 0
+        try:
+            view = memoryview(data).cast("B")
+            while done < view.nbytes:  # a raw write may take less than it was given
+                done += super().write(view[done:])
+        except BaseException:
+            self.failed = True
+            raise
+        return done
 
     def close(self) -> None:
         if self.closed:
             return
-        os.fsync(self.fileno())
-        super().close()
-        os.replace(self.name, self.target)
+        try:
+            if not self.failed:
+                os.fsync(self.fileno())
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            super().close()
+            if self.failed:
+                os.unlink(self.name)
+            else:
+                os.replace(self.name, self.target)
 
     def __exit__(self, exc_type, *rest) -> None:
-        if exc_type is None:
+        self.failed = self.failed or exc_type is not None
+        self.close()
+
+    def __del__(self) -> None:
+        if not self.closed:
+            self.failed = True
             self.close()
-        else:
-            super().close()
-            os.unlink(self.name)
 
 
 def write_bytes(url: str, data: bytes, s3: S3Config | None = None) -> None:
@@ -158,3 +184,9 @@ def pyarrow_filesystem(url: str, s3: S3Config | None = None):
     if is_remote(url):
         return None, url
     return pafs.PyFileSystem(_AtomicLocalHandler(LocalFileSystem())), os.path.abspath(url.removeprefix("file://"))
+
+
+def local_path(fs: Any, path: str) -> str | None:
+    """`path` itself when `fs` is the local filesystem `pyarrow_filesystem` gives (None otherwise): Ray hands a
+    checkpoint over in place only on pyarrow's own local filesystem, and would copy it to /tmp first."""
+    return path if isinstance(fs, pafs.PyFileSystem) and isinstance(fs.handler, _AtomicLocalHandler) else None

@@ -102,6 +102,21 @@ def test_a_checkpoint_a_kill_cut_short_is_passed_over_for_the_one_the_run_resume
     assert launch.train(cfg_for(tiny_shards, storage))["final"] == history(finished)[-1]
 
 
+def test_a_ray_train_run_folder_is_checked_against_its_newest_checkpoint_folder(tiny_shards, finished, tmp_path):
+    run = tmp_path / "ray_run"  # Ray Train's layout: checkpoint_<time> folders beside its manager's snapshot file
+    newest = run / "checkpoint_2026-01-01_00-00-01.000001"
+    newest.mkdir(parents=True)
+    shutil.copy(finished / "fixed" / "checkpoint_epoch_0001" / ck.STATE, newest / ck.STATE)
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    (run / "checkpoint_manager_snapshot.json.tmp-0a1b2c3d").write_text("{")  # a snapshot write a kill cut short
+    manifest = shards.manifest_hash(tiny_shards)
+    other = cfg_for(tiny_shards, finished, "train.lr=0.01")
+    with pytest.raises(UsageError, match=r"train\.lr=0\.003 \(this run: 0\.01\)"):
+        ck.check_resume(str(run), ck.run_signature(other, manifest), other.s3)
+    same = cfg_for(tiny_shards, finished)
+    ck.check_resume(str(run), ck.run_signature(same, manifest), same.s3)
+
+
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):
     storage = copy_of(finished, tmp_path)
     first = history(storage)

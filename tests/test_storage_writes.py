@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -52,11 +53,35 @@ def test_rays_uploads_through_the_local_filesystem_arrive_whole_and_leave_no_tem
     assert sorted(os.listdir(tmp_path / "dst")) == ["a", "state.json"]
 
 
-def test_a_write_that_raises_keeps_the_old_file(tmp_path):
-    target = tmp_path / "pareto.json"
+def test_a_write_that_fails_or_a_stream_dropped_unclosed_keeps_the_old_file(tmp_path):
+    target = tmp_path / "experiment_state.json"
     storage.write_bytes(str(target), b"old")
     with pytest.raises(RuntimeError):
         with storage._AtomicLocalFile(str(target)) as fh:
             fh.write(b"half")
             raise RuntimeError("the writer failed")
-    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["pareto.json"]
+    fh = storage._AtomicLocalFile(str(target))
+    fh.write(b"half")
+    with pytest.raises(TypeError):
+        fh.write(object())  # a write that fails
+    fh.close()
+    fs, path = storage.pyarrow_filesystem(str(tmp_path))
+    stream = fs.open_output_stream(f"{path}/experiment_state.json")
+    stream.write(b"half")
+    del stream  # what pyarrow does with the stream of a copy that failed
+    gc.collect()
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["experiment_state.json"]
+
+
+def test_a_trial_reads_a_checkpoint_in_local_storage_in_place(tmp_path):
+    """Ray copies a checkpoint to /tmp unless it sits on pyarrow's own local filesystem; avdis's reads it in place."""
+    from ray.train import Checkpoint
+
+    from avdis.train.loop import _as_directory
+
+    (tmp_path / "state.json").write_text("{}")
+    fs, path = storage.pyarrow_filesystem(str(tmp_path))
+    with _as_directory(Checkpoint(path=path, filesystem=fs)) as here:
+        assert here == tmp_path
+    with _as_directory(Checkpoint(path=path, filesystem=pafs.SubTreeFileSystem("/", pafs.LocalFileSystem()))) as copy:
+        assert copy != tmp_path and (copy / "state.json").read_text() == "{}"  # any other filesystem: Ray's copy

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,7 +48,8 @@ def _as_directory(found: Any) -> Iterator[Path | None]:
     if found is None:
         yield None
         return
-    with found.as_directory() as d:
+    here = storage.local_path(found.filesystem, found.path)  # read in place, as Ray does on its own local filesystem
+    with nullcontext(here) if here is not None else found.as_directory() as d:
         yield Path(d)
 
 
