@@ -311,6 +311,9 @@ def test_a_truncated_experiment_state_is_refused_naming_it_and_the_state_saved_b
     (experiment / "experiment_state-2026-01-01_11-00-00.json").write_text('{"trial_data": []}')
     with pytest.raises(BrokenExperimentState, match="searcher-state-2026-01-01_11-00-00.pkl: truncated"):
         check_experiment_state(str(experiment), cfg)  # an empty searcher state alone is refused too
+    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(b"\x80\x04\x95\x10\x00")
+    with pytest.raises(BrokenExperimentState, match="searcher-state-2026-01-01_11-00-00.pkl: truncated"):
+        check_experiment_state(str(experiment), cfg)  # so is a pickle cut off before its STOP opcode
 
 
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):

@@ -169,11 +169,12 @@ def check_experiment_state(experiment_url: str, cfg: Config) -> None:
     newest = [u for u in files if _name(u).endswith((f"-{stamp}.json", f"-{stamp}.pkl"))]
     broken = [u for u in newest if not _whole(storage.read_bytes(u, cfg.s3), is_json=u == states[-1])]
     if broken:
-        before = f"the state saved before it ({_name(states[-2])})" if len(states) > 1 else "nothing: the sweep starts over"
+        after = (f"to resume from the state saved before them ({_name(states[-2])})" if len(states) > 1 else
+                 "(no state was saved before them, so the sweep then starts over)")
         raise BrokenExperimentState(
             f"{', '.join(broken)}: truncated, so Tune cannot resume the sweep from it and would start it over. "
-            f"Move the files ending in {stamp} out of {experiment_url} to resume from {before}, "
-            "or start a new sweep (sweep.name=...).")
+            f"Move the files ending in {stamp} out of {experiment_url} {after}, or start a new sweep "
+            "(sweep.name=...).")
 
 
 def _name(url: str) -> str:
@@ -181,9 +182,13 @@ def _name(url: str) -> str:
 
 
 def _whole(data: bytes, is_json: bool) -> bool:
-    """Not empty, and JSON where it should be (Tune's other `.json` files are pickles)."""
+    """Ending as it should: JSON that parses, or a pickle's STOP opcode (Tune's other files, `.json` or not, are
+    pickles)."""
+    if not is_json:
+        return data.endswith(b".")
     try:
-        return bool(data) and (not is_json or json.loads(data) is not None)
+        json.loads(data)
+        return True
     except ValueError:
         return False
 
