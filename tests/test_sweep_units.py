@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import optuna
@@ -311,9 +312,14 @@ def test_a_truncated_experiment_state_is_refused_naming_it_and_the_state_saved_b
     (experiment / "experiment_state-2026-01-01_11-00-00.json").write_text('{"trial_data": []}')
     with pytest.raises(BrokenExperimentState, match="searcher-state-2026-01-01_11-00-00.pkl: truncated"):
         check_experiment_state(str(experiment), cfg)  # an empty searcher state alone is refused too
-    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(b"\x80\x04\x95\x10\x00")
+    whole = pickle.dumps({"x": 1.5, "s": "a.b"})
+    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(whole[:35])  # its last byte is a '.'
     with pytest.raises(BrokenExperimentState, match="searcher-state-2026-01-01_11-00-00.pkl: truncated"):
         check_experiment_state(str(experiment), cfg)  # so is a pickle cut off before its STOP opcode
+    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(whole)
+    check_experiment_state(str(experiment), cfg)
+    FixedPoints([{"method": "multitask"}]).save(str(experiment / "searcher-state-2026-01-01_11-00-00.pkl"))
+    check_experiment_state(str(experiment), cfg)  # the confirmation's searcher saves JSON under Tune's .pkl name
 
 
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickletools
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,14 +183,18 @@ def _name(url: str) -> str:
 
 
 def _whole(data: bytes, is_json: bool) -> bool:
-    """Ending as it should: JSON that parses, or a pickle's STOP opcode (Tune's other files, `.json` or not, are
-    pickles)."""
-    if not is_json:
-        return data.endswith(b".")
+    """Read to its end: JSON that parses, or (Tune's other files, whatever their suffix) a pickle whose STOP opcode
+    is its last byte. avdis's own `FixedPoints` saves its searcher state as JSON."""
     try:
         json.loads(data)
         return True
     except ValueError:
+        if is_json:
+            return False
+    try:
+        *_, (op, _, pos) = pickletools.genops(data)  # reads the opcodes, runs nothing
+        return op.name == "STOP" and pos == len(data) - 1
+    except Exception:  # noqa: BLE001 - bytes cut off anywhere fail in many ways: none of them is whole
         return False
 
 
