@@ -225,10 +225,10 @@ def _check_kinds(worker: dict[str, float], shapes: list[NodeShape], source: str)
             )
 
 
-def _check_bundles(cfg: Config, shapes: list[NodeShape], source: str, standalone: bool) -> None:
+def _check_bundles(cfg: Config, shapes: list[NodeShape], source: str, driver: dict[str, float],
+                   workers: list[dict[str, float]]) -> None:
     """A worker or driver bundle that no single node can hold waits forever (see the module docstring)."""
     t = cfg.train
-    driver, workers = demand(cfg, standalone)
     usable = [s for s in shapes if s.count > 0]
     types = ", ".join(f"{s.name} {_fmt(s.resources)}" for s in usable) or "none"
     if not any(_per_node(s.resources, workers[0]) for s in usable):
@@ -260,7 +260,7 @@ def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] |
     t = cfg.train
     driver, workers = demand(cfg, standalone)
     _check_kinds(workers[0], shapes, source)
-    _check_bundles(cfg, shapes, source, standalone)
+    _check_bundles(cfg, shapes, source, driver, workers)
     room = worker_capacity(cfg, shapes, global_max, standalone)
     if room < len(workers):
         beside = f" plus its driver {_fmt(driver)}" if driver else ""
