@@ -30,7 +30,6 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import webdataset as wds
 
 from avdis import storage
@@ -205,15 +204,9 @@ def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[
     murl = storage.join(url, MANIFEST)
     if not storage.exists(murl, s3):
         raise PreprocessError(f"{murl}: no manifest; run `avdis preprocess --out {url}` first")
-    table = pq.read_table(io.BytesIO(storage.read_bytes(murl, s3)))
+    table = storage.read_parquet(murl, s3)
     meta = json.loads(table.schema.metadata[b"avdis"])
     return table, meta
-
-
-def _write_parquet(url: str, table: pa.Table, s3: S3Config) -> None:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    storage.write_bytes(url, buf.getvalue(), s3)
 
 
 def build_shards(
@@ -229,7 +222,7 @@ def build_shards(
     """
     records, scan_rejects = scan(data.corpus, data.src)
     if not records:
-        _write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
+        storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips ({len(scan_rejects)} files rejected; "
                               f"see {storage.join(data.shards, REJECTS)})")
     fingerprint = _fingerprint(records, scan_rejects, data)
@@ -249,7 +242,7 @@ def build_shards(
         rejects.extend(result["rejects"])
         if result["shard"]:
             shards.append(result["shard"])
-    _write_parquet(storage.join(data.shards, REJECTS), _rejects_table([Reject(**r) for r in rejects]), s3)
+    storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table([Reject(**r) for r in rejects]), s3)
     if not rows:
         raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)}); see {storage.join(data.shards, REJECTS)}")
     rows.sort(key=lambda r: r["clip_id"])
@@ -264,7 +257,7 @@ def build_shards(
     }
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
     _remove_unlisted(data.shards, shards, s3)
-    _write_parquet(manifest_url, table, s3)
+    storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
             "rebuilt_because": reason}
 

@@ -20,7 +20,6 @@ confirm rows the front is drawn from single trials, each a point of n = 1.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from typing import Any
@@ -28,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from scipy import stats
 
 from avdis import storage
@@ -103,9 +101,7 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
 def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> pd.DataFrame:
     """Build the table from rows, disentanglement included, write it; return it (the one build per write)."""
     frame = add_disentanglement(to_table(rows).to_pandas())
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), buf)
-    storage.write_bytes(storage.join(sweep_url, TRIALS), buf.getvalue(), s3)
+    storage.write_parquet(storage.join(sweep_url, TRIALS), pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), s3)
     return frame
 
 
@@ -119,9 +115,8 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     url = storage.join(sweep_url, TRIALS)
     if not storage.exists(url, s3):
         return empty_trials()
-    data = storage.read_bytes(url, s3)
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = storage.read_parquet(url, s3)
     except (pa.ArrowInvalid, OSError) as exc:  # a foreign or damaged file: say so, don't crash readers
         raise ResultsError(f"{url}: not a readable trials table ({exc})") from exc
     df = table.to_pandas()
