@@ -41,12 +41,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from avdis import storage
-    from avdis.data import prepare
+    from avdis.data import corpora, prepare
 
     extra = [f"data.corpus={args.corpus}", f"data.src={args.src}", f"data.shards={args.out}"]
     if args.shard_size is not None:
         extra.append(f"data.shard_size={args.shard_size}")
     cfg = _load(args, extra)
+    corpora.source_folder(cfg.data.src)
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
     print(json.dumps(summary, indent=1))

@@ -124,3 +124,11 @@ def test_dashboard_port_in_use_or_out_of_range_is_refused(tmp_path, capsys):
         refused(capsys, ["dashboard", sweep, "--port", str(port)], f"cannot listen on 127.0.0.1:{port}",
                 "pick another --port")
     assert not Path(sweep, "pareto.html").exists()
+
+
+def test_a_source_that_is_a_file_or_missing_is_refused(tmp_path, capsys):
+    (tmp_path / "clips.zip").write_bytes(b"PK")
+    for src, why in [(tmp_path / "clips.zip", "not a folder"), (tmp_path / "nope", "source folder does not exist")]:
+        refused(capsys, ["preprocess", "--corpus", "ravdess", "--src", str(src), "--out", str(tmp_path / "out"),
+                         "--no-ray"], str(src), why, "--src")
+    assert not (tmp_path / "out").exists()

@@ -57,6 +57,10 @@ def test_cremad_labels_and_pairing_by_stem(cremad):
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(corpora.CorpusError, match="does not exist"):
         corpora.scan("ravdess", tmp_path / "nope")
+    (tmp_path / "corpus.zip").write_bytes(b"PK")
+    with pytest.raises(corpora.CorpusError, match="corpus.zip: not a folder"):
+        corpora.scan("ravdess", tmp_path / "corpus.zip")
+    (tmp_path / "corpus.zip").unlink()
     with pytest.raises(corpora.CorpusError, match="empty folder"):
         corpora.scan("cremad", tmp_path)
     with pytest.raises(corpora.CorpusError, match="avdis synth"):
@@ -80,8 +84,8 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
         assert "cannot open media" in reasons[files["truncated"].name] or "corrupt" in reasons[files["truncated"].name]
         assert reasons[files["no_audio"].name] == "no audio stream"
     else:
-        assert "1002_IWW_FEA_MD.flv" in reasons and ("cannot open" in reasons["1002_IWW_FEA_MD.flv"]
-                                                     or "audio" in reasons["1002_IWW_FEA_MD.flv"])
+        # the clip's row, naming its audio file as the one at fault
+        assert reasons["1002_IWW_FEA_MD.flv"].startswith(f"{files['corrupt_wav']}: cannot open media")
     # every clip is either in the manifest or rejected, never both, never lost
     used = set(manifest.source_path)
     assert used.isdisjoint(set(rejects.source_path))
@@ -89,3 +93,91 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
     assert set(manifest.columns) >= {"clip_id", "corpus", "speaker", "emotion", "source_path", "shard", "split",
                                      "fold", "audio_shape", "video_shape", "face_detected"}
     assert manifest.clip_id.is_unique
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_symlinked_folders_are_entered_once_and_a_broken_link_is_a_reject(tmp_path):
+    root, elsewhere = tmp_path / "RAVDESS", tmp_path / "elsewhere"
+    touch(root / "Actor_01" / "01-01-03-01-01-01-01.mp4")
+    touch(elsewhere / "Actor_02" / "01-01-03-01-01-01-02.mp4")
+    (root / "Actor_02").symlink_to(elsewhere / "Actor_02")  # a corpus assembled from links
+    (root / "loop").symlink_to(root)  # a link back up: walked once, not for ever
+    (root / "same").symlink_to(root / "Actor_01")  # the same real folder under a second name: counted once
+    (root / "Actor_01" / "01-01-04-01-01-01-01.mp4").symlink_to(tmp_path / "gone.mp4")
+    records, rejects = corpora.scan("ravdess", root)
+    assert [r.clip_id for r in records] == ["ravdess-01-03-01-01-01-01", "ravdess-01-03-01-01-01-02"]
+    assert [(Path(r.source_path).name, r.reason) for r in rejects] == [
+        ("01-01-04-01-01-01-01.mp4", f"symbolic link to {str(tmp_path / 'gone.mp4')!r}, which does not exist")]
+
+
+def test_a_preprocess_output_inside_the_source_is_not_scanned(tmp_path):
+    touch(tmp_path / "Actor_01" / "01-01-03-01-01-01-01.mp4")
+    touch(tmp_path / "shards" / "manifest.parquet")
+    touch(tmp_path / "shards" / "shards" / "shard-000000.tar")
+    records, rejects = corpora.scan("ravdess", tmp_path, skip=tmp_path / "shards")
+    assert len(records) == 1 and rejects == []
+
+
+def test_cremad_rejects_a_second_file_of_the_same_clip(tmp_path):
+    touch(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    first = touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.FLV")
+    second = touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    third = touch(tmp_path / "more" / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [(r.clip_id, r.video_path) for r in records] == [("cremad-1001_DFA_ANG_XX", str(first))]
+    assert {(r.source_path, r.reason) for r in rejects} == {
+        (str(p), f"duplicate of {first} (same clip, same modality)") for p in (second, third)}
+
+
+def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        touch(tmp_path / "clips" / name)
+    rows = ["file,clip_id,speaker,emotion", "clips/a.mp4,a,s1,happy", "clips/b.mp4,a,s1,sad",
+            "clips/c.mp4,c,,sad", "clips/a.mp4,a2,s1,happy", "clips/d.mp4,d,s2,angry"]
+    (tmp_path / "ground_truth.csv").write_bytes(("\ufeff" + "\r\n".join(rows) + "\r\n").encode())  # BOM, CRLF
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.meta) for r in records] == [("a", "s1", {}), ("d", "s2", {})]
+    assert sorted((Path(r.source_path).name, r.reason) for r in rejects) == [
+        ("a.mp4", "ground_truth.csv row 5: file already listed on row 2"),
+        ("b.mp4", "ground_truth.csv row 3: clip_id 'a' is already on row 2"),
+        ("c.mp4", "ground_truth.csv row 4: empty speaker"),
+    ]
+    (tmp_path / "ground_truth.csv").write_text("file,clip,speaker,emotion\n")
+    with pytest.raises(corpora.CorpusError, match="ground_truth.csv: no column clip_id; its header must name file, "
+                                                  "clip_id, speaker, emotion"):
+        corpora.scan("synthetic", tmp_path)
+
+
+def test_a_wrong_source_leaves_a_built_output_as_it_was(ravdess, tmp_path):
+    root, _ = ravdess
+    out = tmp_path / "shards"
+    data = DataConfig(corpus="ravdess", src=str(root), shards=str(out), shard_size=4,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    shards.build_shards(data, S3Config())
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    junk = touch(tmp_path / "junk" / "readme.txt")
+    with pytest.raises(shards.PreprocessError) as caught:
+        shards.build_shards(data.model_copy(update={"src": str(junk.parent)}), S3Config())
+    assert f"{junk}: not a RAVDESS media file" in str(caught.value) and f"{out} was left as it was" in str(caught.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert shards.build_shards(data, S3Config())["up_to_date"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file (0 bytes); copy the corpus again"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n",
+     "a Git LFS pointer, not media; fetch the files (`git lfs pull`)"),
+])
+def test_an_empty_file_or_a_git_lfs_pointer_is_named_as_such(tmp_path, content, reason):
+    from avdis.data import media
+
+    path = tmp_path / "01-01-03-01-01-01-01.mp4"
+    path.write_bytes(content)
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert caught.value.reason == reason

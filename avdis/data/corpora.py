@@ -13,11 +13,15 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX. Video and audio are paired by stem.
 synthetic (`avdis.data.synth`): labels from the corpus's `ground_truth.csv`.
+
+Files are found through symlinked folders (each real folder once), hidden names and the
+output folder skipped; a link whose target is missing is a reject, not a silent gap.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,9 @@ from avdis.errors import AvdisError
 
 
 class CorpusError(AvdisError):
-    """A source folder that holds no usable corpus."""
+    """A source folder that holds no usable corpus: bad input, found before any work."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Reject:
 
 
 Scan = tuple[list[ClipRecord], list[Reject]]
+Adapter = Callable[[Path, list[Path]], Scan]  # (source folder, its files) -> records, rejects
 
 RAVDESS_EMOTIONS = dict(zip(["01", "02", "03", "04", "05", "06", "07", "08"],
                             ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]))
@@ -59,15 +66,39 @@ _CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 _MEDIA = {".mp4", ".wav", ".flv", ".avi", ".mkv", ".webm"}
 
 
-def _files(src: Path) -> list[Path]:
-    return sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
+    """Every file under `src` (sorted) and the rejects of the walk (broken links, devices). Symlinked folders are
+    entered once per real folder, so a link loop ends and a folder linked twice is not counted twice; hidden names
+    and the folder `skip` (a preprocess output inside the source) are left out."""
+    seen = {os.path.realpath(src)} | ({os.path.realpath(skip)} if skip else set())
+    files: list[Path] = []
+    rejects: list[Reject] = []
+    for root, dirs, names in os.walk(src, followlinks=True):
+        kept = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if not name.startswith(".") and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        dirs[:] = kept
+        for name in names:
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink():
+                rejects.append(Reject(str(path), f"symbolic link to {os.readlink(path)!r}, which does not exist"))
+            else:
+                rejects.append(Reject(str(path), "not a regular file"))
+    return sorted(files), rejects
 
 
-def scan_ravdess(src: Path) -> Scan:
+def scan_ravdess(src: Path, files: list[Path]) -> Scan:
     clips: dict[str, dict[str, Path]] = {}
     fields_of: dict[str, tuple[str, ...]] = {}
     rejects: list[Reject] = []
-    for path in _files(src):
+    for path in files:
         if path.suffix.lower() not in (".mp4", ".wav"):
             rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)"))
             continue
@@ -113,11 +144,11 @@ def scan_ravdess(src: Path) -> Scan:
     return records, rejects
 
 
-def scan_cremad(src: Path) -> Scan:
+def scan_cremad(src: Path, files: list[Path]) -> Scan:
     videos: dict[str, Path] = {}
     audios: dict[str, Path] = {}
     rejects: list[Reject] = []
-    for path in _files(src):
+    for path in files:
         folder, suffix = path.parent.name, path.suffix.lower()
         if (folder, suffix) not in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
             rejects.append(Reject(str(path), "expected VideoFlash/*.flv or AudioWAV/*.wav"))
@@ -126,7 +157,11 @@ def scan_cremad(src: Path) -> Scan:
         if not m or m.group(3) not in CREMAD_EMOTIONS:
             rejects.append(Reject(str(path), "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_<level>"))
             continue
-        (videos if suffix == ".flv" else audios)[path.stem] = path
+        kind = videos if suffix == ".flv" else audios
+        if path.stem in kind:
+            rejects.append(Reject(str(path), f"duplicate of {kind[path.stem]} (same clip, same modality)"))
+            continue
+        kind[path.stem] = path
     records = []
     for stem in sorted(videos.keys() | audios.keys()):
         if stem not in audios:
@@ -144,45 +179,73 @@ def scan_cremad(src: Path) -> Scan:
     return records, rejects
 
 
-def scan_synthetic(src: Path) -> Scan:
+_TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where present, is kept as metadata
+
+
+def scan_synthetic(src: Path, files: list[Path]) -> Scan:
     truth = src / "ground_truth.csv"
     if not truth.is_file():
         raise CorpusError(f"{truth}: missing; generate the corpus with `avdis synth --out {src}`")
-    records, rejects, listed = [], [], set()
-    with open(truth, newline="") as fh:
-        for row in csv.DictReader(fh):
-            path = src / row["file"]
+    records, rejects = [], []
+    rows_of: dict[str, int] = {}  # clip_id -> its row
+    files_of: dict[Path, int] = {}  # file -> its row
+    listed: set[Path] = set()
+    with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" starts with a BOM
+        reader = csv.DictReader(fh)
+        missing = [c for c in _TRUTH_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
+        for line, row in enumerate(reader, start=2):
+            path = src / (row["file"] or "")
             listed.add(path)
-            if row["emotion"] not in EMOTIONS:
+            empty = [c for c in _TRUTH_COLUMNS if not row[c]]
+            if empty:
+                rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
+            elif row["clip_id"] in rows_of:
+                rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
+                                                 f"on row {rows_of[row['clip_id']]}"))
+            elif path in files_of:
+                rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[path]}"))
+            elif row["emotion"] not in EMOTIONS:
                 rejects.append(Reject(str(path), f"emotion {row['emotion']!r} is not one of {list(EMOTIONS)}"))
             elif not path.is_file():
                 rejects.append(Reject(str(path), "listed in ground_truth.csv but missing"))
             else:
+                rows_of[row["clip_id"]], files_of[path] = line, line
                 records.append(ClipRecord(
                     clip_id=row["clip_id"], corpus="synthetic", speaker=row["speaker"], emotion=row["emotion"],
                     source_path=str(path), audio_path=str(path), video_path=str(path),
-                    meta={"intensity": row["intensity"]},
+                    meta={"intensity": row["intensity"]} if row.get("intensity") else {},
                 ))
     rejects.extend(Reject(str(p), "not listed in ground_truth.csv")
-                   for p in _files(src) if p.suffix.lower() in _MEDIA and p not in listed)
+                   for p in files if p.suffix.lower() in _MEDIA and p not in listed)
     return records, rejects
 
 
-ADAPTERS: dict[str, Callable[[Path], Scan]] = {  # keyed by config.CORPORA
+ADAPTERS: dict[str, Adapter] = {  # keyed by config.CORPORA
     "ravdess": scan_ravdess,
     "cremad": scan_cremad,
     "synthetic": scan_synthetic,
 }
 
 
-def scan(corpus: str, src: str | Path) -> Scan:
-    """Clip records (sorted by clip_id) and rejects for the corpus under `src`."""
+def source_folder(src: str | Path) -> Path:
+    """`src` as a folder, or CorpusError naming it (checked before any output is touched)."""
     root = Path(src)
     if not root.is_dir():
-        raise CorpusError(f"{root}: source folder does not exist")
+        raise CorpusError(f"{root}: {'not a folder' if root.exists() else 'source folder does not exist'}; "
+                          "give the corpus's top folder as --src (data.src)")
+    return root
+
+
+def scan(corpus: str, src: str | Path, skip: str | Path | None = None) -> Scan:
+    """Clip records (sorted by clip_id) and rejects for the corpus under `src`, leaving out the folder `skip`."""
+    root = source_folder(src)
     if corpus not in ADAPTERS:
         raise CorpusError(f"unknown corpus {corpus!r}; choose one of {sorted(ADAPTERS)}")
-    records, rejects = ADAPTERS[corpus](root)
+    files, walk_rejects = _files(root, Path(skip) if skip else None)
+    records, rejects = ADAPTERS[corpus](root, files)
+    rejects = walk_rejects + rejects
     if not records and not rejects:
         raise CorpusError(f"{root}: empty folder, no {corpus} files found")
     return sorted(records, key=lambda r: r.clip_id), rejects

@@ -49,11 +49,28 @@ class ClipFeatures:
 # ------------------------------------------------------------------ decoding
 
 
+_LFS_POINTER = b"version https://git-lfs"  # what a corpus cloned without git-lfs holds instead of its media
+
+
 def _open(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
-        raise MediaError(path, f"cannot open media ({exc.__class__.__name__}: {exc})") from None
+        raise MediaError(path, _unopenable(path, exc)) from None
+
+
+def _unopenable(path: str | Path, exc: Exception) -> str:
+    """Why a file does not open, in the user's terms where the file's first bytes tell."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LFS_POINTER))
+    except OSError:
+        head = None
+    if head == b"":
+        return "empty file (0 bytes); copy the corpus again"
+    if head == _LFS_POINTER:
+        return "a Git LFS pointer, not media; fetch the files (`git lfs pull`)"
+    return f"cannot open media ({exc.__class__.__name__}: {exc})"
 
 
 def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:

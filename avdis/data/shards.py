@@ -103,8 +103,9 @@ def write_shard(task: ShardTask, out: str, labels: Labels, feat: FeatureConfig, 
         for rec, within, fold in zip(task.records, task.within, task.folds):
             try:
                 sample, row = _encode(rec, within, fold, labels, feat)
-            except MediaError as exc:
-                rejects.append(asdict(Reject(rec.source_path, exc.reason)))
+            except MediaError as exc:  # the clip's row; its reason names the file at fault when that is another one
+                at_fault = "" if exc.path == rec.source_path else f"{exc.path}: "
+                rejects.append(asdict(Reject(rec.source_path, at_fault + exc.reason)))
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
                 rejects.append(asdict(Reject(rec.source_path, f"{type(exc).__name__}: {exc}")))
@@ -220,13 +221,19 @@ def build_shards(
     `run_tasks` executes the shard tasks (Ray tasks in `jobs/preprocess.py`); by default
     they run one after another in this process.
     """
-    records, scan_rejects = scan(data.corpus, data.src)
-    if not records:
-        storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
-        raise PreprocessError(f"{data.src}: no usable {data.corpus} clips ({len(scan_rejects)} files rejected; "
-                              f"see {storage.join(data.shards, REJECTS)})")
-    fingerprint = _fingerprint(records, scan_rejects, data)
+    out_dir = None if storage.is_remote(data.shards) else storage.filesystem(data.shards)[1]
+    records, scan_rejects = scan(data.corpus, data.src, skip=out_dir)  # an output inside the source is no input
     manifest_url = storage.join(data.shards, MANIFEST)
+    if not records:
+        first = "; ".join(f"{r.source_path}: {r.reason}" for r in scan_rejects[:3])
+        if storage.exists(manifest_url, s3):  # a wrong --src must not touch the shards a manifest vouches for
+            where = f"{data.shards} was left as it was"
+        else:
+            storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
+            where = f"all in {storage.join(data.shards, REJECTS)}"
+        raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
+                              f"first: {first} ({where})")
+    fingerprint = _fingerprint(records, scan_rejects, data)
     table, meta = read_manifest(data.shards, s3) if storage.exists(manifest_url, s3) else (None, None)
     reason = "forced" if force else _stale_reason(data.shards, meta, fingerprint, s3)
     if reason is None:
