@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from avdis import config as C
 from avdis.errors import AvdisError
+from avdis.numbers import json_safe
 
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
 OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial; "
@@ -51,6 +52,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
     print(json.dumps(summary, indent=1))
+    for name, lacks in (("val", "validation metrics"), ("test", "test metrics and no leakage probe")):
+        if summary["splits"][name] == 0:
+            print(f"avdis preprocess: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
+                  f"every split), so training will have no {lacks}", file=sys.stderr)
     return 0
 
 
@@ -64,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             extra.append(f"{key}={getattr(args, flag)}")
     cfg = _load(args, extra)
     result = launch.train(cfg)
-    print(json.dumps(result, indent=1))
+    print(json.dumps(json_safe(result), indent=1, allow_nan=False))  # strict JSON: a metric without data is null
     return 0
 
 

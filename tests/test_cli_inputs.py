@@ -132,3 +132,30 @@ def test_a_source_that_is_a_file_or_missing_is_refused(tmp_path, capsys):
         refused(capsys, ["preprocess", "--corpus", "ravdess", "--src", str(src), "--out", str(tmp_path / "out"),
                          "--no-ray"], str(src), why, "--src")
     assert not (tmp_path / "out").exists()
+
+
+def strict_json(text: str) -> dict:
+    """JSON as a browser or jq reads it: NaN and Infinity are errors."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_corpus_too_small_for_a_val_split_is_named_and_trains_with_strict_json(tmp_path, capsys):
+    src, out = tmp_path / "corpus", str(tmp_path / "shards")
+    synth.generate(SynthConfig(speakers=3, emotions=2, clips_per_speaker=3, duration_s=0.5, seed=1), src)
+    rows = (src / "ground_truth.csv").read_text().splitlines()
+    kept = [rows[0]] + [r for k, r in enumerate(rows[1:]) if k % 3 != 2]  # 2 of each speaker's 3 clips
+    assert len(kept) == 7
+    (src / "ground_truth.csv").write_text("\n".join(kept) + "\n")
+    assert main(preprocess(str(src), out)) == 0
+    captured = capsys.readouterr()
+    assert strict_json(captured.out)["splits"] == {"train": 3, "val": 0, "test": 3}
+    assert "warning: the val split is empty (a speaker needs 3 clips or more" in captured.err
+    root = Path(__file__).resolve().parents[1]
+    assert main(["train", "--config", str(root / "jobs" / "configs" / "smoke.yaml"), "--strategy", "single",
+                 "--storage", str(tmp_path / "runs"), f"data.shards={out}", "train.epochs=1", "train.workers=1",
+                 "train.zero_stage=0"]) == 0
+    out = capsys.readouterr().out  # epoch lines, then the result
+    result = strict_json(out[out.index("\n{") + 1:])  # the val metrics, which have no clips, are null, not NaN
+    assert None in result["final"].values()

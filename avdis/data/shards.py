@@ -238,7 +238,7 @@ def build_shards(
     reason = "forced" if force else _stale_reason(data.shards, meta, fingerprint, s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
-                "shards": len(meta["shards"])}
+                "shards": len(meta["shards"]), "splits": split_counts(table.column("split").to_pylist())}
     if meta is not None:
         _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
     tasks, labels = plan(records, data)
@@ -266,7 +266,12 @@ def build_shards(
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
-            "rebuilt_because": reason}
+            "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
+
+
+def split_counts(within: list[str]) -> dict[str, int]:
+    """Clips per within-speaker split; a 0 means that split is empty (every speaker has fewer than 3 clips)."""
+    return {name: within.count(name) for name in splits.SPLITS}
 
 
 def _rejects_table(rejects: list[Reject]) -> pa.Table:
