@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Self, get_args
 
@@ -45,6 +46,13 @@ WEIGHT_RANGES: dict[str, tuple[float, float, bool]] = {
     "orthogonal": (0.0, 100.0, False),  # weight of the cross-covariance penalty
     "nullspace": (1, 64, True),  # INLP iterations
 }
+
+# What the sweep's front, MO-ASHA and the report rank trials on: the mission's two objectives.
+OBJECTIVES: dict[str, Literal["max", "min"]] = {"emotion_acc": "max", "leakage": "min"}
+# Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
+# weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
+SAMPLED_SECTIONS = ("data", "model", "train", "method", "probe")
+NOT_SAMPLED = ("method.name", "method.weight", "train.storage", "train.name")
 
 
 class ConfigError(UsageError):
@@ -265,7 +273,12 @@ class SearchSpace(_Section):
     """Sampled per trial. `params` keys are dotted config paths (e.g. train.lr)."""
 
     methods: list[str] = Field(default_factory=lambda: list(METHODS), min_length=1)
-    weights: dict[str, Range] = Field(default_factory=dict)  # per method, conditional on it
+    weights: dict[str, Range] = Field(default_factory=lambda: {  # per method, conditional on it
+        "adversarial": Range(low=0.05, high=3.0, log=True),
+        "confusion": Range(low=0.05, high=3.0, log=True),
+        "orthogonal": Range(low=0.1, high=30.0, log=True),
+        "nullspace": Range(low=1, high=16, int=True),
+    })
     params: dict[str, Range | list[Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -283,10 +296,24 @@ class SearchSpace(_Section):
             if m in WEIGHT_RANGES and m not in self.weights:
                 raise ValueError(f"sweep.space.weights.{m} is missing: method {m!r} needs a weight range")
         for key, choice in self.params.items():
-            if key.split(".")[0] not in ("data", "model", "train", "method", "probe"):
-                raise ValueError(f"sweep.space.params: {key!r} is not a dotted config path")
+            if key in NOT_SAMPLED:
+                raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
+                                 "sweep.space.methods and sweep.space.weights")
+            section, _, rest = key.partition(".")
+            if section not in SAMPLED_SECTIONS or not rest or setting_of(key) != key:
+                raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
+                                 "(write its dotted path, e.g. train.lr)")
             if isinstance(choice, list) and not choice:
                 raise ValueError(f"sweep.space.params.{key}: empty list of choices")
+            values = choice if isinstance(choice, list) else [choice.low, choice.high]
+            for value in values:  # every choice, or both ends of a range, must be a value the setting takes
+                tree: dict[str, Any] = {}
+                _set_dotted(tree, rest, value)
+                try:
+                    Config.model_fields[section].annotation.model_validate(tree)
+                except ValidationError as exc:
+                    why = "; ".join(e["msg"] for e in exc.errors())
+                    raise ValueError(f"sweep.space.params.{key}: {value!r} is not a value it takes ({why})") from None
         return self
 
 
@@ -305,8 +332,6 @@ class SweepConfig(_Section):
     name: str = "local"
     storage: str = "runs/sweeps"  # fsspec URL; the sweep writes under <storage>/<name>/
     search: Literal["tpe", "nsga2", "random"] = "tpe"
-    metrics: list[str] = Field(default_factory=lambda: ["emotion_acc", "leakage"])
-    modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["max", "min"])
     num_samples: int = Field(12, ge=1)
     seed: int = 0  # the searcher's seed
     startup_trials: int = Field(6, ge=1)  # TPE: trials drawn at random before it models the results
@@ -314,23 +339,15 @@ class SweepConfig(_Section):
     confirm_seeds: int = Field(0, ge=0, le=20)  # after the search: re-train each front config with k more seeds
     trial_cpus: float = Field(0.1, gt=0)  # the trial driver; its TorchTrainer workers add their own
     scheduler: SchedulerConfig = SchedulerConfig()
-    space: SearchSpace = SearchSpace(
-        weights={
-            "adversarial": Range(low=0.05, high=3.0, log=True),
-            "confusion": Range(low=0.05, high=3.0, log=True),
-            "orthogonal": Range(low=0.1, high=30.0, log=True),
-            "nullspace": Range(low=1, high=16, int=True),
-        }
-    )
+    space: SearchSpace = SearchSpace()
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if len(self.metrics) != len(self.modes):
-            raise ValueError(
-                f"sweep.metrics has {len(self.metrics)} names but sweep.modes has {len(self.modes)}; "
-                "give one mode (max or min) per metric"
-            )
-        return self
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"sweep.name {name!r} must be one folder name: letters, digits, '.', '_' and '-', "
+                             "starting with a letter or digit")
+        return name
 
 
 class RayConfig(_Section):
@@ -356,12 +373,31 @@ class Config(_Section):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def setting_of(path: str) -> str | None:
+    """The setting a dotted `path` of a config dump lies in: `path` itself when it names a field, the field holding
+    it when it lies inside a field's value (a key of sweep.space.params), None when Config has no such field."""
+    model: Any = Config
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return ".".join(parts[:i])
+        if part not in fields:
+            return None
+        model = fields[part].annotation
+    return path
+
+
 # ---------------------------------------------------------------------- loading
+
+
+_DOTTED_KEYS = "sweep.space.params."  # a mapping whose keys are dotted paths: sweep.space.params.train.lr=[...]
 
 
 def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
     node = tree
-    parts = path.split(".")
+    parts = (_DOTTED_KEYS[:-1].split(".") + [path.removeprefix(_DOTTED_KEYS)] if path.startswith(_DOTTED_KEYS)
+             else path.split("."))
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:

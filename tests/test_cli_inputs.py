@@ -159,3 +159,9 @@ def test_a_corpus_too_small_for_a_val_split_is_named_and_trains_with_strict_json
     out = capsys.readouterr().out  # epoch lines, then the result
     result = strict_json(out[out.index("\n{") + 1:])  # the val metrics, which have no clips, are null, not NaN
     assert None in result["final"].values()
+
+
+def test_a_sweep_into_storage_it_cannot_write_is_refused_before_ray_starts(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    refused(capsys, ["sweep", "--storage", str(blocker), "--name", "s"], f"{blocker}/s: not writable")

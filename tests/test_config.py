@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import re
+
 import pytest
 
 from avdis import config as C
@@ -69,8 +71,35 @@ def test_search_space_errors():
         C.load(None, ["sweep.space.methods=[multitask, foo]"])
     with pytest.raises(C.ConfigError, match="empty range"):
         C.load(None, ["sweep.space.weights.adversarial={low: 1, high: 1}"])
-    with pytest.raises(C.ConfigError, match="one mode"):
-        C.load(None, ["sweep.modes=[max]"])
+    with pytest.raises(C.ConfigError, match="sweep.modes: unknown key"):  # the objectives are the mission's
+        C.load(None, ["sweep.modes=[max, max]"])
+
+
+@pytest.mark.parametrize("params, expected", [
+    ("{train.foo: [1, 2]}", "'train.foo' is not a setting of data, model, train, method, probe"),
+    ("{train: [1]}", "'train' is not a setting of"),
+    ("{sweep.num_samples: [1, 2]}", "'sweep.num_samples' is not a setting of"),
+    ("{train.epochs: [0, 3]}", "sweep.space.params.train.epochs: 0 is not a value it takes (Input should be greater"),
+    ("{train.lr: {low: -1, high: 0.1}}", "sweep.space.params.train.lr: -1.0 is not a value it takes"),
+    ("{method.name: [multitask]}", "method.name is not sampled here"),
+    ("{train.storage: [a, b]}", "train.storage is not sampled here"),
+])
+def test_a_sampled_setting_must_exist_and_take_every_value_before_any_work(params, expected):
+    """Found only by the trial recorder once Ray ran, after sweep.json was written (the name was then unusable)."""
+    with pytest.raises(C.ConfigError, match=re.escape(expected)):
+        C.load(None, [f"sweep.space.params={params}"])
+
+
+def test_a_sampled_setting_may_be_given_as_a_dotted_override_and_keeps_the_default_weights():
+    cfg = C.load(None, ["sweep.space.params.train.lr=[0.001, 0.01]", "sweep.space.params.data.split.seed=[0, 1]"])
+    assert cfg.sweep.space.params == {"train.lr": [0.001, 0.01], "data.split.seed": [0, 1]}
+    assert cfg.sweep.space.weights == C.SearchSpace().weights and "adversarial" in cfg.sweep.space.weights
+
+
+@pytest.mark.parametrize("name", ["", "..", ".", "a/b", "-x", "my sweep"])
+def test_a_sweep_name_must_be_one_folder_name(name):
+    with pytest.raises(C.ConfigError, match="must be one folder name"):
+        C.load(None, [f"sweep.name={name!r}" if name else "sweep.name="])
 
 
 def test_every_shipped_config_validates():

@@ -112,7 +112,11 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
     url = f"{tmp_path}/s1"
     assert check_spec(url, cfg) is False
     record_spec(url, cfg)
-    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.num_samples=99"])) is True
+    moved = ["data.src=/elsewhere/corpus", "data.shards=/elsewhere/shards", "train.storage=/elsewhere/train"]
+    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", *moved])) is True  # a new copy
+    for restored in ("sweep.num_samples=99", "sweep.max_concurrent=7"):  # Tune restores these: a change is refused
+        with pytest.raises(UsageError, match=rf"differs in: {restored.split('=')[0]}\)"):
+            check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", restored]))
     other = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.methods=[multitask]"])
     with pytest.raises(UsageError, match=r"differs in: sweep\.space\.methods.*Pick a new name"):
         check_spec(url, other)
@@ -125,7 +129,6 @@ def test_a_sweep_started_by_an_older_avdis_is_refused_naming_the_settings_it_lac
     record_spec(url, cfg)
     spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
     del spec["spec"]["sweep"]["scheduler"]["margin"]  # as written before the margin existed
-    spec["digest"] = "older"
     (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
     with pytest.raises(UsageError, match=r"older avdis, which had no sweep\.scheduler\.margin: resume it with that "
                                          r"version") as err:
@@ -335,3 +338,29 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     assert err.value.exit_code != 0
     assert "2 of 3 trials failed" in str(err.value) and "b (nullspace): NonFiniteError: epoch 2" in str(err.value)
     assert "c (adversarial): no message" in str(err.value) and "a (multitask)" not in str(err.value)
+
+
+def test_a_sampled_setting_added_on_resume_is_a_change_and_a_removed_setting_is_none(tmp_path):
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg)
+    more = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.params.train.lr=[0.01, 0.1]"])
+    with pytest.raises(UsageError, match=r"differs in: sweep\.space\.params\.train\.lr\). Pick a new name"):
+        check_spec(url, more)  # not "an older avdis had no ...": the user added it
+    spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
+    spec["spec"]["sweep"].update(metrics=["emotion_acc", "leakage"], modes=["max", "min"])  # settings since removed
+    (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
+    assert check_spec(url, cfg) is True
+
+
+def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp_path):
+    from avdis.data.shards import manifest_hash
+    from avdis.tune.sweep import check_data
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", f"data.shards={tiny_shards}"])
+    url = f"{tmp_path}/s1"
+    results.write_trials(url, [{"trial_id": "a", "method": "multitask", "manifest_hash": manifest_hash(tiny_shards)}])
+    check_data(url, cfg)  # the same data, wherever it lies
+    results.write_trials(url, [{"trial_id": "a", "method": "multitask", "manifest_hash": "0123456789abcdef"}])
+    with pytest.raises(UsageError, match=rf"manifest hash 0123456789abcdef, but {tiny_shards} holds"):
+        check_data(url, cfg)

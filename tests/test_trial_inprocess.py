@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -88,3 +90,39 @@ def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_t
     assert tune_checkpoints and all(list(p.glob("*optim_states.pt")) for p in tune_checkpoints)
     trials = pd.read_parquet(sweep / "trials.parquet")
     assert list(trials["status"]) == ["TERMINATED"] and int(trials["epochs"].iloc[0]) == EPOCHS
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_unfinished_and_its_rerun_finishes_it(tiny_shards, tmp_path):
+    """On SIGINT Tune saves its state and returns normally: the sweep used to print "done", confirm the part of a
+    front it had and exit 0, its interrupted trial marked as lost."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path / "sweeps"), "--name", "ctrlc", f"data.shards={tiny_shards}",
+           "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", "sweep.confirm_seeds=1",
+           f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    sweep = tmp_path / "sweeps" / "ctrlc"
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while epochs_reported(sweep) < 1:
+            assert first.poll() is None and time.monotonic() < deadline, "the first trial reported no epoch in time"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            kill_group(first)
+    assert first.returncode == 130, out[-3000:]
+    assert re.search(r"interrupted with [01] of 2 trials ended; Tune saved its state: rerun the same command to resume",
+                     out), out[-3000:]
+    assert "done." not in out and not (sweep / "confirm").exists()
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    search = trials[trials["role"] == "search"]
+    assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {EPOCHS}
+    assert (trials["role"] == "confirm").sum() >= 1

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from avdis import storage
-from avdis.config import Config
+from avdis.config import OBJECTIVES, Config
 from avdis.data.stream import DatasetInfo, SkipStats, epoch_batches, open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
@@ -169,9 +169,9 @@ def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
         )
 
 
-def _check_objectives(metrics: dict[str, Any], objectives: list[str], epoch: int) -> None:
-    """Fail when an objective the sweep's front is built on (`sweep.metrics`) is not a finite number."""
-    bad = {k: metrics[k] for k in objectives if k in metrics and finite(metrics[k]) is None}
+def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
+    """Fail when an objective the sweep's front is built on (`config.OBJECTIVES`) is not a finite number."""
+    bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
     if bad:
         raise NonFiniteError(
             f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; pick a data.split "
@@ -251,7 +251,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
         metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
         metrics = _broadcast(metrics, rank)
-        _check_objectives(metrics, cfg.sweep.metrics, epoch)
+        _check_objectives(metrics, epoch)
         metrics.update({
             "epoch": epoch + 1, "steps": i, "train_s": train_s, "epoch_s": time.perf_counter() - t0,
             "samples_per_s": train_clips / max(train_s, 1e-9),

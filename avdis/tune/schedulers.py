@@ -91,16 +91,15 @@ class MOSuccessiveHalving:
 class MOASHAScheduler(FIFOScheduler):
     """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so."""
 
-    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0,
-                 metrics: tuple[str, str] = ("emotion_acc", "leakage"), time_attr: str = "epoch"):
+    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0, time_attr: str = "epoch"):
         super().__init__()
         self.core = MOSuccessiveHalving(max_epochs, grace, eta, margin)
-        self.metrics, self.time_attr = metrics, time_attr
+        self.time_attr = time_attr
         self.stopped: dict[str, int] = {}  # trial id -> epoch it was stopped at
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         epoch = result.get(self.time_attr)
-        acc, leak = (result.get(m) for m in self.metrics)
+        acc, leak = result.get("emotion_acc"), result.get("leakage")  # the rule's max and min: config.OBJECTIVES
         if epoch is None or acc is None or leak is None:
             return TrialScheduler.CONTINUE
         if self.core.decide(trial.trial_id, int(epoch), float(acc), float(leak)):

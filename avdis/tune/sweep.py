@@ -22,7 +22,6 @@ experiment is restored and its finished trials report their recorded result.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickletools
 from dataclasses import dataclass
@@ -33,8 +32,9 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
-from avdis.config import Config, with_overrides
+from avdis.config import OBJECTIVES, Config, setting_of, with_overrides
 from avdis.data.prepare import ensure_shards
+from avdis.data.shards import manifest_hash
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.tune.records import SEED, Listener, TrialRecorder
@@ -43,8 +43,11 @@ from avdis.tune.space import DefineByRun, SweepSearch, sampler
 from avdis.tune.trial import run_trial
 
 CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep folder
-# Settings a resumed sweep may change; everything else must match how it was started.
-RESUMABLE_CHANGES = ("ray", "s3", "sweep.num_samples", "sweep.max_concurrent", "sweep.trial_cpus", "sweep.storage")
+# Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
+# (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
+# (`check_data`). Sweep trials never use train.storage. `sweep.num_samples` and `sweep.max_concurrent` are not here:
+# Tune restores them from its own saved state, so a new value would be ignored.
+RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "sweep.storage", "data.src", "data.shards", "train.storage")
 
 
 def url_of(cfg: Config) -> str:
@@ -52,54 +55,72 @@ def url_of(cfg: Config) -> str:
     return storage.join(cfg.sweep.storage, cfg.sweep.name)
 
 
-def _spec(cfg: Config) -> dict[str, Any]:
-    spec = cfg.model_dump(mode="json")
+def _identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """A config dump less the settings a resumed sweep may change, and less any setting this avdis no longer has
+    (a sweep started by an older avdis cannot have used it)."""
+    out = json.loads(json.dumps(spec))
     for path in RESUMABLE_CHANGES:
         *parents, leaf = path.split(".")
-        node = spec
+        node = out
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    for path in [path for path in _paths(out) if setting_of(path) is None]:
+        *parents, leaf = path.split(".")
+        node = out
         for p in parents:
             node = node[p]
         node.pop(leaf, None)
-    return spec
+    return out
+
+
+def _paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted path of every value in a nested dict."""
+    return [path for key, value in tree.items()
+            for path in (_paths(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"])]
 
 
 _ABSENT = object()
 
 
 def _differences(saved: Any, now: Any, prefix: str = "") -> list[tuple[str, bool]]:
-    """Every setting whose value differs, each with whether the saved spec lacks it (an older avdis had no such
-    setting)."""
+    """Every setting whose value differs, each with whether the saved spec lacks it."""
     if isinstance(saved, dict) and isinstance(now, dict):
         return [d for key in sorted(saved.keys() | now.keys())
                 for d in _differences(saved.get(key, _ABSENT), now.get(key, _ABSENT), f"{prefix}{key}.")]
     return [] if saved == now else [(prefix.rstrip("."), saved is _ABSENT)]
 
 
-def _digest(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def check_spec(sweep_url: str, cfg: Config) -> bool:
     """Refuse to mix another sweep into this folder; True when it holds this same sweep (resume)."""
     url = storage.join(sweep_url, results.SPEC)
-    spec = _spec(cfg)
-    if storage.exists(url, cfg.s3):
-        saved = json.loads(storage.read_bytes(url, cfg.s3))
-        if saved["digest"] != _digest(spec):
-            differences = _differences(saved["spec"], spec)
-            diff = ", ".join(path for path, _ in differences[:8])
-            added = [path for path, lacked in differences if lacked]
-            hint = (f"It was started by an older avdis, which had no {', '.join(added[:8])}: resume it with that "
-                    "version, or start a new sweep under a new name (--name or sweep.name=...)." if added else
-                    "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
-            raise UsageError(f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). {hint}")
-        return True
-    return False
+    if not storage.exists(url, cfg.s3):
+        return False
+    differences = _differences(_identity(json.loads(storage.read_bytes(url, cfg.s3))["spec"]),
+                               _identity(cfg.model_dump(mode="json")))
+    if differences:
+        diff = ", ".join(path for path, _ in differences[:8])
+        added = [path for path, lacked in differences if lacked and setting_of(path) == path]
+        hint = (f"It was started by an older avdis, which had no {', '.join(added[:8])}: resume it with that "
+                "version, or start a new sweep under a new name (--name or sweep.name=...)." if added else
+                "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
+        raise UsageError(f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). {hint}")
+    return True
+
+
+def check_data(sweep_url: str, cfg: Config) -> None:
+    """Refuse to resume on other data than the sweep's trials trained on (the manifest's hash, not its path)."""
+    recorded = set(results.read_trials(sweep_url, cfg.s3)["manifest_hash"].dropna())
+    now = manifest_hash(cfg.data.shards, cfg.s3)
+    if recorded - {now}:
+        raise UsageError(f"{sweep_url}: its trials trained on data with manifest hash {', '.join(sorted(recorded))}, "
+                         f"but {cfg.data.shards} holds {now}; point data.shards at the sweep's data, or start a new "
+                         "sweep (sweep.name=...)")
 
 
 def record_spec(sweep_url: str, cfg: Config) -> None:
-    spec = _spec(cfg)
-    body = json.dumps({"digest": _digest(spec), "spec": spec}, indent=1).encode()
+    """What the sweep was started with (the whole config), for `check_spec` on resume."""
+    body = json.dumps({"spec": cfg.model_dump(mode="json")}, indent=1).encode()
     storage.write_bytes(storage.join(sweep_url, results.SPEC), body, cfg.s3)
 
 
@@ -227,11 +248,26 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
     )
 
 
+class SweepInterrupted(AvdisError):
+    """Tune caught a Ctrl-C (SIGINT), saved its state and returned early: the sweep is not done."""
+
+    exit_code = 130  # what a shell reports for a process ended by SIGINT
+
+
+def fit(tuner: Any, trials: int, sweep_url: str) -> None:
+    """`tuner.fit()`, raising SweepInterrupted when it returned before all `trials` ended: on SIGINT Tune saves its
+    state and returns normally, and the rest of the sweep (confirmation, final report) must not run on the part."""
+    grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < trials:
+        raise SweepInterrupted(f"{sweep_url}: interrupted with {grid.num_terminated + grid.num_errors} of {trials} "
+                               "trials ended; Tune saved its state: rerun the same command to resume")
+
+
 def searcher(cfg: Config) -> Searcher:
     """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object."""
     s = cfg.sweep
     return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space),
-                       metric=list(s.metrics), mode=list(s.modes), sampler=sampler(s.search, s.seed, s.startup_trials))
+                       metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler(s.search, s.seed, s.startup_trials))
 
 
 def scheduler(cfg: Config) -> MOASHAScheduler | None:
@@ -239,7 +275,7 @@ def scheduler(cfg: Config) -> MOASHAScheduler | None:
     s = cfg.sweep
     if s.scheduler.type == "mo_asha":
         k = s.scheduler
-        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin, tuple(s.metrics))
+        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin)
     return None
 
 
@@ -267,7 +303,8 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
           f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
                                   num_samples=len(points), reuse_actors=True)
-    _experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume, views).fit()
+    fit(_experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume, views),
+        len(points), sweep_url)
 
 
 def run(cfg: Config, views: Views = Views()) -> str:
@@ -276,18 +313,22 @@ def run(cfg: Config, views: Views = Views()) -> str:
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
     sweep_url = url_of(cfg)
     resume = check_spec(sweep_url, cfg)
+    if not resume:
+        storage.check_writable(sweep_url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
     clusterfit.check_cluster(cfg, (cfg.sweep.storage, cfg.data.shards))  # trials that never fit would wait forever
     ensure_shards(cfg, use_ray=True)
-    if not resume:
+    if resume:
+        check_data(sweep_url, cfg)
+    else:
         record_spec(sweep_url, cfg)
     s, t = cfg.sweep, cfg.train
     print(f"avdis sweep {s.name}: {s.num_samples} trials, search={s.search}, scheduler={s.scheduler.type}, "
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    _tuner(cfg, sweep_url, resume, views).fit()
+    fit(_tuner(cfg, sweep_url, resume, views), s.num_samples, sweep_url)
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views)
     trials = close_lost_trials(sweep_url, cfg)
