@@ -7,8 +7,6 @@ exit code 2 before any work starts. Code past the edge trusts these objects.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from pathlib import Path
@@ -366,11 +364,6 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     ray: RayConfig = RayConfig()
     s3: S3Config = S3Config()
-
-    def digest(self) -> str:
-        """Short stable hash of the whole config, for run names and checks."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def setting_of(path: str) -> str | None:

@@ -135,3 +135,14 @@ def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs(
             "train.seed", "train.workers", "data.loader.shuffle_buffer"} <= ident.keys()
     assert not {"train.storage", "train.name", "train.max_failures", "train.epochs", "data.shards"} & ident.keys()
     assert not any(k.startswith(("sweep.", "ray.", "s3.")) for k in ident)
+
+
+def test_a_run_without_a_name_is_found_again_with_more_epochs_and_a_new_lr_names_a_new_run(tiny_shards, tmp_path):
+    """The name hashed the whole config: more epochs started over under a new name, against the README."""
+    base = [f"data.shards={tiny_shards}", f"train.storage={tmp_path}", "train.strategy=single", "train.zero_stage=0",
+            "train.workers=1", "probe.epochs=30"]
+    name = launch.run_name(C.load(SMOKE, [*base, "train.epochs=1"]))
+    assert launch.run_name(C.load(SMOKE, [*base, "train.epochs=5", "train.max_failures=2"])) == name
+    assert launch.run_name(C.load(SMOKE, [*base, "train.lr=0.01"])) != name
+    assert launch.run_name(C.load(SMOKE, [*base, f"data.shards={tmp_path}/other"])) != name
+    assert launch.run_name(C.load(SMOKE, [*base, "train.seed=1"])).startswith("multitask-seed1-")

@@ -9,6 +9,7 @@ both are checked here, before any worker or engine starts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -22,10 +23,15 @@ from avdis.train import loop
 
 
 def run_name(cfg: Config) -> str:
+    """`train.name`, else one from the method, its weight, the seed and a hash of where the data is and of every
+    setting that shapes the result: the same command (more `train.epochs` included) finds its run again, and a
+    changed lr names a new one. Settings a run may change (`checkpoint.MAY_CHANGE`) leave the name as it is."""
     if cfg.train.name:
         return cfg.train.name
     weight = "" if cfg.method.weight is None else f"-w{cfg.method.weight:g}"
-    return f"{cfg.method.name}{weight}-seed{cfg.train.seed}-{cfg.digest()[:8]}"
+    shaping = {**ck.run_signature(cfg, manifest_hash=""), "data.shards": cfg.data.shards}
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.method.name}{weight}-seed{cfg.train.seed}-{digest}"
 
 
 def scaling_config(cfg: Config):
