@@ -45,7 +45,12 @@ def worker_runtime_env() -> dict[str, dict[str, str]] | None:
 
 
 def _check_answers(address: str) -> None:
-    """Refuse, naming the address, when nothing listens there within CONNECT_TIMEOUT_S."""
+    """Refuse, naming the address, when Ray does not answer there within CONNECT_TIMEOUT_S (Ray itself would retry
+    for ever, also at a port where something else listens, such as the dashboard's)."""
+    if "://" in address and not address.startswith("ray://"):
+        raise UsageError(f"Ray address {address!r} is a URL; give the cluster's host:port (its GCS, port 6379 unless "
+                         "changed), or ray://host:10001 for Ray Client. The dashboard's http:// address is for "
+                         "`ray job submit`")
     target = address.removeprefix("ray://")
     if target == "auto":
         import ray._private.services as services  # Ray's own lookup of "auto" (RAY_ADDRESS, ray start's record)
@@ -64,6 +69,26 @@ def _check_answers(address: str) -> None:
             f"Ray address {address!r} does not answer ({exc}; waited up to {CONNECT_TIMEOUT_S:.0f}s); start that "
             "cluster, fix ray.address / RAY_ADDRESS, or unset both to start a local Ray"
         ) from None
+    if not os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") and not _speaks_grpc(target):
+        raise UsageError(
+            f"Ray address {address!r} accepts connections but does not answer as Ray (no gRPC service there within "
+            f"{CONNECT_TIMEOUT_S:.0f}s): give the port of the cluster's GCS (6379 unless changed), not the "
+            "dashboard's or another service's"
+        )
+
+
+def _speaks_grpc(target: str) -> bool:
+    """Whether a gRPC (HTTP/2) server answers at host:port: Ray's GCS and Ray Client both are one."""
+    import grpc
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
 
 
 def connect(cfg: RayConfig) -> str:

@@ -9,6 +9,7 @@ test), no RAY_ADDRESS unless the case sets one. A stale head is a real `ray star
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +111,25 @@ def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
         out = connect(ray_tmp, timeout=45, **how)
         assert out.returncode != 0 and f"Ray address '{address}' does not answer" in out.stderr, out.stderr[-2000:]
         assert "unset both to start a local Ray" in out.stderr and time.monotonic() - t0 < 40
+
+
+@pytest.mark.timeout(90)
+def test_an_address_where_another_service_listens_fails_fast_and_a_url_is_refused(ray_tmp):
+    """Before: ray.init retried for ever at a port that accepts connections but is not Ray's (the dashboard's)."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        t0 = time.monotonic()
+        out = connect(ray_tmp, address, timeout=60)
+        assert out.returncode != 0 and f"Ray address '{address}' accepts connections but does not answer as Ray" \
+            in out.stderr, out.stderr[-2000:]
+        assert time.monotonic() - t0 < 50
+        out = connect(ray_tmp, f"http://{address}", timeout=60)
+        assert out.returncode != 0 and f"Ray address 'http://{address}' is a URL" in out.stderr, out.stderr[-2000:]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.timeout(180)
