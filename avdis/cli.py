@@ -30,11 +30,24 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Config:
 # ------------------------------------------------------------------ commands
 
 
+def _positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds above 0 (argparse names the flag and exits 2 otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
+    from avdis import storage
     from avdis.data import synth
 
     given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
     cfg = C.validate({"data": {"synth": given}}, "avdis synth flags")
+    storage.check_writable(args.out)
     out = synth.generate(cfg.data.synth, args.out)
     print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
     return 0
@@ -194,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)")
-    p.add_argument("--workers", type=int)
+    p.add_argument("--workers", type=int, help="training workers (train.workers); more than 1 runs on Ray Train")
     p.add_argument("--strategy", choices=C.STRATEGIES)
     p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
     p.add_argument("--name", help="run name under --storage")
@@ -216,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="<storage>/<sweep name>")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (0: any free port)")
-    p.add_argument("--refresh", type=float, default=5.0, help="seconds between checks for new results")
+    p.add_argument("--refresh", type=_positive_seconds, default=5.0, help="seconds between checks for new results")
     _with_config(p)
     p.set_defaults(func=cmd_dashboard)
 

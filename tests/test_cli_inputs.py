@@ -165,3 +165,16 @@ def test_a_sweep_into_storage_it_cannot_write_is_refused_before_ray_starts(tmp_p
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
     refused(capsys, ["sweep", "--storage", str(blocker), "--name", "s"], f"{blocker}/s: not writable")
+
+
+def test_synth_into_a_path_it_cannot_write_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    refused(capsys, ["synth", "--out", str(blocker / "corpus")], f"{blocker / 'corpus'}: not writable")
+
+
+@pytest.mark.parametrize("refresh", ["0", "-1", "nan", "soon"])
+def test_a_dashboard_refresh_must_be_seconds_above_0(tmp_path, capsys, refresh):
+    with pytest.raises(SystemExit) as caught:
+        main(["dashboard", str(tmp_path), "--refresh", refresh])
+    assert caught.value.code == 2 and "argument --refresh" in capsys.readouterr().err

@@ -122,3 +122,15 @@ def test_console_script_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "avdis.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("synth", "preprocess", "train", "sweep", "report", "dashboard", "model", "grafana"):
         assert command in out
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"train:\n  epochs: 3\nmodel:\n  emb_dim: 16\ntrain:\n  lr: 0.1\n", "found the key 'train' twice"),
+    (b"train:\n  name: caf\xe9\n", "not UTF-8 text (invalid continuation byte at byte 18); save it as UTF-8"),
+])
+def test_a_config_file_with_a_repeated_key_or_not_utf8_is_refused(tmp_path, content, expected):
+    """YAML keeps the last of two `train:` sections silently; a Latin-1 file gave a traceback."""
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(C.ConfigError, match=re.escape(expected)):
+        C.load(path)
