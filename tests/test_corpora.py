@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -181,3 +182,17 @@ def test_an_empty_file_or_a_git_lfs_pointer_is_named_as_such(tmp_path, content, 
     with pytest.raises(media.MediaError) as caught:
         media.decode_audio(path, 16000)
     assert caught.value.reason == reason
+
+
+def test_an_audio_track_of_digital_silence_is_a_reject(tmp_path):
+    from avdis.data import media
+
+    path = tmp_path / "AudioWAV" / "1076_MTI_SAD_XX.wav"  # as the one silent file CREMA-D ships
+    path.parent.mkdir()
+    media.write_clip(path, None, 12, np.zeros(8000, dtype=np.float32), 16000)
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert caught.value.reason == "audio is digital silence (every sample is 0)"
+    quiet = tmp_path / "quiet.wav"
+    media.write_clip(quiet, None, 12, np.full(8000, 1e-3, dtype=np.float32), 16000)
+    assert media.decode_audio(quiet, 16000).any()  # quiet is not silent

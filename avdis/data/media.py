@@ -88,7 +88,10 @@ def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
             raise MediaError(path, f"corrupt audio stream ({exc})") from None
     if not chunks or sum(len(c) for c in chunks) == 0:
         raise MediaError(path, "audio stream holds no samples")
-    return np.concatenate(chunks).astype(np.float32)
+    samples = np.concatenate(chunks).astype(np.float32)
+    if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
+        raise MediaError(path, "audio is digital silence (every sample is 0)")
+    return samples
 
 
 def decode_video(path: str | Path, fps: float) -> np.ndarray:
