@@ -8,9 +8,13 @@ instance role). Writes are atomic: a reader sees the old object or the whole new
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
@@ -180,6 +184,42 @@ def check_writable(url: str, s3: S3Config | None = None) -> None:
                                "bucket you can write to") from None
     fs, path = filesystem(probe, s3)
     fs.rm(path)
+
+
+LOCK = ".avdis-lock"
+
+
+class BusyError(UsageError):
+    """Another process holds the folder: two writers would interleave their outputs."""
+
+
+@contextmanager
+def exclusive(url: str, what: str) -> Iterator[None]:
+    """Hold `url`'s folder for this process while the block runs, so a second `what` there is refused instead of
+    writing beside the first. The OS releases the lock when the process ends, however it ends, so none is left stale.
+    Local folders only: S3 has no locks (one job per sweep name there is the user's to keep)."""
+    if is_remote(url):
+        yield
+        return
+    folder = filesystem(url)[1]
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise NotWritableError(f"{url}: not writable ({exc}); pick an output folder or bucket you can write "
+                               "to") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise BusyError(f"{url}: another {what} is running there ({holder}); wait for it to end, or use another "
+                            "name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class _AtomicLocalHandler(pafs.FSSpecHandler):

@@ -97,3 +97,33 @@ def test_reading_a_manifest_never_aborts_the_process_at_exit(tiny_shards):
     runs = [subprocess.run([sys.executable, "-c", READER, tiny_shards], capture_output=True, text=True)
             for _ in range(8)]
     assert [(r.returncode, r.stderr) for r in runs] == [(0, "")] * 8
+
+
+HOLDER = """
+import sys, time
+from avdis import storage
+with storage.exclusive(sys.argv[1], "sweep driver"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_driver_on_a_held_folder_is_refused_until_the_first_ends(tmp_path, capsys):
+    """Two drivers of one sweep both ran, each writing its own trials.parquet over the other's."""
+    from avdis.cli import main
+
+    url = str(tmp_path / "sweeps" / "s")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(storage.BusyError, match=rf"{url}: another sweep driver is running there \(pid "
+                                                    rf"{holder.pid} on "):
+            with storage.exclusive(url, "sweep driver"):
+                pass
+        assert main(["sweep", "--storage", str(tmp_path / "sweeps"), "--name", "s"]) == 2  # before Ray starts
+        assert "another sweep driver is running there" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)  # however it ends, the OS lets go of its lock
+        holder.wait(30)
+    with storage.exclusive(url, "sweep driver"):
+        assert (tmp_path / "sweeps" / "s" / storage.LOCK).read_text().startswith(f"pid {os.getpid()} on ")

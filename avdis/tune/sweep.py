@@ -309,6 +309,11 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
 
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
+    with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
+        return _run(cfg, views)
+
+
+def _run(cfg: Config, views: Views) -> str:
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
     sweep_url = url_of(cfg)
