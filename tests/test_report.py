@@ -156,9 +156,10 @@ def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
 
 def test_missing_sweep_raises_and_writes_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "sweeps" / "nope"
-    with pytest.raises(ResultsError, match="no such sweep folder"):
+    with pytest.raises(ResultsError, match="no such sweep folder") as caught:
         plots.write_report(str(missing))
     assert not missing.exists()
+    assert caught.value.exit_code == 2  # bad input, as a folder that holds no sweep (exit 1 before)
 
 
 def test_report_on_s3(s3_bucket: str) -> None:

@@ -31,7 +31,7 @@ from scipy import stats
 
 from avdis import storage
 from avdis.config import S3Config
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, UsageError
 from avdis.numbers import json_safe
 from avdis.results import pareto
 
@@ -87,6 +87,12 @@ class ResultsError(AvdisError):
     """A sweep path that cannot be read; the message names it."""
 
 
+class NoSuchSweep(ResultsError, UsageError):
+    """A sweep path given by the user where no sweep folder is: bad input (exit 2), as a folder holding no sweep."""
+
+    exit_code = 2
+
+
 def empty_trials() -> pd.DataFrame:
     return SCHEMA.empty_table().to_pandas()
 
@@ -111,7 +117,7 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     Raises ResultsError when the sweep folder itself does not exist or cannot be read.
     """
     if not storage.exists(sweep_url, s3):
-        raise ResultsError(f"{sweep_url}: no such sweep folder; pass <storage>/<sweep name> of a sweep that has started")
+        raise NoSuchSweep(f"{sweep_url}: no such sweep folder; pass <storage>/<sweep name> of a sweep that has started")
     url = storage.join(sweep_url, TRIALS)
     if not storage.exists(url, s3):
         return empty_trials()
