@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from avdis.errors import UsageError
 
@@ -304,11 +306,11 @@ class SearchSpace(_Section):
             if isinstance(choice, list) and not choice:
                 raise ValueError(f"sweep.space.params.{key}: empty list of choices")
             values = choice if isinstance(choice, list) else [choice.low, choice.high]
-            for value in values:  # every choice, or both ends of a range, must be a value the setting takes
-                tree: dict[str, Any] = {}
-                _set_dotted(tree, rest, value)
+            field = _field(key)
+            takes = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+            for value in values:  # its own type and bounds; rules tying it to other settings: each trial's config
                 try:
-                    Config.model_fields[section].annotation.model_validate(tree)
+                    takes.validate_python(value)
                 except ValidationError as exc:
                     why = "; ".join(e["msg"] for e in exc.errors())
                     raise ValueError(f"sweep.space.params.{key}: {value!r} is not a value it takes ({why})") from None
@@ -344,7 +346,8 @@ class SweepConfig(_Section):
     def _folder_name(cls, name: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise ValueError(f"sweep.name {name!r} must be one folder name: letters, digits, '.', '_' and '-', "
-                             "starting with a letter or digit")
+                             "starting with a letter or digit (a sweep started under a name with '/' is resumed "
+                             "with the part before the last '/' added to sweep.storage)")
         return name
 
 
@@ -364,6 +367,15 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     ray: RayConfig = RayConfig()
     s3: S3Config = S3Config()
+
+
+def _field(path: str) -> FieldInfo:
+    """The schema field a dotted path names (the caller knows it is one: `setting_of(path) == path`)."""
+    model: Any = Config
+    for part in path.split("."):
+        info = model.model_fields[part]
+        model = info.annotation
+    return info
 
 
 def setting_of(path: str) -> str | None:
@@ -483,16 +495,19 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping: YAML keeps the last silently, so a second
-    `train:` section would drop the first."""
+    `train:` section would drop the first. Merge keys (`<<: *anchor`) stay YAML's."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Any] = {}
+        seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            if isinstance(key, Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark)
-            seen[key] = True
+            if isinstance(key, Hashable):
+                seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 

@@ -80,8 +80,9 @@ def _check_answers(address: str) -> None:
 def _speaks_grpc(target: str) -> bool:
     """Whether a gRPC (HTTP/2) server answers at host:port: Ray's GCS and Ray Client both are one."""
     import grpc
+    from ray._private.ray_constants import GLOBAL_GRPC_OPTIONS  # as Ray's own channels: no HTTP proxy
 
-    channel = grpc.insecure_channel(target)
+    channel = grpc.insecure_channel(target, options=GLOBAL_GRPC_OPTIONS)
     try:
         grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
         return True

@@ -196,8 +196,9 @@ class BusyError(UsageError):
 @contextmanager
 def exclusive(url: str, what: str) -> Iterator[None]:
     """Hold `url`'s folder for this process while the block runs, so a second `what` there is refused instead of
-    writing beside the first. The OS releases the lock when the process ends, however it ends, so none is left stale.
-    Local folders only: S3 has no locks (one job per sweep name there is the user's to keep)."""
+    writing beside the first. The OS releases the lock when the process (and any child it forked without exec) ends,
+    however it ends, so none is left stale. Local folders only: S3 has no locks (one job per sweep name there is the
+    user's to keep), nor have some network filesystems, where it warns and runs unlocked."""
     if is_remote(url):
         yield
         return
@@ -215,8 +216,11 @@ def exclusive(url: str, what: str) -> Iterator[None]:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise BusyError(f"{url}: another {what} is running there ({holder}); wait for it to end, or use another "
                             "name") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        except OSError as exc:  # a filesystem without locks (some NFS, FUSE mounts): run as S3 does
+            print(f"avdis: warning: {url}: cannot lock ({exc}); make sure no other {what} runs there", flush=True)
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
         yield
     finally:
         os.close(fd)

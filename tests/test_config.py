@@ -134,3 +134,22 @@ def test_a_config_file_with_a_repeated_key_or_not_utf8_is_refused(tmp_path, cont
     path.write_bytes(content)
     with pytest.raises(C.ConfigError, match=re.escape(expected)):
         C.load(path)
+
+
+@pytest.mark.parametrize("base, params", [
+    (["train.strategy=ddp", "train.workers=2"], "{train.workers: [2, 4]}"),
+    (["train.strategy=deepspeed"], "{train.zero_stage: [1, 2, 3]}"),
+    (["data.split.folds=6"], "{data.split.fold: [0, 1, 2, 3, 4, 5]}"),
+])
+def test_a_sampled_value_valid_with_the_configs_other_settings_is_accepted(base, params):
+    """Each value is checked against its own type and bounds; rules tying it to other settings hold per trial."""
+    C.load(None, [*base, f"sweep.space.params={params}"])
+
+
+def test_yaml_merge_keys_still_load(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sweep:\n  space:\n    weights:\n      adversarial: &w {low: 0.1, high: 1.0, log: true}\n"
+                    "      confusion: {<<: *w, high: 2.0}\n      orthogonal: {low: 0.1, high: 30.0}\n"
+                    "      nullspace: {low: 1, high: 16, int: true}\n")
+    weights = C.load(path).sweep.space.weights
+    assert (weights["confusion"].low, weights["confusion"].high, weights["confusion"].log) == (0.1, 2.0, True)

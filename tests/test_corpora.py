@@ -108,7 +108,8 @@ def test_symlinked_folders_are_entered_once_and_a_broken_link_is_a_reject(tmp_pa
     touch(elsewhere / "Actor_02" / "01-01-03-01-01-01-02.mp4")
     (root / "Actor_02").symlink_to(elsewhere / "Actor_02")  # a corpus assembled from links
     (root / "loop").symlink_to(root)  # a link back up: walked once, not for ever
-    (root / "same").symlink_to(root / "Actor_01")  # the same real folder under a second name: counted once
+    (root / "Actor_00").symlink_to(root / "Actor_01")  # the same real folder under a second name, sorting first:
+    # counted once, under its own name (walked under the link's, its clips would be rejects of a wrong folder)
     (root / "Actor_01" / "01-01-04-01-01-01-01.mp4").symlink_to(tmp_path / "gone.mp4")
     records, rejects = corpora.scan("ravdess", root)
     assert [r.clip_id for r in records] == ["ravdess-01-03-01-01-01-01", "ravdess-01-03-01-01-01-02"]

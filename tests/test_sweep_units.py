@@ -110,10 +110,10 @@ def test_front_and_hypervolume_of_a_known_table():
 def test_storage_used_by_another_sweep_is_refused(tmp_path):
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
     url = f"{tmp_path}/s1"
-    assert check_spec(url, cfg) is False
-    record_spec(url, cfg)
+    assert check_spec(url, cfg) is None
+    record_spec(url, cfg, "0" * 16)
     moved = ["data.src=/elsewhere/corpus", "data.shards=/elsewhere/shards", "train.storage=/elsewhere/train"]
-    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", *moved])) is True  # a new copy
+    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", *moved])) is not None  # a new copy
     for restored in ("sweep.num_samples=99", "sweep.max_concurrent=7"):  # Tune restores these: a change is refused
         with pytest.raises(UsageError, match=rf"differs in: {restored.split('=')[0]}\)"):
             check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", restored]))
@@ -126,7 +126,7 @@ def test_a_sweep_started_by_an_older_avdis_is_refused_naming_the_settings_it_lac
     """No value of a setting the old version lacked can match its spec: the message must not say 'rerun'."""
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
     url = f"{tmp_path}/s1"
-    record_spec(url, cfg)
+    record_spec(url, cfg, "0" * 16)
     spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
     del spec["spec"]["sweep"]["scheduler"]["margin"]  # as written before the margin existed
     (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
@@ -343,14 +343,14 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
 def test_a_sampled_setting_added_on_resume_is_a_change_and_a_removed_setting_is_none(tmp_path):
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
     url = f"{tmp_path}/s1"
-    record_spec(url, cfg)
+    record_spec(url, cfg, "0" * 16)
     more = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.params.train.lr=[0.01, 0.1]"])
     with pytest.raises(UsageError, match=r"differs in: sweep\.space\.params\.train\.lr\). Pick a new name"):
         check_spec(url, more)  # not "an older avdis had no ...": the user added it
     spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
     spec["spec"]["sweep"].update(metrics=["emotion_acc", "leakage"], modes=["max", "min"])  # settings since removed
     (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
-    assert check_spec(url, cfg) is True
+    assert check_spec(url, cfg) is not None
 
 
 def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp_path):
@@ -359,8 +359,26 @@ def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", f"data.shards={tiny_shards}"])
     url = f"{tmp_path}/s1"
-    results.write_trials(url, [{"trial_id": "a", "method": "multitask", "manifest_hash": manifest_hash(tiny_shards)}])
-    check_data(url, cfg)  # the same data, wherever it lies
-    results.write_trials(url, [{"trial_id": "a", "method": "multitask", "manifest_hash": "0123456789abcdef"}])
-    with pytest.raises(UsageError, match=rf"manifest hash 0123456789abcdef, but {tiny_shards} holds"):
-        check_data(url, cfg)
+    ours = manifest_hash(tiny_shards)
+    record_spec(url, cfg, ours)
+    record = check_spec(url, cfg)
+    check_data(url, cfg, record)  # the same data, wherever it lies; no trial has recorded any yet
+    results.write_trials(url, [{"trial_id": "a", "method": "multitask", "manifest_hash": ours}])
+    check_data(url, cfg, record)
+    for started, trained in (("0123456789abcdef", ours), (ours, "0123456789abcdef")):
+        record_spec(url, cfg, started)  # the data it started on, or the data a trial trained on, differs
+        results.write_trials(url, [{"trial_id": "a", "method": "multitask", "manifest_hash": trained}])
+        with pytest.raises(UsageError, match=rf"manifest hash 0123456789abcdef, but {tiny_shards} holds {ours}"):
+            check_data(url, cfg, check_spec(url, cfg))
+
+
+def test_a_sweep_json_from_before_resumes_though_it_lacks_what_tune_restores(tmp_path):
+    """sweep.json before 2026-11-30 had a digest and left out num_samples and max_concurrent (then resumable)."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    spec = cfg.model_dump(mode="json")
+    for key in ("num_samples", "max_concurrent"):
+        del spec["sweep"][key]
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / results.SPEC).write_text(json.dumps({"digest": "0123456789abcdef", "spec": spec}))
+    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.num_samples=40"]))

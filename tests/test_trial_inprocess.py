@@ -103,18 +103,20 @@ def test_ctrl_c_stops_the_sweep_unfinished_and_its_rerun_finishes_it(tiny_shards
            f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     sweep = tmp_path / "sweeps" / "ctrlc"
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while epochs_reported(sweep) < 1:
-            assert first.poll() is None and time.monotonic() < deadline, "the first trial reported no epoch in time"
-            time.sleep(0.2)
-        first.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
-        out, _ = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            kill_group(first)
+    with open(tmp_path / "first.log", "w") as log:  # a file, not a pipe: a full pipe would stall the driver
+        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while epochs_reported(sweep) < 1:
+                assert first.poll() is None and time.monotonic() < deadline, "the first trial reported no epoch in time"
+                time.sleep(0.2)
+            first.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
+            first.wait(120)
+        finally:
+            if first.poll() is None:
+                kill_group(first)
+    out = (tmp_path / "first.log").read_text()
     assert first.returncode == 130, out[-3000:]
     assert re.search(r"interrupted with [01] of 2 trials ended; Tune saved its state: rerun the same command to resume",
                      out), out[-3000:]

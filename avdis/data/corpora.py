@@ -68,14 +68,15 @@ _MEDIA = {".mp4", ".wav", ".flv", ".avi", ".mkv", ".webm"}
 
 def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
     """Every file under `src` (sorted) and the rejects of the walk (broken links, devices). Symlinked folders are
-    entered once per real folder, so a link loop ends and a folder linked twice is not counted twice; hidden names
-    and the folder `skip` (a preprocess output inside the source) are left out."""
+    entered once per real folder, under its own name where the tree holds it (else under the link's), so a link loop
+    ends and a folder linked twice is not counted twice; hidden names and the folder `skip` (a preprocess output
+    inside the source) are left out."""
     seen = {os.path.realpath(src)} | ({os.path.realpath(skip)} if skip else set())
     files: list[Path] = []
     rejects: list[Reject] = []
     for root, dirs, names in os.walk(src, followlinks=True):
         kept = []
-        for name in sorted(dirs):
+        for name in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root, d)), d)):  # a folder before a link
             real = os.path.realpath(os.path.join(root, name))
             if not name.startswith(".") and real not in seen:
                 seen.add(real)

@@ -48,6 +48,8 @@ CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep 
 # (`check_data`). Sweep trials never use train.storage. `sweep.num_samples` and `sweep.max_concurrent` are not here:
 # Tune restores them from its own saved state, so a new value would be ignored.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "sweep.storage", "data.src", "data.shards", "train.storage")
+# What Tune restores from its own state; sweep.json before 2026-11-30 (with a "digest") left them out.
+TUNE_RESTORES = ("sweep.num_samples", "sweep.max_concurrent")
 
 
 def url_of(cfg: Config) -> str:
@@ -55,11 +57,11 @@ def url_of(cfg: Config) -> str:
     return storage.join(cfg.sweep.storage, cfg.sweep.name)
 
 
-def _identity(spec: dict[str, Any]) -> dict[str, Any]:
-    """A config dump less the settings a resumed sweep may change, and less any setting this avdis no longer has
-    (a sweep started by an older avdis cannot have used it)."""
+def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+    """A config dump less the settings in `skip`, and less any setting this avdis no longer has (a sweep started by
+    an older avdis cannot have used it)."""
     out = json.loads(json.dumps(spec))
-    for path in RESUMABLE_CHANGES:
+    for path in skip:
         *parents, leaf = path.split(".")
         node = out
         for p in parents:
@@ -91,13 +93,15 @@ def _differences(saved: Any, now: Any, prefix: str = "") -> list[tuple[str, bool
     return [] if saved == now else [(prefix.rstrip("."), saved is _ABSENT)]
 
 
-def check_spec(sweep_url: str, cfg: Config) -> bool:
-    """Refuse to mix another sweep into this folder; True when it holds this same sweep (resume)."""
+def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
+    """Refuse to mix another sweep into this folder; its sweep.json when it holds this same sweep (resume), else
+    None. A sweep.json from before 2026-11-30 (it has a "digest") did not record what Tune restores itself."""
     url = storage.join(sweep_url, results.SPEC)
     if not storage.exists(url, cfg.s3):
-        return False
-    differences = _differences(_identity(json.loads(storage.read_bytes(url, cfg.s3))["spec"]),
-                               _identity(cfg.model_dump(mode="json")))
+        return None
+    record = json.loads(storage.read_bytes(url, cfg.s3))
+    skip = RESUMABLE_CHANGES + (TUNE_RESTORES if "digest" in record else ())
+    differences = _differences(_identity(record["spec"], skip), _identity(cfg.model_dump(mode="json"), skip))
     if differences:
         diff = ", ".join(path for path, _ in differences[:8])
         added = [path for path, lacked in differences if lacked and setting_of(path) == path]
@@ -105,23 +109,26 @@ def check_spec(sweep_url: str, cfg: Config) -> bool:
                 "version, or start a new sweep under a new name (--name or sweep.name=...)." if added else
                 "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
         raise UsageError(f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). {hint}")
-    return True
+    return record
 
 
-def check_data(sweep_url: str, cfg: Config) -> None:
-    """Refuse to resume on other data than the sweep's trials trained on (the manifest's hash, not its path)."""
-    recorded = set(results.read_trials(sweep_url, cfg.s3)["manifest_hash"].dropna())
+def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
+    """Refuse to resume on other data than the sweep started on and its trials trained on (the manifest's hash, not
+    its path)."""
+    recorded = set(results.read_trials(sweep_url, cfg.s3)["manifest_hash"].dropna()) | {record.get("manifest_hash")}
+    recorded.discard(None)
     now = manifest_hash(cfg.data.shards, cfg.s3)
     if recorded - {now}:
-        raise UsageError(f"{sweep_url}: its trials trained on data with manifest hash {', '.join(sorted(recorded))}, "
-                         f"but {cfg.data.shards} holds {now}; point data.shards at the sweep's data, or start a new "
-                         "sweep (sweep.name=...)")
+        raise UsageError(f"{sweep_url}: it ran on data with manifest hash {', '.join(sorted(recorded - {now}))}, but "
+                         f"{cfg.data.shards} holds {now}; point data.shards at the sweep's data, or start a new sweep "
+                         "(sweep.name=...)")
 
 
-def record_spec(sweep_url: str, cfg: Config) -> None:
-    """What the sweep was started with (the whole config), for `check_spec` on resume."""
-    body = json.dumps({"spec": cfg.model_dump(mode="json")}, indent=1).encode()
-    storage.write_bytes(storage.join(sweep_url, results.SPEC), body, cfg.s3)
+def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
+    """What the sweep was started with (the whole config) and on which data (its manifest hash), for `check_spec`
+    and `check_data`."""
+    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash}
+    storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
 
 
 def trial_resources(cfg: Config) -> dict[str, float]:
@@ -254,13 +261,16 @@ class SweepInterrupted(AvdisError):
     exit_code = 130  # what a shell reports for a process ended by SIGINT
 
 
-def fit(tuner: Any, trials: int, sweep_url: str) -> None:
-    """`tuner.fit()`, raising SweepInterrupted when it returned before all `trials` ended: on SIGINT Tune saves its
-    state and returns normally, and the rest of the sweep (confirmation, final report) must not run on the part."""
+def fit(tuner: Any, trials: int | None, sweep_url: str) -> None:
+    """`tuner.fit()`, raising SweepInterrupted when it returned with trials still to run: on SIGINT Tune saves its
+    state and returns normally, and the rest of the sweep (confirmation, final report) must not run on the part.
+    `trials` is how many the experiment runs in all (None: not known here, a sweep started before Tune's own count
+    was recorded; then only trials left unfinished tell)."""
     grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < trials:
-        raise SweepInterrupted(f"{sweep_url}: interrupted with {grid.num_terminated + grid.num_errors} of {trials} "
-                               "trials ended; Tune saved its state: rerun the same command to resume")
+    ended = grid.num_terminated + grid.num_errors
+    if ended < len(grid) or (trials is not None and ended < trials):
+        raise SweepInterrupted(f"{sweep_url}: interrupted with {ended} of {trials or len(grid)} trials ended; Tune "
+                               "saved its state: rerun the same command to resume")
 
 
 def searcher(cfg: Config) -> Searcher:
@@ -317,7 +327,8 @@ def _run(cfg: Config, views: Views) -> str:
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
     sweep_url = url_of(cfg)
-    resume = check_spec(sweep_url, cfg)
+    record = check_spec(sweep_url, cfg)
+    resume = record is not None
     if not resume:
         storage.check_writable(sweep_url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
@@ -325,15 +336,16 @@ def _run(cfg: Config, views: Views) -> str:
     clusterfit.check_cluster(cfg, (cfg.sweep.storage, cfg.data.shards))  # trials that never fit would wait forever
     ensure_shards(cfg, use_ray=True)
     if resume:
-        check_data(sweep_url, cfg)
+        check_data(sweep_url, cfg, record)
     else:
-        record_spec(sweep_url, cfg)
+        record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
     s, t = cfg.sweep, cfg.train
     print(f"avdis sweep {s.name}: {s.num_samples} trials, search={s.search}, scheduler={s.scheduler.type}, "
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    fit(_tuner(cfg, sweep_url, resume, views), s.num_samples, sweep_url)
+    known = not resume or "digest" not in record  # an older sweep.json may hold another num_samples than Tune's
+    fit(_tuner(cfg, sweep_url, resume, views), s.num_samples if known else None, sweep_url)
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views)
     trials = close_lost_trials(sweep_url, cfg)
