@@ -143,13 +143,19 @@ def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
         Path(url, "trials.parquet").write_bytes(data[: len(data) // 2])
     elif case == "only running":
         results.write_trials(url, rows([t for t in TRIALS if t[5] is None]))
-    written = plots.write_report(url)
+    if case == "half-written":  # the pages say why; a good pareto.json is not replaced by a summary of nothing
+        Path(url, "pareto.json").write_text('{"front": ["t3"]}')
+        with pytest.raises(ResultsError, match="not a readable trials table.*pareto.json was left as it was"):
+            plots.write_report(url)
+        written = {name: str(Path(url, name)) for name in ("pareto.html", "pareto.png")}
+        assert "not a readable trials table" in Path(written["pareto.html"]).read_text()
+        assert json.loads(Path(url, "pareto.json").read_text()) == {"front": ["t3"]}
+    else:
+        written = plots.write_report(url)
+        summary = json.loads(Path(written["pareto.json"]).read_text())
+        assert summary["front"] == [] and summary["hypervolume"] == 0.0
     page = Path(written["pareto.html"]).read_text()
     assert "waiting for the first result" in page
-    if case == "half-written":
-        assert "not a readable trials table" in page  # the reason is shown, not swallowed
-    summary = json.loads(Path(written["pareto.json"]).read_text())
-    assert summary["front"] == [] and summary["hypervolume"] == 0.0
     width, height, _ = png_info(Path(written["pareto.png"]).read_bytes())
     assert width > 1000 and height > 500
 
@@ -298,3 +304,40 @@ def test_a_probe_below_chance_stays_on_the_chart() -> None:
     assert low < -0.2 and high > 1.0
     figure = plots.pareto_figure(points, results.summarize(trials, "demo"))
     assert figure.layout.xaxis.range[0] < -0.2
+
+
+def test_a_failed_trial_is_counted_not_drawn_and_a_sweep_of_failures_says_so(tmp_path: Path) -> None:
+    """A trial that failed after reporting kept its last metrics and was drawn hollow, as if still running."""
+    failed = [{**r, "status": "ERROR", "order": None} if r["trial_id"] == "t5" else r for r in rows()]
+    trials = results.to_table(failed).to_pandas()
+    summary = results.summarize(trials, "demo")
+    points = plots.plotted(trials, summary)
+    assert "t5" not in set(points["trial_id"]) and summary["n_failed"] == 2
+    url = str(tmp_path / "allfailed")
+    results.write_trials(url, [{**r, "status": "ERROR", "order": None} for r in rows()[:3]])
+    page = Path(plots.write_report(url)["pareto.html"]).read_text()
+    assert "no trial finished: 3 failed" in page and "waiting for the first result" not in page
+
+
+def test_a_corrupt_pareto_json_is_a_named_error_and_never_stops_the_callback(tmp_path: Path) -> None:
+    url = str(tmp_path / "demo")
+    results.write_trials(url, rows())
+    Path(url, "pareto.json").write_text('{"front": [')
+    with pytest.raises(ResultsError, match=r"pareto.json: not readable JSON .*avdis report"):
+        results.read_pareto(url)
+    assert ReportCallback(url).refresh(force=True) is False  # a Tune callback that raised would end the sweep
+
+
+def test_no_trial_id_can_end_or_bend_the_pages_data_block() -> None:
+    odd = [{**r, "trial_id": "x<!--<script>" if r["trial_id"] == "t1" else r["trial_id"]} for r in rows()]
+    trials = results.to_table(odd).to_pandas()
+    page = plots.render_html(trials, results.summarize(trials, "demo"))
+    block = re.search(r'<script id="avdis-data" type="application/json">(.*?)</script>', page, re.S)
+    assert block and "<" not in block.group(1)
+    assert "x<!--<script>" in {p["trial_id"] for p in json.loads(block.group(1))["points"]}
+
+
+def test_leakage_below_zero_earns_no_area_beyond_the_box() -> None:
+    from avdis.results import pareto
+
+    assert pareto.hypervolume([0.5], [-0.2], CHANCE) == pytest.approx((0.5 - CHANCE) * 1.0)  # at most the box

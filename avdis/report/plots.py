@@ -40,6 +40,14 @@ from avdis.results import ResultsError
 log = logging.getLogger(__name__)
 
 WAITING = "waiting for the first result"
+
+
+def waiting(summary: dict[str, Any]) -> str:
+    """What stands where no trial has finished: a wait, or (none running, some failed) that none ever will."""
+    failed, running = summary.get("n_failed", 0), summary.get("n_running", 0)
+    if failed and not running:
+        return f"no trial finished: {failed} failed (each row of trials.parquet holds its error)"
+    return WAITING
 PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at equal accuracy
 PAPER_LABEL = "paper: 13% disentanglement at equal accuracy"
 HTML, PNG = "pareto.html", "pareto.png"
@@ -81,9 +89,9 @@ def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
 
 
 def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
-    """Rows with both objectives, flagged `running` and `on_front`."""
-    df = trials.dropna(subset=["emotion_acc", "leakage"]).copy()
-    df["running"] = df["order"].isna()
+    """Rows with both objectives of trials that did not fail, flagged `running` and `on_front`."""
+    df = trials[trials["status"] != "ERROR"].dropna(subset=["emotion_acc", "leakage"]).copy()  # a failed trial's
+    df["running"] = df["order"].isna()  # last metrics are no result: it is counted as failed, not drawn
     df["on_front"] = df["trial_id"].astype(str).isin(set(summary.get("front") or []))
     return df
 
@@ -187,7 +195,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
         ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
     if summary.get("n_completed", 0) == 0:
-        ax.text(0.5, 0.5, WAITING, transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
+        ax.text(0.5, 0.5, waiting(summary), transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
     if ax.get_legend_handles_labels()[0]:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=10, frameon=False)
     running = int(points["running"].sum())
@@ -202,7 +210,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
     if history:
         ax_hv.step([h["completed"] for h in history], [h["hypervolume"] for h in history], where="post", color="black", marker="o", ms=4)
     else:
-        ax_hv.text(0.5, 0.5, WAITING, transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
+        ax_hv.text(0.5, 0.5, waiting(summary), transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -274,7 +282,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
         font={"size": 14},
     )
     if summary.get("n_completed", 0) == 0:
-        fig.add_annotation(text=WAITING, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 18})
+        fig.add_annotation(text=waiting(summary), xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 18})
     return fig
 
 
@@ -305,7 +313,7 @@ def front_table(summary: dict[str, Any]) -> str:
         for _, r in front_frame(summary).iterrows()
     )
     if not body:
-        body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{WAITING}</td></tr>'
+        body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{html.escape(waiting(summary))}</td></tr>'
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -368,8 +376,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
          "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
          "running": bool(r.running), "on_front": bool(r.on_front)} for r in points.itertuples()
     ])}
-    blob = json.dumps(data).replace("</", "<\\/")
-    waiting = f'<p class="waiting">{WAITING}</p>' if counts["completed"] == 0 else ""
+    blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" or "<!--" can end or bend the data block
+    wait = f'<p class="waiting">{html.escape(waiting(summary))}</p>' if counts["completed"] == 0 else ""
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
@@ -385,7 +393,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <p class="meta">hypervolume <b id="hypervolume">{summary.get('hypervolume', 0.0):.4f}</b>
  (reference: emotion_acc = chance {summary.get('reference', {}).get('emotion_acc', 0.0):.3f}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
-{waiting}{note_html}
+{wait}{note_html}
 {pareto_div}
 {hv_div}
 <h2>Pareto front</h2>
@@ -425,9 +433,15 @@ def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
 
 
 def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
-    """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs."""
+    """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs.
+
+    An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
+    pages say why, and ResultsError then says so too."""
     _check_has_trials(sweep_url, s3)
     trials, note = load_trials(sweep_url, s3)
     summary = results.summarize(trials, sweep_name(trials, sweep_url))
+    if note is not None:
+        _write_pages(sweep_url, trials, summary, note, s3)
+        raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
     results.write_pareto(sweep_url, summary, s3)
     return _write_pages(sweep_url, trials, summary, note, s3)

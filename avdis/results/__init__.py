@@ -238,6 +238,8 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "hypervolume_history": search.history,
         "n_trials": int(len(df)),
         "n_completed": int(df["order"].notna().sum()) if len(df) else 0,
+        "n_failed": int((df["status"] == "ERROR").sum()) if len(df) else 0,
+        "n_running": int((df["status"] == "RUNNING").sum()) if len(df) else 0,
         "n_confirm": int((df["role"] == CONFIRM).sum()) if len(df) else 0,
         "baseline": (
             {"emotion_acc": float(baseline["emotion_acc"].mean()), "leakage": float(baseline["leakage"].mean()),
@@ -254,10 +256,14 @@ def write_pareto(sweep_url: str, summary: dict[str, Any], s3: S3Config | None = 
 
 
 def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | None:
+    """The sweep's summary (pareto.json); None before it is written."""
     url = storage.join(sweep_url, PARETO)
     if not storage.exists(url, s3):
         return None
-    return json.loads(storage.read_bytes(url, s3))
+    try:
+        return json.loads(storage.read_bytes(url, s3))
+    except ValueError as exc:  # written whole by avdis, so damaged elsewhere
+        raise ResultsError(f"{url}: not readable JSON ({exc}); rebuild it with `avdis report {sweep_url}`") from None
 
 
 def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str,

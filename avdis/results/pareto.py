@@ -13,12 +13,16 @@ import moocore
 import numpy as np
 import pandas as pd
 
-OBJECTIVES = ("emotion_acc", "leakage")
-MAXIMISE = (True, False)
+from avdis.config import OBJECTIVES as GOALS
+
+OBJECTIVES = tuple(GOALS)
+MAXIMISE = tuple(mode == "max" for mode in GOALS.values())
 
 
 def _points(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.asarray(acc, float), np.asarray(leakage, float)])
+    """(acc, leakage) rows; leakage below 0 (a probe doing worse than the label-only guess, by noise) counts as 0,
+    the box's edge: no point earns area, or dominates another, for its probe's bad luck."""
+    return np.column_stack([np.asarray(acc, float), np.maximum(np.asarray(leakage, float), 0.0)])
 
 
 def nondominated(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
