@@ -53,6 +53,18 @@ OBJECTIVES: dict[str, Literal["max", "min"]] = {"emotion_acc": "max", "leakage":
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
 SAMPLED_SECTIONS = ("data", "model", "train", "method", "probe")
 NOT_SAMPLED = ("method.name", "method.weight", "train.storage", "train.name")
+# Fixed when the shards are made (`avdis.data.shards.check_made_with`): one sweep trains on one set of shards.
+MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.synth.", "data.features.",
+                    "data.split.folds", "data.split.val_fraction", "data.split.test_fraction", "data.split.seed")
+
+
+def folder_name(field: str, name: str, parent: str) -> str:
+    """`name` if it is one folder name under `parent` (a path could write outside it), else ValueError."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"{field} {name!r} must be one folder name: letters, digits, '.', '_' and '-', starting with "
+                         f"a letter or digit (one started under a name with '/' is reached with the part before the "
+                         f"last '/' added to {parent})")
+    return name
 
 
 class ConfigError(UsageError):
@@ -183,7 +195,7 @@ class MethodConfig(_Section):
             return self
         low, high, integer = rng
         if self.weight is None:
-            raise ValueError(f"method {self.name!r} needs method.weight in [{low}, {high}]")
+            raise ValueError(f"method {self.name!r} needs method.weight in {'[' if integer else '('}{low}, {high}]")
         if integer and self.weight != int(self.weight):
             raise ValueError(f"method {self.name!r}: weight is a count of iterations, got {self.weight}")
         if not (low < self.weight <= high if not integer else low <= self.weight <= high):
@@ -244,6 +256,11 @@ class TrainConfig(_Section):
         return self
 
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str | None) -> str | None:
+        return None if name is None else folder_name("train.name", name, "train.storage")
+
 class ProbeConfig(_Section):
     """The fresh post-hoc speaker probe on frozen z_emo that judges every method."""
 
@@ -299,6 +316,9 @@ class SearchSpace(_Section):
             if key in NOT_SAMPLED:
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
+            if key.startswith(MADE_WITH_SHARDS):
+                raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
+                                 "sweep has the same; sweep it with one sweep per set of shards")
             section, _, rest = key.partition(".")
             if section not in SAMPLED_SECTIONS or not rest or setting_of(key) != key:
                 raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
@@ -344,11 +364,7 @@ class SweepConfig(_Section):
     @field_validator("name")
     @classmethod
     def _folder_name(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise ValueError(f"sweep.name {name!r} must be one folder name: letters, digits, '.', '_' and '-', "
-                             "starting with a letter or digit (a sweep started under a name with '/' is resumed "
-                             "with the part before the last '/' added to sweep.storage)")
-        return name
+        return folder_name("sweep.name", name, "sweep.storage")
 
 
 class RayConfig(_Section):
@@ -367,6 +383,18 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     ray: RayConfig = RayConfig()
     s3: S3Config = S3Config()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.method.name == "nullspace" and self.method.weight is not None:
+            check_nullspace("method.weight", self.method.weight, self.model.emb_dim)
+        return self
+
+
+def check_nullspace(field: str, directions: float, emb_dim: int) -> None:
+    """INLP removes one direction of z_emo per iteration: more than model.emb_dim would be recorded but not done."""
+    if directions > emb_dim:
+        raise ValueError(f"{field}={directions:g}: nullspace removes at most model.emb_dim={emb_dim} directions of z_emo")
 
 
 def _field(path: str) -> FieldInfo:

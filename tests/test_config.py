@@ -83,6 +83,8 @@ def test_search_space_errors():
     ("{train.lr: {low: -1, high: 0.1}}", "sweep.space.params.train.lr: -1.0 is not a value it takes"),
     ("{method.name: [multitask]}", "method.name is not sampled here"),
     ("{train.storage: [a, b]}", "train.storage is not sampled here"),
+    ("{data.split.seed: [0, 1]}", "data.split.seed is fixed when the shards are made"),
+    ("{data.features.fps: [4.0, 8.0]}", "data.features.fps is fixed when the shards are made"),
 ])
 def test_a_sampled_setting_must_exist_and_take_every_value_before_any_work(params, expected):
     """Found only by the trial recorder once Ray ran, after sweep.json was written (the name was then unusable)."""
@@ -91,8 +93,8 @@ def test_a_sampled_setting_must_exist_and_take_every_value_before_any_work(param
 
 
 def test_a_sampled_setting_may_be_given_as_a_dotted_override_and_keeps_the_default_weights():
-    cfg = C.load(None, ["sweep.space.params.train.lr=[0.001, 0.01]", "sweep.space.params.data.split.seed=[0, 1]"])
-    assert cfg.sweep.space.params == {"train.lr": [0.001, 0.01], "data.split.seed": [0, 1]}
+    cfg = C.load(None, ["sweep.space.params.train.lr=[0.001, 0.01]", "sweep.space.params.data.split.fold=[0, 1]"])
+    assert cfg.sweep.space.params == {"train.lr": [0.001, 0.01], "data.split.fold": [0, 1]}
     assert cfg.sweep.space.weights == C.SearchSpace().weights and "adversarial" in cfg.sweep.space.weights
 
 
@@ -153,3 +155,23 @@ def test_yaml_merge_keys_still_load(tmp_path):
                     "      nullspace: {low: 1, high: 16, int: true}\n")
     weights = C.load(path).sweep.space.weights
     assert (weights["confusion"].low, weights["confusion"].high, weights["confusion"].log) == (0.1, 2.0, True)
+
+
+def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
+    """Capped silently before: a run recorded as weight 64 removed 4 directions."""
+    with pytest.raises(C.ConfigError, match=r"method.weight=64: nullspace removes at most model.emb_dim=4 directions"):
+        C.load(None, ["method.name=nullspace", "method.weight=64", "model.emb_dim=4"])
+    from avdis.errors import UsageError
+    from avdis.tune.sweep import _check_space
+
+    C.load(None, ["model.emb_dim=8"])  # one model of another method: the sweep's space is not its business
+    with pytest.raises(UsageError, match=r"sweep.space.weights.nullspace.high=16: nullspace removes at most"):
+        _check_space(C.load(None, ["model.emb_dim=8"]))
+    _check_space(C.load(None, ["model.emb_dim=8", "sweep.space.methods=[multitask, nullspace]",
+                               "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", ""])
+def test_a_train_run_name_must_be_one_folder_name(name):
+    with pytest.raises(C.ConfigError, match="train.name .* must be one folder name"):
+        C.load(None, [f"train.name={name!r}"])

@@ -101,3 +101,14 @@ def test_the_probe_runs_on_fewer_train_clips_than_folds():
     spk = np.array([0, 1, 0])
     r = leakage_probe(z, spk, spk, z, spk, spk, 2, ProbeConfig(epochs=20, folds=5), seed=0)
     assert 0.0 <= r.probe_acc <= 1.0
+
+
+def test_a_speaker_with_one_train_clip_still_leaks_by_the_mlp():
+    """Each speaker with one train clip: no copy ever fitted the speaker of the clips it judged, so the out-of-fold
+    accuracy stayed 0 and the untrained network's first-epoch guess was kept (leakage 0 on separable speakers)."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(30, 16)) * 5  # 30 speakers, perfectly apart
+    z_train, z_test = (centers + rng.normal(size=(30, 16)) * 0.1 for _ in range(2))
+    speakers, emotions = np.arange(30), np.zeros(30, dtype=int)
+    result = leakage_probe(z_train, speakers, emotions, z_test, speakers, emotions, 30, ProbeConfig(), seed=0)
+    assert result.leakage_linear == 1.0 and result.leakage == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -146,3 +147,29 @@ def test_a_run_without_a_name_is_found_again_with_more_epochs_and_a_new_lr_names
     assert launch.run_name(C.load(SMOKE, [*base, "train.lr=0.01"])) != name
     assert launch.run_name(C.load(SMOKE, [*base, f"data.shards={tmp_path}/other"])) != name
     assert launch.run_name(C.load(SMOKE, [*base, "train.seed=1"])).startswith("multitask-seed1-")
+
+
+def test_an_unrecorded_ray_train_checkpoint_is_the_newest_whole_one_before_the_last_recorded_epoch(tmp_path):
+    run = tmp_path / "run"
+    for name, epoch in (("checkpoint_2026-01-01_00-00-01", 1), ("checkpoint_2026-01-01_00-00-02", 2),
+                        ("checkpoint_2026-01-01_00-00-03", 3)):
+        (run / name).mkdir(parents=True)
+        (run / name / ck.STATE).write_text(json.dumps({"epoch": epoch}))
+    with ck.unrecorded(str(run), C.S3Config()) as found:
+        assert found is None  # no metrics.json: nothing says which checkpoints were whole
+    (run / loop.METRICS_FILE).write_text(json.dumps({"history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}))
+    with ck.unrecorded(str(run), C.S3Config()) as found:
+        assert found == run / "checkpoint_2026-01-01_00-00-02"  # epoch 3's may have been cut short
+    (run / "checkpoint_2026-01-01_00-00-02" / ck.STATE).write_text('{"epo')
+    with ck.unrecorded(str(run), C.S3Config()) as found:
+        assert found == run / "checkpoint_2026-01-01_00-00-01"
+
+
+@pytest.mark.parametrize("setting, made", [("data.split.test_fraction=0.45", "0.25"), ("data.features.fps=4", "8.0")])
+def test_split_or_feature_settings_the_shards_were_not_made_with_are_refused(tiny_shards, tmp_path, setting, made):
+    """Training read the manifest's split and features: another test_fraction was recorded but never used."""
+    key, value = setting.split("=")
+    with pytest.raises(UsageError, match=re.escape(f"its shards were made with other settings: {key}=") + ".*"
+                       + re.escape(f"(made with {made})")):
+        launch.train(cfg_for(tiny_shards, tmp_path / "runs", setting))
+    assert not (tmp_path / "runs").exists()

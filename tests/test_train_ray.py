@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ray.cloudpickle as cloudpickle
@@ -217,3 +219,38 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ra
     with pytest.raises(UsageError, match="no node type provides GPU.*train.gpus_per_worker"):
         launch.train(cfg)
     assert not (tmp_path / "runs" / "gpus").exists()
+
+
+def test_ctrl_c_exits_130_and_the_rerun_resumes_even_without_ray_trains_record(tiny_shards, tmp_path):
+    """Ray Train's Ctrl-C handler aborted the run and ended the process with sys.exit, exit 1 and no message; and a
+    run aborted before Ray Train wrote checkpoint_manager_snapshot.json started over at epoch 1 on its rerun."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           f"data.shards={tiny_shards}", f"train.storage={tmp_path / 'runs'}", "train.strategy=ddp", "train.zero_stage=0",
+           "train.workers=2", "train.cpus_per_worker=0.9", "probe.epochs=30", "train.epochs=8", "train.name=ctrlc",
+           "ray.include_dashboard=false"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    run = tmp_path / "runs" / "ctrlc"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 300
+            while len(history(str(run)) if (run / "metrics.json").exists() else []) < 3:
+                assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+                time.sleep(0.2)
+            first.send_signal(signal.SIGINT)
+            first.wait(120)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(30)
+    out = (tmp_path / "first.log").read_text()
+    assert first.returncode == 130 and f"{run}: interrupted; rerun the same command to resume" in out, out[-3000:]
+    before = history(str(run))
+    assert 3 <= len(before) < 8, "interrupted too late to leave anything to resume"
+    (run / "checkpoint_manager_snapshot.json").unlink(missing_ok=True)  # as an abort before Ray Train wrote it leaves
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = history(str(run))
+    assert [e["epoch"] for e in after] == list(range(1, 9))
+    assert after[:2] == before[:2]  # restored from a whole checkpoint before the last one, not trained again

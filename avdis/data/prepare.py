@@ -50,6 +50,7 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     """Shards for `cfg.data`, made now if missing (only the synthetic corpus can be made here)."""
     if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         _, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
+        shards.check_made_with(cfg.data, meta)
         return {"url": cfg.data.shards, "up_to_date": True, "shards": len(meta["shards"])}
     if cfg.data.corpus != "synthetic":
         raise shards.PreprocessError(

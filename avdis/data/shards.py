@@ -36,7 +36,7 @@ from avdis import storage
 from avdis.config import EMOTIONS, DataConfig, FeatureConfig, S3Config
 from avdis.data import splits
 from avdis.data.corpora import ClipRecord, Reject, scan
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
 REJECTS = "rejects.parquet"
@@ -198,6 +198,24 @@ def _remove_unlisted(url: str, listed: list[dict[str, Any]], s3: S3Config) -> No
     keep = {s["name"] for s in listed}
     for name in sorted(_shard_files(url, s3).keys() - keep):
         _remove(storage.join(url, SHARD_DIR, name), s3)
+
+
+# The split settings preprocessing fixes in the manifest; `scheme` and `fold` are chosen when training.
+SPLIT_MADE_WITH = ("folds", "val_fraction", "test_fraction", "seed")
+
+
+def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
+    """Refuse features or split settings other than the shards were made with: training reads the manifest's, so
+    they would be recorded with the run but never used."""
+    made = {**{f"data.split.{k}": v for k, v in meta.get("split", {}).items() if k in SPLIT_MADE_WITH},
+            **{f"data.features.{k}": v for k, v in meta.get("features", {}).items()}}
+    asked = {**{f"data.split.{k}": getattr(data.split, k) for k in SPLIT_MADE_WITH},
+             **{f"data.features.{k}": v for k, v in data.features.model_dump().items()}}
+    differ = [f"{key}={asked[key]!r} (made with {made[key]!r})" for key in asked if key in made and made[key] != asked[key]]
+    if differ:
+        raise UsageError(f"{data.shards}: its shards were made with other settings: {', '.join(differ)}; make shards "
+                         f"with these (`avdis preprocess ... --out <another folder>`, then data.shards=<it>), or leave "
+                         "them as they were made")
 
 
 def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[str, Any]]:

@@ -73,6 +73,7 @@ class DatasetInfo:
 
 def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
     table, meta = shardlib.read_manifest(data.shards, s3)
+    shardlib.check_made_with(data, meta)
     rows = table.select(["shard", "split", "fold", "speaker_idx", "emotion_idx"]).to_pylist()
     per_shard: dict[str, Counter] = {}
     labels = []

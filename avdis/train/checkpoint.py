@@ -85,22 +85,54 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
         )
 
 
+def _newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> tuple[str, dict[str, Any]] | None:
+    """(folder URL, state) of the newest `checkpoint_*` folder (`RunStore`'s or Ray Train's) whose `state.json` is
+    whole and, with `up_to_epoch`, of an epoch no later than it; None when there is none."""
+    found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
+    for folder in reversed(found):
+        try:
+            state = json.loads(storage.read_bytes(storage.join(folder, STATE), s3))
+        except (FileNotFoundError, ValueError):
+            continue
+        if up_to_epoch is None or state.get("epoch", 0) <= up_to_epoch:
+            return folder, state
+    return None
+
+
 def check_resume(run_url: str, current: dict[str, Any], s3: S3Config) -> None:
     """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint.
 
-    Reads the `state.json` of the newest checkpoint (`RunStore`'s or Ray Train's `checkpoint_*` folders) that holds
-    a whole one: a folder whose upload a kill cut short was never made the run's latest, so the run resumes from the
-    one before it, and that is the one to check.
+    Reads the `state.json` of the newest checkpoint that holds a whole one: a folder whose upload a kill cut short
+    was never made the run's latest, so the run resumes from the one before it, and that is the one to check.
     """
-    found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
-    for folder in reversed(found):
-        state = storage.join(folder, STATE)
-        try:
-            saved = json.loads(storage.read_bytes(state, s3))
-        except (FileNotFoundError, ValueError):
-            continue
-        check_compatible(saved_signature(saved), current, run_url)
+    newest = _newest_whole(run_url, s3)
+    if newest is not None:
+        check_compatible(saved_signature(newest[1]), current, run_url)
+
+
+@contextmanager
+def unrecorded(run_url: str, s3: S3Config) -> Iterator[Path | None]:
+    """The newest checkpoint of a Ray Train run whose own record of it is missing (a run aborted by Ctrl-C stops
+    before Ray Train writes its checkpoint_manager_snapshot.json, and its rerun would start over), as a local
+    folder while the block runs; None when there is none. Only a checkpoint of an epoch before the last one
+    metrics.json records counts: each epoch's metrics.json is written once the previous epoch's checkpoint was
+    uploaded whole, so that one is whole (the last may have been cut short)."""
+    try:
+        history = json.loads(storage.read_bytes(storage.join(run_url, "metrics.json"), s3))["history"]
+    except (FileNotFoundError, ValueError, KeyError):
+        yield None
         return
+    newest = _newest_whole(run_url, s3, up_to_epoch=len(history) - 1)
+    if newest is None:
+        yield None
+        return
+    fs, path = storage.filesystem(newest[0], s3)
+    if not storage.is_remote(newest[0]):  # read in place
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="avdis-restore-") as tmp:
+        fs.get(path + "/", tmp + "/", recursive=True)
+        yield Path(tmp)
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

@@ -16,10 +16,20 @@ from typing import Any
 
 from avdis import clusterfit, runtime, storage
 from avdis.config import Config
+from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
 from avdis.train import checkpoint as ck
 from avdis.train import loop
+
+
+class TrainInterrupted(AvdisError):
+    """Ctrl-C (SIGINT) aborted a Ray Train run: it is not done, and its rerun resumes it."""
+
+    exit_code = 130  # what a shell reports for a process ended by SIGINT
+
+    def __init__(self, run_url: str):
+        super().__init__(f"{run_url}: interrupted; rerun the same command to resume from its last whole checkpoint")
 
 
 def run_name(cfg: Config) -> str:
@@ -88,8 +98,13 @@ def train(cfg: Config) -> dict[str, Any]:
         runtime.connect(cfg.ray)
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, (cfg.train.storage, cfg.data.shards), standalone=True)
-        result = trainer(cfg, cfg.train.storage, name).fit()
+        try:
+            result = trainer(cfg, cfg.train.storage, name).fit()
+        except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
+            raise TrainInterrupted(run_url) from None
         if result.error:
             raise result.error
         history = json.loads(storage.read_bytes(storage.join(run_url, loop.METRICS_FILE), cfg.s3))["history"]
+        if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
+            raise TrainInterrupted(run_url)
     return {"run": run_url, "metrics_file": storage.join(run_url, loop.METRICS_FILE), "final": history[-1]}

@@ -103,7 +103,8 @@ class RayReporter:
     def restore(self) -> AbstractContextManager[Path | None]:
         import ray.train
 
-        return _as_directory(ray.train.get_checkpoint())
+        found = ray.train.get_checkpoint()
+        return _as_directory(found) if found is not None else ck.unrecorded(self.run_url, self.s3)
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         import ray.train

@@ -50,7 +50,8 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
 
     Each epoch's forward pass over the train clips gives both the folds' training loss and the
     out-of-fold accuracy of the parameters before that step; the test clips' mean-softmax
-    prediction is kept for the first epoch with the best out-of-fold accuracy.
+    prediction is kept for the first epoch with the best out-of-fold accuracy (the last epoch when no clip can be
+    judged out of fold).
     """
     n, d = x.shape
     k = min(cfg.folds, n)
@@ -68,12 +69,16 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
         return torch.relu(inputs[None] @ w1 + b1) @ w2 + b2  # (k, rows, classes)
 
     rows, targets, fitted = torch.arange(n), y.repeat(k), fits.sum(1)
+    # A clip can judge its copy only if that copy fitted another clip of the same speaker (it cannot name a speaker it
+    # never saw). With none (each speaker one train clip), no epoch can be chosen: the last one is used.
+    judged = (fits @ F.one_hot(y, n_classes).float())[fold, y] > 0
     best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
     for _ in range(cfg.epochs):
         logits = forward(x)
         with torch.no_grad():
-            oof = float((logits[fold, rows].argmax(1) == y).float().mean())  # each clip by the copy that did not fit it
-            if oof > best:
+            right = logits[fold, rows].argmax(1) == y  # each clip by the copy that did not fit it
+            oof = float(right[judged].float().mean()) if judged.any() else 0.0
+            if oof > best or not judged.any():
                 best, best_pred = oof, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
         loss = F.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="none").view(k, n)
         opt.zero_grad()

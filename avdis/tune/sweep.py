@@ -32,7 +32,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
-from avdis.config import OBJECTIVES, Config, setting_of, with_overrides
+from avdis.config import OBJECTIVES, Config, check_nullspace, setting_of, with_overrides
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
 from avdis.errors import AvdisError, UsageError
@@ -323,7 +323,18 @@ def run(cfg: Config, views: Views = Views()) -> str:
         return _run(cfg, views)
 
 
+def _check_space(cfg: Config) -> None:
+    """What the space asks that no trial could do (a trial's own config is checked only when it starts)."""
+    space = cfg.sweep.space
+    if "nullspace" in space.methods and "nullspace" in space.weights:
+        try:
+            check_nullspace("sweep.space.weights.nullspace.high", space.weights["nullspace"].high, cfg.model.emb_dim)
+        except ValueError as exc:
+            raise UsageError(f"{exc}; lower it or drop nullspace from sweep.space.methods") from None
+
+
 def _run(cfg: Config, views: Views) -> str:
+    _check_space(cfg)
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
     sweep_url = url_of(cfg)
