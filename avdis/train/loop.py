@@ -224,6 +224,12 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         # Resumed a run that had finished (its driver died before hearing so): say it again.
         reporter.report(history[-1], None)
     train_clips = info.split_counts.get("train", 0)
+    steps = max(1, -(-train_clips // (cfg.train.batch_size * world)))
+    if steps % cfg.train.grad_accum:
+        raise UsageError(
+            f"train.grad_accum={cfg.train.grad_accum} does not divide an epoch's {steps} steps ({train_clips} train "
+            f"clips in batches of {cfg.train.batch_size} x {world} workers): the last, partial accumulation would "
+            "carry into the next epoch and be lost on resume; pick a grad_accum that divides it, or another batch_size")
     for epoch in range(start, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would
         stats = SkipStats()
@@ -232,7 +238,6 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         logs: list[dict[str, float]] = []
         batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
                                 seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
-        steps = max(1, -(-train_clips // (cfg.train.batch_size * world)))
         i = 0
         while True:
             tw = time.perf_counter()
