@@ -120,7 +120,7 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     assert set(points) == {f"t{i}" for i in range(1, 10)}  # t10 has no metrics: counted, not placed
     assert {t for t, p in points.items() if p["on_front"]} == FRONT
     assert [t for t, p in points.items() if p["running"]] == ["t9"]
-    assert blob["counts"] == {"trials": 10, "completed": 8, "running": 1, "errors": 1, "unplaced": 1}
+    assert blob["counts"] == {"trials": 10, "completed": 8, "running": 1, "errors": 1, "unplaced": 0}  # t10: as failed
 
     assert "demo" in page and "0.4035" in page and "waiting for the first result" not in page
     table = page[page.index('<table id="front-table">'):]
@@ -341,3 +341,10 @@ def test_leakage_below_zero_earns_no_area_beyond_the_box() -> None:
     from avdis.results import pareto
 
     assert pareto.hypervolume([0.5], [-0.2], CHANCE) == pytest.approx((0.5 - CHANCE) * 1.0)  # at most the box
+
+
+def test_a_failed_trial_with_metrics_is_not_also_counted_as_unplaced() -> None:
+    failed = [{**r, "status": "ERROR", "order": None} if r["trial_id"] == "t5" else r for r in rows()]
+    trials = results.to_table(failed).to_pandas()
+    page = plots.render_html(trials, results.summarize(trials, "demo"))
+    assert "2 failed" in page and "without both metrics" not in page

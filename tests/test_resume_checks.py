@@ -177,5 +177,5 @@ def test_split_or_feature_settings_the_shards_were_not_made_with_are_refused(tin
 
 def test_a_grad_accum_that_does_not_divide_an_epoch_is_refused(tiny_shards, tmp_path):
     """Its partial accumulation carried into the next epoch, and a resumed run lost it (other weights)."""
-    with pytest.raises(UsageError, match=r"train.grad_accum=2 does not divide an epoch's 3 steps"):
+    with pytest.raises(UsageError, match=r"train.grad_accum=2 does not divide the 3 steps of epoch 1"):
         launch.train(cfg_for(tiny_shards, tmp_path / "runs", "train.grad_accum=2"))

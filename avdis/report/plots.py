@@ -152,7 +152,7 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
         "completed": int(trials["order"].notna().sum()),
         "running": int((status == "RUNNING").sum()),
         "errors": int((status == "ERROR").sum()),
-        "unplaced": len(trials) - len(points),
+        "unplaced": int((status != "ERROR").sum()) - len(points),  # failed trials are counted as failed only
     }
 
 
@@ -440,8 +440,8 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
     _check_has_trials(sweep_url, s3)
     trials, note = load_trials(sweep_url, s3)
     summary = results.summarize(trials, sweep_name(trials, sweep_url))
-    if note is not None:
-        _write_pages(sweep_url, trials, summary, note, s3)
+    if note is not None:  # the pages show the summary kept, and why it was kept
+        _write_pages(sweep_url, trials, results.read_pareto(sweep_url, s3) or summary, note, s3)
         raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
     results.write_pareto(sweep_url, summary, s3)
     return _write_pages(sweep_url, trials, summary, note, s3)

@@ -19,6 +19,7 @@ from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
+from avdis.data.stream import open_dataset
 from avdis.train import checkpoint as ck
 from avdis.train import loop
 
@@ -95,6 +96,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if cfg.train.strategy == "single":
         history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
     else:
+        loop.check_accumulation(open_dataset(cfg.data, cfg.s3), cfg, cfg.train.workers)  # before Ray starts
         runtime.connect(cfg.ray)
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, (cfg.train.storage, cfg.data.shards), standalone=True)

@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from avdis import storage
 from avdis.config import OBJECTIVES, Config
-from avdis.data.stream import DatasetInfo, SkipStats, epoch_batches, open_dataset
+from avdis.data.stream import DatasetInfo, EpochPlan, SkipStats, epoch_batches, open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, build_model, count_parameters
@@ -224,12 +224,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         # Resumed a run that had finished (its driver died before hearing so): say it again.
         reporter.report(history[-1], None)
     train_clips = info.split_counts.get("train", 0)
-    steps = max(1, -(-train_clips // (cfg.train.batch_size * world)))
-    if steps % cfg.train.grad_accum:
-        raise UsageError(
-            f"train.grad_accum={cfg.train.grad_accum} does not divide an epoch's {steps} steps ({train_clips} train "
-            f"clips in batches of {cfg.train.batch_size} x {world} workers): the last, partial accumulation would "
-            "carry into the next epoch and be lost on resume; pick a grad_accum that divides it, or another batch_size")
+    check_accumulation(info, cfg, world)
     for epoch in range(start, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would
         stats = SkipStats()
@@ -238,6 +233,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         logs: list[dict[str, float]] = []
         batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
                                 seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
+        steps = EpochPlan.make(info, "train", world, epoch, cfg.train.seed, cfg.train.batch_size).steps or 1
         i = 0
         while True:
             tw = time.perf_counter()
@@ -288,6 +284,19 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                                     json.dumps(json_safe({"history": history}), indent=1, allow_nan=False).encode(), cfg.s3)
             reporter.report(metrics, d)
     return history
+
+
+def check_accumulation(info: DatasetInfo, cfg: Config, world: int) -> None:
+    """Refuse a train.grad_accum that does not divide every epoch's steps (shards are dealt whole, so ranks and
+    epochs may differ): the last, partial accumulation would carry into the next epoch and be lost on resume."""
+    accum = cfg.train.grad_accum
+    for epoch in range(cfg.train.epochs) if accum > 1 else ():
+        steps = EpochPlan.make(info, "train", world, epoch, cfg.train.seed, cfg.train.batch_size).steps
+        if steps % accum:
+            raise UsageError(
+                f"train.grad_accum={accum} does not divide the {steps} steps of epoch {epoch + 1} (batches of "
+                f"{cfg.train.batch_size} on {world} worker(s)): its last, partial accumulation would carry into the "
+                "next epoch and be lost on resume; pick a grad_accum that divides it, or another batch_size")
 
 
 def train_worker(config: dict[str, Any]) -> None:

@@ -70,20 +70,23 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
 
     rows, targets, fitted = torch.arange(n), y.repeat(k), fits.sum(1)
     # A clip can judge its copy only if that copy fitted another clip of the same speaker (it cannot name a speaker it
-    # never saw). With none (each speaker one train clip), no epoch can be chosen: the last one is used.
+    # never saw). With none (each speaker one train clip), no epoch can be chosen: the trained copies predict.
     judged = (fits @ F.one_hot(y, n_classes).float())[fold, y] > 0
     best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
     for _ in range(cfg.epochs):
         logits = forward(x)
         with torch.no_grad():
             right = logits[fold, rows].argmax(1) == y  # each clip by the copy that did not fit it
-            oof = float(right[judged].float().mean()) if judged.any() else 0.0
-            if oof > best or not judged.any():
+            oof = float(right[judged].float().mean()) if judged.any() else -1.0
+            if oof > best:
                 best, best_pred = oof, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
         loss = F.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="none").view(k, n)
         opt.zero_grad()
         ((loss * fits).sum(1) / fitted).sum().backward()
         opt.step()
+    if not judged.any():  # no epoch could be chosen: the fully trained copies predict
+        with torch.no_grad():
+            best_pred = forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
     return best_pred
 
 
