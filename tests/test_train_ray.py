@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -231,7 +232,8 @@ def test_ctrl_c_exits_130_and_the_rerun_resumes_even_without_ray_trains_record(t
     env = {**os.environ, "RAY_ADDRESS": ""}
     run = tmp_path / "runs" / "ctrlc"
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                                 start_new_session=True)
         try:
             deadline = time.monotonic() + 300
             while len(history(str(run)) if (run / "metrics.json").exists() else []) < 3:
@@ -243,6 +245,8 @@ def test_ctrl_c_exits_130_and_the_rerun_resumes_even_without_ray_trains_record(t
             if first.poll() is None:
                 first.kill()
                 first.wait(30)
+            with contextlib.suppress(ProcessLookupError):  # whatever of its local Ray is left, before the rerun
+                os.killpg(first.pid, signal.SIGKILL)
     out = (tmp_path / "first.log").read_text()
     assert first.returncode == 130 and f"{run}: interrupted; rerun the same command to resume" in out, out[-3000:]
     before = history(str(run))
