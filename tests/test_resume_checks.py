@@ -43,7 +43,7 @@ def copy_of(finished: Path, tmp_path: Path) -> Path:
 
 
 def history(storage: Path) -> list[dict]:
-    return json.loads((storage / "fixed" / loop.METRICS_FILE).read_text())["history"]
+    return json.loads((storage / "fixed" / ck.METRICS_FILE).read_text())["history"]
 
 
 def test_other_lr_is_refused_with_exit_2_instead_of_the_old_result(tiny_shards, finished, capsys):
@@ -157,7 +157,7 @@ def test_an_unrecorded_ray_train_checkpoint_is_the_newest_whole_one_before_the_l
         (run / name / ck.STATE).write_text(json.dumps({"epoch": epoch}))
     with ck.unrecorded(str(run), C.S3Config()) as found:
         assert found is None  # no metrics.json: nothing says which checkpoints were whole
-    (run / loop.METRICS_FILE).write_text(json.dumps({"history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}))
+    (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}))
     with ck.unrecorded(str(run), C.S3Config()) as found:
         assert found == run / "checkpoint_2026-01-01_00-00-02"  # epoch 3's may have been cut short
     (run / "checkpoint_2026-01-01_00-00-02" / ck.STATE).write_text('{"epo')

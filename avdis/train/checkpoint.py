@@ -24,6 +24,7 @@ from avdis.config import Config, S3Config
 from avdis.errors import UsageError
 
 STATE = "state.json"
+METRICS_FILE = "metrics.json"  # the run's history, rank 0's, beside its checkpoints
 LATEST = "latest.json"
 KEEP_CHECKPOINTS = 2  # per run: RunStore prunes to it, Ray Train's CheckpointConfig keeps as many
 SIGNATURE = "run_signature"  # state.json's key for `run_signature`
@@ -118,7 +119,7 @@ def unrecorded(run_url: str, s3: S3Config) -> Iterator[Path | None]:
     metrics.json records counts: each epoch's metrics.json is written once the previous epoch's checkpoint was
     uploaded whole, so that one is whole (the last may have been cut short)."""
     try:
-        history = json.loads(storage.read_bytes(storage.join(run_url, "metrics.json"), s3))["history"]
+        history = json.loads(storage.read_bytes(storage.join(run_url, METRICS_FILE), s3))["history"]
     except (FileNotFoundError, ValueError, KeyError):
         yield None
         return
@@ -126,10 +127,17 @@ def unrecorded(run_url: str, s3: S3Config) -> Iterator[Path | None]:
     if newest is None:
         yield None
         return
-    fs, path = storage.filesystem(newest[0], s3)
     if not storage.is_remote(newest[0]):  # read in place
-        yield Path(path)
+        yield Path(storage.filesystem(newest[0], s3)[1])
         return
+    with _downloaded(newest[0], s3) as here:
+        yield here
+
+
+@contextmanager
+def _downloaded(folder_url: str, s3: S3Config) -> Iterator[Path]:
+    """A checkpoint folder copied to a local temp folder while the block runs."""
+    fs, path = storage.filesystem(folder_url, s3)
     with tempfile.TemporaryDirectory(prefix="avdis-restore-") as tmp:
         fs.get(path + "/", tmp + "/", recursive=True)
         yield Path(tmp)
@@ -159,10 +167,8 @@ class RunStore:
             yield None
             return
         name = json.loads(storage.read_bytes(pointer, self.s3))["checkpoint"]
-        fs, path = storage.filesystem(storage.join(self.url, name), self.s3)
-        with tempfile.TemporaryDirectory(prefix="avdis-restore-") as tmp:
-            fs.get(path + "/", tmp + "/", recursive=True)
-            yield Path(tmp)
+        with _downloaded(storage.join(self.url, name), self.s3) as here:
+            yield here
 
     def save(self, local_dir: Path, epoch: int) -> str:
         name = f"checkpoint_epoch_{epoch:04d}"

@@ -106,7 +106,7 @@ def train(cfg: Config) -> dict[str, Any]:
             raise TrainInterrupted(run_url) from None
         if result.error:
             raise result.error
-        history = json.loads(storage.read_bytes(storage.join(run_url, loop.METRICS_FILE), cfg.s3))["history"]
+        history = json.loads(storage.read_bytes(storage.join(run_url, ck.METRICS_FILE), cfg.s3))["history"]
         if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
             raise TrainInterrupted(run_url)
-    return {"run": run_url, "metrics_file": storage.join(run_url, loop.METRICS_FILE), "final": history[-1]}
+    return {"run": run_url, "metrics_file": storage.join(run_url, ck.METRICS_FILE), "final": history[-1]}

@@ -34,7 +34,6 @@ from avdis.train.engine import build_engine
 from avdis.train.evaluate import evaluate
 from avdis.train.step import Stepper, embed, train_prior
 
-METRICS_FILE = "metrics.json"
 OUTPUTS = ("z_emo", "z_id", "emo_logits", "id_logits")
 
 
@@ -280,7 +279,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                 if fit is not None:
                     torch.save({"projection": fit.projection, "mean": fit.mean, "emo_head": fit.emo_head.state_dict()},
                                d / "posthoc.pt")
-                storage.write_bytes(storage.join(reporter.run_url, METRICS_FILE),
+                storage.write_bytes(storage.join(reporter.run_url, ck.METRICS_FILE),
                                     json.dumps(json_safe({"history": history}), indent=1, allow_nan=False).encode(), cfg.s3)
             reporter.report(metrics, d)
     return history
