@@ -61,19 +61,18 @@ def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
     """A config dump less the settings in `skip`, and less any setting this avdis no longer has (a sweep started by
     an older avdis cannot have used it)."""
     out = json.loads(json.dumps(spec))
-    for path in skip:
+    for path in [*skip, *(path for path in _paths(out) if setting_of(path) is None)]:
         *parents, leaf = path.split(".")
         node = out
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
-    for path in [path for path in _paths(out) if setting_of(path) is None]:
-        *parents, leaf = path.split(".")
-        node = out
-        for p in parents:
-            node = node[p]
-        node.pop(leaf, None)
     return out
+
+
+def _before_counts(record: dict[str, Any]) -> bool:
+    """A sweep.json written before 2026-11-30 (it has a "digest"): it left out what Tune restores itself."""
+    return "digest" in record
 
 
 def _paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
@@ -95,12 +94,12 @@ def _differences(saved: Any, now: Any, prefix: str = "") -> list[tuple[str, bool
 
 def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
     """Refuse to mix another sweep into this folder; its sweep.json when it holds this same sweep (resume), else
-    None. A sweep.json from before 2026-11-30 (it has a "digest") did not record what Tune restores itself."""
+    None."""
     url = storage.join(sweep_url, results.SPEC)
     if not storage.exists(url, cfg.s3):
         return None
     record = json.loads(storage.read_bytes(url, cfg.s3))
-    skip = RESUMABLE_CHANGES + (TUNE_RESTORES if "digest" in record else ())
+    skip = RESUMABLE_CHANGES + (TUNE_RESTORES if _before_counts(record) else ())
     differences = _differences(_identity(record["spec"], skip), _identity(cfg.model_dump(mode="json"), skip))
     if differences:
         diff = ", ".join(path for path, _ in differences[:8])
@@ -355,7 +354,7 @@ def _run(cfg: Config, views: Views) -> str:
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    known = not resume or "digest" not in record  # an older sweep.json may hold another num_samples than Tune's
+    known = not resume or not _before_counts(record)  # an older sweep.json may hold another num_samples than Tune's
     fit(_tuner(cfg, sweep_url, resume, views), s.num_samples if known else None, sweep_url)
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views)
