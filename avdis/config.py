@@ -326,7 +326,7 @@ class SearchSpace(_Section):
             if isinstance(choice, list) and not choice:
                 raise ValueError(f"sweep.space.params.{key}: empty list of choices")
             values = choice if isinstance(choice, list) else [choice.low, choice.high]
-            field = _field(key)
+            field = _fields_along(key)[-1]  # the setting itself: setting_of(key) == key
             takes = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
             for value in values:  # its own type and bounds; rules tying it to other settings: each trial's config
                 try:
@@ -397,31 +397,29 @@ def check_nullspace(field: str, directions: float, emb_dim: int) -> None:
         raise ValueError(f"{field}={directions:g}: nullspace removes at most model.emb_dim={emb_dim} directions of z_emo")
 
 
-def _field(path: str) -> FieldInfo:
-    """The schema field a dotted path names (the caller knows it is one: `setting_of(path) == path`)."""
+def _fields_along(path: str) -> list[FieldInfo]:
+    """The schema fields a dotted path passes through, as far as the schema reaches (it ends at a field whose value is
+    no section, or at a name Config does not have)."""
     model: Any = Config
+    found: list[FieldInfo] = []
     for part in path.split("."):
-        info = model.model_fields[part]
-        model = info.annotation
-    return info
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            break
+        found.append(fields[part])
+        model = fields[part].annotation
+    return found
 
 
 def setting_of(path: str) -> str | None:
     """The setting a dotted `path` of a config dump lies in: `path` itself when it names a field, the field holding
     it when it lies inside a field's value (a key of sweep.space.params), None when Config has no such field."""
-    model: Any = Config
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        fields = getattr(model, "model_fields", None)
-        if fields is None:
-            return ".".join(parts[:i])
-        if part not in fields:
-            return None
-        model = fields[part].annotation
-    return path
-
-
-# ---------------------------------------------------------------------- loading
+    parts, found = path.split("."), _fields_along(path)
+    if len(found) == len(parts):
+        return path
+    if found and getattr(found[-1].annotation, "model_fields", None) is None:
+        return ".".join(parts[:len(found)])
+    return None
 
 
 _DOTTED_KEYS = "sweep.space.params."  # a mapping whose keys are dotted paths: sweep.space.params.train.lr=[...]
@@ -531,11 +529,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key in seen:
+            if not isinstance(key, Hashable):  # refused by SafeLoader itself, with its own message
+                continue
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark)
-            if isinstance(key, Hashable):
-                seen.add(key)
+            seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 

@@ -69,7 +69,7 @@ def _check_answers(address: str) -> None:
             f"Ray address {address!r} does not answer ({exc}; waited up to {CONNECT_TIMEOUT_S:.0f}s); start that "
             "cluster, fix ray.address / RAY_ADDRESS, or unset both to start a local Ray"
         ) from None
-    if not os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") and not _speaks_grpc(target):
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true") and not _speaks_grpc(target):
         raise UsageError(
             f"Ray address {address!r} accepts connections but does not answer as Ray (no gRPC service there within "
             f"{CONNECT_TIMEOUT_S:.0f}s): give the port of the cluster's GCS (6379 unless changed), not the "
