@@ -136,8 +136,10 @@ def cmd_grafana(args: argparse.Namespace) -> int:
     from avdis.report import grafana
 
     if args.action == "export":
-        path = grafana.export(args.out)
-        print(f"dashboard: {path}")
+        if args.out == "-":
+            sys.stdout.write(grafana.render())
+        else:
+            print(f"dashboard: {grafana.export(args.out)}")
         return 0
     if not args.url:
         raise C.ConfigError("avdis grafana push: --url is required (the Grafana base URL)")
@@ -240,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grafana", help="export the Grafana dashboard JSON or push it to a Grafana server")
     p.add_argument("action", choices=["export", "push"])
-    p.add_argument("--out", default="infra/grafana/dashboards/avdis-pareto.json", help="export: where to write")
+    p.add_argument("--out", default="-", help="export: the file to write (default: standard output); "
+                   "the repo's copy is infra/grafana/dashboards/avdis-pareto.json")
     p.add_argument("--url", help="push: Grafana base URL")
     p.add_argument("--folder-uid", help="push: Grafana folder UID")
     p.add_argument("--overwrite", action="store_true", help="push: replace a dashboard with the same UID")

@@ -54,6 +54,8 @@ def test_dashboard_model() -> None:
     for kind in ("xychart", "table"):
         exprs = [t["expr"] for t in panels[kind]["targets"]]
         assert all(t["instant"] and t["format"] == "table" for t in panels[kind]["targets"])
+        # a sweep's gauges go stale when its Ray exits; the trial panels keep each series' last value in range
+        assert all("last_over_time(" in e and "[$__range]" in e for e in exprs)
         assert any("ray_avdis_trial_leakage" in e for e in exprs) and any("ray_avdis_trial_emotion_acc" in e for e in exprs)
     assert panels["xychart"]["transformations"][0] == {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}}
     assert panels["xychart"]["options"]["series"][0]["x"] == "leakage"

@@ -41,12 +41,22 @@ def _sweep(metric: str, by: str) -> str:
     return f'max by ({by}) ({metric}{{sweep="$sweep"}})'
 
 
+def _latest(metric: str, by: str) -> str:
+    """Each series' last value in the dashboard's time range.
+
+    A plain instant query sees only series scraped in the last 5 minutes (Prometheus's
+    lookback), and a sweep's gauges go stale as soon as its Ray exits: the trial panels
+    would go blank when the sweep ends. `last_over_time` over `$__range` keeps them.
+    """
+    return f'max by ({by}) (last_over_time({metric}{{sweep="$sweep"}}[$__range]))'
+
+
 def _pareto_panel() -> dict[str, Any]:
     """XY chart: one point per trial, leakage (x) against emotion accuracy (y), joined on `trial`."""
     return {
         "id": 1, "type": "xychart", "title": "Pareto: emotion accuracy vs identity leakage (one point per trial)",
         "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 14, "x": 0, "y": 0},
-        "targets": [_instant("A", _sweep(LEAKAGE, "trial")), _instant("B", _sweep(ACC, "trial"))],
+        "targets": [_instant("A", _latest(LEAKAGE, "trial")), _instant("B", _latest(ACC, "trial"))],
         "transformations": [
             {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}},
             _organize({"Value #A": "leakage", "Value #B": "emotion_acc"}, ["Time", "Time 1", "Time 2"]),
@@ -92,7 +102,7 @@ def _trials_panel() -> dict[str, Any]:
     return {
         "id": 3, "type": "table", "title": "Trials", "datasource": DATASOURCE,
         "gridPos": {"h": 10, "w": 24, "x": 0, "y": 12},
-        "targets": [_instant("A", _sweep(LEAKAGE, "trial, method")), _instant("B", _sweep(ACC, "trial, method"))],
+        "targets": [_instant("A", _latest(LEAKAGE, "trial, method")), _instant("B", _latest(ACC, "trial, method"))],
         "transformations": [
             {"id": "merge", "options": {}},
             _organize({"Value #A": "leakage", "Value #B": "emotion_acc"}, ["Time"],
@@ -130,6 +140,7 @@ def render() -> str:
 
 
 def export(path: str | os.PathLike[str]) -> str:
+    """Write the dashboard file to `path` (the checked-in copy is infra/grafana/dashboards/avdis-pareto.json)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render())
