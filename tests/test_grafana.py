@@ -38,6 +38,15 @@ def test_export_equals_the_checked_in_file(tmp_path: Path) -> None:
     assert CHECKED_IN.read_text().endswith("}\n")
 
 
+def test_export_without_out_prints_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    from avdis import cli
+
+    monkeypatch.chdir(tmp_path)  # nothing may be written relative to the working directory
+    assert cli.main(["grafana", "export"]) == 0
+    assert capsys.readouterr().out == CHECKED_IN.read_text()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_dashboard_model() -> None:
     board = json.loads(CHECKED_IN.read_text())
     assert board["id"] is None and board["uid"]  # a fixed uid, no id: a push overwrites the same dashboard
