@@ -119,6 +119,16 @@ def test_one_progress_line_per_epoch_and_a_resume_line(tiny_shards, tmp_path, ca
     launch.train(cfg)  # the run is complete: it resumes, says so, trains nothing
     out = capsys.readouterr().out
     assert f"avdis train: resuming from epoch 2 of 2 ({tmp_path}/run)" in out and "avdis train: epoch" not in out
+    assert "train.epochs changed" not in out
+    # extended: the cosine schedule is now 3 epochs long, so the learning rate rises again (from 5% of lr); say so
+    launch.train(single(tiny_shards, tmp_path, "train.epochs=3", "train.probe_every=2", "probe.epochs=20"))
+    out = capsys.readouterr().out
+    said = re.search(r"avdis train: train.epochs changed from 2 to 3: the cosine learning rate follows the 3-epoch "
+                     r"schedule from epoch 3, so it moves from (\S+) to (\S+);", out)
+    assert said, out
+    lr = cfg.train.lr  # cos(pi * 2/3) = -1/2: a quarter of the way down from lr, on a 5% floor
+    assert [float(x) for x in said.groups()] == pytest.approx([0.05 * lr, lr * (0.05 + 0.95 * 0.25)], rel=1e-2)
+    assert "avdis train: epoch 3/3" in out
 
 
 def test_model_list_prints_presets_with_parameter_counts(capsys):

@@ -32,7 +32,7 @@ from avdis.numbers import finite, json_safe
 from avdis.train import checkpoint as ck
 from avdis.train.engine import build_engine
 from avdis.train.evaluate import evaluate
-from avdis.train.step import Stepper, embed, train_prior
+from avdis.train.step import Stepper, embed, lr_at, train_prior
 
 OUTPUTS = ("z_emo", "z_id", "emo_logits", "id_logits")
 
@@ -219,6 +219,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             start, history = state["epoch"], state["history"]
             if rank == 0:
                 print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
+                _say_schedule_change(cfg, start, state.get("epochs"))
     if history and start >= cfg.train.epochs:
         # Resumed a run that had finished (its driver died before hearing so): say it again.
         reporter.report(history[-1], None)
@@ -273,7 +274,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         with ck.scratch_dir() as d:
             engine.save(d)  # collective under DeepSpeed
             if rank == 0:
-                ck.write_state(d, {"epoch": epoch + 1, "history": history, ck.SIGNATURE: signature,
+                ck.write_state(d, {"epoch": epoch + 1, "epochs": cfg.train.epochs, "history": history, ck.SIGNATURE: signature,
                                    "data_position": {"epoch": epoch + 1, "step_in_epoch": 0}})
                 torch.save(stepper.state_dict(), d / "adversary.pt")
                 if fit is not None:
@@ -283,6 +284,16 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                                     json.dumps(json_safe({"history": history}), indent=1, allow_nan=False).encode(), cfg.s3)
             reporter.report(metrics, d)
     return history
+
+
+def _say_schedule_change(cfg: Config, start: int, planned: int | None) -> None:
+    """A run resumed with other `train.epochs` follows the new cosine schedule from where it is: say what that does."""
+    if cfg.train.lr_schedule != "cosine" or planned in (None, cfg.train.epochs) or start >= cfg.train.epochs:
+        return
+    print(f"avdis train: train.epochs changed from {planned} to {cfg.train.epochs}: the cosine learning rate follows "
+          f"the {cfg.train.epochs}-epoch schedule from epoch {start + 1}, so it moves from "
+          f"{lr_at(cfg, start, planned):.3g} to {lr_at(cfg, start):.3g}; the run differs from one trained for "
+          f"{cfg.train.epochs} epochs from the start", flush=True)
 
 
 def check_accumulation(info: DatasetInfo, cfg: Config, world: int) -> None:

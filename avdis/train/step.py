@@ -31,11 +31,11 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: (v.to(device, non_blocking=True) if k in TENSOR_KEYS else v) for k, v in batch.items()}
 
 
-def lr_at(cfg: Config, epoch_progress: float) -> float:
-    """Learning rate at a point of training (epochs as a float)."""
+def lr_at(cfg: Config, epoch_progress: float, epochs: int | None = None) -> float:
+    """Learning rate at a point of training (epochs as a float), on a schedule `epochs` long (default: the config's)."""
     if cfg.train.lr_schedule == "constant":
         return cfg.train.lr
-    frac = min(1.0, epoch_progress / cfg.train.epochs)
+    frac = min(1.0, epoch_progress / (epochs or cfg.train.epochs))
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
