@@ -179,3 +179,30 @@ def test_a_grad_accum_that_does_not_divide_an_epoch_is_refused(tiny_shards, tmp_
     """Its partial accumulation carried into the next epoch, and a resumed run lost it (other weights)."""
     with pytest.raises(UsageError, match=r"train.grad_accum=2 does not divide the 3 steps of epoch 1"):
         launch.train(cfg_for(tiny_shards, tmp_path / "runs", "train.grad_accum=2"))
+
+
+def test_scratch_folders_of_killed_processes_are_removed_and_no_others(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a PID whose process has ended
+    old = time.time() - 2 * ck.ORPHAN_AGE_S
+    folders = {
+        "orphan": tmp_path / f"{ck.SCRATCH_PREFIX}{gone.pid}-a1",  # dead and old: a killed run's
+        "fresh": tmp_path / f"{ck.SCRATCH_PREFIX}{gone.pid}-b2",  # dead but new: perhaps another PID namespace's
+        "alive": tmp_path / f"{ck.SCRATCH_PREFIX}{os.getpid()}-c3",  # a live process's, however old
+        "unnamed": tmp_path / f"{ck.SCRATCH_PREFIX}q8zk1_x0",  # from before folders carried the PID
+    }
+    for name, d in folders.items():
+        (d / "engine").mkdir(parents=True)
+        (d / "engine" / "state.pt").write_bytes(b"x" * 64)
+        if name != "fresh":
+            os.utime(d, (old, old))
+    monkeypatch.setattr(ck.tempfile, "tempdir", str(tmp_path))
+    with ck.scratch_dir() as d:
+        assert d.parent == tmp_path and d.name.startswith(f"{ck.SCRATCH_PREFIX}{os.getpid()}-")
+        assert {name for name, f in folders.items() if f.exists()} == {"fresh", "alive", "unnamed"}
+    assert not d.exists()

@@ -13,8 +13,10 @@ else is refused naming each setting that differs, old and new.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -187,10 +189,38 @@ class RunStore:
             fs.rm(f"{path}/{old}", recursive=True)
 
 
+SCRATCH_PREFIX = "avdis-ckpt-"
+ORPHAN_AGE_S = 600.0  # a scratch folder this old whose process is gone was left by a killed one
+
+
 @contextmanager
 def scratch_dir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="avdis-ckpt-"))
+    """A temp folder to write one checkpoint in, removed afterwards; named with this process's PID so that
+    the folders of killed processes (an epoch's engine state each) are removed by the next run on the node."""
+    _remove_orphans(Path(tempfile.gettempdir()))
+    d = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _remove_orphans(tmp: Path) -> None:
+    for d in tmp.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = d.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or _alive(int(pid)) or time.time() - d.stat().st_mtime < ORPHAN_AGE_S:
+                continue
+        except OSError:
+            continue  # another process removed it first
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
