@@ -50,6 +50,9 @@ def test_written_video_decodes_to_its_frames(tmp_path, suffix):
         frame[8:24, 4 + i : 20 + i] = rng.integers(0, 256, 3)
     path = tmp_path / f"clip{suffix}"
     media.write_clip(path, frames, 8, None, 16000)
-    decoded = media.decode_video(path, 8)
-    assert decoded.shape == frames.shape
+    decoded, n = media.decode_video(path, 8)
+    assert decoded.shape == frames.shape and n == len(frames)
+    window, n = media.decode_video(path, 8, (2, 5))  # only a window's frames are kept
+    assert n == len(frames)
+    np.testing.assert_array_equal(window, decoded[2:5])
     assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 4  # colours and positions kept

@@ -131,3 +131,23 @@ def test_unreachable_shards_count_as_bad_shards(tiny_corpus, tiny_shards, tmp_pa
     assert stats.bad_shards == 1 and "cannot open" in stats.reasons[0] and first.name in stats.reasons[0]
     meta = json.loads(pq.read_table(out / "manifest.parquet").schema.metadata[b"avdis"])
     assert stats.skipped_samples == next(s["clips"] for s in meta["shards"] if s["name"] == first.name)
+
+
+def test_clip_ids_with_dots_come_back_whole(tmp_path):
+    """A ground_truth.csv may use file names as ids: WebDataset would split `c1.mp4` into fields; none is lost."""
+    from corpus_trees import clip_media
+
+    ids = ["c1.mp4", "s1.clip.02", "c%2E3", "c.3", "plain"]  # "c%2E3" and "c.3" must stay two clips
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, clip_id in enumerate(ids):
+        frames, audio = clip_media(i, seconds=1.0)
+        media.write_clip(tmp_path / "src" / f"f{i}.mp4", frames, 12, audio, 16000)
+        rows.append(f"f{i}.mp4,{clip_id},s{i % 2},{('happy', 'sad')[i // 2 % 2]}")
+    (tmp_path / "src" / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    data = data_cfg(tmp_path / "src", tmp_path / "out")
+    summary = shards.build_shards(data, S3)
+    assert summary["clips"] == len(ids) and summary["rejects"] == 0
+    stats = stream.SkipStats()
+    batches = all_batches(stream.open_dataset(data, S3), data, None, batch_size=2, stats=stats)
+    assert sorted(c for b in batches for c in b["clip_id"]) == sorted(ids)
+    assert stats.bad_samples == 0 and stats.bad_shards == 0 and stats.delivered == len(ids)

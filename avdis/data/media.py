@@ -14,6 +14,7 @@ Anything that cannot be decoded raises `MediaError` naming the file and the reas
 from __future__ import annotations
 
 import fractions
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,15 +74,25 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
     return f"cannot open media ({exc.__class__.__name__}: {exc})"
 
 
+def _origin(container: av.container.InputContainer) -> float:
+    """The file's time zero in seconds: the earliest start of its streams. Each track is placed relative to it, so
+    a track that starts late (an audio delay, a video cut with an offset) stays in step with the other one."""
+    return (container.start_time or 0) / av.time_base
+
+
 def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`."""
+    """Mono float32 samples at `sample_rate`, from the file's time zero (silence before a late start)."""
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
+        origin = _origin(container)
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
+        begins = None
         try:
             for frame in container.decode(audio=0):
+                if begins is None and frame.time is not None:
+                    begins = frame.time
                 chunks.extend(r.to_ndarray()[0] for r in resampler.resample(frame))
             chunks.extend(r.to_ndarray()[0] for r in resampler.resample(None))
         except av.error.FFmpegError as exc:
@@ -89,35 +100,74 @@ def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not chunks or sum(len(c) for c in chunks) == 0:
         raise MediaError(path, "audio stream holds no samples")
     samples = np.concatenate(chunks).astype(np.float32)
+    if not np.isfinite(samples).all():
+        raise MediaError(path, "audio holds NaN or infinite samples (a damaged float recording)")
     if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
         raise MediaError(path, "audio is digital silence (every sample is 0)")
-    return samples
+    lead = int(round(((begins if begins is not None else origin) - origin) * sample_rate))
+    return np.concatenate([np.zeros(lead, np.float32), samples]) if lead > 0 else samples
 
 
-def decode_video(path: str | Path, fps: float) -> np.ndarray:
-    """RGB frames `[n, H, W, 3]` resampled to `fps` by timestamp (nearest earlier frame)."""
-    frames: dict[int, np.ndarray] = {}
+MAX_SIDE = 1920  # frames are scaled down to this longest side as they are decoded: faces are cropped to a few dozen pixels
+
+
+def _rgb(frame: av.VideoFrame, aspect: float) -> np.ndarray:
+    """A frame as RGB `[H, W, 3]` the way a player shows it: square pixels (`aspect`: the stream's pixel aspect
+    ratio), turned upright by its display rotation (a phone's portrait video), no side above `MAX_SIDE`."""
+    w, h = frame.width * aspect, frame.height
+    scale = min(1.0, MAX_SIDE / max(w, h))
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    if size == (frame.width, frame.height):
+        img = frame.to_ndarray(format="rgb24")
+    else:
+        img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+    turns = (frame.rotation or 0) // 90 % 4
+    return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
+
+
+def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+    """RGB frames `[n, H, W, 3]` at `fps` from the file's time zero (each position shows the first source frame of
+    its 1/fps slot, or repeats the one before when the slot has none; black before a late start), and the clip's
+    length in such positions. With `span` (first, end) only those positions are converted and kept: a clip's frames
+    at full size would take gigabytes for a minute of 1080p, while a window takes a few seconds' worth."""
+    first, end = span if span is not None else (0, math.inf)
+    kept: list[np.ndarray] = []
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         stream = container.streams.video[0]
+        origin = _origin(container)
+        sar = stream.sample_aspect_ratio
+        aspect = float(sar) if sar else 1.0
+        n = 0  # positions so far
+        held: tuple[av.VideoFrame, np.ndarray | None] | None = None  # the newest source frame, and its array if made
         try:
-            last = None
             for i, frame in enumerate(container.decode(video=0)):
                 t = frame.time if frame.time is not None else i / float(stream.average_rate or 25)
-                img = frame.to_ndarray(format="rgb24")
-                slot = int(np.floor(t * fps + 1e-6))
-                if last is not None:  # repeat the held frame over skipped slots (low source fps)
-                    for s in range(last[0] + 1, slot):
-                        frames.setdefault(s, last[1])
-                frames.setdefault(slot, img)
-                last = (slot, img)
+                slot = max(0, int(np.floor((t - origin) * fps + 1e-6)))
+                if slot < n:  # the slot has its frame; the positions after it repeat the newest one
+                    held = (frame, None)
+                    continue
+                img = _rgb(frame, aspect) if first <= slot < end else None
+                # positions n..slot-1 have no frame of their own (a low source fps, a jump in the timestamps): counted
+                # at once, and only those in the span are filled, with the held frame or black before the first
+                lo, hi = max(n, first), min(slot, end)
+                if lo < hi:
+                    if held is None:
+                        fill = np.zeros_like(img if img is not None else _rgb(frame, aspect))
+                    else:
+                        fill = held[1] if held[1] is not None else _rgb(held[0], aspect)
+                    kept.extend([fill] * int(hi - lo))
+                if img is not None:
+                    kept.append(img)
+                held, n = (frame, img), slot + 1
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"corrupt video stream ({exc})") from None
-    if not frames:
+    if held is None:
         raise MediaError(path, "video stream holds no frames")
-    first = min(frames)
-    return np.stack([frames[s] for s in range(first, max(frames) + 1) if s in frames])
+    if not kept:
+        return _rgb(held[0], aspect)[None][:0], n
+    return np.stack(kept), n
 
 
 # ------------------------------------------------------------------ features
@@ -183,14 +233,23 @@ def _fit(x: np.ndarray, length: int) -> tuple[np.ndarray, int]:
 def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig) -> ClipFeatures:
     """Decode one clip (audio and video may live in separate files) into its features."""
     audio = decode_audio(audio_path, feat.sample_rate)
-    frames = decode_video(video_path, feat.fps)
-    duration = min(len(audio) / feat.sample_rate, len(frames) / feat.fps)
-    start = max(0.0, (duration - feat.window_s) / 2)  # centre window, both modalities alike
+    heard = len(audio) / feat.sample_rate
+
+    def window_start(duration: float) -> tuple[float, int]:  # centre window, both modalities alike
+        start = max(0.0, (duration - feat.window_s) / 2)
+        return start, int(round(start * feat.fps))
+
+    # decode only the window's frames; it is where the audio puts it unless the video is the shorter, and then
+    # (rarely: the two tracks of a clip mostly end together) the video is decoded again for its own window
+    _, v0 = window_start(heard)
+    window, n_frames = decode_video(video_path, feat.fps, (v0, v0 + feat.video_frames))
+    duration = min(heard, n_frames / feat.fps)
+    start, v1 = window_start(duration)
+    if v1 != v0:
+        window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames))
     a0 = int(start * feat.sample_rate)
     a1 = a0 + int(feat.window_s * feat.sample_rate)
     mel, audio_len = _fit(log_mel(audio[a0:a1], feat), feat.audio_frames)
-    v0 = int(round(start * feat.fps))
-    window = frames[v0 : v0 + feat.video_frames]
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
     return ClipFeatures(mel.astype(np.float16), audio_len, video, video_len, rate, duration)

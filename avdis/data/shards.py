@@ -1,7 +1,7 @@
 """Preprocessing: clip records -> WebDataset tar shards + manifest.parquet + rejects.parquet.
 
 Output under the URL (local folder or s3://bucket/prefix):
-    shards/shard-000000.tar ...  samples `<clip_id>.audio.npy`, `.video.npy`, `.json`
+    shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy`, `.json` (key: the clip_id, dots escaped)
     manifest.parquet             one row per clip: labels, split assignments, shard, shapes;
                                  schema metadata "avdis" holds label sets, features, shards
     rejects.parquet              source_path, reason for every file that could not be used
@@ -73,6 +73,13 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.tar"
 
 
+def sample_key(clip_id: str) -> str:
+    """The clip's name inside a tar. WebDataset takes everything after the first dot of a member's name as its
+    field, so an id such as `c1.mp4` (a file name, as a ground_truth.csv may give) would have its sample split
+    into fields nobody reads; dots are escaped (and `%`, so two ids never meet). The id itself is in the json."""
+    return clip_id.replace("%", "%25").replace(".", "%2E")
+
+
 def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: FeatureConfig) -> tuple[dict, dict]:
     from avdis.data.media import extract
 
@@ -84,7 +91,7 @@ def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: Featu
         "fold": fold, "audio_len": clip.audio_len, "video_len": clip.video_len,
         "face_detected": clip.face_detected,
     }
-    sample = {"__key__": rec.clip_id, "audio.npy": clip.audio, "video.npy": clip.video, "json": meta}
+    sample = {"__key__": sample_key(rec.clip_id), "audio.npy": clip.audio, "video.npy": clip.video, "json": meta}
     row = {**meta, "source_path": rec.source_path, "audio_path": rec.audio_path, "video_path": rec.video_path,
            "duration_s": clip.duration_s, "audio_shape": list(clip.audio.shape),
            "video_shape": list(clip.video.shape), "meta": json.dumps(rec.meta, sort_keys=True)}

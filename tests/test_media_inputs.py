@@ -1,0 +1,136 @@
+"""Media as users bring it: late tracks, jumps in timestamps, phone rotation, non-square pixels, huge frames,
+damaged float audio. Files are written here with PyAV (and one byte patch of an mp4 header), as a camera or an
+editor would leave them."""
+
+from __future__ import annotations
+
+import fractions
+import struct
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avdis.config import FeatureConfig
+from avdis.data import media
+
+FPS = 12  # the source's frame rate; features are taken at 8 fps
+
+
+def write(path: Path, frames: np.ndarray, pts=lambda i: i, audio_start: int = 0, sar=None, seconds: float = 2.0) -> Path:
+    """An mp4 of `frames` at FPS (frame i at pts(i)/FPS s) and a 440 Hz tone from sample `audio_start` (16 kHz)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=FPS)
+        v.height, v.width = frames.shape[1:3]
+        v.pix_fmt = "yuv420p"
+        v.time_base = v.codec_context.time_base = fractions.Fraction(1, FPS)
+        if sar is not None:
+            v.codec_context.sample_aspect_ratio = sar
+        a = out.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
+        chunks = [(audio_start + k, tone[None, k : k + 1024]) for k in range(0, len(tone), 1024)]
+
+        def sound(start: int, samples: np.ndarray) -> None:
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, start, fractions.Fraction(1, 16000)
+            out.mux(a.encode(frame))
+
+        for i, img in enumerate(frames):  # interleaved by time, as a muxer wants them
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = pts(i)
+            out.mux(v.encode(frame))
+            while chunks and chunks[0][0] / 16000 <= (pts(i) + 1) / FPS:
+                sound(*chunks.pop(0))
+        out.mux(v.encode())
+        for chunk in chunks:
+            sound(*chunk)
+        out.mux(a.encode())
+    return path
+
+
+def flat(n: int, size=(48, 64)) -> np.ndarray:
+    """Frame i is a flat grey of level 10 i: which source frame a position shows can be read off its mean."""
+    return np.stack([np.full((*size, 3), 10 * i, np.uint8) for i in range(n)])
+
+
+def levels(frames: np.ndarray) -> list[int]:
+    return [int(round(f.mean() / 10)) for f in frames]
+
+
+def test_a_jump_in_the_timestamps_is_counted_not_filled(tmp_path):
+    """An hour's jump between two frames (a damaged or spliced file): the positions are counted at once and only
+    the asked-for ones made (it used to hold an array per position: gigabytes, or a hang for larger jumps)."""
+    path = write(tmp_path / "jump.mp4", flat(24), pts=lambda i: i if i < 12 else i + 3600 * FPS)
+    window, n = media.decode_video(path, 8, (4, 12))
+    assert n == (3600 + 2) * 8  # up to the last frame, 23/12 s after the jump
+    assert levels(window) == [6, 8, 9, 11, 11, 11, 11, 11]  # each 1/8 s slot's first frame, then frame 11 held
+    after, _ = media.decode_video(path, 8, (3601 * 8 - 1, 3601 * 8 + 3))
+    assert levels(after) == [11, 12, 14, 15]  # frame 11 held up to the jump, frame 12 at 3601 s
+
+
+def test_a_track_that_starts_late_stays_in_step(tmp_path):
+    late_video = write(tmp_path / "vlate.mp4", flat(24), pts=lambda i: i + FPS)  # video from 1 s, audio from 0
+    frames, n = media.decode_video(late_video, 8)
+    assert n == 24 and levels(frames[:10]) == [0] * 8 + [0, 2]  # 1 s of black, then the first frames
+    assert not frames[:8].any()
+    late_audio = write(tmp_path / "alate.mp4", flat(24), audio_start=16000)  # audio from 1 s
+    audio = media.decode_audio(late_audio, 16000)
+    heard = np.flatnonzero(np.abs(audio) > 0.05)[0] / 16000
+    assert abs(heard - 1.0) < 0.07  # at 1 s, give or take AAC's priming (1024 samples); it was at 0 s before
+    assert np.flatnonzero(np.abs(media.decode_audio(write(tmp_path / "sync.mp4", flat(24)), 16000)) > 0.05)[0] < 100
+
+
+def test_a_phone_video_is_turned_upright(tmp_path):
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:, :16] = 255  # a white band on the left
+    path = write(tmp_path / "portrait.mp4", np.stack([img] * 12))
+    data = bytearray(path.read_bytes())
+    # the video track's header (tkhd, version 0) gets the display matrix `ffmpeg -metadata:s:v rotate=90` writes
+    rotate_90 = bytes.fromhex("00000000ffff0000000000000001000000000000000000000000000000000000" "40000000")
+    at = 0
+    while (at := data.find(b"tkhd", at + 1)) >= 0:
+        matrix = at + 4 + 4 + 4 * 5 + 8 + 8  # version/flags, times, track, reserved, duration, reserved, layer..volume
+        width = struct.unpack(">I", data[matrix + 36 : matrix + 40])[0] >> 16
+        if width:
+            data[matrix : matrix + 36] = rotate_90
+    path.write_bytes(bytes(data))
+    frames, _ = media.decode_video(path, 8)
+    assert frames.shape[1:] == (64, 48, 3)  # upright: taller than wide, as a player shows it
+    np.testing.assert_allclose(frames[0].astype(float), np.rot90(img, 1), atol=24)  # as ffmpeg's autorotate turns it
+
+
+def test_non_square_pixels_and_huge_frames_come_out_as_shown_and_bounded(tmp_path):
+    wide = write(tmp_path / "sar.mp4", flat(12, (48, 64)), sar=fractions.Fraction(32, 27))  # e.g. DV's 16:9
+    assert media.decode_video(wide, 8)[0].shape[1:] == (48, round(64 * 32 / 27), 3)
+    huge = write(tmp_path / "huge.mp4", flat(4, (16, 2 * media.MAX_SIDE)))
+    assert media.decode_video(huge, 8)[0].shape[1:] == (8, media.MAX_SIDE, 3)
+
+
+def test_the_window_is_decoded_alone_and_the_features_do_not_change(tmp_path):
+    """extract decodes only its window's frames; its features equal those cut from the whole clip's frames."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, size=(60, 48, 64, 3), dtype=np.uint8)
+    feat = FeatureConfig(window_s=1.0)
+    for name, audio_seconds in (("video_shorter", 5.0), ("audio_shorter", 3.0)):  # the video is 5 s
+        path = write(tmp_path / f"{name}.mp4", frames, seconds=audio_seconds)
+        clip = media.extract(path, path, feat)
+        whole, n = media.decode_video(path, feat.fps)
+        duration = min(len(media.decode_audio(path, feat.sample_rate)) / feat.sample_rate, n / feat.fps)
+        v0 = int(round(max(0.0, (duration - feat.window_s) / 2) * feat.fps))
+        expected, _ = media.crop_faces(whole[v0 : v0 + feat.video_frames], feat.face_size)
+        np.testing.assert_array_equal(clip.video[: clip.video_len], expected)
+
+
+def test_float_audio_with_nan_is_a_named_reject(tmp_path):
+    samples = np.full(1600, 0.1, np.float32)
+    samples[800] = np.nan
+    body = samples.tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 3, 1, 16000,
+              64000, 4, 32) + b"data" + struct.pack("<I", len(body)))  # format 3: IEEE float
+    path = tmp_path / "03-01-05-01-01-01-01.wav"
+    path.write_bytes(header + body)
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert caught.value.reason == "audio holds NaN or infinite samples (a damaged float recording)"
