@@ -97,6 +97,15 @@ def test_baseline_is_the_multitask_trials_trained_longest(tmp_path: Path) -> Non
     assert summary["baseline"]["emotion_acc"] == pytest.approx(0.68)
 
 
+def test_disentanglement_is_measured_against_that_baseline_too(tmp_path: Path) -> None:
+    """Not against a multitask trial stopped early (it leaks less because it learned less) or still running."""
+    stopped = {**rows()[0], "trial_id": "t11", "leakage": 0.30, "epochs": 1, "order": 9}
+    running = {**rows()[0], "trial_id": "t12", "leakage": 0.10, "epochs": 2, "order": None, "status": "RUNNING"}
+    table = results.write_trials(str(tmp_path), rows() + [stopped, running]).set_index("trial_id")["disentanglement"]
+    assert table["t3"] == pytest.approx(1 - 0.30 / 0.60)  # t1 alone is seed 0's baseline
+    assert table["t1"] == pytest.approx(0.0)
+
+
 def test_png_is_a_paper_figure(sweep: str) -> None:
     trials = results.read_trials(sweep)
     png = plots.render_png(trials, results.summarize(trials, "demo"))

@@ -106,7 +106,8 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> pd.DataFrame:
     """Build the table from rows, disentanglement included, write it; return it (the one build per write)."""
-    frame = add_disentanglement(to_table(rows).to_pandas())
+    frame = to_table(rows).to_pandas()
+    frame = add_disentanglement(frame, baseline=baseline_trials(frame))
     storage.write_parquet(storage.join(sweep_url, TRIALS), pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), s3)
     return frame
 
@@ -132,16 +133,19 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     return df[COLUMNS]
 
 
-def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_baseline: float = 0.0) -> pd.DataFrame:
+def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_baseline: float = 0.0,
+                        baseline: pd.DataFrame | None = None) -> pd.DataFrame:
     """A copy with disentanglement = 1 - leakage / leakage(multitask baseline of the same `by` group).
 
-    A group without a baseline takes the mean baseline of its wider group (`by` less its last
-    key; the whole table for one key). A baseline at or below 0, or under `min_baseline`, gives
-    none: a ratio to a baseline that barely leaks measures noise.
+    The baseline rows are `baseline` (a sweep's: `baseline_trials`), else df's multitask rows (runs that all
+    trained to the end, as the science benchmark's). A group without a baseline takes the mean baseline of its
+    wider group (`by` less its last key; the whole table for one key). A baseline at or below 0, or under
+    `min_baseline`, gives none: a ratio to a baseline that barely leaks measures noise.
     """
     df = df.copy()
     keys = list(by)
-    base = df[(df["method"] == "multitask") & df["leakage"].notna()].groupby(keys)["leakage"].mean()
+    rows = df[df["method"] == "multitask"] if baseline is None else baseline
+    base = rows[rows["leakage"].notna()].groupby(keys)["leakage"].mean()
     ref = _lookup(df, base.rename("ref").reset_index(), keys)
     if ref.isna().any() and len(base):
         wider = keys[:-1]
@@ -163,6 +167,14 @@ def _finished(df: pd.DataFrame) -> pd.DataFrame:
     """Completed or early-stopped trials with both objectives, configurations keyed (a trial alone without one)."""
     done = df[df["order"].notna()].dropna(subset=OBJECTIVES).sort_values("order", kind="stable")
     return done.assign(config_id=done["config_id"].fillna(done["trial_id"]), role=done["role"].fillna(SEARCH))
+
+
+def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """The multitask trials a sweep is measured against: finished (a running trial's values are mid-training) and
+    trained longest (one stopped at an early rung leaks less because it learned less, not because it is better)."""
+    multitask = _finished(df)
+    multitask = multitask[multitask["method"] == "multitask"]
+    return multitask[multitask["epochs"] == multitask["epochs"].max()]
 
 
 def search_front(df: pd.DataFrame) -> pd.DataFrame:
@@ -223,9 +235,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     else:
         singles = done.assign(config_id=done["trial_id"])
         front, hv = seed_means(singles, singles[singles["trial_id"].isin(search.trial_ids)]), search.hypervolume
-    multitask = done[done["method"] == "multitask"]
-    # The multitask trials trained longest: one stopped at its first rung is no reference for the rest.
-    baseline = multitask[multitask["epochs"] == multitask["epochs"].max()]
+    baseline = baseline_trials(df)
     return {
         "sweep": sweep,
         "objectives": dict(zip(pareto.OBJECTIVES, ["max" if m else "min" for m in pareto.MAXIMISE])),
