@@ -91,7 +91,7 @@ def probe_inputs(cfg: C.Config, run_url: str) -> dict[str, Any]:
     from avdis.data.stream import epoch_batches, open_dataset
     from avdis.train import checkpoint as ck
     from avdis.train.engine import build_engine
-    from avdis.train.evaluate import TRAIN, TEST, posthoc
+    from avdis.train.evaluate import posthoc, probe_clips
     from avdis.train.step import embed
 
     info = open_dataset(cfg.data, cfg.s3)
@@ -107,7 +107,7 @@ def probe_inputs(cfg: C.Config, run_url: str) -> dict[str, Any]:
     if fit is not None:
         with torch.no_grad():
             z = fit.transform(torch.as_tensor(z)).numpy()
-    tr, te = emb["within_split"] == TRAIN, emb["within_split"] == TEST
+    tr, te = probe_clips(emb, cfg)
     return {"z_tr": z[tr], "s_tr": emb["speaker"][tr], "e_tr": emb["emotion"][tr], "z_te": z[te],
             "s_te": emb["speaker"][te], "e_te": emb["emotion"][te], "n_speakers": n_spk}
 

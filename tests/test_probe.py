@@ -112,3 +112,32 @@ def test_a_speaker_with_one_train_clip_still_leaks_by_the_mlp():
     speakers, emotions = np.arange(30), np.zeros(30, dtype=int)
     result = leakage_probe(z_train, speakers, emotions, z_test, speakers, emotions, 30, ProbeConfig(), seed=0)
     assert result.leakage_linear == 1.0 and result.leakage == 1.0
+
+
+def test_under_speaker_disjoint_the_probe_judges_only_speakers_the_model_never_saw():
+    """The model trained on every clip of the training folds' speakers, within-speaker test clips included: an
+    encoder that hid identity on exactly those clips (and not on new ones) must not look clean."""
+    from avdis import config as C
+    from avdis.data.stream import SPLIT_CODES
+    from avdis.train.evaluate import evaluate, probe_clips
+
+    rng = np.random.default_rng(0)
+    speakers, per = 12, 40
+    spk = np.repeat(np.arange(speakers), per)
+    emo = np.tile(np.arange(4), speakers * per // 4)
+    within = np.tile(np.array(["train"] * 6 + ["val", "test"] * 2)[np.arange(per) % 10], speakers)
+    held_out = spk >= 8  # the val and test folds' speakers
+    scheme = np.where(held_out, np.where(spk >= 10, "test", "val"), "train")
+    centers = rng.normal(0, 1, (speakers, 8))
+    z = rng.normal(0, 1, (len(spk), 8)) + 3.0 * centers[spk] * held_out[:, None]  # identity where never trained on
+    emb = {"z_emo": z.astype(np.float32), "speaker": spk, "emotion": emo,
+           "within_split": np.array([SPLIT_CODES[s] for s in within]),
+           "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
+           "emo_logits": np.eye(4)[emo].astype(np.float32), "id_logits": np.eye(speakers)[spk].astype(np.float32)}
+    cfg = C.Config(data=C.DataConfig(split=C.SplitConfig(scheme="speaker_disjoint")), probe=CFG)
+    fit_on, judge = probe_clips(emb, cfg)
+    assert not (fit_on | judge)[~held_out].any() and judge.sum() == 4 * 8  # 4 held-out speakers, 8 test clips each
+    assert evaluate(emb, cfg, speakers, 4, with_probe=True)[0]["leakage"] > 0.9
+    within_cfg = C.Config(probe=CFG)  # within_speaker: the scheme's train split is the within-speaker one
+    emb_within = {**emb, "scheme_split": emb["within_split"]}
+    assert np.array_equal(probe_clips(emb_within, within_cfg)[1], emb["within_split"] == SPLIT_CODES["test"])

@@ -5,6 +5,11 @@ the configured scheme), `val_emotion_acc`, `speaker_acc` (identity head, within-
 test clips), `emotion_chance`, and from the probe on z_emo `leakage` (MLP, headline),
 `leakage_linear`, `probe_acc`, `probe_chance`. For `nullspace` the emotion numbers come
 from the refit head and the probe sees the projected z_emo.
+
+The probe judges clips the model never trained on (`probe_clips`): under `speaker_disjoint`
+the within-speaker test clips of the training speakers were training clips (an adversary
+that removed identity from exactly those clips would look cleaner than it is on new ones),
+so there the probe fits and judges the held-out speakers' clips only.
 """
 
 from __future__ import annotations
@@ -27,10 +32,20 @@ def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions
     """The method's post-hoc step (INLP for nullspace, within emotions if conditional), fit on the train split."""
     if cfg.method.name != "nullspace":
         return None
-    tr = emb["scheme_split"] == TRAIN
+    tr = emb["scheme_split"] == TRAIN  # the clips the model trained on, as the training of any other method
     return fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
                          torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight),
                          cfg.method.conditional)
+
+
+def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the clips the leakage probe fits on and judges: within-speaker train and test clips, of the
+    held-out speakers (scheme val and test folds) when the model trained on the other speakers' every clip."""
+    w_train, w_test = emb["within_split"] == TRAIN, emb["within_split"] == TEST
+    if cfg.data.split.scheme == "speaker_disjoint":
+        unseen = emb["scheme_split"] != TRAIN
+        return w_train & unseen, w_test & unseen
+    return w_train, w_test
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
@@ -43,7 +58,7 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
             z_emo, emo_logits = fit.transform(z).numpy(), fit.emotion_logits(z).numpy()
     emo_pred, spk_pred = emo_logits.argmax(1), emb["id_logits"].argmax(1)
     test, val = emb["scheme_split"] == TEST, emb["scheme_split"] == VAL
-    w_train, w_test = emb["within_split"] == TRAIN, emb["within_split"] == TEST
+    w_test = emb["within_split"] == TEST
     metrics: dict[str, Any] = {
         "emotion_acc": accuracy(emo_pred[test], emb["emotion"][test]),
         "emotion_uar": uar(emo_pred[test], emb["emotion"][test]),
@@ -53,8 +68,9 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
         "n_test": int(test.sum()),
     }
     if with_probe:
-        result = leakage_probe(z_emo[w_train], emb["speaker"][w_train], emb["emotion"][w_train],
-                               z_emo[w_test], emb["speaker"][w_test], emb["emotion"][w_test],
+        fit_on, judge = probe_clips(emb, cfg)
+        result = leakage_probe(z_emo[fit_on], emb["speaker"][fit_on], emb["emotion"][fit_on],
+                               z_emo[judge], emb["speaker"][judge], emb["emotion"][judge],
                                n_speakers, cfg.probe, cfg.train.seed)
         metrics.update({"leakage": result.leakage, "leakage_linear": result.leakage_linear,
                         "probe_acc": result.probe_acc, "probe_acc_linear": result.probe_acc_linear,
