@@ -204,10 +204,14 @@ def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, ite
     z = (z - z.mean(0)).double()
     if emotion is not None:
         z = remove_group_means(z, emotion)  # the projection is linear: centring once equals centring each time
-    # standardise by the spread the classifier sees: a direction of little (within-emotion)
-    # variance would otherwise get large weights from a fit to noise and be removed first
-    std = z.std(0) + 1e-6
-    zs = z / std
+    # whiten by the (within-emotion) covariance the classifier sees: every direction, not only every coordinate,
+    # gets unit spread. Scaled per coordinate only, a direction of little spread that mixes coordinates got large
+    # weights from a fit to noise and was removed before speaker directions (within emotions: the emotion
+    # directions, whose spread the emotion means took away, were removed first).
+    cov = torch.cov(z.T)
+    cov = cov + 1e-6 * float(cov.diagonal().mean().clamp_min(1e-12)) * torch.eye(d, dtype=torch.float64)
+    white = torch.linalg.inv(torch.linalg.cholesky(cov)).T  # z @ white has identity covariance
+    zs = z @ white
     removed = torch.zeros(d, 0, dtype=torch.float64)
     proj = torch.eye(d, dtype=torch.float64)
     for _ in range(min(iterations, d)):
@@ -215,8 +219,8 @@ def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, ite
         direction = torch.linalg.svd(w @ proj, full_matrices=False).Vh[0]  # top direction in the current space
         removed = torch.linalg.qr(torch.cat([removed, direction[:, None]], dim=1)).Q
         proj = torch.eye(d, dtype=torch.float64) - removed @ removed.T
-    # express in the original (unstandardised) coordinates: P_orig = D^-1 P D, with D = diag(1/std)
-    return (torch.diag(std) @ proj @ torch.diag(1 / std)).float()
+    # in the original coordinates: z -> z @ white @ proj @ white^-1, i.e. z @ projection.T
+    return (white @ proj @ torch.linalg.inv(white)).T.float()
 
 
 @dataclass(frozen=True)
