@@ -94,13 +94,17 @@ def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_t
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ctrl_c_stops_the_sweep_unfinished_and_its_rerun_finishes_it(tiny_shards, tmp_path):
+@pytest.mark.parametrize("stop, concurrent", [(signal.SIGINT, 1), (signal.SIGTERM, 2)], ids=["ctrl_c", "job_stop"])
+def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, tmp_path, stop, concurrent):
     """On SIGINT Tune saves its state and returns normally: the sweep used to print "done", confirm the part of a
-    front it had and exit 0, its interrupted trial marked as lost."""
+    front it had and exit 0, its interrupted trial marked as lost. With every trial started (2 at a time) Tune's
+    grid reads them all TERMINATED, which hid the interruption; SIGTERM (`ray job stop`) killed the driver before
+    Tune saved its state."""
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path / "sweeps"), "--name", "ctrlc", f"data.shards={tiny_shards}",
-           "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", "sweep.confirm_seeds=1",
-           f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false"]
+           "sweep.num_samples=2", f"sweep.max_concurrent={concurrent}", "sweep.scheduler.type=none",
+           "sweep.confirm_seeds=1", f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false",
+           "train.cpus_per_worker=0.8"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     sweep = tmp_path / "sweeps" / "ctrlc"
     with open(tmp_path / "first.log", "w") as log:  # a file, not a pipe: a full pipe would stall the driver
@@ -108,22 +112,29 @@ def test_ctrl_c_stops_the_sweep_unfinished_and_its_rerun_finishes_it(tiny_shards
                                  start_new_session=True)
         try:
             deadline = time.monotonic() + 300
-            while epochs_reported(sweep) < 1:
-                assert first.poll() is None and time.monotonic() < deadline, "the first trial reported no epoch in time"
+            while epochs_reported(sweep) < 2:  # epoch 1's checkpoint is then in Tune's state (it saves after a report)
+                assert first.poll() is None and time.monotonic() < deadline, "the first trial reported no 2 epochs in time"
                 time.sleep(0.2)
-            first.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
+            first.send_signal(stop)  # what Ctrl-C, or `ray job stop`, sends the driver
             first.wait(120)
         finally:
             if first.poll() is None:
                 kill_group(first)
     out = (tmp_path / "first.log").read_text()
     assert first.returncode == 130, out[-3000:]
-    assert re.search(r"interrupted with [01] of 2 trials ended; Tune saved its state: rerun the same command to resume",
-                     out), out[-3000:]
+    assert "interrupted before its 2 trials ended; Tune saved its state: rerun the same command to resume" in out, \
+        out[-3000:]
     assert "done." not in out and not (sweep / "confirm").exists()
+    before = {d.name: json.loads((d / "metrics.json").read_text())["history"]
+              for d in (sweep / "trials").iterdir() if (d / "metrics.json").exists()}
 
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    resumed = {trial: history for trial, history in before.items() if len(history) >= 2}
+    assert resumed, before
+    for trial, history in resumed.items():  # from their checkpoints (epoch 1 with its timings), not from scratch
+        after = json.loads((sweep / "trials" / trial / "metrics.json").read_text())["history"]
+        assert after[0] == history[0], (trial, [e["train_s"] for e in history], [e["train_s"] for e in after])
     trials = pd.read_parquet(sweep / "trials.parquet")
     search = trials[trials["role"] == "search"]
     assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {EPOCHS}

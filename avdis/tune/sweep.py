@@ -23,9 +23,13 @@ experiment is restored and its finished trials report their recorded result.
 from __future__ import annotations
 
 import json
+import os
 import pickletools
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 from ray.tune import Callback
@@ -255,21 +259,50 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
 
 
 class SweepInterrupted(AvdisError):
-    """Tune caught a Ctrl-C (SIGINT), saved its state and returned early: the sweep is not done."""
+    """Tune caught a Ctrl-C (SIGINT) or a stop (SIGTERM), saved its state and returned early: the sweep is not done."""
 
     exit_code = 130  # what a shell reports for a process ended by SIGINT
 
 
+@contextmanager
+def _watching_signals() -> Iterator[dict[str, bool]]:
+    """While `tuner.fit()` runs: say afterwards whether Tune's SIGINT handler fired, and turn SIGTERM (what `ray job
+    stop` sends) into SIGINT, on which Tune saves its state before it returns (killed, it restarts trials from
+    older checkpoints). Tune puts its handler over the one it finds and, on the first SIGINT, puts that one back:
+    a marker installed here is back in place afterwards exactly when Tune was interrupted. (Its grid cannot tell:
+    the trials it stopped then read TERMINATED.)"""
+    seen = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():  # Tune catches no signal there either
+        yield seen
+        return
+
+    def marker(sig: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # Tune installed no handler of its own (TUNE_DISABLE_SIGINT_HANDLER): Ctrl-C as ever
+
+    def stop(sig: int, frame: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, marker), signal.signal(signal.SIGTERM, stop)
+    try:
+        yield seen
+    finally:
+        tune_catches = not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+        seen["interrupted"] = tune_catches and signal.getsignal(signal.SIGINT) is marker
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+
+
 def fit(tuner: Any, trials: int | None, sweep_url: str) -> None:
-    """`tuner.fit()`, raising SweepInterrupted when it returned with trials still to run: on SIGINT Tune saves its
-    state and returns normally, and the rest of the sweep (confirmation, final report) must not run on the part.
-    `trials` is how many the experiment runs in all (None: not known here, a sweep started before Tune's own count
-    was recorded; then only trials left unfinished tell)."""
-    grid = tuner.fit()
+    """`tuner.fit()`, raising SweepInterrupted when it was interrupted or returned with trials still to run: on
+    SIGINT Tune saves its state and returns normally, and the rest of the sweep (confirmation, final report) must
+    not run on the part. `trials` is how many the experiment runs in all (None: not known here, a sweep started
+    before Tune's own count was recorded)."""
+    with _watching_signals() as seen:
+        grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
-    if ended < len(grid) or (trials is not None and ended < trials):
-        raise SweepInterrupted(f"{sweep_url}: interrupted with {ended} of {trials or len(grid)} trials ended; Tune "
-                               "saved its state: rerun the same command to resume")
+    if seen["interrupted"] or ended < len(grid) or (trials is not None and ended < trials):
+        raise SweepInterrupted(f"{sweep_url}: interrupted before its {trials or len(grid)} trials ended; Tune saved "
+                               "its state: rerun the same command to resume")
 
 
 def searcher(cfg: Config) -> Searcher:
