@@ -106,11 +106,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_folder(value: str) -> str:
+    try:
+        return C.location(value)
+    except ValueError as exc:
+        raise C.ConfigError(f"{value}: {exc}") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from avdis.report import plots
 
     cfg = _load(args)
-    written = plots.write_report(args.sweep, cfg.s3)
+    written = plots.write_report(_sweep_folder(args.sweep), cfg.s3)
     for kind, url in written.items():
         print(f"{kind}: {url}")
     return 0
@@ -120,7 +127,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from avdis.report import dashboard
 
     cfg = _load(args)
-    dashboard.serve(args.sweep, host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
+    dashboard.serve(_sweep_folder(args.sweep), host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
     return 0
 
 

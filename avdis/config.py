@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 from pydantic.fields import FieldInfo
 
 from avdis.errors import UsageError
@@ -65,6 +66,31 @@ def folder_name(field: str, name: str, parent: str) -> str:
                          f"a letter or digit (one started under a name with '/' is reached with the part before the "
                          f"last '/' added to {parent})")
     return name
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def location(value: str, local_only: bool = False) -> str:
+    """`value` if it is a local path (or file://) or, unless `local_only`, s3://bucket[/prefix]; else ValueError.
+    A mistyped URL (`s3:/b`, `S3://b`, `s3://`) would otherwise become a local folder named after it, and a job's
+    results would land in a copy of the tree that is thrown away."""
+    if not _SCHEME.match(value) or value.startswith("file://"):
+        return value
+    if value.startswith("s3://") and not local_only:
+        bucket = value.removeprefix("s3://").split("/", 1)[0]
+        if _BUCKET.fullmatch(bucket):
+            return value
+        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'); give "
+                         "s3://bucket/prefix")
+    kinds = "a local folder (copy the corpus out of object storage first)" if local_only else \
+        "a local path or s3://bucket/prefix (the storage avdis reads and writes; schemes are lowercase)"
+    raise ValueError(f"not {kinds}")
+
+
+Location = Annotated[str, AfterValidator(location)]
+LocalFolder = Annotated[str, AfterValidator(lambda v: location(v, local_only=True))]
 
 
 class ConfigError(UsageError):
@@ -145,8 +171,8 @@ class LoaderConfig(_Section):
 
 class DataConfig(_Section):
     corpus: Corpus = "synthetic"
-    src: str = "runs/corpus/synthetic"  # raw corpus folder (generated on first use if synthetic)
-    shards: str = "runs/shards/synthetic"  # fsspec URL: local folder or s3://bucket/prefix
+    src: LocalFolder = "runs/corpus/synthetic"  # raw corpus folder (generated on first use if synthetic)
+    shards: Location = "runs/shards/synthetic"  # local folder or s3://bucket/prefix
     shard_size: int = Field(64, ge=1, le=100_000)
     synth: SynthConfig = SynthConfig()
     features: FeatureConfig = FeatureConfig()
@@ -229,7 +255,7 @@ class TrainConfig(_Section):
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: int = Field(0, ge=-1)
     # outputs
-    storage: str = "runs/train"  # fsspec URL
+    storage: Location = "runs/train"  # local folder or s3://bucket/prefix
     name: str | None = None  # run name; None: derived from method and seed
 
     @property
@@ -350,7 +376,7 @@ class SchedulerConfig(_Section):
 
 class SweepConfig(_Section):
     name: str = "local"
-    storage: str = "runs/sweeps"  # fsspec URL; the sweep writes under <storage>/<name>/
+    storage: Location = "runs/sweeps"  # local folder or s3://bucket/prefix; the sweep writes under <storage>/<name>/
     search: Literal["tpe", "nsga2", "random"] = "tpe"
     num_samples: int = Field(12, ge=1)
     seed: int = 0  # the searcher's seed

@@ -27,6 +27,24 @@ def test_local_paths_become_absolute(tmp_path, monkeypatch):
     assert cfg.sweep.storage == "s3://bucket/sweeps"
 
 
+@pytest.mark.parametrize("override, expected", [
+    ("data.shards=s3:/avb/x", "data.shards: not a local path or s3://bucket/prefix"),  # one slash short
+    ("sweep.storage=S3://avb/x", "sweep.storage: not a local path or s3://bucket/prefix"),
+    ("train.storage=gs://avb/x", "train.storage: not a local path or s3://bucket/prefix"),
+    ("data.shards=s3://", "data.shards: '' is not an S3 bucket name"),
+    ("sweep.storage=s3://My_Bucket/x", "sweep.storage: 'My_Bucket' is not an S3 bucket name"),
+    ("data.src=s3://avb/corpus", "data.src: not a local folder (copy the corpus out of object storage first)"),
+])
+def test_a_mistyped_storage_url_is_refused_not_made_a_local_folder(tmp_path, monkeypatch, capsys, override, expected):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(C.ConfigError, match=re.escape(expected)):
+        C.load(None, [override])
+    if not override.startswith("data.src"):  # the same check for a sweep folder given to report or dashboard
+        assert main(["report", override.split("=", 1)[1]]) == 2
+        assert expected.split(": ", 1)[1] in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def _quoted(names) -> list[str]:
     return [f"'{n}'" for n in names]
 
