@@ -297,15 +297,20 @@ def check_bucket(url: str, s3: S3Config | None = None) -> None:
         ) from None
 
 
-def check_cluster(cfg: Config, urls: tuple[str, ...], standalone: bool = False) -> None:
+def check_buckets(s3: S3Config, *urls: str) -> None:
+    """Before any work: the buckets of the s3:// URLs exist and answer (a missing one would first surface as a
+    failed write after minutes of preprocessing, or as advice to preprocess into it)."""
+    for url in urls:
+        check_bucket(url, s3)
+
+
+def check_cluster(cfg: Config, standalone: bool = False) -> None:
     """Before launch: one trial (with `standalone`, one `avdis train` run) fits the cluster, judged on its file,
-    else on the nodes of a fixed cluster (an autoscaling one without a file may grow: Ray judges), and the s3://
-    buckets of `urls` exist. Call it connected to Ray."""
+    else on the nodes of a fixed cluster (an autoscaling one without a file may grow: Ray judges). Call it
+    connected to Ray."""
     import ray
 
     if cfg.ray.cluster_file:
         check_fits(cfg, cluster_yaml=cfg.ray.cluster_file, standalone=standalone)
     elif not cfg.ray.autoscaling:
         check_fits(cfg, nodes=ray.nodes(), standalone=standalone)
-    for url in urls:
-        check_bucket(url, cfg.s3)

@@ -165,3 +165,18 @@ def test_bucket_unreachable(monkeypatch):
 
 def test_local_paths_need_no_bucket(tmp_path):
     clusterfit.check_bucket(str(tmp_path / "sweeps"))
+
+
+def test_train_and_sweep_check_their_buckets_before_any_work(s3_server, tmp_path, monkeypatch, capsys):
+    """A missing bucket used to surface after the corpus was generated, as a failed write of its first shard."""
+    from avdis.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    smoke = str(ROOT / "jobs" / "configs" / "smoke.yaml")
+    common = ["data.shards=s3://avdis-no-such-bucket/shards", f"data.src={tmp_path / 'corpus'}"]
+    assert main(["train", "--config", smoke, "--strategy", "single", "train.zero_stage=0", f"train.storage={tmp_path / 'runs'}",
+                 *common]) == 2
+    assert "bucket 'avdis-no-such-bucket' does not exist" in capsys.readouterr().err
+    assert main(["sweep", "--config", smoke, f"sweep.storage={tmp_path / 'sweeps'}", *common]) == 2
+    assert "bucket 'avdis-no-such-bucket' does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no corpus generated, no run or sweep folder made

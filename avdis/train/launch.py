@@ -86,6 +86,7 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
 
 def train(cfg: Config) -> dict[str, Any]:
     """Train one model; returns where its metrics and checkpoints are and its final metrics."""
+    clusterfit.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
     ensure_shards(cfg)
     storage.check_writable(cfg.train.storage, cfg.s3)
     name = run_name(cfg)
@@ -99,7 +100,7 @@ def train(cfg: Config) -> dict[str, Any]:
         loop.check_accumulation(open_dataset(cfg.data, cfg.s3), cfg, cfg.train.workers)  # before Ray starts
         runtime.connect(cfg.ray)
         runtime.pin_train_coordinator()
-        clusterfit.check_cluster(cfg, (cfg.train.storage, cfg.data.shards), standalone=True)
+        clusterfit.check_cluster(cfg, standalone=True)
         try:
             result = trainer(cfg, cfg.train.storage, name).fit()
         except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit

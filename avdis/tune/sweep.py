@@ -351,6 +351,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
 
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
+    clusterfit.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards)
     with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
         return _run(cfg, views)
 
@@ -376,7 +377,7 @@ def _run(cfg: Config, views: Views) -> str:
         storage.check_writable(sweep_url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
-    clusterfit.check_cluster(cfg, (cfg.sweep.storage, cfg.data.shards))  # trials that never fit would wait forever
+    clusterfit.check_cluster(cfg)  # trials that never fit would wait forever
     ensure_shards(cfg, use_ray=True)
     if resume:
         check_data(sweep_url, cfg, record)
