@@ -35,6 +35,27 @@ class NotWritableError(StorageError, UsageError):
     """An output URL given by the user that cannot be written: bad input, refused before any work."""
 
 
+_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ClientConnectorError",
+                "ConnectionError", "TimeoutError", "gaierror"}
+
+
+def what_to_check(exc: BaseException) -> str:
+    """What to do about a storage failure, where its kind tells: '' when it does not."""
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, PermissionError):
+        return "access denied: check the node's IAM role / AWS credentials"
+    if kinds & {"NoCredentialsError", "PartialCredentialsError"}:
+        return "no AWS credentials: give the node a role, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if kinds & _UNREACHABLE:
+        return "cannot connect: check s3.endpoint_url / AWS_ENDPOINT_URL and the network"
+    return ""
+
+
+def _failed(url: str, doing: str, exc: BaseException) -> StorageError:
+    hint = what_to_check(exc)
+    return StorageError(f"{url}: {doing} ({type(exc).__name__}: {exc}){'; ' + hint if hint else ''}")
+
+
 def is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
@@ -71,7 +92,7 @@ def exists(url: str, s3: S3Config | None = None) -> bool:
     try:
         return fs.exists(path)
     except Exception as exc:  # unreachable endpoint, bad credentials, missing bucket
-        raise StorageError(f"{url}: cannot reach storage ({type(exc).__name__}: {exc})") from exc
+        raise _failed(url, "cannot reach storage", exc) from exc
 
 
 def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
@@ -85,7 +106,7 @@ def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
     except NotADirectoryError as exc:  # a path through a file: on S3 simply an object that does not exist
         raise FileNotFoundError(url) from exc
     except Exception as exc:
-        raise StorageError(f"{url}: cannot read ({type(exc).__name__}: {exc})") from exc
+        raise _failed(url, "cannot read", exc) from exc
 
 
 class _AtomicLocalFile(io.FileIO):
@@ -143,7 +164,7 @@ def write_bytes(url: str, data: bytes, s3: S3Config | None = None) -> None:
         with _AtomicLocalFile(path) if isinstance(fs, LocalFileSystem) else fs.open(path, "wb") as fh:
             fh.write(data)
     except Exception as exc:
-        raise StorageError(f"{url}: cannot write ({type(exc).__name__}: {exc})") from exc
+        raise _failed(url, "cannot write", exc) from exc
 
 
 def read_parquet(url: str, s3: S3Config | None = None) -> pa.Table:
@@ -170,7 +191,7 @@ def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[s
             return []
         names = fs.ls(path, detail=False)
     except Exception as exc:
-        raise StorageError(f"{url}: cannot list ({type(exc).__name__}: {exc})") from exc
+        raise _failed(url, "cannot list", exc) from exc
     return sorted(join(url, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
 
 
