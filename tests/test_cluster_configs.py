@@ -269,6 +269,16 @@ def test_sweep_config_fits_its_cluster(config, cluster):
 
 
 @pytest.mark.parametrize("config", ["jobs/configs/aws-gpu.yaml", "jobs/configs/kuberay-gpu.yaml"])
+def test_a_cluster_config_names_its_cluster_file_so_the_fit_is_checked(config, monkeypatch):
+    """Without ray.cluster_file an autoscaling sweep skips the check: a trial that fits no node would wait forever."""
+    monkeypatch.chdir(ROOT)  # as under `ray job submit --working-dir .`: a copy of the tree
+    cfg = load(ROOT / config)
+    assert cfg.ray.cluster_file and (Path(cfg.ray.cluster_file).resolve(), config) in [
+        ((ROOT / cluster).resolve(), c) for c, cluster in PAIRS]
+    clusterfit.check_fits(cfg, cluster_yaml=cfg.ray.cluster_file)
+
+
+@pytest.mark.parametrize("config", ["jobs/configs/aws-gpu.yaml", "jobs/configs/kuberay-gpu.yaml"])
 def test_cluster_configs_say_how_to_run_them(config):
     first = (ROOT / config).read_text().splitlines()[0]
     assert first.startswith("# ") and ("ray job submit" in first or "kubectl apply" in first)
