@@ -207,7 +207,10 @@ def test_training_past_a_corrupt_shard_gives_finite_metrics(tiny_shards, tmp_pat
     result = train_on(out, tmp_path, "data.loader.max_skip_rate=0.5")
     final = result["final"]
     assert final["skipped_shards"] == 1 and final["skipped_samples"] > 0
-    assert f", skipped {final['skipped_samples']} clips (1 bad shards)" in capsys.readouterr().out
+    # the evaluation pass reads every split: all of the shard's clips are missing from the metrics, and it says so
+    assert final["eval_skipped_samples"] == len(clips_of(out, bad.name))
+    assert (f", skipped {final['skipped_samples']} clips (1 bad shards), {final['eval_skipped_samples']} clips "
+            "missing from the evaluation") in capsys.readouterr().out
     for key in ("loss", "emotion_acc", "leakage"):
         assert np.isfinite(final[key]), key
     assert -1.0 <= final["leakage"] <= 1.0
@@ -265,3 +268,31 @@ def test_a_trial_with_a_non_finite_objective_is_an_error_never_on_the_front(tmp_
     assert table.loc["nan", "status"] == "ERROR" and "non-finite objectives" in table.loc["nan", "error"]
     assert table.loc["nan", "leakage"] is None or np.isnan(table.loc["nan", "leakage"])
     assert results.summarize(table.reset_index(), "s")["front"] == ["good"]
+
+
+def _count_skips_on(rank: int, world: int, store: str, out) -> None:
+    import torch.distributed as dist
+
+    from avdis.data.stream import SkipStats
+    from avdis.train.loop import _all_ranks
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    mine = SkipStats(expected=10, delivered=10 - 3 * rank, bad_shards=rank, reasons=[f"shard {rank}"] * rank)
+    total = _all_ranks(mine)
+    out.put((rank, total.expected, total.skipped_samples, total.bad_shards, total.reasons))
+    dist.destroy_process_group()
+
+
+def test_skipped_clips_are_summed_over_ranks(tmp_path):
+    """Rank 1 read the bad shard: rank 0, which reports, used to say nothing was skipped."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_count_skips_on, args=(r, 2, str(tmp_path / "store"), out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+    assert got == [(0, 20, 3, 1, ["shard 1"]), (1, 20, 3, 1, ["shard 1"])]

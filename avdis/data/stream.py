@@ -140,6 +140,18 @@ class SkipStats:
     def rate(self) -> float:
         return self.skipped_samples / self.expected if self.expected else 0.0
 
+    @classmethod
+    def merged(cls, parts: list[SkipStats]) -> SkipStats:
+        """The counts of several ranks' stats summed, their first reasons kept."""
+        total = cls()
+        for part in parts:
+            total.expected += part.expected
+            total.delivered += part.delivered
+            total.bad_shards += part.bad_shards
+            total.bad_samples += part.bad_samples
+            total.reasons.extend(part.reasons[: 20 - len(total.reasons)])
+        return total
+
     def add(self, skip: Skip) -> None:
         if skip.kind == "shard":
             self.bad_shards += 1

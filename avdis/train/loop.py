@@ -135,6 +135,16 @@ def _broadcast(obj: Any, rank: int) -> Any:
     return obj
 
 
+def _all_ranks(stats: SkipStats) -> SkipStats:
+    """A pass's skipped clips summed over the ranks: each reads its own shards, and rank 0's numbers are reported
+    (a bad shard read by another rank went uncounted)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, stats)
+        return SkipStats.merged(parts)
+    return stats
+
+
 def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
     missing = [m for m in MODALITY_INPUTS[cfg.model.modality] if m not in info.modalities]
     if missing:
@@ -188,6 +198,8 @@ def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:
     parts.append(f"{metrics['epoch_s']:.1f} s")
     if metrics["skipped_samples"]:
         parts.append(f"skipped {metrics['skipped_samples']} clips ({metrics['skipped_shards']} bad shards)")
+    if metrics.get("eval_skipped_samples"):
+        parts.append(f"{metrics['eval_skipped_samples']} clips missing from the evaluation")
     return "avdis train: " + ", ".join(parts)
 
 
@@ -246,8 +258,11 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             _check_step(logs[-1], batch, epoch, i, steps)
             i += 1
         train_s = time.perf_counter() - t0
+        seen = SkipStats()
         emb = embed(engine, epoch_batches(info, cfg.data, cfg.s3, None, rank=rank, world=world, epoch=epoch,
-                                          seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False))
+                                          seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False,
+                                          stats=seen))
+        stats, seen = _all_ranks(stats), _all_ranks(seen)
         _check_embeddings(emb, epoch)
         last = epoch + 1 == cfg.train.epochs
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
@@ -259,6 +274,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             "samples_per_s": train_clips / max(train_s, 1e-9),
             "data_wait_frac": wait / max(train_s, 1e-9), "loss": float(np.mean([l["loss"] for l in logs])) if logs else float("nan"),
             "skipped_samples": stats.skipped_samples, "skipped_shards": stats.bad_shards,
+            "eval_skipped_samples": seen.skipped_samples,  # clips missing from the metrics and the probe
             "manifest_hash": info.manifest_hash, "params": n_params, "world_size": world,
         })
         # over the run's epochs so far, restored ones with their recorded times: an epoch re-run after a resume
