@@ -42,6 +42,10 @@ def copy_of(finished: Path, tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if not k.endswith(("_s", "_s_sum", "_per_s", "_frac"))} for e in history]
+
+
 def history(storage: Path) -> list[dict]:
     return json.loads((storage / "fixed" / ck.METRICS_FILE).read_text())["history"]
 
@@ -113,9 +117,9 @@ def test_a_ray_train_run_folder_is_checked_against_its_newest_checkpoint_folder(
     manifest = shards.manifest_hash(tiny_shards)
     other = cfg_for(tiny_shards, finished, "train.lr=0.01")
     with pytest.raises(UsageError, match=r"train\.lr=0\.003 \(this run: 0\.01\)"):
-        ck.check_resume(str(run), ck.run_signature(other, manifest), other.s3)
+        ck.check_resume(str(run), ck.run_signature(other, manifest), other.s3, other.train.epochs)
     same = cfg_for(tiny_shards, finished)
-    ck.check_resume(str(run), ck.run_signature(same, manifest), same.s3)
+    ck.check_resume(str(run), ck.run_signature(same, manifest), same.s3, same.train.epochs)
 
 
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):
@@ -126,6 +130,62 @@ def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finish
     longer = launch.train(cfg_for(tiny_shards, storage, "train.epochs=2"))
     assert [e["epoch"] for e in history(storage)] == [1, 2] and history(storage)[0] == first[0]
     assert longer["final"]["manifest_hash"] == shards.manifest_hash(tiny_shards)
+    # fewer epochs than the run has: its epoch-2 result would be returned as if it were an epoch-1 one
+    with pytest.raises(UsageError, match=r"has trained 2 epochs already, more than train\.epochs=1; ask for at least 2"):
+        launch.train(cfg_for(tiny_shards, storage, "train.epochs=1"))
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tiny_shards, tmp_path_factory) -> Path:
+    """Storage holding `fixed`, finished at 2 epochs: checkpoints of epochs 1 and 2, latest.json naming epoch 2's."""
+    storage = tmp_path_factory.mktemp("runs2")
+    launch.train(cfg_for(tiny_shards, storage, "train.epochs=2"))
+    return storage
+
+
+@pytest.mark.parametrize("damage, said, resumed_from", [
+    ("no pointer", "fixed/latest.json is missing", 2),  # killed between a checkpoint's upload and its pointer
+    ("garbage pointer", "fixed/latest.json is damaged", 2),
+    ("pointer to a folder that is gone", "fixed/checkpoint_epoch_0009/state.json is missing", 2),
+    ("newest state cut short", "fixed/checkpoint_epoch_0002/state.json is damaged", 1),
+])
+def test_a_damaged_pointer_or_state_resumes_from_the_newest_whole_checkpoint(tiny_shards, two_epochs, tmp_path,
+                                                                             capsys, damage, said, resumed_from):
+    """It used to start over (overwriting the good checkpoints) or stop with a bare JSON traceback."""
+    storage = copy_of(two_epochs, tmp_path)
+    run = storage / "fixed"
+    if damage == "no pointer":
+        (run / ck.LATEST).unlink()
+    elif damage == "garbage pointer":
+        (run / ck.LATEST).write_text("{")
+    elif damage == "pointer to a folder that is gone":
+        (run / ck.LATEST).write_text('{"checkpoint": "checkpoint_epoch_0009"}')
+    else:
+        state = run / "checkpoint_epoch_0002" / ck.STATE
+        state.write_text(state.read_text()[:40])
+    result = launch.train(cfg_for(tiny_shards, storage, "train.epochs=2"))
+    out = capsys.readouterr().out
+    assert f"{said}; resuming from {run}/checkpoint_epoch_{resumed_from:04d}, the newest checkpoint" in out
+    assert f"resuming from epoch {resumed_from} of 2" in out
+    assert without_timing(history(storage)) == without_timing(history(two_epochs))  # the same run, not a new one
+    assert result["final"]["epoch"] == 2
+
+
+@pytest.mark.parametrize("damage", ["adversary.pt", "engine state"])
+def test_a_checkpoint_missing_a_part_is_named_not_resumed_half(tiny_shards, two_epochs, tmp_path, capsys, damage):
+    """Without adversary.pt the adversary started afresh on a resumed run (its losses differed) and said nothing."""
+    storage = copy_of(two_epochs, tmp_path)
+    newest = storage / "fixed" / "checkpoint_epoch_0002"
+    if damage == "adversary.pt":
+        (newest / "adversary.pt").unlink()
+    else:
+        state = next(newest.glob("engine/*.pt"))
+        state.write_bytes(state.read_bytes()[:100])
+    code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, "train.epochs=3")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{storage / 'fixed'}: its newest checkpoint cannot be used (" in err, err
+    assert ("adversary.pt is missing" in err) == (damage == "adversary.pt")
+    assert "move that checkpoint folder aside to resume from the one before it" in err
 
 
 def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs():

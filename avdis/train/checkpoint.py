@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from avdis import storage
 from avdis.config import Config, S3Config
-from avdis.errors import UsageError
+from avdis.errors import AvdisError, UsageError
 
 STATE = "state.json"
 METRICS_FILE = "metrics.json"  # the run's history, rank 0's, beside its checkpoints
@@ -102,8 +102,18 @@ def _newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) ->
     return None
 
 
-def check_resume(run_url: str, current: dict[str, Any], s3: S3Config) -> None:
-    """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint.
+class CheckpointError(AvdisError):
+    """A checkpoint a run would resume from that cannot be used; the message names it and what to do."""
+
+
+def unusable(where: str, why: str) -> CheckpointError:
+    return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); move that checkpoint folder "
+                           "aside to resume from the one before it, or use another train.name to start a new run")
+
+
+def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int) -> None:
+    """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint, and a
+    run that has trained more than `epochs` already (it would return its later result as if it were this one).
 
     Reads the `state.json` of the newest checkpoint that holds a whole one: a folder whose upload a kill cut short
     was never made the run's latest, so the run resumes from the one before it, and that is the one to check.
@@ -111,6 +121,9 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config) -> None:
     newest = _newest_whole(run_url, s3)
     if newest is not None:
         check_compatible(saved_signature(newest[1]), current, run_url)
+        if newest[1].get("epoch", 0) > epochs:
+            raise UsageError(f"{run_url}: has trained {newest[1]['epoch']} epochs already, more than train.epochs="
+                             f"{epochs}; ask for at least {newest[1]['epoch']}, or use another train.name for a new run")
 
 
 @contextmanager
@@ -164,12 +177,28 @@ class RunStore:
 
     @contextmanager
     def latest(self) -> Iterator[Path | None]:
+        """The run's newest checkpoint as a local folder while the block runs; None for a new run. That is the one
+        latest.json names, unless the pointer is gone or damaged or names a folder without a whole state.json:
+        then the newest folder with one, said aloud (starting over would overwrite good checkpoints)."""
         pointer = storage.join(self.url, LATEST)
-        if not storage.exists(pointer, self.s3):
-            yield None
-            return
-        name = json.loads(storage.read_bytes(pointer, self.s3))["checkpoint"]
-        with _downloaded(storage.join(self.url, name), self.s3) as here:
+        folder, why = None, None
+        try:
+            folder = storage.join(self.url, json.loads(storage.read_bytes(pointer, self.s3))["checkpoint"])
+            json.loads(storage.read_bytes(storage.join(folder, STATE), self.s3))
+        except FileNotFoundError:
+            why = f"{storage.join(folder, STATE) if folder else pointer} is missing"
+        except (ValueError, KeyError, TypeError):
+            why = f"{storage.join(folder, STATE) if folder else pointer} is damaged"
+        if why is not None:
+            newest = _newest_whole(self.url, self.s3)
+            if newest is None:
+                if folder is None and not storage.exists(pointer, self.s3):
+                    yield None  # a new run
+                    return
+                raise unusable(self.url, why)
+            folder = newest[0]
+            print(f"avdis train: {why}; resuming from {folder}, the newest checkpoint with a whole {STATE}", flush=True)
+        with _downloaded(folder, self.s3) as here:
             yield here
 
     def save(self, local_dir: Path, epoch: int) -> str:

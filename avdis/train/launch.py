@@ -91,7 +91,7 @@ def train(cfg: Config) -> dict[str, Any]:
     storage.check_writable(cfg.train.storage, cfg.s3)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
-    ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3)
+    ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3, cfg.train.epochs)
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
     if cfg.train.strategy == "single":

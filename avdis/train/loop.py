@@ -224,10 +224,18 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     start, history = 0, []
     with reporter.restore() as found:
         if found is not None:
-            state = ck.read_state(found)
+            try:
+                state = ck.read_state(found)
+            except (OSError, ValueError) as exc:
+                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}") from None
             ck.check_compatible(ck.saved_signature(state), signature, reporter.run_url)
-            engine.load(found)
-            stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False) if (found / "adversary.pt").exists() else {})
+            if not (found / "adversary.pt").exists():  # every checkpoint has one: resuming without it resets the adversary
+                raise ck.unusable(reporter.run_url, "adversary.pt is missing")
+            try:
+                engine.load(found)
+                stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False))
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:
+                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}") from None
             start, history = state["epoch"], state["history"]
             if rank == 0:
                 print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
