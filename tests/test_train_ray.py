@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import ray.cloudpickle as cloudpickle
 import pytest
 
 from avdis import config as C
+from avdis.data.stream import SkipRateExceeded
 from avdis.errors import UsageError
 from avdis.train import launch
 
@@ -162,6 +164,24 @@ def test_killed_worker_resumes_from_checkpoint_without_losing_an_epoch(local_ray
     second = history(out["run"])
     assert [e["epoch"] for e in second] == [1, 2, 3, 4]
     assert second[:3] == first  # the resumed run kept what was done, and did not redo it
+
+
+def test_a_failed_worker_is_explained_not_left_inside_rays_error(local_ray, tiny_shards, tmp_path, monkeypatch):
+    """A worker lost without train.max_failures, or an avdis error a worker raised, used to reach the user as Ray
+    Train's WorkerGroupError, a long traceback with nothing said about how to go on."""
+    from avdis.errors import AvdisError
+
+    monkeypatch.setenv("AVDIS_FAIL_AT_STEP", "1")  # rank 1 exits at its second step
+    with pytest.raises(AvdisError, match=r"faulty: a training worker failed \(.*\); rerun the same command to resume "
+                                         r"from the last checkpoint, or set train\.max_failures"):
+        launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=1", "train.name=faulty"))
+    monkeypatch.delenv("AVDIS_FAIL_AT_STEP")
+    bad = tmp_path / "shards"
+    shutil.copytree(tiny_shards, bad)
+    for shard in sorted((bad / "shards").iterdir()):  # every shard damaged: whichever rank reads one, it is named
+        shard.write_bytes(shard.read_bytes()[:-1000])
+    with pytest.raises(SkipRateExceeded, match=r"shard-\d+\.tar: size mismatch"):
+        launch.train(cfg_for(str(bad), tmp_path, "train.epochs=1", "train.name=bad"))
 
 
 def test_checkpoint_of_another_model_size_is_refused(local_ray, tiny_shards, tmp_path):

@@ -33,6 +33,25 @@ class TrainInterrupted(AvdisError):
         super().__init__(f"{run_url}: interrupted; rerun the same command to resume from its last whole checkpoint")
 
 
+def _explained(error: Exception, run_url: str) -> Exception:
+    """What a failed Ray Train run tells its user: an avdis error a worker raised as it is (its message names the
+    file and what to do), not inside Ray's WorkerGroupError; a worker lost otherwise (killed, out of memory) in a
+    line that says how to go on."""
+    failures = list(getattr(error, "worker_failures", {}).values())
+    for failure in failures:
+        seen: Exception | None = failure
+        while seen is not None:
+            if isinstance(seen, AvdisError):
+                return seen
+            seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    if failures:
+        first = str(failures[0]).strip().splitlines()
+        return AvdisError(f"{run_url}: a training worker failed ({type(failures[0]).__name__}"
+                          f"{': ' + first[0] if first else ''}); rerun the same command to resume from the last "
+                          "checkpoint, or set train.max_failures for Ray Train to restart the workers within the run")
+    return error
+
+
 def run_name(cfg: Config) -> str:
     """`train.name`, else one from the method, its weight, the seed and a hash of where the data is and of every
     setting that shapes the result: the same command (more `train.epochs` included) finds its run again, and a
@@ -101,12 +120,14 @@ def train(cfg: Config) -> dict[str, Any]:
         runtime.connect(cfg.ray)
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
+        from ray.train import TrainingFailedError
+
         try:
-            result = trainer(cfg, cfg.train.storage, name).fit()
+            trainer(cfg, cfg.train.storage, name).fit()
         except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
             raise TrainInterrupted(run_url) from None
-        if result.error:
-            raise result.error
+        except TrainingFailedError as exc:
+            raise _explained(exc, run_url) from None
         history = json.loads(storage.read_bytes(storage.join(run_url, ck.METRICS_FILE), cfg.s3))["history"]
         if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
             raise TrainInterrupted(run_url)
