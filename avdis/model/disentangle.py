@@ -82,7 +82,8 @@ def speaker_given_emotion(speaker: torch.Tensor, emotion: torch.Tensor, n_speake
 
 
 def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """||corr(a, b)||_F^2 / (d_a d_b) over the valid rows: 0 when uncorrelated, 1 when identical.
+    """||corr(a, b)||_F^2 / (d_a d_b) over the valid rows: 0 when uncorrelated, 1 when every dimension of a is
+    perfectly correlated with every one of b (a = b with independent dimensions gives 1/d).
 
     The mean, not the sum: a batch of n independent rows still shows squared
     correlations of about 1/n per entry, and summed over d*d entries that noise floor

@@ -48,16 +48,6 @@ def hypervolume(acc: np.ndarray, leakage: np.ndarray, chance_acc: float) -> floa
     return float(moocore.hypervolume(pts, ref=[chance_acc, 1.0], maximise=list(MAXIMISE)))
 
 
-def contributions(acc: np.ndarray, leakage: np.ndarray, chance_acc: float) -> np.ndarray:
-    """Each point's exclusive hypervolume contribution (0 for dominated or out-of-box points)."""
-    pts = _points(acc, leakage)
-    out = np.zeros(len(pts))
-    inside = (pts[:, 0] > chance_acc) & (pts[:, 1] < 1.0)
-    if inside.any():
-        out[inside] = moocore.hv_contributions(pts[inside], ref=[chance_acc, 1.0], maximise=list(MAXIMISE))
-    return out
-
-
 @dataclass(frozen=True)
 class Front:
     trial_ids: list[str]
