@@ -68,7 +68,7 @@ def folder_name(field: str, name: str, parent: str) -> str:
     return name
 
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")  # s3:/b and S3://b too; a relative path `exp:1/out` is a path
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -598,8 +598,9 @@ def _absolute(raw: dict[str, Any]) -> dict[str, Any]:
     out = dict(raw)
     for section, key in PATH_FIELDS:
         node = out.get(section)
-        if isinstance(node, dict) and isinstance(node.get(key), str) and "://" not in node[key]:
-            out[section] = {**node, key: str(Path(node[key]).expanduser().absolute())}
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and ("://" not in value or value.startswith("file://")):
+            out[section] = {**node, key: str(Path(value.removeprefix("file://")).expanduser().absolute())}
     return out
 
 

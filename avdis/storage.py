@@ -52,7 +52,7 @@ def what_to_check(exc: BaseException) -> str:
 
 
 def _failed(url: str, doing: str, exc: BaseException) -> StorageError:
-    hint = what_to_check(exc)
+    hint = what_to_check(exc) if is_remote(url) else ""  # a local failure's own message says it (disk, permissions)
     return StorageError(f"{url}: {doing} ({type(exc).__name__}: {exc}){'; ' + hint if hint else ''}")
 
 

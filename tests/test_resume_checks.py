@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from avdis import config as C
+from avdis import storage
 from avdis.cli import main
 from avdis.data import shards
 from avdis.errors import UsageError
@@ -266,3 +267,25 @@ def test_scratch_folders_of_killed_processes_are_removed_and_no_others(tmp_path,
         assert d.parent == tmp_path and d.name.startswith(f"{ck.SCRATCH_PREFIX}{os.getpid()}-")
         assert {name for name, f in folders.items() if f.exists()} == {"fresh", "alive", "unnamed"}
     assert not d.exists()
+
+
+def test_a_checkpoint_round_trips_through_s3_with_its_state_written_last(s3_bucket, tmp_path):
+    """RunStore on S3: every file back as saved; a folder whose state.json is missing (an upload cut short before it)
+    is not taken for a whole checkpoint."""
+    local = tmp_path / "ckpt"
+    (local / "engine").mkdir(parents=True)
+    (local / "engine" / "state.pt").write_bytes(b"engine" * 100)
+    (local / "adversary.pt").write_bytes(b"adv")
+    ck.write_state(local, {"epoch": 1, "history": []})
+    run = f"{s3_bucket}/runs/fixed"
+    store = ck.RunStore(run, C.S3Config())
+    store.save(local, 1)
+    with store.latest() as here:
+        assert {p.relative_to(here).as_posix(): p.read_bytes() for p in here.rglob("*") if p.is_file()} == \
+            {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+    (local / ck.STATE).unlink()
+    cut = tmp_path / "cut"
+    shutil.copytree(local, cut)
+    fs, path = storage.filesystem(f"{run}/checkpoint_epoch_0002")
+    fs.put(str(cut) + "/", path + "/", recursive=True)  # epoch 2's files, but its state.json never arrived
+    assert ck._newest_whole(run, C.S3Config())[0].endswith("checkpoint_epoch_0001")

@@ -74,18 +74,26 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
     return f"cannot open media ({exc.__class__.__name__}: {exc})"
 
 
-def _origin(container: av.container.InputContainer) -> float:
-    """The file's time zero in seconds: the earliest start of its streams. Each track is placed relative to it, so
-    a track that starts late (an audio delay, a video cut with an offset) stays in step with the other one."""
-    return (container.start_time or 0) / av.time_base
+def _start(stream: av.stream.Stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
-def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`, from the file's time zero (silence before a late start)."""
+def _origin(container: av.container.InputContainer, stream: av.stream.Stream, together: bool) -> float:
+    """Time zero in seconds for `stream`'s track. Decoded `together` with the other track of its file, the earlier
+    start of the two, so a track that starts late (an audio delay, a video cut with an offset) stays in step with
+    the other; alone (the other track comes from another file, as CREMA-D's .flv and .wav), its own start."""
+    if not together:
+        return _start(stream)
+    tracks = [*container.streams.audio[:1], *container.streams.video[:1]]
+    return min(_start(s) for s in tracks)
+
+
+def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> np.ndarray:
+    """Mono float32 samples at `sample_rate`, from time zero (`_origin`; silence before a late start)."""
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
-        origin = _origin(container)
+        origin = _origin(container, container.streams.audio[0], together)
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         begins = None
@@ -125,8 +133,9 @@ def _rgb(frame: av.VideoFrame, aspect: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
 
 
-def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
-    """RGB frames `[n, H, W, 3]` at `fps` from the file's time zero (each position shows the first source frame of
+def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = None,
+                 together: bool = True) -> tuple[np.ndarray, int]:
+    """RGB frames `[n, H, W, 3]` at `fps` from time zero (`_origin`) (each position shows the first source frame of
     its 1/fps slot, or repeats the one before when the slot has none; black before a late start), and the clip's
     length in such positions. With `span` (first, end) only those positions are converted and kept: a clip's frames
     at full size would take gigabytes for a minute of 1080p, while a window takes a few seconds' worth."""
@@ -136,7 +145,9 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         stream = container.streams.video[0]
-        origin = _origin(container)
+        origin = _origin(container, stream, together)
+        if not together:  # alone: positions from the slot the track starts in, on the file's own 1/fps grid
+            origin = math.floor(origin * fps + 1e-6) / fps
         sar = stream.sample_aspect_ratio
         aspect = float(sar) if sar else 1.0
         n = 0  # positions so far
@@ -232,21 +243,26 @@ def _fit(x: np.ndarray, length: int) -> tuple[np.ndarray, int]:
 
 def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig) -> ClipFeatures:
     """Decode one clip (audio and video may live in separate files) into its features."""
-    audio = decode_audio(audio_path, feat.sample_rate)
+    together = Path(audio_path) == Path(video_path)
+    audio = decode_audio(audio_path, feat.sample_rate, together)
     heard = len(audio) / feat.sample_rate
 
     def window_start(duration: float) -> tuple[float, int]:  # centre window, both modalities alike
         start = max(0.0, (duration - feat.window_s) / 2)
         return start, int(round(start * feat.fps))
 
-    # decode only the window's frames; it is where the audio puts it unless the video is the shorter, and then
-    # (rarely: the two tracks of a clip mostly end together) the video is decoded again for its own window
+    # decode only the window's frames. It is where the audio puts it unless the video is the shorter: then it starts
+    # earlier, mostly by a few frames (AAC audio runs up to ~0.1 s past the video), which a little slack before the
+    # window keeps; a video much shorter than its audio is decoded again for its own window
     _, v0 = window_start(heard)
-    window, n_frames = decode_video(video_path, feat.fps, (v0, v0 + feat.video_frames))
+    lo = max(0, v0 - math.ceil(0.25 * feat.fps))
+    kept, n_frames = decode_video(video_path, feat.fps, (lo, v0 + feat.video_frames), together)
     duration = min(heard, n_frames / feat.fps)
     start, v1 = window_start(duration)
-    if v1 != v0:
-        window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames))
+    if v1 >= lo:
+        window = kept[v1 - lo : v1 - lo + feat.video_frames]
+    else:
+        window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames), together)
     a0 = int(start * feat.sample_rate)
     a1 = a0 + int(feat.window_s * feat.sample_rate)
     mel, audio_len = _fit(log_mel(audio[a0:a1], feat), feat.audio_frames)

@@ -206,7 +206,12 @@ class RunStore:
         fs, path = storage.filesystem(storage.join(self.url, name), self.s3)
         if fs.exists(path):
             fs.rm(path, recursive=True)
-        fs.put(str(local_dir) + "/", path + "/", recursive=True)
+        # state.json last: a folder with a whole one is whole (s3fs uploads a folder's files at once, in any order)
+        rest = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / STATE)
+        for folder in {path, *(f"{path}/{p.parent.relative_to(local_dir).as_posix()}" for p in rest)}:
+            fs.makedirs(folder, exist_ok=True)  # local folders; nothing on S3
+        fs.put([str(p) for p in rest], [f"{path}/{p.relative_to(local_dir).as_posix()}" for p in rest])
+        fs.put_file(str(local_dir / STATE), f"{path}/{STATE}")
         storage.write_bytes(storage.join(self.url, LATEST), json.dumps({"checkpoint": name}).encode(), self.s3)
         self._prune()
         return storage.join(self.url, name)

@@ -127,7 +127,10 @@ def train(cfg: Config) -> dict[str, Any]:
         except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
             raise TrainInterrupted(run_url) from None
         except TrainingFailedError as exc:
-            raise _explained(exc, run_url) from None
+            explained = _explained(exc, run_url)
+            if explained is exc:
+                raise
+            raise explained from None
         history = json.loads(storage.read_bytes(storage.join(run_url, ck.METRICS_FILE), cfg.s3))["history"]
         if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
             raise TrainInterrupted(run_url)

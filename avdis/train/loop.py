@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -234,7 +235,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             try:
                 engine.load(found)
                 stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False))
-            except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
                 raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}") from None
             start, history = state["epoch"], state["history"]
             if rank == 0:
