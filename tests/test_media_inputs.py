@@ -134,3 +134,26 @@ def test_float_audio_with_nan_is_a_named_reject(tmp_path):
     with pytest.raises(media.MediaError) as caught:
         media.decode_audio(path, 16000)
     assert caught.value.reason == "audio holds NaN or infinite samples (a damaged float recording)"
+
+
+def test_a_voice_in_stereo_is_as_loud_as_in_mono(tmp_path):
+    """Two channels are averaged (as librosa's to_mono): the resampler's downmix made stereo 3 dB louder than mono, a
+    level that follows the recording setup, and so the speaker, in a corpus that mixes the two."""
+    tone = (0.2 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
+
+    def wav(name: str, channels: np.ndarray, layout: str) -> Path:
+        path = tmp_path / name
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("pcm_s16le", rate=16000)
+            stream.layout = layout
+            frame = av.AudioFrame.from_ndarray(channels, format="fltp", layout=layout)
+            frame.sample_rate = 16000
+            out.mux(stream.encode(frame))
+            out.mux(stream.encode())
+        return path
+
+    mono = media.decode_audio(wav("mono.wav", tone[None], "mono"), 16000)
+    stereo = media.decode_audio(wav("stereo.wav", np.stack([tone, tone]), "stereo"), 16000)
+    np.testing.assert_allclose(stereo, mono, atol=1e-4)
+    left = media.decode_audio(wav("left.wav", np.stack([tone, np.zeros_like(tone)]), "stereo"), 16000)
+    np.testing.assert_allclose(left, mono / 2, atol=1e-4)  # the mean of the two channels

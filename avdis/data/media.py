@@ -96,11 +96,12 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
         origin = _origin(container, container.streams.audio[0], together)
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
-        begins = None
+        begins, channels = None, 1
         try:
             for frame in container.decode(audio=0):
                 if begins is None and frame.time is not None:
                     begins = frame.time
+                channels = frame.layout.nb_channels
                 chunks.extend(r.to_ndarray()[0] for r in resampler.resample(frame))
             chunks.extend(r.to_ndarray()[0] for r in resampler.resample(None))
         except av.error.FFmpegError as exc:
@@ -108,6 +109,8 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     if not chunks or sum(len(c) for c in chunks) == 0:
         raise MediaError(path, "audio stream holds no samples")
     samples = np.concatenate(chunks).astype(np.float32)
+    if channels == 2:  # the mean of the two, as librosa's to_mono: the downmix adds them at 1/sqrt(2) each, so a voice
+        samples *= np.float32(math.sqrt(0.5))  # in stereo came out 3 dB louder than in mono (a per-recording cue)
     if not np.isfinite(samples).all():
         raise MediaError(path, "audio holds NaN or infinite samples (a damaged float recording)")
     if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
