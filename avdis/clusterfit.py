@@ -275,7 +275,7 @@ def check_bucket(url: str, s3: S3Config | None = None) -> None:
     """Raise UsageError if the bucket of an s3:// URL is missing or unreachable (others pass)."""
     if not url.startswith("s3://"):
         return
-    from avdis.storage import filesystem, what_to_check
+    from avdis.storage import UNREACHABLE, filesystem, what_to_check
 
     bucket = url.removeprefix("s3://").split("/", 1)[0]
     fs, _ = filesystem(url, s3)
@@ -287,7 +287,7 @@ def check_bucket(url: str, s3: S3Config | None = None) -> None:
             f"(python infra/storage/create_bucket.py {bucket}) or fix the URL in the config"
         ) from None
     except Exception as exc:  # denied, no credentials, endpoint down, DNS, TLS: say what to check
-        hint = what_to_check(exc) or "cannot connect: check s3.endpoint_url / AWS_ENDPOINT_URL and the network"
+        hint = what_to_check(exc) or UNREACHABLE
         raise UsageError(f"{url}: bucket {bucket!r} ({type(exc).__name__}: {exc}); {hint}") from None
 
 

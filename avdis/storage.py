@@ -39,6 +39,9 @@ _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutEr
                 "ConnectionError", "TimeoutError", "gaierror"}
 
 
+UNREACHABLE = "cannot connect: check s3.endpoint_url / AWS_ENDPOINT_URL and the network"
+
+
 def what_to_check(exc: BaseException) -> str:
     """What to do about a storage failure, where its kind tells: '' when it does not."""
     kinds = {cls.__name__ for cls in type(exc).__mro__}
@@ -47,7 +50,7 @@ def what_to_check(exc: BaseException) -> str:
     if kinds & {"NoCredentialsError", "PartialCredentialsError"}:
         return "no AWS credentials: give the node a role, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if kinds & _UNREACHABLE:
-        return "cannot connect: check s3.endpoint_url / AWS_ENDPOINT_URL and the network"
+        return UNREACHABLE
     return ""
 
 

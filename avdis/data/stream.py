@@ -27,7 +27,7 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -130,7 +130,8 @@ class SkipStats:
     delivered: int = 0
     bad_shards: int = 0
     bad_samples: int = 0
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # the first MAX_REASONS, named in errors
+    MAX_REASONS: ClassVar[int] = 20
 
     @property
     def skipped_samples(self) -> int:
@@ -149,7 +150,7 @@ class SkipStats:
             total.delivered += part.delivered
             total.bad_shards += part.bad_shards
             total.bad_samples += part.bad_samples
-            total.reasons.extend(part.reasons[: 20 - len(total.reasons)])
+            total.reasons.extend(part.reasons[: cls.MAX_REASONS - len(total.reasons)])
         return total
 
     def add(self, skip: Skip) -> None:
@@ -157,7 +158,7 @@ class SkipStats:
             self.bad_shards += 1
         else:
             self.bad_samples += 1
-        if len(self.reasons) < 20:
+        if len(self.reasons) < self.MAX_REASONS:
             self.reasons.append(f"{skip.kind} {skip.url}: {skip.reason}")
 
 

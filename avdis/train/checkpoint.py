@@ -12,6 +12,7 @@ else is refused naming each setting that differs, old and new.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -181,18 +182,19 @@ class RunStore:
         latest.json names, unless the pointer is gone or damaged or names a folder without a whole state.json:
         then the newest folder with one, said aloud (starting over would overwrite good checkpoints)."""
         pointer = storage.join(self.url, LATEST)
-        folder, why = None, None
+        folder, why, no_pointer = None, None, False
         try:
             folder = storage.join(self.url, json.loads(storage.read_bytes(pointer, self.s3))["checkpoint"])
             json.loads(storage.read_bytes(storage.join(folder, STATE), self.s3))
         except FileNotFoundError:
+            no_pointer = folder is None
             why = f"{storage.join(folder, STATE) if folder else pointer} is missing"
         except (ValueError, KeyError, TypeError):
             why = f"{storage.join(folder, STATE) if folder else pointer} is damaged"
         if why is not None:
             newest = _newest_whole(self.url, self.s3)
             if newest is None:
-                if folder is None and not storage.exists(pointer, self.s3):
+                if no_pointer:
                     yield None  # a new run
                     return
                 raise unusable(self.url, why)
@@ -239,6 +241,7 @@ def scratch_dir() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+@functools.cache  # once per process and folder: checkpoints are written every epoch, orphans appear rarely
 def _remove_orphans(tmp: Path) -> None:
     for d in tmp.glob(f"{SCRATCH_PREFIX}*-*"):
         pid = d.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
