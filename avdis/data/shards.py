@@ -33,7 +33,7 @@ import pyarrow as pa
 import webdataset as wds
 
 from avdis import storage
-from avdis.config import EMOTIONS, DataConfig, FeatureConfig, S3Config
+from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config
 from avdis.data import splits
 from avdis.data.corpora import ClipRecord, Reject, scan
 from avdis.errors import AvdisError, UsageError
@@ -207,8 +207,9 @@ def _remove_unlisted(url: str, listed: list[dict[str, Any]], s3: S3Config) -> No
         _remove(storage.join(url, SHARD_DIR, name), s3)
 
 
-# The split settings preprocessing fixes in the manifest; `scheme` and `fold` are chosen when training.
-SPLIT_MADE_WITH = ("folds", "val_fraction", "test_fraction", "seed")
+# The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
+# when training.
+SPLIT_MADE_WITH = tuple(k.removeprefix("data.split.") for k in MADE_WITH_SHARDS if k.startswith("data.split."))
 
 
 def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
