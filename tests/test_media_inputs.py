@@ -82,23 +82,48 @@ def test_a_track_that_starts_late_stays_in_step(tmp_path):
     assert np.flatnonzero(np.abs(media.decode_audio(write(tmp_path / "sync.mp4", flat(24)), 16000)) > 0.05)[0] < 100
 
 
+def with_display_matrix(path: Path, a: int, b: int, c: int, d: int) -> Path:
+    """`path` with its video track's header (tkhd, version 0) given the display matrix (a b; c d) (16.16 units of
+    1), as a phone or an editor writes it: (0 -1; 1 0) is what `ffmpeg -metadata:s:v rotate=90` writes."""
+    matrix = struct.pack(">9i", a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30)
+    data = bytearray(path.read_bytes())
+    at = 0
+    while (at := data.find(b"tkhd", at + 1)) >= 0:
+        where = at + 4 + 4 + 4 * 5 + 8 + 8  # version/flags, times, track, reserved, duration, reserved, layer..volume
+        width = struct.unpack(">I", data[where + 36 : where + 40])[0] >> 16
+        if width:
+            data[where : where + 36] = matrix
+    path.write_bytes(bytes(data))
+    return path
+
+
 def test_a_phone_video_is_turned_upright(tmp_path):
     img = np.zeros((48, 64, 3), np.uint8)
     img[:, :16] = 255  # a white band on the left
-    path = write(tmp_path / "portrait.mp4", np.stack([img] * 12))
-    data = bytearray(path.read_bytes())
-    # the video track's header (tkhd, version 0) gets the display matrix `ffmpeg -metadata:s:v rotate=90` writes
-    rotate_90 = bytes.fromhex("00000000ffff0000000000000001000000000000000000000000000000000000" "40000000")
-    at = 0
-    while (at := data.find(b"tkhd", at + 1)) >= 0:
-        matrix = at + 4 + 4 + 4 * 5 + 8 + 8  # version/flags, times, track, reserved, duration, reserved, layer..volume
-        width = struct.unpack(">I", data[matrix + 36 : matrix + 40])[0] >> 16
-        if width:
-            data[matrix : matrix + 36] = rotate_90
-    path.write_bytes(bytes(data))
+    path = with_display_matrix(write(tmp_path / "portrait.mp4", np.stack([img] * 12)), 0, -1, 1, 0)
     frames, _ = media.decode_video(path, 8)
     assert frames.shape[1:] == (64, 48, 3)  # upright: taller than wide, as a player shows it
     np.testing.assert_allclose(frames[0].astype(float), np.rot90(img, 1), atol=24)  # as ffmpeg's autorotate turns it
+
+
+@pytest.mark.parametrize(
+    "matrix, shown",
+    [
+        ((-1, 0, 0, 1), np.fliplr),  # a selfie camera's mirror: was turned 180 degrees, upside down for the face finder
+        ((1, 0, 0, -1), np.flipud),
+        ((-1, 0, 0, -1), lambda img: np.rot90(img, 2)),  # a real half turn stays one
+        ((0, 1, 1, 0), lambda img: img.transpose(1, 0, 2)),  # a quarter turn and a mirror
+        ((0, -1, -1, 0), lambda img: np.rot90(img, 2).transpose(1, 0, 2)),
+        ((0, 1, -1, 0), lambda img: np.rot90(img, -1)),
+    ],
+)
+def test_a_mirrored_video_is_shown_as_a_player_shows_it(tmp_path, matrix, shown):
+    """As ffmpeg (6.1 and later) applies the display matrix: its rotation, then the flip its sign leaves."""
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:16, :16] = 255  # a white corner, top left: every turn and flip moves it somewhere else
+    path = with_display_matrix(write(tmp_path / "mirror.mp4", np.stack([img] * 12)), *matrix)
+    frames, _ = media.decode_video(path, 8)
+    np.testing.assert_allclose(frames[[0, -1]].astype(float), np.stack([shown(img)] * 2), atol=24)
 
 
 def test_non_square_pixels_and_huge_frames_come_out_as_shown_and_bounded(tmp_path):

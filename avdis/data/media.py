@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import av
+from av.sidedata.sidedata import Type as SideDataType
 import cv2
 import librosa
 import numpy as np
@@ -124,7 +125,7 @@ MAX_SIDE = 1920  # frames are scaled down to this longest side as they are decod
 
 def _rgb(frame: av.VideoFrame, aspect: float) -> np.ndarray:
     """A frame as RGB `[H, W, 3]` the way a player shows it: square pixels (`aspect`: the stream's pixel aspect
-    ratio), turned upright by its display rotation (a phone's portrait video), no side above `MAX_SIDE`."""
+    ratio), turned and mirrored by its display matrix (a phone's portrait video), no side above `MAX_SIDE`."""
     w, h = frame.width * aspect, frame.height
     scale = min(1.0, MAX_SIDE / max(w, h))
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
@@ -132,8 +133,24 @@ def _rgb(frame: av.VideoFrame, aspect: float) -> np.ndarray:
         img = frame.to_ndarray(format="rgb24")
     else:
         img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-    turns = (frame.rotation or 0) // 90 % 4
-    return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
+    return _as_displayed(img, frame)
+
+
+def _as_displayed(img: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """`img` moved as the frame's display matrix says (libavutil/display.h: a point (p, q) is shown at
+    (a*p + c*q, b*p + d*q)), to the nearest quarter turn. Its rotation alone is not enough: a selfie camera's
+    mirror (a = -1, d = 1) reads as a half turn, and would put faces upside down."""
+    side = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    if side is None:
+        return img
+    (a, b), (c, d) = np.frombuffer(bytes(side), np.int32)[[0, 1, 3, 4]].reshape(2, 2)
+    if abs(a) + abs(d) < abs(b) + abs(c):  # a quarter turn: shown at (c*q, b*p), the axes swapped
+        img, a, d = img.transpose(1, 0, 2), c, b
+    if a < 0:
+        img = img[:, ::-1]
+    if d < 0:
+        img = img[::-1]
+    return np.ascontiguousarray(img)
 
 
 def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = None,
