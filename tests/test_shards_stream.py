@@ -11,7 +11,7 @@ import pytest
 
 from avdis import storage
 from avdis.config import DataConfig, FeatureConfig, LoaderConfig, S3Config, SplitConfig
-from avdis.data import media, shards, stream
+from avdis.data import media, shards, splits, stream
 
 S3 = S3Config()
 
@@ -90,6 +90,21 @@ def test_splits_in_the_manifest(tiny_shards):
     assert all(s == {"train", "val", "test"} for s in per_speaker)  # within_speaker: everyone everywhere
     folds = manifest.groupby("speaker")["fold"].nunique()
     assert (folds == 1).all() and manifest["fold"].nunique() == 4  # speaker_disjoint: a speaker in one fold
+
+
+@pytest.mark.parametrize("per_emotion, emotions", [(1, 6), (2, 6), (3, 4), (5, 6)])
+def test_within_speaker_splits_give_every_emotion_its_share(per_emotion, emotions):
+    """Few clips per speaker: each split holds every emotion at its fraction over the corpus. Dealt from the same
+    point in every speaker, 2 clips of each of 6 emotions sent 3 emotions, the same ones, to every test set."""
+    cfg = SplitConfig()
+    speakers = [f"s{s:02d}" for s in range(12) for _ in range(per_emotion * emotions)]
+    labels = [f"e{j}" for _ in range(12) for j in range(emotions) for _ in range(per_emotion)]
+    split = splits.within_speaker(speakers, labels, cfg)
+    assert split == splits.within_speaker(speakers, labels, cfg)  # the same labels and seed give the same splits
+    for name in ("train", "val", "test"):
+        assert {s for s, x in zip(speakers, split) if x == name} == set(speakers)  # everyone in every split
+        counts = [sum(x == name for x, e in zip(split, labels) if e == j) for j in set(labels)]
+        assert max(counts) - min(counts) <= 1  # every emotion has its share, give or take a clip
 
 
 def test_speaker_disjoint_scheme_keeps_test_speakers_out_of_train(tiny_corpus, tiny_shards):
