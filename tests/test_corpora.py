@@ -197,3 +197,18 @@ def test_an_audio_track_of_digital_silence_is_a_reject(tmp_path):
     quiet = tmp_path / "quiet.wav"
     media.write_clip(quiet, None, 12, np.full(8000, 1e-3, dtype=np.float32), 16000)
     assert media.decode_audio(quiet, 16000).any()  # quiet is not silent
+
+
+
+@pytest.mark.parametrize("entanglement, clips", [(0.0, 6), (0.8, 10)])
+def test_the_generated_corpus_gives_every_emotion_its_share(tmp_path, entanglement, clips):
+    """Clips left over after rounding go round the emotions. Always given to the first ones, 4 speakers x 6 clips
+    of 4 emotions, balanced, held 8, 8, 4 and 4 clips of them."""
+    import pandas as pd
+
+    from avdis.config import SynthConfig
+    from avdis.data import synth
+
+    spec = SynthConfig(speakers=4, emotions=4, clips_per_speaker=clips, entanglement=entanglement, duration_s=0.3)
+    truth = pd.read_csv(synth.generate(spec, tmp_path) / "ground_truth.csv")
+    assert truth.groupby("emotion").size().tolist() == [clips] * 4

@@ -137,11 +137,14 @@ def _speaker(rng: np.random.Generator, identity_cues: str, cues: str = "mixed") 
     return spk
 
 
-def _counts(n: int, probs: np.ndarray) -> np.ndarray:
-    """Largest-remainder integer counts summing to n."""
+def _counts(n: int, probs: np.ndarray, first: int) -> np.ndarray:
+    """Largest-remainder integer counts summing to n; equal remainders go round from index `first`. Always from
+    0, every speaker's leftover clips went to the first emotions: a corpus with more of them, and speakers whose
+    favourite was emotion 0 had none of the last one."""
     raw = probs * n
     counts = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+    turn = (np.arange(len(probs)) - first) % len(probs)
+    for i in np.lexsort((turn, -np.round(raw - counts, 9)))[: n - counts.sum()]:  # rounded: 0.2 / 4 * 30 is 1.4999...
         counts[i] += 1
     return counts
 
@@ -234,7 +237,7 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
         favourite = s % cfg.emotions
         probs = np.full(cfg.emotions, (1 - cfg.entanglement) / cfg.emotions)
         probs[favourite] += cfg.entanglement
-        labels = np.repeat(np.arange(cfg.emotions), _counts(cfg.clips_per_speaker, probs))
+        labels = np.repeat(np.arange(cfg.emotions), _counts(cfg.clips_per_speaker, probs, favourite + 1))
         rng.shuffle(labels)
         for j, e in enumerate(labels):
             clip_rng = np.random.default_rng([cfg.seed, s, j])
