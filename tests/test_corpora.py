@@ -55,6 +55,20 @@ def test_cremad_labels_and_pairing_by_stem(cremad):
     assert "file name is not" in reasons["1003_ITS_XYZ_LO.wav"]
 
 
+def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
+    """AudioWAV/1040_ITH_SAD_X.wav (one X) beside VideoFlash/1040_ITH_SAD_XX.flv, as in some copies of the corpus:
+    both were rejected, the wav for its name and the flv for want of a partner."""
+    video = touch(tmp_path / "VideoFlash" / "1040_ITH_SAD_XX.flv")
+    audio = touch(tmp_path / "AudioWAV" / "1040_ITH_SAD_X.wav")
+    touch(tmp_path / "AudioWAV" / "1040_ITH_SAD_ZZ.wav")
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion, r.audio_path, r.video_path) for r in records] == [
+        ("cremad-1040_ITH_SAD_XX", "1040", "sad", str(audio), str(video))]
+    assert [(Path(r.source_path).name, r.reason) for r in rejects] == [
+        ("1040_ITH_SAD_ZZ.wav", "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_<LO|MD|HI|XX> "
+                                "(e.g. 1001_DFA_ANG_XX)")]
+
+
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(corpora.CorpusError, match="does not exist"):
         corpora.scan("ravdess", tmp_path / "nope")
@@ -153,6 +167,31 @@ def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
     with pytest.raises(corpora.CorpusError, match="ground_truth.csv: no column clip_id; its header must name file, "
                                                   "clip_id, speaker, emotion"):
         corpora.scan("synthetic", tmp_path)
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\n")
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        (tmp_path / "clips" / name).unlink()
+    with pytest.raises(corpora.CorpusError, match="ground_truth.csv lists no clips"):  # was: "empty folder"
+        corpora.scan("synthetic", tmp_path)
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])  # a spreadsheet's plain "CSV", its "Unicode Text"
+def test_a_ground_truth_csv_in_another_encoding_is_named(tmp_path, encoding):
+    touch(tmp_path / "a.mp4")
+    (tmp_path / "ground_truth.csv").write_bytes("file,clip_id,speaker,emotion\r\na.mp4,a,Zoë,happy\r\n".encode(encoding))
+    with pytest.raises(corpora.CorpusError, match=r"ground_truth.csv: not UTF-8 text .*save it as \"CSV UTF-8\""):
+        corpora.scan("synthetic", tmp_path)  # was a UnicodeDecodeError traceback
+
+
+def test_one_file_by_two_spellings_is_one_clip(tmp_path):
+    """`sub/../a.mp4` is `a.mp4`: listed both ways, one recording was two clips, one in train and one in test."""
+    touch(tmp_path / "a.mp4")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\na.mp4,a,s1,happy\n"
+                                               "sub/../a.mp4,a_again,s1,happy\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [r.clip_id for r in records] == ["a"]
+    assert [(r.source_path, r.reason) for r in rejects] == [
+        (str(tmp_path / "a.mp4"), "ground_truth.csv row 3: file already listed on row 2")]
 
 
 def test_a_wrong_source_leaves_a_built_output_as_it_was(ravdess, tmp_path):

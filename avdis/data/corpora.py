@@ -11,7 +11,8 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     a video-only (02) and an audio-only (03) file of the same clip are paired. A clip is
     never counted twice; unpaired or surplus files become rejects with the reason.
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
-    EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX. Video and audio are paired by stem.
+    EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
+    Video and audio are paired by stem.
 synthetic (`avdis.data.synth`): labels from the corpus's `ground_truth.csv`.
 
 Files are found through symlinked folders (each real folder once), hidden names and the
@@ -29,6 +30,9 @@ from typing import Callable
 
 from avdis.config import EMOTIONS
 from avdis.errors import AvdisError
+
+
+GROUND_TRUTH = "ground_truth.csv"  # a corpus's labels, one row per clip (what the synthetic generator writes)
 
 
 class CorpusError(AvdisError):
@@ -62,7 +66,8 @@ RAVDESS_EMOTIONS = dict(zip(["01", "02", "03", "04", "05", "06", "07", "08"],
                             ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]))
 CREMAD_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 _RAVDESS_NAME = re.compile(r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d{2})$")
-_CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+_CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_(LO|MD|HI|XX|X)$")
+# some copies of the corpus name one file AudioWAV/1040_ITH_SAD_X.wav (its video is ..._XX.flv): X is XX
 _MEDIA = {".mp4", ".wav", ".flv", ".avi", ".mkv", ".webm"}
 
 
@@ -156,13 +161,15 @@ def scan_cremad(src: Path, files: list[Path]) -> Scan:
             continue
         m = _CREMAD_NAME.match(path.stem)
         if not m or m.group(3) not in CREMAD_EMOTIONS:
-            rejects.append(Reject(str(path), "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_<level>"))
+            rejects.append(Reject(str(path), "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_"
+                                             "<LO|MD|HI|XX> (e.g. 1001_DFA_ANG_XX)"))
             continue
+        stem = path.stem + "X" if m.group(4) == "X" else path.stem
         kind = videos if suffix == ".flv" else audios
-        if path.stem in kind:
-            rejects.append(Reject(str(path), f"duplicate of {kind[path.stem]} (same clip, same modality)"))
+        if stem in kind:
+            rejects.append(Reject(str(path), f"duplicate of {kind[stem]} (same clip, same modality)"))
             continue
-        kind[path.stem] = path
+        kind[stem] = path
     records = []
     for stem in sorted(videos.keys() | audios.keys()):
         if stem not in audios:
@@ -184,41 +191,47 @@ _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where
 
 
 def scan_synthetic(src: Path, files: list[Path]) -> Scan:
-    truth = src / "ground_truth.csv"
+    truth = src / GROUND_TRUTH
     if not truth.is_file():
         raise CorpusError(f"{truth}: missing; generate the corpus with `avdis synth --out {src}`")
     records, rejects = [], []
     rows_of: dict[str, int] = {}  # clip_id -> its row
     files_of: dict[Path, int] = {}  # file -> its row
     listed: set[Path] = set()
-    with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" starts with a BOM
-        reader = csv.DictReader(fh)
-        missing = [c for c in _TRUTH_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
-        for line, row in enumerate(reader, start=2):
-            path = src / (row["file"] or "")
-            listed.add(path)
-            empty = [c for c in _TRUTH_COLUMNS if not row[c]]
-            if empty:
-                rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
-            elif row["clip_id"] in rows_of:
-                rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
-                                                 f"on row {rows_of[row['clip_id']]}"))
-            elif path in files_of:
-                rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[path]}"))
-            elif row["emotion"] not in EMOTIONS:
-                rejects.append(Reject(str(path), f"emotion {row['emotion']!r} is not one of {list(EMOTIONS)}"))
-            elif not path.is_file():
-                rejects.append(Reject(str(path), "listed in ground_truth.csv but missing"))
-            else:
-                rows_of[row["clip_id"]], files_of[path] = line, line
-                records.append(ClipRecord(
-                    clip_id=row["clip_id"], corpus="synthetic", speaker=row["speaker"], emotion=row["emotion"],
-                    source_path=str(path), audio_path=str(path), video_path=str(path),
-                    meta={"intensity": row["intensity"]} if row.get("intensity") else {},
-                ))
-    rejects.extend(Reject(str(p), "not listed in ground_truth.csv")
+    try:
+        with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" has a BOM
+            reader = csv.DictReader(fh)
+            header, rows = reader.fieldnames or [], list(reader)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{truth}: not UTF-8 text (byte {exc.start}); save it as \"CSV UTF-8\" (a spreadsheet's "
+                          "plain \"CSV\" and \"Unicode Text\" are other encodings)") from None
+    missing = [c for c in _TRUTH_COLUMNS if c not in header]
+    if missing:
+        raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
+    for line, row in enumerate(rows, start=2):
+        # one spelling per file (`sub/../a.mp4` is `a.mp4`): two would put one recording in train and in test
+        path = Path(os.path.normpath(src / (row["file"] or "")))
+        listed.add(path)
+        empty = [c for c in _TRUTH_COLUMNS if not row[c]]
+        if empty:
+            rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
+        elif row["clip_id"] in rows_of:
+            rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
+                                             f"on row {rows_of[row['clip_id']]}"))
+        elif path in files_of:
+            rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[path]}"))
+        elif row["emotion"] not in EMOTIONS:
+            rejects.append(Reject(str(path), f"emotion {row['emotion']!r} is not one of {list(EMOTIONS)}"))
+        elif not path.is_file():
+            rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing"))
+        else:
+            rows_of[row["clip_id"]], files_of[path] = line, line
+            records.append(ClipRecord(
+                clip_id=row["clip_id"], corpus="synthetic", speaker=row["speaker"], emotion=row["emotion"],
+                source_path=str(path), audio_path=str(path), video_path=str(path),
+                meta={"intensity": row["intensity"]} if row.get("intensity") else {},
+            ))
+    rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
                    for p in files if p.suffix.lower() in _MEDIA and p not in listed)
     return records, rejects
 
@@ -248,5 +261,6 @@ def scan(corpus: str, src: str | Path, skip: str | Path | None = None) -> Scan:
     records, rejects = ADAPTERS[corpus](root, files)
     rejects = walk_rejects + rejects
     if not records and not rejects:
-        raise CorpusError(f"{root}: empty folder, no {corpus} files found")
+        what = f"{GROUND_TRUTH} lists no clips" if (root / GROUND_TRUTH).is_file() else "empty folder"
+        raise CorpusError(f"{root}: {what}, no {corpus} files found")
     return sorted(records, key=lambda r: r.clip_id), rejects
