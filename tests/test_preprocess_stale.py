@@ -14,6 +14,7 @@ from avdis import storage
 from avdis.config import Config, DataConfig, FeatureConfig, S3Config, SynthConfig
 from avdis.data import prepare, shards
 from avdis.data.corpora import scan
+from avdis.errors import UsageError
 
 S3 = S3Config()
 FEAT = FeatureConfig(n_mels=16, window_s=0.5, fps=4, face_size=16)
@@ -126,6 +127,41 @@ def test_force_rebuilds_and_deletes_shard_files_the_manifest_does_not_list(corpu
     assert on_disk(out) == before == manifest(out)[1]
     assert forced["up_to_date"] is False and forced["rebuilt_because"] == "forced"
     assert prepare.preprocess(cfg, use_ray=False, generate=False)["up_to_date"] is True
+
+
+def test_a_build_deletes_only_its_own_shard_files(corpus, tmp_path):
+    """Files of the user's own in shards/ (notes, another tool's tars) were deleted by the first build."""
+    out = tmp_path / "out"
+    (out / "shards").mkdir(parents=True)
+    (out / "shards" / "NOTES.txt").write_text("mine")
+    (out / "shards" / "train-000000.tar").write_bytes(b"another tool's")
+    cfg = Config(data=data_cfg(corpus, out))
+    prepare.preprocess(cfg, use_ray=False, generate=False)
+    assert (out / "shards" / "NOTES.txt").read_text() == "mine"
+    assert (out / "shards" / "train-000000.tar").read_bytes() == b"another tool's"
+    assert prepare.preprocess(cfg, use_ray=False, generate=False)["up_to_date"] is True  # and they make it no stale
+
+
+def test_shards_into_the_source_folder_itself_are_refused(corpus, tmp_path):
+    """Its manifest, rejects and shards would be read as the corpus's files at the next run."""
+    with pytest.raises(UsageError, match="is the source folder itself"):
+        prepare.preprocess(Config(data=data_cfg(corpus, corpus)), use_ray=False, generate=False)
+
+
+def test_a_users_own_ground_truth_is_never_generated_over(tmp_path):
+    """corpus=synthetic reads any folder with a ground_truth.csv; the generator wrote its corpus into such a folder
+    (it had no corpus.json), replacing the user's rows."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\nx.mp4,x,s1,happy\n")
+    data = DataConfig(corpus="synthetic", src=str(own), shards=str(tmp_path / "out"))
+    prepare.generate_if_missing(data)
+    assert sorted(p.name for p in own.iterdir()) == ["ground_truth.csv"]
+    (own / "ground_truth.csv").unlink()
+    (own / "x.mp4").write_bytes(b"a clip of the user's")
+    with pytest.raises(UsageError, match="holds files but no ground_truth.csv"):
+        prepare.generate_if_missing(data)
+    assert sorted(p.name for p in own.iterdir()) == ["x.mp4"]
 
 
 def test_shards_on_s3_of_another_size_or_unlisted_are_rebuilt(corpus, s3_bucket):

@@ -15,13 +15,26 @@ from typing import Any
 from avdis import storage
 from avdis.config import Config, DataConfig, S3Config, SynthConfig
 from avdis.data import shards, synth
+from avdis.data.corpora import GROUND_TRUTH
+from avdis.errors import UsageError
 
 
 def generate_if_missing(data: DataConfig) -> None:
-    """Generate the synthetic corpus at `data.src` unless a finished one with these settings is there."""
-    if data.corpus == "synthetic" and not synth.is_generated(data.synth, data.src):
-        print(f"generating synthetic corpus in {data.src} ...", flush=True)
-        synth.generate(data.synth, data.src)
+    """Generate the synthetic corpus at `data.src` unless a finished one with these settings is there. A folder the
+    generator did not make is never written into: a `ground_truth.csv` there is a corpus of the user's own (read
+    as it is; generating over it replaced its rows), and other files are refused."""
+    if data.corpus != "synthetic" or synth.is_generated(data.synth, data.src):
+        return
+    src = Path(data.src)
+    if not synth.made_here(src):
+        if (src / GROUND_TRUTH).is_file():
+            return
+        if src.is_dir() and any(src.iterdir()):
+            raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated "
+                             f"only into an empty or new folder: point data.src to one, or add a {GROUND_TRUTH} "
+                             "(columns file, clip_id, speaker, emotion) to use these files as a corpus")
+    print(f"generating synthetic corpus in {data.src} ...", flush=True)
+    synth.generate(data.synth, data.src)
 
 
 def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
@@ -71,6 +72,9 @@ class ShardTask:
 
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}.tar"
+
+
+_SHARD_NAME = re.compile(r"shard-\d{6,}\.tar")  # what shard_name writes
 
 
 def sample_key(clip_id: str) -> str:
@@ -160,7 +164,8 @@ def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataCon
 
 
 def _shard_files(url: str, s3: S3Config) -> dict[str, int]:
-    """Byte size of every file under `<url>/shards/`, by name."""
+    """Byte size of every shard file (`shard_name`'s) under `<url>/shards/`, by name. Only those: a build deletes
+    the ones its manifest does not list, and a user's own files there (notes, other tars) are not ours to delete."""
     folder = storage.join(url, SHARD_DIR)
     fs, path = storage.filesystem(folder, s3)
     try:
@@ -169,7 +174,8 @@ def _shard_files(url: str, s3: S3Config) -> dict[str, int]:
         entries = fs.ls(path, detail=True)
     except Exception as exc:
         raise storage.StorageError(f"{folder}: cannot list ({type(exc).__name__}: {exc})") from exc
-    return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"]) for e in entries if e["type"] == "file"}
+    sizes = {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"]) for e in entries if e["type"] == "file"}
+    return {name: size for name, size in sizes.items() if _SHARD_NAME.fullmatch(name)}
 
 
 def _shards_mismatch(url: str, listed: list[dict[str, Any]], s3: S3Config) -> str | None:
@@ -248,6 +254,9 @@ def build_shards(
     they run one after another in this process.
     """
     out_dir = None if storage.is_remote(data.shards) else storage.filesystem(data.shards)[1]
+    if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
+        raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
+                         "inside it (its own files would be read as the corpus's)")
     records, scan_rejects = scan(data.corpus, data.src, skip=out_dir)  # an output inside the source is no input
     manifest_url = storage.join(data.shards, MANIFEST)
     if not records:

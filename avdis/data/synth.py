@@ -41,8 +41,10 @@ import cv2
 import numpy as np
 
 from avdis.config import EMOTIONS, SynthConfig
+from avdis.data.corpora import GROUND_TRUTH
 from avdis.data.media import write_clip
 
+SETTINGS = "corpus.json"  # the generation settings, written last: a corpus with it is whole
 SAMPLE_RATE = 16000
 VIDEO_FPS = 16
 SIZE = 64
@@ -250,16 +252,21 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
             write_clip(out / rel, frames, VIDEO_FPS, audio, SAMPLE_RATE)
             rows.append({"file": rel, "clip_id": f"synthetic-{name}-{j:03d}", "speaker": name,
                          "emotion": emotion, "intensity": round(intensity, 4)})
-    with open(out / "ground_truth.csv", "w", newline="") as fh:
+    with open(out / GROUND_TRUTH, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     (out / "speakers.json").write_text(json.dumps({k: asdict(v) for k, v in speakers.items()}, indent=1))
-    (out / "corpus.json").write_text(json.dumps(cfg.model_dump(), indent=1))
+    (out / SETTINGS).write_text(json.dumps(cfg.model_dump(), indent=1))
     return out
+
+
+def made_here(out: str | Path) -> bool:
+    """True when `out` holds a corpus this generator wrote (with any settings): one it may write over."""
+    return (Path(out) / SETTINGS).is_file()
 
 
 def is_generated(cfg: SynthConfig, out: str | Path) -> bool:
     """True when `out` holds a finished corpus made with exactly these settings."""
-    meta = Path(out) / "corpus.json"
-    return meta.is_file() and (Path(out) / "ground_truth.csv").is_file() and json.loads(meta.read_text()) == cfg.model_dump()
+    meta = Path(out) / SETTINGS
+    return meta.is_file() and (Path(out) / GROUND_TRUTH).is_file() and json.loads(meta.read_text()) == cfg.model_dump()
