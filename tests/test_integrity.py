@@ -20,7 +20,7 @@ import pytest
 
 from avdis import storage
 from avdis.config import Config, DataConfig, LoaderConfig, S3Config
-from avdis.data import stream
+from avdis.data import shards, stream
 from avdis import results
 from avdis.train import launch
 from avdis.train.loop import NonFiniteError
@@ -80,10 +80,12 @@ def nan_audio(path: Path, split: str | None = None) -> list[str]:
     """Set the audio features of the shard's clips (of one within-speaker split, or all) to NaN, in place."""
     with tarfile.open(path) as tar:
         found = {m.name: (m, tar.extractfile(m).read()) for m in tar.getmembers()}
+    manifest = pq.read_table(path.parent.parent / shards.MANIFEST).to_pandas()
+    wanted = set(manifest.clip_id[manifest.split == split]) if split else set(manifest.clip_id)
     data = bytearray(path.read_bytes())
     clips = []
     for name, (m, blob) in found.items():
-        if not name.endswith(".json") or (split and json.loads(blob)["split"] != split):
+        if not name.endswith(".json") or json.loads(blob)["clip_id"] not in wanted:
             continue
         key = name[: -len(".json")]
         audio_member, audio = found[f"{key}.audio.npy"]

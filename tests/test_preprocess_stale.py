@@ -85,9 +85,9 @@ def test_interrupted_shard_size_change_then_original_rerun_rebuilds_without_loss
     # A rerun with shard_size=3 killed before its manifest: it rewrote shard 0 (3 clips now) and added shard 5.
     other = data_cfg(corpus, out, shard_size=3)
     records, _ = scan(other.corpus, other.src)
-    tasks, labels = shards.plan(records, other)
+    tasks = shards.plan(records, other)
     for task in (tasks[0], tasks[5]):
-        shards.write_shard(task, str(out), labels, other.features, S3)
+        shards.write_shard(task, str(out), other.features, S3)
 
     again = shards.build_shards(data, S3)
     assert again["up_to_date"] is False
@@ -105,8 +105,8 @@ def test_an_interrupted_rebuild_leaves_no_manifest_beside_new_shards(corpus, tmp
     shards.build_shards(data, S3)
     other = data_cfg(corpus, out, shard_size=3)
 
-    def killed_after_one_shard(tasks, labels):
-        yield shards.write_shard(tasks[0], str(out), labels, other.features, S3)
+    def killed_after_one_shard(tasks):
+        yield shards.write_shard(tasks[0], str(out), other.features, S3)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -180,3 +180,34 @@ def test_shards_on_s3_of_another_size_or_unlisted_are_rebuilt(corpus, s3_bucket)
     assert [u.rsplit("/", 1)[-1] for u in storage.list_files(f"{url}/shards")] == [s["name"] for s in meta["shards"]]
     assert table.num_rows == 16
     assert shards.build_shards(data, S3)["up_to_date"] is True
+
+
+def test_splits_and_label_sets_are_given_to_the_clips_that_decoded(tmp_path):
+    """Clips rejected at decoding (CREMA-D ships empty wavs): a speaker whose every clip was broken kept a fold of
+    its own (an empty test set under speaker_disjoint) and a speaker class nobody had, and a speaker that lost its
+    one train clip had none. Splits and label indices now come after decoding, in the manifest, which the stream
+    reads them from."""
+    from avdis.config import SplitConfig
+    from avdis.data import stream, synth
+
+    src = tmp_path / "corpus"
+    synth.generate(SynthConfig(speakers=4, emotions=2, clips_per_speaker=4, duration_s=0.5, seed=1), src)
+    broken = sorted((src / "spk03").iterdir()) + [sorted((src / "spk00").iterdir())[0]]
+    for path in broken:
+        path.write_bytes(b"")
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), shard_size=4, features=FEAT,
+                      split=SplitConfig(folds=3))
+    summary = shards.build_shards(data, S3)
+    assert summary["rejects"] == len(broken)
+    table, meta = shards.read_manifest(data.shards)
+    rows = table.to_pandas()
+    assert meta["speakers"] == ["spk00", "spk01", "spk02"]
+    assert (rows.speaker.map(meta["speakers"].index) == rows.speaker_idx).all()
+    assert (rows.groupby("speaker").split.nunique() == 3).all()  # spk00 has 3 clips left, each in its own split
+    assert sorted(rows.fold.unique()) == [0, 1, 2]  # every fold has a speaker
+    info = stream.open_dataset(data, S3)
+    seen = {}
+    for batch in stream.epoch_batches(info, data, S3, None, rank=0, world=1, epoch=0, seed=0, batch_size=4):
+        for i, clip in enumerate(batch["clip_id"]):
+            seen[clip] = (int(batch["speaker"][i]), int(batch["within_split"][i]))
+    assert seen == {r.clip_id: (r.speaker_idx, stream.SPLIT_CODES[r.split]) for r in rows.itertuples()}

@@ -1,14 +1,18 @@
 """Preprocessing: clip records -> WebDataset tar shards + manifest.parquet + rejects.parquet.
 
 Output under the URL (local folder or s3://bucket/prefix):
-    shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy`, `.json` (key: the clip_id, dots escaped)
-    manifest.parquet             one row per clip: labels, split assignments, shard, shapes;
+    shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy`, `.json` (key: the clip_id, dots escaped;
+                                 the json: the clip's id, labels and lengths)
+    manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes;
                                  schema metadata "avdis" holds label sets, features, shards
     rejects.parquet              source_path, reason for every file that could not be used
 
 Clips are dealt to shards in a seeded shuffled order (shards mix speakers and emotions).
 Each shard is one Ray task (or one step of a local loop): it decodes its clips and
-writes the shard in one atomic write, so no half shard is ever visible.
+writes the shard in one atomic write, so no half shard is ever visible. Label indices and
+splits are given once every clip is decoded, to the clips that were (`assign`), and live
+in the manifest only: a clip rejected at decoding must not leave its speaker without a
+train clip, a fold empty, or a speaker class nobody has.
 
 A build first removes the old manifest (an interrupted build never leaves a manifest
 beside shards it does not describe), then writes the shards, deletes shard files the new
@@ -66,8 +70,6 @@ class Labels:
 class ShardTask:
     index: int
     records: list[ClipRecord]
-    within: list[str]
-    folds: list[int]
 
 
 def shard_name(index: int) -> str:
@@ -84,16 +86,13 @@ def sample_key(clip_id: str) -> str:
     return clip_id.replace("%", "%25").replace(".", "%2E")
 
 
-def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: FeatureConfig) -> tuple[dict, dict]:
+def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
     from avdis.data.media import extract
 
     clip = extract(rec.audio_path, rec.video_path, feat)
     meta = {
         "clip_id": rec.clip_id, "corpus": rec.corpus, "speaker": rec.speaker, "emotion": rec.emotion,
-        "speaker_idx": labels.speakers.index(rec.speaker), "emotion_idx": labels.emotions.index(rec.emotion),
-        "split": within,  # the within-speaker split; the on-disk name of the manifest column and sample key
-        "fold": fold, "audio_len": clip.audio_len, "video_len": clip.video_len,
-        "face_detected": clip.face_detected,
+        "audio_len": clip.audio_len, "video_len": clip.video_len, "face_detected": clip.face_detected,
     }
     sample = {"__key__": sample_key(rec.clip_id), "audio.npy": clip.audio, "video.npy": clip.video, "json": meta}
     row = {**meta, "source_path": rec.source_path, "audio_path": rec.audio_path, "video_path": rec.video_path,
@@ -102,7 +101,7 @@ def _encode(rec: ClipRecord, within: str, fold: int, labels: Labels, feat: Featu
     return sample, row
 
 
-def write_shard(task: ShardTask, out: str, labels: Labels, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
+def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
     """Decode the task's clips and write its shard; bad clips become rejects."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
@@ -111,9 +110,9 @@ def write_shard(task: ShardTask, out: str, labels: Labels, feat: FeatureConfig, 
     buf = io.BytesIO()
     rows, rejects = [], []
     with wds.TarWriter(buf, mtime=0, user="avdis", group="avdis") as tar:
-        for rec, within, fold in zip(task.records, task.within, task.folds):
+        for rec in task.records:
             try:
-                sample, row = _encode(rec, within, fold, labels, feat)
+                sample, row = _encode(rec, feat)
             except MediaError as exc:  # the clip's row; its reason names the file at fault when that is another one
                 at_fault = "" if exc.path == rec.source_path else f"{exc.path}: "
                 rejects.append(asdict(Reject(rec.source_path, at_fault + exc.reason)))
@@ -131,18 +130,22 @@ def write_shard(task: ShardTask, out: str, labels: Labels, feat: FeatureConfig, 
     return {"rows": rows, "rejects": rejects, "shard": info if rows else None}
 
 
-def plan(records: list[ClipRecord], data: DataConfig) -> tuple[list[ShardTask], Labels]:
-    """Split assignments for every clip, and clips dealt to shards in a seeded order."""
-    labels = Labels.of(records)
-    spk = [r.speaker for r in records]
-    within = splits.within_speaker(spk, [r.emotion for r in records], data.split)
-    folds = splits.speaker_folds(spk, data.split)
+def plan(records: list[ClipRecord], data: DataConfig) -> list[ShardTask]:
+    """Clips dealt to shards in a seeded order."""
     order = np.random.default_rng(data.split.seed).permutation(len(records))
-    tasks = []
-    for k, start in enumerate(range(0, len(records), data.shard_size)):
-        idx = order[start : start + data.shard_size]
-        tasks.append(ShardTask(k, [records[i] for i in idx], [within[i] for i in idx], [folds[i] for i in idx]))
-    return tasks, labels
+    return [ShardTask(k, [records[i] for i in order[start : start + data.shard_size]])
+            for k, start in enumerate(range(0, len(records), data.shard_size))]
+
+
+def assign(rows: list[dict[str, Any]], data: DataConfig) -> Labels:
+    """Label indices and both split schemes for the decoded clips' manifest rows, in place; their label sets."""
+    labels = Labels.of(ClipRecord(r["clip_id"], r["corpus"], r["speaker"], r["emotion"], "", "", "") for r in rows)
+    spk = [r["speaker"] for r in rows]
+    within = splits.within_speaker(spk, [r["emotion"] for r in rows], data.split)
+    for row, split, fold in zip(rows, within, splits.speaker_folds(spk, data.split)):
+        row.update(speaker_idx=labels.speakers.index(row["speaker"]), emotion_idx=labels.emotions.index(row["emotion"]),
+                   split=split, fold=fold)  # "split": the within-speaker split (the manifest column's name)
+    return labels
 
 
 def _file_stamp(path: str) -> str:
@@ -245,7 +248,7 @@ def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[
 def build_shards(
     data: DataConfig,
     s3: S3Config,
-    run_tasks: Callable[[list[ShardTask], Labels], Iterable[dict[str, Any]]] | None = None,
+    run_tasks: Callable[[list[ShardTask]], Iterable[dict[str, Any]]] | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Scan `data.src`, write shards + manifest + rejects under `data.shards`; return a summary.
@@ -276,10 +279,9 @@ def build_shards(
                 "shards": len(meta["shards"]), "splits": split_counts(table.column("split").to_pylist())}
     if meta is not None:
         _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
-    tasks, labels = plan(records, data)
-    runner = run_tasks or (lambda ts, lb: (write_shard(t, data.shards, lb, data.features, s3) for t in ts))
+    runner = run_tasks or (lambda ts: (write_shard(t, data.shards, data.features, s3) for t in ts))
     rows, rejects, shards = [], [asdict(r) for r in scan_rejects], []
-    for result in runner(tasks, labels):
+    for result in runner(plan(records, data)):
         rows.extend(result["rows"])
         rejects.extend(result["rejects"])
         if result["shard"]:
@@ -289,11 +291,10 @@ def build_shards(
         raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)}); see {storage.join(data.shards, REJECTS)}")
     rows.sort(key=lambda r: r["clip_id"])
     shards.sort(key=lambda s: s["name"])
-    used = Labels.of([ClipRecord(r["clip_id"], r["corpus"], r["speaker"], r["emotion"], "", "", "") for r in rows])
+    labels = assign(rows, data)
     meta = {
         "version": 1, "corpus": data.corpus, "fingerprint": fingerprint,
         "emotions": labels.emotions, "speakers": labels.speakers,
-        "emotions_used": used.emotions, "speakers_used": used.speakers,
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": ["audio", "visual"],
         "shards": shards, "rejects": len(rejects),
     }
@@ -326,9 +327,8 @@ def run_on_ray(data: DataConfig, s3: S3Config, cpus_per_task: float = 1.0):
 
     remote = ray.remote(num_cpus=cpus_per_task, max_retries=2)(write_shard)
 
-    def run(tasks: list[ShardTask], labels: Labels) -> Iterable[dict[str, Any]]:
-        labels_ref = ray.put(labels)
-        pending = [remote.remote(t, data.shards, labels_ref, data.features, s3) for t in tasks]
+    def run(tasks: list[ShardTask]) -> Iterable[dict[str, Any]]:
+        pending = [remote.remote(t, data.shards, data.features, s3) for t in tasks]
         total = sum(len(t.records) for t in tasks)
         done = rejected = 0
         with tqdm(total=total, unit="clip", desc="preprocess") as bar:

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from avdis import storage
-from avdis.config import DataConfig, FeatureConfig, S3Config, SplitConfig
+from avdis.config import DataConfig, FeatureConfig, S3Config
 from avdis.data import shards as shardlib
 from avdis.data.splits import split_of
 from avdis.errors import AvdisError
@@ -53,6 +53,9 @@ class ShardRef:
     counts: dict[str, int]  # clips per split under the configured scheme, plus "all"
     size: int  # bytes, as the manifest promises
     sha256: str
+    # the manifest's word on each of its clips, by clip_id: the labels' indices and splits are given there, once
+    # every clip was decoded (the sample's json holds the clip's id, label names and lengths)
+    clips: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,16 +77,18 @@ class DatasetInfo:
 def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
     table, meta = shardlib.read_manifest(data.shards, s3)
     shardlib.check_made_with(data, meta)
-    rows = table.select(["shard", "split", "fold", "speaker_idx", "emotion_idx"]).to_pylist()
+    rows = table.select(["clip_id", "shard", "split", "fold", "speaker_idx", "emotion_idx"]).to_pylist()
     per_shard: dict[str, Counter] = {}
+    clips: dict[str, dict[str, dict[str, Any]]] = {}
     labels = []
     for row in rows:  # the manifest's "split" column is the within-speaker split
         scheme_split = split_of(row["split"], row["fold"], data.split)
         per_shard.setdefault(row["shard"], Counter())[scheme_split] += 1
         per_shard[row["shard"]]["all"] += 1
+        clips.setdefault(row["shard"], {})[row.pop("clip_id")] = {**row, "scheme_split": scheme_split}
         labels.append((row["speaker_idx"], row["emotion_idx"], scheme_split, row["split"]))
     refs = [ShardRef(storage.join(data.shards, shardlib.SHARD_DIR, s["name"]), dict(per_shard.get(s["name"], {})),
-                     s["bytes"], s["sha256"]) for s in meta["shards"]]
+                     s["bytes"], s["sha256"], clips.get(s["name"], {})) for s in meta["shards"]]
     totals = Counter()
     for ref in refs:
         totals.update(ref.counts)
@@ -185,9 +190,9 @@ def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
 class SampleStream(IterableDataset):
     """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers."""
 
-    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, scheme: SplitConfig,
-                 wanted: str | None, shuffle_buffer: int, seed: int):
-        self.shards, self.s3, self.feat, self.scheme, self.wanted = shards, s3, feat, scheme, wanted
+    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, wanted: str | None,
+                 shuffle_buffer: int, seed: int):
+        self.shards, self.s3, self.feat, self.wanted = shards, s3, feat, wanted
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
 
     def _shard(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
@@ -211,8 +216,12 @@ class SampleStream(IterableDataset):
                 except Exception as exc:  # noqa: BLE001
                     events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
                     continue
-                m = sample["meta"]  # m["split"]: the within-speaker split, as preprocess stored it
-                m["scheme_split"] = split_of(m["split"], m["fold"], self.scheme)
+                m = sample["meta"]
+                listed = ref.clips.get(m.get("clip_id"))
+                if listed is None:  # the shard's hash matched: a manifest and shards that do not belong together
+                    events.append(Skip("sample", url, f"{raw.get('__key__')}: not in the manifest"))
+                    continue
+                m.update(listed)  # m["split"]: the within-speaker split; m["scheme_split"]: the configured scheme's
                 if self.wanted is None or m["scheme_split"] == self.wanted:
                     yield {**sample, "shard": url}
         except Exception as exc:  # noqa: BLE001 - a corrupt tar (written so by preprocess: its hash matched)
@@ -287,7 +296,7 @@ def epoch_batches(
     mine = plan.per_rank[rank] if plan.steps else []
     stats = stats if stats is not None else SkipStats()
     stats.expected += plan.counts[rank] if plan.steps else 0
-    stream = SampleStream(mine, s3, info.features, data.split, scheme_split,
+    stream = SampleStream(mine, s3, info.features, scheme_split,
                           data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank)
     loader = DataLoader(stream, batch_size=None, num_workers=min(data.loader.workers, len(mine)),
                         persistent_workers=False)
