@@ -169,24 +169,28 @@ def _finished(df: pd.DataFrame) -> pd.DataFrame:
     return done.assign(config_id=done["config_id"].fillna(done["trial_id"]), role=done["role"].fillna(SEARCH))
 
 
+def trained_longest(done: pd.DataFrame) -> pd.Series:
+    """Which finished trials count for fronts and baselines: those trained longest. A trial stopped at an early
+    rung has metrics from fewer epochs, and its low leakage is often just less training: on a front it stood for a
+    trade-off its configuration does not give at full length (and padded the hypervolume), as a baseline it made
+    every method look leakier."""
+    return done["epochs"] == done["epochs"].max()
+
+
 def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
     """The multitask trials a sweep is measured against: finished (a running trial's values are mid-training) and
-    trained longest (one stopped at an early rung leaks less because it learned less, not because it is better)."""
+    trained longest."""
     multitask = _finished(df)
     multitask = multitask[multitask["method"] == "multitask"]
-    return multitask[multitask["epochs"] == multitask["epochs"].max()]
+    return multitask[trained_longest(multitask)]
 
 
 def search_front(df: pd.DataFrame) -> pd.DataFrame:
-    """The search's front at full length: its first trial per configuration, in completion order.
-
-    Only the search trials trained longest count (as for the baseline): a trial stopped at an
-    early rung has metrics from fewer epochs, and its low leakage is often just less training,
-    so it is not what `sweep.confirm_seeds` should re-train at full length.
-    """
+    """The search's front at full length (its trials trained longest): its first trial per configuration, in
+    completion order; what `sweep.confirm_seeds` re-trains."""
     done = _finished(df)
     done = done[done["role"] == SEARCH]
-    done = done[done["epochs"] == done["epochs"].max()]
+    done = done[trained_longest(done)]
     on = pareto.nondominated(done["emotion_acc"].to_numpy(), done["leakage"].to_numpy())
     return done[on].drop_duplicates("config_id")
 
@@ -222,14 +226,19 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     """The content of pareto.json for a trials table.
 
     `hypervolume_history` follows the search (single trials in completion order); `front`,
-    `front_points` and `hypervolume` come from seed means once confirmation rows exist.
+    `front_points` and `hypervolume` come from the confirming seeds' means once confirmation rows exist. Only
+    trials trained longest are on a front or add to a hypervolume (`trained_longest`).
     """
     chance = float(df["emotion_chance"].dropna().max()) if df["emotion_chance"].notna().any() else 0.0
     done = _finished(df)
-    search = pareto.front_of(done[done["role"] == SEARCH], chance)
+    searched = done[done["role"] == SEARCH]
+    search = pareto.front_of(searched, chance, counted=trained_longest(searched))
     confirmed = bool((done["role"] == CONFIRM).any())
     if confirmed:
-        points = seed_means(done, search_front(df))
+        # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky
+        # as much as because its configuration is good, and counted in, its luck stayed in the mean
+        points = seed_means(done[done["role"] == CONFIRM], search_front(df))
+        points = points[points["n"] > 0]  # a configuration whose confirmations are still running waits for them
         on = pareto.nondominated(points["emotion_acc"].to_numpy(), points["leakage"].to_numpy())
         front, hv = points[on], pareto.hypervolume(points["emotion_acc"], points["leakage"], chance)
     else:

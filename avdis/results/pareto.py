@@ -55,22 +55,27 @@ class Front:
     history: list[dict]  # hypervolume after each completed trial, in completion order
 
 
-def front_of(trials: pd.DataFrame, chance_acc: float) -> Front:
+def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None = None) -> Front:
     """Front and hypervolume history from a trials table.
 
-    Uses rows with both objectives present; `order` (completion order) sorts the history.
+    Uses rows with both objectives present; `order` (completion order) sorts the history, which has a step per
+    row. With `counted` (a boolean per row) only those rows can be on the front or add to the hypervolume.
     """
     done = trials.dropna(subset=list(OBJECTIVES))
+    keep = np.ones(len(done), bool) if counted is None else counted.reindex(done.index).to_numpy(bool)
     if "order" in done:
-        done = done.sort_values("order", kind="stable")
+        order = np.argsort(done["order"].to_numpy(), kind="stable")
+        done, keep = done.iloc[order], keep[order]
     acc, leak = done["emotion_acc"].to_numpy(), done["leakage"].to_numpy()
-    mask = nondominated(acc, leak)
+    mask = np.zeros(len(done), bool)
+    mask[keep] = nondominated(acc[keep], leak[keep])
     history = [
-        {"trial_id": str(tid), "completed": i + 1, "hypervolume": hypervolume(acc[: i + 1], leak[: i + 1], chance_acc)}
+        {"trial_id": str(tid), "completed": i + 1,
+         "hypervolume": hypervolume(acc[: i + 1][keep[: i + 1]], leak[: i + 1][keep[: i + 1]], chance_acc)}
         for i, tid in enumerate(done["trial_id"])
     ]
     return Front(
         trial_ids=[str(t) for t in done["trial_id"][mask]],
-        hypervolume=hypervolume(acc, leak, chance_acc),
+        hypervolume=hypervolume(acc[keep], leak[keep], chance_acc),
         history=history,
     )
