@@ -18,8 +18,13 @@ sweep goes.
 disentanglement = 1 - leakage / leakage(multitask, same corpus, modality and seed), where that baseline leaks
 at least MIN_BASELINE_LEAKAGE (without one: the mean baseline of the corpus and modality; the sweep's own
 definition, `avdis.results.add_disentanglement`, grouped by corpus, modality and seed); mean ± the 95%
-Student-t interval over seeds (`avdis.results.seed_spread`).
-Finished runs are kept in `<work>/runs.jsonl`: rerunning with the same `--work` skips them.
+Student-t interval over seeds (`avdis.results.seed_spread`). A method's cost against multitask
+(`acc_vs_multitask`, `leakage_vs_multitask`) is paired: the mean of its per-seed differences from the
+multitask run of the same corpus, input and seed, with that mean's interval. The methods share each seed's
+corpus split, initial weights and data order with their baseline, so comparing two rows' own intervals
+(unpaired) understates how sure a difference is where seeds move both alike, and overstates it where they do not.
+Finished runs are kept in `<work>/runs.jsonl`: rerunning with the same `--work` skips them; `--resummarise`
+recomputes the summary and targets from the runs science.json holds, without training.
 """
 
 from __future__ import annotations
@@ -130,10 +135,14 @@ def add_disentanglement(runs: list[dict[str, Any]]) -> None:
         r["disentanglement"] = None if pd.isna(d) else float(d)
 
 
+PAIRED = {"acc_vs_multitask": "emotion_acc", "leakage_vs_multitask": "leakage"}
+
+
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["corpus"], r["modality"], r["method"], r["weight"]), []).append(r)
+    baseline = {(r["corpus"], r["modality"], r["seed"]): r for r in runs if r["method"] == "multitask"}
     out = []
     for (corpus, modality, method, weight), rs in groups.items():
         row: dict[str, Any] = {"corpus": corpus, "modality": modality, "method": method, "weight": weight,
@@ -141,6 +150,11 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for k in ("emotion_acc", "emotion_uar", "leakage", "disentanglement", "emotion_acc_unseen_speakers"):
             s = results.seed_spread(pd.Series([r.get(k) for r in rs], dtype=float))
             row[k], row[f"{k}_std"], row[f"{k}_ci95"] = s["mean"], s["std"], s["ci95"]
+        if method != "multitask":
+            pairs = [(r, baseline.get((corpus, modality, r["seed"]))) for r in rs]
+            for name, k in PAIRED.items():
+                s = results.seed_spread(pd.Series([r[k] - b[k] for r, b in pairs if b is not None], dtype=float))
+                row[name], row[f"{name}_std"], row[f"{name}_ci95"] = s["mean"], s["std"], s["ci95"]
         out.append(row)
     order = {c: i for i, c in enumerate(CORPORA)}
     return sorted(out, key=lambda s: (order[s["corpus"]], s["modality"] != "av", s["modality"],
@@ -188,8 +202,9 @@ def targets(summary: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
-    lines = ["| corpus | input | method | weight | emotion acc | UAR | leakage | disentanglement | acc, unseen speakers |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| corpus | input | method | weight | emotion acc | UAR | leakage | disentanglement | acc, unseen speakers "
+             "| acc − multitask (paired) | leakage − multitask (paired) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(row: dict[str, Any], key: str, pct: bool = False) -> str:
         v, ci = row.get(key), row.get(f"{key}_ci95")
@@ -202,7 +217,8 @@ def table(path: Path) -> str:
         weight = "-" if row["weight"] is None else f"{row['weight']:g}"
         lines.append(f"| {row['corpus']} | {row['modality']} | {row['method']} | {weight} | {f(row, 'emotion_acc')} | "
                      f"{f(row, 'emotion_uar')} | {f(row, 'leakage')} | {f(row, 'disentanglement', True)} | "
-                     f"{f(row, 'emotion_acc_unseen_speakers')} |")
+                     f"{f(row, 'emotion_acc_unseen_speakers')} | {f(row, 'acc_vs_multitask')} | "
+                     f"{f(row, 'leakage_vs_multitask')} |")
     return "\n".join(lines)
 
 
@@ -214,9 +230,22 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/avdis-science",
                         help="corpora, runs and runs.jsonl; a rerun with the same folder skips finished runs")
     parser.add_argument("--table", action="store_true", help="print the README table from the last results")
+    parser.add_argument("--resummarise", action="store_true",
+                        help="recompute science.json's summary and targets from its runs (no training); its machine "
+                             "and commit stay the runs', the commit that summarised is added")
     args = parser.parse_args()
     result_path = machine.RESULTS / "science.json"
     if args.table:
+        print(table(result_path))
+        return
+    if args.resummarise:
+        data = json.loads(result_path.read_text())
+        add_disentanglement(data["runs"])
+        summary = summarise(data["runs"])
+        now = machine.describe()
+        data.update(summary=summary, targets=targets(summary),
+                    summarised={"date": now["date"], "commit": now["commit"]})
+        result_path.write_text(json.dumps(data, indent=1) + "\n")
         print(table(result_path))
         return
     work = Path(args.work)
