@@ -13,6 +13,8 @@ import struct
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from avdis import results, storage
@@ -215,7 +217,7 @@ def test_callback_survives_a_missing_sweep(tmp_path: Path) -> None:
 
 @pytest.mark.ray
 @pytest.mark.timeout(120)
-def test_metrics_publish_skips_missing_values(sweep: str) -> None:
+def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: str) -> None:
     import ray
 
     from avdis.report import metrics
@@ -224,9 +226,19 @@ def test_metrics_publish_skips_missing_values(sweep: str) -> None:
     summary = results.summarize(trials, "demo")
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        assert metrics.publish("demo", trials, summary) == 2  # t10: no emotion_acc, no leakage
-        assert metrics.publish("demo", trials, {**summary, "hypervolume": math.nan}) == 3
+        running = trials[trials["trial_id"] == "t9"].assign(status="RUNNING")
+        assert metrics.publish("demo", running, summary) == 0
+        assert metrics.publish("demo", trials, summary) == 0  # t10 failed: set to NaN, not skipped as missing
+        unfinished = trials.assign(leakage=trials["leakage"].where(trials["trial_id"] != "t1"))
+        assert metrics.publish("demo", unfinished, {**summary, "hypervolume": math.nan}) == 2  # t1's leakage, the HV
         assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME}
+        # t9 reported 0.80 while running, then failed: its gauges must not keep that value as its result
+        sets = []
+        for gauge in (metrics._gauges[metrics.EMOTION_ACC], metrics._gauges[metrics.LEAKAGE]):
+            real = gauge.set
+            gauge.set = lambda value, tags=None, real=real: (sets.append((value, tags["trial"])), real(value, tags))
+        metrics.publish("demo", running.assign(status="ERROR"), summary)
+        assert len(sets) == 2 and all(math.isnan(v) and trial == "t9" for v, trial in sets)
     finally:
         ray.shutdown()
 
@@ -364,3 +376,71 @@ def test_a_failed_trial_with_metrics_is_not_also_counted_as_unplaced() -> None:
     trials = results.to_table(failed).to_pandas()
     page = plots.render_html(trials, results.summarize(trials, "demo"))
     assert "2 failed" in page and "without both metrics" not in page
+
+
+def test_a_trials_table_read_back_is_checked(tmp_path: Path) -> None:
+    """A foreign table, accuracy as text or in percent, a trial twice: each gave a wrong front with exit 0 (or a
+    traceback after pareto.json was rewritten). An integer trial_id is read as the text it stands for."""
+    url = tmp_path / "demo"
+    url.mkdir()
+    good = results.to_table(rows()).to_pandas()
+
+    def write(frame: pd.DataFrame) -> None:
+        frame.to_parquet(url / results.TRIALS)
+
+    write(pd.DataFrame({"clip_id": ["a"], "split": ["train"]}))
+    with pytest.raises(ResultsError, match=r"trials.parquet: not a trials table \(no column trial_id, method"):
+        results.read_trials(str(url))
+    write(good.assign(emotion_acc=good["emotion_acc"].map(lambda v: f"{v:.0%}")))
+    with pytest.raises(ResultsError, match="column emotion_acc is (large_)?string, not double"):
+        results.read_trials(str(url))
+    write(good.assign(emotion_acc=good["emotion_acc"].map(str)))  # numbers as text are the numbers
+    assert results.read_trials(str(url))["emotion_acc"].tolist()[:2] == [0.70, 0.66]
+    write(good.assign(emotion_acc=good["emotion_acc"] * 100))
+    with pytest.raises(ResultsError, match=r"emotion_acc of trial t1 is 70.0, outside \[0, 1\] \(a share"):
+        results.read_trials(str(url))
+    write(pd.concat([good, good.iloc[:2]]))
+    with pytest.raises(ResultsError, match="trial_id t1, t2 on more than one row"):
+        results.read_trials(str(url))
+    numbered = good.assign(trial_id=range(len(good)))
+    write(numbered)
+    assert results.read_trials(str(url))["trial_id"].tolist() == [str(i) for i in range(len(good))]
+
+
+def test_disentanglement_is_worked_out_again_from_the_table_read(tmp_path: Path) -> None:
+    """`avdis report` on a table whose multitask rows changed (a broken baseline removed) kept the stale column."""
+    url = str(tmp_path / "demo")
+    frame = results.write_trials(url, rows())
+    assert frame.set_index("trial_id").loc["t3", "disentanglement"] == pytest.approx(1 - 0.30 / 0.60)
+    edited = frame[frame["trial_id"] != "t1"].assign(seed=0)  # t2 (leakage 0.64) is now seed 0's baseline
+    edited.to_parquet(Path(url) / results.TRIALS)
+    read = results.read_trials(url).set_index("trial_id")
+    assert read.loc["t3", "disentanglement"] == pytest.approx(1 - 0.30 / 0.64)
+
+
+def test_a_configuration_drawn_twice_with_one_seed_is_one_seed() -> None:
+    """The search drew multitask (no parameters) three times with seed 0: identical runs, counted as n = 5 with
+    an interval half as wide as the 3 seeds give."""
+    search = [("m0", "M", "multitask", None, 0.70, 0.60, 4, 0, "search")] * 3
+    confirm = [("m1", "M", "multitask", None, 0.72, 0.62, 4, 1, "confirm"),
+               ("m1b", "M", "multitask", None, 0.72, 0.62, 4, 1, "confirm"),
+               ("m2", "M", "multitask", None, 0.74, 0.66, 4, 2, "confirm")]
+    table = pd.DataFrame([{"config_id": c, "trial_id": f"{t}-{i}", "method": m, "weight": w, "emotion_acc": a,
+                           "leakage": l, "emotion_uar": a, "disentanglement": None, "epochs": e, "seed": sd, "role": r}
+                          for i, (t, c, m, w, a, l, e, sd, r) in enumerate(search + confirm)])
+    (point,) = results.seed_means(table, table.iloc[:1]).to_dict("records")
+    assert (point["n"], sorted(point["seeds"])) == (3, [0, 1, 2])
+    assert point["emotion_acc"] == pytest.approx(0.72)
+
+
+def test_the_paper_target_needs_a_baseline_that_leaks() -> None:
+    """With the baseline's probe below chance (leakage -0.2), 13% less leakage was drawn at -0.174: more."""
+    summary = {"baseline": {"emotion_acc": 0.7, "leakage": -0.2, "trials": ["t1"]}}
+    assert plots.target_point(summary) is None
+    assert plots.target_point({"baseline": {"emotion_acc": 0.7, "leakage": 0.5, "trials": ["t1"]}}) == (
+        pytest.approx(0.435), 0.7)
+
+
+def test_a_confirmed_point_of_one_seed_has_no_error_bar() -> None:
+    """Its only other seed failed: a bar of zero length read as a sure point under 'seed means ± 95% CI'."""
+    assert plots._bars(pd.Series([0.02, None, np.nan])) == [0.02, None, None]

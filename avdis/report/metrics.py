@@ -3,11 +3,13 @@
 Ray exports a gauge made through `ray.util.metrics` named `avdis_trial_leakage` as
 `ray_avdis_trial_leakage`; `avdis.report.grafana` queries those exported names.
 Gauges are created once per process (Ray refuses a second registration with other
-tags). Trials without a value are skipped, and the count is returned.
+tags). Trials without a value are skipped, and the count is returned; a failed trial's gauges are set to NaN
+(no point), so a value it had while running is not left standing as its result.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -39,6 +41,10 @@ def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     skipped = 0
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
+        if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
+            for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
+                gauge.set(math.nan, tags=tags)
+            continue
         for gauge, value in ((acc, row.emotion_acc), (leak, row.leakage)):
             v = finite(value)
             if v is None:

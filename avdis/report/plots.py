@@ -107,9 +107,9 @@ def from_seed_means(summary: dict[str, Any]) -> bool:
     return summary.get("front_basis") == "seed_mean"
 
 
-def _bars(ci95: pd.Series) -> list[float]:
-    """Error-bar half-widths; a point of one seed has none (drawn as zero)."""
-    return ci95.astype(float).fillna(0.0).tolist()
+def _bars(ci95: pd.Series) -> list[float | None]:
+    """Error-bar half-widths; a point of one seed has none (null: no bar; a bar of zero read as a sure point)."""
+    return [None if pd.isna(v) else float(v) for v in ci95.astype(float)]
 
 
 def front_label(summary: dict[str, Any]) -> str:
@@ -121,10 +121,15 @@ def history_title(summary: dict[str, Any]) -> str:
     return "hypervolume of the search's front" if from_seed_means(summary) else "hypervolume of the front"
 
 
+def _drawable(base: dict[str, Any] | None) -> bool:
+    return bool(base) and finite(base.get("leakage")) is not None and finite(base.get("emotion_acc")) is not None
+
+
 def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
-    """(leakage, emotion_acc) of the paper's operating point relative to the multitask baseline."""
+    """(leakage, emotion_acc) of the paper's operating point relative to the multitask baseline; none where that
+    baseline leaks nothing (at or below 0, as for disentanglement): 13% less of it would be drawn at more leakage."""
     base = summary.get("baseline")
-    if not base or finite(base.get("leakage")) is None or finite(base.get("emotion_acc")) is None:
+    if not _drawable(base) or base["leakage"] <= 0:
         return None
     return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
 
@@ -183,13 +188,19 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
         ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2,
                 label=front_label(summary))
         ax.scatter(front["leakage"], front["emotion_acc"], s=150, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
-        if from_seed_means(summary):
-            ax.errorbar(front["leakage"], front["emotion_acc"], xerr=_bars(front["leakage_ci95"]),
-                        yerr=_bars(front["emotion_acc_ci95"]), fmt="none", ecolor="black", elinewidth=1.2, capsize=4, zorder=4)
+        spread = front[front["leakage_ci95"].notna() & front["emotion_acc_ci95"].notna()]
+        if from_seed_means(summary) and len(spread):
+            ax.errorbar(spread["leakage"], spread["emotion_acc"], xerr=spread["leakage_ci95"].astype(float),
+                        yerr=spread["emotion_acc_ci95"].astype(float), fmt="none", ecolor="black", elinewidth=1.2,
+                        capsize=4, zorder=4)
+        for point in front[front["n"].fillna(1) < 2].itertuples() if from_seed_means(summary) else ():
+            ax.annotate("1 seed", (point.leakage, point.emotion_acc), textcoords="offset points", xytext=(8, -12),
+                        fontsize=8)
     base, target = summary.get("baseline"), target_point(summary)
-    if target is not None:
+    if _drawable(base):
         ax.scatter([base["leakage"]], [base["emotion_acc"]], marker="*", s=260, color=_color("multitask"),
                    edgecolors="black", zorder=5, label="multitask baseline (mean)")
+    if target is not None:
         ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black", zorder=5, label=PAPER_LABEL)
         ax.annotate("", xy=target, xytext=(base["leakage"], base["emotion_acc"]),
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
@@ -262,11 +273,12 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
             **_front_points(front, summary),
         ))
     base, target = summary.get("baseline"), target_point(summary)
-    if target is not None:
+    if _drawable(base):
         fig.add_trace(go.Scatter(
             uid="baseline", name="multitask baseline (mean)", mode="markers", x=[base["leakage"]], y=[base["emotion_acc"]],
             marker={"symbol": "star", "size": 18, "color": _color("multitask"), "line": {"width": 1, "color": "black"}},
         ))
+    if target is not None:
         fig.add_trace(go.Scatter(
             uid="paper-target", name=PAPER_LABEL, mode="markers+text", x=[target[0]], y=[target[1]],
             text=["paper: -13% leakage"], textposition="top center",

@@ -7,7 +7,8 @@ report, the dashboard, the gauges) read them and never see half a file. The tria
 is built once, by `write_trials`, which also fills in `disentanglement` (its one
 definition, `add_disentanglement`). A sweep that has not reported yet has no
 `trials.parquet`: readers get an empty table with the schema, not an error. The front
-and hypervolume are `avdis.results.pareto`.
+and hypervolume are `avdis.results.pareto`. A table read back is checked (types, ranges, each
+trial once) and its disentanglement worked out again from its rows (`read_trials`).
 
 Seeds: a trial's `role` is `search` (drawn by the searcher) or `confirm` (a front
 configuration re-trained with another seed, `sweep.confirm_seeds`); `config_id` groups
@@ -126,11 +127,41 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
         table = storage.read_parquet(url, s3)
     except (pa.ArrowInvalid, OSError) as exc:  # a foreign or damaged file: say so, don't crash readers
         raise ResultsError(f"{url}: not a readable trials table ({exc})") from exc
-    df = table.to_pandas()
-    for name in COLUMNS:
-        if name not in df:
-            df[name] = None
-    return df[COLUMNS]
+    return _checked(table, url)
+
+
+REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
+IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance")  # in [0, 1]
+
+
+def _checked(table: pa.Table, url: str) -> pd.DataFrame:
+    """The table in SCHEMA's types, with disentanglement worked out from it again, or a ResultsError naming what
+    is wrong: a foreign table (a manifest copied in), a column of another type (accuracy as text), an accuracy
+    given in percent, a trial twice. Read as it was, each gave a wrong front with exit 0, or a traceback."""
+    missing = [name for name in REQUIRED if name not in table.column_names]
+    if missing:
+        raise ResultsError(f"{url}: not a trials table (no column {', '.join(missing)})")
+    columns = {}
+    for field in SCHEMA:
+        if field.name not in table.column_names:
+            columns[field.name] = pa.nulls(table.num_rows, field.type)
+            continue
+        try:
+            columns[field.name] = table.column(field.name).cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ResultsError(f"{url}: column {field.name} is {table.schema.field(field.name).type}, not "
+                               f"{field.type} ({exc})") from None
+    df = pa.table(columns, schema=SCHEMA).to_pandas()
+    for name in IN_UNIT:
+        bad = df[(df[name] < 0) | (df[name] > 1)]
+        if len(bad):
+            raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is {bad[name].iloc[0]}, outside "
+                               "[0, 1] (a share, not a percentage)")
+    twice = df["trial_id"][df["trial_id"].duplicated()].unique().tolist()
+    if twice:
+        raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "
+                           "sweep has each trial once (two tables appended?)")
+    return add_disentanglement(df, baseline=baseline_trials(df))
 
 
 def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_baseline: float = 0.0,
@@ -212,6 +243,7 @@ def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
     for rep in configs.itertuples():
         runs = done[done["config_id"] == rep.config_id]
         runs = runs[runs["epochs"] == runs["epochs"].max()]
+        runs = runs.drop_duplicates("seed")  # a configuration drawn again with the same seed is the same run, not n+1
         point = {"config_id": rep.config_id, "trial_id": rep.trial_id, "method": rep.method, "weight": rep.weight,
                  "n": len(runs), "seeds": runs["seed"].tolist(), "trials": runs["trial_id"].tolist(),
                  "epochs": runs["epochs"].max()}
