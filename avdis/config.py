@@ -54,6 +54,9 @@ OBJECTIVES: dict[str, Literal["max", "min"]] = {"emotion_acc": "max", "leakage":
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
 SAMPLED_SECTIONS = ("data", "model", "train", "method", "probe")
 NOT_SAMPLED = ("method.name", "method.weight", "train.storage", "train.name")
+# Settings a sweep holds for every trial, and why: the scheduler's rungs and the searcher judge each trial against
+# train.epochs (a trial sampled to fewer was taken as stopped early, and told to the searcher as pruned).
+PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial against it"}
 # Fixed when the shards are made (`avdis.data.shards.check_made_with`): one sweep trains on one set of shards.
 MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.synth.", "data.features.",
                     "data.split.folds", "data.split.val_fraction", "data.split.test_fraction", "data.split.seed")
@@ -333,8 +336,11 @@ class SearchSpace(_Section):
             if m not in WEIGHT_RANGES:
                 raise ValueError(f"sweep.space.weights.{m}: method takes no weight; weighted methods: {sorted(WEIGHT_RANGES)}")
             low, high, integer = WEIGHT_RANGES[m]
-            if r.low < low or r.high > high:
-                raise ValueError(f"sweep.space.weights.{m}: [{r.low}, {r.high}] leaves the method's range [{low}, {high}]")
+            if (r.low < low if integer else r.low <= low) or r.high > high:
+                raise ValueError(f"sweep.space.weights.{m}: [{r.low}, {r.high}] leaves the method's range "
+                                 f"{'[' if integer else '('}{low}, {high}]")
+            if integer and not r.int:
+                raise ValueError(f"sweep.space.weights.{m}: the weight is a count of iterations; add int: true")
         for m in self.methods:
             if m in WEIGHT_RANGES and m not in self.weights:
                 raise ValueError(f"sweep.space.weights.{m} is missing: method {m!r} needs a weight range")
@@ -342,6 +348,8 @@ class SearchSpace(_Section):
             if key in NOT_SAMPLED:
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
+            if key in PER_SWEEP:
+                raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {PER_SWEEP[key]}")
             if key.startswith(MADE_WITH_SHARDS):
                 raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
                                  "sweep has the same; sweep it with one sweep per set of shards")

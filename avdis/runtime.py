@@ -97,6 +97,10 @@ def connect(cfg: RayConfig) -> str:
     import ray
 
     if ray.is_initialized():
+        here = ray.get_runtime_context().gcs_address
+        if cfg.address not in (None, "auto", "local") and cfg.address.removeprefix("ray://") != here:
+            raise UsageError(f"ray.address={cfg.address!r}, but this process is already connected to the Ray at "
+                             f"{here}; call ray.shutdown() first, or drop ray.address to use the Ray it has")
         return "existing"
     address = cfg.address or os.environ.get("RAY_ADDRESS") or "local"
     for key, value in WORKER_ENV.items():
@@ -112,7 +116,9 @@ def connect(cfg: RayConfig) -> str:
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise UsageError(
             f"Ray address {address!r} does not answer ({type(exc).__name__}: {exc}); "
-            "check ray.address / RAY_ADDRESS, or unset both to start a local Ray"
+            "check ray.address / RAY_ADDRESS, or unset both to start a local Ray. A cluster started with token "
+            "authentication (RAY_AUTH_MODE=token) refuses a driver without its token, and says so only in the "
+            "warnings above: set RAY_AUTH_MODE=token here too, with its token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
         ) from None
     return address
 

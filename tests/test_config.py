@@ -97,7 +97,7 @@ def test_search_space_errors():
     ("{train.foo: [1, 2]}", "'train.foo' is not a setting of data, model, train, method, probe"),
     ("{train: [1]}", "'train' is not a setting of"),
     ("{sweep.num_samples: [1, 2]}", "'sweep.num_samples' is not a setting of"),
-    ("{train.epochs: [0, 3]}", "sweep.space.params.train.epochs: 0 is not a value it takes (Input should be greater"),
+    ("{train.batch_size: [0, 32]}", "sweep.space.params.train.batch_size: 0 is not a value it takes (Input should be greater"),
     ("{train.lr: {low: -1, high: 0.1}}", "sweep.space.params.train.lr: -1.0 is not a value it takes"),
     ("{method.name: [multitask]}", "method.name is not sampled here"),
     ("{train.storage: [a, b]}", "train.storage is not sampled here"),
@@ -183,10 +183,43 @@ def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
     from avdis.tune.sweep import _check_space
 
     C.load(None, ["model.emb_dim=8"])  # one model of another method: the sweep's space is not its business
-    with pytest.raises(UsageError, match=r"sweep.space.weights.nullspace.high=16: nullspace removes at most"):
+    with pytest.raises(UsageError, match=r"at method.name=nullspace, method.weight=16: method.weight=16: nullspace "
+                                         r"removes at most model.emb_dim=8 directions of z_emo; narrow sweep.space"):
         _check_space(C.load(None, ["model.emb_dim=8"]))
     _check_space(C.load(None, ["model.emb_dim=8", "sweep.space.methods=[multitask, nullspace]",
                                "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["sweep.space.params={model.emb_dim: [4, 16]}", "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"],
+     r"at method.name=nullspace, method.weight=8, model.emb_dim=4: .*nullspace removes at most model.emb_dim=4"),
+    (["sweep.space.params={train.strategy: [single, deepspeed]}", "train.strategy=deepspeed", "train.zero_stage=1"],
+     r"at method.name=single_task, train.strategy=single: train: zero_stage=1 shards state only under "
+     r"strategy=deepspeed"),
+])
+def test_a_space_whose_edges_no_trial_could_take_is_refused_before_any_work(overrides, message):
+    """Found when such a trial started, it stopped the whole sweep with trials running, under a name that could
+    then be neither resumed (the same trial came back) nor fixed (a new space is another sweep's)."""
+    from avdis.errors import UsageError
+    from avdis.tune.sweep import _check_space
+
+    with pytest.raises(UsageError, match=message):
+        _check_space(C.load(None, ["sweep.space.methods=[single_task, multitask, nullspace]", *overrides]))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["sweep.space.weights.nullspace={low: 1, high: 8, int: false}"],
+     "sweep.space.weights.nullspace: the weight is a count of iterations; add int: true"),
+    (["sweep.space.weights.orthogonal={low: 0, high: 2, log: false}"],
+     r"sweep.space.weights.orthogonal: \[0.0, 2.0\] leaves the method's range \(0.0, 100.0\]"),
+    (["sweep.space.params={train.epochs: [1, 2, 3]}"],
+     "train.epochs is one setting for the whole sweep: MO-ASHA's rungs and the searcher judge every trial against it"),
+])
+def test_space_settings_a_trial_cannot_take_are_refused(overrides, message):
+    """Accepted before: a weight of 3.7 iterations or 0 failed the trial that drew it (and with it the sweep); a
+    trial sampled to 2 of 3 epochs was recorded as stopped early and told to the searcher as pruned."""
+    with pytest.raises(C.ConfigError, match=message):
+        C.load(None, overrides)
 
 
 @pytest.mark.parametrize("name", ["../escaped", "a/b", ""])

@@ -141,3 +141,30 @@ def test_a_ray_jobs_own_env_vars_merge_with_the_workers_env(ray_tmp):
     out = report(connect(ray_tmp, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(job)))
     assert out["address"] == "local"
     assert out["worker_env"] == {**WORKER_ENV, **job_vars}
+
+
+ALREADY = """
+import sys, ray
+from avdis import runtime
+from avdis.config import RayConfig
+ray.init(address="local", num_cpus=1, include_dashboard=False)
+here = ray.get_runtime_context().gcs_address
+assert runtime.connect(RayConfig(address=here)) == "existing"
+assert runtime.connect(RayConfig()) == "existing"
+try:
+    runtime.connect(RayConfig(address=sys.argv[1]))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_configured_address_other_than_the_ray_already_connected_is_refused(ray_tmp):
+    """A notebook that ran ray.init() first: ray.address pointing elsewhere was ignored, the sweep ran here."""
+    other = f"10.255.255.1:{free_port()}"
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    out = subprocess.run([sys.executable, "-c", ALREADY, other], env={**base, "RAY_TMPDIR": str(ray_tmp)},
+                         capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"UsageError ray.address='{other}', but this process is already connected to the Ray at" in out.stdout

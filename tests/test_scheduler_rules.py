@@ -38,3 +38,26 @@ def test_the_defaults_are_the_replays_winner():
             s.scheduler.margin, s.startup_trials) == ("tpe", "mo_asha", 2, 2, "pruned", 0.1, 6)
     assert scheduler(C.load(None)).core.margin == 0.1  # the sweep's scheduler is built with it
     assert searcher(C.load(None, ["sweep.startup_trials=5"]))._sampler._n_startup_trials == 5
+
+
+def test_a_resumed_sweeps_scheduler_keeps_its_rungs(tmp_path):
+    """Tuner.restore unpickles the scheduler the sweep started with, rungs empty (Ray Tune 2.60 never restores a
+    scheduler's state): a trial the uninterrupted sweep stopped at its first rung ran to the end."""
+    import pickle
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    cfg = C.load(None, ["train.epochs=8", "sweep.scheduler.margin=0", "sweep.scheduler.eta=2"])
+
+    def result(sched, tid: str, acc: float, leak: float) -> str:
+        trial = Trial("trainable", config={}, trial_id=tid, stub=True)
+        return sched.on_trial_result(None, trial, {"epoch": 2, "emotion_acc": acc, "leakage": leak})
+
+    live = scheduler(cfg, str(tmp_path))
+    started = pickle.dumps(live)  # what Tuner.restore brings back: the scheduler as the sweep began
+    for tid, acc, leak in (("a", 0.9, 0.1), ("b", 0.95, 0.3)):  # a trade-off each: both on the rung's front
+        assert result(live, tid, acc, leak) == TrialScheduler.CONTINUE
+    restored = pickle.loads(started)
+    assert result(restored, "c", 0.6, 0.4) == result(live, "c", 0.6, 0.4) == TrialScheduler.STOP
+    assert scheduler(cfg).state_url is None  # the replay's scheduler writes nothing

@@ -19,7 +19,7 @@ from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
 from avdis.tune.sweep import (LOST, BrokenExperimentState, FixedPoints, TrialsFailed, check_experiment_state,
                               check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
-                              trial_resources)
+                              TrialResources, trial_sizes, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -158,6 +158,18 @@ def test_trial_resources_follow_the_worker_count():
     assert trial_resources(distributed) == {"cpu": 0.5}  # its TorchTrainer workers ask for their own
 
 
+def test_each_trial_is_sized_from_its_own_config():
+    """A space sampling train.workers: sized from the sweep's config (1 worker), a trial drawn with 2 reserved one
+    in-process bundle, then asked for 2 more workers' CPUs and waited for them for ever on 2 cores."""
+    cfg = C.load(None, ["train.strategy=ddp", "train.zero_stage=0", "train.workers=1", "train.cpus_per_worker=0.9",
+                        "sweep.trial_cpus=0.1", "sweep.space.methods=[multitask]",
+                        "sweep.space.params={train.workers: [1, 2]}"])
+    size = TrialResources(cfg.model_dump(mode="json"))
+    assert size({"method": "multitask", "train.workers": 1}).bundles == [{"CPU": 0.9}]  # trains in the trial
+    assert size({"method": "multitask", "train.workers": 2}).bundles == [{"CPU": 0.1}]  # drives its TorchTrainer
+    assert sorted(trial.train.workers for trial in trial_sizes(cfg)) == [1, 2]  # each size checked on the cluster
+
+
 def test_config_id_groups_seeds_of_one_configuration():
     params = {"method": "adversarial", "weight_adversarial": 0.5, "train.lr": 0.003}
     assert config_id({**params, "train.seed": 7}) == config_id(params) == config_id(dict(reversed(params.items())))
@@ -218,6 +230,21 @@ def test_recorder_rows_carry_their_role_and_configuration(tmp_path):
     table = results.read_trials(str(tmp_path))
     assert list(table["role"]) == ["confirm", "confirm"] and list(table["seed"]) == [1, 2]
     assert table["config_id"].nunique() == 1 and table["config_id"][0] == config_id({"method": "multitask"})
+
+
+def test_a_trial_config_the_space_made_invalid_fails_that_trial_not_the_recorder(tmp_path):
+    """Its config was built in the driver's on_trial_start callback, whose error stopped the whole sweep."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None, ["model.emb_dim=4"])
+    recorder = TrialRecorder(str(tmp_path), cfg)
+    recorder.setup()
+    trial = Trial("trainable", config={"method": "nullspace", "weight_nullspace": 9}, trial_id="n9", stub=True)
+    recorder.on_trial_start(0, [], trial)
+    (row,) = results.read_trials(str(tmp_path)).to_dict("records")
+    assert (row["trial_id"], row["method"], row["weight"], row["status"]) == ("n9", "nullspace", 9.0, "RUNNING")
 
 
 def test_recorder_writes_the_summary_and_hands_both_files_to_its_listeners(tmp_path):

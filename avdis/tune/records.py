@@ -28,6 +28,7 @@ from ray.tune import Callback
 
 from avdis import results
 from avdis.config import Config, with_overrides
+from avdis.errors import AvdisError
 from avdis.data.splits import split_id
 from avdis.numbers import finite
 from avdis.results.pareto import OBJECTIVES
@@ -125,7 +126,10 @@ class TrialRecorder(Callback):
         if tid not in self.rows:
             params = dict(trial.config)
             over = to_overrides(params)
-            cfg = with_overrides(self.cfg, over)
+            try:
+                cfg = with_overrides(self.cfg, over)
+            except AvdisError:  # the trial fails on it and says why; a callback that raised stopped the sweep
+                cfg = self.cfg
             self.rows[tid] = {
                 "trial_id": tid, "sweep": self.cfg.sweep.name, "method": over["method.name"],
                 "weight": finite(over["method.weight"]), "lr": cfg.train.lr, "emb_dim": cfg.model.emb_dim,

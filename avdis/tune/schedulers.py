@@ -21,13 +21,16 @@ measured it), the margin stops only the clearly worse.
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from avdis import storage
+from avdis.config import S3Config
 from avdis.results import pareto
 
 
@@ -89,32 +92,55 @@ class MOSuccessiveHalving:
 
 
 class MOASHAScheduler(FIFOScheduler):
-    """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so."""
+    """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so.
 
-    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0, time_attr: str = "epoch"):
+    With `state_url` its rungs are written there at every rung result and read back by the copy `Tuner.restore`
+    unpickles: Ray Tune 2.60 restores a sweep's searcher but never its scheduler's state, so a resumed sweep began
+    with empty rungs and let run to the end trials the uninterrupted one would have stopped.
+    """
+
+    def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0, time_attr: str = "epoch",
+                 state_url: str | None = None, s3: S3Config | None = None):
         super().__init__()
         self.core = MOSuccessiveHalving(max_epochs, grace, eta, margin)
         self.time_attr = time_attr
         self.stopped: dict[str, int] = {}  # trial id -> epoch it was stopped at
+        self.state_url, self.s3 = state_url, s3
+        self._read = True  # a new scheduler starts empty; an unpickled one reads the state its sweep wrote
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_read": False}
+
+    def _read_state(self) -> None:
+        self._read = True
+        if self.state_url is None or not storage.exists(self.state_url, self.s3):
+            return
+        state = json.loads(storage.read_bytes(self.state_url, self.s3))
+        for epoch, rung in state["rungs"].items():
+            if int(epoch) in self.core.rungs:
+                self.core.rungs[int(epoch)].update({tid: tuple(point) for tid, point in rung.items()})
+        self.stopped.update({tid: int(epoch) for tid, epoch in state["stopped"].items()})
+
+    def _write_state(self) -> None:
+        state = {"rungs": {str(m): {tid: list(p) for tid, p in rung.items()} for m, rung in self.core.rungs.items()},
+                 "stopped": self.stopped}
+        storage.write_bytes(self.state_url, json.dumps(state).encode(), self.s3)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if not self._read:
+            self._read_state()
         epoch = result.get(self.time_attr)
         acc, leak = result.get("emotion_acc"), result.get("leakage")  # the rule's max and min: config.OBJECTIVES
         if epoch is None or acc is None or leak is None:
             return TrialScheduler.CONTINUE
-        if self.core.decide(trial.trial_id, int(epoch), float(acc), float(leak)):
-            return TrialScheduler.CONTINUE
-        self.stopped[trial.trial_id] = int(epoch)
-        return TrialScheduler.STOP
+        before = sum(map(len, self.core.rungs.values()))
+        go_on = self.core.decide(trial.trial_id, int(epoch), float(acc), float(leak))
+        if not go_on:
+            self.stopped[trial.trial_id] = int(epoch)
+        if self.state_url is not None and sum(map(len, self.core.rungs.values())) > before:
+            self._write_state()
+        return TrialScheduler.CONTINUE if go_on else TrialScheduler.STOP
 
     def debug_string(self) -> str:
         sizes = {m: len(r) for m, r in self.core.rungs.items()}
         return f"MO-ASHA (eta={self.core.eta}, margin={self.core.margin}) trials per rung: {sizes}"
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump((self.core, self.stopped), fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.core, self.stopped = pickle.load(fh)

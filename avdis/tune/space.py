@@ -12,8 +12,9 @@ which a sampler would otherwise take as the configuration's final result.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
@@ -41,6 +42,25 @@ class DefineByRun:
             _suggest(trial, f"weight_{method}", self.space.weights[method])
         for key, choice in self.space.params.items():
             _suggest(trial, key, choice)
+
+
+def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
+    """Every trial parameters at the space's edges (each method at both ends of its weight range, every knob at
+    both ends or each of its choices): where a setting sampled against another breaks a rule they share."""
+    def ends(choice: Range | list[Any]) -> list[Any]:
+        if isinstance(choice, list):
+            return choice
+        return [int(choice.low), int(choice.high)] if choice.int else [choice.low, choice.high]
+
+    keys = list(space.params)
+    for method in space.methods:
+        weights = ends(space.weights[method]) if method in space.weights else [None]
+        for weight in weights:
+            for values in itertools.product(*(ends(space.params[k]) for k in keys)):
+                params = {"method": method, **dict(zip(keys, values))}
+                if weight is not None:
+                    params[f"weight_{method}"] = weight
+                yield params
 
 
 def to_overrides(params: dict[str, Any]) -> dict[str, Any]:

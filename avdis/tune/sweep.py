@@ -22,6 +22,7 @@ experiment is restored and its finished trials report their recorded result.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickletools
@@ -36,14 +37,14 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
-from avdis.config import OBJECTIVES, Config, check_nullspace, setting_of, with_overrides
+from avdis.config import OBJECTIVES, Config, setting_of, with_overrides
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
-from avdis.tune.space import DefineByRun, SweepSearch, sampler
+from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
 from avdis.tune.trial import run_trial
 
 CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep folder
@@ -145,6 +146,21 @@ def trial_resources(cfg: Config) -> dict[str, float]:
     return {key.lower(): amount for key, amount in own.items()}
 
 
+@dataclass(frozen=True)
+class TrialResources:
+    """Tune's resource request for each trial, from that trial's own config (`trial_resources`): a space that
+    samples train.workers or a worker's CPUs gets each trial's own size. Sized from the sweep's config, a trial
+    sampled to 2 workers reserved one in-process bundle and waited for ever for the workers it then asked for."""
+
+    base: dict[str, Any]
+
+    def __call__(self, params: dict[str, Any]) -> Any:
+        from ray.tune import PlacementGroupFactory
+
+        own = trial_resources(with_overrides(Config.model_validate(self.base), to_overrides(params)))
+        return PlacementGroupFactory([{key.upper(): amount for key, amount in own.items()}])
+
+
 class FixedPoints(Searcher):
     """Suggests the given trial parameters in order, then FINISHED; its place survives a restore."""
 
@@ -236,9 +252,9 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
     """
     from ray import tune
 
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), sweep_url=sweep_url), trial_resources(cfg),
-    )
+    base = cfg.model_dump(mode="json")
+    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base, sweep_url=sweep_url),
+                                    TrialResources(base))
     fs, path = storage.pyarrow_filesystem(cfg.sweep.storage, cfg.s3)
     experiment = f"{path.rstrip('/')}/{where}"
     storage_path, _, name = experiment.rpartition("/")
@@ -312,12 +328,17 @@ def searcher(cfg: Config) -> Searcher:
                        metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler(s.search, s.seed, s.startup_trials))
 
 
-def scheduler(cfg: Config) -> MOASHAScheduler | None:
-    """The sweep's trial scheduler (None: every trial runs its full epochs); the replay drives it too."""
+SCHEDULER_STATE = "mo_asha.json"  # under the sweep's URL: MO-ASHA's rungs, for a resumed sweep
+
+
+def scheduler(cfg: Config, sweep_url: str | None = None) -> MOASHAScheduler | None:
+    """The sweep's trial scheduler (None: every trial runs its full epochs); the replay drives it too. With
+    `sweep_url` it keeps its rungs there, for a resumed sweep."""
     s = cfg.sweep
     if s.scheduler.type == "mo_asha":
         k = s.scheduler
-        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin)
+        state = storage.join(sweep_url, SCHEDULER_STATE) if sweep_url else None
+        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin, state_url=state, s3=cfg.s3)
     return None
 
 
@@ -327,7 +348,7 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views):
 
     s = cfg.sweep
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher(cfg), max_concurrent=s.max_concurrent),
-                                  scheduler=scheduler(cfg), num_samples=s.num_samples, reuse_actors=True)
+                                  scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=True)
     return _experiment(cfg, sweep_url, s.name, results.SEARCH, tune_config, resume, views)
 
 
@@ -356,14 +377,31 @@ def run(cfg: Config, views: Views = Views()) -> str:
         return _run(cfg, views)
 
 
+CORNERS_CHECKED = 4096  # trial configs built at the space's edges before any work (each takes about a millisecond)
+
+
 def _check_space(cfg: Config) -> None:
-    """What the space asks that no trial could do (a trial's own config is checked only when it starts)."""
-    space = cfg.sweep.space
-    if "nullspace" in space.methods and "nullspace" in space.weights:
+    """What the space asks that no trial could do, found before any work: every trial config at the space's edges
+    is built (`space.corners`). A trial's own config is otherwise checked only when it starts, and one the space
+    made invalid (nullspace's iterations against a sampled model.emb_dim, zero_stage against a sampled strategy)
+    stopped the whole sweep there, with trials running, under a name that could then not be resumed."""
+    for params in itertools.islice(corners(cfg.sweep.space), CORNERS_CHECKED):
         try:
-            check_nullspace("sweep.space.weights.nullspace.high", space.weights["nullspace"].high, cfg.model.emb_dim)
-        except ValueError as exc:
-            raise UsageError(f"{exc}; lower it or drop nullspace from sweep.space.methods") from None
+            with_overrides(cfg, to_overrides(params))
+        except AvdisError as exc:
+            shown = ", ".join(f"{k}={v}" for k, v in to_overrides(params).items() if v is not None)
+            why = str(exc).removeprefix("config + trial parameters: ").removeprefix("<root>: ")
+            raise UsageError(f"sweep.space samples trials no run could take: at {shown}: {why}; narrow "
+                             "sweep.space") from None
+
+
+def trial_sizes(cfg: Config) -> list[Config]:
+    """One trial config per size the space gives trials (its resource settings at the space's edges)."""
+    sizes: dict[str, Config] = {}
+    for params in itertools.islice(corners(cfg.sweep.space), CORNERS_CHECKED):
+        trial = with_overrides(cfg, to_overrides(params))
+        sizes.setdefault(json.dumps(clusterfit.demand(trial), sort_keys=True), trial)
+    return list(sizes.values())
 
 
 def _run(cfg: Config, views: Views) -> str:
@@ -377,7 +415,8 @@ def _run(cfg: Config, views: Views) -> str:
         storage.check_writable(sweep_url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
-    clusterfit.check_cluster(cfg)  # trials that never fit would wait forever
+    for size in trial_sizes(cfg):  # trials that never fit would wait forever
+        clusterfit.check_cluster(size)
     ensure_shards(cfg, use_ray=True)
     if resume:
         check_data(sweep_url, cfg, record)
