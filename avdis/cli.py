@@ -192,7 +192,7 @@ def _add_synth_flags(p: argparse.ArgumentParser) -> None:
 
 def _with_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=OVERRIDES_HELP)  # default: not "required"
 
 
 def build_parser() -> argparse.ArgumentParser:

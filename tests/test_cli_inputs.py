@@ -109,6 +109,16 @@ def test_a_folder_without_a_sweep_is_refused(tmp_path, capsys, command):
     folder.mkdir()
     refused(capsys, [command[0], str(folder), *command[1:]], str(folder), "no trials.parquet")
     assert list(folder.iterdir()) == [], "nothing may be written into it"
+    table = folder / "trials.parquet"
+    table.write_bytes(b"")  # the table given for its folder: was "no trials.parquet found" (report)
+    refused(capsys, [command[0], str(table), *command[1:]], str(table), "a file, not a sweep folder")
+
+
+def test_a_command_lists_only_what_it_requires(capsys):
+    """key=value overrides are optional; argparse listed them as required."""
+    with pytest.raises(SystemExit):
+        main(["report"])
+    assert capsys.readouterr().err.strip().endswith("the following arguments are required: sweep")
 
 
 @pytest.mark.timeout(60)

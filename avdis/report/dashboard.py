@@ -45,7 +45,10 @@ class Snapshot:
 def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends."""
     markers = (storage.join(sweep_url, name) for name in (results.TRIALS, results.SPEC))
-    if storage.exists(sweep_url, s3) and not any(storage.exists(url, s3) for url in markers):
+    if not storage.exists(sweep_url, s3):
+        return  # a sweep about to start: the page waits for it
+    results.check_folder(sweep_url, s3)
+    if not any(storage.exists(url, s3) for url in markers):
         raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); "
                          "pass <storage>/<sweep name> of a sweep that has started")
 

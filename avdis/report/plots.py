@@ -421,7 +421,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 
 def _check_has_trials(sweep_url: str, s3: S3Config | None) -> None:
     """A folder without trials.parquet has nothing to report; empty reports would look like a sweep that found nothing."""
-    if storage.exists(sweep_url, s3) and not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
+    results.check_folder(sweep_url, s3)
+    if not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
         raise UsageError(f"{sweep_url}: no {results.TRIALS} found, so there is nothing to report; "
                          "pass <storage>/<sweep name> of a sweep with results")
 

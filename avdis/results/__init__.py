@@ -22,6 +22,7 @@ confirm rows the front is drawn from single trials, each a point of n = 1.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -113,13 +114,21 @@ def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None
     return frame
 
 
+def check_folder(sweep_url: str, s3: S3Config | None = None) -> None:
+    """NoSuchSweep unless `sweep_url` is a folder (a file given for it, trials.parquet say, is named as one)."""
+    if not storage.exists(sweep_url, s3):
+        raise NoSuchSweep(f"{sweep_url}: no such sweep folder; pass <storage>/<sweep name> of a sweep that has started")
+    if not storage.is_remote(sweep_url) and os.path.isfile(sweep_url):
+        raise NoSuchSweep(f"{sweep_url}: a file, not a sweep folder; pass <storage>/<sweep name>, the folder holding "
+                          f"{TRIALS}")
+
+
 def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     """The trials table; empty (with columns) when the sweep has no results yet.
 
     Raises ResultsError when the sweep folder itself does not exist or cannot be read.
     """
-    if not storage.exists(sweep_url, s3):
-        raise NoSuchSweep(f"{sweep_url}: no such sweep folder; pass <storage>/<sweep name> of a sweep that has started")
+    check_folder(sweep_url, s3)
     url = storage.join(sweep_url, TRIALS)
     if not storage.exists(url, s3):
         return empty_trials()
