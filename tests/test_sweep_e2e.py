@@ -161,8 +161,8 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
     summary = json.loads((sweep / "pareto.json").read_text())
     assert summary["front_basis"] == "seed_mean" and summary["front_points"]
     for point in summary["front_points"]:
-        runs = trials[trials["config_id"] == point["config_id"]]
-        assert point["n"] == 3 and sorted(point["trials"]) == sorted(runs["trial_id"])
+        runs = confirm[confirm["config_id"] == point["config_id"]]  # its confirming seeds: the search's is left out
+        assert point["n"] == 2 and sorted(point["trials"]) == sorted(runs["trial_id"])
         assert point["emotion_acc"] == pytest.approx(runs["emotion_acc"].mean())
         assert point["leakage_std"] == pytest.approx(runs["leakage"].std(ddof=1))
         assert point["emotion_acc_ci95"] is not None and point["leakage_ci95"] is not None
