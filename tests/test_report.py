@@ -444,3 +444,11 @@ def test_the_paper_target_needs_a_baseline_that_leaks() -> None:
 def test_a_confirmed_point_of_one_seed_has_no_error_bar() -> None:
     """Its only other seed failed: a bar of zero length read as a sure point under 'seed means ± 95% CI'."""
     assert plots._bars(pd.Series([0.02, None, np.nan])) == [0.02, None, None]
+
+
+def test_a_pareto_json_without_numbers_still_renders(tmp_path: Path) -> None:
+    """A pareto.json edited to hold "hypervolume": null crashed the page (and the dashboard at start) on a TypeError."""
+    trials = results.to_table(rows()).to_pandas()
+    summary = {**results.summarize(trials, "demo"), "hypervolume": None, "reference": None}
+    page = plots.render_html(trials, summary)
+    assert '<b id="hypervolume">-</b>' in page and "emotion_acc = chance -" in page

@@ -366,6 +366,12 @@ td:nth-child(-n+2), th:nth-child(-n+2) { text-align: left; }
 """
 
 
+def _shown(value: Any, digits: int) -> str:
+    """A number of pareto.json for the page; "-" where it holds none (edited by hand, null crashed the page)."""
+    v = finite(value)
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
 def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | None = None,
                 refresh_s: float | None = None) -> str:
     """One self-contained page: header, Pareto scatter, hypervolume, front table.
@@ -402,8 +408,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <body>
 <h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
 <p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running · {counts['errors']} failed{unplaced}</p>
-<p class="meta">hypervolume <b id="hypervolume">{summary.get('hypervolume', 0.0):.4f}</b>
- (reference: emotion_acc = chance {summary.get('reference', {}).get('emotion_acc', 0.0):.3f}, leakage = 1) ·
+<p class="meta">hypervolume <b id="hypervolume">{_shown(summary.get('hypervolume'), 4)}</b>
+ (reference: emotion_acc = chance {_shown((summary.get('reference') or {}).get('emotion_acc'), 3)}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
 {wait}{note_html}
 {pareto_div}
