@@ -19,7 +19,7 @@ from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
 from avdis.tune.sweep import (LOST, BrokenExperimentState, FixedPoints, TrialsFailed, check_experiment_state,
                               check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
-                              TrialResources, trial_sizes, trial_resources)
+                              TrialResources, _check_space, trial_sizes, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -167,7 +167,7 @@ def test_each_trial_is_sized_from_its_own_config():
     size = TrialResources(cfg.model_dump(mode="json"))
     assert size({"method": "multitask", "train.workers": 1}).bundles == [{"CPU": 0.9}]  # trains in the trial
     assert size({"method": "multitask", "train.workers": 2}).bundles == [{"CPU": 0.1}]  # drives its TorchTrainer
-    assert sorted(trial.train.workers for trial in trial_sizes(cfg)) == [1, 2]  # each size checked on the cluster
+    assert sorted(trial.train.workers for trial in trial_sizes(_check_space(cfg))) == [1, 2]  # each size checked
 
 
 def test_config_id_groups_seeds_of_one_configuration():

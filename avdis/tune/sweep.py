@@ -380,32 +380,33 @@ def run(cfg: Config, views: Views = Views()) -> str:
 CORNERS_CHECKED = 4096  # trial configs built at the space's edges before any work (each takes about a millisecond)
 
 
-def _check_space(cfg: Config) -> None:
+def _check_space(cfg: Config) -> list[Config]:
     """What the space asks that no trial could do, found before any work: every trial config at the space's edges
-    is built (`space.corners`). A trial's own config is otherwise checked only when it starts, and one the space
-    made invalid (nullspace's iterations against a sampled model.emb_dim, zero_stage against a sampled strategy)
-    stopped the whole sweep there, with trials running, under a name that could then not be resumed."""
+    is built (`space.corners`) and returned. A trial's own config is otherwise checked only when it starts, and one
+    the space made invalid (nullspace's iterations against a sampled model.emb_dim, zero_stage against a sampled
+    strategy) stopped the whole sweep there, with trials running, under a name that could then not be resumed."""
+    edges = []
     for params in itertools.islice(corners(cfg.sweep.space), CORNERS_CHECKED):
         try:
-            with_overrides(cfg, to_overrides(params))
+            edges.append(with_overrides(cfg, to_overrides(params)))
         except AvdisError as exc:
             shown = ", ".join(f"{k}={v}" for k, v in to_overrides(params).items() if v is not None)
             why = str(exc).removeprefix("config + trial parameters: ").removeprefix("<root>: ")
             raise UsageError(f"sweep.space samples trials no run could take: at {shown}: {why}; narrow "
                              "sweep.space") from None
+    return edges
 
 
-def trial_sizes(cfg: Config) -> list[Config]:
-    """One trial config per size the space gives trials (its resource settings at the space's edges)."""
+def trial_sizes(edges: list[Config]) -> list[Config]:
+    """One trial config per size among the space's edges (`_check_space`'s): each is checked on the cluster."""
     sizes: dict[str, Config] = {}
-    for params in itertools.islice(corners(cfg.sweep.space), CORNERS_CHECKED):
-        trial = with_overrides(cfg, to_overrides(params))
+    for trial in edges:
         sizes.setdefault(json.dumps(clusterfit.demand(trial), sort_keys=True), trial)
     return list(sizes.values())
 
 
 def _run(cfg: Config, views: Views) -> str:
-    _check_space(cfg)
+    edges = _check_space(cfg)
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
     sweep_url = url_of(cfg)
@@ -415,7 +416,7 @@ def _run(cfg: Config, views: Views) -> str:
         storage.check_writable(sweep_url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
-    for size in trial_sizes(cfg):  # trials that never fit would wait forever
+    for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
     ensure_shards(cfg, use_ray=True)
     if resume:
