@@ -140,10 +140,12 @@ def plan(records: list[ClipRecord], data: DataConfig) -> list[ShardTask]:
 def assign(rows: list[dict[str, Any]], data: DataConfig) -> Labels:
     """Label indices and both split schemes for the decoded clips' manifest rows, in place; their label sets."""
     labels = Labels.of(ClipRecord(r["clip_id"], r["corpus"], r["speaker"], r["emotion"], "", "", "") for r in rows)
+    speaker_idx = {name: i for i, name in enumerate(labels.speakers)}
+    emotion_idx = {name: i for i, name in enumerate(labels.emotions)}
     spk = [r["speaker"] for r in rows]
     within = splits.within_speaker(spk, [r["emotion"] for r in rows], data.split)
     for row, split, fold in zip(rows, within, splits.speaker_folds(spk, data.split)):
-        row.update(speaker_idx=labels.speakers.index(row["speaker"]), emotion_idx=labels.emotions.index(row["emotion"]),
+        row.update(speaker_idx=speaker_idx[row["speaker"]], emotion_idx=emotion_idx[row["emotion"]],
                    split=split, fold=fold)  # "split": the within-speaker split (the manifest column's name)
     return labels
 

@@ -82,10 +82,11 @@ def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
     clips: dict[str, dict[str, dict[str, Any]]] = {}
     labels = []
     for row in rows:  # the manifest's "split" column is the within-speaker split
+        shard, clip_id = row.pop("shard"), row.pop("clip_id")
         scheme_split = split_of(row["split"], row["fold"], data.split)
-        per_shard.setdefault(row["shard"], Counter())[scheme_split] += 1
-        per_shard[row["shard"]]["all"] += 1
-        clips.setdefault(row["shard"], {})[row.pop("clip_id")] = {**row, "scheme_split": scheme_split}
+        per_shard.setdefault(shard, Counter())[scheme_split] += 1
+        per_shard[shard]["all"] += 1
+        clips.setdefault(shard, {})[clip_id] = {**row, "scheme_split": scheme_split}
         labels.append((row["speaker_idx"], row["emotion_idx"], scheme_split, row["split"]))
     refs = [ShardRef(storage.join(data.shards, shardlib.SHARD_DIR, s["name"]), dict(per_shard.get(s["name"], {})),
                      s["bytes"], s["sha256"], clips.get(s["name"], {})) for s in meta["shards"]]
