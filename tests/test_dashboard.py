@@ -242,7 +242,9 @@ def test_chromium_page_reloads_when_results_arrive(tmp_path: Path) -> None:
                                  base + "/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = profile / "DevToolsActivePort"
-            assert wait_until(port_file.exists, timeout=30), "chromium did not open its DevTools port"
+            # Chromium creates the file before it writes the port into it: wait for the port, not the file
+            assert wait_until(lambda: port_file.exists() and port_file.read_text().strip(), timeout=30), \
+                "chromium did not open its DevTools port"
             port = port_file.read_text().split()[0]
 
             def page_text() -> str:
