@@ -34,6 +34,7 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +260,9 @@ def main() -> None:
     todo = [j for j in jobs if job_key(j) not in done]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done in {log}", flush=True)
     os.environ["OMP_NUM_THREADS"] = "1"
-    with ProcessPoolExecutor(args.jobs) as pool, log.open("a") as out:
+    # spawned, not forked: the corpora were just made in this process (encoder threads), and a child forked from a
+    # process with threads can hang for good on a lock one of them held (a fresh --work did, importing torch)
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool, log.open("a") as out:
         for future in as_completed([pool.submit(_run, j) for j in todo]):
             r = future.result()
             runs.append(r)
