@@ -19,7 +19,10 @@ TuneController): per result, the scheduler first; the searcher's `on_trial_resul
 trial goes on; on STOP or the last epoch the scheduler's `on_trial_complete`, then the searcher's
 `on_trial_complete` with the last result. An event loop keeps `max_concurrent` simulated workers
 busy (the ConcurrencyLimiter's job in a real sweep); a trial takes the per-trial start-up cost,
-then its epochs' recorded seconds.
+then its epochs' recorded seconds. The recordings hold the test clips' numbers only; a replayed trial
+reports them as its validation numbers too (what the sweep's searcher, MO-ASHA and front choose on,
+`avdis.config.SELECTION`), so the replay compares search setups on one set of numbers and says
+nothing of the gap between validation and test.
 
 Setups: random, TPE and NSGA-II with and without MO-ASHA (the config's defaults), the defaults
 before (COMPARED) and a hindsight reference for early stopping (tpe/oracle: FrontOracle below), at every size;
@@ -408,7 +411,7 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool
         used += 1
         acc, leak = out.curves[tid][epoch - 1]
         result = {"epoch": epoch, "training_iteration": epoch, "emotion_acc": float(acc), "leakage": float(leak),
-                  "trial_id": tid, "done": epoch == epochs}
+                  **dict(zip(C.SELECTION, (float(acc), float(leak)))), "trial_id": tid, "done": epoch == epochs}
         decision = sched.on_trial_result(None, SimTrial(tid), result) if sched else TrialScheduler.CONTINUE
         out.log.append((now, tid, epoch, decision))
         if decision != TrialScheduler.STOP:

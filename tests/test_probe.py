@@ -135,9 +135,32 @@ def test_under_speaker_disjoint_the_probe_judges_only_speakers_the_model_never_s
            "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
            "emo_logits": np.eye(4)[emo].astype(np.float32), "id_logits": np.eye(speakers)[spk].astype(np.float32)}
     cfg = C.Config(data=C.DataConfig(split=C.SplitConfig(scheme="speaker_disjoint")), probe=CFG)
-    fit_on, judge = probe_clips(emb, cfg)
-    assert not (fit_on | judge)[~held_out].any() and judge.sum() == 4 * 8  # 4 held-out speakers, 8 test clips each
-    assert evaluate(emb, cfg, speakers, 4, with_probe=True)[0]["leakage"] > 0.9
+    fit_on, judge, judge_val = probe_clips(emb, cfg)
+    assert not (fit_on | judge | judge_val)[~held_out].any() and judge.sum() == 4 * 8  # 4 held-out speakers, 8 each
+    assert judge_val.sum() == 4 * 8 and not (judge_val & judge).any()
+    metrics = evaluate(emb, cfg, speakers, 4, with_probe=True)[0]
+    assert metrics["leakage"] > 0.9 and metrics["val_leakage"] > 0.9
     within_cfg = C.Config(probe=CFG)  # within_speaker: the scheme's train split is the within-speaker one
     emb_within = {**emb, "scheme_split": emb["within_split"]}
     assert np.array_equal(probe_clips(emb_within, within_cfg)[1], emb["within_split"] == SPLIT_CODES["test"])
+
+
+def test_val_leakage_comes_from_the_same_fit_and_leaves_test_numbers_alone():
+    """The validation clips are judged by the probe fitted once: adding them changes no test number, and they are
+    scored against their own label-only chance (what a sweep selects on without touching test clips)."""
+    rng = np.random.default_rng(5)
+    speakers, emotions = 6, 3
+    centers = rng.normal(0, 1, (speakers, 8))
+
+    def clips(n: int, identity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        spk, emo = rng.integers(0, speakers, n), rng.integers(0, emotions, n)
+        return (rng.normal(0, 1, (n, 8)) + identity * centers[spk]).astype(np.float32), spk, emo
+
+    train, test = clips(240, 2.0), clips(60, 2.0)
+    alone = leakage_probe(*train, *test, speakers, CFG, seed=0)
+    leaky = leakage_probe(*train, *test, speakers, CFG, seed=0, val=clips(60, 2.0))
+    blind = leakage_probe(*train, *test, speakers, CFG, seed=0, val=clips(60, 0.0))
+    assert alone.val_leakage is None
+    for r in (leaky, blind):
+        assert (r.probe_acc, r.leakage, r.leakage_linear) == (alone.probe_acc, alone.leakage, alone.leakage_linear)
+    assert leaky.val_leakage > 0.5 > blind.val_leakage  # identity in the val clips' embeddings, then none

@@ -15,7 +15,9 @@ def told(stopped_as: str, epoch: int, error: bool = False) -> optuna.trial.Froze
     cfg = C.load(None, [f"sweep.scheduler.stopped_as={stopped_as}", "train.epochs=9"])
     s = searcher(cfg)
     s.suggest("t0")
-    s.on_trial_complete("t0", result={"epoch": epoch, "emotion_acc": 0.6, "leakage": 0.4}, error=error)
+    # the test numbers say otherwise: the searcher learns from the validation numbers only (config.SELECTION)
+    s.on_trial_complete("t0", result={"epoch": epoch, "val_emotion_acc": 0.6, "val_leakage": 0.4,
+                                      "emotion_acc": 0.3, "leakage": 0.8}, error=error)
     return s._ot_study.trials[0]
 
 
@@ -52,7 +54,7 @@ def test_a_resumed_sweeps_scheduler_keeps_its_rungs(tmp_path):
 
     def result(sched, tid: str, acc: float, leak: float) -> str:
         trial = Trial("trainable", config={}, trial_id=tid, stub=True)
-        return sched.on_trial_result(None, trial, {"epoch": 2, "emotion_acc": acc, "leakage": leak})
+        return sched.on_trial_result(None, trial, {"epoch": 2, "val_emotion_acc": acc, "val_leakage": leak})
 
     live = scheduler(cfg, str(tmp_path))
     started = pickle.dumps(live)  # what Tuner.restore brings back: the scheduler as the sweep began
@@ -61,3 +63,20 @@ def test_a_resumed_sweeps_scheduler_keeps_its_rungs(tmp_path):
     restored = pickle.loads(started)
     assert result(restored, "c", 0.6, 0.4) == result(live, "c", 0.6, 0.4) == TrialScheduler.STOP
     assert scheduler(cfg).state_url is None  # the replay's scheduler writes nothing
+
+
+def test_mo_asha_stops_on_the_validation_numbers_never_the_test_ones():
+    """A trial clearly beaten on its validation clips stops though its test numbers would lead the rung: a scheduler
+    that read the test numbers chose on what the report measures."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    sched = scheduler(C.load(None, ["train.epochs=8", "sweep.scheduler.margin=0.05"]))
+
+    def result(tid: str, val: tuple[float, float], test: tuple[float, float]) -> str:
+        trial = Trial("trainable", config={}, trial_id=tid, stub=True)
+        return sched.on_trial_result(None, trial, {"epoch": 2, **dict(zip(C.SELECTION, val)),
+                                                   **dict(zip(C.OBJECTIVES, test))})
+
+    assert result("a", (0.9, 0.1), (0.5, 0.6)) == TrialScheduler.CONTINUE
+    assert result("b", (0.5, 0.6), (0.99, 0.0)) == TrialScheduler.STOP

@@ -107,6 +107,38 @@ def test_front_and_hypervolume_of_a_known_table():
     assert [h["hypervolume"] for h in front.history] == sorted(h["hypervolume"] for h in front.history)
 
 
+def test_the_front_is_chosen_on_validation_numbers_and_measured_on_test_ones():
+    """A sweep chooses its front on the validation clips (config.SELECTION) and reports the chosen trials' test
+    numbers: chosen on test, trial "lucky" (best on test only, by the test clips' noise) stood on the front and
+    inflated the hypervolume. A table recorded before val columns existed is chosen on test, and says so."""
+    def row(tid, val, test, order, method="multitask", seed=0):
+        params = {"method": method, "train.seed": seed, "id": tid}
+        return {"trial_id": tid, "method": method, "status": "TERMINATED", "epochs": 4, "order": order, "seed": seed,
+                "emotion_chance": 0.25, "role": "search", "config_id": config_id(params),
+                "val_emotion_acc": val[0], "val_leakage": val[1], "emotion_acc": test[0], "leakage": test[1]}
+    rows = [row("steady", (0.80, 0.30), (0.75, 0.35), 1), row("lucky", (0.60, 0.50), (0.95, 0.05), 2),
+            row("cheap", (0.70, 0.10), (0.65, 0.20), 3)]
+    summary = results.summarize(results.to_table(rows).to_pandas(), "s")
+    assert summary["selected_on"] == "val" and summary["front"] == ["steady", "cheap"]
+    measured = pareto.hypervolume(np.array([0.75, 0.65]), np.array([0.35, 0.20]), 0.25)
+    assert summary["hypervolume"] == pytest.approx(measured)
+    assert summary["hypervolume_history"][-1]["hypervolume"] == pytest.approx(measured)
+    points = {p["trial_id"]: p for p in summary["front_points"]}
+    assert (points["cheap"]["emotion_acc"], points["cheap"]["val_emotion_acc"]) == (0.65, 0.70)
+    old = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows]
+    before = results.summarize(results.to_table(old).to_pandas(), "s")
+    assert before["selected_on"] == "test" and before["front"] == ["lucky"]
+
+    # confirmed: the confirming seeds' validation means choose, their test means are drawn
+    confirm = [row("steady-1", (0.78, 0.30), (0.70, 0.30), 4, seed=1), row("cheap-1", (0.70, 0.12), (0.72, 0.25), 5, seed=1)]
+    for r, searched in zip(confirm, ("steady", "cheap")):
+        r.update(role="confirm", config_id=next(x["config_id"] for x in rows if x["trial_id"] == searched))
+    summary = results.summarize(results.to_table(rows + confirm).to_pandas(), "s")
+    assert summary["front_basis"] == "seed_mean" and summary["front"] == ["steady", "cheap"]
+    assert summary["hypervolume"] == pytest.approx(
+        pareto.hypervolume(np.array([0.70, 0.72]), np.array([0.30, 0.25]), 0.25))  # "steady" dominated on test, drawn
+
+
 def test_storage_used_by_another_sweep_is_refused(tmp_path):
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
     url = f"{tmp_path}/s1"
@@ -409,3 +441,35 @@ def test_a_sweep_json_from_before_resumes_though_it_lacks_what_tune_restores(tmp
     (tmp_path / "s1").mkdir()
     (tmp_path / "s1" / results.SPEC).write_text(json.dumps({"digest": "0123456789abcdef", "spec": spec}))
     assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.num_samples=40"]))
+
+
+def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tmp_path):
+    """The searcher, MO-ASHA and the front choose on validation clips. A user's corpus with 2 clips per speaker has
+    none (one goes to train, one to test), and every trial would end in error after its epochs."""
+    import csv
+
+    from avdis.data import shards as shardlib, synth
+    from avdis.tune.sweep import check_validation
+
+    def shards(clips: int) -> C.Config:
+        src, out = tmp_path / f"src{clips}", tmp_path / f"shards{clips}"
+        synth.generate(C.SynthConfig(speakers=4, emotions=2, clips_per_speaker=3, duration_s=0.5, seed=1), src)
+        (src / synth.SETTINGS).unlink()  # the user's own corpus now: read as its ground_truth.csv lists it
+        with open(src / "ground_truth.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        kept = [r for r in rows if sum(o["speaker"] == r["speaker"] for o in rows[: rows.index(r)]) < clips]
+        for r in rows:
+            if r not in kept:
+                (src / r["file"]).unlink()
+        with open(src / "ground_truth.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+        cfg = C.load(None, [f"data.src={src}", f"data.shards={out}", "data.shard_size=8"])
+        shardlib.build_shards(cfg.data, cfg.s3)
+        return cfg
+
+    with pytest.raises(UsageError, match=r"shards2: no validation clips under data.split.scheme=within_speaker "
+                                         r"\(0 for emotion accuracy, 0 for the leakage probe\)"):
+        check_validation([shards(2)])
+    check_validation([shards(3)])

@@ -8,7 +8,8 @@ is built once, by `write_trials`, which also fills in `disentanglement` (its one
 definition, `add_disentanglement`). A sweep that has not reported yet has no
 `trials.parquet`: readers get an empty table with the schema, not an error. The front
 and hypervolume are `avdis.results.pareto`. A table read back is checked (types, ranges, each
-trial once) and its disentanglement worked out again from its rows (`read_trials`).
+trial once) and its disentanglement worked out again from its rows (`read_trials`). Fronts are
+chosen on the validation clips' numbers and report the test clips' (`selected_on`).
 
 Seeds: a trial's `role` is `search` (drawn by the searcher) or `confirm` (a front
 configuration re-trained with another seed, `sweep.confirm_seeds`); `config_id` groups
@@ -57,6 +58,8 @@ SCHEMA = pa.schema([
     ("probe_acc", pa.float64()),
     ("probe_chance", pa.float64()),
     ("emotion_chance", pa.float64()),
+    ("val_emotion_acc", pa.float64()),  # final, validation split: what the sweep selects on (config.SELECTION)
+    ("val_leakage", pa.float64()),
     ("disentanglement", pa.float64()),  # 1 - leakage / leakage(multitask, same seed)
     ("best_emotion_acc", pa.float64()),
     ("best_leakage", pa.float64()),
@@ -79,8 +82,9 @@ SCHEMA = pa.schema([
 COLUMNS = SCHEMA.names
 SEARCH, CONFIRM = "search", "confirm"
 OBJECTIVES = list(pareto.OBJECTIVES)
+SELECTED = list(pareto.SELECTED)
 SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, n-1)·std/√n, std with ddof 1)"
-POINT_METRICS = ("emotion_acc", "leakage", "emotion_uar", "disentanglement")
+POINT_METRICS = ("emotion_acc", "leakage", "emotion_uar", "disentanglement", *SELECTED)
 POINT_COLUMNS = ["config_id", "trial_id", "method", "weight", "n", "seeds", "trials", "epochs",
                  *(f"{k}{s}" for k in POINT_METRICS for s in ("", "_std", "_ci95"))]
 
@@ -140,7 +144,8 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
 
 
 REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
-IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance")  # in [0, 1]
+IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance",
+           "val_emotion_acc")  # in [0, 1]
 
 
 def _checked(table: pa.Table, url: str) -> pd.DataFrame:
@@ -225,14 +230,19 @@ def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
     return multitask[trained_longest(multitask)]
 
 
+def selected_on(done: pd.DataFrame) -> tuple[str, ...]:
+    """The columns a front is chosen on: the validation clips' (SELECTED) when every finished trial has them, else
+    the test clips' (a table recorded before avdis selected on validation, whose trials have none)."""
+    return tuple(SELECTED) if done.reindex(columns=SELECTED).notna().all().all() else tuple(OBJECTIVES)
+
+
 def search_front(df: pd.DataFrame) -> pd.DataFrame:
-    """The search's front at full length (its trials trained longest): its first trial per configuration, in
-    completion order; what `sweep.confirm_seeds` re-trains."""
+    """The search's front at full length (its trials trained longest), chosen on `selected_on`: its first trial per
+    configuration, in completion order; what `sweep.confirm_seeds` re-trains."""
     done = _finished(df)
     done = done[done["role"] == SEARCH]
     done = done[trained_longest(done)]
-    on = pareto.nondominated(done["emotion_acc"].to_numpy(), done["leakage"].to_numpy())
-    return done[on].drop_duplicates("config_id")
+    return done[pareto.chosen(done, selected_on(_finished(df)))].drop_duplicates("config_id")
 
 
 def seed_spread(values: pd.Series) -> dict[str, float | None]:
@@ -257,7 +267,7 @@ def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
                  "n": len(runs), "seeds": runs["seed"].tolist(), "trials": runs["trial_id"].tolist(),
                  "epochs": runs["epochs"].max()}
         for key in POINT_METRICS:
-            spread = seed_spread(runs[key])
+            spread = seed_spread(runs.get(key, pd.Series(dtype=float)))  # a table made by hand may lack val columns
             point[key], point[f"{key}_std"], point[f"{key}_ci95"] = spread["mean"], spread["std"], spread["ci95"]
         points.append(point)
     return pd.DataFrame(points, columns=POINT_COLUMNS)
@@ -268,20 +278,23 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
 
     `hypervolume_history` follows the search (single trials in completion order); `front`,
     `front_points` and `hypervolume` come from the confirming seeds' means once confirmation rows exist. Only
-    trials trained longest are on a front or add to a hypervolume (`trained_longest`).
+    trials trained longest are on a front (`trained_longest`). A front is chosen on the validation clips' numbers
+    (`selected_on`) and its points and hypervolume are their test numbers: chosen on the test numbers themselves, a
+    front stood where the test set's noise had been kind.
     """
     chance = float(df["emotion_chance"].dropna().max()) if df["emotion_chance"].notna().any() else 0.0
     done = _finished(df)
+    on = selected_on(done)
     searched = done[done["role"] == SEARCH]
-    search = pareto.front_of(searched, chance, counted=trained_longest(searched))
+    search = pareto.front_of(searched, chance, counted=trained_longest(searched), on=on)
     confirmed = bool((done["role"] == CONFIRM).any())
     if confirmed:
         # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky
         # as much as because its configuration is good, and counted in, its luck stayed in the mean
         points = seed_means(done[done["role"] == CONFIRM], search_front(df))
         points = points[points["n"] > 0]  # a configuration whose confirmations are still running waits for them
-        on = pareto.nondominated(points["emotion_acc"].to_numpy(), points["leakage"].to_numpy())
-        front, hv = points[on], pareto.hypervolume(points["emotion_acc"], points["leakage"], chance)
+        front = points[pareto.chosen(points, on)]
+        hv = pareto.hypervolume(front["emotion_acc"], front["leakage"], chance)
     else:
         singles = done.assign(config_id=done["trial_id"])
         front, hv = seed_means(singles, singles[singles["trial_id"].isin(search.trial_ids)]), search.hypervolume
@@ -292,6 +305,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "reference": {"emotion_acc": chance, "leakage": 1.0},
         "front": front["trial_id"].tolist(),
         "front_basis": "seed_mean" if confirmed else "trial",
+        "selected_on": "val" if on == tuple(SELECTED) else "test",
         "front_points": front.to_dict("records"),
         "spread": SPREAD,
         "hypervolume": hv,

@@ -2,7 +2,10 @@
 
 Non-dominated sorting and hypervolume come from moocore. The hypervolume's reference
 point is the worst useful model: emotion accuracy at chance and leakage 1, so a point
-below chance or above full leakage adds nothing.
+below chance or above full leakage adds nothing. A front is chosen on one pair of columns
+(a sweep's: the validation clips', `avdis.config.SELECTION`) and measured on another (the
+test clips', OBJECTIVES): its hypervolume is that of the chosen trials' test values, which
+a trial chosen for its lucky validation numbers does not inflate.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from avdis.config import OBJECTIVES as GOALS
+from avdis.config import SELECTION
 
 OBJECTIVES = tuple(GOALS)
+SELECTED = tuple(SELECTION)
 MAXIMISE = tuple(mode == "max" for mode in GOALS.values())
 
 
@@ -55,27 +60,41 @@ class Front:
     history: list[dict]  # hypervolume after each completed trial, in completion order
 
 
-def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None = None) -> Front:
-    """Front and hypervolume history from a trials table.
+def chosen(select: pd.DataFrame, on: tuple[str, ...]) -> np.ndarray:
+    """Mask of the rows on the front of the `on` columns (emotion accuracy's, then leakage's)."""
+    return nondominated(select[on[0]].to_numpy(float), select[on[1]].to_numpy(float))
 
-    Uses rows with both objectives present; `order` (completion order) sorts the history, which has a step per
-    row. With `counted` (a boolean per row) only those rows can be on the front or add to the hypervolume.
+
+def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None = None,
+             on: tuple[str, ...] = OBJECTIVES) -> Front:
+    """Front chosen on the `on` columns, hypervolume of its OBJECTIVES values, and its history, from a trials table.
+
+    Uses rows with both pairs present; `order` (completion order) sorts the history, which has a step per row: the
+    hypervolume of the front chosen from the rows so far (with `on` other than OBJECTIVES it can fall, when a trial
+    better on `on` displaces one better on test). With `counted` (a boolean per row) only those rows can be on the
+    front.
     """
-    done = trials.dropna(subset=list(OBJECTIVES))
+    done = trials.dropna(subset=list(dict.fromkeys([*OBJECTIVES, *on])))
     keep = np.ones(len(done), bool) if counted is None else counted.reindex(done.index).to_numpy(bool)
     if "order" in done:
         order = np.argsort(done["order"].to_numpy(), kind="stable")
         done, keep = done.iloc[order], keep[order]
     acc, leak = done["emotion_acc"].to_numpy(), done["leakage"].to_numpy()
-    mask = np.zeros(len(done), bool)
-    mask[keep] = nondominated(acc[keep], leak[keep])
-    history = [
-        {"trial_id": str(tid), "completed": i + 1,
-         "hypervolume": hypervolume(acc[: i + 1][keep[: i + 1]], leak[: i + 1][keep[: i + 1]], chance_acc)}
-        for i, tid in enumerate(done["trial_id"])
-    ]
+
+    def front(upto: int) -> np.ndarray:
+        mask = np.zeros(len(done), bool)
+        rows = np.flatnonzero(keep[:upto])
+        mask[rows] = chosen(done.iloc[rows], on)
+        return mask
+
+    history = []
+    for i, tid in enumerate(done["trial_id"]):
+        mask = front(i + 1)
+        history.append({"trial_id": str(tid), "completed": i + 1,
+                        "hypervolume": hypervolume(acc[mask], leak[mask], chance_acc)})
+    mask = front(len(done))
     return Front(
         trial_ids=[str(t) for t in done["trial_id"][mask]],
-        hypervolume=hypervolume(acc[keep], leak[keep], chance_acc),
+        hypervolume=hypervolume(acc[mask], leak[mask], chance_acc),
         history=history,
     )

@@ -1,10 +1,13 @@
 """Metrics of a frozen model from its embeddings: emotion accuracy/UAR, speaker accuracy, leakage.
 
 Metric names are the ones the sweep uses: `emotion_acc`, `emotion_uar` (test split of
-the configured scheme), `val_emotion_acc`, `speaker_acc` (identity head, within-speaker
-test clips), `emotion_chance`, and from the probe on z_emo `leakage` (MLP, headline),
-`leakage_linear`, `probe_acc`, `probe_chance`. For `nullspace` the emotion numbers come
-from the refit head and the probe sees the projected z_emo.
+the configured scheme), `speaker_acc` (identity head, within-speaker test clips),
+`emotion_chance`, and from the probe on z_emo `leakage` (MLP, headline), `leakage_linear`,
+`probe_acc`, `probe_chance`. `val_emotion_acc` and `val_leakage` are the same two objectives
+on validation clips: what a sweep searches, stops and selects its front on
+(`avdis.config.SELECTION`), so that the test numbers it reports were never used to choose.
+For `nullspace` the emotion numbers come from the refit head and the probe sees the
+projected z_emo.
 
 The probe judges clips the model never trained on (`probe_clips`): under `speaker_disjoint`
 the within-speaker test clips of the training speakers were training clips (an adversary
@@ -38,14 +41,15 @@ def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions
                          cfg.method.conditional)
 
 
-def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the clips the leakage probe fits on and judges: within-speaker train and test clips, of the
-    held-out speakers (scheme val and test folds) when the model trained on the other speakers' every clip."""
-    w_train, w_test = emb["within_split"] == TRAIN, emb["within_split"] == TEST
+def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the clips the leakage probe fits on, judges for the report and judges for selection: within-speaker
+    train, test and val clips, of the held-out speakers (scheme val and test folds) when the model trained on the
+    other speakers' every clip."""
+    masks = tuple(emb["within_split"] == code for code in (TRAIN, TEST, VAL))
     if cfg.data.split.scheme == "speaker_disjoint":
         unseen = emb["scheme_split"] != TRAIN
-        return w_train & unseen, w_test & unseen
-    return w_train, w_test
+        masks = tuple(m & unseen for m in masks)
+    return masks
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
@@ -68,11 +72,13 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
         "n_test": int(test.sum()),
     }
     if with_probe:
-        fit_on, judge = probe_clips(emb, cfg)
+        fit_on, judge, judge_val = probe_clips(emb, cfg)
         result = leakage_probe(z_emo[fit_on], emb["speaker"][fit_on], emb["emotion"][fit_on],
                                z_emo[judge], emb["speaker"][judge], emb["emotion"][judge],
-                               n_speakers, cfg.probe, cfg.train.seed)
+                               n_speakers, cfg.probe, cfg.train.seed,
+                               val=(z_emo[judge_val], emb["speaker"][judge_val], emb["emotion"][judge_val]))
         metrics.update({"leakage": result.leakage, "leakage_linear": result.leakage_linear,
+                        "val_leakage": float("nan") if result.val_leakage is None else result.val_leakage,
                         "probe_acc": result.probe_acc, "probe_acc_linear": result.probe_acc_linear,
                         "probe_chance": result.probe_chance, "speaker_chance": result.chance_uniform})
     return metrics, fit

@@ -1,5 +1,7 @@
 """The leakage probe: a fresh speaker classifier on frozen z_emo, trained on train clips,
-scored on test clips of the same speakers (within_speaker split).
+scored on test clips of the same speakers (within_speaker split), and by the same fit on
+their validation clips (`val_leakage`, what a sweep selects on: its test clips stay unseen
+by every choice the sweep makes).
 
 Two probes: multinomial logistic regression and a small MLP (the headline: a linear
 probe misses non-linearly encoded identity). The MLP is cross-fitted: `folds` copies, one
@@ -33,6 +35,7 @@ class ProbeResult:
     chance_uniform: float  # 1 / speakers
     leakage: float  # MLP, normalised
     leakage_linear: float
+    val_leakage: float | None = None  # MLP, normalised, on the validation clips (None without any)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -90,23 +93,36 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
     return best_pred
 
 
+Clips = tuple[np.ndarray, np.ndarray, np.ndarray]  # z, speaker, emotion
+
+
 def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndarray,
                   z_test: np.ndarray, spk_test: np.ndarray, emo_test: np.ndarray,
-                  n_speakers: int, cfg: ProbeConfig, seed: int) -> ProbeResult:
-    """Fit both probes on (z_train -> speaker), score on z_test; normalise by the label-only chance."""
+                  n_speakers: int, cfg: ProbeConfig, seed: int, val: Clips | None = None) -> ProbeResult:
+    """Fit both probes on (z_train -> speaker), score on z_test (and the MLP on `val`'s clips, from the same fit: a
+    second fit would cost a second probe per epoch); normalise by the label-only chance."""
     present = np.unique(spk_train)
     if len(present) < 2:
         raise UsageError(f"the leakage probe needs >= 2 speakers in the train split (found {len(present)})")
     if not len(z_test):
         raise UsageError("the leakage probe needs test clips of the train speakers (within_speaker split)")
-    x_tr, x_te = standardise(torch.as_tensor(z_train, dtype=torch.float32), torch.as_tensor(z_test, dtype=torch.float32))
+    z_val, spk_val, emo_val = val if val is not None else (z_test[:0], spk_test[:0], emo_test[:0])
+    x_tr, x_judged = standardise(torch.as_tensor(z_train, dtype=torch.float32),
+                                 torch.as_tensor(np.concatenate([z_test, z_val]), dtype=torch.float32))
+    x_te = x_judged[: len(z_test)]
     y_tr = torch.as_tensor(spk_train, dtype=torch.long)
     lin = fit_logistic(x_tr, y_tr, n_speakers, l2=1e-3)
     with torch.no_grad():
         acc_lin = accuracy(lin(x_te.double()).argmax(1).numpy(), spk_test)
-    acc_mlp = accuracy(crossfit_mlp_predict(x_tr, y_tr, x_te, n_speakers, cfg, seed), spk_test)
+    pred = crossfit_mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, seed)  # predicts each row on its own
+    acc_mlp = accuracy(pred[: len(z_test)], spk_test)
     chance = label_only_speaker_chance(emo_train, spk_train, emo_test, spk_test)
+    val_leakage = None
+    if len(z_val):
+        val_chance = label_only_speaker_chance(emo_train, spk_train, emo_val, spk_val)
+        val_leakage = normalised_leakage(accuracy(pred[len(z_test):], spk_val), val_chance)
     return ProbeResult(
         probe_acc=acc_mlp, probe_acc_linear=acc_lin, probe_chance=chance, chance_uniform=1.0 / n_speakers,
         leakage=normalised_leakage(acc_mlp, chance), leakage_linear=normalised_leakage(acc_lin, chance),
+        val_leakage=val_leakage,
     )

@@ -27,7 +27,7 @@ import pandas as pd
 from ray.tune import Callback
 
 from avdis import results
-from avdis.config import Config, with_overrides
+from avdis.config import SELECTION, Config, with_overrides
 from avdis.errors import AvdisError
 from avdis.data.splits import split_id
 from avdis.numbers import finite
@@ -36,7 +36,7 @@ from avdis.tune.space import to_overrides
 
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
-         "emotion_chance", "manifest_hash")
+         "emotion_chance", "val_emotion_acc", "val_leakage", "manifest_hash")
 SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
 Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pareto summary) just written
 
@@ -83,7 +83,7 @@ class TrialRecorder(Callback):
         for key in FINAL:
             if key in result:
                 row[key] = result[key] if key == "manifest_hash" else finite(result[key])
-        bad = {k: result[k] for k in OBJECTIVES if k in result and finite(result[k]) is None}
+        bad = {k: result[k] for k in (*OBJECTIVES, *SELECTION) if k in result and finite(result[k]) is None}
         if bad:
             row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
         acc, leak = finite(result.get("emotion_acc")), finite(result.get("leakage"))

@@ -1,7 +1,8 @@
 """Multi-objective asynchronous successive halving (MO-ASHA, Schmucker et al., arXiv 2106.12639).
 
-Ray's schedulers rank trials on one metric; here trials are ranked on two (emotion_acc
-max, leakage min). Rungs sit at `grace * eta^k` epochs (below the last epoch). When a
+Ray's schedulers rank trials on one metric; here trials are ranked on two, the sweep's
+selection objectives (`avdis.config.SELECTION`: emotion accuracy max, leakage min, on
+validation clips). Rungs sit at `grace * eta^k` epochs (below the last epoch). When a
 trial reaches a rung, it is ranked among every trial recorded at that rung so far by
 non-dominated rank, ties broken by crowding distance (NSGA-II selection: boundary
 points and sparse regions of the front first); it continues if it is in the top
@@ -30,7 +31,7 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from avdis import storage
-from avdis.config import S3Config
+from avdis.config import SELECTION, S3Config
 from avdis.results import pareto
 
 
@@ -130,7 +131,7 @@ class MOASHAScheduler(FIFOScheduler):
         if not self._read:
             self._read_state()
         epoch = result.get(self.time_attr)
-        acc, leak = result.get("emotion_acc"), result.get("leakage")  # the rule's max and min: config.OBJECTIVES
+        acc, leak = (result.get(k) for k in SELECTION)  # the rule's max and min
         if epoch is None or acc is None or leak is None:
             return TrialScheduler.CONTINUE
         before = sum(map(len, self.core.rungs.values()))

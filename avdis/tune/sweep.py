@@ -37,9 +37,10 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
-from avdis.config import OBJECTIVES, Config, setting_of, with_overrides
+from avdis.config import SELECTION, Config, setting_of, with_overrides
 from avdis.data.prepare import ensure_shards
 from avdis.data.shards import manifest_hash
+from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.tune.records import SEED, Listener, TrialRecorder
@@ -325,7 +326,7 @@ def searcher(cfg: Config) -> Searcher:
     """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object."""
     s = cfg.sweep
     return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space),
-                       metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler(s.search, s.seed, s.startup_trials))
+                       metric=list(SELECTION), mode=list(SELECTION.values()), sampler=sampler(s.search, s.seed, s.startup_trials))
 
 
 SCHEDULER_STATE = "mo_asha.json"  # under the sweep's URL: MO-ASHA's rungs, for a resumed sweep
@@ -405,6 +406,27 @@ def trial_sizes(edges: list[Config]) -> list[Config]:
     return list(sizes.values())
 
 
+def check_validation(edges: list[Config]) -> None:
+    """Refuse data with no validation clips where a trial needs them: the searcher, MO-ASHA and the front choose on
+    validation numbers (`config.SELECTION`), so that the test numbers reported were never used to choose. Without
+    such clips every trial would end in error, with the sweep's compute spent."""
+    splits: dict[str, Config] = {}
+    for trial in edges:
+        splits.setdefault(json.dumps(trial.data.split.model_dump(), sort_keys=True), trial)
+    for trial in splits.values():
+        split = trial.data.split
+        disjoint = split.scheme == "speaker_disjoint"
+        labels = open_dataset(trial.data, trial.s3).labels
+        scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
+        probed = sum(within == "val" and (not disjoint or scheme != "train") for _, _, scheme, within in labels)
+        if not (scored and probed):
+            raise UsageError(
+                f"{trial.data.shards}: no validation clips under data.split.scheme={split.scheme} ({scored} for "
+                f"emotion accuracy, {probed} for the leakage probe); a sweep chooses its trials and front on them, "
+                "not on the test clips it reports. Within a speaker, one with fewer than 3 clips has none: "
+                "preprocess with a larger data.split.val_fraction, or use a corpus with more clips per speaker")
+
+
 def _run(cfg: Config, views: Views) -> str:
     edges = _check_space(cfg)
     if cfg.sweep.scheduler.type == "mo_asha":
@@ -419,6 +441,7 @@ def _run(cfg: Config, views: Views) -> str:
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
     ensure_shards(cfg, use_ray=True)
+    check_validation(edges)
     if resume:
         check_data(sweep_url, cfg, record)
     else:
