@@ -37,7 +37,8 @@ def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     """Set the per-trial and per-sweep gauges; return how many values were skipped as missing."""
     acc = _gauge(EMOTION_ACC, "final emotion accuracy of a trial (test split)", TRIAL_TAGS)
     leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
-    hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min)", ("sweep",))
+    hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min; test split, the "
+                "front chosen on validation clips)", ("sweep",))
     skipped = 0
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
