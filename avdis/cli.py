@@ -65,7 +65,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
     print(json.dumps(summary, indent=1))
-    for name, lacks in (("val", "validation metrics"), ("test", "test metrics and no leakage probe")):
+    for name, lacks in (("val", "validation metrics (and a sweep, which chooses on them, is refused)"),
+                        ("test", "test metrics and no leakage probe")):
         if summary["splits"][name] == 0:
             print(f"avdis preprocess: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
                   f"every split), so training will have no {lacks}", file=sys.stderr)

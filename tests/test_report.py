@@ -142,6 +142,17 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     assert "<td>0.500</td>" in t3[:t3.index("</tr>")]
 
 
+def test_the_front_table_marks_the_columns_the_front_was_chosen_on(sweep: str) -> None:
+    """A sweep's front is chosen on its validation numbers; a table recorded before them was chosen on test, and
+    its page must not say otherwise (its val columns are empty)."""
+    summary = results.summarize(results.read_trials(sweep), "demo")
+    assert summary["selected_on"] == "test"  # these rows have no validation numbers
+    old = plots.front_table(summary)
+    assert "<th>emotion_acc (chosen on)</th>" in old and "<th>val emotion_acc</th>" in old
+    new = plots.front_table({**summary, "selected_on": "val"})
+    assert "<th>val emotion_acc (chosen on)</th>" in new and "<th>emotion_acc</th>" in new
+
+
 @pytest.mark.parametrize("case", ["no rows", "half-written", "only running"])  # no file: refused (test_cli_inputs)
 def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
     url = str(tmp_path / "demo")

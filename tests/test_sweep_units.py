@@ -431,16 +431,20 @@ def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp
             check_data(url, cfg, check_spec(url, cfg))
 
 
-def test_a_sweep_json_from_before_resumes_though_it_lacks_what_tune_restores(tmp_path):
-    """sweep.json before 2026-11-30 had a digest and left out num_samples and max_concurrent (then resumable)."""
+def test_a_sweep_started_when_avdis_chose_on_test_clips_is_not_resumed(tmp_path):
+    """Its searcher (unpickled by Tune with its old metric names) and MO-ASHA's rungs hold test numbers, and its
+    finished trials have no validation ones: resumed, the new trials would be chosen on test too, with no word."""
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
     url = f"{tmp_path}/s1"
-    spec = cfg.model_dump(mode="json")
-    for key in ("num_samples", "max_concurrent"):
-        del spec["sweep"][key]
-    (tmp_path / "s1").mkdir()
-    (tmp_path / "s1" / results.SPEC).write_text(json.dumps({"digest": "0123456789abcdef", "spec": spec}))
-    assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.num_samples=40"]))
+    record_spec(url, cfg, "0" * 16)
+    assert check_spec(url, cfg) is not None
+    spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
+    for before in ({k: v for k, v in spec.items() if k != "selection"},  # what every sweep.json held before
+                   {"digest": "0123456789abcdef", "spec": spec["spec"]}):  # and the oldest form of it
+        (tmp_path / "s1" / results.SPEC).write_text(json.dumps(before))
+        with pytest.raises(UsageError, match=r"chose its trials, rungs and front on test clips, not on "
+                                             r"val_emotion_acc, val_leakage.*Start a new sweep under a new name"):
+            check_spec(url, cfg)
 
 
 def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tmp_path):

@@ -54,7 +54,8 @@ HTML, PNG = "pareto.html", "pareto.png"
 FRONT_COLUMNS = ["trial_id", "method", "weight", "n", "emotion_acc", "emotion_acc_ci95", "emotion_uar", "leakage",
                  "leakage_ci95", "disentanglement", "val_emotion_acc", "val_leakage", "epochs"]
 TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "leakage_ci95": "± 95%",
-                 "val_emotion_acc": "val emotion_acc (chosen on)", "val_leakage": "val leakage (chosen on)"}
+                 "val_emotion_acc": "val emotion_acc", "val_leakage": "val leakage"}
+CHOSEN_ON = {"val": ("val_emotion_acc", "val_leakage"), "test": ("emotion_acc", "leakage")}  # pareto.json selected_on
 TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f}", "epochs": "{:.0f}"}  # others: 3 decimals
 
 # Okabe-Ito colours, one per method in `METHODS` order: distinguishable with colour-vision
@@ -321,7 +322,8 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
 
 def front_table(summary: dict[str, Any]) -> str:
     """The front's points as a table: one row per trial, or per configuration with its seed count and spread."""
-    head = "".join(f"<th>{TABLE_HEADERS.get(c, c)}</th>" for c in FRONT_COLUMNS)
+    chosen = CHOSEN_ON.get(summary.get("selected_on", "test"), ())  # pareto.json before it said: chosen on test
+    head = "".join(f"<th>{TABLE_HEADERS.get(c, c)}{' (chosen on)' if c in chosen else ''}</th>" for c in FRONT_COLUMNS)
     body = "".join(
         f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
         + "".join(f"<td>{html.escape(_fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>" for c in FRONT_COLUMNS)

@@ -233,7 +233,8 @@ def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
 def selected_on(done: pd.DataFrame) -> tuple[str, ...]:
     """The columns a front is chosen on: the validation clips' (SELECTED) when every finished trial has them, else
     the test clips' (a table recorded before avdis selected on validation, whose trials have none)."""
-    return tuple(SELECTED) if done.reindex(columns=SELECTED).notna().all().all() else tuple(OBJECTIVES)
+    has = set(SELECTED) <= set(done.columns) and done[SELECTED].notna().all().all()
+    return tuple(SELECTED) if has else tuple(OBJECTIVES)
 
 
 def search_front(df: pd.DataFrame) -> pd.DataFrame:

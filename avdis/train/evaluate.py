@@ -12,7 +12,8 @@ projected z_emo.
 The probe judges clips the model never trained on (`probe_clips`): under `speaker_disjoint`
 the within-speaker test clips of the training speakers were training clips (an adversary
 that removed identity from exactly those clips would look cleaner than it is on new ones),
-so there the probe fits and judges the held-out speakers' clips only.
+so there the probe fits and judges the held-out speakers' clips only: the test fold's for
+`leakage`, the validation fold's for `val_leakage`.
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions
 
 def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Masks of the clips the leakage probe fits on, judges for the report and judges for selection: within-speaker
-    train, test and val clips, of the held-out speakers (scheme val and test folds) when the model trained on the
-    other speakers' every clip."""
-    masks = tuple(emb["within_split"] == code for code in (TRAIN, TEST, VAL))
+    train, test and val clips. When the model trained on the other speakers' every clip (speaker_disjoint), only
+    the held-out speakers': the probe fits on both held-out folds' train clips, and judges the test fold's test
+    clips for the report and the validation fold's val clips for selection (a selection that judged the test
+    fold's clips would have seen what the report measures)."""
+    fit_on, test, val = (emb["within_split"] == code for code in (TRAIN, TEST, VAL))
     if cfg.data.split.scheme == "speaker_disjoint":
-        unseen = emb["scheme_split"] != TRAIN
-        masks = tuple(m & unseen for m in masks)
-    return masks
+        scheme = emb["scheme_split"]
+        return fit_on & (scheme != TRAIN), test & (scheme == TEST), val & (scheme == VAL)
+    return fit_on, test, val
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,

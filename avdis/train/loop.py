@@ -181,7 +181,9 @@ def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
 
 
 def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
-    """Fail when an objective the sweep's front is built on (`config.OBJECTIVES`) is not a finite number."""
+    """Fail when an objective the report gives (`config.OBJECTIVES`, test clips) is not a finite number. The
+    validation numbers a sweep chooses on are not checked here: a run without validation clips still trains, and a
+    sweep refuses such data before it starts (`avdis.tune.sweep.check_validation`)."""
     bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
     if bad:
         raise NonFiniteError(

@@ -54,8 +54,6 @@ CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep 
 # (`check_data`). Sweep trials never use train.storage. `sweep.num_samples` and `sweep.max_concurrent` are not here:
 # Tune restores them from its own saved state, so a new value would be ignored.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "sweep.storage", "data.src", "data.shards", "train.storage")
-# What Tune restores from its own state; sweep.json before 2026-11-30 (with a "digest") left them out.
-TUNE_RESTORES = ("sweep.num_samples", "sweep.max_concurrent")
 
 
 def url_of(cfg: Config) -> str:
@@ -74,11 +72,6 @@ def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
             node = node.get(p, {})
         node.pop(leaf, None)
     return out
-
-
-def _before_counts(record: dict[str, Any]) -> bool:
-    """A sweep.json written before 2026-11-30 (it has a "digest"): it left out what Tune restores itself."""
-    return "digest" in record
 
 
 def _paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
@@ -105,8 +98,13 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
     if not storage.exists(url, cfg.s3):
         return None
     record = json.loads(storage.read_bytes(url, cfg.s3))
-    skip = RESUMABLE_CHANGES + (TUNE_RESTORES if _before_counts(record) else ())
-    differences = _differences(_identity(record["spec"], skip), _identity(cfg.model_dump(mode="json"), skip))
+    if record.get("selection") != list(SELECTION):
+        raise UsageError(f"{sweep_url} holds a sweep started by an avdis that chose its trials, rungs and front on "
+                         f"test clips, not on {', '.join(SELECTION)}: its searcher and MO-ASHA's rungs hold test "
+                         "numbers, and a resume would mix the two. Start a new sweep under a new name (--name or "
+                         f"sweep.name=...); `avdis report {sweep_url}` still reads this one (chosen on test).")
+    differences = _differences(_identity(record["spec"], RESUMABLE_CHANGES),
+                               _identity(cfg.model_dump(mode="json"), RESUMABLE_CHANGES))
     if differences:
         diff = ", ".join(path for path, _ in differences[:8])
         added = [path for path, lacked in differences if lacked and setting_of(path) == path]
@@ -130,9 +128,9 @@ def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
 
 
 def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
-    """What the sweep was started with (the whole config) and on which data (its manifest hash), for `check_spec`
-    and `check_data`."""
-    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash}
+    """What the sweep was started with (the whole config), on which data (its manifest hash) and what it chooses on
+    (`config.SELECTION`), for `check_spec` and `check_data`."""
+    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash, "selection": list(SELECTION)}
     storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
 
 
@@ -309,17 +307,16 @@ def _watching_signals() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGTERM, before[1])
 
 
-def fit(tuner: Any, trials: int | None, sweep_url: str) -> None:
+def fit(tuner: Any, trials: int, sweep_url: str) -> None:
     """`tuner.fit()`, raising SweepInterrupted when it was interrupted or returned with trials still to run: on
     SIGINT Tune saves its state and returns normally, and the rest of the sweep (confirmation, final report) must
-    not run on the part. `trials` is how many the experiment runs in all (None: not known here, a sweep started
-    before Tune's own count was recorded)."""
+    not run on the part. `trials` is how many the experiment runs in all."""
     with _watching_signals() as seen:
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
-    if seen["interrupted"] or ended < len(grid) or (trials is not None and ended < trials):
-        raise SweepInterrupted(f"{sweep_url}: interrupted before its {trials or len(grid)} trials ended; Tune saved "
-                               "its state: rerun the same command to resume")
+    if seen["interrupted"] or ended < len(grid) or ended < trials:
+        raise SweepInterrupted(f"{sweep_url}: interrupted before its {trials} trials ended; Tune saved its state: "
+                               "rerun the same command to resume")
 
 
 def searcher(cfg: Config) -> Searcher:
@@ -406,25 +403,34 @@ def trial_sizes(edges: list[Config]) -> list[Config]:
     return list(sizes.values())
 
 
+FOLD = "data.split.fold"
+
+
 def check_validation(edges: list[Config]) -> None:
     """Refuse data with no validation clips where a trial needs them: the searcher, MO-ASHA and the front choose on
     validation numbers (`config.SELECTION`), so that the test numbers reported were never used to choose. Without
-    such clips every trial would end in error, with the sweep's compute spent."""
+    such clips every trial would end in error, with the sweep's compute spent. A sampled `data.split.fold` is
+    checked at every fold (the space's edges hold only the ends of its range)."""
     splits: dict[str, Config] = {}
     for trial in edges:
-        splits.setdefault(json.dumps(trial.data.split.model_dump(), sort_keys=True), trial)
+        sampled = FOLD in trial.sweep.space.params and trial.data.split.scheme == "speaker_disjoint"
+        for fold in range(trial.data.split.folds) if sampled else [None]:
+            each = trial if fold is None else with_overrides(trial, {"data.split.fold": fold})
+            splits.setdefault(json.dumps(each.data.split.model_dump(), sort_keys=True), each)
     for trial in splits.values():
         split = trial.data.split
-        disjoint = split.scheme == "speaker_disjoint"
         labels = open_dataset(trial.data, trial.s3).labels
         scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
-        probed = sum(within == "val" and (not disjoint or scheme != "train") for _, _, scheme, within in labels)
+        probed = sum(scheme == "val" and within == "val" for _, _, scheme, within in labels)  # the probe
         if not (scored and probed):
+            where = (f"data.split.scheme=speaker_disjoint, fold {split.fold}" if split.scheme == "speaker_disjoint"
+                     else "data.split.scheme=within_speaker")
             raise UsageError(
-                f"{trial.data.shards}: no validation clips under data.split.scheme={split.scheme} ({scored} for "
-                f"emotion accuracy, {probed} for the leakage probe); a sweep chooses its trials and front on them, "
-                "not on the test clips it reports. Within a speaker, one with fewer than 3 clips has none: "
-                "preprocess with a larger data.split.val_fraction, or use a corpus with more clips per speaker")
+                f"{trial.data.shards}: no validation clips under {where} ({scored} for emotion accuracy, {probed} "
+                "for the leakage probe); a sweep chooses its trials and front on them, not on the test clips it "
+                "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
+                "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
+                "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
 
 
 def _run(cfg: Config, views: Views) -> str:
@@ -451,8 +457,7 @@ def _run(cfg: Config, views: Views) -> str:
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    known = not resume or not _before_counts(record)  # an older sweep.json may hold another num_samples than Tune's
-    fit(_tuner(cfg, sweep_url, resume, views), s.num_samples if known else None, sweep_url)
+    fit(_tuner(cfg, sweep_url, resume, views), s.num_samples, sweep_url)
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views)
     trials = close_lost_trials(sweep_url, cfg)
