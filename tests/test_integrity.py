@@ -259,17 +259,20 @@ def test_a_trial_with_a_non_finite_objective_is_an_error_never_on_the_front(tmp_
     cfg = Config()
     recorder = TrialRecorder(str(sweep), cfg)
     recorder.setup()
-    for tid, leakage in (("good", 0.3), ("nan", float("nan"))):
+    for tid, leakage, val_leakage in (("good", 0.3, 0.4), ("nan", float("nan"), 0.4), ("nan-val", 0.3, float("nan"))):
         trial = Trial("trainable", config={"method": "multitask"}, trial_id=tid, stub=True)
         recorder.on_trial_start(0, [], trial)
         recorder.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": leakage,
+                                                "val_emotion_acc": 0.5, "val_leakage": val_leakage,
                                                 "emotion_chance": 0.25})
         recorder.on_trial_complete(2, [], trial)
     table = results.read_trials(str(sweep)).set_index("trial_id")
     assert table.loc["good", "status"] == "TERMINATED"
-    assert table.loc["nan", "status"] == "ERROR" and "non-finite objectives" in table.loc["nan", "error"]
+    for tid in ("nan", "nan-val"):  # a validation number the front is chosen on counts as an objective
+        assert table.loc[tid, "status"] == "ERROR" and "non-finite objectives" in table.loc[tid, "error"]
     assert table.loc["nan", "leakage"] is None or np.isnan(table.loc["nan", "leakage"])
-    assert results.summarize(table.reset_index(), "s")["front"] == ["good"]
+    summary = results.summarize(table.reset_index(), "s")
+    assert summary["front"] == ["good"] and summary["selected_on"] == "val"
 
 
 def _count_skips_on(rank: int, world: int, store: str, out) -> None:
