@@ -55,7 +55,7 @@ FRONT_COLUMNS = ["trial_id", "method", "weight", "n", "emotion_acc", "emotion_ac
                  "leakage_ci95", "disentanglement", "val_emotion_acc", "val_leakage", "epochs"]
 TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "leakage_ci95": "± 95%",
                  "val_emotion_acc": "val emotion_acc", "val_leakage": "val leakage"}
-CHOSEN_ON = {"val": ("val_emotion_acc", "val_leakage"), "test": ("emotion_acc", "leakage")}  # pareto.json selected_on
+CHOSEN_ON = {"val": tuple(results.SELECTED), "test": tuple(results.OBJECTIVES)}  # by pareto.json's selected_on
 TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f}", "epochs": "{:.0f}"}  # others: 3 decimals
 
 # Okabe-Ito colours, one per method in `METHODS` order: distinguishable with colour-vision

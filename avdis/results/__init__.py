@@ -240,10 +240,10 @@ def selected_on(done: pd.DataFrame) -> tuple[str, ...]:
 def search_front(df: pd.DataFrame) -> pd.DataFrame:
     """The search's front at full length (its trials trained longest), chosen on `selected_on`: its first trial per
     configuration, in completion order; what `sweep.confirm_seeds` re-trains."""
-    done = _finished(df)
-    done = done[done["role"] == SEARCH]
+    finished = _finished(df)
+    done = finished[finished["role"] == SEARCH]
     done = done[trained_longest(done)]
-    return done[pareto.chosen(done, selected_on(_finished(df)))].drop_duplicates("config_id")
+    return done[pareto.chosen(done, selected_on(finished))].drop_duplicates("config_id")
 
 
 def seed_spread(values: pd.Series) -> dict[str, float | None]:

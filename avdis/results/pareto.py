@@ -80,11 +80,12 @@ def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None 
         order = np.argsort(done["order"].to_numpy(), kind="stable")
         done, keep = done.iloc[order], keep[order]
     acc, leak = done["emotion_acc"].to_numpy(), done["leakage"].to_numpy()
+    by = done[list(on)].to_numpy(float)  # once: the history below chooses a front per prefix
 
     def front(upto: int) -> np.ndarray:
         mask = np.zeros(len(done), bool)
         rows = np.flatnonzero(keep[:upto])
-        mask[rows] = chosen(done.iloc[rows], on)
+        mask[rows] = nondominated(by[rows, 0], by[rows, 1])
         return mask
 
     history = []

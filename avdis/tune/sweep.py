@@ -30,7 +30,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 from ray.tune import Callback
@@ -411,12 +411,13 @@ def check_validation(edges: list[Config]) -> None:
     validation numbers (`config.SELECTION`), so that the test numbers reported were never used to choose. Without
     such clips every trial would end in error, with the sweep's compute spent. A sampled `data.split.fold` is
     checked at every fold (the space's edges hold only the ends of its range)."""
-    splits: dict[str, Config] = {}
-    for trial in edges:
-        sampled = FOLD in trial.sweep.space.params and trial.data.split.scheme == "speaker_disjoint"
-        for fold in range(trial.data.split.folds) if sampled else [None]:
-            each = trial if fold is None else with_overrides(trial, {"data.split.fold": fold})
-            splits.setdefault(json.dumps(each.data.split.model_dump(), sort_keys=True), each)
+    def distinct(configs: Iterable[Config]) -> dict[str, Config]:
+        return {json.dumps(c.data.split.model_dump(), sort_keys=True): c for c in configs}
+
+    splits = distinct(edges)  # a few, of up to CORNERS_CHECKED edges: each fold is built from these alone
+    if FOLD in edges[0].sweep.space.params:
+        splits = distinct(with_overrides(c, {FOLD: fold}) if c.data.split.scheme == "speaker_disjoint" else c
+                          for c in splits.values() for fold in range(c.data.split.folds))
     for trial in splits.values():
         split = trial.data.split
         labels = open_dataset(trial.data, trial.s3).labels
