@@ -473,7 +473,17 @@ def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tm
         shardlib.build_shards(cfg.data, cfg.s3)
         return cfg
 
+    two, three = shards(2), shards(3)
     with pytest.raises(UsageError, match=r"shards2: no validation clips under data.split.scheme=within_speaker "
                                          r"\(0 for emotion accuracy, 0 for the leakage probe\)"):
-        check_validation([shards(2)])
-    check_validation([shards(3)])
+        check_validation([two])
+    check_validation([three])
+
+    def sampled_folds(cfg: C.Config) -> C.Config:  # speaker_disjoint, its fold sampled: every fold is checked
+        return C.load(None, [f"data.src={cfg.data.src}", f"data.shards={cfg.data.shards}", "data.shard_size=8",
+                             "data.split.scheme=speaker_disjoint", "sweep.space.params.data.split.fold=[1, 2]"])
+
+    check_validation([sampled_folds(three)])
+    with pytest.raises(UsageError, match=r"no validation clips under data.split.scheme=speaker_disjoint, fold 0 "
+                                         r"\(2 for emotion accuracy, 0 for the leakage probe\)"):
+        check_validation([sampled_folds(two)])  # fold 0, outside the edges [1, 2], is checked too
