@@ -99,7 +99,7 @@ def test_interrupted_shard_size_change_then_original_rerun_rebuilds_without_loss
     assert shards.build_shards(data, S3)["up_to_date"] is True
 
 
-def test_an_interrupted_rebuild_leaves_no_manifest_beside_new_shards(corpus, tmp_path):
+def test_an_interrupted_rebuild_leaves_no_manifest_nor_old_rejects_beside_new_shards(corpus, tmp_path):
     out = tmp_path / "out"
     data = data_cfg(corpus, out, shard_size=4)
     shards.build_shards(data, S3)
@@ -112,6 +112,7 @@ def test_an_interrupted_rebuild_leaves_no_manifest_beside_new_shards(corpus, tmp
     with pytest.raises(KeyboardInterrupt):
         shards.build_shards(other, S3, run_tasks=killed_after_one_shard)
     assert not (out / shards.MANIFEST).exists()  # nothing claims the mixed shards are a dataset
+    assert not (out / shards.REJECTS).exists()  # nor that the old build's rejects are this one's
     assert shards.build_shards(data, S3)["rebuilt_because"] == "no manifest"
     assert on_disk(out) == manifest(out)[1]
 

@@ -281,6 +281,9 @@ def build_shards(
                 "shards": len(meta["shards"]), "splits": split_counts(table.column("split").to_pylist())}
     if meta is not None:
         _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
+    rejects_url = storage.join(data.shards, REJECTS)
+    if storage.exists(rejects_url, s3):
+        _remove(rejects_url, s3)  # nor do the old build's rejects speak for this one, should it be cut short
     runner = run_tasks or (lambda ts: (write_shard(t, data.shards, data.features, s3) for t in ts))
     rows, rejects, shards = [], [asdict(r) for r in scan_rejects], []
     for result in runner(plan(records, data)):
@@ -288,9 +291,9 @@ def build_shards(
         rejects.extend(result["rejects"])
         if result["shard"]:
             shards.append(result["shard"])
-    storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table([Reject(**r) for r in rejects]), s3)
+    storage.write_parquet(rejects_url, _rejects_table([Reject(**r) for r in rejects]), s3)
     if not rows:
-        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)}); see {storage.join(data.shards, REJECTS)}")
+        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)}); see {rejects_url}")
     rows.sort(key=lambda r: r["clip_id"])
     shards.sort(key=lambda s: s["name"])
     labels = assign(rows, data)
