@@ -42,11 +42,12 @@ def _positive_seconds(text: str) -> float:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from avdis import storage
+    from avdis import runtime, storage
     from avdis.data import synth
 
     given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
     cfg = C.validate({"data": {"synth": given}}, "avdis synth flags")
+    runtime.check_kept({"--out": args.out})
     storage.check_writable(args.out)
     out = synth.generate(cfg.data.synth, args.out)
     print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
@@ -54,7 +55,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from avdis import storage
+    from avdis import runtime, storage
     from avdis.data import corpora, prepare
 
     extra = [f"data.corpus={args.corpus}", f"data.src={args.src}", f"data.shards={args.out}"]
@@ -62,6 +63,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         extra.append(f"data.shard_size={args.shard_size}")
     cfg = _load(args, extra)
     corpora.source_folder(cfg.data.src)
+    runtime.check_kept({"--out": cfg.data.shards})
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
     print(json.dumps(summary, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from typing import Any
 
 from avdis.config import RayConfig
 from avdis.errors import UsageError
@@ -24,12 +25,38 @@ CONNECT_TIMEOUT_S = 15.0
 JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
+def job_runtime_env() -> dict[str, Any] | None:
+    """The runtime env of the Ray job this driver runs in; None outside a job."""
+    raw = os.environ.get(JOB_CONFIG_VAR)
+    return (json.loads(raw).get("runtime_env") or {}) if raw else None
+
+
+def check_kept(paths: dict[str, str]) -> None:
+    """Refuse outputs (by option name) that lie in Ray's unpacked copy of `--working-dir`, where a `ray job submit`
+    driver runs and where a relative path lands (configs make local paths absolute against it): what is written
+    there is lost when Ray clears its copies, and a corpus made there is made again by every job. All are named at
+    once, so one resubmission fixes them. Callers pass what they write (reading from the copy is fine)."""
+    if not (job_runtime_env() or {}).get("working_dir"):
+        return
+    copy = os.getcwd()
+    inside = {k: os.path.relpath(v.removeprefix("file://"), copy) for k, v in paths.items()
+              if "://" not in v.removeprefix("file://") and _within(v.removeprefix("file://"), copy)}
+    if inside:
+        raise UsageError(
+            f"{', '.join(f'{k}={v}' for k, v in inside.items())}: in {copy}, Ray's unpacked copy of --working-dir "
+            "where this job runs, which Ray deletes when it needs the room; what is written there would not be where "
+            "you look for it. Give absolute paths on the cluster's nodes (on a one-machine cluster: "
+            f"{' '.join(f'{k}=$PWD/{v}' for k, v in inside.items())}, which your shell expands where you submit) "
+            "or s3://bucket/prefix")
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
+
+
 def job_env_vars() -> dict[str, str]:
     """Environment variables of the Ray job this driver runs in (`--runtime-env-json`); {} outside a job."""
-    raw = os.environ.get(JOB_CONFIG_VAR)
-    if not raw:
-        return {}
-    return (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
+    return (job_runtime_env() or {}).get("env_vars") or {}
 
 
 def project_env() -> dict[str, str]:

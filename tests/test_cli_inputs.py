@@ -188,3 +188,59 @@ def test_a_dashboard_refresh_must_be_seconds_above_0(tmp_path, capsys, refresh):
     with pytest.raises(SystemExit) as caught:
         main(["dashboard", str(tmp_path), "--refresh", refresh])
     assert caught.value.code == 2 and "argument --refresh" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ inside a `ray job submit` driver
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "jobs" / "configs" / "smoke.yaml")  # relative data.src, data.shards and storage
+
+
+def as_ray_job(monkeypatch, copy: Path, working_dir: bool = True) -> None:
+    """The environment Ray's job supervisor gives a driver (its job config, runtime env included), run in `copy`."""
+    env = {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"} if working_dir else {}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": env, "metadata": {}}))
+    copy.mkdir(exist_ok=True)
+    monkeypatch.chdir(copy)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["sweep", "--config", SMOKE], ["sweep.storage=runs/sweeps", "data.shards=runs/shards/smoke",
+                                    "data.src=runs/corpus/smoke"]),
+    (["train", "--config", SMOKE, "--storage", "file://out"], ["train.storage=out", "data.shards=runs/shards/smoke",
+                                                                "data.src=runs/corpus/smoke"]),
+    (["synth", "--out", "corpus"], ["--out=corpus"]),
+])
+def test_a_ray_job_driver_refuses_outputs_in_its_copy_of_the_working_dir_naming_all(
+        tmp_path, capsys, monkeypatch, argv, named):
+    """Under `ray job submit --working-dir` the driver runs in Ray's copy of it: a relative output would be lost
+    there (and a corpus made there made again by every job). Every such path is named at once; nothing is written."""
+    as_ray_job(monkeypatch, tmp_path / "copy")
+    refused(capsys, argv, *named, f"in {tmp_path / 'copy'}, Ray's unpacked copy of --working-dir", "=$PWD/")
+    assert list((tmp_path / "copy").iterdir()) == []
+
+
+def test_a_ray_job_driver_reads_shards_already_in_its_copy_and_names_only_its_outputs(
+        corpus, tmp_path, capsys, monkeypatch):
+    """Shards with a manifest are read, not written: a relative data.shards that has them is no refusal, nor is an
+    absolute output outside the copy."""
+    assert main(preprocess(corpus, str(tmp_path / "copy" / "shards"))) == 0
+    as_ray_job(monkeypatch, tmp_path / "copy")
+    err = refused(capsys, ["sweep", "--config", SMOKE, "data.shards=shards", "data.src=corpus"],
+                  "sweep.storage=runs/sweeps: in ")
+    assert "data.shards" not in err and "data.src" not in err
+    refused(capsys, preprocess(corpus, "more"), "--out=more: in ")
+    assert main(preprocess(corpus, str(tmp_path / "elsewhere"))) == 0
+
+
+def test_relative_paths_are_the_users_own_outside_a_ray_job_or_without_a_working_dir(
+        tmp_path, capsys, monkeypatch):
+    """Without --working-dir, a job's driver runs in the folder its Ray node was started from, as a plain run
+    runs in the user's: a relative path is theirs."""
+    synth_argv = ["synth", "--speakers", "2", "--clips-per-speaker", "3", "--emotions", "2", "--duration", "0.5"]
+    as_ray_job(monkeypatch, tmp_path / "copy", working_dir=False)
+    assert main([*synth_argv, "--out", "corpus"]) == 0
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    assert main([*synth_argv, "--out", "corpus2"]) == 0
+    assert (tmp_path / "copy" / "corpus" / "ground_truth.csv").is_file()
+    assert (tmp_path / "copy" / "corpus2" / "ground_truth.csv").is_file()

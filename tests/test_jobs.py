@@ -59,6 +59,22 @@ def submit(head, job_id: str, *entrypoint: str, wait: bool = False) -> subproces
     return out
 
 
+@pytest.mark.timeout(300)
+def test_a_job_writing_into_its_copy_of_the_working_dir_is_refused_naming_every_path(head, tmp_path):
+    """The README's own local config, submitted as is: its relative outputs would land in Ray's unpacked copy of
+    --working-dir (and be lost with it). The job fails before any work, naming each path and the fix."""
+    absent = f"runs/absent-{tmp_path.name}"  # no manifest there, in the tree or its copy
+    out = ray_cli(head, "job", "submit", "--address", head.dashboard_url, "--submission-id", f"rel-{tmp_path.name[-6:]}",
+                  "--working-dir", ".", "--", sys.executable, "jobs/sweep.py", "--config", "jobs/configs/local.yaml",
+                  f"data.shards={absent}/shards", f"data.src={absent}/corpus", timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and re.search(r"Job '[^']+' failed", text), text[-3000:]
+    for named in ("sweep.storage=runs/sweeps", f"data.shards={absent}/shards", f"data.src={absent}/corpus",
+                  "Ray's unpacked copy of --working-dir", "sweep.storage=$PWD/runs/sweeps"):
+        assert named in text, text[-3000:]
+    assert "generating synthetic corpus" not in text and "Started a local Ray" not in text
+
+
 @pytest.mark.timeout(900)
 def test_every_method_trains_on_two_deepspeed_workers_through_ray_job_submit(head, tiny_shards, tmp_path):
     # One job after another: on 2 cores concurrent jobs only fight over the CPUs.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from avdis import storage
+from avdis import runtime, storage
 from avdis.config import Config, DataConfig, S3Config, SynthConfig
 from avdis.data import shards, synth
 from avdis.data.corpora import GROUND_TRUTH
@@ -43,8 +43,6 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
         generate_if_missing(cfg.data)
     runner = None
     if use_ray:
-        from avdis import runtime
-
         runtime.connect(cfg.ray)
         runner = shards.run_on_ray(cfg.data, cfg.s3)
     return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force)
@@ -57,6 +55,14 @@ def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
     data = DataConfig(corpus="synthetic", src=str(src), shards=str(url), shard_size=shard_size, synth=spec)
     generate_if_missing(data)
     return shards.build_shards(data, s3 or S3Config())
+
+
+def to_make(cfg: Config) -> dict[str, str]:
+    """The data paths `ensure_shards` would write to, by option name: none when the shards are there; else the
+    shards, and the source folder when the corpus is generated into it."""
+    if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
+        return {}
+    return {"data.shards": cfg.data.shards, **({"data.src": cfg.data.src} if cfg.data.corpus == "synthetic" else {})}
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from avdis import clusterfit, runtime, storage
 from avdis.config import Config
 from avdis.errors import AvdisError
-from avdis.data.prepare import ensure_shards
+from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
 from avdis.train import checkpoint as ck
@@ -106,6 +106,7 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
 def train(cfg: Config) -> dict[str, Any]:
     """Train one model; returns where its metrics and checkpoints are and its final metrics."""
     clusterfit.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
+    runtime.check_kept({"train.storage": cfg.train.storage, **to_make(cfg)})
     ensure_shards(cfg)
     storage.check_writable(cfg.train.storage, cfg.s3)
     name = run_name(cfg)

@@ -38,7 +38,7 @@ from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
 from avdis.config import SELECTION, Config, setting_of, with_overrides
-from avdis.data.prepare import ensure_shards
+from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
@@ -371,6 +371,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
     clusterfit.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards)
+    runtime.check_kept({"sweep.storage": cfg.sweep.storage, **to_make(cfg)})
     with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
         return _run(cfg, views)
 
