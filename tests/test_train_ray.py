@@ -184,6 +184,19 @@ def test_a_failed_worker_is_explained_not_left_inside_rays_error(local_ray, tiny
         launch.train(cfg_for(str(bad), tmp_path, "train.epochs=1", "train.name=bad"))
 
 
+@pytest.mark.timeout(300)  # before the fix, this run restarted its workers for ever
+def test_a_fault_in_the_input_ends_the_run_even_where_ray_train_may_restart_it_for_ever(
+        local_ray, tiny_shards, tmp_path):
+    """train.max_failures=-1 (restart for ever, as for spot nodes): corrupt shards are met again by every restart,
+    so the run must end at the first one, naming the shard, and not restart in silence."""
+    bad = tmp_path / "shards"
+    shutil.copytree(tiny_shards, bad)
+    for shard in sorted((bad / "shards").iterdir()):
+        shard.write_bytes(shard.read_bytes()[:-1000])
+    with pytest.raises(SkipRateExceeded, match=r"shard-\d+\.tar: size mismatch"):
+        launch.train(cfg_for(str(bad), tmp_path, "train.epochs=1", "train.name=bad", "train.max_failures=-1"))
+
+
 def test_checkpoint_of_another_model_size_is_refused(local_ray, tiny_shards, tmp_path):
     launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=1", "train.name=shape", "train.workers=1",
                          "train.strategy=ddp", "train.zero_stage=0"))

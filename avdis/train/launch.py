@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Iterable
 
 from avdis import clusterfit, runtime, storage
 from avdis.config import Config
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, UsageError
 from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
@@ -33,23 +33,50 @@ class TrainInterrupted(AvdisError):
         super().__init__(f"{run_url}: interrupted; rerun the same command to resume from its last whole checkpoint")
 
 
-def _explained(error: Exception, run_url: str) -> Exception:
-    """What a failed Ray Train run tells its user: an avdis error a worker raised as it is (its message names the
-    file and what to do), not inside Ray's WorkerGroupError; a worker lost otherwise (killed, out of memory) in a
-    line that says how to go on."""
-    failures = list(getattr(error, "worker_failures", {}).values())
+def _avdis_error(failures: Iterable[BaseException]) -> AvdisError | None:
+    """The first avdis error in the failures' chains (a worker's error reaches the driver wrapped by Ray)."""
     for failure in failures:
-        seen: Exception | None = failure
+        seen: BaseException | None = failure
         while seen is not None:
             if isinstance(seen, AvdisError):
                 return seen
-            seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+            seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _explained(error: Exception, run_url: str) -> Exception:
+    """What a failed Ray Train run tells its user: an avdis error a worker raised as it is (its message names the
+    file and what to do), not inside Ray's WorkerGroupError or ControllerError (`StopOnInputFault`); a worker lost
+    otherwise (killed, out of memory) in a line that says how to go on."""
+    failures = list(getattr(error, "worker_failures", {}).values())
+    found = _avdis_error([*failures, *filter(None, [getattr(error, "controller_failure", None)])])
+    if found is not None:
+        return found
     if failures:
         first = str(failures[0]).strip().splitlines()
         return AvdisError(f"{run_url}: a training worker failed ({type(failures[0]).__name__}"
                           f"{': ' + first[0] if first else ''}); rerun the same command to resume from the last "
                           "checkpoint, or set train.max_failures for Ray Train to restart the workers within the run")
     return error
+
+
+def stop_on_input_fault():
+    """A Ray Train callback that ends the run when a worker raises an avdis error other than a storage error.
+
+    Ray Train restarts the workers after any worker error, up to train.max_failures (for ever at -1). Such an error
+    names a fault in the run's input (corrupt shards, a non-finite loss, a checkpoint of another model), which a
+    restart meets again: with max_failures=-1 the run would restart for ever, saying nothing. A storage error may
+    pass (a network blip) and is retried. Raised in this callback, which runs in Ray Train's controller, the error
+    becomes a ControllerError, which Ray 2.60's failure policy does not retry."""
+    from ray.train import UserCallback
+
+    class StopOnInputFault(UserCallback):
+        def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
+            found = _avdis_error(worker_exceptions.values())
+            if found is not None and (isinstance(found, UsageError) or not isinstance(found, storage.StorageError)):
+                raise found
+
+    return StopOnInputFault()
 
 
 def run_name(cfg: Config) -> str:
@@ -99,7 +126,7 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
         loop.train_worker,
         train_loop_config={"config": cfg.model_dump(mode="json"), "run_url": storage.join(storage_url, name)},
         scaling_config=scaling_config(cfg),
-        run_config=run_config(cfg, storage_url, name, callbacks),
+        run_config=run_config(cfg, storage_url, name, [stop_on_input_fault(), *(callbacks or [])]),
     )
 
 
