@@ -389,6 +389,9 @@ class SchedulerConfig(_Section):
 class SweepConfig(_Section):
     name: str = "local"
     storage: Location = "runs/sweeps"  # local folder or s3://bucket/prefix; the sweep writes under <storage>/<name>/
+    # Where the trials' checkpoints go (Tune's experiments, each trial's folder): <checkpoints>/<name>/. None: in the
+    # sweep's folder. Apart, one S3 lifecycle rule can expire them and keep the results (infra/storage/README.md).
+    checkpoints: Location | None = None
     search: Literal["tpe", "nsga2", "random"] = "tpe"
     num_samples: int = Field(12, ge=1)
     seed: int = 0  # the searcher's seed
@@ -603,7 +606,8 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
 
 
 # Local paths are made absolute at the edge: Ray workers run in other directories.
-PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("sweep", "storage"), ("ray", "cluster_file"))
+PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("sweep", "storage"), ("sweep", "checkpoints"),
+               ("ray", "cluster_file"))
 
 
 def _absolute(raw: dict[str, Any]) -> dict[str, Any]:

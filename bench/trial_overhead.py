@@ -128,7 +128,7 @@ def _time_fit(trial_id: str, sweep_url: str) -> None:
     TrainToTune.run = run
 
 
-def old_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> None:
+def old_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, checkpoints_url: str) -> None:
     """A trial as avdis ran every ddp/deepspeed one before issue 15: a TorchTrainer (here of one worker) + relay."""
     import ray.tune
 
@@ -143,11 +143,11 @@ def old_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
     trial_id = ray.tune.get_context().get_trial_id()
     _time_fit(trial_id, sweep_url)
     relay = TrainToTune()
-    trainer = launch.trainer(cfg, storage.join(sweep_url, trial.TRIALS_DIR), trial_id, callbacks=[relay])
+    trainer = launch.trainer(cfg, storage.join(checkpoints_url, trial.TRIALS_DIR), trial_id, callbacks=[relay])
     relay.run(trainer.fit)
 
 
-def new_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> None:
+def new_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, checkpoints_url: str) -> None:
     """The sweep's own trainable, timed: in this process for one worker, a TorchTrainer for more."""
     import ray.tune
 
@@ -158,7 +158,7 @@ def new_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
         _instrument(_probe_file(sweep_url, trial_id, "worker"))
     else:
         _time_fit(trial_id, sweep_url)
-    trial.run_trial(params, base, sweep_url)
+    trial.run_trial(params, base, sweep_url, checkpoints_url)
 
 
 # ------------------------------------------------------------------ the driver

@@ -118,7 +118,8 @@ def confirm_overrides(tmp_path: Path) -> list[str]:
     4 epochs: a confirmation then lasts seconds, so the driver is killed while one is left to do.
     """
     return [*smoke_overrides(tmp_path), "train.epochs=4", "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.confirm_seeds=2",
-            "sweep.scheduler.type=none", "train.strategy=single", "train.zero_stage=0", "sweep.name=confirm"]
+            "sweep.scheduler.type=none", "train.strategy=single", "train.zero_stage=0", "sweep.name=confirm",
+            f"sweep.checkpoints={tmp_path / 'checkpoints'}"]  # set apart, as for an S3 lifecycle rule
 
 
 def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
@@ -172,6 +173,12 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
         assert point["leakage_std"] == pytest.approx(runs["leakage"].std(ddof=1))
         assert point["emotion_acc_ci95"] is not None and point["leakage_ci95"] is not None
     assert "seed means" in (sweep / "pareto.html").read_text()
+    # sweep.checkpoints: Tune's experiments (search and confirm) and the trials' checkpoints went there, and were
+    # resumed from there; the sweep's folder holds its results alone
+    apart = tmp_path / "checkpoints" / "confirm"
+    assert list(apart.glob("experiment_state-*.json")) and list((apart / "confirm").glob("experiment_state-*.json"))
+    assert len(list(apart.glob("run_trial_*/checkpoint_*"))) >= 2 and list(apart.glob("confirm/run_trial_*"))
+    assert not [p.name for p in sweep.iterdir() if p.name.startswith(("experiment_state", "run_trial_", "confirm"))]
 
 
 def test_multi_worker_trials_run_as_torchtrainers_reporting_through_the_relay(tiny_shards, tmp_path):

@@ -61,6 +61,12 @@ def url_of(cfg: Config) -> str:
     return storage.join(cfg.sweep.storage, cfg.sweep.name)
 
 
+def checkpoints_of(cfg: Config) -> str:
+    """Where its trials keep their checkpoints (Tune's experiments, the trials' folders): `<sweep.checkpoints>/<sweep.name>`,
+    else the sweep's own folder."""
+    return storage.join(cfg.sweep.checkpoints or cfg.sweep.storage, cfg.sweep.name)
+
+
 def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
     """A config dump less the settings in `skip`, and less any setting this avdis no longer has (a sweep started by
     an older avdis cannot have used it)."""
@@ -245,20 +251,22 @@ def _whole(data: bytes, is_json: bool) -> bool:
 
 
 def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config: Any, resume: bool, views: Views):
-    """A Tuner for the experiment at `where` under sweep.storage (restored when it was started before).
+    """A Tuner for the experiment at `where` under the checkpoints' storage (restored when it was started before).
 
     Its trials run the same trainable and land in the same trials.parquet, recorded as `role`.
     """
     from ray import tune
 
     base = cfg.model_dump(mode="json")
-    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base, sweep_url=sweep_url),
-                                    TrialResources(base))
-    fs, path = storage.pyarrow_filesystem(cfg.sweep.storage, cfg.s3)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=base, sweep_url=sweep_url, checkpoints_url=checkpoints_of(cfg)),
+        TrialResources(base))
+    root = cfg.sweep.checkpoints or cfg.sweep.storage
+    fs, path = storage.pyarrow_filesystem(root, cfg.s3)
     experiment = f"{path.rstrip('/')}/{where}"
     storage_path, _, name = experiment.rpartition("/")
     if resume and tune.Tuner.can_restore(experiment, storage_filesystem=fs):
-        check_experiment_state(storage.join(cfg.sweep.storage, where), cfg)
+        check_experiment_state(storage.join(root, where), cfg)
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)
@@ -370,8 +378,10 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
 
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
-    clusterfit.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards)
-    runtime.check_kept({"sweep.storage": cfg.sweep.storage, **to_make(cfg)})
+    clusterfit.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
+    runtime.check_kept({"sweep.storage": cfg.sweep.storage,
+                        **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {}),
+                        **to_make(cfg)})
     with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
         return _run(cfg, views)
 
@@ -443,7 +453,8 @@ def _run(cfg: Config, views: Views) -> str:
     record = check_spec(sweep_url, cfg)
     resume = record is not None
     if not resume:
-        storage.check_writable(sweep_url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
+        for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
+            storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
     runtime.pin_train_coordinator()
     for size in trial_sizes(edges):  # trials that never fit would wait forever
@@ -500,7 +511,7 @@ def check_failures(sweep_url: str, cfg: Config) -> None:
         f"{len(failed)} of {len(trials)} trials failed; the front and report stand on the trials that finished.\n"
         + "\n".join(lines)
         + f"\nEach row of {storage.join(sweep_url, results.TRIALS)} holds its error, and Tune's error file is in the "
-        f"trial's folder under {sweep_url}. Failed trials are not retried on resume: fix the cause and start a new "
+        f"trial's folder under {checkpoints_of(cfg)}. Failed trials are not retried on resume: fix the cause and start a new "
         "sweep (sweep.name=...)."
     )
 

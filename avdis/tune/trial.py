@@ -8,7 +8,7 @@ controller and its process group would cost a short trial more than its epochs.
 A multi-worker trial launches a distributed TorchTrainer (Train V2 pattern), whose reports
 reach Tune through `avdis.tune.relay` (not Ray's TuneReportCallback, which can deadlock a
 trial whose training ends right after its last report). Its Ray Train run lives under
-`<sweep>/trials/<trial id>/`.
+`<checkpoints>/trials/<trial id>/` (`sweep.checkpoints_of`: the sweep's folder unless set apart).
 
 Either way a trial restarted after a killed driver resumes from its last checkpoint (Tune's,
 or its Ray Train run's) instead of starting over. Tune saves its experiment state every few
@@ -30,7 +30,8 @@ from avdis.tune.space import to_overrides
 TRIALS_DIR = "trials"
 
 
-def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> None:
+def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, checkpoints_url: str) -> None:
+    """Train one trial; its checkpoints under `checkpoints_url`, its record read from `sweep_url`'s table."""
     import ray.tune
 
     from avdis.tune.relay import TrainToTune
@@ -43,10 +44,10 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str) -> N
         return
     if cfg.train.in_process:  # one worker: no Ray Train, Tune holds its checkpoints
         with solo_group(cfg.train):
-            loop.run(cfg, loop.TuneReporter(storage.join(sweep_url, TRIALS_DIR, trial_id), cfg))
+            loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg))
         return
     relay = TrainToTune()
-    trainer = launch.trainer(cfg, storage.join(sweep_url, TRIALS_DIR), trial_id, callbacks=[relay])
+    trainer = launch.trainer(cfg, storage.join(checkpoints_url, TRIALS_DIR), trial_id, callbacks=[relay])
     relay.run(trainer.fit)  # Train V2's fit() raises when the run fails
 
 
