@@ -43,6 +43,15 @@ def ravdess_tree(root: Path) -> dict[str, Path]:
     files["pair_audio"] = root / "Actor_02" / "03-01-04-02-02-01-02.wav"
     write_clip(files["pair_video"], frames, 12, None, SR)
     write_clip(files["pair_audio"], None, 12, audio, SR)
+    # a full-AV file cut short (a bad download) beside its clip's 02 + 03 files: the clip is taken from those
+    frames, audio = clip_media(5)
+    files["cut_av"] = root / "Actor_01" / "01-01-06-02-01-01-01.mp4"
+    files["cut_av_video"] = root / "Actor_01" / "02-01-06-02-01-01-01.mp4"
+    files["cut_av_audio"] = root / "Actor_01" / "03-01-06-02-01-01-01.wav"
+    write_clip(files["cut_av"], frames, 12, audio, SR)
+    files["cut_av"].write_bytes(files["cut_av"].read_bytes()[:700])
+    write_clip(files["cut_av_video"], frames, 12, None, SR)
+    write_clip(files["cut_av_audio"], None, 12, audio, SR)
     # a video-only file with no partner, an unknown name, a truncated file, a full-AV file with no audio
     write_clip(root / "Actor_02" / "02-01-06-01-01-02-02.mp4", frames, 12, None, SR)
     (root / "Actor_02" / "notes.txt").write_text("not media")

@@ -1,5 +1,9 @@
 """Corpus adapters and preprocessing on RAVDESS-/CREMA-D-shaped trees: labels, pairing, rejects."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +40,10 @@ def test_ravdess_labels_pairing_and_no_double_counting(ravdess):
     pair = by_id["ravdess-01-04-02-02-01-02"]
     assert pair.emotion == "sad" and pair.video_path == str(files["pair_video"]) and pair.audio_path == str(files["pair_audio"])
     reasons = {Path(r.source_path).name: r.reason for r in rejects}
-    assert "already used from full-AV" in reasons["02-01-01-01-01-01-01.mp4"]
-    assert "already used from full-AV" in reasons["03-01-01-01-01-01-01.wav"]
+    # the same clip's 02 + 03 files behind a full-AV file: kept as its fallback, decided on when decoding
+    assert by_id["ravdess-01-01-01-01-01-01"].fallback == (str(root / "Actor_01" / "02-01-01-01-01-01-01.mp4"),
+                                                          str(root / "Actor_01" / "03-01-01-01-01-01-01.wav"))
+    assert "02-01-01-01-01-01-01.mp4" not in reasons and pair.fallback is None
     assert "no audio-only (03) partner" in reasons["02-01-06-01-01-02-02.mp4"]
     assert "not a RAVDESS media file" in reasons["notes.txt"]
 
@@ -98,13 +104,22 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
     if corpus == "ravdess":
         assert "cannot open media" in reasons[files["truncated"].name] or "corrupt" in reasons[files["truncated"].name]
         assert reasons[files["no_audio"].name] == "no audio stream"
+        # a full-AV file that does not decode: its clip from its 02 + 03 files, the 01 a reject saying so; where the
+        # 01 decodes, its 02 + 03 are the rejects
+        assert reasons[files["cut_av"].name].endswith(
+            f"; the clip was taken from {files['cut_av_video'].name} and {files['cut_av_audio'].name} instead")
+        row = manifest.set_index("clip_id").loc["ravdess-01-06-02-01-01-01"]
+        assert (row.video_path, row.audio_path) == (str(files["cut_av_video"]), str(files["cut_av_audio"]))
+        for name in ("02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav"):
+            assert reasons[name] == f"clip taken from full-AV file {files['av0'].name}"
     else:
         # the clip's row, naming its audio file as the one at fault
         assert reasons["1002_IWW_FEA_MD.flv"].startswith(f"{files['corrupt_wav']}: cannot open media")
     # every clip is either in the manifest or rejected, never both, never lost
-    used = set(manifest.source_path)
-    assert used.isdisjoint(set(rejects.source_path))
-    assert len(used) + sum(1 for r in records if r.source_path in set(rejects.source_path)) == len(records)
+    used, rejected = set(manifest.source_path), set(rejects.source_path)
+    assert used.isdisjoint(rejected)
+    lost = [r for r in records if r.clip_id not in set(manifest.clip_id)]
+    assert all(r.source_path in rejected for r in lost) and len(manifest) + len(lost) == len(records)
     assert set(manifest.columns) >= {"clip_id", "corpus", "speaker", "emotion", "source_path", "shard", "split",
                                      "fold", "audio_shape", "video_shape", "face_detected"}
     assert manifest.clip_id.is_unique
@@ -251,3 +266,33 @@ def test_the_generated_corpus_gives_every_emotion_its_share(tmp_path, entangleme
     spec = SynthConfig(speakers=4, emotions=4, clips_per_speaker=clips, entanglement=entanglement, duration_s=0.3)
     truth = pd.read_csv(synth.generate(spec, tmp_path) / "ground_truth.csv")
     assert truth.groupby("emotion").size().tolist() == [clips] * 4
+
+
+SCAN = "import sys; from avdis.data import corpora; print([(r.source_path, r.reason) for r in corpora.scan('ravdess', sys.argv[1])[1]])"
+
+
+def test_a_folder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path):
+    """A folder the user cannot read (an actor copied with the wrong owner) was skipped by os.walk in silence: its
+    clips were in neither the manifest nor the rejects. Run as a user without root's power to read anything."""
+    touch(tmp_path / "Actor_01" / "01-01-03-01-01-01-01.mp4")
+    touch(tmp_path / "Actor_02" / "01-01-03-01-01-01-02.mp4").parent.chmod(0)
+    drop = [shutil.which("setpriv"), "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    if drop and drop[0] is None:
+        pytest.skip("running as root without setpriv (util-linux) to give up root's read-anything capability")
+    try:
+        out = subprocess.run([*drop, sys.executable, "-c", SCAN, str(tmp_path)], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    finally:
+        (tmp_path / "Actor_02").chmod(0o755)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"('{tmp_path / 'Actor_02'}', 'cannot list this folder (Permission denied)" in out.stdout, out.stdout
+
+
+def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_container(tmp_path):
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\n")
+    for name in ("a.mov", "b.m4v", "c.mp3", "d.flac", "notes.txt"):
+        touch(tmp_path / "s1" / name)
+    _, rejects = corpora.scan_synthetic(tmp_path, sorted((tmp_path / "s1").iterdir()))
+    assert sorted(Path(r.source_path).name for r in rejects) == ["a.mov", "b.m4v", "c.mp3", "d.flac"]
+    assert {r.reason for r in rejects} == {"not listed in ground_truth.csv"}

@@ -7,9 +7,10 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     MM modality 01 audio+video, 02 video only, 03 audio only; VV vocal channel 01 speech,
     02 song; EE emotion 01 neutral 02 calm 03 happy 04 sad 05 angry 06 fearful 07 disgust
     08 surprised; II intensity 01/02; SS statement; RR repetition; AA actor (odd male).
-    One clip = the fields after MM. A full-AV file (01) is used when present; otherwise
-    a video-only (02) and an audio-only (03) file of the same clip are paired. A clip is
-    never counted twice; unpaired or surplus files become rejects with the reason.
+    One clip = the fields after MM. A full-AV file (01) is used when present, its 02 + 03
+    pair (if any) kept as the fallback should it not decode; otherwise a video-only (02) and
+    an audio-only (03) file of the same clip are paired. A clip is never counted twice;
+    unpaired or surplus files become rejects with the reason.
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem.
@@ -51,6 +52,9 @@ class ClipRecord:
     audio_path: str
     video_path: str
     meta: dict[str, str] = field(default_factory=dict, compare=False)
+    # (video, audio) files of the same clip, used only when the files above cannot be decoded (RAVDESS: the 02 + 03
+    # files behind a full-AV 01 file, which a bad download may have cut short)
+    fallback: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,18 +72,26 @@ CREMAD_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "h
 _RAVDESS_NAME = re.compile(r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d{2})$")
 _CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_(LO|MD|HI|XX|X)$")
 # some copies of the corpus name one file AudioWAV/1040_ITH_SAD_X.wav (its video is ..._XX.flv): X is XX
-_MEDIA = {".mp4", ".wav", ".flv", ".avi", ".mkv", ".webm"}
+# what a corpus of the user's own may hold as clips: such a file that ground_truth.csv does not list is a reject
+_MEDIA = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+          ".3gp", ".ogv", ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff",
+          ".au"}
 
 
 def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
-    """Every file under `src` (sorted) and the rejects of the walk (broken links, devices). Symlinked folders are
+    """Every file under `src` (sorted) and the rejects of the walk (folders it cannot list, broken links, devices:
+    none is left out in silence, as `os.walk` would by itself). Symlinked folders are
     entered once per real folder, under its own name where the tree holds it (else under the link's), so a link loop
     ends and a folder linked twice is not counted twice; hidden names and the folder `skip` (a preprocess output
     inside the source) are left out."""
     seen = {os.path.realpath(src)} | ({os.path.realpath(skip)} if skip else set())
     files: list[Path] = []
     rejects: list[Reject] = []
-    for root, dirs, names in os.walk(src, followlinks=True):
+    def unlisted(exc: OSError) -> None:
+        rejects.append(Reject(str(exc.filename), f"cannot list this folder ({exc.strerror or exc}): its files are "
+                                                 "not read; give the user running this access to it"))
+
+    for root, dirs, names in os.walk(src, followlinks=True, onerror=unlisted):
         kept = []
         for name in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root, d)), d)):  # a folder before a link
             real = os.path.realpath(os.path.join(root, name))
@@ -130,10 +142,14 @@ def scan_ravdess(src: Path, files: list[Path]) -> Scan:
     records = []
     for key, slot in sorted(clips.items()):
         vocal, emo, intensity, statement, repetition, actor = fields_of[key]
+        fallback = None
         if "01" in slot:
             audio = video = slot["01"]
-            rejects.extend(Reject(str(slot[m]), f"clip already used from full-AV file {slot['01'].name}")
-                           for m in ("02", "03") if m in slot)
+            if "02" in slot and "03" in slot:
+                fallback = (str(slot["02"]), str(slot["03"]))
+            else:
+                rejects.extend(Reject(str(slot[m]), f"clip taken from full-AV file {slot['01'].name}")
+                               for m in ("02", "03") if m in slot)
         elif "02" in slot and "03" in slot:
             video, audio = slot["02"], slot["03"]
         else:
@@ -146,6 +162,7 @@ def scan_ravdess(src: Path, files: list[Path]) -> Scan:
             source_path=str(video), audio_path=str(audio), video_path=str(video),
             meta={"vocal_channel": "speech" if vocal == "01" else "song", "intensity": intensity,
                   "statement": statement, "repetition": repetition},
+            fallback=fallback,
         ))
     return records, rejects
 

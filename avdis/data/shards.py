@@ -30,7 +30,8 @@ import io
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -101,25 +102,40 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
     return sample, row
 
 
-def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
-    """Decode the task's clips and write its shard; bad clips become rejects."""
+def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
+    """The clip from its own files, else from its fallback pair; and a reject, saying why, for each file left
+    unused. A failed clip's row names the file at fault when that is another one (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
     from avdis.data.media import MediaError
 
+    try:
+        encoded = _encode(rec, feat)
+    except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
+        why = (("" if exc.path == rec.source_path else f"{exc.path}: ") + exc.reason if isinstance(exc, MediaError)
+               else f"{type(exc).__name__}: {exc}")
+        if rec.fallback is None:
+            return None, [Reject(rec.source_path, why)]
+        video, audio = rec.fallback
+        encoded, unused = _encode_any(replace(rec, source_path=video, audio_path=audio, video_path=video,
+                                              fallback=None), feat)
+        instead = f"; the clip was taken from {Path(video).name} and {Path(audio).name} instead" if encoded else ""
+        return encoded, [Reject(rec.source_path, why + instead), *unused]
+    surplus = [Reject(p, f"clip taken from full-AV file {Path(rec.source_path).name}") for p in rec.fallback or ()]
+    return encoded, surplus
+
+
+def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
+    """Decode the task's clips and write its shard; bad clips become rejects."""
     buf = io.BytesIO()
     rows, rejects = [], []
     with wds.TarWriter(buf, mtime=0, user="avdis", group="avdis") as tar:
         for rec in task.records:
-            try:
-                sample, row = _encode(rec, feat)
-            except MediaError as exc:  # the clip's row; its reason names the file at fault when that is another one
-                at_fault = "" if exc.path == rec.source_path else f"{exc.path}: "
-                rejects.append(asdict(Reject(rec.source_path, at_fault + exc.reason)))
+            encoded, unused = _encode_any(rec, feat)
+            rejects.extend(asdict(r) for r in unused)
+            if encoded is None:
                 continue
-            except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
-                rejects.append(asdict(Reject(rec.source_path, f"{type(exc).__name__}: {exc}")))
-                continue
+            sample, row = encoded
             tar.write(sample)
             rows.append({**row, "shard": shard_name(task.index)})
     data = buf.getvalue()
@@ -161,7 +177,7 @@ def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataCon
     h = hashlib.sha256()
     h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus]).encode())
     for r in records:
-        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path)))
+        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
         h.update(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n".encode())
     for j in rejects:
         h.update(f"reject|{j.source_path}|{j.reason}\n".encode())
