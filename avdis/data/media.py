@@ -89,29 +89,35 @@ def _origin(container: av.container.InputContainer, stream: av.stream.Stream, to
     return min(_start(s) for s in tracks)
 
 
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """The mean of a packed frame's channels."""
+    return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).mean(axis=1)
+
+
 def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> np.ndarray:
     """Mono float32 samples at `sample_rate`, from time zero (`_origin`; silence before a late start)."""
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         origin = _origin(container, container.streams.audio[0], together)
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
+        # every channel resampled as it is, then their mean (librosa's to_mono): the resampler's own downmix follows
+        # the layout's mixing matrix, so one voice came out 3 dB louder in stereo than in mono and up to 13 dB in
+        # 7.1, a level that follows the recording setup (a per-recording cue). Packed samples: PyAV 18 crashes
+        # reading planar audio of 8 channels or more into an array
+        resampler = av.AudioResampler(format="flt", rate=sample_rate)
         chunks: list[np.ndarray] = []
-        begins, channels = None, 1
+        begins = None
         try:
             for frame in container.decode(audio=0):
                 if begins is None and frame.time is not None:
                     begins = frame.time
-                channels = frame.layout.nb_channels
-                chunks.extend(r.to_ndarray()[0] for r in resampler.resample(frame))
-            chunks.extend(r.to_ndarray()[0] for r in resampler.resample(None))
+                chunks.extend(_mono(r) for r in resampler.resample(frame))
+            chunks.extend(_mono(r) for r in resampler.resample(None))
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"corrupt audio stream ({exc})") from None
     if not chunks or sum(len(c) for c in chunks) == 0:
         raise MediaError(path, "audio stream holds no samples")
     samples = np.concatenate(chunks).astype(np.float32)
-    if channels == 2:  # the mean of the two, as librosa's to_mono: the downmix adds them at 1/sqrt(2) each, so a voice
-        samples *= np.float32(math.sqrt(0.5))  # in stereo came out 3 dB louder than in mono (a per-recording cue)
     if not np.isfinite(samples).all():
         raise MediaError(path, "audio holds NaN or infinite samples (a damaged float recording)")
     if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
