@@ -70,6 +70,20 @@ def test_a_jump_in_the_timestamps_is_counted_not_filled(tmp_path):
     assert levels(after) == [11, 12, 14, 15]  # frame 11 held up to the jump, frame 12 at 3601 s
 
 
+def test_the_last_frame_is_shown_for_its_own_duration(tmp_path):
+    """A 2 fps video of 3 s was counted to the start of its last frame: the clip lost its last half second, and its
+    window sat off centre; a single still frame counted as an instant."""
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 16000)).astype(np.float32)
+    slow = tmp_path / "slow.mp4"
+    media.write_clip(slow, flat(6), 2, tone, 16000)
+    frames, n = media.decode_video(slow, 8)
+    assert n == 24 and levels(frames) == [i // 4 for i in range(24)]  # frame 5 shown from 2.5 s to the end
+    assert media.extract(slow, slow, FeatureConfig(fps=8)).duration_s == 3.0
+    still = tmp_path / "still.mp4"
+    media.write_clip(still, flat(1), 1, tone, 16000)
+    assert media.decode_video(still, 8)[1] == 8  # one frame at 1 fps: a second
+
+
 def test_a_track_that_starts_late_stays_in_step(tmp_path):
     late_video = write(tmp_path / "vlate.mp4", flat(24), pts=lambda i: i + FPS)  # video from 1 s, audio from 0
     frames, n = media.decode_video(late_video, 8)

@@ -163,7 +163,8 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
                  together: bool = True) -> tuple[np.ndarray, int]:
     """RGB frames `[n, H, W, 3]` at `fps` from time zero (`_origin`) (each position shows the first source frame of
     its 1/fps slot, or repeats the one before when the slot has none; black before a late start), and the clip's
-    length in such positions. With `span` (first, end) only those positions are converted and kept: a clip's frames
+    length in such positions, to the end of its last frame (shown for its own duration, as a player does: a 2 fps
+    video lost its last half second, a single still frame all but an instant). With `span` (first, end) only those positions are converted and kept: a clip's frames
     at full size would take gigabytes for a minute of 1080p, while a window takes a few seconds' worth."""
     first, end = span if span is not None else (0, math.inf)
     kept: list[np.ndarray] = []
@@ -178,6 +179,7 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
         aspect = float(sar) if sar else 1.0
         n = 0  # positions so far
         held: tuple[av.VideoFrame, np.ndarray | None] | None = None  # the newest source frame, and its array if made
+        t = 0.0
         try:
             for i, frame in enumerate(container.decode(video=0)):
                 t = frame.time if frame.time is not None else i / float(stream.average_rate or 25)
@@ -202,9 +204,21 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
             raise MediaError(path, f"corrupt video stream ({exc})") from None
     if held is None:
         raise MediaError(path, "video stream holds no frames")
+    shown_until = max(n, round((t + _frame_length(held[0], stream) - origin) * fps))  # a sliver of a slot is none
+    lo, hi = max(n, first), min(shown_until, end)
+    if lo < hi:
+        kept.extend([held[1] if held[1] is not None else _rgb(held[0], aspect)] * int(hi - lo))
+    n = shown_until
     if not kept:
         return _rgb(held[0], aspect)[None][:0], n
     return np.stack(kept), n
+
+
+def _frame_length(frame: av.VideoFrame, stream: av.stream.Stream) -> float:
+    """Seconds a frame is shown: its own duration, else one frame at the stream's average rate, else none."""
+    if frame.duration and frame.time_base:
+        return float(frame.duration * frame.time_base)
+    return 1 / float(stream.average_rate) if stream.average_rate else 0.0
 
 
 # ------------------------------------------------------------------ features
