@@ -66,7 +66,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     runtime.check_kept({"--out": cfg.data.shards})
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1, ensure_ascii=False))  # paths as written, not \u escapes
     for name, lacks in (("val", "validation metrics (and a sweep, which chooses on them, is refused)"),
                         ("test", "test metrics and no leakage probe")):
         if summary["splits"][name] == 0:
@@ -85,7 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             extra.append(f"{key}={getattr(args, flag)}")
     cfg = _load(args, extra)
     result = launch.train(cfg)
-    print(json.dumps(json_safe(result), indent=1, allow_nan=False))  # strict JSON: a metric without data is null
+    # strict JSON (a metric without data is null), paths as written
+    print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
     return 0
 
 
