@@ -606,8 +606,8 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
 
 
 # Local paths are made absolute at the edge: Ray workers run in other directories.
-PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("sweep", "storage"), ("sweep", "checkpoints"),
-               ("ray", "cluster_file"))
+PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("sweep", "storage"),
+               ("sweep", "checkpoints"), ("ray", "cluster_file"))
 
 
 def _absolute(raw: dict[str, Any]) -> dict[str, Any]:

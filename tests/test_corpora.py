@@ -268,7 +268,8 @@ def test_the_generated_corpus_gives_every_emotion_its_share(tmp_path, entangleme
     assert truth.groupby("emotion").size().tolist() == [clips] * 4
 
 
-SCAN = "import sys; from avdis.data import corpora; print([(r.source_path, r.reason) for r in corpora.scan('ravdess', sys.argv[1])[1]])"
+SCAN = ("import sys; from avdis.data import corpora; "
+        "print([(r.source_path, r.reason) for r in corpora.scan('ravdess', sys.argv[1])[1]])")
 
 
 def test_a_folder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path):

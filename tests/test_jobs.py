@@ -64,8 +64,8 @@ def test_a_job_writing_into_its_copy_of_the_working_dir_is_refused_naming_every_
     """The README's own local config, submitted as is: its relative outputs would land in Ray's unpacked copy of
     --working-dir (and be lost with it). The job fails before any work, naming each path and the fix."""
     absent = f"runs/absent-{tmp_path.name}"  # no manifest there, in the tree or its copy
-    out = ray_cli(head, "job", "submit", "--address", head.dashboard_url, "--submission-id", f"rel-{tmp_path.name[-6:]}",
-                  "--working-dir", ".", "--", sys.executable, "jobs/sweep.py", "--config", "jobs/configs/local.yaml",
+    out = ray_cli(head, "job", "submit", "--address", head.dashboard_url,
+                  "--submission-id", f"rel-{tmp_path.name[-6:]}", "--working-dir", ".", "--", sys.executable, "jobs/sweep.py", "--config", "jobs/configs/local.yaml",
                   f"data.shards={absent}/shards", f"data.src={absent}/corpus", timeout=300)
     text = out.stdout + out.stderr
     assert out.returncode != 0 and re.search(r"Job '[^']+' failed", text), text[-3000:]

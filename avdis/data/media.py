@@ -164,8 +164,9 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     """RGB frames `[n, H, W, 3]` at `fps` from time zero (`_origin`) (each position shows the first source frame of
     its 1/fps slot, or repeats the one before when the slot has none; black before a late start), and the clip's
     length in such positions, to the end of its last frame (shown for its own duration, as a player does: a 2 fps
-    video lost its last half second, a single still frame all but an instant). With `span` (first, end) only those positions are converted and kept: a clip's frames
-    at full size would take gigabytes for a minute of 1080p, while a window takes a few seconds' worth."""
+    video lost its last half second, a single still frame all but an instant). With `span` (first, end) only those
+    positions are converted and kept: a clip's frames at full size would take gigabytes for a minute of 1080p, while
+    a window takes a few seconds' worth."""
     first, end = span if span is not None else (0, math.inf)
     kept: list[np.ndarray] = []
     with _open(path) as container:

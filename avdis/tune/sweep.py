@@ -62,8 +62,8 @@ def url_of(cfg: Config) -> str:
 
 
 def checkpoints_of(cfg: Config) -> str:
-    """Where its trials keep their checkpoints (Tune's experiments, the trials' folders): `<sweep.checkpoints>/<sweep.name>`,
-    else the sweep's own folder."""
+    """Where its trials keep their checkpoints (Tune's experiments, the trials' folders):
+    `<sweep.checkpoints>/<sweep.name>`, else the sweep's own folder."""
     return storage.join(cfg.sweep.checkpoints or cfg.sweep.storage, cfg.sweep.name)
 
 
