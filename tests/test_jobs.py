@@ -126,7 +126,7 @@ def test_multi_worker_trials_one_after_another_through_ray_job_submit(head, tiny
     trials = pd.read_parquet(storage / "multi" / "trials.parquet")
     assert list(trials["status"]) == ["TERMINATED"] * 2
     for tid in trials["trial_id"]:
-        history = json.loads((storage / "multi" / "trials" / tid / "metrics.json").read_text())["history"]
+        history = json.loads((storage / "multi" / "checkpoints" / "trials" / tid / "metrics.json").read_text())["history"]
         assert [e["world_size"] for e in history] == [2, 2]
 
 

@@ -98,6 +98,10 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
         assert list(kept[col]) == list(done_before[col])
     assert trials["leakage"].notna().all() and trials["manifest_hash"].nunique() == 1
     assert (trials["split_id"] == "within_speaker/seed0").all()
+    # MO-ASHA's rungs hold every trial, those of the resumed driver too: Tune's experiment used to be the sweep's
+    # folder, and its sync copied mo_asha.json as it was at the restore back over the resumed driver's
+    rungs = json.loads((sweep / "mo_asha.json").read_text())["rungs"]
+    assert set(trials["trial_id"]) <= set(rungs["1"]), rungs
     # time in training steps <= time in whole epochs (steps, evaluation, probe)
     assert ((trials["train_s"] > 0) & (trials["train_s"] <= trials["work_s"])).all()
 
@@ -176,13 +180,16 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
     # sweep.checkpoints: Tune's experiments (search and confirm) and the trials' checkpoints went there, and were
     # resumed from there; the sweep's folder holds its results alone
     apart = tmp_path / "checkpoints" / "confirm"
-    assert list(apart.glob("experiment_state-*.json")) and list((apart / "confirm").glob("experiment_state-*.json"))
-    assert len(list(apart.glob("run_trial_*/checkpoint_*"))) >= 2 and list(apart.glob("confirm/run_trial_*"))
-    assert not [p.name for p in sweep.iterdir() if p.name.startswith(("experiment_state", "run_trial_", "confirm"))]
+    assert list((apart / "search").glob("experiment_state-*.json"))
+    assert list((apart / "confirm").glob("experiment_state-*.json"))
+    assert len(list(apart.glob("search/run_trial_*/checkpoint_*"))) >= 2 and list(apart.glob("confirm/run_trial_*"))
+    assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
+        "pareto.html", "pareto.json", "pareto.png", "sweep.json", "trials.parquet"]
 
 
 def test_multi_worker_trials_run_as_torchtrainers_reporting_through_the_relay(tiny_shards, tmp_path):
-    """2-worker trials (1-worker ones train in the trial's process): each a Ray Train run under <sweep>/trials/."""
+    """2-worker trials (1-worker ones train in the trial's process): each a Ray Train run under
+    <sweep>/checkpoints/trials/."""
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path / "sweeps"), "--name", "multi", f"data.shards={tiny_shards}",
            f"train.storage={tmp_path / 'train'}", "train.workers=2", "sweep.num_samples=2", "sweep.scheduler.type=none",
@@ -194,7 +201,7 @@ def test_multi_worker_trials_run_as_torchtrainers_reporting_through_the_relay(ti
     trials = pd.read_parquet(sweep / "trials.parquet")
     assert list(trials["status"]) == ["TERMINATED"] * 2 and (trials["epochs"] == 2).all()
     for tid in trials["trial_id"]:
-        run = sweep / "trials" / tid
+        run = sweep / "checkpoints" / "trials" / tid
         assert list(run.glob("checkpoint_*/engine/ckpt"))  # the trial's Ray Train run kept its checkpoints
         history = json.loads((run / "metrics.json").read_text())["history"]
         assert [e["epoch"] for e in history] == [1, 2] and {e["world_size"] for e in history} == {2}

@@ -71,9 +71,11 @@ def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_t
     finally:
         kill_group(first)
         log.close()
-    for state in sweep.glob("experiment_state-*.json"):  # whole, even when the kill came while Tune uploaded it
+    states = list((sweep / "checkpoints" / "search").glob("experiment_state-*.json"))
+    for state in states:  # whole, even when the kill came while Tune uploaded it
         json.loads(state.read_text())
-    (trial_dir,) = (sweep / "trials").iterdir()
+    assert states
+    (trial_dir,) = (sweep / "checkpoints" / "trials").iterdir()
     before = json.loads((trial_dir / "metrics.json").read_text())["history"]
     assert 2 <= len(before) < EPOCHS, "the driver was killed too late to leave the trial anything to resume"
 
@@ -86,7 +88,7 @@ def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_t
     # In the trial's own process: no Ray Train run beside metrics.json; the DeepSpeed checkpoints are Tune's.
     # (a write the kill cut short may leave its temp file: the files themselves are written whole or not at all)
     assert sorted(p.name for p in trial_dir.iterdir() if ".tmp-" not in p.name) == ["metrics.json"]
-    tune_checkpoints = [p for p in sweep.glob("*/checkpoint_*/engine/ckpt") if p.parents[2].name != "trials"]
+    tune_checkpoints = list((sweep / "checkpoints" / "search").glob("*/checkpoint_*/engine/ckpt"))
     assert tune_checkpoints and all(list(p.glob("*optim_states.pt")) for p in tune_checkpoints)
     trials = pd.read_parquet(sweep / "trials.parquet")
     assert list(trials["status"]) == ["TERMINATED"] and int(trials["epochs"].iloc[0]) == EPOCHS
@@ -124,16 +126,16 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
     assert first.returncode == 130, out[-3000:]
     assert "interrupted before its 2 trials ended; Tune saved its state: rerun the same command to resume" in out, \
         out[-3000:]
-    assert "done." not in out and not (sweep / "confirm").exists()
+    assert "done." not in out and not (sweep / "checkpoints" / "confirm").exists()
     before = {d.name: json.loads((d / "metrics.json").read_text())["history"]
-              for d in (sweep / "trials").iterdir() if (d / "metrics.json").exists()}
+              for d in (sweep / "checkpoints" / "trials").iterdir() if (d / "metrics.json").exists()}
 
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     resumed = {trial: history for trial, history in before.items() if len(history) >= 2}
     assert resumed, before
     for trial, history in resumed.items():  # from their checkpoints (epoch 1 with its timings), not from scratch
-        after = json.loads((sweep / "trials" / trial / "metrics.json").read_text())["history"]
+        after = json.loads((sweep / "checkpoints" / "trials" / trial / "metrics.json").read_text())["history"]
         assert after[0] == history[0], (trial, [e["train_s"] for e in history], [e["train_s"] for e in after])
     trials = pd.read_parquet(sweep / "trials.parquet")
     search = trials[trials["role"] == "search"]

@@ -4,7 +4,9 @@ through a distributed TorchTrainer (more; see `avdis.tune.trial`).
 Reads top to bottom: check inputs -> shards -> searcher + scheduler -> Tuner (new or
 restored) -> fit -> confirm. Outputs under `<sweep.storage>/<sweep.name>/`:
 `trials.parquet` and `pareto.json` (the recorder, after every result), `sweep.json` (what
-the sweep was started with) and Tune's own experiment state (the ResultGrid). Running the
+the sweep was started with), `mo_asha.json` (the scheduler's rungs), and under
+`checkpoints/` (or `<sweep.checkpoints>/<sweep.name>/`) Tune's experiments, `search/` and
+`confirm/`, with the trials' checkpoints, and multi-worker trials' runs in `trials/`. Running the
 same command again against the same storage resumes the sweep. The report's pages and
 gauges sit a floor above: the entry point (`avdis.cli`) passes them in as `listeners` of
 the recorder and further Tune `callbacks`, and writes the final report after `run`.
@@ -14,7 +16,7 @@ before starts in a fraction of a second instead of paying a fresh process's impo
 Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
 are trained again with `train.seed` = their seed + 1..k, everything else as searched, in
-a second Tune experiment under `confirm/`: the same trainable, no scheduler (full epochs),
+a second Tune experiment, `confirm/`: the same trainable, no scheduler (full epochs),
 the same callbacks, so its rows (role `confirm`) land in the same trials.parquet and the
 report's front becomes seed means with their spread. It resumes like the search: the
 experiment is restored and its finished trials report their recorded result.
@@ -48,7 +50,10 @@ from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
 from avdis.tune.trial import run_trial
 
-CONFIRM_DIR = "confirm"  # the confirmation's Tune experiment, inside the sweep folder
+# Tune's experiments (each its state and its trials' folders), by role, under `checkpoints_of`: never the sweep's own
+# folder, whose files (mo_asha.json, pareto.json) Tune would copy back over with the ones it found at restore
+EXPERIMENT_DIRS = {results.SEARCH: "search", results.CONFIRM: "confirm"}
+CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoints puts them apart
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
 # (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
 # (`check_data`). Sweep trials never use train.storage. `sweep.num_samples` and `sweep.max_concurrent` are not here:
@@ -63,8 +68,10 @@ def url_of(cfg: Config) -> str:
 
 def checkpoints_of(cfg: Config) -> str:
     """Where its trials keep their checkpoints (Tune's experiments, the trials' folders):
-    `<sweep.checkpoints>/<sweep.name>`, else the sweep's own folder."""
-    return storage.join(cfg.sweep.checkpoints or cfg.sweep.storage, cfg.sweep.name)
+    `<sweep.checkpoints>/<sweep.name>`, else `<sweep folder>/checkpoints`."""
+    if cfg.sweep.checkpoints:
+        return storage.join(cfg.sweep.checkpoints, cfg.sweep.name)
+    return storage.join(url_of(cfg), CHECKPOINTS_DIR)
 
 
 def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
@@ -250,8 +257,8 @@ def _whole(data: bytes, is_json: bool) -> bool:
         return False
 
 
-def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config: Any, resume: bool, views: Views):
-    """A Tuner for the experiment at `where` under the checkpoints' storage (restored when it was started before).
+def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume: bool, views: Views):
+    """A Tuner for the experiment of `role` under `checkpoints_of` (restored when it was started before).
 
     Its trials run the same trainable and land in the same trials.parquet, recorded as `role`.
     """
@@ -261,12 +268,11 @@ def _experiment(cfg: Config, sweep_url: str, where: str, role: str, tune_config:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base, sweep_url=sweep_url, checkpoints_url=checkpoints_of(cfg)),
         TrialResources(base))
-    root = cfg.sweep.checkpoints or cfg.sweep.storage
-    fs, path = storage.pyarrow_filesystem(root, cfg.s3)
-    experiment = f"{path.rstrip('/')}/{where}"
-    storage_path, _, name = experiment.rpartition("/")
+    root, name = checkpoints_of(cfg), EXPERIMENT_DIRS[role]
+    fs, storage_path = storage.pyarrow_filesystem(root, cfg.s3)
+    experiment = f"{storage_path.rstrip('/')}/{name}"
     if resume and tune.Tuner.can_restore(experiment, storage_filesystem=fs):
-        check_experiment_state(storage.join(root, where), cfg)
+        check_experiment_state(storage.join(root, name), cfg)
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)
@@ -355,7 +361,7 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views):
     s = cfg.sweep
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher(cfg), max_concurrent=s.max_concurrent),
                                   scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=True)
-    return _experiment(cfg, sweep_url, s.name, results.SEARCH, tune_config, resume, views)
+    return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views)
 
 
 def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
@@ -372,7 +378,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
           f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
                                   num_samples=len(points), reuse_actors=True)
-    fit(_experiment(cfg, sweep_url, f"{s.name}/{CONFIRM_DIR}", results.CONFIRM, tune_config, resume, views),
+    fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
         len(points), sweep_url)
 
 
