@@ -108,6 +108,20 @@ def test_disentanglement_is_measured_against_that_baseline_too(tmp_path: Path) -
     assert table["t1"] == pytest.approx(0.0)
 
 
+def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
+    """A sampled data.split.fold: a trial on fold 1 was measured against fold 3's multitask trial, whose leakage is
+    another probe's on other speakers (and came out at -0.5)."""
+    multitask, adversarial = rows()[0], rows()[2]
+
+    def on(row: dict, fold: int, tid: str) -> dict:
+        return {**row, "trial_id": tid, "split_id": f"speaker_disjoint/fold{fold}of4"}
+
+    table = results.write_trials(str(tmp_path), [on(multitask, 3, "m3"), on(adversarial, 1, "a1"),
+                                                 on(adversarial, 3, "a3")]).set_index("trial_id")["disentanglement"]
+    assert np.isnan(table["a1"])  # no multitask trial on its fold
+    assert table["a3"] == pytest.approx(1 - 0.30 / 0.60)
+
+
 def test_png_is_a_paper_figure(sweep: str) -> None:
     trials = results.read_trials(sweep)
     png = plots.render_png(trials, results.summarize(trials, "demo"))

@@ -113,7 +113,7 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
 def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> pd.DataFrame:
     """Build the table from rows, disentanglement included, write it; return it (the one build per write)."""
     frame = to_table(rows).to_pandas()
-    frame = add_disentanglement(frame, baseline=baseline_trials(frame))
+    frame = add_disentanglement(frame, by=SAME_RUN, baseline=baseline_trials(frame))
     storage.write_parquet(storage.join(sweep_url, TRIALS), pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), s3)
     return frame
 
@@ -175,7 +175,12 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
     if twice:
         raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "
                            "sweep has each trial once (two tables appended?)")
-    return add_disentanglement(df, baseline=baseline_trials(df))
+    return add_disentanglement(df, by=SAME_RUN, baseline=baseline_trials(df))
+
+
+# A sweep trial's multitask reference: the same split (a sampled data.split.fold puts trials on other speakers, judged
+# by another probe) and seed; without one on its split a trial has no disentanglement.
+SAME_RUN = ("split_id", "seed")
 
 
 def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_baseline: float = 0.0,
@@ -190,12 +195,12 @@ def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_b
     df = df.copy()
     keys = list(by)
     rows = df[df["method"] == "multitask"] if baseline is None else baseline
-    base = rows[rows["leakage"].notna()].groupby(keys)["leakage"].mean()
+    base = rows[rows["leakage"].notna()].groupby(keys, dropna=False)["leakage"].mean()  # no split_id: one table
     ref = _lookup(df, base.rename("ref").reset_index(), keys)
     if ref.isna().any() and len(base):
         wider = keys[:-1]
         fallback = (pd.Series(base.mean(), index=df.index) if not wider else
-                    _lookup(df, base.groupby(level=wider).mean().rename("ref").reset_index(), wider))
+                    _lookup(df, base.groupby(level=wider, dropna=False).mean().rename("ref").reset_index(), wider))
         ref = ref.fillna(fallback)
     valid = ref.notna() & (ref > 0) & (ref >= min_baseline)
     df["disentanglement"] = np.where(valid, 1.0 - df["leakage"] / ref.where(valid, 1.0), np.nan)
