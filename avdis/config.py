@@ -372,6 +372,12 @@ class SearchSpace(_Section):
                 except ValidationError as exc:
                     why = "; ".join(e["msg"] for e in exc.errors())
                     raise ValueError(f"sweep.space.params.{key}: {value!r} is not a value it takes ({why})") from None
+            if isinstance(choice, Range) and not choice.int and choice.low < choice.high:
+                try:  # a draw inside: 8 and 32 pass for a count, 21.17 does not
+                    takes.validate_python(math.nextafter(choice.low, choice.high))
+                except ValidationError:
+                    raise ValueError(f"sweep.space.params.{key}: the setting takes whole numbers, and this range "
+                                     "draws between them; add int: true") from None
         return self
 
 

@@ -103,6 +103,9 @@ def test_search_space_errors():
     ("{train.storage: [a, b]}", "train.storage is not sampled here"),
     ("{data.split.seed: [0, 1]}", "data.split.seed is fixed when the shards are made"),
     ("{data.features.fps: [4.0, 8.0]}", "data.features.fps is fixed when the shards are made"),
+    # both ends are whole numbers, the draws between them not: the sweep stopped at its first such trial
+    ("{model.emb_dim: {low: 8, high: 32}}", "sweep.space.params.model.emb_dim: the setting takes whole numbers, and "
+                                            "this range draws between them; add int: true"),
 ])
 def test_a_sampled_setting_must_exist_and_take_every_value_before_any_work(params, expected):
     """Found only by the trial recorder once Ray ran, after sweep.json was written (the name was then unusable)."""
