@@ -10,7 +10,7 @@ import argparse
 import functools
 import json
 import sys
-from typing import get_args
+from typing import Any, get_args
 
 from pydantic.fields import FieldInfo
 
@@ -23,8 +23,17 @@ OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 
                   "they may come before, between or after the options")
 
 
-def _load(args: argparse.Namespace, extra: list[str] | None = None) -> C.Config:
-    return C.load(args.config, [*(extra or []), *args.overrides])
+def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = None) -> C.Config:
+    """--config and its overrides, with the values of the command's own flags given (setting -> (flag, value), None
+    for a flag not given). A flag and an override of one setting are refused: which should win is the user's to say
+    (the override won in silence, its flag unchecked)."""
+    given = {key: (flag, value) for key, (flag, value) in (flags or {}).items() if value is not None}
+    for override in args.overrides:
+        key = override.partition("=")[0].strip()
+        if key in given:
+            flag, value = given[key]
+            raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
+    return C.load(args.config, [*(f"{key}={value}" for key, (_, value) in given.items()), *args.overrides])
 
 
 # ------------------------------------------------------------------ commands
@@ -58,10 +67,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from avdis import runtime, storage
     from avdis.data import corpora, prepare
 
-    extra = [f"data.corpus={args.corpus}", f"data.src={args.src}", f"data.shards={args.out}"]
-    if args.shard_size is not None:
-        extra.append(f"data.shard_size={args.shard_size}")
-    cfg = _load(args, extra)
+    cfg = _load(args, {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
+                       "data.shards": ("--out", args.out), "data.shard_size": ("--shard-size", args.shard_size)})
     corpora.source_folder(cfg.data.src)
     runtime.check_kept({"--out": cfg.data.shards})
     storage.check_writable(cfg.data.shards, cfg.s3)
@@ -78,12 +85,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from avdis.train import launch
 
-    extra = []
-    for flag, key in (("workers", "train.workers"), ("strategy", "train.strategy"), ("storage", "train.storage"),
-                      ("name", "train.name")):
-        if getattr(args, flag) is not None:
-            extra.append(f"{key}={getattr(args, flag)}")
-    cfg = _load(args, extra)
+    cfg = _load(args, {f"train.{flag}": (f"--{flag}", getattr(args, flag))
+                       for flag in ("workers", "strategy", "storage", "name")})
     result = launch.train(cfg)
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
@@ -97,8 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from avdis.report.callback import ReportCallback
     from avdis.tune import sweep
 
-    extra = [f"sweep.{k}={getattr(args, k)}" for k in ("storage", "name") if getattr(args, k) is not None]
-    cfg = _load(args, extra)
+    cfg = _load(args, {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")})
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))

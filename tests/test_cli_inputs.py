@@ -244,3 +244,15 @@ def test_relative_paths_are_the_users_own_outside_a_ray_job_or_without_a_working
     assert main([*synth_argv, "--out", "corpus2"]) == 0
     assert (tmp_path / "copy" / "corpus" / "ground_truth.csv").is_file()
     assert (tmp_path / "copy" / "corpus2" / "ground_truth.csv").is_file()
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["sweep", "--config", SMOKE, "--name", "a/b", "sweep.name=cx"], "sweep.name is given twice, by --name a/b and by "
+                                                                      "sweep.name=cx; give it once"),
+    (["train", "--config", SMOKE, "--workers", "2", "train.workers=1"], "train.workers is given twice, by --workers 2"),
+])
+def test_a_flag_and_an_override_of_one_setting_are_refused(tmp_path, capsys, monkeypatch, argv, named):
+    """The override won in silence (and the flag's value went unchecked: --name a/b is no folder name)."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, argv, named)
+    assert list(tmp_path.iterdir()) == []
