@@ -89,16 +89,17 @@ def _check_answers(address: str) -> None:
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"Ray address {address!r} is not host:port; fix ray.address / RAY_ADDRESS")
+    shown = repr(address) if target == address.removeprefix("ray://") else f"{address!r} ({target}, as Ray resolved it)"
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise UsageError(
-            f"Ray address {address!r} does not answer ({exc}; waited up to {CONNECT_TIMEOUT_S:.0f}s); start that "
+            f"Ray address {shown} does not answer ({exc}; waited up to {CONNECT_TIMEOUT_S:.0f}s); start that "
             "cluster, fix ray.address / RAY_ADDRESS, or unset both to start a local Ray"
         ) from None
     if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true") and not _speaks_grpc(target):
         raise UsageError(
-            f"Ray address {address!r} accepts connections but does not answer as Ray (no gRPC service there within "
+            f"Ray address {shown} accepts connections but does not answer as Ray (no gRPC service there within "
             f"{CONNECT_TIMEOUT_S:.0f}s): give the port of the cluster's GCS (6379 unless changed), not the "
             "dashboard's or another service's"
         )

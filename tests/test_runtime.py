@@ -101,6 +101,9 @@ def test_a_dead_recorded_head_is_not_joined_a_local_ray_starts(ray_tmp):
         out = report(connect(ray_tmp))  # before: ray.init() retried the dead address for ever
         assert out["address"] == "local", (dead, out)
         assert time.monotonic() - t0 < 120
+        out = connect(ray_tmp, "auto", timeout=60)  # asked for: refused, naming what "auto" stood for
+        assert out.returncode != 0 and f"Ray address 'auto' ({dead}, as Ray resolved it) does not answer" \
+            in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.timeout(60)
