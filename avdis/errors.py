@@ -5,6 +5,9 @@ class AvdisError(Exception):
     """An error whose message names the input (file, field, URL) and what to do."""
 
     exit_code = 1
+    # whether a restart may not meet it again (storage that did not answer): Ray Train restarts a run only for these
+    # (`avdis.train.launch.stop_on_input_fault`); a fault in the input itself comes back at every restart
+    retryable = False
 
 
 class UsageError(AvdisError, ValueError):

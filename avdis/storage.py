@@ -30,9 +30,13 @@ from avdis.errors import AvdisError, UsageError
 class StorageError(AvdisError):
     """A storage URL that cannot be used; the message names it and what to check."""
 
+    retryable = True  # a network blip, a throttled request: another try may pass
+
 
 class NotWritableError(StorageError, UsageError):
     """An output URL given by the user that cannot be written: bad input, refused before any work."""
+
+    retryable = False
 
 
 _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ClientConnectorError",

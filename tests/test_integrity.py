@@ -145,6 +145,20 @@ def test_random_bytes_in_a_shard_skip_it_by_name_and_reason(tiny_corpus, tiny_sh
         read_all(data_cfg(tiny_corpus, url, workers=workers, max_skip_rate=0.01))
 
 
+def test_only_shards_storage_did_not_hand_over_make_the_error_worth_a_restart(tiny_corpus, tiny_shards, tmp_path):
+    """Ray Train restarts a run only for an error that may pass (`retryable`): a shard found bad comes back at every
+    restart (train.max_failures=-1 restarted such a run for ever), one storage did not hand over may not."""
+    out = copy_shards(tiny_shards, tmp_path)
+    shard_file(out, 0).unlink()  # as a read storage refused
+    with pytest.raises(stream.SkipRateExceeded, match="cannot open") as unread:
+        read_all(data_cfg(tiny_corpus, out))
+    assert unread.value.retryable
+    write_random_bytes(shard_file(out, 1))
+    with pytest.raises(stream.SkipRateExceeded, match="sha256 mismatch") as bad:
+        read_all(data_cfg(tiny_corpus, out))
+    assert not bad.value.retryable
+
+
 def test_a_broken_tar_header_mid_shard_is_named(tiny_corpus, tiny_shards, tmp_path):
     out = copy_shards(tiny_shards, tmp_path)
     bad = shard_file(out, 0)

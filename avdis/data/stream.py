@@ -128,6 +128,7 @@ class Skip:
     kind: str  # "shard" | "sample"
     url: str
     reason: str
+    unread: bool = False  # a shard storage did not hand over (another try may get it), not one found bad
 
 
 @dataclass
@@ -136,6 +137,7 @@ class SkipStats:
     delivered: int = 0
     bad_shards: int = 0
     bad_samples: int = 0
+    unread_shards: int = 0  # of bad_shards: storage did not hand them over
     reasons: list[str] = field(default_factory=list)  # the first MAX_REASONS, named in errors
     MAX_REASONS: ClassVar[int] = 20
 
@@ -156,12 +158,14 @@ class SkipStats:
             total.delivered += part.delivered
             total.bad_shards += part.bad_shards
             total.bad_samples += part.bad_samples
+            total.unread_shards += part.unread_shards
             total.reasons.extend(part.reasons[: cls.MAX_REASONS - len(total.reasons)])
         return total
 
     def add(self, skip: Skip) -> None:
         if skip.kind == "shard":
             self.bad_shards += 1
+            self.unread_shards += skip.unread
         else:
             self.bad_samples += 1
         if len(self.reasons) < self.MAX_REASONS:
@@ -201,7 +205,7 @@ class SampleStream(IterableDataset):
         try:
             data = storage.read_bytes(url, self.s3)
         except Exception as exc:  # noqa: BLE001 - counted and reported, see module docstring
-            events.append(Skip("shard", url, f"cannot open ({type(exc).__name__}: {exc})"))
+            events.append(Skip("shard", url, f"cannot open ({type(exc).__name__}: {exc})", unread=True))
             return
         problem = verify(ref, data)
         if problem:
@@ -316,8 +320,10 @@ def epoch_batches(
         yield collate(pending, batch_size, info.features)
         pending, emitted = [], emitted + 1
     if stats.rate > data.loader.max_skip_rate:
-        raise SkipRateExceeded(
+        exc = SkipRateExceeded(
             f"{stats.skipped_samples}/{stats.expected} clips of split {key!r} did not arrive on rank {rank} "
             f"({stats.bad_shards} bad shards, {stats.bad_samples} bad samples; data.loader.max_skip_rate="
             f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}"
         )
+        exc.retryable = stats.unread_shards == stats.bad_shards and not stats.bad_samples  # storage, not the data
+        raise exc

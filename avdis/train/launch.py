@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from avdis import clusterfit, runtime, storage
 from avdis.config import Config
-from avdis.errors import AvdisError, UsageError
+from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
@@ -61,19 +61,19 @@ def _explained(error: Exception, run_url: str) -> Exception:
 
 
 def stop_on_input_fault():
-    """A Ray Train callback that ends the run when a worker raises an avdis error other than a storage error.
+    """A Ray Train callback that ends the run when a worker raises an avdis error that is not `retryable`.
 
     Ray Train restarts the workers after any worker error, up to train.max_failures (for ever at -1). Such an error
     names a fault in the run's input (corrupt shards, a non-finite loss, a checkpoint of another model), which a
-    restart meets again: with max_failures=-1 the run would restart for ever, saying nothing. A storage error may
-    pass (a network blip) and is retried. Raised in this callback, which runs in Ray Train's controller, the error
-    becomes a ControllerError, which Ray 2.60's failure policy does not retry."""
+    restart meets again: with max_failures=-1 the run would restart for ever, saying nothing. Storage that did not
+    answer may answer the next time, and is retried. Raised in this callback, which runs in Ray Train's controller,
+    the error becomes a ControllerError, which Ray 2.60's failure policy does not retry."""
     from ray.train import UserCallback
 
     class StopOnInputFault(UserCallback):
         def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
             found = _avdis_error(worker_exceptions.values())
-            if found is not None and (isinstance(found, UsageError) or not isinstance(found, storage.StorageError)):
+            if found is not None and not found.retryable:
                 raise found
 
     return StopOnInputFault()
