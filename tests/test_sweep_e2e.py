@@ -180,9 +180,10 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
     # sweep.checkpoints: Tune's experiments (search and confirm) and the trials' checkpoints went there, and were
     # resumed from there; the sweep's folder holds its results alone
     apart = tmp_path / "checkpoints" / "confirm"
-    assert list((apart / "search").glob("experiment_state-*.json"))
-    assert list((apart / "confirm").glob("experiment_state-*.json"))
-    assert len(list(apart.glob("search/run_trial_*/checkpoint_*"))) >= 2 and list(apart.glob("confirm/run_trial_*"))
+    assert list((apart / "confirm-search").glob("experiment_state-*.json"))  # <sweep.name>-<role>
+    assert list((apart / "confirm-confirm").glob("experiment_state-*.json"))
+    assert len(list(apart.glob("confirm-search/run_trial_*/checkpoint_*"))) >= 2
+    assert list(apart.glob("confirm-confirm/run_trial_*"))
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
         "pareto.html", "pareto.json", "pareto.png", "sweep.json", "trials.parquet"]
 

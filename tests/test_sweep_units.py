@@ -18,7 +18,7 @@ from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
 from avdis.tune.sweep import (LOST, BrokenExperimentState, FixedPoints, TrialsFailed, check_experiment_state,
-                              check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
+                              check_experiments, check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
                               TrialResources, _check_space, trial_sizes, trial_resources)
 
 
@@ -152,6 +152,30 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
     other = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.methods=[multitask]"])
     with pytest.raises(UsageError, match=r"differs in: sweep\.space\.methods.*Pick a new name"):
         check_spec(url, other)
+
+
+def test_a_tune_experiment_where_none_should_be_or_none_where_one_should_be_is_refused(tmp_path):
+    """sweep.checkpoints is shared by sweep name: a second sweep of the name (or one started again after its results
+    were deleted) would have written its state beside the first one's and resumed from the newer; a sweep whose
+    experiment a lifecycle rule expired would have started its trials over beside the recorded ones."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'a'}", f"sweep.checkpoints={tmp_path / 'ck'}", "sweep.name=s1"])
+    url = f"{tmp_path}/a/s1"
+    check_experiments(url, cfg, resume=False)  # nothing there yet
+    state = tmp_path / "ck" / "s1" / "s1-search" / "tuner.pkl"  # what Tune restores an experiment from
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+    other = C.load(None, [f"sweep.storage={tmp_path / 'b'}", f"sweep.checkpoints={tmp_path / 'ck'}", "sweep.name=s1"])
+    with pytest.raises(UsageError, match=rf"{tmp_path / 'ck' / 's1'} holds a Tune experiment \(s1-search\) but "
+                                         rf"{tmp_path / 'b' / 's1'} no sweep"):
+        check_experiments(f"{tmp_path}/b/s1", other, resume=False)
+    results.write_trials(url, [{"trial_id": "t", "sweep": "s1", "method": "multitask", "status": "TERMINATED",
+                                "emotion_acc": 0.8, "leakage": 0.5, "order": 1}])
+    check_experiments(url, cfg, resume=True)  # its experiment is there: it resumes
+    state.unlink()
+    with pytest.raises(UsageError, match=r"its Tune experiment s1-search is gone from .*`avdis report"):
+        check_experiments(url, cfg, resume=True)
+    results.write_trials(url, [{"trial_id": "t", "sweep": "s1", "method": "multitask", "status": "RUNNING"}])
+    check_experiments(url, cfg, resume=True)  # killed before Tune saved anything: nothing finished, it starts anew
 
 
 def test_a_sweep_started_by_an_older_avdis_is_refused_naming_the_settings_it_lacked(tmp_path):

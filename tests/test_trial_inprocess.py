@@ -71,7 +71,7 @@ def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_t
     finally:
         kill_group(first)
         log.close()
-    states = list((sweep / "checkpoints" / "search").glob("experiment_state-*.json"))
+    states = list((sweep / "checkpoints" / "inproc-search").glob("experiment_state-*.json"))
     for state in states:  # whole, even when the kill came while Tune uploaded it
         json.loads(state.read_text())
     assert states
@@ -88,7 +88,7 @@ def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_t
     # In the trial's own process: no Ray Train run beside metrics.json; the DeepSpeed checkpoints are Tune's.
     # (a write the kill cut short may leave its temp file: the files themselves are written whole or not at all)
     assert sorted(p.name for p in trial_dir.iterdir() if ".tmp-" not in p.name) == ["metrics.json"]
-    tune_checkpoints = list((sweep / "checkpoints" / "search").glob("*/checkpoint_*/engine/ckpt"))
+    tune_checkpoints = list((sweep / "checkpoints" / "inproc-search").glob("*/checkpoint_*/engine/ckpt"))
     assert tune_checkpoints and all(list(p.glob("*optim_states.pt")) for p in tune_checkpoints)
     trials = pd.read_parquet(sweep / "trials.parquet")
     assert list(trials["status"]) == ["TERMINATED"] and int(trials["epochs"].iloc[0]) == EPOCHS
@@ -126,7 +126,7 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
     assert first.returncode == 130, out[-3000:]
     assert "interrupted before its 2 trials ended; Tune saved its state: rerun the same command to resume" in out, \
         out[-3000:]
-    assert "done." not in out and not (sweep / "checkpoints" / "confirm").exists()
+    assert "done." not in out and not (sweep / "checkpoints" / "ctrlc-confirm").exists()
     before = {d.name: json.loads((d / "metrics.json").read_text())["history"]
               for d in (sweep / "checkpoints" / "trials").iterdir() if (d / "metrics.json").exists()}
 

@@ -5,8 +5,8 @@ Reads top to bottom: check inputs -> shards -> searcher + scheduler -> Tuner (ne
 restored) -> fit -> confirm. Outputs under `<sweep.storage>/<sweep.name>/`:
 `trials.parquet` and `pareto.json` (the recorder, after every result), `sweep.json` (what
 the sweep was started with), `mo_asha.json` (the scheduler's rungs), and under
-`checkpoints/` (or `<sweep.checkpoints>/<sweep.name>/`) Tune's experiments, `search/` and
-`confirm/`, with the trials' checkpoints, and multi-worker trials' runs in `trials/`. Running the
+`checkpoints/` (or `<sweep.checkpoints>/<sweep.name>/`) Tune's experiments, `<name>-search/` and
+`<name>-confirm/`, with the trials' checkpoints, and multi-worker trials' runs in `trials/`. Running the
 same command again against the same storage resumes the sweep. The report's pages and
 gauges sit a floor above: the entry point (`avdis.cli`) passes them in as `listeners` of
 the recorder and further Tune `callbacks`, and writes the final report after `run`.
@@ -16,7 +16,7 @@ before starts in a fraction of a second instead of paying a fresh process's impo
 Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
 are trained again with `train.seed` = their seed + 1..k, everything else as searched, in
-a second Tune experiment, `confirm/`: the same trainable, no scheduler (full epochs),
+a second Tune experiment, `<name>-confirm/`: the same trainable, no scheduler (full epochs),
 the same callbacks, so its rows (role `confirm`) land in the same trials.parquet and the
 report's front becomes seed means with their spread. It resumes like the search: the
 experiment is restored and its finished trials report their recorded result.
@@ -50,9 +50,6 @@ from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
 from avdis.tune.trial import run_trial
 
-# Tune's experiments (each its state and its trials' folders), by role, under `checkpoints_of`: never the sweep's own
-# folder, whose files (mo_asha.json, pareto.json) Tune would copy back over with the ones it found at restore
-EXPERIMENT_DIRS = {results.SEARCH: "search", results.CONFIRM: "confirm"}
 CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoints puts them apart
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
 # (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
@@ -257,6 +254,48 @@ def _whole(data: bytes, is_json: bool) -> bool:
         return False
 
 
+def experiment_of(cfg: Config, role: str) -> tuple[Any, str, str]:
+    """Tune's experiment of `role` (its state and its trials' folders): (pyarrow filesystem, storage path, name),
+    at `<checkpoints_of>/<sweep.name>-<role>`. Never the sweep's own folder, whose files (mo_asha.json,
+    pareto.json) Tune copied back over with the ones it found at a restore; named after the sweep, since Ray stages
+    a driver's experiment files by name and second."""
+    fs, storage_path = storage.pyarrow_filesystem(checkpoints_of(cfg), cfg.s3)
+    return fs, storage_path.rstrip("/"), f"{cfg.sweep.name}-{role}"
+
+
+def _restorable(cfg: Config, role: str) -> bool:
+    from ray import tune
+
+    fs, storage_path, name = experiment_of(cfg, role)
+    return tune.Tuner.can_restore(f"{storage_path}/{name}", storage_filesystem=fs)
+
+
+def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
+    """Refuse a Tune experiment that is where it should not be, or not where it should be. A new sweep finding one
+    (sweep.checkpoints is shared by sweep name; a sweep folder deleted without its checkpoints) would write its
+    state beside another sweep's and resume from the newer; a resumed sweep whose experiment is gone (expired by a
+    lifecycle rule, deleted) would start its trials over beside the ones it recorded."""
+    where = checkpoints_of(cfg)
+    if not resume:
+        held = [role for role in (results.SEARCH, results.CONFIRM) if _restorable(cfg, role)]
+        if held:
+            raise UsageError(f"{where} holds a Tune experiment ({experiment_of(cfg, held[0])[2]}) but {sweep_url} "
+                             "no sweep: it is another sweep's of this name, or what is left of one deleted. Give "
+                             "another sweep.name, or move that folder aside")
+        return
+    done = _finished_roles(results.read_trials(sweep_url, cfg.s3))
+    gone = [role for role in (results.SEARCH, results.CONFIRM) if role in done and not _restorable(cfg, role)]
+    if gone:
+        raise UsageError(f"{sweep_url}: its Tune experiment {experiment_of(cfg, gone[0])[2]} is gone from {where} "
+                         "(expired by a lifecycle rule, or deleted), so it cannot resume: its trials would start over "
+                         f"beside the ones it recorded. `avdis report {sweep_url}` still reads it; search again under "
+                         "a new sweep.name")
+
+
+def _finished_roles(trials: pd.DataFrame) -> set[str]:
+    return set(trials.loc[trials["order"].notna(), "role"].fillna(results.SEARCH))
+
+
 def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume: bool, views: Views):
     """A Tuner for the experiment of `role` under `checkpoints_of` (restored when it was started before).
 
@@ -268,11 +307,10 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base, sweep_url=sweep_url, checkpoints_url=checkpoints_of(cfg)),
         TrialResources(base))
-    root, name = checkpoints_of(cfg), EXPERIMENT_DIRS[role]
-    fs, storage_path = storage.pyarrow_filesystem(root, cfg.s3)
-    experiment = f"{storage_path.rstrip('/')}/{name}"
+    fs, storage_path, name = experiment_of(cfg, role)
+    experiment = f"{storage_path}/{name}"
     if resume and tune.Tuner.can_restore(experiment, storage_filesystem=fs):
-        check_experiment_state(storage.join(root, name), cfg)
+        check_experiment_state(storage.join(checkpoints_of(cfg), name), cfg)
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)
@@ -458,6 +496,7 @@ def _run(cfg: Config, views: Views) -> str:
     sweep_url = url_of(cfg)
     record = check_spec(sweep_url, cfg)
     resume = record is not None
+    check_experiments(sweep_url, cfg, resume)
     if not resume:
         for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
             storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
@@ -480,7 +519,6 @@ def _run(cfg: Config, views: Views) -> str:
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views)
     trials = close_lost_trials(sweep_url, cfg)
-    # Tune's last sync of its experiment folder (the sweep folder) can bring back an older pareto.json: write it last.
     results.write_pareto(sweep_url, results.summarize(trials, s.name), cfg.s3)
     return sweep_url
 
