@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from avdis.config import RayConfig
@@ -36,9 +37,9 @@ def check_kept(paths: dict[str, str]) -> None:
     driver runs and where a relative path lands (configs make local paths absolute against it): what is written
     there is lost when Ray clears its copies, and a corpus made there is made again by every job. All are named at
     once, so one resubmission fixes them. Callers pass what they write (reading from the copy is fine)."""
-    if not (job_runtime_env() or {}).get("working_dir"):
+    copy = _job_copy()
+    if copy is None:
         return
-    copy = os.getcwd()
     inside = {k: os.path.relpath(v.removeprefix("file://"), copy) for k, v in paths.items()
               if "://" not in v.removeprefix("file://") and _within(v.removeprefix("file://"), copy)}
     if inside:
@@ -48,6 +49,16 @@ def check_kept(paths: dict[str, str]) -> None:
             "you look for it. Give absolute paths on the cluster's nodes (on a one-machine cluster: "
             f"{' '.join(f'{k}=$PWD/{v}' for k, v in inside.items())}, which your shell expands where you submit) "
             "or s3://bucket/prefix")
+
+
+def _job_copy() -> str | None:
+    """Ray's unpacked copy of the job's `--working-dir` that this driver runs in (Ray 2.60 unpacks it to
+    `.../runtime_resources/working_dir_files/<package>/` and starts the driver there), or None: outside a job, in a
+    job without one, or in a driver that moved elsewhere (`cd /srv/x && python ...`)."""
+    if not (job_runtime_env() or {}).get("working_dir"):
+        return None
+    here = Path(os.getcwd())
+    return next((str(p) for p in (here, *here.parents) if p.parent.name == "working_dir_files"), None)
 
 
 def _within(path: str, folder: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -196,12 +197,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "jobs" / "configs" / "smoke.yaml")  # relative data.src, data.shards and storage
 
 
-def as_ray_job(monkeypatch, copy: Path, working_dir: bool = True) -> None:
-    """The environment Ray's job supervisor gives a driver (its job config, runtime env included), run in `copy`."""
+def as_ray_job(monkeypatch, root: Path, working_dir: bool = True) -> Path:
+    """The environment Ray's job supervisor gives a driver (its job config, runtime env included), run in the copy
+    of its working dir that Ray unpacked under `root` (as under /tmp/ray/session_*/); that copy."""
     env = {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"} if working_dir else {}
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": env, "metadata": {}}))
-    copy.mkdir(exist_ok=True)
+    copy = root / "runtime_resources" / "working_dir_files" / "_ray_pkg_0123456789abcdef"
+    copy.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(copy)
+    return copy
 
 
 @pytest.mark.parametrize("argv, named", [
@@ -215,35 +219,46 @@ def test_a_ray_job_driver_refuses_outputs_in_its_copy_of_the_working_dir_naming_
         tmp_path, capsys, monkeypatch, argv, named):
     """Under `ray job submit --working-dir` the driver runs in Ray's copy of it: a relative output would be lost
     there (and a corpus made there made again by every job). Every such path is named at once; nothing is written."""
-    as_ray_job(monkeypatch, tmp_path / "copy")
-    refused(capsys, argv, *named, f"in {tmp_path / 'copy'}, Ray's unpacked copy of --working-dir", "=$PWD/")
-    assert list((tmp_path / "copy").iterdir()) == []
+    copy = as_ray_job(monkeypatch, tmp_path)
+    refused(capsys, argv, *named, f"in {copy}, Ray's unpacked copy of --working-dir", "=$PWD/")
+    assert list(copy.iterdir()) == []
 
 
 def test_a_ray_job_driver_reads_shards_already_in_its_copy_and_names_only_its_outputs(
         corpus, tmp_path, capsys, monkeypatch):
     """Shards with a manifest are read, not written: a relative data.shards that has them is no refusal, nor is an
     absolute output outside the copy."""
-    assert main(preprocess(corpus, str(tmp_path / "copy" / "shards"))) == 0
-    as_ray_job(monkeypatch, tmp_path / "copy")
+    made = tmp_path / "made-before"
+    assert main(preprocess(corpus, str(made))) == 0  # uploaded with the tree
+    copy = as_ray_job(monkeypatch, tmp_path)
+    shutil.copytree(made, copy / "shards")
     err = refused(capsys, ["sweep", "--config", SMOKE, "data.shards=shards", "data.src=corpus"],
                   "sweep.storage=runs/sweeps: in ")
     assert "data.shards" not in err and "data.src" not in err
     refused(capsys, preprocess(corpus, "more"), "--out=more: in ")
     assert main(preprocess(corpus, str(tmp_path / "elsewhere"))) == 0
+    # a corpus of the user's own, uploaded with the tree, is read, not written: only the shards made of it are named
+    shutil.copytree(corpus, copy / "mine")
+    (copy / "mine" / "corpus.json").unlink()  # the generator's mark: now a ground_truth.csv of one's own
+    err = refused(capsys, ["sweep", "--config", SMOKE, "--storage", str(tmp_path / "out"), "data.src=mine",
+                           "data.shards=made"], "data.shards=made: in ")
+    assert "data.src" not in err
 
 
-def test_relative_paths_are_the_users_own_outside_a_ray_job_or_without_a_working_dir(
-        tmp_path, capsys, monkeypatch):
+def test_relative_paths_are_the_users_own_outside_a_ray_job_or_its_copy(tmp_path, capsys, monkeypatch):
     """Without --working-dir, a job's driver runs in the folder its Ray node was started from, as a plain run
-    runs in the user's: a relative path is theirs."""
+    runs in the user's; a driver that moved out of Ray's copy (`cd /srv/x && python ...`) is where it chose to be:
+    a relative path is theirs."""
     synth_argv = ["synth", "--speakers", "2", "--clips-per-speaker", "3", "--emotions", "2", "--duration", "0.5"]
-    as_ray_job(monkeypatch, tmp_path / "copy", working_dir=False)
+    as_ray_job(monkeypatch, tmp_path, working_dir=False)
     assert main([*synth_argv, "--out", "corpus"]) == 0
-    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    as_ray_job(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)  # moved out of the copy
     assert main([*synth_argv, "--out", "corpus2"]) == 0
-    assert (tmp_path / "copy" / "corpus" / "ground_truth.csv").is_file()
-    assert (tmp_path / "copy" / "corpus2" / "ground_truth.csv").is_file()
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    assert main([*synth_argv, "--out", "corpus3"]) == 0
+    for made in ("runtime_resources/working_dir_files/_ray_pkg_0123456789abcdef/corpus", "corpus2", "corpus3"):
+        assert (tmp_path / made / "ground_truth.csv").is_file()
 
 
 @pytest.mark.parametrize("argv, named", [

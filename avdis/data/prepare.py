@@ -19,16 +19,22 @@ from avdis.data.corpora import GROUND_TRUTH
 from avdis.errors import UsageError
 
 
+def _generates(data: DataConfig) -> bool:
+    """Whether `generate_if_missing` writes the corpus: not where a finished one with these settings is, nor into a
+    corpus of the user's own (a `ground_truth.csv` the generator did not write)."""
+    if data.corpus != "synthetic" or synth.is_generated(data.synth, data.src):
+        return False
+    return synth.made_here(data.src) or not (Path(data.src) / GROUND_TRUTH).is_file()
+
+
 def generate_if_missing(data: DataConfig) -> None:
     """Generate the synthetic corpus at `data.src` unless a finished one with these settings is there. A folder the
     generator did not make is never written into: a `ground_truth.csv` there is a corpus of the user's own (read
     as it is; generating over it replaced its rows), and other files are refused."""
-    if data.corpus != "synthetic" or synth.is_generated(data.synth, data.src):
+    if not _generates(data):
         return
     src = Path(data.src)
     if not synth.made_here(src):
-        if (src / GROUND_TRUTH).is_file():
-            return
         if src.is_dir() and any(src.iterdir()):
             raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated "
                              f"only into an empty or new folder: point data.src to one, or add a {GROUND_TRUTH} "
@@ -62,7 +68,7 @@ def to_make(cfg: Config) -> dict[str, str]:
     shards, and the source folder when the corpus is generated into it."""
     if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         return {}
-    return {"data.shards": cfg.data.shards, **({"data.src": cfg.data.src} if cfg.data.corpus == "synthetic" else {})}
+    return {"data.shards": cfg.data.shards, **({"data.src": cfg.data.src} if _generates(cfg.data) else {})}
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
