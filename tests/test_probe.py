@@ -64,6 +64,16 @@ def test_metrics_known_answers():
     assert M.uar(pred, target) == pytest.approx(np.mean([1 / 2, 2 / 3, 1.0]))
     assert M.majority_rate(np.array([0, 0, 0, 1])) == 0.75
     assert M.normalised_leakage(0.55, 0.1) == pytest.approx(0.5)
+    assert np.isnan(M.normalised_leakage(1.0, 1.0))  # the label names every speaker: undefined, not "no leakage"
+
+
+def test_undefined_leakage_stops_the_run_saying_why():
+    """A speaker_disjoint fold of one speaker: probe_chance 1.0 read as leakage 0, perfect disentanglement."""
+    from avdis.train import loop
+
+    metrics = {"emotion_acc": 0.5, "leakage": M.normalised_leakage(1.0, 1.0), "probe_chance": 1.0, "n_test": 6}
+    with pytest.raises(loop.NonFiniteError, match=r"probe_chance 1\.0.*use fewer data\.split\.folds"):
+        loop._check_objectives(metrics, 0)
 
 
 def test_probe_refuses_fewer_than_two_speakers():

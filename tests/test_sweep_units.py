@@ -107,6 +107,12 @@ def test_front_and_hypervolume_of_a_known_table():
     assert [h["hypervolume"] for h in front.history] == sorted(h["hypervolume"] for h in front.history)
 
 
+def test_equal_numbers_worked_out_in_another_order_tie_on_the_front():
+    """Two seed means of 0.5 leakage, one summed to 0.4999999999999999: the other was dropped from the front."""
+    acc, leak = np.array([0.45833, 0.45833]), np.array([0.5, (0.19999999999999984 + 0.7999999999999999) / 2])
+    assert leak[0] != leak[1] and pareto.nondominated(acc, leak).all()
+
+
 def test_the_front_is_chosen_on_validation_numbers_and_measured_on_test_ones():
     """A sweep chooses its front on the validation clips (config.SELECTION) and reports the chosen trials' test
     numbers: chosen on test, trial "lucky" (best on test only, by the test clips' noise) stood on the front and

@@ -26,8 +26,11 @@ MAXIMISE = tuple(mode == "max" for mode in GOALS.values())
 
 def _points(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
     """(acc, leakage) rows; leakage below 0 (a probe doing worse than the label-only guess, by noise) counts as 0,
-    the box's edge: no point earns area, or dominates another, for its probe's bad luck."""
-    return np.column_stack([np.asarray(acc, float), np.maximum(np.asarray(leakage, float), 0.0)])
+    the box's edge: no point earns area, or dominates another, for its probe's bad luck. Rounded to 12 places: the
+    numbers are ratios of clip counts, and two equal ones worked out in another order (0.5 and 0.4999999999999999)
+    must tie, not dominate."""
+    points = np.column_stack([np.asarray(acc, float), np.maximum(np.asarray(leakage, float), 0.0)])
+    return np.round(points, 12)
 
 
 def nondominated(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:

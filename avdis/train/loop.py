@@ -186,10 +186,12 @@ def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
     sweep refuses such data before it starts (`avdis.tune.sweep.check_validation`)."""
     bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
     if bad:
-        raise NonFiniteError(
-            f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; pick a data.split "
-            f"that leaves clips to score. No checkpoint was saved for this epoch."
-        )
+        why = ("the emotion label alone names the speaker of every judged clip (probe_chance 1.0: a "
+               "speaker_disjoint fold of one speaker can), so leakage is undefined; use fewer data.split.folds, so "
+               "that each fold holds several speakers" if metrics.get("probe_chance") == 1.0 else
+               "pick a data.split that leaves clips to score")
+        raise NonFiniteError(f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; {why}. "
+                             "No checkpoint was saved for this epoch.")
 
 
 def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:

@@ -42,5 +42,7 @@ def label_only_speaker_chance(emo_train: np.ndarray, spk_train: np.ndarray,
 
 
 def normalised_leakage(probe_acc: float, chance: float) -> float:
-    """(acc - chance) / (1 - chance): 0 = no more than the emotion label tells, 1 = identity fully there."""
-    return float((probe_acc - chance) / (1.0 - chance)) if chance < 1.0 else 0.0
+    """(acc - chance) / (1 - chance): 0 = no more than the emotion label tells, 1 = identity fully there. NaN where
+    the label alone names every judged clip's speaker (a speaker_disjoint fold of one speaker can): no probe can show
+    more there, and 0, as before, read as an embedding that hides who speaks."""
+    return float((probe_acc - chance) / (1.0 - chance)) if chance < 1.0 else float("nan")
