@@ -24,6 +24,7 @@ import yaml
 
 from conftest import ROOT, free_port
 from avdis.errors import AvdisError, UsageError
+from avdis import cli
 from avdis.report import grafana, metrics
 
 CHECKED_IN = ROOT / "infra" / "grafana" / "dashboards" / "avdis-pareto.json"
@@ -38,9 +39,15 @@ def test_export_equals_the_checked_in_file(tmp_path: Path) -> None:
     assert CHECKED_IN.read_text().endswith("}\n")
 
 
-def test_export_without_out_prints_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
-    from avdis import cli
+def test_export_to_a_folder_or_under_a_file_is_refused_naming_it(tmp_path: Path, capsys) -> None:
+    """Both ended in a traceback (IsADirectoryError, FileExistsError)."""
+    (tmp_path / "a-file").write_text("")
+    for out in (tmp_path, tmp_path / "a-file" / "x.json"):
+        assert cli.main(["grafana", "export", "--out", str(out)]) == 2
+        assert f"avdis grafana: error: {out}: not writable" in capsys.readouterr().err
 
+
+def test_export_without_out_prints_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # nothing may be written relative to the working directory
     assert cli.main(["grafana", "export"]) == 0
     assert capsys.readouterr().out == CHECKED_IN.read_text()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from avdis.errors import AvdisError, UsageError
+from avdis.storage import NotWritableError
 from avdis.report import metrics
 
 UID = "avdis-pareto"
@@ -142,8 +143,12 @@ def render() -> str:
 def export(path: str | os.PathLike[str]) -> str:
     """Write the dashboard file to `path` (the checked-in copy is infra/grafana/dashboards/avdis-pareto.json)."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render())
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render())
+    except OSError as exc:  # a folder given for the file, a file where a folder should be, no permission
+        raise NotWritableError(f"{out}: not writable ({exc.strerror or exc}); give a file path you can write to, "
+                               "e.g. avdis-pareto.json") from None
     return str(out)
 
 
