@@ -72,7 +72,7 @@ def test_a_source_clip_overwritten_in_place_is_read_again(corpus, tmp_path):
     Path(victim["source_path"]).write_bytes(Path(donor["source_path"]).read_bytes())  # new content, same name
 
     again = shards.build_shards(data, S3)
-    assert again["up_to_date"] is False and again["rebuilt_because"] == "source files or settings changed"
+    assert again["up_to_date"] is False and again["rebuilt_because"] == "source files, settings or decoding changed"
     after = sample(out, victim["clip_id"], "audio.npy")
     assert np.array_equal(after, donor_audio) and not np.array_equal(after, before)
     assert shards.build_shards(data, S3)["up_to_date"] is True
@@ -212,3 +212,13 @@ def test_splits_and_label_sets_are_given_to_the_clips_that_decoded(tmp_path):
         for i, clip in enumerate(batch["clip_id"]):
             seen[clip] = (int(batch["speaker"][i]), int(batch["within_split"][i]))
     assert seen == {r.clip_id: (r.speaker_idx, stream.SPLIT_CODES[r.split]) for r in rows.itertuples()}
+
+
+def test_shards_made_by_another_decoding_are_made_again(corpus, tmp_path, monkeypatch):
+    """A change to how clips are decoded (the channel downmix, a video's last frame) changes the features: shards
+    made before it must not count as up to date and be mixed with new ones."""
+    data = data_cfg(corpus, tmp_path / "out")
+    shards.build_shards(data, S3)
+    assert shards.build_shards(data, S3)["up_to_date"]
+    monkeypatch.setattr(shards, "DECODING", shards.DECODING + 1)
+    assert shards.build_shards(data, S3)["rebuilt_because"] == "source files, settings or decoding changed"

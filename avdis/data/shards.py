@@ -143,7 +143,7 @@ def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) ->
             "sha256": hashlib.sha256(data).hexdigest()}
     if rows:
         storage.write_bytes(storage.join(out, SHARD_DIR, info["name"]), data, s3)
-    return {"rows": rows, "rejects": rejects, "shard": info if rows else None}
+    return {"rows": rows, "rejects": rejects, "shard": info if rows else None, "clips": len(task.records)}
 
 
 def plan(records: list[ClipRecord], data: DataConfig) -> list[ShardTask]:
@@ -172,10 +172,17 @@ def _file_stamp(path: str) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
+# How clips are decoded into features; bump it when that changes, so shards made before are made again rather than
+# mixed with new ones. 2: every channel layout is averaged, a video lasts to the end of its last frame.
+DECODING = 2
+
+
 def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataConfig) -> str:
-    """What determines the output: clips, labels, source files, scan rejects, features, splits, shard size."""
+    """What determines the output: clips, labels, source files, scan rejects, features, splits, shard size, and
+    the decoding."""
     h = hashlib.sha256()
-    h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus]).encode())
+    h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus,
+                         DECODING]).encode())
     for r in records:
         files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
         h.update(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n".encode())
@@ -215,7 +222,7 @@ def _stale_reason(url: str, meta: dict[str, Any] | None, fingerprint: str, s3: S
     if meta is None:
         return "no manifest"
     if meta.get("fingerprint") != fingerprint:
-        return "source files or settings changed"
+        return "source files, settings or decoding changed"
     return _shards_mismatch(url, meta["shards"], s3)
 
 
@@ -351,15 +358,15 @@ def run_on_ray(data: DataConfig, s3: S3Config, cpus_per_task: float = 1.0):
     def run(tasks: list[ShardTask]) -> Iterable[dict[str, Any]]:
         pending = [remote.remote(t, data.shards, data.features, s3) for t in tasks]
         total = sum(len(t.records) for t in tasks)
-        done = rejected = 0
+        done = lost = 0
         with tqdm(total=total, unit="clip", desc="preprocess") as bar:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 result = ray.get(ready[0])
                 done += len(result["rows"])
-                rejected += len(result["rejects"])
-                bar.update(len(result["rows"]) + len(result["rejects"]))
-                bar.set_postfix(done=done, rejected=rejected)
+                lost += result["clips"] - len(result["rows"])  # clips, not files: a clip's surplus files are no loss
+                bar.update(result["clips"])
+                bar.set_postfix(done=done, lost=lost)
                 yield result
 
     return run
