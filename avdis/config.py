@@ -82,7 +82,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 def location(value: str, local_only: bool = False) -> str:
     """`value` if it is a local path (or file://) or, unless `local_only`, s3://bucket[/prefix]; else ValueError.
     A mistyped URL (`s3:/b`, `S3://b`, `s3://`) would otherwise become a local folder named after it, and a job's
-    results would land in a copy of the tree that is thrown away."""
+    results would land in a copy of the tree that is thrown away. An empty one would be the working directory."""
+    if not value.strip():
+        raise ValueError("empty; give a folder or s3://bucket/prefix (null, for a setting that has a default)")
     if not _SCHEME.match(value) or value.startswith("file://"):
         return value
     if value.startswith("s3://") and not local_only:

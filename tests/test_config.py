@@ -113,6 +113,12 @@ def test_a_sampled_setting_must_exist_and_take_every_value_before_any_work(param
         C.load(None, [f"sweep.space.params={params}"])
 
 
+@pytest.mark.parametrize("override", ["sweep.checkpoints=", "sweep.storage=''", "data.shards=' '"])
+def test_an_empty_location_is_refused_not_taken_for_the_working_directory(override):
+    with pytest.raises(C.ConfigError, match="empty; give a folder or s3://bucket/prefix"):
+        C.load(None, [override])
+
+
 def test_a_sampled_setting_may_be_given_as_a_dotted_override_and_keeps_the_default_weights():
     cfg = C.load(None, ["sweep.space.params.train.lr=[0.001, 0.01]", "sweep.space.params.data.split.fold=[0, 1]"])
     assert cfg.sweep.space.params == {"train.lr": [0.001, 0.01], "data.split.fold": [0, 1]}
