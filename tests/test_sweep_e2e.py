@@ -16,7 +16,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from avdis import results
+from avdis import results, storage
 from avdis.results import pareto
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -36,12 +36,12 @@ def smoke_overrides(tmp_path: Path) -> list[str]:
 
 
 def completed(sweep: Path) -> pd.DataFrame:
-    """The finished trials; none while the table is missing, or mid-copy by Tune's sync of its experiment folder
-    (the sweep folder; the recorder's own writes are atomic, Tune's copies are not: readers retry, as the page does)."""
-    path = sweep / "trials.parquet"
+    """The finished trials; none while the table is missing. Read whole, as avdis's readers do: the recorder
+    replaces the file by a rename, and pandas' reader opens it twice (footer, then pages), so it could read the
+    footer of one version and the pages of the next ("Deserializing page header failed")."""
     try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError):  # missing, or cut short (pyarrow's ArrowInvalid is a ValueError)
+        df = storage.read_parquet(str(sweep / "trials.parquet")).to_pandas()
+    except FileNotFoundError:  # not there yet
         return pd.DataFrame(columns=["order"])
     return df[df["order"].notna()]
 

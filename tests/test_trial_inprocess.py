@@ -17,7 +17,7 @@ import pytest
 
 from test_sweep_e2e import kill_group
 
-from avdis import config as C
+from avdis import config as C, storage
 from avdis.train import engine, loop
 
 pytestmark = pytest.mark.timeout(600)
@@ -45,7 +45,7 @@ def epochs_reported(sweep: Path) -> int:
     path = sweep / "trials.parquet"
     if not path.exists():
         return 0
-    table = pd.read_parquet(path)
+    table = storage.read_parquet(str(path)).to_pandas()  # whole: see test_sweep_e2e.completed
     return int(table["epochs"].fillna(0).max()) if len(table) else 0
 
 
