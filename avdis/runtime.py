@@ -40,8 +40,8 @@ def check_kept(paths: dict[str, str]) -> None:
     copy = _job_copy()
     if copy is None:
         return
-    inside = {k: os.path.relpath(v.removeprefix("file://"), copy) for k, v in paths.items()
-              if "://" not in v.removeprefix("file://") and _within(v.removeprefix("file://"), copy)}
+    local = {k: v.removeprefix("file://") for k, v in paths.items()}
+    inside = {k: os.path.relpath(v, copy) for k, v in local.items() if "://" not in v and _within(v, copy)}
     if inside:
         raise UsageError(
             f"{', '.join(f'{k}={v}' for k, v in inside.items())}: in {copy}, Ray's unpacked copy of --working-dir "

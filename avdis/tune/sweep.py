@@ -309,7 +309,7 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
         TrialResources(base))
     fs, storage_path, name = experiment_of(cfg, role)
     experiment = f"{storage_path}/{name}"
-    if resume and tune.Tuner.can_restore(experiment, storage_filesystem=fs):
+    if resume and _restorable(cfg, role):
         check_experiment_state(storage.join(checkpoints_of(cfg), name), cfg)
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
