@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import numpy as np
 import optuna
@@ -17,7 +16,7 @@ from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
-from avdis.tune.sweep import (LOST, BrokenExperimentState, FixedPoints, TrialsFailed, check_experiment_state,
+from avdis.tune.sweep import (LOST, FixedPoints, TrialsFailed,
                               check_experiments, check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
                               TrialResources, _check_space, trial_sizes, trial_resources)
 
@@ -384,34 +383,6 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     assert "driver was killed" in again.loc["b", "error"] and pd.isna(again.loc["a", "error"])
     assert again.loc["a", "leakage"] == 0.5  # the finished trial is kept as it was
     check_failures(sweep, C.load(None, []))  # a lost trial is no failure: Tune drew another in its place
-
-
-def test_a_truncated_experiment_state_is_refused_naming_it_and_the_state_saved_before(tmp_path):
-    cfg, experiment = C.load(None, []), tmp_path / "s"
-    experiment.mkdir()
-    (experiment / "experiment_state-2026-01-01_10-00-00.json").write_text('{"trial_data": []}')
-    (experiment / "searcher-state-2026-01-01_10-00-00.pkl").write_bytes(b"\x80\x04N.")
-    (experiment / "search_gen_state-2026-01-01_10-00-00.json").write_bytes(b"\x80\x04N.")  # a pickle, so named by Tune
-    (experiment / "run_trial_1_2026-01-01_10-00-00").mkdir()  # a trial folder carries the stamp too
-    check_experiment_state(str(experiment), cfg)  # whole: resumes
-    (experiment / "experiment_state-2026-01-01_11-00-00.json").write_text('{"trial_data": [')
-    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(b"")
-    with pytest.raises(BrokenExperimentState) as refused:
-        check_experiment_state(str(experiment), cfg)
-    message = str(refused.value)
-    assert "experiment_state-2026-01-01_11-00-00.json" in message and "searcher-state-2026-01-01_11-00-00.pkl" in message
-    assert "(experiment_state-2026-01-01_10-00-00.json)" in message  # what a resume falls back to once they are moved
-    (experiment / "experiment_state-2026-01-01_11-00-00.json").write_text('{"trial_data": []}')
-    with pytest.raises(BrokenExperimentState, match="searcher-state-2026-01-01_11-00-00.pkl: truncated"):
-        check_experiment_state(str(experiment), cfg)  # an empty searcher state alone is refused too
-    whole = pickle.dumps({"x": 1.5, "s": "a.b"})
-    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(whole[:35])  # its last byte is a '.'
-    with pytest.raises(BrokenExperimentState, match="searcher-state-2026-01-01_11-00-00.pkl: truncated"):
-        check_experiment_state(str(experiment), cfg)  # so is a pickle cut off before its STOP opcode
-    (experiment / "searcher-state-2026-01-01_11-00-00.pkl").write_bytes(whole)
-    check_experiment_state(str(experiment), cfg)
-    FixedPoints([{"method": "multitask"}]).save(str(experiment / "searcher-state-2026-01-01_11-00-00.pkl"))
-    check_experiment_state(str(experiment), cfg)  # the confirmation's searcher saves JSON under Tune's .pkl name
 
 
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pickletools
 import signal
 import threading
 from contextlib import contextmanager
@@ -211,49 +210,6 @@ class Views:
     callbacks: tuple[Callback, ...] = ()
 
 
-class BrokenExperimentState(AvdisError):
-    """Tune's newest saved state of the sweep cannot be read: restoring would silently start the sweep over."""
-
-
-def check_experiment_state(experiment_url: str, cfg: Config) -> None:
-    """Refuse to resume from a truncated experiment state (left by a driver killed while Tune rewrote it in place,
-    before avdis had Ray write files whole): Tune would log the error and start a new experiment in its place."""
-    files = storage.list_files(experiment_url, "", cfg.s3)
-    states = [u for u in files if _name(u).startswith("experiment_state-") and u.endswith(".json")]
-    if not states:
-        return
-    stamp = _name(states[-1]).removeprefix("experiment_state-").removesuffix(".json")
-    newest = [u for u in files if _name(u).endswith((f"-{stamp}.json", f"-{stamp}.pkl"))]
-    broken = [u for u in newest if not _whole(storage.read_bytes(u, cfg.s3), is_json=u == states[-1])]
-    if broken:
-        after = (f"to resume from the state saved before them ({_name(states[-2])})" if len(states) > 1 else
-                 "(no state was saved before them, so the sweep then starts over)")
-        raise BrokenExperimentState(
-            f"{', '.join(broken)}: truncated, so Tune cannot resume the sweep from it and would start it over. "
-            f"Move the files ending in {stamp} out of {experiment_url} {after}, or start a new sweep "
-            "(sweep.name=...).")
-
-
-def _name(url: str) -> str:
-    return url.rsplit("/", 1)[-1]
-
-
-def _whole(data: bytes, is_json: bool) -> bool:
-    """Read to its end: JSON that parses, or (Tune's other files, whatever their suffix) a pickle whose STOP opcode
-    is its last byte. avdis's own `FixedPoints` saves its searcher state as JSON."""
-    try:
-        json.loads(data)
-        return True
-    except ValueError:
-        if is_json:
-            return False
-    try:
-        *_, (op, _, pos) = pickletools.genops(data)  # reads the opcodes, runs nothing
-        return op.name == "STOP" and pos == len(data) - 1
-    except Exception:  # noqa: BLE001 - bytes cut off anywhere fail in many ways: none of them is whole
-        return False
-
-
 def experiment_of(cfg: Config, role: str) -> tuple[Any, str, str]:
     """Tune's experiment of `role` (its state and its trials' folders): (pyarrow filesystem, storage path, name),
     at `<checkpoints_of>/<sweep.name>-<role>`. Never the sweep's own folder, whose files (mo_asha.json,
@@ -310,7 +266,6 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
     fs, storage_path, name = experiment_of(cfg, role)
     experiment = f"{storage_path}/{name}"
     if resume and _restorable(cfg, role):
-        check_experiment_state(storage.join(checkpoints_of(cfg), name), cfg)
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
         return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, storage_filesystem=fs)
