@@ -29,11 +29,15 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
     (the override won in silence, its flag unchecked)."""
     given = {key: (flag, value) for key, (flag, value) in (flags or {}).items() if value is not None}
     for override in args.overrides:
-        key = override.partition("=")[0].strip()
-        if key in given:
-            flag, value = given[key]
-            raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
+        sets = C.parse_overrides([override])  # by its dotted key or inside a section's value (sweep={name: x})
+        for key, (flag, value) in given.items():
+            if _holds(sets, key.split(".")):
+                raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
     return C.load(args.config, [*(f"{key}={value}" for key, (_, value) in given.items()), *args.overrides])
+
+
+def _holds(tree: Any, path: list[str]) -> bool:
+    return not path or (isinstance(tree, dict) and path[0] in tree and _holds(tree[path[0]], path[1:]))
 
 
 # ------------------------------------------------------------------ commands

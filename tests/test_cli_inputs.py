@@ -265,6 +265,8 @@ def test_relative_paths_are_the_users_own_outside_a_ray_job_or_its_copy(tmp_path
     (["sweep", "--config", SMOKE, "--name", "a/b", "sweep.name=cx"], "sweep.name is given twice, by --name a/b and by "
                                                                       "sweep.name=cx; give it once"),
     (["train", "--config", SMOKE, "--workers", "2", "train.workers=1"], "train.workers is given twice, by --workers 2"),
+    (["sweep", "--config", SMOKE, "--name", "a/b", "sweep={name: cx}"], "sweep.name is given twice, by --name a/b and by "
+                                                                         "sweep={name: cx}; give it once"),
 ])
 def test_a_flag_and_an_override_of_one_setting_are_refused(tmp_path, capsys, monkeypatch, argv, named):
     """The override won in silence (and the flag's value went unchecked: --name a/b is no folder name)."""
