@@ -201,3 +201,16 @@ def test_a_voice_in_stereo_or_surround_is_as_loud_as_in_mono(tmp_path):
     for layout, n in (("5.1", 6), ("7.1", 8), ("hexadecagonal", 16)):
         surround = media.decode_audio(wav(f"{n}.wav", np.stack([tone] * n), layout), 16000)
         np.testing.assert_allclose(surround, mono, atol=1e-4, err_msg=layout)
+
+
+def test_audio_shorter_than_one_analysis_window_is_a_named_reject(tmp_path):
+    """librosa only warned (naming no clip) and padded it into features of nothing, which then trained."""
+    video = write(tmp_path / "01-01-05-01-01-01-01.mp4", flat(16))
+    short = tmp_path / "03-01-05-01-01-01-01.wav"
+    media.write_clip(short, None, FPS, np.full(320, 0.1, np.float32), 16000)  # 20 ms
+    with pytest.raises(media.MediaError) as caught:
+        media.extract(short, video, FeatureConfig())
+    assert caught.value.path == str(short)
+    assert caught.value.reason == "audio lasts 20 ms, shorter than one 32 ms analysis window: no voice to hear"
+    media.write_clip(short, None, FPS, np.full(640, 0.1, np.float32), 16000)  # 40 ms: one window's worth is kept
+    assert media.extract(short, video, FeatureConfig()).audio_len >= 1

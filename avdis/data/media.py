@@ -262,12 +262,18 @@ def crop_faces(frames: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return np.stack(crops).astype(np.uint8), rate
 
 
+def _window(feat: FeatureConfig) -> tuple[int, int]:
+    """The analysis window's samples (25 ms) and its FFT length (the next power of two)."""
+    win = int(round(feat.sample_rate * 0.025))
+    return win, 1 << (win - 1).bit_length()
+
+
 def log_mel(audio: np.ndarray, feat: FeatureConfig) -> np.ndarray:
     """Log-mel frames `[T, n_mels]` (25 ms windows, `hop_ms` hop)."""
     hop = int(round(feat.sample_rate * feat.hop_ms / 1000.0))
-    win = int(round(feat.sample_rate * 0.025))
+    win, n_fft = _window(feat)
     mel = librosa.feature.melspectrogram(
-        y=audio, sr=feat.sample_rate, n_fft=1 << (win - 1).bit_length(), hop_length=hop,
+        y=audio, sr=feat.sample_rate, n_fft=n_fft, hop_length=hop,
         win_length=win, n_mels=feat.n_mels, fmin=20.0, fmax=feat.sample_rate / 2, power=2.0,
         center=True,
     )
@@ -306,6 +312,10 @@ def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig)
         window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames), together)
     a0 = int(start * feat.sample_rate)
     a1 = a0 + int(feat.window_s * feat.sample_rate)
+    _, n_fft = _window(feat)
+    if len(audio[a0:a1]) < n_fft:  # librosa would only warn, naming no clip, and pad it into features of nothing
+        raise MediaError(audio_path, f"audio lasts {len(audio[a0:a1]) / feat.sample_rate * 1000:.0f} ms, shorter "
+                                     f"than one {n_fft / feat.sample_rate * 1000:.0f} ms analysis window: no voice to hear")
     mel, audio_len = _fit(log_mel(audio[a0:a1], feat), feat.audio_frames)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)

@@ -173,8 +173,9 @@ def _file_stamp(path: str) -> str:
 
 
 # How clips are decoded into features; bump it when that changes, so shards made before are made again rather than
-# mixed with new ones. 2: every channel layout is averaged, a video lasts to the end of its last frame.
-DECODING = 2
+# mixed with new ones. 2: every channel layout is averaged, a video lasts to the end of its last frame. 3: audio
+# shorter than one analysis window is rejected.
+DECODING = 3
 
 
 def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataConfig) -> str:
