@@ -273,3 +273,12 @@ def test_a_flag_and_an_override_of_one_setting_are_refused(tmp_path, capsys, mon
     monkeypatch.chdir(tmp_path)
     refused(capsys, argv, named)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_python_dash_m_avdis_is_the_avdis_command(tmp_path):
+    """Where the venv's scripts folder is not on PATH (a Ray job's `python -m ...`), the module runs the command."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "avdis", "train", "--workers", "0"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("avdis train: error:") and "train.workers" in out.stderr

@@ -148,7 +148,7 @@ def test_cli_exits_2_before_any_work(tmp_path, capsys):
 
 
 def test_console_script_help_lists_the_commands():
-    out = subprocess.run([sys.executable, "-m", "avdis.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "avdis", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("synth", "preprocess", "train", "sweep", "report", "dashboard", "model", "grafana"):
         assert command in out
 
