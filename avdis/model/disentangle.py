@@ -193,6 +193,27 @@ def remove_group_means(x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     return x - (sums / counts[:, None])[group]
 
 
+def shrunk_covariance(z: torch.Tensor) -> torch.Tensor:
+    """Covariance [d, d] of the centred rows z [n, d] with its correlations shrunk toward 0 by the Ledoit-Wolf
+    amount (Ledoit & Wolf 2004, on the standardised coordinates, so each coordinate keeps its own variance).
+
+    Whitening by the sample covariance trusts its smallest eigenvalues, which few rows per dimension estimate far
+    too small (with n close to d some are near 0): the whitened fit then stretches those directions, and the
+    projection INLP maps back through the whitening is oblique with a norm of 10-50, so clips it was not fit on
+    (val, test) come out distorted while the train clips look fine. Shrinkage vanishes as n grows past d.
+    """
+    n, d = z.shape
+    sd = z.std(0, unbiased=False).clamp_min(1e-12)
+    x = z / sd
+    emp = x.T @ x / n  # the correlation matrix: unit diagonal, so the target is the identity (mu = 1)
+    x2 = x**2
+    beta = float(((x2.T @ x2).sum() / n - (emp**2).sum()) / (d * n))
+    delta = float(((emp - torch.eye(d, dtype=z.dtype)) ** 2).sum() / d)
+    shrinkage = 0.0 if delta <= 0 else min(max(beta, 0.0), delta) / delta
+    shrunk = (1 - shrinkage) * emp + shrinkage * torch.eye(d, dtype=z.dtype)
+    return shrunk * sd[:, None] * sd[None, :]
+
+
 def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, iterations: int,
                     emotion: torch.Tensor | None = None) -> torch.Tensor:
     """Projection [d, d] onto the complement of `iterations` speaker directions of z.
@@ -208,10 +229,11 @@ def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, ite
     # whiten by the (within-emotion) covariance the classifier sees: every direction, not only every coordinate,
     # gets unit spread. Scaled per coordinate only, a direction of little spread that mixes coordinates got large
     # weights from a fit to noise and was removed before speaker directions (within emotions: the emotion
-    # directions, whose spread the emotion means took away, were removed first).
-    cov = torch.cov(z.T)
+    # directions, whose spread the emotion means took away, were removed first). The covariance is shrunk
+    # (`shrunk_covariance`): with few clips per dimension the sample one made the projection stretch held-out clips.
+    cov = shrunk_covariance(z)
     cov = cov + 1e-6 * float(cov.diagonal().mean().clamp_min(1e-12)) * torch.eye(d, dtype=torch.float64)
-    white = torch.linalg.inv(torch.linalg.cholesky(cov)).T  # z @ white has identity covariance
+    white = torch.linalg.inv(torch.linalg.cholesky(cov)).T  # z @ white has (about) identity covariance
     zs = z @ white
     removed = torch.zeros(d, 0, dtype=torch.float64)
     proj = torch.eye(d, dtype=torch.float64)
