@@ -56,11 +56,16 @@ OBJECTIVES: dict[str, Literal["max", "min"]] = {"emotion_acc": "max", "leakage":
 SELECTION: dict[str, Literal["max", "min"]] = {"val_emotion_acc": "max", "val_leakage": "min"}
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
-SAMPLED_SECTIONS = ("data", "model", "train", "method", "probe")
+SAMPLED_SECTIONS = ("data", "model", "train", "method")
 NOT_SAMPLED = ("method.name", "method.weight", "train.storage", "train.name")
 # Settings a sweep holds for every trial, and why: the scheduler's rungs and the searcher judge each trial against
 # train.epochs (a trial sampled to fewer was taken as stopped early, and told to the searcher as pruned).
 PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial against it"}
+# The leakage probe judges every trial: sampled, the searcher (minimising leakage) would tune the judge, not the model,
+# and the front would hold the trials judged most leniently (a probe of 2 epochs and 1 hidden unit reads leakage 0.05
+# on an embedding where the default probe reads 0.92).
+JUDGE = ("probe.", "the leakage probe judges every trial; sampled, the search would pick the lenient probes "
+                   "(fewer epochs or hidden units read less leakage) and the front would compare judges, not models")
 # Fixed when the shards are made (`avdis.data.shards.check_made_with`): one sweep trains on one set of shards.
 MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.synth.", "data.features.",
                     "data.split.folds", "data.split.val_fraction", "data.split.test_fraction", "data.split.seed")
@@ -356,6 +361,8 @@ class SearchSpace(_Section):
                                  "sweep.space.methods and sweep.space.weights")
             if key in PER_SWEEP:
                 raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {PER_SWEEP[key]}")
+            if key.startswith(JUDGE[0]):
+                raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {JUDGE[1]}")
             if key.startswith(MADE_WITH_SHARDS):
                 raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
                                  "sweep has the same; sweep it with one sweep per set of shards")

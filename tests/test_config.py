@@ -6,6 +6,7 @@ from pathlib import Path
 
 import re
 
+import numpy as np
 import pytest
 
 from avdis import config as C
@@ -94,7 +95,7 @@ def test_search_space_errors():
 
 
 @pytest.mark.parametrize("params, expected", [
-    ("{train.foo: [1, 2]}", "'train.foo' is not a setting of data, model, train, method, probe"),
+    ("{train.foo: [1, 2]}", "'train.foo' is not a setting of data, model, train, method"),
     ("{train: [1]}", "'train' is not a setting of"),
     ("{sweep.num_samples: [1, 2]}", "'sweep.num_samples' is not a setting of"),
     ("{train.batch_size: [0, 32]}", "sweep.space.params.train.batch_size: 0 is not a value it takes (Input should be greater"),
@@ -235,3 +236,22 @@ def test_space_settings_a_trial_cannot_take_are_refused(overrides, message):
 def test_a_train_run_name_must_be_one_folder_name(name):
     with pytest.raises(C.ConfigError, match="train.name .* must be one folder name"):
         C.load(None, [f"train.name={name!r}"])
+
+
+@pytest.mark.parametrize("params", ["{probe.epochs: {low: 2, high: 300, int: true}}", "{probe.hidden: [1, 128]}",
+                                    "{probe.folds: [2, 5]}"])
+def test_the_leakage_probe_is_one_judge_for_the_whole_sweep(params):
+    """Accepted before: a sweep could sample the probe that measures every trial's leakage, and a searcher minimising
+    leakage then tunes the judge. On one embedding the default probe reads leakage 0.92, one of 2 epochs and 1 hidden
+    unit 0.05: the front held the trials judged most leniently."""
+    from avdis.config import ProbeConfig
+    from avdis.train.probe import leakage_probe
+
+    rng = np.random.default_rng(0)
+    spk, emo = rng.integers(0, 8, 600), rng.integers(0, 4, 600)
+    z = rng.normal(size=(600, 12)) + rng.normal(size=(8, 12))[spk]
+    strict, lenient = (leakage_probe(z[:420], spk[:420], emo[:420], z[420:], spk[420:], emo[420:], 8, probe, 0).leakage
+                       for probe in (ProbeConfig(epochs=300), ProbeConfig(epochs=2, hidden=1)))
+    assert strict > 0.8 and lenient < 0.2  # why the judge must not be a sampled setting
+    with pytest.raises(C.ConfigError, match="is one setting for the whole sweep: the leakage probe judges every trial"):
+        C.load(None, [f"sweep.space.params={params}"])
