@@ -108,6 +108,19 @@ def test_disentanglement_is_measured_against_that_baseline_too(tmp_path: Path) -
     assert table["t1"] == pytest.approx(0.0)
 
 
+def test_no_baseline_where_every_multitask_trial_was_stopped_before_the_others_ended(tmp_path: Path) -> None:
+    """MO-ASHA stopped both multitask trials at epoch 2 (leakage 0.30 then) and the methods trained 4 epochs. The
+    epoch-2 trials were the baseline: adversarial at 0.30 read 0% disentangled and confusion -67%, against a model
+    that had learned less, and the page drew that star. Without a full-length multitask trial there is no baseline."""
+    stopped = [{**r, "epochs": 2, "leakage": 0.30, "status": "STOPPED"} if r["method"] == "multitask" else r
+               for r in rows()]
+    table = results.write_trials(str(tmp_path), stopped)
+    assert table["disentanglement"].isna().all()
+    assert results.summarize(table, "demo")["baseline"] is None
+    full = results.write_trials(str(tmp_path), rows()).set_index("trial_id")["disentanglement"]
+    assert full["t3"] == pytest.approx(1 - 0.30 / 0.60)  # with full-length multitask trials, as before
+
+
 def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
     """A sampled data.split.fold: a trial on fold 1 was measured against fold 3's multitask trial, whose leakage is
     another probe's on other speakers (and came out at -0.5)."""
