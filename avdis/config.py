@@ -60,7 +60,10 @@ SAMPLED_SECTIONS = ("data", "model", "train", "method")
 NOT_SAMPLED = ("method.name", "method.weight", "train.storage", "train.name")
 # Settings a sweep holds for every trial, and why: the scheduler's rungs and the searcher judge each trial against
 # train.epochs (a trial sampled to fewer was taken as stopped early, and told to the searcher as pruned).
-PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial against it"}
+PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial against it",
+             "data.split.scheme": "a within-speaker test holds speakers the model trained on, a speaker-disjoint one "
+                                  "speakers it never heard, so one front of both would compare the schemes, not the "
+                                  "models; run one sweep per scheme"}
 # The leakage probe judges every trial: sampled, the searcher (minimising leakage) would tune the judge, not the model,
 # and the front would hold the trials judged most leniently (a probe of 2 epochs and 1 hidden unit reads leakage 0.05
 # on an embedding where the default probe reads 0.92).

@@ -224,6 +224,8 @@ def test_a_space_whose_edges_no_trial_could_take_is_refused_before_any_work(over
      r"sweep.space.weights.orthogonal: \[0.0, 2.0\] leaves the method's range \(0.0, 100.0\]"),
     (["sweep.space.params={train.epochs: [1, 2, 3]}"],
      "train.epochs is one setting for the whole sweep: MO-ASHA's rungs and the searcher judge every trial against it"),
+    (["sweep.space.params={data.split.scheme: [within_speaker, speaker_disjoint]}"],
+     "data.split.scheme is one setting for the whole sweep: a within-speaker test holds speakers the model trained on"),
 ])
 def test_space_settings_a_trial_cannot_take_are_refused(overrides, message):
     """Accepted before: a weight of 3.7 iterations or 0 failed the trial that drew it (and with it the sweep); a
