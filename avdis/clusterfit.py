@@ -273,22 +273,9 @@ def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] |
 
 def check_bucket(url: str, s3: S3Config | None = None) -> None:
     """Raise UsageError if the bucket of an s3:// URL is missing or unreachable (others pass)."""
-    if not url.startswith("s3://"):
-        return
-    from avdis.storage import UNREACHABLE, filesystem, what_to_check
+    from avdis.storage import check_bucket
 
-    bucket = url.removeprefix("s3://").split("/", 1)[0]
-    fs, _ = filesystem(url, s3)
-    try:
-        fs.call_s3("head_bucket", Bucket=bucket)
-    except FileNotFoundError:
-        raise UsageError(
-            f"{url}: bucket {bucket!r} does not exist; create it "
-            f"(python infra/storage/create_bucket.py {bucket}) or fix the URL in the config"
-        ) from None
-    except Exception as exc:  # denied, no credentials, endpoint down, DNS, TLS: say what to check
-        hint = what_to_check(exc) or UNREACHABLE
-        raise UsageError(f"{url}: bucket {bucket!r} ({type(exc).__name__}: {exc}); {hint}") from None
+    check_bucket(url, s3)
 
 
 def check_buckets(s3: S3Config, *urls: str) -> None:

@@ -116,6 +116,25 @@ def read_bytes(url: str, s3: S3Config | None = None) -> bytes:
         raise _failed(url, "cannot read", exc) from exc
 
 
+def check_bucket(url: str, s3: S3Config | None = None) -> None:
+    """Raise UsageError if the bucket of an s3:// URL is missing or unreachable (other URLs pass). A listing of a
+    missing bucket reads as an empty folder, so a wrong bucket name surfaced as a missing file or folder in it."""
+    if not url.startswith("s3://"):
+        return
+    bucket = url.removeprefix("s3://").split("/", 1)[0]
+    fs, _ = filesystem(url, s3)
+    try:
+        fs.call_s3("head_bucket", Bucket=bucket)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{url}: bucket {bucket!r} does not exist; create it "
+            f"(python infra/storage/create_bucket.py {bucket}) or fix the URL"
+        ) from None
+    except Exception as exc:  # denied, no credentials, endpoint down, DNS, TLS: say what to check
+        hint = what_to_check(exc) or UNREACHABLE
+        raise UsageError(f"{url}: bucket {bucket!r} ({type(exc).__name__}: {exc}); {hint}") from None
+
+
 class _AtomicLocalFile(io.FileIO):
     """A local file written under a temp name and renamed over `path` once closed whole: a reader, or a rerun after a
     kill, sees the old file or the new one, never a truncated one. Discarded instead when a write failed, when its own

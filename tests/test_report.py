@@ -229,6 +229,18 @@ def test_report_on_s3(s3_bucket: str) -> None:
     assert "Pareto front" in storage.read_bytes(written["pareto.html"]).decode()
 
 
+def test_a_missing_bucket_is_named_as_one(s3_server: str, capsys) -> None:
+    """A sweep URL in a bucket that does not exist said "no such sweep folder", sending the user to look for a folder
+    in a bucket that was never there; it names the bucket and how to make it, for the report and the dashboard."""
+    from avdis.cli import main
+
+    for command in (["report"], ["dashboard", "--port", "0"]):
+        assert main([*command, "s3://avdis-no-such-bucket-x/sweeps/demo"]) == 2
+        err = capsys.readouterr().err
+        assert "bucket 'avdis-no-such-bucket-x' does not exist" in err, err
+        assert "create_bucket.py avdis-no-such-bucket-x" in err and "no such sweep folder" not in err
+
+
 def test_callback_throttles_but_always_renders_at_completion(sweep: str) -> None:
     cb = ReportCallback(sweep, every_s=3600)
     cb.on_trial_result(1, [], None, {})

@@ -121,6 +121,7 @@ def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None
 def check_folder(sweep_url: str, s3: S3Config | None = None) -> None:
     """NoSuchSweep unless `sweep_url` is a folder (a file given for it, trials.parquet say, is named as one)."""
     if not storage.exists(sweep_url, s3):
+        storage.check_bucket(sweep_url, s3)  # a missing bucket is named as one, not as a missing folder in it
         raise NoSuchSweep(f"{sweep_url}: no such sweep folder; pass <storage>/<sweep name> of a sweep that has started")
     if not storage.is_remote(sweep_url) and os.path.isfile(sweep_url):
         raise NoSuchSweep(f"{sweep_url}: a file, not a sweep folder; pass <storage>/<sweep name>, the folder holding "
