@@ -406,6 +406,24 @@ def test_a_corrupt_pareto_json_is_a_named_error_and_never_stops_the_callback(tmp
     assert ReportCallback(url).refresh(force=True) is False  # a Tune callback that raised would end the sweep
 
 
+@pytest.mark.parametrize("body", ["[1, 2]", "null", '"front"', "3"])
+def test_a_pareto_json_that_is_no_object_is_a_named_error(tmp_path: Path, capsys, body: str) -> None:
+    """Valid JSON that is no summary (a list, a string) passed the JSON check; the dashboard, the sweep's report
+    callback (which would end the sweep) and `avdis report`'s pages then failed on it with an AttributeError."""
+    from avdis.cli import main
+
+    url = str(tmp_path / "demo")
+    results.record(url, rows(), "demo")
+    Path(url, "pareto.json").write_text(body)
+    with pytest.raises(ResultsError, match=r"pareto.json: holds a JSON \w+, not a sweep summary .*avdis report"):
+        results.read_pareto(url)
+    assert ReportCallback(url).refresh(force=True) is False
+    assert main(["dashboard", url, "--port", "0"]) == 1
+    assert "not a sweep summary" in capsys.readouterr().err
+    assert main(["report", url]) == 0  # the report rebuilds it from the table
+    assert json.loads(Path(url, "pareto.json").read_text())["sweep"] == "demo"
+
+
 def test_no_trial_id_can_end_or_bend_the_pages_data_block() -> None:
     odd = [{**r, "trial_id": "x<!--<script>" if r["trial_id"] == "t1" else r["trial_id"]} for r in rows()]
     trials = results.to_table(odd).to_pandas()

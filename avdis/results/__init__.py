@@ -344,9 +344,13 @@ def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | 
     if not storage.exists(url, s3):
         return None
     try:
-        return json.loads(storage.read_bytes(url, s3))
+        summary = json.loads(storage.read_bytes(url, s3))
     except ValueError as exc:  # written whole by avdis, so damaged elsewhere
         raise ResultsError(f"{url}: not readable JSON ({exc}); rebuild it with `avdis report {sweep_url}`") from None
+    if not isinstance(summary, dict):  # JSON, but not a summary: the readers' .get() crashed with a traceback
+        raise ResultsError(f"{url}: holds a JSON {type(summary).__name__}, not a sweep summary (an object); rebuild "
+                           f"it with `avdis report {sweep_url}`")
+    return summary
 
 
 def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str,
