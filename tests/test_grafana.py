@@ -234,3 +234,82 @@ def test_push_to_nothing_listening(monkeypatch) -> None:
     with pytest.raises(AvdisError, match="cannot reach Grafana") as err:
         grafana.push(f"http://127.0.0.1:{free_port()}")
     assert TOKEN not in str(err.value)
+
+
+# ------------------------------------------------------------------ the panels' queries against a real scrape
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
+    """A trial that reported while running, then failed: its gauges were set to NaN, but Ray exports no sample for a
+    NaN gauge, so Prometheus kept its running values and the panels' `last_over_time` showed them as its result.
+    Real Ray (its metrics agent), real Prometheus with infra/prometheus/prometheus.yml, the panels' own queries."""
+    import tempfile
+    import time
+    import urllib.parse
+    import urllib.request
+
+    import pandas as pd
+    import ray
+
+    from conftest import stop_process, wait_for_port
+
+    if shutil.which("prometheus") is None:
+        pytest.skip("Debian's prometheus is not installed (make test installs it)")
+    temp = tempfile.mkdtemp(prefix="avdis-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    cfg = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+    cfg["scrape_configs"][0]["file_sd_configs"][0]["files"] = [f"{temp}/prom_metrics_service_discovery.json"]
+    cfg["global"]["scrape_interval"] = "1s"
+    cfg["scrape_configs"][0]["file_sd_configs"][0]["refresh_interval"] = "1s"
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def panels() -> dict[str, dict[str, float]]:
+        out = {}
+        for p in grafana.dashboard_json()["panels"]:
+            for t in p["targets"]:
+                if t.get("instant"):
+                    expr = t["expr"].replace("$sweep", "gone").replace("$__range", "10m")
+                    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+                    with urllib.request.urlopen(url, timeout=10) as resp:
+                        body = json.load(resp)
+                    assert body["status"] == "success", body
+                    out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1])
+                                                       for r in body["data"]["result"]}
+        return out
+
+    def wait_until(check, what: str) -> dict[str, dict[str, float]]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seen = panels()
+            if check(seen):
+                return seen
+            time.sleep(1)
+        raise AssertionError(f"{what}: {seen}; {(tmp_path / 'prometheus.log').read_text()[-1500:]}")
+
+    def row(trial: str, status: str, acc: float, leakage: float, order: int | None) -> dict[str, Any]:
+        return {"trial_id": trial, "method": "adversarial", "status": status, "emotion_acc": acc, "leakage": leakage,
+                "order": order}
+
+    try:
+        wait_for_port(port, prom)
+        ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
+                 _metrics_export_port=free_port())
+        summary = {"hypervolume": 0.1}
+        running = pd.DataFrame([row("ok", "TERMINATED", 0.7, 0.4, 1), row("bad", "RUNNING", 0.9, 0.05, None)])
+        metrics.publish("gone", running, summary)
+        wait_until(lambda seen: all(set(v) == {"ok", "bad"} for v in seen.values()), "both trials never showed")
+        metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR"]), summary)
+        seen = wait_until(lambda seen: all(set(v) == {"ok"} for v in seen.values()),
+                          "the failed trial still stands on the panels with its running values")
+        assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
+    finally:
+        ray.shutdown()
+        stop_process(prom)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)

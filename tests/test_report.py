@@ -281,7 +281,7 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
         assert metrics.publish("demo", trials, summary) == 0  # t10 failed: set to NaN, not skipped as missing
         unfinished = trials.assign(leakage=trials["leakage"].where(trials["trial_id"] != "t1"))
         assert metrics.publish("demo", unfinished, {**summary, "hypervolume": math.nan}) == 2  # t1's leakage, the HV
-        assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME}
+        assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED}
         # t9 reported 0.80 while running, then failed: its gauges must not keep that value as its result
         sets = []
         for gauge in (metrics._gauges[metrics.EMOTION_ACC], metrics._gauges[metrics.LEAKAGE]):

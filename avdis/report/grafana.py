@@ -24,6 +24,7 @@ DATASOURCE = {"type": "prometheus", "uid": "avdis-prometheus"}
 ACC = metrics.RAY_PREFIX + metrics.EMOTION_ACC
 LEAKAGE = metrics.RAY_PREFIX + metrics.LEAKAGE
 HYPERVOLUME = metrics.RAY_PREFIX + metrics.HYPERVOLUME
+FAILED = metrics.RAY_PREFIX + metrics.FAILED
 
 
 def _instant(ref: str, expr: str) -> dict[str, Any]:
@@ -48,8 +49,11 @@ def _latest(metric: str, by: str) -> str:
     A plain instant query sees only series scraped in the last 5 minutes (Prometheus's
     lookback), and a sweep's gauges go stale as soon as its Ray exits: the trial panels
     would go blank when the sweep ends. `last_over_time` over `$__range` keeps them.
+    Trials whose latest `avdis_trial_failed` is 1 are left out: Ray exports no sample for the
+    NaN their gauges are set to, so their last values in range are the ones from before they failed.
     """
-    return f'max by ({by}) (last_over_time({metric}{{sweep="$sweep"}}[$__range]))'
+    failed = f'max by (trial) (last_over_time({FAILED}{{sweep="$sweep"}}[$__range])) > 0'
+    return f'max by ({by}) (last_over_time({metric}{{sweep="$sweep"}}[$__range])) unless on (trial) ({failed})'
 
 
 def _pareto_panel() -> dict[str, Any]:

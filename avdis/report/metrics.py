@@ -3,8 +3,11 @@
 Ray exports a gauge made through `ray.util.metrics` named `avdis_trial_leakage` as
 `ray_avdis_trial_leakage`; `avdis.report.grafana` queries those exported names.
 Gauges are created once per process (Ray refuses a second registration with other
-tags). Trials without a value are skipped, and the count is returned; a failed trial's gauges are set to NaN
-(no point), so a value it had while running is not left standing as its result.
+tags). Trials without a value are skipped, and the count is returned. A failed trial's
+`avdis_trial_failed` is 1 (0 for every other trial), and the dashboard's trial panels leave
+out the trials whose latest value of it is 1: its accuracy and leakage gauges are set to NaN,
+but Ray 2.60 exports no sample for a NaN gauge, so Prometheus kept the value it reported while
+running, and the panels (which read each series' last value in range) showed it as its result.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from avdis.numbers import finite
 EMOTION_ACC = "avdis_trial_emotion_acc"
 LEAKAGE = "avdis_trial_leakage"
 HYPERVOLUME = "avdis_sweep_hypervolume"
+FAILED = "avdis_trial_failed"
 TRIAL_TAGS = ("sweep", "trial", "method")
 RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 
@@ -39,9 +43,11 @@ def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
     hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min; test split, the "
                 "front chosen on validation clips)", ("sweep",))
+    failed = _gauge(FAILED, "1 for a failed trial (its accuracy and leakage are no result), else 0", TRIAL_TAGS)
     skipped = 0
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
+        failed.set(1.0 if row.status == "ERROR" else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
             for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)
