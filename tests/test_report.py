@@ -424,6 +424,22 @@ def test_a_pareto_json_that_is_no_object_is_a_named_error(tmp_path: Path, capsys
     assert json.loads(Path(url, "pareto.json").read_text())["sweep"] == "demo"
 
 
+@pytest.mark.parametrize("column", ["epochs", "order"])
+def test_a_finished_trial_without_epochs_or_order_is_a_named_error(tmp_path: Path, capsys, column: str) -> None:
+    """A table without `epochs` (or `order`) for its finished trials gave an empty front, no baseline and hypervolume
+    0 with exit 0 (no trial counted as trained longest), or "waiting for the first result" for a finished sweep."""
+    from avdis.cli import main
+
+    url = tmp_path / "demo"
+    url.mkdir()
+    results.to_table(rows()).to_pandas().drop(columns=[column]).to_parquet(url / "trials.parquet")
+    assert main(["report", str(url)]) == 1
+    err = capsys.readouterr().err
+    assert f"trials.parquet: {column} of trial t1 is empty, but the trial finished (TERMINATED)" in err, err
+    assert f"fill in {column}" in err
+    assert not (url / "pareto.json").exists()
+
+
 def test_no_trial_id_can_end_or_bend_the_pages_data_block() -> None:
     odd = [{**r, "trial_id": "x<!--<script>" if r["trial_id"] == "t1" else r["trial_id"]} for r in rows()]
     trials = results.to_table(odd).to_pandas()

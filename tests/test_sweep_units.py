@@ -174,7 +174,7 @@ def test_a_tune_experiment_where_none_should_be_or_none_where_one_should_be_is_r
                                          rf"{tmp_path / 'b' / 's1'} no sweep"):
         check_experiments(f"{tmp_path}/b/s1", other, resume=False)
     results.write_trials(url, [{"trial_id": "t", "sweep": "s1", "method": "multitask", "status": "TERMINATED",
-                                "emotion_acc": 0.8, "leakage": 0.5, "order": 1}])
+                                "emotion_acc": 0.8, "leakage": 0.5, "order": 1, "epochs": 2}])
     check_experiments(url, cfg, resume=True)  # its experiment is there: it resumes
     state.unlink()
     with pytest.raises(UsageError, match=r"its Tune experiment s1-search is gone from .*`avdis report"):
@@ -387,7 +387,7 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
 
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     sweep = str(tmp_path / "s")
-    done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1}
+    done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1, "epochs": 2}
     failed = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "ERROR",
               "error": "Traceback ...\nNonFiniteError: epoch 2: loss is nan at step 7"}
     silent = {"trial_id": "c", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": ""}  # RuntimeError()

@@ -172,6 +172,13 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
         if len(bad):
             raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is {bad[name].iloc[0]}, outside "
                                "[0, 1] (a share, not a percentage)")
+    done = df["status"].isin(["TERMINATED", "STOPPED"])
+    for name, lacking in (("order", done & df["order"].isna()), ("epochs", df["order"].notna() & df["epochs"].isna())):
+        if lacking.any():  # read on, the trial fell out of every front and baseline: an empty front, exit 0
+            raise ResultsError(f"{url}: {name} of trial {df['trial_id'][lacking].iloc[0]} is empty, but the trial "
+                               f"finished ({df['status'][lacking].iloc[0]}); a finished trial needs its completion "
+                               "order and the epochs it trained (fronts count the trials trained longest): fill in "
+                               f"{name}, or leave the trial out")
     twice = df["trial_id"][df["trial_id"].duplicated()].unique().tolist()
     if twice:
         raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "
