@@ -374,7 +374,7 @@ def test_a_trial_resumed_by_a_new_driver_counts_each_epoch_once_and_goes_on_from
 def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     sweep = str(tmp_path / "s")
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "stop_reason": "completed",
-            "emotion_acc": 0.8, "leakage": 0.5, "order": 1}
+            "emotion_acc": 0.8, "leakage": 0.5, "order": 1, "epochs": 2}
     ghost = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "RUNNING"}
     results.write_trials(sweep, [done, ghost])
     closed = close_lost_trials(sweep, C.load(None, []))

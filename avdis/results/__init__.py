@@ -173,7 +173,8 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
             raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is {bad[name].iloc[0]}, outside "
                                "[0, 1] (a share, not a percentage)")
     done = df["status"].isin(["TERMINATED", "STOPPED"])
-    for name, lacking in (("order", done & df["order"].isna()), ("epochs", df["order"].notna() & df["epochs"].isna())):
+    placed = df["order"].notna() & df[OBJECTIVES].notna().all(axis=1)  # what fronts and baselines are drawn from
+    for name, lacking in (("order", done & df["order"].isna()), ("epochs", placed & df["epochs"].isna())):
         if lacking.any():  # read on, the trial fell out of every front and baseline: an empty front, exit 0
             raise ResultsError(f"{url}: {name} of trial {df['trial_id'][lacking].iloc[0]} is empty, but the trial "
                                f"finished ({df['status'][lacking].iloc[0]}); a finished trial needs its completion "
