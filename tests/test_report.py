@@ -440,6 +440,21 @@ def test_a_finished_trial_without_epochs_or_order_is_a_named_error(tmp_path: Pat
     assert not (url / "pareto.json").exists()
 
 
+@pytest.mark.parametrize("column", ["leakage", "val_leakage"])
+def test_a_leakage_in_percent_is_a_named_error(tmp_path: Path, capsys, column: str) -> None:
+    """Accuracies in percent were refused, leakage in percent was not: the report exited 0 with every point drawn
+    off the page's leakage axis (which ends at 1.02) and a hypervolume of 0."""
+    from avdis.cli import main
+
+    url = tmp_path / "demo"
+    table = results.to_table(rows()).to_pandas()
+    table = table.assign(val_emotion_acc=table["emotion_acc"], val_leakage=table["leakage"])
+    results.write_trials(str(url), table.assign(**{column: table[column] * 100}).to_dict("records"))
+    assert main(["report", str(url)]) == 1
+    err = capsys.readouterr().err
+    assert f"trials.parquet: {column} of trial t1 is 60.0, above 1" in err and "not a percentage" in err, err
+
+
 def test_no_trial_id_can_end_or_bend_the_pages_data_block() -> None:
     odd = [{**r, "trial_id": "x<!--<script>" if r["trial_id"] == "t1" else r["trial_id"]} for r in rows()]
     trials = results.to_table(odd).to_pandas()

@@ -147,6 +147,8 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
 REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
 IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance",
            "val_emotion_acc")  # in [0, 1]
+AT_MOST_ONE = ("leakage", "leakage_linear", "val_leakage", "best_leakage")  # (acc - chance) / (1 - chance) <= 1;
+# below 0 where a probe does worse than chance, so only the top is bounded
 
 
 def _checked(table: pa.Table, url: str) -> pd.DataFrame:
@@ -172,6 +174,11 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
         if len(bad):
             raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is {bad[name].iloc[0]}, outside "
                                "[0, 1] (a share, not a percentage)")
+    for name in AT_MOST_ONE:
+        bad = df[df[name] > 1]
+        if len(bad):
+            raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is {bad[name].iloc[0]}, above 1, "
+                               "the most a normalised leakage can be (a share, not a percentage)")
     done = df["status"].isin(["TERMINATED", "STOPPED"])
     placed = df["order"].notna() & df[OBJECTIVES].notna().all(axis=1)  # what fronts and baselines are drawn from
     for name, lacking in (("order", done & df["order"].isna()), ("epochs", placed & df["epochs"].isna())):
