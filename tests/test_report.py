@@ -217,6 +217,18 @@ def test_missing_sweep_raises_and_writes_nothing(tmp_path: Path) -> None:
     assert caught.value.exit_code == 2  # bad input, as a folder that holds no sweep (exit 1 before)
 
 
+def test_a_sweep_without_results_yet_is_not_called_a_wrong_path(s3_bucket: str, capsys) -> None:
+    """A sweep in its first seconds (sweep.json, no trials.parquet yet) was answered "pass <storage>/<sweep name> of a
+    sweep with results", as if the path were wrong."""
+    from avdis.cli import main
+
+    url = f"{s3_bucket}/sweeps/young"
+    storage.write_bytes(f"{url}/sweep.json", b"{}")
+    assert main(["report", url]) == 2
+    err = capsys.readouterr().err
+    assert "the sweep has started (sweep.json) but has no results yet" in err and "run this again after" in err, err
+
+
 def test_report_on_s3(s3_bucket: str) -> None:
     url = f"{s3_bucket}/sweeps/demo"
     results.write_trials(url, rows())

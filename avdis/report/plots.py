@@ -435,6 +435,10 @@ def _check_has_trials(sweep_url: str, s3: S3Config | None) -> None:
     """A folder without trials.parquet has nothing to report; empty reports would look like a sweep that found nothing."""
     results.check_folder(sweep_url, s3)
     if not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
+        if storage.exists(storage.join(sweep_url, results.SPEC), s3):  # a sweep in its first seconds: not a wrong path
+            raise UsageError(f"{sweep_url}: the sweep has started ({results.SPEC}) but has no results yet (no "
+                             f"{results.TRIALS}); run this again after its first trial reports, or follow it live "
+                             f"with `avdis dashboard {sweep_url}`")
         raise UsageError(f"{sweep_url}: no {results.TRIALS} found, so there is nothing to report; "
                          "pass <storage>/<sweep name> of a sweep with results")
 
