@@ -229,6 +229,17 @@ def test_a_sweep_without_results_yet_is_not_called_a_wrong_path(s3_bucket: str, 
     assert "the sweep has started (sweep.json) but has no results yet" in err and "run this again after" in err, err
 
 
+def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys) -> None:
+    """A trials.parquet cut short (a copy interrupted) was named, with no word on what to do about it."""
+    from avdis.cli import main
+
+    table = Path(sweep, "trials.parquet")
+    table.write_bytes(table.read_bytes()[:1000])
+    assert main(["report", sweep]) == 1
+    err = capsys.readouterr().err
+    assert "trials.parquet: not a readable trials table" in err and "copy it again whole" in err, err
+
+
 def test_report_on_s3(s3_bucket: str) -> None:
     url = f"{s3_bucket}/sweeps/demo"
     results.write_trials(url, rows())

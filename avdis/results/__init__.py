@@ -140,7 +140,9 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     try:
         table = storage.read_parquet(url, s3)
     except (pa.ArrowInvalid, OSError) as exc:  # a foreign or damaged file: say so, don't crash readers
-        raise ResultsError(f"{url}: not a readable trials table ({exc})") from exc
+        raise ResultsError(f"{url}: not a readable trials table ({exc}); avdis writes it whole, so it was cut short "
+                           "or replaced elsewhere: copy it again whole (a running sweep rewrites it with its next "
+                           "result)") from exc
     return _checked(table, url)
 
 
