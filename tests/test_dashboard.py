@@ -259,3 +259,23 @@ def test_chromium_page_reloads_when_results_arrive(tmp_path: Path) -> None:
             assert text and "waiting for the first result" not in text, "the page did not reload with the new results"
         finally:
             stop_group(proc)
+
+
+def test_serves_on_an_ipv6_address(tmp_path: Path) -> None:
+    """--host ::1 was refused ("Address family for hostname not supported"): the server bound IPv4 only."""
+    import socket
+    import urllib.request
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    sweep = started_sweep(tmp_path)
+    server = dashboard.make_server(sweep, host="::1", port=0, refresh_s=0.2)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="dashboard6", daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{server.server_address[1]}/healthz", timeout=10) as resp:
+            assert json.load(resp) == {"status": "ok", "sweep": sweep}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
 
 class DashboardServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], live: LiveReport) -> None:
+        if ":" in address[0]:  # an IPv6 address (::1, ::): the stdlib server binds IPv4 only unless told
+            self.address_family = socket.AF_INET6
         super().__init__(address, _handler(live))
         self.live = live
 
@@ -160,6 +163,7 @@ def serve(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Confi
     """Serve the live page until interrupted."""
     server = make_server(sweep_url, host, port, s3, refresh_s)
     bound_host, bound_port = server.server_address[:2]
+    bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host  # an IPv6 address, as a URL writes it
     print(f"avdis dashboard: {sweep_url} on http://{bound_host}:{bound_port}/ (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
