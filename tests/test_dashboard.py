@@ -279,3 +279,18 @@ def test_serves_on_an_ipv6_address(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_a_damaged_pareto_json_is_summarized_here_and_said(tmp_path: Path) -> None:
+    """A damaged pareto.json stopped the dashboard from starting (or answered 503 once serving), though it can
+    summarize trials.parquet itself, as it does where no pareto.json is, with read access only."""
+    sweep = str(tmp_path / "demo")
+    results.record(sweep, [{"trial_id": "a", "sweep": "demo", "method": "multitask", "status": "TERMINATED",
+                            "emotion_acc": 0.7, "leakage": 0.4, "emotion_chance": 0.25, "epochs": 2, "order": 1}],
+                   "demo")
+    Path(sweep, "pareto.json").write_text('{"front": [')
+    with serving(sweep) as base:
+        page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
+        assert "pareto.json: not readable JSON" in page and "summarizes trials.parquet itself" in page
+        summary = json.load(urllib.request.urlopen(base + "/pareto.json", timeout=30))
+        assert summary["front"] == ["a"] and summary["n_completed"] == 1

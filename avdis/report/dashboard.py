@@ -3,7 +3,7 @@
 A stdlib HTTP server renders the report from `trials.parquet` and `pareto.json` in memory
 (it writes nothing, so read-only access to the sweep's storage is enough, local or s3://)
 and renders again only when the files' bytes changed. A table no sweep summarized (no
-pareto.json) is summarized here, in memory. Routes: `/` (the page, which polls
+pareto.json), or whose pareto.json is damaged (the page says so), is summarized here, in memory. Routes: `/` (the page, which polls
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
 `/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json) with
 no (readable) results yet shows "waiting for the first result"; a folder that holds
@@ -77,8 +77,12 @@ class LiveReport:
     def _render(self) -> Snapshot:
         digest = self._digest()
         trials, note = plots.load_trials(self.sweep_url, self.s3)
-        summary = results.read_pareto(self.sweep_url, self.s3) or results.summarize(
-            trials, plots.sweep_name(trials, self.sweep_url))
+        try:
+            summary = results.read_pareto(self.sweep_url, self.s3)
+        except results.ResultsError as exc:  # damaged: summarize the table here, as for none, and say so (the page
+            summary = None  # needs only read access, so refusing to serve left a read-only user with nothing)
+            note = "; ".join(filter(None, [note, f"{exc}; the page summarizes {results.TRIALS} itself meanwhile"]))
+        summary = summary or results.summarize(trials, plots.sweep_name(trials, self.sweep_url))
         page = plots.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
         self.checked = time.monotonic()
         return Snapshot(digest, page.encode(), summary, trials)
