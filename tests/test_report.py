@@ -227,6 +227,9 @@ def test_a_sweep_without_results_yet_is_not_called_a_wrong_path(s3_bucket: str, 
     assert main(["report", url]) == 2
     err = capsys.readouterr().err
     assert "the sweep has started (sweep.json) but has no results yet" in err and "run this again after" in err, err
+    storage.write_bytes(f"{url}/pareto.json", b"{}")  # it had results once: its table is missing, not yet to come
+    assert main(["report", url]) == 2
+    assert "no results yet" not in capsys.readouterr().err
 
 
 def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys) -> None:

@@ -435,7 +435,8 @@ def _check_has_trials(sweep_url: str, s3: S3Config | None) -> None:
     """A folder without trials.parquet has nothing to report; empty reports would look like a sweep that found nothing."""
     results.check_folder(sweep_url, s3)
     if not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
-        if storage.exists(storage.join(sweep_url, results.SPEC), s3):  # a sweep in its first seconds: not a wrong path
+        started = storage.exists(storage.join(sweep_url, results.SPEC), s3)
+        if started and not storage.exists(storage.join(sweep_url, results.PARETO), s3):  # in its first seconds
             raise UsageError(f"{sweep_url}: the sweep has started ({results.SPEC}) but has no results yet (no "
                              f"{results.TRIALS}); run this again after its first trial reports, or follow it live "
                              f"with `avdis dashboard {sweep_url}`")
