@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -239,19 +240,10 @@ def test_push_to_nothing_listening(monkeypatch) -> None:
 # ------------------------------------------------------------------ the panels' queries against a real scrape
 
 
-@pytest.mark.ray
-@pytest.mark.timeout(240)
-def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
-    """A trial that reported while running, then failed: its gauges were set to NaN, but Ray exports no sample for a
-    NaN gauge, so Prometheus kept its running values and the panels' `last_over_time` showed them as its result.
-    Real Ray (its metrics agent), real Prometheus with infra/prometheus/prometheus.yml, the panels' own queries."""
+@contextmanager
+def prometheus_for_ray(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """Prometheus with infra/prometheus/prometheus.yml, pointed at a Ray temp dir of its own; yields (port, temp dir)."""
     import tempfile
-    import time
-    import urllib.parse
-    import urllib.request
-
-    import pandas as pd
-    import ray
 
     from conftest import stop_process, wait_for_port
 
@@ -268,48 +260,107 @@ def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
     prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
                              f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def panels() -> dict[str, dict[str, float]]:
-        out = {}
-        for p in grafana.dashboard_json()["panels"]:
-            for t in p["targets"]:
-                if t.get("instant"):
-                    expr = t["expr"].replace("$sweep", "gone").replace("$__range", "10m")
-                    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-                    with urllib.request.urlopen(url, timeout=10) as resp:
-                        body = json.load(resp)
-                    assert body["status"] == "success", body
-                    out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1])
-                                                       for r in body["data"]["result"]}
-        return out
-
-    def wait_until(check, what: str) -> dict[str, dict[str, float]]:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            seen = panels()
-            if check(seen):
-                return seen
-            time.sleep(1)
-        raise AssertionError(f"{what}: {seen}; {(tmp_path / 'prometheus.log').read_text()[-1500:]}")
-
-    def row(trial: str, status: str, acc: float, leakage: float, order: int | None) -> dict[str, Any]:
-        return {"trial_id": trial, "method": "adversarial", "status": status, "emotion_acc": acc, "leakage": leakage,
-                "order": order}
-
     try:
         wait_for_port(port, prom)
-        ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
-                 _metrics_export_port=free_port())
-        summary = {"hypervolume": 0.1}
-        running = pd.DataFrame([row("ok", "TERMINATED", 0.7, 0.4, 1), row("bad", "RUNNING", 0.9, 0.05, None)])
-        metrics.publish("gone", running, summary)
-        wait_until(lambda seen: all(set(v) == {"ok", "bad"} for v in seen.values()), "both trials never showed")
-        metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR"]), summary)
-        seen = wait_until(lambda seen: all(set(v) == {"ok"} for v in seen.values()),
-                          "the failed trial still stands on the panels with its running values")
-        assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
+        yield port, temp
     finally:
-        ray.shutdown()
         stop_process(prom)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def panels(port: int, sweep: str) -> dict[str, dict[str, float]]:
+    """The trial panels' queries as Grafana sends them (10 minutes in range): panel+refId -> {trial: value}."""
+    import urllib.parse
+    import urllib.request
+
+    out = {}
+    for p in grafana.dashboard_json()["panels"]:
+        for t in p["targets"]:
+            if t.get("instant"):
+                expr = t["expr"].replace("$sweep", sweep).replace("$__range", "10m")
+                url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    body = json.load(resp)
+                assert body["status"] == "success", body
+                out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1])
+                                                   for r in body["data"]["result"]}
+    return out
+
+
+def wait_for_panels(port: int, sweep: str, check, what: str, tmp_path: Path) -> dict[str, dict[str, float]]:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = panels(port, sweep)
+        if check(seen):
+            return seen
+        time.sleep(1)
+    raise AssertionError(f"{what}: {seen}; {(tmp_path / 'prometheus.log').read_text()[-1500:]}")
+
+
+def trial_row(trial: str, status: str, acc: float, leakage: float, order: int | None) -> dict[str, Any]:
+    return {"trial_id": trial, "method": "adversarial", "status": status, "emotion_acc": acc, "leakage": leakage,
+            "order": order}
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
+    """A trial that reported while running, then failed: its gauges were set to NaN, but Ray exports no sample for a
+    NaN gauge, so Prometheus kept its running values and the panels' `last_over_time` showed them as its result.
+    Real Ray (its metrics agent), real Prometheus with infra/prometheus/prometheus.yml, the panels' own queries."""
+    import pandas as pd
+    import ray
+
+    with prometheus_for_ray(tmp_path) as (port, temp):
+        try:
+            ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
+                     _metrics_export_port=free_port())
+            summary = {"hypervolume": 0.1}
+            running = pd.DataFrame([trial_row("ok", "TERMINATED", 0.7, 0.4, 1), trial_row("bad", "RUNNING", 0.9, 0.05, None)])
+            metrics.publish("gone", running, summary)
+            wait_for_panels(port, "gone", lambda seen: all(set(v) == {"ok", "bad"} for v in seen.values()),
+                            "both trials never showed", tmp_path)
+            metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR"]), summary)
+            seen = wait_for_panels(port, "gone", lambda seen: all(set(v) == {"ok"} for v in seen.values()),
+                                   "the failed trial still stands on the panels with its running values", tmp_path)
+            assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
+        finally:
+            ray.shutdown()
+
+
+DRIVER = """
+import sys, time, pandas as pd, ray
+from avdis.report import metrics
+temp, leakage, status, order = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None
+ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp)
+metrics.publish("resumed", pd.DataFrame([{"trial_id": "x", "method": "adversarial", "status": status,
+                                          "emotion_acc": 0.5, "leakage": leakage, "order": order}]), {})
+print("published", flush=True)
+sys.stdin.read()  # until the test has seen it scraped
+ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path: Path) -> None:
+    """A sweep resumed by a new driver publishes each trial again as new series (Ray labels them with the new
+    driver's WorkerId and SessionName); the panels took the max over the old and new series in range, so a trial
+    that was running at leakage 0.9 when the first driver died showed 0.9, not the 0.3 it finished at."""
+    import os
+    import sys
+
+    with prometheus_for_ray(tmp_path) as (port, temp):
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        for leakage, status, order in ((0.9, "RUNNING", 0), (0.3, "TERMINATED", 1)):
+            driver = subprocess.Popen([sys.executable, "-c", DRIVER, temp, str(leakage), status, str(order)], env=env,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+            try:
+                assert "published" in driver.stdout.readline()
+                wait_for_panels(port, "resumed", lambda seen: seen["xychart A"] == {"x": pytest.approx(leakage)},
+                                f"the panels never showed the newest driver's leakage {leakage}", tmp_path)
+            finally:
+                driver.communicate("", timeout=60)

@@ -43,17 +43,27 @@ def _sweep(metric: str, by: str) -> str:
     return f'max by ({by}) ({metric}{{sweep="$sweep"}})'
 
 
-def _latest(metric: str, by: str) -> str:
-    """Each series' last value in the dashboard's time range.
+def _newest(metric: str, by: str) -> str:
+    """Each trial's last value in the dashboard's time range, from the driver that published it last.
 
     A plain instant query sees only series scraped in the last 5 minutes (Prometheus's
     lookback), and a sweep's gauges go stale as soon as its Ray exits: the trial panels
-    would go blank when the sweep ends. `last_over_time` over `$__range` keeps them.
-    Trials whose latest `avdis_trial_failed` is 1 are left out: Ray exports no sample for the
-    NaN their gauges are set to, so their last values in range are the ones from before they failed.
+    would go blank when the sweep ends. `last_over_time` over `$__range` keeps them. A
+    resumed sweep's new driver publishes every trial again as new series (Ray labels each
+    with its own WorkerId and SessionName), so a trial has one series per driver in range:
+    only the one whose last sample is newest counts (a `max` over them showed a value from
+    before the restart, such as a running trial's mid-training leakage, where it was larger).
     """
-    failed = f'max by (trial) (last_over_time({FAILED}{{sweep="$sweep"}}[$__range])) > 0'
-    return f'max by ({by}) (last_over_time({metric}{{sweep="$sweep"}}[$__range])) unless on (trial) ({failed})'
+    selected = f'{metric}{{sweep="$sweep"}}'
+    seen = f"max_over_time(timestamp({selected})[$__range:])"
+    newest = f"({seen} == on (trial) group_left () max by (trial) ({seen}))"
+    return f"max by ({by}) (last_over_time({selected}[$__range]) and {newest})"
+
+
+def _latest(metric: str, by: str) -> str:
+    """A trial panel's query: `_newest`, less the trials whose newest `avdis_trial_failed` is 1 (Ray exports no
+    sample for the NaN their gauges are set to, so their last values in range are from before they failed)."""
+    return f"{_newest(metric, by)} unless on (trial) ({_newest(FAILED, 'trial')} > 0)"
 
 
 def _pareto_panel() -> dict[str, Any]:
