@@ -1,4 +1,4 @@
-"""Pre-launch checks: can a sweep's trial ever run on the cluster, and is its bucket there?
+"""Pre-launch check: can a sweep's trial (or one `avdis train` run) ever run on the cluster?
 
 Kept here is only what Ray cannot tell before launch. What Ray 2.60 itself reports:
 - Ray Train V2 (on by default), before it asks for a worker group's placement group,
@@ -269,20 +269,6 @@ def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] |
             f"(placement_strategy={t.placement_strategy}){beside}, but the cluster at its largest holds {room} "
             f"such worker(s) at once{beside and ' beside the driver'}; lower train.workers or {grow}"
         )
-
-
-def check_bucket(url: str, s3: S3Config | None = None) -> None:
-    """Raise UsageError if the bucket of an s3:// URL is missing or unreachable (others pass)."""
-    from avdis.storage import check_bucket
-
-    check_bucket(url, s3)
-
-
-def check_buckets(s3: S3Config, *urls: str) -> None:
-    """Before any work: the buckets of the s3:// URLs exist and answer (a missing one would first surface as a
-    failed write after minutes of preprocessing, or as advice to preprocess into it)."""
-    for url in urls:
-        check_bucket(url, s3)
 
 
 def check_cluster(cfg: Config, standalone: bool = False) -> None:

@@ -135,6 +135,13 @@ def check_bucket(url: str, s3: S3Config | None = None) -> None:
         raise UsageError(f"{url}: bucket {bucket!r} ({type(exc).__name__}: {exc}); {hint}") from None
 
 
+def check_buckets(s3: S3Config, *urls: str) -> None:
+    """Before any work: the buckets of the s3:// URLs exist and answer (a missing one would first surface as a
+    failed write after minutes of preprocessing, or as advice to preprocess into it)."""
+    for url in urls:
+        check_bucket(url, s3)
+
+
 class _AtomicLocalFile(io.FileIO):
     """A local file written under a temp name and renamed over `path` once closed whole: a reader, or a rerun after a
     kill, sees the old file or the new one, never a truncated one. Discarded instead when a write failed, when its own

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avdis import clusterfit
+from avdis import clusterfit, storage
 from avdis.config import S3Config, load
 from avdis.errors import UsageError
 
@@ -144,12 +144,12 @@ def test_exactly_one_cluster_description():
 
 
 def test_bucket_present(s3_bucket):
-    clusterfit.check_bucket(f"{s3_bucket}/sweeps")
+    storage.check_bucket(f"{s3_bucket}/sweeps")
 
 
 def test_bucket_missing(s3_server):
     with pytest.raises(UsageError, match=r"bucket 'avdis-no-such-bucket' does not exist.*create_bucket\.py"):
-        clusterfit.check_bucket("s3://avdis-no-such-bucket/shards/cremad")
+        storage.check_bucket("s3://avdis-no-such-bucket/shards/cremad")
 
 
 def test_bucket_unreachable(monkeypatch):
@@ -160,15 +160,14 @@ def test_bucket_unreachable(monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     s3 = S3Config(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
     with pytest.raises(UsageError, match=r"bucket 'b1x' \(EndpointConnectionError.*cannot connect: check s3\.endpoint_url"):
-        clusterfit.check_bucket("s3://b1x/sweeps", s3)
-    from avdis import storage  # every storage call says what to check, as the bucket check does
-
+        storage.check_bucket("s3://b1x/sweeps", s3)
+    # every storage call says what to check, as the bucket check does
     with pytest.raises(storage.StorageError, match=r"cannot reach storage \(.*; cannot connect: check s3\.endpoint_url"):
         storage.exists("s3://b1x/sweeps/x/trials.parquet", s3)
 
 
 def test_local_paths_need_no_bucket(tmp_path):
-    clusterfit.check_bucket(str(tmp_path / "sweeps"))
+    storage.check_bucket(str(tmp_path / "sweeps"))
 
 
 def test_train_and_sweep_check_their_buckets_before_any_work(s3_server, tmp_path, monkeypatch, capsys):

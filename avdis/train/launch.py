@@ -132,7 +132,7 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
 
 def train(cfg: Config) -> dict[str, Any]:
     """Train one model; returns where its metrics and checkpoints are and its final metrics."""
-    clusterfit.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
+    storage.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
     runtime.check_kept({"train.storage": cfg.train.storage, **to_make(cfg)})
     ensure_shards(cfg)
     storage.check_writable(cfg.train.storage, cfg.s3)
