@@ -21,6 +21,8 @@ from avdis.numbers import json_safe
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
 OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial; "
                   "they may come before, between or after the options")
+READER_OVERRIDES_HELP = ("dotted overrides applied after the file; only the s3 settings matter to a reader of results, "
+                         "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
 
 def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = None) -> C.Config:
@@ -200,9 +202,9 @@ def _add_synth_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, dest=name, choices=choices, type=None if choices else field.annotation, help=text)
 
 
-def _with_config(p: argparse.ArgumentParser) -> None:
+def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP) -> None:
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=OVERRIDES_HELP)  # default: not "required"
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=overrides_help)  # default: not "required"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,15 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep")
     p.add_argument("sweep", help="<storage>/<sweep name>")
-    _with_config(p)
+    _with_config(p, READER_OVERRIDES_HELP)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page")
     p.add_argument("sweep", help="<storage>/<sweep name>")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (0: any free port)")
-    p.add_argument("--refresh", type=_positive_seconds, default=5.0, help="seconds between checks for new results")
-    _with_config(p)
+    p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (default: %(default)s; 0: any free port)")
+    p.add_argument("--refresh", type=_positive_seconds, default=5.0,
+                   help="seconds between checks for new results (default: %(default)s)")
+    _with_config(p, READER_OVERRIDES_HELP)
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("model", help="list model size presets with their parameter counts")
