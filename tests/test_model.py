@@ -216,3 +216,27 @@ def test_inlp_fit_on_about_as_many_clips_as_dimensions_keeps_held_out_clips_inta
     assert held_out > 0.9, held_out  # emotion lives in 3 directions the 8 speaker directions need not touch
     assert grown < 1.5, grown  # a projection does not make held-out clips longer
     assert torch.linalg.matrix_norm(fit.projection.double(), ord=2) < 5
+
+
+@pytest.mark.parametrize("valid", [100, 70, 50, 35])
+def test_a_short_clips_modulation_spectrum_is_windowed_over_its_own_frames(valid):
+    """The contours' Hann window spanned the padded length, so a clip shorter than it was cut off near the window's
+    peak: the edge spread a 5 Hz modulation over the higher rates, the more the shorter the clip (beyond 10 Hz: 5% of
+    the spectrum at 70 of 100 frames, 9% at 50, 23% at 35), a length cue in features meant to hear rhythm. A
+    full-length clip keeps the window it had (torch.hann_window)."""
+    from avdis.model.encoders import ContourFeatures
+
+    torch.manual_seed(0)
+    contours, frames, rates, bands = ContourFeatures(40, 16), 100, ContourFeatures.RATES, ContourFeatures.BANDS + 1
+    t = torch.arange(frames, dtype=torch.float32)
+    x = torch.full((1, frames, 40), 1.75)  # a padded frame: (0 + 7) / 4, as the encoder scales zeros
+    x[0, :valid, :10] = 0.2 + 0.5 * torch.sin(2 * torch.pi * 5 * t[:valid] / 100 + 0.3)[:, None]  # 5 Hz at 10 ms
+    x[0, :valid, 10:] = 0.1
+    mask = t[None] < valid
+    share = contours.describe(x, mask)[0, : rates * bands].reshape(rates, bands)[:, 0].exp() - 1e-3  # lowest band
+    assert int(share.argmax()) == 4  # 5 Hz
+    assert float(share[9:].sum() / share.sum()) < 0.03
+    if valid == frames:
+        c = x[0, :, :10].mean(-1) - x[0, :, :10].mean()
+        spec = torch.fft.rfft(c * torch.hann_window(frames)).abs()[1 : rates + 1]
+        torch.testing.assert_close(share, spec / (spec.sum() + 1e-4), atol=1e-4, rtol=1e-3)

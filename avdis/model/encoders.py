@@ -67,15 +67,17 @@ class ContourFeatures(nn.Module):
         self.register_buffer("mel_pos", torch.linspace(0.0, 1.0, n_mels), persistent=False)
         self.net = nn.Sequential(nn.LayerNorm(n), nn.Linear(n, width), nn.GELU(), nn.Linear(width, width))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, frames, n_mels = x.shape
+    def describe(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The contours' modulation spectra (log shares, [B, RATES, BANDS + 1] flattened), then their shapes."""
         w = mask.to(x.dtype).unsqueeze(-1)  # [B, T, 1]
         n = w.sum(1, keepdim=True).clamp(min=1.0)
         bands = torch.stack([part.mean(-1) for part in x.tensor_split(self.BANDS, dim=-1)], -1)
         centroid = (torch.softmax(4.0 * x, -1) * self.mel_pos.to(x.dtype)).sum(-1, keepdim=True) * 8.0
         c = torch.cat([bands, centroid], -1)
         c = (c - (c * w).sum(1, keepdim=True) / n) * w
-        window = torch.hann_window(frames, dtype=x.dtype, device=x.device)[None, :, None]
+        # a Hann window over the clip's own frames (the window's periodic form, as torch.hann_window): one over the
+        # padded length cut a shorter clip off at its peak, and the edge spread its spectrum by the clip's length
+        window = torch.sin(torch.pi * (torch.cumsum(w, 1) - 1.0) / n) ** 2 * w
         spec = torch.fft.rfft(c * window, dim=1).abs()[:, 1 : self.RATES + 1]
         if spec.shape[1] < self.RATES:  # windows shorter than 2 * RATES frames
             spec = nn.functional.pad(spec, (0, 0, 0, self.RATES - spec.shape[1]))
@@ -83,7 +85,10 @@ class ContourFeatures(nn.Module):
         pos = (torch.cumsum(w, 1) - 0.5) / n  # 0..1 over the valid frames
         basis = torch.cat([torch.cos(torch.pi * k * pos) for k in range(1, self.SHAPES + 1)], -1) * w
         shape = torch.einsum("bts,btk->bsk", basis, c) / n
-        return self.net(torch.cat([spec.flatten(1), shape.flatten(1)], -1))
+        return torch.cat([spec.flatten(1), shape.flatten(1)], -1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(self.describe(x, mask))
 
 
 class AudioEncoder(nn.Module):
