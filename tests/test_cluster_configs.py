@@ -287,3 +287,67 @@ def test_cluster_configs_say_how_to_run_them(config):
     assert cfg.train.gpus_per_worker > 0 and not cfg.train.in_process, "GPU workers, more than one per trial"
     assert cfg.data.shards.startswith("s3://") and cfg.sweep.storage.startswith("s3://")
     assert cfg.ray.autoscaling, "the head has no GPU: launch-time checks must allow for nodes still to come"
+
+
+# ------------------------------------------------------------------ IAM and S3 documents (infra/storage)
+
+STORAGE = ROOT / "infra" / "storage"
+
+
+def _policy(name: str) -> dict[str, Any]:
+    return json.loads((STORAGE / name).read_text().replace("${bucket}", "avdis-test-bucket"))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _iam_actions() -> dict[str, Any]:
+    """AWS's own list of IAM actions and the resource types each applies to, as cfn-lint ships it."""
+    pytest.importorskip("cfnlint")
+    import cfnlint
+
+    return json.loads((Path(cfnlint.__file__).parent / "data" / "AdditionalSpecs" / "Policies.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["node-s3-policy.json", "bucket-policy.json"])
+def test_policy_actions_exist_and_name_the_right_resources(name):
+    """Every action is a real IAM action, and each S3 statement names the ARN kind its actions act on
+    (s3:ListBucket on the bucket ARN, object actions on bucket/*): a wrong pairing is silently never granted."""
+    actions = _iam_actions()
+    for st in _policy(name)["Statement"]:
+        for action in _as_list(st["Action"]):
+            service, verb = action.split(":")
+            if "*" in verb:
+                continue
+            kinds = actions[service]["Actions"].get(verb.lower(), {}).get("Resources")
+            assert kinds is not None, f"{name} {st['Sid']}: {action} is not an IAM action"
+            for arn in _as_list(st["Resource"]):
+                if service == "s3" and "*" not in verb:
+                    kind = "object" if "/" in arn else "bucket"
+                    assert kind in kinds, f"{name} {st['Sid']}: {action} acts on {kinds}, not on {arn} ({kind})"
+
+
+def test_identity_policy_grammar():
+    from moto.iam.policy_validation import IAMPolicyDocumentValidator
+
+    IAMPolicyDocumentValidator(json.dumps(_policy("node-s3-policy.json"))).validate()
+
+
+def _allows(policy: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [st for st in policy["Statement"] if st["Effect"] == "Allow" and action in _as_list(st["Action"])]
+
+
+def test_node_policy_lets_nodes_write_to_an_sse_kms_bucket():
+    """create_bucket.py --kms-key-id makes SSE-KMS the bucket's default: every PutObject then needs
+    kms:GenerateDataKey, and every GetObject and multipart upload kms:Decrypt, from the caller's role. Without them
+    the nodes' first write (the sweep's write check) is AccessDenied. The grant is held to S3 and to this bucket."""
+    policy = _policy("node-s3-policy.json")
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        statements = _allows(policy, action)
+        assert statements, f"node-s3-policy.json grants no {action}"
+        for st in statements:
+            like = st.get("Condition", {}).get("StringLike", {})
+            assert like.get("kms:ViaService") == "s3.*.amazonaws.com", "held to calls S3 makes"
+            assert sorted(_as_list(like.get("kms:EncryptionContext:aws:s3:arn"))) == [
+                "arn:aws:s3:::avdis-test-bucket", "arn:aws:s3:::avdis-test-bucket/*"], "held to this bucket"
