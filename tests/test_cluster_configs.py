@@ -351,3 +351,36 @@ def test_node_policy_lets_nodes_write_to_an_sse_kms_bucket():
             assert like.get("kms:ViaService") == "s3.*.amazonaws.com", "held to calls S3 makes"
             assert sorted(_as_list(like.get("kms:EncryptionContext:aws:s3:arn"))) == [
                 "arn:aws:s3:::avdis-test-bucket", "arn:aws:s3:::avdis-test-bucket/*"], "held to this bucket"
+
+
+def _doc_commands(path: Path, script: str) -> list[list[str]]:
+    """The shell lines of `path`'s code blocks that run `script`, as argv (comments cut off)."""
+    lines, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif inside and script in line:
+            lines.append(shlex.split(line, comments=True))
+    return lines
+
+
+@pytest.mark.parametrize("doc", ["README.md", "infra/storage/README.md"])
+def test_documented_create_bucket_commands_run_as_written(doc):
+    """Run as documented (in --dry-run, without AWS_* variables, as on a laptop whose region lives in ~/.aws/config),
+    each command makes the bucket in the region of cluster/aws.yaml and the cluster configs (s3.region)."""
+    import os
+    import subprocess
+    import sys
+
+    region = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())["provider"]["region"]
+    assert {load(ROOT / c).s3.region for c, _ in PAIRS} == {region}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    commands = _doc_commands(ROOT / doc, "infra/storage/create_bucket.py")
+    assert commands, f"{doc} shows no create_bucket.py command"
+    for argv in commands:
+        assert argv[:2] == ["python", "infra/storage/create_bucket.py"], argv
+        run = subprocess.run([sys.executable, *argv[1:], *(["--dry-run"] if "--dry-run" not in argv else [])],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, f"{doc}: {shlex.join(argv)} fails: {run.stderr.strip()}"
+        create = run.stdout.splitlines()[0]
+        assert "LocationConstraint" not in create if region == "us-east-1" else f'"LocationConstraint": "{region}"' in create
