@@ -384,3 +384,28 @@ def test_documented_create_bucket_commands_run_as_written(doc):
         assert run.returncode == 0, f"{doc}: {shlex.join(argv)} fails: {run.stderr.strip()}"
         create = run.stdout.splitlines()[0]
         assert "LocationConstraint" not in create if region == "us-east-1" else f'"LocationConstraint": "{region}"' in create
+
+
+def test_the_kuberay_image_build_leaves_out_what_git_ignores():
+    """cluster/README.md builds the pods' image with `COPY . /home/ray/avdis` from the repo root: without a
+    .dockerignore the build context (and the image) carried .venv (GBs), .git, runs/ and test artifacts."""
+    import fnmatch
+
+    readme = (ROOT / "cluster" / "README.md").read_text()
+    assert re.search(r"^COPY .*\s\.\s+/home/ray/avdis$", readme, re.M), "the documented build copies the repo root"
+    ignore = ROOT / ".dockerignore"
+    assert ignore.exists(), "no .dockerignore beside the build context"
+    patterns = [p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        return any(fnmatch.fnmatch(prefix, pat.removeprefix("**/")) or fnmatch.fnmatch(prefix, pat)
+                   or (pat.startswith("**/") and fnmatch.fnmatch(prefix.rsplit("/", 1)[-1], pat[3:]))
+                   for pat in patterns for prefix in prefixes)
+
+    for path in (".git/HEAD", ".venv/bin/python", "runs/sweeps/x.parquet", "test-artifacts/log.txt", "build/lib/x.py",
+                 "avdis/__pycache__/cli.cpython-311.pyc", "avdis.egg-info/PKG-INFO", ".pytest_cache/v/x"):
+        assert ignored(path), f".dockerignore lets {path} into the image"
+    for path in ("avdis/cli.py", "pyproject.toml", "jobs/sweep.py", "cluster/kuberay/raycluster.yaml"):
+        assert not ignored(path), f".dockerignore leaves out {path}, which the image needs"
