@@ -409,3 +409,24 @@ def test_the_kuberay_image_build_leaves_out_what_git_ignores():
         assert ignored(path), f".dockerignore lets {path} into the image"
     for path in ("avdis/cli.py", "pyproject.toml", "jobs/sweep.py", "cluster/kuberay/raycluster.yaml"):
         assert not ignored(path), f".dockerignore leaves out {path}, which the image needs"
+
+
+
+def _aws_node_commands() -> list[str]:
+    config = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    keys = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
+            "head_start_ray_commands", "worker_start_ray_commands")
+    return [c for k in keys for c in config.get(k) or []]
+
+
+def test_aws_node_commands_parse_as_bash():
+    """The launcher runs each command as YAML reads it. In a plain YAML scalar ` #` starts a comment, so
+    `echo 'export PATH=...'  # avdis venv' >> ~/.bashrc` reached bash cut at the `#`, an unterminated quote: the
+    setup of the head and of every worker failed, and `ray start` would not have found the venv's ray."""
+    import subprocess
+
+    commands = _aws_node_commands()
+    for command in commands:
+        check = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, f"{command!r}: {check.stderr}"
+    assert any('export PATH="$HOME/venv/bin:$PATH"' in c and c.rstrip().endswith(">> ~/.bashrc") for c in commands)
