@@ -430,3 +430,12 @@ def test_aws_node_commands_parse_as_bash():
         check = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, f"{command!r}: {check.stderr}"
     assert any('export PATH="$HOME/venv/bin:$PATH"' in c and c.rstrip().endswith(">> ~/.bashrc") for c in commands)
+
+
+def test_aws_setup_waits_for_apts_locks():
+    """A fresh Ubuntu (the AMI of cluster/README.md) runs unattended-upgrades in its first minutes, holding apt's
+    locks: an apt-get that does not wait fails the node's setup at random ("Could not get lock")."""
+    calls = [call for c in _aws_node_commands() for call in re.findall(r"apt-get[^;&|}]*", c)]
+    assert calls
+    for call in calls:
+        assert "DPkg::Lock::Timeout=" in call, f"apt-get without a lock timeout: {call.strip()!r}"
