@@ -439,3 +439,44 @@ def test_aws_setup_waits_for_apts_locks():
     assert calls
     for call in calls:
         assert "DPkg::Lock::Timeout=" in call, f"apt-get without a lock timeout: {call.strip()!r}"
+
+
+def _botocore_errors(service: str, operation: str, params: dict[str, Any]) -> str:
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model(service).operation_model(operation)
+    report = ParamValidator().validate(params, model.input_shape)
+    return report.generate_report() if report.has_errors() else ""
+
+
+@pytest.mark.parametrize("region,kms", [("us-east-1", None), ("eu-west-1", "arn:aws:kms:eu-west-1:123456789012:key/x")])
+def test_create_bucket_calls_match_botocores_s3_model(region, kms):
+    """What create_bucket.py sends (lifecycle.json, public-access-block.json, the policy) has the shapes the S3 API
+    takes (botocore's service model, the validator boto3 runs before sending)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("create_bucket", STORAGE / "create_bucket.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    calls = module.plan("avdis-test-bucket", region, 30, kms)
+    for name, params in calls:
+        operation = "".join(part.capitalize() for part in name.split("_"))
+        assert _botocore_errors("s3", operation, params) == "", name
+    lifecycle = dict(calls)["put_bucket_lifecycle_configuration"]["LifecycleConfiguration"]
+    prefixes = {r["Filter"].get("Prefix") for r in lifecycle["Rules"] if "Expiration" in r}
+    checkpoints = {load(ROOT / c).sweep.checkpoints for c, _ in PAIRS}
+    for url in checkpoints:  # the sweeps' trial checkpoints are what the expiry rule is for
+        key = url.removeprefix("s3://").split("/", 1)[1].rstrip("/") + "/"
+        assert any(key.startswith(p) for p in prefixes), f"{url} is not under an expiring prefix ({prefixes})"
+
+
+def test_aws_node_configs_match_ec2_run_instances():
+    """Each node_config, as the AWS node provider sends it (SubnetIds resolved to one SubnetId), is a valid
+    RunInstances request (botocore's EC2 model): a misspelt field fails only when the autoscaler starts a node."""
+    config = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    for name, node_type in config["available_node_types"].items():
+        params = copy.deepcopy(node_type["node_config"])
+        params["SubnetId"] = params.pop("SubnetIds")[0]
+        params.update(MinCount=1, MaxCount=1)
+        assert _botocore_errors("ec2", "RunInstances", params) == "", name
