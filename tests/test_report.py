@@ -76,31 +76,6 @@ def sweep(tmp_path: Path) -> str:
     return url
 
 
-def test_a_report_does_not_write_over_a_summary_the_sweep_wrote_while_it_read(sweep: str, monkeypatch) -> None:
-    """`avdis report` on a running sweep: the sweep records its last trial (trials.parquet, then pareto.json) while
-    the report summarizes what it read before. Written over, the report's older summary stood after the sweep's last
-    write, that trial missing from pareto.json and the pages."""
-    summarize, newer = results.summarize, rows(TRIALS + [("t11", "confusion", 0.3, 0.9, 0.01, 9, 0)])
-    injected = []
-
-    def sweep_records_meanwhile(trials, name):
-        out = summarize(trials, name)
-        if not injected:
-            injected.append(True)
-            monkeypatch.setattr(results, "summarize", summarize)  # the sweep's own write summarizes as ever
-            results.record(sweep, newer, "demo")
-        return out
-
-    monkeypatch.setattr(results, "summarize", sweep_records_meanwhile)
-    written = plots.write_report(sweep)
-    assert injected
-    kept = json.loads(Path(written["pareto.json"]).read_text())
-    assert kept["front"] == ["t11"] and kept["n_trials"] == 11
-    assert "t11" in Path(written["pareto.html"]).read_text()
-    plots.write_report(sweep)  # with no write meanwhile, the report writes its own, as ever
-    assert json.loads(Path(written["pareto.json"]).read_text())["front"] == ["t11"]
-
-
 def test_front_and_hypervolume_match_hand_computed(sweep: str) -> None:
     written = plots.write_report(sweep)
     assert set(written) == {"pareto.json", "pareto.html", "pareto.png"}

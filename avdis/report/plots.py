@@ -466,20 +466,12 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
     """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs.
 
     An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
-    pages say why, and ResultsError then says so too. So does a summary the running sweep wrote after this read its
-    table: written over, the older one would stand after the sweep's last write, its last trials missing."""
+    pages say why, and ResultsError then says so too."""
     _check_has_trials(sweep_url, s3)
-    read_at = time.time()
     trials, note = load_trials(sweep_url, s3)
     summary = results.summarize(trials, sweep_name(trials, sweep_url))
     if note is not None:  # the pages show the summary kept, and why it was kept
         _write_pages(sweep_url, trials, results.read_pareto(sweep_url, s3) or summary, note, s3)
         raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
-    try:
-        newer = results.read_pareto(sweep_url, s3)
-    except ResultsError:  # damaged: ours replaces it
-        newer = None
-    if newer is not None and float(newer.get("updated_at") or 0) > read_at:
-        return _write_pages(sweep_url, results.read_trials(sweep_url, s3), newer, None, s3)
     results.write_pareto(sweep_url, summary, s3)
     return _write_pages(sweep_url, trials, summary, note, s3)
