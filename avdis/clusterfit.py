@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from avdis.config import Config, S3Config, TrainConfig
+from avdis.config import Config, TrainConfig
 from avdis.errors import UsageError
 
 _EPS = 1e-9
