@@ -63,12 +63,11 @@ NOT_SAMPLED = ("method.name", "method.weight", "train.storage", "train.name")
 PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial against it",
              "data.split.scheme": "a within-speaker test holds speakers the model trained on, a speaker-disjoint one "
                                   "speakers it never heard, so one front of both would compare the schemes, not the "
-                                  "models; run one sweep per scheme"}
-# The leakage probe judges every trial: sampled, the searcher (minimising leakage) would tune the judge, not the model,
-# and the front would hold the trials judged most leniently (a probe of 2 epochs and 1 hidden unit reads leakage 0.05
-# on an embedding where the default probe reads 0.92).
-JUDGE = ("probe.", "the leakage probe judges every trial; sampled, the search would pick the lenient probes "
-                   "(fewer epochs or hidden units read less leakage) and the front would compare judges, not models")
+                                  "models; run one sweep per scheme",
+             # a key ending in "." holds the whole section: the probe judges every trial's leakage (a probe of 2
+             # epochs and 1 hidden unit reads 0.05 on an embedding where the default probe reads 0.92)
+             "probe.": "the leakage probe judges every trial; sampled, the search would pick the lenient probes "
+                       "(fewer epochs or hidden units read less leakage) and the front would compare judges, not models"}
 # Fixed when the shards are made (`avdis.data.shards.check_made_with`): one sweep trains on one set of shards.
 MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.synth.", "data.features.",
                     "data.split.folds", "data.split.val_fraction", "data.split.test_fraction", "data.split.seed")
@@ -362,10 +361,9 @@ class SearchSpace(_Section):
             if key in NOT_SAMPLED:
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
-            if key in PER_SWEEP:
-                raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {PER_SWEEP[key]}")
-            if key.startswith(JUDGE[0]):
-                raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {JUDGE[1]}")
+            held = [why for k, why in PER_SWEEP.items() if key == k or (k.endswith(".") and key.startswith(k))]
+            if held:
+                raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {held[0]}")
             if key.startswith(MADE_WITH_SHARDS):
                 raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
                                  "sweep has the same; sweep it with one sweep per set of shards")
