@@ -312,11 +312,11 @@ def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig)
         window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames), together)
     a0 = int(start * feat.sample_rate)
     a1 = a0 + int(feat.window_s * feat.sample_rate)
-    _, n_fft = _window(feat)
-    if len(audio[a0:a1]) < n_fft:  # librosa would only warn, naming no clip, and pad it into features of nothing
-        raise MediaError(audio_path, f"audio lasts {len(audio[a0:a1]) / feat.sample_rate * 1000:.0f} ms, shorter "
+    heard_window, (_, n_fft) = audio[a0:a1], _window(feat)
+    if len(heard_window) < n_fft:  # librosa would only warn, naming no clip, and pad it into features of nothing
+        raise MediaError(audio_path, f"audio lasts {len(heard_window) / feat.sample_rate * 1000:.0f} ms, shorter "
                                      f"than one {n_fft / feat.sample_rate * 1000:.0f} ms analysis window: no voice to hear")
-    mel, audio_len = _fit(log_mel(audio[a0:a1], feat), feat.audio_frames)
+    mel, audio_len = _fit(log_mel(heard_window, feat), feat.audio_frames)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
     return ClipFeatures(mel.astype(np.float16), audio_len, video, video_len, rate, duration)

@@ -77,12 +77,13 @@ class ContourFeatures(nn.Module):
         c = (c - (c * w).sum(1, keepdim=True) / n) * w
         # a Hann window over the clip's own frames (the window's periodic form, as torch.hann_window): one over the
         # padded length cut a shorter clip off at its peak, and the edge spread its spectrum by the clip's length
-        window = torch.sin(torch.pi * (torch.cumsum(w, 1) - 1.0) / n) ** 2 * w
+        k = torch.cumsum(w, 1)  # 1..n over the valid frames
+        window = torch.sin(torch.pi * (k - 1.0) / n) ** 2 * w
         spec = torch.fft.rfft(c * window, dim=1).abs()[:, 1 : self.RATES + 1]
         if spec.shape[1] < self.RATES:  # windows shorter than 2 * RATES frames
             spec = nn.functional.pad(spec, (0, 0, 0, self.RATES - spec.shape[1]))
         spec = torch.log(spec / (spec.sum(1, keepdim=True) + 1e-4) + 1e-3)
-        pos = (torch.cumsum(w, 1) - 0.5) / n  # 0..1 over the valid frames
+        pos = (k - 0.5) / n  # 0..1 over the valid frames
         basis = torch.cat([torch.cos(torch.pi * k * pos) for k in range(1, self.SHAPES + 1)], -1) * w
         shape = torch.einsum("bts,btk->bsk", basis, c) / n
         return torch.cat([spec.flatten(1), shape.flatten(1)], -1)
