@@ -21,7 +21,7 @@ from avdis.numbers import json_safe
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
 OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial; "
                   "they may come before, between or after the options")
-READER_OVERRIDES_HELP = ("dotted overrides applied after the file; only the s3 settings matter to a reader of results, "
+READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
 
@@ -36,6 +36,17 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
     return C.load(args.config, [*(f"{key}={value}" for key, (_, value) in given.items()), *args.overrides])
+
+
+def _load_reader(args: argparse.Namespace) -> C.Config:
+    """The config of a command that reads a sweep's results: it uses only the s3 settings, so an override of
+    anything else is refused (it was accepted and ignored, `avdis report URL train.epochs=3` changing nothing)."""
+    for override in args.overrides:
+        other = sorted(set(C.parse_overrides([override])) - {"s3"})
+        if other:
+            raise C.ConfigError(f"{override}: avdis {args.command} reads a finished or running sweep and uses only "
+                                f"the s3 settings; {other[0]} would change nothing here (give it to avdis sweep)")
+    return _load(args)
 
 
 def _holds(tree: Any, path: list[str]) -> bool:
@@ -128,7 +139,7 @@ def _sweep_folder(value: str) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from avdis.report import plots
 
-    cfg = _load(args)
+    cfg = _load_reader(args)
     written = plots.write_report(_sweep_folder(args.sweep), cfg.s3)
     for kind, url in written.items():
         print(f"{kind}: {url}")
@@ -138,7 +149,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from avdis.report import dashboard
 
-    cfg = _load(args)
+    cfg = _load_reader(args)
     dashboard.serve(_sweep_folder(args.sweep), host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
     return 0
 

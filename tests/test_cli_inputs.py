@@ -115,6 +115,16 @@ def test_a_folder_without_a_sweep_is_refused(tmp_path, capsys, command):
     refused(capsys, [command[0], str(table), *command[1:]], str(table), "a file, not a sweep folder")
 
 
+@pytest.mark.parametrize("command", ["report", "dashboard"])
+def test_a_reader_refuses_overrides_it_would_ignore(tmp_path, capsys, command):
+    """report and dashboard use only the s3 settings; train.epochs=3 was accepted and changed nothing."""
+    sweep = str(tmp_path / "sweep")
+    results.write_trials(sweep, [])
+    for override in ("train.epochs=3", "sweep={name: x}"):
+        refused(capsys, [command, sweep, override], override, "uses only the s3 settings")
+    assert not Path(sweep, "pareto.html").exists()
+
+
 def test_a_command_lists_only_what_it_requires(capsys):
     """key=value overrides are optional; argparse listed them as required."""
     with pytest.raises(SystemExit):
