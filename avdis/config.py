@@ -361,6 +361,9 @@ class SearchSpace(_Section):
             if key in NOT_SAMPLED:
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
+            if setting_of(key) != key:  # before the sections' refusals: a typo under one is named as a typo
+                raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
+                                 "(write its dotted path, e.g. train.lr)")
             held = [why for k, why in PER_SWEEP.items() if key == k or (k.endswith(".") and key.startswith(k))]
             if held:
                 raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {held[0]}")
@@ -368,7 +371,7 @@ class SearchSpace(_Section):
                 raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
                                  "sweep has the same; sweep it with one sweep per set of shards")
             section, _, rest = key.partition(".")
-            if section not in SAMPLED_SECTIONS or not rest or setting_of(key) != key:
+            if section not in SAMPLED_SECTIONS or not rest:
                 raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
                                  "(write its dotted path, e.g. train.lr)")
             if isinstance(choice, list) and not choice:

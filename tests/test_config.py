@@ -104,6 +104,9 @@ def test_search_space_errors():
     ("{train.storage: [a, b]}", "train.storage is not sampled here"),
     ("{data.split.seed: [0, 1]}", "data.split.seed is fixed when the shards are made"),
     ("{data.features.fps: [4.0, 8.0]}", "data.features.fps is fixed when the shards are made"),
+    # a typo under a section held whole was named as that section's rule ("one setting for the whole sweep")
+    ("{probe.epoch: [1, 2]}", "'probe.epoch' is not a setting of"),
+    ("{data.synth.speaker: [2, 3]}", "'data.synth.speaker' is not a setting of"),
     # both ends are whole numbers, the draws between them not: the sweep stopped at its first such trial
     ("{model.emb_dim: {low: 8, high: 32}}", "sweep.space.params.model.emb_dim: the setting takes whole numbers, and "
                                             "this range draws between them; add int: true"),
