@@ -183,12 +183,12 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
                                "the most a normalised leakage can be (a share, not a percentage)")
     done = df["status"].isin(["TERMINATED", "STOPPED"])
     placed = df["order"].notna() & df[OBJECTIVES].notna().all(axis=1)  # what fronts and baselines are drawn from
-    for name, lacking in (("order", done & df["order"].isna()), ("epochs", placed & df["epochs"].isna())):
+    for name, lacking, but in (("order", done & df["order"].isna(), "the trial finished"),
+                               ("epochs", placed & df["epochs"].isna(), "the trial has a result and an order")):
         if lacking.any():  # read on, the trial fell out of every front and baseline: an empty front, exit 0
-            raise ResultsError(f"{url}: {name} of trial {df['trial_id'][lacking].iloc[0]} is empty, but the trial "
-                               f"finished ({df['status'][lacking].iloc[0]}); a finished trial needs its completion "
-                               "order and the epochs it trained (fronts count the trials trained longest): fill in "
-                               f"{name}, or leave the trial out")
+            raise ResultsError(f"{url}: {name} of trial {df['trial_id'][lacking].iloc[0]} is empty, but {but} "
+                               f"(status {df['status'][lacking].iloc[0]}); fronts are drawn from the trials trained "
+                               f"longest, in completion order: fill in {name}, or leave the trial out")
     twice = df["trial_id"][df["trial_id"].duplicated()].unique().tolist()
     if twice:
         raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "
