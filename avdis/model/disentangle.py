@@ -199,7 +199,8 @@ def shrunk_covariance(z: torch.Tensor) -> torch.Tensor:
 
     Whitening by the sample covariance trusts its smallest eigenvalues, which few rows per dimension estimate far
     too small (with n close to d some are near 0): the whitened fit then stretches those directions, and the
-    projection INLP maps back through the whitening is oblique with a norm of 10-50, so clips it was not fit on
+    projection INLP maps back through the whitening is oblique with a norm in the tens to hundreds (an orthogonal
+    projection has norm 1), so clips it was not fit on
     (val, test) come out distorted while the train clips look fine. Shrinkage vanishes as n grows past d.
     """
     n, d = z.shape
