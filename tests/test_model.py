@@ -1,5 +1,7 @@
 """The model and the mechanisms each disentanglement method relies on."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -240,3 +242,21 @@ def test_a_short_clips_modulation_spectrum_is_windowed_over_its_own_frames(valid
         c = x[0, :, :10].mean(-1) - x[0, :, :10].mean()
         spec = torch.fft.rfft(c * torch.hann_window(frames)).abs()[1 : rates + 1]
         torch.testing.assert_close(share, spec / (spec.sum() + 1e-4), atol=1e-4, rtol=1e-3)
+
+
+def test_the_audio_encoder_runs_in_bf16_weights_with_float32_contours():
+    """DeepSpeed's bf16 engine (train.precision auto on a GPU, or bf16) casts the weights, so the contours got bf16
+    frames: torch.fft.rfft raised "Unsupported dtype BFloat16" at the first batch, and bf16 counted the frames of a
+    clip past 256 in steps of 2 and more. A 6 s clip (600 frames) in bf16 weights now matches float32 to bf16's
+    rounding of the encoder's own layers."""
+    from avdis.model.encoders import AudioEncoder
+
+    torch.manual_seed(0)
+    full = AudioEncoder(40, 600, 32, 1, 2, 64, 0.0).eval()
+    half = copy.deepcopy(full).to(torch.bfloat16)
+    mel = torch.randn(2, 600, 40) - 5.0
+    mask = torch.arange(600)[None] < torch.tensor([[600], [450]])
+    with torch.no_grad():
+        want, got = full(mel, mask), half(mel, mask)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)

@@ -84,12 +84,16 @@ class ContourFeatures(nn.Module):
             spec = nn.functional.pad(spec, (0, 0, 0, self.RATES - spec.shape[1]))
         spec = torch.log(spec / (spec.sum(1, keepdim=True) + 1e-4) + 1e-3)
         pos = (k - 0.5) / n  # 0..1 over the valid frames
-        basis = torch.cat([torch.cos(torch.pi * k * pos) for k in range(1, self.SHAPES + 1)], -1) * w
+        basis = torch.cat([torch.cos(torch.pi * j * pos) for j in range(1, self.SHAPES + 1)], -1) * w
         shape = torch.einsum("bts,btk->bsk", basis, c) / n
         return torch.cat([spec.flatten(1), shape.flatten(1)], -1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.net(self.describe(x, mask))
+        # the description in float32 whatever the weights and autocast: the FFT takes no bf16 (DeepSpeed's bf16
+        # engine, the GPU default, failed here), and bf16 counts frames past 256 in steps of 2 or more
+        with torch.autocast(x.device.type, enabled=False):
+            described = self.describe(x.float(), mask)
+        return self.net(described.to(self.net[1].weight.dtype))
 
 
 class AudioEncoder(nn.Module):
