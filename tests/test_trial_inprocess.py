@@ -4,6 +4,7 @@ one-process group, and a killed driver's rerun resumes it from the checkpoint it
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from test_sweep_e2e import kill_group
 
@@ -39,6 +41,18 @@ def test_solo_group_trains_deepspeed_in_this_process_and_leaves_it_as_it_was(tin
         assert not dist.is_initialized() and "LOCAL_RANK" not in os.environ  # as it was before
     assert [e["epoch"] for e in history] == [1, 2] and history[-1]["world_size"] == 1
     assert list(Path(run).glob("checkpoint_epoch_0002/engine/ckpt/*optim_states.pt"))  # ZeRO-2's optimizer state
+
+
+def test_deepspeed_bf16_trains_every_input_of_the_model(tiny_shards, tmp_path, monkeypatch):
+    """DeepSpeed's bf16 engine (train.precision auto on a GPU) casts the weights to bf16; the audio encoder's
+    contour features then raised "Unsupported dtype BFloat16" in torch.fft at the first batch."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        f"data.shards={tiny_shards}", "train.epochs=1", "train.precision=bf16", "probe.epochs=20"])
+    assert cfg.train.strategy == "deepspeed" and cfg.model.contours and cfg.model.modality == "av"
+    with engine.solo_group(cfg.train):
+        history = loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg))
+    assert engine.compute_dtype(cfg.train) == torch.bfloat16 and math.isfinite(history[-1]["loss"])
 
 
 def epochs_reported(sweep: Path) -> int:
