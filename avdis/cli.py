@@ -10,13 +10,17 @@ import argparse
 import functools
 import json
 import sys
-from typing import Any, get_args
+import time
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic.fields import FieldInfo
 
 from avdis import config as C
 from avdis.errors import AvdisError
 from avdis.numbers import json_safe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
 OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial; "
@@ -137,13 +141,32 @@ def _sweep_folder(value: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from avdis import results
     from avdis.report import plots
 
     cfg = _load_reader(args)
-    written = plots.write_report(_sweep_folder(args.sweep), cfg.s3)
-    for kind, url in written.items():
-        print(f"{kind}: {url}")
+    url = _sweep_folder(args.sweep)
+    written = plots.write_report(url, cfg.s3)
+    for kind, page in written.items():
+        print(f"{kind}: {page}")
+    running = _still_running(results.read_trials(url, cfg.s3))
+    if running:
+        print(f"avdis report: note: {running}", file=sys.stderr)
     return 0
+
+
+def _still_running(trials: pd.DataFrame) -> str | None:
+    """What a report on running trials should say: the table cannot tell a live sweep from one whose driver was
+    stopped (its trials stay RUNNING until the sweep runs again), so the report says when the last result came."""
+    running = int((trials["status"] == "RUNNING").sum())
+    if not running:
+        return None
+    last = trials["updated_at"].max()
+    came = ("" if last != last else  # NaN: a table without times
+            f"; the sweep's last result came {max(0.0, time.time() - last) / 60:.0f} min ago "
+            f"({time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(last))})")
+    return (f"{running} trial{'s are' if running > 1 else ' is'} RUNNING{came}. If the sweep's driver has stopped, "
+            "they stay RUNNING until the sweep is run again with the same config, which resumes them.")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

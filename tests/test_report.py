@@ -579,3 +579,19 @@ def test_a_pareto_json_without_numbers_still_renders(tmp_path: Path) -> None:
     summary = {**results.summarize(trials, "demo"), "hypervolume": None, "reference": None}
     page = plots.render_html(trials, summary)
     assert '<b id="hypervolume">-</b>' in page and "emotion_acc = chance -" in page
+
+
+def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Path, capsys) -> None:
+    """A sweep whose driver was stopped leaves its trials RUNNING in the table; the report gave no sign of that, so a
+    report of a dead sweep read as a live one. It now names the running trials and the last result's time."""
+    from avdis.cli import main
+
+    url = str(tmp_path / "demo")
+    hour_ago = [{**row, "updated_at": time.time() - 3600} for row in rows()]
+    results.write_trials(url, hour_ago)
+    assert main(["report", url]) == 0
+    err = capsys.readouterr().err
+    assert "1 trial is RUNNING; the sweep's last result came 60 min ago" in err, err
+    assert "run again with the same config, which resumes them" in err
+    results.write_trials(url, [r for r in rows() if r["status"] != "RUNNING"])
+    assert main(["report", url]) == 0 and "RUNNING" not in capsys.readouterr().err
