@@ -140,3 +140,26 @@ def test_model_list_prints_presets_with_parameter_counts(capsys):
         assert preset in out
     large = next(line for line in out.splitlines() if line.startswith("large"))
     assert int(large.split()[-1].replace(",", "")) > 100_000_000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows the load on a machine without CUDA")
+def test_an_adversary_saved_on_a_gpu_resumes_on_this_device(tmp_path, monkeypatch):
+    """adversary.pt was loaded without map_location: one rank 0 saved on its GPU raised 'Attempting to deserialize
+    object on a CUDA device' on a CPU node (every other rank would put it on cuda:0). Saved here as a GPU tags it."""
+    cfg = Config(model=ModelConfig(emb_dim=8, dropout=0.0), method=MethodConfig(name="adversarial", weight=1.0),
+                 train=TrainConfig(lr=0.01, epochs=1))
+    make = lambda: Stepper(build_engine(build_model(cfg.model, FEAT, 4, 3), cfg.train, False),  # noqa: E731
+                           REGISTRY["adversarial"], cfg, 3, torch.full((4, 3), 1 / 3))
+    trained = make()
+    trained.train_step(fixed_batch(0), 0.0)
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(trained.state_dict(), tmp_path / "adversary.pt")
+    with pytest.raises(RuntimeError, match="CUDA device"):  # what the old load did
+        torch.load(tmp_path / "adversary.pt", weights_only=False)
+    resumed = make()
+    resumed.load(tmp_path / "adversary.pt")
+    for mine, theirs in zip(resumed.adversary.parameters(), trained.adversary.parameters()):
+        assert mine.device == resumed.engine.device and torch.equal(mine, theirs)
+    moments = [s.adv_opt.state_dict()["state"][0]["exp_avg"] for s in (resumed, trained)]
+    assert torch.equal(*moments)

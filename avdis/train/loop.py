@@ -238,7 +238,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                 raise ck.unusable(reporter.run_url, "adversary.pt is missing")
             try:
                 engine.load(found)
-                stepper.load_state_dict(torch.load(found / "adversary.pt", weights_only=False))
+                stepper.load(found / "adversary.pt")
             except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
                 raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}") from None
             start, history = state["epoch"], state["history"]

@@ -10,6 +10,7 @@ p(speaker | emotion) of the train split (`train_prior`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 import math
@@ -114,6 +115,11 @@ class Stepper:
         if self.adversary is not None and state:
             self.adversary.load_state_dict(state["adversary"])
             self.adv_opt.load_state_dict(state["optimizer"])
+
+    def load(self, path: Path) -> None:
+        """`state_dict` as saved at `path`, onto this worker's device: rank 0 saved it from its own GPU, which is
+        cuda:0 for every rank (or no device at all on a CPU node) unless mapped."""
+        self.load_state_dict(torch.load(path, map_location=self.engine.device, weights_only=False))
 
 
 @torch.no_grad()
