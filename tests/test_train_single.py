@@ -14,6 +14,7 @@ import torch
 
 from avdis import config as C
 from avdis.config import Config, FeatureConfig, MethodConfig, ModelConfig, TrainConfig
+from avdis.errors import UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import build_model
 from avdis.train import launch
@@ -163,3 +164,11 @@ def test_an_adversary_saved_on_a_gpu_resumes_on_this_device(tmp_path, monkeypatc
         assert mine.device == resumed.engine.device and torch.equal(mine, theirs)
     moments = [s.adv_opt.state_dict()["state"][0]["exp_avg"] for s in (resumed, trained)]
     assert torch.equal(*moments)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows a machine without CUDA")
+def test_a_worker_that_asked_for_a_gpu_torch_cannot_see_is_refused():
+    """It trained on CPU, saying nothing: hours where a GPU was meant (a CPU build of torch), in fp32 under auto."""
+    cfg = TrainConfig(gpus_per_worker=1)
+    with pytest.raises(UsageError, match="gpus_per_worker=1 but torch sees no CUDA device"):
+        build_engine(torch.nn.Linear(2, 2), cfg, False)

@@ -21,12 +21,19 @@ import torch.distributed as dist
 from torch import nn
 
 from avdis.config import TrainConfig
+from avdis.errors import UsageError
 
 ENGINE_DIR = "engine"
 
 
 def use_cuda(cfg: TrainConfig) -> bool:
-    return cfg.gpus_per_worker > 0 and torch.cuda.is_available()
+    """Whether this worker trains on its GPU; one that asked for a GPU torch cannot see is refused, not run on CPU."""
+    if cfg.gpus_per_worker <= 0:
+        return False
+    if not torch.cuda.is_available():
+        raise UsageError(f"train.gpus_per_worker={cfg.gpus_per_worker:g} but torch sees no CUDA device here (a CPU "
+                         "build of torch, or no GPU on this node); set train.gpus_per_worker=0 to train on CPU")
+    return True
 
 
 def compute_dtype(cfg: TrainConfig) -> torch.dtype:
