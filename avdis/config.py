@@ -261,7 +261,7 @@ class TrainConfig(_Section):
     # engine
     strategy: Strategy = "single"
     zero_stage: int = Field(0, ge=0, le=3)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 with gpus_per_worker > 0, else fp32
     offload_optimizer: bool = False
     offload_params: bool = False
     # scaling
@@ -273,6 +273,12 @@ class TrainConfig(_Section):
     # outputs
     storage: Location = "runs/train"  # local folder or s3://bucket/prefix
     name: str | None = None  # run name; None: derived from method and seed
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the workers compute in bf16. `auto` is resolved from the config alone, not from the machine that
+        asks: the driver signs a run (`checkpoint.run_signature`) where its workers' GPUs may not be."""
+        return self.precision == "bf16" or (self.precision == "auto" and self.gpus_per_worker > 0)
 
     @property
     def in_process(self) -> bool:

@@ -289,3 +289,18 @@ def test_a_checkpoint_round_trips_through_s3_with_its_state_written_last(s3_buck
     fs, path = storage.filesystem(f"{run}/checkpoint_epoch_0002")
     fs.put(str(cut) + "/", path + "/", recursive=True)  # epoch 2's files, but its state.json never arrived
     assert ck._newest_whole(run, C.S3Config())[0].endswith("checkpoint_epoch_0001")
+
+
+def test_auto_precision_is_signed_as_the_bf16_it_means_on_gpu_workers():
+    """train.precision=auto is bf16 with train.gpus_per_worker > 0, fp32 without, and gpus_per_worker may change on
+    resume: a run begun on GPUs had the signature of one on CPU, went on there in fp32 and, under DeepSpeed, stopped
+    with 'KeyError: param_groups' loading its bf16 optimizer state, as if its checkpoint were damaged."""
+    def signature(*extra: str) -> dict:
+        return ck.run_signature(C.load(SMOKE, list(extra)), "h")
+
+    on_gpus = signature("train.gpus_per_worker=1")
+    with pytest.raises(UsageError, match=r"train\.precision='bf16' \(this run: 'auto'\)"):
+        ck.check_compatible(on_gpus, signature("train.gpus_per_worker=0"), "run")
+    ck.check_compatible(on_gpus, signature("train.gpus_per_worker=0", "train.precision=bf16"), "run")
+    ck.check_compatible(on_gpus, signature("train.gpus_per_worker=2"), "run")
+    assert signature()["train.precision"] == "auto"  # on CPU as recorded before: those runs keep name and checkpoints

@@ -59,6 +59,11 @@ def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
         for part in section.split("."):
             node = node[part]
         out.update(_flatten(node, f"{section}."))
+    if cfg.train.precision == "auto" and cfg.train.bf16:
+        # signed as what it computes in: auto follows train.gpus_per_worker, which a resumed run may change (a run
+        # begun on GPUs went on in fp32 on CPU, and under DeepSpeed failed to load its bf16 optimizer state). Auto
+        # on CPU stays "auto", as runs recorded it before
+        out["train.precision"] = "bf16"
     return {k: v for k, v in out.items() if k not in MAY_CHANGE}
 
 

@@ -37,9 +37,7 @@ def use_cuda(cfg: TrainConfig) -> bool:
 
 
 def compute_dtype(cfg: TrainConfig) -> torch.dtype:
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda(cfg)):
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if cfg.bf16 else torch.float32
 
 
 def device_for(cfg: TrainConfig) -> torch.device:
