@@ -113,10 +113,11 @@ class AudioEncoder(nn.Module):
         self.contours = ContourFeatures(n_mels, width) if contours else None
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = ((mel + 7.0) / 4.0).to(self.stem[0].weight.dtype)  # fixed scale: loudness is a real cue
-        h = self.stem(x.transpose(1, 2)).transpose(1, 2)
+        scaled = (mel + 7.0) / 4.0  # fixed scale: loudness is a real cue
+        h = self.stem(scaled.to(self.stem[0].weight.dtype).transpose(1, 2)).transpose(1, 2)
         out = self.temporal(h, mask[:, ::4][:, : h.shape[1]])
-        return out if self.contours is None else out + self.contours(x, mask)
+        # the contours from the float32 frames: rounded to bf16 weights' dtype, they moved by up to 1/128 of their level
+        return out if self.contours is None else out + self.contours(scaled, mask)
 
 
 class VisualEncoder(nn.Module):
