@@ -301,8 +301,14 @@ class TrainConfig(_Section):
                 f"strategy=single runs one process (got workers={self.workers}); "
                 "use train.strategy=ddp or deepspeed for several workers"
             )
+        if self.gpus_per_worker > 1:
+            raise ValueError(f"gpus_per_worker={self.gpus_per_worker:g}: a worker trains on one GPU (data parallel), "
+                             "so the others would sit idle; use train.workers for more GPUs")
+        if self.workers > 1 and 0 < self.gpus_per_worker < 1:
+            raise ValueError(f"gpus_per_worker={self.gpus_per_worker:g} with workers={self.workers}: two workers of "
+                             "one run could share a GPU, which NCCL refuses; give each worker a whole GPU "
+                             "(train.gpus_per_worker=1), or share GPUs between one-worker sweep trials")
         return self
-
 
     @field_validator("name")
     @classmethod
