@@ -19,6 +19,7 @@ import pytest
 
 from avdis import results, storage
 from avdis.report import plots
+from avdis.numbers import json_safe
 from avdis.report.callback import ReportCallback
 from avdis.results import ResultsError
 
@@ -449,6 +450,58 @@ def test_a_pareto_json_that_is_no_object_is_a_named_error(tmp_path: Path, capsys
     assert live.snapshot.summary["sweep"] == "demo" and b"not a sweep summary" in live.snapshot.html
     assert main(["report", url]) == 0  # the report rebuilds it from the table
     assert json.loads(Path(url, "pareto.json").read_text())["sweep"] == "demo"
+
+
+WRONG_FIELDS = [  # (field as the error names it, its path, a value of the wrong type)
+    ("front", ("front",), "t3"),
+    ("front_points.0", ("front_points",), [1]),
+    ("front_points.0.emotion_acc", ("front_points", 0, "emotion_acc"), "0.68"),
+    ("front_points.0.weight", ("front_points", 0, "weight"), "heavy"),
+    ("hypervolume", ("hypervolume",), "0.4"),
+    ("hypervolume_history.0.completed", ("hypervolume_history", 0), {"trial_id": "t1", "hypervolume": 0.1}),
+    ("n_trials", ("n_trials",), "10"),
+    ("baseline.leakage", ("baseline", "leakage"), "0.62"),
+    ("reference", ("reference",), [0.25, 1]),
+    ("updated_at", ("updated_at",), "yesterday"),
+]
+
+
+@pytest.mark.parametrize(("field", "path", "value"), WRONG_FIELDS, ids=[f for f, _, _ in WRONG_FIELDS])
+def test_a_pareto_json_field_of_another_type_is_a_named_error(tmp_path: Path, field: str, path: tuple,
+                                                                value: object) -> None:
+    """An object passed as a summary whatever its fields held: a point's emotion_acc as text, a baseline leakage as
+    text, a history step without `completed`, updated_at as text crashed the pages (the dashboard's, the callback's,
+    `avdis report`'s) with a traceback; a front as a string was counted by its letters."""
+    from avdis.cli import main
+    from avdis.report import dashboard
+
+    url = str(tmp_path / "demo")
+    _, summary = results.record(url, rows(), "demo")
+    edited = json.loads(json.dumps(json_safe(summary)))
+    *parents, last = path
+    target = edited
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    Path(url, "pareto.json").write_text(json.dumps(edited))
+    with pytest.raises(ResultsError, match=rf"pareto.json: {re.escape(field)}: .*not a sweep summary as avdis writes "
+                                           r"it, rebuild it from trials.parquet with `avdis report "):
+        results.read_pareto(url)
+    assert ReportCallback(url).refresh(force=True) is False
+    live = dashboard.LiveReport(url, None, refresh_s=60)  # the dashboard summarizes the table and says why
+    assert live.snapshot.summary["sweep"] == "demo" and f"pareto.json: {field}: ".encode() in live.snapshot.html
+    assert main(["report", url]) == 0  # the report rebuilds it from the table
+    assert results.read_pareto(url)["front"] == summary["front"]
+
+
+def test_a_pareto_json_of_an_earlier_avdis_still_reads(tmp_path: Path) -> None:
+    """Keys added since (selected_on, n_running, front_basis) may be missing, and a null where the pages draw none."""
+    url = str(tmp_path / "demo")
+    _, summary = results.record(url, rows(), "demo")
+    older = {k: v for k, v in json_safe(summary).items() if k not in ("selected_on", "n_running", "front_basis")}
+    Path(url, "pareto.json").write_text(json.dumps({**older, "hypervolume": None, "baseline": None}))
+    assert results.read_pareto(url)["front"] == summary["front"]
+    assert "hypervolume <b id=\"hypervolume\">-</b>" in Path(plots.write_pages(url)["pareto.html"]).read_text()
 
 
 @pytest.mark.parametrize("column", ["epochs", "order"])

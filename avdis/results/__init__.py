@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from scipy import stats
 
 from avdis import storage
@@ -87,6 +89,65 @@ SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, 
 POINT_METRICS = ("emotion_acc", "leakage", "emotion_uar", "disentanglement", *SELECTED)
 POINT_COLUMNS = ["config_id", "trial_id", "method", "weight", "n", "seeds", "trials", "epochs",
                  *(f"{k}{s}" for k in POINT_METRICS for s in ("", "_std", "_ci95"))]
+
+
+class _Written(BaseModel):
+    """Part of pareto.json as `summarize` writes it: types as written (strict: "0.5" is text, not a number), numbers
+    finite (written as null otherwise), unknown keys ignored. Every key may be missing: a summary written by an
+    earlier avdis lacks the ones added since (selected_on, n_running), and the pages draw without them."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+class _PointIds(_Written):
+    config_id: str | None = None
+    trial_id: str | None = None
+    method: str | None = None
+    seeds: list[float | None] | None = None  # a seed column with a null is float: 1.0
+    trials: list[str] | None = None
+
+
+FrontPoint = create_model("FrontPoint", __base__=_PointIds,  # the rest of POINT_COLUMNS: numbers or null
+                          **{c: (float | None, None) for c in POINT_COLUMNS if c not in _PointIds.model_fields})
+
+
+class HistoryStep(_Written):
+    trial_id: str  # the pages index these three
+    completed: int
+    hypervolume: float
+
+
+class Baseline(_Written):
+    emotion_acc: float | None = None
+    leakage: float | None = None
+    trials: list[str] | None = None
+
+
+class Reference(_Written):
+    emotion_acc: float | None = None
+    leakage: float | None = None
+
+
+class Summary(_Written):
+    """pareto.json, checked where it is read (`read_pareto`), so no page meets a value of another type."""
+
+    sweep: str | None = None
+    objectives: dict[str, Literal["max", "min"]] | None = None
+    reference: Reference | None = None
+    front: list[str] | None = None
+    front_basis: Literal["seed_mean", "trial"] | None = None
+    selected_on: Literal["val", "test"] | None = None
+    front_points: list[FrontPoint] | None = None
+    spread: str | None = None
+    hypervolume: float | None = None
+    hypervolume_history: list[HistoryStep] | None = None
+    n_trials: int | None = None
+    n_completed: int | None = None
+    n_failed: int | None = None
+    n_running: int | None = None
+    n_confirm: int | None = None
+    baseline: Baseline | None = None
+    updated_at: float | None = None
 
 
 class ResultsError(AvdisError):
@@ -306,7 +367,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     `front_points` and `hypervolume` come from the confirming seeds' means once confirmation rows exist. Only
     trials trained longest are on a front (`trained_longest`). A front is chosen on the validation clips' numbers
     (`selected_on`) and its points and hypervolume are their test numbers: chosen on the test numbers themselves, a
-    front stood where the test set's noise had been kind.
+    front stood where the test set's noise had been kind. Its shape is `Summary`, which `read_pareto` checks.
     """
     chance = float(df["emotion_chance"].dropna().max()) if df["emotion_chance"].notna().any() else 0.0
     done = _finished(df)
@@ -356,17 +417,25 @@ def write_pareto(sweep_url: str, summary: dict[str, Any], s3: S3Config | None = 
 
 
 def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | None:
-    """The sweep's summary (pareto.json); None before it is written."""
+    """The sweep's summary (pareto.json), checked against `Summary`; None before it is written."""
     url = storage.join(sweep_url, PARETO)
     if not storage.exists(url, s3):
         return None
+    rebuild = f"rebuild it from {TRIALS} with `avdis report {sweep_url}`"
     try:
         summary = json.loads(storage.read_bytes(url, s3))
     except ValueError as exc:  # written whole by avdis, so damaged elsewhere
-        raise ResultsError(f"{url}: not readable JSON ({exc}); rebuild it with `avdis report {sweep_url}`") from None
+        raise ResultsError(f"{url}: not readable JSON ({exc}); {rebuild}") from None
     if not isinstance(summary, dict):  # JSON, but not a summary: the readers' .get() crashed with a traceback
-        raise ResultsError(f"{url}: holds a JSON {type(summary).__name__}, not a sweep summary (an object); rebuild "
-                           f"it with `avdis report {sweep_url}`")
+        raise ResultsError(f"{url}: holds a JSON {type(summary).__name__}, not a sweep summary (an object); {rebuild}")
+    try:
+        Summary.model_validate(summary)
+    except ValidationError as exc:  # e.g. a point's emotion_acc as text: the pages crashed on it with a traceback
+        err = exc.errors()[0]
+        field = ".".join(map(str, err["loc"]))
+        got = "" if err["type"] == "missing" else f" (got {reprlib.repr(err['input'])})"
+        raise ResultsError(f"{url}: {field}: {err['msg']}{got}; not a sweep summary as avdis writes it, "
+                           f"{rebuild}") from None
     return summary
 
 
