@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,6 +74,8 @@ def test_dashboard_model() -> None:
         assert all(t["instant"] and t["format"] == "table" for t in panels[kind]["targets"])
         # a sweep's gauges go stale when its Ray exits; the trial panels keep each series' last value in range
         assert all("last_over_time(" in e and "[$__range]" in e for e in exprs)
+        # a subquery's default step is Prometheus's evaluation interval: one evaluation per 5 s in range per series
+        assert all(":]" not in e and "[$__range:$__interval]" in e for e in exprs)
         assert any("ray_avdis_trial_leakage" in e for e in exprs) and any("ray_avdis_trial_emotion_acc" in e for e in exprs)
     assert panels["xychart"]["transformations"][0] == {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}}
     assert panels["xychart"]["options"]["series"][0]["x"] == "leakage"
@@ -241,36 +244,60 @@ def test_push_to_nothing_listening(monkeypatch) -> None:
 
 
 @contextmanager
-def prometheus_for_ray(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """Prometheus with infra/prometheus/prometheus.yml, pointed at a Ray temp dir of its own; yields (port, temp dir)."""
-    import tempfile
+def prometheus(tmp_path: Path, config: dict[str, Any], *flags: str) -> Iterator[int]:
+    """Prometheus with `config`, its TSDB in tmp_path/tsdb, ready to query; yields its port."""
+    import urllib.error
+    import urllib.request
 
     from conftest import stop_process, wait_for_port
 
     if shutil.which("prometheus") is None:
         pytest.skip("Debian's prometheus is not installed (make test installs it)")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             *flags], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, prom)
+        deadline = time.monotonic() + 60
+        while True:  # listening before its TSDB is loaded, answering 503 until then
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5).close()
+                break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield port
+    finally:
+        stop_process(prom)
+        log.close()
+
+
+@contextmanager
+def prometheus_for_ray(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """Prometheus with infra/prometheus/prometheus.yml, pointed at a Ray temp dir of its own; yields (port, temp dir)."""
+    import tempfile
+
     temp = tempfile.mkdtemp(prefix="avdis-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     cfg = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
     cfg["scrape_configs"][0]["file_sd_configs"][0]["files"] = [f"{temp}/prom_metrics_service_discovery.json"]
     cfg["global"]["scrape_interval"] = "1s"
     cfg["scrape_configs"][0]["file_sd_configs"][0]["refresh_interval"] = "1s"
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    port = free_port()
-    log = open(tmp_path / "prometheus.log", "wb")
-    prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_port(port, prom)
-        yield port, temp
+        with prometheus(tmp_path, cfg) as port:
+            yield port, temp
     finally:
-        stop_process(prom)
-        log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def panels(port: int, sweep: str) -> dict[str, dict[str, float]]:
-    """The trial panels' queries as Grafana sends them (10 minutes in range): panel+refId -> {trial: value}."""
+def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s",
+           at: float | None = None) -> dict[str, dict[str, float]]:
+    """The trial panels' queries as Grafana sends them (`range_` in range, $__interval `step`, evaluated at `at`, else
+    now): panel+refId -> {trial: value}."""
+    import urllib.error
     import urllib.parse
     import urllib.request
 
@@ -278,19 +305,52 @@ def panels(port: int, sweep: str) -> dict[str, dict[str, float]]:
     for p in grafana.dashboard_json()["panels"]:
         for t in p["targets"]:
             if t.get("instant"):
-                expr = t["expr"].replace("$sweep", sweep).replace("$__range", "10m")
-                url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-                with urllib.request.urlopen(url, timeout=10) as resp:
-                    body = json.load(resp)
+                expr = t["expr"].replace("$sweep", sweep).replace("$__range", range_).replace("$__interval", step)
+                query = {"query": expr, **({} if at is None else {"time": at})}
+                url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(query)
+                try:
+                    with urllib.request.urlopen(url, timeout=30) as resp:
+                        body = json.load(resp)
+                except urllib.error.HTTPError as exc:  # Prometheus's refusal, e.g. too many samples
+                    body = json.load(exc)
                 assert body["status"] == "success", body
                 out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1])
                                                    for r in body["data"]["result"]}
     return out
 
 
-def wait_for_panels(port: int, sweep: str, check, what: str, tmp_path: Path) -> dict[str, dict[str, float]]:
-    import time
+def test_the_trial_panels_over_a_week_hold_a_point_per_step_and_still_find_the_newest_driver(tmp_path: Path) -> None:
+    """The panels found each series' last sample with a subquery at Prometheus's default step, its evaluation
+    interval (5 s): over a 7-day range that is 121k evaluations, and points held, per series, each refresh. Two
+    drivers' gauges written into Prometheus's TSDB at known times (no Ray, no scrape timing), queried at a 7-day
+    range with the $__interval Grafana gives it (10m), under `--query.max-samples` set to what the range stores:
+    the panels must answer, with the newest driver's value for `x` (its driver lived 2 minutes, between two steps,
+    and ended more than the 5-minute lookback before the next: the step's instant lookup would miss it) and the
+    last value of `y`, whose series went stale 3 days before."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
+    at = int(time.time()) // 600 * 600  # on the 10m grid the subquery's steps fall on
+    hour, lines = 3600, []
 
+    def driver(trial: str, session: str, start: int, end: int, leakage: float) -> None:
+        lines.extend(f'{grafana.LEAKAGE}{{sweep="week",trial="{trial}",method="adversarial",SessionName="{session}"}} '
+                     f"{leakage} {ts}" for ts in range(start, end + 1, 60))
+
+    driver("x", "old", at - 168 * hour + 60, at - 2 * hour - 7, 0.9)  # the max, before the resume
+    driver("x", "new", at - 2 * hour + 60, at - 2 * hour + 180, 0.3)
+    driver("y", "old", at - 168 * hour + 60, at - 72 * hour, 0.5)
+    (tmp_path / "week.om").write_text(f"# TYPE {grafana.LEAKAGE} gauge\n" + "\n".join(lines) + "\n# EOF\n")
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=170h",
+                    str(tmp_path / "week.om"), str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    config = {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}
+    with prometheus(tmp_path, config, f"--query.max-samples={len(lines)}") as port:
+        seen = panels(port, "week", range_="7d", step="10m", at=at)
+    assert seen["xychart A"] == {"x": pytest.approx(0.3), "y": pytest.approx(0.5)}
+    assert seen["table A"] == seen["xychart A"]
+
+
+def wait_for_panels(port: int, sweep: str, check, what: str, tmp_path: Path) -> dict[str, dict[str, float]]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         seen = panels(port, sweep)
@@ -298,6 +358,16 @@ def wait_for_panels(port: int, sweep: str, check, what: str, tmp_path: Path) -> 
             return seen
         time.sleep(1)
     raise AssertionError(f"{what}: {seen}; {(tmp_path / 'prometheus.log').read_text()[-1500:]}")
+
+
+def live(port: int, sweep: str) -> bool:
+    """Whether Prometheus has a sample, not gone stale, of the sweep's leakage gauge now."""
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"query": f'{grafana.LEAKAGE}{{sweep="{sweep}"}}'})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=10) as resp:
+        return bool(json.load(resp)["data"]["result"])
 
 
 def trial_row(trial: str, status: str, acc: float, leakage: float, order: int | None) -> dict[str, Any]:
@@ -349,7 +419,8 @@ ray.shutdown()
 def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path: Path) -> None:
     """A sweep resumed by a new driver publishes each trial again as new series (Ray labels them with the new
     driver's WorkerId and SessionName); the panels took the max over the old and new series in range, so a trial
-    that was running at leakage 0.9 when the first driver died showed 0.9, not the 0.3 it finished at."""
+    that was running at leakage 0.9 when the first driver died showed 0.9, not the 0.3 it finished at. (Series are
+    placed to a step, 15s here: the new value shows once the old driver's last scrape is a step old.)"""
     import os
     import sys
 
@@ -364,3 +435,7 @@ def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path:
                                 f"the panels never showed the newest driver's leakage {leakage}", tmp_path)
             finally:
                 driver.communicate("", timeout=60)
+        # the sweep has ended: its series go stale, and the panels keep the newest driver's value
+        wait_for_panels(port, "resumed", lambda seen: not live(port, "resumed"), "the series never went stale",
+                        tmp_path)
+        assert panels(port, "resumed")["xychart A"] == {"x": pytest.approx(0.3)}

@@ -53,9 +53,21 @@ def _newest(metric: str, by: str) -> str:
     with its own WorkerId and SessionName), so a trial has one series per driver in range:
     only the one whose last sample is newest counts (a `max` over them showed a value from
     before the restart, such as a running trial's mid-training leakage, where it was larger).
+
+    A series' last sample is placed to one step, Grafana's `$__interval` (the range over the
+    panel's width in pixels, at least the scrape interval: about 20s over 6 hours, 10m over 7
+    days): `timestamp(last_over_time(...[$__interval]))` is the end of each step holding a sample,
+    taken now and at every step in range. Range selectors skip staleness markers, so a series
+    of a driver that has exited, even one that lived less than a step, is placed too. The
+    subquery's default step, Prometheus's evaluation interval (5 s), cost one evaluation per 5 s
+    in range per series (121k over 7 days, each panel refresh); this costs about one per pixel.
+    The window it leaves: two drivers' series whose last samples fall in one step tie, and
+    the panel shows the larger of their values. So a resumed sweep's new driver shows from one
+    step after the old driver's last scrape on (never, if it too stopped within that step).
     """
     selected = f'{metric}{{sweep="$sweep"}}'
-    seen = f"max_over_time(timestamp({selected})[$__range:])"
+    placed = f"timestamp(last_over_time({selected}[$__interval]))"
+    seen = f"({placed} or max_over_time({placed}[$__range:$__interval]))"
     newest = f"({seen} == on (trial) group_left () max by (trial) ({seen}))"
     return f"max by ({by}) (last_over_time({selected}[$__range]) and {newest})"
 
