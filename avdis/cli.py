@@ -79,6 +79,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     cfg = C.validate({"data": {"synth": given}}, "avdis synth flags")
     runtime.check_kept({"--out": args.out})
     storage.check_writable(args.out)
+    synth.check_target(args.out)
     out = synth.generate(cfg.data.synth, args.out)
     print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
     return 0

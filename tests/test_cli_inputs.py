@@ -194,6 +194,22 @@ def test_synth_into_a_path_it_cannot_write_is_refused(tmp_path, capsys):
     refused(capsys, ["synth", "--out", str(blocker / "corpus")], f"{blocker / 'corpus'}: not writable")
 
 
+def test_synth_refuses_a_folder_of_files_it_did_not_generate(tmp_path, capsys, corpus):
+    """A corpus of the user's own (its ground_truth.csv) or other files are never written over; the generator's own
+    corpus is (the rule `data.corpus: synthetic` follows when it generates on first use)."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\na.mp4,a,s1,happy\n")
+    refused(capsys, ["synth", "--out", str(own), "--speakers", "2", "--clips-per-speaker", "3", "--duration", "0.3"],
+            f"{own}: holds files but no corpus the generator wrote")
+    assert sorted(p.name for p in own.iterdir()) == ["ground_truth.csv"]
+    assert (own / "ground_truth.csv").read_text() == "file,clip_id,speaker,emotion\na.mp4,a,s1,happy\n"
+    again = tmp_path / "again"
+    shutil.copytree(corpus, again)
+    assert main(["synth", "--out", str(again), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
+                 "--duration", "0.5", "--seed", "1"]) == 0
+
+
 @pytest.mark.parametrize("refresh", ["0", "-1", "nan", "soon"])
 def test_a_dashboard_refresh_must_be_seconds_above_0(tmp_path, capsys, refresh):
     with pytest.raises(SystemExit) as caught:

@@ -43,6 +43,7 @@ import numpy as np
 from avdis.config import EMOTIONS, SynthConfig
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.data.media import write_clip
+from avdis.errors import UsageError
 
 SETTINGS = "corpus.json"  # the generation settings, written last: a corpus with it is whole
 SAMPLE_RATE = 16000
@@ -259,6 +260,16 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
     (out / "speakers.json").write_text(json.dumps({k: asdict(v) for k, v in speakers.items()}, indent=1))
     (out / SETTINGS).write_text(json.dumps(cfg.model_dump(), indent=1))
     return out
+
+
+def check_target(out: str | Path) -> None:
+    """Refuse to write into a folder that holds files but no corpus this generator wrote: a `ground_truth.csv` there
+    is a corpus of the user's own (generating over it replaces its rows), other files are someone else's."""
+    out = Path(out)
+    if out.is_dir() and not made_here(out) and any(out.iterdir()):
+        raise UsageError(f"{out}: holds files but no corpus the generator wrote; a corpus is generated only into "
+                         "an empty or new folder, or over one it generated (whole: one cut short has no "
+                         f"{SETTINGS}, so remove it and run again): give another folder")
 
 
 def made_here(out: str | Path) -> bool:
