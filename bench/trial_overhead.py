@@ -23,6 +23,7 @@ Writes bench/results/trial_overhead.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -268,7 +269,9 @@ def import_seconds(module: str) -> float:
     return round(float(out.stdout.strip().splitlines()[-1]), 2)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no options: the parser gives --help (which ran the whole benchmark) and refuses a stray argument
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="avdis-trial-overhead-") as tmp:
         base = [f"data.src={tmp}/corpus", f"data.shards={tmp}/shards", f"sweep.storage={tmp}/sweeps",
                 f"train.storage={tmp}/train"]
