@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
@@ -237,12 +237,54 @@ def _add_synth_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, dest=name, choices=choices, type=None if choices else field.annotation, help=text)
 
 
+def _default(field: FieldInfo) -> Any:
+    """A field's default as plain data (a weight range as {low, high, log/int when set})."""
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, dict):
+        return {k: v.model_dump(exclude_defaults=True) if isinstance(v, C.BaseModel) else v for k, v in value.items()}
+    return value
+
+
+def _takes(key: str, field: FieldInfo) -> str:
+    """What a setting takes: its choices (a Literal, optionally None) or its range; '' when neither says more."""
+    if key == "method.weight":
+        ranges = [f"{m} {low:g}..{high:g}" if integer else f"{m} ({low:g}, {high:g}]"
+                  for m, (low, high, integer) in C.WEIGHT_RANGES.items()]
+        return "; ".join(ranges) + "; none for the others"
+    literal = [a for a in (field.annotation, *get_args(field.annotation)) if get_origin(a) is Literal]
+    return " | ".join(map(str, get_args(literal[0]))) if literal else _bounds(field)
+
+
+def _settings(model: type[C.BaseModel], prefix: str = "") -> list[str]:
+    """One line per setting under `model`: its dotted key, its default and what it takes (choices or range)."""
+    lines = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(field.annotation, type) and issubclass(field.annotation, C.BaseModel):
+            lines += _settings(field.annotation, f"{key}.")
+            continue
+        takes = _takes(key, field)
+        default = json.dumps(_default(field), separators=(", ", ": "))
+        lines.append(f"  {key} = {default}" + (f"  ({takes})" if takes else ""))
+    return lines
+
+
+def settings_help(sections: tuple[str, ...] | None = None) -> str:
+    """The settings a config file or a key=value override can give, for a command's --help epilog."""
+    fields = C.Config.model_fields
+    lines = ["settings (YAML under --config, or key=value), each with its default and what it takes:"]
+    for section in sections or tuple(fields):
+        lines += _settings(fields[section].annotation, f"{section}.")
+    return "\n".join(lines)
+
+
 def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP) -> None:
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=overrides_help)  # default: not "required"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    SETTINGS_HELP, RAW = settings_help(), argparse.RawDescriptionHelpFormatter  # the epilog's lines as written
     parser = argparse.ArgumentParser(prog="avdis", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -251,18 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth_flags(p)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet")
+    p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet",
+                       epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--corpus", required=True, choices=C.CORPORA)
     p.add_argument("--src", required=True, help="the corpus's source folder")
     p.add_argument("--out", required=True, help="output URL: a local folder or s3://bucket/prefix")
-    p.add_argument("--shard-size", type=int, help="clips per shard")
+    p.add_argument("--shard-size", type=int, help="clips per shard (data.shard_size)")
     p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
     p.add_argument("--force", action="store_true",
                    help="rebuild the shards even when the manifest says they are up to date")
     _with_config(p)
     p.set_defaults(func=cmd_preprocess)
 
-    p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)")
+    p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)",
+                       epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--workers", type=int, help="training workers (train.workers); more than 1 runs on Ray Train")
     p.add_argument("--strategy", choices=C.STRATEGIES)
     p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
@@ -270,18 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
     _with_config(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sweep", help="Ray Tune sweep over methods and weights; writes the Pareto front")
+    p = sub.add_parser("sweep", help="Ray Tune sweep over methods and weights; writes the Pareto front",
+                       epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--storage", help="URL the sweep writes under (local folder or s3://)")
     p.add_argument("--name", help="sweep name; outputs go to <storage>/<name>/")
     _with_config(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep")
+    p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep",
+                       epilog=settings_help(("s3",)), formatter_class=RAW)
     p.add_argument("sweep", help="<storage>/<sweep name>")
     _with_config(p, READER_OVERRIDES_HELP)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page")
+    p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page",
+                       epilog=settings_help(("s3",)), formatter_class=RAW)
     p.add_argument("sweep", help="<storage>/<sweep name>")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (default: %(default)s; 0: any free port)")
@@ -290,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     _with_config(p, READER_OVERRIDES_HELP)
     p.set_defaults(func=cmd_dashboard)
 
-    p = sub.add_parser("model", help="list model size presets with their parameter counts")
+    p = sub.add_parser("model", help="list model size presets with their parameter counts",
+                       epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--list", action="store_true", help="(default) list the presets")
     _with_config(p)
     p.set_defaults(func=cmd_model)

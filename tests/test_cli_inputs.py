@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from avdis.cli import main
+from avdis import config as C
 from avdis.config import SynthConfig
 from avdis.data import synth
 from avdis import results
@@ -123,6 +124,38 @@ def test_a_reader_refuses_overrides_it_would_ignore(tmp_path, capsys, command):
     for override in ("train.epochs=3", "sweep={name: x}"):
         refused(capsys, [command, sweep, override], override, "uses only the s3 settings")
     assert not Path(sweep, "pareto.html").exists()
+
+
+def _leaves(model, prefix=""):
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, C.BaseModel):
+            yield from _leaves(sub, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
+
+
+@pytest.mark.parametrize("command", ["preprocess", "train", "sweep", "model"])
+def test_help_lists_every_setting_with_its_default(capsys, command):
+    """The README names the settings most runs need; --help lists them all, so none is found only in config.py."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    for key, field in _leaves(C.Config):
+        default = field.get_default(call_default_factory=True)
+        shown = json.dumps(default) if isinstance(default, (str, bool, int, float, type(None))) else ""
+        assert f"\n  {key} = {shown}" in out, key
+    assert "  train.lr_schedule = \"cosine\"  (cosine | constant)\n" in out
+    assert "  train.zero_stage = 0  (0 <= x <= 3)\n" in out
+    assert "nullspace 1..64; none for the others)" in out
+
+
+@pytest.mark.parametrize("command", ["report", "dashboard"])
+def test_a_readers_help_lists_the_s3_settings_it_takes(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "\n  s3.endpoint_url = null\n  s3.region = null\n" in out and "train.epochs" not in out
 
 
 def test_a_command_lists_only_what_it_requires(capsys):
