@@ -243,6 +243,39 @@ def test_synth_refuses_a_folder_of_files_it_did_not_generate(tmp_path, capsys, c
                  "--duration", "0.5", "--seed", "1"]) == 0
 
 
+def test_synth_over_its_own_corpus_leaves_only_the_new_clips(tmp_path, corpus):
+    """Regenerated with other settings, a generated corpus held the old clips beside the new ones, each a reject
+    ("not listed in ground_truth.csv") at every preprocess; a file it did not write stays."""
+    out = tmp_path / "regen"
+    shutil.copytree(corpus, out)
+    (out / "notes.txt").write_text("mine")
+    assert main(["synth", "--out", str(out), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
+                 "--duration", "0.3", "--seed", "7", "--entanglement", "0"]) == 0
+    listed = {row.split(",")[0] for row in (out / "ground_truth.csv").read_text().splitlines()[1:]}
+    assert {str(p.relative_to(out)) for p in out.rglob("*.mp4")} == listed
+    assert (out / "notes.txt").read_text() == "mine"
+    assert synth.is_generated(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=7,
+                                          entanglement=0), out)
+
+
+def test_a_generation_cut_short_is_the_generators_folder_and_no_corpus(tmp_path, monkeypatch):
+    spec = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=2)
+    out = tmp_path / "cut"
+    calls = []
+
+    def write_clip(path, *args):  # the second clip's encoding is interrupted
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"clip")
+    monkeypatch.setattr(synth, "write_clip", write_clip)
+    with pytest.raises(KeyboardInterrupt):
+        synth.generate(spec, out)
+    assert synth.made_here(out) and not synth.is_generated(spec, out)
+    synth.check_target(out)  # avdis synth may write there again
+
+
 @pytest.mark.parametrize("refresh", ["0", "-1", "nan", "soon"])
 def test_a_dashboard_refresh_must_be_seconds_above_0(tmp_path, capsys, refresh):
     with pytest.raises(SystemExit) as caught:

@@ -45,7 +45,8 @@ from avdis.data.corpora import GROUND_TRUTH
 from avdis.data.media import write_clip
 from avdis.errors import UsageError
 
-SETTINGS = "corpus.json"  # the generation settings, written last: a corpus with it is whole
+SETTINGS = "corpus.json"  # the generation settings, written last: a corpus with them is whole
+UNDER_WAY = "{}"  # what SETTINGS holds while the generator writes: its folder, no corpus yet
 SAMPLE_RATE = 16000
 VIDEO_FPS = 16
 SIZE = 64
@@ -229,9 +230,16 @@ def _frames(rng: np.random.Generator, spk: Speaker, face: tuple, intensity: floa
 
 
 def generate(cfg: SynthConfig, out: str | Path) -> Path:
-    """Write the corpus under `out` (idempotent: same settings, same files)."""
+    """Write the corpus under `out` (idempotent: same settings, same files). Over a corpus it generated, that
+    corpus's clips go first (left beside the new ones, each was a reject: "not listed"). Until the new corpus is
+    whole its settings file says no settings: cut short, the folder is the generator's (it may write there again)
+    and no corpus (`is_generated` is false for any settings)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    old = made_here(out)
+    (out / SETTINGS).write_text(UNDER_WAY)
+    if old:
+        _remove_clips(out)
     emotions = list(EMOTIONS[: cfg.emotions])
     rng = np.random.default_rng(cfg.seed)
     speakers = {f"spk{s:02d}": _speaker(rng, cfg.identity_cues, cfg.cues) for s in range(cfg.speakers)}
@@ -262,14 +270,28 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
     return out
 
 
+def _remove_clips(out: Path) -> None:
+    """Remove the clips the generator's ground truth at `out` lists (only those: files it did not write stay), then
+    the ground truth."""
+    truth = out / GROUND_TRUTH
+    if not truth.is_file():
+        return
+    with open(truth, newline="") as fh:
+        files = [row["file"] for row in csv.DictReader(fh)]
+    for file in files:
+        clip = (out / file).resolve()
+        if clip.is_relative_to(out.resolve()):
+            clip.unlink(missing_ok=True)
+    truth.unlink()
+
+
 def check_target(out: str | Path) -> None:
     """Refuse to write into a folder that holds files but no corpus this generator wrote: a `ground_truth.csv` there
     is a corpus of the user's own (generating over it replaces its rows), other files are someone else's."""
     out = Path(out)
     if out.is_dir() and not made_here(out) and any(out.iterdir()):
         raise UsageError(f"{out}: holds files but no corpus the generator wrote; a corpus is generated only into "
-                         "an empty or new folder, or over one it generated (whole: one cut short has no "
-                         f"{SETTINGS}, so remove it and run again): give another folder")
+                         "an empty or new folder, or over one it generated: give another folder")
 
 
 def made_here(out: str | Path) -> bool:
