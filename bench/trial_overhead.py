@@ -1,6 +1,6 @@
 """A sweep trial's fixed cost (start, engine, checkpoints, teardown): the old way against the new, in one run.
 
-    .venv/bin/python bench/trial_overhead.py      # ~3 min on 2 cores
+    .venv/bin/python bench/trial_overhead.py      # ~4 min on 2 cores
 
 One after the other, each in a local Ray of its own (so no leftover of one holds resources from the next):
 - `old`: the smoke sweep (jobs/configs/smoke.yaml with 6 trials of 1-worker DeepSpeed ZeRO-2, 2 at a time,
