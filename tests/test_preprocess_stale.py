@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -72,7 +73,9 @@ def test_a_source_clip_overwritten_in_place_is_read_again(corpus, tmp_path):
     Path(victim["source_path"]).write_bytes(Path(donor["source_path"]).read_bytes())  # new content, same name
 
     again = shards.build_shards(data, S3)
-    assert again["up_to_date"] is False and again["rebuilt_because"] == "source files, settings or decoding changed"
+    assert again["up_to_date"] is False  # it said "source files, settings or decoding changed" for any of them
+    assert again["rebuilt_because"] == ("changed since the shards were made: the corpus (a clip added, removed or "
+                                        "relabelled, or a source file's size or time changed)")
     after = sample(out, victim["clip_id"], "audio.npy")
     assert np.array_equal(after, donor_audio) and not np.array_equal(after, before)
     assert shards.build_shards(data, S3)["up_to_date"] is True
@@ -221,4 +224,21 @@ def test_shards_made_by_another_decoding_are_made_again(corpus, tmp_path, monkey
     shards.build_shards(data, S3)
     assert shards.build_shards(data, S3)["up_to_date"]
     monkeypatch.setattr(shards, "DECODING", shards.DECODING + 1)
-    assert shards.build_shards(data, S3)["rebuilt_because"] == "source files, settings or decoding changed"
+    assert shards.build_shards(data, S3)["rebuilt_because"] == (
+        f"changed since the shards were made: decoding {shards.DECODING - 1} -> {shards.DECODING}")
+
+
+def test_a_rebuild_names_the_settings_that_changed(corpus, tmp_path):
+    """A rebuild of a large corpus takes hours; "source files, settings or decoding changed" left the user to guess
+    which, and a manifest made before the parts were kept still rebuilds with that message."""
+    out = tmp_path / "out"
+    shards.build_shards(data_cfg(corpus, out, shard_size=4), S3)
+    other = data_cfg(corpus, out, shard_size=3).model_copy(update={"features": FEAT.model_copy(update={"n_mels": 8})})
+    assert shards.build_shards(other, S3)["rebuilt_because"] == (
+        "changed since the shards were made: data.shard_size 4 -> 3; data.features.n_mels 16 -> 8")
+    table, meta = shards.read_manifest(str(out))  # as a manifest of an earlier avdis: no parts kept
+    old = {k: v for k, v in meta.items() if k not in ("sources", "shard_size", "decoding")}
+    storage.write_parquet(str(out / shards.MANIFEST), table.replace_schema_metadata({"avdis": json.dumps(old)}), S3)
+    assert shards.build_shards(data_cfg(corpus, out, shard_size=4), S3)["rebuilt_because"] == (
+        "changed since the shards were made: data.features.n_mels 8 -> 16")
+    assert shards.build_shards(data_cfg(corpus, out, shard_size=4), S3)["up_to_date"] is True

@@ -184,12 +184,44 @@ def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataCon
     h = hashlib.sha256()
     h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus,
                          DECODING]).encode())
+    h.update(_source_lines(records, rejects))
+    return h.hexdigest()
+
+
+def _source_lines(records: list[ClipRecord], rejects: list[Reject]) -> bytes:
+    lines = []
     for r in records:
         files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
-        h.update(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n".encode())
-    for j in rejects:
-        h.update(f"reject|{j.source_path}|{j.reason}\n".encode())
-    return h.hexdigest()
+        lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
+    lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects]
+    return "".join(lines).encode()
+
+
+def _sources(records: list[ClipRecord], rejects: list[Reject]) -> str:
+    """The fingerprint's part from the corpus (clips, labels, files' sizes and times, scan rejects), kept apart in
+    the manifest so a rebuild can say whether the corpus or the settings changed."""
+    return hashlib.sha256(_source_lines(records, rejects)).hexdigest()
+
+
+def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding: Any) -> dict[str, Any]:
+    return {"data.corpus": corpus, "data.shard_size": shard_size, "decoding": decoding,
+            **{f"data.features.{k}": v for k, v in (features or {}).items()},
+            **{f"data.split.{k}": v for k, v in (split or {}).items()}}
+
+
+def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
+    """The settings that differ from the manifest's and whether the corpus did; a manifest from before these were
+    kept (no `sources`) names only the settings it holds."""
+    was = _made_with(meta.get("corpus"), meta.get("features"), meta.get("split"), meta.get("shard_size"),
+                     meta.get("decoding"))
+    now = _made_with(data.corpus, data.features.model_dump(), data.split.model_dump(), data.shard_size, DECODING)
+    changed = [f"{key} {was[key]!r} -> {value!r}" for key, value in now.items()
+               if was.get(key) is not None and was[key] != value]
+    if meta.get("sources") not in (None, sources):
+        changed.append("the corpus (a clip added, removed or relabelled, or a source file's size or time changed)")
+    if not changed:
+        return "source files, settings or decoding changed"
+    return "changed since the shards were made: " + "; ".join(changed)
 
 
 def _shard_files(url: str, s3: S3Config) -> dict[str, int]:
@@ -218,13 +250,14 @@ def _shards_mismatch(url: str, listed: list[dict[str, Any]], s3: S3Config) -> st
     return f"shards on disk differ from the manifest: {'; '.join(problems[:5])}" if problems else None
 
 
-def _stale_reason(url: str, meta: dict[str, Any] | None, fingerprint: str, s3: S3Config) -> str | None:
-    """Why the output under `url` (its manifest's `meta`) must be rebuilt; None when it is up to date."""
+def _stale_reason(data: DataConfig, meta: dict[str, Any] | None, fingerprint: str, sources: str,
+                  s3: S3Config) -> str | None:
+    """Why the output under `data.shards` (its manifest's `meta`) must be rebuilt; None when it is up to date."""
     if meta is None:
         return "no manifest"
     if meta.get("fingerprint") != fingerprint:
-        return "source files, settings or decoding changed"
-    return _shards_mismatch(url, meta["shards"], s3)
+        return _what_changed(meta, data, sources)
+    return _shards_mismatch(data.shards, meta["shards"], s3)
 
 
 def _remove(url: str, s3: S3Config) -> None:
@@ -297,9 +330,9 @@ def build_shards(
             where = f"all in {storage.join(data.shards, REJECTS)}"
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
                               f"first: {first} ({where})")
-    fingerprint = _fingerprint(records, scan_rejects, data)
+    fingerprint, sources = _fingerprint(records, scan_rejects, data), _sources(records, scan_rejects)
     table, meta = read_manifest(data.shards, s3) if storage.exists(manifest_url, s3) else (None, None)
-    reason = "forced" if force else _stale_reason(data.shards, meta, fingerprint, s3)
+    reason = "forced" if force else _stale_reason(data, meta, fingerprint, sources, s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
                 "shards": len(meta["shards"]), "splits": split_counts(table.column("split").to_pylist())}
@@ -322,7 +355,8 @@ def build_shards(
     shards.sort(key=lambda s: s["name"])
     labels = assign(rows, data)
     meta = {
-        "version": 1, "corpus": data.corpus, "fingerprint": fingerprint,
+        "version": 1, "corpus": data.corpus, "fingerprint": fingerprint, "sources": sources,
+        "shard_size": data.shard_size, "decoding": DECODING,
         "emotions": labels.emotions, "speakers": labels.speakers,
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": ["audio", "visual"],
         "shards": shards, "rejects": len(rejects),
