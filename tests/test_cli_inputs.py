@@ -258,6 +258,24 @@ def test_synth_over_its_own_corpus_leaves_only_the_new_clips(tmp_path, corpus):
                                           entanglement=0), out)
 
 
+def test_synth_over_its_own_corpus_keeps_clips_the_user_listed_there(tmp_path, corpus):
+    """Only clips under the generator's own names go: a clip the user added to a generated corpus and listed in its
+    ground_truth.csv (or any file a hand-edited ground truth names) was deleted when the corpus was regenerated."""
+    out = tmp_path / "extended"
+    shutil.copytree(corpus, out)
+    (out / "extra").mkdir()
+    (out / "extra" / "take1.mp4").write_bytes(b"the user's recording")
+    (out / "notes.txt").write_text("mine")
+    with open(out / "ground_truth.csv", "a") as fh:
+        fh.write("extra/take1.mp4,mine-1,spk00,happy,0.5\nnotes.txt,mine-2,spk00,happy,0.5\n")
+    assert main(["synth", "--out", str(out), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "4",
+                 "--duration", "0.3", "--seed", "7"]) == 0
+    assert (out / "extra" / "take1.mp4").read_bytes() == b"the user's recording"
+    assert (out / "notes.txt").read_text() == "mine"
+    listed = {row.split(",")[0] for row in (out / "ground_truth.csv").read_text().splitlines()[1:]}
+    assert {str(p.relative_to(out)) for p in out.rglob("spk*/*.mp4")} == listed  # the old generated clips went
+
+
 def test_a_generation_cut_short_is_the_generators_folder_and_no_corpus(tmp_path, monkeypatch):
     spec = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=2)
     out = tmp_path / "cut"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -270,18 +271,26 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
     return out
 
 
+# a clip's path as `generate` names it: spkNN/spkNN_<emotion>_NNN.mp4
+_CLIP = re.compile(rf"(spk\d{{2,}})/\1_(?:{'|'.join(map(re.escape, EMOTIONS))})_\d{{3,}}\.mp4")
+
+
 def _remove_clips(out: Path) -> None:
-    """Remove the clips the generator's ground truth at `out` lists (only those: files it did not write stay), then
-    the ground truth."""
+    """Remove the clips the generator's ground truth at `out` lists under the names it gives them (only those: a
+    file of the user's own stays, even one they listed there beside the generated ones), then the ground truth."""
     truth = out / GROUND_TRUTH
     if not truth.is_file():
         return
     with open(truth, newline="") as fh:
-        files = [row["file"] for row in csv.DictReader(fh)]
+        files = [row.get("file") or "" for row in csv.DictReader(fh)]
+    home = out.resolve()
     for file in files:
-        clip = (out / file).resolve()
-        if clip.is_relative_to(out.resolve()):
-            clip.unlink(missing_ok=True)
+        named = _CLIP.fullmatch(file)
+        if not named or (out / named[1]).resolve() != home / named[1]:  # a speaker folder linked elsewhere: not ours
+            continue
+        clip = out / file
+        if clip.is_symlink() or clip.is_file():  # a link goes, not what it points to
+            clip.unlink()
     truth.unlink()
 
 
