@@ -216,6 +216,9 @@ def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
     (["sweep.space.params={train.strategy: [single, deepspeed]}", "train.strategy=deepspeed", "train.zero_stage=1"],
      r"at method.name=single_task, train.strategy=single: train: zero_stage=1 shards state only under "
      r"strategy=deepspeed"),
+    # both ends of 0..1 pass; a draw between them (0.4) was refused when its trial started, stopping the sweep
+    (["sweep.space.params={train.gpus_per_worker: {low: 0.0, high: 1.0}}", "train.strategy=ddp", "train.workers=2"],
+     r"at method.name=single_task, train.gpus_per_worker=5e-324: .*two workers of one run could share a GPU"),
 ])
 def test_a_space_whose_edges_no_trial_could_take_is_refused_before_any_work(overrides, message):
     """Found when such a trial started, it stopped the whole sweep with trials running, under a name that could

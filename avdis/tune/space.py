@@ -13,6 +13,7 @@ which a sampler would otherwise take as the configuration's final result.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -46,11 +47,15 @@ class DefineByRun:
 
 def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
     """Every trial parameters at the space's edges (each method at both ends of its weight range, every knob at
-    both ends or each of its choices): where a setting sampled against another breaks a rule they share."""
+    both ends or each of its choices, and a real-number knob just inside its low end too): where a setting sampled
+    against another breaks a rule they share. The draw inside finds rules that refuse values between whole numbers
+    (fractional GPUs with several workers), which both ends of 0..1 pass."""
     def ends(choice: Range | list[Any]) -> list[Any]:
         if isinstance(choice, list):
             return choice
-        return [int(choice.low), int(choice.high)] if choice.int else [choice.low, choice.high]
+        if choice.int:
+            return [int(choice.low), int(choice.high)]
+        return [choice.low, math.nextafter(choice.low, choice.high), choice.high]
 
     keys = list(space.params)
     for method in space.methods:
