@@ -267,7 +267,7 @@ class TrainConfig(_Section):
     # scaling
     workers: int = Field(1, ge=1, le=4096)
     cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0, le=1)  # a worker trains on one GPU (data parallel): more would idle
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: int = Field(0, ge=-1)
     # outputs
@@ -301,9 +301,6 @@ class TrainConfig(_Section):
                 f"strategy=single runs one process (got workers={self.workers}); "
                 "use train.strategy=ddp or deepspeed for several workers"
             )
-        if self.gpus_per_worker > 1:
-            raise ValueError(f"gpus_per_worker={self.gpus_per_worker:g}: a worker trains on one GPU (data parallel), "
-                             "so the others would sit idle; use train.workers for more GPUs")
         if self.workers > 1 and 0 < self.gpus_per_worker < 1:
             raise ValueError(f"gpus_per_worker={self.gpus_per_worker:g} with workers={self.workers}: two workers of "
                              "one run could share a GPU, which NCCL refuses; give each worker a whole GPU "
