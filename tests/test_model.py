@@ -229,7 +229,7 @@ def test_a_short_clips_modulation_spectrum_is_windowed_over_its_own_frames(valid
     from avdis.model.encoders import ContourFeatures
 
     torch.manual_seed(0)
-    contours, frames, rates, bands = ContourFeatures(40, 16), 100, ContourFeatures.RATES, ContourFeatures.BANDS + 1
+    contours, frames, rates, bands = ContourFeatures(16), 100, ContourFeatures.RATES, ContourFeatures.BANDS + 1
     t = torch.arange(frames, dtype=torch.float32)
     x = torch.full((1, frames, 40), 1.75)  # a padded frame: (0 + 7) / 4, as the encoder scales zeros
     x[0, :valid, :10] = 0.2 + 0.5 * torch.sin(2 * torch.pi * 5 * t[:valid] / 100 + 0.3)[:, None]  # 5 Hz at 10 ms
@@ -260,6 +260,8 @@ def test_the_audio_encoder_runs_in_bf16_weights_with_float32_contours():
         want, got = full(mel, mask), half(mel, mask)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+    scaled = (mel + 7.0) / 4.0  # the description itself is the float32 one, nothing of it rounded with the weights
+    torch.testing.assert_close(half.contours.describe(scaled, mask), full.contours.describe(scaled, mask), rtol=0, atol=0)
 
 
 def test_the_contours_of_a_bf16_encoder_read_the_float32_frames(monkeypatch):

@@ -61,10 +61,9 @@ class ContourFeatures(nn.Module):
 
     BANDS, RATES, SHAPES = 4, 16, 4
 
-    def __init__(self, n_mels: int, width: int):
+    def __init__(self, width: int):
         super().__init__()
         n = (self.BANDS + 1) * (self.RATES + self.SHAPES)
-        self.register_buffer("mel_pos", torch.linspace(0.0, 1.0, n_mels), persistent=False)
         self.net = nn.Sequential(nn.LayerNorm(n), nn.Linear(n, width), nn.GELU(), nn.Linear(width, width))
 
     def describe(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -72,7 +71,9 @@ class ContourFeatures(nn.Module):
         w = mask.to(x.dtype).unsqueeze(-1)  # [B, T, 1]
         n = w.sum(1, keepdim=True).clamp(min=1.0)
         bands = torch.stack([part.mean(-1) for part in x.tensor_split(self.BANDS, dim=-1)], -1)
-        centroid = (torch.softmax(4.0 * x, -1) * self.mel_pos.to(x.dtype)).sum(-1, keepdim=True) * 8.0
+        # the mel positions made here in x's dtype: a buffer is cast with the weights (bf16 under DeepSpeed's engine)
+        mel_pos = torch.linspace(0.0, 1.0, x.shape[-1], device=x.device, dtype=x.dtype)
+        centroid = (torch.softmax(4.0 * x, -1) * mel_pos).sum(-1, keepdim=True) * 8.0
         c = torch.cat([bands, centroid], -1)
         c = (c - (c * w).sum(1, keepdim=True) / n) * w
         # a Hann window over the clip's own frames (the window's periodic form, as torch.hann_window): one over the
@@ -110,7 +111,7 @@ class AudioEncoder(nn.Module):
             nn.Conv1d(width, width, 5, stride=2, padding=2), nn.GELU(),
         )
         self.temporal = _Temporal(width, depth, heads, ffn, frames // 4 + 2, dropout)
-        self.contours = ContourFeatures(n_mels, width) if contours else None
+        self.contours = ContourFeatures(width) if contours else None
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         scaled = (mel + 7.0) / 4.0  # fixed scale: loudness is a real cue
