@@ -645,6 +645,8 @@ def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Pat
     assert main(["report", url]) == 0
     err = capsys.readouterr().err
     assert "1 trial is RUNNING; the sweep's last result came 60 min ago" in err, err
+    last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(max(r["updated_at"] for r in hour_ago)))
+    assert f"1 running (last result {last}" in Path(url, "pareto.html").read_text()  # the page says it too
     assert "run again with the same config, which resumes them" in err
     results.write_trials(url, [r for r in rows() if r["status"] != "RUNNING"])
     assert main(["report", url]) == 0 and "RUNNING" not in capsys.readouterr().err

@@ -405,6 +405,10 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
+    last = trials["updated_at"].max() if counts["running"] else None
+    # the table cannot tell a live sweep from one whose driver stopped (its trials stay RUNNING): say when it last moved
+    last_result = (f" (last result {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(last))})"
+                   if last is not None and last == last else "")
     n_front = len(summary.get("front") or [])
     front_note = (f"front: {n_front} configurations, seed means ({html.escape(summary.get('spread', ''))})"
                   if from_seed_means(summary) else f"front: {n_front} trials")
@@ -413,7 +417,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
 <body>
 <h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
-<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running · {counts['errors']} failed{unplaced}</p>
+<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running{last_result} · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{_shown(summary.get('hypervolume'), 4)}</b>
  (reference: emotion_acc = chance {_shown((summary.get('reference') or {}).get('emotion_acc'), 3)}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
