@@ -155,6 +155,7 @@ def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shard
         # The Grafana dashboard's own trial queries, as Grafana fills in its variables, asked after the job's
         # driver (which published the gauges) has gone.
         queries = {(p["type"], t["refId"]): t["expr"].replace("$sweep", "jobsweep").replace("$__range", "15m")
+                   .replace("$__interval", "15s")
                    for p in grafana.dashboard_json()["panels"] for t in p["targets"] if t.get("instant")}
         expected = dict(zip(trials["trial_id"], trials["leakage"]))
         deadline = time.monotonic() + 60
