@@ -178,29 +178,24 @@ def _file_stamp(path: str) -> str:
 DECODING = 3
 
 
-def _fingerprint(records: list[ClipRecord], rejects: list[Reject], data: DataConfig) -> str:
-    """What determines the output: clips, labels, source files, scan rejects, features, splits, shard size, and
-    the decoding."""
+def _fingerprint(sources: bytes, data: DataConfig) -> str:
+    """What determines the output: the corpus (`_source_lines`), features, splits, shard size, and the decoding."""
     h = hashlib.sha256()
     h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus,
                          DECODING]).encode())
-    h.update(_source_lines(records, rejects))
+    h.update(sources)
     return h.hexdigest()
 
 
 def _source_lines(records: list[ClipRecord], rejects: list[Reject]) -> bytes:
+    """The corpus's part of the fingerprint: clips, labels, source files' sizes and times, scan rejects. Its own hash
+    is kept in the manifest too (`sources`), so a rebuild can say whether the corpus or the settings changed."""
     lines = []
     for r in records:
         files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
     lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects]
     return "".join(lines).encode()
-
-
-def _sources(records: list[ClipRecord], rejects: list[Reject]) -> str:
-    """The fingerprint's part from the corpus (clips, labels, files' sizes and times, scan rejects), kept apart in
-    the manifest so a rebuild can say whether the corpus or the settings changed."""
-    return hashlib.sha256(_source_lines(records, rejects)).hexdigest()
 
 
 def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding: Any) -> dict[str, Any]:
@@ -330,7 +325,8 @@ def build_shards(
             where = f"all in {storage.join(data.shards, REJECTS)}"
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
                               f"first: {first} ({where})")
-    fingerprint, sources = _fingerprint(records, scan_rejects, data), _sources(records, scan_rejects)
+    lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
+    fingerprint, sources = _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
     table, meta = read_manifest(data.shards, s3) if storage.exists(manifest_url, s3) else (None, None)
     reason = "forced" if force else _stale_reason(data, meta, fingerprint, sources, s3)
     if reason is None:
