@@ -157,15 +157,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _still_running(trials: pd.DataFrame) -> str | None:
-    """What a report on running trials should say: the table cannot tell a live sweep from one whose driver was
-    stopped (its trials stay RUNNING until the sweep runs again), so the report says when the last result came."""
+    """What a report on running trials should say (`plots.last_result`: the table cannot tell a live sweep from one
+    whose driver stopped)."""
+    from avdis.report import plots
+
     running = int((trials["status"] == "RUNNING").sum())
     if not running:
         return None
-    last = trials["updated_at"].max()
-    came = ("" if last != last else  # NaN: a table without times
-            f"; the sweep's last result came {max(0.0, time.time() - last) / 60:.0f} min ago "
-            f"({time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(last))})")
+    last = plots.last_result(trials)
+    came = ("" if last is None else  # a table without times
+            f"; the sweep's last result came {max(0.0, time.time() - last) / 60:.0f} min ago ({plots.utc(last)})")
     return (f"{running} trial{'s are' if running > 1 else ' is'} RUNNING{came}. If the sweep's driver has stopped, "
             "they stay RUNNING until the sweep is run again with the same config, which resumes them.")
 

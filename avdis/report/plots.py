@@ -155,6 +155,20 @@ def _methods(points: pd.DataFrame) -> list[str]:
     return [m for m in COLORS if m in present] + sorted(present - set(COLORS))
 
 
+def utc(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_s))
+
+
+def last_result(trials: pd.DataFrame) -> float | None:
+    """When the table last changed, while it holds RUNNING trials (None otherwise, or without times): it cannot tell
+    a live sweep from one whose driver stopped (its trials stay RUNNING until the sweep runs again), so the page and
+    `avdis report` say when the last result came."""
+    if not (trials["status"] == "RUNNING").any():
+        return None
+    last = trials["updated_at"].max()
+    return None if pd.isna(last) else float(last)
+
+
 def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
     status = trials["status"].fillna("")
     return {
@@ -393,7 +407,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
                                                         config=config, post_script=post)
     hv_div = hypervolume_figure(summary).to_html(full_html=False, include_plotlyjs=False, div_id="hypervolume-plot",
                                                   config=config, post_script=post)
-    updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(summary.get("updated_at") or time.time()))
+    updated = utc(summary.get("updated_at") or time.time())
     sweep = html.escape(str(summary.get("sweep", "")))
     data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
@@ -405,10 +419,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
-    last = trials["updated_at"].max() if counts["running"] else None
-    # the table cannot tell a live sweep from one whose driver stopped (its trials stay RUNNING): say when it last moved
-    last_result = (f" (last result {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(last))})"
-                   if last is not None and last == last else "")
+    last = last_result(trials)
+    last_shown = f" (last result {utc(last)})" if last is not None else ""
     n_front = len(summary.get("front") or [])
     front_note = (f"front: {n_front} configurations, seed means ({html.escape(summary.get('spread', ''))})"
                   if from_seed_means(summary) else f"front: {n_front} trials")
@@ -417,7 +429,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
 <body>
 <h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
-<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running{last_result} · {counts['errors']} failed{unplaced}</p>
+<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running{last_shown} · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{_shown(summary.get('hypervolume'), 4)}</b>
  (reference: emotion_acc = chance {_shown((summary.get('reference') or {}).get('emotion_acc'), 3)}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
