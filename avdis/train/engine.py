@@ -127,19 +127,18 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": use_cuda(cfg)}
     if cfg.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": use_cuda(cfg)}
-    bf16 = compute_dtype(cfg) == torch.bfloat16
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
         "gradient_clipping": cfg.grad_clip,
         "zero_optimization": zero,
-        "bf16": {"enabled": bf16},
+        "bf16": {"enabled": cfg.bf16},
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,  # keep torch AdamW with CPU offload (no JIT build)
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }
-    if bf16 and cfg.grad_accum > 1 and cfg.zero_stage >= 1:
+    if cfg.bf16 and cfg.grad_accum > 1 and cfg.zero_stage >= 1:
         # DeepSpeed otherwise sums the micro-batches' gradients in bf16, rounding every partial sum.
         # Stages 2 and 3 reduce each micro-batch's gradient and add it to fp32 buffers; stage 1 sums in
         # fp32 (its bf16 optimizer wrapper, or param.grad_accum with offload) and reduces once at the
