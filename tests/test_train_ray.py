@@ -60,6 +60,18 @@ def test_deepspeed_zero2_two_workers_learns_and_reports(local_ray, tiny_shards, 
     assert list(Path(out["run"]).glob("checkpoint_*/engine/ckpt/*optim_states.pt"))  # ZeRO shards per rank
 
 
+@pytest.mark.parametrize("method, weight", [("single_task", None), ("confusion", 0.1), ("orthogonal", 1.0),
+                                            ("nullspace", 2)])
+def test_every_method_trains_on_two_deepspeed_workers(local_ray, tiny_shards, tmp_path, method, weight):
+    """Each method's loss, adversary and post-hoc fit under ZeRO-2 across 2 ranks; multitask trains above, and
+    adversarial through `ray job submit` (test_jobs.py)."""
+    cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=1", "probe.epochs=40", f"method.name={method}",
+                  *([f"method.weight={weight}"] if weight is not None else []), f"train.name={method}")
+    h = history(launch.train(cfg)["run"])
+    assert h[-1]["epoch"] == 1 and h[-1]["world_size"] == 2
+    assert 0.0 <= h[-1]["emotion_acc"] <= 1.0 and "leakage" in h[-1]
+
+
 def _report(metrics: dict) -> None:
     """Report from a worker; with a (tiny) checkpoint, since Result.metrics stays None without one."""
     import tempfile
