@@ -109,8 +109,9 @@ def promql(port: int, query: str) -> list[dict]:
 
 @pytest.mark.timeout(900)
 def test_multi_worker_trials_one_after_another_through_ray_job_submit(head, tiny_shards, tmp_path):
-    """2-worker trials (TorchTrainer + relay), one at a time, in a submitted job: each trial's worker group starts in
-    the job's runtime env after the one before it has gone, on a head that ran other jobs before."""
+    """2-worker trials, one at a time, in a submitted job: each a Ray Train run under <sweep>/checkpoints/trials/
+    reporting through the relay (1-worker trials train in the trial's own process), whose worker group starts in the
+    job's runtime env after the one before it has gone, on a head that ran other jobs before."""
     storage = tmp_path / "sweeps"
     out = submit(head, f"multi-{tmp_path.name[-6:]}", str(ROOT / "jobs" / "sweep.py"), "--config",
                  "jobs/configs/smoke.yaml", "--storage", str(storage), "--name", "multi", f"data.shards={tiny_shards}",
@@ -120,8 +121,10 @@ def test_multi_worker_trials_one_after_another_through_ray_job_submit(head, tiny
     trials = pd.read_parquet(storage / "multi" / "trials.parquet")
     assert list(trials["status"]) == ["TERMINATED"] * 2
     for tid in trials["trial_id"]:
-        history = json.loads((storage / "multi" / "checkpoints" / "trials" / tid / "metrics.json").read_text())["history"]
-        assert [e["world_size"] for e in history] == [2, 2]
+        run = storage / "multi" / "checkpoints" / "trials" / tid
+        assert list(run.glob("checkpoint_*/engine/ckpt"))  # the trial's Ray Train run kept its checkpoints
+        history = json.loads((run / "metrics.json").read_text())["history"]
+        assert [e["epoch"] for e in history] == [1, 2] and [e["world_size"] for e in history] == [2, 2]
 
 
 def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shards, tmp_path):

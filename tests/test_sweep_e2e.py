@@ -1,5 +1,6 @@
 """The embedded default sweep, in smoke size, end to end: killed driver, same command again, consistent outputs.
-Its 1-worker DeepSpeed trials train in the trial's own process; a sweep of 2-worker trials covers the TorchTrainer path."""
+Its 1-worker DeepSpeed trials train in the trial's own process; 2-worker trials, each a TorchTrainer reporting through
+the relay, run in test_jobs.py (through `ray job submit`)."""
 
 from __future__ import annotations
 
@@ -186,23 +187,3 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
     assert list(apart.glob("confirm-confirm/run_trial_*"))
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
         "pareto.html", "pareto.json", "pareto.png", "sweep.json", "trials.parquet"]
-
-
-def test_multi_worker_trials_run_as_torchtrainers_reporting_through_the_relay(tiny_shards, tmp_path):
-    """2-worker trials (1-worker ones train in the trial's process): each a Ray Train run under
-    <sweep>/checkpoints/trials/."""
-    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
-           "--storage", str(tmp_path / "sweeps"), "--name", "multi", f"data.shards={tiny_shards}",
-           f"train.storage={tmp_path / 'train'}", "train.workers=2", "sweep.num_samples=2", "sweep.scheduler.type=none",
-           "probe.epochs=40"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    sweep = tmp_path / "sweeps" / "multi"
-    trials = pd.read_parquet(sweep / "trials.parquet")
-    assert list(trials["status"]) == ["TERMINATED"] * 2 and (trials["epochs"] == 2).all()
-    for tid in trials["trial_id"]:
-        run = sweep / "checkpoints" / "trials" / tid
-        assert list(run.glob("checkpoint_*/engine/ckpt"))  # the trial's Ray Train run kept its checkpoints
-        history = json.loads((run / "metrics.json").read_text())["history"]
-        assert [e["epoch"] for e in history] == [1, 2] and {e["world_size"] for e in history} == {2}
