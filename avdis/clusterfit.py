@@ -72,7 +72,23 @@ def _cpu_quantity(value: Any) -> float:
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool) -> NodeShape:
+def _start_param_resources(raw: str, where: str) -> dict[str, float]:
+    """rayStartParams.resources, in KubeRay's documented form `'"{\\"Custom1\\": 1}"'` (the outer quotes and the
+    backslashes are characters of the string; Ray's autoscaler drops both) or as plain JSON."""
+    text = str(raw).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    try:
+        found = json.loads(text.replace("\\", "") or "{}")
+        if not isinstance(found, dict):
+            raise ValueError("not a JSON object")
+        return {str(k): float(v) for k, v in found.items()}
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{where}: rayStartParams.resources {raw!r} is not a JSON object of resource amounts "
+                         f"({exc}); KubeRay's form is resources: '\"{{\\\"Custom1\\\": 1}}\"'") from None
+
+
+def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool, source: str = "") -> NodeShape:
     """Resources Ray will see in a pod: rayStartParams win over container limits."""
     params = group.get("rayStartParams") or {}
     containers = group["template"]["spec"]["containers"]
@@ -86,16 +102,17 @@ def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool) -> 
         res["GPU"] = float(params["num-gpus"])
     elif "nvidia.com/gpu" in limits:
         res["GPU"] = float(limits["nvidia.com/gpu"])
-    res.update({k: float(v) for k, v in json.loads(params.get("resources", "{}").strip("'\"") or "{}").items()})
+    if "resources" in params:
+        res.update(_start_param_resources(params["resources"], f"{source}: group {name!r}"))
     return NodeShape(name, res, count, head)
 
 
-def _kuberay_shapes(spec: dict[str, Any]) -> tuple[list[NodeShape], int]:
-    shapes = [_kuberay_group("head", spec["headGroupSpec"], 1, head=True)]
+def _kuberay_shapes(spec: dict[str, Any], source: str = "") -> tuple[list[NodeShape], int]:
+    shapes = [_kuberay_group("head", spec["headGroupSpec"], 1, head=True, source=source)]
     for g in spec.get("workerGroupSpecs") or []:
         hosts = int(g.get("numOfHosts", 1))
         count = int(g.get("maxReplicas", _UNBOUNDED)) * hosts
-        shapes.append(_kuberay_group(g["groupName"], g, min(count, _UNBOUNDED), head=False))
+        shapes.append(_kuberay_group(g["groupName"], g, min(count, _UNBOUNDED), head=False, source=source))
     return shapes, _UNBOUNDED
 
 
@@ -129,9 +146,9 @@ def shapes_from_file(path: str | Path) -> tuple[list[NodeShape], int]:
         raise UsageError(f"{source}: cannot read cluster file ({exc})") from None
     for doc in docs:
         if doc.get("kind") == "RayCluster":
-            return _kuberay_shapes(doc["spec"])
+            return _kuberay_shapes(doc["spec"], source)
         if doc.get("kind") == "RayJob":
-            return _kuberay_shapes(doc["spec"]["rayClusterSpec"])
+            return _kuberay_shapes(doc["spec"]["rayClusterSpec"], source)
         if "available_node_types" in doc:
             return _launcher_shapes(doc, source)
     raise UsageError(f"{source}: neither a Ray cluster launcher YAML nor a RayCluster/RayJob manifest")

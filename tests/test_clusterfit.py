@@ -183,3 +183,31 @@ def test_train_and_sweep_check_their_buckets_before_any_work(s3_server, tmp_path
     assert main(["sweep", "--config", smoke, f"sweep.storage={tmp_path / 'sweeps'}", *common]) == 2
     assert "bucket 'avdis-no-such-bucket' does not exist" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no corpus generated, no run or sweep folder made
+
+
+def write_kuberay(tmp_path: Path, gpu_group: dict) -> str:
+    """A RayCluster whose head has num-cpus 0 (KubeRay's usual advice) and one worker group `gpu_group`."""
+    gpu_group = dict(gpu_group)
+    container = {"name": "w", "image": "i", **({"resources": gpu_group.pop("k8s")} if "k8s" in gpu_group else {})}
+    doc = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "t"}, "spec": {
+        "headGroupSpec": {"rayStartParams": {"num-cpus": "0"},
+                          "template": {"spec": {"containers": [{"name": "h", "image": "i"}]}}},
+        "workerGroupSpecs": [{"groupName": "gpu", "minReplicas": 0, "maxReplicas": 4,
+                              "template": {"spec": {"containers": [container]}}, **gpu_group}]}}
+    path = tmp_path / "raycluster.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def test_kuberay_custom_resources_in_kuberays_documented_form(tmp_path):
+    """rayStartParams.resources as KubeRay documents it, `resources: '"{\\"Custom1\\": 1, \\"Custom2\\": 5}"'`: the
+    outer quotes and the backslashes are characters of the string. It failed with a bare JSONDecodeError."""
+    documented = yaml.safe_load('''resources: '"{\\"A10G\\": 1, \\"Custom2\\": 5}"' ''')["resources"]
+    assert documented == '"{\\"A10G\\": 1, \\"Custom2\\": 5}"'
+    path = write_kuberay(tmp_path, {"rayStartParams": {"num-cpus": "7", "num-gpus": "1", "resources": documented}})
+    shapes, _ = clusterfit.shapes_from_file(path)
+    assert shapes[1].resources == {"CPU": 7, "GPU": 1, "A10G": 1, "Custom2": 5}
+    clusterfit.check_fits(cfg("train.cpus_per_worker=6"), path)
+    bad = write_kuberay(tmp_path, {"rayStartParams": {"num-cpus": "7", "resources": '"{\\"A10G\\": }"'}})
+    with pytest.raises(UsageError, match=r"group 'gpu': rayStartParams.resources .* is not a JSON object"):
+        clusterfit.shapes_from_file(bad)
