@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,21 @@ class NodeShape:
 # ------------------------------------------------------------------ cluster shapes
 
 
-def _cpu_quantity(value: Any) -> float:
-    """Kubernetes CPU quantity ("7", 7, "500m") -> cores."""
-    text = str(value)
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+# Kubernetes quantity suffixes, longest first ("Mi" before "M").
+_K8S_SUFFIXES = sorted({"m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+                        "T": Decimal(10) ** 12, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+                        "Ti": Decimal(2) ** 40}.items(), key=lambda kv: -len(kv[0]))
+_STANDARD = ("CPU", "GPU", "TPU", "memory")  # not custom resources in a group's top-level `resources`
+
+
+def _k8s_quantity(value: Any) -> float:
+    """Kubernetes quantity ("7", 7, "500m", "1Gi") rounded up to a whole number, as Ray's KubeRay autoscaler reads
+    a pod's resources (Ray 2.60 `autoscaler/_private/kuberay/autoscaling_config.py`, `_round_up_k8s_quantity`)."""
+    text = str(value).strip()
+    for suffix, factor in _K8S_SUFFIXES:
+        if text.endswith(suffix):
+            return float(math.ceil(Decimal(text[: -len(suffix)]) * factor))
+    return float(math.ceil(Decimal(text)))
 
 
 def _start_param_resources(raw: str, where: str) -> dict[str, float]:
@@ -89,20 +101,31 @@ def _start_param_resources(raw: str, where: str) -> dict[str, float]:
 
 
 def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool, source: str = "") -> NodeShape:
-    """Resources Ray will see in a pod: rayStartParams win over container limits."""
+    """Resources Ray sees in a group's pods, by the rules of Ray's KubeRay autoscaler: the group's top-level
+    `resources` first, then rayStartParams, then the container's limits, then its requests (quantities rounded
+    up); a GPU from any `*gpu` key there (nvidia.com/gpu, amd.com/gpu)."""
+    top = group.get("resources") or {}
     params = group.get("rayStartParams") or {}
-    containers = group["template"]["spec"]["containers"]
-    limits = (containers[0].get("resources") or {}).get("limits") or {}
+    k8s = group["template"]["spec"]["containers"][0].get("resources") or {}
+    limits, requests = k8s.get("limits") or {}, k8s.get("requests") or {}
     res: dict[str, float] = {}
-    if "num-cpus" in params:
+    if "CPU" in top:
+        res["CPU"] = _k8s_quantity(top["CPU"])
+    elif "num-cpus" in params:
         res["CPU"] = float(params["num-cpus"])
-    elif "cpu" in limits:
-        res["CPU"] = _cpu_quantity(limits["cpu"])
-    if "num-gpus" in params:
+    elif "cpu" in limits or "cpu" in requests:
+        res["CPU"] = _k8s_quantity(limits.get("cpu", requests.get("cpu")))
+    if "GPU" in top:
+        res["GPU"] = _k8s_quantity(top["GPU"])
+    elif "num-gpus" in params:
         res["GPU"] = float(params["num-gpus"])
-    elif "nvidia.com/gpu" in limits:
-        res["GPU"] = float(limits["nvidia.com/gpu"])
-    if "resources" in params:
+    else:
+        gpus = [_k8s_quantity(v) for k, v in [*limits.items(), *requests.items()] if str(k).endswith("gpu")]
+        if any(gpus):
+            res["GPU"] = next(g for g in gpus if g > 0)
+    if top:
+        res.update({k: _k8s_quantity(v) for k, v in top.items() if k not in _STANDARD})
+    elif "resources" in params:
         res.update(_start_param_resources(params["resources"], f"{source}: group {name!r}"))
     return NodeShape(name, res, count, head)
 

@@ -211,3 +211,19 @@ def test_kuberay_custom_resources_in_kuberays_documented_form(tmp_path):
     bad = write_kuberay(tmp_path, {"rayStartParams": {"num-cpus": "7", "resources": '"{\\"A10G\\": }"'}})
     with pytest.raises(UsageError, match=r"group 'gpu': rayStartParams.resources .* is not a JSON object"):
         clusterfit.shapes_from_file(bad)
+
+
+def test_kuberay_group_resources_read_as_rays_kuberay_autoscaler_reads_them(tmp_path):
+    """Ray 2.60's autoscaler (autoscaling_config.py): CPU from limits else requests, rounded up; a GPU from any
+    `*gpu` key; the group's top-level `resources` first. Read otherwise, trials that fit were refused."""
+    requests_only = {"k8s": {"requests": {"cpu": "7", "nvidia.com/gpu": 1}}}
+    shapes, _ = clusterfit.shapes_from_file(write_kuberay(tmp_path, requests_only))
+    assert shapes[1].resources == {"CPU": 7, "GPU": 1}
+    clusterfit.check_fits(cfg("train.cpus_per_worker=6"), write_kuberay(tmp_path, requests_only))
+    amd = {"k8s": {"limits": {"cpu": "7500m", "amd.com/gpu": 1}}}
+    shapes, _ = clusterfit.shapes_from_file(write_kuberay(tmp_path, amd))
+    assert shapes[1].resources == {"CPU": 8, "GPU": 1}  # 7.5 cores: Ray sees 8
+    clusterfit.check_fits(cfg("train.cpus_per_worker=7"), write_kuberay(tmp_path, amd))
+    top = {"resources": {"CPU": "7", "GPU": "1", "Custom1": "2"}, "k8s": {"limits": {"cpu": "8"}}}
+    shapes, _ = clusterfit.shapes_from_file(write_kuberay(tmp_path, top))
+    assert shapes[1].resources == {"CPU": 7, "GPU": 1, "Custom1": 2}
