@@ -139,10 +139,22 @@ def _kuberay_shapes(spec: dict[str, Any], source: str = "") -> tuple[list[NodeSh
     return shapes, _UNBOUNDED
 
 
+def _provider_max_workers(provider: dict[str, Any]) -> int:
+    """The global max_workers Ray gives a launcher YAML that sets none: its provider's defaults.yaml (2 for aws, gcp
+    and azure in Ray 2.60; `autoscaler/_private/util.py` fillout_defaults), which also caps every node type without
+    a max_workers of its own. Unbounded where Ray's defaults cannot be read (an external provider)."""
+    try:
+        from ray.autoscaler._private.providers import _get_default_config
+
+        return int(_get_default_config(provider).get("max_workers", _UNBOUNDED))
+    except Exception:  # private API, unknown provider type: judge without the cap
+        return _UNBOUNDED
+
+
 def _launcher_shapes(doc: dict[str, Any], source: str) -> tuple[list[NodeShape], int]:
     types = doc.get("available_node_types") or {}
     head_type = doc.get("head_node_type")
-    global_max = int(doc.get("max_workers", _UNBOUNDED))
+    global_max = int(doc["max_workers"]) if "max_workers" in doc else _provider_max_workers(doc.get("provider") or {})
     shapes = []
     for name, spec in types.items():
         res = {k: float(v) for k, v in (spec.get("resources") or {}).items()}

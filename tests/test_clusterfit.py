@@ -227,3 +227,15 @@ def test_kuberay_group_resources_read_as_rays_kuberay_autoscaler_reads_them(tmp_
     top = {"resources": {"CPU": "7", "GPU": "1", "Custom1": "2"}, "k8s": {"limits": {"cpu": "8"}}}
     shapes, _ = clusterfit.shapes_from_file(write_kuberay(tmp_path, top))
     assert shapes[1].resources == {"CPU": 7, "GPU": 1, "Custom1": 2}
+
+
+def test_launcher_yaml_without_max_workers_gets_rays_default_cap(tmp_path):
+    """Ray fills a launcher YAML's missing global max_workers from its provider's defaults (2 on aws), and a node
+    type without its own max_workers gets that: a trial of 3 one-GPU workers can never run there."""
+    path = write_cluster(tmp_path, {"gpu": {"resources": {"CPU": 8, "GPU": 1}, "node_config": {}}})
+    doc = yaml.safe_load(Path(path).read_text())
+    del doc["max_workers"]
+    Path(path).write_text(yaml.safe_dump(doc))
+    clusterfit.check_fits(cfg("train.workers=2"), path)
+    with pytest.raises(UsageError, match=r"train\.workers=3 .*holds 2 such worker"):
+        clusterfit.check_fits(cfg("train.workers=3"), path)
