@@ -309,6 +309,20 @@ def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] |
     else:
         shapes, global_max = shapes_from_nodes(nodes or [])
         source, grow = "the running Ray cluster", "add nodes to the cluster"
+    try:
+        _check_shapes(cfg, shapes, global_max, source, grow, standalone)
+    except UsageError as exc:
+        if nodes is None:
+            raise
+        # judged on the nodes there now: on an autoscaling cluster (a KubeRay head with num-cpus 0, GPU nodes on
+        # demand) the advice above is wrong, and the one setting that fixes it is ray.autoscaling
+        raise UsageError(f"{exc}. This was judged on the nodes the cluster has now (ray.autoscaling=false): if it "
+                         "adds nodes on demand, set ray.autoscaling=true, or ray.cluster_file=<its launcher YAML or "
+                         "KubeRay manifest> to be checked against its node types") from None
+
+
+def _check_shapes(cfg: Config, shapes: list[NodeShape], global_max: int, source: str, grow: str,
+                  standalone: bool) -> None:
     t = cfg.train
     driver, workers = demand(cfg, standalone)
     _check_kinds(workers[0], shapes, source)

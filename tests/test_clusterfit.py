@@ -239,3 +239,12 @@ def test_launcher_yaml_without_max_workers_gets_rays_default_cap(tmp_path):
     clusterfit.check_fits(cfg("train.workers=2"), path)
     with pytest.raises(UsageError, match=r"train\.workers=3 .*holds 2 such worker"):
         clusterfit.check_fits(cfg("train.workers=3"), path)
+
+
+def test_live_nodes_refusal_names_ray_autoscaling():
+    """A KubeRay head with num-cpus 0 and GPU workers on demand: judged on the head alone, the refusal must say
+    which setting fits an autoscaling cluster, not only 'use a cluster with GPU nodes'."""
+    with pytest.raises(UsageError, match=r"no node type provides CPU.*set ray\.autoscaling=true, or ray\.cluster_file"):
+        clusterfit.check_fits(cfg(), nodes=[node(0)])
+    with pytest.raises(UsageError, match=r"holds 1 such worker.*ray\.autoscaling=true"):
+        clusterfit.check_fits(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1"), nodes=[node(2)])
