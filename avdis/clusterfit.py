@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +74,19 @@ _K8S_SUFFIXES = sorted({"m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decim
 _STANDARD = ("CPU", "GPU", "TPU", "memory")  # not custom resources in a group's top-level `resources`
 
 
-def _k8s_quantity(value: Any) -> float:
+def _k8s_quantity(value: Any, where: str) -> float:
     """Kubernetes quantity ("7", 7, "500m", "1Gi") rounded up to a whole number, as Ray's KubeRay autoscaler reads
     a pod's resources (Ray 2.60 `autoscaler/_private/kuberay/autoscaling_config.py`, `_round_up_k8s_quantity`)."""
     text = str(value).strip()
-    for suffix, factor in _K8S_SUFFIXES:
+    number, factor = text, Decimal(1)
+    for suffix, scale in _K8S_SUFFIXES:
         if text.endswith(suffix):
-            return float(math.ceil(Decimal(text[: -len(suffix)]) * factor))
-    return float(math.ceil(Decimal(text)))
+            number, factor = text[: -len(suffix)], scale
+            break
+    try:
+        return float(math.ceil(Decimal(number) * factor))
+    except InvalidOperation:
+        raise UsageError(f"{where}: {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 8Gi)") from None
 
 
 def _start_param_resources(raw: str, where: str) -> dict[str, float]:
@@ -100,7 +105,7 @@ def _start_param_resources(raw: str, where: str) -> dict[str, float]:
                          f"({exc}); KubeRay's form is resources: '\"{{\\\"Custom1\\\": 1}}\"'") from None
 
 
-def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool, source: str = "") -> NodeShape:
+def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool, source: str) -> NodeShape:
     """Resources Ray sees in a group's pods, by the rules of Ray's KubeRay autoscaler: the group's top-level
     `resources` first, then rayStartParams, then the container's limits, then its requests (quantities rounded
     up); a GPU from any `*gpu` key there (nvidia.com/gpu, amd.com/gpu)."""
@@ -108,29 +113,30 @@ def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool, sou
     params = group.get("rayStartParams") or {}
     k8s = group["template"]["spec"]["containers"][0].get("resources") or {}
     limits, requests = k8s.get("limits") or {}, k8s.get("requests") or {}
+    where = f"{source}: group {name!r}"
     res: dict[str, float] = {}
     if "CPU" in top:
-        res["CPU"] = _k8s_quantity(top["CPU"])
+        res["CPU"] = _k8s_quantity(top["CPU"], where)
     elif "num-cpus" in params:
         res["CPU"] = float(params["num-cpus"])
     elif "cpu" in limits or "cpu" in requests:
-        res["CPU"] = _k8s_quantity(limits.get("cpu", requests.get("cpu")))
+        res["CPU"] = _k8s_quantity(limits.get("cpu", requests.get("cpu")), where)
     if "GPU" in top:
-        res["GPU"] = _k8s_quantity(top["GPU"])
+        res["GPU"] = _k8s_quantity(top["GPU"], where)
     elif "num-gpus" in params:
         res["GPU"] = float(params["num-gpus"])
     else:
-        gpus = [_k8s_quantity(v) for k, v in [*limits.items(), *requests.items()] if str(k).endswith("gpu")]
+        gpus = [_k8s_quantity(v, where) for k, v in [*limits.items(), *requests.items()] if str(k).endswith("gpu")]
         if any(gpus):
             res["GPU"] = next(g for g in gpus if g > 0)
     if top:
-        res.update({k: _k8s_quantity(v) for k, v in top.items() if k not in _STANDARD})
+        res.update({k: _k8s_quantity(v, where) for k, v in top.items() if k not in _STANDARD})
     elif "resources" in params:
-        res.update(_start_param_resources(params["resources"], f"{source}: group {name!r}"))
+        res.update(_start_param_resources(params["resources"], where))
     return NodeShape(name, res, count, head)
 
 
-def _kuberay_shapes(spec: dict[str, Any], source: str = "") -> tuple[list[NodeShape], int]:
+def _kuberay_shapes(spec: dict[str, Any], source: str) -> tuple[list[NodeShape], int]:
     shapes = [_kuberay_group("head", spec["headGroupSpec"], 1, head=True, source=source)]
     for g in spec.get("workerGroupSpecs") or []:
         hosts = int(g.get("numOfHosts", 1))

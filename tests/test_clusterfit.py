@@ -227,6 +227,8 @@ def test_kuberay_group_resources_read_as_rays_kuberay_autoscaler_reads_them(tmp_
     top = {"resources": {"CPU": "7", "GPU": "1", "Custom1": "2"}, "k8s": {"limits": {"cpu": "8"}}}
     shapes, _ = clusterfit.shapes_from_file(write_kuberay(tmp_path, top))
     assert shapes[1].resources == {"CPU": 7, "GPU": 1, "Custom1": 2}
+    with pytest.raises(UsageError, match=r"group 'gpu'.*'seven' is not a Kubernetes quantity"):
+        clusterfit.shapes_from_file(write_kuberay(tmp_path, {"k8s": {"limits": {"cpu": "seven"}}}))
 
 
 def test_launcher_yaml_without_max_workers_gets_rays_default_cap(tmp_path):
