@@ -131,13 +131,24 @@ def _speaks_grpc(target: str) -> bool:
         channel.close()
 
 
+def _is_connected_to(address: str, here: str) -> bool:
+    """Whether this process's Ray (its cluster's GCS at `here`) is the one `address` names. A Ray Client session
+    (`ray://host:10001`) reports the cluster's GCS address, never the client server's it was opened at: any Ray
+    Client session counts as that one, a direct connection does not."""
+    if address.startswith("ray://"):
+        import ray.util.client
+
+        return ray.util.client.ray.is_connected()
+    return address == here
+
+
 def connect(cfg: RayConfig) -> str:
     """Initialise Ray once per process; return the address used ("local" for a new local Ray)."""
     import ray
 
     if ray.is_initialized():
         here = ray.get_runtime_context().gcs_address
-        if cfg.address not in (None, "auto", "local") and cfg.address.removeprefix("ray://") != here:
+        if cfg.address not in (None, "auto", "local") and not _is_connected_to(cfg.address, here):
             raise UsageError(f"ray.address={cfg.address!r}, but this process is already connected to the Ray at "
                              f"{here}; call ray.shutdown() first, or drop ray.address to use the Ray it has")
         return "existing"

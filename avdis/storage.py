@@ -79,6 +79,15 @@ def _s3_options(s3: S3Config) -> dict[str, Any]:
     return {"client_kwargs": client, "use_listings_cache": False, "skip_instance_cache": True}
 
 
+def pinned(s3: S3Config) -> S3Config:
+    """`s3` with the endpoint and region this process takes from its environment (AWS_ENDPOINT_URL, AWS_REGION, ...)
+    written in. Sweep trials and Ray Train workers get the config, not the driver's environment (Ray Tune forwards
+    AWS keys to trials, not the endpoint or region; nodes started by `ray start` have their own): unpinned, a trial
+    on such a node sent the driver's MinIO keys to AWS's endpoint. Credentials stay in the environment."""
+    client = _s3_options(s3)["client_kwargs"]
+    return s3.model_copy(update={"endpoint_url": client.get("endpoint_url"), "region": client.get("region_name")})
+
+
 def filesystem(url: str, s3: S3Config | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem for `url` and the path inside it."""
     if url.startswith("s3://"):

@@ -46,6 +46,7 @@ class FakeCluster:
     address: str  # GCS address host:port, for ray.init / RAY_ADDRESS
     dashboard_url: str  # http://127.0.0.1:PORT, for `ray job submit --address`
     env: dict[str, str]  # environment for client processes (auth token, RAY_ADDRESS)
+    client_address: str  # ray://IP:PORT of the head's Ray Client server
     config_path: Path
     session_dir: Path
 
@@ -135,18 +136,21 @@ def fake_cluster(
     worker_types: dict[str, dict[str, Any]] | None = None,
     head_cpus: int = 1,
     start_timeout: float = 60.0,
+    head_env_without: tuple[str, ...] = (),
 ) -> Iterator[FakeCluster]:
     """Start an autoscaling fake multi-node cluster; stop it (by process group) on exit.
 
     `worker_types` maps a node type name to {"resources": {...}, "min_workers", "max_workers"};
     give its nodes a custom resource (e.g. avdis_worker) that the head lacks, so work
-    asking for it makes the autoscaler add nodes.
+    asking for it makes the autoscaler add nodes. `head_env_without` names variables of this process's
+    environment that the head's processes do not get (a node started elsewhere has its own environment);
+    `FakeCluster.env`, for the test's own drivers, keeps them.
     """
     import ray._private.services as services
 
-    worker_types = worker_types or DEFAULT_WORKER_TYPES
+    worker_types = DEFAULT_WORKER_TYPES if worker_types is None else worker_types
     ip = services.get_node_ip_address()
-    port, dash_port = free_port(), free_port()
+    port, dash_port, client_port = free_port(), free_port(), free_port()
     gcs_address = f"{ip}:{port}"
     config_path = tmp_path / "fake-cluster.yaml"
     config_path.write_text(yaml.safe_dump(launcher_config(gcs_address, head_cpus, worker_types), sort_keys=False))
@@ -156,7 +160,7 @@ def fake_cluster(
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     head_env = {
-        **env, **auth,
+        **{k: v for k, v in env.items() if k not in head_env_without}, **auth,
         "RAY_FAKE_CLUSTER": "1",
         "AUTOSCALER_UPDATE_INTERVAL_S": "1",
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # SIGTERM: stop now, no 30 s drain
@@ -170,7 +174,7 @@ def fake_cluster(
         "--port", str(port), f"--num-cpus={head_cpus}", f"--object-store-memory={OBJECT_STORE_BYTES}",
         f"--autoscaling-config={config_path}", f"--temp-dir={temp_dir}",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={client_port}", f"--dashboard-agent-listen-port={free_port()}",
         "--disable-usage-stats",
     ]
     log = open(tmp_path / "ray-head.log", "wb")
@@ -179,6 +183,7 @@ def fake_cluster(
         address=gcs_address,
         dashboard_url=f"http://127.0.0.1:{dash_port}",
         env={**env, **auth, "RAY_ADDRESS": gcs_address},
+        client_address=f"ray://{ip}:{client_port}",
         config_path=config_path,
         session_dir=temp_dir / "session_latest",
     )

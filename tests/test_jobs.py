@@ -7,6 +7,7 @@ Prometheus (Debian's package, stopped by PID) scrapes the sweep's gauges from Ra
 metrics export, found through Ray's service-discovery file. Every job is submitted with
 a runtime env that sets environment variables, one of them also set by avdis itself
 (RAY_TRAIN_ENABLE_PRINT_PATCH), as users do: the driver must merge with it, not collide.
+A notebook's Ray Client session (`ray://`) on the same head is the Ray its `ray.address` names.
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 # A user's runtime env: a variable avdis also sets for its workers, and one of the user's own.
 JOB_RUNTIME_ENV = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "AVDIS_JOB_NOTE": "set-by-ray-job-submit"}}
+S3_PLACE = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory, s3_server):
-    """A plain head (no worker types) of 2 CPUs, with the dashboard's job API on 127.0.0.1."""
-    with fake_cluster(tmp_path_factory.mktemp("head"), worker_types={}, head_cpus=2, start_timeout=90) as cluster:
+    """A plain head (no worker types) of 2 CPUs, with the dashboard's job API on 127.0.0.1. Its processes have the
+    test's AWS keys but not the moto endpoint or a region, as a node started by `ray start` elsewhere has its own
+    environment: a job that needs the endpoint sets it in its own shell (`submit(..., shell_env=...)`)."""
+    with fake_cluster(tmp_path_factory.mktemp("head"), worker_types={}, head_cpus=2, start_timeout=90,
+                      head_env_without=S3_PLACE) as cluster:
         yield cluster
 
 
@@ -47,11 +52,14 @@ def ray_cli(head, *args: str, timeout: float = 120) -> subprocess.CompletedProce
     return subprocess.run([RAY, *args], env=head.env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def submit(head, job_id: str, *entrypoint: str, wait: bool = False) -> subprocess.CompletedProcess:
-    """`ray job submit` with JOB_RUNTIME_ENV; with wait=True the CLI follows the job and exits non-zero if it fails."""
+def submit(head, job_id: str, *entrypoint: str, wait: bool = False,
+           shell_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`ray job submit` with JOB_RUNTIME_ENV; with wait=True the CLI follows the job and exits non-zero if it fails.
+    `shell_env` is set in the entrypoint's own shell only (`env K=V python ...`), not in the job's runtime env."""
+    shell = ["env", *(f"{k}={v}" for k, v in (shell_env or {}).items())] if shell_env else []
     out = ray_cli(head, "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
                   "--working-dir", ".", "--runtime-env-json", json.dumps(JOB_RUNTIME_ENV),
-                  *([] if wait else ["--no-wait"]), "--", sys.executable, *entrypoint,
+                  *([] if wait else ["--no-wait"]), "--", *shell, sys.executable, *entrypoint,
                   timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     return out
@@ -88,6 +96,34 @@ def test_jobs_train_runs_two_deepspeed_workers_through_ray_job_submit(head, tiny
     assert 0.0 <= history[-1]["emotion_acc"] <= 1.0 and "leakage" in history[-1]
 
 
+
+CLIENT = """
+import sys, ray
+from avdis import runtime
+from avdis.config import RayConfig
+ray.init(sys.argv[1])
+print("same:", runtime.connect(RayConfig(address=sys.argv[1])))
+try:
+    runtime.connect(RayConfig(address=sys.argv[2]))
+except Exception as exc:
+    print("other:", type(exc).__name__, exc)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_ray_client_session_is_the_ray_at_its_address(head):
+    """A notebook ran ray.init("ray://head:10001"), then a sweep with the same ray.address. Under Ray Client the
+    session reports the cluster's GCS address, never the client server's: the sweep was refused as if connected
+    to another Ray. An address that is not this session's is still refused."""
+    other = f"10.255.255.1:{free_port()}"
+    env = {k: v for k, v in head.env.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", CLIENT, head.client_address, other], env=env, capture_output=True,
+                         text=True, timeout=150, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "same: existing" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert f"other: UsageError ray.address='{other}', but this process is already connected" in out.stdout
+
 def prometheus_config(head, tmp_path: Path) -> Path:
     """infra/prometheus/prometheus.yml with its service-discovery path pointed at this head's temp dir."""
     cfg = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
@@ -108,24 +144,36 @@ def promql(port: int, query: str) -> list[dict]:
 
 
 @pytest.mark.timeout(900)
-def test_multi_worker_trials_one_after_another_through_ray_job_submit(head, tiny_shards, tmp_path):
+def test_multi_worker_trials_one_after_another_through_ray_job_submit_on_s3(head, tiny_corpus, s3_server, s3_bucket,
+                                                                           tmp_path):
     """2-worker trials, one at a time, in a submitted job: each a Ray Train run under <sweep>/checkpoints/trials/
     reporting through the relay (1-worker trials train in the trial's own process), whose worker group starts in the
-    job's runtime env after the one before it has gone, on a head that ran other jobs before."""
-    storage = tmp_path / "sweeps"
+    job's runtime env after the one before it has gone, on a head that ran other jobs before.
+
+    Shards, trials and checkpoints are on S3 (moto), and its endpoint and region are set only in the job's own shell,
+    as a user exports them where the driver runs: the head's processes never had them, and Ray Tune forwards the AWS
+    keys to trials but not the endpoint. Before, the preprocessing tasks and the trials sent the keys to AWS's own
+    endpoint, and the job failed."""
+    from avdis import storage
+    from avdis.config import S3Config
+
     out = submit(head, f"multi-{tmp_path.name[-6:]}", str(ROOT / "jobs" / "sweep.py"), "--config",
-                 "jobs/configs/smoke.yaml", "--storage", str(storage), "--name", "multi", f"data.shards={tiny_shards}",
-                 "probe.epochs=40", "train.cpus_per_worker=0.8", "train.workers=2", "sweep.num_samples=2",
-                 "sweep.max_concurrent=1", "sweep.scheduler.type=none", wait=True)
+                 "jobs/configs/smoke.yaml", "--storage", f"{s3_bucket}/sweeps", "--name", "multi",
+                 f"data.src={tiny_corpus}", f"data.shards={s3_bucket}/shards", "probe.epochs=40",
+                 "train.cpus_per_worker=0.8", "train.workers=2", "sweep.num_samples=2", "sweep.max_concurrent=1",
+                 "sweep.scheduler.type=none", wait=True,
+                 shell_env={"AWS_ENDPOINT_URL": s3_server, "AWS_DEFAULT_REGION": "us-east-1"})
     assert re.search(r"Job '[^']+' succeeded", out.stdout + out.stderr), (out.stdout + out.stderr)[-3000:]
-    trials = pd.read_parquet(storage / "multi" / "trials.parquet")
+    fs, bucket = storage.filesystem(s3_bucket, S3Config(endpoint_url=s3_server))
+    assert fs.glob(f"{bucket}/shards/shards/*.tar")  # written by Ray tasks on the head
+    with fs.open(f"{bucket}/sweeps/multi/trials.parquet", "rb") as f:
+        trials = pd.read_parquet(f)
     assert list(trials["status"]) == ["TERMINATED"] * 2
     for tid in trials["trial_id"]:
-        run = storage / "multi" / "checkpoints" / "trials" / tid
-        assert list(run.glob("checkpoint_*/engine/ckpt"))  # the trial's Ray Train run kept its checkpoints
-        history = json.loads((run / "metrics.json").read_text())["history"]
+        run = f"{bucket}/sweeps/multi/checkpoints/trials/{tid}"
+        assert fs.glob(f"{run}/checkpoint_*/engine/ckpt")  # the trial's Ray Train run kept its checkpoints
+        history = json.loads(fs.cat(f"{run}/metrics.json"))["history"]
         assert [e["epoch"] for e in history] == [1, 2] and [e["world_size"] for e in history] == [2, 2]
-
 
 def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shards, tmp_path):
     if shutil.which("prometheus") is None:

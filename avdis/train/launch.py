@@ -132,6 +132,7 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
 
 def train(cfg: Config) -> dict[str, Any]:
     """Train one model; returns where its metrics and checkpoints are and its final metrics."""
+    cfg = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)})  # workers on other nodes: the driver's endpoint
     storage.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
     runtime.check_kept({"train.storage": cfg.train.storage, **to_make(cfg)})
     ensure_shards(cfg)

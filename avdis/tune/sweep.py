@@ -377,6 +377,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
 
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
+    cfg = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)})  # trials on other nodes: the driver's endpoint
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
     runtime.check_kept({"sweep.storage": cfg.sweep.storage,
                         **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {}),
