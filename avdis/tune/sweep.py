@@ -259,7 +259,9 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
     """
     from ray import tune
 
-    base = cfg.model_dump(mode="json")
+    # Trials on other nodes get the driver's endpoint and region; the callbacks (pickled with the experiment and
+    # restored with it) keep resolving them from the driver's environment of the day.
+    base = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)}).model_dump(mode="json")
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base, sweep_url=sweep_url, checkpoints_url=checkpoints_of(cfg)),
         TrialResources(base))
@@ -377,7 +379,6 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
 
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
-    cfg = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)})  # trials on other nodes: the driver's endpoint
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
     runtime.check_kept({"sweep.storage": cfg.sweep.storage,
                         **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {}),
