@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,64 @@ def _speaks_grpc(target: str) -> bool:
         channel.close()
 
 
+def is_ray_client() -> bool:
+    """Whether this process reaches Ray through Ray Client (`ray://`): then its tasks, actors and Tune's tuner run
+    on the cluster, and this process on a machine of its own."""
+    import ray.util.client
+
+    return ray.util.client.ray.is_connected()
+
+
 def _is_connected_to(address: str, here: str) -> bool:
     """Whether this process's Ray (its cluster's GCS at `here`) is the one `address` names. A Ray Client session
     (`ray://host:10001`) reports the cluster's GCS address, never the client server's it was opened at: any Ray
     Client session counts as that one, a direct connection does not."""
-    if address.startswith("ray://"):
-        import ray.util.client
+    return is_ray_client() if address.startswith("ray://") else address == here
 
-        return ray.util.client.ray.is_connected()
-    return address == here
+
+PROBE = ".avdis-client-check"
+
+
+def check_shared(paths: dict[str, str]) -> None:
+    """Under Ray Client, refuse local paths (by option name) that the cluster does not see as this process does.
+    A sweep's tuner and its callbacks, trials, Ray Train workers and preprocessing tasks run on the cluster and read
+    and write their own disks, while this process checks, confirms and reports from its own: on a path not shared by both, results land
+    where this process never looks. Each local path gets a marker file here that a task on the client server's node
+    (where Tune puts the tuner) must find; a folder both mount (NFS) passes."""
+    if not is_ray_client():
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    local = {k: os.path.abspath(v.removeprefix("file://")) for k, v in paths.items() if "://" not in v
+             or v.startswith("file://")}
+    marks = {}
+    for key, path in local.items():
+        folder = next(p for p in (Path(path), *Path(path).parents) if p.exists())  # to be made: its nearest parent
+        mark = folder / f"{PROBE}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            mark.write_text(mark.name)
+        except OSError:
+            continue  # not writable here: the caller's own check says so
+        marks[key] = str(mark)
+
+    def seen(files: dict[str, str]) -> dict[str, bool]:
+        return {k: os.path.exists(f) and open(f).read() == os.path.basename(f) for k, f in files.items()}
+
+    node = ray.get_runtime_context().get_node_id()  # the client server's node, where Tune runs the tuner
+    try:
+        found = ray.get(ray.remote(num_cpus=0)(seen).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(marks), timeout=120)
+    finally:
+        for mark in marks.values():
+            Path(mark).unlink(missing_ok=True)
+    unseen = [k for k, ok in found.items() if not ok]
+    if unseen:
+        raise UsageError(
+            f"{', '.join(f'{k}={local[k]}' for k in unseen)}: this process reaches Ray through Ray Client, and the "
+            "cluster does not see that folder as this machine does: the work runs on the cluster's nodes and would "
+            "read and write where this process never looks. Give s3://bucket/prefix URLs (or a folder both mount at "
+            "the same path), or run the command on the cluster with `ray job submit`")
 
 
 def connect(cfg: RayConfig) -> str:

@@ -7,7 +7,7 @@ Prometheus (Debian's package, stopped by PID) scrapes the sweep's gauges from Ra
 metrics export, found through Ray's service-discovery file. Every job is submitted with
 a runtime env that sets environment variables, one of them also set by avdis itself
 (RAY_TRAIN_ENABLE_PRINT_PATCH), as users do: the driver must merge with it, not collide.
-A notebook's Ray Client session (`ray://`) on the same head is the Ray its `ray.address` names.
+A notebook's Ray Client session (`ray://`) on the same head sweeps, and is refused a folder the cluster does not see.
 """
 
 from __future__ import annotations
@@ -100,29 +100,64 @@ def test_jobs_train_runs_two_deepspeed_workers_through_ray_job_submit(head, tiny
 CLIENT = """
 import sys, ray
 from avdis import runtime
-from avdis.config import RayConfig
-ray.init(sys.argv[1])
-print("same:", runtime.connect(RayConfig(address=sys.argv[1])))
+from avdis.config import RayConfig, load
+from avdis.tune import sweep
+address, other, storage, shards = sys.argv[1:5]
+ray.init(address)  # as a notebook does, before avdis
+print("same:", runtime.connect(RayConfig(address=address)), flush=True)
 try:
-    runtime.connect(RayConfig(address=sys.argv[2]))
+    runtime.connect(RayConfig(address=other))
 except Exception as exc:
-    print("other:", type(exc).__name__, exc)
-ray.shutdown()
+    print("other:", type(exc).__name__, exc, flush=True)
+cfg = load("jobs/configs/smoke.yaml", [f"ray.address={address}", f"sweep.storage={storage}", f"data.shards={shards}",
+                                       "sweep.name=client", "sweep.num_samples=1", "sweep.scheduler.type=none",
+                                       "train.epochs=1", "probe.epochs=20", "train.cpus_per_worker=0.8"])
+print("swept:", sweep.run(cfg), flush=True)
 """
 
 
-@pytest.mark.timeout(180)
-def test_a_ray_client_session_is_the_ray_at_its_address(head):
+def client(head, tmp_path, storage: str, shards: str, private: Path | None = None) -> subprocess.CompletedProcess:
+    """CLIENT through the head's Ray Client server; with `private`, in a mount namespace of its own where that
+    folder is a fresh tmpfs: this process's disk there is not the cluster's, as on a laptop."""
+    other = f"10.255.255.1:{free_port()}"
+    cmd = [sys.executable, "-c", CLIENT, head.client_address, other, storage, shards]
+    if private is not None:
+        cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               f'mount -t tmpfs tmpfs "{private}" && exec "$@"', "sh", *cmd]
+    env = {k: v for k, v in head.env.items() if k != "RAY_ADDRESS"}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+
+
+@pytest.mark.timeout(450)
+def test_a_sweep_from_a_ray_client_session(head, tiny_shards, tmp_path):
     """A notebook ran ray.init("ray://head:10001"), then a sweep with the same ray.address. Under Ray Client the
     session reports the cluster's GCS address, never the client server's: the sweep was refused as if connected
-    to another Ray. An address that is not this session's is still refused."""
-    other = f"10.255.255.1:{free_port()}"
-    env = {k: v for k, v in head.env.items() if k != "RAY_ADDRESS"}
-    out = subprocess.run([sys.executable, "-c", CLIENT, head.client_address, other], env=env, capture_output=True,
-                         text=True, timeout=150, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "same: existing" in out.stdout, out.stdout + out.stderr[-3000:]
-    assert f"other: UsageError ray.address='{other}', but this process is already connected" in out.stdout
+    to another Ray. Tune's tuner then runs on the cluster and catches no signal here, which read as an interrupted
+    sweep (exit 130 after its trials had ended)."""
+    out = client(head, tmp_path, str(tmp_path / "sweeps"), tiny_shards)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "same: existing" in out.stdout
+    assert "other: UsageError ray.address='10.255.255.1:" in out.stdout  # another address is still refused
+    trials = pd.read_parquet(tmp_path / "sweeps" / "client" / "trials.parquet")
+    assert list(trials["status"]) == ["TERMINATED"] and (tmp_path / "sweeps" / "client" / "pareto.json").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_ray_client_sweep_to_a_folder_the_cluster_does_not_see_is_refused(head, tiny_shards, tmp_path):
+    """From a laptop through Ray Client, a local sweep.storage: the tuner and trials (on the cluster) would write on
+    the cluster's disk, and this process read its own. The folder is a tmpfs in the client's own mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux's unshare is not installed")
+    private = tmp_path / "laptop"
+    private.mkdir()
+    out = client(head, tmp_path, str(private / "sweeps"), tiny_shards, private=private)
+    if "mount:" in out.stderr and "permission denied" in out.stderr.lower():
+        pytest.skip(f"no mount namespace for this user: {out.stderr[-300:]}")
+    assert out.returncode != 0, out.stdout[-3000:]
+    refusal = out.stderr.strip().splitlines()[-1]  # the shared data.shards passed: only sweep.storage is named
+    assert refusal.startswith(f"avdis.errors.UsageError: sweep.storage={private / 'sweeps'}: this process reaches Ray "
+                              "through Ray Client, and the cluster does not see that folder as this machine does"), \
+        out.stderr[-3000:]
 
 def prometheus_config(head, tmp_path: Path) -> Path:
     """infra/prometheus/prometheus.yml with its service-discovery path pointed at this head's temp dir."""

@@ -147,6 +147,7 @@ def train(cfg: Config) -> dict[str, Any]:
     else:
         loop.check_accumulation(open_dataset(cfg.data, cfg.s3), cfg, cfg.train.workers)  # before Ray starts
         runtime.connect(cfg.ray)
+        runtime.check_shared({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
         from ray.train import TrainingFailedError

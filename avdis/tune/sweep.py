@@ -296,7 +296,8 @@ def _watching_signals() -> Iterator[dict[str, bool]]:
     a marker installed here is back in place afterwards exactly when Tune was interrupted. (Its grid cannot tell:
     the trials it stopped then read TERMINATED.)"""
     seen = {"interrupted": False}
-    if threading.current_thread() is not threading.main_thread():  # Tune catches no signal there either
+    # Tune catches no signal off the main thread, nor in a Ray Client process (its tuner runs on the cluster)
+    if threading.current_thread() is not threading.main_thread() or runtime.is_ray_client():
         yield seen
         return
 
@@ -458,6 +459,8 @@ def _run(cfg: Config, views: Views) -> str:
         for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
             storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
+    runtime.check_shared({"sweep.storage": cfg.sweep.storage, "data.shards": cfg.data.shards, **to_make(cfg),
+                          **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {})})
     runtime.pin_train_coordinator()
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
