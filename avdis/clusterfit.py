@@ -136,12 +136,23 @@ def _kuberay_group(name: str, group: dict[str, Any], count: int, head: bool, sou
     return NodeShape(name, res, count, head)
 
 
+def _kuberay_pods(group: dict[str, Any], autoscaling: bool) -> int:
+    """The most pods a worker group can have. Without enableInTreeAutoscaling (KubeRay's default) the operator
+    keeps `replicas` (minReplicas when unset) within [minReplicas, maxReplicas], as KubeRay's
+    GetWorkerGroupDesiredReplicas does; with it the autoscaler may go up to maxReplicas. A suspended group has
+    none. Each replica is numOfHosts pods."""
+    if group.get("suspend"):
+        return 0
+    low, high = int(group.get("minReplicas", 0)), int(group.get("maxReplicas", _UNBOUNDED))
+    wanted = high if autoscaling else max(int(group.get("replicas", low)), low)
+    return min(min(wanted, high) * int(group.get("numOfHosts", 1)), _UNBOUNDED)
+
+
 def _kuberay_shapes(spec: dict[str, Any], source: str) -> tuple[list[NodeShape], int]:
     shapes = [_kuberay_group("head", spec["headGroupSpec"], 1, head=True, source=source)]
+    autoscaling = bool(spec.get("enableInTreeAutoscaling"))
     for g in spec.get("workerGroupSpecs") or []:
-        hosts = int(g.get("numOfHosts", 1))
-        count = int(g.get("maxReplicas", _UNBOUNDED)) * hosts
-        shapes.append(_kuberay_group(g["groupName"], g, min(count, _UNBOUNDED), head=False, source=source))
+        shapes.append(_kuberay_group(g["groupName"], g, _kuberay_pods(g, autoscaling), head=False, source=source))
     return shapes, _UNBOUNDED
 
 
@@ -311,7 +322,8 @@ def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] |
         raise ValueError("pass exactly one of cluster_yaml (a file) or nodes (ray.nodes())")
     if cluster_yaml is not None:
         shapes, global_max = shapes_from_file(cluster_yaml)
-        source, grow = cluster_yaml, f"raise max_workers (maxReplicas) in {cluster_yaml}"
+        source, grow = cluster_yaml, (f"raise max_workers (maxReplicas; replicas where enableInTreeAutoscaling is "
+                                      f"off) in {cluster_yaml}")
     else:
         shapes, global_max = shapes_from_nodes(nodes or [])
         source, grow = "the running Ray cluster", "add nodes to the cluster"

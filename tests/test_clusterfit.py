@@ -52,7 +52,7 @@ def test_aws_gpu_config_fits_one_worker_per_gpu_node():
 def test_kuberay_manifest_bounds_workers_by_max_replicas():
     kuberay = load(ROOT / "jobs" / "configs" / "kuberay-gpu.yaml", ["train.workers=9"])
     with pytest.raises(UsageError, match=r"raycluster\.yaml: one trial needs train\.workers=9 .* holds 8 such worker.*"
-                                         r"raise max_workers \(maxReplicas\)"):
+                                         r"raise max_workers \(maxReplicas;"):
         clusterfit.check_fits(kuberay, str(ROOT / "cluster" / "kuberay" / "raycluster.yaml"))
     too_big = load(ROOT / "jobs" / "configs" / "kuberay-gpu.yaml", ["train.cpus_per_worker=8"])
     with pytest.raises(UsageError, match=r"one training worker needs \{CPU: 8, GPU: 1\}.*gpu \{CPU: 7, GPU: 1\}"):
@@ -185,11 +185,12 @@ def test_train_and_sweep_check_their_buckets_before_any_work(s3_server, tmp_path
     assert list(tmp_path.iterdir()) == []  # no corpus generated, no run or sweep folder made
 
 
-def write_kuberay(tmp_path: Path, gpu_group: dict) -> str:
+def write_kuberay(tmp_path: Path, gpu_group: dict, autoscaling: bool = True) -> str:
     """A RayCluster whose head has num-cpus 0 (KubeRay's usual advice) and one worker group `gpu_group`."""
     gpu_group = dict(gpu_group)
     container = {"name": "w", "image": "i", **({"resources": gpu_group.pop("k8s")} if "k8s" in gpu_group else {})}
     doc = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "t"}, "spec": {
+        "enableInTreeAutoscaling": autoscaling,
         "headGroupSpec": {"rayStartParams": {"num-cpus": "0"},
                           "template": {"spec": {"containers": [{"name": "h", "image": "i"}]}}},
         "workerGroupSpecs": [{"groupName": "gpu", "minReplicas": 0, "maxReplicas": 4,
@@ -230,6 +231,27 @@ def test_kuberay_group_resources_read_as_rays_kuberay_autoscaler_reads_them(tmp_
     with pytest.raises(UsageError, match=r"group 'gpu'.*'seven' is not a Kubernetes quantity"):
         clusterfit.shapes_from_file(write_kuberay(tmp_path, {"k8s": {"limits": {"cpu": "seven"}}}))
 
+
+
+def test_a_kuberay_cluster_without_its_autoscaler_holds_its_replicas_not_max_replicas(tmp_path):
+    """Without enableInTreeAutoscaling (KubeRay's default) the operator keeps `replicas` pods (minReplicas when
+    unset), clamped to [minReplicas, maxReplicas]: counting maxReplicas let a trial that can never be placed wait
+    for ever."""
+    gpu = {"rayStartParams": {"num-cpus": "7", "num-gpus": "1"}, "minReplicas": 1, "maxReplicas": 4}
+    three = cfg("train.cpus_per_worker=6", "train.workers=3")
+    clusterfit.check_fits(three, write_kuberay(tmp_path, gpu))  # the autoscaler may add up to 4
+    for fixed, holds in (({"replicas": 2}, 2), ({}, 1), ({"replicas": 9}, 4), ({"replicas": 2, "numOfHosts": 2}, 4)):
+        path = write_kuberay(tmp_path, {**gpu, **fixed}, autoscaling=False)
+        assert clusterfit.shapes_from_file(path)[0][1].count == holds, fixed
+        if holds < 3:
+            with pytest.raises(UsageError, match=rf"one trial needs train\.workers=3 .* holds {holds} such worker.*"
+                                                 r"replicas where enableInTreeAutoscaling is off"):
+                clusterfit.check_fits(three, path)
+        else:
+            clusterfit.check_fits(three, path)
+    suspended = write_kuberay(tmp_path, {**gpu, "suspend": True})
+    with pytest.raises(UsageError, match=r"no node type holds that; node types: head \{CPU: 0\}\."):
+        clusterfit.check_fits(three, suspended)
 
 def test_launcher_yaml_without_max_workers_gets_rays_default_cap(tmp_path):
     """Ray fills a launcher YAML's missing global max_workers from its provider's defaults (2 on aws), and a node
