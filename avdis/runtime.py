@@ -153,9 +153,9 @@ PROBE = ".avdis-client-check"
 def check_shared(paths: dict[str, str]) -> None:
     """Under Ray Client, refuse local paths (by option name) that the cluster does not see as this process does.
     A sweep's tuner and its callbacks, trials, Ray Train workers and preprocessing tasks run on the cluster and read
-    and write their own disks, while this process checks, confirms and reports from its own: on a path not shared by both, results land
-    where this process never looks. Each local path gets a marker file here that a task on the client server's node
-    (where Tune puts the tuner) must find; a folder both mount (NFS) passes."""
+    and write its disks, while this process checks, confirms and reports from its own: on a path the two do not
+    share, results land where this process never looks. Each local path gets a marker file here that a task on the
+    client server's node (where Tune puts the tuner) must find; a folder both mount (NFS) passes."""
     if not is_ray_client():
         return
     import ray
