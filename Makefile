@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/python jobs/sweep.py
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs test-artifacts
