@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/python jobs/sweep.py
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) runs test-artifacts
