@@ -165,6 +165,7 @@ def test_a_ray_client_sweep_to_a_folder_the_cluster_does_not_see_is_refused(head
                               "through Ray Client, and the cluster does not see that folder as this machine does"), \
         out.stderr[-3000:]
 
+
 def prometheus_config(head, tmp_path: Path) -> Path:
     """infra/prometheus/prometheus.yml with its service-discovery path pointed at this head's temp dir."""
     cfg = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
