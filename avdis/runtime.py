@@ -174,7 +174,7 @@ def check_shared(paths: dict[str, str]) -> None:
         marks[key] = str(mark)
 
     def seen(files: dict[str, str]) -> dict[str, bool]:
-        return {k: os.path.exists(f) and open(f).read() == os.path.basename(f) for k, f in files.items()}
+        return {k: os.path.exists(f) and Path(f).read_text() == os.path.basename(f) for k, f in files.items()}
 
     node = ray.get_runtime_context().get_node_id()  # the client server's node, where Tune runs the tuner
     try:

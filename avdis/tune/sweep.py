@@ -378,12 +378,16 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
         len(points), sweep_url)
 
 
+def outputs_of(cfg: Config) -> dict[str, str]:
+    """The sweep's own output locations, by option name."""
+    return {"sweep.storage": cfg.sweep.storage,
+            **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {})}
+
+
 def run(cfg: Config, views: Views = Views()) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
-    runtime.check_kept({"sweep.storage": cfg.sweep.storage,
-                        **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {}),
-                        **to_make(cfg)})
+    runtime.check_kept({**outputs_of(cfg), **to_make(cfg)})
     with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
         return _run(cfg, views)
 
@@ -459,8 +463,7 @@ def _run(cfg: Config, views: Views) -> str:
         for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
             storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     address = runtime.connect(cfg.ray)
-    runtime.check_shared({"sweep.storage": cfg.sweep.storage, "data.shards": cfg.data.shards, **to_make(cfg),
-                          **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {})})
+    runtime.check_shared({**outputs_of(cfg), "data.shards": cfg.data.shards})  # shards to make: preprocess checks
     runtime.pin_train_coordinator()
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
