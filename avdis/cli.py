@@ -142,15 +142,14 @@ def _sweep_folder(value: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from avdis import results
     from avdis.report import plots
 
     cfg = _load_reader(args)
     url = _sweep_folder(args.sweep)
-    written = plots.write_report(url, cfg.s3)
+    written, trials = plots.write_report(url, cfg.s3)
     for kind, page in written.items():
         print(f"{kind}: {page}")
-    running = _still_running(results.read_trials(url, cfg.s3))
+    running = _still_running(trials)
     if running:
         print(f"avdis report: note: {running}", file=sys.stderr)
     return 0

@@ -78,7 +78,7 @@ def sweep(tmp_path: Path) -> str:
 
 
 def test_front_and_hypervolume_match_hand_computed(sweep: str) -> None:
-    written = plots.write_report(sweep)
+    written, _ = plots.write_report(sweep)
     assert set(written) == {"pareto.json", "pareto.html", "pareto.png"}
     assert all(Path(u).is_file() for u in written.values())
     summary = json.loads(Path(written["pareto.json"]).read_text())
@@ -201,7 +201,7 @@ def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
         assert "not a readable trials table" in Path(written["pareto.html"]).read_text()
         assert json.loads(Path(url, "pareto.json").read_text()) == {"front": ["t3"]}
     else:
-        written = plots.write_report(url)
+        written, _ = plots.write_report(url)
         summary = json.loads(Path(written["pareto.json"]).read_text())
         assert summary["front"] == [] and summary["hypervolume"] == 0.0
     page = Path(written["pareto.html"]).read_text()
@@ -247,7 +247,7 @@ def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys) -> None:
 def test_report_on_s3(s3_bucket: str) -> None:
     url = f"{s3_bucket}/sweeps/demo"
     results.write_trials(url, rows())
-    written = plots.write_report(url)
+    written, _ = plots.write_report(url)
     assert written["pareto.html"] == f"{url}/pareto.html"
     summary = json.loads(storage.read_bytes(written["pareto.json"]))
     assert set(summary["front"]) == FRONT
@@ -378,7 +378,7 @@ def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
 def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     url = str(tmp_path / "demo")
     results.write_trials(url, confirmed_rows())
-    written = plots.write_report(url)
+    written, _ = plots.write_report(url)
     page = Path(written["pareto.html"]).read_text()
     assert "seed means" in page and "95%" in page
     table = page[page.index('<table id="front-table">'):]
@@ -420,7 +420,7 @@ def test_a_failed_trial_is_counted_not_drawn_and_a_sweep_of_failures_says_so(tmp
     assert "t5" not in set(points["trial_id"]) and summary["n_failed"] == 2
     url = str(tmp_path / "allfailed")
     results.write_trials(url, [{**r, "status": "ERROR", "order": None} for r in rows()[:3]])
-    page = Path(plots.write_report(url)["pareto.html"]).read_text()
+    page = Path(plots.write_report(url)[0]["pareto.html"]).read_text()
     assert "no trial finished: 3 failed" in page and "waiting for the first result" not in page
 
 
@@ -650,3 +650,29 @@ def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Pat
     assert "run again with the same config, which resumes them" in err
     results.write_trials(url, [r for r in rows() if r["status"] != "RUNNING"])
     assert main(["report", url]) == 0 and "RUNNING" not in capsys.readouterr().err
+
+
+def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`avdis report` read trials.parquet a second time for its note on running trials; a running sweep's recorder
+    that replaced the file in between made the note contradict the pages (a trial RUNNING on the page, none in the
+    note). Here the recorder writes the finished trial right after the report's first read."""
+    from avdis import storage
+    from avdis.cli import main
+
+    url = str(tmp_path / "demo")
+    results.write_trials(url, rows())
+    finished = [{**r, "status": "TERMINATED", "order": 12} if r["status"] == "RUNNING" else r for r in rows()]
+    real_read, writes = storage.read_parquet, []
+
+    def read_then_record(read_url: str, s3=None):
+        table = real_read(read_url, s3)
+        if read_url.endswith(results.TRIALS) and not writes:
+            writes.append(read_url)
+            results.write_trials(url, finished)  # the sweep's next result lands
+        return table
+
+    monkeypatch.setattr(storage, "read_parquet", read_then_record)
+    assert main(["report", url]) == 0
+    assert writes
+    assert "1 running" in Path(url, "pareto.html").read_text()
+    assert "1 trial is RUNNING" in capsys.readouterr().err

@@ -478,8 +478,9 @@ def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
     return _write_pages(sweep_url, trials, summary, note, s3)
 
 
-def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
-    """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs.
+def write_report(sweep_url: str, s3: S3Config | None = None) -> tuple[dict[str, str], pd.DataFrame]:
+    """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs and the trials they were drawn
+    from (read once: a running sweep replaces the file, so a second read could tell of other trials).
 
     An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
     pages say why, and ResultsError then says so too."""
@@ -490,4 +491,4 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
         _write_pages(sweep_url, trials, results.read_pareto(sweep_url, s3) or summary, note, s3)
         raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
     results.write_pareto(sweep_url, summary, s3)
-    return _write_pages(sweep_url, trials, summary, note, s3)
+    return _write_pages(sweep_url, trials, summary, note, s3), trials
