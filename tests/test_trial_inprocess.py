@@ -25,6 +25,7 @@ from avdis.train import engine, loop
 pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 12  # the trial trains 3-5 epochs more in the second the driver is given after its 2nd result
+STOPPED_EPOCHS = 6  # a signal sent at once after the 2nd result finds the trial with epochs still to train
 
 
 def test_solo_group_trains_deepspeed_in_this_process_and_leaves_it_as_it_was(tiny_shards, tmp_path, monkeypatch):
@@ -119,7 +120,7 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path / "sweeps"), "--name", "ctrlc", f"data.shards={tiny_shards}",
            "sweep.num_samples=2", f"sweep.max_concurrent={concurrent}", "sweep.scheduler.type=none",
-           "sweep.confirm_seeds=1", f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false",
+           "sweep.confirm_seeds=1", f"train.epochs={STOPPED_EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false",
            "train.cpus_per_worker=0.8"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     sweep = tmp_path / "sweeps" / "ctrlc"
@@ -153,5 +154,5 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
         assert after[0] == history[0], (trial, [e["train_s"] for e in history], [e["train_s"] for e in after])
     trials = pd.read_parquet(sweep / "trials.parquet")
     search = trials[trials["role"] == "search"]
-    assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {EPOCHS}
+    assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {STOPPED_EPOCHS}
     assert (trials["role"] == "confirm").sum() >= 1
