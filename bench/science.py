@@ -1,6 +1,6 @@
 """The science benchmark: every method across its weight range, 3 seeds, on five generated corpora.
 
-    .venv/bin/python bench/science.py            # ~1 h on 2 cores; writes bench/results/science.json
+    .venv/bin/python bench/science.py            # ~75 min on 2 cores; writes bench/results/science.json
     .venv/bin/python bench/science.py --table    # the README table from science.json
 
 Corpora (generated, `avdis.data.synth`), each 16 speakers x 40 clips, 4 emotions:
