@@ -159,6 +159,19 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
         check_spec(url, other)
 
 
+def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_path):
+    """Tune restores a sweep's experiment with the callbacks pickled at its start, which record trials and draw the
+    report in the folder they were made for: a folder moved and resumed failed on "/old/s1: no such sweep folder"
+    once Tune ran (and a copy left in place would have taken the resumed trials' results)."""
+    started = C.load(None, [f"sweep.storage={tmp_path / 'a'}", "sweep.name=s1"])
+    record_spec(f"{tmp_path}/a/s1", started, "0" * 16)
+    (tmp_path / "a").rename(tmp_path / "b")
+    with pytest.raises(UsageError, match=rf"{tmp_path / 'b' / 's1'}: this sweep was started under "
+                                         rf"sweep.storage={tmp_path / 'a'}.*move the folder back to "
+                                         rf"{tmp_path / 'a' / 's1'}\), or start a new sweep"):
+        check_spec(f"{tmp_path}/b/s1", C.load(None, [f"sweep.storage={tmp_path / 'b'}", "sweep.name=s1"]))
+
+
 def test_a_tune_experiment_where_none_should_be_or_none_where_one_should_be_is_refused(tmp_path):
     """sweep.checkpoints is shared by sweep name: a second sweep of the name (or one started again after its results
     were deleted) would have written its state beside the first one's and resumed from the newer; a sweep whose

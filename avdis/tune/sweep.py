@@ -53,8 +53,9 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
 # (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
 # (`check_data`). Sweep trials never use train.storage. `sweep.num_samples` and `sweep.max_concurrent` are not here:
-# Tune restores them from its own saved state, so a new value would be ignored.
-RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "sweep.storage", "data.src", "data.shards", "train.storage")
+# Tune restores them from its own saved state, so a new value would be ignored. Nor is `sweep.storage`: Tune restores
+# the experiment's callbacks too, and they write to the sweep folder they were made for (`check_spec`).
+RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "train.storage")
 
 
 def url_of(cfg: Config) -> str:
@@ -112,6 +113,14 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                          f"test clips, not on {', '.join(SELECTION)}: its searcher and MO-ASHA's rungs hold test "
                          "numbers, and a resume would mix the two. Start a new sweep under a new name (--name or "
                          f"sweep.name=...); `avdis report {sweep_url}` still reads this one (chosen on test).")
+    started = record["spec"].get("sweep", {}).get("storage")
+    if started is not None and storage.join(started, cfg.sweep.name) != sweep_url:  # moved, or copied (to S3, say)
+        raise UsageError(
+            f"{sweep_url}: this sweep was started under sweep.storage={started}, and Tune restores its saved "
+            "experiment with the callbacks that record its trials and draw its report there, so resumed here its "
+            f"results would go to the old place (or fail where it is gone). Resume it where it started (move the "
+            f"folder back to {storage.join(started, cfg.sweep.name)}), or start a new sweep (sweep.name=...); "
+            f"`avdis report {sweep_url}` still reads it here")
     differences = _differences(_identity(record["spec"], RESUMABLE_CHANGES),
                                _identity(cfg.model_dump(mode="json"), RESUMABLE_CHANGES))
     if differences:
