@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+
+from conftest import free_port, stop_process, wait_for_port
 
 from avdis import config as C
 from avdis.errors import UsageError
@@ -170,6 +175,43 @@ def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_p
                                          rf"sweep.storage={tmp_path / 'a'}.*move the folder back to "
                                          rf"{tmp_path / 'a' / 's1'}\), or start a new sweep"):
         check_spec(f"{tmp_path}/b/s1", C.load(None, [f"sweep.storage={tmp_path / 'b'}", "sweep.name=s1"]))
+
+
+def test_an_s3_endpoint_the_restored_callbacks_would_not_reach_is_refused(s3_server, s3_bucket, tmp_path,
+                                                                           monkeypatch):
+    """The callbacks Tune restores keep the s3 settings the sweep started with, while its trials get this run's: a
+    sweep started with s3.endpoint_url in its config and resumed with another (the port of a new port-forward, here
+    a second moto server holding a copy of the sweep) would record its trials at the old endpoint and train them at
+    the new one. Settings left unset reach the endpoint in AWS_ENDPOINT_URL, read afresh by both."""
+    import boto3
+
+    url = f"{s3_bucket}/sweeps/s1"
+    record_spec(url, C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1"]), "0" * 16)
+    assert check_spec(url, C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1"])) is not None
+    with pytest.raises(UsageError, match=rf"started with s3.endpoint_url=None.*its trials http://localhost:"):
+        check_spec(url, C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1",
+                                      f"s3.endpoint_url={s3_server.replace('127.0.0.1', 'localhost')}"]))
+
+    started = [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s2", f"s3.endpoint_url={s3_server}"]
+    record_spec(f"{s3_bucket}/sweeps/s2", C.load(None, started), "0" * 16)
+    port = free_port()
+    log = open(tmp_path / "moto.log", "wb")
+    moved = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, moved)
+        there, bucket = f"http://127.0.0.1:{port}", s3_bucket.removeprefix("s3://")
+        boto3.client("s3", endpoint_url=there).create_bucket(Bucket=bucket)
+        spec = boto3.client("s3", endpoint_url=s3_server).get_object(Bucket=bucket, Key="sweeps/s2/sweep.json")
+        boto3.client("s3", endpoint_url=there).put_object(Bucket=bucket, Key="sweeps/s2/sweep.json",
+                                                          Body=spec["Body"].read())
+        with pytest.raises(UsageError, match=rf"started with s3.endpoint_url={s3_server}, .*here they reach "
+                                             rf"{s3_server} \(us-east-1\), its trials {there} \(us-east-1\)"):
+            check_spec(f"{s3_bucket}/sweeps/s2", C.load(None, [*started, f"s3.endpoint_url={there}"]))
+    finally:
+        stop_process(moved)
+        log.close()
+    assert check_spec(f"{s3_bucket}/sweeps/s2", C.load(None, started)) is not None
 
 
 def test_a_tune_experiment_where_none_should_be_or_none_where_one_should_be_is_refused(tmp_path):

@@ -38,7 +38,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
-from avdis.config import SELECTION, Config, setting_of, with_overrides
+from avdis.config import SELECTION, Config, S3Config, setting_of, with_overrides
 from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
@@ -54,7 +54,8 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 # (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
 # (`check_data`). Sweep trials never use train.storage. `sweep.num_samples` and `sweep.max_concurrent` are not here:
 # Tune restores them from its own saved state, so a new value would be ignored. Nor is `sweep.storage`: Tune restores
-# the experiment's callbacks too, and they write to the sweep folder they were made for (`check_spec`).
+# the experiment's callbacks too, and they write to the sweep folder they were made for (`check_spec`); for the same
+# reason `s3` may change only where they and the trials still reach the same endpoint and region.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "train.storage")
 
 
@@ -121,6 +122,10 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
             f"results would go to the old place (or fail where it is gone). Resume it where it started (move the "
             f"folder back to {storage.join(started, cfg.sweep.name)}), or start a new sweep (sweep.name=...); "
             f"`avdis report {sweep_url}` still reads it here")
+    if sweep_url.startswith("s3://"):  # the restored callbacks use s3 for the sweep's folder alone
+        saved = record["spec"].get("s3", {})
+        _check_restored_s3(sweep_url, S3Config(endpoint_url=saved.get("endpoint_url"), region=saved.get("region")),
+                           cfg.s3)
     differences = _differences(_identity(record["spec"], RESUMABLE_CHANGES),
                                _identity(cfg.model_dump(mode="json"), RESUMABLE_CHANGES))
     if differences:
@@ -131,6 +136,20 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                 "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
         raise UsageError(f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). {hint}")
     return record
+
+
+def _check_restored_s3(sweep_url: str, started: S3Config, now: S3Config) -> None:
+    """`s3` may change on resume only where the callbacks Tune restores (made with `started`) and this run's trials
+    (given `now`, pinned) still reach the same endpoint and region; else its results and its trials part ways."""
+    theirs, ours = storage.pinned(started), storage.pinned(now)
+    if (theirs.endpoint_url, theirs.region) != (ours.endpoint_url, ours.region):
+        raise UsageError(
+            f"{sweep_url}: this sweep was started with s3.endpoint_url={started.endpoint_url}, "
+            f"s3.region={started.region}, and Tune restores its saved experiment with the callbacks that record its "
+            f"trials made with those: here they reach {theirs.endpoint_url or 'AWS'} ({theirs.region}), its trials "
+            f"{ours.endpoint_url or 'AWS'} ({ours.region}). Resume it with the s3 settings it started with (where "
+            "they were unset, AWS_ENDPOINT_URL and AWS_REGION are read afresh by both), or start a new sweep "
+            "(sweep.name=...)")
 
 
 def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
