@@ -28,8 +28,11 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/python jobs/sweep.py
 
+# Two test processes: most tests wait on Ray, servers or subprocesses (one process kept 2 cores half busy).
+# Whole files per process (module fixtures start once), in conftest's order: the slow files first.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) runs test-artifacts

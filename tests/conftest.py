@@ -23,6 +23,16 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with `slow` tests first, then files that start Ray, then the rest, each file's tests kept together and
+    in order: `make test` hands whole files to its processes in this order, so the short files even out the end."""
+    rank: dict[Path, int] = {}
+    for item in items:
+        kind = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("ray") else 2
+        rank[item.path] = min(rank.get(item.path, 2), kind)
+    items.sort(key=lambda item: (rank[item.path], str(item.path)))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -404,8 +404,8 @@ def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
 DRIVER = """
 import sys, time, pandas as pd, ray
 from avdis.report import metrics
-temp, leakage, status, order = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None
-ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp)
+temp, leakage, status, order, dash = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None, int(sys.argv[5])
+ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp, dashboard_port=dash)
 metrics.publish("resumed", pd.DataFrame([{"trial_id": "x", "method": "adversarial", "status": status,
                                           "emotion_acc": 0.5, "leakage": leakage, "order": order}]), {})
 print("published", flush=True)
@@ -427,7 +427,7 @@ def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path:
     with prometheus_for_ray(tmp_path) as (port, temp):
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         for leakage, status, order in ((0.9, "RUNNING", 0), (0.3, "TERMINATED", 1)):
-            driver = subprocess.Popen([sys.executable, "-c", DRIVER, temp, str(leakage), status, str(order)], env=env,
+            driver = subprocess.Popen([sys.executable, "-c", DRIVER, temp, str(leakage), status, str(order), str(free_port())], env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
             try:
                 assert "published" in driver.stdout.readline()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from avdis import config as C
 from avdis.train import launch
 
@@ -19,7 +20,8 @@ def two_nodes(s3_server):
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True,
+                                                             "dashboard_port": free_port()})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)

@@ -153,6 +153,7 @@ def test_parameters_identical_across_ranks_after_a_step_zero2_zero3_ddp(local_ra
         assert r["moved"] > 0.0, name  # and the step really changed it
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_checkpoint_without_losing_an_epoch(local_ray, tiny_shards, tmp_path, monkeypatch):
     marker = tmp_path / "killed"
     monkeypatch.setenv("AVDIS_FAIL_AT_STEP", "3")  # global step 3 = second step of epoch 2 (2 steps per epoch)
@@ -262,6 +263,7 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ra
     assert not (tmp_path / "runs" / "gpus").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_the_rerun_resumes_even_without_ray_trains_record(tiny_shards, tmp_path):
     """Ray Train's Ctrl-C handler aborted the run and ended the process with sys.exit, exit 1 and no message; and a
     run aborted before Ray Train wrote checkpoint_manager_snapshot.json started over at epoch 1 on its rerun."""
