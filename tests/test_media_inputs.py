@@ -214,3 +214,69 @@ def test_audio_shorter_than_one_analysis_window_is_a_named_reject(tmp_path):
     assert caught.value.reason == "audio lasts 20 ms, shorter than one 32 ms analysis window: no voice to hear"
     media.write_clip(short, None, FPS, np.full(640, 0.1, np.float32), 16000)  # 40 ms: one window's worth is kept
     assert media.extract(short, video, FeatureConfig()).audio_len >= 1
+
+
+def test_a_gap_in_the_audio_is_silence_and_what_follows_stays_in_step(tmp_path):
+    """Audio packets missing for a second (a lossy capture, a recorder that leaves silence out): the frames after
+    the gap were joined on where it began, so everything after it sounded a second early, out of step with the
+    video, and the clip was a second short."""
+    path = tmp_path / "gap.mkv"
+    click = np.zeros(48000, np.float32)
+    click[40000:40160] = 0.8  # at 2.5 s
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("pcm_s16le", rate=16000)
+        a.layout = "mono"
+        for start in range(0, len(click), 1024):
+            if 16000 <= start < 32000:  # no packets from 1 s to 2 s
+                continue
+            frame = av.AudioFrame.from_ndarray(click[None, start : start + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, start, fractions.Fraction(1, 16000)
+            out.mux(a.encode(frame))
+        out.mux(a.encode())
+    audio = media.decode_audio(path, 16000)
+    assert np.flatnonzero(audio > 0.5)[0] / 16000 == pytest.approx(2.5, abs=0.005)
+    assert len(audio) / 16000 == pytest.approx(3.0, abs=0.005)
+    assert not audio[16100:31900].any()  # the gap is silence
+
+
+def joined(path: Path, parts: list[tuple[tuple[int, int], int, str]]) -> Path:
+    """MPEG-TS recordings of a second each, `parts` of ((height, width), sample rate, layout), joined end to end
+    as `cat a.ts b.ts` does (each one's timestamps go on from the last's): a flat grey picture, a 220 Hz tone."""
+    blobs = []
+    for k, ((h, w), rate, layout) in enumerate(parts):
+        part = path.with_suffix(f".{k}.ts")
+        with av.open(str(part), "w", format="mpegts") as out:
+            v = out.add_stream("mpeg2video", rate=FPS)
+            v.height, v.width, v.pix_fmt = h, w, "yuv420p"
+            a = out.add_stream("mp2", rate=rate)
+            a.layout = layout
+            channels = av.AudioLayout(layout).nb_channels
+            for i in range(FPS):
+                frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 100, np.uint8), format="rgb24")
+                frame.pts, frame.time_base = k * FPS + i, fractions.Fraction(1, FPS)
+                out.mux(v.encode(frame))
+            tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)
+            for start in range(0, rate, 1152):
+                chunk = np.repeat(tone[start : start + 1152], channels).astype(np.float32)[None]
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout=layout)
+                frame.sample_rate, frame.pts, frame.time_base = rate, k * rate + start, fractions.Fraction(1, rate)
+                out.mux(a.encode(frame))
+            out.mux(v.encode())
+            out.mux(a.encode())
+        blobs.append(part.read_bytes())
+    path.write_bytes(b"".join(blobs))
+    return path
+
+
+def test_recordings_joined_end_to_end_keep_one_picture_size_and_all_their_sound(tmp_path):
+    """A capture whose resolution, sample rate or channels change part way (recordings joined with `cat`, a
+    broadcast switching stereo and 5.1) lost the clip to a bare ValueError from the resampler or from stacking
+    frames of two sizes."""
+    path = joined(tmp_path / "joined.ts", [((48, 64), 44100, "stereo"), ((96, 128), 48000, "mono")])
+    audio = media.decode_audio(path, 16000)
+    assert len(audio) / 16000 == pytest.approx(2.0, abs=0.06)
+    loud = [np.sqrt(np.mean(audio[s : s + 8000] ** 2)) for s in range(0, len(audio) - 8000, 8000)]
+    assert min(loud) > 0.1  # the tone all through, both parts
+    frames, n = media.decode_video(path, 8)
+    assert n >= 15 and frames.shape == (n, 48, 64, 3)  # the first part's size throughout
+    assert media.extract(path, path, FeatureConfig(fps=8)).duration_s >= 15 / 8

@@ -94,28 +94,62 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
     return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).mean(axis=1)
 
 
+GAP_S = 0.02  # audio timestamps ahead of the samples so far by more than this: a gap, filled with silence
+MAX_GAP_S = 600.0  # a longer gap is a damaged or spliced file: filling it would take gigabytes, not a clip's worth
+
+
 def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`, from time zero (`_origin`; silence before a late start)."""
+    """Mono float32 samples at `sample_rate`, from time zero (`_origin`; silence before a late start), each frame
+    where its timestamp puts it: a gap in the track (packets lost in a capture, silence a WebRTC recorder left out)
+    is silence, not the rest of the clip moved earlier out of step with the video. A track whose rate or channels
+    change part way (recordings joined end to end) is resampled piece by piece."""
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         origin = _origin(container, container.streams.audio[0], together)
+        chunks: list[np.ndarray] = []
+        done = 0  # samples in chunks
         # every channel resampled as it is, then their mean (librosa's to_mono): the resampler's own downmix follows
         # the layout's mixing matrix, so one voice came out 3 dB louder in stereo than in mono and up to 13 dB in
         # 7.1, a level that follows the recording setup (a per-recording cue). Packed samples: PyAV 18 crashes
         # reading planar audio of 8 channels or more into an array
-        resampler = av.AudioResampler(format="flt", rate=sample_rate)
-        chunks: list[np.ndarray] = []
+        resampler, setup = None, None
         begins = None
+
+        def resample(frame: av.AudioFrame | None) -> None:
+            nonlocal done
+            for out in resampler.resample(frame):
+                chunks.append(_mono(out))
+                done += len(chunks[-1])
+
+        def ahead(frame: av.AudioFrame) -> int:  # samples from the end so far to where the frame's timestamp puts it
+            return 0 if frame.time is None else round((frame.time - begins) * sample_rate) - done
+
         try:
             for frame in container.decode(audio=0):
                 if begins is None and frame.time is not None:
                     begins = frame.time
-                chunks.extend(_mono(r) for r in resampler.resample(frame))
-            chunks.extend(_mono(r) for r in resampler.resample(None))
+                if resampler is not None and (ahead(frame) > GAP_S * sample_rate
+                                              or setup != (frame.format.name, frame.layout.name, frame.sample_rate)):
+                    resample(None)  # what the resampler holds belongs before the gap or the change
+                    resampler = None
+                gap = ahead(frame)
+                if gap > MAX_GAP_S * sample_rate:
+                    raise MediaError(path, f"audio timestamps jump {gap / sample_rate:.0f} s ahead at "
+                                           f"{done / sample_rate:.1f} s (a damaged or spliced file); cut the clip "
+                                           "out of it (ffmpeg -ss/-t) or leave it out")
+                if gap > GAP_S * sample_rate:
+                    chunks.append(np.zeros(gap, np.float32))
+                    done += gap
+                if resampler is None:
+                    resampler = av.AudioResampler(format="flt", rate=sample_rate)
+                    setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+                resample(frame)
+            if resampler is not None:
+                resample(None)
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"corrupt audio stream ({exc})") from None
-    if not chunks or sum(len(c) for c in chunks) == 0:
+    if done == 0:
         raise MediaError(path, "audio stream holds no samples")
     samples = np.concatenate(chunks).astype(np.float32)
     if not np.isfinite(samples).all():
@@ -129,12 +163,18 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
 MAX_SIDE = 1920  # frames are scaled down to this longest side as they are decoded: faces are cropped to a few dozen pixels
 
 
-def _rgb(frame: av.VideoFrame, aspect: float) -> np.ndarray:
-    """A frame as RGB `[H, W, 3]` the way a player shows it: square pixels (`aspect`: the stream's pixel aspect
-    ratio), turned and mirrored by its display matrix (a phone's portrait video), no side above `MAX_SIDE`."""
+def _shown_size(frame: av.VideoFrame, aspect: float) -> tuple[int, int]:
+    """(width, height) a frame is shown at: square pixels (`aspect`: the stream's pixel aspect ratio), no side above
+    `MAX_SIDE`."""
     w, h = frame.width * aspect, frame.height
     scale = min(1.0, MAX_SIDE / max(w, h))
-    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+
+
+def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """A frame as RGB `[H, W, 3]` the way a player shows it: scaled to `size` (the first frame's `_shown_size`, so a
+    stream whose resolution changes part way, as recordings joined end to end, keeps one), turned and mirrored by
+    its display matrix (a phone's portrait video)."""
     if size == (frame.width, frame.height):
         img = frame.to_ndarray(format="rgb24")
     else:
@@ -178,25 +218,27 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
             origin = math.floor(origin * fps + 1e-6) / fps
         sar = stream.sample_aspect_ratio
         aspect = float(sar) if sar else 1.0
+        size = None  # the first frame's shown size, kept for every frame
         n = 0  # positions so far
         held: tuple[av.VideoFrame, np.ndarray | None] | None = None  # the newest source frame, and its array if made
         t = 0.0
         try:
             for i, frame in enumerate(container.decode(video=0)):
                 t = frame.time if frame.time is not None else i / float(stream.average_rate or 25)
+                size = size or _shown_size(frame, aspect)
                 slot = max(0, int(np.floor((t - origin) * fps + 1e-6)))
                 if slot < n:  # the slot has its frame; the positions after it repeat the newest one
                     held = (frame, None)
                     continue
-                img = _rgb(frame, aspect) if first <= slot < end else None
+                img = _rgb(frame, size) if first <= slot < end else None
                 # positions n..slot-1 have no frame of their own (a low source fps, a jump in the timestamps): counted
                 # at once, and only those in the span are filled, with the held frame or black before the first
                 lo, hi = max(n, first), min(slot, end)
                 if lo < hi:
                     if held is None:
-                        fill = np.zeros_like(img if img is not None else _rgb(frame, aspect))
+                        fill = np.zeros_like(img if img is not None else _rgb(frame, size))
                     else:
-                        fill = held[1] if held[1] is not None else _rgb(held[0], aspect)
+                        fill = held[1] if held[1] is not None else _rgb(held[0], size)
                     kept.extend([fill] * int(hi - lo))
                 if img is not None:
                     kept.append(img)
@@ -208,10 +250,10 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     shown_until = max(n, round((t + _frame_length(held[0], stream) - origin) * fps))  # a sliver of a slot is none
     lo, hi = max(n, first), min(shown_until, end)
     if lo < hi:
-        kept.extend([held[1] if held[1] is not None else _rgb(held[0], aspect)] * int(hi - lo))
+        kept.extend([held[1] if held[1] is not None else _rgb(held[0], size)] * int(hi - lo))
     n = shown_until
     if not kept:
-        return _rgb(held[0], aspect)[None][:0], n
+        return _rgb(held[0], size)[None][:0], n
     return np.stack(kept), n
 
 
