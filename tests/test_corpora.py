@@ -1,5 +1,6 @@
 """Corpus adapters and preprocessing on RAVDESS-/CREMA-D-shaped trees: labels, pairing, rejects."""
 
+import ast
 import os
 import shutil
 import subprocess
@@ -272,11 +273,17 @@ SCAN = ("import sys; from avdis.data import corpora; "
         "print([(r.source_path, r.reason) for r in corpora.scan('ravdess', sys.argv[1])[1]])")
 
 
-def test_a_folder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path):
+@pytest.mark.parametrize("mode, where, why", [
+    (0, "Actor_02", "cannot list this folder (Permission denied)"),
+    (0o644, "Actor_02/01-01-03-01-01-01-02.mp4", "cannot read this file's details (Permission denied): give the "
+                                                 "user running this search (x) permission on its folder"),
+])
+def test_a_folder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path, mode, where, why):
     """A folder the user cannot read (an actor copied with the wrong owner) was skipped by os.walk in silence: its
-    clips were in neither the manifest nor the rejects. Run as a user without root's power to read anything."""
+    clips were in neither the manifest nor the rejects. One the user can list but not enter (`chmod -R 644`) made
+    the scan fail with a bare PermissionError. Run as a user without root's power to read anything."""
     touch(tmp_path / "Actor_01" / "01-01-03-01-01-01-01.mp4")
-    touch(tmp_path / "Actor_02" / "01-01-03-01-01-01-02.mp4").parent.chmod(0)
+    touch(tmp_path / "Actor_02" / "01-01-03-01-01-01-02.mp4").parent.chmod(mode)
     drop = [shutil.which("setpriv"), "--inh-caps=-dac_override,-dac_read_search",
             "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     if drop and drop[0] is None:
@@ -287,7 +294,31 @@ def test_a_folder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path):
     finally:
         (tmp_path / "Actor_02").chmod(0o755)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert f"('{tmp_path / 'Actor_02'}', 'cannot list this folder (Permission denied)" in out.stdout, out.stdout
+    assert [(path, reason[: len(why)]) for path, reason in ast.literal_eval(out.stdout)] == [(str(tmp_path / where), why)]
+
+
+def test_a_name_that_is_not_utf8_is_a_reject_and_the_rest_is_built(ravdess, tmp_path):
+    """Names in another encoding (Latin-1 bytes, as unzip leaves a Windows archive's) made preprocessing fail before
+    any clip was decoded, naming no file: the manifest, the shards and the rejects hold names as UTF-8 text."""
+    root = shutil.copytree(ravdess[0], tmp_path / "RAVDESS", symlinks=True)
+    stray = os.path.join(os.fsencode(root / "Actor_01"), b"notes_\xe9t\xe9.txt")
+    folder = os.path.join(os.fsencode(root), b"Actor_\xe9")
+    os.mkdir(folder)
+    for path in (stray, os.path.join(folder, b"01-01-03-01-01-01-01.mp4")):
+        Path(os.fsdecode(path)).write_bytes(b"")
+    out = tmp_path / "shards"
+    data = DataConfig(corpus="ravdess", src=str(root), shards=str(out), shard_size=4,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    rejects = pq.read_table(out / "rejects.parquet").to_pandas()
+    reasons = dict(zip(rejects.source_path, rejects.reason))
+    not_utf8 = "name is not UTF-8 text (as unzip leaves a Windows archive's names); rename it"
+    assert reasons[f"{root}/Actor_01/notes_\\xe9t\\xe9.txt"] == not_utf8
+    assert reasons[f"{root}/Actor_\\xe9"] == f"{not_utf8}; its files are not read"
+    clean = data.model_copy(update={"src": str(ravdess[0]), "shards": str(tmp_path / "clean")})
+    shards.build_shards(clean, S3Config())
+    built = {p: set(pq.read_table(p / "manifest.parquet").column("clip_id").to_pylist()) for p in (out, tmp_path / "clean")}
+    assert summary["clips"] > 0 and built[out] == built[tmp_path / "clean"]  # the same clips as the tree without them
 
 
 def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_container(tmp_path):

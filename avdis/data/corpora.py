@@ -95,21 +95,59 @@ def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject
         kept = []
         for name in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root, d)), d)):  # a folder before a link
             real = os.path.realpath(os.path.join(root, name))
-            if not name.startswith(".") and real not in seen:
-                seen.add(real)
+            if name.startswith(".") or real in seen:
+                continue
+            seen.add(real)
+            if _readable(name):
                 kept.append(name)
+            else:
+                rejects.append(Reject(_shown(os.path.join(root, name)), f"{_NOT_UTF8}; its files are not read"))
         dirs[:] = kept
         for name in names:
             path = Path(root) / name
             if name.startswith("."):
                 continue
-            if path.is_file():
+            if not _readable(name):
+                rejects.append(Reject(_shown(path), _NOT_UTF8))
+                continue
+            try:
+                regular = path.is_file()
+            except OSError as exc:  # a folder that can be listed but not entered (no x permission)
+                rejects.append(Reject(str(path), f"cannot read this file's details ({exc.strerror or exc}): give the "
+                                                 "user running this search (x) permission on its folder"))
+                continue
+            if regular:
                 files.append(path)
             elif path.is_symlink():
                 rejects.append(Reject(str(path), f"symbolic link to {os.readlink(path)!r}, which does not exist"))
             else:
                 rejects.append(Reject(str(path), "not a regular file"))
     return sorted(files), rejects
+
+
+_NOT_UTF8 = "name is not UTF-8 text (as unzip leaves a Windows archive's names); rename it"
+
+
+def _readable(name: str) -> bool:
+    """Whether a file name is UTF-8 text: the manifest, the shards and the reports hold names as UTF-8."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a regular file; False where its folder cannot be entered (the walk names that folder)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _shown(path: str | Path) -> str:
+    """A path whose name is not UTF-8, written with its undecodable bytes as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def scan_ravdess(src: Path, files: list[Path]) -> Scan:
@@ -239,7 +277,7 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[path]}"))
         elif row["emotion"] not in EMOTIONS:
             rejects.append(Reject(str(path), f"emotion {row['emotion']!r} is not one of {list(EMOTIONS)}"))
-        elif not path.is_file():
+        elif not _is_file(path):
             rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing"))
         else:
             rows_of[row["clip_id"]], files_of[path] = line, line
