@@ -23,7 +23,7 @@ from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
 from avdis.tune.sweep import (LOST, FixedPoints, TrialsFailed,
                               check_experiments, check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
-                              TrialResources, _check_space, trial_sizes, trial_resources)
+                              TrialResources, _check_space, reuse_processes, trial_sizes, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -284,6 +284,17 @@ def test_each_trial_is_sized_from_its_own_config():
     assert size({"method": "multitask", "train.workers": 1}).bundles == [{"CPU": 0.9}]  # trains in the trial
     assert size({"method": "multitask", "train.workers": 2}).bundles == [{"CPU": 0.1}]  # drives its TorchTrainer
     assert sorted(trial.train.workers for trial in trial_sizes(_check_space(cfg))) == [1, 2]  # each size checked
+
+
+def test_trial_processes_are_reused_only_where_every_trial_trains_in_its_own():
+    """A stopped multi-worker trial on a process Tune kept for reuse was told nothing (Ray 2.60's
+    `TuneController._schedule_trial_stop` caches the actor and returns): its TorchTrainer, fitting in a helper thread,
+    trained on and held its workers. Such a sweep has Tune end each trial's process instead."""
+    ddp = ["train.strategy=ddp", "train.zero_stage=0"]
+    assert reuse_processes(_check_space(C.load(None, ["train.workers=1"])))
+    assert not reuse_processes(_check_space(C.load(None, [*ddp, "train.workers=2"])))
+    assert not reuse_processes(_check_space(C.load(None, [*ddp, "train.workers=1", "sweep.space.methods=[multitask]",
+                                                          "sweep.space.params={train.workers: [1, 2]}"])))
 
 
 def test_config_id_groups_seeds_of_one_configuration():

@@ -10,8 +10,8 @@ the sweep was started with), `mo_asha.json` (the scheduler's rungs), and under
 same command again against the same storage resumes the sweep. The report's pages and
 gauges sit a floor above: the entry point (`avdis.cli`) passes them in as `listeners` of
 the recorder and further Tune `callbacks`, and writes the final report after `run`.
-Tune reuses trial processes (`reuse_actors`): a one-worker trial on a process that trained
-before starts in a fraction of a second instead of paying a fresh process's imports.
+Tune reuses trial processes (`reuse_actors`) where every trial trains in its own process: a one-worker trial on a
+process that trained before starts in a fraction of a second instead of paying a fresh process's imports.
 
 Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
@@ -318,11 +318,13 @@ class SweepInterrupted(AvdisError):
 
 @contextmanager
 def _watching_signals() -> Iterator[dict[str, bool]]:
-    """While `tuner.fit()` runs: say afterwards whether Tune's SIGINT handler fired, and turn SIGTERM (what `ray job
-    stop` sends) into SIGINT, on which Tune saves its state before it returns (killed, it restarts trials from
-    older checkpoints). Tune puts its handler over the one it finds and, on the first SIGINT, puts that one back:
-    a marker installed here is back in place afterwards exactly when Tune was interrupted. (Its grid cannot tell:
-    the trials it stopped then read TERMINATED.)"""
+    """While `tuner.fit()` runs: say afterwards whether Tune's SIGINT handler fired, and make SIGTERM (what `ray job
+    stop` sends) do what SIGINT does, on which Tune saves its state before it returns (killed, it restarts trials
+    from older checkpoints). Tune puts its handler over the one it finds and, on the first SIGINT, puts that one
+    back: a marker installed here is back in place afterwards exactly when Tune was interrupted. (Its grid cannot
+    tell: the trials it stopped then read TERMINATED.) SIGTERM calls the SIGINT handler in place: a SIGINT sent to
+    this process would stay pending in a `ray job submit` driver, where Ray blocks SIGINT in every process it
+    starts, so `ray job stop` killed the driver 3 s later without Tune's save."""
     seen = {"interrupted": False}
     # Tune catches no signal off the main thread, nor in a Ray Client process (its tuner runs on the cluster)
     if threading.current_thread() is not threading.main_thread() or runtime.is_ray_client():
@@ -333,7 +335,11 @@ def _watching_signals() -> Iterator[dict[str, bool]]:
         raise KeyboardInterrupt  # Tune installed no handler of its own (TUNE_DISABLE_SIGINT_HANDLER): Ctrl-C as ever
 
     def stop(sig: int, frame: Any) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIG_IGN (a driver started with SIGINT ignored) or SIG_DFL: as SIGINT would leave it
+            os.kill(os.getpid(), signal.SIGINT)
 
     before = signal.signal(signal.SIGINT, marker), signal.signal(signal.SIGTERM, stop)
     try:
@@ -378,17 +384,25 @@ def scheduler(cfg: Config, sweep_url: str | None = None) -> MOASHAScheduler | No
     return None
 
 
-def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views):
+def reuse_processes(edges: list[Config]) -> bool:
+    """Whether Tune may reuse trial processes: only where every trial trains in its own (`train.in_process`). A trial
+    whose TorchTrainer runs in a helper thread is not told when a scheduler stops it on a process kept for reuse
+    (Ray 2.60 caches the actor and calls nothing on it): its worker group trained on, up to two more epochs, then
+    held its resources (GPUs) until the process took another trial. Killed, a trial takes its worker group along."""
+    return all(trial.train.in_process for trial in edges)
+
+
+def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     s = cfg.sweep
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher(cfg), max_concurrent=s.max_concurrent),
-                                  scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=True)
+                                  scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=reuse)
     return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views)
 
 
-def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
+def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool) -> None:
     """Re-train the search front's configurations with sweep.confirm_seeds more seeds each (full epochs)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -401,7 +415,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views) -> None:
     print(f"avdis sweep {s.name}: confirming the front: {len(points) // s.confirm_seeds} configurations x "
           f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
-                                  num_samples=len(points), reuse_actors=True)
+                                  num_samples=len(points), reuse_actors=reuse)
     fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
         len(points), sweep_url)
 
@@ -506,9 +520,9 @@ def _run(cfg: Config, views: Views) -> str:
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    fit(_tuner(cfg, sweep_url, resume, views), s.num_samples, sweep_url)
+    fit(_tuner(cfg, sweep_url, resume, views, reuse_processes(edges)), s.num_samples, sweep_url)
     if s.confirm_seeds:
-        confirm(cfg, sweep_url, resume, views)
+        confirm(cfg, sweep_url, resume, views, reuse_processes(edges))
     trials = close_lost_trials(sweep_url, cfg)
     results.write_pareto(sweep_url, results.summarize(trials, s.name), cfg.s3)
     return sweep_url
