@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from conftest import free_port, wait_for_port
-from avdis.runtime import WORKER_ENV
+from avdis.runtime import JOB_CONFIG_VAR, WORKER_ENV
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +144,23 @@ def test_a_ray_jobs_own_env_vars_merge_with_the_workers_env(ray_tmp):
     out = report(connect(ray_tmp, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(job)))
     assert out["address"] == "local"
     assert out["worker_env"] == {**WORKER_ENV, **job_vars}
+
+
+def test_the_train_workers_a_sweep_trial_starts_keep_the_jobs_own_values(monkeypatch):
+    """A sweep trial is a Ray worker of the job: the job's env_vars are in its environment, but the job's config
+    (RAY_JOB_CONFIG_JSON_ENV_VAR) is set in the driver only. The Train workers a trial started were given avdis's
+    defaults over the job's own values (Ray Train puts its worker_runtime_env last)."""
+    from avdis.train import launch
+
+    key, ours = next(iter(WORKER_ENV.items()))
+    theirs = "0" if ours == "1" else "1"
+    monkeypatch.delenv(JOB_CONFIG_VAR, raising=False)
+    monkeypatch.setenv(key, theirs)
+    monkeypatch.setenv("AVDIS_JOB_VAR", "from-job")
+    env = launch.worker_env()
+    assert env[key] == theirs and env["AVDIS_JOB_VAR"] == "from-job"
+    monkeypatch.delenv(key)
+    assert launch.worker_env()[key] == ours  # not set anywhere: avdis's default
 
 
 ALREADY = """

@@ -100,10 +100,13 @@ def scaling_config(cfg: Config):
 
 
 def worker_env() -> dict[str, str]:
-    """Environment for training workers: the project's defaults the job does not set itself, and the
-    driver's AVDIS_* settings."""
+    """Environment for training workers: the project's variables (`runtime.WORKER_ENV`) as this process has them,
+    else avdis's defaults, and this process's AVDIS_* settings. As this process has them: in a sweep trial (a Ray
+    worker of the job) the job's own values are in its environment, while the job's config, which
+    `runtime.project_env` reads, is the driver's alone; Ray Train puts these over the job's, so its workers got
+    avdis's defaults instead of the job's values."""
     env = {k: v for k, v in os.environ.items() if k.startswith("AVDIS_")}
-    return {**runtime.project_env(), **env}
+    return {**{k: os.environ.get(k, v) for k, v in runtime.WORKER_ENV.items()}, **env}
 
 
 def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
