@@ -107,7 +107,7 @@ def probe_inputs(cfg: C.Config, run_url: str) -> dict[str, Any]:
     if fit is not None:
         with torch.no_grad():
             z = fit.transform(torch.as_tensor(z)).numpy()
-    tr, te, _ = probe_clips(emb, cfg)
+    (tr, te), _ = probe_clips(emb, cfg)
     return {"z_tr": z[tr], "s_tr": emb["speaker"][tr], "e_tr": emb["emotion"][tr], "z_te": z[te],
             "s_te": emb["speaker"][te], "e_te": emb["emotion"][te], "n_speakers": n_spk}
 

@@ -124,6 +124,27 @@ def test_a_speaker_with_one_train_clip_still_leaks_by_the_mlp():
     assert result.leakage_linear == 1.0 and result.leakage == 1.0
 
 
+def disjoint_embeddings(identity: float, test_fold: tuple[int, int] = (10, 11), per: int = 40) -> dict[str, np.ndarray]:
+    """12 speakers x `per` clips, 4 emotions; speakers 8-11 held out under speaker_disjoint (`test_fold` the test
+    fold's two, the other two the validation fold's); z_emo carries `identity` times a speaker's centre on the
+    held-out speakers' clips only, and none on the clips the model trained on."""
+    from avdis.data.stream import SPLIT_CODES
+
+    rng = np.random.default_rng(0)
+    speakers = 12
+    spk = np.repeat(np.arange(speakers), per)
+    emo = np.tile(np.arange(4), speakers * per // 4)
+    within = np.tile(np.array(["train"] * 6 + ["val", "test"] * 2)[np.arange(per) % 10], speakers)
+    held_out = spk >= 8
+    scheme = np.where(held_out, np.where(np.isin(spk, test_fold), "test", "val"), "train")
+    centers = rng.normal(0, 1, (speakers, 8))
+    z = rng.normal(0, 1, (len(spk), 8)) + identity * centers[spk] * held_out[:, None]
+    return {"z_emo": z.astype(np.float32), "speaker": spk, "emotion": emo,
+            "within_split": np.array([SPLIT_CODES[s] for s in within]),
+            "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
+            "emo_logits": np.eye(4)[emo].astype(np.float32), "id_logits": np.eye(speakers)[spk].astype(np.float32)}
+
+
 def test_under_speaker_disjoint_the_probe_judges_only_speakers_the_model_never_saw():
     """The model trained on every clip of the training folds' speakers, within-speaker test clips included: an
     encoder that hid identity on exactly those clips (and not on new ones) must not look clean."""
@@ -131,31 +152,34 @@ def test_under_speaker_disjoint_the_probe_judges_only_speakers_the_model_never_s
     from avdis.data.stream import SPLIT_CODES
     from avdis.train.evaluate import evaluate, probe_clips
 
-    rng = np.random.default_rng(0)
-    speakers, per = 12, 40
-    spk = np.repeat(np.arange(speakers), per)
-    emo = np.tile(np.arange(4), speakers * per // 4)
-    within = np.tile(np.array(["train"] * 6 + ["val", "test"] * 2)[np.arange(per) % 10], speakers)
-    held_out = spk >= 8  # the val and test folds' speakers
-    scheme = np.where(held_out, np.where(spk >= 10, "test", "val"), "train")
-    centers = rng.normal(0, 1, (speakers, 8))
-    z = rng.normal(0, 1, (len(spk), 8)) + 3.0 * centers[spk] * held_out[:, None]  # identity where never trained on
-    emb = {"z_emo": z.astype(np.float32), "speaker": spk, "emotion": emo,
-           "within_split": np.array([SPLIT_CODES[s] for s in within]),
-           "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
-           "emo_logits": np.eye(4)[emo].astype(np.float32), "id_logits": np.eye(speakers)[spk].astype(np.float32)}
+    emb = disjoint_embeddings(identity=3.0)
+    held_out = emb["speaker"] >= 8
     cfg = C.Config(data=C.DataConfig(split=C.SplitConfig(scheme="speaker_disjoint")), probe=CFG)
-    fit_on, judge, judge_val = probe_clips(emb, cfg)
-    assert not (fit_on | judge | judge_val)[~held_out].any() and fit_on.sum() == 4 * 24  # 4 held-out speakers
-    # the report judges the test fold's test clips, selection the val fold's val clips: never a test-fold clip
-    assert judge.sum() == judge_val.sum() == 2 * 8
-    assert (emb["scheme_split"][judge] == SPLIT_CODES["test"]).all()
-    assert (emb["scheme_split"][judge_val] == SPLIT_CODES["val"]).all()
-    metrics = evaluate(emb, cfg, speakers, 4, with_probe=True)[0]
+    (fit_on, judge), (fit_val, judge_val) = probe_clips(emb, cfg)
+    assert not (fit_on | judge | fit_val | judge_val)[~held_out].any()
+    # each fold on its own: the report's probe fits and judges the test fold, selection's the val fold
+    for fit, judged, fold in ((fit_on, judge, "test"), (fit_val, judge_val, "val")):
+        assert fit.sum() == 2 * 24 and judged.sum() == 2 * 8 and not (fit & judged).any()
+        assert (emb["scheme_split"][fit | judged] == SPLIT_CODES[fold]).all()
+    metrics = evaluate(emb, cfg, 12, 4, with_probe=True)[0]
     assert metrics["leakage"] > 0.9 and metrics["val_leakage"] > 0.9
     within_cfg = C.Config(probe=CFG)  # within_speaker: the scheme's train split is the within-speaker one
     emb_within = {**emb, "scheme_split": emb["within_split"]}
-    assert np.array_equal(probe_clips(emb_within, within_cfg)[1], emb["within_split"] == SPLIT_CODES["test"])
+    assert np.array_equal(probe_clips(emb_within, within_cfg)[0][1], emb["within_split"] == SPLIT_CODES["test"])
+
+
+@pytest.mark.parametrize("test_fold", [(10, 11), (8, 9)])
+def test_under_speaker_disjoint_an_embedding_without_identity_reads_no_leakage_on_either_fold(test_fold):
+    """One probe fitted on both held-out folds, with the label-only chance of that fit: for each emotion (equally
+    common with every speaker) the chance guessed the lowest-numbered speaker, of one fold. An embedding with no
+    identity then read leakage +0.25 on one fold and -1.0 on the other, by which fold held speaker 8."""
+    from avdis import config as C
+    from avdis.train.evaluate import evaluate
+
+    cfg = C.Config(data=C.DataConfig(split=C.SplitConfig(scheme="speaker_disjoint")), probe=CFG)
+    metrics = evaluate(disjoint_embeddings(identity=0.0, test_fold=test_fold, per=200), cfg, 12, 4, with_probe=True)[0]
+    assert metrics["probe_chance"] == 0.5  # two speakers, the label tells nothing
+    assert abs(metrics["leakage"]) < 0.2 and abs(metrics["val_leakage"]) < 0.2, metrics  # 80 clips judged each
 
 
 def test_val_leakage_comes_from_the_same_fit_and_leaves_test_numbers_alone():

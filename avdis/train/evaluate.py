@@ -1,7 +1,8 @@
 """Metrics of a frozen model from its embeddings: emotion accuracy/UAR, speaker accuracy, leakage.
 
 Metric names are the ones the sweep uses: `emotion_acc`, `emotion_uar` (test split of
-the configured scheme), `speaker_acc` (identity head, within-speaker test clips),
+the configured scheme), `speaker_acc` (identity head, within-speaker test clips; under `speaker_disjoint` the training
+folds' speakers', clips it trained on: the held-out speakers are no class it knows),
 `emotion_chance`, and from the probe on z_emo `leakage` (MLP, headline), `leakage_linear`,
 `probe_acc`, `probe_chance`. `val_emotion_acc` and `val_leakage` are the same two objectives
 on validation clips: what a sweep searches, stops and selects its front on
@@ -12,8 +13,8 @@ projected z_emo.
 The probe judges clips the model never trained on (`probe_clips`): under `speaker_disjoint`
 the within-speaker test clips of the training speakers were training clips (an adversary
 that removed identity from exactly those clips would look cleaner than it is on new ones),
-so there the probe fits and judges the held-out speakers' clips only: the test fold's for
-`leakage`, the validation fold's for `val_leakage`.
+so there a probe fits and judges one held-out fold's speakers only: the test fold's for
+`leakage`, the validation fold's for `val_leakage`, each fold on its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from avdis.config import Config
 from avdis.data.stream import SPLIT_CODES
 from avdis.model.disentangle import NullspaceFit, fit_nullspace
 from avdis.train.metrics import accuracy, majority_rate, uar
-from avdis.train.probe import leakage_probe
+from avdis.train.probe import Clips, ProbeResult, leakage_probe
 
 TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
 
@@ -42,17 +43,23 @@ def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions
                          cfg.method.conditional)
 
 
-def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Masks of the clips the leakage probe fits on, judges for the report and judges for selection: within-speaker
-    train, test and val clips. When the model trained on the other speakers' every clip (speaker_disjoint), only
-    the held-out speakers': the probe fits on both held-out folds' train clips, and judges the test fold's test
-    clips for the report and the validation fold's val clips for selection (a selection that judged the test
-    fold's clips would have seen what the report measures)."""
+Masks = tuple[np.ndarray, np.ndarray]  # (the clips a probe fits on, the clips it judges)
+
+
+def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[Masks, Masks]:
+    """The leakage probes' clips: (fit, judged) for the report's `leakage` and for the selection's `val_leakage`:
+    within-speaker train clips, and test or val clips. When the model trained on the other speakers' every clip
+    (speaker_disjoint), each held-out fold on its own: a probe fits on the test fold's train clips and judges its
+    test clips for the report, another fits on the validation fold's train clips and judges its val clips for
+    selection (a selection that judged the test fold's clips would have seen what the report measures). One probe
+    over both folds named speakers of either, and its label-only chance guessed, for each emotion, a speaker of one
+    fold or the other (a tie by index): an embedding without identity read about +0.1 leakage on one fold and -0.1
+    on the other."""
     fit_on, test, val = (emb["within_split"] == code for code in (TRAIN, TEST, VAL))
     if cfg.data.split.scheme == "speaker_disjoint":
         scheme = emb["scheme_split"]
-        return fit_on & (scheme != TRAIN), test & (scheme == TEST), val & (scheme == VAL)
-    return fit_on, test, val
+        return (fit_on & (scheme == TEST), test & (scheme == TEST)), (fit_on & (scheme == VAL), val & (scheme == VAL))
+    return (fit_on, test), (fit_on, val)
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
@@ -66,6 +73,8 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
     emo_pred, spk_pred = emo_logits.argmax(1), emb["id_logits"].argmax(1)
     test, val = emb["scheme_split"] == TEST, emb["scheme_split"] == VAL
     w_test = emb["within_split"] == TEST
+    if cfg.data.split.scheme == "speaker_disjoint":  # the identity head names only the speakers it trained on (and
+        w_test &= emb["scheme_split"] == TRAIN  # on their every clip: there it scores clips it saw)
     metrics: dict[str, Any] = {
         "emotion_acc": accuracy(emo_pred[test], emb["emotion"][test]),
         "emotion_uar": uar(emo_pred[test], emb["emotion"][test]),
@@ -75,13 +84,28 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
         "n_test": int(test.sum()),
     }
     if with_probe:
-        fit_on, judge, judge_val = probe_clips(emb, cfg)
-        result = leakage_probe(z_emo[fit_on], emb["speaker"][fit_on], emb["emotion"][fit_on],
-                               z_emo[judge], emb["speaker"][judge], emb["emotion"][judge],
-                               n_speakers, cfg.probe, cfg.train.seed,
-                               val=(z_emo[judge_val], emb["speaker"][judge_val], emb["emotion"][judge_val]))
+        (fit_on, judge), (fit_val, judge_val) = probe_clips(emb, cfg)
+
+        def clips(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return z_emo[mask], emb["speaker"][mask], emb["emotion"][mask]
+
+        if np.array_equal(fit_on, fit_val):  # one fit judges both (a second would cost a second probe per epoch)
+            result = _probe(clips(fit_on), clips(judge), n_speakers, cfg, val=clips(judge_val))
+            val_leakage = result.val_leakage
+        else:
+            result = _probe(clips(fit_on), clips(judge), n_speakers, cfg)
+            val_leakage = _probe(clips(fit_val), clips(judge_val), n_speakers, cfg).leakage if judge_val.any() else None
         metrics.update({"leakage": result.leakage, "leakage_linear": result.leakage_linear,
-                        "val_leakage": float("nan") if result.val_leakage is None else result.val_leakage,
+                        "val_leakage": float("nan") if val_leakage is None else val_leakage,
                         "probe_acc": result.probe_acc, "probe_acc_linear": result.probe_acc_linear,
                         "probe_chance": result.probe_chance, "speaker_chance": result.chance_uniform})
     return metrics, fit
+
+
+def _probe(fit: Clips, judged: Clips, n_speakers: int, cfg: Config, val: Clips | None = None) -> ProbeResult:
+    """`leakage_probe` on these clips; under speaker_disjoint, a fold of one speaker has no leakage to measure (the
+    label alone names its speaker): NaN, with probe_chance 1.0, which the training loop explains."""
+    if cfg.data.split.scheme == "speaker_disjoint" and len(np.unique(fit[1])) < 2:
+        nan = float("nan")
+        return ProbeResult(nan, nan, 1.0, 1.0 / n_speakers, nan, nan, None)
+    return leakage_probe(*fit, *judged, n_speakers, cfg.probe, cfg.train.seed, val=val)
