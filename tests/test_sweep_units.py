@@ -437,6 +437,31 @@ def test_a_trial_resumed_by_a_new_driver_counts_each_epoch_once_and_goes_on_from
     assert row["status"] == "TERMINATED" and 100.0 <= row["wall_s"] < 110.0  # it goes on from the row's 100 s
 
 
+def test_a_finished_trial_that_fails_when_run_again_after_a_resume_keeps_its_result(tmp_path):
+    """A driver killed after the recorder wrote a trial's end but before Tune saved it: the resumed Tune runs the
+    trial again, and where that run failed (its storage read, its node) the finished row became ERROR, off the
+    front and named as a failed trial."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None)
+    trial = Trial("trainable", config={"method": "multitask", "train.seed": 0}, trial_id="r0", stub=True)
+    first = TrialRecorder(str(tmp_path), cfg)
+    first.setup()
+    first.on_trial_start(0, [], trial)
+    first.on_trial_result(1, [], trial, {"epoch": cfg.train.epochs, "emotion_acc": 0.7, "leakage": 0.2,
+                                         "val_emotion_acc": 0.7, "val_leakage": 0.2})
+    first.on_trial_complete(2, [], trial)
+    resumed = TrialRecorder(str(tmp_path), cfg)
+    resumed.setup()
+    resumed.on_trial_start(0, [], trial)
+    trial.set_status(Trial.ERROR)
+    resumed.on_trial_error(1, [], trial)
+    row = results.read_trials(str(tmp_path)).set_index("trial_id").loc["r0"]
+    assert (row["status"], row["order"], row["emotion_acc"]) == ("TERMINATED", 1, 0.7)
+
+
 def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     sweep = str(tmp_path / "s")
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "stop_reason": "completed",

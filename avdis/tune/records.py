@@ -112,6 +112,10 @@ class TrialRecorder(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
         error = trial.get_error()
+        if _final(row):  # a finished trial Tune ran again after a resume (killed before Tune saved): its result stands
+            log.warning("trial %s, finished before the driver was killed, failed when Tune ran it again; its recorded "
+                        "result is kept: %s", trial.trial_id, str(error)[-500:] if error else "no error given")
+            return
         row.update(status="ERROR", stop_reason="error", order=None,
                    error=str(error)[-2000:] if error else "trial failed (see its error file)")
         self._write()
