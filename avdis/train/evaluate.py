@@ -86,7 +86,7 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
     if with_probe:
         (fit_on, judge), (fit_val, judge_val) = probe_clips(emb, cfg)
 
-        def clips(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def clips(mask: np.ndarray) -> Clips:
             return z_emo[mask], emb["speaker"][mask], emb["emotion"][mask]
 
         if np.array_equal(fit_on, fit_val):  # one fit judges both (a second would cost a second probe per epoch)

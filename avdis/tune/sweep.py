@@ -520,9 +520,10 @@ def _run(cfg: Config, views: Views) -> str:
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
-    fit(_tuner(cfg, sweep_url, resume, views, reuse_processes(edges)), s.num_samples, sweep_url)
+    reuse = reuse_processes(edges)
+    fit(_tuner(cfg, sweep_url, resume, views, reuse), s.num_samples, sweep_url)
     if s.confirm_seeds:
-        confirm(cfg, sweep_url, resume, views, reuse_processes(edges))
+        confirm(cfg, sweep_url, resume, views, reuse)
     trials = close_lost_trials(sweep_url, cfg)
     results.write_pareto(sweep_url, results.summarize(trials, s.name), cfg.s3)
     return sweep_url
