@@ -34,8 +34,8 @@ def test_conditional_confusion_loss_is_minimal_at_p_speaker_given_emotion():
     speaker, emotion = entangled_labels()
     prior = D.speaker_given_emotion(speaker, emotion, S, E, alpha=0.0)
     assert prior.diagonal().min() > 0.8  # speakers do favour emotions here
-    critic = D.Critic(adversary=None, prior=prior)
-    target, valid = critic.confusion_target(emotion, S), torch.ones(len(emotion), dtype=torch.bool)
+    critic = D.Critic(adversary=None, target=prior)
+    target, valid = critic.confusion_target(emotion), torch.ones(len(emotion), dtype=torch.bool)
     torch.testing.assert_close(target, prior[emotion])
 
     def loss(logits: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,27 @@ def test_prior_is_smoothed_and_read_from_the_train_split_only():
     expected = torch.tensor([[2 + a, a], [a, 1 + a]]) / torch.tensor([[2 + 2 * a], [1 + 2 * a]])
     torch.testing.assert_close(prior, expected)  # the test clip of speaker 1 with emotion 0 is not counted
     assert prior.min() > 0  # no target a softmax cannot reach
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_confusion_under_speaker_disjoint_aims_only_at_the_speakers_trained_on(conditional):
+    """Speakers 2 and 3 are held out: no training batch shows them, so no target may give them mass, and the
+    loss must settle where the adversary spreads its output over speakers 0 and 1 as the target says, whatever
+    it puts on 2 and 3 (which it learns never to pick)."""
+    labels = [(0, 0, "train", "train"), (0, 1, "train", "train"), (1, 1, "train", "train"), (1, 0, "train", "train"),
+              (2, 0, "test", "train"), (3, 1, "val", "train")]
+    info = DatasetInfo(url="", shards=[], emotions=["neutral", "happy"], speakers=["a", "b", "c", "d"], features=FEAT,
+                       modalities=("audio",), split_counts={}, manifest_hash="", labels=labels)
+    st = stepper("confusion", conditional, train_prior(info), n_speakers=4)
+    assert (st.target[:, 2:] == 0).all() and torch.allclose(st.target.sum(1), torch.ones(2))
+    emotion = torch.tensor([0, 1, 0, 1])
+    target, valid = st.target[emotion], torch.ones(4, dtype=torch.bool)
+    logits = torch.cat([target[:, :2].log(), torch.full((4, 2), -3.0)], dim=1).requires_grad_(True)
+    loss = D.confusion_loss(logits, target, valid)
+    loss.backward()
+    assert logits.grad.abs().max() < 1e-6  # the floor: nothing left to push z_emo towards
+    entropy = -(target[:, :2] * target[:, :2].log()).sum(1).mean()
+    assert loss.item() == pytest.approx(entropy.item(), abs=1e-6)
 
 
 def adversary_loss(adversary: D.Adversary, z: torch.Tensor, emotion: torch.Tensor, speaker: torch.Tensor) -> float:
@@ -91,21 +112,23 @@ def test_emotion_in_z_emo_helps_only_the_unconditional_adversary(conditional):
         assert gain > 0.5, gain  # H(S) - H(S | E) here is about 0.8 nats
 
 
-def stepper(name: str, conditional: bool, prior: torch.Tensor | None) -> Stepper:
+def stepper(name: str, conditional: bool, prior: torch.Tensor | None, n_speakers: int = S) -> Stepper:
     cfg = Config(model=ModelConfig(emb_dim=8, dropout=0.0),
                  method=MethodConfig(name=name, weight=1.0, conditional=conditional), train=TrainConfig(lr=0.01, epochs=1))
     torch.manual_seed(0)
-    return Stepper(build_engine(build_model(cfg.model, FEAT, E, S), cfg.train, False), D.REGISTRY[name], cfg, S, prior)
+    model = build_model(cfg.model, FEAT, len(prior) if prior is not None else E, n_speakers)
+    return Stepper(build_engine(model, cfg.train, False), D.REGISTRY[name], cfg, n_speakers, prior)
 
 
 def test_stepper_builds_the_conditional_adversary():
     prior = torch.full((E, S), 1.0 / S)
     cond, plain = stepper("confusion", True, prior), stepper("confusion", False, prior)
     assert cond.adversary.net[0].in_features == 8 + E and plain.adversary.net[0].in_features == 8
-    assert plain.prior is None  # unconditional confusion aims at uniform
+    torch.testing.assert_close(plain.target, torch.full((E, S), 1.0 / S))  # unconditional confusion aims at uniform
     cond.load_state_dict(stepper("confusion", True, prior).state_dict())  # its checkpointed state loads
-    with pytest.raises(ValueError, match="train_prior"):
-        stepper("adversarial", True, None)
+    for conditional in (True, False):
+        with pytest.raises(ValueError, match="train_prior"):
+            stepper("adversarial", conditional, None)
 
 
 def speaker_within_emotion_corpus(n: int = 800) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

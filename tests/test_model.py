@@ -37,7 +37,8 @@ def test_reversal_layer_negates_and_scales_gradients():
 
 def test_unconditional_confusion_loss_is_minimal_at_uniform_output():
     valid = torch.ones(5, dtype=torch.bool)
-    target = D.Critic(adversary=None).confusion_target(torch.zeros(5, dtype=torch.long), 8)
+    critic = D.Critic(adversary=None, target=D.uniform_over_support(torch.full((1, 8), 1 / 8)))
+    target = critic.confusion_target(torch.zeros(5, dtype=torch.long))
     uniform = torch.zeros(5, 8)
     peaked = torch.zeros(5, 8)
     peaked[:, 0] = 4.0

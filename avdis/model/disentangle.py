@@ -17,7 +17,8 @@
 `method.conditional` (default on) makes adversarial, confusion and nullspace remove only
 identity *beyond what the emotion label explains*, the part the leakage probe counts:
 the adversary sees the one-hot emotion label beside z_emo, the confusion target is
-p(speaker | emotion) from the train split's labels (add-alpha smoothed) instead of uniform,
+p(speaker | emotion) from the train split's labels (add-alpha smoothed) instead of uniform
+(either over the speakers the train split holds),
 and INLP fits each speaker classifier on z_emo minus its emotion's mean (standardised by
 the spread within emotions). Unconditional, where speakers favour emotions, these methods
 can only reach their goal by erasing emotion.
@@ -63,22 +64,36 @@ def reverse_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def confusion_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy from a target distribution per row: minimal (= its entropy) where softmax = target."""
-    per = -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    """Cross-entropy from a target distribution per row: minimal (= its entropy) where softmax = target.
+
+    Speakers no row aims at (those the train split lacks, under `speaker_disjoint`) are left out of the
+    softmax: a target of 0 is reached only at infinite logits, so the loss would never settle and would
+    push z_emo towards whatever drives those logits down.
+    """
+    aimed = target.sum(0) > 0
+    per = -(target[:, aimed] * F.log_softmax(logits.float()[:, aimed], dim=-1)).sum(dim=-1)
     return (per * valid).sum() / valid.sum().clamp(min=1)
 
 
 PRIOR_ALPHA = 0.5
-"""Pseudo-count per (emotion, speaker): no confusion target is 0, which a softmax reaches only at infinite logits."""
+"""Pseudo-count per (emotion, speaker seen): no confusion target over the speakers trained on is 0, which a
+softmax reaches only at infinite logits."""
 
 
 def speaker_given_emotion(speaker: torch.Tensor, emotion: torch.Tensor, n_speakers: int, n_emotions: int,
                           alpha: float = PRIOR_ALPHA) -> torch.Tensor:
-    """p(speaker | emotion) [emotions, speakers] from label pairs, add-alpha smoothed."""
+    """p(speaker | emotion) [emotions, speakers] from label pairs, add-alpha smoothed over the speakers the pairs
+    hold; a speaker they lack (held out by `speaker_disjoint`) gets 0, as no training batch can show them."""
     counts = torch.zeros(n_emotions, n_speakers, dtype=torch.float64)
     counts.index_put_((emotion.long(), speaker.long()), torch.ones(len(speaker), dtype=torch.float64), accumulate=True)
-    counts += alpha
+    counts += alpha * (counts.sum(0) > 0)
     return (counts / counts.sum(1, keepdim=True)).float()
+
+
+def uniform_over_support(prior: torch.Tensor) -> torch.Tensor:
+    """The unconditional confusion target [emotions, speakers]: uniform over the speakers `prior` gives mass to."""
+    seen = (prior > 0).float()
+    return seen / seen.sum(1, keepdim=True)
 
 
 def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -118,16 +133,15 @@ class Adversary(nn.Module):
 
 @dataclass(frozen=True)
 class Critic:
-    """What the adversary-based penalties read: the (frozen) adversary and, when conditional, p(speaker | emotion)."""
+    """What the adversary-based penalties read: the (frozen) adversary and the confusion target per emotion."""
 
     adversary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z_emo, emotion) -> speaker logits
-    prior: torch.Tensor | None = None  # [emotions, speakers]; None: unconditional
+    # [emotions, speakers]: p(speaker | emotion) when conditional, else `uniform_over_support` of it
+    target: torch.Tensor | None = None
 
-    def confusion_target(self, emotion: torch.Tensor, n_speakers: int) -> torch.Tensor:
-        """Per-row target of `confusion`: p(speaker | emotion), or uniform when unconditional."""
-        if self.prior is None:
-            return torch.full((len(emotion), n_speakers), 1.0 / n_speakers, device=emotion.device)
-        return self.prior[emotion]
+    def confusion_target(self, emotion: torch.Tensor) -> torch.Tensor:
+        """Per-row target of `confusion`."""
+        return self.target[emotion]
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,7 @@ def _adversarial(out: dict, batch: dict, critic: Critic, weight: float) -> torch
 
 def _confusion(out: dict, batch: dict, critic: Critic, weight: float) -> torch.Tensor:
     logits = critic.adversary(out["z_emo"], batch["emotion"])
-    return weight * confusion_loss(logits, critic.confusion_target(batch["emotion"], logits.shape[-1]), batch["valid"])
+    return weight * confusion_loss(logits, critic.confusion_target(batch["emotion"]), batch["valid"])
 
 
 def _orthogonal(out: dict, batch: dict, critic: Critic | None, weight: float) -> torch.Tensor:

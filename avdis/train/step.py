@@ -22,7 +22,8 @@ from torch.func import functional_call
 
 from avdis.config import Config
 from avdis.data.stream import DatasetInfo
-from avdis.model.disentangle import Adversary, Critic, Method, masked_ce, method_weight, speaker_given_emotion
+from avdis.model.disentangle import (Adversary, Critic, Method, masked_ce, method_weight, speaker_given_emotion,
+                                     uniform_over_support)
 from avdis.train.engine import Engine
 
 TENSOR_KEYS = ("audio", "audio_mask", "video", "video_mask", "emotion", "speaker", "scheme_split", "within_split", "valid")
@@ -59,19 +60,19 @@ def train_prior(info: DatasetInfo) -> torch.Tensor:
 class Stepper:
     def __init__(self, engine: Engine, method: Method, cfg: Config, n_speakers: int,
                  prior: torch.Tensor | None = None):
-        """`prior`: p(speaker | emotion) from `train_prior`; the conditional adversary methods need it."""
+        """`prior`: p(speaker | emotion) from `train_prior`; the adversary methods need it (unconditional
+        confusion for the speakers the train split holds)."""
         self.engine, self.method, self.cfg = engine, method, cfg
         self.adversary: Adversary | None = None
         self.adv_opt: torch.optim.Optimizer | None = None
-        self.prior: torch.Tensor | None = None
+        self.target: torch.Tensor | None = None
         if method.adversary:
-            if cfg.method.conditional:
-                if prior is None:
-                    raise ValueError(f"conditional {method.name} needs p(speaker | emotion): "
-                                     "pass prior=train_prior(info)")
-                self.prior = prior.to(engine.device)
+            if prior is None:
+                raise ValueError(f"{method.name} needs p(speaker | emotion): pass prior=train_prior(info)")
+            conditional = cfg.method.conditional
+            self.target = (prior if conditional else uniform_over_support(prior)).to(engine.device)
             torch.manual_seed(cfg.train.seed + 17)  # same init on every rank
-            n_emotions = len(self.prior) if self.prior is not None else 0
+            n_emotions = len(prior) if conditional else 0
             self.adversary = Adversary(cfg.model.emb_dim, cfg.method.adversary.hidden, n_speakers,
                                        n_emotions).to(engine.device)
             self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
@@ -95,7 +96,7 @@ class Stepper:
             logs["adversary"] = self._train_adversary(out["z_emo"].detach().float(), batch)
             params = {n: p.detach() for n, p in self.adversary.named_parameters()}
             frozen = lambda z, emotion: functional_call(self.adversary, params, (z.float(), emotion))  # noqa: E731
-            critic = Critic(frozen, self.prior)
+            critic = Critic(frozen, self.target)
         weight = method_weight(self.cfg.method, epoch_progress)
         terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, critic)
         loss = sum(terms.values())
