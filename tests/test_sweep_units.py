@@ -541,41 +541,47 @@ def test_a_sweep_started_when_avdis_chose_on_test_clips_is_not_resumed(tmp_path)
 
 def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tmp_path):
     """The searcher, MO-ASHA and the front choose on validation clips. A user's corpus with 2 clips per speaker has
-    none (one goes to train, one to test), and every trial would end in error after its epochs."""
+    none (one goes to train, one to test), and every trial would end in error after its epochs. So would a
+    speaker_disjoint fold of one speaker: leakage tells a held-out fold's speakers apart."""
     import csv
 
     from avdis.data import shards as shardlib, synth
     from avdis.tune.sweep import check_validation
 
-    def shards(clips: int) -> C.Config:
-        src, out = tmp_path / f"src{clips}", tmp_path / f"shards{clips}"
-        synth.generate(C.SynthConfig(speakers=4, emotions=2, clips_per_speaker=3, duration_s=0.5, seed=1), src)
-        (src / synth.SETTINGS).unlink()  # the user's own corpus now: read as its ground_truth.csv lists it
-        with open(src / "ground_truth.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        kept = [r for r in rows if sum(o["speaker"] == r["speaker"] for o in rows[: rows.index(r)]) < clips]
-        for r in rows:
-            if r not in kept:
-                (src / r["file"]).unlink()
-        with open(src / "ground_truth.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept)
-        cfg = C.load(None, [f"data.src={src}", f"data.shards={out}", "data.shard_size=8"])
+    def shards(clips: int, folds: int = 4) -> C.Config:
+        src, out = tmp_path / f"src{clips}", tmp_path / f"shards{clips}_{folds}"
+        if not src.exists():
+            synth.generate(C.SynthConfig(speakers=8, emotions=2, clips_per_speaker=3, duration_s=0.5, seed=1), src)
+            (src / synth.SETTINGS).unlink()  # the user's own corpus now: read as its ground_truth.csv lists it
+            with open(src / "ground_truth.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            kept = [r for r in rows if sum(o["speaker"] == r["speaker"] for o in rows[: rows.index(r)]) < clips]
+            for r in rows:
+                if r not in kept:
+                    (src / r["file"]).unlink()
+            with open(src / "ground_truth.csv", "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(kept)
+        cfg = C.load(None, [f"data.src={src}", f"data.shards={out}", "data.shard_size=8", f"data.split.folds={folds}"])
         shardlib.build_shards(cfg.data, cfg.s3)
         return cfg
 
     two, three = shards(2), shards(3)
-    with pytest.raises(UsageError, match=r"shards2: no validation clips under data.split.scheme=within_speaker "
+    with pytest.raises(UsageError, match=r"shards2_4: no validation clips under data.split.scheme=within_speaker "
                                          r"\(0 for emotion accuracy, 0 for the leakage probe\)"):
         check_validation([two])
     check_validation([three])
 
     def sampled_folds(cfg: C.Config) -> C.Config:  # speaker_disjoint, its fold sampled: every fold is checked
         return C.load(None, [f"data.src={cfg.data.src}", f"data.shards={cfg.data.shards}", "data.shard_size=8",
-                             "data.split.scheme=speaker_disjoint", "sweep.space.params.data.split.fold=[1, 2]"])
+                             f"data.split.folds={cfg.data.split.folds}", "data.split.scheme=speaker_disjoint",
+                             "sweep.space.params.data.split.fold=[1, 2]"])
 
     check_validation([sampled_folds(three)])
     with pytest.raises(UsageError, match=r"no validation clips under data.split.scheme=speaker_disjoint, fold 0 "
-                                         r"\(2 for emotion accuracy, 0 for the leakage probe\)"):
+                                         r"\(4 for emotion accuracy, 0 for the leakage probe\)"):
         check_validation([sampled_folds(two)])  # fold 0, outside the edges [1, 2], is checked too
+    with pytest.raises(UsageError, match=r"shards3_5: the (val|test) fold of data.split.scheme=speaker_disjoint, fold "
+                                         r"\d, holds 1 speaker; .* Use data.split.folds <= 4 \(this corpus has 8"):
+        check_validation([sampled_folds(shards(3, folds=5))])  # 8 speakers in 5 folds: three folds of one

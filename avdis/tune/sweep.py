@@ -479,7 +479,8 @@ def check_validation(edges: list[Config]) -> None:
                           for c in splits.values() for fold in range(c.data.split.folds))
     for trial in splits.values():
         split = trial.data.split
-        labels = open_dataset(trial.data, trial.s3).labels
+        info = open_dataset(trial.data, trial.s3)
+        labels = info.labels
         scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
         probed = sum(scheme == "val" and within == "val" for _, _, scheme, within in labels)  # the probe
         if not (scored and probed):
@@ -491,6 +492,15 @@ def check_validation(edges: list[Config]) -> None:
                 "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
                 "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
                 "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
+        if split.scheme == "speaker_disjoint":
+            for held_out in ("val", "test"):
+                speakers = {spk for spk, _, scheme, _ in labels if scheme == held_out}
+                if len(speakers) < 2:
+                    raise UsageError(
+                        f"{trial.data.shards}: the {held_out} fold of data.split.scheme=speaker_disjoint, fold "
+                        f"{split.fold}, holds {len(speakers)} speaker; leakage is how well a probe tells a held-out "
+                        "fold's speakers apart, so every trial would stop at its first probe. Use data.split.folds "
+                        f"<= {len(info.speakers) // 2} (this corpus has {len(info.speakers)} speakers)")
 
 
 def _run(cfg: Config, views: Views) -> str:
