@@ -280,3 +280,29 @@ def test_recordings_joined_end_to_end_keep_one_picture_size_and_all_their_sound(
     frames, n = media.decode_video(path, 8)
     assert n >= 15 and frames.shape == (n, 48, 64, 3)  # the first part's size throughout
     assert media.extract(path, path, FeatureConfig(fps=8)).duration_s >= 15 / 8
+
+
+def test_an_avi_with_b_frames_shows_its_frames_in_order(tmp_path):
+    """An AVI holds no presentation times: its demuxer makes them from the packets, in decode order, so H.264
+    B-frames came out of the decoder in display order with shuffled times, and positions showed frames up to 3
+    slots off theirs (2, 1, 4, 3, ...). The dts still rise: ffmpeg's best-effort time takes them, and so does avdis."""
+    path = tmp_path / "bframes.avi"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=FPS)
+        v.height, v.width, v.pix_fmt = 48, 64, "yuv420p"
+        v.options = {"bf": "3", "g": str(FPS)}
+        for i, img in enumerate(flat(24)):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+    with av.open(str(path)) as probe:  # the file is the case: its pts do go back
+        pts = [f.pts for f in probe.decode(video=0)]
+    assert pts != sorted(pts)
+    frames, n = media.decode_video(path, FPS)
+    shown = levels(frames)
+    assert shown == sorted(shown)  # in order
+    # each frame in a slot of its own once the pts have gone back (as in ffmpeg, a frame before that can be lost),
+    # the last ones too: the decoder's final frames have no dts
+    assert shown[-21:] == list(range(3, 24))
+    assert n - 24 <= 3  # a delay of the decoder's reordering depth at most

@@ -222,9 +222,11 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
         n = 0  # positions so far
         held: tuple[av.VideoFrame, np.ndarray | None] | None = None  # the newest source frame, and its array if made
         t = 0.0
+        when = _ShownAt()
         try:
             for i, frame in enumerate(container.decode(video=0)):
-                t = frame.time if frame.time is not None else i / float(stream.average_rate or 25)
+                t = when(frame)
+                t = t if t is not None else i / float(stream.average_rate or 25)
                 size = size or _shown_size(frame, aspect)
                 slot = max(0, int(np.floor((t - origin) * fps + 1e-6)))
                 if slot < n:  # the slot has its frame; the positions after it repeat the newest one
@@ -255,6 +257,36 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     if not kept:
         return _rgb(held[0], size)[None][:0], n
     return np.stack(kept), n
+
+
+class _ShownAt:
+    """A decoded frame's time in seconds as ffmpeg's `best_effort_timestamp` picks it (`guess_correct_pts`): its
+    pts, unless the pts have gone backwards more often than the dts. An AVI holds no pts: its demuxer makes them
+    from the packets, in decode order, so H.264 B-frames came out of the decoder in display order with shuffled
+    times (frames up to 3 slots off theirs), while their dts still rise. The frames the decoder gives back at the
+    end have no dts: once on the dts, each follows the one before by its duration (ffmpeg takes their pts)."""
+
+    def __init__(self) -> None:
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+        self.faulty_pts = self.faulty_dts = 0
+
+    def __call__(self, frame: av.VideoFrame) -> float | None:
+        pts, dts = frame.pts, frame.dts
+        if dts is None and self.faulty_pts > self.faulty_dts and self.last_dts is not None:
+            dts = self.last_dts + max(1, frame.duration or 0)
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        best = pts if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None) else dts
+        return None if best is None or frame.time_base is None else float(best * frame.time_base)
 
 
 def _frame_length(frame: av.VideoFrame, stream: av.stream.Stream) -> float:
