@@ -80,6 +80,9 @@ def test_dashboard_model() -> None:
     assert panels["xychart"]["transformations"][0] == {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}}
     assert panels["xychart"]["options"]["series"][0]["x"] == "leakage"
     assert panels["xychart"]["options"]["series"][0]["y"] == "emotion_acc"
+    field = panels["xychart"]["fieldConfig"]
+    floors = {o["matcher"]["options"]: [p["value"] for p in o["properties"] if p["id"] == "min"] for o in field["overrides"]}
+    assert "min" not in field["defaults"] and floors == {"leakage": [], "emotion_acc": [0]}  # leakage can be negative
     assert panels["table"]["transformations"][0]["id"] == "merge"
     assert "by (trial, method)" in panels["table"]["targets"][0]["expr"]
     assert "ray_avdis_sweep_hypervolume" in panels["timeseries"]["targets"][0]["expr"]

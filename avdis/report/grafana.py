@@ -89,15 +89,17 @@ def _pareto_panel() -> dict[str, Any]:
             _organize({"Value #A": "leakage", "Value #B": "emotion_acc"}, ["Time", "Time 1", "Time 2"]),
         ],
         "fieldConfig": {
-            "defaults": {"min": 0, "max": 1, "unit": "percentunit", "custom": {
+            "defaults": {"max": 1, "unit": "percentunit", "custom": {
                 "show": "points", "pointSize": {"fixed": 8}, "axisPlacement": "auto",
                 "hideFrom": {"legend": False, "tooltip": False, "viz": False},
             }},
             "overrides": [
+                # no floor on leakage: a probe below its label-only chance reads below 0, and a trial there
+                # must not fall off the chart
                 {"matcher": {"id": "byName", "options": "leakage"},
                  "properties": [{"id": "custom.axisLabel", "value": "identity leakage (lower is better)"}]},
                 {"matcher": {"id": "byName", "options": "emotion_acc"},
-                 "properties": [{"id": "custom.axisLabel", "value": "emotion accuracy"}]},
+                 "properties": [{"id": "custom.axisLabel", "value": "emotion accuracy"}, {"id": "min", "value": 0}]},
             ],
         },
         "options": {
