@@ -23,7 +23,7 @@ from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
 from avdis.tune.sweep import (LOST, FixedPoints, TrialsFailed,
                               check_experiments, check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
-                              TrialResources, _check_space, reuse_processes, trial_sizes, trial_resources)
+                              TrialResources, _check_space, reuse_processes, searcher, trial_sizes, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -97,6 +97,25 @@ def test_define_by_run_draws_weights_only_for_weighted_methods():
         assert cfg.method.name == method
         study.tell(trial, [0.5, 0.5])
     assert seen == set(C.METHODS)
+
+
+@pytest.mark.parametrize("every_weight", [False, True])
+def test_nsga2_breeds_the_method_weights(every_weight):
+    """NSGA-II breeds only the parameters every trial holds: a weight drawn for its own method alone was drawn at
+    random in every NSGA-II trial (its weights matched random search's). Under it each trial draws every weight."""
+    cfg = C.load(None, ["sweep.search=nsga2"])
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.NSGAIISampler(seed=0, population_size=8))
+    space = DefineByRun(cfg.sweep.space, every_weight=every_weight)
+    for i in range(24):
+        trial = study.ask()
+        space(trial)
+        assert to_overrides(trial.params)["method.weight"] == trial.params.get(f"weight_{trial.params['method']}")
+        study.tell(trial, [0.5 + 0.01 * (i % 5), 0.5 - 0.01 * (i % 3)])
+    bred = study.sampler.infer_relative_search_space(study, study.ask())
+    weights = {f"weight_{m}" for m in cfg.sweep.space.methods if m in cfg.sweep.space.weights}
+    assert weights <= set(bred) if every_weight else not weights & set(bred)
+    assert searcher(cfg)._space.every_weight and not searcher(C.load(None))._space.every_weight
 
 
 def test_front_and_hypervolume_of_a_known_table():

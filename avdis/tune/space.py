@@ -3,7 +3,9 @@
 A trial draws `method` first; its weight is drawn only for methods that have one
 (`weight_<method>`, so each method's weight is its own Optuna parameter and samplers
 learn them separately); then every other knob of `sweep.space.params` (dotted config
-paths). Random search uses the same space with Optuna's RandomSampler.
+paths). Random search uses the same space with Optuna's RandomSampler. NSGA-II breeds only
+the parameters every trial holds (its intersection search space) and draws the rest at random,
+so under it each trial draws every method's weight and uses its own method's.
 
 `SweepSearch` is Ray's OptunaSearch with one choice added: a trial the scheduler stopped at
 a rung can be told to Optuna as PRUNED (no values) instead of COMPLETE with its rung values,
@@ -36,11 +38,13 @@ class DefineByRun:
     """Optuna's define-by-run space; a plain object so Tune can pickle the searcher's state."""
 
     space: SearchSpace
+    every_weight: bool = False  # draw each method's weight in every trial (NSGA-II)
 
     def __call__(self, trial: optuna.Trial) -> None:
         method = trial.suggest_categorical("method", self.space.methods)
-        if method in self.space.weights:
-            _suggest(trial, f"weight_{method}", self.space.weights[method])
+        for name in self.space.methods if self.every_weight else [method]:
+            if name in self.space.weights:
+                _suggest(trial, f"weight_{name}", self.space.weights[name])
         for key, choice in self.space.params.items():
             _suggest(trial, key, choice)
 

@@ -366,7 +366,7 @@ def fit(tuner: Any, trials: int, sweep_url: str) -> None:
 def searcher(cfg: Config) -> Searcher:
     """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object."""
     s = cfg.sweep
-    return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space),
+    return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space, every_weight=s.search == "nsga2"),
                        metric=list(SELECTION), mode=list(SELECTION.values()), sampler=sampler(s.search, s.seed, s.startup_trials))
 
 
