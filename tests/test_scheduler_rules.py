@@ -63,6 +63,10 @@ def test_a_resumed_sweeps_scheduler_keeps_its_rungs(tmp_path):
     restored = pickle.loads(started)
     assert result(restored, "c", 0.6, 0.4) == result(live, "c", 0.6, 0.4) == TrialScheduler.STOP
     assert scheduler(cfg).state_url is None  # the replay's scheduler writes nothing
+    # the driver died after the stop was written, before Tune acted on it: the resumed sweep runs "c" again from an
+    # earlier checkpoint, and its rung result (which the rung already holds) must stop it again, not let it through
+    again = pickle.loads(started)
+    assert result(again, "c", 0.6, 0.4) == TrialScheduler.STOP and again.stopped == {"c": 2}
 
 
 def test_mo_asha_stops_on_the_validation_numbers_never_the_test_ones():

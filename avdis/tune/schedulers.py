@@ -134,6 +134,10 @@ class MOASHAScheduler(FIFOScheduler):
         acc, leak = (result.get(k) for k in SELECTION)  # the rule's max and min
         if epoch is None or acc is None or leak is None:
             return TrialScheduler.CONTINUE
+        if self.stopped.get(trial.trial_id) == int(epoch):
+            # stopped here before the driver died, and run again from an earlier checkpoint after the resume: the
+            # rung holds it already, which `decide` lets through
+            return TrialScheduler.STOP
         before = sum(map(len, self.core.rungs.values()))
         go_on = self.core.decide(trial.trial_id, int(epoch), float(acc), float(leak))
         if not go_on:
