@@ -64,6 +64,11 @@ PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial
              "data.split.scheme": "a within-speaker test holds speakers the model trained on, a speaker-disjoint one "
                                   "speakers it never heard, so one front of both would compare the schemes, not the "
                                   "models; run one sweep per scheme",
+             "data.split.fold": "each fold tests other speakers, with a probe of its own, so the searcher and "
+                                "MO-ASHA would learn which fold reads well and one front would compare folds, not "
+                                "models; run one sweep per fold",
+             "train.probe_every": "MO-ASHA decides at each rung on the validation leakage, which a trial probes only "
+                                  "at its probe epochs (the sweep sets 1 under MO-ASHA)",
              # a key ending in "." holds the whole section: the probe judges every trial's leakage (a probe of 2
              # epochs and 1 hidden unit reads 0.05 on an embedding where the default probe reads 0.92)
              "probe.": "the leakage probe judges every trial; sampled, the search would pick the lenient probes "

@@ -257,8 +257,8 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
     return add_disentanglement(df, by=SAME_RUN, baseline=baseline_trials(df))
 
 
-# A sweep trial's multitask reference: the same split (a sampled data.split.fold puts trials on other speakers, judged
-# by another probe) and seed; without one on its split a trial has no disentanglement.
+# A sweep trial's multitask reference: the same split (another fold puts trials on other speakers, judged by another
+# probe) and seed; without one on its split a trial has no disentanglement.
 SAME_RUN = ("split_id", "seed")
 
 

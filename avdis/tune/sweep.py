@@ -31,7 +31,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 from ray.tune import Callback
@@ -462,45 +462,34 @@ def trial_sizes(edges: list[Config]) -> list[Config]:
     return list(sizes.values())
 
 
-FOLD = "data.split.fold"
-
-
-def check_validation(edges: list[Config]) -> None:
+def check_validation(cfg: Config) -> None:
     """Refuse data with no validation clips where a trial needs them: the searcher, MO-ASHA and the front choose on
     validation numbers (`config.SELECTION`), so that the test numbers reported were never used to choose. Without
-    such clips every trial would end in error, with the sweep's compute spent. A sampled `data.split.fold` is
-    checked at every fold (the space's edges hold only the ends of its range)."""
-    def distinct(configs: Iterable[Config]) -> dict[str, Config]:
-        return {json.dumps(c.data.split.model_dump(), sort_keys=True): c for c in configs}
-
-    splits = distinct(edges)  # a few, of up to CORNERS_CHECKED edges: each fold is built from these alone
-    if FOLD in edges[0].sweep.space.params:
-        splits = distinct(with_overrides(c, {FOLD: fold}) if c.data.split.scheme == "speaker_disjoint" else c
-                          for c in splits.values() for fold in range(c.data.split.folds))
-    for trial in splits.values():
-        split = trial.data.split
-        info = open_dataset(trial.data, trial.s3)
-        labels = info.labels
-        scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
-        probed = sum(scheme == "val" and within == "val" for _, _, scheme, within in labels)  # the probe
-        if not (scored and probed):
-            where = (f"data.split.scheme=speaker_disjoint, fold {split.fold}" if split.scheme == "speaker_disjoint"
-                     else "data.split.scheme=within_speaker")
-            raise UsageError(
-                f"{trial.data.shards}: no validation clips under {where} ({scored} for emotion accuracy, {probed} "
-                "for the leakage probe); a sweep chooses its trials and front on them, not on the test clips it "
-                "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
-                "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
-                "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
-        if split.scheme == "speaker_disjoint":
-            for held_out in ("val", "test"):
-                speakers = {spk for spk, _, scheme, _ in labels if scheme == held_out}
-                if len(speakers) < 2:
-                    raise UsageError(
-                        f"{trial.data.shards}: the {held_out} fold of data.split.scheme=speaker_disjoint, fold "
-                        f"{split.fold}, holds {len(speakers)} speaker; leakage is how well a probe tells a held-out "
-                        "fold's speakers apart, so every trial would stop at its first probe. Use data.split.folds "
-                        f"<= {len(info.speakers) // 2} (this corpus has {len(info.speakers)} speakers)")
+    such clips every trial would end in error, with the sweep's compute spent. The split is one for the whole sweep
+    (`config.PER_SWEEP`)."""
+    split = cfg.data.split
+    info = open_dataset(cfg.data, cfg.s3)
+    labels = info.labels
+    scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
+    probed = sum(scheme == "val" and within == "val" for _, _, scheme, within in labels)  # the probe
+    if not (scored and probed):
+        where = (f"data.split.scheme=speaker_disjoint, fold {split.fold}" if split.scheme == "speaker_disjoint"
+                 else "data.split.scheme=within_speaker")
+        raise UsageError(
+            f"{cfg.data.shards}: no validation clips under {where} ({scored} for emotion accuracy, {probed} "
+            "for the leakage probe); a sweep chooses its trials and front on them, not on the test clips it "
+            "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
+            "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
+            "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
+    if split.scheme == "speaker_disjoint":
+        for held_out in ("val", "test"):
+            speakers = {spk for spk, _, scheme, _ in labels if scheme == held_out}
+            if len(speakers) < 2:
+                raise UsageError(
+                    f"{cfg.data.shards}: the {held_out} fold of data.split.scheme=speaker_disjoint, fold "
+                    f"{split.fold}, holds {len(speakers)} speaker; leakage is how well a probe tells a held-out "
+                    "fold's speakers apart, so every trial would stop at its first probe. Use data.split.folds "
+                    f"<= {len(info.speakers) // 2} (this corpus has {len(info.speakers)} speakers)")
 
 
 def _run(cfg: Config, views: Views) -> str:
@@ -520,7 +509,7 @@ def _run(cfg: Config, views: Views) -> str:
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
     ensure_shards(cfg, use_ray=True)
-    check_validation(edges)
+    check_validation(cfg)
     if resume:
         check_data(sweep_url, cfg, record)
     else:
