@@ -361,6 +361,39 @@ def test_confirmed_front_comes_from_seed_means_with_their_spread() -> None:
     assert summary["n_confirm"] == 4 and "95%" in summary["spread"]
 
 
+def test_a_configuration_waits_off_the_front_until_its_confirmations_have_ended() -> None:
+    """B's second confirming seed is running (or, after an interrupt, never started): its one lucky seed put it on
+    the front alone, pushing A, confirmed at both seeds, off it. A failed seed ends its confirmation: B comes back
+    with the seed it has."""
+    lucky = [dict(r, emotion_acc=0.95, leakage=0.05) if r["trial_id"] == "b1" else r for r in confirmed_rows()]
+
+    def front(table: list[dict]) -> list[tuple[str, int]]:
+        summary = results.summarize(results.to_table(table).to_pandas(), "demo")
+        return [(p["config_id"], p["n"]) for p in summary["front_points"]]
+
+    running = [dict(r, status="RUNNING", order=None, emotion_acc=None, leakage=None) if r["trial_id"] == "b2" else r
+               for r in lucky]
+    assert front(running) == [("A", 2)]
+    assert front([r for r in lucky if r["trial_id"] != "b2"]) == [("A", 2)]  # b2 not started when the sweep stopped
+    failed = [dict(r, status="ERROR") if r["trial_id"] == "b2" else r for r in running]
+    assert front(failed) == [("B", 1)]
+
+
+def test_a_confirmed_points_disentanglement_does_not_hang_on_a_confirmed_multitask(tmp_path: Path) -> None:
+    """Confirming seeds were measured against a multitask of their own seed, which exists only when a multitask
+    configuration made the front (the one that leaked least); else against the search's. Now always the search's."""
+    def disentanglement(with_multitask: bool) -> float:
+        rows = confirmed_rows()
+        if with_multitask:
+            rows += [{**rows[2], "trial_id": f"c{k}", "role": "confirm", "seed": k, "leakage": 0.3, "order": 8 + k}
+                     for k in (1, 2)]
+        url = str(tmp_path / str(with_multitask))
+        results.write_trials(url, rows)
+        return float(results.read_trials(url).set_index("trial_id").loc["b1", "disentanglement"])
+
+    assert disentanglement(True) == disentanglement(False) == pytest.approx(1 - 0.24 / 0.60)
+
+
 def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
     summary = results.summarize(results.to_table(confirmed_rows(("search",))).to_pandas(), "demo")
     assert summary["front_basis"] == "trial"

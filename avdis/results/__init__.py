@@ -254,11 +254,17 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
     if twice:
         raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "
                            "sweep has each trial once (two tables appended?)")
-    return add_disentanglement(df, by=SAME_RUN, baseline=baseline_trials(df))
+    baseline = baseline_trials(df)
+    out = add_disentanglement(df, by=SAME_RUN, baseline=baseline)
+    confirm = (df["role"] == CONFIRM).to_numpy()
+    if confirm.any():  # the search's seeds hold no reference for a confirming seed: its split's, whatever the seed
+        out.loc[confirm, "disentanglement"] = add_disentanglement(
+            df[confirm], by=("split_id",), baseline=baseline)["disentanglement"]
+    return out
 
 
 # A sweep trial's multitask reference: the same split (another fold puts trials on other speakers, judged by another
-# probe) and seed; without one on its split a trial has no disentanglement.
+# probe) and seed; without one on its split a trial has no disentanglement. A confirming seed's: the same split.
 SAME_RUN = ("split_id", "seed")
 
 
@@ -307,13 +313,15 @@ def trained_longest(done: pd.DataFrame) -> pd.Series:
 
 
 def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
-    """The multitask trials a sweep is measured against: finished (a running trial's values are mid-training) and
-    trained as long as the longest finished trials of any method, which are what the front holds. Where MO-ASHA
-    stopped every multitask trial at a rung there is none: a baseline of fewer epochs leaks less because it learned
-    less, and every full-length method measured against it read less disentangled than it is."""
+    """The multitask trials a sweep is measured against: the search's, finished (a running trial's values are
+    mid-training) and trained as long as the longest finished trials of any method, which are what the front holds.
+    Where MO-ASHA stopped every multitask trial at a rung there is none: a baseline of fewer epochs leaks less
+    because it learned less, and every full-length method measured against it read less disentangled than it is.
+    Confirming seeds are not: they re-train the front, so a multitask configuration among them is there because it
+    leaked least, and only when it made the front (a confirmed point's disentanglement then hung on whether it had)."""
     done = _finished(df)
     multitask = done[trained_longest(done)]
-    return multitask[multitask["method"] == "multitask"]
+    return multitask[(multitask["method"] == "multitask") & (multitask["role"] == SEARCH)]
 
 
 def selected_on(done: pd.DataFrame) -> tuple[str, ...]:
@@ -360,6 +368,18 @@ def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(points, columns=POINT_COLUMNS)
 
 
+def confirmations_ended(df: pd.DataFrame) -> set[str]:
+    """The configurations whose confirming seeds have all ended (finished or failed): none running, and as many
+    started as any configuration has (a confirmation not started has no row yet). One that waits is off the front:
+    a lucky seed of three could push a configuration confirmed at every seed off it, while the sweep runs, or for
+    good after an interrupt."""
+    rows = df[df["role"] == CONFIRM]
+    rows = rows.assign(config_id=rows["config_id"].fillna(rows["trial_id"]))
+    started = rows.groupby("config_id").size()
+    running = rows[rows["status"] == "RUNNING"].groupby("config_id").size().reindex(started.index, fill_value=0)
+    return set(started.index[(running == 0) & (started == started.max())]) if len(started) else set()
+
+
 def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     """The content of pareto.json for a trials table.
 
@@ -379,7 +399,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky
         # as much as because its configuration is good, and counted in, its luck stayed in the mean
         points = seed_means(done[done["role"] == CONFIRM], search_front(df))
-        points = points[points["n"] > 0]  # a configuration whose confirmations are still running waits for them
+        points = points[(points["n"] > 0) & points["config_id"].isin(confirmations_ended(df))]
         front = points[pareto.chosen(points, on)]
         hv = pareto.hypervolume(front["emotion_acc"], front["leakage"], chance)
     else:
