@@ -108,6 +108,33 @@ def test_crash_then_resume_gives_the_uninterrupted_run(tiny_shards, tmp_path):
     assert without_timing(tail) == without_timing(full)
 
 
+def test_a_resumed_run_reports_its_restored_epochs_again_before_training_on(tiny_shards, tmp_path):
+    """A multi-worker sweep trial's Train run can checkpoint epochs its driver never heard of (its reports queue
+    behind Tune's); resumed, it reported only the epochs after its checkpoint, so a rung among the others was never
+    judged by MO-ASHA and a trial it would have stopped trained to the end."""
+    from avdis.train import loop
+
+    class Heard(loop.LocalReporter):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.heard: list[tuple[int, bool]] = []
+
+        def report(self, metrics, directory) -> None:
+            self.heard.append((metrics["epoch"], directory is not None))
+            super().report(metrics, directory)
+
+    first = single(tiny_shards, tmp_path, "train.epochs=2", "probe.epochs=20")
+    loop.run(first, Heard(str(tmp_path / "run"), first))
+    longer = single(tiny_shards, tmp_path, "train.epochs=3", "probe.epochs=20")
+    resumed = Heard(str(tmp_path / "run"), longer)
+    history = loop.run(longer, resumed)
+    assert resumed.heard == [(1, False), (2, False), (3, True)]  # epochs 1-2 again, without checkpoints
+    assert [e["epoch"] for e in history] == [1, 2, 3]
+    finished = Heard(str(tmp_path / "run"), longer)
+    loop.run(longer, finished)
+    assert finished.heard == [(3, False)]  # a finished run says so once
+
+
 def test_one_progress_line_per_epoch_and_a_resume_line(tiny_shards, tmp_path, capsys):
     cfg = single(tiny_shards, tmp_path, "train.epochs=2", "train.probe_every=2", "probe.epochs=20")
     launch.train(cfg)

@@ -245,9 +245,11 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             if rank == 0:
                 print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
                 _say_schedule_change(cfg, start, state.get("epochs"))
-    if history and start >= cfg.train.epochs:
-        # Resumed a run that had finished (its driver died before hearing so): say it again.
-        reporter.report(history[-1], None)
+    # A resumed run says again what it had done, without checkpoints: its driver may have died before hearing it. A
+    # multi-worker sweep trial's Train run reports through a queue behind Tune and can be epochs ahead of it, and a
+    # rung epoch MO-ASHA never saw would never be judged (repeats are ignored). A finished run says it finished.
+    for done in history if start < cfg.train.epochs else history[-1:]:
+        reporter.report(done, None)
     train_clips = info.split_counts.get("train", 0)
     check_accumulation(info, cfg, world)
     for epoch in range(start, cfg.train.epochs):
