@@ -205,6 +205,33 @@ def test_a_fault_in_the_input_ends_the_run_even_where_ray_train_may_restart_it_f
         launch.train(cfg_for(str(bad), tmp_path, "train.epochs=1", "train.name=bad", "train.max_failures=-1"))
 
 
+def test_the_skip_rate_is_the_epochs_over_every_worker_not_one_workers(local_ray, tiny_shards, tmp_path):
+    """One damaged shard, max_skip_rate between the epoch's rate and the rate of the worker that read it: judged per
+    worker the run failed with 2 workers (and would have passed with 1); judged on the epoch it trains, counting
+    every clip it lost."""
+    from avdis.data.stream import EpochPlan, open_dataset
+
+    damaged = tmp_path / "shards"
+    shutil.copytree(tiny_shards, damaged)
+    cfg = cfg_for(str(damaged), tmp_path, "train.epochs=1", "train.name=skips", "train.strategy=ddp",
+                  "train.zero_stage=0", "train.probe_every=0")
+    info = open_dataset(cfg.data, cfg.s3)
+    bad = max(info.shards, key=lambda s: s.counts.get("train", 0))
+    Path(bad.url).write_bytes(Path(bad.url).read_bytes()[:-1000])
+    epoch_rates, worker_rates = [], []
+    for split in ("train", "all"):
+        plan = EpochPlan.make(info, split, 2, 0, cfg.train.seed, cfg.train.batch_size)
+        lost = bad.counts[split]
+        epoch_rates.append(lost / sum(plan.counts))
+        worker_rates += [lost / count for shards, count in zip(plan.per_rank, plan.counts) if bad in shards]
+    threshold = (max(epoch_rates) + min(worker_rates)) / 2
+    assert max(epoch_rates) < threshold < min(worker_rates)
+    result = launch.train(cfg.model_copy(update={"data": cfg.data.model_copy(update={
+        "loader": cfg.data.loader.model_copy(update={"max_skip_rate": threshold})})}))
+    assert result["final"]["skipped_samples"] == bad.counts["train"]
+    assert result["final"]["eval_skipped_samples"] == bad.counts["all"]
+
+
 def test_checkpoint_of_another_model_size_is_refused(local_ray, tiny_shards, tmp_path):
     launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=1", "train.name=shape", "train.workers=1",
                          "train.strategy=ddp", "train.zero_stage=0"))

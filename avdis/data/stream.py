@@ -293,12 +293,14 @@ def epoch_batches(
 ) -> Iterator[dict[str, Any]]:
     """Exactly `plan.steps` batches of `scheme_split` clips for this rank (None: every clip, e.g. to embed all).
 
-    Fills `stats` as it goes and raises SkipRateExceeded at the end of the epoch when too
-    many clips did not arrive.
+    Fills `stats` as it goes. A caller that passes `stats` judges the rate itself (`check_skip_rate`: the training
+    loop, on every rank's stats merged); without, it raises SkipRateExceeded at the end of the epoch when too many
+    clips did not arrive.
     """
     key = scheme_split or "all"
     plan = EpochPlan.make(info, key, world, epoch if shuffle else 0, seed, batch_size)
     mine = plan.per_rank[rank] if plan.steps else []
+    judged_here = stats is None
     stats = stats if stats is not None else SkipStats()
     stats.expected += plan.counts[rank] if plan.steps else 0
     stream = SampleStream(mine, s3, info.features, scheme_split,
@@ -319,9 +321,18 @@ def epoch_batches(
     while emitted < plan.steps:
         yield collate(pending, batch_size, info.features)
         pending, emitted = [], emitted + 1
+    if judged_here:
+        check_skip_rate(stats, data, key)
+
+
+def check_skip_rate(stats: SkipStats, data: DataConfig, split: str) -> None:
+    """Raise SkipRateExceeded when more of a pass's clips did not arrive than `data.loader.max_skip_rate` allows.
+    A multi-worker epoch is judged on every rank's stats merged, on every rank alike: judged per rank, one bad shard
+    failed a run with 3 workers that passed with 1 (its rank's share was 2.5x the epoch's), and only that rank
+    raised while the others waited for it."""
     if stats.rate > data.loader.max_skip_rate:
         exc = SkipRateExceeded(
-            f"{stats.skipped_samples}/{stats.expected} clips of split {key!r} did not arrive on rank {rank} "
+            f"{stats.skipped_samples}/{stats.expected} clips of split {split!r} did not arrive "
             f"({stats.bad_shards} bad shards, {stats.bad_samples} bad samples; data.loader.max_skip_rate="
             f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}"
         )

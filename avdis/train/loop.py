@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from avdis import storage
 from avdis.config import OBJECTIVES, Config
-from avdis.data.stream import DatasetInfo, EpochPlan, SkipStats, epoch_batches, open_dataset
+from avdis.data.stream import DatasetInfo, EpochPlan, SkipStats, check_skip_rate, epoch_batches, open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, build_model, count_parameters
@@ -278,6 +278,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False,
                                           stats=seen))
         stats, seen = _all_ranks(stats), _all_ranks(seen)
+        check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
+        check_skip_rate(seen, cfg.data, "all")
         _check_embeddings(emb, epoch)
         last = epoch + 1 == cfg.train.epochs
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
