@@ -133,6 +133,24 @@ def test_force_rebuilds_and_deletes_shard_files_the_manifest_does_not_list(corpu
     assert prepare.preprocess(cfg, use_ray=False, generate=False)["up_to_date"] is True
 
 
+@pytest.mark.parametrize("force", [True, False])
+def test_a_damaged_manifest_is_rebuilt_and_named_where_it_is_read(corpus, tmp_path, force):
+    """A manifest cut short (a copy that stopped, a full disk) raised a bare ArrowInvalid from preprocess, with
+    --force too, the README's way out; a trainer reading it got the same."""
+    out = tmp_path / "out"
+    cfg = Config(data=data_cfg(corpus, out))
+    prepare.preprocess(cfg, use_ray=False, generate=False)
+    whole = (out / shards.MANIFEST).read_bytes()
+    (out / shards.MANIFEST).write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(shards.ManifestUnreadable, match=rf"{out / shards.MANIFEST}: holds no avdis manifest "
+                                                        r"\(ArrowInvalid: .*avdis preprocess --out .* --force"):
+        shards.read_manifest(str(out))
+    rebuilt = prepare.preprocess(cfg, use_ray=False, generate=False, force=force)
+    assert rebuilt["up_to_date"] is False
+    assert rebuilt["rebuilt_because"].startswith("forced" if force else "manifest unreadable")
+    assert (out / shards.MANIFEST).read_bytes() != whole[: len(whole) // 2] and on_disk(out) == manifest(out)[1]
+
+
 def test_a_build_deletes_only_its_own_shard_files(corpus, tmp_path):
     """Files of the user's own in shards/ (notes, another tool's tars) were deleted by the first build."""
     out = tmp_path / "out"

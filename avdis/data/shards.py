@@ -53,6 +53,10 @@ class PreprocessError(AvdisError):
     """Nothing usable came out of preprocessing."""
 
 
+class ManifestUnreadable(PreprocessError):
+    """manifest.parquet is there but is no manifest avdis wrote (damaged, cut short, another file in its place)."""
+
+
 @dataclass(frozen=True)
 class Labels:
     """Label sets of one corpus; indices are positions in these lists."""
@@ -294,8 +298,12 @@ def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[
     murl = storage.join(url, MANIFEST)
     if not storage.exists(murl, s3):
         raise PreprocessError(f"{murl}: no manifest; run `avdis preprocess --out {url}` first")
-    table = storage.read_parquet(murl, s3)
-    meta = json.loads(table.schema.metadata[b"avdis"])
+    try:  # pa.ArrowInvalid, a ValueError, for a file that is not Parquet
+        table = storage.read_parquet(murl, s3)
+        meta = json.loads(table.schema.metadata[b"avdis"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestUnreadable(f"{murl}: holds no avdis manifest ({type(exc).__name__}: {exc}); rebuild it with "
+                                 f"`avdis preprocess --out {url} --force`") from None
     return table, meta
 
 
@@ -327,12 +335,17 @@ def build_shards(
                               f"first: {first} ({where})")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
     fingerprint, sources = _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
-    table, meta = read_manifest(data.shards, s3) if storage.exists(manifest_url, s3) else (None, None)
-    reason = "forced" if force else _stale_reason(data, meta, fingerprint, sources, s3)
+    table, meta, reason = None, None, "forced" if force else None
+    if not force and storage.exists(manifest_url, s3):
+        try:
+            table, meta = read_manifest(data.shards, s3)
+        except ManifestUnreadable as exc:  # a damaged manifest vouches for nothing: rebuilt, as --force would
+            reason = f"manifest unreadable ({exc})"
+    reason = reason or _stale_reason(data, meta, fingerprint, sources, s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
                 "shards": len(meta["shards"]), "splits": split_counts(table.column("split").to_pylist())}
-    if meta is not None:
+    if storage.exists(manifest_url, s3):
         _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
     rejects_url = storage.join(data.shards, REJECTS)
     if storage.exists(rejects_url, s3):
