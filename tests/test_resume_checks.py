@@ -226,6 +226,27 @@ def test_an_unrecorded_ray_train_checkpoint_is_the_newest_whole_one_before_the_l
         assert found == run / "checkpoint_2026-01-01_00-00-01"
 
 
+def test_the_newest_checkpoint_is_the_latest_epoch_whatever_the_folder_names_say(tmp_path):
+    """Ray Train names its folders by the node's clock: an attempt on a node whose clock is behind wrote epoch 3 under
+    an earlier name than epoch 2's, and the fallback resumed from epoch 2. RunStore's folders of epoch 10000 and
+    9999: pruning by name deleted the newer one, and every rerun trained the last epoch again."""
+    run = tmp_path / "run"
+    for name, epoch in (("checkpoint_2026-01-01_00-00-05", 2), ("checkpoint_2026-01-01_00-00-03", 3)):
+        (run / name).mkdir(parents=True)
+        (run / name / ck.STATE).write_text(json.dumps({"epoch": epoch}))
+    assert ck._newest_whole(str(run), C.S3Config())[0].endswith("checkpoint_2026-01-01_00-00-03")
+    store = ck.RunStore(str(tmp_path / "long"), C.S3Config())
+    for epoch in (9998, 9999, 10000):
+        local = tmp_path / f"ckpt{epoch}"
+        local.mkdir()
+        ck.write_state(local, {"epoch": epoch, "history": []})
+        store.save(local, epoch)
+    kept = {p.name for p in (tmp_path / "long").glob("checkpoint_epoch_*")}
+    assert kept == {f"checkpoint_epoch_{e:04d}" for e in (9998, 9999, 10000)[-ck.KEEP_CHECKPOINTS:]}
+    with store.latest() as here:
+        assert json.loads((here / ck.STATE).read_text())["epoch"] == 10000
+
+
 @pytest.mark.parametrize("setting, made", [("data.split.test_fraction=0.45", "0.25"), ("data.features.fps=4", "8.0")])
 def test_split_or_feature_settings_the_shards_were_not_made_with_are_refused(tiny_shards, tmp_path, setting, made):
     """Training read the manifest's split and features: another test_fraction was recorded but never used."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -95,17 +96,24 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
 
 
 def _newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> tuple[str, dict[str, Any]] | None:
-    """(folder URL, state) of the newest `checkpoint_*` folder (`RunStore`'s or Ray Train's) whose `state.json` is
-    whole and, with `up_to_epoch`, of an epoch no later than it; None when there is none."""
+    """(folder URL, state) of the `checkpoint_*` folder (`RunStore`'s or Ray Train's) of the latest epoch whose
+    `state.json` is whole and, with `up_to_epoch`, of an epoch no later than it; None when there is none. By the
+    epoch its state holds, not by name: Ray Train names its folders by the node's clock, which may be behind an
+    earlier attempt's on another node."""
     found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
-    for folder in reversed(found):
+    whole = []
+    for i, folder in enumerate(found):
         try:
             state = json.loads(storage.read_bytes(storage.join(folder, STATE), s3))
-        except (FileNotFoundError, ValueError):
+            epoch = int(state.get("epoch", 0))
+        except (FileNotFoundError, ValueError, TypeError, AttributeError):
             continue
-        if up_to_epoch is None or state.get("epoch", 0) <= up_to_epoch:
-            return folder, state
-    return None
+        if up_to_epoch is None or epoch <= up_to_epoch:
+            whole.append((epoch, i, folder, state))
+    if not whole:
+        return None
+    _, _, folder, state = max(whole, key=lambda w: w[:2])  # of equal epochs (one run again), the later name
+    return folder, state
 
 
 class CheckpointError(AvdisError):
@@ -225,8 +233,9 @@ class RunStore:
 
     def _prune(self) -> None:
         fs, path = self._fs()
-        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False) if "checkpoint_epoch_" in p)
-        for old in names[:-KEEP_CHECKPOINTS]:
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+        names = sorted((n for n in names if re.fullmatch(r"checkpoint_epoch_\d+", n)), key=lambda n: int(n[17:]))
+        for old in names[:-KEEP_CHECKPOINTS]:  # by number: epoch 10000's folder sorts before 9999's by name
             fs.rm(f"{path}/{old}", recursive=True)
 
 
