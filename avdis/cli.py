@@ -39,7 +39,7 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
         for key, (flag, value) in given.items():
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
-    return C.load(args.config, [*(f"{key}={value}" for key, (_, value) in given.items()), *args.overrides])
+    return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()})
 
 
 def _load_reader(args: argparse.Namespace) -> C.Config:
@@ -77,10 +77,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
     cfg = C.validate({"data": {"synth": given}}, "avdis synth flags")
-    runtime.check_kept({"--out": args.out})
-    storage.check_writable(args.out)
-    synth.check_target(args.out)
-    out = synth.generate(cfg.data.synth, args.out)
+    where = _path(args.out, local_only=True)  # the generator writes local files (s3:// made a local folder so named)
+    runtime.check_kept({"--out": where})
+    storage.check_writable(where)
+    synth.check_target(where)
+    out = synth.generate(cfg.data.synth, where)
     print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
     return 0
 
@@ -134,18 +135,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_folder(value: str) -> str:
+def _path(value: str, local_only: bool = False) -> str:
+    """A path given to a command, checked as a config's paths are and kept as they are kept (`~` expanded: quoted,
+    as a path with spaces is, the shell leaves it; absolute)."""
     try:
-        return C.location(value)
+        where = C.location(value, local_only)
     except ValueError as exc:
         raise C.ConfigError(f"{value}: {exc}") from None
+    return where if where.startswith("s3://") else C.local_path(where, value)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from avdis.report import plots
 
     cfg = _load_reader(args)
-    url = _sweep_folder(args.sweep)
+    url = _path(args.sweep)
     written, trials = plots.write_report(url, cfg.s3)
     for kind, page in written.items():
         print(f"{kind}: {page}")
@@ -174,7 +178,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from avdis.report import dashboard
 
     cfg = _load_reader(args)
-    dashboard.serve(_sweep_folder(args.sweep), host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
+    dashboard.serve(_path(args.sweep), host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
     return 0
 
 
@@ -193,7 +197,7 @@ def cmd_grafana(args: argparse.Namespace) -> int:
         if args.out == "-":
             sys.stdout.write(grafana.render())
         else:
-            print(f"dashboard: {grafana.export(args.out)}")
+            print(f"dashboard: {grafana.export(_path(args.out, local_only=True))}")
         return 0
     if not args.url:
         raise C.ConfigError("avdis grafana push: --url is required (the Grafana base URL)")

@@ -8,6 +8,7 @@ exit code 2 before any work starts. Code past the edge trusts these objects.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Hashable
 from pathlib import Path
@@ -100,16 +101,21 @@ def location(value: str, local_only: bool = False) -> str:
     if not _SCHEME.match(value) or value.startswith("file://"):
         return value
     if value.startswith("s3://") and not local_only:
-        bucket = value.removeprefix("s3://").split("/", 1)[0]
-        if _BUCKET.fullmatch(bucket):
-            return value
-        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'); give "
-                         "s3://bucket/prefix")
+        bucket, *prefix = value.removeprefix("s3://").rstrip("/").split("/")
+        if not _BUCKET.fullmatch(bucket):
+            raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'); "
+                             "give s3://bucket/prefix")
+        if "" in prefix:  # s3fs reads "a//b" as "a/b" when listing but not when writing: the work was lost at the end
+            raise ValueError("holds an empty folder name ('//'); write s3://bucket/a/b")
+        return "/".join([f"s3://{bucket}", *prefix])  # one spelling: a trailing '/' named another run
     kinds = "a local folder (copy the corpus out of object storage first)" if local_only else \
         "a local path or s3://bucket/prefix (the storage avdis reads and writes; schemes are lowercase)"
     raise ValueError(f"not {kinds}")
 
 
+# numpy's seeds stop at 2**32 - 1, and a sweep's confirming seeds add up to 20: refused at the edge, not in a traceback
+# after preprocessing
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Location = Annotated[str, AfterValidator(location)]
 LocalFolder = Annotated[str, AfterValidator(lambda v: location(v, local_only=True))]
 
@@ -142,7 +148,7 @@ class SynthConfig(_Section):
     # pitch level, formants, loudness and the face say who speaks, never how they feel)
     cues: EmotionCues = "mixed"
     duration_s: float = Field(1.0, gt=0.2, le=10.0)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("identity_cues", mode="before")
     @classmethod
@@ -175,7 +181,7 @@ class SplitConfig(_Section):
     folds: int = Field(4, ge=3, le=50)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.25, gt=0.0, lt=0.5)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -261,7 +267,7 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     grad_clip: float = Field(1.0, ge=0.0)  # 0 disables clipping
     grad_accum: int = Field(1, ge=1, le=1024)
-    seed: int = 0
+    seed: Seed = 0
     probe_every: int = Field(1, ge=0)  # leakage probe every N epochs (0: only at the end)
     # engine
     strategy: Strategy = "single"
@@ -427,7 +433,7 @@ class SweepConfig(_Section):
     checkpoints: Location | None = None
     search: Literal["tpe", "nsga2", "random"] = "tpe"
     num_samples: int = Field(12, ge=1)
-    seed: int = 0  # the searcher's seed
+    seed: Seed = 0  # the searcher's seed
     startup_trials: int = Field(6, ge=1)  # TPE: trials drawn at random before it models the results
     max_concurrent: int = Field(2, ge=1)
     confirm_seeds: int = Field(0, ge=0, le=20)  # after the search: re-train each front config with k more seeds
@@ -513,6 +519,13 @@ def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _comment_of(raw: str) -> str:
+    """The text of `raw` YAML leaves out as a comment ("" when none): whatever follows the last node it parsed."""
+    nodes = (yaml.ScalarEvent, yaml.SequenceEndEvent, yaml.MappingEndEvent)
+    end = max((event.end_mark.index for event in yaml.parse(raw) if isinstance(event, nodes)), default=0)
+    return raw[end:].strip()
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`["train.epochs=3", "method.name=adversarial"]` -> nested dict (values parsed as YAML)."""
     tree: dict[str, Any] = {}
@@ -522,8 +535,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. train.epochs=3")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
+            dropped = _comment_of(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        if dropped:
+            raise ConfigError(f"override {item!r}: {dropped!r} is a YAML comment, so the value would be {value!r}; "
+                              f"quote the value to keep it whole: {key}='\"{raw}\"'")
         _set_dotted(tree, key, value)
     return tree
 
@@ -612,8 +629,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the defaults), apply dotted overrides, validate."""
+def load(path: str | Path | None = None, overrides: list[str] | None = None,
+         values: dict[str, Any] | None = None) -> Config:
+    """Read a YAML config (or the defaults), apply dotted overrides, validate. `values` are dotted settings given
+    as values (a command's own flags: `--name "run #2"` is that name, not YAML whose comment cut it to "run")."""
     raw: dict[str, Any] = {}
     source = str(path) if path else "defaults"
     if path is not None:
@@ -628,6 +647,12 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections (data, model, ...)")
+    if values:
+        given: dict[str, Any] = {}
+        for key, value in values.items():
+            _set_dotted(given, key, value)
+        raw = merge(raw, given)
+        source += " + flags"
     if overrides:
         tree = parse_overrides(overrides)
         try:
@@ -643,13 +668,22 @@ PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("swee
                ("sweep", "checkpoints"), ("ray", "cluster_file"))
 
 
+def local_path(value: str, field: str) -> str:
+    """A local path as avdis keeps it: `~` expanded, absolute and normalised (`a/../b` is `b`: one spelling per
+    folder, as run names hash it)."""
+    try:
+        return os.path.abspath(Path(value.removeprefix("file://")).expanduser())
+    except RuntimeError as exc:  # ~nosuchuser
+        raise ConfigError(f"{field}: {value}: {exc}; give the folder's full path") from None
+
+
 def _absolute(raw: dict[str, Any]) -> dict[str, Any]:
     out = dict(raw)
     for section, key in PATH_FIELDS:
         node = out.get(section)
         value = node.get(key) if isinstance(node, dict) else None
         if isinstance(value, str) and ("://" not in value or value.startswith("file://")):
-            out[section] = {**node, key: str(Path(value.removeprefix("file://")).expanduser().absolute())}
+            out[section] = {**node, key: local_path(value, f"{section}.{key}")}
     return out
 
 

@@ -392,3 +392,64 @@ def test_python_dash_m_avdis_is_the_avdis_command(tmp_path):
     out = subprocess.run([sys.executable, "-m", "avdis", "train", "--workers", "0"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("avdis train: error:") and "train.workers" in out.stderr
+
+
+def test_flag_values_are_taken_as_given_not_as_yaml(tmp_path):
+    """`--storage "runs #3"` lost " #3" (a YAML comment) and wrote into the folder of other runs; `--name 007` was
+    the number 7 and refused; an override's comment is refused rather than dropped."""
+    from avdis.cli import _load, build_parser
+
+    args = build_parser().parse_args(["train", "--name", "007", "--storage", str(tmp_path / "runs #3")])
+    cfg = _load(args, {f"train.{f}": (f"--{f}", getattr(args, f)) for f in ("workers", "strategy", "storage", "name")})
+    assert (cfg.train.name, cfg.train.storage) == ("007", str(tmp_path / "runs #3"))
+    with pytest.raises(C.ConfigError, match=r"'#3' is a YAML comment, so the value would be '/tmp/runs'; quote the"):
+        C.load(None, ["train.storage=/tmp/runs #3"])
+    assert C.load(None, ['train.storage="/tmp/runs #3"']).train.storage == "/tmp/runs #3"
+    assert C.load(None, ["sweep.space.params.train.lr=[0.001, 0.01]"]).sweep.space.params["train.lr"] == [0.001, 0.01]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("s3://bkt/x", "not a local folder"),
+    ("S3://bkt/x", "not a local folder"),
+])
+def test_synth_writes_local_folders_only_and_storage_urls_have_one_spelling(tmp_path, capsys, value, expected):
+    """`avdis synth --out s3://...` crashed in the encoder and left a local folder named `s3:`; a trailing '/' on an
+    S3 prefix, or a local path through '..', named another run of the same data."""
+    refused(capsys, ["synth", "--out", value], expected)
+    assert not list(tmp_path.iterdir())
+    assert C.load(None, ["data.shards=s3://bkt/x/"]).data.shards == "s3://bkt/x"
+    with pytest.raises(C.ConfigError, match=r"holds an empty folder name \('//'\)"):  # every write lost at the end
+        C.load(None, ["data.shards=s3://bkt//x"])
+    assert C.load(None, [f"data.shards={tmp_path}/a/../b"]).data.shards == str(tmp_path / "b")
+    with pytest.raises(C.ConfigError, match="data.src: ~nosuchuser-avdis/x: .*give the folder's full path"):
+        C.load(None, ["data.src=~nosuchuser-avdis/x"])
+
+
+def test_a_quoted_tilde_path_is_the_home_folder_for_every_command(tmp_path, capsys, monkeypatch):
+    """`avdis synth --out "~/my corpus"` wrote ./~/my corpus, and `avdis report "~/..."` found no sweep there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["synth", "--out", "~/my corpus", "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
+                 "--duration", "0.3"]) == 0
+    assert (tmp_path / "my corpus" / "ground_truth.csv").is_file() and not (tmp_path / "~").exists()
+    refused(capsys, ["report", "~/no sweep"], str(tmp_path / "no sweep"))
+
+
+def test_training_never_generates_over_a_corpus_made_with_other_settings(tmp_path, corpus):
+    """A corpus made with `avdis synth` and given as data.src was replaced by one with data.synth's defaults (288
+    clips for the user's 12), and trained on in its place."""
+    from avdis.data import prepare
+    from avdis.errors import UsageError
+
+    mine = tmp_path / "mine"
+    shutil.copytree(corpus, mine)
+    before = sorted(p.name for p in mine.rglob("*"))
+    data = C.DataConfig(corpus="synthetic", src=str(mine), shards=str(tmp_path / "shards"))
+    with pytest.raises(UsageError, match=r"holds a corpus generated with other settings \(data.synth.speakers: 2 "
+                                         r"there, 12 here; .*it is not generated over"):
+        prepare.generate_if_missing(data)
+    assert sorted(p.name for p in mine.rglob("*")) == before
+    same = data.model_copy(update={"synth": SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.5,
+                                                        seed=1)})
+    prepare.generate_if_missing(same)  # its own settings: read as it is
+    assert sorted(p.name for p in mine.rglob("*")) == before

@@ -9,6 +9,7 @@ these settings, preprocessed into shards at this URL". All three generate throug
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,19 @@ def _generates(data: DataConfig) -> bool:
 def generate_if_missing(data: DataConfig) -> None:
     """Generate the synthetic corpus at `data.src` unless a finished one with these settings is there. A folder the
     generator did not make is never written into: a `ground_truth.csv` there is a corpus of the user's own (read
-    as it is; generating over it replaced its rows), and other files are refused."""
+    as it is; generating over it replaced its rows), and other files are refused. Nor is a finished corpus it made
+    with other settings: refused, naming them (only an unfinished one, a generation cut short, is made again)."""
     if not _generates(data):
         return
     src = Path(data.src)
+    if synth.made_here(src) and (src / GROUND_TRUTH).is_file():
+        made = json.loads((src / synth.SETTINGS).read_text())
+        differ = "; ".join(f"data.synth.{k}: {made.get(k)!r} there, {v!r} here"
+                           for k, v in data.synth.model_dump().items() if made.get(k) != v)
+        raise UsageError(f"{src}: holds a corpus generated with other settings ({differ}); it is not generated over "
+                         "(one made with `avdis synth` was replaced by this config's, and trained on in its place). "
+                         "Train on it with its settings, point data.src to a new folder for a corpus with these, or "
+                         f"delete the folder (or run `avdis synth --out {src}` with these settings) to make it again")
     if not synth.made_here(src):
         if src.is_dir() and any(src.iterdir()):
             raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated "
