@@ -116,6 +116,17 @@ def test_a_folder_without_a_sweep_is_refused(tmp_path, capsys, command):
     refused(capsys, [command[0], str(table), *command[1:]], str(table), "a file, not a sweep folder")
 
 
+def test_the_dashboard_waits_for_a_sweep_getting_ready(tmp_path):
+    """A sweep holds its folder's lock while it makes its corpus and shards, before sweep.json: the dashboard refused
+    that folder as holding no sweep, where the README says it serves the page while the sweep runs."""
+    from avdis import storage
+    from avdis.report.dashboard import LiveReport
+
+    (tmp_path / storage.LOCK).write_text("")
+    page = LiveReport(str(tmp_path), None, 1.0)
+    assert page.snapshot.summary["n_trials"] == 0 and page.snapshot.html
+
+
 @pytest.mark.parametrize("command", ["report", "dashboard"])
 def test_a_reader_refuses_overrides_it_would_ignore(tmp_path, capsys, command):
     """report and dashboard use only the s3 settings; train.epochs=3 was accepted and changed nothing."""

@@ -127,6 +127,24 @@ def test_serves_page_json_png_and_health(tmp_path: Path) -> None:
     assert not any(f.name.startswith("pareto.") for f in Path(sweep).iterdir()), "the dashboard only reads"
 
 
+def test_a_browser_leaving_mid_page_prints_no_traceback(tmp_path: Path, capfd) -> None:
+    """The page is megabytes: a reload or a closed tab mid-download printed a ConnectionResetError traceback to the
+    dashboard's terminal for each."""
+    import socket
+    import struct
+
+    with serving(started_sweep(tmp_path)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port)) as conn:
+                conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert conn.recv(64).startswith(b"HTTP/1.")
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        assert get(base + "/healthz")[0] == 200
+        time.sleep(0.5)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_half_written_table_shows_waiting(tmp_path: Path) -> None:
     sweep = str(tmp_path / "live")
     results.write_trials(sweep, seeded_rows())

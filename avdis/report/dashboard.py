@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,8 +45,9 @@ class Snapshot:
 
 
 def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
-    """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends."""
-    markers = (storage.join(sweep_url, name) for name in (results.TRIALS, results.SPEC))
+    """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends. One
+    holding a sweep's lock is a sweep getting ready (its corpus and shards made before its first trial): it waits."""
+    markers = (storage.join(sweep_url, name) for name in (results.TRIALS, results.SPEC, storage.LOCK))
     if not storage.exists(sweep_url, s3):
         return  # a sweep about to start: the page waits for it
     results.check_folder(sweep_url, s3)
@@ -143,6 +145,13 @@ class DashboardServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, _handler(live))
         self.live = live
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that closed its connection mid-page (a reload of the multi-MB page) is no error of the
+        dashboard's: the stdlib printed a traceback for each to the terminal."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def make_server(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Config | None = None,
