@@ -232,6 +232,18 @@ def test_a_sweep_into_storage_it_cannot_write_is_refused_before_ray_starts(tmp_p
     refused(capsys, ["sweep", "--storage", str(blocker), "--name", "s"], f"{blocker}/s: not writable")
 
 
+def test_training_into_shards_or_storage_it_cannot_write_is_refused_before_any_decoding(tmp_path, capsys):
+    """A data.shards under a file was found only after the corpus was generated and decoded."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    fine = {"data.shards": tmp_path / "shards", "train.storage": tmp_path / "runs"}
+    for key in fine:
+        paths = {**fine, key: blocker / "x"}
+        refused(capsys, ["train", "--strategy", "single", f"data.src={tmp_path / 'corpus'}",
+                         *(f"{k}={v}" for k, v in paths.items())], f"{blocker / 'x'}: not writable")
+        assert not (tmp_path / "corpus").exists()  # nothing generated, nothing decoded
+
+
 def test_synth_into_a_path_it_cannot_write_is_refused(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")

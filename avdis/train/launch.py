@@ -137,9 +137,11 @@ def train(cfg: Config) -> dict[str, Any]:
     """Train one model; returns where its metrics and checkpoints are and its final metrics."""
     cfg = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)})  # workers on other nodes: the driver's endpoint
     storage.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
-    runtime.check_kept({"train.storage": cfg.train.storage, **to_make(cfg)})
+    made = to_make(cfg)
+    runtime.check_kept({"train.storage": cfg.train.storage, **made})
+    for url in dict.fromkeys([cfg.train.storage, *made.values()]):  # before any decoding: found in a second
+        storage.check_writable(url, cfg.s3)
     ensure_shards(cfg)
-    storage.check_writable(cfg.train.storage, cfg.s3)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
     ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3, cfg.train.epochs)
