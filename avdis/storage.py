@@ -238,15 +238,27 @@ def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[s
 
 
 def check_writable(url: str, s3: S3Config | None = None) -> None:
-    """Fail early, naming the URL, if outputs could not be written there."""
+    """Fail early, naming the URL, if outputs could not be written there. Leaves no trace: the probe file goes,
+    and so do the local folders it made (a run refused next, for other reasons, has written nothing)."""
     probe = join(url, f".avdis-write-check-{uuid.uuid4().hex[:8]}")
+    fs, path = filesystem(probe, s3)
+    made = []  # local folders the probe will make, deepest first
+    if isinstance(fs, LocalFileSystem):
+        folder = os.path.dirname(path)
+        while folder and not os.path.exists(folder) and folder != os.path.dirname(folder):
+            made.append(folder)
+            folder = os.path.dirname(folder)
     try:
         write_bytes(probe, b"ok", s3)
     except StorageError as exc:
         raise NotWritableError(f"{url}: not writable ({exc.__cause__ or exc}); pick an output folder or "
                                "bucket you can write to") from None
-    fs, path = filesystem(probe, s3)
     fs.rm(path)
+    for folder in made:
+        try:
+            os.rmdir(folder)
+        except OSError:  # another process wrote there meanwhile: its folder now
+            break
 
 
 LOCK = ".avdis-lock"
