@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
@@ -124,8 +124,26 @@ class ConfigError(UsageError):
     """A config that cannot be used; the message says where and how to fix it."""
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type holds true/false itself (bool, a Literal of them, Any, or a union with one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(choice, bool) for choice in get_args(annotation))
+    return any(_takes_bool(arg) for arg in get_args(annotation))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: Any) -> Any:
+        """pydantic takes true as 1 for a number: `train.epochs: yes` (YAML's true) trained one epoch."""
+        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("YAML reads this as a yes/no (true, false, yes, no, on, off), which this setting does not "
+                             "take: give a number, or quote a name ('yes')")
+        return value
 
 
 class S3Config(_Section):

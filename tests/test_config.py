@@ -59,12 +59,22 @@ def _quoted(names) -> list[str]:
     # renamed: it weights the loss logged as loss_speaker, so the message offers speaker_weight
     ("method.identity_weight=2", ["method.identity_weight: unknown key; allowed keys here: ", "speaker_weight"]),
     ("bogus.x=1", ["bogus: unknown key; allowed keys here: ", *C.Config.model_fields]),
+    # pydantic takes true as 1: `train.epochs: yes` trained one epoch
+    ("train.epochs=yes", ["train.epochs: YAML reads this as a yes/no", "(got True)"]),
+    ("train.lr=true", ["train.lr: YAML reads this as a yes/no"]),
+    ("train.name=no", ["train.name: YAML reads this as a yes/no", "quote a name"]),
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
     with pytest.raises(C.ConfigError) as err:
         C.load(None, [override])
     missing = [piece for piece in expected if piece not in str(err.value)]
     assert not missing, (missing, str(err.value))
+
+
+def test_yes_no_words_still_set_the_settings_that_take_them():
+    cfg = C.load(None, ["model.contours=no", "data.synth.identity_cues=off", "sweep.space.params={train.lr: {low: 0.001, high: 0.1, log: yes}}"])
+    assert (cfg.model.contours, cfg.data.synth.identity_cues, cfg.sweep.space.params["train.lr"].log) == \
+        (False, "off", True)
 
 
 def test_method_weights_are_checked_against_each_method():
