@@ -242,6 +242,7 @@ def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys) -> None:
     assert main(["report", sweep]) == 1
     err = capsys.readouterr().err
     assert "trials.parquet: not a readable trials table" in err and "copy it again whole" in err, err
+    assert err.count("not a readable trials table") == 1, err  # said once, as the error (it was logged first too)
 
 
 def test_report_on_s3(s3_bucket: str) -> None:

@@ -79,6 +79,8 @@ class LiveReport:
     def _render(self) -> Snapshot:
         digest = self._digest()
         trials, note = plots.load_trials(self.sweep_url, self.s3)
+        if note is not None:  # said when the files change, not at every poll
+            log.warning("%s", note)
         try:
             summary = results.read_pareto(self.sweep_url, self.s3)
         except results.ResultsError as exc:  # damaged: summarize the table here, as for none, and say so (the page

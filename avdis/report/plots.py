@@ -72,7 +72,8 @@ Y_LABEL = "emotion accuracy (test)"
 
 
 def load_trials(sweep_url: str, s3: S3Config | None = None) -> tuple[pd.DataFrame, str | None]:
-    """The trials table and, when trials.parquet is unreadable, why (then the table is empty).
+    """The trials table and, when trials.parquet is unreadable, why (then the table is empty; the caller says it
+    once, on its page and in its log or error).
 
     A missing sweep folder still raises ResultsError: that is a wrong path, not a wait.
     """
@@ -81,7 +82,6 @@ def load_trials(sweep_url: str, s3: S3Config | None = None) -> tuple[pd.DataFram
     except ResultsError as exc:
         if not storage.exists(storage.join(sweep_url, results.TRIALS), s3):
             raise
-        log.warning("%s", exc)
         return results.empty_trials(), str(exc)
 
 
@@ -472,6 +472,8 @@ def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
     """Redraw pareto.html and pareto.png from trials.parquet and pareto.json as they are; return the three URLs."""
     _check_has_trials(sweep_url, s3)
     trials, note = load_trials(sweep_url, s3)
+    if note is not None:
+        log.warning("%s", note)
     summary = results.read_pareto(sweep_url, s3)
     if summary is None:
         raise UsageError(f"{sweep_url}: no {results.PARETO} next to {results.TRIALS}; run `avdis report {sweep_url}`")
