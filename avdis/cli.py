@@ -102,6 +102,13 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         if summary["splits"][name] == 0:
             print(f"avdis preprocess: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
                   f"every split), so training will have no {lacks}", file=sys.stderr)
+    speakers, folds = summary["speakers"], cfg.data.split.folds
+    if speakers < 2 * folds:  # said now, not when a speaker_disjoint run or sweep is refused on these shards
+        held_out = "no folds (fewer speakers than folds)" if speakers < folds else "a test or validation fold of 1 speaker"
+        fix = (f"preprocess with data.split.folds <= {speakers // 2} for it" if speakers // 2 >= C.MIN_FOLDS else
+               f"it needs {2 * C.MIN_FOLDS} speakers or more")
+        print(f"avdis preprocess: warning: {speakers} speakers in data.split.folds={folds} give {held_out}, which "
+              f"data.split.scheme=speaker_disjoint cannot use; {fix} (within_speaker is unaffected)", file=sys.stderr)
     return 0
 
 

@@ -120,6 +120,9 @@ Location = Annotated[str, AfterValidator(location)]
 LocalFolder = Annotated[str, AfterValidator(lambda v: location(v, local_only=True))]
 
 
+MIN_FOLDS = 3  # speaker_disjoint: a test fold, a validation fold and training speakers
+
+
 class ConfigError(UsageError):
     """A config that cannot be used; the message says where and how to fix it."""
 
@@ -196,7 +199,7 @@ class SplitConfig(_Section):
 
     scheme: Literal["within_speaker", "speaker_disjoint"] = "within_speaker"
     fold: int = Field(0, ge=0)
-    folds: int = Field(4, ge=3, le=50)
+    folds: int = Field(4, ge=MIN_FOLDS, le=50)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.25, gt=0.0, lt=0.5)
     seed: Seed = 0

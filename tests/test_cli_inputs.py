@@ -217,6 +217,7 @@ def test_a_corpus_too_small_for_a_val_split_is_named_and_trains_with_strict_json
     captured = capsys.readouterr()
     assert strict_json(captured.out)["splits"] == {"train": 3, "val": 0, "test": 3}
     assert "warning: the val split is empty (a speaker needs 3 clips or more" in captured.err
+    assert "warning: 3 speakers in data.split.folds=4 give no folds" in captured.err and "needs 6 speakers" in captured.err  # said before a run is refused
     root = Path(__file__).resolve().parents[1]
     assert main(["train", "--config", str(root / "jobs" / "configs" / "smoke.yaml"), "--strategy", "single",
                  "--storage", str(tmp_path / "runs"), f"data.shards={out}", "train.epochs=1", "train.workers=1",

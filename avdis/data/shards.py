@@ -344,7 +344,8 @@ def build_shards(
     reason = reason or _stale_reason(data, meta, fingerprint, sources, s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
-                "shards": len(meta["shards"]), "splits": split_counts(table.column("split").to_pylist())}
+                "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
+                "splits": split_counts(table.column("split").to_pylist())}
     if storage.exists(manifest_url, s3):
         _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
     rejects_url = storage.join(data.shards, REJECTS)
@@ -374,7 +375,7 @@ def build_shards(
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
-            "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
+            "speakers": len(labels.speakers), "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
 
 def split_counts(within: list[str]) -> dict[str, int]:
