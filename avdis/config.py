@@ -90,6 +90,7 @@ def folder_name(field: str, name: str, parent: str) -> str:
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")  # s3:/b and S3://b too; a relative path `exp:1/out` is a path
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_GLOB = "[]*?"  # fsspec's glob characters
 
 
 def location(value: str, local_only: bool = False) -> str:
@@ -107,6 +108,10 @@ def location(value: str, local_only: bool = False) -> str:
                              "give s3://bucket/prefix")
         if "" in prefix:  # s3fs reads "a//b" as "a/b" when listing but not when writing: the work was lost at the end
             raise ValueError("holds an empty folder name ('//'); write s3://bucket/a/b")
+        if pattern := sorted(set("".join(prefix)) & set(_GLOB)):  # s3fs deletes by pattern: a run's pruning
+            raise ValueError(f"holds {' '.join(pattern)}, which s3fs reads as a pattern when it deletes (a run "
+                             "under s3://b/exp[1] pruned another run's checkpoints under s3://b/exp1); name the "
+                             "prefix without [ ] * ?")
         return "/".join([f"s3://{bucket}", *prefix])  # one spelling: a trailing '/' named another run
     kinds = "a local folder (copy the corpus out of object storage first)" if local_only else \
         "a local path or s3://bucket/prefix (the storage avdis reads and writes; schemes are lowercase)"

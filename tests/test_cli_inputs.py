@@ -444,6 +444,10 @@ def test_synth_writes_local_folders_only_and_storage_urls_have_one_spelling(tmp_
     assert C.load(None, ["data.shards=s3://bkt/x/"]).data.shards == "s3://bkt/x"
     with pytest.raises(C.ConfigError, match=r"holds an empty folder name \('//'\)"):  # every write lost at the end
         C.load(None, ["data.shards=s3://bkt//x"])
+    for prefix in ("exp[1]", "run*", "a?b"):  # deleted by pattern: a prune under exp[1] removed exp1's checkpoints
+        with pytest.raises(C.ConfigError, match=r"s3fs reads as a pattern when it deletes"):
+            C.load(None, [f"train.storage=s3://bkt/{prefix}/runs"])
+    assert C.load(None, [f"train.storage={tmp_path}/exp[1]"]).train.storage == f"{tmp_path}/exp[1]"  # local: no glob
     assert C.load(None, [f"data.shards={tmp_path}/a/../b"]).data.shards == str(tmp_path / "b")
     with pytest.raises(C.ConfigError, match="data.src: ~nosuchuser-avdis/x: .*give the folder's full path"):
         C.load(None, ["data.src=~nosuchuser-avdis/x"])
