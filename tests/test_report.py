@@ -667,6 +667,8 @@ def test_a_pareto_json_without_numbers_still_renders(tmp_path: Path) -> None:
     summary = {**results.summarize(trials, "demo"), "hypervolume": None, "reference": None}
     page = plots.render_html(trials, summary)
     assert '<b id="hypervolume">-</b>' in page and "emotion_acc = chance -" in page
+    seed_means = {**summary, "front_basis": "seed_mean", "spread": None}  # read_pareto lets it through
+    assert "seed means ()" in plots.render_html(trials, seed_means)
 
 
 def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Path, capsys) -> None:

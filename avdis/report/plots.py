@@ -422,7 +422,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     last = last_result(trials)
     last_shown = f" (last result {utc(last)})" if last is not None else ""
     n_front = len(summary.get("front") or [])
-    front_note = (f"front: {n_front} configurations, seed means ({html.escape(summary.get('spread', ''))})"
+    front_note = (f"front: {n_front} configurations, seed means ({html.escape(summary.get('spread') or '')})"
                   if from_seed_means(summary) else f"front: {n_front} trials")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>avdis · {sweep} · Pareto front</title>
