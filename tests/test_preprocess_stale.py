@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from avdis import storage
-from avdis.config import Config, DataConfig, FeatureConfig, S3Config, SynthConfig
+from avdis.config import Config, DataConfig, FeatureConfig, S3Config, SplitConfig, SynthConfig
 from avdis.data import prepare, shards
 from avdis.data.corpora import scan
 from avdis.errors import UsageError
@@ -260,3 +260,17 @@ def test_a_rebuild_names_the_settings_that_changed(corpus, tmp_path):
     assert shards.build_shards(data_cfg(corpus, out, shard_size=4), S3)["rebuilt_because"] == (
         "changed since the shards were made: data.features.n_mels 8 -> 16")
     assert shards.build_shards(data_cfg(corpus, out, shard_size=4), S3)["up_to_date"] is True
+
+
+def test_the_fold_and_scheme_training_chooses_do_not_rebuild_the_shards(corpus, tmp_path):
+    """The manifest holds both schemes and every fold; a cross-validation job that preprocesses with its own fold's
+    config re-decoded the whole corpus each time (hours for CREMA-D), deleting the manifest other folds' jobs read."""
+    out = tmp_path / "out"
+    made = shards.build_shards(data_cfg(corpus, out), S3)
+    assert made["up_to_date"] is False
+    for update in ({"scheme": "speaker_disjoint", "fold": 1}, {"fold": 2}):
+        data = data_cfg(corpus, out).model_copy(update={"split": SplitConfig(**update)})
+        assert shards.build_shards(data, S3)["up_to_date"] is True, update
+    seeded = data_cfg(corpus, out).model_copy(update={"split": SplitConfig(scheme="speaker_disjoint", seed=7)})
+    assert shards.build_shards(seeded, S3)["rebuilt_because"] == (  # a setting the shards hold still rebuilds them
+        "changed since the shards were made: data.split.seed 0 -> 7")

@@ -39,7 +39,7 @@ import pyarrow as pa
 import webdataset as wds
 
 from avdis import storage
-from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config
+from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
 from avdis.data.corpora import ClipRecord, Reject, scan
 from avdis.errors import AvdisError, UsageError
@@ -182,10 +182,23 @@ def _file_stamp(path: str) -> str:
 DECODING = 3
 
 
+# The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
+# when training.
+SPLIT_MADE_WITH = tuple(k.removeprefix("data.split.") for k in MADE_WITH_SHARDS if k.startswith("data.split."))
+
+
+def _made_split(split: SplitConfig) -> dict[str, Any]:
+    """`split` with the settings training chooses at their defaults: a preprocess config naming another fold or
+    scheme (one per cross-validation job) made the same shards, and rebuilt them all. Defaults, not left out, so
+    the shards made before this with the default scheme and fold keep their fingerprint."""
+    chosen_later = {k: f.default for k, f in SplitConfig.model_fields.items() if k not in SPLIT_MADE_WITH}
+    return split.model_copy(update=chosen_later).model_dump()
+
+
 def _fingerprint(sources: bytes, data: DataConfig) -> str:
     """What determines the output: the corpus (`_source_lines`), features, splits, shard size, and the decoding."""
     h = hashlib.sha256()
-    h.update(json.dumps([data.features.model_dump(), data.split.model_dump(), data.shard_size, data.corpus,
+    h.update(json.dumps([data.features.model_dump(), _made_split(data.split), data.shard_size, data.corpus,
                          DECODING]).encode())
     h.update(sources)
     return h.hexdigest()
@@ -205,7 +218,7 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject]) -> bytes:
 def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding: Any) -> dict[str, Any]:
     return {"data.corpus": corpus, "data.shard_size": shard_size, "decoding": decoding,
             **{f"data.features.{k}": v for k, v in (features or {}).items()},
-            **{f"data.split.{k}": v for k, v in (split or {}).items()}}
+            **{f"data.split.{k}": v for k, v in (split or {}).items() if k in SPLIT_MADE_WITH}}
 
 
 def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
@@ -272,11 +285,6 @@ def _remove_unlisted(url: str, listed: list[dict[str, Any]], s3: S3Config) -> No
     keep = {s["name"] for s in listed}
     for name in sorted(_shard_files(url, s3).keys() - keep):
         _remove(storage.join(url, SHARD_DIR, name), s3)
-
-
-# The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
-# when training.
-SPLIT_MADE_WITH = tuple(k.removeprefix("data.split.") for k in MADE_WITH_SHARDS if k.startswith("data.split."))
 
 
 def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
