@@ -245,6 +245,26 @@ def test_a_short_clips_modulation_spectrum_is_windowed_over_its_own_frames(valid
         torch.testing.assert_close(share, spec / (spec.sum() + 1e-4), atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("contours", [False, True])
+@pytest.mark.parametrize("valid", [61, 58])  # a multiple of the stem's stride 4, and not
+def test_the_audio_encoder_reads_no_frame_its_mask_drops(contours, valid):
+    """The strided conv stem ran over the padding (log-mel 0, 1.75 once scaled): a clip's embedding changed with
+    frames its mask drops (by 0.57 where it is 0.76 in size), and every short clip carried a loud edge where it
+    ended. Padding of zeros, of silence or of noise now gives one embedding."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(modality="audio", emb_dim=8, dropout=0.0, contours=contours), FEAT, 4, 5).eval()
+    frames = FEAT.audio_frames
+    mask = (torch.arange(frames) < valid)[None]
+    mel = torch.randn(1, frames, FEAT.n_mels) * 2 - 6
+    pads = [mel.clone() for _ in range(3)]
+    pads[0][:, valid:], pads[1][:, valid:] = 0.0, -13.8  # what collation writes, and silence
+    pads[2][:, valid:] = torch.randn(1, frames - valid, FEAT.n_mels) * 3
+    with torch.no_grad():
+        outs = [model.audio(p, mask) for p in pads]
+    for other in outs[1:]:
+        torch.testing.assert_close(other, outs[0], atol=1e-6, rtol=0)
+
+
 def test_the_audio_encoder_runs_in_bf16_weights_with_float32_contours():
     """DeepSpeed's bf16 engine (train.precision auto on a GPU, or bf16) casts the weights, so the contours got bf16
     frames: torch.fft.rfft raised "Unsupported dtype BFloat16" at the first batch, and bf16 counted the frames of a

@@ -115,7 +115,13 @@ class AudioEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         scaled = (mel + 7.0) / 4.0  # fixed scale: loudness is a real cue
-        h = self.stem(scaled.to(self.stem[0].weight.dtype).transpose(1, 2)).transpose(1, 2)
+        # Padding is zeroed before each strided conv, as the conv's own padding is at the clip's end: the frames next
+        # to it read the padding (1.75 once scaled, then GELU(bias)), so a clip's embedding depended on frames its
+        # mask drops and every short clip carried a loud edge where it ended, a cue to its length.
+        x = (scaled * mask[..., None]).to(self.stem[0].weight.dtype).transpose(1, 2)
+        x = self.stem[1](self.stem[0](x))
+        x = x * mask[:, ::2][:, None, : x.shape[2]].to(x.dtype)
+        h = self.stem[3](self.stem[2](x)).transpose(1, 2)
         out = self.temporal(h, mask[:, ::4][:, : h.shape[1]])
         # the contours from the float32 frames: rounded to bf16 weights' dtype, they moved by up to 1/128 of their level
         return out if self.contours is None else out + self.contours(scaled, mask)
