@@ -61,6 +61,56 @@ def test_golden_losses(name):
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(GOLDEN[name]), rtol=1e-4, atol=1e-4)
 
 
+def test_the_adversary_takes_its_steps_once_per_encoder_step_under_grad_accum():
+    """It took `method.adversary.steps` steps on every micro-batch, so grad_accum 4 (a memory setting, meant as a
+    4x batch) made it 4 times as strong. Now an encoder step of 2 micro-batches of 4 clips trains it exactly as one
+    batch of those 8 clips does."""
+    def adversary_after(accum: int, batches: list[dict]) -> tuple[Stepper, int]:
+        cfg = Config(model=ModelConfig(emb_dim=8, dropout=0.0), method=MethodConfig(name="adversarial", weight=1.0),
+                     train=TrainConfig(lr=0.01, epochs=1, grad_accum=accum))
+        torch.manual_seed(0)
+        stepper = Stepper(build_engine(build_model(cfg.model, FEAT, 4, 3), cfg.train, False), REGISTRY["adversarial"],
+                          cfg, 3, torch.full((4, 3), 1 / 3))
+        logged = [stepper.train_step(b, 0.0) for b in batches]
+        assert ["adversary" in log for log in logged] == [False] * (accum - 1) + [True]  # once per encoder step
+        return stepper, int(next(iter(stepper.adv_opt.state.values()))["step"])
+
+    whole = fixed_batch(0)
+    halves = [{k: v[:4] for k, v in whole.items()}, {k: v[4:] for k, v in whole.items()}]
+    one, steps_one = adversary_after(1, [whole])
+    two, steps_two = adversary_after(2, halves)
+    assert steps_one == steps_two == one.cfg.method.adversary.steps  # was 2x the steps under grad_accum 2
+    for a, b in zip(one.adversary.parameters(), two.adversary.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+EPOCH_LOSSES = """
+import json, sys
+import torch.distributed as dist
+from avdis.train.loop import _epoch_losses
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method=sys.argv[2], rank=rank, world_size=2)
+logs = [[{"loss": 1.4, "adversary": 0.5}, {"loss": 1.4}, {"loss": 0.0}],  # rank 0: a padding step last
+        [{"loss": 2.0, "adversary": 0.8}, {"loss": 2.0}, {"loss": 2.0}]][rank]
+rows = [[2, 2, 0], [2, 2, 1]][rank]
+print(json.dumps(_epoch_losses(logs, rows, ("loss", "adversary", "speaker"))))
+dist.destroy_process_group()
+"""
+
+
+def test_an_epochs_loss_is_over_every_ranks_clips_without_padding_steps(tmp_path):
+    """The epoch's loss was the mean of rank 0's steps: a padding step (no clips, loss 0) pulled it down, and the
+    other ranks' clips were not in it. Here rank 0 logged 1.4 on 4 clips and a padding step, rank 1 2.0 on 5."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ranks = [subprocess.Popen([sys.executable, "-c", EPOCH_LOSSES, str(r), f"file://{tmp_path}/store"], env=env,
+                              stdout=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in ranks]
+    assert [p.returncode for p in ranks] == [0, 0]
+    expected = {"loss": (1.4 * 4 + 2.0 * 5) / 9, "adversary": (0.5 * 2 + 0.8 * 2) / 4}  # no step logged "speaker"
+    for out in outs:  # every rank alike
+        assert out.keys() == expected.keys() and all(out[k] == pytest.approx(v) for k, v in expected.items()), out
+
+
 def single(tiny_shards: str, storage: Path, *overrides: str) -> C.Config:
     return C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
         f"data.shards={tiny_shards}", f"train.storage={storage}", "train.strategy=single", "train.zero_stage=0",

@@ -73,6 +73,10 @@ class Engine:
     def backward(self, loss: torch.Tensor) -> None:
         (loss / self.cfg.grad_accum).backward()
 
+    def at_boundary(self) -> bool:
+        """Whether the coming `step` ends an accumulation window (applies the update)."""
+        return (self._micro + 1) % self.cfg.grad_accum == 0
+
     def step(self) -> bool:
         """Apply the update at an accumulation boundary; True when it did."""
         self._micro += 1
@@ -112,8 +116,7 @@ class DDPEngine(Engine):
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
     def backward(self, loss: torch.Tensor) -> None:
-        boundary = (self._micro + 1) % self.cfg.grad_accum == 0
-        if boundary:
+        if self.at_boundary():
             super().backward(loss)
         else:
             with self.model.no_sync():

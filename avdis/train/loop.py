@@ -146,6 +146,24 @@ def _all_ranks(stats: SkipStats) -> SkipStats:
     return stats
 
 
+def _epoch_losses(logs: list[dict[str, float]], rows: list[int], keys: tuple[str, ...]) -> dict[str, float]:
+    """Each logged loss's mean over the epoch's clips on every rank, a step weighed by its valid clips: as a mean of
+    rank 0's steps, the padding steps of a rank dealt fewer clips (losses of 0) pulled it down, and the other ranks'
+    clips were not in it. A loss no step logged is left out (the adversary logs one per encoder step)."""
+    sums = torch.zeros(2, len(keys), dtype=torch.float64)
+    for step, n in zip(logs, rows):
+        for j, key in enumerate(keys):
+            if key in step:
+                sums[0, j] += step[key] * n
+                sums[1, j] += n
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        sums = sums.to(device)
+        dist.all_reduce(sums)
+        sums = sums.cpu()
+    return {key: float(total / n) for key, total, n in zip(keys, *sums.tolist()) if n}
+
+
 def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
     missing = [m for m in MODALITY_INPUTS[cfg.model.modality] if m not in info.modalities]
     if missing:
@@ -259,6 +277,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         t0 = time.perf_counter()
         wait = 0.0
         logs: list[dict[str, float]] = []
+        rows: list[int] = []  # each step's valid clips
         batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
                                 seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
         steps = EpochPlan.make(info, "train", world, epoch, cfg.train.seed, cfg.train.batch_size).steps or 1
@@ -271,6 +290,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                 break
             _maybe_fail(epoch * steps + i, rank, world)
             logs.append(stepper.train_step(batch, epoch + i / steps))
+            rows.append(int(batch["valid"].sum()))
             _check_step(logs[-1], batch, epoch, i, steps)
             i += 1
         train_s = time.perf_counter() - t0
@@ -279,6 +299,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False,
                                           stats=seen))
         stats, seen = _all_ranks(stats), _all_ranks(seen)
+        losses = _epoch_losses(logs, rows, ("loss", "emotion", "speaker", cfg.method.name, "adversary"))
         check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
         check_skip_rate(seen, cfg.data, "all")
         _check_embeddings(emb, epoch)
@@ -290,7 +311,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         metrics.update({
             "epoch": epoch + 1, "steps": i, "train_s": train_s, "epoch_s": time.perf_counter() - t0,
             "samples_per_s": train_clips / max(train_s, 1e-9),
-            "data_wait_frac": wait / max(train_s, 1e-9), "loss": float(np.mean([l["loss"] for l in logs])) if logs else float("nan"),
+            "data_wait_frac": wait / max(train_s, 1e-9), "loss": losses.get("loss", float("nan")),
             "skipped_samples": stats.skipped_samples, "skipped_shards": stats.bad_shards,
             "eval_skipped_samples": seen.skipped_samples,  # clips missing from the metrics and the probe
             "manifest_hash": info.manifest_hash, "params": n_params, "world_size": world,
@@ -299,9 +320,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         # counts once, as the sweep's record of a trial's work should
         metrics["train_s_sum"] = train_s + sum(h["train_s"] for h in history)
         metrics["epoch_s_sum"] = metrics["epoch_s"] + sum(h["epoch_s"] for h in history)
-        for key in ("emotion", "speaker", cfg.method.name, "adversary"):
-            if logs and key in logs[0]:
-                metrics[f"loss_{key}"] = float(np.mean([l[key] for l in logs]))
+        metrics.update({f"loss_{key}": value for key, value in losses.items() if key != "loss"})
         history.append(metrics)
         if rank == 0:
             print(_epoch_line(metrics, cfg.train.epochs), flush=True)

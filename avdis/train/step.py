@@ -2,8 +2,12 @@
 
 The adversary of `adversarial`/`confusion` lives outside the engine (ZeRO never shards
 it): it has its own AdamW, takes `method.adversary.steps` steps on detached z_emo before
-each encoder step, and its gradients are averaged across ranks by hand. In the encoder
-step it is called with detached parameters, so only the encoder learns from that term.
+each encoder step, and its gradients are averaged across ranks by hand. Under
+`train.grad_accum` an encoder step spans several micro-batches: the adversary takes its
+steps once per encoder step, on the z_emo of all of them, before the last one's loss (on
+every micro-batch it took `steps` steps of its own, so grad_accum 4 made it 4 times as
+strong). In the encoder step it is called with detached parameters, so only the encoder
+learns from that term.
 With `method.conditional` it reads the emotion label too and the confusion target is
 p(speaker | emotion) of the train split (`train_prior`).
 """
@@ -76,12 +80,15 @@ class Stepper:
             self.adversary = Adversary(cfg.model.emb_dim, cfg.method.adversary.hidden, n_speakers,
                                        n_emotions).to(engine.device)
             self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
+        self.window: list[tuple[torch.Tensor, ...]] = []  # this encoder step's (z_emo, emotion, speaker, valid)
 
-    def _train_adversary(self, z: torch.Tensor, batch: dict[str, Any]) -> float:
+    def _train_adversary(self) -> float:
+        z, emotion, speaker, valid = (torch.cat(part) for part in zip(*self.window))
+        self.window.clear()
         loss = torch.zeros(())
         for _ in range(self.cfg.method.adversary.steps):
             self.adv_opt.zero_grad(set_to_none=True)
-            loss = masked_ce(self.adversary(z, batch["emotion"]), batch["speaker"], batch["valid"])
+            loss = masked_ce(self.adversary(z, emotion), speaker, valid)
             loss.backward()
             _average_grads(self.adversary)
             self.adv_opt.step()
@@ -93,7 +100,9 @@ class Stepper:
         logs: dict[str, float] = {}
         critic = None
         if self.adversary is not None:
-            logs["adversary"] = self._train_adversary(out["z_emo"].detach().float(), batch)
+            self.window.append((out["z_emo"].detach().float(), batch["emotion"], batch["speaker"], batch["valid"]))
+            if self.engine.at_boundary():
+                logs["adversary"] = self._train_adversary()
             params = {n: p.detach() for n, p in self.adversary.named_parameters()}
             frozen = lambda z, emotion: functional_call(self.adversary, params, (z.float(), emotion))  # noqa: E731
             critic = Critic(frozen, self.target)
