@@ -147,6 +147,30 @@ def test_symlinked_folders_are_entered_once_and_a_broken_link_is_a_reject(tmp_pa
         ("01-01-04-01-01-01-01.mp4", f"symbolic link to {str(tmp_path / 'gone.mp4')!r}, which does not exist")]
 
 
+def test_a_link_into_the_tree_does_not_hide_the_folder_it_names(tmp_path):
+    """os.walk is top-down: a shortcut `wav -> raw/AudioWAV` was met before the folder, which was then skipped as
+    seen, and its files read as `wav/...`, not CREMA-D's AudioWAV/: a complete corpus became all rejects."""
+    root = tmp_path / "CREMA-D"
+    for stem in ("1001_DFA_ANG_XX", "1002_IEO_HAP_HI"):
+        touch(root / "raw" / "VideoFlash" / f"{stem}.flv")
+        touch(root / "raw" / "AudioWAV" / f"{stem}.wav")
+    (root / "wav").symlink_to("raw/AudioWAV")
+    records, rejects = corpora.scan("cremad", root)
+    assert [(r.clip_id, r.audio_path) for r in records] == [
+        (f"cremad-{stem}", str(root / "raw" / "AudioWAV" / f"{stem}.wav"))
+        for stem in ("1001_DFA_ANG_XX", "1002_IEO_HAP_HI")]
+    assert rejects == []
+    # a folder the walk does not enter (a hidden one) is still read through a link to it, under the link's name
+    shutil.rmtree(root / "raw" / "AudioWAV")
+    (root / "wav").unlink()
+    touch(root / ".store" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    (root / "raw" / "AudioWAV").symlink_to(root / ".store" / "AudioWAV")
+    records, rejects = corpora.scan("cremad", root)
+    assert [r.audio_path for r in records] == [str(root / "raw" / "AudioWAV" / "1001_DFA_ANG_XX.wav")]
+    assert [(Path(r.source_path).name, r.reason) for r in rejects] == [
+        ("1002_IEO_HAP_HI.flv", "no AudioWAV/1002_IEO_HAP_HI.wav to pair with")]
+
+
 def test_a_preprocess_output_inside_the_source_is_not_scanned(tmp_path):
     touch(tmp_path / "Actor_01" / "01-01-03-01-01-01-01.mp4")
     touch(tmp_path / "shards" / "manifest.parquet")

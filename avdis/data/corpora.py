@@ -16,8 +16,9 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     Video and audio are paired by stem.
 synthetic (`avdis.data.synth`): labels from the corpus's `ground_truth.csv`.
 
-Files are found through symlinked folders (each real folder once), hidden names and the
-output folder skipped; a link whose target is missing is a reject, not a silent gap.
+Files are found through symlinked folders (each real folder once, under its own name where
+the source tree holds it), hidden names and the output folder skipped; a link whose target is
+missing is a reject, not a silent gap.
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ _MEDIA = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg
 def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
     """Every file under `src` (sorted) and the rejects of the walk (folders it cannot list, broken links, devices:
     none is left out in silence, as `os.walk` would by itself). Symlinked folders are
-    entered once per real folder, under its own name where the tree holds it (else under the link's), so a link loop
-    ends and a folder linked twice is not counted twice; hidden names and the folder `skip` (a preprocess output
-    inside the source) are left out."""
-    seen = {os.path.realpath(src)} | ({os.path.realpath(skip)} if skip else set())
+    entered once per real folder, under its own name where the tree holds it (a link into the tree is not followed;
+    one to elsewhere is, under the link's name), so a link loop ends and a folder linked twice is not counted twice;
+    hidden names and the folder `skip` (a preprocess output inside the source) are left out."""
+    top = os.path.realpath(src)
+    seen = {top} | ({os.path.realpath(skip)} if skip else set())
     files: list[Path] = []
     rejects: list[Reject] = []
     def unlisted(exc: OSError) -> None:
@@ -94,14 +96,15 @@ def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject
     for root, dirs, names in os.walk(src, followlinks=True, onerror=unlisted):
         kept = []
         for name in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root, d)), d)):  # a folder before a link
-            real = os.path.realpath(os.path.join(root, name))
-            if name.startswith(".") or real in seen:
+            path = os.path.join(root, name)
+            real = os.path.realpath(path)
+            if name.startswith(".") or real in seen or (os.path.islink(path) and _walked(real, top)):
                 continue
             seen.add(real)
             if _readable(name):
                 kept.append(name)
             else:
-                rejects.append(Reject(_shown(os.path.join(root, name)), f"{_NOT_UTF8}; its files are not read"))
+                rejects.append(Reject(_shown(path), f"{_NOT_UTF8}; its files are not read"))
         dirs[:] = kept
         for name in names:
             path = Path(root) / name
@@ -123,6 +126,15 @@ def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject
             else:
                 rejects.append(Reject(str(path), "not a regular file"))
     return sorted(files), rejects
+
+
+def _walked(real: str, top: str) -> bool:
+    """Whether the walk of the real folder `top` reaches the real folder `real` under its own name: a link to it is
+    then not followed, as os.walk, being top-down, may meet a link before the folder (CREMA-D's `wav -> raw/AudioWAV`
+    read as `wav/` would make every file a reject). A folder in a hidden one is not walked: a link is its only way in."""
+    if os.path.commonpath([real, top]) != top:
+        return False
+    return not any(part.startswith(".") for part in Path(os.path.relpath(real, top)).parts)
 
 
 _NOT_UTF8 = "name is not UTF-8 text (as unzip leaves a Windows archive's names); rename it"
