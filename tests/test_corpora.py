@@ -230,8 +230,27 @@ def test_one_file_by_two_spellings_is_one_clip(tmp_path):
                                                "sub/../a.mp4,a_again,s1,happy\n")
     records, rejects = corpora.scan("synthetic", tmp_path)
     assert [r.clip_id for r in records] == ["a"]
-    assert [(r.source_path, r.reason) for r in rejects] == [
-        (str(tmp_path / "a.mp4"), "ground_truth.csv row 3: file already listed on row 2")]
+    assert [(r.source_path, r.reason) for r in rejects] == [  # named as row 3 spells it
+        (str(tmp_path / "sub" / ".." / "a.mp4"), "ground_truth.csv row 3: file already listed on row 2")]
+
+
+def test_one_file_through_a_linked_folder_or_a_source_with_dots_is_one_clip(tmp_path):
+    """normpath was the file's identity: a file listed through a linked folder and by its real path was two clips (a
+    train/test leak), one listed only through the link a false "not listed" reject, and with `--src other/../corpus`
+    every media file was both a clip and a reject."""
+    root = tmp_path / "corpus"
+    touch(root / "real" / "a.mp4")
+    touch(root / "real" / "b.mp4")
+    (root / "link").symlink_to("real")  # a folder linked in from shared storage, say
+    (root / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\nlink/a.mp4,a,s1,happy\n"
+                                           "real/b.mp4,b,s1,sad\nlink/b.mp4,b_again,s1,sad\n")
+    (tmp_path / "other").mkdir()
+    for src in (root, tmp_path / "other" / ".." / "corpus"):
+        records, rejects = corpora.scan("synthetic", src)
+        assert [(r.clip_id, r.source_path) for r in records] == [("a", str(src / "link" / "a.mp4")),
+                                                                 ("b", str(src / "real" / "b.mp4"))]
+        assert [(r.source_path, r.reason) for r in rejects] == [
+            (str(src / "link" / "b.mp4"), "ground_truth.csv row 4: file already listed on row 3")]
 
 
 def test_a_wrong_source_leaves_a_built_output_as_it_was(ravdess, tmp_path):

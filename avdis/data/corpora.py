@@ -263,8 +263,8 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
         raise CorpusError(f"{truth}: missing; generate the corpus with `avdis synth --out {src}`")
     records, rejects = [], []
     rows_of: dict[str, int] = {}  # clip_id -> its row
-    files_of: dict[Path, int] = {}  # file -> its row
-    listed: set[Path] = set()
+    files_of: dict[str, int] = {}  # file (its real path) -> its row
+    listed: set[str] = set()  # real paths
     try:
         with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" has a BOM
             reader = csv.DictReader(fh)
@@ -276,30 +276,33 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
     if missing:
         raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
     for line, row in enumerate(rows, start=2):
-        # one spelling per file (`sub/../a.mp4` is `a.mp4`): two would put one recording in train and in test
-        path = Path(os.path.normpath(src / (row["file"] or "")))
-        listed.add(path)
+        # a file is its real path, whatever the spelling (`sub/../a.mp4`, a linked folder, a `--src` with `..`): one
+        # recording under two would be two clips, one in train and one in test (normpath is no identity: `link/..`
+        # is not the folder holding `link`); shown and read as the row spells it
+        path = src / (row["file"] or "")
+        real = os.path.realpath(path)
+        listed.add(real)
         empty = [c for c in _TRUTH_COLUMNS if not row[c]]
         if empty:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
         elif row["clip_id"] in rows_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
                                              f"on row {rows_of[row['clip_id']]}"))
-        elif path in files_of:
-            rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[path]}"))
+        elif real in files_of:
+            rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[real]}"))
         elif row["emotion"] not in EMOTIONS:
             rejects.append(Reject(str(path), f"emotion {row['emotion']!r} is not one of {list(EMOTIONS)}"))
         elif not _is_file(path):
             rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing"))
         else:
-            rows_of[row["clip_id"]], files_of[path] = line, line
+            rows_of[row["clip_id"]], files_of[real] = line, line
             records.append(ClipRecord(
                 clip_id=row["clip_id"], corpus="synthetic", speaker=row["speaker"], emotion=row["emotion"],
                 source_path=str(path), audio_path=str(path), video_path=str(path),
                 meta={"intensity": row["intensity"]} if row.get("intensity") else {},
             ))
     rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
-                   for p in files if p.suffix.lower() in _MEDIA and p not in listed)
+                   for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
     return records, rejects
 
 
