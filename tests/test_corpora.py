@@ -214,6 +214,22 @@ def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
         corpora.scan("synthetic", tmp_path)
 
 
+def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
+    """`spk1 ` (a space a spreadsheet cell does not show) was a second speaker, which speaker_disjoint could put in
+    another fold than `spk1`: one voice in train and in test."""
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        touch(tmp_path / "clips" / name)
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion,intensity\nclips/a.mp4,a,spk1,happy,\n"
+                                               " clips/b.mp4 , b ,spk1 , sad, high \nclips/c.mp4,c,\" spk1\",angry,\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion, r.source_path, r.meta) for r in records] == [
+        ("a", "spk1", "happy", str(tmp_path / "clips" / "a.mp4"), {}),
+        ("b", "spk1", "sad", str(tmp_path / "clips" / "b.mp4"), {"intensity": "high"}),
+        ("c", "spk1", "angry", str(tmp_path / "clips" / "c.mp4"), {})]
+    assert rejects == []
+    assert shards.Labels.of(records).speakers == ["spk1"]
+
+
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])  # a spreadsheet's plain "CSV", its "Unicode Text"
 def test_a_ground_truth_csv_in_another_encoding_is_named(tmp_path, encoding):
     touch(tmp_path / "a.mp4")

@@ -275,11 +275,14 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
     missing = [c for c in _TRUTH_COLUMNS if c not in header]
     if missing:
         raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
-    for line, row in enumerate(rows, start=2):
+    for line, cells in enumerate(rows, start=2):
+        # without the spaces around them, which a spreadsheet's cell does not show: `spk1 ` would be a second speaker,
+        # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
+        row = {c: (cells.get(c) or "").strip() for c in (*_TRUTH_COLUMNS, "intensity")}
         # a file is its real path, whatever the spelling (`sub/../a.mp4`, a linked folder, a `--src` with `..`): one
         # recording under two would be two clips, one in train and one in test (normpath is no identity: `link/..`
         # is not the folder holding `link`); shown and read as the row spells it
-        path = src / (row["file"] or "")
+        path = src / row["file"]
         real = os.path.realpath(path)
         listed.add(real)
         empty = [c for c in _TRUTH_COLUMNS if not row[c]]
@@ -299,7 +302,7 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
             records.append(ClipRecord(
                 clip_id=row["clip_id"], corpus="synthetic", speaker=row["speaker"], emotion=row["emotion"],
                 source_path=str(path), audio_path=str(path), video_path=str(path),
-                meta={"intensity": row["intensity"]} if row.get("intensity") else {},
+                meta={"intensity": row["intensity"]} if row["intensity"] else {},
             ))
     rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
                    for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
