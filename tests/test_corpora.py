@@ -13,7 +13,8 @@ import pytest
 
 from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards
-from corpus_trees import cremad_tree, ravdess_tree
+from avdis.data.media import write_clip
+from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +117,42 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
     else:
         # the clip's row, naming its audio file as the one at fault
         assert reasons["1002_IWW_FEA_MD.flv"].startswith(f"{files['corrupt_wav']}: cannot open media")
+        assert reasons[files["corrupt_wav"].name].startswith("cannot open media")  # and the file its own
     # every clip is either in the manifest or rejected, never both, never lost
     used, rejected = set(manifest.source_path), set(rejects.source_path)
     assert used.isdisjoint(rejected)
+    # and so is every file: a failed clip's separate audio file (CREMA-D's corrupt wav's) has its own row
+    assert {str(p) for p in root.rglob("*") if p.is_file()} == (
+        set(manifest.audio_path) | set(manifest.video_path) | rejected)
     lost = [r for r in records if r.clip_id not in set(manifest.clip_id)]
     assert all(r.source_path in rejected for r in lost) and len(manifest) + len(lost) == len(records)
     assert set(manifest.columns) >= {"clip_id", "corpus", "speaker", "emotion", "source_path", "shard", "split",
                                      "fold", "audio_shape", "video_shape", "face_detected"}
     assert manifest.clip_id.is_unique
+
+
+def test_every_file_of_a_ravdess_clip_that_no_file_pair_makes_is_a_reject(tmp_path):
+    """A full-AV (01) file and its fallback video-only (02) file both cut short: the 01 and the 02 were rejects, the
+    audio-only (03) file in neither the manifest nor the rejects."""
+    src = tmp_path / "RAVDESS"
+    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
+        frames, audio = clip_media(i)
+        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    frames, audio = clip_media(7)
+    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
+                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    write_clip(av, frames, 12, audio, SR)
+    write_clip(video, frames, 12, None, SR)
+    write_clip(sound, None, 12, audio, SR)
+    for path in (av, video):
+        path.write_bytes(path.read_bytes()[:700])
+    out = tmp_path / "out"
+    shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                   split=SplitConfig(folds=3)), S3Config())
+    rejects = {r["source_path"]: r["reason"] for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert sorted(rejects) == [str(av), str(video), str(sound)]
+    assert rejects[str(video)].startswith("cannot open media")
+    assert rejects[str(sound)] == f"its clip could not be made ({video.name}: {rejects[str(video)]})"
 
 
 def touch(path: Path) -> Path:

@@ -116,10 +116,10 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     try:
         encoded = _encode(rec, feat)
     except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
-        why = (("" if exc.path == rec.source_path else f"{exc.path}: ") + exc.reason if isinstance(exc, MediaError)
-               else f"{type(exc).__name__}: {exc}")
+        at, reason = (exc.path, exc.reason) if isinstance(exc, MediaError) else (None, f"{type(exc).__name__}: {exc}")
+        why = reason if at in (None, rec.source_path) else f"{at}: {reason}"
         if rec.fallback is None:
-            return None, [Reject(rec.source_path, why)]
+            return None, [Reject(rec.source_path, why), *_unused_audio(rec, at, reason, why)]
         video, audio = rec.fallback
         encoded, unused = _encode_any(replace(rec, source_path=video, audio_path=audio, video_path=video,
                                               fallback=None), feat)
@@ -127,6 +127,16 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         return encoded, [Reject(rec.source_path, why + instead), *unused]
     surplus = [Reject(p, f"clip taken from full-AV file {Path(rec.source_path).name}") for p in rec.fallback or ()]
     return encoded, surplus
+
+
+def _unused_audio(rec: ClipRecord, at: str | None, reason: str, why: str) -> list[Reject]:
+    """The reject of a failed clip's separate audio file (CREMA-D's .wav, a RAVDESS 03), else in neither the
+    manifest nor the rejects: its own fault's reason, or the clip's."""
+    if rec.audio_path == rec.source_path:
+        return []
+    if at == rec.audio_path:
+        return [Reject(rec.audio_path, reason)]
+    return [Reject(rec.audio_path, f"its clip could not be made ({Path(rec.source_path).name}: {why})")]
 
 
 def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
