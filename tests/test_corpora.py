@@ -155,6 +155,28 @@ def test_every_file_of_a_ravdess_clip_that_no_file_pair_makes_is_a_reject(tmp_pa
     assert rejects[str(sound)] == f"its clip could not be made ({video.name}: {rejects[str(video)]})"
 
 
+def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):
+    """Rejects were written in the order Ray tasks finished, so rejects.parquet differed from run to run."""
+    src = tmp_path / "corpus"
+    frames, audio = clip_media(0)
+    write_clip(src / "good.mp4", frames, 12, audio, SR)
+    for name in ("b.mp4", "c.mp4", "d.mp4"):
+        touch(src / name)  # empty: a reject at decoding, each in a shard of its own
+    (src / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\ngood.mp4,good,s1,happy\n"
+                                          "b.mp4,b,s1,sad\nc.mp4,c,s1,sad\nd.mp4,d,s1,sad\n")
+
+    def build(out: Path, order) -> bytes:  # the shard tasks run, and finish, in `order`, as Ray's may
+        data = DataConfig(corpus="synthetic", src=str(src), shards=str(out), shard_size=1, split=SplitConfig(folds=3))
+        summary = shards.build_shards(data, S3Config(), run_tasks=lambda ts: (
+            shards.write_shard(t, data.shards, data.features, S3Config()) for t in order(ts)))
+        assert summary["rejects"] == 3
+        return (out / "rejects.parquet").read_bytes()
+
+    assert build(tmp_path / "in_order", list) == build(tmp_path / "reversed", lambda ts: ts[::-1])
+    assert pq.read_table(tmp_path / "reversed" / "rejects.parquet").column("source_path").to_pylist() == [
+        str(src / name) for name in ("b.mp4", "c.mp4", "d.mp4")]
+
+
 def touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")

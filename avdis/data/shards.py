@@ -5,7 +5,7 @@ Output under the URL (local folder or s3://bucket/prefix):
                                  the json: the clip's id, labels and lengths)
     manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes;
                                  schema metadata "avdis" holds label sets, features, shards
-    rejects.parquet              source_path, reason for every file that could not be used
+    rejects.parquet              source_path, reason for every file that could not be used, sorted
 
 Clips are dealt to shards in a seeded shuffled order (shards mix speakers and emotions).
 Each shard is one Ray task (or one step of a local loop): it decodes its clips and
@@ -402,7 +402,8 @@ def split_counts(within: list[str]) -> dict[str, int]:
 
 
 def _rejects_table(rejects: list[Reject]) -> pa.Table:
-    return pa.Table.from_pylist([asdict(r) for r in rejects],
+    """Sorted by file and reason: Ray tasks finish in any order, and identical inputs give identical bytes."""
+    return pa.Table.from_pylist([asdict(r) for r in sorted(rejects, key=lambda r: (r.source_path, r.reason))],
                                 schema=pa.schema([("source_path", pa.string()), ("reason", pa.string())]))
 
 
