@@ -216,6 +216,16 @@ def test_audio_shorter_than_one_analysis_window_is_a_named_reject(tmp_path):
     assert media.extract(short, video, FeatureConfig()).audio_len >= 1
 
 
+def test_a_clip_whose_window_holds_no_sound_is_a_named_reject(tmp_path):
+    """Audio from 5 s under 2 s of video (a mis-muxed file): the window held only the silence put before the track,
+    and went into the shards as log-mel of nothing, while a whole track of digital silence is a reject."""
+    late = write(tmp_path / "late.mp4", flat(24), audio_start=5 * 16000)
+    with pytest.raises(media.MediaError, match=r"no sound in the clip's window \(0.50-1.50 s\)"):
+        media.extract(late, late, FeatureConfig(window_s=1.0))
+    heard_late = write(tmp_path / "later.mp4", flat(24), audio_start=16000)  # from 1 s: half the window hears it
+    assert media.extract(heard_late, heard_late, FeatureConfig(window_s=1.0)).audio_len > 0
+
+
 def test_a_gap_in_the_audio_is_silence_and_what_follows_stays_in_step(tmp_path):
     """Audio packets missing for a second (a lossy capture, a recorder that leaves silence out): the frames after
     the gap were joined on where it began, so everything after it sounded a second early, out of step with the

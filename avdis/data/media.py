@@ -390,6 +390,10 @@ def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig)
     if len(heard_window) < n_fft:  # librosa would only warn, naming no clip, and pad it into features of nothing
         raise MediaError(audio_path, f"audio lasts {len(heard_window) / feat.sample_rate * 1000:.0f} ms, shorter "
                                      f"than one {n_fft / feat.sample_rate * 1000:.0f} ms analysis window: no voice to hear")
+    if not heard_window.any():  # a whole silent track is a reject; so is a window of only the lead put before it
+        raise MediaError(audio_path, f"no sound in the clip's window ({start:.2f}-{start + feat.window_s:.2f} s): "
+                                     "its audio is digital silence there (a track that starts after the video ends, "
+                                     "or muted); trim or remux the clip")
     mel, audio_len = _fit(log_mel(heard_window, feat), feat.audio_frames)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
