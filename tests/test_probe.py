@@ -28,6 +28,13 @@ def test_no_identity_in_the_embedding_means_no_leakage():
     assert r.chance_uniform == pytest.approx(1 / 8)
 
 
+def test_uniform_chance_is_over_the_speakers_the_probe_tells_apart():
+    """Under speaker_disjoint the probe sees one fold's speakers (4 of 16 here), and `speaker_chance` said 1/16."""
+    (ztr, str_, etr), (zte, ste, ete) = data(speakers=4)
+    r = leakage_probe(ztr, str_ + 12, etr, zte, ste + 12, ete, 16, ProbeConfig(epochs=20), seed=0)
+    assert r.chance_uniform == pytest.approx(1 / 4)
+
+
 def test_identity_coded_embedding_leaks_almost_fully():
     (ztr, str_, etr), (zte, ste, ete) = data(identity=3.0)
     r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=0)

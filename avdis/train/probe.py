@@ -122,7 +122,8 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
         val_chance = label_only_speaker_chance(emo_train, spk_train, emo_val, spk_val)
         val_leakage = normalised_leakage(accuracy(pred[len(z_test):], spk_val), val_chance)
     return ProbeResult(
-        probe_acc=acc_mlp, probe_acc_linear=acc_lin, probe_chance=chance, chance_uniform=1.0 / n_speakers,
+        # over the speakers the probe tells apart: under speaker_disjoint a fold's, not every speaker's
+        probe_acc=acc_mlp, probe_acc_linear=acc_lin, probe_chance=chance, chance_uniform=1.0 / len(present),
         leakage=normalised_leakage(acc_mlp, chance), leakage_linear=normalised_leakage(acc_lin, chance),
         val_leakage=val_leakage,
     )
