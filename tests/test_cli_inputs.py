@@ -463,6 +463,20 @@ def test_a_quoted_tilde_path_is_the_home_folder_for_every_command(tmp_path, caps
     refused(capsys, ["report", "~/no sweep"], str(tmp_path / "no sweep"))
 
 
+@pytest.mark.parametrize("left", [synth.UNDER_WAY, '{"speakers": 2, "emo'])
+def test_a_generation_cut_after_its_ground_truth_is_made_again(tmp_path, corpus, left):
+    """Its settings file still the placeholder (refused as made "with other settings", every one named) or cut
+    mid-write (a JSONDecodeError traceback): it is an unfinished corpus, and training makes it again."""
+    from avdis.data import prepare
+
+    cut = tmp_path / "cut"
+    shutil.copytree(corpus, cut)
+    (cut / synth.SETTINGS).write_text(left)
+    spec = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.5, seed=1)
+    prepare.generate_if_missing(C.DataConfig(corpus="synthetic", src=str(cut), shards=str(tmp_path / "s"), synth=spec))
+    assert synth.is_generated(spec, cut)
+
+
 def test_training_never_generates_over_a_corpus_made_with_other_settings(tmp_path, corpus):
     """A corpus made with `avdis synth` and given as data.src was replaced by one with data.synth's defaults (288
     clips for the user's 12), and trained on in its place."""

@@ -9,7 +9,6 @@ these settings, preprocessed into shards at this URL". All three generate throug
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,8 @@ def generate_if_missing(data: DataConfig) -> None:
     if not _generates(data):
         return
     src = Path(data.src)
-    if synth.made_here(src) and (src / GROUND_TRUTH).is_file():
-        made = json.loads((src / synth.SETTINGS).read_text())
+    made = synth.settings_of(src)
+    if made is not None:
         differ = "; ".join(f"data.synth.{k}: {made.get(k)!r} there, {v!r} here"
                            for k, v in data.synth.model_dump().items() if made.get(k) != v)
         raise UsageError(f"{src}: holds a corpus generated with other settings ({differ}); it is not generated over "

@@ -37,6 +37,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -308,7 +309,19 @@ def made_here(out: str | Path) -> bool:
     return (Path(out) / SETTINGS).is_file()
 
 
+def settings_of(out: str | Path) -> dict[str, Any] | None:
+    """The settings of the finished corpus the generator wrote at `out`; None for none, or for one cut short (its
+    settings file still the placeholder, or cut mid-write: written last, it is what makes a corpus whole)."""
+    meta = Path(out) / SETTINGS
+    if not (meta.is_file() and (Path(out) / GROUND_TRUTH).is_file()):
+        return None
+    try:
+        made = json.loads(meta.read_text())
+    except ValueError:
+        return None
+    return made or None
+
+
 def is_generated(cfg: SynthConfig, out: str | Path) -> bool:
     """True when `out` holds a finished corpus made with exactly these settings."""
-    meta = Path(out) / SETTINGS
-    return meta.is_file() and (Path(out) / GROUND_TRUTH).is_file() and json.loads(meta.read_text()) == cfg.model_dump()
+    return settings_of(out) == cfg.model_dump()
