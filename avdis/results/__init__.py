@@ -298,10 +298,15 @@ def _lookup(df: pd.DataFrame, refs: pd.DataFrame, keys: list[str]) -> pd.Series:
     return pd.Series(matched.to_numpy(float), index=df.index)
 
 
+def _keyed(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with their configuration's key: a trial without one (a table of an earlier avdis) is its own."""
+    return df.assign(config_id=df["config_id"].fillna(df["trial_id"]))
+
+
 def _finished(df: pd.DataFrame) -> pd.DataFrame:
-    """Completed or early-stopped trials with both objectives, configurations keyed (a trial alone without one)."""
+    """Completed or early-stopped trials with both objectives, configurations keyed."""
     done = df[df["order"].notna()].dropna(subset=OBJECTIVES).sort_values("order", kind="stable")
-    return done.assign(config_id=done["config_id"].fillna(done["trial_id"]), role=done["role"].fillna(SEARCH))
+    return _keyed(done).assign(role=done["role"].fillna(SEARCH))
 
 
 def trained_longest(done: pd.DataFrame) -> pd.Series:
@@ -373,8 +378,7 @@ def confirmations_ended(df: pd.DataFrame) -> set[str]:
     started as any configuration has (a confirmation not started has no row yet). One that waits is off the front:
     a lucky seed of three could push a configuration confirmed at every seed off it, while the sweep runs, or for
     good after an interrupt."""
-    rows = df[df["role"] == CONFIRM]
-    rows = rows.assign(config_id=rows["config_id"].fillna(rows["trial_id"]))
+    rows = _keyed(df[df["role"] == CONFIRM])
     started = rows.groupby("config_id").size()
     running = rows[rows["status"] == "RUNNING"].groupby("config_id").size().reindex(started.index, fill_value=0)
     return set(started.index[(running == 0) & (started == started.max())]) if len(started) else set()
