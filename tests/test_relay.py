@@ -92,3 +92,25 @@ def test_tune_stopping_a_trial_ends_it_and_a_failed_fit_fails_it(ray_local, tmp_
     (failed,) = list(grid)
     assert failed.error is not None and "worker group failed" in str(failed.error)
     assert failed.metrics["epoch"] == 1  # the report before the failure still arrived
+
+
+def failing(config: dict) -> None:
+    raise ValueError("boom in epoch 2")
+
+
+def test_a_failed_trials_row_holds_its_error(ray_local, tmp_path):
+    """The recorder read the error through Trial.get_error(), which reads the storage copy Tune uploads only later:
+    every failed trial's row read "trial failed (see its error file)". Storage as the sweep gives it to Tune."""
+    from ray import tune
+
+    from avdis import results, storage
+    from avdis.config import Config
+    from avdis.tune.records import TrialRecorder
+
+    fs, path = storage.pyarrow_filesystem(str(tmp_path / "ckpt"))
+    (tmp_path / "sweep").mkdir()
+    tune.Tuner(failing, param_space={"method": "multitask"},
+               run_config=tune.RunConfig(name="t", storage_path=path, storage_filesystem=fs, verbose=0,
+                                         callbacks=[TrialRecorder(str(tmp_path / "sweep"), Config())])).fit()
+    (row,) = results.read_trials(str(tmp_path / "sweep")).to_dict("records")
+    assert row["status"] == "ERROR" and "ValueError: boom in epoch 2" in row["error"], row["error"]

@@ -47,6 +47,20 @@ def config_id(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _error_of(trial: Any) -> str | None:
+    """The trial's error text. Tune writes it in the driver's staging folder and uploads it later, so when this
+    callback runs `get_error()`, which reads the storage copy, finds nothing: every failure read "trial failed"."""
+    staged = trial.error_file
+    if staged:
+        try:
+            with open(staged, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            pass
+    error = trial.get_error()
+    return str(error) if error else None
+
+
 def _final(row: dict[str, Any]) -> bool:
     """Finished (completed or stopped early): such a row is never changed again."""
     order = row.get("order")
@@ -111,13 +125,13 @@ class TrialRecorder(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
-        error = trial.get_error()
+        error = _error_of(trial)
         if _final(row):  # a finished trial Tune ran again after a resume (killed before Tune saved): its result stands
             log.warning("trial %s, finished before the driver was killed, failed when Tune ran it again; its recorded "
-                        "result is kept: %s", trial.trial_id, str(error)[-500:] if error else "no error given")
+                        "result is kept: %s", trial.trial_id, error[-500:] if error else "no error given")
             return
         row.update(status="ERROR", stop_reason="error", order=None,
-                   error=str(error)[-2000:] if error else "trial failed (see its error file)")
+                   error=error[-2000:] if error else "trial failed (see its error file)")
         self._write()
 
     # ------------------------------------------------------------ rows
