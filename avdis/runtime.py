@@ -192,6 +192,37 @@ def check_shared(paths: dict[str, str]) -> None:
             "the same path), or run the command on the cluster with `ray job submit`")
 
 
+def _has_aws_credentials() -> bool:
+    """Whether this process finds AWS credentials as s3fs does (botocore's chain: environment, files, the role)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_credentials() is not None
+
+
+def check_node_credentials(urls: dict[str, str]) -> None:
+    """Before Ray tasks or Ray Train workers touch s3:// URLs (by option name): refuse when a node of the cluster
+    finds no AWS credentials. Keys in the driver's shell do not reach nodes `ray start` began elsewhere (Ray Tune
+    copies them into its trials, Ray Train and tasks do not), and the run died in Ray's controller with botocore's
+    NoCredentialsError after the driver's own checks had passed."""
+    s3 = [f"{k}={v}" for k, v in urls.items() if v.startswith("s3://")]
+    if not s3:
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(_has_aws_credentials)
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    found = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                     .remote() for n in nodes], timeout=120)
+    bare = [n["NodeManagerAddress"] for n, ok in zip(nodes, found) if not ok]
+    if bare:
+        raise UsageError(
+            f"{', '.join(s3)}: the Ray node(s) at {', '.join(sorted(set(bare)))} find no AWS credentials, and the work "
+            "runs there: keys exported in this shell do not travel to nodes started elsewhere. Give the nodes a role "
+            "(cluster/README.md), export the keys where each node's `ray start` runs, or pass them to the job "
+            "(`ray job submit --runtime-env-json` with env_vars; Ray then writes them to its logs)")
+
+
 def connect(cfg: RayConfig) -> str:
     """Initialise Ray once per process; return the address used ("local" for a new local Ray)."""
     import ray

@@ -12,6 +12,8 @@ import contextlib
 import http.server
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -64,14 +66,15 @@ def report(out: subprocess.CompletedProcess) -> dict:
 
 
 @contextlib.contextmanager
-def killed_head(ray_tmp: Path) -> Iterator[str]:
-    """Start a real head under ray_tmp, then SIGKILL its processes: its address stays recorded, dead."""
+def head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[int, list[psutil.Process]]]:
+    """A real `ray start --head` under ray_tmp (in `env`, else this one's without RAY_ADDRESS): its port and
+    processes while the block runs; SIGKILLed by PID after it (no cleanup, as after a crash)."""
     temp_dir = ray_tmp / "ray"  # what ray.init() with this RAY_TMPDIR reads ray_current_cluster from
     port = free_port()
     cmd = [RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus=1", f"--temp-dir={temp_dir}",
            "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
            f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "RAY_ADDRESS"}
     env.update(AUTOSCALER_METRIC_PORT=str(free_port()), DASHBOARD_METRIC_PORT=str(free_port()))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -83,15 +86,24 @@ def killed_head(ray_tmp: Path) -> Iterator[str]:
         while not recorded.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert recorded.exists(), "ray start did not record its address"
-        head = psutil.Process(proc.pid)
-        procs = [head, *head.children(recursive=True)]
+        top = psutil.Process(proc.pid)
+        procs = [top, *top.children(recursive=True)]
+        yield port, procs
     finally:
-        for p in procs or [psutil.Process(proc.pid)]:
+        procs = procs or [psutil.Process(proc.pid)]
+        for p in [*procs, *(c for p in procs if p.is_running() for c in p.children(recursive=True))]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
         psutil.wait_procs(procs, timeout=15)
         proc.wait(15)
-    yield recorded.read_text().strip()
+
+
+@contextlib.contextmanager
+def killed_head(ray_tmp: Path) -> Iterator[str]:
+    """A real head under ray_tmp, SIGKILLed: its address stays recorded, dead."""
+    with head(ray_tmp):
+        pass
+    yield (ray_tmp / "ray" / "ray_current_cluster").read_text().strip()
 
 
 @pytest.mark.timeout(300)
@@ -188,3 +200,39 @@ def test_a_configured_address_other_than_the_ray_already_connected_is_refused(ra
                          capture_output=True, text=True, timeout=100, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"UsageError ray.address='{other}', but this process is already connected to the Ray at" in out.stdout
+
+
+CREDENTIALS = """
+import sys, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(address=sys.argv[1], include_dashboard=False))
+try:
+    runtime.check_node_credentials({"train.storage": "s3://bkt/runs", "data.shards": "/data/shards"})
+    print("passed")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(240)
+def test_s3_work_on_nodes_without_aws_credentials_is_refused_before_it_starts(ray_tmp):
+    """Keys exported only in the driver's shell: `avdis train` of 2 workers died in Ray Train's controller with
+    botocore's NoCredentialsError (a sweep passed: Tune copies them into its trials). The node here is a `ray start`
+    head begun in a shell without them; boto's other sources (files, the role) are pointed at nothing."""
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    bare.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+                AWS_EC2_METADATA_DISABLED="true", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    keys = {**bare, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    with head(ray_tmp, bare) as (port, _):
+        out = subprocess.run([sys.executable, "-c", CREDENTIALS, f"127.0.0.1:{port}"],
+                             env={**keys, "RAY_TMPDIR": str(ray_tmp)}, capture_output=True, text=True, timeout=150,
+                             cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"UsageError train.storage=s3://bkt/runs: the Ray node\(s\) at \S+ find no AWS credentials",
+                     out.stdout), out.stdout[-2000:]
+    assert "testing" not in out.stdout  # named, never shown
+    mine = subprocess.run([sys.executable, "-c", CREDENTIALS, "local"], env={**keys, "RAY_TMPDIR": str(ray_tmp)},
+                          capture_output=True, text=True, timeout=150, cwd=ROOT)  # a Ray started here has them
+    assert mine.stdout.strip().splitlines()[-1] == "passed", (mine.stdout[-2000:], mine.stderr[-2000:])

@@ -49,7 +49,9 @@ def history(run_url: str) -> list[dict]:
 
 def test_deepspeed_zero2_two_workers_learns_and_reports(local_ray, tiny_shards, tmp_path):
     cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=4", "train.name=zero2", "train.lr=0.01")
+    ctrl_c = signal.getsignal(signal.SIGINT)
     out = launch.train(cfg)
+    assert signal.getsignal(signal.SIGINT) is ctrl_c  # Ray Train's handler stayed: the caller's Ctrl-C was swallowed
     h = history(out["run"])
     assert [e["epoch"] for e in h] == [1, 2, 3, 4]
     assert h[-1]["loss"] < h[0]["loss"]

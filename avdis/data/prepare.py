@@ -60,6 +60,7 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
     if use_ray:
         runtime.connect(cfg.ray)
         runtime.check_shared({"data.src": cfg.data.src, "data.shards": cfg.data.shards})
+        runtime.check_node_credentials({"data.shards": cfg.data.shards})
         runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
     return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force)
 

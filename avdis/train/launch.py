@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Iterable
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from avdis import clusterfit, runtime, storage
 from avdis.config import Config
@@ -133,6 +136,20 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
     )
 
 
+@contextmanager
+def _own_sigint() -> Iterator[None]:
+    """Give Ctrl-C back to the caller once `fit()` returns: Ray Train's handler stays installed after the run (it
+    aborted a finished controller, and a script or IPython session calling `train` could not be interrupted)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Train one model; returns where its metrics and checkpoints are and its final metrics."""
     cfg = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)})  # workers on other nodes: the driver's endpoint
@@ -153,12 +170,14 @@ def train(cfg: Config) -> dict[str, Any]:
         loop.check_accumulation(open_dataset(cfg.data, cfg.s3), cfg, cfg.train.workers)  # before Ray starts
         runtime.connect(cfg.ray)
         runtime.check_shared({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
+        runtime.check_node_credentials({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
         from ray.train import TrainingFailedError
 
         try:
-            trainer(cfg, cfg.train.storage, name).fit()
+            with _own_sigint():
+                trainer(cfg, cfg.train.storage, name).fit()
         except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
             raise TrainInterrupted(run_url) from None
         except TrainingFailedError as exc:
