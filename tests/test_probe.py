@@ -79,7 +79,7 @@ def test_undefined_leakage_stops_the_run_saying_why():
     from avdis.train import loop
 
     metrics = {"emotion_acc": 0.5, "leakage": M.normalised_leakage(1.0, 1.0), "probe_chance": 1.0, "n_test": 6}
-    with pytest.raises(loop.NonFiniteError, match=r"probe_chance 1\.0.*use fewer data\.split\.folds"):
+    with pytest.raises(loop.NonFiniteError, match=r"probe_chance 1\.0.*preprocess again with fewer data\.split\.folds"):
         loop._check_objectives(metrics, 0)
 
 

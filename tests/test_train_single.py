@@ -117,6 +117,17 @@ def single(tiny_shards: str, storage: Path, *overrides: str) -> C.Config:
         "train.workers=1", "train.epochs=3", "probe.epochs=60", "train.name=run", *overrides])
 
 
+def test_a_test_fold_without_leakage_to_measure_is_refused_before_training(tiny_shards, tmp_path):
+    """6 speakers in 4 folds: fold 2 holds one. The run trained an epoch (with train.probe_every=0, every epoch) and
+    then stopped at its probe, and a rerun resumed into the same failure; a sweep refused it before any trial."""
+    with pytest.raises(UsageError, match=r"the test fold of data.split.scheme=speaker_disjoint, fold 2, holds 1 "
+                                         r"speaker; .*Preprocess again with data.split.folds <= 3 \(this corpus has "
+                                         r"6 speakers\)"):
+        launch.train(single(tiny_shards, tmp_path, "data.split.scheme=speaker_disjoint", "data.split.fold=2",
+                            "train.probe_every=0"))
+    assert not (tmp_path / "run").exists()
+
+
 def without_timing(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in TIMING} for e in history]
 

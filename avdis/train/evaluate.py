@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from avdis.config import Config
-from avdis.data.stream import SPLIT_CODES
+from avdis.config import MIN_FOLDS, Config
+from avdis.data.stream import SPLIT_CODES, DatasetInfo
+from avdis.errors import UsageError
 from avdis.model.disentangle import NullspaceFit, fit_nullspace
-from avdis.train.metrics import accuracy, majority_rate, uar
+from avdis.train.metrics import accuracy, label_only_speaker_chance, majority_rate, uar
 from avdis.train.probe import Clips, ProbeResult, leakage_probe
 
 TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
@@ -60,6 +61,35 @@ def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[Masks, Masks]:
         scheme = emb["scheme_split"]
         return (fit_on & (scheme == TEST), test & (scheme == TEST)), (fit_on & (scheme == VAL), val & (scheme == VAL))
     return (fit_on, test), (fit_on, val)
+
+
+def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
+    """Refuse, before any training, data on which no probe can measure leakage for `splits` ("test": `leakage`,
+    "val": `val_leakage`): a speaker_disjoint fold of one speaker, or judged clips whose emotion label alone names
+    their speaker (probe chance 1). Known from the labels; found at the first probe, it cost an epoch at least (with
+    `train.probe_every=0` every epoch, and a rerun resumed into the same failure)."""
+    speaker, emotion, scheme, within = (np.array(column) for column in zip(*info.labels))
+    emb = {"speaker": speaker, "emotion": emotion, "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
+           "within_split": np.array([SPLIT_CODES[s] for s in within])}
+    split = cfg.data.split
+    n = len(info.speakers)
+    for name, (fit, judged) in zip(("test", "val"), probe_clips(emb, cfg)):
+        if name not in splits or not judged.any():  # no clips to judge: said where they are counted
+            continue
+        held = np.unique(speaker[fit])
+        if split.scheme == "speaker_disjoint" and len(held) < 2:
+            fix = (f"Preprocess again with data.split.folds <= {n // 2}" if n // 2 >= MIN_FOLDS else
+                   f"It needs {2 * MIN_FOLDS} speakers or more: use data.split.scheme=within_speaker")
+            raise UsageError(
+                f"{cfg.data.shards}: the {name} fold of data.split.scheme=speaker_disjoint, fold {split.fold}, holds "
+                f"{len(held)} speaker; leakage is how well a probe tells a held-out fold's speakers apart, so training "
+                f"would stop at its first probe. {fix} (this corpus has {n} speakers)")
+        if len(held) < 2 or label_only_speaker_chance(emotion[fit], speaker[fit], emotion[judged],
+                                                      speaker[judged]) >= 1.0:
+            raise UsageError(
+                f"{cfg.data.shards}: the emotion label alone names the speaker of every {name} clip the leakage "
+                "probe judges (too few clips for two speakers to share an emotion), so leakage is undefined there "
+                "and training would stop at its first probe; use a corpus with more clips per speaker and emotion")
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
@@ -107,5 +137,5 @@ def _probe(fit: Clips, judged: Clips, n_speakers: int, cfg: Config, val: Clips |
     label alone names its speaker): NaN, with probe_chance 1.0, which the training loop explains."""
     if cfg.data.split.scheme == "speaker_disjoint" and len(np.unique(fit[1])) < 2:
         nan = float("nan")
-        return ProbeResult(nan, nan, 1.0, 1.0 / n_speakers, nan, nan, None)
+        return ProbeResult(nan, nan, 1.0, 1.0, nan, nan, None)
     return leakage_probe(*fit, *judged, n_speakers, cfg.probe, cfg.train.seed, val=val)

@@ -23,6 +23,7 @@ from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
+from avdis.train.evaluate import check_leakage_defined
 from avdis.train import checkpoint as ck
 from avdis.train import loop
 
@@ -164,10 +165,12 @@ def train(cfg: Config) -> dict[str, Any]:
     ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3, cfg.train.epochs)
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
+    info = open_dataset(cfg.data, cfg.s3)
+    check_leakage_defined(info, cfg)
     if cfg.train.strategy == "single":
         history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
     else:
-        loop.check_accumulation(open_dataset(cfg.data, cfg.s3), cfg, cfg.train.workers)  # before Ray starts
+        loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts
         runtime.connect(cfg.ray)
         runtime.check_shared({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.check_node_credentials({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})

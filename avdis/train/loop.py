@@ -205,8 +205,8 @@ def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
     bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
     if bad:
         why = ("the emotion label alone names the speaker of every judged clip (probe_chance 1.0), so leakage is "
-               "undefined: a speaker_disjoint fold of one speaker (use fewer data.split.folds, so that each fold "
-               "holds several speakers), or too few judged clips for two speakers to share an emotion (use a corpus "
+               "undefined: a speaker_disjoint fold of one speaker (preprocess again with fewer data.split.folds, so "
+               "that each fold holds several speakers), or too few judged clips for two speakers to share an emotion (use a corpus "
                "with more clips per speaker and emotion)" if metrics.get("probe_chance") == 1.0 else
                "pick a data.split that leaves clips to score")
         raise NonFiniteError(f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; {why}. "

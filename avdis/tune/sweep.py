@@ -44,6 +44,7 @@ from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
+from avdis.train.evaluate import check_leakage_defined
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
@@ -481,15 +482,7 @@ def check_validation(cfg: Config) -> None:
             "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
             "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
             "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
-    if split.scheme == "speaker_disjoint":
-        for held_out in ("val", "test"):
-            speakers = {spk for spk, _, scheme, _ in labels if scheme == held_out}
-            if len(speakers) < 2:
-                raise UsageError(
-                    f"{cfg.data.shards}: the {held_out} fold of data.split.scheme=speaker_disjoint, fold "
-                    f"{split.fold}, holds {len(speakers)} speaker; leakage is how well a probe tells a held-out "
-                    "fold's speakers apart, so every trial would stop at its first probe. Use data.split.folds "
-                    f"<= {len(info.speakers) // 2} (this corpus has {len(info.speakers)} speakers)")
+    check_leakage_defined(info, cfg, ("test", "val"))
 
 
 def _run(cfg: Config, views: Views) -> str:
