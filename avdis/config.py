@@ -333,6 +333,11 @@ class TrainConfig(_Section):
             raise ValueError("offload_params needs strategy=deepspeed with zero_stage=3")
         if self.offload_optimizer and not (self.strategy == "deepspeed" and self.zero_stage >= 1):
             raise ValueError("offload_optimizer needs strategy=deepspeed with zero_stage >= 1")
+        if self.strategy == "deepspeed" and self.zero_stage == 0 and self.bf16 and self.grad_accum > 1:
+            raise ValueError(  # engine.deepspeed_config: stages 1-3 sum the micro-batches in fp32
+                f"grad_accum={self.grad_accum} in bf16 at zero_stage=0 sums the micro-batches' gradients in bf16 "
+                "(DeepSpeed has no fp32 accumulation there: each partial sum rounded, the update off by ~3e-3 of "
+                "itself); use train.zero_stage >= 1, train.precision=fp32, or train.grad_accum=1")
         if self.strategy == "single" and self.workers != 1:
             raise ValueError(
                 f"strategy=single runs one process (got workers={self.workers}); "

@@ -100,6 +100,11 @@ def test_engine_combinations_that_cannot_work_are_refused():
     with pytest.raises(C.ConfigError, match="gpus_per_worker=0.5 with workers=2: two workers of one run could share"):
         C.load(None, ["train.strategy=ddp", "train.workers=2", "train.gpus_per_worker=0.5"])
     assert C.load(None, ["train.gpus_per_worker=0.5"]).train.gpus_per_worker == 0.5  # one-worker trials share GPUs
+    # DeepSpeed sums micro-batches in bf16 at stage 0 (an update off by ~3e-3 of itself); stages 1-3 sum in fp32
+    bf16_accum = ["train.strategy=deepspeed", "train.precision=bf16", "train.grad_accum=2"]
+    with pytest.raises(C.ConfigError, match="grad_accum=2 in bf16 at zero_stage=0 sums the micro-batches' gradients"):
+        C.load(None, [*bf16_accum, "train.zero_stage=0"])
+    assert C.load(None, [*bf16_accum, "train.zero_stage=1"]).train.bf16
 
 
 def test_search_space_errors():

@@ -69,8 +69,8 @@ def test_accumulation_in_fp32_is_asked_for_only_where_there_is_a_bf16_sum_deepsp
     assert engine.deepspeed_config(train_cfg(2))["data_types"] == {"grad_accum_dtype": "fp32"}
     assert engine.deepspeed_config(train_cfg(1))["communication_data_type"] == "fp32"
     assert "communication_data_type" not in engine.deepspeed_config(train_cfg(2))
-    for cfg in (train_cfg(2, grad_accum=1), train_cfg(2, precision="fp32"),
-                train_cfg(0)):  # stage 0: DeepSpeed has no fp32 accumulation for bf16 weights (NotImplementedError)
+    # stage 0 has no fp32 accumulation for bf16 weights (NotImplementedError): the config refuses it (test_config)
+    for cfg in (train_cfg(2, grad_accum=1), train_cfg(2, precision="fp32"), train_cfg(0, grad_accum=1)):
         assert not {"data_types", "communication_data_type"} & engine.deepspeed_config(cfg).keys()
 
 
