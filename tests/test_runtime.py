@@ -91,7 +91,9 @@ def head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[int
         yield port, procs
     finally:
         procs = procs or [psutil.Process(proc.pid)]
-        for p in [*procs, *(c for p in procs if p.is_running() for c in p.children(recursive=True))]:
+        with contextlib.suppress(ProcessLookupError):  # its session, by its id: daemons it started since too
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
         psutil.wait_procs(procs, timeout=15)

@@ -50,6 +50,8 @@ def config_id(params: dict[str, Any]) -> str:
 def _error_of(trial: Any) -> str | None:
     """The trial's error text. Tune writes it in the driver's staging folder and uploads it later, so when this
     callback runs `get_error()`, which reads the storage copy, finds nothing: every failure read "trial failed"."""
+    if not trial.run_metadata.error_filename:  # no error file written (a trial restored without one)
+        return None
     staged = trial.error_file
     if staged:
         try:
