@@ -66,7 +66,7 @@ def report(out: subprocess.CompletedProcess) -> dict:
 
 
 @contextlib.contextmanager
-def head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[int, list[psutil.Process]]]:
+def live_head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[int, list[psutil.Process]]]:
     """A real `ray start --head` under ray_tmp (in `env`, else this one's without RAY_ADDRESS): its port and
     processes while the block runs; SIGKILLed by PID after it (no cleanup, as after a crash)."""
     temp_dir = ray_tmp / "ray"  # what ray.init() with this RAY_TMPDIR reads ray_current_cluster from
@@ -102,10 +102,33 @@ def head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[int
 
 @contextlib.contextmanager
 def killed_head(ray_tmp: Path) -> Iterator[str]:
-    """A real head under ray_tmp, SIGKILLed: its address stays recorded, dead."""
-    with head(ray_tmp):
-        pass
-    yield (ray_tmp / "ray" / "ray_current_cluster").read_text().strip()
+    """Start a real head under ray_tmp, then SIGKILL its processes: its address stays recorded, dead."""
+    temp_dir = ray_tmp / "ray"  # what ray.init() with this RAY_TMPDIR reads ray_current_cluster from
+    port = free_port()
+    cmd = [RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus=1", f"--temp-dir={temp_dir}",
+           "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+           f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(AUTOSCALER_METRIC_PORT=str(free_port()), DASHBOARD_METRIC_PORT=str(free_port()))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    procs: list[psutil.Process] = []
+    try:
+        wait_for_port(port, proc, timeout=90)
+        recorded = temp_dir / "ray_current_cluster"
+        deadline = time.monotonic() + 30
+        while not recorded.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert recorded.exists(), "ray start did not record its address"
+        head = psutil.Process(proc.pid)
+        procs = [head, *head.children(recursive=True)]
+    finally:
+        for p in procs or [psutil.Process(proc.pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=15)
+        proc.wait(15)
+    yield recorded.read_text().strip()
 
 
 @pytest.mark.timeout(300)
@@ -227,7 +250,7 @@ def test_s3_work_on_nodes_without_aws_credentials_is_refused_before_it_starts(ra
     bare.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
                 AWS_EC2_METADATA_DISABLED="true", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     keys = {**bare, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    with head(ray_tmp, bare) as (port, _):
+    with live_head(ray_tmp, bare) as (port, _):
         out = subprocess.run([sys.executable, "-c", CREDENTIALS, f"127.0.0.1:{port}"],
                              env={**keys, "RAY_TMPDIR": str(ray_tmp)}, capture_output=True, text=True, timeout=150,
                              cwd=ROOT)
