@@ -499,6 +499,8 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     sweep = str(tmp_path / "s")
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1, "epochs": 2}
     failed = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "ERROR",
+              "params": json.dumps({"method": "nullspace", "weight_nullspace": 8, "weight_adversarial": 0.5,
+                                    "train.lr": 0.003}),  # NSGA-II draws every method's weight
               "error": "Traceback ...\nNonFiniteError: epoch 2: loss is nan at step 7"}
     silent = {"trial_id": "c", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": ""}  # RuntimeError()
     lost = {"trial_id": "d", "sweep": "s", "method": "multitask", "status": "ERROR", "error": LOST}  # Tune drew another
@@ -506,7 +508,8 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     with pytest.raises(TrialsFailed) as err:
         check_failures(sweep, C.load(None, []))
     assert err.value.exit_code != 0
-    assert "2 of 3 trials failed" in str(err.value) and "b (nullspace): NonFiniteError: epoch 2" in str(err.value)
+    assert "2 of 3 trials failed" in str(err.value)
+    assert "b (method.name=nullspace method.weight=8 train.lr=0.003): NonFiniteError: epoch 2" in str(err.value)
     assert "c (adversarial): no message" in str(err.value) and "a (multitask)" not in str(err.value)
 
 

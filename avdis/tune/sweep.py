@@ -547,13 +547,22 @@ def check_failures(sweep_url: str, cfg: Config) -> None:
     failed = trials[trials["status"] == "ERROR"]
     if failed.empty:
         return
-    lines = [f"  {row.trial_id} ({row.method}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
+    lines = [f"  {row.trial_id} ({_settings(row)}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
              for row in failed.itertuples()]  # an exception without a message leaves an empty error
     raise TrialsFailed(
         f"{len(failed)} of {len(trials)} trials failed; the front and report stand on the trials that finished.\n"
         + "\n".join(lines)
         + f"\nEach row of {storage.join(sweep_url, results.TRIALS)} holds its error, and Tune's error file is in the "
-        f"trial's folder under {checkpoints_of(cfg)}. Failed trials are not retried on resume: fix the cause and start a new "
-        "sweep (sweep.name=...)."
+        f"trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to `avdis train` with the sweep's "
+        "config, train it alone. Failed trials are not retried on resume: fix the cause and start a new sweep "
+        "(sweep.name=...)."
     )
+
+
+def _settings(row: Any) -> str:
+    """A failed trial's sampled settings as overrides `avdis train` takes (its method alone for a row without them):
+    the method says too little to reproduce a failure that one weight or learning rate causes."""
+    if not isinstance(row.params, str):
+        return str(row.method)
+    return " ".join(f"{k}={v}" for k, v in to_overrides(json.loads(row.params)).items() if v is not None)
 
