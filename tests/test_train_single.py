@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,14 @@ import torch
 
 from avdis import config as C
 from avdis.config import Config, FeatureConfig, MethodConfig, ModelConfig, TrainConfig
+from avdis.data.stream import open_dataset
 from avdis.errors import UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import build_model
 from avdis.train import launch
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.engine import build_engine
+from avdis.train.evaluate import warn_unseen_emotions
 from avdis.train.step import Stepper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +129,21 @@ def test_a_test_fold_without_leakage_to_measure_is_refused_before_training(tiny_
         launch.train(single(tiny_shards, tmp_path, "data.split.scheme=speaker_disjoint", "data.split.fold=2",
                             "train.probe_every=0"))
     assert not (tmp_path / "run").exists()
+
+
+def test_test_clips_of_an_emotion_no_training_clip_has_are_said_before_training(tiny_shards, tmp_path, capsys):
+    """Every such clip is an error in emotion accuracy whatever the method: said, not found in the numbers."""
+    cfg = single(tiny_shards, tmp_path)
+    info = open_dataset(cfg.data, cfg.s3)
+    warn_unseen_emotions(info, cfg, ("test", "val"))
+    assert "warning" not in capsys.readouterr().out  # every emotion has training clips here
+    unseen = [(spk, emo, scheme, within) for spk, emo, scheme, within in info.labels
+              if not (scheme == "train" and emo == 1)]  # as if emotion 1's training clips were missing
+    warn_unseen_emotions(replace(info, labels=unseen), cfg, ("test", "val"))
+    out = capsys.readouterr().out
+    n_test = sum(scheme == "test" and emo == 1 for _, emo, scheme, _ in unseen)
+    assert f"{n_test} of the {sum(s == 'test' for _, _, s, _ in unseen)} test clips" in out
+    assert f"no training clip has ({info.emotions[1]})" in out and out.count("warning") == 2  # test and val
 
 
 def without_timing(history: list[dict]) -> list[dict]:

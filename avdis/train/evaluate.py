@@ -19,6 +19,7 @@ so there a probe fits and judges one held-out fold's speakers only: the test fol
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,27 @@ def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...
                 f"{cfg.data.shards}: the emotion label alone names the speaker of every {name} clip the leakage "
                 "probe judges (too few clips for two speakers to share an emotion), so leakage is undefined there "
                 "and training would stop at its first probe; use a corpus with more clips per speaker and emotion")
+
+
+def warn_unseen_emotions(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
+    """Say which emotions `splits` hold that no training clip does: the model cannot learn them, so every such clip
+    counts as an error in emotion accuracy (a fold that drew a rare emotion's only speakers, an emotion with too few
+    clips per speaker to reach train). A warning, not a refusal: the numbers are right, only lower than expected."""
+    trained = {emotion for _, emotion, scheme, _ in info.labels if scheme == "train"}
+    for name in splits:
+        unseen = Counter(info.emotions[emotion] for _, emotion, scheme, _ in info.labels
+                         if scheme == name and emotion not in trained)
+        if unseen:
+            clips = sum(scheme == name for _, _, scheme, _ in info.labels)
+            print(f"avdis: warning: {cfg.data.shards}: {sum(unseen.values())} of the {clips} {name} clips under "
+                  f"{scheme_of(cfg)} are of emotions no training clip has ({', '.join(sorted(unseen))}); the model "
+                  "cannot learn them, so each counts as an error in emotion accuracy", flush=True)
+
+
+def scheme_of(cfg: Config) -> str:
+    split = cfg.data.split
+    return (f"data.split.scheme=speaker_disjoint, fold {split.fold}" if split.scheme == "speaker_disjoint"
+            else "data.split.scheme=within_speaker")
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,

@@ -23,7 +23,7 @@ from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
-from avdis.train.evaluate import check_leakage_defined
+from avdis.train.evaluate import check_leakage_defined, warn_unseen_emotions
 from avdis.train import checkpoint as ck
 from avdis.train import loop
 
@@ -167,6 +167,7 @@ def train(cfg: Config) -> dict[str, Any]:
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
     info = open_dataset(cfg.data, cfg.s3)
     check_leakage_defined(info, cfg)
+    warn_unseen_emotions(info, cfg)
     if cfg.train.strategy == "single":
         history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
     else:

@@ -44,7 +44,7 @@ from avdis.data.shards import manifest_hash
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
-from avdis.train.evaluate import check_leakage_defined
+from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
@@ -468,21 +468,19 @@ def check_validation(cfg: Config) -> None:
     validation numbers (`config.SELECTION`), so that the test numbers reported were never used to choose. Without
     such clips every trial would end in error, with the sweep's compute spent. The split is one for the whole sweep
     (`config.PER_SWEEP`)."""
-    split = cfg.data.split
     info = open_dataset(cfg.data, cfg.s3)
     labels = info.labels
     scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
     probed = sum(scheme == "val" and within == "val" for _, _, scheme, within in labels)  # the probe
     if not (scored and probed):
-        where = (f"data.split.scheme=speaker_disjoint, fold {split.fold}" if split.scheme == "speaker_disjoint"
-                 else "data.split.scheme=within_speaker")
         raise UsageError(
-            f"{cfg.data.shards}: no validation clips under {where} ({scored} for emotion accuracy, {probed} "
+            f"{cfg.data.shards}: no validation clips under {scheme_of(cfg)} ({scored} for emotion accuracy, {probed} "
             "for the leakage probe); a sweep chooses its trials and front on them, not on the test clips it "
             "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
             "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
             "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
     check_leakage_defined(info, cfg, ("test", "val"))
+    warn_unseen_emotions(info, cfg, ("test", "val"))
 
 
 def _run(cfg: Config, views: Views) -> str:
