@@ -70,6 +70,23 @@ def test_loader_workers_split_shards_without_loss(tiny_corpus, tiny_shards):
     assert sorted(ids) == sorted(set(ids)) and len(ids) == info.split_counts["train"]
 
 
+def test_loader_workers_are_not_forks_of_the_trainer(tiny_corpus, tiny_shards):
+    """A fork copies the locks the trainer's other threads hold (an import's, OpenSSL's) without the threads: a worker
+    forked while a thread imported s3fs waited for ever, and the trainer with it. Workers come from a forkserver."""
+    import psutil
+
+    data = data_cfg(tiny_corpus, tiny_shards, loader=LoaderConfig(workers=2))
+    info = stream.open_dataset(data, S3)
+    batches = stream.epoch_batches(info, data, S3, None, rank=0, world=1, epoch=0, seed=0, batch_size=8)
+    ids = next(batches)["clip_id"]  # the workers run until the last batch
+    me = psutil.Process()
+    forks = [p.pid for p in me.children() if p.cmdline() == me.cmdline()]
+    servers = [p for p in me.children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
+    assert not forks and len(servers) == 1 and len(servers[0].children()) == 2
+    ids += [c for b in batches for c in b["clip_id"]]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == info.split_counts["all"]
+
+
 def test_rerun_is_idempotent_and_writes_no_partial_files(tiny_corpus, tiny_shards, tmp_path):
     out = tmp_path / "again"
     data = data_cfg(tiny_corpus, out)
