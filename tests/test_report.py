@@ -381,6 +381,16 @@ def test_a_configuration_waits_off_the_front_until_its_confirmations_have_ended(
     assert front(failed) == [("B", 1)]
 
 
+def test_a_confirming_seed_started_again_after_a_killed_driver_is_one_seed() -> None:
+    """a1 was started just before the driver was killed, after Tune's last save: the resumed sweep started seed 1
+    again (a1 below) and closed the first start's row as lost. A's three rows counted as three seeds, so B, with
+    its two, waited for a third for ever and left the front to A, which B's mean dominates."""
+    lost = {**confirmed_rows()[4], "trial_id": "a1-lost", "status": "ERROR", "order": None, "emotion_acc": None,
+            "leakage": None, "error": "started when the driver was killed"}
+    summary = results.summarize(results.to_table([*confirmed_rows(), lost]).to_pandas(), "demo")
+    assert summary["front"] == ["b0"]
+
+
 def test_a_confirmed_points_disentanglement_does_not_hang_on_a_confirmed_multitask(tmp_path: Path) -> None:
     """Confirming seeds were measured against a multitask of their own seed, which exists only when a multitask
     configuration made the front (the one that leaked least); else against the search's. Now always the search's."""

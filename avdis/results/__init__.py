@@ -375,11 +375,13 @@ def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
 
 def confirmations_ended(df: pd.DataFrame) -> set[str]:
     """The configurations whose confirming seeds have all ended (finished or failed): none running, and as many
-    started as any configuration has (a confirmation not started has no row yet). One that waits is off the front:
-    a lucky seed of three could push a configuration confirmed at every seed off it, while the sweep runs, or for
-    good after an interrupt."""
+    seeds started as any configuration has (a confirmation not started has no row yet). One that waits is off the
+    front: a lucky seed of three could push a configuration confirmed at every seed off it, while the sweep runs, or
+    for good after an interrupt. Seeds, not rows: a seed the killed driver had started after Tune's last save is
+    started again on resume, under a new trial id, and its first row counted as one more seed took every other
+    configuration off the front."""
     rows = _keyed(df[df["role"] == CONFIRM])
-    started = rows.groupby("config_id").size()
+    started = rows.groupby("config_id")["seed"].nunique()
     running = rows[rows["status"] == "RUNNING"].groupby("config_id").size().reindex(started.index, fill_value=0)
     return set(started.index[(running == 0) & (started == started.max())]) if len(started) else set()
 
