@@ -73,6 +73,16 @@ def test_a_margin_stops_only_trials_clearly_beaten_at_their_rung():
     assert sched.decide("far_in_one", 1, 0.60, 0.32) is True  # beaten by 0.2 in accuracy, 0.02 in leakage
 
 
+def test_a_margin_reads_leakage_below_zero_as_zero_as_the_front_does():
+    """Leakage below 0 is a probe doing worse than the label-only guess, by noise; the front counts it as 0. The
+    margin read it as it was, so -0.3 beat -0.05 by 0.25 there, and a trial leaking nothing was stopped for it."""
+    sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=3, margin=0.1)
+    for i, leak in enumerate((-0.30, -0.35, -0.25)):
+        sched.decide(f"t{i}", 1, 0.90, leak)
+    assert sched.decide("no_leak", 1, 0.70, -0.05) is True  # beaten by 0.2 in accuracy, by nothing in leakage
+    assert sched.decide("leaks", 1, 0.70, 0.20) is False  # beaten by 0.2 in both
+
+
 def test_missing_objectives_never_stop_a_trial():
     sched = MOSuccessiveHalving(max_epochs=9, grace=1, eta=3)
     for i in range(5):

@@ -24,32 +24,32 @@ SELECTED = tuple(SELECTION)
 MAXIMISE = tuple(mode == "max" for mode in GOALS.values())
 
 
-def _points(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
+def points(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
     """(acc, leakage) rows; leakage below 0 (a probe doing worse than the label-only guess, by noise) counts as 0,
     the box's edge: no point earns area, or dominates another, for its probe's bad luck. Rounded to 12 places: the
     numbers are ratios of clip counts, and two equal ones worked out in another order (0.5 and 0.4999999999999999)
     must tie, not dominate."""
-    points = np.column_stack([np.asarray(acc, float), np.maximum(np.asarray(leakage, float), 0.0)])
-    return np.round(points, 12)
+    pts = np.column_stack([np.asarray(acc, float), np.maximum(np.asarray(leakage, float), 0.0)])
+    return np.round(pts, 12)
 
 
 def nondominated(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
     """Boolean mask of points no other point beats on both objectives (ties all kept)."""
     if len(acc) == 0:
         return np.zeros(0, bool)
-    return moocore.is_nondominated(_points(acc, leakage), maximise=list(MAXIMISE), keep_weakly=True)
+    return moocore.is_nondominated(points(acc, leakage), maximise=list(MAXIMISE), keep_weakly=True)
 
 
 def ranks(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
     """Non-dominated rank per point (1 = on the front, 2 = front once rank 1 is removed, ...)."""
     if len(acc) == 0:
         return np.zeros(0, int)
-    return moocore.pareto_rank(_points(acc, leakage), maximise=list(MAXIMISE)) + 1  # moocore counts from 0
+    return moocore.pareto_rank(points(acc, leakage), maximise=list(MAXIMISE)) + 1  # moocore counts from 0
 
 
 def hypervolume(acc: np.ndarray, leakage: np.ndarray, chance_acc: float) -> float:
     """Area dominated by the points inside the box [chance_acc, 1] x [0, 1] of (acc, leakage)."""
-    pts = _points(acc, leakage)
+    pts = points(acc, leakage)
     pts = pts[(pts[:, 0] > chance_acc) & (pts[:, 1] < 1.0)] if len(pts) else pts
     if len(pts) == 0:
         return 0.0

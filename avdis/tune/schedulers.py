@@ -76,7 +76,7 @@ class MOSuccessiveHalving:
         rung = self.rungs[epoch]
         rung[trial_id] = (emotion_acc, leakage)
         ids = list(rung)
-        pts = np.array([rung[t] for t in ids])
+        pts = pareto.points(*np.array([rung[t] for t in ids]).T)  # as the front sees them: leakage below 0 is 0
         rank = pareto.ranks(pts[:, 0], pts[:, 1])
         crowd = np.zeros(len(ids))
         for r in np.unique(rank):
@@ -87,8 +87,9 @@ class MOSuccessiveHalving:
         order = sorted(range(len(ids)), key=lambda i: (rank[i], -crowd[i], i))
         if trial_id in {ids[i] for i in order[: math.ceil(len(ids) / self.eta)]}:
             return True
-        others = pts[np.arange(len(ids)) != ids.index(trial_id)]
-        beaten = (others[:, 0] >= emotion_acc + self.margin) & (others[:, 1] <= leakage - self.margin)
+        mine = ids.index(trial_id)
+        others = pts[np.arange(len(ids)) != mine]
+        beaten = (others[:, 0] >= pts[mine, 0] + self.margin) & (others[:, 1] <= pts[mine, 1] - self.margin)
         return not beaten.any()
 
 
