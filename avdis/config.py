@@ -391,6 +391,15 @@ class SearchSpace(_Section):
     })
     params: dict[str, Range | list[Any]] = Field(default_factory=dict)
 
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _over_defaults(cls, weights: Any) -> Any:
+        """A range given for one method leaves the others at their defaults, as a config leaves out any setting:
+        taken whole, a YAML narrowing `adversarial` alone was refused for lacking `confusion`'s range."""
+        if not isinstance(weights, dict):
+            return weights
+        return {**cls.model_fields["weights"].default_factory(), **weights}
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         for m in self.methods:

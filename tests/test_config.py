@@ -209,6 +209,19 @@ def test_yaml_merge_keys_still_load(tmp_path):
     assert (weights["confusion"].low, weights["confusion"].high, weights["confusion"].log) == (0.1, 2.0, True)
 
 
+def test_a_weight_range_given_for_one_method_leaves_the_others_at_their_defaults(tmp_path):
+    """Refused before: the YAML's weights replaced the defaults whole, so narrowing adversarial alone, with every
+    method swept, read "sweep.space.weights.confusion is missing", though `--help` lists its default range."""
+    path = tmp_path / "c.yaml"
+    path.write_text("sweep:\n  space:\n    weights:\n      adversarial: {low: 0.1, high: 1.0}\n")
+    weights = C.load(path).sweep.space.weights
+    assert (weights["adversarial"].low, weights["adversarial"].high, weights["adversarial"].log) == (0.1, 1.0, False)
+    assert {m: weights[m] for m in ("confusion", "orthogonal", "nullspace")} == {
+        m: C.SearchSpace().weights[m] for m in ("confusion", "orthogonal", "nullspace")}
+    assert C.load(None, ["sweep.space.weights.orthogonal={low: 1, high: 5}"]).sweep.space.weights["confusion"] == \
+        C.SearchSpace().weights["confusion"]
+
+
 def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
     """Capped silently before: a run recorded as weight 64 removed 4 directions."""
     with pytest.raises(C.ConfigError, match=r"method.weight=64: nullspace removes at most model.emb_dim=4 directions"):
