@@ -406,6 +406,22 @@ def test_a_confirmed_points_disentanglement_does_not_hang_on_a_confirmed_multita
     assert disentanglement(True) == disentanglement(False) == pytest.approx(1 - 0.24 / 0.60)
 
 
+def test_the_sweeps_own_summary_measures_a_confirming_seed_as_the_report_does(tmp_path: Path) -> None:
+    """A space that samples train.seed holds a multitask search trial of seed 1 (leakage 0.30): the recorder's
+    write measured confirming seed b1 against it, the read against its split's (0.60, 0.45 mean), so the sweep's
+    pareto.json, its page and gauges gave B's point another disentanglement than `avdis report` rebuilt."""
+    rows = confirmed_rows()
+    rows.append({**rows[2], "trial_id": "c1", "seed": 1, "leakage": 0.30, "order": len(rows) + 1})
+    url = str(tmp_path / "demo")
+    written, summary = results.record(url, rows, "demo")
+    read = results.read_trials(url)
+    assert written.set_index("trial_id").loc["b1", "disentanglement"] == pytest.approx(1 - 0.24 / 0.45)
+    assert read.set_index("trial_id").loc["b1", "disentanglement"] == pytest.approx(1 - 0.24 / 0.45)
+    rebuilt = results.summarize(read, "demo")
+    assert [p["disentanglement"] for p in summary["front_points"]] == pytest.approx(
+        [p["disentanglement"] for p in rebuilt["front_points"]])
+
+
 def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
     summary = results.summarize(results.to_table(confirmed_rows(("search",))).to_pandas(), "demo")
     assert summary["front_basis"] == "trial"

@@ -5,7 +5,7 @@ per trial, this module's SCHEMA) and `pareto.json` (`summarize`). The sweep's re
 writes both after every trial result (`record`), whole and atomically, so readers (the
 report, the dashboard, the gauges) read them and never see half a file. The trial table
 is built once, by `write_trials`, which also fills in `disentanglement` (its one
-definition, `add_disentanglement`). A sweep that has not reported yet has no
+definition, `disentangled`). A sweep that has not reported yet has no
 `trials.parquet`: readers get an empty table with the schema, not an error. The front
 and hypervolume are `avdis.results.pareto`. A table read back is checked (types, ranges, each
 trial once) and its disentanglement worked out again from its rows (`read_trials`). Fronts are
@@ -173,8 +173,7 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None = None) -> pd.DataFrame:
     """Build the table from rows, disentanglement included, write it; return it (the one build per write)."""
-    frame = to_table(rows).to_pandas()
-    frame = add_disentanglement(frame, by=SAME_RUN, baseline=baseline_trials(frame))
+    frame = disentangled(to_table(rows).to_pandas())
     storage.write_parquet(storage.join(sweep_url, TRIALS), pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), s3)
     return frame
 
@@ -254,6 +253,19 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
     if twice:
         raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "
                            "sweep has each trial once (two tables appended?)")
+    return disentangled(df)
+
+
+# A sweep trial's multitask reference: the same split (another fold puts trials on other speakers, judged by another
+# probe) and seed; without one on its split a trial has no disentanglement. A confirming seed's: the same split.
+SAME_RUN = ("split_id", "seed")
+
+
+def disentangled(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a sweep's table with its disentanglement: each search trial against the multitask baseline of its
+    run (SAME_RUN), each confirming seed against its split's. Both the write and the read use it: the write measured
+    a confirming seed against a search trial of the same seed number, so the sweep's own pareto.json and its views
+    gave the confirmed points another disentanglement than `avdis report` rebuilt from the same table."""
     baseline = baseline_trials(df)
     out = add_disentanglement(df, by=SAME_RUN, baseline=baseline)
     confirm = (df["role"] == CONFIRM).to_numpy()
@@ -261,11 +273,6 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
         out.loc[confirm, "disentanglement"] = add_disentanglement(
             df[confirm], by=("split_id",), baseline=baseline)["disentanglement"]
     return out
-
-
-# A sweep trial's multitask reference: the same split (another fold puts trials on other speakers, judged by another
-# probe) and seed; without one on its split a trial has no disentanglement. A confirming seed's: the same split.
-SAME_RUN = ("split_id", "seed")
 
 
 def add_disentanglement(df: pd.DataFrame, by: tuple[str, ...] = ("seed",), min_baseline: float = 0.0,
