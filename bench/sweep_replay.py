@@ -508,8 +508,11 @@ def summarize(runs: list[list[Completion]], reach: np.ndarray, rng: np.random.Ge
 
 
 def curve_band(runs: list[list[Completion]], axis: str, grid: np.ndarray) -> dict[str, list[float]]:
+    """Mean hypervolume over seeds at each grid value, with a normal 95% interval (none for one seed, as `_ci_mean`:
+    a sample std of one seed is NaN, which left NaN in the JSON and stopped the plot)."""
     hv = np.stack([hv_at(r, axis, grid) for r in runs])
-    m, se = hv.mean(0), hv.std(0, ddof=1) / math.sqrt(len(runs))
+    m = hv.mean(0)
+    se = hv.std(0, ddof=1) / math.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(m)
     return {"x": grid.tolist(), "mean": m.tolist(), "lo": (m - 1.96 * se).tolist(), "hi": (m + 1.96 * se).tolist()}
 
 

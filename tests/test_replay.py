@@ -166,3 +166,11 @@ def test_a_targets_share_interval_covers_the_seed_noise_and_says_never_when_the_
     assert never == {"lo": None, "hi": None}
     censored = R.share_interval(other, np.full(60, np.inf), 2304.0, np.random.default_rng(1))  # other never reached
     assert censored["hi"] <= 400 / 2304.0  # the share against its whole budget: an upper bound
+
+
+def test_a_replay_of_one_seed_draws_its_curves_without_nan():
+    """`--seeds 1` (a quick look): the band had a NaN interval (std of one value), written into the JSON as NaN and
+    refused by the plot's axis limits after every sweep had run."""
+    rep = run("random/none", trials=4)
+    band = R.curve_band([rep.completions], "trial_epochs", np.array([1.0, 9.0, 36.0]))
+    assert band["lo"] == band["mean"] == band["hi"] and all(map(math.isfinite, band["mean"]))
