@@ -376,6 +376,23 @@ def setup_config(setup: str, trials: int, seed: int, extra: list[str] | None = N
                            f"sweep.seed={seed}", *EXTRA.get(setup, []), *(extra or [])])
 
 
+def check_setup(setup: str) -> str | None:
+    """Why the replay cannot run `setup` as named, or None. A variant it does not define ran the config's defaults
+    under that name, and 'oracle' with another search ran that search with no scheduler under it."""
+    head, _, variant = setup.partition(":")
+    if head.count("/") != 1:
+        return "not search/scheduler[:variant]"
+    if head.endswith("/oracle") and setup != ORACLE:
+        return f"the oracle is replayed only as {ORACLE}"
+    if variant and setup not in EXTRA:
+        return f"no variant {variant!r} is defined; the variants: {', '.join(EXTRA)}"
+    try:
+        setup_config(setup, 1, 0)
+    except C.ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool = False) -> Replay:
     """Run one sweep of cfg's searcher and scheduler (or the FrontOracle) in simulated time.
 
@@ -639,6 +656,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT,
                     help="where sweep_replay.json and .png go (sweep_replay_<corpus>.* for sweep_curves_<corpus>.csv)")
     args = ap.parse_args()
+    for setup in [*(args.setups or []), *(args.today_setups or [])]:
+        why = check_setup(setup)
+        if why:
+            ap.error(f"setup {setup!r}: {why}")
 
     base = C.load(CONFIG, [])
     default = f"{base.sweep.search}/{base.sweep.scheduler.type}"

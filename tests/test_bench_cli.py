@@ -1,14 +1,17 @@
 """A benchmark's --help prints its usage and starts nothing (bench/trial_overhead.py took no options and ran its
-whole ~4 min benchmark, local Rays included, for --help)."""
+whole ~4 min benchmark, local Rays included, for --help); a benchmark refuses what it would run as something else."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
 
 import trial_overhead  # noqa: E402
 
@@ -28,3 +31,16 @@ def test_trial_overhead_refuses_an_argument_it_does_not_take(capsys, monkeypatch
         trial_overhead.main(["--jobs", "2"])
     assert caught.value.code == 2
     assert "unrecognized arguments: --jobs 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("setup", "why"), [("tpe/mo_asha:g4e2_pruned_s6_m0.1", "no variant 'g4e2_pruned_s6_m0.1'"),
+                                            ("random/oracle", "the oracle is replayed only as tpe/oracle"),
+                                            ("tpe/asha", "sweep.scheduler.type: Input should be 'mo_asha' or 'none'")])
+def test_sweep_replay_refuses_a_setup_it_would_run_as_another(tmp_path, setup, why):
+    """A variant the replay does not define ran the defaults under its name (and random/oracle ran random search
+    with no scheduler): numbers labelled as a setup that never ran. Refused before any work, naming it."""
+    out = subprocess.run([sys.executable, str(BENCH / "sweep_replay.py"), "--setups", setup, "--seeds", "1",
+                          "--trials", "4", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
+    assert out.returncode == 2 and f"error: setup {setup!r}: " in out.stderr and why in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
