@@ -10,7 +10,7 @@ workers with `train.strategy=single` and one thread each: the curves are what is
 the start-up cost of a real trial is measured apart (bench/sweep_replay.py adds it).
 `--corpus balanced` records on the same corpus with emotion and speaker independent
 (synth entanglement 0). One row per trial and epoch goes to bench/results/sweep_curves.csv
-(sweep_curves_balanced.csv), appended as each trial ends; a rerun skips the (config, seed) pairs the file holds, so the recording can be spread
+(sweep_curves_balanced.csv), appended as each trial ends; a rerun with the same `--per-method` skips the (config, seed) pairs the file holds, so the recording can be spread
 over several runs.
 """
 
@@ -30,6 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from avdis.errors import UsageError  # noqa: E402
 
 CONFIG = ROOT / "jobs" / "configs" / "local.yaml"
 RESULTS = ROOT / "bench" / "results"
@@ -97,11 +99,27 @@ def _train(job: dict[str, Any]) -> list[dict[str, Any]]:
             for h in history]
 
 
-def recorded(path: Path) -> set[tuple[str, int]]:
-    if not path.exists():
-        return set()
-    with path.open() as fh:
-        return {(r["config_id"], int(r["seed"])) for r in csv.DictReader(fh)}
+def todo(points: list[dict[str, Any]], seeds: int, path: Path) -> list[tuple[dict[str, Any], int]]:
+    """The (configuration, seed) pairs the file does not hold yet. A configuration it holds at other values than
+    this design gives its id (recorded with another --per-method) is refused: a seed of it recorded now would pair
+    two configurations under one id, which the replay averages as seeds of one."""
+    rows = []
+    if path.exists():
+        with path.open() as fh:
+            rows = list(csv.DictReader(fh))
+    done = {(r["config_id"], int(r["seed"])) for r in rows}
+    held = {r["config_id"]: r for r in rows}
+    missing = [(p, s) for s in range(seeds) for p in points if (p["config_id"], s) not in done]
+    for p, _ in missing:
+        r = held.get(p["config_id"])
+        weight = None if r is None or r["weight"] == "" else float(r["weight"])
+        if r is not None and (r["method"] != p["method"] or (weight is None) != (p["weight"] is None)
+                              or not math.isclose(float(r["lr"]), p["lr"], rel_tol=1e-9)
+                              or (weight is not None and not math.isclose(weight, p["weight"], rel_tol=1e-9))):
+            raise UsageError(f"{path}: {p['config_id']} is recorded at weight {weight}, lr {float(r['lr']):g}, where "
+                             f"this --per-method puts it at weight {p['weight']}, lr {p['lr']:g}: record with the "
+                             "--per-method the file was recorded with, or into another --out")
+    return missing
 
 
 def main() -> None:
@@ -123,17 +141,18 @@ def main() -> None:
     from avdis import config as C
     from avdis.data.prepare import synthetic_shards
 
+    try:
+        missing = todo(design(args.per_method), args.seeds, args.out)
+    except UsageError as exc:
+        ap.error(str(exc))
     data = C.load(CONFIG, []).data
     spec = data.synth.model_copy(update=CORPORA[args.corpus])
     src, shards = args.work / args.corpus / "corpus", args.work / args.corpus / "shards"
     synthetic_shards(spec, src, shards, data.shard_size)
-    done = recorded(args.out)
-    jobs = [{**p, "seed": s, "src": str(src), "shards": str(shards)}
-            for s in range(args.seeds) for p in design(args.per_method)
-            if (p["config_id"], s) not in done]
+    jobs = [{**p, "seed": s, "src": str(src), "shards": str(shards)} for p, s in missing]
     if args.limit:
         jobs = jobs[: args.limit]
-    print(f"sweep_record: {len(done)} trials recorded, {len(jobs)} to go -> {args.out}", flush=True)
+    print(f"sweep_record: {len(missing)} trials to record, {len(jobs)} in this run -> {args.out}", flush=True)
     new = not args.out.exists()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a", newline="") as fh, get_context("spawn").Pool(args.jobs, maxtasksperchild=20) as pool:

@@ -3,6 +3,7 @@ whole ~4 min benchmark, local Rays included, for --help); a benchmark refuses wh
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -13,7 +14,10 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import sweep_record  # noqa: E402
 import trial_overhead  # noqa: E402
+
+from avdis.errors import UsageError  # noqa: E402
 
 
 def test_trial_overhead_help_prints_usage_and_runs_nothing(capsys, monkeypatch):
@@ -44,3 +48,20 @@ def test_sweep_replay_refuses_a_setup_it_would_run_as_another(tmp_path, setup, w
                          env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
     assert out.returncode == 2 and f"error: setup {setup!r}: " in out.stderr and why in out.stderr, out.stderr[-2000:]
     assert not list(tmp_path.iterdir())
+
+
+def test_sweep_record_resumes_its_design_and_refuses_to_pair_seeds_of_two_designs_under_one_id(tmp_path):
+    """A rerun with another --per-method recorded a seed of `<method>-00` at the new design's values beside the
+    first seed at the old one's: the replay took the two configurations for two seeds of one."""
+    path = tmp_path / "curves.csv"
+    first = sweep_record.design(2)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=sweep_record.COLUMNS)
+        writer.writeheader()
+        writer.writerows({**p, "seed": 0, "epoch": 1} for p in first)
+    assert sweep_record.todo(first, 2, path) == [(p, 1) for p in first]  # the same design goes on
+    more = sweep_record.design(3)
+    assert sweep_record.todo(more, 1, path) == [(p, 0) for p in more if p["config_id"].endswith("-02")]
+    with pytest.raises(UsageError, match=r"single_task-00 is recorded at weight None, lr [0-9.e-]+, where this "
+                                         r"--per-method puts it at weight None, lr"):
+        sweep_record.todo(more, 2, path)
