@@ -1,7 +1,8 @@
 """Replay benchmark: the sweep's own searcher and scheduler driven over recorded learning curves, in simulated time.
 
     .venv/bin/python bench/sweep_replay.py                 # ~20 min per corpus on 2 cores (60 seeds)
-    .venv/bin/python bench/sweep_replay.py --seeds 5 --trials 64 --setups tpe/none tpe/mo_asha   # a quick look
+    .venv/bin/python bench/sweep_replay.py --seeds 5 --trials 64 --out /tmp/look --setups tpe/none tpe/mo_asha
+        # a quick look; its --out keeps it beside the committed results, not over them
 
 What Syne Tune's simulator backend does, for avdis: the curves of bench/sweep_record.py
 (bench/results/sweep_curves.csv: every method's weight and `train.lr` over their ranges, 2 seeds
