@@ -27,6 +27,7 @@ import pytest
 
 from conftest import ROOT, stop_process
 from avdis import results
+from avdis.numbers import json_safe
 from avdis.report import dashboard
 from avdis.results import ResultsError
 
@@ -277,6 +278,35 @@ def test_chromium_page_reloads_when_results_arrive(tmp_path: Path) -> None:
             assert text and "waiting for the first result" not in text, "the page did not reload with the new results"
         finally:
             stop_group(proc)
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+def test_chromium_page_without_updated_at_in_pareto_json_does_not_reload_at_every_poll(tmp_path: Path,
+                                                                                        caplog) -> None:
+    """A pareto.json without `updated_at` (`results.Summary` lets every key be missing) reloaded the multi-MB page at
+    every poll: the page held null for it, the fetched summary no key (undefined !== null). The server's log of
+    requests counts the page's loads and its polls."""
+    import logging
+
+    sweep = str(tmp_path / "live")
+    _, summary = results.record(sweep, seeded_rows(), "live")
+    Path(sweep, results.PARETO).write_text(json.dumps({k: v for k, v in json_safe(summary).items()
+                                                       if k != "updated_at"}))
+    caplog.set_level(logging.DEBUG, logger=dashboard.log.name)
+
+    def requests(path: str) -> int:
+        return sum(f'"GET {path} HTTP' in r.getMessage() for r in caplog.records)
+
+    profile = tmp_path / "profile-poll"
+    with serving(sweep, refresh_s=0.2) as base:
+        proc = subprocess.Popen([CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", base + "/"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert wait_until(lambda: requests("/pareto.json") >= 10, timeout=60), "the page never polled"
+        finally:
+            stop_group(proc)
+    assert requests("/") == 1, f"the page reloaded {requests('/') - 1} times while nothing changed"
 
 
 def test_serves_on_an_ipv6_address(tmp_path: Path) -> None:

@@ -366,12 +366,14 @@ function avdisTag(gd) {
 }
 """
 
+# `seen` is null where pareto.json has no updated_at (Summary lets it be missing); the fetched summary lacks the key
+# then, and undefined !== null reloaded the page at every poll.
 POLL_JS = """
 (function () {
   var seen = %s;
   setInterval(function () {
     fetch('pareto.json', {cache: 'no-store'}).then(function (r) { return r.json(); })
-      .then(function (s) { if (s.updated_at !== seen) location.reload(); }).catch(function () {});
+      .then(function (s) { if ((s.updated_at ?? null) !== seen) location.reload(); }).catch(function () {});
   }, %d);
 })();
 """
