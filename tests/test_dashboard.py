@@ -128,6 +128,21 @@ def test_serves_page_json_png_and_health(tmp_path: Path) -> None:
     assert not any(f.name.startswith("pareto.") for f in Path(sweep).iterdir()), "the dashboard only reads"
 
 
+def test_head_answers_what_get_would_without_the_body(tmp_path: Path) -> None:
+    """`curl -I` and uptime checks send HEAD; the server answered 501 Unsupported method to every path."""
+    sweep = str(tmp_path / "live")
+    results.record(sweep, seeded_rows(), "live")
+    with serving(sweep) as base:
+        for path, status in (("/", 200), ("/healthz", 200), ("/pareto.json", 200), ("/nope", 404)):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(base + path, method="HEAD"), timeout=30) as resp:
+                    head = resp.status, resp.headers["Content-Type"], resp.headers["Content-Length"], resp.read()
+            except urllib.error.HTTPError as exc:
+                head = exc.code, exc.headers["Content-Type"], exc.headers["Content-Length"], exc.read()
+            code, ctype, body = get(base + path)
+            assert head == (status, ctype, str(len(body)), b"") and code == status, path
+
+
 def test_a_browser_leaving_mid_page_prints_no_traceback(tmp_path: Path, capfd) -> None:
     """The page is megabytes: a reload or a closed tab mid-download printed a ConnectionResetError traceback to the
     dashboard's terminal for each."""

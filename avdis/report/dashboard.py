@@ -109,6 +109,17 @@ class LiveReport:
 
 def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        head = False  # answering HEAD: the headers GET would send, no body
+
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+            """`curl -I` and uptime checks send HEAD, which every HTTP server must answer (RFC 9110 9.1); the
+            stdlib answered 501 Unsupported method."""
+            self.head = True
+            try:
+                self.do_GET()
+            finally:
+                self.head = False
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             try:
@@ -133,7 +144,8 @@ def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if not self.head:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
             log.debug("%s " + format, self.address_string(), *args)
