@@ -739,3 +739,13 @@ def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, 
     assert writes
     assert "1 running" in Path(url, "pareto.html").read_text()
     assert "1 trial is RUNNING" in capsys.readouterr().err
+
+
+def test_a_png_draws_dollar_signs_in_names_as_written(tmp_path: Path) -> None:
+    """matplotlib read what lay between two `$` of the sweep's name (a folder's, for a table no sweep wrote) or a
+    method's as TeX: `avdis report` of such a folder ended in a ValueError traceback."""
+    url = str(tmp_path / "cost$5_per_$run")
+    results.write_trials(url, [{**r, "sweep": None, "method": "m$_$" if r["method"] == "orthogonal" else r["method"]}
+                               for r in rows()])
+    written, _ = plots.write_report(url)
+    assert png_info(Path(written["pareto.png"]).read_bytes())[2] >= 150

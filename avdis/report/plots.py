@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -183,8 +184,10 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
 # ------------------------------------------------------------------ PNG (matplotlib)
 
 
+@rc_context({"text.parse_math": False})
 def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
-    """The Pareto scatter and the hypervolume history as a 160-dpi PNG."""
+    """The Pareto scatter and the hypervolume history as a 160-dpi PNG. Text is drawn as written: matplotlib read
+    what lay between two `$` of a sweep (folder) or method name as TeX, and raised ValueError where it did not parse."""
     points = plotted(trials, summary)
     fig = Figure(figsize=(12, 5.2), dpi=160, layout="constrained")
     FigureCanvasAgg(fig)
