@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from avdis import results, storage
@@ -595,6 +596,24 @@ def test_a_leakage_in_percent_is_a_named_error(tmp_path: Path, capsys, column: s
     assert main(["report", str(url)]) == 1
     err = capsys.readouterr().err
     assert f"trials.parquet: {column} of trial t1 is 60.0, above 1" in err and "not a percentage" in err, err
+
+
+def test_a_leakage_of_minus_infinity_is_a_named_error(tmp_path: Path, capsys) -> None:
+    """-inf (a leakage worked out where the label-only chance was 1) passed the check, which bounds only the top: it
+    counted as leakage 0 on the front, and `avdis report` ended in matplotlib's "Axis limits cannot be NaN or Inf"
+    traceback. avdis's own recorder writes no infinities (`to_table`): this is a table written elsewhere."""
+    import pyarrow.parquet as pq
+
+    from avdis.cli import main
+
+    url = tmp_path / "demo"
+    table = results.to_table(rows()).to_pandas()
+    table.loc[table["trial_id"] == "t3", "leakage"] = -math.inf
+    url.mkdir()
+    pq.write_table(pa.Table.from_pandas(table, schema=results.SCHEMA, preserve_index=False), url / "trials.parquet")
+    assert main(["report", str(url)]) == 1
+    err = capsys.readouterr().err
+    assert "trials.parquet: leakage of trial t3 is -inf" in err and "Traceback" not in err, err
 
 
 def test_no_trial_id_can_end_or_bend_the_pages_data_block() -> None:

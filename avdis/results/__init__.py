@@ -210,7 +210,7 @@ REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
 IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance",
            "val_emotion_acc")  # in [0, 1]
 AT_MOST_ONE = ("leakage", "leakage_linear", "val_leakage", "best_leakage")  # (acc - chance) / (1 - chance) <= 1;
-# below 0 where a probe does worse than chance, so only the top is bounded
+# below 0 where a probe does worse than chance, but finite: -inf only where chance is 1, where leakage is undefined
 
 
 def _checked(table: pa.Table, url: str) -> pd.DataFrame:
@@ -241,6 +241,10 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
         if len(bad):
             raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is {bad[name].iloc[0]}, above 1, "
                                "the most a normalised leakage can be (a share, not a percentage)")
+        bad = df[df[name] == -np.inf]
+        if len(bad):  # read on, it counted as leakage 0 on the front, and as an axis limit it crashed pareto.png
+            raise ResultsError(f"{url}: {name} of trial {bad['trial_id'].iloc[0]} is -inf, which no probe reads (its "
+                               "label-only chance was 1, where leakage is undefined); leave the value empty")
     done = df["status"].isin(["TERMINATED", "STOPPED"])
     placed = df["order"].notna() & df[OBJECTIVES].notna().all(axis=1)  # what fronts and baselines are drawn from
     for name, lacking, but in (("order", done & df["order"].isna(), "the trial finished"),
