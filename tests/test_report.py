@@ -392,6 +392,17 @@ def test_a_confirming_seed_started_again_after_a_killed_driver_is_one_seed() -> 
     assert summary["front"] == ["b0"]
 
 
+def test_a_confirmed_front_waiting_for_its_seeds_does_not_say_it_waits_for_the_first_result() -> None:
+    """While every configuration has a confirming seed running, the confirmed front is empty; its table said "waiting
+    for the first result" above six completed trials."""
+    running = [dict(r, status="RUNNING", order=None) if r["trial_id"] in ("a2", "b2") else r for r in confirmed_rows()]
+    trials = results.to_table(running).to_pandas()
+    summary = results.summarize(trials, "demo")
+    assert summary["front_basis"] == "seed_mean" and summary["front"] == [] and summary["n_completed"] == 6
+    table = plots.front_table(summary)
+    assert "waiting for the confirming seeds" in table and "waiting for the first result" not in table
+
+
 def test_a_confirmed_points_disentanglement_does_not_hang_on_a_confirmed_multitask(tmp_path: Path) -> None:
     """Confirming seeds were measured against a multitask of their own seed, which exists only when a multitask
     configuration made the front (the one that leaked least); else against the search's. Now always the search's."""

@@ -41,6 +41,7 @@ from avdis.results import ResultsError
 log = logging.getLogger(__name__)
 
 WAITING = "waiting for the first result"
+CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
 
 
 def waiting(summary: dict[str, Any]) -> str:
@@ -347,8 +348,9 @@ def front_table(summary: dict[str, Any]) -> str:
         + "</tr>"
         for _, r in front_frame(summary).iterrows()
     )
-    if not body:
-        body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{html.escape(waiting(summary))}</td></tr>'
+    if not body:  # a confirmed front is empty while no configuration's confirming seeds have all ended
+        why = CONFIRMING if from_seed_means(summary) else waiting(summary)
+        body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{html.escape(why)}</td></tr>'
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
