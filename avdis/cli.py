@@ -134,7 +134,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
-    sweep.run(cfg, views)
+    try:
+        sweep.run(cfg, views)
+    finally:  # its gauges go stale once it ends, as when this process exits
+        metrics.forget(name)
     written = plots.write_pages(url, cfg.s3)
     print(f"avdis sweep {name}: done.\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
           f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, results.TRIALS)}", flush=True)

@@ -401,6 +401,7 @@ def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
                                    "the failed trial still stands on the panels with its running values", tmp_path)
             assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
         finally:
+            metrics.forget("gone")
             ray.shutdown()
 
 
@@ -442,3 +443,54 @@ def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path:
         wait_for_panels(port, "resumed", lambda seen: not live(port, "resumed"), "the series never went stale",
                         tmp_path)
         assert panels(port, "resumed")["xychart A"] == {"x": pytest.approx(0.3)}
+
+
+def exported(temp: str, sweep: str) -> set[str]:
+    """The trials whose `avdis_trial_leakage` of `sweep` Ray's metrics endpoints (every node's) export now."""
+    import re
+    import urllib.request
+
+    targets = json.loads(Path(temp, "prom_metrics_service_discovery.json").read_text())[0]["targets"]
+    found = set()
+    for target in targets:
+        try:
+            body = urllib.request.urlopen(f"http://{target}/metrics", timeout=10).read().decode()
+        except OSError:  # an endpoint not up yet
+            continue
+        for line in body.splitlines():
+            if line.startswith(grafana.LEAKAGE + "{") and f'sweep="{sweep}"' in line:
+                found.add(re.search(r'trial="([^"]*)"', line).group(1))
+    return found
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_sweeps_gauges_stay_exported_between_its_results_until_it_ends(tmp_path: Path) -> None:
+    """Ray 2.60 stops exporting a gauge about 20 s after it was last set: between a sweep's results (an epoch
+    apart, minutes on real data) its series left Prometheus, and the hypervolume panel drew a stub after each
+    result. Real Ray, its metrics endpoints read as Prometheus scrapes them (export interval 1 s)."""
+    import tempfile
+
+    import pandas as pd
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="avdis-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    try:
+        ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
+                 _metrics_export_port=free_port(), _system_config={"metrics_report_interval_ms": 1000})
+        metrics.publish("kept", pd.DataFrame([trial_row("x", "TERMINATED", 0.7, 0.4, 1)]), {"hypervolume": 0.1})
+        deadline = time.monotonic() + 60
+        while not exported(temp, "kept"):
+            assert time.monotonic() < deadline, "the gauge was never exported"
+            time.sleep(0.5)
+        time.sleep(30)  # no new result for 30 s
+        assert exported(temp, "kept") == {"x"}, "the gauge left the export between two results"
+        metrics.forget("kept")  # the sweep has ended
+        deadline = time.monotonic() + 60
+        while exported(temp, "kept"):
+            assert time.monotonic() < deadline, "an ended sweep's gauges are still exported"
+            time.sleep(1)
+    finally:
+        metrics.forget("kept")
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

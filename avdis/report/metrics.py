@@ -8,11 +8,20 @@ tags). Trials without a value are skipped, and the count is returned. A failed t
 out the trials whose latest value of it is 1: its accuracy and leakage gauges are set to NaN,
 but Ray 2.60 exports no sample for a NaN gauge, so Prometheus kept the value it reported while
 running, and the panels (which read each series' last value in range) showed it as its result.
+
+Ray 2.60 stops exporting a gauge about 20 s after it was last set (measured at export intervals of 1 s and 10 s),
+while the process lives. A sweep's results come once per trial epoch, minutes apart on real data, so its series
+left Prometheus between results (the hypervolume panel drew a stub after each). So `publish` keeps setting each
+sweep's latest values every KEEP_S seconds, in a daemon thread, until `forget` (the sweep's end) or the process
+exits; then they go stale within that time.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from typing import Any
 
 import pandas as pd
@@ -26,7 +35,14 @@ FAILED = "avdis_trial_failed"
 TRIAL_TAGS = ("sweep", "trial", "method")
 RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 
+log = logging.getLogger(__name__)
+
+KEEP_S = 5.0  # well inside the ~20 s a gauge stays exported after it was set
+
 _gauges: dict[str, Any] = {}
+_kept: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}  # sweep -> its latest results, set again every KEEP_S
+_lock = threading.Lock()  # one setter at a time: the keeper never sets older values over newer ones
+_keeper: threading.Thread | None = None
 
 
 def _gauge(name: str, description: str, tags: tuple[str, ...]) -> Any:
@@ -38,7 +54,36 @@ def _gauge(name: str, description: str, tags: tuple[str, ...]) -> Any:
 
 
 def publish(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
-    """Set the per-trial and per-sweep gauges; return how many values were skipped as missing."""
+    """Set the per-trial and per-sweep gauges, and keep them set until `forget`; return how many values were
+    skipped as missing."""
+    global _keeper
+    with _lock:
+        _kept[sweep] = (trials, summary)
+        if _keeper is None:
+            _keeper = threading.Thread(target=_keep, name="avdis-gauges", daemon=True)
+            _keeper.start()
+        return _set(sweep, trials, summary)
+
+
+def forget(sweep: str) -> None:
+    """Stop setting the sweep's gauges again: Ray stops exporting them, as when the process exits."""
+    with _lock:
+        _kept.pop(sweep, None)
+
+
+def _keep() -> None:
+    while True:
+        time.sleep(KEEP_S)
+        with _lock:
+            for sweep, (trials, summary) in list(_kept.items()):
+                try:
+                    _set(sweep, trials, summary)
+                except Exception as exc:  # noqa: BLE001 - gauges are a view: said once, the sweep goes on
+                    log.warning("gauges of sweep %s no longer kept set: %s", sweep, exc)
+                    del _kept[sweep]
+
+
+def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     acc = _gauge(EMOTION_ACC, "final emotion accuracy of a trial (test split)", TRIAL_TAGS)
     leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
     hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min; test split, the "
