@@ -117,13 +117,16 @@ class EpochPlan:
     def make(cls, info: DatasetInfo, scheme_split: str, world: int, epoch: int, seed: int,
              batch_size: int) -> "EpochPlan":
         shards = [s for s in info.shards if s.counts.get(scheme_split, 0) > 0]
-        random.Random(seed * 100_003 + epoch).shuffle(shards)
+        rng = random.Random(seed * 100_003 + epoch)
+        rng.shuffle(shards)
         per_rank: list[list[ShardRef]] = [[] for _ in range(world)]
         counts = [0] * world
         for ref in sorted(shards, key=lambda s: -s.counts[scheme_split]):  # stable sort keeps the shuffle for ties
             r = min(range(world), key=lambda k: (counts[k], k))
             per_rank[r].append(ref)
             counts[r] += ref.counts[scheme_split]
+        for mine in per_rank:  # dealt largest first, a rank read its shards in nearly one order every epoch
+            rng.shuffle(mine)
         steps = max(-(-c // batch_size) for c in counts) if shards else 0
         return cls(per_rank, counts, steps)
 
