@@ -372,8 +372,8 @@ class Range(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if not self.low < self.high:
-            raise ValueError(f"empty range: low={self.low} must be < high={self.high}")
+        if not self.low <= self.high:  # equal: one value (a weight held fixed while other settings are swept)
+            raise ValueError(f"empty range: low={self.low} must be <= high={self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"log range needs low > 0 (got {self.low})")
         return self
@@ -395,10 +395,13 @@ class SearchSpace(_Section):
     @classmethod
     def _over_defaults(cls, weights: Any) -> Any:
         """A range given for one method leaves the others at their defaults, as a config leaves out any setting:
-        taken whole, a YAML narrowing `adversarial` alone was refused for lacking `confusion`'s range."""
+        taken whole, a YAML narrowing `adversarial` alone was refused for lacking `confusion`'s range. A number is
+        that method's weight held fixed (`adversarial: 0.5`), a range of one value."""
         if not isinstance(weights, dict):
             return weights
-        return {**cls.model_fields["weights"].default_factory(), **weights}
+        fixed = {m: {"low": w, "high": w, "int": WEIGHT_RANGES[m][2]} for m, w in weights.items()
+                 if m in WEIGHT_RANGES and isinstance(w, (int, float)) and not isinstance(w, bool)}
+        return {**cls.model_fields["weights"].default_factory(), **weights, **fixed}
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -222,6 +222,33 @@ def test_a_weight_range_given_for_one_method_leaves_the_others_at_their_defaults
         C.SearchSpace().weights["confusion"]
 
 
+def test_a_number_as_a_methods_weight_holds_it_fixed_in_every_trial(tmp_path):
+    """Refused before ("empty range" for low == high, "valid dictionary" for a number): a sweep of other settings at
+    one weight could not be written."""
+    import optuna
+
+    from avdis.tune.space import DefineByRun
+
+    path = tmp_path / "c.yaml"
+    path.write_text("sweep:\n  space:\n    methods: [adversarial, nullspace, orthogonal]\n    weights:\n"
+                    "      adversarial: 0.5\n      nullspace: 4\n      orthogonal: {low: 2, high: 2, log: true}\n"
+                    "    params:\n      train.lr: {low: 0.001, high: 0.01, log: true}\n")
+    space = C.load(path).sweep.space
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2, multivariate=True))
+    for i in range(6):
+        trial = study.ask()
+        DefineByRun(space)(trial)
+        method = trial.params["method"]
+        assert trial.params[f"weight_{method}"] == {"adversarial": 0.5, "nullspace": 4, "orthogonal": 2}[method]
+        study.tell(trial, [0.5 + i / 20, 0.5])
+    assert isinstance(trial.params.get("weight_nullspace", 4), int)
+    with pytest.raises(C.ConfigError, match=r"empty range: low=2.0 must be <= high=1.0"):
+        C.load(None, ["sweep.space.weights.orthogonal={low: 2, high: 1}"])
+    with pytest.raises(C.ConfigError, match=r"sweep.space.weights.confusion: \[20.0, 20.0\] leaves the method's range"):
+        C.load(None, ["sweep.space.weights.confusion=20"])
+
+
 def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
     """Capped silently before: a run recorded as weight 64 removed 4 directions."""
     with pytest.raises(C.ConfigError, match=r"method.weight=64: nullspace removes at most model.emb_dim=4 directions"):
