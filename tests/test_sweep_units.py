@@ -140,6 +140,31 @@ def test_front_and_hypervolume_of_a_known_table():
     assert [h["hypervolume"] for h in front.history] == sorted(h["hypervolume"] for h in front.history)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_history_grown_a_trial_at_a_time_is_the_front_of_every_prefix(seed):
+    """The history is built from the front so far and one trial more (it chose a front from every prefix, n^2: 5 s a
+    summary at 5,000 trials); it must be the same front and hypervolume at each step, with ties, duplicates,
+    negative leakage, rows outside `counted`, and a front chosen on validation numbers."""
+    rng = np.random.default_rng(seed)
+    n = 150
+    grid = lambda: rng.integers(-2, 11, n) / 10  # noqa: E731 - coarse: ties and duplicates on both axes
+    df = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "order": rng.permutation(n) + 1,
+                       "emotion_acc": grid().clip(0, 1), "leakage": grid(),
+                       "val_emotion_acc": grid().clip(0, 1), "val_leakage": grid()})
+    counted = pd.Series(rng.random(n) < 0.8, index=df.index)
+    on = ("val_emotion_acc", "val_leakage")
+    got = pareto.front_of(df, 0.3, counted=counted, on=on)
+    done = df.sort_values("order", kind="stable")
+    keep = counted.reindex(done.index).to_numpy()
+    for i in range(1, n + 1):
+        rows = np.flatnonzero(keep[:i])
+        mask = pareto.nondominated(done[on[0]].to_numpy()[rows], done[on[1]].to_numpy()[rows])
+        chosen = done.iloc[rows[mask]]
+        volume = pareto.hypervolume(chosen["emotion_acc"].to_numpy(), chosen["leakage"].to_numpy(), 0.3)
+        assert got.history[i - 1] == {"trial_id": done["trial_id"].iloc[i - 1], "completed": i, "hypervolume": volume}
+    assert got.trial_ids == list(chosen["trial_id"]) and got.hypervolume == volume
+
+
 def test_equal_numbers_worked_out_in_another_order_tie_on_the_front():
     """Two seed means of 0.5 leakage, one summed to 0.4999999999999999: the other was dropped from the front."""
     acc, leak = np.array([0.45833, 0.45833]), np.array([0.5, (0.19999999999999984 + 0.7999999999999999) / 2])

@@ -83,22 +83,17 @@ def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None 
         order = np.argsort(done["order"].to_numpy(), kind="stable")
         done, keep = done.iloc[order], keep[order]
     acc, leak = done["emotion_acc"].to_numpy(), done["leakage"].to_numpy()
-    by = done[list(on)].to_numpy(float)  # once: the history below chooses a front per prefix
-
-    def front(upto: int) -> np.ndarray:
-        mask = np.zeros(len(done), bool)
-        rows = np.flatnonzero(keep[:upto])
-        mask[rows] = nondominated(by[rows, 0], by[rows, 1])
-        return mask
-
-    history = []
+    by = done[list(on)].to_numpy(float)
+    # The front of each prefix, grown a row at a time: a row off the front so far is beaten by a row on it, so the
+    # front of the prefix and one row more is the front of the two. Chosen from each whole prefix, the history cost
+    # n^2 (5 s at 5,000 trials, after every result of a sweep).
+    rows = np.zeros(0, int)
+    history, volume = [], 0.0
     for i, tid in enumerate(done["trial_id"]):
-        mask = front(i + 1)
-        history.append({"trial_id": str(tid), "completed": i + 1,
-                        "hypervolume": hypervolume(acc[mask], leak[mask], chance_acc)})
-    mask = front(len(done))
-    return Front(
-        trial_ids=[str(t) for t in done["trial_id"][mask]],
-        hypervolume=hypervolume(acc[mask], leak[mask], chance_acc),
-        history=history,
-    )
+        if keep[i]:
+            grown = np.append(rows, i)
+            grown = grown[nondominated(by[grown, 0], by[grown, 1])]
+            if not np.array_equal(grown, rows):
+                rows, volume = grown, hypervolume(acc[grown], leak[grown], chance_acc)
+        history.append({"trial_id": str(tid), "completed": i + 1, "hypervolume": volume})
+    return Front(trial_ids=[str(t) for t in done["trial_id"].to_numpy()[rows]], hypervolume=volume, history=history)
