@@ -111,7 +111,7 @@ def test_search_space_errors():
     with pytest.raises(C.ConfigError, match="unknown method 'foo'"):
         C.load(None, ["sweep.space.methods=[multitask, foo]"])
     with pytest.raises(C.ConfigError, match="empty range"):
-        C.load(None, ["sweep.space.weights.adversarial={low: 1, high: 1}"])
+        C.load(None, ["sweep.space.weights.adversarial={low: 2, high: 1}"])  # low == high: one value
     with pytest.raises(C.ConfigError, match="sweep.modes: unknown key"):  # the objectives are the mission's
         C.load(None, ["sweep.modes=[max, max]"])
 
