@@ -511,6 +511,13 @@ class Config(_Section):
     def _check(self) -> Self:
         if self.method.name == "nullspace" and self.method.weight is not None:
             check_nullspace("method.weight", self.method.weight, self.model.emb_dim)
+        if self.method.name == "orthogonal" and self.train.batch_size < 3:
+            # the penalty is the correlation of z_emo and z_id over one micro-batch's rows: one row has none (the
+            # penalty was 0), two correlate every pair of dimensions by +-1 (a constant, its gradient 0)
+            raise ValueError(f"method orthogonal penalises the correlation of z_emo and z_id within a batch, which "
+                             f"train.batch_size={self.train.batch_size} cannot measure (it trained as multitask); "
+                             "set train.batch_size >= 3 (rows per worker and micro-batch; train.grad_accum does "
+                             "not add any)")
         return self
 
 

@@ -86,6 +86,15 @@ def test_method_weights_are_checked_against_each_method():
         C.load(None, ["method.name=multitask", "method.weight=1"])
 
 
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_orthogonal_is_refused_on_batches_too_small_to_correlate(batch_size):
+    """One row gave the penalty 0 and two a constant: orthogonal trained as multitask, under its own name."""
+    with pytest.raises(C.ConfigError, match=f"train.batch_size={batch_size} cannot measure.*batch_size >= 3"):
+        C.load(None, ["method.name=orthogonal", "method.weight=1", f"train.batch_size={batch_size}"])
+    assert C.load(None, ["method.name=orthogonal", "method.weight=1", "train.batch_size=3"]).train.batch_size == 3
+    assert C.load(None, ["method.name=multitask", f"train.batch_size={batch_size}"]).train.batch_size == batch_size
+
+
 def test_engine_combinations_that_cannot_work_are_refused():
     with pytest.raises(C.ConfigError, match="shards state only under strategy=deepspeed"):
         C.load(None, ["train.strategy=ddp", "train.zero_stage=3"])
