@@ -185,7 +185,9 @@ class SynthConfig(_Section):
 class FeatureConfig(_Section):
     sample_rate: int = Field(16000, ge=8000, le=48000)
     n_mels: int = Field(40, ge=8, le=256)
-    hop_ms: float = Field(10.0, gt=0, le=50)
+    # milliseconds, at least 1: below, 0.01 (10 ms written in seconds) rounded to a hop of 0 samples, which failed
+    # every clip of a preprocessing run
+    hop_ms: float = Field(10.0, ge=1, le=50)
     window_s: float = Field(1.0, gt=0.1, le=30.0)
     fps: float = Field(8.0, gt=0, le=60)
     face_size: int = Field(48, ge=16, le=256)

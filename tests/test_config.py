@@ -63,6 +63,8 @@ def _quoted(names) -> list[str]:
     ("train.epochs=yes", ["train.epochs: YAML reads this as a yes/no", "(got True)"]),
     ("train.lr=true", ["train.lr: YAML reads this as a yes/no"]),
     ("train.name=no", ["train.name: YAML reads this as a yes/no", "quote a name"]),
+    # 10 ms written in seconds: a hop of round(0.16) = 0 samples, which failed every clip of preprocessing
+    ("data.features.hop_ms=0.01", ["data.features.hop_ms: Input should be greater than or equal to 1 (got 0.01)"]),
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
     with pytest.raises(C.ConfigError) as err:
