@@ -316,3 +316,24 @@ def test_an_avi_with_b_frames_shows_its_frames_in_order(tmp_path):
     # the last ones too: the decoder's final frames have no dts
     assert shown[-21:] == list(range(3, 24))
     assert n - 24 <= 3  # a delay of the decoder's reordering depth at most
+
+
+def test_mel_bands_the_fft_cannot_fill_are_refused_before_any_clip_is_read(tmp_path):
+    """At 16 kHz the 25 ms window's 512-point FFT leaves 24 of n_mels=256 bands without a bin: channels of constant
+    log(1e-6) in every clip, which preprocessing wrote (librosa only warns) and the model was sized for."""
+    from avdis.config import DataConfig, S3Config
+    from avdis.data import shards
+    from avdis.errors import UsageError
+
+    dead = FeatureConfig(n_mels=256)
+    mel = media.log_mel(np.random.default_rng(0).standard_normal(16000).astype(np.float32), dead)
+    assert (np.ptp(mel, 0) == 0).sum() == 24
+    with pytest.raises(UsageError, match=r"n_mels=256 at data.features.sample_rate=16000: 24 mel bands .* "
+                                         r"use data.features.n_mels <= 191"):
+        media.check_mel_bands(dead)
+    media.check_mel_bands(FeatureConfig(n_mels=191))
+    media.check_mel_bands(FeatureConfig(n_mels=256, sample_rate=48000))
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(UsageError, match="n_mels=256"):  # not a scan that finds no clips, nor shards of dead bands
+        shards.build_shards(DataConfig(src=str(src), shards=str(tmp_path / "out"), features=dead), S3Config())

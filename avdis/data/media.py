@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fractions
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,7 @@ import librosa
 import numpy as np
 
 from avdis.config import FeatureConfig
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, UsageError
 
 
 class MediaError(AvdisError):
@@ -342,13 +343,37 @@ def _window(feat: FeatureConfig) -> tuple[int, int]:
     return win, 1 << (win - 1).bit_length()
 
 
+MEL_FMIN = 20.0  # Hz: the lowest mel band's lower edge
+
+
+def _empty_mel_bands(feat: FeatureConfig, n_mels: int) -> int:
+    """How many of `n_mels` mel bands no FFT bin of `log_mel` falls in (librosa only warns of them)."""
+    _, n_fft = _window(feat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        bank = librosa.filters.mel(sr=feat.sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=MEL_FMIN,
+                                   fmax=feat.sample_rate / 2)
+    return int((bank.max(1) == 0).sum())
+
+
+def check_mel_bands(feat: FeatureConfig) -> None:
+    """Refuse more mel bands than the 25 ms window's FFT bins fill: a band with no bin is a channel of constant
+    log(1e-6) in every clip (at 16 kHz, 24 of n_mels=256), a feature of nothing the model was still sized for."""
+    empty = _empty_mel_bands(feat, feat.n_mels)
+    if empty:
+        most = next(n for n in range(feat.n_mels - 1, 0, -1) if not _empty_mel_bands(feat, n))
+        raise UsageError(f"data.features.n_mels={feat.n_mels} at data.features.sample_rate={feat.sample_rate}: "
+                         f"{empty} mel bands hold no frequency bin of the {_window(feat)[1]}-point FFT and would be "
+                         f"constant; use data.features.n_mels <= {most}, or a higher sample_rate")
+
+
 def log_mel(audio: np.ndarray, feat: FeatureConfig) -> np.ndarray:
     """Log-mel frames `[T, n_mels]` (25 ms windows, `hop_ms` hop)."""
     hop = int(round(feat.sample_rate * feat.hop_ms / 1000.0))
     win, n_fft = _window(feat)
     mel = librosa.feature.melspectrogram(
         y=audio, sr=feat.sample_rate, n_fft=n_fft, hop_length=hop,
-        win_length=win, n_mels=feat.n_mels, fmin=20.0, fmax=feat.sample_rate / 2, power=2.0,
+        win_length=win, n_mels=feat.n_mels, fmin=MEL_FMIN, fmax=feat.sample_rate / 2, power=2.0,
         center=True,
     )
     return np.log(mel + 1e-6).T.astype(np.float32)

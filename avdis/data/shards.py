@@ -337,6 +337,9 @@ def build_shards(
     `run_tasks` executes the shard tasks (Ray tasks in `jobs/preprocess.py`); by default
     they run one after another in this process.
     """
+    from avdis.data.media import check_mel_bands
+
+    check_mel_bands(data.features)  # before the scan: every clip would be decoded into the same dead bands
     out_dir = None if storage.is_remote(data.shards) else storage.filesystem(data.shards)[1]
     if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
