@@ -513,6 +513,13 @@ class Config(_Section):
     def _check(self) -> Self:
         if self.method.name == "nullspace" and self.method.weight is not None:
             check_nullspace("method.weight", self.method.weight, self.model.emb_dim)
+        warmup = self.method.adversary.warmup_epochs
+        if self.method.name in ("adversarial", "confusion") and warmup >= self.train.epochs:
+            # the ramp reaches method.weight after warmup_epochs: the run trained below the weight it is recorded at
+            raise ValueError(f"method.adversary.warmup_epochs={warmup} ramps method {self.method.name}'s weight up "
+                             f"over at least all train.epochs={self.train.epochs}, so it trains below "
+                             f"method.weight={self.method.weight:g} (recorded as its weight) to the end; set "
+                             f"method.adversary.warmup_epochs < train.epochs")
         if self.method.name == "orthogonal" and self.train.batch_size < 3:
             # the penalty is the correlation of z_emo and z_id over one micro-batch's rows: one row has none (the
             # penalty was 0), two correlate every pair of dimensions by +-1 (a constant, its gradient 0)

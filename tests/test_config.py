@@ -97,6 +97,18 @@ def test_orthogonal_is_refused_on_batches_too_small_to_correlate(batch_size):
     assert C.load(None, ["method.name=multitask", f"train.batch_size={batch_size}"]).train.batch_size == batch_size
 
 
+@pytest.mark.parametrize("method", ["adversarial", "confusion"])
+def test_a_weight_warmup_as_long_as_training_is_refused(method):
+    """warmup_epochs 10 of 4 epochs trained at 0.4 of method.weight at most, recorded at method.weight."""
+    with pytest.raises(C.ConfigError, match=r"warmup_epochs=4 ramps .* train.epochs=4, .* method.weight=2 .* "
+                                            r"set method.adversary.warmup_epochs < train.epochs"):
+        C.load(None, [f"method.name={method}", "method.weight=2", "method.adversary.warmup_epochs=4",
+                      "train.epochs=4"])
+    assert C.load(None, [f"method.name={method}", "method.weight=2", "method.adversary.warmup_epochs=3",
+                         "train.epochs=4"]).method.adversary.warmup_epochs == 3
+    assert C.load(None, ["method.name=multitask", "method.adversary.warmup_epochs=9", "train.epochs=4"])
+
+
 def test_engine_combinations_that_cannot_work_are_refused():
     with pytest.raises(C.ConfigError, match="shards state only under strategy=deepspeed"):
         C.load(None, ["train.strategy=ddp", "train.zero_stage=3"])
