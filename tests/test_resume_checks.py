@@ -172,6 +172,20 @@ def test_a_damaged_pointer_or_state_resumes_from_the_newest_whole_checkpoint(tin
     assert result["final"]["epoch"] == 2
 
 
+def test_a_run_stopped_on_the_way_is_not_returned_as_a_finished_shorter_one(tiny_shards, two_epochs, tmp_path, capsys):
+    """A 2-epoch run killed in epoch 2, rerun with train.epochs=1, returned its epoch-1 numbers as a finished run's:
+    trained on the 2-epoch schedule and, with train.probe_every=0, without a leakage probe."""
+    storage = copy_of(two_epochs, tmp_path)
+    run = storage / "fixed"
+    shutil.rmtree(run / "checkpoint_epoch_0002")  # what a kill in epoch 2 leaves
+    (run / ck.LATEST).write_text(json.dumps({"checkpoint": "checkpoint_epoch_0001"}))
+    code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, "train.epochs=1")])
+    err = capsys.readouterr().err
+    assert code == 2 and "stopped after epoch 1 of the 2 it was started with" in err, err
+    assert "train.epochs=2 finishes it" in err
+    assert not (run / "checkpoint_epoch_0002").exists()  # nothing trained
+
+
 @pytest.mark.parametrize("damage", ["adversary.pt", "engine state"])
 def test_a_checkpoint_missing_a_part_is_named_not_resumed_half(tiny_shards, two_epochs, tmp_path, capsys, damage):
     """Without adversary.pt the adversary started afresh on a resumed run (its losses differed) and said nothing."""

@@ -127,7 +127,8 @@ def unusable(where: str, why: str) -> CheckpointError:
 
 def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int) -> None:
     """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint, and a
-    run that has trained more than `epochs` already (it would return its later result as if it were this one).
+    run that has trained more than `epochs` already (it would return its later result as if it were this one), or
+    exactly `epochs` of a longer run it was started as (it would return a result no finished run had).
 
     Reads the `state.json` of the newest checkpoint that holds a whole one: a folder whose upload a kill cut short
     was never made the run's latest, so the run resumes from the one before it, and that is the one to check.
@@ -135,9 +136,18 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
     newest = _newest_whole(run_url, s3)
     if newest is not None:
         check_compatible(saved_signature(newest[1]), current, run_url)
-        if newest[1].get("epoch", 0) > epochs:
-            raise UsageError(f"{run_url}: has trained {newest[1]['epoch']} epochs already, more than train.epochs="
-                             f"{epochs}; ask for at least {newest[1]['epoch']}, or use another train.name for a new run")
+        done, planned = newest[1].get("epoch", 0), newest[1].get("epochs")
+        if done > epochs:
+            raise UsageError(f"{run_url}: has trained {done} epochs already, more than train.epochs="
+                             f"{epochs}; ask for at least {done}, or use another train.name for a new run")
+        if done == epochs and planned is not None and planned > epochs:
+            # nothing would train, so its epoch-`done` result would be returned as a finished run's: one whose last
+            # epoch did not end the schedule, nor surely probe (and fit nullspace's INLP) as a last epoch does
+            raise UsageError(f"{run_url}: stopped after epoch {done} of the {planned} it was started with; that epoch "
+                             f"did not end a {epochs}-epoch run (it trained on the {planned}-epoch learning-rate "
+                             "schedule, and not as a last epoch, which always probes leakage); ask for more than "
+                             f"{done} epochs (train.epochs={planned} finishes it), or use another train.name for a new "
+                             "run")
 
 
 @contextmanager
