@@ -203,6 +203,17 @@ def test_a_checkpoint_missing_a_part_is_named_not_resumed_half(tiny_shards, two_
     assert "move that checkpoint folder aside to resume from the one before it" in err
 
 
+def test_a_run_whose_checkpoint_folders_were_all_deleted_says_to_start_it_over(tiny_shards, finished, tmp_path, capsys):
+    """It said to move aside the newest checkpoint folder and resume from the one before it: there was none."""
+    storage = copy_of(finished, tmp_path)
+    for folder in (storage / "fixed").glob("checkpoint_*"):
+        shutil.rmtree(folder)  # by hand; latest.json and metrics.json stay
+    code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage)])
+    err = capsys.readouterr().err
+    assert code == 1 and "checkpoint_epoch_0001/state.json is missing, and no checkpoint folder with a whole" in err, err
+    assert f"delete {storage / 'fixed'} to start the run over" in err and "move that checkpoint folder" not in err
+
+
 def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs():
     cfg = C.Config()
     ident = ck.run_signature(cfg, "abc")

@@ -220,7 +220,9 @@ class RunStore:
                 if no_pointer:
                     yield None  # a new run
                     return
-                raise unusable(self.url, why)
+                raise CheckpointError(f"{self.url}: {why}, and no checkpoint folder with a whole {STATE} is left to "
+                                      f"resume from; delete {self.url} to start the run over, or use another "
+                                      "train.name for a new run")
             folder = newest[0]
             print(f"avdis train: {why}; resuming from {folder}, the newest checkpoint with a whole {STATE}", flush=True)
         with _downloaded(folder, self.s3) as here:
