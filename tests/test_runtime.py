@@ -16,6 +16,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -102,7 +103,9 @@ def live_head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tupl
 
 @contextlib.contextmanager
 def killed_head(ray_tmp: Path) -> Iterator[str]:
-    """Start a real head under ray_tmp, then SIGKILL its processes: its address stays recorded, dead."""
+    """Start a real head under ray_tmp, then SIGKILL its processes: its address stays recorded, dead. Its port is
+    then held (bound, not listening: a connection is refused as by the dead head) while the block runs. Left free,
+    a Ray another test process started took it three times in five runs of the suite, and "auto" joined that one."""
     temp_dir = ray_tmp / "ray"  # what ray.init() with this RAY_TMPDIR reads ray_current_cluster from
     port = free_port()
     cmd = [RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus=1", f"--temp-dir={temp_dir}",
@@ -128,7 +131,14 @@ def killed_head(ray_tmp: Path) -> Iterator[str]:
                 p.send_signal(signal.SIGKILL)
         psutil.wait_procs(procs, timeout=15)
         proc.wait(15)
-    yield recorded.read_text().strip()
+    with socket.socket() as holder:  # no SO_REUSEADDR or SO_REUSEPORT: no other socket can bind the port
+        try:
+            holder.bind(("", port))
+        except OSError:  # taken since the kill (or the head's connections linger): record a port that is held
+            holder.bind(("", 0))
+            host = recorded.read_text().strip().rsplit(":", 1)[0]
+            recorded.write_text(f"{host}:{holder.getsockname()[1]}")
+        yield recorded.read_text().strip()
 
 
 @pytest.mark.timeout(300)
