@@ -106,31 +106,8 @@ def killed_head(ray_tmp: Path) -> Iterator[str]:
     """Start a real head under ray_tmp, then SIGKILL its processes: its address stays recorded, dead. Its port is
     then held (bound, not listening: a connection is refused as by the dead head) while the block runs. Left free,
     a Ray another test process started took it three times in five runs of the suite, and "auto" joined that one."""
-    temp_dir = ray_tmp / "ray"  # what ray.init() with this RAY_TMPDIR reads ray_current_cluster from
-    port = free_port()
-    cmd = [RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus=1", f"--temp-dir={temp_dir}",
-           "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
-           f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(AUTOSCALER_METRIC_PORT=str(free_port()), DASHBOARD_METRIC_PORT=str(free_port()))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    procs: list[psutil.Process] = []
-    try:
-        wait_for_port(port, proc, timeout=90)
-        recorded = temp_dir / "ray_current_cluster"
-        deadline = time.monotonic() + 30
-        while not recorded.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert recorded.exists(), "ray start did not record its address"
-        head = psutil.Process(proc.pid)
-        procs = [head, *head.children(recursive=True)]
-    finally:
-        for p in procs or [psutil.Process(proc.pid)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.send_signal(signal.SIGKILL)
-        psutil.wait_procs(procs, timeout=15)
-        proc.wait(15)
+    with live_head(ray_tmp) as (port, _):
+        recorded = ray_tmp / "ray" / "ray_current_cluster"
     with socket.socket() as holder:  # no SO_REUSEADDR or SO_REUSEPORT: no other socket can bind the port
         try:
             holder.bind(("", port))
