@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -151,6 +152,39 @@ def check_buckets(s3: S3Config, *urls: str) -> None:
         check_bucket(url, s3)
 
 
+_HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this PID runs on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_temps(path: str) -> None:
+    """Delete the temp files of `path` that writers on this host left when killed mid-write (their PID is gone):
+    the next write of the same file clears them, so a rerun after a kill leaves none behind. A live writer's, or
+    one on another host sharing the folder, is left alone."""
+    folder, base = os.path.split(path)
+    ours = re.compile(rf"{re.escape(base)}\.tmp-{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}")
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return  # the write that follows says what is wrong with the folder
+    for name in names:
+        found = ours.fullmatch(name)
+        if found and not pid_alive(int(found.group(1))):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass  # another writer removed it first
+
+
 class _AtomicLocalFile(io.FileIO):
     """A local file written under a temp name and renamed over `path` once closed whole: a reader, or a rerun after a
     kill, sees the old file or the new one, never a truncated one. Discarded instead when a write failed, when its own
@@ -159,8 +193,9 @@ class _AtomicLocalFile(io.FileIO):
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        _remove_dead_temps(path)
         self.target, self.failed = path, False
-        super().__init__(f"{path}.tmp-{uuid.uuid4().hex[:8]}", "wb")
+        super().__init__(f"{path}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}", "wb")
 
     def write(self, data: Any) -> int:
         done = 0

@@ -74,6 +74,26 @@ def test_a_write_that_fails_or_a_stream_dropped_unclosed_keeps_the_old_file(tmp_
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["experiment_state.json"]
 
 
+def test_the_temp_file_a_killed_writer_left_is_cleared_by_the_next_write_of_that_file(tmp_path):
+    (tmp_path / "experiment_state.json").write_text('{"trial_data": []}')
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "written\n"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(30)
+    left = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert len(left) == 1  # the killed write's (a sweep rerun after a kill found it beside pareto.html)
+    storage.write_bytes(str(tmp_path / "other.json"), b"{}")  # another file's write leaves it be
+    assert (tmp_path / left[0]).exists()
+    live = storage._AtomicLocalFile(str(tmp_path / "experiment_state.json"))
+    assert not (tmp_path / left[0]).exists()
+    storage.write_bytes(str(tmp_path / "experiment_state.json"), b'{"trial_data": [1]}')  # a writer still at work: kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["experiment_state.json", "other.json", Path(live.name).name])
+    live.close()
+    assert sorted(os.listdir(tmp_path)) == ["experiment_state.json", "other.json"]
+
+
 def test_a_trial_reads_a_checkpoint_in_local_storage_in_place(tmp_path):
     """Ray copies a checkpoint to /tmp unless it sits on pyarrow's own local filesystem; avdis's reads it in place."""
     from ray.train import Checkpoint

@@ -272,18 +272,9 @@ def _remove_orphans(tmp: Path) -> None:
     for d in tmp.glob(f"{SCRATCH_PREFIX}*-*"):
         pid = d.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
         try:
-            if not pid.isdigit() or _alive(int(pid)) or time.time() - d.stat().st_mtime < ORPHAN_AGE_S:
+            if not pid.isdigit() or storage.pid_alive(int(pid)) or time.time() - d.stat().st_mtime < ORPHAN_AGE_S:
                 continue
         except OSError:
             continue  # another process removed it first
         shutil.rmtree(d, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
