@@ -147,18 +147,23 @@ def _is_connected_to(address: str, here: str) -> bool:
     return is_ray_client() if address.startswith("ray://") else address == here
 
 
-PROBE = ".avdis-client-check"
+PROBE = ".avdis-shared-check"
 
 
 def check_shared(paths: dict[str, str]) -> None:
-    """Under Ray Client, refuse local paths (by option name) that the cluster does not see as this process does.
-    A sweep's tuner and its callbacks, trials, Ray Train workers and preprocessing tasks run on the cluster and read
-    and write its disks, while this process checks, confirms and reports from its own: on a path the two do not
-    share, results land where this process never looks. Each local path gets a marker file here that a task on the
-    client server's node (where Tune puts the tuner) must find; a folder both mount (NFS) passes."""
-    if not is_ray_client():
-        return
+    """Refuse local paths (by option name) that a node of the cluster does not see as this process does. Trials,
+    Ray Train workers and preprocessing tasks run on any node and read and write its disks, while this process
+    checks, resumes and reports from its own: on a folder they do not share, shards are missing where a worker
+    reads them and a trial's checkpoints stay on the node it ran on, where a resumed trial elsewhere, or this
+    process, never looks. Under Ray Client this process is on no node: every node is checked (Tune's tuner runs on
+    the client server's). Each local path gets a marker file here that a task on every other alive node must find;
+    a folder they all mount at the same path (NFS) passes. Nodes the autoscaler adds later are not checked."""
     import ray
+
+    here = None if is_ray_client() else ray.get_runtime_context().get_node_id()
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["NodeID"] != here]
+    if not nodes:
+        return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     local = {k: os.path.abspath(v.removeprefix("file://")) for k, v in paths.items() if "://" not in v
@@ -172,24 +177,32 @@ def check_shared(paths: dict[str, str]) -> None:
         except OSError:
             continue  # not writable here: the caller's own check says so
         marks[key] = str(mark)
+    if not marks:
+        return
 
     def seen(files: dict[str, str]) -> dict[str, bool]:
         return {k: os.path.exists(f) and Path(f).read_text() == os.path.basename(f) for k, f in files.items()}
 
-    node = ray.get_runtime_context().get_node_id()  # the client server's node, where Tune runs the tuner
+    probe = ray.remote(num_cpus=0)(seen)
     try:
-        found = ray.get(ray.remote(num_cpus=0)(seen).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(marks), timeout=120)
+        found = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                         .remote(marks) for n in nodes], timeout=120)
     finally:
         for mark in marks.values():
             Path(mark).unlink(missing_ok=True)
-    unseen = [k for k, ok in found.items() if not ok]
-    if unseen:
-        raise UsageError(
-            f"{', '.join(f'{k}={local[k]}' for k in unseen)}: this process reaches Ray through Ray Client, and the "
-            "cluster does not see that folder as this machine does: the work runs on the cluster's nodes and would "
-            "read and write where this process never looks. Give s3://bucket/prefix URLs (or a folder both mount at "
-            "the same path), or run the command on the cluster with `ray job submit`")
+    blind = {k: [f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n, ok in zip(nodes, found) if not ok[k]]
+             for k in marks}
+    unseen = [k for k in marks if blind[k]]
+    if not unseen:
+        return
+    where = ("this process reaches Ray through Ray Client, and the cluster does not see that folder as this machine "
+             "does: the work runs on the cluster's nodes" if here is None else
+             f"the Ray node(s) at {', '.join(sorted({b for k in unseen for b in blind[k]}))} do not see that folder "
+             "as this node does: trials, workers and tasks there")
+    raise UsageError(
+        f"{', '.join(f'{k}={local[k]}' for k in unseen)}: {where} would read and write where this process never "
+        "looks. Give s3://bucket/prefix URLs, or a folder every node mounts at the same path (NFS)"
+        + (", or run the command on the cluster with `ray job submit`" if here is None else ""))
 
 
 def _has_aws_credentials() -> bool:

@@ -248,3 +248,62 @@ def test_s3_work_on_nodes_without_aws_credentials_is_refused_before_it_starts(ra
     mine = subprocess.run([sys.executable, "-c", CREDENTIALS, "local"], env={**keys, "RAY_TMPDIR": str(ray_tmp)},
                           capture_output=True, text=True, timeout=150, cwd=ROOT)  # a Ray started here has them
     assert mine.stdout.strip().splitlines()[-1] == "passed", (mine.stdout[-2000:], mine.stderr[-2000:])
+
+
+SHARED = """
+import sys, ray
+from avdis import runtime
+ray.init(address=sys.argv[1])
+try:
+    runtime.check_shared({"sweep.storage": sys.argv[2], "data.shards": sys.argv[3]})
+    print("passed")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp):
+    """A 2-node cluster whose second node has its own disk at a folder (a tmpfs in its own mount namespace, as a
+    second machine has): a sweep's trials there would write their checkpoints where no resumed trial or driver on
+    another node finds them. A folder both see (here the rest of /tmp, as NFS would be) passes."""
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux's unshare is not installed")
+    private, shared = ray_tmp / "node-disk", ray_tmp / "shards"
+    private.mkdir()
+    shared.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    with live_head(ray_tmp, env) as (port, _):
+        node = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'mount -t tmpfs tmpfs "{private}" && '
+             f'exec "{RAY}" start --address=127.0.0.1:{port} --block --num-cpus=1 --disable-usage-stats'],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while True:  # the second node joined
+                alive = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='auto'); "
+                                        "print(sum(n['Alive'] for n in ray.nodes()))"], env={**env, "RAY_TMPDIR": str(ray_tmp)},
+                                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+                if alive.stdout.strip().endswith("2"):
+                    break
+                assert node.poll() is None, node.stderr.read()[-2000:]
+                assert time.monotonic() < deadline, alive.stderr[-2000:]
+                time.sleep(2)
+
+            def check(storage: Path) -> str:
+                out = subprocess.run([sys.executable, "-c", SHARED, f"127.0.0.1:{port}", str(storage), str(shared)],
+                                     env=env, capture_output=True, text=True, timeout=150, cwd=ROOT)
+                assert out.returncode == 0, out.stderr[-3000:]
+                return out.stdout.strip().splitlines()[-1]
+
+            refused = check(private / "sweeps")
+            assert refused.startswith(f"UsageError sweep.storage={private / 'sweeps'}: the Ray node(s) at "), refused
+            assert "do not see that folder as this node does" in refused and "data.shards" not in refused
+            assert check(ray_tmp / "sweeps") == "passed"
+            assert not list(private.parent.glob(".avdis-shared-check-*"))  # its markers are removed
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait(15)
