@@ -495,3 +495,52 @@ def test_training_never_generates_over_a_corpus_made_with_other_settings(tmp_pat
                                                         seed=1)})
     prepare.generate_if_missing(same)  # its own settings: read as it is
     assert sorted(p.name for p in mine.rglob("*")) == before
+
+
+def _documented_job_submits() -> list[tuple[str, list[str]]]:
+    """(file, argv after `python jobs/<x>.py`) of every `ray job submit` in the docstrings of jobs/*.py."""
+    import ast
+    import shlex
+
+    found = []
+    for script in sorted((ROOT / "jobs").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+        for command in doc.replace("\\\n", " ").splitlines():
+            if command.strip().startswith("ray job submit"):
+                argv = shlex.split(command, comments=True)
+                entry = argv.index("--") + 1
+                assert argv[entry:entry + 2] == ["python", f"jobs/{script.name}"], command
+                found.append((script.name, argv[entry + 2:]))
+    return found
+
+
+class _Checked(BaseException):
+    """Raised once the driver has passed the working-dir check: nothing after it runs."""
+
+
+def test_the_documented_ray_job_submits_with_local_outputs_pass_the_working_dir_check(tmp_path, monkeypatch, capsys):
+    """jobs/train.py's docstring showed `ray job submit --working-dir . -- python jobs/train.py --config
+    jobs/configs/smoke.yaml --storage /shared/runs`, which the driver refuses: smoke.yaml's relative data.shards and
+    data.src land in Ray's copy of the working dir. Each documented command without s3:// is run, in a driver's
+    environment, up to that check (the real one), which it must pass."""
+    from avdis import runtime
+
+    def on_s3(argv: list[str]) -> bool:  # its locations, given or in its --config file
+        config = argv[argv.index("--config") + 1] if "--config" in argv else None
+        return any("s3://" in a for a in argv) or bool(config and "s3://" in (ROOT / config).read_text())
+
+    commands = [(name, argv) for name, argv in _documented_job_submits() if not on_s3(argv)]
+    assert commands, "no documented `ray job submit` with local outputs"
+    copy = as_ray_job(monkeypatch, tmp_path)
+    (copy / "jobs").symlink_to(ROOT / "jobs")  # the uploaded tree, as the relative --config reads it
+    real = runtime.check_kept
+
+    def check_then_stop(paths: dict[str, str]) -> None:
+        real(paths)
+        raise _Checked
+
+    monkeypatch.setattr(runtime, "check_kept", check_then_stop)
+    for name, argv in commands:
+        with pytest.raises(_Checked):
+            main([name.removesuffix(".py"), *argv])
+        assert "Ray's unpacked copy" not in capsys.readouterr().err
