@@ -274,3 +274,35 @@ def test_the_fold_and_scheme_training_chooses_do_not_rebuild_the_shards(corpus, 
     seeded = data_cfg(corpus, out).model_copy(update={"split": SplitConfig(scheme="speaker_disjoint", seed=7)})
     assert shards.build_shards(seeded, S3)["rebuilt_because"] == (  # a setting the shards hold still rebuilds them
         "changed since the shards were made: data.split.seed 0 -> 7")
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus, tmp_path):
+    """`ray job submit ... jobs/preprocess.py --src /data/...` on cluster/aws.yaml: the driver scans the head's
+    folder, the tasks run on CPU worker nodes (the head has no CPUs) where it is not. Every clip became a reject
+    ("cannot open") and the build failed only as 'every clip was rejected'; where some tasks ran on the node that holds
+    the corpus, a manifest of just their clips was written. Here the tasks run after the corpus moved away, as on such
+    a node: the build stops, naming the file, the node and the fix, and writes no manifest."""
+    import ray
+
+    src, gone, out = tmp_path / "corpus", tmp_path / "elsewhere", tmp_path / "shards"
+    shutil.copytree(corpus, src)
+    data = data_cfg(src, out)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(Path("/tmp") / f"avr-seen-{tmp_path.name[-8:]}"))
+    try:
+        on_ray = shards.run_on_ray(data, S3)
+
+        def on_a_node_without_it(tasks):
+            src.rename(gone)  # after the driver's scan
+            yield from on_ray(tasks)
+
+        with pytest.raises(shards.PreprocessError) as caught:
+            shards.build_shards(data, S3, run_tasks=on_a_node_without_it)
+    finally:
+        ray.shutdown()
+    message = str(caught.value)
+    assert message.startswith(str(src / "")) and "not found on node" in message, message
+    assert "shared filesystem" in message and "--no-ray" in message and "Traceback" not in message
+    assert not (out / shards.MANIFEST).exists()

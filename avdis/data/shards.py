@@ -416,21 +416,43 @@ def manifest_hash(url: str, s3: S3Config | None = None) -> str:
     return hashlib.sha256(storage.read_bytes(storage.join(url, MANIFEST), s3)).hexdigest()[:16]
 
 
+def write_shard_seen(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config, src: str) -> dict[str, Any]:
+    """`write_shard` in a Ray task, which may run on another node than the driver whose scan listed its clips. A node
+    that does not see the corpus stops the build: its clips would otherwise all become rejects ("cannot open"), and
+    the manifest hold only the clips of tasks that ran where the corpus is (none where the head has no CPUs)."""
+    missing = [r.source_path for r in task.records if not os.path.exists(r.source_path)]
+    if missing:
+        import ray
+
+        raise PreprocessError(
+            f"{missing[0]}{f' and {len(missing) - 1} more clips' if len(missing) > 1 else ''}: listed by the driver's "
+            f"scan of data.src={src}, but not found on node {ray.util.get_node_ip_address()}, where a preprocessing "
+            "task ran. Every node that runs these tasks must see data.src at the same path (a shared filesystem), or "
+            "preprocess on the machine that holds the corpus (`--no-ray`, or no Ray address: a local Ray) with --out "
+            "s3://... (the corpus may also have changed during preprocessing: then run it again)")
+    return write_shard(task, out, feat, s3)
+
+
 def run_on_ray(data: DataConfig, s3: S3Config, cpus_per_task: float = 1.0):
     """A `run_tasks` for `build_shards` that runs each shard as a Ray task, with a progress bar."""
     import ray
     from tqdm import tqdm
 
-    remote = ray.remote(num_cpus=cpus_per_task, max_retries=2)(write_shard)
+    remote = ray.remote(num_cpus=cpus_per_task, max_retries=2)(write_shard_seen)
 
     def run(tasks: list[ShardTask]) -> Iterable[dict[str, Any]]:
-        pending = [remote.remote(t, data.shards, data.features, s3) for t in tasks]
+        pending = [remote.remote(t, data.shards, data.features, s3, data.src) for t in tasks]
         total = sum(len(t.records) for t in tasks)
         done = lost = 0
         with tqdm(total=total, unit="clip", desc="preprocess") as bar:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
-                result = ray.get(ready[0])
+                try:
+                    result = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as exc:  # the task's own message, without Ray's traceback
+                    if isinstance(exc.cause, PreprocessError):
+                        raise exc.cause from None
+                    raise
                 done += len(result["rows"])
                 lost += result["clips"] - len(result["rows"])  # clips, not files: a clip's surplus files are no loss
                 bar.update(result["clips"])
