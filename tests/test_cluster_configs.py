@@ -432,6 +432,18 @@ def test_aws_node_commands_parse_as_bash():
     assert any('export PATH="$HOME/venv/bin:$PATH"' in c and c.rstrip().endswith(">> ~/.bashrc") for c in commands)
 
 
+def test_aws_nodes_run_the_python_of_the_kuberay_image():
+    """The AMI's python3 (Ubuntu 24.04: 3.12) made the nodes' venv, while the KubeRay image and the pinned
+    constraints are 3.11: Ray Client refuses a client whose Python minor version differs from the cluster's, so one
+    laptop could not reach both clusters, and the AWS nodes ran untested versions."""
+    image = re.search(r"FROM rayproject/ray:[\d.]+-py(\d)(\d+)", (ROOT / "cluster" / "README.md").read_text())
+    assert image, "cluster/README.md's Dockerfile names no rayproject/ray image"
+    version = f"{image[1]}.{image[2]}"
+    commands = " ; ".join(_aws_node_commands())
+    assert f"venv --seed --python {version} ~/venv" in commands
+    assert f"sys.version_info[:2] == ({image[1]}, {image[2]})" in commands  # a venv of another Python is made again
+
+
 def test_aws_setup_waits_for_apts_locks():
     """A fresh Ubuntu (the AMI of cluster/README.md) runs unattended-upgrades in its first minutes, holding apt's
     locks: an apt-get that does not wait fails the node's setup at random ("Could not get lock")."""
