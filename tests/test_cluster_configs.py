@@ -495,8 +495,8 @@ def test_aws_node_configs_match_ec2_run_instances():
 
 
 def test_a_jobs_working_dir_package_holds_the_code_and_not_the_git_history(tmp_path):
-    """`ray job submit --working-dir .` zipped .git too (.gitignore cannot list it): 14 MB more per job. Zipped here
-    by Ray's own packaging, as the job client does."""
+    """Ray's own packaging without its default excludes (RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES, as some users
+    set) zipped .git too (.gitignore cannot list it): 14 MB more per job. .rayignore keeps it out there as well."""
     import zipfile
 
     from ray._private.runtime_env.packaging import create_package
