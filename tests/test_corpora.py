@@ -335,6 +335,23 @@ def test_a_wrong_source_leaves_a_built_output_as_it_was(ravdess, tmp_path):
     assert shards.build_shards(data, S3Config())["up_to_date"]
 
 
+def test_a_source_whose_every_clip_fails_to_decode_leaves_a_built_output_as_it_was(cremad, tmp_path):
+    """The same corpus cloned again without `git lfs pull`: every file a pointer, found by name, none decodes."""
+    root = tmp_path / "CREMA-D"
+    shutil.copytree(cremad[0], root)
+    out = tmp_path / "shards"
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2)
+    shards.build_shards(data, S3Config())
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for path in root.rglob("*.*"):
+        path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n")
+    with pytest.raises(shards.PreprocessError) as caught:
+        shards.build_shards(data, S3Config())
+    assert "a Git LFS pointer, not media" in str(caught.value) and f"{out} was left as it was" in str(caught.value)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert shards.read_manifest(str(out))[0].num_rows == 4
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"", "empty file (0 bytes); copy the corpus again"),
     (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n",

@@ -347,14 +347,13 @@ def build_shards(
     records, scan_rejects = scan(data.corpus, data.src, skip=out_dir)  # an output inside the source is no input
     manifest_url = storage.join(data.shards, MANIFEST)
     if not records:
-        first = "; ".join(f"{r.source_path}: {r.reason}" for r in scan_rejects[:3])
         if storage.exists(manifest_url, s3):  # a wrong --src must not touch the shards a manifest vouches for
             where = f"{data.shards} was left as it was"
         else:
             storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
             where = f"all in {storage.join(data.shards, REJECTS)}"
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
-                              f"first: {first} ({where})")
+                              f"first: {_first(scan_rejects)} ({where})")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
     fingerprint, sources = _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
     table, meta, reason = None, None, "forced" if force else None
@@ -368,11 +367,13 @@ def build_shards(
         return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "splits": split_counts(table.column("split").to_pylist())}
-    if storage.exists(manifest_url, s3):
-        _remove(manifest_url, s3)  # from here until the new one is written, no manifest vouches for the shards
     rejects_url = storage.join(data.shards, REJECTS)
-    if storage.exists(rejects_url, s3):
-        _remove(rejects_url, s3)  # nor do the old build's rejects speak for this one, should it be cut short
+    # from here until the new manifest is written, no manifest vouches for the shards, nor do the old build's rejects
+    # speak for this one, should it be cut short; kept here to be put back should no clip decode (no shard is then
+    # written: a corpus cloned again without `git lfs pull` must not cost the shards made from a whole copy)
+    old = {url: storage.read_bytes(url, s3) for url in (manifest_url, rejects_url) if storage.exists(url, s3)}
+    for url in old:
+        _remove(url, s3)
     runner = run_tasks or (lambda ts: (write_shard(t, data.shards, data.features, s3) for t in ts))
     rows, rejects, shards = [], [asdict(r) for r in scan_rejects], []
     for result in runner(plan(records, data)):
@@ -380,9 +381,15 @@ def build_shards(
         rejects.extend(result["rejects"])
         if result["shard"]:
             shards.append(result["shard"])
-    storage.write_parquet(rejects_url, _rejects_table([Reject(**r) for r in rejects]), s3)
+    rejected = [Reject(**r) for r in rejects]
+    if not rows and manifest_url in old:
+        for url, content in old.items():
+            storage.write_bytes(url, content, s3)
+        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)} files), first: "
+                              f"{_first(rejected)} ({data.shards} was left as it was)")
+    storage.write_parquet(rejects_url, _rejects_table(rejected), s3)
     if not rows:
-        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)}); see {rejects_url}")
+        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)} files); see {rejects_url}")
     rows.sort(key=lambda r: r["clip_id"])
     shards.sort(key=lambda s: s["name"])
     labels = assign(rows, data)
@@ -398,6 +405,11 @@ def build_shards(
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
             "speakers": len(labels.speakers), "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
+
+
+def _first(rejects: list[Reject], n: int = 3) -> str:
+    """The first `n` rejects by file, each with its reason: enough to tell a wrong folder or a broken copy."""
+    return "; ".join(f"{r.source_path}: {r.reason}" for r in sorted(rejects, key=lambda r: (r.source_path, r.reason))[:n])
 
 
 def split_counts(within: list[str]) -> dict[str, int]:
