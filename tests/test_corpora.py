@@ -77,6 +77,37 @@ def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
                                 "(e.g. 1001_DFA_ANG_XX)")]
 
 
+def test_cremad_converted_to_mp4_is_read_as_the_clips_video_or_its_fallback(tmp_path):
+    """VideoMP4/<stem>.mp4, the .flv converted as many users keep it: every file was a reject ("expected
+    VideoFlash/*.flv or AudioWAV/*.wav"), so a copy holding only the .mp4 files made no clip at all."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    stems = ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX", "1002_TIE_SAD_XX"]
+    for i, stem in enumerate(stems):
+        frames, audio = clip_media(i)
+        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+        write_clip(root / "VideoMP4" / f"{stem}.mp4", frames, 12, None, SR)
+    flv, cut = root / "VideoFlash" / f"{stems[0]}.flv", root / "VideoFlash" / f"{stems[1]}.flv"
+    write_clip(flv, clip_media(0)[0], 12, None, SR)  # an .flv beside its .mp4: the corpus's own file is used
+    write_clip(cut, clip_media(1)[0], 12, None, SR)
+    cut.write_bytes(cut.read_bytes()[:60])  # cut short: the clip is taken from its .mp4
+    lone = touch(root / "VideoMP4" / "1003_ITS_DIS_LO.mp4")
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    manifest = pq.read_table(out / "manifest.parquet").to_pandas().set_index("clip_id")
+    assert summary["clips"] == 4 and sorted(manifest.index) == [f"cremad-{s}" for s in stems]
+    assert manifest.loc[f"cremad-{stems[0]}"].video_path == str(flv)
+    for stem in stems[1:]:
+        assert manifest.loc[f"cremad-{stem}"].video_path == str(root / "VideoMP4" / f"{stem}.mp4")
+    assert set(manifest.audio_path) == {str(root / "AudioWAV" / f"{s}.wav") for s in stems}
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert [r["source_path"] for r in rejects] == sorted([str(cut), str(lone), str(root / "VideoMP4" / f"{stems[0]}.mp4")])
+    reasons = {Path(r["source_path"]).name: r["reason"] for r in rejects}
+    assert reasons[f"{stems[0]}.mp4"] == f"clip taken from {stems[0]}.flv and {stems[0]}.wav"
+    assert reasons[cut.name].endswith(f"; the clip was taken from {stems[1]}.mp4 and {stems[1]}.wav instead")
+    assert reasons[lone.name] == "no AudioWAV/1003_ITS_DIS_LO.wav to pair with"
+
+
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(corpora.CorpusError, match="does not exist"):
         corpora.scan("ravdess", tmp_path / "nope")

@@ -13,7 +13,8 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     unpaired or surplus files become rejects with the reason.
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
-    Video and audio are paired by stem.
+    Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
+    users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
 synthetic (`avdis.data.synth`): labels from the corpus's `ground_truth.csv`.
 
 Files are found through symlinked folders (each real folder once, under its own name where
@@ -217,14 +218,18 @@ def scan_ravdess(src: Path, files: list[Path]) -> Scan:
     return records, rejects
 
 
+# CREMA-D's files by (folder, suffix): its own VideoFlash and AudioWAV, and VideoMP4, the .flv files converted to
+# .mp4 as many users do (FLV is awkward to play and edit), named by the same stems
+_CREMAD_KINDS = {("VideoFlash", ".flv"): "flv", ("VideoMP4", ".mp4"): "mp4", ("AudioWAV", ".wav"): "wav"}
+
+
 def scan_cremad(src: Path, files: list[Path]) -> Scan:
-    videos: dict[str, Path] = {}
-    audios: dict[str, Path] = {}
+    kinds: dict[str, dict[str, Path]] = {kind: {} for kind in _CREMAD_KINDS.values()}
     rejects: list[Reject] = []
     for path in files:
-        folder, suffix = path.parent.name, path.suffix.lower()
-        if (folder, suffix) not in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
-            rejects.append(Reject(str(path), "expected VideoFlash/*.flv or AudioWAV/*.wav"))
+        kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
+        if kind is None:
+            rejects.append(Reject(str(path), "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav"))
             continue
         m = _CREMAD_NAME.match(path.stem)
         if not m or m.group(3) not in CREMAD_EMOTIONS:
@@ -232,24 +237,28 @@ def scan_cremad(src: Path, files: list[Path]) -> Scan:
                                              "<LO|MD|HI|XX> (e.g. 1001_DFA_ANG_XX)"))
             continue
         stem = path.stem + "X" if m.group(4) == "X" else path.stem
-        kind = videos if suffix == ".flv" else audios
-        if stem in kind:
-            rejects.append(Reject(str(path), f"duplicate of {kind[stem]} (same clip, same modality)"))
+        if stem in kinds[kind]:
+            rejects.append(Reject(str(path), f"duplicate of {kinds[kind][stem]} (same clip, same modality)"))
             continue
-        kind[stem] = path
+        kinds[kind][stem] = path
     records = []
-    for stem in sorted(videos.keys() | audios.keys()):
+    flvs, mp4s, audios = kinds["flv"], kinds["mp4"], kinds["wav"]
+    for stem in sorted(flvs.keys() | mp4s.keys() | audios.keys()):
         if stem not in audios:
-            rejects.append(Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav to pair with"))
+            rejects.extend(Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav to pair with")
+                           for videos in (flvs, mp4s) if stem in videos)
             continue
-        if stem not in videos:
-            rejects.append(Reject(str(audios[stem]), f"no VideoFlash/{stem}.flv to pair with"))
+        if stem not in flvs and stem not in mp4s:
+            rejects.append(Reject(str(audios[stem]), f"no VideoFlash/{stem}.flv (or VideoMP4/{stem}.mp4) to pair with"))
             continue
+        # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode
+        video = flvs.get(stem) or mp4s[stem]
+        fallback = (str(mp4s[stem]), str(audios[stem])) if stem in flvs and stem in mp4s else None
         actor, sentence, emo, level = _CREMAD_NAME.match(stem).groups()
         records.append(ClipRecord(
             clip_id=f"cremad-{stem}", corpus="cremad", speaker=actor, emotion=CREMAD_EMOTIONS[emo],
-            source_path=str(videos[stem]), audio_path=str(audios[stem]), video_path=str(videos[stem]),
-            meta={"sentence": sentence, "level": level},
+            source_path=str(video), audio_path=str(audios[stem]), video_path=str(video),
+            meta={"sentence": sentence, "level": level}, fallback=fallback,
         ))
     return records, rejects
 

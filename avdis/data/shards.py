@@ -125,7 +125,10 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
                                               fallback=None), feat)
         instead = f"; the clip was taken from {Path(video).name} and {Path(audio).name} instead" if encoded else ""
         return encoded, [Reject(rec.source_path, why + instead), *unused]
-    surplus = [Reject(p, f"clip taken from full-AV file {Path(rec.source_path).name}") for p in rec.fallback or ()]
+    used = (rec.video_path, rec.audio_path)
+    taken = (f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
+             f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
+    surplus = [Reject(p, f"clip taken from {taken}") for p in rec.fallback or () if p not in used]
     return encoded, surplus
 
 
