@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from avdis import storage
 from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards
 from avdis.data.media import write_clip
@@ -366,21 +367,28 @@ def test_a_wrong_source_leaves_a_built_output_as_it_was(ravdess, tmp_path):
     assert shards.build_shards(data, S3Config())["up_to_date"]
 
 
-def test_a_source_whose_every_clip_fails_to_decode_leaves_a_built_output_as_it_was(cremad, tmp_path):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_source_whose_every_clip_fails_to_decode_leaves_a_built_output_as_it_was(cremad, tmp_path, where, request):
     """The same corpus cloned again without `git lfs pull`: every file a pointer, found by name, none decodes."""
     root = tmp_path / "CREMA-D"
     shutil.copytree(cremad[0], root)
-    out = tmp_path / "shards"
-    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2)
+    out = str(tmp_path / "shards") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/shards"
+    data = DataConfig(corpus="cremad", src=str(root), shards=out, shard_size=2)
+
+    def contents() -> dict[str, bytes]:
+        fs, path = storage.filesystem(out)
+        return {name: fs.cat_file(name) for name in fs.find(path)}
+
     shards.build_shards(data, S3Config())
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = contents()
+    assert len(before) == 5  # the manifest, the rejects, 3 shards
     for path in root.rglob("*.*"):
         path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n")
     with pytest.raises(shards.PreprocessError) as caught:
         shards.build_shards(data, S3Config())
     assert "a Git LFS pointer, not media" in str(caught.value) and f"{out} was left as it was" in str(caught.value)
-    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert shards.read_manifest(str(out))[0].num_rows == 4
+    assert contents() == before
+    assert shards.read_manifest(out)[0].num_rows == 4
 
 
 @pytest.mark.parametrize("content, reason", [
