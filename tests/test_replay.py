@@ -92,7 +92,7 @@ def test_the_study_holds_every_ended_trial_as_told(stopped_as):
         if epochs < EPOCHS and stopped_as == "pruned":
             assert told.state == optuna.trial.TrialState.PRUNED and told.values is None
         else:
-            assert told.state == optuna.trial.TrialState.COMPLETE and told.values == [acc, leak]
+            assert told.state == optuna.trial.TrialState.COMPLETE and told.values == [acc, max(leak, 0.0)]
         params = {k: v for k, v in told.params.items()}
         assert params == rep.params[tid]  # what the sampler drew is what the trial trained
     assert any(f[2] < EPOCHS for f in rep.finals.values())

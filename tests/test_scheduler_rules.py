@@ -27,6 +27,20 @@ def test_a_trial_that_ran_every_epoch_is_complete_with_its_values(stopped_as):
     assert trial.state == State.COMPLETE and trial.values == [0.6, 0.4]
 
 
+def told_values(leakage: float) -> list[float]:
+    s = searcher(C.load(None, ["train.epochs=9"]))
+    s.suggest("t0")
+    s.on_trial_complete("t0", result={"epoch": 9, "val_emotion_acc": 0.6, "val_leakage": leakage})
+    return s._ot_study.trials[0].values
+
+
+def test_a_leakage_below_zero_is_told_as_zero_as_the_front_reads_it():
+    """Two trials at (0.6, -0.3) and (0.6, 0.0) tie on the front and at MO-ASHA's rungs; told raw, TPE and NSGA-II
+    ranked the first strictly better and sampled toward probes that were unlucky."""
+    assert told_values(-0.3) == told_values(0.0) == [0.6, 0.0]
+    assert told_values(0.25) == [0.6, 0.25]
+
+
 def test_a_stopped_trial_is_told_as_the_setting_says():
     assert told("complete", epoch=2).values == [0.6, 0.4]  # Ray's OptunaSearch: rung values as if final
     pruned = told("pruned", epoch=2)

@@ -23,6 +23,9 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from avdis.config import Range, SearchSpace
+from avdis.results import pareto
+
+LEAKAGE = pareto.SELECTED[1]  # the leakage the searcher is told (validation clips')
 
 
 def _suggest(trial: optuna.Trial, name: str, choice: Range | list[Any]) -> Any:
@@ -89,7 +92,9 @@ def sampler(kind: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSa
 
 
 class SweepSearch(OptunaSearch):
-    """OptunaSearch that tells a trial which ended before `full_epochs` as PRUNED when `stopped_as` is "pruned"."""
+    """OptunaSearch that tells a trial which ended before `full_epochs` as PRUNED when `stopped_as` is "pruned", and
+    its leakage as the front and MO-ASHA read it (`pareto.points`): below 0, a probe under the label-only guess by
+    noise, it is 0, so the sampler is not drawn toward trials whose probe was unlucky."""
 
     def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch", **kwargs: Any):
         super().__init__(**kwargs)
@@ -99,4 +104,6 @@ class SweepSearch(OptunaSearch):
         stopped = bool(result) and int(result.get(self.time_attr, self.full_epochs)) < self.full_epochs
         if stopped and not error and self.stopped_as == "pruned":
             result = None  # OptunaSearch tells a trial with no values and no error as PRUNED
+        elif result and result.get(LEAKAGE, 0) < 0:
+            result = {**result, LEAKAGE: 0.0}
         super().on_trial_complete(trial_id, result=result, error=error)
