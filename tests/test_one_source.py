@@ -94,10 +94,14 @@ def _floor(module: str) -> int:
 
 
 def _avdis_imports(path: Path) -> set[str]:
-    """Every avdis module the file imports, at the top or inside functions."""
+    """Every avdis module the file imports, at the top or inside functions; a relative import by the module it names."""
     found = set()
+    package = path.relative_to(ROOT).parent.parts  # ("avdis", "train") for avdis/train/probe.py
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "avdis":
+        if isinstance(node, ast.ImportFrom) and node.level:  # from ..tune import sweep: avdis.tune
+            base = ".".join(package[: len(package) - node.level + 1])
+            found.update([f"{base}.{node.module}"] if node.module else (f"{base}.{a.name}" for a in node.names))
+        elif isinstance(node, ast.ImportFrom) and node.module == "avdis":
             found.update(f"avdis.{a.name}" for a in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("avdis."):
             found.add(node.module)
