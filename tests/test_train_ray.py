@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ray.cloudpickle as cloudpickle
 import pytest
+import torch
 
 from avdis import config as C
 from avdis.data.stream import SkipRateExceeded
@@ -69,9 +70,23 @@ def test_every_method_trains_on_two_deepspeed_workers(local_ray, tiny_shards, tm
     adversarial through `ray job submit` (test_jobs.py)."""
     cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=1", "probe.epochs=40", f"method.name={method}",
                   *([f"method.weight={weight}"] if weight is not None else []), f"train.name={method}")
-    h = history(launch.train(cfg)["run"])
+    run = launch.train(cfg)["run"]
+    h = history(run)
     assert h[-1]["epoch"] == 1 and h[-1]["world_size"] == 2
     assert 0.0 <= h[-1]["emotion_acc"] <= 1.0 and "leakage" in h[-1]
+    # the method's own part ran: its loss term (and the adversary's) logged, or INLP fit and saved with the run
+    terms = {k for k in h[-1] if k.startswith("loss_")}
+    assert terms == {"single_task": {"loss_emotion"}, "confusion": {"loss_emotion", "loss_speaker", "loss_confusion",
+                                                                    "loss_adversary"},
+                     "orthogonal": {"loss_emotion", "loss_speaker", "loss_orthogonal"},
+                     "nullspace": {"loss_emotion", "loss_speaker"}}[method], terms
+    assert all(h[-1][k] > 0 for k in terms), h[-1]
+    posthoc = list(Path(run).glob("checkpoint_*/posthoc.pt"))
+    assert len(posthoc) == (method == "nullspace"), posthoc
+    if method == "nullspace":
+        projection = torch.load(posthoc[0], weights_only=False)["projection"]
+        eye = torch.eye(cfg.model.emb_dim)
+        assert projection.shape == eye.shape and not torch.allclose(projection, eye)  # directions were removed
 
 
 def _report(metrics: dict) -> None:
