@@ -382,6 +382,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# How to go on after a Ctrl-C that no avdis error reported (one that did, e.g. a Ray Train run's or Tune's, says so
+# itself): what each command leaves behind when cut short, for its rerun.
+AFTER_INTERRUPT = {
+    "synth": "rerun the same command to generate the corpus again",
+    "preprocess": "rerun the same command to build the shards again (a build cut short leaves no manifest, so no run "
+                  "reads its shards)",
+    "train": "rerun the same command to resume from its last whole checkpoint",
+    "sweep": "rerun the same command to resume",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
@@ -390,5 +401,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avdis {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"avdis {args.command}: interrupted", file=sys.stderr)
+        then = AFTER_INTERRUPT.get(args.command)
+        print(f"avdis {args.command}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
         return 130

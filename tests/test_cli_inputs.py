@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -411,8 +417,6 @@ def test_a_flag_and_an_override_of_one_setting_are_refused(tmp_path, capsys, mon
 
 def test_python_dash_m_avdis_is_the_avdis_command(tmp_path):
     """Where the venv's scripts folder is not on PATH (a Ray job's `python -m ...`), the module runs the command."""
-    import subprocess
-    import sys
     out = subprocess.run([sys.executable, "-m", "avdis", "train", "--workers", "0"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("avdis train: error:") and "train.workers" in out.stderr
@@ -544,3 +548,40 @@ def test_the_documented_ray_job_submits_with_local_outputs_pass_the_working_dir_
         with pytest.raises(_Checked):
             main([name.removesuffix(".py"), *argv])
         assert "Ray's unpacked copy" not in capsys.readouterr().err
+
+
+def _interrupted(argv: list[str], cwd: Path, started: Callable[[], bool]) -> subprocess.CompletedProcess:
+    """`python -m avdis argv`, sent Ctrl-C (SIGINT) once `started()`; its exit code and output."""
+    proc = subprocess.Popen([sys.executable, "-m", "avdis", *argv], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ADDRESS": ""})
+    try:
+        deadline = time.monotonic() + 240
+        while not started():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.timeout(400)
+def test_ctrl_c_says_how_to_go_on(tiny_corpus, tiny_shards, tmp_path):
+    """Ctrl-C in one-process training or in preprocessing said only "interrupted": not that the rerun resumes from
+    the last checkpoint (Ray Train's runs and sweeps said so), nor that a cut build is rebuilt by its rerun."""
+    run = tmp_path / "runs" / "cut"
+    done = _interrupted(["train", "--storage", str(tmp_path / "runs"), "--name", "cut", f"data.shards={tiny_shards}",
+                         "train.epochs=500", "probe.epochs=5"], tmp_path, (run / "latest.json").exists)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert done.stderr.strip().endswith("avdis train: interrupted; rerun the same command to resume from its last "
+                                        "whole checkpoint"), done.stderr[-3000:]
+    shards = tmp_path / "shards"
+    done = _interrupted(["preprocess", "--corpus", "synthetic", "--src", str(tiny_corpus), "--out", str(shards),
+                         "--shard-size", "1", "--no-ray"], tmp_path, lambda: any(shards.rglob("*.tar")))
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "
+                                        "again (a build cut short leaves no manifest, so no run reads its shards)")
+    assert not (shards / "manifest.parquet").exists()
