@@ -321,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)",
                        epilog=SETTINGS_HELP, formatter_class=RAW)
-    p.add_argument("--workers", type=int, help="training workers (train.workers); more than 1 runs on Ray Train")
-    p.add_argument("--strategy", choices=C.STRATEGIES)
+    p.add_argument("--workers", type=int, help="training workers (train.workers); more than 1 needs --strategy ddp "
+                   "or deepspeed")
+    p.add_argument("--strategy", choices=C.STRATEGIES, help="train.strategy: single trains in this process; ddp and "
+                   "deepspeed train on Ray Train workers, one or more")
     p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
     p.add_argument("--name", help="run name under --storage")
     _with_config(p)

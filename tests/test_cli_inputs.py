@@ -585,3 +585,16 @@ def test_ctrl_c_says_how_to_go_on(tiny_corpus, tiny_shards, tmp_path):
     assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "
                                         "again (a build cut short leaves no manifest, so no run reads its shards)")
     assert not (shards / "manifest.parquet").exists()
+
+
+def test_train_help_says_which_strategy_trains_where(capsys):
+    """--workers said more than 1 worker runs on Ray Train, but the strategy decides: ddp or deepspeed with one
+    worker runs there too (launch.train), and more than 1 under strategy single is refused."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "training workers (train.workers); more than 1 needs --strategy ddp or deepspeed" in out
+    assert ("train.strategy: single trains in this process; ddp and deepspeed train on Ray Train workers, one or more"
+            in out)
+    with pytest.raises(C.ConfigError, match="strategy=single runs one process"):
+        C.load(None, ["train.workers=2"])
