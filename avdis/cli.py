@@ -292,12 +292,16 @@ def settings_help(sections: tuple[str, ...] | None = None) -> str:
     return "\n".join(lines)
 
 
-def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP) -> None:
-    p.add_argument("--config", help=CONFIG_HELP)
+def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP,
+                 default: str | None = None) -> None:
+    p.add_argument("--config", default=default,
+                   help=CONFIG_HELP + (f"; without --config: {default}" if default else ""))
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=overrides_help)  # default: not "required"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
+    """The `avdis` parser; `default_config` is the --config a command reads when none is given (`jobs/sweep.py`'s
+    embedded default), shown in its --help."""
     SETTINGS_HELP, RAW = settings_help(), argparse.RawDescriptionHelpFormatter  # the epilog's lines as written
     parser = argparse.ArgumentParser(prog="avdis", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
     p.add_argument("--force", action="store_true",
                    help="rebuild the shards even when the manifest says they are up to date")
-    _with_config(p)
+    _with_config(p, default=default_config)
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)",
@@ -327,20 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "deepspeed train on Ray Train workers, one or more")
     p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
     p.add_argument("--name", help="run name under --storage")
-    _with_config(p)
+    _with_config(p, default=default_config)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="Ray Tune sweep over methods and weights; writes the Pareto front",
                        epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--storage", help="URL the sweep writes under (local folder or s3://)")
     p.add_argument("--name", help="sweep name; outputs go to <storage>/<name>/")
-    _with_config(p)
+    _with_config(p, default=default_config)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep",
                        epilog=settings_help(("s3",)), formatter_class=RAW)
     p.add_argument("sweep", help="<storage>/<sweep name>")
-    _with_config(p, READER_OVERRIDES_HELP)
+    _with_config(p, READER_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page",
@@ -350,13 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (default: %(default)s; 0: any free port)")
     p.add_argument("--refresh", type=_positive_seconds, default=5.0,
                    help="seconds between checks for new results (default: %(default)s)")
-    _with_config(p, READER_OVERRIDES_HELP)
+    _with_config(p, READER_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("model", help="list model size presets with their parameter counts",
                        epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--list", action="store_true", help="(default) list the presets")
-    _with_config(p)
+    _with_config(p, default=default_config)
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("grafana", help="export the Grafana dashboard JSON or push it to a Grafana server")
@@ -371,9 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
+def parse(argv: list[str] | None = None, default_config: str | None = None) -> argparse.Namespace:
     """The parsed command line; key=value overrides may also come between or after options."""
-    parser = build_parser()
+    parser = build_parser(default_config)
     args, rest = parser.parse_known_args(argv)
     takes_overrides = hasattr(args, "overrides")
     stray = [a for a in rest if not (takes_overrides and "=" in a and not a.startswith("-"))]
@@ -395,8 +399,8 @@ AFTER_INTERRUPT = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+def main(argv: list[str] | None = None, default_config: str | None = None) -> int:
+    args = parse(argv, default_config)
     try:
         return args.func(args)
     except AvdisError as exc:

@@ -18,7 +18,4 @@ from avdis.cli import main
 DEFAULT = str(_path.ROOT / "jobs" / "configs" / "local.yaml")
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
-        argv = ["--config", DEFAULT, *argv]
-    sys.exit(main(["sweep", *argv]))
+    sys.exit(main(["sweep", *sys.argv[1:]], default_config=DEFAULT))

@@ -598,3 +598,17 @@ def test_train_help_says_which_strategy_trains_where(capsys):
             in out)
     with pytest.raises(C.ConfigError, match="strategy=single runs one process"):
         C.load(None, ["train.workers=2"])
+
+
+def test_the_sweep_jobs_help_names_the_config_it_reads_by_default(tmp_path):
+    """`python jobs/sweep.py` reads jobs/configs/local.yaml when given no --config, but its --help said only that
+    defaults fill what a config leaves out, as if it read none."""
+    local = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "local.yaml"
+    out = subprocess.run([sys.executable, str(local.parents[2] / "jobs" / "sweep.py"), "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and f"without --config: {local}" in " ".join(out.stdout.split()), out.stdout
+    from avdis.cli import parse
+
+    assert parse(["sweep"], default_config=str(local)).config == str(local)
+    assert parse(["sweep", "--config=other.yaml"], default_config=str(local)).config == "other.yaml"
+    assert parse(["sweep"]).config is None
