@@ -7,6 +7,7 @@ exit code 2 before any work starts. Code past the edge trusts these objects.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -427,8 +428,10 @@ class SearchSpace(_Section):
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
             if setting_of(key) != key:  # before the sections' refusals: a typo under one is named as a typo
+                near = difflib.get_close_matches(key, _setting_paths(Config), n=1)  # probe.epoch: probe.epochs
                 raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
-                                 "(write its dotted path, e.g. train.lr)")
+                                 "(write its dotted path, e.g. train.lr)"
+                                 + (f"; did you mean {near[0]}?" if near else ""))
             held = [why for k, why in PER_SWEEP.items() if key == k or (k.endswith(".") and key.startswith(k))]
             if held:
                 raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {held[0]}")
@@ -534,6 +537,18 @@ def check_nullspace(field: str, directions: float, emb_dim: int) -> None:
     """INLP removes one direction of z_emo per iteration: more than model.emb_dim would be recorded but not done."""
     if directions > emb_dim:
         raise ValueError(f"{field}={directions:g}: nullspace removes at most model.emb_dim={emb_dim} directions of z_emo")
+
+
+def _setting_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted paths of the settings (fields that hold no section) under `model`."""
+    paths = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            paths += _setting_paths(sub, f"{prefix}{name}.")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
 
 
 def _fields_along(path: str) -> list[FieldInfo]:
@@ -662,7 +677,9 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
         if err["type"] == "extra_forbidden":
             owner = _field_model(model, loc[:-1])
             allowed = sorted(owner.model_fields) if owner else []
-            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+            near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)  # train.epoch: one letter off a setting
+            msg = (f"unknown key; allowed keys here: {', '.join(allowed)}"
+                   + (f"; did you mean {near[0]}?" if near else ""))
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{source}: {path}: {msg}")

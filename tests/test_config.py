@@ -59,6 +59,10 @@ def _quoted(names) -> list[str]:
     # renamed: it weights the loss logged as loss_speaker, so the message offers speaker_weight
     ("method.identity_weight=2", ["method.identity_weight: unknown key; allowed keys here: ", "speaker_weight"]),
     ("bogus.x=1", ["bogus: unknown key; allowed keys here: ", *C.Config.model_fields]),
+    # a key one letter off a setting names it
+    ("train.epoch=3", ["train.epoch: unknown key; allowed keys here: ", "; did you mean epochs?"]),
+    ("trian.epochs=3", ["trian: unknown key; allowed keys here: ", "; did you mean train?"]),
+    ("sweep.scheduler.grace_epoch=1", ["; did you mean grace_epochs?"]),
     # pydantic takes true as 1: `train.epochs: yes` trained one epoch
     ("train.epochs=yes", ["train.epochs: YAML reads this as a yes/no", "(got True)"]),
     ("train.lr=true", ["train.lr: YAML reads this as a yes/no"]),
@@ -152,6 +156,8 @@ def test_search_space_errors():
     # a typo under a section held whole was named as that section's rule ("one setting for the whole sweep")
     ("{probe.epoch: [1, 2]}", "'probe.epoch' is not a setting of"),
     ("{data.synth.speaker: [2, 3]}", "'data.synth.speaker' is not a setting of"),
+    ("{train.lrr: [0.1]}", "(write its dotted path, e.g. train.lr); did you mean train.lr?"),
+    ("{model.emb: [8]}", "; did you mean model.emb_dim?"),
     # both ends are whole numbers, the draws between them not: the sweep stopped at its first such trial
     ("{model.emb_dim: {low: 8, high: 32}}", "sweep.space.params.model.emb_dim: the setting takes whole numbers, and "
                                             "this range draws between them; add int: true"),
