@@ -372,6 +372,8 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="push: replace a dashboard with the same UID")
     p.add_argument("--token-env", default="GRAFANA_TOKEN", help="push: environment variable holding the API token")
     p.set_defaults(func=cmd_grafana)
+    for command in sub.choices.values():  # its own usage for an error in its arguments, not the list of commands
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -382,7 +384,7 @@ def parse(argv: list[str] | None = None, default_config: str | None = None) -> a
     takes_overrides = hasattr(args, "overrides")
     stray = [a for a in rest if not (takes_overrides and "=" in a and not a.startswith("-"))]
     if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if takes_overrides:
         args.overrides = [*args.overrides, *rest]
     return args
