@@ -705,6 +705,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _read_yaml(text: str, name: str) -> Any:
+    """`text` as YAML (keys once each), its error marks naming the file `name` ("<unicode string>" otherwise)."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None,
          values: dict[str, Any] | None = None) -> Config:
     """Read a YAML config (or the defaults), apply dotted overrides, validate. `values` are dotted settings given
@@ -713,14 +723,17 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
     source = str(path) if path else "defaults"
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a folder, not a config file; pass --config with a YAML file (see jobs/configs/)")
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found; pass --config with an existing YAML file")
         try:
-            raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+            raw = _read_yaml(p.read_text(encoding="utf-8"), str(p)) or {}
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+            tabs = f"\n{p}: indent with spaces; YAML takes no tabs there" if "'\\t'" in str(exc) else ""
+            raise ConfigError(f"{p}: not valid YAML: {exc}{tabs}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections (data, model, ...)")
     if values:

@@ -363,3 +363,16 @@ def test_the_leakage_probe_is_one_judge_for_the_whole_sweep(params):
     assert strict > 0.8 and lenient < 0.2  # why the judge must not be a sampled setting
     with pytest.raises(C.ConfigError, match="is one setting for the whole sweep: the leakage probe judges every trial"):
         C.load(None, [f"sweep.space.params={params}"])
+
+
+def test_a_config_path_that_is_a_folder_or_bad_yaml_names_the_file_and_its_line(tmp_path):
+    """A folder given as --config was "not found"; a YAML error pointed at `"<unicode string>", line 2`."""
+    with pytest.raises(C.ConfigError, match=re.escape(f"{tmp_path}: is a folder, not a config file; pass --config")):
+        C.load(tmp_path)
+    path = tmp_path / "c.yaml"
+    for text in ("train:\n\tepochs: 3\n", "train:\n  epochs: 3\ntrain:\n  lr: 0.1\n"):
+        path.write_text(text)
+        with pytest.raises(C.ConfigError) as err:
+            C.load(path)
+        assert f'in "{path}", line ' in str(err.value) and "<unicode string>" not in str(err.value), str(err.value)
+        assert str(err.value).endswith(f"\n{path}: indent with spaces; YAML takes no tabs there") == ("\t" in text)
