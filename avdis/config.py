@@ -705,6 +705,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _empty_sections_dropped(raw: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`raw` without the sections a file leaves empty (`train:` with every line under it commented out is YAML's
+    null, refused as no mapping): an empty section keeps its defaults, as a section left out does."""
+    out = {}
+    for key, value in raw.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        sub = field.annotation if field is not None else None
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                value = _empty_sections_dropped(value, sub)
+        out[key] = value
+    return out
+
+
 def _read_yaml(text: str, name: str) -> Any:
     """`text` as YAML (keys once each), its error marks naming the file `name` ("<unicode string>" otherwise)."""
     loader = _UniqueKeyLoader(text)
@@ -736,6 +752,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
             raise ConfigError(f"{p}: not valid YAML: {exc}{tabs}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections (data, model, ...)")
+        raw = _empty_sections_dropped(raw, Config)
     if values:
         given: dict[str, Any] = {}
         for key, value in values.items():

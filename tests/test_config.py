@@ -376,3 +376,16 @@ def test_a_config_path_that_is_a_folder_or_bad_yaml_names_the_file_and_its_line(
             C.load(path)
         assert f'in "{path}", line ' in str(err.value) and "<unicode string>" not in str(err.value), str(err.value)
         assert str(err.value).endswith(f"\n{path}: indent with spaces; YAML takes no tabs there") == ("\t" in text)
+
+
+def test_a_section_left_empty_in_a_file_keeps_its_defaults(tmp_path):
+    """`train:` with every line under it commented out is YAML's null: refused as "not a valid dictionary", where a
+    section left out keeps its defaults. A null given as an override still replaces nothing in silence."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n#  epochs: 3\nmethod:\n  adversary:\n  name: multitask\nsweep:\n  checkpoints:\n")
+    cfg = C.load(path)
+    assert cfg.train == C.load(None).train and cfg.method.adversary == C.AdversaryConfig()
+    assert cfg.sweep.checkpoints is None  # a setting's null is its own
+    path.write_text("train:\n  epochs: 3\n")
+    with pytest.raises(C.ConfigError, match="train: Input should be a valid dictionary"):
+        C.load(path, ["train=null"])
