@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
-OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial; "
-                  "they may come before, between or after the options")
+OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 method.name=adversarial "
+                  "method.weight=0.5; they may come before, between or after the options")
+SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num_samples=8 "
+                        "sweep.space.methods=[multitask,adversarial]; they may come before, between or after the "
+                        "options (method.name and method.weight are drawn per trial from sweep.space)")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
@@ -130,6 +133,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from avdis.report.callback import ReportCallback
     from avdis.tune import sweep
 
+    for override in args.overrides:
+        sets = C.parse_overrides([override])
+        drawn = [key for key in ("method.name", "method.weight") if _holds(sets, key.split("."))]
+        if drawn:  # accepted and ignored: a sweep of every method where the user asked for one
+            raise C.ConfigError(f"{override}: a sweep draws {' and '.join(drawn)} for each trial from "
+                                "sweep.space.methods and sweep.space.weights, so it would change nothing; give e.g. "
+                                "sweep.space.methods=[adversarial] 'sweep.space.weights={adversarial: 0.5}'")
     cfg = _load(args, {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")})
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
@@ -338,7 +348,7 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
                        epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--storage", help="URL the sweep writes under (local folder or s3://)")
     p.add_argument("--name", help="sweep name; outputs go to <storage>/<name>/")
-    _with_config(p, default=default_config)
+    _with_config(p, SWEEP_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep",

@@ -614,3 +614,20 @@ def test_the_sweep_jobs_help_names_the_config_it_reads_by_default(tmp_path):
     assert parse(["sweep"], default_config=str(local)).config == str(local)
     assert parse(["sweep", "--config=other.yaml"], default_config=str(local)).config == "other.yaml"
     assert parse(["sweep"]).config is None
+
+
+@pytest.mark.parametrize("overrides", [["method.name=adversarial", "method.weight=0.5"], ["method.weight=0.5"],
+                                       ["method={name: orthogonal, weight: 1}"]])
+def test_a_sweep_refuses_a_method_override_it_would_ignore(tmp_path, capsys, monkeypatch, overrides):
+    """`avdis sweep method.name=adversarial` (its --help's example) was refused for lacking a weight, and with one
+    swept every method in sweep.space.methods: the trials draw the method and weight from sweep.space."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["sweep", "--config", SMOKE, *overrides], overrides[0], "a sweep draws method.",
+            "sweep.space.methods=[adversarial] 'sweep.space.weights={adversarial: 0.5}'")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    assert "e.g. sweep.num_samples=8 sweep.space.methods=[multitask,adversarial]" in " ".join(
+        capsys.readouterr().out.split())
+    cfg = C.load(SMOKE, ["sweep.space.methods=[adversarial]", "sweep.space.weights={adversarial: 0.5}"])
+    assert cfg.sweep.space.methods == ["adversarial"] and cfg.sweep.space.weights["adversarial"].high == 0.5
