@@ -323,9 +323,10 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet",
                        epilog=SETTINGS_HELP, formatter_class=RAW)
-    p.add_argument("--corpus", required=True, choices=C.CORPORA)
-    p.add_argument("--src", required=True, help="the corpus's source folder")
-    p.add_argument("--out", required=True, help="output URL: a local folder or s3://bucket/prefix")
+    p.add_argument("--corpus", choices=C.CORPORA, help="data.corpus (default: the config's)")
+    p.add_argument("--src", help="the corpus's source folder (data.src; default: the config's)")
+    p.add_argument("--out", help="output URL, a local folder or s3://bucket/prefix (data.shards; default: the "
+                   "config's, which train and sweep read)")
     p.add_argument("--shard-size", type=int, help="clips per shard (data.shard_size)")
     p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
     p.add_argument("--force", action="store_true",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from avdis.cli import main
 from avdis import config as C
@@ -631,3 +632,13 @@ def test_a_sweep_refuses_a_method_override_it_would_ignore(tmp_path, capsys, mon
         capsys.readouterr().out.split())
     cfg = C.load(SMOKE, ["sweep.space.methods=[adversarial]", "sweep.space.weights={adversarial: 0.5}"])
     assert cfg.sweep.space.methods == ["adversarial"] and cfg.sweep.space.weights["adversarial"].high == 0.5
+
+
+def test_preprocess_takes_the_corpus_and_folders_of_its_config(tiny_corpus, tmp_path, capsys):
+    """`avdis preprocess --config X.yaml` asked again for --corpus, --src and --out, which X sets (data.corpus,
+    data.src, data.shards): repeated by hand, --out could differ from the data.shards that train and sweep read."""
+    shards = tmp_path / "shards"
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"data": {"corpus": "synthetic", "src": str(tiny_corpus), "shards": str(shards)}}))
+    assert main(["preprocess", "--config", str(config), "--no-ray"]) == 0
+    assert json.loads(capsys.readouterr().out)["url"] == str(shards) and (shards / "manifest.parquet").exists()
