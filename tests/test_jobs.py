@@ -94,6 +94,7 @@ def test_jobs_train_runs_two_deepspeed_workers_through_ray_job_submit(head, tiny
     history = json.loads((tmp_path / "runs" / "adversarial" / "metrics.json").read_text())["history"]
     assert history[-1]["epoch"] == 1 and history[-1]["world_size"] == 2
     assert 0.0 <= history[-1]["emotion_acc"] <= 1.0 and "leakage" in history[-1]
+    assert history[-1]["loss_adversarial"] > 0 and history[-1]["loss_adversary"] > 0  # the method's own part ran
 
 
 
