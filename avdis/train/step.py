@@ -8,6 +8,12 @@ steps once per encoder step, on the z_emo of all of them, before the last one's 
 every micro-batch it took `steps` steps of its own, so grad_accum 4 made it 4 times as
 strong). In the encoder step it is called with detached parameters, so only the encoder
 learns from that term.
+Over several ranks every loss (the encoder's and the adversary's) is a mean over the valid clips of all ranks'
+batches, not a mean of each rank's own mean: the engines average gradients over ranks, so each rank's loss is
+scaled by its share of the step's valid clips (`rank_share`). Ranks are dealt whole shards and pad to a common
+number of steps, so their batches hold different numbers of clips (a last partial batch, a padding-only batch,
+skipped clips); averaged unweighted, a clip alone on its rank weighed as much as a full batch on another, and a
+padding-only rank halved the step's gradient.
 With `method.conditional` it reads the emotion label too and the confusion target is
 p(speaker | emotion) of the train split (`train_prior`).
 """
@@ -43,6 +49,18 @@ def lr_at(cfg: Config, epoch_progress: float, epochs: int | None = None) -> floa
         return cfg.train.lr
     frac = min(1.0, epoch_progress / (epochs or cfg.train.epochs))
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def rank_share(valid: torch.Tensor) -> float:
+    """This rank's valid clips times the world size over all ranks' valid clips (1 on one process): a rank's mean
+    loss scaled by it and then averaged over ranks, as DDP, DeepSpeed and `_average_grads` do with gradients, is the
+    mean over every rank's valid clips."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return 1.0
+    total = valid.sum().to(torch.float64)
+    mine = float(total)
+    dist.all_reduce(total)
+    return mine * dist.get_world_size() / float(total) if total else 0.0
 
 
 def _average_grads(module: torch.nn.Module) -> None:
@@ -85,11 +103,12 @@ class Stepper:
     def _train_adversary(self) -> float:
         z, emotion, speaker, valid = (torch.cat(part) for part in zip(*self.window))
         self.window.clear()
+        share = rank_share(valid)
         loss = torch.zeros(())
         for _ in range(self.cfg.method.adversary.steps):
             self.adv_opt.zero_grad(set_to_none=True)
             loss = masked_ce(self.adversary(z, emotion), speaker, valid)
-            loss.backward()
+            (loss * share).backward()
             _average_grads(self.adversary)
             self.adv_opt.step()
         return float(loss.detach())
@@ -109,7 +128,7 @@ class Stepper:
         weight = method_weight(self.cfg.method, epoch_progress)
         terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, critic)
         loss = sum(terms.values())
-        self.engine.backward(loss)
+        self.engine.backward(loss * rank_share(batch["valid"]))
         self.engine.set_lr(lr_at(self.cfg, epoch_progress))
         self.engine.step()
         logs.update({k: float(v.detach()) for k, v in terms.items()})
