@@ -170,16 +170,31 @@ def test_parameters_identical_across_ranks_after_a_step_zero2_zero3_ddp(local_ra
         assert r["moved"] > 0.0, name  # and the step really changed it
 
 
+TIMING = ("train_s", "epoch_s", "train_s_sum", "epoch_s_sum", "samples_per_s", "data_wait_frac")
+# ZeRO-3 partitions parameters and optimizer state over the ranks; the adversary lives outside the engine, with an
+# optimizer of its own, and accumulation spans the kill
+RESUMED = ("train.zero_stage=3", "method.name=adversarial", "method.weight=1.0", "train.grad_accum=2")
+
+
+def untimed(h: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in TIMING} for e in h]
+
+
 @pytest.mark.slow
 def test_killed_worker_resumes_from_checkpoint_without_losing_an_epoch(local_ray, tiny_shards, tmp_path, monkeypatch):
+    """Ray Train restarts the killed worker group from epoch 1's checkpoint: engine shards, optimizer state, the
+    adversary and its optimizer restored, its epochs 2 and 3 are those of a run never killed."""
+    straight = history(launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=3", "train.name=straight", *RESUMED))[
+        "run"])
     marker = tmp_path / "killed"
     monkeypatch.setenv("AVDIS_FAIL_AT_STEP", "3")  # global step 3 = second step of epoch 2 (2 steps per epoch)
     monkeypatch.setenv("AVDIS_FAIL_MARKER", str(marker))
-    cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=3", "train.max_failures=1", "train.name=faulty")
+    cfg = cfg_for(tiny_shards, tmp_path, "train.epochs=3", "train.max_failures=1", "train.name=faulty", *RESUMED)
     out = launch.train(cfg)
     assert marker.exists() and "killed rank 1" in marker.read_text()
     first = history(out["run"])
     assert [e["epoch"] for e in first] == [1, 2, 3]
+    assert untimed(first) == untimed(straight)
     # the checkpoint restores in a fresh process: a new driver continues to epoch 4
     monkeypatch.delenv("AVDIS_FAIL_AT_STEP")
     env = {**os.environ, "RAY_ADDRESS": ""}
@@ -187,7 +202,7 @@ def test_killed_worker_resumes_from_checkpoint_without_losing_an_epoch(local_ray
         [sys.executable, str(ROOT / "jobs" / "train.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
          f"data.shards={tiny_shards}", f"train.storage={tmp_path / 'runs'}", "train.workers=2",
          "train.cpus_per_worker=0.9", "probe.epochs=60", "train.epochs=4", "train.max_failures=1",
-         "train.name=faulty", "ray.include_dashboard=false"],
+         "train.name=faulty", "ray.include_dashboard=false", *RESUMED],
         capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
