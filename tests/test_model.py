@@ -29,7 +29,7 @@ def batch(n: int = 6, seed: int = 0) -> dict:
 
 
 def test_reversal_layer_negates_and_scales_gradients():
-    x = torch.randn(4, 3, requires_grad=True)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
     (D.reverse_grad(x, 0.7) * torch.arange(3.0)).sum().backward()
     torch.testing.assert_close(x.grad, -0.7 * torch.arange(3.0).expand(4, 3))
     torch.testing.assert_close(D.reverse_grad(x, 0.7), x)
@@ -44,7 +44,7 @@ def test_unconditional_confusion_loss_is_minimal_at_uniform_output():
     peaked[:, 0] = 4.0
     assert D.confusion_loss(uniform, target, valid).item() == pytest.approx(torch.log(torch.tensor(8.0)).item())
     assert D.confusion_loss(peaked, target, valid) > D.confusion_loss(uniform, target, valid)
-    logits = torch.randn(5, 8, requires_grad=True)
+    logits = torch.randn(5, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
     D.confusion_loss(logits, target, valid).backward()
     uniform.requires_grad_(True)
     D.confusion_loss(uniform, target, valid).backward()
@@ -70,7 +70,7 @@ def test_orthogonal_penalty_zero_when_uncorrelated_grows_with_correlation():
 
 
 def test_masked_losses_ignore_padding_rows():
-    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    logits, target = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0])
     valid = torch.tensor([True, True, False, False])
     changed = logits.clone()
     changed[2:] = 100.0
