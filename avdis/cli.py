@@ -282,11 +282,7 @@ def _takes(key: str, field: FieldInfo) -> str:
 def _settings(model: type[C.BaseModel], prefix: str = "") -> list[str]:
     """One line per setting under `model`: its dotted key, its default and what it takes (choices or range)."""
     lines = []
-    for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
-        if isinstance(field.annotation, type) and issubclass(field.annotation, C.BaseModel):
-            lines += _settings(field.annotation, f"{key}.")
-            continue
+    for key, field in C.settings(model, prefix):
         takes = _takes(key, field)
         default = json.dumps(_default(field), separators=(", ", ": "))
         lines.append(f"  {key} = {default}" + (f"  ({takes})" if takes else ""))

@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
@@ -428,7 +428,7 @@ class SearchSpace(_Section):
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
             if setting_of(key) != key:  # before the sections' refusals: a typo under one is named as a typo
-                near = difflib.get_close_matches(key, _setting_paths(Config), n=1)  # probe.epoch: probe.epochs
+                near = difflib.get_close_matches(key, [path for path, _ in settings(Config)], n=1)  # probe.epoch: probe.epochs
                 raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
                                  "(write its dotted path, e.g. train.lr)"
                                  + (f"; did you mean {near[0]}?" if near else ""))
@@ -539,16 +539,14 @@ def check_nullspace(field: str, directions: float, emb_dim: int) -> None:
         raise ValueError(f"{field}={directions:g}: nullspace removes at most model.emb_dim={emb_dim} directions of z_emo")
 
 
-def _setting_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """The dotted paths of the settings (fields that hold no section) under `model`."""
-    paths = []
+def settings(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """Each setting (a field that holds no section) under `model`, by its dotted path, in the schema's order."""
     for name, field in model.model_fields.items():
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
-            paths += _setting_paths(sub, f"{prefix}{name}.")
+            yield from settings(sub, f"{prefix}{name}.")
         else:
-            paths.append(f"{prefix}{name}")
-    return paths
+            yield f"{prefix}{name}", field
 
 
 def _fields_along(path: str) -> list[FieldInfo]:
