@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,17 @@ def _is_connected_to(address: str, here: str) -> bool:
     return is_ray_client() if address.startswith("ray://") else address == here
 
 
+def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) -> list[Any]:
+    """`fn(*args)` run once on each of `nodes` (`ray.nodes()` entries) as a task taking no CPU, its results in
+    their order: what a node's own disk and environment hold, checked before work is sent there."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0)(fn)
+    return ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                    .remote(*args) for n in nodes], timeout=120)
+
+
 PROBE = ".avdis-shared-check"
 
 
@@ -164,8 +176,6 @@ def check_shared(paths: dict[str, str]) -> None:
     nodes = [n for n in ray.nodes() if n["Alive"] and n["NodeID"] != here]
     if not nodes:
         return
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     local = {k: os.path.abspath(v.removeprefix("file://")) for k, v in paths.items() if "://" not in v
              or v.startswith("file://")}
     marks = {}
@@ -183,10 +193,8 @@ def check_shared(paths: dict[str, str]) -> None:
     def seen(files: dict[str, str]) -> dict[str, bool]:
         return {k: os.path.exists(f) and Path(f).read_text() == os.path.basename(f) for k, f in files.items()}
 
-    probe = ray.remote(num_cpus=0)(seen)
     try:
-        found = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                         .remote(marks) for n in nodes], timeout=120)
+        found = _on_each(nodes, seen, marks)
     finally:
         for mark in marks.values():
             Path(mark).unlink(missing_ok=True)
@@ -221,12 +229,9 @@ def check_node_credentials(urls: dict[str, str]) -> None:
     if not s3:
         return
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    probe = ray.remote(num_cpus=0)(_has_aws_credentials)
     nodes = [n for n in ray.nodes() if n["Alive"]]
-    found = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                     .remote() for n in nodes], timeout=120)
+    found = _on_each(nodes, _has_aws_credentials)
     bare = [n["NodeManagerAddress"] for n, ok in zip(nodes, found) if not ok]
     if bare:
         raise UsageError(
