@@ -214,18 +214,19 @@ def test_a_configured_address_other_than_the_ray_already_connected_is_refused(ra
     assert f"UsageError ray.address='{other}', but this process is already connected to the Ray at" in out.stdout
 
 
-CREDENTIALS = """
-import sys, ray
+NODE_CHECK = """
+import json, sys, ray
 from avdis import runtime
 from avdis.config import RayConfig
 runtime.connect(RayConfig(address=sys.argv[1], include_dashboard=False))
 try:
-    runtime.check_node_credentials({"train.storage": "s3://bkt/runs", "data.shards": "/data/shards"})
+    getattr(runtime, sys.argv[2])(json.loads(sys.argv[3]))
     print("passed")
 except Exception as exc:
     print(type(exc).__name__, exc)
 ray.shutdown()
 """
+CREDENTIALS = ["check_node_credentials", json.dumps({"train.storage": "s3://bkt/runs", "data.shards": "/data/shards"})]
 
 
 @pytest.mark.timeout(240)
@@ -238,29 +239,17 @@ def test_s3_work_on_nodes_without_aws_credentials_is_refused_before_it_starts(ra
                 AWS_EC2_METADATA_DISABLED="true", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     keys = {**bare, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     with live_head(ray_tmp, bare) as (port, _):
-        out = subprocess.run([sys.executable, "-c", CREDENTIALS, f"127.0.0.1:{port}"],
+        out = subprocess.run([sys.executable, "-c", NODE_CHECK, f"127.0.0.1:{port}", *CREDENTIALS],
                              env={**keys, "RAY_TMPDIR": str(ray_tmp)}, capture_output=True, text=True, timeout=150,
                              cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert re.search(r"UsageError train.storage=s3://bkt/runs: the Ray node\(s\) at \S+ find no AWS credentials",
                      out.stdout), out.stdout[-2000:]
     assert "testing" not in out.stdout  # named, never shown
-    mine = subprocess.run([sys.executable, "-c", CREDENTIALS, "local"], env={**keys, "RAY_TMPDIR": str(ray_tmp)},
-                          capture_output=True, text=True, timeout=150, cwd=ROOT)  # a Ray started here has them
+    mine = subprocess.run([sys.executable, "-c", NODE_CHECK, "local", *CREDENTIALS],  # a Ray started here has them
+                          env={**keys, "RAY_TMPDIR": str(ray_tmp)}, capture_output=True, text=True, timeout=150, cwd=ROOT)
     assert mine.stdout.strip().splitlines()[-1] == "passed", (mine.stdout[-2000:], mine.stderr[-2000:])
 
-
-SHARED = """
-import sys, ray
-from avdis import runtime
-ray.init(address=sys.argv[1])
-try:
-    runtime.check_shared({"sweep.storage": sys.argv[2], "data.shards": sys.argv[3]})
-    print("passed")
-except Exception as exc:
-    print(type(exc).__name__, exc)
-ray.shutdown()
-"""
 
 
 @pytest.mark.timeout(300)
@@ -293,7 +282,8 @@ def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp
                 time.sleep(2)
 
             def check(storage: Path) -> str:
-                out = subprocess.run([sys.executable, "-c", SHARED, f"127.0.0.1:{port}", str(storage), str(shared)],
+                paths = json.dumps({"sweep.storage": str(storage), "data.shards": str(shared)})
+                out = subprocess.run([sys.executable, "-c", NODE_CHECK, f"127.0.0.1:{port}", "check_shared", paths],
                                      env=env, capture_output=True, text=True, timeout=150, cwd=ROOT)
                 assert out.returncode == 0, out.stderr[-3000:]
                 return out.stdout.strip().splitlines()[-1]
