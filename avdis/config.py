@@ -496,7 +496,7 @@ class SweepConfig(_Section):
 
 
 class RayConfig(_Section):
-    address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started here
+    address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started here; "auto": the head `ray start` recorded here
     include_dashboard: bool = True  # keep on: stopped nested trials leak placement groups without it
     autoscaling: bool = False  # the cluster adds nodes on demand: don't refuse what it lacks right now
     cluster_file: str | None = None  # launcher YAML / KubeRay manifest: sweeps check trials fit its node types

@@ -1,9 +1,9 @@
 """Connecting to Ray: the cluster at an address, or a local one started here.
 
 One place decides the address (config, then RAY_ADDRESS, else a new local Ray: never
-the last `ray start` recorded on this machine, which may be long dead) and the
-environment every Ray worker gets, so jobs behave the same under `python jobs/...`,
-`avdis ...` and `ray job submit`. A configured address must answer within
+the last `ray start` recorded on this machine, which may be long dead; "auto" asks for
+that record) and the environment every Ray worker gets, so jobs behave the same under
+`python jobs/...`, `avdis ...` and `ray job submit`. A configured address must answer within
 CONNECT_TIMEOUT_S; Ray itself would retry it for ever.
 """
 
@@ -84,25 +84,36 @@ def worker_runtime_env() -> dict[str, dict[str, str]] | None:
     return {"env_vars": env} if env else None
 
 
-def _check_answers(address: str) -> None:
-    """Refuse, naming the address, when Ray does not answer there within CONNECT_TIMEOUT_S (Ray itself would retry
-    for ever, also at a port where something else listens, such as the dashboard's)."""
+def _resolve(address: str) -> str:
+    """The host:port (ray:// kept) that `address` stands for. "auto" is RAY_ADDRESS, else the head the last `ray
+    start` on this machine recorded, else any Ray running here. Ray's own lookup prefers a lone running Ray to the
+    recorded head: with that head dead and one other Ray on the machine (another job's, another user's) it would
+    join that one instead of saying the head is down."""
     if "://" in address and not address.startswith("ray://"):
         raise UsageError(f"Ray address {address!r} is a URL; give the cluster's host:port (its GCS, port 6379 unless "
                          "changed), or ray://host:10001 for Ray Client. The dashboard's http:// address is for "
                          "`ray job submit`")
-    target = address.removeprefix("ray://")
-    if target == "auto":
-        import ray._private.services as services  # Ray's own lookup of "auto" (RAY_ADDRESS, ray start's record)
+    if address != "auto":
+        return address
+    import ray._private.services as services
+    import ray._private.utils as ray_utils
 
-        try:
-            target = services.canonicalize_bootstrap_address(target) or ""
-        except ConnectionError as exc:
-            raise UsageError(f"Ray address 'auto': {exc}") from None
-    host, sep, port = target.rpartition(":")
+    recorded = None if os.environ.get("RAY_ADDRESS") else ray_utils.read_ray_address()
+    try:
+        return services.canonicalize_bootstrap_address(recorded or "auto") or ""
+    except (ConnectionError, ValueError) as exc:
+        raise UsageError(f"Ray address 'auto': {exc}") from None
+
+
+def _check_answers(address: str, target: str) -> None:
+    """Refuse, naming the address (and `target`, what it resolved to), when Ray does not answer there within
+    CONNECT_TIMEOUT_S (Ray itself would retry for ever, also at a port where something else listens, such as the
+    dashboard's)."""
+    hostport = target.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"Ray address {address!r} is not host:port; fix ray.address / RAY_ADDRESS")
-    shown = repr(address) if target == address.removeprefix("ray://") else f"{address!r} ({target}, as Ray resolved it)"
+    shown = repr(address) if target == address else f"{address!r} ({hostport}, as resolved)"
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
@@ -110,7 +121,7 @@ def _check_answers(address: str) -> None:
             f"Ray address {shown} does not answer ({exc}; waited up to {CONNECT_TIMEOUT_S:.0f}s); start that "
             "cluster, fix ray.address / RAY_ADDRESS, or unset both to start a local Ray"
         ) from None
-    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true") and not _speaks_grpc(target):
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true") and not _speaks_grpc(hostport):
         raise UsageError(
             f"Ray address {shown} accepts connections but does not answer as Ray (no gRPC service there within "
             f"{CONNECT_TIMEOUT_S:.0f}s): give the port of the cluster's GCS (6379 unless changed), not the "
@@ -259,9 +270,10 @@ def connect(cfg: RayConfig) -> str:
         ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
                  log_to_driver=True)
         return "local"
-    _check_answers(address)
+    target = _resolve(address)
+    _check_answers(address, target)
     try:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise UsageError(
             f"Ray address {address!r} does not answer ({type(exc).__name__}: {exc}); "
