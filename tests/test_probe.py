@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from avdis.config import ProbeConfig
 from avdis.errors import UsageError
 from avdis.train import metrics as M
-from avdis.train.probe import leakage_probe
+from avdis.train.probe import crossfit_mlp_predict, leakage_probe
 
 CFG = ProbeConfig(epochs=150)
 
@@ -208,3 +209,24 @@ def test_val_leakage_comes_from_the_same_fit_and_leaves_test_numbers_alone():
     for r in (leaky, blind):
         assert (r.probe_acc, r.leakage, r.leakage_linear) == (alone.probe_acc, alone.leakage, alone.leakage_linear)
     assert leaky.val_leakage > 0.5 > blind.val_leakage  # identity in the val clips' embeddings, then none
+
+
+def test_a_probe_trained_past_its_best_epoch_predicts_as_at_that_epoch():
+    """Half the train clips carry a wrong speaker: the wide MLP's out-of-fold accuracy peaks after a few steps, then it
+    learns the wrong labels by heart. The test clips are predicted as at the best epoch, however long it trains past
+    it (the copies as trained to the end read 0.37 here)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (6, 16))
+
+    def clips(per: int, wrong: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        spk = np.repeat(np.arange(6), per)
+        z = centres[spk] + rng.normal(0, 1, (len(spk), 16))
+        label = np.where(rng.random(len(spk)) < wrong, rng.integers(0, 6, len(spk)), spk)
+        return torch.tensor(z, dtype=torch.float32), torch.tensor(label), spk
+
+    z, label, _ = clips(10, wrong=0.5)
+    z_test, _, spk_test = clips(40, wrong=0.0)
+    preds = [crossfit_mlp_predict(z, label, z_test, 6, ProbeConfig(hidden=128, epochs=e, weight_decay=0.0), seed=0)
+             for e in (10, 150)]
+    assert np.array_equal(*preds)
+    assert M.accuracy(preds[1], spk_test) > 0.5  # chance 1/6
