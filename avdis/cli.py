@@ -63,14 +63,15 @@ def _holds(tree: Any, path: list[str]) -> bool:
 # ------------------------------------------------------------------ commands
 
 
-def _positive_seconds(text: str) -> float:
-    """argparse type: a number of seconds above 0 (argparse names the flag and exits 2 otherwise)."""
+def _refresh_seconds(text: str) -> float:
+    """argparse type: seconds between the dashboard's checks, at least 0.1 (argparse names the flag and exits 2
+    otherwise): the page polls the server at that rate, and a millisecond would be a poll per millisecond per viewer."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    if not value >= 0.1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds of 0.1 or more")
     return value
 
 
@@ -359,8 +360,8 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("sweep", help="<storage>/<sweep name>")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (default: %(default)s; 0: any free port)")
-    p.add_argument("--refresh", type=_positive_seconds, default=5.0,
-                   help="seconds between checks for new results (default: %(default)s)")
+    p.add_argument("--refresh", type=_refresh_seconds, default=5.0,
+                   help="seconds between checks for new results, 0.1 or more (default: %(default)s)")
     _with_config(p, READER_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_dashboard)
 

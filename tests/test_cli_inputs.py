@@ -327,8 +327,8 @@ def test_a_generation_cut_short_is_the_generators_folder_and_no_corpus(tmp_path,
     synth.check_target(out)  # avdis synth may write there again
 
 
-@pytest.mark.parametrize("refresh", ["0", "-1", "nan", "soon"])
-def test_a_dashboard_refresh_must_be_seconds_above_0(tmp_path, capsys, refresh):
+@pytest.mark.parametrize("refresh", ["0", "0.001", "-1", "nan", "inf", "soon"])
+def test_a_dashboard_refresh_must_be_seconds_of_a_tenth_or_more(tmp_path, capsys, refresh):
     with pytest.raises(SystemExit) as caught:
         main(["dashboard", str(tmp_path), "--refresh", refresh])
     assert caught.value.code == 2 and "argument --refresh" in capsys.readouterr().err
