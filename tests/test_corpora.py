@@ -209,6 +209,27 @@ def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path
         str(src / name) for name in ("b.mp4", "c.mp4", "d.mp4")]
 
 
+def test_a_corpus_of_ones_own_may_name_emotions_of_its_own(tmp_path):
+    """IEMOCAP-, MELD-style labels (`frustrated`, `excited`) were each a reject ("not one of" the 8 words the bundled
+    corpora use), so such a corpus made no shards. Case is ignored: `Frustrated` and `frustrated` are one class."""
+    src = tmp_path / "corpus"
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, emotion in enumerate(["Frustrated", "happy", "excited", "frustrated", "neutral", "excited"]):
+        frames, audio = clip_media(i)
+        write_clip(src / f"c{i}.mp4", frames, 12, audio, SR)
+        rows.append(f"c{i}.mp4,c{i},s{i % 3},{emotion}")
+    (src / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), shard_size=2,
+                      split=SplitConfig(folds=3))
+    summary = shards.build_shards(data, S3Config())
+    assert summary["rejects"] == 0 and summary["clips"] == 6
+    # the bundled corpora's words keep their order, a corpus's own follow, sorted: indices are positions here
+    assert summary["emotions"] == {"neutral": 1, "happy": 1, "excited": 2, "frustrated": 2}
+    table, meta = shards.read_manifest(str(tmp_path / "out"))
+    assert meta["emotions"] == ["neutral", "happy", "excited", "frustrated"]
+    assert dict(zip(table.column("clip_id").to_pylist(), table.column("emotion").to_pylist()))["c0"] == "frustrated"
+
+
 def touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")

@@ -1,7 +1,7 @@
 """Corpus adapters: a source folder -> clip records, and rejects for files that can't be used.
 
-Labels are canonical (`avdis.config.EMOTIONS`); `speaker` is the corpus's own actor ID as
-written in the file name. Nothing is decoded here: media problems surface in preprocessing.
+RAVDESS and CREMA-D labels are canonical (`avdis.config.EMOTIONS`); `speaker` is the corpus's own
+actor ID as written in the file name. Nothing is decoded here: media problems surface in preprocessing.
 
 RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     MM modality 01 audio+video, 02 video only, 03 audio only; VV vocal channel 01 speech,
@@ -15,7 +15,8 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
-synthetic (`avdis.data.synth`): labels from the corpus's `ground_truth.csv`.
+synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
+    emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`).
 
 Files are found through symlinked folders (each real folder once, under its own name where
 the source tree holds it), hidden names and the output folder skipped; a link whose target is
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from avdis.config import EMOTIONS
 from avdis.errors import AvdisError
 
 
@@ -288,6 +288,7 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
         # without the spaces around them, which a spreadsheet's cell does not show: `spk1 ` would be a second speaker,
         # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
         row = {c: (cells.get(c) or "").strip() for c in (*_TRUTH_COLUMNS, "intensity")}
+        row["emotion"] = row["emotion"].lower()  # `Happy` and `happy` in one file are one class
         # a file is its real path, whatever the spelling (`sub/../a.mp4`, a linked folder, a `--src` with `..`): one
         # recording under two would be two clips, one in train and one in test (normpath is no identity: `link/..`
         # is not the folder holding `link`); shown and read as the row spells it
@@ -302,8 +303,6 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
                                              f"on row {rows_of[row['clip_id']]}"))
         elif real in files_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[real]}"))
-        elif row["emotion"] not in EMOTIONS:
-            rejects.append(Reject(str(path), f"emotion {row['emotion']!r} is not one of {list(EMOTIONS)}"))
         elif not _is_file(path):
             rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing"))
         else:

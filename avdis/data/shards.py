@@ -67,8 +67,9 @@ class Labels:
     @classmethod
     def of(cls, records: Iterable[ClipRecord]) -> "Labels":
         records = list(records)
-        present = {r.emotion for r in records}
-        return cls([e for e in EMOTIONS if e in present], sorted({r.speaker for r in records}))
+        present = {r.emotion for r in records}  # the canonical words in their order, then a corpus's own, sorted
+        return cls([e for e in EMOTIONS if e in present] + sorted(present - set(EMOTIONS)),
+                   sorted({r.speaker for r in records}))
 
 
 @dataclass(frozen=True)
@@ -407,7 +408,8 @@ def build_shards(
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
-            "speakers": len(labels.speakers), "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
+            "speakers": len(labels.speakers), "emotions": {e: [r["emotion"] for r in rows].count(e) for e in labels.emotions},
+            "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
 
 def _first(rejects: list[Reject], n: int = 3) -> str:
