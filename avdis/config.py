@@ -76,7 +76,8 @@ PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial
              "probe.": "the leakage probe judges every trial; sampled, the search would pick the lenient probes "
                        "(fewer epochs or hidden units read less leakage) and the front would compare judges, not models"}
 # Fixed when the shards are made (`avdis.data.shards.check_made_with`): one sweep trains on one set of shards.
-MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.synth.", "data.features.",
+MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.modality", "data.synth.",
+                    "data.features.",
                     "data.split.folds", "data.split.val_fraction", "data.split.test_fraction", "data.split.seed")
 
 
@@ -230,6 +231,9 @@ class DataConfig(_Section):
     src: LocalFolder = "runs/corpus/synthetic"  # raw corpus folder (generated on first use if synthetic)
     shards: Location = "runs/shards/synthetic"  # local folder or s3://bucket/prefix
     shard_size: int = Field(64, ge=1, le=100_000)
+    # what the shards hold: "audio" for a corpus of audio files (IEMOCAP's, MSP-Podcast's, a .wav folder), whose
+    # clips have no video to decode; train such shards with model.modality=audio
+    modality: Literal["av", "audio"] = "av"
     synth: SynthConfig = SynthConfig()
     features: FeatureConfig = FeatureConfig()
     split: SplitConfig = SplitConfig()

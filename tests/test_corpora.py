@@ -512,6 +512,6 @@ def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_
     (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\n")
     for name in ("a.mov", "b.m4v", "c.mp3", "d.flac", "notes.txt"):
         touch(tmp_path / "s1" / name)
-    _, rejects = corpora.scan_synthetic(tmp_path, sorted((tmp_path / "s1").iterdir()))
+    _, rejects = corpora.scan_synthetic(tmp_path, sorted((tmp_path / "s1").iterdir()), audio_only=False)
     assert sorted(Path(r.source_path).name for r in rejects) == ["a.mov", "b.m4v", "c.mp3", "d.flac"]
     assert {r.reason for r in rejects} == {"not listed in ground_truth.csv"}

@@ -50,9 +50,9 @@ class ClipRecord:
     corpus: str
     speaker: str
     emotion: str
-    source_path: str  # the file that names the clip (the video where there is one)
+    source_path: str  # the file that names the clip (the video where there is one and it is used)
     audio_path: str
-    video_path: str
+    video_path: str | None  # None: the clip's audio only (data.modality=audio)
     meta: dict[str, str] = field(default_factory=dict, compare=False)
     # (video, audio) files of the same clip, used only when the files above cannot be decoded (RAVDESS: the 02 + 03
     # files behind a full-AV 01 file, which a bad download may have cut short)
@@ -66,7 +66,7 @@ class Reject:
 
 
 Scan = tuple[list[ClipRecord], list[Reject]]
-Adapter = Callable[[Path, list[Path]], Scan]  # (source folder, its files) -> records, rejects
+Adapter = Callable[[Path, list[Path], bool], Scan]  # (source folder, its files, audio only) -> records, rejects
 
 RAVDESS_EMOTIONS = dict(zip(["01", "02", "03", "04", "05", "06", "07", "08"],
                             ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]))
@@ -163,7 +163,7 @@ def _shown(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def scan_ravdess(src: Path, files: list[Path]) -> Scan:
+def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     clips: dict[str, dict[str, Path]] = {}
     fields_of: dict[str, tuple[str, ...]] = {}
     rejects: list[Reject] = []
@@ -192,8 +192,17 @@ def scan_ravdess(src: Path, files: list[Path]) -> Scan:
         fields_of[key] = tuple(rest)
     records = []
     for key, slot in sorted(clips.items()):
-        vocal, emo, intensity, statement, repetition, actor = fields_of[key]
         fallback = None
+        if audio_only:  # the audio-only file, else the full-AV file's track; a video-only file is no use
+            if "03" not in slot and "01" not in slot:
+                rejects.append(Reject(str(slot["02"]), "video-only (02) file, and data.modality=audio uses only "
+                                                       "audio: no 01 or 03 file of this clip"))
+                continue
+            audio = slot.get("03") or slot["01"]
+            rejects.extend(Reject(str(slot[m]), f"clip taken from {audio.name} (data.modality=audio)")
+                           for m in ("01", "02", "03") if m in slot and slot[m] != audio)
+            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, None))
+            continue
         if "01" in slot:
             audio = video = slot["01"]
             if "02" in slot and "03" in slot:
@@ -208,14 +217,20 @@ def scan_ravdess(src: Path, files: list[Path]) -> Scan:
             missing = "audio-only (03)" if "02" in slot else "video-only (02)"
             rejects.append(Reject(str(only), f"no full-AV file and no {missing} partner for this clip"))
             continue
-        records.append(ClipRecord(
-            clip_id=f"ravdess-{key}", corpus="ravdess", speaker=actor, emotion=RAVDESS_EMOTIONS[emo],
-            source_path=str(video), audio_path=str(audio), video_path=str(video),
-            meta={"vocal_channel": "speech" if vocal == "01" else "song", "intensity": intensity,
-                  "statement": statement, "repetition": repetition},
-            fallback=fallback,
-        ))
+        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback))
     return records, rejects
+
+
+def _ravdess_record(key: str, fields: tuple[str, ...], source: Path, audio: Path, video: Path | None,
+                    fallback: tuple[str, str] | None) -> ClipRecord:
+    vocal, emo, intensity, statement, repetition, actor = fields
+    return ClipRecord(
+        clip_id=f"ravdess-{key}", corpus="ravdess", speaker=actor, emotion=RAVDESS_EMOTIONS[emo],
+        source_path=str(source), audio_path=str(audio), video_path=None if video is None else str(video),
+        meta={"vocal_channel": "speech" if vocal == "01" else "song", "intensity": intensity,
+              "statement": statement, "repetition": repetition},
+        fallback=fallback,
+    )
 
 
 # CREMA-D's files by (folder, suffix): its own VideoFlash and AudioWAV, and VideoMP4, the .flv files converted to
@@ -223,7 +238,7 @@ def scan_ravdess(src: Path, files: list[Path]) -> Scan:
 _CREMAD_KINDS = {("VideoFlash", ".flv"): "flv", ("VideoMP4", ".mp4"): "mp4", ("AudioWAV", ".wav"): "wav"}
 
 
-def scan_cremad(src: Path, files: list[Path]) -> Scan:
+def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     kinds: dict[str, dict[str, Path]] = {kind: {} for kind in _CREMAD_KINDS.values()}
     rejects: list[Reject] = []
     for path in files:
@@ -244,6 +259,13 @@ def scan_cremad(src: Path, files: list[Path]) -> Scan:
     records = []
     flvs, mp4s, audios = kinds["flv"], kinds["mp4"], kinds["wav"]
     for stem in sorted(flvs.keys() | mp4s.keys() | audios.keys()):
+        if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
+            if stem in audios:
+                records.append(_cremad_record(stem, audios[stem], audios[stem], None, None))
+            rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{stem}.wav (data.modality=audio)"
+                                  if stem in audios else f"no AudioWAV/{stem}.wav, and data.modality=audio uses "
+                                  "only audio") for videos in (flvs, mp4s) if stem in videos)
+            continue
         if stem not in audios:
             rejects.extend(Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav to pair with")
                            for videos in (flvs, mp4s) if stem in videos)
@@ -254,19 +276,24 @@ def scan_cremad(src: Path, files: list[Path]) -> Scan:
         # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode
         video = flvs.get(stem) or mp4s[stem]
         fallback = (str(mp4s[stem]), str(audios[stem])) if stem in flvs and stem in mp4s else None
-        actor, sentence, emo, level = _CREMAD_NAME.match(stem).groups()
-        records.append(ClipRecord(
-            clip_id=f"cremad-{stem}", corpus="cremad", speaker=actor, emotion=CREMAD_EMOTIONS[emo],
-            source_path=str(video), audio_path=str(audios[stem]), video_path=str(video),
-            meta={"sentence": sentence, "level": level}, fallback=fallback,
-        ))
+        records.append(_cremad_record(stem, video, audios[stem], video, fallback))
     return records, rejects
+
+
+def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
+                   fallback: tuple[str, str] | None) -> ClipRecord:
+    actor, sentence, emo, level = _CREMAD_NAME.match(stem).groups()
+    return ClipRecord(
+        clip_id=f"cremad-{stem}", corpus="cremad", speaker=actor, emotion=CREMAD_EMOTIONS[emo],
+        source_path=str(source), audio_path=str(audio), video_path=None if video is None else str(video),
+        meta={"sentence": sentence, "level": level}, fallback=fallback,
+    )
 
 
 _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where present, is kept as metadata
 
 
-def scan_synthetic(src: Path, files: list[Path]) -> Scan:
+def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     truth = src / GROUND_TRUTH
     if not truth.is_file():
         raise CorpusError(f"{truth}: missing; generate the corpus with `avdis synth --out {src}`")
@@ -309,7 +336,7 @@ def scan_synthetic(src: Path, files: list[Path]) -> Scan:
             rows_of[row["clip_id"]], files_of[real] = line, line
             records.append(ClipRecord(
                 clip_id=row["clip_id"], corpus="synthetic", speaker=row["speaker"], emotion=row["emotion"],
-                source_path=str(path), audio_path=str(path), video_path=str(path),
+                source_path=str(path), audio_path=str(path), video_path=None if audio_only else str(path),
                 meta={"intensity": row["intensity"]} if row["intensity"] else {},
             ))
     rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
@@ -333,13 +360,14 @@ def source_folder(src: str | Path) -> Path:
     return root
 
 
-def scan(corpus: str, src: str | Path, skip: str | Path | None = None) -> Scan:
-    """Clip records (sorted by clip_id) and rejects for the corpus under `src`, leaving out the folder `skip`."""
+def scan(corpus: str, src: str | Path, skip: str | Path | None = None, audio_only: bool = False) -> Scan:
+    """Clip records (sorted by clip_id) and rejects for the corpus under `src`, leaving out the folder `skip`;
+    `audio_only` (data.modality=audio): clips of audio alone, from audio files where the corpus has them."""
     root = source_folder(src)
     if corpus not in ADAPTERS:
         raise CorpusError(f"unknown corpus {corpus!r}; choose one of {sorted(ADAPTERS)}")
     files, walk_rejects = _files(root, Path(skip) if skip else None)
-    records, rejects = ADAPTERS[corpus](root, files)
+    records, rejects = ADAPTERS[corpus](root, files, audio_only)
     rejects = walk_rejects + rejects
     if not records and not rejects:
         what = f"{GROUND_TRUTH} lists no clips" if (root / GROUND_TRUTH).is_file() else "empty folder"

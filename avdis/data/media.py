@@ -43,7 +43,7 @@ class MediaError(AvdisError):
 class ClipFeatures:
     audio: np.ndarray  # float16 [audio_frames, n_mels]
     audio_len: int
-    video: np.ndarray  # uint8 [video_frames, size, size, 3]
+    video: np.ndarray | None  # uint8 [video_frames, size, size, 3]; None for an audio-only clip
     video_len: int
     face_detected: float
     duration_s: float
@@ -212,7 +212,7 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     kept: list[np.ndarray] = []
     with _open(path) as container:
         if not container.streams.video:
-            raise MediaError(path, "no video stream")
+            raise MediaError(path, "no video stream (for a corpus of audio alone, preprocess with data.modality=audio)")
         stream = container.streams.video[0]
         origin = _origin(container, stream, together)
         if not together:  # alone: positions from the slot the track starts in, on the file's own 1/fps grid
@@ -387,9 +387,10 @@ def _fit(x: np.ndarray, length: int) -> tuple[np.ndarray, int]:
     return out, n
 
 
-def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig) -> ClipFeatures:
-    """Decode one clip (audio and video may live in separate files) into its features."""
-    together = Path(audio_path) == Path(video_path)
+def extract(audio_path: str | Path, video_path: str | Path | None, feat: FeatureConfig) -> ClipFeatures:
+    """Decode one clip (audio and video may live in separate files; no video_path: its audio only) into its
+    features."""
+    together = Path(audio_path) == Path(video_path or audio_path)
     audio = decode_audio(audio_path, feat.sample_rate, together)
     heard = len(audio) / feat.sample_rate
 
@@ -397,6 +398,9 @@ def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig)
         start = max(0.0, (duration - feat.window_s) / 2)
         return start, int(round(start * feat.fps))
 
+    if video_path is None:
+        start, _ = window_start(heard)
+        return ClipFeatures(*_heard_features(audio, start, audio_path, feat), None, 0, 0.0, heard)
     # decode only the window's frames. It is where the audio puts it unless the video is the shorter: then it starts
     # earlier, mostly by a few frames (AAC audio runs up to ~0.1 s past the video), which a little slack before the
     # window keeps; a video much shorter than its audio is decoded again for its own window
@@ -409,6 +413,15 @@ def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig)
         window = kept[v1 - lo : v1 - lo + feat.video_frames]
     else:
         window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames), together)
+    mel, audio_len = _heard_features(audio, start, audio_path, feat)
+    crops, rate = crop_faces(window, feat.face_size)
+    video, video_len = _fit(crops, feat.video_frames)
+    return ClipFeatures(mel, audio_len, video, video_len, rate, duration)
+
+
+def _heard_features(audio: np.ndarray, start: float, audio_path: str | Path,
+                    feat: FeatureConfig) -> tuple[np.ndarray, int]:
+    """The log-mel features of the clip's window from `start` s, and their length in frames."""
     a0 = int(start * feat.sample_rate)
     a1 = a0 + int(feat.window_s * feat.sample_rate)
     heard_window, (_, n_fft) = audio[a0:a1], _window(feat)
@@ -420,9 +433,7 @@ def extract(audio_path: str | Path, video_path: str | Path, feat: FeatureConfig)
                                      "its audio is digital silence there (a track that starts after the video ends, "
                                      "or muted); trim or remux the clip")
     mel, audio_len = _fit(log_mel(heard_window, feat), feat.audio_frames)
-    crops, rate = crop_faces(window, feat.face_size)
-    video, video_len = _fit(crops, feat.video_frames)
-    return ClipFeatures(mel.astype(np.float16), audio_len, video, video_len, rate, duration)
+    return mel.astype(np.float16), audio_len
 
 
 # ------------------------------------------------------------------ writing

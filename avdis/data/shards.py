@@ -100,10 +100,11 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
         "clip_id": rec.clip_id, "corpus": rec.corpus, "speaker": rec.speaker, "emotion": rec.emotion,
         "audio_len": clip.audio_len, "video_len": clip.video_len, "face_detected": clip.face_detected,
     }
-    sample = {"__key__": sample_key(rec.clip_id), "audio.npy": clip.audio, "video.npy": clip.video, "json": meta}
+    sample = {"__key__": sample_key(rec.clip_id), "audio.npy": clip.audio, "json": meta,
+              **({"video.npy": clip.video} if clip.video is not None else {})}
     row = {**meta, "source_path": rec.source_path, "audio_path": rec.audio_path, "video_path": rec.video_path,
            "duration_s": clip.duration_s, "audio_shape": list(clip.audio.shape),
-           "video_shape": list(clip.video.shape), "meta": json.dumps(rec.meta, sort_keys=True)}
+           "video_shape": [] if clip.video is None else list(clip.video.shape), "meta": json.dumps(rec.meta, sort_keys=True)}
     return sample, row
 
 
@@ -128,6 +129,7 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         return encoded, [Reject(rec.source_path, why + instead), *unused]
     used = (rec.video_path, rec.audio_path)
     taken = (f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
+             f"audio file {Path(rec.audio_path).name}" if rec.video_path is None else
              f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
     surplus = [Reject(p, f"clip taken from {taken}") for p in rec.fallback or () if p not in used]
     return encoded, surplus
@@ -202,6 +204,10 @@ DECODING = 4
 SPLIT_MADE_WITH = tuple(k.removeprefix("data.split.") for k in MADE_WITH_SHARDS if k.startswith("data.split."))
 
 
+# what the shards of each data.modality hold (the manifest's `modalities`, which training checks model.modality against)
+HELD = {"av": ["audio", "visual"], "audio": ["audio"]}
+
+
 def _made_split(split: SplitConfig) -> dict[str, Any]:
     """`split` with the settings training chooses at their defaults: a preprocess config naming another fold or
     scheme (one per cross-validation job) made the same shards, and rebuilt them all. Defaults, not left out, so
@@ -213,8 +219,9 @@ def _made_split(split: SplitConfig) -> dict[str, Any]:
 def _fingerprint(sources: bytes, data: DataConfig) -> str:
     """What determines the output: the corpus (`_source_lines`), features, splits, shard size, and the decoding."""
     h = hashlib.sha256()
-    h.update(json.dumps([data.features.model_dump(), _made_split(data.split), data.shard_size, data.corpus,
-                         DECODING]).encode())
+    made = [data.features.model_dump(), _made_split(data.split), data.shard_size, data.corpus, DECODING]
+    # the modality only where it is not the default: shards made before it was a setting keep their fingerprint
+    h.update(json.dumps(made + ([data.modality] if data.modality != "av" else [])).encode())
     h.update(sources)
     return h.hexdigest()
 
@@ -224,14 +231,15 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject]) -> bytes:
     is kept in the manifest too (`sources`), so a rebuild can say whether the corpus or the settings changed."""
     lines = []
     for r in records:
-        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
+        files = "|".join(_file_stamp(p) for p in _files_of(r))
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
     lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects]
     return "".join(lines).encode()
 
 
-def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding: Any) -> dict[str, Any]:
-    return {"data.corpus": corpus, "data.shard_size": shard_size, "decoding": decoding,
+def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding: Any,
+               modality: str) -> dict[str, Any]:
+    return {"data.corpus": corpus, "data.shard_size": shard_size, "decoding": decoding, "data.modality": modality,
             **{f"data.features.{k}": v for k, v in (features or {}).items()},
             **{f"data.split.{k}": v for k, v in (split or {}).items() if k in SPLIT_MADE_WITH}}
 
@@ -239,9 +247,11 @@ def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding
 def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
     """The settings that differ from the manifest's and whether the corpus did; a manifest from before these were
     kept (no `sources`) names only the settings it holds."""
+    held = {tuple(v): k for k, v in HELD.items()}.get(tuple(meta.get("modalities", HELD["av"])))
     was = _made_with(meta.get("corpus"), meta.get("features"), meta.get("split"), meta.get("shard_size"),
-                     meta.get("decoding"))
-    now = _made_with(data.corpus, data.features.model_dump(), data.split.model_dump(), data.shard_size, DECODING)
+                     meta.get("decoding"), held)
+    now = _made_with(data.corpus, data.features.model_dump(), data.split.model_dump(), data.shard_size, DECODING,
+                     data.modality)
     changed = [f"{key} {was[key]!r} -> {value!r}" for key, value in now.items()
                if was.get(key) is not None and was[key] != value]
     if meta.get("sources") not in (None, sources):
@@ -348,7 +358,7 @@ def build_shards(
     if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
                          "inside it (its own files would be read as the corpus's)")
-    records, scan_rejects = scan(data.corpus, data.src, skip=out_dir)  # an output inside the source is no input
+    records, scan_rejects = scan(data.corpus, data.src, skip=out_dir, audio_only=data.modality == "audio")  # an output inside the source is no input
     manifest_url = storage.join(data.shards, MANIFEST)
     if not records:
         if storage.exists(manifest_url, s3):  # a wrong --src must not touch the shards a manifest vouches for
@@ -393,7 +403,8 @@ def build_shards(
                               f"{_first(rejected)} ({data.shards} was left as it was)")
     storage.write_parquet(rejects_url, _rejects_table(rejected), s3)
     if not rows:
-        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)} files); see {rejects_url}")
+        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)} files), first: "
+                              f"{_first(rejected)}; see {rejects_url}")
     rows.sort(key=lambda r: r["clip_id"])
     shards.sort(key=lambda s: s["name"])
     labels = assign(rows, data)
@@ -401,7 +412,7 @@ def build_shards(
         "version": 1, "corpus": data.corpus, "fingerprint": fingerprint, "sources": sources,
         "shard_size": data.shard_size, "decoding": DECODING,
         "emotions": labels.emotions, "speakers": labels.speakers,
-        "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": ["audio", "visual"],
+        "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
         "shards": shards, "rejects": len(rejects),
     }
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
@@ -457,7 +468,7 @@ def decode_alone(rec: ClipRecord, feat: FeatureConfig) -> None:
 
 def _files_of(rec: ClipRecord) -> list[str]:
     """Every file a clip may be made from: its own, its separate audio file, its fallback pair."""
-    return list(dict.fromkeys((rec.source_path, rec.audio_path, *(rec.fallback or ()))))
+    return [p for p in dict.fromkeys((rec.source_path, rec.audio_path, rec.video_path, *(rec.fallback or ()))) if p]
 
 
 def _own_error(get: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -193,10 +193,11 @@ def verify(ref: ShardRef, data: bytes) -> str | None:
 def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
     meta = json.loads(raw["json"])
     audio = np.load(io.BytesIO(raw["audio.npy"]), allow_pickle=False)
-    video = np.load(io.BytesIO(raw["video.npy"]), allow_pickle=False)
+    video = np.load(io.BytesIO(raw["video.npy"]), allow_pickle=False) if "video.npy" in raw else None  # audio-only
     want_a, want_v = (feat.audio_frames, feat.n_mels), (feat.video_frames, feat.face_size, feat.face_size, 3)
-    if audio.shape != want_a or video.shape != want_v:
-        raise ValueError(f"shapes audio {audio.shape} video {video.shape}, manifest says {want_a} {want_v}")
+    if audio.shape != want_a or (video is not None and video.shape != want_v):
+        raise ValueError(f"shapes audio {audio.shape} video {getattr(video, 'shape', None)}, manifest says {want_a} "
+                         f"{want_v}")
     return {"meta": meta, "audio": audio, "video": video}
 
 
@@ -295,7 +296,9 @@ def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig)
     within = np.full(b, -1, np.int64)
     for i, s in enumerate(samples):
         m = s["meta"]
-        audio[i], video[i] = s["audio"], s["video"]
+        audio[i] = s["audio"]
+        if s["video"] is not None:  # else left black, video_len 0: shards of audio alone
+            video[i] = s["video"]
         alen[i], vlen[i] = m["audio_len"], m["video_len"]
         emo[i], spk[i] = m["emotion_idx"], m["speaker_idx"]
         scheme[i], within[i] = SPLIT_CODES[m["scheme_split"]], SPLIT_CODES[m["split"]]

@@ -1,0 +1,105 @@
+"""Corpora of audio alone (data.modality=audio): a folder of .wav files, CREMA-D's AudioWAV, RAVDESS's 03 files.
+
+Most emotion corpora users bring have no video (IEMOCAP's audio, MSP-Podcast, a CREMA-D copy holding only AudioWAV):
+every clip of such a corpus was a reject ("no video stream"), so it made no shards.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from avdis import config as C
+from avdis.config import DataConfig, S3Config, SplitConfig
+from avdis.data import corpora, shards
+from avdis.data.media import write_clip
+from avdis.errors import UsageError
+from avdis.train import launch
+from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wav_corpus(src: Path, speakers: int = 6, clips: int = 4) -> Path:
+    """A corpus of the user's own: .wav files and a ground_truth.csv."""
+    rows = ["file,clip_id,speaker,emotion"]
+    for s in range(speakers):
+        for c in range(clips):
+            _, audio = clip_media(s * clips + c)
+            write_clip(src / f"spk{s}" / f"{c}.wav", None, 12, audio, SR)
+            rows.append(f"spk{s}/{c}.wav,s{s}c{c},spk{s},{['happy', 'sad'][c % 2]}")
+    (src / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    return src
+
+
+def test_a_folder_of_wav_files_makes_audio_shards_and_is_named_without_the_setting(tmp_path):
+    src = wav_corpus(tmp_path / "corpus")
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "av"), split=SplitConfig(folds=3))
+    with pytest.raises(shards.PreprocessError, match="no video stream \\(for a corpus of audio alone, preprocess "
+                                                     "with data.modality=audio\\)"):
+        shards.build_shards(data, S3Config())
+    audio = data.model_copy(update={"modality": "audio", "shards": str(tmp_path / "audio")})
+    summary = shards.build_shards(audio, S3Config())
+    assert summary["clips"] == 24 and summary["rejects"] == 0
+    table, meta = shards.read_manifest(audio.shards)
+    assert meta["modalities"] == ["audio"] and set(table.column("video_shape").to_pylist()[0]) == set()
+    with tarfile.open(Path(audio.shards) / "shards" / "shard-000000.tar") as tar:
+        names = tar.getnames()
+    assert names and not [n for n in names if n.endswith("video.npy")]
+
+
+def test_an_audio_only_corpus_trains_an_audio_model_and_refuses_an_av_one(tmp_path):
+    src = wav_corpus(tmp_path / "corpus")
+    out = str(tmp_path / "shards")
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        "data.corpus=synthetic", f"data.src={src}", f"data.shards={out}", "data.modality=audio",
+        f"train.storage={tmp_path / 'runs'}", "train.strategy=single", "train.zero_stage=0", "train.workers=1",
+        "train.epochs=1", "probe.epochs=30", "train.name=run", "model.modality=audio"])
+    shards.build_shards(cfg.data, cfg.s3)
+    result = launch.train(cfg)
+    final = result["final"]
+    assert final["epoch"] == 1 and 0.0 <= final["emotion_acc"] <= 1.0 and "leakage" in final
+    with pytest.raises(UsageError, match="model.modality=av needs \\['visual'\\] but the shards at .* hold only "
+                                         "\\['audio'\\]"):
+        launch.train(cfg.model_copy(update={"model": cfg.model.model_copy(update={"modality": "av"}),
+                                            "train": cfg.train.model_copy(update={"name": "av"})}))
+
+
+def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(tmp_path):
+    cremad = tmp_path / "cremad"
+    files = cremad_tree(cremad)
+    records, rejects = corpora.scan("cremad", cremad, audio_only=True)
+    by_id = {r.clip_id: r for r in records}
+    # every well-named AudioWAV file is a clip, with or without its video; no clip reads a video
+    assert set(by_id) == {"cremad-1001_DFA_ANG_XX", "cremad-1001_IEO_HAP_XX", "cremad-1002_DFA_NEU_XX",
+                          "cremad-1002_TIE_SAD_XX", "cremad-1003_ITS_DIS_LO", "cremad-1002_IWW_FEA_MD"}
+    assert all(r.video_path is None and r.source_path == r.audio_path and r.audio_path.endswith(".wav")
+               for r in records)
+    reasons = {Path(r.source_path).name: r.reason for r in rejects}
+    assert reasons[files["1001_DFA_ANG_XX"].name] == "clip taken from AudioWAV/1001_DFA_ANG_XX.wav (data.modality=audio)"
+    assert reasons["1003_DFA_FEA_HI.flv"] == "no AudioWAV/1003_DFA_FEA_HI.wav, and data.modality=audio uses only audio"
+    assert "1003_ITS_XYZ_LO.wav" in reasons  # a bad name stays a reject
+
+    ravdess = tmp_path / "ravdess"
+    rfiles = ravdess_tree(ravdess)
+    records, rejects = corpora.scan("ravdess", ravdess, audio_only=True)
+    by_id = {r.clip_id: r for r in records}
+    # the audio-only (03) file where there is one, else the full-AV file's track
+    assert by_id["ravdess-01-01-01-01-01-01"].audio_path.endswith("03-01-01-01-01-01-01.wav")
+    assert by_id["ravdess-01-05-01-01-01-02"].audio_path == str(rfiles["av2"])
+    assert by_id["ravdess-01-04-02-02-01-02"].audio_path == str(rfiles["pair_audio"])
+    assert all(r.video_path is None for r in records)
+    reasons = {Path(r.source_path).name: r.reason for r in rejects}
+    assert reasons["02-01-06-01-01-02-02.mp4"] == ("video-only (02) file, and data.modality=audio uses only audio: no "
+                                                   "01 or 03 file of this clip")
+    assert reasons["01-01-01-01-01-01-01.mp4"] == "clip taken from 03-01-01-01-01-01-01.wav (data.modality=audio)"
+
+    data = DataConfig(corpus="cremad", src=str(cremad), shards=str(tmp_path / "out"), modality="audio",
+                      split=SplitConfig(folds=3))
+    summary = shards.build_shards(data, S3Config())
+    assert summary["clips"] == 5  # the corrupt .wav is a reject at decoding, as it is with video
+    again = shards.build_shards(data.model_copy(update={"modality": "av"}), S3Config())
+    assert again["rebuilt_because"].startswith("changed since the shards were made: data.modality 'audio' -> 'av'")
+    assert shards.read_manifest(data.shards)[1]["modalities"] == ["audio", "visual"]
