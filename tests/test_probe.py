@@ -214,7 +214,7 @@ def test_val_leakage_comes_from_the_same_fit_and_leaves_test_numbers_alone():
 def test_a_probe_trained_past_its_best_epoch_predicts_as_at_that_epoch():
     """Half the train clips carry a wrong speaker: the wide MLP's out-of-fold accuracy peaks after a few steps, then it
     learns the wrong labels by heart. The test clips are predicted as at the best epoch, however long it trains past
-    it (the copies as trained to the end read 0.37 here)."""
+    it (0.67 accuracy here; the copies as trained to the end read 0.63)."""
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (6, 16))
 
