@@ -28,32 +28,40 @@ OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 
 SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num_samples=8 "
                         "sweep.space.methods=[multitask,adversarial]; they may come before, between or after the "
                         "options (method.name and method.weight are drawn per trial from sweep.space)")
+PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these; "
+                             "others are refused), e.g. data.modality=audio data.shard_size=32")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
+
+
+# the config sections each command reads: an override of another is refused (accepted, it changed nothing)
+READS = {
+    "preprocess": ("data", "ray", "s3"),
+    "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
+    "report": ("s3",), "dashboard": ("s3",),
+}
+ELSEWHERE = {"sweep": "give it to avdis sweep", "train": "give it to avdis train or avdis sweep",
+             "model": "give it to avdis train or avdis sweep", "method": "give it to avdis train or avdis sweep",
+             "probe": "give it to avdis train or avdis sweep"}
 
 
 def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = None) -> C.Config:
     """--config and its overrides, with the values of the command's own flags given (setting -> (flag, value), None
     for a flag not given). A flag and an override of one setting are refused: which should win is the user's to say
-    (the override won in silence, its flag unchecked)."""
+    (the override won in silence, its flag unchecked). So is an override of a section the command does not read
+    (`READS`): `avdis train sweep.num_samples=8` was accepted and changed nothing."""
     given = {key: (flag, value) for key, (flag, value) in (flags or {}).items() if value is not None}
+    reads = READS.get(args.command)
     for override in args.overrides:
         sets = C.parse_overrides([override])  # by its dotted key or inside a section's value (sweep={name: x})
+        unread = sorted(set(sets) - set(reads)) if reads is not None else []
+        if unread:
+            raise C.ConfigError(f"{override}: avdis {args.command} uses only the {', '.join(reads)} settings; "
+                                f"{unread[0]} would change nothing here ({ELSEWHERE.get(unread[0], 'drop it')})")
         for key, (flag, value) in given.items():
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
     return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()})
-
-
-def _load_reader(args: argparse.Namespace) -> C.Config:
-    """The config of a command that reads a sweep's results: it uses only the s3 settings, so an override of
-    anything else is refused (it was accepted and ignored, `avdis report URL train.epochs=3` changing nothing)."""
-    for override in args.overrides:
-        other = sorted(set(C.parse_overrides([override])) - {"s3"})
-        if other:
-            raise C.ConfigError(f"{override}: avdis {args.command} reads a finished or running sweep and uses only "
-                                f"the s3 settings; {other[0]} would change nothing here (give it to avdis sweep)")
-    return _load(args)
 
 
 def _holds(tree: Any, path: list[str]) -> bool:
@@ -169,7 +177,7 @@ def _path(value: str, local_only: bool = False) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from avdis.report import plots
 
-    cfg = _load_reader(args)
+    cfg = _load(args)
     url = _path(args.sweep)
     written, trials = plots.write_report(url, cfg.s3)
     for kind, page in written.items():
@@ -198,7 +206,7 @@ def _still_running(trials: pd.DataFrame) -> str | None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from avdis.report import dashboard
 
-    cfg = _load_reader(args)
+    cfg = _load(args)
     dashboard.serve(_path(args.sweep), host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
     return 0
 
@@ -319,7 +327,7 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet",
-                       epilog=SETTINGS_HELP, formatter_class=RAW)
+                       epilog=settings_help(READS["preprocess"]), formatter_class=RAW)
     p.add_argument("--corpus", choices=C.CORPORA, help="data.corpus (default: the config's)")
     p.add_argument("--src", help="the corpus's source folder (data.src; default: the config's)")
     p.add_argument("--out", help="output URL, a local folder or s3://bucket/prefix (data.shards; default: the "
@@ -328,11 +336,11 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
     p.add_argument("--force", action="store_true",
                    help="rebuild the shards even when the manifest says they are up to date")
-    _with_config(p, default=default_config)
+    _with_config(p, PREPROCESS_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)",
-                       epilog=SETTINGS_HELP, formatter_class=RAW)
+                       epilog=settings_help(READS["train"]), formatter_class=RAW)
     p.add_argument("--workers", type=int, help="training workers (train.workers); more than 1 needs --strategy ddp "
                    "or deepspeed")
     p.add_argument("--strategy", choices=C.STRATEGIES, help="train.strategy: single trains in this process; ddp and "

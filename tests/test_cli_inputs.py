@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avdis.cli import main
+from avdis.cli import READS, main
 from avdis import config as C
 from avdis.config import SynthConfig
 from avdis.data import synth
@@ -146,6 +146,21 @@ def test_a_reader_refuses_overrides_it_would_ignore(tmp_path, capsys, command):
     assert not Path(sweep, "pareto.html").exists()
 
 
+@pytest.mark.parametrize("command, override, elsewhere", [
+    ("train", "sweep.num_samples=8", "give it to avdis sweep"),
+    ("preprocess", "train.epochs=3", "give it to avdis train or avdis sweep"),
+    ("preprocess", "sweep={name: x}", "give it to avdis sweep"),
+])
+def test_train_and_preprocess_refuse_overrides_of_sections_they_do_not_read(tmp_path, capsys, command, override,
+                                                                             elsewhere):
+    """`avdis train sweep.num_samples=8` was accepted and changed nothing, as was a train setting given to
+    preprocess: refused before any work, saying where it belongs."""
+    out = tmp_path / "out"
+    refused(capsys, [command, override, f"data.shards={out}", f"train.storage={out}" if command == "train" else
+                     f"data.src={tmp_path}"], override, f"avdis {command} uses only the", elsewhere)
+    assert not out.exists()
+
+
 def _leaves(model, prefix=""):
     for name, field in model.model_fields.items():
         sub = field.annotation
@@ -156,18 +171,21 @@ def _leaves(model, prefix=""):
 
 
 @pytest.mark.parametrize("command", ["preprocess", "train", "sweep", "model"])
-def test_help_lists_every_setting_with_its_default(capsys, command):
-    """The README names the settings most runs need; --help lists them all, so none is found only in config.py."""
+def test_help_lists_every_setting_it_reads_with_its_default(capsys, command):
+    """The README names the settings most runs need; --help lists them all, so none is found only in config.py, and
+    a command that reads only some sections (`cli.READS`) lists only theirs."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = capsys.readouterr().out
+    reads = READS.get(command, tuple(C.Config.model_fields))
     for key, field in _leaves(C.Config):
         default = field.get_default(call_default_factory=True)
         shown = json.dumps(default) if isinstance(default, (str, bool, int, float, type(None))) else ""
-        assert f"\n  {key} = {shown}" in out, key
-    assert "  train.lr_schedule = \"cosine\"  (cosine | constant)\n" in out
-    assert "  train.zero_stage = 0  (0 <= x <= 3)\n" in out
-    assert "nullspace 1..64; none for the others)" in out
+        assert (f"\n  {key} = {shown}" in out) == key.startswith(tuple(f"{s}." for s in reads)), key
+    if "train" in reads:
+        assert "  train.lr_schedule = \"cosine\"  (cosine | constant)\n" in out
+        assert "  train.zero_stage = 0  (0 <= x <= 3)\n" in out
+        assert "nullspace 1..64; none for the others)" in out
 
 
 @pytest.mark.parametrize("command", ["report", "dashboard"])
