@@ -160,7 +160,7 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     assert set(points) == {f"t{i}" for i in range(1, 10)}  # t10 has no metrics: counted, not placed
     assert {t for t, p in points.items() if p["on_front"]} == FRONT
     assert [t for t, p in points.items() if p["running"]] == ["t9"]
-    assert blob["counts"] == {"trials": 10, "completed": 8, "running": 1, "errors": 1, "unplaced": 0}  # t10: as failed
+    assert blob["counts"] == {"trials": 10, "completed": 8, "running": 1, "errors": 1, "lost": 0, "unplaced": 0}  # t10: as failed
 
     assert "demo" in page and "0.4035" in page and "waiting for the first result" not in page
     table = page[page.index('<table id="front-table">'):]
@@ -321,6 +321,13 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
                 tags["sweep"] == "demo" and sets.append((value, tags["trial"])), real(value, tags))
         metrics.publish("demo", running.assign(status="ERROR"), summary)
         assert len(sets) >= 2 and all(math.isnan(v) and trial == "t9" for v, trial in sets)
+        # a trial lost to a killed driver is no failure (Tune drew another): its failed gauge reads 0
+        metrics.forget("demo")  # no kept value of t9's failed gauge set again before the lost trial's
+        flags, real = [], metrics._gauges[metrics.FAILED].set
+        metrics._gauges[metrics.FAILED].set = lambda value, tags=None: (flags.append(value), real(value, tags))
+        metrics.publish("demo", running.assign(status="ERROR", error=results.LOST), summary)
+        metrics.publish("demo", running.assign(status="ERROR", error="boom"), summary)
+        assert flags[:1] == [0.0] and 1.0 in flags
     finally:
         metrics.forget("demo")
         ray.shutdown()
@@ -498,6 +505,20 @@ def test_a_failed_trial_is_counted_not_drawn_and_a_sweep_of_failures_says_so(tmp
     results.write_trials(url, [{**r, "status": "ERROR", "order": None} for r in rows()[:3]])
     page = Path(plots.write_report(url)[0]["pareto.html"]).read_text()
     assert "no trial finished: 3 failed" in page and "waiting for the first result" not in page
+
+
+def test_a_trial_lost_to_a_killed_driver_is_counted_apart_from_failed_ones(tmp_path: Path) -> None:
+    """A trial the killed driver started after Tune's last save is closed as ERROR when the sweep ends; the sweep
+    does not count it as failed (Tune drew another in its place), but the page and pareto.json did."""
+    lost = [{**r, "status": "ERROR", "order": None, "error": results.LOST} if r["trial_id"] == "t5" else r
+            for r in rows()]  # beside the one failed trial rows() holds
+    url = str(tmp_path / "lost")
+    results.write_trials(url, lost)
+    written, trials = plots.write_report(url)
+    summary = results.summarize(trials, "demo")
+    assert (summary["n_failed"], summary["n_lost"]) == (1, 1)
+    page = Path(written["pareto.html"]).read_text()
+    assert " · 1 failed · 1 lost to a killed driver (drawn again)" in page
 
 
 def test_a_corrupt_pareto_json_is_a_named_error_and_never_stops_the_callback(tmp_path: Path) -> None:

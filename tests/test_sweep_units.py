@@ -21,7 +21,7 @@ from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
-from avdis.tune.sweep import (LOST, FixedPoints, TrialsFailed,
+from avdis.tune.sweep import (FixedPoints, TrialsFailed,
                               check_experiments, check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
                               TrialResources, _check_space, reuse_processes, searcher, trial_sizes, trial_resources)
 
@@ -538,7 +538,7 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
                                     "train.lr": 0.003}),  # NSGA-II draws every method's weight
               "error": "Traceback ...\nNonFiniteError: epoch 2: loss is nan at step 7"}
     silent = {"trial_id": "c", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": ""}  # RuntimeError()
-    lost = {"trial_id": "d", "sweep": "s", "method": "multitask", "status": "ERROR", "error": LOST}  # Tune drew another
+    lost = {"trial_id": "d", "sweep": "s", "method": "multitask", "status": "ERROR", "error": results.LOST}  # Tune drew another
     results.write_trials(sweep, [done, failed, silent, lost])
     with pytest.raises(TrialsFailed) as err:
         check_failures(sweep, C.load(None, []))

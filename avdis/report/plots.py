@@ -172,12 +172,13 @@ def last_result(trials: pd.DataFrame) -> float | None:
 
 
 def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
-    status = trials["status"].fillna("")
+    status, lost = trials["status"].fillna(""), trials["error"] == results.LOST
     return {
         "trials": len(trials),
         "completed": int(trials["order"].notna().sum()),
         "running": int((status == "RUNNING").sum()),
-        "errors": int((status == "ERROR").sum()),
+        "errors": int(((status == "ERROR") & ~lost).sum()),
+        "lost": int(lost.sum()),
         "unplaced": int((status != "ERROR").sum()) - len(points),  # failed trials are counted as failed only
     }
 
@@ -426,6 +427,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
+    unplaced += f" · {counts['lost']} lost to a killed driver (drawn again)" if counts["lost"] else ""
     last = last_result(trials)
     last_shown = f" (last result {utc(last)})" if last is not None else ""
     n_front = len(summary.get("front") or [])

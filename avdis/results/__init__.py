@@ -83,6 +83,9 @@ SCHEMA = pa.schema([
 ])
 COLUMNS = SCHEMA.names
 SEARCH, CONFIRM = "search", "confirm"
+# the error of a trial the killed driver started after Tune's last save, closed once the sweep ends (not a failure)
+LOST = ("started when the driver was killed, before Tune saved its experiment state; Tune did not resume it "
+        "(its searcher drew another trial in its place)")
 OBJECTIVES = list(pareto.OBJECTIVES)
 SELECTED = list(pareto.SELECTED)
 SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, n-1)·std/√n, std with ddof 1)"
@@ -436,7 +439,9 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "hypervolume_history": search.history,
         "n_trials": int(len(df)),
         "n_completed": int(df["order"].notna().sum()) if len(df) else 0,
-        "n_failed": int((df["status"] == "ERROR").sum()) if len(df) else 0,
+        # a lost trial is no failure: Tune drew another in its place
+        "n_failed": int(((df["status"] == "ERROR") & (df["error"] != LOST)).sum()) if len(df) else 0,
+        "n_lost": int((df["error"] == LOST).sum()) if len(df) else 0,
         "n_running": int((df["status"] == "RUNNING").sum()) if len(df) else 0,
         "n_confirm": int((df["role"] == CONFIRM).sum()) if len(df) else 0,
         "baseline": (

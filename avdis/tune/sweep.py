@@ -519,10 +519,6 @@ def _run(cfg: Config, views: Views) -> str:
     return sweep_url
 
 
-LOST = ("started when the driver was killed, before Tune saved its experiment state; Tune did not resume it "
-        "(its searcher drew another trial in its place)")
-
-
 def close_lost_trials(sweep_url: str, cfg: Config) -> pd.DataFrame:
     """Once every experiment has ended, a row still RUNNING is a trial the killed driver started after Tune's last
     save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for ever."""
@@ -530,7 +526,7 @@ def close_lost_trials(sweep_url: str, cfg: Config) -> pd.DataFrame:
     lost = trials["status"] == "RUNNING"
     if not lost.any():
         return trials
-    trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", LOST]
+    trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", results.LOST]
     return results.write_trials(sweep_url, trials.to_dict("records"), cfg.s3)
 
 
@@ -541,7 +537,7 @@ class TrialsFailed(AvdisError):
 def check_failures(sweep_url: str, cfg: Config) -> None:
     """Raise TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place)."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    trials = trials[trials["error"] != LOST]
+    trials = trials[trials["error"] != results.LOST]
     failed = trials[trials["status"] == "ERROR"]
     if failed.empty:
         return
