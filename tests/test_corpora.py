@@ -64,6 +64,17 @@ def test_cremad_labels_and_pairing_by_stem(cremad):
     assert "file name is not" in reasons["1003_ITS_XYZ_LO.wav"]
 
 
+def test_cremads_mp3_copies_are_unused_files_not_rejects(tmp_path):
+    """CREMA-D ships AudioMP3/ beside AudioWAV/: each of its 7,442 files was a reject, as if broken."""
+    frames, audio = clip_media(0)
+    write_clip(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", frames, 12, audio, SR)
+    write_clip(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav", None, 12, audio, SR)
+    touch(tmp_path / "AudioMP3" / "1001_DFA_ANG_XX.mp3")  # the scan reads names only
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
+    assert [(Path(r.source_path).name, r.unused) for r in rejects] == [("1001_DFA_ANG_XX.mp3", True)]
+
+
 def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
     """AudioWAV/1040_ITH_SAD_X.wav (one X) beside VideoFlash/1040_ITH_SAD_XX.flv, as in some copies of the corpus:
     both were rejected, the wav for its name and the flv for want of a partner."""
@@ -146,6 +157,11 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
         assert (row.video_path, row.audio_path) == (str(files["cut_av_video"]), str(files["cut_av_audio"]))
         for name in ("02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav"):
             assert reasons[name] == f"clip taken from full-AV file {files['av0'].name}"
+        # those two are files their clip was made without, no fault: counted apart from the broken ones (a whole
+        # RAVDESS download holds ~2,900 of them, which hid its few broken files in one count)
+        unused = set(rejects[rejects.unused].source_path.map(lambda p: Path(p).name))
+        assert unused == {"02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav"}
+        assert (summary["rejects"], summary["unused"]) == (len(rejects) - 2, 2)
     else:
         # the clip's row, naming its audio file as the one at fault
         assert reasons["1002_IWW_FEA_MD.flv"].startswith(f"{files['corrupt_wav']}: cannot open media")

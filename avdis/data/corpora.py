@@ -63,6 +63,9 @@ class ClipRecord:
 class Reject:
     source_path: str
     reason: str
+    # a file its clip was made without (another copy of it: RAVDESS's 02 + 03 files beside its full-AV 01 file, CREMA-D's
+    # MP3s), no fault: counted apart, so a whole corpus's worth of them does not hide the files that are broken
+    unused: bool = False
 
 
 Scan = tuple[list[ClipRecord], list[Reject]]
@@ -199,7 +202,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
                                                        "audio: no 01 or 03 file of this clip"))
                 continue
             audio = slot.get("03") or slot["01"]
-            rejects.extend(Reject(str(slot[m]), f"clip taken from {audio.name} (data.modality=audio)")
+            rejects.extend(Reject(str(slot[m]), f"clip taken from {audio.name} (data.modality=audio)", unused=True)
                            for m in ("01", "02", "03") if m in slot and slot[m] != audio)
             records.append(_ravdess_record(key, fields_of[key], audio, audio, None, None))
             continue
@@ -208,7 +211,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             if "02" in slot and "03" in slot:
                 fallback = (str(slot["02"]), str(slot["03"]))
             else:
-                rejects.extend(Reject(str(slot[m]), f"clip taken from full-AV file {slot['01'].name}")
+                rejects.extend(Reject(str(slot[m]), f"clip taken from full-AV file {slot['01'].name}", unused=True)
                                for m in ("02", "03") if m in slot)
         elif "02" in slot and "03" in slot:
             video, audio = slot["02"], slot["03"]
@@ -243,6 +246,10 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     rejects: list[Reject] = []
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
+        if (path.parent.name, path.suffix.lower()) == ("AudioMP3", ".mp3"):
+            rejects.append(Reject(str(path), "an MP3 copy of an AudioWAV/ file (the corpus ships both): the .wav files "
+                                             "are used", unused=True))
+            continue
         if kind is None:
             rejects.append(Reject(str(path), "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav"))
             continue
@@ -262,9 +269,10 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
             if stem in audios:
                 records.append(_cremad_record(stem, audios[stem], audios[stem], None, None))
-            rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{stem}.wav (data.modality=audio)"
-                                  if stem in audios else f"no AudioWAV/{stem}.wav, and data.modality=audio uses "
-                                  "only audio") for videos in (flvs, mp4s) if stem in videos)
+            rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{stem}.wav (data.modality=audio)",
+                                  unused=True) if stem in audios else
+                           Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav, and data.modality=audio uses only audio")
+                           for videos in (flvs, mp4s) if stem in videos)
             continue
         if stem not in audios:
             rejects.extend(Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav to pair with")

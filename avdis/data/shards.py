@@ -1,11 +1,12 @@
 """Preprocessing: clip records -> WebDataset tar shards + manifest.parquet + rejects.parquet.
 
 Output under the URL (local folder or s3://bucket/prefix):
-    shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy`, `.json` (key: the clip_id, dots escaped;
+    shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy` (not in audio shards), `.json` (key: the clip_id, dots escaped;
                                  the json: the clip's id, labels and lengths)
     manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes;
                                  schema metadata "avdis" holds label sets, features, shards
-    rejects.parquet              source_path, reason for every file that could not be used, sorted
+    rejects.parquet              source_path, reason, unused for every file that could not be used (unused: a
+                                 file its clip was made without, no fault), sorted
 
 Clips are dealt to shards in a seeded shuffled order (shards mix speakers and emotions).
 Each shard is one Ray task (or one step of a local loop): it decodes its clips and
@@ -131,7 +132,7 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     taken = (f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
              f"audio file {Path(rec.audio_path).name}" if rec.video_path is None else
              f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
-    surplus = [Reject(p, f"clip taken from {taken}") for p in rec.fallback or () if p not in used]
+    surplus = [Reject(p, f"clip taken from {taken}", unused=True) for p in rec.fallback or () if p not in used]
     return encoded, surplus
 
 
@@ -378,7 +379,8 @@ def build_shards(
             reason = f"manifest unreadable ({exc})"
     reason = reason or _stale_reason(data, meta, fingerprint, sources, s3)
     if reason is None:
-        return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"], "up_to_date": True,
+        return {"url": data.shards, "clips": table.num_rows, "rejects": meta["rejects"],
+                "unused": meta.get("unused", 0), "up_to_date": True,
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "splits": split_counts(table.column("split").to_pylist())}
     rejects_url = storage.join(data.shards, REJECTS)
@@ -413,19 +415,27 @@ def build_shards(
         "shard_size": data.shard_size, "decoding": DECODING,
         "emotions": labels.emotions, "speakers": labels.speakers,
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
-        "shards": shards, "rejects": len(rejects),
+        "shards": shards, **_reject_counts(rejected),
     }
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
-    return {"url": data.shards, "clips": len(rows), "rejects": len(rejects), "up_to_date": False, "shards": len(shards),
+    return {"url": data.shards, "clips": len(rows), **_reject_counts(rejected), "up_to_date": False, "shards": len(shards),
             "speakers": len(labels.speakers), "emotions": {e: [r["emotion"] for r in rows].count(e) for e in labels.emotions},
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
 
 def _first(rejects: list[Reject], n: int = 3) -> str:
-    """The first `n` rejects by file, each with its reason: enough to tell a wrong folder or a broken copy."""
-    return "; ".join(f"{r.source_path}: {r.reason}" for r in sorted(rejects, key=lambda r: (r.source_path, r.reason))[:n])
+    """The first `n` rejects by file, faults before unused files, each with its reason: enough to tell a wrong folder
+    or a broken copy."""
+    return "; ".join(f"{r.source_path}: {r.reason}"
+                     for r in sorted(rejects, key=lambda r: (r.unused, r.source_path, r.reason))[:n])
+
+
+def _reject_counts(rejects: list[Reject]) -> dict[str, int]:
+    """Files that could not be used (`rejects`), and files their clips were made without (`unused`)."""
+    unused = sum(r.unused for r in rejects)
+    return {"rejects": len(rejects) - unused, "unused": unused}
 
 
 def split_counts(within: list[str]) -> dict[str, int]:
@@ -436,7 +446,8 @@ def split_counts(within: list[str]) -> dict[str, int]:
 def _rejects_table(rejects: list[Reject]) -> pa.Table:
     """Sorted by file and reason: Ray tasks finish in any order, and identical inputs give identical bytes."""
     return pa.Table.from_pylist([asdict(r) for r in sorted(rejects, key=lambda r: (r.source_path, r.reason))],
-                                schema=pa.schema([("source_path", pa.string()), ("reason", pa.string())]))
+                                schema=pa.schema([("source_path", pa.string()), ("reason", pa.string()),
+                                                  ("unused", pa.bool_())]))
 
 
 def manifest_hash(url: str, s3: S3Config | None = None) -> str:
