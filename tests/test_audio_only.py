@@ -103,3 +103,35 @@ def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(
     again = shards.build_shards(data.model_copy(update={"modality": "av"}), S3Config())
     assert again["rebuilt_because"].startswith("changed since the shards were made: data.modality 'audio' -> 'av'")
     assert shards.read_manifest(data.shards)[1]["modalities"] == ["audio", "visual"]
+
+
+def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """Forgetting model.modality=audio failed in each Ray worker: `avdis train` under Ray after Ray and its workers
+    started, a sweep in every trial, which spent its name (failed trials are not retried on resume)."""
+    import ray
+
+    from avdis.tune import sweep
+
+    monkeypatch.setenv("RAY_TMPDIR", f"/tmp/avr-mod-{tmp_path.name[-8:]}")  # should the check not hold: a short path
+    src = wav_corpus(tmp_path / "corpus")
+    common = ["data.corpus=synthetic", f"data.src={src}", f"data.shards={tmp_path / 'shards'}", "data.modality=audio",
+              f"train.storage={tmp_path / 'runs'}", f"sweep.storage={tmp_path / 'sweeps'}", "sweep.num_samples=2",
+              "train.epochs=1", "data.split.folds=3"]
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", common)
+    shards.build_shards(cfg.data, cfg.s3)
+    try:
+        with pytest.raises(UsageError, match=r"model.modality=av needs \['visual'\] but the shards at .*shards hold "
+                                             r"only \['audio'\]; set model.modality=audio"):
+            launch.train(cfg)  # smoke.yaml: DeepSpeed on a Ray worker
+        with pytest.raises(UsageError, match=r"model.modality=av needs \['visual'\] .* set model.modality=audio"):
+            sweep.run(cfg)
+        sampled = C.load(ROOT / "jobs" / "configs" / "smoke.yaml",
+                         [*common, "model.modality=audio", "sweep.space.params={model.modality: [audio, av]}"])
+        with pytest.raises(UsageError, match=r"model.modality=av \(sampled by sweep.space.params\) needs"):
+            sweep.run(sampled)
+        assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+        assert [p.name for p in (tmp_path / "sweeps").rglob("*") if p.is_file()] == [".avdis-lock"]  # no trials
+    finally:
+        ray.shutdown()
+    audio = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [*common, "model.modality=audio"])
+    sweep.check_modalities(audio, sweep._check_space(audio))  # the audio model is let through

@@ -166,6 +166,7 @@ def train(cfg: Config) -> dict[str, Any]:
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
     info = open_dataset(cfg.data, cfg.s3)
+    loop.check_modalities(cfg.model.modality, info.modalities, info.url)
     check_leakage_defined(info, cfg)
     warn_unseen_emotions(info, cfg)
     if cfg.train.strategy == "single":

@@ -17,7 +17,7 @@ import pickle
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -164,11 +164,15 @@ def _epoch_losses(logs: list[dict[str, float]], rows: list[int], keys: tuple[str
     return {key: float(total / n) for key, total, n in zip(keys, *sums.tolist()) if n}
 
 
-def _check_modalities(cfg: Config, info: DatasetInfo) -> None:
-    missing = [m for m in MODALITY_INPUTS[cfg.model.modality] if m not in info.modalities]
+def check_modalities(modality: str, held: Sequence[str], url: str, where: str = "") -> None:
+    """Refuse a model.modality whose inputs the shards at `url` do not hold (`held`, the manifest's `modalities`:
+    shards of audio alone have no video). The drivers call it before Ray starts: in a worker it failed each run, and
+    every trial of a sweep, with Ray's tracebacks around it. `where` names a setting the modality came from."""
+    missing = [m for m in MODALITY_INPUTS[modality] if m not in held]
     if missing:
-        raise UsageError(f"model.modality={cfg.model.modality} needs {missing} but the shards at {info.url} "
-                         f"hold only {list(info.modalities)}; pick model.modality accordingly")
+        fits = [m for m, inputs in MODALITY_INPUTS.items() if set(inputs) <= set(held)]
+        raise UsageError(f"model.modality={modality}{where} needs {missing} but the shards at {url} hold only "
+                         f"{list(held)}; set model.modality={' or '.join(fits)}")
 
 
 def _check_step(logs: dict[str, float], batch: dict[str, Any], epoch: int, step: int, steps: int) -> None:
@@ -237,7 +241,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         # varies from run to run, and so do the last bits of every training sum
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     info = open_dataset(cfg.data, cfg.s3)
-    _check_modalities(cfg, info)
+    check_modalities(cfg.model.modality, info.modalities, info.url)
     n_emo, n_spk = len(info.emotions), len(info.speakers)
     model = build_model(cfg.model, info.features, n_emo, n_spk)
     n_params = count_parameters(model)

@@ -40,11 +40,12 @@ from ray.tune.search import Searcher
 from avdis import clusterfit, results, runtime, storage
 from avdis.config import SELECTION, Config, S3Config, setting_of, with_overrides
 from avdis.data.prepare import ensure_shards, to_make
-from avdis.data.shards import manifest_hash
+from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
+from avdis.train.loop import check_modalities as check_modality
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
@@ -483,8 +484,21 @@ def check_validation(cfg: Config) -> None:
     warn_unseen_emotions(info, cfg, ("test", "val"))
 
 
+def check_modalities(cfg: Config, edges: list[Config]) -> None:
+    """Refuse, before Ray starts, a model.modality (the config's, or one sweep.space.params samples) whose inputs the
+    shards do not hold: each trial failed on it in its worker, and the sweep's name was spent on failed trials. The
+    shards' `modalities` are the manifest's, or those of the shards this sweep will make (`ensure_shards`)."""
+    manifest = storage.join(cfg.data.shards, MANIFEST)
+    held = (read_manifest(cfg.data.shards, cfg.s3)[1].get("modalities", HELD["av"])
+            if storage.exists(manifest, cfg.s3) else HELD[cfg.data.modality])
+    for modality in dict.fromkeys(trial.model.modality for trial in edges):
+        where = "" if modality == cfg.model.modality else " (sampled by sweep.space.params)"
+        check_modality(modality, held, cfg.data.shards, where)
+
+
 def _run(cfg: Config, views: Views) -> str:
     edges = _check_space(cfg)
+    check_modalities(cfg, edges)
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
     sweep_url = url_of(cfg)
