@@ -135,3 +135,18 @@ def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_
         ray.shutdown()
     audio = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [*common, "model.modality=audio"])
     sweep.check_modalities(audio, sweep._check_space(audio))  # the audio model is let through
+
+
+def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path):
+    """A manifest's fingerprint covers each clip's source files, audio file first (as shards were made before clips
+    could lack a video file). Listed video first, every CREMA-D clip and RAVDESS 02 + 03 pair made before read as a
+    changed corpus: `avdis preprocess` rebuilt such shards, saying the corpus had changed."""
+    for corpus, tree in (("cremad", cremad_tree), ("ravdess", ravdess_tree)):
+        tree(tmp_path / corpus)
+        records, rejects = corpora.scan(corpus, tmp_path / corpus)
+        assert any(r.audio_path != r.video_path for r in records)  # clips of two files, where the order shows
+        lines = shards._source_lines(records, rejects).decode().splitlines()[: len(records)]
+        made_before = [f"{r.clip_id}|{r.speaker}|{r.emotion}|" + "|".join(
+            shards._file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
+            for r in records]
+        assert lines == made_before

@@ -232,7 +232,9 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject]) -> bytes:
     is kept in the manifest too (`sources`), so a rebuild can say whether the corpus or the settings changed."""
     lines = []
     for r in records:
-        files = "|".join(_file_stamp(p) for p in _files_of(r))
+        # audio file first, as shards were fingerprinted before audio-only clips (with no video file): listed
+        # video first, every CREMA-D shard and RAVDESS 02 + 03 clip made before read as a corpus that had changed
+        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))) if p)
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
     lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects]
     return "".join(lines).encode()
