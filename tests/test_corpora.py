@@ -244,6 +244,8 @@ def test_a_corpus_of_ones_own_may_name_emotions_of_its_own(tmp_path):
     table, meta = shards.read_manifest(str(tmp_path / "out"))
     assert meta["emotions"] == ["neutral", "happy", "excited", "frustrated"]
     assert dict(zip(table.column("clip_id").to_pylist(), table.column("emotion").to_pylist()))["c0"] == "frustrated"
+    again = shards.build_shards(data, S3Config())  # a rerun on up-to-date shards counts them too
+    assert again["up_to_date"] and again["emotions"] == summary["emotions"]
 
 
 def touch(path: Path) -> Path:
