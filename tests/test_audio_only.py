@@ -150,3 +150,10 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
             shards._file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
             for r in records]
         assert lines == made_before
+    # so do the scan's rejects: CREMA-D's AudioMP3 copies, now marked unused, keep the reason they were made with
+    mp3 = tmp_path / "cremad" / "AudioMP3" / "1001_DFA_ANG_XX.mp3"
+    mp3.parent.mkdir()
+    mp3.write_bytes(b"ID3")
+    records, rejects = corpora.scan("cremad", tmp_path / "cremad")
+    assert f"reject|{mp3}|expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav\n" in \
+        shards._source_lines(records, rejects).decode()
