@@ -65,6 +65,12 @@ def test_an_audio_only_corpus_trains_an_audio_model_and_refuses_an_av_one(tmp_pa
                                          "\\['audio'\\]"):
         launch.train(cfg.model_copy(update={"model": cfg.model.model_copy(update={"modality": "av"}),
                                             "train": cfg.train.model_copy(update={"name": "av"})}))
+    # data.modality as the shards were made, as every data setting fixed then: the run (and a sweep's settings)
+    # recorded data.modality=av for audio shards, and the same sweep given data.modality=audio later was refused
+    with pytest.raises(UsageError, match="its shards were made with other settings: data.modality='av' \(made with "
+                                         "'audio'\)"):
+        launch.train(cfg.model_copy(update={"data": cfg.data.model_copy(update={"modality": "av"}),
+                                            "train": cfg.train.model_copy(update={"name": "av2"})}))
 
 
 def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(tmp_path):

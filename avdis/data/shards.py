@@ -251,7 +251,7 @@ def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding
 def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
     """The settings that differ from the manifest's and whether the corpus did; a manifest from before these were
     kept (no `sources`) names only the settings it holds."""
-    held = {tuple(v): k for k, v in HELD.items()}.get(tuple(meta.get("modalities", HELD["av"])))
+    held = modality_of(meta)
     was = _made_with(meta.get("corpus"), meta.get("features"), meta.get("split"), meta.get("shard_size"),
                      meta.get("decoding"), held)
     now = _made_with(data.corpus, data.features.model_dump(), data.split.model_dump(), data.shard_size, DECODING,
@@ -316,13 +316,20 @@ def _remove_unlisted(url: str, listed: list[dict[str, Any]], s3: S3Config) -> No
         _remove(storage.join(url, SHARD_DIR, name), s3)
 
 
+def modality_of(meta: dict[str, Any]) -> str | None:
+    """The data.modality a manifest's shards were made with (manifests from before the setting hold AV shards)."""
+    return {tuple(v): k for k, v in HELD.items()}.get(tuple(meta.get("modalities", HELD["av"])))
+
+
 def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
-    """Refuse features or split settings other than the shards were made with: training reads the manifest's, so
-    they would be recorded with the run but never used."""
+    """Refuse features, split settings or a modality other than the shards were made with: training reads the
+    manifest's, so they would be recorded with the run (and a sweep's settings) but never used."""
     made = {**{f"data.split.{k}": v for k, v in meta.get("split", {}).items() if k in SPLIT_MADE_WITH},
-            **{f"data.features.{k}": v for k, v in meta.get("features", {}).items()}}
+            **{f"data.features.{k}": v for k, v in meta.get("features", {}).items()},
+            "data.modality": modality_of(meta)}
     asked = {**{f"data.split.{k}": getattr(data.split, k) for k in SPLIT_MADE_WITH},
-             **{f"data.features.{k}": v for k, v in data.features.model_dump().items()}}
+             **{f"data.features.{k}": v for k, v in data.features.model_dump().items()},
+             "data.modality": data.modality}
     differ = [f"{key}={asked[key]!r} (made with {made[key]!r})" for key in asked if key in made and made[key] != asked[key]]
     if differ:
         raise UsageError(f"{data.shards}: its shards were made with other settings: {', '.join(differ)}; make shards "
