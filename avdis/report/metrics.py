@@ -93,7 +93,8 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     skipped = 0
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
-        failed.set(1.0 if row.status == "ERROR" and row.error != results.LOST else 0.0, tags=tags)  # lost: drawn again
+        lost = getattr(row, "error", None) == results.LOST  # no failure: Tune drew another in its place
+        failed.set(1.0 if row.status == "ERROR" and not lost else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
             for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)
