@@ -188,7 +188,7 @@ def make_shards() -> str:
 def local_ray(num_cpus: int | None) -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

@@ -24,7 +24,7 @@ TRIALS = 4
 def ray_local():
     import ray
 
-    ray.init(num_cpus=TRIALS, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=TRIALS, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -8,6 +8,7 @@ test), no RAY_ADDRESS unless the case sets one. A stale head is a real `ray star
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import http.server
 import json
@@ -312,3 +313,34 @@ def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.pid, signal.SIGKILL)
             node.wait(15)
+
+
+def _calls(tree: ast.AST) -> Iterator[ast.Call]:
+    """Every call in `tree`, and in the Python scripts its string literals hold (drivers run with `python -c`)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "ray." in node.value:
+            with contextlib.suppress(SyntaxError):
+                yield from _calls(ast.parse(node.value))
+
+
+def _unaddressed_inits() -> list[str]:
+    """`ray.init` calls in the project's Python that name no address (file:line)."""
+    found = []
+    for path in sorted(p for d in ("avdis", "jobs", "bench", "tests") for p in (ROOT / d).rglob("*.py")):
+        for call in _calls(ast.parse(path.read_text(), str(path))):
+            func = call.func
+            if (isinstance(func, ast.Attribute) and func.attr == "init" and isinstance(func.value, ast.Name)
+                    and func.value.id == "ray" and not call.args and "address" not in {k.arg for k in call.keywords}):
+                found.append(f"{path.relative_to(ROOT)}:{call.lineno}")
+    return found
+
+
+def test_every_ray_init_names_its_address():
+    """`ray.init()` without an address joins the Ray that `ray_current_cluster` in the default temp dir names, or
+    RAY_ADDRESS's, when there is one: with another Ray recorded on the machine (another test process's
+    `ray.cluster_utils.Cluster`, a user's `ray start`) a fixture's `ray.init(num_cpus=2)` joined it and failed ("When
+    connecting to an existing cluster, num_cpus and num_gpus must not be provided"), or waited on a dead one. A Ray
+    of one's own is `address="local"`."""
+    assert _unaddressed_inits() == []

@@ -38,7 +38,7 @@ def local_ray(s3_server):
     """A local Ray of 2 CPUs; started after the S3 fixture so workers inherit its endpoint."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
     yield
     ray.shutdown()
