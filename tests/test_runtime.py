@@ -325,22 +325,28 @@ def _calls(tree: ast.AST) -> Iterator[ast.Call]:
                 yield from _calls(ast.parse(node.value))
 
 
-def _unaddressed_inits() -> list[str]:
-    """`ray.init` calls in the project's Python that name no address (file:line)."""
+def _unaddressed_lookups() -> list[str]:
+    """Calls in the project's Python that find their Ray by looking on the machine (file:line): `ray.init` naming
+    no address, and `ray.util.state` calls naming none (they do not ask the Ray this process is connected to)."""
+    import ray.util.state
+
+    state = {n for n in dir(ray.util.state) if n.startswith(("list_", "get_", "summarize_"))}
     found = []
     for path in sorted(p for d in ("avdis", "jobs", "bench", "tests") for p in (ROOT / d).rglob("*.py")):
         for call in _calls(ast.parse(path.read_text(), str(path))):
-            func = call.func
-            if (isinstance(func, ast.Attribute) and func.attr == "init" and isinstance(func.value, ast.Name)
-                    and func.value.id == "ray" and not call.args and "address" not in {k.arg for k in call.keywords}):
+            func, named = call.func, bool(call.args) or "address" in {k.arg for k in call.keywords}
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            init = name == "init" and isinstance(func, ast.Attribute) and ast.unparse(func.value) == "ray"
+            if (init and not named) or (name in state and "address" not in {k.arg for k in call.keywords}):
                 found.append(f"{path.relative_to(ROOT)}:{call.lineno}")
     return found
 
 
-def test_every_ray_init_names_its_address():
+def test_every_ray_init_and_state_call_names_its_address():
     """`ray.init()` without an address joins the Ray that `ray_current_cluster` in the default temp dir names, or
     RAY_ADDRESS's, when there is one: with another Ray recorded on the machine (another test process's
     `ray.cluster_utils.Cluster`, a user's `ray start`) a fixture's `ray.init(num_cpus=2)` joined it and failed ("When
     connecting to an existing cluster, num_cpus and num_gpus must not be provided"), or waited on a dead one. A Ray
-    of one's own is `address="local"`."""
-    assert _unaddressed_inits() == []
+    of one's own is `address="local"`. `ray.util.state` calls look their Ray up the same way, even in a process
+    connected to another one."""
+    assert _unaddressed_lookups() == []
