@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -289,8 +290,8 @@ def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus,
     src, gone, out = tmp_path / "corpus", tmp_path / "elsewhere", tmp_path / "shards"
     shutil.copytree(corpus, src)
     data = data_cfg(src, out)
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(Path("/tmp") / f"avr-seen-{tmp_path.name[-8:]}"))
+    temp = tempfile.mkdtemp(prefix="avr-seen-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         on_ray = shards.run_on_ray(data, S3)
 
@@ -302,6 +303,7 @@ def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus,
             shards.build_shards(data, S3, run_tasks=on_a_node_without_it)
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     message = str(caught.value)
     assert message.startswith(str(src / "")) and "not found on node" in message, message
     assert "shared filesystem" in message and "--no-ray" in message and "Traceback" not in message
