@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port where connections are refused while the block runs: bound here, not listening. A port `free_port`
+    gave back can be bound by any process meanwhile (the other test process's Ray binds dozens), and then
+    something answers where the test expects nothing."""
+    with socket.socket() as holder:  # no SO_REUSEADDR or SO_REUSEPORT: no other socket can bind the port
+        holder.bind(("", 0))
+        yield holder.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:

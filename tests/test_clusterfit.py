@@ -153,17 +153,18 @@ def test_bucket_missing(s3_server):
 
 
 def test_bucket_unreachable(monkeypatch):
-    from conftest import free_port
+    from conftest import refused_port
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    s3 = S3Config(endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1")
-    with pytest.raises(UsageError, match=r"bucket 'b1x' \(EndpointConnectionError.*cannot connect: check s3\.endpoint_url"):
-        storage.check_bucket("s3://b1x/sweeps", s3)
-    # every storage call says what to check, as the bucket check does
-    with pytest.raises(storage.StorageError, match=r"cannot reach storage \(.*; cannot connect: check s3\.endpoint_url"):
-        storage.exists("s3://b1x/sweeps/x/trials.parquet", s3)
+    with refused_port() as port:
+        s3 = S3Config(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1")
+        with pytest.raises(UsageError, match=r"bucket 'b1x' \(EndpointConnectionError.*cannot connect: check s3\.endpoint_url"):
+            storage.check_bucket("s3://b1x/sweeps", s3)
+        # every storage call says what to check, as the bucket check does
+        with pytest.raises(storage.StorageError, match=r"cannot reach storage \(.*; cannot connect: check s3\.endpoint_url"):
+            storage.exists("s3://b1x/sweeps/x/trials.parquet", s3)
 
 
 def test_local_paths_need_no_bucket(tmp_path):

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, refused_port
 from avdis.errors import AvdisError, UsageError
 from avdis import cli
 from avdis.report import grafana, metrics
@@ -238,8 +238,8 @@ def test_push_needs_the_token_variable(fake_grafana, monkeypatch) -> None:
 
 def test_push_to_nothing_listening(monkeypatch) -> None:
     monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
-    with pytest.raises(AvdisError, match="cannot reach Grafana") as err:
-        grafana.push(f"http://127.0.0.1:{free_port()}")
+    with refused_port() as port, pytest.raises(AvdisError, match="cannot reach Grafana") as err:
+        grafana.push(f"http://127.0.0.1:{port}")
     assert TOKEN not in str(err.value)
 
 

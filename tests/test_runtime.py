@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import free_port, refused_port, wait_for_port
 from avdis.runtime import JOB_CONFIG_VAR, WORKER_ENV
 
 pytestmark = pytest.mark.ray
@@ -148,12 +148,13 @@ def test_auto_names_the_dead_recorded_head_though_another_ray_runs_on_the_machin
 
 @pytest.mark.timeout(60)
 def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
-    address = f"127.0.0.1:{free_port()}"
-    for how in ({"address": address}, {"RAY_ADDRESS": address}):
-        t0 = time.monotonic()
-        out = connect(ray_tmp, timeout=45, **how)
-        assert out.returncode != 0 and f"Ray address '{address}' does not answer" in out.stderr, out.stderr[-2000:]
-        assert "unset both to start a local Ray" in out.stderr and time.monotonic() - t0 < 40
+    with refused_port() as port:
+        address = f"127.0.0.1:{port}"
+        for how in ({"address": address}, {"RAY_ADDRESS": address}):
+            t0 = time.monotonic()
+            out = connect(ray_tmp, timeout=45, **how)
+            assert out.returncode != 0 and f"Ray address '{address}' does not answer" in out.stderr, out.stderr[-2000:]
+            assert "unset both to start a local Ray" in out.stderr and time.monotonic() - t0 < 40
 
 
 @pytest.mark.timeout(90)
