@@ -252,6 +252,34 @@ def check_node_credentials(urls: dict[str, str]) -> None:
             "(`ray job submit --runtime-env-json` with env_vars; Ray then writes them to its logs)")
 
 
+def _init_local(cfg: RayConfig, runtime_env: dict[str, dict[str, str]] | None) -> None:
+    """Start a local Ray whose own processes name it in RAY_ADDRESS. Ray Train's placement-group cleaner (a detached
+    actor beside every TorchTrainer run) asks the state API, with no address, whether the run's controller lives:
+    with none, Ray takes the head in ray_current_cluster, else the one Ray running on the machine. With another Ray
+    there (another job's, another user's) it asked that one (the controller unknown there: dead) or failed ("Found
+    multiple active Ray instances"), and the placement group of every trial a sweep stopped stayed, holding its
+    CPUs. The GCS port is chosen here so the address is known before Ray starts; this process's own environment is
+    left as it was."""
+    import ray
+    from ray._private.ray_constants import GCS_PORT_ENVIRONMENT_VARIABLE
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    own = {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}", GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}
+    saved = {k: os.environ.get(k) for k in own}
+    os.environ.update(own)  # the Ray processes started now inherit it; address="local" itself ignores RAY_ADDRESS
+    try:
+        ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
+                 log_to_driver=True)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def connect(cfg: RayConfig) -> str:
     """Initialise Ray once per process; return the address used ("local" for a new local Ray)."""
     import ray
@@ -267,8 +295,7 @@ def connect(cfg: RayConfig) -> str:
         os.environ.setdefault(key, value)
     runtime_env = worker_runtime_env()
     if address == "local":
-        ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
-                 log_to_driver=True)
+        _init_local(cfg, runtime_env)
         return "local"
     target = _resolve(address)
     _check_answers(address, target)

@@ -146,6 +146,44 @@ def test_auto_names_the_dead_recorded_head_though_another_ray_runs_on_the_machin
         shutil.rmtree(other, ignore_errors=True)
 
 
+STATE = """
+import json, os, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig())  # a local Ray, its dashboard on: the state API needs it
+marker = ray.remote(num_cpus=0)(type("Marker", (), {})).options(name="avdis-marker").remote()
+ray.get(marker.__ray_ready__.remote())
+
+def asked() -> object:
+    from ray.util.state import list_actors
+
+    try:  # address=None: looked up on the machine, as Ray Train's placement-group cleaner asks
+        return sorted(a.name for a in list_actors(address=None, filters=[("state", "=", "ALIVE")]) if a.name)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+print(json.dumps({"seen": ray.get(ray.remote(asked).options(num_cpus=0).remote()),
+                  "driver_env": os.environ.get("RAY_ADDRESS")}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_local_rays_own_processes_find_it_though_another_ray_runs_on_the_machine(ray_tmp):
+    """Ray Train's placement-group cleaner asks the state API, with no address, whether its run's controller lives,
+    from a process of the local Ray: with another Ray on the machine it failed ("Found multiple active Ray
+    instances"), and stopped trials kept their placement groups. Asked the same way, a task must see this Ray."""
+    other = Path(tempfile.mkdtemp(prefix="avo-", dir="/tmp"))
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    try:
+        with live_head(other):
+            out = report(subprocess.run([sys.executable, "-c", STATE], env={**base, "RAY_TMPDIR": str(ray_tmp)},
+                                        capture_output=True, text=True, timeout=240, cwd=ROOT))
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+    assert out == {"seen": ["avdis-marker"], "driver_env": None}
+
+
 @pytest.mark.timeout(60)
 def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
     with refused_port() as port:
