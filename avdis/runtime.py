@@ -13,7 +13,8 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,11 +268,19 @@ def _init_local(cfg: RayConfig, runtime_env: dict[str, dict[str, str]] | None) -
         s.bind(("", 0))
         port = s.getsockname()[1]
     own = {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}", GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}
-    saved = {k: os.environ.get(k) for k in own}
-    os.environ.update(own)  # the Ray processes started now inherit it; address="local" itself ignores RAY_ADDRESS
-    try:
+    with environment(own):  # the Ray processes started now inherit it; address="local" itself ignores RAY_ADDRESS
         ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
                  log_to_driver=True)
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment while the block runs (for what it starts then), then each variable
+    as it was, unset where it was unset."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
         for key, value in saved.items():
             if value is None:

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from avdis.config import TrainConfig
+from avdis.runtime import environment
 from avdis.errors import UsageError
 
 ENGINE_DIR = "engine"
@@ -218,18 +219,12 @@ def solo_group(cfg: TrainConfig) -> Iterator[None]:
     if cfg.strategy == "single":
         yield
         return
-    saved = {k: os.environ.get(k) for k in SOLO_ENV}
-    os.environ.update(SOLO_ENV)
-    dist.init_process_group("nccl" if use_cuda(cfg) else "gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        _destroy_group()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(SOLO_ENV):
+        dist.init_process_group("nccl" if use_cuda(cfg) else "gloo", store=dist.HashStore(), rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            _destroy_group()
 
 
 def _destroy_group() -> None:
