@@ -40,9 +40,11 @@ READS = {
     "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
     "report": ("s3",), "dashboard": ("s3",),
 }
-ELSEWHERE = {"sweep": "give it to avdis sweep", "train": "give it to avdis train or avdis sweep",
-             "model": "give it to avdis train or avdis sweep", "method": "give it to avdis train or avdis sweep",
-             "probe": "give it to avdis train or avdis sweep"}
+
+
+def _read_by(section: str) -> str:
+    """The commands that read `section` (a sweep reads every one), for a refusal to name."""
+    return " or ".join(f"avdis {c}" for c in [*(c for c, r in READS.items() if section in r), "sweep"])
 
 
 def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = None) -> C.Config:
@@ -57,7 +59,7 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
         unread = sorted(set(sets) - set(reads)) if reads is not None else []
         if unread:
             raise C.ConfigError(f"{override}: avdis {args.command} uses only the {', '.join(reads)} settings; "
-                                f"{unread[0]} would change nothing here ({ELSEWHERE.get(unread[0], 'drop it')})")
+                                f"{unread[0]} would change nothing here (give it to {_read_by(unread[0])})")
         for key, (flag, value) in given.items():
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
