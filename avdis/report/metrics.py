@@ -91,10 +91,9 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
                 "front chosen on validation clips)", ("sweep",))
     failed = _gauge(FAILED, "1 for a failed trial (its accuracy and leakage are no result), else 0", TRIAL_TAGS)
     skipped = 0
-    for row in trials.itertuples():
+    for row, own_error in zip(trials.itertuples(), results.failed(trials)):  # a lost trial's error is not its own
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
-        lost = getattr(row, "error", None) == results.LOST  # no failure: Tune drew another in its place
-        failed.set(1.0 if row.status == "ERROR" and not lost else 0.0, tags=tags)
+        failed.set(1.0 if own_error else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
             for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)

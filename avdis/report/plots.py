@@ -172,13 +172,13 @@ def last_result(trials: pd.DataFrame) -> float | None:
 
 
 def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
-    status, lost = trials["status"].fillna(""), trials["error"] == results.LOST
+    status = trials["status"].fillna("")
     return {
         "trials": len(trials),
         "completed": int(trials["order"].notna().sum()),
         "running": int((status == "RUNNING").sum()),
-        "errors": int(((status == "ERROR") & ~lost).sum()),
-        "lost": int(lost.sum()),
+        "errors": int(results.failed(trials).sum()),
+        "lost": int((trials["error"] == results.LOST).sum()),
         "unplaced": int((status != "ERROR").sum()) - len(points),  # failed trials are counted as failed only
     }
 

@@ -86,6 +86,11 @@ SEARCH, CONFIRM = "search", "confirm"
 # the error of a trial the killed driver started after Tune's last save, closed once the sweep ends (not a failure)
 LOST = ("started when the driver was killed, before Tune saved its experiment state; Tune did not resume it "
         "(its searcher drew another trial in its place)")
+
+
+def failed(trials: pd.DataFrame) -> pd.Series:
+    """Which trials ended in an error of their own: a lost one (LOST) is none, Tune drew another in its place."""
+    return (trials["status"] == "ERROR") & (trials.get("error") != LOST)
 OBJECTIVES = list(pareto.OBJECTIVES)
 SELECTED = list(pareto.SELECTED)
 SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, n-1)·std/√n, std with ddof 1)"
@@ -440,7 +445,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "n_trials": int(len(df)),
         "n_completed": int(df["order"].notna().sum()) if len(df) else 0,
         # a lost trial is no failure: Tune drew another in its place
-        "n_failed": int(((df["status"] == "ERROR") & (df["error"] != LOST)).sum()) if len(df) else 0,
+        "n_failed": int(failed(df).sum()) if len(df) else 0,
         "n_lost": int((df["error"] == LOST).sum()) if len(df) else 0,
         "n_running": int((df["status"] == "RUNNING").sum()) if len(df) else 0,
         "n_confirm": int((df["role"] == CONFIRM).sum()) if len(df) else 0,

@@ -551,8 +551,8 @@ class TrialsFailed(AvdisError):
 def check_failures(sweep_url: str, cfg: Config) -> None:
     """Raise TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place)."""
     trials = results.read_trials(sweep_url, cfg.s3)
+    failed = trials[results.failed(trials)]
     trials = trials[trials["error"] != results.LOST]
-    failed = trials[trials["status"] == "ERROR"]
     if failed.empty:
         return
     lines = [f"  {row.trial_id} ({_settings(row)}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
