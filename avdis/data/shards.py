@@ -129,12 +129,12 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
                                               fallback=None), feat)
         instead = f"; the clip was taken from {Path(video).name} and {Path(audio).name} instead" if encoded else ""
         return encoded, [Reject(rec.source_path, why + instead), *unused]
+    if rec.fallback is None:  # no other files of the clip (an audio-only clip never has any)
+        return encoded, []
     used = (rec.video_path, rec.audio_path)
     taken = (f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
-             f"audio file {Path(rec.audio_path).name}" if rec.video_path is None else
              f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
-    surplus = [Reject(p, f"clip taken from {taken}", unused=True) for p in rec.fallback or () if p not in used]
-    return encoded, surplus
+    return encoded, [Reject(p, f"clip taken from {taken}", unused=True) for p in rec.fallback if p not in used]
 
 
 def _unused_audio(rec: ClipRecord, at: str | None, reason: str, why: str) -> list[Reject]:
@@ -251,9 +251,8 @@ def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding
 def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
     """The settings that differ from the manifest's and whether the corpus did; a manifest from before these were
     kept (no `sources`) names only the settings it holds."""
-    held = modality_of(meta)
     was = _made_with(meta.get("corpus"), meta.get("features"), meta.get("split"), meta.get("shard_size"),
-                     meta.get("decoding"), held)
+                     meta.get("decoding"), modality_of(meta))
     now = _made_with(data.corpus, data.features.model_dump(), data.split.model_dump(), data.shard_size, DECODING,
                      data.modality)
     changed = [f"{key} {was[key]!r} -> {value!r}" for key, value in now.items()
