@@ -45,7 +45,7 @@ from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
-from avdis.train.loop import check_modalities as check_modality
+from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
@@ -493,7 +493,7 @@ def check_modalities(cfg: Config, edges: list[Config]) -> None:
             if storage.exists(manifest, cfg.s3) else HELD[cfg.data.modality])
     for modality in dict.fromkeys(trial.model.modality for trial in edges):
         where = "" if modality == cfg.model.modality else " (sampled by sweep.space.params)"
-        check_modality(modality, held, cfg.data.shards, where)
+        loop.check_modalities(modality, held, cfg.data.shards, where)
 
 
 def _run(cfg: Config, views: Views) -> str:
