@@ -211,6 +211,28 @@ def test_cut_shard_and_garbage_sample_are_counted_not_hidden(tiny_corpus, tiny_s
         read_all(data_cfg(tiny_corpus, out))
 
 
+def test_a_sample_without_its_video_in_shards_of_video_is_named_not_trained_on_black_frames(tiny_corpus, tiny_shards,
+                                                                                          tmp_path):
+    """A shard written without one clip's video.npy (by a writer of the user's own, so the hash matches): that clip
+    is a named bad sample. Before, it was decoded as a clip of audio alone and trained with black frames."""
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 1)
+    with tarfile.open(bad) as tar:
+        found = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    victim = next(m.name for m, _ in found if m.name.endswith("video.npy"))
+    with tarfile.open(bad, "w") as tar:
+        for m, blob in found:
+            if m.name != victim:
+                tar.addfile(m, io.BytesIO(blob))
+    reseal(out, bad)
+    stats = stream.SkipStats()
+    got = read_all(data_cfg(tiny_corpus, out, max_skip_rate=1.0), stats)
+    key = victim.removesuffix(".video.npy")
+    assert stats.bad_samples == 1 and stats.skipped_samples == 1 and len(got) == 71
+    assert stats.reasons == [f"sample {out}/shards/{bad.name}: {key}: ValueError: no video.npy, where the manifest's "
+                             f"shards hold video"]
+
+
 # ------------------------------------------------------------------ training
 
 

@@ -190,10 +190,15 @@ def verify(ref: ShardRef, data: bytes) -> str | None:
     return None
 
 
-def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
+def _decode(raw: dict[str, Any], feat: FeatureConfig, visual: bool) -> dict[str, Any]:
+    """One sample's arrays, checked against the manifest: its shapes, and its video where the shards hold video (a
+    sample without it would train on black frames, as a clip of audio alone does)."""
+    if ("video.npy" in raw) != visual:
+        raise ValueError("no video.npy, where the manifest's shards hold video" if visual else
+                         "a video.npy, where the manifest's shards hold audio alone")
     meta = json.loads(raw["json"])
     audio = np.load(io.BytesIO(raw["audio.npy"]), allow_pickle=False)
-    video = np.load(io.BytesIO(raw["video.npy"]), allow_pickle=False) if "video.npy" in raw else None  # audio-only
+    video = np.load(io.BytesIO(raw["video.npy"]), allow_pickle=False) if visual else None
     want_a, want_v = (feat.audio_frames, feat.n_mels), (feat.video_frames, feat.face_size, feat.face_size, 3)
     if audio.shape != want_a or (video is not None and video.shape != want_v):
         raise ValueError(f"shapes audio {audio.shape} video {getattr(video, 'shape', None)}, manifest says {want_a} "
@@ -204,9 +209,9 @@ def _decode(raw: dict[str, Any], feat: FeatureConfig) -> dict[str, Any]:
 class SampleStream(IterableDataset):
     """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers."""
 
-    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, wanted: str | None,
+    def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, visual: bool, wanted: str | None,
                  shuffle_buffer: int, seed: int):
-        self.shards, self.s3, self.feat, self.wanted = shards, s3, feat, wanted
+        self.shards, self.s3, self.feat, self.visual, self.wanted = shards, s3, feat, visual, wanted
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
 
     def _shard(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
@@ -226,7 +231,7 @@ class SampleStream(IterableDataset):
             for raw in group_by_keys(files):
                 n += 1
                 try:
-                    sample = _decode(raw, self.feat)
+                    sample = _decode(raw, self.feat, self.visual)
                 except Exception as exc:  # noqa: BLE001
                     events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
                     continue
@@ -334,7 +339,7 @@ def epoch_batches(
     judged_here = stats is None
     stats = stats if stats is not None else SkipStats()
     stats.expected += plan.counts[rank] if plan.steps else 0
-    stream = SampleStream(mine, s3, info.features, scheme_split,
+    stream = SampleStream(mine, s3, info.features, "visual" in info.modalities, scheme_split,
                           data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank)
     workers = min(data.loader.workers, len(mine))
     loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
