@@ -163,3 +163,23 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
     records, rejects = corpora.scan("cremad", tmp_path / "cremad")
     assert f"reject|{mp3}|expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav\n" in \
         shards._source_lines(records, rejects).decode()
+
+
+def test_an_audio_copy_of_cremad_or_ravdess_preprocessed_for_av_is_told_of_data_modality_audio(tmp_path):
+    """CREMA-D's AudioWAV alone (a common download) or RAVDESS's audio download, preprocessed without
+    data.modality=audio: every file was a reject for want of a video partner, and the error named no way out."""
+    _, audio = clip_media(0)
+    write_clip(tmp_path / "cremad" / "AudioWAV" / "1001_DFA_ANG_XX.wav", None, 12, audio, SR)
+    write_clip(tmp_path / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.wav", None, 12, audio, SR)
+    for corpus in ("cremad", "ravdess"):
+        data = DataConfig(corpus=corpus, src=str(tmp_path / corpus), shards=str(tmp_path / f"{corpus}-out"))
+        with pytest.raises(shards.PreprocessError, match=r"no usable .*: no (VideoFlash|full-AV file).*; its audio "
+                                                         r"files make clips of audio alone: preprocess them with "
+                                                         r"data.modality=audio"):
+            shards.build_shards(data, S3Config())
+    # a folder with nothing of the corpus in it is not told so
+    write_clip(tmp_path / "other" / "Actor_01" / "notes.wav", None, 12, audio, SR)
+    data = DataConfig(corpus="ravdess", src=str(tmp_path / "other"), shards=str(tmp_path / "other-out"))
+    with pytest.raises(shards.PreprocessError) as caught:
+        shards.build_shards(data, S3Config())
+    assert "data.modality" not in str(caught.value)

@@ -377,7 +377,7 @@ def build_shards(
             storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
             where = f"all in {storage.join(data.shards, REJECTS)}"
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
-                              f"first: {_first(scan_rejects)} ({where})")
+                              f"first: {_first(scan_rejects)} ({where}){_audio_alone_hint(data, out_dir)}")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
     fingerprint, sources = _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
     table, meta, reason = None, None, "forced" if force else None
@@ -433,6 +433,15 @@ def build_shards(
     return {"url": data.shards, "clips": len(rows), **_reject_counts(rejected), "up_to_date": False, "shards": len(shards),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
+
+
+def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
+    """The fix for a corpus of audio alone (CREMA-D's AudioWAV only, RAVDESS's audio download) scanned for AV clips:
+    each of its files is a reject for want of a video partner, a reason that does not say data.modality=audio exists."""
+    if data.modality == "audio" or not scan(data.corpus, data.src, skip=out_dir, audio_only=True)[0]:
+        return ""
+    return ("; its audio files make clips of audio alone: preprocess them with data.modality=audio (and train with "
+            "model.modality=audio)")
 
 
 def emotion_counts(emotions: list[str], order: list[str]) -> dict[str, int]:
