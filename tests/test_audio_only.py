@@ -183,3 +183,15 @@ def test_an_audio_copy_of_cremad_or_ravdess_preprocessed_for_av_is_told_of_data_
     with pytest.raises(shards.PreprocessError) as caught:
         shards.build_shards(data, S3Config())
     assert "data.modality" not in str(caught.value)
+
+
+def test_training_audio_before_preprocessing_names_the_preprocess_command_with_data_modality_audio(tmp_path):
+    """The command it named made AV shards (or, for a corpus of audio alone, none), which the same config then
+    refused as made with data.modality=av."""
+    from avdis.data import prepare
+
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        "data.corpus=cremad", f"data.src={tmp_path}", f"data.shards={tmp_path / 'shards'}", "data.modality=audio"])
+    with pytest.raises(shards.PreprocessError, match=r"run `avdis preprocess --corpus cremad --src <folder> --out "
+                                                     r".*shards data.modality=audio` first"):
+        prepare.ensure_shards(cfg)

@@ -89,8 +89,10 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
         shards.check_made_with(cfg.data, meta)
         return {"url": cfg.data.shards, "up_to_date": True, "shards": len(meta["shards"])}
     if cfg.data.corpus != "synthetic":
+        # with this config's data.modality: shards made without it would be refused (`check_made_with`)
+        modality = " data.modality=audio" if cfg.data.modality == "audio" else ""
         raise shards.PreprocessError(
             f"{cfg.data.shards}: no manifest; run `avdis preprocess --corpus {cfg.data.corpus} "
-            f"--src <folder> --out {cfg.data.shards}` first"
+            f"--src <folder> --out {cfg.data.shards}{modality}` first"
         )
     return preprocess(cfg, use_ray=use_ray)
