@@ -195,3 +195,14 @@ def test_training_audio_before_preprocessing_names_the_preprocess_command_with_d
     with pytest.raises(shards.PreprocessError, match=r"run `avdis preprocess --corpus cremad --src <folder> --out "
                                                      r".*shards data.modality=audio` first"):
         prepare.ensure_shards(cfg)
+
+
+def test_an_av_model_on_shards_of_an_av_corpus_made_as_audio_is_told_how_to_get_video():
+    """An AV corpus preprocessed with data.modality=audio, then trained with model.modality=av: the refusal named
+    only model.modality=audio, a model without the video the user has and wants."""
+    from avdis.train import loop
+
+    with pytest.raises(UsageError, match=r"set model.modality=audio, or, for a model that sees video, make shards "
+                                         r"of the corpus with it \(`avdis preprocess \.\.\. data.modality=av --out"):
+        loop.check_modalities("av", ["audio"], "s3://bucket/shards")
+    loop.check_modalities("audio", ["audio"], "s3://bucket/shards")

@@ -172,7 +172,9 @@ def check_modalities(modality: str, held: Sequence[str], url: str, where: str = 
     if missing:
         fits = [m for m, inputs in MODALITY_INPUTS.items() if set(inputs) <= set(held)]
         raise UsageError(f"model.modality={modality}{where} needs {missing} but the shards at {url} hold only "
-                         f"{list(held)}; set model.modality={' or '.join(fits)}")
+                         f"{list(held)}; set model.modality={' or '.join(fits)}, or, for a model that sees video, "
+                         "make shards of the corpus with it (`avdis preprocess ... data.modality=av --out <another "
+                         "folder>`) and train on those (data.shards=<it> data.modality=av)")
 
 
 def _check_step(logs: dict[str, float], batch: dict[str, Any], epoch: int, step: int, steps: int) -> None:
