@@ -206,3 +206,14 @@ def test_an_av_model_on_shards_of_an_av_corpus_made_as_audio_is_told_how_to_get_
                                          r"of the corpus with it \(`avdis preprocess \.\.\. data.modality=av --out"):
         loop.check_modalities("av", ["audio"], "s3://bucket/shards")
     loop.check_modalities("audio", ["audio"], "s3://bucket/shards")
+
+
+def test_a_folder_of_wav_files_without_ground_truth_is_told_to_add_one(tmp_path):
+    """It was told to generate the synthetic corpus there (`avdis synth --out` it), which the generator refuses
+    among files it did not write: the fix, a ground_truth.csv listing the files, was not named."""
+    src = wav_corpus(tmp_path / "corpus", speakers=1, clips=2)
+    (src / "ground_truth.csv").unlink()
+    with pytest.raises(corpora.CorpusError, match=r"ground_truth.csv: missing; to use the 2 media files here \(first: "
+                                                  r".*spk0/0.wav\) as a corpus, add a ground_truth.csv listing them, "
+                                                  r"one row per clip, with columns file, clip_id, speaker, emotion"):
+        corpora.scan("synthetic", src, audio_only=True)

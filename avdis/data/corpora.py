@@ -302,6 +302,11 @@ _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where
 def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     truth = src / GROUND_TRUTH
     if not truth.is_file():
+        media = [p for p in files if p.suffix.lower() in _MEDIA]
+        if media:  # a corpus of the user's own (a .wav folder): `avdis synth` refuses to write among its files
+            raise CorpusError(f"{truth}: missing; to use the {len(media)} media files here (first: {media[0]}) as a "
+                              f"corpus, add a {GROUND_TRUTH} listing them, one row per clip, with columns "
+                              f"{', '.join(_TRUTH_COLUMNS)}")
         raise CorpusError(f"{truth}: missing; generate the corpus with `avdis synth --out {src}`")
     records, rejects = [], []
     rows_of: dict[str, int] = {}  # clip_id -> its row
