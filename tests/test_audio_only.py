@@ -217,3 +217,15 @@ def test_a_folder_of_wav_files_without_ground_truth_is_told_to_add_one(tmp_path)
                                                   r".*spk0/0.wav\) as a corpus, add a ground_truth.csv listing them, "
                                                   r"one row per clip, with columns file, clip_id, speaker, emotion"):
         corpora.scan("synthetic", src, audio_only=True)
+
+
+def test_a_ground_truth_written_on_windows_finds_its_files_in_nested_folders(tmp_path):
+    """`spk0\\0.wav`, as a list made on Windows names a file in a folder: every row was "listed but missing" and
+    every file "not listed", so the corpus made no clip."""
+    src = wav_corpus(tmp_path / "corpus", speakers=2, clips=2)
+    truth = src / "ground_truth.csv"
+    truth.write_text(truth.read_text().replace("/", "\\"))
+    records, rejects = corpora.scan("synthetic", src, audio_only=True)
+    assert [(r.clip_id, r.audio_path) for r in records] == [
+        (f"s{s}c{c}", str(src / f"spk{s}" / f"{c}.wav")) for s in range(2) for c in range(2)]
+    assert rejects == []

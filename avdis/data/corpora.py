@@ -331,6 +331,8 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         # recording under two would be two clips, one in train and one in test (normpath is no identity: `link/..`
         # is not the folder holding `link`); shown and read as the row spells it
         path = src / row["file"]
+        if "\\" in row["file"] and not _is_file(path):  # a list written on Windows: folders by backslash
+            path = src / row["file"].replace("\\", "/")
         real = os.path.realpath(path)
         listed.add(real)
         empty = [c for c in _TRUTH_COLUMNS if not row[c]]
