@@ -179,6 +179,28 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
     assert manifest.clip_id.is_unique
 
 
+def test_a_rerun_on_shards_made_before_files_were_marked_unused_counts_them_apart(ravdess, tmp_path):
+    """Such a manifest counted a download's unused 02 + 03 files among its rejects, and its shards stay up to date:
+    a rerun's summary gave them as rejects again (~2,900 of a RAVDESS download), the count `unused` was made to end."""
+    import json
+
+    import pyarrow as pa
+
+    root, _ = ravdess
+    data = DataConfig(corpus="ravdess", src=str(root), shards=str(tmp_path / "out"), shard_size=2,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    made = shards.build_shards(data, S3Config())
+    assert made["unused"] == 2
+    manifest, rejects = tmp_path / "out" / "manifest.parquet", tmp_path / "out" / "rejects.parquet"
+    table = pq.read_table(manifest)  # as a build before 5e85358 wrote them: every file one count, no unused column
+    meta = json.loads(table.schema.metadata[b"avdis"])
+    meta["rejects"] = meta["rejects"] + meta.pop("unused")
+    pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), manifest)
+    pq.write_table(pq.read_table(rejects).select(["source_path", "reason"]), rejects)
+    again = shards.build_shards(data, S3Config())
+    assert again["up_to_date"] and (again["rejects"], again["unused"]) == (made["rejects"], made["unused"])
+
+
 def test_every_file_of_a_ravdess_clip_that_no_file_pair_makes_is_a_reject(tmp_path):
     """A full-AV (01) file and its fallback video-only (02) file both cut short: the 01 and the 02 were rejects, the
     audio-only (03) file in neither the manifest nor the rejects."""
