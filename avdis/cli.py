@@ -56,7 +56,8 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
     reads = READS.get(args.command)
     for override in args.overrides:
         sets = C.parse_overrides([override])  # by its dotted key or inside a section's value (sweep={name: x})
-        unread = sorted(set(sets) - set(reads)) if reads is not None else []
+        # a section Config lacks (trian.epochs=3) is left to validation, which names it and the one it is nearest
+        unread = sorted((set(sets) - set(reads)) & set(C.Config.model_fields)) if reads is not None else []
         if unread:
             raise C.ConfigError(f"{override}: avdis {args.command} uses only the {', '.join(reads)} settings; "
                                 f"{unread[0]} would change nothing here (give it to {_read_by(unread[0])})")

@@ -161,6 +161,15 @@ def test_train_and_preprocess_refuse_overrides_of_sections_they_do_not_read(tmp_
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["train", "preprocess", "report"])
+def test_a_misspelt_section_is_named_as_unknown_not_sent_to_another_command(tmp_path, capsys, command):
+    """`avdis train trian.epochs=3` was told "trian would change nothing here (give it to avdis sweep)", which refuses
+    it too: a section Config lacks is an unknown key, with the one it is nearest named."""
+    argv = [command, str(tmp_path / "sweep")] if command == "report" else [command]
+    err = refused(capsys, [*argv, "trian.epochs=3"], "trian: unknown key", "did you mean train?")
+    assert "would change nothing" not in err and list(tmp_path.iterdir()) == []
+
+
 def _leaves(model, prefix=""):
     for name, field in model.model_fields.items():
         sub = field.annotation
