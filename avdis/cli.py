@@ -30,6 +30,8 @@ SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num
                         "options (method.name and method.weight are drawn per trial from sweep.space)")
 PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these; "
                              "others are refused), e.g. data.modality=audio data.shard_size=32")
+MODEL_OVERRIDES_HELP = ("model and data overrides applied after the file (the presets' sizes use only these; others are "
+                        "refused), e.g. model.emb_dim=32 model.modality=audio data.features.n_mels=64")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
@@ -39,6 +41,7 @@ READS = {
     "preprocess": ("data", "ray", "s3"),
     "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
     "report": ("s3",), "dashboard": ("s3",),
+    "model": ("data", "model"),  # the presets' sizes: model.* and the input shapes of data.features
 }
 
 
@@ -377,9 +380,9 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("model", help="list model size presets with their parameter counts",
-                       epilog=SETTINGS_HELP, formatter_class=RAW)
+                       epilog=settings_help(READS["model"]), formatter_class=RAW)
     p.add_argument("--list", action="store_true", help="(default) list the presets")
-    _with_config(p, default=default_config)
+    _with_config(p, MODEL_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("grafana", help="export the Grafana dashboard JSON or push it to a Grafana server")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,7 +54,7 @@ def refused(capsys, argv: list[str], *expected: str) -> str:
 def test_a_scalar_section_touched_by_an_override_is_refused(tmp_path, capsys, yaml_text, overrides, expected):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)
-    refused(capsys, ["model", "--config", str(cfg), *overrides], str(cfg), expected)
+    refused(capsys, ["train", "--config", str(cfg), *overrides], str(cfg), expected)
 
 
 @pytest.mark.parametrize("method", ["nullspace", "adversarial"])
@@ -148,13 +149,13 @@ def test_a_reader_refuses_overrides_it_would_ignore(tmp_path, capsys, command):
 
 @pytest.mark.parametrize("command, override, elsewhere", [
     ("train", "sweep.num_samples=8", "give it to avdis sweep"),
+    ("model", "train.epochs=3", "give it to avdis train or avdis sweep"),
     ("preprocess", "train.epochs=3", "give it to avdis train or avdis sweep"),
     ("preprocess", "sweep={name: x}", "give it to avdis sweep"),
 ])
-def test_train_and_preprocess_refuse_overrides_of_sections_they_do_not_read(tmp_path, capsys, command, override,
-                                                                             elsewhere):
+def test_commands_refuse_overrides_of_sections_they_do_not_read(tmp_path, capsys, command, override, elsewhere):
     """`avdis train sweep.num_samples=8` was accepted and changed nothing, as was a train setting given to
-    preprocess: refused before any work, saying where it belongs."""
+    preprocess or to `avdis model`: refused before any work, saying where it belongs."""
     out = tmp_path / "out"
     refused(capsys, [command, override, f"data.shards={out}", f"train.storage={out}" if command == "train" else
                      f"data.src={tmp_path}"], override, f"avdis {command} uses only the", elsewhere)
@@ -195,6 +196,16 @@ def test_help_lists_every_setting_it_reads_with_its_default(capsys, command):
         assert "  train.lr_schedule = \"cosine\"  (cosine | constant)\n" in out
         assert "  train.zero_stage = 0  (0 <= x <= 3)\n" in out
         assert "nullspace 1..64; none for the others)" in out
+
+
+@pytest.mark.parametrize("command", sorted(READS))
+def test_help_examples_give_only_settings_the_command_reads(capsys, command):
+    """`avdis model --help` gave train.epochs=3 method.name=adversarial as its examples, which it refuses."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    usage = capsys.readouterr().out.split("settings (YAML")[0]
+    examples = re.findall(r"\b([a-z0-9_]+)\.[a-z0-9_.]+=", usage)
+    assert examples and set(examples) <= set(READS[command]), examples
 
 
 @pytest.mark.parametrize("command", ["report", "dashboard"])
