@@ -684,6 +684,9 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
                    + (f"; did you mean {near[0]}?" if near else ""))
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
+            if err["type"] == "string_type" and type(err["input"]) in (int, float):  # sweep.name=007 read as 7
+                msg += (f"; YAML read the value as a number: quote it to keep it as written ('007' in a file, "
+                        f"\"{path}='007'\" on the command line)")
         lines.append(f"{source}: {path}: {msg}")
     return "\n".join(lines)
 

@@ -456,6 +456,15 @@ def test_a_flag_and_an_override_of_one_setting_are_refused(tmp_path, capsys, mon
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_name_yaml_reads_as_a_number_is_refused_saying_to_quote_it(tmp_path, capsys, monkeypatch):
+    """`sweep.name=007` was refused as "Input should be a valid string (got 7)": neither what was typed nor the fix."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["sweep", "sweep.name=007"], "sweep.name: Input should be a valid string (got 7); YAML read the "
+            "value as a number: quote it to keep it as written ('007' in a file, \"sweep.name='007'\" on the command")
+    assert list(tmp_path.iterdir()) == []
+    assert C.load(None, ["sweep.name='007'"]).sweep.name == "007"
+
+
 def test_python_dash_m_avdis_is_the_avdis_command(tmp_path):
     """Where the venv's scripts folder is not on PATH (a Ray job's `python -m ...`), the module runs the command."""
     out = subprocess.run([sys.executable, "-m", "avdis", "train", "--workers", "0"], cwd=tmp_path,
