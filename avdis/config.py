@@ -603,7 +603,9 @@ def _comment_of(raw: str) -> str:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["train.epochs=3", "method.name=adversarial"]` -> nested dict (values parsed as YAML)."""
+    """`["train.epochs=3", "method.name=adversarial"]` -> nested dict (values parsed as YAML). Each override is merged
+    into those before it, as they are into the file: a section given as a value (`train={lr: 0.1}`) replaced what an
+    earlier one set in it (`train.epochs=3` dropped, in silence); a setting given again takes the later value."""
     tree: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -617,7 +619,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if dropped:
             raise ConfigError(f"override {item!r}: {dropped!r} is a YAML comment, so the value would be {value!r}; "
                               f"quote the value to keep it whole: {key}='\"{raw}\"'")
-        _set_dotted(tree, key, value)
+        own: dict[str, Any] = {}
+        _set_dotted(own, key, value)
+        try:
+            tree = merge(tree, own)
+        except ConfigError as exc:  # a section over a value an earlier override gave (method=x method.weight=1)
+            raise ConfigError(f"override {item!r}: {exc}") from None
     return tree
 
 

@@ -456,6 +456,20 @@ def test_a_flag_and_an_override_of_one_setting_are_refused(tmp_path, capsys, mon
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_section_given_as_a_value_keeps_what_earlier_overrides_set_in_it(tmp_path, capsys):
+    """`train.epochs=3 train={lr: 0.1}` trained the default 4 epochs: the section replaced what the first override set
+    (the other order kept both). Overrides merge in order, as they merge into the file; a setting given again takes
+    the later value."""
+    cfg = C.load(None, ["train.epochs=3", "train={lr: 0.1}", "sweep.space.params.train.lr=[0.1]",
+                        "sweep.space.params={model.emb_dim: [8, 16]}", "train.seed=1", "train={seed: 2}"])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.seed) == (3, 0.1, 2)
+    assert cfg.sweep.space.params == {"train.lr": [0.1], "model.emb_dim": [8, 16]}
+    refused(capsys, ["train", f"train.storage={tmp_path}/runs", "method=adversarial", "method.weight=1"],
+            "override 'method.weight=1': method is a value (adversarial), not a section; write method: {name: "
+            "adversarial}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_name_yaml_reads_as_a_number_is_refused_saying_to_quote_it(tmp_path, capsys, monkeypatch):
     """`sweep.name=007` was refused as "Input should be a valid string (got 7)": neither what was typed nor the fix."""
     monkeypatch.chdir(tmp_path)
