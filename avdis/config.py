@@ -406,6 +406,12 @@ class SearchSpace(_Section):
         that method's weight held fixed (`adversarial: 0.5`), a range of one value."""
         if not isinstance(weights, dict):
             return weights
+        for m in weights:  # before the values: `adverserial: 0.5` was refused as "not a valid Range (got 0.5)"
+            if m not in WEIGHT_RANGES:
+                why = "method takes no weight" if m in METHODS else "no such method"
+                near = difflib.get_close_matches(str(m), sorted(WEIGHT_RANGES), n=1)
+                raise ValueError(f"sweep.space.weights.{m}: {why}; weighted methods: {sorted(WEIGHT_RANGES)}"
+                                 + (f"; did you mean {near[0]}?" if near else ""))
         fixed = {m: {"low": w, "high": w, "int": WEIGHT_RANGES[m][2]} for m, w in weights.items()
                  if m in WEIGHT_RANGES and isinstance(w, (int, float)) and not isinstance(w, bool)}
         return {**cls.model_fields["weights"].default_factory(), **weights, **fixed}
@@ -416,8 +422,6 @@ class SearchSpace(_Section):
             if m not in METHODS:
                 raise ValueError(f"unknown method {m!r} in sweep.space.methods; allowed: {list(METHODS)}")
         for m, r in self.weights.items():
-            if m not in WEIGHT_RANGES:
-                raise ValueError(f"sweep.space.weights.{m}: method takes no weight; weighted methods: {sorted(WEIGHT_RANGES)}")
             low, high, integer = WEIGHT_RANGES[m]
             if (r.low < low if integer else r.low <= low) or r.high > high:
                 raise ValueError(f"sweep.space.weights.{m}: [{r.low}, {r.high}] leaves the method's range "

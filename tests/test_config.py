@@ -143,6 +143,19 @@ def test_search_space_errors():
         C.load(None, ["sweep.modes=[max, max]"])
 
 
+@pytest.mark.parametrize("weights, expected", [
+    ("{adverserial: 0.5}", "sweep.space.weights.adverserial: no such method; weighted methods: ['adversarial', "
+                           "'confusion', 'nullspace', 'orthogonal']; did you mean adversarial?"),
+    ("{multitask: {low: 0.1, high: 1}}", "sweep.space.weights.multitask: method takes no weight"),
+])
+def test_a_weight_for_a_method_that_has_none_is_named_before_its_value_is_read(weights, expected):
+    """A misspelt method holding a number was refused as "Input should be a valid dictionary or instance of Range
+    (got 0.5)", which named neither the misspelling nor the methods."""
+    with pytest.raises(C.ConfigError) as err:
+        C.load(None, [f"sweep.space.weights={weights}"])
+    assert expected in str(err.value) and "Range" not in str(err.value)
+
+
 @pytest.mark.parametrize("params, expected", [
     ("{train.foo: [1, 2]}", "'train.foo' is not a setting of data, model, train, method"),
     ("{train: [1]}", "'train' is not a setting of"),
