@@ -633,15 +633,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _section_hint(path: tuple[str, ...], value: Any) -> str:
-    """How to write `path: value` as the section it must be (`method: {name: adversarial}`)."""
+    """How to write `path: value` as the section it must be (`write method: {name: adversarial}`), or that it is a
+    setting of one value, with no keys under it (`train.epochs.max=5`: it was told to write train.epochs as a section)."""
     dotted = ".".join(path)
     owner = _field_model(Config, path)
     if owner is None:
-        return f"{dotted}: {{key: value}}"
+        along = _fields_along(dotted)
+        if len(along) == len(path) and get_origin(along[-1].annotation) is not dict:
+            return f"it takes one value, with no keys under it: give {dotted}=VALUE"
+        return f"write {dotted}: {{key: value}}"
     name = owner.model_fields.get("name")
     if name is not None and isinstance(value, str) and value in get_args(name.annotation):
-        return f"{dotted}: {{name: {value}}}"
-    return f"{dotted}: {{key: value}} with keys from {', '.join(owner.model_fields)}"
+        return f"write {dotted}: {{name: {value}}}"
+    return f"write {dotted}: {{key: value}} with keys from {', '.join(owner.model_fields)}"
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any], at: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -658,7 +662,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any], at: tuple[str, ...] = ())
         elif isinstance(value, dict) and current is not None:
             path = (*at, key)
             raise ConfigError(
-                f"{'.'.join(path)} is a value ({current}), not a section; write {_section_hint(path, current)}"
+                f"{'.'.join(path)} is a value ({current}), not a section; {_section_hint(path, current)}"
             )
         else:
             out[key] = value

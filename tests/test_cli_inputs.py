@@ -50,6 +50,8 @@ def refused(capsys, argv: list[str], *expected: str) -> str:
      "method is a value (adversarial), not a section; write method: {name: adversarial}"),
     ("train: 5\n", ["train.strategy=single"], "train is a value (5), not a section; write train: {key: value}"),
     ("data:\n  synth: 3\n", ["data.synth.seed=1"], "data.synth is a value (3), not a section"),
+    ("train:\n  epochs: 3\n", ["train.epochs.max=5"], "train.epochs is a value (3), not a section; it takes one "
+                                                      "value, with no keys under it: give train.epochs=VALUE"),
 ])
 def test_a_scalar_section_touched_by_an_override_is_refused(tmp_path, capsys, yaml_text, overrides, expected):
     cfg = tmp_path / "c.yaml"
