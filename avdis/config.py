@@ -413,7 +413,7 @@ class SearchSpace(_Section):
                 raise ValueError(f"sweep.space.weights.{m}: {why}; weighted methods: {sorted(WEIGHT_RANGES)}"
                                  + (f"; did you mean {near[0]}?" if near else ""))
         fixed = {m: {"low": w, "high": w, "int": WEIGHT_RANGES[m][2]} for m, w in weights.items()
-                 if m in WEIGHT_RANGES and isinstance(w, (int, float)) and not isinstance(w, bool)}
+                 if isinstance(w, (int, float)) and not isinstance(w, bool)}
         return {**cls.model_fields["weights"].default_factory(), **weights, **fixed}
 
     @model_validator(mode="after")
