@@ -27,7 +27,8 @@ OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 
                   "method.weight=0.5; they may come before, between or after the options")
 SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num_samples=8 "
                         "sweep.space.methods=[multitask,adversarial]; they may come before, between or after the "
-                        "options (method.name and method.weight are drawn per trial from sweep.space)")
+                        "options (method.name and method.weight are drawn per trial from sweep.space; "
+                        "train.storage and train.name are the sweep's to set)")
 PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these; "
                              "others are refused), e.g. data.modality=audio data.shard_size=32")
 MODEL_OVERRIDES_HELP = ("model and data overrides applied after the file (the presets' sizes use only these; others are "
@@ -141,6 +142,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# settings a sweep sets for each trial itself, and where from: an override of one was accepted and changed nothing
+# (a sweep of every method where the user asked for one; trials' checkpoints looked for under train.storage)
+SWEEP_SETS_ITSELF = {
+    ("method.name", "method.weight"): "a sweep draws {keys} for each trial from sweep.space.methods and "
+                                      "sweep.space.weights, so it would change nothing; give e.g. "
+                                      "sweep.space.methods=[adversarial] 'sweep.space.weights={{adversarial: 0.5}}'",
+    ("train.storage", "train.name"): "a sweep names its trials and keeps their checkpoints under sweep.checkpoints "
+                                     "(default: checkpoints/ in the sweep's folder, <sweep.storage>/<sweep.name>), "
+                                     "so {keys} would change nothing; give e.g. sweep.storage=s3://bucket/sweeps "
+                                     "sweep.checkpoints=s3://bucket/trials",
+}
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep with the report floor's views of it: gauges and pages per result, the report at the end."""
     from avdis import results, storage
@@ -150,11 +164,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     for override in args.overrides:
         sets = C.parse_overrides([override])
-        drawn = [key for key in ("method.name", "method.weight") if _holds(sets, key.split("."))]
-        if drawn:  # accepted and ignored: a sweep of every method where the user asked for one
-            raise C.ConfigError(f"{override}: a sweep draws {' and '.join(drawn)} for each trial from "
-                                "sweep.space.methods and sweep.space.weights, so it would change nothing; give e.g. "
-                                "sweep.space.methods=[adversarial] 'sweep.space.weights={adversarial: 0.5}'")
+        for keys, why in SWEEP_SETS_ITSELF.items():
+            held = [key for key in keys if _holds(sets, key.split("."))]
+            if held:
+                raise C.ConfigError(f"{override}: {why.format(keys=' and '.join(held))}")
     cfg = _load(args, {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")})
     name = cfg.sweep.name
     url = sweep.url_of(cfg)

@@ -697,6 +697,19 @@ def test_a_sweep_refuses_a_method_override_it_would_ignore(tmp_path, capsys, mon
     assert cfg.sweep.space.methods == ["adversarial"] and cfg.sweep.space.weights["adversarial"].high == 0.5
 
 
+@pytest.mark.parametrize("override", ["train.storage=s3://bucket/train", "train.name=mine",
+                                      "train={storage: elsewhere, epochs: 2}"])
+def test_a_sweep_refuses_a_train_storage_or_name_it_would_ignore(tmp_path, capsys, monkeypatch, override):
+    """The cluster configs told users to override train.storage=s3://... for a sweep, which keeps its trials'
+    checkpoints under sweep.checkpoints and names its trials itself: accepted, it changed nothing, and the
+    checkpoints were looked for under a prefix never written."""
+    monkeypatch.chdir(tmp_path)
+    key = "train.storage" if "storage" in override else "train.name"
+    refused(capsys, ["sweep", "--config", SMOKE, override], override, f"so {key} would change nothing",
+            "sweep.checkpoints=s3://bucket/trials")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_preprocess_takes_the_corpus_and_folders_of_its_config(tiny_corpus, tmp_path, capsys):
     """`avdis preprocess --config X.yaml` asked again for --corpus, --src and --out, which X sets (data.corpus,
     data.src, data.shards): repeated by hand, --out could differ from the data.shards that train and sweep read."""
