@@ -9,6 +9,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from avdis import config as C
@@ -100,7 +101,11 @@ def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(
     reasons = {Path(r.source_path).name: r.reason for r in rejects}
     assert reasons["02-01-06-01-01-02-02.mp4"] == ("video-only (02) file, and data.modality=audio uses only audio: no "
                                                    "01 or 03 file of this clip")
-    assert reasons["01-01-01-01-01-01-01.mp4"] == "clip taken from 03-01-01-01-01-01-01.wav (data.modality=audio)"
+    # the 01 file's track is the fallback of a 03 file: decoding says which was used, not the scan
+    assert "01-01-01-01-01-01-01.mp4" not in reasons
+    assert by_id["ravdess-01-01-01-01-01-01"].fallback == (None, str(rfiles["av0"]))
+    assert reasons["02-01-01-01-01-01-01.mp4"] == ("clip taken from 03-01-01-01-01-01-01.wav or "
+                                                   "01-01-01-01-01-01-01.mp4 (data.modality=audio)")
 
     data = DataConfig(corpus="cremad", src=str(cremad), shards=str(tmp_path / "out"), modality="audio",
                       split=SplitConfig(folds=3))
@@ -109,6 +114,32 @@ def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(
     again = shards.build_shards(data.model_copy(update={"modality": "av"}), S3Config())
     assert again["rebuilt_because"].startswith("changed since the shards were made: data.modality 'audio' -> 'av'")
     assert shards.read_manifest(data.shards)[1]["modalities"] == ["audio", "visual"]
+
+
+def test_a_ravdess_03_file_that_does_not_decode_falls_back_to_its_01_files_track(tmp_path):
+    """With data.modality=audio a RAVDESS clip read its 03 file, its 01 file marked unused ('clip taken from the 03
+    file') at the scan: a 03 file cut short lost the clip though the 01 file's track decodes, and the 01 file's
+    reject said the clip was taken from a file that had failed."""
+    src = tmp_path / "ravdess"
+    files = ravdess_tree(src)
+    broken = files["cut_av_audio"]  # 03 beside a full-AV 01 (cut short there) and a 02; here the 03 is cut instead
+    frames, audio = clip_media(5)
+    write_clip(files["cut_av"], frames, 12, audio, SR)
+    broken.write_bytes(broken.read_bytes()[:300])
+    data = DataConfig(corpus="ravdess", src=str(src), shards=str(tmp_path / "out"), modality="audio",
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    shards.build_shards(data, S3Config())
+    manifest = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    row = next(r for r in manifest if r["clip_id"] == "ravdess-01-06-02-01-01-01")
+    assert row["audio_path"] == str(files["cut_av"]) and row["video_path"] is None
+    rejects = {r["source_path"]: r for r in pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()}
+    assert rejects[str(broken)]["reason"].endswith(f"; the clip was taken from {files['cut_av'].name} instead")
+    assert not rejects[str(broken)]["unused"]
+    # a 03 file that decodes is the clip; its 01 file is unused, and says so at decoding
+    row = next(r for r in manifest if r["clip_id"] == "ravdess-01-01-01-01-01-01")
+    assert row["audio_path"].endswith("03-01-01-01-01-01-01.wav")
+    assert rejects[str(files["av0"])] == {"source_path": str(files["av0"]), "unused": True,
+                                           "reason": "clip taken from 03-01-01-01-01-01-01.wav (data.modality=audio)"}
 
 
 def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_path, monkeypatch):

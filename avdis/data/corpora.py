@@ -55,8 +55,9 @@ class ClipRecord:
     video_path: str | None  # None: the clip's audio only (data.modality=audio)
     meta: dict[str, str] = field(default_factory=dict, compare=False)
     # (video, audio) files of the same clip, used only when the files above cannot be decoded (RAVDESS: the 02 + 03
-    # files behind a full-AV 01 file, which a bad download may have cut short)
-    fallback: tuple[str, str] | None = None
+    # files behind a full-AV 01 file, which a bad download may have cut short; with data.modality=audio, no video
+    # and the 01 file's track behind a 03 file)
+    fallback: tuple[str | None, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,12 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
                                                        "audio: no 01 or 03 file of this clip"))
                 continue
             audio = slot.get("03") or slot["01"]
-            rejects.extend(Reject(str(slot[m]), f"clip taken from {audio.name} (data.modality=audio)", unused=True)
-                           for m in ("01", "02", "03") if m in slot and slot[m] != audio)
-            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, None))
+            # the 01 file's track should the 03 file not decode: decoding says which was used
+            fallback = (None, str(slot["01"])) if "03" in slot and "01" in slot else None
+            taken = audio.name if fallback is None else f"{audio.name} or {slot['01'].name}"
+            if "02" in slot:
+                rejects.append(Reject(str(slot["02"]), f"clip taken from {taken} (data.modality=audio)", unused=True))
+            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback))
             continue
         if "01" in slot:
             audio = video = slot["01"]

@@ -125,16 +125,18 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         if rec.fallback is None:
             return None, [Reject(rec.source_path, why), *_unused_audio(rec, at, reason, why)]
         video, audio = rec.fallback
-        encoded, unused = _encode_any(replace(rec, source_path=video, audio_path=audio, video_path=video,
+        encoded, unused = _encode_any(replace(rec, source_path=video or audio, audio_path=audio, video_path=video,
                                               fallback=None), feat)
-        instead = f"; the clip was taken from {Path(video).name} and {Path(audio).name} instead" if encoded else ""
+        names = " and ".join(Path(p).name for p in rec.fallback if p)
+        instead = f"; the clip was taken from {names} instead" if encoded else ""
         return encoded, [Reject(rec.source_path, why + instead), *unused]
-    if rec.fallback is None:  # no other files of the clip (an audio-only clip never has any)
+    if rec.fallback is None:  # no other files of the clip
         return encoded, []
     used = (rec.video_path, rec.audio_path)
-    taken = (f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
+    taken = (f"{Path(rec.audio_path).name} (data.modality=audio)" if rec.video_path is None else
+             f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
              f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
-    return encoded, [Reject(p, f"clip taken from {taken}", unused=True) for p in rec.fallback if p not in used]
+    return encoded, [Reject(p, f"clip taken from {taken}", unused=True) for p in rec.fallback if p and p not in used]
 
 
 def _unused_audio(rec: ClipRecord, at: str | None, reason: str, why: str) -> list[Reject]:
