@@ -87,6 +87,11 @@ def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
     assert [(Path(r.source_path).name, r.reason) for r in rejects] == [
         ("1040_ITH_SAD_ZZ.wav", "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_<LO|MD|HI|XX> "
                                 "(e.g. 1001_DFA_ANG_XX)")]
+    # with data.modality=audio the video's reject names the file its clip was taken from (it named _XX.wav)
+    records, rejects = corpora.scan("cremad", tmp_path, audio_only=True)
+    assert [r.audio_path for r in records] == [str(audio)]
+    assert {Path(r.source_path).name: r.reason for r in rejects}[video.name] == (
+        "clip taken from AudioWAV/1040_ITH_SAD_X.wav (data.modality=audio)")
 
 
 def test_cremad_converted_to_mp4_is_read_as_the_clips_video_or_its_fallback(tmp_path):

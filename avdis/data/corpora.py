@@ -271,8 +271,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
             if stem in audios:
                 records.append(_cremad_record(stem, audios[stem], audios[stem], None, None))
-            rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{stem}.wav (data.modality=audio)",
-                                  unused=True) if stem in audios else
+            rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{audios[stem].name} "
+                                                     "(data.modality=audio)", unused=True) if stem in audios else
                            Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav, and data.modality=audio uses only audio")
                            for videos in (flvs, mp4s) if stem in videos)
             continue
