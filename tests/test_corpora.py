@@ -94,6 +94,18 @@ def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
         "clip taken from AudioWAV/1040_ITH_SAD_X.wav (data.modality=audio)")
 
 
+def test_a_corpus_none_of_whose_clips_decodes_counts_its_broken_files_apart_from_unused_copies(tmp_path):
+    """'every clip was rejected (N files)' counted CREMA-D's AudioMP3 copies, unused and no fault, among the broken
+    files: a whole corpus of them doubled the count the user goes to look for."""
+    for stem in ("1001_DFA_ANG_XX", "1002_IEO_HAP_XX"):
+        for folder, suffix in (("VideoFlash", ".flv"), ("AudioWAV", ".wav"), ("AudioMP3", ".mp3")):
+            touch(tmp_path / "CREMA-D" / folder / f"{stem}{suffix}")  # empty: none decodes
+    data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"),
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    with pytest.raises(shards.PreprocessError, match=r"every clip was rejected \(4 files; 2 more unused, no fault\)"):
+        shards.build_shards(data, S3Config())
+
+
 def test_cremad_converted_to_mp4_is_read_as_the_clips_video_or_its_fallback(tmp_path):
     """VideoMP4/<stem>.mp4, the .flv converted as many users keep it: every file was a reject ("expected
     VideoFlash/*.flv or AudioWAV/*.wav"), so a copy holding only the .mp4 files made no clip at all."""

@@ -410,15 +410,16 @@ def build_shards(
         if result["shard"]:
             shards.append(result["shard"])
     rejected = [Reject(**r) for r in rejects]
+    counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
+    unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
+    none_made = f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: {_first(rejected)}"
     if not rows and manifest_url in old:
         for url, content in old.items():
             storage.write_bytes(url, content, s3)
-        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)} files), first: "
-                              f"{_first(rejected)} ({data.shards} was left as it was)")
+        raise PreprocessError(f"{none_made} ({data.shards} was left as it was)")
     storage.write_parquet(rejects_url, _rejects_table(rejected), s3)
     if not rows:
-        raise PreprocessError(f"{data.src}: every clip was rejected ({len(rejects)} files), first: "
-                              f"{_first(rejected)}; see {rejects_url}")
+        raise PreprocessError(f"{none_made}; see {rejects_url}")
     rows.sort(key=lambda r: r["clip_id"])
     shards.sort(key=lambda s: s["name"])
     labels = assign(rows, data)
@@ -427,12 +428,12 @@ def build_shards(
         "shard_size": data.shard_size, "decoding": DECODING,
         "emotions": labels.emotions, "speakers": labels.speakers,
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
-        "shards": shards, **_reject_counts(rejected),
+        "shards": shards, **counts,
     }
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
-    return {"url": data.shards, "clips": len(rows), **_reject_counts(rejected), "up_to_date": False, "shards": len(shards),
+    return {"url": data.shards, "clips": len(rows), **counts, "up_to_date": False, "shards": len(shards),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
