@@ -54,7 +54,7 @@ def test_smoke_sweep_scales_out_runs_on_new_nodes_scales_in_and_resumes_from_s3(
     sweeps, shards = f"{s3_bucket}/sweeps", f"{s3_bucket}/shards/smoke"
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            f"data.src={tiny_corpus}", f"data.shards={shards}", f"sweep.storage={sweeps}",
-           f"train.storage={s3_bucket}/train", "sweep.num_samples=2", "train.cpus_per_worker=0.9",
+           "sweep.num_samples=2", "train.cpus_per_worker=0.9",
            "sweep.trial_cpus=0.1", "probe.epochs=40", "ray.autoscaling=true"]
     with fake_cluster(tmp_path, worker_types=WORKERS, head_cpus=0, start_timeout=90) as cluster:
         head = [n["node_id"] for n in cluster.nodes()]

@@ -64,8 +64,7 @@ GOLDEN_FRONT = [
 def test_jobs_sweep_on_the_smoke_config_reproduces_its_golden_front(tiny_shards, tmp_path):
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path), "--name", "golden", "train.strategy=single", "train.zero_stage=0",
-           "train.cpus_per_worker=1", "sweep.max_concurrent=1", f"data.shards={tiny_shards}",
-           f"train.storage={tmp_path / 'train'}"]
+           "train.cpus_per_worker=1", "sweep.max_concurrent=1", f"data.shards={tiny_shards}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "golden" / "trials.parquet").sort_values("order")

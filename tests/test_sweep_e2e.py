@@ -29,7 +29,7 @@ def smoke_overrides(tmp_path: Path) -> list[str]:
     """The embedded default (jobs/configs/local.yaml) shrunk to smoke size."""
     return [
         f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}", f"sweep.storage={tmp_path / 'sweeps'}",
-        f"train.storage={tmp_path / 'train'}", "data.synth.speakers=6", "data.synth.clips_per_speaker=12",
+        "data.synth.speakers=6", "data.synth.clips_per_speaker=12",
         "data.shard_size=16", "train.epochs=2", "model.emb_dim=16", "probe.epochs=60",
         "sweep.space.weights.nullspace={low: 1, high: 16, int: true}",  # INLP removes at most emb_dim directions
         f"sweep.num_samples={SAMPLES}", "sweep.scheduler.eta=2", "sweep.scheduler.grace_epochs=1",  # a rung below 2

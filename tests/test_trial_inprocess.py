@@ -69,7 +69,7 @@ def epochs_reported(sweep: Path) -> int:
 def test_one_worker_deepspeed_trial_trains_in_its_process_and_resumes_from_its_tune_checkpoint(tiny_shards, tmp_path):
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path / "sweeps"), "--name", "inproc", f"data.shards={tiny_shards}",
-           f"train.storage={tmp_path / 'train'}", "sweep.num_samples=1", "sweep.scheduler.type=none",
+           "sweep.num_samples=1", "sweep.scheduler.type=none",
            f"train.epochs={EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false"]
     # Tune saves its experiment state (which checkpoint each trial has) at every step, not every 10 s.
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
