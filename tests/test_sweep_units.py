@@ -208,7 +208,8 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
     url = f"{tmp_path}/s1"
     assert check_spec(url, cfg) is None
     record_spec(url, cfg, "0" * 16)
-    moved = ["data.src=/elsewhere/corpus", "data.shards=/elsewhere/shards", "train.storage=/elsewhere/train"]
+    moved = ["data.src=/elsewhere/corpus", "data.shards=/elsewhere/shards", "train.storage=/elsewhere/train",
+             "train.name=mine"]  # a config file shared with `avdis train` may name its runs; a sweep's trials ignore it
     assert check_spec(url, C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", *moved])) is not None  # a new copy
     for restored in ("sweep.num_samples=99", "sweep.max_concurrent=7"):  # Tune restores these: a change is refused
         with pytest.raises(UsageError, match=rf"differs in: {restored.split('=')[0]}\)"):
