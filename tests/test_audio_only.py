@@ -74,6 +74,19 @@ def test_an_audio_only_corpus_trains_an_audio_model_and_refuses_an_av_one(tmp_pa
                                             "train": cfg.train.model_copy(update={"name": "av2"})}))
 
 
+def test_train_refuses_an_av_model_before_it_decodes_a_corpus_into_audio_shards(tmp_path):
+    """`avdis train data.modality=audio` without model.modality=audio decoded the whole corpus into shards, and only
+    then was refused for a model the shards give no video: what data.modality makes is known before decoding."""
+    src = wav_corpus(tmp_path / "corpus")
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        "data.corpus=synthetic", f"data.src={src}", f"data.shards={tmp_path / 'shards'}", "data.modality=audio",
+        f"train.storage={tmp_path / 'runs'}", "train.strategy=single", "train.zero_stage=0", "train.epochs=1"])
+    with pytest.raises(UsageError, match=r"model.modality=av needs \['visual'\] but the shards at .*shards hold only "
+                                         r"\['audio'\]; set model.modality=audio"):
+        launch.train(cfg)
+    assert not (tmp_path / "shards").exists()
+
+
 def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(tmp_path):
     cremad = tmp_path / "cremad"
     files = cremad_tree(cremad)

@@ -21,7 +21,7 @@ from avdis import clusterfit, runtime, storage
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
-from avdis.data.shards import manifest_hash
+from avdis.data.shards import HELD, manifest_hash
 from avdis.data.stream import open_dataset
 from avdis.train.evaluate import check_leakage_defined, warn_unseen_emotions
 from avdis.train import checkpoint as ck
@@ -159,6 +159,8 @@ def train(cfg: Config) -> dict[str, Any]:
     runtime.check_kept({"train.storage": cfg.train.storage, **made})
     for url in dict.fromkeys([cfg.train.storage, *made.values()]):  # before any decoding: found in a second
         storage.check_writable(url, cfg.s3)
+    if made:  # shards still to make (or preprocess): what data.modality will put in them is known now
+        loop.check_modalities(cfg.model.modality, HELD[cfg.data.modality], cfg.data.shards)
     ensure_shards(cfg)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
