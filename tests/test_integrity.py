@@ -339,3 +339,18 @@ def test_skipped_clips_are_summed_over_ranks(tmp_path):
     for p in procs:
         p.join(60)
     assert got == [(0, 20, 3, 1, ["shard 1"]), (1, 20, 3, 1, ["shard 1"])]
+
+
+def test_the_skip_error_says_to_rebuild_a_shard_damaged_in_place_with_force(tiny_corpus, tiny_shards, tmp_path):
+    """A shard whose bytes changed but not its size: a preprocess rerun calls it up to date (it compares sizes), so
+    the error must say --force, or the user reruns preprocess, is told nothing changed, and fails the same way."""
+    out = copy_shards(tiny_shards, tmp_path)
+    write_random_bytes(shard_file(out, 1))
+    data = data_cfg(tiny_corpus, out)
+    assert shards.build_shards(data, S3)["up_to_date"] is True
+    with pytest.raises(stream.SkipRateExceeded, match=rf"sha256 mismatch.*`avdis preprocess --out {out} --force`"):
+        read_all(data)
+    shard_file(out, 1).unlink()
+    with pytest.raises(stream.SkipRateExceeded, match=rf"cannot open.*check that storage holds those shards") as exc:
+        read_all(data)
+    assert "--force" not in str(exc.value)

@@ -368,10 +368,23 @@ def check_skip_rate(stats: SkipStats, data: DataConfig, split: str) -> None:
     failed a run with 3 workers that passed with 1 (its rank's share was 2.5x the epoch's), and only that rank
     raised while the others waited for it."""
     if stats.rate > data.loader.max_skip_rate:
+        unread_only = stats.unread_shards == stats.bad_shards and not stats.bad_samples  # storage, not the data
         exc = SkipRateExceeded(
             f"{stats.skipped_samples}/{stats.expected} clips of split {split!r} did not arrive "
             f"({stats.bad_shards} bad shards, {stats.bad_samples} bad samples; data.loader.max_skip_rate="
-            f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}"
+            f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}; {_skip_fix(data, unread_only)}"
         )
-        exc.retryable = stats.unread_shards == stats.bad_shards and not stats.bad_samples  # storage, not the data
+        exc.retryable = unread_only
         raise exc
+
+
+def _skip_fix(data: DataConfig, unread_only: bool) -> str:
+    """What to do about an epoch's missing clips. Shards found bad need `--force`: a plain preprocess rerun compares
+    only the shards' sizes with the manifest, so it called a shard damaged in place (same size) up to date and kept
+    it, and the next training run failed the same way."""
+    if unread_only:
+        return ("check that storage holds those shards and this node can read them (`avdis preprocess --out "
+                f"{data.shards}` makes missing ones again)")
+    return (f"make the shards again with `avdis preprocess --out {data.shards} --force` (without --force a rerun "
+            "checks only their sizes and keeps a shard damaged in place), or raise data.loader.max_skip_rate to "
+            "train without those clips")
