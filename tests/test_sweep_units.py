@@ -358,6 +358,22 @@ def test_config_id_groups_seeds_of_one_configuration():
     assert config_id({**params, "weight_adversarial": 0.6}) != config_id(params)
 
 
+def test_a_configuration_drawn_twice_under_nsga2_is_confirmed_once():
+    """Under NSGA-II every trial draws every method's weight and uses its own method's: two single_task trials that
+    differ only in the adversarial weight they do not use are one configuration, trained alike (same seed, same
+    numbers). They were two, both on the front (a tie), so each was re-trained with the same seeds, and the confirmed
+    front showed the one configuration twice."""
+    first = {"method": "single_task", "weight_adversarial": 0.3, "train.lr": 0.003}
+    again = {**first, "weight_adversarial": 0.9}
+    assert config_id(first) == config_id(again)
+    assert config_id({**first, "method": "adversarial"}) != config_id({**again, "method": "adversarial"})
+    table = results.to_table([
+        {"trial_id": tid, "method": "single_task", "emotion_acc": 0.8, "leakage": 0.7, "epochs": 4, "order": order,
+         "seed": 0, "params": json.dumps(params), "config_id": config_id(params), "role": "search"}
+        for tid, params, order in (("s1", first, 1), ("s2", again, 2))]).to_pandas()
+    assert confirm_points(table, 2) == [{**first, "train.seed": 1}, {**first, "train.seed": 2}]
+
+
 def test_confirmation_retrains_the_full_length_front_with_more_seeds():
     def row(tid, params, acc, leak, epochs, order, seed=0):
         return {"trial_id": tid, "method": params["method"], "emotion_acc": acc, "leakage": leak, "epochs": epochs,

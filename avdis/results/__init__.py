@@ -73,7 +73,7 @@ SCHEMA = pa.schema([
     ("split_id", pa.string()),
     ("manifest_hash", pa.string()),
     ("params", pa.string()),  # JSON: the sampled parameters
-    ("config_id", pa.string()),  # hash of params without train.seed: groups the seeds of one configuration
+    ("config_id", pa.string()),  # hash of params without train.seed (nor other methods' weights): one configuration
     ("role", pa.string()),  # search | confirm (a front configuration re-trained with another seed)
     ("config", pa.string()),  # JSON: the trial's whole config
     ("wall_s", pa.float64()),

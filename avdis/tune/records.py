@@ -12,7 +12,7 @@ in as `listeners`, each called with the table and summary just written.
 
 Each row carries its `role` (the recorder's: `search`, or `confirm` for the sweep's
 re-training of its front with more seeds) and its `config_id`, the hash of its
-parameters without `train.seed`, which groups the seeds of one configuration.
+parameters without `train.seed` (nor other methods' weights), which groups the seeds of one configuration.
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pare
 
 
 def config_id(params: dict[str, Any]) -> str:
-    """What groups the seeds of one configuration: a hash of its trial parameters without the seed."""
-    rest = {k: v for k, v in params.items() if k != SEED}
+    """What groups the seeds of one configuration: a hash of its trial parameters without the seed, and without the
+    weights of other methods than its own, which it does not use (under NSGA-II every trial draws every method's
+    weight: one configuration, drawn twice, was two, each on the front and each confirmed)."""
+    own = f"weight_{params.get('method')}"
+    rest = {k: v for k, v in params.items() if k != SEED and (k == own or not k.startswith("weight_"))}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
