@@ -539,9 +539,11 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
             "emotion_acc": 0.8, "leakage": 0.5, "order": 1, "epochs": 2}
     ghost = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "RUNNING"}
     results.write_trials(sweep, [done, ghost])
-    closed = close_lost_trials(sweep, C.load(None, []))
+    shown = []  # the gauges: they kept the lost trial's mid-training values on Grafana's front
+    closed = close_lost_trials(sweep, C.load(None, []), [lambda frame, summary: shown.append((frame, summary))])
     again = results.read_trials(sweep).set_index("trial_id")
-    assert list(closed["status"]) == list(again["status"]) == ["TERMINATED", "ERROR"]
+    assert list(closed["status"]) == list(again["status"]) == list(shown[0][0]["status"]) == ["TERMINATED", "ERROR"]
+    assert shown[0][1]["n_lost"] == 1 and len(shown) == 1
     assert "driver was killed" in again.loc["b", "error"] and pd.isna(again.loc["a", "error"])
     assert again.loc["a", "leakage"] == 0.5  # the finished trial is kept as it was
     check_failures(sweep, C.load(None, []))  # a lost trial is no failure: Tune drew another in its place

@@ -169,9 +169,13 @@ class TrialRecorder(Callback):
         for row in self.rows.values():
             row["updated_at"] = now
             rows.append({k: v for k, v in row.items() if not k.startswith("_")})
-        frame, summary = results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3)
-        for listener in self.listeners:
-            try:
-                listener(frame, summary)
-            except Exception as exc:  # noqa: BLE001 - listeners are views; the files are the record
-                log.warning("sweep results not shown by %s: %s", getattr(listener, "__name__", listener), exc)
+        notify(self.listeners, *results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3))
+
+
+def notify(listeners: Sequence[Listener], frame: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """Show the table and summary just written to each listener; one that fails is said once, the sweep goes on."""
+    for listener in listeners:
+        try:
+            listener(frame, summary)
+        except Exception as exc:  # noqa: BLE001 - listeners are views; the files are the record
+            log.warning("sweep results not shown by %s: %s", getattr(listener, "__name__", listener), exc)

@@ -31,7 +31,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 from ray.tune import Callback
@@ -46,7 +46,7 @@ from avdis.errors import AvdisError, UsageError
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.train import loop
-from avdis.tune.records import SEED, Listener, TrialRecorder
+from avdis.tune.records import SEED, Listener, TrialRecorder, notify
 from avdis.tune.schedulers import MOASHAScheduler
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
 from avdis.tune.trial import run_trial
@@ -528,20 +528,20 @@ def _run(cfg: Config, views: Views) -> str:
     fit(_tuner(cfg, sweep_url, resume, views, reuse), s.num_samples, sweep_url)
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views, reuse)
-    trials = close_lost_trials(sweep_url, cfg)
-    results.write_pareto(sweep_url, results.summarize(trials, s.name), cfg.s3)
+    close_lost_trials(sweep_url, cfg, views.listeners)
     return sweep_url
 
 
-def close_lost_trials(sweep_url: str, cfg: Config) -> pd.DataFrame:
+def close_lost_trials(sweep_url: str, cfg: Config, listeners: Sequence[Listener] = ()) -> pd.DataFrame:
     """Once every experiment has ended, a row still RUNNING is a trial the killed driver started after Tune's last
-    save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for ever."""
+    save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for ever, and show the
+    closed table to the listeners too (the gauges kept its mid-training values on Grafana's front)."""
     trials = results.read_trials(sweep_url, cfg.s3)
     lost = trials["status"] == "RUNNING"
-    if not lost.any():
-        return trials
     trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", results.LOST]
-    return results.write_trials(sweep_url, trials.to_dict("records"), cfg.s3)
+    frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3)
+    notify(listeners, frame, summary)
+    return frame
 
 
 class TrialsFailed(AvdisError):
