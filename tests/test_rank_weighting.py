@@ -76,6 +76,16 @@ def test_a_step_over_two_ranks_with_uneven_clips_is_the_step_over_their_union(tm
         assert diff.max() < 3e-3 and (diff > 1e-4).mean() < 0.01, (name, diff.max(), (diff > 1e-4).mean())
 
 
+def test_a_step_of_padding_only_moves_no_weight():
+    """Once skipped clips leave the last steps of an epoch with padding only, those steps' losses are 0 but AdamW
+    still stepped: its momentum and weight decay moved the encoder and the adversary with no clip behind them."""
+    one = np.array(trained([batch(0, 8)]))
+    padded = np.array(trained([batch(0, 8), batch(1, 0), batch(2, 0)]))
+    assert np.abs(padded - one).max() == 0.0
+    accumulated = np.array(trained([batch(0, 8), batch(1, 0), batch(2, 0), batch(3, 0)], grad_accum=2))
+    assert np.abs(accumulated - np.array(trained([batch(0, 8), batch(1, 0)], grad_accum=2))).max() == 0.0
+
+
 if __name__ == "__main__":
     import torch.distributed as dist
 

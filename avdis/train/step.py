@@ -13,7 +13,9 @@ batches, not a mean of each rank's own mean: the engines average gradients over 
 scaled by its share of the step's valid clips (`rank_share`). Ranks are dealt whole shards and pad to a common
 number of steps, so their batches hold different numbers of clips (a last partial batch, a padding-only batch,
 skipped clips); averaged unweighted, a clip alone on its rank weighed as much as a full batch on another, and a
-padding-only rank halved the step's gradient.
+padding-only rank halved the step's gradient. An update whose window holds no valid clip on any rank (the last
+steps of an epoch once skipped clips left only padding there) is not taken: Adam's momentum and weight decay would
+move the weights with no data behind them (the encoder's runs at lr 0, as DeepSpeed's window must still close).
 With `method.conditional` it reads the emotion label too and the confusion target is
 p(speaker | emotion) of the train split (`train_prior`).
 """
@@ -51,16 +53,16 @@ def lr_at(cfg: Config, epoch_progress: float, epochs: int | None = None) -> floa
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def rank_share(valid: torch.Tensor) -> float:
-    """This rank's valid clips times the world size over all ranks' valid clips (1 on one process): a rank's mean
-    loss scaled by it and then averaged over ranks, as DDP, DeepSpeed and `_average_grads` do with gradients, is the
-    mean over every rank's valid clips."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return 1.0
+def rank_share(valid: torch.Tensor) -> tuple[float, float]:
+    """This rank's valid clips times the world size over all ranks' valid clips (1 on one process), and that total:
+    a rank's mean loss scaled by the share and then averaged over ranks, as DDP, DeepSpeed and `_average_grads` do
+    with gradients, is the mean over every rank's valid clips."""
     total = valid.sum().to(torch.float64)
     mine = float(total)
-    dist.all_reduce(total)
-    return mine * dist.get_world_size() / float(total) if total else 0.0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if world > 1:
+        dist.all_reduce(total)
+    return (mine * world / float(total) if total else 0.0), float(total)
 
 
 def _average_grads(module: torch.nn.Module) -> None:
@@ -99,11 +101,14 @@ class Stepper:
                                        n_emotions).to(engine.device)
             self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
         self.window: list[tuple[torch.Tensor, ...]] = []  # this encoder step's (z_emo, emotion, speaker, valid)
+        self.clips = 0.0  # valid clips on every rank in this encoder step's micro-batches so far
 
     def _train_adversary(self) -> float:
         z, emotion, speaker, valid = (torch.cat(part) for part in zip(*self.window))
         self.window.clear()
-        share = rank_share(valid)
+        share, clips = rank_share(valid)
+        if not clips:  # padding only, on every rank
+            return 0.0
         loss = torch.zeros(())
         for _ in range(self.cfg.method.adversary.steps):
             self.adv_opt.zero_grad(set_to_none=True)
@@ -128,9 +133,14 @@ class Stepper:
         weight = method_weight(self.cfg.method, epoch_progress)
         terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, critic)
         loss = sum(terms.values())
-        self.engine.backward(loss * rank_share(batch["valid"]))
-        self.engine.set_lr(lr_at(self.cfg, epoch_progress))
+        share, clips = rank_share(batch["valid"])
+        self.clips += clips
+        self.engine.backward(loss * share)
+        boundary = self.engine.at_boundary()
+        self.engine.set_lr(lr_at(self.cfg, epoch_progress) if self.clips or not boundary else 0.0)
         self.engine.step()
+        if boundary:
+            self.clips = 0.0
         logs.update({k: float(v.detach()) for k, v in terms.items()})
         logs["loss"] = float(loss.detach())
         return logs
