@@ -10,6 +10,7 @@ is saved (`NonFiniteError`, naming the step, shards and clips): no NaN model is 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -287,15 +288,19 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
                                 seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
         steps = EpochPlan.make(info, "train", world, epoch, cfg.train.seed, cfg.train.batch_size).steps or 1
-        i = 0
+        window: list[dict[str, Any]] = []  # the rest of this accumulation window's micro-batches
+        held, i = 0, 0
         while True:
-            tw = time.perf_counter()
-            batch = next(batches, None)
-            wait += time.perf_counter() - tw
-            if batch is None:
-                break
+            if not window:  # a window's batches are read first: each micro-batch's loss is weighed by its clips
+                tw = time.perf_counter()
+                window = list(itertools.islice(batches, cfg.train.grad_accum))
+                wait += time.perf_counter() - tw
+                if not window:
+                    break
+                held = sum(int(b["valid"].sum()) for b in window)
+            batch = window.pop(0)
             _maybe_fail(epoch * steps + i, rank, world)
-            logs.append(stepper.train_step(batch, epoch + i / steps))
+            logs.append(stepper.train_step(batch, epoch + i / steps, held))
             rows.append(int(batch["valid"].sum()))
             _check_step(logs[-1], batch, epoch, i, steps)
             i += 1

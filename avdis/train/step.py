@@ -13,9 +13,12 @@ batches, not a mean of each rank's own mean: the engines average gradients over 
 scaled by its share of the step's valid clips (`rank_share`). Ranks are dealt whole shards and pad to a common
 number of steps, so their batches hold different numbers of clips (a last partial batch, a padding-only batch,
 skipped clips); averaged unweighted, a clip alone on its rank weighed as much as a full batch on another, and a
-padding-only rank halved the step's gradient. An update whose window holds no valid clip on any rank (the last
-steps of an epoch once skipped clips left only padding there) is not taken: Adam's momentum and weight decay would
-move the weights with no data behind them (the encoder's runs at lr 0, as DeepSpeed's window must still close).
+padding-only rank halved the step's gradient. Under `train.grad_accum` the encoder's update is likewise the mean over
+its window's clips (the loop tells each micro-batch its window's clips): the engines average the micro-batches, and
+a last partial batch of 2 clips weighed as much as the full one it shared an update with. An update whose window
+holds no valid clip on any rank (the last steps of an epoch once skipped clips left only padding there) is not
+taken: Adam's momentum and weight decay would move the weights with no data behind them (the encoder's runs at lr 0,
+as DeepSpeed's window must still close).
 With `method.conditional` it reads the emotion label too and the confusion target is
 p(speaker | emotion) of the train split (`train_prior`).
 """
@@ -53,16 +56,18 @@ def lr_at(cfg: Config, epoch_progress: float, epochs: int | None = None) -> floa
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def rank_share(valid: torch.Tensor) -> tuple[float, float]:
-    """This rank's valid clips times the world size over all ranks' valid clips (1 on one process), and that total:
-    a rank's mean loss scaled by the share and then averaged over ranks, as DDP, DeepSpeed and `_average_grads` do
-    with gradients, is the mean over every rank's valid clips."""
-    total = valid.sum().to(torch.float64)
-    mine = float(total)
+def rank_share(valid: torch.Tensor, window: int | None = None, accum: int = 1) -> tuple[float, float]:
+    """This batch's valid clips times the world size (and `accum`) over all ranks' valid clips, and that total: a
+    rank's mean loss scaled by the share and then averaged over ranks (and over the `accum` micro-batches of an
+    accumulation window), as DDP, DeepSpeed and `_average_grads` do with gradients, is the mean over every rank's
+    valid clips (of the window). `window`: this rank's valid clips in the micro-batches of this batch's accumulation
+    window (None: the batch is its own window). A total of 0 is padding only."""
+    mine = float(valid.sum())
     world = dist.get_world_size() if dist.is_initialized() else 1
+    total = torch.tensor(mine if window is None else float(window), dtype=torch.float64, device=valid.device)
     if world > 1:
         dist.all_reduce(total)
-    return (mine * world / float(total) if total else 0.0), float(total)
+    return (mine * world * accum / float(total) if total else 0.0), float(total)
 
 
 def _average_grads(module: torch.nn.Module) -> None:
@@ -101,7 +106,7 @@ class Stepper:
                                        n_emotions).to(engine.device)
             self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
         self.window: list[tuple[torch.Tensor, ...]] = []  # this encoder step's (z_emo, emotion, speaker, valid)
-        self.clips = 0.0  # valid clips on every rank in this encoder step's micro-batches so far
+        self.has_clips = False  # whether this encoder step's micro-batches so far hold a valid clip on any rank
 
     def _train_adversary(self) -> float:
         z, emotion, speaker, valid = (torch.cat(part) for part in zip(*self.window))
@@ -118,7 +123,10 @@ class Stepper:
             self.adv_opt.step()
         return float(loss.detach())
 
-    def train_step(self, batch: dict[str, Any], epoch_progress: float) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any], epoch_progress: float, window: int | None = None) -> dict[str, float]:
+        """One micro-batch; `window`: this rank's valid clips in the micro-batches of its accumulation window (the
+        training loop reads a window's batches first), so that the window's update is the mean over its clips (None:
+        each micro-batch's mean weighs alike, whatever its clips)."""
         batch = to_device(batch, self.engine.device)
         out = self.engine.forward(batch)
         logs: dict[str, float] = {}
@@ -133,14 +141,15 @@ class Stepper:
         weight = method_weight(self.cfg.method, epoch_progress)
         terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, critic)
         loss = sum(terms.values())
-        share, clips = rank_share(batch["valid"])
-        self.clips += clips
+        accum = self.cfg.train.grad_accum if window is not None else 1
+        share, clips = rank_share(batch["valid"], window, accum)
+        self.has_clips = self.has_clips or clips > 0
         self.engine.backward(loss * share)
         boundary = self.engine.at_boundary()
-        self.engine.set_lr(lr_at(self.cfg, epoch_progress) if self.clips or not boundary else 0.0)
+        self.engine.set_lr(lr_at(self.cfg, epoch_progress) if self.has_clips or not boundary else 0.0)
         self.engine.step()
         if boundary:
-            self.clips = 0.0
+            self.has_clips = False
         logs.update({k: float(v.detach()) for k, v in terms.items()})
         logs["loss"] = float(loss.detach())
         return logs
