@@ -540,13 +540,30 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     ghost = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "RUNNING"}
     results.write_trials(sweep, [done, ghost])
     shown = []  # the gauges: they kept the lost trial's mid-training values on Grafana's front
-    closed = close_lost_trials(sweep, C.load(None, []), [lambda frame, summary: shown.append((frame, summary))])
+    closed = close_lost_trials(sweep, C.load(None, []), results.SEARCH,
+                               [lambda frame, summary: shown.append((frame, summary))])
     again = results.read_trials(sweep).set_index("trial_id")
     assert list(closed["status"]) == list(again["status"]) == list(shown[0][0]["status"]) == ["TERMINATED", "ERROR"]
     assert shown[0][1]["n_lost"] == 1 and len(shown) == 1
     assert "driver was killed" in again.loc["b", "error"] and pd.isna(again.loc["a", "error"])
     assert again.loc["a", "leakage"] == 0.5  # the finished trial is kept as it was
     check_failures(sweep, C.load(None, []))  # a lost trial is no failure: Tune drew another in its place
+
+
+def test_search_trials_lost_by_a_killed_driver_are_closed_before_the_confirmation_not_its_own(tmp_path):
+    """The search's lost rows stayed RUNNING through the whole confirmation (its report and gauges showed trials
+    running that no one runs), closed only at the end. The confirmation's own RUNNING rows are not closed with them:
+    a restored confirm experiment resumes those."""
+    sweep, cfg = str(tmp_path / "s"), C.load(None, [])
+    rows = [{"trial_id": "a", "sweep": "s", "method": "multitask", "status": "RUNNING", "role": results.SEARCH},
+            {"trial_id": "b", "sweep": "s", "method": "multitask", "status": "RUNNING"},  # an older table: no role
+            {"trial_id": "c", "sweep": "s", "method": "multitask", "status": "RUNNING", "role": results.CONFIRM}]
+    results.write_trials(sweep, rows)
+    after_search = close_lost_trials(sweep, cfg, results.SEARCH).set_index("trial_id")
+    assert list(after_search["status"]) == ["ERROR", "ERROR", "RUNNING"]
+    assert (after_search.loc[["a", "b"], "error"] == results.LOST).all() and pd.isna(after_search.loc["c", "error"])
+    after_confirm = close_lost_trials(sweep, cfg, results.CONFIRM).set_index("trial_id")
+    assert list(after_confirm["status"]) == ["ERROR"] * 3 and after_confirm.loc["c", "error"] == results.LOST
 
 
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):

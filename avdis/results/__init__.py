@@ -83,7 +83,7 @@ SCHEMA = pa.schema([
 ])
 COLUMNS = SCHEMA.names
 SEARCH, CONFIRM = "search", "confirm"
-# the error of a trial the killed driver started after Tune's last save, closed once the sweep ends (not a failure)
+# the error of a trial the killed driver started after Tune's last save, closed when its experiment ends (no failure)
 LOST = ("started when the driver was killed, before Tune saved its experiment state; Tune did not resume it "
         "(its searcher drew another trial in its place)")
 

@@ -526,18 +526,21 @@ def _run(cfg: Config, views: Views) -> str:
           f"outputs -> {sweep_url}", flush=True)
     reuse = reuse_processes(edges)
     fit(_tuner(cfg, sweep_url, resume, views, reuse), s.num_samples, sweep_url)
+    close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
     if s.confirm_seeds:
         confirm(cfg, sweep_url, resume, views, reuse)
-    close_lost_trials(sweep_url, cfg, views.listeners)
+        close_lost_trials(sweep_url, cfg, results.CONFIRM, views.listeners)
     return sweep_url
 
 
-def close_lost_trials(sweep_url: str, cfg: Config, listeners: Sequence[Listener] = ()) -> pd.DataFrame:
-    """Once every experiment has ended, a row still RUNNING is a trial the killed driver started after Tune's last
-    save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for ever, and show the
-    closed table to the listeners too (the gauges kept its mid-training values on Grafana's front)."""
+def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequence[Listener] = ()) -> pd.DataFrame:
+    """Once the experiment of `role` has ended, a row of that role still RUNNING is a trial the killed driver started
+    after Tune's last save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for
+    ever, and show the closed table to the listeners too (the gauges kept its mid-training values on Grafana's
+    front). Rows of the other role are left: a confirmation running when the driver was killed is resumed by the
+    confirm experiment, which starts after the search's has ended."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    lost = trials["status"] == "RUNNING"
+    lost = (trials["status"] == "RUNNING") & (trials["role"].fillna(results.SEARCH) == role)
     trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", results.LOST]
     frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3)
     notify(listeners, frame, summary)
