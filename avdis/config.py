@@ -383,6 +383,9 @@ class Range(_Section):
             raise ValueError(f"empty range: low={self.low} must be <= high={self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"log range needs low > 0 (got {self.low})")
+        if self.int and not (self.low.is_integer() and self.high.is_integer()):
+            # cut to int(low) and int(high) when drawn: low=1.5 drew 1, below the range
+            raise ValueError(f"int range needs whole-number ends (got low={self.low}, high={self.high})")
         return self
 
 

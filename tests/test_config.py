@@ -139,6 +139,13 @@ def test_search_space_errors():
         C.load(None, ["sweep.space.methods=[multitask, foo]"])
     with pytest.raises(C.ConfigError, match="empty range"):
         C.load(None, ["sweep.space.weights.adversarial={low: 2, high: 1}"])  # low == high: one value
+    # drawn from int(low): 0.5 drew 0, below the range, and 1.5 drew 1
+    with pytest.raises(C.ConfigError, match=r"int range needs whole-number ends \(got low=1.5, high=16.0\)"):
+        C.load(None, ["sweep.space.weights.nullspace={low: 1.5, high: 16, int: true}"])
+    with pytest.raises(C.ConfigError, match="int range needs whole-number ends"):
+        C.load(None, ["sweep.space.weights.adversarial={low: 0.5, high: 3, int: true}"])
+    assert C.load(None, ["sweep.space.weights.nullspace={low: 2, high: 16, int: true}"]).sweep.space.weights[
+        "nullspace"].low == 2
     with pytest.raises(C.ConfigError, match="sweep.modes: unknown key"):  # the objectives are the mission's
         C.load(None, ["sweep.modes=[max, max]"])
 
