@@ -16,9 +16,10 @@ skipped clips); averaged unweighted, a clip alone on its rank weighed as much as
 padding-only rank halved the step's gradient. Under `train.grad_accum` the encoder's update is likewise the mean over
 its window's clips (the loop tells each micro-batch its window's clips): the engines average the micro-batches, and
 a last partial batch of 2 clips weighed as much as the full one it shared an update with. An update whose window
-holds no valid clip on any rank (the last steps of an epoch once skipped clips left only padding there) is not
-taken: Adam's momentum and weight decay would move the weights with no data behind them (the encoder's runs at lr 0,
-as DeepSpeed's window must still close).
+holds no valid clip on any rank (the last steps of an epoch once skipped clips left only padding there) moves no
+weight: Adam's momentum and weight decay would move them with no data behind them. The adversary's steps are
+skipped; the encoder's runs at lr 0, as DeepSpeed's window must still close, so Adam's moment estimates still decay
+and its step count still grows there.
 With `method.conditional` it reads the emotion label too and the confusion target is
 p(speaker | emotion) of the train split (`train_prior`).
 """
