@@ -32,7 +32,7 @@ from avdis.errors import AvdisError
 from avdis.data.splits import split_id
 from avdis.numbers import finite
 from avdis.results.pareto import OBJECTIVES
-from avdis.tune.space import to_overrides
+from avdis.tune.space import WEIGHT_PREFIX, to_overrides, weight_key
 
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
@@ -45,8 +45,8 @@ def config_id(params: dict[str, Any]) -> str:
     """What groups the seeds of one configuration: a hash of its trial parameters without the seed, and without the
     weights of other methods than its own, which it does not use (under NSGA-II every trial draws every method's
     weight: one configuration, drawn twice, was two, each on the front and each confirmed)."""
-    own = f"weight_{params.get('method')}"
-    rest = {k: v for k, v in params.items() if k != SEED and (k == own or not k.startswith("weight_"))}
+    own = weight_key(params.get("method"))
+    rest = {k: v for k, v in params.items() if k != SEED and (k == own or not k.startswith(WEIGHT_PREFIX))}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

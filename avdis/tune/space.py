@@ -36,6 +36,13 @@ def _suggest(trial: optuna.Trial, name: str, choice: Range | list[Any]) -> Any:
     return trial.suggest_float(name, choice.low, choice.high, log=choice.log)
 
 
+WEIGHT_PREFIX = "weight_"  # the trial parameter holding a method's weight is weight_<method>
+
+
+def weight_key(method: str) -> str:
+    return f"{WEIGHT_PREFIX}{method}"
+
+
 @dataclass(frozen=True)
 class DefineByRun:
     """Optuna's define-by-run space; a plain object so Tune can pickle the searcher's state."""
@@ -47,7 +54,7 @@ class DefineByRun:
         method = trial.suggest_categorical("method", self.space.methods)
         for name in self.space.methods if self.every_weight else [method]:
             if name in self.space.weights:
-                _suggest(trial, f"weight_{name}", self.space.weights[name])
+                _suggest(trial, weight_key(name), self.space.weights[name])
         for key, choice in self.space.params.items():
             _suggest(trial, key, choice)
 
@@ -71,14 +78,14 @@ def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
             for values in itertools.product(*(ends(space.params[k]) for k in keys)):
                 params = {"method": method, **dict(zip(keys, values))}
                 if weight is not None:
-                    params[f"weight_{method}"] = weight
+                    params[weight_key(method)] = weight
                 yield params
 
 
 def to_overrides(params: dict[str, Any]) -> dict[str, Any]:
     """Tune's trial config -> dotted config overrides."""
     method = params["method"]
-    out: dict[str, Any] = {"method.name": method, "method.weight": params.get(f"weight_{method}")}
+    out: dict[str, Any] = {"method.name": method, "method.weight": params.get(weight_key(method))}
     out.update({k: v for k, v in params.items() if "." in k})
     return out
 
