@@ -372,7 +372,8 @@ def check_skip_rate(stats: SkipStats, data: DataConfig, split: str) -> None:
         exc = SkipRateExceeded(
             f"{stats.skipped_samples}/{stats.expected} clips of split {split!r} did not arrive "
             f"({stats.bad_shards} bad shards, {stats.bad_samples} bad samples; data.loader.max_skip_rate="
-            f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}; {_skip_fix(data, unread_only)}"
+            f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}; "
+            f"{_skip_fix(data, unread_only)}"
         )
         exc.retryable = unread_only
         raise exc

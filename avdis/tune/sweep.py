@@ -54,8 +54,8 @@ from avdis.tune.trial import run_trial
 CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoints puts them apart
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
 # (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
-# (`check_data`). Sweep trials never use train.storage or train.name. `sweep.num_samples` and `sweep.max_concurrent` are not here:
-# Tune restores them from its own saved state, so a new value would be ignored. Nor is `sweep.storage`: Tune restores
+# (`check_data`). Sweep trials never use train.storage or train.name. `sweep.num_samples` and `sweep.max_concurrent`
+# are not here: Tune restores them from its own saved state, so a new value would be ignored. Nor is `sweep.storage`: Tune restores
 # the experiment's callbacks too, and they write to the sweep folder they were made for (`check_spec`); for the same
 # reason `s3` may change only where they and the trials still reach the same endpoint and region.
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "train.storage", "train.name")
