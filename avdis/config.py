@@ -424,6 +424,9 @@ class SearchSpace(_Section):
         for m in self.methods:
             if m not in METHODS:
                 raise ValueError(f"unknown method {m!r} in sweep.space.methods; allowed: {list(METHODS)}")
+        twice = sorted({m for m in self.methods if self.methods.count(m) > 1})
+        if twice:  # each entry is one choice of the draw: a method listed twice was drawn twice as often
+            raise ValueError(f"sweep.space.methods lists {', '.join(twice)} more than once; list each method once")
         for m, r in self.weights.items():
             low, high, integer = WEIGHT_RANGES[m]
             if (r.low < low if integer else r.low <= low) or r.high > high:
@@ -455,6 +458,9 @@ class SearchSpace(_Section):
                                  "(write its dotted path, e.g. train.lr)")
             if isinstance(choice, list) and not choice:
                 raise ValueError(f"sweep.space.params.{key}: empty list of choices")
+            if isinstance(choice, list) and any(c in choice[:i] for i, c in enumerate(choice)):
+                raise ValueError(f"sweep.space.params.{key}: {choice} holds a value more than once, which would be "
+                                 "drawn more often than the others; list each value once")
             values = choice if isinstance(choice, list) else [choice.low, choice.high]
             field = _fields_along(key)[-1]  # the setting itself: setting_of(key) == key
             takes = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)

@@ -148,6 +148,11 @@ def test_search_space_errors():
         "nullspace"].low == 2
     with pytest.raises(C.ConfigError, match="sweep.modes: unknown key"):  # the objectives are the mission's
         C.load(None, ["sweep.modes=[max, max]"])
+    # each entry is one choice of the draw: listed twice, drawn twice as often
+    with pytest.raises(C.ConfigError, match="sweep.space.methods lists single_task more than once"):
+        C.load(None, ["sweep.space.methods=[single_task, multitask, single_task]"])
+    with pytest.raises(C.ConfigError, match=r"sweep.space.params.train.lr: \[0.01, 0.001, 0.01\] holds a value more"):
+        C.load(None, ["sweep.space.params.train.lr=[0.01, 0.001, 0.01]"])
 
 
 @pytest.mark.parametrize("weights, expected", [
