@@ -23,12 +23,21 @@ from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
 from avdis.tune.sweep import (FixedPoints, TrialsFailed,
                               check_experiments, check_failures, check_spec, close_lost_trials, confirm_points, record_spec,
-                              TrialResources, _check_space, reuse_processes, searcher, trial_sizes, trial_resources)
+                              TrialResources, _check_space, reuse_processes, scheduler_plan, searcher, trial_sizes, trial_resources)
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
     assert list(MOSuccessiveHalving(max_epochs=27, grace=1, eta=3).rungs) == [1, 3, 9]
     assert list(MOSuccessiveHalving(max_epochs=8, grace=2, eta=2).rungs) == [2, 4]
+
+
+def test_the_sweep_says_where_mo_asha_judges_and_when_it_never_will():
+    """A 2-epoch sweep under the default grace (2) has no rung: its first line said scheduler=mo_asha all the same."""
+    assert scheduler_plan(C.load(None, ["train.epochs=9"])) == "mo_asha (rungs at epochs 2, 4, 8)"
+    assert scheduler_plan(C.load(None, ["train.epochs=3"])) == "mo_asha (rungs at epoch 2)"
+    assert scheduler_plan(C.load(None, ["train.epochs=2"])).startswith(
+        "mo_asha with no rung below train.epochs=2, so it stops no trial (lower sweep.scheduler.grace_epochs=2")
+    assert scheduler_plan(C.load(None, ["sweep.scheduler.type=none"])) == "none"
 
 
 def test_dominated_trials_stop_front_trials_continue():

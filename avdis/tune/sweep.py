@@ -47,7 +47,7 @@ from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
-from avdis.tune.schedulers import MOASHAScheduler
+from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
 from avdis.tune.trial import run_trial
 
@@ -386,6 +386,19 @@ def scheduler(cfg: Config, sweep_url: str | None = None) -> MOASHAScheduler | No
     return None
 
 
+def scheduler_plan(cfg: Config) -> str:
+    """The scheduler as the sweep's first line states it: where MO-ASHA judges, or that it never will (a short sweep
+    under the default grace ran every trial to the end while its first line said mo_asha)."""
+    k = cfg.sweep.scheduler
+    if k.type != "mo_asha":
+        return k.type
+    rungs = list(MOSuccessiveHalving(cfg.train.epochs, k.grace_epochs, k.eta).rungs)
+    if not rungs:
+        return (f"mo_asha with no rung below train.epochs={cfg.train.epochs}, so it stops no trial (lower "
+                f"sweep.scheduler.grace_epochs={k.grace_epochs}, or set sweep.scheduler.type=none)")
+    return f"mo_asha (rungs at epoch{'s' if len(rungs) > 1 else ''} {', '.join(map(str, rungs))})"
+
+
 def reuse_processes(edges: list[Config]) -> bool:
     """Whether Tune may reuse trial processes: only where every trial trains in its own (`train.in_process`). A trial
     whose TorchTrainer runs in a helper thread is not told when a scheduler stops it on a process kept for reuse
@@ -520,7 +533,7 @@ def _run(cfg: Config, views: Views) -> str:
     else:
         record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
     s, t = cfg.sweep, cfg.train
-    print(f"avdis sweep {s.name}: {s.num_samples} trials, search={s.search}, scheduler={s.scheduler.type}, "
+    print(f"avdis sweep {s.name}: {s.num_samples} trials, search={s.search}, scheduler={scheduler_plan(cfg)}, "
           f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
           f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
           f"outputs -> {sweep_url}", flush=True)
