@@ -13,7 +13,7 @@ import pytest
 
 from avdis import storage
 from avdis.config import DataConfig, S3Config, SplitConfig
-from avdis.data import corpora, shards
+from avdis.data import corpora, shards, stream
 from avdis.data.media import write_clip
 from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
 
@@ -572,3 +572,27 @@ def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_
     _, rejects = corpora.scan_synthetic(tmp_path, sorted((tmp_path / "s1").iterdir()), audio_only=False)
     assert sorted(Path(r.source_path).name for r in rejects) == ["a.mov", "b.m4v", "c.mp3", "d.flac"]
     assert {r.reason for r in rejects} == {"not listed in ground_truth.csv"}
+
+
+def test_shards_of_another_corpus_are_refused_before_training(tmp_path):
+    """`avdis train data.corpus=ravdess data.src=...` with data.shards left at the shards of a corpus made before
+    (the default's generated one): the manifest's corpus was never compared, so the run trained on those shards and
+    recorded itself as a RAVDESS run."""
+    from avdis.config import Config
+    from avdis.data import prepare
+    from avdis.errors import UsageError
+
+    rows = ["file,clip_id,speaker,emotion"]
+    for s in range(2):
+        for c in range(3):
+            _, audio = clip_media(3 * s + c)
+            write_clip(tmp_path / "own" / f"s{s}_{c}.wav", None, 12, audio, SR)
+            rows.append(f"s{s}_{c}.wav,s{s}c{c},s{s},{['happy', 'sad'][c % 2]}")
+    (tmp_path / "own" / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    data = {"src": str(tmp_path / "own"), "shards": str(tmp_path / "shards"), "modality": "audio"}
+    assert prepare.ensure_shards(Config.model_validate({"data": data}))["clips"] == 6
+    other = Config.model_validate({"data": {**data, "corpus": "ravdess", "src": str(tmp_path / "RAVDESS")}})
+    for check in (prepare.ensure_shards, lambda cfg: stream.open_dataset(cfg.data, cfg.s3)):
+        with pytest.raises(UsageError, match=r"its shards were made with other settings: data.corpus='ravdess' "
+                                             r"\(made with 'synthetic'\)"):
+            check(other)

@@ -323,14 +323,15 @@ def modality_of(meta: dict[str, Any]) -> str | None:
 
 
 def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
-    """Refuse features, split settings or a modality other than the shards were made with: training reads the
-    manifest's, so they would be recorded with the run (and a sweep's settings) but never used."""
+    """Refuse a corpus, features, split settings or a modality other than the shards were made with: training reads
+    the manifest's, so they would be recorded with the run (and a sweep's settings) but never used (a config naming
+    RAVDESS, its data.shards left at the generated corpus's, trained on that)."""
     made = {**{f"data.split.{k}": v for k, v in meta.get("split", {}).items() if k in SPLIT_MADE_WITH},
             **{f"data.features.{k}": v for k, v in meta.get("features", {}).items()},
-            "data.modality": modality_of(meta)}
+            "data.modality": modality_of(meta), **({"data.corpus": meta["corpus"]} if "corpus" in meta else {})}
     asked = {**{f"data.split.{k}": getattr(data.split, k) for k in SPLIT_MADE_WITH},
              **{f"data.features.{k}": v for k, v in data.features.model_dump().items()},
-             "data.modality": data.modality}
+             "data.modality": data.modality, "data.corpus": data.corpus}
     differ = [f"{key}={asked[key]!r} (made with {made[key]!r})" for key in asked if key in made and made[key] != asked[key]]
     if differ:
         raise UsageError(f"{data.shards}: its shards were made with other settings: {', '.join(differ)}; make shards "
