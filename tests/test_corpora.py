@@ -391,6 +391,19 @@ def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     assert shards.Labels.of(records).speakers == ["spk1"]
 
 
+@pytest.mark.parametrize("header, sep", [("file, clip_id, speaker, emotion", ", "), ("File,Clip_ID,Speaker,Emotion", ","),
+                                         ("file;clip_id;speaker;emotion", ";"), ("file\tclip_id\tspeaker\temotion", "\t")])
+def test_a_ground_truth_header_is_read_as_a_person_or_a_spreadsheet_writes_it(tmp_path, header, sep):
+    """Spaces after the commas, capitals, or the semicolons (tabs) a spreadsheet separates with where the decimal mark
+    is a comma: refused as "no column file, clip_id, speaker, emotion", the very columns the header shows."""
+    touch(tmp_path / "clips" / "a.mp4")
+    (tmp_path / "ground_truth.csv").write_text(f"{header}\n" + sep.join(["clips/a.mp4", "a", "spk1", "Happy"]) + "\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion, r.source_path) for r in records] == [
+        ("a", "spk1", "happy", str(tmp_path / "clips" / "a.mp4"))]
+    assert rejects == []
+
+
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])  # a spreadsheet's plain "CSV", its "Unicode Text"
 def test_a_ground_truth_csv_in_another_encoding_is_named(tmp_path, encoding):
     touch(tmp_path / "a.mp4")

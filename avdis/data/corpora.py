@@ -26,6 +26,7 @@ missing is a reject, not a silent gap.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -303,6 +304,21 @@ def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
 _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where present, is kept as metadata
 
 
+def _table(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """A ground truth's header and rows, by column name. Names are read without the spaces around them and their case
+    (`file, clip_id` or `File` as a person writes them), cells separated by commas, else by the semicolons or tabs a
+    spreadsheet writes where the decimal mark is a comma, when those give the header its columns."""
+    for sep in (",", ";", "\t"):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+        header = [name.strip().lower() for name in next(reader, [])]
+        if all(c in header for c in _TRUTH_COLUMNS):
+            break
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [name.strip().lower() for name in next(reader, [])]
+    return header, [dict(zip(header, cells)) for cells in reader if cells]  # a blank line is no row
+
+
 def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     truth = src / GROUND_TRUTH
     if not truth.is_file():
@@ -318,8 +334,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     listed: set[str] = set()  # real paths
     try:
         with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" has a BOM
-            reader = csv.DictReader(fh)
-            header, rows = reader.fieldnames or [], list(reader)
+            header, rows = _table(fh.read())
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{truth}: not UTF-8 text (byte {exc.start}); save it as \"CSV UTF-8\" (a spreadsheet's "
                           "plain \"CSV\" and \"Unicode Text\" are other encodings)") from None
