@@ -337,3 +337,30 @@ def test_mel_bands_the_fft_cannot_fill_are_refused_before_any_clip_is_read(tmp_p
     src.mkdir()
     with pytest.raises(UsageError, match="n_mels=256"):  # not a scan that finds no clips, nor shards of dead bands
         shards.build_shards(DataConfig(src=str(src), shards=str(tmp_path / "out"), features=dead), S3Config())
+
+
+def test_an_audio_files_cover_art_is_no_video(tmp_path):
+    """An .m4a (or .mp3) with cover art holds a still picture as a video track: read as the clip's video, an audio
+    recording became an AV clip whose "face" was the artwork, one frame long, so the audio window was its first second
+    rather than its middle. Its audio alone is a clip, as with data.modality=audio."""
+    path = tmp_path / "a.m4a"
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * 16000) / 16000)).astype(np.float32)
+    with av.open(str(path), "w", format="mp4") as out:
+        sound = out.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        art = out.add_stream("mjpeg", rate=1)
+        art.width = art.height = 64
+        art.pix_fmt = "yuvj420p"
+        art.disposition = av.stream.Disposition.attached_pic
+        out.mux(art.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")))
+        out.mux(art.encode())
+        for k in range(0, len(tone), 1024):
+            frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode())
+    with pytest.raises(media.MediaError, match=r"no video stream \(its only picture is cover art; for a corpus of "
+                                               r"audio alone, preprocess with data.modality=audio\)"):
+        media.extract(path, path, FeatureConfig())
+    alone = media.extract(path, None, FeatureConfig())
+    assert alone.video is None and alone.duration_s == pytest.approx(3.0, abs=0.1)

@@ -86,8 +86,14 @@ def _origin(container: av.container.InputContainer, stream: av.stream.Stream, to
     the other; alone (the other track comes from another file, as CREMA-D's .flv and .wav), its own start."""
     if not together:
         return _start(stream)
-    tracks = [*container.streams.audio[:1], *container.streams.video[:1]]
+    tracks = [*container.streams.audio[:1], *_moving(container)[:1]]
     return min(_start(s) for s in tracks)
+
+
+def _moving(container: av.container.InputContainer) -> list[av.stream.Stream]:
+    """The video tracks that are video: an audio file's cover art (an .m4a's or .mp3's attached picture) is a still
+    image the file shows beside its sound, not the clip's picture."""
+    return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:
@@ -211,9 +217,11 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     first, end = span if span is not None else (0, math.inf)
     kept: list[np.ndarray] = []
     with _open(path) as container:
-        if not container.streams.video:
-            raise MediaError(path, "no video stream (for a corpus of audio alone, preprocess with data.modality=audio)")
-        stream = container.streams.video[0]
+        if not _moving(container):
+            art = "its only picture is cover art; " if container.streams.video else ""
+            raise MediaError(path, f"no video stream ({art}for a corpus of audio alone, preprocess with "
+                                   "data.modality=audio)")
+        stream = _moving(container)[0]
         origin = _origin(container, stream, together)
         if not together:  # alone: positions from the slot the track starts in, on the file's own 1/fps grid
             origin = math.floor(origin * fps + 1e-6) / fps
@@ -225,7 +233,7 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
         t = 0.0
         when = _ShownAt()
         try:
-            for i, frame in enumerate(container.decode(video=0)):
+            for i, frame in enumerate(container.decode(stream)):
                 t = when(frame)
                 t = t if t is not None else i / float(stream.average_rate or 25)
                 size = size or _shown_size(frame, aspect)

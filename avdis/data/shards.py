@@ -199,8 +199,8 @@ def _file_stamp(path: str) -> str:
 # How clips are decoded into features; bump it when that changes, so shards made before are made again rather than
 # mixed with new ones. 2: every channel layout is averaged, a video lasts to the end of its last frame. 3: audio
 # shorter than one analysis window is rejected. 4: a clip whose window holds no sound (its audio starts after the
-# video ends) is rejected.
-DECODING = 4
+# video ends) is rejected. 5: an audio file's cover art is no video (such a clip was an AV clip of the artwork).
+DECODING = 5
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
