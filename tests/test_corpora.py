@@ -609,3 +609,21 @@ def test_shards_of_another_corpus_are_refused_before_training(tmp_path):
         with pytest.raises(UsageError, match=r"its shards were made with other settings: data.corpus='ravdess' "
                                              r"\(made with 'synthetic'\)"):
             check(other)
+
+
+def test_a_name_typed_composed_finds_the_file_a_mac_named_decomposed(tmp_path):
+    """`Zoë/é.wav` typed in a spreadsheet is composed (NFC); the same name written by a Mac, or unzipped from an archive
+    it made, is decomposed (NFD): other bytes. Each such row was "listed but missing" and its file "not listed", both
+    shown as the same name."""
+    import unicodedata
+
+    typed = "Zoë/colère_é.wav"
+    touch(tmp_path / unicodedata.normalize("NFD", typed))
+    touch(tmp_path / unicodedata.normalize("NFC", "André/joie.wav"))  # and the other way round
+    (tmp_path / "ground_truth.csv").write_text(f"file,clip_id,speaker,emotion\n{typed},a,Zoë,angry\n"
+                                               f"{unicodedata.normalize('NFD', 'André/joie.wav')},b,André,happy\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.source_path) for r in records] == [
+        ("a", str(tmp_path / unicodedata.normalize("NFD", typed))),
+        ("b", str(tmp_path / unicodedata.normalize("NFC", "André/joie.wav")))]
+    assert rejects == []

@@ -29,6 +29,7 @@ import csv
 import io
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -349,9 +350,14 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         # a file is its real path, whatever the spelling (`sub/../a.mp4`, a linked folder, a `--src` with `..`): one
         # recording under two would be two clips, one in train and one in test (normpath is no identity: `link/..`
         # is not the folder holding `link`); shown and read as the row spells it
-        path = src / row["file"]
-        if "\\" in row["file"] and not _is_file(path):  # a list written on Windows: folders by backslash
-            path = src / row["file"].replace("\\", "/")
+        spelt = row["file"]
+        path = src / spelt
+        if "\\" in spelt and not _is_file(path):  # a list written on Windows: folders by backslash
+            spelt = spelt.replace("\\", "/")
+            path = src / spelt
+        if not _is_file(path):  # a name typed composed (`é`, NFC) for a file a Mac wrote decomposed (NFD), or back
+            path = next((src / unicodedata.normalize(form, spelt) for form in ("NFC", "NFD")
+                         if _is_file(src / unicodedata.normalize(form, spelt))), path)
         real = os.path.realpath(path)
         listed.add(real)
         empty = [c for c in _TRUTH_COLUMNS if not row[c]]
