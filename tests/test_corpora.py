@@ -627,3 +627,18 @@ def test_a_name_typed_composed_finds_the_file_a_mac_named_decomposed(tmp_path):
         ("a", str(tmp_path / unicodedata.normalize("NFD", typed))),
         ("b", str(tmp_path / unicodedata.normalize("NFC", "André/joie.wav")))]
     assert rejects == []
+
+
+def test_a_label_in_either_unicode_normal_form_is_one_label(tmp_path):
+    """`Zoë` typed (composed, NFC) and `Zoë` taken from a name a Mac wrote (decomposed, NFD) were two speakers, which
+    speaker_disjoint could put in different folds: one voice in train and in test; and `colère` two emotions."""
+    import unicodedata
+
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, form in enumerate(("NFC", "NFD")):
+        touch(tmp_path / f"{i}.wav")
+        rows.append(unicodedata.normalize(form, f"{i}.wav,c{i},Zoë,colère"))
+    (tmp_path / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    labels = shards.Labels.of(records)
+    assert labels.speakers == ["Zoë"] and labels.emotions == ["colère"] and len(records) == 2 and rejects == []

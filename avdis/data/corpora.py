@@ -347,6 +347,8 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
         row = {c: (cells.get(c) or "").strip() for c in (*_TRUTH_COLUMNS, "intensity")}
         row["emotion"] = row["emotion"].lower()  # `Happy` and `happy` in one file are one class
+        for c in ("clip_id", "speaker", "emotion"):  # so are `Zoë` typed (NFC) and `Zoë` from a name a Mac wrote (NFD)
+            row[c] = unicodedata.normalize("NFC", row[c])
         # a file is its real path, whatever the spelling (`sub/../a.mp4`, a linked folder, a `--src` with `..`): one
         # recording under two would be two clips, one in train and one in test (normpath is no identity: `link/..`
         # is not the folder holding `link`); shown and read as the row spells it
