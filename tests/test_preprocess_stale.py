@@ -308,3 +308,22 @@ def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus,
     assert message.startswith(str(src / "")) and "not found on node" in message, message
     assert "shared filesystem" in message and "--no-ray" in message and "Traceback" not in message
     assert not (out / shards.MANIFEST).exists()
+
+
+def test_the_same_source_folder_spelt_otherwise_is_up_to_date(corpus, tmp_path, monkeypatch):
+    """Shards made with `--src corpus` (the config's relative default), then `--src $PWD/corpus` (the README's sweep
+    example) or through a link: every shard was made again, hours for CREMA-D, the rebuild saying the corpus had
+    changed. A corpus that did change is still read again."""
+    shutil.copytree(corpus, tmp_path / "src")
+    (tmp_path / "link").symlink_to(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    assert shards.build_shards(data_cfg(Path("src"), "out"), S3)["up_to_date"] is False
+    for spelt in (tmp_path / "src", tmp_path / "link", Path("./src/")):
+        assert shards.build_shards(data_cfg(spelt, tmp_path / "out"), S3)["up_to_date"] is True, spelt
+    rows, _ = manifest(tmp_path / "out")
+    Path(rows[0]["source_path"]).write_bytes(Path(rows[1]["source_path"]).read_bytes())
+    again = shards.build_shards(data_cfg(tmp_path / "src", tmp_path / "out"), S3)
+    assert again["rebuilt_because"] == ("changed since the shards were made: the corpus (a clip added, removed or "
+                                        "relabelled, or a source file's size or time changed)")
+    assert manifest(tmp_path / "out")[0][0]["source_path"].startswith(str(tmp_path / "src"))  # as spelt this time
+    assert shards.build_shards(data_cfg(Path("src"), "out"), S3)["up_to_date"] is True

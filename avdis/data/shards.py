@@ -19,7 +19,8 @@ A build first removes the old manifest (an interrupted build never leaves a mani
 beside shards it does not describe), then writes the shards, deletes shard files the new
 manifest does not list, and writes the manifest last. A rerun is up to date, and does
 nothing, only when the manifest's fingerprint matches the corpus (labels, and each source
-file's size and mtime_ns: a content hash would read the whole corpus on every rerun) and
+file's path, size and mtime_ns: a content hash would read the whole corpus on every rerun; paths as the build spelt
+the source folder, so another spelling of the same folder is the same corpus) and
 settings, and `shards/` holds exactly the listed shards at their recorded byte sizes.
 Anything else, or `force`, rebuilds; identical inputs give identical bytes.
 """
@@ -389,7 +390,7 @@ def build_shards(
             table, meta = read_manifest(data.shards, s3)
         except ManifestUnreadable as exc:  # a damaged manifest vouches for nothing: rebuilt, as --force would
             reason = f"manifest unreadable ({exc})"
-    reason = reason or _stale_reason(data, meta, fingerprint, sources, s3)
+    reason = reason or _stale_reason(data, meta, *(_spelt_as_made(meta, data, out_dir) or (fingerprint, sources)), s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, **_made_counts(meta, scan_rejects, data.shards, s3),
                 "up_to_date": True,
@@ -425,7 +426,7 @@ def build_shards(
     shards.sort(key=lambda s: s["name"])
     labels = assign(rows, data)
     meta = {
-        "version": 1, "corpus": data.corpus, "fingerprint": fingerprint, "sources": sources,
+        "version": 1, "corpus": data.corpus, "src": data.src, "fingerprint": fingerprint, "sources": sources,
         "shard_size": data.shard_size, "decoding": DECODING,
         "emotions": labels.emotions, "speakers": labels.speakers,
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
@@ -437,6 +438,18 @@ def build_shards(
     return {"url": data.shards, "clips": len(rows), **counts, "up_to_date": False, "shards": len(shards),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
+
+
+def _spelt_as_made(meta: dict[str, Any] | None, data: DataConfig, out_dir: str | None) -> tuple[str, str] | None:
+    """The fingerprint and sources hash of the corpus with its folder spelt as the build `meta` speaks for spelt it,
+    when data.src names that folder otherwise (`corpus` then, `$PWD/corpus` or a link to it now); else None. The
+    fingerprint holds each file's path: the same files under another spelling rebuilt every shard, saying the
+    corpus had changed."""
+    made = (meta or {}).get("src")
+    if made in (None, data.src) or os.path.realpath(made) != os.path.realpath(data.src):
+        return None
+    lines = _source_lines(*scan(data.corpus, made, skip=out_dir, audio_only=data.modality == "audio"))
+    return _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
 
 
 def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
