@@ -642,3 +642,20 @@ def test_a_label_in_either_unicode_normal_form_is_one_label(tmp_path):
     records, rejects = corpora.scan("synthetic", tmp_path)
     labels = shards.Labels.of(records)
     assert labels.speakers == ["Zoë"] and labels.emotions == ["colère"] and len(records) == 2 and rejects == []
+
+
+def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):
+    """`avdis preprocess --src RAVDESS/` without --corpus (the config's default is the generated corpus) was told to
+    write a ground_truth.csv for its files, and a CREMA-D copy preprocessed as RAVDESS that no file was named right."""
+    with pytest.raises(corpora.CorpusError, match=r"ground_truth.csv: missing; .*; these are RAVDESS files: "
+                                                  r"preprocess them with --corpus ravdess \(data.corpus=ravdess\)"):
+        corpora.scan("synthetic", ravdess[0])
+    data = DataConfig(corpus="ravdess", src=str(cremad[0]), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError, match=r"no usable ravdess clips; .*; these are CREMA-D files: "
+                                                     r"preprocess them with --corpus cremad \(data.corpus=cremad\)"):
+        shards.build_shards(data, S3Config())
+    (tmp_path / "own" / "a.wav").parent.mkdir()
+    (tmp_path / "own" / "a.wav").write_bytes(b"")
+    with pytest.raises(corpora.CorpusError) as caught:  # files of neither: no corpus named
+        corpora.scan("synthetic", tmp_path / "own")
+    assert "--corpus" not in str(caught.value)

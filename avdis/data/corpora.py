@@ -327,7 +327,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if media:  # a corpus of the user's own (a .wav folder): `avdis synth` refuses to write among its files
             raise CorpusError(f"{truth}: missing; to use the {len(media)} media files here (first: {media[0]}) as a "
                               f"corpus, add a {GROUND_TRUTH} listing them, one row per clip, with columns "
-                              f"{', '.join(_TRUTH_COLUMNS)}")
+                              f"{', '.join(_TRUTH_COLUMNS)}{named_as(src, files, 'synthetic')}")
         raise CorpusError(f"{truth}: missing; generate the corpus with `avdis synth --out {src}`")
     records, rejects = [], []
     rows_of: dict[str, int] = {}  # clip_id -> its row
@@ -382,6 +382,17 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
                    for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
     return records, rejects
+
+
+def named_as(src: Path, files: list[Path] | None, corpus: str, skip: Path | None = None) -> str:
+    """The fix for RAVDESS's or CREMA-D's files scanned as another `corpus` (the default data.corpus=synthetic), ''
+    for files of neither: the first was told to write a ground_truth.csv for them, the second that no file was named
+    right. `files`: None for those under `src` but `skip`."""
+    files = _files(src, skip)[0] if files is None else files
+    for name, shown, adapter in (("ravdess", "RAVDESS", scan_ravdess), ("cremad", "CREMA-D", scan_cremad)):
+        if name != corpus and adapter(src, files, True)[0]:  # audio alone: a clip of any file named as it names them
+            return f"; these are {shown} files: preprocess them with --corpus {name} (data.corpus={name})"
+    return ""
 
 
 ADAPTERS: dict[str, Adapter] = {  # keyed by config.CORPORA
