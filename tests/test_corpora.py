@@ -587,6 +587,18 @@ def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_
     assert {r.reason for r in rejects} == {"not listed in ground_truth.csv"}
 
 
+def own_wavs(src: Path) -> Path:
+    """A corpus of one's own: 6 .wav files of 2 speakers and its ground_truth.csv."""
+    rows = ["file,clip_id,speaker,emotion"]
+    for s in range(2):
+        for c in range(3):
+            _, audio = clip_media(3 * s + c)
+            write_clip(src / f"s{s}_{c}.wav", None, 12, audio, SR)
+            rows.append(f"s{s}_{c}.wav,s{s}c{c},s{s},{['happy', 'sad'][c % 2]}")
+    (src / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    return src
+
+
 def test_shards_of_another_corpus_are_refused_before_training(tmp_path):
     """`avdis train data.corpus=ravdess data.src=...` with data.shards left at the shards of a corpus made before
     (the default's generated one): the manifest's corpus was never compared, so the run trained on those shards and
@@ -595,14 +607,7 @@ def test_shards_of_another_corpus_are_refused_before_training(tmp_path):
     from avdis.data import prepare
     from avdis.errors import UsageError
 
-    rows = ["file,clip_id,speaker,emotion"]
-    for s in range(2):
-        for c in range(3):
-            _, audio = clip_media(3 * s + c)
-            write_clip(tmp_path / "own" / f"s{s}_{c}.wav", None, 12, audio, SR)
-            rows.append(f"s{s}_{c}.wav,s{s}c{c},s{s},{['happy', 'sad'][c % 2]}")
-    (tmp_path / "own" / "ground_truth.csv").write_text("\n".join(rows) + "\n")
-    data = {"src": str(tmp_path / "own"), "shards": str(tmp_path / "shards"), "modality": "audio"}
+    data = {"src": str(own_wavs(tmp_path / "own")), "shards": str(tmp_path / "shards"), "modality": "audio"}
     assert prepare.ensure_shards(Config.model_validate({"data": data}))["clips"] == 6
     other = Config.model_validate({"data": {**data, "corpus": "ravdess", "src": str(tmp_path / "RAVDESS")}})
     for check in (prepare.ensure_shards, lambda cfg: stream.open_dataset(cfg.data, cfg.s3)):
@@ -659,3 +664,25 @@ def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path)
     with pytest.raises(corpora.CorpusError) as caught:  # files of neither: no corpus named
         corpora.scan("synthetic", tmp_path / "own")
     assert "--corpus" not in str(caught.value)
+
+
+def test_training_on_shards_of_a_corpus_that_changed_since_says_so(tmp_path, capsys):
+    """Labels fixed in ground_truth.csv, or data.src pointed at one's own corpus with data.shards left at the shards
+    made before (the generated corpus's, by default): training used those shards, saying nothing, and only
+    `avdis preprocess` would have made them again."""
+    from avdis.config import Config
+    from avdis.data import prepare
+
+    data = {"src": str(own_wavs(tmp_path / "own")), "shards": str(tmp_path / "shards"), "modality": "audio"}
+    prepare.ensure_shards(Config.model_validate({"data": data}))
+    capsys.readouterr()
+    assert prepare.ensure_shards(Config.model_validate({"data": data}))["up_to_date"]
+    assert "warning" not in capsys.readouterr().err
+    other = {**data, "src": str(own_wavs(tmp_path / "other"))}
+    truth = tmp_path / "own" / "ground_truth.csv"
+    truth.write_text(truth.read_text().replace("s0c0,s0,happy", "s0c0,s0,sad"))
+    for changed in (data, other):
+        assert prepare.ensure_shards(Config.model_validate({"data": changed}))["up_to_date"]
+        assert (f"avdis: warning: {changed['src']}: not the corpus the shards at {data['shards']} were made from "
+                "(a clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
+                "run trains on the shards as they are: `avdis preprocess` makes them again") in capsys.readouterr().err

@@ -9,6 +9,7 @@ these settings, preprocessed into shards at this URL". All three generate throug
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +84,15 @@ def to_make(cfg: Config) -> dict[str, str]:
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
-    """Shards for `cfg.data`, made now if missing (only the synthetic corpus can be made here)."""
+    """Shards for `cfg.data`, made now if missing (only the synthetic corpus can be made here); shards there are used
+    as they are, with a warning where data.src is not the corpus they were made from."""
     if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         _, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
         shards.check_made_with(cfg.data, meta)
+        if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
+            print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
+                  "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
+                  "run trains on the shards as they are: `avdis preprocess` makes them again", file=sys.stderr, flush=True)
         return {"url": cfg.data.shards, "up_to_date": True, "shards": len(meta["shards"])}
     if cfg.data.corpus != "synthetic":
         # with this config's data.modality: shards made without it would be refused (`check_made_with`)

@@ -44,7 +44,7 @@ import webdataset as wds
 from avdis import storage
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
-from avdis.data.corpora import ClipRecord, Reject, named_as, scan
+from avdis.data.corpora import ClipRecord, CorpusError, Reject, named_as, scan
 from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
@@ -451,6 +451,21 @@ def _spelt_as_made(meta: dict[str, Any] | None, data: DataConfig, out_dir: str |
         return None
     lines = _source_lines(*scan(data.corpus, made, skip=out_dir, audio_only=data.modality == "audio"))
     return _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
+
+
+def source_changed(data: DataConfig, meta: dict[str, Any]) -> bool:
+    """Whether the corpus at data.src differs from the one the shards `meta` speaks for were made from (a file or
+    label changed, or another folder); False where that cannot be told here (data.src not on this machine, a manifest
+    from before `sources` was kept, a folder that holds no corpus)."""
+    if "sources" not in meta or not os.path.isdir(data.src):
+        return False
+    out_dir = None if storage.is_remote(data.shards) else storage.filesystem(data.shards)[1]
+    try:
+        lines = _source_lines(*scan(data.corpus, data.src, skip=out_dir, audio_only=data.modality == "audio"))
+    except CorpusError:  # no corpus there: training is not the place to tell
+        return False
+    then = _spelt_as_made(meta, data, out_dir)
+    return (then[1] if then else hashlib.sha256(lines).hexdigest()) != meta["sources"]
 
 
 def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
