@@ -364,3 +364,26 @@ def test_an_audio_files_cover_art_is_no_video(tmp_path):
         media.extract(path, path, FeatureConfig())
     alone = media.extract(path, None, FeatureConfig())
     assert alone.video is None and alone.duration_s == pytest.approx(3.0, abs=0.1)
+
+
+def test_a_playlist_is_no_clip(tmp_path):
+    """A ground_truth.csv may list any file; an HLS playlist (`.m3u8`, as a stream recorder leaves one beside its
+    segments) opened as media, and a live one, without #EXT-X-ENDLIST (a recording cut short), was read for ever,
+    waiting for its next segment: its preprocessing never ended, naming nothing."""
+    segment = tmp_path / "seg.ts"
+    with av.open(str(segment), "w", format="mpegts") as out:
+        sound = out.add_stream("mp2", rate=48000)
+        sound.layout = "mono"
+        tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 48000)).astype(np.float32)
+        for k in range(0, len(tone), 1152):
+            frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1152], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, k, fractions.Fraction(1, 48000)
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode())
+    playlist = tmp_path / "take1.m3u8"  # one that ends: read to its end before, taken as a clip
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n")
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(playlist, 16000)
+    assert caught.value.reason == ("an HLS playlist, not a media file (a live one is read for ever, waiting for its "
+                                   "next segment): join its segments into one file (ffmpeg -i take1.m3u8 -c copy "
+                                   "take1.mp4) and list that")

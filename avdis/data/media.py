@@ -57,9 +57,16 @@ _LFS_POINTER = b"version https://git-lfs"  # what a corpus cloned without git-lf
 
 def _open(path: str | Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path))
+        container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(path, _unopenable(path, exc)) from None
+    if container.format.name == "hls":  # a playlist: a live one is read for ever, its next segment awaited
+        container.close()
+        name = Path(path).name
+        raise MediaError(path, "an HLS playlist, not a media file (a live one is read for ever, waiting for its next "
+                               f"segment): join its segments into one file (ffmpeg -i {name} -c copy "
+                               f"{Path(name).stem}.mp4) and list that")
+    return container
 
 
 def _unopenable(path: str | Path, exc: Exception) -> str:

@@ -200,7 +200,8 @@ def _file_stamp(path: str) -> str:
 # How clips are decoded into features; bump it when that changes, so shards made before are made again rather than
 # mixed with new ones. 2: every channel layout is averaged, a video lasts to the end of its last frame. 3: audio
 # shorter than one analysis window is rejected. 4: a clip whose window holds no sound (its audio starts after the
-# video ends) is rejected. 5: an audio file's cover art is no video (such a clip was an AV clip of the artwork).
+# video ends) is rejected. 5: an audio file's cover art is no video (such a clip was an AV clip of the artwork); an HLS
+# playlist is no clip.
 DECODING = 5
 
 
