@@ -391,8 +391,9 @@ def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     assert shards.Labels.of(records).speakers == ["spk1"]
 
 
-@pytest.mark.parametrize("header, sep", [("file, clip_id, speaker, emotion", ", "), ("File,Clip_ID,Speaker,Emotion", ","),
-                                         ("file;clip_id;speaker;emotion", ";"), ("file\tclip_id\tspeaker\temotion", "\t")])
+@pytest.mark.parametrize("header, sep", [("file, clip_id, speaker, emotion", ", "),
+                                         ("File,Clip_ID,Speaker,Emotion", ","), ("file;clip_id;speaker;emotion", ";"),
+                                         ("file\tclip_id\tspeaker\temotion", "\t")])
 def test_a_ground_truth_header_is_read_as_a_person_or_a_spreadsheet_writes_it(tmp_path, header, sep):
     """Spaces after the commas, capitals, or the semicolons (tabs) a spreadsheet separates with where the decimal mark
     is a comma: refused as "no column file, clip_id, speaker, emotion", the very columns the header shows."""

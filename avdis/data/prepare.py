@@ -92,7 +92,8 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
         if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
             print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
                   "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
-                  "run trains on the shards as they are: `avdis preprocess` makes them again", file=sys.stderr, flush=True)
+                  "run trains on the shards as they are: `avdis preprocess` makes them again",
+                  file=sys.stderr, flush=True)
         return {"url": cfg.data.shards, "up_to_date": True, "shards": len(meta["shards"])}
     if cfg.data.corpus != "synthetic":
         # with this config's data.modality: shards made without it would be refused (`check_made_with`)
