@@ -387,3 +387,31 @@ def test_a_playlist_is_no_clip(tmp_path):
     assert caught.value.reason == ("an HLS playlist, not a media file (a live one is read for ever, waiting for its "
                                    "next segment): join its segments into one file (ffmpeg -i take1.m3u8 -c copy "
                                    "take1.mp4) and list that")
+
+
+@pytest.mark.parametrize("bits", [16, 24])
+def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
+    """ffmpeg reads a WAV to the end of the file without an error, so a copy cut short (an interrupted download of a
+    corpus) was decoded as a shorter clip; its header still declares the whole length. A WAV whose header leaves
+    its length open (a streaming writer's 0xFFFFFFFF) is read to its end, as before."""
+    import wave
+
+    tone = np.round(0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000) * (2 ** (bits - 1) - 1)).astype(np.int32)
+    pcm = b"".join(int(v).to_bytes(bits // 8, "little", signed=True) for v in tone)
+    whole = tmp_path / "whole.wav"
+    with wave.open(str(whole), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(bits // 8), w.setframerate(16000)
+        w.writeframes(pcm)
+    assert len(media.decode_audio(whole, 16000)) == 32000
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: -len(pcm) // 2])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(cut, 16000)
+    assert caught.value.reason == ("cut short: its header declares 2.00 s of audio, the file holds 1.00 s (an "
+                                   "interrupted copy or download); copy it again")
+    streamed = tmp_path / "streamed.wav"  # the data chunk's size left open: nothing declared, nothing missing
+    raw = bytearray(cut.read_bytes())
+    at = raw.index(b"data") + 4
+    raw[at : at + 4] = struct.pack("<I", 0xFFFFFFFF)
+    streamed.write_bytes(bytes(raw))
+    assert len(media.decode_audio(streamed, 16000)) == 16000

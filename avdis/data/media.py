@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import fractions
 import math
+import os
+import struct
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -109,7 +111,32 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
 
 
 GAP_S = 0.02  # audio timestamps ahead of the samples so far by more than this: a gap, filled with silence
+CUT_SHORT_S = 0.05  # a WAV missing more than this of what its header declares is a damaged copy, not a clip
 MAX_GAP_S = 600.0  # a longer gap is a damaged or spliced file: filling it would take gigabytes, not a clip's worth
+
+
+def _wav_held(path: str | Path) -> tuple[float, float] | None:
+    """(seconds its header declares, seconds the file holds) of a RIFF WAV whose data chunk runs past the end of the
+    file; None for a whole one, or one whose header leaves its length open (a streaming writer's 0 or 0xFFFFFFFF).
+    ffmpeg reads such a file to its end without an error: a copy cut short was a shorter clip."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = 0
+        while len(chunk := fh.read(8)) == 8:
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"fmt " and size >= 12:
+                byte_rate = struct.unpack("<I", fh.read(12)[8:12])[0]
+                fh.seek(size - 12 + size % 2, os.SEEK_CUR)
+            elif kind == b"data":
+                held = os.fstat(fh.fileno()).st_size - fh.tell()
+                if size in (0, 0xFFFFFFFF) or held >= size or not byte_rate:
+                    return None
+                return size / byte_rate, held / byte_rate
+            else:
+                fh.seek(size + size % 2, os.SEEK_CUR)
+    return None
 
 
 def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> np.ndarray:
@@ -120,6 +147,10 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
+        cut = _wav_held(path) if container.format.name == "wav" else None
+        if cut is not None and cut[0] - cut[1] > CUT_SHORT_S:
+            raise MediaError(path, f"cut short: its header declares {cut[0]:.2f} s of audio, the file holds "
+                                   f"{cut[1]:.2f} s (an interrupted copy or download); copy it again")
         origin = _origin(container, container.streams.audio[0], together)
         chunks: list[np.ndarray] = []
         done = 0  # samples in chunks
