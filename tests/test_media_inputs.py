@@ -415,3 +415,18 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
     raw[at : at + 4] = struct.pack("<I", 0xFFFFFFFF)
     streamed.write_bytes(bytes(raw))
     assert len(media.decode_audio(streamed, 16000)) == 16000
+
+
+def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
+    """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
+    silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""
+    import wave
+
+    voice = np.round(0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000) * 32767).astype(np.int16)
+    path = tmp_path / "inverted.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.stack([voice, -voice], axis=1).tobytes())
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert caught.value.reason.startswith("its channels cancel out when averaged to mono")

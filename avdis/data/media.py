@@ -105,9 +105,10 @@ def _moving(container: av.container.InputContainer) -> list[av.stream.Stream]:
     return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
 
 
-def _mono(frame: av.AudioFrame) -> np.ndarray:
-    """The mean of a packed frame's channels."""
-    return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).mean(axis=1)
+def _mono(frame: av.AudioFrame) -> tuple[np.ndarray, bool]:
+    """The mean of a packed frame's channels, and whether any channel held a sound."""
+    samples = frame.to_ndarray()
+    return samples.reshape(-1, frame.layout.nb_channels).mean(axis=1), bool(samples.any())
 
 
 GAP_S = 0.02  # audio timestamps ahead of the samples so far by more than this: a gap, filled with silence
@@ -161,11 +162,15 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
         resampler, setup = None, None
         begins = None
 
+        heard = False  # in any channel: channels that cancel out in the mean are no silent recording
+
         def resample(frame: av.AudioFrame | None) -> None:
-            nonlocal done
+            nonlocal done, heard
             for out in resampler.resample(frame):
-                chunks.append(_mono(out))
-                done += len(chunks[-1])
+                mono, sound = _mono(out)
+                chunks.append(mono)
+                done += len(mono)
+                heard = heard or sound
 
         def ahead(frame: av.AudioFrame) -> int:  # samples from the end so far to where the frame's timestamp puts it
             return 0 if frame.time is None else round((frame.time - begins) * sample_rate) - done
@@ -199,6 +204,9 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     samples = np.concatenate(chunks).astype(np.float32)
     if not np.isfinite(samples).all():
         raise MediaError(path, "audio holds NaN or infinite samples (a damaged float recording)")
+    if not samples.any() and heard:
+        raise MediaError(path, "its channels cancel out when averaged to mono (one is another inverted: a miswired "
+                               "microphone); keep one channel (ffmpeg -i IN -af pan=mono|c0=c0 OUT) and list that file")
     if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
         raise MediaError(path, "audio is digital silence (every sample is 0)")
     lead = int(round(((begins if begins is not None else origin) - origin) * sample_rate))
