@@ -650,6 +650,19 @@ def test_a_label_in_either_unicode_normal_form_is_one_label(tmp_path):
     assert labels.speakers == ["Zoë"] and labels.emotions == ["colère"] and len(records) == 2 and rejects == []
 
 
+def test_speakers_that_differ_only_in_case_are_refused(tmp_path):
+    """`Spk1` and `spk1` were two speakers, which speaker_disjoint could put in different folds: one voice in train
+    and in test (emotions were already read in lower case)."""
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, speaker in enumerate(("Spk1", "spk2", "spk1", "SPK1")):
+        touch(tmp_path / f"{i}.wav")
+        rows.append(f"{i}.wav,c{i},{speaker},happy")
+    (tmp_path / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(corpora.CorpusError) as caught:
+        corpora.scan("synthetic", tmp_path)
+    assert "speakers 'Spk1' (row 2) and 'spk1' (row 4) and 'SPK1' (row 5) differ only in case" in str(caught.value)
+
+
 def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):
     """`avdis preprocess --src RAVDESS/` without --corpus (the config's default is the generated corpus) was told to
     write a ground_truth.csv for its files, and a CREMA-D copy preprocessed as RAVDESS that no file was named right."""

@@ -381,7 +381,22 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
             ))
     rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
                    for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
+    _check_speaker_case(truth, records, rows_of)
     return records, rejects
+
+
+def _check_speaker_case(truth: Path, records: list[ClipRecord], rows_of: dict[str, int]) -> None:
+    """Refuse speakers whose names differ only in case (`Spk1`, `spk1`): one person typed two ways is two speakers,
+    whom speaker_disjoint may put one in train and one in test, and the leakage probe then hears a seen voice."""
+    spelt: dict[str, dict[str, int]] = {}  # casefolded -> spelling -> its first row
+    for r in records:
+        spelt.setdefault(r.speaker.casefold(), {}).setdefault(r.speaker, rows_of[r.clip_id])
+    clashes = [ways for ways in spelt.values() if len(ways) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(f"{name!r} (row {row})" for name, row in ways.items()) for ways in clashes[:3])
+        raise CorpusError(f"{truth}: speakers {shown} differ only in case{' (and more)' if len(clashes) > 3 else ''}: "
+                          "one speaker written two ways would be two, which data.split can put in train and in test; "
+                          "write each speaker one way (different people need names that differ otherwise)")
 
 
 def named_as(src: Path, files: list[Path] | None, corpus: str, skip: Path | None = None) -> str:
