@@ -74,6 +74,20 @@ def test_an_audio_only_corpus_trains_an_audio_model_and_refuses_an_av_one(tmp_pa
                                             "train": cfg.train.model_copy(update={"name": "av2"})}))
 
 
+def test_a_corpus_of_one_speaker_is_refused_as_such(tmp_path):
+    """A one-speaker corpus (a single actor's recordings) was refused for 'too few clips for two speakers to share an
+    emotion', with 'use a corpus with more clips per speaker and emotion' as the fix, which no number of clips is."""
+    src = wav_corpus(tmp_path / "corpus", speakers=1, clips=8)
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        "data.corpus=synthetic", f"data.src={src}", f"data.shards={tmp_path / 'shards'}", "data.modality=audio",
+        f"train.storage={tmp_path / 'runs'}", "train.strategy=single", "train.zero_stage=0", "train.workers=1",
+        "train.epochs=1", "train.name=run", "model.modality=audio", "method.name=single_task"])
+    with pytest.raises(UsageError, match=r"the corpus holds 1 speaker; leakage is how well a probe tells speakers "
+                                         r"apart .*use a corpus of 2 speakers or more"):
+        launch.train(cfg)
+    assert not (tmp_path / "runs" / "run").exists()
+
+
 def test_train_refuses_an_av_model_before_it_decodes_a_corpus_into_audio_shards(tmp_path):
     """`avdis train data.modality=audio` without model.modality=audio decoded the whole corpus into shards, and only
     then was refused for a model the shards give no video: what data.modality makes is known before decoding."""

@@ -85,8 +85,11 @@ def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...
                 f"{cfg.data.shards}: the {name} fold of data.split.scheme=speaker_disjoint, fold {split.fold}, holds "
                 f"{len(held)} speaker; leakage is how well a probe tells a held-out fold's speakers apart, so training "
                 f"would stop at its first probe. {fix} (this corpus has {n} speakers)")
-        if len(held) < 2 or label_only_speaker_chance(emotion[fit], speaker[fit], emotion[judged],
-                                                      speaker[judged]) >= 1.0:
+        if len(held) < 2:  # within_speaker: every speaker has train clips, so the corpus holds one speaker
+            raise UsageError(
+                f"{cfg.data.shards}: the corpus holds {n} speaker; leakage is how well a probe tells speakers apart "
+                "from z_emo, so training would stop at its first probe; use a corpus of 2 speakers or more")
+        if label_only_speaker_chance(emotion[fit], speaker[fit], emotion[judged], speaker[judged]) >= 1.0:
             raise UsageError(
                 f"{cfg.data.shards}: the emotion label alone names the speaker of every {name} clip the leakage "
                 "probe judges (too few clips for two speakers to share an emotion), so leakage is undefined there "
