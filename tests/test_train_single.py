@@ -131,6 +131,22 @@ def test_a_test_fold_without_leakage_to_measure_is_refused_before_training(tiny_
     assert not (tmp_path / "run").exists()
 
 
+def test_speakers_that_share_no_emotion_are_refused_for_that_not_for_too_few_clips(tmp_path):
+    """data.synth.entanglement=1 with no more speakers than emotions: each speaker shows an emotion of its own, so the
+    label names every clip's speaker. The refusal said 'too few clips for two speakers to share an emotion' and asked
+    for more clips per speaker and emotion, which leave it as it is."""
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
+
+    spec = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, entanglement=1.0, duration_s=0.5, seed=1)
+    synthetic_shards(spec, tmp_path / "corpus", tmp_path / "shards")
+    with pytest.raises(UsageError, match=r"names the speaker of every test clip the leakage probe judges \(no emotion "
+                                         r"of theirs is shown by two of their speakers\), .*use a corpus whose "
+                                         r"speakers share emotions \(a generated one: data.synth.entanglement below 1"):
+        launch.train(single(str(tmp_path / "shards"), tmp_path / "runs"))
+    assert not (tmp_path / "runs" / "run").exists()
+
+
 def test_an_accumulated_update_is_the_update_over_its_micro_batches_clips(tiny_shards, tmp_path):
     """42 train clips: batches of 16 (16, 16, 10) against micro-batches of 8 accumulated in pairs (8+8, 8+8, 8+2), the
     same clips in the same order. The engines average the micro-batches, so the last window's 2 clips weighed as much

@@ -90,10 +90,17 @@ def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...
                 f"{cfg.data.shards}: the corpus holds {n} speaker; leakage is how well a probe tells speakers apart "
                 "from z_emo, so training would stop at its first probe; use a corpus of 2 speakers or more")
         if label_only_speaker_chance(emotion[fit], speaker[fit], emotion[judged], speaker[judged]) >= 1.0:
+            # more clips help only where the speakers of the probe's clips share the judged clips' emotions at all
+            pool = fit | judged
+            shared = any(len(np.unique(speaker[pool & (emotion == e)])) > 1 for e in np.unique(emotion[judged]))
+            why, fix = (("too few clips for two speakers to share an emotion", "with more clips per speaker and "
+                         "emotion") if shared else
+                        ("no emotion of theirs is shown by two of their speakers", "whose speakers share emotions (a "
+                         "generated one: data.synth.entanglement below 1, or more speakers than emotions)"))
             raise UsageError(
                 f"{cfg.data.shards}: the emotion label alone names the speaker of every {name} clip the leakage "
-                "probe judges (too few clips for two speakers to share an emotion), so leakage is undefined there "
-                "and training would stop at its first probe; use a corpus with more clips per speaker and emotion")
+                f"probe judges ({why}), so leakage is undefined there and training would stop at its first probe; "
+                f"use a corpus {fix}")
 
 
 def warn_unseen_emotions(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
