@@ -88,6 +88,21 @@ def test_a_corpus_of_one_speaker_is_refused_as_such(tmp_path):
     assert not (tmp_path / "runs" / "run").exists()
 
 
+def test_a_corpus_of_one_clip_per_speaker_is_refused_before_training(tmp_path):
+    """Every clip goes to train, so no test clip is left to score: the run trained its epochs, then failed at the
+    probe with 'the leakage probe needs test clips of the train speakers', naming neither the data nor a fix."""
+    src = wav_corpus(tmp_path / "corpus", speakers=4, clips=1)
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [
+        "data.corpus=synthetic", f"data.src={src}", f"data.shards={tmp_path / 'shards'}", "data.modality=audio",
+        f"train.storage={tmp_path / 'runs'}", "train.strategy=single", "train.zero_stage=0", "train.workers=1",
+        "train.epochs=1", "train.name=run", "model.modality=audio"])
+    with pytest.raises(UsageError, match=r"shards: no test clip for the leakage probe to judge under "
+                                         r"data.split.scheme=within_speaker: a speaker has one only with 2 clips or "
+                                         r"more .*use a corpus with more clips per speaker"):
+        launch.train(cfg)
+    assert not (tmp_path / "runs" / "run").exists()
+
+
 def test_train_refuses_an_av_model_before_it_decodes_a_corpus_into_audio_shards(tmp_path):
     """`avdis train data.modality=audio` without model.modality=audio decoded the whole corpus into shards, and only
     then was refused for a model the shards give no video: what data.modality makes is known before decoding."""

@@ -66,17 +66,24 @@ def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[Masks, Masks]:
 
 def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
     """Refuse, before any training, data on which no probe can measure leakage for `splits` ("test": `leakage`,
-    "val": `val_leakage`): a speaker_disjoint fold of one speaker, or judged clips whose emotion label alone names
-    their speaker (probe chance 1). Known from the labels; found at the first probe, it cost an epoch at least (with
-    `train.probe_every=0` every epoch, and a rerun resumed into the same failure)."""
+    "val": `val_leakage`): no test clips to judge, a speaker_disjoint fold of one speaker, or judged clips whose
+    emotion label alone names their speaker (probe chance 1). Known from the labels; found at the first probe, it cost
+    an epoch at least (with `train.probe_every=0` every epoch, and a rerun resumed into the same failure)."""
     speaker, emotion, scheme, within = (np.array(column) for column in zip(*info.labels))
     emb = {"speaker": speaker, "emotion": emotion, "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
            "within_split": np.array([SPLIT_CODES[s] for s in within])}
     split = cfg.data.split
     n = len(info.speakers)
     for name, (fit, judged) in zip(("test", "val"), probe_clips(emb, cfg)):
-        if name not in splits or not judged.any():  # no clips to judge: said where they are counted
+        if name not in splits:
             continue
+        if not judged.any():
+            if name == "test":  # every run probes its last epoch: it would train to the end and fail there
+                raise UsageError(
+                    f"{cfg.data.shards}: no test clip for the leakage probe to judge under {scheme_of(cfg)}: a speaker "
+                    "has one only with 2 clips or more (under speaker_disjoint, the test fold's speakers need them), "
+                    "so training would stop at its first probe; use a corpus with more clips per speaker")
+            continue  # no validation clips: a run trains without them, a sweep refuses them (`check_validation`)
         held = np.unique(speaker[fit])
         if split.scheme == "speaker_disjoint" and len(held) < 2:
             fix = (f"Preprocess again with data.split.folds <= {n // 2}" if n // 2 >= MIN_FOLDS else
