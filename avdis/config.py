@@ -661,14 +661,16 @@ def merge(base: dict[str, Any], extra: dict[str, Any], at: tuple[str, ...] = ())
     """Deep merge: sections merge, values in `extra` win.
 
     A section in `extra` over a value in `base` is an error: dropping the value would
-    silently train on defaults.
+    silently train on defaults. An entry of a mapping setting (sweep.space.weights, sweep.space.params) is replaced:
+    its value may be a range as well as a number or a list of choices, and a range over a file's choices was refused
+    as "not a section" (the hint asking for the range just given).
     """
     out = dict(base)
     for key, value in extra.items():
         current = out.get(key)
         if isinstance(value, dict) and isinstance(current, dict):
             out[key] = merge(current, value, (*at, key))
-        elif isinstance(value, dict) and current is not None:
+        elif isinstance(value, dict) and current is not None and not _is_mapping_setting(at):
             path = (*at, key)
             raise ConfigError(
                 f"{'.'.join(path)} is a value ({current}), not a section; {_section_hint(path, current)}"
@@ -676,6 +678,12 @@ def merge(base: dict[str, Any], extra: dict[str, Any], at: tuple[str, ...] = ())
         else:
             out[key] = value
     return out
+
+
+def _is_mapping_setting(path: tuple[str, ...]) -> bool:
+    """Whether `path` is a setting whose value is a mapping of the user's keys (sweep.space.params)."""
+    along = _fields_along(".".join(path))
+    return bool(path) and len(along) == len(path) and get_origin(along[-1].annotation) is dict
 
 
 def _field_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

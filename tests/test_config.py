@@ -306,6 +306,20 @@ def test_a_number_as_a_methods_weight_holds_it_fixed_in_every_trial(tmp_path):
         C.load(None, ["sweep.space.weights.confusion=20"])
 
 
+def test_a_range_given_over_a_files_choices_or_fixed_weight_replaces_them(tmp_path):
+    """Refused before as "sweep.space.params.train.lr is a value ([0.001, 0.01]), not a section; write
+    sweep.space.params.train.lr: {key: value}", the very range given: a space's entry may be a range or choices."""
+    path = tmp_path / "c.yaml"
+    path.write_text("sweep:\n  space:\n    methods: [multitask, adversarial]\n    weights:\n      adversarial: 0.5\n"
+                    "    params:\n      train.lr: [0.001, 0.01]\n")
+    space = C.load(path, ["sweep.space.params.train.lr={low: 1e-4, high: 1e-2, log: true}",
+                          "sweep.space.weights.adversarial={low: 0.1, high: 1.0}"]).sweep.space
+    assert space.params == {"train.lr": C.Range(low=1e-4, high=1e-2, log=True)}
+    assert space.weights["adversarial"] == C.Range(low=0.1, high=1.0)
+    later = C.load(None, ["sweep.space.weights.adversarial=0.5", "sweep.space.weights.adversarial={low: 0.2, high: 2}"])
+    assert later.sweep.space.weights["adversarial"] == C.Range(low=0.2, high=2.0)
+
+
 def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
     """Capped silently before: a run recorded as weight 64 removed 4 directions."""
     with pytest.raises(C.ConfigError, match=r"method.weight=64: nullspace removes at most model.emb_dim=4 directions"):
