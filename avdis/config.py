@@ -625,7 +625,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. train.epochs=3")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _read_yaml(raw, key) if raw != "" else ""  # a key twice is refused, as in a file
             dropped = _comment_of(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None

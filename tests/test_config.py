@@ -245,6 +245,12 @@ def test_a_config_file_with_a_repeated_key_or_not_utf8_is_refused(tmp_path, cont
         C.load(path)
 
 
+def test_a_key_given_twice_in_an_overrides_value_is_refused_as_in_a_file():
+    """YAML kept the last of the two in silence: `'train={epochs: 3, epochs: 30}'` trained 30 epochs."""
+    with pytest.raises(C.ConfigError, match=re.escape("found the key 'epochs' twice")):
+        C.load(None, ["train={epochs: 3, epochs: 30}"])
+
+
 @pytest.mark.parametrize("base, params", [
     (["train.strategy=ddp", "train.workers=2"], "{train.workers: [2, 4]}"),
     (["train.strategy=deepspeed"], "{train.zero_stage: [1, 2, 3]}"),
