@@ -156,8 +156,17 @@ def is_ray_client() -> bool:
 def _is_connected_to(address: str, here: str) -> bool:
     """Whether this process's Ray (its cluster's GCS at `here`) is the one `address` names. A Ray Client session
     (`ray://host:10001`) reports the cluster's GCS address, never the client server's it was opened at: any Ray
-    Client session counts as that one, a direct connection does not."""
-    return is_ray_client() if address.startswith("ray://") else address == here
+    Client session counts as that one, a direct connection does not. A direct address is compared as Ray spells the
+    GCS address it connects to: 127.0.0.1 and localhost as this node's IP (`ray.address=127.0.0.1:6379` was refused
+    as another Ray by the second `connect` of the same sweep, the one that makes its shards)."""
+    if address.startswith("ray://"):
+        return is_ray_client()
+    import ray._private.services as services
+
+    try:
+        return services.canonicalize_bootstrap_address(address) == here
+    except ValueError:  # not host:port: the connection at hand was not made from it
+        return False
 
 
 def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) -> list[Any]:

@@ -271,6 +271,36 @@ def test_a_configured_address_other_than_the_ray_already_connected_is_refused(ra
     assert f"UsageError ray.address='{other}', but this process is already connected to the Ray at" in out.stdout
 
 
+AGAIN = """
+import sys, ray
+from avdis import runtime
+from avdis.config import RayConfig
+for address in sys.argv[1:]:
+    cfg = RayConfig(address=address, include_dashboard=False)
+    first = runtime.connect(cfg)
+    try:
+        print(first, runtime.connect(cfg), ray.get_runtime_context().gcs_address)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+    ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_localhost_address_is_the_ray_it_connected_to_when_asked_again(ray_tmp):
+    """A sweep connects, then connects again to make its shards: with ray.address=127.0.0.1:6379 (or localhost),
+    which Ray connects to as this node's IP, the second call refused the Ray the first had joined."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    with live_head(ray_tmp, env) as (port, _):
+        addresses = [f"127.0.0.1:{port}", f"localhost:{port}"]
+        out = subprocess.run([sys.executable, "-c", AGAIN, *addresses], env={**env, "RAY_TMPDIR": str(ray_tmp)},
+                             capture_output=True, text=True, timeout=200, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()[-2:]
+    assert [line.split()[:2] for line in lines] == [[a, "existing"] for a in addresses], out.stdout[-2000:]
+
+
 NODE_CHECK = """
 import json, sys, ray
 from avdis import runtime
