@@ -93,7 +93,8 @@ def _resolve(address: str) -> str:
     if "://" in address and not address.startswith("ray://"):
         raise UsageError(f"Ray address {address!r} is a URL; give the cluster's host:port (its GCS, port 6379 unless "
                          "changed), or ray://host:10001 for Ray Client. The dashboard's http:// address is for "
-                         "`ray job submit`")
+                         "`ray job submit` (a RAY_ADDRESS exported for it is read here too): fix ray.address / "
+                         "RAY_ADDRESS, or unset both to start a local Ray")
     if address != "auto":
         return address
     import ray._private.services as services

@@ -216,6 +216,15 @@ def test_an_address_where_another_service_listens_fails_fast_and_a_url_is_refuse
         server.server_close()
 
 
+@pytest.mark.timeout(60)
+def test_a_dashboard_url_exported_for_ray_job_submit_is_named_as_the_environments(ray_tmp):
+    """Ray's docs export RAY_ADDRESS=http://127.0.0.1:8265 for `ray job submit`; a command run in that shell was
+    refused as "a URL; give the cluster's host:port", naming neither RAY_ADDRESS nor how to get a local Ray."""
+    out = connect(ray_tmp, timeout=45, RAY_ADDRESS="http://127.0.0.1:8265")
+    assert out.returncode != 0 and "Ray address 'http://127.0.0.1:8265' is a URL" in out.stderr, out.stderr[-2000:]
+    assert "fix ray.address / RAY_ADDRESS, or unset both to start a local Ray" in out.stderr, out.stderr[-2000:]
+
+
 @pytest.mark.timeout(180)
 def test_a_ray_jobs_own_env_vars_merge_with_the_workers_env(ray_tmp):
     """As under `ray job submit --runtime-env-json '{"env_vars": {...}}'`: the job's values win, none collide."""
