@@ -687,17 +687,24 @@ def _is_mapping_setting(path: tuple[str, ...]) -> bool:
 
 
 def _field_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at `loc` (to list its allowed keys)."""
+    """The pydantic model that owns the key at `loc` (to list its allowed keys): through sections, the values of a
+    mapping setting and the member of a union pydantic names in `loc` (a range of sweep.space.weights or
+    sweep.space.params, whose misspelt key listed no allowed keys)."""
     current: Any = model
     for part in loc:
         fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            return None
-        ann = fields[part].annotation
-        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if fields is not None:
+            if part not in fields:
+                return None
+            current = fields[part].annotation
+        elif get_origin(current) is dict:  # `part` is the user's key
+            current = get_args(current)[1]
+        else:  # a union: `part` names the member tried, e.g. "function-after[_check(), Range]"
+            current = next((m for m in get_args(current) if isinstance(m, type) and issubclass(m, BaseModel)
+                            and re.search(rf"\b{m.__name__}\b", str(part))), None)
         if current is None:
             return None
-    return current if isinstance(current, type) else None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def describe(error: ValidationError, model: type[BaseModel] | None = None, source: str = "config") -> str:

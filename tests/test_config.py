@@ -63,6 +63,11 @@ def _quoted(names) -> list[str]:
     ("train.epoch=3", ["train.epoch: unknown key; allowed keys here: ", "; did you mean epochs?"]),
     ("trian.epochs=3", ["trian: unknown key; allowed keys here: ", "; did you mean train?"]),
     ("sweep.scheduler.grace_epoch=1", ["; did you mean grace_epochs?"]),
+    # a range's keys, in a mapping setting: they listed no allowed keys ("allowed keys here: ")
+    ("sweep.space.weights.adversarial={low: 0.1, hgh: 1}",
+     ["sweep.space.weights.adversarial.hgh: unknown key; allowed keys here: high, int, log, low; did you mean high?"]),
+    ("sweep.space.params.train.lr={low: 0.001, hgh: 0.1}",
+     ["sweep.space.params.train.lr.hgh: unknown key; allowed keys here: high, int, log, low; did you mean high?"]),
     # pydantic takes true as 1: `train.epochs: yes` trained one epoch
     ("train.epochs=yes", ["train.epochs: YAML reads this as a yes/no", "(got True)"]),
     ("train.lr=true", ["train.lr: YAML reads this as a yes/no"]),
