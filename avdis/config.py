@@ -721,6 +721,10 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
             near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)  # train.epoch: one letter off a setting
             msg = (f"unknown key; allowed keys here: {', '.join(allowed)}"
                    + (f"; did you mean {near[0]}?" if near else ""))
+            head, dot, rest = str(loc[-1]).partition(".")
+            if dot and model is Config and setting_of(path) == path:  # `train.epochs: 5` in a file: "unknown" as is
+                msg = (f"YAML reads a dotted key as one name (dots nest settings only in a key=value's key), so it "
+                       f"names no setting; write {head}: {{{rest}: ...}}")
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
             if err["type"] == "string_type" and type(err["input"]) in (int, float):  # sweep.name=007 read as 7

@@ -256,6 +256,17 @@ def test_a_key_given_twice_in_an_overrides_value_is_refused_as_in_a_file():
         C.load(None, ["train={epochs: 3, epochs: 30}"])
 
 
+def test_a_dotted_key_in_a_config_file_is_told_to_be_nested_not_called_unknown(tmp_path):
+    """`train.epochs: 5` in a file (as on the command line) read "train.epochs: unknown key", a setting --help lists."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train.epochs: 5\nsweep:\n  space.methods: [multitask]\n")
+    with pytest.raises(C.ConfigError) as err:
+        C.load(path)
+    assert f"{path}: train.epochs: YAML reads a dotted key as one name" in str(err.value), str(err.value)
+    assert "write train: {epochs: ...}" in str(err.value) and "write space: {methods: ...}" in str(err.value)
+    assert "unknown key" not in str(err.value)
+
+
 @pytest.mark.parametrize("base, params", [
     (["train.strategy=ddp", "train.workers=2"], "{train.workers: [2, 4]}"),
     (["train.strategy=deepspeed"], "{train.zero_stage: [1, 2, 3]}"),
