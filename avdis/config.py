@@ -755,11 +755,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _empty_sections_dropped(raw: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     """`raw` without the sections a file leaves empty (`train:` with every line under it commented out is YAML's
-    null, refused as no mapping): an empty section keeps its defaults, as a section left out does."""
+    null, refused as no mapping): an empty section keeps its defaults, as a section left out does. So does an empty
+    mapping setting (`params:` with its one entry commented out in local.yaml, refused the same way)."""
     out = {}
     for key, value in raw.items():
         field = model.model_fields.get(key) if isinstance(key, str) else None
         sub = field.annotation if field is not None else None
+        if value is None and get_origin(sub) is dict:
+            continue
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             if value is None:
                 continue

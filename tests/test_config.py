@@ -439,6 +439,16 @@ def test_a_config_path_that_is_a_folder_or_bad_yaml_names_the_file_and_its_line(
         assert str(err.value).endswith(f"\n{path}: indent with spaces; YAML takes no tabs there") == ("\t" in text)
 
 
+def test_a_sampled_setting_or_weight_list_left_empty_in_a_file_keeps_its_default(tmp_path):
+    """local.yaml with its one sampled setting (train.lr) commented out was refused: "sweep.space.params: Input
+    should be a valid dictionary (got None)", where a space left out samples nothing besides the methods."""
+    path = tmp_path / "c.yaml"
+    path.write_text((ROOT / "jobs/configs/local.yaml").read_text().replace("      train.lr:", "#      train.lr:"))
+    assert C.load(path).sweep.space.params == {}
+    path.write_text("sweep:\n  space:\n    weights:\n#     adversarial: 0.5\n")
+    assert C.load(path).sweep.space.weights == C.SearchSpace().weights
+
+
 def test_a_section_left_empty_in_a_file_keeps_its_defaults(tmp_path):
     """`train:` with every line under it commented out is YAML's null: refused as "not a valid dictionary", where a
     section left out keeps its defaults. A null given as an override still replaces nothing in silence."""
