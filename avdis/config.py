@@ -458,18 +458,23 @@ class SearchSpace(_Section):
                                  "(write its dotted path, e.g. train.lr)")
             if isinstance(choice, list) and not choice:
                 raise ValueError(f"sweep.space.params.{key}: empty list of choices")
-            if isinstance(choice, list) and any(c in choice[:i] for i, c in enumerate(choice)):
-                raise ValueError(f"sweep.space.params.{key}: {choice} holds a value more than once, which would be "
-                                 "drawn more often than the others; list each value once")
             values = choice if isinstance(choice, list) else [choice.low, choice.high]
             field = _fields_along(key)[-1]  # the setting itself: setting_of(key) == key
             takes = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+            read = []
             for value in values:  # its own type and bounds; rules tying it to other settings: each trial's config
                 try:
-                    takes.validate_python(value)
+                    read.append(takes.dump_python(takes.validate_python(value), mode="json"))
                 except ValidationError as exc:
                     why = "; ".join(e["msg"] for e in exc.errors())
                     raise ValueError(f"sweep.space.params.{key}: {value!r} is not a value it takes ({why})") from None
+            if isinstance(choice, list):
+                # as the setting reads them: YAML reads 1e-4 as a string, which was drawn, recorded in trials.parquet
+                # and told to the searcher as one
+                if any(c in read[:i] for i, c in enumerate(read)):
+                    raise ValueError(f"sweep.space.params.{key}: {choice} holds a value more than once, which would "
+                                     "be drawn more often than the others; list each value once")
+                self.params[key] = read
             if isinstance(choice, Range) and not choice.int and choice.low < choice.high:
                 try:  # a draw inside: 8 and 32 pass for a count, 21.17 does not
                     takes.validate_python(math.nextafter(choice.low, choice.high))

@@ -158,6 +158,11 @@ def test_search_space_errors():
         C.load(None, ["sweep.space.methods=[single_task, multitask, single_task]"])
     with pytest.raises(C.ConfigError, match=r"sweep.space.params.train.lr: \[0.01, 0.001, 0.01\] holds a value more"):
         C.load(None, ["sweep.space.params.train.lr=[0.01, 0.001, 0.01]"])
+    # choices as the setting reads them: YAML reads 1e-4 as a string, which was drawn and recorded as one
+    space = C.load(None, ["sweep.space.params={train.lr: [1e-4, 1e-3], train.batch_size: [8, 16]}"]).sweep.space
+    assert space.params == {"train.lr": [0.0001, 0.001], "train.batch_size": [8, 16]}
+    with pytest.raises(C.ConfigError, match=r"\['1e-3', 0.001\] holds a value more than once"):
+        C.load(None, ["sweep.space.params.train.lr=[1e-3, 0.001]"])
 
 
 @pytest.mark.parametrize("weights, expected", [
