@@ -299,6 +299,20 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def check_address(cfg: RayConfig) -> str | None:
+    """The host:port a configured Ray address (ray.address, else RAY_ADDRESS) stands for, refused unless Ray answers
+    there; None where a local Ray would start or this process is on a Ray already. Callable before the work that
+    precedes connecting: `avdis train` made its shards (minutes of decoding) before a stale RAY_ADDRESS was refused."""
+    import ray
+
+    address = cfg.address or os.environ.get("RAY_ADDRESS") or "local"
+    if ray.is_initialized() or address == "local":
+        return None
+    target = _resolve(address)
+    _check_answers(address, target)
+    return target
+
+
 def connect(cfg: RayConfig) -> str:
     """Initialise Ray once per process; return the address used ("local" for a new local Ray)."""
     import ray
@@ -313,11 +327,10 @@ def connect(cfg: RayConfig) -> str:
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     runtime_env = worker_runtime_env()
-    if address == "local":
+    target = check_address(cfg)
+    if target is None:
         _init_local(cfg, runtime_env)
         return "local"
-    target = _resolve(address)
-    _check_answers(address, target)
     try:
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:

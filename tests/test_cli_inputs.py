@@ -294,6 +294,18 @@ def test_training_into_shards_or_storage_it_cannot_write_is_refused_before_any_d
         assert not (tmp_path / "corpus").exists()  # nothing generated, nothing decoded
 
 
+def test_training_on_a_ray_that_does_not_answer_is_refused_before_any_decoding(tmp_path, capsys, monkeypatch):
+    """A stale RAY_ADDRESS was refused only once the corpus had been generated and decoded into shards (minutes)."""
+    from conftest import refused_port
+
+    with refused_port() as port:
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        refused(capsys, ["train", "--strategy", "ddp", f"data.src={tmp_path / 'corpus'}",
+                         f"data.shards={tmp_path / 'shards'}", f"train.storage={tmp_path / 'runs'}"],
+                f"Ray address '127.0.0.1:{port}' does not answer")
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "shards").exists()
+
+
 def test_synth_into_a_path_it_cannot_write_is_refused(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")

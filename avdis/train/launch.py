@@ -159,6 +159,8 @@ def train(cfg: Config) -> dict[str, Any]:
     runtime.check_kept({"train.storage": cfg.train.storage, **made})
     for url in dict.fromkeys([cfg.train.storage, *made.values()]):  # before any decoding: found in a second
         storage.check_writable(url, cfg.s3)
+    if cfg.train.strategy != "single":
+        runtime.check_address(cfg.ray)  # before any decoding too; connected after the data checks
     if made:  # shards still to make (or preprocess): what data.modality will put in them is known now
         loop.check_modalities(cfg.model.modality, HELD[cfg.data.modality], cfg.data.shards)
     ensure_shards(cfg)
