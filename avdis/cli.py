@@ -320,7 +320,8 @@ def _settings(model: type[C.BaseModel], prefix: str = "") -> list[str]:
 def settings_help(sections: tuple[str, ...] | None = None) -> str:
     """The settings a config file or a key=value override can give, for a command's --help epilog."""
     fields = C.Config.model_fields
-    lines = ["settings (YAML under --config, or key=value), each with its default and what it takes:"]
+    lines = ["settings (YAML under --config, or key=value), each with what it takes and its default where the YAML "
+             "leaves it out (a default --config file sets its own):"]
     for section in sections or tuple(fields):
         lines += _settings(fields[section].annotation, f"{section}.")
     return "\n".join(lines)
