@@ -29,10 +29,11 @@ demo: $(STAMP)
 	$(BIN)/python jobs/sweep.py
 
 # Two test processes: most tests wait on Ray, servers or subprocesses (one process kept 2 cores half busy).
-# Whole files per process (module fixtures start once), in conftest's order: the slow files first.
+# Whole files per process (module fixtures start once), in conftest's order: the slow files first. The slowest
+# tests are listed at the end, to keep the suite within its budget (~30 min on 2 cores).
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 clean:
 	rm -rf $(VENV) runs test-artifacts
