@@ -75,7 +75,8 @@ PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial
              # epochs and 1 hidden unit reads 0.05 on an embedding where the default probe reads 0.92)
              "probe.": "the leakage probe judges every trial; sampled, the search would pick the lenient probes "
                        "(fewer epochs or hidden units read less leakage) and the front would compare judges, not models"}
-# Fixed when the shards are made (`avdis.data.shards.check_made_with`): one sweep trains on one set of shards.
+# Fixed when the shards are made (`avdis.data.shards.check_made_with`, `check_synth`): one sweep trains on one set of
+# shards.
 MADE_WITH_SHARDS = ("data.corpus", "data.src", "data.shards", "data.shard_size", "data.modality", "data.synth.",
                     "data.features.",
                     "data.split.folds", "data.split.val_fraction", "data.split.test_fraction", "data.split.seed")
@@ -839,13 +840,14 @@ def local_path(value: str, field: str) -> str:
         raise ConfigError(f"{field}: {value}: {exc}; give the folder's full path") from None
 
 
-def _absolute(raw: dict[str, Any]) -> dict[str, Any]:
-    out = dict(raw)
+def _absolute(cfg: Config) -> dict[str, Any]:
+    """The settings `cfg` was given, its local paths (defaults among them) absolute. Only those given: a section's
+    `model_fields_set` then still tells a setting given from one left at its default (`shards.check_synth`)."""
+    out = cfg.model_dump(mode="json", exclude_unset=True)
     for section, key in PATH_FIELDS:
-        node = out.get(section)
-        value = node.get(key) if isinstance(node, dict) else None
+        value = getattr(getattr(cfg, section), key)
         if isinstance(value, str) and ("://" not in value or value.startswith("file://")):
-            out[section] = {**node, key: local_path(value, f"{section}.{key}")}
+            out[section] = {**out.get(section, {}), key: local_path(value, f"{section}.{key}")}
     return out
 
 
@@ -854,12 +856,12 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(exc, Config, source)) from None
-    return Config.model_validate(_absolute(cfg.model_dump(mode="json")))
+    return Config.model_validate(_absolute(cfg))
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
-    """A copy of `cfg` with flat dotted overrides applied and validated again."""
+    """A copy of `cfg` with flat dotted overrides applied and validated again (what `cfg` was given stays given)."""
     tree: dict[str, Any] = {}
     for key, value in overrides.items():
         _set_dotted(tree, key, value)
-    return validate(merge(cfg.model_dump(mode="json"), tree), "config + trial parameters")
+    return validate(merge(cfg.model_dump(mode="json", exclude_unset=True), tree), "config + trial parameters")

@@ -268,9 +268,11 @@ def test_a_corpus_too_small_for_a_val_split_is_named_and_trains_with_strict_json
     assert "warning: the val split is empty (a speaker needs 3 clips or more" in captured.err
     assert "warning: 3 speakers in data.split.folds=4 give no folds" in captured.err and "needs 6 speakers" in captured.err  # said before a run is refused
     root = Path(__file__).resolve().parents[1]
+    made = ["data.synth.speakers=3", "data.synth.emotions=2", "data.synth.clips_per_speaker=3",  # not smoke.yaml's
+            "data.synth.entanglement=0.8", "data.synth.duration_s=0.5", "data.synth.seed=1"]
     assert main(["train", "--config", str(root / "jobs" / "configs" / "smoke.yaml"), "--strategy", "single",
                  "--storage", str(tmp_path / "runs"), f"data.shards={out}", "train.epochs=1", "train.workers=1",
-                 "train.zero_stage=0"]) == 0
+                 "train.zero_stage=0", *made]) == 0
     out = capsys.readouterr().out  # epoch lines, then the result
     result = strict_json(out[out.index("\n{") + 1:])  # the val metrics, which have no clips, are null, not NaN
     assert None in result["final"].values()

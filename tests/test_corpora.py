@@ -700,3 +700,50 @@ def test_training_on_shards_of_a_corpus_that_changed_since_says_so(tmp_path, cap
         assert (f"avdis: warning: {changed['src']}: not the corpus the shards at {data['shards']} were made from "
                 "(a clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
                 "run trains on the shards as they are: `avdis preprocess` makes them again") in capsys.readouterr().err
+
+
+def test_a_data_synth_other_than_the_shards_corpus_had_is_refused(tmp_path):
+    """`avdis train data.synth.identity_cues=off` (a control run) with data.shards left at shards of the generated
+    corpus made with identity cues trained on those, recorded as the control: shards kept no data.synth, and the
+    settings were never compared. A config that leaves data.synth out takes the shards as they are."""
+    import json
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from avdis import config as C
+    from avdis.data import prepare, synth
+    from avdis.errors import UsageError
+
+    spec = {"speakers": 2, "emotions": 2, "clips_per_speaker": 3, "duration_s": 0.5, "seed": 1}
+    paths = [f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}"]
+    given = [*paths, *(f"data.synth.{k}={v}" for k, v in spec.items())]
+    prepare.ensure_shards(C.load(None, given))  # generated and preprocessed on first use
+    assert shards.read_manifest(str(tmp_path / "shards"))[1]["synth"] == C.SynthConfig(**spec).model_dump()
+    control = C.load(None, [*given, "data.synth.identity_cues=off"])
+    for cfg in (control, C.with_overrides(control, {"train.probe_every": 1})):  # a sweep's driver: with_overrides
+        with pytest.raises(UsageError, match=r"shards: its shards were made from a corpus generated with other "
+                                             r"settings: data.synth.identity_cues='off' \(made with 'on'\); the run "
+                                             r"would record this data.synth and train on that corpus\. Point "
+                                             r"data.shards and data.src at new folders .* or give data.synth as they "
+                                             r"were made \(or leave it out of the config\)"):
+            prepare.ensure_shards(cfg)
+    config = tmp_path / "other.yaml"  # a config file's corpus, pointed at these shards
+    config.write_text(yaml.safe_dump({"data": {"synth": {"speakers": 6, "emotions": 2, "clips_per_speaker": 3,
+                                                         "duration_s": 0.5, "seed": 1}}}))
+    with pytest.raises(UsageError, match=r"settings: data.synth.speakers=6 \(made with 2\); the run"):
+        prepare.ensure_shards(C.load(config, paths))
+    for left_out in (C.load(None, paths), C.with_overrides(C.load(None, paths), {"train.probe_every": 1})):
+        assert prepare.ensure_shards(left_out)["up_to_date"]  # the default data.synth, not given: the shards as made
+    manifest = tmp_path / "shards" / shards.MANIFEST  # shards made before the settings were kept: not checked
+    table = pq.read_table(manifest)
+    meta = json.loads(table.schema.metadata[b"avdis"])
+    del meta["synth"]
+    pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), manifest)
+    assert prepare.ensure_shards(control)["up_to_date"]
+    # the corpus generated again with other settings: its files changed, so the shards are made again, recording them
+    synth.generate(control.data.synth, tmp_path / "corpus")
+    summary = shards.build_shards(control.data, S3Config())
+    assert summary["rebuilt_because"].startswith("changed since the shards were made: the corpus")
+    assert shards.read_manifest(str(tmp_path / "shards"))[1]["synth"]["identity_cues"] == "off"
+    assert prepare.ensure_shards(control)["up_to_date"]

@@ -85,10 +85,12 @@ def to_make(cfg: Config) -> dict[str, str]:
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     """Shards for `cfg.data`, made now if missing (only the synthetic corpus can be made here); shards there are used
-    as they are, with a warning where data.src is not the corpus they were made from."""
+    as they are (unless made with other settings than the config gives), with a warning where data.src is not the
+    corpus they were made from."""
     if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         _, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
         shards.check_made_with(cfg.data, meta)
+        shards.check_synth(cfg.data, meta)
         if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
             print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
                   "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "

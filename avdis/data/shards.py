@@ -4,7 +4,8 @@ Output under the URL (local folder or s3://bucket/prefix):
     shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy` (not in audio shards), `.json` (key: the clip_id, dots escaped;
                                  the json: the clip's id, labels and lengths)
     manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes;
-                                 schema metadata "avdis" holds label sets, features, shards
+                                 schema metadata "avdis" holds label sets, features, shards (and a generated
+                                 corpus's `data.synth` settings)
     rejects.parquet              source_path, reason, unused for every file that could not be used (unused: a
                                  file its clip was made without, no fault), sorted
 
@@ -341,6 +342,27 @@ def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
                          "them as they were made")
 
 
+def check_synth(data: DataConfig, meta: dict[str, Any]) -> None:
+    """Refuse a data.synth the config gives (`model_fields_set`) other than the generated corpus's the shards were made
+    from: training reads the shards, so a control run (data.synth.identity_cues=off, data.shards left at the default)
+    trained on a corpus with identity cues and was recorded as the control. A config that leaves data.synth out
+    takes the shards as they are, as for any corpus, and so does a manifest that records no settings (made before
+    they were kept, or from a corpus the generator did not write). Checked by the driver (`ensure_shards`), whose
+    config is the user's: the one sent on to workers is dumped whole, every setting given there."""
+    made = meta.get("synth")
+    if made is None or "synth" not in data.model_fields_set:
+        return
+    differ = [f"data.synth.{k}={v!r} (made with {made.get(k)!r})" for k, v in data.synth.model_dump().items()
+              if made.get(k) != v]
+    if differ:
+        raise UsageError(f"{data.shards}: its shards were made from a corpus generated with other settings: "
+                         f"{', '.join(differ)}; the run would record this data.synth and train on that corpus. "
+                         "Point data.shards and data.src at new folders (a corpus with these settings is then "
+                         "generated and preprocessed on first use) or at shards made with them (`avdis preprocess "
+                         "--src <a corpus generated with them> --out <another folder>`), or give data.synth as they "
+                         "were made (or leave it out of the config) to train on these shards")
+
+
 def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """The manifest table and its "avdis" metadata (label sets, features, shards)."""
     murl = storage.join(url, MANIFEST)
@@ -366,6 +388,7 @@ def build_shards(
     `run_tasks` executes the shard tasks (Ray tasks in `jobs/preprocess.py`); by default
     they run one after another in this process.
     """
+    from avdis.data import synth
     from avdis.data.media import check_mel_bands
 
     check_mel_bands(data.features)  # before the scan: every clip would be decoded into the same dead bands
@@ -434,6 +457,9 @@ def build_shards(
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
         "shards": shards, **counts,
     }
+    made = synth.settings_of(data.src) if data.corpus == "synthetic" else None
+    if made is not None:  # the generator's settings, for `check_synth` (a corpus of one's own has none)
+        meta["synth"] = made
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
