@@ -143,7 +143,8 @@ def test_speakers_that_share_no_emotion_are_refused_for_that_not_for_too_few_cli
     with pytest.raises(UsageError, match=r"names the speaker of every test clip the leakage probe judges \(no emotion "
                                          r"of theirs is shown by two of their speakers\), .*use a corpus whose "
                                          r"speakers share emotions \(a generated one: data.synth.entanglement below 1"):
-        launch.train(single(str(tmp_path / "shards"), tmp_path / "runs"))
+        launch.train(single(str(tmp_path / "shards"), tmp_path / "runs",  # smoke.yaml's data.synth: this corpus's
+                            *(f"data.synth.{k}={v}" for k, v in spec.model_dump().items())))
     assert not (tmp_path / "runs" / "run").exists()
 
 
