@@ -581,10 +581,11 @@ def test_a_name_that_is_not_utf8_is_a_reject_and_the_rest_is_built(ravdess, tmp_
 
 def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_container(tmp_path):
     (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\n")
-    for name in ("a.mov", "b.m4v", "c.mp3", "d.flac", "notes.txt"):
+    media = ["a.mov", "b.m4v", "c.mp3", "d.flac", "e.mka", "f.caf", "g.amr", "h.m4b", "i.mxf", "j.3g2"]
+    for name in (*media, "notes.txt"):
         touch(tmp_path / "s1" / name)
     _, rejects = corpora.scan_synthetic(tmp_path, sorted((tmp_path / "s1").iterdir()), audio_only=False)
-    assert sorted(Path(r.source_path).name for r in rejects) == ["a.mov", "b.m4v", "c.mp3", "d.flac"]
+    assert sorted(Path(r.source_path).name for r in rejects) == media  # a Matroska audio or a phone's AMR too
     assert {r.reason for r in rejects} == {"not listed in ground_truth.csv"}
 
 

@@ -81,9 +81,9 @@ _RAVDESS_NAME = re.compile(r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-
 _CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_(LO|MD|HI|XX|X)$")
 # some copies of the corpus name one file AudioWAV/1040_ITH_SAD_X.wav (its video is ..._XX.flv): X is XX
 # what a corpus of the user's own may hold as clips: such a file that ground_truth.csv does not list is a reject
-_MEDIA = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-          ".3gp", ".ogv", ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff",
-          ".au"}
+_MEDIA = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".f4v", ".wmv", ".asf", ".mpg", ".mpeg", ".vob",
+          ".ts", ".mts", ".m2ts", ".mxf", ".dv", ".3gp", ".3g2", ".ogv", ".wav", ".flac", ".mp3", ".m4a", ".m4b", ".aac",
+          ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff", ".au", ".mka", ".caf", ".amr"}
 
 
 def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
