@@ -201,6 +201,7 @@ def test_a_checkpoint_missing_a_part_is_named_not_resumed_half(tiny_shards, two_
     assert code == 1 and f"{storage / 'fixed'}: its newest checkpoint cannot be used (" in err, err
     assert ("adversary.pt is missing" in err) == (damage == "adversary.pt")
     assert "move that checkpoint folder aside to resume from the one before it" in err
+    assert "another train.name (for a sweep's trial: another sweep.name)" in err  # a trial has no train.name to change
 
 
 def test_a_run_whose_checkpoint_folders_were_all_deleted_says_to_start_it_over(tiny_shards, finished, tmp_path, capsys):

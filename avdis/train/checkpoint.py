@@ -122,7 +122,8 @@ class CheckpointError(AvdisError):
 
 def unusable(where: str, why: str) -> CheckpointError:
     return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); move that checkpoint folder "
-                           "aside to resume from the one before it, or use another train.name to start a new run")
+                           "aside to resume from the one before it, or use another train.name (for a sweep's trial: "
+                           "another sweep.name) to start a new run")
 
 
 def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int) -> None:
