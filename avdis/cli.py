@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
@@ -423,7 +424,20 @@ def parse(argv: list[str] | None = None, default_config: str | None = None) -> a
         args.command_parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if takes_overrides:
         args.overrides = [*args.overrides, *rest]
+    if getattr(args, "sweep", None) and _OVERRIDE.fullmatch(args.sweep):
+        # `avdis report s3.endpoint_url=... <sweep>`: argparse took the first word for the sweep and told the user
+        # their folder was a malformed override. The sweep is the one word that is no override
+        words = [args.sweep, *args.overrides]
+        paths = [w for w in words if not _OVERRIDE.fullmatch(w)]
+        if not paths:
+            args.command_parser.error("no sweep folder given: pass <storage>/<sweep name> (key=value overrides "
+                                      "may come before or after it)")
+        if len(paths) == 1:
+            args.sweep, args.overrides = paths[0], [w for w in words if w != paths[0]]
     return args
+
+
+_OVERRIDE = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*=.*", re.S)  # dotted.key=value, as no path starts
 
 
 # How to go on after a Ctrl-C that no avdis error reported (one that did, e.g. a Ray Train run's or Tune's, says so

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avdis.cli import READS, main
+from avdis.cli import READS, main, parse
 from avdis import config as C
 from avdis.config import SynthConfig
 from avdis.data import synth
@@ -732,3 +732,16 @@ def test_preprocess_takes_the_corpus_and_folders_of_its_config(tiny_corpus, tmp_
     config.write_text(yaml.safe_dump({"data": {"corpus": "synthetic", "src": str(tiny_corpus), "shards": str(shards)}}))
     assert main(["preprocess", "--config", str(config), "--no-ray"]) == 0
     assert json.loads(capsys.readouterr().out)["url"] == str(shards) and (shards / "manifest.parquet").exists()
+
+
+def test_a_report_or_dashboard_override_before_the_sweep_folder_is_read_as_an_override():
+    """`avdis report s3.endpoint_url=... <sweep>` told the user their folder was a malformed override: argparse took
+    the first word for the sweep."""
+    for command in ("report", "dashboard"):
+        args = parse([command, "s3.region=eu-west-1", "sweeps/local", "s3.endpoint_url=http://127.0.0.1:9000"])
+        assert (args.sweep, args.overrides) == ("sweeps/local", ["s3.region=eu-west-1",
+                                                                 "s3.endpoint_url=http://127.0.0.1:9000"])
+        assert parse([command, "s3://b/a=b", "s3.region=x"]).sweep == "s3://b/a=b"  # a folder with '=' stays one
+    done = subprocess.run([sys.executable, "-m", "avdis", "report", "s3.region=eu-west-1"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 2 and "no sweep folder given: pass <storage>/<sweep name>" in done.stderr
