@@ -420,6 +420,18 @@ class SearchSpace(_Section):
                  if isinstance(w, (int, float)) and not isinstance(w, bool)}
         return {**cls.model_fields["weights"].default_factory(), **weights, **fixed}
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _no_single_values(cls, params: Any) -> Any:
+        """A single value is no choice to sample: it failed as "not a valid dictionary or instance of Range", with
+        no word of where a fixed setting goes."""
+        for key, value in (params or {}).items() if isinstance(params, dict) else ():
+            if not isinstance(value, (dict, list, Range)):
+                raise ValueError(f"{key}: {value!r} is one value, not a choice to sample: to hold "
+                                 f"{key} fixed, set it ({key}={value}); to sample it, give choices ([a, b]) or a range "
+                                 "({low: ..., high: ...})")
+        return params
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         for m in self.methods:

@@ -196,6 +196,9 @@ def test_a_weight_for_a_method_that_has_none_is_named_before_its_value_is_read(w
     # both ends are whole numbers, the draws between them not: the sweep stopped at its first such trial
     ("{model.emb_dim: {low: 8, high: 32}}", "sweep.space.params.model.emb_dim: the setting takes whole numbers, and "
                                             "this range draws between them; add int: true"),
+    # one value: refused as "not a valid dictionary or instance of Range", with no word of where it goes
+    ("{train.lr: 0.001}", "sweep.space.params: train.lr: 0.001 is one value, not a choice to sample: to hold train.lr "
+                          "fixed, set it (train.lr=0.001); to sample it, give choices ([a, b]) or a range"),
 ])
 def test_a_sampled_setting_must_exist_and_take_every_value_before_any_work(params, expected):
     """Found only by the trial recorder once Ray ran, after sweep.json was written (the name was then unusable)."""
