@@ -736,12 +736,16 @@ def test_a_data_synth_other_than_the_shards_corpus_had_is_refused(tmp_path):
         prepare.ensure_shards(C.load(config, paths))
     for left_out in (C.load(None, paths), C.with_overrides(C.load(None, paths), {"train.probe_every": 1})):
         assert prepare.ensure_shards(left_out)["up_to_date"]  # the default data.synth, not given: the shards as made
+        # and recorded as made: a sweep's records held the default corpus's settings
+        assert prepare.as_made(left_out).data.synth == C.SynthConfig(**spec)
+    assert prepare.as_made(control) is control  # given: checked, never replaced
     manifest = tmp_path / "shards" / shards.MANIFEST  # shards made before the settings were kept: not checked
     table = pq.read_table(manifest)
     meta = json.loads(table.schema.metadata[b"avdis"])
     del meta["synth"]
     pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), manifest)
     assert prepare.ensure_shards(control)["up_to_date"]
+    assert prepare.as_made(C.load(None, paths)).data.synth == C.SynthConfig()  # nothing recorded to read
     # the corpus generated again with other settings: its files changed, so the shards are made again, recording them
     synth.generate(control.data.synth, tmp_path / "corpus")
     summary = shards.build_shards(control.data, S3Config())

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import yaml
 
 from avdis import results, storage
 from avdis.results import pareto
@@ -81,7 +82,13 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
     done_before = completed(sweep)
     assert 1 <= len(done_before) < SAMPLES
 
-    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
+    # resumed with a config that leaves data.synth out: the corpus is the shards' (before, the default corpus's
+    # settings were recorded, and here compared with the started sweep's: the resume was refused)
+    spec = yaml.safe_load((ROOT / "jobs" / "configs" / "local.yaml").read_text())
+    del spec["data"]["synth"]
+    (tmp_path / "no_synth.yaml").write_text(yaml.safe_dump(spec))
+    resume = [*cmd[:2], f"--config={tmp_path / 'no_synth.yaml'}", *(a for a in cmd[2:] if not a.startswith("data.synth."))]
+    second = subprocess.run(resume, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming" in second.stdout
     assert f"front:  {sweep / 'pareto.json'}" in second.stdout
@@ -94,6 +101,7 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
     assert (lost["status"] == "ERROR").all() and lost["error"].str.contains("driver was killed").all()
     trials = finished
     assert set(trials["status"]) <= {"TERMINATED", "STOPPED"}
+    assert {json.loads(c)["data"]["synth"]["speakers"] for c in trials["config"]} == {6}  # the corpus trained on
     kept = trials.set_index("trial_id").loc[done_before["trial_id"]]
     for col in ("emotion_acc", "leakage", "order", "method"):  # finished trials were kept, not rerun
         assert list(kept[col]) == list(done_before[col])
@@ -144,7 +152,13 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
         log.close()
     confirmed_before = completed(sweep).query("role == 'confirm'")
 
-    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
+    # resumed with a config that leaves data.synth out: the corpus is the shards' (before, the default corpus's
+    # settings were recorded, and here compared with the started sweep's: the resume was refused)
+    spec = yaml.safe_load((ROOT / "jobs" / "configs" / "local.yaml").read_text())
+    del spec["data"]["synth"]
+    (tmp_path / "no_synth.yaml").write_text(yaml.safe_dump(spec))
+    resume = [*cmd[:2], f"--config={tmp_path / 'no_synth.yaml'}", *(a for a in cmd[2:] if not a.startswith("data.synth."))]
+    second = subprocess.run(resume, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming" in second.stdout and "confirming the front" in second.stdout
 

@@ -4,7 +4,8 @@
 what training and sweeps call so the embedded default works from a fresh clone;
 `synthetic_shards` is the test fixtures' and the benchmarks' "a generated corpus with
 these settings, preprocessed into shards at this URL". All three generate through
-`generate_if_missing` and write through `shards.build_shards`.
+`generate_if_missing` and write through `shards.build_shards`. `as_made` gives drivers the
+config to record: data.synth as the shards' corpus was generated.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from avdis import runtime, storage
-from avdis.config import Config, DataConfig, S3Config, SynthConfig
+from avdis.config import Config, DataConfig, S3Config, SynthConfig, with_overrides
 from avdis.data import shards, synth
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.errors import UsageError
@@ -81,6 +82,21 @@ def to_make(cfg: Config) -> dict[str, str]:
     if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         return {}
     return {"data.shards": cfg.data.shards, **({"data.src": cfg.data.src} if _generates(cfg.data) else {})}
+
+
+def as_made(cfg: Config) -> Config:
+    """`cfg` with the data.synth of the generated corpus its shards were made from, where the config leaves data.synth
+    out (a data.synth it gives is checked against the shards instead, `shards.check_synth`): runs and sweeps record
+    their config, and a control run on shards of a corpus without identity cues recorded the default corpus's
+    `identity_cues: on`. Unchanged where the shards are not made yet (they will be, with this data.synth) or their
+    manifest records no generator settings (a corpus of one's own, or shards made before they were kept)."""
+    manifest = storage.join(cfg.data.shards, shards.MANIFEST)
+    if "synth" in cfg.data.model_fields_set or not storage.exists(manifest, cfg.s3):
+        return cfg
+    made = shards.read_manifest(cfg.data.shards, cfg.s3)[1].get("synth")
+    if made is None:
+        return cfg
+    return with_overrides(cfg, {"data.synth": {k: v for k, v in made.items() if k in SynthConfig.model_fields}})
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage
 from avdis.config import SELECTION, Config, S3Config, setting_of, with_overrides
-from avdis.data.prepare import ensure_shards, to_make
+from avdis.data.prepare import as_made, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
@@ -514,6 +514,7 @@ def _run(cfg: Config, views: Views) -> str:
     check_modalities(cfg, edges)
     if cfg.sweep.scheduler.type == "mo_asha":
         cfg = with_overrides(cfg, {"train.probe_every": 1})  # a trial may stop after any rung: probe every epoch
+    cfg = as_made(cfg)  # recorded, and compared on resume, with the data.synth its trials train on
     sweep_url = url_of(cfg)
     record = check_spec(sweep_url, cfg)
     resume = record is not None
