@@ -123,6 +123,21 @@ def test_no_baseline_where_every_multitask_trial_was_stopped_before_the_others_e
     assert full["t3"] == pytest.approx(1 - 0.30 / 0.60)  # with full-length multitask trials, as before
 
 
+def test_a_trial_stopped_at_a_rung_is_on_no_front_before_any_trial_trained_all_epochs() -> None:
+    """Early in a sweep MO-ASHA had stopped t3 and the multitask t1 at epoch 2 while the others still trained: the
+    longest finished trials were those two, so their epoch-2 values were the front (hypervolume 0.309), t1 the
+    baseline, and the live page, pareto.json and the gauges showed them until a trial first ran all its epochs."""
+    stopped = {"t1", "t3"}
+    early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in stopped else
+             {**r, "order": None, "status": "RUNNING", "epochs": 3} if r["status"] == "TERMINATED" else r
+             for r in rows()]
+    summary = results.summarize(results.to_table(early).to_pandas(), "demo")
+    assert (summary["front"], summary["hypervolume"], summary["baseline"]) == ([], 0.0, None)
+    assert summary["n_completed"] == 2
+    table = plots.front_table(summary)
+    assert "no trial has trained all its epochs yet" in table and "waiting for the first result" not in table
+
+
 def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
     """A sampled data.split.fold: a trial on fold 1 was measured against fold 3's multitask trial, whose leakage is
     another probe's on other speakers (and came out at -0.5)."""

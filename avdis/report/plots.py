@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
+UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
 
 
 def waiting(summary: dict[str, Any]) -> str:
@@ -350,7 +351,8 @@ def front_table(summary: dict[str, Any]) -> str:
         for _, r in front_frame(summary).iterrows()
     )
     if not body:  # a confirmed front is empty while no configuration's confirming seeds have all ended
-        why = CONFIRMING if from_seed_means(summary) else waiting(summary)
+        why = (CONFIRMING if from_seed_means(summary) else
+               UNTRAINED if summary.get("n_completed") else waiting(summary))
         body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{html.escape(why)}</td></tr>'
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

@@ -332,8 +332,9 @@ def trained_longest(done: pd.DataFrame) -> pd.Series:
     """Which finished trials count for fronts and baselines: those trained longest. A trial stopped at an early
     rung has metrics from fewer epochs, and its low leakage is often just less training: on a front it stood for a
     trade-off its configuration does not give at full length (and padded the hypervolume), as a baseline it made
-    every method look leakier."""
-    return done["epochs"] == done["epochs"].max()
+    every method look leakier. One the scheduler stopped (STOPPED) never counts: until the sweep's first trial
+    had trained all its epochs, the longest finished ones were those stopped at a rung, and they were the front."""
+    return (done["epochs"] == done["epochs"].max()) & (done["status"] != "STOPPED")
 
 
 def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
