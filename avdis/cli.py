@@ -202,10 +202,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     written, trials = plots.write_report(url, cfg.s3)
     for kind, page in written.items():
         print(f"{kind}: {page}")
-    running = _still_running(trials)
-    if running:
-        print(f"avdis report: note: {running}", file=sys.stderr)
+    for note in (_still_running(trials), _failed(trials, url)):
+        if note:
+            print(f"avdis report: note: {note}", file=sys.stderr)
     return 0
+
+
+def _failed(trials: pd.DataFrame, url: str) -> str | None:
+    """What a report on a sweep with failed trials should say: the page's header alone counted them, and the report
+    ended as if every trial had finished."""
+    from avdis import results, storage
+
+    failed = int(results.failed(trials).sum())
+    if not failed:
+        return None
+    return (f"{failed} of {int((trials['error'] != results.LOST).sum())} trials failed; the front stands on the "
+            f"trials that finished. Each row of {storage.join(url, results.TRIALS)} holds its error.")
 
 
 def _still_running(trials: pd.DataFrame) -> str | None:

@@ -784,6 +784,21 @@ def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Pat
     assert main(["report", url]) == 0 and "RUNNING" not in capsys.readouterr().err
 
 
+def test_a_report_on_a_sweep_with_failed_trials_says_so(tmp_path: Path, capsys) -> None:
+    """Only the page's header counted failed trials: `avdis report` ended as if every trial had finished."""
+    from avdis.cli import main
+
+    url = str(tmp_path / "demo")
+    results.write_trials(url, rows())
+    assert main(["report", url]) == 0  # the report is written: the front stands on the trials that finished
+    n = len(rows())
+    assert (f"avdis report: note: 1 of {n} trials failed; the front stands on the trials that finished. Each row of "
+            f"{url}/trials.parquet holds its error.") in capsys.readouterr().err
+    lost = [{**r, "error": results.LOST} if r["status"] == "ERROR" else r for r in rows()]
+    results.write_trials(url, lost)  # a lost trial is no failure: Tune drew another in its place
+    assert main(["report", url]) == 0 and "failed" not in capsys.readouterr().err
+
+
 def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, capsys, monkeypatch) -> None:
     """`avdis report` read trials.parquet a second time for its note on running trials; a running sweep's recorder
     that replaced the file in between made the note contradict the pages (a trial RUNNING on the page, none in the
