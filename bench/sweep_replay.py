@@ -440,8 +440,8 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool
             search.on_trial_complete(tid, result=result)
             running -= 1
             out.finals[tid], out.ends[tid] = (float(acc), float(leak), epoch), now
-            longest = max(f[2] for f in out.finals.values())  # as results.trained_longest: stopped trials add nothing
-            pts = np.array([f[:2] for f in out.finals.values() if f[2] == longest])
+            # as results.trained_longest: a trial stopped at a rung adds nothing, also before any trial ran every epoch
+            pts = np.array([f[:2] for f in out.finals.values() if f[2] == epochs]).reshape(-1, 2)
             out.completions.append(Completion(tid, used, now, pareto.hypervolume(pts[:, 0], pts[:, 1], chance)))
             if len(out.params) < total:
                 start(now)

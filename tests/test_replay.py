@@ -79,6 +79,10 @@ def test_mo_asha_stops_in_replay_follow_the_rung_rule(margin):
     assert (kept_by_margin > 0) == (margin > 0)  # the margin's clause decided some trials
     assert stops > 0 and rep.scheduler.stopped == {t: f[2] for t, f in rep.finals.items() if f[2] < EPOCHS}
     assert {m: set(r) for m, r in rep.scheduler.core.rungs.items()} == {m: set(r) for m, r in rungs.items()}
+    # the front after each ended trial is that of the trials that ran every epoch (results.trained_longest), also
+    # before the first did: the stopped ones' rung values were the replay's early front
+    first_full = next(i for i, c in enumerate(rep.completions) if rep.finals[c.trial_id][2] == EPOCHS)
+    assert all(c.hypervolume == 0.0 for c in rep.completions[:first_full])  # margin 0: one stopped at epoch 3 ends first
 
 
 @pytest.mark.parametrize("stopped_as", ["complete", "pruned"])
