@@ -351,3 +351,54 @@ def test_auto_precision_is_signed_as_the_bf16_it_means_on_gpu_workers():
     ck.check_compatible(on_gpus, signature("train.gpus_per_worker=0", "train.precision=bf16"), "run")
     ck.check_compatible(on_gpus, signature("train.gpus_per_worker=0.5"), "run")
     assert signature()["train.precision"] == "auto"  # on CPU as recorded before: those runs keep name and checkpoints
+
+
+def test_a_checkpoint_folder_whose_removal_stopped_part_way_is_not_resumed_from(tmp_path):
+    """RunStore.save removes an epoch's folder before it writes that epoch again, and the removal went in the order
+    the filesystem lists the folder: stopped part-way (killed), the folder kept its state.json, which marks it whole,
+    without its weights, and a run whose latest.json was lost resumed from it. Here the removal stops where the
+    folder cannot be changed: its top is made read-only (for a user without root's power over permissions), so that
+    a subfolder's files go and the folder's own entries stay, and its weights are in a subfolder this filesystem
+    lists before state.json (a removal that takes state.json first stops at once, and leaves the folder whole)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe"  # made as save makes a folder: its subfolders, then state.json
+    for name in ("engine", "weights", "model", "params", "shards", "ranks", "parts", "w"):
+        (probe / name).mkdir(parents=True)
+        (probe / ck.STATE).write_text("{}")
+        if os.listdir(probe)[0] == name:
+            break
+        shutil.rmtree(probe)
+    else:
+        pytest.skip("this filesystem lists state.json before every folder name tried")
+    drop = [shutil.which("setpriv"), "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    if drop and drop[0] is None:
+        pytest.skip("running as root without setpriv (util-linux) to give up root's power over permissions")
+    run = tmp_path / "run"
+    store = ck.RunStore(str(run), C.S3Config())
+    saved = {}
+    for epoch in (1, 2):
+        local = tmp_path / f"ckpt{epoch}"
+        (local / name).mkdir(parents=True)
+        (local / name / "model.pt").write_bytes(b"w" * 64 * epoch)
+        ck.write_state(local, {"epoch": epoch, "history": []})
+        store.save(local, epoch)
+        saved[epoch] = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+    folder = run / "checkpoint_epoch_0002"
+    assert os.listdir(folder)[0] == name
+    folder.chmod(0o555)
+    again = ("import sys; from pathlib import Path; from avdis.config import S3Config; from avdis.train import "
+             "checkpoint as ck; ck.RunStore(sys.argv[1], S3Config()).save(Path(sys.argv[2]), 2)")
+    try:
+        out = subprocess.run([*drop, sys.executable, "-c", again, str(run), str(tmp_path / "ckpt2")],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        folder.chmod(0o755)
+    assert out.returncode != 0 and "PermissionError" in out.stderr, out.stderr[-2000:]
+    (run / ck.LATEST).unlink()  # the pointer lost: the newest folder with a whole state.json is resumed
+    with store.latest() as here:
+        found = {p.relative_to(here).as_posix(): p.read_bytes() for p in here.rglob("*") if p.is_file()}
+    assert found == saved[json.loads(found[ck.STATE])["epoch"]]

@@ -233,7 +233,7 @@ class RunStore:
         name = f"checkpoint_epoch_{epoch:04d}"
         fs, path = storage.filesystem(storage.join(self.url, name), self.s3)
         if fs.exists(path):
-            fs.rm(path, recursive=True)
+            _remove(fs, path)
         # state.json last: a folder with a whole one is whole (s3fs uploads a folder's files at once, in any order)
         rest = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / STATE)
         for folder in {path, *(f"{path}/{p.parent.relative_to(local_dir).as_posix()}" for p in rest)}:
@@ -249,7 +249,17 @@ class RunStore:
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
         names = sorted((n for n in names if re.fullmatch(r"checkpoint_epoch_\d+", n)), key=lambda n: int(n[17:]))
         for old in names[:-KEEP_CHECKPOINTS]:  # by number: epoch 10000's folder sorts before 9999's by name
-            fs.rm(f"{path}/{old}", recursive=True)
+            _remove(fs, f"{path}/{old}")
+
+
+def _remove(fs: Any, path: str) -> None:
+    """Remove a checkpoint folder, its state.json first: a recursive removal goes in the filesystem's own order, and
+    one stopped part-way (killed) left a folder that held its state.json, so counted as whole, without its weights."""
+    try:
+        fs.rm(f"{path}/{STATE}")
+    except FileNotFoundError:
+        pass  # an upload cut short before its state.json
+    fs.rm(path, recursive=True)
 
 
 SCRATCH_PREFIX = "avdis-ckpt-"
