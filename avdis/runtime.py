@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator
@@ -182,6 +183,51 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) ->
 
 
 PROBE = ".avdis-shared-check"
+# Filesystems that are one machine's own: a node started later has its own at the same path, never this one.
+MACHINE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "tmpfs", "ramfs",
+                                 "overlay", "vfat", "exfat"})
+
+
+def _local(paths: dict[str, str]) -> dict[str, str]:
+    """The local paths among `paths` (file:// ones included), made absolute."""
+    return {k: os.path.abspath(v.removeprefix("file://")) for k, v in paths.items()
+            if "://" not in v or v.startswith("file://")}
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the filesystem `path` (or, not there yet, its nearest parent) lies on, as this process's mount
+    table says; None where there is none to read (not Linux)."""
+    real = os.path.realpath(next(p for p in (Path(path), *Path(path).parents) if p.exists()))
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in lines:  # "id parent dev root MOUNTPOINT options... - TYPE source options"; later mounts lie on top
+        fields, _, rest = line.partition(" - ")
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields.split()[4])
+        if _within(real, point) and len(point) >= len(best):
+            best, kind = point, rest.split()[0]
+    return kind
+
+
+def check_added_nodes(outputs: dict[str, str], cluster: RayConfig) -> None:
+    """Refuse local folders (by option name) that work on other nodes writes to, on a filesystem of this machine's
+    own, where the cluster adds nodes as work waits (`cluster`'s autoscaling or cluster_file). `check_shared` asks
+    the nodes alive, and a node started later has a disk of its own at that path: on cluster/aws.yaml, whose head is
+    up alone when a sweep starts, a sweep.storage on the head's disk passed, and every trial, on a GPU node started
+    later, failed at its first checkpoint (Ray: "Unable to set up cluster storage"); preprocessing tasks wrote
+    their shards to the disks of CPU nodes that then went away. A network filesystem (NFS, EFS) is trusted."""
+    if not (cluster.autoscaling or cluster.cluster_file is not None):
+        return
+    local = _local(outputs)
+    own = {k: kind for k, path in local.items() if (kind := filesystem_type(path)) in MACHINE_FILESYSTEMS}
+    if own:
+        raise UsageError(
+            f"{', '.join(f'{k}={local[k]} ({own[k]})' for k in own)}: on this machine's own disk, and the cluster adds "
+            "nodes as work waits (ray.autoscaling / ray.cluster_file): trials, workers and tasks on a node added later "
+            "would read and write that node's own disk, where this process and the other nodes never look. Give "
+            "s3://bucket/prefix URLs, or a folder every node mounts at the same path (NFS, EFS)")
 
 
 def check_shared(paths: dict[str, str]) -> None:
@@ -191,15 +237,15 @@ def check_shared(paths: dict[str, str]) -> None:
     reads them and a trial's checkpoints stay on the node it ran on, where a resumed trial elsewhere, or this
     process, never looks. Under Ray Client this process is on no node: every node is checked (Tune's tuner runs on
     the client server's). Each local path gets a marker file here that a task on every other alive node must find;
-    a folder they all mount at the same path (NFS) passes. Nodes the autoscaler adds later are not checked."""
+    a folder they all mount at the same path (NFS) passes. Nodes the autoscaler adds later are not checked here
+    (`check_added_nodes`)."""
     import ray
 
     here = None if is_ray_client() else ray.get_runtime_context().get_node_id()
     nodes = [n for n in ray.nodes() if n["Alive"] and n["NodeID"] != here]
     if not nodes:
         return
-    local = {k: os.path.abspath(v.removeprefix("file://")) for k, v in paths.items() if "://" not in v
-             or v.startswith("file://")}
+    local = _local(paths)
     marks = {}
     for key, path in local.items():
         folder = next(p for p in (Path(path), *Path(path).parents) if p.exists())  # to be made: its nearest parent

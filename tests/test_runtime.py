@@ -395,6 +395,28 @@ def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp
             node.wait(15)
 
 
+def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_nodes(tmp_path):
+    """On cluster/aws.yaml the head is up alone when a sweep starts (its workers start as trials wait), so no node was
+    there to be asked, and a sweep.storage on the head's disk passed: every trial, on a GPU node started later,
+    failed at its first checkpoint (Ray: "Unable to set up cluster storage"), an epoch of GPU time each. Refused
+    before Ray starts; a network filesystem mounted at that path (NFS, EFS) is trusted, s3:// is no folder."""
+    from avdis import runtime
+    from avdis.config import RayConfig
+    from avdis.errors import UsageError
+
+    assert runtime.filesystem_type("/proc/self/status") == "proc"  # the mount a path lies under, not the root's
+    kind = runtime.filesystem_type(str(tmp_path / "not" / "yet"))
+    if kind not in runtime.MACHINE_FILESYSTEMS:
+        pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
+    outputs = {"sweep.storage": str(tmp_path / "sweeps"), "sweep.checkpoints": "s3://bkt/trials"}
+    for cluster in (RayConfig(autoscaling=True), RayConfig(cluster_file="cluster/aws.yaml")):
+        with pytest.raises(UsageError, match=re.escape(f"sweep.storage={tmp_path / 'sweeps'} ({kind}): on this "
+                                                       "machine's own disk, and the cluster adds nodes")):
+            runtime.check_added_nodes(outputs, cluster)
+    runtime.check_added_nodes(outputs, RayConfig())  # a fixed cluster: its nodes are asked (`check_shared`)
+    runtime.check_added_nodes({"sweep.storage": "s3://bkt/sweeps"}, RayConfig(autoscaling=True))
+
+
 def _calls(tree: ast.AST) -> Iterator[ast.Call]:
     """Every call in `tree`, and in the Python scripts its string literals hold (drivers run with `python -c`)."""
     for node in ast.walk(tree):

@@ -60,6 +60,7 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
         generate_if_missing(cfg.data)
     runner = None
     if use_ray:
+        runtime.check_added_nodes({"data.shards": cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
         runtime.connect(cfg.ray)
         runtime.check_shared({"data.src": cfg.data.src, "data.shards": cfg.data.shards})
         runtime.check_node_credentials({"data.shards": cfg.data.shards})

@@ -177,6 +177,7 @@ def train(cfg: Config) -> dict[str, Any]:
         history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
     else:
         loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts
+        runtime.check_added_nodes({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
         runtime.connect(cfg.ray)
         runtime.check_shared({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.check_node_credentials({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})

@@ -522,6 +522,7 @@ def _run(cfg: Config, views: Views) -> str:
     if not resume:
         for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
             storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
+    runtime.check_added_nodes({**outputs_of(cfg), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
     runtime.check_shared({**outputs_of(cfg), "data.shards": cfg.data.shards})  # shards to make: preprocess checks
     runtime.pin_train_coordinator()
