@@ -88,9 +88,10 @@ def worker_runtime_env() -> dict[str, dict[str, str]] | None:
 
 def _resolve(address: str) -> str:
     """The host:port (ray:// kept) that `address` stands for. "auto" is RAY_ADDRESS (unless "auto" too), else the
-    head the last `ray start` on this machine recorded, else any Ray running here. Ray's own lookup prefers a lone
-    running Ray to the recorded head: with that head dead and one other Ray on the machine (another job's, another
-    user's) it would join that one instead of saying the head is down."""
+    head the last `ray start` on this machine recorded, else the one Ray running here (with several, refused: Ray
+    would join whichever its set gives first). Ray's own lookup prefers a lone running Ray to the recorded head:
+    with that head dead and one other Ray on the machine (another job's, another user's) it would join that one
+    instead of saying the head is down."""
     if "://" in address and not address.startswith("ray://"):
         raise UsageError(f"Ray address {address!r} is a URL; give the cluster's host:port (its GCS, port 6379 unless "
                          "changed), or ray://host:10001 for Ray Client. The dashboard's http:// address is for "
@@ -102,7 +103,14 @@ def _resolve(address: str) -> str:
     import ray._private.utils as ray_utils
 
     # RAY_ADDRESS=auto (as Ray's docs export it) is this same "auto", not an address to hand Ray's lookup
-    recorded = None if (os.environ.get("RAY_ADDRESS") or "auto") != "auto" else ray_utils.read_ray_address()
+    looked_up = (os.environ.get("RAY_ADDRESS") or "auto") == "auto"
+    recorded = ray_utils.read_ray_address() if looked_up else None
+    running = sorted(services.find_gcs_addresses()) if looked_up and recorded is None else []
+    if len(running) > 1:  # Ray would join one of them, whichever its set gives first
+        raise UsageError(
+            f"Ray address 'auto': no `ray start` recorded a head in {ray_utils.get_ray_address_file(None)} (a head "
+            f"started with --temp-dir records itself in that folder instead), and {len(running)} Rays run on this "
+            f"machine ({', '.join(running)}); give yours as ray.address or RAY_ADDRESS (host:port)")
     try:
         return services.canonicalize_bootstrap_address(recorded or "auto") or ""
     except (ConnectionError, ValueError) as exc:

@@ -137,14 +137,23 @@ def test_a_dead_recorded_head_is_not_joined_a_local_ray_starts(ray_tmp):
 def test_auto_names_the_dead_recorded_head_though_another_ray_runs_on_the_machine(ray_tmp):
     """Ray's own "auto" lookup joins a lone other Ray running here (another job's, another user's, another test's)
     instead of the head `ray start` recorded; that made the test above fail in CI. RAY_ADDRESS=auto (as Ray's docs
-    export it) is the same "auto": it joined the other Ray."""
+    export it) is the same "auto": it joined the other Ray. With no head recorded here (a head begun with `ray start
+    --temp-dir=...` records itself in that folder) and two Rays running, Ray joined whichever its set of them gave
+    first: refused, naming both."""
     other = Path(tempfile.mkdtemp(prefix="avo-", dir="/tmp"))
     try:
-        with live_head(other) as (port, _), killed_head(ray_tmp) as dead:
-            for out in (connect(ray_tmp, "auto", timeout=60), connect(ray_tmp, timeout=60, RAY_ADDRESS="auto")):
-                assert out.returncode != 0 and f"Ray address 'auto' ({dead}, as resolved) does not answer" \
-                    in out.stderr, out.stderr[-2000:]
-                assert f":{port}" not in out.stderr
+        with live_head(other) as (port, _):
+            with live_head(ray_tmp) as (mine, _):
+                (ray_tmp / "ray" / "ray_current_cluster").unlink()
+                out = connect(ray_tmp, "auto", timeout=60)
+            assert out.returncode != 0 and "Ray address 'auto': no `ray start` recorded a head" in out.stderr, \
+                out.stderr[-2000:]
+            assert f":{port}" in out.stderr and f":{mine}" in out.stderr
+            with killed_head(ray_tmp) as dead:
+                for out in (connect(ray_tmp, "auto", timeout=60), connect(ray_tmp, timeout=60, RAY_ADDRESS="auto")):
+                    assert out.returncode != 0 and f"Ray address 'auto' ({dead}, as resolved) does not answer" \
+                        in out.stderr, out.stderr[-2000:]
+                    assert f":{port}" not in out.stderr
     finally:
         shutil.rmtree(other, ignore_errors=True)
 
