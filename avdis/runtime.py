@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -384,6 +385,11 @@ def connect(cfg: RayConfig) -> str:
     runtime_env = worker_runtime_env()
     target = check_address(cfg)
     if target is None:
+        live = None if cfg.address == "local" else _live_recorded_head()
+        if live:  # Ray's own ray.init() would join it: say why this job does not, and how it would
+            print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
+                  f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
+                  "on that cluster and its nodes", file=sys.stderr, flush=True)
         _init_local(cfg, runtime_env)
         return "local"
     try:
@@ -396,6 +402,22 @@ def connect(cfg: RayConfig) -> str:
             "warnings above: set RAY_AUTH_MODE=token here too, with its token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
         ) from None
     return address
+
+
+def _live_recorded_head() -> str | None:
+    """The head the last `ray start` on this machine recorded, where its GCS port takes a connection (at once: a
+    dead one's refuses); None where none is recorded or it is down."""
+    import ray._private.utils as ray_utils
+
+    recorded = ray_utils.read_ray_address()
+    host, _, port = (recorded or "").rpartition(":")
+    if not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return recorded
+    except OSError:
+        return None
 
 
 def pin_train_coordinator() -> None:

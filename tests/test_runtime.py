@@ -139,11 +139,16 @@ def test_auto_names_the_dead_recorded_head_though_another_ray_runs_on_the_machin
     instead of the head `ray start` recorded; that made the test above fail in CI. RAY_ADDRESS=auto (as Ray's docs
     export it) is the same "auto": it joined the other Ray. With no head recorded here (a head begun with `ray start
     --temp-dir=...` records itself in that folder) and two Rays running, Ray joined whichever its set of them gave
-    first: refused, naming both."""
+    first: refused, naming both. With no address, a local Ray starts, and says that a live recorded head is there
+    (Ray's own ray.init() joins it; the job said nothing of it)."""
     other = Path(tempfile.mkdtemp(prefix="avo-", dir="/tmp"))
     try:
         with live_head(other) as (port, _):
             with live_head(ray_tmp) as (mine, _):
+                out = connect(ray_tmp)  # no address: a local Ray, as before, saying that a live head is here
+                assert report(out)["address"] == "local"
+                assert f"avdis: note: a Ray head that `ray start` started answers at " in out.stderr and \
+                    f":{mine}; this job starts a local Ray of its own" in out.stderr, out.stderr[-2000:]
                 (ray_tmp / "ray" / "ray_current_cluster").unlink()
                 out = connect(ray_tmp, "auto", timeout=60)
             assert out.returncode != 0 and "Ray address 'auto': no `ray start` recorded a head" in out.stderr, \
