@@ -242,6 +242,30 @@ def test_every_file_of_a_ravdess_clip_that_no_file_pair_makes_is_a_reject(tmp_pa
     assert rejects[str(sound)] == f"its clip could not be made ({video.name}: {rejects[str(video)]})"
 
 
+@pytest.mark.parametrize("modality, spare", [("av", "03"), ("audio", "02")])
+def test_a_ravdess_file_marked_unused_is_a_reject_when_its_clip_could_not_be_made(tmp_path, modality, spare):
+    """A full-AV (01) file with one of its 02 or 03 files beside it (or, under data.modality=audio, a 02 file beside
+    its 01): the other file was marked unused, no fault, "clip taken from" the 01, before the 01 was decoded. When the
+    01 did not decode, the clip was lost while that file still said it had been taken, and counted as no fault."""
+    src = tmp_path / "RAVDESS"
+    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
+        frames, audio = clip_media(i)
+        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    frames, audio = clip_media(7)
+    av = src / "Actor_01" / "01-01-05-01-01-01-01.mp4"
+    other = src / "Actor_01" / f"{spare}-01-05-01-01-01-01.{'wav' if spare == '03' else 'mp4'}"
+    write_clip(av, frames, 12, audio, SR)
+    write_clip(other, None if spare == "03" else frames, 12, audio if spare == "03" else None, SR)
+    av.write_bytes(av.read_bytes()[:700])  # a download cut short
+    out = tmp_path / "out"
+    summary = shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                             modality=modality, split=SplitConfig(folds=3)), S3Config())
+    rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert sorted(rejects) == [str(av), str(other)] and summary["clips"] == 3
+    assert rejects[str(other)]["reason"] == f"its clip could not be made ({av.name}: {rejects[str(av)]['reason']})"
+    assert not rejects[str(other)]["unused"] and (summary["rejects"], summary["unused"]) == (2, 0)
+
+
 def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):
     """Rejects were written in the order Ray tasks finished, so rejects.parquet differed from run to run."""
     src = tmp_path / "corpus"

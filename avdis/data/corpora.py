@@ -60,6 +60,10 @@ class ClipRecord:
     # files behind a full-AV 01 file, which a bad download may have cut short; with data.modality=audio, no video
     # and the 01 file's track behind a 03 file)
     fallback: tuple[str | None, str] | None = None
+    # other files of the clip that the scan marked unused (a RAVDESS 02 or 03 beside a full-AV 01 file with no
+    # fallback pair, a video under data.modality=audio): no part of the clip made, but rejects of their own, naming
+    # why, should it not be made
+    spare: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,17 +212,18 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             # the 01 file's track should the 03 file not decode: decoding says which was used
             fallback = (None, str(slot["01"])) if "03" in slot and "01" in slot else None
             taken = audio.name if fallback is None else f"{audio.name} or {slot['01'].name}"
-            if "02" in slot:
-                rejects.append(Reject(str(slot["02"]), f"clip taken from {taken} (data.modality=audio)", unused=True))
-            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback))
+            spare = (str(slot["02"]),) if "02" in slot else ()
+            rejects.extend(Reject(p, f"clip taken from {taken} (data.modality=audio)", unused=True) for p in spare)
+            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback, spare))
             continue
+        spare = ()
         if "01" in slot:
             audio = video = slot["01"]
             if "02" in slot and "03" in slot:
                 fallback = (str(slot["02"]), str(slot["03"]))
-            else:
-                rejects.extend(Reject(str(slot[m]), f"clip taken from full-AV file {slot['01'].name}", unused=True)
-                               for m in ("02", "03") if m in slot)
+            else:  # one of them: no clip without the 01's video and sound, so it is unused only if the 01 decodes
+                spare = tuple(str(slot[m]) for m in ("02", "03") if m in slot)
+                rejects.extend(Reject(p, f"clip taken from full-AV file {slot['01'].name}", unused=True) for p in spare)
         elif "02" in slot and "03" in slot:
             video, audio = slot["02"], slot["03"]
         else:
@@ -226,19 +231,19 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             missing = "audio-only (03)" if "02" in slot else "video-only (02)"
             rejects.append(Reject(str(only), f"no full-AV file and no {missing} partner for this clip"))
             continue
-        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback))
+        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare))
     return records, rejects
 
 
 def _ravdess_record(key: str, fields: tuple[str, ...], source: Path, audio: Path, video: Path | None,
-                    fallback: tuple[str, str] | None) -> ClipRecord:
+                    fallback: tuple[str, str] | None, spare: tuple[str, ...]) -> ClipRecord:
     vocal, emo, intensity, statement, repetition, actor = fields
     return ClipRecord(
         clip_id=f"ravdess-{key}", corpus="ravdess", speaker=actor, emotion=RAVDESS_EMOTIONS[emo],
         source_path=str(source), audio_path=str(audio), video_path=None if video is None else str(video),
         meta={"vocal_channel": "speech" if vocal == "01" else "song", "intensity": intensity,
               "statement": statement, "repetition": repetition},
-        fallback=fallback,
+        fallback=fallback, spare=spare,
     )
 
 
@@ -272,7 +277,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     for stem in sorted(flvs.keys() | mp4s.keys() | audios.keys()):
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
             if stem in audios:
-                records.append(_cremad_record(stem, audios[stem], audios[stem], None, None))
+                spare = tuple(str(videos[stem]) for videos in (flvs, mp4s) if stem in videos)
+                records.append(_cremad_record(stem, audios[stem], audios[stem], None, None, spare))
             rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{audios[stem].name} "
                                                      "(data.modality=audio)", unused=True) if stem in audios else
                            Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav, and data.modality=audio uses only audio")
@@ -293,12 +299,12 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
 
 
 def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
-                   fallback: tuple[str, str] | None) -> ClipRecord:
+                   fallback: tuple[str, str] | None, spare: tuple[str, ...] = ()) -> ClipRecord:
     actor, sentence, emo, level = _CREMAD_NAME.match(stem).groups()
     return ClipRecord(
         clip_id=f"cremad-{stem}", corpus="cremad", speaker=actor, emotion=CREMAD_EMOTIONS[emo],
         source_path=str(source), audio_path=str(audio), video_path=None if video is None else str(video),
-        meta={"sentence": sentence, "level": level}, fallback=fallback,
+        meta={"sentence": sentence, "level": level}, fallback=fallback, spare=spare,
     )
 
 

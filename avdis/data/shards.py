@@ -125,7 +125,9 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         at, reason = (exc.path, exc.reason) if isinstance(exc, MediaError) else (None, f"{type(exc).__name__}: {exc}")
         why = reason if at in (None, rec.source_path) else f"{at}: {reason}"
         if rec.fallback is None:
-            return None, [Reject(rec.source_path, why), *_unused_audio(rec, at, reason, why)]
+            lost = f"its clip could not be made ({Path(rec.source_path).name}: {why})"
+            return None, [Reject(rec.source_path, why), *_unused_audio(rec, at, reason, why),
+                          *(Reject(p, lost) for p in rec.spare)]
         video, audio = rec.fallback
         encoded, unused = _encode_any(replace(rec, source_path=video or audio, audio_path=audio, video_path=video,
                                               fallback=None), feat)
@@ -430,13 +432,15 @@ def build_shards(
     for url in old:
         _remove(url, s3)
     runner = run_tasks or (lambda ts: (write_shard(t, data.shards, data.features, s3) for t in ts))
-    rows, rejects, shards = [], [asdict(r) for r in scan_rejects], []
+    rows, decoded, shards = [], [], []
     for result in runner(plan(records, data)):
         rows.extend(result["rows"])
-        rejects.extend(result["rejects"])
+        decoded.extend(Reject(**r) for r in result["rejects"])
         if result["shard"]:
             shards.append(result["shard"])
-    rejected = [Reject(**r) for r in rejects]
+    # a file the scan marked unused (a spare of its clip) is a reject of its own where its clip could not be made
+    judged = {r.source_path for r in decoded}
+    rejected = [r for r in scan_rejects if not (r.unused and r.source_path in judged)] + decoded
     counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
     unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
     none_made = f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: {_first(rejected)}"
@@ -575,8 +579,9 @@ def decode_alone(rec: ClipRecord, feat: FeatureConfig) -> None:
 
 
 def _files_of(rec: ClipRecord) -> list[str]:
-    """Every file a clip may be made from: its own, its separate audio file, its fallback pair."""
-    return [p for p in dict.fromkeys((rec.source_path, rec.audio_path, rec.video_path, *(rec.fallback or ()))) if p]
+    """Every file of a clip: its own, its separate audio file, its fallback pair, its spare files."""
+    return [p for p in dict.fromkeys((rec.source_path, rec.audio_path, rec.video_path, *(rec.fallback or ()),
+                                      *rec.spare)) if p]
 
 
 def _own_error(get: Callable[[], dict[str, Any]]) -> dict[str, Any]:
