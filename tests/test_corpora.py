@@ -175,10 +175,10 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
         for name in ("02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav"):
             assert reasons[name] == f"clip taken from full-AV file {files['av0'].name}"
         # those two are files their clip was made without, no fault: counted apart from the broken ones (a whole
-        # RAVDESS download holds ~2,900 of them, which hid its few broken files in one count)
+        # RAVDESS download holds ~2,900 of them, which hid its few broken files in one count), as is a file of no media
         unused = set(rejects[rejects.unused].source_path.map(lambda p: Path(p).name))
-        assert unused == {"02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav"}
-        assert (summary["rejects"], summary["unused"]) == (len(rejects) - 2, 2)
+        assert unused == {"02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav", "notes.txt"}
+        assert (summary["rejects"], summary["unused"]) == (len(rejects) - 3, 3)
     else:
         # the clip's row, naming its audio file as the one at fault
         assert reasons["1002_IWW_FEA_MD.flv"].startswith(f"{files['corrupt_wav']}: cannot open media")
@@ -207,7 +207,7 @@ def test_a_rerun_on_shards_made_before_files_were_marked_unused_counts_them_apar
     data = DataConfig(corpus="ravdess", src=str(root), shards=str(tmp_path / "out"), shard_size=2,
                       split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
     made = shards.build_shards(data, S3Config())
-    assert made["unused"] == 2
+    assert made["unused"] == 3  # the 02 + 03 files beside a full-AV file, and notes.txt
     manifest, rejects = tmp_path / "out" / "manifest.parquet", tmp_path / "out" / "rejects.parquet"
     table = pq.read_table(manifest)  # as a build before 5e85358 wrote them: every file one count, no unused column
     meta = json.loads(table.schema.metadata[b"avdis"])
@@ -264,6 +264,43 @@ def test_a_ravdess_file_marked_unused_is_a_reject_when_its_clip_could_not_be_mad
     assert sorted(rejects) == [str(av), str(other)] and summary["clips"] == 3
     assert rejects[str(other)]["reason"] == f"its clip could not be made ({av.name}: {rejects[str(av)]['reason']})"
     assert not rejects[str(other)]["unused"] and (summary["rejects"], summary["unused"]) == (2, 0)
+
+
+def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(tmp_path):
+    """Thumbs.db, desktop.ini (Windows writes them where a folder is viewed) were scan rejects, part of the shards'
+    fingerprint: one appearing rebuilt every shard, saying the corpus had changed, and each was counted as a broken
+    file. A file that may be media (another container, a download cut short, an archive) still rebuilds, a fault."""
+    import json
+
+    src = tmp_path / "RAVDESS"
+    for i, emo in enumerate(["01", "03", "04"]):
+        frames, audio = clip_media(i)
+        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    out = tmp_path / "out"
+    data = DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8, split=SplitConfig(folds=3))
+    shards.build_shards(data, S3Config())
+    for name in ("Actor_01/Thumbs.db", "desktop.ini", "Actor_01/Icon\r", "README.md"):
+        (src / name).write_bytes(b"\xd0\xcf\x11\xe0 not media")
+    assert shards.build_shards(data, S3Config())["up_to_date"]
+    forced = shards.build_shards(data, S3Config(), force=True)
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert all(r["unused"] for r in rejects) and len(rejects) == 4 and (forced["rejects"], forced["unused"]) == (0, 4)
+    # a manifest made before such files were left out of the fingerprint is as up to date as it was
+    table = pq.read_table(out / "manifest.parquet")
+    meta = json.loads(table.schema.metadata[b"avdis"])
+    lines = shards._source_lines(*corpora.scan("ravdess", src), every_reject=True)
+    meta.pop("scan")
+    meta["fingerprint"] = shards._fingerprint(lines, data)
+    pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), out / "manifest.parquet")
+    assert shards.build_shards(data, S3Config())["up_to_date"]
+    maybe = [src / "Actor_01" / name for name in ("01-01-05-01-01-01-01.mov", "01-01-06-01-01-01-01.mp4.part",
+                                                  "Video_Speech_Actor_02.zip")]
+    for path in maybe:
+        path.write_bytes(b"media, perhaps")
+    again = shards.build_shards(data, S3Config())
+    assert not again["up_to_date"] and (again["rejects"], again["unused"]) == (3, 4)
+    assert {r["source_path"] for r in pq.read_table(out / "rejects.parquet").to_pylist() if not r["unused"]} == {
+        str(p) for p in maybe}
 
 
 def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):

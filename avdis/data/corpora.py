@@ -71,7 +71,8 @@ class Reject:
     source_path: str
     reason: str
     # a file its clip was made without (another copy of it: RAVDESS's 02 + 03 files beside its full-AV 01 file, CREMA-D's
-    # MP3s), no fault: counted apart, so a whole corpus's worth of them does not hide the files that are broken
+    # MP3s), or one that is no media (`no_media`: Thumbs.db, a README), no fault: counted apart, so a whole corpus's
+    # worth of them does not hide the files that are broken
     unused: bool = False
 
 
@@ -88,6 +89,15 @@ _CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_(LO|MD|HI|XX|X)$")
 _MEDIA = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".f4v", ".wmv", ".asf", ".mpg", ".mpeg", ".vob",
           ".ts", ".mts", ".m2ts", ".mxf", ".dv", ".3gp", ".3g2", ".ogv", ".wav", ".flac", ".mp3", ".m4a", ".m4b", ".aac",
           ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff", ".au", ".mka", ".caf", ".amr"}
+# what may hold a corpus's clips packed (an actor's download not yet extracted): never taken for a file that is no media
+_ARCHIVES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar"}
+
+
+def no_media(path: str | Path) -> bool:
+    """Whether a file is plainly no media: none of its name's suffixes names a media container or an archive
+    (Thumbs.db, desktop.ini, a README, a spreadsheet; not `a.mp4.part`, a download cut short). In a RAVDESS or CREMA-D
+    tree such a file is unused, no fault, and no part of the shards' fingerprint: an OS writes some on its own."""
+    return not {suffix.lower() for suffix in Path(path).suffixes} & (_MEDIA | _ARCHIVES)
 
 
 def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
@@ -179,7 +189,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     rejects: list[Reject] = []
     for path in files:
         if path.suffix.lower() not in (".mp4", ".wav"):
-            rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)"))
+            rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)", unused=no_media(path)))
             continue
         m = _RAVDESS_NAME.match(path.stem)
         if not m:
@@ -257,10 +267,11 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     rejects: list[Reject] = []
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
-        if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault;
-            # the reason as it was, which shards made before are fingerprinted with
+        if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
+            # as is a file that is no media; the reason as it was, which shards made before are fingerprinted with
             rejects.append(Reject(str(path), "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav",
-                                  unused=(path.parent.name, path.suffix.lower()) == ("AudioMP3", ".mp3")))
+                                  unused=(path.parent.name, path.suffix.lower()) == ("AudioMP3", ".mp3")
+                                  or no_media(path)))
             continue
         m = _CREMAD_NAME.match(path.stem)
         if not m or m.group(3) not in CREMAD_EMOTIONS:

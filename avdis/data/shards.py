@@ -21,7 +21,8 @@ beside shards it does not describe), then writes the shards, deletes shard files
 manifest does not list, and writes the manifest last. A rerun is up to date, and does
 nothing, only when the manifest's fingerprint matches the corpus (labels, and each source
 file's path, size and mtime_ns: a content hash would read the whole corpus on every rerun; paths as the build spelt
-the source folder, so another spelling of the same folder is the same corpus) and
+the source folder, so another spelling of the same folder is the same corpus; the scan's rejects but files that are
+no media, such as the Thumbs.db an OS writes on its own) and
 settings, and `shards/` holds exactly the listed shards at their recorded byte sizes.
 Anything else, or `force`, rebuilds; identical inputs give identical bytes.
 """
@@ -45,7 +46,7 @@ import webdataset as wds
 from avdis import storage
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
-from avdis.data.corpora import ClipRecord, CorpusError, Reject, named_as, scan
+from avdis.data.corpora import ClipRecord, CorpusError, Reject, named_as, no_media, scan
 from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
@@ -235,16 +236,24 @@ def _fingerprint(sources: bytes, data: DataConfig) -> str:
     return h.hexdigest()
 
 
-def _source_lines(records: list[ClipRecord], rejects: list[Reject]) -> bytes:
-    """The corpus's part of the fingerprint: clips, labels, source files' sizes and times, scan rejects. Its own hash
-    is kept in the manifest too (`sources`), so a rebuild can say whether the corpus or the settings changed."""
+# How the scan's rejects count in the fingerprint, kept in the manifest (`scan`). 2: a file that is no media
+# (`corpora.no_media`: Thumbs.db, desktop.ini) is left out, so one an OS writes into the corpus rebuilds no shard; a
+# manifest without `scan` counted every scan reject, and is compared as it was made.
+SCAN = 2
+
+
+def _source_lines(records: list[ClipRecord], rejects: list[Reject], every_reject: bool = False) -> bytes:
+    """The corpus's part of the fingerprint: clips, labels, source files' sizes and times, scan rejects but those of
+    files that are no media (all of them: `every_reject`, as before `SCAN`). Its own hash is kept in the manifest too
+    (`sources`), so a rebuild can say whether the corpus or the settings changed."""
     lines = []
     for r in records:
         # audio file first, as shards were fingerprinted before audio-only clips (with no video file): listed
         # video first, every CREMA-D shard and RAVDESS 02 + 03 clip made before read as a corpus that had changed
         files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))) if p)
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
-    lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects]
+    lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects
+              if every_reject or not (j.unused and no_media(j.source_path))]
     return "".join(lines).encode()
 
 
@@ -417,7 +426,8 @@ def build_shards(
             table, meta = read_manifest(data.shards, s3)
         except ManifestUnreadable as exc:  # a damaged manifest vouches for nothing: rebuilt, as --force would
             reason = f"manifest unreadable ({exc})"
-    reason = reason or _stale_reason(data, meta, *(_spelt_as_made(meta, data, out_dir) or (fingerprint, sources)), s3)
+    made = _as_made(meta, data, out_dir, (records, scan_rejects))
+    reason = reason or _stale_reason(data, meta, *(made or (fingerprint, sources)), s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, **_made_counts(meta, scan_rejects, data.shards, s3),
                 "up_to_date": True,
@@ -456,7 +466,7 @@ def build_shards(
     labels = assign(rows, data)
     meta = {
         "version": 1, "corpus": data.corpus, "src": data.src, "fingerprint": fingerprint, "sources": sources,
-        "shard_size": data.shard_size, "decoding": DECODING,
+        "shard_size": data.shard_size, "decoding": DECODING, "scan": SCAN,
         "emotions": labels.emotions, "speakers": labels.speakers,
         "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
         "shards": shards, **counts,
@@ -472,15 +482,21 @@ def build_shards(
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
 
-def _spelt_as_made(meta: dict[str, Any] | None, data: DataConfig, out_dir: str | None) -> tuple[str, str] | None:
-    """The fingerprint and sources hash of the corpus with its folder spelt as the build `meta` speaks for spelt it,
-    when data.src names that folder otherwise (`corpus` then, `$PWD/corpus` or a link to it now); else None. The
-    fingerprint holds each file's path: the same files under another spelling rebuilt every shard, saying the
-    corpus had changed."""
+def _as_made(meta: dict[str, Any] | None, data: DataConfig, out_dir: str | None,
+             scanned: tuple[list[ClipRecord], list[Reject]]) -> tuple[str, str] | None:
+    """The fingerprint and sources hash of the corpus as the build `meta` speaks for made them, where that differs
+    from how they are made now (`scanned`, data.src's scan): with its folder spelt as that build spelt it, when
+    data.src names that folder otherwise (`corpus` then, `$PWD/corpus` or a link to it now), and with every scan
+    reject for a manifest from before `SCAN`; else None. Either would otherwise rebuild every shard, saying the corpus
+    had changed: the fingerprint holds each file's path, and the rejects of a README the build found."""
     made = (meta or {}).get("src")
-    if made in (None, data.src) or os.path.realpath(made) != os.path.realpath(data.src):
+    spelt = made not in (None, data.src) and os.path.realpath(made) == os.path.realpath(data.src)
+    legacy = meta is not None and "scan" not in meta
+    if not spelt and not legacy:
         return None
-    lines = _source_lines(*scan(data.corpus, made, skip=out_dir, audio_only=data.modality == "audio"))
+    if spelt:
+        scanned = scan(data.corpus, made, skip=out_dir, audio_only=data.modality == "audio")
+    lines = _source_lines(*scanned, every_reject=legacy)
     return _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
 
 
@@ -492,11 +508,11 @@ def source_changed(data: DataConfig, meta: dict[str, Any]) -> bool:
         return False
     out_dir = None if storage.is_remote(data.shards) else storage.filesystem(data.shards)[1]
     try:
-        lines = _source_lines(*scan(data.corpus, data.src, skip=out_dir, audio_only=data.modality == "audio"))
+        scanned = scan(data.corpus, data.src, skip=out_dir, audio_only=data.modality == "audio")
     except CorpusError:  # no corpus there: training is not the place to tell
         return False
-    then = _spelt_as_made(meta, data, out_dir)
-    return (then[1] if then else hashlib.sha256(lines).hexdigest()) != meta["sources"]
+    then = _as_made(meta, data, out_dir, scanned)
+    return (then[1] if then else hashlib.sha256(_source_lines(*scanned)).hexdigest()) != meta["sources"]
 
 
 def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
