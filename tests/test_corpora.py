@@ -303,6 +303,34 @@ def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(t
         str(p) for p in maybe}
 
 
+def test_kaggles_ravdess_which_holds_every_actor_folder_twice_is_read_once_and_named(tmp_path):
+    """Kaggle's "ravdess-emotional-speech-audio" holds Actor_XX/ at its top and again under
+    audio_speech_actors_01-24/. Each clip was used once, but every copy was a fault: half the corpus's files counted
+    as broken ones, which hid the few that were, and nothing said to point data.src at one copy."""
+    src = tmp_path / "ravdess-emotional-speech-audio"
+    names = [f"03-01-{emo}-01-01-01-01.wav" for emo in ("01", "03", "04", "05")]
+    for i, name in enumerate(names[:3]):
+        write_clip(src / "Actor_01" / name, None, 12, clip_media(i)[1], SR)
+    (src / "Actor_01" / names[3]).write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")  # broken in both copies
+    shutil.copytree(src / "Actor_01", src / "audio_speech_actors_01-24" / "Actor_01")
+    other = src / "audio_speech_actors_01-24" / "Actor_01" / names[2]
+    other.write_bytes(other.read_bytes()[:-2000])  # a copy of another size: which one is right is not known
+    out = tmp_path / "out"
+    summary = shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                             modality="audio", split=SplitConfig(folds=3)), S3Config())
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert sorted(r["source_path"] for r in manifest) == [str(src / "Actor_01" / name) for name in names[:3]]
+    rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    copy = src / "audio_speech_actors_01-24" / "Actor_01"
+    assert {p for p, r in rejects.items() if r["unused"]} == {str(copy / name) for name in names[:2]}
+    assert rejects[str(copy / names[3])]["reason"].startswith(f"its clip could not be made ({names[3]}: ")
+    assert rejects[str(other)]["reason"] == f"duplicate of {src / 'Actor_01' / names[2]} (same clip, same modality)"
+    assert (summary["clips"], summary["rejects"], summary["unused"]) == (3, 3, 2)
+    assert summary["copies"].startswith(f"3 files are copies of files of the same clips found first under data.src "
+                                        f"(first: {copy / names[0]}, duplicate of {src / 'Actor_01' / names[0]} ")
+    assert summary["copies"].endswith("point data.src at one copy")
+
+
 def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):
     """Rejects were written in the order Ray tasks finished, so rejects.parquet differed from run to run."""
     src = tmp_path / "corpus"

@@ -10,7 +10,8 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     One clip = the fields after MM. A full-AV file (01) is used when present, its 02 + 03
     pair (if any) kept as the fallback should it not decode; otherwise a video-only (02) and
     an audio-only (03) file of the same clip are paired. A clip is never counted twice;
-    unpaired or surplus files become rejects with the reason.
+    unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
+    (the same name and size elsewhere in the tree: a corpus held twice) is unused.
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
@@ -30,7 +31,7 @@ import io
 import os
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -187,6 +188,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     clips: dict[str, dict[str, Path]] = {}
     fields_of: dict[str, tuple[str, ...]] = {}
     rejects: list[Reject] = []
+    copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
     for path in files:
         if path.suffix.lower() not in (".mp4", ".wav"):
             rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)", unused=no_media(path)))
@@ -206,7 +208,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
         key = "-".join(rest)
         slot = clips.setdefault(key, {})
         if modality in slot:
-            rejects.append(Reject(str(path), f"duplicate of {slot[modality]} (same clip, same modality)"))
+            _duplicate(path, slot[modality], rejects, copies.setdefault(key, []))
             continue
         slot[modality] = path
         fields_of[key] = tuple(rest)
@@ -224,6 +226,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             taken = audio.name if fallback is None else f"{audio.name} or {slot['01'].name}"
             spare = (str(slot["02"]),) if "02" in slot else ()
             rejects.extend(Reject(p, f"clip taken from {taken} (data.modality=audio)", unused=True) for p in spare)
+            spare += _copies_unused(rejects, copies.get(key, []))
             records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback, spare))
             continue
         spare = ()
@@ -241,8 +244,37 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             missing = "audio-only (03)" if "02" in slot else "video-only (02)"
             rejects.append(Reject(str(only), f"no full-AV file and no {missing} partner for this clip"))
             continue
+        spare += _copies_unused(rejects, copies.get(key, []))
         records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare))
     return records, rejects
+
+
+def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]) -> None:
+    """Reject `path`, a second file of the clip and modality of `first`; a copy of it (the same size, not empty: a
+    tree holding the corpus twice, as Kaggle's RAVDESS holds its Actor_XX folders at its top and again under
+    audio_speech_actors_01-24/) has its place kept in `copies`, to be marked unused should the clip be made. The
+    reason as it was, which shards made before are fingerprinted with."""
+    try:
+        same = os.stat(path).st_size == os.stat(first).st_size > 0
+    except OSError:
+        same = False
+    if same:
+        copies.append(len(rejects))
+    rejects.append(Reject(str(path), f"duplicate of {first} (same clip, same modality)"))
+
+
+def copies_found(rejects: list[Reject]) -> list[Reject]:
+    """The rejects that are copies of files a clip was made of (`_duplicate`), by file."""
+    return sorted((r for r in rejects if r.unused and r.reason.startswith("duplicate of ")), key=lambda r: r.source_path)
+
+
+def _copies_unused(rejects: list[Reject], copies: list[int]) -> tuple[str, ...]:
+    """The copies among `rejects` (places `_duplicate` kept) of the files of a clip that has a record, marked unused:
+    a corpus held twice must not hide its broken files among half its files. Their files: the clip's spares (rejects of
+    their own should it not be made)."""
+    for i in copies:
+        rejects[i] = replace(rejects[i], unused=True)
+    return tuple(rejects[i].source_path for i in copies)
 
 
 def _ravdess_record(key: str, fields: tuple[str, ...], source: Path, audio: Path, video: Path | None,
@@ -265,6 +297,7 @@ _CREMAD_KINDS = {("VideoFlash", ".flv"): "flv", ("VideoMP4", ".mp4"): "mp4", ("A
 def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     kinds: dict[str, dict[str, Path]] = {kind: {} for kind in _CREMAD_KINDS.values()}
     rejects: list[Reject] = []
+    copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
@@ -280,7 +313,7 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
             continue
         stem = path.stem + "X" if m.group(4) == "X" else path.stem
         if stem in kinds[kind]:
-            rejects.append(Reject(str(path), f"duplicate of {kinds[kind][stem]} (same clip, same modality)"))
+            _duplicate(path, kinds[kind][stem], rejects, copies.setdefault(stem, []))
             continue
         kinds[kind][stem] = path
     records = []
@@ -289,6 +322,7 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
             if stem in audios:
                 spare = tuple(str(videos[stem]) for videos in (flvs, mp4s) if stem in videos)
+                spare += _copies_unused(rejects, copies.get(stem, []))
                 records.append(_cremad_record(stem, audios[stem], audios[stem], None, None, spare))
             rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{audios[stem].name} "
                                                      "(data.modality=audio)", unused=True) if stem in audios else
@@ -305,7 +339,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode
         video = flvs.get(stem) or mp4s[stem]
         fallback = (str(mp4s[stem]), str(audios[stem])) if stem in flvs and stem in mp4s else None
-        records.append(_cremad_record(stem, video, audios[stem], video, fallback))
+        records.append(_cremad_record(stem, video, audios[stem], video, fallback,
+                                      _copies_unused(rejects, copies.get(stem, []))))
     return records, rejects
 
 

@@ -46,7 +46,7 @@ import webdataset as wds
 from avdis import storage
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
-from avdis.data.corpora import ClipRecord, CorpusError, Reject, named_as, no_media, scan
+from avdis.data.corpora import ClipRecord, CorpusError, Reject, copies_found, named_as, no_media, scan
 from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
@@ -430,7 +430,7 @@ def build_shards(
     reason = reason or _stale_reason(data, meta, *(made or (fingerprint, sources)), s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, **_made_counts(meta, scan_rejects, data.shards, s3),
-                "up_to_date": True,
+                **_copies_note(scan_rejects), "up_to_date": True,
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "emotions": emotion_counts(table.column("emotion").to_pylist(), meta["emotions"]),
                 "splits": split_counts(table.column("split").to_pylist())}
@@ -477,7 +477,8 @@ def build_shards(
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
-    return {"url": data.shards, "clips": len(rows), **counts, "up_to_date": False, "shards": len(shards),
+    return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects), "up_to_date": False,
+            "shards": len(shards),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
@@ -522,6 +523,18 @@ def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
         return ""
     return ("; its audio files make clips of audio alone: preprocess them with data.modality=audio (and train with "
             "model.modality=audio)")
+
+
+def _copies_note(scan_rejects: list[Reject]) -> dict[str, str]:
+    """The summary's word on the scan's copies of clips' files, where there are any: each clip is read from one
+    copy, and the others are unused, but a corpus held twice (Kaggle's RAVDESS) is better pointed at as one copy."""
+    found = copies_found(scan_rejects)
+    if not found:
+        return {}
+    return {"copies": f"{len(found)} files are copies of files of the same clips found first under data.src (first: "
+                      f"{found[0].source_path}, {found[0].reason}), which alone are read; where data.src holds the "
+                      "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
+                      "audio_speech_actors_01-24/), point data.src at one copy"}
 
 
 def emotion_counts(emotions: list[str], order: list[str]) -> dict[str, int]:
