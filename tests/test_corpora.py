@@ -326,8 +326,8 @@ def test_kaggles_ravdess_which_holds_every_actor_folder_twice_is_read_once_and_n
     assert rejects[str(copy / names[3])]["reason"].startswith(f"its clip could not be made ({names[3]}: ")
     assert rejects[str(other)]["reason"] == f"duplicate of {src / 'Actor_01' / names[2]} (same clip, same modality)"
     assert (summary["clips"], summary["rejects"], summary["unused"]) == (3, 3, 2)
-    assert summary["copies"].startswith(f"3 files are copies of files of the same clips found first under data.src "
-                                        f"(first: {copy / names[0]}, duplicate of {src / 'Actor_01' / names[0]} ")
+    assert summary["copies"].startswith(f"3 files are second copies of clips' files (the same name and size; "
+                                        f"first: {copy / names[0]}, duplicate of {src / 'Actor_01' / names[0]} ")
     assert summary["copies"].endswith("point data.src at one copy")
 
 

@@ -426,8 +426,8 @@ def build_shards(
             table, meta = read_manifest(data.shards, s3)
         except ManifestUnreadable as exc:  # a damaged manifest vouches for nothing: rebuilt, as --force would
             reason = f"manifest unreadable ({exc})"
-    made = _as_made(meta, data, out_dir, (records, scan_rejects))
-    reason = reason or _stale_reason(data, meta, *(made or (fingerprint, sources)), s3)
+    then = _as_made(meta, data, out_dir, (records, scan_rejects))
+    reason = reason or _stale_reason(data, meta, *(then or (fingerprint, sources)), s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, **_made_counts(meta, scan_rejects, data.shards, s3),
                 **_copies_note(scan_rejects), "up_to_date": True,
@@ -531,8 +531,9 @@ def _copies_note(scan_rejects: list[Reject]) -> dict[str, str]:
     found = copies_found(scan_rejects)
     if not found:
         return {}
-    return {"copies": f"{len(found)} files are copies of files of the same clips found first under data.src (first: "
-                      f"{found[0].source_path}, {found[0].reason}), which alone are read; where data.src holds the "
+    return {"copies": f"{len(found)} files are second copies of clips' files (the same name and size; first: "
+                      f"{found[0].source_path}, {found[0].reason}): each clip is read from its first copy only; "
+                      "where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
 
