@@ -210,6 +210,31 @@ def test_inlp_finds_speaker_directions_that_mix_coordinates_of_unequal_scale(con
         assert probe(12)[1] > 0.85  # the emotion subspace is what is left, and it stays
 
 
+def test_inlp_stops_where_the_train_clips_leave_no_speaker_direction_to_find(capsys):
+    """One train clip per emotion: within emotions the clips are all zero, so each classifier learnt nothing and the
+    direction taken from its weights was arbitrary (coordinates 0 and 1 of z_emo were erased). 2 clips in each of 3
+    emotions span 3 directions within them: asked for 5, INLP removed 2 arbitrary ones beyond those. It now stops
+    there, and the evaluation says so."""
+    from avdis.config import Config
+    from avdis.train.evaluate import posthoc
+
+    g = torch.Generator().manual_seed(0)
+    d, moods = 8, 3 * torch.randn(4, 8, generator=g)
+    emo, spk = torch.arange(4), torch.tensor([0, 1, 0, 1])
+    fit = D.fit_nullspace(moods[emo] + 0.1 * torch.randn(4, d, generator=g), spk, emo, 2, 4, 2, conditional=True)
+    assert torch.equal(fit.projection, torch.eye(d)) and fit.directions == 0  # was rank 6: 2 coordinates erased
+    emo, spk = torch.arange(3).repeat(2), torch.tensor([0, 1, 2, 1, 2, 0])
+    fit = D.fit_nullspace(moods[emo] + torch.randn(6, d, generator=g), spk, emo, 3, 4, 5, conditional=True)
+    assert torch.linalg.matrix_rank(fit.projection) == d - 3 and fit.directions == 3  # was d - 5
+
+    cfg = Config(method=MethodConfig(name="nullspace", weight=5), model=ModelConfig(emb_dim=d))
+    emb = {"z_emo": (moods[emo] + torch.randn(6, d, generator=g)).numpy(), "speaker": spk.numpy(),
+           "emotion": emo.numpy(), "scheme_split": np.zeros(6, dtype=np.int64)}
+    assert posthoc(emb, cfg, 3, 4).directions == 3
+    assert ("nullspace removed 3 of the method.weight=5 speaker directions: the 6 train clips' z_emo minus their "
+            "emotion's mean have no spread, or none that tells speakers apart, beyond them") in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("conditional", [False, True])
 def test_inlp_fit_on_about_as_many_clips_as_dimensions_keeps_held_out_clips_intact(conditional):
     """64 train clips of a 64-dimensional z_emo (8 speakers, 4 emotions), 8 directions removed. Whitened by the

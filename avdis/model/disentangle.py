@@ -229,13 +229,21 @@ def shrunk_covariance(z: torch.Tensor) -> torch.Tensor:
     return shrunk * sd[:, None] * sd[None, :]
 
 
+NO_SPREAD = 1e-6
+"""Below this share of the whitened train rows' norm (or this size of a classifier weight on unit-spread inputs) a
+rest is rounding: a direction fit to it is arbitrary."""
+
+
 def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, iterations: int,
-                    emotion: torch.Tensor | None = None) -> torch.Tensor:
-    """Projection [d, d] onto the complement of `iterations` speaker directions of z.
+                    emotion: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Projection [d, d] onto the complement of up to `iterations` speaker directions of z, and how many it removed.
 
     With `emotion` (conditional), each speaker classifier sees z minus its emotion's mean:
     it finds directions that tell speakers apart within an emotion, not emotion directions
     that happen to predict speakers.
+    It stops early once the rows left have no spread (n rows in g emotions span at most n - g directions within them:
+    one clip per emotion, none) or the classifier finds nothing on them: its weights, and the direction taken from
+    them, were then noise, and removing it erased an arbitrary direction (emotion, for clips it was not fit on).
     """
     d = z.shape[1]
     z = (z - z.mean(0)).double()
@@ -253,12 +261,16 @@ def inlp_projection(z: torch.Tensor, speaker: torch.Tensor, n_speakers: int, ite
     removed = torch.zeros(d, 0, dtype=torch.float64)
     proj = torch.eye(d, dtype=torch.float64)
     for _ in range(min(iterations, d)):
+        if float((zs @ proj).norm()) <= NO_SPREAD * float(zs.norm()):
+            break
         w = fit_logistic(zs @ proj, speaker, n_speakers).weight.detach()  # [S, d]
-        direction = torch.linalg.svd(w @ proj, full_matrices=False).Vh[0]  # top direction in the current space
-        removed = torch.linalg.qr(torch.cat([removed, direction[:, None]], dim=1)).Q
+        _, size, vh = torch.linalg.svd(w @ proj, full_matrices=False)  # top direction in the current space
+        if float(size[0]) <= NO_SPREAD:
+            break
+        removed = torch.linalg.qr(torch.cat([removed, vh[0][:, None]], dim=1)).Q
         proj = torch.eye(d, dtype=torch.float64) - removed @ removed.T
     # in the original coordinates: z -> z @ white @ proj @ white^-1, i.e. z @ projection.T
-    return (white @ proj @ torch.linalg.inv(white)).T.float()
+    return (white @ proj @ torch.linalg.inv(white)).T.float(), removed.shape[1]
 
 
 @dataclass(frozen=True)
@@ -266,6 +278,7 @@ class NullspaceFit:
     projection: torch.Tensor  # [d, d], applied as z @ projection.T after centring
     mean: torch.Tensor
     emo_head: nn.Linear
+    directions: int  # speaker directions removed: fewer than asked where the train clips held no more
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.mean) @ self.projection.T
@@ -284,11 +297,12 @@ def fit_nullspace(z_train: torch.Tensor, speaker: torch.Tensor, emotion: torch.T
     that erases emotion. One scale for every coordinate keeps the projection's geometry (directions it removed stay
     removed, not blown up)."""
     mean = z_train.mean(0)
-    proj = inlp_projection(z_train - mean, speaker, n_speakers, iterations, emotion if conditional else None)
-    fit = NullspaceFit(proj, mean, nn.Linear(1, 1))
+    proj, directions = inlp_projection(z_train - mean, speaker, n_speakers, iterations,
+                                       emotion if conditional else None)
+    fit = NullspaceFit(proj, mean, nn.Linear(1, 1), directions)
     x = fit.transform(z_train)
     scale = float(x.double().pow(2).mean().sqrt().clamp_min(1e-12))  # the spread of the centred, projected rows
     head = fit_logistic(x / scale, emotion, n_emotions)
     with torch.no_grad():
         head.weight /= scale  # the logits of x itself: W (x / scale) = (W / scale) x
-    return NullspaceFit(proj, mean, head)
+    return NullspaceFit(proj, mean, head, directions)

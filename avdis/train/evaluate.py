@@ -36,13 +36,21 @@ TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
 
 
 def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int) -> NullspaceFit | None:
-    """The method's post-hoc step (INLP for nullspace, within emotions if conditional), fit on the train split."""
+    """The method's post-hoc step (INLP for nullspace, within emotions if conditional), fit on the train split; says
+    so when INLP found fewer speaker directions than method.weight asks (the numbers are of the ones it removed)."""
     if cfg.method.name != "nullspace":
         return None
     tr = emb["scheme_split"] == TRAIN  # the clips the model trained on, as the training of any other method
-    return fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
-                         torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight),
-                         cfg.method.conditional)
+    fit = fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
+                        torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight),
+                        cfg.method.conditional)
+    if fit.directions < int(cfg.method.weight):
+        within = " minus their emotion's mean" if cfg.method.conditional else ""
+        print(f"avdis: warning: nullspace removed {fit.directions} of the method.weight={int(cfg.method.weight)} "
+              f"speaker directions: the {int(tr.sum())} train clips' z_emo{within} have no spread, or none that "
+              "tells speakers apart, beyond them; a further direction would be arbitrary and erase what it holds. "
+              "The numbers are those of the directions removed", flush=True)
+    return fit
 
 
 Masks = tuple[np.ndarray, np.ndarray]  # (the clips a probe fits on, the clips it judges)
