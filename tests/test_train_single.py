@@ -96,7 +96,7 @@ dist.init_process_group("gloo", init_method=sys.argv[2], rank=rank, world_size=2
 logs = [[{"loss": 1.4, "adversary": 0.5}, {"loss": 1.4}, {"loss": 0.0}],  # rank 0: a padding step last
         [{"loss": 2.0, "adversary": 0.8}, {"loss": 2.0}, {"loss": 2.0}]][rank]
 rows = [[2, 2, 0], [2, 2, 1]][rank]
-print(json.dumps(_epoch_losses(logs, rows, ("loss", "adversary", "speaker"))))
+print(json.dumps(_epoch_losses(logs, rows, rows, ("loss", "adversary", "speaker"))))
 dist.destroy_process_group()
 """
 
@@ -112,6 +112,20 @@ def test_an_epochs_loss_is_over_every_ranks_clips_without_padding_steps(tmp_path
     expected = {"loss": (1.4 * 4 + 2.0 * 5) / 9, "adversary": (0.5 * 2 + 0.8 * 2) / 4}  # no step logged "speaker"
     for out in outs:  # every rank alike
         assert out.keys() == expected.keys() and all(out[k] == pytest.approx(v) for k, v in expected.items()), out
+
+
+def test_the_adversarys_epoch_loss_under_grad_accum_weighs_each_window_by_its_clips():
+    """The adversary logs one loss per accumulation window, its mean over the window's clips, on the window's last
+    micro-batch: weighed by that micro-batch's clips, a window of 8 + 2 clips counted 2 (its 10 clips went nearly
+    unheard) and one whose last micro-batch was padding only counted 0. Windows of 8 + 8, 8 + 2 and 8 + 0 clips."""
+    from avdis.train.loop import _epoch_losses
+
+    logs = [{"loss": 1.0}, {"loss": 1.0, "adversary": 0.4}, {"loss": 2.0}, {"loss": 2.0, "adversary": 1.0},
+            {"loss": 3.0}, {"loss": 0.0, "adversary": 2.0}]
+    rows, windows = [8, 8, 8, 2, 8, 0], [16, 16, 10, 10, 8, 8]
+    out = _epoch_losses(logs, rows, windows, ("loss", "adversary"))
+    assert out["adversary"] == pytest.approx((0.4 * 16 + 1.0 * 10 + 2.0 * 8) / 34)  # was (0.4 * 8 + 1.0 * 2) / 10
+    assert out["loss"] == pytest.approx((1.0 * 16 + 2.0 * 10 + 3.0 * 8) / 34)  # each micro-batch by its own clips
 
 
 def single(tiny_shards: str, storage: Path, *overrides: str) -> C.Config:

@@ -147,14 +147,22 @@ def _all_ranks(stats: SkipStats) -> SkipStats:
     return stats
 
 
-def _epoch_losses(logs: list[dict[str, float]], rows: list[int], keys: tuple[str, ...]) -> dict[str, float]:
-    """Each logged loss's mean over the epoch's clips on every rank, a step weighed by its valid clips: as a mean of
-    rank 0's steps, the padding steps of a rank dealt fewer clips (losses of 0) pulled it down, and the other ranks'
-    clips were not in it. A loss no step logged is left out (the adversary logs one per encoder step)."""
+WINDOW_LOSSES = ("adversary",)
+"""Losses a step logs once per accumulation window, as a mean over the window's clips (the adversary trains on the
+z_emo of all its micro-batches): weighed by the window's valid clips, not by the micro-batch that logged them."""
+
+
+def _epoch_losses(logs: list[dict[str, float]], rows: list[int], windows: list[int],
+                  keys: tuple[str, ...]) -> dict[str, float]:
+    """Each logged loss's mean over the epoch's clips on every rank, a step weighed by its valid clips (`rows`; for
+    `WINDOW_LOSSES`, its accumulation window's, `windows`): as a mean of rank 0's steps, the padding steps of a rank
+    dealt fewer clips (losses of 0) pulled it down, and the other ranks' clips were not in it. A loss no step logged
+    is left out (the adversary logs one per encoder step)."""
     sums = torch.zeros(2, len(keys), dtype=torch.float64)
-    for step, n in zip(logs, rows):
+    for step, row, window in zip(logs, rows, windows):
         for j, key in enumerate(keys):
             if key in step:
+                n = window if key in WINDOW_LOSSES else row
                 sums[0, j] += step[key] * n
                 sums[1, j] += n
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -285,6 +293,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         wait = 0.0
         logs: list[dict[str, float]] = []
         rows: list[int] = []  # each step's valid clips
+        windows: list[int] = []  # each step's accumulation window's valid clips
         batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
                                 seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
         steps = EpochPlan.make(info, "train", world, epoch, cfg.train.seed, cfg.train.batch_size).steps or 1
@@ -302,6 +311,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
             _maybe_fail(epoch * steps + i, rank, world)
             logs.append(stepper.train_step(batch, epoch + i / steps, held))
             rows.append(int(batch["valid"].sum()))
+            windows.append(held)
             _check_step(logs[-1], batch, epoch, i, steps)
             i += 1
         train_s = time.perf_counter() - t0
@@ -310,7 +320,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
                                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False,
                                           stats=seen))
         stats, seen = _all_ranks(stats), _all_ranks(seen)
-        losses = _epoch_losses(logs, rows, ("loss", "emotion", "speaker", cfg.method.name, "adversary"))
+        losses = _epoch_losses(logs, rows, windows, ("loss", "emotion", "speaker", cfg.method.name, "adversary"))
         check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
         check_skip_rate(seen, cfg.data, "all")
         _check_embeddings(emb, epoch)
