@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from avdis import storage
 from avdis.config import DataConfig, FeatureConfig, LoaderConfig, S3Config, SplitConfig
@@ -62,6 +63,36 @@ def test_every_clip_of_the_split_exactly_once_per_epoch_with_equal_steps(tiny_co
         for batches in per_rank:
             for b in batches:
                 assert int(b["valid"].sum()) == len(b["clip_id"])
+
+
+def test_an_evaluation_pass_pads_no_batch_beyond_its_clips(tiny_corpus, tiny_shards):
+    """The embedding pass padded every batch to batch_size: with 2 ranks and batches of 16 the corpus's 72 clips came
+    as 96 rows, a rank's last partial batch and a rank's step without clips (16 rows of zeros) run through the model
+    for nothing. With pad=False a batch holds its clips (a step without clips, one row), and the model gives every
+    clip what it gave it padded."""
+    from avdis.config import Config, ModelConfig
+    from avdis.model.multitask import build_model
+    from avdis.train.engine import build_engine
+    from avdis.train.step import embed
+
+    data = data_cfg(tiny_corpus, tiny_shards)
+    info = stream.open_dataset(data, S3)
+    cfg = Config(model=ModelConfig(emb_dim=8))
+    torch.manual_seed(0)
+    engine = build_engine(build_model(cfg.model, info.features, len(info.emotions), len(info.speakers)), cfg.train,
+                          False)
+    rows = []
+    for rank in range(2):
+        padded, lean = (list(stream.epoch_batches(info, data, S3, None, rank=rank, world=2, epoch=0, seed=0,
+                                                  batch_size=16, shuffle=False, pad=pad)) for pad in (True, False))
+        assert [b["clip_id"] for b in padded] == [b["clip_id"] for b in lean]
+        assert [len(b["valid"]) for b in lean] == [max(len(b["clip_id"]), 1) for b in lean]
+        rows += [len(b["valid"]) for b in lean]
+        a, b = embed(engine, padded), embed(engine, lean)
+        assert list(a["clip_id"]) == list(b["clip_id"])
+        for key in ("z_emo", "z_id", "emo_logits", "id_logits"):
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-5)  # the same up to float rounding
+    assert sum(rows) == 72 + 1  # was 96: a step without clips keeps one row, so every rank runs the model alike
 
 
 def test_a_rank_reads_its_shards_in_a_new_order_every_epoch(tiny_shards):

@@ -288,9 +288,9 @@ def _worker_options(workers: int) -> dict[str, Any]:
     return {"multiprocessing_context": context, "worker_init_fn": partial(_adopt_environment, dict(os.environ))}
 
 
-def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig) -> dict[str, Any]:
-    """Stack samples into a fixed-size batch; rows past len(samples) are padding (valid=False)."""
-    b, n = batch_size, len(samples)
+def collate(samples: list[dict[str, Any]], rows: int, feat: FeatureConfig) -> dict[str, Any]:
+    """Stack samples into a batch of `rows` rows; rows past len(samples) are padding (valid=False)."""
+    b, n = rows, len(samples)
     audio = np.zeros((b, feat.audio_frames, feat.n_mels), np.float32)
     video = np.zeros((b, feat.video_frames, feat.face_size, feat.face_size, 3), np.uint8)
     alen = np.zeros(b, np.int64)
@@ -326,9 +326,15 @@ def collate(samples: list[dict[str, Any]], batch_size: int, feat: FeatureConfig)
 def epoch_batches(
     info: DatasetInfo, data: DataConfig, s3: S3Config, scheme_split: str | None, *, rank: int, world: int,
     epoch: int, seed: int, batch_size: int, shuffle: bool = True, stats: SkipStats | None = None,
+    pad: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Exactly `plan.steps` batches of `scheme_split` clips for this rank (None: every clip, e.g. to embed all).
 
+    Each batch has `batch_size` rows, or with `pad=False` only the rows of its clips (one padding row in a step
+    without clips): an evaluation pass (no dropout) then spends no compute on padding, which a last partial batch
+    and the padding-only steps of a rank dealt fewer clips (a small corpus under a large batch_size: most of its
+    rows) filled. Training keeps one shape every step: dropout draws for each row, so the random stream a run
+    follows stays the one it had.
     Fills `stats` as it goes. A caller that passes `stats` judges the rate itself (`check_skip_rate`: the training
     loop, on every rank's stats merged); without, it raises SkipRateExceeded at the end of the epoch when too many
     clips did not arrive.
@@ -356,7 +362,7 @@ def epoch_batches(
             yield collate(pending, batch_size, info.features)
             pending, emitted = [], emitted + 1
     while emitted < plan.steps:
-        yield collate(pending, batch_size, info.features)
+        yield collate(pending, batch_size if pad else max(len(pending), 1), info.features)
         pending, emitted = [], emitted + 1
     if judged_here:
         check_skip_rate(stats, data, key)

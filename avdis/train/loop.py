@@ -318,7 +318,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         seen = SkipStats()
         emb = embed(engine, epoch_batches(info, cfg.data, cfg.s3, None, rank=rank, world=world, epoch=epoch,
                                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False,
-                                          stats=seen))
+                                          stats=seen, pad=False))
         stats, seen = _all_ranks(stats), _all_ranks(seen)
         losses = _epoch_losses(logs, rows, windows, ("loss", "emotion", "speaker", cfg.method.name, "adversary"))
         check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
