@@ -76,12 +76,36 @@ def test_metrics_known_answers():
 
 
 def test_undefined_leakage_stops_the_run_saying_why():
-    """A speaker_disjoint fold of one speaker: probe_chance 1.0 read as leakage 0, perfect disentanglement."""
+    """A speaker_disjoint fold of one speaker: probe_chance 1.0 read as leakage 0, perfect disentanglement. The
+    launchers refuse such labels before training, so in a run it is clips that did not arrive for the evaluation
+    that leave leakage (or the test split) undefined: the message blamed the corpus ('too few judged clips ... use a
+    corpus with more clips per speaker and emotion') and never named the missing clips or their shards."""
+    from avdis.config import DataConfig
+    from avdis.data.stream import SkipStats
     from avdis.train import loop
 
+    data = DataConfig(shards="/data/shards")
     metrics = {"emotion_acc": 0.5, "leakage": M.normalised_leakage(1.0, 1.0), "probe_chance": 1.0, "n_test": 6}
-    with pytest.raises(loop.NonFiniteError, match=r"probe_chance 1\.0.*preprocess again with fewer data\.split\.folds"):
-        loop._check_objectives(metrics, 0)
+    lost = SkipStats(expected=400, delivered=397, bad_shards=1, reasons=["shard /data/shards/shards/s-3.tar: sha256 "
+                                                                         "mismatch"])
+    with pytest.raises(loop.NonFiniteError, match=r"3 of the 400 clips did not arrive for the evaluation \(within "
+                                                  r"data\.loader\.max_skip_rate=0\.01; first problems: shard "
+                                                  r"/data/shards/shards/s-3\.tar: sha256 mismatch\), and among those "
+                                                  r"that did the emotion label alone names the speaker of every clip "
+                                                  r"the leakage probe judged \(probe_chance 1\.0\), so leakage is undefined "
+                                                  r"there; the evaluation needs them: make the shards again with `avdis "
+                                                  r"preprocess --out /data/shards --force`\. No checkpoint"):
+        loop._check_objectives(metrics, 0, lost, data)
+    untested = {"emotion_acc": float("nan"), "n_test": 0}
+    with pytest.raises(loop.NonFiniteError, match=r"0 test clips; 3 of the 400 clips did not arrive .* among those "
+                                                  r"that did no test clip was left to score"):
+        loop._check_objectives(untested, 0, lost, data)
+    with pytest.raises(loop.NonFiniteError, match=r"probe_chance 1\.0\), so leakage is undefined there: the data's "
+                                                  r"labels leave it so \(a speaker_disjoint fold of one speaker"):
+        loop._check_objectives(metrics, 0, SkipStats(expected=400, delivered=400), data)  # data nothing checked
+    with pytest.raises(loop.NonFiniteError, match=r"no test clip was left to score: the data's labels leave it so "
+                                                  r"\(a split that deals no clip to test\)"):
+        loop._check_objectives(untested, 0, SkipStats(expected=400, delivered=400), data)
 
 
 def test_probe_refuses_fewer_than_two_speakers():

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from avdis import storage
-from avdis.config import OBJECTIVES, Config
+from avdis.config import OBJECTIVES, Config, DataConfig
 from avdis.data.stream import DatasetInfo, EpochPlan, SkipStats, check_skip_rate, epoch_batches, open_dataset
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
@@ -213,19 +213,31 @@ def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
         )
 
 
-def _check_objectives(metrics: dict[str, Any], epoch: int) -> None:
+def _check_objectives(metrics: dict[str, Any], epoch: int, seen: SkipStats, data: DataConfig) -> None:
     """Fail when an objective the report gives (`config.OBJECTIVES`, test clips) is not a finite number. The
     validation numbers a sweep chooses on are not checked here: a run without validation clips still trains, and a
-    sweep refuses such data before it starts (`avdis.tune.sweep.check_validation`)."""
+    sweep refuses such data before it starts (`avdis.tune.sweep.check_validation`). The launchers refuse data whose
+    labels leave an objective undefined before training (`check_leakage_defined`), so here it is the clips that did
+    not arrive for the embedding pass (`seen`, every rank's) that took away what the check counted on."""
     bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
-    if bad:
-        why = ("the emotion label alone names the speaker of every judged clip (probe_chance 1.0), so leakage is "
-               "undefined: a speaker_disjoint fold of one speaker (preprocess again with fewer data.split.folds, so "
-               "that each fold holds several speakers), or too few judged clips for two speakers to share an emotion (use a corpus "
-               "with more clips per speaker and emotion)" if metrics.get("probe_chance") == 1.0 else
-               "pick a data.split that leaves clips to score")
-        raise NonFiniteError(f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; {why}. "
-                             "No checkpoint was saved for this epoch.")
+    if not bad:
+        return
+    what, labels = (("the emotion label alone names the speaker of every clip the leakage probe judged (probe_chance "
+                     "1.0), so leakage is undefined there", "a speaker_disjoint fold of one speaker, or test clips whose "
+                     "emotion no two of the probe's speakers share") if metrics.get("probe_chance") == 1.0 else
+                    ("no test clip was left to score", "a split that deals no clip to test"))
+    if seen.skipped_samples:
+        why = (f"{seen.skipped_samples} of the {seen.expected} clips did not arrive for the evaluation (within "
+               f"data.loader.max_skip_rate={data.loader.max_skip_rate}; first problems: "
+               f"{'; '.join(seen.reasons[:3])}), and among those that did {what}; the evaluation needs them: "
+               + ("check that storage holds those shards and this node can read them"
+                  if seen.unread_shards == seen.bad_shards and not seen.bad_samples else
+                  f"make the shards again with `avdis preprocess --out {data.shards} --force`"))
+    else:  # a caller that did not check the data first
+        why = (f"{what}: the data's labels leave it so ({labels}); `avdis train` and `avdis sweep` refuse such "
+               "data before training and say what to change")
+    raise NonFiniteError(f"epoch {epoch + 1}: non-finite {bad} from {metrics.get('n_test')} test clips; {why}. "
+                         "No checkpoint was saved for this epoch.")
 
 
 def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:
@@ -328,7 +340,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
         metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
         metrics = _broadcast(metrics, rank)
-        _check_objectives(metrics, epoch)
+        _check_objectives(metrics, epoch, seen, cfg.data)
         metrics.update({
             "epoch": epoch + 1, "steps": i, "train_s": train_s, "epoch_s": time.perf_counter() - t0,
             "samples_per_s": train_clips / max(train_s, 1e-9),
