@@ -407,6 +407,22 @@ def test_a_configuration_waits_off_the_front_until_its_confirmations_have_ended(
     assert front(failed) == [("B", 1)]
 
 
+def test_a_sweep_interrupted_between_confirming_seeds_waits_for_the_seeds_it_asked_for() -> None:
+    """sweep.confirm_seeds=2 runs seed by seed across configurations: stopped when A and B had each ended their first
+    confirming seed and none had started its second, every configuration had as many seeds as any, so all counted as
+    ended and the front showed one-seed means (B's lucky one alone) as the confirmed front, for good."""
+    asked = json.dumps({"sweep": {"confirm_seeds": 2}})
+    lucky = [dict(r, config=asked, **({"emotion_acc": 0.95, "leakage": 0.05} if r["trial_id"] == "b1" else {}))
+             for r in confirmed_rows() if r["trial_id"] not in ("a2", "b2")]
+    summary = results.summarize(results.to_table(lucky).to_pandas(), "demo")
+    assert (summary["front_basis"], summary["front"]) == ("seed_mean", [])
+    assert "waiting for the confirming seeds" in plots.front_table(summary)
+    failed = {**confirmed_rows()[7], "config": asked, "status": "ERROR", "order": None, "emotion_acc": None,
+              "leakage": None}  # a failed seed ends B's confirmation: B stands on the seed it has
+    summary = results.summarize(results.to_table([*lucky, failed]).to_pandas(), "demo")
+    assert [(p["config_id"], p["n"]) for p in summary["front_points"]] == [("B", 1)]
+
+
 def test_a_confirming_seed_started_again_after_a_killed_driver_is_one_seed() -> None:
     """a1 was started just before the driver was killed, after Tune's last save: the resumed sweep started seed 1
     again (a1 below) and closed the first start's row as lost. A's three rows counted as three seeds, so B, with

@@ -393,17 +393,30 @@ def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(points, columns=POINT_COLUMNS)
 
 
+def confirm_seeds(config: Any) -> float:
+    """sweep.confirm_seeds in a row's `config` JSON; NaN where it holds none (a table of an earlier avdis, by hand)."""
+    try:
+        return float(json.loads(config)["sweep"]["confirm_seeds"])
+    except (TypeError, ValueError, KeyError):
+        return np.nan
+
+
 def confirmations_ended(df: pd.DataFrame) -> set[str]:
     """The configurations whose confirming seeds have all ended (finished or failed): none running, and as many
-    seeds started as any configuration has (a confirmation not started has no row yet). One that waits is off the
-    front: a lucky seed of three could push a configuration confirmed at every seed off it, while the sweep runs, or
-    for good after an interrupt. Seeds, not rows: a seed the killed driver had started after Tune's last save is
-    started again on resume, under a new trial id, and its first row counted as one more seed took every other
-    configuration off the front."""
+    seeds started as the sweep asked for (sweep.confirm_seeds, in their rows' config; for a table without it, as
+    many as any configuration has). A confirmation not started has no row yet: counted against the most any
+    configuration had, a sweep stopped when each had ended one seed and none had started the next read as
+    confirmed, with means of one seed, for good. One that waits is off the front: a lucky seed of three could push
+    a configuration confirmed at every seed off it, while the sweep runs, or for good after an interrupt. Seeds, not
+    rows: a seed the killed driver had started after Tune's last save is started again on resume, under a new trial
+    id, and its first row counted as one more seed took every other configuration off the front."""
     rows = _keyed(df[df["role"] == CONFIRM])
     started = rows.groupby("config_id")["seed"].nunique()
+    if not len(started):
+        return set()
     running = rows[rows["status"] == "RUNNING"].groupby("config_id").size().reindex(started.index, fill_value=0)
-    return set(started.index[(running == 0) & (started == started.max())]) if len(started) else set()
+    asked = rows["config"].map(confirm_seeds).groupby(rows["config_id"]).max().reindex(started.index)
+    return set(started.index[(running == 0) & (started >= asked.fillna(started.max()))])
 
 
 def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
