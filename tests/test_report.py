@@ -138,6 +138,29 @@ def test_a_trial_stopped_at_a_rung_is_on_no_front_before_any_trial_trained_all_e
     assert "no trial has trained all its epochs yet" in table and "waiting for the first result" not in table
 
 
+def test_a_trial_stopped_at_a_rung_is_drawn_apart_and_the_legend_says_why() -> None:
+    """t11, stopped by MO-ASHA at epoch 2, sits beyond the front (less leakage, as much accuracy: it learned less).
+    It was drawn filled like a finished trial, on both pages, and only its hover said STOPPED."""
+    stopped = {**rows()[2], "trial_id": "t11", "emotion_acc": 0.75, "leakage": 0.04, "epochs": 2, "order": 9,
+               "status": "STOPPED"}
+    trials = results.to_table([*rows(), stopped]).to_pandas()
+    summary = results.summarize(trials, "demo")
+    assert set(summary["front"]) == FRONT
+    figure = plots.pareto_figure(plots.plotted(trials, summary), summary)
+    traces = {t.uid: t for t in figure.data}
+    adversarial = traces["method-adversarial"]
+    symbols = dict(zip((c[0] for c in adversarial.customdata), adversarial.marker.symbol))
+    assert symbols == {"t3": "circle", "t8": "circle", "t11": "x"}
+    assert traces["stopped"].name == plots.STOPPED_LABEL == "stopped at a rung (on no front)"
+    hover = next(c[2] for c in adversarial.customdata if c[0] == "t11")
+    assert hover == "STOPPED at epoch 2: on no front"
+    points = {p["trial_id"]: p for p in data_blob(plots.render_html(trials, summary))["points"]}
+    assert (points["t11"]["stopped"], points["t11"]["on_front"], points["t3"]["stopped"]) == (True, False, False)
+    finished = trials.assign(status=trials["status"].replace("STOPPED", "TERMINATED"))
+    assert plots.render_png(trials, summary) != plots.render_png(finished, summary)  # a cross, and its legend entry
+    assert "stopped" not in {t.uid for t in plots.pareto_figure(plots.plotted(finished, summary), summary).data}
+
+
 def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
     """A sampled data.split.fold: a trial on fold 1 was measured against fold 3's multitask trial, whose leakage is
     another probe's on other speakers (and came out at -0.5)."""

@@ -9,7 +9,8 @@ JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
 (`data-trial-id`, `data-trace`) so browsers and tests can find each trial.
 
 Rows missing emotion_acc or leakage cannot be placed and are counted in the header;
-running trials (no completion `order` yet) are drawn hollow. Every trial is drawn, each
+running trials (no completion `order` yet) are drawn hollow, trials MO-ASHA stopped at a rung as
+crosses (their metrics are of fewer epochs: on no front, `results.trained_longest`). Every trial is drawn, each
 seed of a confirmed configuration too; the front line runs through `front_points` of
 pareto.json: single trials, or, once the sweep confirmed its front with more seeds, seed
 means with error bars of the 95% Student-t interval of the mean (`results.SPREAD`). An
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
+STOPPED_LABEL = "stopped at a rung (on no front)"
 
 
 def waiting(summary: dict[str, Any]) -> str:
@@ -94,9 +96,11 @@ def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
 
 
 def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
-    """Rows with both objectives of trials that did not fail, flagged `running` and `on_front`."""
+    """Rows with both objectives of trials that did not fail, flagged `running`, `stopped` (at a rung) and
+    `on_front`."""
     df = trials[trials["status"] != "ERROR"].dropna(subset=["emotion_acc", "leakage"]).copy()  # a failed trial's
     df["running"] = df["order"].isna()  # last metrics are no result: it is counted as failed, not drawn
+    df["stopped"] = df["status"] == "STOPPED"
     df["on_front"] = df["trial_id"].astype(str).isin(set(summary.get("front") or []))
     return df
 
@@ -201,13 +205,15 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
     ax.set_xlim(*leakage_range(points))
     ax.grid(alpha=0.3)
     for method in _methods(points):
-        rows, color, label = points[points["method"] == method], _color(method), method
-        for running in (False, True):
-            sub = rows[rows["running"] == running]
+        rows, color = points[points["method"] == method], _color(method)
+        ax.scatter([], [], s=42, color=color, label=method)  # its legend entry: a finished trial's marker
+        for sub, style in ((rows[~rows["running"] & ~rows["stopped"]], {"facecolors": color, "edgecolors": color}),
+                           (rows[rows["running"]], {"facecolors": "none", "edgecolors": color}),
+                           (rows[rows["stopped"]], {"marker": "x", "color": color})):
             if len(sub):
-                ax.scatter(sub["leakage"], sub["emotion_acc"], s=42, label=label, facecolors="none" if running else color,
-                           edgecolors=color, linewidths=1.4, zorder=3)
-                label = None
+                ax.scatter(sub["leakage"], sub["emotion_acc"], s=42, linewidths=1.4, zorder=3, **style)
+    if points["stopped"].any():
+        ax.scatter([], [], s=42, marker="x", color=OTHER_COLOR, linewidths=1.4, label=STOPPED_LABEL)
     front = front_frame(summary)
     if len(front):
         ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2,
@@ -271,10 +277,17 @@ def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def _status(row: Any) -> str:
+    """A trial's status on hover; a stopped one's says when, and that it is on no front."""
+    if row.stopped:
+        return f"STOPPED at epoch {_fmt(row.epochs, '{:.0f}')}: on no front"
+    return str(row.status or "")
+
+
 def _trace_points(rows: pd.DataFrame) -> dict[str, Any]:
     return {
         "x": rows["leakage"].tolist(), "y": rows["emotion_acc"].tolist(),
-        "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), str(r.status or "")] for r in rows.itertuples()],
+        "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _status(r)] for r in rows.itertuples()],
         "hovertemplate": "%{customdata[0]}<br>weight %{customdata[1]} (%{customdata[2]})"
                          "<br>leakage %{x:.3f}<br>emotion_acc %{y:.3f}<extra>%{fullData.name}</extra>",
     }
@@ -288,8 +301,12 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
         fig.add_trace(go.Scatter(
             uid=f"method-{method}", name=method, mode="markers", **_trace_points(rows),
             marker={"color": _color(method), "size": 10, "line": {"width": 1.5, "color": _color(method)},
-                    "symbol": ["circle-open" if r else "circle" for r in rows["running"]]},
+                    "symbol": ["circle-open" if r else "x" if st else "circle"
+                               for r, st in zip(rows["running"], rows["stopped"])]},
         ))
+    if points["stopped"].any():  # its legend entry: the crosses' meaning (a hover alone said STOPPED)
+        fig.add_trace(go.Scatter(uid="stopped", name=STOPPED_LABEL, mode="markers", x=[None], y=[None],
+                                 marker={"symbol": "x", "size": 10, "color": OTHER_COLOR}, hoverinfo="skip"))
     front = front_frame(summary)
     if len(front):
         fig.add_trace(go.Scatter(
@@ -422,7 +439,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
          "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
-         "running": bool(r.running), "on_front": bool(r.on_front)} for r in points.itertuples()
+         "running": bool(r.running), "stopped": bool(r.stopped), "on_front": bool(r.on_front)}
+        for r in points.itertuples()
     ])}
     blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" or "<!--" can end or bend the data block
     wait = f'<p class="waiting">{html.escape(waiting(summary))}</p>' if counts["completed"] == 0 else ""
