@@ -526,6 +526,8 @@ def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     blob = data_blob(page)
     assert {p["trial_id"] for p in blob["points"]} == {t[0] for t in CONFIRMED}  # every seed drawn
     assert {p["trial_id"]: p["role"] for p in blob["points"]}["b2"] == "confirm"
+    # the front's point is B's mean of b1 and b2; b0, the search trial standing for B, was flagged on it instead
+    assert blob["summary"]["front"] == ["b0"] and {p["trial_id"] for p in blob["points"] if p["on_front"]} == {"b1", "b2"}
     trials = results.read_trials(url)
     summary = results.summarize(trials, "demo")
     front = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data if t.uid == "front")

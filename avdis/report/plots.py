@@ -97,11 +97,15 @@ def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
 
 def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
     """Rows with both objectives of trials that did not fail, flagged `running`, `stopped` (at a rung) and
-    `on_front`."""
+    `on_front`: the trial is a point of the drawn front, or a seed of a seed mean that is. Not the search trial
+    standing for a confirmed configuration (pareto.json's `front`): its seed is in no mean drawn."""
     df = trials[trials["status"] != "ERROR"].dropna(subset=["emotion_acc", "leakage"]).copy()  # a failed trial's
     df["running"] = df["order"].isna()  # last metrics are no result: it is counted as failed, not drawn
     df["stopped"] = df["status"] == "STOPPED"
-    df["on_front"] = df["trial_id"].astype(str).isin(set(summary.get("front") or []))
+    front = set(summary.get("front") or [])
+    if from_seed_means(summary):
+        front = {str(t) for point in summary.get("front_points") or [] for t in point.get("trials") or []}
+    df["on_front"] = df["trial_id"].astype(str).isin(front)
     return df
 
 
