@@ -161,6 +161,20 @@ def test_a_trial_stopped_at_a_rung_is_drawn_apart_and_the_legend_says_why() -> N
     assert "stopped" not in {t.uid for t in plots.pareto_figure(plots.plotted(finished, summary), summary).data}
 
 
+def test_the_header_and_the_hypervolume_axis_say_which_trials_were_stopped_early() -> None:
+    """Under MO-ASHA most trials stop at a rung: the header counted t1 and t3, stopped at epoch 2, among "8
+    completed", and the hypervolume chart's axis said "completed trials" while it stepped at every stopped one."""
+    early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in ("t1", "t3") else r for r in rows()]
+    trials = results.to_table(early).to_pandas()
+    summary = results.summarize(trials, "demo")
+    page = plots.render_html(trials, summary)
+    assert "10 trials · 6 completed · 2 stopped at a rung · 1 running" in page
+    assert (data_blob(page)["counts"]["completed"], data_blob(page)["counts"]["stopped"]) == (6, 2)
+    assert len(summary["hypervolume_history"]) == 8  # a step at each finished trial, stopped ones too
+    axis = plots.hypervolume_figure(summary).layout.xaxis.title.text
+    assert axis == plots.HISTORY_X == "finished trials (stopped early too)"
+
+
 def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
     """A sampled data.split.fold: a trial on fold 1 was measured against fold 3's multitask trial, whose leakage is
     another probe's on other speakers (and came out at -0.5)."""
@@ -198,7 +212,8 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     assert set(points) == {f"t{i}" for i in range(1, 10)}  # t10 has no metrics: counted, not placed
     assert {t for t, p in points.items() if p["on_front"]} == FRONT
     assert [t for t, p in points.items() if p["running"]] == ["t9"]
-    assert blob["counts"] == {"trials": 10, "completed": 8, "running": 1, "errors": 1, "lost": 0, "unplaced": 0}  # t10: as failed
+    assert blob["counts"] == {"trials": 10, "completed": 8, "stopped": 0, "running": 1, "errors": 1, "lost": 0,
+                              "unplaced": 0}  # t10: as failed
 
     assert "demo" in page and "0.4035" in page and "waiting for the first result" not in page
     table = page[page.index('<table id="front-table">'):]

@@ -45,6 +45,7 @@ WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
 STOPPED_LABEL = "stopped at a rung (on no front)"
+HISTORY_X = "finished trials (stopped early too)"  # a step per trial with a result, as in the search
 
 
 def waiting(summary: dict[str, Any]) -> str:
@@ -184,7 +185,8 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
     status = trials["status"].fillna("")
     return {
         "trials": len(trials),
-        "completed": int(trials["order"].notna().sum()),
+        "completed": int((trials["order"].notna() & (status != "STOPPED")).sum()),  # trained all their epochs
+        "stopped": int((trials["order"].notna() & (status == "STOPPED")).sum()),
         "running": int((status == "RUNNING").sum()),
         "errors": int(results.failed(trials).sum()),
         "lost": int((trials["error"] == results.LOST).sum()),
@@ -249,7 +251,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
         ax.text(0.01, 0.99, f"hollow: {running} running", transform=ax.transAxes, ha="left", va="top", fontsize=9)
 
     history = summary.get("hypervolume_history") or []
-    ax_hv.set_xlabel("completed trials", fontsize=12)
+    ax_hv.set_xlabel(HISTORY_X, fontsize=12)
     ax_hv.set_ylabel("hypervolume", fontsize=12)
     ax_hv.set_title(history_title(summary), fontsize=13)
     ax_hv.grid(alpha=0.3)
@@ -351,8 +353,8 @@ def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
         x=[h["completed"] for h in history], y=[h["hypervolume"] for h in history],
         customdata=[[h["trial_id"]] for h in history], hovertemplate="after %{customdata[0]}: %{y:.4f}<extra></extra>",
     ))
-    fig.update_layout(template="plotly_white", height=360, title=f"{history_title(summary)} over completed trials",
-                      xaxis={"title": "completed trials"}, yaxis={"title": "hypervolume"}, font={"size": 14},
+    fig.update_layout(template="plotly_white", height=360, title=f"{history_title(summary)} over finished trials",
+                      xaxis={"title": HISTORY_X}, yaxis={"title": "hypervolume"}, font={"size": 14},
                       margin={"l": 70, "r": 20, "t": 50, "b": 60})
     return fig
 
@@ -447,9 +449,11 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
         for r in points.itertuples()
     ])}
     blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" or "<!--" can end or bend the data block
-    wait = f'<p class="waiting">{html.escape(waiting(summary))}</p>' if counts["completed"] == 0 else ""
+    finished = counts["completed"] + counts["stopped"]
+    wait = f'<p class="waiting">{html.escape(waiting(summary))}</p>' if not finished else ""
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
+    stopped = f" · {counts['stopped']} stopped at a rung" if counts["stopped"] else ""  # "completed" read as trained
     unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
     unplaced += f" · {counts['lost']} lost to a killed driver (drawn again)" if counts["lost"] else ""
     last = last_result(trials)
@@ -462,7 +466,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
 <body>
 <h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
-<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed · {counts['running']} running{last_shown} · {counts['errors']} failed{unplaced}</p>
+<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed{stopped} · {counts['running']} running{last_shown} · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{_shown(summary.get('hypervolume'), 4)}</b>
  (reference: emotion_acc = chance {_shown((summary.get('reference') or {}).get('emotion_acc'), 3)}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
