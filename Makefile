@@ -12,7 +12,12 @@ APT_PACKAGES := chromium prometheus
 
 venv: $(STAMP)
 
+# Debian and Ubuntu ship Python's venv (its ensurepip) apart: python3.X-venv, installed here when missing.
 $(STAMP): pyproject.toml constraints/cpu.txt
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  pkg=$$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'); \
+	  echo "installing Debian's $$pkg ($(PYTHON) -m venv needs it)"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints/cpu.txt -e '.[dev]'
