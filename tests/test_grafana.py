@@ -85,6 +85,15 @@ def test_dashboard_model() -> None:
     assert "min" not in field["defaults"] and floors == {"leakage": [], "emotion_acc": [0]}  # leakage can be negative
     assert panels["table"]["transformations"][0]["id"] == "merge"
     assert "by (trial, method)" in panels["table"]["targets"][0]["expr"]
+    # a trial stopped at a rung is on no front: the XY chart leaves it out, the table says it was stopped
+    assert all("ray_avdis_trial_stopped" in t["expr"] for t in panels["xychart"]["targets"])
+    table_exprs = [t["expr"] for t in panels["table"]["targets"]]
+    assert [("ray_avdis_trial_stopped" in e) for e in table_exprs] == [False, False, True]
+    rename = panels["table"]["transformations"][1]["options"]["renameByName"]
+    assert rename["Value #C"] == grafana.STOPPED_COLUMN
+    (mapped,) = panels["table"]["fieldConfig"]["overrides"]
+    assert mapped["matcher"]["options"] == grafana.STOPPED_COLUMN
+    assert mapped["properties"][0]["value"][0]["options"]["1"]["text"] == "yes (on no front)"
     assert "ray_avdis_sweep_hypervolume" in panels["timeseries"]["targets"][0]["expr"]
     assert not panels["timeseries"]["targets"][0]["instant"]
 
@@ -94,7 +103,7 @@ def test_metric_names_match_what_ray_exports() -> None:
     from ray._private.telemetry.open_telemetry_metric_recorder import NAMESPACE
 
     queries = json.dumps([t["expr"] for p in grafana.dashboard_json()["panels"] for t in p["targets"]])
-    for gauge in (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME):
+    for gauge in (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED, metrics.STOPPED):
         assert f"{NAMESPACE}_{gauge}" in queries, gauge
 
 
@@ -380,10 +389,13 @@ def trial_row(trial: str, status: str, acc: float, leakage: float, order: int | 
 
 @pytest.mark.ray
 @pytest.mark.timeout(240)
-def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
+def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_one_the_pareto_chart(tmp_path: Path) -> None:
     """A trial that reported while running, then failed: its gauges were set to NaN, but Ray exports no sample for a
     NaN gauge, so Prometheus kept its running values and the panels' `last_over_time` showed them as its result.
-    Real Ray (its metrics agent), real Prometheus with infra/prometheus/prometheus.yml, the panels' own queries."""
+    A trial MO-ASHA stopped at a rung stood on the Pareto chart like a finished one, its early-epoch point beyond
+    every finished trial (the pages draw it apart, on no front): it leaves the chart, and the table says it was
+    stopped. Real Ray (its metrics agent), real Prometheus with infra/prometheus/prometheus.yml, the panels' own
+    queries."""
     import pandas as pd
     import ray
 
@@ -392,14 +404,20 @@ def test_a_failed_trial_leaves_the_trial_panels(tmp_path: Path) -> None:
             ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
                      _metrics_export_port=free_port())
             summary = {"hypervolume": 0.1}
-            running = pd.DataFrame([trial_row("ok", "TERMINATED", 0.7, 0.4, 1), trial_row("bad", "RUNNING", 0.9, 0.05, None)])
+            running = pd.DataFrame([trial_row("ok", "TERMINATED", 0.7, 0.4, 1), trial_row("bad", "RUNNING", 0.9, 0.05, None),
+                                    trial_row("early", "RUNNING", 0.8, 0.02, None)])
             metrics.publish("gone", running, summary)
-            wait_for_panels(port, "gone", lambda seen: all(set(v) == {"ok", "bad"} for v in seen.values()),
-                            "both trials never showed", tmp_path)
-            metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR"]), summary)
-            seen = wait_for_panels(port, "gone", lambda seen: all(set(v) == {"ok"} for v in seen.values()),
-                                   "the failed trial still stands on the panels with its running values", tmp_path)
+            wait_for_panels(port, "gone", lambda seen: all(set(v) == {"ok", "bad", "early"} for v in seen.values()),
+                            "the trials never showed", tmp_path)
+            metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR", "STOPPED"], order=[1, None, 2]),
+                            summary)
+            seen = wait_for_panels(port, "gone", lambda seen: set(seen["table A"]) == {"ok", "early"}
+                                   and seen.get("table C", {}).get("early") == 1,
+                                   "the failed trial still stands on the panels, or the stopped one is not said to be",
+                                   tmp_path)
             assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
+            assert seen["table A"] == {"ok": pytest.approx(0.4), "early": pytest.approx(0.02)}
+            assert seen["table C"] == {"ok": 0, "early": 1}
         finally:
             metrics.forget("gone")
             ray.shutdown()

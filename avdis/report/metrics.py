@@ -7,7 +7,10 @@ tags). Trials without a value are skipped, and the count is returned. A failed t
 `avdis_trial_failed` is 1 (0 for every other trial), and the dashboard's trial panels leave
 out the trials whose latest value of it is 1: its accuracy and leakage gauges are set to NaN,
 but Ray 2.60 exports no sample for a NaN gauge, so Prometheus kept the value it reported while
-running, and the panels (which read each series' last value in range) showed it as its result.
+running, and the panels (which read each series' last value in range) showed it as its result. A trial MO-ASHA
+stopped at a rung has `avdis_trial_stopped` 1 (0 for every other trial): its values are of fewer epochs, on no
+front, so the dashboard's Pareto chart leaves it out and its table says so (the pages draw it apart). It stood on
+the chart like a finished trial, its early-epoch point often beyond every finished one.
 
 Ray 2.60 stops exporting a gauge about 20 s after it was last set (measured at export intervals of 1 s and 10 s),
 while the process lives. A sweep's results come once per trial epoch, minutes apart on real data, so its series
@@ -33,6 +36,7 @@ EMOTION_ACC = "avdis_trial_emotion_acc"
 LEAKAGE = "avdis_trial_leakage"
 HYPERVOLUME = "avdis_sweep_hypervolume"
 FAILED = "avdis_trial_failed"
+STOPPED = "avdis_trial_stopped"
 TRIAL_TAGS = ("sweep", "trial", "method")
 RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 
@@ -90,10 +94,13 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min; test split, the "
                 "front chosen on validation clips)", ("sweep",))
     failed = _gauge(FAILED, "1 for a failed trial (its accuracy and leakage are no result), else 0", TRIAL_TAGS)
+    stopped = _gauge(STOPPED, "1 for a trial the scheduler stopped at a rung (its accuracy and leakage are of fewer "
+                     "epochs: on no front), else 0", TRIAL_TAGS)
     skipped = 0
     for row, own_error in zip(trials.itertuples(), results.failed(trials)):  # a lost trial's error is not its own
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
         failed.set(1.0 if own_error else 0.0, tags=tags)
+        stopped.set(1.0 if row.status == "STOPPED" else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
             for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)
