@@ -522,6 +522,7 @@ def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
     assert summary["front"] == ["a0", "b0"]
     assert [p["n"] for p in summary["front_points"]] == [1, 1]
     assert all(p["emotion_acc_std"] is None and p["leakage_ci95"] is None for p in summary["front_points"])
+    assert "seeds' trials" not in plots.front_table(summary)  # a single trial is its own point
     two = (0.80 - CHANCE) * (1 - 0.30) + (0.70 - CHANCE) * (0.30 - 0.25)
     assert summary["hypervolume"] == pytest.approx(two)
     assert [h["hypervolume"] for h in summary["hypervolume_history"]] == pytest.approx(
@@ -539,6 +540,8 @@ def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     row = row[:row.index("</tr>")]
     acc_ci95, leakage_ci95 = T95_1DF * math.sqrt(0.0002 / 2), T95_1DF * math.sqrt(0.00005 / 2)
     assert "<td>2</td>" in row and f"<td>{acc_ci95:.3f}</td>" in row  # seeds and the interval
+    # b0 stands for B but is in no mean drawn: the row named it alone, read as one of the seeds
+    assert "<th>search trial</th>" in table and "<th>seeds' trials</th>" in table and "<td>b1, b2</td>" in row
     blob = data_blob(page)
     assert {p["trial_id"] for p in blob["points"]} == {t[0] for t in CONFIRMED}  # every seed drawn
     assert {p["trial_id"]: p["role"] for p in blob["points"]}["b2"] == "confirm"
@@ -549,6 +552,8 @@ def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     front = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data if t.uid == "front")
     assert front.error_y.array == pytest.approx([acc_ci95])
     assert front.error_x.array == pytest.approx([leakage_ci95])
+    assert front.customdata[0][0] == "b0" and front.customdata[0][5] == "b1, b2"  # hover: b0 (search trial), b1, b2
+    assert "(search trial), seeds' trials %{customdata[5]}" in front.hovertemplate
     no_spread = {**summary, "front_points": [{**p, "emotion_acc_ci95": None, "leakage_ci95": None}
                                              for p in summary["front_points"]]}
     assert plots.render_png(trials, summary) != plots.render_png(trials, no_spread)  # the error bars are drawn

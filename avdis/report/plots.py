@@ -60,7 +60,9 @@ HTML, PNG = "pareto.html", "pareto.png"
 FRONT_COLUMNS = ["trial_id", "method", "weight", "n", "emotion_acc", "emotion_acc_ci95", "emotion_uar", "leakage",
                  "leakage_ci95", "disentanglement", "val_emotion_acc", "val_leakage", "epochs"]
 TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "leakage_ci95": "± 95%",
-                 "val_emotion_acc": "val emotion_acc", "val_leakage": "val leakage"}
+                 "val_emotion_acc": "val emotion_acc", "val_leakage": "val leakage",
+                 "trials": "seeds' trials"}
+SEARCH_TRIAL = "search trial"  # trial_id's header on a confirmed front: the configuration's, in no mean drawn
 CHOSEN_ON = {"val": tuple(results.SELECTED), "test": tuple(results.OBJECTIVES)}  # by pareto.json's selected_on
 TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f}", "epochs": "{:.0f}"}  # others: 3 decimals
 
@@ -267,17 +269,25 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
 # ------------------------------------------------------------------ HTML (plotly)
 
 
+def _trials(value: Any) -> str:
+    """A seed mean's trials (pareto.json's front_points[].trials), as the page lists them."""
+    return ", ".join(str(t) for t in value) if isinstance(value, list) and value else "—"
+
+
 def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
-    """The front trace's data: each point tagged with the trial standing for it, error bars for seed means."""
+    """The front trace's data: each point tagged with the trial standing for it, error bars for seed means. A seed
+    mean's hover names the seeds' trials too: the search trial standing for its configuration is in no mean drawn."""
+    means = from_seed_means(summary)
+    who = "%{customdata[0]} (search trial), seeds' trials %{customdata[5]}" if means else "%{customdata[0]}"
     out = {
         "x": front["leakage"].tolist(), "y": front["emotion_acc"].tolist(),
         "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _fmt(r.n, "{:.0f}"), _fmt(r.emotion_acc_ci95),
-                        _fmt(r.leakage_ci95)] for r in front.itertuples()],
-        "hovertemplate": "%{customdata[0]}<br>weight %{customdata[1]}, %{customdata[2]} seed(s)"
+                        _fmt(r.leakage_ci95), _trials(r.trials)] for r in front.itertuples()],
+        "hovertemplate": who + "<br>weight %{customdata[1]}, %{customdata[2]} seed(s)"
                          "<br>leakage %{x:.3f} ± %{customdata[4]}<br>emotion_acc %{y:.3f} ± %{customdata[3]}"
                          "<extra>%{fullData.name}</extra>",
     }
-    if from_seed_means(summary):
+    if means:
         out["error_x"] = {"type": "data", "array": _bars(front["leakage_ci95"]), "visible": True, "color": "black"}
         out["error_y"] = {"type": "data", "array": _bars(front["emotion_acc_ci95"]), "visible": True, "color": "black"}
     return out
@@ -364,19 +374,23 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
 
 
 def front_table(summary: dict[str, Any]) -> str:
-    """The front's points as a table: one row per trial, or per configuration with its seed count and spread."""
+    """The front's points as a table: one row per trial, or per configuration with its seed count and spread, its
+    search trial and the seeds' trials whose mean it is (the search trial alone read as one of the seeds)."""
     chosen = CHOSEN_ON.get(summary.get("selected_on", "test"), ())  # pareto.json before it said: chosen on test
-    head = "".join(f"<th>{TABLE_HEADERS.get(c, c)}{' (chosen on)' if c in chosen else ''}</th>" for c in FRONT_COLUMNS)
+    means = from_seed_means(summary)
+    columns = [*FRONT_COLUMNS[:2], "trials", *FRONT_COLUMNS[2:]] if means else FRONT_COLUMNS
+    headers = {**TABLE_HEADERS, "trial_id": SEARCH_TRIAL} if means else TABLE_HEADERS
+    head = "".join(f"<th>{headers.get(c, c)}{' (chosen on)' if c in chosen else ''}</th>" for c in columns)
     body = "".join(
         f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
-        + "".join(f"<td>{html.escape(_fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>" for c in FRONT_COLUMNS)
+        + "".join(f"<td>{html.escape(_trials(r[c]) if c == 'trials' else _fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>"
+                  for c in columns)
         + "</tr>"
         for _, r in front_frame(summary).iterrows()
     )
     if not body:  # a confirmed front is empty while no configuration's confirming seeds have all ended
-        why = (CONFIRMING if from_seed_means(summary) else
-               UNTRAINED if summary.get("n_completed") else waiting(summary))
-        body = f'<tr><td colspan="{len(FRONT_COLUMNS)}">{html.escape(why)}</td></tr>'
+        why = CONFIRMING if means else UNTRAINED if summary.get("n_completed") else waiting(summary)
+        body = f'<tr><td colspan="{len(columns)}">{html.escape(why)}</td></tr>'
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
