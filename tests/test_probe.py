@@ -214,6 +214,40 @@ def test_under_speaker_disjoint_an_embedding_without_identity_reads_no_leakage_o
     assert abs(metrics["leakage"]) < 0.2 and abs(metrics["val_leakage"]) < 0.2, metrics  # 80 clips judged each
 
 
+@pytest.mark.parametrize("scheme, lost, why", [
+    ("within_speaker", "train clips of speakers 1-11", r"the leakage probe's train clips were of one speaker "
+                                                       r"\(speaker_chance 1\.0\): it had no speakers to tell apart"),
+    ("within_speaker", "test clips", r"from 0 test clips; .* no test clip was left to score"),
+    ("speaker_disjoint", "test clips", r"from 16 test clips; .* no test clip was left for the leakage probe to judge"),
+])
+def test_clips_missing_at_run_time_leave_leakage_undefined_on_every_rank_alike(scheme, lost, why):
+    """Clips that did not arrive for the evaluation left the probe train clips of one speaker, or no test clip to
+    judge: `leakage_probe` refused ('needs >= 2 speakers in the train split', 'needs test clips ... (within_speaker
+    split)'), blaming the split, on rank 0 alone, and the other ranks waited for its metrics until Ray tore the run
+    down. The evaluation now gives NaN leakage, and every rank stops saying which clips were missing and what it
+    took away."""
+    from avdis import config as C
+    from avdis.data.stream import SPLIT_CODES, SkipStats
+    from avdis.train import loop
+    from avdis.train.evaluate import evaluate
+
+    emb = disjoint_embeddings(identity=3.0, per=10)
+    if scheme == "within_speaker":
+        emb["scheme_split"] = emb["within_split"]
+    within, test = emb["within_split"], emb["scheme_split"] == SPLIT_CODES["test"]
+    kept = (~((within == SPLIT_CODES["train"]) & (emb["speaker"] != 0)) if lost.startswith("train") else
+            ~(test & (within == SPLIT_CODES["test"])))
+    emb = {key: value[kept] for key, value in emb.items()}
+    cfg = C.Config(data=C.DataConfig(shards="/data/shards", split=C.SplitConfig(scheme=scheme)),
+                   probe=ProbeConfig(epochs=5))
+    metrics = evaluate(emb, cfg, 12, 4, with_probe=True)[0]
+    assert np.isnan(metrics["leakage"])  # and val_leakage with it where one fit judges both (within_speaker)
+    assert np.isnan(metrics["val_leakage"]) == (scheme == "within_speaker")
+    missing = SkipStats(expected=len(kept), delivered=int(kept.sum()), bad_shards=1, reasons=["shard s-3.tar: gone"])
+    with pytest.raises(loop.NonFiniteError, match=rf"non-finite {{.*'leakage': nan.*{why}.* make the shards again"):
+        loop._check_objectives(metrics, 0, missing, cfg.data)
+
+
 def test_val_leakage_comes_from_the_same_fit_and_leaves_test_numbers_alone():
     """The validation clips are judged by the probe fitted once: adding them changes no test number, and they are
     scored against their own label-only chance (what a sweep selects on without touching test clips)."""

@@ -180,9 +180,14 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
 
 
 def _probe(fit: Clips, judged: Clips, n_speakers: int, cfg: Config, val: Clips | None = None) -> ProbeResult:
-    """`leakage_probe` on these clips; under speaker_disjoint, a fold of one speaker has no leakage to measure (the
-    label alone names its speaker): NaN, with probe_chance 1.0, which the training loop explains."""
-    if cfg.data.split.scheme == "speaker_disjoint" and len(np.unique(fit[1])) < 2:
+    """`leakage_probe` on these clips, or NaN leakage where they leave none to measure: fit clips of fewer than 2
+    speakers (a speaker_disjoint fold of one, or clips missing at run time) or no clip to judge. The training loop
+    explains the NaN on every rank alike (`leakage_probe` refused on rank 0 alone, blaming the split, and the other
+    ranks waited for its metrics until Ray tore the run down). probe_chance is the label-only chance of the clips there
+    are (NaN without judged ones); speaker_chance is 1.0 with one speaker."""
+    speakers = np.unique(fit[1])
+    if len(speakers) < 2 or not len(judged[0]):
         nan = float("nan")
-        return ProbeResult(nan, nan, 1.0, 1.0, nan, nan, None)
+        chance = label_only_speaker_chance(fit[2], fit[1], judged[2], judged[1]) if len(speakers) else nan
+        return ProbeResult(nan, nan, chance, 1.0 / len(speakers) if len(speakers) else nan, nan, nan, None)
     return leakage_probe(*fit, *judged, n_speakers, cfg.probe, cfg.train.seed, val=val)

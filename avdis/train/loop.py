@@ -222,10 +222,18 @@ def _check_objectives(metrics: dict[str, Any], epoch: int, seen: SkipStats, data
     bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}
     if not bad:
         return
-    what, labels = (("the emotion label alone names the speaker of every clip the leakage probe judged (probe_chance "
-                     "1.0), so leakage is undefined there", "a speaker_disjoint fold of one speaker, or test clips whose "
-                     "emotion no two of the probe's speakers share") if metrics.get("probe_chance") == 1.0 else
-                    ("no test clip was left to score", "a split that deals no clip to test"))
+    if metrics.get("probe_chance") == 1.0:
+        what, labels = ("the emotion label alone names the speaker of every clip the leakage probe judged "
+                        "(probe_chance 1.0), so leakage is undefined there", "a speaker_disjoint fold of one speaker, "
+                        "or test clips whose emotion no two of the probe's speakers share")
+    elif metrics.get("speaker_chance") == 1.0:
+        what, labels = ("the leakage probe's train clips were of one speaker (speaker_chance 1.0): it had no "
+                        "speakers to tell apart, so leakage is undefined", "a corpus, or a speaker_disjoint fold, of "
+                        "one speaker")
+    else:
+        what = ("no test clip was left for the leakage probe to judge (under speaker_disjoint, the test fold's "
+                "within-speaker test clips)" if metrics.get("n_test") else "no test clip was left to score")
+        labels = "a split that deals no clip to test"
     if seen.skipped_samples:
         why = (f"{seen.skipped_samples} of the {seen.expected} clips did not arrive for the evaluation (within "
                f"data.loader.max_skip_rate={data.loader.max_skip_rate}; first problems: "
