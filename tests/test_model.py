@@ -235,6 +235,25 @@ def test_inlp_stops_where_the_train_clips_leave_no_speaker_direction_to_find(cap
             "emotion's mean have no spread, or none that tells speakers apart, beyond them") in capsys.readouterr().out
 
 
+def test_a_nullspace_shortfall_is_said_once_a_run_not_every_epoch(capsys):
+    """A run evaluates (and fits INLP) every epoch, and the warning that INLP removed fewer directions than
+    method.weight was printed at each: a 100-epoch run printed it 100 times. The loop hands each evaluation the last
+    fit's directions; the warning comes again only when that number changes."""
+    from avdis.train.evaluate import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    d, moods = 8, 3 * torch.randn(4, 8, generator=g)
+    emo, spk = torch.arange(3).repeat(2), torch.tensor([0, 1, 2, 1, 2, 0])
+    emb = {"z_emo": (moods[emo] + torch.randn(6, d, generator=g)).numpy(), "speaker": spk.numpy(),
+           "emotion": emo.numpy(), "scheme_split": np.zeros(6, dtype=np.int64),
+           "within_split": np.zeros(6, dtype=np.int64), "emo_logits": np.eye(4, dtype=np.float32)[emo.numpy()],
+           "id_logits": np.eye(3, dtype=np.float32)[spk.numpy()]}
+    cfg = C.Config(method=MethodConfig(name="nullspace", weight=5), model=ModelConfig(emb_dim=d))
+    said = [evaluate(emb, cfg, 3, 4, with_probe=False, said=before)[1].directions for before in (None, 3, 2)]
+    assert said == [3, 3, 3]  # said at the first, not at the second, again when it changed
+    assert capsys.readouterr().out.count("nullspace removed 3 of the method.weight=5 speaker directions") == 2
+
+
 @pytest.mark.parametrize("conditional", [False, True])
 def test_inlp_fit_on_about_as_many_clips_as_dimensions_keeps_held_out_clips_intact(conditional):
     """64 train clips of a 64-dimensional z_emo (8 speakers, 4 emotions), 8 directions removed. Whitened by the

@@ -35,16 +35,18 @@ from avdis.train.probe import Clips, ProbeResult, leakage_probe
 TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
 
 
-def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int) -> NullspaceFit | None:
+def posthoc(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
+            said: int | None = None) -> NullspaceFit | None:
     """The method's post-hoc step (INLP for nullspace, within emotions if conditional), fit on the train split; says
-    so when INLP found fewer speaker directions than method.weight asks (the numbers are of the ones it removed)."""
+    so when INLP found fewer speaker directions than method.weight asks (the numbers are of the ones it removed),
+    unless `said` (the directions of the run's previous fit: a run fits every epoch) is that number already."""
     if cfg.method.name != "nullspace":
         return None
     tr = emb["scheme_split"] == TRAIN  # the clips the model trained on, as the training of any other method
     fit = fit_nullspace(torch.as_tensor(emb["z_emo"][tr]), torch.as_tensor(emb["speaker"][tr]),
                         torch.as_tensor(emb["emotion"][tr]), n_speakers, n_emotions, int(cfg.method.weight),
                         cfg.method.conditional)
-    if fit.directions < int(cfg.method.weight):
+    if fit.directions < int(cfg.method.weight) and fit.directions != said:
         within = " minus their emotion's mean" if cfg.method.conditional else ""
         print(f"avdis: warning: nullspace removed {fit.directions} of the method.weight={int(cfg.method.weight)} "
               f"speaker directions: the {int(tr.sum())} train clips' z_emo{within} have no spread, or none that "
@@ -140,8 +142,8 @@ def scheme_of(cfg: Config) -> str:
 
 
 def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotions: int,
-             with_probe: bool) -> tuple[dict[str, Any], NullspaceFit | None]:
-    fit = posthoc(emb, cfg, n_speakers, n_emotions)
+             with_probe: bool, said: int | None = None) -> tuple[dict[str, Any], NullspaceFit | None]:
+    fit = posthoc(emb, cfg, n_speakers, n_emotions, said)
     z_emo, emo_logits = emb["z_emo"], emb["emo_logits"]
     if fit is not None:
         z = torch.as_tensor(z_emo)

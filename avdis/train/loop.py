@@ -306,6 +306,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         reporter.report(done, None)
     train_clips = info.split_counts.get("train", 0)
     check_accumulation(info, cfg, world)
+    directions: int | None = None  # the last nullspace fit's: a shortfall is said as it shows or changes
     for epoch in range(start, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would
         stats = SkipStats()
@@ -346,7 +347,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         _check_embeddings(emb, epoch)
         last = epoch + 1 == cfg.train.epochs
         probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
-        metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe)) if rank == 0 else (None, None)
+        metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe), directions) if rank == 0 else (None, None)
+        directions = fit.directions if fit is not None else None
         metrics = _broadcast(metrics, rank)
         _check_objectives(metrics, epoch, seen, cfg.data)
         metrics.update({
