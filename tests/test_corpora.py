@@ -331,6 +331,32 @@ def test_kaggles_ravdess_which_holds_every_actor_folder_twice_is_read_once_and_n
     assert summary["copies"].endswith("point data.src at one copy")
 
 
+def test_a_copy_of_another_size_makes_the_clip_whose_first_copy_does_not_decode(tmp_path):
+    """Copies of a clip's file of different sizes: the copy found first was used, and when that one was the copy a
+    download cut short, the clip was lost though the other copy is whole, and both were faults."""
+    src = tmp_path / "RAVDESS"
+    names = [f"03-01-{emo}-01-01-01-01.wav" for emo in ("01", "03", "04", "05")]
+    for i, name in enumerate(names):
+        write_clip(src / "Actor_01" / name, None, 12, clip_media(i)[1], SR)
+    shutil.copytree(src / "Actor_01", src / "audio_speech_actors_01-24" / "Actor_01")
+    first, copy = src / "Actor_01" / names[2], src / "audio_speech_actors_01-24" / "Actor_01" / names[2]
+    first.write_bytes(first.read_bytes()[:-2000])  # the copy found first is cut short
+    both = [src / "Actor_01" / names[3], src / "audio_speech_actors_01-24" / "Actor_01" / names[3]]
+    both[0].write_bytes(both[0].read_bytes()[:-2000])
+    both[1].write_bytes(both[1].read_bytes()[:-4000])  # no copy whole
+    out = tmp_path / "out"
+    summary = shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                             modality="audio", split=SplitConfig(folds=3)), S3Config())
+    manifest = {r["clip_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    assert manifest["ravdess-01-04-01-01-01-01"]["audio_path"] == str(copy) and summary["clips"] == 3
+    rows = pq.read_table(out / "rejects.parquet").to_pylist()
+    rejects = {r["source_path"]: r for r in rows if r["source_path"].endswith((names[2], names[3]))}
+    assert len(rows) == len({r["source_path"] for r in rows}) and sorted(rejects) == sorted(map(str, [first, *both]))
+    assert rejects[str(first)]["reason"].endswith(f"; the clip was taken from {copy} instead")
+    assert all(r["reason"].startswith("cut short") and not r["unused"] for r in rejects.values())
+    assert (summary["rejects"], summary["unused"]) == (3, 2)
+
+
 def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):
     """Rejects were written in the order Ray tasks finished, so rejects.parquet differed from run to run."""
     src = tmp_path / "corpus"

@@ -11,7 +11,8 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     pair (if any) kept as the fallback should it not decode; otherwise a video-only (02) and
     an audio-only (03) file of the same clip are paired. A clip is never counted twice;
     unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
-    (the same name and size elsewhere in the tree: a corpus held twice) is unused.
+    (the same name and size elsewhere in the tree: a corpus held twice) is unused; one of another size is
+    the clip's file should the one found first not decode (RAVDESS and CREMA-D alike).
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
@@ -65,6 +66,9 @@ class ClipRecord:
     # fallback pair, a video under data.modality=audio): no part of the clip made, but rejects of their own, naming
     # why, should it not be made
     spare: tuple[str, ...] = ()
+    # (video, audio) files of the same clip with a copy of another size (elsewhere in the tree) in place of one of the
+    # files above or of the fallback, tried in turn should those not decode: the copy found first may be the broken one
+    copies: tuple[tuple[str | None, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     fields_of: dict[str, tuple[str, ...]] = {}
     rejects: list[Reject] = []
     copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
+    others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy of another size)
     for path in files:
         if path.suffix.lower() not in (".mp4", ".wav"):
             rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)", unused=no_media(path)))
@@ -208,7 +213,8 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
         key = "-".join(rest)
         slot = clips.setdefault(key, {})
         if modality in slot:
-            _duplicate(path, slot[modality], rejects, copies.setdefault(key, []))
+            if not _duplicate(path, slot[modality], rejects, copies.setdefault(key, [])):
+                others.setdefault(key, []).append((slot[modality], path))
             continue
         slot[modality] = path
         fields_of[key] = tuple(rest)
@@ -227,7 +233,8 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             spare = (str(slot["02"]),) if "02" in slot else ()
             rejects.extend(Reject(p, f"clip taken from {taken} (data.modality=audio)", unused=True) for p in spare)
             spare += _copies_unused(rejects, copies.get(key, []))
-            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback, spare))
+            tries = _with_copies(((None, str(audio)), fallback), others.get(key, []))
+            records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback, spare, tries))
             continue
         spare = ()
         if "01" in slot:
@@ -245,15 +252,17 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             rejects.append(Reject(str(only), f"no full-AV file and no {missing} partner for this clip"))
             continue
         spare += _copies_unused(rejects, copies.get(key, []))
-        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare))
+        tries = _with_copies(((str(video), str(audio)), fallback), others.get(key, []))
+        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare, tries))
     return records, rejects
 
 
-def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]) -> None:
+def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]) -> bool:
     """Reject `path`, a second file of the clip and modality of `first`; a copy of it (the same size, not empty: a
     tree holding the corpus twice, as Kaggle's RAVDESS holds its Actor_XX folders at its top and again under
     audio_speech_actors_01-24/) has its place kept in `copies`, to be marked unused should the clip be made. The
-    reason as it was, which shards made before are fingerprinted with."""
+    reason as it was, which shards made before are fingerprinted with. Whether it is such a copy: one of another size
+    (which of the two is right is not known) is the caller's to keep as the clip's further files (`_with_copies`)."""
     try:
         same = os.stat(path).st_size == os.stat(first).st_size > 0
     except OSError:
@@ -261,6 +270,20 @@ def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]
     if same:
         copies.append(len(rejects))
     rejects.append(Reject(str(path), f"duplicate of {first} (same clip, same modality)"))
+    return same
+
+
+def _with_copies(pairs: tuple[tuple[str | None, str] | None, ...],
+                 others: list[tuple[Path, Path]]) -> tuple[tuple[str | None, str], ...]:
+    """The (video, audio) `pairs` a clip is made from (its files, then its fallback), each with a copy of another size
+    in place of the file it copies (`others`: (file, copy)), in turn: decoding tries them should those pairs not
+    decode, as the copy found first may be the one a download cut short. A copy stays a fault while unused."""
+    tries: dict[tuple[str | None, str], None] = {}
+    for pair in pairs:
+        for first, copy in others:
+            if pair and str(first) in pair:
+                tries[tuple(str(copy) if p == str(first) else p for p in pair)] = None
+    return tuple(tries)
 
 
 def copies_found(rejects: list[Reject]) -> list[Reject]:
@@ -278,14 +301,15 @@ def _copies_unused(rejects: list[Reject], copies: list[int]) -> tuple[str, ...]:
 
 
 def _ravdess_record(key: str, fields: tuple[str, ...], source: Path, audio: Path, video: Path | None,
-                    fallback: tuple[str, str] | None, spare: tuple[str, ...]) -> ClipRecord:
+                    fallback: tuple[str, str] | None, spare: tuple[str, ...],
+                    copies: tuple[tuple[str | None, str], ...]) -> ClipRecord:
     vocal, emo, intensity, statement, repetition, actor = fields
     return ClipRecord(
         clip_id=f"ravdess-{key}", corpus="ravdess", speaker=actor, emotion=RAVDESS_EMOTIONS[emo],
         source_path=str(source), audio_path=str(audio), video_path=None if video is None else str(video),
         meta={"vocal_channel": "speech" if vocal == "01" else "song", "intensity": intensity,
               "statement": statement, "repetition": repetition},
-        fallback=fallback, spare=spare,
+        fallback=fallback, spare=spare, copies=copies,
     )
 
 
@@ -298,6 +322,7 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     kinds: dict[str, dict[str, Path]] = {kind: {} for kind in _CREMAD_KINDS.values()}
     rejects: list[Reject] = []
     copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
+    others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy of another size)
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
@@ -313,7 +338,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
             continue
         stem = path.stem + "X" if m.group(4) == "X" else path.stem
         if stem in kinds[kind]:
-            _duplicate(path, kinds[kind][stem], rejects, copies.setdefault(stem, []))
+            if not _duplicate(path, kinds[kind][stem], rejects, copies.setdefault(stem, [])):
+                others.setdefault(stem, []).append((kinds[kind][stem], path))
             continue
         kinds[kind][stem] = path
     records = []
@@ -323,7 +349,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
             if stem in audios:
                 spare = tuple(str(videos[stem]) for videos in (flvs, mp4s) if stem in videos)
                 spare += _copies_unused(rejects, copies.get(stem, []))
-                records.append(_cremad_record(stem, audios[stem], audios[stem], None, None, spare))
+                tries = _with_copies(((None, str(audios[stem])),), others.get(stem, []))
+                records.append(_cremad_record(stem, audios[stem], audios[stem], None, None, spare, tries))
             rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{audios[stem].name} "
                                                      "(data.modality=audio)", unused=True) if stem in audios else
                            Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav, and data.modality=audio uses only audio")
@@ -339,18 +366,20 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode
         video = flvs.get(stem) or mp4s[stem]
         fallback = (str(mp4s[stem]), str(audios[stem])) if stem in flvs and stem in mp4s else None
+        tries = _with_copies(((str(video), str(audios[stem])), fallback), others.get(stem, []))
         records.append(_cremad_record(stem, video, audios[stem], video, fallback,
-                                      _copies_unused(rejects, copies.get(stem, []))))
+                                      _copies_unused(rejects, copies.get(stem, [])), tries))
     return records, rejects
 
 
 def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
-                   fallback: tuple[str, str] | None, spare: tuple[str, ...] = ()) -> ClipRecord:
+                   fallback: tuple[str, str] | None, spare: tuple[str, ...] = (),
+                   copies: tuple[tuple[str | None, str], ...] = ()) -> ClipRecord:
     actor, sentence, emo, level = _CREMAD_NAME.match(stem).groups()
     return ClipRecord(
         clip_id=f"cremad-{stem}", corpus="cremad", speaker=actor, emotion=CREMAD_EMOTIONS[emo],
         source_path=str(source), audio_path=str(audio), video_path=None if video is None else str(video),
-        meta={"sentence": sentence, "level": level}, fallback=fallback, spare=spare,
+        meta={"sentence": sentence, "level": level}, fallback=fallback, spare=spare, copies=copies,
     )
 
 

@@ -114,44 +114,57 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
 
 
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
-    """The clip from its own files, else from its fallback pair; and a reject, saying why, for each file left
-    unused. A failed clip's row names the file at fault when that is another one (its audio file)."""
+    """The clip from its own files, else from its fallback pair, else from its files with a copy of another size in
+    place of one (`ClipRecord.copies`); and a reject, saying why, for each file left unused. A failed clip's row
+    names the file at fault when that is another one (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
     from avdis.data.media import MediaError
 
-    try:
-        encoded = _encode(rec, feat)
-    except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
-        at, reason = (exc.path, exc.reason) if isinstance(exc, MediaError) else (None, f"{type(exc).__name__}: {exc}")
-        why = reason if at in (None, rec.source_path) else f"{at}: {reason}"
-        if rec.fallback is None:
-            lost = f"its clip could not be made ({Path(rec.source_path).name}: {why})"
-            return None, [Reject(rec.source_path, why), *_unused_audio(rec, at, reason, why),
-                          *(Reject(p, lost) for p in rec.spare)]
-        video, audio = rec.fallback
-        encoded, unused = _encode_any(replace(rec, source_path=video or audio, audio_path=audio, video_path=video,
-                                              fallback=None), feat)
-        names = " and ".join(Path(p).name for p in rec.fallback if p)
-        instead = f"; the clip was taken from {names} instead" if encoded else ""
-        return encoded, [Reject(rec.source_path, why + instead), *unused]
-    if rec.fallback is None:  # no other files of the clip
-        return encoded, []
-    used = (rec.video_path, rec.audio_path)
-    taken = (f"{Path(rec.audio_path).name} (data.modality=audio)" if rec.video_path is None else
-             f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
-             f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
-    return encoded, [Reject(p, f"clip taken from {taken}", unused=True) for p in rec.fallback if p and p not in used]
+    tries = [(rec.video_path, rec.audio_path), *([rec.fallback] if rec.fallback else []), *rec.copies]
+    own = dict.fromkeys(p for pair in tries[:len(tries) - len(rec.copies)] for p in pair if p)  # no copy's
+    failed: list[tuple[ClipRecord, str | None, str, str]] = []  # (files tried, file at fault, reason, why)
+    encoded = None
+    for video, audio in tries:
+        attempt = replace(rec, source_path=video or audio, audio_path=audio, video_path=video) if failed else rec
+        try:
+            encoded = _encode(attempt, feat)
+            break
+        except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
+            at, reason = ((exc.path, exc.reason) if isinstance(exc, MediaError) else
+                          (None, f"{type(exc).__name__}: {exc}"))
+            failed.append((attempt, at, reason, reason if at in (None, attempt.source_path) else f"{at}: {reason}"))
+    used = (attempt.video_path, attempt.audio_path) if encoded else ()
+    instead = ""
+    if encoded:
+        names = " and ".join(p if p not in own else Path(p).name for p in dict.fromkeys(used) if p)
+        instead = f"; the clip was taken from {names} instead"
+    faults: dict[str, Reject] = {}  # a file's own fault, the first found
+    others: dict[str, Reject] = {}  # a file that was tried beside the one at fault: what the last try says of it
+    for tried, at, reason, why in failed:
+        blamed = at if at is not None and at in (tried.video_path, tried.audio_path) else tried.source_path
+        faults.setdefault(blamed, Reject(blamed, (reason if blamed == at else why) + instead))
+        for p in dict.fromkeys((tried.source_path, tried.audio_path)):
+            if p == blamed or p not in own:  # a copy not at fault stays the scan's reject
+                continue
+            others[p] = (Reject(p, f"clip taken from {_taken(attempt)}", unused=True) if encoded else
+                         Reject(p, why) if p == tried.source_path else
+                         Reject(p, f"its clip could not be made ({Path(tried.source_path).name}: {why})"))
+    if encoded:  # the fallback files where the clip's own decoded
+        others.update((p, Reject(p, f"clip taken from {_taken(attempt)}", unused=True)) for p in own if p not in others)
+    else:  # the files the clip would have been made without
+        last = next(f for f in reversed(failed) if f[0].source_path in own)
+        lost = f"its clip could not be made ({Path(last[0].source_path).name}: {last[3]})"
+        others.update((p, Reject(p, lost)) for p in rec.spare)
+    kept = [*faults.values(), *(r for p, r in others.items() if p not in faults)]
+    return encoded, [r for r in kept if r.source_path not in used]
 
 
-def _unused_audio(rec: ClipRecord, at: str | None, reason: str, why: str) -> list[Reject]:
-    """The reject of a failed clip's separate audio file (CREMA-D's .wav, a RAVDESS 03), else in neither the
-    manifest nor the rejects: its own fault's reason, or the clip's."""
-    if rec.audio_path == rec.source_path:
-        return []
-    if at == rec.audio_path:
-        return [Reject(rec.audio_path, reason)]
-    return [Reject(rec.audio_path, f"its clip could not be made ({Path(rec.source_path).name}: {why})")]
+def _taken(rec: ClipRecord) -> str:
+    """The files a clip was taken from, as an unused file's reject names them."""
+    return (f"{Path(rec.audio_path).name} (data.modality=audio)" if rec.video_path is None else
+            f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
+            f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
 
 
 def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
@@ -250,7 +263,9 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject], every_reject
     for r in records:
         # audio file first, as shards were fingerprinted before audio-only clips (with no video file): listed
         # video first, every CREMA-D shard and RAVDESS 02 + 03 clip made before read as a corpus that had changed
-        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))) if p)
+        # a clip's copies of another size only where it has them: others keep the fingerprint they were made with
+        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()),
+                                                                 *(p for pair in r.copies for p in pair))) if p)
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
     lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects
               if every_reject or not (j.unused and no_media(j.source_path))]
@@ -448,9 +463,13 @@ def build_shards(
         decoded.extend(Reject(**r) for r in result["rejects"])
         if result["shard"]:
             shards.append(result["shard"])
-    # a file the scan marked unused (a spare of its clip) is a reject of its own where its clip could not be made
+    # a file the scan marked unused (a spare of its clip) is a reject of its own where its clip could not be made; a
+    # copy of another size (a fault to the scan) is none where its clip was made from it, and its own where it failed
     judged = {r.source_path for r in decoded}
-    rejected = [r for r in scan_rejects if not (r.unused and r.source_path in judged)] + decoded
+    copied = {p for rec in records for pair in rec.copies for p in pair if p}
+    used = {p for row in rows for p in (row["audio_path"], row["video_path"])}
+    rejected = [r for r in scan_rejects if not ((r.unused or r.source_path in copied) and r.source_path in judged)
+                and not (r.source_path in copied and r.source_path in used)] + decoded
     counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
     unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
     none_made = f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: {_first(rejected)}"
@@ -609,9 +628,9 @@ def decode_alone(rec: ClipRecord, feat: FeatureConfig) -> None:
 
 
 def _files_of(rec: ClipRecord) -> list[str]:
-    """Every file of a clip: its own, its separate audio file, its fallback pair, its spare files."""
+    """Every file of a clip: its own, its separate audio file, its fallback pair, its spare files, its copies."""
     return [p for p in dict.fromkeys((rec.source_path, rec.audio_path, rec.video_path, *(rec.fallback or ()),
-                                      *rec.spare)) if p]
+                                      *rec.spare, *(p for pair in rec.copies for p in pair))) if p]
 
 
 def _own_error(get: Callable[[], dict[str, Any]]) -> dict[str, Any]:
