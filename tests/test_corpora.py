@@ -75,6 +75,20 @@ def test_cremads_mp3_copies_are_unused_files_not_rejects(tmp_path):
     assert [(Path(r.source_path).name, r.unused) for r in rejects] == [("1001_DFA_ANG_XX.mp3", True)]
 
 
+def test_a_cremad_tree_with_audiomp3_but_no_audiowav_is_told_its_mp3s_are_not_read(tmp_path):
+    """VideoFlash/ and AudioMP3/ without AudioWAV/: the MP3s, unused and listed after the faults, were never named,
+    so nothing said that avdis does not read them, only that each .flv had no AudioWAV/ partner."""
+    for stem in ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX"):
+        touch(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv")
+        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3")
+    data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"))
+    mp3 = tmp_path / "CREMA-D" / "AudioMP3" / "1001_DFA_ANG_XX.mp3"
+    with pytest.raises(shards.PreprocessError) as exc:
+        shards.build_shards(data, S3Config())
+    assert (f"; its 3 AudioMP3/*.mp3 files (first: {mp3}) are not read: avdis reads CREMA-D's audio from "
+            "AudioWAV/*.wav alone") in str(exc.value)
+
+
 def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
     """AudioWAV/1040_ITH_SAD_X.wav (one X) beside VideoFlash/1040_ITH_SAD_XX.flv, as in some copies of the corpus:
     both were rejected, the wav for its name and the flv for want of a partner."""

@@ -328,8 +328,7 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
             # as is a file that is no media; the reason as it was, which shards made before are fingerprinted with
             rejects.append(Reject(str(path), "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav",
-                                  unused=(path.parent.name, path.suffix.lower()) == ("AudioMP3", ".mp3")
-                                  or no_media(path)))
+                                  unused=_cremad_mp3(path) or no_media(path)))
             continue
         m = _CREMAD_NAME.match(path.stem)
         if not m or m.group(3) not in CREMAD_EMOTIONS:
@@ -370,6 +369,22 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         records.append(_cremad_record(stem, video, audios[stem], video, fallback,
                                       _copies_unused(rejects, copies.get(stem, [])), tries))
     return records, rejects
+
+
+def _cremad_mp3(path: str | Path) -> bool:
+    """Whether a file is one of CREMA-D's AudioMP3/ files, which avdis does not read (AudioWAV/ holds its audio)."""
+    return (Path(path).parent.name, Path(path).suffix.lower()) == ("AudioMP3", ".mp3")
+
+
+def mp3_unread(corpus: str, rejects: list[Reject]) -> str:
+    """The word a build that made no clip owes a CREMA-D tree's AudioMP3/ files, '' where it has none: unused, they
+    come after the faults (each video's 'no AudioWAV/... to pair with'), and a tree holding them but no AudioWAV/
+    was never told that they are not read, nor what is."""
+    mp3 = [r.source_path for r in rejects if corpus == "cremad" and _cremad_mp3(r.source_path)]
+    if not mp3:
+        return ""
+    return (f"; its {len(mp3)} AudioMP3/*.mp3 files (first: {mp3[0]}) are not read: avdis reads CREMA-D's audio from "
+            "AudioWAV/*.wav alone, which the corpus ships beside AudioMP3/: put its AudioWAV/ folder under data.src")
 
 
 def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,

@@ -46,7 +46,7 @@ import webdataset as wds
 from avdis import storage
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
-from avdis.data.corpora import ClipRecord, CorpusError, Reject, copies_found, named_as, no_media, scan
+from avdis.data.corpora import ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as, no_media, scan
 from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
@@ -431,7 +431,8 @@ def build_shards(
             storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
             where = f"all in {storage.join(data.shards, REJECTS)}"
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
-                              f"first: {_first(scan_rejects)} ({where}){_audio_alone_hint(data, out_dir)}"
+                              f"first: {_first(scan_rejects)} ({where}){mp3_unread(data.corpus, scan_rejects)}"
+                              f"{_audio_alone_hint(data, out_dir)}"
                               f"{named_as(Path(data.src), None, data.corpus, Path(out_dir) if out_dir else None)}")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
     fingerprint, sources = _fingerprint(lines, data), hashlib.sha256(lines).hexdigest()
