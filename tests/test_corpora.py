@@ -89,6 +89,18 @@ def test_a_cremad_tree_with_audiomp3_but_no_audiowav_is_told_its_mp3s_are_not_re
             "AudioWAV/*.wav alone") in str(exc.value)
 
 
+def test_a_source_with_no_usable_clip_counts_its_faults_apart_from_unused_files(tmp_path):
+    """'no usable clips; N files rejected' counted CREMA-D's AudioMP3 copies, unused and no fault, among the rejected
+    files: a tree with 3 faults read as 6."""
+    for stem in ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX"):
+        touch(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv")
+        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3")
+    data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError, match=r"no usable cremad clips; 3 files rejected \(3 more unused, no "
+                                                     r"fault\), first: "):
+        shards.build_shards(data, S3Config())
+
+
 def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
     """AudioWAV/1040_ITH_SAD_X.wav (one X) beside VideoFlash/1040_ITH_SAD_XX.flv, as in some copies of the corpus:
     both were rejected, the wav for its name and the flv for want of a partner."""

@@ -430,7 +430,9 @@ def build_shards(
         else:
             storage.write_parquet(storage.join(data.shards, REJECTS), _rejects_table(scan_rejects), s3)
             where = f"all in {storage.join(data.shards, REJECTS)}"
-        raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {len(scan_rejects)} files rejected, "
+        counts = _reject_counts(scan_rejects)  # unused files (CREMA-D's AudioMP3 copies) are no faults
+        unused = f" ({counts['unused']} more unused, no fault)" if counts["unused"] else ""
+        raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {counts['rejects']} files rejected{unused}, "
                               f"first: {_first(scan_rejects)} ({where}){mp3_unread(data.corpus, scan_rejects)}"
                               f"{_audio_alone_hint(data, out_dir)}"
                               f"{named_as(Path(data.src), None, data.corpus, Path(out_dir) if out_dir else None)}")
