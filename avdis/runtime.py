@@ -227,8 +227,10 @@ def check_added_nodes(outputs: dict[str, str], cluster: RayConfig) -> None:
     the nodes alive, and a node started later has a disk of its own at that path: on cluster/aws.yaml, whose head is
     up alone when a sweep starts, a sweep.storage on the head's disk passed, and every trial, on a GPU node started
     later, failed at its first checkpoint (Ray: "Unable to set up cluster storage"); preprocessing tasks wrote
-    their shards to the disks of CPU nodes that then went away. A network filesystem (NFS, EFS) is trusted."""
-    if not (cluster.autoscaling or cluster.cluster_file is not None):
+    their shards to the disks of CPU nodes that then went away. A network filesystem (NFS, EFS) is trusted. A local
+    Ray that `connect` starts (no address) adds no nodes: nothing is refused there (`avdis preprocess` with a
+    cluster's config, run where the corpus is, was refused as if on the cluster)."""
+    if not (cluster.autoscaling or cluster.cluster_file is not None) or _starts_local(cluster):
         return
     local = _local(outputs)
     own = {k: kind for k, path in local.items() if (kind := filesystem_type(path)) in MACHINE_FILESYSTEMS}
@@ -238,6 +240,13 @@ def check_added_nodes(outputs: dict[str, str], cluster: RayConfig) -> None:
             "nodes as work waits (ray.autoscaling / ray.cluster_file): trials, workers and tasks on a node added later "
             "would read and write that node's own disk, where this process and the other nodes never look. Give "
             "s3://bucket/prefix URLs, or a folder every node mounts at the same path (NFS, EFS)")
+
+
+def _starts_local(cfg: RayConfig) -> bool:
+    """Whether `connect` would start a local Ray of its own: no Ray in this process yet, and no address given."""
+    import ray
+
+    return not ray.is_initialized() and (cfg.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
 
 
 def check_shared(paths: dict[str, str]) -> None:

@@ -410,26 +410,41 @@ def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp
             node.wait(15)
 
 
-def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_nodes(tmp_path):
+def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_nodes(tmp_path, monkeypatch):
     """On cluster/aws.yaml the head is up alone when a sweep starts (its workers start as trials wait), so no node was
     there to be asked, and a sweep.storage on the head's disk passed: every trial, on a GPU node started later,
     failed at its first checkpoint (Ray: "Unable to set up cluster storage"), an epoch of GPU time each. Refused
-    before Ray starts; a network filesystem mounted at that path (NFS, EFS) is trusted, s3:// is no folder."""
+    before Ray starts; a network filesystem mounted at that path (NFS, EFS) is trusted, s3:// is no folder. A local
+    Ray (no address) adds no nodes: with the cluster's config, `avdis preprocess` run where the corpus is (as
+    cluster/README.md says) was refused as if the cluster would add them."""
+    import ray
+
     from avdis import runtime
     from avdis.config import RayConfig
     from avdis.errors import UsageError
+
+    assert not ray.is_initialized()
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
     assert runtime.filesystem_type("/proc/self/status") == "proc"  # the mount a path lies under, not the root's
     kind = runtime.filesystem_type(str(tmp_path / "not" / "yet"))
     if kind not in runtime.MACHINE_FILESYSTEMS:
         pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
     outputs = {"sweep.storage": str(tmp_path / "sweeps"), "sweep.checkpoints": "s3://bkt/trials"}
-    for cluster in (RayConfig(autoscaling=True), RayConfig(cluster_file="cluster/aws.yaml")):
+    head = "10.0.0.1:6379"  # not connected to: the check reads the config and this machine's mount table
+    for cluster in (RayConfig(address=head, autoscaling=True), RayConfig(address=head, cluster_file="cluster/aws.yaml"),
+                    RayConfig(address="auto", autoscaling=True)):
         with pytest.raises(UsageError, match=re.escape(f"sweep.storage={tmp_path / 'sweeps'} ({kind}): on this "
                                                        "machine's own disk, and the cluster adds nodes")):
             runtime.check_added_nodes(outputs, cluster)
-    runtime.check_added_nodes(outputs, RayConfig())  # a fixed cluster: its nodes are asked (`check_shared`)
-    runtime.check_added_nodes({"sweep.storage": "s3://bkt/sweeps"}, RayConfig(autoscaling=True))
+    monkeypatch.setenv("RAY_ADDRESS", head)
+    with pytest.raises(UsageError, match="the cluster adds nodes"):
+        runtime.check_added_nodes(outputs, RayConfig(autoscaling=True))
+    monkeypatch.delenv("RAY_ADDRESS")
+    runtime.check_added_nodes(outputs, RayConfig(address=head))  # a fixed cluster: its nodes are asked (`check_shared`)
+    runtime.check_added_nodes({"sweep.storage": "s3://bkt/sweeps"}, RayConfig(address=head, autoscaling=True))
+    for local in (RayConfig(autoscaling=True), RayConfig(address="local", cluster_file="cluster/aws.yaml")):
+        runtime.check_added_nodes(outputs, local)  # a local Ray started here: no node is added
 
 
 def _calls(tree: ast.AST) -> Iterator[ast.Call]:
