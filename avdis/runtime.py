@@ -415,10 +415,14 @@ def connect(cfg: RayConfig) -> str:
 
 def _live_recorded_head() -> str | None:
     """The head the last `ray start` on this machine recorded, where its GCS port takes a connection (at once: a
-    dead one's refuses); None where none is recorded or it is down."""
+    dead one's refuses); None where none is recorded, it is down, or the record cannot be read (another user's
+    `ray start` under umask 077: the local start that read it for this note failed with PermissionError)."""
     import ray._private.utils as ray_utils
 
-    recorded = ray_utils.read_ray_address()
+    try:
+        recorded = ray_utils.read_ray_address()
+    except OSError:
+        return None
     host, _, port = (recorded or "").rpartition(":")
     if not port.isdigit():
         return None

@@ -121,6 +121,17 @@ def killed_head(ray_tmp: Path) -> Iterator[str]:
         yield recorded.read_text().strip()
 
 
+def test_a_head_record_this_process_cannot_read_leaves_a_local_start_alone(tmp_path, monkeypatch):
+    """A job with no address reads the head `ray start` recorded only to say that a live one is there; a record it
+    cannot read (another user's `ray start` under umask 077; here a folder in its place, as root reads any file)
+    crashed that local start with a traceback. No note is due: Ray's own ray.init() could not join it either."""
+    from avdis import runtime
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    (tmp_path / "ray" / "ray_current_cluster").mkdir(parents=True)
+    assert runtime._live_recorded_head() is None
+
+
 @pytest.mark.timeout(300)
 def test_a_dead_recorded_head_is_not_joined_a_local_ray_starts(ray_tmp):
     with killed_head(ray_tmp) as dead:
