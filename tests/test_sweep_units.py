@@ -606,6 +606,16 @@ def test_a_sampled_setting_added_on_resume_is_a_change_and_a_removed_setting_is_
     assert check_spec(url, cfg) is not None
 
 
+def test_a_sweep_recorded_with_the_default_data_synth_resumes_with_its_shards_settings(tmp_path):
+    """A sweep started before `as_made` recorded the default data.synth where its config left it out; resumed now,
+    its config carries the settings of the shards' corpus, and the resume was refused as another sweep. The data is
+    held by the manifest hash (`check_data`), and a data.synth given is checked against the shards."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg, "0" * 16)
+    assert check_spec(url, C.with_overrides(cfg, {"data.synth.speakers": 6})) is not None
+
+
 def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp_path):
     from avdis.data.shards import manifest_hash
     from avdis.tune.sweep import check_data

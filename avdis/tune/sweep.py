@@ -58,7 +58,11 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 # are not here: Tune restores them from its own saved state, so a new value would be ignored. Nor is `sweep.storage`: Tune restores
 # the experiment's callbacks too, and they write to the sweep folder they were made for (`check_spec`); for the same
 # reason `s3` may change only where they and the trials still reach the same endpoint and region.
-RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "train.storage", "train.name")
+# data.synth too: the data is the shards', held by their manifest hash (`check_data`), and a data.synth given is
+# checked against them (`shards.check_synth`). A sweep started before `as_made` recorded the default corpus's settings
+# where its config left data.synth out: now filled from the shards, they differed, and its resume was refused
+RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "data.synth", "train.storage",
+                     "train.name")
 
 
 def url_of(cfg: Config) -> str:
