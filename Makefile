@@ -12,12 +12,17 @@ APT_PACKAGES := chromium prometheus
 
 venv: $(STAMP)
 
-# Debian and Ubuntu ship Python's venv (its ensurepip) apart: python3.X-venv, installed here when missing.
+# Debian and Ubuntu ship their Python's venv (its ensurepip) apart: python3.X-venv, installed here when missing.
+# Another Python without it (pyenv, conda) is not the system's: apt cannot help, so it is named instead.
 $(STAMP): pyproject.toml constraints/cpu.txt
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
-	  pkg=$$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'); \
-	  echo "installing Debian's $$pkg ($(PYTHON) -m venv needs it)"; \
-	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg; }
+	  pkg=$$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])') || exit 1; \
+	  case "$$(readlink -f "$$(command -v $(PYTHON))")" in \
+	    /usr/bin/*) echo "installing Debian's $$pkg ($(PYTHON) -m venv needs it)"; \
+	      $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg;; \
+	    *) echo "$(PYTHON) has no ensurepip, which python -m venv needs: install that Python's venv support, or give another (make PYTHON=...)" >&2; \
+	      exit 1;; \
+	  esac; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints/cpu.txt -e '.[dev]'

@@ -394,7 +394,8 @@ def connect(cfg: RayConfig) -> str:
     runtime_env = worker_runtime_env()
     target = check_address(cfg)
     if target is None:
-        live = None if cfg.address == "local" else _live_recorded_head()
+        asked_local = "local" in (cfg.address, os.environ.get("RAY_ADDRESS"))
+        live = None if asked_local else _live_recorded_head()
         if live:  # Ray's own ray.init() would join it: say why this job does not, and how it would
             print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
