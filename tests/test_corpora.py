@@ -89,6 +89,19 @@ def test_a_cremad_tree_with_audiomp3_but_no_audiowav_is_told_its_mp3s_are_not_re
             "AudioWAV/*.wav alone") in str(exc.value)
 
 
+def test_a_cremad_tree_with_audiowav_is_not_told_to_put_audiowav_under_data_src(tmp_path):
+    """AudioWAV/ and AudioMP3/ without videos (data.modality=av): no clip could be made, and the message told the
+    user to put the AudioWAV/ folder, which data.src holds, under data.src, as if only the MP3s were there."""
+    for stem in ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX"):
+        touch(tmp_path / "CREMA-D" / "AudioWAV" / f"{stem}.wav")
+        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3")
+    data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError) as exc:
+        shards.build_shards(data, S3Config())
+    assert "no VideoFlash/1001_DFA_ANG_XX.flv" in str(exc.value) and "AudioMP3" in str(exc.value)
+    assert "put its AudioWAV/ folder under data.src" not in str(exc.value)
+    assert "data.modality=audio" in str(exc.value)  # what makes clips of these files
+
 def test_a_source_with_no_usable_clip_counts_its_faults_apart_from_unused_files(tmp_path):
     """'no usable clips; N files rejected' counted CREMA-D's AudioMP3 copies, unused and no fault, among the rejected
     files: a tree with 3 faults read as 6."""

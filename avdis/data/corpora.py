@@ -377,11 +377,14 @@ def _cremad_mp3(path: str | Path) -> bool:
 
 
 def mp3_unread(corpus: str, rejects: list[Reject]) -> str:
-    """The word a build that made no clip owes a CREMA-D tree's AudioMP3/ files, '' where it has none: unused, they
-    come after the faults (each video's 'no AudioWAV/... to pair with'), and a tree holding them but no AudioWAV/
-    was never told that they are not read, nor what is."""
+    """The word a build that made no clip owes a CREMA-D tree's AudioMP3/ files, '' where it has none or holds
+    AudioWAV/ files (all of them among `rejects` where no clip was made: their own faults say why, and to put the
+    AudioWAV/ folder under data.src would be untrue): unused, the MP3s come after the faults (each video's 'no
+    AudioWAV/... to pair with'), and a tree holding them but no AudioWAV/ was never told that they are not read, nor
+    what is."""
     mp3 = [r.source_path for r in rejects if corpus == "cremad" and _cremad_mp3(r.source_path)]
-    if not mp3:
+    wav = ("AudioWAV", ".wav")
+    if not mp3 or any((Path(r.source_path).parent.name, Path(r.source_path).suffix.lower()) == wav for r in rejects):
         return ""
     return (f"; its {len(mp3)} AudioMP3/*.mp3 files (first: {mp3[0]}) are not read: avdis reads CREMA-D's audio from "
             "AudioWAV/*.wav alone, which the corpus ships beside AudioMP3/: put its AudioWAV/ folder under data.src")
