@@ -909,3 +909,26 @@ def test_a_data_synth_other_than_the_shards_corpus_had_is_refused(tmp_path):
     assert summary["rebuilt_because"].startswith("changed since the shards were made: the corpus")
     assert shards.read_manifest(str(tmp_path / "shards"))[1]["synth"]["identity_cues"] == "off"
     assert prepare.ensure_shards(control)["up_to_date"]
+
+
+def test_shards_of_a_corpus_generated_when_identity_cues_was_a_bool_are_taken_as_made(tiny_shards, tmp_path):
+    """A corpus generated before identity_cues took words ('on', 'voice', 'off') recorded `true`, which a config reads
+    as 'on': compared as recorded, a sweep whose config leaves data.synth out (given the shards' settings by
+    `prepare.as_made`) was refused, saying identity_cues='on' was not what the corpus was 'made with True'."""
+    import json
+
+    from avdis import config as C
+    from avdis.data import prepare
+    from avdis.errors import UsageError
+
+    table = pq.read_table(Path(tiny_shards) / shards.MANIFEST)
+    meta = json.loads(table.schema.metadata[b"avdis"])
+    meta["synth"]["identity_cues"] = True  # as such a corpus's corpus.json holds it
+    (tmp_path / "shards").mkdir()
+    pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), tmp_path / "shards" / shards.MANIFEST)
+    paths = [f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}"]
+    made = prepare.as_made(C.load(None, paths))
+    assert made.data.synth.identity_cues == "on" and made.data.synth.speakers == meta["synth"]["speakers"]
+    assert prepare.ensure_shards(made)["up_to_date"]
+    with pytest.raises(UsageError, match=r"data.synth.identity_cues='off' \(made with 'on'\)"):
+        prepare.ensure_shards(C.with_overrides(made, {"data.synth.identity_cues": "off"}))

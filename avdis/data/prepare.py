@@ -94,10 +94,10 @@ def as_made(cfg: Config) -> Config:
     manifest = storage.join(cfg.data.shards, shards.MANIFEST)
     if "synth" in cfg.data.model_fields_set or not storage.exists(manifest, cfg.s3):
         return cfg
-    made = shards.read_manifest(cfg.data.shards, cfg.s3)[1].get("synth")
+    made = shards.synth_made(shards.read_manifest(cfg.data.shards, cfg.s3)[1])
     if made is None:
         return cfg
-    return with_overrides(cfg, {"data.synth": {k: v for k, v in made.items() if k in SynthConfig.model_fields}})
+    return with_overrides(cfg, {"data.synth": made})
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:

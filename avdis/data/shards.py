@@ -41,10 +41,12 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
+from pydantic import ValidationError
 import webdataset as wds
 
 from avdis import storage
-from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
+from avdis.config import (EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig,
+                          SynthConfig)
 from avdis.data import splits
 from avdis.data.corpora import ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as, no_media, scan
 from avdis.errors import AvdisError, UsageError
@@ -368,6 +370,20 @@ def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
                          "them as they were made")
 
 
+def synth_made(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The data.synth of the generated corpus a manifest's shards were made from, as a config reads it; None where it
+    records none. A corpus generated before identity_cues took words recorded `true`, which a config reads as 'on':
+    compared as recorded, every config was refused, even one that left data.synth out (`prepare.as_made` gives it
+    these settings)."""
+    if meta.get("synth") is None:
+        return None
+    made = {k: v for k, v in meta["synth"].items() if k in SynthConfig.model_fields}
+    try:
+        return SynthConfig.model_validate(made).model_dump()
+    except ValidationError:  # settings this version cannot read: compared as recorded
+        return made
+
+
 def check_synth(data: DataConfig, meta: dict[str, Any]) -> None:
     """Refuse a data.synth the config gives (`model_fields_set`) other than the generated corpus's the shards were made
     from: training reads the shards, so a control run (data.synth.identity_cues=off, data.shards left at the default)
@@ -375,7 +391,7 @@ def check_synth(data: DataConfig, meta: dict[str, Any]) -> None:
     takes the shards as they are, as for any corpus, and so does a manifest that records no settings (made before
     they were kept, or from a corpus the generator did not write). Checked by the driver (`ensure_shards`), whose
     config is the user's: the one sent on to workers is dumped whole, every setting given there."""
-    made = meta.get("synth")
+    made = synth_made(meta)
     if made is None or "synth" not in data.model_fields_set:
         return
     # a setting the manifest does not record (one the generator gained since) is not compared: `prepare.as_made` fills
