@@ -932,3 +932,27 @@ def test_shards_of_a_corpus_generated_when_identity_cues_was_a_bool_are_taken_as
     assert prepare.ensure_shards(made)["up_to_date"]
     with pytest.raises(UsageError, match=r"data.synth.identity_cues='off' \(made with 'on'\)"):
         prepare.ensure_shards(C.with_overrides(made, {"data.synth.identity_cues": "off"}))
+
+
+def test_a_video_whose_window_misses_the_sound_is_a_fault_where_its_fallback_makes_the_clip(tmp_path):
+    """A .flv shorter than its clip's .wav (a download cut short that still decodes) centres the window where the
+    .wav is silent, which fails naming the .wav; the .mp4 fallback, as long as the .wav, makes the clip with it. The
+    .wav's fault was dropped (it made the clip) and the .flv was said to be unused, no fault, so nothing told of it;
+    it is the .flv's fault, as it was before copies were tried."""
+    from avdis.config import FeatureConfig
+
+    root = tmp_path / "CREMA-D"
+    stem, t = "1001_DFA_ANG_XX", np.arange(4 * SR) / SR
+    audio = np.where(t > 1.3, 0.2 * np.sin(2 * np.pi * 180 * t), 0.0).astype(np.float32)  # silent for 1.3 s
+    frames = clip_media(0, seconds=4.0)[0]
+    flv, mp4 = root / "VideoFlash" / f"{stem}.flv", root / "VideoMP4" / f"{stem}.mp4"
+    wav = root / "AudioWAV" / f"{stem}.wav"
+    write_clip(flv, frames[:12], 12, None, SR)  # 1 s: the window is 0-1 s, all silence
+    write_clip(mp4, frames, 12, None, SR)
+    write_clip(wav, None, 12, audio, SR)
+    (rec,), _ = corpora.scan("cremad", root)
+    encoded, rejects = shards._encode_any(rec, FeatureConfig())
+    assert encoded is not None and encoded[1]["video_path"] == str(mp4)
+    assert [(r.source_path, r.unused) for r in rejects] == [(str(flv), False)]
+    assert rejects[0].reason.startswith(f"{wav}: no sound in the clip's window (0.00-1.00 s)")
+    assert rejects[0].reason.endswith(f"; the clip was taken from {mp4.name} and {wav.name} instead")

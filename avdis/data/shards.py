@@ -145,6 +145,9 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     others: dict[str, Reject] = {}  # a file that was tried beside the one at fault: what the last try says of it
     for tried, at, reason, why in failed:
         blamed = at if at is not None and at in (tried.video_path, tried.audio_path) else tried.source_path
+        if blamed in used:  # the pair's fault, not the file's, which made the clip (a .wav silent in the window a
+            # short video centres): the other file's, as the clip was made without it
+            blamed = next((p for p in (tried.source_path, tried.audio_path) if p not in used), blamed)
         faults.setdefault(blamed, Reject(blamed, (reason if blamed == at else why) + instead))
         for p in dict.fromkeys((tried.source_path, tried.audio_path)):
             if p == blamed or p not in own:  # a copy not at fault stays the scan's reject
