@@ -896,7 +896,7 @@ def test_a_data_synth_other_than_the_shards_corpus_had_is_refused(tmp_path):
     manifest = tmp_path / "shards" / shards.MANIFEST
     table = pq.read_table(manifest)
     meta = json.loads(table.schema.metadata[b"avdis"])
-    del meta["synth"]["identity_cues"]  # a setting the generator gained after these shards: not compared
+    del meta["synth"]["identity_cues"]  # a setting the generator gained after these shards: its default, as a config reads it
     pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), manifest)
     assert prepare.ensure_shards(prepare.as_made(C.load(None, paths)))["up_to_date"]
     del meta["synth"]  # shards made before the settings were kept: not checked

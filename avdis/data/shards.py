@@ -397,10 +397,8 @@ def check_synth(data: DataConfig, meta: dict[str, Any]) -> None:
     made = synth_made(meta)
     if made is None or "synth" not in data.model_fields_set:
         return
-    # a setting the manifest does not record (one the generator gained since) is not compared: `prepare.as_made` fills
-    # it with its default, which was refused as "made with None"
-    differ = [f"data.synth.{k}={v!r} (made with {made[k]!r})" for k, v in data.synth.model_dump().items()
-              if k in made and made[k] != v]
+    differ = [f"data.synth.{k}={v!r} (made with {made.get(k)!r})" for k, v in data.synth.model_dump().items()
+              if made.get(k) != v]
     if differ:
         raise UsageError(f"{data.shards}: its shards were made from a corpus generated with other settings: "
                          f"{', '.join(differ)}; the run would record this data.synth and train on that corpus. "
