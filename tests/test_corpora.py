@@ -911,15 +911,26 @@ def test_a_data_synth_other_than_the_shards_corpus_had_is_refused(tmp_path):
     assert prepare.ensure_shards(control)["up_to_date"]
 
 
-def test_shards_of_a_corpus_generated_when_identity_cues_was_a_bool_are_taken_as_made(tiny_shards, tmp_path):
+def test_shards_of_a_corpus_generated_when_identity_cues_was_a_bool_are_taken_as_made(tiny_corpus, tiny_shards,
+                                                                                       tmp_path):
     """A corpus generated before identity_cues took words ('on', 'voice', 'off') recorded `true`, which a config reads
     as 'on': compared as recorded, a sweep whose config leaves data.synth out (given the shards' settings by
-    `prepare.as_made`) was refused, saying identity_cues='on' was not what the corpus was 'made with True'."""
+    `prepare.as_made`) was refused, saying identity_cues='on' was not what the corpus was 'made with True'; and the
+    corpus itself was refused for generating or preprocessing ("identity_cues: True there, 'on' here")."""
     import json
 
+    from conftest import TINY
+
     from avdis import config as C
-    from avdis.data import prepare
+    from avdis.data import prepare, synth
     from avdis.errors import UsageError
+
+    corpus = tmp_path / "old_corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    recorded = json.loads((corpus / synth.SETTINGS).read_text())
+    (corpus / synth.SETTINGS).write_text(json.dumps({**recorded, "identity_cues": True}))
+    assert synth.is_generated(C.SynthConfig(**TINY), corpus)
+    prepare.generate_if_missing(DataConfig(src=str(corpus), synth=C.SynthConfig(**TINY)))  # taken as it is
 
     table = pq.read_table(Path(tiny_shards) / shards.MANIFEST)
     meta = json.loads(table.schema.metadata[b"avdis"])

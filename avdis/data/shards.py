@@ -41,12 +41,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
-from pydantic import ValidationError
 import webdataset as wds
 
 from avdis import storage
-from avdis.config import (EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig,
-                          SynthConfig)
+from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
 from avdis.data.corpora import ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as, no_media, scan
 from avdis.errors import AvdisError, UsageError
@@ -378,13 +376,9 @@ def synth_made(meta: dict[str, Any]) -> dict[str, Any] | None:
     records none. A corpus generated before identity_cues took words recorded `true`, which a config reads as 'on':
     compared as recorded, every config was refused, even one that left data.synth out (`prepare.as_made` gives it
     these settings)."""
-    if meta.get("synth") is None:
-        return None
-    made = {k: v for k, v in meta["synth"].items() if k in SynthConfig.model_fields}
-    try:
-        return SynthConfig.model_validate(made).model_dump()
-    except ValidationError:  # settings this version cannot read: compared as recorded
-        return made
+    from avdis.data import synth
+
+    return None if meta.get("synth") is None else synth.as_read(meta["synth"])
 
 
 def check_synth(data: DataConfig, meta: dict[str, Any]) -> None:

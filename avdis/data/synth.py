@@ -41,6 +41,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
 from avdis.config import EMOTIONS, SynthConfig
 from avdis.data.corpora import GROUND_TRUTH
@@ -319,7 +320,18 @@ def settings_of(out: str | Path) -> dict[str, Any] | None:
         made = json.loads(meta.read_text())
     except ValueError:
         return None
-    return made or None
+    return as_read(made) if made else None
+
+
+def as_read(made: dict[str, Any]) -> dict[str, Any]:
+    """Recorded generator settings as a config reads them: a corpus generated before identity_cues took words
+    recorded `true`, which a config reads as 'on', and compared as recorded it was refused as made with other
+    settings (generating, preprocessing, training), even by a config that left data.synth out. A setting added
+    since reads as its default; settings this version cannot read are kept as recorded."""
+    try:
+        return SynthConfig.model_validate({k: v for k, v in made.items() if k in SynthConfig.model_fields}).model_dump()
+    except ValidationError:
+        return made
 
 
 def is_generated(cfg: SynthConfig, out: str | Path) -> bool:
