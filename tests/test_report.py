@@ -159,6 +159,11 @@ def test_a_trial_stopped_at_a_rung_is_drawn_apart_and_the_legend_says_why() -> N
     finished = trials.assign(status=trials["status"].replace("STOPPED", "TERMINATED"))
     assert plots.render_png(trials, summary) != plots.render_png(finished, summary)  # a cross, and its legend entry
     assert "stopped" not in {t.uid for t in plots.pareto_figure(plots.plotted(finished, summary), summary).data}
+    # a method whose trials were all stopped is listed with a filled circle: plotly drew its entry as a cross
+    all_stopped = trials.assign(status=trials["status"].where(trials["method"] != "adversarial", "STOPPED"))
+    figure = plots.pareto_figure(plots.plotted(all_stopped, summary), summary)
+    listed = {t.name: t.marker.symbol for t in figure.data if t.showlegend is not False and t.uid != "stopped"}
+    assert listed["adversarial"] == "circle"
 
 
 def test_the_header_and_the_hypervolume_axis_say_which_trials_were_stopped_early() -> None:

@@ -319,7 +319,13 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
             marker={"color": _color(method), "size": 10, "line": {"width": 1.5, "color": _color(method)},
                     "symbol": ["circle-open" if r else "x" if st else "circle"
                                for r, st in zip(rows["running"], rows["stopped"])]},
+            legendgroup=method, showlegend=False,
         ))
+        # its legend entry apart, a filled circle: plotly draws an entry with the trace's first point's symbol, so a
+        # method whose trials were all stopped was listed as a cross, the sign of a stopped trial
+        fig.add_trace(go.Scatter(uid=f"legend-{method}", name=method, mode="markers", x=[None], y=[None],
+                                 marker={"color": _color(method), "size": 10, "symbol": "circle"},
+                                 legendgroup=method, hoverinfo="skip"))
     if points["stopped"].any():  # its legend entry: the crosses' meaning (a hover alone said STOPPED)
         fig.add_trace(go.Scatter(uid="stopped", name=STOPPED_LABEL, mode="markers", x=[None], y=[None],
                                  marker={"symbol": "x", "size": 10, "color": OTHER_COLOR}, hoverinfo="skip"))
@@ -348,7 +354,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
         template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
         title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow: running)",
         xaxis={"title": X_LABEL, "range": leakage_range(points)}, yaxis={"title": Y_LABEL},
-        legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"},
+        legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "tracegroupgap": 0},  # methods in groups
         font={"size": 14},
     )
     if summary.get("n_completed", 0) == 0:
