@@ -427,7 +427,15 @@ DRIVER = """
 import sys, time, pandas as pd, ray
 from avdis.report import metrics
 temp, leakage, status, order, dash = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None, int(sys.argv[5])
-ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp, dashboard_port=dash)
+for attempt in range(2):  # a local Ray's start can time out on 2 loaded cores ("GCS has become overloaded"): once more
+    try:
+        ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp,
+                 dashboard_port=dash)
+        break
+    except Exception as exc:
+        if attempt or "timed out during startup" not in str(exc):
+            raise
+        ray.shutdown()
 metrics.publish("resumed", pd.DataFrame([{"trial_id": "x", "method": "adversarial", "status": status,
                                           "emotion_acc": 0.5, "leakage": leakage, "order": order}]), {})
 print("published", flush=True)
