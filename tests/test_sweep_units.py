@@ -439,6 +439,27 @@ def test_recorder_rows_carry_their_role_and_configuration(tmp_path):
     assert table["config_id"].nunique() == 1 and table["config_id"][0] == config_id({"method": "multitask"})
 
 
+def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
+    """Under MO-ASHA a trial probes only at its rungs: an epoch between them reports emotion accuracy and no leakage,
+    and the row paired that accuracy with the last rung's leakage (a point of neither epoch on the live page)."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None, ["train.epochs=3"])
+    recorder = TrialRecorder(str(tmp_path), cfg)
+    recorder.setup()
+    trial = Trial("trainable", config={"method": "multitask"}, trial_id="t", stub=True)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(1, [], trial, {"epoch": 2, "emotion_acc": 0.5, "val_emotion_acc": 0.45,
+                                            "leakage": 0.4, "val_leakage": 0.35, "manifest_hash": "m"})
+    recorder.on_trial_result(2, [], trial, {"epoch": 3, "emotion_acc": 0.7, "val_emotion_acc": 0.65,
+                                            "manifest_hash": "m"})
+    (row,) = results.read_trials(str(tmp_path)).to_dict("records")
+    assert row["epochs"] == 3 and row["best_emotion_acc"] == 0.7
+    assert (row["emotion_acc"], row["val_emotion_acc"], row["leakage"], row["val_leakage"]) == (0.5, 0.45, 0.4, 0.35)
+
+
 def test_a_trial_config_the_space_made_invalid_fails_that_trial_not_the_recorder(tmp_path):
     """Its config was built in the driver's on_trial_start callback, whose error stopped the whole sweep."""
     from ray.tune.experiment import Trial

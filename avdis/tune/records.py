@@ -99,7 +99,9 @@ class TrialRecorder(Callback):
             return
         row["status"] = "RUNNING"
         row["epochs"] = int(result.get("epoch", row.get("epochs") or 0))
-        for key in FINAL:
+        # an epoch without the probe (between MO-ASHA's rungs) leaves the row the last probed epoch's values: a running
+        # trial's point paired one epoch's accuracy with an earlier epoch's leakage
+        for key in FINAL if "leakage" in result else ("manifest_hash",):
             if key in result:
                 row[key] = result[key] if key == "manifest_hash" else finite(result[key])
         bad = {k: result[k] for k in (*OBJECTIVES, *SELECTION) if k in result and finite(result[k]) is None}
