@@ -70,7 +70,8 @@ PER_SWEEP = {"train.epochs": "MO-ASHA's rungs and the searcher judge every trial
                                 "MO-ASHA would learn which fold reads well and one front would compare folds, not "
                                 "models; run one sweep per fold",
              "train.probe_every": "MO-ASHA decides at each rung on the validation leakage, which a trial probes only "
-                                  "at its probe epochs (the sweep sets 1 under MO-ASHA)",
+                                  "at its probe epochs (under MO-ASHA the sweep sets sweep.scheduler.grace_epochs: "
+                                  "every rung is a multiple of it)",
              # a key ending in "." holds the whole section: the probe judges every trial's leakage (a probe of 2
              # epochs and 1 hidden unit reads 0.05 on an embedding where the default probe reads 0.92)
              "probe.": "the leakage probe judges every trial; sampled, the search would pick the lenient probes "

@@ -215,6 +215,19 @@ def test_a_run_whose_checkpoint_folders_were_all_deleted_says_to_start_it_over(t
     assert f"delete {storage / 'fixed'} to start the run over" in err and "move that checkpoint folder" not in err
 
 
+def test_how_often_the_probe_runs_shapes_no_epoch_and_may_change_on_resume(tiny_shards, two_epochs, tmp_path):
+    """A sweep under MO-ASHA probes its trials only at the rungs (multiples of grace_epochs), where it probed every
+    epoch before: a trial checkpointed then must resume, and its epochs train as they would have."""
+    probe = ("leakage", "leakage_linear", "val_leakage", "probe_acc", "probe_acc_linear", "probe_chance",
+             "speaker_chance")
+    launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=2", "train.probe_every=2"))
+    sparse, every = history(tmp_path), history(two_epochs)  # two_epochs probed every epoch (smoke.yaml)
+    assert "leakage" not in sparse[0] and "leakage" in every[0] and sparse[1]["leakage"] == every[1]["leakage"]
+    unprobed = [without_timing([{k: v for k, v in e.items() if k not in probe} for e in h]) for h in (sparse, every)]
+    assert unprobed[0] == unprobed[1]  # losses, accuracies: the same run
+    assert launch.train(cfg_for(tiny_shards, tmp_path, "train.epochs=3"))["final"]["epoch"] == 3  # every epoch again
+
+
 def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs():
     cfg = C.Config()
     ident = ck.run_signature(cfg, "abc")

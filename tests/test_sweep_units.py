@@ -439,6 +439,25 @@ def test_recorder_rows_carry_their_role_and_configuration(tmp_path):
     assert table["config_id"].nunique() == 1 and table["config_id"][0] == config_id({"method": "multitask"})
 
 
+@pytest.mark.parametrize("epochs, grace, eta", [(9, 2, 2), (9, 1, 3), (20, 3, 2), (5, 4, 2)])
+def test_a_sweep_under_mo_asha_probes_its_trials_at_every_rung_and_no_epoch_between(epochs, grace, eta):
+    from avdis.train.loop import probed
+    from avdis.tune.schedulers import MOSuccessiveHalving
+    from avdis.tune.sweep import probing
+
+    given = C.load(Path(__file__).resolve().parents[1] / "jobs" / "configs" / "local.yaml",
+                   [f"train.epochs={epochs}", f"sweep.scheduler.grace_epochs={grace}", f"sweep.scheduler.eta={eta}",
+                    "train.probe_every=5"])  # a user's value: not what MO-ASHA needs
+    cfg = probing(given)
+    rungs = list(MOSuccessiveHalving(epochs, grace, eta).rungs)
+    probes = [e for e in range(1, epochs + 1) if probed(cfg, e)]
+    assert set(rungs) | {epochs} <= set(probes)
+    assert probes == sorted({*range(grace, epochs + 1, grace), epochs})  # between rungs only grace's multiples
+    if (epochs, grace, eta) == (9, 2, 2):  # the embedded default: 5 probes, where every epoch probed before
+        assert rungs == [2, 4, 8] and probes == [2, 4, 6, 8, 9]
+    assert probing(C.with_overrides(given, {"sweep.scheduler.type": "none"})).train.probe_every == 5  # the user's
+
+
 def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
     """Under MO-ASHA a trial probes only at its rungs: an epoch between them reports emotion accuracy and no leakage,
     and the row paired that accuracy with the last rung's leakage (a point of neither epoch on the live page)."""

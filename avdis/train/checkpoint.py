@@ -37,8 +37,10 @@ SIGNATURE = "run_signature"  # state.json's key for `run_signature`
 # The sections that shape a run's result, and the settings in them a resumed run may change:
 # where it lives, how it is scheduled, how far it trains (a finished run can be extended).
 RESULT_SECTIONS = ("data.features", "data.split", "data.loader", "model", "method", "train", "probe")
+# train.probe_every: the probe judges frozen embeddings with a generator of its own, so when it runs shapes no weight
 MAY_CHANGE = ("data.loader.max_skip_rate", "train.storage", "train.name", "train.max_failures",
-              "train.cpus_per_worker", "train.gpus_per_worker", "train.placement_strategy", "train.epochs")
+              "train.cpus_per_worker", "train.gpus_per_worker", "train.placement_strategy", "train.epochs",
+              "train.probe_every")
 
 
 def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -262,6 +262,12 @@ def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:
     return "avdis train: " + ", ".join(parts)
 
 
+def probed(cfg: Config, epoch: int) -> bool:
+    """Whether epoch (from 1) runs the leakage probe: every `train.probe_every`-th, and the last always."""
+    every = cfg.train.probe_every
+    return epoch == cfg.train.epochs or bool(every and epoch % every == 0)
+
+
 def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> list[dict[str, Any]]:
     """Train `cfg` on this worker; returns the metric history (one dict per epoch)."""
     rank, world = reporter.rank, reporter.world
@@ -345,9 +351,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
         check_skip_rate(seen, cfg.data, "all")
         _check_embeddings(emb, epoch)
-        last = epoch + 1 == cfg.train.epochs
-        probe = last or (cfg.train.probe_every and (epoch + 1) % cfg.train.probe_every == 0)
-        metrics, fit = evaluate(emb, cfg, n_spk, n_emo, bool(probe), directions) if rank == 0 else (None, None)
+        metrics, fit = evaluate(emb, cfg, n_spk, n_emo, probed(cfg, epoch + 1), directions) if rank == 0 else (None, None)
         directions = fit.directions if fit is not None else None
         metrics = _broadcast(metrics, rank)
         _check_objectives(metrics, epoch, seen, cfg.data)
