@@ -246,7 +246,13 @@ def _starts_local(cfg: RayConfig) -> bool:
     """Whether `connect` would start a local Ray of its own: no Ray in this process yet, and no address given."""
     import ray
 
-    return not ray.is_initialized() and (cfg.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
+    return not ray.is_initialized() and _address(cfg) in (None, "local")
+
+
+def _address(cfg: RayConfig) -> str | None:
+    """The Ray address asked for: ray.address, else RAY_ADDRESS (an empty one is none); None where neither gives one.
+    None and "local" start a local Ray; "local" is asked for, so no note says a recorded head is live."""
+    return cfg.address or os.environ.get("RAY_ADDRESS") or None
 
 
 def check_shared(paths: dict[str, str]) -> None:
@@ -370,8 +376,8 @@ def check_address(cfg: RayConfig) -> str | None:
     precedes connecting: `avdis train` made its shards (minutes of decoding) before a stale RAY_ADDRESS was refused."""
     import ray
 
-    address = cfg.address or os.environ.get("RAY_ADDRESS") or "local"
-    if ray.is_initialized() or address == "local":
+    address = _address(cfg)
+    if ray.is_initialized() or address is None or address == "local":
         return None
     target = _resolve(address)
     _check_answers(address, target)
@@ -388,14 +394,13 @@ def connect(cfg: RayConfig) -> str:
             raise UsageError(f"ray.address={cfg.address!r}, but this process is already connected to the Ray at "
                              f"{here}; call ray.shutdown() first, or drop ray.address to use the Ray it has")
         return "existing"
-    address = cfg.address or os.environ.get("RAY_ADDRESS") or "local"
+    address = _address(cfg)
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     runtime_env = worker_runtime_env()
     target = check_address(cfg)
-    if target is None:
-        asked_local = "local" in (cfg.address, os.environ.get("RAY_ADDRESS"))
-        live = None if asked_local else _live_recorded_head()
+    if address is None or address == "local":
+        live = None if address else _live_recorded_head()
         if live:  # Ray's own ray.init() would join it: say why this job does not, and how it would
             print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
