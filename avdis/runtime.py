@@ -390,7 +390,7 @@ def connect(cfg: RayConfig) -> str:
 
     if ray.is_initialized():
         here = ray.get_runtime_context().gcs_address
-        if cfg.address not in (None, "auto", "local") and not _is_connected_to(cfg.address, here):
+        if cfg.address not in (None, "", "auto", "local") and not _is_connected_to(cfg.address, here):
             raise UsageError(f"ray.address={cfg.address!r}, but this process is already connected to the Ray at "
                              f"{here}; call ray.shutdown() first, or drop ray.address to use the Ray it has")
         return "existing"

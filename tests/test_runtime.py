@@ -287,6 +287,7 @@ ray.init(address="local", num_cpus=1, include_dashboard=False)
 here = ray.get_runtime_context().gcs_address
 assert runtime.connect(RayConfig(address=here)) == "existing"
 assert runtime.connect(RayConfig()) == "existing"
+assert runtime.connect(RayConfig(address="")) == "existing"  # `ray.address=`: none given, as in check_address
 try:
     runtime.connect(RayConfig(address=sys.argv[1]))
 except Exception as exc:
@@ -297,7 +298,10 @@ ray.shutdown()
 
 @pytest.mark.timeout(120)
 def test_a_configured_address_other_than_the_ray_already_connected_is_refused(ray_tmp):
-    """A notebook that ran ray.init() first: ray.address pointing elsewhere was ignored, the sweep ran here."""
+    """A notebook that ran ray.init() first: ray.address pointing elsewhere was ignored, the sweep ran here. An empty
+    ray.address (`ray.address=`, or `ray.address=$HEAD` with HEAD unset) is none given: a sweep that connected with it
+    (to RAY_ADDRESS or a local Ray) was refused at its second connect, the one that makes its shards, as connected
+    to another Ray than ''."""
     other = f"10.255.255.1:{free_port()}"
     base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
     out = subprocess.run([sys.executable, "-c", ALREADY, other], env={**base, "RAY_TMPDIR": str(ray_tmp)},
