@@ -433,7 +433,7 @@ def _live_recorded_head() -> str | None:
     if not port.isdigit():
         return None
     try:
-        with socket.create_connection((host, int(port)), timeout=1):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1):  # an IPv6 host is recorded bracketed
             return recorded
     except OSError:
         return None

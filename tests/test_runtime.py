@@ -132,6 +132,28 @@ def test_a_head_record_this_process_cannot_read_leaves_a_local_start_alone(tmp_p
     assert runtime._live_recorded_head() is None
 
 
+def test_a_live_head_recorded_at_an_ipv6_address_is_noted(tmp_path, monkeypatch):
+    """`ray start` records an IPv6 head bracketed (`[::1]:6379`, as Ray builds addresses); its port was dialled with
+    the brackets in the host name, which no resolver knows, so a live head was taken for a dead one and the job
+    started its own Ray without the note that says how to join it. Here a listening socket stands for the head's
+    GCS port: the check only asks whether that port takes a connection."""
+    from ray._common.network_utils import build_address
+    from ray._private.utils import write_ray_address
+
+    from avdis import runtime
+
+    try:
+        gcs = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with gcs:
+        monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+        (tmp_path / "ray").mkdir()
+        head = build_address("::1", gcs.getsockname()[1])
+        write_ray_address(head)
+        assert head.startswith("[::1]:") and runtime._live_recorded_head() == head
+
+
 @pytest.mark.timeout(300)
 def test_a_dead_recorded_head_is_not_joined_a_local_ray_starts(ray_tmp):
     with killed_head(ray_tmp) as dead:
