@@ -206,8 +206,10 @@ def _local(paths: dict[str, str]) -> dict[str, str]:
 
 def filesystem_type(path: str) -> str | None:
     """The type of the filesystem `path` (or, not there yet, its nearest parent) lies on, as this process's mount
-    table says; None where there is none to read (not Linux)."""
-    real = os.path.realpath(next(p for p in (Path(path), *Path(path).parents) if p.exists()))
+    table says; None where there is none to read (not Linux). The path is resolved as far as this process may look
+    (realpath leaves the rest as written): a folder it may not search (another user's, mode 0700) raised
+    PermissionError where its existence was asked."""
+    real = os.path.realpath(path)
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:

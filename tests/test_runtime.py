@@ -484,6 +484,31 @@ def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_no
         runtime.check_added_nodes(outputs, local)  # a local Ray started here: no node is added
 
 
+FILESYSTEM = "import sys; from avdis import runtime; print(runtime.filesystem_type(sys.argv[1]))"
+
+
+def test_a_folder_under_one_this_process_may_not_search_is_judged_by_the_mount_table(tmp_path):
+    """`avdis sweep` on an autoscaling cluster with data.shards in another user's folder (mode 0700) stopped with a
+    PermissionError traceback from the check whether that folder is on this machine's own disk: the nearest parent
+    that exists was looked for with stat, which that folder refuses. The mount table answers without stat. Root
+    searches any folder, so as root the check runs without the capabilities that let it."""
+    from avdis import runtime
+
+    locked = tmp_path / "locked"
+    (locked / "shards").mkdir(parents=True)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    if drop and shutil.which("setpriv") is None:
+        pytest.skip("util-linux's setpriv is not installed")
+    locked.chmod(0)
+    try:
+        out = subprocess.run([*drop, sys.executable, "-c", FILESYSTEM, str(locked / "shards" / "smoke")],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+    finally:
+        locked.chmod(0o700)
+    assert out.stdout.strip() == str(runtime.filesystem_type(str(tmp_path)))
+
+
 def _calls(tree: ast.AST) -> Iterator[ast.Call]:
     """Every call in `tree`, and in the Python scripts its string literals hold (drivers run with `python -c`)."""
     for node in ast.walk(tree):
