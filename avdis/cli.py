@@ -347,9 +347,11 @@ def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HEL
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=overrides_help)  # default: not "required"
 
 
-def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
+def build_parser(default_config: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     """The `avdis` parser; `default_config` is the --config a command reads when none is given (`jobs/sweep.py`'s
-    embedded default), shown in its --help."""
+    embedded default), shown in its --help. `prog` is the name a command's usage and argparse's errors give it
+    where it is not `avdis <command>`: a jobs/ script's file name, as argparse names a script (`python
+    jobs/sweep.py --help` showed `usage: avdis sweep`, a command the user had not run)."""
     SETTINGS_HELP, RAW = settings_help(), argparse.RawDescriptionHelpFormatter  # the epilog's lines as written
     parser = argparse.ArgumentParser(prog="avdis", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -423,12 +425,14 @@ def build_parser(default_config: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_grafana)
     for command in sub.choices.values():  # its own usage for an error in its arguments, not the list of commands
         command.set_defaults(command_parser=command)
+        command.prog = prog or command.prog
     return parser
 
 
-def parse(argv: list[str] | None = None, default_config: str | None = None) -> argparse.Namespace:
+def parse(argv: list[str] | None = None, default_config: str | None = None,
+          prog: str | None = None) -> argparse.Namespace:
     """The parsed command line; key=value overrides may also come between or after options."""
-    parser = build_parser(default_config)
+    parser = build_parser(default_config, prog)
     args, rest = parser.parse_known_args(argv)
     takes_overrides = hasattr(args, "overrides")
     stray = [a for a in rest if not (takes_overrides and "=" in a and not a.startswith("-"))]
@@ -463,8 +467,8 @@ AFTER_INTERRUPT = {
 }
 
 
-def main(argv: list[str] | None = None, default_config: str | None = None) -> int:
-    args = parse(argv, default_config)
+def main(argv: list[str] | None = None, default_config: str | None = None, prog: str | None = None) -> int:
+    args = parse(argv, default_config, prog)
     try:
         return args.func(args)
     except AvdisError as exc:

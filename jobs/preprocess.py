@@ -10,6 +10,7 @@ path (a shared filesystem); a task that does not find its files stops the build.
 corpus is (`--no-ray`, or no Ray address: a local Ray) with --out s3://...
 """
 
+import os
 import sys
 
 import _path  # noqa: F401
@@ -17,4 +18,4 @@ import _path  # noqa: F401
 from avdis.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["preprocess", *sys.argv[1:]]))
+    sys.exit(main(["preprocess", *sys.argv[1:]], prog=os.path.basename(sys.argv[0])))

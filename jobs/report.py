@@ -3,6 +3,7 @@
     python jobs/report.py runs/sweeps/local
 """
 
+import os
 import sys
 
 import _path  # noqa: F401
@@ -10,4 +11,4 @@ import _path  # noqa: F401
 from avdis.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["report", *sys.argv[1:]]))
+    sys.exit(main(["report", *sys.argv[1:]], prog=os.path.basename(sys.argv[0])))

@@ -9,6 +9,7 @@ With no Ray address (ray.address / RAY_ADDRESS) it starts a local Ray. Running t
 same command again against the same storage resumes the sweep.
 """
 
+import os
 import sys
 
 import _path  # noqa: F401
@@ -18,4 +19,4 @@ from avdis.cli import main
 DEFAULT = str(_path.ROOT / "jobs" / "configs" / "local.yaml")
 
 if __name__ == "__main__":
-    sys.exit(main(["sweep", *sys.argv[1:]], default_config=DEFAULT))
+    sys.exit(main(["sweep", *sys.argv[1:]], default_config=DEFAULT, prog=os.path.basename(sys.argv[0])))

@@ -10,6 +10,7 @@ absolute and seen by every node (/shared here, or s3://): the job runs in Ray's 
 driver refuses relative outputs, which would land in that copy (smoke.yaml's data.shards and data.src are relative).
 """
 
+import os
 import sys
 
 import _path  # noqa: F401
@@ -17,4 +18,4 @@ import _path  # noqa: F401
 from avdis.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(main(["train", *sys.argv[1:]], prog=os.path.basename(sys.argv[0])))

@@ -225,6 +225,23 @@ def test_a_command_lists_only_what_it_requires(capsys):
     assert capsys.readouterr().err.strip().endswith("the following arguments are required: sweep")
 
 
+@pytest.mark.parametrize("script", ["preprocess.py", "report.py", "sweep.py", "train.py"])
+def test_a_jobs_usage_names_the_script_that_was_run(monkeypatch, capsys, script):
+    """`python jobs/sweep.py --help` showed `usage: avdis sweep [-h] ...`, and a bad flag `avdis sweep: error: ...`:
+    a command the user had not run (and, without the package installed, cannot). They name the script, as argparse
+    names one."""
+    import runpy
+
+    monkeypatch.syspath_prepend(str(ROOT / "jobs"))  # as `python jobs/x.py` puts its folder first, for `import _path`
+    for argv, stream, first in ((["--help"], "out", f"usage: {script} [-h]"), (["--bogus"], "err", f"usage: {script}")):
+        monkeypatch.setattr(sys, "argv", [f"jobs/{script}", *argv])
+        with pytest.raises(SystemExit):
+            runpy.run_path(str(ROOT / "jobs" / script), run_name="__main__")
+        text = getattr(capsys.readouterr(), stream)
+        assert text.startswith(first), text[:200]
+    assert f"\n{script}: error: " in text, text[-300:]
+
+
 @pytest.mark.timeout(60)
 def test_dashboard_port_in_use_or_out_of_range_is_refused(tmp_path, capsys):
     sweep = str(tmp_path / "sweep")
