@@ -112,10 +112,13 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
     cfg = _load(args, {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
                        "data.shards": ("--out", args.out), "data.shard_size": ("--shard-size", args.shard_size)})
+    # a refusal names a location as it was given: by its flag, else by its setting (the config's, an override's)
+    names = {"data.src": "data.src" if args.src is None else "--src",
+             "data.shards": "data.shards" if args.out is None else "--out"}
     corpora.source_folder(cfg.data.src)
-    runtime.check_kept({"--out": cfg.data.shards})
+    runtime.check_kept({names["data.shards"]: cfg.data.shards})
     storage.check_writable(cfg.data.shards, cfg.s3)
-    summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force)
+    summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force, names=names)
     print(json.dumps(summary, indent=1, ensure_ascii=False))  # paths as written, not \u escapes
     for name, lacks in (("val", "validation metrics (and a sweep, which chooses on them, is refused)"),
                         ("test", "test metrics and no leakage probe")):

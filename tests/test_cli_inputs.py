@@ -459,6 +459,28 @@ def test_a_ray_job_driver_reads_shards_already_in_its_copy_and_names_only_its_ou
     assert "data.src" not in err
 
 
+def test_a_refusal_of_the_shards_folder_names_it_as_preprocess_was_given_it(corpus, tmp_path, capsys, monkeypatch):
+    """`avdis preprocess --out DIR` for a cluster that adds nodes was refused as `data.shards=DIR (ext4): on this
+    machine's own disk`, naming a setting the user had not given; and data.shards of the config or an override,
+    relative in a `ray job submit` driver, as `--out=...`, a flag they had not given. Each is named as given."""
+    from avdis import runtime
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = tmp_path / "shards"
+    kind = runtime.filesystem_type(str(out))
+    if kind not in runtime.MACHINE_FILESYSTEMS:
+        pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
+    base = ["preprocess", "--corpus", "synthetic", "--src", corpus]
+    cluster = ["ray.address=10.0.0.1:6379", "ray.autoscaling=true"]  # refused before Ray is asked
+    err = refused(capsys, [*base, "--out", str(out), *cluster], f"--out={out} ({kind}): on this machine's own disk")
+    assert "data.shards" not in err
+    refused(capsys, [*base, f"data.shards={out}", *cluster], f"data.shards={out} ({kind}): on this machine's own disk")
+    copy = as_ray_job(monkeypatch, tmp_path)
+    err = refused(capsys, [*base, "--no-ray", "data.shards=more"], "data.shards=more: in ")
+    assert "--out" not in err
+    assert not out.exists() and list(copy.iterdir()) == []
+
+
 def test_relative_paths_are_the_users_own_outside_a_ray_job_or_its_copy(tmp_path, capsys, monkeypatch):
     """Without --working-dir, a job's driver runs in the folder its Ray node was started from, as a plain run
     runs in the user's; a driver that moved out of Ray's copy (`cd /srv/x && python ...`) is where it chose to be:

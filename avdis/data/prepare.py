@@ -54,16 +54,19 @@ def generate_if_missing(data: DataConfig) -> None:
     synth.generate(data.synth, data.src)
 
 
-def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False) -> dict[str, Any]:
-    """Preprocess `cfg.data.src` into `cfg.data.shards`; Ray tasks when `use_ray`."""
+def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False,
+               names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Preprocess `cfg.data.src` into `cfg.data.shards`; Ray tasks when `use_ray`. `names`: the option the user gave
+    data.src or data.shards by where it is not that setting (`--out`), for a refusal to name."""
     if generate:
         generate_if_missing(cfg.data)
     runner = None
     if use_ray:
-        runtime.check_added_nodes({"data.shards": cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
+        src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
+        runtime.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
         runtime.connect(cfg.ray)
-        runtime.check_shared({"data.src": cfg.data.src, "data.shards": cfg.data.shards})
-        runtime.check_node_credentials({"data.shards": cfg.data.shards})
+        runtime.check_shared({src: cfg.data.src, out: cfg.data.shards})
+        runtime.check_node_credentials({out: cfg.data.shards})
         runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
     return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force)
 
