@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avdis.cli import READS, main, parse
+from avdis.cli import READS, build_parser, main, parse
 from avdis import config as C
 from avdis.config import SynthConfig
 from avdis.data import synth
@@ -240,6 +240,42 @@ def test_a_jobs_usage_names_the_script_that_was_run(monkeypatch, capsys, script)
         text = getattr(capsys.readouterr(), stream)
         assert text.startswith(first), text[:200]
     assert f"\n{script}: error: " in text, text[-300:]
+
+
+def _synopses() -> dict[str, str]:
+    """The README's synopsis of each command (its Commands section's first code block), by command."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return {line.split()[1]: line for line in block.splitlines() if line.startswith("avdis ")}
+
+
+def test_the_readmes_synopsis_of_each_command_gives_its_flags_and_overrides_as_its_parser_takes_them():
+    """The README's `avdis preprocess` lacked its key=value overrides, `avdis model` its --config and overrides,
+    `avdis grafana push` its --folder-uid, and `avdis synth` showed its optional flags as required. Each line shows
+    (its comment may name) every flag and no other, the optional ones in brackets, and overrides where it takes
+    them. grafana's actions take different flags (push requires --url), so its brackets are not checked."""
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    synopses = _synopses()
+    assert sorted(synopses) == sorted(commands)
+    for name, command in commands.items():
+        line = synopses[name]
+        shown = line.split("  #", 1)[0]  # what a comment says after it is not part of the usage
+        flags = {a.option_strings[-1]: a.required for a in command._actions if a.option_strings and a.dest != "help"}
+        assert set(re.findall(r"--[a-z][a-z-]*", line)) == set(flags), (name, line)
+        depth, bracketed = 0, {}  # flag -> whether it is shown in brackets
+        for token in re.findall(r"\[|\]|--[a-z][a-z-]*", shown):
+            depth += {"[": 1, "]": -1}.get(token, 0)
+            if token.startswith("--"):
+                bracketed.setdefault(token, depth > 0)
+        for flag, required in flags.items():
+            if flag in bracketed and name != "grafana":  # else named in the comment alone
+                assert bracketed[flag] != required, (name, flag, line)
+        takes = any(a.dest == "overrides" for a in command._actions)
+        assert bool(re.search(r"\[[\w.]*k=v \.\.\.\]", shown)) == takes, (name, line)
 
 
 @pytest.mark.timeout(60)
