@@ -133,9 +133,26 @@ def test_a_trial_stopped_at_a_rung_is_on_no_front_before_any_trial_trained_all_e
              for r in rows()]
     summary = results.summarize(results.to_table(early).to_pandas(), "demo")
     assert (summary["front"], summary["hypervolume"], summary["baseline"]) == ([], 0.0, None)
-    assert summary["n_completed"] == 2
-    table = plots.front_table(summary)
-    assert "no trial has trained all its epochs yet" in table and "waiting for the first result" not in table
+    assert (summary["n_completed"], summary["n_stopped"]) == (0, 2)  # stopped is not completed: fewer epochs
+    older = {k: v for k, v in summary.items() if k != "n_stopped"} | {"n_completed": 2}  # counted them as completed
+    for shown in (summary, older):
+        table = plots.front_table(shown)
+        assert "no trial has trained all its epochs yet" in table and "waiting for the first result" not in table
+        trials = results.to_table(early).to_pandas()
+        notes = [a.text for a in plots.pareto_figure(plots.plotted(trials, shown), shown).layout.annotations]
+        assert plots.WAITING not in notes  # two trials are drawn, as crosses
+
+
+def test_pareto_json_and_the_page_count_completed_and_stopped_trials_alike() -> None:
+    """pareto.json's n_completed counted the trials MO-ASHA stopped at a rung (8 here) while the page's header said
+    "6 completed · 2 stopped at a rung": the same sweep read 8 or 6 completed trials depending on where one looked."""
+    early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in ("t1", "t3") else r for r in rows()]
+    trials = results.to_table(early).to_pandas()
+    summary = results.summarize(trials, "demo")
+    counts = data_blob(plots.render_html(trials, summary))["counts"]
+    assert (summary["n_completed"], summary["n_stopped"]) == (counts["completed"], counts["stopped"]) == (6, 2)
+    assert (summary["n_running"], summary["n_failed"], summary["n_trials"]) == (counts["running"], counts["errors"],
+                                                                                counts["trials"]) == (1, 1, 10)
 
 
 def test_a_trial_stopped_at_a_rung_is_drawn_apart_and_the_legend_says_why() -> None:

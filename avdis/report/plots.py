@@ -48,6 +48,12 @@ STOPPED_LABEL = "stopped at a rung (on no front)"
 HISTORY_X = "finished trials (stopped early too)"  # a step per trial with a result, as in the search
 
 
+def finished(summary: dict[str, Any]) -> int:
+    """How many trials pareto.json counts as finished: completed or stopped at a rung. One written before
+    `n_stopped` counted the stopped trials in `n_completed`, so the sum holds for both."""
+    return (summary.get("n_completed") or 0) + (summary.get("n_stopped") or 0)
+
+
 def waiting(summary: dict[str, Any]) -> str:
     """What stands where no trial has finished: a wait, or (none running, some failed) that none ever will."""
     failed, running = summary.get("n_failed", 0), summary.get("n_running", 0)
@@ -187,8 +193,8 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
     status = trials["status"].fillna("")
     return {
         "trials": len(trials),
-        "completed": int((trials["order"].notna() & (status != "STOPPED")).sum()),  # trained all their epochs
-        "stopped": int((trials["order"].notna() & (status == "STOPPED")).sum()),
+        "completed": int(results.completed(trials).sum()),  # trained all their epochs
+        "stopped": int(results.stopped(trials).sum()),
         "running": int((status == "RUNNING").sum()),
         "errors": int(results.failed(trials).sum()),
         "lost": int((trials["error"] == results.LOST).sum()),
@@ -244,7 +250,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
         ax.annotate("", xy=target, xytext=(base["leakage"], base["emotion_acc"]),
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
         ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
-    if summary.get("n_completed", 0) == 0:
+    if not finished(summary):
         ax.text(0.5, 0.5, waiting(summary), transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
     if ax.get_legend_handles_labels()[0]:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=10, frameon=False)
@@ -357,7 +363,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
         legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "tracegroupgap": 0},  # methods in groups
         font={"size": 14},
     )
-    if summary.get("n_completed", 0) == 0:
+    if not finished(summary):
         fig.add_annotation(text=waiting(summary), xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 18})
     return fig
 
@@ -395,7 +401,7 @@ def front_table(summary: dict[str, Any]) -> str:
         for _, r in front_frame(summary).iterrows()
     )
     if not body:  # a confirmed front is empty while no configuration's confirming seeds have all ended
-        why = CONFIRMING if means else UNTRAINED if summary.get("n_completed") else waiting(summary)
+        why = CONFIRMING if means else UNTRAINED if finished(summary) else waiting(summary)
         body = f'<tr><td colspan="{len(columns)}">{html.escape(why)}</td></tr>'
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

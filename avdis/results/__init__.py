@@ -91,6 +91,20 @@ LOST = ("started when the driver was killed, before Tune saved its experiment st
 def failed(trials: pd.DataFrame) -> pd.Series:
     """Which trials ended in an error of their own: a lost one (LOST) is none, Tune drew another in its place."""
     return (trials["status"] == "ERROR") & (trials.get("error") != LOST)
+
+
+def stopped(trials: pd.DataFrame) -> pd.Series:
+    """Which trials the scheduler stopped at a rung (finished, STOPPED): their metrics are of fewer epochs, on no
+    front (`trained_longest`)."""
+    return trials["order"].notna() & (trials["status"] == "STOPPED")
+
+
+def completed(trials: pd.DataFrame) -> pd.Series:
+    """Which trials finished by training all their epochs: finished (an `order`), less those `stopped` at a rung.
+    pareto.json's `n_completed` and the page's header count these, its `n_stopped` and the header the others."""
+    return trials["order"].notna() & ~stopped(trials)
+
+
 OBJECTIVES = list(pareto.OBJECTIVES)
 SELECTED = list(pareto.SELECTED)
 SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, n-1)·std/√n, std with ddof 1)"
@@ -102,7 +116,7 @@ POINT_COLUMNS = ["config_id", "trial_id", "method", "weight", "n", "seeds", "tri
 class _Written(BaseModel):
     """Part of pareto.json as `summarize` writes it: types as written (strict: "0.5" is text, not a number), numbers
     finite (written as null otherwise), unknown keys ignored. Every key may be missing: a summary written by an
-    earlier avdis lacks the ones added since (selected_on, n_running), and the pages draw without them."""
+    earlier avdis lacks the ones added since (selected_on, n_running, n_stopped), and the pages draw without them."""
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
@@ -150,7 +164,8 @@ class Summary(_Written):
     hypervolume: float | None = None
     hypervolume_history: list[HistoryStep] | None = None
     n_trials: int | None = None
-    n_completed: int | None = None
+    n_completed: int | None = None  # written before n_stopped: it counted the stopped trials too
+    n_stopped: int | None = None
     n_failed: int | None = None
     n_running: int | None = None
     n_confirm: int | None = None
@@ -457,7 +472,8 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "hypervolume": hv,
         "hypervolume_history": search.history,
         "n_trials": int(len(df)),
-        "n_completed": int(df["order"].notna().sum()) if len(df) else 0,
+        "n_completed": int(completed(df).sum()) if len(df) else 0,
+        "n_stopped": int(stopped(df).sum()) if len(df) else 0,
         # a lost trial is no failure: Tune drew another in its place
         "n_failed": int(failed(df).sum()) if len(df) else 0,
         "n_lost": int((df["error"] == LOST).sum()) if len(df) else 0,
