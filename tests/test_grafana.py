@@ -85,15 +85,18 @@ def test_dashboard_model() -> None:
     assert "min" not in field["defaults"] and floors == {"leakage": [], "emotion_acc": [0]}  # leakage can be negative
     assert panels["table"]["transformations"][0]["id"] == "merge"
     assert "by (trial, method)" in panels["table"]["targets"][0]["expr"]
-    # a trial stopped at a rung is on no front: the XY chart leaves it out, the table says it was stopped
-    assert all("ray_avdis_trial_stopped" in t["expr"] for t in panels["xychart"]["targets"])
+    # a trial stopped at a rung is on no front, a running one's values are mid-training (the pages draw them as
+    # crosses and hollow): the XY chart leaves both out, the table says which they are
+    assert all("ray_avdis_trial_stopped" in t["expr"] and "ray_avdis_trial_running" in t["expr"]
+               for t in panels["xychart"]["targets"])
     table_exprs = [t["expr"] for t in panels["table"]["targets"]]
-    assert [("ray_avdis_trial_stopped" in e) for e in table_exprs] == [False, False, True]
+    assert [("ray_avdis_trial_stopped" in e) for e in table_exprs] == [False, False, True, False]
+    assert [("ray_avdis_trial_running" in e) for e in table_exprs] == [False, False, False, True]
     rename = panels["table"]["transformations"][1]["options"]["renameByName"]
-    assert rename["Value #C"] == grafana.STOPPED_COLUMN
-    (mapped,) = panels["table"]["fieldConfig"]["overrides"]
-    assert mapped["matcher"]["options"] == grafana.STOPPED_COLUMN
-    assert mapped["properties"][0]["value"][0]["options"]["1"]["text"] == "yes (on no front)"
+    assert (rename["Value #C"], rename["Value #D"]) == (grafana.STOPPED_COLUMN, grafana.RUNNING_COLUMN)
+    mapped = {o["matcher"]["options"]: o["properties"][0]["value"][0]["options"]["1"]["text"]
+              for o in panels["table"]["fieldConfig"]["overrides"]}
+    assert mapped == {grafana.STOPPED_COLUMN: "yes (on no front)", grafana.RUNNING_COLUMN: "yes (mid-training values)"}
     assert "ray_avdis_sweep_hypervolume" in panels["timeseries"]["targets"][0]["expr"]
     assert not panels["timeseries"]["targets"][0]["instant"]
 
@@ -103,7 +106,8 @@ def test_metric_names_match_what_ray_exports() -> None:
     from ray._private.telemetry.open_telemetry_metric_recorder import NAMESPACE
 
     queries = json.dumps([t["expr"] for p in grafana.dashboard_json()["panels"] for t in p["targets"]])
-    for gauge in (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED, metrics.STOPPED):
+    for gauge in (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED, metrics.STOPPED,
+                  metrics.RUNNING):
         assert f"{NAMESPACE}_{gauge}" in queries, gauge
 
 
@@ -389,13 +393,14 @@ def trial_row(trial: str, status: str, acc: float, leakage: float, order: int | 
 
 @pytest.mark.ray
 @pytest.mark.timeout(240)
-def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_one_the_pareto_chart(tmp_path: Path) -> None:
+def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the_pareto_chart(tmp_path: Path) -> None:
     """A trial that reported while running, then failed: its gauges were set to NaN, but Ray exports no sample for a
     NaN gauge, so Prometheus kept its running values and the panels' `last_over_time` showed them as its result.
     A trial MO-ASHA stopped at a rung stood on the Pareto chart like a finished one, its early-epoch point beyond
     every finished trial (the pages draw it apart, on no front): it leaves the chart, and the table says it was
-    stopped. Real Ray (its metrics agent), real Prometheus with infra/prometheus/prometheus.yml, the panels' own
-    queries."""
+    stopped. So did a running trial, at its mid-training values (the pages draw it hollow): it leaves the chart
+    while it runs, and the table says it is running. Real Ray (its metrics agent), real Prometheus with
+    infra/prometheus/prometheus.yml, the panels' own queries."""
     import pandas as pd
     import ray
 
@@ -407,8 +412,10 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_one_the_pareto_cha
             running = pd.DataFrame([trial_row("ok", "TERMINATED", 0.7, 0.4, 1), trial_row("bad", "RUNNING", 0.9, 0.05, None),
                                     trial_row("early", "RUNNING", 0.8, 0.02, None)])
             metrics.publish("gone", running, summary)
-            wait_for_panels(port, "gone", lambda seen: all(set(v) == {"ok", "bad", "early"} for v in seen.values()),
-                            "the trials never showed", tmp_path)
+            seen = wait_for_panels(port, "gone", lambda seen: all(set(seen[f"table {ref}"]) == {"ok", "bad", "early"}
+                                                                  for ref in "ABCD"), "the trials never showed", tmp_path)
+            assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
+            assert seen["table D"] == {"ok": 0, "bad": 1, "early": 1}
             metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR", "STOPPED"], order=[1, None, 2]),
                             summary)
             seen = wait_for_panels(port, "gone", lambda seen: set(seen["table A"]) == {"ok", "early"}
@@ -417,7 +424,7 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_one_the_pareto_cha
                                    tmp_path)
             assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
             assert seen["table A"] == {"ok": pytest.approx(0.4), "early": pytest.approx(0.02)}
-            assert seen["table C"] == {"ok": 0, "early": 1}
+            assert seen["table C"] == {"ok": 0, "early": 1} and seen["table D"] == {"ok": 0, "early": 0}
         finally:
             metrics.forget("gone")
             ray.shutdown()
@@ -460,8 +467,9 @@ def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path:
             driver = subprocess.Popen([sys.executable, "-c", DRIVER, temp, str(leakage), status, str(order), str(free_port())], env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
             try:
-                assert "published" in driver.stdout.readline()
-                wait_for_panels(port, "resumed", lambda seen: seen["xychart A"] == {"x": pytest.approx(leakage)},
+                assert "published" in driver.stdout.readline()  # the Pareto chart leaves a running trial out
+                wait_for_panels(port, "resumed", lambda seen: seen["table A"] == {"x": pytest.approx(leakage)}
+                                and seen["xychart A"] == ({} if status == "RUNNING" else {"x": pytest.approx(leakage)}),
                                 f"the panels never showed the newest driver's leakage {leakage}", tmp_path)
             finally:
                 driver.communicate("", timeout=60)

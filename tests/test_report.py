@@ -387,7 +387,7 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
         unfinished = trials.assign(leakage=trials["leakage"].where(trials["trial_id"] != "t1"))
         assert metrics.publish("demo", unfinished, {**summary, "hypervolume": math.nan}) == 2  # t1's leakage, the HV
         assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED,
-                                        metrics.STOPPED}
+                                        metrics.STOPPED, metrics.RUNNING}
         # t9 reported 0.80 while running, then failed: its gauges must not keep that value as its result
         sets = []
         metrics.forget("demo")  # the keeper sets kept values again: only this publish's may be seen below

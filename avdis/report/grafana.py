@@ -26,7 +26,9 @@ LEAKAGE = metrics.RAY_PREFIX + metrics.LEAKAGE
 HYPERVOLUME = metrics.RAY_PREFIX + metrics.HYPERVOLUME
 FAILED = metrics.RAY_PREFIX + metrics.FAILED
 STOPPED = metrics.RAY_PREFIX + metrics.STOPPED
+RUNNING = metrics.RAY_PREFIX + metrics.RUNNING
 STOPPED_COLUMN = "stopped at a rung"
+RUNNING_COLUMN = "running"
 
 
 def _instant(ref: str, expr: str) -> dict[str, Any]:
@@ -81,20 +83,24 @@ def _latest(metric: str, by: str) -> str:
 
 
 def _drawn(metric: str) -> str:
-    """The Pareto chart's query: `_latest`, less the trials whose newest `avdis_trial_stopped` is 1. A trial stopped
-    at a rung holds values of fewer epochs, on no front; drawn like a finished trial, its early point could stand
-    beyond every finished one (the pages draw it apart; an XY chart draws every point alike)."""
-    return f"{_latest(metric, 'trial')} unless on (trial) ({_newest(STOPPED, 'trial')} > 0)"
+    """The Pareto chart's query: `_latest`, less the trials whose newest `avdis_trial_stopped` or
+    `avdis_trial_running` is 1. A trial stopped at a rung holds values of fewer epochs, a running one mid-training
+    values, both on no front; drawn like a finished trial, such an early point could stand beyond every finished one
+    (the pages draw them apart, as crosses and hollow; an XY chart draws every point alike)."""
+    left_out = " or ".join(f"{_newest(gauge, 'trial')} > 0" for gauge in (STOPPED, RUNNING))
+    return f"{_latest(metric, 'trial')} unless on (trial) ({left_out})"
 
 
 def _pareto_panel() -> dict[str, Any]:
-    """XY chart: one point per trial not stopped at a rung, leakage (x) against emotion accuracy (y), joined on
-    `trial`."""
+    """XY chart: one point per finished trial not stopped at a rung, leakage (x) against emotion accuracy (y),
+    joined on `trial`."""
     return {
         "id": 1, "type": "xychart",
-        "title": "Pareto: emotion accuracy vs identity leakage (one point per trial, less those stopped at a rung)",
-        "description": "A trial MO-ASHA stopped at a rung is left out: its values are of fewer epochs, on no front. "
-                       f"The Trials table lists it ({STOPPED_COLUMN}: yes).",
+        "title": "Pareto: emotion accuracy vs identity leakage (one point per finished trial, less those stopped at a "
+                 "rung)",
+        "description": "A trial MO-ASHA stopped at a rung is left out: its values are of fewer epochs, on no front; so "
+                       "is a running trial: its values are mid-training. The Trials table lists both "
+                       f"({STOPPED_COLUMN}: yes, {RUNNING_COLUMN}: yes).",
         "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 14, "x": 0, "y": 0},
         "targets": [_instant("A", _drawn(LEAKAGE)), _instant("B", _drawn(ACC))],
         "transformations": [
@@ -140,22 +146,26 @@ def _hypervolume_panel() -> dict[str, Any]:
 
 
 def _trials_panel() -> dict[str, Any]:
-    """Table of trials: both gauges and whether the trial was stopped at a rung merged into one row per
+    """Table of trials: both gauges and whether the trial was stopped at a rung or is running merged into one row per
     (trial, method)."""
     stopped = [{"type": "value", "options": {"0": {"text": "no", "index": 0},
                                              "1": {"text": "yes (on no front)", "index": 1}}}]
+    running = [{"type": "value", "options": {"0": {"text": "no", "index": 0},
+                                             "1": {"text": "yes (mid-training values)", "index": 1}}}]
     return {
         "id": 3, "type": "table", "title": "Trials", "datasource": DATASOURCE,
         "gridPos": {"h": 10, "w": 24, "x": 0, "y": 12},
         "targets": [_instant("A", _latest(LEAKAGE, "trial, method")), _instant("B", _latest(ACC, "trial, method")),
-                    _instant("C", _latest(STOPPED, "trial, method"))],
+                    _instant("C", _latest(STOPPED, "trial, method")), _instant("D", _latest(RUNNING, "trial, method"))],
         "transformations": [
             {"id": "merge", "options": {}},
-            _organize({"Value #A": "leakage", "Value #B": "emotion_acc", "Value #C": STOPPED_COLUMN}, ["Time"],
-                      ["trial", "method", "emotion_acc", "leakage", STOPPED_COLUMN]),
+            _organize({"Value #A": "leakage", "Value #B": "emotion_acc", "Value #C": STOPPED_COLUMN,
+                       "Value #D": RUNNING_COLUMN}, ["Time"],
+                      ["trial", "method", "emotion_acc", "leakage", STOPPED_COLUMN, RUNNING_COLUMN]),
         ],
         "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": [
             {"matcher": {"id": "byName", "options": STOPPED_COLUMN}, "properties": [{"id": "mappings", "value": stopped}]},
+            {"matcher": {"id": "byName", "options": RUNNING_COLUMN}, "properties": [{"id": "mappings", "value": running}]},
         ]},
         "options": {"showHeader": True, "cellHeight": "sm", "sortBy": [{"displayName": "leakage", "desc": False}],
                     "footer": {"show": False, "reducer": ["sum"], "fields": ""}},

@@ -10,7 +10,9 @@ but Ray 2.60 exports no sample for a NaN gauge, so Prometheus kept the value it 
 running, and the panels (which read each series' last value in range) showed it as its result. A trial MO-ASHA
 stopped at a rung has `avdis_trial_stopped` 1 (0 for every other trial): its values are of fewer epochs, on no
 front, so the dashboard's Pareto chart leaves it out and its table says so (the pages draw it apart). It stood on
-the chart like a finished trial, its early-epoch point often beyond every finished one.
+the chart like a finished trial, its early-epoch point often beyond every finished one. A running trial has
+`avdis_trial_running` 1 (0 once it has ended): its values are mid-training, of its last probed epoch, and the chart
+leaves it out too while its table says so (the pages draw it hollow, on no front).
 
 Ray 2.60 stops exporting a gauge about 20 s after it was last set (measured at export intervals of 1 s and 10 s),
 while the process lives. A sweep's results come once per trial epoch, minutes apart on real data, so its series
@@ -37,6 +39,7 @@ LEAKAGE = "avdis_trial_leakage"
 HYPERVOLUME = "avdis_sweep_hypervolume"
 FAILED = "avdis_trial_failed"
 STOPPED = "avdis_trial_stopped"
+RUNNING = "avdis_trial_running"
 TRIAL_TAGS = ("sweep", "trial", "method")
 RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 
@@ -96,11 +99,14 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     failed = _gauge(FAILED, "1 for a failed trial (its accuracy and leakage are no result), else 0", TRIAL_TAGS)
     stopped = _gauge(STOPPED, "1 for a trial the scheduler stopped at a rung (its accuracy and leakage are of fewer "
                      "epochs: on no front), else 0", TRIAL_TAGS)
+    running = _gauge(RUNNING, "1 for a running trial (its accuracy and leakage are mid-training: on no front), else 0",
+                     TRIAL_TAGS)
     skipped = 0
     for row, own_error in zip(trials.itertuples(), results.failed(trials)):  # a lost trial's error is not its own
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
         failed.set(1.0 if own_error else 0.0, tags=tags)
         stopped.set(1.0 if row.status == "STOPPED" else 0.0, tags=tags)
+        running.set(1.0 if row.status == "RUNNING" else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
             for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)
