@@ -386,9 +386,10 @@ def live(port: int, sweep: str) -> bool:
         return bool(json.load(resp)["data"]["result"])
 
 
-def trial_row(trial: str, status: str, acc: float, leakage: float, order: int | None) -> dict[str, Any]:
+def trial_row(trial: str, status: str, acc: float, leakage: float, order: int | None,
+              error: str | None = None) -> dict[str, Any]:
     return {"trial_id": trial, "method": "adversarial", "status": status, "emotion_acc": acc, "leakage": leakage,
-            "order": order}
+            "order": order, "error": error}
 
 
 @pytest.mark.ray
@@ -399,10 +400,13 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the
     A trial MO-ASHA stopped at a rung stood on the Pareto chart like a finished one, its early-epoch point beyond
     every finished trial (the pages draw it apart, on no front): it leaves the chart, and the table says it was
     stopped. So did a running trial, at its mid-training values (the pages draw it hollow): it leaves the chart
-    while it runs, and the table says it is running. Real Ray (its metrics agent), real Prometheus with
+    while it runs, and the table says it is running. A trial lost to a killed driver (closed as ERROR, `results.LOST`)
+    kept its running values on both panels, as a finished trial's: its failed gauge was 0. Real Ray (its metrics agent), real Prometheus with
     infra/prometheus/prometheus.yml, the panels' own queries."""
     import pandas as pd
     import ray
+
+    from avdis import results
 
     with prometheus_for_ray(tmp_path) as (port, temp):
         try:
@@ -410,13 +414,16 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the
                      _metrics_export_port=free_port())
             summary = {"hypervolume": 0.1}
             running = pd.DataFrame([trial_row("ok", "TERMINATED", 0.7, 0.4, 1), trial_row("bad", "RUNNING", 0.9, 0.05, None),
-                                    trial_row("early", "RUNNING", 0.8, 0.02, None)])
+                                    trial_row("early", "RUNNING", 0.8, 0.02, None),
+                                    trial_row("lost", "RUNNING", 0.85, 0.03, None)])
+            everyone = {"ok", "bad", "early", "lost"}
             metrics.publish("gone", running, summary)
-            seen = wait_for_panels(port, "gone", lambda seen: all(set(seen[f"table {ref}"]) == {"ok", "bad", "early"}
+            seen = wait_for_panels(port, "gone", lambda seen: all(set(seen[f"table {ref}"]) == everyone
                                                                   for ref in "ABCD"), "the trials never showed", tmp_path)
             assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
-            assert seen["table D"] == {"ok": 0, "bad": 1, "early": 1}
-            metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR", "STOPPED"], order=[1, None, 2]),
+            assert seen["table D"] == {"ok": 0, "bad": 1, "early": 1, "lost": 1}
+            metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR", "STOPPED", "ERROR"],
+                                                   order=[1, None, 2, None], error=[None, "boom", None, results.LOST]),
                             summary)
             seen = wait_for_panels(port, "gone", lambda seen: set(seen["table A"]) == {"ok", "early"}
                                    and seen.get("table C", {}).get("early") == 1,

@@ -397,13 +397,14 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
                 tags["sweep"] == "demo" and sets.append((value, tags["trial"])), real(value, tags))
         metrics.publish("demo", running.assign(status="ERROR"), summary)
         assert len(sets) >= 2 and all(math.isnan(v) and trial == "t9" for v, trial in sets)
-        # a trial lost to a killed driver is no failure (Tune drew another): its failed gauge reads 0
+        # a trial lost to a killed driver: no failure of its own (the counts say so), but its values are no result
+        # either, and at 0 Grafana's panels kept its running values as a finished trial's
         metrics.forget("demo")  # no kept value of t9's failed gauge set again before the lost trial's
         flags, real = [], metrics._gauges[metrics.FAILED].set
         metrics._gauges[metrics.FAILED].set = lambda value, tags=None: (flags.append(value), real(value, tags))
         metrics.publish("demo", running.assign(status="ERROR", error=results.LOST), summary)
-        metrics.publish("demo", running.assign(status="ERROR", error="boom"), summary)
-        assert flags[:1] == [0.0] and 1.0 in flags
+        metrics.publish("demo", running, summary)
+        assert flags[:1] == [1.0] and 0.0 in flags
     finally:
         metrics.forget("demo")
         ray.shutdown()

@@ -3,8 +3,9 @@
 Ray exports a gauge made through `ray.util.metrics` named `avdis_trial_leakage` as
 `ray_avdis_trial_leakage`; `avdis.report.grafana` queries those exported names.
 Gauges are created once per process (Ray refuses a second registration with other
-tags). Trials without a value are skipped, and the count is returned. A failed trial's
-`avdis_trial_failed` is 1 (0 for every other trial), and the dashboard's trial panels leave
+tags). Trials without a value are skipped, and the count is returned. A trial that ended in an error has
+`avdis_trial_failed` 1 (0 for every other trial), a lost one too (`results.LOST`: its values are mid-training, no
+result either; at 0 Grafana drew them as a finished trial's), and the dashboard's trial panels leave
 out the trials whose latest value of it is 1: its accuracy and leakage gauges are set to NaN,
 but Ray 2.60 exports no sample for a NaN gauge, so Prometheus kept the value it reported while
 running, and the panels (which read each series' last value in range) showed it as its result. A trial MO-ASHA
@@ -31,7 +32,6 @@ from typing import Any
 
 import pandas as pd
 
-from avdis import results
 from avdis.numbers import finite
 
 EMOTION_ACC = "avdis_trial_emotion_acc"
@@ -96,15 +96,16 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
     hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min; test split, the "
                 "front chosen on validation clips)", ("sweep",))
-    failed = _gauge(FAILED, "1 for a failed trial (its accuracy and leakage are no result), else 0", TRIAL_TAGS)
+    failed = _gauge(FAILED, "1 for a trial that ended in an error, its own or lost to a killed driver (its accuracy "
+                    "and leakage are no result), else 0", TRIAL_TAGS)
     stopped = _gauge(STOPPED, "1 for a trial the scheduler stopped at a rung (its accuracy and leakage are of fewer "
                      "epochs: on no front), else 0", TRIAL_TAGS)
     running = _gauge(RUNNING, "1 for a running trial (its accuracy and leakage are mid-training: on no front), else 0",
                      TRIAL_TAGS)
     skipped = 0
-    for row, own_error in zip(trials.itertuples(), results.failed(trials)):  # a lost trial's error is not its own
+    for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
-        failed.set(1.0 if own_error else 0.0, tags=tags)
+        failed.set(1.0 if row.status == "ERROR" else 0.0, tags=tags)
         stopped.set(1.0 if row.status == "STOPPED" else 0.0, tags=tags)
         running.set(1.0 if row.status == "RUNNING" else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
