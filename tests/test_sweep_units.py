@@ -458,6 +458,27 @@ def test_a_sweep_under_mo_asha_probes_its_trials_at_every_rung_and_no_epoch_betw
     assert probing(C.with_overrides(given, {"sweep.scheduler.type": "none"})).train.probe_every == 5  # the user's
 
 
+def test_tune_takes_the_result_of_an_epoch_between_rungs(tmp_path, monkeypatch):
+    """Under MO-ASHA an epoch between rungs reports no val_leakage: Tune checks each result for its searcher's metrics
+    and raised a TuneError on the demo's first epoch (grace_epochs 2), which ended the sweep. The sweep's own Tuner,
+    Tune's own check."""
+    from types import SimpleNamespace
+
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from avdis.tune import sweep
+
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0")  # Tune's default; put back after the test
+    cfg = sweep.probing(C.load(Path(__file__).resolve().parents[1] / "jobs" / "configs" / "local.yaml",
+                               [f"sweep.storage={tmp_path}"]))
+    tune_config = sweep._tuner(cfg, sweep.url_of(cfg), False, sweep.Views(), True)._local_tuner._tune_config
+    controller = SimpleNamespace(_metric=tune_config.metric, _scheduler_alg=tune_config.scheduler,
+                                 _search_alg=SearchGenerator(tune_config.search_alg))
+    between = {"epoch": 1, "emotion_acc": 0.5, "val_emotion_acc": 0.5, "training_iteration": 1}
+    TuneController._validate_result_metrics(controller, between)
+
+
 def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
     """Under MO-ASHA a trial probes only at its rungs: an epoch between them reports emotion accuracy and no leakage,
     and the row paired that accuracy with the last rung's leakage (a point of neither epoch on the live page)."""
