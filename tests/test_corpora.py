@@ -755,6 +755,41 @@ def own_wavs(src: Path) -> Path:
     return src
 
 
+def test_a_recording_a_corpus_of_ones_own_holds_twice_under_two_names_is_one_clip(tmp_path):
+    """A copy made while organising the corpus (`s0_0.wav` copied to `sorted/s0_0 copy.wav`) and listed too was a
+    second clip of the same bytes: within_speaker could put one in train and one in test, whose score then counted a
+    clip the model had trained on. The copy is unused and noted; labelled otherwise, a fault naming both rows."""
+    src = own_wavs(tmp_path / "corpus")
+    copy, relabelled = src / "sorted" / "s0_0 copy.wav", src / "sorted" / "s1_1.wav"
+    copy.parent.mkdir()
+    shutil.copy(src / "s0_0.wav", copy)
+    shutil.copy(src / "s1_0.wav", relabelled)
+    broken = [src / "b.wav", src / "b again.wav"]  # a recording that does not decode, listed twice
+    for path in broken:
+        path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with open(src / "ground_truth.csv", "a") as fh:
+        fh.write("sorted/s0_0 copy.wav,s0c0_copy,s0,happy\nsorted/s1_1.wav,s1c0_again,s1,sad\n"
+                 "b.wav,b,s0,sad\nb again.wav,b_again,s0,sad\n")
+    out = tmp_path / "out"
+    summary = shards.build_shards(DataConfig(corpus="synthetic", src=str(src), shards=str(out), shard_size=4,
+                                             modality="audio", split=SplitConfig(folds=3)), S3Config())
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert sorted(r["clip_id"] for r in manifest) == ["s0c0", "s0c1", "s0c2", "s1c0", "s1c1", "s1c2"]
+    rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert sorted(rejects) == sorted(map(str, [*broken, copy, relabelled]))
+    assert rejects[str(copy)] == {"source_path": str(copy), "unused": True, "reason": (
+        f"duplicate of {src / 's0_0.wav'} (the same bytes; ground_truth.csv row 8, its row 2): one recording is one clip")}
+    assert rejects[str(relabelled)]["reason"] == (
+        f"ground_truth.csv row 9: the same bytes as {src / 's1_0.wav'} (row 5), labelled otherwise (emotion 'happy' "
+        "there, 'sad' here): one recording is one clip; correct the label that is wrong and list the file once")
+    assert not rejects[str(relabelled)]["unused"]
+    assert rejects[str(broken[1])]["reason"].startswith(f"its clip could not be made (b.wav: ")
+    assert not rejects[str(broken[1])]["unused"]
+    assert (summary["clips"], summary["rejects"], summary["unused"]) == (6, 3, 1)
+    assert summary["copies"].startswith("2 files listed in ground_truth.csv hold the same bytes as files listed "
+                                        f"before them (first: {broken[1]}, duplicate of {broken[0]} ")
+
+
 def test_shards_of_another_corpus_are_refused_before_training(tmp_path):
     """`avdis train data.corpus=ravdess data.src=...` with data.shards left at the shards of a corpus made before
     (the default's generated one): the manifest's corpus was never compared, so the run trained on those shards and

@@ -18,7 +18,8 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
-    emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`).
+    emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
+    same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own.
 
 Files are found through symlinked folders (each real folder once, under its own name where
 the source tree holds it), hidden names and the output folder skipped; a link whose target is
@@ -28,6 +29,7 @@ missing is a reject, not a silent gap.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import re
@@ -480,8 +482,75 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
             ))
     rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
                    for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
+    records = _one_per_recording(truth, records, rejects, rows_of)
     _check_speaker_case(truth, records, rows_of)
     return records, rejects
+
+
+def _one_per_recording(truth: Path, records: list[ClipRecord], rejects: list[Reject],
+                       rows_of: dict[str, int]) -> list[ClipRecord]:
+    """`records` without the later rows whose file holds the same bytes as an earlier row's (a copy made while
+    organising the corpus, under another name): one recording as two clips could be split into train and test, and the
+    test would score a clip the model trained on. Such a copy, labelled alike, is unused (its clip's spare, a reject of
+    its own should the clip not be made), as RAVDESS's copies are; labelled otherwise, a fault naming both rows."""
+    first_of = _same_bytes([r.source_path for r in records])
+    of_file = {r.source_path: r for r in records}
+    spares: dict[str, tuple[str, ...]] = {}
+    for copy, first in first_of.items():
+        rec, orig = of_file[copy], of_file[first]
+        row, at = rows_of[rec.clip_id], rows_of[orig.clip_id]
+        differ = [f"{c} {getattr(orig, c)!r} there, {getattr(rec, c)!r} here" for c in ("speaker", "emotion")
+                  if getattr(orig, c) != getattr(rec, c)]
+        if differ:
+            rejects.append(Reject(copy, f"{truth.name} row {row}: the same bytes as {first} (row {at}), labelled "
+                                        f"otherwise ({'; '.join(differ)}): one recording is one clip; correct the "
+                                        "label that is wrong and list the file once"))
+        else:
+            rejects.append(Reject(copy, f"duplicate of {first} (the same bytes; {truth.name} row {row}, its row "
+                                        f"{at}): one recording is one clip", unused=True))
+            spares[first] = (*spares.get(first, ()), copy)
+    return [replace(r, spare=(*r.spare, *spares[r.source_path])) if r.source_path in spares else r
+            for r in records if r.source_path not in first_of]
+
+
+def _same_bytes(paths: list[str]) -> dict[str, str]:
+    """Each of `paths` whose bytes are those of one before it -> that first one. Only files of the same size are read,
+    first their opening 64 KiB, then whole where those match: a rescan (every `avdis train`) reads next to nothing of
+    a corpus without copies, even of WAVs that all last as long. Empty files are no copies (each is a reject)."""
+    by_size: dict[int, list[str]] = {}
+    for p in paths:
+        try:
+            size = os.stat(p).st_size
+        except OSError:
+            continue
+        if size:
+            by_size.setdefault(size, []).append(p)
+    first_of: dict[str, str] = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        heads: dict[bytes, list[str]] = {}
+        for p in group:
+            heads.setdefault(_digest(p, 1 << 16), []).append(p)
+        for same_head in (g for g in heads.values() if len(g) > 1):
+            seen: dict[bytes, str] = {}
+            for p in same_head:
+                first_of.setdefault(p, seen.setdefault(_digest(p), p))
+    return {p: first for p, first in first_of.items() if p != first}
+
+
+def _digest(path: str, limit: int | None = None) -> bytes:
+    """sha256 of a file's first `limit` bytes (all of them: None); where it cannot be read, its path, like no other
+    file's (decoding names the fault)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while limit is None or fh.tell() < limit:
+                block = fh.read(1 << 20 if limit is None else limit - fh.tell())
+                if not block:
+                    break
+                h.update(block)
+    except OSError:
+        return path.encode()
+    return h.digest()
 
 
 def _check_speaker_case(truth: Path, records: list[ClipRecord], rows_of: dict[str, int]) -> None:

@@ -46,7 +46,8 @@ import webdataset as wds
 from avdis import storage
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
-from avdis.data.corpora import ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as, no_media, scan
+from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
+                                no_media, scan)
 from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
@@ -461,7 +462,7 @@ def build_shards(
     reason = reason or _stale_reason(data, meta, *(then or (fingerprint, sources)), s3)
     if reason is None:
         return {"url": data.shards, "clips": table.num_rows, **_made_counts(meta, scan_rejects, data.shards, s3),
-                **_copies_note(scan_rejects), "up_to_date": True,
+                **_copies_note(scan_rejects, data.corpus), "up_to_date": True,
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "emotions": emotion_counts(table.column("emotion").to_pylist(), meta["emotions"]),
                 "splits": split_counts(table.column("split").to_pylist())}
@@ -512,8 +513,8 @@ def build_shards(
     table = pa.Table.from_pylist(rows).replace_schema_metadata({"avdis": json.dumps(meta)})
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
-    return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects), "up_to_date": False,
-            "shards": len(shards),
+    return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects, data.corpus),
+            "up_to_date": False, "shards": len(shards),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
@@ -560,15 +561,20 @@ def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
             "model.modality=audio)")
 
 
-def _copies_note(scan_rejects: list[Reject]) -> dict[str, str]:
+def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
     """The summary's word on the scan's copies of clips' files, where there are any: each clip is read from one
-    copy, and the others are unused, but a corpus held twice (Kaggle's RAVDESS) is better pointed at as one copy."""
+    copy, and the others are unused, but a corpus held twice (Kaggle's RAVDESS) is better pointed at as one copy, and
+    a ground_truth.csv better lists each recording once."""
     found = copies_found(scan_rejects)
     if not found:
         return {}
-    return {"copies": f"{len(found)} files are second copies of clips' files (the same name and size; first: "
-                      f"{found[0].source_path}, {found[0].reason}): each clip is read from its first copy only; "
-                      "where data.src holds the "
+    first = f"first: {found[0].source_path}, {found[0].reason}"
+    if corpus == "synthetic":  # a corpus of one's own: copies under other names, found by their bytes
+        return {"copies": f"{len(found)} files listed in {GROUND_TRUTH} hold the same bytes as files listed before "
+                          f"them ({first}): each recording is one clip, from the row listing it first; list each "
+                          f"recording once in {GROUND_TRUTH}"}
+    return {"copies": f"{len(found)} files are second copies of clips' files (the same name and size; {first}): "
+                      "each clip is read from its first copy only; where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
 
