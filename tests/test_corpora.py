@@ -396,6 +396,34 @@ def test_a_copy_of_another_size_makes_the_clip_whose_first_copy_does_not_decode(
     assert (summary["rejects"], summary["unused"]) == (3, 2)
 
 
+def test_a_file_left_unused_names_a_copy_the_clip_was_taken_from_by_its_folder(tmp_path):
+    """A full-AV (01) file and its fallback 02 file cut short, the clip made from a whole copy of the 01 elsewhere in the
+    tree: its 03 file said "clip taken from full-AV file 01-...mp4", the name of the 01 that had failed."""
+    src = tmp_path / "RAVDESS"
+    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
+        frames, audio = clip_media(i)
+        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    frames, audio = clip_media(7)
+    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
+                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    copy = src / "backup" / "Actor_01" / av.name
+    write_clip(av, frames, 12, audio, SR)
+    write_clip(video, frames, 12, None, SR)
+    write_clip(sound, None, 12, audio, SR)
+    copy.parent.mkdir(parents=True)
+    shutil.copy(av, copy)
+    for path in (av, video):
+        path.write_bytes(path.read_bytes()[:700])
+    out = tmp_path / "out"
+    shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                   split=SplitConfig(folds=3)), S3Config())
+    manifest = {r["clip_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    assert manifest["ravdess-01-05-01-01-01-01"]["video_path"] == str(copy)
+    rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert rejects[str(sound)]["reason"] == f"clip taken from full-AV file {copy}" and rejects[str(sound)]["unused"]
+    assert rejects[str(av)]["reason"].endswith(f"; the clip was taken from {copy} instead")
+
+
 def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):
     """Rejects were written in the order Ray tasks finished, so rejects.parquet differed from run to run."""
     src = tmp_path / "corpus"

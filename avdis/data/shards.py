@@ -151,11 +151,12 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         for p in dict.fromkeys((tried.source_path, tried.audio_path)):
             if p == blamed or p not in own:  # a copy not at fault stays the scan's reject
                 continue
-            others[p] = (Reject(p, f"clip taken from {_taken(attempt)}", unused=True) if encoded else
+            others[p] = (Reject(p, f"clip taken from {_taken(attempt, own)}", unused=True) if encoded else
                          Reject(p, why) if p == tried.source_path else
                          Reject(p, f"its clip could not be made ({Path(tried.source_path).name}: {why})"))
     if encoded:  # the fallback files where the clip's own decoded
-        others.update((p, Reject(p, f"clip taken from {_taken(attempt)}", unused=True)) for p in own if p not in others)
+        others.update((p, Reject(p, f"clip taken from {_taken(attempt, own)}", unused=True))
+                      for p in own if p not in others)
     else:  # the files the clip would have been made without
         last = next(f for f in reversed(failed) if f[0].source_path in own)
         lost = f"its clip could not be made ({Path(last[0].source_path).name}: {last[3]})"
@@ -164,11 +165,15 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     return encoded, [r for r in kept if r.source_path not in used]
 
 
-def _taken(rec: ClipRecord) -> str:
-    """The files a clip was taken from, as an unused file's reject names them."""
-    return (f"{Path(rec.audio_path).name} (data.modality=audio)" if rec.video_path is None else
-            f"full-AV file {Path(rec.source_path).name}" if rec.audio_path == rec.video_path else
-            f"{Path(rec.video_path).name} and {Path(rec.audio_path).name}")
+def _taken(rec: ClipRecord, own: Iterable[str]) -> str:
+    """The files a clip was taken from, as an unused file's reject names them: the clip's `own` files by name, a copy
+    (`ClipRecord.copies`) by its path, as its name is that of the file it copies, which may be the one that failed."""
+    def name(path: str) -> str:
+        return Path(path).name if path in own else path
+
+    return (f"{name(rec.audio_path)} (data.modality=audio)" if rec.video_path is None else
+            f"full-AV file {name(rec.source_path)}" if rec.audio_path == rec.video_path else
+            f"{name(rec.video_path)} and {name(rec.audio_path)}")
 
 
 def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
