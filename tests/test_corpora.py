@@ -305,6 +305,31 @@ def test_a_ravdess_file_marked_unused_is_a_reject_when_its_clip_could_not_be_mad
     assert not rejects[str(other)]["unused"] and (summary["rejects"], summary["unused"]) == (2, 0)
 
 
+@pytest.mark.parametrize("partner", ["03", "02"])
+def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its_lone_partner(tmp_path, partner):
+    """A full-AV (01) file with no audio track (or no picture) beside its clip's audio-only 03 (or video-only 02) file:
+    the 03 (02) was unused, the clip lost, though the 01's picture (sound) and the 03 (02) make it."""
+    src = tmp_path / "RAVDESS"
+    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
+        frames, audio = clip_media(i)
+        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    frames, audio = clip_media(7)
+    av = src / "Actor_01" / "01-01-05-01-01-01-01.mp4"
+    other = src / "Actor_01" / f"{partner}-01-05-01-01-01-01.{'wav' if partner == '03' else 'mp4'}"
+    if partner == "03":
+        write_clip(av, frames, 12, None, SR)  # its sound lost (re-encoded without it, say)
+        write_clip(other, None, 12, audio, SR)
+    else:
+        write_clip(av, None, 12, audio, SR)
+        write_clip(other, frames, 12, None, SR)
+    out = tmp_path / "out"
+    summary = shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                             split=SplitConfig(folds=3)), S3Config())
+    row = {r["clip_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}["ravdess-01-05-01-01-01-01"]
+    assert (row["video_path"], row["audio_path"]) == ((str(av), str(other)) if partner == "03" else (str(other), str(av)))
+    assert summary["clips"] == 4 and pq.read_table(out / "rejects.parquet").num_rows == 0
+
+
 def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(tmp_path):
     """Thumbs.db, desktop.ini (Windows writes them where a folder is viewed) were scan rejects, part of the shards'
     fingerprint: one appearing rebuilt every shard, saying the corpus had changed, and each was counted as a broken

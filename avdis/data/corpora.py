@@ -8,8 +8,9 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     02 song; EE emotion 01 neutral 02 calm 03 happy 04 sad 05 angry 06 fearful 07 disgust
     08 surprised; II intensity 01/02; SS statement; RR repetition; AA actor (odd male).
     One clip = the fields after MM. A full-AV file (01) is used when present, its 02 + 03
-    pair (if any) kept as the fallback should it not decode; otherwise a video-only (02) and
-    an audio-only (03) file of the same clip are paired. A clip is never counted twice;
+    pair (if any) kept as the fallback should it not decode (a lone 02 or 03 paired with the
+    01's other track: a 01 whose sound or picture alone is broken); otherwise a video-only (02)
+    and an audio-only (03) file of the same clip are paired. A clip is never counted twice;
     unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
     (the same name and size elsewhere in the tree: a corpus held twice) is unused; one of another size is
     the clip's file should the one found first not decode (RAVDESS and CREMA-D alike).
@@ -61,12 +62,11 @@ class ClipRecord:
     video_path: str | None  # None: the clip's audio only (data.modality=audio)
     meta: dict[str, str] = field(default_factory=dict, compare=False)
     # (video, audio) files of the same clip, used only when the files above cannot be decoded (RAVDESS: the 02 + 03
-    # files behind a full-AV 01 file, which a bad download may have cut short; with data.modality=audio, no video
-    # and the 01 file's track behind a 03 file)
+    # files behind a full-AV 01 file, which a bad download may have cut short, or a lone 02 or 03 with the 01's
+    # other track; with data.modality=audio, no video and the 01 file's track behind a 03 file)
     fallback: tuple[str | None, str] | None = None
-    # other files of the clip that the scan marked unused (a RAVDESS 02 or 03 beside a full-AV 01 file with no
-    # fallback pair, a video under data.modality=audio): no part of the clip made, but rejects of their own, naming
-    # why, should it not be made
+    # other files of the clip that the scan marked unused (a video under data.modality=audio, a copy of the same
+    # size): no part of the clip made, but rejects of their own, naming why, should it not be made
     spare: tuple[str, ...] = ()
     # (video, audio) files of the same clip with a copy of another size (elsewhere in the tree) in place of one of the
     # files above or of the fallback, tried in turn should those not decode: the copy found first may be the broken one
@@ -243,9 +243,10 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             audio = video = slot["01"]
             if "02" in slot and "03" in slot:
                 fallback = (str(slot["02"]), str(slot["03"]))
-            else:  # one of them: no clip without the 01's video and sound, so it is unused only if the 01 decodes
-                spare = tuple(str(slot[m]) for m in ("02", "03") if m in slot)
-                rejects.extend(Reject(p, f"clip taken from full-AV file {slot['01'].name}", unused=True) for p in spare)
+            elif "03" in slot:  # one of them, with the 01's other track: a 01 whose sound or picture does not decode
+                fallback = (str(slot["01"]), str(slot["03"]))
+            elif "02" in slot:
+                fallback = (str(slot["02"]), str(slot["01"]))
         elif "02" in slot and "03" in slot:
             video, audio = slot["02"], slot["03"]
         else:
