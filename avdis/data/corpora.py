@@ -12,7 +12,7 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     01's other track: a 01 whose sound or picture alone is broken); otherwise a video-only (02)
     and an audio-only (03) file of the same clip are paired. A clip is never counted twice;
     unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
-    (the same name and size elsewhere in the tree: a corpus held twice) is unused; one of another size is
+    (the same name and size elsewhere in the tree: a corpus held twice) is unused; a copy of either size is
     the clip's file should the one found first not decode (RAVDESS and CREMA-D alike).
 CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same stem>.wav`):
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
@@ -68,8 +68,8 @@ class ClipRecord:
     # other files of the clip that the scan marked unused (a video under data.modality=audio, a copy of the same
     # size): no part of the clip made, but rejects of their own, naming why, should it not be made
     spare: tuple[str, ...] = ()
-    # (video, audio) files of the same clip with a copy of another size (elsewhere in the tree) in place of one of the
-    # files above or of the fallback, tried in turn should those not decode: the copy found first may be the broken one
+    # (video, audio) files of the same clip with a copy (elsewhere in the tree) in place of one of the files above or of
+    # the fallback, tried in turn should those not decode: the copy found first may be the broken one
     copies: tuple[tuple[str | None, str], ...] = ()
 
 
@@ -195,7 +195,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     fields_of: dict[str, tuple[str, ...]] = {}
     rejects: list[Reject] = []
     copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
-    others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy of another size)
+    others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy)
     for path in files:
         if path.suffix.lower() not in (".mp4", ".wav"):
             rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)", unused=no_media(path)))
@@ -215,8 +215,8 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
         key = "-".join(rest)
         slot = clips.setdefault(key, {})
         if modality in slot:
-            if not _duplicate(path, slot[modality], rejects, copies.setdefault(key, [])):
-                others.setdefault(key, []).append((slot[modality], path))
+            _duplicate(path, slot[modality], rejects, copies.setdefault(key, []))
+            others.setdefault(key, []).append((slot[modality], path))
             continue
         slot[modality] = path
         fields_of[key] = tuple(rest)
@@ -260,12 +260,12 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     return records, rejects
 
 
-def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]) -> bool:
-    """Reject `path`, a second file of the clip and modality of `first`; a copy of it (the same size, not empty: a
-    tree holding the corpus twice, as Kaggle's RAVDESS holds its Actor_XX folders at its top and again under
-    audio_speech_actors_01-24/) has its place kept in `copies`, to be marked unused should the clip be made. The
-    reason as it was, which shards made before are fingerprinted with. Whether it is such a copy: one of another size
-    (which of the two is right is not known) is the caller's to keep as the clip's further files (`_with_copies`)."""
+def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]) -> None:
+    """Reject `path`, a second file of the clip and modality of `first`, which the caller keeps as the clip's further
+    file (`_with_copies`); a copy of it (the same size, not empty: a tree holding the corpus twice, as Kaggle's RAVDESS
+    holds its Actor_XX folders at its top and again under audio_speech_actors_01-24/) has its place kept in `copies`,
+    to be marked unused should the clip be made. The reason as it was, which shards made before are fingerprinted
+    with."""
     try:
         same = os.stat(path).st_size == os.stat(first).st_size > 0
     except OSError:
@@ -273,14 +273,14 @@ def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]
     if same:
         copies.append(len(rejects))
     rejects.append(Reject(str(path), f"duplicate of {first} (same clip, same modality)"))
-    return same
 
 
 def _with_copies(pairs: tuple[tuple[str | None, str] | None, ...],
                  others: list[tuple[Path, Path]]) -> tuple[tuple[str | None, str], ...]:
-    """The (video, audio) `pairs` a clip is made from (its files, then its fallback), each with a copy of another size
-    in place of the file it copies (`others`: (file, copy)), in turn: decoding tries them should those pairs not
-    decode, as the copy found first may be the one a download cut short. A copy stays a fault while unused."""
+    """The (video, audio) `pairs` a clip is made from (its files, then its fallback), each with a copy in place of the
+    file it copies (`others`: (file, copy)), in turn: decoding tries them should those pairs not decode, as the copy
+    found first may be the broken one: cut short by a download (another size), or damaged in place or never filled in
+    (a downloader that sets a file's size first: the same size). A copy of another size stays a fault while unused."""
     tries: dict[tuple[str | None, str], None] = {}
     for pair in pairs:
         for first, copy in others:
@@ -325,7 +325,7 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     kinds: dict[str, dict[str, Path]] = {kind: {} for kind in _CREMAD_KINDS.values()}
     rejects: list[Reject] = []
     copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
-    others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy of another size)
+    others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy)
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
@@ -340,8 +340,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
             continue
         stem = path.stem + "X" if m.group(4) == "X" else path.stem
         if stem in kinds[kind]:
-            if not _duplicate(path, kinds[kind][stem], rejects, copies.setdefault(stem, [])):
-                others.setdefault(stem, []).append((kinds[kind][stem], path))
+            _duplicate(path, kinds[kind][stem], rejects, copies.setdefault(stem, []))
+            others.setdefault(stem, []).append((kinds[kind][stem], path))
             continue
         kinds[kind][stem] = path
     records = []

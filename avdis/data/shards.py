@@ -115,8 +115,8 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
 
 
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
-    """The clip from its own files, else from its fallback pair, else from its files with a copy of another size in
-    place of one (`ClipRecord.copies`); and a reject, saying why, for each file left unused. A failed clip's row
+    """The clip from its own files, else from its fallback pair, else from its files with a copy in place of one
+    (`ClipRecord.copies`); and a reject, saying why, for each file left unused. A failed clip's row
     names the file at fault when that is another one (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
@@ -268,13 +268,17 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject], every_reject
     """The corpus's part of the fingerprint: clips, labels, source files' sizes and times, scan rejects but those of
     files that are no media (all of them: `every_reject`, as before `SCAN`). Its own hash is kept in the manifest too
     (`sources`), so a rebuild can say whether the corpus or the settings changed."""
+    # a copy of the same size (`copies_found`) is not stamped, as before it was tried: the file it copies is, and one
+    # that changes size is a copy of another size, which is
+    twins = {j.source_path for j in copies_found(rejects)}
     lines = []
     for r in records:
         # audio file first, as shards were fingerprinted before audio-only clips (with no video file): listed
         # video first, every CREMA-D shard and RAVDESS 02 + 03 clip made before read as a corpus that had changed
         # a clip's copies of another size only where it has them: others keep the fingerprint they were made with
+        copies = (p for pair in r.copies for p in pair if p not in twins)
         files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()),
-                                                                 *(p for pair in r.copies for p in pair))) if p)
+                                                                 *copies)) if p)
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
     lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects
               if every_reject or not (j.unused and no_media(j.source_path))]
@@ -579,7 +583,7 @@ def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
                           f"them ({first}): each recording is one clip, from the row listing it first; list each "
                           f"recording once in {GROUND_TRUTH}"}
     return {"copies": f"{len(found)} files are second copies of clips' files (the same name and size; {first}): "
-                      "each clip is read from its first copy only; where data.src holds the "
+                      "each clip is read from one copy, the first found that decodes; where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
 
