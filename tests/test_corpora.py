@@ -278,7 +278,8 @@ def test_every_file_of_a_ravdess_clip_that_no_file_pair_makes_is_a_reject(tmp_pa
     rejects = {r["source_path"]: r["reason"] for r in pq.read_table(out / "rejects.parquet").to_pylist()}
     assert sorted(rejects) == [str(av), str(video), str(sound)]
     assert rejects[str(video)].startswith("cannot open media")
-    assert rejects[str(sound)] == f"its clip could not be made ({video.name}: {rejects[str(video)]})"
+    # named by the last pair it was tried in: with the 01's picture
+    assert rejects[str(sound)] == f"its clip could not be made ({av.name}: {rejects[str(av)]})"
 
 
 @pytest.mark.parametrize("modality, spare", [("av", "03"), ("audio", "02")])
@@ -305,29 +306,36 @@ def test_a_ravdess_file_marked_unused_is_a_reject_when_its_clip_could_not_be_mad
     assert not rejects[str(other)]["unused"] and (summary["rejects"], summary["unused"]) == (2, 0)
 
 
-@pytest.mark.parametrize("partner", ["03", "02"])
-def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its_lone_partner(tmp_path, partner):
+@pytest.mark.parametrize("partner, broken", [("03", None), ("02", None), ("03", "02"), ("02", "03")])
+def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its_partner(tmp_path, partner, broken):
     """A full-AV (01) file with no audio track (or no picture) beside its clip's audio-only 03 (or video-only 02) file:
-    the 03 (02) was unused, the clip lost, though the 01's picture (sound) and the 03 (02) make it."""
+    the 03 (02) was unused, the clip lost, though the 01's picture (sound) and the 03 (02) make it; and where the
+    other of them was there but broken too, only the 02 + 03 pair was tried."""
     src = tmp_path / "RAVDESS"
     for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
         frames, audio = clip_media(i)
         write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
     frames, audio = clip_media(7)
-    av = src / "Actor_01" / "01-01-05-01-01-01-01.mp4"
-    other = src / "Actor_01" / f"{partner}-01-05-01-01-01-01.{'wav' if partner == '03' else 'mp4'}"
-    if partner == "03":
-        write_clip(av, frames, 12, None, SR)  # its sound lost (re-encoded without it, say)
-        write_clip(other, None, 12, audio, SR)
-    else:
-        write_clip(av, None, 12, audio, SR)
-        write_clip(other, frames, 12, None, SR)
+    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
+                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    write_clip(av, frames if partner == "03" else None, 12, audio if partner == "02" else None, SR)
+    write_clip(video, frames, 12, None, SR)
+    write_clip(sound, None, 12, audio, SR)
+    cut = {"02": video, "03": sound}.get(broken)
+    if cut:
+        cut.write_bytes(cut.read_bytes()[:700])
+    else:  # the partner alone beside the 01
+        {"02": sound, "03": video}[partner].unlink()
     out = tmp_path / "out"
     summary = shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
                                              split=SplitConfig(folds=3)), S3Config())
     row = {r["clip_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}["ravdess-01-05-01-01-01-01"]
-    assert (row["video_path"], row["audio_path"]) == ((str(av), str(other)) if partner == "03" else (str(other), str(av)))
-    assert summary["clips"] == 4 and pq.read_table(out / "rejects.parquet").num_rows == 0
+    assert (row["video_path"], row["audio_path"]) == ((str(av), str(sound)) if partner == "03" else (str(video), str(av)))
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert summary["clips"] == 4 and [r["source_path"] for r in rejects] == ([str(cut)] if cut else [])
+    if cut:
+        assert rejects[0]["reason"].endswith(f"; the clip was taken from {row['video_path'].rsplit('/', 1)[1]} and "
+                                             f"{row['audio_path'].rsplit('/', 1)[1]} instead")
 
 
 def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(tmp_path):

@@ -8,8 +8,8 @@ RAVDESS (`Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4`, audio-only files also `.wav`):
     02 song; EE emotion 01 neutral 02 calm 03 happy 04 sad 05 angry 06 fearful 07 disgust
     08 surprised; II intensity 01/02; SS statement; RR repetition; AA actor (odd male).
     One clip = the fields after MM. A full-AV file (01) is used when present, its 02 + 03
-    pair (if any) kept as the fallback should it not decode (a lone 02 or 03 paired with the
-    01's other track: a 01 whose sound or picture alone is broken); otherwise a video-only (02)
+    pair (if any) kept as the fallback should it not decode (a 02 or 03 paired with the 01's
+    other track after it: a 01 whose sound or picture alone is broken); otherwise a video-only (02)
     and an audio-only (03) file of the same clip are paired. A clip is never counted twice;
     unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
     (the same name and size elsewhere in the tree: a corpus held twice) is unused; a copy of either size is
@@ -68,8 +68,9 @@ class ClipRecord:
     # other files of the clip that the scan marked unused (a video under data.modality=audio, a copy of the same
     # size): no part of the clip made, but rejects of their own, naming why, should it not be made
     spare: tuple[str, ...] = ()
-    # (video, audio) files of the same clip with a copy (elsewhere in the tree) in place of one of the files above or of
-    # the fallback, tried in turn should those not decode: the copy found first may be the broken one
+    # (video, audio) files of the same clip tried in turn should those above not decode: RAVDESS's 02 and 03 each with
+    # the 01's other track (where the 02 + 03 pair is the fallback), then the pairs with a copy (elsewhere in the tree)
+    # in place of one of the files, as the copy found first may be the broken one
     copies: tuple[tuple[str | None, str], ...] = ()
 
 
@@ -238,15 +239,16 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             tries = _with_copies(((None, str(audio)), fallback), others.get(key, []))
             records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback, spare, tries))
             continue
-        spare = ()
+        spare: tuple[str, ...] = ()
+        mixed: list[tuple[str, str]] = []  # a 02 or 03 with the 01's other track: a 01 whose sound or picture fails
         if "01" in slot:
             audio = video = slot["01"]
-            if "02" in slot and "03" in slot:
+            mixed += [(str(slot["01"]), str(slot["03"]))] if "03" in slot else []
+            mixed += [(str(slot["02"]), str(slot["01"]))] if "02" in slot else []
+            if "02" in slot and "03" in slot:  # those two after it, should one of the 02 and 03 not decode either
                 fallback = (str(slot["02"]), str(slot["03"]))
-            elif "03" in slot:  # one of them, with the 01's other track: a 01 whose sound or picture does not decode
-                fallback = (str(slot["01"]), str(slot["03"]))
-            elif "02" in slot:
-                fallback = (str(slot["02"]), str(slot["01"]))
+            elif mixed:
+                fallback = mixed.pop()
         elif "02" in slot and "03" in slot:
             video, audio = slot["02"], slot["03"]
         else:
@@ -255,8 +257,8 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             rejects.append(Reject(str(only), f"no full-AV file and no {missing} partner for this clip"))
             continue
         spare += _copies_unused(rejects, copies.get(key, []))
-        tries = _with_copies(((str(video), str(audio)), fallback), others.get(key, []))
-        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare, tries))
+        tries = _with_copies(((str(video), str(audio)), fallback, *mixed), others.get(key, []))
+        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare, (*mixed, *tries)))
     return records, rejects
 
 

@@ -115,8 +115,8 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
 
 
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
-    """The clip from its own files, else from its fallback pair, else from its files with a copy in place of one
-    (`ClipRecord.copies`); and a reject, saying why, for each file left unused. A failed clip's row
+    """The clip from its own files, else from its fallback pair, else from its further pairs (`ClipRecord.copies`:
+    its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused. A failed clip's row
     names the file at fault when that is another one (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
