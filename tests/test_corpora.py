@@ -330,7 +330,8 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
     summary = shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
                                              split=SplitConfig(folds=3)), S3Config())
     row = {r["clip_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}["ravdess-01-05-01-01-01-01"]
-    assert (row["video_path"], row["audio_path"]) == ((str(av), str(sound)) if partner == "03" else (str(video), str(av)))
+    made_of = (str(av), str(sound)) if partner == "03" else (str(video), str(av))
+    assert (row["video_path"], row["audio_path"]) == made_of
     rejects = pq.read_table(out / "rejects.parquet").to_pylist()
     assert summary["clips"] == 4 and [r["source_path"] for r in rejects] == ([str(cut)] if cut else [])
     if cut:
@@ -430,8 +431,8 @@ def test_a_copy_of_another_size_makes_the_clip_whose_first_copy_does_not_decode(
 
 
 def test_a_file_left_unused_names_a_copy_the_clip_was_taken_from_by_its_folder(tmp_path):
-    """A full-AV (01) file and its fallback 02 file cut short, the clip made from a whole copy of the 01 elsewhere in the
-    tree: its 03 file said "clip taken from full-AV file 01-...mp4", the name of the 01 that had failed."""
+    """A full-AV (01) file and its fallback 02 file cut short, the clip made from a whole copy of the 01 elsewhere in
+    the tree: its 03 file said "clip taken from full-AV file 01-...mp4", the name of the 01 that had failed."""
     src = tmp_path / "RAVDESS"
     for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
         frames, audio = clip_media(i)
@@ -871,7 +872,8 @@ def test_a_recording_a_corpus_of_ones_own_holds_twice_under_two_names_is_one_cli
     rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
     assert sorted(rejects) == sorted(map(str, [*broken, copy, relabelled]))
     assert rejects[str(copy)] == {"source_path": str(copy), "unused": True, "reason": (
-        f"duplicate of {src / 's0_0.wav'} (the same bytes; ground_truth.csv row 8, its row 2): one recording is one clip")}
+        f"duplicate of {src / 's0_0.wav'} (the same bytes; ground_truth.csv row 8, its row 2): one recording is one "
+        "clip")}
     assert rejects[str(relabelled)]["reason"] == (
         f"ground_truth.csv row 9: the same bytes as {src / 's1_0.wav'} (row 5), labelled otherwise (emotion 'happy' "
         "there, 'sad' here): one recording is one clip; correct the label that is wrong and list the file once")

@@ -66,7 +66,8 @@ class ClipRecord:
     # other track; with data.modality=audio, no video and the 01 file's track behind a 03 file)
     fallback: tuple[str | None, str] | None = None
     # other files of the clip that the scan marked unused (a video under data.modality=audio, a copy of the same
-    # size): no part of the clip made, but rejects of their own, naming why, should it not be made
+    # size, a file of the same bytes listed again in a ground_truth.csv): no part of the clip made, but rejects of
+    # their own, naming why, should it not be made
     spare: tuple[str, ...] = ()
     # (video, audio) files of the same clip tried in turn should those above not decode: RAVDESS's 02 and 03 each with
     # the 01's other track (where the 02 + 03 pair is the fallback), then the pairs with a copy (elsewhere in the tree)

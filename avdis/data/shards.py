@@ -37,7 +37,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -116,8 +116,8 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
 
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
     """The clip from its own files, else from its fallback pair, else from its further pairs (`ClipRecord.copies`:
-    its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused. A failed clip's row
-    names the file at fault when that is another one (its audio file)."""
+    its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused. A
+    failed clip's row names the file at fault when that is another one (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
     from avdis.data.media import MediaError
@@ -165,7 +165,7 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     return encoded, [r for r in kept if r.source_path not in used]
 
 
-def _taken(rec: ClipRecord, own: Iterable[str]) -> str:
+def _taken(rec: ClipRecord, own: Collection[str]) -> str:
     """The files a clip was taken from, as an unused file's reject names them: the clip's `own` files by name, a copy
     (`ClipRecord.copies`) by its path, as its name is that of the file it copies, which may be the one that failed."""
     def name(path: str) -> str:
