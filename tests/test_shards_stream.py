@@ -232,3 +232,45 @@ def test_clip_ids_with_dots_come_back_whole(tmp_path):
     batches = all_batches(stream.open_dataset(data, S3), data, None, batch_size=2, stats=stats)
     assert sorted(c for b in batches for c in b["clip_id"]) == sorted(ids)
     assert stats.bad_samples == 0 and stats.bad_shards == 0 and stats.delivered == len(ids)
+
+
+def same_batches(a: list[dict], b: list[dict]) -> bool:
+    return len(a) == len(b) and all(x.keys() == y.keys() and all(
+        torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k] for k in x) for x, y in zip(a, b))
+
+
+def test_a_runs_cache_reads_each_sound_shard_once_and_a_bad_one_on_every_pass(tiny_corpus, tiny_shards, tmp_path):
+    """Each epoch read, hashed and decoded every shard twice (training, then the embedding pass); with the run's
+    `ShardCache` a sound shard is read once and its passes are the ones it had, while a damaged shard is read and
+    counted again on every pass. A cache with no room for a shard keeps none."""
+    import shutil
+
+    out = tmp_path / "shards"
+    shutil.copytree(tiny_shards, out)
+    files = sorted((out / "shards").iterdir())
+    damaged = bytearray(files[0].read_bytes())
+    damaged[-1] ^= 1  # same size, other sha256
+    files[0].write_bytes(bytes(damaged))
+    data = data_cfg(tiny_corpus, out, loader=LoaderConfig(max_skip_rate=1.0))
+    info = stream.open_dataset(data, S3)
+
+    def passes(cache, stats):
+        return [list(stream.epoch_batches(info, data, S3, split, rank=0, world=1, epoch=epoch, seed=0, batch_size=8,
+                                          shuffle=split == "train", stats=stats, pad=split == "train", cache=cache))
+                for epoch in (0, 1) for split in ("train", None)]
+
+    plain = stream.SkipStats()
+    before = passes(None, plain)
+    cache = stream.ShardCache()
+    first = passes(cache, stream.SkipStats())
+    for f in files[1:]:  # the sound shards are kept: gone from storage, their clips still come
+        f.unlink()
+    stats = stream.SkipStats()
+    again = passes(cache, stats)
+    assert all(same_batches(x, y) for x, y in zip(before, first)) and all(map(same_batches, before, again))
+    assert (stats.bad_shards, stats.skipped_samples) == (plain.bad_shards, plain.skipped_samples)
+    assert stats.bad_shards == 4 and stats.skipped_samples > 16  # the damaged shard, on each of the 4 passes
+    assert all("sha256 mismatch" in r and files[0].name in r for r in stats.reasons)  # counted on every pass
+    assert stats.unread_shards == 0
+    small = stream.ShardCache(limit=cache.held // 8)  # less than any shard's clips (16, 16, 16 and 8)
+    assert passes(small, stream.SkipStats()) and small.held == 0

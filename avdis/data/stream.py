@@ -12,6 +12,9 @@ Contract per epoch:
 - Integrity: each shard is read whole into memory and checked against the size and sha256
   the manifest promises before any of its samples is used (shards are small; a tar parser
   takes a damaged header mid-shard for the end of the archive, so only the hash catches it).
+- A run's `ShardCache` keeps the decoded samples of each shard it found sound (until `CACHE_BYTES`), so that its
+  later passes (every epoch's training and embedding pass) read, hash and decode each such shard once per trainer
+  process, not twice an epoch; a shard with any problem is read again, and counted, on every pass.
 - Skip policy: a shard that cannot be read, fails the check, breaks mid-way or holds fewer
   clips than the manifest says, and a sample that cannot be decoded, are counted
   (`SkipStats`) with the URL and reason, never hidden. Clips the manifest promised but
@@ -206,24 +209,78 @@ def _decode(raw: dict[str, Any], feat: FeatureConfig, visual: bool) -> dict[str,
     return {"meta": meta, "audio": audio, "video": video}
 
 
+CACHE_BYTES = 256 * 2**20
+"""The most bytes of decoded arrays a `ShardCache` keeps (per trainer process): the embedded default's whole corpus
+is 26 MB; a larger corpus keeps the shards read first and reads the rest on every pass, as without a cache."""
+
+
+class ShardCache:
+    """The decoded samples of the shards a run found sound, for its later passes over them: each epoch read, hashed
+    and decoded every shard twice (its training pass, then the embedding pass over all clips), most of the data time
+    of a small corpus's epoch. A shard is kept only when it passed the size and sha256 check and every one of its
+    clips decoded and is in the manifest, and while the arrays kept stay within `limit` bytes; any other shard is read
+    and checked again on every pass, its problems counted there, as without a cache. One cache serves one run (one
+    `DatasetInfo`: a kept sample holds the manifest's labels and splits for it) in one process; the samples it hands
+    out are shared, so their readers copy them (`collate`) and never write to them."""
+
+    def __init__(self, limit: int = CACHE_BYTES):
+        self.limit, self.held = limit, 0
+        self._shards: dict[str, list[dict[str, Any]]] = {}
+
+    def get(self, url: str) -> list[dict[str, Any]] | None:
+        return self._shards.get(url)
+
+    def room(self) -> int:
+        """Bytes still free."""
+        return self.limit - self.held
+
+    def put(self, url: str, samples: list[dict[str, Any]]) -> None:
+        size = sum(map(_nbytes, samples))
+        if url not in self._shards and size <= self.room():
+            self._shards[url] = samples
+            self.held += size
+
+
+def _nbytes(sample: dict[str, Any]) -> int:
+    return sample["audio"].nbytes + (sample["video"].nbytes if sample["video"] is not None else 0)
+
+
 class SampleStream(IterableDataset):
-    """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers."""
+    """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers. With a `cache` (worker
+    processes get none: it would be copied into each of them every epoch and filled in vain), a shard it holds is
+    not read again."""
 
     def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, visual: bool, wanted: str | None,
-                 shuffle_buffer: int, seed: int):
+                 shuffle_buffer: int, seed: int, cache: ShardCache | None = None):
         self.shards, self.s3, self.feat, self.visual, self.wanted = shards, s3, feat, visual, wanted
-        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.shuffle_buffer, self.seed, self.cache = shuffle_buffer, seed, cache
 
     def _shard(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
-        url = ref.url
+        """The shard's samples of the wanted split, in the shard's order, from the cache where it holds them."""
+        kept = self.cache.get(ref.url) if self.cache is not None else None
+        for sample in self._read(ref, events) if kept is None else kept:
+            if self.wanted is None or sample["meta"]["scheme_split"] == self.wanted:
+                yield {**sample, "shard": ref.url}
+
+    def _read(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
+        """Every sample of the shard that the manifest lists, read and checked; cached when the shard was sound."""
+        url, sound = ref.url, True
+        samples: list[dict[str, Any]] | None = [] if self.cache is not None else None  # None: not to be kept
+        room = self.cache.room() if self.cache is not None else 0
+
+        def skip(kind: str, reason: str, unread: bool = False) -> None:
+            nonlocal sound
+            sound = False
+            events.append(Skip(kind, url, reason, unread))
+
         try:
             data = storage.read_bytes(url, self.s3)
         except Exception as exc:  # noqa: BLE001 - counted and reported, see module docstring
-            events.append(Skip("shard", url, f"cannot open ({type(exc).__name__}: {exc})", unread=True))
+            skip("shard", f"cannot open ({type(exc).__name__}: {exc})", unread=True)
             return
         problem = verify(ref, data)
         if problem:
-            events.append(Skip("shard", url, problem))
+            skip("shard", problem)
             return
         n = 0
         files = ({**f, "__url__": url} for f in tar_file_iterator(io.BytesIO(data)))
@@ -233,21 +290,28 @@ class SampleStream(IterableDataset):
                 try:
                     sample = _decode(raw, self.feat, self.visual)
                 except Exception as exc:  # noqa: BLE001
-                    events.append(Skip("sample", url, f"{raw.get('__key__')}: {type(exc).__name__}: {exc}"))
+                    skip("sample", f"{raw.get('__key__')}: {type(exc).__name__}: {exc}")
                     continue
                 m = sample["meta"]
                 listed = ref.clips.get(m.get("clip_id"))
                 if listed is None:  # the shard's hash matched: a manifest and shards that do not belong together
-                    events.append(Skip("sample", url, f"{raw.get('__key__')}: not in the manifest"))
+                    skip("sample", f"{raw.get('__key__')}: not in the manifest")
                     continue
                 m.update(listed)  # m["split"]: the within-speaker split; m["scheme_split"]: the configured scheme's
-                if self.wanted is None or m["scheme_split"] == self.wanted:
-                    yield {**sample, "shard": url}
+                if samples is not None:  # given up once past the cache's room: a shard is kept whole or not at all
+                    room -= _nbytes(sample)
+                    if room >= 0:
+                        samples.append(sample)
+                    else:
+                        samples = None
+                yield sample
         except Exception as exc:  # noqa: BLE001 - a corrupt tar (written so by preprocess: its hash matched)
-            events.append(Skip("shard", url, f"unreadable after {n} samples ({type(exc).__name__}: {exc})"))
+            skip("shard", f"unreadable after {n} samples ({type(exc).__name__}: {exc})")
             return
         if n < ref.counts.get("all", 0):
-            events.append(Skip("shard", url, f"ended after {n} of the {ref.counts['all']} clips the manifest lists"))
+            skip("shard", f"ended after {n} of the {ref.counts['all']} clips the manifest lists")
+        if sound and samples is not None and self.cache is not None:
+            self.cache.put(url, samples)
 
     def __iter__(self) -> Iterator[dict[str, Any] | Skip]:
         info = get_worker_info()
@@ -326,7 +390,7 @@ def collate(samples: list[dict[str, Any]], rows: int, feat: FeatureConfig) -> di
 def epoch_batches(
     info: DatasetInfo, data: DataConfig, s3: S3Config, scheme_split: str | None, *, rank: int, world: int,
     epoch: int, seed: int, batch_size: int, shuffle: bool = True, stats: SkipStats | None = None,
-    pad: bool = True,
+    pad: bool = True, cache: ShardCache | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Exactly `plan.steps` batches of `scheme_split` clips for this rank (None: every clip, e.g. to embed all).
 
@@ -337,7 +401,8 @@ def epoch_batches(
     follows stays the one it had.
     Fills `stats` as it goes. A caller that passes `stats` judges the rate itself (`check_skip_rate`: the training
     loop, on every rank's stats merged); without, it raises SkipRateExceeded at the end of the epoch when too many
-    clips did not arrive.
+    clips did not arrive. `cache`: the run's `ShardCache`, used where the clips are read in this process
+    (`data.loader.workers` 0).
     """
     key = scheme_split or "all"
     plan = EpochPlan.make(info, key, world, epoch if shuffle else 0, seed, batch_size)
@@ -345,9 +410,10 @@ def epoch_batches(
     judged_here = stats is None
     stats = stats if stats is not None else SkipStats()
     stats.expected += plan.counts[rank] if plan.steps else 0
-    stream = SampleStream(mine, s3, info.features, "visual" in info.modalities, scheme_split,
-                          data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank)
     workers = min(data.loader.workers, len(mine))
+    stream = SampleStream(mine, s3, info.features, "visual" in info.modalities, scheme_split,
+                          data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank,
+                          None if workers else cache)
     loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
                         **_worker_options(workers))
     pending: list[dict[str, Any]] = []

@@ -26,7 +26,8 @@ import torch.distributed as dist
 
 from avdis import storage
 from avdis.config import OBJECTIVES, Config, DataConfig
-from avdis.data.stream import DatasetInfo, EpochPlan, SkipStats, check_skip_rate, epoch_batches, open_dataset
+from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, SkipStats, check_skip_rate, epoch_batches,
+                               open_dataset)
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, build_model, count_parameters
@@ -313,6 +314,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     train_clips = info.split_counts.get("train", 0)
     check_accumulation(info, cfg, world)
     directions: int | None = None  # the last nullspace fit's: a shortfall is said as it shows or changes
+    cache = ShardCache()  # each sound shard read, checked and decoded once in this run, not twice an epoch
     for epoch in range(start, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would
         stats = SkipStats()
@@ -322,7 +324,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         rows: list[int] = []  # each step's valid clips
         windows: list[int] = []  # each step's accumulation window's valid clips
         batches = epoch_batches(info, cfg.data, cfg.s3, "train", rank=rank, world=world, epoch=epoch,
-                                seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats)
+                                seed=cfg.train.seed, batch_size=cfg.train.batch_size, stats=stats, cache=cache)
         steps = EpochPlan.make(info, "train", world, epoch, cfg.train.seed, cfg.train.batch_size).steps or 1
         window: list[dict[str, Any]] = []  # the rest of this accumulation window's micro-batches
         held, i = 0, 0
@@ -345,7 +347,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         seen = SkipStats()
         emb = embed(engine, epoch_batches(info, cfg.data, cfg.s3, None, rank=rank, world=world, epoch=epoch,
                                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, shuffle=False,
-                                          stats=seen, pad=False))
+                                          stats=seen, pad=False, cache=cache))
         stats, seen = _all_ranks(stats), _all_ranks(seen)
         losses = _epoch_losses(logs, rows, windows, ("loss", "emotion", "speaker", cfg.method.name, "adversary"))
         check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
