@@ -23,6 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# One compute thread per test process, and in the processes tests start: `make test` runs 2 test processes on 2 cores
+# beside the Ray workers and drivers they start, and a PyTorch process left at one thread per core spun its threads
+# against the others' (a 60-clip leakage probe took 4.6-11 s at 2 threads under that load, 0.3-0.4 s at 1). Ray
+# workers and sweep trials set their own (`avdis.train.loop.run`: train.cpus_per_worker).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
