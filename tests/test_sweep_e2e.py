@@ -23,7 +23,7 @@ from avdis.results import pareto
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = 6  # in-process trials of 2 epochs end about 2 a second: the driver must be killed with some still to run
+SAMPLES = 6  # in-process trials of 3 epochs end about 2 a second: the driver must be killed with some still to run
 
 
 def smoke_overrides(tmp_path: Path) -> list[str]:
@@ -31,9 +31,10 @@ def smoke_overrides(tmp_path: Path) -> list[str]:
     return [
         f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}", f"sweep.storage={tmp_path / 'sweeps'}",
         "data.synth.speakers=6", "data.synth.clips_per_speaker=12",
-        "data.shard_size=16", "train.epochs=2", "model.emb_dim=16", "probe.epochs=60",
+        "data.shard_size=16", "train.epochs=3", "model.emb_dim=16", "probe.epochs=60",
         "sweep.space.weights.nullspace={low: 1, high: 16, int: true}",  # INLP removes at most emb_dim directions
-        f"sweep.num_samples={SAMPLES}", "sweep.scheduler.eta=2", "sweep.scheduler.grace_epochs=1",  # a rung below 2
+        # a rung at epoch 2, as local.yaml's first: trials probe there and at 3, and epoch 1 reports no leakage
+        f"sweep.num_samples={SAMPLES}", "sweep.scheduler.eta=2", "sweep.scheduler.grace_epochs=2",
     ]
 
 
@@ -110,7 +111,10 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
     # MO-ASHA's rungs hold every trial, those of the resumed driver too: Tune's experiment used to be the sweep's
     # folder, and its sync copied mo_asha.json as it was at the restore back over the resumed driver's
     rungs = json.loads((sweep / "mo_asha.json").read_text())["rungs"]
-    assert set(trials["trial_id"]) <= set(rungs["1"]), rungs
+    assert set(trials["trial_id"]) <= set(rungs["2"]), rungs
+    for trial in trials["trial_id"]:  # probed at the rung and the last epoch only (Tune once ended the sweep at epoch 1)
+        history = json.loads((sweep / "checkpoints" / "trials" / trial / "metrics.json").read_text())["history"]
+        assert [e["epoch"] for e in history if "val_leakage" in e] == [e for e in (2, 3) if e <= len(history)]
     # time in training steps <= time in whole epochs (steps, evaluation, probe)
     assert ((trials["train_s"] > 0) & (trials["train_s"] <= trials["work_s"])).all()
 
