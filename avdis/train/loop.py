@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from avdis import storage
-from avdis.config import OBJECTIVES, Config, DataConfig
+from avdis.config import OBJECTIVES, SELECTION, Config, DataConfig
 from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, SkipStats, check_skip_rate, epoch_batches,
                                open_dataset)
 from avdis.errors import AvdisError, UsageError
@@ -72,6 +72,14 @@ class LocalReporter:
             self.store.save(directory, metrics["epoch"])
 
 
+def tune_result(metrics: dict[str, Any]) -> dict[str, Any]:
+    """An epoch's metrics as a sweep trial reports them to Tune: with every selection metric, None where the epoch
+    did not measure it (no probe between MO-ASHA's rungs: `probed`). Tune checks each result for its searcher's
+    metrics and ended the sweep at the first epoch without val_leakage; None is "not measured", which MO-ASHA, the
+    searcher (it reads a trial's last result, always probed) and the recorder pass over."""
+    return {**dict.fromkeys(SELECTION), **metrics}
+
+
 class TuneReporter:
     """A sweep trial that trains in its own process (one worker, any strategy): checkpoints and metrics go to Tune."""
 
@@ -89,7 +97,7 @@ class TuneReporter:
         import ray.tune
 
         ckpt = ray.tune.Checkpoint.from_directory(str(directory)) if directory is not None else None
-        ray.tune.report(metrics, checkpoint=ckpt)
+        ray.tune.report(tune_result(metrics), checkpoint=ckpt)
 
 
 class RayReporter:

@@ -104,7 +104,9 @@ class TrialRecorder(Callback):
         for key in FINAL if "leakage" in result else ("manifest_hash",):
             if key in result:
                 row[key] = result[key] if key == "manifest_hash" else finite(result[key])
-        bad = {k: result[k] for k in (*OBJECTIVES, *SELECTION) if k in result and finite(result[k]) is None}
+        # None: not measured this epoch (`loop.tune_result`); NaN or infinite: measured and broken
+        bad = {k: result[k] for k in (*OBJECTIVES, *SELECTION)
+               if result.get(k) is not None and finite(result[k]) is None}
         if bad:
             row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
         acc, leak = finite(result.get("emotion_acc")), finite(result.get("leakage"))

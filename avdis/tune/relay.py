@@ -21,6 +21,8 @@ from typing import Any, Callable
 from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
+from avdis.train.loop import tune_result
+
 POLL_S = 1.0
 
 
@@ -62,7 +64,7 @@ class TrainToTune(UserCallback):
                     if helper.is_alive() or not self.queue.empty():
                         continue
                     break
-                ray.tune.report(metrics)
+                ray.tune.report(tune_result(metrics))
         finally:
             self.queue.shutdown()
         if "error" in outcome:

@@ -111,6 +111,6 @@ class SweepSearch(OptunaSearch):
         stopped = bool(result) and int(result.get(self.time_attr, self.full_epochs)) < self.full_epochs
         if stopped and not error and self.stopped_as == "pruned":
             result = None  # OptunaSearch tells a trial with no values and no error as PRUNED
-        elif result and result.get(LEAKAGE, 0) < 0:
+        elif result and (result.get(LEAKAGE) or 0) < 0:
             result = {**result, LEAKAGE: 0.0}
         super().on_trial_complete(trial_id, result=result, error=error)
