@@ -257,16 +257,28 @@ def test_a_rerun_on_shards_made_before_files_were_marked_unused_counts_them_apar
     assert again["up_to_date"] and (again["rejects"], again["unused"]) == (made["rejects"], made["unused"])
 
 
+def ravdess_of_three_clips(tmp_path: Path) -> Path:
+    """A RAVDESS tree of three full-AV clips that decode (so there is a build), for a test to add a clip beside."""
+    src = tmp_path / "RAVDESS"
+    for i, emo in enumerate(["01", "03", "04"]):
+        frames, audio = clip_media(i)
+        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    return src
+
+
+def files_of_clip_7(src: Path) -> tuple[Path, Path, Path]:
+    """Where the full-AV (01), video-only (02) and audio-only (03) files of one more clip go (none written)."""
+    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
+                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    return av, video, sound
+
+
 def test_every_file_of_a_ravdess_clip_that_no_file_pair_makes_is_a_reject(tmp_path):
     """A full-AV (01) file and its fallback video-only (02) file both cut short: the 01 and the 02 were rejects, the
     audio-only (03) file in neither the manifest nor the rejects."""
-    src = tmp_path / "RAVDESS"
-    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
-        frames, audio = clip_media(i)
-        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    src = ravdess_of_three_clips(tmp_path)
     frames, audio = clip_media(7)
-    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
-                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    av, video, sound = files_of_clip_7(src)
     write_clip(av, frames, 12, audio, SR)
     write_clip(video, frames, 12, None, SR)
     write_clip(sound, None, 12, audio, SR)
@@ -287,13 +299,10 @@ def test_a_ravdess_file_marked_unused_is_a_reject_when_its_clip_could_not_be_mad
     """A full-AV (01) file with one of its 02 or 03 files beside it (or, under data.modality=audio, a 02 file beside
     its 01): the other file was marked unused, no fault, "clip taken from" the 01, before the 01 was decoded. When the
     01 did not decode, the clip was lost while that file still said it had been taken, and counted as no fault."""
-    src = tmp_path / "RAVDESS"
-    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
-        frames, audio = clip_media(i)
-        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    src = ravdess_of_three_clips(tmp_path)
     frames, audio = clip_media(7)
-    av = src / "Actor_01" / "01-01-05-01-01-01-01.mp4"
-    other = src / "Actor_01" / f"{spare}-01-05-01-01-01-01.{'wav' if spare == '03' else 'mp4'}"
+    av, video, sound = files_of_clip_7(src)
+    other = sound if spare == "03" else video
     write_clip(av, frames, 12, audio, SR)
     write_clip(other, None if spare == "03" else frames, 12, audio if spare == "03" else None, SR)
     av.write_bytes(av.read_bytes()[:700])  # a download cut short
@@ -311,13 +320,9 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
     """A full-AV (01) file with no audio track (or no picture) beside its clip's audio-only 03 (or video-only 02) file:
     the 03 (02) was unused, the clip lost, though the 01's picture (sound) and the 03 (02) make it; and where the
     other of them was there but broken too, only the 02 + 03 pair was tried."""
-    src = tmp_path / "RAVDESS"
-    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
-        frames, audio = clip_media(i)
-        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    src = ravdess_of_three_clips(tmp_path)
     frames, audio = clip_media(7)
-    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
-                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    av, video, sound = files_of_clip_7(src)
     write_clip(av, frames if partner == "03" else None, 12, audio if partner == "02" else None, SR)
     write_clip(video, frames, 12, None, SR)
     write_clip(sound, None, 12, audio, SR)
@@ -345,10 +350,7 @@ def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(t
     file. A file that may be media (another container, a download cut short, an archive) still rebuilds, a fault."""
     import json
 
-    src = tmp_path / "RAVDESS"
-    for i, emo in enumerate(["01", "03", "04"]):
-        frames, audio = clip_media(i)
-        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    src = ravdess_of_three_clips(tmp_path)
     out = tmp_path / "out"
     data = DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8, split=SplitConfig(folds=3))
     shards.build_shards(data, S3Config())
@@ -433,13 +435,9 @@ def test_a_copy_of_another_size_makes_the_clip_whose_first_copy_does_not_decode(
 def test_a_file_left_unused_names_a_copy_the_clip_was_taken_from_by_its_folder(tmp_path):
     """A full-AV (01) file and its fallback 02 file cut short, the clip made from a whole copy of the 01 elsewhere in
     the tree: its 03 file said "clip taken from full-AV file 01-...mp4", the name of the 01 that had failed."""
-    src = tmp_path / "RAVDESS"
-    for i, emo in enumerate(["01", "03", "04"]):  # clips that decode, so there is a build
-        frames, audio = clip_media(i)
-        write_clip(src / "Actor_01" / f"01-01-{emo}-01-01-01-01.mp4", frames, 12, audio, SR)
+    src = ravdess_of_three_clips(tmp_path)
     frames, audio = clip_media(7)
-    av, video, sound = (src / "Actor_01" / f"{m}-01-05-01-01-01-01.{ext}"
-                        for m, ext in (("01", "mp4"), ("02", "mp4"), ("03", "wav")))
+    av, video, sound = files_of_clip_7(src)
     copy = src / "backup" / "Actor_01" / av.name
     write_clip(av, frames, 12, audio, SR)
     write_clip(video, frames, 12, None, SR)
