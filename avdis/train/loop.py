@@ -361,7 +361,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         check_skip_rate(stats, cfg.data, "train")  # the epoch's rate: every rank's clips, on every rank alike
         check_skip_rate(seen, cfg.data, "all")
         _check_embeddings(emb, epoch)
-        metrics, fit = evaluate(emb, cfg, n_spk, n_emo, probed(cfg, epoch + 1), directions) if rank == 0 else (None, None)
+        metrics, fit = (evaluate(emb, cfg, n_spk, n_emo, probed(cfg, epoch + 1), directions) if rank == 0
+                        else (None, None))
         directions = fit.directions if fit is not None else None
         metrics = _broadcast(metrics, rank)
         _check_objectives(metrics, epoch, seen, cfg.data)
