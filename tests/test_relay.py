@@ -114,3 +114,42 @@ def test_a_failed_trials_row_holds_its_error(ray_local, tmp_path):
                                          callbacks=[TrialRecorder(str(tmp_path / "sweep"), Config())])).fit()
     (row,) = results.read_trials(str(tmp_path / "sweep")).to_dict("records")
     assert row["status"] == "ERROR" and "ValueError: boom in epoch 2" in row["error"], row["error"]
+
+
+def checkpointing(config: dict) -> None:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from ray import tune
+
+    for epoch in range(1, 9):  # epochs of 0.3 s (Tune skips a snapshot while the one before is still being written)
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "epoch").write_text(str(epoch))
+            tune.report({"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
+        time.sleep(0.3)
+
+
+def test_tunes_snapshots_at_kept_checkpoints_are_taken_quietly(ray_local, tmp_path, monkeypatch):
+    """Tune snapshots its experiment state whenever a trial has saved num_to_keep checkpoints since the last one,
+    and warned at each snapshot within 5 s of another that it "may become a bottleneck": two dozen times in the
+    demo's output, for snapshots of some 20 ms (`sweep.fit` quiets it). Ray's loggers do not reach pytest's."""
+    import logging
+
+    from ray import tune
+
+    from avdis.tune import sweep
+
+    monkeypatch.delenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", raising=False)
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("ray.tune.execution.experiment_state")
+    logger.addHandler(handler)
+    try:
+        tuner = tune.Tuner(checkpointing, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), verbose=0, checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+        sweep.fit(tuner, 1, str(tmp_path))
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in said if "snapshotting has been triggered" in m], said

@@ -362,7 +362,13 @@ def _watching_signals() -> Iterator[dict[str, bool]]:
 def fit(tuner: Any, trials: int, sweep_url: str) -> None:
     """`tuner.fit()`, raising SweepInterrupted when it was interrupted or returned with trials still to run: on
     SIGINT Tune saves its state and returns normally, and the rest of the sweep (confirmation, final report) must
-    not run on the part. `trials` is how many the experiment runs in all."""
+    not run on the part. `trials` is how many the experiment runs in all.
+
+    Tune snapshots its experiment state whenever a trial has saved `KEEP_CHECKPOINTS` checkpoints since the last one
+    (so that a restored sweep never points at a deleted checkpoint), and warned at each snapshot within 5 s of another
+    that it "may become a bottleneck": two dozen times in the demo's output, for snapshots of some 20 ms each. Quiet
+    unless its threshold is set (under Ray Client, Tune's controller runs on the cluster and still warns)."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     with _watching_signals() as seen:
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
