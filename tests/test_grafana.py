@@ -90,12 +90,15 @@ def test_dashboard_model() -> None:
     assert all("ray_avdis_trial_stopped" in t["expr"] and "ray_avdis_trial_running" in t["expr"]
                for t in panels["xychart"]["targets"])
     table_exprs = [t["expr"] for t in panels["table"]["targets"]]
-    assert [("ray_avdis_trial_stopped" in e) for e in table_exprs] == [False, False, True, False]
-    assert [("ray_avdis_trial_running" in e) for e in table_exprs] == [False, False, False, True]
+    assert [("ray_avdis_trial_stopped" in e) for e in table_exprs] == [False, False, True, False, False]
+    assert [("ray_avdis_trial_running" in e) for e in table_exprs] == [False, False, False, True, False]
+    # a running trial's values are of its last probed epoch, not of the epoch it trains: the table says which
+    assert [("ray_avdis_trial_probed_epoch" in e) for e in table_exprs] == [False, False, False, False, True]
     rename = panels["table"]["transformations"][1]["options"]["renameByName"]
-    assert (rename["Value #C"], rename["Value #D"]) == (grafana.STOPPED_COLUMN, grafana.RUNNING_COLUMN)
+    assert (rename["Value #C"], rename["Value #D"], rename["Value #E"]) == (grafana.STOPPED_COLUMN,
+                                                                           grafana.RUNNING_COLUMN, grafana.EPOCH_COLUMN)
     mapped = {o["matcher"]["options"]: o["properties"][0]["value"][0]["options"]["1"]["text"]
-              for o in panels["table"]["fieldConfig"]["overrides"]}
+              for o in panels["table"]["fieldConfig"]["overrides"] if o["properties"][0]["id"] == "mappings"}
     assert mapped == {grafana.STOPPED_COLUMN: "yes (on no front)", grafana.RUNNING_COLUMN: "yes (mid-training values)"}
     assert "ray_avdis_sweep_hypervolume" in panels["timeseries"]["targets"][0]["expr"]
     assert not panels["timeseries"]["targets"][0]["instant"]
@@ -107,7 +110,7 @@ def test_metric_names_match_what_ray_exports() -> None:
 
     queries = json.dumps([t["expr"] for p in grafana.dashboard_json()["panels"] for t in p["targets"]])
     for gauge in (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED, metrics.STOPPED,
-                  metrics.RUNNING):
+                  metrics.RUNNING, metrics.PROBED_EPOCH):
         assert f"{NAMESPACE}_{gauge}" in queries, gauge
 
 
@@ -415,13 +418,17 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the
             summary = {"hypervolume": 0.1}
             running = pd.DataFrame([trial_row("ok", "TERMINATED", 0.7, 0.4, 1), trial_row("bad", "RUNNING", 0.9, 0.05, None),
                                     trial_row("early", "RUNNING", 0.8, 0.02, None),
-                                    trial_row("lost", "RUNNING", 0.85, 0.03, None)])
+                                    trial_row("lost", "RUNNING", 0.85, 0.03, None)]).assign(
+                                        probed_epoch=[4, 2, 2, 2])  # the running trials train on past epoch 2
             everyone = {"ok", "bad", "early", "lost"}
             metrics.publish("gone", running, summary)
             seen = wait_for_panels(port, "gone", lambda seen: all(set(seen[f"table {ref}"]) == everyone
-                                                                  for ref in "ABCD"), "the trials never showed", tmp_path)
+                                                                  for ref in "ABCDE"),
+                                   "the trials never showed", tmp_path)
             assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
             assert seen["table D"] == {"ok": 0, "bad": 1, "early": 1, "lost": 1}
+            # the epoch each trial's values are of: a running one's last probe, while it trains on
+            assert seen["table E"] == {"ok": 4, "bad": 2, "early": 2, "lost": 2}
             metrics.publish("gone", running.assign(status=["TERMINATED", "ERROR", "STOPPED", "ERROR"],
                                                    order=[1, None, 2, None], error=[None, "boom", None, results.LOST]),
                             summary)
@@ -432,6 +439,7 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the
             assert seen["xychart A"] == {"ok": pytest.approx(0.4)} and seen["xychart B"] == {"ok": pytest.approx(0.7)}
             assert seen["table A"] == {"ok": pytest.approx(0.4), "early": pytest.approx(0.02)}
             assert seen["table C"] == {"ok": 0, "early": 1} and seen["table D"] == {"ok": 0, "early": 0}
+            assert seen["table E"] == {"ok": 4, "early": 2}
         finally:
             metrics.forget("gone")
             ray.shutdown()

@@ -197,6 +197,40 @@ def test_the_header_and_the_hypervolume_axis_say_which_trials_were_stopped_early
     assert axis == plots.HISTORY_X == "finished trials (stopped early too)"
 
 
+def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: Path) -> None:
+    """A running trial probes only at MO-ASHA's rungs and its last epoch, and trains on between them: t9's row said
+    epochs 4 while its values were its epoch-2 probe's, and trials.parquet, the pages and Grafana's table paired them
+    with epoch 4. `probed_epoch` says which epoch they are of, and each view shows it. A table of an earlier avdis
+    (no such column) still reads: a finished trial's values are of its last epoch, a running one's epoch unknown."""
+    url = str(tmp_path / "demo")
+    results.record(url, [{**r, "probed_epoch": 2} if r["trial_id"] == "t9" else r for r in rows()], "demo")
+    trials = results.read_trials(url)
+    summary = results.summarize(trials, "demo")
+    unknown = pytest.approx(np.nan, nan_ok=True)
+    assert trials.set_index("trial_id")["probed_epoch"].to_dict() == {**{f"t{i}": 4 for i in range(1, 9)}, "t9": 2,
+                                                                      "t10": unknown}
+    confusion = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data
+                     if t.uid == "method-confusion")
+    hover = {c[0]: c[2] for c in confusion.customdata}
+    assert hover == {"t5": "TERMINATED", "t9": "RUNNING: values of epoch 2, trained 4"}
+    points = {p["trial_id"]: p for p in data_blob(plots.render_html(trials, summary))["points"]}
+    assert (points["t9"]["probed_epoch"], points["t9"]["epochs"], points["t1"]["probed_epoch"]) == (2, 4, 4)
+    texts = [t.get_text() for t in plots.png_figure(trials, summary).axes[0].texts]
+    assert "epoch 2" in texts and "hollow: 1 running, at the epoch beside each (its last probe)" in texts
+
+    older = results.to_table(rows()).to_pandas().drop(columns="probed_epoch")
+    older.to_parquet(Path(url) / results.TRIALS)
+    trials = results.read_trials(url)
+    assert trials.set_index("trial_id")["probed_epoch"].to_dict() == {**{f"t{i}": 4 for i in range(1, 9)},
+                                                                      "t9": unknown, "t10": unknown}
+    confusion = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data
+                     if t.uid == "method-confusion")
+    assert {c[0]: c[2] for c in confusion.customdata}["t9"] == "RUNNING"  # no epoch claimed
+    texts = [t.get_text() for t in plots.png_figure(trials, summary).axes[0].texts]
+    assert "hollow: 1 running" in texts and not any(t.startswith("epoch ") for t in texts)
+    assert Path(plots.write_pages(url)["pareto.png"]).stat().st_size > 0
+
+
 def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
     """A sampled data.split.fold: a trial on fold 1 was measured against fold 3's multitask trial, whose leakage is
     another probe's on other speakers (and came out at -0.5)."""
@@ -388,7 +422,15 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
         unfinished = trials.assign(leakage=trials["leakage"].where(trials["trial_id"] != "t1"))
         assert metrics.publish("demo", unfinished, {**summary, "hypervolume": math.nan}) == 2  # t1's leakage, the HV
         assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED,
-                                        metrics.STOPPED, metrics.RUNNING}
+                                        metrics.STOPPED, metrics.RUNNING, metrics.PROBED_EPOCH}
+        # the epoch a trial's values are of: a running one's last probe, which the table of trials shows
+        epochs, real = [], metrics._gauges[metrics.PROBED_EPOCH].set
+        metrics._gauges[metrics.PROBED_EPOCH].set = lambda value, tags=None: (epochs.append((tags["trial"], value)),
+                                                                               real(value, tags))
+        metrics.forget("demo")
+        metrics.publish("demo", trials.assign(probed_epoch=trials["probed_epoch"].where(trials["trial_id"] != "t9",
+                                                                                         2)), summary)
+        assert dict(epochs) == {**{f"t{i}": 4 for i in range(1, 9)}, "t9": 2}  # t10 failed: none
         # t9 reported 0.80 while running, then failed: its gauges must not keep that value as its result
         sets = []
         metrics.forget("demo")  # the keeper sets kept values again: only this publish's may be seen below

@@ -509,6 +509,7 @@ def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
     (row,) = results.read_trials(str(tmp_path)).to_dict("records")
     assert row["epochs"] == 3 and row["best_emotion_acc"] == 0.7
     assert (row["emotion_acc"], row["val_emotion_acc"], row["leakage"], row["val_leakage"]) == (0.5, 0.45, 0.4, 0.35)
+    assert row["probed_epoch"] == 2  # the epoch they are of: `epochs` ran on past it
 
 
 def test_a_trial_config_the_space_made_invalid_fails_that_trial_not_the_recorder(tmp_path):

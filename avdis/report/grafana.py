@@ -27,8 +27,10 @@ HYPERVOLUME = metrics.RAY_PREFIX + metrics.HYPERVOLUME
 FAILED = metrics.RAY_PREFIX + metrics.FAILED
 STOPPED = metrics.RAY_PREFIX + metrics.STOPPED
 RUNNING = metrics.RAY_PREFIX + metrics.RUNNING
+PROBED_EPOCH = metrics.RAY_PREFIX + metrics.PROBED_EPOCH
 STOPPED_COLUMN = "stopped at a rung"
 RUNNING_COLUMN = "running"
+EPOCH_COLUMN = "values of epoch"  # a running trial's are of its last probe, not of the epoch it trains
 
 
 def _instant(ref: str, expr: str) -> dict[str, Any]:
@@ -146,8 +148,9 @@ def _hypervolume_panel() -> dict[str, Any]:
 
 
 def _trials_panel() -> dict[str, Any]:
-    """Table of trials: both gauges and whether the trial was stopped at a rung or is running merged into one row per
-    (trial, method)."""
+    """Table of trials: both gauges, the epoch they are of and whether the trial was stopped at a rung or is running
+    merged into one row per (trial, method). A running trial's values are of its last probed epoch; without that
+    column they read as the newest epoch's. A sweep published before the gauge leaves the column empty."""
     stopped = [{"type": "value", "options": {"0": {"text": "no", "index": 0},
                                              "1": {"text": "yes (on no front)", "index": 1}}}]
     running = [{"type": "value", "options": {"0": {"text": "no", "index": 0},
@@ -156,14 +159,16 @@ def _trials_panel() -> dict[str, Any]:
         "id": 3, "type": "table", "title": "Trials", "datasource": DATASOURCE,
         "gridPos": {"h": 10, "w": 24, "x": 0, "y": 12},
         "targets": [_instant("A", _latest(LEAKAGE, "trial, method")), _instant("B", _latest(ACC, "trial, method")),
-                    _instant("C", _latest(STOPPED, "trial, method")), _instant("D", _latest(RUNNING, "trial, method"))],
+                    _instant("C", _latest(STOPPED, "trial, method")), _instant("D", _latest(RUNNING, "trial, method")),
+                    _instant("E", _latest(PROBED_EPOCH, "trial, method"))],
         "transformations": [
             {"id": "merge", "options": {}},
             _organize({"Value #A": "leakage", "Value #B": "emotion_acc", "Value #C": STOPPED_COLUMN,
-                       "Value #D": RUNNING_COLUMN}, ["Time"],
-                      ["trial", "method", "emotion_acc", "leakage", STOPPED_COLUMN, RUNNING_COLUMN]),
+                       "Value #D": RUNNING_COLUMN, "Value #E": EPOCH_COLUMN}, ["Time"],
+                      ["trial", "method", "emotion_acc", "leakage", EPOCH_COLUMN, STOPPED_COLUMN, RUNNING_COLUMN]),
         ],
         "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": [
+            {"matcher": {"id": "byName", "options": EPOCH_COLUMN}, "properties": [{"id": "decimals", "value": 0}]},
             {"matcher": {"id": "byName", "options": STOPPED_COLUMN}, "properties": [{"id": "mappings", "value": stopped}]},
             {"matcher": {"id": "byName", "options": RUNNING_COLUMN}, "properties": [{"id": "mappings", "value": running}]},
         ]},

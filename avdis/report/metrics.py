@@ -13,7 +13,10 @@ stopped at a rung has `avdis_trial_stopped` 1 (0 for every other trial): its val
 front, so the dashboard's Pareto chart leaves it out and its table says so (the pages draw it apart). It stood on
 the chart like a finished trial, its early-epoch point often beyond every finished one. A running trial has
 `avdis_trial_running` 1 (0 once it has ended): its values are mid-training, of its last probed epoch, and the chart
-leaves it out too while its table says so (the pages draw it hollow, on no front).
+leaves it out too while its table says so (the pages draw it hollow, on no front). `avdis_trial_probed_epoch` is
+the epoch a trial's accuracy and leakage are of, its last that ran the leakage probe (`probed_epoch` of
+trials.parquet): a running trial trains on between MO-ASHA's rungs, where none runs, so its values are of an earlier
+epoch than it has trained, and the table says which.
 
 Ray 2.60 stops exporting a gauge about 20 s after it was last set (measured at export intervals of 1 s and 10 s),
 while the process lives. A sweep's results come once per trial epoch, minutes apart on real data, so its series
@@ -40,6 +43,7 @@ HYPERVOLUME = "avdis_sweep_hypervolume"
 FAILED = "avdis_trial_failed"
 STOPPED = "avdis_trial_stopped"
 RUNNING = "avdis_trial_running"
+PROBED_EPOCH = "avdis_trial_probed_epoch"
 TRIAL_TAGS = ("sweep", "trial", "method")
 RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 
@@ -102,6 +106,8 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
                      "epochs: on no front), else 0", TRIAL_TAGS)
     running = _gauge(RUNNING, "1 for a running trial (its accuracy and leakage are mid-training: on no front), else 0",
                      TRIAL_TAGS)
+    probed = _gauge(PROBED_EPOCH, "the epoch a trial's accuracy and leakage are of: its last that ran the leakage "
+                    "probe (a running trial trains on past it)", TRIAL_TAGS)
     skipped = 0
     for row in trials.itertuples():
         tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
@@ -112,6 +118,9 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
             for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)
             continue
+        epoch = finite(getattr(row, "probed_epoch", None))  # unknown in a table written before it: no value
+        if epoch is not None:
+            probed.set(epoch, tags=tags)
         for gauge, value in ((acc, row.emotion_acc), (leak, row.leakage)):
             v = finite(value)
             if v is None:

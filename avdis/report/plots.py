@@ -9,7 +9,8 @@ JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
 (`data-trial-id`, `data-trace`) so browsers and tests can find each trial.
 
 Rows missing emotion_acc or leakage cannot be placed and are counted in the header;
-running trials (no completion `order` yet) are drawn hollow, trials MO-ASHA stopped at a rung as
+running trials (no completion `order` yet) are drawn hollow, at their last probed epoch's values and labelled with
+it (`probed_epoch`: they train on between MO-ASHA's rungs, where no probe runs), trials MO-ASHA stopped at a rung as
 crosses (their metrics are of fewer epochs: on no front, `results.trained_longest`). Every trial is drawn, each
 seed of a confirmed configuration too; the front line runs through `front_points` of
 pareto.json: single trials, or, once the sweep confirmed its front with more seeds, seed
@@ -209,6 +210,14 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
 def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
     """The Pareto scatter and the hypervolume history as a 160-dpi PNG. Text is drawn as written: matplotlib read
     what lay between two `$` of a sweep (folder) or method name as TeX, and raised ValueError where it did not parse."""
+    buf = io.BytesIO()
+    png_figure(trials, summary).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+@rc_context({"text.parse_math": False})
+def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
+    """`render_png`'s figure: the scatter's axes first, then the hypervolume history's."""
     points = plotted(trials, summary)
     fig = Figure(figsize=(12, 5.2), dpi=160, layout="constrained")
     FigureCanvasAgg(fig)
@@ -254,9 +263,14 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
         ax.text(0.5, 0.5, waiting(summary), transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
     if ax.get_legend_handles_labels()[0]:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=10, frameon=False)
-    running = int(points["running"].sum())
-    if running:
-        ax.text(0.01, 0.99, f"hollow: {running} running", transform=ax.transAxes, ha="left", va="top", fontsize=9)
+    running = points[points["running"]]
+    for point in running.dropna(subset=["probed_epoch"]).itertuples():  # values of its last probe, not of now
+        ax.annotate(f"epoch {point.probed_epoch:.0f}", (point.leakage, point.emotion_acc), textcoords="offset points",
+                    xytext=(6, 4), fontsize=7, color="#555555")
+    if len(running):
+        labelled = ", at the epoch beside each (its last probe)" if running["probed_epoch"].notna().any() else ""
+        ax.text(0.01, 0.99, f"hollow: {len(running)} running{labelled}", transform=ax.transAxes, ha="left",
+                va="top", fontsize=9)
 
     history = summary.get("hypervolume_history") or []
     ax_hv.set_xlabel(HISTORY_X, fontsize=12)
@@ -267,9 +281,7 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
         ax_hv.step([h["completed"] for h in history], [h["hypervolume"] for h in history], where="post", color="black", marker="o", ms=4)
     else:
         ax_hv.text(0.5, 0.5, waiting(summary), transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig
 
 
 # ------------------------------------------------------------------ HTML (plotly)
@@ -300,9 +312,12 @@ def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any
 
 
 def _status(row: Any) -> str:
-    """A trial's status on hover; a stopped one's says when, and that it is on no front."""
+    """A trial's status on hover; a stopped one's says when, and that it is on no front; a running one's which epoch
+    its values are of (it trains on past its last probe, and `epochs` alone paired them with the epoch trained)."""
     if row.stopped:
         return f"STOPPED at epoch {_fmt(row.epochs, '{:.0f}')}: on no front"
+    if row.running and not pd.isna(row.probed_epoch):
+        return f"RUNNING: values of epoch {row.probed_epoch:.0f}, trained {_fmt(row.epochs, '{:.0f}')}"
     return str(row.status or "")
 
 
@@ -471,7 +486,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
          "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
-         "running": bool(r.running), "stopped": bool(r.stopped), "on_front": bool(r.on_front)}
+         "epochs": r.epochs, "probed_epoch": r.probed_epoch, "running": bool(r.running), "stopped": bool(r.stopped),
+         "on_front": bool(r.on_front)}
         for r in points.itertuples()
     ])}
     blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" or "<!--" can end or bend the data block

@@ -65,7 +65,9 @@ SCHEMA = pa.schema([
     ("disentanglement", pa.float64()),  # 1 - leakage / leakage(multitask, same seed)
     ("best_emotion_acc", pa.float64()),
     ("best_leakage", pa.float64()),
-    ("epochs", pa.int64()),
+    ("epochs", pa.int64()),  # trained so far
+    ("probed_epoch", pa.int64()),  # the epoch its metrics are of: its last that ran the leakage probe (`epochs` once
+    # finished); a running trial probes only at MO-ASHA's rungs and its last epoch. Null: unknown (an earlier table)
     ("order", pa.int64()),  # completion order (null while running)
     ("lr", pa.float64()),
     ("emb_dim", pa.int64()),
@@ -276,6 +278,8 @@ def _checked(table: pa.Table, url: str) -> pd.DataFrame:
             raise ResultsError(f"{url}: {name} of trial {df['trial_id'][lacking].iloc[0]} is empty, but {but} "
                                f"(status {df['status'][lacking].iloc[0]}); fronts are drawn from the trials trained "
                                f"longest, in completion order: fill in {name}, or leave the trial out")
+    # a table written before `probed_epoch`: a finished trial's metrics are of its last epoch, which always probes
+    df["probed_epoch"] = df["probed_epoch"].fillna(df["epochs"].where(df["order"].notna()))
     twice = df["trial_id"][df["trial_id"].duplicated()].unique().tolist()
     if twice:
         raise ResultsError(f"{url}: trial_id {', '.join(map(str, twice[:5]))} on more than one row; a table of one "

@@ -100,10 +100,13 @@ class TrialRecorder(Callback):
         row["status"] = "RUNNING"
         row["epochs"] = int(result.get("epoch", row.get("epochs") or 0))
         # an epoch without the probe (between MO-ASHA's rungs) leaves the row the last probed epoch's values: a running
-        # trial's point paired one epoch's accuracy with an earlier epoch's leakage
+        # trial's point paired one epoch's accuracy with an earlier epoch's leakage. `probed_epoch` says which epoch
+        # they are of: `epochs` ran on past it, and readers paired them with the epoch trained
         for key in FINAL if "leakage" in result else ("manifest_hash",):
             if key in result:
                 row[key] = result[key] if key == "manifest_hash" else finite(result[key])
+        if "leakage" in result:
+            row["probed_epoch"] = row["epochs"]
         # None: not measured this epoch (`loop.tune_result`); NaN or infinite: measured and broken
         bad = {k: result[k] for k in (*OBJECTIVES, *SELECTION)
                if result.get(k) is not None and finite(result[k]) is None}
