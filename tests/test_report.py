@@ -143,6 +143,27 @@ def test_a_trial_stopped_at_a_rung_is_on_no_front_before_any_trial_trained_all_e
         assert plots.WAITING not in notes  # two trials are drawn, as crosses
 
 
+def test_pareto_png_says_why_its_front_is_empty() -> None:
+    """pareto.png drew the trials and no front line with no word of why, where the page's front table said it: every
+    finished trial stopped at a rung (none trained all its epochs), or a confirmed front whose seeds still run."""
+    early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in ("t1", "t3") else
+             {**r, "order": None, "status": "RUNNING", "epochs": 3} if r["status"] == "TERMINATED" else r
+             for r in rows()]
+    confirming = [dict(r, status="RUNNING", order=None) if r["trial_id"] in ("a2", "b2") else r
+                  for r in confirmed_rows()]
+    for table, why in ((early, plots.UNTRAINED), (confirming, plots.CONFIRMING)):
+        trials = results.to_table(table).to_pandas()
+        summary = results.summarize(trials, "demo")
+        assert summary["front"] == [] and plots.finished(summary)
+        texts = [t.get_text().replace("\n", " ") for t in plots.png_figure(trials, summary).axes[0].texts]
+        assert why in texts and plots.WAITING not in texts
+        assert why in plots.front_table(summary)
+    trials = results.to_table(rows()).to_pandas()  # a front drawn: no word in its place
+    figure = plots.png_figure(trials, results.summarize(trials, "demo"))
+    texts = [t.get_text().replace("\n", " ") for t in figure.axes[0].texts]
+    assert plots.UNTRAINED not in texts and plots.CONFIRMING not in texts
+
+
 def test_pareto_json_and_the_page_count_completed_and_stopped_trials_alike() -> None:
     """pareto.json's n_completed counted the trials MO-ASHA stopped at a rung (8 here) while the page's header said
     "6 completed · 2 stopped at a rung": the same sweep read 8 or 6 completed trials depending on where one looked."""

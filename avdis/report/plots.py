@@ -25,6 +25,7 @@ import html
 import io
 import json
 import logging
+import textwrap
 import time
 from typing import Any
 
@@ -61,6 +62,14 @@ def waiting(summary: dict[str, Any]) -> str:
     if failed and not running:
         return f"no trial finished: {failed} failed (each row of trials.parquet holds its error)"
     return WAITING
+
+
+def no_front(summary: dict[str, Any]) -> str:
+    """Why the front is empty, as the front table and pareto.png say it: a confirmed front's seeds still running, no
+    trial trained all its epochs (those finished were stopped at a rung), or no trial finished at all."""
+    return CONFIRMING if from_seed_means(summary) else UNTRAINED if finished(summary) else waiting(summary)
+
+
 PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at equal accuracy
 PAPER_LABEL = "paper: 13% disentanglement at equal accuracy"
 HTML, PNG = "pareto.html", "pareto.png"
@@ -261,6 +270,10 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
         ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
     if not finished(summary):
         ax.text(0.5, 0.5, waiting(summary), transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
+    elif not len(front):  # trials are drawn, no line: say why, as the page's front table does, in the corner of
+        # most leakage and least accuracy, where trials are fewest
+        ax.text(0.99, 0.02, textwrap.fill(no_front(summary), 50), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=11, color="#555555", zorder=6, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
     if ax.get_legend_handles_labels()[0]:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=10, frameon=False)
     running = points[points["running"]]
@@ -416,8 +429,7 @@ def front_table(summary: dict[str, Any]) -> str:
         for _, r in front_frame(summary).iterrows()
     )
     if not body:  # a confirmed front is empty while no configuration's confirming seeds have all ended
-        why = CONFIRMING if means else UNTRAINED if finished(summary) else waiting(summary)
-        body = f'<tr><td colspan="{len(columns)}">{html.escape(why)}</td></tr>'
+        body = f'<tr><td colspan="{len(columns)}">{html.escape(no_front(summary))}</td></tr>'
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
