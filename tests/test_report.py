@@ -218,6 +218,31 @@ def test_the_header_and_the_hypervolume_axis_say_which_trials_were_stopped_early
     assert axis == plots.HISTORY_X == "finished trials (stopped early too)"
 
 
+def test_the_hypervolume_history_counts_completed_and_stopped_trials_apart(tmp_path: Path) -> None:
+    """A history step's `completed` counted the trials stopped at a rung too (t1 and t3 here: 8 at the last step)
+    while pareto.json's n_completed (6) does not: Grafana and readers of pareto.json read 8 completed trials. Each
+    step counts them apart, the pages step at their sum (the axis says finished trials), and a pareto.json written
+    before `stopped` (its `completed` counting both) still draws at the same places."""
+    early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in ("t1", "t3") else r for r in rows()]
+    trials = results.to_table(early).to_pandas()
+    summary = results.summarize(trials, "demo")
+    history = summary["hypervolume_history"]
+    assert [(h["trial_id"], h["completed"], h["stopped"]) for h in history] == [
+        ("t1", 0, 1), ("t2", 1, 1), ("t3", 1, 2), ("t4", 2, 2), ("t5", 3, 2), ("t6", 4, 2), ("t7", 5, 2), ("t8", 6, 2)]
+    assert (history[-1]["completed"], history[-1]["stopped"]) == (summary["n_completed"], summary["n_stopped"])
+    older = {**summary, "hypervolume_history": [{"trial_id": h["trial_id"], "completed": i + 1,
+                                                 "hypervolume": h["hypervolume"]} for i, h in enumerate(history)]}
+    for shown in (summary, older):
+        results.write_pareto(str(tmp_path), shown)
+        shown = results.read_pareto(str(tmp_path))  # as the pages read it
+        assert list(plots.hypervolume_figure(shown).data[0].x) == list(range(1, 9))
+        png = plots.png_figure(trials, shown).axes[1].lines[0].get_xdata()
+        assert list(png) == list(range(1, 9))
+    hover = plots.hypervolume_figure(summary).data[0].customdata[-1]
+    assert list(hover) == ["t8", " (6 completed, 2 stopped at a rung)"]
+    assert list(plots.hypervolume_figure(older).data[0].customdata[-1]) == ["t8", ""]  # its count was of both
+
+
 def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: Path) -> None:
     """A running trial probes only at MO-ASHA's rungs and its last epoch, and trains on between them: t9's row said
     epochs 4 while its values were its epoch-2 probe's, and trials.parquet, the pages and Grafana's table paired them

@@ -170,7 +170,8 @@ def test_the_history_grown_a_trial_at_a_time_is_the_front_of_every_prefix(seed):
         mask = pareto.nondominated(done[on[0]].to_numpy()[rows], done[on[1]].to_numpy()[rows])
         chosen = done.iloc[rows[mask]]
         volume = pareto.hypervolume(chosen["emotion_acc"].to_numpy(), chosen["leakage"].to_numpy(), 0.3)
-        assert got.history[i - 1] == {"trial_id": done["trial_id"].iloc[i - 1], "completed": i, "hypervolume": volume}
+        assert got.history[i - 1] == {"trial_id": done["trial_id"].iloc[i - 1], "completed": i, "stopped": 0,
+                                      "hypervolume": volume}
     assert got.trial_ids == list(chosen["trial_id"]) and got.hypervolume == volume
 
 

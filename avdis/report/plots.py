@@ -34,6 +34,7 @@ import plotly.graph_objects as go
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from avdis import results, storage
 from avdis.config import METHODS, S3Config
@@ -62,6 +63,19 @@ def waiting(summary: dict[str, Any]) -> str:
     if failed and not running:
         return f"no trial finished: {failed} failed (each row of trials.parquet holds its error)"
     return WAITING
+
+
+def finished_so_far(step: dict[str, Any]) -> int:
+    """A hypervolume history step's place on HISTORY_X: the trials finished by then, completed or stopped at a rung.
+    A step written before `stopped` counted both in `completed`, so the sum holds for both."""
+    return step["completed"] + (step.get("stopped") or 0)
+
+
+def _step_counts(step: dict[str, Any]) -> str:
+    """A step's counts on hover; none for a step written before `stopped` (its `completed` counted both)."""
+    if step.get("stopped") is None:
+        return ""
+    return f" ({step['completed']} completed, {step['stopped']} stopped at a rung)"
 
 
 def no_front(summary: dict[str, Any]) -> str:
@@ -291,7 +305,9 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     ax_hv.set_title(history_title(summary), fontsize=13)
     ax_hv.grid(alpha=0.3)
     if history:
-        ax_hv.step([h["completed"] for h in history], [h["hypervolume"] for h in history], where="post", color="black", marker="o", ms=4)
+        ax_hv.step([finished_so_far(h) for h in history], [h["hypervolume"] for h in history], where="post",
+                   color="black", marker="o", ms=4)
+        ax_hv.xaxis.set_major_locator(MaxNLocator(integer=True))  # a count of trials: no 1.2
     else:
         ax_hv.text(0.5, 0.5, waiting(summary), transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
     return fig
@@ -400,8 +416,9 @@ def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
     history = summary.get("hypervolume_history") or []
     fig = go.Figure(go.Scatter(
         uid="hypervolume", name="hypervolume", mode="lines+markers", line={"shape": "hv", "color": "black"},
-        x=[h["completed"] for h in history], y=[h["hypervolume"] for h in history],
-        customdata=[[h["trial_id"]] for h in history], hovertemplate="after %{customdata[0]}: %{y:.4f}<extra></extra>",
+        x=[finished_so_far(h) for h in history], y=[h["hypervolume"] for h in history],
+        customdata=[[h["trial_id"], _step_counts(h)] for h in history],
+        hovertemplate="after %{customdata[0]}%{customdata[1]}: %{y:.4f}<extra></extra>",
     ))
     fig.update_layout(template="plotly_white", height=360, title=f"{history_title(summary)} over finished trials",
                       xaxis={"title": HISTORY_X}, yaxis={"title": "hypervolume"}, font={"size": 14},

@@ -136,8 +136,9 @@ FrontPoint = create_model("FrontPoint", __base__=_PointIds,  # the rest of POINT
 
 
 class HistoryStep(_Written):
-    trial_id: str  # the pages index these three
-    completed: int
+    trial_id: str  # the pages index these three (and `stopped`, where there)
+    completed: int  # written before `stopped`: it counted the stopped trials too, as n_completed did
+    stopped: int | None = None
     hypervolume: float
 
 
@@ -451,7 +452,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
     done = _finished(df)
     on = selected_on(done)
     searched = done[done["role"] == SEARCH]
-    search = pareto.front_of(searched, chance, counted=trained_longest(searched), on=on)
+    search = pareto.front_of(searched, chance, counted=trained_longest(searched), on=on, stopped=stopped(searched))
     confirmed = bool((done["role"] == CONFIRM).any())
     if confirmed:
         # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky

@@ -60,7 +60,8 @@ def hypervolume(acc: np.ndarray, leakage: np.ndarray, chance_acc: float) -> floa
 class Front:
     trial_ids: list[str]
     hypervolume: float
-    history: list[dict]  # hypervolume after each completed trial, in completion order
+    history: list[dict]  # hypervolume after each finished trial, in completion order, with the completed and the
+    # stopped trials so far (`front_of`)
 
 
 def chosen(select: pd.DataFrame, on: tuple[str, ...]) -> np.ndarray:
@@ -69,31 +70,34 @@ def chosen(select: pd.DataFrame, on: tuple[str, ...]) -> np.ndarray:
 
 
 def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None = None,
-             on: tuple[str, ...] = OBJECTIVES) -> Front:
+             on: tuple[str, ...] = OBJECTIVES, stopped: pd.Series | None = None) -> Front:
     """Front chosen on the `on` columns, hypervolume of its OBJECTIVES values, and its history, from a trials table.
 
     Uses rows with both pairs present; `order` (completion order) sorts the history, which has a step per row: the
     hypervolume of the front chosen from the rows so far (with `on` other than OBJECTIVES it can fall, when a trial
     better on `on` displaces one better on test). With `counted` (a boolean per row) only those rows can be on the
-    front.
+    front. Each step counts the rows so far: `stopped` (a boolean per row: stopped at a rung) apart from the others,
+    `completed`; their sum is the step's place.
     """
     done = trials.dropna(subset=list(dict.fromkeys([*OBJECTIVES, *on])))
     keep = np.ones(len(done), bool) if counted is None else counted.reindex(done.index).to_numpy(bool)
+    halted = np.zeros(len(done), bool) if stopped is None else stopped.reindex(done.index).to_numpy(bool)
     if "order" in done:
         order = np.argsort(done["order"].to_numpy(), kind="stable")
-        done, keep = done.iloc[order], keep[order]
+        done, keep, halted = done.iloc[order], keep[order], halted[order]
     acc, leak = done["emotion_acc"].to_numpy(), done["leakage"].to_numpy()
     by = done[list(on)].to_numpy(float)
     # The front of each prefix, grown a row at a time: a row off the front so far is beaten by a row on it, so the
     # front of the prefix and one row more is the front of the two. Chosen from each whole prefix, the history cost
     # n^2 (5 s at 5,000 trials, after every result of a sweep).
     rows = np.zeros(0, int)
-    history, volume = [], 0.0
+    history, volume, halted_so_far = [], 0.0, np.cumsum(halted)
     for i, tid in enumerate(done["trial_id"]):
         if keep[i]:
             grown = np.append(rows, i)
             grown = grown[nondominated(by[grown, 0], by[grown, 1])]
             if not np.array_equal(grown, rows):
                 rows, volume = grown, hypervolume(acc[grown], leak[grown], chance_acc)
-        history.append({"trial_id": str(tid), "completed": i + 1, "hypervolume": volume})
+        history.append({"trial_id": str(tid), "completed": i + 1 - int(halted_so_far[i]),
+                        "stopped": int(halted_so_far[i]), "hypervolume": volume})
     return Front(trial_ids=[str(t) for t in done["trial_id"].to_numpy()[rows]], hypervolume=volume, history=history)
