@@ -513,6 +513,28 @@ def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
     assert row["probed_epoch"] == 2  # the epoch they are of: `epochs` ran on past it
 
 
+def test_a_rows_updated_at_is_the_time_of_its_own_last_change(tmp_path):
+    """Every write stamped every row with its time: a trial finished long before read as changed at each later
+    result of any other trial, and `updated_at` ("the row's last change") told nothing."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None)
+    recorder = TrialRecorder(str(tmp_path), cfg)
+    recorder.setup()
+    done, running = (Trial("trainable", config={"method": "multitask", "train.seed": seed}, trial_id=tid, stub=True)
+                     for seed, tid in ((0, "done"), (1, "running")))
+    for trial in (done, running):
+        recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(1, [], done, {"epoch": cfg.train.epochs, "emotion_acc": 0.6, "leakage": 0.3})
+    recorder.on_trial_complete(2, [], done)
+    finished = results.read_trials(str(tmp_path)).set_index("trial_id")["updated_at"]
+    recorder.on_trial_result(3, [], running, {"epoch": 1, "emotion_acc": 0.5, "leakage": 0.4})
+    later = results.read_trials(str(tmp_path)).set_index("trial_id")["updated_at"]
+    assert later["done"] == finished["done"] and later["running"] > finished["done"]
+
+
 def test_a_trial_config_the_space_made_invalid_fails_that_trial_not_the_recorder(tmp_path):
     """Its config was built in the driver's on_trial_start callback, whose error stopped the whole sweep."""
     from ray.tune.experiment import Trial

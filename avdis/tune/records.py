@@ -91,7 +91,7 @@ class TrialRecorder(Callback):
             return
         row.update(status="RUNNING", stop_reason=None, error=None, order=None)
         row["_started"] = time.time() - (row.get("wall_s") or 0.0)  # a resumed trial's wall time goes on from its row
-        self._write()
+        self._write(row)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)
@@ -120,7 +120,7 @@ class TrialRecorder(Callback):
         if "epoch_s_sum" in result:  # the run's sums (avdis.train.loop): an epoch run again after a resume counts once
             row["train_s"], row["work_s"] = float(result["train_s_sum"]), float(result["epoch_s_sum"])
         row["wall_s"] = time.time() - row["_started"] if "_started" in row else row.get("wall_s")
-        self._write()
+        self._write(row)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
@@ -128,12 +128,12 @@ class TrialRecorder(Callback):
             return
         if row.get("error"):  # it reported a non-finite objective
             row.update(status="ERROR", stop_reason="error", order=None)
-            self._write()
+            self._write(row)
             return
         full = (row.get("epochs") or 0) >= self.cfg.train.epochs
         row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),
                    stop_reason="completed" if full else f"early_stopped_at_epoch_{row.get('epochs') or 0}")
-        self._write()
+        self._write(row)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
@@ -144,7 +144,7 @@ class TrialRecorder(Callback):
             return
         row.update(status="ERROR", stop_reason="error", order=None,
                    error=error[-2000:] if error else "trial failed (see its error file)")
-        self._write()
+        self._write(row)
 
     # ------------------------------------------------------------ rows
 
@@ -170,12 +170,11 @@ class TrialRecorder(Callback):
             }
         return self.rows[tid]
 
-    def _write(self) -> None:
-        now = time.time()
-        rows = []
-        for row in self.rows.values():
-            row["updated_at"] = now
-            rows.append({k: v for k, v in row.items() if not k.startswith("_")})
+    def _write(self, changed: dict[str, Any]) -> None:
+        """Write every row, `changed` stamped with the time: its `updated_at` is its own last change. Each write
+        stamped every row, so a trial finished hours before read as changed at the last result of any other."""
+        changed["updated_at"] = time.time()
+        rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in self.rows.values()]
         notify(self.listeners, *results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3))
 
 
