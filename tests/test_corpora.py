@@ -319,7 +319,8 @@ def test_a_ravdess_file_marked_unused_is_a_reject_when_its_clip_could_not_be_mad
 def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its_partner(tmp_path, partner, broken):
     """A full-AV (01) file with no audio track (or no picture) beside its clip's audio-only 03 (or video-only 02) file:
     the 03 (02) was unused, the clip lost, though the 01's picture (sound) and the 03 (02) make it; and where the
-    other of them was there but broken too, only the 02 + 03 pair was tried."""
+    other of them was there but broken too, only the 02 + 03 pair was tried. Once made so, the 01's own fault was in no
+    reject: its user was never told that a file of theirs is partly broken."""
     src = ravdess_of_three_clips(tmp_path)
     frames, audio = clip_media(7)
     av, video, sound = files_of_clip_7(src)
@@ -337,11 +338,16 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
     row = {r["clip_id"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}["ravdess-01-05-01-01-01-01"]
     made_of = (str(av), str(sound)) if partner == "03" else (str(video), str(av))
     assert (row["video_path"], row["audio_path"]) == made_of
-    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
-    assert summary["clips"] == 4 and [r["source_path"] for r in rejects] == ([str(cut)] if cut else [])
+    rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert summary["clips"] == 4 and sorted(rejects) == sorted([str(av), *([str(cut)] if cut else [])])
     if cut:
-        assert rejects[0]["reason"].endswith(f"; the clip was taken from {row['video_path'].rsplit('/', 1)[1]} and "
-                                             f"{row['audio_path'].rsplit('/', 1)[1]} instead")
+        assert rejects[str(cut)]["reason"].endswith(f"; the clip was taken from {Path(made_of[0]).name} and "
+                                                    f"{Path(made_of[1]).name} instead")
+    missing, kept, other = ("audio", "picture", f"sound of {sound.name}") if partner == "03" else (
+        "video", "sound", f"picture of {video.name}")
+    assert rejects[str(av)]["reason"].startswith(f"no {missing} stream")
+    assert rejects[str(av)]["reason"].endswith(f"; the clip was taken from its {kept} and the {other} instead")
+    assert not rejects[str(av)]["unused"] and (summary["rejects"], summary["unused"]) == (len(rejects), 0)
 
 
 def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(tmp_path):

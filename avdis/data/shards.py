@@ -6,8 +6,8 @@ Output under the URL (local folder or s3://bucket/prefix):
     manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes;
                                  schema metadata "avdis" holds label sets, features, shards (and a generated
                                  corpus's `data.synth` settings)
-    rejects.parquet              source_path, reason, unused for every file that could not be used (unused: a
-                                 file its clip was made without, no fault), sorted
+    rejects.parquet              source_path, reason, unused for every file that could not be used, or not all of
+                                 it (unused: a file its clip was made without, no fault), sorted
 
 Clips are dealt to shards in a seeded shuffled order (shards mix speakers and emotions).
 Each shard is one Ray task (or one step of a local loop): it decodes its clips and
@@ -116,8 +116,9 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
 
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
     """The clip from its own files, else from its fallback pair, else from its further pairs (`ClipRecord.copies`:
-    its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused. A
-    failed clip's row names the file at fault when that is another one (its audio file)."""
+    its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused or
+    at fault (one that made part of the clip too). A failed clip's row names the file at fault when that is another one
+    (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
     from avdis.data.media import MediaError
@@ -147,7 +148,8 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         if blamed in used:  # the pair's fault, not the file's, which made the clip (a .wav silent in the window a
             # short video centres): the other file's, as the clip was made without it
             blamed = next((p for p in (tried.source_path, tried.audio_path) if p not in used), blamed)
-        faults.setdefault(blamed, Reject(blamed, (reason if blamed == at else why) + instead))
+        faults.setdefault(blamed, Reject(blamed, (reason if blamed == at else why) +
+                                         (_partly(blamed, attempt, own) if blamed in used else instead)))
         for p in dict.fromkeys((tried.source_path, tried.audio_path)):
             if p == blamed or p not in own:  # a copy not at fault stays the scan's reject
                 continue
@@ -161,19 +163,31 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         last = next(f for f in reversed(failed) if f[0].source_path in own)
         lost = f"its clip could not be made ({Path(last[0].source_path).name}: {last[3]})"
         others.update((p, Reject(p, lost)) for p in rec.spare)
-    kept = [*faults.values(), *(r for p, r in others.items() if p not in faults)]
-    return encoded, [r for r in kept if r.source_path not in used]
+    # a file at fault that made part of the clip stays a fault (`_partly`); the other files the clip was made of are
+    # no rejects
+    return encoded, [*faults.values(), *(r for p, r in others.items() if p not in faults and p not in used)]
+
+
+def _named(path: str, own: Collection[str]) -> str:
+    """A file as a reject names it: one of the clip's `own` files by name, a copy (`ClipRecord.copies`) by its path,
+    as its name is that of the file it copies, which may be the one that failed."""
+    return Path(path).name if path in own else path
+
+
+def _partly(path: str, rec: ClipRecord, own: Collection[str]) -> str:
+    """What the clip `rec` took of `path`, a file at fault that made part of it (a RAVDESS full-AV 01 file whose
+    sound alone did not decode, its picture paired with the 03 file's sound): its reject, else the user never learns
+    that a file of theirs is partly broken."""
+    if path == rec.video_path:
+        return f"; the clip was taken from its picture and the sound of {_named(rec.audio_path, own)} instead"
+    return f"; the clip was taken from its sound and the picture of {_named(rec.video_path, own)} instead"
 
 
 def _taken(rec: ClipRecord, own: Collection[str]) -> str:
-    """The files a clip was taken from, as an unused file's reject names them: the clip's `own` files by name, a copy
-    (`ClipRecord.copies`) by its path, as its name is that of the file it copies, which may be the one that failed."""
-    def name(path: str) -> str:
-        return Path(path).name if path in own else path
-
-    return (f"{name(rec.audio_path)} (data.modality=audio)" if rec.video_path is None else
-            f"full-AV file {name(rec.source_path)}" if rec.audio_path == rec.video_path else
-            f"{name(rec.video_path)} and {name(rec.audio_path)}")
+    """The files a clip was taken from, as an unused file's reject names them (`_named`)."""
+    return (f"{_named(rec.audio_path, own)} (data.modality=audio)" if rec.video_path is None else
+            f"full-AV file {_named(rec.source_path, own)}" if rec.audio_path == rec.video_path else
+            f"{_named(rec.video_path, own)} and {_named(rec.audio_path, own)}")
 
 
 def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
