@@ -249,7 +249,12 @@ def read_parquet(url: str, s3: S3Config | None = None) -> pa.Table:
     it finishes reading in the background, and a process that exits right after (a preprocess rerun with nothing to
     do) aborted in about half the runs here ("terminate called without an active exception", apache/arrow#33975).
     Raises pa.ArrowInvalid for a file that is not Parquet."""
-    with pq.ParquetFile(pa.BufferReader(read_bytes(url, s3)), pre_buffer=False) as parquet:
+    return parquet_of(read_bytes(url, s3))
+
+
+def parquet_of(data: bytes) -> pa.Table:
+    """Parquet bytes decoded before this returns, as `read_parquet` decodes them (for bytes a caller also hashes)."""
+    with pq.ParquetFile(pa.BufferReader(data), pre_buffer=False) as parquet:
         return parquet.read(use_threads=False)
 
 

@@ -274,3 +274,21 @@ def test_a_runs_cache_reads_each_sound_shard_once_and_a_bad_one_on_every_pass(ti
     assert stats.unread_shards == 0
     small = stream.ShardCache(limit=cache.held // 8)  # less than any shard's clips (16, 16, 16 and 8)
     assert passes(small, stream.SkipStats()) and small.held == 0
+
+
+def test_opening_the_data_reads_its_manifest_once_and_records_the_hash_of_that_read(tiny_corpus, tiny_shards,
+                                                                                     monkeypatch):
+    """Every trial worker opens the data: it downloaded manifest.parquet twice, once for the table and once for the
+    hash its run records, which then was that of another read than the one it trained on (a manifest rewritten
+    between the two). One read gives both."""
+    reads = []
+
+    def read_bytes(url, s3=None):
+        reads.append(url)
+        return real(url, s3)
+
+    real = storage.read_bytes
+    monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    info = stream.open_dataset(data_cfg(tiny_corpus, tiny_shards), S3)
+    assert reads == [f"{tiny_shards}/manifest.parquet"]
+    assert info.manifest_hash == shards.manifest_hash(tiny_shards)

@@ -428,16 +428,24 @@ def check_synth(data: DataConfig, meta: dict[str, Any]) -> None:
 
 def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """The manifest table and its "avdis" metadata (label sets, features, shards)."""
+    table, meta, _ = load_manifest(url, s3)
+    return table, meta
+
+
+def load_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[str, Any], str]:
+    """`read_manifest`, and the `manifest_hash` of the bytes it read: one download where a trial's every worker
+    opens the data, and the hash a run records is that of the manifest it read, not of a later read."""
     murl = storage.join(url, MANIFEST)
     if not storage.exists(murl, s3):
         raise PreprocessError(f"{murl}: no manifest; run `avdis preprocess --out {url}` first")
+    data = storage.read_bytes(murl, s3)
     try:  # pa.ArrowInvalid, a ValueError, for a file that is not Parquet
-        table = storage.read_parquet(murl, s3)
+        table = storage.parquet_of(data)
         meta = json.loads(table.schema.metadata[b"avdis"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestUnreadable(f"{murl}: holds no avdis manifest ({type(exc).__name__}: {exc}); rebuild it with "
                                  f"`avdis preprocess --out {url} --force`") from None
-    return table, meta
+    return table, meta, _short_hash(data)
 
 
 def build_shards(
@@ -647,7 +655,11 @@ def _rejects_table(rejects: list[Reject]) -> pa.Table:
 
 def manifest_hash(url: str, s3: S3Config | None = None) -> str:
     """Short hash of the manifest bytes, recorded with every result."""
-    return hashlib.sha256(storage.read_bytes(storage.join(url, MANIFEST), s3)).hexdigest()[:16]
+    return _short_hash(storage.read_bytes(storage.join(url, MANIFEST), s3))
+
+
+def _short_hash(manifest: bytes) -> str:
+    return hashlib.sha256(manifest).hexdigest()[:16]
 
 
 def write_shard_seen(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config, src: str) -> dict[str, Any]:

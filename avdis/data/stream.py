@@ -83,7 +83,7 @@ class DatasetInfo:
 
 
 def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
-    table, meta = shardlib.read_manifest(data.shards, s3)
+    table, meta, digest = shardlib.load_manifest(data.shards, s3)
     shardlib.check_made_with(data, meta)
     rows = table.select(["clip_id", "shard", "split", "fold", "speaker_idx", "emotion_idx"]).to_pylist()
     per_shard: dict[str, Counter] = {}
@@ -104,7 +104,7 @@ def open_dataset(data: DataConfig, s3: S3Config) -> DatasetInfo:
     return DatasetInfo(
         url=data.shards, shards=refs, emotions=meta["emotions"], speakers=meta["speakers"],
         features=FeatureConfig(**meta["features"]), modalities=tuple(meta.get("modalities", ("audio", "visual"))),
-        split_counts=dict(totals), manifest_hash=shardlib.manifest_hash(data.shards, s3), labels=labels,
+        split_counts=dict(totals), manifest_hash=digest, labels=labels,
     )
 
 
