@@ -627,6 +627,21 @@ def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
         corpora.scan("synthetic", tmp_path)
 
 
+def test_a_blank_ground_truth_row_is_no_clip_and_the_rows_after_it_are_named_by_their_own_number(tmp_path):
+    """A row of empty cells (`,,,,`, as a spreadsheet writes a row it once used) was a fault of its own, named as the
+    corpus folder ("row 4: empty file, clip_id, speaker, emotion"), and a blank line was left out of the count: the
+    rows after it were named by a number one short, another row than the one at fault."""
+    for name in ("a.mp4", "b.mp4"):
+        touch(tmp_path / "clips" / name)
+    rows = ["file,clip_id,speaker,emotion,notes", "clips/a.mp4,a,s1,happy,x", "", ",,,,", " , ,,,",
+            "clips/b.mp4,b,,sad,", "clips/c.mp4,c,s1,sad,"]
+    (tmp_path / "ground_truth.csv").write_text("\r\n".join(rows) + "\r\n,,,,\r\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [r.clip_id for r in records] == ["a"]
+    assert sorted((Path(r.source_path).name, r.reason) for r in rejects) == [
+        ("b.mp4", "ground_truth.csv row 6: empty speaker"), ("c.mp4", "listed in ground_truth.csv but missing")]
+
+
 def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     """`spk1 ` (a space a spreadsheet cell does not show) was a second speaker, which speaker_disjoint could put in
     another fold than `spk1`: one voice in train and in test."""

@@ -410,8 +410,9 @@ def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
 _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where present, is kept as metadata
 
 
-def _table(text: str) -> tuple[list[str], list[dict[str, str]]]:
-    """A ground truth's header and rows, by column name. Names are read without the spaces around them and their case
+def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """A ground truth's header and rows, by column name, each with its number as a spreadsheet shows it (the header's
+    is 1), which a reject names. Names are read without the spaces around them and their case
     (`file, clip_id` or `File` as a person writes them), cells separated by commas, else by the semicolons or tabs a
     spreadsheet writes where the decimal mark is a comma, when those give the header its columns."""
     for sep in (",", ";", "\t"):
@@ -422,7 +423,10 @@ def _table(text: str) -> tuple[list[str], list[dict[str, str]]]:
     else:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = [name.strip().lower() for name in next(reader, [])]
-    return header, [dict(zip(header, cells)) for cells in reader if cells]  # a blank line is no row
+    # a blank line is no row, nor is one of empty cells (`,,,`: a spreadsheet writes one for a row it once used), but
+    # each counts in the numbers of the rows after it
+    return header, [(line, dict(zip(header, cells))) for line, cells in enumerate(reader, start=2)
+                    if any(cell.strip() for cell in cells)]
 
 
 def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
@@ -447,7 +451,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     missing = [c for c in _TRUTH_COLUMNS if c not in header]
     if missing:
         raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
-    for line, cells in enumerate(rows, start=2):
+    for line, cells in rows:
         # without the spaces around them, which a spreadsheet's cell does not show: `spk1 ` would be a second speaker,
         # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
         row = {c: (cells.get(c) or "").strip() for c in (*_TRUTH_COLUMNS, "intensity")}
