@@ -393,7 +393,7 @@ def test_a_playlist_is_no_clip(tmp_path):
 def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
     """ffmpeg reads a WAV to the end of the file without an error, so a copy cut short (an interrupted download of a
     corpus) was decoded as a shorter clip; its header still declares the whole length. A WAV whose header leaves
-    its length open (a streaming writer's 0xFFFFFFFF) is read to its end, as before."""
+    its length open (a streaming writer's placeholder: ffmpeg's, SoX's, arecord's) is read to its end."""
     import wave
 
     tone = np.round(0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000) * (2 ** (bits - 1) - 1)).astype(np.int32)
@@ -409,12 +409,15 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
         media.decode_audio(cut, 16000)
     assert caught.value.reason == ("cut short: its header declares 2.00 s of audio, the file holds 1.00 s (an "
                                    "interrupted copy or download); copy it again")
-    streamed = tmp_path / "streamed.wav"  # the data chunk's size left open: nothing declared, nothing missing
-    raw = bytearray(cut.read_bytes())
-    at = raw.index(b"data") + 4
-    raw[at : at + 4] = struct.pack("<I", 0xFFFFFFFF)
-    streamed.write_bytes(bytes(raw))
-    assert len(media.decode_audio(streamed, 16000)) == 16000
+    # the data chunk's size left open: nothing declared, nothing missing. ffmpeg's 0xFFFFFFFF; SoX's 0x7FFFF000 and
+    # arecord's 0x80000000 and 0x7FFFFF00 (recorded through a pipe) were rejected as cut short
+    for placeholder in (0xFFFFFFFF, 0x7FFFF000, 0x80000000, 0x7FFFFF00):
+        streamed = tmp_path / f"streamed-{placeholder:x}.wav"
+        raw = bytearray(cut.read_bytes())
+        at = raw.index(b"data") + 4
+        raw[at : at + 4] = struct.pack("<I", placeholder)
+        streamed.write_bytes(bytes(raw))
+        assert len(media.decode_audio(streamed, 16000)) == 16000
 
 
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):

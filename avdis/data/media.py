@@ -113,13 +113,17 @@ def _mono(frame: av.AudioFrame) -> tuple[np.ndarray, bool]:
 
 GAP_S = 0.02  # audio timestamps ahead of the samples so far by more than this: a gap, filled with silence
 CUT_SHORT_S = 0.05  # a WAV missing more than this of what its header declares is a damaged copy, not a clip
+# A WAV data chunk size from here up is a writer's placeholder for a length it could not know (its output a pipe):
+# SoX's 0x7FFFF000, arecord's 0x7FFFFF00 and 0x80000000 (its 2 GiB cap), 0xFFFFFFFF (ffmpeg). No clip holds 2 GiB.
+OPEN_WAV_LENGTH = 0x7FFFF000
 MAX_GAP_S = 600.0  # a longer gap is a damaged or spliced file: filling it would take gigabytes, not a clip's worth
 
 
 def _wav_held(path: str | Path) -> tuple[float, float] | None:
     """(seconds its header declares, seconds the file holds) of a RIFF WAV whose data chunk runs past the end of the
-    file; None for a whole one, or one whose header leaves its length open (a streaming writer's 0 or 0xFFFFFFFF).
-    ffmpeg reads such a file to its end without an error: a copy cut short was a shorter clip."""
+    file; None for a whole one, or one whose header leaves its length open (a streaming writer's 0, or a placeholder
+    from `OPEN_WAV_LENGTH` up). ffmpeg reads such a file to its end without an error: a copy cut short was a shorter
+    clip."""
     with open(path, "rb") as fh:
         head = fh.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
@@ -132,7 +136,7 @@ def _wav_held(path: str | Path) -> tuple[float, float] | None:
                 fh.seek(size - 12 + size % 2, os.SEEK_CUR)
             elif kind == b"data":
                 held = os.fstat(fh.fileno()).st_size - fh.tell()
-                if size in (0, 0xFFFFFFFF) or held >= size or not byte_rate:
+                if size == 0 or size >= OPEN_WAV_LENGTH or held >= size or not byte_rate:
                     return None
                 return size / byte_rate, held / byte_rate
             else:
