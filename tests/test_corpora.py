@@ -642,6 +642,29 @@ def test_a_blank_ground_truth_row_is_no_clip_and_the_rows_after_it_are_named_by_
         ("b.mp4", "ground_truth.csv row 6: empty speaker"), ("c.mp4", "listed in ground_truth.csv but missing")]
 
 
+@pytest.mark.parametrize("column", ["emotion", "transcript"])
+def test_a_quote_left_open_in_a_ground_truth_is_named_not_read_as_a_label(tmp_path, column):
+    """A cell that opens a quote and never closes it takes the lines after it into that cell: in the emotion column the
+    clip was trained on a class named 'sad\\nclips/c.mp4,c,s2,sad...', and the rows it took in said only 'not
+    listed in ground_truth.csv' of their files, rows that are there."""
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        touch(tmp_path / "clips" / name)
+    b = 'clips/b.mp4,b,s1,"sad,' if column == "emotion" else 'clips/b.mp4,b,s1,sad,"Hmm'
+    rows = ["file,clip_id,speaker,emotion,transcript", "clips/a.mp4,a,s1,happy,ok", b, "clips/c.mp4,c,s2,sad,",
+            "clips/d.mp4,d,s2,happy,"]
+    (tmp_path / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    made = [("a", "happy")] + ([("b", "sad")] if column != "emotion" else [])
+    assert [(r.clip_id, r.emotion) for r in records] == made
+    open_quote = 'a quote (") that opens a cell and is never closed takes the lines after it into that cell; close it'
+    reasons = {Path(r.source_path).name: r.reason for r in rejects}
+    assert reasons == {
+        **({"b.mp4": f"ground_truth.csv row 3: its emotion cell runs across lines; {open_quote}"}
+           if column == "emotion" else {}),
+        **{name: f"not listed in ground_truth.csv (its name is inside row 3's {column} cell, which runs across lines; "
+                 f"{open_quote})" for name in ("c.mp4", "d.mp4")}}
+
+
 def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     """`spk1 ` (a space a spreadsheet cell does not show) was a second speaker, which speaker_disjoint could put in
     another fold than `spk1`: one voice in train and in test."""

@@ -451,7 +451,9 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     missing = [c for c in _TRUTH_COLUMNS if c not in header]
     if missing:
         raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
+    spans: list[tuple[int, str, str]] = []  # (row, column, text) of the cells that run across lines
     for line, cells in rows:
+        spans += [(line, c, text) for c, text in cells.items() if "\n" in text.strip() or "\r" in text.strip()]
         # without the spaces around them, which a spreadsheet's cell does not show: `spk1 ` would be a second speaker,
         # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
         row = {c: (cells.get(c) or "").strip() for c in (*_TRUTH_COLUMNS, "intensity")}
@@ -472,7 +474,13 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         real = os.path.realpath(path)
         listed.add(real)
         empty = [c for c in _TRUTH_COLUMNS if not row[c]]
-        if empty:
+        # a line break in a name or label is no part of it: a quote (") left open took the lines after it in, which
+        # made a label of them (a class of its own) or a file of no such name
+        across = [c for c in (*_TRUTH_COLUMNS, "intensity") if "\n" in row[c] or "\r" in row[c]]
+        if across:
+            rejects.append(Reject(str(path).splitlines()[0], f"{truth.name} row {line}: its {', '.join(across)} cell "
+                                                             f"runs across lines; {_OPEN_QUOTE}"))
+        elif empty:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
         elif row["clip_id"] in rows_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
@@ -488,11 +496,23 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
                 source_path=str(path), audio_path=str(path), video_path=None if audio_only else str(path),
                 meta={"intensity": row["intensity"]} if row["intensity"] else {},
             ))
-    rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}")
+    rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}{_inside(p.relative_to(src).as_posix(), spans)}")
                    for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
     records = _one_per_recording(truth, records, rejects, rows_of)
     _check_speaker_case(truth, records, rows_of)
     return records, rejects
+
+
+_OPEN_QUOTE = 'a quote (") that opens a cell and is never closed takes the lines after it into that cell; close it'
+
+
+def _inside(name: str, spans: list[tuple[int, str, str]]) -> str:
+    """Where a file a ground truth does not list is named inside a cell that runs across lines (`spans`): its row was
+    taken into that cell, and 'not listed' alone sent the user looking for a row that is there."""
+    row, column = next(((row, column) for row, column, text in spans if name in text), (None, None))
+    if row is None:
+        return ""
+    return f" (its name is inside row {row}'s {column} cell, which runs across lines; {_OPEN_QUOTE})"
 
 
 def _one_per_recording(truth: Path, records: list[ClipRecord], rejects: list[Reject],
