@@ -19,7 +19,7 @@ from avdis.config import Config, FeatureConfig, MethodConfig, ModelConfig, Train
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import build_model
 from avdis.train.engine import build_engine
-from avdis.train.step import Stepper
+from avdis.train.step import Stepper, seed_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 FEAT = FeatureConfig(n_mels=16, window_s=1.0, fps=4, face_size=16)
@@ -84,6 +84,27 @@ def test_a_step_of_padding_only_moves_no_weight():
     assert np.abs(padded - one).max() == 0.0
     accumulated = np.array(trained([batch(0, 8), batch(1, 0), batch(2, 0), batch(3, 0)], grad_accum=2))
     assert np.abs(accumulated - np.array(trained([batch(0, 8), batch(1, 0)], grad_accum=2))).max() == 0.0
+
+
+def test_each_rank_draws_its_own_dropout_masks_and_rank_0_those_of_one_process():
+    """Every rank seeded its epoch with the same seed, so all ranks dropped the same units of their batches and their
+    gradients were less independent than data parallelism assumes. Rank 0 keeps the seed one process always had
+    (one-worker runs keep their recorded numbers), and a rank's epoch draws the same masks again on resume."""
+    cfg = Config(model=ModelConfig(emb_dim=8, dropout=0.5))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, FEAT, 4, 3).train()
+    b = batch(0, ROWS)
+
+    def z_after(seed_rng) -> torch.Tensor:
+        seed_rng()
+        with torch.no_grad():
+            return model(b)["z_emo"]
+
+    ranks = [z_after(lambda r=r: seed_epoch(7, 2, r)) for r in range(3)]
+    assert torch.equal(ranks[0], z_after(lambda: torch.manual_seed(7 * 1000 + 2)))  # the seed one process had
+    assert not torch.equal(ranks[0], ranks[1]) and not torch.equal(ranks[1], ranks[2])
+    assert torch.equal(ranks[1], z_after(lambda: seed_epoch(7, 2, 1)))  # the same masks again on resume
+    assert not torch.equal(ranks[1], z_after(lambda: seed_epoch(7, 3, 1)))  # and new ones each epoch
 
 
 if __name__ == "__main__":

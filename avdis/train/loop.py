@@ -35,7 +35,7 @@ from avdis.numbers import finite, json_safe
 from avdis.train import checkpoint as ck
 from avdis.train.engine import build_engine
 from avdis.train.evaluate import evaluate
-from avdis.train.step import Stepper, embed, lr_at, train_prior
+from avdis.train.step import Stepper, embed, lr_at, seed_epoch, train_prior
 
 OUTPUTS = ("z_emo", "z_id", "emo_logits", "id_logits")
 
@@ -324,7 +324,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
     directions: int | None = None  # the last nullspace fit's: a shortfall is said as it shows or changes
     cache = ShardCache()  # each sound shard read, checked and decoded once in this run, not twice an epoch
     for epoch in range(start, cfg.train.epochs):
-        torch.manual_seed(cfg.train.seed * 1000 + epoch)  # per-epoch RNG: a resumed run draws what the original would
+        seed_epoch(cfg.train.seed, epoch, rank)
         stats = SkipStats()
         t0 = time.perf_counter()
         wait = 0.0

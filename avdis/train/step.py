@@ -57,6 +57,18 @@ def lr_at(cfg: Config, epoch_progress: float, epochs: int | None = None) -> floa
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed this rank's random stream (dropout masks) for an epoch: a resumed run draws what the uninterrupted one
+    would. Rank 0 keeps the seed one process has always had (the numbers of one-worker runs stay as recorded); any
+    other rank draws from its own seed: with one seed for all, every rank dropped the same units of its batch, so
+    their gradients were less independent than data parallelism assumes. torch's CPU generator keeps only a seed's low
+    32 bits, so the rank is mixed in by `SeedSequence`, not added above them."""
+    if rank == 0:
+        torch.manual_seed(seed * 1000 + epoch)
+    else:
+        torch.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+
+
 def rank_share(valid: torch.Tensor, window: int | None = None, accum: int = 1) -> tuple[float, float]:
     """This batch's valid clips times the world size (and `accum`) over all ranks' valid clips, and that total: a
     rank's mean loss scaled by the share and then averaged over ranks (and over the `accum` micro-batches of an
