@@ -123,14 +123,14 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     for name, lacks in (("val", "validation metrics (and a sweep, which chooses on them, is refused)"),
                         ("test", "test metrics and no leakage probe")):
         if summary["splits"][name] == 0:
-            print(f"avdis preprocess: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
+            print(f"{_said_by(args)}: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
                   f"every split), so training will have no {lacks}", file=sys.stderr)
     speakers, folds = summary["speakers"], cfg.data.split.folds
     if speakers < 2 * folds:  # said now, not when a speaker_disjoint run or sweep is refused on these shards
         held_out = "no folds (fewer speakers than folds)" if speakers < folds else "a test or validation fold of 1 speaker"
         fix = (f"preprocess with data.split.folds <= {speakers // 2} for it" if speakers // 2 >= C.MIN_FOLDS else
                f"it needs {2 * C.MIN_FOLDS} speakers or more")
-        print(f"avdis preprocess: warning: {speakers} speakers in data.split.folds={folds} give {held_out}, which "
+        print(f"{_said_by(args)}: warning: {speakers} speakers in data.split.folds={folds} give {held_out}, which "
               f"data.split.scheme=speaker_disjoint cannot use; {fix} (within_speaker is unaffected)", file=sys.stderr)
     return 0
 
@@ -207,7 +207,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"{kind}: {page}")
     for note in (_still_running(trials), _failed(trials, url)):
         if note:
-            print(f"avdis report: note: {note}", file=sys.stderr)
+            print(f"{_said_by(args)}: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -470,14 +470,20 @@ AFTER_INTERRUPT = {
 }
 
 
+def _said_by(args: argparse.Namespace) -> str:
+    """The name the command's errors, warnings and notes give it: its usage's (`avdis sweep`, or the jobs/ script
+    run), as argparse's own errors do (`avdis sweep: error:` under `python jobs/sweep.py` named a command not run)."""
+    return args.command_parser.prog
+
+
 def main(argv: list[str] | None = None, default_config: str | None = None, prog: str | None = None) -> int:
     args = parse(argv, default_config, prog)
     try:
         return args.func(args)
     except AvdisError as exc:
-        print(f"avdis {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{_said_by(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         then = AFTER_INTERRUPT.get(args.command)
-        print(f"avdis {args.command}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
+        print(f"{_said_by(args)}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
         return 130

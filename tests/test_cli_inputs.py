@@ -227,9 +227,9 @@ def test_a_command_lists_only_what_it_requires(capsys):
 
 @pytest.mark.parametrize("script", ["preprocess.py", "report.py", "sweep.py", "train.py"])
 def test_a_jobs_usage_names_the_script_that_was_run(monkeypatch, capsys, script):
-    """`python jobs/sweep.py --help` showed `usage: avdis sweep [-h] ...`, and a bad flag `avdis sweep: error: ...`:
-    a command the user had not run (and, without the package installed, cannot). They name the script, as argparse
-    names one."""
+    """`python jobs/sweep.py --help` showed `usage: avdis sweep [-h] ...`, and a bad flag or setting `avdis sweep:
+    error: ...`: a command the user had not run (and, without the package installed, cannot). They name the script,
+    as argparse names one."""
     import runpy
 
     monkeypatch.syspath_prepend(str(ROOT / "jobs"))  # as `python jobs/x.py` puts its folder first, for `import _path`
@@ -240,6 +240,13 @@ def test_a_jobs_usage_names_the_script_that_was_run(monkeypatch, capsys, script)
         text = getattr(capsys.readouterr(), stream)
         assert text.startswith(first), text[:200]
     assert f"\n{script}: error: " in text, text[-300:]
+    # a refusal of avdis's own (a setting's value) named `avdis sweep` too, where argparse's errors named the script
+    monkeypatch.setattr(sys, "argv", [f"jobs/{script}", *(["runs/sweeps/x"] if script == "report.py" else []),
+                                      "s3.region=[a]"])
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(ROOT / "jobs" / script), run_name="__main__")
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.startswith(f"{script}: error: ") and "s3.region" in err, err[:300]
 
 
 def _synopses() -> dict[str, str]:
