@@ -69,7 +69,8 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
         for key, (flag, value) in given.items():
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
-    return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()})
+    return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()},
+                  {key: flag for key, (flag, _) in given.items()})
 
 
 def _holds(tree: Any, path: list[str]) -> bool:
@@ -96,7 +97,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from avdis.data import synth
 
     given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
-    cfg = C.validate({"data": {"synth": given}}, "avdis synth flags")
+    flags = {f"data.synth.{field}": flag for flag, (field, _) in SYNTH_FLAGS.items()}
+    cfg = C.validate({"data": {"synth": given}}, "avdis synth flags", flags)
     where = _path(args.out, local_only=True)  # the generator writes local files (s3:// made a local folder so named)
     runtime.check_kept({"--out": where})
     storage.check_writable(where)

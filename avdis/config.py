@@ -726,8 +726,10 @@ def _field_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def describe(error: ValidationError, model: type[BaseModel] | None = None, source: str = "config") -> str:
-    """One line per problem: `source: key.path: what is wrong (allowed ...)`."""
+def describe(error: ValidationError, model: type[BaseModel] | None = None, source: str = "config",
+             flags: dict[str, str] | None = None) -> str:
+    """One line per problem: `source: key.path: what is wrong (allowed ...)`; a setting a command's flag gave (in
+    `flags`, setting -> flag) as `--flag: what is wrong`: the user typed the flag, not the setting."""
     model = model or Config
     lines = []
     for err in error.errors():
@@ -749,7 +751,7 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
             if err["type"] == "string_type" and type(err["input"]) in (int, float):  # sweep.name=007 read as 7
                 msg += (f"; YAML read the value as a number: quote it to keep it as written ('007' in a file, "
                         f"\"{path}='007'\" on the command line)")
-        lines.append(f"{source}: {path}: {msg}")
+        lines.append(f"{flags[path]}: {msg}" if path in (flags or {}) else f"{source}: {path}: {msg}")
     return "\n".join(lines)
 
 
@@ -802,9 +804,10 @@ def _read_yaml(text: str, name: str) -> Any:
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None,
-         values: dict[str, Any] | None = None) -> Config:
+         values: dict[str, Any] | None = None, flags: dict[str, str] | None = None) -> Config:
     """Read a YAML config (or the defaults), apply dotted overrides, validate. `values` are dotted settings given
-    as values (a command's own flags: `--name "run #2"` is that name, not YAML whose comment cut it to "run")."""
+    as values (a command's own flags: `--name "run #2"` is that name, not YAML whose comment cut it to "run");
+    `flags` names the flag that gave each (setting -> flag), for a refusal to name as the user typed it."""
     raw: dict[str, Any] = {}
     source = str(path) if path else "defaults"
     if path is not None:
@@ -836,7 +839,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
         except ConfigError as exc:
             raise ConfigError(f"{source} + overrides: {exc}") from None
         source += " + overrides"
-    return validate(raw, source)
+    return validate(raw, source, flags)
 
 
 # Local paths are made absolute at the edge: Ray workers run in other directories.
@@ -853,23 +856,26 @@ def local_path(value: str, field: str) -> str:
         raise ConfigError(f"{field}: {value}: {exc}; give the folder's full path") from None
 
 
-def _absolute(cfg: Config) -> dict[str, Any]:
+def _absolute(cfg: Config, flags: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings `cfg` was given, its local paths (defaults among them) absolute. Only those given: a section's
-    `model_fields_set` then still tells a setting given from one left at its default (`shards.check_synth`)."""
+    `model_fields_set` then still tells a setting given from one left at its default (`shards.check_synth`). A
+    refusal names a path by its flag where one in `flags` gave it."""
     out = cfg.model_dump(mode="json", exclude_unset=True)
     for section, key in PATH_FIELDS:
         value = getattr(getattr(cfg, section), key)
         if isinstance(value, str) and ("://" not in value or value.startswith("file://")):
-            out[section] = {**out.get(section, {}), key: local_path(value, f"{section}.{key}")}
+            field = f"{section}.{key}"
+            out[section] = {**out.get(section, {}), key: local_path(value, (flags or {}).get(field, field))}
     return out
 
 
-def validate(raw: dict[str, Any], source: str = "config") -> Config:
+def validate(raw: dict[str, Any], source: str = "config", flags: dict[str, str] | None = None) -> Config:
+    """`raw` as a Config; `flags` (setting -> flag) names what a refusal names by the flag the user gave it."""
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, Config, source)) from None
-    return Config.model_validate(_absolute(cfg))
+        raise ConfigError(describe(exc, Config, source, flags)) from None
+    return Config.model_validate(_absolute(cfg, flags))
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
