@@ -231,17 +231,31 @@ def check_added_nodes(outputs: dict[str, str], cluster: RayConfig) -> None:
     later, failed at its first checkpoint (Ray: "Unable to set up cluster storage"); preprocessing tasks wrote
     their shards to the disks of CPU nodes that then went away. A network filesystem (NFS, EFS) is trusted. A local
     Ray that `connect` starts (no address) adds no nodes: nothing is refused there (`avdis preprocess` with a
-    cluster's config, run where the corpus is, was refused as if on the cluster)."""
+    cluster's config, run where the corpus is, was refused as if on the cluster); nor does a cluster_file whose
+    worker node types may have no node (`max_workers: 0`: the head alone)."""
     if not (cluster.autoscaling or cluster.cluster_file is not None) or _starts_local(cluster):
         return
     local = _local(outputs)
     own = {k: kind for k, path in local.items() if (kind := filesystem_type(path)) in MACHINE_FILESYSTEMS}
-    if own:
+    if own and _adds_nodes(cluster):
         raise UsageError(
             f"{', '.join(f'{k}={local[k]} ({own[k]})' for k in own)}: on this machine's own disk, and the cluster adds "
             "nodes as work waits (ray.autoscaling / ray.cluster_file): trials, workers and tasks on a node added later "
             "would read and write that node's own disk, where this process and the other nodes never look. Give "
             "s3://bucket/prefix URLs, or a folder every node mounts at the same path (NFS, EFS)")
+
+
+def _adds_nodes(cluster: RayConfig) -> bool:
+    """Whether nodes may join the cluster after this process has asked those alive: ray.autoscaling, or a
+    cluster_file with a worker node type that may have a node (one that starts with the cluster may still be booting
+    when a job starts). A file that allows none (`max_workers: 0`) is the head alone, fixed as a cluster without a
+    file is: its folders were refused as if on cluster/aws.yaml."""
+    from avdis import clusterfit
+
+    if cluster.autoscaling or cluster.cluster_file is None:
+        return cluster.autoscaling
+    shapes, global_max = clusterfit.shapes_from_file(cluster.cluster_file)
+    return global_max > 0 and any(s.count > 0 for s in shapes if not s.is_head)
 
 
 def _starts_local(cfg: RayConfig) -> bool:

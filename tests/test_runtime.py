@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from conftest import free_port, refused_port, wait_for_port
 from avdis.runtime import JOB_CONFIG_VAR, WORKER_ENV
@@ -482,6 +483,24 @@ def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_no
     runtime.check_added_nodes({"sweep.storage": "s3://bkt/sweeps"}, RayConfig(address=head, autoscaling=True))
     for local in (RayConfig(autoscaling=True), RayConfig(address="local", cluster_file="cluster/aws.yaml")):
         runtime.check_added_nodes(outputs, local)  # a local Ray started here: no node is added
+    # a cluster file that allows no worker node (the launcher's max_workers: 0, KubeRay's maxReplicas: 0) is the head
+    # alone, fixed as a cluster without one: its folders were refused as if on cluster/aws.yaml
+    launcher = yaml.safe_load(Path("cluster/aws.yaml").read_text())
+    manifest = [d for d in yaml.safe_load_all(Path("cluster/kuberay/raycluster.yaml").read_text()) if d]
+    for doc in manifest:
+        for group in doc.get("spec", {}).get("workerGroupSpecs", []) if doc["kind"] == "RayCluster" else []:
+            group.update(replicas=0, minReplicas=0, maxReplicas=0)
+    files = {"head-alone.yaml": yaml.safe_dump({**launcher, "max_workers": 0}),
+             "kuberay-head-alone.yaml": yaml.safe_dump_all(manifest),
+             "grows.yaml": yaml.safe_dump({**launcher, "max_workers": 1})}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        cluster = RayConfig(address=head, cluster_file=str(tmp_path / name))
+        if name == "grows.yaml":
+            with pytest.raises(UsageError, match="the cluster adds nodes"):
+                runtime.check_added_nodes(outputs, cluster)
+        else:
+            runtime.check_added_nodes(outputs, cluster)
 
 
 FILESYSTEM = "import sys; from avdis import runtime; print(runtime.filesystem_type(sys.argv[1]))"
