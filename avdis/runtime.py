@@ -290,7 +290,7 @@ def check_shared(paths: dict[str, str]) -> None:
     marks = {}
     for key, path in local.items():
         folder = next(p for p in (Path(path), *Path(path).parents) if p.exists())  # to be made: its nearest parent
-        mark = folder / f"{PROBE}-{os.getpid()}-{secrets.token_hex(4)}"
+        mark = _new_mark(folder)
         try:
             mark.write_text(mark.name)
         except OSError:
@@ -320,6 +320,28 @@ def check_shared(paths: dict[str, str]) -> None:
         f"{', '.join(f'{k}={local[k]}' for k in unseen)}: {where} would read and write where this process never "
         "looks. Give s3://bucket/prefix URLs, or a folder every node mounts at the same path (NFS)"
         + (", or run the command on the cluster with `ray job submit`" if here is None else ""))
+
+
+def _new_mark(folder: Path) -> Path:
+    """A new marker's path in `folder` for `check_shared`, once the markers this host's killed checks left there are
+    gone (their PID dead): a check stopped by SIGTERM or SIGKILL (`ray job stop`, a node's OOM killer) skips its
+    cleanup, and a synthetic corpus to be generated into that folder was then refused as a folder holding files.
+    Another host's, or a live check's, are left alone."""
+    from avdis import storage
+
+    host = socket.gethostname()
+    left = re.compile(rf"{re.escape(PROBE)}-{re.escape(host)}-(\d+)-[0-9a-f]{{8}}")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        names = []  # not listable: writing the marker says so, or the check passes the folder over
+    for name in names:
+        if (found := left.fullmatch(name)) and not storage.pid_alive(int(found[1])):
+            try:
+                (folder / name).unlink(missing_ok=True)
+            except OSError:  # another user's, in a sticky folder: theirs to remove
+                pass
+    return folder / f"{PROBE}-{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _has_aws_credentials() -> bool:
