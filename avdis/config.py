@@ -7,6 +7,7 @@ exit code 2 before any work starts. Code past the edge trusts these objects.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import os
@@ -726,6 +727,10 @@ def _field_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+# what YAML reads an unquoted value as, where a name or path was meant
+_YAML_READS = {int: "a number", float: "a number", datetime.date: "a date", datetime.datetime: "a date and time"}
+
+
 def describe(error: ValidationError, model: type[BaseModel] | None = None, source: str = "config",
              flags: dict[str, str] | None = None) -> str:
     """One line per problem: `source: key.path: what is wrong (allowed ...)`; a setting a command's flag gave (in
@@ -748,9 +753,11 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
                        f"names no setting; write {head}: {{{rest}: ...}}")
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
-            if err["type"] == "string_type" and type(err["input"]) in (int, float):  # sweep.name=007 read as 7
-                msg += (f"; YAML read the value as a number: quote it to keep it as written ('007' in a file, "
-                        f"\"{path}='007'\" on the command line)")
+            read_as = _YAML_READS.get(type(err["input"]))  # sweep.name=007 read as 7, sweep.name=2026-12-03 as a date
+            if err["type"] == "string_type" and read_as:
+                shown = err["input"].isoformat() if read_as == "a date" else "007"
+                msg += (f"; YAML read the value as {read_as}: quote it to keep it as written ('{shown}' in a file, "
+                        f"\"{path}='{shown}'\" on the command line)")
         lines.append(f"{flags[path]}: {msg}" if path in (flags or {}) else f"{source}: {path}: {msg}")
     return "\n".join(lines)
 

@@ -588,12 +588,16 @@ def test_a_section_given_as_a_value_keeps_what_earlier_overrides_set_in_it(tmp_p
 
 
 def test_a_name_yaml_reads_as_a_number_is_refused_saying_to_quote_it(tmp_path, capsys, monkeypatch):
-    """`sweep.name=007` was refused as "Input should be a valid string (got 7)": neither what was typed nor the fix."""
+    """`sweep.name=007` was refused as "Input should be a valid string (got 7)": neither what was typed nor the fix.
+    So was a sweep named by its day (`sweep.name=2026-12-03`, "got datetime.date(2026, 12, 3)"), with no fix."""
     monkeypatch.chdir(tmp_path)
     refused(capsys, ["sweep", "sweep.name=007"], "sweep.name: Input should be a valid string (got 7); YAML read the "
             "value as a number: quote it to keep it as written ('007' in a file, \"sweep.name='007'\" on the command")
+    refused(capsys, ["sweep", "sweep.name=2026-12-03"], "YAML read the value as a date: quote it to keep it as "
+            "written ('2026-12-03' in a file, \"sweep.name='2026-12-03'\" on the command line)")
     assert list(tmp_path.iterdir()) == []
     assert C.load(None, ["sweep.name='007'"]).sweep.name == "007"
+    assert C.load(None, ["sweep.name='2026-12-03'"]).sweep.name == "2026-12-03"
 
 
 def test_python_dash_m_avdis_is_the_avdis_command(tmp_path):
