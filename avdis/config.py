@@ -392,6 +392,18 @@ class Range(_Section):
         return self
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number(value: Any) -> float | int | None:
+    """`value` where it is a number, also one written as a string, as pydantic takes it for a number setting: YAML
+    1.1 reads 1e-1 as one (its floats need a '.'), and `adversarial: 1e-1` was refused as "not a valid Range" where
+    `method.weight=1e-1` was taken. None otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return float(value) if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) else None
+
+
 class SearchSpace(_Section):
     """Sampled per trial. `params` keys are dotted config paths (e.g. train.lr)."""
 
@@ -418,8 +430,8 @@ class SearchSpace(_Section):
                 near = difflib.get_close_matches(str(m), sorted(WEIGHT_RANGES), n=1)
                 raise ValueError(f"sweep.space.weights.{m}: {why}; weighted methods: {sorted(WEIGHT_RANGES)}"
                                  + (f"; did you mean {near[0]}?" if near else ""))
-        fixed = {m: {"low": w, "high": w, "int": WEIGHT_RANGES[m][2]} for m, w in weights.items()
-                 if isinstance(w, (int, float)) and not isinstance(w, bool)}
+        fixed = {m: {"low": w, "high": w, "int": WEIGHT_RANGES[m][2]} for m, v in weights.items()
+                 if (w := _number(v)) is not None}
         return {**cls.model_fields["weights"].default_factory(), **weights, **fixed}
 
     @field_validator("params", mode="before")

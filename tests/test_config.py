@@ -334,6 +334,11 @@ def test_a_number_as_a_methods_weight_holds_it_fixed_in_every_trial(tmp_path):
         C.load(None, ["sweep.space.weights.orthogonal={low: 2, high: 1}"])
     with pytest.raises(C.ConfigError, match=r"sweep.space.weights.confusion: \[20.0, 20.0\] leaves the method's range"):
         C.load(None, ["sweep.space.weights.confusion=20"])
+    # YAML 1.1 reads 5e-1 as a string (its floats need a '.'): refused as "not a valid Range", where method.weight
+    # took it
+    path.write_text("sweep:\n  space:\n    weights:\n      adversarial: 5e-1\n")
+    assert C.load(path).sweep.space.weights["adversarial"] == C.Range(low=0.5, high=0.5)
+    assert C.load(None, ["sweep.space.weights.confusion=1E-1"]).sweep.space.weights["confusion"].high == 0.1
 
 
 def test_a_range_given_over_a_files_choices_or_fixed_weight_replaces_them(tmp_path):
