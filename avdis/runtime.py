@@ -93,6 +93,8 @@ def _resolve(address: str) -> str:
     would join whichever its set gives first). Ray's own lookup prefers a lone running Ray to the recorded head:
     with that head dead and one other Ray on the machine (another job's, another user's) it would join that one
     instead of saying the head is down."""
+    if address == "auto" and "://" in (os.environ.get("RAY_ADDRESS") or ""):  # "auto" reads it: refused as itself
+        address = os.environ["RAY_ADDRESS"]  # (Ray said only "Invalid address format: http://127.0.0.1:8265")
     if "://" in address and not address.startswith("ray://"):
         raise UsageError(f"Ray address {address!r} is a URL; give the cluster's host:port (its GCS, port 6379 unless "
                          "changed), or ray://host:10001 for Ray Client. The dashboard's http:// address is for "

@@ -269,9 +269,10 @@ def test_an_address_where_another_service_listens_fails_fast_and_a_url_is_refuse
 def test_a_dashboard_url_exported_for_ray_job_submit_is_named_as_the_environments(ray_tmp):
     """Ray's docs export RAY_ADDRESS=http://127.0.0.1:8265 for `ray job submit`; a command run in that shell was
     refused as "a URL; give the cluster's host:port", naming neither RAY_ADDRESS nor how to get a local Ray."""
-    out = connect(ray_tmp, timeout=45, RAY_ADDRESS="http://127.0.0.1:8265")
-    assert out.returncode != 0 and "Ray address 'http://127.0.0.1:8265' is a URL" in out.stderr, out.stderr[-2000:]
-    assert "fix ray.address / RAY_ADDRESS, or unset both to start a local Ray" in out.stderr, out.stderr[-2000:]
+    for address in ("", "auto"):  # ray.address=auto reads RAY_ADDRESS: "Invalid address format: http://..." alone
+        out = connect(ray_tmp, address, timeout=45, RAY_ADDRESS="http://127.0.0.1:8265")
+        assert out.returncode != 0 and "Ray address 'http://127.0.0.1:8265' is a URL" in out.stderr, out.stderr[-2000:]
+        assert "fix ray.address / RAY_ADDRESS, or unset both to start a local Ray" in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.timeout(180)
