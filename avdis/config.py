@@ -113,6 +113,12 @@ def location(value: str, local_only: bool = False) -> str:
                              "give s3://bucket/prefix")
         if "" in prefix:  # s3fs reads "a//b" as "a/b" when listing but not when writing: the work was lost at the end
             raise ValueError("holds an empty folder name ('//'); write s3://bucket/a/b")
+        if dots := sorted({part for part in prefix if part in (".", "..")}):
+            # Ray's storage (pathlib) drops a '.': a run's checkpoints under s3://b/a/./x went to a/x, where avdis's
+            # own reads of a/./x never looked; s3://b/a/../x wrote under a folder named '..', not under x
+            raise ValueError(f"holds {' and '.join(repr(d) for d in dots)} as a folder name, which S3 keeps as a "
+                             "name, not as this folder or the one above (and Ray's storage drops a '.', writing "
+                             "where avdis does not read); write s3://bucket/a/b")
         if pattern := sorted(set("".join(prefix)) & set(_GLOB)):  # s3fs deletes by pattern: a run's pruning
             raise ValueError(f"holds {' '.join(pattern)}, which s3fs reads as a pattern when it deletes (a run "
                              "under s3://b/exp[1] pruned another run's checkpoints under s3://b/exp1); name the "

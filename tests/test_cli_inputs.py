@@ -633,6 +633,10 @@ def test_synth_writes_local_folders_only_and_storage_urls_have_one_spelling(tmp_
     assert C.load(None, ["data.shards=s3://bkt/x/"]).data.shards == "s3://bkt/x"
     with pytest.raises(C.ConfigError, match=r"holds an empty folder name \('//'\)"):  # every write lost at the end
         C.load(None, ["data.shards=s3://bkt//x"])
+    for dots, named in (("a/./x", "'.'"), ("a/../x", "'..'"), ("./x/..", "'.' and '..'")):  # S3 keeps them as names
+        with pytest.raises(C.ConfigError, match=rf"holds {named} as a folder name, which S3 keeps as a name"):
+            C.load(None, [f"sweep.checkpoints=s3://bkt/{dots}"])  # Ray's storage wrote a/./x's checkpoints to a/x
+    assert C.load(None, ["train.storage=s3://bkt/.runs/..x"]).train.storage == "s3://bkt/.runs/..x"
     for prefix in ("exp[1]", "run*", "a?b"):  # deleted by pattern: a prune under exp[1] removed exp1's checkpoints
         with pytest.raises(C.ConfigError, match=r"s3fs reads as a pattern when it deletes"):
             C.load(None, [f"train.storage=s3://bkt/{prefix}/runs"])
