@@ -73,6 +73,20 @@ def test_dry_run_needs_no_credentials_but_a_region():
     assert run("avdis-x", "--region", "us-east-1", "--dry-run", env=env).returncode == 0
 
 
+def test_no_credentials_or_a_prefix_is_said_not_a_traceback():
+    """Run without AWS credentials, or given s3://bucket/prefix, the script ended in botocore's NoCredentialsError or
+    ParamValidationError traceback (the dry run printed a plan for a bucket named "bucket/prefix")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+               AWS_EC2_METADATA_DISABLED="true")
+    bare = run("avdis-x", "--region", "us-east-1", env=env)
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr, bare.stderr[-2000:]
+    assert "s3.create_bucket on s3://avdis-x failed: Unable to locate credentials" in bare.stderr, bare.stderr
+    prefixed = run("s3://avdis-x/shards", "--region", "us-east-1", "--dry-run", env=env)
+    assert prefixed.returncode == 2 and "give the bucket's name (or s3://name), without a prefix" in prefixed.stderr
+    assert prefixed.stdout == ""
+
+
 def test_policy_files_are_valid_json_without_secrets():
     for name in ("lifecycle.json", "bucket-policy.json", "public-access-block.json", "node-s3-policy.json"):
         text = (SCRIPT.parent / name).read_text()

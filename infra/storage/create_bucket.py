@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the calls, change nothing")
     args = p.parse_args(argv)
     bucket = args.bucket.removeprefix("s3://").strip("/")
+    if "/" in bucket:  # its policy's ARNs and every call would name "bucket/prefix"
+        p.error(f"{args.bucket}: give the bucket's name (or s3://name), without a prefix; avdis writes under "
+                "prefixes of the bucket itself")
     if not args.region:
         p.error("no region: pass --region or set AWS_DEFAULT_REGION")
     if args.trial_days < 1:
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import boto3
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
     for name, kwargs in calls:
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             if name == "create_bucket" and exc.response["Error"]["Code"] == "BucketAlreadyOwnedByYou":
                 print(f"s3://{bucket}: exists and is yours; applying its settings again")
                 continue
+            print(f"s3.{name} on s3://{bucket} failed: {exc}", file=sys.stderr)
+            return 1
+        except BotoCoreError as exc:  # no credentials, no endpoint, a name S3 refuses: said, not a traceback
             print(f"s3.{name} on s3://{bucket} failed: {exc}", file=sys.stderr)
             return 1
         print(f"s3.{name}: done")
