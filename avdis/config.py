@@ -446,6 +446,9 @@ class SearchSpace(_Section):
         """A single value is no choice to sample: it failed as "not a valid dictionary or instance of Range", with
         no word of where a fixed setting goes."""
         for key, value in (params or {}).items() if isinstance(params, dict) else ():
+            if not isinstance(value, (dict, list, Range)) and setting_of(str(key)) != key:
+                # sweep.space.params.train.lr.low=0.1 was told to hold "train.lr.low" fixed with train.lr.low=0.1
+                raise ValueError(_not_a_param(str(key)))
             if not isinstance(value, (dict, list, Range)):
                 raise ValueError(f"{key}: {value!r} is one value, not a choice to sample: to hold "
                                  f"{key} fixed, set it ({key}={value}); to sample it, give choices ([a, b]) or a range "
@@ -475,10 +478,7 @@ class SearchSpace(_Section):
                 raise ValueError(f"sweep.space.params: {key} is not sampled here; the method and its weight come from "
                                  "sweep.space.methods and sweep.space.weights")
             if setting_of(key) != key:  # before the sections' refusals: a typo under one is named as a typo
-                near = difflib.get_close_matches(key, [path for path, _ in settings(Config)], n=1)  # probe.epoch: probe.epochs
-                raise ValueError(f"sweep.space.params: {key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} "
-                                 "(write its dotted path, e.g. train.lr)"
-                                 + (f"; did you mean {near[0]}?" if near else ""))
+                raise ValueError(f"sweep.space.params: {_not_a_param(key)}")
             held = [why for k, why in PER_SWEEP.items() if key == k or (k.endswith(".") and key.startswith(k))]
             if held:
                 raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {held[0]}")
@@ -515,6 +515,18 @@ class SearchSpace(_Section):
                     raise ValueError(f"sweep.space.params.{key}: the setting takes whole numbers, and this range "
                                      "draws between them; add int: true") from None
         return self
+
+
+def _not_a_param(key: str) -> str:
+    """Why `key` of sweep.space.params names no setting: a typo (probe.epoch), or a part of a setting's choice
+    (train.lr.low: a range is given whole)."""
+    owner = setting_of(key)
+    if owner is not None:
+        return (f"{key!r} is not a setting but a key inside {owner}'s value; a range or list of "
+                f"choices is given whole: sweep.space.params.{owner}={{low: ..., high: ...}} or =[a, b]")
+    near = difflib.get_close_matches(key, [path for path, _ in settings(Config)], n=1)  # probe.epoch: probe.epochs
+    return (f"{key!r} is not a setting of {', '.join(SAMPLED_SECTIONS)} (write its dotted path, "
+            "e.g. train.lr)" + (f"; did you mean {near[0]}?" if near else ""))
 
 
 class SchedulerConfig(_Section):
