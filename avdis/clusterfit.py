@@ -196,13 +196,22 @@ def shapes_from_file(path: str | Path) -> tuple[list[NodeShape], int]:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if isinstance(d, dict)]
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"{source}: cannot read cluster file ({exc})") from None
-    for doc in docs:
-        if doc.get("kind") == "RayCluster":
-            return _kuberay_shapes(doc["spec"], source)
-        if doc.get("kind") == "RayJob":
-            return _kuberay_shapes(doc["spec"]["rayClusterSpec"], source)
-        if "available_node_types" in doc:
-            return _launcher_shapes(doc, source)
+    try:
+        for doc in docs:
+            if doc.get("kind") == "RayCluster":
+                return _kuberay_shapes(doc["spec"], source)
+            if doc.get("kind") == "RayJob":
+                if "rayClusterSpec" not in (doc.get("spec") or {}):  # KubeRay's clusterSelector: a cluster made apart
+                    raise UsageError(f"{source}: this RayJob runs on an existing RayCluster (no rayClusterSpec) and "
+                                     "describes no nodes; give that RayCluster's manifest as ray.cluster_file")
+                return _kuberay_shapes(doc["spec"]["rayClusterSpec"], source)
+            if "available_node_types" in doc:
+                return _launcher_shapes(doc, source)
+    except UsageError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:  # a field missing or of another kind
+        raise UsageError(f"{source}: cannot read its node types ({type(exc).__name__}: {exc}); check the file against "
+                         "cluster/aws.yaml or cluster/kuberay/raycluster.yaml") from None
     raise UsageError(f"{source}: neither a Ray cluster launcher YAML nor a RayCluster/RayJob manifest")
 
 

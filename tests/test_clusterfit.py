@@ -134,6 +134,17 @@ def test_not_a_cluster_file(tmp_path):
         clusterfit.check_fits(cfg(), str(AWS_GPU))
     with pytest.raises(UsageError, match="cannot read cluster file"):
         clusterfit.check_fits(cfg(), str(tmp_path / "missing.yaml"))
+    # a RayJob on an existing cluster (KubeRay's clusterSelector) and a manifest missing a field ended in a KeyError
+    job = yaml.safe_load((ROOT / "cluster" / "kuberay" / "rayjob.yaml").read_text().split("\n---\n")[-1])
+    selector = tmp_path / "selector.yaml"
+    spec = {k: v for k, v in job["spec"].items() if k != "rayClusterSpec"}
+    selector.write_text(yaml.safe_dump({**job, "spec": {**spec, "clusterSelector": {"ray.io/cluster": "avdis"}}}))
+    with pytest.raises(UsageError, match="this RayJob runs on an existing RayCluster .* give that RayCluster's manifest"):
+        clusterfit.check_fits(cfg(), str(selector))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({"kind": "RayCluster", "spec": {"workerGroupSpecs": []}}))
+    with pytest.raises(UsageError, match=r"broken.yaml: cannot read its node types \(KeyError: 'headGroupSpec'\)"):
+        clusterfit.check_fits(cfg(), str(broken))
 
 
 def test_exactly_one_cluster_description():
