@@ -568,6 +568,14 @@ class RayConfig(_Section):
     autoscaling: bool = False  # the cluster adds nodes on demand: don't refuse what it lacks right now
     cluster_file: str | None = None  # launcher YAML / KubeRay manifest: sweeps check trials fit its node types
 
+    @field_validator("cluster_file")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        """An empty one (`ray.cluster_file=`, to drop a config's) was the working directory, read as a cluster file."""
+        if value is not None and not value.strip():
+            raise ValueError("empty; give a Ray cluster launcher YAML or KubeRay manifest, or null for none")
+        return value
+
 
 class Config(_Section):
     data: DataConfig = DataConfig()

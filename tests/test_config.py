@@ -217,6 +217,15 @@ def test_an_empty_location_is_refused_not_taken_for_the_working_directory(overri
         C.load(None, [override])
 
 
+def test_an_empty_cluster_file_is_refused_not_taken_for_the_working_directory():
+    """`ray.cluster_file=` (to drop a config's) was the working directory, refused only once Ray had started, as a
+    cluster file that cannot be read ("Is a directory")."""
+    with pytest.raises(C.ConfigError, match=r"ray.cluster_file: empty; give a Ray cluster launcher YAML or KubeRay "
+                                            r"manifest, or null for none"):
+        C.load(None, ["ray.cluster_file="])
+    assert C.load(None, ["ray.cluster_file=null"]).ray.cluster_file is None
+
+
 def test_a_sampled_setting_may_be_given_as_a_dotted_override_and_keeps_the_default_weights():
     cfg = C.load(None, ["sweep.space.params.train.lr=[0.001, 0.01]", "sweep.space.params.model.dropout=[0.0, 0.2]"])
     assert cfg.sweep.space.params == {"train.lr": [0.001, 0.01], "model.dropout": [0.0, 0.2]}
