@@ -139,7 +139,7 @@ def test_not_a_cluster_file(tmp_path):
     selector = tmp_path / "selector.yaml"
     spec = {k: v for k, v in job["spec"].items() if k != "rayClusterSpec"}
     selector.write_text(yaml.safe_dump({**job, "spec": {**spec, "clusterSelector": {"ray.io/cluster": "avdis"}}}))
-    with pytest.raises(UsageError, match="this RayJob runs on an existing RayCluster .* give that RayCluster's manifest"):
+    with pytest.raises(UsageError, match="this RayJob runs on an existing RayCluster .* give that RayCluster's"):
         clusterfit.check_fits(cfg(), str(selector))
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump({"kind": "RayCluster", "spec": {"workerGroupSpecs": []}}))

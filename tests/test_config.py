@@ -201,7 +201,7 @@ def test_a_weight_for_a_method_that_has_none_is_named_before_its_value_is_read(w
                           "fixed, set it (train.lr=0.001); to sample it, give choices ([a, b]) or a range"),
     # one end of a range (sweep.space.params.train.lr.low=0.1) was told to hold a setting "train.lr.low" fixed
     ("{train.lr.low: 0.1}", "sweep.space.params: 'train.lr.low' is not a setting but a key inside train.lr's value; a "
-                            "range or list of choices is given whole: sweep.space.params.train.lr={low: ..., high: ...}"),
+                            "range or list of choices is given whole: sweep.space.params.train.lr={low: ..., high: "),
     ("{train.lrr: 0.1}", "sweep.space.params: 'train.lrr' is not a setting of data, model, train, method (write its "
                          "dotted path, e.g. train.lr); did you mean train.lr?"),
 ])
