@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import sys
 import time
@@ -489,3 +490,6 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
         then = AFTER_INTERRUPT.get(args.command)
         print(f"{_said_by(args)}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # what reads the output stopped (`avdis grafana export | head`): no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
+        return 141  # as a shell reports a command that SIGPIPE ended

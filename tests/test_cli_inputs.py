@@ -854,3 +854,16 @@ def test_a_report_or_dashboard_override_before_the_sweep_folder_is_read_as_an_ov
     done = subprocess.run([sys.executable, "-m", "avdis", "report", "s3.region=eu-west-1"], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 2 and "no sweep folder given: pass <storage>/<sweep name>" in done.stderr
+
+
+def test_output_to_a_reader_that_went_away_ends_without_a_traceback():
+    """`avdis grafana export | head`: a reader that stops reading is not the command's failure. Python ignores
+    SIGPIPE, so the write raised BrokenPipeError and the command ended in a traceback (and another at exit)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write
+    try:
+        done = subprocess.run([sys.executable, "-m", "avdis", "grafana", "export", "--out", "-"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr[-2000:]
