@@ -1139,3 +1139,24 @@ def test_a_video_whose_window_misses_the_sound_is_a_fault_where_its_fallback_mak
     assert [(r.source_path, r.unused) for r in rejects] == [(str(flv), False)]
     assert rejects[0].reason.startswith(f"{wav}: no sound in the clip's window (0.00-1.00 s)")
     assert rejects[0].reason.endswith(f"; the clip was taken from {mp4.name} and {wav.name} instead")
+
+
+def test_files_of_one_size_are_copies_only_where_every_byte_is_the_same(tmp_path):
+    """`_same_bytes` compares files of one size by 4 KiB at their start, middle and end, then whole where those
+    match: recordings with the same leading silence and samples, or small files, are still told apart by every byte."""
+    from avdis.data.corpora import SAMPLE, _same_bytes
+
+    rng = np.random.default_rng(0)
+    body = rng.integers(0, 256, 40 * SAMPLE, dtype=np.uint8).tobytes()
+    files = {
+        "a": body,
+        "a copy": body,  # every byte the same
+        "b": body[:SAMPLE * 10] + bytes([body[SAMPLE * 10] ^ 1]) + body[SAMPLE * 10 + 1:],  # the same 3 samples
+        "c": bytes(20 * SAMPLE) + body[20 * SAMPLE:],  # another start
+        "small": body[:100], "small copy": body[:100], "small other": body[1:101],
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = str(tmp_path / f"{name}.wav")
+        Path(paths[name]).write_bytes(data)
+    assert _same_bytes(list(paths.values())) == {paths["a copy"]: paths["a"], paths["small copy"]: paths["small"]}

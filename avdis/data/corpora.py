@@ -543,8 +543,9 @@ def _one_per_recording(truth: Path, records: list[ClipRecord], rejects: list[Rej
 
 def _same_bytes(paths: list[str]) -> dict[str, str]:
     """Each of `paths` whose bytes are those of one before it -> that first one. Only files of the same size are read,
-    first their opening 64 KiB, then whole where those match: a rescan (every `avdis train`) reads next to nothing of
-    a corpus without copies, even of WAVs that all last as long. Empty files are no copies (each is a reject)."""
+    first 4 KiB at their start, middle and end (`_sampled`), then whole where those match: a rescan (every `avdis
+    train`) reads 12 KiB of each clip of a corpus whose WAVs all last as long (one size), where reading each one's
+    opening 64 KiB read 2/3 of a 3 s, 16 kHz clip. Empty files are no copies (each is a reject)."""
     by_size: dict[int, list[str]] = {}
     for p in paths:
         try:
@@ -554,10 +555,10 @@ def _same_bytes(paths: list[str]) -> dict[str, str]:
         if size:
             by_size.setdefault(size, []).append(p)
     first_of: dict[str, str] = {}
-    for group in (g for g in by_size.values() if len(g) > 1):
+    for size, group in ((k, g) for k, g in by_size.items() if len(g) > 1):
         heads: dict[bytes, list[str]] = {}
         for p in group:
-            heads.setdefault(_digest(p, 1 << 16), []).append(p)
+            heads.setdefault(_sampled(p, size), []).append(p)
         for same_head in (g for g in heads.values() if len(g) > 1):
             seen: dict[bytes, str] = {}
             for p in same_head:
@@ -565,16 +566,32 @@ def _same_bytes(paths: list[str]) -> dict[str, str]:
     return {p: first for p, first in first_of.items() if p != first}
 
 
-def _digest(path: str, limit: int | None = None) -> bytes:
-    """sha256 of a file's first `limit` bytes (all of them: None); where it cannot be read, its path, like no other
-    file's (decoding names the fault)."""
+SAMPLE = 4096  # bytes `_sampled` reads at each of a file's start, middle and end
+
+
+def _sampled(path: str, size: int) -> bytes:
+    """sha256 of a file's `SAMPLE` bytes at its start, middle and end (all of it when that is as much): two
+    recordings of one length differ there (a clip's leading silence can be the same, its middle and end are not);
+    where it cannot be read, its path, like no other file's (`_digest`)."""
+    if size <= 3 * SAMPLE:
+        return _digest(path)
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            while limit is None or fh.tell() < limit:
-                block = fh.read(1 << 20 if limit is None else limit - fh.tell())
-                if not block:
-                    break
+            for at in (0, size // 2, size - SAMPLE):
+                fh.seek(at)
+                h.update(fh.read(SAMPLE))
+    except OSError:
+        return path.encode()
+    return h.digest()
+
+
+def _digest(path: str) -> bytes:
+    """sha256 of a file's bytes; where it cannot be read, its path, like no other file's (decoding names the fault)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
                 h.update(block)
     except OSError:
         return path.encode()
