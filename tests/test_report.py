@@ -426,23 +426,28 @@ def test_a_missing_bucket_is_named_as_one(s3_server: str, capsys) -> None:
         assert "create_bucket.py avdis-no-such-bucket-x" in err and "no such sweep folder" not in err
 
 
-def test_callback_throttles_but_always_renders_at_the_end(sweep: str) -> None:
+def test_callback_throttles_and_draws_a_change_it_held_back_at_a_later_step(sweep: str) -> None:
     cb = ReportCallback(sweep, every_s=3600)
     cb.on_trial_result(1, [], None, {})
     assert cb.renders == 1
     first = json.loads(Path(sweep, "pareto.json").read_text())
     cb.on_trial_result(2, [], None, {})
+    results.record(sweep, rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)]), "demo")
     cb.on_trial_complete(3, [], None)
+    cb.on_step_end(3, [])
     assert cb.renders == 1, "results and trial ends within every_s must not re-render (a render costs the trials CPU)"
 
-    results.record(sweep, rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)]), "demo")
-    cb.on_experiment_end([])
+    cb.last_render -= 3600  # every_s has passed: Tune's next loop step draws the trial that ended, with no result
+    cb.on_step_end(4, [])
     summary = json.loads(Path(sweep, "pareto.json").read_text())
     assert cb.renders == 2 and summary["updated_at"] > first["updated_at"]
     assert summary["front"] == ["t9"]  # completed now, it dominates every other trial
     assert "t9" in Path(sweep, "pareto.html").read_text()
-    cb.on_trial_error(4, [], None)
-    assert (cb.renders, cb.failures) == (3, 0)
+    cb.on_step_end(5, [])
+    assert cb.renders == 2, "nothing changed since"
+    cb.on_trial_error(6, [], None)
+    cb.on_experiment_end([])
+    assert (cb.renders, cb.failures) == (4, 0)
 
 
 def test_callback_survives_a_missing_sweep(tmp_path: Path) -> None:

@@ -1,14 +1,16 @@
 """Keep a running sweep's report fresh: a Ray Tune callback that redraws its pages.
 
 It only reads `trials.parquet` and `pareto.json` (the sweep's recorder writes both) and
-rewrites pareto.html/png (`plots.write_pages`), at most every `every_s` seconds while trials
-report and end, and always when a trial fails and when the experiment ends. A render takes about
-a second of the driver's CPU (the PNG most of it), which the trials beside it lose: forced at
-every trial's end, a sweep of 16 trials rendered 16 times or more, where 30 s apart the demo's
-2-minute sweep needs about 5. The live page (`avdis dashboard`) renders on its own and is not
-held back by this. The entry point (`avdis.cli`) hands it to the sweep after the recorder, so it
-renders the newest files. A failed render is logged and counted, never fatal: a sweep must not
-die because its report could not be written.
+rewrites pareto.html/png (`plots.write_pages`): within `every_s` seconds of a result or a
+trial's end, no more often than that, and at once when a trial fails and when the experiment
+ends. A render takes about a second of the driver's CPU (the PNG most of it), which the trials
+beside it lose: forced at every trial's end, a sweep of 16 trials rendered 16 times or more,
+where 30 s apart the demo's 2-minute sweep needs about 5. A change that came within `every_s` of
+the last render is drawn by Tune's next loop step past it (`on_step_end`), not left for the next
+result, which can be minutes away. The live page (`avdis dashboard`) renders on its own. The
+entry point (`avdis.cli`) hands it to the sweep after the recorder, so it renders the newest
+files. A failed render is logged and counted, never fatal: a sweep must not die because its
+report could not be written.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ class ReportCallback(Callback):
     def __init__(self, sweep_url: str, s3: S3Config | None = None, every_s: float = 30.0) -> None:
         self.sweep_url, self.s3, self.every_s = sweep_url, s3, every_s
         self.last_render = float("-inf")
+        self.pending = False  # a change came since the last render, within every_s of it
         self.renders = 0
         self.failures = 0
 
     def refresh(self, force: bool = False) -> bool:
-        """Re-render unless throttled; True when the report was written."""
+        """Re-render unless throttled (then the change is pending); True when the report was written."""
         if not force and time.monotonic() - self.last_render < self.every_s:
+            self.pending = True
             return False
-        self.last_render = time.monotonic()
+        self.last_render, self.pending = time.monotonic(), False
         try:
             plots.write_pages(self.sweep_url, self.s3)
         except AvdisError as exc:
@@ -52,6 +56,10 @@ class ReportCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.refresh()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.pending:
+            self.refresh()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.refresh(force=True)
