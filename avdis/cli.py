@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import select
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
@@ -490,6 +491,19 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
         then = AFTER_INTERRUPT.get(args.command)
         print(f"{_said_by(args)}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
         return 130
-    except BrokenPipeError:  # what reads the output stopped (`avdis grafana export | head`): no traceback for that
+    except BrokenPipeError:
+        if not _stdout_gone():  # a pipe of the command's own (to a child, a socket) broke: that is its failure
+            raise
+        # what reads the output stopped (`avdis grafana export | head`): no traceback for that
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
         return 141  # as a shell reports a command that SIGPIPE ended
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (its write end then polls POLLERR)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError):  # no file descriptor (stdout replaced), or closed
+        return False

@@ -867,3 +867,21 @@ def test_output_to_a_reader_that_went_away_ends_without_a_traceback():
     finally:
         os.close(write)
     assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_broken_pipe_is_taken_for_a_reader_gone_only_where_stdout_is_that_pipe(monkeypatch):
+    """A BrokenPipeError from a pipe of the command's own (a child's, a socket) is its failure, said with its
+    traceback; only stdout closed by its reader ends the command quietly."""
+    from avdis.cli import _stdout_gone
+
+    read, write = os.pipe()
+    try:
+        monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w", closefd=False))
+        assert not _stdout_gone()  # its reader is there
+        os.close(read)
+        read = None
+        assert _stdout_gone()
+    finally:
+        os.close(write)
+        if read is not None:
+            os.close(read)
