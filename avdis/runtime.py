@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -194,7 +193,6 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) ->
                     .remote(*args) for n in nodes], timeout=120)
 
 
-PROBE = ".avdis-shared-check"
 # Filesystems that are one machine's own: a node started later has its own at the same path, never this one.
 MACHINE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "tmpfs", "ramfs",
                                  "overlay", "vfat", "exfat"})
@@ -326,24 +324,12 @@ def check_shared(paths: dict[str, str]) -> None:
 
 def _new_mark(folder: Path) -> Path:
     """A new marker's path in `folder` for `check_shared`, once the markers this host's killed checks left there are
-    gone (their PID dead): a check stopped by SIGTERM or SIGKILL (`ray job stop`, a node's OOM killer) skips its
-    cleanup, and a synthetic corpus to be generated into that folder was then refused as a folder holding files.
-    Another host's, or a live check's, are left alone."""
+    gone: a check stopped by SIGTERM or SIGKILL (`ray job stop`, a node's OOM killer) skips its cleanup. (A folder
+    checked for files of its own, as the synthetic corpus's target is, passes any marker over: `synth.holds_others`.)"""
     from avdis import storage
 
-    host = socket.gethostname()
-    left = re.compile(rf"{re.escape(PROBE)}-{re.escape(host)}-(\d+)-[0-9a-f]{{8}}")
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        names = []  # not listable: writing the marker says so, or the check passes the folder over
-    for name in names:
-        if (found := left.fullmatch(name)) and not storage.pid_alive(int(found[1])):
-            try:
-                (folder / name).unlink(missing_ok=True)
-            except OSError:  # another user's, in a sticky folder: theirs to remove
-                pass
-    return folder / f"{PROBE}-{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    storage.remove_dead(str(folder), storage.SHARED_CHECK)
+    return folder / storage.own_name(storage.SHARED_CHECK)
 
 
 def _has_aws_credentials() -> bool:

@@ -166,23 +166,31 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_dead_temps(path: str) -> None:
-    """Delete the temp files of `path` that writers on this host left when killed mid-write (their PID is gone):
-    the next write of the same file clears them, so a rerun after a kill leaves none behind. A live writer's, or
-    one on another host sharing the folder, is left alone."""
-    folder, base = os.path.split(path)
-    ours = re.compile(rf"{re.escape(base)}\.tmp-{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}")
+SHARED_CHECK = ".avdis-shared-check"  # `runtime.check_shared`'s marker files: no one's data, where a killed check left one
+
+
+def own_name(prefix: str) -> str:
+    """`prefix` tagged with this host, this process's PID and a random part: a file name only this process writes,
+    which `remove_dead` tells as left behind once the process is gone."""
+    return f"{prefix}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_dead(folder: str, prefix: str) -> None:
+    """Delete the files in `folder` named by `own_name(prefix)` in processes of this host that are gone: one killed
+    (SIGKILL, `ray job stop`, the OOM killer) skips its cleanup, and the next process to use the name clears what it
+    left. A live process's, or one of another host sharing the folder, are left alone."""
+    ours = re.compile(rf"{re.escape(prefix)}-{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}")
     try:
         names = os.listdir(folder or ".")
     except OSError:
-        return  # the write that follows says what is wrong with the folder
+        return  # what follows (a write, a marker) says what is wrong with the folder
     for name in names:
         found = ours.fullmatch(name)
         if found and not pid_alive(int(found.group(1))):
             try:
                 os.unlink(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass  # another writer removed it first
+            except OSError:  # removed by another first, or another user's in a sticky folder: theirs to remove
+                pass
 
 
 class _AtomicLocalFile(io.FileIO):
@@ -193,9 +201,9 @@ class _AtomicLocalFile(io.FileIO):
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        _remove_dead_temps(path)
+        remove_dead(os.path.dirname(path), f"{os.path.basename(path)}.tmp")  # left by writers killed mid-write
         self.target, self.failed = path, False
-        super().__init__(f"{path}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}", "wb")
+        super().__init__(own_name(f"{path}.tmp"), "wb")
 
     def write(self, data: Any) -> int:
         done = 0

@@ -14,7 +14,7 @@ import pytest
 
 from avdis import storage
 from avdis.config import Config, DataConfig, FeatureConfig, S3Config, SplitConfig, SynthConfig
-from avdis.data import prepare, shards
+from avdis.data import prepare, shards, synth
 from avdis.data.corpora import scan
 from avdis.errors import UsageError
 
@@ -185,6 +185,21 @@ def test_a_users_own_ground_truth_is_never_generated_over(tmp_path):
     with pytest.raises(UsageError, match="holds files but no ground_truth.csv"):
         prepare.generate_if_missing(data)
     assert sorted(p.name for p in own.iterdir()) == ["x.mp4"]
+
+
+def test_a_shared_checks_marker_left_in_an_empty_folder_is_no_file_of_its_own(tmp_path):
+    """A shared-storage check killed before its cleanup (`ray job stop`, the OOM killer) leaves its marker: in an
+    empty data.src, an avdis before it named its host, or another host's on NFS, which no check here removes. The
+    folder was refused as holding files, though `ls` showed it empty."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in (".avdis-shared-check-4242-0123abcd", ".avdis-shared-check-otherhost-1-0123abcd"):
+        (src / name).write_text(name)
+    synth.check_target(src)
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"),
+                      synth=SynthConfig(speakers=2, emotions=2, clips_per_speaker=3))
+    prepare.generate_if_missing(data)
+    assert synth.settings_of(src) is not None
 
 
 def test_shards_on_s3_of_another_size_or_unlisted_are_rebuilt(corpus, s3_bucket):

@@ -45,11 +45,10 @@ def generate_if_missing(data: DataConfig) -> None:
                          "(one made with `avdis synth` was replaced by this config's, and trained on in its place). "
                          "Train on it with its settings, point data.src to a new folder for a corpus with these, or "
                          f"delete the folder (or run `avdis synth --out {src}` with these settings) to make it again")
-    if not synth.made_here(src):
-        if src.is_dir() and any(src.iterdir()):
-            raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated "
-                             f"only into an empty or new folder: point data.src to one, or add a {GROUND_TRUTH} "
-                             "(columns file, clip_id, speaker, emotion) to use these files as a corpus")
+    if synth.holds_others(src):
+        raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated only into an "
+                         f"empty or new folder: point data.src to one, or add a {GROUND_TRUTH} (columns file, clip_id, "
+                         "speaker, emotion) to use these files as a corpus")
     print(f"generating synthetic corpus in {data.src} ...", flush=True)
     synth.generate(data.synth, data.src)
 

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
+from avdis import storage
 from avdis.config import EMOTIONS, SynthConfig
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.data.media import write_clip
@@ -299,10 +300,18 @@ def _remove_clips(out: Path) -> None:
 def check_target(out: str | Path) -> None:
     """Refuse to write into a folder that holds files but no corpus this generator wrote: a `ground_truth.csv` there
     is a corpus of the user's own (generating over it replaces its rows), other files are someone else's."""
-    out = Path(out)
-    if out.is_dir() and not made_here(out) and any(out.iterdir()):
+    if holds_others(out):
         raise UsageError(f"{out}: holds files but no corpus the generator wrote; a corpus is generated only into "
                          "an empty or new folder, or over one it generated: give another folder")
+
+
+def holds_others(out: str | Path) -> bool:
+    """Whether `out` is a folder holding files but no corpus this generator wrote: one it must not write into. A
+    shared-storage check's marker (`storage.SHARED_CHECK`, which a killed check leaves behind) is no one's file: an
+    empty folder with one was refused, though `ls` showed it empty."""
+    out = Path(out)
+    return out.is_dir() and not made_here(out) and any(not p.name.startswith(storage.SHARED_CHECK)
+                                                        for p in out.iterdir())
 
 
 def made_here(out: str | Path) -> bool:
