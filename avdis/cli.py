@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _load(args, {f"train.{flag}": (f"--{flag}", getattr(args, flag))
                        for flag in ("workers", "strategy", "storage", "name")})
-    result = launch.train(cfg)
+    result = launch.train(cfg, names={} if args.storage is None else {"train.storage": "--storage"})
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
     return 0
@@ -181,7 +181,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
     try:
-        sweep.run(cfg, views)
+        sweep.run(cfg, views, names={} if args.storage is None else {"sweep.storage": "--storage"})
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = plots.write_pages(url, cfg.s3)

@@ -487,8 +487,9 @@ def as_ray_job(monkeypatch, root: Path, working_dir: bool = True) -> Path:
 @pytest.mark.parametrize("argv, named", [
     (["sweep", "--config", SMOKE], ["sweep.storage=runs/sweeps", "data.shards=runs/shards/smoke",
                                     "data.src=runs/corpus/smoke"]),
-    (["train", "--config", SMOKE, "--storage", "file://out"], ["train.storage=out", "data.shards=runs/shards/smoke",
+    (["train", "--config", SMOKE, "--storage", "file://out"], ["--storage=out", "data.shards=runs/shards/smoke",
                                                                 "data.src=runs/corpus/smoke"]),
+    (["sweep", "--config", SMOKE, "--storage", "out"], ["--storage=out", "data.shards=runs/shards/smoke"]),
     (["synth", "--out", "corpus"], ["--out=corpus"]),
 ])
 def test_a_ray_job_driver_refuses_outputs_in_its_copy_of_the_working_dir_naming_all(
@@ -496,8 +497,10 @@ def test_a_ray_job_driver_refuses_outputs_in_its_copy_of_the_working_dir_naming_
     """Under `ray job submit --working-dir` the driver runs in Ray's copy of it: a relative output would be lost
     there (and a corpus made there made again by every job). Every such path is named at once; nothing is written."""
     copy = as_ray_job(monkeypatch, tmp_path)
-    refused(capsys, argv, *named, f"in {copy}, Ray's unpacked copy of --working-dir", "=$PWD/")
+    err = refused(capsys, argv, *named, f"in {copy}, Ray's unpacked copy of --working-dir", "=$PWD/")
     assert list(copy.iterdir()) == []
+    if "--storage" in argv:  # named by the flag given, not by a setting the user did not type
+        assert "train.storage" not in err and "sweep.storage" not in err
 
 
 def test_a_ray_job_driver_reads_shards_already_in_its_copy_and_names_only_its_outputs(
@@ -541,6 +544,23 @@ def test_a_refusal_of_the_shards_folder_names_it_as_preprocess_was_given_it(corp
     err = refused(capsys, [*base, "--no-ray", "data.shards=more"], "data.shards=more: in ")
     assert "--out" not in err
     assert not out.exists() and list(copy.iterdir()) == []
+
+
+def test_a_refusal_of_the_sweeps_storage_names_it_as_the_sweep_was_given_it(tmp_path, capsys, monkeypatch):
+    """`avdis sweep --storage DIR` for a cluster that adds nodes was refused as `sweep.storage=DIR (ext4)`, a setting
+    the user had not given; given as sweep.storage=DIR, it is named so."""
+    from avdis import runtime
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = tmp_path / "sweeps"
+    kind = runtime.filesystem_type(str(out))
+    if kind not in runtime.MACHINE_FILESYSTEMS:
+        pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
+    base = ["sweep", "--config", SMOKE, "ray.address=10.0.0.1:6379", "ray.autoscaling=true"]  # refused before Ray
+    own = "on this machine's own disk"
+    err = refused(capsys, [*base, "--storage", str(out)], f"error: --storage={out} ({kind})", own)
+    assert "sweep.storage" not in err
+    refused(capsys, [*base, f"sweep.storage={out}"], f"error: sweep.storage={out} ({kind})", own)
 
 
 def test_relative_paths_are_the_users_own_outside_a_ray_job_or_its_copy(tmp_path, capsys, monkeypatch):

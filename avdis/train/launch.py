@@ -151,12 +151,14 @@ def _own_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, before)
 
 
-def train(cfg: Config) -> dict[str, Any]:
-    """Train one model; returns where its metrics and checkpoints are and its final metrics."""
+def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train one model; returns where its metrics and checkpoints are and its final metrics. `names`: the option the
+    user gave train.storage by where it is not that setting (`--storage`), for a refusal to name."""
+    out = (names or {}).get("train.storage", "train.storage")
     cfg = cfg.model_copy(update={"s3": storage.pinned(cfg.s3)})  # workers on other nodes: the driver's endpoint
     storage.check_buckets(cfg.s3, cfg.data.shards, cfg.train.storage)
     made = to_make(cfg)
-    runtime.check_kept({"train.storage": cfg.train.storage, **made})
+    runtime.check_kept({out: cfg.train.storage, **made})
     for url in dict.fromkeys([cfg.train.storage, *made.values()]):  # before any decoding: found in a second
         storage.check_writable(url, cfg.s3)
     if cfg.train.strategy != "single":
@@ -177,10 +179,10 @@ def train(cfg: Config) -> dict[str, Any]:
         history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
     else:
         loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts
-        runtime.check_added_nodes({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
+        runtime.check_added_nodes({out: cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
         runtime.connect(cfg.ray)
-        runtime.check_shared({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
-        runtime.check_node_credentials({"train.storage": cfg.train.storage, "data.shards": cfg.data.shards})
+        runtime.check_shared({out: cfg.train.storage, "data.shards": cfg.data.shards})
+        runtime.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
         from ray.train import TrainingFailedError

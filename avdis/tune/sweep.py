@@ -447,18 +447,20 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
         len(points), sweep_url)
 
 
-def outputs_of(cfg: Config) -> dict[str, str]:
-    """The sweep's own output locations, by option name."""
-    return {"sweep.storage": cfg.sweep.storage,
+def outputs_of(cfg: Config, names: dict[str, str] | None = None) -> dict[str, str]:
+    """The sweep's own output locations, by option name: the one the user gave it by (`names`, e.g. `--storage`),
+    else its setting."""
+    return {(names or {}).get("sweep.storage", "sweep.storage"): cfg.sweep.storage,
             **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {})}
 
 
-def run(cfg: Config, views: Views = Views()) -> str:
-    """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there)."""
+def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None) -> str:
+    """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there). `names`: the option the
+    user gave sweep.storage by where it is not that setting (`--storage`), for a refusal to name."""
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
-    runtime.check_kept({**outputs_of(cfg), **to_make(cfg)})
+    runtime.check_kept({**outputs_of(cfg, names), **to_make(cfg)})
     with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
-        return _run(cfg, views)
+        return _run(cfg, views, names)
 
 
 CORNERS_CHECKED = 4096  # trial configs built at the space's edges before any work (each takes about a millisecond)
@@ -530,7 +532,7 @@ def probing(cfg: Config) -> Config:
     return with_overrides(cfg, {"train.probe_every": cfg.sweep.scheduler.grace_epochs})
 
 
-def _run(cfg: Config, views: Views) -> str:
+def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     edges = _check_space(cfg)
     check_modalities(cfg, edges)
     cfg = as_made(probing(cfg))  # recorded, and compared on resume, with the data.synth its trials train on
@@ -541,9 +543,10 @@ def _run(cfg: Config, views: Views) -> str:
     if not resume:
         for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
             storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
-    runtime.check_added_nodes({**outputs_of(cfg), "data.shards": cfg.data.shards}, cfg.ray)
+    runtime.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
-    runtime.check_shared({**outputs_of(cfg), "data.shards": cfg.data.shards})  # shards to make: preprocess checks
+    # shards to make: preprocess checks
+    runtime.check_shared({**outputs_of(cfg, names), "data.shards": cfg.data.shards})
     runtime.pin_train_coordinator()
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
