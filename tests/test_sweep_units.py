@@ -687,6 +687,10 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     assert "2 of 3 trials failed" in str(err.value)
     assert "b (method.name=nullspace method.weight=8 train.lr=0.003): NonFiniteError: epoch 2" in str(err.value)
     assert "c (adversarial): no message" in str(err.value) and "a (multitask)" not in str(err.value)
+    assert "stand on the trials that finished" in str(err.value)
+    results.write_trials(sweep, [failed, silent, lost])  # every trial failed: no front stands on any
+    with pytest.raises(TrialsFailed, match="2 of 2 trials failed; no trial finished, so the front and report are"):
+        check_failures(sweep, C.load(None, []))
 
 
 def test_a_sampled_setting_added_on_resume_is_a_change_and_a_removed_setting_is_none(tmp_path):

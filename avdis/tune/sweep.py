@@ -597,8 +597,11 @@ def check_failures(sweep_url: str, cfg: Config) -> None:
         return
     lines = [f"  {row.trial_id} ({_settings(row)}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
              for row in failed.itertuples()]  # an exception without a message leaves an empty error
+    # where every trial failed, no front stands on any: said so, not as if some had finished
+    rest = ("no trial finished, so the front and report are empty" if len(failed) == len(trials) else
+            "the front and report stand on the trials that finished")
     raise TrialsFailed(
-        f"{len(failed)} of {len(trials)} trials failed; the front and report stand on the trials that finished.\n"
+        f"{len(failed)} of {len(trials)} trials failed; {rest}.\n"
         + "\n".join(lines)
         + f"\nEach row of {storage.join(sweep_url, results.TRIALS)} holds its error, and Tune's error file is in the "
         f"trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to `avdis train` with the sweep's "
