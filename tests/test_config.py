@@ -404,6 +404,22 @@ def test_a_space_whose_edges_no_trial_could_take_is_refused_before_any_work(over
         _check_space(C.load(None, ["sweep.space.methods=[single_task, multitask, nullspace]", *overrides]))
 
 
+def test_a_space_of_more_edges_than_are_built_has_each_method_checked_and_says_it_was_cut(monkeypatch, capsys):
+    """Built method by method, the edges a sweep checks before any work (CORNERS_CHECKED) ran out within the first
+    methods of a space of a few knobs, silently: nullspace's iterations against a sampled model.emb_dim went
+    unchecked, and the sweep stopped when such a trial started."""
+    from avdis.errors import UsageError
+    from avdis.tune import sweep
+
+    monkeypatch.setattr(sweep, "CORNERS_CHECKED", 40)  # 6 methods x 18 knob corners (x 2-3 weight ends) are more
+    knobs = ("sweep.space.params={model.emb_dim: [4, 16], train.lr: {low: 0.001, high: 0.01}, "
+             "train.batch_size: [16, 32, 64]}")
+    with pytest.raises(UsageError, match=r"at method.name=nullspace, method.weight=8, model.emb_dim=4"):
+        sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
+    sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 4, int: true}"]))
+    assert "sweep.space has more edges than the 40 built before any work" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["sweep.space.weights.nullspace={low: 1, high: 8, int: false}"],
      "sweep.space.weights.nullspace: the weight is a count of iterations; add int: true"),

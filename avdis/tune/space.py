@@ -63,7 +63,9 @@ def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
     """Every trial parameters at the space's edges (each method at both ends of its weight range, every knob at
     both ends or each of its choices, and a real-number knob just inside its low end too): where a setting sampled
     against another breaks a rule they share. The draw inside finds rules that refuse values between whole numbers
-    (fractional GPUs with several workers), which both ends of 0..1 pass."""
+    (fractional GPUs with several workers), which both ends of 0..1 pass. The blocks (a method at one end of its
+    weight) are taken in turn, a corner of each: a caller that builds only the first N reaches every method at each
+    end of its weight (method by method, a space of a few knobs used the N up within its first methods)."""
     def ends(choice: Range | list[Any]) -> list[Any]:
         if isinstance(choice, list):
             return choice
@@ -72,14 +74,18 @@ def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
         return [choice.low, math.nextafter(choice.low, choice.high), choice.high]
 
     keys = list(space.params)
-    for method in space.methods:
-        weights = ends(space.weights[method]) if method in space.weights else [None]
-        for weight in weights:
-            for values in itertools.product(*(ends(space.params[k]) for k in keys)):
-                params = {"method": method, **dict(zip(keys, values))}
-                if weight is not None:
-                    params[weight_key(method)] = weight
-                yield params
+
+    def block(method: str, weight: Any) -> Iterator[dict[str, Any]]:
+        for values in itertools.product(*(ends(space.params[k]) for k in keys)):
+            params = {"method": method, **dict(zip(keys, values))}
+            if weight is not None:
+                params[weight_key(method)] = weight
+            yield params
+
+    blocks = [block(method, weight) for method in space.methods
+              for weight in (ends(space.weights[method]) if method in space.weights else [None])]
+    for turn in itertools.zip_longest(*blocks):
+        yield from (params for params in turn if params is not None)
 
 
 def to_overrides(params: dict[str, Any]) -> dict[str, Any]:

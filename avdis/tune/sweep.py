@@ -463,16 +463,19 @@ def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None
         return _run(cfg, views, names)
 
 
-CORNERS_CHECKED = 4096  # trial configs built at the space's edges before any work (each takes about a millisecond)
+CORNERS_CHECKED = 4096  # trial configs built at the space's edges before any work (each takes 1-4 ms)
 
 
 def _check_space(cfg: Config) -> list[Config]:
     """What the space asks that no trial could do, found before any work: every trial config at the space's edges
     is built (`space.corners`) and returned. A trial's own config is otherwise checked only when it starts, and one
     the space made invalid (nullspace's iterations against a sampled model.emb_dim, zero_stage against a sampled
-    strategy) stopped the whole sweep there, with trials running, under a name that could then not be resumed."""
+    strategy) stopped the whole sweep there, with trials running, under a name that could then not be resumed. A
+    space of more edges than `CORNERS_CHECKED` is checked in part (every method at each end of its weight), and
+    says so."""
     edges = []
-    for params in itertools.islice(corners(cfg.sweep.space), CORNERS_CHECKED):
+    found = corners(cfg.sweep.space)
+    for params in itertools.islice(found, CORNERS_CHECKED):
         try:
             edges.append(with_overrides(cfg, to_overrides(params)))
         except AvdisError as exc:
@@ -480,6 +483,10 @@ def _check_space(cfg: Config) -> list[Config]:
             why = str(exc).removeprefix("config + trial parameters: ").removeprefix("<root>: ")
             raise UsageError(f"sweep.space samples trials no run could take: at {shown}: {why}; narrow "
                              "sweep.space") from None
+    if next(found, None) is not None:
+        print(f"avdis sweep: note: sweep.space has more edges than the {CORNERS_CHECKED} built before any work (each "
+              "method at each end of its weight, with its knobs' ends taken in turn): a trial at another may still be "
+              "refused when it starts, which ends the sweep", flush=True)
     return edges
 
 
