@@ -223,8 +223,11 @@ def _failed(trials: pd.DataFrame, url: str) -> str | None:
     failed = int(results.failed(trials).sum())
     if not failed:
         return None
-    return (f"{failed} of {int((trials['error'] != results.LOST).sum())} trials failed; the front stands on the "
-            f"trials that finished. Each row of {storage.join(url, results.TRIALS)} holds its error.")
+    counted = int((trials["error"] != results.LOST).sum())
+    rest = ("no trial finished, so the front is empty" if failed == counted else
+            "the front stands on the trials that finished")
+    return (f"{failed} of {counted} trials failed; {rest}. Each row of {storage.join(url, results.TRIALS)} holds its "
+            "error.")
 
 
 def _still_running(trials: pd.DataFrame) -> str | None:
