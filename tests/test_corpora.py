@@ -1160,3 +1160,13 @@ def test_files_of_one_size_are_copies_only_where_every_byte_is_the_same(tmp_path
         paths[name] = str(tmp_path / f"{name}.wav")
         Path(paths[name]).write_bytes(data)
     assert _same_bytes(list(paths.values())) == {paths["a copy"]: paths["a"], paths["small copy"]: paths["small"]}
+
+
+def test_a_file_is_said_to_be_inside_a_cell_run_across_lines_only_where_its_whole_name_is():
+    """`a.wav` was said to be inside a cell that named `xa.wav` (a substring), sending the user to the wrong row."""
+    from avdis.data.corpora import _inside
+
+    spans = [(4, "emotion", 'sad\nclips/xa.wav,xa,s2,sad'), (7, "transcript", 'hello\nclips/a.wav;a;s1;happy')]
+    assert "row 7's transcript cell" in _inside("clips/a.wav", spans)
+    assert _inside("a.wav", spans) == "" and _inside("clips/x", spans) == ""
+    assert "row 4's emotion cell" in _inside("clips/xa.wav", spans)
