@@ -450,6 +450,19 @@ def test_callback_throttles_and_draws_a_change_it_held_back_at_a_later_step(swee
     assert (cb.renders, cb.failures) == (4, 0)
 
 
+def test_a_callback_an_earlier_avdis_pickled_resumes_its_sweep(sweep: str) -> None:
+    """A resumed sweep runs the callback its Tune experiment pickled: one pickled before `pending` existed has no
+    such attribute, and Tune's first loop step (`on_step_end`) ended the resumed sweep with an AttributeError."""
+    import pickle
+
+    cb = ReportCallback(sweep, every_s=3600)
+    del cb.__dict__["pending"]  # as an earlier avdis pickled it
+    old = pickle.loads(pickle.dumps(cb))
+    old.on_step_end(1, [])
+    old.on_trial_result(2, [], None, {})
+    assert old.renders == 1
+
+
 def test_callback_survives_a_missing_sweep(tmp_path: Path) -> None:
     cb = ReportCallback(str(tmp_path / "nope"), every_s=0)
     cb.on_trial_complete(1, [], None)

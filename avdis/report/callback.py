@@ -2,15 +2,15 @@
 
 It only reads `trials.parquet` and `pareto.json` (the sweep's recorder writes both) and
 rewrites pareto.html/png (`plots.write_pages`): within `every_s` seconds of a result or a
-trial's end, no more often than that, and at once when a trial fails and when the experiment
-ends. A render takes about a second of the driver's CPU (the PNG most of it), which the trials
-beside it lose: forced at every trial's end, a sweep of 16 trials rendered 16 times or more,
-where 30 s apart the demo's 2-minute sweep needs about 5. A change that came within `every_s` of
-the last render is drawn by Tune's next loop step past it (`on_step_end`), not left for the next
-result, which can be minutes away. The live page (`avdis dashboard`) renders on its own. The
-entry point (`avdis.cli`) hands it to the sweep after the recorder, so it renders the newest
-files. A failed render is logged and counted, never fatal: a sweep must not die because its
-report could not be written.
+trial's end, no more often than that, and at once when Tune reports a trial failed and when the
+experiment ends. A render takes about a second of the driver's CPU (the PNG most of it), which
+the trials beside it lose: forced at every trial's end, a sweep of 16 trials rendered 16 times or
+more, where 30 s apart the demo's 2-minute sweep needs about 5. A change that came within
+`every_s` of the last render is drawn by Tune's next loop step past it (`on_step_end`), not left
+for the next result, which can be minutes away. The live page (`avdis dashboard`) renders on its
+own. The entry point (`avdis.cli`) hands it to the sweep after the recorder, so it renders the
+newest files. A failed render is logged and counted, never fatal: a sweep must not die because
+its report could not be written.
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class ReportCallback(Callback):
+    pending = False  # a change came since the last render, within every_s of it (a class value too: a sweep resumes
+    # with the callback its Tune experiment pickled, and one an avdis before this attribute pickled has none)
+
     def __init__(self, sweep_url: str, s3: S3Config | None = None, every_s: float = 30.0) -> None:
         self.sweep_url, self.s3, self.every_s = sweep_url, s3, every_s
         self.last_render = float("-inf")
-        self.pending = False  # a change came since the last render, within every_s of it
+        self.pending = False
         self.renders = 0
         self.failures = 0
 
