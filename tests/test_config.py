@@ -418,6 +418,22 @@ def test_a_space_of_more_edges_than_are_built_has_each_method_checked_and_says_i
         sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
     sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 4, int: true}"]))
     assert "sweep.space has more edges than the 40 built before any work" in capsys.readouterr().out
+    # every value of every knob in each block (a method at one weight), the first knob's too (the sweep checks
+    # modalities and trial sizes on these edges), before their combinations; every edge once
+    import itertools
+
+    from avdis.tune.space import corners, weight_key
+
+    space = C.load(None, ["sweep.space.params={model.modality: [av, audio, visual], train.workers: [1, 4], "
+                          "model.emb_dim: [16, 64], train.batch_size: [16, 32, 64]}"]).sweep.space
+    every = list(corners(space))
+    blocks = {(e["method"], e.get(weight_key(e["method"]))) for e in every}
+    assert len({tuple(sorted(e.items())) for e in every}) == len(every) == len(blocks) * 3 * 2 * 2 * 3
+    edges = every[:len(blocks) * (1 + 2 + 1 + 1 + 2)]  # each block's knobs one at a time
+    for method, weight in blocks:
+        mine = [e for e in edges if (e["method"], e.get(weight_key(method))) == (method, weight)]
+        assert {e["model.modality"] for e in mine} == {"av", "audio", "visual"}
+        assert {e["train.workers"] for e in mine} == {1, 4} and {e["train.batch_size"] for e in mine} == {16, 32, 64}
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -63,9 +63,11 @@ def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
     """Every trial parameters at the space's edges (each method at both ends of its weight range, every knob at
     both ends or each of its choices, and a real-number knob just inside its low end too): where a setting sampled
     against another breaks a rule they share. The draw inside finds rules that refuse values between whole numbers
-    (fractional GPUs with several workers), which both ends of 0..1 pass. The blocks (a method at one end of its
-    weight) are taken in turn, a corner of each: a caller that builds only the first N reaches every method at each
-    end of its weight (method by method, a space of a few knobs used the N up within its first methods)."""
+    (fractional GPUs with several workers), which both ends of 0..1 pass. A caller that builds only the first N still
+    reaches every method at each end of its weight, each with every value of every knob: the blocks (a method at one
+    weight) are taken in turn, and each gives first its knobs' values one knob at a time, then their every
+    combination (method by method, a space of a few knobs used the N up within its first methods; in turn, on the
+    product alone, a block's first knobs stayed at their first value)."""
     def ends(choice: Range | list[Any]) -> list[Any]:
         if isinstance(choice, list):
             return choice
@@ -74,10 +76,16 @@ def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
         return [choice.low, math.nextafter(choice.low, choice.high), choice.high]
 
     keys = list(space.params)
+    values = [ends(space.params[k]) for k in keys]
+    at_first = tuple(0 for _ in values)  # indices into each knob's values
+    singles = [at_first, *(at_first[:i] + (j,) + at_first[i + 1:] for i, vs in enumerate(values)
+                           for j in range(1, len(vs)))]
+    given = set(singles)
 
     def block(method: str, weight: Any) -> Iterator[dict[str, Any]]:
-        for values in itertools.product(*(ends(space.params[k]) for k in keys)):
-            params = {"method": method, **dict(zip(keys, values))}
+        everything = itertools.product(*(range(len(vs)) for vs in values))
+        for combo in itertools.chain(singles, (c for c in everything if c not in given)):
+            params = {"method": method, **{k: vs[j] for k, vs, j in zip(keys, values, combo)}}
             if weight is not None:
                 params[weight_key(method)] = weight
             yield params

@@ -471,8 +471,8 @@ def _check_space(cfg: Config) -> list[Config]:
     is built (`space.corners`) and returned. A trial's own config is otherwise checked only when it starts, and one
     the space made invalid (nullspace's iterations against a sampled model.emb_dim, zero_stage against a sampled
     strategy) stopped the whole sweep there, with trials running, under a name that could then not be resumed. A
-    space of more edges than `CORNERS_CHECKED` is checked in part (every method at each end of its weight), and
-    says so."""
+    space of more edges than `CORNERS_CHECKED` is checked in part (every method at each end of its weight, with
+    every value of each knob: `corners`), and says so."""
     edges = []
     found = corners(cfg.sweep.space)
     for params in itertools.islice(found, CORNERS_CHECKED):
@@ -485,8 +485,9 @@ def _check_space(cfg: Config) -> list[Config]:
                              "sweep.space") from None
     if next(found, None) is not None:
         print(f"avdis sweep: note: sweep.space has more edges than the {CORNERS_CHECKED} built before any work (each "
-              "method at each end of its weight, with its knobs' ends taken in turn): a trial at another may still be "
-              "refused when it starts, which ends the sweep", flush=True)
+              "method at each end of its weight with every value of each knob, and as many of their combinations as "
+              "fit): a trial at another combination may still be refused when it starts, which ends the sweep, or "
+              "not fit the cluster", flush=True)
     return edges
 
 
