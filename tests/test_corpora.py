@@ -1166,7 +1166,9 @@ def test_a_file_is_said_to_be_inside_a_cell_run_across_lines_only_where_its_whol
     """`a.wav` was said to be inside a cell that named `xa.wav` (a substring), sending the user to the wrong row."""
     from avdis.data.corpora import _inside
 
-    spans = [(4, "emotion", 'sad\nclips/xa.wav,xa,s2,sad'), (7, "transcript", 'hello\nclips/a.wav;a;s1;happy')]
-    assert "row 7's transcript cell" in _inside("clips/a.wav", spans)
+    spans = [(4, "emotion", 'sad\nclips/xa.wav,xa,s2,sad'), (7, "transcript", 'hello\n./clips/a.wav;a;s1;happy'),
+             (9, "emotion", 'sad\r\n"clips\\b.wav"\tb\ts1\tsad')]
+    assert "row 7's transcript cell" in _inside("clips/a.wav", spans)  # spelt ./clips/a.wav there
+    assert "row 9's emotion cell" in _inside("clips/b.wav", spans)  # quoted, a backslash, tabs
     assert _inside("a.wav", spans) == "" and _inside("clips/x", spans) == ""
     assert "row 4's emotion cell" in _inside("clips/xa.wav", spans)

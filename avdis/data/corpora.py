@@ -509,8 +509,10 @@ _OPEN_QUOTE = 'a quote (") that opens a cell and is never closed takes the lines
 def _inside(name: str, spans: list[tuple[int, str, str]]) -> str:
     """Where a file a ground truth does not list is named inside a cell that runs across lines (`spans`): its row was
     taken into that cell, and 'not listed' alone sent the user looking for a row that is there."""
-    named = re.compile(rf"(?<![^\s,;\"']){re.escape(name)}(?![^\s,;\"'])")  # as a cell's whole: not in `xa.wav`
-    row, column = next(((row, column) for row, column, text in spans if named.search(text)), (None, None))
+    def spelt(text: str) -> set[str]:  # the cell's text cut where a row's cells and lines part, each as a path
+        return {os.path.normpath(t.strip().strip("\"'").replace("\\", "/")) for t in re.split(r"[\n,;\t|]", text)}
+
+    row, column = next(((row, column) for row, column, text in spans if name in spelt(text)), (None, None))
     if row is None:
         return ""
     return f" (its name is inside row {row}'s {column} cell, which runs across lines; {_OPEN_QUOTE})"
