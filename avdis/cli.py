@@ -486,7 +486,9 @@ def _said_by(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None, default_config: str | None = None, prog: str | None = None) -> int:
     args = parse(argv, default_config, prog)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a reader gone is said as such, not in Python's flush at exit
+        return code
     except AvdisError as exc:
         print(f"{_said_by(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
