@@ -71,8 +71,13 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
         for key, (flag, value) in given.items():
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
-    return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()},
-                  {key: flag for key, (flag, _) in given.items()})
+    return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()}, _given_by(flags))
+
+
+def _given_by(flags: dict[str, tuple[str, Any]] | None) -> dict[str, str]:
+    """Setting -> the flag that gave it, of a command's flags (setting -> (flag, value)) the user gave: a refusal
+    names a setting as the user typed it (`--out`), one a flag did not give by its setting."""
+    return {key: flag for key, (flag, value) in (flags or {}).items() if value is not None}
 
 
 def _holds(tree: Any, path: list[str]) -> bool:
@@ -114,13 +119,12 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from avdis import runtime, storage
     from avdis.data import corpora, prepare
 
-    cfg = _load(args, {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
-                       "data.shards": ("--out", args.out), "data.shard_size": ("--shard-size", args.shard_size)})
-    # a refusal names a location as it was given: by its flag, else by its setting (the config's, an override's)
-    names = {"data.src": "data.src" if args.src is None else "--src",
-             "data.shards": "data.shards" if args.out is None else "--out"}
+    flags = {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
+             "data.shards": ("--out", args.out), "data.shard_size": ("--shard-size", args.shard_size)}
+    cfg = _load(args, flags)
+    names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
     corpora.source_folder(cfg.data.src)
-    runtime.check_kept({names["data.shards"]: cfg.data.shards})
+    runtime.check_kept({names.get("data.shards", "data.shards"): cfg.data.shards})
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force, names=names)
     print(json.dumps(summary, indent=1, ensure_ascii=False))  # paths as written, not \u escapes
@@ -142,9 +146,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from avdis.train import launch
 
-    cfg = _load(args, {f"train.{flag}": (f"--{flag}", getattr(args, flag))
-                       for flag in ("workers", "strategy", "storage", "name")})
-    result = launch.train(cfg, names={} if args.storage is None else {"train.storage": "--storage"})
+    flags = {f"train.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("workers", "strategy", "storage", "name")}
+    cfg = _load(args, flags)
+    result = launch.train(cfg, names=_given_by(flags))
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
     return 0
@@ -176,12 +180,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             held = [key for key in keys if _holds(sets, key.split("."))]
             if held:
                 raise C.ConfigError(f"{override}: {why.format(keys=' and '.join(held))}")
-    cfg = _load(args, {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")})
+    flags = {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")}
+    cfg = _load(args, flags)
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
     try:
-        sweep.run(cfg, views, names={} if args.storage is None else {"sweep.storage": "--storage"})
+        sweep.run(cfg, views, names=_given_by(flags))
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = plots.write_pages(url, cfg.s3)
