@@ -792,13 +792,13 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
             read_as = _YAML_READS.get(type(err["input"]))  # sweep.name=007 read as 7, sweep.name=2026-12-03 as a date
-            if err["type"] == "string_type" and read_as:
-                # a number's text is lost (007 read as 7): an example stands in; a date-time's (T, Z) too: none
-                shown = str(err["input"]) if type(err["input"]) is datetime.date else "007"
-                msg += (f"; YAML read the value as {read_as}: quote it to keep it as written ('{shown}' in a file, "
-                        f"\"{path}='{shown}'\" on the command line)" if read_as != "a date and time" else
-                        f"; YAML read the value as {read_as}: quote it to keep it as text, in a file or on the command "
+            if err["type"] == "string_type" and read_as == "a date and time":  # its text (T, Z) is lost: no example
+                msg += (f"; YAML read the value as {read_as}: quote it to keep it as text, in a file or on the command "
                         f"line (\"{path}='...'\")")
+            elif err["type"] == "string_type" and read_as:
+                shown = str(err["input"]) if read_as == "a date" else "007"  # a number's text is lost: an example
+                msg += (f"; YAML read the value as {read_as}: quote it to keep it as written ('{shown}' in a file, "
+                        f"\"{path}='{shown}'\" on the command line)")
         lines.append(f"{flags[path]}: {msg}" if path in (flags or {}) else f"{source}: {path}: {msg}")
     return "\n".join(lines)
 
