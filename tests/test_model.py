@@ -77,6 +77,25 @@ def test_masked_losses_ignore_padding_rows():
     assert D.masked_ce(logits, target, valid) == D.masked_ce(changed, target, valid)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_masked_losses_and_their_gradients_stay_finite_with_a_padding_row_of_nan_or_inf_logits(bad):
+    # a padding row's NaN loss times a 0 mask was NaN: it poisoned the batch's mean and every gradient
+    g = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(4, 3, generator=g), torch.tensor([0, 1, 2, 0])
+    valid = torch.tensor([True, True, False, True])
+    poisoned = logits.clone()
+    poisoned[2] = bad
+    spread = D.uniform_over_support(torch.full((1, 3), 1 / 3))[torch.zeros(4, dtype=torch.long)]
+    z = torch.randn(4, 2, generator=g)
+    for loss in (lambda x: D.masked_ce(x, target, valid), lambda x: D.confusion_loss(x, spread, valid),
+                 lambda x: D.cross_correlation_penalty(x, z, valid)):
+        x = poisoned.clone().requires_grad_(True)
+        value = loss(x)
+        value.backward()
+        torch.testing.assert_close(value, loss(logits))
+        assert torch.isfinite(x.grad).all() and not x.grad[2].any()
+
+
 @pytest.mark.parametrize("modality", ["audio", "visual", "av"])
 def test_forward_shapes_per_modality(modality):
     torch.manual_seed(0)

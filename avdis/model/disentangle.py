@@ -43,8 +43,10 @@ from avdis.logistic import fit_logistic
 
 
 def masked_ce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    per = F.cross_entropy(logits.float(), target, reduction="none")
-    return (per * valid).sum() / valid.sum().clamp(min=1)
+    """Mean cross-entropy over the valid rows (0 without any). The rows are picked, not multiplied by the mask: a
+    padding row's NaN or infinite loss times 0 is NaN, in the loss and in its gradient."""
+    per = F.cross_entropy(logits[valid].float(), target[valid], reduction="none")
+    return per.sum() / valid.sum().clamp(min=1)
 
 
 class _ReverseGrad(torch.autograd.Function):
@@ -71,8 +73,8 @@ def confusion_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tens
     push z_emo towards whatever drives those logits down.
     """
     aimed = target.sum(0) > 0
-    per = -(target[:, aimed] * F.log_softmax(logits.float()[:, aimed], dim=-1)).sum(dim=-1)
-    return (per * valid).sum() / valid.sum().clamp(min=1)
+    per = -(target[valid][:, aimed] * F.log_softmax(logits[valid].float()[:, aimed], dim=-1)).sum(dim=-1)
+    return per.sum() / valid.sum().clamp(min=1)  # the valid rows picked, as in `masked_ce`
 
 
 PRIOR_ALPHA = 0.5
