@@ -207,6 +207,7 @@ def _path(value: str, local_only: bool = False) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from avdis import results
     from avdis.report import plots
 
     cfg = _load(args)
@@ -214,25 +215,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     written, trials = plots.write_report(url, cfg.s3)
     for kind, page in written.items():
         print(f"{kind}: {page}")
-    for note in (_still_running(trials), _failed(trials, url)):
+    for note in (_still_running(trials), results.failures_said(trials, url)):
         if note:
             print(f"{_said_by(args)}: note: {note}", file=sys.stderr)
     return 0
-
-
-def _failed(trials: pd.DataFrame, url: str) -> str | None:
-    """What a report on a sweep with failed trials should say: the page's header alone counted them, and the report
-    ended as if every trial had finished."""
-    from avdis import results, storage
-
-    failed = int(results.failed(trials).sum())
-    if not failed:
-        return None
-    counted = int((trials["error"] != results.LOST).sum())
-    rest = ("no trial finished, so the front is empty" if failed == counted else
-            "the front stands on the trials that finished")
-    return (f"{failed} of {counted} trials failed; {rest}. Each row of {storage.join(url, results.TRIALS)} holds its "
-            "error.")
 
 
 def _still_running(trials: pd.DataFrame) -> str | None:

@@ -984,14 +984,14 @@ def test_a_report_on_a_sweep_with_failed_trials_says_so(tmp_path: Path, capsys) 
     results.write_trials(url, rows())
     assert main(["report", url]) == 0  # the report is written: the front stands on the trials that finished
     n = len(rows())
-    assert (f"avdis report: note: 1 of {n} trials failed; the front stands on the trials that finished. Each row of "
-            f"{url}/trials.parquet holds its error.") in capsys.readouterr().err
+    assert (f"avdis report: note: 1 of {n} trials failed; the front and report stand on the trials that finished. Each "
+            f"row of {url}/trials.parquet holds its error.") in capsys.readouterr().err
     lost = [{**r, "error": results.LOST} if r["status"] == "ERROR" else r for r in rows()]
     results.write_trials(url, lost)  # a lost trial is no failure: Tune drew another in its place
     assert main(["report", url]) == 0 and "failed" not in capsys.readouterr().err
     results.write_trials(url, [{**r, "status": "ERROR", "error": "boom"} for r in rows()])
     assert main(["report", url]) == 0
-    assert f"{n} of {n} trials failed; no trial finished, so the front is empty." in capsys.readouterr().err
+    assert f"{n} of {n} trials failed; no trial finished, so the front and report are empty." in capsys.readouterr().err
 
 
 def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, capsys, monkeypatch) -> None:

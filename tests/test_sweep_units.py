@@ -693,6 +693,25 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
         check_failures(sweep, C.load(None, []))
 
 
+def test_a_sweep_and_its_report_say_failed_trials_in_one_wording(tmp_path, capsys):
+    """The sweep's error and `avdis report`'s note were two copies of one count, worded apart ("the front and report
+    are empty" beside "the front is empty")."""
+    from avdis.cli import main
+
+    sweep = str(tmp_path / "s")
+    done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1, "epochs": 2,
+            "emotion_acc": 0.8, "leakage": 0.5}
+    for rows in ([done, {"trial_id": "b", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": "x"}],
+                 [{"trial_id": "b", "sweep": "s", "method": "adversarial", "status": "ERROR", "error": "x"}]):
+        results.write_trials(sweep, rows)
+        with pytest.raises(TrialsFailed) as err:
+            check_failures(sweep, C.load(None, []))
+        assert main(["report", sweep]) == 0
+        said = str(err.value).splitlines()[0]
+        assert said == results.failures_said(results.read_trials(sweep), sweep)
+        assert f"avdis report: note: {said}" in capsys.readouterr().err.splitlines()
+
+
 def test_a_sampled_setting_added_on_resume_is_a_change_and_a_removed_setting_is_none(tmp_path):
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
     url = f"{tmp_path}/s1"

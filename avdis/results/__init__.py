@@ -95,6 +95,18 @@ def failed(trials: pd.DataFrame) -> pd.Series:
     return (trials["status"] == "ERROR") & (trials.get("error") != LOST)
 
 
+def failures_said(trials: pd.DataFrame, sweep_url: str) -> str | None:
+    """How many trials failed and what the front stands on, as `avdis report` notes it and a sweep ending with failed
+    trials says it (None where none failed). One wording for both: they said it in two, each kept apart."""
+    n = int(failed(trials).sum())
+    if not n:
+        return None
+    counted = int((trials["error"] != LOST).sum())  # a lost trial is neither failed nor counted: another took its place
+    rest = ("no trial finished, so the front and report are empty" if n == counted else
+            "the front and report stand on the trials that finished")
+    return f"{n} of {counted} trials failed; {rest}. Each row of {storage.join(sweep_url, TRIALS)} holds its error."
+
+
 def stopped(trials: pd.DataFrame) -> pd.Series:
     """Which trials the scheduler stopped at a rung (finished, STOPPED): their metrics are of fewer epochs, on no
     front (`trained_longest`)."""

@@ -599,22 +599,16 @@ class TrialsFailed(AvdisError):
 def check_failures(sweep_url: str, cfg: Config) -> None:
     """Raise TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place)."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    failed = trials[results.failed(trials)]
-    trials = trials[trials["error"] != results.LOST]
-    if failed.empty:
+    said = results.failures_said(trials, sweep_url)
+    if said is None:
         return
     lines = [f"  {row.trial_id} ({_settings(row)}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
-             for row in failed.itertuples()]  # an exception without a message leaves an empty error
-    # where every trial failed, no front stands on any: said so, not as if some had finished
-    rest = ("no trial finished, so the front and report are empty" if len(failed) == len(trials) else
-            "the front and report stand on the trials that finished")
+             for row in trials[results.failed(trials)].itertuples()]  # an exception without a message: empty error
     raise TrialsFailed(
-        f"{len(failed)} of {len(trials)} trials failed; {rest}.\n"
-        + "\n".join(lines)
-        + f"\nEach row of {storage.join(sweep_url, results.TRIALS)} holds its error, and Tune's error file is in the "
-        f"trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to `avdis train` with the sweep's "
-        "config, train it alone. Failed trials are not retried on resume: fix the cause and start a new sweep "
-        "(sweep.name=...)."
+        f"{said}\n" + "\n".join(lines)
+        + f"\nTune's error file is in each trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to "
+        "`avdis train` with the sweep's config, train it alone. Failed trials are not retried on resume: fix the cause "
+        "and start a new sweep (sweep.name=...)."
     )
 
 
