@@ -190,9 +190,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = plots.write_pages(url, cfg.s3)
-    print(f"avdis sweep {name}: done.\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
+    failed = sweep.failures(url, cfg)  # said before the outputs: "done." followed by an error read as both
+    print(f"avdis sweep {name}: {'done' if failed is None else 'ended with failed trials (the error names them)'}."
+          f"\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
           f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, results.TRIALS)}", flush=True)
-    sweep.check_failures(url, cfg)
+    if failed is not None:
+        raise failed
     return 0
 
 

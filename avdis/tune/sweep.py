@@ -596,15 +596,16 @@ class TrialsFailed(AvdisError):
     """Trials of the sweep ended in an error: its front stands on the others, and its exit code says so."""
 
 
-def check_failures(sweep_url: str, cfg: Config) -> None:
-    """Raise TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place)."""
+def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
+    """TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place), None
+    where none did; returned, not raised, so that the sweep's last words can say which it was before it is raised."""
     trials = results.read_trials(sweep_url, cfg.s3)
     said = results.failures_said(trials, sweep_url)
     if said is None:
-        return
+        return None
     lines = [f"  {row.trial_id} ({_settings(row)}): {(str(row.error).strip().splitlines() or ['no message'])[-1][:300]}"
              for row in trials[results.failed(trials)].itertuples()]  # an exception without a message: empty error
-    raise TrialsFailed(
+    return TrialsFailed(
         f"{said}\n" + "\n".join(lines)
         + f"\nTune's error file is in each trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to "
         "`avdis train` with the sweep's config, train it alone. Failed trials are not retried on resume: fix the cause "
