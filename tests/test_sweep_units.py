@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -642,8 +643,10 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     sweep = str(tmp_path / "s")
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "stop_reason": "completed",
             "emotion_acc": 0.8, "leakage": 0.5, "order": 1, "epochs": 2}
-    ghost = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "RUNNING"}
+    ghost = {"trial_id": "b", "sweep": "s", "method": "nullspace", "status": "RUNNING", "updated_at": 1000.0}
+    done["updated_at"] = 2000.0
     results.write_trials(sweep, [done, ghost])
+    before = time.time()
     shown = []  # the gauges: they kept the lost trial's mid-training values on Grafana's front
     closed = close_lost_trials(sweep, C.load(None, []), results.SEARCH,
                                [lambda frame, summary: shown.append((frame, summary))])
@@ -652,6 +655,7 @@ def test_a_trial_left_running_by_a_killed_driver_is_closed_saying_why(tmp_path):
     assert shown[0][1]["n_lost"] == 1 and len(shown) == 1
     assert "driver was killed" in again.loc["b", "error"] and pd.isna(again.loc["a", "error"])
     assert again.loc["a", "leakage"] == 0.5  # the finished trial is kept as it was
+    assert again.loc["b", "updated_at"] >= before and again.loc["a", "updated_at"] == 2000.0  # closing is a change
     assert failures(sweep, C.load(None, [])) is None  # a lost trial is no failure: Tune drew another in its place
 
 

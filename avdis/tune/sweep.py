@@ -29,6 +29,7 @@ import json
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -586,7 +587,8 @@ def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequenc
     confirm experiment, which starts after the search's has ended."""
     trials = results.read_trials(sweep_url, cfg.s3)
     lost = (trials["status"] == "RUNNING") & (trials["role"].fillna(results.SEARCH) == role)
-    trials.loc[lost, ["status", "stop_reason", "error"]] = ["ERROR", "error", results.LOST]
+    # stamped as the recorder stamps each change (`updated_at`: the row's last change), not left at its last epoch's
+    trials.loc[lost, ["status", "stop_reason", "error", "updated_at"]] = ["ERROR", "error", results.LOST, time.time()]
     frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3)
     notify(listeners, frame, summary)
     return frame
