@@ -427,7 +427,9 @@ class SearchSpace(_Section):
     def _over_defaults(cls, weights: Any) -> Any:
         """A range given for one method leaves the others at their defaults, as a config leaves out any setting:
         taken whole, a YAML narrowing `adversarial` alone was refused for lacking `confusion`'s range. A number is
-        that method's weight held fixed (`adversarial: 0.5`), a range of one value."""
+        that method's weight held fixed (`adversarial: 0.5`), a range of one value. A range without both ends
+        (`sweep.space.weights.adversarial.low=0.1` over the defaults) is the method's default range with the given
+        fields changed: it was refused for lacking `high`, which the user had not meant to change."""
         if not isinstance(weights, dict):
             return weights
         for m in weights:  # before the values: `adverserial: 0.5` was refused as "not a valid Range (got 0.5)"
@@ -438,7 +440,10 @@ class SearchSpace(_Section):
                                  + (f"; did you mean {near[0]}?" if near else ""))
         fixed = {m: {"low": w, "high": w, "int": WEIGHT_RANGES[m][2]} for m, v in weights.items()
                  if (w := _number(v)) is not None}
-        return {**cls.model_fields["weights"].default_factory(), **weights, **fixed}
+        defaults = cls.model_fields["weights"].default_factory()
+        partial = {m: {**defaults[m].model_dump(), **v} for m, v in weights.items()
+                   if isinstance(v, dict) and not {"low", "high"} <= v.keys()}
+        return {**defaults, **weights, **partial, **fixed}
 
     @field_validator("params", mode="before")
     @classmethod

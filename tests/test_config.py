@@ -320,6 +320,21 @@ def test_a_weight_range_given_for_one_method_leaves_the_others_at_their_defaults
         C.SearchSpace().weights["confusion"]
 
 
+def test_one_end_of_a_default_weight_range_given_alone_keeps_the_rest_of_it(tmp_path):
+    """`sweep.space.weights.adversarial.low=0.1` over the defaults was refused ("high: Field required"): the override
+    replaced the method's whole range with {low: 0.1}."""
+    weights = C.load(None, ["sweep.space.weights.adversarial.low=0.1", "sweep.space.weights.nullspace.high=8"]
+                     ).sweep.space.weights
+    assert weights["adversarial"] == C.Range(low=0.1, high=3.0, log=True)
+    assert weights["nullspace"] == C.Range(low=1, high=8, int=True)
+    path = tmp_path / "c.yaml"  # over a file's range: its other fields, as the file gave them
+    path.write_text("sweep:\n  space:\n    weights:\n      adversarial: {low: 0.2, high: 1.0}\n")
+    assert C.load(path, ["sweep.space.weights.adversarial.low=0.1"]).sweep.space.weights["adversarial"] == \
+        C.Range(low=0.1, high=1.0)
+    with pytest.raises(C.ConfigError, match="empty range"):  # the default's other end still checked against
+        C.load(None, ["sweep.space.weights.adversarial.low=5"])
+
+
 def test_a_number_as_a_methods_weight_holds_it_fixed_in_every_trial(tmp_path):
     """Refused before ("empty range" for low == high, "valid dictionary" for a number): a sweep of other settings at
     one weight could not be written."""
