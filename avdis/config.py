@@ -695,6 +695,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if dropped:
             raise ConfigError(f"override {item!r}: {dropped!r} is a YAML comment, so the value would be {value!r}; "
                               f"quote the value to keep it whole: {key}='\"{raw}\"'")
+        if value is None and raw.strip() == "~" and key in _FOLDERS_NEVER_NULL:
+            # the home folder, as a shell reads it and as `~/x` is: YAML's null was refused for these as "not a valid
+            # string (got None)". Where null means something (sweep.checkpoints: the sweep's folder) ~ stays null
+            value = "~"
         own: dict[str, Any] = {}
         _set_dotted(own, key, value)
         try:
@@ -800,6 +804,8 @@ def describe(error: ValidationError, model: type[BaseModel] | None = None, sourc
             if err["type"] == "string_type" and read_as == "a date and time":  # its text (T, Z) is lost: no example
                 msg += (f"; YAML read the value as {read_as}: quote it to keep it as text, in a file or on the command "
                         f"line (\"{path}='...'\")")
+            elif err["type"] == "string_type" and err["input"] is None and path in _FOLDERS_NEVER_NULL:
+                msg += "; YAML reads ~ or null as no value: give a folder (quoted, '~' is the home folder)"
             elif err["type"] == "string_type" and read_as:
                 shown = str(err["input"]) if read_as == "a date" else "007"  # a number's text is lost: an example
                 msg += (f"; YAML read the value as {read_as}: quote it to keep it as written ('{shown}' in a file, "
@@ -898,6 +904,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
 # Local paths are made absolute at the edge: Ray workers run in other directories.
 PATH_FIELDS = (("data", "src"), ("data", "shards"), ("train", "storage"), ("sweep", "storage"),
                ("sweep", "checkpoints"), ("ray", "cluster_file"))
+_FOLDERS_NEVER_NULL = ("data.src", "data.shards", "train.storage", "sweep.storage")  # an override's ~: the home folder
 
 
 def local_path(value: str, field: str) -> str:

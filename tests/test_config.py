@@ -1,5 +1,6 @@
 """Configs: YAML + dotted overrides, validated at the edge with the key path and allowed values."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -318,6 +319,20 @@ def test_a_weight_range_given_for_one_method_leaves_the_others_at_their_defaults
         m: C.SearchSpace().weights[m] for m in ("confusion", "orthogonal", "nullspace")}
     assert C.load(None, ["sweep.space.weights.orthogonal={low: 1, high: 5}"]).sweep.space.weights["confusion"] == \
         C.SearchSpace().weights["confusion"]
+
+
+def test_a_path_given_as_a_bare_tilde_is_the_home_folder_not_yamls_null(tmp_path):
+    """`train.storage=~` was YAML's null, refused as "not a valid string (got None)", where the README says `~` is
+    expanded, quoted or not. A setting whose null means something keeps it: sweep.checkpoints' is the sweep folder."""
+    home = os.path.expanduser("~")
+    cfg = C.load(None, ["train.storage=~", "sweep.storage= ~", "data.shards=~", "data.src=~"])
+    assert (cfg.train.storage, cfg.sweep.storage, cfg.data.shards, cfg.data.src) == (home,) * 4
+    assert C.load(None, ["sweep.checkpoints=/x", "sweep.checkpoints=~"]).sweep.checkpoints is None
+    assert C.load(None, ["train.name=~"]).train.name is None  # no path: YAML's null, the default name
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  storage: ~\n")  # a file's ~ stays YAML's null, refused saying how to mean home
+    with pytest.raises(C.ConfigError, match=r"train.storage: .*got None.*quoted, '~' is the home folder"):
+        C.load(path)
 
 
 def test_one_end_of_a_default_weight_range_given_alone_keeps_the_rest_of_it(tmp_path):
