@@ -230,6 +230,19 @@ def test_storage_used_by_another_sweep_is_refused(tmp_path):
         check_spec(url, other)
 
 
+def test_a_new_sweep_into_a_folder_holding_results_without_its_spec_is_refused(tmp_path):
+    """A folder holding trials.parquet but no sweep.json (results copied in to report on) was taken for a new sweep,
+    whose recorder took up the rows: its table and front held another sweep's trials beside its own, exit 0."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    results.write_trials(url, [{"trial_id": "a", "sweep": "old", "method": "multitask", "status": "TERMINATED",
+                                "order": 1, "epochs": 2, "emotion_acc": 0.8, "leakage": 0.5}])
+    with pytest.raises(UsageError, match=rf"{url} holds trials.parquet but no sweep.json: .*another name"):
+        check_spec(url, cfg)
+    record_spec(url, cfg, "0" * 16)  # the sweep's own, started here: a resume
+    assert check_spec(url, cfg) is not None
+
+
 def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_path):
     """Tune restores a sweep's experiment with the callbacks pickled at its start, which record trials and draw the
     report in the folder they were made for: a folder moved and resumed failed on "/old/s1: no such sweep folder"

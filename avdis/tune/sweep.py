@@ -116,6 +116,11 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
     None."""
     url = storage.join(sweep_url, results.SPEC)
     if not storage.exists(url, cfg.s3):
+        if storage.exists(storage.join(sweep_url, results.TRIALS), cfg.s3):  # its recorder would take up those rows
+            raise UsageError(f"{sweep_url} holds {results.TRIALS} but no {results.SPEC}: results copied in, or a "
+                             f"sweep's whose {results.SPEC} is gone, which a new sweep here would count as its own trials. "
+                             "Start it under another name (--name or sweep.name=...), or move the folder aside; "
+                             f"`avdis report {sweep_url}` still reads them")
         return None
     record = json.loads(storage.read_bytes(url, cfg.s3))
     if record.get("selection") != list(SELECTION):
