@@ -992,6 +992,10 @@ def test_a_report_on_a_sweep_with_failed_trials_says_so(tmp_path: Path, capsys) 
     results.write_trials(url, [{**r, "status": "ERROR", "error": "boom"} for r in rows()])
     assert main(["report", url]) == 0
     assert f"{n} of {n} trials failed; no trial finished, so the front and report are empty." in capsys.readouterr().err
+    live = [{**r, "status": "RUNNING", "order": None} for r in rows()]  # a live sweep: one failed, none finished yet
+    results.write_trials(url, [{**live[0], "status": "ERROR", "error": "boom"}, *live[1:]])
+    assert main(["report", url]) == 0
+    assert f"1 of {n} trials failed; no trial finished, so the front and report are empty." in capsys.readouterr().err
 
 
 def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -102,8 +102,11 @@ def failures_said(trials: pd.DataFrame, sweep_url: str) -> str | None:
     if not n:
         return None
     counted = int((trials["error"] != LOST).sum())  # a lost trial is neither failed nor counted: another took its place
-    rest = ("no trial finished, so the front and report are empty" if n == counted else
-            "the front and report stand on the trials that finished")
+    # by the trials that finished, not by failed against counted: a live sweep's table with one trial failed and the
+    # rest running was said to have a front standing on trials that finished, of which there were none
+    finished = (trials["order"].notna() & ~failed(trials)).any()
+    rest = ("the front and report stand on the trials that finished" if finished else
+            "no trial finished, so the front and report are empty")
     return f"{n} of {counted} trials failed; {rest}. Each row of {storage.join(sweep_url, TRIALS)} holds its error."
 
 
