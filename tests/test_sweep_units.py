@@ -243,6 +243,16 @@ def test_a_new_sweep_into_a_folder_holding_results_without_its_spec_is_refused(t
     assert check_spec(url, cfg) is not None
 
 
+@pytest.mark.parametrize("text", ['{"spec": {"sw', "[1, 2]", '{"selection": ["val_emotion_acc", "val_leakage"]}'])
+def test_a_damaged_sweep_json_is_refused_naming_it_not_a_traceback(tmp_path, text):
+    """Cut short or edited, sweep.json ended the sweep's rerun in a JSONDecodeError, AttributeError or KeyError."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "sweep.json").write_text(text)
+    with pytest.raises(UsageError, match=rf"{tmp_path}/s1/sweep.json: .*cut short or edited.*start a new sweep"):
+        check_spec(f"{tmp_path}/s1", cfg)
+
+
 def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_path):
     """Tune restores a sweep's experiment with the callbacks pickled at its start, which record trials and draw the
     report in the folder they were made for: a folder moved and resumed failed on "/old/s1: no such sweep folder"

@@ -122,7 +122,7 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                              "Start it under another name (--name or sweep.name=...), or move the folder aside; "
                              f"`avdis report {sweep_url}` still reads them")
         return None
-    record = json.loads(storage.read_bytes(url, cfg.s3))
+    record = _read_record(url, sweep_url, cfg.s3)
     if record.get("selection") != list(SELECTION):
         raise UsageError(f"{sweep_url} holds a sweep started by an avdis that chose its trials, rungs and front on "
                          f"test clips, not on {', '.join(SELECTION)}: its searcher and MO-ASHA's rungs hold test "
@@ -150,6 +150,22 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                 "Pick a new name (--name or sweep.name=...), or rerun with the original config to resume it.")
         raise UsageError(f"{sweep_url} holds a sweep started with other settings (differs in: {diff}). {hint}")
     return record
+
+
+def _read_record(url: str, sweep_url: str, s3: S3Config) -> dict[str, Any]:
+    """The sweep.json at `url`, or a UsageError naming it where it is not one as `record_spec` writes it: damaged (cut
+    short by a copy, edited), it ended the rerun of a sweep in a traceback (JSONDecodeError, KeyError: 'spec')."""
+    try:
+        record = json.loads(storage.read_bytes(url, s3))
+    except ValueError as exc:
+        why = f"not readable JSON ({exc})"
+    else:
+        if isinstance(record, dict) and isinstance(record.get("spec"), dict):
+            return record
+        why = "no sweep record (an object with the config the sweep started with under 'spec')"
+    raise UsageError(f"{url}: {why}; avdis writes it whole when a sweep starts, so it was cut short or edited, and "
+                     f"this sweep cannot be checked for a resume: restore it from a copy, or start a new sweep under a "
+                     f"new name (--name or sweep.name=...); `avdis report {sweep_url}` still reads its results")
 
 
 def _check_restored_s3(sweep_url: str, started: S3Config, now: S3Config) -> None:
