@@ -420,6 +420,47 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
         assert len(media.decode_audio(streamed, 16000)) == 16000
 
 
+def _encoded(path: Path, codec: str, options: dict[str, str] | None = None) -> Path:
+    """2 s of a 220 Hz tone at 16 kHz, mono, in `codec`."""
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype(np.float32)
+    samples, fmt = ((tone * 32767).astype(np.int16), "s16") if codec == "flac" else (tone, "fltp")
+    with av.open(str(path), "w", options=options or {}) as out:
+        a = out.add_stream(codec, rate=16000)
+        a.layout = "mono"
+        for k in range(0, len(samples), 1152):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, k : k + 1152]), format=fmt,
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+            out.mux(a.encode(frame))
+        out.mux(a.encode())
+    return path
+
+
+@pytest.mark.parametrize("codec", ["flac", "libmp3lame"])
+def test_a_flac_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, codec):
+    """ffmpeg decodes an MP3 cut short, and a FLAC cut at a frame's end, to the end of the file without an error, so
+    an interrupted copy was a shorter clip; a FLAC cut inside a frame was "corrupt audio stream (Invalid data ...)",
+    which does not say to copy it again. Their headers (FLAC's STREAMINFO, an MP3's Xing/Info) still declare the
+    whole length. An MP3 without such a header declares none: ffmpeg guesses its length from its size, and it is
+    read to its end."""
+    whole = _encoded(tmp_path / f"whole.{'flac' if codec == 'flac' else 'mp3'}", codec)
+    assert len(media.decode_audio(whole, 16000)) == 32000
+    with av.open(str(whole)) as container:  # where the frames start: a cut there leaves whole frames only
+        starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
+    data = whole.read_bytes()
+    for at in (starts[len(starts) // 2], starts[len(starts) // 2] + 40):  # at a frame's start, inside a frame
+        cut = tmp_path / f"cut{whole.suffix}"
+        cut.write_bytes(data[:at])
+        with pytest.raises(media.MediaError) as caught:
+            media.decode_audio(cut, 16000)
+        assert caught.value.reason.startswith("cut short: its header declares 2.00 s of audio, the file holds ")
+        assert caught.value.reason.endswith(" s (an interrupted copy or download); copy it again")
+    if codec == "libmp3lame":
+        bare = _encoded(tmp_path / "bare.mp3", codec, {"write_xing": "0"})
+        (tmp_path / "bare_cut.mp3").write_bytes(bare.read_bytes()[: len(bare.read_bytes()) // 2])
+        assert 0 < len(media.decode_audio(tmp_path / "bare_cut.mp3", 16000)) < 32000
+
+
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
     silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""

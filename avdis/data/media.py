@@ -18,6 +18,7 @@ import math
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -144,6 +145,46 @@ def _wav_held(path: str | Path) -> tuple[float, float] | None:
     return None
 
 
+def _id3_end(head: bytes) -> int:
+    """Where the audio starts after an ID3v2 tag at the head of a file (0 without one)."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+    return 10 + size + (10 if head[5] & 0x10 else 0)  # the footer flag adds a copy of the header at the end
+
+
+def _mp3_counted(path: str | Path) -> bool:
+    """Whether an MP3's first frame is a Xing/Info header that counts its frames, or a VBRI one (which always
+    does): ffmpeg's length then comes from that count; without one it is guessed from the file's size, which a copy
+    cut short shrinks along with it."""
+    with open(path, "rb") as fh:
+        fh.seek(_id3_end(fh.read(10)))
+        frame = fh.read(64)
+    if len(frame) < 44 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
+        return False
+    mpeg1, mono = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3
+    at = 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17)  # after the frame's side information
+    xing = frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1
+    return bool(xing) or frame[36:40] == b"VBRI"
+
+
+def _declared_s(path: str | Path, container: av.container.InputContainer) -> float | None:
+    """Seconds of audio a FLAC's STREAMINFO or an MP3's Xing/Info/VBRI header declares, as ffmpeg reads them (an
+    MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC written into a
+    pipe; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end without an error."""
+    stream = container.streams.audio[0]
+    if stream.duration is None or container.format.name not in ("flac", "mp3"):
+        return None
+    if container.format.name == "mp3" and not _mp3_counted(path):
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _cut_short(path: str | Path, declared: float, held: float) -> MediaError:
+    return MediaError(path, f"cut short: its header declares {declared:.2f} s of audio, the file holds {held:.2f} s "
+                            "(an interrupted copy or download); copy it again")
+
+
 def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> np.ndarray:
     """Mono float32 samples at `sample_rate`, from time zero (`_origin`; silence before a late start), each frame
     where its timestamp puts it: a gap in the track (packets lost in a capture, silence a WebRTC recorder left out)
@@ -154,8 +195,8 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
             raise MediaError(path, "no audio stream")
         cut = _wav_held(path) if container.format.name == "wav" else None
         if cut is not None and cut[0] - cut[1] > CUT_SHORT_S:
-            raise MediaError(path, f"cut short: its header declares {cut[0]:.2f} s of audio, the file holds "
-                                   f"{cut[1]:.2f} s (an interrupted copy or download); copy it again")
+            raise _cut_short(path, *cut)
+        declared = _declared_s(path, container)
         origin = _origin(container, container.streams.audio[0], together)
         chunks: list[np.ndarray] = []
         done = 0  # samples in chunks
@@ -179,8 +220,15 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
         def ahead(frame: av.AudioFrame) -> int:  # samples from the end so far to where the frame's timestamp puts it
             return 0 if frame.time is None else round((frame.time - begins) * sample_rate) - done
 
+        packet = None  # the last one read: a FLAC cut short fails to decode its last, partial frame
+
+        def decoded() -> Iterator[av.AudioFrame]:
+            nonlocal packet
+            for packet in container.demux(container.streams.audio[0]):
+                yield from packet.decode()
+
         try:
-            for frame in container.decode(audio=0):
+            for frame in decoded():
                 if begins is None and frame.time is not None:
                     begins = frame.time
                 if resampler is not None and (ahead(frame) > GAP_S * sample_rate
@@ -202,7 +250,12 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
             if resampler is not None:
                 resample(None)
         except av.error.FFmpegError as exc:
+            if declared is not None and packet is not None and packet.pos is not None \
+                    and packet.pos + packet.size >= os.path.getsize(path):
+                raise _cut_short(path, declared, done / sample_rate) from None
             raise MediaError(path, f"corrupt audio stream ({exc})") from None
+    if declared is not None and declared - done / sample_rate > CUT_SHORT_S:
+        raise _cut_short(path, declared, done / sample_rate)
     if done == 0:
         raise MediaError(path, "audio stream holds no samples")
     samples = np.concatenate(chunks).astype(np.float32)
