@@ -320,7 +320,8 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
     """A full-AV (01) file with no audio track (or no picture) beside its clip's audio-only 03 (or video-only 02) file:
     the 03 (02) was unused, the clip lost, though the 01's picture (sound) and the 03 (02) make it; and where the
     other of them was there but broken too, only the 02 + 03 pair was tried. Once made so, the 01's own fault was in no
-    reject: its user was never told that a file of theirs is partly broken."""
+    reject: its user was never told that a file of theirs is partly broken. Its reject then told to preprocess with
+    data.modality=audio, for a clip made with the 02's picture."""
     src = ravdess_of_three_clips(tmp_path)
     frames, audio = clip_media(7)
     av, video, sound = files_of_clip_7(src)
@@ -345,9 +346,25 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
                                                     f"{Path(made_of[1]).name} instead")
     missing, kept, other = ("audio", "picture", f"sound of {sound.name}") if partner == "03" else (
         "video", "sound", f"picture of {video.name}")
-    assert rejects[str(av)]["reason"].startswith(f"no {missing} stream")
-    assert rejects[str(av)]["reason"].endswith(f"; the clip was taken from its {kept} and the {other} instead")
+    # the 01's picture missing: no advice to preprocess with data.modality=audio, as the clip has the 02's picture
+    assert rejects[str(av)]["reason"] == f"no {missing} stream; the clip was taken from its {kept} and the {other} instead"
     assert not rejects[str(av)]["unused"] and (summary["rejects"], summary["unused"]) == (len(rejects), 0)
+
+
+def test_a_full_av_file_with_no_picture_whose_clip_has_another_is_not_told_to_preprocess_audio_alone(tmp_path):
+    """A full-AV (01) file with no video stream beside its clip's 02 + 03 files: the clip is made of those, and the
+    01's reject said "for a corpus of audio alone, preprocess with data.modality=audio", for a clip with a picture."""
+    src = ravdess_of_three_clips(tmp_path)
+    frames, audio = clip_media(7)
+    av, video, sound = files_of_clip_7(src)
+    write_clip(av, None, 12, audio, SR)
+    write_clip(video, frames, 12, None, SR)
+    write_clip(sound, None, 12, audio, SR)
+    out = tmp_path / "out"
+    shards.build_shards(DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8,
+                                   split=SplitConfig(folds=3)), S3Config())
+    rejects = {r["source_path"]: r["reason"] for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert rejects == {str(av): f"no video stream; the clip was taken from {video.name} and {sound.name} instead"}
 
 
 def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(tmp_path):

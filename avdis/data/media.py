@@ -34,12 +34,15 @@ from avdis.errors import AvdisError, UsageError
 
 
 class MediaError(AvdisError):
-    """A clip that cannot be used; `str()` names the file and why."""
+    """A clip that cannot be used; `str()` names the file and why. `fault`: the reason without the advice it may
+    carry, for where that advice is wrong (a RAVDESS full-AV file with no picture, whose clip was made with its
+    video-only file's: no advice to preprocess audio alone)."""
 
-    def __init__(self, path: str | Path, reason: str):
+    def __init__(self, path: str | Path, reason: str, fault: str | None = None):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+        self.fault = fault or reason
 
 
 @dataclass(frozen=True)
@@ -321,9 +324,10 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     kept: list[np.ndarray] = []
     with _open(path) as container:
         if not _moving(container):
-            art = "its only picture is cover art; " if container.streams.video else ""
-            raise MediaError(path, f"no video stream ({art}for a corpus of audio alone, preprocess with "
-                                   "data.modality=audio)")
+            art = "its only picture is cover art" if container.streams.video else ""
+            raise MediaError(path, f"no video stream ({art}{'; ' if art else ''}for a corpus of audio alone, "
+                                   "preprocess with data.modality=audio)",
+                             fault=f"no video stream ({art})" if art else "no video stream")
         stream = _moving(container)[0]
         origin = _origin(container, stream, together)
         if not together:  # alone: positions from the slot the track starts in, on the file's own 1/fps grid

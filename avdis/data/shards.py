@@ -125,7 +125,8 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
 
     tries = [(rec.video_path, rec.audio_path), *([rec.fallback] if rec.fallback else []), *rec.copies]
     own = dict.fromkeys(p for pair in tries[:len(tries) - len(rec.copies)] for p in pair if p)  # no copy's
-    failed: list[tuple[ClipRecord, str | None, str, str]] = []  # (files tried, file at fault, reason, why)
+    # (files tried, file at fault, reason, why, the reason without its advice: `MediaError.fault`)
+    failed: list[tuple[ClipRecord, str | None, str, str, str]] = []
     encoded = None
     for video, audio in tries:
         attempt = replace(rec, source_path=video or audio, audio_path=audio, video_path=video) if failed else rec
@@ -133,9 +134,10 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
             encoded = _encode(attempt, feat)
             break
         except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
-            at, reason = ((exc.path, exc.reason) if isinstance(exc, MediaError) else
-                          (None, f"{type(exc).__name__}: {exc}"))
-            failed.append((attempt, at, reason, reason if at in (None, attempt.source_path) else f"{at}: {reason}"))
+            at, reason, fault = ((exc.path, exc.reason, exc.fault) if isinstance(exc, MediaError) else
+                                 (None, *[f"{type(exc).__name__}: {exc}"] * 2))
+            failed.append((attempt, at, reason, reason if at in (None, attempt.source_path) else f"{at}: {reason}",
+                           fault))
     used = (attempt.video_path, attempt.audio_path) if encoded else ()
     instead = ""
     if encoded:
@@ -143,12 +145,13 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         instead = f"; the clip was taken from {names} instead"
     faults: dict[str, Reject] = {}  # a file's own fault, the first found
     others: dict[str, Reject] = {}  # a file that was tried beside the one at fault: what the last try says of it
-    for tried, at, reason, why in failed:
+    for tried, at, reason, why, fault in failed:
         blamed = at if at is not None and at in (tried.video_path, tried.audio_path) else tried.source_path
         if blamed in used:  # the pair's fault, not the file's, which made the clip (a .wav silent in the window a
             # short video centres): the other file's, as the clip was made without it
             blamed = next((p for p in (tried.source_path, tried.audio_path) if p not in used), blamed)
-        faults.setdefault(blamed, Reject(blamed, (reason if blamed == at else why) +
+        # a clip made all the same: the file's fault without the advice, which was for a clip of no picture
+        faults.setdefault(blamed, Reject(blamed, ((fault if encoded else reason) if blamed == at else why) +
                                          (_partly(blamed, attempt, own) if blamed in used else instead)))
         for p in dict.fromkeys((tried.source_path, tried.audio_path)):
             if p == blamed or p not in own:  # a copy not at fault stays the scan's reject
