@@ -5,6 +5,7 @@ editor would leave them."""
 from __future__ import annotations
 
 import fractions
+import re
 import struct
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from avdis.data import media
 FPS = 12  # the source's frame rate; features are taken at 8 fps
 
 
-def write(path: Path, frames: np.ndarray, pts=lambda i: i, audio_start: int = 0, sar=None, seconds: float = 2.0) -> Path:
-    """An mp4 of `frames` at FPS (frame i at pts(i)/FPS s) and a 440 Hz tone from sample `audio_start` (16 kHz)."""
-    with av.open(str(path), "w") as out:
+def write(path: Path, frames: np.ndarray, pts=lambda i: i, audio_start: int = 0, sar=None, seconds: float = 2.0,
+          options: dict[str, str] | None = None) -> Path:
+    """An mp4 of `frames` at FPS (frame i at pts(i)/FPS s) and a 440 Hz tone from sample `audio_start` (16 kHz);
+    `options` for the muxer."""
+    with av.open(str(path), "w", options=options or {}) as out:
         v = out.add_stream("libx264", rate=FPS)
         v.height, v.width = frames.shape[1:3]
         v.pix_fmt = "yuv420p"
@@ -459,6 +462,22 @@ def test_a_flac_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, 
         bare = _encoded(tmp_path / "bare.mp3", codec, {"write_xing": "0"})
         (tmp_path / "bare_cut.mp3").write_bytes(bare.read_bytes()[: len(bare.read_bytes()) // 2])
         assert 0 < len(media.decode_audio(tmp_path / "bare_cut.mp3", 16000)) < 32000
+
+
+def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
+    """An MP4 whose index (moov) comes before its media, as a download's does, cut short: ffmpeg read its video to the
+    end of the file without an error, a shorter clip (a RAVDESS video-only 02 file, a CREMA-D .mp4, paired with a
+    whole .wav), and its audio failed on the last, partial packet as "corrupt audio stream (Invalid data ...)", which
+    does not say to copy it again. The index still lists every packet, where the file no longer holds them."""
+    whole = write(tmp_path / "whole.mp4", flat(24), options={"movflags": "faststart"})
+    assert media.decode_video(whole, 8)[1] == 16 and len(media.decode_audio(whole, 16000)) >= 32000
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 6 // 10])
+    for kind, decode in (("video", lambda: media.decode_video(cut, 8)), ("audio", lambda: media.decode_audio(cut, 16000))):
+        with pytest.raises(media.MediaError) as caught:
+            decode()
+        assert re.fullmatch(rf"cut short: its header declares 2\.00 s of {kind}, the file holds [01]\.\d\d s \(an "
+                            r"interrupted copy or download\); copy it again", caught.value.reason), caught.value.reason
 
 
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):

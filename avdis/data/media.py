@@ -183,8 +183,24 @@ def _declared_s(path: str | Path, container: av.container.InputContainer) -> flo
     return float(stream.duration * stream.time_base)
 
 
-def _cut_short(path: str | Path, declared: float, held: float) -> MediaError:
-    return MediaError(path, f"cut short: its header declares {declared:.2f} s of audio, the file holds {held:.2f} s "
+def _past_end(path: str | Path, stream: av.stream.Stream) -> tuple[float, float] | None:
+    """(seconds its index lists, seconds before the first packet it places past the end of the file) of a track whose
+    index (an MP4's moov written before its media, as a download's is) places data past the end of the file; None for
+    a whole one. ffmpeg reads such a copy cut short to its end without an error: its video was a shorter clip, and its
+    audio failed on the last, partial packet as "corrupt audio stream". Only entries that give their packet's size:
+    a sample table (MP4's, AVI's), not the seek points a tool may have written into an FLV's metadata."""
+    size = os.path.getsize(path)
+    entries = stream.index_entries
+    beyond = next((e for e in entries if e.pos >= 0 and e.size > 0 and e.pos + e.size > size), None)
+    if beyond is None:
+        return None
+    start, base = stream.start_time or 0, float(stream.time_base)
+    listed = stream.duration if stream.duration else entries[-1].timestamp - start
+    return listed * base, max(0, beyond.timestamp - start) * base
+
+
+def _cut_short(path: str | Path, declared: float, held: float, kind: str = "audio") -> MediaError:
+    return MediaError(path, f"cut short: its header declares {declared:.2f} s of {kind}, the file holds {held:.2f} s "
                             "(an interrupted copy or download); copy it again")
 
 
@@ -199,6 +215,9 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
         cut = _wav_held(path) if container.format.name == "wav" else None
         if cut is not None and cut[0] - cut[1] > CUT_SHORT_S:
             raise _cut_short(path, *cut)
+        past = _past_end(path, container.streams.audio[0])
+        if past is not None:
+            raise _cut_short(path, *past)
         declared = _declared_s(path, container)
         origin = _origin(container, container.streams.audio[0], together)
         chunks: list[np.ndarray] = []
@@ -329,6 +348,9 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
                                    "preprocess with data.modality=audio)",
                              fault=f"no video stream ({art})" if art else "no video stream")
         stream = _moving(container)[0]
+        cut = _past_end(path, stream)
+        if cut is not None:
+            raise _cut_short(path, *cut, kind="video")
         origin = _origin(container, stream, together)
         if not together:  # alone: positions from the slot the track starts in, on the file's own 1/fps grid
             origin = math.floor(origin * fps + 1e-6) / fps
