@@ -682,6 +682,24 @@ def test_a_quote_left_open_in_a_ground_truth_is_named_not_read_as_a_label(tmp_pa
                  f"{open_quote})" for name in ("c.mp4", "d.mp4")}}
 
 
+def test_a_ground_truth_row_with_more_cells_than_columns_is_named_not_read_shifted(tmp_path):
+    """A speaker `Smith, John` not quoted is two cells: the clip was of speaker 'Smith' and emotion 'john', a class of
+    the corpus's own, and its transcript took the emotion. Cells past the header's columns that are empty (a
+    spreadsheet's trailing commas) are no fault."""
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        touch(tmp_path / "clips" / name)
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion,transcript\n"
+                                               "clips/a.mp4,a,Smith, John,happy,Hello\n"
+                                               "clips/b.mp4,b,Jones,sad,Hi,,\n"
+                                               'clips/c.mp4,c,"Smith, John",sad,"Well, yes"\n')
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion) for r in records] == [("b", "Jones", "sad"), ("c", "Smith, John", "sad")]
+    assert [(Path(r.source_path).name, r.reason) for r in rejects] == [
+        ("a.mp4", "ground_truth.csv row 2: 6 cells for the header's 5 columns; a cell holding the separator (a name "
+                  '"Smith, John") must be quoted, or it is read as two cells and the cells after it move one column '
+                  "on; a column of its own needs a name in the header")]
+
+
 def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     """`spk1 ` (a space a spreadsheet cell does not show) was a second speaker, which speaker_disjoint could put in
     another fold than `spk1`: one voice in train and in test."""

@@ -410,11 +410,12 @@ def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
 _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where present, is kept as metadata
 
 
-def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[str]]]]:
     """A ground truth's header and rows, by column name, each with its number as a spreadsheet shows it (the header's
-    is 1), which a reject names. Names are read without the spaces around them and their case
-    (`file, clip_id` or `File` as a person writes them), cells separated by commas, else by the semicolons or tabs a
-    spreadsheet writes where the decimal mark is a comma, when those give the header its columns."""
+    is 1), which a reject names, and the cells it has past the header's columns. Names are read without the spaces
+    around them and their case (`file, clip_id` or `File` as a person writes them), cells separated by commas, else by
+    the semicolons or tabs a spreadsheet writes where the decimal mark is a comma, when those give the header its
+    columns."""
     for sep in (",", ";", "\t"):
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
         header = [name.strip().lower() for name in next(reader, [])]
@@ -425,7 +426,7 @@ def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         header = [name.strip().lower() for name in next(reader, [])]
     # a blank line is no row, nor is one of empty cells (`,,,`: a spreadsheet writes one for a row it once used), but
     # each counts in the numbers of the rows after it
-    return header, [(line, dict(zip(header, cells))) for line, cells in enumerate(reader, start=2)
+    return header, [(line, dict(zip(header, cells)), cells[len(header):]) for line, cells in enumerate(reader, start=2)
                     if any(cell.strip() for cell in cells)]
 
 
@@ -452,7 +453,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     if missing:
         raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
     spans: list[tuple[int, str, str]] = []  # (row, column, text) of the cells that run across lines
-    for line, cells in rows:
+    for line, cells, past in rows:
         spans += [(line, c, text) for c, text in cells.items() if "\n" in text.strip() or "\r" in text.strip()]
         # without the spaces around them, which a spreadsheet's cell does not show: `spk1 ` would be a second speaker,
         # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
@@ -480,6 +481,11 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if across:
             rejects.append(Reject(str(path).splitlines()[0], f"{truth.name} row {line}: its {', '.join(across)} cell "
                                                              f"runs across lines; {_OPEN_QUOTE}"))
+        elif any(cell.strip() for cell in past):
+            # a separator inside a cell, unquoted, splits it in two and moves every cell after it: speaker `Smith, John`
+            # was speaker `Smith` and emotion `John`, a class of its own (the corpus's own labels are taken as given)
+            rejects.append(Reject(str(path), f"{truth.name} row {line}: {len(header) + len(past)} cells for the "
+                                             f"header's {len(header)} columns; {_UNQUOTED}"))
         elif empty:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
         elif row["clip_id"] in rows_of:
@@ -504,6 +510,8 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
 
 
 _OPEN_QUOTE = 'a quote (") that opens a cell and is never closed takes the lines after it into that cell; close it'
+_UNQUOTED = ('a cell holding the separator (a name "Smith, John") must be quoted, or it is read as two cells and the '
+             'cells after it move one column on; a column of its own needs a name in the header')
 
 
 def _inside(name: str, spans: list[tuple[int, str, str]]) -> str:
