@@ -426,7 +426,7 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
 def _encoded(path: Path, codec: str, options: dict[str, str] | None = None) -> Path:
     """2 s of a 220 Hz tone at 16 kHz, mono, in `codec`."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype(np.float32)
-    samples, fmt = ((tone * 32767).astype(np.int16), "s16") if codec == "flac" else (tone, "fltp")
+    samples, fmt = ((tone * 32767).astype(np.int16), "s16") if codec in ("flac", "pcm_s16be") else (tone, "fltp")
     with av.open(str(path), "w", options=options or {}) as out:
         a = out.add_stream(codec, rate=16000)
         a.layout = "mono"
@@ -439,14 +439,14 @@ def _encoded(path: Path, codec: str, options: dict[str, str] | None = None) -> P
     return path
 
 
-@pytest.mark.parametrize("codec", ["flac", "libmp3lame"])
-def test_a_flac_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, codec):
-    """ffmpeg decodes an MP3 cut short, and a FLAC cut at a frame's end, to the end of the file without an error, so
-    an interrupted copy was a shorter clip; a FLAC cut inside a frame was "corrupt audio stream (Invalid data ...)",
-    which does not say to copy it again. Their headers (FLAC's STREAMINFO, an MP3's Xing/Info) still declare the
-    whole length. An MP3 without such a header declares none: ffmpeg guesses its length from its size, and it is
-    read to its end."""
-    whole = _encoded(tmp_path / f"whole.{'flac' if codec == 'flac' else 'mp3'}", codec)
+@pytest.mark.parametrize("codec, suffix", [("flac", "flac"), ("libmp3lame", "mp3"), ("pcm_s16be", "aiff")])
+def test_a_flac_aiff_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, codec, suffix):
+    """ffmpeg decodes an MP3 or an AIFF cut short, and a FLAC cut at a frame's end, to the end of the file without an
+    error, so an interrupted copy was a shorter clip; a FLAC cut inside a frame was "corrupt audio stream (Invalid
+    data ...)", which does not say to copy it again. Their headers (FLAC's STREAMINFO, an AIFF's COMM, an MP3's
+    Xing/Info) still declare the whole length. An MP3 without such a header declares none: ffmpeg guesses its length
+    from its size, and it is read to its end."""
+    whole = _encoded(tmp_path / f"whole.{suffix}", codec)
     assert len(media.decode_audio(whole, 16000)) == 32000
     with av.open(str(whole)) as container:  # where the frames start: a cut there leaves whole frames only
         starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
@@ -458,6 +458,12 @@ def test_a_flac_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, 
             media.decode_audio(cut, 16000)
         assert caught.value.reason.startswith("cut short: its header declares 2.00 s of audio, the file holds ")
         assert caught.value.reason.endswith(" s (an interrupted copy or download); copy it again")
+    if codec == "pcm_s16be":  # the COMM chunk's frame count left 0 (written into a pipe): nothing declared
+        raw = bytearray(cut.read_bytes())
+        at = raw.index(b"COMM") + 10
+        raw[at : at + 4] = bytes(4)
+        cut.write_bytes(bytes(raw))
+        assert 0 < len(media.decode_audio(cut, 16000)) < 32000
     if codec == "libmp3lame":
         bare = _encoded(tmp_path / "bare.mp3", codec, {"write_xing": "0"})
         (tmp_path / "bare_cut.mp3").write_bytes(bare.read_bytes()[: len(bare.read_bytes()) // 2])

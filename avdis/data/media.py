@@ -172,11 +172,12 @@ def _mp3_counted(path: str | Path) -> bool:
 
 
 def _declared_s(path: str | Path, container: av.container.InputContainer) -> float | None:
-    """Seconds of audio a FLAC's STREAMINFO or an MP3's Xing/Info/VBRI header declares, as ffmpeg reads them (an
-    MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC written into a
-    pipe; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end without an error."""
+    """Seconds of audio a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg reads
+    them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or AIFF
+    written into a pipe, 0; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end without an
+    error."""
     stream = container.streams.audio[0]
-    if stream.duration is None or container.format.name not in ("flac", "mp3"):
+    if not stream.duration or container.format.name not in ("flac", "aiff", "mp3"):
         return None
     if container.format.name == "mp3" and not _mp3_counted(path):
         return None
