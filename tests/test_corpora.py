@@ -682,6 +682,22 @@ def test_a_quote_left_open_in_a_ground_truth_is_named_not_read_as_a_label(tmp_pa
                  f"{open_quote})" for name in ("c.mp4", "d.mp4")}}
 
 
+def test_an_archive_in_a_ravdess_or_cremad_tree_is_told_to_be_extracted(tmp_path):
+    """RAVDESS comes as one .zip per actor (Video_Speech_Actor_01.zip), CREMA-D's copies often as one: a download left
+    packed was 'not a RAVDESS media file (.mp4 or .wav)', which does not say that its clips are inside, to extract."""
+    touch(tmp_path / "ravdess" / "Actor_01" / "01-01-03-01-01-01-01.mp4")
+    packed = touch(tmp_path / "ravdess" / "Video_Speech_Actor_02.zip")
+    touch(tmp_path / "cremad" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    touch(tmp_path / "cremad" / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    flash = touch(tmp_path / "cremad" / "VideoFlash.tar.gz")
+    for corpus, archive in (("ravdess", packed), ("cremad", flash)):
+        records, rejects = corpora.scan(corpus, tmp_path / corpus)
+        assert len(records) == 1
+        assert [(r.source_path, r.reason, r.unused) for r in rejects] == [
+            (str(archive), "an archive: the files packed in it are not read; extract it, anywhere under the source "
+                           "folder", False)]
+
+
 def test_a_ground_truth_row_with_more_cells_than_columns_is_named_not_read_shifted(tmp_path):
     """A speaker `Smith, John` not quoted is two cells: the clip was of speaker 'Smith' and emotion 'john', a class of
     the corpus's own, and its transcript took the emotion. Cells past the header's columns that are empty (a

@@ -109,6 +109,14 @@ def no_media(path: str | Path) -> bool:
     return not {suffix.lower() for suffix in Path(path).suffixes} & (_MEDIA | _ARCHIVES)
 
 
+def _packed(path: Path) -> bool:
+    """Whether a file is an archive (an actor's download, Video_Speech_Actor_01.zip, not yet extracted)."""
+    return path.suffix.lower() in _ARCHIVES
+
+
+_PACKED = "an archive: the files packed in it are not read; extract it, anywhere under the source folder"
+
+
 def _files(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
     """Every file under `src` (sorted) and the rejects of the walk (folders it cannot list, broken links, devices:
     none is left out in silence, as `os.walk` would by itself). Symlinked folders are
@@ -200,7 +208,8 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
     others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy)
     for path in files:
         if path.suffix.lower() not in (".mp4", ".wav"):
-            rejects.append(Reject(str(path), "not a RAVDESS media file (.mp4 or .wav)", unused=no_media(path)))
+            rejects.append(Reject(str(path), _PACKED if _packed(path) else "not a RAVDESS media file (.mp4 or .wav)",
+                                  unused=no_media(path)))
             continue
         m = _RAVDESS_NAME.match(path.stem)
         if not m:
@@ -333,7 +342,8 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
             # as is a file that is no media; the reason as it was, which shards made before are fingerprinted with
-            rejects.append(Reject(str(path), "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav",
+            rejects.append(Reject(str(path), _PACKED if _packed(path) else
+                                  "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav",
                                   unused=_cremad_mp3(path) or no_media(path)))
             continue
         m = _CREMAD_NAME.match(path.stem)
