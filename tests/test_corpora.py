@@ -698,6 +698,22 @@ def test_an_archive_in_a_ravdess_or_cremad_tree_is_told_to_be_extracted(tmp_path
                            "folder", False)]
 
 
+def test_a_ground_truth_naming_files_from_the_folder_above_says_where_names_are_read_from(tmp_path):
+    """A list written beside the corpus folder, then moved into it, names `corpus/clips/a.mp4` for `clips/a.mp4`:
+    every row was 'listed in ground_truth.csv but missing' beside a file 'not listed', and nothing said from where a
+    name is read."""
+    src = tmp_path / "corpus"
+    touch(src / "clips" / "a.mp4")
+    (src / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\ncorpus/clips/a.mp4,a,s1,happy\n"
+                                          "corpus/clips/b.mp4,b,s1,sad\n")
+    records, rejects = corpora.scan("synthetic", src)
+    assert records == [] and sorted((r.source_path, r.reason) for r in rejects) == [
+        (str(src / "clips" / "a.mp4"), "not listed in ground_truth.csv"),
+        (str(src / "corpus" / "clips" / "a.mp4"), "listed in ground_truth.csv but missing (clips/a.mp4 is there: a "
+                                                  f"name is read from the folder that holds ground_truth.csv, {src})"),
+        (str(src / "corpus" / "clips" / "b.mp4"), "listed in ground_truth.csv but missing")]
+
+
 def test_a_ground_truth_row_with_more_cells_than_columns_is_named_not_read_shifted(tmp_path):
     """A speaker `Smith, John` not quoted is two cells: the clip was of speaker 'Smith' and emotion 'john', a class of
     the corpus's own, and its transcript took the emotion. Cells past the header's columns that are empty (a

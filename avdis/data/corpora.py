@@ -504,7 +504,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         elif real in files_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[real]}"))
         elif not _is_file(path):
-            rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing"))
+            rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing{_found_nearer(src, spelt)}"))
         else:
             rows_of[row["clip_id"]], files_of[real] = line, line
             records.append(ClipRecord(
@@ -517,6 +517,17 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     records = _one_per_recording(truth, records, rejects, rows_of)
     _check_speaker_case(truth, records, rows_of)
     return records, rejects
+
+
+def _found_nearer(src: Path, spelt: str) -> str:
+    """Where a listed file that is missing is under `src` with its leading folders left out: a list that names files
+    from the folder above (`corpus/clips/a.wav` for `clips/a.wav`), every one of whose rows was 'missing' beside a
+    file 'not listed', which did not say from where a name is read."""
+    parts = Path(spelt).parts
+    found = next((Path(*parts[k:]) for k in range(1, len(parts)) if _is_file(src / Path(*parts[k:]))), None)
+    if found is None:
+        return ""
+    return f" ({found.as_posix()} is there: a name is read from the folder that holds {GROUND_TRUTH}, {src})"
 
 
 _OPEN_QUOTE = 'a quote (") that opens a cell and is never closed takes the lines after it into that cell; close it'
