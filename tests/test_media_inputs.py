@@ -486,6 +486,20 @@ def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
                             r"interrupted copy or download\); copy it again", caught.value.reason), caught.value.reason
 
 
+def test_an_mp4_cut_short_before_its_index_is_named_not_unopenable(tmp_path):
+    """An MP4 writes its index (moov) after its media unless made for streaming: a copy cut short has none, and ffmpeg
+    cannot open it ("cannot open media (InvalidDataError: ... Invalid data found when processing input)", as for a
+    damaged file). Its last box still declares how far it runs."""
+    whole = write(tmp_path / "whole.mp4", flat(24))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:900])
+    for decode in (lambda: media.decode_video(cut, 8), lambda: media.decode_audio(cut, 16000)):
+        with pytest.raises(media.MediaError) as caught:
+            decode()
+        assert re.fullmatch(r"cut short: the file ends at byte 900, inside an MP4 box that runs to byte \d+ \(an "
+                            r"interrupted copy or download\); copy it again", caught.value.reason), caught.value.reason
+
+
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
     silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""

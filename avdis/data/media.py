@@ -86,7 +86,33 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
         return "empty file (0 bytes); copy the corpus again"
     if head == _LFS_POINTER:
         return "a Git LFS pointer, not media; fetch the files (`git lfs pull`)"
+    boxes = _boxes_past_end(path) if head is not None and head[4:8] in _FIRST_BOXES else None
+    if boxes is not None:
+        return (f"cut short: the file ends at byte {boxes[1]}, inside an MP4 box that runs to byte {boxes[0]} (an "
+                "interrupted copy or download); copy it again")
     return f"cannot open media ({exc.__class__.__name__}: {exc})"
+
+
+_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
+
+
+def _boxes_past_end(path: str | Path) -> tuple[int, int] | None:
+    """(where an MP4's last top-level box ends, where the file ends) for a box that runs past the end of the file;
+    else None. An MP4 writes its index (moov) after its media unless made for streaming: cut short, it is
+    a file ffmpeg cannot open ("Invalid data found"), as a damaged one."""
+    size = os.path.getsize(path)
+    at = 0
+    with open(path, "rb") as fh:
+        while at + 8 <= size:
+            fh.seek(at)
+            head = fh.read(16)
+            length = int.from_bytes(head[:4], "big")
+            if length == 1 and len(head) == 16:  # a 64-bit size follows the type
+                length = int.from_bytes(head[8:16], "big")
+            if length < 8:  # 0: the box runs to the end of the file, as it is; else no box
+                return None
+            at += length
+    return (at, size) if at > size else None
 
 
 def _start(stream: av.stream.Stream) -> float:
