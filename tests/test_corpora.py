@@ -203,7 +203,7 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
     assert summary["clips"] == len(manifest) > 0
     reasons = dict(zip(rejects.source_path.map(lambda p: Path(p).name), rejects.reason))
     if corpus == "ravdess":
-        assert reasons[files["truncated"].name].startswith("cut short: the file ends at byte 900, inside an MP4 box")
+        assert reasons[files["truncated"].name].startswith("cut short: the file ends at byte 900, inside its MP4 box")
         assert reasons[files["no_audio"].name] == "no audio stream"
         # a full-AV file that does not decode: its clip from its 02 + 03 files, the 01 a reject saying so; where the
         # 01 decodes, its 02 + 03 are the rejects

@@ -496,8 +496,41 @@ def test_an_mp4_cut_short_before_its_index_is_named_not_unopenable(tmp_path):
     for decode in (lambda: media.decode_video(cut, 8), lambda: media.decode_audio(cut, 16000)):
         with pytest.raises(media.MediaError) as caught:
             decode()
-        assert re.fullmatch(r"cut short: the file ends at byte 900, inside an MP4 box that runs to byte \d+ \(an "
+        assert re.fullmatch(r"cut short: the file ends at byte 900, inside its MP4 box, which runs to byte \d+ \(an "
                             r"interrupted copy or download\); copy it again", caught.value.reason), caught.value.reason
+
+
+@pytest.mark.parametrize("container, codec", [("matroska", "libx264"), ("avi", "mpeg4")])
+def test_an_avi_or_matroska_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, container, codec):
+    """ffmpeg reads an AVI or a Matroska file cut short (an interrupted copy) to its end without an error: a shorter
+    clip. Its RIFF chunk (AVI) or segment (Matroska) still says how long the file is; a size left open (a browser's
+    recorder writes a .webm so) says nothing, and such a file is read to its end."""
+    path = tmp_path / f"whole.{'mkv' if container == 'matroska' else 'avi'}"
+    with av.open(str(path), "w", format=container, options={"live": "1"} if container == "matroska" else {}) as out:
+        v = out.add_stream(codec, rate=FPS)
+        v.height, v.width, v.pix_fmt = 48, 64, "yuv420p"
+        for img in flat(24):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(v.encode())
+    assert media.decode_video(path, 8)[1] == 16
+    cut = tmp_path / f"cut{path.suffix}"
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 6 // 10])
+    if container == "matroska":  # written live: its segment's size left open
+        cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 9 // 10])
+        assert 0 < media.decode_video(cut, 8)[1] < 16
+        with av.open(str(path), "w", format=container) as out:  # written as a file: its segment's size filled in
+            v = out.add_stream(codec, rate=FPS)
+            v.height, v.width, v.pix_fmt = 48, 64, "yuv420p"
+            for img in flat(24):
+                out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            out.mux(v.encode())
+        cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 6 // 10])
+    what = "Matroska segment" if container == "matroska" else "AVI RIFF chunk"
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_video(cut, 8)
+    assert re.fullmatch(rf"cut short: the file ends at byte \d+, inside its {what}, which runs to byte "
+                        rf"{len(path.read_bytes())} \(an interrupted copy or download\); copy it again",
+                        caught.value.reason), caught.value.reason
 
 
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):

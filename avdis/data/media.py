@@ -66,6 +66,10 @@ def _open(path: str | Path) -> av.container.InputContainer:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(path, _unopenable(path, exc)) from None
+    cut = _ends_past_file(path) if container.format.name in ("avi", "matroska,webm") else None
+    if cut is not None:
+        container.close()
+        raise _cut_at(path, cut)
     if container.format.name == "hls":  # a playlist: a live one is read for ever, its next segment awaited
         container.close()
         name = Path(path).name
@@ -86,33 +90,63 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
         return "empty file (0 bytes); copy the corpus again"
     if head == _LFS_POINTER:
         return "a Git LFS pointer, not media; fetch the files (`git lfs pull`)"
-    boxes = _boxes_past_end(path) if head is not None and head[4:8] in _FIRST_BOXES else None
-    if boxes is not None:
-        return (f"cut short: the file ends at byte {boxes[1]}, inside an MP4 box that runs to byte {boxes[0]} (an "
-                "interrupted copy or download); copy it again")
+    cut = _ends_past_file(path) if head else None
+    if cut is not None:
+        return _cut_at(path, cut).reason
     return f"cannot open media ({exc.__class__.__name__}: {exc})"
 
 
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
 
 
-def _boxes_past_end(path: str | Path) -> tuple[int, int] | None:
-    """(where an MP4's last top-level box ends, where the file ends) for a box that runs past the end of the file;
-    else None. An MP4 writes its index (moov) after its media unless made for streaming: cut short, it is
-    a file ffmpeg cannot open ("Invalid data found"), as a damaged one."""
+def _ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
+    """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says
+    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment; else None
+    (such a size left open, as a writer into a pipe or a browser's recorder leaves it, says nothing). ffmpeg opens an
+    MP4 cut short before its index (moov, which an MP4 not made for streaming writes after its media) as a damaged
+    file ("Invalid data found"), and reads an AVI or Matroska file cut short to its end without an error: a shorter
+    clip."""
     size = os.path.getsize(path)
-    at = 0
     with open(path, "rb") as fh:
-        while at + 8 <= size:
-            fh.seek(at)
-            head = fh.read(16)
-            length = int.from_bytes(head[:4], "big")
-            if length == 1 and len(head) == 16:  # a 64-bit size follows the type
-                length = int.from_bytes(head[8:16], "big")
-            if length < 8:  # 0: the box runs to the end of the file, as it is; else no box
-                return None
-            at += length
-    return (at, size) if at > size else None
+        head = fh.read(64)
+        if head[4:8] in _FIRST_BOXES:
+            at = 0
+            while at + 8 <= size:
+                fh.seek(at)
+                box = fh.read(16)
+                length = int.from_bytes(box[:4], "big")
+                if length == 1 and len(box) == 16:  # a 64-bit size follows the type
+                    length = int.from_bytes(box[8:16], "big")
+                if length < 8:  # 0: the box runs to the end of the file, as it is; else no box
+                    return None
+                at += length
+            return ("MP4 box", at, size) if at > size else None
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        end = 8 + int.from_bytes(head[4:8], "little")
+        return ("AVI RIFF chunk", end, size) if end > size else None
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: its header, then the segment
+        header, at = _vint(head, 4)
+        segment = at + (header or 0)
+        if header is None or head[segment : segment + 4] != b"\x18\x53\x80\x67":
+            return None
+        length, at = _vint(head, segment + 4)
+        return ("Matroska segment", at + length, size) if length is not None and at + length > size else None
+    return None
+
+
+def _vint(data: bytes, at: int) -> tuple[int | None, int]:
+    """An EBML size at `at` and where what it sizes starts; None for a size left open (every value bit set)."""
+    if at >= len(data) or not data[at]:
+        return None, at
+    width = 9 - data[at].bit_length()
+    value = int.from_bytes(data[at : at + width], "big") & ((1 << (7 * width)) - 1)
+    return (None if value == (1 << (7 * width)) - 1 else value), at + width
+
+
+def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:
+    what, end, size = cut
+    return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte {end} (an "
+                            "interrupted copy or download); copy it again")
 
 
 def _start(stream: av.stream.Stream) -> float:

@@ -248,8 +248,8 @@ def _file_stamp(path: str) -> str:
 # holds a placeholder length (SoX or arecord writing into a pipe) is a clip again, not a WAV cut short. 7: a FLAC or
 # an MP3 cut short (its STREAMINFO or Xing/Info header declares more audio than it holds) is no clip. 8: nor is an MP4
 # cut short (its index lists packets past the end of the file), whose video was a shorter clip. 9: nor is an AIFF cut
-# short.
-DECODING = 9
+# short. 10: nor an AVI or Matroska file cut short (its RIFF chunk or segment runs past the end of the file).
+DECODING = 10
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
