@@ -1,0 +1,145 @@
+"""Whether a media file is whole: the length its container or header declares against what the file holds.
+
+ffmpeg reads most files cut short (an interrupted copy or download) to their end without an error, as a shorter
+clip: a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end, an
+AVI or Matroska file whose RIFF chunk or segment runs past it. Each check here returns what was declared and what is
+held, or None for a whole file or one whose header leaves its length open (a writer into a pipe); `media` rejects the
+clip naming both.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import av
+
+CUT_SHORT_S = 0.05  # a file missing more than this of what its header declares is a damaged copy, not a clip
+# A WAV data chunk size from here up is a writer's placeholder for a length it could not know (its output a pipe):
+# SoX's 0x7FFFF000, arecord's 0x7FFFFF00 and 0x80000000 (its 2 GiB cap), 0xFFFFFFFF (ffmpeg). No clip holds 2 GiB.
+OPEN_WAV_LENGTH = 0x7FFFF000
+
+
+_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
+
+
+def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
+    """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says
+    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment; else None
+    (such a size left open, as a writer into a pipe or a browser's recorder leaves it, says nothing). ffmpeg opens an
+    MP4 cut short before its index (moov, which an MP4 not made for streaming writes after its media) as a damaged
+    file ("Invalid data found"), and reads an AVI or Matroska file cut short to its end without an error: a shorter
+    clip."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+        if head[4:8] in _FIRST_BOXES:
+            at = 0
+            while at + 8 <= size:
+                fh.seek(at)
+                box = fh.read(16)
+                length = int.from_bytes(box[:4], "big")
+                if length == 1 and len(box) == 16:  # a 64-bit size follows the type
+                    length = int.from_bytes(box[8:16], "big")
+                if length < 8:  # 0: the box runs to the end of the file, as it is; else no box
+                    return None
+                at += length
+            return ("MP4 box", at, size) if at > size else None
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        end = 8 + int.from_bytes(head[4:8], "little")
+        return ("AVI RIFF chunk", end, size) if end > size else None
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: its header, then the segment
+        header, at = _vint(head, 4)
+        segment = at + (header or 0)
+        if header is None or head[segment : segment + 4] != b"\x18\x53\x80\x67":
+            return None
+        length, at = _vint(head, segment + 4)
+        return ("Matroska segment", at + length, size) if length is not None and at + length > size else None
+    return None
+
+
+def _vint(data: bytes, at: int) -> tuple[int | None, int]:
+    """An EBML size at `at` and where what it sizes starts; None for a size left open (every value bit set)."""
+    if at >= len(data) or not data[at]:
+        return None, at
+    width = 9 - data[at].bit_length()
+    value = int.from_bytes(data[at : at + width], "big") & ((1 << (7 * width)) - 1)
+    return (None if value == (1 << (7 * width)) - 1 else value), at + width
+
+
+def wav_held(path: str | Path) -> tuple[float, float] | None:
+    """(seconds its header declares, seconds the file holds) of a RIFF WAV whose data chunk runs past the end of the
+    file; None for a whole one, or one whose header leaves its length open (a streaming writer's 0, or a placeholder
+    from `OPEN_WAV_LENGTH` up). ffmpeg reads such a file to its end without an error: a copy cut short was a shorter
+    clip."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = 0
+        while len(chunk := fh.read(8)) == 8:
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"fmt " and size >= 12:
+                byte_rate = struct.unpack("<I", fh.read(12)[8:12])[0]
+                fh.seek(size - 12 + size % 2, os.SEEK_CUR)
+            elif kind == b"data":
+                held = os.fstat(fh.fileno()).st_size - fh.tell()
+                if size == 0 or size >= OPEN_WAV_LENGTH or held >= size or not byte_rate:
+                    return None
+                return size / byte_rate, held / byte_rate
+            else:
+                fh.seek(size + size % 2, os.SEEK_CUR)
+    return None
+
+
+def _id3_end(head: bytes) -> int:
+    """Where the audio starts after an ID3v2 tag at the head of a file (0 without one)."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+    return 10 + size + (10 if head[5] & 0x10 else 0)  # the footer flag adds a copy of the header at the end
+
+
+def _mp3_counted(path: str | Path) -> bool:
+    """Whether an MP3's first frame is a Xing/Info header that counts its frames, or a VBRI one (which always
+    does): ffmpeg's length then comes from that count; without one it is guessed from the file's size, which a copy
+    cut short shrinks along with it."""
+    with open(path, "rb") as fh:
+        fh.seek(_id3_end(fh.read(10)))
+        frame = fh.read(64)
+    if len(frame) < 44 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
+        return False
+    mpeg1, mono = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3
+    at = 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17)  # after the frame's side information
+    xing = frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1
+    return bool(xing) or frame[36:40] == b"VBRI"
+
+
+def declared_s(path: str | Path, container: av.container.InputContainer) -> float | None:
+    """Seconds of audio a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg reads
+    them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or AIFF
+    written into a pipe, 0; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end without an
+    error."""
+    stream = container.streams.audio[0]
+    if not stream.duration or container.format.name not in ("flac", "aiff", "mp3"):
+        return None
+    if container.format.name == "mp3" and not _mp3_counted(path):
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def index_past_end(path: str | Path, stream: av.stream.Stream) -> tuple[float, float] | None:
+    """(seconds its index lists, seconds before the first packet it places past the end of the file) of a track whose
+    index (an MP4's moov written before its media, as a download's is) places data past the end of the file; None for
+    a whole one. ffmpeg reads such a copy cut short to its end without an error: its video was a shorter clip, and its
+    audio failed on the last, partial packet as "corrupt audio stream". Only entries that give their packet's size:
+    a sample table (MP4's, AVI's), not the seek points a tool may have written into an FLV's metadata."""
+    size = os.path.getsize(path)
+    entries = stream.index_entries
+    beyond = next((e for e in entries if e.pos >= 0 and e.size > 0 and e.pos + e.size > size), None)
+    if beyond is None:
+        return None
+    start, base = stream.start_time or 0, float(stream.time_base)
+    listed = stream.duration if stream.duration else entries[-1].timestamp - start
+    return listed * base, max(0, beyond.timestamp - start) * base
