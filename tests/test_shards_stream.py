@@ -289,6 +289,35 @@ def test_opening_the_data_reads_its_manifest_once_and_records_the_hash_of_that_r
 
     real = storage.read_bytes
     monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    monkeypatch.setattr(shards, "_READ", {}, raising=False)  # none read before in this process
     info = stream.open_dataset(data_cfg(tiny_corpus, tiny_shards), S3)
     assert reads == [f"{tiny_shards}/manifest.parquet"]
     assert info.manifest_hash == shards.manifest_hash(tiny_shards)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_manifest_is_downloaded_again_only_once_it_changed(tiny_corpus, tmp_path, monkeypatch, request, where):
+    """The start of a run read manifest.parquet 4 times (its checks, the resume check's hash, the data it opens,
+    the loop's), a sweep's 5: each a download of a file that is megabytes for a large corpus on S3. It is read once,
+    and again when it was written since (a rebuild), which the next read then sees."""
+    url = f"{request.getfixturevalue('s3_bucket')}/shards" if where == "s3" else str(tmp_path / "shards")
+    data = data_cfg(tiny_corpus, url)
+    shards.build_shards(data, S3)
+    reads = []
+
+    def read_bytes(got, s3=None):
+        reads.append(got)
+        return real(got, s3)
+
+    real = storage.read_bytes
+    monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    monkeypatch.setattr(shards, "_READ", {}, raising=False)
+    table, meta = shards.read_manifest(url, S3)
+    meta["emotions"].append("scribbled on")  # a caller's change to what it was given is its own
+    first = shards.manifest_hash(url, S3)
+    assert stream.open_dataset(data, S3).manifest_hash == first and shards.read_manifest(url, S3)[1] != meta
+    assert len(reads) == 1
+    made = shards.build_shards(data.model_copy(update={"shard_size": 3}), S3)
+    reads.clear()  # the build's own (the old manifest and rejects, kept should no clip decode)
+    assert not made["up_to_date"] and shards.manifest_hash(url, S3) != first and len(reads) == 1
+    assert shards.read_manifest(url, S3)[1]["shard_size"] == 3 and len(reads) == 1

@@ -439,20 +439,45 @@ def read_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[
     return table, meta
 
 
+# manifest URL -> (its `_stamp`, table, metadata as JSON, hash) of the last one read in this process
+_READ: dict[str, tuple[str, pa.Table, bytes, str]] = {}
+
+
 def load_manifest(url: str, s3: S3Config | None = None) -> tuple[pa.Table, dict[str, Any], str]:
     """`read_manifest`, and the `manifest_hash` of the bytes it read: one download where a trial's every worker
-    opens the data, and the hash a run records is that of the manifest it read, not of a later read."""
+    opens the data, and the hash a run records is that of the manifest it read, not of a later read. Read again only
+    where it changed since this process last read it (`_stamp`): the start of a run or a sweep reads it for each of
+    its checks (4 to 5 downloads of a manifest that may be megabytes on S3)."""
     murl = storage.join(url, MANIFEST)
     if not storage.exists(murl, s3):
         raise PreprocessError(f"{murl}: no manifest; run `avdis preprocess --out {url}` first")
+    stamp = _stamp(murl, s3)
+    held = _READ.get(murl)
+    if held is not None and stamp and held[0] == stamp:
+        _, table, meta, digest = held
+        return table, json.loads(meta), digest
     data = storage.read_bytes(murl, s3)
     try:  # pa.ArrowInvalid, a ValueError, for a file that is not Parquet
         table = storage.parquet_of(data)
-        meta = json.loads(table.schema.metadata[b"avdis"])
+        meta = table.schema.metadata[b"avdis"]
+        parsed = json.loads(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestUnreadable(f"{murl}: holds no avdis manifest ({type(exc).__name__}: {exc}); rebuild it with "
                                  f"`avdis preprocess --out {url} --force`") from None
-    return table, meta, _short_hash(data)
+    _READ[murl] = (stamp, table, meta, _short_hash(data))
+    return table, parsed, _READ[murl][3]
+
+
+def _stamp(url: str, s3: S3Config | None) -> str:
+    """What changes when the file at `url` is written again, from its details (an S3 object's ETag; a local file's
+    inode, size and time: avdis writes a new file and renames it into place), asked afresh, not from a listing
+    cached in this process; '' where they cannot be had (the file is then read)."""
+    fs, path = storage.filesystem(url, s3)
+    try:
+        info = fs.info(path, refresh=True)
+    except Exception:  # noqa: BLE001 - read it, whose failure says why
+        return ""
+    return "|".join(str(info.get(k)) for k in ("ETag", "ino", "size", "mtime", "LastModified"))
 
 
 def build_shards(
@@ -662,7 +687,7 @@ def _rejects_table(rejects: list[Reject]) -> pa.Table:
 
 def manifest_hash(url: str, s3: S3Config | None = None) -> str:
     """Short hash of the manifest bytes, recorded with every result."""
-    return _short_hash(storage.read_bytes(storage.join(url, MANIFEST), s3))
+    return load_manifest(url, s3)[2]
 
 
 def _short_hash(manifest: bytes) -> str:
