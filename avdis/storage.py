@@ -301,7 +301,13 @@ def check_writable(url: str, s3: S3Config | None = None) -> None:
     except StorageError as exc:
         raise NotWritableError(f"{url}: not writable ({exc.__cause__ or exc}); pick an output folder or "
                                "bucket you can write to") from None
-    fs.rm(path)
+    try:
+        fs.rm_file(path)  # not `rm`: s3fs's takes a delete refused per key (DeleteObjects answers 200) as done
+    except Exception as exc:
+        raise NotWritableError(
+            f"{url}: written, but not deletable ({type(exc).__name__}: {exc}); avdis deletes there (old "
+            "checkpoints, shards a rebuild drops): allow s3:DeleteObject on it (infra/storage/node-s3-policy.json) "
+            f"or pick another output, and remove the check's file {probe}") from None
     for folder in made:
         try:
             os.rmdir(folder)

@@ -4,6 +4,7 @@ reads of its Parquet tables leave the process able to exit."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,24 @@ def test_a_second_driver_on_a_held_folder_is_refused_until_the_first_ends(tmp_pa
         holder.wait(30)
     with storage.exclusive(url, "sweep driver"):
         assert (tmp_path / "sweeps" / "s" / storage.LOCK).read_text().startswith(f"pid {os.getpid()} on ")
+
+
+def test_an_s3_output_that_takes_writes_but_refuses_deletes_is_refused_naming_the_permission(s3_bucket):
+    """A bucket (or role) that allows s3:PutObject but not s3:DeleteObject: the write check passed, leaving its probe
+    file, since s3fs's rm takes a refusal per key as done; the run then kept every old checkpoint and every stale
+    shard it meant to delete. Here a bucket policy denies deletes (moto enforces it, as AWS does)."""
+    import boto3
+
+    bucket = s3_bucket.removeprefix("s3://")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    with pytest.raises(storage.NotWritableError) as refused:
+        storage.check_writable(f"{s3_bucket}/runs")
+    said = str(refused.value)
+    assert said.startswith(f"{s3_bucket}/runs: ") and "s3:DeleteObject" in said, said
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert len(left) == 1 and f"{s3_bucket}/{left[0]}" in said  # the probe it could not remove is named
+    s3.delete_bucket_policy(Bucket=bucket)
+    storage.check_writable(f"{s3_bucket}/runs")  # deletes allowed: passes, and leaves nothing
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == left
