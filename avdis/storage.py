@@ -152,7 +152,22 @@ def check_buckets(s3: S3Config, *urls: str) -> None:
         check_bucket(url, s3)
 
 
-_HOST = socket.gethostname()
+def _process_space() -> str:
+    """Where this process's PID means this process: its host, and on Linux the machine's boot and its PID namespace.
+    Containers of one hostname (docker --network host, pods with hostNetwork) have PIDs of their own: by the
+    hostname alone one took a live writer's temp file in a shared folder, under a PID free in its own, for a dead
+    one's."""
+    host = socket.gethostname()
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip().replace("-", "")[:12]
+        space = os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:  # not Linux: the host alone
+        return host
+    return f"{host}-{boot}-{space}"
+
+
+_SPACE = _process_space()
 
 
 def pid_alive(pid: int) -> bool:
@@ -170,16 +185,16 @@ SHARED_CHECK = ".avdis-shared-check"  # `runtime.check_shared`'s marker files: n
 
 
 def own_name(prefix: str) -> str:
-    """`prefix` tagged with this host, this process's PID and a random part: a file name only this process writes,
-    which `remove_dead` tells as left behind once the process is gone."""
-    return f"{prefix}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """`prefix` tagged with where this process's PID holds (`_process_space`), the PID and a random part: a file name
+    only this process writes, which `remove_dead` tells as left behind once the process is gone."""
+    return f"{prefix}-{_SPACE}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def remove_dead(folder: str, prefix: str) -> None:
     """Delete the files in `folder` named by `own_name(prefix)` in processes of this host that are gone: one killed
     (SIGKILL, `ray job stop`, the OOM killer) skips its cleanup, and the next process to use the name clears what it
-    left. A live process's, or one of another host sharing the folder, are left alone."""
-    ours = re.compile(rf"{re.escape(prefix)}-{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}")
+    left. A live process's, or one of another host or container sharing the folder, are left alone."""
+    ours = re.compile(rf"{re.escape(prefix)}-{re.escape(_SPACE)}-(\d+)-[0-9a-f]{{8}}")
     try:
         names = os.listdir(folder or ".")
     except OSError:

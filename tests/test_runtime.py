@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from conftest import free_port, refused_port, wait_for_port
+from avdis import storage
 from avdis.runtime import JOB_CONFIG_VAR, WORKER_ENV
 
 pytestmark = pytest.mark.ray
@@ -443,10 +444,10 @@ def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp
             assert "do not see that folder as this node does" in refused and "data.shards" not in refused
             # a marker a check killed on this host left (SIGTERM from `ray job stop` skips its cleanup) is removed by
             # the next check of that folder; a live check's and another host's are not
-            host = socket.gethostname()
+            space = storage._SPACE  # this host and its PID namespace, as the markers of checks here are named
             dead = subprocess.Popen(["true"])
             dead.wait()
-            left = {f".avdis-shared-check-{host}-{pid}-0123abcd": pid for pid in (dead.pid, os.getpid())}
+            left = {f".avdis-shared-check-{space}-{pid}-0123abcd": pid for pid in (dead.pid, os.getpid())}
             left[".avdis-shared-check-elsewhere-1-0123abcd"] = 1
             for name in left:
                 (ray_tmp / name).write_text(name)

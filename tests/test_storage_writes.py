@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,6 +94,38 @@ def test_the_temp_file_a_killed_writer_left_is_cleared_by_the_next_write_of_that
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["experiment_state.json", "other.json", Path(live.name).name])
     live.close()
     assert sorted(os.listdir(tmp_path)) == ["experiment_state.json", "other.json"]
+
+
+WRITING = """
+import os, sys, time
+from avdis import storage
+live = storage._AtomicLocalFile(sys.argv[1])
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_temp_file_of_a_writer_in_another_container_of_this_hostname_is_left_alone(tmp_path):
+    """Containers of one hostname (docker --network host, pods with hostNetwork) writing to one shared folder (a bind
+    mount, NFS, EFS) each have their own PIDs: a writer's PID in one is free in the other, where the next write of
+    that file took its temp file for a killed writer's and deleted it (its rename then failed). The other container
+    here: a writer in its own PID namespace, under a PID that no process here has."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-pfr", "true"], capture_output=True).returncode:
+        pytest.skip("no unshare, or no user namespaces here")
+    target = tmp_path / "trials.parquet"
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    free = next(p for p in range(min(pid_max, 32768) - 1, 300, -1) if not storage.pid_alive(p))
+    holder = subprocess.Popen(
+        ["unshare", "-pfr", "sh", "-c", f'echo {free - 1} > /proc/sys/kernel/ns_last_pid && "$0" -c "$1" "$2"',
+         sys.executable, WRITING, str(target)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline() == f"{free}\n"
+        held = [p.name for p in tmp_path.iterdir()]
+        storage.write_bytes(str(target), b"here")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*held, target.name])
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(30)
 
 
 def test_a_trial_reads_a_checkpoint_in_local_storage_in_place(tmp_path):
