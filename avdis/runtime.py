@@ -339,25 +339,36 @@ def _has_aws_credentials() -> bool:
     return botocore.session.get_session().get_credentials() is not None
 
 
-def check_node_credentials(urls: dict[str, str]) -> None:
-    """Before Ray tasks or Ray Train workers touch s3:// URLs (by option name): refuse when a node of the cluster
-    finds no AWS credentials. Keys in the driver's shell do not reach nodes `ray start` began elsewhere (Ray Tune
-    copies them into its trials, Ray Train and tasks do not), and the run died in Ray's controller with botocore's
-    NoCredentialsError after the driver's own checks had passed."""
+TUNE_CARRIES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # copied by Ray Tune from its driver into each trial
+
+
+def check_node_credentials(urls: dict[str, str], trials: bool = False) -> None:
+    """Before Ray tasks, Ray Train workers or (`trials`) a sweep's trials touch s3:// URLs (by option name): refuse
+    when a node of the cluster finds no AWS credentials. Keys in the driver's shell do not reach nodes `ray start`
+    began elsewhere: Ray Train and tasks get none of them, and the run died in Ray's controller with botocore's
+    NoCredentialsError after the driver's own checks had passed. Ray Tune copies TUNE_CARRIES into its trials, never
+    a profile, a credentials file or a role: a sweep's driver with those alone saw each trial die reading the shards.
+    Through Ray Client, Tune's driver runs on the cluster and copies that node's, not this shell's."""
     s3 = [f"{k}={v}" for k, v in urls.items() if v.startswith("s3://")]
     if not s3:
+        return
+    carried = trials and not is_ray_client()  # this shell's keys reach the work (through Tune)
+    if carried and all(os.environ.get(key) for key in TUNE_CARRIES):
         return
     import ray
 
     nodes = [n for n in ray.nodes() if n["Alive"]]
     found = _on_each(nodes, _has_aws_credentials)
     bare = [n["NodeManagerAddress"] for n, ok in zip(nodes, found) if not ok]
-    if bare:
-        raise UsageError(
-            f"{', '.join(s3)}: the Ray node(s) at {', '.join(sorted(set(bare)))} find no AWS credentials, and the work "
-            "runs there: keys exported in this shell do not travel to nodes started elsewhere. Give the nodes a role "
-            "(cluster/README.md), export the keys where each node's `ray start` runs, or pass them to the job "
-            "(`ray job submit --runtime-env-json` with env_vars; Ray then writes them to its logs)")
+    if not bare:
+        return
+    why = (f"Ray Tune hands its trials this shell's {' and '.join(TUNE_CARRIES)}, not a profile, a credentials file "
+           "or a role" if carried else "keys exported in this shell do not travel to nodes started elsewhere")
+    raise UsageError(
+        f"{', '.join(s3)}: the Ray node(s) at {', '.join(sorted(set(bare)))} find no AWS credentials, and the work "
+        f"runs there: {why}. Give the nodes a role (cluster/README.md), export the keys where each node's `ray start` "
+        f"runs{', or export them here' if carried else ''}, or pass them to the job (`ray job submit "
+        "--runtime-env-json` with env_vars; Ray then writes them to its logs)")
 
 
 def _init_local(cfg: RayConfig, runtime_env: dict[str, dict[str, str]] | None) -> None:

@@ -371,7 +371,7 @@ from avdis import runtime
 from avdis.config import RayConfig
 runtime.connect(RayConfig(address=sys.argv[1], include_dashboard=False))
 try:
-    getattr(runtime, sys.argv[2])(json.loads(sys.argv[3]))
+    getattr(runtime, sys.argv[2])(json.loads(sys.argv[3]), **json.loads(sys.argv[4] if len(sys.argv) > 4 else "{}"))
     print("passed")
 except Exception as exc:
     print(type(exc).__name__, exc)
@@ -401,6 +401,51 @@ def test_s3_work_on_nodes_without_aws_credentials_is_refused_before_it_starts(ra
                           env={**keys, "RAY_TMPDIR": str(ray_tmp)}, capture_output=True, text=True, timeout=150, cwd=ROOT)
     assert mine.stdout.strip().splitlines()[-1] == "passed", (mine.stdout[-2000:], mine.stderr[-2000:])
 
+
+
+SWEEP = """
+import sys
+from avdis import config as C
+from avdis.tune import sweep
+try:
+    sweep.run(C.load(None, sys.argv[1:]))
+    print("ran")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.timeout(400)
+def test_a_sweep_on_s3_is_refused_before_trials_where_nodes_lack_the_credentials_tune_does_not_carry(
+        ray_tmp, s3_bucket, tiny_shards, tmp_path):
+    """Ray Tune copies this shell's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY into its trials, not a profile, a
+    credentials file or a role: a sweep whose driver had only those started its trials on nodes without credentials,
+    where every one died reading the shards (NoCredentialsError), and the sweep ended with nothing done. The node
+    here is a `ray start` head begun without credentials; the driver reads its keys from a credentials file."""
+    import s3fs
+
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}).put(
+        tiny_shards + "/", s3_bucket.removeprefix("s3://") + "/shards/", recursive=True)
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "RAY_ADDRESS"}
+    bare.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+                AWS_EC2_METADATA_DISABLED="true", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    (tmp_path / "credentials").write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    in_a_file = {**bare, "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+                 "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"], "AWS_DEFAULT_REGION": "us-east-1"}
+    with live_head(ray_tmp, bare) as (port, _):
+        settings = [f"ray.address=127.0.0.1:{port}", f"data.shards={s3_bucket}/shards",
+                    f"sweep.storage={tmp_path / 'sweeps'}", "sweep.num_samples=1", "train.epochs=1",
+                    "model.emb_dim=16", "sweep.space.weights.nullspace={low: 1, high: 16, int: true}"]
+        out = subprocess.run([sys.executable, "-c", SWEEP, *settings], env={**in_a_file, "RAY_TMPDIR": str(ray_tmp)},
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+        keys = {**bare, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RAY_TMPDIR": str(ray_tmp)}
+        carried = subprocess.run([sys.executable, "-c", NODE_CHECK, f"127.0.0.1:{port}", *CREDENTIALS,
+                                  '{"trials": true}'], env=keys, capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert carried.stdout.strip().splitlines()[-1] == "passed", carried.stdout[-2000:]  # keys Tune hands each trial
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    assert re.match(rf"UsageError data.shards={s3_bucket}/shards: the Ray node\(s\) at \S+ find no AWS credentials",
+                    last), (out.stdout[-3000:], out.stderr[-3000:])
+    assert "AWS_ACCESS_KEY_ID" in last and not (tmp_path / "sweeps" / "default" / "trials.parquet").exists()
 
 
 @pytest.mark.timeout(300)

@@ -577,6 +577,7 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     address = runtime.connect(cfg.ray)
     # shards to make: preprocess checks
     runtime.check_shared({**outputs_of(cfg, names), "data.shards": cfg.data.shards})
+    runtime.check_node_credentials({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, trials=True)
     runtime.pin_train_coordinator()
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
