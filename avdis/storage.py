@@ -42,6 +42,9 @@ class NotWritableError(StorageError, UsageError):
 
 _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ClientConnectorError",
                 "ConnectionError", "TimeoutError", "gaierror"}
+# A profile's credentials that do not load (an expired SSO login, a failing credential_process, a malformed profile):
+# botocore's message says which
+_PROFILE_FAILED = {"SSOError", "TokenRetrievalError", "CredentialRetrievalError", "InvalidConfigError"}
 
 
 UNREACHABLE = "cannot connect: check s3.endpoint_url / AWS_ENDPOINT_URL and the network"
@@ -54,6 +57,11 @@ def what_to_check(exc: BaseException) -> str:
         return "access denied: check the node's IAM role / AWS credentials"
     if kinds & {"NoCredentialsError", "PartialCredentialsError"}:
         return "no AWS credentials: give the node a role, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if "ProfileNotFound" in kinds:
+        return ("AWS_PROFILE names a profile missing from the AWS config files (~/.aws/config and credentials, or "
+                "AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE): fix or unset AWS_PROFILE")
+    if kinds & _PROFILE_FAILED:
+        return "the AWS profile's credentials cannot be loaded (as said): renew or fix them, or give the node a role"
     if kinds & _UNREACHABLE:
         return UNREACHABLE
     return ""

@@ -178,6 +178,22 @@ def test_bucket_unreachable(monkeypatch):
             storage.exists("s3://b1x/sweeps/x/trials.parquet", s3)
 
 
+def test_a_profile_that_cannot_be_loaded_is_said_as_such_not_as_an_unreachable_endpoint(tmp_path, monkeypatch):
+    """AWS_PROFILE naming a profile the AWS files lack (exported for another account, or on a node without them):
+    the bucket check said to check the endpoint and the network."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "config").write_text("[profile other]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "avdis-missing")
+    with pytest.raises(UsageError, match=r"bucket 'b1x' \(ProfileNotFound: .*\); AWS_PROFILE") as refused:
+        storage.check_bucket("s3://b1x/sweeps")
+    assert "endpoint" not in str(refused.value)
+    with pytest.raises(storage.StorageError, match=r"cannot reach storage \(ProfileNotFound: .*\); AWS_PROFILE"):
+        storage.exists("s3://b1x/sweeps/x/trials.parquet")
+
+
 def test_local_paths_need_no_bucket(tmp_path):
     storage.check_bucket(str(tmp_path / "sweeps"))
 
