@@ -332,11 +332,17 @@ def _new_mark(folder: Path) -> Path:
     return folder / storage.own_name(storage.SHARED_CHECK)
 
 
-def _has_aws_credentials() -> bool:
-    """Whether this process finds AWS credentials as s3fs does (botocore's chain: environment, files, the role)."""
+def _no_aws_credentials() -> str | None:
+    """None when this process finds AWS credentials as s3fs does (botocore's chain: environment, files, the role);
+    else "" (none found), or why a profile named did not load (it ended the check in a RayTaskError traceback)."""
+    import botocore.exceptions
     import botocore.session
 
-    return botocore.session.get_session().get_credentials() is not None
+    try:
+        found = botocore.session.get_session().get_credentials()
+    except botocore.exceptions.BotoCoreError as exc:  # an AWS_PROFILE the files lack, an SSO login expired, ...
+        return f"{type(exc).__name__}: {exc}"
+    return None if found is not None else ""
 
 
 TUNE_CARRIES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # copied by Ray Tune from its driver into each trial
@@ -358,14 +364,15 @@ def check_node_credentials(urls: dict[str, str], trials: bool = False) -> None:
     import ray
 
     nodes = [n for n in ray.nodes() if n["Alive"]]
-    found = _on_each(nodes, _has_aws_credentials)
-    bare = [n["NodeManagerAddress"] for n, ok in zip(nodes, found) if not ok]
+    lacks = _on_each(nodes, _no_aws_credentials)
+    bare = sorted({n["NodeManagerAddress"] + (f" ({why})" if why else "") for n, why in zip(nodes, lacks)
+                   if why is not None})
     if not bare:
         return
     why = (f"Ray Tune hands its trials this shell's {' and '.join(TUNE_CARRIES)}, not a profile, a credentials file "
            "or a role" if carried else "keys exported in this shell do not travel to nodes started elsewhere")
     raise UsageError(
-        f"{', '.join(s3)}: the Ray node(s) at {', '.join(sorted(set(bare)))} find no AWS credentials, and the work "
+        f"{', '.join(s3)}: the Ray node(s) at {', '.join(bare)} find no AWS credentials, and the work "
         f"runs there: {why}. Give the nodes a role (cluster/README.md), export the keys where each node's `ray start` "
         f"runs{', or export them here' if carried else ''}, or pass them to the job (`ray job submit "
         "--runtime-env-json` with env_vars; Ray then writes them to its logs)")

@@ -403,6 +403,22 @@ def test_s3_work_on_nodes_without_aws_credentials_is_refused_before_it_starts(ra
 
 
 
+@pytest.mark.timeout(240)
+def test_a_node_whose_aws_profile_does_not_load_is_named_with_why_not_a_traceback(ray_tmp):
+    """AWS_PROFILE set on a node (in its shell, or the job's env_vars) naming a profile its AWS files lack: botocore
+    raised ProfileNotFound in the check's task, and the check ended in Ray's RayTaskError traceback. Here the node is
+    the local Ray the check's process starts, in an environment with such a profile."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "RAY_ADDRESS"}
+    env.update(AWS_PROFILE="avdis-missing", AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+               AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true", RAY_TMPDIR=str(ray_tmp))
+    out = subprocess.run([sys.executable, "-c", NODE_CHECK, "local", *CREDENTIALS], env=env, capture_output=True,
+                         text=True, timeout=150, cwd=ROOT)
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    assert re.match(r"UsageError train.storage=s3://bkt/runs: the Ray node\(s\) at \S+ \(ProfileNotFound: The config "
+                    r"profile \(avdis-missing\) could not be found\) find no AWS credentials", last), \
+        (out.stdout[-2000:], out.stderr[-2000:])
+
+
 SWEEP = """
 import sys
 from avdis import config as C
