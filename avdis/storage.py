@@ -13,6 +13,7 @@ import io
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,6 +193,17 @@ def pid_alive(pid: int) -> bool:
 SHARED_CHECK = ".avdis-shared-check"  # `runtime.check_shared`'s marker files: no one's data, where a killed check left one
 
 
+STALE_S = 3600.0  # far longer than any write of one file takes: a temp file untouched this long has no writer
+
+
+def _stale(path: str) -> bool:
+    """Whether the file at `path` is untouched for STALE_S (False once gone)."""
+    try:
+        return os.stat(path).st_mtime < time.time() - STALE_S
+    except OSError:  # removed meanwhile
+        return False
+
+
 def own_name(prefix: str) -> str:
     """`prefix` tagged with where this process's PID holds (`_process_space`), the PID and a random part: a file name
     only this process writes, which `remove_dead` tells as left behind once the process is gone."""
@@ -201,15 +213,22 @@ def own_name(prefix: str) -> str:
 def remove_dead(folder: str, prefix: str) -> None:
     """Delete the files in `folder` named by `own_name(prefix)` in processes of this host that are gone: one killed
     (SIGKILL, `ray job stop`, the OOM killer) skips its cleanup, and the next process to use the name clears what it
-    left. A live process's, or one of another host or container sharing the folder, are left alone."""
+    left. A live process's, or one of another host sharing the folder, are left alone. Names of this hostname from
+    another PID namespace or boot (a container restarted after an OOM kill, the machine rebooted, or another container
+    of this hostname) cannot be judged by their PID: they go once untouched for STALE_S."""
     ours = re.compile(rf"{re.escape(prefix)}-{re.escape(_SPACE)}-(\d+)-[0-9a-f]{{8}}")
+    host = re.escape(socket.gethostname())  # with any PID space, or none (names of avdis before it had one)
+    this_host = re.compile(rf"{re.escape(prefix)}-{host}-([0-9a-f]{{12}}-\d+-)?\d+-[0-9a-f]{{8}}")
     try:
         names = os.listdir(folder or ".")
     except OSError:
         return  # what follows (a write, a marker) says what is wrong with the folder
     for name in names:
-        found = ours.fullmatch(name)
-        if found and not pid_alive(int(found.group(1))):
+        if found := ours.fullmatch(name):
+            dead = not pid_alive(int(found.group(1)))
+        else:
+            dead = this_host.fullmatch(name) is not None and _stale(os.path.join(folder, name))
+        if dead:
             try:
                 os.unlink(os.path.join(folder, name))
             except OSError:  # removed by another first, or another user's in a sticky folder: theirs to remove

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -109,7 +110,8 @@ def test_the_temp_file_of_a_writer_in_another_container_of_this_hostname_is_left
     """Containers of one hostname (docker --network host, pods with hostNetwork) writing to one shared folder (a bind
     mount, NFS, EFS) each have their own PIDs: a writer's PID in one is free in the other, where the next write of
     that file took its temp file for a killed writer's and deleted it (its rename then failed). The other container
-    here: a writer in its own PID namespace, under a PID that no process here has."""
+    here: a writer in its own PID namespace, under a PID that no process here has. What such a writer left when
+    killed goes once older than any write (a container restarted after an OOM kill has a new PID namespace)."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-pfr", "true"], capture_output=True).returncode:
         pytest.skip("no unshare, or no user namespaces here")
     target = tmp_path / "trials.parquet"
@@ -126,6 +128,13 @@ def test_the_temp_file_of_a_writer_in_another_container_of_this_hostname_is_left
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(30)
+    # killed, as by an OOM kill before its container restarted: its PID cannot tell, its age does
+    os.utime(tmp_path / held[0], (time.time() - storage.STALE_S + 60,) * 2)
+    storage.write_bytes(str(target), b"again")
+    assert sorted(os.listdir(tmp_path)) == sorted([*held, target.name])
+    os.utime(tmp_path / held[0], (time.time() - storage.STALE_S - 60,) * 2)
+    storage.write_bytes(str(target), b"again")
+    assert os.listdir(tmp_path) == [target.name]
 
 
 def test_a_trial_reads_a_checkpoint_in_local_storage_in_place(tmp_path):
