@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,15 +183,26 @@ def _is_connected_to(address: str, here: str) -> bool:
         return False
 
 
-def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) -> list[Any]:
-    """`fn(*args)` run once on each of `nodes` (`ray.nodes()` entries) as a task taking no CPU, its results in
-    their order: what a node's own disk and environment hold, checked before work is sent there."""
+def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) -> list[tuple[dict[str, Any], Any]]:
+    """(node, `fn(*args)` run on it as a task taking no CPU) for each of `nodes` (`ray.nodes()` entries): what a
+    node's own disk and environment hold, checked before work is sent there. A node gone since it was listed is left
+    out, as no work will go there: Ray lists a dead node alive until its heartbeats have been missed for some seconds
+    (a spot instance reclaimed, a pod evicted), and its task failed with TaskUnschedulableError, a traceback."""
     import ray
+    from ray.exceptions import NodeDiedError, TaskUnschedulableError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = ray.remote(num_cpus=0)(fn)
-    return ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                    .remote(*args) for n in nodes], timeout=120)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(*args)
+            for n in nodes]
+    deadline = time.monotonic() + 120
+    answers = []
+    for node, ref in zip(nodes, refs):
+        try:
+            answers.append((node, ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))))
+        except (TaskUnschedulableError, NodeDiedError):
+            continue
+    return answers
 
 
 # Filesystems that are one machine's own: a node started later has its own at the same path, never this one.
@@ -307,8 +319,7 @@ def check_shared(paths: dict[str, str]) -> None:
     finally:
         for mark in marks.values():
             Path(mark).unlink(missing_ok=True)
-    blind = {k: [f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n, ok in zip(nodes, found) if not ok[k]]
-             for k in marks}
+    blind = {k: [f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n, ok in found if not ok[k]] for k in marks}
     unseen = [k for k in marks if blind[k]]
     if not unseen:
         return
@@ -365,8 +376,7 @@ def check_node_credentials(urls: dict[str, str], trials: bool = False) -> None:
 
     nodes = [n for n in ray.nodes() if n["Alive"]]
     lacks = _on_each(nodes, _no_aws_credentials)
-    bare = sorted({n["NodeManagerAddress"] + (f" ({why})" if why else "") for n, why in zip(nodes, lacks)
-                   if why is not None})
+    bare = sorted({n["NodeManagerAddress"] + (f" ({why})" if why else "") for n, why in lacks if why is not None})
     if not bare:
         return
     why = (f"Ray Tune hands its trials this shell's {' and '.join(TUNE_CARRIES)}, not a profile, a credentials file "

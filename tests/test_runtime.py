@@ -464,6 +464,55 @@ def test_a_sweep_on_s3_is_refused_before_trials_where_nodes_lack_the_credentials
     assert "AWS_ACCESS_KEY_ID" in last and not (tmp_path / "sweeps" / "default" / "trials.parquet").exists()
 
 
+GONE = """
+import json, sys, time, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(address=sys.argv[1], include_dashboard=False))
+while sum(n["Alive"] for n in ray.nodes()) < 2:
+    time.sleep(0.5)
+nodes = [n for n in ray.nodes() if n["Alive"]]
+print("listed", flush=True)
+input()  # the second node is killed meanwhile
+try:
+    print(json.dumps([n["NodeID"] for n, _ in runtime._on_each(nodes, lambda: 1)]))
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_node_gone_since_it_was_listed_is_left_out_of_the_node_checks(ray_tmp):
+    """A node that dies just before a run starts (a spot instance reclaimed, a pod evicted) is listed alive by Ray
+    until its heartbeats are missed: the credentials and shared-folder checks' task there failed with
+    TaskUnschedulableError, and the run ended in that traceback. Here a `ray start` node is SIGKILLed between the
+    listing and the check."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_TMPDIR=str(ray_tmp))
+    with live_head(ray_tmp, env) as (port, _):
+        node = subprocess.Popen([RAY, "start", "--block", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+                                 f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+                                 "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        driver = subprocess.Popen([sys.executable, "-c", GONE, f"127.0.0.1:{port}"], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert driver.stdout.readline() == "listed\n"
+            family = [psutil.Process(node.pid), *psutil.Process(node.pid).children(recursive=True)]
+            os.killpg(node.pid, signal.SIGKILL)
+            for p in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            out, _ = driver.communicate("\n", timeout=200)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait(15)
+            driver.kill()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("[") and len(json.loads(last)) == 1, out[-2000:]  # the head's answer alone
+
+
 @pytest.mark.timeout(300)
 def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp):
     """A 2-node cluster whose second node has its own disk at a folder (a tmpfs in its own mount namespace, as a
