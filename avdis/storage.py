@@ -89,13 +89,36 @@ def _s3_options(s3: S3Config) -> dict[str, Any]:
     return {"client_kwargs": client, "use_listings_cache": False, "skip_instance_cache": True}
 
 
+def _profile_s3() -> tuple[str | None, str | None]:
+    """The S3 endpoint and region botocore finds in this process's AWS profile (~/.aws/config: endpoint_url, its
+    services section, region); (None, None) where the profile does not load (the storage calls say why)."""
+    import botocore.exceptions
+    import botocore.session
+    from botocore.configprovider import ConfiguredEndpointProvider
+
+    session = botocore.session.get_session()
+    try:
+        region = session.get_config_variable("region")
+        if session.get_config_variable("ignore_configured_endpoint_urls"):
+            return None, region
+        return ConfiguredEndpointProvider(full_config=session.full_config, scoped_config=session.get_scoped_config(),
+                                          client_name="s3").provide(), region
+    except botocore.exceptions.BotoCoreError:
+        return None, None
+
+
 def pinned(s3: S3Config) -> S3Config:
     """`s3` with the endpoint and region this process takes from its environment (AWS_ENDPOINT_URL, AWS_REGION, ...)
     written in. Sweep trials and Ray Train workers get the config, not the driver's environment (Ray Tune forwards
     AWS keys to trials, not the endpoint or region; nodes started by `ray start` have their own): unpinned, a trial
-    on such a node sent the driver's MinIO keys to AWS's endpoint. Credentials stay in the environment."""
+    on such a node sent the driver's MinIO keys to AWS's endpoint, as it did where the driver's AWS profile gave the
+    endpoint (`_profile_s3`). Credentials stay in the environment."""
     client = _s3_options(s3)["client_kwargs"]
-    return s3.model_copy(update={"endpoint_url": client.get("endpoint_url"), "region": client.get("region_name")})
+    endpoint, region = client.get("endpoint_url"), client.get("region_name")
+    if endpoint is None or region is None:  # the profile's, which a node without that profile lacks
+        in_profile = _profile_s3()
+        endpoint, region = endpoint or in_profile[0], region or in_profile[1]
+    return s3.model_copy(update={"endpoint_url": endpoint, "region": region})
 
 
 def filesystem(url: str, s3: S3Config | None = None) -> tuple[fsspec.AbstractFileSystem, str]:

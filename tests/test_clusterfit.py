@@ -194,6 +194,22 @@ def test_a_profile_that_cannot_be_loaded_is_said_as_such_not_as_an_unreachable_e
         storage.exists("s3://b1x/sweeps/x/trials.parquet")
 
 
+def test_the_endpoint_and_region_of_the_drivers_aws_profile_are_pinned_for_the_nodes(tmp_path, monkeypatch):
+    """A driver whose AWS profile gives S3's endpoint (MinIO) and region in ~/.aws/config reached MinIO itself, while
+    its trials and workers, on nodes without that profile, went to AWS with the driver's keys: only the config and
+    the environment were pinned."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "config").write_text("[profile minio]\nregion = eu-west-1\nendpoint_url = http://minio.internal:9000\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "minio")
+    assert storage.pinned(S3Config()) == S3Config(endpoint_url="http://minio.internal:9000", region="eu-west-1")
+    given = S3Config(endpoint_url="http://127.0.0.1:9000", region="us-east-1")
+    assert storage.pinned(given) == given  # the config's own first
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")  # botocore's switch: the profile's endpoint unused
+    assert storage.pinned(S3Config()) == S3Config(region="eu-west-1")
+
+
 def test_local_paths_need_no_bucket(tmp_path):
     storage.check_bucket(str(tmp_path / "sweeps"))
 
