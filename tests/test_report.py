@@ -469,6 +469,19 @@ def test_callback_survives_a_missing_sweep(tmp_path: Path) -> None:
     assert (cb.renders, cb.failures) == (0, 1)
 
 
+def test_a_sweep_ended_before_any_result_is_no_report_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C before any trial reported ends the experiment with sweep.json alone: the callback's forced render said
+    'report for ... not refreshed (1 failures so far): ... has no results yet', though nothing had gone wrong."""
+    url = str(tmp_path / "sweeps" / "demo")
+    Path(url).mkdir(parents=True)
+    Path(url, results.SPEC).write_text("{}")
+    cb = ReportCallback(url, every_s=0)
+    with caplog.at_level("INFO", logger="avdis.report.callback"):
+        cb.on_experiment_end([])
+    assert (cb.renders, cb.failures) == (0, 0) and not caplog.records
+    assert not Path(url, "pareto.html").exists()
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(120)
 def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: str) -> None:

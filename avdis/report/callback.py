@@ -21,6 +21,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from avdis import results, storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError
 from avdis.report import plots
@@ -40,12 +41,18 @@ class ReportCallback(Callback):
         self.failures = 0
 
     def refresh(self, force: bool = False) -> bool:
-        """Re-render unless throttled (then the change is pending); True when the report was written."""
+        """Re-render unless throttled (then the change is pending); True when the report was written.
+
+        Before any trial has reported (a sweep interrupted in its first seconds) there is no trials.parquet and nothing
+        to draw: that is no failure, so it is neither counted nor logged; a missing sweep folder or bucket is."""
         if not force and time.monotonic() - self.last_render < self.every_s:
             self.pending = True
             return False
         self.last_render, self.pending = time.monotonic(), False
         try:
+            if not storage.exists(storage.join(self.sweep_url, results.TRIALS), self.s3):
+                results.check_folder(self.sweep_url, self.s3)
+                return False
             plots.write_pages(self.sweep_url, self.s3)
         except AvdisError as exc:
             self.failures += 1
