@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 from avdis import config as C
+from avdis.errors import UsageError
 from avdis.tune.sweep import scheduler, searcher
 
 State = optuna.trial.TrialState
@@ -81,6 +82,24 @@ def test_a_resumed_sweeps_scheduler_keeps_its_rungs(tmp_path):
     # earlier checkpoint, and its rung result (which the rung already holds) must stop it again, not let it through
     again = pickle.loads(started)
     assert result(again, "c", 0.6, 0.4) == TrialScheduler.STOP and again.stopped == {"c": 2}
+
+
+@pytest.mark.parametrize("text", ['{"rungs": {"2": {"a": [0.9, 0.', '{"rungs": {}}', '{"rungs": {"2": {"a": 0.9}}, "stopped": {}}',
+                                  "[]"])
+def test_a_damaged_mo_asha_json_is_refused_naming_it(tmp_path, text):
+    """Cut short or edited, mo_asha.json ended a resumed MO-ASHA sweep inside Tune at its first result
+    (JSONDecodeError, KeyError, TypeError): the restored scheduler reads it there, the sweep's driver before Ray."""
+    import pickle
+
+    from ray.tune.experiment import Trial
+
+    cfg = C.load(None, ["train.epochs=8"])
+    restored = pickle.loads(pickle.dumps(scheduler(cfg, str(tmp_path))))
+    (tmp_path / "mo_asha.json").write_text(text)
+    trial = Trial("trainable", config={}, trial_id="a", stub=True)
+    with pytest.raises(UsageError, match=rf"{tmp_path}/mo_asha.json: not MO-ASHA's rungs .*cut short or edited.*"
+                                         "delete it to resume with empty rungs"):
+        restored.on_trial_result(None, trial, {"epoch": 2, "val_emotion_acc": 0.9, "val_leakage": 0.1})
 
 
 def test_mo_asha_stops_on_the_validation_numbers_never_the_test_ones():

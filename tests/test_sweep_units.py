@@ -253,6 +253,18 @@ def test_a_damaged_sweep_json_is_refused_naming_it_not_a_traceback(tmp_path, tex
         check_spec(f"{tmp_path}/s1", cfg)
 
 
+def test_a_resumed_sweep_with_a_damaged_mo_asha_json_is_refused_before_ray_starts(tmp_path):
+    """Its scheduler reads mo_asha.json inside Tune, at the resumed sweep's first result: damaged, the sweep ended
+    there in a traceback after Ray had started and the trials had been set up."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "train.epochs=8"])
+    record_spec(f"{tmp_path}/s1", sweep.as_made(sweep.probing(cfg)), "0" * 16)
+    (tmp_path / "s1" / "mo_asha.json").write_text('{"rungs": {"2": {"a": [0.9, 0.')
+    with pytest.raises(UsageError, match=rf"{tmp_path}/s1/mo_asha.json: not MO-ASHA's rungs .*cut short or edited"):
+        sweep.run(cfg)
+
+
 def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_path):
     """Tune restores a sweep's experiment with the callbacks pickled at its start, which record trials and draw the
     report in the folder they were made for: a folder moved and resumed failed on "/old/s1: no such sweep folder"

@@ -32,6 +32,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from avdis import storage
 from avdis.config import SELECTION, S3Config
+from avdis.errors import UsageError
 from avdis.results import pareto
 
 
@@ -93,6 +94,27 @@ class MOSuccessiveHalving:
         return not beaten.any()
 
 
+def read_state(url: str,
+               s3: S3Config | None = None) -> tuple[dict[int, dict[str, tuple[float, float]]], dict[str, int]]:
+    """The rungs and the stops a sweep's MO-ASHA wrote at `url` (none where it wrote nothing yet), or a UsageError
+    naming the file: a damaged one (cut short by a copy, edited) ended a resumed sweep inside Tune at its first
+    result (JSONDecodeError, KeyError), so the sweep's driver checks it before Ray starts."""
+    if not storage.exists(url, s3):
+        return {}, {}
+    try:
+        state = json.loads(storage.read_bytes(url, s3))
+        rungs = {int(epoch): {str(tid): (float(acc), float(leak)) for tid, (acc, leak) in rung.items()}
+                 for epoch, rung in state["rungs"].items()}
+        stopped = {str(tid): int(epoch) for tid, epoch in state["stopped"].items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(
+            f"{url}: not MO-ASHA's rungs as a sweep writes them ({type(exc).__name__}: {exc}); it was cut short or "
+            "edited. Restore it from a copy, or delete it to resume with empty rungs (MO-ASHA then judges on the "
+            "results still to come, so a trial it would have stopped may run to the end), or start a new sweep "
+            "(sweep.name=...)") from None
+    return rungs, stopped
+
+
 class MOASHAScheduler(FIFOScheduler):
     """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so.
 
@@ -115,13 +137,13 @@ class MOASHAScheduler(FIFOScheduler):
 
     def _read_state(self) -> None:
         self._read = True
-        if self.state_url is None or not storage.exists(self.state_url, self.s3):
+        if self.state_url is None:
             return
-        state = json.loads(storage.read_bytes(self.state_url, self.s3))
-        for epoch, rung in state["rungs"].items():
-            if int(epoch) in self.core.rungs:
-                self.core.rungs[int(epoch)].update({tid: tuple(point) for tid, point in rung.items()})
-        self.stopped.update({tid: int(epoch) for tid, epoch in state["stopped"].items()})
+        rungs, stopped = read_state(self.state_url, self.s3)
+        for epoch, rung in rungs.items():
+            if epoch in self.core.rungs:
+                self.core.rungs[epoch].update(rung)
+        self.stopped.update(stopped)
 
     def _write_state(self) -> None:
         state = {"rungs": {str(m): {tid: list(p) for tid, p in rung.items()} for m, rung in self.core.rungs.items()},

@@ -48,7 +48,7 @@ from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
-from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving
+from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
 from avdis.tune.trial import run_trial
 
@@ -569,6 +569,8 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     sweep_url = url_of(cfg)
     record = check_spec(sweep_url, cfg)
     resume = record is not None
+    if resume:
+        read_state(storage.join(sweep_url, SCHEDULER_STATE), cfg.s3)  # a damaged one is refused here, not in Tune
     check_experiments(sweep_url, cfg, resume)
     if not resume:
         for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):
