@@ -253,6 +253,20 @@ def test_a_damaged_sweep_json_is_refused_naming_it_not_a_traceback(tmp_path, tex
         check_spec(f"{tmp_path}/s1", cfg)
 
 
+def test_a_sweep_resumes_on_a_resized_cluster_but_not_with_what_changes_its_trials(tmp_path):
+    """A plain `avdis train` resumes with other worker CPUs, placement, max_failures or max_skip_rate
+    (`checkpoint.MAY_CHANGE`); a sweep was refused for each ("started with other settings"), sweep.trial_cpus alone
+    let through. What a trial learns (epochs, the device, the learning rate) still may not change."""
+    started = [f"sweep.storage={tmp_path}", "sweep.name=s1"]
+    record_spec(f"{tmp_path}/s1", C.load(None, started), "0" * 16)
+    resized = ["train.cpus_per_worker=3", "train.placement_strategy=SPREAD", "train.max_failures=2",
+               "data.loader.max_skip_rate=0.2", "sweep.trial_cpus=0.5"]
+    assert check_spec(f"{tmp_path}/s1", C.load(None, [*started, *resized])) is not None
+    for changed in ("train.epochs=9", "train.gpus_per_worker=1", "train.lr=0.5"):
+        with pytest.raises(UsageError, match=rf"started with other settings \(differs in: {changed.split('=')[0]}\)"):
+            check_spec(f"{tmp_path}/s1", C.load(None, [*started, *resized, changed]))
+
+
 def test_a_resumed_sweep_with_a_damaged_mo_asha_json_is_refused_before_ray_starts(tmp_path):
     """Its scheduler reads mo_asha.json inside Tune, at the resumed sweep's first result: damaged, the sweep ended
     there in a traceback after Ray had started and the trials had been set up."""

@@ -44,7 +44,7 @@ from avdis.data.prepare import as_made, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
-from avdis.train.checkpoint import KEEP_CHECKPOINTS
+from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
@@ -62,10 +62,15 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 # data.synth too: the data is the shards', held by their manifest hash (`check_data`), and a data.synth given is
 # checked against them (`shards.check_synth`). A sweep started before `as_made` recorded the default corpus's settings
 # where its config left data.synth out: now filled from the shards, they differed, and its resume was refused
-# train.probe_every: a sweep started when MO-ASHA's trials probed every epoch goes on probing at its rungs (how
-# often the probe runs shapes no trial: `checkpoint.MAY_CHANGE`)
-RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "data.synth", "train.storage",
-                     "train.name", "train.probe_every")
+# What a resumed `avdis train` run may change (`checkpoint.MAY_CHANGE`: where it lives, how it is scheduled, its
+# robustness, how often it probes) a sweep's trials may change too, so a sweep resumed on a resized cluster may take
+# other worker CPUs, placement, max_failures or max_skip_rate (they were refused, sweep.trial_cpus alone let through).
+# Not `SWEEP_KEEPS`: train.epochs sets the rungs and how long every trial trains; train.gpus_per_worker the device and,
+# under train.precision=auto, bf16 or fp32, and the front compares trials from both sides of the resume.
+# train.probe_every: a sweep started when MO-ASHA's trials probed every epoch goes on probing at its rungs.
+SWEEP_KEEPS = ("train.epochs", "train.gpus_per_worker")
+RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "data.synth",
+                     *(setting for setting in MAY_CHANGE if setting not in SWEEP_KEEPS))
 
 
 def url_of(cfg: Config) -> str:
