@@ -454,6 +454,24 @@ def test_confirmation_retrains_the_full_length_front_with_more_seeds():
     assert confirm_points(results.empty_trials(), 2) == []
 
 
+def test_the_confirmation_says_its_counts_in_the_right_number(tmp_path, monkeypatch, capsys):
+    """A front of one configuration confirmed with one seed said "1 configurations x 1 more seeds"."""
+    from avdis.tune import sweep
+
+    params = {"method": "multitask", "train.lr": 0.003}
+    monkeypatch.setattr(sweep, "_experiment", lambda *args: None)  # Tune's part is the e2e tests'
+    monkeypatch.setattr(sweep, "fit", lambda *args: None)
+    for seeds, epochs, said in ((1, 1, "1 configuration x 1 more seed, full 1 epoch"),
+                                (2, 3, "1 configuration x 2 more seeds, full 3 epochs")):
+        results.write_trials(str(tmp_path), [  # one trial of the full length: the front to confirm
+            {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "emotion_acc": 0.8,
+             "leakage": 0.3, "epochs": epochs, "order": 1, "seed": 0, "params": json.dumps(params),
+             "config_id": config_id(params), "role": "search"}])
+        cfg = C.load(None, ["sweep.name=s", f"sweep.confirm_seeds={seeds}", f"train.epochs={epochs}"])
+        sweep.confirm(cfg, str(tmp_path), False, sweep.Views(), True)
+        assert f"confirming the front: {said}" in capsys.readouterr().out
+
+
 def test_fixed_points_suggests_each_point_once_across_a_restore(tmp_path):
     points = [{"method": "multitask", "train.seed": 1}, {"method": "multitask", "train.seed": 2}]
     searcher = FixedPoints(points)

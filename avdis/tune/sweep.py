@@ -466,8 +466,10 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
     if not points:
         print(f"avdis sweep {s.name}: no finished trial on the front, nothing to confirm", flush=True)
         return
-    print(f"avdis sweep {s.name}: confirming the front: {len(points) // s.confirm_seeds} configurations x "
-          f"{s.confirm_seeds} more seeds, full {cfg.train.epochs} epochs", flush=True)
+    configs = len(points) // s.confirm_seeds
+    print(f"avdis sweep {s.name}: confirming the front: {configs} configuration{'s' if configs > 1 else ''} x "
+          f"{s.confirm_seeds} more seed{'s' if s.confirm_seeds > 1 else ''}, full {cfg.train.epochs} "
+          f"epoch{'s' if cfg.train.epochs > 1 else ''}", flush=True)
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
                                   num_samples=len(points), reuse_actors=reuse)
     fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
