@@ -472,6 +472,17 @@ def test_the_confirmation_says_its_counts_in_the_right_number(tmp_path, monkeypa
         assert f"confirming the front: {said}" in capsys.readouterr().out
 
 
+def test_the_sweeps_first_line_says_its_counts_in_the_right_number():
+    """A sweep of one trial began "avdis sweep s: 1 trials, ..."."""
+    from avdis.tune.sweep import plan
+
+    one = plan(C.load(None, ["sweep.name=s", "sweep.num_samples=1", "train.workers=1"]), "local", "/x/s")
+    assert one.startswith("avdis sweep s: 1 trial, search=") and "each trial 1 x " in one and " worker (" in one
+    two = plan(C.load(None, ["sweep.name=s", "sweep.num_samples=2", "train.workers=2", "train.strategy=ddp"]), "local",
+               "/x/s")
+    assert two.startswith("avdis sweep s: 2 trials, ") and "each trial 2 x ddp workers (" in two
+
+
 def test_fixed_points_suggests_each_point_once_across_a_restore(tmp_path):
     points = [{"method": "multitask", "train.seed": 1}, {"method": "multitask", "train.seed": 2}]
     searcher = FixedPoints(points)

@@ -438,6 +438,15 @@ def scheduler_plan(cfg: Config) -> str:
     return f"mo_asha (rungs at epoch{'s' if len(rungs) > 1 else ''} {', '.join(map(str, rungs))})"
 
 
+def plan(cfg: Config, address: str, sweep_url: str) -> str:
+    """The sweep's first line: what it will run, where, and where its outputs go."""
+    s, t = cfg.sweep, cfg.train
+    return (f"avdis sweep {s.name}: {s.num_samples} trial{'s' if s.num_samples > 1 else ''}, search={s.search}, "
+            f"scheduler={scheduler_plan(cfg)}, confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each "
+            f"trial {t.workers} x {t.strategy} worker{'s' if t.workers > 1 else ''} (zero_stage={t.zero_stage}, "
+            f"{t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; outputs -> {sweep_url}")
+
+
 def reuse_processes(edges: list[Config]) -> bool:
     """Whether Tune may reuse trial processes: only where every trial trains in its own (`train.in_process`). A trial
     whose TorchTrainer runs in a helper thread is not told when a scheduler stops it on a process kept for reuse
@@ -596,11 +605,7 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         check_data(sweep_url, cfg, record)
     else:
         record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
-    s, t = cfg.sweep, cfg.train
-    print(f"avdis sweep {s.name}: {s.num_samples} trials, search={s.search}, scheduler={scheduler_plan(cfg)}, "
-          f"confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each trial {t.workers} x {t.strategy} worker(s) "
-          f"(zero_stage={t.zero_stage}, {t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; "
-          f"outputs -> {sweep_url}", flush=True)
+    print(plan(cfg, address, sweep_url), flush=True)
     reuse = reuse_processes(edges)
     fit(_tuner(cfg, sweep_url, resume, views, reuse), s.num_samples, sweep_url)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
