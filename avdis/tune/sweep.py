@@ -607,9 +607,9 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
     print(plan(cfg, address, sweep_url), flush=True)
     reuse = reuse_processes(edges)
-    fit(_tuner(cfg, sweep_url, resume, views, reuse), s.num_samples, sweep_url)
+    fit(_tuner(cfg, sweep_url, resume, views, reuse), cfg.sweep.num_samples, sweep_url)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
-    if s.confirm_seeds:
+    if cfg.sweep.confirm_seeds:
         confirm(cfg, sweep_url, resume, views, reuse)
         close_lost_trials(sweep_url, cfg, results.CONFIRM, views.listeners)
     return sweep_url
