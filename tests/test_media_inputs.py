@@ -546,3 +546,33 @@ def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     with pytest.raises(media.MediaError) as caught:
         media.decode_audio(path, 16000)
     assert caught.value.reason.startswith("its channels cancel out when averaged to mono")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_the_tracks_a_player_plays_are_the_clips(tmp_path, suffix):
+    """A file with a commentary track (220 Hz) before the recording's sound (440 Hz, marked default) and a guide video
+    (black) before the recording's picture (marked default): the clip is what a player plays. The first audio track
+    was the one decoded: a clip learnt from its commentary. (Cover art: test_an_audio_files_cover_art_is_no_video.)"""
+    path = tmp_path / f"tracks{suffix}"
+    with av.open(str(path), "w") as out:
+        guide, shown = out.add_stream("libx264", rate=8), out.add_stream("libx264", rate=8)
+        for v, d in ((guide, av.stream.Disposition(0)), (shown, av.stream.Disposition.default)):
+            v.height, v.width, v.pix_fmt, v.disposition = 48, 64, "yuv420p", d
+        comment, voice = out.add_stream("aac", rate=16000), out.add_stream("aac", rate=16000)
+        comment.disposition, voice.disposition = av.stream.Disposition.comment, av.stream.Disposition.default
+        comment.layout = voice.layout = "mono"
+        for v, frames in ((guide, np.zeros((16, 48, 64, 3), np.uint8)), (shown, flat(16))):
+            for img in frames:
+                out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            out.mux(v.encode())
+        for a, hz in ((comment, 220), (voice, 440)):
+            tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(32000) / 16000)).astype(np.float32)
+            for k in range(0, len(tone), 1024):
+                frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+                out.mux(a.encode(frame))
+            out.mux(a.encode())
+    audio = media.decode_audio(path, 16000)
+    assert np.argmax(np.abs(np.fft.rfft(audio[:16000]))) == 440  # 1 Hz bins
+    frames, n = media.decode_video(path, 8)
+    assert n == 16 and levels(frames) == list(range(16))

@@ -17,7 +17,7 @@ import fractions
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -112,7 +112,7 @@ def _origin(container: av.container.InputContainer, stream: av.stream.Stream, to
     the other; alone (the other track comes from another file, as CREMA-D's .flv and .wav), its own start."""
     if not together:
         return _start(stream)
-    tracks = [*container.streams.audio[:1], *_moving(container)[:1]]
+    tracks = [s for s in (_played(container.streams.audio), _played(_moving(container))) if s is not None]
     return min(_start(s) for s in tracks)
 
 
@@ -120,6 +120,13 @@ def _moving(container: av.container.InputContainer) -> list[av.stream.Stream]:
     """The video tracks that are video: an audio file's cover art (an .m4a's or .mp3's attached picture) is a still
     image the file shows beside its sound, not the clip's picture."""
     return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+
+
+def _played(tracks: Sequence[av.stream.Stream]) -> av.stream.Stream | None:
+    """The track of `tracks` a player plays: the first the container marks default, else the first (ffmpeg's
+    av_find_best_stream also ranks the default first). A dub, a commentary or a guide track may come first, the
+    recording itself marked default after it: the first track was the one learnt from."""
+    return next((s for s in tracks if s.disposition & av.stream.Disposition.default), tracks[0] if tracks else None)
 
 
 def _mono(frame: av.AudioFrame) -> tuple[np.ndarray, bool]:
@@ -143,16 +150,17 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     is silence, not the rest of the clip moved earlier out of step with the video. A track whose rate or channels
     change part way (recordings joined end to end) is resampled piece by piece."""
     with _open(path) as container:
-        if not container.streams.audio:
+        stream = _played(container.streams.audio)
+        if stream is None:
             raise MediaError(path, "no audio stream")
         cut = whole.wav_held(path) if container.format.name == "wav" else None
         if cut is not None and cut[0] - cut[1] > whole.CUT_SHORT_S:
             raise _cut_short(path, *cut)
-        past = whole.index_past_end(path, container.streams.audio[0])
+        past = whole.index_past_end(path, stream)
         if past is not None:
             raise _cut_short(path, *past)
-        declared = whole.declared_s(path, container)
-        origin = _origin(container, container.streams.audio[0], together)
+        declared = whole.declared_s(path, container, stream)
+        origin = _origin(container, stream, together)
         chunks: list[np.ndarray] = []
         done = 0  # samples in chunks
         # every channel resampled as it is, then their mean (librosa's to_mono): the resampler's own downmix follows
@@ -179,7 +187,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
 
         def decoded() -> Iterator[av.AudioFrame]:
             nonlocal packet
-            for packet in container.demux(container.streams.audio[0]):
+            for packet in container.demux(stream):
                 yield from packet.decode()
 
         try:
@@ -275,12 +283,12 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     first, end = span if span is not None else (0, math.inf)
     kept: list[np.ndarray] = []
     with _open(path) as container:
-        if not _moving(container):
+        stream = _played(_moving(container))
+        if stream is None:
             art = "its only picture is cover art" if container.streams.video else ""
             raise MediaError(path, f"no video stream ({art}{'; ' if art else ''}for a corpus of audio alone, "
                                    "preprocess with data.modality=audio)",
                              fault=f"no video stream ({art})" if art else "no video stream")
-        stream = _moving(container)[0]
         cut = whole.index_past_end(path, stream)
         if cut is not None:
             raise _cut_short(path, *cut, kind="video")

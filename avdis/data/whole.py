@@ -116,12 +116,11 @@ def _mp3_counted(path: str | Path) -> bool:
     return bool(xing) or frame[36:40] == b"VBRI"
 
 
-def declared_s(path: str | Path, container: av.container.InputContainer) -> float | None:
-    """Seconds of audio a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg reads
-    them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or AIFF
-    written into a pipe, 0; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end without an
-    error."""
-    stream = container.streams.audio[0]
+def declared_s(path: str | Path, container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Seconds of `stream` a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg
+    reads them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or
+    AIFF written into a pipe, 0; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end
+    without an error."""
     if not stream.duration or container.format.name not in ("flac", "aiff", "mp3"):
         return None
     if container.format.name == "mp3" and not _mp3_counted(path):
