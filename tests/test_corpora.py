@@ -714,6 +714,30 @@ def test_a_ground_truth_naming_files_from_the_folder_above_says_where_names_are_
         (str(src / "corpus" / "clips" / "b.mp4"), "listed in ground_truth.csv but missing")]
 
 
+def test_a_ground_truth_naming_files_in_another_case_says_so(tmp_path):
+    """A list written on a Mac or a Windows share, whose file systems read `Clips/A.MP4` as `clips/a.mp4`: each row was
+    'listed in ground_truth.csv but missing' beside its file 'not listed', the same name to the eye. Where two files
+    differ only in case, neither is named."""
+    for name in ("a.mp4", "b.mp4", "c.mp4", "C.mp4"):
+        touch(tmp_path / "clips" / name)
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\nclips/A.mp4,a,s1,happy\n"
+                                               "Clips/B.MP4,b,s1,sad\nclips/c.MP4,c,s1,sad\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    told = "the names differ in case, which this file system tells apart, unlike a Mac's or Windows'; write it as"
+    assert records == [] and sorted((r.source_path, r.reason) for r in rejects) == sorted([
+        (str(tmp_path / "clips" / "A.mp4"), f"listed in ground_truth.csv but missing (clips/a.mp4 is there: {told} "
+                                            "clips/a.mp4)"),
+        (str(tmp_path / "Clips" / "B.MP4"), f"listed in ground_truth.csv but missing (clips/b.mp4 is there: {told} "
+                                            "clips/b.mp4)"),
+        (str(tmp_path / "clips" / "c.MP4"), "listed in ground_truth.csv but missing"),
+        (str(tmp_path / "clips" / "a.mp4"), "not listed in ground_truth.csv (row 2 names it clips/A.mp4, in another "
+                                            "case)"),
+        (str(tmp_path / "clips" / "b.mp4"), "not listed in ground_truth.csv (row 3 names it Clips/B.MP4, in another "
+                                            "case)"),
+        (str(tmp_path / "clips" / "c.mp4"), "not listed in ground_truth.csv"),
+        (str(tmp_path / "clips" / "C.mp4"), "not listed in ground_truth.csv")])
+
+
 def test_a_ground_truth_row_with_more_cells_than_columns_is_named_not_read_shifted(tmp_path):
     """A speaker `Smith, John` not quoted is two cells: the clip was of speaker 'Smith' and emotion 'john', a class of
     the corpus's own, and its transcript took the emotion. Cells past the header's columns that are empty (a

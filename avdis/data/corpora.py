@@ -453,6 +453,8 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     rows_of: dict[str, int] = {}  # clip_id -> its row
     files_of: dict[str, int] = {}  # file (its real path) -> its row
     listed: set[str] = set()  # real paths
+    cased: dict[str, tuple[int, str]] = {}  # a file a row names but for case (its real path) -> (that row, its name)
+    folders: dict[Path, dict[str, list[str]]] = {}  # the folders `_cased` has read
     try:
         with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" has a BOM
             header, rows = _table(fh.read())
@@ -504,7 +506,14 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         elif real in files_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: file already listed on row {files_of[real]}"))
         elif not _is_file(path):
-            rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing{_found_nearer(src, spelt)}"))
+            on_disk = _cased(src, spelt, folders)
+            if on_disk is not None:
+                cased.setdefault(os.path.realpath(src / on_disk), (line, spelt))
+                where = (f" ({on_disk} is there: the names differ in case, which this file system tells apart, unlike "
+                         f"a Mac's or Windows'; write it as {on_disk})")
+            else:
+                where = _found_nearer(src, spelt)
+            rejects.append(Reject(str(path), f"listed in {GROUND_TRUTH} but missing{where}"))
         else:
             rows_of[row["clip_id"]], files_of[real] = line, line
             records.append(ClipRecord(
@@ -512,11 +521,45 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
                 source_path=str(path), audio_path=str(path), video_path=None if audio_only else str(path),
                 meta={"intensity": row["intensity"]} if row["intensity"] else {},
             ))
-    rejects.extend(Reject(str(p), f"not listed in {GROUND_TRUTH}{_inside(p.relative_to(src).as_posix(), spans)}")
-                   for p in files if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed)
+    for p in files:
+        if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed:
+            row_of = cased.get(os.path.realpath(p))
+            where = (f" (row {row_of[0]} names it {row_of[1]}, in another case)" if row_of is not None
+                     else _inside(p.relative_to(src).as_posix(), spans))
+            rejects.append(Reject(str(p), f"not listed in {GROUND_TRUTH}{where}"))
     records = _one_per_recording(truth, records, rejects, rows_of)
     _check_speaker_case(truth, records, rows_of)
     return records, rejects
+
+
+def _cased(src: Path, spelt: str, folders: dict[Path, dict[str, list[str]]]) -> str | None:
+    """The name of the one file under `src` that `spelt` names but for case (and Unicode form); None where there is
+    none, or more than one. A list written on a Mac or a Windows share, whose file systems read `clips/A.mp4` as
+    `clips/a.mp4`, names files this one tells apart: each such row was 'missing' beside its file 'not listed', and
+    nothing said why. `folders`: the folders read so far, their names by `_folded` form."""
+    at, found = src, []
+    for part in Path(spelt).parts:
+        if os.path.lexists(at / part):
+            name = part
+        else:
+            if at not in folders:
+                folders[at] = {}
+                try:
+                    for entry in os.listdir(at):
+                        folders[at].setdefault(_folded(entry), []).append(entry)
+                except OSError:
+                    pass
+            names = folders[at].get(_folded(part), [])
+            if len(names) != 1:
+                return None
+            name = names[0]
+        at, found = at / name, [*found, name]
+    return Path(*found).as_posix() if found and _is_file(at) else None
+
+
+def _folded(name: str) -> str:
+    """A name as a Mac's file system compares it: case and Unicode form aside."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def _found_nearer(src: Path, spelt: str) -> str:
