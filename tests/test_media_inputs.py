@@ -576,3 +576,23 @@ def test_the_tracks_a_player_plays_are_the_clips(tmp_path, suffix):
     assert np.argmax(np.abs(np.fft.rfft(audio[:16000]))) == 440  # 1 Hz bins
     frames, n = media.decode_video(path, 8)
     assert n == 16 and levels(frames) == list(range(16))
+
+
+def test_a_silent_track_beside_others_is_named_with_the_way_to_the_voice(tmp_path):
+    """A recorder's file of two tracks whose default one is silent (OBS's desktop audio, the microphone on the second):
+    'audio is digital silence' said the recording had no sound, while the voice was in the file."""
+    path = tmp_path / "obs.mp4"
+    with av.open(str(path), "w") as out:
+        tracks = [out.add_stream("aac", rate=16000, layout="mono") for _ in range(2)]
+        for a, hz in zip(tracks, (0, 440)):
+            tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(32000) / 16000)).astype(np.float32)
+            for k in range(0, len(tone), 1024):
+                frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+                out.mux(a.encode(frame))
+            out.mux(a.encode())
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert caught.value.reason == ("audio is digital silence (every sample is 0) in its audio track 0:a:0, the one of "
+                                   "its 2 it marks default (else its first): make a file of the track with the voice "
+                                   "(ffmpeg -i IN -map '0:v?' -map 0:a:N -c copy OUT) and list that")

@@ -153,6 +153,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
         stream = _played(container.streams.audio)
         if stream is None:
             raise MediaError(path, "no audio stream")
+        tracks, track = len(container.streams.audio), list(container.streams.audio).index(stream)
         cut = whole.wav_held(path) if container.format.name == "wav" else None
         if cut is not None and cut[0] - cut[1] > whole.CUT_SHORT_S:
             raise _cut_short(path, *cut)
@@ -227,6 +228,10 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     if not samples.any() and heard:
         raise MediaError(path, "its channels cancel out when averaged to mono (one is another inverted: a miswired "
                                "microphone); keep one channel (ffmpeg -i IN -af pan=mono|c0=c0 OUT) and list that file")
+    if not samples.any() and tracks > 1:  # a recorder's track of another source (OBS's desktop audio), the voice beside
+        raise MediaError(path, f"audio is digital silence (every sample is 0) in its audio track 0:a:{track}, the one "
+                               f"of its {tracks} it marks default (else its first): make a file of the track with the "
+                               "voice (ffmpeg -i IN -map '0:v?' -map 0:a:N -c copy OUT) and list that")
     if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
         raise MediaError(path, "audio is digital silence (every sample is 0)")
     lead = int(round(((begins if begins is not None else origin) - origin) * sample_rate))
