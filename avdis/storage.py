@@ -8,6 +8,7 @@ instance role). Writes are atomic: a reader sees the old object or the whole new
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -258,9 +259,40 @@ def remove_dead(folder: str, prefix: str) -> None:
                 pass
 
 
+def _fsync(path: str) -> None:
+    """Flush a local file's data, or a folder's entries, to disk. A folder this process may write but not open (mode
+    -wx), or on a filesystem that cannot sync one (EINVAL: some network and FUSE mounts), keeps its entries as its
+    filesystem does: a file written whole there is not refused for it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EACCES) or not os.path.isdir(path):
+            raise
+
+
+def sync(url: str, s3: S3Config | None = None) -> None:
+    """Flush the local folder `url` to disk: every file and folder under it, and its own entry in its parent. Files
+    copied in (fsspec's put) wait in the page cache for the kernel to write them, and a crash of the machine (a kernel
+    panic, a power loss) before then left them empty beside what was written after. Nothing to do on S3, where an
+    object is stored once its PUT returns."""
+    fs, path = filesystem(url, s3)
+    if not isinstance(fs, LocalFileSystem):
+        return
+    for folder, _, files in os.walk(path, topdown=False):
+        for name in files:
+            _fsync(os.path.join(folder, name))
+        _fsync(folder)
+    _fsync(os.path.dirname(path))
+
+
 class _AtomicLocalFile(io.FileIO):
     """A local file written under a temp name and renamed over `path` once closed whole: a reader, or a rerun after a
-    kill, sees the old file or the new one, never a truncated one. Discarded instead when a write failed, when its own
+    kill or a crash of the machine, sees the old file or the new one, never a truncated one (its data is synced
+    before the rename, and the rename before the close returns). Discarded instead when a write failed, when its own
     `with` block raised, or when it is dropped unclosed (as pyarrow drops a stream whose copy failed). A pyarrow
     stream's `with` block closes it even when the block raised, so through pyarrow only failed writes are caught."""
 
@@ -296,6 +328,7 @@ class _AtomicLocalFile(io.FileIO):
                 os.unlink(self.name)
             else:
                 os.replace(self.name, self.target)
+                _fsync(os.path.dirname(self.target) or ".")
 
     def __exit__(self, exc_type, *rest) -> None:
         self.failed = self.failed or exc_type is not None

@@ -415,3 +415,46 @@ def test_a_checkpoint_folder_whose_removal_stopped_part_way_is_not_resumed_from(
     with store.latest() as here:
         found = {p.relative_to(here).as_posix(): p.read_bytes() for p in here.rglob("*") if p.is_file()}
     assert found == saved[json.loads(found[ck.STATE])["epoch"]]
+
+
+def test_a_local_checkpoint_is_on_disk_before_latest_json_names_it(tmp_path, monkeypatch):
+    """RunStore.save copied the weights and state.json into the run's folder without fsync, then wrote latest.json:
+    after a kernel crash or power loss the folder latest.json named (or the newest with a whole state.json) could hold
+    a whole state.json beside zero-length weights, never written from the page cache. Now the weights and their folders
+    are synced before state.json is written, and state.json (its entry too) before latest.json. Each real os.fsync is
+    recorded here by the path it synced."""
+    import os
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    local = tmp_path / "ckpt"
+    (local / "engine").mkdir(parents=True)
+    (local / "engine" / "model.pt").write_bytes(b"w" * 4096)
+    (local / "adversary.pt").write_bytes(b"a" * 512)
+    ck.write_state(local, {"epoch": 1, "history": []})
+    run = tmp_path / "run"
+    ck.RunStore(str(run), C.S3Config()).save(local, 1)
+    folder = run / "checkpoint_epoch_0001"
+
+    def at(path: Path) -> list[int]:  # a file written atomically is synced under its temp name, beside its target
+        found = [i for i, p in enumerate(synced) if p == str(path) or p.startswith(f"{path}.tmp-")]
+        assert found, f"{path} never synced: {synced}"
+        return found
+
+    def first(path: Path) -> int:
+        return at(path)[0]
+
+    def last(path: Path) -> int:
+        return at(path)[-1]
+
+    state, pointer = first(folder / ck.STATE), first(run / ck.LATEST)
+    for weights in (folder / "engine" / "model.pt", folder / "adversary.pt", folder / "engine"):
+        assert first(weights) < state, synced
+    assert state < last(folder) < pointer, synced  # state.json's entry in its folder, before the pointer
+    assert first(run) < pointer, synced  # the checkpoint folder's entry in the run's

@@ -236,12 +236,15 @@ class RunStore:
         fs, path = storage.filesystem(storage.join(self.url, name), self.s3)
         if fs.exists(path):
             _remove(fs, path)
-        # state.json last: a folder with a whole one is whole (s3fs uploads a folder's files at once, in any order)
+        # state.json last: a folder with a whole one is whole (s3fs uploads a folder's files at once, in any order),
+        # so the rest is on disk before it is written (a crash of the machine left a whole state.json beside empty
+        # weights), and it before latest.json names the folder
         rest = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / STATE)
         for folder in {path, *(f"{path}/{p.parent.relative_to(local_dir).as_posix()}" for p in rest)}:
             fs.makedirs(folder, exist_ok=True)  # local folders; nothing on S3
         fs.put([str(p) for p in rest], [f"{path}/{p.relative_to(local_dir).as_posix()}" for p in rest])
-        fs.put_file(str(local_dir / STATE), f"{path}/{STATE}")
+        storage.sync(storage.join(self.url, name), self.s3)
+        storage.write_bytes(storage.join(self.url, name, STATE), (local_dir / STATE).read_bytes(), self.s3)
         storage.write_bytes(storage.join(self.url, LATEST), json.dumps({"checkpoint": name}).encode(), self.s3)
         self._prune()
         return storage.join(self.url, name)
