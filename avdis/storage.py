@@ -383,6 +383,26 @@ def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[s
     return sorted(join(url, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
 
 
+def remove(url: str, s3: S3Config | None = None) -> None:
+    """Delete the file or folder at `url` (nothing there: nothing to do), one file at a time, raising StorageError,
+    naming the file, where storage refuses. Not `fs.rm`: on S3 it sends DeleteObjects, which answers 200 with a refusal
+    per key that s3fs drops, so where s3:DeleteObject is denied old checkpoints and stale shards stayed, unsaid."""
+    fs, path = filesystem(url, s3)
+    file = path
+    try:
+        for file in fs.find(path):  # a file: itself; a folder: every file under it
+            fs.rm_file(file)
+        if isinstance(fs, LocalFileSystem) and os.path.isdir(path):
+            fs.rm(path, recursive=True)  # the emptied folders
+    except Exception as exc:
+        where = url if file == path else join(url, file.removeprefix(path))
+        if is_remote(url) and isinstance(exc, PermissionError):
+            raise StorageError(f"{where}: cannot delete ({type(exc).__name__}: {exc}); avdis deletes there (old "
+                               "checkpoints, shards a rebuild drops): allow s3:DeleteObject on it "
+                               "(infra/storage/node-s3-policy.json)") from exc
+        raise _failed(where, "cannot delete", exc) from exc
+
+
 def check_writable(url: str, s3: S3Config | None = None) -> None:
     """Fail early, naming the URL, if outputs could not be written there. Leaves no trace: the probe file goes,
     and so do the local folders it made (a run refused next, for other reasons, has written nothing)."""

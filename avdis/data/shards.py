@@ -366,19 +366,11 @@ def _stale_reason(data: DataConfig, meta: dict[str, Any] | None, fingerprint: st
     return _shards_mismatch(data.shards, meta["shards"], s3)
 
 
-def _remove(url: str, s3: S3Config) -> None:
-    fs, path = storage.filesystem(url, s3)
-    try:
-        fs.rm(path)
-    except Exception as exc:
-        raise storage.StorageError(f"{url}: cannot delete ({type(exc).__name__}: {exc})") from exc
-
-
 def _remove_unlisted(url: str, listed: list[dict[str, Any]], s3: S3Config) -> None:
     """Delete shard files a new manifest does not list (left by an older or interrupted build)."""
     keep = {s["name"] for s in listed}
     for name in sorted(_shard_files(url, s3).keys() - keep):
-        _remove(storage.join(url, SHARD_DIR, name), s3)
+        storage.remove(storage.join(url, SHARD_DIR, name), s3)
 
 
 def modality_of(meta: dict[str, Any]) -> str | None:
@@ -536,7 +528,7 @@ def build_shards(
     # written: a corpus cloned again without `git lfs pull` must not cost the shards made from a whole copy)
     old = {url: storage.read_bytes(url, s3) for url in (manifest_url, rejects_url) if storage.exists(url, s3)}
     for url in old:
-        _remove(url, s3)
+        storage.remove(url, s3)
     runner = run_tasks or (lambda ts: (write_shard(t, data.shards, data.features, s3) for t in ts))
     rows, decoded, shards = [], [], []
     for result in runner(plan(records, data)):

@@ -235,7 +235,7 @@ class RunStore:
         name = f"checkpoint_epoch_{epoch:04d}"
         fs, path = storage.filesystem(storage.join(self.url, name), self.s3)
         if fs.exists(path):
-            _remove(fs, path)
+            _remove(storage.join(self.url, name), self.s3)
         # state.json last: a folder with a whole one is whole (s3fs uploads a folder's files at once, in any order),
         # so the rest is on disk before it is written (a crash of the machine left a whole state.json beside empty
         # weights), and it before latest.json names the folder
@@ -254,17 +254,14 @@ class RunStore:
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
         names = sorted((n for n in names if re.fullmatch(r"checkpoint_epoch_\d+", n)), key=lambda n: int(n[17:]))
         for old in names[:-KEEP_CHECKPOINTS]:  # by number: epoch 10000's folder sorts before 9999's by name
-            _remove(fs, f"{path}/{old}")
+            _remove(storage.join(self.url, old), self.s3)
 
 
-def _remove(fs: Any, path: str) -> None:
+def _remove(folder_url: str, s3: S3Config) -> None:
     """Remove a checkpoint folder, its state.json first: a recursive removal goes in the filesystem's own order, and
     one stopped part-way (killed) left a folder that held its state.json, so counted as whole, without its weights."""
-    try:
-        fs.rm(f"{path}/{STATE}")
-    except FileNotFoundError:
-        pass  # an upload cut short before its state.json
-    fs.rm(path, recursive=True)
+    storage.remove(storage.join(folder_url, STATE), s3)
+    storage.remove(folder_url, s3)
 
 
 SCRATCH_PREFIX = "avdis-ckpt-"
