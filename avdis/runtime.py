@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from avdis.config import RayConfig
-from avdis.errors import UsageError
+from avdis.errors import AvdisError, UsageError
 
 # Environment for every worker process: quiet Ray Train prints, DeepSpeed on the CPU
 # accelerator where no GPU is visible (set per worker in avdis.train.engine too).
@@ -183,11 +183,21 @@ def _is_connected_to(address: str, here: str) -> bool:
         return False
 
 
-def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) -> list[tuple[dict[str, Any], Any]]:
+NODE_ANSWER_S = 120.0  # for every node's answer to `_on_each`: a task taking no CPU starts in seconds on a sound node
+
+
+class NodeSilentError(AvdisError):
+    """A Ray node listed alive that does not run a task: work sent there would wait on it for ever."""
+
+
+def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
+             timeout_s: float = NODE_ANSWER_S) -> list[tuple[dict[str, Any], Any]]:
     """(node, `fn(*args)` run on it as a task taking no CPU) for each of `nodes` (`ray.nodes()` entries): what a
     node's own disk and environment hold, checked before work is sent there. A node gone since it was listed is left
     out, as no work will go there: Ray lists a dead node alive until its heartbeats have been missed for some seconds
-    (a spot instance reclaimed, a pod evicted), and its task failed with TaskUnschedulableError, a traceback."""
+    (a spot instance reclaimed, a pod evicted), and its task failed with TaskUnschedulableError, a traceback. Nodes
+    that have not answered within `timeout_s` are named in a NodeSilentError (it ended the run in Ray's
+    GetTimeoutError traceback), their tasks cancelled."""
     import ray
     from ray.exceptions import NodeDiedError, TaskUnschedulableError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -195,11 +205,22 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any) ->
     task = ray.remote(num_cpus=0)(fn)
     refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(*args)
             for n in nodes]
-    deadline = time.monotonic() + 120
+    ready = set(ray.wait(refs, num_returns=len(refs), timeout=timeout_s)[0]) if refs else set()
+    silent = [(node, ref) for node, ref in zip(nodes, refs) if ref not in ready]
+    if silent:
+        for _, ref in silent:
+            ray.cancel(ref, force=True)  # its worker, should it ever start or wake
+        where = ", ".join(f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n, _ in silent)
+        raise NodeSilentError(
+            f"the Ray node(s) at {where} did not answer within {timeout_s:g} s a task that checks, before work goes "
+            "there, what the node's disk and environment hold: Ray lists the node alive, but it runs no task (a hung "
+            "mount or disk, worker processes that cannot start), and the run's work would wait there too. Check the "
+            "node (`ray status`; on it, the logs in /tmp/ray/session_latest/logs), restart it or take it out of the "
+            "cluster (`ray stop` there), then run the command again")
     answers = []
     for node, ref in zip(nodes, refs):
         try:
-            answers.append((node, ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))))
+            answers.append((node, ray.get(ref)))
         except (TaskUnschedulableError, NodeDiedError):
             continue
     return answers

@@ -513,6 +513,36 @@ def test_a_node_gone_since_it_was_listed_is_left_out_of_the_node_checks(ray_tmp)
     assert last.startswith("[") and len(json.loads(last)) == 1, out[-2000:]  # the head's answer alone
 
 
+SILENT = """
+import sys, time, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(include_dashboard=False))
+nodes = [n for n in ray.nodes() if n["Alive"]]
+began = time.monotonic()
+try:
+    runtime._on_each(nodes, lambda: time.sleep(3600), timeout_s=3)
+except Exception as exc:
+    print(round(time.monotonic() - began), type(exc).__name__, exc)
+print(ray.util.get_node_ip_address(), nodes[0]["NodeID"][:8])
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_node_that_never_answers_the_node_checks_is_named_with_what_to_do(ray_tmp):
+    """A node Ray lists alive whose check task never returns (a hung NFS mount blocks the shared-folder check's
+    stat for ever; worker processes that cannot start): the checks waited 120 s, then the run ended in Ray's
+    GetTimeoutError traceback. Now such a node is named with what to do, in the time given (3 s here)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    out = subprocess.run([sys.executable, "-c", SILENT], env={**env, "RAY_TMPDIR": str(ray_tmp)},
+                         capture_output=True, text=True, timeout=150, cwd=ROOT)
+    said, (address, node) = out.stdout.strip().splitlines()[-2], out.stdout.strip().splitlines()[-1].split()
+    seconds, kind, message = said.split(" ", 2)
+    assert kind == "NodeSilentError" and int(seconds) < 30, out.stdout[-2000:] + out.stderr[-2000:]
+    assert message.startswith(f"the Ray node(s) at {address} (node {node}) did not answer within 3 s"), message
+    assert "Check the node" in message and "run the command again" in message, message
+
+
 @pytest.mark.timeout(300)
 def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp):
     """A 2-node cluster whose second node has its own disk at a folder (a tmpfs in its own mount namespace, as a
