@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from avdis.config import FeatureConfig
-from avdis.data import media
+from avdis.data import media, whole
 
 FPS = 12  # the source's frame rate; features are taken at 8 fps
 
@@ -531,6 +531,39 @@ def test_an_avi_or_matroska_file_cut_short_is_a_named_reject_not_a_shorter_clip(
     assert re.fullmatch(rf"cut short: the file ends at byte \d+, inside its {what}, which runs to byte "
                         rf"{len(path.read_bytes())} \(an interrupted copy or download\); copy it again",
                         caught.value.reason), caught.value.reason
+
+
+@pytest.mark.parametrize("segment_at", [56, 5000])
+def test_a_matroska_file_whose_header_holds_padding_is_read_whole_and_still_told_cut_short(tmp_path, segment_at):
+    """An EBML header may hold a Void element (padding a muxer leaves to rewrite it): the segment's 8-byte size then
+    straddled byte 64, where the check read to, and a whole file was rejected as cut short (a size read in part).
+    Read from the file's first 4 KiB, the check is whole; a segment past 4 KiB leaves it unsaid, as a size left open
+    does, and the file is read to its end."""
+    plain, path = tmp_path / "plain.mkv", tmp_path / "padded.mkv"
+    with av.open(str(plain), "w", format="matroska") as out:
+        a = out.add_stream("flac", rate=16000)
+        a.layout = "mono"
+        x = (np.sin(np.arange(32000) / 10) * 9000).astype(np.int16)
+        for k in range(0, 32000, 1152):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None, k : k + 1152]), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+            out.mux(a.encode(frame))
+        out.mux(a.encode())
+    raw = plain.read_bytes()
+    body = raw[4] & 0x7F  # the EBML header's size, one byte wide as ffmpeg writes it
+    pad = segment_at - (4 + 8 + body + 9)  # the segment's ID after the EBML ID, its size, its body and the Void
+    void = b"\xec\x01" + pad.to_bytes(7, "big") + bytes(pad)  # its ID, an 8-byte size, its zeros
+    header = raw[5 : 5 + body] + void
+    path.write_bytes(raw[:4] + b"\x01" + len(header).to_bytes(7, "big") + header + raw[5 + body :])
+    assert len(media.decode_audio(path, 16000)) == 32000
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 6 // 10])
+    assert path.read_bytes()[segment_at : segment_at + 4] == b"\x18\x53\x80\x67"  # the segment
+    if segment_at < whole.HEAD_BYTES:
+        with pytest.raises(media.MediaError, match="cut short: .* inside its Matroska segment"):
+            media.decode_audio(cut, 16000)
+    else:
+        assert whole.ends_past_file(cut) is None
 
 
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):

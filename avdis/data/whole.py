@@ -19,6 +19,7 @@ CUT_SHORT_S = 0.05  # a file missing more than this of what its header declares 
 # A WAV data chunk size from here up is a writer's placeholder for a length it could not know (its output a pipe):
 # SoX's 0x7FFFF000, arecord's 0x7FFFFF00 and 0x80000000 (its 2 GiB cap), 0xFFFFFFFF (ffmpeg). No clip holds 2 GiB.
 OPEN_WAV_LENGTH = 0x7FFFF000
+HEAD_BYTES = 4096  # an EBML header may hold a Void element: its segment's size can sit past byte 64
 
 
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
@@ -33,7 +34,7 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     clip."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
-        head = fh.read(64)
+        head = fh.read(HEAD_BYTES)
         if head[4:8] in _FIRST_BOXES:
             at = 0
             while at + 8 <= size:
@@ -60,10 +61,13 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
 
 
 def _vint(data: bytes, at: int) -> tuple[int | None, int]:
-    """An EBML size at `at` and where what it sizes starts; None for a size left open (every value bit set)."""
+    """An EBML size at `at` and where what it sizes starts; None for a size left open (every value bit set) or one
+    that runs past `data` (what was read of the file's head: a size read in part would be wrong)."""
     if at >= len(data) or not data[at]:
         return None, at
     width = 9 - data[at].bit_length()
+    if at + width > len(data):
+        return None, at
     value = int.from_bytes(data[at : at + width], "big") & ((1 << (7 * width)) - 1)
     return (None if value == (1 << (7 * width)) - 1 else value), at + width
 
