@@ -110,7 +110,8 @@ def test_the_temp_file_of_a_writer_in_another_container_of_this_hostname_is_left
     """Containers of one hostname (docker --network host, pods with hostNetwork) writing to one shared folder (a bind
     mount, NFS, EFS) each have their own PIDs: a writer's PID in one is free in the other, where the next write of
     that file took its temp file for a killed writer's and deleted it (its rename then failed). The other container
-    here: a writer in its own PID namespace, under a PID that no process here has. What such a writer left when
+    here: a writer in its own PID namespace, under a PID that no process here has (forked by its shell: the `exit`
+    keeps a shell that is bash from exec'ing the writer as the namespace's PID 1). What such a writer left when
     killed goes once older than any write (a container restarted after an OOM kill has a new PID namespace)."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-pfr", "true"], capture_output=True).returncode:
         pytest.skip("no unshare, or no user namespaces here")
@@ -118,7 +119,7 @@ def test_the_temp_file_of_a_writer_in_another_container_of_this_hostname_is_left
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     free = next(p for p in range(min(pid_max, 32768) - 1, 300, -1) if not storage.pid_alive(p))
     holder = subprocess.Popen(
-        ["unshare", "-pfr", "sh", "-c", f'echo {free - 1} > /proc/sys/kernel/ns_last_pid && "$0" -c "$1" "$2"',
+        ["unshare", "-pfr", "sh", "-c", f'echo {free - 1} > /proc/sys/kernel/ns_last_pid && "$0" -c "$1" "$2"; exit $?',
          sys.executable, WRITING, str(target)], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert holder.stdout.readline() == f"{free}\n"
