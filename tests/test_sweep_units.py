@@ -772,6 +772,8 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     results.write_trials(sweep, [failed, silent, lost])  # every trial failed: no front stands on any
     assert str(failures(sweep, C.load(None, []))).startswith(
         "2 of 2 trials failed; no trial finished, so the front and report are")
+    results.write_trials(sweep, [failed])  # a sweep of one trial
+    assert str(failures(sweep, C.load(None, []))).startswith("1 of 1 trial failed; no trial finished")
 
 
 def test_a_sweep_and_its_report_say_failed_trials_in_one_wording(tmp_path, capsys):
