@@ -377,7 +377,9 @@ def _no_aws_credentials() -> str | None:
     return None if found is not None else ""
 
 
-TUNE_CARRIES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # copied by Ray Tune from its driver into each trial
+# The keys Ray Tune copies from its driver into each trial that a trial needs to reach S3 (Ray 2.60 copies a
+# temporary key's AWS_SESSION_TOKEN / AWS_SECURITY_TOKEN too: ray/tune/execution/class_cache.py)
+TUNE_CARRIES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def check_node_credentials(urls: dict[str, str], trials: bool = False) -> None:
@@ -400,8 +402,9 @@ def check_node_credentials(urls: dict[str, str], trials: bool = False) -> None:
     bare = sorted({n["NodeManagerAddress"] + (f" ({why})" if why else "") for n, why in lacks if why is not None})
     if not bare:
         return
-    why = (f"Ray Tune hands its trials this shell's {' and '.join(TUNE_CARRIES)}, not a profile, a credentials file "
-           "or a role" if carried else "keys exported in this shell do not travel to nodes started elsewhere")
+    why = (f"Ray Tune hands its trials this shell's {' and '.join(TUNE_CARRIES)} (and session token), not a profile, "
+           "a credentials file or a role" if carried else
+           "keys exported in this shell do not travel to nodes started elsewhere")
     raise UsageError(
         f"{', '.join(s3)}: the Ray node(s) at {', '.join(bare)} find no AWS credentials, and the work "
         f"runs there: {why}. Give the nodes a role (cluster/README.md), export the keys where each node's `ray start` "
