@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from conftest import free_port, stop_process, wait_for_port
 
 from avdis import config as C
+from avdis import storage
 from avdis.errors import UsageError
 from avdis import results
 from avdis.results import pareto
@@ -277,6 +279,31 @@ def test_a_resumed_sweep_with_a_damaged_mo_asha_json_is_refused_before_ray_start
     (tmp_path / "s1" / "mo_asha.json").write_text('{"rungs": {"2": {"a": [0.9, 0.')
     with pytest.raises(UsageError, match=rf"{tmp_path}/s1/mo_asha.json: not MO-ASHA's rungs .*cut short or edited"):
         sweep.run(cfg)
+
+
+def test_a_resumed_sweep_whose_storage_now_refuses_deletes_is_refused_before_ray_starts(s3_bucket, tmp_path):
+    """A resumed sweep ran no write check (a new one did): where its bucket or role had since lost s3:DeleteObject,
+    it started Ray and its trials, to fail at the first checkpoint pruned. moto enforces the bucket policy's Deny."""
+    import boto3
+
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1", "train.epochs=8",
+                        f"data.shards={tmp_path / 'shards'}"])
+    record_spec(f"{s3_bucket}/sweeps/s1", sweep.as_made(sweep.probing(cfg)), "0" * 16)
+    bucket = s3_bucket.removeprefix("s3://")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    try:
+        with pytest.raises(storage.NotWritableError, match=rf"{s3_bucket}/sweeps/s1: written, but not deletable .*"
+                                                           r"s3:DeleteObject"):
+            sweep.run(cfg)
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+    import ray
+
+    assert not ray.is_initialized()
 
 
 def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_path):
