@@ -494,6 +494,17 @@ def pyarrow_filesystem(url: str, s3: S3Config | None = None):
     return pafs.PyFileSystem(_AtomicLocalHandler(LocalFileSystem())), os.path.abspath(url.removeprefix("file://"))
 
 
+def url_from_pyarrow(fs: Any, path: str) -> str | None:
+    """The URL of `path` on a filesystem `pyarrow_filesystem` gave (None for another): how a Ray checkpoint's
+    folder, which Ray holds as (filesystem, path), is read with this module."""
+    if not isinstance(fs, pafs.PyFileSystem) or not isinstance(fs.handler, pafs.FSSpecHandler):
+        return None
+    if isinstance(fs.handler, _AtomicLocalHandler):
+        return path
+    protocol = fs.handler.fs.protocol
+    return f"s3://{path}" if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) else None
+
+
 def local_path(fs: Any, path: str) -> str | None:
     """`path` itself when `fs` is the local filesystem `pyarrow_filesystem` gives (None otherwise): Ray hands a
     checkpoint over in place only on pyarrow's own local filesystem, and would copy it to /tmp first."""

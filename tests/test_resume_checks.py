@@ -490,3 +490,31 @@ def test_checkpoints_storage_will_not_delete_stop_the_run_naming_them(s3_bucket,
     store.save(local, epoch)  # deletes allowed: pruned to the newest
     left = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     assert left == {ck.LATEST, *(f"checkpoint_epoch_{e:04d}" for e in range(2, epoch + 1))}
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_trial_whose_recorded_checkpoint_was_deleted_resumes_from_the_newest_whole_one(where, tmp_path, request,
+                                                                                        capsys):
+    """A resumed sweep restores each trial from the checkpoint its killed driver last saved in Tune's experiment
+    state (every few seconds); the trial had since saved newer ones and, keeping KEEP_CHECKPOINTS, deleted that one:
+    it failed on 'state.json: No such file'. Ray's own Checkpoint over the sweep's filesystem, as Tune hands it."""
+    from ray.tune import Checkpoint
+
+    trial = f"{request.getfixturevalue('s3_bucket')}/ck/trial" if where == "s3" else str(tmp_path / "trial")
+    for epoch in (2, 3):
+        storage.write_bytes(storage.join(trial, f"checkpoint_00000{epoch - 1}", ck.STATE),
+                            json.dumps({"epoch": epoch, "history": []}).encode())
+    fs, path = storage.pyarrow_filesystem(trial)
+    with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000001", filesystem=fs), C.S3Config()) as here:
+        assert ck.read_state(here)["epoch"] == 2  # whole: the one Tune names
+    with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config()) as here:
+        assert ck.read_state(here)["epoch"] == 3
+    assert f"trial checkpoint {path}/checkpoint_000000 is gone" in capsys.readouterr().out
+    with loop.tune_checkpoint(None, C.S3Config()) as here:
+        assert here is None  # a new trial
+    for name in ("checkpoint_000001", "checkpoint_000002"):
+        storage.remove(storage.join(trial, name, ck.STATE))
+    with pytest.raises(ck.CheckpointError, match=rf"{trial}: its newest checkpoint cannot be used \({path}/"
+                                                  r"checkpoint_000000 is gone, and no checkpoint with a whole"):
+        with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config()):
+            pass

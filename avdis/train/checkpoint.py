@@ -165,7 +165,15 @@ def unrecorded(run_url: str, s3: S3Config) -> Iterator[Path | None]:
     except (FileNotFoundError, ValueError, KeyError):
         yield None
         return
-    newest = _newest_whole(run_url, s3, up_to_epoch=len(history) - 1)
+    with newest_whole(run_url, s3, up_to_epoch=len(history) - 1) as here:
+        yield here
+
+
+@contextmanager
+def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> Iterator[Path | None]:
+    """The `_newest_whole` checkpoint folder under `run_url` as a local folder while the block runs (read in place
+    where local); None when there is none."""
+    newest = _newest_whole(run_url, s3, up_to_epoch)
     if newest is None:
         yield None
         return

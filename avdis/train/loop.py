@@ -23,9 +23,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
+from pyarrow.fs import FileType
 
 from avdis import storage
-from avdis.config import OBJECTIVES, SELECTION, Config, DataConfig
+from avdis.config import OBJECTIVES, SELECTION, Config, DataConfig, S3Config
 from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, SkipStats, check_skip_rate, epoch_batches,
                                open_dataset)
 from avdis.errors import AvdisError, UsageError
@@ -53,6 +54,28 @@ def _as_directory(found: Any) -> Iterator[Path | None]:
     here = storage.local_path(found.filesystem, found.path)  # read in place, as Ray does on its own local filesystem
     with nullcontext(here) if here is not None else found.as_directory() as d:
         yield Path(d)
+
+
+@contextmanager
+def tune_checkpoint(found: Any, s3: S3Config) -> Iterator[Path | None]:
+    """The checkpoint Tune restores a trial from, as `_as_directory` gives it; where that folder is gone, the newest
+    whole one beside it, said aloud. A resumed sweep restores each trial from the checkpoint its killed driver had
+    last saved in its experiment state (every few seconds); the trial had meanwhile saved newer ones, each one past
+    `KEEP_CHECKPOINTS` deleting an older one, that one too, and the trial failed on 'state.json: No such file'. A
+    newer checkpoint is safe to resume from: a resumed run reports its history again (`run`)."""
+    run_url = None
+    if found is not None and found.filesystem.get_file_info(f"{found.path}/{ck.STATE}").type == FileType.NotFound:
+        run_url = storage.url_from_pyarrow(found.filesystem, found.path.rsplit("/", 1)[0])
+    if run_url is None:  # whole, or on a filesystem avdis did not give Ray (its reading names the folder)
+        with _as_directory(found) as here:
+            yield here
+        return
+    with ck.newest_whole(run_url, s3) as here:
+        if here is None:
+            raise ck.unusable(run_url, f"{found.path} is gone, and no checkpoint with a whole {ck.STATE} is beside it")
+        print(f"avdis sweep: trial checkpoint {found.path} is gone (deleted after the driver last saved its state); "
+              f"resuming from the newest whole checkpoint in {run_url}", flush=True)
+        yield here
 
 
 class LocalReporter:
@@ -91,7 +114,7 @@ class TuneReporter:
     def restore(self) -> AbstractContextManager[Path | None]:
         import ray.tune
 
-        return _as_directory(ray.tune.get_checkpoint())
+        return tune_checkpoint(ray.tune.get_checkpoint(), self.s3)
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         import ray.tune
