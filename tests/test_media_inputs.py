@@ -581,6 +581,16 @@ def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     assert caught.value.reason.startswith("its channels cancel out when averaged to mono")
 
 
+def mux_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, hz: float) -> None:
+    """Two seconds of a `hz` tone at 16 kHz (0 Hz: digital silence) into `stream` of `out`, flushed."""
+    tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(32000) / 16000)).astype(np.float32)
+    for k in range(0, len(tone), 1024):
+        frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_the_tracks_a_player_plays_are_the_clips(tmp_path, suffix):
     """A file with a commentary track (220 Hz) before the recording's sound (440 Hz, marked default) and a guide video
@@ -599,12 +609,7 @@ def test_the_tracks_a_player_plays_are_the_clips(tmp_path, suffix):
                 out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
             out.mux(v.encode())
         for a, hz in ((comment, 220), (voice, 440)):
-            tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(32000) / 16000)).astype(np.float32)
-            for k in range(0, len(tone), 1024):
-                frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
-                out.mux(a.encode(frame))
-            out.mux(a.encode())
+            mux_tone(out, a, hz)
     audio = media.decode_audio(path, 16000)
     assert np.argmax(np.abs(np.fft.rfft(audio[:16000]))) == 440  # 1 Hz bins
     frames, n = media.decode_video(path, 8)
@@ -618,12 +623,7 @@ def test_a_silent_track_beside_others_is_named_with_the_way_to_the_voice(tmp_pat
     with av.open(str(path), "w") as out:
         tracks = [out.add_stream("aac", rate=16000, layout="mono") for _ in range(2)]
         for a, hz in zip(tracks, (0, 440)):
-            tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(32000) / 16000)).astype(np.float32)
-            for k in range(0, len(tone), 1024):
-                frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
-                out.mux(a.encode(frame))
-            out.mux(a.encode())
+            mux_tone(out, a, hz)
     with pytest.raises(media.MediaError) as caught:
         media.decode_audio(path, 16000)
     assert caught.value.reason == ("audio is digital silence (every sample is 0) in its audio track 0:a:0, the one of "
