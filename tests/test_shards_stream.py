@@ -276,19 +276,19 @@ def test_a_runs_cache_reads_each_sound_shard_once_and_a_bad_one_on_every_pass(ti
     assert passes(small, stream.SkipStats()) and small.held == 0
 
 
+def recorded_reads(monkeypatch) -> list[str]:
+    """The URLs storage.read_bytes reads from here on, in order."""
+    reads, real = [], storage.read_bytes
+    monkeypatch.setattr(storage, "read_bytes", lambda url, s3=None: reads.append(url) or real(url, s3))
+    return reads
+
+
 def test_opening_the_data_reads_its_manifest_once_and_records_the_hash_of_that_read(tiny_corpus, tiny_shards,
                                                                                      monkeypatch):
     """Every trial worker opens the data: it downloaded manifest.parquet twice, once for the table and once for the
     hash its run records, which then was that of another read than the one it trained on (a manifest rewritten
     between the two). One read gives both."""
-    reads = []
-
-    def read_bytes(url, s3=None):
-        reads.append(url)
-        return real(url, s3)
-
-    real = storage.read_bytes
-    monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    reads = recorded_reads(monkeypatch)
     monkeypatch.setattr(shards, "_READ", {}, raising=False)  # none read before in this process
     info = stream.open_dataset(data_cfg(tiny_corpus, tiny_shards), S3)
     assert reads == [f"{tiny_shards}/manifest.parquet"]
@@ -303,14 +303,7 @@ def test_a_manifest_is_downloaded_again_only_once_it_changed(tiny_corpus, tmp_pa
     url = f"{request.getfixturevalue('s3_bucket')}/shards" if where == "s3" else str(tmp_path / "shards")
     data = data_cfg(tiny_corpus, url)
     shards.build_shards(data, S3)
-    reads = []
-
-    def read_bytes(got, s3=None):
-        reads.append(got)
-        return real(got, s3)
-
-    real = storage.read_bytes
-    monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    reads = recorded_reads(monkeypatch)
     monkeypatch.setattr(shards, "_READ", {}, raising=False)
     table, meta = shards.read_manifest(url, S3)
     meta["emotions"].append("scribbled on")  # a caller's change to what it was given is its own
