@@ -504,17 +504,44 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_resumes_from_the_newest_w
     for epoch in (2, 3):
         storage.write_bytes(storage.join(trial, f"checkpoint_00000{epoch - 1}", ck.STATE),
                             json.dumps({"epoch": epoch, "history": []}).encode())
+    records = storage.join(trial.rsplit("/", 1)[0], "trials", "t1")  # the trial's metrics.json: 4 epochs
+    storage.write_bytes(storage.join(records, ck.METRICS_FILE), json.dumps({"history": [{}] * 4}).encode())
     fs, path = storage.pyarrow_filesystem(trial)
-    with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000001", filesystem=fs), C.S3Config()) as here:
+    with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000001", filesystem=fs), C.S3Config(), records) as here:
         assert ck.read_state(here)["epoch"] == 2  # whole: the one Tune names
-    with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config()) as here:
+    with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config(), records) as here:
         assert ck.read_state(here)["epoch"] == 3
     assert f"trial checkpoint {path}/checkpoint_000000 is gone" in capsys.readouterr().out
-    with loop.tune_checkpoint(None, C.S3Config()) as here:
+    with loop.tune_checkpoint(None, C.S3Config(), records) as here:
         assert here is None  # a new trial
     for name in ("checkpoint_000001", "checkpoint_000002"):
         storage.remove(storage.join(trial, name, ck.STATE))
     with pytest.raises(ck.CheckpointError, match=rf"{trial}: its newest checkpoint cannot be used \({path}/"
-                                                  r"checkpoint_000000 is gone, and no checkpoint with a whole"):
-        with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config()):
+                                                  r"checkpoint_000000 is gone, and no checkpoint beside it is known"):
+        with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config(), records):
+            pass
+
+
+def test_a_trial_whose_recorded_checkpoint_was_deleted_skips_one_a_kill_cut_short(tmp_path, capsys):
+    """The driver's kill ends the trial too, maybe part way through uploading its newest checkpoint: Ray copies a
+    folder's files at once, and the small state.json lands whole before the weights. That one is no checkpoint to
+    resume from (it failed on 'adversary.pt is missing', every retry alike): only a checkpoint of an epoch before the
+    last one the trial's metrics.json records was surely uploaded whole (metrics.json is written before each epoch's
+    checkpoint)."""
+    from ray.tune import Checkpoint
+
+    trial, records = tmp_path / "experiment" / "trial", tmp_path / "trials" / "t1"
+    for epoch in (4, 5):  # checkpoint_000003 whole; checkpoint_000004 cut short: its state.json alone
+        storage.write_bytes(str(trial / f"checkpoint_00000{epoch - 1}" / ck.STATE),
+                            json.dumps({"epoch": epoch, "history": []}).encode())
+    storage.write_bytes(str(trial / "checkpoint_000003" / "adversary.pt"), b"weights")
+    storage.write_bytes(str(records / ck.METRICS_FILE), json.dumps({"history": [{}] * 5}).encode())
+    fs, path = storage.pyarrow_filesystem(str(trial))
+    gone = Checkpoint(f"{path}/checkpoint_000002", filesystem=fs)
+    with loop.tune_checkpoint(gone, C.S3Config(), str(records)) as here:
+        assert ck.read_state(here)["epoch"] == 4 and (here / "adversary.pt").exists()
+    assert "resuming from the newest whole checkpoint" in capsys.readouterr().out
+    storage.remove(str(records / ck.METRICS_FILE))  # nothing says which is whole: none is guessed
+    with pytest.raises(ck.CheckpointError, match="checkpoint_000002 is gone"):
+        with loop.tune_checkpoint(gone, C.S3Config(), str(records)):
             pass

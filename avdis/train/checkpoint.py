@@ -160,13 +160,22 @@ def unrecorded(run_url: str, s3: S3Config) -> Iterator[Path | None]:
     folder while the block runs; None when there is none. Only a checkpoint of an epoch before the last one
     metrics.json records counts: each epoch's metrics.json is written once the previous epoch's checkpoint was
     uploaded whole, so that one is whole (the last may have been cut short)."""
-    try:
-        history = json.loads(storage.read_bytes(storage.join(run_url, METRICS_FILE), s3))["history"]
-    except (FileNotFoundError, ValueError, KeyError):
+    uploaded = uploaded_epochs(run_url, s3)
+    if uploaded is None:
         yield None
         return
-    with newest_whole(run_url, s3, up_to_epoch=len(history) - 1) as here:
+    with newest_whole(run_url, s3, up_to_epoch=uploaded) as here:
         yield here
+
+
+def uploaded_epochs(records_url: str, s3: S3Config) -> int | None:
+    """The epochs of a run whose checkpoints were surely uploaded whole: one fewer than the metrics.json under
+    `records_url` records, which each epoch writes before its checkpoint goes up (a kill during that upload can leave
+    a whole state.json beside missing weights: Ray copies a folder's files at once). None without a readable one."""
+    try:
+        return len(json.loads(storage.read_bytes(storage.join(records_url, METRICS_FILE), s3))["history"]) - 1
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
 
 
 @contextmanager
