@@ -1263,3 +1263,17 @@ def test_a_file_is_said_to_be_inside_a_cell_run_across_lines_only_where_its_whol
     assert "row 9's emotion cell" in _inside("clips/b.wav", spans)  # quoted, a backslash, tabs
     assert _inside("a.wav", spans) == "" and _inside("clips/x", spans) == ""
     assert "row 4's emotion cell" in _inside("clips/xa.wav", spans)
+
+
+def test_a_row_naming_in_another_case_a_file_another_row_lists_is_told_so_not_to_write_it_the_same(tmp_path):
+    """`clips/A.mp4` beside a row for `clips/a.mp4`: on a Mac or Windows, one file listed twice. It was told to write
+    it as clips/a.mp4, which would be 'file already listed' next; whichever row comes first."""
+    touch(tmp_path / "clips" / "a.mp4")
+    for rows in ("clips/a.mp4,a,s1,happy\nclips/A.mp4,b,s1,sad\n", "clips/A.mp4,b,s1,sad\nclips/a.mp4,a,s1,happy\n"):
+        (tmp_path / "ground_truth.csv").write_text(f"file,clip_id,speaker,emotion\n{rows}")
+        _, rejects = corpora.scan("synthetic", tmp_path)
+        line, other = (3, 2) if rows.startswith("clips/a") else (2, 3)
+        assert [(r.source_path, r.reason) for r in rejects] == [
+            (str(tmp_path / "clips" / "A.mp4"), f"ground_truth.csv row {line}: names clips/a.mp4, which row {other} "
+                                                "lists, in another case (on a Mac or Windows one file listed twice); "
+                                                "drop one of the two rows")]

@@ -454,6 +454,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     files_of: dict[str, int] = {}  # file (its real path) -> its row
     listed: set[str] = set()  # real paths
     cased: dict[str, tuple[int, str]] = {}  # a file a row names but for case (its real path) -> (that row, its name)
+    told: list[tuple[int, str, str, int]] = []  # such a row's reject: (its index, the file's name, real path, the row)
     folders: dict[Path, dict[str, list[str]]] = {}  # the folders `_cased` has read
     try:
         with open(truth, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's "CSV UTF-8" has a BOM
@@ -509,6 +510,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
             on_disk = _cased(src, spelt, folders)
             if on_disk is not None:
                 cased.setdefault(os.path.realpath(src / on_disk), (line, spelt))
+                told.append((len(rejects), on_disk, os.path.realpath(src / on_disk), line))
                 where = (f" ({on_disk} is there: the names differ in case, which this file system tells apart, unlike "
                          f"a Mac's or Windows'; write it as {on_disk})")
             else:
@@ -521,6 +523,11 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
                 source_path=str(path), audio_path=str(path), video_path=None if audio_only else str(path),
                 meta={"intensity": row["intensity"]} if row["intensity"] else {},
             ))
+    for at, on_disk, real, line in told:  # the file is listed by another row, before or after: "write it as" would
+        if real in files_of:  # make it 'already listed'; on a Mac or Windows the two rows are one file
+            rejects[at] = Reject(rejects[at].source_path, f"{truth.name} row {line}: names {on_disk}, which row "
+                                                          f"{files_of[real]} lists, in another case (on a Mac or "
+                                                          "Windows one file listed twice); drop one of the two rows")
     for p in files:
         if p.suffix.lower() in _MEDIA and os.path.realpath(p) not in listed:
             row_of = cased.get(os.path.realpath(p))
