@@ -708,7 +708,7 @@ def test_a_probe_below_chance_stays_on_the_chart() -> None:
     below = [{**r, "leakage": -0.2} if r["trial_id"] == "t3" else r for r in rows()]
     trials = results.to_table(below).to_pandas()
     points = plots.plotted(trials, results.summarize(trials, "demo"))
-    low, high = plots.leakage_range(points)
+    low, high = plots.leakage_range(points, results.summarize(trials, "demo"))
     assert low < -0.2 and high > 1.0
     figure = plots.pareto_figure(points, results.summarize(trials, "demo"))
     assert figure.layout.xaxis.range[0] < -0.2
@@ -959,6 +959,21 @@ def test_the_paper_target_needs_a_baseline_that_leaks() -> None:
 def test_a_confirmed_point_of_one_seed_has_no_error_bar() -> None:
     """Its only other seed failed: a bar of zero length read as a sure point under 'seed means ± 95% CI'."""
     assert plots._bars(pd.Series([0.02, None, np.nan])) == [0.02, None, None]
+
+
+def test_a_seed_means_error_bar_is_drawn_whole_on_the_page_and_the_png() -> None:
+    """B's two confirming seeds leak 0.05 and 0.30: its 95% interval (t = 12.7 at one degree of freedom) runs from
+    -1.4 to 1.8. Both charts' x axes ended at -0.02 and 1.02, so the bar was cut at the axis, read as ending there."""
+    wide = [{**r, "leakage": {"b1": 0.05, "b2": 0.30}[r["trial_id"]]} if r["trial_id"] in ("b1", "b2") else r
+            for r in confirmed_rows()]
+    trials = results.to_table(wide).to_pandas()
+    summary = results.summarize(trials, "demo")
+    (b,) = summary["front_points"]
+    low, high = b["leakage"] - b["leakage_ci95"], b["leakage"] + b["leakage_ci95"]
+    assert low < -1 and high > 1.5
+    page_low, page_high = plots.pareto_figure(plots.plotted(trials, summary), summary).layout.xaxis.range
+    png_low, png_high = plots.png_figure(trials, summary).axes[0].get_xlim()
+    assert page_low < low and page_high > high and png_low < low and png_high > high
 
 
 def test_a_pareto_json_without_numbers_still_renders(tmp_path: Path) -> None:

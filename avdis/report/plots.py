@@ -183,11 +183,18 @@ def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
     return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
 
 
-def leakage_range(points: pd.DataFrame) -> list[float]:
-    """The x axis: [0, 1] with a margin, reaching left to a probe below chance (negative leakage) when there is one."""
-    low = points["leakage"].min() if len(points) else 0.0
-    low = 0.0 if pd.isna(low) else float(low)
-    return [min(-0.02, low - 0.03), 1.02]
+def leakage_range(points: pd.DataFrame, summary: dict[str, Any]) -> list[float]:
+    """The x axis: [0, 1] with a margin, reaching left to a probe below chance (negative leakage) when there is one,
+    and out to both ends of a seed mean's error bar: the axis cut a wide one (two seeds' t is 12.7) at its edge,
+    where it read as an interval ending there."""
+    drawn = [points["leakage"]]
+    if from_seed_means(summary):
+        front = front_frame(summary)
+        bars = front["leakage_ci95"].astype(float)
+        drawn += [front["leakage"] - bars, front["leakage"] + bars]
+    ends = pd.concat(drawn).astype(float).dropna()
+    low, high = (float(ends.min()), float(ends.max())) if len(ends) else (0.0, 1.0)
+    return [min(-0.02, low - 0.03), max(1.02, high + 0.02)]
 
 
 def _color(method: str) -> str:
@@ -248,7 +255,7 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     ax.set_xlabel(X_LABEL, fontsize=12)
     ax.set_ylabel(Y_LABEL, fontsize=12)
     ax.set_title(f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage", fontsize=13)
-    ax.set_xlim(*leakage_range(points))
+    ax.set_xlim(*leakage_range(points, summary))
     ax.grid(alpha=0.3)
     for method in _methods(points):
         rows, color = points[points["method"] == method], _color(method)
@@ -403,7 +410,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
     fig.update_layout(
         template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
         title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow: running)",
-        xaxis={"title": X_LABEL, "range": leakage_range(points)}, yaxis={"title": Y_LABEL},
+        xaxis={"title": X_LABEL, "range": leakage_range(points, summary)}, yaxis={"title": Y_LABEL},
         legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "tracegroupgap": 0},  # methods in groups
         font={"size": 14},
     )
