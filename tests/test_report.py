@@ -976,6 +976,20 @@ def test_a_seed_means_error_bar_is_drawn_whole_on_the_page_and_the_png() -> None
     assert page_low < low and page_high > high and png_low < low and png_high > high
 
 
+def test_the_pngs_legend_fits_its_width() -> None:
+    """A confirmed front chosen on validation clips, with a baseline, the paper's target and a trial stopped at a rung:
+    five columns of their labels were wider than the figure, and the PNG cut the legend off at both edges."""
+    chosen = [{**r, "val_emotion_acc": r["emotion_acc"], "val_leakage": r["leakage"]} for r in confirmed_rows()]
+    chosen = [{**r, "status": "STOPPED"} if r["trial_id"] == "d0" else r for r in chosen]
+    trials = results.to_table(chosen).to_pandas()
+    summary = results.summarize(trials, "demo")
+    fig = plots.png_figure(trials, summary)
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    assert len(legend.get_texts()) >= 8 and box.x0 >= 0 and box.x1 <= fig.bbox.width
+
+
 def test_a_pareto_json_without_numbers_still_renders(tmp_path: Path) -> None:
     """A pareto.json edited to hold "hypervolume": null crashed the page (and the dashboard at start) on a TypeError."""
     trials = results.to_table(rows()).to_pandas()

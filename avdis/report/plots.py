@@ -296,7 +296,7 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
         ax.text(0.99, 0.02, textwrap.fill(no_front(summary), 50), transform=ax.transAxes, ha="right", va="bottom",
                 fontsize=11, color="#555555", zorder=6, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
     if ax.get_legend_handles_labels()[0]:
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=10, frameon=False)
+        _legend(fig, ax)
     running = points[points["running"]]
     for point in running.dropna(subset=["probed_epoch"]).itertuples():  # values of its last probe, not of now
         ax.annotate(f"epoch {point.probed_epoch:.0f}", (point.leakage, point.emotion_acc), textcoords="offset points",
@@ -318,6 +318,18 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     else:
         ax_hv.text(0.5, 0.5, waiting(summary), transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
     return fig
+
+
+def _legend(fig: Figure, ax: Any) -> None:
+    """The scatter's legend below both axes, in as many columns (five at most) as fit the figure's width: five columns
+    of the long labels (a confirmed front's, the paper target's) ran past its edges, cut off in the PNG."""
+    handles, labels = ax.get_legend_handles_labels()
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(5, len(labels)), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=10, frameon=False)
+        if ncols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            return
+        legend.remove()
 
 
 # ------------------------------------------------------------------ HTML (plotly)
