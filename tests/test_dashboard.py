@@ -344,6 +344,19 @@ def test_serves_on_an_ipv6_address(tmp_path: Path) -> None:
         thread.join(10)
 
 
+def test_a_server_on_every_interface_is_named_by_the_machines_name(tmp_path: Path) -> None:
+    """--host 0.0.0.0 printed http://0.0.0.0:PORT/, which opens nothing from another machine, the reason to use it."""
+    import socket
+
+    sweep = started_sweep(tmp_path)
+    for host, named in (("0.0.0.0", socket.gethostname()), ("127.0.0.1", "127.0.0.1")):
+        server = dashboard.make_server(sweep, host=host, port=0)
+        try:
+            assert dashboard.page_url(server) == f"http://{named}:{server.server_address[1]}/"
+        finally:
+            server.server_close()
+
+
 def test_a_damaged_pareto_json_is_summarized_here_and_said(tmp_path: Path) -> None:
     """A damaged pareto.json stopped the dashboard from starting (or answered 503 once serving), though it can
     summarize trials.parquet itself, as it does where no pareto.json is, with read access only."""

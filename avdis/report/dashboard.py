@@ -13,6 +13,7 @@ no sweep, a port out of range or in use are refused before serving.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import socket
@@ -185,13 +186,21 @@ def make_server(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S
                          "pick another --port (0: any free port) or --host") from None
 
 
+def page_url(server: DashboardServer) -> str:
+    """The URL to open the page at. A server on every interface (--host 0.0.0.0 or ::) is named by the machine's name:
+    http://0.0.0.0:8300/, as it was named, opens nothing on another machine, the reason to listen on every interface."""
+    host, port = server.server_address[:2]
+    if ipaddress.ip_address(host).is_unspecified:
+        host = socket.gethostname()
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+    return f"http://{host}:{port}/"
+
+
 def serve(sweep_url: str, host: str = "127.0.0.1", port: int = 8300, s3: S3Config | None = None,
           refresh_s: float = 5.0) -> None:
     """Serve the live page until interrupted."""
     server = make_server(sweep_url, host, port, s3, refresh_s)
-    bound_host, bound_port = server.server_address[:2]
-    bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host  # an IPv6 address, as a URL writes it
-    print(f"avdis dashboard: {sweep_url} on http://{bound_host}:{bound_port}/ (Ctrl-C to stop)", flush=True)
+    print(f"avdis dashboard: {sweep_url} on {page_url(server)} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     finally:
