@@ -243,6 +243,15 @@ def test_the_hypervolume_history_counts_completed_and_stopped_trials_apart(tmp_p
     assert list(plots.hypervolume_figure(older).data[0].customdata[-1]) == ["t8", ""]  # its count was of both
 
 
+def test_the_pages_hypervolume_axis_counts_trials_in_whole_numbers(sweep: str) -> None:
+    """Plotly's own ticks, at the page's width, marked 1.5 and 2.5 finished trials on a sweep of three."""
+    summary = results.read_pareto(sweep)
+    for n in (1, 3, len(summary["hypervolume_history"])):
+        history = summary["hypervolume_history"][:n]
+        ticks = plots.hypervolume_figure({**summary, "hypervolume_history": history}).layout.xaxis.tickvals
+        assert set(range(1, n + 1)) <= set(ticks) and all(float(t).is_integer() for t in ticks)
+
+
 def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: Path) -> None:
     """A running trial probes only at MO-ASHA's rungs and its last epoch, and trains on between them: t9's row said
     epochs 4 while its values were its epoch-2 probe's, and trials.parquet, the pages and Grafana's table paired them
