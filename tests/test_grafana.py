@@ -145,7 +145,8 @@ def test_prometheus_config() -> None:
 class FakeGrafana:
     """Grafana's documented /api/health and /api/dashboards/db behaviour, in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix  # the path Grafana is served under (root_url behind a proxy), "" at the root
         self.dashboards: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
         self.payloads: list[dict[str, Any]] = []
@@ -165,7 +166,7 @@ class FakeGrafana:
 
             def do_GET(self) -> None:  # noqa: N802
                 fake.requests.append(("GET", self.path, self.headers.get("Authorization")))
-                if self.path == "/api/health":
+                if self.path == fake.prefix + "/api/health":
                     self._reply(200, {"commit": "test", "database": "ok", "version": "10.4.0"})
                 else:
                     self._reply(404, {"message": "Not found"})
@@ -174,7 +175,7 @@ class FakeGrafana:
                 auth = self.headers.get("Authorization")
                 fake.requests.append(("POST", self.path, auth))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path != "/api/dashboards/db":
+                if self.path != fake.prefix + "/api/dashboards/db":
                     return self._reply(404, {"message": "Not found"})
                 if auth == f"Bearer {VIEWER_TOKEN}":
                     return self._reply(403, {"message": "Access denied"})
@@ -205,18 +206,24 @@ class FakeGrafana:
         return Handler
 
 
-@pytest.fixture
-def fake_grafana() -> Iterator[tuple[str, FakeGrafana]]:
-    fake = FakeGrafana()
+@contextmanager
+def serving_grafana(prefix: str = "") -> Iterator[tuple[str, FakeGrafana]]:
+    fake = FakeGrafana(prefix)
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-grafana", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", fake
+        yield f"http://127.0.0.1:{server.server_address[1]}{prefix}", fake
     finally:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.fixture
+def fake_grafana() -> Iterator[tuple[str, FakeGrafana]]:
+    with serving_grafana() as served:
+        yield served
 
 
 def test_push_creates_refuses_then_overwrites(fake_grafana, monkeypatch) -> None:
@@ -232,6 +239,16 @@ def test_push_creates_refuses_then_overwrites(fake_grafana, monkeypatch) -> None
         grafana.push(url)
     again = grafana.push(url + "/", folder_uid="sweeps", overwrite=True)
     assert again["version"] == 2 and fake.dashboards[grafana.UID]["folderUid"] == "sweeps"
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_push_to_a_grafana_served_under_a_path(monkeypatch, slash: str) -> None:
+    """Behind a proxy Grafana is served under a path (root_url http://host/grafana/): push asked for
+    /grafanaapi/health, with the URL's slash or without it."""
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    with serving_grafana("/grafana") as (url, fake):
+        assert grafana.push(url + slash)["status"] == "success"
+    assert [path for _, path, _ in fake.requests] == ["/grafana/api/health", "/grafana/api/dashboards/db"]
 
 
 @pytest.mark.parametrize("token, status", [("wrong-token", 401), (VIEWER_TOKEN, 403)])

@@ -223,7 +223,9 @@ def push(url: str, folder_uid: str | None = None, overwrite: bool = False, token
     if not token:
         raise UsageError(f"environment variable {token_env} is not set; put a Grafana service-account token "
                          f"(Editor role) in it, e.g. `export {token_env}=...`")
-    api = GrafanaApi.from_url(url.rstrip("/"), credential=TokenAuth(token), timeout=15.0)
+    # one "/" after the path: grafana_client puts "api" right after it, so a Grafana served under a path
+    # (http://host/grafana, behind a proxy) was asked for /grafanaapi/health
+    api = GrafanaApi.from_url(url.rstrip("/") + "/", credential=TokenAuth(token), timeout=15.0)
     try:
         health = api.client.GET("/health")
         if not isinstance(health, dict) or health.get("database") != "ok":
