@@ -269,6 +269,14 @@ def test_push_needs_the_token_variable(fake_grafana, monkeypatch) -> None:
     assert fake.requests == [], "nothing may be sent without a token"
 
 
+@pytest.mark.parametrize("url", ["localhost:3000", "grafana.example.com", "ftp://grafana.example.com", "http://"])
+def test_push_to_a_url_that_is_no_grafana_url_is_refused_naming_the_form(monkeypatch, url: str) -> None:
+    """"localhost:3000" was asked for as localhost://None/3000api/health ("No connection adapters were found")."""
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    with pytest.raises(UsageError, match="give its base URL with the scheme, e.g. http://localhost:3000"):
+        grafana.push(url)
+
+
 def test_push_to_nothing_listening(monkeypatch) -> None:
     monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
     with refused_port() as port, pytest.raises(AvdisError, match="cannot reach Grafana") as err:

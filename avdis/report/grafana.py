@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from avdis.errors import AvdisError, UsageError
 from avdis.storage import NotWritableError
@@ -219,6 +220,11 @@ def push(url: str, folder_uid: str | None = None, overwrite: bool = False, token
     from grafana_client import GrafanaApi
     from grafana_client.client import GrafanaClientError, GrafanaException, TokenAuth
 
+    where = urlsplit(url)
+    if where.scheme not in ("http", "https") or not where.hostname:  # "localhost:3000" was asked for as
+        # localhost://None/3000api/health, and said "No connection adapters were found"
+        raise UsageError(f"--url {url!r} is not a Grafana URL; give its base URL with the scheme, e.g. "
+                         "http://localhost:3000 (or https://host/grafana where it is served under a path)")
     token = os.environ.get(token_env)
     if not token:
         raise UsageError(f"environment variable {token_env} is not set; put a Grafana service-account token "
