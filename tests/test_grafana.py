@@ -5,7 +5,8 @@ so `push` is tested against a stdlib HTTP server in a thread that implements
 Grafana's documented HTTP contract for the two calls it makes: `GET /api/health` and
 `POST /api/dashboards/db` (Bearer token, body `{"dashboard", "folderUid",
 "overwrite"}`, 200 with id/uid/url/status/version, 412 for an existing uid without
-overwrite, 401 for a bad token, 403 for a token without write rights). Whether
+overwrite (version-mismatch) or another uid's dashboard of the same title in the folder (name-exists),
+401 for a bad token, 403 for a token without write rights). Whether
 Grafana draws the panels as intended is not tested here.
 """
 
@@ -192,6 +193,11 @@ class FakeGrafana:
                 fake.payloads.append(payload)
                 with fake.lock:
                     uid = board["uid"]
+                    titled = [other for other, held in fake.dashboards.items() if other != uid and held["folderUid"]
+                              == folder and held["dashboard"]["title"] == board["title"]]
+                    if titled and not overwrite:
+                        return self._reply(412, {"message": "A dashboard with the same name in the folder already "
+                                                 "exists", "status": "name-exists"})
                     if uid in fake.dashboards and not overwrite:
                         return self._reply(412, {"message": "The dashboard has been changed by someone else",
                                                  "status": "version-mismatch"})
@@ -239,6 +245,24 @@ def test_push_creates_refuses_then_overwrites(fake_grafana, monkeypatch) -> None
         grafana.push(url)
     again = grafana.push(url + "/", folder_uid="sweeps", overwrite=True)
     assert again["version"] == 2 and fake.dashboards[grafana.UID]["folderUid"] == "sweeps"
+
+
+def test_push_where_a_copy_of_another_uid_holds_the_title_says_so(fake_grafana, monkeypatch) -> None:
+    """A copy imported by hand under another uid holds the title in the folder: Grafana refuses with name-exists, and
+    push said it had a dashboard with uid avdis-pareto, which it had not (--overwrite replaces the copy)."""
+    url, fake = fake_grafana
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    fake.dashboards["imported"] = {"dashboard": {**grafana.dashboard_json(), "uid": "imported"}, "folderUid": None,
+                                   "version": 1}
+    with pytest.raises(AvdisError) as err:
+        grafana.push(url)
+    said = str(err.value)
+    assert "same name in the folder" in said and "--overwrite" in said and "--folder-uid" in said
+    assert "with uid 'avdis-pareto'" not in said
+    grafana.push(url, folder_uid="sweeps")  # no copy there
+    refused = "with uid 'avdis-pareto' \\(The dashboard has been changed by someone else\\); pass --overwrite"
+    with pytest.raises(AvdisError, match=refused):
+        grafana.push(url, folder_uid="sweeps")
 
 
 @pytest.mark.parametrize("slash", ["", "/"])

@@ -241,8 +241,15 @@ def push(url: str, folder_uid: str | None = None, overwrite: bool = False, token
         if exc.status_code in (401, 403):
             raise AvdisError(f"Grafana at {url} refused the token in ${token_env} (HTTP {exc.status_code}); "
                              "use a service-account token with the Editor role") from None
-        if exc.status_code == 412:
-            raise AvdisError(f"Grafana at {url} already has a dashboard with uid {UID!r}; "
+        if exc.status_code == 412:  # Grafana's documented reasons: the uid's dashboard changed since
+            # (version-mismatch), or one of this title in the folder, of this uid or another (name-exists)
+            reply = exc.response if isinstance(exc.response, dict) else {}
+            if reply.get("status") == "name-exists":
+                raise AvdisError(f"Grafana at {url} kept its dashboard: {reply.get('message')}; pass --overwrite to "
+                                 f"replace it (one of another uid than {UID!r} too, a copy imported by hand), or "
+                                 "--folder-uid to push into another folder") from None
+            said = f" ({reply['message']})" if reply.get("message") else ""
+            raise AvdisError(f"Grafana at {url} already has a dashboard with uid {UID!r}{said}; "
                              "pass --overwrite to replace it") from None
         raise AvdisError(f"Grafana at {url} rejected the dashboard (HTTP {exc.status_code}: {exc.message})") from None
     except (GrafanaException, OSError) as exc:
