@@ -143,6 +143,22 @@ def test_a_trial_stopped_at_a_rung_is_on_no_front_before_any_trial_trained_all_e
         assert plots.WAITING not in notes  # two trials are drawn, as crosses
 
 
+def test_finished_trials_without_leakage_are_not_said_to_be_untrained(tmp_path: Path) -> None:
+    """Every trial trained all its epochs but reported no leakage (a probe whose chance was 1 gives none): the front's
+    table and pareto.png said no trial had trained all its epochs yet, the header that 3 were without both metrics
+    'yet', as if they would come."""
+    url = str(tmp_path / "demo")
+    results.write_trials(url, [{**r, "leakage": None} for r in rows() if r["status"] == "TERMINATED"][:3])
+    written, _ = plots.write_report(url)
+    page = Path(written["pareto.html"]).read_text()
+    assert plots.UNTRAINED not in page and "without both metrics yet" not in page
+    assert plots.UNMEASURED in page and "3 finished without both" in page
+    trials = results.read_trials(url)
+    summary = results.read_pareto(url)
+    texts = [t.get_text().replace("\n", " ") for t in plots.png_figure(trials, summary).axes[0].texts]
+    assert plots.UNMEASURED in texts
+
+
 def test_pareto_png_says_why_its_front_is_empty() -> None:
     """pareto.png drew the trials and no front line with no word of why, where the page's front table said it: every
     finished trial stopped at a rung (none trained all its epochs), or a confirmed front whose seeds still run."""
@@ -324,7 +340,7 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     assert {t for t, p in points.items() if p["on_front"]} == FRONT
     assert [t for t, p in points.items() if p["running"]] == ["t9"]
     assert blob["counts"] == {"trials": 10, "completed": 8, "stopped": 0, "running": 1, "errors": 1, "lost": 0,
-                              "unplaced": 0}  # t10: as failed
+                              "unplaced": 0, "unplaced_finished": 0}  # t10: as failed
 
     assert "demo" in page and "0.4035" in page and "waiting for the first result" not in page
     table = page[page.index('<table id="front-table">'):]

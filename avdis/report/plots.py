@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
+UNMEASURED = ("no trial that trained all its epochs has both emotion_acc and leakage (their rows in trials.parquet "
+              "hold none)")
 STOPPED_LABEL = "stopped at a rung (on no front)"
 HISTORY_X = "finished trials (stopped early too)"  # a step per trial with a result, as in the search
 
@@ -80,8 +82,14 @@ def _step_counts(step: dict[str, Any]) -> str:
 
 def no_front(summary: dict[str, Any]) -> str:
     """Why the front is empty, as the front table and pareto.png say it: a confirmed front's seeds still running, no
-    trial trained all its epochs (those finished were stopped at a rung), or no trial finished at all."""
-    return CONFIRMING if from_seed_means(summary) else UNTRAINED if finished(summary) else waiting(summary)
+    trial trained all its epochs (those finished were stopped at a rung), those that did have no metrics to place (a
+    probe whose chance was 1 gives no leakage; said to be untrained, they were not), or no trial finished at all. A
+    summary written before `n_stopped` counted the stopped trials as completed: its completed ones are not told."""
+    if from_seed_means(summary):
+        return CONFIRMING
+    if not finished(summary):
+        return waiting(summary)
+    return UNMEASURED if summary.get("n_stopped") is not None and summary.get("n_completed") else UNTRAINED
 
 
 PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at equal accuracy
@@ -230,6 +238,9 @@ def _counts(trials: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
         "errors": int(results.failed(trials).sum()),
         "lost": int((trials["error"] == results.LOST).sum()),
         "unplaced": int((status != "ERROR").sum()) - len(points),  # failed trials are counted as failed only
+        # of those, the finished ones: they will not get both metrics, as a running one will
+        "unplaced_finished": int((trials["order"].notna() & (status != "ERROR")).sum())
+        - int((~points["running"]).sum()),
     }
 
 
@@ -557,7 +568,9 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     stopped = f" · {counts['stopped']} stopped at a rung" if counts["stopped"] else ""  # "completed" read as trained
-    unplaced = f" · {counts['unplaced']} without both metrics yet" if counts["unplaced"] else ""
+    waiting_for = counts["unplaced"] - counts["unplaced_finished"]
+    unplaced = f" · {waiting_for} without both metrics yet" if waiting_for else ""
+    unplaced += f" · {counts['unplaced_finished']} finished without both" if counts["unplaced_finished"] else ""
     unplaced += f" · {counts['lost']} lost to a killed driver (drawn again)" if counts["lost"] else ""
     last = last_result(trials)
     last_shown = f" (last result {utc(last)})" if last is not None else ""
