@@ -351,6 +351,13 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     assert "<td>0.500</td>" in t3[:t3.index("</tr>")]
 
 
+def test_the_front_table_scrolls_in_its_own_box(sweep: str) -> None:
+    """A confirmed front's table has 14 columns, about 1,400 px: the whole page scrolled sideways in a window narrower
+    than that (1,386 px of 1,100 in Chromium), plots and header with it."""
+    page = plots.render_html(results.read_trials(sweep), results.read_pareto(sweep))
+    assert '<div class="scroll"><table id="front-table">' in page and ".scroll { overflow-x: auto; }" in page
+
+
 def test_the_front_table_marks_the_columns_the_front_was_chosen_on(sweep: str) -> None:
     """A sweep's front is chosen on its validation numbers; a table recorded before them was chosen on test, and
     its page must not say otherwise (its val columns are empty)."""

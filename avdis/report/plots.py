@@ -527,6 +527,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24
 h1 { font-size: 1.5rem; margin-bottom: 4px; } .meta { color: #555; margin: 2px 0; }
 .waiting { font-size: 1.2rem; color: #b35900; } .note { color: #a00; }
 table { border-collapse: collapse; margin-top: 8px; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; } th { background: #f4f4f4; }
 td:nth-child(-n+2), th:nth-child(-n+2) { text-align: left; }
 """
@@ -590,7 +591,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 {pareto_div}
 {hv_div}
 <h2>Pareto front</h2>
-{front_table(summary)}
+<div class="scroll">{front_table(summary)}</div>
 <script id="avdis-data" type="application/json">{blob}</script>
 {poll}
 </body></html>
