@@ -81,9 +81,17 @@ def project_env() -> dict[str, str]:
     return {k: v for k, v in WORKER_ENV.items() if k not in taken}
 
 
-def worker_runtime_env() -> dict[str, dict[str, str]] | None:
-    """`project_env` as ray.init's runtime env (None when the job sets every key itself)."""
+def worker_runtime_env(gcs: str | None = None) -> dict[str, dict[str, str]] | None:
+    """`project_env` as ray.init's runtime env (None when the job sets every key itself), and RAY_ADDRESS=`gcs`, the
+    cluster this process joins at its GCS address (unless the job sets it): a worker has the environment of its
+    node's `ray start`, which names no cluster, and Ray Train's placement-group cleaner asks the state API, with no
+    address, whether its run's controller lives. Ray then takes the head recorded in the default temp dir, else the
+    one Ray running on the machine: on a machine with several Rays (another job's, another user's; a head started
+    with --temp-dir records itself elsewhere) the cleaner died on "Found multiple active Ray instances", and a run
+    whose driver died kept its placement group, holding its CPUs (`_init_local` names a local Ray the same way)."""
     env = project_env()
+    if gcs is not None and "RAY_ADDRESS" not in job_env_vars():
+        env["RAY_ADDRESS"] = gcs
     return {"env_vars": env} if env else None
 
 
@@ -475,7 +483,6 @@ def connect(cfg: RayConfig) -> str:
     address = _address(cfg)
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
-    runtime_env = worker_runtime_env()
     target = check_address(cfg)
     if address is None or address == "local":
         live = None if address else _live_recorded_head()
@@ -483,10 +490,10 @@ def connect(cfg: RayConfig) -> str:
             print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
                   "on that cluster and its nodes", file=sys.stderr, flush=True)
-        _init_local(cfg, runtime_env)
+        _init_local(cfg, worker_runtime_env())
         return "local"
     try:
-        ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=target, runtime_env=worker_runtime_env(_gcs_of(target)), log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise UsageError(
             f"Ray address {address!r} does not answer ({type(exc).__name__}: {exc}); "
@@ -495,6 +502,14 @@ def connect(cfg: RayConfig) -> str:
             "warnings above: set RAY_AUTH_MODE=token here too, with its token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
         ) from None
     return address
+
+
+def _gcs_of(target: str) -> str | None:
+    """The GCS address a direct `target` (host:port) is, as Ray spells it (localhost and 127.0.0.1 as this node's IP,
+    which other nodes reach too); None for Ray Client (`ray://`), whose cluster's GCS is known only once connected."""
+    import ray._private.services as services
+
+    return None if target.startswith("ray://") else services.canonicalize_bootstrap_address(target)
 
 
 def _live_recorded_head() -> str | None:

@@ -236,6 +236,48 @@ def test_a_local_rays_own_processes_find_it_though_another_ray_runs_on_the_machi
     assert out == {"seen": ["avdis-marker"], "driver_env": None}
 
 
+JOINED = """
+import json, os, sys, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(address=sys.argv[1]))
+
+def looked_up() -> str:
+    import ray._private.services as services
+
+    try:  # how the state API finds its Ray where no address is given (Ray Train's placement-group cleaner)
+        return services.canonicalize_bootstrap_address_or_die(os.environ.get("RAY_ADDRESS"))
+    except ConnectionError as exc:
+        return f"ConnectionError: {exc}"
+
+print(json.dumps({"seen": ray.get(ray.remote(looked_up).options(num_cpus=0).remote()),
+                  "joined": ray.get_runtime_context().gcs_address}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_joined_clusters_own_processes_find_it_though_another_ray_runs_on_the_machine(ray_tmp):
+    """The same lookup from a process of a `ray start` cluster joined by address: its workers have the environment
+    of the node's `ray start`, which names no cluster, and with the head recorded elsewhere (--temp-dir) and another
+    Ray on the machine, Ray Train's placement-group cleaner died on "Found multiple active Ray instances" (seen with
+    `RAY_ADDRESS=host:port python jobs/train.py` on a shared machine). Asked the same way, a task must find the
+    cluster joined, also where it was given as localhost. Two heads: the failure needs a second Ray (~60 s here)."""
+    other = Path(tempfile.mkdtemp(prefix="avo-", dir="/tmp"))
+    bare = Path(tempfile.mkdtemp(prefix="avb-", dir="/tmp"))  # the head's RAY_TMPDIR: no ray_current_cluster there
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    base.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    try:
+        with live_head(other), live_head(ray_tmp, env={**base, "RAY_TMPDIR": str(bare)}) as (port, _):
+            out = report(subprocess.run([sys.executable, "-c", JOINED, f"localhost:{port}"],
+                                        env={**base, "RAY_TMPDIR": str(ray_tmp)}, capture_output=True, text=True,
+                                        timeout=240, cwd=ROOT))
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+        shutil.rmtree(bare, ignore_errors=True)
+    assert out["seen"] == out["joined"] and out["joined"].endswith(f":{port}"), out
+
+
 @pytest.mark.timeout(60)
 def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
     with refused_port() as port:
