@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from avdis import config as C
+from avdis import storage
 from avdis.data.stream import SkipRateExceeded
 from avdis.errors import UsageError
 from avdis.train import launch
@@ -320,6 +321,18 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ra
     with pytest.raises(UsageError, match="no node type provides GPU.*train.gpus_per_worker"):
         launch.train(cfg)
     assert not (tmp_path / "runs" / "gpus").exists()
+
+
+def test_a_second_driver_of_a_run_still_training_is_refused_before_it_trains(tiny_shards, tmp_path):
+    """The same train command submitted twice (or again while a stopped job still winds down) resumed from the
+    first's newest checkpoint and trained beside it, both writing checkpoints and metrics.json into the one run
+    folder, and both ended 'succeeded'. The first driver here holds the run as a running one does."""
+    cfg = cfg_for(tiny_shards, tmp_path, "train.strategy=single", "train.zero_stage=0", "train.workers=1", "train.name=twice")
+    run = tmp_path / "runs" / "twice"
+    with storage.exclusive(str(run), "training run"):
+        with pytest.raises(storage.BusyError, match=f"{run}: another training run is running there"):
+            launch.train(cfg)
+    assert sorted(p.name for p in run.iterdir()) == [storage.LOCK]
 
 
 @pytest.mark.slow

@@ -137,6 +137,31 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
     )
 
 
+def _fit(cfg: Config, name: str, run_url: str) -> list[dict[str, Any]]:
+    """Train the checked run, in this process or on Ray Train; its history. The caller holds the run's folder: a
+    second driver of the same run (the same command submitted twice, or again while a stopped job still wound down)
+    resumed from the first's newest checkpoint and trained beside it, each writing checkpoints and metrics.json into
+    the one folder (and deleting the other's), and both said they had finished."""
+    if cfg.train.strategy == "single":
+        return loop.run(cfg, loop.LocalReporter(run_url, cfg))
+    from ray.train import TrainingFailedError
+
+    try:
+        with _own_sigint():
+            trainer(cfg, cfg.train.storage, name).fit()
+    except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
+        raise TrainInterrupted(run_url) from None
+    except TrainingFailedError as exc:
+        explained = _explained(exc, run_url)
+        if explained is exc:
+            raise
+        raise explained from None
+    history = json.loads(storage.read_bytes(storage.join(run_url, ck.METRICS_FILE), cfg.s3))["history"]
+    if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
+        raise TrainInterrupted(run_url)
+    return history
+
+
 @contextmanager
 def _own_sigint() -> Iterator[None]:
     """Give Ctrl-C back to the caller once `fit()` returns: Ray Train's handler stays installed after the run (it
@@ -175,9 +200,7 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
     loop.check_modalities(cfg.model.modality, info.modalities, info.url)
     check_leakage_defined(info, cfg)
     warn_unseen_emotions(info, cfg)
-    if cfg.train.strategy == "single":
-        history = loop.run(cfg, loop.LocalReporter(run_url, cfg))
-    else:
+    if cfg.train.strategy != "single":
         loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts
         runtime.check_added_nodes({out: cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
         runtime.connect(cfg.ray)
@@ -185,19 +208,6 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
         runtime.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
-        from ray.train import TrainingFailedError
-
-        try:
-            with _own_sigint():
-                trainer(cfg, cfg.train.storage, name).fit()
-        except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
-            raise TrainInterrupted(run_url) from None
-        except TrainingFailedError as exc:
-            explained = _explained(exc, run_url)
-            if explained is exc:
-                raise
-            raise explained from None
-        history = json.loads(storage.read_bytes(storage.join(run_url, ck.METRICS_FILE), cfg.s3))["history"]
-        if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
-            raise TrainInterrupted(run_url)
+    with storage.exclusive(run_url, "training run"):
+        history = _fit(cfg, name, run_url)
     return {"run": run_url, "metrics_file": storage.join(run_url, ck.METRICS_FILE), "final": history[-1]}
