@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -491,6 +493,7 @@ def connect(cfg: RayConfig) -> str:
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
                   "on that cluster and its nodes", file=sys.stderr, flush=True)
         _init_local(cfg, worker_runtime_env())
+        stop_as_interrupt()
         return "local"
     try:
         ray.init(address=target, runtime_env=worker_runtime_env(_gcs_of(target)), log_to_driver=True)
@@ -501,7 +504,27 @@ def connect(cfg: RayConfig) -> str:
             "authentication (RAY_AUTH_MODE=token) refuses a driver without its token, and says so only in the "
             "warnings above: set RAY_AUTH_MODE=token here too, with its token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
         ) from None
+    stop_as_interrupt()
     return address
+
+
+def stop_as_interrupt() -> None:
+    """Make SIGTERM (what `ray job stop` sends a job's driver) do what Ctrl-C does: the SIGINT handler in place (Ray
+    Train's, which aborts its run; `sweep.fit` puts Tune's in its own way), else KeyboardInterrupt, which the command
+    reports as interrupted, saying how to go on (exit 130). `ray.init` puts Ray's handler in its place, under Ray's
+    crash handler: a job stopped while it built shards or ran a Ray Train run printed a native stack dump ("***
+    SIGTERM received ... PC: @ ... (unknown)") and ended with exit 15, without a word on resuming. Ray blocks SIGINT
+    in a job's driver, so a SIGINT sent there would stay pending: the handler is called in place."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(sig: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIG_IGN (a job's driver) or SIG_DFL
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _gcs_of(target: str) -> str | None:

@@ -278,6 +278,40 @@ def test_a_joined_clusters_own_processes_find_it_though_another_ray_runs_on_the_
     assert out["seen"] == out["joined"] and out["joined"].endswith(f":{port}"), out
 
 
+STOPPED = """
+import time, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(include_dashboard=False))
+print("connected", flush=True)
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_stop_after_ray_started_is_an_interrupt_not_a_native_stack_dump(ray_tmp):
+    """`ray job stop` sends the job's driver SIGTERM, with SIGINT ignored (Ray blocks it there). Once Ray had
+    started, that printed Ray's native stack dump ("*** SIGTERM received ... PC: @ ...") and ended the process with
+    exit 15, without the command's word on resuming (a job stopped while it built shards or trained on Ray Train).
+    It must reach the command as Ctrl-C does."""
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED], env={**base, "RAY_TMPDIR": str(ray_tmp)}, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout.readline().strip() == "connected", proc.stderr.read()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (proc.returncode, out.strip(), "SIGTERM received" in err) == (0, "interrupted", False), err[-3000:]
+
+
 @pytest.mark.timeout(60)
 def test_a_configured_address_that_does_not_answer_fails_fast(ray_tmp):
     with refused_port() as port:
