@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 from pydantic.fields import FieldInfo
 
 from avdis import config as C
+from avdis import runtime
 from avdis.errors import AvdisError
 from avdis.numbers import json_safe
 
@@ -100,7 +102,7 @@ def _refresh_seconds(text: str) -> float:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from avdis import runtime, storage
+    from avdis import storage
     from avdis.data import synth
 
     given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
@@ -116,7 +118,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from avdis import runtime, storage
+    from avdis import storage
     from avdis.data import corpora, prepare
 
     flags = {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
@@ -479,6 +481,7 @@ def _said_by(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None, default_config: str | None = None, prog: str | None = None) -> int:
     args = parse(argv, default_config, prog)
+    before = runtime.stop_as_interrupt()
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, where a reader gone is said as such, not in Python's flush at exit
@@ -496,6 +499,9 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
         # what reads the output stopped (`avdis grafana export | head`): no traceback for that
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
         return 141  # as a shell reports a command that SIGPIPE ended
+    finally:
+        if before is not None:  # a caller's own (main called in a process that goes on)
+            signal.signal(signal.SIGTERM, before)
 
 
 def _stdout_gone() -> bool:

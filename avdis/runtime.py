@@ -508,15 +508,17 @@ def connect(cfg: RayConfig) -> str:
     return address
 
 
-def stop_as_interrupt() -> None:
+def stop_as_interrupt() -> Any:
     """Make SIGTERM (what `ray job stop` sends a job's driver) do what Ctrl-C does: the SIGINT handler in place (Ray
     Train's, which aborts its run; `sweep.fit` puts Tune's in its own way), else KeyboardInterrupt, which the command
-    reports as interrupted, saying how to go on (exit 130). `ray.init` puts Ray's handler in its place, under Ray's
-    crash handler: a job stopped while it built shards or ran a Ray Train run printed a native stack dump ("***
-    SIGTERM received ... PC: @ ... (unknown)") and ended with exit 15, without a word on resuming. Ray blocks SIGINT
-    in a job's driver, so a SIGINT sent there would stay pending: the handler is called in place."""
+    reports as interrupted, saying how to go on (exit 130); return the SIGTERM handler it replaced (None off the main
+    thread, where none is set). The command sets it as it starts (SIGTERM ended a run of one process, or a corpus
+    being generated, at once, without a word), and `connect` again once Ray is up: `ray.init` puts Ray's handler in
+    its place, under Ray's crash handler, and a job stopped while it built shards or ran a Ray Train run printed a
+    native stack dump ("*** SIGTERM received ... PC: @ ... (unknown)") and ended with exit 15. Ray blocks SIGINT in
+    a job's driver, so a SIGINT sent there would stay pending: the handler is called in place."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
 
     def stop(sig: int, frame: Any) -> None:
         handler = signal.getsignal(signal.SIGINT)
@@ -524,7 +526,7 @@ def stop_as_interrupt() -> None:
             raise KeyboardInterrupt
         handler(signal.SIGINT, frame)
 
-    signal.signal(signal.SIGTERM, stop)
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _gcs_of(target: str) -> str | None:

@@ -761,16 +761,20 @@ def test_the_documented_ray_job_submits_with_local_outputs_pass_the_working_dir_
         assert "Ray's unpacked copy" not in capsys.readouterr().err
 
 
-def _interrupted(argv: list[str], cwd: Path, started: Callable[[], bool]) -> subprocess.CompletedProcess:
-    """`python -m avdis argv`, sent Ctrl-C (SIGINT) once `started()`; its exit code and output."""
+def _interrupted(argv: list[str], cwd: Path, started: Callable[[], bool],
+                 sig: signal.Signals = signal.SIGINT) -> subprocess.CompletedProcess:
+    """`python -m avdis argv`, sent Ctrl-C (SIGINT) once `started()`, or SIGTERM as `ray job stop` sends a job's
+    driver, where Ray starts it with SIGINT ignored; its exit code and output."""
+    blocked = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sig == signal.SIGTERM else None
     proc = subprocess.Popen([sys.executable, "-m", "avdis", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ADDRESS": ""})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ADDRESS": ""},
+                            preexec_fn=blocked)
     try:
         deadline = time.monotonic() + 240
         while not started():
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -796,6 +800,19 @@ def test_ctrl_c_says_how_to_go_on(tiny_corpus, tiny_shards, tmp_path):
     assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "
                                         "again (a build cut short leaves no manifest, so no run reads its shards)")
     assert not (shards / "manifest.parquet").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_job_stop_of_one_process_training_says_how_to_go_on(tiny_shards, tmp_path):
+    """`ray job stop` (SIGTERM, in a driver with SIGINT ignored) of a run that trains in its own process, without
+    Ray, killed it at once: no word on resuming, and the job's last line was whatever the run had printed."""
+    run = tmp_path / "runs" / "cut"
+    done = _interrupted(["train", "--storage", str(tmp_path / "runs"), "--name", "cut", f"data.shards={tiny_shards}",
+                         "train.epochs=500", "probe.epochs=5"], tmp_path, (run / "latest.json").exists,
+                        signal.SIGTERM)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert done.stderr.strip().endswith("avdis train: interrupted; rerun the same command to resume from its last "
+                                        "whole checkpoint"), done.stderr[-3000:]
 
 
 def test_train_help_says_which_strategy_trains_where(capsys):
