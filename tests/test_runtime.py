@@ -283,8 +283,8 @@ import time, ray
 from avdis import runtime
 from avdis.config import RayConfig
 runtime.connect(RayConfig(include_dashboard=False))
-print("connected", flush=True)
-try:
+try:  # the stop may come while "connected" is still being printed
+    print("connected", flush=True)
     time.sleep(120)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
