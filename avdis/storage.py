@@ -383,6 +383,11 @@ def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[s
     return sorted(join(url, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
 
 
+# what a refused delete is told, by `remove` and `check_writable` alike
+_DELETES = ("avdis deletes there (old checkpoints, shards a rebuild drops): allow s3:DeleteObject on it "
+            "(infra/storage/node-s3-policy.json)")
+
+
 def remove(url: str, s3: S3Config | None = None) -> None:
     """Delete the file or folder at `url` (nothing there: nothing to do), one file at a time, raising StorageError,
     naming the file, where storage refuses. Not `fs.rm`: on S3 it sends DeleteObjects, which answers 200 with a refusal
@@ -397,9 +402,7 @@ def remove(url: str, s3: S3Config | None = None) -> None:
     except Exception as exc:
         where = url if file == path else join(url, file.removeprefix(path))
         if is_remote(url) and isinstance(exc, PermissionError):
-            raise StorageError(f"{where}: cannot delete ({type(exc).__name__}: {exc}); avdis deletes there (old "
-                               "checkpoints, shards a rebuild drops): allow s3:DeleteObject on it "
-                               "(infra/storage/node-s3-policy.json)") from exc
+            raise StorageError(f"{where}: cannot delete ({type(exc).__name__}: {exc}); {_DELETES}") from exc
         raise _failed(where, "cannot delete", exc) from exc
 
 
@@ -423,9 +426,8 @@ def check_writable(url: str, s3: S3Config | None = None) -> None:
         fs.rm_file(path)  # not `rm`: s3fs's takes a delete refused per key (DeleteObjects answers 200) as done
     except Exception as exc:
         raise NotWritableError(
-            f"{url}: written, but not deletable ({type(exc).__name__}: {exc}); avdis deletes there (old "
-            "checkpoints, shards a rebuild drops): allow s3:DeleteObject on it (infra/storage/node-s3-policy.json) "
-            f"or pick another output, and remove the check's file {probe}") from None
+            f"{url}: written, but not deletable ({type(exc).__name__}: {exc}); {_DELETES} or pick another output, "
+            f"and remove the check's file {probe}") from None
     for folder in made:
         try:
             os.rmdir(folder)

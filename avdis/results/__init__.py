@@ -107,7 +107,8 @@ def failures_said(trials: pd.DataFrame, sweep_url: str) -> str | None:
     finished = (trials["order"].notna() & ~failed(trials)).any()
     rest = ("the front and report stand on the trials that finished" if finished else
             "no trial finished, so the front and report are empty")
-    return f"{n} of {counted} trial{'s' if counted > 1 else ''} failed; {rest}. Each row of {storage.join(sweep_url, TRIALS)} holds its error."
+    return (f"{n} of {counted} trial{'s' if counted > 1 else ''} failed; {rest}. Each row of "
+            f"{storage.join(sweep_url, TRIALS)} holds its error.")
 
 
 def stopped(trials: pd.DataFrame) -> pd.Series:
