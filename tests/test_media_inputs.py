@@ -566,6 +566,32 @@ def test_a_matroska_file_whose_header_holds_padding_is_read_whole_and_still_told
         assert whole.ends_past_file(cut) is None
 
 
+@pytest.mark.parametrize("name, codec", [("voice.opus", "libopus"), ("voice.oga", "flac"), ("clip.flv", None)])
+def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, name, codec):
+    """ffmpeg reads an Ogg file (Opus, or FLAC in Ogg) cut short to its end without an error, as a shorter clip; an
+    FLV's audio failed on its last, partial packet, told as "its header declares 1.79 s of audio, the file holds
+    1.79 s" (its read-as-it-goes index). Neither declares a length up front, but each page or tag says how long it
+    is, and a copy cut short ends inside the last. Bytes a tool appended after the last page or tag say nothing."""
+    path = _encoded(tmp_path / name, codec) if codec else write(tmp_path / name, flat(24))
+    decode = (lambda p: media.decode_audio(p, 16000)) if codec else (lambda p: media.decode_video(p, 8)[1])
+    ok = decode(path)
+    assert (len(ok) >= 32000) if codec else ok >= 16
+    appended = tmp_path / f"appended{path.suffix}"
+    appended.write_bytes(path.read_bytes() + b"\0tag" * 8)
+    assert whole.ends_past_file(appended) is None
+    data = path.read_bytes()
+    what = "FLV tag" if not codec else "Ogg page"
+    for at in (len(data) * 6 // 10, len(data) - 3):
+        cut = tmp_path / f"cut{path.suffix}"
+        cut.write_bytes(data[:at])
+        for read in (decode, lambda p: media.decode_audio(p, 16000)):
+            with pytest.raises(media.MediaError) as caught:
+                read(cut)
+            assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its {what}( header)?, which runs to "
+                                r"byte \d+ \(an interrupted copy or download\); copy it again",
+                                caught.value.reason), caught.value.reason
+
+
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
     silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""

@@ -249,8 +249,9 @@ def _file_stamp(path: str) -> str:
 # an MP3 cut short (its STREAMINFO or Xing/Info header declares more audio than it holds) is no clip. 8: nor is an MP4
 # cut short (its index lists packets past the end of the file), whose video was a shorter clip. 9: nor is an AIFF cut
 # short. 10: nor an AVI or Matroska file cut short (its RIFF chunk or segment runs past the end of the file). 11: a
-# file's audio and video are the tracks it marks default (a player's), not its first (a commentary or a dub).
-DECODING = 11
+# file's audio and video are the tracks it marks default (a player's), not its first (a commentary or a dub). 12: nor
+# an Ogg or FLV file cut short (its last page or tag runs past the end of the file).
+DECODING = 12
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen

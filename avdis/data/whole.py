@@ -4,14 +4,17 @@ ffmpeg reads most files cut short (an interrupted copy or download) to their end
 clip: a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end, an
 AVI or Matroska file whose RIFF chunk or segment runs past it. Each check here returns what was declared and what is
 held, or None for a whole file or one whose header leaves its length open (a writer into a pipe); `media` rejects the
-clip naming both.
+clip naming both. An Ogg or FLV file says no length in its header, but each of its pages or tags says how long
+it is, and a copy cut short ends inside the last.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -27,14 +30,19 @@ _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an 
 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says
-    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment; else None
-    (such a size left open, as a writer into a pipe or a browser's recorder leaves it, says nothing). ffmpeg opens an
-    MP4 cut short before its index (moov, which an MP4 not made for streaming writes after its media) as a damaged
-    file ("Invalid data found"), and reads an AVI or Matroska file cut short to its end without an error: a shorter
-    clip."""
+    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment, an Ogg
+    file's last page, an FLV file's last tag; else None (such a size left open, as a writer into a pipe or a
+    browser's recorder leaves it, says nothing). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not
+    made for streaming writes after its media) as a damaged file ("Invalid data found"), and reads the others cut short
+    to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told as a
+    length its index did not declare)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
+        if head[:4] == b"OggS":
+            return _last_unit_past(fh, size, 0, _ogg_page, "Ogg page")
+        if head[:3] == b"FLV" and len(head) >= 9:
+            return _last_unit_past(fh, size, int.from_bytes(head[5:9], "big") + 4, _flv_tag, "FLV tag")
         if head[4:8] in _FIRST_BOXES:
             at = 0
             while at + 8 <= size:
@@ -57,6 +65,50 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
             return None
         length, at = _vint(head, segment + 4)
         return ("Matroska segment", at + length, size) if length is not None and at + length > size else None
+    return None
+
+
+def _ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+    """(where the Ogg page at `at` ends: its header, segment table and body; whether the file ends inside its header
+    or segment table first, which say how long it is: then where they end). None where no page starts there (bytes a
+    tool appended, which ffmpeg passes over)."""
+    fh.seek(at)
+    head = fh.read(27)
+    if not b"OggS".startswith(head[:4]):
+        return None
+    if len(head) < 27:
+        return at + 27, True
+    table = fh.read(head[26])
+    if len(table) < head[26]:
+        return at + 27 + head[26], True
+    return at + 27 + head[26] + sum(table), False
+
+
+def _flv_tag(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+    """(where the FLV tag at `at` ends: its header, data and the size of it that follows; whether the file ends
+    inside its header first: then where that ends). None where no tag starts there (not audio, video or script data
+    of stream 0: bytes a tool appended)."""
+    fh.seek(at)
+    head = fh.read(11)
+    if head[:1] and (head[0] & 0x1F not in (8, 9, 18) or head[8:11].strip(b"\0")):
+        return None
+    if len(head) < 11:
+        return at + 11, True
+    return at + 11 + int.from_bytes(head[1:4], "big") + 4, False
+
+
+def _last_unit_past(fh: BinaryIO, size: int, at: int,
+                    unit_end: Callable[[BinaryIO, int], tuple[int, bool] | None], what: str) -> tuple[str, int, int] | None:
+    """The pages or tags from `at` walked to the end of the file: (`what`, or its header where the file ends inside
+    that, the byte it runs to, the size) for the last when it runs past the end; else None (also where something
+    else than a page or tag follows)."""
+    while at < size:
+        unit = unit_end(fh, at)
+        if unit is None:
+            return None
+        at, header = unit
+        if at > size:
+            return (f"{what} header" if header else what), at, size
     return None
 
 
