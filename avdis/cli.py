@@ -220,7 +220,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     written, trials = plots.write_report(url, cfg.s3)
     for kind, page in written.items():
         print(f"{kind}: {page}")
-    for note in (_still_running(trials), results.failures_said(trials, url)):
+    for note in (_still_running(trials), results.failures_said(trials, url),
+                 results.unvalidated_said(results.unvalidated(trials))):
         if note:
             print(f"{_said_by(args)}: note: {note}", file=sys.stderr)
     return 0

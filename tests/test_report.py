@@ -6,6 +6,7 @@ a wrong reference point or a running trial leaking into the front all fail here.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -367,6 +368,42 @@ def test_the_front_table_marks_the_columns_the_front_was_chosen_on(sweep: str) -
     assert "<th>emotion_acc (chosen on)</th>" in old and "<th>val emotion_acc</th>" in old
     new = plots.front_table({**summary, "selected_on": "val"})
     assert "<th>val emotion_acc (chosen on)</th>" in new and "<th>emotion_acc</th>" in new
+
+
+def test_a_trial_without_validation_numbers_is_named_and_left_off_a_front_chosen_on_the_others(
+        tmp_path: Path, capsys) -> None:
+    """A table holding rows of an avdis before validation selection beside today's (put together by hand: no sweep
+    records one, its recorder ends a trial with non-finite validation numbers in ERROR): one row without
+    val_emotion_acc or val_leakage chose the whole front on test numbers, t3 (best on test only) on it. Now the front
+    is chosen on the others' validation numbers, and the rows without are named in pareto.json, on the page and in
+    the report's note, and are still steps of the history."""
+    from avdis.cli import main
+
+    val = {"t1": (0.70, 0.60), "t2": (0.66, 0.64), "t3": (0.50, 0.90), "t4": (0.60, 0.10), "t5": (0.72, 0.50),
+           "t6": (0.65, 0.70), "t7": (0.50, 0.05)}  # t8 and the running t9 have none; t3 looks worse on val
+    table = [{**r, "val_emotion_acc": val.get(r["trial_id"], (None,))[0],
+              "val_leakage": val.get(r["trial_id"], (None, None))[1]} for r in rows()]
+    url = str(tmp_path / "demo")
+    results.record(url, table, "demo")
+    summary = results.read_pareto(url)
+    assert summary["selected_on"] == "val" and set(summary["front"]) == {"t4", "t5", "t7"}
+    assert summary["unvalidated"] == ["t8"]
+    assert [h["trial_id"] for h in summary["hypervolume_history"]] == [f"t{i}" for i in range(1, 9)]
+    trials = results.read_trials(url)
+    assert set(results.search_front(trials)["trial_id"]) == set(summary["front"])  # what confirm_seeds re-trains
+    assert main(["report", url]) == 0
+    said = results.unvalidated_said(["t8"])
+    assert said.startswith("1 finished trial has no validation numbers") and said.endswith(": t8")
+    assert f"avdis report: note: {said}" in capsys.readouterr().err
+    assert html.escape(said) in Path(url, "pareto.html").read_text()
+
+    none = [{**r, "val_emotion_acc": None, "val_leakage": None} for r in table]  # a table wholly of before: on test
+    summary = results.summarize(results.to_table(none).to_pandas(), "demo")
+    assert summary["selected_on"] == "test" and set(summary["front"]) == FRONT and summary["unvalidated"] == []
+
+    only_old_full = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in val else r for r in table]
+    summary = results.summarize(results.to_table(only_old_full).to_pandas(), "demo")  # no full-length trial has val
+    assert summary["front"] == [] and plots.no_front(summary) == plots.UNVALIDATED
 
 
 @pytest.mark.parametrize("case", ["no rows", "half-written", "only running"])  # no file: refused (test_cli_inputs)

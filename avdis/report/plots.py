@@ -49,6 +49,8 @@ CONFIRMING = "waiting for the confirming seeds: a configuration joins the front 
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
 UNMEASURED = ("no trial that trained all its epochs has both emotion_acc and leakage (their rows in trials.parquet "
               "hold none)")
+UNVALIDATED = ("no trial that trained all its epochs has validation numbers, which the front is chosen on (see the "
+               "note on the trials without them)")
 STOPPED_LABEL = "stopped at a rung (on no front)"
 HISTORY_X = "finished trials (stopped early too)"  # a step per trial with a result, as in the search
 
@@ -82,14 +84,17 @@ def _step_counts(step: dict[str, Any]) -> str:
 
 def no_front(summary: dict[str, Any]) -> str:
     """Why the front is empty, as the front table and pareto.png say it: a confirmed front's seeds still running, no
-    trial trained all its epochs (those finished were stopped at a rung), those that did have no metrics to place (a
-    probe whose chance was 1 gives no leakage; said to be untrained, they were not), or no trial finished at all. A
-    summary written before `n_stopped` counted the stopped trials as completed: its completed ones are not told."""
+    trial trained all its epochs (those finished were stopped at a rung), those that did have no validation numbers to
+    choose on (`results.unvalidated`) or no metrics to place (a probe whose chance was 1 gives no leakage; said to be
+    untrained, they were not), or no trial finished at all. A summary written before `n_stopped` counted the stopped
+    trials as completed: its completed ones are not told."""
     if from_seed_means(summary):
         return CONFIRMING
     if not finished(summary):
         return waiting(summary)
-    return UNMEASURED if summary.get("n_stopped") is not None and summary.get("n_completed") else UNTRAINED
+    if summary.get("n_stopped") is None or not summary.get("n_completed"):
+        return UNTRAINED
+    return UNVALIDATED if summary.get("unvalidated") else UNMEASURED
 
 
 PAPER_DISENTANGLEMENT = 0.13  # the paper's operating point: 13% less leakage at equal accuracy
@@ -566,7 +571,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" or "<!--" can end or bend the data block
     finished = counts["completed"] + counts["stopped"]
     wait = f'<p class="waiting">{html.escape(waiting(summary))}</p>' if not finished else ""
-    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    note_html = "".join(f'<p class="note">{html.escape(said)}</p>'
+                        for said in (note, results.unvalidated_said(summary.get("unvalidated") or [])) if said)
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     stopped = f" · {counts['stopped']} stopped at a rung" if counts["stopped"] else ""  # "completed" read as trained
     waiting_for = counts["unplaced"] - counts["unplaced_finished"]

@@ -178,6 +178,7 @@ class Summary(_Written):
     front: list[str] | None = None
     front_basis: Literal["seed_mean", "trial"] | None = None
     selected_on: Literal["val", "test"] | None = None
+    unvalidated: list[str] | None = None
     front_points: list[FrontPoint] | None = None
     spread: str | None = None
     hypervolume: float | None = None
@@ -386,19 +387,47 @@ def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def selected_on(done: pd.DataFrame) -> tuple[str, ...]:
-    """The columns a front is chosen on: the validation clips' (SELECTED) when every finished trial has them, else
-    the test clips' (a table recorded before avdis selected on validation, whose trials have none)."""
-    has = set(SELECTED) <= set(done.columns) and done[SELECTED].notna().all().all()
+    """The columns a front is chosen on: the validation clips' (SELECTED) when a finished trial has them, else the
+    test clips' (a table recorded before avdis selected on validation, whose trials have none). Those finished
+    without them are then on no front (`unvalidated`): one of them chose the whole front on test."""
+    has = set(SELECTED) <= set(done.columns) and done[SELECTED].notna().all(axis=1).any()
     return tuple(SELECTED) if has else tuple(OBJECTIVES)
 
 
+def selectable(done: pd.DataFrame, on: tuple[str, ...]) -> pd.Series:
+    """Which finished trials have the numbers a front is chosen `on`."""
+    return done[list(on)].notna().all(axis=1)
+
+
+def unvalidated(df: pd.DataFrame) -> list[str]:
+    """The finished trials left off the front for want of validation numbers while others have them. No sweep of
+    today's records one: its recorder ends a trial whose validation numbers are not finite in ERROR, and it refuses to
+    resume a sweep an avdis that chose on test started (`sweep.check_spec`). They are rows of such an avdis in a table
+    put together by hand with today's, which `avdis report` reads as any other."""
+    done = _finished(df)
+    return done["trial_id"].astype(str)[~selectable(done, selected_on(done))].tolist()
+
+
+def unvalidated_said(ids: list[str]) -> str | None:
+    """The `unvalidated` trials (pareto.json's), as `avdis report` notes them and the pages show them (None: none)."""
+    if not ids:
+        return None
+    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return (f"{len(ids)} finished trial{'s have' if len(ids) > 1 else ' has'} no validation numbers ("
+            f"{' or '.join(SELECTED)}: rows of an avdis before validation selection, or edited) and "
+            f"{'are' if len(ids) > 1 else 'is'} on no front, which is chosen on the validation numbers of the "
+            f"others: {shown}")
+
+
 def search_front(df: pd.DataFrame) -> pd.DataFrame:
-    """The search's front at full length (its trials trained longest), chosen on `selected_on`: its first trial per
-    configuration, in completion order; what `sweep.confirm_seeds` re-trains."""
+    """The search's front at full length (its trials trained longest), chosen on `selected_on` among the trials that
+    have those numbers: its first trial per configuration, in completion order; what `sweep.confirm_seeds`
+    re-trains."""
     finished = _finished(df)
+    on = selected_on(finished)
     done = finished[finished["role"] == SEARCH]
-    done = done[trained_longest(done)]
-    return done[pareto.chosen(done, selected_on(finished))].drop_duplicates("config_id")
+    done = done[trained_longest(done) & selectable(done, on)]
+    return done[pareto.chosen(done, on)].drop_duplicates("config_id")
 
 
 def seed_spread(values: pd.Series) -> dict[str, float | None]:
@@ -474,7 +503,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky
         # as much as because its configuration is good, and counted in, its luck stayed in the mean
         points = seed_means(done[done["role"] == CONFIRM], search_front(df))
-        points = points[(points["n"] > 0) & points["config_id"].isin(confirmations_ended(df))]
+        points = points[(points["n"] > 0) & points["config_id"].isin(confirmations_ended(df)) & selectable(points, on)]
         front = points[pareto.chosen(points, on)]
         hv = pareto.hypervolume(front["emotion_acc"], front["leakage"], chance)
     else:
@@ -488,6 +517,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "front": front["trial_id"].tolist(),
         "front_basis": "seed_mean" if confirmed else "trial",
         "selected_on": "val" if on == tuple(SELECTED) else "test",
+        "unvalidated": unvalidated(df),
         "front_points": front.to_dict("records"),
         "spread": SPREAD,
         "hypervolume": hv,

@@ -73,14 +73,17 @@ def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None 
              on: tuple[str, ...] = OBJECTIVES, stopped: pd.Series | None = None) -> Front:
     """Front chosen on the `on` columns, hypervolume of its OBJECTIVES values, and its history, from a trials table.
 
-    Uses rows with both pairs present; `order` (completion order) sorts the history, which has a step per row: the
+    Uses rows with OBJECTIVES present; `order` (completion order) sorts the history, which has a step per row: the
     hypervolume of the front chosen from the rows so far (with `on` other than OBJECTIVES it can fall, when a trial
-    better on `on` displaces one better on test). With `counted` (a boolean per row) only those rows can be on the
-    front. Each step counts the rows so far: `stopped` (a boolean per row: stopped at a rung) apart from the others,
-    `completed`; their sum is the step's place.
+    better on `on` displaces one better on test). Only rows with `on` values, and with `counted` (a boolean per row)
+    only those rows too, can be on the front; the others are steps all the same (a trial without validation numbers
+    finished all the same). Each step counts the rows so far: `stopped` (a boolean per row: stopped at a rung) apart
+    from the others, `completed`; their sum is the step's place.
     """
-    done = trials.dropna(subset=list(dict.fromkeys([*OBJECTIVES, *on])))
-    keep = np.ones(len(done), bool) if counted is None else counted.reindex(done.index).to_numpy(bool)
+    done = trials.dropna(subset=list(OBJECTIVES))
+    keep = done[list(on)].notna().all(axis=1).to_numpy()
+    if counted is not None:
+        keep = keep & counted.reindex(done.index).to_numpy(bool)
     halted = np.zeros(len(done), bool) if stopped is None else stopped.reindex(done.index).to_numpy(bool)
     if "order" in done:
         order = np.argsort(done["order"].to_numpy(), kind="stable")
