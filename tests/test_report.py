@@ -1112,7 +1112,9 @@ def test_a_report_on_a_sweep_with_failed_trials_says_so(tmp_path: Path, capsys) 
 def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, capsys, monkeypatch) -> None:
     """`avdis report` read trials.parquet a second time for its note on running trials; a running sweep's recorder
     that replaced the file in between made the note contradict the pages (a trial RUNNING on the page, none in the
-    note). Here the recorder writes the finished trial right after the report's first read."""
+    note). Here the recorder writes the finished trial right after the report's first read: the report is drawn
+    again from the newer table (`test_a_report_never_writes_an_older_summary_over_the_sweeps_newer_one`), and the
+    note tells of that table too."""
     from avdis import storage
     from avdis.cli import main
 
@@ -1131,8 +1133,39 @@ def test_a_report_tells_of_the_trials_its_pages_were_drawn_from(tmp_path: Path, 
     monkeypatch.setattr(storage, "read_parquet", read_then_record)
     assert main(["report", url]) == 0
     assert writes
-    assert "1 running" in Path(url, "pareto.html").read_text()
-    assert "1 trial is RUNNING" in capsys.readouterr().err
+    assert "· 0 running ·" in Path(url, "pareto.html").read_text()
+    assert "RUNNING" not in capsys.readouterr().err
+
+
+def test_a_report_never_writes_an_older_summary_over_the_sweeps_newer_one(tmp_path: Path, monkeypatch) -> None:
+    """`avdis report` beside a live sweep: its recorder wrote the next result (trials.parquet and pareto.json) while
+    the report summarized the table it had read, and the report then wrote its older pareto.json and pages over
+    them, there until the sweep's next result (1 trial running in both, the table none). Now a file is written only
+    while the table is the one read, and the report is drawn again from the newer one; a sweep that replaces it at
+    every try is said, its own pareto.json left standing."""
+    url = str(tmp_path / "demo")
+    results.record(url, rows(), "demo")
+    newer = [{**r, "status": "TERMINATED", "order": 12} if r["status"] == "RUNNING" else r for r in rows()]
+    real, recorded = results.summarize, []
+
+    def summarize_then_record(trials: pd.DataFrame, sweep: str, every: bool = False) -> dict:
+        summary = real(trials, sweep)
+        if every or not recorded:  # the sweep's recorder: its next result lands
+            stamped = [{**r, "updated_at": 1e9 + len(recorded)} for r in newer]  # each write a newer table
+            recorded.append(real(results.write_trials(url, stamped), "demo"))
+            results.write_pareto(url, recorded[-1])
+        return summary
+
+    monkeypatch.setattr(results, "summarize", summarize_then_record)
+    written, trials = plots.write_report(url)
+    assert json.loads(Path(written["pareto.json"]).read_text())["n_running"] == 0  # the table's: none
+    assert data_blob(Path(written["pareto.html"]).read_text())["counts"]["running"] == 0
+    assert len(recorded) == 1 and not (trials["status"] == "RUNNING").any()
+
+    monkeypatch.setattr(results, "summarize", lambda trials, sweep: summarize_then_record(trials, sweep, every=True))
+    with pytest.raises(ResultsError, match=f"trials.parquet changed at each of {plots.REDRAWS} tries.*avdis dashboard"):
+        plots.write_report(url)
+    assert json.loads(Path(url, "pareto.json").read_text())["updated_at"] == recorded[-1]["updated_at"]
 
 
 def test_a_png_draws_dollar_signs_in_names_as_written(tmp_path: Path) -> None:

@@ -620,12 +620,16 @@ def _check_has_trials(sweep_url: str, s3: S3Config | None) -> None:
                          "pass <storage>/<sweep name> of a sweep with results")
 
 
-def _write_pages(sweep_url: str, trials: pd.DataFrame, summary: dict[str, Any], note: str | None,
-                 s3: S3Config | None) -> dict[str, str]:
-    urls = {name: storage.join(sweep_url, name) for name in (results.PARETO, HTML, PNG)}
-    storage.write_bytes(urls[HTML], render_html(trials, summary, note=note).encode(), s3)
-    storage.write_bytes(urls[PNG], render_png(trials, summary), s3)
-    return urls
+def _pages(trials: pd.DataFrame, summary: dict[str, Any], note: str | None) -> dict[str, bytes]:
+    """pareto.html and pareto.png, drawn (about a second, the PNG most of it) before either is written."""
+    return {HTML: render_html(trials, summary, note=note).encode(), PNG: render_png(trials, summary)}
+
+
+def _write_pages(sweep_url: str, pages: dict[str, bytes], s3: S3Config | None) -> dict[str, str]:
+    """Write the drawn pages; return the URLs of pareto.json and of both pages."""
+    for name, body in pages.items():
+        storage.write_bytes(storage.join(sweep_url, name), body, s3)
+    return {name: storage.join(sweep_url, name) for name in (results.PARETO, HTML, PNG)}
 
 
 def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
@@ -637,20 +641,52 @@ def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
     summary = results.read_pareto(sweep_url, s3)
     if summary is None:
         raise UsageError(f"{sweep_url}: no {results.PARETO} next to {results.TRIALS}; run `avdis report {sweep_url}`")
-    return _write_pages(sweep_url, trials, summary, note, s3)
+    return _write_pages(sweep_url, _pages(trials, summary, note), s3)
+
+
+REDRAWS = 5  # tries of `write_report` at a table no sweep replaces while it is summarized and drawn
+
+
+def _still_read(sweep_url: str, trials: pd.DataFrame, s3: S3Config | None) -> bool:
+    """Whether trials.parquet still holds `trials`: a running sweep's recorder replaces it, and its summary with it,
+    after every result."""
+    try:
+        return results.read_trials(sweep_url, s3).equals(trials)
+    except ResultsError:  # being replaced by a foreign writer: not the table read
+        return False
 
 
 def write_report(sweep_url: str, s3: S3Config | None = None) -> tuple[dict[str, str], pd.DataFrame]:
     """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs and the trials they were drawn
     from (read once: a running sweep replaces the file, so a second read could tell of other trials).
 
+    Each file is written only while trials.parquet still holds the table read, and drawn again from the new one where
+    it does not (`REDRAWS` tries): run beside a live sweep, a report summarized and drawn (a second or two) from a
+    table the sweep's recorder then replaced wrote its older pareto.json and pages over the recorder's newer ones,
+    which stood until the sweep's next result. What remains is a check's read and a write (milliseconds) in which the
+    recorder would have to replace both the table and its summary.
+
     An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
     pages say why, and ResultsError then says so too."""
     _check_has_trials(sweep_url, s3)
-    trials, note = load_trials(sweep_url, s3)
-    summary = results.summarize(trials, sweep_name(trials, sweep_url))
-    if note is not None:  # the pages show the summary kept, and why it was kept
-        _write_pages(sweep_url, trials, results.read_pareto(sweep_url, s3) or summary, note, s3)
-        raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
-    results.write_pareto(sweep_url, summary, s3)
-    return _write_pages(sweep_url, trials, summary, note, s3), trials
+    for _ in range(REDRAWS):
+        trials, note = load_trials(sweep_url, s3)
+        summary = results.summarize(trials, sweep_name(trials, sweep_url))
+        if note is not None:  # the pages show the summary kept, and why it was kept
+            _write_pages(sweep_url, _pages(trials, results.read_pareto(sweep_url, s3) or summary, note), s3)
+            raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
+        if not _still_read(sweep_url, trials, s3):
+            continue
+        results.write_pareto(sweep_url, summary, s3)
+        if not _still_read(sweep_url, trials, s3):  # replaced as ours was written, which may have landed after the
+            # recorder's newer summary: summarize the newer table and write again, at once
+            continue
+        pages = _pages(trials, summary, note)
+        if _still_read(sweep_url, trials, s3):
+            written = _write_pages(sweep_url, pages, s3)
+            if _still_read(sweep_url, trials, s3):
+                return written, trials
+    raise ResultsError(f"{storage.join(sweep_url, results.TRIALS)} changed at each of {REDRAWS} tries to draw the "
+                       "report from it: a running sweep replaces it, with its pareto.json, after every result, and "
+                       f"redraws its pages within 30 s. Follow it live with `avdis dashboard {sweep_url}`, or run this "
+                       "again")
