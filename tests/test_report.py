@@ -483,6 +483,26 @@ def test_report_on_s3(s3_bucket: str) -> None:
     assert "Pareto front" in storage.read_bytes(written["pareto.html"]).decode()
 
 
+def test_a_report_into_storage_it_may_only_read_says_the_dashboard_needs_no_write(s3_bucket: str, capsys) -> None:
+    """A sweep's bucket this user may only read: `avdis report` said 'cannot write (PermissionError: Forbidden);
+    access denied', with no word of `avdis dashboard`, which serves the same pages without writing."""
+    import boto3
+
+    from avdis.cli import main
+
+    url = f"{s3_bucket}/sweeps/demo"
+    results.record(url, rows(), "demo")
+    bucket = s3_bucket.removeprefix("s3://")
+    boto3.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    before = storage.read_bytes(f"{url}/pareto.json")
+    assert main(["report", url]) == 2  # the output given cannot be written: bad input, as NotWritableError is
+    err = capsys.readouterr().err
+    assert f"{url}/pareto.json: cannot write" in err and "access denied" in err, err
+    assert f"where you may only read it, `avdis dashboard {url}` serves the same pages without writing" in err, err
+    assert storage.read_bytes(f"{url}/pareto.json") == before
+
+
 def test_a_missing_bucket_is_named_as_one(s3_server: str, capsys) -> None:
     """A sweep URL in a bucket that does not exist said "no such sweep folder", sending the user to look for a folder
     in a bucket that was never there; it names the bucket and how to make it, for the report and the dashboard."""

@@ -21,12 +21,15 @@ result" with the reason shown, since the next rewrite fixes it.
 
 from __future__ import annotations
 
+import errno
 import html
 import io
 import json
 import logging
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -644,6 +647,21 @@ def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
     return _write_pages(sweep_url, _pages(trials, summary, note), s3)
 
 
+@contextmanager
+def _read_only_said(sweep_url: str) -> Iterator[None]:
+    """A write refused where the sweep's storage is read-only to this user (an S3 grant to read, a read-only mount)
+    names the folder and what shows the report without writing: the refusal alone gave no way on."""
+    try:
+        yield
+    except storage.StorageError as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, PermissionError) or (isinstance(cause, OSError) and cause.errno == errno.EROFS)):
+            raise
+        raise storage.NotWritableError(
+            f"{exc}. `avdis report` writes {results.PARETO}, {HTML} and {PNG} into {sweep_url}; where you may only "
+            f"read it, `avdis dashboard {sweep_url}` serves the same pages without writing") from None
+
+
 REDRAWS = 5  # tries of `write_report` at a table no sweep replaces while it is summarized and drawn
 
 
@@ -669,23 +687,24 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> tuple[dict[str, 
     An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
     pages say why, and ResultsError then says so too."""
     _check_has_trials(sweep_url, s3)
-    for _ in range(REDRAWS):
-        trials, note = load_trials(sweep_url, s3)
-        summary = results.summarize(trials, sweep_name(trials, sweep_url))
-        if note is not None:  # the pages show the summary kept, and why it was kept
-            _write_pages(sweep_url, _pages(trials, results.read_pareto(sweep_url, s3) or summary, note), s3)
-            raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
-        if not _still_read(sweep_url, trials, s3):
-            continue
-        results.write_pareto(sweep_url, summary, s3)
-        if not _still_read(sweep_url, trials, s3):  # replaced as ours was written, which may have landed after the
-            # recorder's newer summary: summarize the newer table and write again, at once
-            continue
-        pages = _pages(trials, summary, note)
-        if _still_read(sweep_url, trials, s3):
-            written = _write_pages(sweep_url, pages, s3)
+    with _read_only_said(sweep_url):
+        for _ in range(REDRAWS):
+            trials, note = load_trials(sweep_url, s3)
+            summary = results.summarize(trials, sweep_name(trials, sweep_url))
+            if note is not None:  # the pages show the summary kept, and why it was kept
+                _write_pages(sweep_url, _pages(trials, results.read_pareto(sweep_url, s3) or summary, note), s3)
+                raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
+            if not _still_read(sweep_url, trials, s3):
+                continue
+            results.write_pareto(sweep_url, summary, s3)
+            if not _still_read(sweep_url, trials, s3):  # replaced as ours was written, which may have landed after the
+                # recorder's newer summary: summarize the newer table and write again, at once
+                continue
+            pages = _pages(trials, summary, note)
             if _still_read(sweep_url, trials, s3):
-                return written, trials
+                written = _write_pages(sweep_url, pages, s3)
+                if _still_read(sweep_url, trials, s3):
+                    return written, trials
     raise ResultsError(f"{storage.join(sweep_url, results.TRIALS)} changed at each of {REDRAWS} tries to draw the "
                        "report from it: a running sweep replaces it, with its pareto.json, after every result, and "
                        f"redraws its pages within 30 s. Follow it live with `avdis dashboard {sweep_url}`, or run this "
