@@ -181,6 +181,23 @@ def test_pareto_png_says_why_its_front_is_empty() -> None:
     assert plots.UNTRAINED not in texts and plots.CONFIRMING not in texts
 
 
+@pytest.mark.parametrize("failed", [0, 10, 1000])
+def test_pareto_png_says_a_sweep_without_results_within_its_axes(failed: int) -> None:
+    """A sweep whose every trial failed: pareto.png said 'no trial finished: 10 failed (each row of trials.parquet
+    holds its error)' on one line, wider than either axes: over the y axis's label and ticks on the left, past the
+    figure's edge on the right (cut off from 100 failures on)."""
+    table = [{**r, "trial_id": f"t{i}", "status": "ERROR", "error": "boom", "order": None}
+             for i, r in enumerate((rows() * 100)[:failed])]
+    trials = results.to_table(table).to_pandas() if table else results.empty_trials()
+    summary = results.summarize(trials, "demo")
+    figure = plots.png_figure(trials, summary)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        (text,) = [t for t in ax.texts if t.get_text().replace("\n", " ") == plots.waiting(summary)]
+        box, inside = text.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, (text.get_text(), box, inside)
+
+
 def test_pareto_json_and_the_page_count_completed_and_stopped_trials_alike() -> None:
     """pareto.json's n_completed counted the trials MO-ASHA stopped at a rung (8 here) while the page's header said
     "6 completed · 2 stopped at a rung": the same sweep read 8 or 6 completed trials depending on where one looked."""

@@ -309,7 +309,8 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
         ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
     if not finished(summary):
-        ax.text(0.5, 0.5, waiting(summary), transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#555555")
+        ax.text(0.5, 0.5, textwrap.fill(waiting(summary), 45), transform=ax.transAxes, ha="center", va="center",
+                fontsize=14, color="#555555")  # wrapped: a sweep of failures is said in a line wider than the axes
     elif not len(front):  # trials are drawn, no line: say why, as the page's front table does, in the corner of
         # most leakage and least accuracy, where trials are fewest
         ax.text(0.99, 0.02, textwrap.fill(no_front(summary), 50), transform=ax.transAxes, ha="right", va="bottom",
@@ -335,7 +336,8 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
                    color="black", marker="o", ms=4)
         ax_hv.xaxis.set_major_locator(MaxNLocator(integer=True))  # a count of trials: no 1.2
     else:
-        ax_hv.text(0.5, 0.5, waiting(summary), transform=ax_hv.transAxes, ha="center", va="center", fontsize=11, color="#555555")
+        ax_hv.text(0.5, 0.5, textwrap.fill(waiting(summary), 30), transform=ax_hv.transAxes, ha="center", va="center",
+                   fontsize=11, color="#555555")
     return fig
 
 
