@@ -500,6 +500,19 @@ def test_report_on_s3(s3_bucket: str) -> None:
     assert "Pareto front" in storage.read_bytes(written["pareto.html"]).decode()
 
 
+def test_a_table_given_for_its_s3_sweep_folder_is_named_as_a_file(s3_bucket: str, capsys) -> None:
+    """`avdis report s3://.../demo/trials.parquet` said 's3://.../demo/trials.parquet: no trials.parquet found, so there
+    is nothing to report' (a local path was already named as a file, not a sweep folder); the dashboard too."""
+    from avdis.cli import main
+
+    url = f"{s3_bucket}/sweeps/demo"
+    results.record(url, rows(), "demo")
+    for command in (["report"], ["dashboard", "--port", "0"]):
+        assert main([command[0], f"{url}/trials.parquet", *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert f"{url}/trials.parquet: a file, not a sweep folder; pass <storage>/<sweep name>" in err, err
+
+
 def test_a_report_into_storage_it_may_only_read_says_the_dashboard_needs_no_write(s3_bucket: str, capsys) -> None:
     """A sweep's bucket this user may only read: `avdis report` said 'cannot write (PermissionError: Forbidden);
     access denied', with no word of `avdis dashboard`, which serves the same pages without writing."""

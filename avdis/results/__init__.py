@@ -23,7 +23,6 @@ confirm rows the front is drawn from single trials, each a point of n = 1.
 from __future__ import annotations
 
 import json
-import os
 import reprlib
 import time
 from typing import Any, Literal
@@ -222,11 +221,13 @@ def write_trials(sweep_url: str, rows: list[dict[str, Any]], s3: S3Config | None
 
 
 def check_folder(sweep_url: str, s3: S3Config | None = None) -> None:
-    """NoSuchSweep unless `sweep_url` is a folder (a file given for it, trials.parquet say, is named as one)."""
+    """NoSuchSweep unless `sweep_url` is a folder (a file given for it, trials.parquet say, is named as one, on S3
+    too: there it was told to hold no trials.parquet)."""
     if not storage.exists(sweep_url, s3):
         storage.check_bucket(sweep_url, s3)  # a missing bucket is named as one, not as a missing folder in it
         raise NoSuchSweep(f"{sweep_url}: no such sweep folder; pass <storage>/<sweep name> of a sweep that has started")
-    if not storage.is_remote(sweep_url) and os.path.isfile(sweep_url):
+    fs, path = storage.filesystem(sweep_url, s3)
+    if fs.isfile(path):  # fsspec's isfile says False for what it cannot tell
         raise NoSuchSweep(f"{sweep_url}: a file, not a sweep folder; pass <storage>/<sweep name>, the folder holding "
                           f"{TRIALS}")
 
