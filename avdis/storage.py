@@ -14,6 +14,7 @@ import io
 import os
 import re
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -443,11 +444,12 @@ class BusyError(UsageError):
 
 
 @contextmanager
-def exclusive(url: str, what: str) -> Iterator[None]:
+def exclusive(url: str, what: str, wait: bool = False) -> Iterator[None]:
     """Hold `url`'s folder for this process while the block runs, so a second `what` there is refused instead of
-    writing beside the first. The OS releases the lock when the process (and any child it forked without exec) ends,
-    however it ends, so none is left stale. Local folders only: S3 has no locks (one job per sweep name there is the
-    user's to keep), nor have some network filesystems, where it warns and runs unlocked."""
+    writing beside the first, or with `wait` waits for the first to end (saying so): a second build of the same
+    shards then finds them made. The OS releases the lock when the process (and any child it forked without exec)
+    ends, however it ends, so none is left stale. Local folders only: S3 has no locks (one job per sweep name there
+    is the user's to keep), nor have some network filesystems, where it warns and runs unlocked."""
     if is_remote(url):
         yield
         return
@@ -460,13 +462,19 @@ def exclusive(url: str, what: str) -> Iterator[None]:
                                "to") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise BusyError(f"{url}: another {what} is running there ({holder}); wait for it to end, or use another "
-                            "name") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                if not wait:
+                    raise BusyError(f"{url}: another {what} is running there ({holder}); wait for it to end, or use "
+                                    "another name") from None
+                print(f"avdis: {url}: another {what} is running there ({holder}); waiting for it to end",
+                      file=sys.stderr, flush=True)  # stdout may be what a command answers (preprocess's summary)
+                fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:  # a filesystem without locks (some NFS, FUSE mounts): run as S3 does
-            print(f"avdis: warning: {url}: cannot lock ({exc}); make sure no other {what} runs there", flush=True)
+            print(f"avdis: warning: {url}: cannot lock ({exc}); make sure no other {what} runs there",
+                  file=sys.stderr, flush=True)
         else:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)

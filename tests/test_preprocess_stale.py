@@ -5,6 +5,10 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -200,6 +204,59 @@ def test_a_shared_checks_marker_left_in_an_empty_folder_is_no_file_of_its_own(tm
                       synth=SynthConfig(speakers=2, emotions=2, clips_per_speaker=3))
     prepare.generate_if_missing(data)
     assert synth.settings_of(src) is not None
+
+
+SPEC = SynthConfig(speakers=4, emotions=2, clips_per_speaker=5, duration_s=0.5, seed=2)
+BUILDER = f"""
+import json, sys
+from avdis.config import Config, DataConfig, FeatureConfig, SynthConfig
+from avdis.data import prepare
+data = DataConfig(corpus="synthetic", src=sys.argv[1], shards=sys.argv[2], shard_size=4,
+                  features=FeatureConfig(**{FEAT.model_dump()!r}), synth=SynthConfig(**{SPEC.model_dump()!r}))
+print(json.dumps(prepare.ensure_shards(Config(data=data))), flush=True)
+"""
+
+
+def _builder(tmp_path: Path) -> subprocess.Popen:
+    """A job making the corpus and shards under `tmp_path`, once it says it is generating the corpus (in the lock)."""
+    job = subprocess.Popen([sys.executable, "-c", BUILDER, str(tmp_path / "src"), str(tmp_path / "shards")],
+                           stdout=subprocess.PIPE, text=True)
+    assert job.stdout.readline().startswith("generating synthetic corpus in ")
+    return job
+
+
+def test_a_second_job_making_the_same_corpus_and_shards_waits_for_the_first_then_uses_them(tmp_path, capsys):
+    """Two jobs (two sweeps submitted on a fresh cluster) on a corpus and shards not made yet each generated the
+    corpus and built the shards, over the other's files as it read them; the second now waits, saying for whom."""
+    first = _builder(tmp_path)
+    try:
+        data = DataConfig(corpus="synthetic", src=str(tmp_path / "src"), shards=str(tmp_path / "shards"),
+                          shard_size=4, features=FEAT, synth=SPEC)
+        second = prepare.ensure_shards(Config(data=data))
+        made = json.loads(first.stdout.read())
+    finally:
+        first.kill()
+        first.wait(30)
+    holder = f"(pid {first.pid} on {socket.gethostname()}); waiting for it to end"
+    said = capsys.readouterr().err.splitlines()  # then on the shards, unless it took their lock first
+    assert said[0] == f"avdis: {tmp_path / 'src'}: another generation of this corpus is running there {holder}"
+    assert said[1:] in ([], [f"avdis: {tmp_path / 'shards'}: another build of these shards is running there {holder}"])
+    assert {made["up_to_date"], second["up_to_date"]} == {False, True} and made["clips"] == second["clips"] == 20
+
+
+def test_a_builder_killed_mid_generation_leaves_no_lock_that_blocks_the_next_job(tmp_path):
+    """The OS lets go of a killed builder's lock (SIGKILL, `ray job stop`, the OOM killer), though its file stays,
+    naming it: the next job neither waits for it nor refuses, and makes again the corpus it left cut short."""
+    first = _builder(tmp_path)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    assert synth.settings_of(tmp_path / "src") is None  # cut short
+    assert (tmp_path / "src" / storage.LOCK).read_text() == f"pid {first.pid} on {socket.gethostname()}"
+    second = subprocess.run([sys.executable, "-c", BUILDER, str(tmp_path / "src"), str(tmp_path / "shards")],
+                            capture_output=True, text=True, timeout=120)
+    said, summary = second.stdout.splitlines()
+    assert second.stderr == "" and said.startswith("generating synthetic corpus in ")
+    assert (json.loads(summary)["clips"], synth.is_generated(SPEC, tmp_path / "src")) == (20, True)
 
 
 def test_shards_on_s3_of_another_size_or_unlisted_are_rebuilt(corpus, s3_bucket):

@@ -33,9 +33,21 @@ def generate_if_missing(data: DataConfig) -> None:
     """Generate the synthetic corpus at `data.src` unless a finished one with these settings is there. A folder the
     generator did not make is never written into: a `ground_truth.csv` there is a corpus of the user's own (read
     as it is; generating over it replaced its rows), and other files are refused. Nor is a finished corpus it made
-    with other settings: refused, naming them (only an unfinished one, a generation cut short, is made again)."""
+    with other settings: refused, naming them (only an unfinished one, a generation cut short, is made again). Two
+    jobs making the same corpus at once (two sweeps submitted on a fresh cluster) each generated it: the second now
+    waits for the first, then finds it made."""
     if not _generates(data):
         return
+    _check_target(data)  # before the lock's file goes into a folder that is not the generator's to write
+    with storage.exclusive(data.src, "generation of this corpus", wait=True):
+        if _generates(data):  # decided again in the lock: a corpus another job made meanwhile is kept
+            _check_target(data)
+            print(f"generating synthetic corpus in {data.src} ...", flush=True)
+            synth.generate(data.synth, data.src)
+
+
+def _check_target(data: DataConfig) -> None:
+    """Refuse to generate into `data.src` where it holds a finished corpus of other settings, or files of others."""
     src = Path(data.src)
     made = synth.settings_of(src)
     if made is not None:
@@ -49,8 +61,6 @@ def generate_if_missing(data: DataConfig) -> None:
         raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated only into an "
                          f"empty or new folder: point data.src to one, or add a {GROUND_TRUTH} (columns file, clip_id, "
                          "speaker, emotion) to use these files as a corpus")
-    print(f"generating synthetic corpus in {data.src} ...", flush=True)
-    synth.generate(data.synth, data.src)
 
 
 def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False,

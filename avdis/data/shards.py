@@ -483,9 +483,10 @@ def build_shards(
     """Scan `data.src`, write shards + manifest + rejects under `data.shards`; return a summary.
 
     `run_tasks` executes the shard tasks (Ray tasks in `jobs/preprocess.py`); by default
-    they run one after another in this process.
+    they run one after another in this process. Two builds of the same local shards at once (two sweeps submitted
+    on a fresh cluster, `avdis preprocess` twice) each made them: the second now waits for the first, then finds
+    them up to date.
     """
-    from avdis.data import synth
     from avdis.data.media import check_mel_bands
 
     check_mel_bands(data.features)  # before the scan: every clip would be decoded into the same dead bands
@@ -493,6 +494,15 @@ def build_shards(
     if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
                          "inside it (its own files would be read as the corpus's)")
+    with storage.exclusive(data.shards, "build of these shards", wait=True):
+        return _build(data, s3, run_tasks, force, out_dir)
+
+
+def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]], Iterable[dict[str, Any]]] | None,
+           force: bool, out_dir: str | None) -> dict[str, Any]:
+    """`build_shards`' work, in the shards folder's lock (`out_dir`: that folder where it is local)."""
+    from avdis.data import synth
+
     records, scan_rejects = scan(data.corpus, data.src, skip=out_dir, audio_only=data.modality == "audio")  # an output inside the source is no input
     manifest_url = storage.join(data.shards, MANIFEST)
     if not records:

@@ -308,10 +308,11 @@ def check_target(out: str | Path) -> None:
 def holds_others(out: str | Path) -> bool:
     """Whether `out` is a folder holding files but no corpus this generator wrote: one it must not write into. A
     shared-storage check's marker (`storage.SHARED_CHECK`, which a killed check leaves behind) is no one's file: an
-    empty folder with one was refused, though `ls` showed it empty."""
+    empty folder with one was refused, though `ls` showed it empty. Nor is the lock a generation takes there
+    (`storage.LOCK`)."""
     out = Path(out)
     return out.is_dir() and not made_here(out) and any(not p.name.startswith(storage.SHARED_CHECK)
-                                                        for p in out.iterdir())
+                                                        and p.name != storage.LOCK for p in out.iterdir())
 
 
 def made_here(out: str | Path) -> bool:
