@@ -306,6 +306,31 @@ def test_a_resumed_sweep_whose_storage_now_refuses_deletes_is_refused_before_ray
     assert not ray.is_initialized()
 
 
+def test_a_sweep_whose_shards_to_make_go_where_deletes_are_refused_is_refused_before_ray_starts(s3_bucket, tmp_path):
+    """The write check ran on the sweep's own outputs only: shards still to make into a read-only or delete-refusing
+    data.shards were found out once Ray had started and the corpus was generated. moto enforces the Deny."""
+    import boto3
+
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s1", "sweep.num_samples=1",
+                        "train.epochs=1", f"data.src={tmp_path / 'src'}", f"data.shards={s3_bucket}/shards",
+                        "data.synth={speakers: 4, emotions: 2, clips_per_speaker: 4, duration_s: 0.5}"])
+    bucket = s3_bucket.removeprefix("s3://")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    try:
+        with pytest.raises(storage.NotWritableError, match=rf"{s3_bucket}/shards: written, but not deletable .*"
+                                                           r"s3:DeleteObject"):
+            sweep.run(cfg)
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+    import ray
+
+    assert not ray.is_initialized() and not (tmp_path / "src").exists()
+
+
 def test_a_sweep_folder_moved_elsewhere_is_refused_naming_where_it_started(tmp_path):
     """Tune restores a sweep's experiment with the callbacks pickled at its start, which record trials and draw the
     report in the folder they were made for: a folder moved and resumed failed on "/old/s1: no such sweep folder"

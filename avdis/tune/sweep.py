@@ -587,7 +587,9 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     resume = record is not None
     if resume:
         read_state(storage.join(sweep_url, SCHEDULER_STATE), cfg.s3)  # a damaged one is refused here, not in Tune
-    for url in dict.fromkeys([sweep_url, checkpoints_of(cfg)]):  # resumed too: a role or bucket policy may have changed
+    # resumed too: a role or bucket policy may have changed; and the shards (and corpus) still to make, as train
+    # checks them: a read-only data.shards failed once Ray had started and the corpus was generated
+    for url in dict.fromkeys([sweep_url, checkpoints_of(cfg), *to_make(cfg).values()]):
         storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     check_experiments(sweep_url, cfg, resume)
     runtime.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
