@@ -281,6 +281,35 @@ def test_a_resumed_sweep_with_a_damaged_mo_asha_json_is_refused_before_ray_start
         sweep.run(cfg)
 
 
+CHURN = """
+import os, sys
+from avdis import storage
+print("churning", flush=True)
+while True:
+    storage.write_bytes(sys.argv[1], b'{"rungs": {"2": {"t1": [0.5, 0.1]}}, "stopped": {}}')
+    os.unlink(sys.argv[1])
+"""
+
+
+def test_mo_asha_json_deleted_as_it_is_read_is_read_as_none_not_a_traceback(tmp_path):
+    """read_state asked whether mo_asha.json exists, then read it: deleted between the two (by hand, to resume with
+    empty rungs, as the sweep's checks ran or Tune's first result came), the sweep's driver ended in a
+    FileNotFoundError traceback (here 1 read in about 800 did). A process writes and deletes it over and over."""
+    from avdis.tune.schedulers import read_state
+
+    url = str(tmp_path / "mo_asha.json")
+    churn = subprocess.Popen([sys.executable, "-c", CHURN, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert churn.stdout.readline() == "churning\n"
+        seen, end = set(), time.monotonic() + 2
+        while time.monotonic() < end:
+            seen.add(json.dumps(read_state(url)))
+    finally:
+        churn.kill()
+        churn.wait(30)
+    assert seen == {json.dumps(({}, {})), json.dumps(({2: {"t1": (0.5, 0.1)}}, {}))}
+
+
 def test_a_resumed_sweep_whose_storage_now_refuses_deletes_is_refused_before_ray_starts(s3_bucket, tmp_path):
     """A resumed sweep ran no write check (a new one did): where its bucket or role had since lost s3:DeleteObject,
     it started Ray and its trials, to fail at the first checkpoint pruned. moto enforces the bucket policy's Deny."""

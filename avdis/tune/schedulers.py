@@ -98,14 +98,16 @@ def read_state(url: str,
                s3: S3Config | None = None) -> tuple[dict[int, dict[str, tuple[float, float]]], dict[str, int]]:
     """The rungs and the stops a sweep's MO-ASHA wrote at `url` (none where it wrote nothing yet), or a UsageError
     naming the file: a damaged one (cut short by a copy, edited) ended a resumed sweep inside Tune at its first
-    result (JSONDecodeError, KeyError), so the sweep's driver checks it before Ray starts."""
-    if not storage.exists(url, s3):
-        return {}, {}
+    result (JSONDecodeError, KeyError), so the sweep's driver checks it before Ray starts. Read without asking first
+    whether it exists: one deleted between the two (by hand, to resume with empty rungs) ended the sweep's driver in a
+    FileNotFoundError traceback, where one deleted before reads as none."""
     try:
         state = json.loads(storage.read_bytes(url, s3))
         rungs = {int(epoch): {str(tid): (float(acc), float(leak)) for tid, (acc, leak) in rung.items()}
                  for epoch, rung in state["rungs"].items()}
         stopped = {str(tid): int(epoch) for tid, epoch in state["stopped"].items()}
+    except FileNotFoundError:
+        return {}, {}
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UsageError(
             f"{url}: not MO-ASHA's rungs as a sweep writes them ({type(exc).__name__}: {exc}); it was cut short or "
