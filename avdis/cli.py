@@ -127,6 +127,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
     corpora.source_folder(cfg.data.src)
     runtime.check_kept({names.get("data.shards", "data.shards"): cfg.data.shards})
+    storage.check_buckets(cfg.s3, cfg.data.shards)  # a missing one: the write check said 'not writable' alone
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force, names=names)
     print(json.dumps(summary, indent=1, ensure_ascii=False))  # paths as written, not \u escapes

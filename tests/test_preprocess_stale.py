@@ -259,6 +259,17 @@ def test_a_builder_killed_mid_generation_leaves_no_lock_that_blocks_the_next_job
     assert (json.loads(summary)["clips"], synth.is_generated(SPEC, tmp_path / "src")) == (20, True)
 
 
+def test_preprocess_into_a_missing_bucket_names_it_and_says_to_create_it(corpus, s3_server, capsys):
+    """`avdis preprocess --out s3://<missing bucket>/...` said 'not writable (The specified bucket does not exist);
+    pick an output folder or bucket you can write to', where train and sweep name the bucket and how to make it."""
+    from avdis.cli import main
+
+    out = "s3://avdis-no-such-bucket/shards"
+    assert main(["preprocess", "--corpus", "synthetic", "--src", str(corpus), "--out", out, "--no-ray"]) == 2
+    assert f"{out}: bucket 'avdis-no-such-bucket' does not exist; create it (python infra/storage/create_bucket.py " \
+           "avdis-no-such-bucket) or fix the URL" in capsys.readouterr().err
+
+
 def test_shards_on_s3_of_another_size_or_unlisted_are_rebuilt(corpus, s3_bucket):
     url = f"{s3_bucket}/shards/stale"
     data = data_cfg(corpus, url)
