@@ -421,8 +421,10 @@ def check_writable(url: str, s3: S3Config | None = None) -> None:
     try:
         write_bytes(probe, b"ok", s3)
     except StorageError as exc:
-        raise NotWritableError(f"{url}: not writable ({exc.__cause__ or exc}); pick an output folder or "
-                               "bucket you can write to") from None
+        cause = exc.__cause__ or exc
+        hint = what_to_check(cause) if is_remote(url) else ""  # a refused PUT said 'Forbidden' and nothing to check
+        raise NotWritableError(f"{url}: not writable ({cause}); {hint + ', or ' if hint else ''}pick an output folder "
+                               "or bucket you can write to") from None
     try:
         fs.rm_file(path)  # not `rm`: s3fs's takes a delete refused per key (DeleteObjects answers 200) as done
     except Exception as exc:

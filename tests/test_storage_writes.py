@@ -193,6 +193,25 @@ def test_a_second_driver_on_a_held_folder_is_refused_until_the_first_ends(tmp_pa
         assert (tmp_path / "sweeps" / "s" / storage.LOCK).read_text().startswith(f"pid {os.getpid()} on ")
 
 
+def test_an_s3_output_that_refuses_writes_says_what_to_check(s3_bucket):
+    """A bucket (or role) without s3:PutObject: the write check said '<url>: not writable (Forbidden); pick an output
+    folder or bucket you can write to', naming nothing to check, where every other storage call says to check the
+    node's role or credentials. Here a bucket policy denies writes (moto enforces it, as AWS does)."""
+    import boto3
+
+    bucket = s3_bucket.removeprefix("s3://")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    try:
+        with pytest.raises(storage.NotWritableError) as refused:
+            storage.check_writable(f"{s3_bucket}/shards")
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+    assert str(refused.value) == (f"{s3_bucket}/shards: not writable (Forbidden); access denied: check the node's IAM "
+                                  "role / AWS credentials, or pick an output folder or bucket you can write to")
+
+
 def test_an_s3_output_that_takes_writes_but_refuses_deletes_is_refused_naming_the_permission(s3_bucket):
     """A bucket (or role) that allows s3:PutObject but not s3:DeleteObject: the write check passed, leaving its probe
     file, since s3fs's rm takes a refusal per key as done; the run then kept every old checkpoint and every stale
