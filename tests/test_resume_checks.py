@@ -260,9 +260,29 @@ def test_an_unrecorded_ray_train_checkpoint_is_the_newest_whole_one_before_the_l
     (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}))
     with ck.unrecorded(str(run), C.S3Config()) as found:
         assert found == run / "checkpoint_2026-01-01_00-00-02"  # epoch 3's may have been cut short
+    with ck.unrecorded(str(run), C.S3Config(), after=2) as found:
+        assert found is None  # Ray Train's record has epoch 2's: it restores that one
+    with ck.unrecorded(str(run), C.S3Config(), after=1) as found:
+        assert found == run / "checkpoint_2026-01-01_00-00-02"  # the record lags (a stop cut it short)
     (run / "checkpoint_2026-01-01_00-00-02" / ck.STATE).write_text('{"epo')
     with ck.unrecorded(str(run), C.S3Config()) as found:
         assert found == run / "checkpoint_2026-01-01_00-00-01"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_the_checkpoint_folders_ray_trains_record_does_not_list_are_removed_and_nothing_else(where, request, tmp_path):
+    """Ray Train deletes only the checkpoints its record lists: those a stop left unrecorded stayed for ever."""
+    run = storage.join(str(tmp_path) if where == "local" else request.getfixturevalue("s3_bucket"), "run")
+    for name in ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02", "checkpoint_2026-01-01_00-00-03"):
+        storage.write_bytes(storage.join(run, name, "engine", "ckpt"), b"w", C.S3Config())
+        storage.write_bytes(storage.join(run, name, ck.STATE), b"{}", C.S3Config())
+    for name in ("checkpoint_manager_snapshot.json", "checkpoint_manager_snapshot.json.tmp-0a1b2c3d", ck.METRICS_FILE):
+        storage.write_bytes(storage.join(run, name), b"{}", C.S3Config())
+    ck.remove_unlisted(run, C.S3Config(), {"checkpoint_2026-01-01_00-00-03"})
+    assert [u.rsplit("/", 1)[-1] for u in storage.list_files(run, s3=C.S3Config())] == [
+        "checkpoint_2026-01-01_00-00-03", "checkpoint_manager_snapshot.json",
+        "checkpoint_manager_snapshot.json.tmp-0a1b2c3d", ck.METRICS_FILE]
+    assert storage.read_bytes(storage.join(run, "checkpoint_2026-01-01_00-00-03", "engine", "ckpt"), C.S3Config())
 
 
 def test_the_newest_checkpoint_is_the_latest_epoch_whatever_the_folder_names_say(tmp_path):

@@ -372,3 +372,36 @@ def test_ctrl_c_exits_130_and_the_rerun_resumes_even_without_ray_trains_record(t
     after = history(str(run))
     assert [e["epoch"] for e in after] == list(range(1, 9))
     assert after[:2] == before[:2]  # restored from a whole checkpoint before the last one, not trained again
+
+
+@pytest.mark.slow
+def test_a_rerun_resumes_from_checkpoints_ray_trains_record_lags_and_removes_those_it_never_will(
+        local_ray, tiny_shards, tmp_path):
+    """A stop (`ray job stop`, Ctrl-C) aborts a run before Ray Train's checkpoint_manager_snapshot.json records its
+    last reports: two epochs behind, its rerun resumed from there, and the newer folders, which Ray Train deletes
+    only once it lists them, stayed for ever (two more a stop). Built here as a stop leaves it: the record and the
+    folders of epoch 2, the folders of epochs 3 and 4 beside them, metrics.json of 4 epochs."""
+    run = tmp_path / "runs" / "lag"
+
+    def train(epochs: int) -> None:
+        launch.train(cfg_for(tiny_shards, tmp_path, f"train.epochs={epochs}", "train.name=lag", "train.strategy=ddp",
+                             "train.workers=1", "train.zero_stage=0", "train.probe_every=0"))
+
+    train(2)
+    shutil.copytree(run, tmp_path / "at-2")
+    train(4)
+    before = history(str(run))
+    for kept in (tmp_path / "at-2").glob("checkpoint_*"):  # Ray's record of epoch 2 and the folders it lists
+        if kept.is_dir():
+            shutil.copytree(kept, run / kept.name)
+        else:
+            shutil.copy(kept, run / kept.name)
+    assert len([p for p in run.glob("checkpoint_*") if p.is_dir()]) == 4
+    train(5)
+    after = history(str(run))
+    assert [e["epoch"] for e in after] == [1, 2, 3, 4, 5]
+    assert after[:3] == before[:3]  # epoch 3 restored with its recorded times, not trained again
+    record = json.loads((run / "checkpoint_manager_snapshot.json").read_text())
+    listed = {r["checkpoint_dir_name"] for r in record["checkpoint_results"]}
+    assert sorted(p.name for p in run.glob("checkpoint_*") if p.is_dir()) == sorted(listed)
+    assert len(listed) == 2  # KEEP_CHECKPOINTS

@@ -154,18 +154,32 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
 
 
 @contextmanager
-def unrecorded(run_url: str, s3: S3Config) -> Iterator[Path | None]:
-    """The newest checkpoint of a Ray Train run whose own record of it is missing (a run aborted by Ctrl-C stops
-    before Ray Train writes its checkpoint_manager_snapshot.json, and its rerun would start over), as a local
-    folder while the block runs; None when there is none. Only a checkpoint of an epoch before the last one
-    metrics.json records counts: each epoch's metrics.json is written once the previous epoch's checkpoint was
-    uploaded whole, so that one is whole (the last may have been cut short)."""
+def unrecorded(run_url: str, s3: S3Config, after: int = 0) -> Iterator[Path | None]:
+    """The newest checkpoint of a Ray Train run that its own record lacks, of an epoch after `after` (the epoch of
+    the newest one the record has), as a local folder while the block runs; None when there is none. A stop (Ctrl-C,
+    `ray job stop`) aborts the run before Ray Train has recorded its last reports in checkpoint_manager_snapshot.json
+    (two epochs behind, or no record at all), and its rerun went back that far. Only a checkpoint of an epoch before
+    the last one metrics.json records counts: each epoch's metrics.json is written once the previous epoch's
+    checkpoint was uploaded whole, so that one is whole (the last may have been cut short)."""
     uploaded = uploaded_epochs(run_url, s3)
-    if uploaded is None:
+    if uploaded is None or uploaded <= after:  # nothing newer is known whole: no listing (the usual restore)
         yield None
         return
-    with newest_whole(run_url, s3, up_to_epoch=uploaded) as here:
+    with newest_whole(run_url, s3, up_to_epoch=uploaded, after=after) as here:
         yield here
+
+
+RAY_RECORD = "checkpoint_manager_snapshot"  # Ray Train's record of a run's checkpoints (a .json file, not a folder)
+
+
+def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
+    """Remove the checkpoint folders of a Ray Train run that its record does not list (`listed`: their names); for
+    a record that lists a checkpoint newer than all of them. Ray Train deletes only those it lists, down to
+    KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded`), about two a stop, stayed for ever."""
+    for folder in storage.list_files(run_url, s3=s3):
+        name = folder.rsplit("/", 1)[-1]
+        if name.startswith("checkpoint_") and not name.startswith(RAY_RECORD) and name not in listed:
+            _remove(folder, s3)
 
 
 def uploaded_epochs(records_url: str, s3: S3Config) -> int | None:
@@ -179,11 +193,11 @@ def uploaded_epochs(records_url: str, s3: S3Config) -> int | None:
 
 
 @contextmanager
-def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> Iterator[Path | None]:
+def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None, after: int = 0) -> Iterator[Path | None]:
     """The `_newest_whole` checkpoint folder under `run_url` as a local folder while the block runs (read in place
-    where local); None when there is none."""
+    where local); None when there is none, or none of an epoch after `after`."""
     newest = _newest_whole(run_url, s3, up_to_epoch)
-    if newest is None:
+    if newest is None or int(newest[1].get("epoch", 0)) <= after:
         yield None
         return
     if not storage.is_remote(newest[0]):  # read in place

@@ -137,12 +137,24 @@ class RayReporter:
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.run_url, self.s3 = run_url, cfg.s3
+        self.pruned = self.rank != 0  # rank 0 removes the folders Ray Train's record lacks, at its first checkpoint
 
-    def restore(self) -> AbstractContextManager[Path | None]:
+    @contextmanager
+    def restore(self) -> Iterator[Path | None]:
+        """The checkpoint Ray Train restores, or a newer whole one its record lacks (`ck.unrecorded`), said aloud."""
         import ray.train
 
         found = ray.train.get_checkpoint()
-        return _as_directory(found) if found is not None else ck.unrecorded(self.run_url, self.s3)
+        recorded = _epoch_of(found) if found is not None else 0
+        with ck.unrecorded(self.run_url, self.s3, after=recorded) as newer:
+            if newer is None:
+                with _as_directory(found) as here:
+                    yield here
+                return
+            if found is not None and self.rank == 0:
+                print(f"avdis train: Ray Train's record of {self.run_url} ends at epoch {recorded}, behind its newer "
+                      "checkpoints (a stop cut it short); resuming from the newest whole one", flush=True)
+            yield newer
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         import ray.train
@@ -150,6 +162,24 @@ class RayReporter:
         has_files = directory is not None and any(directory.iterdir())
         ckpt = ray.train.Checkpoint.from_directory(str(directory)) if has_files else None
         ray.train.report(metrics, checkpoint=ckpt)
+        if ckpt is not None and not self.pruned:
+            self.pruned = True
+            # once Ray Train has recorded this checkpoint, every folder its record lacks is older or superseded
+            listed = ray.train.get_all_reported_checkpoints(
+                consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+            if any(r.metrics.get("epoch") == metrics["epoch"] for r in listed):
+                names = {r.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] for r in listed}
+                ck.remove_unlisted(self.run_url, self.s3, names)
+
+
+def _epoch_of(found: Any) -> int:
+    """The epoch a Ray checkpoint's state.json records; -1 where it cannot be read (its restore says why, unless a
+    newer whole checkpoint is found)."""
+    try:
+        with found.filesystem.open_input_stream(f"{found.path}/{ck.STATE}") as f:
+            return int(json.loads(f.read()).get("epoch", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return -1
 
 
 def _maybe_fail(step: int, rank: int, world: int) -> None:
