@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,7 @@ def _is_connected_to(address: str, here: str) -> bool:
 
 
 NODE_ANSWER_S = 120.0  # for every node's answer to `_on_each`: a task taking no CPU starts in seconds on a sound node
+NODE_POLL_S = 5.0  # how often `_on_each` asks a node that has not answered yet whether it is setting up the runtime env
 
 
 class NodeSilentError(AvdisError):
@@ -206,8 +207,11 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
     node's own disk and environment hold, checked before work is sent there. A node gone since it was listed is left
     out, as no work will go there: Ray lists a dead node alive until its heartbeats have been missed for some seconds
     (a spot instance reclaimed, a pod evicted), and its task failed with TaskUnschedulableError, a traceback. Nodes
-    that have not answered within `timeout_s` are named in a NodeSilentError (it ended the run in Ray's
-    GetTimeoutError traceback), their tasks cancelled."""
+    that have not answered for `timeout_s` while not setting up the job's runtime env (`_setting_up`) are named in a
+    NodeSilentError (it ended the run in Ray's GetTimeoutError traceback), their tasks cancelled. A node's first task
+    waits for that setup (pip packages, a big working_dir: minutes), and such a node was named silent; it is waited
+    for, said once, as the work would wait (Ray fails a setup that outlasts its setup_timeout_seconds, 600 s unless
+    the job sets it)."""
     import ray
     from ray.exceptions import NodeDiedError, TaskUnschedulableError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -215,12 +219,26 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
     task = ray.remote(num_cpus=0)(fn)
     refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(*args)
             for n in nodes]
-    ready = set(ray.wait(refs, num_returns=len(refs), timeout=timeout_s)[0]) if refs else set()
-    silent = [(node, ref) for node, ref in zip(nodes, refs) if ref not in ready]
+    node_of = dict(zip(refs, nodes))
+    quiet_since = dict.fromkeys(refs, time.monotonic())  # since when each node has neither answered nor set up
+    pending, silent, said = list(refs), [], False
+    while pending:
+        pending = ray.wait(pending, num_returns=len(pending), timeout=min(NODE_POLL_S, timeout_s))[1]
+        now = time.monotonic()
+        setting_up = [ref for ref in pending if _setting_up(node_of[ref])]
+        quiet_since.update(dict.fromkeys(setting_up, now))
+        if setting_up and not said:
+            said = True
+            print(f"avdis: waiting for the Ray node(s) at {_named(node_of[r] for r in setting_up)} to set up the "
+                  "job's runtime env (pip packages, working_dir) before they run the node checks", file=sys.stderr,
+                  flush=True)
+        silent = [ref for ref in pending if now - quiet_since[ref] >= timeout_s]
+        if silent:
+            break
     if silent:
-        for _, ref in silent:
+        for ref in pending:
             ray.cancel(ref, force=True)  # its worker, should it ever start or wake
-        where = ", ".join(f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n, _ in silent)
+        where = _named(node_of[r] for r in silent)
         raise NodeSilentError(
             f"the Ray node(s) at {where} did not answer within {timeout_s:g} s a task that checks, before work goes "
             "there, what the node's disk and environment hold: Ray lists the node alive, but it runs no task (a hung "
@@ -234,6 +252,36 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
         except (TaskUnschedulableError, NodeDiedError):
             continue
     return answers
+
+
+def _named(nodes: Iterable[dict[str, Any]]) -> str:
+    return ", ".join(f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n in nodes)
+
+
+def _setting_up(node: dict[str, Any]) -> bool:
+    """Whether the runtime env agent of `node` (a `ray.nodes()` entry) is creating a runtime env: one a worker about
+    to start holds, neither created nor failed yet. False where the agent does not answer within NODE_POLL_S (a hung
+    node). Asked of the agent itself: Ray 2.60's `ray.util.state.list_runtime_envs` fails on exactly such an entry
+    (its `success` is unset), and needs the dashboard."""
+    import urllib.request
+
+    from google.protobuf.message import DecodeError
+    from ray._common.network_utils import build_address
+    from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+    from ray.core.generated.runtime_env_agent_pb2 import GetRuntimeEnvsInfoReply, GetRuntimeEnvsInfoRequest
+
+    port = node.get("RuntimeEnvAgentPort")
+    if not port:
+        return False
+    ask = urllib.request.Request(
+        f"http://{build_address(node['NodeManagerAddress'], port)}/get_runtime_envs_info", method="POST",
+        data=GetRuntimeEnvsInfoRequest().SerializeToString(), headers=get_auth_headers_if_auth_enabled({}))
+    try:
+        with urllib.request.urlopen(ask, timeout=NODE_POLL_S) as answer:
+            envs = GetRuntimeEnvsInfoReply.FromString(answer.read()).runtime_env_states
+    except (OSError, DecodeError):  # urllib's errors are OSErrors
+        return False
+    return any(env.ref_cnt > 0 and not env.success and not env.error for env in envs)
 
 
 # Filesystems that are one machine's own: a node started later has its own at the same path, never this one.

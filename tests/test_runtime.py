@@ -619,6 +619,48 @@ def test_a_node_that_never_answers_the_node_checks_is_named_with_what_to_do(ray_
     assert "Check the node" in message and "run the command again" in message, message
 
 
+SLOW_ENV_PLUGIN = """
+import asyncio
+from ray._private.runtime_env.plugin import RuntimeEnvPlugin
+
+
+class Slow(RuntimeEnvPlugin):
+    name = "slow_setup"
+
+    async def create(self, uri, runtime_env, context, logger):  # awaited by the node's agent, as a pip install is
+        await asyncio.sleep(float(runtime_env["slow_setup"]))
+        return 0
+"""
+
+SETTING_UP = """
+import sys, time, ray
+from avdis import runtime
+ray.init(address="local", include_dashboard=False, num_cpus=1, runtime_env={"slow_setup": 14})
+nodes = [n for n in ray.nodes() if n["Alive"]]
+began = time.monotonic()
+try:
+    print(runtime._on_each(nodes, lambda: "answered", timeout_s=8)[0][1], round(time.monotonic() - began))
+except Exception as exc:
+    print(type(exc).__name__, round(time.monotonic() - began))
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_node_still_setting_up_the_jobs_runtime_env_is_waited_for_not_named_silent(ray_tmp, tmp_path):
+    """A node's first task waits while its runtime env agent sets up the job's runtime env (pip packages, a big
+    working_dir under `ray job submit`: minutes), and the node checks named such a node silent after 120 s and ended
+    the run. Here the setup takes 14 s (a runtime env plugin that waits, as pip does) and the checks wait 8 s."""
+    (tmp_path / "slow_env.py").write_text(SLOW_ENV_PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    env.update(RAY_TMPDIR=str(ray_tmp), PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+               RAY_RUNTIME_ENV_PLUGINS=json.dumps([{"class": "slow_env.Slow"}]))
+    out = subprocess.run([sys.executable, "-c", SETTING_UP], env=env, capture_output=True, text=True, timeout=150,
+                         cwd=ROOT)
+    said, seconds = out.stdout.strip().splitlines()[-1].split()
+    assert said == "answered" and int(seconds) >= 14, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "to set up the job's runtime env" in out.stderr, out.stderr[-2000:]
+
+
 @pytest.mark.timeout(300)
 def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp):
     """A 2-node cluster whose second node has its own disk at a folder (a tmpfs in its own mount namespace, as a
