@@ -201,6 +201,10 @@ class NodeSilentError(AvdisError):
     """A Ray node listed alive that does not run a task: work sent there would wait on it for ever."""
 
 
+class NodeSetupError(AvdisError):
+    """A Ray node that could not set up the job's runtime env: work sent there would fail the same way."""
+
+
 def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
              timeout_s: float = NODE_ANSWER_S) -> list[tuple[dict[str, Any], Any]]:
     """(node, `fn(*args)` run on it as a task taking no CPU) for each of `nodes` (`ray.nodes()` entries): what a
@@ -211,9 +215,9 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
     NodeSilentError (it ended the run in Ray's GetTimeoutError traceback), their tasks cancelled. A node's first task
     waits for that setup (pip packages, a big working_dir: minutes), and such a node was named silent; it is waited
     for, said once, as the work would wait (Ray fails a setup that outlasts its setup_timeout_seconds, 600 s unless
-    the job sets it)."""
+    the job sets it); nodes whose setup failed are named in a NodeSetupError."""
     import ray
-    from ray.exceptions import NodeDiedError, TaskUnschedulableError
+    from ray.exceptions import NodeDiedError, RuntimeEnvSetupError, TaskUnschedulableError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = ray.remote(num_cpus=0)(fn)
@@ -245,12 +249,20 @@ def _on_each(nodes: list[dict[str, Any]], fn: Callable[..., Any], *args: Any,
             "mount or disk, worker processes that cannot start), and the run's work would wait there too. Check the "
             "node (`ray status`; on it, the logs in /tmp/ray/session_latest/logs), restart it or take it out of the "
             "cluster (`ray stop` there), then run the command again")
-    answers = []
+    answers, unset = [], []
     for node, ref in zip(nodes, refs):
         try:
             answers.append((node, ray.get(ref)))
         except (TaskUnschedulableError, NodeDiedError):
             continue
+        except RuntimeEnvSetupError as exc:  # it ended the run in Ray's traceback, the node's setup log inside it
+            unset.append((node, [line for line in str(exc).splitlines() if line.strip()][-1]))
+    if unset:
+        raise NodeSetupError(
+            f"the Ray node(s) at {'; '.join(f'{_named([n])}: {why}' for n, why in unset)} could not set up the job's "
+            "runtime env, and the run's work there would fail the same way. Fix the job's runtime env (the pip "
+            "packages, working_dir or py_modules given to `ray job submit` or ray.init) or the node (its "
+            "runtime_env_setup-*.log in /tmp/ray/session_latest/logs says more), then run the command again")
     return answers
 
 

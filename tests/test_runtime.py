@@ -628,21 +628,36 @@ class Slow(RuntimeEnvPlugin):
     name = "slow_setup"
 
     async def create(self, uri, runtime_env, context, logger):  # awaited by the node's agent, as a pip install is
-        await asyncio.sleep(float(runtime_env["slow_setup"]))
+        await asyncio.sleep(runtime_env["slow_setup"]["seconds"])
+        if "error" in runtime_env["slow_setup"]:
+            raise RuntimeError(runtime_env["slow_setup"]["error"])
         return 0
 """
 
 SETTING_UP = """
-import sys, time, ray
+import json, sys, time, ray
 from avdis import runtime
-ray.init(address="local", include_dashboard=False, num_cpus=1, runtime_env={"slow_setup": 14})
+ray.init(address="local", include_dashboard=False, num_cpus=1, runtime_env={"slow_setup": json.loads(sys.argv[1])})
 nodes = [n for n in ray.nodes() if n["Alive"]]
 began = time.monotonic()
 try:
     print(runtime._on_each(nodes, lambda: "answered", timeout_s=8)[0][1], round(time.monotonic() - began))
 except Exception as exc:
-    print(type(exc).__name__, round(time.monotonic() - began))
+    print(type(exc).__name__, round(time.monotonic() - began), str(exc).replace("\\n", " "))
 """
+
+
+def setting_up(ray_tmp: Path, tmp_path: Path, setup: dict) -> tuple[list[str], str]:
+    """The node checks in a local Ray whose job's runtime env takes `setup` (seconds, and an error to fail with):
+    what they returned or raised (its name and message) and seconds taken; stderr."""
+    (tmp_path / "slow_env.py").write_text(SLOW_ENV_PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    env.update(RAY_TMPDIR=str(ray_tmp), PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+               RAY_RUNTIME_ENV_PLUGINS=json.dumps([{"class": "slow_env.Slow"}]))
+    out = subprocess.run([sys.executable, "-c", SETTING_UP, json.dumps(setup)], env=env, capture_output=True,
+                         text=True, timeout=150, cwd=ROOT)
+    assert out.stdout.strip(), out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1].split(" ", 2), out.stderr
 
 
 @pytest.mark.timeout(180)
@@ -650,15 +665,20 @@ def test_a_node_still_setting_up_the_jobs_runtime_env_is_waited_for_not_named_si
     """A node's first task waits while its runtime env agent sets up the job's runtime env (pip packages, a big
     working_dir under `ray job submit`: minutes), and the node checks named such a node silent after 120 s and ended
     the run. Here the setup takes 14 s (a runtime env plugin that waits, as pip does) and the checks wait 8 s."""
-    (tmp_path / "slow_env.py").write_text(SLOW_ENV_PLUGIN)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
-    env.update(RAY_TMPDIR=str(ray_tmp), PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
-               RAY_RUNTIME_ENV_PLUGINS=json.dumps([{"class": "slow_env.Slow"}]))
-    out = subprocess.run([sys.executable, "-c", SETTING_UP], env=env, capture_output=True, text=True, timeout=150,
-                         cwd=ROOT)
-    said, seconds = out.stdout.strip().splitlines()[-1].split()
-    assert said == "answered" and int(seconds) >= 14, out.stdout[-2000:] + out.stderr[-2000:]
-    assert "to set up the job's runtime env" in out.stderr, out.stderr[-2000:]
+    said, err = setting_up(ray_tmp, tmp_path, {"seconds": 14})
+    assert said[0] == "answered" and int(said[1]) >= 14, said
+    assert "to set up the job's runtime env" in err, err[-2000:]
+
+
+@pytest.mark.timeout(180)
+def test_a_node_that_cannot_set_up_the_jobs_runtime_env_is_named_with_what_to_do(ray_tmp, tmp_path):
+    """A node whose setup of the job's runtime env fails (a package its index or platform lacks) ended the node
+    checks, and the run, in Ray's RuntimeEnvSetupError traceback."""
+    said, _ = setting_up(ray_tmp, tmp_path, {"seconds": 1, "error": "No matching distribution found for torchh"})
+    assert said[0] == "NodeSetupError", said
+    assert re.match(r"the Ray node\(s\) at \S+ \(node \w{8}\): RuntimeError: No matching distribution found for "
+                    r"torchh could not set up the job's runtime env", said[2]), said[2]
+    assert "Fix the job's runtime env" in said[2] and "run the command again" in said[2], said[2]
 
 
 @pytest.mark.timeout(300)
