@@ -118,6 +118,24 @@ def s3_bucket(s3_server) -> str:
     return f"s3://{name}"
 
 
+@contextlib.contextmanager
+def s3_denied(s3_bucket: str, action: str) -> Iterator[None]:
+    """The moto bucket's policy denies `action` (e.g. "s3:DeleteObject") on its objects while the block runs; moto
+    enforces a bucket policy's Deny as AWS does."""
+    import json
+
+    import boto3
+
+    bucket = s3_bucket.removeprefix("s3://")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": action, "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    try:
+        yield
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+
+
 TINY = {"speakers": 6, "emotions": 4, "clips_per_speaker": 12, "entanglement": 0.7, "seed": 3}
 """The tiny corpus: 6 speakers x 12 clips, 4 emotions, strong entanglement."""
 

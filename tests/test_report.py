@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from conftest import s3_denied
+
 from avdis import results, storage
 from avdis.report import plots
 from avdis.numbers import json_safe
@@ -516,17 +518,13 @@ def test_a_table_given_for_its_s3_sweep_folder_is_named_as_a_file(s3_bucket: str
 def test_a_report_into_storage_it_may_only_read_says_the_dashboard_needs_no_write(s3_bucket: str, capsys) -> None:
     """A sweep's bucket this user may only read: `avdis report` said 'cannot write (PermissionError: Forbidden);
     access denied', with no word of `avdis dashboard`, which serves the same pages without writing."""
-    import boto3
-
     from avdis.cli import main
 
     url = f"{s3_bucket}/sweeps/demo"
     results.record(url, rows(), "demo")
-    bucket = s3_bucket.removeprefix("s3://")
-    boto3.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
     before = storage.read_bytes(f"{url}/pareto.json")
-    assert main(["report", url]) == 2  # the output given cannot be written: bad input, as NotWritableError is
+    with s3_denied(s3_bucket, "s3:PutObject"):
+        assert main(["report", url]) == 2  # the output given cannot be written: bad input, as NotWritableError is
     err = capsys.readouterr().err
     assert f"{url}/pareto.json: cannot write" in err and "access denied" in err, err
     assert f"where you may only read it, `avdis dashboard {url}` serves the same pages without writing" in err, err

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import s3_denied
+
 from avdis import config as C
 from avdis import storage
 from avdis.cli import main
@@ -489,26 +491,23 @@ def test_checkpoints_storage_will_not_delete_stop_the_run_naming_them(s3_bucket,
 
     import boto3
 
-    bucket = s3_bucket.removeprefix("s3://")
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
     store = ck.RunStore(f"{s3_bucket}/runs/fixed", C.S3Config())
-    for epoch in range(1, ck.KEEP_CHECKPOINTS + 2):
-        local = tmp_path / f"ckpt{epoch}"
-        (local / "engine").mkdir(parents=True)
-        (local / "engine" / "model.pt").write_bytes(b"w" * epoch)
-        ck.write_state(local, {"epoch": epoch, "history": []})
-        if epoch <= ck.KEEP_CHECKPOINTS:
-            store.save(local, epoch)
-    with pytest.raises(storage.StorageError) as refused:
-        store.save(local, epoch)  # the first that prunes
+    with s3_denied(s3_bucket, "s3:DeleteObject"):
+        for epoch in range(1, ck.KEEP_CHECKPOINTS + 2):
+            local = tmp_path / f"ckpt{epoch}"
+            (local / "engine").mkdir(parents=True)
+            (local / "engine" / "model.pt").write_bytes(b"w" * epoch)
+            ck.write_state(local, {"epoch": epoch, "history": []})
+            if epoch <= ck.KEEP_CHECKPOINTS:
+                store.save(local, epoch)
+        with pytest.raises(storage.StorageError) as refused:
+            store.save(local, epoch)  # the first that prunes
     said = str(refused.value)
     assert said.startswith(f"{s3_bucket}/runs/fixed/checkpoint_epoch_0001/{ck.STATE}: cannot delete"), said
     assert "s3:DeleteObject" in said, said
-    s3.delete_bucket_policy(Bucket=bucket)
     store.save(local, epoch)  # deletes allowed: pruned to the newest
-    left = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    left = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=s3_bucket.removeprefix("s3://"))["Contents"]}
     assert left == {ck.LATEST, *(f"checkpoint_epoch_{e:04d}" for e in range(2, epoch + 1))}
 
 

@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from conftest import s3_denied
+
 from avdis import storage
 from avdis.config import DataConfig, FeatureConfig, LoaderConfig, S3Config, SplitConfig
 from avdis.data import media, shards, splits, stream
@@ -322,21 +324,12 @@ def test_a_rebuild_where_deletes_are_refused_stops_naming_the_file(tiny_corpus, 
     shards does not check) it went on as if they were gone, and the stray shard left beside the new ones rebuilt
     every later run's shards again. Now the first delete refused stops it, naming the file and the permission, with
     the old manifest in place. moto enforces the bucket policy's Deny as AWS does."""
-    import json
-    import os
-
-    import boto3
-
-    bucket = s3_bucket.removeprefix("s3://")
     url = f"{s3_bucket}/shards"
     fs, path = storage.filesystem(url)
     fs.put(tiny_shards + "/", path + "/", recursive=True)
     fs.pipe_file(f"{path}/{shards.SHARD_DIR}/shard-000099.tar", b"left by an older build")
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
     manifest = storage.read_bytes(f"{url}/{shards.MANIFEST}")
-    with pytest.raises(storage.StorageError) as refused:
+    with s3_denied(s3_bucket, "s3:DeleteObject"), pytest.raises(storage.StorageError) as refused:
         shards.build_shards(data_cfg(tiny_corpus, url), S3)
     said = str(refused.value)
     assert said.startswith(f"{url}/{shards.MANIFEST}: cannot delete") and "s3:DeleteObject" in said, said

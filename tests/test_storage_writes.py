@@ -4,7 +4,6 @@ reads of its Parquet tables leave the process able to exit."""
 from __future__ import annotations
 
 import gc
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
+
+from conftest import s3_denied
 
 from avdis import storage
 
@@ -197,17 +198,8 @@ def test_an_s3_output_that_refuses_writes_says_what_to_check(s3_bucket):
     """A bucket (or role) without s3:PutObject: the write check said '<url>: not writable (Forbidden); pick an output
     folder or bucket you can write to', naming nothing to check, where every other storage call says to check the
     node's role or credentials. Here a bucket policy denies writes (moto enforces it, as AWS does)."""
-    import boto3
-
-    bucket = s3_bucket.removeprefix("s3://")
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    try:
-        with pytest.raises(storage.NotWritableError) as refused:
-            storage.check_writable(f"{s3_bucket}/shards")
-    finally:
-        s3.delete_bucket_policy(Bucket=bucket)
+    with s3_denied(s3_bucket, "s3:PutObject"), pytest.raises(storage.NotWritableError) as refused:
+        storage.check_writable(f"{s3_bucket}/shards")
     assert str(refused.value) == (f"{s3_bucket}/shards: not writable (Forbidden); access denied: check the node's IAM "
                                   "role / AWS credentials, or pick an output folder or bucket you can write to")
 
@@ -220,15 +212,12 @@ def test_an_s3_output_that_takes_writes_but_refuses_deletes_is_refused_naming_th
 
     bucket = s3_bucket.removeprefix("s3://")
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    with pytest.raises(storage.NotWritableError) as refused:
+    with s3_denied(s3_bucket, "s3:DeleteObject"), pytest.raises(storage.NotWritableError) as refused:
         storage.check_writable(f"{s3_bucket}/runs")
     said = str(refused.value)
     assert said.startswith(f"{s3_bucket}/runs: ") and "s3:DeleteObject" in said, said
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert len(left) == 1 and f"{s3_bucket}/{left[0]}" in said  # the probe it could not remove is named
-    s3.delete_bucket_policy(Bucket=bucket)
     storage.check_writable(f"{s3_bucket}/runs")  # deletes allowed: passes, and leaves nothing
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == left
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import free_port, stop_process, wait_for_port
+from conftest import free_port, s3_denied, stop_process, wait_for_port
 
 from avdis import config as C
 from avdis import storage
@@ -312,21 +309,6 @@ def test_mo_asha_json_deleted_as_it_is_read_is_read_as_none_not_a_traceback(tmp_
     assert seen == {json.dumps(({}, {})), json.dumps(({2: {"t1": (0.5, 0.1)}}, {}))}
 
 
-@contextmanager
-def _deletes_refused(s3_bucket: str) -> Iterator[None]:
-    """The moto bucket's policy denies s3:DeleteObject while the block runs (moto enforces it)."""
-    import boto3
-
-    bucket = s3_bucket.removeprefix("s3://")
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    try:
-        yield
-    finally:
-        s3.delete_bucket_policy(Bucket=bucket)
-
-
 def test_a_resumed_sweep_whose_storage_now_refuses_deletes_is_refused_before_ray_starts(s3_bucket, tmp_path):
     """A resumed sweep ran no write check (a new one did): where its bucket or role had since lost s3:DeleteObject,
     it started Ray and its trials, to fail at the first checkpoint pruned. moto enforces the bucket policy's Deny."""
@@ -335,7 +317,7 @@ def test_a_resumed_sweep_whose_storage_now_refuses_deletes_is_refused_before_ray
     cfg = C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1", "train.epochs=8",
                         f"data.shards={tmp_path / 'shards'}"])
     record_spec(f"{s3_bucket}/sweeps/s1", sweep.as_made(sweep.probing(cfg)), "0" * 16)
-    with _deletes_refused(s3_bucket):
+    with s3_denied(s3_bucket, "s3:DeleteObject"):
         with pytest.raises(storage.NotWritableError, match=rf"{s3_bucket}/sweeps/s1: written, but not deletable .*"
                                                            r"s3:DeleteObject"):
             sweep.run(cfg)
@@ -352,7 +334,7 @@ def test_a_sweep_whose_shards_to_make_go_where_deletes_are_refused_is_refused_be
     cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s1", "sweep.num_samples=1",
                         "train.epochs=1", f"data.src={tmp_path / 'src'}", f"data.shards={s3_bucket}/shards",
                         "data.synth={speakers: 4, emotions: 2, clips_per_speaker: 4, duration_s: 0.5}"])
-    with _deletes_refused(s3_bucket):
+    with s3_denied(s3_bucket, "s3:DeleteObject"):
         with pytest.raises(storage.NotWritableError, match=rf"{s3_bucket}/shards: written, but not deletable .*"
                                                            r"s3:DeleteObject"):
             sweep.run(cfg)
