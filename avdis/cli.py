@@ -218,10 +218,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     url = _path(args.sweep)
-    written, trials = plots.write_report(url, cfg.s3)
-    for kind, page in written.items():
+    report = plots.write_report(url, cfg.s3)
+    trials = report.trials
+    for kind, page in report.written.items():
         print(f"{kind}: {page}")
-    for note in (_still_running(trials), results.failures_said(trials, url),
+    for note in (report.outrun, _still_running(trials), results.failures_said(trials, url),
                  results.unvalidated_said(results.unvalidated(trials))):
         if note:
             print(f"{_said_by(args)}: note: {note}", file=sys.stderr)

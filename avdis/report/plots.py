@@ -4,7 +4,7 @@ Two pages under the sweep URL drawn from `trials.parquet` and `pareto.json` (whi
 sweep's recorder keeps current, `avdis.results`): `pareto.png` (matplotlib, for papers) and
 `pareto.html` (one self-contained page, plotly's JS inlined, works offline). `write_pages`
 only reads those files; `write_report` (`avdis report`) first rebuilds pareto.json from
-the table, for a table no sweep summarized. The page embeds its data as
+the table where it is not that table's summary (a table no sweep summarized). The page embeds its data as
 JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
 (`data-trial-id`, `data-trace`) so browsers and tests can find each trial.
 
@@ -30,7 +30,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -634,6 +634,11 @@ def _write_pages(sweep_url: str, pages: dict[str, bytes], s3: S3Config | None) -
     """Write the drawn pages; return the URLs of pareto.json and of both pages."""
     for name, body in pages.items():
         storage.write_bytes(storage.join(sweep_url, name), body, s3)
+    return _urls(sweep_url)
+
+
+def _urls(sweep_url: str) -> dict[str, str]:
+    """The URLs of a report's three files."""
     return {name: storage.join(sweep_url, name) for name in (results.PARETO, HTML, PNG)}
 
 
@@ -667,6 +672,24 @@ def _read_only_said(sweep_url: str) -> Iterator[None]:
 REDRAWS = 5  # tries of `write_report` at a table no sweep replaces while it is summarized and drawn
 
 
+def outrun(sweep_url: str) -> str:
+    """What `avdis report` says where a running sweep replaced trials.parquet at each of its tries: the sweep's own
+    report is the one to read (an error there ended a report beside a busy sweep, where nothing was wrong)."""
+    return (f"{storage.join(sweep_url, results.TRIALS)} changed at each of {REDRAWS} tries to draw the report from "
+            f"it: a running sweep replaces it, with its {results.PARETO}, after every result, and redraws its {HTML} "
+            f"and {PNG} within 30 s. That report, newer than this one would be, is left to stand; follow it live with "
+            f"`avdis dashboard {sweep_url}`")
+
+
+class Report(NamedTuple):
+    """What `write_report` leaves: the URLs of pareto.json and both pages, the trials they were drawn from (the last
+    table read, where it was outrun), and `outrun`'s words where the running sweep's own report stands instead."""
+
+    written: dict[str, str]
+    trials: pd.DataFrame
+    outrun: str | None = None
+
+
 def _still_read(sweep_url: str, trials: pd.DataFrame, s3: S3Config | None) -> bool:
     """Whether trials.parquet still holds `trials`: a running sweep's recorder replaces it, and its summary with it,
     after every result."""
@@ -676,15 +699,28 @@ def _still_read(sweep_url: str, trials: pd.DataFrame, s3: S3Config | None) -> bo
         return False
 
 
-def write_report(sweep_url: str, s3: S3Config | None = None) -> tuple[dict[str, str], pd.DataFrame]:
-    """Rebuild pareto.json from trials.parquet, then the pages; return the three URLs and the trials they were drawn
-    from (read once: a running sweep replaces the file, so a second read could tell of other trials).
+def _kept(sweep_url: str, summary: dict[str, Any], s3: S3Config | None) -> dict[str, Any] | None:
+    """pareto.json where it already summarizes the table as `summary` does (the recorder's, for a table a sweep
+    wrote), else None, and only then is it written: beside a sweep the report writes none, so none of its own can land
+    over the recorder's newer one."""
+    try:
+        kept = results.read_pareto(sweep_url, s3)
+    except ResultsError:  # damaged: rebuilt
+        return None
+    drawn = json.loads(json.dumps(json_safe(summary)))
+    return kept if kept is not None and {**kept, "updated_at": None} == {**drawn, "updated_at": None} else None
 
-    Each file is written only while trials.parquet still holds the table read, and drawn again from the new one where
-    it does not (`REDRAWS` tries): run beside a live sweep, a report summarized and drawn (a second or two) from a
-    table the sweep's recorder then replaced wrote its older pareto.json and pages over the recorder's newer ones,
-    which stood until the sweep's next result. What remains is a check's read and a write (milliseconds) in which the
-    recorder would have to replace both the table and its summary.
+
+def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
+    """Rebuild pareto.json from trials.parquet where it is not that table's summary, then the pages.
+
+    The trials returned are those drawn from (read once: a running sweep replaces the file, so a second read could
+    tell of other trials). Each file is written only while trials.parquet still holds the table read, and drawn again
+    from the new one where it does not: run beside a live sweep, a report summarized and drawn (a second or two) from
+    a table the sweep's recorder then replaced wrote its older pareto.json and pages over the recorder's newer ones,
+    which stood until the sweep's next result. A sweep's pareto.json already summarizes its table and is not written.
+    After `REDRAWS` tries outrun by a sweep that replaces the table faster than a report is drawn, nothing more is
+    written and the sweep's own report stands (`outrun`): what was needed is there, newer than this one would be.
 
     An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
     pages say why, and ResultsError then says so too."""
@@ -696,18 +732,17 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> tuple[dict[str, 
             if note is not None:  # the pages show the summary kept, and why it was kept
                 _write_pages(sweep_url, _pages(trials, results.read_pareto(sweep_url, s3) or summary, note), s3)
                 raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
+            kept = _kept(sweep_url, summary, s3)
             if not _still_read(sweep_url, trials, s3):
                 continue
-            results.write_pareto(sweep_url, summary, s3)
-            if not _still_read(sweep_url, trials, s3):  # replaced as ours was written, which may have landed after the
-                # recorder's newer summary: summarize the newer table and write again, at once
-                continue
-            pages = _pages(trials, summary, note)
+            if kept is None:
+                results.write_pareto(sweep_url, summary, s3)
+                if not _still_read(sweep_url, trials, s3):  # replaced as ours was written, which may have landed
+                    # after the recorder's newer summary: summarize the newer table and write again, at once
+                    continue
+            pages = _pages(trials, kept or summary, note)
             if _still_read(sweep_url, trials, s3):
                 written = _write_pages(sweep_url, pages, s3)
                 if _still_read(sweep_url, trials, s3):
-                    return written, trials
-    raise ResultsError(f"{storage.join(sweep_url, results.TRIALS)} changed at each of {REDRAWS} tries to draw the "
-                       "report from it: a running sweep replaces it, with its pareto.json, after every result, and "
-                       f"redraws its pages within 30 s. Follow it live with `avdis dashboard {sweep_url}`, or run this "
-                       "again")
+                    return Report(written, trials)
+    return Report(_urls(sweep_url), trials, outrun(sweep_url))
