@@ -307,7 +307,7 @@ def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: 
     points = {p["trial_id"]: p for p in data_blob(plots.render_html(trials, summary))["points"]}
     assert (points["t9"]["probed_epoch"], points["t9"]["epochs"], points["t1"]["probed_epoch"]) == (2, 4, 4)
     texts = [t.get_text() for t in plots.png_figure(trials, summary).axes[0].texts]
-    assert "epoch 2" in texts and "hollow: 1 running, at the epoch beside each (its last probe)" in texts
+    assert "epoch 2" in texts and "hollow circles: 1 running, at the epoch beside each (its last probe)" in texts
 
     older = results.to_table(rows()).to_pandas().drop(columns="probed_epoch")
     older.to_parquet(Path(url) / results.TRIALS)
@@ -318,7 +318,7 @@ def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: 
                      if t.uid == "method-confusion")
     assert {c[0]: c[2] for c in confusion.customdata}["t9"] == "RUNNING"  # no epoch claimed
     texts = [t.get_text() for t in plots.png_figure(trials, summary).axes[0].texts]
-    assert "hollow: 1 running" in texts and not any(t.startswith("epoch ") for t in texts)
+    assert "hollow circles: 1 running" in texts and not any(t.startswith("epoch ") for t in texts)
     assert Path(plots.write_pages(url)["pareto.png"]).stat().st_size > 0
 
 
@@ -423,6 +423,36 @@ def test_a_trial_without_validation_numbers_is_named_and_left_off_a_front_chosen
     only_old_full = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in val else r for r in table]
     summary = results.summarize(results.to_table(only_old_full).to_pandas(), "demo")  # no full-length trial has val
     assert summary["front"] == [] and plots.no_front(summary) == plots.UNVALIDATED
+
+
+def test_a_trial_kept_off_the_front_for_want_of_validation_numbers_is_drawn_apart_and_the_legend_says_why() -> None:
+    """t8 has no validation numbers (a row of an avdis before validation selection beside today's): the front is
+    chosen without it, but pareto.png and the page drew it filled like any finished trial the front passed over. Now it
+    is a hollow square, with a legend entry saying why; a pareto.json of before `unvalidated` flags none."""
+    from matplotlib.markers import MarkerStyle
+
+    table = [{**r, "val_emotion_acc": None if r["trial_id"] == "t8" else r["emotion_acc"],
+              "val_leakage": None if r["trial_id"] == "t8" else r["leakage"]} for r in rows()]
+    trials = results.to_table(table).to_pandas()
+    summary = results.summarize(trials, "demo")
+    assert summary["unvalidated"] == ["t8"] and set(summary["front"]) == FRONT - {"t8"}
+    figure = plots.png_figure(trials, summary)
+    assert plots.UNVALIDATED_LABEL in [t.get_text() for t in figure.legends[0].get_texts()]
+    at_t8 = [c for c in figure.axes[0].collections if [0.40, 0.55] in c.get_offsets().tolist()]
+    assert len(at_t8) == 1 and at_t8[0].get_facecolors().size == 0  # hollow
+    square = MarkerStyle("s")
+    assert at_t8[0].get_paths()[0].vertices.tolist() == square.get_path().transformed(
+        square.get_transform()).vertices.tolist()
+    page = plots.pareto_figure(plots.plotted(trials, summary), summary)
+    traces = {t.uid: t for t in page.data}
+    adversarial = traces["method-adversarial"]
+    assert dict(zip((c[0] for c in adversarial.customdata), adversarial.marker.symbol)) == {
+        "t3": "circle", "t8": "square-open"}
+    assert next(c[2] for c in adversarial.customdata if c[0] == "t8") == f"TERMINATED, {plots.UNVALIDATED_LABEL}"
+    assert traces["unvalidated"].name == plots.UNVALIDATED_LABEL
+    older = {k: v for k, v in summary.items() if k != "unvalidated"}
+    assert not plots.plotted(trials, older)["unvalidated"].any()
+    assert "unvalidated" not in {t.uid for t in plots.pareto_figure(plots.plotted(trials, older), older).data}
 
 
 @pytest.mark.parametrize("case", ["no rows", "half-written", "only running"])  # no file: refused (test_cli_inputs)

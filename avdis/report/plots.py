@@ -11,7 +11,8 @@ JSON (`<script id="avdis-data">`) and tags every plotted point with its trial
 Rows missing emotion_acc or leakage cannot be placed and are counted in the header;
 running trials (no completion `order` yet) are drawn hollow, at their last probed epoch's values and labelled with
 it (`probed_epoch`: they train on between MO-ASHA's rungs, where no probe runs), trials MO-ASHA stopped at a rung as
-crosses (their metrics are of fewer epochs: on no front, `results.trained_longest`). Every trial is drawn, each
+crosses (their metrics are of fewer epochs: on no front, `results.trained_longest`), finished trials without the
+validation numbers a front is chosen on (pareto.json's `unvalidated`) as hollow squares. Every trial is drawn, each
 seed of a confirmed configuration too; the front line runs through `front_points` of
 pareto.json: single trials, or, once the sweep confirmed its front with more seeds, seed
 means with error bars of the 95% Student-t interval of the mean (`results.SPREAD`). An
@@ -55,6 +56,7 @@ UNMEASURED = ("no trial that trained all its epochs has both emotion_acc and lea
 UNVALIDATED = ("no trial that trained all its epochs has validation numbers, which the front is chosen on (see the "
                "note on the trials without them)")
 STOPPED_LABEL = "stopped at a rung (on no front)"
+UNVALIDATED_LABEL = "no validation numbers: kept off the front"
 HISTORY_X = "finished trials (stopped early too)"  # a step per trial with a result, as in the search
 
 
@@ -145,12 +147,16 @@ def sweep_name(trials: pd.DataFrame, sweep_url: str) -> str:
 
 
 def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
-    """Rows with both objectives of trials that did not fail, flagged `running`, `stopped` (at a rung) and
-    `on_front`: the trial is a point of the drawn front, or a seed of a seed mean that is. Not the search trial
-    standing for a confirmed configuration (pareto.json's `front`): its seed is in no mean drawn."""
+    """Rows with both objectives of trials that did not fail, flagged `running`, `stopped` (at a rung),
+    `unvalidated` (trained all its epochs, kept off the front for want of validation numbers; missing in a
+    pareto.json of before them: none) and `on_front`: the trial is a point of the drawn front, or a seed of a seed
+    mean that is. Not the search trial standing for a confirmed configuration (pareto.json's `front`): its seed is in
+    no mean drawn."""
     df = trials[trials["status"] != "ERROR"].dropna(subset=["emotion_acc", "leakage"]).copy()  # a failed trial's
     df["running"] = df["order"].isna()  # last metrics are no result: it is counted as failed, not drawn
     df["stopped"] = df["status"] == "STOPPED"
+    unvalidated = df["trial_id"].astype(str).isin(set(summary.get("unvalidated") or []))
+    df["unvalidated"] = unvalidated & ~df["running"] & ~df["stopped"]  # a stopped one is a cross: on no front anyway
     front = set(summary.get("front") or [])
     if from_seed_means(summary):
         front = {str(t) for point in summary.get("front_points") or [] for t in point.get("trials") or []}
@@ -279,13 +285,18 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     for method in _methods(points):
         rows, color = points[points["method"] == method], _color(method)
         ax.scatter([], [], s=42, color=color, label=method)  # its legend entry: a finished trial's marker
-        for sub, style in ((rows[~rows["running"] & ~rows["stopped"]], {"facecolors": color, "edgecolors": color}),
+        for sub, style in ((rows[~rows["running"] & ~rows["stopped"] & ~rows["unvalidated"]],
+                            {"facecolors": color, "edgecolors": color}),
                            (rows[rows["running"]], {"facecolors": "none", "edgecolors": color}),
-                           (rows[rows["stopped"]], {"marker": "x", "color": color})):
+                           (rows[rows["stopped"]], {"marker": "x", "color": color}),
+                           (rows[rows["unvalidated"]], {"marker": "s", "facecolors": "none", "edgecolors": color})):
             if len(sub):
                 ax.scatter(sub["leakage"], sub["emotion_acc"], s=42, linewidths=1.4, zorder=3, **style)
     if points["stopped"].any():
         ax.scatter([], [], s=42, marker="x", color=OTHER_COLOR, linewidths=1.4, label=STOPPED_LABEL)
+    if points["unvalidated"].any():  # drawn filled, they read as finished trials the front had passed over
+        ax.scatter([], [], s=42, marker="s", facecolors="none", edgecolors=OTHER_COLOR, linewidths=1.4,
+                   label=UNVALIDATED_LABEL)
     front = front_frame(summary)
     if len(front):
         ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2,
@@ -323,7 +334,7 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
                     xytext=(6, 4), fontsize=7, color="#555555")
     if len(running):
         labelled = ", at the epoch beside each (its last probe)" if running["probed_epoch"].notna().any() else ""
-        ax.text(0.01, 0.99, f"hollow: {len(running)} running{labelled}", transform=ax.transAxes, ha="left",
+        ax.text(0.01, 0.99, f"hollow circles: {len(running)} running{labelled}", transform=ax.transAxes, ha="left",
                 va="top", fontsize=9)
 
     history = summary.get("hypervolume_history") or []
@@ -385,6 +396,8 @@ def _status(row: Any) -> str:
     its values are of (it trains on past its last probe, and `epochs` alone paired them with the epoch trained)."""
     if row.stopped:
         return f"STOPPED at epoch {_fmt(row.epochs, '{:.0f}')}: on no front"
+    if row.unvalidated:
+        return f"{row.status}, {UNVALIDATED_LABEL}"
     if row.running and not pd.isna(row.probed_epoch):
         return f"RUNNING: values of epoch {row.probed_epoch:.0f}, trained {_fmt(row.epochs, '{:.0f}')}"
     return str(row.status or "")
@@ -407,8 +420,8 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
         fig.add_trace(go.Scatter(
             uid=f"method-{method}", name=method, mode="markers", **_trace_points(rows),
             marker={"color": _color(method), "size": 10, "line": {"width": 1.5, "color": _color(method)},
-                    "symbol": ["circle-open" if r else "x" if st else "circle"
-                               for r, st in zip(rows["running"], rows["stopped"])]},
+                    "symbol": ["circle-open" if r else "x" if st else "square-open" if u else "circle"
+                               for r, st, u in zip(rows["running"], rows["stopped"], rows["unvalidated"])]},
             legendgroup=method, showlegend=False,
         ))
         # its legend entry apart, a filled circle: plotly draws an entry with the trace's first point's symbol, so a
@@ -419,6 +432,9 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
     if points["stopped"].any():  # its legend entry: the crosses' meaning (a hover alone said STOPPED)
         fig.add_trace(go.Scatter(uid="stopped", name=STOPPED_LABEL, mode="markers", x=[None], y=[None],
                                  marker={"symbol": "x", "size": 10, "color": OTHER_COLOR}, hoverinfo="skip"))
+    if points["unvalidated"].any():  # their legend entry: the hollow squares' meaning
+        fig.add_trace(go.Scatter(uid="unvalidated", name=UNVALIDATED_LABEL, mode="markers", x=[None], y=[None],
+                                 marker={"symbol": "square-open", "size": 10, "color": OTHER_COLOR}, hoverinfo="skip"))
     front = front_frame(summary)
     if len(front):
         fig.add_trace(go.Scatter(
@@ -442,7 +458,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
                            axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5, text="")
     fig.update_layout(
         template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
-        title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow: running)",
+        title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow circles: running)",
         xaxis={"title": X_LABEL, "range": leakage_range(points, summary)}, yaxis={"title": Y_LABEL},
         legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "tracegroupgap": 0},  # methods in groups
         font={"size": 14},
@@ -570,7 +586,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
          "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
          "epochs": r.epochs, "probed_epoch": r.probed_epoch, "running": bool(r.running), "stopped": bool(r.stopped),
-         "on_front": bool(r.on_front)}
+         "unvalidated": bool(r.unvalidated), "on_front": bool(r.on_front)}
         for r in points.itertuples()
     ])}
     blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" or "<!--" can end or bend the data block
