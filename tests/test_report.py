@@ -959,10 +959,12 @@ def test_a_pareto_json_field_of_another_type_is_a_named_error(tmp_path: Path, fi
 
 
 def test_a_pareto_json_of_an_earlier_avdis_still_reads(tmp_path: Path) -> None:
-    """Keys added since (selected_on, n_running, front_basis) may be missing, and a null where the pages draw none."""
+    """Keys added since (selected_on, n_running, front_basis, unvalidated) may be missing, and a null where the pages
+    draw none."""
     url = str(tmp_path / "demo")
     _, summary = results.record(url, rows(), "demo")
-    older = {k: v for k, v in json_safe(summary).items() if k not in ("selected_on", "n_running", "front_basis")}
+    older = {k: v for k, v in json_safe(summary).items() if k not in ("selected_on", "n_running", "front_basis",
+                                                                    "unvalidated")}
     Path(url, "pareto.json").write_text(json.dumps({**older, "hypervolume": None, "baseline": None}))
     assert results.read_pareto(url)["front"] == summary["front"]
     assert "hypervolume <b id=\"hypervolume\">-</b>" in Path(plots.write_pages(url)["pareto.html"]).read_text()
