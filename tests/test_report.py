@@ -1275,6 +1275,15 @@ def test_a_report_beside_a_sweep_that_outruns_it_leaves_the_sweeps_own_report_an
 
     url = str(tmp_path / "demo")
     monkeypatch.setattr(plots, "REDRAWS", 2)  # each try is outrun alike; two keep the test short
+    drawn = plots._pages
+
+    def outrun_while_drawn(trials, *args):  # a draw the recorder outruns for certain, however loaded the machine
+        pages, deadline = drawn(trials, *args), time.monotonic() + 60
+        while plots._still_read(url, trials, None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return pages
+
+    monkeypatch.setattr(plots, "_pages", outrun_while_drawn)
     recorder = subprocess.Popen([sys.executable, "-c", BUSY_RECORDER, url, json.dumps(rows())])
     try:
         deadline = time.monotonic() + 30
