@@ -115,14 +115,55 @@ def test_a_ray_train_run_folder_is_checked_against_its_newest_checkpoint_folder(
     newest = run / "checkpoint_2026-01-01_00-00-01.000001"
     newest.mkdir(parents=True)
     shutil.copy(finished / "fixed" / "checkpoint_epoch_0001" / ck.STATE, newest / ck.STATE)
-    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    ray_record(run, newest.name)
     (run / "checkpoint_manager_snapshot.json.tmp-0a1b2c3d").write_text("{")  # a snapshot write a kill cut short
     manifest = shards.manifest_hash(tiny_shards)
     other = cfg_for(tiny_shards, finished, "train.lr=0.01")
     with pytest.raises(UsageError, match=r"train\.lr=0\.003 \(this run: 0\.01\)"):
-        ck.check_resume(str(run), ck.run_signature(other, manifest), other.s3, other.train.epochs)
+        ck.check_resume(str(run), ck.run_signature(other, manifest), other.s3, other.train.epochs, ray_train=True)
     same = cfg_for(tiny_shards, finished)
-    ck.check_resume(str(run), ck.run_signature(same, manifest), same.s3, same.train.epochs)
+    ck.check_resume(str(run), ck.run_signature(same, manifest), same.s3, same.train.epochs, ray_train=True)
+
+
+def ray_record(run: Path | str, latest: str) -> None:
+    """Ray Train's checkpoint_manager_snapshot.json naming `latest` as the run's latest checkpoint (as much of it as
+    avdis reads)."""
+    storage.write_bytes(storage.join(str(run), "checkpoint_manager_snapshot.json"), json.dumps(
+        {"latest_checkpoint_result": {"version": 0, "checkpoint_dir_name": latest, "metrics": {}}}).encode())
+
+
+@pytest.mark.parametrize("ray_train", [True, False], ids=["ray_train", "runstore"])
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_rerun_is_judged_by_the_checkpoint_it_resumes_from_not_one_a_kill_cut_short(tiny_shards, finished, tmp_path,
+                                                                                      request, where, ray_train):
+    """A 5-epoch run killed as epoch 3's checkpoint went up (its state.json whole, its weights not, or its pointer
+    not yet written) resumes from epoch 2's, yet the check read epoch 3's: a rerun with train.epochs=3, which trains
+    epoch 3 as its last, was refused ('stopped after epoch 3 of the 5'), and one with 2 was told it had trained 3.
+    Seen with a real Ray Train run whose record (checkpoint_manager_snapshot.json) ended at epoch 1."""
+    run = storage.join(str(tmp_path) if where == "local" else request.getfixturevalue("s3_bucket"), "run")
+    template = json.loads((finished / "fixed" / "checkpoint_epoch_0001" / ck.STATE).read_text())
+    names = {}
+    for epoch in (1, 2, 3):
+        names[epoch] = f"checkpoint_2026-01-01_00-00-0{epoch}" if ray_train else f"checkpoint_epoch_{epoch:04d}"
+        state = {**template, "epoch": epoch, "epochs": 5}
+        storage.write_bytes(storage.join(run, names[epoch], ck.STATE), json.dumps(state).encode())
+        if epoch < 3:
+            storage.write_bytes(storage.join(run, names[epoch], "adversary.pt"), b"weights")
+    storage.write_bytes(storage.join(run, ck.METRICS_FILE), json.dumps({"history": [{}] * 3}).encode())
+    if ray_train:
+        ray_record(run, names[1])  # behind: the stop came before Ray Train recorded epoch 2's
+        assert ck.ray_resume_point(run, C.S3Config())[0] == storage.join(run, names[2])
+        restored = ck.unrecorded(run, C.S3Config(), after=1)  # what RayReporter.restore takes
+    else:
+        storage.write_bytes(storage.join(run, ck.LATEST), json.dumps({"checkpoint": names[2]}).encode())
+        restored = ck.RunStore(run, C.S3Config()).latest()
+    with restored as here:
+        assert ck.read_state(here)["epoch"] == 2
+    cfg = cfg_for(tiny_shards, finished, "train.epochs=3")
+    signature = ck.run_signature(cfg, shards.manifest_hash(tiny_shards))
+    ck.check_resume(run, signature, cfg.s3, 3, ray_train=ray_train)  # trains epoch 3 on: nothing to refuse
+    with pytest.raises(UsageError, match="stopped after epoch 2 of the 5 it was started with"):
+        ck.check_resume(run, signature, cfg.s3, 2, ray_train=ray_train)
 
 
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):

@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,6 +31,7 @@ STATE = "state.json"
 METRICS_FILE = "metrics.json"  # the run's history, rank 0's, beside its checkpoints
 LATEST = "latest.json"
 KEEP_CHECKPOINTS = 2  # per run: RunStore prunes to it, Ray Train's CheckpointConfig keeps as many
+RAY_RECORD = "checkpoint_manager_snapshot"  # Ray Train's record of a run's checkpoints (a .json file, not a folder)
 SIGNATURE = "run_signature"  # state.json's key for `run_signature`
 
 
@@ -128,18 +129,23 @@ def unusable(where: str, why: str) -> CheckpointError:
                            "another sweep.name) to start a new run")
 
 
-def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int) -> None:
+def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int, ray_train: bool) -> None:
     """Before any work, refuse what `check_compatible` would refuse once the run restores its checkpoint, and a
     run that has trained more than `epochs` already (it would return its later result as if it were this one), or
     exactly `epochs` of a longer run it was started as (it would return a result no finished run had).
 
-    Reads the `state.json` of the newest checkpoint that holds a whole one: a folder whose upload a kill cut short
-    was never made the run's latest, so the run resumes from the one before it, and that is the one to check.
+    Judges the checkpoint the run will resume from (`RunStore.resume_point`, or for a Ray Train run `ray_resume_point`),
+    not the newest with a whole state.json: a kill can cut an upload short after its state.json, and a rerun asking
+    for the epochs that the run will actually train was refused one epoch early. A run that would start afresh
+    beside checkpoints (another launcher's: `train.strategy` changed) is checked against the newest of them, so as
+    not to train into another run's folder.
     """
-    newest = _newest_whole(run_url, s3)
-    if newest is not None:
-        check_compatible(saved_signature(newest[1]), current, run_url)
-        done, planned = newest[1].get("epoch", 0), newest[1].get("epochs")
+    resumed = ray_resume_point(run_url, s3) if ray_train else RunStore(run_url, s3).resume_point()
+    judged = resumed or _newest_whole(run_url, s3)
+    if judged is not None:
+        check_compatible(saved_signature(judged[1]), current, run_url)
+    if resumed is not None:
+        done, planned = resumed[1].get("epoch", 0), resumed[1].get("epochs")
         if done > epochs:
             raise UsageError(f"{run_url}: has trained {done} epochs already, more than train.epochs="
                              f"{epochs}; ask for at least {done}, or use another train.name for a new run")
@@ -153,6 +159,30 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
                              "run")
 
 
+def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] | None:
+    """(folder URL, state) of the checkpoint a Ray Train run under `run_url` resumes from (`RayReporter.restore`):
+    the one its record names as its latest (what `ray.train.get_checkpoint` gives), or the newer one `unrecorded`
+    finds; None for a run that starts afresh."""
+    recorded = None
+    try:
+        record = json.loads(storage.read_bytes(storage.join(run_url, f"{RAY_RECORD}.json"), s3))
+        folder = storage.join(run_url, record["latest_checkpoint_result"]["checkpoint_dir_name"])
+        recorded = folder, json.loads(storage.read_bytes(storage.join(folder, STATE), s3))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass  # no record (Ray Train starts afresh), or one Ray Train itself refuses to load
+    after = int(recorded[1].get("epoch", 0)) if recorded is not None else 0
+    return unrecorded_point(run_url, s3, after) or recorded
+
+
+def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, dict[str, Any]] | None:
+    """(folder URL, state) of the checkpoint `unrecorded` gives; None where it gives none."""
+    uploaded = uploaded_epochs(run_url, s3)
+    if uploaded is None or uploaded <= after:  # nothing newer is known whole: no listing (the usual restore)
+        return None
+    newest = _newest_whole(run_url, s3, up_to_epoch=uploaded)
+    return newest if newest is not None and int(newest[1].get("epoch", 0)) > after else None
+
+
 @contextmanager
 def unrecorded(run_url: str, s3: S3Config, after: int = 0) -> Iterator[Path | None]:
     """The newest checkpoint of a Ray Train run that its own record lacks, of an epoch after `after` (the epoch of
@@ -161,15 +191,9 @@ def unrecorded(run_url: str, s3: S3Config, after: int = 0) -> Iterator[Path | No
     (two epochs behind, or no record at all), and its rerun went back that far. Only a checkpoint of an epoch before
     the last one metrics.json records counts: each epoch's metrics.json is written once the previous epoch's
     checkpoint was uploaded whole, so that one is whole (the last may have been cut short)."""
-    uploaded = uploaded_epochs(run_url, s3)
-    if uploaded is None or uploaded <= after:  # nothing newer is known whole: no listing (the usual restore)
-        yield None
-        return
-    with newest_whole(run_url, s3, up_to_epoch=uploaded, after=after) as here:
+    found = unrecorded_point(run_url, s3, after)
+    with _local(found[0], s3) if found is not None else nullcontext() as here:
         yield here
-
-
-RAY_RECORD = "checkpoint_manager_snapshot"  # Ray Train's record of a run's checkpoints (a .json file, not a folder)
 
 
 def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
@@ -193,17 +217,21 @@ def uploaded_epochs(records_url: str, s3: S3Config) -> int | None:
 
 
 @contextmanager
-def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None, after: int = 0) -> Iterator[Path | None]:
-    """The `_newest_whole` checkpoint folder under `run_url` as a local folder while the block runs (read in place
-    where local); None when there is none, or none of an epoch after `after`."""
+def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> Iterator[Path | None]:
+    """The `_newest_whole` checkpoint folder under `run_url` as a local folder while the block runs; None when there
+    is none."""
     newest = _newest_whole(run_url, s3, up_to_epoch)
-    if newest is None or int(newest[1].get("epoch", 0)) <= after:
-        yield None
+    with _local(newest[0], s3) if newest is not None else nullcontext() as here:
+        yield here
+
+
+@contextmanager
+def _local(folder_url: str, s3: S3Config) -> Iterator[Path]:
+    """A checkpoint folder as a local folder while the block runs: read in place where local, else downloaded."""
+    if not storage.is_remote(folder_url):
+        yield Path(storage.filesystem(folder_url, s3)[1])
         return
-    if not storage.is_remote(newest[0]):  # read in place
-        yield Path(storage.filesystem(newest[0], s3)[1])
-        return
-    with _downloaded(newest[0], s3) as here:
+    with _downloaded(folder_url, s3) as here:
         yield here
 
 
@@ -233,31 +261,41 @@ class RunStore:
     def _fs(self):
         return storage.filesystem(self.url, self.s3)
 
-    @contextmanager
-    def latest(self) -> Iterator[Path | None]:
-        """The run's newest checkpoint as a local folder while the block runs; None for a new run. That is the one
-        latest.json names, unless the pointer is gone or damaged or names a folder without a whole state.json:
-        then the newest folder with one, said aloud (starting over would overwrite good checkpoints)."""
+    def resume_point(self) -> tuple[str, dict[str, Any], str | None] | None:
+        """(folder URL, state, why) of the checkpoint the run resumes from (`latest`); None for a new run. That is
+        the one latest.json names, unless the pointer is gone or damaged or names a folder without a whole state.json:
+        then the newest folder with one, and `why` says what was wrong (starting over would overwrite good
+        checkpoints)."""
         pointer = storage.join(self.url, LATEST)
         folder, why, no_pointer = None, None, False
         try:
             folder = storage.join(self.url, json.loads(storage.read_bytes(pointer, self.s3))["checkpoint"])
-            json.loads(storage.read_bytes(storage.join(folder, STATE), self.s3))
+            state = json.loads(storage.read_bytes(storage.join(folder, STATE), self.s3))
         except FileNotFoundError:
             no_pointer = folder is None
             why = f"{storage.join(folder, STATE) if folder else pointer} is missing"
         except (ValueError, KeyError, TypeError):
             why = f"{storage.join(folder, STATE) if folder else pointer} is damaged"
+        if why is None:
+            return folder, state, None
+        newest = _newest_whole(self.url, self.s3)
+        if newest is not None:
+            return *newest, why
+        if no_pointer:
+            return None  # a new run
+        raise CheckpointError(f"{self.url}: {why}, and no checkpoint folder with a whole {STATE} is left to resume "
+                              f"from; delete {self.url} to start the run over, or use another train.name for a new run")
+
+    @contextmanager
+    def latest(self) -> Iterator[Path | None]:
+        """The run's `resume_point` as a local folder while the block runs (None for a new run), said aloud where it
+        is not the one latest.json names."""
+        found = self.resume_point()
+        if found is None:
+            yield None
+            return
+        folder, _, why = found
         if why is not None:
-            newest = _newest_whole(self.url, self.s3)
-            if newest is None:
-                if no_pointer:
-                    yield None  # a new run
-                    return
-                raise CheckpointError(f"{self.url}: {why}, and no checkpoint folder with a whole {STATE} is left to "
-                                      f"resume from; delete {self.url} to start the run over, or use another "
-                                      "train.name for a new run")
-            folder = newest[0]
             print(f"avdis train: {why}; resuming from {folder}, the newest checkpoint with a whole {STATE}", flush=True)
         with _downloaded(folder, self.s3) as here:
             yield here

@@ -193,7 +193,8 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
     ensure_shards(cfg)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
-    ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3, cfg.train.epochs)
+    ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3, cfg.train.epochs,
+                    ray_train=cfg.train.strategy != "single")
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
     info = open_dataset(cfg.data, cfg.s3)
