@@ -125,11 +125,18 @@ def test_a_ray_train_run_folder_is_checked_against_its_newest_checkpoint_folder(
     ck.check_resume(str(run), ck.run_signature(same, manifest), same.s3, same.train.epochs, ray_train=True)
 
 
-def ray_record(run: Path | str, latest: str) -> None:
-    """Ray Train's checkpoint_manager_snapshot.json naming `latest` as the run's latest checkpoint (as much of it as
-    avdis reads)."""
-    storage.write_bytes(storage.join(str(run), "checkpoint_manager_snapshot.json"), json.dumps(
-        {"latest_checkpoint_result": {"version": 0, "checkpoint_dir_name": latest, "metrics": {}}}).encode())
+def ray_record(run: Path | str, *listed: str) -> None:
+    """Ray Train's checkpoint_manager_snapshot.json listing these checkpoint folders, the last as the run's latest, as
+    Ray Train 2.60 writes it."""
+    import ray
+
+    results = [{"version": 0, "checkpoint_dir_name": name, "metrics": {"epoch": i}} for i, name in enumerate(listed, 1)]
+    storage.write_bytes(storage.join(str(run), "checkpoint_manager_snapshot.json"), json.dumps({
+        "ray_version": ray.__version__, "checkpoint_results": results,
+        "checkpoint_report_indices": list(range(len(listed))),
+        "latest_checkpoint_result": results[-1], "pending_training_results": [], "pending_validation_specs": [],
+        "current_report_index": len(listed), "validated_checkpoint_dir_names": [],
+        "timed_out_validation_checkpoint_dir_names": [], "failed_validation_checkpoint_dir_names": []}).encode())
 
 
 @pytest.mark.parametrize("ray_train", [True, False], ids=["ray_train", "runstore"])
@@ -164,6 +171,35 @@ def test_a_rerun_is_judged_by_the_checkpoint_it_resumes_from_not_one_a_kill_cut_
     ck.check_resume(run, signature, cfg.s3, 3, ray_train=ray_train)  # trains epoch 3 on: nothing to refuse
     with pytest.raises(UsageError, match="stopped after epoch 2 of the 5 it was started with"):
         ck.check_resume(run, signature, cfg.s3, 2, ray_train=ray_train)
+
+
+def test_a_ray_train_run_whose_record_lists_a_deleted_checkpoint_says_what_to_do(tiny_shards, tmp_path, capsys):
+    """Ray Train refuses a record (checkpoint_manager_snapshot.json) that lists a checkpoint folder that is gone
+    (deleted by hand), and the rerun ended in its traceback (ActorDiedError around CheckpointManagerInitializationError)
+    once Ray had started. Now refused before, with exit 1, saying what to do."""
+    import ray
+
+    run = tmp_path / "runs" / "fixed"
+    settings = overrides(tiny_shards, tmp_path / "runs", "train.strategy=ddp", "train.epochs=3")
+    signature = ck.run_signature(C.load(SMOKE, settings), shards.manifest_hash(tiny_shards))
+    names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
+    for epoch, name in enumerate(names, 1):
+        (run / name).mkdir(parents=True)
+        ck.write_state(run / name, {"epoch": epoch, "epochs": 2, "history": [{}] * epoch, ck.SIGNATURE: signature})
+    ray_record(run, *names)
+    (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{}, {}]}))
+    shutil.rmtree(run / names[1])
+    args = ["train", "--config", str(SMOKE), *settings]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{run}: Ray Train's record of its checkpoints ({run / 'checkpoint_manager_snapshot.json'}) lists " \
+           f"{names[1]}, which is gone" in err, err
+    assert f"aside to resume from {run / names[0]}, the newest whole checkpoint left, or delete {run} to start" in err
+    shutil.rmtree(run / names[0])
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"lists {names[0]}, {names[1]}, which are gone" in err and "aside" not in err and "Traceback" not in err
+    assert not ray.is_initialized()
 
 
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):

@@ -162,15 +162,32 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
 def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] | None:
     """(folder URL, state) of the checkpoint a Ray Train run under `run_url` resumes from (`RayReporter.restore`):
     the one its record names as its latest (what `ray.train.get_checkpoint` gives), or the newer one `unrecorded`
-    finds; None for a run that starts afresh."""
-    recorded = None
+    finds; None for a run that starts afresh. A record listing a folder that is gone is refused here, saying what
+    to do: Ray Train refuses to load it, and the run ended in its traceback (a checkpoint folder deleted by hand)."""
+    record_url = storage.join(run_url, f"{RAY_RECORD}.json")
     try:
-        record = json.loads(storage.read_bytes(storage.join(run_url, f"{RAY_RECORD}.json"), s3))
-        folder = storage.join(run_url, record["latest_checkpoint_result"]["checkpoint_dir_name"])
-        recorded = folder, json.loads(storage.read_bytes(storage.join(folder, STATE), s3))
+        record = json.loads(storage.read_bytes(record_url, s3))
+        listed = [r["checkpoint_dir_name"] for r in record["checkpoint_results"]]
+        latest = record["latest_checkpoint_result"]
+        latest = storage.join(run_url, latest["checkpoint_dir_name"]) if latest is not None else None
     except (FileNotFoundError, ValueError, KeyError, TypeError):
-        pass  # no record (Ray Train starts afresh), or one Ray Train itself refuses to load
-    after = int(recorded[1].get("epoch", 0)) if recorded is not None else 0
+        return unrecorded_point(run_url, s3)  # no record (Ray Train starts afresh), or one it refuses to read itself
+    present = {u.rsplit("/", 1)[-1] for u in storage.list_files(run_url, s3=s3)}
+    gone = [name for name in listed if name not in present]
+    if gone:
+        left = unrecorded_point(run_url, s3)  # what the run resumes from once the record is moved aside
+        raise CheckpointError(
+            f"{run_url}: Ray Train's record of its checkpoints ({record_url}) lists {', '.join(gone)}, which "
+            f"{'is' if len(gone) == 1 else 'are'} gone, and Ray Train will not resume from such a record; "
+            + (f"move {record_url} aside to resume from {left[0]}, the newest whole checkpoint left, or " if left
+               else "") + f"delete {run_url} to start the run over, or use another train.name for a new run")
+    after, recorded = 0, None
+    if latest is not None:
+        try:
+            state = json.loads(storage.read_bytes(storage.join(latest, STATE), s3))
+            after, recorded = int(state.get("epoch", 0)), (latest, state)
+        except (FileNotFoundError, ValueError, TypeError, AttributeError):
+            pass  # its restore says why it cannot be used, unless a newer whole checkpoint is found
     return unrecorded_point(run_url, s3, after) or recorded
 
 
