@@ -444,8 +444,7 @@ def test_a_flac_aiff_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
     """ffmpeg decodes an MP3 or an AIFF cut short, and a FLAC cut at a frame's end, to the end of the file without an
     error, so an interrupted copy was a shorter clip; a FLAC cut inside a frame was "corrupt audio stream (Invalid
     data ...)", which does not say to copy it again. Their headers (FLAC's STREAMINFO, an AIFF's COMM, an MP3's
-    Xing/Info) still declare the whole length. An MP3 without such a header declares none: ffmpeg guesses its length
-    from its size, and it is read to its end."""
+    Xing/Info) still declare the whole length (an MP3 without one: test_an_mp3_without_a_xing_header_...)."""
     whole = _encoded(tmp_path / f"whole.{suffix}", codec)
     assert len(media.decode_audio(whole, 16000)) == 32000
     with av.open(str(whole)) as container:  # where the frames start: a cut there leaves whole frames only
@@ -464,10 +463,37 @@ def test_a_flac_aiff_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
         raw[at : at + 4] = bytes(4)
         cut.write_bytes(bytes(raw))
         assert 0 < len(media.decode_audio(cut, 16000)) < 32000
-    if codec == "libmp3lame":
-        bare = _encoded(tmp_path / "bare.mp3", codec, {"write_xing": "0"})
-        (tmp_path / "bare_cut.mp3").write_bytes(bare.read_bytes()[: len(bare.read_bytes()) // 2])
-        assert 0 < len(media.decode_audio(tmp_path / "bare_cut.mp3", 16000)) < 32000
+
+
+def test_an_mp3_without_a_xing_header_cut_inside_a_frame_is_a_named_reject(tmp_path):
+    """An MP3 without a Xing/Info header (a CBR encode, ffmpeg's -write_xing 0) declares no length: ffmpeg guesses it
+    from the file's size, and a copy cut short was read to its end as a shorter clip. Each frame's header says how
+    long the frame is (bitrate, sample rate, padding), and a copy cut short ends inside the last; one cut exactly
+    between two frames stays unseen. An ID3v1 or APE tag, or bytes a tool appended, after the last frame say
+    nothing."""
+    bare = _encoded(tmp_path / "bare.mp3", "libmp3lame", {"write_xing": "0"})
+    data = bare.read_bytes()
+    assert data[:3] == b"ID3"  # its frames start after an ID3v2 tag
+    with av.open(str(bare)) as container:
+        starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
+    id3v1 = b"TAG" + b"take 1".ljust(30, b"\0") + bytes(94) + b"\x0c"  # its title, artist ... genre
+    ape = b"APETAGEX" + struct.pack("<4I", 2000, 32, 0, 0) + bytes(8)  # an APE tag's footer, of no items
+    tagged = tmp_path / "tagged.mp3"
+    for tail in (b"", id3v1, ape + id3v1):
+        tagged.write_bytes(data + tail)
+        assert len(media.decode_audio(tagged, 16000)) >= 32000
+    tagged.write_bytes(data + b"\0tag" * 8)  # appended by a tool (ffmpeg fails on such bytes itself)
+    assert whole.ends_past_file(tagged) is None
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: starts[len(starts) // 2]])
+    assert 0 < len(media.decode_audio(cut, 16000)) < 32000
+    for at in (starts[len(starts) // 2] + 2, starts[len(starts) // 2] + 40, len(data) - 3):
+        cut.write_bytes(data[:at])
+        with pytest.raises(media.MediaError) as caught:
+            media.decode_audio(cut, 16000)
+        assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MPEG audio frame( header)?, which runs "
+                            r"to byte \d+ \(an interrupted copy or download\); copy it again",
+                            caught.value.reason), caught.value.reason
 
 
 def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):

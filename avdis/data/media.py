@@ -66,7 +66,7 @@ def _open(path: str | Path) -> av.container.InputContainer:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(path, _unopenable(path, exc)) from None
-    cut = whole.ends_past_file(path) if container.format.name in ("avi", "matroska,webm", "ogg", "flv") else None
+    cut = whole.ends_past_file(path) if container.format.name in ("avi", "matroska,webm", "ogg", "flv", "mp3") else None
     if cut is not None:
         container.close()
         raise _cut_at(path, cut)

@@ -4,8 +4,9 @@ ffmpeg reads most files cut short (an interrupted copy or download) to their end
 clip: a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end, an
 AVI or Matroska file whose RIFF chunk or segment runs past it. Each check here returns what was declared and what is
 held, or None for a whole file or one whose header leaves its length open (a writer into a pipe); `media` rejects the
-clip naming both. An Ogg or FLV file says no length in its header, but each of its pages or tags says how long
-it is, and a copy cut short ends inside the last.
+clip naming both. An Ogg or FLV file, or an MP3 without a Xing/Info header (a CBR encode), says no length in its
+header, but each of its pages, tags or frames says how long it is, and a copy cut short ends inside the last (one cut
+exactly at a boundary between two stays unseen).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,7 +33,8 @@ _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says
     how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment, an Ogg
-    file's last page, an FLV file's last tag; else None (such a size left open, as a writer into a pipe or a
+    file's last page, an FLV file's last tag, the last frame of an MP3 without a Xing/Info or VBRI header (one with
+    such a header is told by `declared_s`); else None (such a size left open, as a writer into a pipe or a
     browser's recorder leaves it, says nothing). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not
     made for streaming writes after its media) as a damaged file ("Invalid data found"), and reads the others cut short
     to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told as a
@@ -55,6 +58,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
                     return None
                 at += length
             return ("MP4 box", at, size) if at > size else None
+        fh.seek(start := _id3_end(head))
+        if _mpeg_frame_length(first := fh.read(4), first) is not None and not _mp3_counted(path):
+            return _last_unit_past(fh, size, start, partial(_mpeg_frame, first=first), "MPEG audio frame")
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         end = 8 + int.from_bytes(head[4:8], "little")
         return ("AVI RIFF chunk", end, size) if end > size else None
@@ -95,6 +101,45 @@ def _flv_tag(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
     if len(head) < 11:
         return at + 11, True
     return at + 11 + int.from_bytes(head[1:4], "big") + 4, False
+
+
+# MPEG audio (MP3, MP2): kbit/s by (MPEG-1 or not, layer) and the header's bitrate index; Hz by its version bits
+_KBPS = {(True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+         (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+         (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+         (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+         (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_KBPS[False, 3] = _KBPS[False, 2]
+_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # MPEG-1, 2, 2.5
+
+
+def _mpeg_frame_length(header: bytes, first: bytes) -> int | None:
+    """Bytes in the MPEG audio frame whose 4-byte header is `header`; None where it is no frame of the stream whose
+    first frame's header is `first` (another version, layer or sample rate: a tag, bytes a tool appended) or one whose
+    length its header does not give (free format)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0 or len(first) < 4:
+        return None
+    if (header[1] ^ first[1]) & 0xFE or (header[2] ^ first[2]) & 0x0C:
+        return None
+    version, layer = (header[1] >> 3) & 3, 4 - ((header[1] >> 1) & 3)
+    index, rate, pad = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer == 4 or index in (0, 15) or rate == 3:
+        return None
+    bits, hz = _KBPS[version == 3, layer][index] * 1000, _HZ[version][rate]
+    if layer == 1:
+        return (12 * bits // hz + pad) * 4
+    return (144 if layer == 2 or version == 3 else 72) * bits // hz + pad
+
+
+def _mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
+    """(where the MPEG audio frame at `at` ends; whether the file ends inside its 4-byte header first: then where
+    that ends). None where no frame of the stream starts there (an ID3v1 or APE tag, bytes a tool appended)."""
+    fh.seek(at)
+    head = fh.read(4)
+    if len(head) < 4:
+        return (at + 4, True) if head[:2] == first[: len(head[:2])] else None
+    length = _mpeg_frame_length(head, first)
+    return None if length is None else (at + length, False)
 
 
 def _last_unit_past(fh: BinaryIO, size: int, at: int,
