@@ -526,37 +526,66 @@ def test_an_mp4_cut_short_before_its_index_is_named_not_unopenable(tmp_path):
                             r"interrupted copy or download\); copy it again", caught.value.reason), caught.value.reason
 
 
-@pytest.mark.parametrize("container, codec", [("matroska", "libx264"), ("avi", "mpeg4")])
-def test_an_avi_or_matroska_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, container, codec):
-    """ffmpeg reads an AVI or a Matroska file cut short (an interrupted copy) to its end without an error: a shorter
-    clip. Its RIFF chunk (AVI) or segment (Matroska) still says how long the file is; a size left open (a browser's
-    recorder writes a .webm so) says nothing, and such a file is read to its end."""
-    path = tmp_path / f"whole.{'mkv' if container == 'matroska' else 'avi'}"
-    with av.open(str(path), "w", format=container, options={"live": "1"} if container == "matroska" else {}) as out:
+def _video(path: Path, container: str, codec: str, options: dict[str, str] | None = None) -> Path:
+    """`flat(24)` at FPS in `container`, written with the muxer's `options`."""
+    with av.open(str(path), "w", format=container, options=options or {}) as out:
         v = out.add_stream(codec, rate=FPS)
         v.height, v.width, v.pix_fmt = 48, 64, "yuv420p"
         for img in flat(24):
             out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         out.mux(v.encode())
+    return path
+
+
+@pytest.mark.parametrize("container, codec", [("matroska", "libx264"), ("avi", "mpeg4")])
+def test_an_avi_or_matroska_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, container, codec):
+    """ffmpeg reads an AVI or a Matroska file cut short (an interrupted copy) to its end without an error: a shorter
+    clip. Its RIFF chunk (AVI) or segment (Matroska) still says how long the file is (a Matroska file written live:
+    test_a_matroska_file_written_live_...)."""
+    path = _video(tmp_path / f"whole.{'mkv' if container == 'matroska' else 'avi'}", container, codec)
     assert media.decode_video(path, 8)[1] == 16
     cut = tmp_path / f"cut{path.suffix}"
     cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 6 // 10])
-    if container == "matroska":  # written live: its segment's size left open
-        cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 9 // 10])
-        assert 0 < media.decode_video(cut, 8)[1] < 16
-        with av.open(str(path), "w", format=container) as out:  # written as a file: its segment's size filled in
-            v = out.add_stream(codec, rate=FPS)
-            v.height, v.width, v.pix_fmt = 48, 64, "yuv420p"
-            for img in flat(24):
-                out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-            out.mux(v.encode())
-        cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 6 // 10])
     what = "Matroska segment" if container == "matroska" else "AVI RIFF chunk"
     with pytest.raises(media.MediaError) as caught:
         media.decode_video(cut, 8)
     assert re.fullmatch(rf"cut short: the file ends at byte \d+, inside its {what}, which runs to byte "
                         rf"{len(path.read_bytes())} \(an interrupted copy or download\); copy it again",
                         caught.value.reason), caught.value.reason
+
+
+@pytest.mark.parametrize("clusters", ["sized", "open"])
+def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, clusters):
+    """A Matroska file written live (ffmpeg's -live 1, or into a pipe) leaves its segment's size open, a browser's
+    recorder its clusters' too: a copy cut short was read to its end as a shorter clip. Each cluster, or each block
+    of a cluster of open size, still says how long it is, and a copy cut short ends inside the last; one cut exactly
+    between two stays unseen. Bytes a tool appended say nothing."""
+    path = _video(tmp_path / "live.mkv", "matroska", "libx264", {"live": "1"})
+    data = path.read_bytes()
+    cluster = b"\x1f\x43\xb6\x75"
+    if clusters == "open":  # each cluster's size, as a browser's recorder writes it: every bit set, its width kept
+        raw, at = bytearray(data), data.index(cluster)
+        while at >= 0:
+            width = 9 - raw[at + 4].bit_length()
+            raw[at + 4 : at + 4 + width] = ((2 << (7 * width)) - 1).to_bytes(width, "big")
+            at = data.find(cluster, at + 1)
+        data = bytes(raw)
+        path.write_bytes(data)
+    assert media.decode_video(path, 8)[1] == 16
+    appended = tmp_path / "appended.mkv"
+    appended.write_bytes(data + b"\0tag" * 8)
+    assert whole.ends_past_file(appended) is None
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: data.rindex(cluster)])  # between two clusters
+    assert 0 < media.decode_video(cut, 8)[1] < 16
+    for at in (len(data) * 6 // 10, data.rindex(cluster) + 2, len(data) - 3):
+        cut.write_bytes(data[:at])
+        for read in (lambda p: media.decode_video(p, 8), lambda p: media.decode_audio(p, 16000)):
+            with pytest.raises(media.MediaError) as caught:
+                read(cut)
+            assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its Matroska element( header)?, which "
+                                r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
+                                caught.value.reason), caught.value.reason
 
 
 @pytest.mark.parametrize("segment_at", [56, 5000])

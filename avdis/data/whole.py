@@ -4,9 +4,10 @@ ffmpeg reads most files cut short (an interrupted copy or download) to their end
 clip: a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end, an
 AVI or Matroska file whose RIFF chunk or segment runs past it. Each check here returns what was declared and what is
 held, or None for a whole file or one whose header leaves its length open (a writer into a pipe); `media` rejects the
-clip naming both. An Ogg or FLV file, or an MP3 without a Xing/Info header (a CBR encode), says no length in its
-header, but each of its pages, tags or frames says how long it is, and a copy cut short ends inside the last (one cut
-exactly at a boundary between two stays unseen).
+clip naming both. An Ogg or FLV file, an MP3 without a Xing/Info header (a CBR encode) or a Matroska file written
+live (its segment's size left open) says no length in its header, but each of its pages, tags, frames or elements
+says how long it is, and a copy cut short ends inside the last (one cut exactly at a boundary between two stays
+unseen).
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an 
 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says
-    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment, an Ogg
-    file's last page, an FLV file's last tag, the last frame of an MP3 without a Xing/Info or VBRI header (one with
-    such a header is told by `declared_s`); else None (such a size left open, as a writer into a pipe or a
-    browser's recorder leaves it, says nothing). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not
-    made for streaming writes after its media) as a damaged file ("Invalid data found"), and reads the others cut short
-    to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told as a
-    length its index did not declare)."""
+    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment (its last
+    element where the segment's size is left open, as a live writer or a browser's recorder leaves it), an Ogg
+    file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI header: one with
+    such a header is told by `declared_s`); else None (also where a size is left open and nothing inside says
+    more). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not made for streaming
+    writes after its media) as a damaged file ("Invalid data found"), and reads the others cut short to their end
+    without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told as a length its index
+    did not declare)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -70,7 +72,12 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
         if header is None or head[segment : segment + 4] != b"\x18\x53\x80\x67":
             return None
         length, at = _vint(head, segment + 4)
-        return ("Matroska segment", at + length, size) if length is not None and at + length > size else None
+        if length is not None:
+            return ("Matroska segment", at + length, size) if at + length > size else None
+        if at == segment + 4:  # its size runs past what was read: unsaid
+            return None
+        with open(path, "rb") as fh:  # its size left open: its elements say how long each is
+            return _last_unit_past(fh, size, at, _matroska_element, "Matroska element")
     return None
 
 
@@ -142,11 +149,45 @@ def _mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     return None if length is None else (at + length, False)
 
 
+# The elements a Matroska segment holds, and a cluster's (a live writer leaves the sizes of both open: their
+# children follow one another); any other ID (bytes a tool appended, a second file joined on) ends the walk
+_CLUSTER = 0x1F43B675
+_MATROSKA_IDS = {
+    _CLUSTER, 0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469,  # segment's
+    0xE7, 0x5854, 0xA7, 0xAB, 0xA3, 0xA0, 0xAF,  # a cluster's: its timestamp, positions, blocks
+    0xEC, 0xBF,  # Void, CRC-32: in either
+}
+
+
+def _matroska_element(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+    """(where the Matroska element at `at` ends, or where the children of a cluster of open size start; whether the
+    file ends inside its ID or size first: then where those end). None where no element of a segment or cluster
+    starts there, or for another element of open size (its end unknown)."""
+    fh.seek(at)
+    head = fh.read(12)
+    if not head or head[0] < 0x10:  # an ID is 1 to 4 bytes wide
+        return None
+    width = 9 - head[0].bit_length()
+    if len(head) < width:
+        known = any(i.to_bytes(4, "big").lstrip(b"\0").startswith(head) for i in _MATROSKA_IDS)
+        return (at + width, True) if known else None
+    if int.from_bytes(head[:width], "big") not in _MATROSKA_IDS:
+        return None
+    length, start = _vint(head, width)
+    if start == width:  # the file ends before or inside its size (or no size starts there)
+        if len(head) == width:
+            return at + width + 1, True
+        return (at + width + 9 - head[width].bit_length(), True) if head[width] else None
+    if length is None:
+        return (at + start, False) if head[:width] == _CLUSTER.to_bytes(4, "big") else None
+    return at + start + length, False
+
+
 def _last_unit_past(fh: BinaryIO, size: int, at: int,
                     unit_end: Callable[[BinaryIO, int], tuple[int, bool] | None], what: str) -> tuple[str, int, int] | None:
-    """The pages or tags from `at` walked to the end of the file: (`what`, or its header where the file ends inside
-    that, the byte it runs to, the size) for the last when it runs past the end; else None (also where something
-    else than a page or tag follows)."""
+    """The pages, tags, frames or elements (`unit_end`'s) from `at` walked to the end of the file: (`what`, or its
+    header where the file ends inside that, the byte it runs to, the size) for the last when it runs past the end;
+    else None (also where something else follows)."""
     while at < size:
         unit = unit_end(fh, at)
         if unit is None:
