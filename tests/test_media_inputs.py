@@ -20,11 +20,11 @@ FPS = 12  # the source's frame rate; features are taken at 8 fps
 
 
 def write(path: Path, frames: np.ndarray, pts=lambda i: i, audio_start: int = 0, sar=None, seconds: float = 2.0,
-          options: dict[str, str] | None = None) -> Path:
-    """An mp4 of `frames` at FPS (frame i at pts(i)/FPS s) and a 440 Hz tone from sample `audio_start` (16 kHz);
-    `options` for the muxer."""
+          options: dict[str, str] | None = None, gop: int = 250) -> Path:
+    """An mp4 of `frames` at FPS (frame i at pts(i)/FPS s, a key frame every `gop`) and a 440 Hz tone from sample
+    `audio_start` (16 kHz); `options` for the muxer."""
     with av.open(str(path), "w", options=options or {}) as out:
-        v = out.add_stream("libx264", rate=FPS)
+        v = out.add_stream("libx264", rate=FPS, options={"g": str(gop)})
         v.height, v.width = frames.shape[1:3]
         v.pix_fmt = "yuv420p"
         v.time_base = v.codec_context.time_base = fractions.Fraction(1, FPS)
@@ -491,8 +491,8 @@ def test_an_mp3_without_a_xing_header_cut_inside_a_frame_is_a_named_reject(tmp_p
         cut.write_bytes(data[:at])
         with pytest.raises(media.MediaError) as caught:
             media.decode_audio(cut, 16000)
-        assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MPEG audio frame( header)?, which runs "
-                            r"to byte \d+ \(an interrupted copy or download\); copy it again",
+        assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MPEG audio frame( header)?, which "
+                            r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
                             caught.value.reason), caught.value.reason
 
 
@@ -535,6 +535,30 @@ def _video(path: Path, container: str, codec: str, options: dict[str, str] | Non
             out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         out.mux(v.encode())
     return path
+
+
+@pytest.mark.parametrize("movflags", ["frag_keyframe+empty_moov", "frag_keyframe"])
+def test_a_fragmented_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, movflags):
+    """A fragmented MP4 (a fragment per key frame: its moov lists none of them, or the first alone) is indexed as
+    ffmpeg reads its fragments: a copy cut short after a fragment's video was read as a shorter clip (4 frames of
+    17), and one cut inside a later fragment's moof gave both tracks shorter, its index holding no packet past the
+    end. Its top-level boxes still say how long each is; a cut exactly between two stays unseen."""
+    path = write(tmp_path / "frag.mp4", flat(24), options={"movflags": movflags}, gop=4)
+    assert media.decode_video(path, 8)[1] >= 16 and len(media.decode_audio(path, 16000)) >= 32000
+    data = path.read_bytes()
+    fragments = [m.start() - 4 for m in re.finditer(b"moof", data)]
+    assert len(fragments) >= 5
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: fragments[2]])
+    assert 0 < media.decode_video(cut, 8)[1] < 16
+    for at in (fragments[1] - 10, fragments[3] + 100, fragments[-1] + 100):  # after a fragment's video, in a moof
+        cut.write_bytes(data[:at])
+        for read in (lambda p: media.decode_video(p, 8), lambda p: media.decode_audio(p, 16000)):
+            with pytest.raises(media.MediaError) as caught:
+                read(cut)
+            assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MP4 box, which runs to byte \d+ "
+                                r"\(an interrupted copy or download\); copy it again",
+                                caught.value.reason), caught.value.reason
 
 
 @pytest.mark.parametrize("container, codec", [("matroska", "libx264"), ("avi", "mpeg4")])

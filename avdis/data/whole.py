@@ -1,13 +1,13 @@
 """Whether a media file is whole: the length its container or header declares against what the file holds.
 
-ffmpeg reads most files cut short (an interrupted copy or download) to their end without an error, as a shorter
-clip: a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end, an
-AVI or Matroska file whose RIFF chunk or segment runs past it. Each check here returns what was declared and what is
-held, or None for a whole file or one whose header leaves its length open (a writer into a pipe); `media` rejects the
-clip naming both. An Ogg or FLV file, an MP3 without a Xing/Info header (a CBR encode) or a Matroska file written
-live (its segment's size left open) says no length in its header, but each of its pages, tags, frames or elements
-says how long it is, and a copy cut short ends inside the last (one cut exactly at a boundary between two stays
-unseen).
+ffmpeg reads most files cut short (an interrupted copy or download) to their end without an error, as a shorter clip:
+a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end (or,
+fragmented, whose last box runs past it), an AVI or Matroska file whose RIFF chunk or segment runs past it. Each check
+here returns what was declared and what is held, or None for a whole file or one whose header leaves its length open
+(a writer into a pipe); `media` rejects the clip naming both. An Ogg or FLV file, an MP3 without a Xing/Info header (a
+CBR encode) or a Matroska file written live (its segment's size left open) says no length in its header, but each of
+its pages, tags, frames or elements says how long it is, and a copy cut short ends inside the last (one cut exactly at
+a boundary between two stays unseen).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an 
 
 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
-    """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says
-    how long it is: an MP4's last top-level box, an AVI's RIFF chunk, a Matroska (.mkv, .webm) segment (its last
-    element where the segment's size is left open, as a live writer or a browser's recorder leaves it), an Ogg
-    file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI header: one with
-    such a header is told by `declared_s`); else None (also where a size is left open and nothing inside says
-    more). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not made for streaming
+    """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says how
+    long it is: an MP4's last top-level box (see `_mp4_box_past`), an AVI's RIFF chunk, a Matroska (.mkv, .webm)
+    segment (its last element where the segment's size is left open, as a live writer or a browser's recorder leaves
+    it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI
+    header: one with such a header is told by `declared_s`); else None (also where a size is left open and nothing
+    inside says more). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not made for streaming
     writes after its media) as a damaged file ("Invalid data found"), and reads the others cut short to their end
     without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told as a length its index
     did not declare)."""
@@ -49,17 +49,7 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
         if head[:3] == b"FLV" and len(head) >= 9:
             return _last_unit_past(fh, size, int.from_bytes(head[5:9], "big") + 4, _flv_tag, "FLV tag")
         if head[4:8] in _FIRST_BOXES:
-            at = 0
-            while at + 8 <= size:
-                fh.seek(at)
-                box = fh.read(16)
-                length = int.from_bytes(box[:4], "big")
-                if length == 1 and len(box) == 16:  # a 64-bit size follows the type
-                    length = int.from_bytes(box[8:16], "big")
-                if length < 8:  # 0: the box runs to the end of the file, as it is; else no box
-                    return None
-                at += length
-            return ("MP4 box", at, size) if at > size else None
+            return _mp4_box_past(fh, size)
         fh.seek(start := _id3_end(head))
         if _mpeg_frame_length(first := fh.read(4), first) is not None and not _mp3_counted(path):
             return _last_unit_past(fh, size, start, partial(_mpeg_frame, first=first), "MPEG audio frame")
@@ -79,6 +69,40 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
         with open(path, "rb") as fh:  # its size left open: its elements say how long each is
             return _last_unit_past(fh, size, at, _matroska_element, "Matroska element")
     return None
+
+
+def _mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
+    """("MP4 box", the byte it runs to, the size) for the top-level box of an MP4 that runs past the end of the file,
+    unless an index (moov) listing every packet came whole before it: `index_past_end` then tells which track lost
+    its end. A fragmented MP4's index (its moov holds an mvex: ffmpeg's -movflags frag_keyframe, a recorder's) lists
+    only the fragments read so far: a copy cut short in a later one was a shorter clip. None also where no box
+    starts (bytes a tool appended)."""
+    at, indexed = 0, False
+    while at + 8 <= size:
+        fh.seek(at)
+        box = fh.read(16)
+        length, kind, header = int.from_bytes(box[:4], "big"), box[4:8], 8
+        if length == 1 and len(box) == 16:  # a 64-bit size follows the type
+            length, header = int.from_bytes(box[8:16], "big"), 16
+        if length < 8 or not all(32 <= c < 127 for c in kind):  # 0: the box runs to the end of the file, as it is
+            return None
+        if at + length > size:
+            return None if indexed else ("MP4 box", at + length, size)
+        if kind in (b"moov", b"moof"):
+            indexed = kind == b"moov" and b"mvex" not in _mp4_children(fh, at + header, at + length)
+        at += length
+    return None
+
+
+def _mp4_children(fh: BinaryIO, at: int, end: int) -> list[bytes]:
+    """The types of the boxes from `at` to `end` (a box's children)."""
+    kinds = []
+    while at + 8 <= end:
+        fh.seek(at)
+        box = fh.read(8)
+        kinds.append(box[4:8])
+        at += max(8, int.from_bytes(box[:4], "big"))
+    return kinds
 
 
 def _ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
