@@ -482,7 +482,7 @@ def test_an_mp3_without_a_xing_header_cut_inside_a_frame_is_a_named_reject(tmp_p
     for tail in (b"", id3v1, ape + id3v1):
         tagged.write_bytes(data + tail)
         assert len(media.decode_audio(tagged, 16000)) >= 32000
-    tagged.write_bytes(data + b"\0tag" * 8)  # appended by a tool (ffmpeg fails on such bytes itself)
+    tagged.write_bytes(data + b"\0tag" * 8)  # appended by a tool: test_an_mp3_with_bytes_appended_...
     assert whole.ends_past_file(tagged) is None
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(data[: starts[len(starts) // 2]])
@@ -494,6 +494,20 @@ def test_an_mp3_without_a_xing_header_cut_inside_a_frame_is_a_named_reject(tmp_p
         assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MPEG audio frame( header)?, which "
                             r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
                             caught.value.reason), caught.value.reason
+
+
+@pytest.mark.parametrize("xing", ["0", "1"])
+def test_an_mp3_with_bytes_appended_after_its_last_frame_is_read_whole(tmp_path, xing):
+    """Zeros or junk a tool appended after an MP3's last frame: ffmpeg handed them to the decoder as one more packet,
+    which failed, and the whole file was "corrupt audio stream"; one with a Xing/Info header was "cut short" (more than
+    a sixteenth appended, ffmpeg takes its length from its size, not from the header's count). A player passes over
+    them; so does decoding now."""
+    path = _encoded(tmp_path / "whole.mp3", "libmp3lame", {"write_xing": xing})
+    data, n = path.read_bytes(), len(media.decode_audio(path, 16000))
+    appended = tmp_path / "appended.mp3"
+    for tail in (bytes(32), bytes(len(data) // 8), b"\0tag" * 8):
+        appended.write_bytes(data + tail)
+        assert abs(len(media.decode_audio(appended, 16000)) - n) < 400  # ffmpeg's own count of the encoder's delay
 
 
 def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):

@@ -186,10 +186,13 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
             return 0 if frame.time is None else round((frame.time - begins) * sample_rate) - done
 
         packet = None  # the last one read: a FLAC cut short fails to decode its last, partial frame
+        appended = whole.mp3_frames_end(path) if container.format.name == "mp3" else None
 
         def decoded() -> Iterator[av.AudioFrame]:
             nonlocal packet
             for packet in container.demux(stream):
+                if appended is not None and packet.pos is not None and packet.pos >= appended:
+                    continue  # bytes after an MP3's last frame, which a player passes over: they fail to decode
                 yield from packet.decode()
 
         try:

@@ -26,6 +26,7 @@ CUT_SHORT_S = 0.05  # a file missing more than this of what its header declares 
 # SoX's 0x7FFFF000, arecord's 0x7FFFFF00 and 0x80000000 (its 2 GiB cap), 0xFFFFFFFF (ffmpeg). No clip holds 2 GiB.
 OPEN_WAV_LENGTH = 0x7FFFF000
 HEAD_BYTES = 4096  # an EBML header may hold a Void element: its segment's size can sit past byte 64
+APPENDED_BYTES = 65536  # bytes after an MP3's last frame passed over (a tool's padding); more is no MP3 appended to
 
 
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
@@ -162,6 +163,26 @@ def _mpeg_frame_length(header: bytes, first: bytes) -> int | None:
     return (144 if layer == 2 or version == 3 else 72) * bits // hz + pad
 
 
+def mp3_frames_end(path: str | Path) -> int | None:
+    """Where an MP3's frames end when bytes in which no frame starts follow them to the end of the file (zeros or
+    junk a tool appended, up to `APPENDED_BYTES`): ffmpeg hands those to the decoder as one more packet, which fails
+    ("Invalid data found") where a player passes over it. None for a file of no MPEG audio, one whose frames run to
+    its end or past it (cut short), or one where a frame follows such bytes (damage inside the file)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        fh.seek(at := _id3_end(fh.read(10)))
+        first = fh.read(4)
+        if _mpeg_frame_length(first, first) is None:
+            return None
+        while at < size and (unit := _mpeg_frame(fh, at, first)) is not None and unit[0] <= size:
+            at = unit[0]
+        if at >= size or size - at > APPENDED_BYTES:
+            return None
+        fh.seek(at)
+        rest = fh.read()
+    return None if any(c == 0xFF and _mpeg_frame_length(rest[i : i + 4], first) for i, c in enumerate(rest)) else at
+
+
 def _mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     """(where the MPEG audio frame at `at` ends; whether the file ends inside its 4-byte header first: then where
     that ends). None where no frame of the stream starts there (an ID3v1 or APE tag, bytes a tool appended)."""
@@ -285,11 +306,12 @@ def _mp3_counted(path: str | Path) -> bool:
 def declared_s(path: str | Path, container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds of `stream` a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg
     reads them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or
-    AIFF written into a pipe, 0; an MP3 without such a header). ffmpeg decodes a copy cut short at a frame's end
-    without an error."""
+    AIFF written into a pipe, 0; an MP3 without such a header, or one whose whole frames bytes were appended to: ffmpeg
+    takes its length from its size where those make it a sixteenth larger than its header says). ffmpeg decodes a
+    copy cut short at a frame's end without an error."""
     if not stream.duration or container.format.name not in ("flac", "aiff", "mp3"):
         return None
-    if container.format.name == "mp3" and not _mp3_counted(path):
+    if container.format.name == "mp3" and (not _mp3_counted(path) or mp3_frames_end(path) is not None):
         return None
     return float(stream.duration * stream.time_base)
 
