@@ -685,6 +685,30 @@ def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
                                 caught.value.reason), caught.value.reason
 
 
+def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
+    """A raw AAC file (.aac: ADTS frames, as `ffmpeg -c:a copy voice.aac` or a recorder writes it) cut short failed on
+    its last, partial frame as "corrupt audio stream (Invalid data found ...)", which does not say to copy it again.
+    Each frame's header says how long it is; a cut exactly between two frames stays unseen (a shorter clip). Bytes a
+    tool appended say nothing."""
+    path = _encoded(tmp_path / "voice.aac", "aac")
+    data = path.read_bytes()
+    appended = tmp_path / "appended.aac"
+    appended.write_bytes(data + b"\0tag" * 8)
+    assert len(media.decode_audio(appended, 16000)) >= 32000
+    with av.open(str(path)) as container:
+        starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
+    cut = tmp_path / "cut.aac"
+    cut.write_bytes(data[: starts[len(starts) // 2]])
+    assert 0 < len(media.decode_audio(cut, 16000)) < 32000
+    for at in (len(data) * 6 // 10, starts[len(starts) // 2] + 3, len(data) - 3):
+        cut.write_bytes(data[:at])
+        with pytest.raises(media.MediaError) as caught:
+            media.decode_audio(cut, 16000)
+        assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its AAC \(ADTS\) frame( header)?, which "
+                            r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
+                            caught.value.reason), caught.value.reason
+
+
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
     silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""

@@ -37,11 +37,12 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     long it is: an MP4's last top-level box (see `_mp4_box_past`), an AVI's RIFF chunk, a Matroska (.mkv, .webm)
     segment (its last element where the segment's size is left open, as a live writer or a browser's recorder leaves
     it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI
-    header: one with such a header is told by `declared_s`); else None (also where a size is left open and nothing
-    inside says more). ffmpeg opens an MP4 cut short before its index (moov, which an MP4 not made for streaming
-    writes after its media) as a damaged file ("Invalid data found"), and reads the others cut short to their end
-    without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told as a length its index
-    did not declare)."""
+    header: one with such a header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
+    (also where a size is left open and nothing inside says more). ffmpeg opens an MP4 cut short before its index
+    (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
+    fails on a raw AAC file's last, partial frame as on a damaged one ("corrupt audio stream"), and reads the others
+    cut short to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told
+    as a length its index did not declare)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -52,8 +53,11 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
         if head[4:8] in _FIRST_BOXES:
             return _mp4_box_past(fh, size)
         fh.seek(start := _id3_end(head))
-        if _mpeg_frame_length(first := fh.read(4), first) is not None and not _mp3_counted(path):
+        first = fh.read(7)
+        if _mpeg_frame_length(first, first) is not None and not _mp3_counted(path):
             return _last_unit_past(fh, size, start, partial(_mpeg_frame, first=first), "MPEG audio frame")
+        if _adts_frame_length(first, first) is not None:
+            return _last_unit_past(fh, size, start, partial(_adts_frame, first=first), "AAC (ADTS) frame")
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         end = 8 + int.from_bytes(head[4:8], "little")
         return ("AVI RIFF chunk", end, size) if end > size else None
@@ -191,6 +195,28 @@ def _mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     if len(head) < 4:
         return (at + 4, True) if head[:2] == first[: len(head[:2])] else None
     length = _mpeg_frame_length(head, first)
+    return None if length is None else (at + length, False)
+
+
+def _adts_frame_length(header: bytes, first: bytes) -> int | None:
+    """Bytes in the AAC frame whose 7-byte ADTS header is `header` (it counts itself); None where it is no frame of
+    the stream whose first frame's header is `first` (another profile or sample rate: bytes a tool appended)."""
+    if len(header) < 7 or header[0] != 0xFF or header[1] & 0xF6 != 0xF0 or header[1] != first[1]:
+        return None
+    if (header[2] ^ first[2]) & 0xFC:
+        return None
+    length = (header[3] & 0x03) << 11 | header[4] << 3 | header[5] >> 5
+    return length if length >= 7 else None
+
+
+def _adts_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
+    """(where the AAC frame at `at` ends; whether the file ends inside its 7-byte ADTS header first: then where that
+    ends). None where no frame of the stream starts there."""
+    fh.seek(at)
+    head = fh.read(7)
+    if len(head) < 7:
+        return (at + 7, True) if head[:3] == first[: len(head[:3])] else None
+    length = _adts_frame_length(head, first)
     return None if length is None else (at + length, False)
 
 
