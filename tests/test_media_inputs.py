@@ -709,6 +709,27 @@ def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
                             caught.value.reason), caught.value.reason
 
 
+@pytest.mark.parametrize("suffix, what", [("caf", "CAF chunk"), ("au", "AU data")])
+def test_a_caf_or_au_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, suffix, what):
+    """A CAF (Apple's Core Audio Format) or an AU file cut short was read to its end without an error, as a shorter
+    clip (1.2 s of 2 s), though its header says how long its data is, as a WAV's does; a size left open (a writer
+    into a pipe: CAF's -1, AU's all bits set) says nothing."""
+    path = _encoded(tmp_path / f"voice.{suffix}", "pcm_s16be")
+    assert len(media.decode_audio(path, 16000)) == 32000
+    data = path.read_bytes()
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(cut, 16000)
+    assert caught.value.reason == (f"cut short: the file ends at byte {len(data) * 6 // 10}, inside its {what}, which "
+                                   f"runs to byte {len(data)} (an interrupted copy or download); copy it again")
+    raw = bytearray(cut.read_bytes())
+    at, width = (raw.index(b"data") + 4, 8) if suffix == "caf" else (8, 4)
+    raw[at : at + width] = b"\xff" * width
+    cut.write_bytes(bytes(raw))
+    assert 0 < len(media.decode_audio(cut, 16000)) < 32000
+
+
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
     silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""

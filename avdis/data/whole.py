@@ -38,7 +38,8 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     segment (its last element where the segment's size is left open, as a live writer or a browser's recorder leaves
     it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI
     header: one with such a header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
-    (also where a size is left open and nothing inside says more). ffmpeg opens an MP4 cut short before its index
+    (also where a size is left open and nothing inside says more). A CAF's or an AU's data chunk too, whose size
+    ffmpeg does not check against the file's, as a WAV's (`wav_held`). ffmpeg opens an MP4 cut short before its index
     (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
     fails on a raw AAC file's last, partial frame as on a damaged one ("corrupt audio stream"), and reads the others
     cut short to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told
@@ -58,6 +59,12 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
             return _last_unit_past(fh, size, start, partial(_mpeg_frame, first=first), "MPEG audio frame")
         if _adts_frame_length(first, first) is not None:
             return _last_unit_past(fh, size, start, partial(_adts_frame, first=first), "AAC (ADTS) frame")
+    if head[:4] == b".snd" and len(head) >= 12:  # Sun/NeXT audio: its data's offset and size (all bits set: open)
+        end = int.from_bytes(head[4:8], "big") + int.from_bytes(head[8:12], "big")
+        return ("AU data", end, size) if head[8:12] != b"\xff" * 4 and end > size else None
+    if head[:4] == b"caff":  # Apple's Core Audio Format: chunks of 64-bit sizes, the data's -1 where left open
+        with open(path, "rb") as fh:
+            return _caf_chunk_past(fh, size)
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         end = 8 + int.from_bytes(head[4:8], "little")
         return ("AVI RIFF chunk", end, size) if end > size else None
@@ -108,6 +115,21 @@ def _mp4_children(fh: BinaryIO, at: int, end: int) -> list[bytes]:
         kinds.append(box[4:8])
         at += max(8, int.from_bytes(box[:4], "big"))
     return kinds
+
+
+def _caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
+    """("CAF chunk", the byte it runs to, the size) for the chunk of a CAF file that runs past the end of the file;
+    None for a whole one, or where a chunk's size is left open (-1: its data runs to the end of the file) or no chunk
+    starts."""
+    at = 8  # after its type and version
+    while at + 12 <= size:
+        fh.seek(at)
+        chunk = fh.read(12)
+        length = int.from_bytes(chunk[4:12], "big", signed=True)
+        if length < 0 or not all(32 <= c < 127 for c in chunk[:4]):  # no chunk (bytes a tool appended)
+            return None
+        at += 12 + length
+    return ("CAF chunk", at, size) if at > size else None
 
 
 def _ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
