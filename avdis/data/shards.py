@@ -250,8 +250,11 @@ def _file_stamp(path: str) -> str:
 # cut short (its index lists packets past the end of the file), whose video was a shorter clip. 9: nor is an AIFF cut
 # short. 10: nor an AVI or Matroska file cut short (its RIFF chunk or segment runs past the end of the file). 11: a
 # file's audio and video are the tracks it marks default (a player's), not its first (a commentary or a dub). 12: nor
-# an Ogg or FLV file cut short (its last page or tag runs past the end of the file).
-DECODING = 12
+# an Ogg or FLV file cut short (its last page or tag runs past the end of the file). 13: nor an MP3 without a
+# Xing/Info header, a Matroska file written live, a fragmented MP4, a CAF or an AU file cut short (its last frame,
+# element, box or chunk does); an MP3 with bytes appended after its last frame is a clip again (it was "corrupt audio
+# stream" or "cut short").
+DECODING = 13
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
