@@ -111,9 +111,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     where = _path(args.out, local_only=True)  # the generator writes local files (s3:// made a local folder so named)
     runtime.check_kept({"--out": where})
     storage.check_writable(where)
-    synth.check_target(where)
-    out = synth.generate(cfg.data.synth, where)
-    print(f"corpus: {out} ({cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker} clips, ground truth in {out / 'ground_truth.csv'})")
+    synth.check_target(where)  # before the lock's file goes into a folder that is not the generator's to write
+    clips = cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker
+    # the lock a sweep or a training run takes to generate its corpus (`prepare.generate_if_missing`): two
+    # generations into one folder wrote each other's clips in place, leaving one's settings over the other's clips
+    with storage.exclusive(where, "generation of this corpus", wait=True):
+        if synth.is_generated(cfg.data.synth, where):  # rewritten, every clip's new time rebuilt its shards
+            print(f"corpus: {where} already holds this corpus ({clips} clips), kept as it is (delete the folder to "
+                  "make it again)")
+            return 0
+        synth.check_target(where)  # decided again in the lock: another job may have written there meanwhile
+        out = synth.generate(cfg.data.synth, where)
+    print(f"corpus: {out} ({clips} clips, ground truth in {out / 'ground_truth.csv'})")
     return 0
 
 

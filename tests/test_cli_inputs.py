@@ -442,6 +442,36 @@ def test_synth_over_its_own_corpus_keeps_clips_the_user_listed_there(tmp_path, c
     assert {str(p.relative_to(out)) for p in out.rglob("spk*/*.mp4")} == listed  # the old generated clips went
 
 
+GENERATOR = """
+import sys
+from avdis import storage
+from avdis.config import SynthConfig
+from avdis.data import synth
+with storage.exclusive(sys.argv[1], "generation of this corpus"):
+    print("held", flush=True)
+    synth.generate(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4), sys.argv[1])
+"""
+
+
+def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp_path, capsys):
+    """`avdis synth` took no lock, where a sweep generating its corpus does: two generations into one folder wrote
+    their clips over each other's in place, leaving one's settings over a mix of both corpora's clips. It now waits,
+    then keeps the corpus made meanwhile (rewritten, each clip's new time would rebuild the shards made of it)."""
+    out = tmp_path / "corpus"
+    holder = subprocess.Popen([sys.executable, "-c", GENERATOR, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(["synth", "--out", str(out), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
+                     "--duration", "0.3", "--seed", "4"]) == 0
+    finally:
+        holder.kill()
+        holder.wait(30)
+    said = capsys.readouterr()
+    assert "another generation of this corpus is running there" in said.err
+    assert f"corpus: {out} already holds this corpus (6 clips), kept as it is" in said.out
+    assert synth.is_generated(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4), out)
+
+
 def test_a_generation_cut_short_is_the_generators_folder_and_no_corpus(tmp_path, monkeypatch):
     spec = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=2)
     out = tmp_path / "cut"
