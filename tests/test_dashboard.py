@@ -176,6 +176,29 @@ def test_missing_sweep_fails_before_binding(tmp_path: Path) -> None:
         dashboard.make_server(str(tmp_path / "nope"), port=0)
 
 
+@pytest.mark.parametrize("folder, holds", [("shards", "holds shards (`avdis preprocess`'s output, data.shards)"),
+                                           ("corpus", "holds a corpus (data.src)"),
+                                           ("run", "holds a training run (`avdis train`'s, under train.storage)")])
+def test_the_shards_corpus_or_run_folder_is_refused_not_waited_on(tiny_shards: str, tmp_path: Path, folder: str,
+                                                                  holds: str) -> None:
+    """Their jobs leave the lock a sweep's driver takes in its folder (`.avdis-lock`), and the dashboard pointed at one
+    took it for a sweep getting ready: it served "waiting for the first result" for ever."""
+    from avdis import storage
+    from avdis.cli import main
+
+    url = {"shards": tiny_shards, "corpus": str(tmp_path / "corpus"), "run": str(tmp_path / "run")}[folder]
+    if folder == "corpus":
+        assert main(["synth", "--out", url, "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
+                     "--duration", "0.3"]) == 0
+    if folder == "run":  # a training run's folder after its first epoch (`avdis train`)
+        with storage.exclusive(url, "training run"):
+            Path(url, "metrics.json").write_text("[]")
+    assert Path(url, storage.LOCK).is_file()
+    with pytest.raises(dashboard.UsageError, match=re.escape(f"{url}: {holds}, not a sweep; pass "
+                                                             "<sweep.storage>/<sweep.name> of a sweep")):
+        dashboard.make_server(url, port=0)
+
+
 def test_serves_an_s3_sweep(s3_bucket: str) -> None:
     sweep = f"{s3_bucket}/sweeps/live"
     results.write_trials(sweep, seeded_rows())

@@ -47,14 +47,35 @@ class Snapshot:
 
 def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends. One
-    holding a sweep's lock is a sweep getting ready (its corpus and shards made before its first trial): it waits."""
-    markers = (storage.join(sweep_url, name) for name in (results.TRIALS, results.SPEC, storage.LOCK))
+    holding a sweep's lock is a sweep getting ready (its corpus and shards made before its first trial): it waits,
+    unless it holds what another avdis folder does (`_not_a_sweep`), whose job takes the same lock there."""
     if not storage.exists(sweep_url, s3):
         return  # a sweep about to start: the page waits for it
     results.check_folder(sweep_url, s3)
-    if not any(storage.exists(url, s3) for url in markers):
-        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); "
-                         "pass <storage>/<sweep name> of a sweep that has started")
+    if any(storage.exists(storage.join(sweep_url, name), s3) for name in (results.TRIALS, results.SPEC)):
+        return
+    fix = ("pass <sweep.storage>/<sweep.name> of a sweep that has started, the folder that holds its "
+           f"{results.TRIALS} and {results.SPEC} (runs/sweeps/local for the embedded default)")
+    held = _not_a_sweep(sweep_url, s3)
+    if held is not None:
+        raise UsageError(f"{sweep_url}: holds {held}, not a sweep; {fix}")
+    if not storage.exists(storage.join(sweep_url, storage.LOCK), s3):
+        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); {fix}")
+
+
+def _not_a_sweep(url: str, s3: S3Config | None) -> str | None:
+    """What the folder at `url` holds where it is the shards, the corpus or the training run's folder of a config:
+    their jobs lock it as a sweep's driver locks its own (`storage.exclusive`), so the dashboard waited there for ever
+    for a first result. None for none of them."""
+    from avdis.data import shards, synth
+    from avdis.data.corpora import GROUND_TRUTH
+    from avdis.train import checkpoint
+
+    kinds = {"shards (`avdis preprocess`'s output, data.shards)": (shards.MANIFEST, shards.SHARD_DIR),
+             "a corpus (data.src)": (GROUND_TRUTH, synth.SETTINGS),
+             "a training run (`avdis train`'s, under train.storage)": (checkpoint.METRICS_FILE, checkpoint.LATEST)}
+    return next((what for what, names in kinds.items()
+                 if any(storage.exists(storage.join(url, name), s3) for name in names)), None)
 
 
 class LiveReport:
