@@ -216,6 +216,31 @@ def test_unreachable_shards_count_as_bad_shards(tiny_corpus, tiny_shards, tmp_pa
     assert stats.skipped_samples == next(s["clips"] for s in meta["shards"] if s["name"] == first.name)
 
 
+def test_shards_made_again_under_a_run_are_said_to_be_so_not_damaged(tmp_path):
+    """A build writes its shards in place of the last one's, under their names: a run reading them on (a second
+    `avdis preprocess` with another data.shard_size, a DECODING bump) found them damaged, and was told to make them
+    again with --force, or, under max_skip_rate, trained on without them. It now stops, saying that they were made
+    again, whatever the rate; the same while the build is under way (its manifest removed first)."""
+    from avdis.config import SynthConfig
+    from avdis.data import synth
+
+    synth.generate(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=5), tmp_path / "src")
+    data = data_cfg(tmp_path / "src", tmp_path / "out", loader=LoaderConfig(max_skip_rate=1.0)).model_copy(
+        update={"shard_size": 2})
+    shards.build_shards(data, S3)
+    info = stream.open_dataset(data, S3)
+    assert len(all_batches(info, data, None)) == 1  # read whole
+    shards.build_shards(data.model_copy(update={"shard_size": 3}), S3)
+    now = shards.manifest_hash(str(tmp_path / "out"))
+    with pytest.raises(stream.ShardsRebuilt, match=rf"{tmp_path / 'out'}: its shards were made again while this run "
+                                                   rf"read them \(manifest {info.manifest_hash} when the run opened "
+                                                   rf"them, {now} now\): \d shards of split 'all' are no longer"):
+        all_batches(info, data, None)
+    (tmp_path / "out" / shards.MANIFEST).unlink()
+    with pytest.raises(stream.ShardsRebuilt, match="none whole now: a build is under way"):
+        all_batches(info, data, None)
+
+
 def test_clip_ids_with_dots_come_back_whole(tmp_path):
     """A ground_truth.csv may use file names as ids: WebDataset would split `c1.mp4` into fields; none is lost."""
     from corpus_trees import clip_media

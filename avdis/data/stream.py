@@ -55,6 +55,10 @@ class SkipRateExceeded(AvdisError):
     """Too many shards or samples were unreadable in one epoch."""
 
 
+class ShardsRebuilt(AvdisError):
+    """The shards a run reads were made again (or are being made) since it opened their manifest."""
+
+
 @dataclass(frozen=True)
 class ShardRef:
     url: str
@@ -140,6 +144,7 @@ class Skip:
     url: str
     reason: str
     unread: bool = False  # a shard storage did not hand over (another try may get it), not one found bad
+    rebuilt: str | None = None  # how the manifest differs from the one the run opened, where it does (`_rebuilt`)
 
 
 @dataclass
@@ -150,6 +155,7 @@ class SkipStats:
     bad_samples: int = 0
     unread_shards: int = 0  # of bad_shards: storage did not hand them over
     reasons: list[str] = field(default_factory=list)  # the first MAX_REASONS, named in errors
+    rebuilt: str | None = None  # the first bad shard's `Skip.rebuilt`: the shards were made again under the run
     MAX_REASONS: ClassVar[int] = 20
 
     @property
@@ -170,6 +176,7 @@ class SkipStats:
             total.bad_shards += part.bad_shards
             total.bad_samples += part.bad_samples
             total.unread_shards += part.unread_shards
+            total.rebuilt = total.rebuilt or part.rebuilt
             total.reasons.extend(part.reasons[: cls.MAX_REASONS - len(total.reasons)])
         return total
 
@@ -177,6 +184,7 @@ class SkipStats:
         if skip.kind == "shard":
             self.bad_shards += 1
             self.unread_shards += skip.unread
+            self.rebuilt = self.rebuilt or skip.rebuilt
         else:
             self.bad_samples += 1
         if len(self.reasons) < self.MAX_REASONS:
@@ -248,12 +256,27 @@ def _nbytes(sample: dict[str, Any]) -> int:
 class SampleStream(IterableDataset):
     """Decoded samples (or `Skip` events) from a list of shards; split over DataLoader workers. With a `cache` (worker
     processes get none: it would be copied into each of them every epoch and filled in vain), a shard it holds is
-    not read again."""
+    not read again. `opened`: the shards' URL and the hash of the manifest the run opened, against which a shard
+    that fails is told from one made again under the run (`_rebuilt`)."""
 
     def __init__(self, shards: list[ShardRef], s3: S3Config, feat: FeatureConfig, visual: bool, wanted: str | None,
-                 shuffle_buffer: int, seed: int, cache: ShardCache | None = None):
+                 shuffle_buffer: int, seed: int, opened: tuple[str, str], cache: ShardCache | None = None):
         self.shards, self.s3, self.feat, self.visual, self.wanted = shards, s3, feat, visual, wanted
-        self.shuffle_buffer, self.seed, self.cache = shuffle_buffer, seed, cache
+        self.shuffle_buffer, self.seed, self.opened, self.cache = shuffle_buffer, seed, opened, cache
+
+    def _rebuilt(self) -> str | None:
+        """How the shards' manifest differs from the one the run opened (its hash now, or none there: a build under
+        way removes it first); None where it is that one, or cannot be read now (storage: the skip says so). A build
+        writes each shard in place of the last one's under its name, so a run that read them on found the new ones
+        damaged (their hash is not the run's manifest's), and was told to make them again with --force."""
+        url, digest = self.opened
+        try:
+            now = shardlib.load_manifest(url, self.s3)[2]
+        except (shardlib.PreprocessError, FileNotFoundError):  # none there (or gone as it was read), or not whole
+            return f"manifest {digest} when the run opened them, none whole now: a build is under way"
+        except AvdisError:
+            return None
+        return None if now == digest else f"manifest {digest} when the run opened them, {now} now"
 
     def _shard(self, ref: ShardRef, events: list[Skip]) -> Iterator[dict[str, Any]]:
         """The shard's samples of the wanted split, in the shard's order, from the cache where it holds them."""
@@ -271,7 +294,7 @@ class SampleStream(IterableDataset):
         def skip(kind: str, reason: str, unread: bool = False) -> None:
             nonlocal sound
             sound = False
-            events.append(Skip(kind, url, reason, unread))
+            events.append(Skip(kind, url, reason, unread, self._rebuilt() if kind == "shard" else None))
 
         try:
             data = storage.read_bytes(url, self.s3)
@@ -413,7 +436,7 @@ def epoch_batches(
     workers = min(data.loader.workers, len(mine))
     stream = SampleStream(mine, s3, info.features, "visual" in info.modalities, scheme_split,
                           data.loader.shuffle_buffer if shuffle else 1, seed * 1_000_003 + epoch * 101 + rank,
-                          None if workers else cache)
+                          (info.url, info.manifest_hash), None if workers else cache)
     loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
                         **_worker_options(workers))
     pending: list[dict[str, Any]] = []
@@ -435,10 +458,18 @@ def epoch_batches(
 
 
 def check_skip_rate(stats: SkipStats, data: DataConfig, split: str) -> None:
-    """Raise SkipRateExceeded when more of a pass's clips did not arrive than `data.loader.max_skip_rate` allows.
+    """Raise SkipRateExceeded when more of a pass's clips did not arrive than `data.loader.max_skip_rate` allows, and
+    ShardsRebuilt, whatever the rate, where a shard failed because the shards were made again under the run.
     A multi-worker epoch is judged on every rank's stats merged, on every rank alike: judged per rank, one bad shard
     failed a run with 3 workers that passed with 1 (its rank's share was 2.5x the epoch's), and only that rank
     raised while the others waited for it."""
+    if stats.rebuilt:  # the shards are sound: the run's data is gone, and another build would not bring it back
+        raise ShardsRebuilt(
+            f"{data.shards}: its shards were made again while this run read them ({stats.rebuilt}): "
+            f"{stats.bad_shards} shards of split {split!r} are no longer those the run started on (first: "
+            f"{'; '.join(stats.reasons[:2])}). A run trains on the data it started with: run it again on the shards "
+            "as they are now under another name (train.name, or a new sweep.name; its resume is refused on other "
+            "data), or make the shards as they were; do not rebuild shards a run or sweep is reading")
     if stats.rate > data.loader.max_skip_rate:
         unread_only = stats.unread_shards == stats.bad_shards and not stats.bad_samples  # storage, not the data
         exc = SkipRateExceeded(
