@@ -89,6 +89,18 @@ def preprocess(corpus: str, out: str, *flags: str) -> list[str]:
     return ["preprocess", "--corpus", "synthetic", "--src", corpus, "--out", out, "--no-ray", *flags]
 
 
+def test_a_data_synth_other_than_the_corpus_was_generated_with_is_refused_before_decoding(corpus, tmp_path, capsys):
+    """Preprocessing reads the corpus at data.src as it is: `data.synth.identity_cues=off` made shards of a corpus with
+    identity cues, said nothing, and training with that config refused them. The corpus's own settings pass."""
+    out = tmp_path / "shards"
+    made = "speakers: 2, emotions: 2, clips_per_speaker: 3, duration_s: 0.5, seed: 1"
+    refused(capsys, [*preprocess(corpus, str(out)), f"data.synth={{{made}}}", "data.synth.identity_cues=off"],
+            f"{corpus}: holds a corpus generated with other settings (data.synth.identity_cues: 'on' there, 'off' "
+            "here); preprocessing reads it as it is")
+    assert not out.exists()
+    assert main([*preprocess(corpus, str(out)), f"data.synth={{{made}}}"]) == 0
+
+
 def test_shard_size_zero_is_refused(corpus, tmp_path, capsys):
     out = tmp_path / "shards"
     refused(capsys, preprocess(corpus, str(out), "--shard-size", "0"), "--shard-size: ", "(got 0)")

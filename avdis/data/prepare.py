@@ -51,16 +51,33 @@ def _check_target(data: DataConfig) -> None:
     src = Path(data.src)
     made = synth.settings_of(src)
     if made is not None:
-        differ = "; ".join(f"data.synth.{k}: {made.get(k)!r} there, {v!r} here"
-                           for k, v in data.synth.model_dump().items() if made.get(k) != v)
-        raise UsageError(f"{src}: holds a corpus generated with other settings ({differ}); it is not generated over "
-                         "(one made with `avdis synth` was replaced by this config's, and trained on in its place). "
-                         "Train on it with its settings, point data.src to a new folder for a corpus with these, or "
-                         f"delete the folder (or run `avdis synth --out {src}` with these settings) to make it again")
+        raise UsageError(f"{src}: holds a corpus generated with other settings ({_differ(made, data)}); it is not "
+                         "generated over (one made with `avdis synth` was replaced by this config's, and trained on in "
+                         "its place). Train on it with its settings, point data.src to a new folder for a corpus with "
+                         f"these, or delete the folder (or run `avdis synth --out {src}` with these settings) to make it again")
     if synth.holds_others(src):
         raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated only into an "
                          f"empty or new folder: point data.src to one, or add a {GROUND_TRUTH} (columns file, clip_id, "
                          "speaker, emotion) to use these files as a corpus")
+
+
+def _differ(made: dict[str, Any], data: DataConfig) -> str:
+    """The data.synth settings in which a generated corpus's recorded `made` differs from the config's."""
+    return "; ".join(f"data.synth.{k}: {made.get(k)!r} there, {v!r} here"
+                     for k, v in data.synth.model_dump().items() if made.get(k) != v)
+
+
+def check_corpus(data: DataConfig) -> None:
+    """Refuse a data.synth the config gives (`model_fields_set`) other than that of the generated corpus at data.src,
+    before any decoding: preprocessing reads the corpus as it is, so `avdis preprocess data.synth.identity_cues=off`
+    made shards with identity cues, said nothing, and training with that config then refused them
+    (`shards.check_synth`). A corpus the generator did not write has no such settings: data.synth is not its own."""
+    made = synth.settings_of(data.src) if data.corpus == "synthetic" and "synth" in data.model_fields_set else None
+    if made is not None and made != data.synth.model_dump():
+        raise UsageError(f"{data.src}: holds a corpus generated with other settings ({_differ(made, data)}); "
+                         "preprocessing reads it as it is, and training with this data.synth would refuse its shards. "
+                         "Give data.synth as it was made (or leave it out), or generate a corpus with these settings "
+                         "(`avdis synth --out <another folder> ...`) and preprocess that")
 
 
 def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False,
@@ -69,6 +86,8 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
     data.src or data.shards by where it is not that setting (`--out`), for a refusal to name."""
     if generate:
         generate_if_missing(cfg.data)
+    else:
+        check_corpus(cfg.data)
     runner = None
     if use_ray:
         src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
