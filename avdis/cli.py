@@ -375,7 +375,8 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a generated audio-visual corpus (real mp4 files + ground truth)")
-    p.add_argument("--out", required=True, help="folder to write the corpus into")
+    p.add_argument("--out", required=True, help="local folder to write the corpus into: a new or empty one, or one "
+                   "holding a corpus avdis synth generated (made again with these settings; kept where it has them)")
     _add_synth_flags(p)
     p.set_defaults(func=cmd_synth)
 
