@@ -259,6 +259,42 @@ def test_a_builder_killed_mid_generation_leaves_no_lock_that_blocks_the_next_job
     assert (json.loads(summary)["clips"], synth.is_generated(SPEC, tmp_path / "src")) == (20, True)
 
 
+PREPROCESSOR = f"""
+import sys
+from avdis.config import DataConfig, FeatureConfig, S3Config
+from avdis.data import shards
+data = DataConfig(corpus="synthetic", src=sys.argv[1], shards=sys.argv[2], shard_size=2,
+                  features=FeatureConfig(**{FEAT.model_dump()!r}))
+
+def tasks(planned):  # run in the build's lock, its old manifest (if any) removed
+    print("building", flush=True)
+    return (shards.write_shard(task, data.shards, data.features, S3Config()) for task in planned)
+
+shards.build_shards(data, S3Config(), run_tasks=tasks)
+"""
+
+
+def test_a_run_that_finds_its_shards_being_made_takes_them_as_made(corpus, tmp_path, capsys):
+    """A training run or a sweep started while `avdis preprocess data.shard_size=2` made its shards found no manifest,
+    waited for the build, then made them again with its own config's data.shard_size over those just made; started
+    after it, it takes shards as they are made. It now does so after waiting too."""
+    out = tmp_path / "shards"
+    job = subprocess.Popen([sys.executable, "-c", PREPROCESSOR, str(corpus), str(out)], stdout=subprocess.PIPE,
+                           text=True)
+    try:
+        assert job.stdout.readline() == "building\n"
+        spec = SynthConfig(speakers=4, emotions=2, clips_per_speaker=4, duration_s=0.5, seed=1)  # the corpus's
+        data = DataConfig(corpus="synthetic", src=str(corpus), shards=str(out), shard_size=4, features=FEAT,
+                          synth=spec)
+        took = prepare.ensure_shards(Config(data=data))
+    finally:
+        job.kill()
+        job.wait(30)
+    assert f"avdis: {out}: another build of these shards is running there (pid {job.pid}" in capsys.readouterr().err
+    assert took == {"url": str(out), "up_to_date": True, "clips": 16, "shards": 8}
+    assert shards.read_manifest(str(out))[1]["shard_size"] == 2
+
+
 def test_preprocess_into_a_missing_bucket_names_it_and_says_to_create_it(corpus, s3_server, capsys):
     """`avdis preprocess --out s3://<missing bucket>/...` said 'not writable (The specified bucket does not exist);
     pick an output folder or bucket you can write to', where train and sweep name the bucket and how to make it."""

@@ -81,9 +81,10 @@ def check_corpus(data: DataConfig) -> None:
 
 
 def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: bool = False,
-               names: dict[str, str] | None = None) -> dict[str, Any]:
+               names: dict[str, str] | None = None, missing_only: bool = False) -> dict[str, Any] | None:
     """Preprocess `cfg.data.src` into `cfg.data.shards`; Ray tasks when `use_ray`. `names`: the option the user gave
-    data.src or data.shards by where it is not that setting (`--out`), for a refusal to name."""
+    data.src or data.shards by where it is not that setting (`--out`), for a refusal to name. `missing_only`: as
+    `shards.build_shards` takes it (None where another job made the shards meanwhile)."""
     if generate:
         generate_if_missing(cfg.data)
     else:
@@ -96,7 +97,7 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
         runtime.check_shared({src: cfg.data.src, out: cfg.data.shards})
         runtime.check_node_credentials({out: cfg.data.shards})
         runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
-    return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force)
+    return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force, missing_only=missing_only)
 
 
 def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
@@ -134,22 +135,26 @@ def as_made(cfg: Config) -> Config:
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     """Shards for `cfg.data`, made now if missing (only the synthetic corpus can be made here); shards there are used
     as they are (unless made with other settings than the config gives), with a warning where data.src is not the
-    corpus they were made from."""
-    if storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
-        _, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
-        shards.check_made_with(cfg.data, meta)
-        shards.check_synth(cfg.data, meta)
-        if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
-            print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
-                  "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
-                  "run trains on the shards as they are: `avdis preprocess` makes them again",
-                  file=sys.stderr, flush=True)
-        return {"url": cfg.data.shards, "up_to_date": True, "shards": len(meta["shards"])}
-    if cfg.data.corpus != "synthetic":
-        # with this config's data.modality: shards made without it would be refused (`check_made_with`)
-        modality = " data.modality=audio" if cfg.data.modality == "audio" else ""
-        raise shards.PreprocessError(
-            f"{cfg.data.shards}: no manifest; run `avdis preprocess --corpus {cfg.data.corpus} "
-            f"--src <folder> --out {cfg.data.shards}{modality}` first"
-        )
-    return preprocess(cfg, use_ray=use_ray)
+    corpus they were made from. So are shards another job made while this one waited to make them: a run started
+    while `avdis preprocess` made them (its build removes the manifest first) found none, waited, and made them again
+    with its own config's settings over those just made."""
+    if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
+        if cfg.data.corpus != "synthetic":
+            # with this config's data.modality: shards made without it would be refused (`check_made_with`)
+            modality = " data.modality=audio" if cfg.data.modality == "audio" else ""
+            raise shards.PreprocessError(
+                f"{cfg.data.shards}: no manifest; run `avdis preprocess --corpus {cfg.data.corpus} "
+                f"--src <folder> --out {cfg.data.shards}{modality}` first"
+            )
+        made = preprocess(cfg, use_ray=use_ray, missing_only=True)
+        if made is not None:
+            return made
+    table, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
+    shards.check_made_with(cfg.data, meta)
+    shards.check_synth(cfg.data, meta)
+    if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
+        print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
+              "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
+              "run trains on the shards as they are: `avdis preprocess` makes them again",
+              file=sys.stderr, flush=True)
+    return {"url": cfg.data.shards, "up_to_date": True, "clips": table.num_rows, "shards": len(meta["shards"])}

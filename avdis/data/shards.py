@@ -482,13 +482,15 @@ def build_shards(
     s3: S3Config,
     run_tasks: Callable[[list[ShardTask]], Iterable[dict[str, Any]]] | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+    missing_only: bool = False,
+) -> dict[str, Any] | None:
     """Scan `data.src`, write shards + manifest + rejects under `data.shards`; return a summary.
 
     `run_tasks` executes the shard tasks (Ray tasks in `jobs/preprocess.py`); by default
     they run one after another in this process. Two builds of the same local shards at once (two sweeps submitted
     on a fresh cluster, `avdis preprocess` twice) each made them: the second now waits for the first, then finds
-    them up to date.
+    them up to date. `missing_only`: make them only where no manifest is there once this build holds the folder,
+    None where another job made them meanwhile (`prepare.ensure_shards`, which takes shards as they are made).
     """
     from avdis.data.media import check_mel_bands
 
@@ -498,6 +500,8 @@ def build_shards(
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
                          "inside it (its own files would be read as the corpus's)")
     with storage.exclusive(data.shards, "build of these shards", wait=True):
+        if missing_only and storage.exists(storage.join(data.shards, MANIFEST), s3):
+            return None
         return _build(data, s3, run_tasks, force, out_dir)
 
 
