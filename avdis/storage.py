@@ -439,6 +439,7 @@ def check_writable(url: str, s3: S3Config | None = None) -> None:
 
 
 LOCK = ".avdis-lock"
+_HELD: set[str] = set()  # the folders this process holds (`exclusive`)
 
 
 class BusyError(UsageError):
@@ -450,12 +451,18 @@ def exclusive(url: str, what: str, wait: bool = False) -> Iterator[None]:
     """Hold `url`'s folder for this process while the block runs, so a second `what` there is refused instead of
     writing beside the first, or with `wait` waits for the first to end (saying so): a second build of the same
     shards then finds them made. The OS releases the lock when the process (and any child it forked without exec)
-    ends, however it ends, so none is left stale. Local folders only: S3 has no locks (one job per sweep name there
-    is the user's to keep), nor have some network filesystems, where it warns and runs unlocked."""
+    ends, however it ends, so none is left stale. A folder this process already holds is held again at once (the
+    sweep's own folder given as its data.shards): its lock would wait for itself for ever. Local folders only: S3 has
+    no locks (one job per sweep name there is the user's to keep), nor have some network filesystems, where it warns
+    and runs unlocked."""
     if is_remote(url):
         yield
         return
     folder = filesystem(url)[1]
+    held = os.path.realpath(folder)
+    if held in _HELD:
+        yield
+        return
     try:
         os.makedirs(folder, exist_ok=True)
         fd = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
@@ -480,7 +487,11 @@ def exclusive(url: str, what: str, wait: bool = False) -> Iterator[None]:
         else:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-        yield
+        _HELD.add(held)
+        try:
+            yield
+        finally:
+            _HELD.discard(held)
     finally:
         os.close(fd)
 
