@@ -1,10 +1,26 @@
-"""`storage.exclusive`: one writer per folder, held again at once by the process that holds it."""
+"""`storage.exclusive`: one writer per folder, locally (flock) and on S3 (a lease written by conditional PUTs), held
+again at once by the process that holds it."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from avdis import storage
+from avdis.config import S3Config
 
 
 def _start(code: str, *args: str) -> subprocess.Popen:
@@ -14,6 +30,179 @@ def _start(code: str, *args: str) -> subprocess.Popen:
                             text=True)
 
 
+def _lock_body(url: str) -> dict:
+    return json.loads(storage.read_bytes(storage.join(url, storage.LOCK)))
+
+
+BUILDER = """
+storage.LEASE_S = 2.0  # the waiter looks again every 0.5 s
+with storage.exclusive(sys.argv[1], "build of these shards", wait=True):
+    with open(sys.argv[2], "a") as log:
+        log.write("in\\n")
+    time.sleep(1)
+    with open(sys.argv[2], "a") as log:
+        log.write("out\\n")
+"""
+
+
+def test_two_jobs_building_the_same_s3_shards_take_turns(s3_bucket, tmp_path):
+    """S3 had no lock: two jobs building the same shards there wrote them beside each other."""
+    url, log = f"{s3_bucket}/shards", tmp_path / "log"
+    builds = [_start(BUILDER, url, str(log)) for _ in range(2)]
+    for build in builds:
+        build.wait(60)
+    assert [b.returncode for b in builds] == [0, 0], [b.stderr.read() for b in builds]
+    assert log.read_text() == "in\nout\nin\nout\n"  # one after the other, never both in
+    waited = [b.stderr.read() for b in builds]
+    assert sum("another build of these shards is running there (pid " in said and "waiting for it to end" in said
+               for said in waited) == 1, waited
+    assert _lock_body(url)["holder"] is None  # released
+
+
+HOLDER = """
+storage.LEASE_S = 2.0  # renewed every 0.5 s
+with storage.exclusive(sys.argv[1], "sweep driver"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_an_s3_lock_is_renewed_while_its_holder_runs_and_runs_out_once_it_is_killed(s3_bucket, capfd):
+    url = f"{s3_bucket}/sweeps/s"
+    holder = _start(HOLDER, url)
+    try:
+        assert holder.stdout.readline() == "held\n", holder.stderr.read()
+        time.sleep(3)  # past its lease: renewed, so still held
+        with pytest.raises(storage.BusyError, match=rf"^{url}: another sweep driver is running there \(pid "
+                                                    rf"{holder.pid} on .*; wait for it to end, or use another name$"):
+            with storage.exclusive(url, "sweep driver"):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no release: its lease runs out
+        holder.wait(30)
+    start = time.monotonic()
+    with storage.exclusive(url, "sweep driver", wait=True):
+        assert time.monotonic() - start < 10
+        assert _lock_body(url)["holder"] == f"pid {os.getpid()} on {os.uname().nodename}"
+    assert f"another sweep driver is running there (pid {holder.pid} on " in capfd.readouterr().err
+
+
+def test_a_holder_whose_s3_lock_was_taken_says_so_loudly(s3_bucket, capfd, monkeypatch):
+    """A holder stalled past its lease (a long GC pause, S3 out of reach) whose lock another job took."""
+    import boto3
+
+    monkeypatch.setattr(storage, "LEASE_S", 1.0)
+    url = f"{s3_bucket}/runs/r"
+    with storage.exclusive(url, "training run"):
+        other = {"holder": "pid 1 on elsewhere", "token": "other", "lease_s": 60, "renewal": 0}
+        boto3.client("s3").put_object(Bucket=s3_bucket.removeprefix("s3://"), Key=f"runs/r/{storage.LOCK}",
+                                      Body=json.dumps(other).encode())
+        said, deadline = "", time.monotonic() + 10
+        while "WARNING" not in said and time.monotonic() < deadline:  # the next renewal, within 0.25 s when idle
+            time.sleep(0.1)
+            said += capfd.readouterr().err
+    assert f"WARNING: {url}: this training run's lock is now held by pid 1 on elsewhere" in said, said
+    assert "two training runs may now write there at once" in said
+    assert _lock_body(url)["holder"] == "pid 1 on elsewhere"  # not released over the other's
+
+
+def test_an_s3_lock_is_released_where_deletes_are_denied(s3_bucket):
+    """Buckets that deny s3:DeleteObject must not keep a released lock held until its lease runs out."""
+    import boto3
+
+    bucket = s3_bucket.removeprefix("s3://")
+    s3 = boto3.client("s3")
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    try:
+        url = f"{s3_bucket}/shards"
+        with storage.exclusive(url, "build of these shards", wait=True):
+            pass
+        assert _lock_body(url)["holder"] is None
+        start = time.monotonic()
+        with storage.exclusive(url, "build of these shards"):  # taken at once
+            assert time.monotonic() - start < 5
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+
+
+@contextmanager
+def _store(upstream: str, conditionals: str) -> Iterator[str]:
+    """An S3-compatible store in front of moto (`upstream`) that refuses conditional writes (`conditionals="refuses"`:
+    501 NotImplemented, as stores without them answer), ignores them ("ignores"), or keeps to them without naming
+    the failed condition in its refusal ("unnamed", as AWS does). Yields its endpoint."""
+    host, port = upstream.removeprefix("http://").split(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # answers botocore's Expect: 100-continue
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            conditional = {"If-None-Match", "If-Match"} & set(self.headers.keys())
+            if self.command == "PUT" and conditional and conditionals == "refuses":
+                error = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>A header "
+                         b"you provided implies functionality that is not implemented</Message></Error>")
+                self.send_response(501)
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            ignored = conditional if self.command == "PUT" and conditionals == "ignores" else set()
+            headers = {k: v for k, v in self.headers.items() if k not in ignored}
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            connection.request(self.command, self.path, body=body, headers=headers)
+            answer = connection.getresponse()
+            data = answer.read()
+            if conditionals == "unnamed":
+                data = re.sub(rb"<Condition>.*?</Condition>", b"", data)
+            self.send_response(answer.status)
+            for k, v in answer.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", answer.getheader("Content-Length") if self.command == "HEAD" else
+                             str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            connection.close()
+
+        do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("conditionals", ["refuses", "ignores"])
+def test_a_store_without_conditional_writes_runs_unlocked_with_a_warning(s3_server, s3_bucket, conditionals, capfd):
+    """A store that ignores If-None-Match would let every job take the lock: it is found out, as one refusing it."""
+    with _store(s3_server, conditionals) as endpoint:
+        with storage.exclusive(f"{s3_bucket}/sweeps/s", "sweep driver", s3=S3Config(endpoint_url=endpoint)):
+            pass
+    said = capfd.readouterr().err
+    assert f"avdis: warning: {s3_bucket}/sweeps/s: cannot lock (the store " in said, said
+    assert "make sure no other sweep driver runs there" in said
+
+
+def test_a_store_that_does_not_name_the_failed_condition_is_locked(s3_server, s3_bucket):
+    """s3fs raises FileExistsError for a refused If-None-Match only where the 412 names the condition."""
+    holder = _start(HOLDER, f"{s3_bucket}/s")
+    try:
+        assert holder.stdout.readline() == "held\n", holder.stderr.read()
+        with _store(s3_server, "unnamed") as endpoint, pytest.raises(storage.BusyError, match=f"pid {holder.pid} "):
+            with storage.exclusive(f"{s3_bucket}/s", "sweep driver", s3=S3Config(endpoint_url=endpoint)):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
 NESTED = """
 with storage.exclusive(sys.argv[1], "sweep driver"):
     with storage.exclusive(sys.argv[1] + "/", "build of these shards", wait=True):  # data.shards: the sweep's folder
@@ -21,10 +210,11 @@ with storage.exclusive(sys.argv[1], "sweep driver"):
 """
 
 
-def test_a_folder_this_process_holds_is_held_again_at_once(tmp_path):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_folder_this_process_holds_is_held_again_at_once(tmp_path, where, request):
     """A sweep whose data.shards is its own folder waited for its own lock for ever (locally: a second flock of the
     same process blocks)."""
-    url = str(tmp_path / "sweeps" / "s")
+    url = str(tmp_path / "sweeps" / "s") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/sweeps/s"
     nested = _start(NESTED, url)
     try:
         out, err = nested.communicate(timeout=30)
@@ -32,3 +222,12 @@ def test_a_folder_this_process_holds_is_held_again_at_once(tmp_path):
         nested.kill()
     assert (nested.returncode, out) == (0, "built\n"), err
     assert "waiting" not in err
+
+
+def test_a_local_folders_lock_copied_to_s3_with_its_shards_holds_nothing(s3_bucket):
+    """Shards built locally and copied up (`aws s3 sync`) bring their `.avdis-lock`, which no one renews: the next
+    build there waited a whole lease for it."""
+    url = f"{s3_bucket}/shards"
+    storage.write_bytes(storage.join(url, storage.LOCK), b"pid 1 on laptop")
+    with storage.exclusive(url, "build of these shards"):  # not BusyError
+        assert _lock_body(url)["holder"] == f"pid {os.getpid()} on {os.uname().nodename}"

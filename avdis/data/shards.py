@@ -499,7 +499,7 @@ def build_shards(
     if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
                          "inside it (its own files would be read as the corpus's)")
-    with storage.exclusive(data.shards, "build of these shards", wait=True):
+    with storage.exclusive(data.shards, "build of these shards", wait=True, s3=s3):
         if missing_only and storage.exists(storage.join(data.shards, MANIFEST), s3):
             return None
         return _build(data, s3, run_tasks, force, out_dir)

@@ -209,6 +209,6 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
         runtime.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
-    with storage.exclusive(run_url, "training run"):
+    with storage.exclusive(run_url, "training run", s3=cfg.s3):
         history = _fit(cfg, name, run_url)
     return {"run": run_url, "metrics_file": storage.join(run_url, ck.METRICS_FILE), "final": history[-1]}

@@ -497,7 +497,8 @@ def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None
     user gave sweep.storage by where it is not that setting (`--storage`), for a refusal to name."""
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
     runtime.check_kept({**outputs_of(cfg, names), **to_make(cfg)})
-    with storage.exclusive(url_of(cfg), "sweep driver"):  # two drivers on one sweep would each write its tables
+    # two drivers on one sweep would each write its tables
+    with storage.exclusive(url_of(cfg), "sweep driver", s3=cfg.s3):
         return _run(cfg, views, names)
 
 
