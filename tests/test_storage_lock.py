@@ -35,11 +35,14 @@ def _lock_body(url: str) -> dict:
 
 
 BUILDER = """
+import os
 storage.LEASE_S = 2.0  # the waiter looks again every 0.5 s
 with storage.exclusive(sys.argv[1], "build of these shards", wait=True):
     with open(sys.argv[2], "a") as log:
         log.write("in\\n")
-    time.sleep(1)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:  # the test's go-ahead
+        time.sleep(0.05)
     with open(sys.argv[2], "a") as log:
         log.write("out\\n")
 """
@@ -47,15 +50,20 @@ with storage.exclusive(sys.argv[1], "build of these shards", wait=True):
 
 def test_two_jobs_building_the_same_s3_shards_take_turns(s3_bucket, tmp_path):
     """S3 had no lock: two jobs building the same shards there wrote them beside each other."""
-    url, log = f"{s3_bucket}/shards", tmp_path / "log"
-    builds = [_start(BUILDER, url, str(log)) for _ in range(2)]
-    for build in builds:
+    url, log, go = f"{s3_bucket}/shards", tmp_path / "log", tmp_path / "go"
+    first = _start(BUILDER, url, str(log), str(go))
+    deadline = time.monotonic() + 60
+    while not log.exists() and time.monotonic() < deadline:  # the first holds the lock; the second is started now,
+        time.sleep(0.05)  # not at once: moto checks a condition and writes in two steps (S3 in one), so two PUTs at
+    second = _start(BUILDER, url, str(log), str(go))  # the same instant could both pass there
+    waiting = next((line for line in iter(second.stderr.readline, "") if "waiting" in line), "")  # lock found held
+    go.touch()
+    for build in (first, second):
         build.wait(60)
-    assert [b.returncode for b in builds] == [0, 0], [b.stderr.read() for b in builds]
+    assert [b.returncode for b in (first, second)] == [0, 0], [b.stderr.read() for b in (first, second)]
     assert log.read_text() == "in\nout\nin\nout\n"  # one after the other, never both in
-    waited = [b.stderr.read() for b in builds]
-    assert sum("another build of these shards is running there (pid " in said and "waiting for it to end" in said
-               for said in waited) == 1, waited
+    assert f"another build of these shards is running there (pid {first.pid} on " in waiting, waiting
+    assert "waiting for it to end" in waiting, waiting
     assert _lock_body(url)["holder"] is None  # released
 
 
