@@ -425,6 +425,24 @@ def test_a_trial_without_validation_numbers_is_named_and_left_off_a_front_chosen
     assert summary["front"] == [] and plots.no_front(summary) == plots.UNVALIDATED
 
 
+def test_a_trial_stopped_at_a_rung_without_validation_numbers_is_not_named_as_kept_off_for_want_of_them(
+        tmp_path: Path, capsys) -> None:
+    """t6 was stopped at a rung (MO-ASHA) and has no validation numbers: it is on no front for its fewer epochs, so
+    it is not one the front was chosen without. Named with t8, `avdis report`'s note and pareto.json said it was kept
+    off the front for want of validation numbers."""
+    from avdis.cli import main
+
+    table = [{**r, "val_emotion_acc": None if r["trial_id"] in ("t6", "t8") else r["emotion_acc"],
+              "val_leakage": None if r["trial_id"] in ("t6", "t8") else r["leakage"],
+              **({"status": "STOPPED", "epochs": 2} if r["trial_id"] == "t6" else {})} for r in rows()]
+    url = str(tmp_path / "demo")
+    results.record(url, table, "demo")
+    assert results.unvalidated(results.read_trials(url)) == ["t8"]
+    assert results.read_pareto(url)["unvalidated"] == ["t8"]
+    assert main(["report", url]) == 0
+    assert f"note: {results.unvalidated_said(['t8'])}" in capsys.readouterr().err
+
+
 def test_a_trial_kept_off_the_front_for_want_of_validation_numbers_is_drawn_apart_and_the_legend_says_why() -> None:
     """t8 has no validation numbers (a row of an avdis before validation selection beside today's): the front is
     chosen without it, but pareto.png and the page drew it filled like any finished trial the front passed over. Now it

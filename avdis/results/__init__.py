@@ -401,12 +401,13 @@ def selectable(done: pd.DataFrame, on: tuple[str, ...]) -> pd.Series:
 
 
 def unvalidated(df: pd.DataFrame) -> list[str]:
-    """The finished trials left off the front for want of validation numbers while others have them. No sweep of
+    """The finished trials left off the front for want of validation numbers while others have them: of those a front
+    counts (`trained_longest`), as one stopped at a rung is on no front whatever its numbers. No sweep of
     today's records one: its recorder ends a trial whose validation numbers are not finite in ERROR, and it refuses to
     resume a sweep an avdis that chose on test started (`sweep.check_spec`). They are rows of such an avdis in a table
     put together by hand with today's, which `avdis report` reads as any other."""
     done = _finished(df)
-    return done["trial_id"].astype(str)[~selectable(done, selected_on(done))].tolist()
+    return done["trial_id"].astype(str)[trained_longest(done) & ~selectable(done, selected_on(done))].tolist()
 
 
 def unvalidated_said(ids: list[str]) -> str | None:
