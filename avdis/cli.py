@@ -182,7 +182,7 @@ SWEEP_SETS_ITSELF = {
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep with the report floor's views of it: gauges and pages per result, the report at the end."""
     from avdis import results, storage
-    from avdis.report import metrics, plots
+    from avdis.report import files, metrics
     from avdis.report.callback import ReportCallback
     from avdis.tune import sweep
 
@@ -201,7 +201,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep.run(cfg, views, names=_given_by(flags))
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
-    written = plots.write_pages(url, cfg.s3)
+    written = files.write_pages(url, cfg.s3)
     failed = sweep.failures(url, cfg)  # said before the outputs: "done." followed by an error read as both
     print(f"avdis sweep {name}: {'done' if failed is None else 'ended with failed trials (the error names them)'}."
           f"\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
@@ -223,11 +223,11 @@ def _path(value: str, local_only: bool = False) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from avdis import results
-    from avdis.report import plots
+    from avdis.report import files
 
     cfg = _load(args)
     url = _path(args.sweep)
-    report = plots.write_report(url, cfg.s3)
+    report = files.write_report(url, cfg.s3)
     trials = report.trials
     for kind, page in report.written.items():
         print(f"{kind}: {page}")
@@ -239,16 +239,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _still_running(trials: pd.DataFrame) -> str | None:
-    """What a report on running trials should say (`plots.last_result`: the table cannot tell a live sweep from one
+    """What a report on running trials should say (`view.last_result`: the table cannot tell a live sweep from one
     whose driver stopped)."""
-    from avdis.report import plots
+    from avdis.report import view
 
     running = int((trials["status"] == "RUNNING").sum())
     if not running:
         return None
-    last = plots.last_result(trials)
+    last = view.last_result(trials)
     came = ("" if last is None else  # a table without times
-            f"; the sweep's last result came {max(0.0, time.time() - last) / 60:.0f} min ago ({plots.utc(last)})")
+            f"; the sweep's last result came {max(0.0, time.time() - last) / 60:.0f} min ago ({view.utc(last)})")
     return (f"{running} trial{'s are' if running > 1 else ' is'} RUNNING{came}. If the sweep's driver has stopped, "
             "they stay RUNNING until the sweep is run again with the same config, which resumes them.")
 

@@ -17,7 +17,7 @@ from avdis.cli import build_parser
 from avdis.data.corpora import ADAPTERS
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, PRESET_SIZES
-from avdis.report.plots import COLORS
+from avdis.report.view import COLORS
 from avdis.train import checkpoint as ck
 from avdis.train import launch
 from avdis.train.engine import ENGINES

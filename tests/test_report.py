@@ -22,7 +22,7 @@ import pytest
 from conftest import s3_denied
 
 from avdis import results, storage
-from avdis.report import plots
+from avdis.report import files, image, view, webpage
 from avdis.numbers import json_safe
 from avdis.report.callback import ReportCallback
 from avdis.results import ResultsError
@@ -82,7 +82,7 @@ def sweep(tmp_path: Path) -> str:
 
 
 def test_front_and_hypervolume_match_hand_computed(sweep: str) -> None:
-    written = plots.write_report(sweep).written
+    written = files.write_report(sweep).written
     assert set(written) == {"pareto.json", "pareto.html", "pareto.png"}
     assert all(Path(u).is_file() for u in written.values())
     summary = json.loads(Path(written["pareto.json"]).read_text())
@@ -139,11 +139,11 @@ def test_a_trial_stopped_at_a_rung_is_on_no_front_before_any_trial_trained_all_e
     assert (summary["n_completed"], summary["n_stopped"]) == (0, 2)  # stopped is not completed: fewer epochs
     older = {k: v for k, v in summary.items() if k != "n_stopped"} | {"n_completed": 2}  # counted them as completed
     for shown in (summary, older):
-        table = plots.front_table(shown)
+        table = webpage.front_table(shown)
         assert "no trial has trained all its epochs yet" in table and "waiting for the first result" not in table
         trials = results.to_table(early).to_pandas()
-        notes = [a.text for a in plots.pareto_figure(plots.plotted(trials, shown), shown).layout.annotations]
-        assert plots.WAITING not in notes  # two trials are drawn, as crosses
+        notes = [a.text for a in webpage.pareto_figure(view.plotted(trials, shown), shown).layout.annotations]
+        assert view.WAITING not in notes  # two trials are drawn, as crosses
 
 
 def test_finished_trials_without_leakage_are_not_said_to_be_untrained(tmp_path: Path) -> None:
@@ -152,14 +152,14 @@ def test_finished_trials_without_leakage_are_not_said_to_be_untrained(tmp_path: 
     'yet', as if they would come."""
     url = str(tmp_path / "demo")
     results.write_trials(url, [{**r, "leakage": None} for r in rows() if r["status"] == "TERMINATED"][:3])
-    written = plots.write_report(url).written
+    written = files.write_report(url).written
     page = Path(written["pareto.html"]).read_text()
-    assert plots.UNTRAINED not in page and "without both metrics yet" not in page
-    assert plots.UNMEASURED in page and "3 finished without both" in page
+    assert view.UNTRAINED not in page and "without both metrics yet" not in page
+    assert view.UNMEASURED in page and "3 finished without both" in page
     trials = results.read_trials(url)
     summary = results.read_pareto(url)
-    texts = [t.get_text().replace("\n", " ") for t in plots.png_figure(trials, summary).axes[0].texts]
-    assert plots.UNMEASURED in texts
+    texts = [t.get_text().replace("\n", " ") for t in image.png_figure(trials, summary).axes[0].texts]
+    assert view.UNMEASURED in texts
 
 
 def test_pareto_png_says_why_its_front_is_empty() -> None:
@@ -170,17 +170,17 @@ def test_pareto_png_says_why_its_front_is_empty() -> None:
              for r in rows()]
     confirming = [dict(r, status="RUNNING", order=None) if r["trial_id"] in ("a2", "b2") else r
                   for r in confirmed_rows()]
-    for table, why in ((early, plots.UNTRAINED), (confirming, plots.CONFIRMING)):
+    for table, why in ((early, view.UNTRAINED), (confirming, view.CONFIRMING)):
         trials = results.to_table(table).to_pandas()
         summary = results.summarize(trials, "demo")
-        assert summary["front"] == [] and plots.finished(summary)
-        texts = [t.get_text().replace("\n", " ") for t in plots.png_figure(trials, summary).axes[0].texts]
-        assert why in texts and plots.WAITING not in texts
-        assert why in plots.front_table(summary)
+        assert summary["front"] == [] and view.finished(summary)
+        texts = [t.get_text().replace("\n", " ") for t in image.png_figure(trials, summary).axes[0].texts]
+        assert why in texts and view.WAITING not in texts
+        assert why in webpage.front_table(summary)
     trials = results.to_table(rows()).to_pandas()  # a front drawn: no word in its place
-    figure = plots.png_figure(trials, results.summarize(trials, "demo"))
+    figure = image.png_figure(trials, results.summarize(trials, "demo"))
     texts = [t.get_text().replace("\n", " ") for t in figure.axes[0].texts]
-    assert plots.UNTRAINED not in texts and plots.CONFIRMING not in texts
+    assert view.UNTRAINED not in texts and view.CONFIRMING not in texts
 
 
 @pytest.mark.parametrize("failed", [0, 10, 1000])
@@ -192,10 +192,10 @@ def test_pareto_png_says_a_sweep_without_results_within_its_axes(failed: int) ->
              for i, r in enumerate((rows() * 100)[:failed])]
     trials = results.to_table(table).to_pandas() if table else results.empty_trials()
     summary = results.summarize(trials, "demo")
-    figure = plots.png_figure(trials, summary)
+    figure = image.png_figure(trials, summary)
     renderer = figure.canvas.get_renderer()
     for ax in figure.axes:
-        (text,) = [t for t in ax.texts if t.get_text().replace("\n", " ") == plots.waiting(summary)]
+        (text,) = [t for t in ax.texts if t.get_text().replace("\n", " ") == view.waiting(summary)]
         box, inside = text.get_window_extent(renderer), ax.get_window_extent(renderer)
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1, (text.get_text(), box, inside)
 
@@ -206,7 +206,7 @@ def test_pareto_json_and_the_page_count_completed_and_stopped_trials_alike() -> 
     early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in ("t1", "t3") else r for r in rows()]
     trials = results.to_table(early).to_pandas()
     summary = results.summarize(trials, "demo")
-    counts = data_blob(plots.render_html(trials, summary))["counts"]
+    counts = data_blob(webpage.render_html(trials, summary))["counts"]
     assert (summary["n_completed"], summary["n_stopped"]) == (counts["completed"], counts["stopped"]) == (6, 2)
     assert (summary["n_running"], summary["n_failed"], summary["n_trials"]) == (counts["running"], counts["errors"],
                                                                                 counts["trials"]) == (1, 1, 10)
@@ -220,22 +220,22 @@ def test_a_trial_stopped_at_a_rung_is_drawn_apart_and_the_legend_says_why() -> N
     trials = results.to_table([*rows(), stopped]).to_pandas()
     summary = results.summarize(trials, "demo")
     assert set(summary["front"]) == FRONT
-    figure = plots.pareto_figure(plots.plotted(trials, summary), summary)
+    figure = webpage.pareto_figure(view.plotted(trials, summary), summary)
     traces = {t.uid: t for t in figure.data}
     adversarial = traces["method-adversarial"]
     symbols = dict(zip((c[0] for c in adversarial.customdata), adversarial.marker.symbol))
     assert symbols == {"t3": "circle", "t8": "circle", "t11": "x"}
-    assert traces["stopped"].name == plots.STOPPED_LABEL == "stopped at a rung (on no front)"
+    assert traces["stopped"].name == view.STOPPED_LABEL == "stopped at a rung (on no front)"
     hover = next(c[2] for c in adversarial.customdata if c[0] == "t11")
     assert hover == "STOPPED at epoch 2: on no front"
-    points = {p["trial_id"]: p for p in data_blob(plots.render_html(trials, summary))["points"]}
+    points = {p["trial_id"]: p for p in data_blob(webpage.render_html(trials, summary))["points"]}
     assert (points["t11"]["stopped"], points["t11"]["on_front"], points["t3"]["stopped"]) == (True, False, False)
     finished = trials.assign(status=trials["status"].replace("STOPPED", "TERMINATED"))
-    assert plots.render_png(trials, summary) != plots.render_png(finished, summary)  # a cross, and its legend entry
-    assert "stopped" not in {t.uid for t in plots.pareto_figure(plots.plotted(finished, summary), summary).data}
+    assert image.render_png(trials, summary) != image.render_png(finished, summary)  # a cross, and its legend entry
+    assert "stopped" not in {t.uid for t in webpage.pareto_figure(view.plotted(finished, summary), summary).data}
     # a method whose trials were all stopped is listed with a filled circle: plotly drew its entry as a cross
     all_stopped = trials.assign(status=trials["status"].where(trials["method"] != "adversarial", "STOPPED"))
-    figure = plots.pareto_figure(plots.plotted(all_stopped, summary), summary)
+    figure = webpage.pareto_figure(view.plotted(all_stopped, summary), summary)
     listed = {t.name: t.marker.symbol for t in figure.data if t.showlegend is not False and t.uid != "stopped"}
     assert listed["adversarial"] == "circle"
 
@@ -246,12 +246,12 @@ def test_the_header_and_the_hypervolume_axis_say_which_trials_were_stopped_early
     early = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in ("t1", "t3") else r for r in rows()]
     trials = results.to_table(early).to_pandas()
     summary = results.summarize(trials, "demo")
-    page = plots.render_html(trials, summary)
+    page = webpage.render_html(trials, summary)
     assert "10 trials · 6 completed · 2 stopped at a rung · 1 running" in page
     assert (data_blob(page)["counts"]["completed"], data_blob(page)["counts"]["stopped"]) == (6, 2)
     assert len(summary["hypervolume_history"]) == 8  # a step at each finished trial, stopped ones too
-    axis = plots.hypervolume_figure(summary).layout.xaxis.title.text
-    assert axis == plots.HISTORY_X == "finished trials (stopped early too)"
+    axis = webpage.hypervolume_figure(summary).layout.xaxis.title.text
+    assert axis == view.HISTORY_X == "finished trials (stopped early too)"
 
 
 def test_the_hypervolume_history_counts_completed_and_stopped_trials_apart(tmp_path: Path) -> None:
@@ -271,12 +271,12 @@ def test_the_hypervolume_history_counts_completed_and_stopped_trials_apart(tmp_p
     for shown in (summary, older):
         results.write_pareto(str(tmp_path), shown)
         shown = results.read_pareto(str(tmp_path))  # as the pages read it
-        assert list(plots.hypervolume_figure(shown).data[0].x) == list(range(1, 9))
-        png = plots.png_figure(trials, shown).axes[1].lines[0].get_xdata()
+        assert list(webpage.hypervolume_figure(shown).data[0].x) == list(range(1, 9))
+        png = image.png_figure(trials, shown).axes[1].lines[0].get_xdata()
         assert list(png) == list(range(1, 9))
-    hover = plots.hypervolume_figure(summary).data[0].customdata[-1]
+    hover = webpage.hypervolume_figure(summary).data[0].customdata[-1]
     assert list(hover) == ["t8", " (6 completed, 2 stopped at a rung)"]
-    assert list(plots.hypervolume_figure(older).data[0].customdata[-1]) == ["t8", ""]  # its count was of both
+    assert list(webpage.hypervolume_figure(older).data[0].customdata[-1]) == ["t8", ""]  # its count was of both
 
 
 def test_the_pages_hypervolume_axis_counts_trials_in_whole_numbers(sweep: str) -> None:
@@ -284,7 +284,7 @@ def test_the_pages_hypervolume_axis_counts_trials_in_whole_numbers(sweep: str) -
     summary = results.read_pareto(sweep)
     for n in (1, 3, len(summary["hypervolume_history"])):
         history = summary["hypervolume_history"][:n]
-        ticks = plots.hypervolume_figure({**summary, "hypervolume_history": history}).layout.xaxis.tickvals
+        ticks = webpage.hypervolume_figure({**summary, "hypervolume_history": history}).layout.xaxis.tickvals
         assert set(range(1, n + 1)) <= set(ticks) and all(float(t).is_integer() for t in ticks)
 
 
@@ -300,13 +300,13 @@ def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: 
     unknown = pytest.approx(np.nan, nan_ok=True)
     assert trials.set_index("trial_id")["probed_epoch"].to_dict() == {**{f"t{i}": 4 for i in range(1, 9)}, "t9": 2,
                                                                       "t10": unknown}
-    confusion = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data
+    confusion = next(t for t in webpage.pareto_figure(view.plotted(trials, summary), summary).data
                      if t.uid == "method-confusion")
     hover = {c[0]: c[2] for c in confusion.customdata}
     assert hover == {"t5": "TERMINATED", "t9": "RUNNING: values of epoch 2, trained 4"}
-    points = {p["trial_id"]: p for p in data_blob(plots.render_html(trials, summary))["points"]}
+    points = {p["trial_id"]: p for p in data_blob(webpage.render_html(trials, summary))["points"]}
     assert (points["t9"]["probed_epoch"], points["t9"]["epochs"], points["t1"]["probed_epoch"]) == (2, 4, 4)
-    texts = [t.get_text() for t in plots.png_figure(trials, summary).axes[0].texts]
+    texts = [t.get_text() for t in image.png_figure(trials, summary).axes[0].texts]
     assert "epoch 2" in texts and "hollow circles: 1 running, at the epoch beside each (its last probe)" in texts
 
     older = results.to_table(rows()).to_pandas().drop(columns="probed_epoch")
@@ -314,12 +314,12 @@ def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: 
     trials = results.read_trials(url)
     assert trials.set_index("trial_id")["probed_epoch"].to_dict() == {**{f"t{i}": 4 for i in range(1, 9)},
                                                                       "t9": unknown, "t10": unknown}
-    confusion = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data
+    confusion = next(t for t in webpage.pareto_figure(view.plotted(trials, summary), summary).data
                      if t.uid == "method-confusion")
     assert {c[0]: c[2] for c in confusion.customdata}["t9"] == "RUNNING"  # no epoch claimed
-    texts = [t.get_text() for t in plots.png_figure(trials, summary).axes[0].texts]
+    texts = [t.get_text() for t in image.png_figure(trials, summary).axes[0].texts]
     assert "hollow circles: 1 running" in texts and not any(t.startswith("epoch ") for t in texts)
-    assert Path(plots.write_pages(url)["pareto.png"]).stat().st_size > 0
+    assert Path(files.write_pages(url)["pareto.png"]).stat().st_size > 0
 
 
 def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_split(tmp_path: Path) -> None:
@@ -338,7 +338,7 @@ def test_disentanglement_compares_a_trial_with_the_multitask_trials_of_its_own_s
 
 def test_png_is_a_paper_figure(sweep: str) -> None:
     trials = results.read_trials(sweep)
-    png = plots.render_png(trials, results.summarize(trials, "demo"))
+    png = image.render_png(trials, results.summarize(trials, "demo"))
     width, height, dpi = png_info(png)
     assert width >= 1500 and 600 <= height < width
     assert dpi >= 150
@@ -348,7 +348,7 @@ def test_png_is_a_paper_figure(sweep: str) -> None:
 def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
     from plotly.offline import get_plotlyjs
 
-    plots.write_report(sweep)
+    files.write_report(sweep)
     page = Path(sweep, "pareto.html").read_text()
     assert not re.search(r"""<(script|link|img)[^>]*(src|href)\s*=\s*["']?(https?:)?//""", page, re.I), "no remote resources"
     assert get_plotlyjs()[-2000:] in page, "plotly.js must be inlined, not loaded from a CDN"
@@ -374,7 +374,7 @@ def test_html_is_self_contained_with_every_trial(sweep: str) -> None:
 def test_the_front_table_scrolls_in_its_own_box(sweep: str) -> None:
     """A confirmed front's table has 14 columns, about 1,400 px: the whole page scrolled sideways in a window narrower
     than that (1,386 px of 1,100 in Chromium), plots and header with it."""
-    page = plots.render_html(results.read_trials(sweep), results.read_pareto(sweep))
+    page = webpage.render_html(results.read_trials(sweep), results.read_pareto(sweep))
     assert '<div class="scroll"><table id="front-table">' in page and ".scroll { overflow-x: auto; }" in page
 
 
@@ -383,9 +383,9 @@ def test_the_front_table_marks_the_columns_the_front_was_chosen_on(sweep: str) -
     its page must not say otherwise (its val columns are empty)."""
     summary = results.summarize(results.read_trials(sweep), "demo")
     assert summary["selected_on"] == "test"  # these rows have no validation numbers
-    old = plots.front_table(summary)
+    old = webpage.front_table(summary)
     assert "<th>emotion_acc (chosen on)</th>" in old and "<th>val emotion_acc</th>" in old
-    new = plots.front_table({**summary, "selected_on": "val"})
+    new = webpage.front_table({**summary, "selected_on": "val"})
     assert "<th>val emotion_acc (chosen on)</th>" in new and "<th>emotion_acc</th>" in new
 
 
@@ -422,7 +422,7 @@ def test_a_trial_without_validation_numbers_is_named_and_left_off_a_front_chosen
 
     only_old_full = [{**r, "epochs": 2, "status": "STOPPED"} if r["trial_id"] in val else r for r in table]
     summary = results.summarize(results.to_table(only_old_full).to_pandas(), "demo")  # no full-length trial has val
-    assert summary["front"] == [] and plots.no_front(summary) == plots.UNVALIDATED
+    assert summary["front"] == [] and view.no_front(summary) == view.UNVALIDATED
 
 
 def test_a_trial_stopped_at_a_rung_without_validation_numbers_is_not_named_as_kept_off_for_want_of_them(
@@ -454,23 +454,23 @@ def test_a_trial_kept_off_the_front_for_want_of_validation_numbers_is_drawn_apar
     trials = results.to_table(table).to_pandas()
     summary = results.summarize(trials, "demo")
     assert summary["unvalidated"] == ["t8"] and set(summary["front"]) == FRONT - {"t8"}
-    figure = plots.png_figure(trials, summary)
-    assert plots.UNVALIDATED_LABEL in [t.get_text() for t in figure.legends[0].get_texts()]
+    figure = image.png_figure(trials, summary)
+    assert view.UNVALIDATED_LABEL in [t.get_text() for t in figure.legends[0].get_texts()]
     at_t8 = [c for c in figure.axes[0].collections if [0.40, 0.55] in c.get_offsets().tolist()]
     assert len(at_t8) == 1 and at_t8[0].get_facecolors().size == 0  # hollow
     square = MarkerStyle("s")
     assert at_t8[0].get_paths()[0].vertices.tolist() == square.get_path().transformed(
         square.get_transform()).vertices.tolist()
-    page = plots.pareto_figure(plots.plotted(trials, summary), summary)
+    page = webpage.pareto_figure(view.plotted(trials, summary), summary)
     traces = {t.uid: t for t in page.data}
     adversarial = traces["method-adversarial"]
     assert dict(zip((c[0] for c in adversarial.customdata), adversarial.marker.symbol)) == {
         "t3": "circle", "t8": "square-open"}
-    assert next(c[2] for c in adversarial.customdata if c[0] == "t8") == f"TERMINATED, {plots.UNVALIDATED_LABEL}"
-    assert traces["unvalidated"].name == plots.UNVALIDATED_LABEL
+    assert next(c[2] for c in adversarial.customdata if c[0] == "t8") == f"TERMINATED, {view.UNVALIDATED_LABEL}"
+    assert traces["unvalidated"].name == view.UNVALIDATED_LABEL
     older = {k: v for k, v in summary.items() if k != "unvalidated"}
-    assert not plots.plotted(trials, older)["unvalidated"].any()
-    assert "unvalidated" not in {t.uid for t in plots.pareto_figure(plots.plotted(trials, older), older).data}
+    assert not view.plotted(trials, older)["unvalidated"].any()
+    assert "unvalidated" not in {t.uid for t in webpage.pareto_figure(view.plotted(trials, older), older).data}
 
 
 @pytest.mark.parametrize("case", ["no rows", "half-written", "only running"])  # no file: refused (test_cli_inputs)
@@ -488,12 +488,12 @@ def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
     if case == "half-written":  # the pages say why; a good pareto.json is not replaced by a summary of nothing
         Path(url, "pareto.json").write_text('{"front": ["t3"]}')
         with pytest.raises(ResultsError, match="not a readable trials table.*pareto.json was left as it was"):
-            plots.write_report(url)
+            files.write_report(url)
         written = {name: str(Path(url, name)) for name in ("pareto.html", "pareto.png")}
         assert "not a readable trials table" in Path(written["pareto.html"]).read_text()
         assert json.loads(Path(url, "pareto.json").read_text()) == {"front": ["t3"]}
     else:
-        written = plots.write_report(url).written
+        written = files.write_report(url).written
         summary = json.loads(Path(written["pareto.json"]).read_text())
         assert summary["front"] == [] and summary["hypervolume"] == 0.0
     page = Path(written["pareto.html"]).read_text()
@@ -505,7 +505,7 @@ def test_waiting_for_the_first_result(tmp_path: Path, case: str) -> None:
 def test_missing_sweep_raises_and_writes_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "sweeps" / "nope"
     with pytest.raises(ResultsError, match="no such sweep folder") as caught:
-        plots.write_report(str(missing))
+        files.write_report(str(missing))
     assert not missing.exists()
     assert caught.value.exit_code == 2  # bad input, as a folder that holds no sweep (exit 1 before)
 
@@ -541,7 +541,7 @@ def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys, caplog) ->
 def test_report_on_s3(s3_bucket: str) -> None:
     url = f"{s3_bucket}/sweeps/demo"
     results.write_trials(url, rows())
-    written = plots.write_report(url).written
+    written = files.write_report(url).written
     assert written["pareto.html"] == f"{url}/pareto.html"
     summary = json.loads(storage.read_bytes(written["pareto.json"]))
     assert set(summary["front"]) == FRONT
@@ -763,7 +763,7 @@ def test_a_sweep_interrupted_between_confirming_seeds_waits_for_the_seeds_it_ask
              for r in confirmed_rows() if r["trial_id"] not in ("a2", "b2")]
     summary = results.summarize(results.to_table(lucky).to_pandas(), "demo")
     assert (summary["front_basis"], summary["front"]) == ("seed_mean", [])
-    assert "waiting for the confirming seeds" in plots.front_table(summary)
+    assert "waiting for the confirming seeds" in webpage.front_table(summary)
     failed = {**confirmed_rows()[7], "config": asked, "status": "ERROR", "order": None, "emotion_acc": None,
               "leakage": None}  # a failed seed ends B's confirmation: B stands on the seed it has
     summary = results.summarize(results.to_table([*lucky, failed]).to_pandas(), "demo")
@@ -787,7 +787,7 @@ def test_a_confirmed_front_waiting_for_its_seeds_does_not_say_it_waits_for_the_f
     trials = results.to_table(running).to_pandas()
     summary = results.summarize(trials, "demo")
     assert summary["front_basis"] == "seed_mean" and summary["front"] == [] and summary["n_completed"] == 6
-    table = plots.front_table(summary)
+    table = webpage.front_table(summary)
     assert "waiting for the confirming seeds" in table and "waiting for the first result" not in table
 
 
@@ -830,7 +830,7 @@ def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
     assert summary["front"] == ["a0", "b0"]
     assert [p["n"] for p in summary["front_points"]] == [1, 1]
     assert all(p["emotion_acc_std"] is None and p["leakage_ci95"] is None for p in summary["front_points"])
-    assert "seeds' trials" not in plots.front_table(summary)  # a single trial is its own point
+    assert "seeds' trials" not in webpage.front_table(summary)  # a single trial is its own point
     two = (0.80 - CHANCE) * (1 - 0.30) + (0.70 - CHANCE) * (0.30 - 0.25)
     assert summary["hypervolume"] == pytest.approx(two)
     assert [h["hypervolume"] for h in summary["hypervolume_history"]] == pytest.approx(
@@ -840,7 +840,7 @@ def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
 def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     url = str(tmp_path / "demo")
     results.write_trials(url, confirmed_rows())
-    written = plots.write_report(url).written
+    written = files.write_report(url).written
     page = Path(written["pareto.html"]).read_text()
     assert "seed means" in page and "95%" in page
     table = page[page.index('<table id="front-table">'):]
@@ -857,14 +857,14 @@ def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     assert blob["summary"]["front"] == ["b0"] and {p["trial_id"] for p in blob["points"] if p["on_front"]} == {"b1", "b2"}
     trials = results.read_trials(url)
     summary = results.summarize(trials, "demo")
-    front = next(t for t in plots.pareto_figure(plots.plotted(trials, summary), summary).data if t.uid == "front")
+    front = next(t for t in webpage.pareto_figure(view.plotted(trials, summary), summary).data if t.uid == "front")
     assert front.error_y.array == pytest.approx([acc_ci95])
     assert front.error_x.array == pytest.approx([leakage_ci95])
     assert front.customdata[0][0] == "b0" and front.customdata[0][5] == "b1, b2"  # hover: b0 (search trial), b1, b2
     assert "(search trial), seeds' trials %{customdata[5]}" in front.hovertemplate
     no_spread = {**summary, "front_points": [{**p, "emotion_acc_ci95": None, "leakage_ci95": None}
                                              for p in summary["front_points"]]}
-    assert plots.render_png(trials, summary) != plots.render_png(trials, no_spread)  # the error bars are drawn
+    assert image.render_png(trials, summary) != image.render_png(trials, no_spread)  # the error bars are drawn
     assert png_info(Path(written["pareto.png"]).read_bytes())[2] >= 150
 
 
@@ -872,10 +872,10 @@ def test_a_probe_below_chance_stays_on_the_chart() -> None:
     # negative leakage (the probe scored below chance) is a real value: the axis reaches it, on the page and the PNG
     below = [{**r, "leakage": -0.2} if r["trial_id"] == "t3" else r for r in rows()]
     trials = results.to_table(below).to_pandas()
-    points = plots.plotted(trials, results.summarize(trials, "demo"))
-    low, high = plots.leakage_range(points, results.summarize(trials, "demo"))
+    points = view.plotted(trials, results.summarize(trials, "demo"))
+    low, high = view.leakage_range(points, results.summarize(trials, "demo"))
     assert low < -0.2 and high > 1.0
-    figure = plots.pareto_figure(points, results.summarize(trials, "demo"))
+    figure = webpage.pareto_figure(points, results.summarize(trials, "demo"))
     assert figure.layout.xaxis.range[0] < -0.2
 
 
@@ -884,11 +884,11 @@ def test_a_failed_trial_is_counted_not_drawn_and_a_sweep_of_failures_says_so(tmp
     failed = [{**r, "status": "ERROR", "order": None} if r["trial_id"] == "t5" else r for r in rows()]
     trials = results.to_table(failed).to_pandas()
     summary = results.summarize(trials, "demo")
-    points = plots.plotted(trials, summary)
+    points = view.plotted(trials, summary)
     assert "t5" not in set(points["trial_id"]) and summary["n_failed"] == 2
     url = str(tmp_path / "allfailed")
     results.write_trials(url, [{**r, "status": "ERROR", "order": None} for r in rows()[:3]])
-    page = Path(plots.write_report(url).written["pareto.html"]).read_text()
+    page = Path(files.write_report(url).written["pareto.html"]).read_text()
     assert "no trial finished: 3 failed" in page and "waiting for the first result" not in page
 
 
@@ -899,7 +899,7 @@ def test_a_trial_lost_to_a_killed_driver_is_counted_apart_from_failed_ones(tmp_p
             for r in rows()]  # beside the one failed trial rows() holds
     url = str(tmp_path / "lost")
     results.write_trials(url, lost)
-    written, trials, _ = plots.write_report(url)
+    written, trials, _ = files.write_report(url)
     summary = results.summarize(trials, "demo")
     assert (summary["n_failed"], summary["n_lost"]) == (1, 1)
     page = Path(written["pareto.html"]).read_text()
@@ -985,7 +985,7 @@ def test_a_pareto_json_of_an_earlier_avdis_still_reads(tmp_path: Path) -> None:
                                                                     "unvalidated")}
     Path(url, "pareto.json").write_text(json.dumps({**older, "hypervolume": None, "baseline": None}))
     assert results.read_pareto(url)["front"] == summary["front"]
-    assert "hypervolume <b id=\"hypervolume\">-</b>" in Path(plots.write_pages(url)["pareto.html"]).read_text()
+    assert "hypervolume <b id=\"hypervolume\">-</b>" in Path(files.write_pages(url)["pareto.html"]).read_text()
 
 
 @pytest.mark.parametrize("column", ["epochs", "order"])
@@ -1041,7 +1041,7 @@ def test_a_leakage_of_minus_infinity_is_a_named_error(tmp_path: Path, capsys) ->
 def test_no_trial_id_can_end_or_bend_the_pages_data_block() -> None:
     odd = [{**r, "trial_id": "x<!--<script>" if r["trial_id"] == "t1" else r["trial_id"]} for r in rows()]
     trials = results.to_table(odd).to_pandas()
-    page = plots.render_html(trials, results.summarize(trials, "demo"))
+    page = webpage.render_html(trials, results.summarize(trials, "demo"))
     block = re.search(r'<script id="avdis-data" type="application/json">(.*?)</script>', page, re.S)
     assert block and "<" not in block.group(1)
     assert "x<!--<script>" in {p["trial_id"] for p in json.loads(block.group(1))["points"]}
@@ -1056,7 +1056,7 @@ def test_leakage_below_zero_earns_no_area_beyond_the_box() -> None:
 def test_a_failed_trial_with_metrics_is_not_also_counted_as_unplaced() -> None:
     failed = [{**r, "status": "ERROR", "order": None} if r["trial_id"] == "t5" else r for r in rows()]
     trials = results.to_table(failed).to_pandas()
-    page = plots.render_html(trials, results.summarize(trials, "demo"))
+    page = webpage.render_html(trials, results.summarize(trials, "demo"))
     assert "2 failed" in page and "without both metrics" not in page
 
 
@@ -1118,14 +1118,14 @@ def test_a_configuration_drawn_twice_with_one_seed_is_one_seed() -> None:
 def test_the_paper_target_needs_a_baseline_that_leaks() -> None:
     """With the baseline's probe below chance (leakage -0.2), 13% less leakage was drawn at -0.174: more."""
     summary = {"baseline": {"emotion_acc": 0.7, "leakage": -0.2, "trials": ["t1"]}}
-    assert plots.target_point(summary) is None
-    assert plots.target_point({"baseline": {"emotion_acc": 0.7, "leakage": 0.5, "trials": ["t1"]}}) == (
+    assert view.target_point(summary) is None
+    assert view.target_point({"baseline": {"emotion_acc": 0.7, "leakage": 0.5, "trials": ["t1"]}}) == (
         pytest.approx(0.435), 0.7)
 
 
 def test_a_confirmed_point_of_one_seed_has_no_error_bar() -> None:
     """Its only other seed failed: a bar of zero length read as a sure point under 'seed means ± 95% CI'."""
-    assert plots._bars(pd.Series([0.02, None, np.nan])) == [0.02, None, None]
+    assert webpage._bars(pd.Series([0.02, None, np.nan])) == [0.02, None, None]
 
 
 def test_a_seed_means_error_bar_is_drawn_whole_on_the_page_and_the_png() -> None:
@@ -1138,8 +1138,8 @@ def test_a_seed_means_error_bar_is_drawn_whole_on_the_page_and_the_png() -> None
     (b,) = summary["front_points"]
     low, high = b["leakage"] - b["leakage_ci95"], b["leakage"] + b["leakage_ci95"]
     assert low < -1 and high > 1.5
-    page_low, page_high = plots.pareto_figure(plots.plotted(trials, summary), summary).layout.xaxis.range
-    png_low, png_high = plots.png_figure(trials, summary).axes[0].get_xlim()
+    page_low, page_high = webpage.pareto_figure(view.plotted(trials, summary), summary).layout.xaxis.range
+    png_low, png_high = image.png_figure(trials, summary).axes[0].get_xlim()
     assert page_low < low and page_high > high and png_low < low and png_high > high
 
 
@@ -1150,7 +1150,7 @@ def test_the_pngs_legend_fits_its_width() -> None:
     chosen = [{**r, "status": "STOPPED"} if r["trial_id"] == "d0" else r for r in chosen]
     trials = results.to_table(chosen).to_pandas()
     summary = results.summarize(trials, "demo")
-    fig = plots.png_figure(trials, summary)
+    fig = image.png_figure(trials, summary)
     fig.canvas.draw()
     (legend,) = fig.legends
     box = legend.get_window_extent()
@@ -1161,10 +1161,10 @@ def test_a_pareto_json_without_numbers_still_renders(tmp_path: Path) -> None:
     """A pareto.json edited to hold "hypervolume": null crashed the page (and the dashboard at start) on a TypeError."""
     trials = results.to_table(rows()).to_pandas()
     summary = {**results.summarize(trials, "demo"), "hypervolume": None, "reference": None}
-    page = plots.render_html(trials, summary)
+    page = webpage.render_html(trials, summary)
     assert '<b id="hypervolume">-</b>' in page and "emotion_acc = chance -" in page
     seed_means = {**summary, "front_basis": "seed_mean", "spread": None}  # read_pareto lets it through
-    assert "seed means ()" in plots.render_html(trials, seed_means)
+    assert "seed means ()" in webpage.render_html(trials, seed_means)
 
 
 def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Path, capsys) -> None:
@@ -1255,13 +1255,13 @@ def test_a_report_never_writes_an_older_summary_over_the_sweeps_newer_one(tmp_pa
         return summary
 
     monkeypatch.setattr(results, "summarize", summarize_then_record)
-    written, trials, _ = plots.write_report(url)
+    written, trials, _ = files.write_report(url)
     assert json.loads(Path(written["pareto.json"]).read_text())["n_running"] == 0  # the table's: none
     assert data_blob(Path(written["pareto.html"]).read_text())["counts"]["running"] == 0
     assert len(recorded) == 1 and not (trials["status"] == "RUNNING").any()
 
     monkeypatch.setattr(results, "summarize", lambda trials, sweep: summarize_then_record(trials, sweep, every=True))
-    assert plots.write_report(url).outrun == plots.outrun(url)
+    assert files.write_report(url).outrun == files.outrun(url)
     assert json.loads(Path(url, "pareto.json").read_text())["updated_at"] == recorded[-1]["updated_at"]
 
 
@@ -1292,16 +1292,16 @@ def test_a_report_beside_a_sweep_that_outruns_it_leaves_the_sweeps_own_report_an
     from avdis.cli import main
 
     url = str(tmp_path / "demo")
-    monkeypatch.setattr(plots, "REDRAWS", 2)  # each try is outrun alike; two keep the test short
-    drawn = plots._pages
+    monkeypatch.setattr(files, "REDRAWS", 2)  # each try is outrun alike; two keep the test short
+    drawn = files._pages
 
     def outrun_while_drawn(trials, *args):  # a draw the recorder outruns for certain, however loaded the machine
         pages, deadline = drawn(trials, *args), time.monotonic() + 60
-        while plots._still_read(url, trials, None) and time.monotonic() < deadline:
+        while files._still_read(url, trials, None) and time.monotonic() < deadline:
             time.sleep(0.02)
         return pages
 
-    monkeypatch.setattr(plots, "_pages", outrun_while_drawn)
+    monkeypatch.setattr(files, "_pages", outrun_while_drawn)
     recorder = subprocess.Popen([sys.executable, "-c", BUSY_RECORDER, url, json.dumps(rows())])
     try:
         deadline = time.monotonic() + 30
@@ -1311,7 +1311,7 @@ def test_a_report_beside_a_sweep_that_outruns_it_leaves_the_sweeps_own_report_an
     finally:
         recorder.terminate()
         recorder.wait(timeout=30)
-    assert f"avdis report: note: {plots.outrun(url)}" in capsys.readouterr().err
+    assert f"avdis report: note: {files.outrun(url)}" in capsys.readouterr().err
     kept = results.read_pareto(url)
     assert {**kept, "updated_at": None} == {**json.loads(json.dumps(json_safe(results.summarize(
         results.read_trials(url), "demo")))), "updated_at": None}
@@ -1323,5 +1323,5 @@ def test_a_png_draws_dollar_signs_in_names_as_written(tmp_path: Path) -> None:
     url = str(tmp_path / "cost$5_per_$run")
     results.write_trials(url, [{**r, "sweep": None, "method": "m$_$" if r["method"] == "orthogonal" else r["method"]}
                                for r in rows()])
-    written = plots.write_report(url).written
+    written = files.write_report(url).written
     assert png_info(Path(written["pareto.png"]).read_bytes())[2] >= 150

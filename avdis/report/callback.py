@@ -1,7 +1,7 @@
 """Keep a running sweep's report fresh: a Ray Tune callback that redraws its pages.
 
 It only reads `trials.parquet` and `pareto.json` (the sweep's recorder writes both) and
-rewrites pareto.html/png (`plots.write_pages`): within `every_s` seconds of a result or a
+rewrites pareto.html/png (`files.write_pages`): within `every_s` seconds of a result or a
 trial's end, no more often than that, and at once when Tune reports a trial failed and when the
 experiment ends. A render takes about a second of the driver's CPU (the PNG most of it), which
 the trials beside it lose: forced at every trial's end, a sweep of 16 trials rendered 16 times or
@@ -24,7 +24,7 @@ from ray.tune import Callback
 from avdis import results, storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError
-from avdis.report import plots
+from avdis.report import files
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ReportCallback(Callback):
             if not storage.exists(storage.join(self.sweep_url, results.TRIALS), self.s3):
                 results.check_folder(self.sweep_url, self.s3)
                 return False
-            plots.write_pages(self.sweep_url, self.s3)
+            files.write_pages(self.sweep_url, self.s3)
         except AvdisError as exc:
             self.failures += 1
             log.warning("report for %s not refreshed (%d failures so far): %s", self.sweep_url, self.failures, exc)

@@ -31,7 +31,7 @@ from avdis import results, storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError, UsageError
 from avdis.numbers import json_safe
-from avdis.report import plots
+from avdis.report import files, image, view, webpage
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class LiveReport:
 
     def _render(self) -> Snapshot:
         digest = self._digest()
-        trials, note = plots.load_trials(self.sweep_url, self.s3)
+        trials, note = view.load_trials(self.sweep_url, self.s3)
         if note is not None:  # said when the files change, not at every poll
             log.warning("%s", note)
         try:
@@ -108,8 +108,8 @@ class LiveReport:
         except results.ResultsError as exc:  # damaged: summarize the table here, as for none, and say so (the page
             summary = None  # needs only read access, so refusing to serve left a read-only user with nothing)
             note = "; ".join(filter(None, [note, f"{exc}; the page summarizes {results.TRIALS} itself meanwhile"]))
-        summary = summary or results.summarize(trials, plots.sweep_name(trials, self.sweep_url))
-        page = plots.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
+        summary = summary or results.summarize(trials, view.sweep_name(trials, self.sweep_url))
+        page = webpage.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
         self.checked = time.monotonic()
         return Snapshot(digest, page.encode(), summary, trials)
 
@@ -125,7 +125,7 @@ class LiveReport:
         snap = self.current()
         with self.lock:
             if snap.png is None:
-                snap.png = plots.render_png(snap.trials, snap.summary)
+                snap.png = image.render_png(snap.trials, snap.summary)
             return snap.png
 
 
@@ -145,12 +145,12 @@ def _handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             try:
-                if path in ("/", "/index.html", "/" + plots.HTML):
+                if path in ("/", "/index.html", "/" + files.HTML):
                     self._send(live.current().html, "text/html; charset=utf-8")
                 elif path == "/" + results.PARETO:
                     body = json.dumps(json_safe(live.current().summary)).encode()
                     self._send(body, "application/json")
-                elif path == "/" + plots.PNG:
+                elif path == "/" + files.PNG:
                     self._send(live.png(), "image/png")
                 elif path == "/healthz":
                     self._send(json.dumps({"status": "ok", "sweep": live.sweep_url}).encode(), "application/json")
