@@ -450,7 +450,9 @@ def test_a_flac_aiff_or_mp3_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
     with av.open(str(whole)) as container:  # where the frames start: a cut there leaves whole frames only
         starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
     data = whole.read_bytes()
-    for at in (starts[len(starts) // 2], starts[len(starts) // 2] + 40):  # at a frame's start, inside a frame
+    mid = starts[len(starts) // 2]
+    # at a frame's start, inside its header (an MP3's was a shorter clip: taken for bytes appended), inside a frame
+    for at in (mid, mid + 2, mid + 40):
         cut = tmp_path / f"cut{whole.suffix}"
         cut.write_bytes(data[:at])
         with pytest.raises(media.MediaError) as caught:
@@ -501,11 +503,13 @@ def test_an_mp3_with_bytes_appended_after_its_last_frame_is_read_whole(tmp_path,
     """Zeros or junk a tool appended after an MP3's last frame: ffmpeg handed them to the decoder as one more packet,
     which failed, and the whole file was "corrupt audio stream"; one with a Xing/Info header was "cut short" (more than
     a sixteenth appended, ffmpeg takes its length from its size, not from the header's count). A player passes over
-    them; so does decoding now."""
+    them; so does decoding now, however many (more than 64 KiB were still an error: "corrupt audio stream", with a
+    Xing header "cut short: its header declares 25.42 s"), random bytes too, in which a lone frame header turns up."""
     path = _encoded(tmp_path / "whole.mp3", "libmp3lame", {"write_xing": xing})
     data, n = path.read_bytes(), len(media.decode_audio(path, 16000))
     appended = tmp_path / "appended.mp3"
-    for tail in (bytes(32), bytes(len(data) // 8), b"\0tag" * 8):
+    junk = np.random.default_rng(0).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    for tail in (bytes(32), bytes(len(data) // 8), b"\0tag" * 8, bytes(70000), junk):
         appended.write_bytes(data + tail)
         assert abs(len(media.decode_audio(appended, 16000)) - n) < 400  # ffmpeg's own count of the encoder's delay
 

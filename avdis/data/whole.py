@@ -13,6 +13,7 @@ a boundary between two stays unseen).
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Callable
 from functools import partial
@@ -26,7 +27,7 @@ CUT_SHORT_S = 0.05  # a file missing more than this of what its header declares 
 # SoX's 0x7FFFF000, arecord's 0x7FFFFF00 and 0x80000000 (its 2 GiB cap), 0xFFFFFFFF (ffmpeg). No clip holds 2 GiB.
 OPEN_WAV_LENGTH = 0x7FFFF000
 HEAD_BYTES = 4096  # an EBML header may hold a Void element: its segment's size can sit past byte 64
-APPENDED_BYTES = 65536  # bytes after an MP3's last frame passed over (a tool's padding); more is no MP3 appended to
+SCAN_BYTES = 1 << 20  # bytes read at a time where frames are looked for in what follows an MP3's last
 
 
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
@@ -190,23 +191,39 @@ def _mpeg_frame_length(header: bytes, first: bytes) -> int | None:
 
 
 def mp3_frames_end(path: str | Path) -> int | None:
-    """Where an MP3's frames end when bytes in which no frame starts follow them to the end of the file (zeros or
-    junk a tool appended, up to `APPENDED_BYTES`): ffmpeg hands those to the decoder as one more packet, which fails
-    ("Invalid data found") where a player passes over it. None for a file of no MPEG audio, one whose frames run to
-    its end or past it (cut short), or one where a frame follows such bytes (damage inside the file)."""
+    """Where an MP3's frames end when bytes in which its frames do not start again follow them to the end of the file
+    (zeros or junk a tool appended, however many; `_frames_resume`): ffmpeg hands those to the decoder as one more
+    packet, which fails ("Invalid data found") where a player passes over it. None for a file of no MPEG audio, one
+    whose frames run to its end or past it (cut short), or one whose frames start again after such bytes (damage
+    inside the file)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         fh.seek(at := _id3_end(fh.read(10)))
         first = fh.read(4)
         if _mpeg_frame_length(first, first) is None:
             return None
-        while at < size and (unit := _mpeg_frame(fh, at, first)) is not None and unit[0] <= size:
+        while at < size and (unit := _mpeg_frame(fh, at, first)) is not None:
+            if unit[0] > size:  # cut short
+                return None
             at = unit[0]
-        if at >= size or size - at > APPENDED_BYTES:
-            return None
-        fh.seek(at)
-        rest = fh.read()
-    return None if any(c == 0xFF and _mpeg_frame_length(rest[i : i + 4], first) for i, c in enumerate(rest)) else at
+        return None if at >= size or _frames_resume(fh, at, size, first) else at
+
+
+def _frames_resume(fh: BinaryIO, at: int, size: int, first: bytes) -> bool:
+    """Whether frames of the stream whose first frame's header is `first` start again after `at`: two in a row, or
+    one that ends the file. One frame header alone proves nothing: random bytes hold one every ~150 KB or so."""
+    sync = re.compile(b"\xff[" + re.escape(bytes([first[1] & 0xFE, first[1] | 1])) + b"]")
+    for start in range(at, size, SCAN_BYTES):
+        fh.seek(start)
+        block = fh.read(SCAN_BYTES + 1)  # a header's first byte at the block's last sees its second
+        for found in sync.finditer(block):
+            unit = _mpeg_frame(fh, start + found.start(), first)
+            if unit is None or unit[1] or unit[0] > size:
+                continue
+            after = _mpeg_frame(fh, unit[0], first) if unit[0] < size else None
+            if unit[0] == size or (after is not None and not after[1]):
+                return True
+    return False
 
 
 def _mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
