@@ -601,7 +601,8 @@ def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_
     """A Matroska file written live (ffmpeg's -live 1, or into a pipe) leaves its segment's size open, a browser's
     recorder its clusters' too: a copy cut short was read to its end as a shorter clip. Each cluster, or each block
     of a cluster of open size, still says how long it is, and a copy cut short ends inside the last; one cut exactly
-    between two stays unseen. Bytes a tool appended say nothing."""
+    between two stays unseen. Bytes a tool appended say nothing, those whose first byte is an element's ID too (they
+    were called cut short): an ID the level does not hold, or first bytes no such element holds, end the walk."""
     path = _video(tmp_path / "live.mkv", "matroska", "libx264", {"live": "1"})
     data = path.read_bytes()
     cluster = b"\x1f\x43\xb6\x75"
@@ -615,8 +616,9 @@ def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_
         path.write_bytes(data)
     assert media.decode_video(path, 8)[1] == 16
     appended = tmp_path / "appended.mkv"
-    appended.write_bytes(data + b"\0tag" * 8)
-    assert whole.ends_past_file(appended) is None
+    for tail in (b"\0tag", b"\xa3tag junk", b"\xecjunk", b"\xe7junk"):  # a SimpleBlock's, Void's, Timestamp's ID
+        appended.write_bytes(data + tail * 8)
+        assert whole.ends_past_file(appended) is None, tail
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: data.rindex(cluster)])  # between two clusters
     assert 0 < media.decode_video(cut, 8)[1] < 16

@@ -80,7 +80,7 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
         if at == segment + 4:  # its size runs past what was read: unsaid
             return None
         with open(path, "rb") as fh:  # its size left open: its elements say how long each is
-            return _last_unit_past(fh, size, at, _matroska_element, "Matroska element")
+            return _last_unit_past(fh, size, at, _MatroskaElements(), "Matroska element")
     return None
 
 
@@ -259,38 +259,95 @@ def _adts_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     return None if length is None else (at + length, False)
 
 
-# The elements a Matroska segment holds, and a cluster's (a live writer leaves the sizes of both open: their
-# children follow one another); any other ID (bytes a tool appended, a second file joined on) ends the walk
-_CLUSTER = 0x1F43B675
-_MATROSKA_IDS = {
-    _CLUSTER, 0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469,  # segment's
-    0xE7, 0x5854, 0xA7, 0xAB, 0xA3, 0xA0, 0xAF,  # a cluster's: its timestamp, positions, blocks
-    0xEC, 0xBF,  # Void, CRC-32: in either
-}
+# The elements of a Matroska segment, and those of a cluster (a live writer leaves the sizes of both open: their
+# children follow one another, and a segment's element after a cluster's children ends the cluster); Void and CRC-32
+# may sit in either. Any other ID (bytes a tool appended, a second file joined on) ends the walk
+_CLUSTER, _TRACKS, _VOID, _CRC32, _BLOCK_GROUP, _SIMPLE_BLOCK = 0x1F43B675, 0x1654AE6B, 0xEC, 0xBF, 0xA0, 0xA3
+_SEGMENT_IDS = {_CLUSTER, _TRACKS, 0x114D9B74, 0x1549A966, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469}
+_CLUSTER_IDS = {0xE7, 0xA7, 0xAB, _SIMPLE_BLOCK, _BLOCK_GROUP}  # its timestamp, position, previous size, blocks
 
 
-def _matroska_element(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
-    """(where the Matroska element at `at` ends, or where the children of a cluster of open size start; whether the
-    file ends inside its ID or size first: then where those end). None where no element of a segment or cluster
-    starts there, or for another element of open size (its end unknown)."""
-    fh.seek(at)
-    head = fh.read(12)
-    if not head or head[0] < 0x10:  # an ID is 1 to 4 bytes wide
-        return None
-    width = 9 - head[0].bit_length()
-    if len(head) < width:
-        known = any(i.to_bytes(4, "big").lstrip(b"\0").startswith(head) for i in _MATROSKA_IDS)
-        return (at + width, True) if known else None
-    if int.from_bytes(head[:width], "big") not in _MATROSKA_IDS:
-        return None
-    length, start = _vint(head, width)
-    if start == width:  # the file ends before or inside its size (or no size starts there)
-        if len(head) == width:
-            return at + width + 1, True
-        return (at + width + 9 - head[width].bit_length(), True) if head[width] else None
-    if length is None:
-        return (at + start, False) if head[:width] == _CLUSTER.to_bytes(4, "big") else None
-    return at + start + length, False
+class _MatroskaElements:
+    """Walks the elements of a Matroska segment of open size (`_last_unit_past`'s `unit_end`): where the element at
+    `at` ends, or where the children of a cluster of open size start; whether the file ends inside its ID or size
+    first (then where those end). None where no element starts there: an ID the level does not hold, or one whose
+    first bytes are not what such an element holds (a block of no track in the segment's Tracks, reserved flag bits
+    set; a CRC-32 of other than 4 bytes, a number of more than 8, a Void not of zeros): bytes a tool appended, which
+    may begin with an ID's byte; also another element of open size (its end unknown)."""
+
+    def __init__(self) -> None:
+        self.tracks: set[int] = set()  # the track numbers its Tracks lists
+        self.in_cluster = False  # inside a cluster of open size
+
+    def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+        fh.seek(at)
+        head = fh.read(12)
+        if not head or head[0] < 0x10:  # an ID is 1 to 4 bytes wide
+            return None
+        width = 9 - head[0].bit_length()
+        ids = _SEGMENT_IDS | {_VOID, _CRC32} | (_CLUSTER_IDS if self.in_cluster else set())
+        if len(head) < width:
+            known = any(i.to_bytes(4, "big").lstrip(b"\0").startswith(head) for i in ids)
+            return (at + width, True) if known else None
+        ident = int.from_bytes(head[:width], "big")
+        if ident not in ids:
+            return None
+        self.in_cluster = self.in_cluster and ident not in _SEGMENT_IDS
+        length, start = _vint(head, width)
+        if start == width:  # the file ends before or inside its size (or no size starts there)
+            if len(head) == width:
+                return at + width + 1, True
+            return (at + width + 9 - head[width].bit_length(), True) if head[width] else None
+        if length is None:
+            self.in_cluster = ident == _CLUSTER
+            return (at + start, False) if self.in_cluster else None
+        fh.seek(at + start)
+        body = fh.read(length if ident == _TRACKS else min(length, 16))
+        if not self._holds(ident, length, body):
+            return None
+        if ident == _TRACKS:
+            self.tracks = {int.from_bytes(number, "big") for kind, entry in _ebml_children(body) if kind == 0xAE
+                           for field, number in _ebml_children(entry) if field == 0xD7}
+        return at + start + length, False
+
+    def _holds(self, ident: int, length: int, body: bytes) -> bool:
+        """Whether an element `ident` of `length` bytes may begin with `body` (what the file holds of its first)."""
+        if ident == _CRC32:
+            return length == 4
+        if ident in (0xE7, 0xA7, 0xAB):  # unsigned numbers
+            return length <= 8
+        if ident == _VOID:  # writers fill it with zeros
+            return not body.strip(b"\0")
+        if ident == _SIMPLE_BLOCK:
+            return self._block(body, 0x70)
+        if ident == _BLOCK_GROUP and body:  # its Block first, as ffmpeg writes it
+            at = _vint(body, 1)[1]
+            return body[0] == 0xA1 and (at == 1 or self._block(body[at:], 0xF0))
+        return True
+
+    def _block(self, body: bytes, reserved: int) -> bool:
+        """Whether `body` may begin a block: its track number (an EBML number) one the segment's Tracks lists, then a
+        16-bit timestamp, then flags whose `reserved` bits are 0."""
+        if not body:
+            return True
+        width = 9 - body[0].bit_length()
+        if width > 8 or len(body) < width:
+            return width <= 8
+        number = int.from_bytes(body[:width], "big") & ((1 << (7 * width)) - 1)
+        return number in self.tracks and (len(body) <= width + 2 or not body[width + 2] & reserved)
+
+
+def _ebml_children(data: bytes) -> list[tuple[int, bytes]]:
+    """(ID, body) of the EBML elements one after another in `data` (a parent's body), up to one that does not fit."""
+    children, at = [], 0
+    while at < len(data) and data[at] >= 0x10:
+        width = 9 - data[at].bit_length()
+        length, start = _vint(data, at + width)
+        if length is None or start + length > len(data):
+            break
+        children.append((int.from_bytes(data[at : at + width], "big"), data[start : start + length]))
+        at = start + length
+    return children
 
 
 def _last_unit_past(fh: BinaryIO, size: int, at: int,
