@@ -17,6 +17,10 @@ from avdis.config import FeatureConfig
 from avdis.data import media, whole
 
 FPS = 12  # the source's frame rate; features are taken at 8 fps
+# what a file that ends inside one of its parts is told: a copy cut short, or a recording never closed
+CUT_ADVICE = ("an interrupted copy or download (copy it again), or a recording stopped before it was closed (its end "
+              "is lost: re-encode what it holds, ffmpeg -i IN OUT, and list that, or leave it out)")
+ADVICE = re.escape(CUT_ADVICE)
 
 
 def write(path: Path, frames: np.ndarray, pts=lambda i: i, audio_start: int = 0, sar=None, seconds: float = 2.0,
@@ -494,7 +498,7 @@ def test_an_mp3_without_a_xing_header_cut_inside_a_frame_is_a_named_reject(tmp_p
         with pytest.raises(media.MediaError) as caught:
             media.decode_audio(cut, 16000)
         assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MPEG audio frame( header)?, which "
-                            r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
+                            rf"runs to byte \d+: {ADVICE}",
                             caught.value.reason), caught.value.reason
 
 
@@ -540,8 +544,8 @@ def test_an_mp4_cut_short_before_its_index_is_named_not_unopenable(tmp_path):
     for decode in (lambda: media.decode_video(cut, 8), lambda: media.decode_audio(cut, 16000)):
         with pytest.raises(media.MediaError) as caught:
             decode()
-        assert re.fullmatch(r"cut short: the file ends at byte 900, inside its MP4 box, which runs to byte \d+ \(an "
-                            r"interrupted copy or download\); copy it again", caught.value.reason), caught.value.reason
+        assert re.fullmatch(rf"cut short: the file ends at byte 900, inside its MP4 box, which runs to byte \d+: "
+                            rf"{ADVICE}", caught.value.reason), caught.value.reason
 
 
 def _video(path: Path, container: str, codec: str, options: dict[str, str] | None = None) -> Path:
@@ -560,7 +564,8 @@ def test_a_fragmented_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_pat
     """A fragmented MP4 (a fragment per key frame: its moov lists none of them, or the first alone) is indexed as
     ffmpeg reads its fragments: a copy cut short after a fragment's video was read as a shorter clip (4 frames of
     17), and one cut inside a later fragment's moof gave both tracks shorter, its index holding no packet past the
-    end. Its top-level boxes still say how long each is; a cut exactly between two stays unseen."""
+    end. Its top-level boxes still say how long each is; a cut exactly between two stays unseen. A recorder stopped
+    before it closed the file leaves the same, which no copy makes whole: the advice says what to do for either."""
     path = write(tmp_path / "frag.mp4", flat(24), options={"movflags": movflags}, gop=4)
     assert media.decode_video(path, 8)[1] >= 16 and len(media.decode_audio(path, 16000)) >= 32000
     data = path.read_bytes()
@@ -574,8 +579,8 @@ def test_a_fragmented_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_pat
         for read in (lambda p: media.decode_video(p, 8), lambda p: media.decode_audio(p, 16000)):
             with pytest.raises(media.MediaError) as caught:
                 read(cut)
-            assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MP4 box, which runs to byte \d+ "
-                                r"\(an interrupted copy or download\); copy it again",
+            assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its MP4 box, which runs to byte \d+: "
+                                rf"{ADVICE}",
                                 caught.value.reason), caught.value.reason
 
 
@@ -592,7 +597,7 @@ def test_an_avi_or_matroska_file_cut_short_is_a_named_reject_not_a_shorter_clip(
     with pytest.raises(media.MediaError) as caught:
         media.decode_video(cut, 8)
     assert re.fullmatch(rf"cut short: the file ends at byte \d+, inside its {what}, which runs to byte "
-                        rf"{len(path.read_bytes())} \(an interrupted copy or download\); copy it again",
+                        rf"{len(path.read_bytes())}: {ADVICE}",
                         caught.value.reason), caught.value.reason
 
 
@@ -628,7 +633,7 @@ def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_
             with pytest.raises(media.MediaError) as caught:
                 read(cut)
             assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its Matroska element( header)?, which "
-                                r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
+                                rf"runs to byte \d+: {ADVICE}",
                                 caught.value.reason), caught.value.reason
 
 
@@ -687,7 +692,7 @@ def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
             with pytest.raises(media.MediaError) as caught:
                 read(cut)
             assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its {what}( header)?, which runs to "
-                                r"byte \d+ \(an interrupted copy or download\); copy it again",
+                                rf"byte \d+: {ADVICE}",
                                 caught.value.reason), caught.value.reason
 
 
@@ -711,7 +716,7 @@ def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
         with pytest.raises(media.MediaError) as caught:
             media.decode_audio(cut, 16000)
         assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its AAC \(ADTS\) frame( header)?, which "
-                            r"runs to byte \d+ \(an interrupted copy or download\); copy it again",
+                            rf"runs to byte \d+: {ADVICE}",
                             caught.value.reason), caught.value.reason
 
 
@@ -728,7 +733,7 @@ def test_a_caf_or_au_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_pat
     with pytest.raises(media.MediaError) as caught:
         media.decode_audio(cut, 16000)
     assert caught.value.reason == (f"cut short: the file ends at byte {len(data) * 6 // 10}, inside its {what}, which "
-                                   f"runs to byte {len(data)} (an interrupted copy or download); copy it again")
+                                   f"runs to byte {len(data)}: {CUT_ADVICE}")
     raw = bytearray(cut.read_bytes())
     at, width = (raw.index(b"data") + 4, 8) if suffix == "caf" else (8, 4)
     raw[at : at + width] = b"\xff" * width

@@ -99,9 +99,14 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
 
 
 def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:
+    """A file that ends inside one of its parts: a copy cut short, or a recording whose writer stopped before closing
+    it (a recorder that crashed while writing a fragmented MP4, a live Matroska file, an MP3, an Ogg file), which no
+    copy makes whole."""
     what, end, size = cut
-    return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte {end} (an "
-                            "interrupted copy or download); copy it again")
+    return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte {end}: an "
+                            "interrupted copy or download (copy it again), or a recording stopped before it was closed "
+                            "(its end is lost: re-encode what it holds, ffmpeg -i IN OUT, and list that, or leave it "
+                            "out)")
 
 
 def _start(stream: av.stream.Stream) -> float:

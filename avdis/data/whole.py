@@ -1,13 +1,13 @@
 """Whether a media file is whole: the length its container or header declares against what the file holds.
 
-ffmpeg reads most files cut short (an interrupted copy or download) to their end without an error, as a shorter clip:
-a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4 whose index places packets past the end (or,
-fragmented, whose last box runs past it), an AVI or Matroska file whose RIFF chunk or segment runs past it. Each check
-here returns what was declared and what is held, or None for a whole file or one whose header leaves its length open
-(a writer into a pipe); `media` rejects the clip naming both. An Ogg or FLV file, an MP3 without a Xing/Info header (a
-CBR encode) or a Matroska file written live (its segment's size left open) says no length in its header, but each of
-its pages, tags, frames or elements says how long it is, and a copy cut short ends inside the last (one cut exactly at
-a boundary between two stays unseen).
+ffmpeg reads most files cut short (an interrupted copy or download; a recording stopped before its writer closed it)
+to their end without an error, as a shorter clip: a WAV, AIFF, FLAC or MP3 whose header declares more audio, an MP4
+whose index places packets past the end (or, fragmented, whose last box runs past it), an AVI or Matroska file whose
+RIFF chunk or segment runs past it. Each check here returns what was declared and what is held, or None for a whole
+file or one whose header leaves its length open (a writer into a pipe); `media` rejects the clip naming both. An Ogg
+or FLV file, an MP3 without a Xing/Info header (a CBR encode) or a Matroska file written live (its segment's size left
+open) says no length in its header, but each of its pages, tags, frames or elements says how long it is, and a file
+cut short ends inside the last (one cut exactly at a boundary between two stays unseen).
 """
 
 from __future__ import annotations
