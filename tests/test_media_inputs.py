@@ -565,10 +565,15 @@ def test_a_fragmented_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_pat
     ffmpeg reads its fragments: a copy cut short after a fragment's video was read as a shorter clip (4 frames of
     17), and one cut inside a later fragment's moof gave both tracks shorter, its index holding no packet past the
     end. Its top-level boxes still say how long each is; a cut exactly between two stays unseen. A recorder stopped
-    before it closed the file leaves the same, which no copy makes whole: the advice says what to do for either."""
+    before it closed the file leaves the same, which no copy makes whole: the advice says what to do for either.
+    Bytes a tool appended say nothing, text too, whose first 8 bytes read as a box's size and type (it was called cut
+    short)."""
     path = write(tmp_path / "frag.mp4", flat(24), options={"movflags": movflags}, gop=4)
     assert media.decode_video(path, 8)[1] >= 16 and len(media.decode_audio(path, 16000)) >= 32000
     data = path.read_bytes()
+    appended = tmp_path / "appended.mp4"
+    appended.write_bytes(data + b"Recorded with Some App 1.2\n")
+    assert media.decode_video(appended, 8)[1] >= 16 and len(media.decode_audio(appended, 16000)) >= 32000
     fragments = [m.start() - 4 for m in re.finditer(b"moof", data)]
     assert len(fragments) >= 5
     cut = tmp_path / "cut.mp4"

@@ -31,6 +31,10 @@ SCAN_BYTES = 1 << 20  # bytes read at a time where frames are looked for in what
 
 
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
+# The top-level boxes of an MP4 (ISO BMFF, QuickTime, fragmented): only one of these running past the end is a cut;
+# another type there is bytes a tool appended (text, a vendor's trailer) that happen to read as a box's size and type
+_MP4_BOXES = _FIRST_BOXES | {b"moof", b"mfra", b"sidx", b"ssix", b"styp", b"emsg", b"prft", b"uuid", b"meta", b"pdin",
+                             b"pnot"}
 
 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
@@ -89,7 +93,7 @@ def _mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
     unless an index (moov) listing every packet came whole before it: `index_past_end` then tells which track lost
     its end. A fragmented MP4's index (its moov holds an mvex: ffmpeg's -movflags frag_keyframe, a recorder's) lists
     only the fragments read so far: a copy cut short in a later one was a shorter clip. None also where no box
-    starts (bytes a tool appended)."""
+    starts, or one of a type no MP4 holds at its top runs past the end (bytes a tool appended)."""
     at, indexed = 0, False
     while at + 8 <= size:
         fh.seek(at)
@@ -100,7 +104,7 @@ def _mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
         if length < 8 or not all(32 <= c < 127 for c in kind):  # 0: the box runs to the end of the file, as it is
             return None
         if at + length > size:
-            return None if indexed else ("MP4 box", at + length, size)
+            return None if indexed or kind not in _MP4_BOXES else ("MP4 box", at + length, size)
         if kind in (b"moov", b"moof"):
             indexed = kind == b"moov" and b"mvex" not in _mp4_children(fh, at + header, at + length)
         at += length
