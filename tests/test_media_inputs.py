@@ -729,10 +729,14 @@ def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
 def test_a_caf_or_au_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, suffix, what):
     """A CAF (Apple's Core Audio Format) or an AU file cut short was read to its end without an error, as a shorter
     clip (1.2 s of 2 s), though its header says how long its data is, as a WAV's does; a size left open (a writer
-    into a pipe: CAF's -1, AU's all bits set) says nothing."""
+    into a pipe: CAF's -1, AU's all bits set) says nothing, nor does text a tool appended (a CAF's was called cut
+    short, read as a chunk 'Reco' of 8e18 bytes)."""
     path = _encoded(tmp_path / f"voice.{suffix}", "pcm_s16be")
     assert len(media.decode_audio(path, 16000)) == 32000
     data = path.read_bytes()
+    appended = tmp_path / f"appended.{suffix}"
+    appended.write_bytes(data + b"Recorded with Some App 1.2\n")
+    assert len(media.decode_audio(appended, 16000)) >= 32000
     cut = tmp_path / f"cut.{suffix}"
     cut.write_bytes(data[: len(data) * 6 // 10])
     with pytest.raises(media.MediaError) as caught:

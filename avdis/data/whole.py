@@ -122,19 +122,24 @@ def _mp4_children(fh: BinaryIO, at: int, end: int) -> list[bytes]:
     return kinds
 
 
+# The chunk types Apple's Core Audio Format defines
+_CAF_CHUNKS = {b"desc", b"data", b"pakt", b"chan", b"kuki", b"strg", b"mark", b"regn", b"inst", b"midi", b"ovvw",
+               b"peak", b"edct", b"uuid", b"info", b"umid", b"free"}
+
+
 def _caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
     """("CAF chunk", the byte it runs to, the size) for the chunk of a CAF file that runs past the end of the file;
-    None for a whole one, or where a chunk's size is left open (-1: its data runs to the end of the file) or no chunk
-    starts."""
-    at = 8  # after its type and version
+    None for a whole one, or where a chunk's size is left open (-1: its data runs to the end of the file), no chunk
+    starts, or one of a type CAF does not define runs past the end (bytes a tool appended: text reads as a chunk)."""
+    at, kind = 8, b""  # after its type and version
     while at + 12 <= size:
         fh.seek(at)
         chunk = fh.read(12)
-        length = int.from_bytes(chunk[4:12], "big", signed=True)
-        if length < 0 or not all(32 <= c < 127 for c in chunk[:4]):  # no chunk (bytes a tool appended)
+        length, kind = int.from_bytes(chunk[4:12], "big", signed=True), chunk[:4]
+        if length < 0 or not all(32 <= c < 127 for c in kind):  # no chunk (bytes a tool appended)
             return None
         at += 12 + length
-    return ("CAF chunk", at, size) if at > size else None
+    return ("CAF chunk", at, size) if at > size and kind in _CAF_CHUNKS else None
 
 
 def _ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
