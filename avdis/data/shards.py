@@ -253,8 +253,10 @@ def _file_stamp(path: str) -> str:
 # an Ogg or FLV file cut short (its last page or tag runs past the end of the file). 13: nor an MP3 without a
 # Xing/Info header, a Matroska file written live, a fragmented MP4, a CAF or an AU file cut short (its last frame,
 # element, box or chunk does); an MP3 with bytes appended after its last frame is a clip again (it was "corrupt audio
-# stream" or "cut short").
-DECODING = 13
+# stream" or "cut short"). 14: so is one with more than 64 KiB appended, a Matroska file written live with bytes
+# appended that begin with an element's ID and a fragmented MP4 or a CAF file with text appended (each was "cut
+# short"); a Xing MP3 cut inside a frame's header is no clip (it was a shorter one).
+DECODING = 14
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
