@@ -56,6 +56,70 @@ def test_deepspeed_bf16_trains_every_input_of_the_model(tiny_shards, tmp_path, m
     assert engine.compute_dtype(cfg.train) == torch.bfloat16 and math.isfinite(history[-1]["loss"])
 
 
+def test_a_trial_on_shards_made_again_since_the_sweep_started_stops_before_training(tiny_corpus, tiny_shards, tmp_path,
+                                                                                    monkeypatch):
+    """Each trial opens the manifest as it starts, and nothing compared it with the hash its sweep recorded: a trial
+    started after `avdis preprocess` made data.shards again mid-sweep trained on other shards than the first trials,
+    and the front mixed the two; one started while the build ran was told to run `avdis preprocess` first (seen in a
+    sweep of 2 trials, its shards made again while the first trained)."""
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
+    from avdis.data.shards import manifest_hash
+    from avdis.data.stream import ShardsRebuilt
+    from avdis.tune import sweep, trial
+
+    from conftest import TINY
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    shards = str(tmp_path / "shards")
+    synthetic_shards(SynthConfig(**TINY), tiny_corpus, shards, shard_size=8)  # the same corpus, made again
+    cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [f"data.shards={shards}", "train.epochs=1"])
+    sweep_url = str(tmp_path / "sweep")
+    sweep.record_spec(sweep_url, cfg, manifest_hash(tiny_shards))  # as the sweep recorded them when it started
+    was = rf"^{shards}: its shards were made again while this sweep ran \(manifest {manifest_hash(tiny_shards)} when "
+    with pytest.raises(ShardsRebuilt, match=was + rf"the sweep started \(its sweep.json\), {manifest_hash(shards)} "):
+        loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg))
+    (tmp_path / "shards" / "manifest.parquet").unlink()  # a build under way: it was "run `avdis preprocess` first"
+    with pytest.raises(ShardsRebuilt, match=was + r"the sweep started \(its sweep.json\), none whole \(a build under"):
+        loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg))
+    assert not (tmp_path / "run").exists()  # nothing trained
+
+
+RANK = """
+import sys, torch.distributed as dist
+from avdis.data.stream import ShardsRebuilt
+from avdis.config import DataConfig, S3Config
+from avdis.train import loop
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method=sys.argv[2], rank=rank, world_size=2)
+try:
+    loop.open_checked(DataConfig(shards=sys.argv[3 + rank]), S3Config(), None)
+except ShardsRebuilt as exc:
+    print(exc)
+dist.destroy_process_group()
+"""
+
+
+def test_ranks_of_one_run_that_opened_other_shards_all_stop(tiny_corpus, tiny_shards, tmp_path):
+    """A run's ranks each open the manifest as they start: shards made again between two ranks' starts had one epoch's
+    batches drawn from two builds. Each rank (two gloo processes) now stops, saying which manifests were opened."""
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
+    from avdis.data.shards import manifest_hash
+
+    from conftest import TINY
+
+    again = str(tmp_path / "shards")
+    synthetic_shards(SynthConfig(**TINY), tiny_corpus, again, shard_size=8)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK, str(r), f"file://{tmp_path}/store", tiny_shards, again],
+                              env=env, stdout=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in ranks]
+    assert [p.returncode for p in ranks] == [0, 0]
+    hashes = ", ".join(sorted([manifest_hash(tiny_shards), manifest_hash(again)]))
+    assert all(f"its workers opened manifests {hashes}" in out for out in outs), outs
+
+
 def epochs_reported(sweep: Path) -> int:
     path = sweep / "trials.parquet"
     if not path.exists():

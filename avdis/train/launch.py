@@ -125,13 +125,16 @@ def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None 
     )
 
 
-def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = None):
-    """The TorchTrainer for one run (a sweep trial builds the same)."""
+def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = None,
+            data_hash: str | None = None):
+    """The TorchTrainer for one run (a sweep trial builds the same, with `data_hash` its sweep's data's, which
+    its ranks check: `loop.open_checked`)."""
     from ray.train.torch import TorchTrainer
 
     return TorchTrainer(
         loop.train_worker,
-        train_loop_config={"config": cfg.model_dump(mode="json"), "run_url": storage.join(storage_url, name)},
+        train_loop_config={"config": cfg.model_dump(mode="json"), "run_url": storage.join(storage_url, name),
+                           "manifest_hash": data_hash},
         scaling_config=scaling_config(cfg),
         run_config=run_config(cfg, storage_url, name, [stop_on_input_fault(), *(callbacks or [])]),
     )

@@ -27,8 +27,9 @@ from pyarrow.fs import FileType
 
 from avdis import storage
 from avdis.config import OBJECTIVES, SELECTION, Config, DataConfig, S3Config
-from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, SkipStats, check_skip_rate, epoch_batches,
-                               open_dataset)
+from avdis.data.shards import MANIFEST, PreprocessError
+from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, ShardsRebuilt, SkipStats, check_skip_rate,
+                               epoch_batches, open_dataset)
 from avdis.errors import AvdisError, UsageError
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, build_model, count_parameters
@@ -196,6 +197,40 @@ def _maybe_fail(step: int, rank: int, world: int) -> None:
     os._exit(1)
 
 
+def open_checked(data: DataConfig, s3: S3Config, recorded: str | None) -> DatasetInfo:
+    """`open_dataset`, stopped (ShardsRebuilt, on every rank alike) where the shards this worker opened are not those
+    the sweep started on (`recorded`, its sweep.json's manifest hash) or those its run's other ranks opened, or where
+    a build has removed their manifest since: each trial and each rank reads the manifest as it starts, so a sweep's
+    trials started after `avdis preprocess` made data.shards again trained on other data than its first trials, and
+    one front mixed the two (a run's ranks, one epoch's batches); one started during the build was told to run
+    `avdis preprocess` first."""
+    try:
+        info: DatasetInfo | None = open_dataset(data, s3)
+    except PreprocessError as exc:
+        if storage.exists(storage.join(data.shards, MANIFEST), s3):  # one that is there but unreadable
+            raise
+        info, missing = None, exc
+    opened: list[Any] = [info.manifest_hash if info is not None else None]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        opened = [None] * dist.get_world_size()
+        dist.all_gather_object(opened, info.manifest_hash if info is not None else None)
+    want = recorded or opened[0]
+    if info is not None and set(opened) == {want}:
+        return info
+    if recorded is None and set(opened) == {None}:  # no shards, and no sweep that started on some
+        raise missing
+    said = ", ".join(h or "none whole (a build under way, or deleted)" for h in sorted(set(opened) - {want}, key=str))
+    when = (f"manifest {want} when the sweep started (its sweep.json), {said} when this trial opened them"
+            if recorded else f"its workers opened manifests {', '.join(h or 'none' for h in sorted(set(opened), key=str))}")
+    raise ShardsRebuilt(
+        f"{data.shards}: its shards were made again while this {'sweep' if recorded else 'run'} ran ({when}). "
+        + ("A sweep's trials train on the data it started with, and its front would mix the two: this trial stops "
+           "before training; start a new sweep (sweep.name=...) on the shards as they are now; "
+           if recorded else "A run's workers must read the same shards: it stops before training; run it again "
+           "once the build is done; ")
+        + "do not rebuild shards a run or sweep is reading")
+
+
 def _broadcast(obj: Any, rank: int) -> Any:
     if dist.is_initialized() and dist.get_world_size() > 1:
         box = [obj if rank == 0 else None]
@@ -335,8 +370,10 @@ def probed(cfg: Config, epoch: int) -> bool:
     return epoch == cfg.train.epochs or bool(every and epoch % every == 0)
 
 
-def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> list[dict[str, Any]]:
-    """Train `cfg` on this worker; returns the metric history (one dict per epoch)."""
+def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
+        recorded: str | None = None) -> list[dict[str, Any]]:
+    """Train `cfg` on this worker; returns the metric history (one dict per epoch). `recorded`: the manifest hash
+    of the data a sweep started on (its sweep.json's), which this trial's shards must still hold."""
     rank, world = reporter.rank, reporter.world
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
@@ -344,7 +381,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter) -> li
         # a Ray worker or trial uses the CPUs it reserved: left to the process it was started in, the thread count
         # varies from run to run, and so do the last bits of every training sum
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
-    info = open_dataset(cfg.data, cfg.s3)
+    info = open_checked(cfg.data, cfg.s3, recorded)
     check_modalities(cfg.model.modality, info.modalities, info.url)
     n_emo, n_spk = len(info.emotions), len(info.speakers)
     model = build_model(cfg.model, info.features, n_emo, n_spk)
@@ -479,6 +516,7 @@ def check_accumulation(info: DatasetInfo, cfg: Config, world: int) -> None:
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point; `config` = {"config": Config as JSON dict, "run_url": str}."""
+    """Ray Train entry point; `config` = {"config": Config as JSON dict, "run_url": str, "manifest_hash": the sweep's
+    recorded one, or None}."""
     cfg = Config.model_validate(config["config"])
-    run(cfg, RayReporter(config["run_url"], cfg))
+    run(cfg, RayReporter(config["run_url"], cfg), config.get("manifest_hash"))

@@ -19,6 +19,7 @@ reported once more instead.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from avdis import results, storage
@@ -42,13 +43,21 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, chec
     if final is not None:
         ray.tune.report(final)
         return
+    recorded = recorded_data(sweep_url, cfg)
     if cfg.train.in_process:  # one worker: no Ray Train, Tune holds its checkpoints
         with solo_group(cfg.train):
-            loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg))
+            loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg), recorded)
         return
     relay = TrainToTune()
-    trainer = launch.trainer(cfg, storage.join(checkpoints_url, TRIALS_DIR), trial_id, callbacks=[relay])
+    trainer = launch.trainer(cfg, storage.join(checkpoints_url, TRIALS_DIR), trial_id, callbacks=[relay],
+                             data_hash=recorded)
     relay.run(trainer.fit)  # Train V2's fit() raises when the run fails
+
+
+def recorded_data(sweep_url: str, cfg: Config) -> str:
+    """The manifest hash of the data the sweep started on, as its driver recorded it in sweep.json: every trial (and
+    each of its ranks) checks the shards it opens against it (`loop.open_checked`)."""
+    return json.loads(storage.read_bytes(storage.join(sweep_url, results.SPEC), cfg.s3))["manifest_hash"]
 
 
 def finished_result(sweep_url: str, trial_id: str, cfg: Config) -> dict[str, Any] | None:
