@@ -15,7 +15,7 @@ import select
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Iterator, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
@@ -34,26 +34,49 @@ SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num
                         "sweep.space.methods=[multitask,adversarial]; they may come before, between or after the "
                         "options (method.name and method.weight are drawn per trial from sweep.space; "
                         "train.storage and train.name are the sweep's to set)")
-PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these; "
-                             "others are refused), e.g. data.modality=audio data.shard_size=32")
+PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these, and of "
+                             "data only the settings listed below; others are refused), e.g. data.modality=audio "
+                             "data.shard_size=32")
 MODEL_OVERRIDES_HELP = ("model and data overrides applied after the file (the presets' sizes use only these; others are "
                         "refused), e.g. model.emb_dim=32 model.modality=audio data.features.n_mels=64")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
 
-# the config sections each command reads: an override of another is refused (accepted, it changed nothing)
+# the settings each command reads, by section or by dotted setting (a section's settings all): an override of another
+# is refused (accepted, it changed nothing). Preprocessing reads the data settings that make the shards, not those a
+# run reads them with (data.loader, data.split.scheme and .fold)
 READS = {
-    "preprocess": ("data", "ray", "s3"),
+    "preprocess": (*(key.rstrip(".") for key in C.MADE_WITH_SHARDS), "ray", "s3"),
     "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
     "report": ("s3",), "dashboard": ("s3",),
     "model": ("data", "model"),  # the presets' sizes: model.* and the input shapes of data.features
 }
 
 
-def _read_by(section: str) -> str:
-    """The commands that read `section` (a sweep reads every one), for a refusal to name."""
-    return " or ".join(f"avdis {c}" for c in [*(c for c, r in READS.items() if section in r), "sweep"])
+def _reads(reads: tuple[str, ...], path: str) -> bool:
+    """Whether a command reading `reads` (`READS`) reads the setting or section at dotted `path`: one it names, one
+    under one it names, or a section holding one it names."""
+    return any(path == r or path.startswith(f"{r}.") or r.startswith(f"{path}.") for r in reads)
+
+
+def _read_by(path: str) -> str:
+    """The commands that read `path` (a sweep reads every one), for a refusal to name."""
+    return " or ".join(f"avdis {c}" for c in [*(c for c, r in READS.items() if _reads(r, path)), "sweep"])
+
+
+_SETTINGS = tuple(key for key, _ in C.settings(C.Config))
+
+
+def _set(tree: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """The dotted paths of the settings an override sets (`C.parse_overrides`' tree), down to a setting (whose value
+    may be a dict) or to a name the schema lacks, which validation names."""
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and any(k.startswith(f"{path}.") for k in _SETTINGS):
+            yield from _set(value, f"{path}.")
+        else:
+            yield path
 
 
 def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = None) -> C.Config:
@@ -65,8 +88,9 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
     reads = READS.get(args.command)
     for override in args.overrides:
         sets = C.parse_overrides([override])  # by its dotted key or inside a section's value (sweep={name: x})
-        # a section Config lacks (trian.epochs=3) is left to validation, which names it and the one it is nearest
-        unread = sorted((set(sets) - set(reads)) & set(C.Config.model_fields)) if reads is not None else []
+        # a name Config lacks (trian.epochs=3) is left to validation, which names it and the one it is nearest
+        unread = [path for path in _set(sets) if reads is not None and not _reads(reads, path)
+                  and _reads(_SETTINGS, path)]
         if unread:
             raise C.ConfigError(f"{override}: avdis {args.command} uses only the {', '.join(reads)} settings; "
                                 f"{unread[0]} would change nothing here (give it to {_read_by(unread[0])})")
@@ -338,24 +362,25 @@ def _takes(key: str, field: FieldInfo) -> str:
     return " | ".join(map(str, get_args(literal[0]))) if literal else _bounds(field)
 
 
-def _settings(model: type[C.BaseModel], prefix: str = "") -> list[str]:
-    """One line per setting under `model`: its dotted key, its default and what it takes (choices or range)."""
+def _settings(reads: tuple[str, ...] | None) -> list[str]:
+    """One line per setting a command reading `reads` reads (`READS`; None: every one): its dotted key, its default
+    and what it takes (choices or range)."""
     lines = []
-    for key, field in C.settings(model, prefix):
+    for key, field in C.settings(C.Config):
+        if reads is not None and not _reads(reads, key):
+            continue
         takes = _takes(key, field)
         default = json.dumps(_default(field), separators=(", ", ": "))
         lines.append(f"  {key} = {default}" + (f"  ({takes})" if takes else ""))
     return lines
 
 
-def settings_help(sections: tuple[str, ...] | None = None) -> str:
-    """The settings a config file or a key=value override can give, for a command's --help epilog."""
-    fields = C.Config.model_fields
+def settings_help(reads: tuple[str, ...] | None = None) -> str:
+    """The settings a config file or a key=value override can give, for a command's --help epilog: those it reads
+    (`READS`), or all."""
     lines = ["settings (YAML under --config, or key=value), each with what it takes and its default where the YAML "
              "leaves it out (a default --config file sets its own):"]
-    for section in sections or tuple(fields):
-        lines += _settings(fields[section].annotation, f"{section}.")
-    return "\n".join(lines)
+    return "\n".join(lines + _settings(reads))
 
 
 def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP,

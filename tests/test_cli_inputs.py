@@ -195,6 +195,19 @@ def test_commands_refuse_overrides_of_sections_they_do_not_read(tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.parametrize("override", ["data.loader.workers=8", "data.split.scheme=speaker_disjoint",
+                                      "data={loader: {max_skip_rate: 0.5}}", "data.split={fold: 1, folds: 3}"])
+def test_preprocess_refuses_the_data_settings_a_run_reads_its_shards_with(tmp_path, capsys, override):
+    """Preprocessing reads the data settings that make the shards, not data.loader or data.split.scheme and .fold
+    (chosen when training): `avdis preprocess ... data.loader.workers=8` was accepted, changed nothing and exited 0,
+    and --help listed them among the settings it reads."""
+    out = tmp_path / "out"
+    err = refused(capsys, ["preprocess", override, f"data.shards={out}", f"data.src={tmp_path}"], override,
+                  "avdis preprocess uses only the data.corpus, ", "would change nothing here (give it to avdis train")
+    assert re.search(r"; data\.(loader|split\.scheme|split\.fold)[.a-z_]* would change", err), err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["train", "preprocess", "report"])
 def test_a_misspelt_section_is_named_as_unknown_not_sent_to_another_command(tmp_path, capsys, command):
     """`avdis train trian.epochs=3` was told "trian would change nothing here (give it to avdis sweep)", which refuses
@@ -224,7 +237,9 @@ def test_help_lists_every_setting_it_reads_with_its_default(capsys, command):
     for key, field in _leaves(C.Config):
         default = field.get_default(call_default_factory=True)
         shown = json.dumps(default) if isinstance(default, (str, bool, int, float, type(None))) else ""
-        assert (f"\n  {key} = {shown}" in out) == key.startswith(tuple(f"{s}." for s in reads)), key
+        assert (f"\n  {key} = {shown}" in out) == any(key == s or key.startswith(f"{s}.") for s in reads), key
+    if command == "preprocess":  # the data settings that make shards, not those a run reads them with
+        assert "data.split.folds" in out and "data.loader" not in out and "data.split.scheme" not in out
     if "train" in reads:
         assert "  train.lr_schedule = \"cosine\"  (cosine | constant)\n" in out
         assert "  train.zero_stage = 0  (0 <= x <= 3)\n" in out
@@ -237,8 +252,8 @@ def test_help_examples_give_only_settings_the_command_reads(capsys, command):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     usage = capsys.readouterr().out.split("settings (YAML")[0]
-    examples = re.findall(r"\b([a-z0-9_]+)\.[a-z0-9_.]+=", usage)
-    assert examples and set(examples) <= set(READS[command]), examples
+    examples = re.findall(r"\b([a-z0-9_]+\.[a-z0-9_.]+)=", usage)
+    assert examples and all(any(e == s or e.startswith(f"{s}.") for s in READS[command]) for e in examples), examples
 
 
 @pytest.mark.parametrize("command", ["report", "dashboard"])
