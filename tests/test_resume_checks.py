@@ -12,7 +12,7 @@ import pytest
 from conftest import s3_denied
 
 from avdis import config as C
-from avdis import storage
+from avdis import results, storage
 from avdis.cli import main
 from avdis.data import shards
 from avdis.errors import UsageError
@@ -200,6 +200,45 @@ def test_a_ray_train_run_whose_record_lists_a_deleted_checkpoint_says_what_to_do
     err = capsys.readouterr().err
     assert f"lists {names[0]}, {names[1]}, which are gone" in err and "aside" not in err and "Traceback" not in err
     assert not ray.is_initialized()
+
+
+def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_what_to_do(tiny_shards, tmp_path, capsys):
+    """A multi-worker trial's Ray Train run (under <checkpoints>/trials/) whose record lists a checkpoint folder that
+    is gone (expired by a lifecycle rule, deleted) ended the resumed sweep's trial in Ray's
+    CheckpointManagerInitializationError, an error no resume retries. Now the sweep is refused before Ray starts, with
+    exit 1, saying what to do; trials that will not train again (finished, failed) are not checked."""
+    import ray
+
+    from avdis.data.prepare import as_made
+    from avdis.tune import sweep
+
+    args = ["sweep", "--config", str(SMOKE), "--storage", str(tmp_path / "sweeps"), "--name", "s", *[
+        f"data.shards={tiny_shards}", "train.strategy=ddp", "train.zero_stage=0", "train.workers=2",
+        "sweep.num_samples=3", "sweep.scheduler.type=none", "sweep.space.methods=[multitask]"]]
+    cfg = as_made(C.load(SMOKE, [*args[7:], f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"]))
+    url, trials = sweep.url_of(cfg), storage.join(sweep.checkpoints_of(cfg), "trials")
+    sweep.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    rows = [{"trial_id": tid, "sweep": "s", "method": "multitask", "status": status, "order": order}
+            for tid, status, order in [("t1", "RUNNING", None), ("t3", "ERROR", None), ("t2", "TERMINATED", 1)]]
+    results.write_trials(url, rows[:2])  # a finished one would need its Tune experiment too: checked below
+    names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
+    for tid in ("t1", "t2", "t3"):
+        for epoch, name in enumerate(names, 1):
+            Path(trials, tid, name).mkdir(parents=True)
+            ck.write_state(Path(trials, tid, name), {"epoch": epoch, "history": [{}] * epoch})
+        ray_record(storage.join(trials, tid), *names)
+        Path(trials, tid, ck.METRICS_FILE).write_text(json.dumps({"history": [{}, {}]}))
+        shutil.rmtree(Path(trials, tid, names[1]))
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    record = Path(trials, "t1", "checkpoint_manager_snapshot.json")
+    assert f"{trials}/t1: Ray Train's record of its checkpoints ({record}) lists {names[1]}, which is gone" in err, err
+    assert f"move {record} aside to resume from {trials}/t1/{names[0]}, the newest whole checkpoint left, or start " \
+           "a new sweep (sweep.name=...)" in err, err
+    assert "Traceback" not in err and not ray.is_initialized()
+    record.rename(record.with_suffix(".json.aside"))  # as it says; the finished and the failed will not train again
+    results.write_trials(url, rows)
+    sweep.check_trial_runs(url, cfg)
 
 
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):

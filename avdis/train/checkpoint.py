@@ -162,26 +162,12 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
 def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] | None:
     """(folder URL, state) of the checkpoint a Ray Train run under `run_url` resumes from (`RayReporter.restore`):
     the one its record names as its latest (what `ray.train.get_checkpoint` gives), or the newer one `unrecorded`
-    finds; None for a run that starts afresh. A record listing a folder that is gone is refused here, saying what
-    to do: Ray Train refuses to load it, and the run ended in its traceback (a checkpoint folder deleted by hand)."""
-    record_url = storage.join(run_url, f"{RAY_RECORD}.json")
-    try:
-        record = json.loads(storage.read_bytes(record_url, s3))
-        listed = [r["checkpoint_dir_name"] for r in record["checkpoint_results"]]
-        latest = record["latest_checkpoint_result"]
-        latest = storage.join(run_url, latest["checkpoint_dir_name"]) if latest is not None else None
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+    finds; None for a run that starts afresh. A record listing a folder that is gone is refused (`check_ray_record`)."""
+    record = _ray_record(run_url, s3)
+    if record is None:
         return unrecorded_point(run_url, s3)  # no record (Ray Train starts afresh), or one it refuses to read itself
-    present = {u.rsplit("/", 1)[-1] for u in storage.list_files(run_url, s3=s3)}
-    gone = [name for name in listed if name not in present]
-    if gone:
-        left = unrecorded_point(run_url, s3)  # what the run resumes from once the record is moved aside
-        raise CheckpointError(
-            f"{run_url}: Ray Train's record of its checkpoints ({record_url}) lists {', '.join(gone)}, which "
-            f"{'is' if len(gone) == 1 else 'are'} gone, and Ray Train will not resume from such a record; "
-            + (f"move {record_url} aside to resume from {left[0]}, the newest whole checkpoint left, or " if left
-               else "") + f"delete {run_url} to start the run over, or use another train.name for a new run")
-    after, recorded = 0, None
+    check_ray_record(run_url, s3, f"delete {run_url} to start the run over, or use another train.name for a new run")
+    after, recorded, latest = 0, None, record[1]
     if latest is not None:
         try:
             state = json.loads(storage.read_bytes(storage.join(latest, STATE), s3))
@@ -189,6 +175,42 @@ def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] |
         except (FileNotFoundError, ValueError, TypeError, AttributeError):
             pass  # its restore says why it cannot be used, unless a newer whole checkpoint is found
     return unrecorded_point(run_url, s3, after) or recorded
+
+
+def _ray_record(run_url: str, s3: S3Config) -> tuple[list[str], str | None] | None:
+    """(names of the folders listed, URL of the latest) in Ray Train's record of the run's checkpoints; None without
+    one Ray Train reads (none: it starts afresh; a damaged one it refuses itself)."""
+    try:
+        record = json.loads(storage.read_bytes(ray_record_url(run_url), s3))
+        listed = [r["checkpoint_dir_name"] for r in record["checkpoint_results"]]
+        latest = record["latest_checkpoint_result"]
+        return listed, storage.join(run_url, latest["checkpoint_dir_name"]) if latest is not None else None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ray_record_url(run_url: str) -> str:
+    """Where Ray Train keeps its record of the checkpoints of the run under `run_url`."""
+    return storage.join(run_url, f"{RAY_RECORD}.json")
+
+
+def check_ray_record(run_url: str, s3: S3Config, start_over: str) -> None:
+    """Refuse a Ray Train run whose record lists a checkpoint folder that is gone (deleted by hand, expired by a
+    bucket lifecycle rule), saying what to do: Ray Train will not load such a record, and the run ended in its
+    traceback (`avdis train`), or a sweep's trial in an error that no resume retries. `start_over`: what else to
+    do, where no whole checkpoint is left or the user would rather not resume from it."""
+    record = _ray_record(run_url, s3)
+    if record is None:
+        return
+    present = {u.rsplit("/", 1)[-1] for u in storage.list_files(run_url, s3=s3)}
+    gone = [name for name in record[0] if name not in present]
+    if gone:
+        left = unrecorded_point(run_url, s3)  # what the run resumes from once the record is moved aside
+        raise CheckpointError(
+            f"{run_url}: Ray Train's record of its checkpoints ({ray_record_url(run_url)}) lists {', '.join(gone)}, "
+            f"which {'is' if len(gone) == 1 else 'are'} gone, and Ray Train will not resume from such a record; "
+            + (f"move {ray_record_url(run_url)} aside to resume from {left[0]}, the newest whole checkpoint left, or "
+               if left else "") + start_over)
 
 
 def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, dict[str, Any]] | None:

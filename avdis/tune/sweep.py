@@ -44,13 +44,13 @@ from avdis.data.prepare import as_made, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
-from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
+from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE, check_ray_record
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
 from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
-from avdis.tune.trial import run_trial
+from avdis.tune.trial import TRIALS_DIR, run_trial
 
 CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoints puts them apart
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
@@ -309,6 +309,18 @@ def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
                          "(expired by a lifecycle rule, or deleted), so it cannot resume: its trials would start over "
                          f"beside the ones it recorded. `avdis report {sweep_url}` still reads it; search again under "
                          "a new sweep.name")
+
+
+def check_trial_runs(sweep_url: str, cfg: Config) -> None:
+    """Refuse, before Ray starts, a resumed sweep's unfinished trial whose Ray Train run (a multi-worker trial's,
+    under `<checkpoints>/trials/`) has a record listing a checkpoint folder that is gone (deleted, expired by a
+    lifecycle rule): Ray Train will not load it, and the trial ended in Ray's CheckpointManagerInitializationError,
+    an error no resume retries. Finished trials are not trained again, failed ones not retried: neither is checked."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    resumed = trials.loc[trials["order"].isna() & (trials["status"] != "ERROR"), "trial_id"]
+    for trial_id in resumed:
+        check_ray_record(storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id), cfg.s3,
+                         "start a new sweep (sweep.name=...)")
 
 
 def _finished_roles(trials: pd.DataFrame) -> set[str]:
@@ -593,6 +605,8 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     for url in dict.fromkeys([sweep_url, checkpoints_of(cfg), *to_make(cfg).values()]):
         storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     check_experiments(sweep_url, cfg, resume)
+    if resume:
+        check_trial_runs(sweep_url, cfg)
     runtime.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
     # shards to make: preprocess checks
