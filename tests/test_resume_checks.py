@@ -160,7 +160,7 @@ def test_a_rerun_is_judged_by_the_checkpoint_it_resumes_from_not_one_a_kill_cut_
     if ray_train:
         ray_record(run, names[1])  # behind: the stop came before Ray Train recorded epoch 2's
         assert ck.ray_resume_point(run, C.S3Config())[0] == storage.join(run, names[2])
-        restored = ck.unrecorded(run, C.S3Config(), after=1)  # what RayReporter.restore takes
+        restored = ck.local(ck.unrecorded_point(run, C.S3Config(), after=1)[0], C.S3Config())  # RayReporter.restore's
     else:
         storage.write_bytes(storage.join(run, ck.LATEST), json.dumps({"checkpoint": names[2]}).encode())
         restored = ck.RunStore(run, C.S3Config()).latest()
@@ -200,6 +200,34 @@ def test_a_ray_train_run_whose_record_lists_a_deleted_checkpoint_says_what_to_do
     err = capsys.readouterr().err
     assert f"lists {names[0]}, {names[1]}, which are gone" in err and "aside" not in err and "Traceback" not in err
     assert not ray.is_initialized()
+
+
+def test_a_ray_train_runs_unusable_checkpoint_is_set_aside_in_one_step(tiny_shards, tmp_path):
+    """A Ray Train run's checkpoint that cannot be used (adversary.pt missing, weights cut short) was refused saying
+    to move 'that checkpoint folder' aside; done, the rerun was refused again: Ray Train's record lists that folder,
+    and Ray Train will not load it then. Now the refusal names the folder and the record, and moving both aside is
+    the one step that resumes from the checkpoint before it."""
+    run = tmp_path / "runs" / "fixed"
+    settings = overrides(tiny_shards, tmp_path / "runs", "train.strategy=ddp", "train.epochs=3")
+    signature = ck.run_signature(C.load(SMOKE, settings), shards.manifest_hash(tiny_shards))
+    names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
+    for epoch, name in enumerate(names, 1):
+        (run / name).mkdir(parents=True)
+        ck.write_state(run / name, {"epoch": epoch, "epochs": 3, "history": [{}] * epoch, ck.SIGNATURE: signature})
+        (run / name / "adversary.pt").write_bytes(b"weights")
+    ray_record(run, *names)
+    (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{}] * 3}))
+    record = run / "checkpoint_manager_snapshot.json"
+    said = str(ck.unusable(str(run), "adversary.pt is missing", str(run / names[1])))
+    assert f"{run}: its newest checkpoint cannot be used (adversary.pt is missing); move {run / names[1]} aside, and " \
+           f"Ray Train's record of the run's checkpoints ({record}) with it, to resume from the newest whole " \
+           "checkpoint before it, or use another train.name" in said, said
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for moved in (run / names[1], record):
+        moved.rename(aside / moved.name)
+    ck.check_resume(str(run), signature, C.S3Config(), 3, ray_train=True)  # the rerun goes ahead
+    assert ck.ray_resume_point(str(run), C.S3Config())[0] == str(run / names[0])  # what RayReporter.restore takes
 
 
 def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_what_to_do(tiny_shards, tmp_path, capsys):
@@ -373,18 +401,14 @@ def test_an_unrecorded_ray_train_checkpoint_is_the_newest_whole_one_before_the_l
                         ("checkpoint_2026-01-01_00-00-03", 3)):
         (run / name).mkdir(parents=True)
         (run / name / ck.STATE).write_text(json.dumps({"epoch": epoch}))
-    with ck.unrecorded(str(run), C.S3Config()) as found:
-        assert found is None  # no metrics.json: nothing says which checkpoints were whole
+    assert ck.unrecorded_point(str(run), C.S3Config()) is None  # no metrics.json: nothing says which were whole
     (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}))
-    with ck.unrecorded(str(run), C.S3Config()) as found:
-        assert found == run / "checkpoint_2026-01-01_00-00-02"  # epoch 3's may have been cut short
-    with ck.unrecorded(str(run), C.S3Config(), after=2) as found:
-        assert found is None  # Ray Train's record has epoch 2's: it restores that one
-    with ck.unrecorded(str(run), C.S3Config(), after=1) as found:
-        assert found == run / "checkpoint_2026-01-01_00-00-02"  # the record lags (a stop cut it short)
+    second = str(run / "checkpoint_2026-01-01_00-00-02")
+    assert ck.unrecorded_point(str(run), C.S3Config())[0] == second  # epoch 3's may have been cut short
+    assert ck.unrecorded_point(str(run), C.S3Config(), after=2) is None  # the record has epoch 2's: it is restored
+    assert ck.unrecorded_point(str(run), C.S3Config(), after=1)[0] == second  # the record lags (a stop cut it short)
     (run / "checkpoint_2026-01-01_00-00-02" / ck.STATE).write_text('{"epo')
-    with ck.unrecorded(str(run), C.S3Config()) as found:
-        assert found == run / "checkpoint_2026-01-01_00-00-01"
+    assert ck.unrecorded_point(str(run), C.S3Config())[0] == str(run / "checkpoint_2026-01-01_00-00-01")
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])

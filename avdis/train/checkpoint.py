@@ -123,10 +123,17 @@ class CheckpointError(AvdisError):
     """A checkpoint a run would resume from that cannot be used; the message names it and what to do."""
 
 
-def unusable(where: str, why: str) -> CheckpointError:
-    return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); move that checkpoint folder "
-                           "aside to resume from the one before it, or use another train.name (for a sweep's trial: "
-                           "another sweep.name) to start a new run")
+def unusable(where: str, why: str, ray_folder: str | None = None) -> CheckpointError:
+    """The refusal of a run's checkpoint that cannot be used, saying what to move aside to resume from the one before
+    it. `ray_folder`: the folder a Ray Train run restored, named with the run's record, which goes aside with it: Ray
+    Train will not load a record that lists a folder that is gone, so moving the folder alone was refused in turn."""
+    if ray_folder is None:
+        aside = "move that checkpoint folder aside to resume from the one before it"
+    else:
+        aside = (f"move {ray_folder} aside, and Ray Train's record of the run's checkpoints ({ray_record_url(where)}) "
+                 "with it, to resume from the newest whole checkpoint before it")
+    return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); {aside}, or use another "
+                           "train.name (for a sweep's trial: another sweep.name) to start a new run")
 
 
 def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int, ray_train: bool) -> None:
@@ -161,8 +168,9 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
 
 def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] | None:
     """(folder URL, state) of the checkpoint a Ray Train run under `run_url` resumes from (`RayReporter.restore`):
-    the one its record names as its latest (what `ray.train.get_checkpoint` gives), or the newer one `unrecorded`
-    finds; None for a run that starts afresh. A record listing a folder that is gone is refused (`check_ray_record`)."""
+    the one its record names as its latest (what `ray.train.get_checkpoint` gives), or the newer one
+    `unrecorded_point` finds; None for a run that starts afresh. A record listing a folder that is gone is refused
+    (`check_ray_record`)."""
     record = _ray_record(run_url, s3)
     if record is None:
         return unrecorded_point(run_url, s3)  # no record (Ray Train starts afresh), or one it refuses to read itself
@@ -214,7 +222,12 @@ def check_ray_record(run_url: str, s3: S3Config, start_over: str) -> None:
 
 
 def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, dict[str, Any]] | None:
-    """(folder URL, state) of the checkpoint `unrecorded` gives; None where it gives none."""
+    """(folder URL, state) of the newest checkpoint of a Ray Train run that its own record lacks, of an epoch after
+    `after` (the epoch of the newest one the record has); None when there is none. A stop (Ctrl-C, `ray job stop`)
+    aborts the run before Ray Train has recorded its last reports in checkpoint_manager_snapshot.json (two epochs
+    behind, or no record at all), and its rerun went back that far. Only a checkpoint of an epoch before the last one
+    metrics.json records counts: each epoch's metrics.json is written once the previous epoch's checkpoint was
+    uploaded whole, so that one is whole (the last may have been cut short)."""
     uploaded = uploaded_epochs(run_url, s3)
     if uploaded is None or uploaded <= after:  # nothing newer is known whole: no listing (the usual restore)
         return None
@@ -222,23 +235,10 @@ def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, d
     return newest if newest is not None and int(newest[1].get("epoch", 0)) > after else None
 
 
-@contextmanager
-def unrecorded(run_url: str, s3: S3Config, after: int = 0) -> Iterator[Path | None]:
-    """The newest checkpoint of a Ray Train run that its own record lacks, of an epoch after `after` (the epoch of
-    the newest one the record has), as a local folder while the block runs; None when there is none. A stop (Ctrl-C,
-    `ray job stop`) aborts the run before Ray Train has recorded its last reports in checkpoint_manager_snapshot.json
-    (two epochs behind, or no record at all), and its rerun went back that far. Only a checkpoint of an epoch before
-    the last one metrics.json records counts: each epoch's metrics.json is written once the previous epoch's
-    checkpoint was uploaded whole, so that one is whole (the last may have been cut short)."""
-    found = unrecorded_point(run_url, s3, after)
-    with _local(found[0], s3) if found is not None else nullcontext() as here:
-        yield here
-
-
 def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
     """Remove the checkpoint folders of a Ray Train run that its record does not list (`listed`: their names); for
     a record that lists a checkpoint newer than all of them. Ray Train deletes only those it lists, down to
-    KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded`), about two a stop, stayed for ever."""
+    KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded_point`), about two a stop, stayed for ever."""
     for folder in storage.list_files(run_url, s3=s3):
         name = folder.rsplit("/", 1)[-1]
         if name.startswith("checkpoint_") and not name.startswith(RAY_RECORD) and name not in listed:
@@ -260,12 +260,12 @@ def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> 
     """The `_newest_whole` checkpoint folder under `run_url` as a local folder while the block runs; None when there
     is none."""
     newest = _newest_whole(run_url, s3, up_to_epoch)
-    with _local(newest[0], s3) if newest is not None else nullcontext() as here:
+    with local(newest[0], s3) if newest is not None else nullcontext() as here:
         yield here
 
 
 @contextmanager
-def _local(folder_url: str, s3: S3Config) -> Iterator[Path]:
+def local(folder_url: str, s3: S3Config) -> Iterator[Path]:
     """A checkpoint folder as a local folder while the block runs: read in place where local, else downloaded."""
     if not storage.is_remote(folder_url):
         yield Path(storage.filesystem(folder_url, s3)[1])

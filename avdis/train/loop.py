@@ -139,23 +139,28 @@ class RayReporter:
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.run_url, self.s3 = run_url, cfg.s3
         self.pruned = self.rank != 0  # rank 0 removes the folders Ray Train's record lacks, at its first checkpoint
+        self.restored: str | None = None  # the URL of the checkpoint `restore` gave
 
     @contextmanager
     def restore(self) -> Iterator[Path | None]:
-        """The checkpoint Ray Train restores, or a newer whole one its record lacks (`ck.unrecorded`), said aloud."""
+        """The checkpoint Ray Train restores, or a newer whole one its record lacks (`ck.unrecorded_point`), said
+        aloud; its URL is kept in `restored`, for a refusal to name."""
         import ray.train
 
         found = ray.train.get_checkpoint()
         recorded = _epoch_of(found) if found is not None else 0
-        with ck.unrecorded(self.run_url, self.s3, after=recorded) as newer:
-            if newer is None:
-                with _as_directory(found) as here:
-                    yield here
-                return
-            if found is not None and self.rank == 0:
-                print(f"avdis train: Ray Train's record of {self.run_url} ends at epoch {recorded}, behind its newer "
-                      "checkpoints (a stop cut it short); resuming from the newest whole one", flush=True)
-            yield newer
+        newer = ck.unrecorded_point(self.run_url, self.s3, after=recorded)
+        if newer is None:
+            self.restored = (storage.url_from_pyarrow(found.filesystem, found.path) or found.path) if found else None
+            with _as_directory(found) as here:
+                yield here
+            return
+        if found is not None and self.rank == 0:
+            print(f"avdis train: Ray Train's record of {self.run_url} ends at epoch {recorded}, behind its newer "
+                  "checkpoints (a stop cut it short); resuming from the newest whole one", flush=True)
+        self.restored = newer[0]
+        with ck.local(newer[0], self.s3) as here:
+            yield here
 
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         import ray.train
@@ -393,18 +398,20 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
     start, history = 0, []
     with reporter.restore() as found:
         if found is not None:
+            # a Ray Train run's refusal names the folder to move aside with its record (`ck.unusable`)
+            ray_folder = reporter.restored if isinstance(reporter, RayReporter) else None
             try:
                 state = ck.read_state(found)
             except (OSError, ValueError) as exc:
-                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}") from None
+                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}", ray_folder) from None
             ck.check_compatible(ck.saved_signature(state), signature, reporter.run_url)
             if not (found / "adversary.pt").exists():  # every checkpoint has one: resuming without it resets the adversary
-                raise ck.unusable(reporter.run_url, "adversary.pt is missing")
+                raise ck.unusable(reporter.run_url, "adversary.pt is missing", ray_folder)
             try:
                 engine.load(found)
                 stepper.load(found / "adversary.pt")
             except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}") from None
+                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}", ray_folder) from None
             start, history = state["epoch"], state["history"]
             if rank == 0:
                 print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
