@@ -37,20 +37,24 @@ SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num
 PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these, and of "
                              "data only the settings listed below; others are refused), e.g. data.modality=audio "
                              "data.shard_size=32")
-MODEL_OVERRIDES_HELP = ("model and data overrides applied after the file (the presets' sizes use only these; others are "
-                        "refused), e.g. model.emb_dim=32 model.modality=audio data.features.n_mels=64")
+MODEL_OVERRIDES_HELP = ("overrides of the model and data settings the presets' sizes depend on, applied after the file "
+                        "(only those listed below; others are refused), e.g. model.emb_dim=32 model.modality=audio "
+                        "data.features.n_mels=64")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
 
 # the settings each command reads, by section or by dotted setting (a section's settings all): an override of another
 # is refused (accepted, it changed nothing). Preprocessing reads the data settings that make the shards, not those a
-# run reads them with (data.loader, data.split.scheme and .fold)
+# run reads them with (data.loader, data.split.scheme and .fold). `avdis model` counts every preset's parameters, which
+# depend on the model's inputs and embedding and on the input shapes (mel bands, audio and video frames), not on
+# model.preset (it lists them all), model.dropout, data.features.sample_rate or .face_size (pooled away)
 READS = {
     "preprocess": (*(key.rstrip(".") for key in C.MADE_WITH_SHARDS), "ray", "s3"),
     "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
     "report": ("s3",), "dashboard": ("s3",),
-    "model": ("data", "model"),  # the presets' sizes: model.* and the input shapes of data.features
+    "model": ("model.modality", "model.emb_dim", "model.contours", "data.features.n_mels", "data.features.hop_ms",
+              "data.features.window_s", "data.features.fps"),
 }
 
 

@@ -208,6 +208,25 @@ def test_preprocess_refuses_the_data_settings_a_run_reads_its_shards_with(tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("override, elsewhere", [
+    ("data.loader.workers=8", "avdis train or avdis sweep"), ("data.src=/elsewhere", "avdis preprocess or avdis train"),
+    ("model.preset=large", "avdis train or avdis sweep"), ("model.dropout=0.5", "avdis train or avdis sweep"),
+    ("data={features: {face_size: 96}}", "avdis preprocess or avdis train"),
+])
+def test_model_refuses_the_settings_the_presets_sizes_do_not_depend_on(capsys, override, elsewhere):
+    """`avdis model` took every data and model setting: `avdis model data.loader.workers=8` (or model.preset=large,
+    when it lists every preset) was accepted and printed the same table, and preprocess's refusal of data.loader
+    sent the user to `avdis model` too. Those that change a count are taken."""
+    refused(capsys, ["model", override], override, "avdis model uses only the model.modality, ",
+            f"would change nothing here (give it to {elsewhere}")
+    refused(capsys, ["preprocess", "data.loader.workers=8"], "(give it to avdis train or avdis sweep)")
+    counts = {}
+    for overrides in ([], ["model.contours=false"], ["data.features.fps=4"], ["data.features.hop_ms=20"]):
+        assert main(["model", *overrides]) == 0
+        counts[" ".join(overrides)] = capsys.readouterr().out.split("\n", 1)[1]
+    assert len(set(counts.values())) == len(counts), counts
+
+
 @pytest.mark.parametrize("command", ["train", "preprocess", "report"])
 def test_a_misspelt_section_is_named_as_unknown_not_sent_to_another_command(tmp_path, capsys, command):
     """`avdis train trian.epochs=3` was told "trian would change nothing here (give it to avdis sweep)", which refuses
