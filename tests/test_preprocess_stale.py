@@ -295,6 +295,58 @@ def test_a_run_that_finds_its_shards_being_made_takes_them_as_made(corpus, tmp_p
     assert shards.read_manifest(str(out))[1]["shard_size"] == 2
 
 
+RAVDESS_PREPROCESSOR = """
+import sys
+from avdis.config import DataConfig, S3Config, SplitConfig
+from avdis.data import shards
+data = DataConfig(corpus="ravdess", src=sys.argv[1], shards=sys.argv[2], shard_size=2,
+                  split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+
+def tasks(planned):  # run in the build's lock, its old manifest (if any) removed
+    print("building", flush=True)
+    sys.stdin.readline()  # until the test has started its run
+    return (shards.write_shard(task, data.shards, data.features, S3Config()) for task in planned)
+
+shards.build_shards(data, S3Config(), run_tasks=tasks)
+"""
+
+
+def test_a_run_on_a_corpus_it_cannot_make_waits_for_its_shards_build_under_way(tmp_path, capsys, monkeypatch):
+    """`avdis train` on RAVDESS started while `avdis preprocess` built its shards was told 'no manifest; run `avdis
+    preprocess` first' while that build ran. It now waits for the build, saying whose, as a run that makes its
+    synthetic shards does, and takes the shards as made; with no build there it is refused as before, making no
+    folder."""
+    from corpus_trees import ravdess_tree
+
+    ravdess_tree(tmp_path / "RAVDESS")
+    out = tmp_path / "shards"
+    data = DataConfig(corpus="ravdess", src=str(tmp_path / "RAVDESS"), shards=str(out), shard_size=2,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    with pytest.raises(shards.PreprocessError, match=f"{tmp_path / 'nowhere'}: no manifest; run `avdis preprocess"):
+        prepare.ensure_shards(Config(data=data.model_copy(update={"shards": str(tmp_path / "nowhere")})))
+    assert not (tmp_path / "nowhere").exists()
+    job = subprocess.Popen([sys.executable, "-c", RAVDESS_PREPROCESSOR, data.src, str(out)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline() == "building\n"
+        busy = storage._busy  # the build goes on once the run below says it waits for it
+
+        def said_then_go(*args):
+            busy(*args)
+            job.stdin.close()
+
+        monkeypatch.setattr(storage, "_busy", said_then_go)
+        took = prepare.ensure_shards(Config(data=data))
+        assert job.wait(60) == 0
+    finally:
+        job.kill()
+        job.wait(30)
+    said = capsys.readouterr().err
+    assert f"avdis: {out}: another build of these shards is running there (pid {job.pid} on " in said, said
+    assert took == {"url": str(out), "up_to_date": True, "clips": shards.read_manifest(str(out))[0].num_rows,
+                    "shards": len(shards.read_manifest(str(out))[1]["shards"])} and took["clips"] > 0
+
+
 def test_preprocess_into_a_missing_bucket_names_it_and_says_to_create_it(corpus, s3_server, capsys):
     """`avdis preprocess --out s3://<missing bucket>/...` said 'not writable (The specified bucket does not exist);
     pick an output folder or bucket you can write to', where train and sweep name the bucket and how to make it."""

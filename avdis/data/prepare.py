@@ -137,18 +137,15 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     as they are (unless made with other settings than the config gives), with a warning where data.src is not the
     corpus they were made from. So are shards another job made while this one waited to make them: a run started
     while `avdis preprocess` made them (its build removes the manifest first) found none, waited, and made them again
-    with its own config's settings over those just made."""
+    with its own config's settings over those just made. A run on a corpus of another kind waits for such a build
+    likewise (`_await_build`)."""
     if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         if cfg.data.corpus != "synthetic":
-            # with this config's data.modality: shards made without it would be refused (`check_made_with`)
-            modality = " data.modality=audio" if cfg.data.modality == "audio" else ""
-            raise shards.PreprocessError(
-                f"{cfg.data.shards}: no manifest; run `avdis preprocess --corpus {cfg.data.corpus} "
-                f"--src <folder> --out {cfg.data.shards}{modality}` first"
-            )
-        made = preprocess(cfg, use_ray=use_ray, missing_only=True)
-        if made is not None:
-            return made
+            _await_build(cfg)
+        else:
+            made = preprocess(cfg, use_ray=use_ray, missing_only=True)
+            if made is not None:
+                return made
     table, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
     shards.check_made_with(cfg.data, meta)
     shards.check_synth(cfg.data, meta)
@@ -158,3 +155,19 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
               "run trains on the shards as they are: `avdis preprocess` makes them again",
               file=sys.stderr, flush=True)
     return {"url": cfg.data.shards, "up_to_date": True, "clips": table.num_rows, "shards": len(meta["shards"])}
+
+
+def _await_build(cfg: Config) -> None:
+    """Wait for a build of `cfg`'s shards under way (`avdis preprocess`, which removes the manifest first and holds
+    the folder's lock while it builds), saying whose (as a run that makes its synthetic shards waits), then refuse
+    where still no manifest is there: only the synthetic corpus can be made here. A run started during such a build
+    was told 'no manifest; run `avdis preprocess` first' while the build it asked for was running. The lock is
+    taken only where a build has been (its file is there): no folder is made for shards never built."""
+    if storage.exists(storage.join(cfg.data.shards, storage.LOCK), cfg.s3):
+        with storage.exclusive(cfg.data.shards, shards.BUILD, wait=True, s3=cfg.s3):
+            pass
+    if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
+        # with this config's data.modality: shards made without it would be refused (`check_made_with`)
+        modality = " data.modality=audio" if cfg.data.modality == "audio" else ""
+        raise shards.PreprocessError(f"{cfg.data.shards}: no manifest; run `avdis preprocess --corpus "
+                                     f"{cfg.data.corpus} --src <folder> --out {cfg.data.shards}{modality}` first")

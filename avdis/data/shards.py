@@ -479,6 +479,9 @@ def _stamp(url: str, s3: S3Config | None) -> str:
     return "|".join(str(info.get(k)) for k in ("ETag", "ino", "size", "mtime", "LastModified"))
 
 
+BUILD = "build of these shards"  # what holds the shards folder's lock (`storage.exclusive`) while it makes them
+
+
 def build_shards(
     data: DataConfig,
     s3: S3Config,
@@ -501,7 +504,7 @@ def build_shards(
     if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
                          "inside it (its own files would be read as the corpus's)")
-    with storage.exclusive(data.shards, "build of these shards", wait=True, s3=s3):
+    with storage.exclusive(data.shards, BUILD, wait=True, s3=s3):
         if missing_only and storage.exists(storage.join(data.shards, MANIFEST), s3):
             return None
         return _build(data, s3, run_tasks, force, out_dir)
