@@ -33,7 +33,7 @@ OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. train.epochs=3 
 SWEEP_OVERRIDES_HELP = ("dotted overrides applied after the file, e.g. sweep.num_samples=8 "
                         "sweep.space.methods=[multitask,adversarial]; they may come before, between or after the "
                         "options (method.name and method.weight are drawn per trial from sweep.space; "
-                        "train.storage and train.name are the sweep's to set)")
+                        "train.storage and train.name are the sweep's to set, and train.probe_every under MO-ASHA)")
 PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file (preprocessing uses only these, and of "
                              "data only the settings listed below; others are refused), e.g. data.modality=audio "
                              "data.shard_size=32")
@@ -222,6 +222,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 raise C.ConfigError(f"{override}: {why.format(keys=' and '.join(held))}")
     flags = {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")}
     cfg = _load(args, flags)
+    probes = [o for o in args.overrides if _holds(C.parse_overrides([o]), ["train", "probe_every"])]
+    if probes and cfg.sweep.scheduler.type == "mo_asha":  # `sweep.probing` sets it; a config file's is left alone
+        raise C.ConfigError(f"{probes[0]}: under MO-ASHA (sweep.scheduler.type=mo_asha) every trial probes at each "
+                            "multiple of sweep.scheduler.grace_epochs, where its rungs fall, and at its last epoch, so "
+                            "train.probe_every would change nothing; give sweep.scheduler.grace_epochs=<epochs>, or "
+                            "sweep.scheduler.type=none to probe every train.probe_every epochs")
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))

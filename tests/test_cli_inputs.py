@@ -935,6 +935,20 @@ def test_a_sweep_refuses_a_method_override_it_would_ignore(tmp_path, capsys, mon
     assert cfg.sweep.space.methods == ["adversarial"] and cfg.sweep.space.weights["adversarial"].high == 0.5
 
 
+@pytest.mark.parametrize("override", ["train.probe_every=5", "train={probe_every: 3, epochs: 4}"])
+def test_a_sweep_under_mo_asha_refuses_a_probe_every_it_would_ignore(tmp_path, capsys, monkeypatch, override):
+    """`avdis sweep train.probe_every=5` was accepted and changed nothing: under MO-ASHA (the default scheduler) the
+    sweep probes its trials at every multiple of grace_epochs. Refused before any work; without MO-ASHA it is read."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["sweep", "--config", SMOKE, override], override, "so train.probe_every would change nothing",
+            "sweep.scheduler.type=none to probe every train.probe_every epochs")
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "afile"  # without MO-ASHA the sweep goes on, to the next check
+    blocker.write_text("not a folder")
+    refused(capsys, ["sweep", "--config", SMOKE, override, "sweep.scheduler.type=none", "--storage", str(blocker),
+                     "--name", "s"], f"{blocker}/s: not writable")
+
+
 @pytest.mark.parametrize("override", ["train.storage=s3://bucket/train", "train.name=mine",
                                       "train={storage: elsewhere, epochs: 2}"])
 def test_a_sweep_refuses_a_train_storage_or_name_it_would_ignore(tmp_path, capsys, monkeypatch, override):
