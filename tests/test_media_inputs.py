@@ -680,14 +680,17 @@ def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
     """ffmpeg reads an Ogg file (Opus, or FLAC in Ogg) cut short to its end without an error, as a shorter clip; an
     FLV's audio failed on its last, partial packet, told as "its header declares 1.79 s of audio, the file holds
     1.79 s" (its read-as-it-goes index). Neither declares a length up front, but each page or tag says how long it
-    is, and a copy cut short ends inside the last. Bytes a tool appended after the last page or tag say nothing."""
+    is, and a copy cut short ends inside the last. Bytes a tool appended after the last page or tag say nothing: a
+    short line of text too, whose first byte an FLV tag's header masked into an audio tag's type ("Hi": called cut
+    short inside an FLV tag's header), or junk that begins as a tag's type does, its timestamp hours past the last."""
     path = _encoded(tmp_path / name, codec) if codec else write(tmp_path / name, flat(24))
     decode = (lambda p: media.decode_audio(p, 16000)) if codec else (lambda p: media.decode_video(p, 8)[1])
     ok = decode(path)
     assert (len(ok) >= 32000) if codec else ok >= 16
     appended = tmp_path / f"appended{path.suffix}"
-    appended.write_bytes(path.read_bytes() + b"\0tag" * 8)
-    assert whole.ends_past_file(appended) is None
+    for tail in (b"\0tag" * 8, b"Hi\n", b"Recorded with Some App 1.2\n", b"\x08\0\0\0junk"):
+        appended.write_bytes(path.read_bytes() + tail)
+        assert whole.ends_past_file(appended) is None, tail
     data = path.read_bytes()
     what = "FLV tag" if not codec else "Ogg page"
     for at in (len(data) * 6 // 10, len(data) - 3):
@@ -699,6 +702,18 @@ def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
             assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its {what}( header)?, which runs to "
                                 rf"byte \d+: {ADVICE}",
                                 caught.value.reason), caught.value.reason
+
+
+def test_an_flv_file_whose_media_starts_hours_in_is_still_told_cut_short(tmp_path):
+    """ffmpeg writes an FLV's codec headers at 0 ms and its media at their own timestamps (-copyts, -output_ts_offset,
+    a live stream's): a tag hours after the one before is a tag where it fits in the file. Only one that would run
+    past the end must be near the latest, which tells junk appended from a tag cut short."""
+    path = write(tmp_path / "late.flv", flat(24), pts=lambda i: i + 10 * 3600 * FPS, audio_start=10 * 3600 * 16000)
+    data = path.read_bytes()
+    assert whole.ends_past_file(path) is None
+    cut = tmp_path / "cut.flv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    assert whole.ends_past_file(cut) is not None
 
 
 def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):

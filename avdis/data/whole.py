@@ -55,7 +55,7 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
         if head[:4] == b"OggS":
             return _last_unit_past(fh, size, 0, _ogg_page, "Ogg page")
         if head[:3] == b"FLV" and len(head) >= 9:
-            return _last_unit_past(fh, size, int.from_bytes(head[5:9], "big") + 4, _flv_tag, "FLV tag")
+            return _last_unit_past(fh, size, int.from_bytes(head[5:9], "big") + 4, _FlvTags(size), "FLV tag")
         if head[4:8] in _FIRST_BOXES:
             return _mp4_box_past(fh, size)
         fh.seek(start := _id3_end(head))
@@ -158,17 +158,30 @@ def _ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
     return at + 27 + head[26] + sum(table), False
 
 
-def _flv_tag(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
-    """(where the FLV tag at `at` ends: its header, data and the size of it that follows; whether the file ends
-    inside its header first: then where that ends). None where no tag starts there (not audio, video or script data
-    of stream 0: bytes a tool appended)."""
-    fh.seek(at)
-    head = fh.read(11)
-    if head[:1] and (head[0] & 0x1F not in (8, 9, 18) or head[8:11].strip(b"\0")):
-        return None
-    if len(head) < 11:
-        return at + 11, True
-    return at + 11 + int.from_bytes(head[1:4], "big") + 4, False
+class _FlvTags:
+    """Walks the tags of an FLV file of `size` bytes (`_last_unit_past`'s `unit_end`): where the tag at `at` ends (its
+    header, data and the size of it that follows); whether the file ends inside its header first (then where that
+    ends). None where no tag starts there: bytes a tool appended, text too (b"Hi" read as an audio tag), told by what
+    the header holds of them: a first byte other than an unencrypted audio, video or script data tag's (FLV's
+    reserved and filter bits 0), a stream ID other than 0, and for a tag that would run past the end, a timestamp
+    2^24 ms (4.7 h) or more after the latest tag's (one that fits may jump: a stream's media may start hours in)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.latest: int | None = None  # the latest tag's timestamp (ms)
+
+    def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+        fh.seek(at)
+        head = fh.read(11)
+        if head[0] not in (8, 9, 18) or head[8:11].strip(b"\0"):
+            return None
+        end = at + 11 + (int.from_bytes(head[1:4], "big") + 4 if len(head) == 11 else 0)
+        if len(head) >= 8:
+            stamp = int.from_bytes(head[4:7], "big") | head[7] << 24  # its fourth byte the highest
+            if end > self.size and self.latest is not None and stamp - self.latest >= 1 << 24:
+                return None
+            self.latest = stamp if self.latest is None else max(self.latest, stamp)
+        return end, len(head) < 11
 
 
 # MPEG audio (MP3, MP2): kbit/s by (MPEG-1 or not, layer) and the header's bitrate index; Hz by its version bits
