@@ -1,0 +1,298 @@
+"""The parts a media file is made of, walked one after another as `whole` checks a file: an MP4's top-level boxes, a
+CAF's chunks, an Ogg file's pages, an FLV file's tags, MPEG audio and AAC (ADTS) frames, a Matroska segment's
+elements. Each says how long it is, so a file cut short ends inside the last; bytes a tool appended read as none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import BinaryIO
+
+FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
+# The top-level boxes of an MP4 (ISO BMFF, QuickTime, fragmented): only one of these running past the end is a cut;
+# another type there is bytes a tool appended (text, a vendor's trailer) that happen to read as a box's size and type
+_MP4_BOXES = FIRST_BOXES | {b"moof", b"mfra", b"sidx", b"ssix", b"styp", b"emsg", b"prft", b"uuid", b"meta", b"pdin",
+                            b"pnot"}
+
+
+def mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
+    """("MP4 box", the byte it runs to, the size) for the top-level box of an MP4 that runs past the end of the file,
+    unless an index (moov) listing every packet came whole before it: `whole.index_past_end` then tells which track lost
+    its end. A fragmented MP4's index (its moov holds an mvex: ffmpeg's -movflags frag_keyframe, a recorder's) lists
+    only the fragments read so far: a copy cut short in a later one was a shorter clip. None also where no box
+    starts, or one of a type no MP4 holds at its top runs past the end (bytes a tool appended)."""
+    at, indexed = 0, False
+    while at + 8 <= size:
+        fh.seek(at)
+        box = fh.read(16)
+        length, kind, header = int.from_bytes(box[:4], "big"), box[4:8], 8
+        if length == 1 and len(box) == 16:  # a 64-bit size follows the type
+            length, header = int.from_bytes(box[8:16], "big"), 16
+        if length < 8 or not all(32 <= c < 127 for c in kind):  # 0: the box runs to the end of the file, as it is
+            return None
+        if at + length > size:
+            return None if indexed or kind not in _MP4_BOXES else ("MP4 box", at + length, size)
+        if kind in (b"moov", b"moof"):
+            indexed = kind == b"moov" and b"mvex" not in _mp4_children(fh, at + header, at + length)
+        at += length
+    return None
+
+
+def _mp4_children(fh: BinaryIO, at: int, end: int) -> list[bytes]:
+    """The types of the boxes from `at` to `end` (a box's children)."""
+    kinds = []
+    while at + 8 <= end:
+        fh.seek(at)
+        box = fh.read(8)
+        kinds.append(box[4:8])
+        at += max(8, int.from_bytes(box[:4], "big"))
+    return kinds
+
+
+# The chunk types Apple's Core Audio Format defines
+_CAF_CHUNKS = {b"desc", b"data", b"pakt", b"chan", b"kuki", b"strg", b"mark", b"regn", b"inst", b"midi", b"ovvw",
+               b"peak", b"edct", b"uuid", b"info", b"umid", b"free"}
+
+
+def caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
+    """("CAF chunk", the byte it runs to, the size) for the chunk of a CAF file that runs past the end of the file;
+    None for a whole one, or where a chunk's size is left open (-1: its data runs to the end of the file), no chunk
+    starts, or one of a type CAF does not define runs past the end (bytes a tool appended: text reads as a chunk)."""
+    at, kind = 8, b""  # after its type and version
+    while at + 12 <= size:
+        fh.seek(at)
+        chunk = fh.read(12)
+        length, kind = int.from_bytes(chunk[4:12], "big", signed=True), chunk[:4]
+        if length < 0 or not all(32 <= c < 127 for c in kind):  # no chunk (bytes a tool appended)
+            return None
+        at += 12 + length
+    return ("CAF chunk", at, size) if at > size and kind in _CAF_CHUNKS else None
+
+
+def ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+    """(where the Ogg page at `at` ends: its header, segment table and body; whether the file ends inside its header
+    or segment table first, which say how long it is: then where they end). None where no page starts there (bytes a
+    tool appended, which ffmpeg passes over)."""
+    fh.seek(at)
+    head = fh.read(27)
+    if not b"OggS".startswith(head[:4]):
+        return None
+    if len(head) < 27:
+        return at + 27, True
+    table = fh.read(head[26])
+    if len(table) < head[26]:
+        return at + 27 + head[26], True
+    return at + 27 + head[26] + sum(table), False
+
+
+class FlvTags:
+    """Walks the tags of an FLV file of `size` bytes (`last_unit_past`'s `unit_end`): where the tag at `at` ends (its
+    header, data and the size of it that follows); whether the file ends inside its header first (then where that
+    ends). None where no tag starts there: bytes a tool appended, text too (b"Hi" read as an audio tag), told by what
+    the header holds of them: a first byte other than an unencrypted audio, video or script data tag's (FLV's
+    reserved and filter bits 0), a stream ID other than 0, and for a tag that would run past the end, a timestamp
+    2^24 ms (4.7 h) or more after the latest tag's (one that fits may jump: a stream's media may start hours in)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.latest: int | None = None  # the latest tag's timestamp (ms)
+
+    def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+        fh.seek(at)
+        head = fh.read(11)
+        if head[0] not in (8, 9, 18) or head[8:11].strip(b"\0"):
+            return None
+        end = at + 11 + (int.from_bytes(head[1:4], "big") + 4 if len(head) == 11 else 0)
+        if len(head) >= 8:
+            stamp = int.from_bytes(head[4:7], "big") | head[7] << 24  # its fourth byte the highest
+            if end > self.size and self.latest is not None and stamp - self.latest >= 1 << 24:
+                return None
+            self.latest = stamp if self.latest is None else max(self.latest, stamp)
+        return end, len(head) < 11
+
+
+# MPEG audio (MP3, MP2): kbit/s by (MPEG-1 or not, layer) and the header's bitrate index; Hz by its version bits
+_KBPS = {(True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+         (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+         (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+         (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+         (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_KBPS[False, 3] = _KBPS[False, 2]
+_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # MPEG-1, 2, 2.5
+
+
+def mpeg_frame_length(header: bytes, first: bytes) -> int | None:
+    """Bytes in the MPEG audio frame whose 4-byte header is `header`; None where it is no frame of the stream whose
+    first frame's header is `first` (another version, layer or sample rate: a tag, bytes a tool appended) or one whose
+    length its header does not give (free format)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0 or len(first) < 4:
+        return None
+    if (header[1] ^ first[1]) & 0xFE or (header[2] ^ first[2]) & 0x0C:
+        return None
+    version, layer = (header[1] >> 3) & 3, 4 - ((header[1] >> 1) & 3)
+    index, rate, pad = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer == 4 or index in (0, 15) or rate == 3:
+        return None
+    bits, hz = _KBPS[version == 3, layer][index] * 1000, _HZ[version][rate]
+    if layer == 1:
+        return (12 * bits // hz + pad) * 4
+    return (144 if layer == 2 or version == 3 else 72) * bits // hz + pad
+
+
+def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
+    """(where the MPEG audio frame at `at` ends; whether the file ends inside its 4-byte header first: then where
+    that ends). None where no frame of the stream starts there (an ID3v1 or APE tag, bytes a tool appended)."""
+    fh.seek(at)
+    head = fh.read(4)
+    if len(head) < 4:
+        return (at + 4, True) if head[:2] == first[: len(head[:2])] else None
+    length = mpeg_frame_length(head, first)
+    return None if length is None else (at + length, False)
+
+
+def adts_frame_length(header: bytes, first: bytes) -> int | None:
+    """Bytes in the AAC frame whose 7-byte ADTS header is `header` (it counts itself); None where it is no frame of
+    the stream whose first frame's header is `first` (another profile or sample rate: bytes a tool appended)."""
+    if len(header) < 7 or header[0] != 0xFF or header[1] & 0xF6 != 0xF0 or header[1] != first[1]:
+        return None
+    if (header[2] ^ first[2]) & 0xFC:
+        return None
+    length = (header[3] & 0x03) << 11 | header[4] << 3 | header[5] >> 5
+    return length if length >= 7 else None
+
+
+def adts_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
+    """(where the AAC frame at `at` ends; whether the file ends inside its 7-byte ADTS header first: then where that
+    ends). None where no frame of the stream starts there."""
+    fh.seek(at)
+    head = fh.read(7)
+    if len(head) < 7:
+        return (at + 7, True) if head[:3] == first[: len(head[:3])] else None
+    length = adts_frame_length(head, first)
+    return None if length is None else (at + length, False)
+
+
+# The elements of a Matroska segment, and those of a cluster (a live writer leaves the sizes of both open: their
+# children follow one another, and a segment's element after a cluster's children ends the cluster); Void and CRC-32
+# may sit in either. Any other ID (bytes a tool appended, a second file joined on) ends the walk
+_CLUSTER, _TRACKS, _VOID, _CRC32, _BLOCK_GROUP, _SIMPLE_BLOCK = 0x1F43B675, 0x1654AE6B, 0xEC, 0xBF, 0xA0, 0xA3
+_SEGMENT_IDS = {_CLUSTER, _TRACKS, 0x114D9B74, 0x1549A966, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469}
+_CLUSTER_IDS = {0xE7, 0xA7, 0xAB, _SIMPLE_BLOCK, _BLOCK_GROUP}  # its timestamp, position, previous size, blocks
+
+
+class MatroskaElements:
+    """Walks the elements of a Matroska segment of open size (`last_unit_past`'s `unit_end`): where the element at
+    `at` ends, or where the children of a cluster of open size start; whether the file ends inside its ID or size
+    first (then where those end). None where no element starts there: an ID the level does not hold, or one whose
+    first bytes are not what such an element holds (a block of no track in the segment's Tracks, reserved flag bits
+    set; a CRC-32 of other than 4 bytes, a number of more than 8, a Void not of zeros): bytes a tool appended, which
+    may begin with an ID's byte; also another element of open size (its end unknown)."""
+
+    def __init__(self) -> None:
+        self.tracks: set[int] = set()  # the track numbers its Tracks lists
+        self.in_cluster = False  # inside a cluster of open size
+
+    def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+        fh.seek(at)
+        head = fh.read(12)
+        if not head or head[0] < 0x10:  # an ID is 1 to 4 bytes wide
+            return None
+        width = 9 - head[0].bit_length()
+        ids = _SEGMENT_IDS | {_VOID, _CRC32} | (_CLUSTER_IDS if self.in_cluster else set())
+        if len(head) < width:
+            known = any(i.to_bytes(4, "big").lstrip(b"\0").startswith(head) for i in ids)
+            return (at + width, True) if known else None
+        ident = int.from_bytes(head[:width], "big")
+        if ident not in ids:
+            return None
+        self.in_cluster = self.in_cluster and ident not in _SEGMENT_IDS
+        length, start = vint(head, width)
+        if start == width:  # the file ends before or inside its size (or no size starts there)
+            if len(head) == width:
+                return at + width + 1, True
+            return (at + width + 9 - head[width].bit_length(), True) if head[width] else None
+        if length is None:
+            self.in_cluster = ident == _CLUSTER
+            return (at + start, False) if self.in_cluster else None
+        fh.seek(at + start)
+        body = fh.read(length if ident == _TRACKS else min(length, 16))
+        if not self._holds(ident, length, body):
+            return None
+        if ident == _TRACKS:
+            self.tracks = {int.from_bytes(number, "big") for kind, entry in _ebml_children(body) if kind == 0xAE
+                           for field, number in _ebml_children(entry) if field == 0xD7}
+        return at + start + length, False
+
+    def _holds(self, ident: int, length: int, body: bytes) -> bool:
+        """Whether an element `ident` of `length` bytes may begin with `body` (what the file holds of its first)."""
+        if ident == _CRC32:
+            return length == 4
+        if ident in (0xE7, 0xA7, 0xAB):  # unsigned numbers
+            return length <= 8
+        if ident == _VOID:  # writers fill it with zeros
+            return not body.strip(b"\0")
+        if ident == _SIMPLE_BLOCK:
+            return self._block(body, 0x70)
+        if ident == _BLOCK_GROUP and body:  # its Block first, as ffmpeg writes it
+            at = vint(body, 1)[1]
+            return body[0] == 0xA1 and (at == 1 or self._block(body[at:], 0xF0))
+        return True
+
+    def _block(self, body: bytes, reserved: int) -> bool:
+        """Whether `body` may begin a block: its track number (an EBML number) one the segment's Tracks lists, then a
+        16-bit timestamp, then flags whose `reserved` bits are 0."""
+        if not body:
+            return True
+        width = 9 - body[0].bit_length()
+        if width > 8 or len(body) < width:
+            return width <= 8
+        number = int.from_bytes(body[:width], "big") & ((1 << (7 * width)) - 1)
+        return number in self.tracks and (len(body) <= width + 2 or not body[width + 2] & reserved)
+
+
+def _ebml_children(data: bytes) -> list[tuple[int, bytes]]:
+    """(ID, body) of the EBML elements one after another in `data` (a parent's body), up to one that does not fit."""
+    children, at = [], 0
+    while at < len(data) and data[at] >= 0x10:
+        width = 9 - data[at].bit_length()
+        length, start = vint(data, at + width)
+        if length is None or start + length > len(data):
+            break
+        children.append((int.from_bytes(data[at : at + width], "big"), data[start : start + length]))
+        at = start + length
+    return children
+
+
+def last_unit_past(fh: BinaryIO, size: int, at: int,
+                   unit_end: Callable[[BinaryIO, int], tuple[int, bool] | None], what: str) -> tuple[str, int, int] | None:
+    """The pages, tags, frames or elements (`unit_end`'s) from `at` walked to the end of the file: (`what`, or its
+    header where the file ends inside that, the byte it runs to, the size) for the last when it runs past the end;
+    else None (also where something else follows)."""
+    while at < size:
+        unit = unit_end(fh, at)
+        if unit is None:
+            return None
+        at, header = unit
+        if at > size:
+            return (f"{what} header" if header else what), at, size
+    return None
+
+
+def vint(data: bytes, at: int) -> tuple[int | None, int]:
+    """An EBML size at `at` and where what it sizes starts; None for a size left open (every value bit set) or one
+    that runs past `data` (what was read of the file's head: a size read in part would be wrong)."""
+    if at >= len(data) or not data[at]:
+        return None, at
+    width = 9 - data[at].bit_length()
+    if at + width > len(data):
+        return None, at
+    value = int.from_bytes(data[at : at + width], "big") & ((1 << (7 * width)) - 1)
+    return (None if value == (1 << (7 * width)) - 1 else value), at + width
+
+
+def id3_end(head: bytes) -> int:
+    """Where the audio starts after an ID3v2 tag at the head of a file (0 without one)."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+    return 10 + size + (10 if head[5] & 0x10 else 0)  # the footer flag adds a copy of the header at the end
