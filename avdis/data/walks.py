@@ -177,7 +177,10 @@ def adts_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
 # may sit in either. Any other ID (bytes a tool appended, a second file joined on) ends the walk
 _CLUSTER, _TRACKS, _VOID, _CRC32, _BLOCK_GROUP, _SIMPLE_BLOCK = 0x1F43B675, 0x1654AE6B, 0xEC, 0xBF, 0xA0, 0xA3
 _SEGMENT_IDS = {_CLUSTER, _TRACKS, 0x114D9B74, 0x1549A966, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469}
-_CLUSTER_IDS = {0xE7, 0xA7, 0xAB, _SIMPLE_BLOCK, _BLOCK_GROUP}  # its timestamp, position, previous size, blocks
+_BLOCKS = {_SIMPLE_BLOCK, _BLOCK_GROUP}
+# A cluster's timestamp (its first child, RFC 9559 says), position and previous size, which writers put before its
+# blocks, and its blocks
+_CLUSTER_IDS = {0xE7, 0xA7, 0xAB} | _BLOCKS
 
 
 class MatroskaElements:
@@ -185,12 +188,14 @@ class MatroskaElements:
     `at` ends, or where the children of a cluster of open size start; whether the file ends inside its ID or size
     first (then where those end). None where no element starts there: an ID the level does not hold, or one whose
     first bytes are not what such an element holds (a block of no track in the segment's Tracks, reserved flag bits
-    set; a CRC-32 of other than 4 bytes, a number of more than 8, a Void not of zeros): bytes a tool appended, which
-    may begin with an ID's byte; also another element of open size (its end unknown)."""
+    set; a CRC-32 of other than 4 bytes, a number of more than 8, a Void not of zeros; a cluster's timestamp, position
+    or previous size after its blocks): bytes a tool appended, which may begin with an ID's byte (text too: "爱",
+    E7 88 B1, read as an 8-byte timestamp); also another element of open size (its end unknown)."""
 
     def __init__(self) -> None:
         self.tracks: set[int] = set()  # the track numbers its Tracks lists
         self.in_cluster = False  # inside a cluster of open size
+        self.blocks = False  # a block of that cluster read
 
     def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
         fh.seek(at)
@@ -198,7 +203,8 @@ class MatroskaElements:
         if not head or head[0] < 0x10:  # an ID is 1 to 4 bytes wide
             return None
         width = 9 - head[0].bit_length()
-        ids = _SEGMENT_IDS | {_VOID, _CRC32} | (_CLUSTER_IDS if self.in_cluster else set())
+        cluster = (_BLOCKS if self.blocks else _CLUSTER_IDS) if self.in_cluster else set()
+        ids = _SEGMENT_IDS | {_VOID, _CRC32} | cluster
         if len(head) < width:
             known = any(i.to_bytes(4, "big").lstrip(b"\0").startswith(head) for i in ids)
             return (at + width, True) if known else None
@@ -212,7 +218,7 @@ class MatroskaElements:
                 return at + width + 1, True
             return (at + width + 9 - head[width].bit_length(), True) if head[width] else None
         if length is None:
-            self.in_cluster = ident == _CLUSTER
+            self.in_cluster, self.blocks = ident == _CLUSTER, False
             return (at + start, False) if self.in_cluster else None
         fh.seek(at + start)
         body = fh.read(length if ident == _TRACKS else min(length, 16))
@@ -221,6 +227,7 @@ class MatroskaElements:
         if ident == _TRACKS:
             self.tracks = {int.from_bytes(number, "big") for kind, entry in _ebml_children(body) if kind == 0xAE
                            for field, number in _ebml_children(entry) if field == 0xD7}
+        self.blocks = self.blocks or ident in _BLOCKS
         return at + start + length, False
 
     def _holds(self, ident: int, length: int, body: bytes) -> bool:
