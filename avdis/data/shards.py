@@ -255,8 +255,10 @@ def _file_stamp(path: str) -> str:
 # element, box or chunk does); an MP3 with bytes appended after its last frame is a clip again (it was "corrupt audio
 # stream" or "cut short"). 14: so is one with more than 64 KiB appended, a Matroska file written live with bytes
 # appended that begin with an element's ID and a fragmented MP4 or a CAF file with text appended (each was "cut
-# short"); a Xing MP3 cut inside a frame's header is no clip (it was a shorter one).
-DECODING = 14
+# short"); a Xing MP3 cut inside a frame's header is no clip (it was a shorter one). 15: an FLV file, or a Matroska
+# file written live with clusters of open size, with a short word of text or other bytes appended is a clip again
+# (each was "cut short").
+DECODING = 15
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
