@@ -145,6 +145,36 @@ def test_a_test_fold_without_leakage_to_measure_is_refused_before_training(tiny_
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_whose_shards_are_made_again_after_its_checks_stops_before_training(tiny_corpus, tmp_path, monkeypatch):
+    """`avdis train` checks a run (its checkpoints' data, the modalities, the accumulation) on the manifest it reads
+    first, and its workers opened the manifest again: shards made again between the two were trained on unchecked
+    (seen with several workers, whose ranks checked only each other). The workers now check theirs against the
+    driver's hash and stop."""
+    from avdis.config import SynthConfig
+    from avdis.data.prepare import synthetic_shards
+    from avdis.data.shards import manifest_hash
+    from avdis.data.stream import ShardsRebuilt
+
+    from conftest import TINY
+
+    shards = str(tmp_path / "shards")
+    synthetic_shards(SynthConfig(**TINY), tiny_corpus, shards, shard_size=16)
+    checked = manifest_hash(shards)
+    checks = launch.check_leakage_defined
+
+    def made_again_after(*args, **kwargs):  # the last of the driver's checks: `avdis preprocess --force` runs now
+        checks(*args, **kwargs)
+        synthetic_shards(SynthConfig(**TINY), tiny_corpus, shards, shard_size=8)
+
+    monkeypatch.setattr(launch, "check_leakage_defined", made_again_after)
+    with pytest.raises(ShardsRebuilt) as stopped:
+        launch.train(single(shards, tmp_path / "runs", "train.epochs=1"))
+    assert str(stopped.value).startswith(f"{shards}: its shards were made again while this run ran (manifest {checked} "
+                                         f"when `avdis train` checked the run, {manifest_hash(shards)} when its "
+                                         "workers opened them)")
+    assert manifest_hash(shards) != checked and not (tmp_path / "runs" / "run" / "metrics.json").exists()
+
+
 def test_speakers_that_share_no_emotion_are_refused_for_that_not_for_too_few_clips(tmp_path):
     """data.synth.entanglement=1 with no more speakers than emotions: each speaker shows an emotion of its own, so the
     label names every clip's speaker. The refusal said 'too few clips for two speakers to share an emotion' and asked

@@ -78,10 +78,12 @@ def test_a_trial_on_shards_made_again_since_the_sweep_started_stops_before_train
     sweep.record_spec(sweep_url, cfg, manifest_hash(tiny_shards))  # as the sweep recorded them when it started
     was = rf"^{shards}: its shards were made again while this sweep ran \(manifest {manifest_hash(tiny_shards)} when "
     with pytest.raises(ShardsRebuilt, match=was + rf"the sweep started \(its sweep.json\), {manifest_hash(shards)} "):
-        loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg))
+        loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg),
+                 trial=True)
     (tmp_path / "shards" / "manifest.parquet").unlink()  # a build under way: it was "run `avdis preprocess` first"
     with pytest.raises(ShardsRebuilt, match=was + r"the sweep started \(its sweep.json\), none whole \(a build under"):
-        loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg))
+        loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg),
+                 trial=True)
     assert not (tmp_path / "run").exists()  # nothing trained
 
 

@@ -126,32 +126,33 @@ def run_config(cfg: Config, storage_url: str, name: str, callbacks: list | None 
 
 
 def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = None,
-            data_hash: str | None = None):
-    """The TorchTrainer for one run (a sweep trial builds the same, with `data_hash` its sweep's data's, which
-    its ranks check: `loop.open_checked`)."""
+            data_hash: str | None = None, trial: bool = False):
+    """The TorchTrainer for one run (a sweep `trial` builds the same); its ranks check the shards they open against
+    `data_hash` (`loop.open_checked`): the manifest hash the driver checked the run against, or a trial's sweep's."""
     from ray.train.torch import TorchTrainer
 
     return TorchTrainer(
         loop.train_worker,
         train_loop_config={"config": cfg.model_dump(mode="json"), "run_url": storage.join(storage_url, name),
-                           "manifest_hash": data_hash},
+                           "manifest_hash": data_hash, "trial": trial},
         scaling_config=scaling_config(cfg),
         run_config=run_config(cfg, storage_url, name, [stop_on_input_fault(), *(callbacks or [])]),
     )
 
 
-def _fit(cfg: Config, name: str, run_url: str) -> list[dict[str, Any]]:
-    """Train the checked run, in this process or on Ray Train; its history. The caller holds the run's folder: a
+def _fit(cfg: Config, name: str, run_url: str, data_hash: str) -> list[dict[str, Any]]:
+    """Train the checked run, in this process or on Ray Train, on the shards of manifest `data_hash` (those it was
+    checked on: rebuilt since, the run stops before training); its history. The caller holds the run's folder: a
     second driver of the same run (the same command submitted twice, or again while a stopped job still wound down)
     resumed from the first's newest checkpoint and trained beside it, each writing checkpoints and metrics.json into
     the one folder (and deleting the other's), and both said they had finished."""
     if cfg.train.strategy == "single":
-        return loop.run(cfg, loop.LocalReporter(run_url, cfg))
+        return loop.run(cfg, loop.LocalReporter(run_url, cfg), data_hash)
     from ray.train import TrainingFailedError
 
     try:
         with _own_sigint():
-            trainer(cfg, cfg.train.storage, name).fit()
+            trainer(cfg, cfg.train.storage, name, data_hash=data_hash).fit()
     except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
         raise TrainInterrupted(run_url) from None
     except TrainingFailedError as exc:
@@ -196,7 +197,8 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
     ensure_shards(cfg)
     name = run_name(cfg)
     run_url = storage.join(cfg.train.storage, name)
-    ck.check_resume(run_url, ck.run_signature(cfg, manifest_hash(cfg.data.shards, cfg.s3)), cfg.s3, cfg.train.epochs,
+    data_hash = manifest_hash(cfg.data.shards, cfg.s3)  # what the run is checked against, and its workers' shards
+    ck.check_resume(run_url, ck.run_signature(cfg, data_hash), cfg.s3, cfg.train.epochs,
                     ray_train=cfg.train.strategy != "single")
     print(f"avdis train: {cfg.method.name} strategy={cfg.train.strategy} workers={cfg.train.workers} "
           f"zero_stage={cfg.train.zero_stage} -> {run_url}", flush=True)
@@ -213,5 +215,5 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
     with storage.exclusive(run_url, "training run", s3=cfg.s3):
-        history = _fit(cfg, name, run_url)
+        history = _fit(cfg, name, run_url, data_hash)
     return {"run": run_url, "metrics_file": storage.join(run_url, ck.METRICS_FILE), "final": history[-1]}

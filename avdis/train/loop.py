@@ -202,13 +202,14 @@ def _maybe_fail(step: int, rank: int, world: int) -> None:
     os._exit(1)
 
 
-def open_checked(data: DataConfig, s3: S3Config, recorded: str | None) -> DatasetInfo:
+def open_checked(data: DataConfig, s3: S3Config, recorded: str | None, trial: bool = False) -> DatasetInfo:
     """`open_dataset`, stopped (ShardsRebuilt, on every rank alike) where the shards this worker opened are not those
-    the sweep started on (`recorded`, its sweep.json's manifest hash) or those its run's other ranks opened, or where
-    a build has removed their manifest since: each trial and each rank reads the manifest as it starts, so a sweep's
-    trials started after `avdis preprocess` made data.shards again trained on other data than its first trials, and
-    one front mixed the two (a run's ranks, one epoch's batches); one started during the build was told to run
-    `avdis preprocess` first."""
+    `recorded` names (a sweep trial's: its sweep.json's manifest hash; a run's: the one its driver checked the run's
+    checkpoints against) or those its run's other ranks opened, or where a build has removed their manifest since:
+    each trial and each rank reads the manifest as it starts, so a sweep's trials started after `avdis preprocess`
+    made data.shards again trained on other data than its first trials, and one front mixed the two (a run's ranks,
+    one epoch's batches; a run, other shards than its driver checked); one started during the build was told to run
+    `avdis preprocess` first. `trial`: this is a sweep's trial, whose `recorded` is its sweep's."""
     try:
         info: DatasetInfo | None = open_dataset(data, s3)
     except PreprocessError as exc:
@@ -222,17 +223,21 @@ def open_checked(data: DataConfig, s3: S3Config, recorded: str | None) -> Datase
     want = recorded or opened[0]
     if info is not None and set(opened) == {want}:
         return info
-    if recorded is None and set(opened) == {None}:  # no shards, and no sweep that started on some
+    if recorded is None and set(opened) == {None}:  # no shards, and no sweep or driver that saw some
         raise missing
     said = ", ".join(h or "none whole (a build under way, or deleted)" for h in sorted(set(opened) - {want}, key=str))
-    when = (f"manifest {want} when the sweep started (its sweep.json), {said} when this trial opened them"
-            if recorded else f"its workers opened manifests {', '.join(h or 'none' for h in sorted(set(opened), key=str))}")
+    if trial:
+        when = f"manifest {want} when the sweep started (its sweep.json), {said} when this trial opened them"
+    elif recorded:
+        when = f"manifest {want} when `avdis train` checked the run, {said} when its workers opened them"
+    else:
+        when = f"its workers opened manifests {', '.join(h or 'none' for h in sorted(set(opened), key=str))}"
     raise ShardsRebuilt(
-        f"{data.shards}: its shards were made again while this {'sweep' if recorded else 'run'} ran ({when}). "
+        f"{data.shards}: its shards were made again while this {'sweep' if trial else 'run'} ran ({when}). "
         + ("A sweep's trials train on the data it started with, and its front would mix the two: this trial stops "
            "before training; start a new sweep (sweep.name=...) on the shards as they are now; "
-           if recorded else "A run's workers must read the same shards: it stops before training; run it again "
-           "once the build is done; ")
+           if trial else "A run's workers must read the shards it was checked on, all the same: it stops before "
+           "training; run it again once the build is done; ")
         + "do not rebuild shards a run or sweep is reading")
 
 
@@ -376,9 +381,10 @@ def probed(cfg: Config, epoch: int) -> bool:
 
 
 def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
-        recorded: str | None = None) -> list[dict[str, Any]]:
+        recorded: str | None = None, trial: bool = False) -> list[dict[str, Any]]:
     """Train `cfg` on this worker; returns the metric history (one dict per epoch). `recorded`: the manifest hash
-    of the data a sweep started on (its sweep.json's), which this trial's shards must still hold."""
+    of the data this run's shards must still hold: for a sweep's trial (`trial`), the one its sweep started on (its
+    sweep.json's); for `avdis train`, the one its driver checked the run against."""
     rank, world = reporter.rank, reporter.world
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
@@ -386,7 +392,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
         # a Ray worker or trial uses the CPUs it reserved: left to the process it was started in, the thread count
         # varies from run to run, and so do the last bits of every training sum
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
-    info = open_checked(cfg.data, cfg.s3, recorded)
+    info = open_checked(cfg.data, cfg.s3, recorded, trial)
     check_modalities(cfg.model.modality, info.modalities, info.url)
     n_emo, n_spk = len(info.emotions), len(info.speakers)
     model = build_model(cfg.model, info.features, n_emo, n_spk)
@@ -523,7 +529,7 @@ def check_accumulation(info: DatasetInfo, cfg: Config, world: int) -> None:
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point; `config` = {"config": Config as JSON dict, "run_url": str, "manifest_hash": the sweep's
-    recorded one, or None}."""
+    """Ray Train entry point; `config` = {"config": Config as JSON dict, "run_url": str, "manifest_hash": the one
+    its shards must hold (`run`'s `recorded`), "trial": whether it is a sweep's trial}."""
     cfg = Config.model_validate(config["config"])
-    run(cfg, RayReporter(config["run_url"], cfg), config.get("manifest_hash"))
+    run(cfg, RayReporter(config["run_url"], cfg), config["manifest_hash"], config["trial"])

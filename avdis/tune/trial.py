@@ -46,11 +46,12 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, chec
     recorded = recorded_data(sweep_url, cfg)
     if cfg.train.in_process:  # one worker: no Ray Train, Tune holds its checkpoints
         with solo_group(cfg.train):
-            loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg), recorded)
+            loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg), recorded,
+                     trial=True)
         return
     relay = TrainToTune()
     trainer = launch.trainer(cfg, storage.join(checkpoints_url, TRIALS_DIR), trial_id, callbacks=[relay],
-                             data_hash=recorded)
+                             data_hash=recorded, trial=True)
     relay.run(trainer.fit)  # Train V2's fit() raises when the run fails
 
 
