@@ -230,6 +230,18 @@ def test_a_ray_train_runs_unusable_checkpoint_is_set_aside_in_one_step(tiny_shar
     assert ck.ray_resume_point(str(run), C.S3Config())[0] == str(run / names[0])  # what RayReporter.restore takes
 
 
+def trial_run(run: Path, names: tuple[str, ...]) -> None:
+    """A multi-worker sweep trial's Ray Train run of whole checkpoints, one an epoch, each named in its record, and its
+    metrics.json one epoch on (each epoch's is written before its checkpoint goes up)."""
+    for epoch, name in enumerate(names, 1):
+        Path(run, name, "engine").mkdir(parents=True)
+        ck.write_state(Path(run, name), {"epoch": epoch, "history": [{}] * epoch})
+        Path(run, name, ck.ADVERSARY).write_bytes(b"weights")
+        Path(run, name, "engine", "state.pt").write_bytes(b"weights")
+    ray_record(run, *names)
+    Path(run, ck.METRICS_FILE).write_text(json.dumps({"history": [{}] * len(names)}))
+
+
 def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_what_to_do(tiny_shards, tmp_path, capsys):
     """A multi-worker trial's Ray Train run (under <checkpoints>/trials/) whose record lists a checkpoint folder that
     is gone (expired by a lifecycle rule, deleted) ended the resumed sweep's trial in Ray's
@@ -251,11 +263,7 @@ def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_wha
     results.write_trials(url, rows[:2])  # a finished one would need its Tune experiment too: checked below
     names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
     for tid in ("t1", "t2", "t3"):
-        for epoch, name in enumerate(names, 1):
-            Path(trials, tid, name).mkdir(parents=True)
-            ck.write_state(Path(trials, tid, name), {"epoch": epoch, "history": [{}] * epoch})
-        ray_record(storage.join(trials, tid), *names)
-        Path(trials, tid, ck.METRICS_FILE).write_text(json.dumps({"history": [{}, {}]}))
+        trial_run(Path(trials, tid), names)
         shutil.rmtree(Path(trials, tid, names[1]))
     assert main(args) == 1
     err = capsys.readouterr().err
@@ -267,6 +275,55 @@ def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_wha
     record.rename(record.with_suffix(".json.aside"))  # as it says; the finished and the failed will not train again
     results.write_trials(url, rows)
     sweep.check_trial_runs(url, cfg)
+
+
+def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_before_ray_starts(tiny_shards, tmp_path):
+    """A multi-worker trial whose Ray Train run restores a checkpoint without adversary.pt or its engine's state
+    (deleted by hand, expired by a lifecycle rule) was refused in the trial, saying to move that
+    folder aside; the trial failed, and a resumed sweep never retries a failed trial, so that could not work. Now the
+    resumed sweep is refused before Ray starts, and moving aside what it names resumes the trial from the checkpoint
+    before."""
+    import ray
+
+    from avdis.data.prepare import as_made
+    from avdis.tune import sweep
+
+    cfg = as_made(C.load(SMOKE, [f"data.shards={tiny_shards}", "train.strategy=ddp", "train.zero_stage=0",
+                                 "train.workers=2", f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"]))
+    url, trials = sweep.url_of(cfg), Path(sweep.checkpoints_of(cfg), "trials")
+    sweep.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    results.write_trials(url, [{"trial_id": "t1", "sweep": "s", "method": "multitask", "status": "RUNNING"}])
+    names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
+    trial_run(trials / "t1", names)
+    for lost, why in [(Path(names[1], ck.ADVERSARY), "adversary.pt is missing"),
+                      (Path(names[1], "engine", "state.pt"), "engine/, the model's and optimizer's state, is missing")]:
+        (trials / "t1" / lost).rename(trials / "t1" / "kept")
+        with pytest.raises(ck.CheckpointError) as refused:
+            sweep.check_trial_runs(url, cfg)
+        assert str(refused.value) == (
+            f"{trials}/t1: its newest checkpoint cannot be used ({why}); move {trials}/t1/{names[1]} aside, and Ray "
+            f"Train's record of the run's checkpoints ({trials}/t1/checkpoint_manager_snapshot.json) with it, to resume "
+            "from the newest whole checkpoint before it, or use another train.name (for a sweep's trial: another "
+            "sweep.name) to start a new run")
+        (trials / "t1" / "kept").rename(trials / "t1" / lost)
+    sweep.check_trial_runs(url, cfg)  # whole again
+    (trials / "t1" / names[1] / ck.ADVERSARY).unlink()
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for moved in (names[1], "checkpoint_manager_snapshot.json"):  # as it says
+        (trials / "t1" / moved).rename(aside / moved)
+    sweep.check_trial_runs(url, cfg)
+    assert ck.ray_resume_point(str(trials / "t1"), C.S3Config())[0] == str(trials / "t1" / names[0])
+    assert not ray.is_initialized()
+
+
+def test_a_trials_checkpoint_refused_in_the_trial_says_to_start_a_new_sweep():
+    """A checkpoint refused in a sweep's trial (what `check_trial_runs` cannot see: weights that do not load) fails the
+    trial, and a resumed sweep never retries it: the advice to move it aside could not work."""
+    refused = str(ck.unusable("s3://b/ckpt/trials/t1", "adversary.pt is missing", "s3://b/ckpt/trials/t1/c", True))
+    assert refused == ("s3://b/ckpt/trials/t1: its newest checkpoint cannot be used (adversary.pt is missing), so this "
+                       "trial fails; a sweep's failed trials are not retried on resume: start a new sweep "
+                       "(sweep.name=...)")
 
 
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):

@@ -33,6 +33,7 @@ LATEST = "latest.json"
 KEEP_CHECKPOINTS = 2  # per run: RunStore prunes to it, Ray Train's CheckpointConfig keeps as many
 RAY_RECORD = "checkpoint_manager_snapshot"  # Ray Train's record of a run's checkpoints (a .json file, not a folder)
 SIGNATURE = "run_signature"  # state.json's key for `run_signature`
+ADVERSARY = "adversary.pt"  # the adversary's and its optimizer's state, in every checkpoint
 
 
 # The sections that shape a run's result, and the settings in them a resumed run may change:
@@ -123,10 +124,15 @@ class CheckpointError(AvdisError):
     """A checkpoint a run would resume from that cannot be used; the message names it and what to do."""
 
 
-def unusable(where: str, why: str, ray_folder: str | None = None) -> CheckpointError:
+def unusable(where: str, why: str, ray_folder: str | None = None, trial: bool = False) -> CheckpointError:
     """The refusal of a run's checkpoint that cannot be used, saying what to move aside to resume from the one before
     it. `ray_folder`: the folder a Ray Train run restored, named with the run's record, which goes aside with it: Ray
-    Train will not load a record that lists a folder that is gone, so moving the folder alone was refused in turn."""
+    Train will not load a record that lists a folder that is gone, so moving the folder alone was refused in turn.
+    `trial`: refused in a sweep's trial, which then fails, and a resumed sweep does not retry a failed trial: moving
+    anything aside would not train it again (`sweep.check_trial_runs` refuses what it can before Ray starts)."""
+    if trial:
+        return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails; a sweep's "
+                               "failed trials are not retried on resume: start a new sweep (sweep.name=...)")
     if ray_folder is None:
         aside = "move that checkpoint folder aside to resume from the one before it"
     else:
@@ -134,6 +140,25 @@ def unusable(where: str, why: str, ray_folder: str | None = None) -> CheckpointE
                  "with it, to resume from the newest whole checkpoint before it")
     return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); {aside}, or use another "
                            "train.name (for a sweep's trial: another sweep.name) to start a new run")
+
+
+def fault(folder_url: str, s3: S3Config) -> str | None:
+    """Why a run cannot resume from the checkpoint folder at `folder_url`, as far as its files tell without loading
+    them: a state.json that is not whole, or a file every checkpoint holds that is missing (adversary.pt, the
+    engine's state); None where nothing is seen wrong."""
+    from avdis.train.engine import ENGINE_DIR  # here: the engine's module imports torch, which this one does not need
+
+    try:
+        int(json.loads(storage.read_bytes(storage.join(folder_url, STATE), s3))["epoch"])
+    except FileNotFoundError:
+        return f"{STATE} is missing"
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{STATE} is damaged ({type(exc).__name__}: {exc})"
+    if not storage.exists(storage.join(folder_url, ADVERSARY), s3):
+        return f"{ADVERSARY} is missing"
+    if not storage.list_files(storage.join(folder_url, ENGINE_DIR), s3=s3):
+        return f"{ENGINE_DIR}/, the model's and optimizer's state, is missing"
+    return None
 
 
 def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: int, ray_train: bool) -> None:
@@ -183,6 +208,17 @@ def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] |
         except (FileNotFoundError, ValueError, TypeError, AttributeError):
             pass  # its restore says why it cannot be used, unless a newer whole checkpoint is found
     return unrecorded_point(run_url, s3, after) or recorded
+
+
+def ray_restored(run_url: str, s3: S3Config) -> str | None:
+    """URL of the checkpoint folder a Ray Train run under `run_url` restores (`RayReporter.restore`): that of
+    `ray_resume_point`, else its record's latest, whose state.json cannot be read; None for a run that starts
+    afresh."""
+    point = ray_resume_point(run_url, s3)
+    if point is not None:
+        return point[0]
+    record = _ray_record(run_url, s3)
+    return record[1] if record is not None else None
 
 
 def _ray_record(run_url: str, s3: S3Config) -> tuple[list[str], str | None] | None:

@@ -78,7 +78,7 @@ def tune_checkpoint(found: Any, s3: S3Config, records_url: str) -> Iterator[Path
         if here is None:
             raise ck.unusable(run_url, f"{found.path} is gone, and no checkpoint beside it is known to be whole (one "
                                        f"with a whole {ck.STATE}, of an epoch before the last that "
-                                       f"{storage.join(records_url, ck.METRICS_FILE)} records)")
+                                       f"{storage.join(records_url, ck.METRICS_FILE)} records)", trial=True)
         print(f"avdis sweep: trial checkpoint {found.path} is gone (deleted after the driver last saved its state); "
               f"resuming from the newest whole checkpoint in {run_url}", flush=True)
         yield here
@@ -409,15 +409,15 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
             try:
                 state = ck.read_state(found)
             except (OSError, ValueError) as exc:
-                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}", ray_folder) from None
+                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}", ray_folder, trial) from None
             ck.check_compatible(ck.saved_signature(state), signature, reporter.run_url)
-            if not (found / "adversary.pt").exists():  # every checkpoint has one: resuming without it resets the adversary
-                raise ck.unusable(reporter.run_url, "adversary.pt is missing", ray_folder)
+            if not (found / ck.ADVERSARY).exists():  # every checkpoint has one: resuming without it resets the adversary
+                raise ck.unusable(reporter.run_url, f"{ck.ADVERSARY} is missing", ray_folder, trial)
             try:
                 engine.load(found)
-                stepper.load(found / "adversary.pt")
+                stepper.load(found / ck.ADVERSARY)
             except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}", ray_folder) from None
+                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}", ray_folder, trial) from None
             start, history = state["epoch"], state["history"]
             if rank == 0:
                 print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
@@ -495,7 +495,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
             if rank == 0:
                 ck.write_state(d, {"epoch": epoch + 1, "epochs": cfg.train.epochs, "history": history, ck.SIGNATURE: signature,
                                    "data_position": {"epoch": epoch + 1, "step_in_epoch": 0}})
-                torch.save(stepper.state_dict(), d / "adversary.pt")
+                torch.save(stepper.state_dict(), d / ck.ADVERSARY)
                 if fit is not None:
                     torch.save({"projection": fit.projection, "mean": fit.mean, "emo_head": fit.emo_head.state_dict()},
                                d / "posthoc.pt")

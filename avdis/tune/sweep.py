@@ -44,7 +44,8 @@ from avdis.data.prepare import as_made, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
-from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE, check_ray_record
+from avdis.train import checkpoint as ck
+from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
@@ -312,15 +313,51 @@ def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
 
 
 def check_trial_runs(sweep_url: str, cfg: Config) -> None:
-    """Refuse, before Ray starts, a resumed sweep's unfinished trial whose Ray Train run (a multi-worker trial's,
-    under `<checkpoints>/trials/`) has a record listing a checkpoint folder that is gone (deleted, expired by a
-    lifecycle rule): Ray Train will not load it, and the trial ended in Ray's CheckpointManagerInitializationError,
-    an error no resume retries. Finished trials are not trained again, failed ones not retried: neither is checked."""
+    """Refuse, before Ray starts, a resumed sweep's unfinished trial that cannot resume, saying what to move aside:
+    refused in the trial, it failed, and a failed trial is never retried on resume. A multi-worker trial's Ray Train
+    run (under `<checkpoints>/trials/`) whose record lists a checkpoint folder that is gone (deleted, expired by a
+    lifecycle rule), which Ray Train will not load (the trial ended in Ray's CheckpointManagerInitializationError); a
+    checkpoint the trial restores (its Ray Train run's, or Tune's for a trial in its own process) that lacks a file
+    every checkpoint holds (`ck.fault`). Finished trials are not trained again, failed ones not retried: neither is
+    checked."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    resumed = trials.loc[trials["order"].isna() & (trials["status"] != "ERROR"), "trial_id"]
-    for trial_id in resumed:
-        check_ray_record(storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id), cfg.s3,
-                         "start a new sweep (sweep.name=...)")
+    resumed = trials[trials["order"].isna() & (trials["status"] != "ERROR")]
+    tune_checkpoints: dict[str, dict[str, str]] = {}
+    for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
+        run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
+        ck.check_ray_record(run_url, cfg.s3, "start a new sweep (sweep.name=...)")
+        folder = ck.ray_restored(run_url, cfg.s3)
+        if folder is not None:
+            why = ck.fault(folder, cfg.s3)
+            if why is not None:
+                raise ck.unusable(run_url, why, folder)
+            continue
+        if role not in tune_checkpoints:
+            tune_checkpoints[role] = _tune_restored(cfg, role)
+        folder = tune_checkpoints[role].get(trial_id)
+        # without a state.json the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`)
+        if folder is not None and storage.exists(storage.join(folder, ck.STATE), cfg.s3):
+            why = ck.fault(folder, cfg.s3)
+            if why is not None:  # Tune fails a trial whose checkpoint folder is gone: it must stay where it is
+                raise ck.CheckpointError(
+                    f"{folder}: the checkpoint Tune restores trial {trial_id} from cannot be used ({why}); move its "
+                    f"{ck.STATE} aside (not the folder, which Tune must find) to resume the trial from the newest "
+                    "whole checkpoint beside it, or start a new sweep (sweep.name=...)")
+
+
+def _tune_restored(cfg: Config, role: str) -> dict[str, str]:
+    """The URL of the checkpoint Tune restores each trial of the experiment of `role` from (its latest in the
+    experiment's saved state), by trial id; none without a saved experiment."""
+    from ray.tune import ExperimentAnalysis
+
+    if not _restorable(cfg, role):
+        return {}
+    fs, storage_path, name = experiment_of(cfg, role)
+    found = {}
+    for trial in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials:
+        if trial.checkpoint is not None:
+            found[trial.trial_id] = storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path
+    return found
 
 
 def _finished_roles(trials: pd.DataFrame) -> set[str]:
