@@ -502,9 +502,7 @@ def _flock(url: str, fs: Any, folder: str, what: str, wait: bool) -> Iterator[No
                                "to") from None
     try:
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _flock_free(fd):
                 _busy(url, what, os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process", wait)
                 fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:  # a filesystem without locks (some NFS, FUSE mounts)
@@ -515,6 +513,50 @@ def _flock(url: str, fs: Any, folder: str, what: str, wait: bool) -> Iterator[No
         yield
     finally:
         os.close(fd)
+
+
+def _flock_free(fd: int) -> bool:
+    """Take the flock on `fd` where no one holds it (False where another does). Looked at twice, 0.05 s apart: a
+    reader's probe (`held`) holds it for an instant, which must not refuse a sweep driver or a training run."""
+    for look in range(2):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if look == 0:
+                time.sleep(0.05)
+    return False
+
+
+def held(url: str, s3: S3Config | None = None) -> bool:
+    """Whether a job holds `url`'s folder now (`exclusive`): tells a sweep getting ready (its corpus and shards made
+    before its first result, its lock held) from a folder whose job ended, which leaves only its `.avdis-lock` (a
+    sweep refused after it took its lock, or killed before its first result). Locally a shared flock tried without
+    waiting on a descriptor of its own, let go at once; on S3 the lease as it stands. True where it cannot be told (a
+    filesystem without locks, a remote store other than S3): a reader then waits, as for a held one."""
+    if is_remote(url) and not url.startswith("s3://"):
+        return True
+    fs, path = filesystem(url, s3)
+    if url.startswith("s3://"):
+        bucket, key, _ = fs.split_path(join(path, LOCK))
+        try:
+            found = _read_lease(fs, bucket, key)
+        except Exception as exc:
+            raise _failed(url, "cannot read its lock", exc) from None
+        return found is not None and not found[2]
+    try:
+        fd = os.open(os.path.join(path, LOCK), os.O_RDONLY)  # read access is enough: a shared lock
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # BlockingIOError: held; any other: a filesystem without locks
+        return True
+    finally:
+        os.close(fd)  # lets the probe's lock go
+    return False
 
 
 @contextmanager
@@ -554,6 +596,23 @@ async def _get_object(fs: Any, bucket: str, key: str) -> tuple[bytes, dict[str, 
         response["Body"].close()
 
 
+def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any], str, bool] | None:
+    """An S3 lock as it stands: its body, its ETag, and whether it is free (released, or its lease ran out by S3's
+    clock); None where there is none."""
+    try:
+        data, response = fsspec.asyn.sync(fs.loop, _get_object, fs, bucket, key)
+    except FileNotFoundError:
+        return None
+    try:
+        body = json.loads(data)
+        lease_s = float(body["lease_s"])
+    except (ValueError, TypeError, KeyError):  # no lease (a local folder's lock, copied up with its shards): free
+        return {}, response["ETag"], True
+    now = email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
+    quiet = (now - response["LastModified"]).total_seconds()
+    return {**body, "lease_s": lease_s}, response["ETag"], body.get("holder") is None or quiet > lease_s
+
+
 class _Lease:
     """An S3 folder's lock: the object `<folder>/.avdis-lock`, written only by conditional PUTs. It is made with
     If-None-Match: * (of two jobs, one makes it), renewed every lease_s / 4 with If-Match on its ETag, and taken over
@@ -580,22 +639,6 @@ class _Lease:
         return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(),
                                **condition)["ETag"]
 
-    def _read(self) -> tuple[dict[str, Any], str, bool] | None:
-        """The lock as it stands: its body, its ETag, and whether it is free (released, or its lease ran out by S3's
-        clock); None where there is none."""
-        try:
-            data, response = fsspec.asyn.sync(self.fs.loop, _get_object, self.fs, self.bucket, self.key)
-        except FileNotFoundError:
-            return None
-        try:
-            body = json.loads(data)
-            lease_s = float(body["lease_s"])
-        except (ValueError, TypeError, KeyError):  # no lease (a local folder's lock, copied up with its shards): free
-            return {}, response["ETag"], True
-        now = email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
-        quiet = (now - response["LastModified"]).total_seconds()
-        return {**body, "lease_s": lease_s}, response["ETag"], body.get("holder") is None or quiet > lease_s
-
     def take(self, wait: bool) -> bool:
         """Take the lock, waiting for it with `wait` (else BusyError); False where the store cannot lock (warned)."""
         said = False
@@ -606,7 +649,7 @@ class _Lease:
                 except OSError as exc:
                     if _s3_code(exc) != "PreconditionFailed":
                         raise
-                    found = self._read()
+                    found = _read_lease(self.fs, self.bucket, self.key)
                     if found is None:
                         continue  # released by a delete meanwhile
                     body, etag, free = found
@@ -659,7 +702,7 @@ class _Lease:
         """After a refused renewal: whether another holds the lock now, said loudly (else it was our own renewal,
         retried by s3fs after its answer was lost)."""
         try:
-            found = self._read()
+            found = _read_lease(self.fs, self.bucket, self.key)
         except Exception:
             return False
         if found is not None and found[0].get("token") == self.token:

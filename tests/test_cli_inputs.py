@@ -159,15 +159,36 @@ def test_a_folder_without_a_sweep_is_refused(tmp_path, capsys, command):
     refused(capsys, [command[0], str(table), *command[1:]], str(table), "a file, not a sweep folder")
 
 
-def test_the_dashboard_waits_for_a_sweep_getting_ready(tmp_path):
+def _sweep_folder(tmp_path: Path, where: str, request) -> str:
+    return str(tmp_path / "sweep") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/sweeps/s"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_the_dashboard_waits_for_a_sweep_getting_ready(tmp_path, where, request):
     """A sweep holds its folder's lock while it makes its corpus and shards, before sweep.json: the dashboard refused
     that folder as holding no sweep, where the README says it serves the page while the sweep runs."""
     from avdis import storage
     from avdis.report.dashboard import LiveReport
 
-    (tmp_path / storage.LOCK).write_text("")
-    page = LiveReport(str(tmp_path), None, 1.0)
+    url = _sweep_folder(tmp_path, where, request)
+    with storage.exclusive(url, "sweep driver"):
+        page = LiveReport(url, None, 1.0)
     assert page.snapshot.summary["n_trials"] == 0 and page.snapshot.html
+
+
+@pytest.mark.timeout(60)  # before the fix the dashboard served the folder for ever
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_the_dashboard_refuses_a_folder_whose_sweep_ended_before_its_first_result(tmp_path, capsys, where, request):
+    """A sweep refused after it took its lock, or killed before its first result, leaves only `.avdis-lock`, which no
+    one holds: the dashboard took it for a sweep getting ready and waited "for the first result" for ever."""
+    from avdis import storage
+
+    url = _sweep_folder(tmp_path, where, request)
+    with storage.exclusive(url, "sweep driver"):
+        pass
+    assert storage.exists(storage.join(url, storage.LOCK))
+    refused(capsys, ["dashboard", url, "--port", "0"], f"{url}: no sweep is running or has started there",
+            "no job holds its lock (.avdis-lock)", "start the sweep")
 
 
 @pytest.mark.parametrize("command", ["report", "dashboard"])

@@ -239,3 +239,26 @@ def test_a_local_folders_lock_copied_to_s3_with_its_shards_holds_nothing(s3_buck
     storage.write_bytes(storage.join(url, storage.LOCK), b"pid 1 on laptop")
     with storage.exclusive(url, "build of these shards"):  # not BusyError
         assert _lock_body(url)["holder"] == f"pid {os.getpid()} on {os.uname().nodename}"
+
+
+def test_a_readers_probe_of_a_lock_does_not_refuse_a_job(tmp_path, monkeypatch):
+    """`storage.held` (the dashboard's) holds a local folder's lock for an instant: a sweep driver starting just then
+    was refused as if another driver ran there."""
+    import fcntl
+
+    url = str(tmp_path / "sweeps" / "s")
+    with storage.exclusive(url, "sweep driver"):
+        assert storage.held(url)
+    assert not storage.held(url)
+    probe = os.open(os.path.join(url, storage.LOCK), os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as `held` takes it
+    sleep = time.sleep
+
+    def probe_ends(seconds: float) -> None:  # the probe lets go while the job looks again
+        os.close(probe)
+        monkeypatch.setattr(time, "sleep", sleep)
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", probe_ends)
+    with storage.exclusive(url, "sweep driver"):
+        assert storage.held(url)

@@ -5,9 +5,10 @@ A stdlib HTTP server renders the report from `trials.parquet` and `pareto.json` 
 and renders again only when the files' bytes changed. A table no sweep summarized (no
 pareto.json), or whose pareto.json is damaged (the page says so), is summarized here, in memory. Routes: `/` (the page, which polls
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
-`/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json) with
-no (readable) results yet shows "waiting for the first result"; a folder that holds
-no sweep, a port out of range or in use are refused before serving.
+`/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json), or one
+getting ready (it holds its folder's lock), with no (readable) results yet shows "waiting for
+the first result"; a folder that holds no sweep (or only the lock of one that ended), a port
+out of range or in use are refused before serving.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class Snapshot:
 
 def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends. One
-    holding a sweep's lock is a sweep getting ready (its corpus and shards made before its first trial): it waits,
-    unless it holds what another avdis folder does (`_not_a_sweep`), whose job takes the same lock there."""
+    whose lock a job holds (`storage.held`) is a sweep getting ready (its corpus and shards made before its first
+    trial): it waits, unless it holds what another avdis folder does (`_not_a_sweep`), whose job takes the same lock
+    there. A lock no one holds is a sweep that ended before its first result."""
     if not storage.exists(sweep_url, s3):
         return  # a sweep about to start: the page waits for it
     results.check_folder(sweep_url, s3)
@@ -61,6 +63,11 @@ def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
         raise UsageError(f"{sweep_url}: holds {held}, not a sweep; {fix}")
     if not storage.exists(storage.join(sweep_url, storage.LOCK), s3):
         raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); {fix}")
+    if not storage.held(sweep_url, s3):  # its job ended before writing either: waiting there never ends
+        raise UsageError(f"{sweep_url}: no sweep is running or has started there: no {results.TRIALS} or "
+                         f"{results.SPEC}, and no job holds its lock ({storage.LOCK}), as a sweep refused or stopped "
+                         "before its first result leaves it; start the sweep (avdis sweep, or ray job submit ... "
+                         f"jobs/sweep.py), then the dashboard, or {fix}")
 
 
 def _not_a_sweep(url: str, s3: S3Config | None) -> str | None:
