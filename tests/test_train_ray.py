@@ -323,15 +323,29 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ra
     assert not (tmp_path / "runs" / "gpus").exists()
 
 
+RUN_HOLDER = """
+import sys, time
+from avdis import storage
+with storage.exclusive(sys.argv[1], "training run"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
 def test_a_second_driver_of_a_run_still_training_is_refused_before_it_trains(tiny_shards, tmp_path):
     """The same train command submitted twice (or again while a stopped job still winds down) resumed from the
     first's newest checkpoint and trained beside it, both writing checkpoints and metrics.json into the one run
     folder, and both ended 'succeeded'. The first driver here holds the run as a running one does."""
     cfg = cfg_for(tiny_shards, tmp_path, "train.strategy=single", "train.zero_stage=0", "train.workers=1", "train.name=twice")
     run = tmp_path / "runs" / "twice"
-    with storage.exclusive(str(run), "training run"):
+    holder = subprocess.Popen([sys.executable, "-c", RUN_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:  # another process: this one would hold its own run again at once
+        assert holder.stdout.readline() == "held\n"
         with pytest.raises(storage.BusyError, match=f"{run}: another training run is running there"):
             launch.train(cfg)
+    finally:
+        holder.kill()
+        holder.wait(30)
     assert sorted(p.name for p in run.iterdir()) == [storage.LOCK]
 
 
