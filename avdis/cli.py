@@ -130,7 +130,7 @@ def _refresh_seconds(text: str) -> float:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from avdis import storage
+    from avdis import storage, storage_lock
     from avdis.data import synth
 
     given = {field: getattr(args, field) for field in C.SynthConfig.model_fields if getattr(args, field) is not None}
@@ -143,7 +143,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     clips = cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker
     # the lock a sweep or a training run takes to generate its corpus (`prepare.generate_if_missing`): two
     # generations into one folder wrote each other's clips in place, leaving one's settings over the other's clips
-    with storage.exclusive(where, "generation of this corpus", wait=True):
+    with storage_lock.exclusive(where, "generation of this corpus", wait=True):
         if synth.is_generated(cfg.data.synth, where):  # rewritten, every clip's new time rebuilt its shards
             print(f"corpus: {where} already holds this corpus ({clips} clips), kept as it is (delete the folder to "
                   "make it again)")

@@ -167,11 +167,11 @@ def _sweep_folder(tmp_path: Path, where: str, request) -> str:
 def test_the_dashboard_waits_for_a_sweep_getting_ready(tmp_path, where, request):
     """A sweep holds its folder's lock while it makes its corpus and shards, before sweep.json: the dashboard refused
     that folder as holding no sweep, where the README says it serves the page while the sweep runs."""
-    from avdis import storage
+    from avdis import storage_lock
     from avdis.report.dashboard import LiveReport
 
     url = _sweep_folder(tmp_path, where, request)
-    with storage.exclusive(url, "sweep driver"):
+    with storage_lock.exclusive(url, "sweep driver"):
         page = LiveReport(url, None, 1.0)
     assert page.snapshot.summary["n_trials"] == 0 and page.snapshot.html
 
@@ -181,12 +181,12 @@ def test_the_dashboard_waits_for_a_sweep_getting_ready(tmp_path, where, request)
 def test_the_dashboard_refuses_a_folder_whose_sweep_ended_before_its_first_result(tmp_path, capsys, where, request):
     """A sweep refused after it took its lock, or killed before its first result, leaves only `.avdis-lock`, which no
     one holds: the dashboard took it for a sweep getting ready and waited "for the first result" for ever."""
-    from avdis import storage
+    from avdis import storage, storage_lock
 
     url = _sweep_folder(tmp_path, where, request)
-    with storage.exclusive(url, "sweep driver"):
+    with storage_lock.exclusive(url, "sweep driver"):
         pass
-    assert storage.exists(storage.join(url, storage.LOCK))
+    assert storage.exists(storage.join(url, storage_lock.LOCK))
     refused(capsys, ["dashboard", url, "--port", "0"], f"{url}: no sweep is running or has started there",
             "no job holds its lock (.avdis-lock)", "start the sweep")
 
@@ -511,10 +511,10 @@ def test_synth_over_its_own_corpus_keeps_clips_the_user_listed_there(tmp_path, c
 
 GENERATOR = """
 import sys
-from avdis import storage
+from avdis import storage_lock
 from avdis.config import SynthConfig
 from avdis.data import synth
-with storage.exclusive(sys.argv[1], "generation of this corpus"):
+with storage_lock.exclusive(sys.argv[1], "generation of this corpus"):
     print("held", flush=True)
     synth.generate(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4), sys.argv[1])
 """

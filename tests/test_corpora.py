@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from avdis import storage
+from avdis import storage, storage_lock
 from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards, stream
 from avdis.data.media import write_clip
@@ -850,7 +850,7 @@ def test_a_source_whose_every_clip_fails_to_decode_leaves_a_built_output_as_it_w
 
     def contents() -> dict[str, bytes]:
         fs, path = storage.filesystem(out)
-        return {name: fs.cat_file(name) for name in fs.find(path) if not name.endswith(storage.LOCK)}  # no output
+        return {name: fs.cat_file(name) for name in fs.find(path) if not name.endswith(storage_lock.LOCK)}  # no output
 
     shards.build_shards(data, S3Config())
     before = contents()

@@ -183,7 +183,7 @@ def test_the_shards_corpus_or_run_folder_is_refused_not_waited_on(tiny_shards: s
                                                                   holds: str) -> None:
     """Their jobs leave the lock a sweep's driver takes in its folder (`.avdis-lock`), and the dashboard pointed at one
     took it for a sweep getting ready: it served "waiting for the first result" for ever."""
-    from avdis import storage
+    from avdis import storage_lock
     from avdis.cli import main
 
     url = {"shards": tiny_shards, "corpus": str(tmp_path / "corpus"), "run": str(tmp_path / "run")}[folder]
@@ -191,9 +191,9 @@ def test_the_shards_corpus_or_run_folder_is_refused_not_waited_on(tiny_shards: s
         assert main(["synth", "--out", url, "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
                      "--duration", "0.3"]) == 0
     if folder == "run":  # a training run's folder after its first epoch (`avdis train`)
-        with storage.exclusive(url, "training run"):
+        with storage_lock.exclusive(url, "training run"):
             Path(url, "metrics.json").write_text("[]")
-    assert Path(url, storage.LOCK).is_file()
+    assert Path(url, storage_lock.LOCK).is_file()
     with pytest.raises(dashboard.UsageError, match=re.escape(f"{url}: {holds}, not a sweep; pass "
                                                              "<sweep.storage>/<sweep.name> of a sweep")):
         dashboard.make_server(url, port=0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avdis import storage
+from avdis import storage, storage_lock
 from avdis.config import Config, DataConfig, FeatureConfig, S3Config, SplitConfig, SynthConfig
 from avdis.data import prepare, shards, synth
 from avdis.data.corpora import scan
@@ -251,7 +251,7 @@ def test_a_builder_killed_mid_generation_leaves_no_lock_that_blocks_the_next_job
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     assert synth.settings_of(tmp_path / "src") is None  # cut short
-    assert (tmp_path / "src" / storage.LOCK).read_text() == f"pid {first.pid} on {socket.gethostname()}"
+    assert (tmp_path / "src" / storage_lock.LOCK).read_text() == f"pid {first.pid} on {socket.gethostname()}"
     second = subprocess.run([sys.executable, "-c", BUILDER, str(tmp_path / "src"), str(tmp_path / "shards")],
                             capture_output=True, text=True, timeout=120)
     said, summary = second.stdout.splitlines()
@@ -329,13 +329,13 @@ def test_a_run_on_a_corpus_it_cannot_make_waits_for_its_shards_build_under_way(t
                            stdout=subprocess.PIPE, text=True)
     try:
         assert job.stdout.readline() == "building\n"
-        busy = storage._busy  # the build goes on once the run below says it waits for it
+        busy = storage_lock._busy  # the build goes on once the run below says it waits for it
 
         def said_then_go(*args):
             busy(*args)
             job.stdin.close()
 
-        monkeypatch.setattr(storage, "_busy", said_then_go)
+        monkeypatch.setattr(storage_lock, "_busy", said_then_go)
         took = prepare.ensure_shards(Config(data=data))
         assert job.wait(60) == 0
     finally:

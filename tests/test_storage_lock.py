@@ -1,5 +1,5 @@
-"""`storage.exclusive`: one writer per folder, locally (flock) and on S3 (a lease written by conditional PUTs), held
-again at once by the process that holds it."""
+"""`storage_lock.exclusive`: one writer per folder, locally (flock) and on S3 (a lease written by conditional PUTs),
+held again at once by the process that holds it."""
 
 from __future__ import annotations
 
@@ -19,25 +19,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from avdis import storage
+from avdis import storage, storage_lock
 from avdis.config import S3Config
 
 
 def _start(code: str, *args: str) -> subprocess.Popen:
-    """A Python process running `code` (after `from avdis import storage`), its stdout and stderr piped."""
-    code = "import sys, time\nfrom avdis import storage\n" + textwrap.dedent(code)
+    """A Python process running `code` (after `from avdis import storage_lock`), its stdout and stderr piped."""
+    code = "import sys, time\nfrom avdis import storage_lock\n" + textwrap.dedent(code)
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
 def _lock_body(url: str) -> dict:
-    return json.loads(storage.read_bytes(storage.join(url, storage.LOCK)))
+    return json.loads(storage.read_bytes(storage.join(url, storage_lock.LOCK)))
 
 
 BUILDER = """
 import os
-storage.LEASE_S = 2.0  # the waiter looks again every 0.5 s
-with storage.exclusive(sys.argv[1], "build of these shards", wait=True):
+storage_lock.LEASE_S = 2.0  # the waiter looks again every 0.5 s
+with storage_lock.exclusive(sys.argv[1], "build of these shards", wait=True):
     with open(sys.argv[2], "a") as log:
         log.write("in\\n")
     deadline = time.monotonic() + 60
@@ -68,8 +68,8 @@ def test_two_jobs_building_the_same_s3_shards_take_turns(s3_bucket, tmp_path):
 
 
 HOLDER = """
-storage.LEASE_S = 2.0  # renewed every 0.5 s
-with storage.exclusive(sys.argv[1], "sweep driver"):
+storage_lock.LEASE_S = 2.0  # renewed every 0.5 s
+with storage_lock.exclusive(sys.argv[1], "sweep driver"):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -81,15 +81,15 @@ def test_an_s3_lock_is_renewed_while_its_holder_runs_and_runs_out_once_it_is_kil
     try:
         assert holder.stdout.readline() == "held\n", holder.stderr.read()
         time.sleep(3)  # past its lease: renewed, so still held
-        with pytest.raises(storage.BusyError, match=rf"^{url}: another sweep driver is running there \(pid "
+        with pytest.raises(storage_lock.BusyError, match=rf"^{url}: another sweep driver is running there \(pid "
                                                     rf"{holder.pid} on .*; wait for it to end, or use another name$"):
-            with storage.exclusive(url, "sweep driver"):
+            with storage_lock.exclusive(url, "sweep driver"):
                 pass
     finally:
         holder.send_signal(signal.SIGKILL)  # no release: its lease runs out
         holder.wait(30)
     start = time.monotonic()
-    with storage.exclusive(url, "sweep driver", wait=True):
+    with storage_lock.exclusive(url, "sweep driver", wait=True):
         assert time.monotonic() - start < 10
         assert _lock_body(url)["holder"] == f"pid {os.getpid()} on {os.uname().nodename}"
     assert f"another sweep driver is running there (pid {holder.pid} on " in capfd.readouterr().err
@@ -99,11 +99,11 @@ def test_a_holder_whose_s3_lock_was_taken_says_so_loudly(s3_bucket, capfd, monke
     """A holder stalled past its lease (a long GC pause, S3 out of reach) whose lock another job took."""
     import boto3
 
-    monkeypatch.setattr(storage, "LEASE_S", 1.0)
+    monkeypatch.setattr(storage_lock, "LEASE_S", 1.0)
     url = f"{s3_bucket}/runs/r"
-    with storage.exclusive(url, "training run"):
+    with storage_lock.exclusive(url, "training run"):
         other = {"holder": "pid 1 on elsewhere", "token": "other", "lease_s": 60, "renewal": 0}
-        boto3.client("s3").put_object(Bucket=s3_bucket.removeprefix("s3://"), Key=f"runs/r/{storage.LOCK}",
+        boto3.client("s3").put_object(Bucket=s3_bucket.removeprefix("s3://"), Key=f"runs/r/{storage_lock.LOCK}",
                                       Body=json.dumps(other).encode())
         said, deadline = "", time.monotonic() + 10
         while "WARNING" not in said and time.monotonic() < deadline:  # the next renewal, within 0.25 s when idle
@@ -124,11 +124,11 @@ def test_an_s3_lock_is_released_where_deletes_are_denied(s3_bucket):
         {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
     try:
         url = f"{s3_bucket}/shards"
-        with storage.exclusive(url, "build of these shards", wait=True):
+        with storage_lock.exclusive(url, "build of these shards", wait=True):
             pass
         assert _lock_body(url)["holder"] is None
         start = time.monotonic()
-        with storage.exclusive(url, "build of these shards"):  # taken at once
+        with storage_lock.exclusive(url, "build of these shards"):  # taken at once
             assert time.monotonic() - start < 5
     finally:
         s3.delete_bucket_policy(Bucket=bucket)
@@ -191,7 +191,7 @@ def _store(upstream: str, conditionals: str) -> Iterator[str]:
 def test_a_store_without_conditional_writes_runs_unlocked_with_a_warning(s3_server, s3_bucket, conditionals, capfd):
     """A store that ignores If-None-Match would let every job take the lock: it is found out, as one refusing it."""
     with _store(s3_server, conditionals) as endpoint:
-        with storage.exclusive(f"{s3_bucket}/sweeps/s", "sweep driver", s3=S3Config(endpoint_url=endpoint)):
+        with storage_lock.exclusive(f"{s3_bucket}/sweeps/s", "sweep driver", s3=S3Config(endpoint_url=endpoint)):
             pass
     said = capfd.readouterr().err
     assert f"avdis: warning: {s3_bucket}/sweeps/s: cannot lock (the store " in said, said
@@ -203,8 +203,9 @@ def test_a_store_that_does_not_name_the_failed_condition_is_locked(s3_server, s3
     holder = _start(HOLDER, f"{s3_bucket}/s")
     try:
         assert holder.stdout.readline() == "held\n", holder.stderr.read()
-        with _store(s3_server, "unnamed") as endpoint, pytest.raises(storage.BusyError, match=f"pid {holder.pid} "):
-            with storage.exclusive(f"{s3_bucket}/s", "sweep driver", s3=S3Config(endpoint_url=endpoint)):
+        with (_store(s3_server, "unnamed") as endpoint,
+              pytest.raises(storage_lock.BusyError, match=f"pid {holder.pid} ")):
+            with storage_lock.exclusive(f"{s3_bucket}/s", "sweep driver", s3=S3Config(endpoint_url=endpoint)):
                 pass
     finally:
         holder.kill()
@@ -212,8 +213,9 @@ def test_a_store_that_does_not_name_the_failed_condition_is_locked(s3_server, s3
 
 
 NESTED = """
-with storage.exclusive(sys.argv[1], "sweep driver"):
-    with storage.exclusive(sys.argv[1] + "/", "build of these shards", wait=True):  # data.shards: the sweep's folder
+with storage_lock.exclusive(sys.argv[1], "sweep driver"):
+    # data.shards: the sweep's folder
+    with storage_lock.exclusive(sys.argv[1] + "/", "build of these shards", wait=True):
         print("built", flush=True)
 """
 
@@ -236,21 +238,21 @@ def test_a_local_folders_lock_copied_to_s3_with_its_shards_holds_nothing(s3_buck
     """Shards built locally and copied up (`aws s3 sync`) bring their `.avdis-lock`, which no one renews: the next
     build there waited a whole lease for it."""
     url = f"{s3_bucket}/shards"
-    storage.write_bytes(storage.join(url, storage.LOCK), b"pid 1 on laptop")
-    with storage.exclusive(url, "build of these shards"):  # not BusyError
+    storage.write_bytes(storage.join(url, storage_lock.LOCK), b"pid 1 on laptop")
+    with storage_lock.exclusive(url, "build of these shards"):  # not BusyError
         assert _lock_body(url)["holder"] == f"pid {os.getpid()} on {os.uname().nodename}"
 
 
 def test_a_readers_probe_of_a_lock_does_not_refuse_a_job(tmp_path, monkeypatch):
-    """`storage.held` (the dashboard's) holds a local folder's lock for an instant: a sweep driver starting just then
-    was refused as if another driver ran there."""
+    """`storage_lock.held` (the dashboard's) holds a local folder's lock for an instant: a sweep driver starting just
+    then was refused as if another driver ran there."""
     import fcntl
 
     url = str(tmp_path / "sweeps" / "s")
-    with storage.exclusive(url, "sweep driver"):
-        assert storage.held(url)
-    assert not storage.held(url)
-    probe = os.open(os.path.join(url, storage.LOCK), os.O_RDONLY)
+    with storage_lock.exclusive(url, "sweep driver"):
+        assert storage_lock.held(url)
+    assert not storage_lock.held(url)
+    probe = os.open(os.path.join(url, storage_lock.LOCK), os.O_RDONLY)
     fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as `held` takes it
     sleep = time.sleep
 
@@ -260,5 +262,5 @@ def test_a_readers_probe_of_a_lock_does_not_refuse_a_job(tmp_path, monkeypatch):
         sleep(seconds)
 
     monkeypatch.setattr(time, "sleep", probe_ends)
-    with storage.exclusive(url, "sweep driver"):
-        assert storage.held(url)
+    with storage_lock.exclusive(url, "sweep driver"):
+        assert storage_lock.held(url)

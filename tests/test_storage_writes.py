@@ -17,7 +17,7 @@ import pytest
 
 from conftest import s3_denied
 
-from avdis import storage
+from avdis import storage, storage_lock
 
 WRITER = """
 import sys, time
@@ -166,8 +166,8 @@ def test_reading_a_manifest_never_aborts_the_process_at_exit(tiny_shards):
 
 HOLDER = """
 import sys, time
-from avdis import storage
-with storage.exclusive(sys.argv[1], "sweep driver"):
+from avdis import storage_lock
+with storage_lock.exclusive(sys.argv[1], "sweep driver"):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -181,17 +181,17 @@ def test_a_second_driver_on_a_held_folder_is_refused_until_the_first_ends(tmp_pa
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
-        with pytest.raises(storage.BusyError, match=rf"{url}: another sweep driver is running there \(pid "
+        with pytest.raises(storage_lock.BusyError, match=rf"{url}: another sweep driver is running there \(pid "
                                                     rf"{holder.pid} on "):
-            with storage.exclusive(url, "sweep driver"):
+            with storage_lock.exclusive(url, "sweep driver"):
                 pass
         assert main(["sweep", "--storage", str(tmp_path / "sweeps"), "--name", "s"]) == 2  # before Ray starts
         assert "another sweep driver is running there" in capsys.readouterr().err
     finally:
         holder.send_signal(signal.SIGKILL)  # however it ends, the OS lets go of its lock
         holder.wait(30)
-    with storage.exclusive(url, "sweep driver"):
-        assert (tmp_path / "sweeps" / "s" / storage.LOCK).read_text().startswith(f"pid {os.getpid()} on ")
+    with storage_lock.exclusive(url, "sweep driver"):
+        assert (tmp_path / "sweeps" / "s" / storage_lock.LOCK).read_text().startswith(f"pid {os.getpid()} on ")
 
 
 def test_an_s3_output_that_refuses_writes_says_what_to_check(s3_bucket):

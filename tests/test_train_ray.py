@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from avdis import config as C
-from avdis import storage
+from avdis import storage_lock
 from avdis.data.stream import SkipRateExceeded
 from avdis.errors import UsageError
 from avdis.train import launch
@@ -325,8 +325,8 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_workers_start(local_ra
 
 RUN_HOLDER = """
 import sys, time
-from avdis import storage
-with storage.exclusive(sys.argv[1], "training run"):
+from avdis import storage_lock
+with storage_lock.exclusive(sys.argv[1], "training run"):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -341,12 +341,12 @@ def test_a_second_driver_of_a_run_still_training_is_refused_before_it_trains(tin
     holder = subprocess.Popen([sys.executable, "-c", RUN_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
     try:  # another process: this one would hold its own run again at once
         assert holder.stdout.readline() == "held\n"
-        with pytest.raises(storage.BusyError, match=f"{run}: another training run is running there"):
+        with pytest.raises(storage_lock.BusyError, match=f"{run}: another training run is running there"):
             launch.train(cfg)
     finally:
         holder.kill()
         holder.wait(30)
-    assert sorted(p.name for p in run.iterdir()) == [storage.LOCK]
+    assert sorted(p.name for p in run.iterdir()) == [storage_lock.LOCK]
 
 
 @pytest.mark.slow

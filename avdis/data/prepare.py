@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from avdis import runtime, storage
+from avdis import runtime, storage, storage_lock
 from avdis.config import Config, DataConfig, S3Config, SynthConfig, with_overrides
 from avdis.data import shards, synth
 from avdis.data.corpora import GROUND_TRUTH
@@ -39,7 +39,7 @@ def generate_if_missing(data: DataConfig) -> None:
     if not _generates(data):
         return
     _check_target(data)  # before the lock's file goes into a folder that is not the generator's to write
-    with storage.exclusive(data.src, "generation of this corpus", wait=True):
+    with storage_lock.exclusive(data.src, "generation of this corpus", wait=True):
         if _generates(data):  # decided again in the lock: a corpus another job made meanwhile is kept
             _check_target(data)
             print(f"generating synthetic corpus in {data.src} ...", flush=True)
@@ -163,8 +163,8 @@ def _await_build(cfg: Config) -> None:
     where still no manifest is there: only the synthetic corpus can be made here. A run started during such a build
     was told 'no manifest; run `avdis preprocess` first' while the build it asked for was running. The lock is
     taken only where a build has been (its file is there): no folder is made for shards never built."""
-    if storage.exists(storage.join(cfg.data.shards, storage.LOCK), cfg.s3):
-        with storage.exclusive(cfg.data.shards, shards.BUILD, wait=True, s3=cfg.s3):
+    if storage.exists(storage.join(cfg.data.shards, storage_lock.LOCK), cfg.s3):
+        with storage_lock.exclusive(cfg.data.shards, shards.BUILD, wait=True, s3=cfg.s3):
             pass
     if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         # with this config's data.modality: shards made without it would be refused (`check_made_with`)

@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import webdataset as wds
 
-from avdis import storage
+from avdis import storage, storage_lock
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
@@ -481,7 +481,7 @@ def _stamp(url: str, s3: S3Config | None) -> str:
     return "|".join(str(info.get(k)) for k in ("ETag", "ino", "size", "mtime", "LastModified"))
 
 
-BUILD = "build of these shards"  # what holds the shards folder's lock (`storage.exclusive`) while it makes them
+BUILD = "build of these shards"  # what holds the shards folder's lock (`storage_lock.exclusive`) while it makes them
 
 
 def build_shards(
@@ -506,7 +506,7 @@ def build_shards(
     if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(data.src):
         raise UsageError(f"{data.shards}: is the source folder itself; write the shards to a folder beside it or "
                          "inside it (its own files would be read as the corpus's)")
-    with storage.exclusive(data.shards, BUILD, wait=True, s3=s3):
+    with storage_lock.exclusive(data.shards, BUILD, wait=True, s3=s3):
         if missing_only and storage.exists(storage.join(data.shards, MANIFEST), s3):
             return None
         return _build(data, s3, run_tasks, force, out_dir)

@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
-from avdis import storage
+from avdis import storage, storage_lock
 from avdis.config import EMOTIONS, SynthConfig
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.data.media import write_clip
@@ -309,10 +309,10 @@ def holds_others(out: str | Path) -> bool:
     """Whether `out` is a folder holding files but no corpus this generator wrote: one it must not write into. A
     shared-storage check's marker (`storage.SHARED_CHECK`, which a killed check leaves behind) is no one's file: an
     empty folder with one was refused, though `ls` showed it empty. Nor is the lock a generation takes there
-    (`storage.LOCK`)."""
+    (`storage_lock.LOCK`)."""
     out = Path(out)
     return out.is_dir() and not made_here(out) and any(not p.name.startswith(storage.SHARED_CHECK)
-                                                        and p.name != storage.LOCK for p in out.iterdir())
+                                                        and p.name != storage_lock.LOCK for p in out.iterdir())
 
 
 def made_here(out: str | Path) -> bool:

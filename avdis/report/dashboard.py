@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from avdis import results, storage
+from avdis import results, storage, storage_lock
 from avdis.config import S3Config
 from avdis.errors import AvdisError, UsageError
 from avdis.numbers import json_safe
@@ -48,7 +48,7 @@ class Snapshot:
 
 def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     """An existing folder with neither trials.parquet nor sweep.json is a wrong path: waiting there never ends. One
-    whose lock a job holds (`storage.held`) is a sweep getting ready (its corpus and shards made before its first
+    whose lock a job holds (`storage_lock.held`) is a sweep getting ready (its corpus and shards made before its first
     trial): it waits, unless it holds what another avdis folder does (`_not_a_sweep`), whose job takes the same lock
     there. A lock no one holds is a sweep that ended before its first result."""
     if not storage.exists(sweep_url, s3):
@@ -61,19 +61,19 @@ def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     held = _not_a_sweep(sweep_url, s3)
     if held is not None:
         raise UsageError(f"{sweep_url}: holds {held}, not a sweep; {fix}")
-    if not storage.exists(storage.join(sweep_url, storage.LOCK), s3):
+    if not storage.exists(storage.join(sweep_url, storage_lock.LOCK), s3):
         raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); {fix}")
-    if not storage.held(sweep_url, s3):  # its job ended before writing either: waiting there never ends
+    if not storage_lock.held(sweep_url, s3):  # its job ended before writing either: waiting there never ends
         raise UsageError(f"{sweep_url}: no sweep is running or has started there: no {results.TRIALS} or "
-                         f"{results.SPEC}, and no job holds its lock ({storage.LOCK}), as a sweep refused or stopped "
-                         "before its first result leaves it; start the sweep (avdis sweep, or ray job submit ... "
-                         f"jobs/sweep.py), then the dashboard, or {fix}")
+                         f"{results.SPEC}, and no job holds its lock ({storage_lock.LOCK}), as a sweep refused or "
+                         "stopped before its first result leaves it; start the sweep (avdis sweep, or ray job submit "
+                         f"... jobs/sweep.py), then the dashboard, or {fix}")
 
 
 def _not_a_sweep(url: str, s3: S3Config | None) -> str | None:
     """What the folder at `url` holds where it is the shards, the corpus or the training run's folder of a config:
-    their jobs lock it as a sweep's driver locks its own (`storage.exclusive`), so the dashboard waited there for ever
-    for a first result. None for none of them."""
+    their jobs lock it as a sweep's driver locks its own (`storage_lock.exclusive`), so the dashboard waited there for
+    ever for a first result. None for none of them."""
     from avdis.data import shards, synth
     from avdis.data.corpora import GROUND_TRUTH
     from avdis.train import checkpoint

@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from avdis import clusterfit, runtime, storage
+from avdis import clusterfit, runtime, storage, storage_lock
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
@@ -214,6 +214,6 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
         runtime.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
-    with storage.exclusive(run_url, "training run", s3=cfg.s3):
+    with storage_lock.exclusive(run_url, "training run", s3=cfg.s3):
         history = _fit(cfg, name, run_url, data_hash)
     return {"run": run_url, "metrics_file": storage.join(run_url, ck.METRICS_FILE), "final": history[-1]}

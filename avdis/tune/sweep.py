@@ -38,7 +38,7 @@ import pandas as pd
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from avdis import clusterfit, results, runtime, storage
+from avdis import clusterfit, results, runtime, storage, storage_lock
 from avdis.config import SELECTION, Config, S3Config, setting_of, with_overrides
 from avdis.data.prepare import as_made, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
@@ -547,7 +547,7 @@ def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
     runtime.check_kept({**outputs_of(cfg, names), **to_make(cfg)})
     # two drivers on one sweep would each write its tables
-    with storage.exclusive(url_of(cfg), "sweep driver", s3=cfg.s3):
+    with storage_lock.exclusive(url_of(cfg), "sweep driver", s3=cfg.s3):
         return _run(cfg, views, names)
 
 
