@@ -199,6 +199,23 @@ def test_the_shards_corpus_or_run_folder_is_refused_not_waited_on(tiny_shards: s
         dashboard.make_server(url, port=0)
 
 
+def test_the_page_says_when_a_sweep_getting_ready_ends_before_its_first_result(tmp_path: Path) -> None:
+    """A sweep refused (or killed) while it got ready, after the page started: the page waited for its first result
+    for ever. It says so now, and waits again once a sweep holds the folder. (An S3 folder's lock is told by
+    `storage_lock.held` as for the dashboard's start: tests/test_cli_inputs.py.)"""
+    from avdis import storage_lock
+
+    url = str(tmp_path / "live")
+    ended = "no sweep is running here any more: it ended before its first result"
+    with storage_lock.exclusive(url, "sweep driver"):
+        live = dashboard.LiveReport(url, None, refresh_s=0.2)
+        assert ended not in live.current().html.decode()
+    page = wait_until(lambda: (text := live.current().html.decode()) and ended in text and text)
+    assert page and "waiting for the first result" in page
+    with storage_lock.exclusive(url, "sweep driver"):  # started again
+        assert wait_until(lambda: ended not in live.current().html.decode())
+
+
 def test_serves_an_s3_sweep(s3_bucket: str) -> None:
     sweep = f"{s3_bucket}/sweeps/live"
     results.write_trials(sweep, seeded_rows())

@@ -7,8 +7,9 @@ pareto.json), or whose pareto.json is damaged (the page says so), is summarized 
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
 `/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json), or one
 getting ready (it holds its folder's lock), with no (readable) results yet shows "waiting for
-the first result"; a folder that holds no sweep (or only the lock of one that ended), a port
-out of range or in use are refused before serving.
+the first result", and says so where one getting ready ends before writing either; a folder
+that holds no sweep (or only the lock of one that ended), a port out of range or in use are
+refused before serving.
 """
 
 from __future__ import annotations
@@ -91,19 +92,32 @@ class LiveReport:
     def __init__(self, sweep_url: str, s3: S3Config | None, refresh_s: float) -> None:
         self.sweep_url, self.s3, self.refresh_s = sweep_url, s3, refresh_s
         self.lock = threading.Lock()
-        self.checked = float("-inf")
+        self.checked, self.ended = float("-inf"), False
         _check_sweep(sweep_url, s3)
         self.snapshot = self._render()  # raises ResultsError for a sweep path that does not exist
 
     def _digest(self) -> str | None:
+        """The files' bytes, and whether the sweep ended before its first result (`ended`, asked while there is no
+        trials.parquet)."""
         digest = hashlib.sha256()
         try:
-            for name in (results.TRIALS, results.PARETO):
-                url = storage.join(self.sweep_url, name)
-                digest.update(storage.read_bytes(url, self.s3) if storage.exists(url, self.s3) else b"-")
+            tables = [storage.read_bytes(url, self.s3) if storage.exists(url, self.s3) else None
+                      for url in (storage.join(self.sweep_url, name) for name in (results.TRIALS, results.PARETO))]
         except FileNotFoundError:
             return None
+        for data in tables:
+            digest.update(b"-" if data is None else data)
+        self.ended = tables[0] is None and self._ended()
+        digest.update(b"ended" if self.ended else b"")
         return digest.hexdigest()
+
+    def _ended(self) -> bool:
+        """Whether a sweep with no trials.parquet ended before its first result: no sweep.json either, and no job holds
+        its folder's lock any more (a sweep refused, or stopped, while it got ready after the page started: the page
+        waited for it for ever)."""
+        url, s3 = self.sweep_url, self.s3
+        return (not storage.exists(storage.join(url, results.SPEC), s3)
+                and storage.exists(storage.join(url, storage_lock.LOCK), s3) and not storage_lock.held(url, s3))
 
     def _render(self) -> Snapshot:
         digest = self._digest()
@@ -115,6 +129,11 @@ class LiveReport:
         except results.ResultsError as exc:  # damaged: summarize the table here, as for none, and say so (the page
             summary = None  # needs only read access, so refusing to serve left a read-only user with nothing)
             note = "; ".join(filter(None, [note, f"{exc}; the page summarizes {results.TRIALS} itself meanwhile"]))
+        if self.ended:
+            note = "; ".join(filter(None, [note, (
+                f"no sweep is running here any more: it ended before its first result (no job holds its lock, "
+                f"{storage_lock.LOCK}, and it wrote no {results.TRIALS} or {results.SPEC}); see the sweep's output "
+                "for why and start it again: this page follows it when it does")]))
         summary = summary or results.summarize(trials, view.sweep_name(trials, self.sweep_url))
         page = webpage.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
         self.checked = time.monotonic()
