@@ -529,7 +529,7 @@ def _said_by(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None, default_config: str | None = None, prog: str | None = None) -> int:
     args = parse(argv, default_config, prog)
-    before = runtime.stop_as_interrupt()
+    before, remembered = runtime.stop_as_interrupt(), runtime.remember_interrupts()
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, where a reader gone is said as such, not in Python's flush at exit
@@ -550,6 +550,8 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
     finally:
         if before is not None:  # a caller's own (main called in a process that goes on)
             signal.signal(signal.SIGTERM, before)
+        if remembered is not None:
+            remembered()
 
 
 def _stdout_gone() -> bool:

@@ -568,6 +568,35 @@ def connect(cfg: RayConfig) -> str:
     return address
 
 
+_INTERRUPTED = threading.Event()  # set by `remember_interrupts`' handler, read by `check_interrupted`
+
+
+def remember_interrupts() -> Callable[[], None] | None:
+    """Make Ctrl-C raise KeyboardInterrupt as ever, and remember that it came (`check_interrupted`): a library's C
+    callback can swallow the KeyboardInterrupt (numba compiling librosa's functions on a shard's first clip, through
+    llvmlite's ctypes callbacks, printed 'Exception ignored on calling ctypes callback function: ... KeyboardInterrupt'
+    and went on: an `avdis preprocess` stopped then ran to its end, exit 0). Returns what puts Python's handler back;
+    None where SIGINT has another handler (ignored in a job's driver, or a caller's own), which is left alone."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return None
+    _INTERRUPTED.clear()
+
+    def interrupt(sig: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def check_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C that something swallowed (`remember_interrupts`); for long loops to
+    call between their steps."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
 def stop_as_interrupt() -> Any:
     """Make SIGTERM (what `ray job stop` sends a job's driver) do what Ctrl-C does: the SIGINT handler in place (Ray
     Train's, which aborts its run; `sweep.fit` puts Tune's in its own way), else KeyboardInterrupt, which the command

@@ -21,7 +21,7 @@ from avdis.cli import READS, build_parser, main, parse
 from avdis import config as C
 from avdis.config import SynthConfig
 from avdis.data import synth
-from avdis import results
+from avdis import results, storage_lock
 
 
 @pytest.fixture(scope="module")
@@ -516,16 +516,25 @@ from avdis.config import SynthConfig
 from avdis.data import synth
 with storage_lock.exclusive(sys.argv[1], "generation of this corpus"):
     print("held", flush=True)
+    sys.stdin.read()  # until the test has seen the synth below wait: else it could find the corpus made, unwaited
     synth.generate(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4), sys.argv[1])
 """
 
 
-def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp_path, capsys):
+def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp_path, capsys, monkeypatch):
     """`avdis synth` took no lock, where a sweep generating its corpus does: two generations into one folder wrote
     their clips over each other's in place, leaving one's settings over a mix of both corpora's clips. It now waits,
     then keeps the corpus made meanwhile (rewritten, each clip's new time would rebuild the shards made of it)."""
     out = tmp_path / "corpus"
-    holder = subprocess.Popen([sys.executable, "-c", GENERATOR, str(out)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", GENERATOR, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    busy = storage_lock._busy
+
+    def said_then_go(*args):  # the generation goes on once the synth below says it waits for it
+        busy(*args)
+        holder.stdin.close()
+
+    monkeypatch.setattr(storage_lock, "_busy", said_then_go)
     try:
         assert holder.stdout.readline() == "held\n"
         assert main(["synth", "--out", str(out), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
@@ -892,11 +901,44 @@ def test_ctrl_c_says_how_to_go_on(tiny_corpus, tiny_shards, tmp_path):
                                         "whole checkpoint"), done.stderr[-3000:]
     shards = tmp_path / "shards"
     done = _interrupted(["preprocess", "--corpus", "synthetic", "--src", str(tiny_corpus), "--out", str(shards),
-                         "--shard-size", "1", "--no-ray"], tmp_path, lambda: any(shards.rglob("*.tar")))
+                         "--shard-size", "1", "--no-ray"], tmp_path, (shards / storage_lock.LOCK).exists)
     assert done.returncode == 130, done.stderr[-3000:]
     assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "
                                         "again (a build cut short leaves no manifest, so no run reads its shards)")
     assert not (shards / "manifest.parquet").exists()
+
+
+SWALLOWING_DECODER = """
+import os, signal, sys
+from avdis.cli import main
+from avdis.data import shards
+written = shards.write_shard
+def swallowing(*args):  # as numba's compiler does through llvmlite's ctypes callbacks: the Ctrl-C is dropped
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs between two bytecodes
+            pass
+    except KeyboardInterrupt:
+        pass
+    return written(*args)
+shards.write_shard = swallowing
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_ctrl_c_a_library_swallows_still_stops_the_build(tiny_corpus, tmp_path):
+    """A Ctrl-C while numba compiled librosa's functions (a shard's first clip) was printed as 'Exception ignored on
+    calling ctypes callback function: ... KeyboardInterrupt' and dropped: the build ran to its end, exit 0. It now
+    stops after the shard under way, as an interrupted build (no manifest), exit 130."""
+    shards = tmp_path / "shards"
+    done = subprocess.run([sys.executable, "-c", SWALLOWING_DECODER, "preprocess", "--corpus", "synthetic", "--src",
+                           str(tiny_corpus), "--out", str(shards), "--shard-size", "1", "--no-ray"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "
+                                        "again (a build cut short leaves no manifest, so no run reads its shards)")
+    assert not (shards / "manifest.parquet").exists()
+    assert len(list(shards.rglob("*.tar"))) == 1  # the shard under way, then no other
 
 
 @pytest.mark.timeout(300)

@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import webdataset as wds
 
-from avdis import storage, storage_lock
+from avdis import runtime, storage, storage_lock
 from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import splits
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
@@ -557,6 +557,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     runner = run_tasks or (lambda ts: (write_shard(t, data.shards, data.features, s3) for t in ts))
     rows, decoded, shards = [], [], []
     for result in runner(plan(records, data)):
+        runtime.check_interrupted()  # a Ctrl-C the decoder's libraries swallowed stops the build here
         rows.extend(result["rows"])
         decoded.extend(Reject(**r) for r in result["rejects"])
         if result["shard"]:
