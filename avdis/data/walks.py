@@ -142,12 +142,7 @@ def mpeg_frame_length(header: bytes, first: bytes) -> int | None:
 def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     """(where the MPEG audio frame at `at` ends; whether the file ends inside its 4-byte header first: then where
     that ends). None where no frame of the stream starts there (an ID3v1 or APE tag, bytes a tool appended)."""
-    fh.seek(at)
-    head = fh.read(4)
-    if len(head) < 4:
-        return (at + 4, True) if head[:2] == first[: len(head[:2])] else None
-    length = mpeg_frame_length(head, first)
-    return None if length is None else (at + length, False)
+    return _frame(fh, at, first, 4, 2, mpeg_frame_length)
 
 
 def adts_frame_length(header: bytes, first: bytes) -> int | None:
@@ -164,11 +159,19 @@ def adts_frame_length(header: bytes, first: bytes) -> int | None:
 def adts_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     """(where the AAC frame at `at` ends; whether the file ends inside its 7-byte ADTS header first: then where that
     ends). None where no frame of the stream starts there."""
+    return _frame(fh, at, first, 7, 3, adts_frame_length)
+
+
+def _frame(fh: BinaryIO, at: int, first: bytes, header: int, sync: int,
+           length_of: Callable[[bytes, bytes], int | None]) -> tuple[int, bool] | None:
+    """`mpeg_frame` and `adts_frame`: a frame whose `header` bytes say its length (`length_of`, None for no frame of
+    the stream whose first frame's header is `first`); one the file ends inside its header is told by the first
+    `sync` bytes it holds of them."""
     fh.seek(at)
-    head = fh.read(7)
-    if len(head) < 7:
-        return (at + 7, True) if head[:3] == first[: len(head[:3])] else None
-    length = adts_frame_length(head, first)
+    head = fh.read(header)
+    if len(head) < header:
+        return (at + header, True) if head[:sync] == first[: len(head[:sync])] else None
+    length = length_of(head, first)
     return None if length is None else (at + length, False)
 
 
