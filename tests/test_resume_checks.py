@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,21 +174,32 @@ def test_a_rerun_is_judged_by_the_checkpoint_it_resumes_from_not_one_a_kill_cut_
         ck.check_resume(run, signature, cfg.s3, 2, ray_train=ray_train)
 
 
-def test_a_ray_train_run_whose_record_lists_a_deleted_checkpoint_says_what_to_do(tiny_shards, tmp_path, capsys):
-    """Ray Train refuses a record (checkpoint_manager_snapshot.json) that lists a checkpoint folder that is gone
-    (deleted by hand), and the rerun ended in its traceback (ActorDiedError around CheckpointManagerInitializationError)
-    once Ray had started. Now refused before, with exit 1, saying what to do."""
-    import ray
-
+def signed_ray_run(tiny_shards: str, tmp_path: Path,
+                   planned: int) -> tuple[Path, list[str], dict[str, Any], tuple[str, str]]:
+    """A DDP run `fixed` (its settings: train.epochs=3) of two checkpoints of a run started for `planned` epochs,
+    signed as this config's, each with its adversary.pt, both in Ray Train's record, and metrics.json `planned`
+    epochs on: (its folder, the settings, their run signature, the checkpoints' names)."""
     run = tmp_path / "runs" / "fixed"
     settings = overrides(tiny_shards, tmp_path / "runs", "train.strategy=ddp", "train.epochs=3")
     signature = ck.run_signature(C.load(SMOKE, settings), shards.manifest_hash(tiny_shards))
     names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
     for epoch, name in enumerate(names, 1):
         (run / name).mkdir(parents=True)
-        ck.write_state(run / name, {"epoch": epoch, "epochs": 2, "history": [{}] * epoch, ck.SIGNATURE: signature})
+        ck.write_state(run / name, {"epoch": epoch, "epochs": planned, "history": [{}] * epoch,
+                                    ck.SIGNATURE: signature})
+        (run / name / ck.ADVERSARY).write_bytes(b"weights")
     ray_record(run, *names)
-    (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{}, {}]}))
+    (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{}] * planned}))
+    return run, settings, signature, names
+
+
+def test_a_ray_train_run_whose_record_lists_a_deleted_checkpoint_says_what_to_do(tiny_shards, tmp_path, capsys):
+    """Ray Train refuses a record (checkpoint_manager_snapshot.json) that lists a checkpoint folder that is gone
+    (deleted by hand), and the rerun ended in its traceback (ActorDiedError around CheckpointManagerInitializationError)
+    once Ray had started. Now refused before, with exit 1, saying what to do."""
+    import ray
+
+    run, settings, _, names = signed_ray_run(tiny_shards, tmp_path, planned=2)
     shutil.rmtree(run / names[1])
     args = ["train", "--config", str(SMOKE), *settings]
     assert main(args) == 1
@@ -207,16 +219,7 @@ def test_a_ray_train_runs_unusable_checkpoint_is_set_aside_in_one_step(tiny_shar
     to move 'that checkpoint folder' aside; done, the rerun was refused again: Ray Train's record lists that folder,
     and Ray Train will not load it then. Now the refusal names the folder and the record, and moving both aside is
     the one step that resumes from the checkpoint before it."""
-    run = tmp_path / "runs" / "fixed"
-    settings = overrides(tiny_shards, tmp_path / "runs", "train.strategy=ddp", "train.epochs=3")
-    signature = ck.run_signature(C.load(SMOKE, settings), shards.manifest_hash(tiny_shards))
-    names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
-    for epoch, name in enumerate(names, 1):
-        (run / name).mkdir(parents=True)
-        ck.write_state(run / name, {"epoch": epoch, "epochs": 3, "history": [{}] * epoch, ck.SIGNATURE: signature})
-        (run / name / "adversary.pt").write_bytes(b"weights")
-    ray_record(run, *names)
-    (run / ck.METRICS_FILE).write_text(json.dumps({"history": [{}] * 3}))
+    run, _, signature, names = signed_ray_run(tiny_shards, tmp_path, planned=3)
     record = run / "checkpoint_manager_snapshot.json"
     said = str(ck.unusable(str(run), "adversary.pt is missing", str(run / names[1])))
     assert f"{run}: its newest checkpoint cannot be used (adversary.pt is missing); move {run / names[1]} aside, and " \
