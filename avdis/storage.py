@@ -120,11 +120,45 @@ def pinned(s3: S3Config) -> S3Config:
     return s3.model_copy(update={"endpoint_url": endpoint, "region": region})
 
 
+_S3_FILESYSTEMS: dict[tuple[Any, ...], fsspec.AbstractFileSystem] = {}
+
+
+def _aws_files() -> tuple[tuple[int, int] | None, ...]:
+    """The size and modification time of the AWS config and credentials files (None where missing)."""
+    found: list[tuple[int, int] | None] = []
+    for variable, default in (("AWS_CONFIG_FILE", "~/.aws/config"),
+                              ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")):
+        try:
+            st = os.stat(os.path.expanduser(os.environ.get(variable) or default))
+            found.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            found.append(None)
+    return tuple(found)
+
+
+def _s3_filesystem(s3: S3Config) -> fsspec.AbstractFileSystem:
+    """The s3fs filesystem of these S3 settings, made once per process and AWS environment. A new one per call built
+    a botocore session and client at its first request (0.2-0.9 s each against moto: the dashboard took ~15 s to open
+    an S3 sweep and seconds per poll). Not fsspec's instance cache, which does not see the AWS_* variables (the
+    credentials, profile and config files) nor those files: a process that changes the variables, or runs while a tool
+    rewrites the credentials file with new temporary keys (saml2aws, a cron job; botocore reads keys from the file
+    once), gets a new filesystem for them, as it got one per call before. Keyed by PID too: a forked child (a
+    DataLoader worker) cannot use its parent's, whose event loop ran in a thread the fork left behind. Credentials that
+    expire where botocore renews them itself (a role's, SSO) are refreshed in the client; listings are never cached
+    (`_s3_options`), so a reused filesystem sees an object written a moment ago."""
+    options = _s3_options(s3)
+    aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (os.getpid(), repr(options), aws_env, _aws_files())
+    fs = _S3_FILESYSTEMS.get(key)
+    if fs is None:  # two threads may both make one: the first stored is used by both
+        fs = _S3_FILESYSTEMS.setdefault(key, fsspec.filesystem("s3", **options))
+    return fs
+
+
 def filesystem(url: str, s3: S3Config | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem for `url` and the path inside it."""
+    """The fsspec filesystem for `url` and the path inside it (on S3 one per settings, `_s3_filesystem`)."""
     if url.startswith("s3://"):
-        fs = fsspec.filesystem("s3", **_s3_options(s3 or S3Config()))
-        return fs, url.removeprefix("s3://").rstrip("/")
+        return _s3_filesystem(s3 or S3Config()), url.removeprefix("s3://").rstrip("/")
     if is_remote(url):
         fs, path = fsspec.core.url_to_fs(url)
         return fs, path

@@ -224,6 +224,43 @@ def test_serves_an_s3_sweep(s3_bucket: str) -> None:
         assert "12 completed" in page and "live" in page
 
 
+def test_an_s3_sweep_is_read_through_one_filesystem_that_sees_each_new_result(s3_bucket: str, monkeypatch) -> None:
+    """Every storage call made a new s3fs filesystem, whose first request builds a botocore client (0.2-0.9 s here):
+    the page took ~15 s to open on an S3 sweep, and each poll seconds. The one kept must still see what the sweep
+    writes after it was first read: a new table, and a new file in a listing (no listing cached)."""
+    import fsspec
+
+    from avdis import storage
+
+    sweep = f"{s3_bucket}/sweeps/live"
+    results.write_trials(sweep, seeded_rows(6, running=0))
+    made = []
+    real = fsspec.filesystem
+    monkeypatch.setattr(fsspec, "filesystem", lambda *args, **kw: made.append(args) or real(*args, **kw))
+    with serving(sweep, refresh_s=0.05) as base:
+        assert "6 completed" in get(base + "/")[2].decode()
+        listed = storage.list_files(sweep)
+        results.write_trials(sweep, seeded_rows(9, running=0))
+        storage.write_bytes(storage.join(sweep, "new.json"), b"{}")
+        assert wait_until(lambda: "9 completed" in get(base + "/")[2].decode(), timeout=10)
+    assert storage.list_files(sweep) == sorted([*listed, storage.join(sweep, "new.json")])
+    assert len(made) <= 1, made  # none where an earlier test's settings made it
+
+
+def test_credentials_a_tool_rewrites_are_read_again(s3_bucket: str, tmp_path: Path, monkeypatch) -> None:
+    """Keys read from the credentials file are kept by botocore as they were read: a filesystem kept for the whole
+    process (a dashboard left running) would go on with the keys a tool (saml2aws, a cron job) has since replaced."""
+    from avdis import storage
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = old\naws_secret_access_key = old\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    first = storage.filesystem(s3_bucket)[0]
+    assert storage.filesystem(s3_bucket)[0] is first
+    credentials.write_text("[default]\naws_access_key_id = newer\naws_secret_access_key = newer\n")
+    assert storage.filesystem(s3_bucket)[0] is not first
+
+
 # ------------------------------------------------------------------ real browser
 
 
