@@ -43,10 +43,8 @@ def exclusive(url: str, what: str, wait: bool = False, s3: S3Config | None = Non
     while the block runs: one whose holder was killed runs out within LEASE_S, by S3's clock. A folder this process
     already holds is held again at once (the sweep's own folder given as its data.shards): its lock would wait for
     itself for ever. Where no lock can be taken (a network filesystem without locks, a store refusing conditional
-    writes) it warns and runs unlocked; other remote stores are not locked."""
-    if is_remote(url) and not url.startswith("s3://"):
-        yield
-        return
+    writes) it warns and runs unlocked. Other remote stores are refused (`_lockable`)."""
+    _lockable(url)
     fs, path = filesystem(url, s3)
     held = f"s3://{path}" if url.startswith("s3://") else os.path.realpath(path)
     if held in _HELD:
@@ -58,6 +56,15 @@ def exclusive(url: str, what: str, wait: bool = False, s3: S3Config | None = Non
             yield
         finally:
             _HELD.discard(held)
+
+
+def _lockable(url: str) -> None:
+    """Refuse (UsageError) a URL that is neither a local folder nor s3://: there is no lock for it here, and a job
+    there ran unlocked without a word (two sweeps or builds writing one folder at once). Every setting and command
+    refuses such URLs before this (`config.location`): this keeps a new way in from reaching one silently."""
+    if is_remote(url) and not url.startswith("s3://"):
+        raise UsageError(f"{url}: avdis locks only local folders and s3://bucket/prefix (no lock for "
+                         f"{url.split('://', 1)[0]}://, so two jobs could write there at once); use one of those")
 
 
 def _busy(url: str, what: str, holder: str, wait: bool) -> None:
@@ -116,9 +123,8 @@ def held(url: str, s3: S3Config | None = None) -> bool:
     before its first result, its lock held) from a folder whose job ended, which leaves only its `.avdis-lock` (a
     sweep refused after it took its lock, or killed before its first result). Locally a shared flock tried without
     waiting on a descriptor of its own, let go at once; on S3 the lease as it stands. True where it cannot be told (a
-    filesystem without locks, a remote store other than S3): a reader then waits, as for a held one."""
-    if is_remote(url) and not url.startswith("s3://"):
-        return True
+    filesystem without locks): a reader then waits, as for a held one. Other remote stores are refused (`_lockable`)."""
+    _lockable(url)
     fs, path = filesystem(url, s3)
     if url.startswith("s3://"):
         bucket, key, _ = fs.split_path(join(path, LOCK))

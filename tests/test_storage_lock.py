@@ -21,6 +21,7 @@ import pytest
 
 from avdis import storage, storage_lock
 from avdis.config import S3Config
+from avdis.errors import UsageError
 
 
 def _start(code: str, *args: str) -> subprocess.Popen:
@@ -264,3 +265,13 @@ def test_a_readers_probe_of_a_lock_does_not_refuse_a_job(tmp_path, monkeypatch):
     monkeypatch.setattr(time, "sleep", probe_ends)
     with storage_lock.exclusive(url, "sweep driver"):
         assert storage_lock.held(url)
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/sweeps/s", "memory://sweeps/s"])
+def test_a_store_with_no_lock_is_refused_not_run_unlocked_unsaid(url):
+    """A remote store other than S3 was run unlocked without a word (`held` said held for ever)."""
+    with pytest.raises(UsageError, match=rf"^{url}: avdis locks only local folders and s3://"):
+        with storage_lock.exclusive(url, "sweep driver"):
+            pytest.fail("ran unlocked")
+    with pytest.raises(UsageError, match="avdis locks only local folders and s3://"):
+        storage_lock.held(url)
