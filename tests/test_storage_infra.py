@@ -40,6 +40,10 @@ def test_create_bucket_against_moto(s3_server):
                      "RestrictPublicBuckets": True}
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    # a versioned bucket keeps an old version per write: one per .avdis-lock renewal (~5,800 a day a locked folder)
+    assert rules["expire-noncurrent-versions"]["Filter"] == {"Prefix": ""}  # by prefix: "" is the whole bucket
+    assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    assert rules["expire-noncurrent-versions"]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     assert rules["expire-trial-checkpoints"]["Filter"] == {"Prefix": "trials/"}
     assert rules["expire-trial-checkpoints"]["Expiration"]["Days"] == 21  # the second run's value
     sse = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
