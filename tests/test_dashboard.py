@@ -216,6 +216,20 @@ def test_the_page_says_when_a_sweep_getting_ready_ends_before_its_first_result(t
         assert wait_until(lambda: ended not in live.current().html.decode())
 
 
+def test_the_page_says_when_a_sweep_ends_after_its_sweep_json_before_its_first_result(tmp_path: Path) -> None:
+    """A sweep stopped (`ray job stop`, Ctrl-C) once it had written its sweep.json and started its first trials, before
+    any reported: its lock let go, the page waited for its first result for ever."""
+    from avdis import storage_lock
+
+    url = started_sweep(tmp_path)
+    ended = "no sweep is running here any more: it ended before its first result"
+    with storage_lock.exclusive(url, "sweep driver"):
+        live = dashboard.LiveReport(url, None, refresh_s=0.2)
+        assert ended not in live.current().html.decode()
+    page = wait_until(lambda: (text := live.current().html.decode()) and ended in text and text)
+    assert page and "the same command resumes one that wrote its sweep.json" in page
+
+
 def test_serves_an_s3_sweep(s3_bucket: str) -> None:
     sweep = f"{s3_bucket}/sweeps/live"
     results.write_trials(sweep, seeded_rows())

@@ -7,7 +7,7 @@ pareto.json), or whose pareto.json is damaged (the page says so), is summarized 
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
 `/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json), or one
 getting ready (it holds its folder's lock), with no (readable) results yet shows "waiting for
-the first result", and says so where one getting ready ends before writing either; a folder
+the first result", and says so where it ends before its first result (no job holds the lock); a folder
 that holds no sweep (or only the lock of one that ended), a port out of range or in use are
 refused before serving.
 """
@@ -112,12 +112,11 @@ class LiveReport:
         return digest.hexdigest()
 
     def _ended(self) -> bool:
-        """Whether a sweep with no trials.parquet ended before its first result: no sweep.json either, and no job holds
-        its folder's lock any more (a sweep refused, or stopped, while it got ready after the page started: the page
-        waited for it for ever)."""
+        """Whether a sweep with no trials.parquet ended before its first result: no job holds its folder's lock any
+        more (a sweep refused, or stopped, while it got ready, or after it wrote its sweep.json and started its trials
+        (`ray job stop` while the first trials started up): the page waited for it for ever)."""
         url, s3 = self.sweep_url, self.s3
-        return (not storage.exists(storage.join(url, results.SPEC), s3)
-                and storage.exists(storage.join(url, storage_lock.LOCK), s3) and not storage_lock.held(url, s3))
+        return storage.exists(storage.join(url, storage_lock.LOCK), s3) and not storage_lock.held(url, s3)
 
     def _render(self) -> Snapshot:
         digest = self._digest()
@@ -132,8 +131,8 @@ class LiveReport:
         if self.ended:
             note = "; ".join(filter(None, [note, (
                 f"no sweep is running here any more: it ended before its first result (no job holds its lock, "
-                f"{storage_lock.LOCK}, and it wrote no {results.TRIALS} or {results.SPEC}); see the sweep's output "
-                "for why and start it again: this page follows it when it does")]))
+                f"{storage_lock.LOCK}, and it wrote no {results.TRIALS}); see the sweep's output for why and start it "
+                "again (the same command resumes one that wrote its sweep.json): this page follows it when it does")]))
         summary = summary or results.summarize(trials, view.sweep_name(trials, self.sweep_url))
         page = webpage.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
         self.checked = time.monotonic()
