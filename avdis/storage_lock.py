@@ -123,7 +123,8 @@ def held(url: str, s3: S3Config | None = None) -> bool:
     before its first result, its lock held) from a folder whose job ended, which leaves only its `.avdis-lock` (a
     sweep refused after it took its lock, or killed before its first result). Locally a shared flock tried without
     waiting on a descriptor of its own, let go at once; on S3 the lease as it stands. True where it cannot be told (a
-    filesystem without locks): a reader then waits, as for a held one. Other remote stores are refused (`_lockable`)."""
+    filesystem without locks, a store that ignores conditional writes, whose job marks its lock `unlocked`): a reader
+    then waits, as for a held one. Other remote stores are refused (`_lockable`)."""
     _lockable(url)
     fs, path = filesystem(url, s3)
     if url.startswith("s3://"):
@@ -132,7 +133,7 @@ def held(url: str, s3: S3Config | None = None) -> bool:
             found = _read_lease(fs, bucket, key)
         except Exception as exc:
             raise failed(url, "cannot read its lock", exc) from None
-        return found is not None and not found[2]
+        return found is not None and (not found[2] or found[0].get("unlocked") is True)
     try:
         fd = os.open(os.path.join(path, LOCK), os.O_RDONLY)  # read access is enough: a shared lock
     except (FileNotFoundError, NotADirectoryError):
@@ -221,10 +222,10 @@ class _Lease:
         self.stop = threading.Event()
         self.renewer = threading.Thread(target=self._renew, name=f"avdis lease {url}", daemon=True)
 
-    def _put(self, released: bool = False, **condition: str) -> str:
-        """Write the lock under `condition`; its new ETag."""
-        body = {"holder": None if released else self.holder, "token": self.token, "lease_s": self.lease_s,
-                "renewal": self.renewal}
+    def _put(self, released: bool = False, unlocked: bool = False, **condition: str) -> str:
+        """Write the lock under `condition`; its new ETag. `unlocked`: free, marked as a job's that runs unlocked."""
+        body = {"holder": None if released or unlocked else self.holder, "token": self.token, "lease_s": self.lease_s,
+                "renewal": self.renewal, **({"unlocked": True} if unlocked else {})}
         return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(),
                                **condition)["ETag"]
 
@@ -264,7 +265,9 @@ class _Lease:
 
     def _honoured(self) -> bool:
         """Whether the store keeps to If-None-Match (one that ignores it would let every job take the lock), asked
-        by writing the lock again under it: it must be refused. Starts the renewals where it is."""
+        by writing the lock again under it: it must be refused. Starts the renewals where it is; where it is not, the
+        lock is left free and marked `unlocked`, which `held` cannot tell from a running job: one written as released
+        told the dashboard that no sweep ran there while one did."""
         try:
             self._put(IfNoneMatch="*")
         except OSError as exc:
@@ -273,7 +276,7 @@ class _Lease:
             self.renewer.start()
             return True
         _unlocked(self.url, self.what, "the store ignores conditional writes (If-None-Match)")
-        self._put(released=True)
+        self._put(unlocked=True)
         return False
 
     def _renew(self) -> None:

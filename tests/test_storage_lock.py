@@ -199,6 +199,18 @@ def test_a_store_without_conditional_writes_runs_unlocked_with_a_warning(s3_serv
     assert "make sure no other sweep driver runs there" in said
 
 
+def test_a_job_on_a_store_that_ignores_conditional_writes_is_not_told_as_ended(s3_server, s3_bucket):
+    """Its lock was left written as released: `held` said no job held the folder while one ran there unlocked, and
+    the dashboard refused, or said ended, a sweep getting ready there. It cannot be told: held."""
+    url = f"{s3_bucket}/sweeps/s"
+    with _store(s3_server, "ignores") as endpoint:
+        s3 = S3Config(endpoint_url=endpoint)
+        with storage_lock.exclusive(url, "sweep driver", s3=s3):
+            assert storage_lock.held(url, s3)
+        with storage_lock.exclusive(url, "sweep driver", s3=s3):  # the next job there is not kept out by the mark
+            pass
+
+
 def test_a_store_that_does_not_name_the_failed_condition_is_locked(s3_server, s3_bucket):
     """s3fs raises FileExistsError for a refused If-None-Match only where the 412 names the condition."""
     holder = _start(HOLDER, f"{s3_bucket}/s")
