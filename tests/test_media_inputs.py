@@ -613,7 +613,8 @@ def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_
     of a cluster of open size, still says how long it is, and a copy cut short ends inside the last; one cut exactly
     between two stays unseen. Bytes a tool appended say nothing, those whose first byte is an element's ID too (they
     were called cut short): an ID the level does not hold, or first bytes no such element holds, end the walk; a
-    cluster's timestamp comes before its blocks (one short word of Chinese text was one after them)."""
+    cluster's timestamp comes before its blocks (one short word of Chinese text was one after them), a CRC-32 is its
+    parent's first child, and no Void sits among a cluster's blocks (one Korean character was each)."""
     path = _video(tmp_path / "live.mkv", "matroska", "libx264", {"live": "1"})
     data = path.read_bytes()
     cluster = b"\x1f\x43\xb6\x75"
@@ -630,8 +631,11 @@ def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_
     for tail in (b"\0tag", b"\xa3tag junk", b"\xecjunk", b"\xe7junk"):  # a SimpleBlock's, Void's, Timestamp's ID
         appended.write_bytes(data + tail * 8)
         assert whole.ends_past_file(appended) is None, tail
-    appended.write_bytes(data + "爱".encode())  # E7 88 B1: a Timestamp's ID and size, after the cluster's blocks
-    assert whole.ends_past_file(appended) is None
+    # E7 88 B1: a Timestamp's ID and size, after the cluster's blocks; EC 80 BF and EC 80 A3: a Void of no bytes, then
+    # a CRC-32's ID after the segment's first element, and a SimpleBlock's after a Void in a cluster
+    for word in ("爱", "쀿", "쀣"):
+        appended.write_bytes(data + word.encode())
+        assert whole.ends_past_file(appended) is None, word
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: data.rindex(cluster)])  # between two clusters
     assert 0 < media.decode_video(cut, 8)[1] < 16

@@ -192,13 +192,16 @@ class MatroskaElements:
     first (then where those end). None where no element starts there: an ID the level does not hold, or one whose
     first bytes are not what such an element holds (a block of no track in the segment's Tracks, reserved flag bits
     set; a CRC-32 of other than 4 bytes, a number of more than 8, a Void not of zeros; a cluster's timestamp, position
-    or previous size after its blocks): bytes a tool appended, which may begin with an ID's byte (text too: "爱",
-    E7 88 B1, read as an 8-byte timestamp); also another element of open size (its end unknown)."""
+    or previous size after its blocks; a CRC-32 other than its parent's first child, RFC 8794 says; a Void among a
+    cluster's blocks, where writers put none): bytes a tool appended, which may begin with an ID's byte (text too:
+    "爱", E7 88 B1, read as an 8-byte timestamp; "쀿", EC 80 BF, as a Void of no bytes, then a CRC-32's ID); also
+    another element of open size (its end unknown)."""
 
     def __init__(self) -> None:
         self.tracks: set[int] = set()  # the track numbers its Tracks lists
         self.in_cluster = False  # inside a cluster of open size
         self.blocks = False  # a block of that cluster read
+        self.first = True  # nothing read yet at this level (the segment's, or that cluster's): where a CRC-32 may be
 
     def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
         fh.seek(at)
@@ -206,8 +209,8 @@ class MatroskaElements:
         if not head or head[0] < 0x10:  # an ID is 1 to 4 bytes wide
             return None
         width = 9 - head[0].bit_length()
-        cluster = (_BLOCKS if self.blocks else _CLUSTER_IDS) if self.in_cluster else set()
-        ids = _SEGMENT_IDS | {_VOID, _CRC32} | cluster
+        cluster = (_BLOCKS if self.blocks else _CLUSTER_IDS | {_VOID}) if self.in_cluster else {_VOID}
+        ids = _SEGMENT_IDS | cluster | ({_CRC32} if self.first else set())
         if len(head) < width:
             known = any(i.to_bytes(4, "big").lstrip(b"\0").startswith(head) for i in ids)
             return (at + width, True) if known else None
@@ -222,6 +225,7 @@ class MatroskaElements:
             return (at + width + 9 - head[width].bit_length(), True) if head[width] else None
         if length is None:
             self.in_cluster, self.blocks = ident == _CLUSTER, False
+            self.first = self.in_cluster
             return (at + start, False) if self.in_cluster else None
         fh.seek(at + start)
         body = fh.read(length if ident == _TRACKS else min(length, 16))
@@ -231,6 +235,7 @@ class MatroskaElements:
             self.tracks = {int.from_bytes(number, "big") for kind, entry in _ebml_children(body) if kind == 0xAE
                            for field, number in _ebml_children(entry) if field == 0xD7}
         self.blocks = self.blocks or ident in _BLOCKS
+        self.first = False
         return at + start + length, False
 
     def _holds(self, ident: int, length: int, body: bytes) -> bool:
