@@ -689,13 +689,15 @@ def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
     1.79 s" (its read-as-it-goes index). Neither declares a length up front, but each page or tag says how long it
     is, and a copy cut short ends inside the last. Bytes a tool appended after the last page or tag say nothing: a
     short line of text too, whose first byte an FLV tag's header masked into an audio tag's type ("Hi": called cut
-    short inside an FLV tag's header), or junk that begins as a tag's type does, its timestamp hours past the last."""
+    short inside an FLV tag's header), or junk that begins as a tag's type does, its timestamp hours past the last.
+    A tab and a few characters hold a video tag's type and size alone (they were called cut short inside its header):
+    the file's metadata says where it ended as written."""
     path = _encoded(tmp_path / name, codec) if codec else write(tmp_path / name, flat(24))
     decode = (lambda p: media.decode_audio(p, 16000)) if codec else (lambda p: media.decode_video(p, 8)[1])
     ok = decode(path)
     assert (len(ok) >= 32000) if codec else ok >= 16
     appended = tmp_path / f"appended{path.suffix}"
-    for tail in (b"\0tag" * 8, b"Hi\n", b"Recorded with Some App 1.2\n", b"\x08\0\0\0junk"):
+    for tail in (b"\0tag" * 8, b"Hi\n", b"Recorded with Some App 1.2\n", b"\x08\0\0\0junk", b"\tHi\n", b"\tHello\n"):
         appended.write_bytes(path.read_bytes() + tail)
         assert whole.ends_past_file(appended) is None, tail
     data = path.read_bytes()

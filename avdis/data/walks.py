@@ -5,6 +5,8 @@ elements. Each says how long it is, so a file cut short ends inside the last; by
 
 from __future__ import annotations
 
+import re
+import struct
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -91,24 +93,39 @@ class FlvTags:
     ends). None where no tag starts there: bytes a tool appended, text too (b"Hi" read as an audio tag), told by what
     the header holds of them: a first byte other than an unencrypted audio, video or script data tag's (FLV's
     reserved and filter bits 0), a stream ID other than 0, and for a tag that would run past the end, a timestamp
-    2^24 ms (4.7 h) or more after the latest tag's (one that fits may jump: a stream's media may start hours in)."""
+    2^24 ms (4.7 h) or more after the latest tag's (one that fits may jump: a stream's media may start hours in).
+    Nor does one start where the file ended as written: the size its metadata (onMetaData's filesize, which ffmpeg
+    writes once the file is done) declares, where a few bytes of text held too little of a header to tell ("\tHi\n":
+    a video tag's type and a size)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.latest: int | None = None  # the latest tag's timestamp (ms)
+        self.written: int | None = None  # the file's size as written, its metadata says (0 or none: unsaid)
 
     def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
         fh.seek(at)
         head = fh.read(11)
-        if head[0] not in (8, 9, 18) or head[8:11].strip(b"\0"):
+        if at == self.written or head[0] not in (8, 9, 18) or head[8:11].strip(b"\0"):
             return None
         end = at + 11 + (int.from_bytes(head[1:4], "big") + 4 if len(head) == 11 else 0)
+        if head[0] == 18 and self.written is None and end <= self.size:
+            self.written = _flv_file_size(fh.read(end - at - 15))
         if len(head) >= 8:
             stamp = int.from_bytes(head[4:7], "big") | head[7] << 24  # its fourth byte the highest
             if end > self.size and self.latest is not None and stamp - self.latest >= 1 << 24:
                 return None
             self.latest = stamp if self.latest is None else max(self.latest, stamp)
         return end, len(head) < 11
+
+
+def _flv_file_size(script: bytes) -> int | None:
+    """The filesize an FLV's script data (its onMetaData: AMF0, each name's length, the name, then a number's marker
+    and 8-byte double) declares; None where it says none, or 0 (ffmpeg's while it writes, kept where it could not
+    seek back: a pipe, a live stream)."""
+    found = re.search(rb"\x00\x08filesize\x00(.{8})", script, re.DOTALL)
+    value = struct.unpack(">d", found[1])[0] if found else 0.0
+    return int(value) if 0 < value < 1 << 53 and value == int(value) else None
 
 
 # MPEG audio (MP3, MP2): kbit/s by (MPEG-1 or not, layer) and the header's bitrate index; Hz by its version bits
