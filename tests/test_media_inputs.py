@@ -537,15 +537,32 @@ def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
 def test_an_mp4_cut_short_before_its_index_is_named_not_unopenable(tmp_path):
     """An MP4 writes its index (moov) after its media unless made for streaming: a copy cut short has none, and ffmpeg
     cannot open it ("cannot open media (InvalidDataError: ... Invalid data found when processing input)", as for a
-    damaged file). Its last box still declares how far it runs."""
+    damaged file). Its last box still declares how far it runs. A recording stopped before it was closed has none
+    either, its mdat's size left 0 (to the end of the file) as ffmpeg writes it until then: it was "cannot open
+    media" too, as was a copy cut exactly where its moov began. None can be re-encoded (the advice for a cut said
+    to), so the advice is to copy it again or leave it out."""
     whole = write(tmp_path / "whole.mp4", flat(24))
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[:900])
-    for decode in (lambda: media.decode_video(cut, 8), lambda: media.decode_audio(cut, 16000)):
-        with pytest.raises(media.MediaError) as caught:
-            decode()
-        assert re.fullmatch(rf"cut short: the file ends at byte 900, inside its MP4 box, which runs to byte \d+: "
-                            rf"{ADVICE}", caught.value.reason), caught.value.reason
+    data = whole.read_bytes()
+    cut, crashed, exact = tmp_path / "cut.mp4", tmp_path / "crashed.mp4", tmp_path / "exact.mp4"
+    cut.write_bytes(data[:900])
+    mdat, moov = data.index(b"mdat") - 4, data.index(b"moov") - 4
+    crashed.write_bytes(data[:mdat] + bytes(4) + data[mdat + 4 : moov])
+    exact.write_bytes(data[:moov])
+    unindexed = (r"no index: no index \(moov\) follows its media data, which runs to the end of the file: a recording "
+                 r"stopped before it was closed \(a recorder that crashed, a camera that lost power; ffmpeg can neither "
+                 r"read nor re-encode an MP4 without its index: leave it out\), or a copy cut short where its index "
+                 r"began \(copy it again\)")
+    for path, reason in (
+            (cut, r"cut short: the file ends at byte 900, inside its MP4 box, which runs to byte \d+, before its index "
+                  r"\(moov\), without which ffmpeg can neither read nor re-encode it: an interrupted copy or download "
+                  r"\(copy it again\), or a recording stopped before it was closed \(leave it out\)"),
+            (crashed, unindexed), (exact, unindexed)):
+        for decode in (lambda: media.decode_video(path, 8), lambda: media.decode_audio(path, 16000)):
+            with pytest.raises(media.MediaError) as caught:
+                decode()
+            assert re.fullmatch(reason, caught.value.reason), caught.value.reason
+        with pytest.raises(av.error.InvalidDataError):  # what `ffmpeg -i IN OUT` meets: nothing to re-encode
+            av.open(str(path))
 
 
 def _video(path: Path, container: str, codec: str, options: dict[str, str] | None = None) -> Path:

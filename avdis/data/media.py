@@ -95,14 +95,24 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
     cut = whole.ends_past_file(path) if head else None
     if cut is not None:
         return _cut_at(path, cut).reason
+    if head and whole.mp4_unindexed(path):  # its mdat open or ending at the end of the file
+        return ("no index: no index (moov) follows its media data, which runs to the end of the file: a recording "
+                "stopped before it was closed (a recorder that crashed, a camera that lost power; ffmpeg can neither "
+                "read nor re-encode an MP4 without its index: leave it out), or a copy cut short where its index "
+                "began (copy it again)")
     return f"cannot open media ({exc.__class__.__name__}: {exc})"
 
 
 def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:
     """A file that ends inside one of its parts: a copy cut short, or a recording whose writer stopped before closing
     it (a recorder that crashed while writing a fragmented MP4, a live Matroska file, an MP3, an Ogg file), which no
-    copy makes whole."""
+    copy makes whole. An MP4 cut before its index cannot be re-encoded: no advice to."""
     what, end, size = cut
+    if whole.mp4_unindexed(path):
+        return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte "
+                                f"{end}, before its index (moov), without which ffmpeg can neither read nor re-encode "
+                                "it: an interrupted copy or download (copy it again), or a recording stopped before it "
+                                "was closed (leave it out)")
     return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte {end}: an "
                             "interrupted copy or download (copy it again), or a recording stopped before it was closed "
                             "(its end is lost: re-encode what it holds, ffmpeg -i IN OUT, and list that, or leave it "

@@ -40,6 +40,26 @@ def mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
     return None
 
 
+def mp4_unindexed(fh: BinaryIO, size: int) -> bool:
+    """Whether an MP4's top-level boxes, up to the end of the file or to one that runs past it or to it (size 0),
+    hold no index (moov). ffmpeg writes an MP4's moov after its media unless made for streaming, its mdat's size 0
+    (to the end of the file) until then: a recording stopped before it was closed, or a copy of one cut short before
+    its moov, holds none, and ffmpeg can neither read nor re-encode it."""
+    at = 0
+    while at + 8 <= size:
+        fh.seek(at)
+        box = fh.read(16)
+        length = int.from_bytes(box[:4], "big")
+        if box[4:8] == b"moov":
+            return False
+        if length == 1 and len(box) == 16:
+            length = int.from_bytes(box[8:16], "big")
+        if length < 8:
+            break
+        at += length
+    return True
+
+
 def _mp4_children(fh: BinaryIO, at: int, end: int) -> list[bytes]:
     """The types of the boxes from `at` to `end` (a box's children)."""
     kinds = []

@@ -82,6 +82,12 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     return None
 
 
+def mp4_unindexed(path: str | Path) -> bool:
+    """Whether a file is an MP4 (or a QuickTime .mov) without its index (moov): `walks.mp4_unindexed`."""
+    with open(path, "rb") as fh:
+        return fh.read(8)[4:8] in walks.FIRST_BOXES and walks.mp4_unindexed(fh, os.path.getsize(path))
+
+
 def mp3_frames_end(path: str | Path) -> int | None:
     """Where an MP3's frames end when bytes in which its frames do not start again follow them to the end of the file
     (zeros or junk a tool appended, however many; `_frames_resume`): ffmpeg hands those to the decoder as one more
