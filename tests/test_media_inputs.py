@@ -623,6 +623,37 @@ def test_an_avi_or_matroska_file_cut_short_is_a_named_reject_not_a_shorter_clip(
                         caught.value.reason), caught.value.reason
 
 
+def test_an_avi_over_1_gib_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
+    """An AVI over 1 GiB (OpenDML, as ffmpeg writes one) holds its media in a RIFF 'AVI ' chunk, then RIFF 'AVIX'
+    chunks, the first whole once the next is written: only its size was checked, so a copy cut short in a later one
+    was a shorter clip (15 positions of 16). Each chunk says how long it is. Here ffmpeg's AVI, its frames split
+    between the two as such a file holds them (no index: ffmpeg reads the chunks in turn)."""
+    data = _video(tmp_path / "small.avi", "avi", "mpeg4").read_bytes()
+    movi = data.index(b"movi") - 8
+    chunks, at = [], movi + 12
+    while at < movi + 8 + int.from_bytes(data[movi + 4 : movi + 8], "little"):
+        chunks.append(data[at : at + 8 + int.from_bytes(data[at + 4 : at + 8], "little")])
+        at += len(chunks[-1])
+
+    def chunk(riff: bytes, kind: bytes, body: bytes) -> bytes:
+        return riff + (4 + len(body)).to_bytes(4, "little") + kind + body
+
+    movies = [chunk(b"LIST", b"movi", b"".join(part)) for part in (chunks[:12], chunks[12:])]
+    path = tmp_path / "odml.avi"
+    path.write_bytes(chunk(b"RIFF", b"AVI ", data[12:movi] + movies[0]) + chunk(b"RIFF", b"AVIX", movies[1]))
+    odml = path.read_bytes()
+    assert media.decode_video(path, 8)[1] == 16
+    path.write_bytes(odml + b"Recorded with Some App 1.2\n")
+    assert media.decode_video(path, 8)[1] == 16
+    cut = tmp_path / "cut.avi"
+    for at in (len(odml) - 100, len(odml) - len(movies[1]) - 5):  # in the AVIX chunk, in its header
+        cut.write_bytes(odml[:at])
+        with pytest.raises(media.MediaError) as caught:
+            media.decode_video(cut, 8)
+        assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its AVI RIFF chunk( header)?, which runs "
+                            rf"to byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+
+
 @pytest.mark.parametrize("clusters", ["sized", "open"])
 def test_a_matroska_file_written_live_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, clusters):
     """A Matroska file written live (ffmpeg's -live 1, or into a pipe) leaves its segment's size open, a browser's

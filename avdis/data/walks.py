@@ -1,6 +1,7 @@
 """The parts a media file is made of, walked one after another as `whole` checks a file: an MP4's top-level boxes, a
-CAF's chunks, an Ogg file's pages, an FLV file's tags, MPEG audio and AAC (ADTS) frames, a Matroska segment's
-elements. Each says how long it is, so a file cut short ends inside the last; bytes a tool appended read as none.
+CAF's chunks, an AVI's RIFF chunks, an Ogg file's pages, an FLV file's tags, MPEG audio and AAC (ADTS) frames, a
+Matroska segment's elements. Each says how long it is, so a file cut short ends inside the last; bytes a tool appended
+read as none.
 """
 
 from __future__ import annotations
@@ -89,6 +90,19 @@ def caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
             return None
         at += 12 + length
     return ("CAF chunk", at, size) if at > size and kind in _CAF_CHUNKS else None
+
+
+def avi_riff(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+    """(where the RIFF chunk of an AVI at `at` ends; whether the file ends inside its 12-byte header first: then where
+    that ends). An AVI over 1 GiB (OpenDML) holds a RIFF 'AVI ' chunk, then one RIFF 'AVIX' chunk after another, each
+    of its own size, the first whole once the next is written. None where no such chunk starts (bytes a tool
+    appended)."""
+    fh.seek(at)
+    head = fh.read(12)
+    riff = b"RIFF" + head[4:8] + (b"AVI " if at == 0 else b"AVIX")
+    if not riff.startswith(head):
+        return None
+    return (at + 12, True) if len(head) < 12 else (at + 8 + int.from_bytes(head[4:8], "little"), False)
 
 
 def ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:

@@ -33,9 +33,9 @@ SCAN_BYTES = 1 << 20  # bytes read at a time where frames are looked for in what
 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says how
-    long it is: an MP4's last top-level box (see `walks.mp4_box_past`), an AVI's RIFF chunk, a Matroska (.mkv, .webm)
-    segment (its last element where the segment's size is left open, as a live writer or a browser's recorder leaves
-    it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI
+    long it is: an MP4's last top-level box (see `walks.mp4_box_past`), an AVI's last RIFF chunk, a Matroska (.mkv,
+    .webm) segment (its last element where the segment's size is left open, as a live writer or a browser's recorder
+    leaves it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI
     header: one with such a header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
     (also where a size is left open and nothing inside says more). A CAF's or an AU's data chunk too, whose size
     ffmpeg does not check against the file's, as a WAV's (`wav_held`). ffmpeg opens an MP4 cut short before its index
@@ -64,9 +64,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     if head[:4] == b"caff":  # Apple's Core Audio Format: chunks of 64-bit sizes, the data's -1 where left open
         with open(path, "rb") as fh:
             return walks.caf_chunk_past(fh, size)
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        end = 8 + int.from_bytes(head[4:8], "little")
-        return ("AVI RIFF chunk", end, size) if end > size else None
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":  # an AVI over 1 GiB (OpenDML): RIFF 'AVIX' chunks follow
+        with open(path, "rb") as fh:
+            return walks.last_unit_past(fh, size, 0, walks.avi_riff, "AVI RIFF chunk")
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: its header, then the segment
         header, at = walks.vint(head, 4)
         segment = at + (header or 0)
