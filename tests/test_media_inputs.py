@@ -430,7 +430,8 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
 def _encoded(path: Path, codec: str, options: dict[str, str] | None = None) -> Path:
     """2 s of a 220 Hz tone at 16 kHz, mono, in `codec`."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype(np.float32)
-    samples, fmt = ((tone * 32767).astype(np.int16), "s16") if codec in ("flac", "pcm_s16be") else (tone, "fltp")
+    pcm = codec in ("flac", "pcm_s16be", "pcm_s16le")
+    samples, fmt = ((tone * 32767).astype(np.int16), "s16") if pcm else (tone, "fltp")
     with av.open(str(path), "w", options=options or {}) as out:
         a = out.add_stream(codec, rate=16000)
         a.layout = "mono"
@@ -797,13 +798,13 @@ def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
                             caught.value.reason), caught.value.reason
 
 
-@pytest.mark.parametrize("suffix, what", [("caf", "CAF chunk"), ("au", "AU data")])
-def test_a_caf_or_au_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, suffix, what):
-    """A CAF (Apple's Core Audio Format) or an AU file cut short was read to its end without an error, as a shorter
-    clip (1.2 s of 2 s), though its header says how long its data is, as a WAV's does; a size left open (a writer
-    into a pipe: CAF's -1, AU's all bits set) says nothing, nor does text a tool appended (a CAF's was called cut
-    short, read as a chunk 'Reco' of 8e18 bytes)."""
-    path = _encoded(tmp_path / f"voice.{suffix}", "pcm_s16be")
+@pytest.mark.parametrize("suffix, what", [("caf", "CAF chunk"), ("au", "AU data"), ("w64", "W64 riff chunk")])
+def test_a_caf_au_or_w64_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, suffix, what):
+    """A CAF (Apple's Core Audio Format), an AU or a Sony Wave64 file cut short was read to its end without an error,
+    as a shorter clip (1.2 s of 2 s), though its header says how long its data (a W64: the file) is, as a WAV's does;
+    a size left open (a writer into a pipe: CAF's and W64's -1, AU's all bits set) says nothing, nor does text a tool
+    appended (a CAF's was called cut short, read as a chunk 'Reco' of 8e18 bytes)."""
+    path = _encoded(tmp_path / f"voice.{suffix}", "pcm_s16le" if suffix == "w64" else "pcm_s16be")
     assert len(media.decode_audio(path, 16000)) == 32000
     data = path.read_bytes()
     appended = tmp_path / f"appended.{suffix}"
@@ -816,7 +817,7 @@ def test_a_caf_or_au_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_pat
     assert caught.value.reason == (f"cut short: the file ends at byte {len(data) * 6 // 10}, inside its {what}, which "
                                    f"runs to byte {len(data)}: {CUT_ADVICE}")
     raw = bytearray(cut.read_bytes())
-    at, width = (raw.index(b"data") + 4, 8) if suffix == "caf" else (8, 4)
+    at, width = (raw.index(b"data") + 4, 8) if suffix == "caf" else {"au": (8, 4), "w64": (16, 8)}[suffix]
     raw[at : at + width] = b"\xff" * width
     cut.write_bytes(bytes(raw))
     assert 0 < len(media.decode_audio(cut, 16000)) < 32000

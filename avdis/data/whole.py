@@ -27,6 +27,7 @@ CUT_SHORT_S = 0.05  # a file missing more than this of what its header declares 
 # A WAV data chunk size from here up is a writer's placeholder for a length it could not know (its output a pipe):
 # SoX's 0x7FFFF000, arecord's 0x7FFFFF00 and 0x80000000 (its 2 GiB cap), 0xFFFFFFFF (ffmpeg). No clip holds 2 GiB.
 OPEN_WAV_LENGTH = 0x7FFFF000
+W64_RIFF = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"  # the GUID a Sony Wave64 (.w64) file begins with
 HEAD_BYTES = 4096  # an EBML header may hold a Void element: its segment's size can sit past byte 64
 SCAN_BYTES = 1 << 20  # bytes read at a time where frames are looked for in what follows an MP3's last
 
@@ -42,7 +43,8 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
     fails on a raw AAC file's last, partial frame as on a damaged one ("corrupt audio stream"), and reads the others
     cut short to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told
-    as a length its index did not declare)."""
+    as a length its index did not declare). A Sony Wave64 (.w64) file's riff chunk too, whose 64-bit size says how
+    long the file is, as a WAV's data chunk does (ffmpeg reads one cut short to its end)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -61,6 +63,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     if head[:4] == b".snd" and len(head) >= 12:  # Sun/NeXT audio: its data's offset and size (all bits set: open)
         end = int.from_bytes(head[4:8], "big") + int.from_bytes(head[8:12], "big")
         return ("AU data", end, size) if head[8:12] != b"\xff" * 4 and end > size else None
+    if head[:16] == W64_RIFF and len(head) >= 24:  # Sony Wave64: the file's 64-bit size (-1 or more than 2^62: open)
+        end = int.from_bytes(head[16:24], "little")
+        return ("W64 riff chunk", end, size) if size < end < 1 << 62 else None
     if head[:4] == b"caff":  # Apple's Core Audio Format: chunks of 64-bit sizes, the data's -1 where left open
         with open(path, "rb") as fh:
             return walks.caf_chunk_past(fh, size)
