@@ -67,7 +67,7 @@ def _open(path: str | Path) -> av.container.InputContainer:
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(path, _unopenable(path, exc)) from None
     # the formats whose parts (chunks, elements, pages, tags, frames, boxes) say how long each is
-    told = ("avi", "matroska,webm", "ogg", "flv", "mp3", "aac", "caf", "au", "w64",
+    told = ("avi", "matroska,webm", "ogg", "flv", "mp3", "aac", "caf", "au", "w64", "mpegts",
             "mov,mp4,m4a,3gp,3g2,mj2")
     cut = whole.ends_past_file(path) if container.format.name in told else None
     if cut is not None:

@@ -1,7 +1,7 @@
 """The parts a media file is made of, walked one after another as `whole` checks a file: an MP4's top-level boxes, a
-CAF's chunks, an AVI's RIFF chunks, an Ogg file's pages, an FLV file's tags, MPEG audio and AAC (ADTS) frames, a
-Matroska segment's elements. Each says how long it is, so a file cut short ends inside the last; bytes a tool appended
-read as none.
+CAF's chunks, an AVI's RIFF chunks, an MPEG transport stream's packets, an Ogg file's pages, an FLV file's tags, MPEG
+audio and AAC (ADTS) frames, a Matroska segment's elements. Each says how long it is, so a file cut short ends inside
+the last; bytes a tool appended read as none.
 """
 
 from __future__ import annotations
@@ -103,6 +103,34 @@ def avi_riff(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
     if not riff.startswith(head):
         return None
     return (at + 12, True) if len(head) < 12 else (at + 8 + int.from_bytes(head[4:8], "little"), False)
+
+
+TS_SYNC = 0x47  # the byte each packet of an MPEG transport stream begins with (after an M2TS packet's arrival time)
+_TS_LOOK_BACK = 256  # packets before the last whose PIDs a packet the file ends inside must be among
+
+
+def ts_packet_past(fh: BinaryIO, size: int, packet: int) -> tuple[str, int, int] | None:
+    """("MPEG-TS packet", the byte it runs to, the size) for an MPEG transport stream of `packet`-byte packets (.ts:
+    188; .m2ts, .mts as a camcorder writes them: 192, a 4-byte arrival time first) whose last packet runs past the end
+    of the file, as a copy cut short leaves it; None where the packets fill the file (a cut exactly between two stays
+    unseen), or where what follows the last whole packet is no packet's start (bytes a tool appended): packets do not
+    precede it, or it holds another sync byte, or a PID none of the packets before it has. An M2TS packet's first 4
+    bytes alone say nothing (ffmpeg's arrival times jump about): a cut there stays unseen, as "\n" appended does."""
+    sync = packet - 188
+    last = size - size % packet  # where a packet the file ends inside starts
+    look = min(_TS_LOOK_BACK, last // packet) * packet
+    if last == size or not look:
+        return None
+    fh.seek(last - look)
+    before, tail = fh.read(look), fh.read(packet)
+    if any(before[at + sync] != TS_SYNC for at in range(0, look, packet)):
+        return None
+    pids = {int.from_bytes(before[at + sync + 1 : at + sync + 3], "big") & 0x1FFF for at in range(0, look, packet)}
+    if tail[sync : sync + 1] != bytes([TS_SYNC]):
+        return None
+    if len(tail) >= sync + 3 and int.from_bytes(tail[sync + 1 : sync + 3], "big") & 0x1FFF not in pids:
+        return None
+    return "MPEG-TS packet", last + packet, size
 
 
 def ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:

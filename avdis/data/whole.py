@@ -43,7 +43,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
     fails on a raw AAC file's last, partial frame as on a damaged one ("corrupt audio stream"), and reads the others
     cut short to their end without an error: a shorter clip (an FLV's audio failed on its last, partial packet, told
-    as a length its index did not declare). A Sony Wave64 (.w64) file's riff chunk too, whose 64-bit size says how
+    as a length its index did not declare). An MPEG transport stream's last packet too (.ts, a camcorder's .mts:
+    each of a fixed size; ffmpeg dropped the last, partial packet: a shorter clip, or its audio's last frame failed as
+    "corrupt audio stream"). A Sony Wave64 (.w64) file's riff chunk too, whose 64-bit size says how
     long the file is, as a WAV's data chunk does (ffmpeg reads one cut short to its end)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
@@ -54,6 +56,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
             return walks.last_unit_past(fh, size, int.from_bytes(head[5:9], "big") + 4, walks.FlvTags(size), "FLV tag")
         if head[4:8] in walks.FIRST_BOXES:
             return walks.mp4_box_past(fh, size)
+        for packet in (188, 192):  # an MPEG transport stream: a sync byte at the start of each of its first packets
+            if all(head[at : at + 1] == bytes([walks.TS_SYNC]) for at in range(packet - 188, 3 * packet, packet)):
+                return walks.ts_packet_past(fh, size, packet)
         fh.seek(start := walks.id3_end(head))
         first = fh.read(7)
         if walks.mpeg_frame_length(first, first) is not None and not _mp3_counted(path):
