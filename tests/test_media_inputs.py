@@ -785,6 +785,22 @@ def test_an_ogg_or_flv_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_p
                                 caught.value.reason), caught.value.reason
 
 
+def test_an_flv_file_written_into_a_pipe_with_text_appended_is_read_whole(tmp_path):
+    """ffmpeg writing an FLV into a pipe (a live stream's recorder) leaves its metadata's filesize 0: a tab and a few
+    characters appended held a video tag's type and a size alone, and the file was called cut short inside its
+    header. Text after a tab reads as a tag of 576 KiB or more, far larger than any before it."""
+    path = write(tmp_path / "piped.flv", flat(24))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x00\x08filesize\x00") + 11
+    data[at : at + 8] = bytes(8)  # as ffmpeg leaves it where it cannot seek back
+    for tail in (b"\tH", b"\tHi\n", b"\tHello\n", b"\t\n"):
+        path.write_bytes(bytes(data) + tail)
+        assert whole.ends_past_file(path) is None, tail
+    for at in (len(data) * 6 // 10, len(data) - 3):
+        path.write_bytes(bytes(data[:at]))
+        assert whole.ends_past_file(path) is not None, at
+
+
 def test_an_flv_file_whose_media_starts_hours_in_is_still_told_cut_short(tmp_path):
     """ffmpeg writes an FLV's codec headers at 0 ms and its media at their own timestamps (-copyts, -output_ts_offset,
     a live stream's): a tag hours after the one before is a tag where it fits in the file. Only one that would run

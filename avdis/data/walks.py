@@ -149,6 +149,9 @@ def ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
     return at + 27 + head[26] + sum(table), False
 
 
+FLV_BIG_TAG = 1 << 18  # bytes of data in an FLV tag (a key frame) that a tag may hold whatever the tags before it held
+
+
 class FlvTags:
     """Walks the tags of an FLV file of `size` bytes (`last_unit_past`'s `unit_end`): where the tag at `at` ends (its
     header, data and the size of it that follows); whether the file ends inside its header first (then where that
@@ -158,21 +161,28 @@ class FlvTags:
     2^24 ms (4.7 h) or more after the latest tag's (one that fits may jump: a stream's media may start hours in).
     Nor does one start where the file ended as written: the size its metadata (onMetaData's filesize, which ffmpeg
     writes once the file is done) declares, where a few bytes of text held too little of a header to tell ("\tHi\n":
-    a video tag's type and a size)."""
+    a video tag's type and a size). Where the metadata says no size (a pipe, a live stream), a header the file ends
+    before its timestamp is held is a tag's only where its size, as far as held, is at most `FLV_BIG_TAG` or 4 times
+    the largest tag's before it (text after a tab reads as a size of 576 KiB or more)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.latest: int | None = None  # the latest tag's timestamp (ms)
         self.written: int | None = None  # the file's size as written, its metadata says (0 or none: unsaid)
+        self.largest = 0  # the largest tag's data size so far
 
     def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
         fh.seek(at)
         head = fh.read(11)
         if at == self.written or head[0] not in (8, 9, 18) or head[8:11].strip(b"\0"):
             return None
-        end = at + 11 + (int.from_bytes(head[1:4], "big") + 4 if len(head) == 11 else 0)
+        length = int.from_bytes(head[1:4].ljust(3, b"\0"), "big")  # as far as the file holds it
+        if len(head) < 8 and length > max(FLV_BIG_TAG, 4 * self.largest):
+            return None
+        end = at + 11 + (length + 4 if len(head) == 11 else 0)
         if head[0] == 18 and self.written is None and end <= self.size:
             self.written = _flv_file_size(fh.read(end - at - 15))
+        self.largest = max(self.largest, length if end <= self.size else 0)
         if len(head) >= 8:
             stamp = int.from_bytes(head[4:7], "big") | head[7] << 24  # its fourth byte the highest
             if end > self.size and self.latest is not None and stamp - self.latest >= 1 << 24:
