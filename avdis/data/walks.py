@@ -112,25 +112,47 @@ _TS_LOOK_BACK = 256  # packets before the last whose PIDs a packet the file ends
 def ts_packet_past(fh: BinaryIO, size: int, packet: int) -> tuple[str, int, int] | None:
     """("MPEG-TS packet", the byte it runs to, the size) for an MPEG transport stream of `packet`-byte packets (.ts:
     188; .m2ts, .mts as a camcorder writes them: 192, a 4-byte arrival time first) whose last packet runs past the end
-    of the file, as a copy cut short leaves it; None where the packets fill the file (a cut exactly between two stays
-    unseen), or where what follows the last whole packet is no packet's start (bytes a tool appended): packets do not
-    precede it, or it holds another sync byte, or a PID none of the packets before it has. An M2TS packet's first 4
-    bytes alone say nothing (ffmpeg's arrival times jump about): a cut there stays unseen, as "\n" appended does."""
+    of the file, as a copy cut short leaves it, or where the packets fill the file but the last PES packet of a track
+    declares more than they hold (`_pes_past`: a cut exactly between two packets of audio; one between two of video
+    stays unseen); None for a whole file, or where what follows the last whole packet is no packet's start (bytes a
+    tool appended): packets do not precede it, or it holds another sync byte, or a PID none of the packets before it
+    has. An M2TS packet's first 4 bytes alone say nothing (ffmpeg's arrival times jump about): a cut there stays
+    unseen, as "\n" appended does."""
     sync = packet - 188
     last = size - size % packet  # where a packet the file ends inside starts
     look = min(_TS_LOOK_BACK, last // packet) * packet
-    if last == size or not look:
+    if not look:
         return None
     fh.seek(last - look)
     before, tail = fh.read(look), fh.read(packet)
     if any(before[at + sync] != TS_SYNC for at in range(0, look, packet)):
         return None
+    if last == size:
+        return _pes_past(before, sync, size)
     pids = {int.from_bytes(before[at + sync + 1 : at + sync + 3], "big") & 0x1FFF for at in range(0, look, packet)}
     if tail[sync : sync + 1] != bytes([TS_SYNC]):
         return None
     if len(tail) >= sync + 3 and int.from_bytes(tail[sync + 1 : sync + 3], "big") & 0x1FFF not in pids:
         return None
     return "MPEG-TS packet", last + packet, size
+
+
+def _pes_past(packets: bytes, sync: int, size: int) -> tuple[str, int, int] | None:
+    """("MPEG-TS PES packet", the byte it runs to at the least, the size) where the last PES packet of a track that
+    starts among `packets` (the file's last, ending at `size`) declares more bytes than its packets hold: a copy cut
+    exactly between two packets, inside a PES packet of audio (ffmpeg leaves a video's length unsaid: 0)."""
+    packet, held = 188 + sync, {}  # a track's PID: [bytes its last PES declares, bytes held of it]
+    for at in range(sync, len(packets), packet):
+        flags = packets[at + 3] >> 4 & 3  # 1: a payload, 3: an adaptation field first, 2: no payload
+        start = at + (4 if flags == 1 else 5 + packets[at + 4])
+        payload = packets[start : at + 188] if flags & 1 and start <= at + 188 else b""
+        pid = int.from_bytes(packets[at + 1 : at + 3], "big") & 0x1FFF
+        if packets[at + 1] & 0x40 and payload[:3] == b"\0\0\1" and len(payload) >= 6:  # a PES packet starts
+            held[pid] = [6 + int.from_bytes(payload[4:6], "big"), len(payload)]
+        elif pid in held:
+            held[pid][1] += len(payload)
+    short = max((declared - have for declared, have in held.values() if declared > 6), default=0)
+    return ("MPEG-TS PES packet", size - (-short // 184) * packet, size) if short > 0 else None
 
 
 def ogg_page(fh: BinaryIO, at: int) -> tuple[int, bool] | None:
