@@ -257,8 +257,10 @@ def _file_stamp(path: str) -> str:
 # appended that begin with an element's ID and a fragmented MP4 or a CAF file with text appended (each was "cut
 # short"); a Xing MP3 cut inside a frame's header is no clip (it was a shorter one). 15: an FLV file, or a Matroska
 # file written live with clusters of open size, with a short word of text or other bytes appended is a clip again
-# (each was "cut short").
-DECODING = 15
+# (each was "cut short"). 16: so are a Matroska file written live with a Korean character appended and an FLV file
+# with a tab and a few characters appended; an AVI over 1 GiB (OpenDML), an MPEG transport stream (.ts, .mts: inside a
+# packet, or between two inside an audio PES packet) or a W64 file cut short is no clip (each was a shorter one).
+DECODING = 16
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
