@@ -986,3 +986,21 @@ def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tm
     with pytest.raises(UsageError, match=r"shards3_5: the test fold of data.split.scheme=speaker_disjoint, fold "
                                          r"3, holds 1 speaker; .* Preprocess again with data.split.folds <= 4 \(this corpus has 8"):
         check_validation(disjoint(five, 3))  # speakers dealt round-robin: folds 3 and 4 hold one each
+
+
+def test_a_grad_accum_some_sampled_trial_cannot_take_is_refused_before_any_trial(tiny_shards):
+    """`avdis train` refuses a train.grad_accum that does not divide an epoch's steps before Ray starts; a sweep ran
+    every trial into it (each failed once started, exit 1, the sweep's name spent). Every value the space gives the
+    batch size is tried: 8 and 12 divide into pairs of steps on these shards (6 and 4), 9 does not (5)."""
+    from avdis.tune.sweep import check_accumulation
+
+    def cfg(*extra: str) -> C.Config:
+        return C.load(None, [f"data.shards={tiny_shards}", *extra])
+
+    with pytest.raises(UsageError, match=r"^train.grad_accum=2 does not divide the 3 steps of epoch 1 \(batches of 16"):
+        check_accumulation(cfg("train.batch_size=16", "train.grad_accum=2"))
+    with pytest.raises(UsageError, match=r"^sweep.space samples trials no run could take: at train.batch_size=9: train.grad_accum=2 "
+                                         r"does not divide the 5 steps of epoch 1 .*; narrow sweep.space"):
+        check_accumulation(cfg("train.grad_accum=2", "sweep.space.params.train.batch_size={low: 8, high: 12, int: true}"))
+    check_accumulation(cfg("train.grad_accum=2", "sweep.space.params.train.batch_size=[8, 12]"))
+    check_accumulation(cfg("data.shards=/nonexistent", "sweep.space.params.train.batch_size=[9, 16]"))  # no accumulation

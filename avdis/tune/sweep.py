@@ -39,7 +39,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage, storage_lock
-from avdis.config import SELECTION, Config, S3Config, setting_of, with_overrides
+from avdis.config import SELECTION, Config, Range, S3Config, setting_of, with_overrides
 from avdis.data.prepare import as_made, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
@@ -607,6 +607,39 @@ def check_validation(cfg: Config) -> None:
     warn_unseen_emotions(info, cfg, ("test", "val"))
 
 
+STEPS_SET_BY = ("train.batch_size", "train.workers", "train.grad_accum", "train.epochs")  # with the data
+
+
+def check_accumulation(cfg: Config) -> None:
+    """Refuse, before any trial starts, a train.grad_accum that does not divide the steps of every epoch of every
+    trial the sweep can run (`loop.check_accumulation`, which `avdis train` runs before Ray starts): each trial failed
+    on it once its workers had started, and the sweep's name was spent on failed trials. Every value sweep.space can
+    give the settings that set the steps is tried, not only the space's edges (batches of 8 and 12 may divide where 10
+    does not). A trial's seed orders only shards of the same size (`EpochPlan.make`): it does not change the steps."""
+    space = cfg.sweep.space.params
+    values = {key: _every(space[key]) if key in space else [getattr(cfg.train, key.removeprefix("train."))]
+              for key in STEPS_SET_BY}
+    if max(values["train.grad_accum"]) <= 1:
+        return
+    info = open_dataset(cfg.data, cfg.s3)
+    for combo in itertools.product(*values.values()):
+        given = dict(zip(STEPS_SET_BY, combo))
+        trial = cfg.train.model_copy(update={key.removeprefix("train."): v for key, v in given.items()})
+        try:
+            loop.check_accumulation(info, cfg.model_copy(update={"train": trial}), trial.workers)
+        except UsageError as exc:
+            sampled = [f"{key}={v}" for key, v in given.items() if key in space]
+            if not sampled:
+                raise
+            raise UsageError(f"sweep.space samples trials no run could take: at {', '.join(sampled)}: {exc}; narrow "
+                             "sweep.space or pick another train.grad_accum") from None
+
+
+def _every(choice: Range | list[Any]) -> list[Any]:
+    """Every value a knob of sweep.space can take: its list, or each whole number of an int range."""
+    return choice if isinstance(choice, list) else list(range(int(choice.low), int(choice.high) + 1))
+
+
 def check_modalities(cfg: Config, edges: list[Config]) -> None:
     """Refuse, before Ray starts, a model.modality (the config's, or one sweep.space.params samples) whose inputs the
     shards do not hold: each trial failed on it in its worker, and the sweep's name was spent on failed trials. The
@@ -654,6 +687,7 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         clusterfit.check_cluster(size)
     ensure_shards(cfg, use_ray=True)
     check_validation(cfg)
+    check_accumulation(cfg)
     if resume:
         check_data(sweep_url, cfg, record)
     else:
