@@ -498,3 +498,18 @@ def test_the_same_source_folder_spelt_otherwise_is_up_to_date(corpus, tmp_path, 
                                         "relabelled, or a source file's size or time changed)")
     assert manifest(tmp_path / "out")[0][0]["source_path"].startswith(str(tmp_path / "src"))  # as spelt this time
     assert shards.build_shards(data_cfg(Path("src"), "out"), S3)["up_to_date"] is True
+
+
+def test_a_ravdess_or_cremad_folder_given_as_the_synthetic_corpus_is_named_as_such(tmp_path):
+    """`avdis preprocess --src <a RAVDESS copy>` says to give --corpus ravdess; `avdis train data.src=<it>` (and a
+    sweep), without data.corpus, were told to add a ground_truth.csv to use its files as a corpus."""
+    from corpus_trees import cremad_tree, ravdess_tree
+
+    for corpus, tree in (("ravdess", ravdess_tree), ("cremad", cremad_tree)):
+        src = tmp_path / corpus
+        tree(src)
+        data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / f"{corpus}_out"))
+        with pytest.raises(UsageError, match=rf"{src}: holds files but no ground_truth.csv, read as "
+                                             rf"data.corpus=synthetic; these are .* files: preprocess them with "
+                                             rf"--corpus {corpus} \(data.corpus={corpus}\)"):
+            prepare.generate_if_missing(data)

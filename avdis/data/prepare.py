@@ -16,7 +16,7 @@ from typing import Any
 
 from avdis import runtime, storage, storage_lock
 from avdis.config import Config, DataConfig, S3Config, SynthConfig, with_overrides
-from avdis.data import shards, synth
+from avdis.data import corpora, shards, synth
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.errors import UsageError
 
@@ -56,6 +56,9 @@ def _check_target(data: DataConfig) -> None:
                          "its place). Train on it with its settings, point data.src to a new folder for a corpus with "
                          f"these, or delete the folder (or run `avdis synth --out {src}` with these settings) to make it again")
     if synth.holds_others(src):
+        named = corpora.named_as(src, None, data.corpus)
+        if named:  # `avdis train data.src=<a RAVDESS copy>` was told to write a ground_truth.csv for its files
+            raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}, read as data.corpus=synthetic{named}")
         raise UsageError(f"{src}: holds files but no {GROUND_TRUTH}; the synthetic corpus is generated only into an "
                          f"empty or new folder: point data.src to one, or add a {GROUND_TRUTH} (columns file, clip_id, "
                          "speaker, emotion) to use these files as a corpus")
