@@ -114,6 +114,39 @@ def _holds(tree: Any, path: list[str]) -> bool:
     return not path or (isinstance(tree, dict) and path[0] in tree and _holds(tree[path[0]], path[1:]))
 
 
+def _given(model: C.BaseModel, prefix: str = "") -> Iterator[str]:
+    """The dotted settings `model` was given (by the config file, an override or a flag), not left at a default."""
+    for name in type(model).model_fields:
+        if name in model.model_fields_set:
+            value = getattr(model, name)
+            if isinstance(value, C.BaseModel):
+                yield from _given(value, f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}"
+
+
+def _typed(args: argparse.Namespace, path: str, flags: dict[str, tuple[str, Any]] | None = None) -> str | None:
+    """The override (the last) or flag on the command line that gave the setting `path`; None where none did."""
+    for override in reversed(args.overrides):
+        if _holds(C.parse_overrides([override]), path.split(".")):
+            return override
+    flag, value = (flags or {}).get(path, (None, None))
+    return None if value is None else f"{flag} {value}"
+
+
+def _refuse_ignored(args: argparse.Namespace, cfg: C.Config, ignored: dict[str, str], chosen: bool,
+                    flags: dict[str, tuple[str, Any]] | None = None) -> None:
+    """Refuse a setting the command was given that it would not read as configured: `ignored` maps a setting or
+    section to why ({key}: the setting given). One given on the command line is always refused; one in the config
+    file unless `chosen`, where the command line chose what leaves it unread (`--strategy single`, `--no-ray`): a
+    file may hold settings for the other ways it is run."""
+    for path in _given(cfg):
+        why = next((why for key, why in ignored.items() if _reads((key,), path)), None)
+        typed = _typed(args, path, flags)
+        if why is not None and (typed is not None or not chosen):
+            raise C.ConfigError(f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}")
+
+
 # ------------------------------------------------------------------ commands
 
 
@@ -183,11 +216,21 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+# what `avdis train` reads only on Ray Train: strategy single trains in this process (`launch.train`), starting no Ray,
+# making no ScalingConfig or FailureConfig, and leaving torch's thread count to the process (OMP_NUM_THREADS)
+SINGLE_IGNORES = ("ray", "train.max_failures", "train.placement_strategy", "train.cpus_per_worker")
+SINGLE_IGNORES_WHY = ("train.strategy=single trains in this process, without Ray, so {key} would change nothing; drop "
+                      "it, or give train.strategy=ddp or deepspeed (--strategy) to train on Ray Train workers")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from avdis.train import launch
 
     flags = {f"train.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("workers", "strategy", "storage", "name")}
     cfg = _load(args, flags)
+    if cfg.train.strategy == "single":
+        _refuse_ignored(args, cfg, dict.fromkeys(SINGLE_IGNORES, SINGLE_IGNORES_WHY),
+                        chosen=_typed(args, "train.strategy", flags) is not None, flags=flags)
     result = launch.train(cfg, names=_given_by(flags))
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))

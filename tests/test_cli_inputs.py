@@ -454,6 +454,28 @@ def test_training_on_a_ray_that_does_not_answer_is_refused_before_any_decoding(t
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "shards").exists()
 
 
+@pytest.mark.parametrize("override, setting", [
+    ("train.max_failures=3", "train.max_failures"), ("train.placement_strategy=SPREAD", "train.placement_strategy"),
+    ("train.cpus_per_worker=2", "train.cpus_per_worker"), ("ray.address=127.0.0.1:1", "ray.address"),
+    ("ray={autoscaling: true}", "ray.autoscaling")])
+def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_path, capsys, override, setting):
+    """strategy single trains in this process and starts no Ray: `avdis train ray.address=... train.max_failures=3`
+    was accepted, trained without Ray and restarted nothing. Refused before any work, whether an override or the
+    config file gave it; a file's settings for Ray Train are left alone where the command line chose single."""
+    blocker = tmp_path / "afile"  # where a run goes on, it stops at its next check, before any decoding
+    blocker.write_text("not a folder")
+    run = [f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}", f"train.storage={blocker}"]
+    refused(capsys, ["train", *run, override], f"{override}: train.strategy=single trains in this process, without "
+            f"Ray, so {setting} would change nothing", "give train.strategy=ddp or deepspeed (--strategy)")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
+    refused(capsys, ["train", "--config", str(in_file), *run], f"{in_file}: {setting}: train.strategy=single")
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override, "train.strategy=ddp"])))
+    for single in (["--strategy", "single"], ["train.strategy=single"]):
+        refused(capsys, ["train", "--config", str(in_file), *single, *run], f"{blocker}: not writable")
+    assert not (tmp_path / "corpus").exists()
+
+
 def test_synth_into_a_path_it_cannot_write_is_refused(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
