@@ -194,6 +194,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     flags = {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
              "data.shards": ("--out", args.out), "data.shard_size": ("--shard-size", args.shard_size)}
     cfg = _load(args, flags)
+    if args.no_ray:  # a config file's ray section is for its builds on Ray (and its runs): left alone
+        _refuse_ignored(args, cfg, {"ray": "--no-ray decodes in this process, without Ray, so {key} would change "
+                                           "nothing; drop it, or drop --no-ray to decode in Ray tasks"}, chosen=True)
     names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
     corpora.source_folder(cfg.data.src)
     runtime.check_kept({names.get("data.shards", "data.shards"): cfg.data.shards})

@@ -133,6 +133,20 @@ def test_an_unwritable_out_is_refused_before_decoding(corpus, tmp_path, capsys):
     refused(capsys, preprocess(corpus, str(out)), f"{out}: not writable", "pick an output folder")
 
 
+@pytest.mark.parametrize("override", ["ray.address=127.0.0.1:1", "ray={include_dashboard: false}"])
+def test_preprocessing_in_one_process_refuses_the_ray_settings_it_would_ignore(corpus, tmp_path, capsys, override):
+    """`avdis preprocess --no-ray ray.address=...` decoded in this process, exit 0, as without the setting. Refused
+    before any work; a config file's ray section (a cluster config's) is left alone: --no-ray chose this process."""
+    out = tmp_path / "out"
+    refused(capsys, [*preprocess(corpus, str(out)), override], f"{override}: --no-ray decodes in this process, "
+            "without Ray, so ray.", "would change nothing; drop it, or drop --no-ray")
+    assert not out.exists()
+    in_file, blocker = tmp_path / "c.yaml", tmp_path / "afile"
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
+    blocker.write_text("not a folder")  # past the check, the build stops at its next one
+    refused(capsys, [*preprocess(corpus, str(blocker / "x")), "--config", str(in_file)], f"{blocker / 'x'}: not writable")
+
+
 def test_force_rebuilds_up_to_date_shards(corpus, tmp_path, capsys):
     out = str(tmp_path / "shards")
     assert main(preprocess(corpus, out)) == 0
