@@ -147,6 +147,17 @@ def _refuse_ignored(args: argparse.Namespace, cfg: C.Config, ignored: dict[str, 
             raise C.ConfigError(f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}")
 
 
+def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: list[str], chooser: str) -> None:
+    """Refuse the method settings (`C.READ_BY_METHODS`) that none of `methods` reads, which `chooser` set (method.name
+    for a run, sweep.space.methods for a sweep)."""
+    runs = f"method {methods[0]} does not read" if len(methods) == 1 else \
+        f"no method of {chooser}=[{', '.join(methods)}] reads"
+    ignored = {key: f"{runs} {{key}} (only {', '.join(readers)} do), so it would change nothing; drop it, or give "
+                    f"{chooser} one of those"
+               for key, readers in C.READ_BY_METHODS.items() if not set(readers) & set(methods)}
+    _refuse_ignored(args, cfg, ignored, chosen=_typed(args, chooser) is not None)
+
+
 # ------------------------------------------------------------------ commands
 
 
@@ -234,6 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.train.strategy == "single":
         _refuse_ignored(args, cfg, dict.fromkeys(SINGLE_IGNORES, SINGLE_IGNORES_WHY),
                         chosen=_typed(args, "train.strategy", flags) is not None, flags=flags)
+    _refuse_unread_by_methods(args, cfg, [cfg.method.name], "method.name")
     result = launch.train(cfg, names=_given_by(flags))
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
@@ -274,6 +286,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "multiple of sweep.scheduler.grace_epochs, where its rungs fall, and at its last epoch, so "
                             "train.probe_every would change nothing; give sweep.scheduler.grace_epochs=<epochs>, or "
                             "sweep.scheduler.type=none to probe every train.probe_every epochs")
+    _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))

@@ -267,6 +267,16 @@ class AdversaryConfig(_Section):
     warmup_epochs: int = Field(0, ge=0)  # linear ramp of the method weight
 
 
+# Method settings only some methods read: the adversary (`avdis.train.step`) is trained by adversarial and confusion,
+# method.conditional changes those two and INLP (`avdis.train.evaluate`), and method.speaker_weight weighs the speaker
+# loss on z_id, which single_task does not train. Given to a run of another method, one would change nothing.
+READ_BY_METHODS: dict[str, tuple[str, ...]] = {
+    "method.adversary": ("adversarial", "confusion"),
+    "method.conditional": ("adversarial", "confusion", "nullspace"),
+    "method.speaker_weight": tuple(m for m in METHODS if m != "single_task"),
+}
+
+
 class MethodConfig(_Section):
     name: MethodName = "multitask"
     weight: float | None = None  # meaning per method: see WEIGHT_RANGES; None for baselines
@@ -487,6 +497,12 @@ class SearchSpace(_Section):
             held = [why for k, why in PER_SWEEP.items() if key == k or (k.endswith(".") and key.startswith(k))]
             if held:
                 raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {held[0]}")
+            unread = [readers for k, readers in READ_BY_METHODS.items()
+                      if (key == k or key.startswith(f"{k}.")) and not set(readers) & set(self.methods)]
+            if unread:  # every trial the same but for a setting it does not read: the searcher would learn noise
+                raise ValueError(f"sweep.space.params: {key} is read only by {', '.join(unread[0])}, none of which "
+                                 f"sweep.space.methods={self.methods} holds, so sampling it would change nothing; add "
+                                 "one of them to sweep.space.methods, or drop it")
             if key.startswith(MADE_WITH_SHARDS):
                 raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
                                  "sweep has the same; sweep it with one sweep per set of shards")

@@ -490,6 +490,35 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
     assert not (tmp_path / "corpus").exists()
 
 
+@pytest.mark.parametrize("method, override, readers", [
+    ("multitask", "method.adversary.steps=2", "adversarial, confusion"),
+    ("orthogonal", "method={adversary: {lr: 0.01}}", "adversarial, confusion"),
+    ("multitask", "method.conditional=false", "adversarial, confusion, nullspace"),
+    ("single_task", "method.speaker_weight=2", "multitask, adversarial, confusion, orthogonal, nullspace")])
+def test_a_run_refuses_the_method_settings_its_method_does_not_read(tmp_path, capsys, method, override, readers):
+    """`avdis train method.adversary.steps=2` (multitask: no adversary) trained the same model as without it, as did
+    method.conditional under multitask and method.speaker_weight under single_task (no speaker loss). Refused before
+    any work, given by an override or the config file; a file's are left alone where the command line chose the
+    method (a file may hold the adversary of its adversarial runs)."""
+    blocker = tmp_path / "afile"  # where a run goes on, it stops at its next check, before any decoding
+    blocker.write_text("not a folder")
+    weight = ["method.weight=1"] if method == "orthogonal" else []
+    run = [f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}", f"train.storage={blocker}"]
+    setting = override.partition("=")[0] if "{" not in override else "method.adversary.lr"
+    refused(capsys, ["train", *run, f"method.name={method}", *weight, override],
+            f"{override}: method {method} does not read {setting} (only {readers} do), so it would change nothing")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
+    refused(capsys, ["train", "--config", str(in_file), *run, *weight, f"method.name={method}"],
+            f"{blocker}: not writable")
+    if method == "multitask":
+        refused(capsys, ["train", "--config", str(in_file), *run], f"{in_file}: {setting}: method multitask")
+    reader = readers.split(", ")[0]
+    refused(capsys, ["train", *run, f"method.name={reader}",
+                     *(["method.weight=1"] if reader in C.WEIGHT_RANGES else []), override], f"{blocker}: not writable")
+    assert not (tmp_path / "corpus").exists()
+
+
 def test_synth_into_a_path_it_cannot_write_is_refused(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
@@ -1046,6 +1075,20 @@ def test_a_sweep_under_mo_asha_refuses_a_probe_every_it_would_ignore(tmp_path, c
     blocker.write_text("not a folder")
     refused(capsys, ["sweep", "--config", SMOKE, override, "sweep.scheduler.type=none", "--storage", str(blocker),
                      "--name", "s"], f"{blocker}/s: not writable")
+
+
+def test_a_sweep_refuses_the_method_settings_none_of_its_methods_reads(tmp_path, capsys, monkeypatch):
+    """`avdis sweep sweep.space.methods=[multitask,orthogonal] method.adversary.steps=2` was accepted: no trial trains
+    an adversary. Refused before any work; with a method that reads it in the space, the sweep goes on."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["sweep", "--config", SMOKE, "sweep.space.methods=[multitask,orthogonal]",
+                     "method.adversary.steps=2"], "method.adversary.steps=2: no method of sweep.space.methods=["
+            "multitask, orthogonal] reads method.adversary.steps (only adversarial, confusion do)")
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    refused(capsys, ["sweep", "--config", SMOKE, "method.adversary.steps=2", "--storage", str(blocker),
+                     "--name", "s"], f"{blocker}/s: not writable")  # smoke.yaml sweeps adversarial
 
 
 @pytest.mark.parametrize("override", ["train.storage=s3://bucket/train", "train.name=mine",

@@ -490,6 +490,31 @@ def test_space_settings_a_trial_cannot_take_are_refused(overrides, message):
         C.load(None, overrides)
 
 
+@pytest.mark.parametrize("methods, param, readers", [
+    ("[multitask, orthogonal]", "method.adversary.steps=[1, 5]", "adversarial, confusion"),
+    ("[multitask]", "method.conditional=[true, false]", "adversarial, confusion, nullspace"),
+    ("[single_task]", "method.speaker_weight={low: 0.5, high: 2}", "multitask, adversarial, confusion, orthogonal"),
+])
+def test_a_sampled_method_setting_no_swept_method_reads_is_refused(methods, param, readers):
+    """Sampled for a space without the methods that read it, a setting set trials apart that trained alike (the
+    searcher learned noise). With one that reads it, it is sampled."""
+    space = f"sweep.space.params.{param}"
+    with pytest.raises(C.ConfigError, match=re.escape(f"{param.partition('=')[0]} is read only by {readers}")):
+        C.load(None, [f"sweep.space.methods={methods}", space])
+    reader = readers.split(", ")[0]
+    assert C.load(None, [f"sweep.space.methods={methods[:-1]}, {reader}]", space]).sweep.space.params
+
+
+def test_the_methods_said_to_read_a_setting_are_the_ones_that_do():
+    """`C.READ_BY_METHODS` against the methods' registry: the adversary is theirs that train one, the speaker loss's
+    weight theirs that train z_id; conditional is the adversary's and INLP's (nullspace)."""
+    from avdis.model.disentangle import REGISTRY
+
+    assert set(C.READ_BY_METHODS["method.adversary"]) == {m for m, spec in REGISTRY.items() if spec.adversary}
+    assert set(C.READ_BY_METHODS["method.speaker_weight"]) == {m for m, spec in REGISTRY.items() if spec.identity_loss}
+    assert set(C.READ_BY_METHODS["method.conditional"]) == {*C.READ_BY_METHODS["method.adversary"], "nullspace"}
+
+
 @pytest.mark.parametrize("name", ["../escaped", "a/b", ""])
 def test_a_train_run_name_must_be_one_folder_name(name):
     with pytest.raises(C.ConfigError, match="train.name .* must be one folder name"):
