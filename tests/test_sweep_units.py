@@ -280,6 +280,24 @@ def test_a_resumed_sweep_with_a_damaged_mo_asha_json_is_refused_before_ray_start
         sweep.run(cfg)
 
 
+@pytest.mark.parametrize("corpus", ["ravdess", "cremad"])
+def test_a_sweep_on_shards_only_preprocess_makes_never_made_is_refused_before_ray_starts(tmp_path, corpus):
+    """A RAVDESS or CREMA-D sweep whose data.shards had no manifest and no build under way started Ray (~20 s and
+    its log lines) before it was told to run `avdis preprocess` first. The same refusal, now before Ray starts."""
+    import ray
+
+    from avdis.data.shards import PreprocessError
+    from avdis.tune import sweep
+
+    shards = tmp_path / "shards"
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s1", f"data.corpus={corpus}",
+                        f"data.src={tmp_path}", f"data.shards={shards}"])
+    with pytest.raises(PreprocessError, match=rf"{shards}: no manifest; run `avdis preprocess --corpus {corpus} "
+                                              rf"--src <folder> --out {shards}` first"):
+        sweep.run(cfg)
+    assert not ray.is_initialized() and not shards.exists()
+
+
 CHURN = """
 import os, sys
 from avdis import storage

@@ -141,10 +141,10 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     corpus they were made from. So are shards another job made while this one waited to make them: a run started
     while `avdis preprocess` made them (its build removes the manifest first) found none, waited, and made them again
     with its own config's settings over those just made. A run on a corpus of another kind waits for such a build
-    likewise (`_await_build`)."""
+    likewise (`await_build`)."""
     if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
         if cfg.data.corpus != "synthetic":
-            _await_build(cfg)
+            await_build(cfg)
         else:
             made = preprocess(cfg, use_ray=use_ray, missing_only=True)
             if made is not None:
@@ -160,12 +160,13 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     return {"url": cfg.data.shards, "up_to_date": True, "clips": table.num_rows, "shards": len(meta["shards"])}
 
 
-def _await_build(cfg: Config) -> None:
+def await_build(cfg: Config) -> None:
     """Wait for a build of `cfg`'s shards under way (`avdis preprocess`, which removes the manifest first and holds
     the folder's lock while it builds), saying whose (as a run that makes its synthetic shards waits), then refuse
     where still no manifest is there: only the synthetic corpus can be made here. A run started during such a build
     was told 'no manifest; run `avdis preprocess` first' while the build it asked for was running. The lock is
-    taken only where a build has been (its file is there): no folder is made for shards never built."""
+    taken only where a build has been (its file is there): no folder is made for shards never built. For shards
+    without a manifest (a sweep calls it before Ray starts)."""
     if storage.exists(storage.join(cfg.data.shards, storage_lock.LOCK), cfg.s3):
         with storage_lock.exclusive(cfg.data.shards, shards.BUILD, wait=True, s3=cfg.s3):
             pass
