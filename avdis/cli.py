@@ -362,18 +362,32 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+GRAFANA_TOKEN_ENV = "GRAFANA_TOKEN"  # where `avdis grafana push` reads its token without --token-env
+# each action's own flags (dest): given to the other, one was accepted and changed nothing (`export --url ...` wrote
+# the file and pushed nothing)
+GRAFANA_FLAGS = {"export": {"--out": "out"},
+                 "push": {"--url": "url", "--folder-uid": "folder_uid", "--overwrite": "overwrite",
+                          "--token-env": "token_env"}}
+
+
 def cmd_grafana(args: argparse.Namespace) -> int:
     from avdis.report import grafana
 
+    other = "push" if args.action == "export" else "export"
+    for flag, dest in GRAFANA_FLAGS[other].items():
+        if getattr(args, dest) not in (None, False):
+            raise C.ConfigError(f"{flag} is a flag of `avdis grafana {other}`, not of {args.action}, so it would "
+                                f"change nothing here; drop it, or run `avdis grafana {other}`")
     if args.action == "export":
-        if args.out == "-":
+        if args.out in (None, "-"):
             sys.stdout.write(grafana.render())
         else:
             print(f"dashboard: {grafana.export(_path(args.out, local_only=True))}")
         return 0
     if not args.url:
         raise C.ConfigError("avdis grafana push: --url is required (the Grafana base URL)")
-    result = grafana.push(args.url, folder_uid=args.folder_uid, overwrite=args.overwrite, token_env=args.token_env)
+    result = grafana.push(args.url, folder_uid=args.folder_uid, overwrite=args.overwrite,
+                          token_env=GRAFANA_TOKEN_ENV if args.token_env is None else args.token_env)
     print(json.dumps(result, indent=1))
     return 0
 
@@ -529,12 +543,12 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
 
     p = sub.add_parser("grafana", help="export the Grafana dashboard JSON or push it to a Grafana server")
     p.add_argument("action", choices=["export", "push"])
-    p.add_argument("--out", default="-", help="export: the file to write (default: standard output); "
+    p.add_argument("--out", help="export: the file to write (default: standard output, or -); "
                    "the repo's copy is infra/grafana/dashboards/avdis-pareto.json")
     p.add_argument("--url", help="push: Grafana base URL")
     p.add_argument("--folder-uid", help="push: Grafana folder UID")
     p.add_argument("--overwrite", action="store_true", help="push: replace a dashboard with the same UID")
-    p.add_argument("--token-env", default="GRAFANA_TOKEN", help="push: environment variable holding the API token")
+    p.add_argument("--token-env", help=f"push: environment variable holding the API token (default: {GRAFANA_TOKEN_ENV})")
     p.set_defaults(func=cmd_grafana)
     for command in sub.choices.values():  # its own usage for an error in its arguments, not the list of commands
         command.set_defaults(command_parser=command)

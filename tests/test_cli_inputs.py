@@ -385,6 +385,20 @@ def test_the_readmes_synopsis_of_each_command_gives_its_flags_and_overrides_as_i
         assert bool(re.search(r"\[[\w.]*k=v \.\.\.\]", shown)) == takes, (name, line)
 
 
+@pytest.mark.parametrize("action, flags, other", [
+    ("export", ["--url", "http://127.0.0.1:1"], "push"), ("export", ["--overwrite"], "push"),
+    ("export", ["--folder-uid", "f", "--token-env", "T"], "push"), ("push", ["--out", "dash.json"], "export")])
+def test_grafana_refuses_the_other_actions_flags(tmp_path, capsys, monkeypatch, action, flags, other):
+    """`avdis grafana export --url http://grafana:3000 --overwrite` wrote the file, exit 0, and pushed nothing; push
+    took --out and wrote no file. Refused before any work, naming the action the flag belongs to."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["grafana", action, *flags, *(["--url", "http://127.0.0.1:1"] if action == "push" else [])]
+    refused(capsys, argv, f"{flags[0]} is a flag of `avdis grafana {other}`, not of {action}, so it would change "
+            f"nothing here; drop it, or run `avdis grafana {other}`")
+    assert list(tmp_path.iterdir()) == []
+    assert main(["grafana", "export", "--out", "-"]) == 0 and capsys.readouterr().out.startswith("{")
+
+
 @pytest.mark.timeout(60)
 def test_dashboard_port_in_use_or_out_of_range_is_refused(tmp_path, capsys):
     sweep = str(tmp_path / "sweep")
