@@ -58,6 +58,19 @@ READS = {
 }
 
 
+# Settings read only where another setting (the mode) has one of the values given, and why: elsewhere one given would
+# change nothing. Checked for each command that reads them (`READS`; `_load`)
+READ_ONLY_UNDER = (
+    ("data.synth", "data.corpus", ("synthetic",), "data.synth describes the corpus avdis generates"),
+    ("data.split.fold", "data.split.scheme", ("speaker_disjoint",),
+     "data.split.fold picks the held-out speakers of speaker_disjoint (within_speaker tests every speaker)"),
+    *((f"sweep.scheduler.{key}", "sweep.scheduler.type", ("mo_asha",), "MO-ASHA stops trials early, by "
+       f"sweep.scheduler.{key}") for key in ("eta", "grace_epochs", "margin", "stopped_as")),
+    ("sweep.startup_trials", "sweep.search", ("tpe",), "TPE draws sweep.startup_trials trials at random before it "
+                                                       "models the results"),
+)
+
+
 def _reads(reads: tuple[str, ...], path: str) -> bool:
     """Whether a command reading `reads` (`READS`) reads the setting or section at dotted `path`: one it names, one
     under one it names, or a section holding one it names."""
@@ -101,7 +114,21 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
         for key, (flag, value) in given.items():
             if _holds(sets, key.split(".")):
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
-    return C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()}, _given_by(flags))
+    cfg = C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()}, _given_by(flags))
+    for key, mode, values, why in READ_ONLY_UNDER:
+        current = _value(cfg, mode)
+        if (reads is None or _reads(reads, key)) and current not in values:
+            _refuse_ignored(args, cfg, {key: f"{why}; under {mode}={current} {{key}} would change nothing: drop it, "
+                                             f"or give {mode}={values[0]}"},
+                            chosen=_typed(args, mode, flags) is not None, flags=flags)
+    return cfg
+
+
+def _value(cfg: C.Config, path: str) -> Any:
+    """The setting at dotted `path` of `cfg`."""
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def _given_by(flags: dict[str, tuple[str, Any]] | None) -> dict[str, str]:

@@ -504,6 +504,34 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
     assert not (tmp_path / "corpus").exists()
 
 
+@pytest.mark.parametrize("command, override, mode, fix", [
+    ("train", "data.split.fold=2", "data.split.scheme=within_speaker", "data.split.scheme=speaker_disjoint"),
+    ("preprocess", "data.synth.speakers=3", "data.corpus=ravdess", "data.corpus=synthetic"),
+    ("sweep", "sweep.scheduler.eta=3", "sweep.scheduler.type=none", "sweep.scheduler.type=mo_asha"),
+    ("sweep", "sweep.startup_trials=3", "sweep.search=random", "sweep.search=tpe")])
+def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypatch, command, override, mode, fix):
+    """Each was accepted and changed nothing: data.split.fold under within_speaker (trained the same model),
+    data.synth on a RAVDESS corpus (built the same shards), MO-ASHA's settings under sweep.scheduler.type=none and
+    TPE's startup_trials under another search. Refused before any work, given by an override or the config file; a
+    file's are left alone where the command line chose the mode."""
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "afile"  # where the command goes on, it stops at its next check, before any work
+    blocker.write_text("not a folder")
+    base = {"train": [f"data.src={tmp_path}", f"data.shards={tmp_path / 'shards'}", f"train.storage={blocker}"],
+            "preprocess": ["--no-ray", "--src", str(tmp_path), "--out", str(blocker / "x")],
+            "sweep": ["--storage", str(blocker), "--name", "s"]}[command]
+    setting, goes_on = override.partition("=")[0], f"{blocker}{dict(sweep='/s', preprocess='/x').get(command, '')}"
+    refused(capsys, [command, *base, mode, override], f"{override}: ", f"; under {mode} {setting} would change "
+            f"nothing: drop it, or give {fix}")
+    refused(capsys, [command, *base, fix, override], f"{goes_on}: not writable")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override, mode])))
+    refused(capsys, [command, "--config", str(in_file), *base], f"{in_file}: {setting}: ", f"under {mode}")
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
+    refused(capsys, [command, "--config", str(in_file), *base, mode], f"{goes_on}: not writable")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "c.yaml"]
+
+
 @pytest.mark.parametrize("method, override, readers", [
     ("multitask", "method.adversary.steps=2", "adversarial, confusion"),
     ("orthogonal", "method={adversary: {lr: 0.01}}", "adversarial, confusion"),
