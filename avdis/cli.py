@@ -314,6 +314,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "train.probe_every would change nothing; give sweep.scheduler.grace_epochs=<epochs>, or "
                             "sweep.scheduler.type=none to probe every train.probe_every epochs")
     _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
+    for override in args.overrides:  # a file's weights may serve other lists of methods: left alone
+        unswept = [m for m in C.WEIGHT_RANGES if m not in cfg.sweep.space.methods
+                   and _holds(C.parse_overrides([override]), ["sweep", "space", "weights", m])]
+        if unswept:
+            raise C.ConfigError(f"{override}: sweep.space.methods=[{', '.join(cfg.sweep.space.methods)}] does not "
+                                f"sweep {unswept[0]}, so sweep.space.weights.{unswept[0]} would change nothing; add "
+                                f"{unswept[0]} to sweep.space.methods, or drop it")
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))

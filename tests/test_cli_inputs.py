@@ -1133,6 +1133,24 @@ def test_a_sweep_refuses_the_method_settings_none_of_its_methods_reads(tmp_path,
                      "--name", "s"], f"{blocker}/s: not writable")  # smoke.yaml sweeps adversarial
 
 
+@pytest.mark.parametrize("override", ["sweep.space.weights.adversarial=0.5",
+                                      "sweep.space.weights={adversarial: {low: 0.1, high: 1}}"])
+def test_a_sweep_refuses_a_weight_for_a_method_it_does_not_sweep(tmp_path, capsys, monkeypatch, override):
+    """`avdis sweep sweep.space.methods=[multitask,orthogonal] sweep.space.weights.adversarial=0.5` ran its sweep: a
+    trial draws the weight of its own method only. Refused before any work; with the method swept, taken."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["sweep", "--config", SMOKE, "sweep.space.methods=[multitask,orthogonal]", override],
+            f"{override}: sweep.space.methods=[multitask, orthogonal] does not sweep adversarial, so "
+            "sweep.space.weights.adversarial would change nothing; add adversarial to sweep.space.methods")
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    refused(capsys, ["sweep", "--config", SMOKE, "sweep.space.methods=[multitask,orthogonal]", "--storage",
+                     str(blocker), "--name", "s"], f"{blocker}/s: not writable")  # smoke.yaml's adversarial: left
+    refused(capsys, ["sweep", "--config", SMOKE, override, "--storage", str(blocker), "--name", "s"],
+            f"{blocker}/s: not writable")
+
+
 @pytest.mark.parametrize("override", ["train.storage=s3://bucket/train", "train.name=mine",
                                       "train={storage: elsewhere, epochs: 2}"])
 def test_a_sweep_refuses_a_train_storage_or_name_it_would_ignore(tmp_path, capsys, monkeypatch, override):
