@@ -168,8 +168,18 @@ class _Section(BaseModel):
 class S3Config(_Section):
     """S3 options for every s3:// URL; credentials only ever come from the environment."""
 
-    endpoint_url: str | None = None  # None: AWS_ENDPOINT_URL or AWS's own endpoint
+    endpoint_url: str | None = None  # None (or empty): AWS_ENDPOINT_URL or AWS's own endpoint
     region: str | None = None  # None: AWS_DEFAULT_REGION / AWS_REGION
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _a_url(cls, value: str | None) -> str | None:
+        """botocore takes only http:// or https:// URLs: `localhost:9000` failed as 'Invalid endpoint' when a command
+        first reached S3, after its other work (exit 1), not here."""
+        if value and not re.match(r"https?://[^/]", value):
+            host = value.split(":", 1)[1].lstrip("/") if re.match(r"[A-Za-z][\w+.-]*:/", value) else value
+            raise ValueError(f"{value!r} is not an endpoint URL; give it with its scheme, e.g. http://{host}")
+        return value
 
 
 class SynthConfig(_Section):

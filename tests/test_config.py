@@ -218,6 +218,17 @@ def test_an_empty_location_is_refused_not_taken_for_the_working_directory(overri
         C.load(None, [override])
 
 
+@pytest.mark.parametrize("endpoint", ["localhost:9000", "minio.local", "s3://minio:9000", "http:/minio:9000"])
+def test_an_s3_endpoint_without_its_scheme_is_refused_at_the_edge(endpoint):
+    """botocore refused `s3.endpoint_url=localhost:9000` ('Invalid endpoint') only when a command first reached S3,
+    after its other work, with exit 1."""
+    with pytest.raises(C.ConfigError, match=rf"s3.endpoint_url: '{endpoint}' is not an endpoint URL; give it with its "
+                                            rf"scheme, e.g. http://{endpoint.rpartition('/')[2]} "):
+        C.load(None, [f"s3.endpoint_url={endpoint}"])
+    for fine in ("http://localhost:9000", "https://s3.example.com", "", "null"):
+        C.load(None, [f"s3.endpoint_url={fine}"])
+
+
 def test_an_empty_cluster_file_is_refused_not_taken_for_the_working_directory():
     """`ray.cluster_file=` (to drop a config's) was the working directory, refused only once Ray had started, as a
     cluster file that cannot be read ("Is a directory")."""
