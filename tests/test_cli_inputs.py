@@ -1133,6 +1133,24 @@ def test_a_sweep_refuses_the_method_settings_none_of_its_methods_reads(tmp_path,
                      "--name", "s"], f"{blocker}/s: not writable")  # smoke.yaml sweeps adversarial
 
 
+@pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD"])
+def test_a_sweep_of_one_worker_trials_refuses_the_ray_train_settings_it_would_ignore(tmp_path, capsys, monkeypatch,
+                                                                                     override):
+    """A one-worker trial trains in its Tune trial's own process, with no Ray Train run (its failures are Tune's,
+    never retried): `avdis sweep train.max_failures=2` ran its sweep as without it. Refused before any work; with
+    trials of several workers, sampled or not, taken."""
+    monkeypatch.chdir(tmp_path)
+    setting = override.partition("=")[0]
+    refused(capsys, ["sweep", "--config", SMOKE, override], f"{override}: with train.workers=1 every trial trains in "
+            f"its own process, not as a Ray Train run, so {setting} would change nothing")
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    for workers in ("train.workers=2", "sweep.space.params.train.workers=[1, 2]"):
+        refused(capsys, ["sweep", "--config", SMOKE, override, workers, "--storage", str(blocker), "--name", "s"],
+                f"{blocker}/s: not writable")
+
+
 @pytest.mark.parametrize("override", ["sweep.space.weights.adversarial=0.5",
                                       "sweep.space.weights={adversarial: {low: 0.1, high: 1}}"])
 def test_a_sweep_refuses_a_weight_for_a_method_it_does_not_sweep(tmp_path, capsys, monkeypatch, override):
