@@ -68,6 +68,7 @@ READ_ONLY_UNDER = (
        f"sweep.scheduler.{key}") for key in ("eta", "grace_epochs", "margin", "stopped_as")),
     ("sweep.startup_trials", "sweep.search", ("tpe",), "TPE draws sweep.startup_trials trials at random before it "
                                                        "models the results"),
+    ("model.contours", "model.modality", ("av", "audio"), "model.contours are features of the audio encoder"),
 )
 
 
@@ -117,7 +118,8 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
     cfg = C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()}, _given_by(flags))
     for key, mode, values, why in READ_ONLY_UNDER:
         current = _value(cfg, mode)
-        if (reads is None or _reads(reads, key)) and current not in values:
+        sampled = args.command == "sweep" and mode in cfg.sweep.space.params  # each trial its own
+        if (reads is None or _reads(reads, key)) and current not in values and not sampled:
             _refuse_ignored(args, cfg, {key: f"{why}; under {mode}={current} {{key}} would change nothing: drop it, "
                                              f"or give {mode}={values[0]}"},
                             chosen=_typed(args, mode, flags) is not None, flags=flags)

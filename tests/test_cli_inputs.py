@@ -508,11 +508,12 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
     ("train", "data.split.fold=2", "data.split.scheme=within_speaker", "data.split.scheme=speaker_disjoint"),
     ("preprocess", "data.synth.speakers=3", "data.corpus=ravdess", "data.corpus=synthetic"),
     ("sweep", "sweep.scheduler.eta=3", "sweep.scheduler.type=none", "sweep.scheduler.type=mo_asha"),
-    ("sweep", "sweep.startup_trials=3", "sweep.search=random", "sweep.search=tpe")])
+    ("sweep", "sweep.startup_trials=3", "sweep.search=random", "sweep.search=tpe"),
+    ("train", "model.contours=false", "model.modality=visual", "model.modality=av")])
 def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypatch, command, override, mode, fix):
     """Each was accepted and changed nothing: data.split.fold under within_speaker (trained the same model),
-    data.synth on a RAVDESS corpus (built the same shards), MO-ASHA's settings under sweep.scheduler.type=none and
-    TPE's startup_trials under another search. Refused before any work, given by an override or the config file; a
+    data.synth on a RAVDESS corpus (built the same shards), MO-ASHA's settings under sweep.scheduler.type=none,
+    TPE's startup_trials under another search, and the audio encoder's contours under model.modality=visual. Refused before any work, given by an override or the config file; a
     file's are left alone where the command line chose the mode."""
     monkeypatch.chdir(tmp_path)
     blocker = tmp_path / "afile"  # where the command goes on, it stops at its next check, before any work
@@ -530,6 +531,17 @@ def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypat
     in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
     refused(capsys, [command, "--config", str(in_file), *base, mode], f"{goes_on}: not writable")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "c.yaml"]
+
+
+def test_a_setting_read_under_a_value_a_sweep_samples_is_taken(tmp_path, capsys, monkeypatch):
+    """model.contours under a model.modality that sweep.space.params samples: the av trials read it."""
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    refused(capsys, ["sweep", "--config", SMOKE, "model.modality=visual", "model.contours=false",
+                     "sweep.space.params.model.modality=[visual, av]", "--storage", str(blocker), "--name", "s"],
+            f"{blocker}/s: not writable")
+    refused(capsys, ["model", "model.modality=visual", "model.contours=false"], "model.contours=false: ")
 
 
 @pytest.mark.parametrize("method, override, readers", [
