@@ -302,7 +302,7 @@ class MethodConfig(_Section):
             raise ValueError(f"method.weight must be a finite number (got {self.weight})")
         rng = WEIGHT_RANGES.get(self.name)
         if rng is None:
-            if self.weight not in (None, 0, 0.0):
+            if self.weight is not None:  # 0 too: it trained as without it, under a run name of its own (-w0)
                 raise ValueError(
                     f"method {self.name!r} takes no weight (got {self.weight}); "
                     f"drop method.weight or pick one of {sorted(WEIGHT_RANGES)}"

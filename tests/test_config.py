@@ -96,6 +96,10 @@ def test_method_weights_are_checked_against_each_method():
         C.load(None, ["method.name=nullspace", "method.weight=2.5"])
     with pytest.raises(C.ConfigError, match="takes no weight"):
         C.load(None, ["method.name=multitask", "method.weight=1"])
+    # 0 as well: it trained as without it, under a run name of its own (multitask-w0-...)
+    for method in ("single_task", "multitask"):
+        with pytest.raises(C.ConfigError, match=rf"method '{method}' takes no weight \(got 0.0\); drop method.weight"):
+            C.load(None, [f"method.name={method}", "method.weight=0"])
 
 
 @pytest.mark.parametrize("batch_size", [1, 2])
