@@ -69,6 +69,8 @@ READ_ONLY_UNDER = (
     ("sweep.startup_trials", "sweep.search", ("tpe",), "TPE draws sweep.startup_trials trials at random before it "
                                                        "models the results"),
     ("model.contours", "model.modality", ("av", "audio"), "model.contours are features of the audio encoder"),
+    ("ray.include_dashboard", "ray.address", (None, "", "local"),
+     "ray.include_dashboard is for the local Ray a command starts (runtime.connect), not one it joins"),
 )
 
 
@@ -121,7 +123,7 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
         sampled = args.command == "sweep" and mode in cfg.sweep.space.params  # each trial its own
         if (reads is None or _reads(reads, key)) and current not in values and not sampled:
             _refuse_ignored(args, cfg, {key: f"{why}; under {mode}={current} {{key}} would change nothing: drop it, "
-                                             f"or give {mode}={values[0]}"},
+                                             f"or give {mode}={'null' if values[0] is None else values[0]}"},
                             chosen=_typed(args, mode, flags) is not None, flags=flags)
     return cfg
 
