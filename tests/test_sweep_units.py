@@ -298,6 +298,24 @@ def test_a_sweep_on_shards_only_preprocess_makes_never_made_is_refused_before_ra
     assert not ray.is_initialized() and not shards.exists()
 
 
+def test_a_synthetic_sweep_on_a_folder_the_generator_may_not_write_into_is_refused_before_ray_starts(tmp_path):
+    """data.src holding RAVDESS files, with data.corpus left at synthetic: the sweep started Ray (~14 s) before it
+    refused to generate there, and said to add a ground_truth.csv where the files are RAVDESS's."""
+    import ray
+
+    from corpus_trees import ravdess_tree
+    from avdis.tune import sweep
+
+    src, shards = tmp_path / "rav", tmp_path / "shards"
+    ravdess_tree(src)
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s1", f"data.src={src}",
+                        f"data.shards={shards}"])
+    with pytest.raises(UsageError, match=r"holds files but no ground_truth.csv, read as data.corpus=synthetic; these "
+                                         r"are RAVDESS files: preprocess them with --corpus ravdess"):
+        sweep.run(cfg)
+    assert not ray.is_initialized() and not shards.exists()
+
+
 CHURN = """
 import os, sys
 from avdis import storage

@@ -120,6 +120,18 @@ def to_make(cfg: Config) -> dict[str, str]:
     return {"data.shards": cfg.data.shards, **({"data.src": cfg.data.src} if _generates(cfg.data) else {})}
 
 
+def check_source(cfg: Config) -> None:
+    """Refuse, before Ray starts, shards still to make that cannot be made: a corpus only `avdis preprocess` makes,
+    never made (or wait for its build under way, `await_build`), or a data.src the generator may not write into
+    (`_check_target`). A sweep found either only in `ensure_shards`, once Ray had started: 20 s and its log lines."""
+    if not to_make(cfg):
+        return
+    if cfg.data.corpus != "synthetic":
+        await_build(cfg)
+    elif _generates(cfg.data):
+        _check_target(cfg.data)
+
+
 def as_made(cfg: Config) -> Config:
     """`cfg` with the data.synth of the generated corpus its shards were made from, where the config leaves data.synth
     out (a data.synth it gives is checked against the shards instead, `shards.check_synth`): runs and sweeps record

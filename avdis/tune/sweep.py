@@ -40,7 +40,7 @@ from ray.tune.search import Searcher
 
 from avdis import clusterfit, results, runtime, storage, storage_lock
 from avdis.config import SELECTION, Config, Range, S3Config, setting_of, with_overrides
-from avdis.data.prepare import as_made, await_build, ensure_shards, to_make
+from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
@@ -670,10 +670,7 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     resume = record is not None
     if resume:
         read_state(storage.join(sweep_url, SCHEDULER_STATE), cfg.s3)  # a damaged one is refused here, not in Tune
-    if cfg.data.corpus != "synthetic" and to_make(cfg):
-        # shards only `avdis preprocess` makes, never made: refused (or a build under way waited for) here, not once
-        # Ray had started, 20 s and its log lines later
-        await_build(cfg)
+    check_source(cfg)
     # resumed too: a role or bucket policy may have changed; and the shards (and corpus) still to make, as train
     # checks them: a read-only data.shards failed once Ray had started and the corpus was generated
     for url in dict.fromkeys([sweep_url, checkpoints_of(cfg), *to_make(cfg).values()]):
