@@ -51,10 +51,10 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
                          seed: int) -> np.ndarray:
     """Test-clip predictions of the cross-fitted MLP (full-batch Adam, one hidden layer).
 
-    Each epoch's forward pass over the train clips gives both the folds' training loss and the
-    out-of-fold accuracy of the parameters before that step; the test clips' mean-softmax
-    prediction is kept for the first epoch with the best out-of-fold accuracy (the last epoch when no clip can be
-    judged out of fold).
+    Each forward pass over the train clips gives both the out-of-fold accuracy of the copies after the steps so far and
+    the folds' training loss for the next step; the test clips' mean-softmax prediction is kept for the first epoch
+    (after its step, the last included) with the best out-of-fold accuracy (the last epoch when no clip can be judged
+    out of fold). The epoch is chosen on the train clips alone: the clips predicted play no part in it.
     """
     n, d = x.shape
     k = min(cfg.folds, n)
@@ -76,20 +76,20 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
     # never saw). With none (each speaker one train clip), no epoch can be chosen: the trained copies predict.
     judged = (fits @ F.one_hot(y, n_classes).float())[fold, y] > 0
     best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
-    for _ in range(cfg.epochs):
-        logits = forward(x)
-        with torch.no_grad():
-            right = logits[fold, rows].argmax(1) == y  # each clip by the copy that did not fit it
-            oof = float(right[judged].float().mean()) if judged.any() else -1.0
-            if oof > best:
-                best, best_pred = oof, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
+    for step in range(cfg.epochs + 1):
+        logits = forward(x)  # the copies after `step` steps
+        if step:  # the initialisation is no candidate: every epoch's copies are judged after their step
+            with torch.no_grad():
+                right = logits[fold, rows].argmax(1) == y  # each clip by the copy that did not fit it
+                oof = float(right[judged].float().mean()) if judged.any() else -1.0
+                if oof > best or (not judged.any() and step == cfg.epochs):  # none judged: the trained copies
+                    best, best_pred = oof, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
+        if step == cfg.epochs:
+            break
         loss = F.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="none").view(k, n)
         opt.zero_grad()
         ((loss * fits).sum(1) / fitted).sum().backward()
         opt.step()
-    if not judged.any():  # no epoch could be chosen: the fully trained copies predict
-        with torch.no_grad():
-            best_pred = forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
     return best_pred
 
 
