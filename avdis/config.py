@@ -153,7 +153,8 @@ def _takes_bool(annotation: Any) -> bool:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no setting takes infinity or NaN (YAML reads 1e400 as infinity): probe.lr=.inf trained a probe to NaN
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -524,7 +525,8 @@ class SearchSpace(_Section):
                 raise ValueError(f"sweep.space.params.{key}: empty list of choices")
             values = choice if isinstance(choice, list) else [choice.low, choice.high]
             field = _fields_along(key)[-1]  # the setting itself: setting_of(key) == key
-            takes = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+            takes = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation,
+                                config=ConfigDict(allow_inf_nan=_Section.model_config["allow_inf_nan"]))
             read = []
             for value in values:  # its own type and bounds; rules tying it to other settings: each trial's config
                 try:

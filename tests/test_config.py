@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import re
 
@@ -589,3 +590,23 @@ def test_a_section_left_empty_in_a_file_keeps_its_defaults(tmp_path):
     path.write_text("train:\n  epochs: 3\n")
     with pytest.raises(C.ConfigError, match="train: Input should be a valid dictionary"):
         C.load(path, ["train=null"])
+
+
+FLOAT_SETTINGS = [path for path, field in C.settings(C.Config) if float in (field.annotation, *get_args(field.annotation))]
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", "1e400", ".nan"])
+def test_no_float_setting_takes_infinity_or_nan(value):
+    """probe.lr=1e400 (YAML reads it as infinity), train.weight_decay=.inf or method.adversary.lr=.nan were taken: a
+    run trained on NaN weights, a probe read leakage from its random initialisation. Every float setting, and a sampled
+    one's choices and range, now refuses them, naming the setting."""
+    assert {"probe.lr", "probe.weight_decay", "train.weight_decay", "method.adversary.lr",
+            "train.cpus_per_worker"} <= set(FLOAT_SETTINGS)
+    for path in FLOAT_SETTINGS:
+        with pytest.raises(C.ConfigError, match=re.escape(f"{path}: Input should be a finite number")):
+            C.load(None, [f"{path}={value}"])
+    for space in (f"sweep.space.params={{train.weight_decay: [0.0, {value}]}}",
+                  f"sweep.space.params={{train.weight_decay: {{low: 0.0, high: {value}}}}}",
+                  f"sweep.space.weights.adversarial={{low: 0.1, high: {value}}}"):
+        with pytest.raises(C.ConfigError, match="finite number"):
+            C.load(None, [space])
