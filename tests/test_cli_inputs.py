@@ -1029,22 +1029,36 @@ def test_ctrl_c_says_how_to_go_on(tiny_corpus, tiny_shards, tmp_path):
     assert not (shards / "manifest.parquet").exists()
 
 
-SWALLOWING_DECODER = """
-import os, signal, sys
+SWALLOWING = """
+import importlib, os, signal, sys
 from avdis.cli import main
-from avdis.data import shards
-written = shards.write_shard
+where, when = sys.argv[1], sys.argv[2]  # module:attribute (a class's too), and on which call (an expression of args)
+module, _, name = where.partition(":")
+owner, _, attr = name.rpartition(".")
+holder = importlib.import_module(module)
+for part in filter(None, owner.split(".")):
+    holder = getattr(holder, part)
+called, dropped = getattr(holder, attr), []
 def swallowing(*args):  # as numba's compiler does through llvmlite's ctypes callbacks: the Ctrl-C is dropped
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):  # the handler runs between two bytecodes
+    if not dropped and eval(when):
+        dropped.append(True)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between two bytecodes
+                pass
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
-    return written(*args)
-shards.write_shard = swallowing
-sys.exit(main(sys.argv[1:]))
+    return called(*args)
+setattr(holder, attr, swallowing)
+sys.exit(main(sys.argv[3:]))
 """
+
+
+def _swallowed(where: str, when: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`avdis argv` where the call of `where` (module:attribute) for which `when` (an expression of its `args`) is
+    first true sends this process a Ctrl-C and drops its KeyboardInterrupt, as a library's C callback does."""
+    return subprocess.run([sys.executable, "-c", SWALLOWING, where, when, *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
 
 
 def test_a_ctrl_c_a_library_swallows_still_stops_the_build(tiny_corpus, tmp_path):
@@ -1052,14 +1066,41 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_build(tiny_corpus, tmp_path
     calling ctypes callback function: ... KeyboardInterrupt' and dropped: the build ran to its end, exit 0. It now
     stops after the shard under way, as an interrupted build (no manifest), exit 130."""
     shards = tmp_path / "shards"
-    done = subprocess.run([sys.executable, "-c", SWALLOWING_DECODER, "preprocess", "--corpus", "synthetic", "--src",
-                           str(tiny_corpus), "--out", str(shards), "--shard-size", "1", "--no-ray"],
-                          capture_output=True, text=True, timeout=300)
+    done = _swallowed("avdis.data.shards:write_shard", "True", ["preprocess", "--corpus", "synthetic", "--src",
+                      str(tiny_corpus), "--out", str(shards), "--shard-size", "1", "--no-ray"], tmp_path)
     assert done.returncode == 130, done.stderr[-3000:]
     assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "
                                         "again (a build cut short leaves no manifest, so no run reads its shards)")
     assert not (shards / "manifest.parquet").exists()
     assert len(list(shards.rglob("*.tar"))) == 1  # the shard under way, then no other
+
+
+def test_a_ctrl_c_a_library_swallows_still_stops_the_generation(tmp_path):
+    """The corpus generator and one-process training did not look for a Ctrl-C a library dropped (PyAV's encoder
+    and logging callbacks, as numba's do in a build): `avdis synth` wrote every clip and said the corpus was made,
+    exit 0. It now stops after the clip under way, its corpus not whole (made again by its rerun), exit 130."""
+    out = tmp_path / "corpus"
+    done = _swallowed("avdis.data.synth:write_clip", "True", ["synth", "--out", str(out), "--speakers", "2",
+                      "--emotions", "2", "--clips-per-speaker", "3", "--duration", "0.3"], tmp_path)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert done.stderr.strip().endswith("avdis synth: interrupted; rerun the same command to generate the corpus "
+                                        "again")
+    assert len(list(out.rglob("*.mp4"))) == 1 and synth.settings_of(out) is None  # the clip under way, no corpus
+
+
+@pytest.mark.timeout(300)
+def test_a_ctrl_c_a_library_swallows_still_stops_one_process_training(tiny_shards, tmp_path):
+    """As the generation: one-process training (a sweep's trial in its own process trains the same loop) ran all its
+    epochs and exited 0. It now stops before its next step, exit 130, and resumes from its last checkpoint."""
+    run = tmp_path / "runs" / "cut"
+    done = _swallowed("avdis.train.step:Stepper.train_step", "args[2] >= 1",  # epoch 2's first step
+                      ["train", "--storage", str(tmp_path / "runs"), "--name", "cut", f"data.shards={tiny_shards}",
+                       "train.epochs=3", "probe.epochs=5"], tmp_path)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert done.stderr.strip().endswith("avdis train: interrupted; rerun the same command to resume from its last "
+                                        "whole checkpoint"), done.stderr[-3000:]
+    assert json.loads((run / "latest.json").read_text()) == {"checkpoint": "checkpoint_epoch_0001"}
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 1
 
 
 @pytest.mark.timeout(300)

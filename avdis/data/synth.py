@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
-from avdis import storage, storage_lock
+from avdis import runtime, storage, storage_lock
 from avdis.config import EMOTIONS, SynthConfig
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.data.media import write_clip
@@ -255,6 +255,7 @@ def generate(cfg: SynthConfig, out: str | Path) -> Path:
         labels = np.repeat(np.arange(cfg.emotions), _counts(cfg.clips_per_speaker, probs, favourite + 1))
         rng.shuffle(labels)
         for j, e in enumerate(labels):
+            runtime.check_interrupted()  # a Ctrl-C a library's C callback swallowed stops it between clips
             clip_rng = np.random.default_rng([cfg.seed, s, j])
             emotion = emotions[e]
             intensity = float(clip_rng.uniform(0.3, 1.0))

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from pyarrow.fs import FileType
 
-from avdis import storage
+from avdis import runtime, storage
 from avdis.config import OBJECTIVES, SELECTION, Config, DataConfig, S3Config
 from avdis.data.shards import MANIFEST, PreprocessError
 from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, ShardsRebuilt, SkipStats, check_skip_rate,
@@ -453,6 +453,7 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
                     break
                 held = sum(int(b["valid"].sum()) for b in window)
             batch = window.pop(0)
+            runtime.check_interrupted()  # a Ctrl-C a library swallowed stops the run here: it resumes from its checkpoint
             _maybe_fail(epoch * steps + i, rank, world)
             logs.append(stepper.train_step(batch, epoch + i / steps, held))
             rows.append(int(batch["valid"].sum()))
