@@ -741,6 +741,31 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_resumes_from_the_newest_w
             pass
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_trial_checkpoint_whose_state_was_moved_aside_is_not_said_to_be_gone(where, tmp_path, request, capsys):
+    """`avdis sweep` refuses a trial checkpoint that lacks a file, saying to move its state.json aside (not the
+    folder, which Tune must find); the resumed trial then said the folder, still there, 'is gone (deleted after the
+    driver last saved its state)', and so did its refusal where no checkpoint beside it was whole."""
+    from ray.tune import Checkpoint
+
+    trial = f"{request.getfixturevalue('s3_bucket')}/ck/trial" if where == "s3" else str(tmp_path / "trial")
+    storage.write_bytes(storage.join(trial, "checkpoint_000000", ck.STATE), json.dumps({"epoch": 1}).encode())
+    bad = storage.join(trial, "checkpoint_000001")
+    storage.write_bytes(storage.join(bad, f"{ck.STATE}.bad"), json.dumps({"epoch": 2}).encode())  # moved aside
+    records = storage.join(trial.rsplit("/", 1)[0], "trials", "t1")
+    storage.write_bytes(storage.join(records, ck.METRICS_FILE), json.dumps({"history": [{}] * 2}).encode())
+    fs, path = storage.pyarrow_filesystem(trial)
+    restored = Checkpoint(f"{path}/checkpoint_000001", filesystem=fs)
+    with loop.tune_checkpoint(restored, C.S3Config(), records) as here:
+        assert ck.read_state(here)["epoch"] == 1
+    said = capsys.readouterr().out
+    assert f"trial checkpoint {path}/checkpoint_000001 has no {ck.STATE} (moved aside, or cut short" in said, said
+    storage.remove(storage.join(records, ck.METRICS_FILE))  # nothing says which is whole
+    with pytest.raises(ck.CheckpointError, match=rf"\({path}/checkpoint_000001 has no {ck.STATE} \(moved aside"):
+        with loop.tune_checkpoint(restored, C.S3Config(), records):
+            pass
+
+
 def test_a_trial_whose_recorded_checkpoint_was_deleted_skips_one_a_kill_cut_short(tmp_path, capsys):
     """The driver's kill ends the trial too, maybe part way through uploading its newest checkpoint: Ray copies a
     folder's files at once, and the small state.json lands whole before the weights. That one is no checkpoint to
