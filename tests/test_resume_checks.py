@@ -410,6 +410,21 @@ def test_a_checkpoint_missing_a_part_is_named_not_resumed_half(tiny_shards, two_
     assert "another train.name (for a sweep's trial: another sweep.name)" in err  # a trial has no train.name to change
 
 
+def test_a_checkpoint_moved_aside_within_its_run_folder_is_not_resumed_from(tiny_shards, two_epochs, tmp_path, capsys):
+    """The refusal of a checkpoint missing a part says to move that folder aside; one renamed in place
+    (checkpoint_epoch_0002.bad) was still found by the scan for the newest whole checkpoint, and refused again with the
+    same advice. Only folders named as checkpoints are (`ck.CHECKPOINT_NAME`): the run resumes from the one before."""
+    storage = copy_of(two_epochs, tmp_path)
+    run = storage / "fixed"
+    (run / "checkpoint_epoch_0002" / "adversary.pt").unlink()
+    (run / "checkpoint_epoch_0002").rename(run / "checkpoint_epoch_0002.bad")
+    code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, "train.epochs=2")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"resuming from {run}/checkpoint_epoch_0001, the newest checkpoint" in out and "from epoch 1 of 2" in out
+    assert (run / "checkpoint_epoch_0002.bad").is_dir()
+
+
 def test_a_run_whose_checkpoint_folders_were_all_deleted_says_to_start_it_over(tiny_shards, finished, tmp_path, capsys):
     """It said to move aside the newest checkpoint folder and resume from the one before it: there was none."""
     storage = copy_of(finished, tmp_path)
@@ -478,11 +493,12 @@ def test_the_checkpoint_folders_ray_trains_record_does_not_list_are_removed_and_
     for name in ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02", "checkpoint_2026-01-01_00-00-03"):
         storage.write_bytes(storage.join(run, name, "engine", "ckpt"), b"w", C.S3Config())
         storage.write_bytes(storage.join(run, name, ck.STATE), b"{}", C.S3Config())
-    for name in ("checkpoint_manager_snapshot.json", "checkpoint_manager_snapshot.json.tmp-0a1b2c3d", ck.METRICS_FILE):
+    for name in ("checkpoint_manager_snapshot.json", "checkpoint_manager_snapshot.json.tmp-0a1b2c3d", ck.METRICS_FILE,
+                 "checkpoint_2026-01-01_00-00-02.bad/state.json"):  # one the user moved aside is theirs
         storage.write_bytes(storage.join(run, name), b"{}", C.S3Config())
     ck.remove_unlisted(run, C.S3Config(), {"checkpoint_2026-01-01_00-00-03"})
     assert [u.rsplit("/", 1)[-1] for u in storage.list_files(run, s3=C.S3Config())] == [
-        "checkpoint_2026-01-01_00-00-03", "checkpoint_manager_snapshot.json",
+        "checkpoint_2026-01-01_00-00-02.bad", "checkpoint_2026-01-01_00-00-03", "checkpoint_manager_snapshot.json",
         "checkpoint_manager_snapshot.json.tmp-0a1b2c3d", ck.METRICS_FILE]
     assert storage.read_bytes(storage.join(run, "checkpoint_2026-01-01_00-00-03", "engine", "ckpt"), C.S3Config())
 
@@ -492,7 +508,8 @@ def test_the_newest_checkpoint_is_the_latest_epoch_whatever_the_folder_names_say
     an earlier name than epoch 2's, and the fallback resumed from epoch 2. RunStore's folders of epoch 10000 and
     9999: pruning by name deleted the newer one, and every rerun trained the last epoch again."""
     run = tmp_path / "run"
-    for name, epoch in (("checkpoint_2026-01-01_00-00-05", 2), ("checkpoint_2026-01-01_00-00-03", 3)):
+    for name, epoch in (("checkpoint_2026-01-01_00-00-05", 2), ("checkpoint_2026-01-01_00-00-03", 3),
+                        ("checkpoint_2026-01-01_00-00-04.bad", 4), ("checkpoint_000005.old", 5)):  # moved aside
         (run / name).mkdir(parents=True)
         (run / name / ck.STATE).write_text(json.dumps({"epoch": epoch}))
     assert ck._newest_whole(str(run), C.S3Config())[0].endswith("checkpoint_2026-01-01_00-00-03")

@@ -34,6 +34,11 @@ KEEP_CHECKPOINTS = 2  # per run: RunStore prunes to it, Ray Train's CheckpointCo
 RAY_RECORD = "checkpoint_manager_snapshot"  # Ray Train's record of a run's checkpoints (a .json file, not a folder)
 SIGNATURE = "run_signature"  # state.json's key for `run_signature`
 ADVERSARY = "adversary.pt"  # the adversary's and its optimizer's state, in every checkpoint
+# The names checkpoint folders are given: RunStore's (checkpoint_epoch_0003), Ray Train's (by its node's clock,
+# checkpoint_2026-12-04_13-37-00.123456) and Tune's for a trial in its own process (checkpoint_000002). A folder
+# moved aside under another name in its run's folder (checkpoint_epoch_0003.bad) is none of them: the scans pass it
+# over, and the run resumes from the one before it, as the advice to move it aside says.
+CHECKPOINT_NAME = re.compile(r"checkpoint_(epoch_\d+|\d+|\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(\.\d+)?)")
 
 
 # The sections that shape a run's result, and the settings in them a resumed run may change:
@@ -100,11 +105,11 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
 
 
 def _newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> tuple[str, dict[str, Any]] | None:
-    """(folder URL, state) of the `checkpoint_*` folder (`RunStore`'s or Ray Train's) of the latest epoch whose
-    `state.json` is whole and, with `up_to_epoch`, of an epoch no later than it; None when there is none. By the
-    epoch its state holds, not by name: Ray Train names its folders by the node's clock, which may be behind an
-    earlier attempt's on another node."""
-    found = [u for u in storage.list_files(run_url, s3=s3) if u.rsplit("/", 1)[-1].startswith("checkpoint_")]
+    """(folder URL, state) of the checkpoint folder (`CHECKPOINT_NAME`: RunStore's, Ray Train's or Tune's) of the
+    latest epoch whose `state.json` is whole and, with `up_to_epoch`, of an epoch no later than it; None when there
+    is none. By the epoch its state holds, not by name: Ray Train names its folders by the node's clock, which may be
+    behind an earlier attempt's on another node."""
+    found = [u for u in storage.list_files(run_url, s3=s3) if CHECKPOINT_NAME.fullmatch(u.rsplit("/", 1)[-1])]
     whole = []
     for i, folder in enumerate(found):
         try:
@@ -274,10 +279,11 @@ def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, d
 def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
     """Remove the checkpoint folders of a Ray Train run that its record does not list (`listed`: their names); for
     a record that lists a checkpoint newer than all of them. Ray Train deletes only those it lists, down to
-    KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded_point`), about two a stop, stayed for ever."""
+    KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded_point`), about two a stop, stayed for ever. A
+    folder the user moved aside under another name (`CHECKPOINT_NAME`) is theirs, and stays."""
     for folder in storage.list_files(run_url, s3=s3):
         name = folder.rsplit("/", 1)[-1]
-        if name.startswith("checkpoint_") and not name.startswith(RAY_RECORD) and name not in listed:
+        if CHECKPOINT_NAME.fullmatch(name) and name not in listed:
             _remove(folder, s3)
 
 
