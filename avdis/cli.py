@@ -216,9 +216,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     storage.check_writable(where)
     synth.check_target(where)  # before the lock's file goes into a folder that is not the generator's to write
     clips = cfg.data.synth.speakers * cfg.data.synth.clips_per_speaker
-    # the lock a sweep or a training run takes to generate its corpus (`prepare.generate_if_missing`): two
-    # generations into one folder wrote each other's clips in place, leaving one's settings over the other's clips
-    with storage_lock.exclusive(where, "generation of this corpus", wait=True):
+    # the lock a sweep or a training run takes to generate its corpus (`prepare.generate_if_missing`), and a build to
+    # read it: two generations into one folder wrote each other's clips in place, leaving one's settings over the
+    # other's clips, and one during a build replaced the corpus it read
+    with storage_lock.exclusive(where, synth.HELD_FOR, wait=True):
         if synth.is_generated(cfg.data.synth, where):  # rewritten, every clip's new time rebuilt its shards
             print(f"corpus: {where} already holds this corpus ({clips} clips), kept as it is (delete the folder to "
                   "make it again)")

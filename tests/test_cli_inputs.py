@@ -635,7 +635,7 @@ import sys
 from avdis import storage_lock
 from avdis.config import SynthConfig
 from avdis.data import synth
-with storage_lock.exclusive(sys.argv[1], "generation of this corpus"):
+with storage_lock.exclusive(sys.argv[1], synth.HELD_FOR):
     print("held", flush=True)
     sys.stdin.read()  # until the test has seen the synth below wait: else it could find the corpus made, unwaited
     synth.generate(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4), sys.argv[1])
@@ -664,9 +664,65 @@ def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp
         holder.kill()
         holder.wait(30)
     said = capsys.readouterr()
-    assert "another generation of this corpus is running there" in said.err
+    assert "another job generating this corpus or building shards from it is running there" in said.err
     assert f"corpus: {out} already holds this corpus (6 clips), kept as it is" in said.out
     assert synth.is_generated(SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4), out)
+
+
+BUILDER = """
+import sys
+from avdis.cli import main
+from avdis.data import shards
+written = shards.write_shard
+def held(*args):  # the build's first shard waits until the test has seen the synth below wait for the build
+    print("building", flush=True)
+    sys.stdin.read()
+    return written(*args)
+shards.write_shard = held
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_synth_waits_for_a_build_of_shards_from_its_corpus(tmp_path, capsys, monkeypatch):
+    """`avdis synth` with other settings, run while `avdis preprocess` built shards from that corpus, waited only for
+    another generation: it replaced the corpus under the build reading it (the manifest recorded the new corpus's
+    settings over clips labelled from the old one's ground truth). It now waits for the build, as a build waits for a
+    generation."""
+    src, out = tmp_path / "corpus", tmp_path / "shards"
+    made = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4)
+    synth.generate(made, src)
+    builder = subprocess.Popen([sys.executable, "-c", BUILDER, "preprocess", "--corpus", "synthetic", "--src", str(src),
+                                "--out", str(out), "--shard-size", "2", "--no-ray"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    busy = storage_lock._busy
+
+    def said_then_go(*args):  # the build goes on once the synth below says it waits for it
+        busy(*args)
+        builder.stdin.close()
+
+    monkeypatch.setattr(storage_lock, "_busy", said_then_go)
+    try:
+        assert builder.stdout.readline() == "building\n"
+        assert main(["synth", "--out", str(src), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
+                     "--duration", "0.3", "--seed", "5"]) == 0
+        if not builder.stdin.closed:  # the old code: no wait
+            builder.stdin.close()
+        built = builder.wait(120)
+    finally:
+        builder.kill()
+        builder.wait(30)
+    said = capsys.readouterr()
+    assert f"{src}: another job generating this corpus or building shards from it is running there" in said.err
+    assert built == 0, builder.stderr.read()[-3000:]
+    assert _synth_of_shards(out) == made.model_dump()  # the shards are the old corpus's, whole
+    assert synth.is_generated(made.model_copy(update={"seed": 5}), src)
+
+
+def _synth_of_shards(shards_url: Path) -> dict:
+    """The generator settings the manifest at `shards_url` records."""
+    from avdis.data import shards
+
+    return shards.read_manifest(str(shards_url), C.S3Config())[1]["synth"]
 
 
 def test_a_generation_cut_short_is_the_generators_folder_and_no_corpus(tmp_path, monkeypatch):

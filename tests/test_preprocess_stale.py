@@ -239,7 +239,8 @@ def test_a_second_job_making_the_same_corpus_and_shards_waits_for_the_first_then
         first.wait(30)
     holder = f"(pid {first.pid} on {socket.gethostname()}); waiting for it to end"
     said = capsys.readouterr().err.splitlines()  # then on the shards, unless it took their lock first
-    assert said[0] == f"avdis: {tmp_path / 'src'}: another generation of this corpus is running there {holder}"
+    assert said[0] == (f"avdis: {tmp_path / 'src'}: another job generating this corpus or building shards from it is "
+                       f"running there {holder}")
     assert said[1:] in ([], [f"avdis: {tmp_path / 'shards'}: another build of these shards is running there {holder}"])
     assert {made["up_to_date"], second["up_to_date"]} == {False, True} and made["clips"] == second["clips"] == 20
 

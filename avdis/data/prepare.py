@@ -10,7 +10,10 @@ config to record: data.synth as the shards' corpus was generated.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ def generate_if_missing(data: DataConfig) -> None:
     if not _generates(data):
         return
     _check_target(data)  # before the lock's file goes into a folder that is not the generator's to write
-    with storage_lock.exclusive(data.src, "generation of this corpus", wait=True):
+    with storage_lock.exclusive(data.src, synth.HELD_FOR, wait=True):
         if _generates(data):  # decided again in the lock: a corpus another job made meanwhile is kept
             _check_target(data)
             print(f"generating synthetic corpus in {data.src} ...", flush=True)
@@ -90,17 +93,32 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
     `shards.build_shards` takes it (None where another job made the shards meanwhile)."""
     if generate:
         generate_if_missing(cfg.data)
-    else:
-        check_corpus(cfg.data)
-    runner = None
-    if use_ray:
-        src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
-        runtime.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
-        runtime.connect(cfg.ray)
-        runtime.check_shared({src: cfg.data.src, out: cfg.data.shards})
-        runtime.check_node_credentials({out: cfg.data.shards})
-        runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
-    return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force, missing_only=missing_only)
+    with _corpus_held(cfg.data):
+        if not generate:
+            check_corpus(cfg.data)
+        runner = None
+        if use_ray:
+            src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
+            runtime.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
+            runtime.connect(cfg.ray)
+            runtime.check_shared({src: cfg.data.src, out: cfg.data.shards})
+            runtime.check_node_credentials({out: cfg.data.shards})
+            runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
+        return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force, missing_only=missing_only)
+
+
+@contextmanager
+def _corpus_held(data: DataConfig) -> Iterator[None]:
+    """Hold the generated corpus at `data.src` (`synth.HELD_FOR`, waiting for a generation under way) while shards are
+    built from it: `avdis synth` into that folder with other settings, run during a build, waited only for another
+    generation and replaced the corpus under the build reading it. Not a corpus the generator did not write, which
+    it never writes over, nor one this user cannot write (a read-only copy), which no generation here can replace:
+    no lock's file goes there."""
+    if data.corpus != "synthetic" or not synth.made_here(data.src) or not os.access(data.src, os.W_OK):
+        yield
+        return
+    with storage_lock.exclusive(data.src, synth.HELD_FOR, wait=True):
+        yield
 
 
 def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
@@ -109,7 +127,8 @@ def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
     """A corpus generated with `spec` at `src` (kept if already there), preprocessed in this process into `url`."""
     data = DataConfig(corpus="synthetic", src=str(src), shards=str(url), shard_size=shard_size, synth=spec)
     generate_if_missing(data)
-    return shards.build_shards(data, s3 or S3Config())
+    with _corpus_held(data):
+        return shards.build_shards(data, s3 or S3Config())
 
 
 def to_make(cfg: Config) -> dict[str, str]:

@@ -50,6 +50,9 @@ from avdis.data.media import write_clip
 from avdis.errors import UsageError
 
 SETTINGS = "corpus.json"  # the generation settings, written last: a corpus with them is whole
+# what holds a generated corpus's folder (`storage_lock.exclusive`, waiting): its generation (`avdis synth`, a run's or
+# sweep's first use) or a build of shards from it (`prepare.preprocess`), so that neither replaces it under the other
+HELD_FOR = "job generating this corpus or building shards from it"
 UNDER_WAY = "{}"  # what SETTINGS holds while the generator writes: its folder, no corpus yet
 SAMPLE_RATE = 16000
 VIDEO_FPS = 16
