@@ -140,12 +140,13 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
     )
 
 
-def _fit(cfg: Config, name: str, run_url: str, data_hash: str) -> list[dict[str, Any]]:
+def _fit(cfg: Config, name: str, run_url: str, data_hash: str, own_ray: bool = False) -> list[dict[str, Any]]:
     """Train the checked run, in this process or on Ray Train, on the shards of manifest `data_hash` (those it was
     checked on: rebuilt since, the run stops before training); its history. The caller holds the run's folder: a
     second driver of the same run (the same command submitted twice, or again while a stopped job still wound down)
     resumed from the first's newest checkpoint and trained beside it, each writing checkpoints and metrics.json into
-    the one folder (and deleting the other's), and both said they had finished."""
+    the one folder (and deleting the other's), and both said they had finished. `own_ray`: the caller connected this
+    process to Ray for the run, and a failed run lets it go (`_let_go_of_ray`)."""
     if cfg.train.strategy == "single":
         return loop.run(cfg, loop.LocalReporter(run_url, cfg), data_hash)
     from ray.train import TrainingFailedError
@@ -156,6 +157,8 @@ def _fit(cfg: Config, name: str, run_url: str, data_hash: str) -> list[dict[str,
     except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
         raise TrainInterrupted(run_url) from None
     except TrainingFailedError as exc:
+        if own_ray:
+            _let_go_of_ray()
         explained = _explained(exc, run_url)
         if explained is exc:
             raise
@@ -164,6 +167,16 @@ def _fit(cfg: Config, name: str, run_url: str, data_hash: str) -> list[dict[str,
     if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
         raise TrainInterrupted(run_url)
     return history
+
+
+def _let_go_of_ray() -> None:
+    """Disconnect from Ray (shutting down the local Ray this process started) once a run has failed, so that its
+    error, which the caller prints, is the last line the user sees. Ray streams its workers' and Train controller's
+    output to this console seconds late (and its count of repeated lines after 5 s more): their tracebacks of the
+    error came after avdis's one-line error, burying it. Those lines stay in Ray's session logs."""
+    import ray
+
+    ray.shutdown()
 
 
 @contextmanager
@@ -206,14 +219,15 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
     loop.check_modalities(cfg.model.modality, info.modalities, info.url)
     check_leakage_defined(info, cfg)
     warn_unseen_emotions(info, cfg)
+    own_ray = False  # whether this call connected to Ray (a run that fails lets go of it)
     if cfg.train.strategy != "single":
         loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts
         runtime.check_added_nodes({out: cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
-        runtime.connect(cfg.ray)
+        own_ray = runtime.connect(cfg.ray) != "existing"
         runtime.check_shared({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
     with storage_lock.exclusive(run_url, "training run", s3=cfg.s3):
-        history = _fit(cfg, name, run_url, data_hash)
+        history = _fit(cfg, name, run_url, data_hash, own_ray)
     return {"run": run_url, "metrics_file": storage.join(run_url, ck.METRICS_FILE), "final": history[-1]}
