@@ -246,7 +246,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-SHARED_CHECK = ".avdis-shared-check"  # `runtime.check_shared`'s marker files: no one's data, where a killed check left one
+SHARED_CHECK = ".avdis-shared-check"  # `nodes.check_shared`'s marker files: no one's data, where a killed check left one
 
 
 STALE_S = 3600.0  # far longer than any write of one file takes: a temp file untouched this long has no writer

@@ -811,12 +811,12 @@ def test_a_refusal_of_the_shards_folder_names_it_as_preprocess_was_given_it(corp
     """`avdis preprocess --out DIR` for a cluster that adds nodes was refused as `data.shards=DIR (ext4): on this
     machine's own disk`, naming a setting the user had not given; and data.shards of the config or an override,
     relative in a `ray job submit` driver, as `--out=...`, a flag they had not given. Each is named as given."""
-    from avdis import runtime
+    from avdis import nodes
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     out = tmp_path / "shards"
-    kind = runtime.filesystem_type(str(out))
-    if kind not in runtime.MACHINE_FILESYSTEMS:
+    kind = nodes.filesystem_type(str(out))
+    if kind not in nodes.MACHINE_FILESYSTEMS:
         pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
     base = ["preprocess", "--corpus", "synthetic", "--src", corpus]
     cluster = ["ray.address=10.0.0.1:6379", "ray.autoscaling=true"]  # refused before Ray is asked
@@ -832,12 +832,12 @@ def test_a_refusal_of_the_shards_folder_names_it_as_preprocess_was_given_it(corp
 def test_a_refusal_of_the_sweeps_storage_names_it_as_the_sweep_was_given_it(tmp_path, capsys, monkeypatch):
     """`avdis sweep --storage DIR` for a cluster that adds nodes was refused as `sweep.storage=DIR (ext4)`, a setting
     the user had not given; given as sweep.storage=DIR, it is named so."""
-    from avdis import runtime
+    from avdis import nodes
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     out = tmp_path / "sweeps"
-    kind = runtime.filesystem_type(str(out))
-    if kind not in runtime.MACHINE_FILESYSTEMS:
+    kind = nodes.filesystem_type(str(out))
+    if kind not in nodes.MACHINE_FILESYSTEMS:
         pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
     base = ["sweep", "--config", SMOKE, "ray.address=10.0.0.1:6379", "ray.autoscaling=true"]  # refused before Ray
     own = "on this machine's own disk"

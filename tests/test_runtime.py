@@ -443,11 +443,11 @@ def test_a_localhost_address_is_the_ray_it_connected_to_when_asked_again(ray_tmp
 
 NODE_CHECK = """
 import json, sys, ray
-from avdis import runtime
+from avdis import nodes, runtime
 from avdis.config import RayConfig
 runtime.connect(RayConfig(address=sys.argv[1], include_dashboard=False))
 try:
-    getattr(runtime, sys.argv[2])(json.loads(sys.argv[3]), **json.loads(sys.argv[4] if len(sys.argv) > 4 else "{}"))
+    getattr(nodes, sys.argv[2])(json.loads(sys.argv[3]), **json.loads(sys.argv[4] if len(sys.argv) > 4 else "{}"))
     print("passed")
 except Exception as exc:
     print(type(exc).__name__, exc)
@@ -542,16 +542,16 @@ def test_a_sweep_on_s3_is_refused_before_trials_where_nodes_lack_the_credentials
 
 GONE = """
 import json, sys, time, ray
-from avdis import runtime
+from avdis import nodes, runtime
 from avdis.config import RayConfig
 runtime.connect(RayConfig(address=sys.argv[1], include_dashboard=False))
 while sum(n["Alive"] for n in ray.nodes()) < 2:
     time.sleep(0.5)
-nodes = [n for n in ray.nodes() if n["Alive"]]
+alive = [n for n in ray.nodes() if n["Alive"]]
 print("listed", flush=True)
 input()  # the second node is killed meanwhile
 try:
-    print(json.dumps([n["NodeID"] for n, _ in runtime._on_each(nodes, lambda: 1)]))
+    print(json.dumps([n["NodeID"] for n, _ in nodes._on_each(alive, lambda: 1)]))
 except Exception as exc:
     print(type(exc).__name__)
 """
@@ -591,16 +591,16 @@ def test_a_node_gone_since_it_was_listed_is_left_out_of_the_node_checks(ray_tmp)
 
 SILENT = """
 import sys, time, ray
-from avdis import runtime
+from avdis import nodes, runtime
 from avdis.config import RayConfig
 runtime.connect(RayConfig(include_dashboard=False))
-nodes = [n for n in ray.nodes() if n["Alive"]]
+alive = [n for n in ray.nodes() if n["Alive"]]
 began = time.monotonic()
 try:
-    runtime._on_each(nodes, lambda: time.sleep(3600), timeout_s=3)
+    nodes._on_each(alive, lambda: time.sleep(3600), timeout_s=3)
 except Exception as exc:
     print(round(time.monotonic() - began), type(exc).__name__, exc)
-print(ray.util.get_node_ip_address(), nodes[0]["NodeID"][:8])
+print(ray.util.get_node_ip_address(), alive[0]["NodeID"][:8])
 """
 
 
@@ -636,12 +636,12 @@ class Slow(RuntimeEnvPlugin):
 
 SETTING_UP = """
 import json, sys, time, ray
-from avdis import runtime
+from avdis import nodes
 ray.init(address="local", include_dashboard=False, num_cpus=1, runtime_env={"slow_setup": json.loads(sys.argv[1])})
-nodes = [n for n in ray.nodes() if n["Alive"]]
+alive = [n for n in ray.nodes() if n["Alive"]]
 began = time.monotonic()
 try:
-    print(runtime._on_each(nodes, lambda: "answered", timeout_s=8)[0][1], round(time.monotonic() - began))
+    print(nodes._on_each(alive, lambda: "answered", timeout_s=8)[0][1], round(time.monotonic() - began))
 except Exception as exc:
     print(type(exc).__name__, round(time.monotonic() - began), str(exc).replace("\\n", " "))
 """
@@ -747,16 +747,16 @@ def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_no
     cluster/README.md says) was refused as if the cluster would add them."""
     import ray
 
-    from avdis import runtime
+    from avdis import nodes
     from avdis.config import RayConfig
     from avdis.errors import UsageError
 
     assert not ray.is_initialized()
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
-    assert runtime.filesystem_type("/proc/self/status") == "proc"  # the mount a path lies under, not the root's
-    kind = runtime.filesystem_type(str(tmp_path / "not" / "yet"))
-    if kind not in runtime.MACHINE_FILESYSTEMS:
+    assert nodes.filesystem_type("/proc/self/status") == "proc"  # the mount a path lies under, not the root's
+    kind = nodes.filesystem_type(str(tmp_path / "not" / "yet"))
+    if kind not in nodes.MACHINE_FILESYSTEMS:
         pytest.skip(f"pytest's temp folder is on {kind}, not a filesystem known to be one machine's own")
     outputs = {"sweep.storage": str(tmp_path / "sweeps"), "sweep.checkpoints": "s3://bkt/trials"}
     head = "10.0.0.1:6379"  # not connected to: the check reads the config and this machine's mount table
@@ -764,15 +764,15 @@ def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_no
                     RayConfig(address="auto", autoscaling=True)):
         with pytest.raises(UsageError, match=re.escape(f"sweep.storage={tmp_path / 'sweeps'} ({kind}): on this "
                                                        "machine's own disk, and the cluster adds nodes")):
-            runtime.check_added_nodes(outputs, cluster)
+            nodes.check_added_nodes(outputs, cluster)
     monkeypatch.setenv("RAY_ADDRESS", head)
     with pytest.raises(UsageError, match="the cluster adds nodes"):
-        runtime.check_added_nodes(outputs, RayConfig(autoscaling=True))
+        nodes.check_added_nodes(outputs, RayConfig(autoscaling=True))
     monkeypatch.delenv("RAY_ADDRESS")
-    runtime.check_added_nodes(outputs, RayConfig(address=head))  # a fixed cluster: its nodes are asked (`check_shared`)
-    runtime.check_added_nodes({"sweep.storage": "s3://bkt/sweeps"}, RayConfig(address=head, autoscaling=True))
+    nodes.check_added_nodes(outputs, RayConfig(address=head))  # a fixed cluster: its nodes are asked (`check_shared`)
+    nodes.check_added_nodes({"sweep.storage": "s3://bkt/sweeps"}, RayConfig(address=head, autoscaling=True))
     for local in (RayConfig(autoscaling=True), RayConfig(address="local", cluster_file="cluster/aws.yaml")):
-        runtime.check_added_nodes(outputs, local)  # a local Ray started here: no node is added
+        nodes.check_added_nodes(outputs, local)  # a local Ray started here: no node is added
     # a cluster file that allows no worker node (the launcher's max_workers: 0, KubeRay's maxReplicas: 0) is the head
     # alone, fixed as a cluster without one: its folders were refused as if on cluster/aws.yaml
     launcher = yaml.safe_load(Path("cluster/aws.yaml").read_text())
@@ -788,12 +788,12 @@ def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_no
         cluster = RayConfig(address=head, cluster_file=str(tmp_path / name))
         if name == "grows.yaml":
             with pytest.raises(UsageError, match="the cluster adds nodes"):
-                runtime.check_added_nodes(outputs, cluster)
+                nodes.check_added_nodes(outputs, cluster)
         else:
-            runtime.check_added_nodes(outputs, cluster)
+            nodes.check_added_nodes(outputs, cluster)
 
 
-FILESYSTEM = "import sys; from avdis import runtime; print(runtime.filesystem_type(sys.argv[1]))"
+FILESYSTEM = "import sys; from avdis import nodes; print(nodes.filesystem_type(sys.argv[1]))"
 
 
 def test_a_folder_under_one_this_process_may_not_search_is_judged_by_the_mount_table(tmp_path):
@@ -801,7 +801,7 @@ def test_a_folder_under_one_this_process_may_not_search_is_judged_by_the_mount_t
     PermissionError traceback from the check whether that folder is on this machine's own disk: the nearest parent
     that exists was looked for with stat, which that folder refuses. The mount table answers without stat. Root
     searches any folder, so as root the check runs without the capabilities that let it."""
-    from avdis import runtime
+    from avdis import nodes
 
     locked = tmp_path / "locked"
     (locked / "shards").mkdir(parents=True)
@@ -815,7 +815,7 @@ def test_a_folder_under_one_this_process_may_not_search_is_judged_by_the_mount_t
         assert out.returncode == 0, out.stderr[-2000:]
     finally:
         locked.chmod(0o700)
-    assert out.stdout.strip() == str(runtime.filesystem_type(str(tmp_path)))
+    assert out.stdout.strip() == str(nodes.filesystem_type(str(tmp_path)))
 
 
 def _calls(tree: ast.AST) -> Iterator[ast.Call]:

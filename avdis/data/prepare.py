@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from avdis import runtime, storage, storage_lock
+from avdis import nodes, runtime, storage, storage_lock
 from avdis.config import Config, DataConfig, S3Config, SynthConfig, with_overrides
 from avdis.data import corpora, shards, synth
 from avdis.data.corpora import GROUND_TRUTH
@@ -99,10 +99,10 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
         runner = None
         if use_ray:
             src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
-            runtime.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
+            nodes.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
             runtime.connect(cfg.ray)
-            runtime.check_shared({src: cfg.data.src, out: cfg.data.shards})
-            runtime.check_node_credentials({out: cfg.data.shards})
+            nodes.check_shared({src: cfg.data.src, out: cfg.data.shards})
+            nodes.check_node_credentials({out: cfg.data.shards})
             runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
         return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force, missing_only=missing_only)
 

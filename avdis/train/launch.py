@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from avdis import clusterfit, runtime, storage, storage_lock
+from avdis import clusterfit, nodes, runtime, storage, storage_lock
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
@@ -222,10 +222,10 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
     own_ray = False  # whether this call connected to Ray (a run that fails lets go of it)
     if cfg.train.strategy != "single":
         loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts
-        runtime.check_added_nodes({out: cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
+        nodes.check_added_nodes({out: cfg.train.storage, "data.shards": cfg.data.shards}, cfg.ray)
         own_ray = runtime.connect(cfg.ray) != "existing"
-        runtime.check_shared({out: cfg.train.storage, "data.shards": cfg.data.shards})
-        runtime.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
+        nodes.check_shared({out: cfg.train.storage, "data.shards": cfg.data.shards})
+        nodes.check_node_credentials({out: cfg.train.storage, "data.shards": cfg.data.shards})
         runtime.pin_train_coordinator()
         clusterfit.check_cluster(cfg, standalone=True)
     with storage_lock.exclusive(run_url, "training run", s3=cfg.s3):

@@ -38,7 +38,7 @@ import pandas as pd
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from avdis import clusterfit, results, runtime, storage, storage_lock
+from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
 from avdis.config import SELECTION, Config, Range, S3Config, setting_of, with_overrides
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
@@ -678,11 +678,11 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     check_experiments(sweep_url, cfg, resume)
     if resume:
         check_trial_runs(sweep_url, cfg)
-    runtime.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
+    nodes.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
     # shards to make: preprocess checks
-    runtime.check_shared({**outputs_of(cfg, names), "data.shards": cfg.data.shards})
-    runtime.check_node_credentials({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, trials=True)
+    nodes.check_shared({**outputs_of(cfg, names), "data.shards": cfg.data.shards})
+    nodes.check_node_credentials({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, trials=True)
     runtime.pin_train_coordinator()
     for size in trial_sizes(edges):  # trials that never fit would wait forever
         clusterfit.check_cluster(size)
