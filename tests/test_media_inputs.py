@@ -5,8 +5,11 @@ editor would leave them."""
 from __future__ import annotations
 
 import fractions
+import io
 import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -867,6 +870,44 @@ def test_a_caf_au_or_w64_file_cut_short_is_a_named_reject_not_a_shorter_clip(tmp
     raw[at : at + width] = b"\xff" * width
     cut.write_bytes(bytes(raw))
     assert 0 < len(media.decode_audio(cut, 16000)) < 32000
+
+
+def test_a_w64_file_written_into_a_pipe_is_named_with_a_way_to_read_it(tmp_path):
+    """ffmpeg writing a Sony Wave64 into a pipe leaves its riff and data sizes open (-1, 2^63 - 1), and cannot read
+    such a file back: it was "cannot open media (InvalidDataError ...)", with no way out. libsndfile (soundfile,
+    which avdis installs with librosa) reads it: the reject says how to convert it, and following it gives the clip."""
+
+    class Pipe(io.RawIOBase):  # what ffmpeg writes into when it cannot seek back
+        def __init__(self) -> None:
+            self.held = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            self.held += data
+            return len(data)
+
+    pipe = Pipe()
+    with av.open(pipe, "w", format="w64") as out:
+        a = out.add_stream("pcm_s16le", rate=16000)
+        a.layout = "mono"
+        tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype(np.float32)
+        for k in range(0, 32000, 1152):
+            frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1152], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+            out.mux(a.encode(frame))
+        out.mux(a.encode())
+    path = tmp_path / "voice.w64"
+    path.write_bytes(bytes(pipe.held))
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    advice = re.fullmatch(r"a Sony Wave64 file written into a pipe \(its sizes left open\), which ffmpeg cannot read: "
+                          r"convert it to WAV with soundfile, installed with avdis \(in its folder: python -c "
+                          r"\"(.+)\"\), and list voice\.wav in its place, or leave it out", caught.value.reason)
+    assert advice, caught.value.reason
+    subprocess.run([sys.executable, "-c", advice[1]], cwd=tmp_path, check=True)
+    assert len(media.decode_audio(tmp_path / "voice.wav", 16000)) == 32000
 
 
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):

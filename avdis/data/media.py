@@ -96,6 +96,12 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
     cut = whole.ends_past_file(path) if head else None
     if cut is not None:
         return _cut_at(path, cut).reason
+    if head and whole.w64_piped(path):
+        name, wav = Path(path).name, f"{Path(path).stem}.wav"
+        convert = f"import soundfile as sf; sf.write('{wav}', *sf.read('{name}'), subtype=sf.info('{name}').subtype)"
+        return (f"a Sony Wave64 file written into a pipe (its sizes left open), which ffmpeg cannot read: convert it "
+                f"to WAV with soundfile, installed with avdis (in its folder: python -c \"{convert}\"), and list {wav} "
+                "in its place, or leave it out")
     if head and whole.mp4_unindexed(path):  # its mdat open or ending at the end of the file
         return ("no index: no index (moov) follows its media data, which runs to the end of the file: a recording "
                 "stopped before it was closed (a recorder that crashed, a camera that lost power; ffmpeg can neither "

@@ -92,6 +92,14 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     return None
 
 
+def w64_piped(path: str | Path) -> bool:
+    """Whether a file is a Sony Wave64 whose riff size is left open, as ffmpeg leaves it writing into a pipe (-1, and
+    its data chunk's 2^63 - 1): ffmpeg cannot read such a file back ("Invalid data found"); libsndfile can."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    return head[:16] == W64_RIFF and len(head) == 24 and int.from_bytes(head[16:24], "little") >= 1 << 62
+
+
 def mp4_unindexed(path: str | Path) -> bool:
     """Whether a file is an MP4 (or a QuickTime .mov) without its index (moov): `walks.mp4_unindexed`."""
     with open(path, "rb") as fh:
