@@ -910,6 +910,42 @@ def test_a_w64_file_written_into_a_pipe_is_named_with_a_way_to_read_it(tmp_path)
     assert len(media.decode_audio(tmp_path / "voice.wav", 16000)) == 32000
 
 
+@pytest.mark.parametrize("name", ["clip.ts", "clip.avi", "voice.opus", "voice.aac", "voice.caf", "frag.mp4"])
+def test_a_copy_cut_a_few_bytes_into_a_parts_header_is_cut_short(tmp_path, name):
+    """A copy cut a byte or a few past the end of one part (packet, chunk, page, frame, box) holds the first bytes of
+    the next one's header: the same bytes as a whole file with those bytes appended. One rule for every walk: where
+    what the file holds of a header is what such a header holds there (a sync byte, a type's first letters), the
+    file is cut short, as a copy is far more often cut there than a tool appends a lone sync byte or type letter; a
+    CAF's chunk header (its type first) and an MP4's box header (its size, then its type) were read as nothing.
+    Bytes that tell nothing (an MP4 box's size, which any bytes may be; zeros) stay unseen, as a cut exactly between
+    two parts does."""
+    codec = {"opus": "libopus", "aac": "aac", "caf": "pcm_s16be"}.get(name.split(".")[1])
+    options = {"movflags": "frag_keyframe+empty_moov"} if name == "frag.mp4" else None
+    path = _encoded(tmp_path / name, codec) if codec else write(tmp_path / name, flat(24), options=options, gop=6)
+    data = path.read_bytes()
+    if name.endswith(".ts"):
+        starts = range(0, len(data), 188)
+    elif name.endswith(".avi"):  # its RIFF 'AVI ' chunk, then a second (as an AVI over 1 GiB holds 'AVIX' chunks)
+        data += b"RIFF" + (4).to_bytes(4, "little") + b"AVIX"
+        starts = [len(data) - 12]
+    elif name.endswith(".caf"):
+        starts = [data.index(b"data")]
+    elif name.endswith(".mp4"):
+        starts = [m.start() - 4 for m in re.finditer(b"moof", data)][1:]
+    else:
+        with av.open(str(path)) as container:
+            starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos]
+        starts = [data.index(b"OggS", starts[len(starts) // 2])] if name.endswith(".opus") else starts
+    at = starts[len(starts) // 2]
+    held = 5 if name.endswith(".mp4") else 1  # an MP4 box's size tells nothing: its type's first letter does
+    cut = tmp_path / f"cut{path.suffix}"
+    cut.write_bytes(data[: at + held])
+    assert whole.ends_past_file(cut) is not None
+    for tail in (b"\0" * 7, b"\n", data[at : at + 4] if name.endswith(".mp4") else b""):
+        cut.write_bytes(data[:at] + tail)
+        assert whole.ends_past_file(cut) is None, tail
+
+
 def test_stereo_whose_channels_cancel_is_named_as_such_not_as_silence(tmp_path):
     """A voice on one channel and its inverse on the other averages to 0 in mono: it was rejected as "digital
     silence (every sample is 0)", which sent the user looking for a broken recording, not a miswired one."""

@@ -2,6 +2,15 @@
 CAF's chunks, an AVI's RIFF chunks, an MPEG transport stream's packets, an Ogg file's pages, an FLV file's tags, MPEG
 audio and AAC (ADTS) frames, a Matroska segment's elements. Each says how long it is, so a file cut short ends inside
 the last; bytes a tool appended read as none.
+
+One rule for a file that ends inside a part's header: it is cut short where what it holds of that header is what such
+a header holds there, down to a lone first byte where that byte tells (a transport stream packet's sync byte "G", an
+AVI RIFF chunk's "R", an Ogg page's "O", an FLV tag's type, a frame's sync byte, a Matroska ID's first byte, a CAF
+chunk's or an MP4 box's type's first letters). A copy cut a byte past the end of a part holds the same bytes as a whole
+file with that byte appended, and copies are cut there (one position in a part's length) far more often than a tool
+appends a lone sync byte or type letter: tools append text, zeros or tags, told apart by the bytes that follow. Bytes
+that tell nothing (an MP4 box's size, an M2TS packet's arrival time, zeros) stay unseen, as a cut exactly between two
+parts does, and so does a tail where the file says it ended (an FLV's metadata filesize).
 """
 
 from __future__ import annotations
@@ -22,14 +31,17 @@ def mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
     """("MP4 box", the byte it runs to, the size) for the top-level box of an MP4 that runs past the end of the file,
     unless an index (moov) listing every packet came whole before it: `whole.index_past_end` then tells which track lost
     its end. A fragmented MP4's index (its moov holds an mvex: ffmpeg's -movflags frag_keyframe, a recorder's) lists
-    only the fragments read so far: a copy cut short in a later one was a shorter clip. None also where no box
-    starts, or one of a type no MP4 holds at its top runs past the end (bytes a tool appended)."""
+    only the fragments read so far: a copy cut short in a later one was a shorter clip. ("MP4 box header", ...) where
+    the file ends inside the header of a box of such a type, its type begun. None also where no box starts, or one
+    of a type no MP4 holds at its top runs past the end (bytes a tool appended)."""
     at, indexed = 0, False
     while at + 8 <= size:
         fh.seek(at)
         box = fh.read(16)
         length, kind, header = int.from_bytes(box[:4], "big"), box[4:8], 8
-        if length == 1 and len(box) == 16:  # a 64-bit size follows the type
+        if length == 1 and len(box) < 16:  # the file ends inside its 64-bit size, which follows the type
+            return None if indexed or kind not in _MP4_BOXES else ("MP4 box header", at + 16, size)
+        if length == 1:
             length, header = int.from_bytes(box[8:16], "big"), 16
         if length < 8 or not all(32 <= c < 127 for c in kind):  # 0: the box runs to the end of the file, as it is
             return None
@@ -38,7 +50,12 @@ def mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
         if kind in (b"moov", b"moof"):
             indexed = kind == b"moov" and b"mvex" not in _mp4_children(fh, at + header, at + length)
         at += length
-    return None
+    fh.seek(at)
+    head = fh.read(8)  # the file ends inside a box's header: told by its type's first letters (a size tells nothing)
+    length = int.from_bytes(head[:4], "big")
+    if indexed or len(head) <= 4 or not (length >= 8 or length == 1):
+        return None
+    return ("MP4 box header", at + 8, size) if any(kind.startswith(head[4:]) for kind in _MP4_BOXES) else None
 
 
 def mp4_unindexed(fh: BinaryIO, size: int) -> bool:
@@ -78,9 +95,10 @@ _CAF_CHUNKS = {b"desc", b"data", b"pakt", b"chan", b"kuki", b"strg", b"mark", b"
 
 
 def caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
-    """("CAF chunk", the byte it runs to, the size) for the chunk of a CAF file that runs past the end of the file;
-    None for a whole one, or where a chunk's size is left open (-1: its data runs to the end of the file), no chunk
-    starts, or one of a type CAF does not define runs past the end (bytes a tool appended: text reads as a chunk)."""
+    """("CAF chunk", the byte it runs to, the size) for the chunk of a CAF file that runs past the end of the file
+    (its header: the file ends inside a chunk's header whose type begins as a CAF chunk's does); None for a whole
+    one, or where a chunk's size is left open (-1: its data runs to the end of the file), no chunk starts, or one of
+    a type CAF does not define runs past the end (bytes a tool appended: text reads as a chunk)."""
     at, kind = 8, b""  # after its type and version
     while at + 12 <= size:
         fh.seek(at)
@@ -89,6 +107,10 @@ def caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
         if length < 0 or not all(32 <= c < 127 for c in kind):  # no chunk (bytes a tool appended)
             return None
         at += 12 + length
+    if at < size:  # the file ends inside a chunk's header: told by its type's first letters
+        fh.seek(at)
+        kind = fh.read(4)
+        return ("CAF chunk header", at + 12, size) if any(k.startswith(kind) for k in _CAF_CHUNKS) else None
     return ("CAF chunk", at, size) if at > size and kind in _CAF_CHUNKS else None
 
 
