@@ -664,7 +664,8 @@ def test_an_mpeg_transport_stream_cut_short_is_a_named_reject_not_a_shorter_clip
     no length anywhere, and ffmpeg drops a last, partial packet: a copy cut short was a shorter clip (11 positions of
     17), or its audio failed as "corrupt audio stream". Its packets are all of one size, so a copy cut inside one
     ends inside the last; one cut exactly between two ends inside an audio PES packet, which says how long it is, or
-    stays unseen (a video's, whose length ffmpeg leaves unsaid). Text appended is no packet."""
+    inside a video's, whose length ffmpeg leaves unsaid (test_an_mpeg_transport_stream_cut_between_two_packets_...), or
+    between two PES packets, which stays unseen. Text appended is no packet."""
     path = write(tmp_path / f"clip.{suffix}", flat(24))
     data = path.read_bytes()
     assert len(data) % packet == 0 and media.decode_video(path, 8)[1] == 17
@@ -686,6 +687,30 @@ def test_an_mpeg_transport_stream_cut_short_is_a_named_reject_not_a_shorter_clip
                 read(cut)
             assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its {what}, which runs to byte \d+: "
                                 rf"{ADVICE}", caught.value.reason), caught.value.reason
+
+
+def test_an_mpeg_transport_stream_cut_between_two_packets_of_its_video_is_a_named_reject(tmp_path):
+    """ffmpeg's transport streams leave a video PES packet's length unsaid (0, by default), so a copy cut
+    exactly between two of its packets ends as a whole file might: it was a shorter clip (9 positions of 17, its last
+    frame patched by the decoder). The decoder flags that last frame as incomplete; a whole file's is not, and a cut
+    exactly between two PES packets stays unseen."""
+    noise = np.random.default_rng(0).integers(0, 255, (24, 96, 128, 3), dtype=np.uint8)
+    path = write(tmp_path / "clip.ts", noise)
+    data = path.read_bytes()
+    assert media.decode_video(path, 8)[1] == 17
+    with av.open(str(path)) as container:
+        video = container.streams.video[0].id  # its PID
+    inside = [k for k in range(len(data) // 188) if not data[k * 188 + 1] & 0x40  # no PES packet starts there
+              and int.from_bytes(data[k * 188 + 1 : k * 188 + 3], "big") & 0x1FFF == video]
+    cut = tmp_path / "cut.ts"
+    at = inside[len(inside) // 2] * 188
+    cut.write_bytes(data[:at])
+    assert whole.ends_past_file(cut) is None  # its packets say nothing
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_video(cut, 8)
+    assert re.fullmatch(rf"cut short: the file ends at byte {at}, inside its last video frame, which the decoder found "
+                        rf"incomplete \(a transport stream's video packets say no length\): {ADVICE}",
+                        caught.value.reason), caught.value.reason
 
 
 @pytest.mark.parametrize("clusters", ["sized", "open"])

@@ -17,6 +17,7 @@ import fractions
 import math
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -120,10 +121,14 @@ def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:
                                 f"{end}, before its index (moov), without which ffmpeg can neither read nor re-encode "
                                 "it: an interrupted copy or download (copy it again), or a recording stopped before it "
                                 "was closed (leave it out)")
-    return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte {end}: an "
-                            "interrupted copy or download (copy it again), or a recording stopped before it was closed "
-                            "(its end is lost: re-encode what it holds, ffmpeg -i IN OUT, and list that, or leave it "
-                            "out)")
+    return MediaError(path, f"cut short: the file ends at byte {size}, inside its {what}, which runs to byte {end}: "
+                            f"{_CUT_ADVICE}")
+
+
+_CUT_ADVICE = ("an interrupted copy or download (copy it again), or a recording stopped before it was closed (its end "
+               "is lost: re-encode what it holds, ffmpeg -i IN OUT, and list that, or leave it out)")
+# Frames a decoder may give back after the last one it decoded (B-frames, shown before the frame decoded ahead of them)
+_REORDERED = 3
 
 
 def _start(stream: av.stream.Stream) -> float:
@@ -311,7 +316,8 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
     length in such positions, to the end of its last frame (shown for its own duration, as a player does: a 2 fps
     video lost its last half second, a single still frame all but an instant). With `span` (first, end) only those
     positions are converted and kept: a clip's frames at full size would take gigabytes for a minute of 1080p, while
-    a window takes a few seconds' worth."""
+    a window takes a few seconds' worth. A transport stream cut between two packets of its video is told by its last
+    frame, which the decoder patches up."""
     first, end = span if span is not None else (0, math.inf)
     kept: list[np.ndarray] = []
     with _open(path) as container:
@@ -334,8 +340,11 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
         held: tuple[av.VideoFrame, np.ndarray | None] | None = None  # the newest source frame, and its array if made
         t = 0.0
         when = _ShownAt()
+        # whether the decoder patched up each of the last frames (error concealment), and the one before them
+        patched = deque([False], maxlen=_REORDERED + 2)
         try:
             for i, frame in enumerate(container.decode(stream)):
+                patched.append(frame.is_corrupt)
                 t = when(frame)
                 t = t if t is not None else i / float(stream.average_rate or 25)
                 size = size or _shown_size(frame, aspect)
@@ -358,6 +367,13 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
                 held, n = (frame, img), slot + 1
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"corrupt video stream ({exc})") from None
+        # a transport stream's video PES packets say no length (0), so a copy cut between two of its packets ends as a
+        # whole file might, but the last frame decoded is patched up; patched frames that run on from before the last
+        # few follow damage inside the file (a lost reference), not a cut
+        if container.format.name == "mpegts" and any(patched) and not patched[0]:
+            raise MediaError(path, f"cut short: the file ends at byte {os.path.getsize(path)}, inside its last video "
+                                   "frame, which the decoder found incomplete (a transport stream's video packets say "
+                                   f"no length): {_CUT_ADVICE}")
     if held is None:
         raise MediaError(path, "video stream holds no frames")
     shown_until = max(n, round((t + _frame_length(held[0], stream) - origin) * fps))  # a sliver of a slot is none

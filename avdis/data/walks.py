@@ -135,11 +135,12 @@ def ts_packet_past(fh: BinaryIO, size: int, packet: int) -> tuple[str, int, int]
     """("MPEG-TS packet", the byte it runs to, the size) for an MPEG transport stream of `packet`-byte packets (.ts:
     188; .m2ts, .mts as a camcorder writes them: 192, a 4-byte arrival time first) whose last packet runs past the end
     of the file, as a copy cut short leaves it, or where the packets fill the file but the last PES packet of a track
-    declares more than they hold (`_pes_past`: a cut exactly between two packets of audio; one between two of video
-    stays unseen); None for a whole file, or where what follows the last whole packet is no packet's start (bytes a
-    tool appended): packets do not precede it, or it holds another sync byte, or a PID none of the packets before it
-    has. An M2TS packet's first 4 bytes alone say nothing (ffmpeg's arrival times jump about): a cut there stays
-    unseen, as "\n" appended does."""
+    declares more than they hold (`_pes_past`: a cut exactly between two packets of audio, or of video whose writer
+    declares its length; one inside a video PES packet of length unsaid, ffmpeg's, is told by the frame the decoder
+    patches up, `media.decode_video`); None for a whole file, or where what follows the last whole packet is no
+    packet's start (bytes a tool appended): packets do not precede it, or it holds another sync byte, or a PID none of
+    the packets before it has. An M2TS packet's first 4 bytes alone say nothing (ffmpeg's arrival times jump about):
+    a cut there stays unseen, as "\n" appended does."""
     sync = packet - 188
     last = size - size % packet  # where a packet the file ends inside starts
     look = min(_TS_LOOK_BACK, last // packet) * packet
@@ -162,7 +163,8 @@ def ts_packet_past(fh: BinaryIO, size: int, packet: int) -> tuple[str, int, int]
 def _pes_past(packets: bytes, sync: int, size: int) -> tuple[str, int, int] | None:
     """("MPEG-TS PES packet", the byte it runs to at the least, the size) where the last PES packet of a track that
     starts among `packets` (the file's last, ending at `size`) declares more bytes than its packets hold: a copy cut
-    exactly between two packets, inside a PES packet of audio (ffmpeg leaves a video's length unsaid: 0)."""
+    exactly between two packets, inside a PES packet of audio, or of video where its writer declares its length
+    (ffmpeg leaves a video's unsaid: 0)."""
     packet, held = 188 + sync, {}  # a track's PID: [bytes its last PES declares, bytes held of it]
     for at in range(sync, len(packets), packet):
         flags = packets[at + 3] >> 4 & 3  # 1: a payload, 3: an adaptation field first, 2: no payload
