@@ -592,7 +592,8 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     p.add_argument("--url", help="push: Grafana base URL")
     p.add_argument("--folder-uid", help="push: Grafana folder UID")
     p.add_argument("--overwrite", action="store_true", help="push: replace a dashboard with the same UID")
-    p.add_argument("--token-env", help=f"push: environment variable holding the API token (default: {GRAFANA_TOKEN_ENV})")
+    p.add_argument("--token-env",
+                   help=f"push: environment variable holding the API token (default: {GRAFANA_TOKEN_ENV})")
     p.set_defaults(func=cmd_grafana)
     for command in sub.choices.values():  # its own usage for an error in its arguments, not the list of commands
         command.set_defaults(command_parser=command)

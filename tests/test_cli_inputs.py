@@ -144,7 +144,8 @@ def test_preprocessing_in_one_process_refuses_the_ray_settings_it_would_ignore(c
     in_file, blocker = tmp_path / "c.yaml", tmp_path / "afile"
     in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
     blocker.write_text("not a folder")  # past the check, the build stops at its next one
-    refused(capsys, [*preprocess(corpus, str(blocker / "x")), "--config", str(in_file)], f"{blocker / 'x'}: not writable")
+    refused(capsys, [*preprocess(corpus, str(blocker / "x")), "--config", str(in_file)],
+            f"{blocker / 'x'}: not writable")
 
 
 def test_force_rebuilds_up_to_date_shards(corpus, tmp_path, capsys):
