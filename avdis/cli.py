@@ -189,6 +189,18 @@ def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: 
     _refuse_ignored(args, cfg, ignored, chosen=_typed(args, chooser) is not None)
 
 
+def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:
+    """Refuse s3 settings on the command line where none of the command's `locations` (by the name the user gave
+    it) is on S3: they would change nothing, and `--out bucket/shards s3.endpoint_url=...` (s3:// left out) wrote
+    the shards into a local folder so named. A config file's s3 section (a cluster config's) is left alone."""
+    where = {name: url for name, url in locations.items() if url is not None}
+    if any(url.startswith("s3://") for url in where.values()):
+        return
+    said = ", ".join(f"{name}={url}" for name, url in where.items())
+    _refuse_ignored(args, cfg, {"s3": f"no location of this command is on S3 ({said}), so {{key}} would change "
+                                      "nothing; give the location as s3://bucket/prefix, or drop it"}, chosen=True)
+
+
 # ------------------------------------------------------------------ commands
 
 
@@ -241,6 +253,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         _refuse_ignored(args, cfg, {"ray": "--no-ray decodes in this process, without Ray, so {key} would change "
                                            "nothing; drop it, or drop --no-ray to decode in Ray tasks"}, chosen=True)
     names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
+    _refuse_s3_unused(args, cfg, {names.get("data.shards", "data.shards"): cfg.data.shards})
     corpora.source_folder(cfg.data.src)
     runtime.check_kept({names.get("data.shards", "data.shards"): cfg.data.shards})
     storage.check_buckets(cfg.s3, cfg.data.shards)  # a missing one: the write check said 'not writable' alone
@@ -278,6 +291,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _refuse_ignored(args, cfg, dict.fromkeys(SINGLE_IGNORES, SINGLE_IGNORES_WHY),
                         chosen=_typed(args, "train.strategy", flags) is not None, flags=flags)
     _refuse_unread_by_methods(args, cfg, [cfg.method.name], "method.name")
+    _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards,
+                                  _given_by(flags).get("train.storage", "train.storage"): cfg.train.storage})
     result = launch.train(cfg, names=_given_by(flags))
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
@@ -331,6 +346,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise C.ConfigError(f"{override}: sweep.space.methods=[{', '.join(cfg.sweep.space.methods)}] does not "
                                 f"sweep {unswept[0]}, so sweep.space.weights.{unswept[0]} would change nothing; add "
                                 f"{unswept[0]} to sweep.space.methods, or drop it")
+    _refuse_s3_unused(args, cfg, {_given_by(flags).get("sweep.storage", "sweep.storage"): cfg.sweep.storage,
+                                  "sweep.checkpoints": cfg.sweep.checkpoints, "data.shards": cfg.data.shards})
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
@@ -364,6 +381,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     url = _path(args.sweep)
+    _refuse_s3_unused(args, cfg, {"the sweep folder": url})
     report = files.write_report(url, cfg.s3)
     trials = report.trials
     for kind, page in report.written.items():
@@ -394,7 +412,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from avdis.report import dashboard
 
     cfg = _load(args)
-    dashboard.serve(_path(args.sweep), host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
+    url = _path(args.sweep)
+    _refuse_s3_unused(args, cfg, {"the sweep folder": url})
+    dashboard.serve(url, host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
     return 0
 
 

@@ -263,6 +263,31 @@ def test_model_refuses_the_settings_the_presets_sizes_do_not_depend_on(capsys, o
     assert len(set(counts.values())) == len(counts), counts
 
 
+@pytest.mark.parametrize("command", ["preprocess", "train", "sweep", "report", "dashboard"])
+def test_s3_settings_are_refused_where_no_location_is_on_s3(tmp_path, capsys, monkeypatch, command):
+    """`avdis preprocess --out bucket/shards s3.endpoint_url=...` (s3:// left out) wrote the shards into a local folder
+    so named, exit 0, and s3.region given to `avdis report <local folder>` changed nothing. Refused before any work;
+    with a location on S3 the command goes on, and a config file's s3 section (a cluster config's) is left alone."""
+    monkeypatch.chdir(tmp_path)
+    sweep = str(tmp_path / "sweep")
+    results.write_trials(sweep, [])
+    argv = {"preprocess": ["preprocess", "--no-ray", "--src", str(tmp_path), "--out", "bucket/shards"],
+            "train": ["train", "--storage", "bucket/runs"], "sweep": ["sweep", "--storage", "bucket/sweeps"],
+            "report": ["report", sweep], "dashboard": ["dashboard", sweep, "--port", "0"]}[command]
+    refused(capsys, [*argv, "s3.endpoint_url=http://127.0.0.1:1"], "s3.endpoint_url=http://127.0.0.1:1: no location "
+            "of this command is on S3 (", "), so s3.endpoint_url would change nothing; give the location as "
+            "s3://bucket/prefix, or drop it")
+    assert not (tmp_path / "bucket").exists() and not Path(sweep, "pareto.html").exists()
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text("s3: {region: eu-west-1}\n")
+    blocker = tmp_path / "afile"  # past the check, the command stops at its next one
+    blocker.write_text("not a folder")
+    argv = {"preprocess": ["preprocess", "--no-ray", "--src", str(tmp_path), "--out", str(blocker / "x")],
+            "train": ["train", "--storage", str(blocker)], "sweep": ["sweep", "--storage", str(blocker)],
+            "report": ["report", str(blocker)], "dashboard": ["dashboard", str(blocker), "--port", "0"]}[command]
+    assert "no location" not in refused(capsys, [*argv, "--config", str(in_file)], str(blocker))
+
+
 @pytest.mark.parametrize("command", ["train", "preprocess", "report"])
 def test_a_misspelt_section_is_named_as_unknown_not_sent_to_another_command(tmp_path, capsys, command):
     """`avdis train trian.epochs=3` was told "trian would change nothing here (give it to avdis sweep)", which refuses
