@@ -53,7 +53,7 @@ def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     trial): it waits, unless it holds what another avdis folder does (`_not_a_sweep`), whose job takes the same lock
     there. A lock no one holds is a sweep that ended before its first result."""
     if not storage.exists(sweep_url, s3):
-        return  # a sweep about to start: the page waits for it
+        return  # no folder: `_render` refuses it (ResultsError naming it, from `view.load_trials`), no wait
     results.check_folder(sweep_url, s3)
     if any(storage.exists(storage.join(sweep_url, name), s3) for name in (results.TRIALS, results.SPEC)):
         return
