@@ -404,15 +404,16 @@ def write_parquet(url: str, table: pa.Table, s3: S3Config | None = None) -> None
 
 
 def list_files(url: str, suffix: str = "", s3: S3Config | None = None) -> list[str]:
-    """Full URLs of the files directly under `url` ending in `suffix` (sorted)."""
+    """Full URLs of the files and folders directly under `url` whose names end in `suffix` (sorted). Not the folder
+    itself: s3fs lists its marker (the empty `train/run/` object the S3 console's "Create folder" writes) inside it."""
     fs, path = filesystem(url, s3)
     try:
         if not fs.exists(path):
             return []
-        names = fs.ls(path, detail=False)
+        names = {n.rstrip("/") for n in fs.ls(path, detail=False)} - {path.rstrip("/")}
     except Exception as exc:
         raise failed(url, "cannot list", exc) from exc
-    return sorted(join(url, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
+    return sorted(join(url, n.rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
 
 
 # what a refused delete is told, by `remove` and `check_writable` alike

@@ -239,3 +239,21 @@ def test_a_file_is_written_whole_into_a_folder_this_process_may_write_but_not_op
         box.chmod(0o700)
     assert out.returncode == 0, out.stderr[-2000:]
     assert [p.name for p in box.iterdir()] == ["x.json"] and (box / "x.json").read_bytes() == b"whole"
+
+
+def test_an_s3_folder_marker_is_not_listed_as_an_entry_of_its_folder(s3_bucket):
+    """The S3 console's "Create folder" writes an empty `train/run/` object: s3fs lists it under `train/run` as that
+    folder itself, which `list_files` gave as a phantom `train/run/run`, and a folder of its marker alone (a
+    checkpoint's `engine/`) as holding a file. Folders inside are listed, as files are."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    bucket = s3_bucket.removeprefix("s3://")
+    for key in ("train/run/", "train/run/metrics.json", "train/run/checkpoint_000001/", "train/run/checkpoint_000001/a.pt"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"{}" if key.endswith(("json", "pt")) else b"")
+    run = f"{s3_bucket}/train/run"
+    assert storage.list_files(run) == [f"{run}/checkpoint_000001", f"{run}/metrics.json"]
+    assert storage.list_files(f"{run}/checkpoint_000001") == [f"{run}/checkpoint_000001/a.pt"]
+    assert storage.list_files(run, ".json") == [f"{run}/metrics.json"]
+    s3.put_object(Bucket=bucket, Key="train/run/checkpoint_000002/engine/", Body=b"")
+    assert storage.list_files(f"{run}/checkpoint_000002/engine") == []  # a folder of its marker alone is empty
