@@ -12,7 +12,6 @@ import json
 import os
 import re
 import select
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Literal, get_args, get_origin
@@ -687,7 +686,7 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
         return 141  # as a shell reports a command that SIGPIPE ended
     finally:
         if before is not None:  # a caller's own (main called in a process that goes on)
-            signal.signal(signal.SIGTERM, before)
+            before()
         if remembered is not None:
             remembered()
 

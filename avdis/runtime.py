@@ -275,7 +275,8 @@ def connect(cfg: RayConfig) -> str:
             print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
                   "on that cluster and its nodes", file=sys.stderr, flush=True)
-        _init_local(cfg, worker_runtime_env())
+        with _hangup_ignored():
+            _init_local(cfg, worker_runtime_env())
         stop_as_interrupt()
         return "local"
     try:
@@ -320,25 +321,57 @@ def check_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-def stop_as_interrupt() -> Any:
-    """Make SIGTERM (what `ray job stop` sends a job's driver) do what Ctrl-C does: the SIGINT handler in place (Ray
-    Train's, which aborts its run; `sweep.fit` puts Tune's in its own way), else KeyboardInterrupt, which the command
-    reports as interrupted, saying how to go on (exit 130); return the SIGTERM handler it replaced (None off the main
-    thread, where none is set). The command sets it as it starts (SIGTERM ended a run of one process, or a corpus
-    being generated, at once, without a word), and `connect` again once Ray is up: `ray.init` puts Ray's handler in
-    its place, under Ray's crash handler, and a job stopped while it built shards or ran a Ray Train run printed a
-    native stack dump ("*** SIGTERM received ... PC: @ ... (unknown)") and ended with exit 15. Ray blocks SIGINT in
-    a job's driver, so a SIGINT sent there would stay pending: the handler is called in place."""
+def stop_as_interrupt() -> Callable[[], None] | None:
+    """Make SIGTERM (what `ray job stop` sends a job's driver) and SIGHUP (its terminal gone: an ssh session dropped)
+    do what Ctrl-C does: the SIGINT handler in place (Ray Train's, which aborts its run; Tune's while `sweep.fit` runs,
+    which saves its state), else KeyboardInterrupt, which the command reports as interrupted, saying how to go on (exit
+    130), its lock released; SIGHUP had ended the process at once, an S3 lock held to its lease's end and a sweep's
+    Tune state unsaved. A SIGHUP ignored as the process started (`nohup`, which keeps a job running once its terminal
+    is gone) stays ignored. Returns what puts back the handlers it replaced (None off the main thread, where none is
+    set). The command sets it as it starts (SIGTERM ended a run of one process, or a corpus being generated, at once,
+    without a word), and `connect` again once Ray is up: `ray.init` puts Ray's SIGTERM handler in its place, under
+    Ray's crash handler, and a job stopped while it built shards or ran a Ray Train run printed a native stack dump
+    ("*** SIGTERM received ... PC: @ ... (unknown)") and ended with exit 15. Ray blocks SIGINT in a job's driver, so
+    a SIGINT sent there would stay pending: the handler is called in place."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def stop(sig: int, frame: Any) -> None:
+        if sig == signal.SIGHUP:  # one hangup: the shell sends it, then the kernel again as the shell exits
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         handler = signal.getsignal(signal.SIGINT)
         if not callable(handler):  # SIG_IGN (a job's driver) or SIG_DFL
             raise KeyboardInterrupt
         handler(signal.SIGINT, frame)
 
-    return signal.signal(signal.SIGTERM, stop)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig, handler in before.items():
+        if not (sig == signal.SIGHUP and handler == signal.SIG_IGN):
+            signal.signal(sig, stop)
+
+    def put_back() -> None:
+        for sig, handler in before.items():
+            if handler is not None:  # None: one not set from Python, which cannot be set back
+                signal.signal(sig, handler)
+
+    return put_back
+
+
+@contextmanager
+def _hangup_ignored() -> Iterator[None]:
+    """SIGHUP ignored while the block starts processes, which keep it ignored (a handler does not pass through exec):
+    a local Ray's gcs_server and raylet run in this process's group, to which a shell whose terminal drops sends
+    SIGHUP, and died with it, leaving the command, stopped as an interrupt (`stop_as_interrupt`), no Ray to end its
+    trials or save a sweep's state with. They still end with this process (Ray's fate-sharing). A hangup while the
+    block runs is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def _gcs_of(target: str) -> str | None:

@@ -853,3 +853,79 @@ def test_every_ray_init_and_state_call_names_its_address():
     of one's own is `address="local"`. `ray.util.state` calls look their Ray up the same way, even in a process
     connected to another one."""
     assert _unaddressed_lookups() == []
+
+
+
+HUNG_UP = """
+import sys, time
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.stop_as_interrupt()
+if sys.argv[3] == "ray":
+    import ray
+    runtime.connect(RayConfig(include_dashboard=False))
+open(sys.argv[1] + ".ready", "w").close()
+try:
+    time.sleep(float(sys.argv[2]))
+    outcome = "slept"
+except KeyboardInterrupt:
+    outcome = "interrupted"
+if sys.argv[3] == "ray":
+    outcome += ", Ray answers" if ray.get(ray.remote(lambda: 1).remote(), timeout=30) == 1 else ""
+    ray.shutdown()
+open(sys.argv[1], "w").write(outcome)
+"""
+
+
+def _terminal_dropped(tmp: Path, nohup: bool = False, ray: bool = False) -> str:
+    """HUNG_UP run from an interactive shell on a terminal (a pty), `nohup` or not, and that terminal hung up once it
+    is ready, as a dropped ssh session does: the shell sends its job SIGHUP, the kernel again as the shell exits. What
+    it wrote: whether the hangup stopped it as an interrupt, and with `ray` (a local Ray it started) whether Ray
+    still answered then."""
+    import pty
+    import select
+    import shlex
+
+    said = tmp / f"said-{nohup}-{ray}"
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: a session leader, the pty its controlling terminal
+        os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"],
+                  {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(tmp), "RAY_ADDRESS": ""})
+    line = shlex.join([*(["nohup"] if nohup else []), sys.executable, "-c", HUNG_UP, str(said), "3" if nohup else "60",
+                       "ray" if ray else "-"])
+    os.write(terminal, f"cd {shlex.quote(str(tmp))} && {line}\n".encode())
+    try:
+        deadline = time.monotonic() + 120
+        while not Path(f"{said}.ready").exists():
+            assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0)
+            while select.select([terminal], [], [], 0.1)[0]:  # what the shell writes, read so it never blocks
+                os.read(terminal, 65536)
+        os.close(terminal)  # the hangup
+        os.waitpid(pid, 0)
+        while not (said.exists() and said.read_text()):  # the command, no child of this process, ends on its own
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    return said.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_a_dropped_terminal_stops_a_command_as_ctrl_c_does_unless_nohup_ignores_it(ray_tmp):
+    """SIGHUP (an ssh session dropped) ended a command at once: a sweep's Tune state unsaved, an S3 lock held to its
+    lease's end. It now reaches the command as Ctrl-C does (interrupted, its lock released, exit 130), while a command
+    started under nohup, which asks to run on once its terminal is gone, keeps SIGHUP ignored and runs on. A local Ray
+    the command started, whose processes got the shell's SIGHUP too and died of it, still answers then, to end its
+    trials and save the sweep's state."""
+    from avdis import runtime
+
+    assert _terminal_dropped(ray_tmp) == "interrupted"
+    assert _terminal_dropped(ray_tmp, nohup=True) == "slept"
+    assert _terminal_dropped(ray_tmp, ray=True) == "interrupted, Ray answers"
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    put_back = runtime.stop_as_interrupt()
+    assert put_back is not None and signal.getsignal(signal.SIGHUP) is signal.getsignal(signal.SIGTERM)
+    put_back()
+    assert (signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)) == before
