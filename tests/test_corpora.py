@@ -401,6 +401,35 @@ def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(t
         str(p) for p in maybe}
 
 
+def test_shards_found_up_to_date_say_what_the_scan_finds_now_of_files_that_are_no_media(tmp_path):
+    """A README (or Thumbs.db) that appears rebuilds no shard, but the rerun that found the shards up to date kept the
+    build's summary and rejects.parquet: "unused": 0 with no row for it, where --force said 1. Its going is said too;
+    an unchanged corpus rewrites nothing."""
+    src = ravdess_of_three_clips(tmp_path)
+    out = tmp_path / "out"
+    data = DataConfig(corpus="ravdess", src=str(src), shards=str(out), shard_size=8, split=SplitConfig(folds=3))
+    (src / "Actor_01" / "01-01-05-01-01-01-01.mp4").write_bytes(b"broken")  # a fault, kept as the build found it
+    built = shards.build_shards(data, S3Config())
+    assert (built["rejects"], built["unused"]) == (1, 0)
+    readme = src / "Actor_01" / "README.txt"
+    readme.write_text("hi\n")
+    again = shards.build_shards(data, S3Config())
+    rows = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert again["up_to_date"] and (again["rejects"], again["unused"]) == (1, 1)
+    assert {r["source_path"]: r["unused"] for r in rows} == {str(src / "Actor_01" / "01-01-05-01-01-01-01.mp4"): False,
+                                                            str(readme): True}
+    forced = shards.build_shards(data, S3Config(), force=True)  # what a build says of the corpus as it is now
+    assert pq.read_table(out / "rejects.parquet").to_pylist() == rows
+    assert (forced["rejects"], forced["unused"]) == (1, 1)
+    stamp = (out / "rejects.parquet").stat().st_mtime_ns
+    assert shards.build_shards(data, S3Config())["up_to_date"] and (out / "rejects.parquet").stat().st_mtime_ns == stamp
+    readme.unlink()
+    gone = shards.build_shards(data, S3Config())
+    assert gone["up_to_date"] and (gone["rejects"], gone["unused"]) == (1, 0)
+    assert [r["source_path"] for r in pq.read_table(out / "rejects.parquet").to_pylist()] == [
+        str(src / "Actor_01" / "01-01-05-01-01-01-01.mp4")]
+
+
 def test_kaggles_ravdess_which_holds_every_actor_folder_twice_is_read_once_and_named(tmp_path):
     """Kaggle's "ravdess-emotional-speech-audio" holds Actor_XX/ at its top and again under
     audio_speech_actors_01-24/. Each clip was used once, but every copy was a fault: half the corpus's files counted

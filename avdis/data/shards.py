@@ -545,7 +545,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     then = _as_made(meta, data, out_dir, (records, scan_rejects))
     reason = reason or _stale_reason(data, meta, *(then or (fingerprint, sources)), s3)
     if reason is None:
-        return {"url": data.shards, "clips": table.num_rows, **_made_counts(meta, scan_rejects, data.shards, s3),
+        return {"url": data.shards, "clips": table.num_rows, **_rejects_now(meta, scan_rejects, data, s3),
                 **_copies_note(scan_rejects, data.corpus), "up_to_date": True,
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "emotions": emotion_counts(table.column("emotion").to_pylist(), meta["emotions"]),
@@ -681,6 +681,27 @@ def _reject_counts(rejects: list[Reject]) -> dict[str, int]:
     """Files that could not be used (`rejects`), and files their clips were made without (`unused`)."""
     unused = sum(r.unused for r in rejects)
     return {"rejects": len(rejects) - unused, "unused": unused}
+
+
+def _rejects_now(meta: dict[str, Any], scan_rejects: list[Reject], data: DataConfig, s3: S3Config) -> dict[str, int]:
+    """`_reject_counts` of shards found up to date, whose rejects.parquet is made to list the files that are no media
+    (`no_media`: a README, Thumbs.db) the scan finds now: their coming or going rebuilds nothing (`SCAN`), and the
+    summary and rejects.parquet kept the build's (one added: "unused": 21 where --force says 22, and no row for it).
+    Every other reject is the same as the build's, or the shards would not be up to date. A manifest from before
+    `SCAN` or unused files (its rejects.parquet has no `unused` column), shards with no rejects.parquet, and data.src
+    spelt otherwise than the build spelt it (a link to its folder: the files would be named two ways) keep the
+    build's (`_made_counts`)."""
+    rejects_url = storage.join(data.shards, REJECTS)
+    if ("scan" not in meta or "unused" not in meta or meta.get("src") != data.src
+            or not storage.exists(rejects_url, s3)):
+        return _made_counts(meta, scan_rejects, data.shards, s3)
+    made = storage.read_parquet(rejects_url, s3)
+    now = [Reject(**r) for r in made.to_pylist() if not (r["unused"] and no_media(r["source_path"]))]
+    now += [r for r in scan_rejects if r.unused and no_media(r.source_path)]
+    table = _rejects_table(now)
+    if not table.equals(made):
+        storage.write_parquet(rejects_url, table, s3)
+    return _reject_counts(now)
 
 
 def _made_counts(meta: dict[str, Any], scan_rejects: list[Reject], url: str, s3: S3Config) -> dict[str, int]:
