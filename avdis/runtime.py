@@ -335,10 +335,12 @@ def stop_as_interrupt() -> Callable[[], None] | None:
     a SIGINT sent there would stay pending: the handler is called in place."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    terminal = [fd for fd in (1, 2) if os.isatty(fd)]  # stdout, stderr
 
     def stop(sig: int, frame: Any) -> None:
         if sig == signal.SIGHUP:  # one hangup: the shell sends it, then the kernel again as the shell exits
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            _off_the_terminal(terminal)
         handler = signal.getsignal(signal.SIGINT)
         if not callable(handler):  # SIG_IGN (a job's driver) or SIG_DFL
             raise KeyboardInterrupt
@@ -355,6 +357,16 @@ def stop_as_interrupt() -> Callable[[], None] | None:
                 signal.signal(sig, handler)
 
     return put_back
+
+
+def _off_the_terminal(fds: list[int]) -> None:
+    """Point `fds`, once a terminal, at /dev/null: a write to a terminal hung up fails (EIO), and the first print
+    of a command stopped by the hangup (Tune's word on its save, the command's "interrupted") raised OSError in the
+    middle of its cleanup."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in fds:
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 @contextmanager

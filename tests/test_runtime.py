@@ -866,13 +866,17 @@ if sys.argv[3] == "ray":
     runtime.connect(RayConfig(include_dashboard=False))
 open(sys.argv[1] + ".ready", "w").close()
 try:
-    time.sleep(float(sys.argv[2]))
-    outcome = "slept"
-except KeyboardInterrupt:
-    outcome = "interrupted"
-if sys.argv[3] == "ray":
-    outcome += ", Ray answers" if ray.get(ray.remote(lambda: 1).remote(), timeout=30) == 1 else ""
-    ray.shutdown()
+    try:
+        time.sleep(float(sys.argv[2]))
+        outcome = "slept"
+    except KeyboardInterrupt:
+        print("stopped: the terminal is gone", flush=True)  # where a command says so, and Tune says it saved
+        outcome = "interrupted"
+    if sys.argv[3] == "ray":
+        outcome += ", Ray answers" if ray.get(ray.remote(lambda: 1).remote(), timeout=30) == 1 else ""
+        ray.shutdown()
+except BaseException as exc:  # said, where the test would wait for an outcome
+    outcome = repr(exc)
 open(sys.argv[1], "w").write(outcome)
 """
 
