@@ -514,3 +514,33 @@ def test_a_ravdess_or_cremad_folder_given_as_the_synthetic_corpus_is_named_as_su
                                              rf"data.corpus=synthetic; these are .* files: preprocess them with "
                                              rf"--corpus {corpus} \(data.corpus={corpus}\)"):
             prepare.generate_if_missing(data)
+
+
+def test_a_sweep_whose_shards_are_its_own_folder_and_a_build_there_do_not_wait_for_each_other(tmp_path):
+    """A sweep holds its folder's lock, then makes its shards; with data.shards that folder, it held the shards folder
+    and waited for the corpus, while `avdis preprocess` into it held the corpus and waited for the shards folder: both
+    waited for ever. The corpus is now held inside the build's own lock on its shards folder, never around it."""
+    import threading
+
+    src, out = tmp_path / "corpus", tmp_path / "sweeps" / "x"
+    made = SynthConfig(speakers=2, emotions=2, clips_per_speaker=3, duration_s=0.3, seed=4)
+    synth.generate(made, src)
+    cfg = Config(data=DataConfig(corpus="synthetic", src=str(src), shards=str(out), shard_size=2, synth=made))
+    done: list[object] = []
+    with storage_lock.exclusive(str(out), "sweep driver"):
+        other = subprocess.Popen([sys.executable, "-m", "avdis", "preprocess", "--corpus", "synthetic", "--src",
+                                  str(src), "--out", str(out), "--shard-size", "2", "--no-ray"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in other.stderr:  # it waits for the shards folder (the old code: holding the corpus)
+            if "waiting for it to end" in line:
+                break
+        maker = threading.Thread(target=lambda: done.append(prepare.ensure_shards(cfg)), daemon=True)
+        maker.start()
+        maker.join(120)
+    try:
+        assert done, "the sweep's build waited for the corpus that the waiting preprocess holds"
+        assert other.wait(120) == 0, other.stderr.read()[-3000:]  # then finds the shards made
+    finally:
+        other.kill()
+        other.wait(30)
+    assert (out / shards.MANIFEST).is_file()

@@ -10,10 +10,7 @@ config to record: data.synth as the shards' corpus was generated.
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,32 +90,17 @@ def preprocess(cfg: Config, use_ray: bool = True, generate: bool = True, force: 
     `shards.build_shards` takes it (None where another job made the shards meanwhile)."""
     if generate:
         generate_if_missing(cfg.data)
-    with _corpus_held(cfg.data):
-        if not generate:
-            check_corpus(cfg.data)
-        runner = None
-        if use_ray:
-            src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
-            nodes.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
-            runtime.connect(cfg.ray)
-            nodes.check_shared({src: cfg.data.src, out: cfg.data.shards})
-            nodes.check_node_credentials({out: cfg.data.shards})
-            runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
-        return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force, missing_only=missing_only)
-
-
-@contextmanager
-def _corpus_held(data: DataConfig) -> Iterator[None]:
-    """Hold the generated corpus at `data.src` (`synth.HELD_FOR`, waiting for a generation under way) while shards are
-    built from it: `avdis synth` into that folder with other settings, run during a build, waited only for another
-    generation and replaced the corpus under the build reading it. Not a corpus the generator did not write, which
-    it never writes over, nor one this user cannot write (a read-only copy), which no generation here can replace:
-    no lock's file goes there."""
-    if data.corpus != "synthetic" or not synth.made_here(data.src) or not os.access(data.src, os.W_OK):
-        yield
-        return
-    with storage_lock.exclusive(data.src, synth.HELD_FOR, wait=True):
-        yield
+    if not generate:
+        check_corpus(cfg.data)
+    runner = None
+    if use_ray:
+        src, out = ((names or {}).get(key, key) for key in ("data.src", "data.shards"))
+        nodes.check_added_nodes({out: cfg.data.shards}, cfg.ray)  # data.src: a task that misses it says so
+        runtime.connect(cfg.ray)
+        nodes.check_shared({src: cfg.data.src, out: cfg.data.shards})
+        nodes.check_node_credentials({out: cfg.data.shards})
+        runner = shards.run_on_ray(cfg.data, storage.pinned(cfg.s3))  # tasks on other nodes: the driver's endpoint
+    return shards.build_shards(cfg.data, cfg.s3, run_tasks=runner, force=force, missing_only=missing_only)
 
 
 def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
@@ -127,8 +109,7 @@ def synthetic_shards(spec: SynthConfig, src: str | Path, url: str | Path,
     """A corpus generated with `spec` at `src` (kept if already there), preprocessed in this process into `url`."""
     data = DataConfig(corpus="synthetic", src=str(src), shards=str(url), shard_size=shard_size, synth=spec)
     generate_if_missing(data)
-    with _corpus_held(data):
-        return shards.build_shards(data, s3 or S3Config())
+    return shards.build_shards(data, s3 or S3Config())
 
 
 def to_make(cfg: Config) -> dict[str, str]:

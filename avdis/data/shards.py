@@ -35,6 +35,7 @@ import json
 import os
 import re
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
@@ -512,7 +513,10 @@ def build_shards(
     with storage_lock.exclusive(data.shards, BUILD, wait=True, s3=s3):
         if missing_only and storage.exists(storage.join(data.shards, MANIFEST), s3):
             return None
-        return _build(data, s3, run_tasks, force, out_dir)
+        from avdis.data import synth
+
+        with synth.held_while_read(data.src) if data.corpus == "synthetic" else nullcontext():
+            return _build(data, s3, run_tasks, force, out_dir)
 
 
 def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]], Iterable[dict[str, Any]]] | None,

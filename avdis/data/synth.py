@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -317,6 +320,22 @@ def holds_others(out: str | Path) -> bool:
     out = Path(out)
     return out.is_dir() and not made_here(out) and any(not p.name.startswith(storage.SHARED_CHECK)
                                                         and p.name != storage_lock.LOCK for p in out.iterdir())
+
+
+@contextmanager
+def held_while_read(src: str | Path) -> Iterator[None]:
+    """Hold the corpus this generator wrote at `src` (`HELD_FOR`, waiting for a generation under way) while shards are
+    built from it: `avdis synth` into that folder with other settings, run during a build, waited only for another
+    generation and replaced the corpus under the build reading it. Taken inside the build's own lock on its shards
+    folder (`shards.build_shards`), never around it: a sweep whose data.shards is its own folder holds that folder
+    and then this one, and the other order deadlocked it with `avdis preprocess` into the same folder. Not a corpus
+    the generator did not write, which it never writes over, nor one this user cannot write (a read-only copy),
+    which no generation here can replace: no lock's file goes there."""
+    if not made_here(src) or not os.access(src, os.W_OK):
+        yield
+        return
+    with storage_lock.exclusive(str(src), HELD_FOR, wait=True):
+        yield
 
 
 def made_here(out: str | Path) -> bool:
