@@ -129,19 +129,22 @@ class CheckpointError(AvdisError):
     """A checkpoint a run would resume from that cannot be used; the message names it and what to do."""
 
 
-def unusable(where: str, why: str, ray_folder: str | None = None, trial: bool = False) -> CheckpointError:
-    """The refusal of a run's checkpoint that cannot be used, saying what to move aside to resume from the one before
-    it. `ray_folder`: the folder a Ray Train run restored, named with the run's record, which goes aside with it: Ray
-    Train will not load a record that lists a folder that is gone, so moving the folder alone was refused in turn.
-    `trial`: refused in a sweep's trial, which then fails, and a resumed sweep does not retry a failed trial: moving
-    anything aside would not train it again (`sweep.check_trial_runs` refuses what it can before Ray starts)."""
+def unusable(where: str, why: str, folder: str | None = None, trial: bool = False,
+             ray_train: bool = True) -> CheckpointError:
+    """The refusal of a run's checkpoint that cannot be used, naming `folder`, the one the run restored, to move aside
+    to resume from the one before it (a run keeps `KEEP_CHECKPOINTS`, and a single-process run's may not be the one
+    latest.json names: `RunStore.resume_point`). `ray_train`: the folder is a Ray Train run's, named with the run's
+    record, which goes aside with it: Ray Train will not load a record that lists a folder that is gone, so moving the
+    folder alone was refused in turn. `trial`: refused in a sweep's trial, which then fails, and a resumed sweep does
+    not retry a failed trial: moving anything aside would not train it again (`sweep.check_trial_runs` refuses what
+    it can before Ray starts)."""
     if trial:
         return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails; a sweep's "
                                "failed trials are not retried on resume: start a new sweep (sweep.name=...)")
-    if ray_folder is None:
-        aside = "move that checkpoint folder aside to resume from the one before it"
+    if not ray_train:
+        aside = f"move {folder} aside to resume from the one before it"
     else:
-        aside = (f"move {ray_folder} aside, and Ray Train's record of the run's checkpoints ({ray_record_url(where)}) "
+        aside = (f"move {folder} aside, and Ray Train's record of the run's checkpoints ({ray_record_url(where)}) "
                  "with it, to resume from the newest whole checkpoint before it")
     return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); {aside}, or use another "
                            "train.name (for a sweep's trial: another sweep.name) to start a new run")
@@ -338,6 +341,7 @@ class RunStore:
 
     def __init__(self, run_url: str, s3: S3Config):
         self.url, self.s3 = run_url, s3
+        self.restored: str | None = None  # the URL of the checkpoint `latest` gave, for a refusal to name
 
     def _fs(self):
         return storage.filesystem(self.url, self.s3)
@@ -372,6 +376,7 @@ class RunStore:
         """The run's `resume_point` as a local folder while the block runs (None for a new run), said aloud where it
         is not the one latest.json names."""
         found = self.resume_point()
+        self.restored = found[0] if found is not None else None
         if found is None:
             yield None
             return

@@ -100,6 +100,11 @@ class LocalReporter:
     def restore(self) -> AbstractContextManager[Path | None]:
         return self.store.latest()
 
+    @property
+    def restored(self) -> str | None:
+        """The URL of the checkpoint `restore` gave, for a refusal to name."""
+        return self.store.restored
+
     def report(self, metrics: dict[str, Any], directory: Path | None) -> None:
         if directory is not None:
             self.store.save(directory, metrics["epoch"])
@@ -117,6 +122,7 @@ class TuneReporter:
     """A sweep trial that trains in its own process (one worker, any strategy): checkpoints and metrics go to Tune."""
 
     rank, world = 0, 1
+    restored = None  # a trial's refusal names no folder to move aside (`ck.unusable`)
 
     def __init__(self, run_url: str, cfg: Config):
         self.run_url, self.s3 = run_url, cfg.s3
@@ -408,20 +414,20 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
     start, history = 0, []
     with reporter.restore() as found:
         if found is not None:
-            # a Ray Train run's refusal names the folder to move aside with its record (`ck.unusable`)
-            ray_folder = reporter.restored if isinstance(reporter, RayReporter) else None
+            # the refusal names the folder to move aside, a Ray Train run's with its record (`ck.unusable`)
+            aside = dict(folder=reporter.restored, trial=trial, ray_train=isinstance(reporter, RayReporter))
             try:
                 state = ck.read_state(found)
             except (OSError, ValueError) as exc:
-                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}", ray_folder, trial) from None
+                raise ck.unusable(reporter.run_url, f"{ck.STATE}: {exc}", **aside) from None
             ck.check_compatible(ck.saved_signature(state), signature, reporter.run_url)
             if not (found / ck.ADVERSARY).exists():  # every checkpoint has one: resuming without it resets the adversary
-                raise ck.unusable(reporter.run_url, f"{ck.ADVERSARY} is missing", ray_folder, trial)
+                raise ck.unusable(reporter.run_url, f"{ck.ADVERSARY} is missing", **aside)
             try:
                 engine.load(found)
                 stepper.load(found / ck.ADVERSARY)
             except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}", ray_folder, trial) from None
+                raise ck.unusable(reporter.run_url, f"{type(exc).__name__}: {exc}", **aside) from None
             start, history = state["epoch"], state["history"]
             if rank == 0:
                 print(f"avdis train: resuming from epoch {start} of {cfg.train.epochs} ({reporter.run_url})", flush=True)
