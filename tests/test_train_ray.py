@@ -426,3 +426,23 @@ def test_a_rerun_resumes_from_checkpoints_ray_trains_record_lags_and_removes_tho
     listed = {r["checkpoint_dir_name"] for r in record["checkpoint_results"]}
     assert sorted(p.name for p in run.glob("checkpoint_*") if p.is_dir()) == sorted(listed)
     assert len(listed) == 2  # KEEP_CHECKPOINTS
+
+
+def test_a_failure_of_ray_trains_own_is_one_line_saying_what_to_do(local_ray, tiny_shards, tmp_path, capsys):
+    """A run Ray Train itself fails (here its controller, on a record of the run's checkpoints written by another Ray
+    version, in fields this one does not read, which kills it as it starts) ended `avdis train` in Ray's exception, a
+    traceback of Ray's internals (with its cause at the end). Now it is one line naming that cause, exit 1."""
+    from avdis.cli import main
+
+    run = tmp_path / "runs" / "broken"
+    run.mkdir(parents=True)
+    (run / "checkpoint_manager_snapshot.json").write_text('{"ray_version": "2.9.0", "checkpoints": []}')
+    code = main(["train", "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"), f"data.shards={tiny_shards}",
+                 f"train.storage={tmp_path / 'runs'}", "train.workers=2", "train.cpus_per_worker=0.9",
+                 "train.epochs=1", "train.name=broken"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert re.fullmatch(rf"avdis train: error: {run}: Ray Train failed \(ActorDiedError: \S*"
+                        r"CheckpointManagerInitializationError: .* saved with Ray version 2\.9\.0 but you are "
+                        r"running Ray version .*\); Ray's output above and its "
+                        r"session logs .* say more: fix what they name, then rerun the same command .*", last), last

@@ -48,10 +48,12 @@ def _avdis_error(failures: Iterable[BaseException]) -> AvdisError | None:
     return None
 
 
-def _explained(error: Exception, run_url: str) -> Exception:
-    """What a failed Ray Train run tells its user: an avdis error a worker raised as it is (its message names the
-    file and what to do), not inside Ray's WorkerGroupError or ControllerError (`StopOnInputFault`); a worker lost
-    otherwise (killed, out of memory) in a line that says how to go on."""
+def _explained(error: Exception, run_url: str) -> AvdisError:
+    """What a failed Ray Train run tells its user, in one line that says how to go on: an avdis error a worker raised
+    as it is (its message names the file and what to do), not inside Ray's WorkerGroupError or ControllerError
+    (`StopOnInputFault`); a worker lost otherwise (killed, out of memory); else Ray Train's own failure (its controller
+    failed, or died as it started: a record of the run's checkpoints it could not read), named by its cause. Ray's
+    exceptions reached the user as a traceback of Ray's internals, the cause at its end."""
     failures = list(getattr(error, "worker_failures", {}).values())
     found = _avdis_error([*failures, *filter(None, [getattr(error, "controller_failure", None)])])
     if found is not None:
@@ -61,7 +63,13 @@ def _explained(error: Exception, run_url: str) -> Exception:
         return AvdisError(f"{run_url}: a training worker failed ({type(failures[0]).__name__}"
                           f"{': ' + first[0] if first else ''}); rerun the same command to resume from the last "
                           "checkpoint, or set train.max_failures for Ray Train to restart the workers within the run")
-    return error
+    cause = getattr(error, "controller_failure", None) or error
+    # a Ray task's or actor's error ends with its own cause's 'Type: message', after the traceback
+    said = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return AvdisError(f"{run_url}: Ray Train failed ({type(cause).__name__}{': ' + said[-1] if said else ''}); "
+                      "Ray's output above and its session logs (session_latest/logs in Ray's temp dir, /tmp/ray by "
+                      "default) say more: fix what they name, then rerun the same command to resume from the last "
+                      "checkpoint")
 
 
 def stop_on_input_fault():
@@ -149,6 +157,7 @@ def _fit(cfg: Config, name: str, run_url: str, data_hash: str, own_ray: bool = F
     process to Ray for the run, and a failed run lets it go (`_let_go_of_ray`)."""
     if cfg.train.strategy == "single":
         return loop.run(cfg, loop.LocalReporter(run_url, cfg), data_hash)
+    from ray.exceptions import RayError
     from ray.train import TrainingFailedError
 
     try:
@@ -156,13 +165,10 @@ def _fit(cfg: Config, name: str, run_url: str, data_hash: str, own_ray: bool = F
             trainer(cfg, cfg.train.storage, name, data_hash=data_hash).fit()
     except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then may end the process with sys.exit
         raise TrainInterrupted(run_url) from None
-    except TrainingFailedError as exc:
+    except (TrainingFailedError, RayError) as exc:  # RayError: the Train controller died as it started
         if own_ray:
             _let_go_of_ray()
-        explained = _explained(exc, run_url)
-        if explained is exc:
-            raise
-        raise explained from None
+        raise _explained(exc, run_url) from None
     history = json.loads(storage.read_bytes(storage.join(run_url, ck.METRICS_FILE), cfg.s3))["history"]
     if len(history) < cfg.train.epochs:  # aborted by Ctrl-C without an error
         raise TrainInterrupted(run_url)
