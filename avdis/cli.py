@@ -335,9 +335,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
     if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:  # `tune.trial.run_trial`
         _refuse_ignored(args, cfg, dict.fromkeys(
-            ("train.max_failures", "train.placement_strategy"), "with train.workers=1 every trial trains in its own "
-            "process, not as a Ray Train run, so {key} would change nothing; drop it, or give train.workers=2 or more "
-            "(with train.strategy=ddp or deepspeed)"), chosen=_typed(args, "train.workers") is not None)
+            ("train.max_failures", "train.placement_strategy", "sweep.trial_cpus"), "with train.workers=1 every trial "
+            "trains in its own process, not as a Ray Train run, so {key} would change nothing; drop it, or give "
+            "train.workers=2 or more (with train.strategy=ddp or deepspeed)"),
+            chosen=_typed(args, "train.workers") is not None)
     for override in args.overrides:  # a file's weights may serve other lists of methods: left alone
         unswept = [m for m in C.WEIGHT_RANGES if m not in cfg.sweep.space.methods
                    and _holds(C.parse_overrides([override]), ["sweep", "space", "weights", m])]

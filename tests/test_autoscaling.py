@@ -31,7 +31,7 @@ from avdis.config import load
 from avdis.errors import UsageError
 ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
 nodes = ray.nodes()
-clusterfit.check_fits(load(None, ["train.cpus_per_worker=0.9", "sweep.trial_cpus=0.1"]), nodes=nodes)
+clusterfit.check_fits(load(None, ["train.cpus_per_worker=0.9"]), nodes=nodes)
 try:
     clusterfit.check_fits(load(None, ["train.gpus_per_worker=1"]), nodes=nodes)
 except UsageError as exc:
@@ -54,8 +54,7 @@ def test_smoke_sweep_scales_out_runs_on_new_nodes_scales_in_and_resumes_from_s3(
     sweeps, shards = f"{s3_bucket}/sweeps", f"{s3_bucket}/shards/smoke"
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            f"data.src={tiny_corpus}", f"data.shards={shards}", f"sweep.storage={sweeps}",
-           "sweep.num_samples=2", "train.cpus_per_worker=0.9",
-           "sweep.trial_cpus=0.1", "probe.epochs=40", "ray.autoscaling=true"]
+           "sweep.num_samples=2", "train.cpus_per_worker=0.9", "probe.epochs=40", "ray.autoscaling=true"]
     with fake_cluster(tmp_path, worker_types=WORKERS, head_cpus=0, start_timeout=90) as cluster:
         head = [n["node_id"] for n in cluster.nodes()]
         assert len(head) == 1

@@ -1270,12 +1270,13 @@ def test_a_sweep_refuses_the_method_settings_none_of_its_methods_reads(tmp_path,
                      "--name", "s"], f"{blocker}/s: not writable")  # smoke.yaml sweeps adversarial
 
 
-@pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD"])
+@pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD",
+                                      "sweep.trial_cpus=0.5"])
 def test_a_sweep_of_one_worker_trials_refuses_the_ray_train_settings_it_would_ignore(tmp_path, capsys, monkeypatch,
                                                                                      override):
     """A one-worker trial trains in its Tune trial's own process, with no Ray Train run (its failures are Tune's,
-    never retried): `avdis sweep train.max_failures=2` ran its sweep as without it. Refused before any work; with
-    trials of several workers, sampled or not, taken."""
+    never retried; no TorchTrainer driver for sweep.trial_cpus to size): `avdis sweep train.max_failures=2` ran its
+    sweep as without it. Refused before any work; with trials of several workers, sampled or not, taken."""
     monkeypatch.chdir(tmp_path)
     setting = override.partition("=")[0]
     refused(capsys, ["sweep", "--config", SMOKE, override], f"{override}: with train.workers=1 every trial trains in "
