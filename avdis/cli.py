@@ -70,6 +70,8 @@ READ_ONLY_UNDER = (
     ("model.contours", "model.modality", ("av", "audio"), "model.contours are features of the audio encoder"),
     ("ray.include_dashboard", "ray.address", (None, "", "local"),
      "ray.include_dashboard is for the local Ray a command starts (runtime.connect), not one it joins"),
+    *((f"data.features.{key}", "data.modality", ("av",), f"data.features.{key} sizes the video frames, which shards "
+       "of data.modality=audio do not hold") for key in C.VIDEO_FEATURES),
 )
 
 

@@ -204,6 +204,11 @@ class SynthConfig(_Section):
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
+# the data.features settings of the video frames alone: shards of data.modality=audio hold none, so there they change
+# nothing (refused by the CLI, left out of what such shards are made with: `avdis.data.shards.check_made_with`)
+VIDEO_FEATURES = ("fps", "face_size")
+
+
 class FeatureConfig(_Section):
     sample_rate: int = Field(16000, ge=8000, le=48000)
     n_mels: int = Field(40, ge=8, le=256)

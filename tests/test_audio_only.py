@@ -74,6 +74,22 @@ def test_an_audio_only_corpus_trains_an_audio_model_and_refuses_an_av_one(tmp_pa
                                             "train": cfg.train.model_copy(update={"name": "av2"})}))
 
 
+def test_audio_shards_are_not_made_with_the_video_frames_settings(tmp_path):
+    """data.features.fps and .face_size size video frames, which audio shards hold none of: given (a config file's,
+    under a command line's data.modality=audio), they were recorded in the manifest, and training at any other value
+    was refused ('made with other settings: data.features.fps=8.0 (made with 4.0)'), a build at another rebuilt."""
+    audio = DataConfig(corpus="synthetic", src=str(wav_corpus(tmp_path / "corpus")), shards=str(tmp_path / "audio"),
+                       modality="audio", split=SplitConfig(folds=3))
+    shards.build_shards(audio.model_copy(update={"features": C.FeatureConfig(fps=4, face_size=32)}), S3Config())
+    _, meta = shards.read_manifest(audio.shards)
+    shards.check_made_with(audio, meta)  # defaults: taken
+    assert shards.build_shards(audio, S3Config())["up_to_date"] is True
+    made_before = {**meta, "features": {**meta["features"], "fps": 4.0, "face_size": 32}}  # recorded, as before
+    shards.check_made_with(audio, made_before)
+    with pytest.raises(UsageError, match=r"data.features.n_mels=64 \(made with 40\)"):
+        shards.check_made_with(audio.model_copy(update={"features": C.FeatureConfig(n_mels=64)}), made_before)
+
+
 def test_a_corpus_of_one_speaker_is_refused_as_such(tmp_path):
     """A one-speaker corpus (a single actor's recordings) was refused for 'too few clips for two speakers to share an
     emotion', with 'use a corpus with more clips per speaker and emotion' as the fix, which no number of clips is."""

@@ -536,12 +536,15 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
     ("sweep", "sweep.scheduler.eta=3", "sweep.scheduler.type=none", "sweep.scheduler.type=mo_asha"),
     ("sweep", "sweep.startup_trials=3", "sweep.search=random", "sweep.search=tpe"),
     ("train", "model.contours=false", "model.modality=visual", "model.modality=av"),
-    ("sweep", "ray.include_dashboard=false", "ray.address=10.255.255.1:6379", "ray.address=null")])
+    ("sweep", "ray.include_dashboard=false", "ray.address=10.255.255.1:6379", "ray.address=null"),
+    ("preprocess", "data.features.fps=4", "data.modality=audio", "data.modality=av"),
+    ("train", "data.features.face_size=32", "data.modality=audio", "data.modality=av")])
 def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypatch, command, override, mode, fix):
     """Each was accepted and changed nothing: data.split.fold under within_speaker (trained the same model),
     data.synth on a RAVDESS corpus (built the same shards), MO-ASHA's settings under sweep.scheduler.type=none,
-    TPE's startup_trials under another search, the audio encoder's contours under model.modality=visual, and
-    ray.include_dashboard where the command joins a Ray at ray.address rather than start one. Refused before any
+    TPE's startup_trials under another search, the audio encoder's contours under model.modality=visual,
+    ray.include_dashboard where the command joins a Ray at ray.address rather than start one, and the video frames'
+    settings for shards of audio alone (recorded in the manifest, so training had to repeat them). Refused before any
     work, given by an override or the config file; a file's are left alone where the command line chose the mode."""
     monkeypatch.chdir(tmp_path)
     blocker = tmp_path / "afile"  # where the command goes on, it stops at its next check, before any work

@@ -45,7 +45,8 @@ import pyarrow as pa
 import webdataset as wds
 
 from avdis import runtime, storage, storage_lock
-from avdis.config import EMOTIONS, MADE_WITH_SHARDS, DataConfig, FeatureConfig, S3Config, SplitConfig
+from avdis.config import (EMOTIONS, MADE_WITH_SHARDS, VIDEO_FEATURES, DataConfig, FeatureConfig, S3Config,
+                          SplitConfig)
 from avdis.data import splits
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
                                 no_media, scan)
@@ -282,10 +283,18 @@ def _made_split(split: SplitConfig) -> dict[str, Any]:
     return split.model_copy(update=chosen_later).model_dump()
 
 
+def _made_features(data: DataConfig) -> dict[str, Any]:
+    """`data.features` as shards are made with them: under data.modality=audio the video frames' settings
+    (`VIDEO_FEATURES`) at their defaults, as those shards hold no video (given, they were recorded and training had
+    to repeat them). Defaults, not left out, so audio shards made before this keep their fingerprint."""
+    unread = {k: FeatureConfig.model_fields[k].default for k in VIDEO_FEATURES} if data.modality == "audio" else {}
+    return data.features.model_copy(update=unread).model_dump()
+
+
 def _fingerprint(sources: bytes, data: DataConfig) -> str:
     """What determines the output: the corpus (`_source_lines`), features, splits, shard size, and the decoding."""
     h = hashlib.sha256()
-    made = [data.features.model_dump(), _made_split(data.split), data.shard_size, data.corpus, DECODING]
+    made = [_made_features(data), _made_split(data.split), data.shard_size, data.corpus, DECODING]
     # the modality only where it is not the default: shards made before it was a setting keep their fingerprint
     h.update(json.dumps(made + ([data.modality] if data.modality != "av" else [])).encode())
     h.update(sources)
@@ -331,7 +340,7 @@ def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
     kept (no `sources`) names only the settings it holds."""
     was = _made_with(meta.get("corpus"), meta.get("features"), meta.get("split"), meta.get("shard_size"),
                      meta.get("decoding"), modality_of(meta))
-    now = _made_with(data.corpus, data.features.model_dump(), data.split.model_dump(), data.shard_size, DECODING,
+    now = _made_with(data.corpus, _made_features(data), data.split.model_dump(), data.shard_size, DECODING,
                      data.modality)
     changed = [f"{key} {was[key]!r} -> {value!r}" for key, value in now.items()
                if was.get(key) is not None and was[key] != value]
@@ -393,14 +402,17 @@ def modality_of(meta: dict[str, Any]) -> str | None:
 def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
     """Refuse a corpus, features, split settings or a modality other than the shards were made with: training reads
     the manifest's, so they would be recorded with the run (and a sweep's settings) but never used (a config naming
-    RAVDESS, its data.shards left at the generated corpus's, trained on that)."""
+    RAVDESS, its data.shards left at the generated corpus's, trained on that). Not the video frames' settings of
+    shards of audio alone, which hold none (a manifest may record them, made before `_made_features`)."""
     made = {**{f"data.split.{k}": v for k, v in meta.get("split", {}).items() if k in SPLIT_MADE_WITH},
             **{f"data.features.{k}": v for k, v in meta.get("features", {}).items()},
             "data.modality": modality_of(meta), **({"data.corpus": meta["corpus"]} if "corpus" in meta else {})}
     asked = {**{f"data.split.{k}": getattr(data.split, k) for k in SPLIT_MADE_WITH},
              **{f"data.features.{k}": v for k, v in data.features.model_dump().items()},
              "data.modality": data.modality, "data.corpus": data.corpus}
-    differ = [f"{key}={asked[key]!r} (made with {made[key]!r})" for key in asked if key in made and made[key] != asked[key]]
+    unread = {f"data.features.{k}" for k in VIDEO_FEATURES} if made["data.modality"] == "audio" else set()
+    differ = [f"{key}={asked[key]!r} (made with {made[key]!r})" for key in asked
+              if key in made and key not in unread and made[key] != asked[key]]
     if differ:
         raise UsageError(f"{data.shards}: its shards were made with other settings: {', '.join(differ)}; make shards "
                          f"with these (`avdis preprocess ... --out <another folder>`, then data.shards=<it>), or leave "
@@ -593,7 +605,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
         "version": 1, "corpus": data.corpus, "src": data.src, "fingerprint": fingerprint, "sources": sources,
         "shard_size": data.shard_size, "decoding": DECODING, "scan": SCAN,
         "emotions": labels.emotions, "speakers": labels.speakers,
-        "features": data.features.model_dump(), "split": data.split.model_dump(), "modalities": HELD[data.modality],
+        "features": _made_features(data), "split": data.split.model_dump(), "modalities": HELD[data.modality],
         "shards": shards, **counts,
     }
     made = synth.settings_of(data.src) if data.corpus == "synthetic" else None
