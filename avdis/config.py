@@ -182,6 +182,17 @@ class S3Config(_Section):
             raise ValueError(f"{value!r} is not an endpoint URL; give it with its scheme, e.g. http://{host}")
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _a_region(cls, value: str | None) -> str | None:
+        """botocore's rule (`botocore.utils.validate_region_name`, one DNS label): `s3.region='not a region'` failed
+        as InvalidRegionError when a command first reached S3, after its other work, not here. No narrower: S3 servers
+        other than AWS take names of their own (MinIO us-east-1, Garage garage, Ceph default)."""
+        if value and not re.fullmatch(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)", value):
+            raise ValueError(f"{value!r} is not a region name botocore takes: letters, digits and '-' (at most 63, not "
+                             "all digits, no '-' first or last), e.g. eu-west-1, or the one your S3 server names")
+        return value
+
 
 class SynthConfig(_Section):
     speakers: int = Field(12, ge=2, le=500)

@@ -234,6 +234,18 @@ def test_an_s3_endpoint_without_its_scheme_is_refused_at_the_edge(endpoint):
         C.load(None, [f"s3.endpoint_url={fine}"])
 
 
+@pytest.mark.parametrize("region", ["not a region", "eu-west-1 ", "eu_west_1", "-eu", "123", "x" * 64])
+def test_an_s3_region_botocore_refuses_is_refused_at_the_edge(region):
+    """botocore refused `s3.region='not a region'` (InvalidRegionError) only when a command first reached S3, after
+    its other work, said to be a connection fault. Refused as botocore would (one DNS label); the names S3 servers
+    other than AWS take (MinIO's us-east-1, Garage's garage, Ceph's default) and none ('') are taken."""
+    with pytest.raises(C.ConfigError, match=rf"s3.region: {region!r} is not a region name botocore takes: letters, "
+                                            r"digits and '-'"):
+        C.load(None, [f"s3.region={region!r}"])
+    for fine in ("eu-west-1", "us-gov-west-1", "garage", "default", "", "null"):
+        C.load(None, [f"s3.region={fine}"])
+
+
 def test_an_empty_cluster_file_is_refused_not_taken_for_the_working_directory():
     """`ray.cluster_file=` (to drop a config's) was the working directory, refused only once Ray had started, as a
     cluster file that cannot be read ("Is a directory")."""
