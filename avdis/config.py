@@ -315,8 +315,6 @@ class MethodConfig(_Section):
 
     @model_validator(mode="after")
     def _check_weight(self) -> Self:
-        if self.weight is not None and not math.isfinite(self.weight):
-            raise ValueError(f"method.weight must be a finite number (got {self.weight})")
         rng = WEIGHT_RANGES.get(self.name)
         if rng is None:
             if self.weight is not None:  # 0 too: it trained as without it, under a run name of its own (-w0)

@@ -63,7 +63,7 @@ def test_a_scalar_section_touched_by_an_override_is_refused(tmp_path, capsys, ya
 @pytest.mark.parametrize("weight", [".inf", "-.inf", ".nan"])
 def test_a_non_finite_method_weight_is_refused(tmp_path, capsys, method, weight):
     refused(capsys, ["train", "--storage", str(tmp_path / "runs"), f"method.name={method}", f"method.weight={weight}"],
-            "method.weight must be a finite number")
+            "method.weight: Input should be a finite number")
     assert not (tmp_path / "runs").exists()
 
 
