@@ -175,6 +175,53 @@ def test_within_speaker_splits_give_every_emotion_its_share(per_emotion, emotion
         assert max(counts) - min(counts) <= 1  # every emotion has its share, give or take a clip
 
 
+def dealt_against_shares(speakers: list[str], labels: list[str], cfg: SplitConfig) -> float:
+    """The within_speaker split of these clips, checked speaker by speaker (its split sizes, each of its emotions
+    dealt as its clips are, rounded down or up); returns how far the furthest emotion's count in a split is from the
+    sum of its speakers' shares."""
+    split = splits.within_speaker(speakers, labels, cfg)
+    clips: dict[str, list[int]] = {}
+    for i, s in enumerate(speakers):
+        clips.setdefault(s, []).append(i)
+    due: dict[tuple[str, str], float] = {}
+    for idx in clips.values():
+        sizes = dict(zip(splits.SPLITS, splits.split_sizes(len(idx), cfg)))
+        assert {name: sum(split[i] == name for i in idx) for name in splits.SPLITS} == sizes
+        for emotion in {labels[i] for i in idx}:
+            held = [i for i in idx if labels[i] == emotion]
+            for name, size in sizes.items():
+                share = len(held) * size / len(idx)
+                assert abs(sum(split[i] == name for i in held) - share) < 1
+                due[emotion, name] = due.get((emotion, name), 0.0) + share
+    return max(abs(sum(x == name and e == emotion for x, e in zip(split, labels)) - share)
+               for (emotion, name), share in due.items())
+
+
+def test_within_speaker_splits_give_every_emotion_its_share_when_speakers_hold_different_emotions():
+    """24 speakers with a clip of 3 of 4 emotions each: dealt within each speaker alone, train held 10 clips of one
+    emotion and 4 of another where each had 6 due, and test 9 and 3."""
+    names = ["ang", "hap", "sad", "neu"]
+    speakers = [f"s{s:02d}" for s in range(24) for _ in range(3)]
+    labels = [names[(s + k) % 4] for s in range(24) for k in range(3)]
+    split = splits.within_speaker(speakers, labels, SplitConfig())
+    for name in splits.SPLITS:
+        assert [sum(x == name and e == emotion for x, e in zip(split, labels)) for emotion in names] == [6] * 4
+
+
+def test_within_speaker_splits_stay_within_a_clip_of_every_share_on_random_corpora():
+    """Corpora of 1-40 speakers, 2-8 emotions, each speaker a random subset of them with 1-11 clips of each (some
+    speakers with 1 or 2 clips): every emotion's count in a split is within one clip of its speakers' shares."""
+    for corpus in range(40):
+        rng = np.random.default_rng(corpus)
+        speakers, labels, emotions = [], [], rng.integers(2, 9)
+        for s in range(rng.integers(1, 41)):
+            for e in rng.choice(emotions, rng.integers(1, emotions + 1), replace=False):
+                n = rng.integers(1, rng.choice([2, 4, 12]))
+                speakers += [f"s{s}"] * n
+                labels += [f"e{e}"] * n
+        assert dealt_against_shares(speakers, labels, SplitConfig(seed=corpus)) < 1
+
+
 def test_speaker_disjoint_scheme_keeps_test_speakers_out_of_train(tiny_corpus, tiny_shards):
     data = data_cfg(tiny_corpus, tiny_shards, split=SplitConfig(scheme="speaker_disjoint", fold=1))
     info = stream.open_dataset(data, S3)
