@@ -5,17 +5,20 @@
   in train and test).
 - `speaker_disjoint`: speakers dealt into k folds; fold f is the test set, fold f+1 the
   validation set, the rest train (emotion generalisation to unseen people).
-Assignments depend only on the labels and the seed, so re-running preprocessing gives
-the same splits.
+Assignments depend only on the labels, the settings and the seed (dealt in exact integer
+arithmetic with explicit tie-breaks, no solver), so re-running preprocessing gives the same
+splits.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from typing import Sequence
+from functools import cache
+from itertools import combinations
+from typing import Callable, Sequence
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from avdis.config import SplitConfig
 from avdis.errors import UsageError
@@ -34,62 +37,95 @@ def split_sizes(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
     return n - n_test - n_val, n_val, n_test
 
 
-def _bounds(held: np.ndarray, sizes: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bounds(held: list[int], sizes: tuple[int, int, int]) -> tuple[list[list[int]], list[list[int]]]:
     """A speaker's share of each emotion in each split (`held` clips per emotion, dealt as its clips are over the
-    splits), and that share rounded down and up: (share, low, high), emotions x splits."""
-    n, product = int(held.sum()), np.outer(held, sizes)
-    low = product // n
-    return product / n, low, low + (product % n > 0)
+    splits) rounded down and up: (low, high), emotions x splits."""
+    n = sum(held)
+    low = [[h * size // n for size in sizes] for h in held]
+    return low, [[k + (h * size % n > 0) for k, size in zip(row, sizes)] for row, h in zip(low, held)]
 
 
-def _deal(held: np.ndarray, sizes: tuple[int, int, int], residual: np.ndarray) -> np.ndarray:
+def _deal(held: list[int], sizes: tuple[int, int, int], residual: list[list[int]], scale: int) -> list[list[int]]:
     """A speaker's clips per emotion and split: each share rounded down or up, the speaker's clips of each emotion and
     in each split exactly theirs. Of those roundings, the one that leaves the corpus's `residual` (clips dealt minus
-    shares, per emotion and split, over the speakers dealt so far) smallest in sum of squares: rounding a cell up
-    rather than down adds 2 * (residual - fraction) + 1 to it, so this is a 0/1 transport problem, solved exactly."""
-    share, low, high = _bounds(held, sizes)
-    free = np.flatnonzero((high > low).ravel())
-    if not len(free):
-        return low
-    emotions, n_splits = low.shape
-    rows = np.zeros((emotions + n_splits, low.size))  # each cell's emotion and split
-    rows[np.repeat(np.arange(emotions), n_splits), np.arange(low.size)] = 1
-    rows[emotions + np.tile(np.arange(n_splits), emotions), np.arange(low.size)] = 1
-    need = np.concatenate([held - low.sum(1), np.asarray(sizes) - low.sum(0)])
-    fraction = (share - low).ravel()[free]
-    up = milp(2 * (residual.ravel()[free] - fraction) + 1, integrality=np.ones(len(free)), bounds=Bounds(0, 1),
-              constraints=LinearConstraint(rows[:, free], need, need)).x
-    dealt = low.ravel().copy()
-    dealt[free] += np.round(up).astype(int)
-    return dealt.reshape(low.shape)
+    shares per emotion and split over the speakers dealt so far, times `scale`) smallest in sum of squares: rounding a
+    cell up rather than down adds 2 * (residual - fraction) + 1 to it (times `scale`), so this is a 0/1 transport
+    problem, solved exactly, in integers, emotion by emotion over the round-ups each split still needs (`_cheapest`).
+    Of equally good roundings, the one rounded up at the first cell where two differ (emotions in name order, each
+    train, val, test): the split depends on the clips, the settings and the seed alone (which of equally good
+    roundings a solver returns can change with its version)."""
+    n = sum(held)
+    low, high = _bounds(held, sizes)
+    # per emotion: (the splits rounded up, what that adds to the sum of squares), in tie-break order
+    options: list[list[tuple[tuple[int, ...], int]]] = []
+    for e, h in enumerate(held):
+        free = [p for p in range(len(sizes)) if high[e][p] > low[e][p]]
+        cost = {p: 2 * (residual[e][p] - h * sizes[p] % n * (scale // n)) + scale for p in free}
+        options.append([(ups, sum(cost[p] for p in ups)) for ups in combinations(free, h - sum(low[e]))])
+    cheapest = _cheapest(options)
+    left = tuple(size - sum(row[p] for row in low) for p, size in enumerate(sizes))
+    for e, row in enumerate(low):
+        ups = next(ups for ups, cost in options[e]
+                   if (rest := cheapest(e + 1, _less(left, ups))) is not None and cost + rest == cheapest(e, left))
+        left = _less(left, ups)
+        for p in ups:
+            row[p] += 1
+    return low
 
 
-def _even_out(dealt: list[np.ndarray], bounds: list[tuple[np.ndarray, np.ndarray]], residual: np.ndarray) -> None:
+def _cheapest(options: list[list[tuple[tuple[int, ...], int]]]) -> Callable[[int, tuple[int, ...]], int | None]:
+    """The least cost of rounding emotions e onwards (their `options`) with `left` round-ups due per split; None where
+    no rounding gives each split its round-ups. Memoised: the states are the few ways to share the round-ups left."""
+
+    @cache
+    def cheapest(e: int, left: tuple[int, ...]) -> int | None:
+        if min(left) < 0:
+            return None
+        if e == len(options):
+            return None if any(left) else 0
+        costs = [cost + rest for ups, cost in options[e] if (rest := cheapest(e + 1, _less(left, ups))) is not None]
+        return min(costs, default=None)
+
+    return cheapest
+
+
+def _less(left: tuple[int, ...], ups: tuple[int, ...]) -> tuple[int, ...]:
+    """The round-ups due per split once the splits `ups` are rounded up."""
+    return tuple(k - (p in ups) for p, k in enumerate(left))
+
+
+def _even_out(dealt: list[list[list[int]]], bounds: list[tuple[list[list[int]], list[list[int]]]],
+              residual: list[list[int]], scale: int) -> None:
     """While an emotion is a clip or more off its share of a split, swap two clips of one speaker (emotion e from
     split p to q, emotion f from q to p: the speaker's totals stay, each share still rounded down or up); each swap
     lowers the sum of squares, so this ends. Dealing speaker by speaker leaves a few corpora a clip off; where no swap
-    lowers it an emotion stays off (seen on none of thousands of random corpora)."""
-    while (worst := np.abs(residual)).max(initial=0.0) >= 1 - 1e-9:
-        e, p = np.unravel_index(int(np.argmax(worst)), worst.shape)
-        sign = 1 if residual[e, p] > 0 else -1
-        best: tuple[tuple[float, float], int, dict[tuple[int, int], int]] | None = None
+    lowers it an emotion stays off (seen on none of thousands of random corpora). The cell furthest off is the first
+    of the furthest (emotions in name order, each train, val, test); the swap chosen leaves the cells it moves least
+    far off, then lowers the sum of squares most, then is the first found (speakers in dealing order, then q, f).
+    `residual` is in integers, times `scale`, so ties are exact."""
+    cells = [(e, p) for e in range(len(residual)) for p in range(len(residual[0]))]
+    while (far := max((abs(residual[e][p]) for e, p in cells), default=0)) >= scale:
+        e, p = next((e, p) for e, p in cells if abs(residual[e][p]) == far)
+        sign = 1 if residual[e][p] > 0 else -1
+        best: tuple[tuple[int, int], int, dict[tuple[int, int], int]] | None = None
         for k, (low, high) in enumerate(bounds):
-            for q in range(residual.shape[1]):
-                for f in range(residual.shape[0]):
+            for q in range(len(residual[0])):
+                for f in range(len(residual)):
                     if q == p or f == e:
                         continue
                     moves = {(e, p): -sign, (e, q): sign, (f, q): -sign, (f, p): sign}
-                    if not all(low[c] <= dealt[k][c] + v <= high[c] for c, v in moves.items()):
+                    if not all(low[a][b] <= dealt[k][a][b] + v <= high[a][b] for (a, b), v in moves.items()):
                         continue
-                    gain = sum(residual[c] ** 2 - (residual[c] + v) ** 2 for c, v in moves.items())
-                    rank = (max(abs(residual[c] + v) for c, v in moves.items()), -gain)
-                    if gain > 1e-9 and (best is None or rank < best[0]):
+                    after = {(a, b): residual[a][b] + v * scale for (a, b), v in moves.items()}
+                    gain = sum(residual[a][b] ** 2 - x ** 2 for (a, b), x in after.items())
+                    rank = (max(abs(x) for x in after.values()), -gain)
+                    if gain > 0 and (best is None or rank < best[0]):
                         best = (rank, k, moves)
         if best is None:
             return
-        for c, v in best[2].items():
-            dealt[best[1]][c] += v
-            residual[c] += v
+        for (a, b), v in best[2].items():
+            dealt[best[1]][a][b] += v
+            residual[a][b] += v * scale
 
 
 def within_speaker(speakers: Sequence[str], emotions: Sequence[str], cfg: SplitConfig) -> list[str]:
@@ -100,29 +136,33 @@ def within_speaker(speakers: Sequence[str], emotions: Sequence[str], cfg: SplitC
     Speakers are dealt one at a time in a seeded order, each the rounding that best evens out the corpus's counts so
     far (`_deal`), then pairs of a speaker's clips are swapped while an emotion is still a clip off (`_even_out`).
     Dealt within each speaker alone, speakers that hold different emotions (a clip of 3 of 4 emotions each) left
-    one emotion with 10 train clips and another with 4 where each had 6 due."""
+    one emotion with 10 train clips and another with 4 where each had 6 due. The counts are kept in integers, times
+    the least common multiple of the speakers' clip counts (every share is then whole), so every choice is exact."""
     rng = np.random.default_rng(cfg.seed)
     by_speaker: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(speakers):
         by_speaker[s].append(i)
     names = sorted(set(emotions))
-    residual = np.zeros((len(names), len(SPLITS)))
+    scale = math.lcm(*(len(clips) for clips in by_speaker.values()))
+    residual = [[0] * len(SPLITS) for _ in names]
     order = sorted(by_speaker)
     groups: list[dict[str, list[int]]] = []
-    dealt: list[np.ndarray] = []
-    bounds: list[tuple[np.ndarray, np.ndarray]] = []
+    dealt: list[list[list[int]]] = []
+    bounds: list[tuple[list[list[int]], list[list[int]]]] = []
     for j in rng.permutation(len(order)):
         members: dict[str, list[int]] = {name: [] for name in names}
         for i in by_speaker[order[j]]:
             members[emotions[i]].append(i)
-        held = np.array([len(members[name]) for name in names])
-        sizes = split_sizes(int(held.sum()), cfg)
-        share, low, high = _bounds(held, sizes)
+        held = [len(members[name]) for name in names]
+        sizes = split_sizes(sum(held), cfg)
         groups.append(members)
-        dealt.append(_deal(held, sizes, residual))
-        bounds.append((low, high))
-        residual += dealt[-1] - share
-    _even_out(dealt, bounds, residual)
+        dealt.append(_deal(held, sizes, residual, scale))
+        bounds.append(_bounds(held, sizes))
+        per_clip = scale // sum(held)
+        for e, h in enumerate(held):
+            for p, size in enumerate(sizes):
+                residual[e][p] += dealt[-1][e][p] * scale - h * size * per_clip
+    _even_out(dealt, bounds, residual, scale)
     out = [""] * len(speakers)
     for members, counts in zip(groups, dealt):
         for e, name in enumerate(names):
