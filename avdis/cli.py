@@ -176,7 +176,34 @@ def _refuse_ignored(args: argparse.Namespace, cfg: C.Config, ignored: dict[str, 
         why = next((why for key, why in ignored.items() if _reads((key,), path)), None)
         typed = _typed(args, path, flags)
         if why is not None and (typed is not None or not chosen):
-            raise C.ConfigError(f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}")
+            said = f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}"
+            resumed = _resumed(args, cfg)
+            if resumed is None:
+                raise C.ConfigError(said)
+            print(f"{_said_by(args)}: warning: {said}; kept, as {resumed} was started with it", file=sys.stderr)
+
+
+def _resumed(args: argparse.Namespace, cfg: C.Config) -> str | None:
+    """The sweep or run already there that the command resumes ('the sweep at <url>'), None where it starts one. A
+    setting that changes nothing is refused (`_refuse_ignored`) only where none is: one started before it was refused
+    (until 2026-12-04) is resumed by the same command, and with the setting dropped neither a sweep's recorded
+    settings nor a run's name (whose hash holds it) would match it again."""
+    from avdis import storage
+
+    if args.command == "sweep":
+        from avdis import results
+        from avdis.tune.sweep import url_of
+
+        url, what = url_of(cfg), "sweep"
+        started = storage.exists(storage.join(url, results.SPEC), cfg.s3)
+    elif args.command == "train":
+        from avdis.train.launch import run_name
+
+        url, what = storage.join(cfg.train.storage, run_name(cfg)), "run"
+        started = storage.exists(url, cfg.s3)
+    else:
+        return None
+    return f"the {what} at {url} it resumes" if started else None
 
 
 def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: list[str], chooser: str) -> None:

@@ -564,6 +564,41 @@ def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "c.yaml"]
 
 
+def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_path, capsys, monkeypatch):
+    """A sweep or run started, before they were refused, with a setting that changes nothing was resumed by neither
+    the same command (refused) nor the one without it (the sweep's recorded settings, or the run's name, whose hash
+    holds it, no longer matched): the refusal stands aside, with a warning, for the sweep or run it resumes."""
+    from avdis.train import launch
+    from avdis.tune import sweep
+
+    class Ran(Exception):
+        pass
+
+    def ran(*args, **kwargs):
+        raise Ran
+
+    monkeypatch.setattr(sweep, "run", ran)
+    monkeypatch.setattr(launch, "train", ran)
+    started = ["sweep.search=random", "sweep.startup_trials=3"]
+    base = [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s", f"data.src={tmp_path / 'c'}",
+            f"data.shards={tmp_path / 'sh'}"]
+    refused(capsys, ["sweep", *base, *started], "sweep.startup_trials=3: ", "would change nothing")
+    old = C.load(None, [*base, *started])
+    sweep.record_spec(sweep.url_of(old), old, "0123456789abcdef")  # as an avdis before the refusal left it
+    with pytest.raises(Ran):
+        main(["sweep", *base, *started])
+    assert (f"sweep.startup_trials=3: TPE draws sweep.startup_trials trials at random before it models the results; "
+            f"under sweep.search=random sweep.startup_trials would change nothing: drop it, or give sweep.search=tpe; "
+            f"kept, as the sweep at {sweep.url_of(old)} it resumes was started with it") in capsys.readouterr().err
+    run = [f"data.src={tmp_path / 'c'}", f"data.shards={tmp_path / 'sh'}", f"train.storage={tmp_path / 'runs'}",
+           "method.conditional=false"]
+    refused(capsys, ["train", *run], "method.conditional=false: method multitask does not read")
+    (tmp_path / "runs" / launch.run_name(C.load(None, run))).mkdir(parents=True)  # the run, with its checkpoints
+    with pytest.raises(Ran):
+        main(["train", *run])
+    assert "kept, as the run at" in capsys.readouterr().err
+
+
 def test_a_setting_read_under_a_value_a_sweep_samples_is_taken(tmp_path, capsys, monkeypatch):
     """model.contours under a model.modality that sweep.space.params samples: the av trials read it."""
     monkeypatch.chdir(tmp_path)
