@@ -299,8 +299,8 @@ def remember_interrupts() -> Callable[[], None] | None:
     """Make Ctrl-C raise KeyboardInterrupt as ever, and remember that it came (`check_interrupted`): a library's C
     callback can swallow the KeyboardInterrupt (numba compiling librosa's functions on a shard's first clip, through
     llvmlite's ctypes callbacks, printed 'Exception ignored on calling ctypes callback function: ... KeyboardInterrupt'
-    and went on: an `avdis preprocess` stopped then ran to its end, exit 0). Returns what puts Python's handler back;
-    None where SIGINT has another handler (ignored in a job's driver, or a caller's own), which is left alone."""
+    and went on: an `avdis preprocess` stopped then ran to its end, exit 0). Returns what puts Python's handler back
+    and forgets a Ctrl-C remembered; None where SIGINT has another handler (ignored in a job's driver, or a caller's own), which is left alone."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         return None
@@ -311,7 +311,12 @@ def remember_interrupts() -> Callable[[], None] | None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
-    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def forget() -> None:  # a caller that goes on (main called in a process of its own) is not stopped by it later
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _INTERRUPTED.clear()
+
+    return forget
 
 
 def check_interrupted() -> None:

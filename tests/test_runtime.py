@@ -933,3 +933,25 @@ def test_a_dropped_terminal_stops_a_command_as_ctrl_c_does_unless_nohup_ignores_
     assert put_back is not None and signal.getsignal(signal.SIGHUP) is signal.getsignal(signal.SIGTERM)
     put_back()
     assert (signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_ctrl_c_remembered_is_forgotten_once_its_command_has_ended():
+    """A program calling the CLI's main, then training or generating itself, was stopped at the first check of those
+    by a Ctrl-C that had already ended the command (the flag was cleared only by the next command)."""
+    from avdis import runtime
+
+    restore = runtime.remember_interrupts()
+    assert restore is not None
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0)  # let the handler run
+        with pytest.raises(KeyboardInterrupt):
+            runtime.check_interrupted()
+    finally:
+        restore()
+    try:
+        runtime.check_interrupted()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C outlived its command")  # forgotten with the handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
