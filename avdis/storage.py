@@ -13,6 +13,7 @@ import io
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from typing import Any
@@ -121,6 +122,7 @@ def pinned(s3: S3Config) -> S3Config:
 
 
 _S3_FILESYSTEMS: dict[tuple[Any, ...], fsspec.AbstractFileSystem] = {}
+_S3_LOCK = threading.Lock()  # two threads asking at once get one filesystem
 
 
 def _aws_files() -> tuple[tuple[int, int] | None, ...]:
@@ -149,9 +151,13 @@ def _s3_filesystem(s3: S3Config) -> fsspec.AbstractFileSystem:
     options = _s3_options(s3)
     aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
     key = (os.getpid(), repr(options), aws_env, _aws_files())
-    fs = _S3_FILESYSTEMS.get(key)
-    if fs is None:  # two threads may both make one: the first stored is used by both
-        fs = _S3_FILESYSTEMS.setdefault(key, fsspec.filesystem("s3", **options))
+    with _S3_LOCK:
+        fs = _S3_FILESYSTEMS.get(key)
+        if fs is None:  # those it replaces go (another process's, or older keys of these settings): a dashboard
+            # left running beside a tool that rewrites the credentials file kept a client per rewrite
+            for old in [k for k in _S3_FILESYSTEMS if k[0] != key[0] or k[1] == key[1]]:
+                del _S3_FILESYSTEMS[old]
+            fs = _S3_FILESYSTEMS[key] = fsspec.filesystem("s3", **options)
     return fs
 
 

@@ -257,3 +257,19 @@ def test_an_s3_folder_marker_is_not_listed_as_an_entry_of_its_folder(s3_bucket):
     assert storage.list_files(run, ".json") == [f"{run}/metrics.json"]
     s3.put_object(Bucket=bucket, Key="train/run/checkpoint_000002/engine/", Body=b"")
     assert storage.list_files(f"{run}/checkpoint_000002/engine") == []  # a folder of its marker alone is empty
+
+
+def test_a_filesystem_made_for_new_credentials_replaces_the_one_before(monkeypatch):
+    """One s3fs filesystem per S3 settings and AWS environment: a dashboard left running while a tool rewrote the
+    credentials (or their variables) kept every filesystem made before, each with its client, for ever."""
+    from avdis import storage
+    from avdis.config import S3Config
+
+    monkeypatch.setattr(storage, "_S3_FILESYSTEMS", {})
+    for key in ("first", "second", "third"):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+        fs = storage._s3_filesystem(S3Config(endpoint_url="http://127.0.0.1:1"))
+        assert storage._s3_filesystem(S3Config(endpoint_url="http://127.0.0.1:1")) is fs
+        assert len(storage._S3_FILESYSTEMS) == 1
+    storage._s3_filesystem(S3Config(endpoint_url="http://127.0.0.1:2"))  # other settings: one of their own
+    assert len(storage._S3_FILESYSTEMS) == 2
