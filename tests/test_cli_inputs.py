@@ -706,6 +706,18 @@ with storage_lock.exclusive(sys.argv[1], synth.HELD_FOR):
 """
 
 
+def _go_on_once_waited(monkeypatch, holder: subprocess.Popen) -> None:
+    """Let `holder` go on (its stdin closed) once the command under test says it waits for it: not before, or the
+    command could find the work done without waiting."""
+    busy = storage_lock._busy
+
+    def said_then_go(*args):
+        busy(*args)
+        holder.stdin.close()
+
+    monkeypatch.setattr(storage_lock, "_busy", said_then_go)
+
+
 def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp_path, capsys, monkeypatch):
     """`avdis synth` took no lock, where a sweep generating its corpus does: two generations into one folder wrote
     their clips over each other's in place, leaving one's settings over a mix of both corpora's clips. It now waits,
@@ -713,13 +725,7 @@ def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp
     out = tmp_path / "corpus"
     holder = subprocess.Popen([sys.executable, "-c", GENERATOR, str(out)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
-    busy = storage_lock._busy
-
-    def said_then_go(*args):  # the generation goes on once the synth below says it waits for it
-        busy(*args)
-        holder.stdin.close()
-
-    monkeypatch.setattr(storage_lock, "_busy", said_then_go)
+    _go_on_once_waited(monkeypatch, holder)  # the generation goes on once the synth below says it waits
     try:
         assert holder.stdout.readline() == "held\n"
         assert main(["synth", "--out", str(out), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
@@ -758,13 +764,7 @@ def test_synth_waits_for_a_build_of_shards_from_its_corpus(tmp_path, capsys, mon
     builder = subprocess.Popen([sys.executable, "-c", BUILDER, "preprocess", "--corpus", "synthetic", "--src", str(src),
                                 "--out", str(out), "--shard-size", "2", "--no-ray"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    busy = storage_lock._busy
-
-    def said_then_go(*args):  # the build goes on once the synth below says it waits for it
-        busy(*args)
-        builder.stdin.close()
-
-    monkeypatch.setattr(storage_lock, "_busy", said_then_go)
+    _go_on_once_waited(monkeypatch, builder)  # the build goes on once the synth below says it waits for it
     try:
         assert builder.stdout.readline() == "building\n"
         assert main(["synth", "--out", str(src), "--speakers", "2", "--emotions", "2", "--clips-per-speaker", "3",
