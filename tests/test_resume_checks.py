@@ -221,10 +221,10 @@ def test_a_ray_train_runs_unusable_checkpoint_is_set_aside_in_one_step(tiny_shar
     the one step that resumes from the checkpoint before it."""
     run, _, signature, names = signed_ray_run(tiny_shards, tmp_path, planned=3)
     record = run / "checkpoint_manager_snapshot.json"
-    said = str(ck.unusable(str(run), "adversary.pt is missing", str(run / names[1])))
+    said = str(ck.unusable(str(run), "adversary.pt is missing", str(run / names[1]), s3=C.S3Config()))
     assert f"{run}: its newest checkpoint cannot be used (adversary.pt is missing); move {run / names[1]} aside, and " \
-           f"Ray Train's record of the run's checkpoints ({record}) with it, to resume from the newest whole " \
-           "checkpoint before it, or use another train.name" in said, said
+           f"Ray Train's record of the run's checkpoints ({record}) with it, to resume from {run / names[0]}, or use " \
+           "another train.name" in said, said
     aside = tmp_path / "aside"
     aside.mkdir()
     for moved in (run / names[1], record):
@@ -306,8 +306,8 @@ def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_befo
         assert str(refused.value) == (
             f"{trials}/t1: its newest checkpoint cannot be used ({why}); move {trials}/t1/{names[1]} aside, and Ray "
             f"Train's record of the run's checkpoints ({trials}/t1/checkpoint_manager_snapshot.json) with it, to resume "
-            "from the newest whole checkpoint before it, or use another train.name (for a sweep's trial: another "
-            "sweep.name) to start a new run")
+            f"from {trials}/t1/{names[0]}, or use another train.name (for a sweep's trial: another sweep.name) to "
+            "start a new run")
         (trials / "t1" / "kept").rename(trials / "t1" / lost)
     sweep.check_trial_runs(url, cfg)  # whole again
     (trials / "t1" / names[1] / ck.ADVERSARY).unlink()
@@ -317,13 +317,18 @@ def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_befo
         (trials / "t1" / moved).rename(aside / moved)
     sweep.check_trial_runs(url, cfg)
     assert ck.ray_resume_point(str(trials / "t1"), C.S3Config())[0] == str(trials / "t1" / names[0])
+    (trials / "t1" / names[0] / ck.ADVERSARY).unlink()  # none is before it: moving it aside would start from epoch 0
+    with pytest.raises(ck.CheckpointError, match=r"\(adversary.pt is missing\), and no whole checkpoint is before it "
+                       r"to resume from; .* \(for a sweep's trial, start a new sweep instead: sweep.name=...\)$"):
+        sweep.check_trial_runs(url, cfg)
     assert not ray.is_initialized()
 
 
 def test_a_trials_checkpoint_refused_in_the_trial_says_to_start_a_new_sweep():
     """A checkpoint refused in a sweep's trial (what `check_trial_runs` cannot see: weights that do not load) fails the
     trial, and a resumed sweep never retries it: the advice to move it aside could not work."""
-    refused = str(ck.unusable("s3://b/ckpt/trials/t1", "adversary.pt is missing", "s3://b/ckpt/trials/t1/c", True))
+    refused = str(ck.unusable("s3://b/ckpt/trials/t1", "adversary.pt is missing", "s3://b/ckpt/trials/t1/c", True,
+                              s3=C.S3Config()))
     assert refused == ("s3://b/ckpt/trials/t1: its newest checkpoint cannot be used (adversary.pt is missing), so this "
                        "trial fails; a sweep's failed trials are not retried on resume: start a new sweep "
                        "(sweep.name=...)")
@@ -408,7 +413,7 @@ def test_a_checkpoint_missing_a_part_is_named_not_resumed_half(tiny_shards, two_
     assert code == 1 and f"{storage / 'fixed'}: its newest checkpoint cannot be used (" in err, err
     assert ("adversary.pt is missing" in err) == (damage == "adversary.pt")
     # named, as a Ray Train run's is: a run keeps two checkpoint folders, and `latest.json` may not name this one
-    assert f"move {newest} aside to resume from the one before it" in err
+    assert f"move {newest} aside to resume from {storage / 'fixed' / 'checkpoint_epoch_0001'}, or" in err
     assert "another train.name (for a sweep's trial: another sweep.name)" in err  # a trial has no train.name to change
 
 
@@ -425,6 +430,38 @@ def test_a_checkpoint_moved_aside_within_its_run_folder_is_not_resumed_from(tiny
     assert code == 0, err
     assert f"resuming from {run}/checkpoint_epoch_0001, the newest checkpoint" in out and "from epoch 1 of 2" in out
     assert (run / "checkpoint_epoch_0002.bad").is_dir()
+
+
+def test_an_unusable_checkpoint_with_none_before_it_says_to_start_the_run_over(tiny_shards, finished, tmp_path,
+                                                                               capsys):
+    """A run's only checkpoint that cannot be used was refused saying to move it aside to resume from the one before
+    it; there was none, and the rerun was refused again (delete the run to start it over). Now that is said at once,
+    and it works."""
+    storage = copy_of(finished, tmp_path)
+    run = storage / "fixed"
+    (run / "checkpoint_epoch_0001" / ck.ADVERSARY).unlink()
+    args = ["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, "train.epochs=2")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{run}: its newest checkpoint cannot be used (adversary.pt is missing), and no whole checkpoint is " \
+           f"before it to resume from; delete {run} to start the run over, or use another train.name" in err, err
+    assert "aside" not in err
+    shutil.rmtree(run)  # as it says
+    assert main(args) == 0, capsys.readouterr().err
+
+
+def test_a_ray_train_runs_only_checkpoint_that_cannot_be_used_says_to_start_the_run_over(tiny_shards, tmp_path):
+    """As a single-process run's: with its record moved aside too, the run started from epoch 0, not from a checkpoint
+    before it, as it said. Where there is one, it is named."""
+    run, _, _, names = signed_ray_run(tiny_shards, tmp_path, planned=3)
+    said = str(ck.unusable(str(run), "adversary.pt is missing", str(run / names[1]), s3=C.S3Config()))
+    assert f"with it, to resume from {run / names[0]}, or use another" in said, said
+    shutil.rmtree(run / names[0])
+    ray_record(run, names[1])
+    said = str(ck.unusable(str(run), "adversary.pt is missing", str(run / names[1]), s3=C.S3Config()))
+    assert said == (f"{run}: its newest checkpoint cannot be used (adversary.pt is missing), and no whole checkpoint "
+                    f"is before it to resume from; delete {run} to start the run over, or use another train.name for "
+                    "a new run (for a sweep's trial, start a new sweep instead: sweep.name=...)")
 
 
 def test_a_run_whose_checkpoint_folders_were_all_deleted_says_to_start_it_over(tiny_shards, finished, tmp_path, capsys):

@@ -104,12 +104,15 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
         )
 
 
-def _newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> tuple[str, dict[str, Any]] | None:
+def _newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None,
+                  without: str | None = None) -> tuple[str, dict[str, Any]] | None:
     """(folder URL, state) of the checkpoint folder (`CHECKPOINT_NAME`: RunStore's, Ray Train's or Tune's) of the
     latest epoch whose `state.json` is whole and, with `up_to_epoch`, of an epoch no later than it; None when there
     is none. By the epoch its state holds, not by name: Ray Train names its folders by the node's clock, which may be
-    behind an earlier attempt's on another node."""
-    found = [u for u in storage.list_files(run_url, s3=s3) if CHECKPOINT_NAME.fullmatch(u.rsplit("/", 1)[-1])]
+    behind an earlier attempt's on another node. `without`: a folder's URL to pass over, as if moved aside."""
+    skip = without.rstrip("/").rsplit("/", 1)[-1] if without is not None else None
+    found = [u for u in storage.list_files(run_url, s3=s3)
+             if CHECKPOINT_NAME.fullmatch(u.rsplit("/", 1)[-1]) and u.rsplit("/", 1)[-1] != skip]
     whole = []
     for i, folder in enumerate(found):
         try:
@@ -129,25 +132,45 @@ class CheckpointError(AvdisError):
     """A checkpoint a run would resume from that cannot be used; the message names it and what to do."""
 
 
-def unusable(where: str, why: str, folder: str | None = None, trial: bool = False,
-             ray_train: bool = True) -> CheckpointError:
+def unusable(where: str, why: str, folder: str | None = None, trial: bool = False, ray_train: bool = True, *,
+             s3: S3Config) -> CheckpointError:
     """The refusal of a run's checkpoint that cannot be used, naming `folder`, the one the run restored, to move aside
     to resume from the one before it (a run keeps `KEEP_CHECKPOINTS`, and a single-process run's may not be the one
-    latest.json names: `RunStore.resume_point`). `ray_train`: the folder is a Ray Train run's, named with the run's
-    record, which goes aside with it: Ray Train will not load a record that lists a folder that is gone, so moving the
-    folder alone was refused in turn. `trial`: refused in a sweep's trial, which then fails, and a resumed sweep does
-    not retry a failed trial: moving anything aside would not train it again (`sweep.check_trial_runs` refuses what
-    it can before Ray starts)."""
+    latest.json names: `RunStore.resume_point`), found in `s3` as the run will (`resumes_without`). Where none is
+    before it, it says to start the run over instead: a single-process run with the folder moved aside was refused
+    in turn, and a Ray Train run started from epoch 0. `ray_train`: the folder is a Ray Train run's, named with the
+    run's record, which goes aside with it: Ray Train will not load a record that lists a folder that is gone, so
+    moving the folder alone was refused in turn. `trial`: refused in a sweep's trial, which then fails, and a resumed
+    sweep does not retry a failed trial: moving anything aside would not train it again (`sweep.check_trial_runs`
+    refuses what it can before Ray starts)."""
     if trial:
         return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails; a sweep's "
                                "failed trials are not retried on resume: start a new sweep (sweep.name=...)")
+    before = resumes_without(where, folder, s3, ray_train) if folder is not None else None
+    if before is None:
+        return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), and no whole checkpoint is "
+                               f"before it to resume from; delete {where} to start the run over, or use another "
+                               "train.name for a new run (for a sweep's trial, start a new sweep instead: "
+                               "sweep.name=...)")
     if not ray_train:
-        aside = f"move {folder} aside to resume from the one before it"
+        aside = f"move {folder} aside to resume from {before}"
     else:
         aside = (f"move {folder} aside, and Ray Train's record of the run's checkpoints ({ray_record_url(where)}) "
-                 "with it, to resume from the newest whole checkpoint before it")
+                 f"with it, to resume from {before}")
     return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}); {aside}, or use another "
                            "train.name (for a sweep's trial: another sweep.name) to start a new run")
+
+
+def resumes_without(run_url: str, folder: str, s3: S3Config, ray_train: bool) -> str | None:
+    """URL of the checkpoint the run under `run_url` resumes from once `folder` (and, for a Ray Train run, its record)
+    is moved aside: the newest other with a whole state.json (`RunStore.resume_point`), for a Ray Train run the newest
+    its metrics.json shows uploaded whole (`unrecorded_point`, which `RayReporter.restore` takes without a record);
+    None where there is none."""
+    if ray_train:
+        point = unrecorded_point(run_url, s3, without=folder)
+    else:
+        point = _newest_whole(run_url, s3, without=folder)
+    return point[0] if point is not None else None
 
 
 def fault(folder_url: str, s3: S3Config) -> str | None:
@@ -265,7 +288,8 @@ def check_ray_record(run_url: str, s3: S3Config, start_over: str) -> None:
                if left else "") + start_over)
 
 
-def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, dict[str, Any]] | None:
+def unrecorded_point(run_url: str, s3: S3Config, after: int = 0,
+                     without: str | None = None) -> tuple[str, dict[str, Any]] | None:
     """(folder URL, state) of the newest checkpoint of a Ray Train run that its own record lacks, of an epoch after
     `after` (the epoch of the newest one the record has); None when there is none. A stop (Ctrl-C, `ray job stop`)
     aborts the run before Ray Train has recorded its last reports in checkpoint_manager_snapshot.json (two epochs
@@ -275,7 +299,7 @@ def unrecorded_point(run_url: str, s3: S3Config, after: int = 0) -> tuple[str, d
     uploaded = uploaded_epochs(run_url, s3)
     if uploaded is None or uploaded <= after:  # nothing newer is known whole: no listing (the usual restore)
         return None
-    newest = _newest_whole(run_url, s3, up_to_epoch=uploaded)
+    newest = _newest_whole(run_url, s3, up_to_epoch=uploaded, without=without)
     return newest if newest is not None and int(newest[1].get("epoch", 0)) > after else None
 
 

@@ -81,7 +81,7 @@ def tune_checkpoint(found: Any, s3: S3Config, records_url: str) -> Iterator[Path
         if here is None:
             raise ck.unusable(run_url, f"{found.path} {lacks}, and no checkpoint beside it is known to be whole (one "
                                        f"with a whole {ck.STATE}, of an epoch before the last that "
-                                       f"{storage.join(records_url, ck.METRICS_FILE)} records)", trial=True)
+                                       f"{storage.join(records_url, ck.METRICS_FILE)} records)", trial=True, s3=s3)
         print(f"avdis sweep: trial checkpoint {found.path} {lacks}"
               f"{' (deleted after the driver last saved its state)' if gone else ''}; resuming from the newest whole "
               f"checkpoint in {run_url}", flush=True)
@@ -415,7 +415,8 @@ def run(cfg: Config, reporter: LocalReporter | TuneReporter | RayReporter,
     with reporter.restore() as found:
         if found is not None:
             # the refusal names the folder to move aside, a Ray Train run's with its record (`ck.unusable`)
-            aside = dict(folder=reporter.restored, trial=trial, ray_train=isinstance(reporter, RayReporter))
+            aside = dict(folder=reporter.restored, trial=trial, ray_train=isinstance(reporter, RayReporter),
+                         s3=reporter.s3)
             try:
                 state = ck.read_state(found)
             except (OSError, ValueError) as exc:

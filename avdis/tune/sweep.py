@@ -330,7 +330,7 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> None:
         if folder is not None:
             why = ck.fault(folder, cfg.s3)
             if why is not None:
-                raise ck.unusable(run_url, why, folder)
+                raise ck.unusable(run_url, why, folder, s3=cfg.s3)
             continue
         if role not in tune_checkpoints:
             tune_checkpoints[role] = _tune_restored(cfg, role)
