@@ -845,3 +845,23 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_skips_one_a_kill_cut_shor
     with pytest.raises(ck.CheckpointError, match="checkpoint_000002 is gone"):
         with loop.tune_checkpoint(gone, C.S3Config(), str(records)):
             pass
+
+
+def test_a_trial_checkpoint_tune_restores_that_cannot_be_used_names_where_the_trial_resumes_from(tmp_path):
+    """`avdis sweep` refused such a checkpoint of a trial in its own process saying to move its state.json aside 'to
+    resume the trial from the newest whole checkpoint beside it', where there might be none: followed, the trial failed
+    on it (`loop.tune_checkpoint`), and a failed trial is never retried. It now names the one the trial resumes from,
+    and where there is none says at once to start a new sweep."""
+    trial, records = tmp_path / "experiment" / "trial", tmp_path / "trials" / "t1"
+    for epoch in (1, 2):
+        storage.write_bytes(str(trial / f"checkpoint_00000{epoch - 1}" / ck.STATE), json.dumps({"epoch": epoch}).encode())
+    storage.write_bytes(str(records / ck.METRICS_FILE), json.dumps({"history": [{}] * 3}).encode())
+    bad = str(trial / "checkpoint_000001")
+    assert str(ck.tune_unusable(bad, "t1", "adversary.pt is missing", str(records), C.S3Config())) == (
+        f"{bad}: the checkpoint Tune restores trial t1 from cannot be used (adversary.pt is missing); move its "
+        f"state.json aside (not the folder, which Tune must find) to resume the trial from {trial}/checkpoint_000000, "
+        "or start a new sweep (sweep.name=...)")
+    (trial / "checkpoint_000000" / ck.STATE).unlink()
+    assert str(ck.tune_unusable(bad, "t1", "adversary.pt is missing", str(records), C.S3Config())).endswith(
+        "(adversary.pt is missing), and no checkpoint beside it is known to be whole to resume the trial from; start a "
+        "new sweep (sweep.name=...)")

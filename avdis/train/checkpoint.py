@@ -161,6 +161,22 @@ def unusable(where: str, why: str, folder: str | None = None, trial: bool = Fals
                            "train.name (for a sweep's trial: another sweep.name) to start a new run")
 
 
+def tune_unusable(folder: str, trial_id: str, why: str, records_url: str, s3: S3Config) -> CheckpointError:
+    """The refusal of the checkpoint Tune restores trial `trial_id`, in its own process, from (`folder`, lacking a file:
+    `fault`): its state.json to move aside, not the folder, which Tune must find, where the trial then resumes from the
+    whole checkpoint beside it that `loop.tune_checkpoint` takes (of an epoch the metrics.json under `records_url`
+    shows uploaded), named; where there is none, a new sweep at once: the advice to move it aside, followed, failed the
+    trial in turn, and a failed trial is never retried."""
+    uploaded = uploaded_epochs(records_url, s3)
+    beside = None if uploaded is None else _newest_whole(folder.rsplit("/", 1)[0], s3, uploaded, without=folder)
+    said = f"{folder}: the checkpoint Tune restores trial {trial_id} from cannot be used ({why})"
+    if beside is None:
+        return CheckpointError(f"{said}, and no checkpoint beside it is known to be whole to resume the trial from; "
+                               "start a new sweep (sweep.name=...)")
+    return CheckpointError(f"{said}; move its {STATE} aside (not the folder, which Tune must find) to resume the trial "
+                           f"from {beside[0]}, or start a new sweep (sweep.name=...)")
+
+
 def resumes_without(run_url: str, folder: str, s3: S3Config, ray_train: bool) -> str | None:
     """URL of the checkpoint the run under `run_url` resumes from once `folder` (and, for a Ray Train run, its record)
     is moved aside: the newest other with a whole state.json (`RunStore.resume_point`), for a Ray Train run the newest

@@ -339,10 +339,7 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> None:
         if folder is not None and storage.exists(storage.join(folder, ck.STATE), cfg.s3):
             why = ck.fault(folder, cfg.s3)
             if why is not None:  # Tune fails a trial whose checkpoint folder is gone: it must stay where it is
-                raise ck.CheckpointError(
-                    f"{folder}: the checkpoint Tune restores trial {trial_id} from cannot be used ({why}); move its "
-                    f"{ck.STATE} aside (not the folder, which Tune must find) to resume the trial from the newest "
-                    "whole checkpoint beside it, or start a new sweep (sweep.name=...)")
+                raise ck.tune_unusable(folder, trial_id, why, run_url, cfg.s3)
 
 
 def _tune_restored(cfg: Config, role: str) -> dict[str, str]:
