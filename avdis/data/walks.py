@@ -10,7 +10,9 @@ chunk's or an MP4 box's type's first letters). A copy cut a byte past the end of
 file with that byte appended, and copies are cut there (one position in a part's length) far more often than a tool
 appends a lone sync byte or type letter: tools append text, zeros or tags, told apart by the bytes that follow. Bytes
 that tell nothing (an MP4 box's size, an M2TS packet's arrival time, zeros) stay unseen, as a cut exactly between two
-parts does, and so does a tail where the file says it ended (an FLV's metadata filesize).
+parts does, and so does a tail where the file says it ended (an FLV's metadata filesize). A 64-bit size (a CAF
+chunk's, an MP4 box's) tells where it is held, in part too: its first bytes held, the rest taken as 0, give the least
+it may be, and from `BIG_PART` up it is no part's (text read as one: "info ok\n" appended to a CAF).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import struct
 from collections.abc import Callable
 from typing import BinaryIO
 
+# Bytes no part of a media file runs to (256 TiB): more than any one file an object store (S3: 50 TB) or ext4 (16 TiB)
+# holds, and less than any 64-bit size whose first byte is not 0, as text's never is (a tab: 2^59)
+BIG_PART = 1 << 48
 FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}  # how an MP4 or a QuickTime .mov begins
 # The top-level boxes of an MP4 (ISO BMFF, QuickTime, fragmented): only one of these running past the end is a cut;
 # another type there is bytes a tool appended (text, a vendor's trailer) that happen to read as a box's size and type
@@ -39,10 +44,12 @@ def mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
         fh.seek(at)
         box = fh.read(16)
         length, kind, header = int.from_bytes(box[:4], "big"), box[4:8], 8
-        if length == 1 and len(box) < 16:  # the file ends inside its 64-bit size, which follows the type
-            return None if indexed or kind not in _MP4_BOXES else ("MP4 box header", at + 16, size)
-        if length == 1:
-            length, header = int.from_bytes(box[8:16], "big"), 16
+        if length == 1:  # a 64-bit size follows the type (as far as the file holds it, the rest taken as 0)
+            length, header = int.from_bytes(box[8:16].ljust(8, b"\0"), "big"), 16
+            if length >= BIG_PART:
+                return None
+            if len(box) < 16:  # the file ends inside it
+                return None if indexed or kind not in _MP4_BOXES else ("MP4 box header", at + 16, size)
         if length < 8 or not all(32 <= c < 127 for c in kind):  # 0: the box runs to the end of the file, as it is
             return None
         if at + length > size:
@@ -55,7 +62,8 @@ def mp4_box_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
     length = int.from_bytes(head[:4], "big")
     if indexed or len(head) <= 4 or not (length >= 8 or length == 1):
         return None
-    return ("MP4 box header", at + 8, size) if any(kind.startswith(head[4:]) for kind in _MP4_BOXES) else None
+    header = 16 if length == 1 else 8
+    return ("MP4 box header", at + header, size) if any(kind.startswith(head[4:]) for kind in _MP4_BOXES) else None
 
 
 def mp4_unindexed(fh: BinaryIO, size: int) -> bool:
@@ -96,21 +104,23 @@ _CAF_CHUNKS = {b"desc", b"data", b"pakt", b"chan", b"kuki", b"strg", b"mark", b"
 
 def caf_chunk_past(fh: BinaryIO, size: int) -> tuple[str, int, int] | None:
     """("CAF chunk", the byte it runs to, the size) for the chunk of a CAF file that runs past the end of the file
-    (its header: the file ends inside a chunk's header whose type begins as a CAF chunk's does); None for a whole
-    one, or where a chunk's size is left open (-1: its data runs to the end of the file), no chunk starts, or one of
-    a type CAF does not define runs past the end (bytes a tool appended: text reads as a chunk)."""
+    (its header: the file ends inside a chunk's header whose type begins as a CAF chunk's does, and whose size, as
+    far as held, is under `BIG_PART`, or a data chunk's -1); None for a whole one, or where a chunk's size is left open (-1: its data runs
+    to the end of the file), no chunk starts, or one of a type CAF does not define, or of a size from `BIG_PART` up,
+    runs past the end (bytes a tool appended: text reads as a chunk, "info ok\n" as an info chunk of 2^61 bytes)."""
     at, kind = 8, b""  # after its type and version
-    while at + 12 <= size:
+    while at < size:
         fh.seek(at)
         chunk = fh.read(12)
-        length, kind = int.from_bytes(chunk[4:12], "big", signed=True), chunk[:4]
-        if length < 0 or not all(32 <= c < 127 for c in kind):  # no chunk (bytes a tool appended)
+        kind, held = chunk[:4], chunk[4:12]
+        length = int.from_bytes(held.ljust(8, b"\0"), "big", signed=True)  # as far as held, the rest 0
+        if len(chunk) < 12 and kind == b"data" and not held.strip(b"\xff"):  # -1 begun: its size left open
+            length = 0
+        if not 0 <= length < BIG_PART or not all(32 <= c < 127 for c in kind):  # no chunk (bytes a tool appended)
             return None
+        if len(chunk) < 12:  # the file ends inside its header: told by its type's first letters and its size's
+            return ("CAF chunk header", at + 12, size) if any(k.startswith(kind) for k in _CAF_CHUNKS) else None
         at += 12 + length
-    if at < size:  # the file ends inside a chunk's header: told by its type's first letters
-        fh.seek(at)
-        kind = fh.read(4)
-        return ("CAF chunk header", at + 12, size) if any(k.startswith(kind) for k in _CAF_CHUNKS) else None
     return ("CAF chunk", at, size) if at > size and kind in _CAF_CHUNKS else None
 
 
@@ -139,8 +149,9 @@ def ts_packet_past(fh: BinaryIO, size: int, packet: int) -> tuple[str, int, int]
     declares its length; one inside a video PES packet of length unsaid, ffmpeg's, is told by the frame the decoder
     patches up, `media.decode_video`); None for a whole file, or where what follows the last whole packet is no
     packet's start (bytes a tool appended): packets do not precede it, or it holds another sync byte, or a PID none of
-    the packets before it has. An M2TS packet's first 4 bytes alone say nothing (ffmpeg's arrival times jump about):
-    a cut there stays unseen, as "\n" appended does."""
+    the packets before it has (as far as held: its first 5 bits, where the file ends after the PID's first byte). An
+    M2TS packet's first 4 bytes alone say nothing (ffmpeg's arrival times jump about): a cut there stays unseen, as
+    "\n" appended does."""
     sync = packet - 188
     last = size - size % packet  # where a packet the file ends inside starts
     look = min(_TS_LOOK_BACK, last // packet) * packet
@@ -155,7 +166,9 @@ def ts_packet_past(fh: BinaryIO, size: int, packet: int) -> tuple[str, int, int]
     pids = {int.from_bytes(before[at + sync + 1 : at + sync + 3], "big") & 0x1FFF for at in range(0, look, packet)}
     if tail[sync : sync + 1] != bytes([TS_SYNC]):
         return None
-    if len(tail) >= sync + 3 and int.from_bytes(tail[sync + 1 : sync + 3], "big") & 0x1FFF not in pids:
+    held = tail[sync + 1 : sync + 3]  # its PID (13 bits after 3 flags), as far as the file holds it
+    drop = 8 * (2 - len(held))  # the PID's bits not held
+    if (int.from_bytes(held.ljust(2, b"\0"), "big") & 0x1FFF) >> drop not in {pid >> drop for pid in pids}:
         return None
     return "MPEG-TS packet", last + packet, size
 
