@@ -262,7 +262,8 @@ def _file_stamp(path: str) -> str:
 # (each was "cut short"). 16: so are a Matroska file written live with a Korean character appended and an FLV file
 # with a tab and a few characters appended; an AVI over 1 GiB (OpenDML), an MPEG transport stream (.ts, .mts: inside a
 # packet, or between two inside an audio PES packet or a video frame), a fragmented MP4 cut inside a box's header or
-# a W64 file cut short is no clip (each was a shorter one); and shards made with it deal within_speaker splits anew
+# a W64 file cut short is no clip (each was a shorter one), a CAF file with text appended that begins with a chunk's
+# type is a clip again (it was "cut short"); and shards made with it deal within_speaker splits anew
 # (each emotion its share of every split: splits.within_speaker).
 DECODING = 16
 
