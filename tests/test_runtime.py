@@ -940,6 +940,7 @@ def test_a_ctrl_c_remembered_is_forgotten_once_its_command_has_ended():
     by a Ctrl-C that had already ended the command (the flag was cleared only by the next command)."""
     from avdis import runtime
 
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a command starts (pytest-xdist's differs)
     restore = runtime.remember_interrupts()
     assert restore is not None
     try:
@@ -954,4 +955,5 @@ def test_a_ctrl_c_remembered_is_forgotten_once_its_command_has_ended():
         runtime.check_interrupted()
     except KeyboardInterrupt:
         pytest.fail("the Ctrl-C outlived its command")  # forgotten with the handler
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        assert signal.signal(signal.SIGINT, before) is signal.default_int_handler
