@@ -199,6 +199,20 @@ def test_the_shards_corpus_or_run_folder_is_refused_not_waited_on(tiny_shards: s
         dashboard.make_server(url, port=0)
 
 
+ENDED = "no sweep is running here any more: it ended before its first result"
+
+
+def page_once_its_sweep_ends(url: str) -> tuple[dashboard.LiveReport, str | None]:
+    """A page opened on `url` while a sweep holds it, which does not say the sweep ended, and the page once the sweep
+    lets go (None where it never says so)."""
+    from avdis import storage_lock
+
+    with storage_lock.exclusive(url, "sweep driver"):
+        live = dashboard.LiveReport(url, None, refresh_s=0.2)
+        assert ENDED not in live.current().html.decode()
+    return live, wait_until(lambda: (text := live.current().html.decode()) and ENDED in text and text)
+
+
 def test_the_page_says_when_a_sweep_getting_ready_ends_before_its_first_result(tmp_path: Path) -> None:
     """A sweep refused (or killed) while it got ready, after the page started: the page waited for its first result
     for ever. It says so now, and waits again once a sweep holds the folder. (An S3 folder's lock is told by
@@ -206,27 +220,16 @@ def test_the_page_says_when_a_sweep_getting_ready_ends_before_its_first_result(t
     from avdis import storage_lock
 
     url = str(tmp_path / "live")
-    ended = "no sweep is running here any more: it ended before its first result"
-    with storage_lock.exclusive(url, "sweep driver"):
-        live = dashboard.LiveReport(url, None, refresh_s=0.2)
-        assert ended not in live.current().html.decode()
-    page = wait_until(lambda: (text := live.current().html.decode()) and ended in text and text)
+    live, page = page_once_its_sweep_ends(url)
     assert page and "waiting for the first result" in page
     with storage_lock.exclusive(url, "sweep driver"):  # started again
-        assert wait_until(lambda: ended not in live.current().html.decode())
+        assert wait_until(lambda: ENDED not in live.current().html.decode())
 
 
 def test_the_page_says_when_a_sweep_ends_after_its_sweep_json_before_its_first_result(tmp_path: Path) -> None:
     """A sweep stopped (`ray job stop`, Ctrl-C) once it had written its sweep.json and started its first trials, before
     any reported: its lock let go, the page waited for its first result for ever."""
-    from avdis import storage_lock
-
-    url = started_sweep(tmp_path)
-    ended = "no sweep is running here any more: it ended before its first result"
-    with storage_lock.exclusive(url, "sweep driver"):
-        live = dashboard.LiveReport(url, None, refresh_s=0.2)
-        assert ended not in live.current().html.decode()
-    page = wait_until(lambda: (text := live.current().html.decode()) and ended in text and text)
+    page = page_once_its_sweep_ends(started_sweep(tmp_path))[1]
     assert page and "the same command resumes one that wrote its sweep.json" in page
 
 
