@@ -899,7 +899,7 @@ def test_a_trial_lost_to_a_killed_driver_is_counted_apart_from_failed_ones(tmp_p
             for r in rows()]  # beside the one failed trial rows() holds
     url = str(tmp_path / "lost")
     results.write_trials(url, lost)
-    written, trials, _ = files.write_report(url)
+    written, trials, *_ = files.write_report(url)
     summary = results.summarize(trials, "demo")
     assert (summary["n_failed"], summary["n_lost"]) == (1, 1)
     page = Path(written["pareto.html"]).read_text()
@@ -973,6 +973,20 @@ def test_a_pareto_json_field_of_another_type_is_a_named_error(tmp_path: Path, fi
     live = dashboard.LiveReport(url, None, refresh_s=60)  # the dashboard summarizes the table and says why
     assert live.snapshot.summary["sweep"] == "demo" and f"pareto.json: {field}: ".encode() in live.snapshot.html
     assert main(["report", url]) == 0  # the report rebuilds it from the table
+    assert results.read_pareto(url)["front"] == summary["front"]
+
+
+def test_a_report_that_rebuilds_a_damaged_pareto_json_says_which_field_and_from_what(tmp_path: Path) -> None:
+    """`avdis report` replaced a damaged pareto.json (one edited by hand, a field another tool wrote) silently, where
+    the README says it rebuilds it: the note names the file and field and that it was rebuilt from trials.parquet.
+    A sound one is not said to be rebuilt."""
+    url = str(tmp_path / "demo")
+    _, summary = results.record(url, rows(), "demo")
+    assert files.write_report(url).rebuilt is None
+    Path(url, "pareto.json").write_text(json.dumps({**json_safe(summary), "front": "t3"}))
+    said = files.write_report(url).rebuilt
+    assert said is not None and said.startswith(f"{Path(url, 'pareto.json')}: front: ")
+    assert said.endswith("; rebuilt it from trials.parquet") and "rebuild it" not in said
     assert results.read_pareto(url)["front"] == summary["front"]
 
 
@@ -1255,7 +1269,7 @@ def test_a_report_never_writes_an_older_summary_over_the_sweeps_newer_one(tmp_pa
         return summary
 
     monkeypatch.setattr(results, "summarize", summarize_then_record)
-    written, trials, _ = files.write_report(url)
+    written, trials, *_ = files.write_report(url)
     assert json.loads(Path(written["pareto.json"]).read_text())["n_running"] == 0  # the table's: none
     assert data_blob(Path(written["pareto.html"]).read_text())["counts"]["running"] == 0
     assert len(recorded) == 1 and not (trials["status"] == "RUNNING").any()

@@ -100,11 +100,14 @@ def outrun(sweep_url: str) -> str:
 
 class Report(NamedTuple):
     """What `write_report` leaves: the URLs of pareto.json and both pages, the trials they were drawn from (the last
-    table read, where it was outrun), and `outrun`'s words where the running sweep's own report stands instead."""
+    table read, where it was outrun), `outrun`'s words where the running sweep's own report stands instead, and
+    `rebuilt`: what was wrong with a damaged pareto.json that was rebuilt from trials.parquet (a user who fixed it
+    by hand, or whose tool reads it, is told it was replaced)."""
 
     written: dict[str, str]
     trials: pd.DataFrame
     outrun: str | None = None
+    rebuilt: str | None = None
 
 
 def _still_read(sweep_url: str, trials: pd.DataFrame, s3: S3Config | None) -> bool:
@@ -116,16 +119,17 @@ def _still_read(sweep_url: str, trials: pd.DataFrame, s3: S3Config | None) -> bo
         return False
 
 
-def _kept(sweep_url: str, summary: dict[str, Any], s3: S3Config | None) -> dict[str, Any] | None:
+def _kept(sweep_url: str, summary: dict[str, Any], s3: S3Config | None) -> tuple[dict[str, Any] | None, str | None]:
     """pareto.json where it already summarizes the table as `summary` does (the recorder's, for a table a sweep
     wrote), else None, and only then is it written: beside a sweep the report writes none, so none of its own can land
-    over the recorder's newer one."""
+    over the recorder's newer one. Second, what is wrong with a damaged one (its file and field), which is rebuilt."""
     try:
         kept = results.read_pareto(sweep_url, s3)
-    except ResultsError:  # damaged: rebuilt
-        return None
+    except ResultsError as exc:  # damaged: rebuilt, and said (its error's advice to rebuild it is what is done)
+        return None, str(exc).rsplit(" rebuild it from", 1)[0].rstrip(";,")
     drawn = json.loads(json.dumps(json_safe(summary)))
-    return kept if kept is not None and {**kept, "updated_at": None} == {**drawn, "updated_at": None} else None
+    same = kept is not None and {**kept, "updated_at": None} == {**drawn, "updated_at": None}
+    return (kept if same else None), None
 
 
 def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
@@ -139,8 +143,9 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
     After `REDRAWS` tries outrun by a sweep that replaces the table faster than a report is drawn, nothing more is
     written and the sweep's own report stands (`outrun`): what was needed is there, newer than this one would be.
 
-    An unreadable trials.parquet leaves pareto.json as it was (a summary of nothing would replace a good one): the
-    pages say why, and ResultsError then says so too."""
+    A damaged pareto.json is rebuilt and `rebuilt` says what was wrong with it. An unreadable trials.parquet leaves
+    pareto.json as it was (a summary of nothing would replace a good one): the pages say why, and ResultsError then
+    says so too."""
     _check_has_trials(sweep_url, s3)
     with _read_only_said(sweep_url):
         for _ in range(REDRAWS):
@@ -149,7 +154,7 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
             if note is not None:  # the pages show the summary kept, and why it was kept
                 _write_pages(sweep_url, _pages(trials, results.read_pareto(sweep_url, s3) or summary, note), s3)
                 raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")
-            kept = _kept(sweep_url, summary, s3)
+            kept, damaged = _kept(sweep_url, summary, s3)
             if not _still_read(sweep_url, trials, s3):
                 continue
             if kept is None:
@@ -161,5 +166,6 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
             if _still_read(sweep_url, trials, s3):
                 written = _write_pages(sweep_url, pages, s3)
                 if _still_read(sweep_url, trials, s3):
-                    return Report(written, trials)
+                    rebuilt = None if damaged is None else f"{damaged}; rebuilt it from {results.TRIALS}"
+                    return Report(written, trials, rebuilt=rebuilt)
     return Report(_urls(sweep_url), trials, outrun(sweep_url))
