@@ -1414,3 +1414,18 @@ def test_a_broken_pipe_is_taken_for_a_reader_gone_only_where_stdout_is_that_pipe
         os.close(write)
         if read is not None:
             os.close(read)
+
+
+def test_model_says_its_head_sizes_are_an_example_not_the_configs_corpus(capsys):
+    """`avdis model` headed its table "8 emotions, 24 speakers" (RAVDESS's) whatever the config's corpus, as if they
+    were its: smoke.yaml's synthetic corpus has 4 and 6. They are an example, said as one, and each one more adds
+    the emb_dim+1 parameters the header says."""
+    from avdis.model import multitask
+
+    assert main(["model", "--config", SMOKE]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "heads for an example 8 emotions and 24 speakers: a run's follow its shards" in header
+    cfg = C.load(SMOKE)
+    tiny = [int(multitask.describe_presets(cfg, *sizes).splitlines()[1].split()[-1].replace(",", ""))
+            for sizes in ((8, 24), (9, 24), (8, 25))]
+    assert tiny[1] - tiny[0] == tiny[2] - tiny[0] == cfg.model.emb_dim + 1

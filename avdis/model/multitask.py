@@ -73,9 +73,12 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def describe_presets(cfg: Config, n_emotions: int = 8, n_speakers: int = 24) -> str:
-    """A table of the presets with parameter counts at this config's features and modality."""
+    """A table of the presets with parameter counts at this config's features and modality. The heads' sizes are an
+    example (RAVDESS's, by default), said as one: a run's heads follow the emotions and speakers of its shards
+    (`loop.run`), not the settings `avdis model` reads; the table named them as if they were the corpus's."""
     lines = [f"{'preset':<8}{'width':>7}{'depth':>7}{'params':>16}   (modality={cfg.model.modality}, "
-             f"emb_dim={cfg.model.emb_dim}, {n_emotions} emotions, {n_speakers} speakers)"]
+             f"emb_dim={cfg.model.emb_dim}, heads for an example {n_emotions} emotions and {n_speakers} speakers: a "
+             f"run's follow its shards, emb_dim+1 parameters each)"]
     for name, p in PRESET_SIZES.items():
         with torch.device("meta"):
             model = AVModel(cfg.model.model_copy(update={"preset": name}), cfg.data.features, n_emotions, n_speakers)
