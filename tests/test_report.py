@@ -97,6 +97,17 @@ def test_front_and_hypervolume_match_hand_computed(sweep: str) -> None:
     assert summary["baseline"]["leakage"] == pytest.approx(0.62)
 
 
+def test_a_trial_at_chance_adds_no_hypervolume() -> None:
+    """A point's accuracy is rounded to 12 places (ties must tie), the box's corner was not: a trial at chance, 5/18
+    of 18 test clips, rounded up past it and gave the first step of a sweep's hypervolume_history 1.6e-13, not 0."""
+    from avdis.results import pareto
+
+    chance = 5 / 18
+    assert pareto.hypervolume(np.array([5 / 18]), np.array([0.3]), chance) == 0.0
+    assert pareto.hypervolume(np.array([5 / 18, 7 / 18]), np.array([0.3, 0.4]), chance) == pytest.approx(
+        (7 / 18 - chance) * 0.6, abs=1e-12)
+
+
 def test_baseline_is_the_multitask_trials_trained_longest(tmp_path: Path) -> None:
     early = rows() + [{**rows()[0], "trial_id": "t11", "emotion_acc": 0.40, "leakage": 0.90, "epochs": 1, "order": 9}]
     summary = results.summarize(results.to_table(early).to_pandas(), "demo")

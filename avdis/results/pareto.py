@@ -48,12 +48,14 @@ def ranks(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
 
 
 def hypervolume(acc: np.ndarray, leakage: np.ndarray, chance_acc: float) -> float:
-    """Area dominated by the points inside the box [chance_acc, 1] x [0, 1] of (acc, leakage)."""
-    pts = points(acc, leakage)
-    pts = pts[(pts[:, 0] > chance_acc) & (pts[:, 1] < 1.0)] if len(pts) else pts
+    """Area dominated by the points inside the box [chance_acc, 1] x [0, 1] of (acc, leakage). The box's corner is
+    rounded as the points are: a trial at chance (5/18) is the corner, where its point rounded up past the unrounded
+    corner earned 1.6e-13 of area."""
+    pts, ref = points(acc, leakage), points(np.array([chance_acc]), np.array([1.0]))[0]
+    pts = pts[(pts[:, 0] > ref[0]) & (pts[:, 1] < ref[1])] if len(pts) else pts
     if len(pts) == 0:
         return 0.0
-    return float(moocore.hypervolume(pts, ref=[chance_acc, 1.0], maximise=list(MAXIMISE)))
+    return float(moocore.hypervolume(pts, ref=ref, maximise=list(MAXIMISE)))
 
 
 @dataclass(frozen=True)
