@@ -126,6 +126,12 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
             _refuse_ignored(args, cfg, {key: f"{why}; under {mode}={current} {{key}} would change nothing: drop it, "
                                              f"or give {mode}={'null' if values[0] is None else values[0]}"},
                             chosen=_typed(args, mode, flags) is not None, flags=flags)
+    if (reads is None or _reads(reads, "method.weight")) and cfg.method.weight == 0 \
+            and cfg.method.name not in C.WEIGHT_RANGES:  # here, not in MethodConfig: `_refuse_unless_resumed`
+        _refuse_ignored(args, cfg, {"method.weight": f"method {cfg.method.name} takes no weight, so {{key}}=0 would "
+                                                     "change nothing (it trains as without it, under a run name of its "
+                                                     f"own); drop it, or give method.name one of "
+                                                     f"{', '.join(C.WEIGHT_RANGES)}"}, chosen=False, flags=flags)
     return cfg
 
 
@@ -176,11 +182,18 @@ def _refuse_ignored(args: argparse.Namespace, cfg: C.Config, ignored: dict[str, 
         why = next((why for key, why in ignored.items() if _reads((key,), path)), None)
         typed = _typed(args, path, flags)
         if why is not None and (typed is not None or not chosen):
-            said = f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}"
-            resumed = _resumed(args, cfg)
-            if resumed is None:
-                raise C.ConfigError(said)
-            print(f"{_said_by(args)}: warning: {said}; kept, as {resumed} was started with it", file=sys.stderr)
+            _refuse_unless_resumed(args, cfg, f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}")
+
+
+def _refuse_unless_resumed(args: argparse.Namespace, cfg: C.Config, said: str) -> None:
+    """Refuse a setting that changes nothing (`said`: which, and why) where the command starts its sweep or run; where
+    it resumes one (`_resumed`), started with the setting before it was refused, warn and go on. Such refusals are
+    made here, by the command, not where a config is validated, which a resumed sweep's trials and a run's workers do
+    again."""
+    resumed = _resumed(args, cfg)
+    if resumed is None:
+        raise C.ConfigError(said)
+    print(f"{_said_by(args)}: warning: {said}; kept, as {resumed} was started with it", file=sys.stderr)
 
 
 def _resumed(args: argparse.Namespace, cfg: C.Config) -> str | None:
@@ -215,6 +228,22 @@ def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: 
                     f"{chooser} one of those"
                for key, readers in C.READ_BY_METHODS.items() if not set(readers) & set(methods)}
     _refuse_ignored(args, cfg, ignored, chosen=_typed(args, chooser) is not None)
+
+
+def _refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
+    """Refuse a setting sweep.space.params samples that none of sweep.space.methods reads (`C.READ_BY_METHODS`): it
+    set trials apart that trained alike, and the searcher learned noise. Given on the command line or in the file."""
+    methods = cfg.sweep.space.methods
+    for key in cfg.sweep.space.params:
+        readers = next((r for k, r in C.READ_BY_METHODS.items() if _reads((k,), key)), ())
+        if readers and not set(readers) & set(methods):
+            param = ["sweep", "space", "params"]
+            typed = next((o for o in reversed(args.overrides) if _holds(C.parse_overrides([o]), [*param, key])
+                          or _holds(C.parse_overrides([o]), [*param, *key.split(".")])), None)
+            where = typed or f"{f'{args.config}: ' if args.config else ''}sweep.space.params.{key}"
+            _refuse_unless_resumed(args, cfg, f"{where}: {key} is read only by {', '.join(readers)}, none of which "
+                                              f"sweep.space.methods=[{', '.join(methods)}] holds, so sampling it would "
+                                              "change nothing; add one of them to sweep.space.methods, or drop it")
 
 
 def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:
@@ -362,6 +391,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "train.probe_every would change nothing; give sweep.scheduler.grace_epochs=<epochs>, or "
                             "sweep.scheduler.type=none to probe every train.probe_every epochs")
     _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
+    _refuse_unread_samples(args, cfg)
     if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:  # `tune.trial.run_trial`
         _refuse_ignored(args, cfg, dict.fromkeys(
             ("train.max_failures", "train.placement_strategy", "sweep.trial_cpus"), "with train.workers=1 every trial "

@@ -317,7 +317,8 @@ class MethodConfig(_Section):
     def _check_weight(self) -> Self:
         rng = WEIGHT_RANGES.get(self.name)
         if rng is None:
-            if self.weight is not None:  # 0 too: it trained as without it, under a run name of its own (-w0)
+            # 0 is taken here and refused by the command (`cli._load`), which lets a run started with it resume
+            if self.weight not in (None, 0):
                 raise ValueError(
                     f"method {self.name!r} takes no weight (got {self.weight}); "
                     f"drop method.weight or pick one of {sorted(WEIGHT_RANGES)}"
@@ -522,12 +523,6 @@ class SearchSpace(_Section):
             held = [why for k, why in PER_SWEEP.items() if key == k or (k.endswith(".") and key.startswith(k))]
             if held:
                 raise ValueError(f"sweep.space.params: {key} is one setting for the whole sweep: {held[0]}")
-            unread = [readers for k, readers in READ_BY_METHODS.items()
-                      if (key == k or key.startswith(f"{k}.")) and not set(readers) & set(self.methods)]
-            if unread:  # every trial the same but for a setting it does not read: the searcher would learn noise
-                raise ValueError(f"sweep.space.params: {key} is read only by {', '.join(unread[0])}, none of which "
-                                 f"sweep.space.methods={self.methods} holds, so sampling it would change nothing; add "
-                                 "one of them to sweep.space.methods, or drop it")
             if key.startswith(MADE_WITH_SHARDS):
                 raise ValueError(f"sweep.space.params: {key} is fixed when the shards are made, so every trial of a "
                                  "sweep has the same; sweep it with one sweep per set of shards")

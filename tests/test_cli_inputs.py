@@ -597,6 +597,29 @@ def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_
     with pytest.raises(Ran):
         main(["train", *run])
     assert "kept, as the run at" in capsys.readouterr().err
+    # refused by the command, not where a config is validated (as they were): there a sweep's resumed trials and a
+    # run's workers, which validate their config again, refused them too
+    run = [*run[:-1], "method.weight=0"]
+    refused(capsys, ["train", *run], "method.weight=0: method multitask takes no weight, so method.weight=0 would "
+            "change nothing")
+    (tmp_path / "runs" / launch.run_name(C.load(None, run))).mkdir(parents=True)
+    with pytest.raises(Ran):
+        main(["train", *run])
+    assert "kept, as the run at" in capsys.readouterr().err
+    started = ["sweep.name=t", "sweep.space.methods=[multitask,orthogonal]",
+               "sweep.space.params.method.adversary.steps=[1,5]"]
+    refused(capsys, ["sweep", *base, *started], "sweep.space.params.method.adversary.steps=[1,5]: "
+            "method.adversary.steps is read only by adversarial, confusion")
+    old = C.load(None, [*base, *started])
+    sweep.record_spec(sweep.url_of(old), old, "0123456789abcdef")
+    with pytest.raises(Ran):
+        main(["sweep", *base, *started])
+    assert f"kept, as the sweep at {sweep.url_of(old)} it resumes" in capsys.readouterr().err
+    from avdis.tune.space import to_overrides  # as each of its trials reads its config (`tune.trial.run_trial`)
+
+    trial = C.with_overrides(C.Config.model_validate(old.model_dump(mode="json")),
+                             to_overrides({"method": "multitask", "method.adversary.steps": 5}))
+    assert trial.method.adversary.steps == 5
 
 
 def test_a_setting_read_under_a_value_a_sweep_samples_is_taken(tmp_path, capsys, monkeypatch):
@@ -1306,6 +1329,35 @@ def test_a_sweep_refuses_the_method_settings_none_of_its_methods_reads(tmp_path,
     blocker.write_text("not a folder")
     refused(capsys, ["sweep", "--config", SMOKE, "method.adversary.steps=2", "--storage", str(blocker),
                      "--name", "s"], f"{blocker}/s: not writable")  # smoke.yaml sweeps adversarial
+
+
+@pytest.mark.parametrize("methods, param, readers", [
+    ("[multitask, orthogonal]", "method.adversary.steps=[1, 5]", "adversarial, confusion"),
+    ("[multitask]", "method.conditional=[true, false]", "adversarial, confusion, nullspace"),
+    ("[single_task]", "method.speaker_weight={low: 0.5, high: 2}",
+     "multitask, adversarial, confusion, orthogonal, nullspace"),
+])
+def test_a_sampled_method_setting_no_swept_method_reads_is_refused(tmp_path, capsys, monkeypatch, methods, param,
+                                                                   readers):
+    """Sampled for a space without the methods that read it, a setting set trials apart that trained alike (the
+    searcher learned noise): refused before any work, on the command line or in the file. With one that reads it,
+    it is sampled."""
+    monkeypatch.chdir(tmp_path)
+    setting = param.partition("=")[0]
+    space = f"sweep.space.params.{param}"
+    said = f"{setting} is read only by {readers}, none of which sweep.space.methods={methods} holds"
+    refused(capsys, ["sweep", "--config", SMOKE, f"sweep.space.methods={methods}", space], f"{space}: {said}")
+    in_file = tmp_path / "c.yaml"
+    sampled = {setting: yaml.safe_load(param.partition("=")[2])}
+    in_file.write_text(yaml.safe_dump({"sweep": {"space": {"params": sampled}}}))
+    refused(capsys, ["sweep", "--config", str(in_file), f"sweep.space.methods={methods}"],
+            f"{in_file}: sweep.space.params.{setting}: {said}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    reader = readers.split(", ")[0]
+    refused(capsys, ["sweep", "--config", SMOKE, f"sweep.space.methods={methods[:-1]}, {reader}]", space,
+                     "--storage", str(blocker), "--name", "s"], f"{blocker}/s: not writable")
 
 
 @pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD",
