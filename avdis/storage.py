@@ -112,13 +112,26 @@ def pinned(s3: S3Config) -> S3Config:
     written in. Sweep trials and Ray Train workers get the config, not the driver's environment (Ray Tune forwards
     AWS keys to trials, not the endpoint or region; nodes started by `ray start` have their own): unpinned, a trial
     on such a node sent the driver's MinIO keys to AWS's endpoint, as it did where the driver's AWS profile gave the
-    endpoint (`_profile_s3`). Credentials stay in the environment."""
+    endpoint (`_profile_s3`). Credentials stay in the environment. One S3Config would refuse (AWS_REGION='eu west',
+    AWS_ENDPOINT_URL=localhost:9000) is left out: every trial and Ray Train worker validates its config again, and
+    failed on it, also where no location is on S3 (botocore never reads it there; on S3 the driver's first call fails
+    on it first)."""
     client = _s3_options(s3)["client_kwargs"]
     endpoint, region = client.get("endpoint_url"), client.get("region_name")
     if endpoint is None or region is None:  # the profile's, which a node without that profile lacks
         in_profile = _profile_s3()
         endpoint, region = endpoint or in_profile[0], region or in_profile[1]
-    return s3.model_copy(update={"endpoint_url": endpoint, "region": region})
+    found = {"endpoint_url": endpoint, "region": region}
+    return s3.model_copy(update={key: value for key, value in found.items() if _taken(key, value)})
+
+
+def _taken(key: str, value: str | None) -> bool:
+    """Whether S3Config takes `value` for its setting `key`."""
+    try:
+        S3Config.model_validate({key: value})
+    except ValueError:  # pydantic's ValidationError
+        return False
+    return True
 
 
 _S3_FILESYSTEMS: dict[tuple[Any, ...], fsspec.AbstractFileSystem] = {}

@@ -273,3 +273,23 @@ def test_a_filesystem_made_for_new_credentials_replaces_the_one_before(monkeypat
         assert len(storage._S3_FILESYSTEMS) == 1
     storage._s3_filesystem(S3Config(endpoint_url="http://127.0.0.1:2"))  # other settings: one of their own
     assert len(storage._S3_FILESYSTEMS) == 2
+
+
+def test_an_s3_setting_of_the_environment_the_config_refuses_is_not_pinned_into_it(tmp_path, monkeypatch):
+    """AWS_REGION='eu west' or AWS_ENDPOINT_URL=localhost:9000, pinned into the config that every sweep trial and Ray
+    Train worker validates again, failed each of them with a traceback (a local sweep's every trial: "'eu west' is not
+    a region name botocore takes"), where no location was on S3 and botocore never read them. Left out, as what S3Config
+    takes is pinned."""
+    from avdis.config import Config, S3Config
+
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_REGION", "eu west")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:9000")
+    cfg = Config()
+    assert storage.pinned(cfg.s3) == S3Config()
+    Config.model_validate(cfg.model_copy(update={"s3": storage.pinned(cfg.s3)}).model_dump(mode="json"))  # a trial's
+    monkeypatch.setenv("AWS_REGION", "garage")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
+    assert storage.pinned(cfg.s3) == S3Config(endpoint_url="http://minio:9000", region="garage")
