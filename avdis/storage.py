@@ -77,12 +77,21 @@ def is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
+REGION_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION")  # read in this order where s3.region is unset
+
+
+def _region_variable() -> str | None:
+    """The environment variable the S3 region comes from where s3.region is unset; None where none is set."""
+    return next((variable for variable in REGION_VARIABLES if os.environ.get(variable)), None)
+
+
 def _s3_options(s3: S3Config) -> dict[str, Any]:
     client: dict[str, Any] = {}
     endpoint = s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         client["endpoint_url"] = endpoint
-    region = s3.region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    variable = _region_variable()
+    region = s3.region or (os.environ[variable] if variable else None)
     if region:
         client["region_name"] = region
     # No caching of listings: shards and results appear while others read them.
@@ -134,6 +143,38 @@ def _taken(key: str, value: str | None) -> bool:
     return True
 
 
+def check_region(s3: S3Config) -> None:
+    """Refuse, as a UsageError (exit 2), the S3 region of the environment (AWS_DEFAULT_REGION, AWS_REGION) or the AWS
+    profile (~/.aws/config's region) that botocore would refuse, naming where it came from: it failed only at the
+    first S3 call, as 'cannot reach storage (InvalidRegionError: ...)' or with the advice to check the endpoint and
+    the network (exit 1). s3.region, which comes before them, is checked with the config (`S3Config`, the same rule).
+    botocore's own rule and no narrower (S3 servers other than AWS name their own regions: garage, default)."""
+    import botocore.exceptions
+    import botocore.session
+    import botocore.utils
+
+    if s3.region:
+        return
+    variable = _region_variable()
+    if variable:
+        region = os.environ[variable]
+        where, fix = f"{variable}={region!r} (from the environment)", f"fix or unset {variable}"
+    else:
+        session = botocore.session.get_session()
+        try:
+            region = session.get_config_variable("region")
+            profile, file = session.profile or "default", session.get_config_variable("config_file")
+        except botocore.exceptions.BotoCoreError:  # a profile that does not load: the storage calls say why
+            return
+        where, fix = f"{region!r} (the region of the AWS profile {profile!r} in {file})", "fix it there"
+    try:
+        botocore.utils.validate_region_name(region)
+    except botocore.exceptions.InvalidRegionError:
+        raise UsageError(f"the S3 region {where} is not a region name botocore takes: letters, digits and '-' (at "
+                         "most 63, not all digits, no '-' first or last), e.g. eu-west-1, or the one your S3 server "
+                         f"names; {fix}, or give s3.region, which comes first") from None
+
+
 _S3_FILESYSTEMS: dict[tuple[Any, ...], fsspec.AbstractFileSystem] = {}
 _S3_LOCK = threading.Lock()  # two threads asking at once get one filesystem
 
@@ -168,6 +209,7 @@ def _s3_filesystem(s3: S3Config) -> fsspec.AbstractFileSystem:
         fs = _S3_FILESYSTEMS.get(key)
         if fs is None:  # those it replaces go (another process's, or older keys of these settings): a dashboard
             # left running beside a tool that rewrites the credentials file kept a client per rewrite
+            check_region(s3)  # before the first S3 call, which a region botocore refuses fails
             for old in [k for k in _S3_FILESYSTEMS if k[0] != key[0] or k[1] == key[1]]:
                 del _S3_FILESYSTEMS[old]
             fs = _S3_FILESYSTEMS[key] = fsspec.filesystem("s3", **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -293,3 +294,41 @@ def test_an_s3_setting_of_the_environment_the_config_refuses_is_not_pinned_into_
     monkeypatch.setenv("AWS_REGION", "garage")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
     assert storage.pinned(cfg.s3) == S3Config(endpoint_url="http://minio:9000", region="garage")
+
+
+def test_a_region_botocore_refuses_from_the_environment_or_profile_is_refused_naming_where(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A region of AWS_REGION, AWS_DEFAULT_REGION or the AWS profile that botocore refuses failed only at the first S3
+    call, as 'cannot reach storage (InvalidRegionError: ...)' or a bucket that did not connect (exit 1). Refused before
+    it (exit 2), naming where it came from; s3.region comes first, and any name botocore takes is taken."""
+    from avdis.cli import main
+    from avdis.config import S3Config
+
+    for key in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(storage, "_S3_FILESYSTEMS", {})
+    config = tmp_path / "config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    config.write_text("[default]\nregion = eu west 1\n")
+    with pytest.raises(storage.UsageError, match=re.escape(
+            f"the S3 region 'eu west 1' (the region of the AWS profile 'default' in {config}) is not a region name "
+            "botocore takes") + ".*; fix it there, or give s3.region"):
+        storage.filesystem("s3://bucket/x")
+    assert storage.filesystem("s3://bucket/x", S3Config(region="eu-west-1"))  # s3.region first
+    for variable, region in (("AWS_REGION", "not a region"), ("AWS_DEFAULT_REGION", "eu_west_1"),
+                             ("AWS_REGION", "-eu"), ("AWS_DEFAULT_REGION", "1234")):
+        with monkeypatch.context() as env:
+            env.setenv(variable, region)
+            with pytest.raises(storage.UsageError, match=re.escape(
+                    f"the S3 region {variable}={region!r} (from the environment) is not a region name botocore takes")
+                    + f".*; fix or unset {variable}, or give s3.region"):
+                storage.filesystem("s3://bucket/x")
+    for region in ("us-east-1", "garage", "default", "ceph-1"):
+        config.write_text(f"[default]\nregion = {region}\n")
+        assert storage.filesystem("s3://bucket/x")
+        with monkeypatch.context() as env:
+            env.setenv("AWS_REGION", region)
+            assert storage.filesystem("s3://bucket/y")
+    monkeypatch.setenv("AWS_REGION", "eu west")  # the command, before any call (the endpoint would not answer)
+    assert main(["report", "s3://bucket/sweep", "s3.endpoint_url=http://127.0.0.1:9"]) == 2
+    assert "avdis report: error: the S3 region AWS_REGION='eu west' (from the environment)" in capsys.readouterr().err
