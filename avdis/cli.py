@@ -68,7 +68,7 @@ READ_ONLY_UNDER = (
     ("sweep.startup_trials", "sweep.search", ("tpe",), "TPE draws sweep.startup_trials trials at random before it "
                                                        "models the results"),
     ("model.contours", "model.modality", ("av", "audio"), "model.contours are features of the audio encoder"),
-    ("ray.include_dashboard", "ray.address", (None, "", "local"),
+    ("ray.include_dashboard", "ray.address", ("local", None, ""),
      "ray.include_dashboard is for the local Ray a command starts (runtime.connect), not one it joins"),
     *((f"data.features.{key}", "data.modality", ("av",), f"data.features.{key} sizes the video frames, which shards "
        "of data.modality=audio do not hold") for key in C.VIDEO_FEATURES),
@@ -120,12 +120,12 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
                 raise C.ConfigError(f"{key} is given twice, by {flag} {value} and by {override}; give it once")
     cfg = C.load(args.config, args.overrides, {key: value for key, (_, value) in given.items()}, _given_by(flags))
     for key, mode, values, why in READ_ONLY_UNDER:
-        current = _value(cfg, mode)
+        said, current = _mode(cfg, mode)
         sampled = args.command == "sweep" and mode in cfg.sweep.space.params  # each trial its own
         if (reads is None or _reads(reads, key)) and current not in values and not sampled:
-            _refuse_ignored(args, cfg, {key: f"{why}; under {mode}={current} {{key}} would change nothing: drop it, "
+            _refuse_ignored(args, cfg, {key: f"{why}; under {said}={current} {{key}} would change nothing: drop it, "
                                              f"or give {mode}={'null' if values[0] is None else values[0]}"},
-                            chosen=_typed(args, mode, flags) is not None, flags=flags)
+                            chosen=said != mode or _typed(args, mode, flags) is not None, flags=flags)
     if (reads is None or _reads(reads, "method.weight")) and cfg.method.weight == 0 \
             and cfg.method.name not in C.WEIGHT_RANGES:  # here, not in MethodConfig: `_refuse_unless_resumed`
         _refuse_ignored(args, cfg, {"method.weight": f"method {cfg.method.name} takes no weight, so {{key}}=0 would "
@@ -140,6 +140,16 @@ def _value(cfg: C.Config, path: str) -> Any:
     for part in path.split("."):
         cfg = getattr(cfg, part)
     return cfg
+
+
+def _mode(cfg: C.Config, mode: str) -> tuple[str, Any]:
+    """The setting `mode` of `READ_ONLY_UNDER` as the command takes it: the name that gave its value, and the value.
+    Where ray.address is unset, RAY_ADDRESS names the Ray the command joins (`runtime.connect`), as a command line
+    would: a config file's settings for a local Ray are left alone there, as under `ray job submit`, which sets it."""
+    value = _value(cfg, mode)
+    if mode == "ray.address" and not value and os.environ.get("RAY_ADDRESS"):
+        return "RAY_ADDRESS", os.environ["RAY_ADDRESS"]
+    return mode, value
 
 
 def _given_by(flags: dict[str, tuple[str, Any]] | None) -> dict[str, str]:

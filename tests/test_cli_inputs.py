@@ -536,7 +536,7 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
     ("sweep", "sweep.scheduler.eta=3", "sweep.scheduler.type=none", "sweep.scheduler.type=mo_asha"),
     ("sweep", "sweep.startup_trials=3", "sweep.search=random", "sweep.search=tpe"),
     ("train", "model.contours=false", "model.modality=visual", "model.modality=av"),
-    ("sweep", "ray.include_dashboard=false", "ray.address=10.255.255.1:6379", "ray.address=null"),
+    ("sweep", "ray.include_dashboard=false", "ray.address=10.255.255.1:6379", "ray.address=local"),
     ("preprocess", "data.features.fps=4", "data.modality=audio", "data.modality=av"),
     ("train", "data.features.face_size=32", "data.modality=audio", "data.modality=av")])
 def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypatch, command, override, mode, fix):
@@ -562,6 +562,32 @@ def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypat
     in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
     refused(capsys, [command, "--config", str(in_file), *base, mode], f"{goes_on}: not writable")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "c.yaml"]
+
+
+@pytest.mark.parametrize("command", ["sweep", "train"])
+def test_ray_include_dashboard_is_refused_where_ray_address_names_the_ray_joined(tmp_path, capsys, monkeypatch,
+                                                                                  command):
+    """Refused where ray.address named the Ray a command joins, ray.include_dashboard was taken where only RAY_ADDRESS
+    named it, and changed nothing there either: one rule. A config file's is left alone there, as RAY_ADDRESS, not
+    the file, chose the Ray (`ray job submit` sets it for a job whose file may also serve local runs)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
+    blocker = tmp_path / "afile"  # where the command goes on, it stops at its next check, before any work
+    blocker.write_text("not a folder")
+    base = {"train": [f"data.src={tmp_path}", f"data.shards={tmp_path / 'shards'}", f"train.storage={blocker}",
+                      "train.strategy=ddp"],
+            "sweep": ["--storage", str(blocker), "--name", "s"]}[command]
+    goes_on = f"{blocker}{'/s' if command == 'sweep' else ''}: not writable"
+    refused(capsys, [command, *base, "ray.include_dashboard=false"], "ray.include_dashboard=false: "
+            "ray.include_dashboard is for the local Ray a command starts (runtime.connect), not one it joins; under "
+            "RAY_ADDRESS=10.255.255.1:6379 ray.include_dashboard would change nothing: drop it, or give "
+            "ray.address=local")
+    refused(capsys, [command, *base, "ray.address=local", "ray.include_dashboard=false"], goes_on)
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump({"ray": {"include_dashboard": False}}))
+    refused(capsys, [command, "--config", str(in_file), *base], goes_on)
+    monkeypatch.setenv("RAY_ADDRESS", "")  # none: a local Ray, which reads it
+    refused(capsys, [command, *base, "ray.include_dashboard=false"], goes_on)
 
 
 def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_path, capsys, monkeypatch):
