@@ -67,6 +67,9 @@ READ_ONLY_UNDER = (
        f"sweep.scheduler.{key}") for key in ("eta", "grace_epochs", "margin", "stopped_as")),
     ("sweep.startup_trials", "sweep.search", ("tpe",), "TPE draws sweep.startup_trials trials at random before it "
                                                        "models the results"),
+    ("sweep.scheduler.stopped_as", "sweep.search", ("tpe", "nsga2"), "sweep.scheduler.stopped_as is how a trial "
+     "MO-ASHA stopped is told to a search that models the results (tune.space.SweepSearch); random search draws every "
+     "trial alike, whatever came before"),
     ("model.contours", "model.modality", ("av", "audio"), "model.contours are features of the audio encoder"),
     ("ray.include_dashboard", "ray.address", ("local", None, ""),
      "ray.include_dashboard is for the local Ray a command starts (runtime.connect), not one it joins"),

@@ -535,6 +535,7 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
     ("preprocess", "data.synth.speakers=3", "data.corpus=ravdess", "data.corpus=synthetic"),
     ("sweep", "sweep.scheduler.eta=3", "sweep.scheduler.type=none", "sweep.scheduler.type=mo_asha"),
     ("sweep", "sweep.startup_trials=3", "sweep.search=random", "sweep.search=tpe"),
+    ("sweep", "sweep.scheduler.stopped_as=complete", "sweep.search=random", "sweep.search=tpe"),
     ("train", "model.contours=false", "model.modality=visual", "model.modality=av"),
     ("sweep", "ray.include_dashboard=false", "ray.address=10.255.255.1:6379", "ray.address=local"),
     ("preprocess", "data.features.fps=4", "data.modality=audio", "data.modality=av"),
@@ -542,7 +543,8 @@ def test_training_in_one_process_refuses_the_ray_settings_it_would_ignore(tmp_pa
 def test_a_setting_its_mode_does_not_read_is_refused(tmp_path, capsys, monkeypatch, command, override, mode, fix):
     """Each was accepted and changed nothing: data.split.fold under within_speaker (trained the same model),
     data.synth on a RAVDESS corpus (built the same shards), MO-ASHA's settings under sweep.scheduler.type=none,
-    TPE's startup_trials under another search, the audio encoder's contours under model.modality=visual,
+    TPE's startup_trials under another search, how a stopped trial is told to a random search (which draws the
+    same trials either way), the audio encoder's contours under model.modality=visual,
     ray.include_dashboard where the command joins a Ray at ray.address rather than start one, and the video frames'
     settings for shards of audio alone (recorded in the manifest, so training had to repeat them). Refused before any
     work, given by an override or the config file; a file's are left alone where the command line chose the mode."""
