@@ -244,19 +244,36 @@ def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: 
 
 
 def _refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
-    """Refuse a setting sweep.space.params samples that none of sweep.space.methods reads (`C.READ_BY_METHODS`): it
-    set trials apart that trained alike, and the searcher learned noise. Given on the command line or in the file."""
-    methods = cfg.sweep.space.methods
+    """Refuse a setting sweep.space.params samples that no trial reads (`_unread_sample`): it set trials apart that
+    trained alike, and the searcher learned noise. Given on the command line or in the file."""
+    param = ["sweep", "space", "params"]
     for key in cfg.sweep.space.params:
-        readers = next((r for k, r in C.READ_BY_METHODS.items() if _reads((k,), key)), ())
-        if readers and not set(readers) & set(methods):
-            param = ["sweep", "space", "params"]
+        why = _unread_sample(cfg, key)
+        if why is not None:
             typed = next((o for o in reversed(args.overrides) if _holds(C.parse_overrides([o]), [*param, key])
                           or _holds(C.parse_overrides([o]), [*param, *key.split(".")])), None)
             where = typed or f"{f'{args.config}: ' if args.config else ''}sweep.space.params.{key}"
-            _refuse_unless_resumed(args, cfg, f"{where}: {key} is read only by {', '.join(readers)}, none of which "
-                                              f"sweep.space.methods=[{', '.join(methods)}] holds, so sampling it would "
-                                              "change nothing; add one of them to sweep.space.methods, or drop it")
+            _refuse_unless_resumed(args, cfg, f"{where}: {why}")
+
+
+def _unread_sample(cfg: C.Config, key: str) -> str | None:
+    """Why no trial of the sweep reads the setting `key` that sweep.space.params samples, None where one does: none
+    of sweep.space.methods reads it (`C.READ_BY_METHODS`), it is read only under another value of a setting the
+    space does not sample (`READ_ONLY_UNDER`: model.contours under model.modality=visual), or it is Ray Train's and
+    every trial trains in its own process (`IN_PROCESS_IGNORES`)."""
+    space, methods = cfg.sweep.space.params, cfg.sweep.space.methods
+    readers = next((r for k, r in C.READ_BY_METHODS.items() if _reads((k,), key)), ())
+    if readers and not set(readers) & set(methods):
+        return (f"{key} is read only by {', '.join(readers)}, none of which sweep.space.methods=[{', '.join(methods)}] "
+                "holds, so sampling it would change nothing; add one of them to sweep.space.methods, or drop it")
+    for setting, mode, values, why in READ_ONLY_UNDER:
+        said, current = _mode(cfg, mode)
+        if _reads((setting,), key) and mode not in space and current not in values:
+            return (f"{why}; under {said}={current} sampling {key} would change nothing: drop it, or give "
+                    f"{mode}={'null' if values[0] is None else values[0]}")
+    if key in IN_PROCESS_IGNORES and cfg.train.in_process and "train.workers" not in space:
+        return IN_PROCESS_WHY.format(key=f"sampling {key}")
+    return None
 
 
 def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:
@@ -369,6 +386,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# what a sweep's trials of one worker do not read: each trains in its own process (`tune.trial.run_trial`)
+IN_PROCESS_IGNORES = ("train.max_failures", "train.placement_strategy", "sweep.trial_cpus")
+IN_PROCESS_WHY = ("with train.workers=1 every trial trains in its own process, not as a Ray Train run, so {key} would "
+                  "change nothing; drop it, or give train.workers=2 or more (with train.strategy=ddp or deepspeed)")
+
+
 # settings a sweep sets for each trial itself, and where from: an override of one was accepted and changed nothing
 # (a sweep of every method where the user asked for one; trials' checkpoints looked for under train.storage)
 SWEEP_SETS_ITSELF = {
@@ -405,12 +428,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "sweep.scheduler.type=none to probe every train.probe_every epochs")
     _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
     _refuse_unread_samples(args, cfg)
-    if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:  # `tune.trial.run_trial`
-        _refuse_ignored(args, cfg, dict.fromkeys(
-            ("train.max_failures", "train.placement_strategy", "sweep.trial_cpus"), "with train.workers=1 every trial "
-            "trains in its own process, not as a Ray Train run, so {key} would change nothing; drop it, or give "
-            "train.workers=2 or more (with train.strategy=ddp or deepspeed)"),
-            chosen=_typed(args, "train.workers") is not None)
+    if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:
+        _refuse_ignored(args, cfg, dict.fromkeys(IN_PROCESS_IGNORES, IN_PROCESS_WHY),
+                        chosen=_typed(args, "train.workers") is not None)
     for override in args.overrides:  # a file's weights may serve other lists of methods: left alone
         unswept = [m for m in C.WEIGHT_RANGES if m not in cfg.sweep.space.methods
                    and _holds(C.parse_overrides([override]), ["sweep", "space", "weights", m])]

@@ -1388,6 +1388,30 @@ def test_a_sampled_method_setting_no_swept_method_reads_is_refused(tmp_path, cap
                      "--storage", str(blocker), "--name", "s"], f"{blocker}/s: not writable")
 
 
+@pytest.mark.parametrize("mode, param, said, fix", [
+    ("model.modality=visual", "model.contours=[true, false]", "model.contours are features of the audio encoder; "
+     "under model.modality=visual sampling model.contours would change nothing", "model.modality=av"),
+    ("train.workers=1", "train.placement_strategy=[PACK, SPREAD]", "with train.workers=1 every trial trains in its "
+     "own process, not as a Ray Train run, so sampling train.placement_strategy would change nothing",
+     "train.workers=2"),
+    ("train.workers=1", "train.max_failures=[0, 2]", "with train.workers=1 every trial trains in its own process, "
+     "not as a Ray Train run, so sampling train.max_failures would change nothing",
+     "sweep.space.params.train.workers=[1, 2]")])
+def test_a_sampled_setting_no_trial_reads_is_refused(tmp_path, capsys, monkeypatch, mode, param, said, fix):
+    """`avdis sweep model.modality=visual sweep.space.params.model.contours=[true,false]` (no trial has an audio
+    encoder), and Ray Train's settings sampled for trials that each train in their own process, set trials apart that
+    trained alike, as the settings given were (refused). Refused before any work; where a trial reads it, sampled."""
+    monkeypatch.chdir(tmp_path)
+    space = f"sweep.space.params.{param}"
+    refused(capsys, ["sweep", "--config", SMOKE, mode, space], f"{space}: {said}")
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    fixed = [fix, "train.strategy=deepspeed"] if fix.startswith("train.workers") else [fix]
+    refused(capsys, ["sweep", "--config", SMOKE, space, *fixed, "--storage", str(blocker), "--name", "s"],
+            f"{blocker}/s: not writable")
+
+
 @pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD",
                                       "sweep.trial_cpus=0.5"])
 def test_a_sweep_of_one_worker_trials_refuses_the_ray_train_settings_it_would_ignore(tmp_path, capsys, monkeypatch,
