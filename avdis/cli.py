@@ -377,6 +377,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.train.strategy == "single":
         _refuse_ignored(args, cfg, dict.fromkeys(SINGLE_IGNORES, SINGLE_IGNORES_WHY),
                         chosen=_typed(args, "train.strategy", flags) is not None, flags=flags)
+    elif cfg.train.workers == 1:  # Ray Train's placement group of one worker's bundle: any strategy places it alike
+        _refuse_ignored(args, cfg, {"train.placement_strategy": "with train.workers=1 the run places one worker, "
+                                    "where every placement strategy puts it alike, so {key} would change nothing; "
+                                    "drop it, or give train.workers=2 or more (--workers)"},
+                        chosen=_typed(args, "train.workers", flags) is not None, flags=flags)
     _refuse_unread_by_methods(args, cfg, [cfg.method.name], "method.name")
     _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards,
                                   _given_by(flags).get("train.storage", "train.storage"): cfg.train.storage})

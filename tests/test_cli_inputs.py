@@ -508,6 +508,27 @@ def test_training_on_a_ray_that_does_not_answer_is_refused_before_any_decoding(t
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "shards").exists()
 
 
+def test_a_ray_train_run_of_one_worker_refuses_a_placement_strategy(tmp_path, capsys):
+    """`avdis train --strategy ddp train.placement_strategy=SPREAD` (one worker) placed its one worker as PACK did:
+    Ray Train's placement group held that worker's bundle alone. Refused before any work; with 2 workers, or from a
+    config file where the command line chose one worker, taken."""
+    blocker = tmp_path / "afile"  # where a run goes on, it stops at its next check, before any decoding
+    blocker.write_text("not a folder")
+    run = ["train", "--strategy", "ddp", f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}",
+           f"train.storage={blocker}"]
+    refused(capsys, [*run, "train.placement_strategy=SPREAD"], "train.placement_strategy=SPREAD: with "
+            "train.workers=1 the run places one worker, where every placement strategy puts it alike, so "
+            "train.placement_strategy would change nothing; drop it, or give train.workers=2 or more (--workers)")
+    refused(capsys, [*run, "--workers", "2", "train.placement_strategy=SPREAD"], f"{blocker}: not writable")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump({"train": {"placement_strategy": "SPREAD", "workers": 2}}))
+    refused(capsys, [*run, "--config", str(in_file), "--workers", "1"], f"{blocker}: not writable")
+    refused(capsys, [*run, "--config", str(in_file), "train.workers=1"], f"{blocker}: not writable")
+    in_file.write_text(yaml.safe_dump({"train": {"placement_strategy": "SPREAD"}}))
+    refused(capsys, [*run, "--config", str(in_file)], f"{in_file}: train.placement_strategy: with train.workers=1")
+    assert not (tmp_path / "corpus").exists()
+
+
 @pytest.mark.parametrize("override, setting", [
     ("train.max_failures=3", "train.max_failures"), ("train.placement_strategy=SPREAD", "train.placement_strategy"),
     ("train.cpus_per_worker=2", "train.cpus_per_worker"), ("ray.address=127.0.0.1:1", "ray.address"),
