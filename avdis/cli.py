@@ -339,6 +339,11 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     if args.no_ray:  # a config file's ray section is for its builds on Ray (and its runs): left alone
         _refuse_ignored(args, cfg, {"ray": "--no-ray decodes in this process, without Ray, so {key} would change "
                                            "nothing; drop it, or drop --no-ray to decode in Ray tasks"}, chosen=True)
+    elif _mode(cfg, "ray.address")[1] in (None, "", "local"):  # read only by `nodes.check_added_nodes`, where joined
+        _refuse_ignored(args, cfg, dict.fromkeys(("ray.autoscaling", "ray.cluster_file"), "{key} describes a cluster "
+                                                 "that adds nodes, and the local Ray this build starts (no ray.address "
+                                                 "or RAY_ADDRESS) adds none, so {key} would change nothing; drop it, "
+                                                 "or give ray.address=<the cluster's> to build on it"), chosen=True)
     names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
     _refuse_s3_unused(args, cfg, {names.get("data.shards", "data.shards"): cfg.data.shards})
     corpora.source_folder(cfg.data.src)

@@ -89,6 +89,26 @@ def preprocess(corpus: str, out: str, *flags: str) -> list[str]:
     return ["preprocess", "--corpus", "synthetic", "--src", corpus, "--out", out, "--no-ray", *flags]
 
 
+@pytest.mark.parametrize("override", ["ray.autoscaling=true", "ray.cluster_file=cluster/aws.yaml"])
+def test_preprocessing_on_a_local_ray_refuses_the_cluster_settings(corpus, tmp_path, capsys, monkeypatch, override):
+    """`avdis preprocess ray.autoscaling=true` with no Ray to join built on the local Ray it started, as without it:
+    only the check of outputs on a cluster that adds nodes reads it, and a local Ray adds none. Refused before any
+    work; a config file's (a cluster config, run here) is left alone, and where the build joins a Ray it is read."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    blocker = tmp_path / "afile"  # past the check, the build stops at its next one
+    blocker.write_text("not a folder")
+    build = preprocess(corpus, str(blocker / "x"))[:-1]  # on Ray: without --no-ray
+    setting = override.partition("=")[0]
+    refused(capsys, [*build, override], f"{override}: {setting} describes a cluster that adds nodes, and the local "
+            f"Ray this build starts (no ray.address or RAY_ADDRESS) adds none, so {setting} would change nothing")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump(C.parse_overrides([override])))
+    refused(capsys, [*build, "--config", str(in_file)], f"{blocker / 'x'}: not writable")
+    refused(capsys, [*build, override, "ray.address=10.0.0.1:6379"], f"{blocker / 'x'}: not writable")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    refused(capsys, [*build, override], f"{blocker / 'x'}: not writable")
+
+
 def test_a_data_synth_other_than_the_corpus_was_generated_with_is_refused_before_decoding(corpus, tmp_path, capsys):
     """Preprocessing reads the corpus at data.src as it is: `data.synth.identity_cues=off` made shards of a corpus with
     identity cues, said nothing, and training with that config refused them. The corpus's own settings pass."""
