@@ -78,19 +78,21 @@ def is_remote(url: str) -> bool:
 
 
 REGION_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION")  # read in this order where s3.region is unset
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")  # read in this order where s3.endpoint_url is unset
 
 
-def _region_variable() -> str | None:
-    """The environment variable the S3 region comes from where s3.region is unset; None where none is set."""
-    return next((variable for variable in REGION_VARIABLES if os.environ.get(variable)), None)
+def _variable(variables: tuple[str, ...]) -> str | None:
+    """The first of `variables` set (not empty) in the environment; None where none is."""
+    return next((variable for variable in variables if os.environ.get(variable)), None)
 
 
 def _s3_options(s3: S3Config) -> dict[str, Any]:
     client: dict[str, Any] = {}
-    endpoint = s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    variable = _variable(ENDPOINT_VARIABLES)
+    endpoint = s3.endpoint_url or (os.environ[variable] if variable else None)
     if endpoint:
         client["endpoint_url"] = endpoint
-    variable = _region_variable()
+    variable = _variable(REGION_VARIABLES)
     region = s3.region or (os.environ[variable] if variable else None)
     if region:
         client["region_name"] = region
@@ -143,36 +145,55 @@ def _taken(key: str, value: str | None) -> bool:
     return True
 
 
-def check_region(s3: S3Config) -> None:
-    """Refuse, as a UsageError (exit 2), the S3 region of the environment (AWS_DEFAULT_REGION, AWS_REGION) or the AWS
-    profile (~/.aws/config's region) that botocore would refuse, naming where it came from: it failed only at the
-    first S3 call, as 'cannot reach storage (InvalidRegionError: ...)' or with the advice to check the endpoint and
-    the network (exit 1). s3.region, which comes before them, is checked with the config (`S3Config`, the same rule).
-    botocore's own rule and no narrower (S3 servers other than AWS name their own regions: garage, default)."""
+def check_environment(s3: S3Config) -> None:
+    """Refuse, as a UsageError (exit 2), an S3 region or endpoint of the environment (AWS_DEFAULT_REGION, AWS_REGION;
+    AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL) or the AWS profile (~/.aws/config) that botocore would refuse, naming where
+    it came from: it failed only at the first S3 call, as 'cannot reach storage (InvalidRegionError: ...)' or
+    '(ValueError: Invalid endpoint: localhost:9000)', or with the advice to check the endpoint and the network (exit
+    1). s3.region and s3.endpoint_url, which come before them, are checked with the config (`S3Config`). botocore's own
+    rules and no narrower (S3 servers other than AWS name their own regions: garage, default)."""
     import botocore.exceptions
-    import botocore.session
     import botocore.utils
 
-    if s3.region:
-        return
-    variable = _region_variable()
-    if variable:
-        region = os.environ[variable]
-        where, fix = f"{variable}={region!r} (from the environment)", f"fix or unset {variable}"
-    else:
-        session = botocore.session.get_session()
+    def valid_region(region: str | None) -> bool:
         try:
-            region = session.get_config_variable("region")
-            profile, file = session.profile or "default", session.get_config_variable("config_file")
-        except botocore.exceptions.BotoCoreError:  # a profile that does not load: the storage calls say why
-            return
-        where, fix = f"{region!r} (the region of the AWS profile {profile!r} in {file})", "fix it there"
-    try:
-        botocore.utils.validate_region_name(region)
-    except botocore.exceptions.InvalidRegionError:
-        raise UsageError(f"the S3 region {where} is not a region name botocore takes: letters, digits and '-' (at "
-                         "most 63, not all digits, no '-' first or last), e.g. eu-west-1, or the one your S3 server "
-                         f"names; {fix}, or give s3.region, which comes first") from None
+            botocore.utils.validate_region_name(region)
+        except botocore.exceptions.InvalidRegionError:
+            return False
+        return True
+
+    def valid_endpoint(url: str | None) -> bool:
+        return not url or botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url)
+
+    found = [("region", "s3.region", REGION_VARIABLES, valid_region,
+              "a region name botocore takes: letters, digits and '-' (at most 63, not all digits, no '-' first or "
+              "last), e.g. eu-west-1, or the one your S3 server names"),
+             ("endpoint_url", "s3.endpoint_url", ENDPOINT_VARIABLES, valid_endpoint,
+              "an endpoint URL botocore takes: give it with its scheme, e.g. http://localhost:9000")]
+    in_profile = None
+    for key, setting, variables, valid, takes in found:
+        if getattr(s3, key):
+            continue
+        variable = _variable(variables)
+        if variable:
+            value = os.environ[variable]
+        else:
+            in_profile = _profile_s3() if in_profile is None else in_profile
+            value = in_profile[0 if key == "endpoint_url" else 1]
+        if not valid(value):
+            where, fix = ((f"{variable}={value!r} (from the environment)", f"fix or unset {variable}") if variable else
+                          (f"{value!r} (the {key} of {_profile_named()})", "fix it there"))
+            raise UsageError(f"the S3 {key.removesuffix('_url')} {where} is not {takes}; {fix}, or give {setting}, "
+                             "which comes first")
+
+
+def _profile_named() -> str:
+    """The AWS profile botocore reads, as a refusal names it: 'the AWS profile 'default' in ~/.aws/config'."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return (f"the AWS profile {session.profile or 'default'!r} in "
+            f"{session.get_config_variable('config_file')}")
 
 
 _S3_FILESYSTEMS: dict[tuple[Any, ...], fsspec.AbstractFileSystem] = {}
@@ -209,7 +230,7 @@ def _s3_filesystem(s3: S3Config) -> fsspec.AbstractFileSystem:
         fs = _S3_FILESYSTEMS.get(key)
         if fs is None:  # those it replaces go (another process's, or older keys of these settings): a dashboard
             # left running beside a tool that rewrites the credentials file kept a client per rewrite
-            check_region(s3)  # before the first S3 call, which a region botocore refuses fails
+            check_environment(s3)  # before the first S3 call, which a region or endpoint botocore refuses fails
             for old in [k for k in _S3_FILESYSTEMS if k[0] != key[0] or k[1] == key[1]]:
                 del _S3_FILESYSTEMS[old]
             fs = _S3_FILESYSTEMS[key] = fsspec.filesystem("s3", **options)

@@ -332,3 +332,44 @@ def test_a_region_botocore_refuses_from_the_environment_or_profile_is_refused_na
     monkeypatch.setenv("AWS_REGION", "eu west")  # the command, before any call (the endpoint would not answer)
     assert main(["report", "s3://bucket/sweep", "s3.endpoint_url=http://127.0.0.1:9"]) == 2
     assert "avdis report: error: the S3 region AWS_REGION='eu west' (from the environment)" in capsys.readouterr().err
+
+
+def test_an_endpoint_botocore_refuses_from_the_environment_or_profile_is_refused_naming_where(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """An endpoint without its scheme in AWS_ENDPOINT_URL (MinIO's address as its console shows it), or in the AWS
+    profile, failed only at the first S3 call, as 'cannot reach storage (ValueError: Invalid endpoint: localhost:9)'
+    (exit 1). Refused before it (exit 2), naming where it came from; s3.endpoint_url comes first, and any endpoint
+    botocore takes is taken."""
+    from avdis.cli import main
+    from avdis.config import S3Config
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setattr(storage, "_S3_FILESYSTEMS", {})
+    config = tmp_path / "config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    config.write_text("[default]\nendpoint_url = minio:9000\n")
+    with pytest.raises(storage.UsageError, match=re.escape(
+            f"the S3 endpoint 'minio:9000' (the endpoint_url of the AWS profile 'default' in {config}) is not an "
+            "endpoint URL botocore takes: give it with its scheme, e.g. http://localhost:9000; fix it there, or give "
+            "s3.endpoint_url, which comes first")):
+        storage.filesystem("s3://bucket/x")
+    assert storage.filesystem("s3://bucket/x", S3Config(endpoint_url="http://minio:9000"))  # s3.endpoint_url first
+    for variable, endpoint in (("AWS_ENDPOINT_URL", "localhost:9000"), ("AWS_ENDPOINT_URL_S3", "http:/minio:9000")):
+        with monkeypatch.context() as env:
+            env.setenv(variable, endpoint)
+            with pytest.raises(storage.UsageError, match=re.escape(
+                    f"the S3 endpoint {variable}={endpoint!r} (from the environment) is not an endpoint URL")
+                    + f".*; fix or unset {variable}, or give s3.endpoint_url"):
+                storage.filesystem("s3://bucket/x")
+    for endpoint in ("http://minio:9000", "https://s3.example.com", "http://[::1]:9000"):
+        config.write_text(f"[default]\nendpoint_url = {endpoint}\n")
+        assert storage.filesystem("s3://bucket/x")
+        with monkeypatch.context() as env:
+            env.setenv("AWS_ENDPOINT_URL", endpoint)
+            assert storage.filesystem("s3://bucket/y")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:9")  # the command, before any call
+    assert main(["report", "s3://bucket/sweep"]) == 2
+    assert "avdis report: error: the S3 endpoint AWS_ENDPOINT_URL='localhost:9' (from the environment)" in \
+        capsys.readouterr().err
