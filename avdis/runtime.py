@@ -275,7 +275,7 @@ def connect(cfg: RayConfig) -> str:
             print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
                   "on that cluster and its nodes", file=sys.stderr, flush=True)
-        with _hangup_ignored():
+        with _hangup_held():
             _init_local(cfg, worker_runtime_env())
         stop_as_interrupt()
         return "local"
@@ -375,20 +375,21 @@ def _off_the_terminal(fds: list[int]) -> None:
 
 
 @contextmanager
-def _hangup_ignored() -> Iterator[None]:
-    """SIGHUP ignored while the block starts processes, which keep it ignored (a handler does not pass through exec):
-    a local Ray's gcs_server and raylet run in this process's group, to which a shell whose terminal drops sends
-    SIGHUP, and died with it, leaving the command, stopped as an interrupt (`stop_as_interrupt`), no Ray to end its
-    trials or save a sweep's state with. They still end with this process (Ray's fate-sharing). A hangup while the
-    block runs is lost."""
+def _hangup_held() -> Iterator[None]:
+    """SIGHUP blocked while the block starts processes, which keep it blocked (a signal mask passes through fork and
+    exec, a handler does not): a local Ray's gcs_server and raylet run in this process's group, to which a shell whose
+    terminal drops sends SIGHUP, and died with it, leaving the command, stopped as an interrupt (`stop_as_interrupt`),
+    no Ray to end its trials or save a sweep's state with. They still end with this process (Ray's fate-sharing). A
+    hangup while the block runs is held, not lost, and handled as it ends: it was ignored then (SIG_IGN, which
+    children inherit too), and a command whose terminal dropped in the seconds a local Ray starts went on to its end."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         yield
     finally:
-        signal.signal(signal.SIGHUP, before)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _gcs_of(target: str) -> str | None:

@@ -935,6 +935,44 @@ def test_a_dropped_terminal_stops_a_command_as_ctrl_c_does_unless_nohup_ignores_
     assert (signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)) == before
 
 
+HUNG_UP_AS_RAY_STARTS = """
+import os, signal
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.stop_as_interrupt()
+start = runtime._init_local
+def hung_up_meanwhile(cfg, env):  # the terminal drops in the seconds the local Ray starts
+    os.kill(os.getpid(), signal.SIGHUP)
+    start(cfg, env)
+runtime._init_local = hung_up_meanwhile
+try:
+    runtime.connect(RayConfig(include_dashboard=False))
+    print("went on")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_hangup_while_a_local_ray_starts_stops_the_command_and_its_ray(ray_tmp):
+    """SIGHUP was ignored while a local Ray started (its processes must not die of the shell's hangup), so a terminal
+    that dropped then was lost: the command went on to its end. It is held, and handled once Ray has started: the
+    command stops as interrupted, and the Ray it started ends with it."""
+    done = subprocess.run([sys.executable, "-c", HUNG_UP_AS_RAY_STARTS], capture_output=True, text=True, timeout=150,
+                          cwd=ROOT, env={**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""})
+    assert done.stdout.strip() == "interrupted", done.stderr[-3000:]
+    deadline = time.monotonic() + 20  # Ray's processes end with their driver (fate-sharing), within a few seconds
+    while (left := _ray_processes(ray_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
+
+
+def _ray_processes(ray_tmp: Path) -> list[str]:
+    """The command lines of the processes of a Ray started with RAY_TMPDIR=`ray_tmp`."""
+    return [" ".join(p.info["cmdline"]) for p in psutil.process_iter(["cmdline"])
+            if str(ray_tmp) in " ".join(p.info["cmdline"] or [])]
+
+
 def test_a_ctrl_c_remembered_is_forgotten_once_its_command_has_ended():
     """A program calling the CLI's main, then training or generating itself, was stopped at the first check of those
     by a Ctrl-C that had already ended the command (the flag was cleared only by the next command)."""
