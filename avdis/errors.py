@@ -8,6 +8,13 @@ class AvdisError(Exception):
     # whether a restart may not meet it again (storage that did not answer): Ray Train restarts a run only for these
     # (`avdis.train.launch.stop_on_input_fault`); a fault in the input itself comes back at every restart
     retryable = False
+    # where the traceback of this error, kept off the console, was written (`avdis.train.launch.train_worker`: a
+    # Ray Train worker's log); the message names it, so the traceback is never lost
+    traceback_log: str | None = None
+
+    def __str__(self) -> str:
+        said = super().__str__()
+        return f"{said} (its traceback: {self.traceback_log})" if self.traceback_log else said
 
 
 class UsageError(AvdisError, ValueError):

@@ -243,6 +243,38 @@ def test_a_fault_in_the_input_ends_the_run_even_where_ray_train_may_restart_it_f
     assert done.returncode == 1, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"avdis train: error: .*shard-\d+\.tar: size mismatch.*", last), done.stderr[-3000:]
+    # Ray's tracebacks of it (each worker's, the controller's) are kept off the console, in the log the error names
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    log = re.search(r"\(its traceback: (\S+) on node \S+\)$", last)
+    assert log, last
+    kept = Path(log.group(1)).read_text()
+    assert "Traceback" in kept and "SkipRateExceeded" in kept
+
+
+def test_only_errors_avdis_explains_and_that_end_the_run_are_kept_off_rays_console():
+    """Ray Train's console records of an avdis error that ends the run are dropped (the command says it in one line);
+    one Ray retries (storage that did not answer) and any other error keep their traceback on the console."""
+    import logging
+
+    from ray.train import ControllerError
+
+    from avdis.errors import AvdisError
+    from avdis.storage import StorageError
+
+    def shown(error: BaseException, exc_info: bool = True) -> bool:
+        record = logging.LogRecord("ray.train", logging.ERROR, __file__, 1, "Error", None,
+                                   (type(error), error, None) if exc_info else None)
+        try:
+            raise error
+        except BaseException:  # a worker's record is logged while its error is handled, without exc_info
+            return launch._ExplainedOffTheConsole().filter(record)
+
+    ended = AvdisError("shard x: size mismatch")
+    assert not shown(ended) and not shown(ended, exc_info=False) and not shown(ControllerError(ended))
+    retried = StorageError("s3://b/x: did not answer")  # retryable
+    assert shown(retried) and shown(ControllerError(retried))
+    assert shown(ValueError("a bug")) and shown(ValueError("a bug"), exc_info=False)
+    assert shown(ControllerError(RuntimeError("Ray's own")))
 
 
 def test_the_skip_rate_is_the_epochs_over_every_worker_not_one_workers(local_ray, tiny_shards, tmp_path):

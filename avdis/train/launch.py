@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
@@ -44,8 +46,49 @@ def _avdis_error(failures: Iterable[BaseException]) -> AvdisError | None:
         while seen is not None:
             if isinstance(seen, AvdisError):
                 return seen
-            seen = seen.__cause__ or seen.__context__
+            seen = getattr(seen, "controller_failure", None) or seen.__cause__ or seen.__context__
     return None
+
+
+class _ExplainedOffTheConsole(logging.Filter):
+    """Drops a record of an error that ends the run and that avdis explains (an avdis error not `retryable`) from Ray
+    Train's console output, where Ray logs it with its traceback in each worker ("Error in training function") and in
+    the controller ("Error in control loop iteration", "[FailurePolicy] RAISE"): streamed to the driver, those pages
+    came before the command's one-line error. Ray Train's log files (logs/train in Ray's session folder) still get
+    it. A worker's record carries no exception: it is logged while the error is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else (
+            sys.exc_info()[1] if record.levelno >= logging.ERROR else None)
+        found = _avdis_error([error]) if error is not None else None
+        return found is None or found.retryable
+
+
+def _keep_explained_off_the_console() -> None:
+    """Put `_ExplainedOffTheConsole` on the console handler Ray Train gives its `ray.train` logger in this process (a
+    worker's or the controller's, set as it starts)."""
+    from ray._private.log import PlainRayHandler
+
+    for handler in logging.getLogger("ray.train").handlers:
+        if isinstance(handler, PlainRayHandler) and not any(
+                isinstance(f, _ExplainedOffTheConsole) for f in handler.filters):
+            handler.addFilter(_ExplainedOffTheConsole())
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """`loop.train_worker` with an avdis error that ends the run kept off the console (`_ExplainedOffTheConsole`)
+    and naming the log where Ray Train wrote its traceback instead: the driver's one-line error says where it is."""
+    import ray
+    from ray.train.v2._internal.logging.logging import get_train_application_worker_log_path
+
+    _keep_explained_off_the_console()
+    try:
+        loop.train_worker(config)
+    except AvdisError as exc:
+        log = get_train_application_worker_log_path()
+        if not exc.retryable and log:
+            exc.traceback_log = f"{log} on node {ray.util.get_node_ip_address()}"
+        raise
 
 
 def _explained(error: Exception, run_url: str) -> AvdisError:
@@ -86,6 +129,7 @@ def stop_on_input_fault():
         def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
             found = _avdis_error(worker_exceptions.values())
             if found is not None and not found.retryable:
+                _keep_explained_off_the_console()  # Ray logs the error raised here with its traceback
                 raise found
 
     return StopOnInputFault()
@@ -140,7 +184,7 @@ def trainer(cfg: Config, storage_url: str, name: str, callbacks: list | None = N
     from ray.train.torch import TorchTrainer
 
     return TorchTrainer(
-        loop.train_worker,
+        train_worker,
         train_loop_config={"config": cfg.model_dump(mode="json"), "run_url": storage.join(storage_url, name),
                            "manifest_hash": data_hash, "trial": trial},
         scaling_config=scaling_config(cfg),
