@@ -225,3 +225,37 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
     search = trials[trials["role"] == "search"]
     assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {STOPPED_EPOCHS}
     assert (trials["role"] == "confirm").sum() >= 1
+
+
+def test_tunes_record_of_a_failed_trial_is_kept_off_the_console_only_for_an_avdis_error():
+    """Tune logged every failed trial's traceback (Ray's internals first, ~40 lines) above the sweep's own error,
+    which names each failed trial with its message and where Tune's error file, holding that traceback, is. Kept off
+    where the trial failed of an avdis error, itself or in its Ray Train run; any other error keeps it."""
+    import logging
+
+    from ray.exceptions import RayTaskError
+    from ray.train import ControllerError
+
+    from avdis.errors import AvdisError
+    from avdis.tune.trial import explained_errors_off_the_console
+
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    shown: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: shown.append(type(record.exc_info[1].cause).__name__)  # type: ignore[method-assign]
+    logger.addHandler(handler)
+
+    def failed(cause: Exception) -> None:  # as Tune's controller logs a trial's failure
+        error = RayTaskError("ImplicitFunc.train", "Traceback ...", cause).as_instanceof_cause()
+        logger.error("Trial task failed for trial run_trial_1", exc_info=error)
+
+    try:
+        with explained_errors_off_the_console():
+            failed(AvdisError("shard-000001.tar: size mismatch; make the shards again"))  # an in-process trial's
+            failed(ControllerError(AvdisError("shard-000001.tar: size mismatch")))  # a multi-worker trial's
+            failed(ValueError("a bug"))
+            failed(ControllerError(RuntimeError("Ray Train's own")))
+        failed(AvdisError("after the sweep's fit"))
+    finally:
+        logger.removeHandler(handler)
+    assert shown == ["ValueError", "ControllerError", "AvdisError"]

@@ -46,7 +46,9 @@ def _avdis_error(failures: Iterable[BaseException]) -> AvdisError | None:
         while seen is not None:
             if isinstance(seen, AvdisError):
                 return seen
-            seen = getattr(seen, "controller_failure", None) or seen.__cause__ or seen.__context__
+            # a ControllerError's cause; a Ray task's error (as the cause's type, `RayTaskError.as_instanceof_cause`)
+            wrapped = [getattr(seen, name, None) for name in ("controller_failure", "cause")]
+            seen = next((w for w in wrapped if isinstance(w, BaseException)), seen.__cause__ or seen.__context__)
     return None
 
 

@@ -51,7 +51,7 @@ from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
 from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
-from avdis.tune.trial import TRIALS_DIR, run_trial
+from avdis.tune.trial import TRIALS_DIR, explained_errors_off_the_console, run_trial
 
 CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoints puts them apart
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
@@ -442,7 +442,7 @@ def fit(tuner: Any, trials: int, sweep_url: str) -> None:
     that it "may become a bottleneck": two dozen times in the demo's output, for snapshots of some 20 ms each. Quiet
     unless its threshold is set (under Ray Client, Tune's controller runs on the cluster and still warns)."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    with _watching_signals() as seen:
+    with _watching_signals() as seen, explained_errors_off_the_console():
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
     if seen["interrupted"] or ended < len(grid) or ended < trials:

@@ -20,6 +20,9 @@ reported once more instead.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from avdis import results, storage
@@ -72,3 +75,26 @@ def finished_result(sweep_url: str, trial_id: str, cfg: Config) -> dict[str, Any
                                       "val_leakage", "epochs")
                if record[k] == record[k]}  # NaN-free
     return {**metrics, "epoch": int(record["epochs"]), "resumed_finished": True}
+
+
+class _ExplainedTrialError(logging.Filter):
+    """Drops Tune's "Trial task failed for trial ..." record, and its traceback, where the trial failed of an avdis
+    error (in a multi-worker trial, one its Ray Train run failed of): the sweep's error names each failed trial with
+    the error's message and where Tune's error file, which holds the traceback, is (`sweep.failures`). A trial of
+    damaged shards printed 40 lines of traceback, Ray's internals first, above that. Any other error keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or launch._avdis_error([error]) is None
+
+
+@contextmanager
+def explained_errors_off_the_console() -> Iterator[None]:
+    """`_ExplainedTrialError` on Tune's controller logger while the block (the driver's `tuner.fit()`) runs."""
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    kept_off = _ExplainedTrialError()
+    logger.addFilter(kept_off)
+    try:
+        yield
+    finally:
+        logger.removeFilter(kept_off)
