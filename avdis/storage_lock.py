@@ -187,8 +187,8 @@ async def _get_object(fs: Any, bucket: str, key: str) -> tuple[bytes, dict[str, 
 
 
 def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any], str, bool] | None:
-    """An S3 lock as it stands: its body, its ETag, and whether it is free (released, or its lease ran out by S3's
-    clock); None where there is none."""
+    """An S3 lock as it stands: its body (with quiet_s, the seconds since it was last written, by S3's clock), its
+    ETag, and whether it is free (released, or its lease ran out); None where there is none."""
     try:
         data, response = fsspec.asyn.sync(fs.loop, _get_object, fs, bucket, key)
     except FileNotFoundError:
@@ -200,7 +200,8 @@ def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any], str, bo
         return {}, response["ETag"], True
     now = email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
     quiet = (now - response["LastModified"]).total_seconds()
-    return {**body, "lease_s": lease_s}, response["ETag"], body.get("holder") is None or quiet > lease_s
+    free = body.get("holder") is None or quiet > lease_s
+    return {**body, "lease_s": lease_s, "quiet_s": quiet}, response["ETag"], free
 
 
 class _Lease:
@@ -249,7 +250,9 @@ class _Lease:
                         self.etag = self._put(IfMatch=etag)
                     else:
                         if not said:
-                            lapses = f"its lease runs out {body['lease_s']:g} s after its last renewal if it was killed"
+                            lapses = (f"renewed {body['quiet_s']:.0f} s ago: if it was killed, its lease runs out in "
+                                      f"{max(0.0, body['lease_s'] - body['quiet_s']):.0f} s, {body['lease_s']:g} s "
+                                      "after its last renewal")
                             _busy(self.url, self.what, f"{body.get('holder')}; {lapses}", wait)
                             said = True
                         time.sleep(min(5.0, body["lease_s"] / 4))

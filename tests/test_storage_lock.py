@@ -96,6 +96,26 @@ def test_an_s3_lock_is_renewed_while_its_holder_runs_and_runs_out_once_it_is_kil
     assert f"another sweep driver is running there (pid {holder.pid} on " in capfd.readouterr().err
 
 
+def test_the_refusal_while_a_killed_holders_s3_lease_runs_out_says_how_long_is_left(s3_bucket):
+    """A sweep driver killed (SIGKILL) keeps its S3 folder until its lease runs out: the second command was told that
+    it runs out 60 s after its last renewal, not when that was, so how long to wait was left to guess."""
+    url = f"{s3_bucket}/sweeps/s"
+    holder = _start(HOLDER.replace("LEASE_S = 2.0", "LEASE_S = 40.0"), url)
+    try:
+        assert holder.stdout.readline() == "held\n", holder.stderr.read()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    with pytest.raises(storage_lock.BusyError) as refused:
+        with storage_lock.exclusive(url, "sweep driver"):
+            pass
+    said = re.search(r"renewed (\d+) s ago: if it was killed, its lease runs out in (\d+) s, 40 s after its last "
+                     r"renewal\); wait for it to end", str(refused.value))
+    assert said, refused.value
+    ago, left = map(int, said.groups())
+    assert ago <= 15 and abs(ago + left - 40) <= 1  # S3 stamps whole seconds
+
+
 def test_a_holder_whose_s3_lock_was_taken_says_so_loudly(s3_bucket, capfd, monkeypatch):
     """A holder stalled past its lease (a long GC pause, S3 out of reach) whose lock another job took."""
     import boto3
