@@ -275,12 +275,13 @@ def connect(cfg: RayConfig) -> str:
             print(f"avdis: note: a Ray head that `ray start` started answers at {live}; this job starts a local Ray "
                   f"of its own, as it does with no address given: set ray.address=auto (or RAY_ADDRESS={live}) to run "
                   "on that cluster and its nodes", file=sys.stderr, flush=True)
-        with _hangup_held():
+        with _hangup_held(), _terminated_as_interrupt():
             _init_local(cfg, worker_runtime_env())
         stop_as_interrupt()
         return "local"
     try:
-        ray.init(address=target, runtime_env=worker_runtime_env(_gcs_of(target)), log_to_driver=True)
+        with _terminated_as_interrupt():
+            ray.init(address=target, runtime_env=worker_runtime_env(_gcs_of(target)), log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise UsageError(
             f"Ray address {address!r} does not answer ({type(exc).__name__}: {exc}); "
@@ -390,6 +391,19 @@ def _hangup_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """A SIGTERM while the block runs `ray.init` stops the command as an interrupt, as at any other time
+    (`stop_as_interrupt`, which `connect` sets again once Ray is up): ray.init sets Ray's own handler as it begins,
+    sys.exit(15), and a command sent SIGTERM in the seconds a local Ray started ended with exit 15 without a word."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        raise KeyboardInterrupt from None
 
 
 def _gcs_of(target: str) -> str | None:

@@ -935,16 +935,23 @@ def test_a_dropped_terminal_stops_a_command_as_ctrl_c_does_unless_nohup_ignores_
     assert (signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)) == before
 
 
-HUNG_UP_AS_RAY_STARTS = """
-import os, signal
+SIGNALLED_AS_RAY_STARTS = """
+import os, signal, sys
+import ray._private.utils as ray_utils
 from avdis import runtime
 from avdis.config import RayConfig
 runtime.stop_as_interrupt()
-start = runtime._init_local
+start, set_handler = runtime._init_local, ray_utils.set_sigterm_handler
 def hung_up_meanwhile(cfg, env):  # the terminal drops in the seconds the local Ray starts
     os.kill(os.getpid(), signal.SIGHUP)
     start(cfg, env)
-runtime._init_local = hung_up_meanwhile
+def terminated_meanwhile(handler):  # ray.init sets its SIGTERM handler as it begins; the signal comes then
+    set_handler(handler)
+    os.kill(os.getpid(), signal.SIGTERM)
+if sys.argv[1] == "SIGHUP":
+    runtime._init_local = hung_up_meanwhile
+else:
+    ray_utils.set_sigterm_handler = terminated_meanwhile
 try:
     runtime.connect(RayConfig(include_dashboard=False))
     print("went on")
@@ -954,13 +961,15 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.timeout(180)
-def test_a_hangup_while_a_local_ray_starts_stops_the_command_and_its_ray(ray_tmp):
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
+def test_a_signal_while_a_local_ray_starts_stops_the_command_as_an_interrupt_and_its_ray(ray_tmp, sig):
     """SIGHUP was ignored while a local Ray started (its processes must not die of the shell's hangup), so a terminal
-    that dropped then was lost: the command went on to its end. It is held, and handled once Ray has started: the
-    command stops as interrupted, and the Ray it started ends with it."""
-    done = subprocess.run([sys.executable, "-c", HUNG_UP_AS_RAY_STARTS], capture_output=True, text=True, timeout=150,
-                          cwd=ROOT, env={**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""})
-    assert done.stdout.strip() == "interrupted", done.stderr[-3000:]
+    that dropped then was lost: the command went on to its end. It is held, and handled once Ray has started. A
+    SIGTERM then met the handler ray.init sets as it begins (sys.exit(15)): the command ended with exit 15, without
+    a word. Both now stop the command as interrupted, as at any other time, and the Ray it started ends with it."""
+    done = subprocess.run([sys.executable, "-c", SIGNALLED_AS_RAY_STARTS, sig], capture_output=True, text=True,
+                          timeout=150, cwd=ROOT, env={**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""})
+    assert (done.returncode, done.stdout.strip()) == (0, "interrupted"), done.stderr[-3000:]
     deadline = time.monotonic() + 20  # Ray's processes end with their driver (fate-sharing), within a few seconds
     while (left := _ray_processes(ray_tmp)) and time.monotonic() < deadline:
         time.sleep(0.5)
