@@ -488,7 +488,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     trials = report.trials
     for kind, page in report.written.items():
         print(f"{kind}: {page}")
-    for note in (report.outrun, _still_running(trials), results.failures_said(trials, url),
+    for note in (report.rebuilt, report.outrun, _still_running(trials), results.failures_said(trials, url),
                  results.unvalidated_said(results.unvalidated(trials))):
         if note:
             print(f"{_said_by(args)}: note: {note}", file=sys.stderr)

@@ -236,6 +236,22 @@ def test_a_reader_refuses_overrides_it_would_ignore(tmp_path, capsys, command):
     assert not Path(sweep, "pareto.html").exists()
 
 
+def test_a_report_says_it_rebuilt_a_damaged_pareto_json(tmp_path, capsys):
+    """`avdis report` on a finished sweep whose pareto.json was damaged (a field edited by hand) rebuilt it and said
+    nothing (files.write_report's `rebuilt` went unprinted): a note on stderr names the file and field, exit 0."""
+    from test_report import rows
+
+    sweep = str(tmp_path / "sweep")
+    _, summary = results.record(sweep, [r for r in rows() if r["status"] == "TERMINATED"], "demo")
+    pareto = Path(sweep, "pareto.json")
+    pareto.write_text(json.dumps({**json.loads(pareto.read_text()), "front": "t3"}))
+    assert main(["report", sweep]) == 0
+    err = capsys.readouterr().err
+    assert f"avdis report: note: {pareto}: front: " in err and "; rebuilt it from trials.parquet" in err, err
+    assert results.read_pareto(sweep)["front"] == summary["front"]
+    assert main(["report", sweep]) == 0 and "rebuilt" not in capsys.readouterr().err  # a sound one: no note
+
+
 @pytest.mark.parametrize("command, override, elsewhere", [
     ("train", "sweep.num_samples=8", "give it to avdis sweep"),
     ("model", "train.epochs=3", "give it to avdis train or avdis sweep"),
