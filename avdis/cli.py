@@ -276,6 +276,19 @@ def _unread_sample(cfg: C.Config, key: str) -> str | None:
     return None
 
 
+def _refuse_cluster_on_local_ray(args: argparse.Namespace, cfg: C.Config, work: str) -> None:
+    """Refuse ray.autoscaling and ray.cluster_file on the command line where the command starts a local Ray (no
+    ray.address or RAY_ADDRESS: `_mode`), for its `work` (build, run, sweep). They describe a cluster that adds nodes
+    (`nodes.check_added_nodes`, `clusterfit.check_cluster`), and a local Ray adds none: both pass over it. A config
+    file's (a cluster config, run here) is left alone."""
+    if _mode(cfg, "ray.address")[1] in (None, "", "local"):
+        _refuse_ignored(args, cfg, dict.fromkeys(("ray.autoscaling", "ray.cluster_file"), "{key} describes a cluster "
+                                                 f"that adds nodes, and the local Ray this {work} starts (no "
+                                                 "ray.address or RAY_ADDRESS) adds none, so {key} would change "
+                                                 f"nothing; drop it, or give ray.address=<the cluster's> to {work} on "
+                                                 "it"), chosen=True)
+
+
 def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:
     """Refuse s3 settings on the command line where none of the command's `locations` (by the name the user gave
     it) is on S3: they would change nothing, and `--out bucket/shards s3.endpoint_url=...` (s3:// left out) wrote
@@ -339,11 +352,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     if args.no_ray:  # a config file's ray section is for its builds on Ray (and its runs): left alone
         _refuse_ignored(args, cfg, {"ray": "--no-ray decodes in this process, without Ray, so {key} would change "
                                            "nothing; drop it, or drop --no-ray to decode in Ray tasks"}, chosen=True)
-    elif _mode(cfg, "ray.address")[1] in (None, "", "local"):  # read only by `nodes.check_added_nodes`, where joined
-        _refuse_ignored(args, cfg, dict.fromkeys(("ray.autoscaling", "ray.cluster_file"), "{key} describes a cluster "
-                                                 "that adds nodes, and the local Ray this build starts (no ray.address "
-                                                 "or RAY_ADDRESS) adds none, so {key} would change nothing; drop it, "
-                                                 "or give ray.address=<the cluster's> to build on it"), chosen=True)
+    else:
+        _refuse_cluster_on_local_ray(args, cfg, "build")
     names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
     _refuse_s3_unused(args, cfg, {names.get("data.shards", "data.shards"): cfg.data.shards})
     corpora.source_folder(cfg.data.src)
@@ -387,6 +397,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     "where every placement strategy puts it alike, so {key} would change nothing; "
                                     "drop it, or give train.workers=2 or more (--workers)"},
                         chosen=_typed(args, "train.workers", flags) is not None, flags=flags)
+    if cfg.train.strategy != "single":  # single starts no Ray (`SINGLE_IGNORES`)
+        _refuse_cluster_on_local_ray(args, cfg, "run")
     _refuse_unread_by_methods(args, cfg, [cfg.method.name], "method.name")
     _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards,
                                   _given_by(flags).get("train.storage", "train.storage"): cfg.train.storage})
@@ -438,6 +450,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "sweep.scheduler.type=none to probe every train.probe_every epochs")
     _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
     _refuse_unread_samples(args, cfg)
+    _refuse_cluster_on_local_ray(args, cfg, "sweep")
     if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:
         _refuse_ignored(args, cfg, dict.fromkeys(IN_PROCESS_IGNORES, IN_PROCESS_WHY),
                         chosen=_typed(args, "train.workers") is not None)

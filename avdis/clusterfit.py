@@ -325,14 +325,18 @@ def _check_bundles(cfg: Config, shapes: list[NodeShape], source: str, driver: di
 
 
 def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] | None = None,
-               standalone: bool = False) -> None:
-    """Raise UsageError if one trial of `cfg` (with `standalone`, one `avdis train` run) can never be scheduled."""
+               standalone: bool = False, local: bool = False) -> None:
+    """Raise UsageError if one trial of `cfg` (with `standalone`, one `avdis train` run) can never be scheduled.
+    `local`: `nodes` are those of a Ray this process started, which adds none (`_started_here`)."""
     if (cluster_yaml is None) == (nodes is None):
         raise ValueError("pass exactly one of cluster_yaml (a file) or nodes (ray.nodes())")
     if cluster_yaml is not None:
         shapes, global_max = shapes_from_file(cluster_yaml)
         source, grow = cluster_yaml, (f"raise max_workers (maxReplicas; replicas where enableInTreeAutoscaling is "
                                       f"off) in {cluster_yaml}")
+    elif local:
+        shapes, global_max = shapes_from_nodes(nodes or [])
+        source, grow = "the local Ray this process started", "run on a cluster"
     else:
         shapes, global_max = shapes_from_nodes(nodes or [])
         source, grow = "the running Ray cluster", "add nodes to the cluster"
@@ -341,6 +345,9 @@ def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] |
     except UsageError as exc:
         if nodes is None:
             raise
+        if local:  # ray.autoscaling / ray.cluster_file (a config file's, for its cluster) change nothing here
+            raise UsageError(f"{exc}. A local Ray adds no nodes, whatever ray.autoscaling and ray.cluster_file say: "
+                             "give ray.address=<a cluster's> (or RAY_ADDRESS) to run on one") from None
         # judged on the nodes there now: on an autoscaling cluster (a KubeRay head with num-cpus 0, GPU nodes on
         # demand) the advice above is wrong, and the one setting that fixes it is ray.autoscaling
         raise UsageError(f"{exc}. This was judged on the nodes the cluster has now (ray.autoscaling=false): if it "
@@ -364,13 +371,26 @@ def _check_shapes(cfg: Config, shapes: list[NodeShape], global_max: int, source:
         )
 
 
-def check_cluster(cfg: Config, standalone: bool = False) -> None:
-    """Before launch: one trial (with `standalone`, one `avdis train` run) fits the cluster, judged on its file,
-    else on the nodes of a fixed cluster (an autoscaling one without a file may grow: Ray judges). Call it
-    connected to Ray."""
+def _started_here() -> bool:
+    """Whether the Ray this process is connected to is one it started (`runtime.connect`'s local Ray, or a caller's
+    own ray.init()): Ray's driver node is then the head (one that joins a Ray is not). Such a Ray runs no
+    autoscaler (ray.init takes no autoscaling config), so no node is ever added to it."""
     import ray
 
-    if cfg.ray.cluster_file:
+    node = getattr(ray._private.worker.global_worker, "node", None)  # None under Ray Client, or not connected
+    return node is not None and node.is_head()
+
+
+def check_cluster(cfg: Config, standalone: bool = False) -> None:
+    """Before launch: one trial (with `standalone`, one `avdis train` run) fits the cluster, judged on its file,
+    else on the nodes of a fixed cluster (an autoscaling one without a file may grow: Ray judges). A Ray this
+    process started is judged on its nodes whatever ray.autoscaling and ray.cluster_file say (a config file's,
+    for its cluster): none is added, and a worker too big for them waited forever. Call it connected to Ray."""
+    import ray
+
+    if _started_here():
+        check_fits(cfg, nodes=ray.nodes(), standalone=standalone, local=True)
+    elif cfg.ray.cluster_file:
         check_fits(cfg, cluster_yaml=cfg.ray.cluster_file, standalone=standalone)
     elif not cfg.ray.autoscaling:
         check_fits(cfg, nodes=ray.nodes(), standalone=standalone)

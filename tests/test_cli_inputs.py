@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +108,54 @@ def test_preprocessing_on_a_local_ray_refuses_the_cluster_settings(corpus, tmp_p
     refused(capsys, [*build, override, "ray.address=10.0.0.1:6379"], f"{blocker / 'x'}: not writable")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     refused(capsys, [*build, override], f"{blocker / 'x'}: not writable")
+
+
+@pytest.mark.parametrize("override", ["ray.autoscaling=true", "ray.cluster_file=cluster/aws.yaml"])
+@pytest.mark.parametrize("command, work", [(["train"], "run"), (["sweep"], "sweep")])  # smoke.yaml: deepspeed
+def test_training_on_a_local_ray_refuses_the_cluster_settings(tmp_path, capsys, monkeypatch, override, command, work):
+    """`avdis train --strategy deepspeed ray.autoscaling=true` (or a sweep) with no Ray to join ran on the local Ray it
+    started, which adds no nodes: the fit check judges its nodes whatever the setting says (`clusterfit`), and the
+    check of outputs where nodes are added passes over it. Refused before any work, as preprocessing refuses it; a
+    config file's (a cluster config, run here) is left alone, and where the command joins a Ray it is read."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(ROOT)  # ray.cluster_file is relative to the tree
+    blocker = tmp_path / "afile"  # past the check, the command stops at its next one
+    blocker.write_text("not a folder")
+    argv = [*command, "--config", SMOKE, "--storage", str(blocker / "x")]
+    setting = override.partition("=")[0]
+    refused(capsys, [*argv, override], f"{override}: {setting} describes a cluster that adds nodes, and the local "
+            f"Ray this {work} starts (no ray.address or RAY_ADDRESS) adds none, so {setting} would change nothing; "
+            f"drop it, or give ray.address=<the cluster's> to {work} on it")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump({**yaml.safe_load(Path(SMOKE).read_text()), **C.parse_overrides([override])}))
+    refused(capsys, [*argv[:-4], "--config", str(in_file), *argv[-2:]], str(blocker / "x"), ": not writable (")
+    refused(capsys, [*argv, override, "ray.address=10.0.0.1:6379"], str(blocker / "x"), ": not writable (")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    refused(capsys, [*argv, override], str(blocker / "x"), ": not writable (")
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_too_big_for_the_local_ray_is_refused_whatever_a_files_cluster_settings_say(tiny_corpus, tiny_shards,
+                                                                                             tmp_path):
+    """A config file's ray.autoscaling=true made the fit check pass over the local Ray the run started, which adds no
+    nodes: `avdis train train.cpus_per_worker=64` on a machine of 2 CPUs waited forever for its worker (with
+    ray.autoscaling=false it exits 2). Now it is refused on the local Ray's nodes, exit 2, naming it."""
+    config = tmp_path / "autoscaling.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(Path(SMOKE).read_text()),
+                                      "ray": {"autoscaling": True, "include_dashboard": False}}))
+    ray_tmp = tempfile.mkdtemp(prefix="avr-fit-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
+    try:
+        done = subprocess.run([sys.executable, "-m", "avdis", "train", "--config", str(config),
+                               f"data.src={tiny_corpus}", f"data.shards={tiny_shards}", "train.cpus_per_worker=64",
+                               f"train.storage={tmp_path / 'runs'}"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=150)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert ("avdis train: error: the local Ray this process started: one training worker needs {CPU: 64}"
+            in done.stderr), done.stderr[-3000:]
+    assert "A local Ray adds no nodes, whatever ray.autoscaling and ray.cluster_file say" in done.stderr
 
 
 def test_a_data_synth_other_than_the_corpus_was_generated_with_is_refused_before_decoding(corpus, tmp_path, capsys):

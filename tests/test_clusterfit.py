@@ -316,3 +316,36 @@ def test_live_nodes_refusal_names_ray_autoscaling():
         clusterfit.check_fits(cfg(), nodes=[node(0)])
     with pytest.raises(UsageError, match=r"holds 1 such worker.*ray\.autoscaling=true"):
         clusterfit.check_fits(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1"), nodes=[node(2)])
+
+
+@pytest.mark.timeout(120)
+def test_a_local_ray_is_judged_on_its_nodes_whatever_the_cluster_settings_say(monkeypatch):
+    """On a Ray this process started (a command's local Ray) no node is ever added, but ray.autoscaling=true skipped
+    the fit check (train.cpus_per_worker=64 on 2 CPUs waited forever) and ray.cluster_file judged the file's node types
+    in place of this machine's. Now the local nodes are judged whatever they say, naming the local Ray and not
+    advising ray.autoscaling; what fits passes."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    monkeypatch.chdir(ROOT)  # aws-gpu.yaml's cluster_file is relative to the tree
+    too_big = ["train.gpus_per_worker=0", "train.cpus_per_worker=4"]  # fits aws.yaml's gpu_worker {CPU: 7}, not 2 CPUs
+    settings = (["ray.cluster_file=null"], [], ["ray.autoscaling=false"])  # autoscaling alone; with the file; the file
+    temp = tempfile.mkdtemp(prefix="avr-fit-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        for extra in settings:
+            for standalone in (True, False):
+                with pytest.raises(UsageError, match=r"^the local Ray this process started: one training worker needs "
+                                   r"\{CPU: 4\}.*A local Ray adds no nodes, whatever ray\.autoscaling and "
+                                   r"ray\.cluster_file say: give ray\.address=") as refused:
+                    clusterfit.check_cluster(cfg(*too_big, *extra, "train.workers=1"), standalone=standalone)
+                assert "set ray.autoscaling=true" not in str(refused.value)
+        with pytest.raises(UsageError, match=r"^the local Ray this process started: one run needs train\.workers=2 x "
+                           r"\{CPU: 1.5\}.*holds 1 such worker.*lower train\.workers or run on a cluster\. A local"):
+            clusterfit.check_cluster(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1.5"), standalone=True)
+        clusterfit.check_cluster(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1"), standalone=True)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
