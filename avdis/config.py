@@ -12,7 +12,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
@@ -899,6 +899,48 @@ def _read_yaml(text: str, name: str) -> Any:
         loader.dispose()
 
 
+# Settings (section.key) read only under some values of another (the mode), which the validators refuse elsewhere:
+# (setting, mode, whether a value of the mode reads it).
+_UNSET = object()
+READ_ONLY_WITH: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    *((f"train.{key}", "train.strategy", lambda strategy: strategy == "deepspeed")
+      for key in ("zero_stage", "offload_optimizer", "offload_params")),
+    ("train.offload_params", "train.zero_stage", lambda stage: stage == 3),
+    ("train.offload_optimizer", "train.zero_stage", lambda stage: isinstance(stage, int) and stage >= 1),
+    ("train.workers", "train.strategy", lambda strategy: strategy != "single"),
+)
+
+
+def _left_alone(raw: dict[str, Any], line: list[dict[str, Any]]) -> dict[str, Any]:
+    """The config file's `raw` less its settings the command line (`line`: the trees of its flags and overrides)
+    chose a mode of that does not read them (`READ_ONLY_WITH`), where the command line did not give them too: the
+    README's rule, a file's setting is left alone where the command line chose the mode that ignores it. The run is
+    then as without them (its name and recorded settings too). A setting the file's own mode does not read (its
+    strategy: ddp with a zero_stage) is kept, and refused. `--strategy single` on smoke.yaml, whose zero_stage=2
+    is DeepSpeed's, was refused as "zero_stage=2 shards state only under strategy=deepspeed"."""
+
+    def at(tree: Any, path: str) -> Any:
+        for part in path.split("."):
+            tree = tree.get(part, _UNSET) if isinstance(tree, dict) else _UNSET
+        return tree
+
+    def chose(path: str) -> Any:
+        return next((v for v in (at(t, path) for t in reversed(line)) if v is not _UNSET), _UNSET)
+
+    def own(mode: str) -> Any:  # the file's mode, else its default: a file setting its mode does not read is refused
+        value = at(raw, mode)
+        return _fields_along(mode)[-1].default if value is _UNSET else value
+
+    dropped = {setting for setting, mode, reads in READ_ONLY_WITH
+               if at(raw, setting) is not _UNSET and chose(setting) is _UNSET and reads(own(mode))
+               and (choice := chose(mode)) is not _UNSET and not reads(choice)}
+    out = raw
+    for setting in dropped:
+        section, key = setting.split(".")
+        out = {**out, section: {k: v for k, v in out[section].items() if k != key}}
+    return out
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None,
          values: dict[str, Any] | None = None, flags: dict[str, str] | None = None) -> Config:
     """Read a YAML config (or the defaults), apply dotted overrides, validate. `values` are dotted settings given
@@ -922,14 +964,15 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections (data, model, ...)")
         raw = _empty_sections_dropped(raw, Config)
+    given: dict[str, Any] = {}
+    for key, value in (values or {}).items():
+        _set_dotted(given, key, value)
+    tree = parse_overrides(overrides) if overrides else {}
+    raw = _left_alone(raw, [given, tree])
     if values:
-        given: dict[str, Any] = {}
-        for key, value in values.items():
-            _set_dotted(given, key, value)
         raw = merge(raw, given)
         source += " + flags"
     if overrides:
-        tree = parse_overrides(overrides)
         try:
             raw = merge(raw, tree)
         except ConfigError as exc:

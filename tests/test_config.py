@@ -145,6 +145,63 @@ def test_engine_combinations_that_cannot_work_are_refused():
     assert C.load(None, [*bf16_accum, "train.zero_stage=1"]).train.bf16
 
 
+def test_a_files_engine_setting_is_left_alone_where_the_command_line_chose_a_mode_that_ignores_it(tmp_path, capsys):
+    """`avdis train --config jobs/configs/local.yaml --strategy single` (or ddp; smoke.yaml too) was refused:
+    "zero_stage=1 shards state only under strategy=deepspeed", where the README's rule leaves a file's setting alone once the
+    command line chose the mode that ignores it. Now the file's zero_stage (and offload_*, DeepSpeed's; workers under
+    single) is dropped there, and the run is the one without it: the same config, name and signature. Given on the
+    command line too, or with the mode from the file, it is refused as before."""
+    import yaml
+
+    from avdis.train import checkpoint as ck
+    from avdis.train.launch import run_name
+
+    def without(path: Path, *keys: str) -> Path:
+        raw = yaml.safe_load(path.read_text())
+        lean = tmp_path / f"{path.stem}-lean.yaml"
+        lean.write_text(yaml.safe_dump({**raw, "train": {k: v for k, v in raw["train"].items() if k not in keys}}))
+        return lean
+
+    for config in ("local.yaml", "smoke.yaml"):
+        path = ROOT / "jobs" / "configs" / config
+        lean = without(path, "zero_stage")
+        for strategy in ("single", "ddp"):
+            for line in ({"values": {"train.strategy": strategy}}, {"overrides": [f"train.strategy={strategy}"]}):
+                cfg, bare = C.load(path, **line), C.load(lean, **line)
+                assert cfg == bare and cfg.train.zero_stage == 0 and cfg.train.strategy == strategy
+                assert run_name(cfg) == run_name(bare) and ck.run_signature(cfg, "") == ck.run_signature(bare, "")
+                assert cfg.model_dump(exclude_unset=True) == bare.model_dump(exclude_unset=True)
+        with pytest.raises(C.ConfigError, match="zero_stage=3 shards state only under strategy=deepspeed"):
+            C.load(path, ["train.strategy=ddp", "train.zero_stage=3"])  # both given: refused
+    ddp = tmp_path / "ddp.yaml"
+    ddp.write_text("train: {strategy: ddp, zero_stage: 2}\n")
+    with pytest.raises(C.ConfigError, match="zero_stage=2 shards state only under strategy=deepspeed"):
+        C.load(ddp)  # the mode from the file too
+    with pytest.raises(C.ConfigError, match="zero_stage=2 shards state only under strategy=deepspeed"):
+        C.load(ddp, [], {"train.strategy": "ddp"})  # a file at odds with its own mode: not left alone
+    offload = tmp_path / "offload.yaml"
+    offload.write_text("train: {strategy: deepspeed, zero_stage: 3, offload_params: true, offload_optimizer: true}\n")
+    assert not {"offload_params", "offload_optimizer"} & C.load(offload, ["train.zero_stage=0"]).train.model_fields_set
+    stage2 = C.load(offload, ["train.zero_stage=2"]).train
+    assert stage2.offload_optimizer and "offload_params" not in stage2.model_fields_set
+    with pytest.raises(C.ConfigError, match="offload_params needs"):
+        C.load(offload, ["train.zero_stage=2", "train.offload_params=true"])
+    two = tmp_path / "two.yaml"
+    two.write_text("train: {strategy: ddp, workers: 2}\n")
+    assert C.load(two, [], {"train.strategy": "single"}) == C.load(None, [], {"train.strategy": "single"})
+    single = tmp_path / "single.yaml"
+    single.write_text("train: {strategy: single}\n")
+    with pytest.raises(C.ConfigError, match="strategy=single runs one process"):
+        C.load(single, [], {"train.workers": 2})  # the command line's workers under the file's single: refused
+    blocker = tmp_path / "afile"  # past the config, the run stops at its next check
+    blocker.write_text("not a folder")
+    for strategy in ("single", "ddp"):
+        assert main(["train", "--config", str(ROOT / "jobs" / "configs" / "local.yaml"), "--strategy", strategy,
+                     "--storage", str(blocker / "x")]) == 2
+        err = capsys.readouterr().err
+        assert f"{blocker / 'x'}: not writable" in err and "zero_stage" not in err, err
+
+
 def test_search_space_errors():
     with pytest.raises(C.ConfigError, match="unknown method 'foo'"):
         C.load(None, ["sweep.space.methods=[multitask, foo]"])
