@@ -129,8 +129,10 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
             _refuse_ignored(args, cfg, {key: f"{why}; under {said}={current} {{key}} would change nothing: drop it, "
                                              f"or give {mode}={'null' if values[0] is None else values[0]}"},
                             chosen=said != mode or _typed(args, mode, flags) is not None, flags=flags)
-    if (reads is None or _reads(reads, "method.weight")) and cfg.method.weight == 0 \
-            and cfg.method.name not in C.WEIGHT_RANGES:  # here, not in MethodConfig: `_refuse_unless_resumed`
+    # here, not in MethodConfig: `_refuse_unless_resumed`. A sweep draws each trial's method.name and method.weight
+    # (`SWEEP_SETS_ITSELF`): a file's, for `avdis train`, are left alone there, 0 as any other weight
+    if reads is not None and _reads(reads, "method.weight") and cfg.method.weight == 0 \
+            and cfg.method.name not in C.WEIGHT_RANGES:
         _refuse_ignored(args, cfg, {"method.weight": f"method {cfg.method.name} takes no weight, so {{key}}=0 would "
                                                      "change nothing (it trains as without it, under a run name of its "
                                                      f"own); drop it, or give method.name one of "

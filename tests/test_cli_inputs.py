@@ -756,6 +756,26 @@ def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_
     assert trial.method.adversary.steps == 5
 
 
+def test_a_files_method_weight_0_is_refused_by_train_and_left_alone_by_a_sweep(tmp_path, capsys):
+    """A config file's method.weight=0 for a method without a weight was refused under `avdis sweep` as under train,
+    saying "it trains as without it, under a run name of its own", where a sweep draws each trial's method and weight
+    from sweep.space and never reads the file's (a file's method.weight=0.5 is left alone there): now only
+    train, which reads it, refuses it; a sweep goes on to its next check."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(Path(SMOKE).read_text()),
+                                      "method": {"name": "multitask", "weight": 0}}))
+    blocker = tmp_path / "afile"  # past the check, the command stops at its next one
+    blocker.write_text("not a folder")
+    refused(capsys, ["train", "--config", str(config), "--storage", str(blocker / "x")],
+            f"{config}: method.weight: method multitask takes no weight, so method.weight=0 would change nothing (it "
+            "trains as without it, under a run name of its own)")
+    err = refused(capsys, ["sweep", "--config", str(config), "--storage", str(blocker / "x")], str(blocker / "x"),
+                  ": not writable (")
+    assert "method.weight" not in err
+    refused(capsys, ["sweep", "--config", str(config), "method.weight=0"], "method.weight=0: a sweep draws "
+            "method.weight for each trial from sweep.space.methods and sweep.space.weights")
+
+
 def test_a_setting_read_under_a_value_a_sweep_samples_is_taken(tmp_path, capsys, monkeypatch):
     """model.contours under a model.modality that sweep.space.params samples: the av trials read it."""
     monkeypatch.chdir(tmp_path)
