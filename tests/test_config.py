@@ -603,7 +603,7 @@ def test_the_leakage_probe_is_one_judge_for_the_whole_sweep(params):
     rng = np.random.default_rng(0)
     spk, emo = rng.integers(0, 8, 600), rng.integers(0, 4, 600)
     z = rng.normal(size=(600, 12)) + rng.normal(size=(8, 12))[spk]
-    strict, lenient = (leakage_probe(z[:420], spk[:420], emo[:420], z[420:], spk[420:], emo[420:], 8, probe, 0).leakage
+    strict, lenient = (leakage_probe(z[:420], spk[:420], emo[:420], z[420:], spk[420:], emo[420:], 8, 4, probe, 0).leakage
                        for probe in (ProbeConfig(epochs=300), ProbeConfig(epochs=2, hidden=1)))
     assert strict > 0.8 and lenient < 0.2  # why the judge must not be a sampled setting
     with pytest.raises(C.ConfigError, match="is one setting for the whole sweep: the leakage probe judges every trial"):

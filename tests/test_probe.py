@@ -24,7 +24,7 @@ def data(n=600, speakers=8, dim=12, identity=0.0, seed=0, emotion_from_speaker=F
 
 def test_no_identity_in_the_embedding_means_no_leakage():
     (ztr, str_, etr), (zte, ste, ete) = data(identity=0.0)
-    r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=0)
+    r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, 4, CFG, seed=0)
     assert abs(r.leakage) < 0.1 and abs(r.leakage_linear) < 0.1
     assert r.chance_uniform == pytest.approx(1 / 8)
 
@@ -32,13 +32,13 @@ def test_no_identity_in_the_embedding_means_no_leakage():
 def test_uniform_chance_is_over_the_speakers_the_probe_tells_apart():
     """Under speaker_disjoint the probe sees one fold's speakers (4 of 16 here), and `speaker_chance` said 1/16."""
     (ztr, str_, etr), (zte, ste, ete) = data(speakers=4)
-    r = leakage_probe(ztr, str_ + 12, etr, zte, ste + 12, ete, 16, ProbeConfig(epochs=20), seed=0)
+    r = leakage_probe(ztr, str_ + 12, etr, zte, ste + 12, ete, 16, 4, ProbeConfig(epochs=20), seed=0)
     assert r.chance_uniform == pytest.approx(1 / 4)
 
 
 def test_identity_coded_embedding_leaks_almost_fully():
     (ztr, str_, etr), (zte, ste, ete) = data(identity=3.0)
-    r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=0)
+    r = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, 4, CFG, seed=0)
     assert r.leakage > 0.9 and r.probe_acc > 0.9
 
 
@@ -50,7 +50,7 @@ def test_nonlinear_identity_is_found_by_the_mlp_probe_not_the_linear_one():
     angle = rng.uniform(0, 2 * np.pi, n)
     z = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)
     emo = rng.integers(0, 4, n)
-    r = leakage_probe(z[:800], spk[:800], emo[:800], z[800:], spk[800:], emo[800:], 2,
+    r = leakage_probe(z[:800], spk[:800], emo[:800], z[800:], spk[800:], emo[800:], 2, 4,
                       ProbeConfig(epochs=300, lr=0.03), seed=0)
     assert r.leakage > 0.8 and r.leakage_linear < 0.3
 
@@ -61,7 +61,7 @@ def test_chance_accounts_for_speaker_emotion_correlation():
     assert 0.4 < chance < 0.6  # the emotion label narrows 8 speakers down to 2
     z_emotion_only = np.eye(4)[etr] + 0.01 * np.random.default_rng(0).normal(size=(len(etr), 4))
     z_test = np.eye(4)[ete] + 0.01 * np.random.default_rng(1).normal(size=(len(ete), 4))
-    r = leakage_probe(z_emotion_only, str_, etr, z_test, ste, ete, 8, CFG, seed=0)
+    r = leakage_probe(z_emotion_only, str_, etr, z_test, ste, ete, 8, 4, CFG, seed=0)
     assert r.probe_acc > 0.4  # the probe does as well as the label-only guess...
     assert abs(r.leakage) < 0.12  # ...which is not leakage
 
@@ -112,13 +112,13 @@ def test_probe_refuses_fewer_than_two_speakers():
     z = np.zeros((10, 3))
     one = np.zeros(10, int)
     with pytest.raises(UsageError, match=">= 2 speakers"):
-        leakage_probe(z, one, one, z, one, one, 1, CFG, seed=0)
+        leakage_probe(z, one, one, z, one, one, 1, 1, CFG, seed=0)
 
 
 def test_probe_is_deterministic_under_a_seed():
     (ztr, str_, etr), (zte, ste, ete) = data(identity=0.7)
-    a = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=3)
-    b = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, CFG, seed=3)
+    a = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, 4, CFG, seed=3)
+    b = leakage_probe(ztr, str_, etr, zte, ste, ete, 8, 4, CFG, seed=3)
     assert a == b
 
 
@@ -132,7 +132,7 @@ def test_the_cross_fitted_probe_barely_moves_with_its_own_seed_on_a_small_corpus
         spk = np.arange(90) % 6
         z = rng.normal(0, 1, (90, 32)) + 0.5 * rng.normal(0, 1, (6, 32))[spk]
         emo = rng.integers(0, 4, 90)
-        accs = [leakage_probe(z[:60], spk[:60], emo[:60], z[60:], spk[60:], emo[60:], 6, CFG, seed=s).probe_acc
+        accs = [leakage_probe(z[:60], spk[:60], emo[:60], z[60:], spk[60:], emo[60:], 6, 4, CFG, seed=s).probe_acc
                 for s in range(5)]
         spreads.append(np.std(accs, ddof=1))
     assert np.mean(spreads) < 0.045
@@ -141,7 +141,7 @@ def test_the_cross_fitted_probe_barely_moves_with_its_own_seed_on_a_small_corpus
 def test_the_probe_runs_on_fewer_train_clips_than_folds():
     z = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9]])
     spk = np.array([0, 1, 0])
-    r = leakage_probe(z, spk, spk, z, spk, spk, 2, ProbeConfig(epochs=20, folds=5), seed=0)
+    r = leakage_probe(z, spk, spk, z, spk, spk, 2, 2, ProbeConfig(epochs=20, folds=5), seed=0)
     assert 0.0 <= r.probe_acc <= 1.0
 
 
@@ -152,7 +152,7 @@ def test_a_speaker_with_one_train_clip_still_leaks_by_the_mlp():
     centers = rng.normal(size=(30, 16)) * 5  # 30 speakers, perfectly apart
     z_train, z_test = (centers + rng.normal(size=(30, 16)) * 0.1 for _ in range(2))
     speakers, emotions = np.arange(30), np.zeros(30, dtype=int)
-    result = leakage_probe(z_train, speakers, emotions, z_test, speakers, emotions, 30, ProbeConfig(), seed=0)
+    result = leakage_probe(z_train, speakers, emotions, z_test, speakers, emotions, 30, 1, ProbeConfig(), seed=0)
     assert result.leakage_linear == 1.0 and result.leakage == 1.0
 
 
@@ -260,9 +260,9 @@ def test_val_leakage_comes_from_the_same_fit_and_leaves_test_numbers_alone():
         return (rng.normal(0, 1, (n, 8)) + identity * centers[spk]).astype(np.float32), spk, emo
 
     train, test = clips(240, 2.0), clips(60, 2.0)
-    alone = leakage_probe(*train, *test, speakers, CFG, seed=0)
-    leaky = leakage_probe(*train, *test, speakers, CFG, seed=0, val=clips(60, 2.0))
-    blind = leakage_probe(*train, *test, speakers, CFG, seed=0, val=clips(60, 0.0))
+    alone = leakage_probe(*train, *test, speakers, emotions, CFG, seed=0)
+    leaky = leakage_probe(*train, *test, speakers, emotions, CFG, seed=0, val=clips(60, 2.0))
+    blind = leakage_probe(*train, *test, speakers, emotions, CFG, seed=0, val=clips(60, 0.0))
     assert alone.val_leakage is None
     for r in (leaky, blind):
         assert (r.probe_acc, r.leakage, r.leakage_linear) == (alone.probe_acc, alone.leakage, alone.leakage_linear)
@@ -298,6 +298,32 @@ def test_a_one_epoch_probe_predicts_by_its_trained_copies_not_their_initialisati
     rng = np.random.default_rng(0)
     spk, emo = rng.integers(0, 6, 240), rng.integers(0, 4, 240)
     z = rng.normal(0, 3, (6, 16))[spk] + rng.normal(0, 1, (240, 16))
-    r = leakage_probe(z[:180], spk[:180], emo[:180], z[180:], spk[180:], emo[180:], 6, ProbeConfig(epochs=1, lr=0.1),
+    r = leakage_probe(z[:180], spk[:180], emo[:180], z[180:], spk[180:], emo[180:], 6, 4, ProbeConfig(epochs=1, lr=0.1),
                       seed=0)
     assert r.leakage > 0.8
+
+
+def test_identity_in_an_embedding_without_emotion_reads_as_leakage_beyond_the_label():
+    """Speakers mostly show one emotion each, so the label alone guesses the speaker (chance 0.475 here). The probe
+    read z_emo alone against that chance: a z_emo holding identity but no emotion (a visual pathway that learned none)
+    gave it less than the label told, and leakage read negative (counted 0 on the front) with identity there. The
+    probe reads the one-hot label beside z_emo, so leakage is identity beyond the label."""
+    rng = np.random.default_rng(0)
+    n, speakers = 480, 8
+    spk = rng.integers(0, speakers, n)
+    emo = np.where(rng.random(n) < 0.8, spk % 4, rng.integers(0, 4, n))
+    centers = rng.normal(0, 1, (speakers, 16))
+    noise = rng.normal(0, 1, (n, 16))
+
+    def leakage(identity: float) -> tuple[float, float]:
+        z = noise + identity * centers[spk]
+        r = leakage_probe(z[:360], spk[:360], emo[:360], z[360:], spk[360:], emo[360:], speakers, 4, CFG, seed=0)
+        assert r.probe_chance == pytest.approx(0.475)
+        return r.leakage, r.leakage_linear
+
+    assert min(leakage(0.4)) > 0.2  # identity, no emotion: 0.29 and 0.33; on z_emo alone -0.05 and -0.05
+    # neither: about 0 (-0.11 and -0.06; on z_emo alone -0.68 and -0.64). Over 6 such corpora the MLP reads -0.06 ± 0.08 (sd), the
+    # linear probe -0.01 ± 0.07: a probe fitted on 360 clips does not quite match the label's guess through 16 noise
+    # dimensions
+    assert all(abs(value) < 0.15 for value in leakage(0.0))
+    assert min(leakage(3.0)) > 0.9  # identity plainly there

@@ -3,7 +3,7 @@
 Metric names are the ones the sweep uses: `emotion_acc`, `emotion_uar` (test split of
 the configured scheme), `speaker_acc` (identity head, within-speaker test clips; under `speaker_disjoint` the training
 folds' speakers', clips it trained on: the held-out speakers are no class it knows),
-`emotion_chance`, and from the probe on z_emo `leakage` (MLP, headline), `leakage_linear`,
+`emotion_chance`, and from the probe on z_emo and the emotion label `leakage` (MLP, headline), `leakage_linear`,
 `probe_acc`, `probe_chance`. `val_emotion_acc` and `val_leakage` are the same two objectives
 on validation clips: what a sweep searches, stops and selects its front on
 (`avdis.config.SELECTION`), so that the test numbers it reports were never used to choose.
@@ -169,11 +169,12 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
             return z_emo[mask], emb["speaker"][mask], emb["emotion"][mask]
 
         if np.array_equal(fit_on, fit_val):  # one fit judges both (a second would cost a second probe per epoch)
-            result = _probe(clips(fit_on), clips(judge), n_speakers, cfg, val=clips(judge_val))
+            result = _probe(clips(fit_on), clips(judge), n_speakers, n_emotions, cfg, val=clips(judge_val))
             val_leakage = result.val_leakage
         else:
-            result = _probe(clips(fit_on), clips(judge), n_speakers, cfg)
-            val_leakage = _probe(clips(fit_val), clips(judge_val), n_speakers, cfg).leakage if judge_val.any() else None
+            result = _probe(clips(fit_on), clips(judge), n_speakers, n_emotions, cfg)
+            val_leakage = (_probe(clips(fit_val), clips(judge_val), n_speakers, n_emotions, cfg).leakage
+                           if judge_val.any() else None)
         metrics.update({"leakage": result.leakage, "leakage_linear": result.leakage_linear,
                         "val_leakage": float("nan") if val_leakage is None else val_leakage,
                         "probe_acc": result.probe_acc, "probe_acc_linear": result.probe_acc_linear,
@@ -181,7 +182,8 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
     return metrics, fit
 
 
-def _probe(fit: Clips, judged: Clips, n_speakers: int, cfg: Config, val: Clips | None = None) -> ProbeResult:
+def _probe(fit: Clips, judged: Clips, n_speakers: int, n_emotions: int, cfg: Config,
+           val: Clips | None = None) -> ProbeResult:
     """`leakage_probe` on these clips, or NaN leakage where they leave none to measure: fit clips of fewer than 2
     speakers (a speaker_disjoint fold of one, or clips missing at run time) or no clip to judge. The training loop
     explains the NaN on every rank alike (`leakage_probe` refused on rank 0 alone, blaming the split, and the other
@@ -192,4 +194,4 @@ def _probe(fit: Clips, judged: Clips, n_speakers: int, cfg: Config, val: Clips |
         nan = float("nan")
         chance = label_only_speaker_chance(fit[2], fit[1], judged[2], judged[1]) if len(speakers) else nan
         return ProbeResult(nan, nan, chance, 1.0 / len(speakers) if len(speakers) else nan, nan, nan, None)
-    return leakage_probe(*fit, *judged, n_speakers, cfg.probe, cfg.train.seed, val=val)
+    return leakage_probe(*fit, *judged, n_speakers, n_emotions, cfg.probe, cfg.train.seed, val=val)

@@ -1,7 +1,13 @@
-"""The leakage probe: a fresh speaker classifier on frozen z_emo, trained on train clips,
-scored on test clips of the same speakers (within_speaker split), and by the same fit on
-their validation clips (`val_leakage`, what a sweep selects on: its test clips stay unseen
-by every choice the sweep makes).
+"""The leakage probe: a fresh speaker classifier on frozen z_emo and the clip's one-hot emotion
+label, trained on train clips, scored on test clips of the same speakers (within_speaker
+split), and by the same fit on their validation clips (`val_leakage`, what a sweep selects
+on: its test clips stay unseen by every choice the sweep makes).
+
+The probe reads the label beside z_emo, as the conditional adversary does, so that leakage
+is identity beyond what the emotion label tells: given a z_emo without identity it has the
+label alone, as the label-only chance it is normalised by. Until 2026-12-04 it read z_emo
+alone, and a z_emo holding identity but little emotion read below that chance (negative
+leakage, counted 0 on the front): the probe lacked what the label told, the chance had it.
 
 Two probes: multinomial logistic regression and a small MLP (the headline: a linear
 probe misses non-linearly encoded identity). The MLP is cross-fitted: `folds` copies, one
@@ -42,9 +48,23 @@ class ProbeResult:
 
 
 def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both splits scaled by the train clips' statistics (the probes' input)."""
+    """Both splits scaled by the train clips' statistics."""
     mean, std = train.mean(0), train.std(0) + 1e-6
     return (train - mean) / std, (test - mean) / std
+
+
+def probe_inputs(z_train: np.ndarray, emo_train: np.ndarray, z_judged: np.ndarray, emo_judged: np.ndarray,
+                 n_emotions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probes' input: z_emo standardised by the train clips' statistics, the one-hot emotion label beside it
+    (unscaled, as the conditional adversary reads it: an emotion without train clips stays a column of zeros there,
+    where standardising would divide by its zero spread)."""
+    x_tr, x_judged = standardise(torch.as_tensor(z_train, dtype=torch.float32),
+                                 torch.as_tensor(z_judged, dtype=torch.float32))
+
+    def with_label(x: torch.Tensor, emotion: np.ndarray) -> torch.Tensor:
+        return torch.cat([x, F.one_hot(torch.as_tensor(emotion, dtype=torch.long), n_emotions).float()], 1)
+
+    return with_label(x_tr, emo_train), with_label(x_judged, emo_judged)
 
 
 def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, cfg: ProbeConfig,
@@ -98,17 +118,18 @@ Clips = tuple[np.ndarray, np.ndarray, np.ndarray]  # z, speaker, emotion
 
 def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndarray,
                   z_test: np.ndarray, spk_test: np.ndarray, emo_test: np.ndarray,
-                  n_speakers: int, cfg: ProbeConfig, seed: int, val: Clips | None = None) -> ProbeResult:
-    """Fit both probes on (z_train -> speaker), score on z_test (and the MLP on `val`'s clips, from the same fit: a
-    second fit would cost a second probe per epoch); normalise by the label-only chance."""
+                  n_speakers: int, n_emotions: int, cfg: ProbeConfig, seed: int,
+                  val: Clips | None = None) -> ProbeResult:
+    """Fit both probes on (z_train and its emotion label -> speaker), score on z_test (and the MLP on `val`'s clips,
+    from the same fit: a second fit would cost a second probe per epoch); normalise by the label-only chance."""
     present = np.unique(spk_train)
     if len(present) < 2:
         raise UsageError(f"the leakage probe needs >= 2 speakers in the train split (found {len(present)})")
     if not len(z_test):
         raise UsageError("the leakage probe needs test clips of the train speakers (within_speaker split)")
     z_val, spk_val, emo_val = val if val is not None else (z_test[:0], spk_test[:0], emo_test[:0])
-    x_tr, x_judged = standardise(torch.as_tensor(z_train, dtype=torch.float32),
-                                 torch.as_tensor(np.concatenate([z_test, z_val]), dtype=torch.float32))
+    x_tr, x_judged = probe_inputs(z_train, emo_train, np.concatenate([z_test, z_val]),
+                                  np.concatenate([emo_test, emo_val]), n_emotions)
     x_te = x_judged[: len(z_test)]
     y_tr = torch.as_tensor(spk_train, dtype=torch.long)
     lin = fit_logistic(x_tr, y_tr, n_speakers, l2=1e-3)
