@@ -58,15 +58,60 @@ def test_orthogonal_penalty_zero_when_uncorrelated_grows_with_correlation():
     a = torch.randn(n, d, generator=g)
     noise = torch.randn(n, d, generator=g)
     valid = torch.ones(n, dtype=torch.bool)
-    values = [D.cross_correlation_penalty(a, rho * a + (1 - rho**2) ** 0.5 * noise, valid).item()
+    values = [D.canonical_correlation_penalty(a, rho * a + (1 - rho**2) ** 0.5 * noise, valid).item()
               for rho in (0.0, 0.3, 0.6, 0.9)]
     assert values[0] < 1e-3
     assert values == sorted(values) and values[-1] > 0.1
-    # exactly uncorrelated columns: exactly zero; identical embeddings: one
+    # exactly uncorrelated columns: exactly zero; identical embeddings: (1 / (1 + ridge))^2 for one dimension
     x = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
     four = torch.ones(4, dtype=torch.bool)
-    assert D.cross_correlation_penalty(x[:, :1], x[:, 1:], four).item() == pytest.approx(0.0, abs=1e-9)
-    assert D.cross_correlation_penalty(x[:, :1], x[:, :1], four).item() == pytest.approx(1.0, abs=1e-4)
+    assert D.canonical_correlation_penalty(x[:, :1], x[:, 1:], four).item() == pytest.approx(0.0, abs=1e-9)
+    assert D.canonical_correlation_penalty(x[:, :1], x[:, :1], four).item() == pytest.approx(
+        1 / (1 + D.CCA_RIDGE) ** 2, abs=1e-6)
+
+
+def test_orthogonal_penalty_is_not_met_by_rotating_the_shared_identity_off_the_axes():
+    """The mean squared correlation between coordinates more than halves when z_emo, holding z_id beside an emotion
+    code, is rotated: training met the old penalty so while z_emo still predicted z_id with R^2 0.94."""
+    g = torch.Generator().manual_seed(0)
+    n = 512
+    valid = torch.ones(n, dtype=torch.bool)
+    codes = torch.randn(8, 8, generator=g)
+    z_id = codes[torch.randint(0, 8, (n,), generator=g)] + 0.1 * torch.randn(n, 8, generator=g)
+    z_emo = torch.cat([3 * torch.randn(n, 4, generator=g), z_id], 1)
+    rotated = z_emo @ torch.linalg.qr(torch.randn(12, 12, generator=g))[0]
+
+    def per_coordinate(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = (a - a.mean(0)) / a.std(0, unbiased=False), (b - b.mean(0)) / b.std(0, unbiased=False)
+        return ((a.T @ b / len(a)) ** 2).mean().item()
+
+    assert per_coordinate(rotated, z_id) < per_coordinate(z_emo, z_id) / 2  # what the old penalty read
+    shared = D.canonical_correlation_penalty(z_emo, z_id, valid)
+    torch.testing.assert_close(D.canonical_correlation_penalty(rotated, z_id, valid), shared, rtol=1e-4, atol=0)
+    torch.testing.assert_close(D.canonical_correlation_penalty(100 * rotated, z_id / 100, valid), shared,
+                               rtol=1e-4, atol=0)
+    independent = D.canonical_correlation_penalty(torch.randn(n, 12, generator=g), z_id, valid)
+    assert independent < shared / 5
+
+
+@pytest.mark.parametrize("case", ["constant rows", "two rows", "duplicate rows", "bf16"])
+def test_orthogonal_penalty_and_its_gradient_stay_finite_on_degenerate_batches(case):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(32, 64, generator=g), torch.randn(32, 64, generator=g)
+    if case == "constant rows":
+        a = torch.ones(32, 64)
+    elif case == "two rows":
+        a, b = a[:2], b[:2]
+    elif case == "duplicate rows":
+        a = a[:1].repeat(32, 1)
+    else:
+        a, b = a.bfloat16(), b.bfloat16()
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    value = D.canonical_correlation_penalty(a, b, torch.ones(len(a), dtype=torch.bool))
+    value.backward()
+    assert value.dtype == torch.float32 and 0 <= value.item() < 1
+    assert torch.isfinite(a.grad.float()).all() and torch.isfinite(b.grad.float()).all()
 
 
 def test_masked_losses_ignore_padding_rows():
@@ -88,7 +133,7 @@ def test_masked_losses_and_their_gradients_stay_finite_with_a_padding_row_of_nan
     spread = D.uniform_over_support(torch.full((1, 3), 1 / 3))[torch.zeros(4, dtype=torch.long)]
     z = torch.randn(4, 2, generator=g)
     for loss in (lambda x: D.masked_ce(x, target, valid), lambda x: D.confusion_loss(x, spread, valid),
-                 lambda x: D.cross_correlation_penalty(x, z, valid)):
+                 lambda x: D.canonical_correlation_penalty(x, z, valid)):
         x = poisoned.clone().requires_grad_(True)
         value = loss(x)
         value.backward()

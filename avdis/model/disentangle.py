@@ -7,8 +7,8 @@
 - confusion    + cross-entropy between a target speaker distribution (uniform, or
                p(speaker | emotion) when conditional) and the adversary's output on z_emo
                (weight = its loss weight); the adversary itself keeps learning.
-- orthogonal   + mean squared batch cross-correlation of z_emo and z_id (the squared
-               Frobenius norm over d*d entries: scale-free, weight comparable across emb_dim).
+- orthogonal   + mean squared batch canonical correlation of z_emo and z_id (the same under any
+               rotation or rescaling of either; weight comparable across emb_dim).
 - nullspace    trained as multitask; post hoc, iterative nullspace projection (INLP,
                Ravfogel et al. 2020) removes `weight` speaker directions from z_emo (one per
                iteration: the most speaker-discriminative direction of a fresh linear
@@ -98,21 +98,43 @@ def uniform_over_support(prior: torch.Tensor) -> torch.Tensor:
     return seen / seen.sum(1, keepdim=True)
 
 
-def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """||corr(a, b)||_F^2 / (d_a d_b) over the valid rows: 0 when uncorrelated, 1 when every dimension of a is
-    perfectly correlated with every one of b (a = b with independent dimensions gives 1/d).
+CCA_RIDGE = 1.0
+"""Ridge added to each covariance, as a share of its mean eigenvalue (i.e. its mean variance). A batch of 32 rows
+cannot estimate a 32 x 32 covariance: its sample covariance is singular and every canonical correlation of two
+independent embeddings reads near 1. At 1.0 a batch of 32 independent rows of 32 dimensions reads about 0.15 (0.53
+at 0.1, where training collapsed both embeddings onto one shared direction, which reads 1/d); the price is that a
+direction with less spread than the mean counts less (one with a tenth of it counts about a fifth as much). With
+more dimensions than rows it cannot tell much: 32 rows of 64 read 0.17 independent, 0.19 identical."""
 
-    The mean, not the sum: a batch of n independent rows still shows squared
-    correlations of about 1/n per entry, and summed over d*d entries that noise floor
-    would swamp the task losses and reward collapsing the embeddings.
+
+def canonical_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared canonical correlation of a and b over the valid rows, each covariance ridged by `CCA_RIDGE`:
+    ||Saa^-1/2 Sab Sbb^-1/2||_F^2 / min(d_a, d_b). 0 when uncorrelated, under 1.
+
+    Canonical, not per-coordinate, correlations: the mean squared correlation between the coordinates of z_emo
+    and z_id was met by moving the identity z_emo shares with z_id into directions of little spread, rotated off
+    the axes, where a linear probe still reads it (penalty 0.127 -> 0.0066 while z_emo predicted z_id with
+    R^2 0.94). This one does not change under a rotation or rescaling of either embedding; a direction of
+    less spread than the mean still counts less (the ridge), so it closes the rotation, not all the hiding. An
+    unnormalised ||A^T B||_F^2 (Domain Separation Networks) is met by shrinking the embeddings. The mean, not
+    the sum: it keeps the weight comparable across emb_dim.
     """
-    a, b = a[valid].float(), b[valid].float()
+    a, b = a[valid].double(), b[valid].double()
     if len(a) < 2:
-        return a.sum() * 0 + b.sum() * 0
-    a = (a - a.mean(0)) / (a.std(0, unbiased=False) + 1e-5)
-    b = (b - b.mean(0)) / (b.std(0, unbiased=False) + 1e-5)
-    c = a.T @ b / len(a)
-    return (c**2).mean()
+        return (a.sum() * 0 + b.sum() * 0).float()
+    a, b = a - a.mean(0), b - b.mean(0)
+    n = len(a)
+
+    def ridged(x: torch.Tensor) -> torch.Tensor:
+        cov = x.T @ x / n
+        scale = torch.diagonal(cov).mean().clamp(min=1e-12)  # a constant batch: a positive definite ridge, value 0
+        return cov + CCA_RIDGE * scale * torch.eye(len(cov), dtype=cov.dtype)
+
+    # ||Saa^-1/2 Sab Sbb^-1/2||_F^2 = tr(Saa^-1 Sab Sbb^-1 Sba): two Cholesky solves of positive definite matrices
+    cross = a.T @ b / n
+    left = torch.cholesky_solve(cross, torch.linalg.cholesky(ridged(a)))
+    right = torch.cholesky_solve(cross.T, torch.linalg.cholesky(ridged(b)))
+    return ((left * right.T).sum() / min(a.shape[1], b.shape[1])).float()
 
 
 class Adversary(nn.Module):
@@ -178,7 +200,7 @@ def _confusion(out: dict, batch: dict, critic: Critic, weight: float) -> torch.T
 
 
 def _orthogonal(out: dict, batch: dict, critic: Critic | None, weight: float) -> torch.Tensor:
-    return weight * cross_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"])
+    return weight * canonical_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"])
 
 
 REGISTRY: dict[str, Method] = {  # keyed by config.METHODS
