@@ -109,15 +109,14 @@ def probe_inputs(cfg: C.Config, run_url: str) -> dict[str, Any]:
             z = fit.transform(torch.as_tensor(z)).numpy()
     (tr, te), _ = probe_clips(emb, cfg)
     return {"z_tr": z[tr], "s_tr": emb["speaker"][tr], "e_tr": emb["emotion"][tr], "z_te": z[te],
-            "s_te": emb["speaker"][te], "e_te": emb["emotion"][te], "n_speakers": n_spk}
+            "s_te": emb["speaker"][te], "e_te": emb["emotion"][te], "n_speakers": n_spk, "n_emotions": n_emo}
 
 
 def run_probe(variant: str, inp: dict[str, Any], cfg: ProbeConfig, seed: int) -> tuple[float, float, float]:
     """(probe test accuracy, leakage, seconds) of one variant and seed."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    x_tr, x_te = P.standardise(torch.as_tensor(inp["z_tr"], dtype=torch.float32),
-                               torch.as_tensor(inp["z_te"], dtype=torch.float32))
+    x_tr, x_te = P.probe_inputs(inp["z_tr"], inp["e_tr"], inp["z_te"], inp["e_te"], inp["n_emotions"])
     predict = P.crossfit_mlp_predict if variant == "crossfit" else holdout_predict
     acc = accuracy(predict(x_tr, torch.as_tensor(inp["s_tr"], dtype=torch.long), x_te, inp["n_speakers"], cfg, seed),
                    inp["s_te"])
