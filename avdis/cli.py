@@ -247,34 +247,40 @@ def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: 
 
 def _refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
     """Refuse a setting sweep.space.params samples that no trial reads (`_unread_sample`): it set trials apart that
-    trained alike, and the searcher learned noise. Given on the command line or in the file."""
+    trained alike, and the searcher learned noise. Given on the command line, or in the file where the command line
+    did not choose the setting that leaves it unread: a file may serve other sweeps, and its sample of
+    train.max_failures under `avdis sweep train.workers=1` is left alone, as its other settings are (still sampled)."""
     param = ["sweep", "space", "params"]
     for key in cfg.sweep.space.params:
-        why = _unread_sample(cfg, key)
-        if why is not None:
+        unread = _unread_sample(cfg, key)
+        if unread is not None:
+            mode, why = unread
             typed = next((o for o in reversed(args.overrides) if _holds(C.parse_overrides([o]), [*param, key])
                           or _holds(C.parse_overrides([o]), [*param, *key.split(".")])), None)
+            if typed is None and _typed(args, mode) is not None:
+                continue
             where = typed or f"{f'{args.config}: ' if args.config else ''}sweep.space.params.{key}"
             _refuse_unless_resumed(args, cfg, f"{where}: {why}")
 
 
-def _unread_sample(cfg: C.Config, key: str) -> str | None:
-    """Why no trial of the sweep reads the setting `key` that sweep.space.params samples, None where one does: none
-    of sweep.space.methods reads it (`C.READ_BY_METHODS`), it is read only under another value of a setting the
-    space does not sample (`READ_ONLY_UNDER`: model.contours under model.modality=visual), or it is Ray Train's and
-    every trial trains in its own process (`IN_PROCESS_IGNORES`)."""
+def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
+    """The setting that leaves the setting `key` that sweep.space.params samples unread by every trial of the sweep,
+    and why; None where a trial reads it: none of sweep.space.methods reads it (`C.READ_BY_METHODS`), it is read only
+    under another value of a setting the space does not sample (`READ_ONLY_UNDER`: model.contours under
+    model.modality=visual), or it is Ray Train's and every trial trains in its own process (`IN_PROCESS_IGNORES`)."""
     space, methods = cfg.sweep.space.params, cfg.sweep.space.methods
     readers = next((r for k, r in C.READ_BY_METHODS.items() if _reads((k,), key)), ())
     if readers and not set(readers) & set(methods):
-        return (f"{key} is read only by {', '.join(readers)}, none of which sweep.space.methods=[{', '.join(methods)}] "
-                "holds, so sampling it would change nothing; add one of them to sweep.space.methods, or drop it")
+        return "sweep.space.methods", (f"{key} is read only by {', '.join(readers)}, none of which "
+                                       f"sweep.space.methods=[{', '.join(methods)}] holds, so sampling it would change "
+                                       "nothing; add one of them to sweep.space.methods, or drop it")
     for setting, mode, values, why in READ_ONLY_UNDER:
         said, current = _mode(cfg, mode)
         if _reads((setting,), key) and mode not in space and current not in values:
-            return (f"{why}; under {said}={current} sampling {key} would change nothing: drop it, or give "
-                    f"{mode}={'null' if values[0] is None else values[0]}")
+            return mode, (f"{why}; under {said}={current} sampling {key} would change nothing: drop it, or give "
+                          f"{mode}={'null' if values[0] is None else values[0]}")
     if key in IN_PROCESS_IGNORES and cfg.train.in_process and "train.workers" not in space:
-        return IN_PROCESS_WHY.format(key=f"sampling {key}")
+        return "train.workers", IN_PROCESS_WHY.format(key=f"sampling {key}")
     return None
 
 

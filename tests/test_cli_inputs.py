@@ -1503,9 +1503,8 @@ def test_a_sampled_method_setting_no_swept_method_reads_is_refused(tmp_path, cap
     refused(capsys, ["sweep", "--config", SMOKE, f"sweep.space.methods={methods}", space], f"{space}: {said}")
     in_file = tmp_path / "c.yaml"
     sampled = {setting: yaml.safe_load(param.partition("=")[2])}
-    in_file.write_text(yaml.safe_dump({"sweep": {"space": {"params": sampled}}}))
-    refused(capsys, ["sweep", "--config", str(in_file), f"sweep.space.methods={methods}"],
-            f"{in_file}: sweep.space.params.{setting}: {said}")
+    in_file.write_text(yaml.safe_dump({"sweep": {"space": {"methods": yaml.safe_load(methods), "params": sampled}}}))
+    refused(capsys, ["sweep", "--config", str(in_file)], f"{in_file}: sweep.space.params.{setting}: {said}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
@@ -1536,6 +1535,33 @@ def test_a_sampled_setting_no_trial_reads_is_refused(tmp_path, capsys, monkeypat
     fixed = [fix, "train.strategy=deepspeed"] if fix.startswith("train.workers") else [fix]
     refused(capsys, ["sweep", "--config", SMOKE, space, *fixed, "--storage", str(blocker), "--name", "s"],
             f"{blocker}/s: not writable")
+
+
+@pytest.mark.parametrize("mode, sample, reads, unread", [
+    ("train.workers=1", {"train.max_failures": [0, 2]}, {"train": {"strategy": "ddp", "workers": 2}},
+     {"train": {"strategy": "ddp", "workers": 1}}),
+    ("model.modality=visual", {"model.contours": [True, False]}, {}, {"model": {"modality": "visual"}}),
+    ("sweep.space.methods=[multitask, orthogonal]", {"method.adversary.steps": [1, 5]}, {},
+     {"sweep": {"space": {"methods": ["multitask", "orthogonal"]}}}),
+])
+def test_a_files_sample_is_left_alone_where_the_command_line_chose_what_leaves_it_unread(tmp_path, capsys,
+                                                                                       monkeypatch, mode, sample,
+                                                                                       reads, unread):
+    """A config file's sweep.space.params, sampling a setting its own sweeps read, is left alone where the command
+    line chose the mode that leaves it unread (`reads`: the file's mode; `unread`: one that leaves it unread), as a
+    file's other settings are: `avdis sweep --config <file sampling train.max_failures> train.workers=1` was
+    refused for the file's sample. A file whose own mode leaves its sample unread is refused still."""
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump(C.merge(reads, {"sweep": {"space": {"params": sample}}})))
+    for line in ([], [mode]):  # the file's own sweep; the command line's, which leaves the sample unread
+        refused(capsys, ["sweep", "--config", str(in_file), *line, "--storage", str(blocker), "--name", "s"],
+                f"{blocker}/s: not writable")
+    at_odds = tmp_path / "odd.yaml"
+    at_odds.write_text(yaml.safe_dump(C.merge(unread, {"sweep": {"space": {"params": sample}}})))
+    refused(capsys, ["sweep", "--config", str(at_odds)], f"{at_odds}: sweep.space.params.{next(iter(sample))}: ")
 
 
 @pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD",
