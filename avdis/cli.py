@@ -125,7 +125,8 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
     for key, mode, values, why in READ_ONLY_UNDER:
         said, current = _mode(cfg, mode)
         sampled = args.command == "sweep" and mode in cfg.sweep.space.params  # each trial its own
-        if (reads is None or _reads(reads, key)) and current not in values and not sampled:
+        unused = _reads(("ray",), key) and _without_ray(args, cfg)  # the command's no-Ray rule speaks for it
+        if (reads is None or _reads(reads, key)) and current not in values and not sampled and not unused:
             _refuse_ignored(args, cfg, {key: f"{why}; under {said}={current} {{key}} would change nothing: drop it, "
                                              f"or give {mode}={'null' if values[0] is None else values[0]}"},
                             chosen=said != mode or _typed(args, mode, flags) is not None, flags=flags)
@@ -138,6 +139,14 @@ def _load(args: argparse.Namespace, flags: dict[str, tuple[str, Any]] | None = N
                                                      f"own); drop it, or give method.name one of "
                                                      f"{', '.join(C.WEIGHT_RANGES)}"}, chosen=False, flags=flags)
     return cfg
+
+
+def _without_ray(args: argparse.Namespace, cfg: C.Config) -> bool:
+    """Whether the command uses no Ray at all (`avdis preprocess --no-ray`, `avdis train` under train.strategy=single),
+    where its own rule refuses the ray settings (`cmd_preprocess`, `SINGLE_IGNORES`): a rule for one kind of Ray
+    (`READ_ONLY_UNDER`: ray.include_dashboard but for a local one) advised a ray.address that rule then refused."""
+    return ((args.command == "preprocess" and args.no_ray)
+            or (args.command == "train" and cfg.train.strategy == "single"))
 
 
 def _value(cfg: C.Config, path: str) -> Any:

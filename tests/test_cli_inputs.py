@@ -698,6 +698,27 @@ def test_ray_include_dashboard_is_refused_where_ray_address_names_the_ray_joined
     refused(capsys, [command, *base, "ray.include_dashboard=false"], goes_on)
 
 
+@pytest.mark.parametrize("command", ["preprocess", "train"])
+def test_ray_include_dashboard_without_ray_is_refused_by_the_no_ray_rule_under_ray_address(tmp_path, capsys,
+                                                                                           monkeypatch, command):
+    """Under RAY_ADDRESS, `avdis preprocess --no-ray ray.include_dashboard=false` (and `avdis train --strategy single`)
+    was told to "give ray.address=local", which the --no-ray (single) rule then refused: the command uses no Ray at
+    all, so its no-Ray rule speaks, whatever Ray RAY_ADDRESS names."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
+    argv = {"preprocess": ["preprocess", "--corpus", "synthetic", "--src", str(tmp_path), "--out",
+                           str(tmp_path / "out"), "--no-ray"],
+            "train": ["train", f"data.src={tmp_path}", f"data.shards={tmp_path / 'shards'}",
+                      f"train.storage={tmp_path / 'runs'}", "--strategy", "single"]}[command]
+    said = {"preprocess": "--no-ray decodes in this process, without Ray, so ray.include_dashboard would change "
+                          "nothing; drop it, or drop --no-ray",
+            "train": "train.strategy=single trains in this process, without Ray, so ray.include_dashboard would "
+                     "change nothing; drop it, or give train.strategy=ddp or deepspeed"}[command]
+    err = refused(capsys, [*argv, "ray.include_dashboard=false"], f"ray.include_dashboard=false: {said}")
+    assert "give ray.address" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_path, capsys, monkeypatch):
     """A sweep or run started, before they were refused, with a setting that changes nothing was resumed by neither
     the same command (refused) nor the one without it (the sweep's recorded settings, or the run's name, whose hash
