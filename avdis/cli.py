@@ -266,10 +266,18 @@ def _refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
             mode, why = unread
             typed = next((o for o in reversed(args.overrides) if _holds(C.parse_overrides([o]), [*param, key])
                           or _holds(C.parse_overrides([o]), [*param, *key.split(".")])), None)
-            if typed is None and _typed(args, mode) is not None:
+            if typed is None and _chose(args, cfg, mode):
                 continue
             where = typed or f"{f'{args.config}: ' if args.config else ''}sweep.space.params.{key}"
             _refuse_unless_resumed(args, cfg, f"{where}: {why}")
+
+
+def _chose(args: argparse.Namespace, cfg: C.Config, mode: str) -> bool:
+    """Whether the command line of `avdis sweep` chose the setting `mode` that leaves a file's setting unread: gave
+    it, or, for train.workers, gave train.strategy=single, under which a file's workers are left alone
+    (`C.load`): one worker, by the command line's choice."""
+    return _typed(args, mode) is not None or (mode == "train.workers" and cfg.train.strategy == "single"
+                                              and _typed(args, "train.strategy") is not None)
 
 
 def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
@@ -470,7 +478,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _refuse_cluster_on_local_ray(args, cfg, "sweep")
     if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:
         _refuse_ignored(args, cfg, dict.fromkeys(IN_PROCESS_IGNORES, IN_PROCESS_WHY),
-                        chosen=_typed(args, "train.workers") is not None)
+                        chosen=_chose(args, cfg, "train.workers"))
     for override in args.overrides:  # a file's weights may serve other lists of methods: left alone
         unswept = [m for m in C.WEIGHT_RANGES if m not in cfg.sweep.space.methods
                    and _holds(C.parse_overrides([override]), ["sweep", "space", "weights", m])]

@@ -1585,6 +1585,28 @@ def test_a_files_sample_is_left_alone_where_the_command_line_chose_what_leaves_i
     refused(capsys, ["sweep", "--config", str(at_odds)], f"{at_odds}: sweep.space.params.{next(iter(sample))}: ")
 
 
+@pytest.mark.parametrize("held, sampled", [({"max_failures": 2}, {}), ({"placement_strategy": "SPREAD"}, {}),
+                                           ({}, {"train.max_failures": [0, 2]})])
+def test_a_sweep_under_a_command_line_strategy_single_leaves_a_files_ray_train_settings_alone(tmp_path, capsys,
+                                                                                          monkeypatch, held,
+                                                                                          sampled):
+    """`avdis sweep train.strategy=single` on a file of two-worker DDP trials leaves the file's workers alone (one
+    worker: each trial trains in its own process), and so its Ray Train settings, held or sampled, as
+    train.workers=1 does: they were refused, "with train.workers=1 ... give train.workers=2 or more", for a
+    choice the command line made. A file of strategy single holding them is refused still."""
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    sample = {"sweep": {"space": {"params": sampled}}}
+    in_file = tmp_path / "c.yaml"
+    in_file.write_text(yaml.safe_dump({"train": {"strategy": "ddp", "workers": 2, **held}, **sample}))
+    refused(capsys, ["sweep", "--config", str(in_file), "train.strategy=single", "--storage", str(blocker),
+                     "--name", "s"], f"{blocker}/s: not writable")
+    in_file.write_text(yaml.safe_dump({"train": {"strategy": "single", **held}, **sample}))
+    refused(capsys, ["sweep", "--config", str(in_file)], f"{in_file}: ", "with train.workers=1 every trial trains in "
+            "its own process")
+
+
 @pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD",
                                       "sweep.trial_cpus=0.5"])
 def test_a_sweep_of_one_worker_trials_refuses_the_ray_train_settings_it_would_ignore(tmp_path, capsys, monkeypatch,
