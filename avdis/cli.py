@@ -303,15 +303,16 @@ def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
 
 def _refuse_cluster_on_local_ray(args: argparse.Namespace, cfg: C.Config, work: str) -> None:
     """Refuse ray.autoscaling and ray.cluster_file on the command line where the command starts a local Ray (no
-    ray.address or RAY_ADDRESS: `_mode`), for its `work` (build, run, sweep). They describe a cluster that adds nodes
-    (`nodes.check_added_nodes`, `clusterfit.check_cluster`), and a local Ray adds none: both pass over it. A config
-    file's (a cluster config, run here) is left alone."""
-    if _mode(cfg, "ray.address")[1] in (None, "", "local"):
+    ray.address or RAY_ADDRESS, or either local: `_mode`), for its `work` (build, run, sweep). They describe a cluster
+    that adds nodes (`nodes.check_added_nodes`, `clusterfit.check_cluster`), and a local Ray adds none: both pass over
+    it. A config file's (a cluster config, run here) is left alone."""
+    said, address = _mode(cfg, "ray.address")
+    if address in (None, "", "local"):
+        local = f"{said}=local" if address == "local" else "no ray.address or RAY_ADDRESS"
         _refuse_ignored(args, cfg, dict.fromkeys(("ray.autoscaling", "ray.cluster_file"), "{key} describes a cluster "
-                                                 f"that adds nodes, and the local Ray this {work} starts (no "
-                                                 "ray.address or RAY_ADDRESS) adds none, so {key} would change "
-                                                 f"nothing; drop it, or give ray.address=<the cluster's> to {work} on "
-                                                 "it"), chosen=True)
+                                                 f"that adds nodes, and the local Ray this {work} starts ({local}) "
+                                                 "adds none, so {key} would change nothing; drop it, or give "
+                                                 f"ray.address=<the cluster's> to {work} on it"), chosen=True)
 
 
 def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:

@@ -108,6 +108,11 @@ def test_preprocessing_on_a_local_ray_refuses_the_cluster_settings(corpus, tmp_p
     refused(capsys, [*build, override, "ray.address=10.0.0.1:6379"], f"{blocker / 'x'}: not writable")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     refused(capsys, [*build, override], f"{blocker / 'x'}: not writable")
+    # a local Ray named: the refusal says by what (it said "no ray.address or RAY_ADDRESS" where one was given)
+    refused(capsys, [*build, override, "ray.address=local"],
+            "the local Ray this build starts (ray.address=local) adds none")
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    refused(capsys, [*build, override], "the local Ray this build starts (RAY_ADDRESS=local) adds none")
 
 
 @pytest.mark.parametrize("override", ["ray.autoscaling=true", "ray.cluster_file=cluster/aws.yaml"])
