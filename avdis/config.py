@@ -57,6 +57,12 @@ OBJECTIVES: dict[str, Literal["max", "min"]] = {"emotion_acc": "max", "leakage":
 # that no choice a sweep makes has seen the test clips its report is measured on (chosen on test, a front is
 # optimistic by the test set's noise).
 SELECTION: dict[str, Literal["max", "min"]] = {"val_emotion_acc": "max", "val_leakage": "min"}
+# How a trial's numbers are made where avdis changed it, so the same trial now gives others: a sweep records these in
+# its sweep.json and is not resumed under others (its old trials' numbers and the new ones would share one front).
+MEASURES: dict[str, str] = {
+    "leakage": "probes on z_emo with the one-hot emotion beside it (since 2026-12-04; z_emo alone before)",
+    "orthogonal": "mean squared canonical correlation of z_emo and z_id (since 2026-12-04; per coordinate before)",
+}
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
 SAMPLED_SECTIONS = ("data", "model", "train", "method")

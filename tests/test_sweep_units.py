@@ -971,6 +971,24 @@ def test_a_sweep_started_when_avdis_chose_on_test_clips_is_not_resumed(tmp_path)
             check_spec(url, cfg)
 
 
+def test_a_sweep_whose_trials_were_measured_otherwise_is_not_resumed(tmp_path):
+    """Before 2026-12-04 the leakage probe read z_emo alone and `orthogonal` penalised per-coordinate correlation:
+    resumed, such a sweep's old trials and its new ones would have shared one front on two measures, with no word."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg, "0" * 16)
+    assert check_spec(url, cfg) is not None
+    spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
+    before = {k: v for k, v in spec.items() if k != "measures"}  # what every sweep.json held before
+    other = {**spec, "measures": {**spec["measures"], "leakage": "another probe"}}
+    for record, said in ((before, r"leakage: .*\(this sweep's: not recorded, so the one before\); orthogonal: "),
+                         (other, r"leakage: .*\(this sweep's: another probe\)\)")):
+        (tmp_path / "s1" / results.SPEC).write_text(json.dumps(record))
+        with pytest.raises(UsageError, match=rf"measured otherwise than this avdis measures them \({said}.*"
+                                             r"Start a new sweep under a new name"):
+            check_spec(url, cfg)
+
+
 def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tmp_path):
     """The searcher, MO-ASHA and the front choose on validation clips. A user's corpus with 2 clips per speaker has
     none (one goes to train, one to test), and every trial would end in error after its epochs. So would a

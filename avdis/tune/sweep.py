@@ -39,7 +39,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import SELECTION, Config, Range, S3Config, setting_of, with_overrides
+from avdis.config import MEASURES, SELECTION, Config, Range, S3Config, setting_of, with_overrides
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
@@ -134,6 +134,14 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                          f"test clips, not on {', '.join(SELECTION)}: its searcher and MO-ASHA's rungs hold test "
                          "numbers, and a resume would mix the two. Start a new sweep under a new name (--name or "
                          f"sweep.name=...); `avdis report {sweep_url}` still reads this one (chosen on test).")
+    measured = record.get("measures") or {}
+    changed = [f"{name}: {how} (this sweep's: {measured.get(name, 'not recorded, so the one before')})"
+               for name, how in MEASURES.items() if measured.get(name) != how]
+    if changed:
+        raise UsageError(f"{sweep_url} holds a sweep whose trials were measured otherwise than this avdis measures them "
+                         f"({'; '.join(changed)}): resumed, its old trials and the new ones would share one front on "
+                         "two measures. Start a new sweep under a new name (--name or sweep.name=...); "
+                         f"`avdis report {sweep_url}` still reads this one")
     started = record["spec"].get("sweep", {}).get("storage")
     if started is not None and storage.join(started, cfg.sweep.name) != sweep_url:  # moved, or copied (to S3, say)
         raise UsageError(
@@ -201,9 +209,10 @@ def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
 
 
 def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
-    """What the sweep was started with (the whole config), on which data (its manifest hash) and what it chooses on
-    (`config.SELECTION`), for `check_spec` and `check_data`."""
-    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash, "selection": list(SELECTION)}
+    """What the sweep was started with (the whole config), on which data (its manifest hash), what it chooses on
+    (`config.SELECTION`) and how its numbers are made (`config.MEASURES`), for `check_spec` and `check_data`."""
+    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash, "selection": list(SELECTION),
+              "measures": MEASURES}
     storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
 
 
