@@ -275,6 +275,14 @@ def test_only_errors_avdis_explains_and_that_end_the_run_are_kept_off_rays_conso
     assert shown(retried) and shown(ControllerError(retried))
     assert shown(ValueError("a bug")) and shown(ValueError("a bug"), exc_info=False)
     assert shown(ControllerError(RuntimeError("Ray's own")))
+    try:  # a bug in the code handling an avdis error: its traceback is all that tells of it
+        try:
+            raise ended
+        except AvdisError:
+            {}["cleanup"]
+    except KeyError as error:
+        bug = error
+    assert shown(bug) and shown(bug, exc_info=False) and shown(ControllerError(bug))
 
 
 def test_the_skip_rate_is_the_epochs_over_every_worker_not_one_workers(local_ray, tiny_shards, tmp_path):

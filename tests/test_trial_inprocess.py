@@ -255,7 +255,14 @@ def test_tunes_record_of_a_failed_trial_is_kept_off_the_console_only_for_an_avdi
             failed(ControllerError(AvdisError("shard-000001.tar: size mismatch")))  # a multi-worker trial's
             failed(ValueError("a bug"))
             failed(ControllerError(RuntimeError("Ray Train's own")))
+            try:  # a bug in the code handling an avdis error: its traceback is all that tells of it
+                raise AvdisError("shard-000001.tar: size mismatch")
+            except AvdisError:
+                try:
+                    {}["cleanup"]
+                except KeyError as bug:
+                    failed(bug)
         failed(AvdisError("after the sweep's fit"))
     finally:
         logger.removeHandler(handler)
-    assert shown == ["ValueError", "ControllerError", "AvdisError"]
+    assert shown == ["ValueError", "ControllerError", "KeyError", "AvdisError"]

@@ -39,8 +39,11 @@ class TrainInterrupted(AvdisError):
         super().__init__(f"{run_url}: interrupted; rerun the same command to resume from its last whole checkpoint")
 
 
-def _avdis_error(failures: Iterable[BaseException]) -> AvdisError | None:
-    """The first avdis error in the failures' chains (a worker's error reaches the driver wrapped by Ray)."""
+def _avdis_error(failures: Iterable[BaseException], context: bool = True) -> AvdisError | None:
+    """The first avdis error in the failures' chains: a worker's error reaches the driver wrapped by Ray (a
+    ControllerError's controller_failure, a Ray task's error's cause, an error raised from it). With `context`, also
+    one being handled where the failure was raised (its __context__): a fault in the input that a restart meets
+    again, however its handling failed, and whose message says what to do."""
     for failure in failures:
         seen: BaseException | None = failure
         while seen is not None:
@@ -48,22 +51,30 @@ def _avdis_error(failures: Iterable[BaseException]) -> AvdisError | None:
                 return seen
             # a ControllerError's cause; a Ray task's error (as the cause's type, `RayTaskError.as_instanceof_cause`)
             wrapped = [getattr(seen, name, None) for name in ("controller_failure", "cause")]
-            seen = next((w for w in wrapped if isinstance(w, BaseException)), seen.__cause__ or seen.__context__)
+            seen = next((w for w in wrapped if isinstance(w, BaseException)),
+                        seen.__cause__ or (seen.__context__ if context else None))
     return None
 
 
+def _explained_end(error: BaseException) -> bool:
+    """Whether `error` itself, inside Ray's wrappers, is an avdis error that ends the run (not `retryable`), which the
+    command says in one line: its tracebacks are kept off the console. Not an error raised while one was handled (a
+    bug in the handling), whose traceback is all that tells of it."""
+    found = _avdis_error([error], context=False)
+    return found is not None and not found.retryable
+
+
 class _ExplainedOffTheConsole(logging.Filter):
-    """Drops a record of an error that ends the run and that avdis explains (an avdis error not `retryable`) from Ray
-    Train's console output, where Ray logs it with its traceback in each worker ("Error in training function") and in
-    the controller ("Error in control loop iteration", "[FailurePolicy] RAISE"): streamed to the driver, those pages
-    came before the command's one-line error. Ray Train's log files (logs/train in Ray's session folder) still get
-    it. A worker's record carries no exception: it is logged while the error is being handled."""
+    """Drops a record of an error that ends the run and that avdis explains (`_explained_end`) from Ray Train's console
+    output, where Ray logs it with its traceback in each worker ("Error in training function") and in the controller
+    ("Error in control loop iteration", "[FailurePolicy] RAISE"): streamed to the driver, those pages came before the
+    command's one-line error. Ray Train's log files (logs/train in Ray's session folder) still get it. A worker's
+    record carries no exception: it is logged while the error is being handled."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else (
             sys.exc_info()[1] if record.levelno >= logging.ERROR else None)
-        found = _avdis_error([error]) if error is not None else None
-        return found is None or found.retryable
+        return error is None or not _explained_end(error)
 
 
 def _keep_explained_off_the_console() -> None:

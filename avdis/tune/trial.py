@@ -81,11 +81,12 @@ class _ExplainedTrialError(logging.Filter):
     """Drops Tune's "Trial task failed for trial ..." record, and its traceback, where the trial failed of an avdis
     error (in a multi-worker trial, one its Ray Train run failed of): the sweep's error names each failed trial with
     the error's message and where Tune's error file, which holds the traceback, is (`sweep.failures`). A trial of
-    damaged shards printed 40 lines of traceback, Ray's internals first, above that. Any other error keeps it."""
+    damaged shards printed 40 lines of traceback, Ray's internals first, above that. Any other error keeps it, one
+    raised while an avdis error was handled included (a bug in the handling)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return error is None or launch._avdis_error([error]) is None
+        return error is None or launch._avdis_error([error], context=False) is None
 
 
 @contextmanager
