@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import ray.cloudpickle as cloudpickle
@@ -261,12 +262,13 @@ def test_only_errors_avdis_explains_and_that_end_the_run_are_kept_off_rays_conso
     from avdis.errors import AvdisError
     from avdis.storage import StorageError
 
-    def shown(error: BaseException, exc_info: bool = True) -> bool:
-        record = logging.LogRecord("ray.train", logging.ERROR, __file__, 1, "Error", None,
-                                   (type(error), error, None) if exc_info else None)
+    def shown(error: BaseException, exc_info: bool = True, said: str | None = None) -> bool:
         try:
             raise error
-        except BaseException:  # a worker's record is logged while its error is handled, without exc_info
+        except BaseException:  # a worker's record is logged while its error is handled, its traceback as text
+            message = said or f"Error in training function:\n{traceback.format_exc()}"
+            record = logging.LogRecord("ray.train", logging.ERROR, __file__, 1, message, None,
+                                       (type(error), error, None) if exc_info else None)
             return launch._ExplainedOffTheConsole().filter(record)
 
     ended = AvdisError("shard x: size mismatch")
@@ -275,6 +277,7 @@ def test_only_errors_avdis_explains_and_that_end_the_run_are_kept_off_rays_conso
     assert shown(retried) and shown(ControllerError(retried))
     assert shown(ValueError("a bug")) and shown(ValueError("a bug"), exc_info=False)
     assert shown(ControllerError(RuntimeError("Ray's own")))
+    assert shown(ended, exc_info=False, said="Failed to poll the worker group")  # another record logged meanwhile
     try:  # a bug in the code handling an avdis error: its traceback is all that tells of it
         try:
             raise ended

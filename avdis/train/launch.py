@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
@@ -69,12 +70,17 @@ class _ExplainedOffTheConsole(logging.Filter):
     output, where Ray logs it with its traceback in each worker ("Error in training function") and in the controller
     ("Error in control loop iteration", "[FailurePolicy] RAISE"): streamed to the driver, those pages came before the
     command's one-line error. Ray Train's log files (logs/train in Ray's session folder) still get it. A worker's
-    record carries no exception: it is logged while the error is being handled."""
+    record carries no exception, but the error's traceback as text, logged while the error is handled: that one is
+    dropped, not another record logged meanwhile."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else (
-            sys.exc_info()[1] if record.levelno >= logging.ERROR else None)
-        return error is None or not _explained_end(error)
+        if record.exc_info:
+            return not _explained_end(record.exc_info[1])
+        handled = sys.exc_info()[1]
+        if handled is None or not _explained_end(handled):
+            return True
+        said = "".join(traceback.format_exception_only(handled)).strip()
+        return not record.getMessage().rstrip().endswith(said)
 
 
 def _keep_explained_off_the_console() -> None:
