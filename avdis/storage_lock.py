@@ -199,7 +199,7 @@ def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any], str, bo
     except (ValueError, TypeError, KeyError):  # no lease (a local folder's lock, copied up with its shards): free
         return {}, response["ETag"], True
     now = email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
-    quiet = (now - response["LastModified"]).total_seconds()
+    quiet = max(0.0, (now - response["LastModified"]).total_seconds())  # S3's servers' clocks need not agree
     free = body.get("holder") is None or quiet > lease_s
     return {**body, "lease_s": lease_s, "quiet_s": quiet}, response["ETag"], free
 

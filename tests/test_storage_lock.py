@@ -116,6 +116,31 @@ def test_the_refusal_while_a_killed_holders_s3_lease_runs_out_says_how_long_is_l
     assert ago <= 15 and abs(ago + left - 40) <= 1  # S3 stamps whole seconds
 
 
+def test_a_lease_stamped_by_a_clock_ahead_of_the_answering_one_was_renewed_0_s_ago(s3_bucket, monkeypatch):
+    """S3's servers need not agree to the second: where the one answering runs behind the one that stamped the lock,
+    the refusal said 'renewed -0 s ago' (or -2 s)."""
+    import email.utils
+
+    import boto3
+
+    url = f"{s3_bucket}/sweeps/s"
+    held = {"holder": "pid 1 on elsewhere", "token": "other", "lease_s": 40, "renewal": 0}
+    boto3.client("s3").put_object(Bucket=s3_bucket.removeprefix("s3://"), Key=f"sweeps/s/{storage_lock.LOCK}",
+                                  Body=json.dumps(held).encode())
+    read = storage_lock._get_object
+
+    async def behind(fs, bucket: str, key: str):  # the answer's Date 2 s before the object's LastModified
+        data, response = await read(fs, bucket, key)
+        date = response["LastModified"].timestamp() - 2
+        response["ResponseMetadata"]["HTTPHeaders"]["date"] = email.utils.formatdate(date, usegmt=True)
+        return data, response
+
+    monkeypatch.setattr(storage_lock, "_get_object", behind)
+    with pytest.raises(storage_lock.BusyError, match=r"renewed 0 s ago: if it was killed, its lease runs out in 40 s"):
+        with storage_lock.exclusive(url, "sweep driver"):
+            pass
+
+
 def test_a_holder_whose_s3_lock_was_taken_says_so_loudly(s3_bucket, capfd, monkeypatch):
     """A holder stalled past its lease (a long GC pause, S3 out of reach) whose lock another job took."""
     import boto3
