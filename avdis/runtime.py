@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -212,17 +212,28 @@ def _init_local(cfg: RayConfig, runtime_env: dict[str, dict[str, str]] | None) -
     there (another job's, another user's) it asked that one (the controller unknown there: dead) or failed ("Found
     multiple active Ray instances"), and the placement group of every trial a sweep stopped stayed, holding its
     CPUs. The GCS port is chosen here so the address is known before Ray starts; this process's own environment is
-    left as it was."""
+    left as it was. Without its dashboard, Ray still records the dashboard's address, 127.0.0.1:8265, where the state
+    API is asked: there another Ray's dashboard answers on a machine that runs one, knows no such controller, and the
+    cleaner removed the live run's placement group, its workers with it. A port of its own that nothing serves is
+    recorded instead: the cleaner's question goes unanswered (it warns, and removes nothing)."""
     import ray
     from ray._private.ray_constants import GCS_PORT_ENVIRONMENT_VARIABLE
 
-    with socket.socket() as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
+    port, unserved = _free_ports(2)
     own = {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}", GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}
     with environment(own):  # the Ray processes started now inherit it; address="local" itself ignores RAY_ADDRESS
         ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
-                 log_to_driver=True)
+                 log_to_driver=True, **({} if cfg.include_dashboard else {"dashboard_port": unserved}))
+
+
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on this machine now, from the system's ephemeral range (not a dashboard's 8265
+    and on)."""
+    with ExitStack() as stack:
+        held = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in held:
+            s.bind(("", 0))
+        return [s.getsockname()[1] for s in held]
 
 
 @contextmanager

@@ -236,6 +236,57 @@ def test_a_local_rays_own_processes_find_it_though_another_ray_runs_on_the_machi
     assert out == {"seen": ["avdis-marker"], "driver_env": None}
 
 
+UNSERVED = """
+import json, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(include_dashboard=False))
+
+def asked() -> str:
+    from ray.util.state import get_actor
+
+    try:  # address=None, as Ray Train's placement-group cleaner asks whether its run's controller lives
+        return repr(get_actor("00" * 16, address=None, timeout=10))
+    except Exception as exc:
+        return type(exc).__name__
+
+print(json.dumps({"asked": ray.get(ray.remote(asked).options(num_cpus=0).remote())}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_local_ray_without_its_dashboard_does_not_send_the_state_api_to_another_rays(ray_tmp):
+    """Without its dashboard a local Ray recorded the dashboard's address as 127.0.0.1:8265, and Ray Train's
+    placement-group cleaner asked the state API there: where another Ray's dashboard served that port, it did not know
+    the run's controller, the cleaner took it for dead and removed the live run's placement group (its workers
+    destroyed, a run of max_failures=-1 restarted). Here a server holding 8265 stands for that dashboard: it must not
+    be asked, and the question must go unanswered (ServerUnavailable: the cleaner warns and removes nothing)."""
+    asked: list[str] = []
+
+    class Dashboard(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 8265), Dashboard)
+    except OSError as exc:  # another Ray's dashboard is there already: what this test stands for, but not ours
+        pytest.skip(f"127.0.0.1:8265 is held by another process ({exc})")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    try:
+        out = report(subprocess.run([sys.executable, "-c", UNSERVED], env={**base, "RAY_TMPDIR": str(ray_tmp)},
+                                    capture_output=True, text=True, timeout=240, cwd=ROOT))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (asked, out) == ([], {"asked": "ServerUnavailable"})
+
+
 JOINED = """
 import json, os, sys, ray
 from avdis import runtime
