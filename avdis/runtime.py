@@ -221,9 +221,18 @@ def _init_local(cfg: RayConfig, runtime_env: dict[str, dict[str, str]] | None) -
 
     port, unserved = _free_ports(2)
     own = {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}", GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}
+    runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": f"{__name__}.{_hangup_ignored.__name__}"}
     with environment(own):  # the Ray processes started now inherit it; address="local" itself ignores RAY_ADDRESS
         ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
                  log_to_driver=True, **({} if cfg.include_dashboard else {"dashboard_port": unserved}))
+
+
+def _hangup_ignored() -> None:
+    """Each worker of a local Ray, as it starts: SIGHUP ignored rather than blocked. The workers inherit the blocked
+    SIGHUP that `_hangup_held` gives the Ray it starts, so an actor or task that set its own SIGHUP handler never got
+    the signal; ignored, they still outlive a dropped terminal, and such a handler runs."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # first: a hangup held meanwhile is dropped, as the block meant
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def _free_ports(n: int) -> list[int]:

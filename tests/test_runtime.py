@@ -287,6 +287,41 @@ def test_a_local_ray_without_its_dashboard_does_not_send_the_state_api_to_anothe
     assert (asked, out) == ([], {"asked": "ServerUnavailable"})
 
 
+HANGUP = """
+import json, ray
+from avdis import runtime
+from avdis.config import RayConfig
+runtime.connect(RayConfig(include_dashboard=False))
+
+@ray.remote(num_cpus=0)
+class Handles:
+    def hup(self) -> dict:
+        import os, signal
+
+        status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+        bit = 1 << (signal.SIGHUP - 1)
+        got = []
+        signal.signal(signal.SIGHUP, lambda *_: got.append(1))  # an actor's own handler
+        os.kill(os.getpid(), signal.SIGHUP)
+        return {"blocked": bool(int(status["SigBlk"], 16) & bit), "ignored": bool(int(status["SigIgn"], 16) & bit),
+                "handled": got == [1]}
+
+print(json.dumps({"hup": ray.get(Handles.remote().hup.remote())}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_local_rays_workers_ignore_a_hangup_and_an_actors_own_handler_gets_it(ray_tmp):
+    """The local Ray a command starts is started with SIGHUP blocked (so its processes outlive a dropped terminal),
+    and its workers kept it blocked: an actor that set its own SIGHUP handler never got the signal. A worker starts
+    with it ignored instead, not blocked, and such a handler runs."""
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    out = report(subprocess.run([sys.executable, "-c", HANGUP], env={**base, "RAY_TMPDIR": str(ray_tmp)},
+                                capture_output=True, text=True, timeout=240, cwd=ROOT))
+    assert out == {"hup": {"blocked": False, "ignored": True, "handled": True}}
+
+
 JOINED = """
 import json, os, sys, ray
 from avdis import runtime
