@@ -47,7 +47,7 @@ EmotionCues = Literal["mixed", "dynamics"]
 WEIGHT_RANGES: dict[str, tuple[float, float, bool]] = {
     "adversarial": (0.0, 10.0, False),  # gradient-reversal strength
     "confusion": (0.0, 10.0, False),  # weight of the cross-entropy to uniform
-    "orthogonal": (0.0, 100.0, False),  # weight of the cross-covariance penalty
+    "orthogonal": (0.0, 100.0, False),  # weight of the canonical-correlation penalty
     "nullspace": (1, 64, True),  # INLP iterations
 }
 

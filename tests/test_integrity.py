@@ -271,6 +271,15 @@ def test_nan_features_fail_the_step_naming_it_and_save_nothing(tiny_shards, tmp_
     assert not list(run.glob("checkpoint_epoch_*")) and not (run / "metrics.json").exists()
 
 
+def test_nan_features_under_orthogonal_fail_the_step_naming_it_not_in_a_cholesky_traceback(tiny_shards, tmp_path):
+    out = copy_shards(tiny_shards, tmp_path)
+    bad = shard_file(out, 0)
+    nan_audio(bad)
+    reseal(out, bad)
+    with pytest.raises(NonFiniteError, match=r"epoch 1, step \d+ of \d+: non-finite \{.*'loss': nan"):
+        train_on(out, tmp_path, "method.name=orthogonal", "method.weight=1.0")
+
+
 def test_nan_features_of_test_clips_fail_the_embedding_pass(tiny_shards, tmp_path):
     """Test clips never reach the loss; their NaN outputs once made the probe report leakage -5."""
     out = copy_shards(tiny_shards, tmp_path)

@@ -114,6 +114,28 @@ def test_orthogonal_penalty_and_its_gradient_stay_finite_on_degenerate_batches(c
     assert torch.isfinite(a.grad.float()).all() and torch.isfinite(b.grad.float()).all()
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_orthogonal_penalty_of_a_non_finite_valid_row_is_nan_not_a_cholesky_error(bad):
+    """NaN, so that the training loop's check names the step and its clips (Cholesky raised a LinAlgError)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)
+    a[3, 1] = bad
+    assert torch.isnan(D.canonical_correlation_penalty(a, b, torch.ones(32, dtype=torch.bool)))
+    assert torch.isnan(D.canonical_correlation_penalty(b, a, torch.ones(32, dtype=torch.bool)))
+
+
+def test_orthogonal_penalty_stays_on_its_embeddings_device(monkeypatch):
+    """Its ridge was made on the CPU: every orthogonal training step on a GPU failed ("Expected all tensors to be on
+    the same device"). The meta device stands for a GPU here (its boolean mask needs meta's nonzero to assume every
+    row valid)."""
+    import torch.fx.experimental._config as fx_config
+
+    monkeypatch.setattr(fx_config, "meta_nonzero_assume_all_nonzero", True)
+    a, b = torch.empty(32, 8, device="meta"), torch.empty(32, 6, device="meta")
+    value = D.canonical_correlation_penalty(a, b, torch.ones(32, dtype=torch.bool, device="meta"))
+    assert value.device.type == "meta" and value.shape == ()
+
+
 def test_masked_losses_ignore_padding_rows():
     logits, target = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0])
     valid = torch.tensor([True, True, False, False])

@@ -114,7 +114,7 @@ def canonical_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch
     Canonical, not per-coordinate, correlations: the mean squared correlation between the coordinates of z_emo
     and z_id was met by moving the identity z_emo shares with z_id into directions of little spread, rotated off
     the axes, where a linear probe still reads it (penalty 0.127 -> 0.0066 while z_emo predicted z_id with
-    R^2 0.94). This one does not change under a rotation or rescaling of either embedding; a direction of
+    R^2 0.94). This one does not change under a rotation or uniform rescaling of either embedding; a direction of
     less spread than the mean still counts less (the ridge), so it closes the rotation, not all the hiding. An
     unnormalised ||A^T B||_F^2 (Domain Separation Networks) is met by shrinking the embeddings. The mean, not
     the sum: it keeps the weight comparable across emb_dim.
@@ -122,19 +122,24 @@ def canonical_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch
     a, b = a[valid].double(), b[valid].double()
     if len(a) < 2:
         return (a.sum() * 0 + b.sum() * 0).float()
+    # NaN where either holds a NaN or inf, so that loop._check_step names the step and its clips (Cholesky raised a
+    # LinAlgError traceback); without a host sync, on the embeddings' own device
+    finite = torch.isfinite(a).all() & torch.isfinite(b).all()
+    a, b = torch.where(finite, a, 0.0), torch.where(finite, b, 0.0)
     a, b = a - a.mean(0), b - b.mean(0)
     n = len(a)
 
     def ridged(x: torch.Tensor) -> torch.Tensor:
         cov = x.T @ x / n
         scale = torch.diagonal(cov).mean().clamp(min=1e-12)  # a constant batch: a positive definite ridge, value 0
-        return cov + CCA_RIDGE * scale * torch.eye(len(cov), dtype=cov.dtype)
+        return cov + CCA_RIDGE * scale * torch.eye(len(cov), dtype=cov.dtype, device=cov.device)
 
     # ||Saa^-1/2 Sab Sbb^-1/2||_F^2 = tr(Saa^-1 Sab Sbb^-1 Sba): two Cholesky solves of positive definite matrices
     cross = a.T @ b / n
     left = torch.cholesky_solve(cross, torch.linalg.cholesky(ridged(a)))
     right = torch.cholesky_solve(cross.T, torch.linalg.cholesky(ridged(b)))
-    return ((left * right.T).sum() / min(a.shape[1], b.shape[1])).float()
+    value = (left * right.T).sum() / min(a.shape[1], b.shape[1])
+    return torch.where(finite, value, float("nan")).float()
 
 
 class Adversary(nn.Module):
