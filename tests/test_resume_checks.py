@@ -498,6 +498,17 @@ def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs(
     assert not any(k.startswith(("sweep.", "ray.", "s3.")) for k in ident)
 
 
+def test_a_checkpoint_measured_otherwise_is_not_resumed():
+    """A run begun before 2026-12-04 (the probe on z_emo alone, orthogonal per coordinate) resumed under the new
+    probe and penalty: its history held both leakages, and an orthogonal run's loss changed halfway, with no word."""
+    ident = ck.run_signature(C.Config(), "abc")
+    before = {k: v for k, v in ident.items() if not k.startswith("measures.")}
+    with pytest.raises(UsageError, match=r"records no measures.leakage, measures.orthogonal: an older avdis wrote it"):
+        ck.check_compatible(before, ident, "runs/r")
+    with pytest.raises(UsageError, match=r"measures.leakage='another probe'"):
+        ck.check_compatible({**ident, "measures.leakage": "another probe"}, ident, "runs/r")
+
+
 def test_a_run_without_a_name_is_found_again_with_more_epochs_and_a_new_lr_names_a_new_run(tiny_shards, tmp_path):
     """The name hashed the whole config: more epochs started over under a new name, against the README."""
     base = [f"data.shards={tiny_shards}", f"train.storage={tmp_path}", "train.strategy=single", "train.zero_stage=0",
