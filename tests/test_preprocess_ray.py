@@ -8,7 +8,9 @@ decoder that crashes on that file (or the kernel's OOM killer) would end them.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -65,13 +67,16 @@ class Killer:
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
+def ray_session():
+    """A local Ray in a short temp dir of its own: under pytest's (/tmp/pytest-of-root/pytest-1046/popen-gw0/ray0/...)
+    its plasma store's socket path ran past the 107 bytes a unix socket allows, and the fixture failed to start."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    temp = tempfile.mkdtemp(prefix="avr-", dir="/tmp")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def cremad_corpus(root: Path) -> None:
