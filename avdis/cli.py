@@ -158,12 +158,13 @@ def _value(cfg: C.Config, path: str) -> Any:
 
 def _mode(cfg: C.Config, mode: str) -> tuple[str, Any]:
     """The setting `mode` of `READ_ONLY_UNDER` as the command takes it: the name that gave its value, and the value.
-    Where ray.address is unset, RAY_ADDRESS names the Ray the command joins (`runtime.connect`), as a command line
-    would: a config file's settings for a local Ray are left alone there, as under `ray job submit`, which sets it."""
-    value = _value(cfg, mode)
-    if mode == "ray.address" and not value and os.environ.get("RAY_ADDRESS"):
-        return "RAY_ADDRESS", os.environ["RAY_ADDRESS"]
-    return mode, value
+    Where ray.address is unset, RAY_ADDRESS names the Ray the command joins (`runtime.asked_address`), as a command
+    line would: a config file's settings for a local Ray are left alone there, as under `ray job submit`, which sets
+    it."""
+    if mode != "ray.address":
+        return mode, _value(cfg, mode)
+    return ("RAY_ADDRESS" if not cfg.ray.address and os.environ.get("RAY_ADDRESS") else mode,
+            runtime.asked_address(cfg.ray))
 
 
 def _given_by(flags: dict[str, tuple[str, Any]] | None) -> dict[str, str]:

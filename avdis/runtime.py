@@ -196,10 +196,10 @@ def starts_local(cfg: RayConfig) -> bool:
     """Whether `connect` would start a local Ray of its own: no Ray in this process yet, and no address given."""
     import ray
 
-    return not ray.is_initialized() and _address(cfg) in (None, "local")
+    return not ray.is_initialized() and asked_address(cfg) in (None, "local")
 
 
-def _address(cfg: RayConfig) -> str | None:
+def asked_address(cfg: RayConfig) -> str | None:
     """The Ray address asked for: ray.address, else RAY_ADDRESS (an empty one is none); None where neither gives one.
     None and "local" start a local Ray; "local" is asked for, so no note says a recorded head is live."""
     return cfg.address or os.environ.get("RAY_ADDRESS") or None
@@ -267,7 +267,7 @@ def check_address(cfg: RayConfig) -> str | None:
     precedes connecting: `avdis train` made its shards (minutes of decoding) before a stale RAY_ADDRESS was refused."""
     import ray
 
-    address = _address(cfg)
+    address = asked_address(cfg)
     if ray.is_initialized() or address is None or address == "local":
         return None
     target = _resolve(address)
@@ -285,7 +285,7 @@ def connect(cfg: RayConfig) -> str:
             raise UsageError(f"ray.address={cfg.address!r}, but this process is already connected to the Ray at "
                              f"{here}; call ray.shutdown() first, or drop ray.address to use the Ray it has")
         return "existing"
-    address = _address(cfg)
+    address = asked_address(cfg)
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     target = check_address(cfg)
