@@ -217,14 +217,25 @@ def _init_local(cfg: RayConfig, runtime_env: dict[str, dict[str, str]] | None) -
     cleaner removed the live run's placement group, its workers with it. A port of its own that nothing serves is
     recorded instead: the cleaner's question goes unanswered (it warns, and removes nothing)."""
     import ray
+
+    runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": f"{__name__}.{_hangup_ignored.__name__}"}
+    with local_ray_named() as unserved:
+        ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
+                 log_to_driver=True, **({} if cfg.include_dashboard else unserved))
+
+
+@contextmanager
+def local_ray_named() -> Iterator[dict[str, int]]:
+    """While the block starts a local Ray (`ray.init(address="local", ...)`), RAY_ADDRESS and its GCS port name it in
+    the environment its processes inherit (address="local" itself ignores RAY_ADDRESS); yields the `dashboard_port`
+    to give ray.init where the dashboard is off: a port nothing serves (`_init_local` says why both)."""
+    import ray
     from ray._private.ray_constants import GCS_PORT_ENVIRONMENT_VARIABLE
 
     port, unserved = _free_ports(2)
-    own = {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}", GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}
-    runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": f"{__name__}.{_hangup_ignored.__name__}"}
-    with environment(own):  # the Ray processes started now inherit it; address="local" itself ignores RAY_ADDRESS
-        ray.init(address="local", include_dashboard=cfg.include_dashboard, runtime_env=runtime_env,
-                 log_to_driver=True, **({} if cfg.include_dashboard else {"dashboard_port": unserved}))
+    with environment({"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}",
+                      GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}):
+        yield {"dashboard_port": unserved}
 
 
 def _hangup_ignored() -> None:

@@ -47,20 +47,17 @@ def free_port() -> int:
 
 
 def init_local_ray(**kwargs) -> None:
-    """`ray.init` of a new local Ray as avdis starts one (runtime._init_local): its processes name it in RAY_ADDRESS,
-    and without its dashboard it records a port nothing serves. Ray Train's placement-group cleaner asks the state API
-    where the run's controller is: with Ray's defaults it asked the dashboard address 127.0.0.1:8265, where a
-    concurrent test's Ray (pytest-xdist) may serve one that knows no such controller, and removed the live run's
+    """`ray.init` of a new local Ray as avdis starts one (`runtime.local_ray_named`): its processes name it in
+    RAY_ADDRESS, and without its dashboard it records a port nothing serves. Ray Train's placement-group cleaner asks
+    the state API where the run's controller is: with Ray's defaults it asked the dashboard address 127.0.0.1:8265,
+    where a concurrent test's Ray (pytest-xdist) may serve one that knows no such controller, and removed the live run's
     placement group (a worker destroyed mid-test)."""
     import ray
-    from ray._private.ray_constants import GCS_PORT_ENVIRONMENT_VARIABLE
 
     from avdis import runtime
 
-    port, unserved = runtime._free_ports(2)
-    own = {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}", GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}
-    with runtime.environment(own):
-        ray.init(address="local", include_dashboard=False, dashboard_port=unserved, **kwargs)
+    with runtime.local_ray_named() as unserved:
+        ray.init(address="local", include_dashboard=False, **unserved, **kwargs)
 
 
 @contextlib.contextmanager
