@@ -782,8 +782,9 @@ def test_checkpoints_storage_will_not_delete_stop_the_run_naming_them(s3_bucket,
 def test_a_trial_whose_recorded_checkpoint_was_deleted_resumes_from_the_newest_whole_one(where, tmp_path, request,
                                                                                         capsys):
     """A resumed sweep restores each trial from the checkpoint its killed driver last saved in Tune's experiment
-    state (every few seconds); the trial had since saved newer ones and, keeping KEEP_CHECKPOINTS, deleted that one:
-    it failed on 'state.json: No such file'. Ray's own Checkpoint over the sweep's filesystem, as Tune hands it."""
+    state; Tune had since deleted that one, keeping KEEP_CHECKPOINTS newer ones, and the resumed sweep put a stand-in
+    there (`ck.stand_in`, which test_trial_inprocess.py runs end to end). Ray's own Checkpoint over the sweep's
+    filesystem, as Tune hands it."""
     from ray.tune import Checkpoint
 
     trial = f"{request.getfixturevalue('s3_bucket')}/ck/trial" if where == "s3" else str(tmp_path / "trial")
@@ -795,15 +796,18 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_resumes_from_the_newest_w
     fs, path = storage.pyarrow_filesystem(trial)
     with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000001", filesystem=fs), C.S3Config(), records) as here:
         assert ck.read_state(here)["epoch"] == 2  # whole: the one Tune names
+    ck.stand_in(storage.join(trial, "checkpoint_000000"), C.S3Config())  # as the resumed sweep does
     with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config(), records) as here:
         assert ck.read_state(here)["epoch"] == 3
-    assert f"trial checkpoint {path}/checkpoint_000000 is gone" in capsys.readouterr().out
+    assert f"trial checkpoint {path}/checkpoint_000000 was gone (deleted after the driver last saved its state); " \
+           f"resuming from the newest whole checkpoint in {trial}" in capsys.readouterr().out
     with loop.tune_checkpoint(None, C.S3Config(), records) as here:
         assert here is None  # a new trial
     for name in ("checkpoint_000001", "checkpoint_000002"):
         storage.remove(storage.join(trial, name, ck.STATE))
     with pytest.raises(ck.CheckpointError, match=rf"{trial}: its newest checkpoint cannot be used \({path}/"
-                                                  r"checkpoint_000000 is gone, and no checkpoint beside it is known"):
+                                                  r"checkpoint_000000 was gone \(deleted after the driver last saved "
+                                                  r"its state\), and no checkpoint beside it is known"):
         with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config(), records):
             pass
 
@@ -848,12 +852,13 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_skips_one_a_kill_cut_shor
     storage.write_bytes(str(trial / "checkpoint_000003" / "adversary.pt"), b"weights")
     storage.write_bytes(str(records / ck.METRICS_FILE), json.dumps({"history": [{}] * 5}).encode())
     fs, path = storage.pyarrow_filesystem(str(trial))
+    ck.stand_in(str(trial / "checkpoint_000002"), C.S3Config())
     gone = Checkpoint(f"{path}/checkpoint_000002", filesystem=fs)
     with loop.tune_checkpoint(gone, C.S3Config(), str(records)) as here:
         assert ck.read_state(here)["epoch"] == 4 and (here / "adversary.pt").exists()
     assert "resuming from the newest whole checkpoint" in capsys.readouterr().out
     storage.remove(str(records / ck.METRICS_FILE))  # nothing says which is whole: none is guessed
-    with pytest.raises(ck.CheckpointError, match="checkpoint_000002 is gone"):
+    with pytest.raises(ck.CheckpointError, match="checkpoint_000002 was gone"):
         with loop.tune_checkpoint(gone, C.S3Config(), str(records)):
             pass
 

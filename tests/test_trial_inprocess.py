@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,6 +226,72 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
     search = trials[trials["role"] == "search"]
     assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {STOPPED_EPOCHS}
     assert (trials["role"] == "confirm").sum() >= 1
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_whose_recorded_checkpoint_tune_deleted_resumes_from_the_newest_whole_one(tiny_shards, tmp_path):
+    """Tune deletes a trial's checkpoint past KEEP_CHECKPOINTS as it registers a newer one, and saves its experiment
+    state (which names the checkpoint each trial restores from) only after: a driver killed in between left a state
+    naming a folder that is gone. Ray's own restore refused it before the trial ran ("Could not recover from
+    checkpoint as it does not exist on storage anymore"), so the trial failed, and a resumed sweep never retries a
+    failed trial (the killed-driver test failed so in CI). The folder is deleted by hand here, after a stop on which
+    Tune saved its state: the kill's window is a few milliseconds."""
+    from ray.tune import ExperimentAnalysis
+
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path / "sweeps"), "--name", "gone", f"data.shards={tiny_shards}",
+           "sweep.num_samples=1", "sweep.scheduler.type=none", f"train.epochs={EPOCHS}", "probe.epochs=40",
+           "ray.include_dashboard=false"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    sweep = tmp_path / "sweeps" / "gone"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while epochs_reported(sweep) < 3:  # epoch 2's checkpoint is in Tune's state, and one beside it
+                assert first.poll() is None and time.monotonic() < deadline, "the trial reported no 3 epochs in time"
+                time.sleep(0.05)
+            first.send_signal(signal.SIGINT)
+            first.wait(120)
+        finally:
+            if first.poll() is None:
+                kill_group(first)
+    assert first.returncode == 130, (tmp_path / "first.log").read_text()[-3000:]
+    (trial,) = ExperimentAnalysis(str(sweep / "checkpoints" / "gone-search")).trials
+    recorded = Path(trial.checkpoint.path)
+    (trial_dir,) = (sweep / "checkpoints" / "trials").iterdir()
+    before = json.loads((trial_dir / "metrics.json").read_text())["history"]
+    beside = [json.loads((d / "state.json").read_text())["epoch"] for d in recorded.parent.glob("checkpoint_*")
+              if d != recorded]
+    whole = max([e for e in beside if e < len(before)], default=None)  # one metrics.json shows uploaded whole
+    assert whole, (recorded.name, beside, len(before))
+    assert len(before) < EPOCHS, len(before)
+    shutil.rmtree(recorded)  # as Tune deletes it when the trial saves KEEP_CHECKPOINTS newer ones
+
+    aside = tmp_path / "aside"  # with no whole checkpoint beside it the trial cannot resume: refused before Ray starts
+    recorded.parent.rename(aside)
+    recorded.parent.mkdir()
+    refused = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert refused.returncode == 1, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert (f"{recorded}: the checkpoint Tune restores trial {trial.trial_id} from cannot be used (it is gone), and no "
+            "checkpoint beside it is known to be whole to resume the trial from; start a new sweep") in refused.stderr, \
+        refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr and "avdis sweep gone: 1 trial" not in refused.stdout  # before Ray
+    assert not recorded.exists()  # no stand-in where it would not serve
+    recorded.parent.rmdir()
+    aside.rename(recorded.parent)
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert (f"trial checkpoint {recorded} was gone (deleted after the driver last saved its state); resuming from "
+            f"the newest whole checkpoint in {recorded.parent}") in second.stdout, second.stdout[-3000:]
+    after = json.loads((trial_dir / "metrics.json").read_text())["history"]
+    assert [e["epoch"] for e in after] == list(range(1, EPOCHS + 1))
+    assert after[:whole] == before[:whole]  # from the checkpoint beside it, not from scratch
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    assert list(trials.loc[trials["role"] == "search", "status"]) == ["TERMINATED"]
 
 
 def test_tunes_record_of_a_failed_trial_is_kept_off_the_console_only_for_an_avdis_error():

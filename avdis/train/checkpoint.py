@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -166,17 +166,40 @@ def unusable(where: str, why: str, folder: str | None = None, trial: bool = Fals
 def tune_unusable(folder: str, trial_id: str, why: str, records_url: str, s3: S3Config) -> CheckpointError:
     """The refusal of the checkpoint Tune restores trial `trial_id`, in its own process, from (`folder`, lacking a file:
     `fault`): its state.json to move aside, not the folder, which Tune must find, where the trial then resumes from the
-    whole checkpoint beside it that `loop.tune_checkpoint` takes (of an epoch the metrics.json under `records_url`
-    shows uploaded), named; where there is none, a new sweep at once: the advice to move it aside, followed, failed the
-    trial in turn, and a failed trial is never retried."""
-    uploaded = uploaded_epochs(records_url, s3)
-    beside = None if uploaded is None else _newest_whole(folder.rsplit("/", 1)[0], s3, uploaded, without=folder)
+    whole checkpoint beside it that `loop.tune_checkpoint` takes (`tune_whole_beside`), named; where there is none, a
+    new sweep at once: the advice to move it aside, followed, failed the trial in turn, and a failed trial is never
+    retried."""
+    beside = tune_whole_beside(folder, records_url, s3)
     said = f"{folder}: the checkpoint Tune restores trial {trial_id} from cannot be used ({why})"
     if beside is None:
         return CheckpointError(f"{said}, and no checkpoint beside it is known to be whole to resume the trial from; "
                                "start a new sweep (sweep.name=...)")
     return CheckpointError(f"{said}; move its {STATE} aside (not the folder, which Tune must find) to resume the trial "
-                           f"from {beside[0]}, or start a new sweep (sweep.name=...)")
+                           f"from {beside}, or start a new sweep (sweep.name=...)")
+
+
+def tune_whole_beside(folder: str, records_url: str, s3: S3Config) -> str | None:
+    """URL of the checkpoint a trial in its own process resumes from where the one Tune restores it from (`folder`)
+    cannot be used: the newest other beside it of an epoch the metrics.json under `records_url` shows uploaded whole
+    (`uploaded_epochs`); None where there is none."""
+    uploaded = uploaded_epochs(records_url, s3)
+    beside = None if uploaded is None else _newest_whole(folder.rsplit("/", 1)[0], s3, uploaded, without=folder)
+    return beside[0] if beside is not None else None
+
+
+STAND_IN = "deleted.txt"  # the one file of a stand-in for a Tune checkpoint folder that is gone (`stand_in`)
+
+
+def stand_in(folder: str, s3: S3Config) -> None:
+    """Put a stand-in where the checkpoint folder Tune restores a trial from is gone. Tune deletes a trial's checkpoint
+    past `KEEP_CHECKPOINTS` as it registers a newer one and saves its experiment state (which names each trial's
+    checkpoint) only after, so a driver killed in between leaves a state naming a deleted folder; Ray refuses to
+    restore from that before the trial runs, the trial fails, and a failed trial is never retried. The stand-in has no
+    state.json: the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`), and Tune
+    deletes the stand-in in time, as it would have the checkpoint."""
+    storage.write_bytes(storage.join(folder, STAND_IN), (
+        "avdis put this folder here in place of a checkpoint that was deleted after the sweep's driver last saved its "
+        "state: the trial resumed from the newest whole checkpoint beside it.\n").encode(), s3)
 
 
 def resumes_without(run_url: str, folder: str, s3: S3Config, ray_train: bool) -> str | None:
@@ -340,15 +363,6 @@ def uploaded_epochs(records_url: str, s3: S3Config) -> int | None:
         return len(json.loads(storage.read_bytes(storage.join(records_url, METRICS_FILE), s3))["history"]) - 1
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-
-
-@contextmanager
-def newest_whole(run_url: str, s3: S3Config, up_to_epoch: int | None = None) -> Iterator[Path | None]:
-    """The `_newest_whole` checkpoint folder under `run_url` as a local folder while the block runs; None when there
-    is none."""
-    newest = _newest_whole(run_url, s3, up_to_epoch)
-    with local(newest[0], s3) if newest is not None else nullcontext() as here:
-        yield here
 
 
 @contextmanager

@@ -60,31 +60,31 @@ def _as_directory(found: Any) -> Iterator[Path | None]:
 @contextmanager
 def tune_checkpoint(found: Any, s3: S3Config, records_url: str) -> Iterator[Path | None]:
     """The checkpoint Tune restores a trial from, as `_as_directory` gives it; where it has no state.json, the newest
-    whole one beside it, said aloud. A resumed sweep restores each trial from the checkpoint its killed driver had
-    last saved in its experiment state (every few seconds); the trial had meanwhile saved newer ones, each one past
-    `KEEP_CHECKPOINTS` deleting an older one, that one too, and the trial failed on 'state.json: No such file'. A
-    newer checkpoint is safe to resume from: a resumed run reports its history again (`run`). Only one the trial's
-    metrics.json (under `records_url`) shows uploaded whole (`ck.uploaded_epochs`): the kill may have cut its newest
-    upload short, its state.json whole beside missing weights. A folder that is there without its state.json (moved
-    aside as `sweep.check_trial_runs` says to, or cut short) is said as such, not as gone."""
-    run_url = None
+    whole one beside it (`ck.tune_whole_beside`), said aloud. A checkpoint folder Tune deleted after the killed
+    driver last saved its state is such a folder: the resumed sweep put a stand-in there (`ck.stand_in`). A newer
+    checkpoint is safe to resume from: a resumed run reports its history again (`run`). Only one the trial's
+    metrics.json (under `records_url`) shows uploaded whole: the kill may have cut its newest upload short, its
+    state.json whole beside missing weights. A folder without its state.json that is no stand-in (moved aside as
+    `sweep.check_trial_runs` says to, or cut short) is said as such, not as gone."""
+    folder = None
     if found is not None and found.filesystem.get_file_info(f"{found.path}/{ck.STATE}").type == FileType.NotFound:
-        run_url = storage.url_from_pyarrow(found.filesystem, found.path.rsplit("/", 1)[0])
-    if run_url is None:  # whole, or on a filesystem avdis did not give Ray (its reading names the folder)
+        folder = storage.url_from_pyarrow(found.filesystem, found.path)
+    if folder is None:  # whole, a fresh start, or on a filesystem avdis did not give Ray (its reading names the folder)
         with _as_directory(found) as here:
             yield here
         return
-    gone = found.filesystem.get_file_info(found.path).type == FileType.NotFound
-    lacks = "is gone" if gone else f"has no {ck.STATE} (moved aside, or cut short as it was uploaded or deleted)"
-    uploaded = ck.uploaded_epochs(records_url, s3)
-    with ck.newest_whole(run_url, s3, up_to_epoch=uploaded) if uploaded is not None else nullcontext() as here:
-        if here is None:
-            raise ck.unusable(run_url, f"{found.path} {lacks}, and no checkpoint beside it is known to be whole (one "
-                                       f"with a whole {ck.STATE}, of an epoch before the last that "
-                                       f"{storage.join(records_url, ck.METRICS_FILE)} records)", trial=True, s3=s3)
-        print(f"avdis sweep: trial checkpoint {found.path} {lacks}"
-              f"{' (deleted after the driver last saved its state)' if gone else ''}; resuming from the newest whole "
-              f"checkpoint in {run_url}", flush=True)
+    run_url = folder.rsplit("/", 1)[0]
+    stood_in = found.filesystem.get_file_info(f"{found.path}/{ck.STAND_IN}").type != FileType.NotFound
+    lacks = ("was gone (deleted after the driver last saved its state)" if stood_in else
+             f"has no {ck.STATE} (moved aside, or cut short as it was uploaded or deleted)")
+    beside = ck.tune_whole_beside(folder, records_url, s3)
+    if beside is None:
+        raise ck.unusable(run_url, f"{found.path} {lacks}, and no checkpoint beside it is known to be whole (one "
+                                   f"with a whole {ck.STATE}, of an epoch before the last that "
+                                   f"{storage.join(records_url, ck.METRICS_FILE)} records)", trial=True, s3=s3)
+    print(f"avdis sweep: trial checkpoint {found.path} {lacks}; resuming from the newest whole checkpoint in "
+          f"{run_url}", flush=True)
+    with ck.local(beside, s3) as here:
         yield here
 
 

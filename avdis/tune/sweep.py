@@ -321,17 +321,20 @@ def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
                          "a new sweep.name")
 
 
-def check_trial_runs(sweep_url: str, cfg: Config) -> None:
+def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
     """Refuse, before Ray starts, a resumed sweep's unfinished trial that cannot resume, saying what to move aside:
     refused in the trial, it failed, and a failed trial is never retried on resume. A multi-worker trial's Ray Train
     run (under `<checkpoints>/trials/`) whose record lists a checkpoint folder that is gone (deleted, expired by a
     lifecycle rule), which Ray Train will not load (the trial ended in Ray's CheckpointManagerInitializationError); a
     checkpoint the trial restores (its Ray Train run's, or Tune's for a trial in its own process) that lacks a file
-    every checkpoint holds (`ck.fault`). Finished trials are not trained again, failed ones not retried: neither is
-    checked."""
+    every checkpoint holds (`ck.fault`); a Tune checkpoint that is gone with no whole one beside it. Finished trials
+    are not trained again, failed ones not retried: neither is checked. Returns the Tune checkpoint folders that are
+    gone with a whole one beside it, for `ck.stand_in`: Tune deletes one as its trial saves newer ones, and a driver
+    killed before it saved its state again left the state naming it."""
     trials = results.read_trials(sweep_url, cfg.s3)
     resumed = trials[trials["order"].isna() & (trials["status"] != "ERROR")]
     tune_checkpoints: dict[str, dict[str, str]] = {}
+    gone = []
     for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
         run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
         ck.check_ray_record(run_url, cfg.s3, "start a new sweep (sweep.name=...)")
@@ -344,11 +347,18 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> None:
         if role not in tune_checkpoints:
             tune_checkpoints[role] = _tune_restored(cfg, role)
         folder = tune_checkpoints[role].get(trial_id)
+        if folder is None:
+            continue
+        if not storage.exists(folder, cfg.s3):
+            if ck.tune_whole_beside(folder, run_url, cfg.s3) is None:
+                raise ck.tune_unusable(folder, trial_id, "it is gone", run_url, cfg.s3)
+            gone.append(folder)
         # without a state.json the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`)
-        if folder is not None and storage.exists(storage.join(folder, ck.STATE), cfg.s3):
+        elif storage.exists(storage.join(folder, ck.STATE), cfg.s3):
             why = ck.fault(folder, cfg.s3)
             if why is not None:  # Tune fails a trial whose checkpoint folder is gone: it must stay where it is
                 raise ck.tune_unusable(folder, trial_id, why, run_url, cfg.s3)
+    return gone
 
 
 def _tune_restored(cfg: Config, role: str) -> dict[str, str]:
@@ -683,7 +693,8 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     check_experiments(sweep_url, cfg, resume)
     if resume:
-        check_trial_runs(sweep_url, cfg)
+        for folder in check_trial_runs(sweep_url, cfg):
+            ck.stand_in(folder, cfg.s3)
     nodes.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
     # shards to make: preprocess checks
