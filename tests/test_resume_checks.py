@@ -800,10 +800,11 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_resumes_from_the_newest_w
     with loop.tune_checkpoint(Checkpoint(f"{path}/checkpoint_000000", filesystem=fs), C.S3Config(), records) as here:
         assert ck.read_state(here)["epoch"] == 3
     assert f"trial checkpoint {path}/checkpoint_000000 was gone (deleted after the driver last saved its state); " \
-           f"resuming from the newest whole checkpoint in {trial}" in capsys.readouterr().out
+           f"resuming from the newest whole checkpoint in {trial}, checkpoint_000002, copied into checkpoint_000000 " \
+           "first" in capsys.readouterr().out
     with loop.tune_checkpoint(None, C.S3Config(), records) as here:
         assert here is None  # a new trial
-    for name in ("checkpoint_000001", "checkpoint_000002"):
+    for name in ("checkpoint_000000", "checkpoint_000001", "checkpoint_000002"):  # the copy's too
         storage.remove(storage.join(trial, name, ck.STATE))
     with pytest.raises(ck.CheckpointError, match=rf"{trial}: its newest checkpoint cannot be used \({path}/"
                                                   r"checkpoint_000000 was gone \(deleted after the driver last saved "
@@ -831,6 +832,7 @@ def test_a_trial_checkpoint_whose_state_was_moved_aside_is_not_said_to_be_gone(w
         assert ck.read_state(here)["epoch"] == 1
     said = capsys.readouterr().out
     assert f"trial checkpoint {path}/checkpoint_000001 has no {ck.STATE} (moved aside, or cut short" in said, said
+    storage.remove(storage.join(bad, ck.STATE))  # the copy of checkpoint_000000's
     storage.remove(storage.join(records, ck.METRICS_FILE))  # nothing says which is whole
     with pytest.raises(ck.CheckpointError, match=rf"\({path}/checkpoint_000001 has no {ck.STATE} \(moved aside"):
         with loop.tune_checkpoint(restored, C.S3Config(), records):
@@ -857,10 +859,43 @@ def test_a_trial_whose_recorded_checkpoint_was_deleted_skips_one_a_kill_cut_shor
     with loop.tune_checkpoint(gone, C.S3Config(), str(records)) as here:
         assert ck.read_state(here)["epoch"] == 4 and (here / "adversary.pt").exists()
     assert "resuming from the newest whole checkpoint" in capsys.readouterr().out
+    storage.remove(str(trial / "checkpoint_000002" / ck.STATE))  # the copy of checkpoint_000003's
     storage.remove(str(records / ck.METRICS_FILE))  # nothing says which is whole: none is guessed
     with pytest.raises(ck.CheckpointError, match="checkpoint_000002 was gone"):
         with loop.tune_checkpoint(gone, C.S3Config(), str(records)):
             pass
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_trial_resumed_from_the_checkpoint_after_its_restored_one_survives_tune_overwriting_that(where, tmp_path,
+                                                                                                 request):
+    """Tune writes a restored trial's next checkpoint into the folder after the one it restores (the index is in its
+    saved state), over the files there, each whole (old or new) where a kill stops the copy. A trial resumed from
+    checkpoint_000001 beside a stand-in for checkpoint_000000 (Tune had registered checkpoint_000002, whose epoch
+    metrics.json does not yet show uploaded) wrote its next checkpoint over checkpoint_000001 itself: a kill part way
+    through left that one, the only one to resume from, with its state.json of one epoch and weights of the next,
+    and the rerun loaded it as whole. The checkpoint beside is now copied into the restored folder first."""
+    from ray.tune import Checkpoint
+
+    s3 = C.S3Config()
+    trial = f"{request.getfixturevalue('s3_bucket')}/ck/trial" if where == "s3" else str(tmp_path / "trial")
+    for epoch in (2, 3):
+        folder = storage.join(trial, f"checkpoint_00000{epoch - 1}")
+        for name in (ck.ADVERSARY, "engine/state.pt"):
+            storage.write_bytes(storage.join(folder, name), f"epoch {epoch}".encode(), s3)
+        storage.write_bytes(storage.join(folder, ck.STATE), json.dumps({"epoch": epoch, "history": []}).encode(), s3)
+    records = storage.join(trial.rsplit("/", 1)[0], "trials", "t1")
+    storage.write_bytes(storage.join(records, ck.METRICS_FILE), json.dumps({"history": [{}] * 3}).encode(), s3)
+    ck.stand_in(storage.join(trial, "checkpoint_000000"), s3)
+    fs, path = storage.pyarrow_filesystem(trial)
+    restored = Checkpoint(f"{path}/checkpoint_000000", filesystem=fs)
+    with loop.tune_checkpoint(restored, s3, records) as here:
+        assert ck.read_state(here)["epoch"] == 2
+    for name in (ck.ADVERSARY, "engine/state.pt"):  # the resumed trial's epoch 3, into checkpoint_000001: killed
+        storage.write_bytes(storage.join(trial, "checkpoint_000001", name), b"epoch 3", s3)
+    with loop.tune_checkpoint(restored, s3, records) as here:
+        assert ck.read_state(here)["epoch"] == 2
+        assert (here / ck.ADVERSARY).read_bytes() == (here / "engine" / "state.pt").read_bytes() == b"epoch 2"
 
 
 def test_a_trial_checkpoint_tune_restores_that_cannot_be_used_names_where_the_trial_resumes_from(tmp_path):

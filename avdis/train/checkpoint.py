@@ -195,11 +195,11 @@ def stand_in(folder: str, s3: S3Config) -> None:
     past `KEEP_CHECKPOINTS` as it registers a newer one and saves its experiment state (which names each trial's
     checkpoint) only after, so a driver killed in between leaves a state naming a deleted folder; Ray refuses to
     restore from that before the trial runs, the trial fails, and a failed trial is never retried. The stand-in has no
-    state.json: the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`), and Tune
-    deletes the stand-in in time, as it would have the checkpoint."""
+    state.json: the trial resumes from the newest whole checkpoint beside it, copied into the stand-in first
+    (`loop.tune_checkpoint`), and Tune deletes the stand-in in time, as it would have the checkpoint."""
     storage.write_bytes(storage.join(folder, STAND_IN), (
         "avdis put this folder here in place of a checkpoint that was deleted after the sweep's driver last saved its "
-        "state: the trial resumed from the newest whole checkpoint beside it.\n").encode(), s3)
+        "state: the trial resumed from the newest whole checkpoint beside it, copied here.\n").encode(), s3)
 
 
 def resumes_without(run_url: str, folder: str, s3: S3Config, ray_train: bool) -> str | None:
@@ -447,15 +447,7 @@ class RunStore:
         fs, path = storage.filesystem(storage.join(self.url, name), self.s3)
         if fs.exists(path):
             _remove(storage.join(self.url, name), self.s3)
-        # state.json last: a folder with a whole one is whole (s3fs uploads a folder's files at once, in any order),
-        # so the rest is on disk before it is written (a crash of the machine left a whole state.json beside empty
-        # weights), and it before latest.json names the folder
-        rest = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / STATE)
-        for folder in {path, *(f"{path}/{p.parent.relative_to(local_dir).as_posix()}" for p in rest)}:
-            fs.makedirs(folder, exist_ok=True)  # local folders; nothing on S3
-        fs.put([str(p) for p in rest], [f"{path}/{p.relative_to(local_dir).as_posix()}" for p in rest])
-        storage.sync(storage.join(self.url, name), self.s3)
-        storage.write_bytes(storage.join(self.url, name, STATE), (local_dir / STATE).read_bytes(), self.s3)
+        upload(local_dir, storage.join(self.url, name), self.s3)  # whole before latest.json names it
         storage.write_bytes(storage.join(self.url, LATEST), json.dumps({"checkpoint": name}).encode(), self.s3)
         self._prune()
         return storage.join(self.url, name)
@@ -466,6 +458,19 @@ class RunStore:
         names = sorted((n for n in names if re.fullmatch(r"checkpoint_epoch_\d+", n)), key=lambda n: int(n[17:]))
         for old in names[:-KEEP_CHECKPOINTS]:  # by number: epoch 10000's folder sorts before 9999's by name
             _remove(storage.join(self.url, old), self.s3)
+
+
+def upload(local_dir: Path, folder_url: str, s3: S3Config) -> None:
+    """Copy the checkpoint in `local_dir` to `folder_url`, its state.json last: a folder with a whole one is whole
+    (s3fs uploads a folder's files at once, in any order), so the rest is on disk before it is written (a crash of
+    the machine left a whole state.json beside empty weights)."""
+    fs, path = storage.filesystem(folder_url, s3)
+    rest = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / STATE)
+    for folder in {path, *(f"{path}/{p.parent.relative_to(local_dir).as_posix()}" for p in rest)}:
+        fs.makedirs(folder, exist_ok=True)  # local folders; nothing on S3
+    fs.put([str(p) for p in rest], [f"{path}/{p.relative_to(local_dir).as_posix()}" for p in rest])
+    storage.sync(folder_url, s3)
+    storage.write_bytes(storage.join(folder_url, STATE), (local_dir / STATE).read_bytes(), s3)
 
 
 def _remove(folder_url: str, s3: S3Config) -> None:

@@ -60,12 +60,14 @@ def _as_directory(found: Any) -> Iterator[Path | None]:
 @contextmanager
 def tune_checkpoint(found: Any, s3: S3Config, records_url: str) -> Iterator[Path | None]:
     """The checkpoint Tune restores a trial from, as `_as_directory` gives it; where it has no state.json, the newest
-    whole one beside it (`ck.tune_whole_beside`), said aloud. A checkpoint folder Tune deleted after the killed
-    driver last saved its state is such a folder: the resumed sweep put a stand-in there (`ck.stand_in`). A newer
-    checkpoint is safe to resume from: a resumed run reports its history again (`run`). Only one the trial's
-    metrics.json (under `records_url`) shows uploaded whole: the kill may have cut its newest upload short, its
-    state.json whole beside missing weights. A folder without its state.json that is no stand-in (moved aside as
-    `sweep.check_trial_runs` says to, or cut short) is said as such, not as gone."""
+    whole one beside it (`ck.tune_whole_beside`), said aloud, and copied into the folder Tune restores first: Tune
+    writes the trial's next checkpoint into the folder after that one, over its files, and where that was the one
+    resumed from, a kill part way through left it mixed (a state.json of one epoch, weights of the next) with no other
+    to resume from. A checkpoint folder Tune deleted after the killed driver last saved its state is such a folder: the
+    resumed sweep put a stand-in there (`ck.stand_in`). A newer checkpoint is safe to resume from: a resumed run reports
+    its history again (`run`). Only one the trial's metrics.json (under `records_url`) shows uploaded whole: the kill
+    may have cut its newest upload short, its state.json whole beside missing weights. A folder without its state.json
+    that is no stand-in (moved aside as `sweep.check_trial_runs` says to, or cut short) is said as such, not as gone."""
     folder = None
     if found is not None and found.filesystem.get_file_info(f"{found.path}/{ck.STATE}").type == FileType.NotFound:
         folder = storage.url_from_pyarrow(found.filesystem, found.path)
@@ -83,8 +85,9 @@ def tune_checkpoint(found: Any, s3: S3Config, records_url: str) -> Iterator[Path
                                    f"with a whole {ck.STATE}, of an epoch before the last that "
                                    f"{storage.join(records_url, ck.METRICS_FILE)} records)", trial=True, s3=s3)
     print(f"avdis sweep: trial checkpoint {found.path} {lacks}; resuming from the newest whole checkpoint in "
-          f"{run_url}", flush=True)
+          f"{run_url}, {beside.rsplit('/', 1)[-1]}, copied into {folder.rsplit('/', 1)[-1]} first", flush=True)
     with ck.local(beside, s3) as here:
+        ck.upload(here, folder, s3)
         yield here
 
 
