@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,72 @@ def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_befo
                        r"to resume from; .* \(for a sweep's trial, start a new sweep instead: sweep.name=...\)$"):
         sweep.check_trial_runs(url, cfg)
     assert not ray.is_initialized()
+
+
+def three_checkpoints(config: dict[str, Any]) -> None:
+    """A Tune trainable reporting three epochs' checkpoints, as a sweep trial in its own process does."""
+    import tempfile
+
+    from ray import tune
+
+    for epoch in (1, 2, 3):
+        with tempfile.TemporaryDirectory() as d:
+            ck.write_state(Path(d), {"epoch": epoch, "history": []})
+            tune.report({"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+@pytest.mark.ray
+def test_a_resumed_sweep_puts_a_stand_in_at_every_gone_checkpoint_tunes_state_keeps_of_a_trial(tiny_shards, tmp_path):
+    """Tune's state keeps KEEP_CHECKPOINTS of each trial, and is saved every 10 s at most: a killed driver's state kept
+    two the trial had since deleted, where the resumed sweep put a stand-in at the newest alone, the one the trial
+    restores from. The trial's first new checkpoint made Tune delete the other, and Ray's deletion of a folder that is
+    gone raised (logged with its traceback) before Tune advanced the trial's checkpoint index: the trial's next restore
+    wrote its first checkpoint over the one it restored from. Ray's own Tune run, state and checkpoint manager."""
+    import tempfile
+
+    import ray
+    import ray.cloudpickle as cloudpickle
+    from ray import tune
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import ExperimentAnalysis
+
+    from avdis.data.prepare import as_made
+    from avdis.tune import sweep
+
+    cfg = as_made(C.load(SMOKE, [f"data.shards={tiny_shards}", f"sweep.storage={tmp_path / 'sweeps'}",
+                                 "sweep.name=s"]))
+    url = sweep.url_of(cfg)
+    sweep.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
+    temp = tempfile.mkdtemp(prefix="avr-kept-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        tune.Tuner(three_checkpoints, run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, storage_filesystem=fs, verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=ck.KEEP_CHECKPOINTS))).fit()
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        shutil.rmtree(temp, ignore_errors=True)
+    (trial,) = ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials
+    kept = [Path(r.checkpoint.path) for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results]
+    assert [p.name for p in kept] == ["checkpoint_000001", "checkpoint_000002"]
+    results.write_trials(url, [{"trial_id": trial.trial_id, "sweep": "s", "method": "multitask", "status": "RUNNING"}])
+    for p in kept:  # the killed driver's trial saved two more, and Tune deleted these
+        shutil.rmtree(p)
+    for epoch in (4, 5):
+        storage.write_bytes(str(kept[0].parent / f"checkpoint_00000{epoch - 1}" / ck.STATE),
+                            json.dumps({"epoch": epoch, "history": []}).encode())
+    records = Path(sweep.checkpoints_of(cfg), "trials", trial.trial_id)
+    storage.write_bytes(str(records / ck.METRICS_FILE), json.dumps({"history": [{}] * 5}).encode())
+    gone = sweep.check_trial_runs(url, cfg)
+    assert sorted(gone) == [str(p) for p in kept]
+    for folder in gone:
+        ck.stand_in(folder, C.S3Config())
+    new = tune.Checkpoint(str(kept[0].parent / "checkpoint_000003"), filesystem=fs)
+    trial.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint=new, metrics={"epoch": 6}))
+    assert not kept[0].exists() and kept[1].exists()  # deleted in turn, as Tune does after the resumed trial's first
 
 
 def test_a_trials_checkpoint_refused_in_the_trial_says_to_start_a_new_sweep():

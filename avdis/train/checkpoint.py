@@ -191,15 +191,17 @@ STAND_IN = "deleted.txt"  # the one file of a stand-in for a Tune checkpoint fol
 
 
 def stand_in(folder: str, s3: S3Config) -> None:
-    """Put a stand-in where the checkpoint folder Tune restores a trial from is gone. Tune deletes a trial's checkpoint
-    past `KEEP_CHECKPOINTS` as it registers a newer one and saves its experiment state (which names each trial's
-    checkpoint) only after, so a driver killed in between leaves a state naming a deleted folder; Ray refuses to
-    restore from that before the trial runs, the trial fails, and a failed trial is never retried. The stand-in has no
-    state.json: the trial resumes from the newest whole checkpoint beside it, copied into the stand-in first
-    (`loop.tune_checkpoint`), and Tune deletes the stand-in in time, as it would have the checkpoint."""
+    """Put a stand-in where a checkpoint folder of a trial that Tune's state lists is gone. Tune deletes a trial's
+    checkpoint past `KEEP_CHECKPOINTS` as it registers a newer one and saves its experiment state (which lists each
+    trial's checkpoints) only after, so a driver killed in between leaves a state listing deleted folders. Ray refuses
+    to restore from one before the trial runs (the trial fails, and a failed trial is never retried), and fails to
+    delete one (`sweep.check_trial_runs`). The stand-in has no state.json: a trial restored from it resumes from the
+    newest whole checkpoint beside it, copied into the stand-in first (`loop.tune_checkpoint`), and Tune deletes the
+    stand-in in time, as it would have the checkpoint."""
     storage.write_bytes(storage.join(folder, STAND_IN), (
         "avdis put this folder here in place of a checkpoint that was deleted after the sweep's driver last saved its "
-        "state: the trial resumed from the newest whole checkpoint beside it, copied here.\n").encode(), s3)
+        "state, for Tune to delete in turn; a trial restored from it resumed from the newest whole checkpoint beside "
+        "it, copied here.\n").encode(), s3)
 
 
 def resumes_without(run_url: str, folder: str, s3: S3Config, ray_train: bool) -> str | None:

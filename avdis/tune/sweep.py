@@ -329,11 +329,14 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
     checkpoint the trial restores (its Ray Train run's, or Tune's for a trial in its own process) that lacks a file
     every checkpoint holds (`ck.fault`); a Tune checkpoint that is gone with no whole one beside it. Finished trials
     are not trained again, failed ones not retried: neither is checked. Returns the Tune checkpoint folders that are
-    gone with a whole one beside it, for `ck.stand_in`: Tune deletes one as its trial saves newer ones, and a driver
-    killed before it saved its state again left the state naming it."""
+    gone, for `ck.stand_in`: Tune deletes one as its trial saves newer ones, and a driver killed before it saved its
+    state again left the state naming it, as the one the trial restores from (with a whole one beside it) or as one
+    it keeps beside that, which Tune deletes in turn: Ray's deletion of a folder that is gone raised, logged with its
+    traceback, before Tune advanced the trial's checkpoint index, and the trial's next restore wrote its first
+    checkpoint over the one it restored from."""
     trials = results.read_trials(sweep_url, cfg.s3)
     resumed = trials[trials["order"].isna() & (trials["status"] != "ERROR")]
-    tune_checkpoints: dict[str, dict[str, str]] = {}
+    tune_checkpoints: dict[str, dict[str, tuple[str, list[str]]]] = {}
     gone = []
     for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
         run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
@@ -346,9 +349,11 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
             continue
         if role not in tune_checkpoints:
             tune_checkpoints[role] = _tune_restored(cfg, role)
-        folder = tune_checkpoints[role].get(trial_id)
-        if folder is None:
+        restored = tune_checkpoints[role].get(trial_id)
+        if restored is None:
             continue
+        folder, kept = restored
+        gone.extend(other for other in kept if other != folder and not storage.exists(other, cfg.s3))
         if not storage.exists(folder, cfg.s3):
             if ck.tune_whole_beside(folder, run_url, cfg.s3) is None:
                 raise ck.tune_unusable(folder, trial_id, "it is gone", run_url, cfg.s3)
@@ -361,9 +366,10 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
     return gone
 
 
-def _tune_restored(cfg: Config, role: str) -> dict[str, str]:
-    """The URL of the checkpoint Tune restores each trial of the experiment of `role` from (its latest in the
-    experiment's saved state), by trial id; none without a saved experiment."""
+def _tune_restored(cfg: Config, role: str) -> dict[str, tuple[str, list[str]]]:
+    """By trial id, the URL of the checkpoint Tune restores each trial of the experiment of `role` from (its latest in
+    the experiment's saved state) and the URLs of those it keeps of the trial (`KEEP_CHECKPOINTS`, that one among
+    them); none without a saved experiment."""
     from ray.tune import ExperimentAnalysis
 
     if not _restorable(cfg, role):
@@ -372,7 +378,9 @@ def _tune_restored(cfg: Config, role: str) -> dict[str, str]:
     found = {}
     for trial in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials:
         if trial.checkpoint is not None:
-            found[trial.trial_id] = storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path
+            kept = [r.checkpoint.path for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results]
+            found[trial.trial_id] = (storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path,
+                                     [storage.url_from_pyarrow(fs, path) or path for path in kept])
     return found
 
 
