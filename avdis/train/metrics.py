@@ -24,21 +24,26 @@ def majority_rate(target: np.ndarray) -> float:
     return float(np.bincount(target).max() / len(target))
 
 
+def label_only_speaker_guess(emo_fit: np.ndarray, spk_fit: np.ndarray, emo_judged: np.ndarray) -> np.ndarray:
+    """The best speaker guess from the emotion label alone, fitted on (emo_fit, spk_fit), for each judged clip.
+
+    For each emotion, the speaker seen most often with it among the fit clips (ties: lowest index); an emotion
+    without fit clips gets the most common speaker. The leakage probe's chance, and the adversary its MLP falls back
+    to (`avdis.train.probe`), are this guess.
+    """
+    guess = {int(e): int(np.argmax(np.bincount(spk_fit[emo_fit == e]))) for e in np.unique(emo_fit)}
+    fallback = int(np.argmax(np.bincount(spk_fit)))
+    return np.array([guess.get(int(e), fallback) for e in emo_judged], dtype=np.int64)
+
+
 def label_only_speaker_chance(emo_train: np.ndarray, spk_train: np.ndarray,
                               emo_test: np.ndarray, spk_test: np.ndarray) -> float:
-    """Test accuracy of the best speaker guess from the emotion label alone.
+    """Test accuracy of the best speaker guess from the emotion label alone (`label_only_speaker_guess`).
 
     Where speaker and emotion are correlated, the label already reveals something about
-    the speaker; that is not leakage. For each emotion, guess the speaker seen most often
-    with it in train (ties: lowest index). Equals ~1/speakers when they are independent.
+    the speaker; that is not leakage. Equals ~1/speakers when they are independent.
     """
-    guess = {}
-    for e in np.unique(emo_train):
-        counts = np.bincount(spk_train[emo_train == e])
-        guess[int(e)] = int(np.argmax(counts))
-    fallback = int(np.argmax(np.bincount(spk_train)))
-    pred = np.array([guess.get(int(e), fallback) for e in emo_test])
-    return accuracy(pred, spk_test)
+    return accuracy(label_only_speaker_guess(emo_train, spk_train, emo_test), spk_test)
 
 
 def normalised_leakage(probe_acc: float, chance: float) -> float:

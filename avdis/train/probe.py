@@ -16,7 +16,15 @@ where every train clip, judged by the copy that did not fit it, is best classifi
 test clips are predicted by the copies' mean softmax at that epoch. Every train clip both
 fits and judges, so the probe is a stronger adversary, and steadier under its own seed,
 than one MLP that picks its epoch on a held-out fifth (bench/probe_quality.py measures
-both). Both probes are deterministic under a seed.
+both). The adversary may also guess from the label alone: the label-only guess, fitted per
+fold the same way, is judged out of fold beside the epochs, and where no epoch beats it the
+clips are predicted by it, so leakage reads 0 (the chance is that guess's accuracy; the linear
+probe, fitted once with no out-of-fold judge, has no such fallback). Until
+2026-12-04 the MLP always predicted: where z_emo held noise dimensions it fitted them and
+predicted worse than the label, so pure noise read below 0 (about -0.4 on 8 speakers x 12
+train clips, 32 dimensions, speakers mostly showing one emotion; -4 with 8 emotions) and a
+z_emo holding some identity beside noise read less than it held. Both probes are
+deterministic under a seed.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import torch.nn.functional as F
 from avdis.config import ProbeConfig
 from avdis.errors import UsageError
 from avdis.logistic import fit_logistic
-from avdis.train.metrics import accuracy, label_only_speaker_chance, normalised_leakage
+from avdis.train.metrics import accuracy, label_only_speaker_chance, label_only_speaker_guess, normalised_leakage
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,18 @@ def probe_inputs(z_train: np.ndarray, emo_train: np.ndarray, z_judged: np.ndarra
 
 
 def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, cfg: ProbeConfig,
-                         seed: int) -> np.ndarray:
+                         seed: int, emotion: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Test-clip predictions of the cross-fitted MLP (full-batch Adam, one hidden layer).
 
     Each forward pass over the train clips gives both the out-of-fold accuracy of the copies after the steps so far and
     the folds' training loss for the next step; the test clips' mean-softmax prediction is kept for the first epoch
     (after its step, the last included) with the best out-of-fold accuracy (the last epoch when no clip can be judged
     out of fold). The epoch is chosen on the train clips alone: the clips predicted play no part in it.
+
+    With `emotion` (the train clips' and the predicted clips' emotion labels) the label-only guess is one more
+    candidate, fitted per fold and judged out of fold on the same clips: where no epoch beats it (ties included), the
+    clips are predicted by the guess fitted on every train clip, the label-only chance's own guess. Without it the MLP
+    predicts alone (bench/probe_quality.py compares MLPs so).
     """
     n, d = x.shape
     k = min(cfg.folds, n)
@@ -110,6 +123,14 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
         opt.zero_grad()
         ((loss * fits).sum(1) / fitted).sum().backward()
         opt.step()
+    if emotion is not None and judged.any():
+        emo, emo_te, spk = emotion[0], emotion[1], y.numpy()
+        label_right = np.zeros(n, dtype=bool)  # each clip by the guess fitted on the other folds
+        for f in range(k):
+            out = (fold == f).numpy()
+            label_right[out] = label_only_speaker_guess(emo[~out], spk[~out], emo[out]) == spk[out]
+        if best <= float(label_right[judged.numpy()].mean()):
+            return label_only_speaker_guess(emo, spk, emo_te)
     return best_pred
 
 
@@ -135,7 +156,8 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
     lin = fit_logistic(x_tr, y_tr, n_speakers, l2=1e-3)
     with torch.no_grad():
         acc_lin = accuracy(lin(x_te.double()).argmax(1).numpy(), spk_test)
-    pred = crossfit_mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, seed)  # predicts each row on its own
+    pred = crossfit_mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, seed,  # predicts each row on its own
+                                emotion=(emo_train, np.concatenate([emo_test, emo_val])))
     acc_mlp = accuracy(pred[: len(z_test)], spk_test)
     chance = label_only_speaker_chance(emo_train, spk_train, emo_test, spk_test)
     val_leakage = None
