@@ -117,9 +117,12 @@ def run_probe(variant: str, inp: dict[str, Any], cfg: ProbeConfig, seed: int) ->
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     x_tr, x_te = P.probe_inputs(inp["z_tr"], inp["e_tr"], inp["z_te"], inp["e_te"], inp["n_emotions"])
-    predict = P.crossfit_mlp_predict if variant == "crossfit" else holdout_predict
-    acc = accuracy(predict(x_tr, torch.as_tensor(inp["s_tr"], dtype=torch.long), x_te, inp["n_speakers"], cfg, seed),
-                   inp["s_te"])
+    y_tr = torch.as_tensor(inp["s_tr"], dtype=torch.long)
+    if variant == "crossfit":  # today's probe, the label-only guess among its candidates
+        pred = P.crossfit_mlp_predict(x_tr, y_tr, x_te, inp["n_speakers"], cfg, seed, emotion=(inp["e_tr"], inp["e_te"]))
+    else:
+        pred = holdout_predict(x_tr, y_tr, x_te, inp["n_speakers"], cfg, seed)
+    acc = accuracy(pred, inp["s_te"])
     chance = label_only_speaker_chance(inp["e_tr"], inp["s_tr"], inp["e_te"], inp["s_te"])
     return acc, normalised_leakage(acc, chance), time.perf_counter() - t0
 
