@@ -119,7 +119,8 @@ def run_probe(variant: str, inp: dict[str, Any], cfg: ProbeConfig, seed: int) ->
     x_tr, x_te = P.probe_inputs(inp["z_tr"], inp["e_tr"], inp["z_te"], inp["e_te"], inp["n_emotions"])
     y_tr = torch.as_tensor(inp["s_tr"], dtype=torch.long)
     if variant == "crossfit":  # today's probe, the label-only guess among its candidates
-        pred = P.crossfit_mlp_predict(x_tr, y_tr, x_te, inp["n_speakers"], cfg, seed, emotion=(inp["e_tr"], inp["e_te"]))
+        pred = P.crossfit_mlp_predict(x_tr, y_tr, x_te, inp["n_speakers"], cfg, seed,
+                                      emotion=(inp["e_tr"], inp["e_te"]))
     else:
         pred = holdout_predict(x_tr, y_tr, x_te, inp["n_speakers"], cfg, seed)
     acc = accuracy(pred, inp["s_te"])
