@@ -173,6 +173,19 @@ class _Section(BaseModel):
         return value
 
 
+def region_fault(region: str | None) -> str | None:
+    """Why botocore refuses `region` ('is not a region name botocore takes: ...'), None where it takes it or there is
+    none: the one rule for s3.region (`S3Config`) and the region of the environment or AWS profile
+    (`avdis.storage.check_environment`). botocore's rule (`botocore.utils.validate_region_name`, one DNS label) matched
+    whole, not botocore's own check, whose `$` lets a trailing newline through ('eu-west-1\\n', as a Kubernetes
+    ConfigMap made from a file gives it), which failed at the first S3 call as 'Invalid endpoint'. No narrower: S3
+    servers other than AWS take names of their own (MinIO us-east-1, Garage garage, Ceph default)."""
+    if not region or re.fullmatch(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)", region):
+        return None
+    return ("is not a region name botocore takes: letters, digits and '-' (at most 63, not all digits, no '-' first or "
+            "last), e.g. eu-west-1, or the one your S3 server names")
+
+
 class S3Config(_Section):
     """S3 options for every s3:// URL; credentials only ever come from the environment."""
 
@@ -192,13 +205,13 @@ class S3Config(_Section):
     @field_validator("region")
     @classmethod
     def _a_region(cls, value: str | None) -> str | None:
-        """botocore's rule (`botocore.utils.validate_region_name`, one DNS label): `s3.region='not a region'` failed
-        as InvalidRegionError when a command first reached S3, after its other work, not here. No narrower: S3 servers
-        other than AWS take names of their own (MinIO us-east-1, Garage garage, Ceph default)."""
-        if value and not re.fullmatch(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)", value):
-            raise ValueError(f"{value!r} is not a region name botocore takes: letters, digits and '-' (at most 63, not "
-                             "all digits, no '-' first or last), e.g. eu-west-1, or the one your S3 server names")
+        """`s3.region='not a region'` failed as InvalidRegionError when a command first reached S3, after its other
+        work, not here."""
+        fault = region_fault(value)
+        if fault:
+            raise ValueError(f"{value!r} {fault}")
         return value
+
 
 
 class SynthConfig(_Section):

@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from avdis.config import S3Config
+from avdis.config import S3Config, region_fault
 from avdis.errors import AvdisError, UsageError
 
 
@@ -150,28 +150,20 @@ def check_environment(s3: S3Config) -> None:
     AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL) or the AWS profile (~/.aws/config) that botocore would refuse, naming where
     it came from: it failed only at the first S3 call, as 'cannot reach storage (InvalidRegionError: ...)' or
     '(ValueError: Invalid endpoint: localhost:9000)', or with the advice to check the endpoint and the network (exit
-    1). s3.region and s3.endpoint_url, which come before them, are checked with the config (`S3Config`). botocore's own
-    rules and no narrower (S3 servers other than AWS name their own regions: garage, default)."""
-    import botocore.exceptions
+    1). s3.region and s3.endpoint_url, which come before them, are checked with the config (`S3Config`). botocore's
+    rules and no narrower (S3 servers other than AWS name their own regions: garage, default): the endpoint's its own
+    check, the region's the config's rule and wording (`avdis.config.region_fault`)."""
     import botocore.utils
 
-    def valid_region(region: str | None) -> bool:
-        try:
-            botocore.utils.validate_region_name(region)
-        except botocore.exceptions.InvalidRegionError:
-            return False
-        return True
+    def endpoint_fault(url: str | None) -> str | None:
+        if not url or botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url):
+            return None
+        return "is not an endpoint URL botocore takes: give it with its scheme, e.g. http://localhost:9000"
 
-    def valid_endpoint(url: str | None) -> bool:
-        return not url or botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url)
-
-    found = [("region", "s3.region", REGION_VARIABLES, valid_region,
-              "a region name botocore takes: letters, digits and '-' (at most 63, not all digits, no '-' first or "
-              "last), e.g. eu-west-1, or the one your S3 server names"),
-             ("endpoint_url", "s3.endpoint_url", ENDPOINT_VARIABLES, valid_endpoint,
-              "an endpoint URL botocore takes: give it with its scheme, e.g. http://localhost:9000")]
+    found = [("region", "s3.region", REGION_VARIABLES, region_fault),
+             ("endpoint_url", "s3.endpoint_url", ENDPOINT_VARIABLES, endpoint_fault)]
     in_profile = None
-    for key, setting, variables, valid, takes in found:
+    for key, setting, variables, fault_of in found:
         if getattr(s3, key):
             continue
         variable = _variable(variables)
@@ -180,10 +172,11 @@ def check_environment(s3: S3Config) -> None:
         else:
             in_profile = _profile_s3() if in_profile is None else in_profile
             value = in_profile[0 if key == "endpoint_url" else 1]
-        if not valid(value):
+        fault = fault_of(value)
+        if fault:
             where, fix = ((f"{variable}={value!r} (from the environment)", f"fix or unset {variable}") if variable else
                           (f"{value!r} (the {key} of {_profile_named()})", "fix it there"))
-            raise UsageError(f"the S3 {key.removesuffix('_url')} {where} is not {takes}; {fix}, or give {setting}, "
+            raise UsageError(f"the S3 {key.removesuffix('_url')} {where} {fault}; {fix}, or give {setting}, "
                              "which comes first")
 
 
