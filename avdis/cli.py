@@ -58,7 +58,10 @@ READS = {
 
 
 # Settings read only where another setting (the mode) has one of the values given, and why: elsewhere one given would
-# change nothing. Checked for each command that reads them (`READS`; `_load`)
+# change nothing. Checked for each command that reads them (`READS`; `_load`), not by validation: a sweep or run started
+# with one before it was refused is resumed (`_refuse_unless_resumed`) and its trials and workers validate the config
+# again; a config file's is kept, unrefused, where the command line chose the mode. The settings of this kind that
+# validation refuses (train's engine settings) are `C.READ_ONLY_WITH`'s, not here: each setting is in one table.
 READ_ONLY_UNDER = (
     ("data.synth", "data.corpus", ("synthetic",), "data.synth describes the corpus avdis generates"),
     ("data.split.fold", "data.split.scheme", ("speaker_disjoint",),
