@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from avdis import runtime
 from avdis.config import Config, TrainConfig
 from avdis.errors import UsageError
 
@@ -327,7 +328,7 @@ def _check_bundles(cfg: Config, shapes: list[NodeShape], source: str, driver: di
 def check_fits(cfg: Config, cluster_yaml: str | None = None, nodes: list[dict] | None = None,
                standalone: bool = False, local: bool = False) -> None:
     """Raise UsageError if one trial of `cfg` (with `standalone`, one `avdis train` run) can never be scheduled.
-    `local`: `nodes` are those of a Ray this process started, which adds none (`_started_here`)."""
+    `local`: `nodes` are those of a Ray this process started, which adds none (`runtime.started_here`)."""
     if (cluster_yaml is None) == (nodes is None):
         raise ValueError("pass exactly one of cluster_yaml (a file) or nodes (ray.nodes())")
     if cluster_yaml is not None:
@@ -371,16 +372,6 @@ def _check_shapes(cfg: Config, shapes: list[NodeShape], global_max: int, source:
         )
 
 
-def _started_here() -> bool:
-    """Whether the Ray this process is connected to is one it started (`runtime.connect`'s local Ray, or a caller's
-    own ray.init()): Ray's driver node is then the head (one that joins a Ray is not). Such a Ray runs no
-    autoscaler (ray.init takes no autoscaling config), so no node is ever added to it."""
-    import ray
-
-    node = getattr(ray._private.worker.global_worker, "node", None)  # None under Ray Client, or not connected
-    return node is not None and node.is_head()
-
-
 def check_cluster(cfg: Config, standalone: bool = False) -> None:
     """Before launch: one trial (with `standalone`, one `avdis train` run) fits the cluster, judged on its file,
     else on the nodes of a fixed cluster (an autoscaling one without a file may grow: Ray judges). A Ray this
@@ -388,7 +379,7 @@ def check_cluster(cfg: Config, standalone: bool = False) -> None:
     for its cluster): none is added, and a worker too big for them waited forever. Call it connected to Ray."""
     import ray
 
-    if _started_here():
+    if runtime.started_here():
         check_fits(cfg, nodes=ray.nodes(), standalone=standalone, local=True)
     elif cfg.ray.cluster_file:
         check_fits(cfg, cluster_yaml=cfg.ray.cluster_file, standalone=standalone)

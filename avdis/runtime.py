@@ -199,6 +199,18 @@ def starts_local(cfg: RayConfig) -> bool:
     return not ray.is_initialized() and asked_address(cfg) in (None, "local")
 
 
+def started_here() -> bool:
+    """Whether the Ray this process is connected to is one it started: `connect`'s local Ray, or a caller's own
+    ray.init() (a notebook's), which `connect` then uses as it is. Such a Ray runs no autoscaler (ray.init takes no
+    autoscaling config), so no node is ever added to it (`clusterfit.check_cluster`). Ray 2.60 has no public call that
+    tells: this process's Ray node is then the head (that of a process that joins a Ray is not), as Ray's own
+    `ClientContext` asks it (ray/client_builder.py). A record of the Ray `connect` starts would miss a caller's own."""
+    import ray
+
+    node = getattr(ray._private.worker.global_worker, "node", None)  # None under Ray Client, or not connected
+    return node is not None and node.is_head()
+
+
 def asked_address(cfg: RayConfig) -> str | None:
     """The Ray address asked for: ray.address, else RAY_ADDRESS (an empty one is none); None where neither gives one.
     None and "local" start a local Ray; "local" is asked for, so no note says a recorded head is live."""
