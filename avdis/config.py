@@ -186,6 +186,26 @@ def region_fault(region: str | None) -> str | None:
             "last), e.g. eu-west-1, or the one your S3 server names")
 
 
+def endpoint_fault(url: str | None) -> str | None:
+    """Why `url` is no S3 endpoint botocore takes ('is not an endpoint URL; ...'), None where it is or there is none:
+    the one rule for s3.endpoint_url (`S3Config`) and the endpoint of the environment or AWS profile
+    (`avdis.storage.check_environment`). An http:// or https:// URL (botocore checks no scheme: AWS_ENDPOINT_URL=
+    s3://minio:9000 passed) whose host botocore takes (`is_valid_endpoint_url`, imported here only where an endpoint
+    is given: ~70 ms), a DNS name or an IP address: s3.endpoint_url=http://minio_1:9000 (a Compose container's name)
+    failed at the first S3 call as 'cannot reach storage (ValueError: Invalid endpoint ...)'."""
+    if not url:
+        return None
+    if not re.match(r"https?://[^/]", url):
+        host = url.split(":", 1)[1].lstrip("/") if re.match(r"[A-Za-z][\w+.-]*:/", url) else url
+        return f"is not an endpoint URL; give it with its scheme, e.g. http://{host}"
+    import botocore.utils
+
+    if botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url):
+        return None
+    return ("is not an endpoint URL botocore takes: its host must be an IP address or a DNS name (letters, digits, "
+            "'-' and '.'), e.g. http://minio:9000")
+
+
 class S3Config(_Section):
     """S3 options for every s3:// URL; credentials only ever come from the environment."""
 
@@ -195,11 +215,11 @@ class S3Config(_Section):
     @field_validator("endpoint_url")
     @classmethod
     def _a_url(cls, value: str | None) -> str | None:
-        """botocore takes only http:// or https:// URLs: `localhost:9000` failed as 'Invalid endpoint' when a command
-        first reached S3, after its other work (exit 1), not here."""
-        if value and not re.match(r"https?://[^/]", value):
-            host = value.split(":", 1)[1].lstrip("/") if re.match(r"[A-Za-z][\w+.-]*:/", value) else value
-            raise ValueError(f"{value!r} is not an endpoint URL; give it with its scheme, e.g. http://{host}")
+        """`localhost:9000` failed as 'Invalid endpoint' when a command first reached S3, after its other work (exit
+        1), not here."""
+        fault = endpoint_fault(value)
+        if fault:
+            raise ValueError(f"{value!r} {fault}")
         return value
 
     @field_validator("region")

@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from avdis.config import S3Config, region_fault
+from avdis.config import S3Config, endpoint_fault, region_fault
 from avdis.errors import AvdisError, UsageError
 
 
@@ -151,15 +151,8 @@ def check_environment(s3: S3Config) -> None:
     it came from: it failed only at the first S3 call, as 'cannot reach storage (InvalidRegionError: ...)' or
     '(ValueError: Invalid endpoint: localhost:9000)', or with the advice to check the endpoint and the network (exit
     1). s3.region and s3.endpoint_url, which come before them, are checked with the config (`S3Config`). botocore's
-    rules and no narrower (S3 servers other than AWS name their own regions: garage, default): the endpoint's its own
-    check, the region's the config's rule and wording (`avdis.config.region_fault`)."""
-    import botocore.utils
-
-    def endpoint_fault(url: str | None) -> str | None:
-        if not url or botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url):
-            return None
-        return "is not an endpoint URL botocore takes: give it with its scheme, e.g. http://localhost:9000"
-
+    rules and no narrower (S3 servers other than AWS name their own regions: garage, default), the config's rules and
+    wording (`avdis.config.region_fault`, `endpoint_fault`)."""
     found = [("region", "s3.region", REGION_VARIABLES, region_fault),
              ("endpoint_url", "s3.endpoint_url", ENDPOINT_VARIABLES, endpoint_fault)]
     in_profile = None

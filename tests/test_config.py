@@ -291,6 +291,17 @@ def test_an_s3_endpoint_without_its_scheme_is_refused_at_the_edge(endpoint):
         C.load(None, [f"s3.endpoint_url={fine}"])
 
 
+@pytest.mark.parametrize("endpoint", ["http://minio_1:9000", "https://my bucket.example.com", "http://:9000"])
+def test_an_s3_endpoint_whose_host_botocore_refuses_is_refused_at_the_edge(endpoint):
+    """`s3.endpoint_url=http://minio_1:9000` (a Compose container's name) was taken, and the first S3 call failed as
+    'cannot reach storage (ValueError: Invalid endpoint ...)' (exit 1), as AWS_ENDPOINT_URL's was refused at start."""
+    with pytest.raises(C.ConfigError, match=rf"s3.endpoint_url: '{endpoint}' is not an endpoint URL botocore takes: "
+                                            r"its host must be an IP address or a DNS name"):
+        C.load(None, [f"s3.endpoint_url='{endpoint}'"])
+    for fine in ("http://minio-1:9000", "http://10.0.0.5:9000", "http://[::1]:9000", "https://s3.example.com."):
+        C.load(None, [f"s3.endpoint_url='{fine}'"])
+
+
 @pytest.mark.parametrize("region", ["not a region", "eu-west-1 ", "eu_west_1", "-eu", "123", "x" * 64])
 def test_an_s3_region_botocore_refuses_is_refused_at_the_edge(region):
     """botocore refused `s3.region='not a region'` (InvalidRegionError) only when a command first reached S3, after

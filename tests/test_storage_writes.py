@@ -340,8 +340,9 @@ def test_an_endpoint_botocore_refuses_from_the_environment_or_profile_is_refused
                                                                                              capsys):
     """An endpoint without its scheme in AWS_ENDPOINT_URL (MinIO's address as its console shows it), or in the AWS
     profile, failed only at the first S3 call, as 'cannot reach storage (ValueError: Invalid endpoint: localhost:9)'
-    (exit 1). Refused before it (exit 2), naming where it came from; s3.endpoint_url comes first, and any endpoint
-    botocore takes is taken."""
+    (exit 1). Refused before it (exit 2), naming where it came from, by s3.endpoint_url's rule and words; so is one
+    of another scheme (`s3://minio:9000`, which botocore's check took and its first call refused: 'Custom endpoint ...
+    was not a valid URI'); s3.endpoint_url comes first, and any endpoint botocore takes is taken."""
     from avdis.cli import main
     from avdis.config import S3Config
 
@@ -354,11 +355,12 @@ def test_an_endpoint_botocore_refuses_from_the_environment_or_profile_is_refused
     config.write_text("[default]\nendpoint_url = minio:9000\n")
     with pytest.raises(storage.UsageError, match=re.escape(
             f"the S3 endpoint 'minio:9000' (the endpoint_url of the AWS profile 'default' in {config}) is not an "
-            "endpoint URL botocore takes: give it with its scheme, e.g. http://localhost:9000; fix it there, or give "
-            "s3.endpoint_url, which comes first")):
+            "endpoint URL; give it with its scheme, e.g. http://minio:9000; fix it there, or give s3.endpoint_url, "
+            "which comes first")):
         storage.filesystem("s3://bucket/x")
     assert storage.filesystem("s3://bucket/x", S3Config(endpoint_url="http://minio:9000"))  # s3.endpoint_url first
-    for variable, endpoint in (("AWS_ENDPOINT_URL", "localhost:9000"), ("AWS_ENDPOINT_URL_S3", "http:/minio:9000")):
+    for variable, endpoint in (("AWS_ENDPOINT_URL", "localhost:9000"), ("AWS_ENDPOINT_URL_S3", "http:/minio:9000"),
+                               ("AWS_ENDPOINT_URL", "s3://minio:9000"), ("AWS_ENDPOINT_URL_S3", "http://minio_1:9000")):
         with monkeypatch.context() as env:
             env.setenv(variable, endpoint)
             with pytest.raises(storage.UsageError, match=re.escape(
