@@ -233,7 +233,6 @@ class S3Config(_Section):
         return value
 
 
-
 class SynthConfig(_Section):
     speakers: int = Field(12, ge=2, le=500)
     emotions: int = Field(4, ge=2, le=len(EMOTIONS))
