@@ -160,10 +160,12 @@ def check_added_nodes(outputs: dict[str, str], cluster: RayConfig) -> None:
     up alone when a sweep starts, a sweep.storage on the head's disk passed, and every trial, on a GPU node started
     later, failed at its first checkpoint (Ray: "Unable to set up cluster storage"); preprocessing tasks wrote
     their shards to the disks of CPU nodes that then went away. A network filesystem (NFS, EFS) is trusted. A local
-    Ray that `connect` starts (no address) adds no nodes: nothing is refused there (`avdis preprocess` with a
-    cluster's config, run where the corpus is, was refused as if on the cluster); nor does a cluster_file whose
+    Ray that `connect` starts (no address), or that this process started itself (a notebook's ray.init(),
+    `runtime.started_here`), adds no nodes: nothing is refused there (`avdis preprocess` with a cluster's config, run
+    where the corpus is, was refused as if on the cluster); nor does a cluster_file whose
     worker node types may have no node (`max_workers: 0`: the head alone)."""
-    if not (cluster.autoscaling or cluster.cluster_file is not None) or runtime.starts_local(cluster):
+    if not (cluster.autoscaling or cluster.cluster_file is not None) or runtime.starts_local(cluster) \
+            or runtime.started_here():
         return
     local = _local(outputs)
     own = {k: kind for k, path in local.items() if (kind := filesystem_type(path)) in MACHINE_FILESYSTEMS}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avdis import clusterfit, storage
+from avdis import clusterfit, nodes, storage
 from avdis.config import S3Config, load
 from avdis.errors import UsageError
 
@@ -346,6 +346,9 @@ def test_a_local_ray_is_judged_on_its_nodes_whatever_the_cluster_settings_say(mo
                            r"\{CPU: 1.5\}.*holds 1 such worker.*lower train\.workers or run on a cluster\. A local"):
             clusterfit.check_cluster(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1.5"), standalone=True)
         clusterfit.check_cluster(cfg("train.gpus_per_worker=0", "train.cpus_per_worker=1"), standalone=True)
+        # nor are its folders on this machine's disk refused as if nodes were added (they were, under autoscaling)
+        for extra in settings:
+            nodes.check_added_nodes({"sweep.storage": temp}, cfg(*extra).ray)
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
