@@ -189,13 +189,13 @@ def region_fault(region: str | None) -> str | None:
 def endpoint_fault(url: str | None) -> str | None:
     """Why `url` is no S3 endpoint botocore takes ('is not an endpoint URL; ...'), None where it is or there is none:
     the one rule for s3.endpoint_url (`S3Config`) and the endpoint of the environment or AWS profile
-    (`avdis.storage.check_environment`). An http:// or https:// URL (botocore checks no scheme: AWS_ENDPOINT_URL=
-    s3://minio:9000 passed) whose host botocore takes (`is_valid_endpoint_url`, imported here only where an endpoint
-    is given: ~70 ms), a DNS name or an IP address: s3.endpoint_url=http://minio_1:9000 (a Compose container's name)
-    failed at the first S3 call as 'cannot reach storage (ValueError: Invalid endpoint ...)'."""
+    (`avdis.storage.check_environment`). An http:// or https:// URL, in either case (botocore checks no scheme:
+    AWS_ENDPOINT_URL=s3://minio:9000 passed) whose host botocore takes (`is_valid_endpoint_url`, imported here only
+    where an endpoint is given: ~70 ms), a DNS name or an IP address: s3.endpoint_url=http://minio_1:9000 (a Compose
+    container's name) failed at the first S3 call as 'cannot reach storage (ValueError: Invalid endpoint ...)'."""
     if not url:
         return None
-    if not re.match(r"https?://[^/]", url):
+    if not re.match(r"https?://[^/]", url, re.IGNORECASE):  # botocore reads HTTPS:// as https://
         host = url.split(":", 1)[1].lstrip("/") if re.match(r"[A-Za-z][\w+.-]*:/", url) else url
         return f"is not an endpoint URL; give it with its scheme, e.g. http://{host}"
     import botocore.utils

@@ -287,7 +287,7 @@ def test_an_s3_endpoint_without_its_scheme_is_refused_at_the_edge(endpoint):
     with pytest.raises(C.ConfigError, match=rf"s3.endpoint_url: '{endpoint}' is not an endpoint URL; give it with its "
                                             rf"scheme, e.g. http://{endpoint.rpartition('/')[2]} "):
         C.load(None, [f"s3.endpoint_url={endpoint}"])
-    for fine in ("http://localhost:9000", "https://s3.example.com", "", "null"):
+    for fine in ("http://localhost:9000", "https://s3.example.com", "HTTPS://s3.example.com", "", "null"):
         C.load(None, [f"s3.endpoint_url={fine}"])
 
 

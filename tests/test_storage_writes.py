@@ -367,7 +367,7 @@ def test_an_endpoint_botocore_refuses_from_the_environment_or_profile_is_refused
                     f"the S3 endpoint {variable}={endpoint!r} (from the environment) is not an endpoint URL")
                     + f".*; fix or unset {variable}, or give s3.endpoint_url"):
                 storage.filesystem("s3://bucket/x")
-    for endpoint in ("http://minio:9000", "https://s3.example.com", "http://[::1]:9000"):
+    for endpoint in ("http://minio:9000", "https://s3.example.com", "http://[::1]:9000", "HTTP://minio:9000"):
         config.write_text(f"[default]\nendpoint_url = {endpoint}\n")
         assert storage.filesystem("s3://bucket/x")
         with monkeypatch.context() as env:
