@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
@@ -192,7 +193,10 @@ def endpoint_fault(url: str | None) -> str | None:
     (`avdis.storage.check_environment`). An http:// or https:// URL, in either case (botocore checks no scheme:
     AWS_ENDPOINT_URL=s3://minio:9000 passed) whose host botocore takes (`is_valid_endpoint_url`, imported here only
     where an endpoint is given: ~70 ms), a DNS name or an IP address: s3.endpoint_url=http://minio_1:9000 (a Compose
-    container's name) failed at the first S3 call as 'cannot reach storage (ValueError: Invalid endpoint ...)'."""
+    container's name) failed at the first S3 call as 'cannot reach storage (ValueError: Invalid endpoint ...)'. Its
+    port and query as botocore's endpoint resolution reads them (`botocore.endpoint_provider`'s parse_url), which
+    refused 'http://minio:9000 ' (a space after it), port 99999 or '...?region=x' only at the first call ('Custom
+    endpoint ... was not a valid URI')."""
     if not url:
         return None
     if not re.match(r"https?://[^/]", url, re.IGNORECASE):  # botocore reads HTTPS:// as https://
@@ -200,10 +204,18 @@ def endpoint_fault(url: str | None) -> str | None:
         return f"is not an endpoint URL; give it with its scheme, e.g. http://{host}"
     import botocore.utils
 
-    if botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url):
-        return None
-    return ("is not an endpoint URL botocore takes: its host must be an IP address or a DNS name (letters, digits, "
-            "'-' and '.'), e.g. http://minio:9000")
+    if not (botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url)):
+        return ("is not an endpoint URL botocore takes: its host must be an IP address or a DNS name (letters, digits, "
+                "'-' and '.'), e.g. http://minio:9000")
+    parts = urlsplit(url)
+    try:
+        parts.port  # reading it raises where botocore cannot read it
+    except ValueError:
+        return ("is not an endpoint URL botocore takes: its port must be a number up to 65535, with nothing after it "
+                "(no space or newline), e.g. http://minio:9000")
+    if parts.query:
+        return "is not an endpoint URL botocore takes: it has a query ('?...'), which botocore refuses; remove it"
+    return None
 
 
 class S3Config(_Section):

@@ -302,6 +302,19 @@ def test_an_s3_endpoint_whose_host_botocore_refuses_is_refused_at_the_edge(endpo
         C.load(None, [f"s3.endpoint_url='{fine}'"])
 
 
+@pytest.mark.parametrize("endpoint", ["http://minio:9000 ", "http://minio:99999", "http://minio:port",
+                                      "http://minio:9000?region=x"])
+def test_an_s3_endpoint_botocore_cannot_resolve_is_refused_at_the_edge(endpoint):
+    """botocore made its client with these and refused them at the first S3 call ('cannot write
+    (EndpointResolutionError: Custom endpoint ... was not a valid URI)', exit 1): a port it cannot read (a space after
+    it, from an environment variable or a file), or a query."""
+    with pytest.raises(C.ConfigError, match=rf"s3.endpoint_url: '{re.escape(endpoint)}' is not an endpoint URL "
+                                            r"botocore takes: .*(port|query)"):
+        C.load(None, [f"s3.endpoint_url='{endpoint}'"])
+    for fine in ("http://minio:9000/", "http://minio:9000/prefix", "http://minio", "http://[::1]:65535"):
+        C.load(None, [f"s3.endpoint_url='{fine}'"])
+
+
 @pytest.mark.parametrize("region", ["not a region", "eu-west-1 ", "eu_west_1", "-eu", "123", "x" * 64])
 def test_an_s3_region_botocore_refuses_is_refused_at_the_edge(region):
     """botocore refused `s3.region='not a region'` (InvalidRegionError) only when a command first reached S3, after
