@@ -202,6 +202,9 @@ def endpoint_fault(url: str | None) -> str | None:
     if not re.match(r"https?://[^/]", url, re.IGNORECASE):  # botocore reads HTTPS:// as https://
         host = url.split(":", 1)[1].lstrip("/") if re.match(r"[A-Za-z][\w+.-]*:/", url) else url
         return f"is not an endpoint URL; give it with its scheme, e.g. http://{host}"
+    if re.search(r"[\t\r\n]", url):  # botocore's UNSAFE_URL_CHARS: its host check below refuses them too
+        return ("is not an endpoint URL botocore takes: it holds a line break or tab (a file's last newline, say); "
+                "remove it")
     import botocore.utils
 
     if not (botocore.utils.is_valid_endpoint_url(url) or botocore.utils.is_valid_ipv6_endpoint_url(url)):
@@ -212,7 +215,7 @@ def endpoint_fault(url: str | None) -> str | None:
         parts.port  # reading it raises where botocore cannot read it
     except ValueError:
         return ("is not an endpoint URL botocore takes: its port must be a number up to 65535, with nothing after it "
-                "(no space or newline), e.g. http://minio:9000")
+                "(no space), e.g. http://minio:9000")
     if parts.query:
         return "is not an endpoint URL botocore takes: it has a query ('?...'), which botocore refuses; remove it"
     return None

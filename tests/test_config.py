@@ -315,6 +315,15 @@ def test_an_s3_endpoint_botocore_cannot_resolve_is_refused_at_the_edge(endpoint)
         C.load(None, [f"s3.endpoint_url='{fine}'"])
 
 
+@pytest.mark.parametrize("endpoint", ["http://minio:9000\n", "http://minio:9000\r\n", "http://minio:9000/\t"])
+def test_an_s3_endpoint_with_a_line_break_is_refused_saying_so(endpoint):
+    """botocore refuses a tab or line break anywhere in an endpoint ('Invalid endpoint'); AWS_ENDPOINT_URL from a
+    Kubernetes ConfigMap made from a file ends in one. The refusal said its host must be an IP address or a DNS name,
+    which it was."""
+    with pytest.raises(ValueError, match=r"is not an endpoint URL botocore takes: it holds a line break or tab"):
+        C.S3Config(endpoint_url=endpoint)
+
+
 @pytest.mark.parametrize("region", ["not a region", "eu-west-1 ", "eu_west_1", "-eu", "123", "x" * 64])
 def test_an_s3_region_botocore_refuses_is_refused_at_the_edge(region):
     """botocore refused `s3.region='not a region'` (InvalidRegionError) only when a command first reached S3, after

@@ -361,7 +361,7 @@ def test_an_endpoint_botocore_refuses_from_the_environment_or_profile_is_refused
     assert storage.filesystem("s3://bucket/x", S3Config(endpoint_url="http://minio:9000"))  # s3.endpoint_url first
     for variable, endpoint in (("AWS_ENDPOINT_URL", "localhost:9000"), ("AWS_ENDPOINT_URL_S3", "http:/minio:9000"),
                                ("AWS_ENDPOINT_URL", "s3://minio:9000"), ("AWS_ENDPOINT_URL_S3", "http://minio_1:9000"),
-                               ("AWS_ENDPOINT_URL", "http://minio:9000 ")):
+                               ("AWS_ENDPOINT_URL", "http://minio:9000 "), ("AWS_ENDPOINT_URL", "http://minio:9000\n")):
         with monkeypatch.context() as env:
             env.setenv(variable, endpoint)
             with pytest.raises(storage.UsageError, match=re.escape(
