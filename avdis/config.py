@@ -199,6 +199,8 @@ def endpoint_fault(url: str | None) -> str | None:
     endpoint ... was not a valid URI')."""
     if not url:
         return None
+    if url[0].isspace():  # the advice below would put the spaces after http://
+        return "is not an endpoint URL; it starts with a space: remove it"
     if not re.match(r"https?://[^/]", url, re.IGNORECASE):  # botocore reads HTTPS:// as https://
         host = url.split(":", 1)[1].lstrip("/") if re.match(r"[A-Za-z][\w+.-]*:/", url) else url
         return f"is not an endpoint URL; give it with its scheme, e.g. http://{host}"

@@ -315,6 +315,13 @@ def test_an_s3_endpoint_botocore_cannot_resolve_is_refused_at_the_edge(endpoint)
         C.load(None, [f"s3.endpoint_url='{fine}'"])
 
 
+def test_an_s3_endpoint_after_a_space_is_refused_saying_so():
+    """Refused as having no scheme, with the advice 'give it with its scheme, e.g. http://  http://localhost:9000'."""
+    with pytest.raises(ValueError, match=r"'  http://localhost:9000' is not an endpoint URL; it starts with a space: "
+                                         r"remove it \["):
+        C.S3Config(endpoint_url="  http://localhost:9000")
+
+
 @pytest.mark.parametrize("endpoint", ["http://minio:9000\n", "http://minio:9000\r\n", "http://minio:9000/\t"])
 def test_an_s3_endpoint_with_a_line_break_is_refused_saying_so(endpoint):
     """botocore refuses a tab or line break anywhere in an endpoint ('Invalid endpoint'); AWS_ENDPOINT_URL from a
