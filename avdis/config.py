@@ -61,8 +61,8 @@ SELECTION: dict[str, Literal["max", "min"]] = {"val_emotion_acc": "max", "val_le
 # How a trial's numbers are made where avdis changed it, so the same trial now gives others: a sweep records these in
 # its sweep.json and is not resumed under others (its old trials' numbers and the new ones would share one front).
 MEASURES: dict[str, str] = {
-    "leakage": "probes on z_emo with the one-hot emotion beside it, the MLP predicting by the label alone where no "
-               "epoch beats it out of fold (both since 2026-12-04: z_emo alone before, then the MLP always predicting)",
+    "leakage": "probes on z_emo with the one-hot emotion beside it, each predicting by the label alone where it does "
+               "not beat it out of fold (both since 2026-12-04: z_emo alone before, then the probes always predicting)",
     "orthogonal": "mean squared canonical correlation of z_emo and z_id (since 2026-12-04; per coordinate before)",
 }
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its

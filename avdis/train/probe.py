@@ -18,9 +18,9 @@ fits and judges, so the probe is a stronger adversary, and steadier under its ow
 than one MLP that picks its epoch on a held-out fifth (bench/probe_quality.py measures
 both). The adversary may also guess from the label alone: the label-only guess, fitted per
 fold the same way, is judged out of fold beside the epochs, and where no epoch beats it the
-clips are predicted by it, so leakage reads 0 (the chance is that guess's accuracy; the linear
-probe, fitted once with no out-of-fold judge, has no such fallback). Until
-2026-12-04 the MLP always predicted: where z_emo held noise dimensions it fitted them and
+clips are predicted by it, so leakage reads 0 (the chance is that guess's accuracy). The
+linear probe falls back the same way, judged by one fit per fold (`linear_predict`). Until
+2026-12-04 both probes always predicted (the linear one read about -0.3 on pure noise below): where z_emo held noise dimensions it fitted them and
 predicted worse than the label, so pure noise read below 0 (about -0.4 on 8 speakers x 12
 train clips, 32 dimensions, speakers mostly showing one emotion; -4 with 8 emotions) and a
 z_emo holding some identity beside noise read less than it held. Both probes are
@@ -39,6 +39,9 @@ from avdis.config import ProbeConfig
 from avdis.errors import UsageError
 from avdis.logistic import fit_logistic
 from avdis.train.metrics import accuracy, label_only_speaker_chance, label_only_speaker_guess, normalised_leakage
+
+
+LINEAR_L2 = 1e-3  # the linear probe's weight penalty
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,7 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
     n, d = x.shape
     k = min(cfg.folds, n)
     gen = torch.Generator().manual_seed(seed)
-    fold = torch.empty(n, dtype=torch.long)
-    fold[torch.randperm(n, generator=gen)] = torch.arange(n) % k
+    fold = _folds(n, k, gen)
     fits = (fold[None, :] != torch.arange(k)[:, None]).float()  # (k, n): the clips each copy fits
     w1 = (torch.randn(k, d, cfg.hidden, generator=gen) / np.sqrt(d)).requires_grad_()
     b1 = torch.zeros(k, 1, cfg.hidden, requires_grad=True)
@@ -125,13 +127,52 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
         opt.step()
     if emotion is not None and judged.any():
         emo, emo_te, spk = emotion[0], emotion[1], y.numpy()
-        label_right = np.zeros(n, dtype=bool)  # each clip by the guess fitted on the other folds
-        for f in range(k):
-            out = (fold == f).numpy()
-            label_right[out] = label_only_speaker_guess(emo[~out], spk[~out], emo[out]) == spk[out]
-        if best <= float(label_right[judged.numpy()].mean()):
+        if best <= float(_label_right(emo, spk, fold.numpy(), k)[judged.numpy()].mean()):
             return label_only_speaker_guess(emo, spk, emo_te)
     return best_pred
+
+
+def _folds(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Each train clip's cross-fit fold (of `k`), dealt from one permutation drawn from `gen`."""
+    fold = torch.empty(n, dtype=torch.long)
+    fold[torch.randperm(n, generator=gen)] = torch.arange(n) % k
+    return fold
+
+
+def _label_right(emo: np.ndarray, spk: np.ndarray, fold: np.ndarray, k: int) -> np.ndarray:
+    """Whether each train clip's speaker is named by the label-only guess fitted on the other folds' clips."""
+    right = np.zeros(len(spk), dtype=bool)
+    for f in range(k):
+        out = fold == f
+        right[out] = label_only_speaker_guess(emo[~out], spk[~out], emo[out]) == spk[out]
+    return right
+
+
+def linear_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, emotion: tuple[np.ndarray,
+                   np.ndarray], folds: int, seed: int) -> np.ndarray:
+    """Test-clip predictions of the linear probe (logistic regression fitted on every train clip), or of the
+    label-only guess where the probe does not beat it out of fold: each judged by `folds` fits, one per fold of the
+    train clips (the MLP's folds under the same seed), on the clips of the speakers the other folds hold. As for the
+    MLP, so that a z_emo without identity reads 0, not below (a fitted noise dimension predicts worse than the label).
+    """
+    n = len(x)
+    k = min(folds, n)
+    fold = _folds(n, k, torch.Generator().manual_seed(seed)).numpy()
+    emo, emo_te, spk = emotion[0], emotion[1], y.numpy()
+    lin_right = np.zeros(n, dtype=bool)
+    judged = np.zeros(n, dtype=bool)  # the clip's speaker is among the clips fitted without it
+    for f in range(k):
+        out = fold == f
+        judged[out] = np.isin(spk[out], spk[~out])
+        if (~out).any():
+            fitted = fit_logistic(x[~out], y[~out], n_classes, l2=LINEAR_L2)
+            with torch.no_grad():
+                lin_right[out] = fitted(x[out].double()).argmax(1).numpy() == spk[out]
+    if judged.any() and lin_right[judged].mean() <= _label_right(emo, spk, fold, k)[judged].mean():
+        return label_only_speaker_guess(emo, spk, emo_te)
+    lin = fit_logistic(x, y, n_classes, l2=LINEAR_L2)
+    with torch.no_grad():
+        return lin(x_te.double()).argmax(1).numpy()
 
 
 Clips = tuple[np.ndarray, np.ndarray, np.ndarray]  # z, speaker, emotion
@@ -153,9 +194,7 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
                                   np.concatenate([emo_test, emo_val]), n_emotions)
     x_te = x_judged[: len(z_test)]
     y_tr = torch.as_tensor(spk_train, dtype=torch.long)
-    lin = fit_logistic(x_tr, y_tr, n_speakers, l2=1e-3)
-    with torch.no_grad():
-        acc_lin = accuracy(lin(x_te.double()).argmax(1).numpy(), spk_test)
+    acc_lin = accuracy(linear_predict(x_tr, y_tr, x_te, n_speakers, (emo_train, emo_test), cfg.folds, seed), spk_test)
     pred = crossfit_mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, seed,  # predicts each row on its own
                                 emotion=(emo_train, np.concatenate([emo_test, emo_val])))
     acc_mlp = accuracy(pred[: len(z_test)], spk_test)
