@@ -358,3 +358,16 @@ def test_noise_dimensions_in_z_emo_do_not_read_below_the_label_alone():
     held = [leakage(3.0, seed) for seed in range(3)]
     assert min(r.leakage for r in held) > 0.2  # 0.51, 0.30, 0.25, as before
     assert min(r.leakage_linear for r in held) > 0.3  # 0.51, 0.48, 0.44, as before
+
+
+def test_a_tie_with_the_label_alone_goes_to_the_label():
+    """The MLP's out-of-fold accuracy was a float32 mean, the label-only guess's a float64 one: at an exact tie (22 of
+    30 judged clips each here) float32 rounded 22/30 up, the MLP won the tie it should lose, and a z_emo of zeros,
+    which holds nothing, read leakage -0.05 (0 by the linear probe, judged in float64)."""
+    rng = np.random.default_rng(44)
+    spk = rng.integers(0, 3, 30)
+    emo = np.where(rng.random(30) < 0.7, spk % 3, rng.integers(0, 3, 30))
+    spk_test, emo_test = rng.integers(0, 3, 30), rng.integers(0, 3, 30)
+    r = leakage_probe(np.zeros((30, 2)), spk, emo, np.zeros((30, 2)), spk_test, emo_test, 3, 3,
+                      ProbeConfig(epochs=30, hidden=8), seed=44)
+    assert (r.leakage, r.leakage_linear) == (0.0, 0.0)  # before: -0.05 and 0
