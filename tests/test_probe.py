@@ -322,10 +322,10 @@ def test_identity_in_an_embedding_without_emotion_reads_as_leakage_beyond_the_la
         return r.leakage, r.leakage_linear
 
     assert min(leakage(0.4)) > 0.2  # identity, no emotion: 0.29 and 0.33; on z_emo alone -0.05 and -0.05
-    # neither: about 0 (0, the label's guess winning out of fold, and -0.06; on z_emo alone -0.68 and -0.64; -0.11 by
-    # the MLP while it always predicted). Over 6 such corpora the MLP reads -0.03 ± 0.09 (sd; -0.06 ± 0.08 while it
-    # always predicted), the linear probe -0.01 ± 0.07: a probe fitted on 360 clips does not quite match the label's
-    # guess through 16 noise dimensions
+    # neither: about 0 (0 and 0, the label's guess winning out of fold; on z_emo alone -0.68 and -0.64; -0.11 and
+    # -0.06 while the probes always predicted). Over 6 such corpora the MLP reads -0.03 ± 0.09 (sd; -0.06 ± 0.08 while
+    # it always predicted), the linear probe 0.00 ± 0.07 (-0.01 ± 0.07): a probe fitted on 360 clips does not quite
+    # match the label's guess through 16 noise dimensions
     assert all(abs(value) < 0.15 for value in leakage(0.0))
     assert min(leakage(3.0)) > 0.9  # identity plainly there
 

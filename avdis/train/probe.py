@@ -20,11 +20,11 @@ both). The adversary may also guess from the label alone: the label-only guess, 
 fold the same way, is judged out of fold beside the epochs, and where no epoch beats it the
 clips are predicted by it, so leakage reads 0 (the chance is that guess's accuracy). The
 linear probe falls back the same way, judged by one fit per fold (`linear_predict`). Until
-2026-12-04 both probes always predicted (the linear one read about -0.3 on pure noise below): where z_emo held noise dimensions it fitted them and
-predicted worse than the label, so pure noise read below 0 (about -0.4 on 8 speakers x 12
-train clips, 32 dimensions, speakers mostly showing one emotion; -4 with 8 emotions) and a
-z_emo holding some identity beside noise read less than it held. Both probes are
-deterministic under a seed.
+2026-12-04 both probes always predicted: where z_emo held noise dimensions they fitted them
+and predicted worse than the label, so pure noise read below 0 (on 8 speakers x 12 train
+clips, 32 dimensions, speakers mostly showing one emotion: about -0.4 by the MLP, -4 with 8
+emotions, and -0.3 by the linear probe) and a z_emo holding some identity beside noise read
+less than it held. Both probes are deterministic under a seed.
 """
 
 from __future__ import annotations
@@ -165,10 +165,9 @@ def linear_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_class
     for f in range(k):
         out = fold == f
         judged[out] = np.isin(spk[out], spk[~out])
-        if (~out).any():
-            fitted = fit_logistic(x[~out], y[~out], n_classes, l2=LINEAR_L2)
-            with torch.no_grad():
-                lin_right[out] = fitted(x[out].double()).argmax(1).numpy() == spk[out]
+        fitted = fit_logistic(x[~out], y[~out], n_classes, l2=LINEAR_L2)  # k >= 2 folds, none empty
+        with torch.no_grad():
+            lin_right[out] = fitted(x[out].double()).argmax(1).numpy() == spk[out]
     if judged.any() and lin_right[judged].mean() <= _label_right(emo, spk, fold, k)[judged].mean():
         return label_only_speaker_guess(emo, spk, emo_te)
     lin = fit_logistic(x, y, n_classes, l2=LINEAR_L2)
