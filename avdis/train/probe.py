@@ -107,9 +107,8 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
         return torch.relu(inputs[None] @ w1 + b1) @ w2 + b2  # (k, rows, classes)
 
     rows, targets, fitted = torch.arange(n), y.repeat(k), fits.sum(1)
-    # A clip can judge its copy only if that copy fitted another clip of the same speaker (it cannot name a speaker it
-    # never saw). With none (each speaker one train clip), no epoch can be chosen: the trained copies predict.
-    judged = (fits @ F.one_hot(y, n_classes).float())[fold, y] > 0
+    # With no clip to judge (each speaker one train clip), no epoch can be chosen: the trained copies predict.
+    judged = torch.as_tensor(_judged(y.numpy(), fold.numpy(), k))
     best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
     for step in range(cfg.epochs + 1):
         logits = forward(x)  # the copies after `step` steps
@@ -140,6 +139,16 @@ def _folds(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     return fold
 
 
+def _judged(spk: np.ndarray, fold: np.ndarray, k: int) -> np.ndarray:
+    """Whether each train clip can judge the fit that left it out: its speaker is among the other folds' clips (a fit
+    cannot name a speaker it never saw)."""
+    judged = np.zeros(len(spk), dtype=bool)
+    for f in range(k):
+        out = fold == f
+        judged[out] = np.isin(spk[out], spk[~out])
+    return judged
+
+
 def _label_right(emo: np.ndarray, spk: np.ndarray, fold: np.ndarray, k: int) -> np.ndarray:
     """Whether each train clip's speaker is named by the label-only guess fitted on the other folds' clips."""
     right = np.zeros(len(spk), dtype=bool)
@@ -161,13 +170,12 @@ def linear_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_class
     fold = _folds(n, k, torch.Generator().manual_seed(seed)).numpy()
     emo, emo_te, spk = emotion[0], emotion[1], y.numpy()
     lin_right = np.zeros(n, dtype=bool)
-    judged = np.zeros(n, dtype=bool)  # the clip's speaker is among the clips fitted without it
     for f in range(k):
         out = fold == f
-        judged[out] = np.isin(spk[out], spk[~out])
         fitted = fit_logistic(x[~out], y[~out], n_classes, l2=LINEAR_L2)  # k >= 2 folds, none empty
         with torch.no_grad():
             lin_right[out] = fitted(x[out].double()).argmax(1).numpy() == spk[out]
+    judged = _judged(spk, fold, k)
     if judged.any() and lin_right[judged].mean() <= _label_right(emo, spk, fold, k)[judged].mean():
         return label_only_speaker_guess(emo, spk, emo_te)
     lin = fit_logistic(x, y, n_classes, l2=LINEAR_L2)
