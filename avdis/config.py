@@ -62,7 +62,8 @@ SELECTION: dict[str, Literal["max", "min"]] = {"val_emotion_acc": "max", "val_le
 # its sweep.json and is not resumed under others (its old trials' numbers and the new ones would share one front).
 MEASURES: dict[str, str] = {
     "leakage": "probes on z_emo with the one-hot emotion beside it, each predicting by the label alone where it does "
-               "not beat it out of fold (both since 2026-12-04: z_emo alone before, then the probes always predicting)",
+               "not beat it out of fold (since 2026-12-04: z_emo alone before, then the probes always predicting, "
+               "then the MLP alone falling back)",
     "orthogonal": "mean squared canonical correlation of z_emo and z_id (since 2026-12-04; per coordinate before)",
 }
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
