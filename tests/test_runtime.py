@@ -375,7 +375,10 @@ from avdis.config import RayConfig
 runtime.connect(RayConfig(include_dashboard=False))
 try:  # the stop may come while "connected" is still being printed
     print("connected", flush=True)
-    time.sleep(120)
+    # in short sleeps, as a command's main thread waits: the kernel may hand the SIGTERM to one of Ray's threads, and
+    # Python then runs its handler only once the main thread wakes (one sleep of 120 s timed out a fresh-clone CI run)
+    for _ in range(1200):
+        time.sleep(0.1)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
 ray.shutdown()
