@@ -28,8 +28,8 @@ def label_only_speaker_guess(emo_fit: np.ndarray, spk_fit: np.ndarray, emo_judge
     """The best speaker guess from the emotion label alone, fitted on (emo_fit, spk_fit), for each judged clip.
 
     For each emotion, the speaker seen most often with it among the fit clips (ties: lowest index); an emotion
-    without fit clips gets the most common speaker. The leakage probe's chance, and the adversary its MLP falls back
-    to (`avdis.train.probe`), are this guess.
+    without fit clips gets the most common speaker. The leakage probe's chance, and the guess both its probes fall
+    back to (`avdis.train.probe`), are this guess.
     """
     guess = {int(e): int(np.argmax(np.bincount(spk_fit[emo_fit == e]))) for e in np.unique(emo_fit)}
     fallback = int(np.argmax(np.bincount(spk_fit)))
