@@ -371,3 +371,46 @@ def test_a_tie_with_the_label_alone_goes_to_the_label():
     r = leakage_probe(np.zeros((30, 2)), spk, emo, np.zeros((30, 2)), spk_test, emo_test, 3, 3,
                       ProbeConfig(epochs=30, hidden=8), seed=44)
     assert (r.leakage, r.leakage_linear) == (0.0, 0.0)  # before: -0.05 and 0
+
+
+def test_both_probes_read_as_their_plain_computations_from_the_folds_they_share():
+    """`leakage_probe` deals the folds and judges the label-only guess once for both probes: its numbers must be those
+    of the linear probe computed plainly here (the folds dealt from the seed, one fit per fold, the fallback to the
+    label's guess), and of the MLP on folds it deals itself; on cases where each probe predicts and where it falls
+    back to the label."""
+    from avdis.logistic import fit_logistic
+    from avdis.train.probe import LINEAR_L2, probe_inputs
+
+    def linear_reference(x, spk, emo, x_te, emo_te, n_speakers, folds, seed):
+        n = len(x)
+        k = min(folds, n)
+        fold = np.empty(n, dtype=np.int64)
+        fold[torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()] = np.arange(n) % k
+        y = torch.as_tensor(spk)
+        lin_right, label_right, judged = (np.zeros(n, dtype=bool) for _ in range(3))
+        for f in range(k):
+            out = fold == f
+            with torch.no_grad():
+                lin_right[out] = fit_logistic(x[~out], y[~out], n_speakers, l2=LINEAR_L2)(x[out].double()).argmax(1) \
+                    .numpy() == spk[out]
+            label_right[out] = M.label_only_speaker_guess(emo[~out], spk[~out], emo[out]) == spk[out]
+            judged[out] = np.isin(spk[out], spk[~out])
+        if judged.any() and lin_right[judged].mean() <= label_right[judged].mean():
+            return M.label_only_speaker_guess(emo, spk, emo_te), True
+        with torch.no_grad():
+            return fit_logistic(x, y, n_speakers, l2=LINEAR_L2)(x_te.double()).argmax(1).numpy(), False
+
+    fell_back = set()
+    cfg = ProbeConfig(epochs=20)
+    for seed in range(6):  # little identity to much, over noise dimensions: near the fallback's edge and far
+        identity, from_speaker = (0.0, 0.2, 0.4, 1.5)[seed % 4], seed % 8 < 4
+        (ztr, str_, etr), (zte, ste, ete) = data(n=100, speakers=6, dim=24, identity=identity, seed=seed,
+                                                 emotion_from_speaker=from_speaker)
+        r = leakage_probe(ztr, str_, etr, zte, ste, ete, 6, 4, cfg, seed=seed)
+        x, x_te = probe_inputs(ztr, etr, zte, ete, 4)
+        lin, fallback = linear_reference(x, str_, etr, x_te, ete, 6, cfg.folds, seed)
+        fell_back.add(fallback)
+        mlp = crossfit_mlp_predict(x, torch.as_tensor(str_), x_te, 6, cfg, seed, emotion=(etr, ete))
+        assert (r.probe_acc_linear, r.probe_acc) == (M.accuracy(lin, ste), M.accuracy(mlp, ste)), seed
+        assert r.leakage_linear == M.normalised_leakage(M.accuracy(lin, ste), r.probe_chance)
+    assert fell_back == {True, False}  # both of the linear probe's ways were checked

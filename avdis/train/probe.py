@@ -78,24 +78,57 @@ def probe_inputs(z_train: np.ndarray, emo_train: np.ndarray, z_judged: np.ndarra
     return with_label(x_tr, emo_train), with_label(x_judged, emo_judged)
 
 
+@dataclass(frozen=True)
+class CrossFit:
+    """The train clips' cross-fit folds and what they tell, dealt once per probe: the linear probe's per-fold fits and
+    the MLP's copies are judged on the same folds, so `leakage_probe` deals and scores them once for both."""
+
+    k: int
+    fold: np.ndarray  # each train clip's fold (of k)
+    judged: np.ndarray  # whether the clip can judge the fit that left it out (`_judged`)
+    label_right: np.ndarray | None  # the label-only guess out of fold (`_label_right`); None without labels or judges
+    init: torch.Tensor  # the seed's generator after dealing: it draws the MLP copies' first weights
+
+
+def cross_fit(spk: np.ndarray, folds: int, seed: int, emo: np.ndarray | None = None) -> CrossFit:
+    """`folds` folds of the train clips of speakers `spk` (fewer with fewer clips) dealt under `seed`, and with `emo`
+    (their emotion labels) the label-only guess judged out of fold."""
+    n = len(spk)
+    k = min(folds, n)
+    gen = torch.Generator().manual_seed(seed)
+    fold = _folds(n, k, gen).numpy()
+    judged = _judged(spk, fold, k)
+    label_right = _label_right(emo, spk, fold, k) if emo is not None and judged.any() else None
+    return CrossFit(k, fold, judged, label_right, gen.get_state())
+
+
 def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, cfg: ProbeConfig,
                          seed: int, emotion: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Test-clip predictions of the cross-fitted MLP (full-batch Adam, one hidden layer).
-
-    Each forward pass over the train clips gives both the out-of-fold accuracy of the copies after the steps so far and
-    the folds' training loss for the next step; the test clips' mean-softmax prediction is kept for the first epoch
-    (after its step, the last included) with the best out-of-fold accuracy (the last epoch when no clip can be judged
-    out of fold). The epoch is chosen on the train clips alone: the clips predicted play no part in it.
+    """`mlp_predict` on `cfg.folds` folds dealt under `seed`.
 
     With `emotion` (the train clips' and the predicted clips' emotion labels) the label-only guess is one more
     candidate, fitted per fold and judged out of fold on the same clips: where no epoch beats it (ties included), the
     clips are predicted by the guess fitted on every train clip, the label-only chance's own guess. Without it the MLP
     predicts alone (bench/probe_quality.py compares MLPs so).
     """
-    n, d = x.shape
-    k = min(cfg.folds, n)
-    gen = torch.Generator().manual_seed(seed)
-    fold = _folds(n, k, gen)
+    split = cross_fit(y.numpy(), cfg.folds, seed, None if emotion is None else emotion[0])
+    return mlp_predict(x, y, x_te, n_classes, cfg, split, emotion)
+
+
+def mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, cfg: ProbeConfig,
+                split: CrossFit, emotion: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Test-clip predictions of the cross-fitted MLP (full-batch Adam, one hidden layer), one copy per fold of `split`.
+
+    Each forward pass over the train clips gives both the out-of-fold accuracy of the copies after the steps so far and
+    the folds' training loss for the next step; the test clips' mean-softmax prediction is kept for the first epoch
+    (after its step, the last included) with the best out-of-fold accuracy (the last epoch when no clip can be judged
+    out of fold). The epoch is chosen on the train clips alone: the clips predicted play no part in it. Where `split`
+    judged the label-only guess and no epoch beats it, the clips are predicted by that guess fitted on every train clip
+    (`_label_wins`; `emotion`: the train clips' and the predicted clips' emotion labels).
+    """
+    n, d, k = len(x), x.shape[1], split.k
+    gen = torch.Generator().set_state(split.init)
+    fold = torch.as_tensor(split.fold)
     fits = (fold[None, :] != torch.arange(k)[:, None]).float()  # (k, n): the clips each copy fits
     w1 = (torch.randn(k, d, cfg.hidden, generator=gen) / np.sqrt(d)).requires_grad_()
     b1 = torch.zeros(k, 1, cfg.hidden, requires_grad=True)
@@ -108,7 +141,7 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
 
     rows, targets, fitted = torch.arange(n), y.repeat(k), fits.sum(1)
     # With no clip to judge (each speaker one train clip), no epoch can be chosen: the trained copies predict.
-    judged = torch.as_tensor(_judged(y.numpy(), fold.numpy(), k))
+    judged = torch.as_tensor(split.judged)
     best, best_pred = -1.0, np.zeros(len(x_te), dtype=np.int64)
     for step in range(cfg.epochs + 1):
         logits = forward(x)  # the copies after `step` steps
@@ -125,11 +158,16 @@ def crossfit_mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n
         opt.zero_grad()
         ((loss * fits).sum(1) / fitted).sum().backward()
         opt.step()
-    if emotion is not None and judged.any():
-        emo, emo_te, spk = emotion[0], emotion[1], y.numpy()
-        if best <= float(_label_right(emo, spk, fold.numpy(), k)[judged.numpy()].mean()):
-            return label_only_speaker_guess(emo, spk, emo_te)
+    if emotion is not None and _label_wins(split, best):
+        return label_only_speaker_guess(emotion[0], y.numpy(), emotion[1])
     return best_pred
+
+
+def _label_wins(split: CrossFit, oof: float) -> bool:
+    """Whether the label-only guess, judged out of fold, does as well as a probe of out-of-fold accuracy `oof` (ties
+    go to the label): then the probe predicts by it, so a z_emo without identity reads 0, not below (a fitted noise
+    dimension predicts worse than the label). Never where `split` had no labels or no clip to judge."""
+    return split.label_right is not None and oof <= float(split.label_right[split.judged].mean())
 
 
 def _folds(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -158,26 +196,20 @@ def _label_right(emo: np.ndarray, spk: np.ndarray, fold: np.ndarray, k: int) -> 
     return right
 
 
-def linear_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, emotion: tuple[np.ndarray,
-                   np.ndarray], folds: int, seed: int) -> np.ndarray:
+def linear_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes: int, split: CrossFit,
+                   emotion: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Test-clip predictions of the linear probe (logistic regression fitted on every train clip), or of the
-    label-only guess where the probe does not beat it out of fold: each judged by `folds` fits, one per fold of the
-    train clips (the MLP's folds under the same seed), on the clips of the speakers the other folds hold. As for the
-    MLP, so that a z_emo without identity reads 0, not below (a fitted noise dimension predicts worse than the label).
-    """
-    n = len(x)
-    k = min(folds, n)
-    fold = _folds(n, k, torch.Generator().manual_seed(seed)).numpy()
-    emo, emo_te, spk = emotion[0], emotion[1], y.numpy()
-    lin_right = np.zeros(n, dtype=bool)
-    for f in range(k):
-        out = fold == f
+    label-only guess where the probe does not beat it out of fold (`_label_wins`): judged by one fit per fold of
+    `split` (the MLP's folds), on the clips of the speakers the other folds hold."""
+    spk = y.numpy()
+    lin_right = np.zeros(len(x), dtype=bool)
+    for f in range(split.k):
+        out = split.fold == f
         fitted = fit_logistic(x[~out], y[~out], n_classes, l2=LINEAR_L2)  # k >= 2 folds, none empty
         with torch.no_grad():
             lin_right[out] = fitted(x[out].double()).argmax(1).numpy() == spk[out]
-    judged = _judged(spk, fold, k)
-    if judged.any() and lin_right[judged].mean() <= _label_right(emo, spk, fold, k)[judged].mean():
-        return label_only_speaker_guess(emo, spk, emo_te)
+    if split.judged.any() and _label_wins(split, float(lin_right[split.judged].mean())):
+        return label_only_speaker_guess(emotion[0], spk, emotion[1])
     lin = fit_logistic(x, y, n_classes, l2=LINEAR_L2)
     with torch.no_grad():
         return lin(x_te.double()).argmax(1).numpy()
@@ -202,9 +234,10 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
                                   np.concatenate([emo_test, emo_val]), n_emotions)
     x_te = x_judged[: len(z_test)]
     y_tr = torch.as_tensor(spk_train, dtype=torch.long)
-    acc_lin = accuracy(linear_predict(x_tr, y_tr, x_te, n_speakers, (emo_train, emo_test), cfg.folds, seed), spk_test)
-    pred = crossfit_mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, seed,  # predicts each row on its own
-                                emotion=(emo_train, np.concatenate([emo_test, emo_val])))
+    split = cross_fit(spk_train, cfg.folds, seed, emo_train)
+    acc_lin = accuracy(linear_predict(x_tr, y_tr, x_te, n_speakers, split, (emo_train, emo_test)), spk_test)
+    pred = mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, split,  # predicts each row on its own
+                       (emo_train, np.concatenate([emo_test, emo_val])))
     acc_mlp = accuracy(pred[: len(z_test)], spk_test)
     chance = label_only_speaker_chance(emo_train, spk_train, emo_test, spk_test)
     val_leakage = None
