@@ -414,3 +414,27 @@ def test_both_probes_read_as_their_plain_computations_from_the_folds_they_share(
         assert (r.probe_acc_linear, r.probe_acc) == (M.accuracy(lin, ste), M.accuracy(mlp, ste)), seed
         assert r.leakage_linear == M.normalised_leakage(M.accuracy(lin, ste), r.probe_chance)
     assert fell_back == {True, False}  # both of the linear probe's ways were checked
+
+
+def test_under_speaker_disjoint_val_leakage_is_the_full_probes_on_the_val_fold_without_its_linear_fits():
+    """Selection's probe under speaker_disjoint fits the validation fold on its own and only its MLP leakage is read:
+    the linear probe's k + 1 fits there were thrown away. Without them the numbers are those of the full probe on
+    each fold's clips."""
+    from avdis import config as C
+    from avdis.train.evaluate import evaluate, probe_clips
+
+    emb = disjoint_embeddings(identity=0.8)
+    cfg = C.Config(data=C.DataConfig(split=C.SplitConfig(scheme="speaker_disjoint")), probe=CFG)
+    (fit_on, judge), (fit_val, judge_val) = probe_clips(emb, cfg)
+
+    def clips(mask: np.ndarray) -> Clips:
+        return emb["z_emo"][mask], emb["speaker"][mask], emb["emotion"][mask]
+
+    report = leakage_probe(*clips(fit_on), *clips(judge), 12, 4, CFG, seed=cfg.train.seed)
+    selection = leakage_probe(*clips(fit_val), *clips(judge_val), 12, 4, CFG, seed=cfg.train.seed)
+    metrics = evaluate(emb, cfg, 12, 4, with_probe=True)[0]
+    assert (metrics["leakage"], metrics["leakage_linear"], metrics["val_leakage"]) == (
+        report.leakage, report.leakage_linear, selection.leakage)
+    mlp_alone = leakage_probe(*clips(fit_val), *clips(judge_val), 12, 4, CFG, seed=cfg.train.seed, linear=False)
+    assert (mlp_alone.probe_acc_linear, mlp_alone.leakage_linear) == (None, None)
+    assert (mlp_alone.probe_acc, mlp_alone.leakage) == (selection.probe_acc, selection.leakage)

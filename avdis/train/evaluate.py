@@ -173,8 +173,8 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
             val_leakage = result.val_leakage
         else:
             result = _probe(clips(fit_on), clips(judge), n_speakers, n_emotions, cfg)
-            val_leakage = (_probe(clips(fit_val), clips(judge_val), n_speakers, n_emotions, cfg).leakage
-                           if judge_val.any() else None)
+            val_leakage = (_probe(clips(fit_val), clips(judge_val), n_speakers, n_emotions, cfg, linear=False).leakage
+                           if judge_val.any() else None)  # selection reads the MLP alone: no linear fits
         metrics.update({"leakage": result.leakage, "leakage_linear": result.leakage_linear,
                         "val_leakage": float("nan") if val_leakage is None else val_leakage,
                         "probe_acc": result.probe_acc, "probe_acc_linear": result.probe_acc_linear,
@@ -183,7 +183,7 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
 
 
 def _probe(fit: Clips, judged: Clips, n_speakers: int, n_emotions: int, cfg: Config,
-           val: Clips | None = None) -> ProbeResult:
+           val: Clips | None = None, linear: bool = True) -> ProbeResult:
     """`leakage_probe` on these clips, or NaN leakage where they leave none to measure: fit clips of fewer than 2
     speakers (a speaker_disjoint fold of one, or clips missing at run time) or no clip to judge. The training loop
     explains the NaN on every rank alike (`leakage_probe` refused on rank 0 alone, blaming the split, and the other
@@ -194,4 +194,4 @@ def _probe(fit: Clips, judged: Clips, n_speakers: int, n_emotions: int, cfg: Con
         nan = float("nan")
         chance = label_only_speaker_chance(fit[2], fit[1], judged[2], judged[1]) if len(speakers) else nan
         return ProbeResult(nan, nan, chance, 1.0 / len(speakers) if len(speakers) else nan, nan, nan, None)
-    return leakage_probe(*fit, *judged, n_speakers, n_emotions, cfg.probe, cfg.train.seed, val=val)
+    return leakage_probe(*fit, *judged, n_speakers, n_emotions, cfg.probe, cfg.train.seed, val=val, linear=linear)

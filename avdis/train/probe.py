@@ -47,11 +47,11 @@ LINEAR_L2 = 1e-3  # the linear probe's weight penalty
 @dataclass(frozen=True)
 class ProbeResult:
     probe_acc: float  # MLP probe, test accuracy
-    probe_acc_linear: float
+    probe_acc_linear: float | None  # None where not fitted (`leakage_probe(linear=False)`)
     probe_chance: float  # best speaker guess from the emotion label alone
     chance_uniform: float  # 1 / speakers
     leakage: float  # MLP, normalised
-    leakage_linear: float
+    leakage_linear: float | None
     val_leakage: float | None = None  # MLP, normalised, on the validation clips (None without any)
 
     def as_dict(self) -> dict[str, float]:
@@ -221,9 +221,11 @@ Clips = tuple[np.ndarray, np.ndarray, np.ndarray]  # z, speaker, emotion
 def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndarray,
                   z_test: np.ndarray, spk_test: np.ndarray, emo_test: np.ndarray,
                   n_speakers: int, n_emotions: int, cfg: ProbeConfig, seed: int,
-                  val: Clips | None = None) -> ProbeResult:
+                  val: Clips | None = None, linear: bool = True) -> ProbeResult:
     """Fit both probes on (z_train and its emotion label -> speaker), score on z_test (and the MLP on `val`'s clips,
-    from the same fit: a second fit would cost a second probe per epoch); normalise by the label-only chance."""
+    from the same fit: a second fit would cost a second probe per epoch); normalise by the label-only chance. With
+    `linear` False the linear probe (k + 1 logistic fits) is skipped and its fields are None, for a caller that reads
+    the MLP's leakage alone."""
     present = np.unique(spk_train)
     if len(present) < 2:
         raise UsageError(f"the leakage probe needs >= 2 speakers in the train split (found {len(present)})")
@@ -235,7 +237,8 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
     x_te = x_judged[: len(z_test)]
     y_tr = torch.as_tensor(spk_train, dtype=torch.long)
     split = cross_fit(spk_train, cfg.folds, seed, emo_train)
-    acc_lin = accuracy(linear_predict(x_tr, y_tr, x_te, n_speakers, split, (emo_train, emo_test)), spk_test)
+    acc_lin = (accuracy(linear_predict(x_tr, y_tr, x_te, n_speakers, split, (emo_train, emo_test)), spk_test)
+               if linear else None)
     pred = mlp_predict(x_tr, y_tr, x_judged, n_speakers, cfg, split,  # predicts each row on its own
                        (emo_train, np.concatenate([emo_test, emo_val])))
     acc_mlp = accuracy(pred[: len(z_test)], spk_test)
@@ -247,6 +250,7 @@ def leakage_probe(z_train: np.ndarray, spk_train: np.ndarray, emo_train: np.ndar
     return ProbeResult(
         # over the speakers the probe tells apart: under speaker_disjoint a fold's, not every speaker's
         probe_acc=acc_mlp, probe_acc_linear=acc_lin, probe_chance=chance, chance_uniform=1.0 / len(present),
-        leakage=normalised_leakage(acc_mlp, chance), leakage_linear=normalised_leakage(acc_lin, chance),
+        leakage=normalised_leakage(acc_mlp, chance),
+        leakage_linear=None if acc_lin is None else normalised_leakage(acc_lin, chance),
         val_leakage=val_leakage,
     )
