@@ -849,6 +849,32 @@ def test_an_flv_file_whose_media_starts_hours_in_is_still_told_cut_short(tmp_pat
     assert whole.ends_past_file(cut) is not None
 
 
+def test_an_flv_file_whose_last_tags_were_never_filled_in_is_a_named_reject_not_a_shorter_clip(tmp_path):
+    """A download that sets a file's size before it fills it in (and stopped), or a copy damaged in place, leaves an
+    FLV at its full size with zeros where its last tags were: ffmpeg read the tags before them without an error, and
+    a CREMA-D clip (its picture from VideoFlash/*.flv, its sound from AudioWAV/) was made of the first 60 % of its
+    video; its own audio failed as "corrupt audio stream". The metadata's filesize says where the file ended as
+    written: tags that stop before it, in a file that holds that many bytes, are a damaged copy. Zeros or text
+    appended after it are no fault."""
+    path = write(tmp_path / "clip.flv", flat(24))
+    data = path.read_bytes()
+    assert media.decode_video(path, 8)[1] == 17
+    for tail in (bytes(64), b"Recorded with Some App 1.2\n"):
+        path.write_bytes(data + tail)
+        assert media.decode_video(path, 8)[1] == 17
+    at = len(data) * 6 // 10
+    rng = np.random.default_rng(0)
+    for filler in (bytes(len(data) - at), b"\0" + rng.integers(0, 256, len(data) - at - 1, dtype=np.uint8).tobytes()):
+        path.write_bytes(data[:at] + filler)
+        for read in (lambda p: media.decode_video(p, 8), lambda p: media.decode_audio(p, 16000)):
+            with pytest.raises(media.MediaError) as caught:
+                read(path)
+            assert re.fullmatch(rf"damaged: its FLV tags stop at byte \d+, short of byte {len(data)}, where its "
+                                r"metadata says the file ends; what follows is no tag \(a download that set the "
+                                r"file's size first, stopped before it was filled in, or a copy damaged in place\): "
+                                r"copy it again", caught.value.reason), caught.value.reason
+
+
 def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
     """A raw AAC file (.aac: ADTS frames, as `ffmpeg -c:a copy voice.aac` or a recorder writes it) cut short failed on
     its last, partial frame as "corrupt audio stream (Invalid data found ...)", which does not say to copy it again.

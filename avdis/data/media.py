@@ -74,6 +74,13 @@ def _open(path: str | Path) -> av.container.InputContainer:
     if cut is not None:
         container.close()
         raise _cut_at(path, cut)
+    unfilled = whole.flv_unfilled(path) if container.format.name == "flv" else None
+    if unfilled is not None:
+        container.close()
+        raise MediaError(path, f"damaged: its FLV tags stop at byte {unfilled[0]}, short of byte {unfilled[1]}, where "
+                               "its metadata says the file ends; what follows is no tag (a download that set the "
+                               "file's size first, stopped before it was filled in, or a copy damaged in place): copy "
+                               "it again")
     if container.format.name == "hls":  # a playlist: a live one is read for ever, its next segment awaited
         container.close()
         name = Path(path).name

@@ -264,8 +264,10 @@ def _file_stamp(path: str) -> str:
 # packet, or between two inside an audio PES packet or a video frame), a fragmented MP4 cut inside a box's header or
 # a W64 file cut short is no clip (each was a shorter one), a CAF file with text appended that begins with a chunk's
 # type is a clip again (it was "cut short"); and shards made with it deal within_speaker splits anew
-# (each emotion its share of every split: splits.within_speaker).
-DECODING = 16
+# (each emotion its share of every split: splits.within_speaker). 17: nor is an FLV file whose tags stop short of the
+# size its metadata declares, the rest zeros or damage (a download that set the file's size first, never filled in):
+# its video was a shorter clip.
+DECODING = 17
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen

@@ -92,6 +92,22 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     return None
 
 
+def flv_unfilled(path: str | Path) -> tuple[int, int] | None:
+    """(where an FLV's tags stop, where its metadata says the file ended as written) for one whose tags stop before
+    that in a file that holds that many bytes: zeros where a download that set the file's size first never filled in
+    its last tags, or bytes damaged in place. ffmpeg reads the tags before them without an error, as a shorter clip.
+    None for a whole file, one whose metadata says no size (a pipe's), or one cut short (`ends_past_file`)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+        if head[:3] != b"FLV" or len(head) < 9:
+            return None
+        tags, at = walks.FlvTags(size), int.from_bytes(head[5:9], "big") + 4
+        while at < size and (unit := tags(fh, at)) is not None and unit[0] <= size:
+            at = unit[0]
+    return (at, tags.written) if tags.written is not None and at < tags.written <= size else None
+
+
 def w64_piped(path: str | Path) -> bool:
     """Whether a file is a Sony Wave64 whose riff size is left open, as ffmpeg leaves it writing into a pipe (-1, and
     its data chunk's 2^63 - 1): ffmpeg cannot read such a file back ("Invalid data found"); libsndfile can."""
