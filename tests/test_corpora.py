@@ -649,6 +649,45 @@ def test_cremad_rejects_a_second_file_of_the_same_clip(tmp_path):
         (str(p), f"duplicate of {first} (same clip, same modality)") for p in (second, third)}
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_one_cremad_recording_under_two_names_is_no_clip(tmp_path, audio_only):
+    """CREMA-D's AudioWAV/ holds a few recordings twice, the same bytes under two names that say other emotions
+    (1006_TIE_HAP_XX.wav and 1006_TIE_NEU_XX.wav, 1013_WSI_DIS_XX.wav and 1013_WSI_SAD_XX.wav, 1017_IWW_ANG_XX.wav and
+    1017_IWW_FEA_XX.wav, as users who hash the corpus find): each name was a clip, one sound trained as two emotions,
+    and within_speaker could put one in train and the other in test. The name is the label, and which name is right is
+    unknown: every file of both clips is a reject naming the other; a copy elsewhere in the tree (the same name) is
+    still one clip."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1001_DFA_ANG_XX")):
+        frames, audio = clip_media(i)
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+    happy, neutral = (tmp_path / "AudioWAV" / f"1006_TIE_{e}_XX.wav" for e in ("HAP", "NEU"))
+    shutil.copy(happy, neutral)
+    shutil.copytree(tmp_path / "AudioWAV", tmp_path / "again" / "AudioWAV")
+    header = (b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+              + bytes.fromhex("01000100803e0000007d00000200100064617461") + bytes(4))  # a WAV of no audio, 44 bytes
+    for emotion in ("NEU", "SAD"):  # two broken files alike (a header alone, a Git LFS pointer) are no recording
+        (tmp_path / "VideoFlash" / f"1076_MTI_{emotion}_XX.flv").write_bytes(b"")
+        (tmp_path / "AudioWAV" / f"1076_MTI_{emotion}_XX.wav").write_bytes(header)
+    records, rejects = corpora.scan("cremad", tmp_path, audio_only=audio_only)
+    assert [r.clip_id for r in records] == [f"cremad-{stem}" for stem in ("1001_DFA_ANG_XX", "1076_MTI_NEU_XX",
+                                                                          "1076_MTI_SAD_XX")]
+    same = ("the same bytes as {other}, whose name says another {what}: one recording under 2 names, which is right "
+            "is unknown: no clip is made of it")
+    faults = {(r.source_path, r.reason) for r in rejects if not r.unused and "again" not in r.source_path}
+    assert faults == {
+        (str(happy), same.format(other=neutral, what="emotion (neutral, here happy)")),
+        (str(neutral), same.format(other=happy, what="emotion (happy, here neutral)")),
+        (str(tmp_path / "VideoFlash" / "1006_TIE_HAP_XX.flv"),
+         "its clip is not made (AudioWAV/1006_TIE_HAP_XX.wav: " + same.format(other=neutral, what="emotion (neutral, "
+                                                                               "here happy)") + ")"),
+        (str(tmp_path / "VideoFlash" / "1006_TIE_NEU_XX.flv"),
+         "its clip is not made (AudioWAV/1006_TIE_NEU_XX.wav: " + same.format(other=happy, what="emotion (happy, "
+                                                                               "here neutral)") + ")")}
+    assert {r.source_path for r in rejects if "again" in r.source_path and not r.unused} == {
+        str(tmp_path / "again" / "AudioWAV" / f"1006_TIE_{e}_XX.wav") for e in ("HAP", "NEU")}
+
+
 def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
     for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
         touch(tmp_path / "clips" / name)

@@ -18,6 +18,7 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
+    Two AudioWAV files of the same bytes (one recording under two names, as CREMA-D ships a few) make no clip.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
     same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own.
@@ -359,7 +360,13 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         kinds[kind][stem] = path
     records = []
     flvs, mp4s, audios = kinds["flv"], kinds["mp4"], kinds["wav"]
+    twins = _one_recording_named_twice(audios)
     for stem in sorted(flvs.keys() | mp4s.keys() | audios.keys()):
+        if stem in twins:
+            rejects.append(Reject(str(audios[stem]), twins[stem]))
+            rejects.extend(Reject(str(videos[stem]), f"its clip is not made (AudioWAV/{audios[stem].name}: "
+                                                     f"{twins[stem]})") for videos in (flvs, mp4s) if stem in videos)
+            continue
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
             if stem in audios:
                 spare = tuple(str(videos[stem]) for videos in (flvs, mp4s) if stem in videos)
@@ -385,6 +392,45 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         records.append(_cremad_record(stem, video, audios[stem], video, fallback,
                                       _copies_unused(rejects, copies.get(stem, [])), tries))
     return records, rejects
+
+
+_CREMAD_FIELDS = ("actor", "sentence", "emotion", "level")
+# bytes below which a file holds no recording that could be two clips' (an eighth of a second of CREMA-D's 16 kHz
+# audio): a WAV header alone (CREMA-D's 1076_MTI_SAD_XX.wav holds no audio), a Git LFS pointer; two such alike are two
+# broken files, each a reject of its own when decoded
+_NO_RECORDING = 4096
+
+
+def _size(path: Path) -> int:
+    """A file's size; 0 where it cannot be read (decoding names the fault)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
+    """The stems of `audios` (AudioWAV/ files by stem) whose file holds the same bytes as another's -> the reason
+    none of them is a clip. CREMA-D ships a few recordings twice under names of two emotions (1006_TIE_HAP_XX.wav and
+    1006_TIE_NEU_XX.wav): one sound trained as two emotions, which within_speaker could put one in train and one in
+    test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
+    stem_of = {str(path): stem for stem, path in audios.items()}
+    groups: dict[str, list[str]] = {}
+    held = [str(audios[stem]) for stem in sorted(audios) if _size(audios[stem]) >= _NO_RECORDING]
+    for copy, first in _same_bytes(held).items():
+        groups.setdefault(first, [first]).append(copy)
+    reasons = {}
+    for group in groups.values():
+        for path in group:
+            others = [p for p in group if p != path]
+            mine, theirs = (_CREMAD_NAME.match(stem_of[p]).groups() for p in (path, others[0]))
+            shown = [(CREMAD_EMOTIONS[a], CREMAD_EMOTIONS[b]) if field == "emotion" else (a, b)
+                     for field, a, b in zip(_CREMAD_FIELDS, mine, theirs)]
+            differ = ", ".join(f"{field} ({b}, here {a})" for field, (a, b) in zip(_CREMAD_FIELDS, shown) if a != b)
+            reasons[stem_of[path]] = (f"the same bytes as {' and '.join(others)}, whose name says another {differ}: "
+                                      f"one recording under {len(group)} names, which is right is unknown: no clip is "
+                                      "made of it")
+    return reasons
 
 
 def _cremad_mp3(path: str | Path) -> bool:
