@@ -875,6 +875,27 @@ def test_an_flv_file_whose_last_tags_were_never_filled_in_is_a_named_reject_not_
                                 r"copy it again", caught.value.reason), caught.value.reason
 
 
+def test_a_wav_of_no_audio_and_a_file_ffmpeg_cannot_open_say_what_to_do(tmp_path):
+    """A WAV header and nothing after it (a broken take, as a corpus may ship one) was rejected as "audio stream
+    holds no samples", and bytes ffmpeg cannot read as media as "cannot open media (InvalidDataError: ...)"; neither
+    said what to do about it."""
+    header = tmp_path / "header.wav"
+    header.write_bytes(b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                       + bytes.fromhex("01000100803e0000007d00000200100064617461") + bytes(4))
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(header, 16000)
+    assert caught.value.reason == (
+        "audio stream holds no samples (a header and nothing recorded after it): copy it again; where the source's "
+        "own copy holds none either, let it be: it stays a reject, the other clips are made")
+    junk = tmp_path / "clip.mp4"
+    junk.write_bytes(b"this is no media, just text\n" * 20)
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(junk, 16000)
+    assert re.fullmatch(r"cannot open media \(InvalidDataError: .*\): not media ffmpeg reads, or damaged at its start: "
+                        r"copy it again, or convert it with the tool that made it", caught.value.reason), \
+        caught.value.reason
+
+
 def test_a_raw_aac_file_cut_short_is_named_cut_short_not_corrupt(tmp_path):
     """A raw AAC file (.aac: ADTS frames, as `ffmpeg -c:a copy voice.aac` or a recorder writes it) cut short failed on
     its last, partial frame as "corrupt audio stream (Invalid data found ...)", which does not say to copy it again.

@@ -115,7 +115,8 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
                 "stopped before it was closed (a recorder that crashed, a camera that lost power; ffmpeg can neither "
                 "read nor re-encode an MP4 without its index: leave it out), or a copy cut short where its index "
                 "began (copy it again)")
-    return f"cannot open media ({exc.__class__.__name__}: {exc})"
+    return (f"cannot open media ({exc.__class__.__name__}: {exc}): not media ffmpeg reads, or damaged at its start: "
+            "copy it again, or convert it with the tool that made it")
 
 
 def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:
@@ -260,7 +261,9 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     if declared is not None and declared - done / sample_rate > whole.CUT_SHORT_S:
         raise _cut_short(path, declared, done / sample_rate)
     if done == 0:
-        raise MediaError(path, "audio stream holds no samples")
+        raise MediaError(path, "audio stream holds no samples (a header and nothing recorded after it): copy it again; "
+                               "where the source's own copy holds none either, let it be: it stays a reject, the other "
+                               "clips are made")
     samples = np.concatenate(chunks).astype(np.float32)
     if not np.isfinite(samples).all():
         raise MediaError(path, "audio holds NaN or infinite samples (a damaged float recording)")
