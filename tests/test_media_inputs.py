@@ -522,6 +522,22 @@ def test_an_mp3_with_bytes_appended_after_its_last_frame_is_read_whole(tmp_path,
         assert abs(len(media.decode_audio(appended, 16000)) - n) < 400  # ffmpeg's own count of the encoder's delay
 
 
+def test_an_mp3_whose_last_frames_were_never_filled_in_is_a_named_reject_not_a_shorter_clip(tmp_path):
+    """A download that sets a file's size before it fills it in (and stopped) leaves an MP3 at its full size with
+    zeros where its last frames were: taken for zeros a tool appended, it was a shorter clip (1.15 s of 2), though its
+    Xing/Info header counts the bytes its frames fill, and those reach past where its frames stop. Zeros or text
+    appended after those bytes are no fault (test_an_mp3_with_bytes_appended_after_its_last_frame_is_read_whole)."""
+    path = _encoded(tmp_path / "whole.mp3", "libmp3lame")
+    data = path.read_bytes()
+    at = len(data) * 6 // 10
+    unfilled = tmp_path / "unfilled.mp3"
+    unfilled.write_bytes(data[:at] + bytes(len(data) - at))
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(unfilled, 16000)
+    assert re.fullmatch(r"cut short: its header declares 2.00 s of audio, the file holds 1.\d\d s \(an interrupted "
+                        r"copy or download\); copy it again", caught.value.reason), caught.value.reason
+
+
 def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
     """An MP4 whose index (moov) comes before its media, as a download's does, cut short: ffmpeg read its video to the
     end of the file without an error, a shorter clip (a RAVDESS video-only 02 file, a CREMA-D .mp4, paired with a

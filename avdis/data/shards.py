@@ -266,8 +266,9 @@ def _file_stamp(path: str) -> str:
 # type is a clip again (it was "cut short"); and shards made with it deal within_speaker splits anew
 # (each emotion its share of every split: splits.within_speaker). 17: nor is an FLV file whose tags stop short of the
 # size its metadata declares, the rest zeros or damage (a download that set the file's size first, never filled in):
-# its video was a shorter clip.
-DECODING = 17
+# its video was a shorter clip. 18: nor is an MP3 whose frames stop before the bytes its Xing/Info header counts, the
+# rest zeros (taken for zeros appended, it was a shorter clip).
+DECODING = 18
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen

@@ -187,26 +187,49 @@ def _mp3_counted(path: str | Path) -> bool:
     """Whether an MP3's first frame is a Xing/Info header that counts its frames, or a VBRI one (which always
     does): ffmpeg's length then comes from that count; without one it is guessed from the file's size, which a copy
     cut short shrinks along with it."""
+    frame, at = _first_mp3_frame(path)
+    if at is None:
+        return False
+    xing = frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1
+    return bool(xing) or frame[36:40] == b"VBRI"
+
+
+def _first_mp3_frame(path: str | Path) -> tuple[bytes, int | None]:
+    """An MP3's first frame's first bytes, and where a Xing/Info header would start in them (after its side
+    information); None where it is no MPEG audio frame."""
     with open(path, "rb") as fh:
         fh.seek(walks.id3_end(fh.read(10)))
         frame = fh.read(64)
     if len(frame) < 44 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
-        return False
+        return frame, None
     mpeg1, mono = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3
-    at = 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17)  # after the frame's side information
-    xing = frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1
-    return bool(xing) or frame[36:40] == b"VBRI"
+    return frame, 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17)
+
+
+def _mp3_unfilled(path: str | Path) -> bool:
+    """Whether an MP3's Xing/Info header counts bytes (its frames', from its first) that reach the end of the file
+    though its frames stop before (`mp3_frames_end`): zeros where a download that set the file's size first never
+    filled in its last frames, not bytes a tool appended after them, which lie past that count."""
+    frame, at = _first_mp3_frame(path)
+    if at is None or frame[at : at + 4] not in (b"Xing", b"Info") or not frame[at + 7] & 2:
+        return False
+    counted = int.from_bytes(frame[at + 12 : at + 16] if frame[at + 7] & 1 else frame[at + 8 : at + 12], "big")
+    with open(path, "rb") as fh:
+        start = walks.id3_end(fh.read(10))
+    return os.path.getsize(path) <= start + counted
 
 
 def declared_s(path: str | Path, container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds of `stream` a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg
     reads them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or
     AIFF written into a pipe, 0; an MP3 without such a header, or one whose whole frames bytes were appended to: ffmpeg
-    takes its length from its size where those make it a sixteenth larger than its header says). ffmpeg decodes a
-    copy cut short at a frame's end without an error."""
+    takes its length from its size where those make it a sixteenth larger than its header says; not one whose frames
+    stop before the bytes its Xing header counts, `_mp3_unfilled`). ffmpeg decodes a copy cut short at a frame's end
+    without an error."""
     if not stream.duration or container.format.name not in ("flac", "aiff", "mp3"):
         return None
-    if container.format.name == "mp3" and (not _mp3_counted(path) or mp3_frames_end(path) is not None):
+    if container.format.name == "mp3" and (not _mp3_counted(path) or mp3_frames_end(path) is not None
+                                           and not _mp3_unfilled(path)):
         return None
     return float(stream.duration * stream.time_base)
 
