@@ -538,6 +538,26 @@ def test_an_mp3_whose_last_frames_were_never_filled_in_is_a_named_reject_not_a_s
                         r"copy or download\); copy it again", caught.value.reason), caught.value.reason
 
 
+@pytest.mark.parametrize("name, codec", [("voice.opus", "libopus"), ("voice.oga", "flac")])
+def test_an_ogg_file_whose_last_pages_were_never_filled_in_is_a_named_reject_not_a_shorter_clip(tmp_path, name, codec):
+    """An Ogg file at its full size with zeros where its last pages were (a download that sets a file's size before
+    it fills it in, stopped) was a shorter clip: the zeros were taken for bytes a tool appended. A stream marks its
+    last page (end of stream); pages that stop before it, no page following, are a damaged copy. Bytes appended after
+    a whole file stay no fault (test_an_ogg_or_flv_file_cut_short_is_a_named_reject_...). Zeros inside the last page
+    alone stay unseen (its header says how long it is; only its checksum, which ffmpeg does not check, would tell)."""
+    path = _encoded(tmp_path / name, codec)
+    data = path.read_bytes()
+    path.write_bytes(data + bytes(64))
+    assert len(media.decode_audio(path, 16000)) >= 32000
+    at = len(data) // 3  # FLAC in Ogg: in the third of its four pages
+    path.write_bytes(data[:at] + bytes(len(data) - at))
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert re.fullmatch(r"damaged: its Ogg pages stop at byte \d+, before its stream's last page; what follows is no "
+                        r"page \(a download that set the file's size first, stopped before it was filled in, or a "
+                        r"copy damaged in place\): copy it again", caught.value.reason), caught.value.reason
+
+
 def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
     """An MP4 whose index (moov) comes before its media, as a download's does, cut short: ffmpeg read its video to the
     end of the file without an error, a shorter clip (a RAVDESS video-only 02 file, a CREMA-D .mp4, paired with a

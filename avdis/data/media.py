@@ -74,13 +74,10 @@ def _open(path: str | Path) -> av.container.InputContainer:
     if cut is not None:
         container.close()
         raise _cut_at(path, cut)
-    unfilled = whole.flv_unfilled(path) if container.format.name == "flv" else None
+    unfilled = _unfilled(path) if container.format.name in ("flv", "ogg") else None
     if unfilled is not None:
         container.close()
-        raise MediaError(path, f"damaged: its FLV tags stop at byte {unfilled[0]}, short of byte {unfilled[1]}, where "
-                               "its metadata says the file ends; what follows is no tag (a download that set the "
-                               "file's size first, stopped before it was filled in, or a copy damaged in place): copy "
-                               "it again")
+        raise MediaError(path, unfilled)
     if container.format.name == "hls":  # a playlist: a live one is read for ever, its next segment awaited
         container.close()
         name = Path(path).name
@@ -104,6 +101,9 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
     cut = whole.ends_past_file(path) if head else None
     if cut is not None:
         return _cut_at(path, cut).reason
+    unfilled = _unfilled(path) if head else None
+    if unfilled is not None:
+        return unfilled
     if head and whole.w64_piped(path):
         name, wav = Path(path).name, f"{Path(path).stem}.wav"
         convert = f"import soundfile as sf; sf.write('{wav}', *sf.read('{name}'), subtype=sf.info('{name}').subtype)"
@@ -117,6 +117,19 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
                 "began (copy it again)")
     return (f"cannot open media ({exc.__class__.__name__}: {exc}): not media ffmpeg reads, or damaged at its start: "
             "copy it again, or convert it with the tool that made it")
+
+
+def _unfilled(path: str | Path) -> str | None:
+    """Why an FLV or Ogg file whose parts stop before its end as written, the rest no part, is damaged; None for
+    another. ffmpeg read what came before as a shorter clip, or could not open one whose end it looks at first."""
+    flv, ogg = whole.flv_unfilled(path), whole.ogg_unended(path)
+    if flv is None and ogg is None:
+        return None
+    where = (f"FLV tags stop at byte {flv[0]}, short of byte {flv[1]}, where its metadata says the file ends; what "
+             "follows is no tag" if flv is not None else
+             f"Ogg pages stop at byte {ogg}, before its stream's last page; what follows is no page")
+    return (f"damaged: its {where} (a download that set the file's size first, stopped before it was filled in, or a "
+            "copy damaged in place): copy it again")
 
 
 def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:

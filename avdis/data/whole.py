@@ -108,6 +108,25 @@ def flv_unfilled(path: str | Path) -> tuple[int, int] | None:
     return (at, tags.written) if tags.written is not None and at < tags.written <= size else None
 
 
+def ogg_unended(path: str | Path) -> int | None:
+    """Where an Ogg file's pages stop, before the last page of one of its streams (each marks it: end of stream), at
+    bytes that are no page: zeros where a download that set the file's size first never filled in its last pages, or
+    bytes damaged in place. ffmpeg reads the pages before them without an error, as a shorter clip. None for a whole
+    file (bytes appended after its streams ended too), or one whose pages run to its end (a recording stopped before
+    it was closed) or past it (`ends_past_file`)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"OggS":
+            return None
+        at, open_streams = 0, set()
+        while at < size and (unit := walks.ogg_page(fh, at)) is not None and unit[0] <= size:
+            fh.seek(at + 5)
+            flags, serial = fh.read(1)[0], fh.read(10)[6:]
+            (open_streams.discard if flags & 4 else open_streams.add)(serial)
+            at = unit[0]
+    return at if at < size and open_streams else None
+
+
 def w64_piped(path: str | Path) -> bool:
     """Whether a file is a Sony Wave64 whose riff size is left open, as ffmpeg leaves it writing into a pipe (-1, and
     its data chunk's 2^63 - 1): ffmpeg cannot read such a file back ("Invalid data found"); libsndfile can."""
