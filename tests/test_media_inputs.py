@@ -558,6 +558,38 @@ def test_an_ogg_file_whose_last_pages_were_never_filled_in_is_a_named_reject_not
                         r"copy damaged in place\): copy it again", caught.value.reason), caught.value.reason
 
 
+@pytest.mark.parametrize("name", ["voice.mka", "clip.mkv", "clip.webm"])
+def test_a_matroska_file_whose_last_elements_were_never_filled_in_is_a_named_reject_not_a_shorter_clip(tmp_path, name):
+    """A Matroska file (.mka, .mkv, .webm) at its full size with zeros where its last clusters were (a download that
+    sets a file's size before it fills it in, stopped) was a shorter clip: ffmpeg reads the clusters before them
+    without an error. Its segment says how long it is: elements that stop short of its end, zeros to it, are a
+    damaged copy. Zeros appended after a whole file stay no fault."""
+    if name == "voice.mka":
+        path = _encoded(tmp_path / name, "libopus")
+    else:
+        path = tmp_path / name
+        with av.open(str(path), "w") as out:  # video alone, as a corpus whose sound is in files of its own
+            v = out.add_stream("libx264" if name.endswith(".mkv") else "libvpx", rate=FPS)
+            v.height, v.width, v.pix_fmt = 48, 64, "yuv420p"
+            for img in flat(24):
+                out.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            out.mux(v.encode())
+    read = (lambda p: len(media.decode_audio(p, 16000))) if name == "voice.mka" else (
+        lambda p: media.decode_video(p, 8)[1])
+    data = path.read_bytes()
+    whole_length = read(path)
+    path.write_bytes(data + bytes(64))
+    assert read(path) == whole_length
+    at = len(data) // 2
+    path.write_bytes(data[:at] + bytes(len(data) - at))
+    with pytest.raises(media.MediaError) as caught:
+        read(path)
+    assert re.fullmatch(r"damaged: its Matroska elements stop at byte \d+, short of byte \d+, where its segment "
+                        r"ends; what follows is zeros \(a download that set the file's size first, stopped before it "
+                        r"was filled in, or a copy damaged in place\): copy it again", caught.value.reason), \
+        caught.value.reason
+
+
 def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
     """An MP4 whose index (moov) comes before its media, as a download's does, cut short: ffmpeg read its video to the
     end of the file without an error, a shorter clip (a RAVDESS video-only 02 file, a CREMA-D .mp4, paired with a

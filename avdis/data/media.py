@@ -74,7 +74,7 @@ def _open(path: str | Path) -> av.container.InputContainer:
     if cut is not None:
         container.close()
         raise _cut_at(path, cut)
-    unfilled = _unfilled(path) if container.format.name in ("flv", "ogg") else None
+    unfilled = _unfilled(path) if container.format.name in ("flv", "ogg", "matroska,webm") else None
     if unfilled is not None:
         container.close()
         raise MediaError(path, unfilled)
@@ -120,14 +120,19 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
 
 
 def _unfilled(path: str | Path) -> str | None:
-    """Why an FLV or Ogg file whose parts stop before its end as written, the rest no part, is damaged; None for
-    another. ffmpeg read what came before as a shorter clip, or could not open one whose end it looks at first."""
-    flv, ogg = whole.flv_unfilled(path), whole.ogg_unended(path)
-    if flv is None and ogg is None:
+    """Why an FLV, Ogg or Matroska file whose parts stop before its end as written, the rest no part, is damaged; None
+    for another. ffmpeg read what came before as a shorter clip, or could not open one whose end it looks at first."""
+    flv, ogg, mkv = whole.flv_unfilled(path), whole.ogg_unended(path), whole.matroska_unfilled(path)
+    if flv is not None:
+        where = (f"FLV tags stop at byte {flv[0]}, short of byte {flv[1]}, where its metadata says the file ends; what "
+                 "follows is no tag")
+    elif ogg is not None:
+        where = f"Ogg pages stop at byte {ogg}, before its stream's last page; what follows is no page"
+    elif mkv is not None:
+        where = (f"Matroska elements stop at byte {mkv[0]}, short of byte {mkv[1]}, where its segment ends; what "
+                 "follows is zeros")
+    else:
         return None
-    where = (f"FLV tags stop at byte {flv[0]}, short of byte {flv[1]}, where its metadata says the file ends; what "
-             "follows is no tag" if flv is not None else
-             f"Ogg pages stop at byte {ogg}, before its stream's last page; what follows is no page")
     return (f"damaged: its {where} (a download that set the file's size first, stopped before it was filled in, or a "
             "copy damaged in place): copy it again")
 

@@ -268,8 +268,9 @@ def _file_stamp(path: str) -> str:
 # size its metadata declares, the rest zeros or damage (a download that set the file's size first, never filled in):
 # its video was a shorter clip. 18: nor is an MP3 whose frames stop before the bytes its Xing/Info header counts, the
 # rest zeros (taken for zeros appended, it was a shorter clip). 19: nor an Ogg file whose pages stop before its
-# stream's last page, the rest no page.
-DECODING = 19
+# stream's last page, the rest no page, nor a Matroska file whose elements stop short of its segment's end, the rest
+# zeros (a shorter clip, or "corrupt video stream").
+DECODING = 20
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen

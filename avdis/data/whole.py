@@ -108,6 +108,36 @@ def flv_unfilled(path: str | Path) -> tuple[int, int] | None:
     return (at, tags.written) if tags.written is not None and at < tags.written <= size else None
 
 
+def matroska_unfilled(path: str | Path) -> tuple[int, int] | None:
+    """(where a Matroska segment's elements stop, where the segment ends) for one the file holds whole whose elements
+    stop before its end, zeros from there to it: a download that set the file's size first never filled in its last
+    clusters. ffmpeg reads the clusters before them without an error, as a shorter clip. None for a whole file, one
+    whose segment's size is left open (a live writer's: `ends_past_file` walks it) or runs past the end of the file
+    (cut short), or one whose elements stop at bytes other than zeros (one of a kind the walk does not know)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+        if head[:4] != b"\x1a\x45\xdf\xa3":
+            return None
+        header, at = walks.vint(head, 4)
+        segment = at + (header or 0)
+        if header is None or head[segment : segment + 4] != b"\x18\x53\x80\x67":
+            return None
+        length, at = walks.vint(head, segment + 4)
+        if length is None or at == segment + 4 or at + length > size:
+            return None
+        end, elements = at + length, walks.MatroskaElements()
+        while at < end and (unit := elements(fh, at)) is not None and unit[0] <= end:
+            at = unit[0]
+        if at >= end:
+            return None
+        fh.seek(at)
+        for start in range(at, end, SCAN_BYTES):
+            if fh.read(min(SCAN_BYTES, end - start)).strip(b"\0"):
+                return None
+    return at, end
+
+
 def ogg_unended(path: str | Path) -> int | None:
     """Where an Ogg file's pages stop, before the last page of one of its streams (each marks it: end of stream), at
     bytes that are no page: zeros where a download that set the file's size first never filled in its last pages, or
