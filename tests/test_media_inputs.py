@@ -590,6 +590,29 @@ def test_a_matroska_file_whose_last_elements_were_never_filled_in_is_a_named_rej
         caught.value.reason
 
 
+def test_a_stream_that_fails_to_decode_says_what_to_do_and_names_zeros_where_a_download_stopped(tmp_path):
+    """An MP4 whose media was damaged in place, or whose last part was never filled in (zeros where a download that
+    sets the file's size first stopped), failed as "corrupt audio stream (... Invalid data found when processing
+    input: 'avcodec_send_packet()')", which said neither why nor what to do."""
+    path = write(tmp_path / "clip.mp4", flat(24), options={"movflags": "faststart"})  # its index first, as downloads
+    data = path.read_bytes()
+    junk = np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    at = len(data) * 6 // 10
+    failed = "corrupt {} stream \\(.*Invalid data found when processing input.*\\): "
+    for damaged, why in (
+            (data[:at] + bytes(len(data) - at),
+             rf"its last {len(data) - at} bytes, from byte {at}, are zeros \(a download that set the file's size "
+             r"first, stopped before it was filled in\): copy it again"),
+            (data[: len(data) // 2] + junk + data[len(data) // 2 + len(junk) :],
+             r"damaged inside: copy it again, or re-encode what of it decodes in its place \(ffmpeg -i IN OUT\)")):
+        path.write_bytes(damaged)
+        for kind, read in (("audio", lambda p: media.decode_audio(p, 16000)),
+                           ("video", lambda p: media.decode_video(p, 8))):
+            with pytest.raises(media.MediaError) as caught:
+                read(path)
+            assert re.fullmatch(failed.format(kind) + why, caught.value.reason), caught.value.reason
+
+
 def test_an_mp4_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path):
     """An MP4 whose index (moov) comes before its media, as a download's does, cut short: ffmpeg read its video to the
     end of the file without an error, a shorter clip (a RAVDESS video-only 02 file, a CREMA-D .mp4, paired with a

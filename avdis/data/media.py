@@ -151,6 +151,17 @@ def _cut_at(path: str | Path, cut: tuple[str, int, int]) -> MediaError:
                             f"{_CUT_ADVICE}")
 
 
+def _corrupt(path: str | Path, kind: str, exc: Exception) -> MediaError:
+    """A track that fails to decode: why, where the file ends in zeros (a download that set its size first and stopped
+    before filling it in), and what to do."""
+    tail = whole.zero_tail(path)
+    why = ("damaged inside: copy it again, or re-encode what of it decodes in its place (ffmpeg -i IN OUT)"
+           if tail is None else
+           f"its last {os.path.getsize(path) - tail} bytes, from byte {tail}, are zeros (a download that set the "
+           "file's size first, stopped before it was filled in): copy it again")
+    return MediaError(path, f"corrupt {kind} stream ({exc}): {why}")
+
+
 _CUT_ADVICE = ("an interrupted copy or download (copy it again), or a recording stopped before it was closed (its end "
                "is lost: re-encode what it holds, ffmpeg -i IN OUT, and list that, or leave it out)")
 # Frames a decoder may give back after the last one it decoded (B-frames, shown before the frame decoded ahead of them)
@@ -275,7 +286,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
             if declared is not None and packet is not None and packet.pos is not None \
                     and packet.pos + packet.size >= os.path.getsize(path):
                 raise _cut_short(path, declared, done / sample_rate) from None
-            raise MediaError(path, f"corrupt audio stream ({exc})") from None
+            raise _corrupt(path, "audio", exc) from None
     if declared is not None and declared - done / sample_rate > whole.CUT_SHORT_S:
         raise _cut_short(path, declared, done / sample_rate)
     if done == 0:
@@ -394,7 +405,7 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
                     kept.append(img)
                 held, n = (frame, img), slot + 1
         except av.error.FFmpegError as exc:
-            raise MediaError(path, f"corrupt video stream ({exc})") from None
+            raise _corrupt(path, "video", exc) from None
         # a transport stream's video PES packets say no length (0), so a copy cut between two of its packets ends as a
         # whole file might, but the last frame decoded is patched up; patched frames that run on from before the last
         # few follow damage inside the file (a lost reference), not a cut

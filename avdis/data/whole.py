@@ -157,6 +157,27 @@ def ogg_unended(path: str | Path) -> int | None:
     return at if at < size and open_streams else None
 
 
+ZERO_TAIL = 1024  # bytes of zeros from which the end of a file that fails to decode is told as never filled in
+
+
+def zero_tail(path: str | Path) -> int | None:
+    """Where the zeros a file ends with begin, for `ZERO_TAIL` or more of them (where a download that set the file's
+    size first stopped); None for fewer."""
+    size = os.path.getsize(path)
+    start = size
+    with open(path, "rb") as fh:
+        while start > 0:
+            at = max(0, start - SCAN_BYTES)
+            fh.seek(at)
+            block = fh.read(start - at)
+            kept = len(block.rstrip(b"\0"))
+            if kept:
+                start = at + kept
+                break
+            start = at
+    return start if size - start >= ZERO_TAIL else None
+
+
 def w64_piped(path: str | Path) -> bool:
     """Whether a file is a Sony Wave64 whose riff size is left open, as ffmpeg leaves it writing into a pipe (-1, and
     its data chunk's 2^63 - 1): ffmpeg cannot read such a file back ("Invalid data found"); libsndfile can."""
