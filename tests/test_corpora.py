@@ -651,9 +651,9 @@ def test_cremad_rejects_a_second_file_of_the_same_clip(tmp_path):
 
 @pytest.mark.parametrize("audio_only", [False, True])
 def test_one_cremad_recording_under_two_names_is_no_clip(tmp_path, audio_only):
-    """CREMA-D's AudioWAV/ holds a few recordings twice, the same bytes under two names that say other emotions
-    (1006_TIE_HAP_XX.wav and 1006_TIE_NEU_XX.wav, 1013_WSI_DIS_XX.wav and 1013_WSI_SAD_XX.wav, 1017_IWW_ANG_XX.wav and
-    1017_IWW_FEA_XX.wav, as users who hash the corpus find): each name was a clip, one sound trained as two emotions,
+    """One recording under two AudioWAV/ names that say other emotions (a public CREMA-D cleaning script drops
+    1006_TIE_HAP_XX.wav and 1006_TIE_NEU_XX.wav, 1013_WSI_DIS_XX.wav and 1013_WSI_SAD_XX.wav, 1017_IWW_ANG_XX.wav and
+    1017_IWW_FEA_XX.wav as byte-identical; not checked against the corpus here): each name was a clip, one sound trained as two emotions,
     and within_speaker could put one in train and the other in test. The name is the label, and which name is right is
     unknown: every file of both clips is a reject naming the other; a copy elsewhere in the tree (the same name) is
     still one clip."""

@@ -18,7 +18,7 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
-    Two AudioWAV files of the same bytes (one recording under two names, as CREMA-D ships a few) make no clip.
+    Two AudioWAV files of the same bytes (one recording under two names) make no clip.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
     same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own.
@@ -396,7 +396,7 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
 
 _CREMAD_FIELDS = ("actor", "sentence", "emotion", "level")
 # bytes below which a file holds no recording that could be two clips' (an eighth of a second of CREMA-D's 16 kHz
-# audio): a WAV header alone (CREMA-D's 1076_MTI_SAD_XX.wav holds no audio), a Git LFS pointer; two such alike are two
+# audio): a WAV header alone (a broken take), a Git LFS pointer; two such alike are two
 # broken files, each a reject of its own when decoded
 _NO_RECORDING = 4096
 
@@ -411,9 +411,9 @@ def _size(path: Path) -> int:
 
 def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
     """The stems of `audios` (AudioWAV/ files by stem) whose file holds the same bytes as another's -> the reason
-    none of them is a clip. CREMA-D ships a few recordings twice under names of two emotions (1006_TIE_HAP_XX.wav and
-    1006_TIE_NEU_XX.wav): one sound trained as two emotions, which within_speaker could put one in train and one in
-    test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
+    none of them is a clip. A public CREMA-D cleaning script drops three such pairs of two emotions (1006_TIE_HAP_XX.wav
+    and 1006_TIE_NEU_XX.wav; not checked against the corpus here): one sound trained as two emotions, which
+    within_speaker could put one in train and one in test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
     stem_of = {str(path): stem for stem, path in audios.items()}
     groups: dict[str, list[str]] = {}
     held = [str(audios[stem]) for stem in sorted(audios) if _size(audios[stem]) >= _NO_RECORDING]
