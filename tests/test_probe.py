@@ -438,3 +438,20 @@ def test_under_speaker_disjoint_val_leakage_is_the_full_probes_on_the_val_fold_w
     mlp_alone = leakage_probe(*clips(fit_val), *clips(judge_val), 12, 4, CFG, seed=cfg.train.seed, linear=False)
     assert (mlp_alone.probe_acc_linear, mlp_alone.leakage_linear) == (None, None)
     assert (mlp_alone.probe_acc, mlp_alone.leakage) == (selection.probe_acc, selection.leakage)
+
+
+def test_validation_emotion_uar_is_measured_beside_validation_accuracy():
+    """A model that names every clip's emotion `neutral` scores the neutral share in accuracy and 1 / (emotions
+    present) in UAR: a sweep that chooses on UAR needs the validation clips' (only the test clips' was measured)."""
+    from avdis import config as C
+    from avdis.data.stream import SPLIT_CODES
+    from avdis.train.evaluate import evaluate
+
+    emb = disjoint_embeddings(identity=0.0)
+    emb["scheme_split"] = emb["within_split"]
+    val = emb["scheme_split"] == SPLIT_CODES["val"]  # emotions 0 and 2, evenly
+    kept = ~(val & (emb["emotion"] == 2) & (emb["speaker"] >= 4))  # neutral now 3 in 4 of them
+    emb = {key: value[kept] for key, value in emb.items()}
+    emb["emo_logits"] = np.eye(4, dtype=np.float32)[np.zeros(int(kept.sum()), dtype=int)]
+    metrics = evaluate(emb, C.Config(probe=CFG), 12, 4, with_probe=False)[0]
+    assert metrics["val_emotion_acc"] == 0.75 and metrics["val_emotion_uar"] == 0.5  # recall 1 and 0

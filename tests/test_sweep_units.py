@@ -683,13 +683,15 @@ def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
     trial = Trial("trainable", config={"method": "multitask"}, trial_id="t", stub=True)
     recorder.on_trial_start(0, [], trial)
     recorder.on_trial_result(1, [], trial, {"epoch": 2, "emotion_acc": 0.5, "val_emotion_acc": 0.45,
-                                            "leakage": 0.4, "val_leakage": 0.35, "manifest_hash": "m"})
+                                            "val_emotion_uar": 0.3, "leakage": 0.4, "val_leakage": 0.35,
+                                            "manifest_hash": "m"})
     recorder.on_trial_result(2, [], trial, {"epoch": 3, "emotion_acc": 0.7, "val_emotion_acc": 0.65,
                                             "manifest_hash": "m"})
     (row,) = results.read_trials(str(tmp_path)).to_dict("records")
     assert row["epochs"] == 3 and row["best_emotion_acc"] == 0.7
     assert (row["emotion_acc"], row["val_emotion_acc"], row["leakage"], row["val_leakage"]) == (0.5, 0.45, 0.4, 0.35)
     assert row["probed_epoch"] == 2  # the epoch they are of: `epochs` ran on past it
+    assert row["val_emotion_uar"] == 0.3
 
 
 def test_a_rows_updated_at_is_the_time_of_its_own_last_change(tmp_path):

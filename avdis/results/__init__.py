@@ -60,6 +60,7 @@ SCHEMA = pa.schema([
     ("probe_chance", pa.float64()),
     ("emotion_chance", pa.float64()),
     ("val_emotion_acc", pa.float64()),  # final, validation split: what the sweep selects on (config.SELECTION)
+    ("val_emotion_uar", pa.float64()),
     ("val_leakage", pa.float64()),
     ("disentanglement", pa.float64()),  # 1 - leakage / leakage(multitask, same seed)
     ("best_emotion_acc", pa.float64()),
@@ -252,7 +253,7 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
 
 REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
 IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance",
-           "val_emotion_acc")  # in [0, 1]
+           "val_emotion_acc", "val_emotion_uar")  # in [0, 1]
 AT_MOST_ONE = ("leakage", "leakage_linear", "val_leakage", "best_leakage")  # (acc - chance) / (1 - chance) <= 1;
 # below 0 where a probe does worse than chance, but finite: -inf only where chance is 1, where leakage is undefined
 

@@ -4,7 +4,7 @@ Metric names are the ones the sweep uses: `emotion_acc`, `emotion_uar` (test spl
 the configured scheme), `speaker_acc` (identity head, within-speaker test clips; under `speaker_disjoint` the training
 folds' speakers', clips it trained on: the held-out speakers are no class it knows),
 `emotion_chance`, and from the probe on z_emo and the emotion label `leakage` (MLP, headline), `leakage_linear`,
-`probe_acc`, `probe_chance`. `val_emotion_acc` and `val_leakage` are the same two objectives
+`probe_acc`, `probe_chance`. `val_emotion_acc`, `val_emotion_uar` and `val_leakage` are the same
 on validation clips: what a sweep searches, stops and selects its front on
 (`avdis.config.SELECTION`), so that the test numbers it reports were never used to choose.
 For `nullspace` the emotion numbers come from the refit head and the probe sees the
@@ -158,6 +158,7 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
         "emotion_acc": accuracy(emo_pred[test], emb["emotion"][test]),
         "emotion_uar": uar(emo_pred[test], emb["emotion"][test]),
         "val_emotion_acc": accuracy(emo_pred[val], emb["emotion"][val]),
+        "val_emotion_uar": uar(emo_pred[val], emb["emotion"][val]),
         "emotion_chance": majority_rate(emb["emotion"][test]),
         "speaker_acc": accuracy(spk_pred[w_test], emb["speaker"][w_test]),
         "n_test": int(test.sum()),

@@ -36,7 +36,7 @@ from avdis.tune.space import WEIGHT_PREFIX, to_overrides, weight_key
 
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
-         "emotion_chance", "val_emotion_acc", "val_leakage", "manifest_hash")
+         "emotion_chance", "val_emotion_acc", "val_emotion_uar", "val_leakage", "manifest_hash")
 SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
 Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pareto summary) just written
 

@@ -72,7 +72,7 @@ def finished_result(sweep_url: str, trial_id: str, cfg: Config) -> dict[str, Any
         return None
     record = row.iloc[0]
     metrics = {k: record[k] for k in ("emotion_acc", "emotion_uar", "leakage", "speaker_acc", "val_emotion_acc",
-                                      "val_leakage", "epochs")
+                                      "val_emotion_uar", "val_leakage", "epochs")
                if record[k] == record[k]}  # NaN-free
     return {**metrics, "epoch": int(record["epochs"]), "resumed_finished": True}
 
