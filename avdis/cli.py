@@ -528,11 +528,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     url = _path(args.sweep)
     _refuse_s3_unused(args, cfg, {"the sweep folder": url})
     report = files.write_report(url, cfg.s3)
-    trials = report.trials
+    trials, axes = report.trials, results.axes_of(url, cfg.s3)
     for kind, page in report.written.items():
         print(f"{kind}: {page}")
     for note in (report.rebuilt, report.outrun, _still_running(trials), results.failures_said(trials, url),
-                 results.unvalidated_said(results.unvalidated(trials))):
+                 results.unvalidated_said(results.unvalidated(trials, axes), axes)):
         if note:
             print(f"{_said_by(args)}: note: {note}", file=sys.stderr)
     return 0

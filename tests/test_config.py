@@ -57,6 +57,7 @@ def _quoted(names) -> list[str]:
     ("train.epochs=0", ["train.epochs: Input should be greater than or equal to 1 (got 0)"]),
     ("method.name=foo", ["method.name: Input should be ", *_quoted(C.METHODS), "(got 'foo')"]),
     ("model.preset=huge", ["model.preset: Input should be ", *_quoted(C.PRESETS), "(got 'huge')"]),
+    ("sweep.emotion_metric=f1", ["sweep.emotion_metric: Input should be ", *_quoted(C.EMOTION_METRICS), "(got 'f1')"]),
     ("method.name=nullspace", ["method 'nullspace' needs method.weight in [{}, {}]".format(*C.WEIGHT_RANGES["nullspace"])]),
     # renamed: it weights the loss logged as loss_speaker, so the message offers speaker_weight
     ("method.identity_weight=2", ["method.identity_weight: unknown key; allowed keys here: ", "speaker_weight"]),

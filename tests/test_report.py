@@ -25,7 +25,7 @@ from avdis import results, storage
 from avdis.report import files, image, view, webpage
 from avdis.numbers import json_safe
 from avdis.report.callback import ReportCallback
-from avdis.results import ResultsError
+from avdis.results import ResultsError, pareto
 
 CHANCE = 0.25
 # trial_id, method, weight, emotion_acc, leakage, order (None: running), seed
@@ -1271,8 +1271,8 @@ def test_a_report_never_writes_an_older_summary_over_the_sweeps_newer_one(tmp_pa
     newer = [{**r, "status": "TERMINATED", "order": 12} if r["status"] == "RUNNING" else r for r in rows()]
     real, recorded = results.summarize, []
 
-    def summarize_then_record(trials: pd.DataFrame, sweep: str, every: bool = False) -> dict:
-        summary = real(trials, sweep)
+    def summarize_then_record(trials: pd.DataFrame, sweep: str, axes: pareto.Axes, every: bool = False) -> dict:
+        summary = real(trials, sweep, axes)
         if every or not recorded:  # the sweep's recorder: its next result lands
             stamped = [{**r, "updated_at": 1e9 + len(recorded)} for r in newer]  # each write a newer table
             recorded.append(real(results.write_trials(url, stamped), "demo"))
@@ -1285,7 +1285,8 @@ def test_a_report_never_writes_an_older_summary_over_the_sweeps_newer_one(tmp_pa
     assert data_blob(Path(written["pareto.html"]).read_text())["counts"]["running"] == 0
     assert len(recorded) == 1 and not (trials["status"] == "RUNNING").any()
 
-    monkeypatch.setattr(results, "summarize", lambda trials, sweep: summarize_then_record(trials, sweep, every=True))
+    monkeypatch.setattr(results, "summarize",
+                        lambda trials, sweep, axes: summarize_then_record(trials, sweep, axes, every=True))
     assert files.write_report(url).outrun == files.outrun(url)
     assert json.loads(Path(url, "pareto.json").read_text())["updated_at"] == recorded[-1]["updated_at"]
 
@@ -1350,3 +1351,26 @@ def test_a_png_draws_dollar_signs_in_names_as_written(tmp_path: Path) -> None:
                                for r in rows()])
     written = files.write_report(url).written
     assert png_info(Path(written["pareto.png"]).read_bytes())[2] >= 150
+
+
+def test_a_uar_sweeps_report_draws_uar_on_the_emotion_axis(tmp_path: Path) -> None:
+    """A sweep on sweep.emotion_metric=uar: `avdis report` reads the metric from its sweep.json and its pareto.json,
+    page, front table and png give UAR on the emotion axis, with UAR's chance as the box's corner (every label said
+    accuracy, and the box started at the majority rate)."""
+    from avdis import config as C
+    from avdis.tune.sweep import record_spec
+
+    url = str(tmp_path / "demo")
+    record_spec(url, C.load(None, ["sweep.emotion_metric=uar"]), "0" * 16)
+    table = [{**r, "emotion_uar_chance": 0.25, "val_emotion_uar": r["emotion_uar"], "val_leakage": r["leakage"]}
+             for r in rows()]
+    results.write_trials(url, table)
+    written, trials, *_ = files.write_report(url)
+    summary = json.loads(Path(written["pareto.json"]).read_text())
+    assert summary["objectives"] == {"emotion_uar": "max", "leakage": "min"} and summary["selected_on"] == "val"
+    assert summary["reference"] == {"emotion_uar": 0.25, "leakage": 1.0}
+    page = Path(written["pareto.html"]).read_text()
+    assert "emotion UAR vs identity leakage" in page and "reference: emotion_uar = chance 0.250" in page
+    assert "emotion accuracy" not in page
+    assert "<th>val emotion_uar (chosen on)</th>" in webpage.front_table(summary)
+    assert image.png_figure(trials, summary).axes[0].get_ylabel() == "emotion UAR (test)"

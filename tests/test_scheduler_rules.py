@@ -117,3 +117,26 @@ def test_mo_asha_stops_on_the_validation_numbers_never_the_test_ones():
 
     assert result("a", (0.9, 0.1), (0.5, 0.6)) == TrialScheduler.CONTINUE
     assert result("b", (0.5, 0.6), (0.99, 0.0)) == TrialScheduler.STOP
+
+
+def test_a_uar_sweep_searches_and_stops_on_validation_uar():
+    """Under sweep.emotion_metric=uar the searcher learns from val_emotion_uar and MO-ASHA ranks its rungs on it: a
+    trial that names most clips the majority emotion leads on accuracy, and must not lead a UAR sweep by it. Under
+    the default (acc) it stays on the rung's front."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    cfg = C.load(None, ["train.epochs=8", "sweep.scheduler.margin=0.05", "sweep.emotion_metric=uar"])
+    s = searcher(cfg)
+    s.suggest("t0")
+    s.on_trial_complete("t0", result={"epoch": 8, "val_emotion_acc": 0.9, "val_emotion_uar": 0.3, "val_leakage": 0.4})
+    assert s._ot_study.trials[0].values == [0.3, 0.4]
+
+    def decisions(overrides: list[str]) -> list[str]:
+        sched = scheduler(C.load(None, ["train.epochs=8", "sweep.scheduler.margin=0.05", *overrides]))
+        return [sched.on_trial_result(None, Trial("trainable", config={}, trial_id=tid, stub=True),
+                                      {"epoch": 2, "val_emotion_acc": acc, "val_emotion_uar": uar, "val_leakage": leak})
+                for tid, acc, uar, leak in (("balanced", 0.6, 0.7, 0.2), ("majority", 0.9, 0.3, 0.3))]
+
+    assert decisions(["sweep.emotion_metric=uar"]) == [TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    assert decisions([]) == [TrialScheduler.CONTINUE, TrialScheduler.CONTINUE]

@@ -206,3 +206,32 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
     assert list(apart.glob("confirm-confirm/run_trial_*"))
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
         "pareto.html", "pareto.json", "pareto.png", "sweep.json", "trials.parquet"]
+
+
+def test_a_sweep_on_uar_chooses_its_front_on_validation_uar_and_report_reads_it_so(tiny_shards, tmp_path):
+    """The smoke sweep (3 one-process trials) under sweep.emotion_metric=uar: every trial records val_emotion_uar,
+    pareto.json's front is the non-dominated set of the longest-trained trials on (val_emotion_uar, val_leakage) and
+    its axis and box corner are UAR's; `avdis report`, which reads the setting from sweep.json, rebuilds the same
+    front; and the sweep run again on accuracy is refused."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path), "--name", "uar", "train.strategy=single", "train.zero_stage=0",
+           "train.cpus_per_worker=1", "sweep.max_concurrent=1", f"data.shards={tiny_shards}"]
+    done = subprocess.run([*cmd, "sweep.emotion_metric=uar"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = tmp_path / "uar"
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    assert trials["val_emotion_uar"].notna().all() and (trials["emotion_uar_chance"] > 0).all()
+    longest = trials[(trials["epochs"] == trials["epochs"].max()) & (trials["status"] == "TERMINATED")]
+    mask = pareto.nondominated(longest["val_emotion_uar"].to_numpy(), longest["val_leakage"].to_numpy())
+    summary = json.loads((sweep / "pareto.json").read_text())
+    assert sorted(summary["front"]) == sorted(longest["trial_id"][mask])
+    assert summary["objectives"] == {"emotion_uar": "max", "leakage": "min"} and summary["selected_on"] == "val"
+    assert summary["reference"] == {"emotion_uar": trials["emotion_uar_chance"].max(), "leakage": 1.0}
+    (sweep / "pareto.json").unlink()
+    report = subprocess.run([sys.executable, "-m", "avdis", "report", str(sweep)], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert report.returncode == 0, report.stderr[-3000:]
+    rebuilt = json.loads((sweep / "pareto.json").read_text())
+    assert (rebuilt["front"], rebuilt["objectives"]) == (summary["front"], summary["objectives"])
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert again.returncode != 0 and "sweep.emotion_metric=uar" in again.stderr, again.stderr[-3000:]

@@ -177,6 +177,29 @@ def test_the_history_grown_a_trial_at_a_time_is_the_front_of_every_prefix(seed):
     assert got.trial_ids == list(chosen["trial_id"]) and got.hypervolume == volume
 
 
+def test_a_uar_front_is_chosen_on_validation_uar_and_measured_from_uar_chance():
+    """Under sweep.emotion_metric=uar the front is chosen on val_emotion_uar and val_leakage, drawn at the test UAR,
+    and its hypervolume's box starts at UAR's chance (1 / emotions: a model naming every clip one emotion), not at
+    the majority rate: on a neutral-heavy corpus a model that names most clips neutral led the accuracy front."""
+    def row(tid, acc, uar, leak, order, method="adversarial"):
+        return {"trial_id": tid, "method": method, "status": "TERMINATED", "epochs": 4, "order": order, "seed": 0,
+                "emotion_chance": 0.7, "emotion_uar_chance": 0.25, "role": "search", "config_id": tid,
+                "val_emotion_acc": acc, "val_emotion_uar": uar, "val_leakage": leak,
+                "emotion_acc": acc - 0.05, "emotion_uar": uar - 0.05, "leakage": leak + 0.05}
+    df = results.to_table([row("majority", 0.90, 0.35, 0.20, 1), row("balanced", 0.75, 0.70, 0.20, 2),
+                           row("base", 0.80, 0.60, 0.50, 3, "multitask")]).to_pandas()
+    acc = results.summarize(df, "s")
+    assert acc["front"] == ["majority"] and acc["reference"] == {"emotion_acc": 0.7, "leakage": 1.0}
+    uar = results.summarize(df, "s", pareto.axes("uar"))
+    assert uar["front"] == ["balanced"] and uar["selected_on"] == "val"
+    assert uar["objectives"] == {"emotion_uar": "max", "leakage": "min"}
+    assert uar["reference"] == {"emotion_uar": 0.25, "leakage": 1.0}
+    assert uar["hypervolume"] == pytest.approx((0.65 - 0.25) * (1 - 0.25))
+    assert uar["hypervolume_history"][-1]["hypervolume"] == uar["hypervolume"]
+    assert uar["baseline"]["emotion_uar"] == pytest.approx(0.55) and "emotion_acc" not in uar["baseline"]
+    assert uar["front_points"][0]["val_emotion_uar"] == 0.70
+
+
 def test_equal_numbers_worked_out_in_another_order_tie_on_the_front():
     """Two seed means of 0.5 leakage, one summed to 0.4999999999999999: the other was dropped from the front."""
     acc, leak = np.array([0.45833, 0.45833]), np.array([0.5, (0.19999999999999984 + 0.7999999999999999) / 2])
@@ -971,6 +994,22 @@ def test_a_sweep_started_when_avdis_chose_on_test_clips_is_not_resumed(tmp_path)
         with pytest.raises(UsageError, match=r"chose its trials, rungs and front on test clips, not on "
                                              r"val_emotion_acc, val_leakage.*Start a new sweep under a new name"):
             check_spec(url, cfg)
+
+
+def test_a_sweep_is_not_resumed_choosing_on_another_emotion_metric(tmp_path):
+    """Its searcher and MO-ASHA's rungs hold the numbers of the metric it started on: resumed on the other, its old
+    trials and its new ones would be chosen on two metrics. sweep.json records what it chooses on."""
+    for started, then in (("uar", "acc"), ("acc", "uar")):
+        cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.name={started}", f"sweep.emotion_metric={started}"])
+        url = f"{tmp_path}/{started}"
+        record_spec(url, cfg, "0" * 16)
+        assert json.loads((tmp_path / started / results.SPEC).read_text())["selection"] == [
+            f"val_emotion_{started}", "val_leakage"]
+        assert check_spec(url, cfg) is not None
+        with pytest.raises(UsageError, match=rf"chose its trials, rungs and front on val_emotion_{started}, "
+                                             rf"val_leakage, and this run would choose on val_emotion_{then}, "
+                                             rf"val_leakage: .*sweep.emotion_metric={started}"):
+            check_spec(url, cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={"emotion_metric": then})}))
 
 
 def test_a_sweep_whose_trials_were_measured_otherwise_is_not_resumed(tmp_path):

@@ -133,7 +133,8 @@ class LiveReport:
                 f"no sweep is running here any more: it ended before its first result (no job holds its lock, "
                 f"{storage_lock.LOCK}, and it wrote no {results.TRIALS}); see the sweep's output for why and start it "
                 "again (the same command resumes one that wrote its sweep.json): this page follows it when it does")]))
-        summary = summary or results.summarize(trials, view.sweep_name(trials, self.sweep_url))
+        summary = summary or results.summarize(trials, view.sweep_name(trials, self.sweep_url),
+                                               results.axes_of(self.sweep_url, self.s3))
         page = webpage.render_html(trials, summary, note=note, refresh_s=self.refresh_s)
         self.checked = time.monotonic()
         return Snapshot(digest, page.encode(), summary, trials)

@@ -133,7 +133,8 @@ def _kept(sweep_url: str, summary: dict[str, Any], s3: S3Config | None) -> tuple
 
 
 def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
-    """Rebuild pareto.json from trials.parquet where it is not that table's summary, then the pages.
+    """Rebuild pareto.json from trials.parquet (on the emotion metric sweep.json records) where it is not that
+    table's summary, then the pages.
 
     The trials returned are those drawn from (read once: a running sweep replaces the file, so a second read could
     tell of other trials). Each file is written only while trials.parquet still holds the table read, and drawn again
@@ -147,10 +148,11 @@ def write_report(sweep_url: str, s3: S3Config | None = None) -> Report:
     pareto.json as it was (a summary of nothing would replace a good one): the pages say why, and ResultsError then
     says so too."""
     _check_has_trials(sweep_url, s3)
+    axes = results.axes_of(sweep_url, s3)  # the sweep's emotion metric, as its sweep.json records it
     with _read_only_said(sweep_url):
         for _ in range(REDRAWS):
             trials, note = load_trials(sweep_url, s3)
-            summary = results.summarize(trials, sweep_name(trials, sweep_url))
+            summary = results.summarize(trials, sweep_name(trials, sweep_url), axes)
             if note is not None:  # the pages show the summary kept, and why it was kept
                 _write_pages(sweep_url, _pages(trials, results.read_pareto(sweep_url, s3) or summary, note), s3)
                 raise ResultsError(f"{note}; {results.PARETO} was left as it was, the pages say why")

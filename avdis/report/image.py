@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from avdis.report.view import (HISTORY_X, OTHER_COLOR, PAPER_LABEL, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
-                               X_LABEL, Y_LABEL, drawable, finished, finished_so_far, from_seed_means, front_frame,
-                               front_label, history_title, leakage_range, method_color, methods_in, no_front, plotted,
-                               target_point, waiting)
+                               X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
+                               front_frame, front_label, history_title, leakage_range, method_color, methods_in,
+                               no_front, plotted, target_point, waiting, y_label)
 
 @rc_context({"text.parse_math": False})
 def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
@@ -30,13 +30,13 @@ def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
 @rc_context({"text.parse_math": False})
 def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     """`render_png`'s figure: the scatter's axes first, then the hypervolume history's."""
-    points = plotted(trials, summary)
+    points, e = plotted(trials, summary), emotion(summary)  # e: the emotion axis's column
     fig = Figure(figsize=(12, 5.2), dpi=160, layout="constrained")
     FigureCanvasAgg(fig)
     ax, ax_hv = fig.subplots(1, 2, width_ratios=[2.2, 1])
     ax.set_xlabel(X_LABEL, fontsize=12)
-    ax.set_ylabel(Y_LABEL, fontsize=12)
-    ax.set_title(f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage", fontsize=13)
+    ax.set_ylabel(y_label(summary), fontsize=12)
+    ax.set_title(f"{summary.get('sweep', '')}: {emotion_words(summary)} vs identity leakage", fontsize=13)
     ax.set_xlim(*leakage_range(points, summary))
     ax.grid(alpha=0.3)
     for method in methods_in(points):
@@ -48,7 +48,7 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
                            (rows[rows["stopped"]], {"marker": "x", "color": color}),
                            (rows[rows["unvalidated"]], {"marker": "s", "facecolors": "none", "edgecolors": color})):
             if len(sub):
-                ax.scatter(sub["leakage"], sub["emotion_acc"], s=42, linewidths=1.4, zorder=3, **style)
+                ax.scatter(sub["leakage"], sub[e], s=42, linewidths=1.4, zorder=3, **style)
     if points["stopped"].any():
         ax.scatter([], [], s=42, marker="x", color=OTHER_COLOR, linewidths=1.4, label=STOPPED_LABEL)
     if points["unvalidated"].any():  # drawn filled, they read as finished trials the front had passed over
@@ -56,24 +56,24 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
                    label=UNVALIDATED_LABEL)
     front = front_frame(summary)
     if len(front):
-        ax.step(front["leakage"], front["emotion_acc"], where="post", color="black", lw=1.6, zorder=2,
+        ax.step(front["leakage"], front[e], where="post", color="black", lw=1.6, zorder=2,
                 label=front_label(summary))
-        ax.scatter(front["leakage"], front["emotion_acc"], s=150, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
-        spread = front[front["leakage_ci95"].notna() & front["emotion_acc_ci95"].notna()]
+        ax.scatter(front["leakage"], front[e], s=150, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
+        spread = front[front["leakage_ci95"].notna() & front[f"{e}_ci95"].notna()]
         if from_seed_means(summary) and len(spread):
-            ax.errorbar(spread["leakage"], spread["emotion_acc"], xerr=spread["leakage_ci95"].astype(float),
-                        yerr=spread["emotion_acc_ci95"].astype(float), fmt="none", ecolor="black", elinewidth=1.2,
+            ax.errorbar(spread["leakage"], spread[e], xerr=spread["leakage_ci95"].astype(float),
+                        yerr=spread[f"{e}_ci95"].astype(float), fmt="none", ecolor="black", elinewidth=1.2,
                         capsize=4, zorder=4)
         for point in front[front["n"].fillna(1) < 2].itertuples() if from_seed_means(summary) else ():
-            ax.annotate("1 seed", (point.leakage, point.emotion_acc), textcoords="offset points", xytext=(8, -12),
+            ax.annotate("1 seed", (point.leakage, getattr(point, e)), textcoords="offset points", xytext=(8, -12),
                         fontsize=8)
     base, target = summary.get("baseline"), target_point(summary)
-    if drawable(base):
-        ax.scatter([base["leakage"]], [base["emotion_acc"]], marker="*", s=260, color=method_color("multitask"),
+    if drawable(base, summary):
+        ax.scatter([base["leakage"]], [base[e]], marker="*", s=260, color=method_color("multitask"),
                    edgecolors="black", zorder=5, label="multitask baseline (mean)")
     if target is not None:
         ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black", zorder=5, label=PAPER_LABEL)
-        ax.annotate("", xy=target, xytext=(base["leakage"], base["emotion_acc"]),
+        ax.annotate("", xy=target, xytext=(base["leakage"], base[e]),
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
         ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
     if not finished(summary):
@@ -87,7 +87,7 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
         _legend(fig, ax)
     running = points[points["running"]]
     for point in running.dropna(subset=["probed_epoch"]).itertuples():  # values of its last probe, not of now
-        ax.annotate(f"epoch {point.probed_epoch:.0f}", (point.leakage, point.emotion_acc), textcoords="offset points",
+        ax.annotate(f"epoch {point.probed_epoch:.0f}", (point.leakage, getattr(point, e)), textcoords="offset points",
                     xytext=(6, 4), fontsize=7, color="#555555")
     if len(running):
         labelled = ", at the epoch beside each (its last probe)" if running["probed_epoch"].notna().any() else ""

@@ -2,7 +2,8 @@
 pareto.html): which trials are placed and how each is marked, the front line and its label, the paper's target, the
 axes and the colours, and the words that stand where no front or no result does.
 
-Rows missing emotion_acc or leakage cannot be placed and are counted in the header;
+The emotion axis is the one pareto.json's `objectives` name (`emotion_acc`, or `emotion_uar` for a sweep on
+`sweep.emotion_metric: uar`: `emotion`). Rows missing it or leakage cannot be placed and are counted in the header;
 running trials (no completion `order` yet) are drawn hollow, at their last probed epoch's values and labelled with
 it (`probed_epoch`: they train on between MO-ASHA's rungs, where no probe runs), trials MO-ASHA stopped at a rung as
 crosses (their metrics are of fewer epochs: on no front, `results.trained_longest`), finished trials without the
@@ -29,8 +30,8 @@ from avdis.results import ResultsError
 WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
-UNMEASURED = ("no trial that trained all its epochs has both emotion_acc and leakage (their rows in trials.parquet "
-              "hold none)")
+UNMEASURED = ("no trial that trained all its epochs has both its emotion metric and leakage (their rows in "
+              "trials.parquet hold none)")
 UNVALIDATED = ("no trial that trained all its epochs has validation numbers, which the front is chosen on (see the "
                "note on the trials without them)")
 STOPPED_LABEL = "stopped at a rung (on no front)"
@@ -84,7 +85,21 @@ COLORS = dict(zip(METHODS, PALETTE))
 OTHER_COLOR = "#444444"
 TARGET_COLOR = "#56B4E9"
 X_LABEL = "identity leakage (normalised probe accuracy, lower is better)"
-Y_LABEL = "emotion accuracy (test)"
+EMOTION_WORDS = {"emotion_acc": "emotion accuracy", "emotion_uar": "emotion UAR"}  # by the column on the emotion axis
+
+
+def emotion(summary: dict[str, Any]) -> str:
+    """The column on the emotion axis: the emotion metric pareto.json's `objectives` name."""
+    return results.summary_axes(summary).emotion
+
+
+def emotion_words(summary: dict[str, Any]) -> str:
+    """The emotion axis in words, for titles and labels."""
+    return EMOTION_WORDS[emotion(summary)]
+
+
+def y_label(summary: dict[str, Any]) -> str:
+    return f"{emotion_words(summary)} (test)"
 
 
 def load_trials(sweep_url: str, s3: S3Config | None = None) -> tuple[pd.DataFrame, str | None]:
@@ -112,7 +127,7 @@ def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
     pareto.json of before them: none) and `on_front`: the trial is a point of the drawn front, or a seed of a seed
     mean that is. Not the search trial standing for a confirmed configuration (pareto.json's `front`): its seed is in
     no mean drawn."""
-    df = trials[trials["status"] != "ERROR"].dropna(subset=["emotion_acc", "leakage"]).copy()  # a failed trial's
+    df = trials[trials["status"] != "ERROR"].dropna(subset=[emotion(summary), "leakage"]).copy()  # a failed trial's
     df["running"] = df["order"].isna()  # last metrics are no result: it is counted as failed, not drawn
     df["stopped"] = df["status"] == "STOPPED"
     unvalidated = df["trial_id"].astype(str).isin(set(summary.get("unvalidated") or []))
@@ -126,8 +141,9 @@ def plotted(trials: pd.DataFrame, summary: dict[str, Any]) -> pd.DataFrame:
 
 def front_frame(summary: dict[str, Any]) -> pd.DataFrame:
     """The front's points (trials, or seed means) by increasing leakage (the order the step line runs in)."""
-    front = pd.DataFrame(summary.get("front_points") or [], columns=results.POINT_COLUMNS)
-    return front.sort_values(["leakage", "emotion_acc"], kind="stable")
+    columns = results.point_columns(results.summary_axes(summary))
+    front = pd.DataFrame(summary.get("front_points") or [], columns=columns)
+    return front.sort_values(["leakage", emotion(summary)], kind="stable")
 
 
 def from_seed_means(summary: dict[str, Any]) -> bool:
@@ -147,17 +163,17 @@ def history_title(summary: dict[str, Any]) -> str:
     return "hypervolume of the search's front" if from_seed_means(summary) else "hypervolume of the front"
 
 
-def drawable(base: dict[str, Any] | None) -> bool:
-    return bool(base) and finite(base.get("leakage")) is not None and finite(base.get("emotion_acc")) is not None
+def drawable(base: dict[str, Any] | None, summary: dict[str, Any]) -> bool:
+    return bool(base) and finite(base.get("leakage")) is not None and finite(base.get(emotion(summary))) is not None
 
 
 def target_point(summary: dict[str, Any]) -> tuple[float, float] | None:
-    """(leakage, emotion_acc) of the paper's operating point relative to the multitask baseline; none where that
+    """(leakage, emotion metric) of the paper's operating point relative to the multitask baseline; none where that
     baseline leaks nothing (at or below 0, as for disentanglement): 13% less of it would be drawn at more leakage."""
     base = summary.get("baseline")
-    if not drawable(base) or base["leakage"] <= 0:
+    if not drawable(base, summary) or base["leakage"] <= 0:
         return None
-    return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base["emotion_acc"]
+    return (1.0 - PAPER_DISENTANGLEMENT) * base["leakage"], base[emotion(summary)]
 
 
 def leakage_range(points: pd.DataFrame, summary: dict[str, Any]) -> list[float]:

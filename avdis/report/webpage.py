@@ -18,18 +18,24 @@ from matplotlib.ticker import MaxNLocator
 from avdis import results
 from avdis.numbers import finite, json_safe
 from avdis.report.view import (HISTORY_X, OTHER_COLOR, PAPER_LABEL, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
-                               X_LABEL, Y_LABEL, drawable, finished, finished_so_far, from_seed_means, front_frame,
-                               front_label, history_title, last_result, leakage_range, method_color, methods_in,
-                               no_front, plotted, target_point, utc, waiting)
+                               X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
+                               front_frame, front_label, history_title, last_result, leakage_range, method_color,
+                               methods_in, no_front, plotted, target_point, utc, waiting, y_label)
 
-FRONT_COLUMNS = ["trial_id", "method", "weight", "n", "emotion_acc", "emotion_acc_ci95", "emotion_uar", "leakage",
-                 "leakage_ci95", "disentanglement", "val_emotion_acc", "val_leakage", "epochs"]
-TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "leakage_ci95": "± 95%",
-                 "val_emotion_acc": "val emotion_acc", "val_leakage": "val leakage",
-                 "trials": "seeds' trials"}
+TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "emotion_uar_ci95": "± 95%", "leakage_ci95": "± 95%",
+                 "val_emotion_acc": "val emotion_acc", "val_emotion_uar": "val emotion_uar",
+                 "val_leakage": "val leakage", "trials": "seeds' trials"}
 SEARCH_TRIAL = "search trial"  # trial_id's header on a confirmed front: the configuration's, in no mean drawn
-CHOSEN_ON = {"val": tuple(results.SELECTED), "test": tuple(results.OBJECTIVES)}  # by pareto.json's selected_on
 TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f}", "epochs": "{:.0f}"}  # others: 3 decimals
+
+
+def front_columns(summary: dict[str, Any]) -> list[str]:
+    """The front table's columns: the emotion axis's metric with its spread, the other emotion metric beside it, and
+    the validation numbers the front was chosen on."""
+    axes = results.summary_axes(summary)
+    other = [m for m in ("emotion_acc", "emotion_uar") if m != axes.emotion]
+    return ["trial_id", "method", "weight", "n", axes.emotion, f"{axes.emotion}_ci95", *other, "leakage",
+            "leakage_ci95", "disentanglement", *axes.chosen, "epochs"]
 
 
 def _step_counts(step: dict[str, Any]) -> str:
@@ -68,19 +74,19 @@ def _trials(value: Any) -> str:
 def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
     """The front trace's data: each point tagged with the trial standing for it, error bars for seed means. A seed
     mean's hover names the seeds' trials too: the search trial standing for its configuration is in no mean drawn."""
-    means = from_seed_means(summary)
+    means, e = from_seed_means(summary), emotion(summary)
     who = "%{customdata[0]} (search trial), seeds' trials %{customdata[5]}" if means else "%{customdata[0]}"
     out = {
-        "x": front["leakage"].tolist(), "y": front["emotion_acc"].tolist(),
-        "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _fmt(r.n, "{:.0f}"), _fmt(r.emotion_acc_ci95),
+        "x": front["leakage"].tolist(), "y": front[e].tolist(),
+        "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _fmt(r.n, "{:.0f}"), _fmt(getattr(r, f"{e}_ci95")),
                         _fmt(r.leakage_ci95), _trials(r.trials)] for r in front.itertuples()],
         "hovertemplate": who + "<br>weight %{customdata[1]}, %{customdata[2]} seed(s)"
-                         "<br>leakage %{x:.3f} ± %{customdata[4]}<br>emotion_acc %{y:.3f} ± %{customdata[3]}"
+                         f"<br>leakage %{{x:.3f}} ± %{{customdata[4]}}<br>{e} %{{y:.3f}} ± %{{customdata[3]}}"
                          "<extra>%{fullData.name}</extra>",
     }
     if means:
         out["error_x"] = {"type": "data", "array": _bars(front["leakage_ci95"]), "visible": True, "color": "black"}
-        out["error_y"] = {"type": "data", "array": _bars(front["emotion_acc_ci95"]), "visible": True, "color": "black"}
+        out["error_y"] = {"type": "data", "array": _bars(front[f"{e}_ci95"]), "visible": True, "color": "black"}
     return out
 
 
@@ -96,22 +102,23 @@ def _status(row: Any) -> str:
     return str(row.status or "")
 
 
-def _trace_points(rows: pd.DataFrame) -> dict[str, Any]:
+def _trace_points(rows: pd.DataFrame, e: str) -> dict[str, Any]:
+    """A method's trials, at (leakage, `e`: the emotion axis's column)."""
     return {
-        "x": rows["leakage"].tolist(), "y": rows["emotion_acc"].tolist(),
+        "x": rows["leakage"].tolist(), "y": rows[e].tolist(),
         "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _status(r)] for r in rows.itertuples()],
         "hovertemplate": "%{customdata[0]}<br>weight %{customdata[1]} (%{customdata[2]})"
-                         "<br>leakage %{x:.3f}<br>emotion_acc %{y:.3f}<extra>%{fullData.name}</extra>",
+                         f"<br>leakage %{{x:.3f}}<br>{e} %{{y:.3f}}<extra>%{{fullData.name}}</extra>",
     }
 
 
 def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
     """Scatter of every placed trial (one trace per method), the front as its own trace."""
-    fig = go.Figure()
+    fig, e = go.Figure(), emotion(summary)
     for method in methods_in(points):
         rows = points[points["method"] == method]
         fig.add_trace(go.Scatter(
-            uid=f"method-{method}", name=method, mode="markers", **_trace_points(rows),
+            uid=f"method-{method}", name=method, mode="markers", **_trace_points(rows, e),
             marker={"color": method_color(method), "size": 10, "line": {"width": 1.5, "color": method_color(method)},
                     "symbol": ["circle-open" if r else "x" if st else "square-open" if u else "circle"
                                for r, st, u in zip(rows["running"], rows["stopped"], rows["unvalidated"])]},
@@ -136,9 +143,9 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
             **_front_points(front, summary),
         ))
     base, target = summary.get("baseline"), target_point(summary)
-    if drawable(base):
+    if drawable(base, summary):
         fig.add_trace(go.Scatter(
-            uid="baseline", name="multitask baseline (mean)", mode="markers", x=[base["leakage"]], y=[base["emotion_acc"]],
+            uid="baseline", name="multitask baseline (mean)", mode="markers", x=[base["leakage"]], y=[base[e]],
             marker={"symbol": "star", "size": 18, "color": method_color("multitask"), "line": {"width": 1, "color": "black"}},
         ))
     if target is not None:
@@ -147,12 +154,12 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
             text=["paper: -13% leakage"], textposition="top center",
             marker={"symbol": "diamond", "size": 12, "color": TARGET_COLOR, "line": {"width": 1, "color": "black"}},
         ))
-        fig.add_annotation(x=target[0], y=target[1], ax=base["leakage"], ay=base["emotion_acc"], xref="x", yref="y",
+        fig.add_annotation(x=target[0], y=target[1], ax=base["leakage"], ay=base[e], xref="x", yref="y",
                            axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5, text="")
     fig.update_layout(
         template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
-        title=f"{summary.get('sweep', '')}: emotion accuracy vs identity leakage (hollow circles: running)",
-        xaxis={"title": X_LABEL, "range": leakage_range(points, summary)}, yaxis={"title": Y_LABEL},
+        title=f"{summary.get('sweep', '')}: {emotion_words(summary)} vs identity leakage (hollow circles: running)",
+        xaxis={"title": X_LABEL, "range": leakage_range(points, summary)}, yaxis={"title": y_label(summary)},
         legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "tracegroupgap": 0},  # methods in groups
         font={"size": 14},
     )
@@ -195,9 +202,11 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
 def front_table(summary: dict[str, Any]) -> str:
     """The front's points as a table: one row per trial, or per configuration with its seed count and spread, its
     search trial and the seeds' trials whose mean it is (the search trial alone read as one of the seeds)."""
-    chosen = CHOSEN_ON.get(summary.get("selected_on", "test"), ())  # pareto.json before it said: chosen on test
-    means = from_seed_means(summary)
-    columns = [*FRONT_COLUMNS[:2], "trials", *FRONT_COLUMNS[2:]] if means else FRONT_COLUMNS
+    axes = results.summary_axes(summary)
+    chosen = {"val": axes.chosen, "test": axes.measured}.get(summary.get("selected_on", "test"), ())  # pareto.json
+    # before it said: chosen on test
+    means, shown = from_seed_means(summary), front_columns(summary)
+    columns = [*shown[:2], "trials", *shown[2:]] if means else shown
     headers = {**TABLE_HEADERS, "trial_id": SEARCH_TRIAL} if means else TABLE_HEADERS
     head = "".join(f"<th>{headers.get(c, c)}{' (chosen on)' if c in chosen else ''}</th>" for c in columns)
     body = "".join(
@@ -265,7 +274,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     `refresh_s` adds polling of `pareto.json` next to the page (the live dashboard);
     a page opened from a file has none. `note` is shown in the header (e.g. an unreadable table).
     """
-    points = plotted(trials, summary)
+    points, e = plotted(trials, summary), emotion(summary)
     counts = _counts(trials, points)
     config = {"displaylogo": False, "responsive": True}
     post = "avdisTag(document.getElementById('{plot_id}')); document.getElementById('{plot_id}').on('plotly_afterplot', function () { avdisTag(document.getElementById('{plot_id}')); });"
@@ -277,7 +286,7 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     sweep = html.escape(str(summary.get("sweep", "")))
     data = {"summary": json_safe(summary), "counts": counts, "points": json_safe([
         {"trial_id": str(r.trial_id), "method": r.method, "weight": r.weight, "emotion_acc": r.emotion_acc,
-         "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
+         e: getattr(r, e), "leakage": r.leakage, "seed": r.seed, "role": r.role or results.SEARCH, "config_id": r.config_id,
          "epochs": r.epochs, "probed_epoch": r.probed_epoch, "running": bool(r.running), "stopped": bool(r.stopped),
          "unvalidated": bool(r.unvalidated), "on_front": bool(r.on_front)}
         for r in points.itertuples()
@@ -286,7 +295,8 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     finished = counts["completed"] + counts["stopped"]
     wait = f'<p class="waiting">{html.escape(waiting(summary))}</p>' if not finished else ""
     note_html = "".join(f'<p class="note">{html.escape(said)}</p>'
-                        for said in (note, results.unvalidated_said(summary.get("unvalidated") or [])) if said)
+                        for said in (note, results.unvalidated_said(summary.get("unvalidated") or [],
+                                                                 results.summary_axes(summary))) if said)
     poll = f"<script>{POLL_JS % (json.dumps(summary.get('updated_at')), int(refresh_s * 1000))}</script>" if refresh_s else ""
     stopped = f" · {counts['stopped']} stopped at a rung" if counts["stopped"] else ""  # "completed" read as trained
     waiting_for = counts["unplaced"] - counts["unplaced_finished"]
@@ -302,10 +312,10 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
 <html lang="en"><head><meta charset="utf-8"><title>avdis · {sweep} · Pareto front</title>
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
 <body>
-<h1>avdis sweep <code>{sweep}</code>: emotion accuracy vs identity leakage</h1>
+<h1>avdis sweep <code>{sweep}</code>: {emotion_words(summary)} vs identity leakage</h1>
 <p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed{stopped} · {counts['running']} running{last_shown} · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{_shown(summary.get('hypervolume'), 4)}</b>
- (reference: emotion_acc = chance {_shown((summary.get('reference') or {}).get('emotion_acc'), 3)}, leakage = 1) ·
+ (reference: {e} = chance {_shown((summary.get('reference') or {}).get(e), 3)}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
 {wait}{note_html}
 {pareto_div}

@@ -9,7 +9,8 @@ definition, `disentangled`). A sweep that has not reported yet has no
 `trials.parquet`: readers get an empty table with the schema, not an error. The front
 and hypervolume are `avdis.results.pareto`. A table read back is checked (types, ranges, each
 trial once) and its disentanglement worked out again from its rows (`read_trials`). Fronts are
-chosen on the validation clips' numbers and report the test clips' (`selected_on`).
+chosen on the validation clips' numbers and report the test clips' (`selected_on`), of the sweep's emotion
+metric (`sweep.emotion_metric`: accuracy or UAR, `pareto.Axes`; `axes_of` reads it from sweep.json).
 
 Seeds: a trial's `role` is `search` (drawn by the searcher) or `confirm` (a front
 configuration re-trained with another seed, `sweep.confirm_seeds`); `config_id` groups
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from scipy import stats
 
 from avdis import storage
-from avdis.config import S3Config
+from avdis.config import EMOTION_METRICS, EmotionMetric, S3Config
 from avdis.errors import AvdisError, UsageError
 from avdis.numbers import json_safe
 from avdis.results import pareto
@@ -58,7 +59,8 @@ SCHEMA = pa.schema([
     ("speaker_acc", pa.float64()),
     ("probe_acc", pa.float64()),
     ("probe_chance", pa.float64()),
-    ("emotion_chance", pa.float64()),
+    ("emotion_chance", pa.float64()),  # accuracy's chance: the test clips' majority rate
+    ("emotion_uar_chance", pa.float64()),  # UAR's: 1 / the emotions of the test clips
     ("val_emotion_acc", pa.float64()),  # final, validation split: what the sweep selects on (config.SELECTION)
     ("val_emotion_uar", pa.float64()),
     ("val_leakage", pa.float64()),
@@ -124,11 +126,21 @@ def completed(trials: pd.DataFrame) -> pd.Series:
 
 
 OBJECTIVES = list(pareto.OBJECTIVES)
-SELECTED = list(pareto.SELECTED)
 SPREAD = "error bars: 95% Student-t interval of the seed mean (mean ± t(0.975, n-1)·std/√n, std with ddof 1)"
-POINT_METRICS = ("emotion_acc", "leakage", "emotion_uar", "disentanglement", *SELECTED)
-POINT_COLUMNS = ["config_id", "trial_id", "method", "weight", "n", "seeds", "trials", "epochs",
-                 *(f"{k}{s}" for k in POINT_METRICS for s in ("", "_std", "_ci95"))]
+
+
+def point_metrics(axes: pareto.Axes = pareto.ACC) -> tuple[str, ...]:
+    """The metrics a front point gives, each a mean over its seeds: the report's, and those it was chosen on."""
+    return ("emotion_acc", "leakage", "emotion_uar", "disentanglement", *axes.chosen)
+
+
+def point_columns(axes: pareto.Axes = pareto.ACC) -> list[str]:
+    """A front point's columns: who it is, and each of its `point_metrics` with its seeds' spread."""
+    return ["config_id", "trial_id", "method", "weight", "n", "seeds", "trials", "epochs",
+            *(f"{k}{s}" for k in point_metrics(axes) for s in ("", "_std", "_ci95"))]
+
+
+ANY_POINT_COLUMNS = list(dict.fromkeys(c for m in EMOTION_METRICS for c in point_columns(pareto.axes(m))))
 
 
 class _Written(BaseModel):
@@ -147,8 +159,8 @@ class _PointIds(_Written):
     trials: list[str] | None = None
 
 
-FrontPoint = create_model("FrontPoint", __base__=_PointIds,  # the rest of POINT_COLUMNS: numbers or null
-                          **{c: (float | None, None) for c in POINT_COLUMNS if c not in _PointIds.model_fields})
+FrontPoint = create_model("FrontPoint", __base__=_PointIds,  # the rest of any point_columns: numbers or null
+                          **{c: (float | None, None) for c in ANY_POINT_COLUMNS if c not in _PointIds.model_fields})
 
 
 class HistoryStep(_Written):
@@ -158,15 +170,14 @@ class HistoryStep(_Written):
     hypervolume: float
 
 
-class Baseline(_Written):
+class Reference(_Written):  # the emotion metric's (one of the two) and leakage's
     emotion_acc: float | None = None
+    emotion_uar: float | None = None
     leakage: float | None = None
+
+
+class Baseline(Reference):
     trials: list[str] | None = None
-
-
-class Reference(_Written):
-    emotion_acc: float | None = None
-    leakage: float | None = None
 
 
 class Summary(_Written):
@@ -253,7 +264,7 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
 
 REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
 IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance",
-           "val_emotion_acc", "val_emotion_uar")  # in [0, 1]
+           "emotion_uar_chance", "val_emotion_acc", "val_emotion_uar")  # in [0, 1]
 AT_MOST_ONE = ("leakage", "leakage_linear", "val_leakage", "best_leakage")  # (acc - chance) / (1 - chance) <= 1;
 # below 0 where a probe does worse than chance, but finite: -inf only where chance is 1, where leakage is undefined
 
@@ -361,9 +372,9 @@ def _keyed(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(config_id=df["config_id"].fillna(df["trial_id"]))
 
 
-def _finished(df: pd.DataFrame) -> pd.DataFrame:
+def _finished(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> pd.DataFrame:
     """Completed or early-stopped trials with both objectives, configurations keyed."""
-    done = df[df["order"].notna()].dropna(subset=OBJECTIVES).sort_values("order", kind="stable")
+    done = df[df["order"].notna()].dropna(subset=list(axes.measured)).sort_values("order", kind="stable")
     return _keyed(done).assign(role=done["role"].fillna(SEARCH))
 
 
@@ -376,24 +387,25 @@ def trained_longest(done: pd.DataFrame) -> pd.Series:
     return (done["epochs"] == done["epochs"].max()) & (done["status"] != "STOPPED")
 
 
-def baseline_trials(df: pd.DataFrame) -> pd.DataFrame:
+def baseline_trials(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> pd.DataFrame:
     """The multitask trials a sweep is measured against: the search's, finished (a running trial's values are
     mid-training) and trained as long as the longest finished trials of any method, which are what the front holds.
     Where MO-ASHA stopped every multitask trial at a rung there is none: a baseline of fewer epochs leaks less
     because it learned less, and every full-length method measured against it read less disentangled than it is.
     Confirming seeds are not: they re-train the front, so a multitask configuration among them is there because it
     leaked least, and only when it made the front (a confirmed point's disentanglement then hung on whether it had)."""
-    done = _finished(df)
+    done = _finished(df, axes)
     multitask = done[trained_longest(done)]
     return multitask[(multitask["method"] == "multitask") & (multitask["role"] == SEARCH)]
 
 
-def selected_on(done: pd.DataFrame) -> tuple[str, ...]:
-    """The columns a front is chosen on: the validation clips' (SELECTED) when a finished trial has them, else the
-    test clips' (a table recorded before avdis selected on validation, whose trials have none). Those finished
+def selected_on(done: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> tuple[str, ...]:
+    """The columns a front is chosen on: the validation clips' (`axes.chosen`) when a finished trial has them, else
+    the test clips' (a table recorded before avdis selected on validation, whose trials have none). Those finished
     without them are then on no front (`unvalidated`): one of them chose the whole front on test."""
-    has = set(SELECTED) <= set(done.columns) and done[SELECTED].notna().all(axis=1).any()
-    return tuple(SELECTED) if has else tuple(OBJECTIVES)
+    chosen = list(axes.chosen)
+    has = set(chosen) <= set(done.columns) and done[chosen].notna().all(axis=1).any()
+    return axes.chosen if has else axes.measured
 
 
 def selectable(done: pd.DataFrame, on: tuple[str, ...]) -> pd.Series:
@@ -401,33 +413,33 @@ def selectable(done: pd.DataFrame, on: tuple[str, ...]) -> pd.Series:
     return done[list(on)].notna().all(axis=1)
 
 
-def unvalidated(df: pd.DataFrame) -> list[str]:
+def unvalidated(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> list[str]:
     """The finished trials left off the front for want of validation numbers while others have them: of those a front
     counts (`trained_longest`), as one stopped at a rung is on no front whatever its numbers. No sweep of
     today's records one: its recorder ends a trial whose validation numbers are not finite in ERROR, and it refuses to
     resume a sweep an avdis that chose on test started (`sweep.check_spec`). They are rows of such an avdis in a table
     put together by hand with today's, which `avdis report` reads as any other."""
-    done = _finished(df)
-    return done["trial_id"].astype(str)[trained_longest(done) & ~selectable(done, selected_on(done))].tolist()
+    done = _finished(df, axes)
+    return done["trial_id"].astype(str)[trained_longest(done) & ~selectable(done, selected_on(done, axes))].tolist()
 
 
-def unvalidated_said(ids: list[str]) -> str | None:
+def unvalidated_said(ids: list[str], axes: pareto.Axes = pareto.ACC) -> str | None:
     """The `unvalidated` trials (pareto.json's), as `avdis report` notes them and the pages show them (None: none)."""
     if not ids:
         return None
     shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
     return (f"{len(ids)} finished trial{'s have' if len(ids) > 1 else ' has'} no validation numbers ("
-            f"{' or '.join(SELECTED)}: rows of an avdis before validation selection, or edited) and "
+            f"{' or '.join(axes.chosen)}: rows of an avdis before validation selection, or edited) and "
             f"{'are' if len(ids) > 1 else 'is'} on no front, which is chosen on the validation numbers of the "
             f"others: {shown}")
 
 
-def search_front(df: pd.DataFrame) -> pd.DataFrame:
+def search_front(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> pd.DataFrame:
     """The search's front at full length (its trials trained longest), chosen on `selected_on` among the trials that
     have those numbers: its first trial per configuration, in completion order; what `sweep.confirm_seeds`
     re-trains."""
-    finished = _finished(df)
-    on = selected_on(finished)
+    finished = _finished(df, axes)
+    on = selected_on(finished, axes)
     done = finished[finished["role"] == SEARCH]
     done = done[trained_longest(done) & selectable(done, on)]
     return done[pareto.chosen(done, on)].drop_duplicates("config_id")
@@ -444,7 +456,7 @@ def seed_spread(values: pd.Series) -> dict[str, float | None]:
     return {"mean": float(v.mean()), "std": std, "ci95": float(stats.t.ppf(0.975, len(v) - 1) * std / np.sqrt(len(v)))}
 
 
-def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
+def seed_means(done: pd.DataFrame, configs: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> pd.DataFrame:
     """One point per configuration of `configs` (its trial stands for it) from its seeds in `done` trained longest."""
     points = []
     for rep in configs.itertuples():
@@ -454,11 +466,11 @@ def seed_means(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
         point = {"config_id": rep.config_id, "trial_id": rep.trial_id, "method": rep.method, "weight": rep.weight,
                  "n": len(runs), "seeds": runs["seed"].tolist(), "trials": runs["trial_id"].tolist(),
                  "epochs": runs["epochs"].max()}
-        for key in POINT_METRICS:
+        for key in point_metrics(axes):
             spread = seed_spread(runs.get(key, pd.Series(dtype=float)))  # a table made by hand may lack val columns
             point[key], point[f"{key}_std"], point[f"{key}_ci95"] = spread["mean"], spread["std"], spread["ci95"]
         points.append(point)
-    return pd.DataFrame(points, columns=POINT_COLUMNS)
+    return pd.DataFrame(points, columns=point_columns(axes))
 
 
 def confirm_seeds(config: Any) -> float:
@@ -487,40 +499,43 @@ def confirmations_ended(df: pd.DataFrame) -> set[str]:
     return set(started.index[(running == 0) & (started >= asked.fillna(started.max()))])
 
 
-def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
+def summarize(df: pd.DataFrame, sweep: str, axes: pareto.Axes = pareto.ACC) -> dict[str, Any]:
     """The content of pareto.json for a trials table.
 
     `hypervolume_history` follows the search (single trials in completion order); `front`,
     `front_points` and `hypervolume` come from the confirming seeds' means once confirmation rows exist. Only
     trials trained longest are on a front (`trained_longest`). A front is chosen on the validation clips' numbers
     (`selected_on`) and its points and hypervolume are their test numbers: chosen on the test numbers themselves, a
-    front stood where the test set's noise had been kind. Its shape is `Summary`, which `read_pareto` checks.
+    front stood where the test set's noise had been kind. The emotion metric is `axes`' (the sweep's
+    `sweep.emotion_metric`, `axes_of`), its chance the box's corner. Its shape is `Summary`, which `read_pareto` checks.
     """
-    chance = float(df["emotion_chance"].dropna().max()) if df["emotion_chance"].notna().any() else 0.0
-    done = _finished(df)
-    on = selected_on(done)
+    chance = float(df[axes.chance].dropna().max()) if df[axes.chance].notna().any() else 0.0
+    done = _finished(df, axes)
+    on = selected_on(done, axes)
     searched = done[done["role"] == SEARCH]
-    search = pareto.front_of(searched, chance, counted=trained_longest(searched), on=on, stopped=stopped(searched))
+    search = pareto.front_of(searched, chance, counted=trained_longest(searched), on=on, stopped=stopped(searched),
+                             measured=axes.measured)
     confirmed = bool((done["role"] == CONFIRM).any())
     if confirmed:
         # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky
         # as much as because its configuration is good, and counted in, its luck stayed in the mean
-        points = seed_means(done[done["role"] == CONFIRM], search_front(df))
+        points = seed_means(done[done["role"] == CONFIRM], search_front(df, axes), axes)
         points = points[(points["n"] > 0) & points["config_id"].isin(confirmations_ended(df)) & selectable(points, on)]
         front = points[pareto.chosen(points, on)]
-        hv = pareto.hypervolume(front["emotion_acc"], front["leakage"], chance)
+        hv = pareto.hypervolume(front[axes.emotion], front["leakage"], chance)
     else:
         singles = done.assign(config_id=done["trial_id"])
-        front, hv = seed_means(singles, singles[singles["trial_id"].isin(search.trial_ids)]), search.hypervolume
-    baseline = baseline_trials(df)
+        front = seed_means(singles, singles[singles["trial_id"].isin(search.trial_ids)], axes)
+        hv = search.hypervolume
+    baseline = baseline_trials(df, axes)
     return {
         "sweep": sweep,
-        "objectives": dict(zip(pareto.OBJECTIVES, ["max" if m else "min" for m in pareto.MAXIMISE])),
-        "reference": {"emotion_acc": chance, "leakage": 1.0},
+        "objectives": dict(zip(axes.measured, ["max" if m else "min" for m in pareto.MAXIMISE])),
+        "reference": {axes.emotion: chance, "leakage": 1.0},
         "front": front["trial_id"].tolist(),
         "front_basis": "seed_mean" if confirmed else "trial",
-        "selected_on": "val" if on == tuple(SELECTED) else "test",
-        "unvalidated": unvalidated(df),
+        "selected_on": "val" if on == axes.chosen else "test",
+        "unvalidated": unvalidated(df, axes),
         "front_points": front.to_dict("records"),
         "spread": SPREAD,
         "hypervolume": hv,
@@ -534,7 +549,7 @@ def summarize(df: pd.DataFrame, sweep: str) -> dict[str, Any]:
         "n_running": int((df["status"] == "RUNNING").sum()) if len(df) else 0,
         "n_confirm": int((df["role"] == CONFIRM).sum()) if len(df) else 0,
         "baseline": (
-            {"emotion_acc": float(baseline["emotion_acc"].mean()), "leakage": float(baseline["leakage"].mean()),
+            {axes.emotion: float(baseline[axes.emotion].mean()), "leakage": float(baseline["leakage"].mean()),
              "trials": baseline["trial_id"].tolist()}
             if len(baseline) else None
         ),
@@ -570,10 +585,35 @@ def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | 
     return summary
 
 
-def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str,
-           s3: S3Config | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Write trials.parquet and its pareto.json from the rows; return the table and the summary written."""
+def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str, s3: S3Config | None = None,
+           emotion: EmotionMetric = "acc") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Write trials.parquet and its pareto.json (on `emotion`'s axes) from the rows; return the table and the summary
+    written."""
     frame = write_trials(sweep_url, rows, s3)
-    summary = summarize(frame, sweep)
+    summary = summarize(frame, sweep, pareto.axes(emotion))
     write_pareto(sweep_url, summary, s3)
     return frame, summary
+
+
+def axes_of(sweep_url: str, s3: S3Config | None = None) -> pareto.Axes:
+    """The axes the sweep at `sweep_url` draws its front on: those of the emotion metric its sweep.json records it
+    chooses on (`selection`, from `sweep.emotion_metric`); accuracy's where there is none (results copied without
+    it) or it names none (a sweep of an avdis before the setting). One that is not JSON is refused, naming it: drawn
+    on a guess, a UAR sweep's front read as accuracy's."""
+    url = storage.join(sweep_url, SPEC)
+    if not storage.exists(url, s3):
+        return pareto.ACC
+    try:
+        record = json.loads(storage.read_bytes(url, s3))
+    except ValueError as exc:
+        raise ResultsError(f"{url}: not readable JSON ({exc}), so which emotion metric this sweep's front is drawn on "
+                           "(sweep.emotion_metric) is unknown; restore it from a copy") from None
+    chose = record.get("selection") if isinstance(record, dict) else None
+    return next((pareto.axes(m) for m in EMOTION_METRICS if chose == list(pareto.axes(m).chosen)), pareto.ACC)
+
+
+def summary_axes(summary: dict[str, Any]) -> pareto.Axes:
+    """The axes a pareto.json was drawn on, by the emotion metric its `objectives` name (accuracy's where they name
+    none: a summary of an avdis before `objectives`)."""
+    named = set(summary.get("objectives") or {})
+    return next((pareto.axes(m) for m in EMOTION_METRICS if pareto.axes(m).emotion in named), pareto.ACC)

@@ -1,11 +1,13 @@
-"""The Pareto front of emotion accuracy (max) against leakage (min), and its hypervolume.
+"""The Pareto front of an emotion metric (max) against leakage (min), and its hypervolume.
 
-Non-dominated sorting and hypervolume come from moocore. The hypervolume's reference
-point is the worst useful model: emotion accuracy at chance and leakage 1, so a point
-below chance or above full leakage adds nothing. A front is chosen on one pair of columns
-(a sweep's: the validation clips', `avdis.config.SELECTION`) and measured on another (the
-test clips', OBJECTIVES): its hypervolume is that of the chosen trials' test values, which
-a trial chosen for its lucky validation numbers does not inflate.
+The emotion metric is accuracy or UAR (`Axes`, from `sweep.emotion_metric`). Non-dominated
+sorting and hypervolume come from moocore. The hypervolume's reference point is the worst
+useful model: the emotion metric at chance (accuracy's: the majority rate; UAR's: 1 over the
+emotions present, what naming every clip one emotion scores) and leakage 1, so a point below
+chance or above full leakage adds nothing. A front is chosen on one pair of columns (a
+sweep's: the validation clips', `Axes.chosen`) and measured on another (the test clips',
+`Axes.measured`): its hypervolume is that of the chosen trials' test values, which a trial
+chosen for its lucky validation numbers does not inflate.
 """
 
 from __future__ import annotations
@@ -16,12 +18,34 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from avdis.config import OBJECTIVES as GOALS
-from avdis.config import SELECTION
+from avdis.config import EmotionMetric, objectives, selection
 
-OBJECTIVES = tuple(GOALS)
-SELECTED = tuple(SELECTION)
-MAXIMISE = tuple(mode == "max" for mode in GOALS.values())
+MAXIMISE = (True, False)  # the emotion metric's, then leakage's (`config.objectives`)
+
+
+@dataclass(frozen=True)
+class Axes:
+    """A front's two columns on the test clips (`measured`: what the report gives), on the validation clips
+    (`chosen`: what a sweep chooses on), and the column of the emotion metric's chance (the box's corner)."""
+
+    measured: tuple[str, str]
+    chosen: tuple[str, str]
+    chance: str
+
+    @property
+    def emotion(self) -> str:
+        """The emotion metric's test column (`emotion_acc`, `emotion_uar`)."""
+        return self.measured[0]
+
+
+def axes(emotion: EmotionMetric = "acc") -> Axes:
+    """The axes of a sweep whose `sweep.emotion_metric` is `emotion`."""
+    return Axes(measured=tuple(objectives(emotion)), chosen=tuple(selection(emotion)),
+                chance={"acc": "emotion_chance", "uar": "emotion_uar_chance"}[emotion])
+
+
+ACC = axes("acc")
+OBJECTIVES, SELECTED = ACC.measured, ACC.chosen  # the default's
 
 
 def points(acc: np.ndarray, leakage: np.ndarray) -> np.ndarray:
@@ -72,17 +96,19 @@ def chosen(select: pd.DataFrame, on: tuple[str, ...]) -> np.ndarray:
 
 
 def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None = None,
-             on: tuple[str, ...] = OBJECTIVES, stopped: pd.Series | None = None) -> Front:
-    """Front chosen on the `on` columns, hypervolume of its OBJECTIVES values, and its history, from a trials table.
+             on: tuple[str, ...] = OBJECTIVES, stopped: pd.Series | None = None,
+             measured: tuple[str, ...] = OBJECTIVES) -> Front:
+    """Front chosen on the `on` columns, hypervolume of its `measured` values (the emotion metric's, whose chance is
+    `chance_acc`, and leakage), and its history, from a trials table.
 
-    Uses rows with OBJECTIVES present; `order` (completion order) sorts the history, which has a step per row: the
-    hypervolume of the front chosen from the rows so far (with `on` other than OBJECTIVES it can fall, when a trial
-    better on `on` displaces one better on test). Only rows with `on` values, and with `counted` (a boolean per row)
+    Uses rows with those values present; `order` (completion order) sorts the history, which has a step per row: the
+    hypervolume of the front chosen from the rows so far (with `on` other than the measured ones it can fall, when a
+    trial better on `on` displaces one better on test). Only rows with `on` values, and with `counted` (a boolean per row)
     only those rows too, can be on the front; the others are steps all the same (a trial without validation numbers
     finished all the same). Each step counts the rows so far: `stopped` (a boolean per row: stopped at a rung) apart
     from the others, `completed`; their sum is the step's place.
     """
-    done = trials.dropna(subset=list(OBJECTIVES))
+    done = trials.dropna(subset=list(measured))
     keep = done[list(on)].notna().all(axis=1).to_numpy()
     if counted is not None:
         keep = keep & counted.reindex(done.index).to_numpy(bool)
@@ -90,7 +116,7 @@ def front_of(trials: pd.DataFrame, chance_acc: float, counted: pd.Series | None 
     if "order" in done:
         order = np.argsort(done["order"].to_numpy(), kind="stable")
         done, keep, halted = done.iloc[order], keep[order], halted[order]
-    acc, leak = done["emotion_acc"].to_numpy(), done["leakage"].to_numpy()
+    acc, leak = (done[name].to_numpy() for name in measured)
     by = done[list(on)].to_numpy(float)
     # The front of each prefix, grown a row at a time: a row off the front so far is beaten by a row on it, so the
     # front of the prefix and one row more is the front of the two. Chosen from each whole prefix, the history cost

@@ -3,10 +3,11 @@
 Metric names are the ones the sweep uses: `emotion_acc`, `emotion_uar` (test split of
 the configured scheme), `speaker_acc` (identity head, within-speaker test clips; under `speaker_disjoint` the training
 folds' speakers', clips it trained on: the held-out speakers are no class it knows),
-`emotion_chance`, and from the probe on z_emo and the emotion label `leakage` (MLP, headline), `leakage_linear`,
-`probe_acc`, `probe_chance`. `val_emotion_acc`, `val_emotion_uar` and `val_leakage` are the same
-on validation clips: what a sweep searches, stops and selects its front on
-(`avdis.config.SELECTION`), so that the test numbers it reports were never used to choose.
+`emotion_chance` and `emotion_uar_chance` (what naming every clip the majority emotion scores), and from the probe
+on z_emo and the emotion label `leakage` (MLP, headline), `leakage_linear`, `probe_acc`, `probe_chance`.
+`val_emotion_acc`, `val_emotion_uar` and `val_leakage` are the same on validation clips: what a sweep searches, stops
+and selects its front on (`avdis.config.selection`, of its `sweep.emotion_metric`), so that the test numbers it
+reports were never used to choose.
 For `nullspace` the emotion numbers come from the refit head and the probe sees the
 projected z_emo.
 
@@ -29,7 +30,7 @@ from avdis.config import MIN_FOLDS, Config
 from avdis.data.stream import SPLIT_CODES, DatasetInfo
 from avdis.errors import UsageError
 from avdis.model.disentangle import NullspaceFit, fit_nullspace
-from avdis.train.metrics import accuracy, label_only_speaker_chance, majority_rate, uar
+from avdis.train.metrics import accuracy, label_only_speaker_chance, majority_rate, uar, uar_chance
 from avdis.train.probe import Clips, ProbeResult, leakage_probe
 
 TRAIN, VAL, TEST = (SPLIT_CODES[s] for s in ("train", "val", "test"))
@@ -160,6 +161,7 @@ def evaluate(emb: dict[str, np.ndarray], cfg: Config, n_speakers: int, n_emotion
         "val_emotion_acc": accuracy(emo_pred[val], emb["emotion"][val]),
         "val_emotion_uar": uar(emo_pred[val], emb["emotion"][val]),
         "emotion_chance": majority_rate(emb["emotion"][test]),
+        "emotion_uar_chance": uar_chance(emb["emotion"][test]),
         "speaker_acc": accuracy(spk_pred[w_test], emb["speaker"][w_test]),
         "n_test": int(test.sum()),
     }

@@ -17,6 +17,12 @@ def uar(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean([(pred[target == c] == c).mean() for c in classes]))
 
 
+def uar_chance(target: np.ndarray) -> float:
+    """UAR of always predicting one class: 1 / the classes present, the emotion UAR at chance (what a model naming
+    every clip the majority emotion scores, however common that emotion is)."""
+    return 1.0 / len(np.unique(target)) if len(target) else float("nan")
+
+
 def majority_rate(target: np.ndarray) -> float:
     """Accuracy of always predicting the most common class: the emotion accuracy at chance."""
     if not len(target):

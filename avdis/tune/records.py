@@ -27,16 +27,16 @@ import pandas as pd
 from ray.tune import Callback
 
 from avdis import results
-from avdis.config import SELECTION, Config, with_overrides
+from avdis.config import Config, with_overrides
 from avdis.errors import AvdisError
 from avdis.data.splits import split_id
 from avdis.numbers import finite
-from avdis.results.pareto import OBJECTIVES
+from avdis.results import pareto
 from avdis.tune.space import WEIGHT_PREFIX, to_overrides, weight_key
 
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
-         "emotion_chance", "val_emotion_acc", "val_emotion_uar", "val_leakage", "manifest_hash")
+         "emotion_chance", "emotion_uar_chance", "val_emotion_acc", "val_emotion_uar", "val_leakage", "manifest_hash")
 SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
 Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pareto summary) just written
 
@@ -108,7 +108,8 @@ class TrialRecorder(Callback):
         if "leakage" in result:
             row["probed_epoch"] = row["epochs"]
         # None: not measured this epoch (`loop.tune_result`); NaN or infinite: measured and broken
-        bad = {k: result[k] for k in (*OBJECTIVES, *SELECTION)
+        axes = pareto.axes(self.cfg.sweep.emotion_metric)
+        bad = {k: result[k] for k in (*axes.measured, *axes.chosen)
                if result.get(k) is not None and finite(result[k]) is None}
         if bad:
             row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
@@ -175,7 +176,8 @@ class TrialRecorder(Callback):
         stamped every row, so a trial finished hours before read as changed at the last result of any other."""
         changed["updated_at"] = time.time()
         rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in self.rows.values()]
-        notify(self.listeners, *results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3))
+        notify(self.listeners, *results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3,
+                                               self.cfg.sweep.emotion_metric))
 
 
 def notify(listeners: Sequence[Listener], frame: pd.DataFrame, summary: dict[str, Any]) -> None:

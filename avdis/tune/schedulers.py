@@ -1,9 +1,9 @@
 """Multi-objective asynchronous successive halving (MO-ASHA, Schmucker et al., arXiv 2106.12639).
 
 Ray's schedulers rank trials on one metric; here trials are ranked on two, the sweep's
-selection objectives (`avdis.config.SELECTION`: emotion accuracy max, leakage min, on
-validation clips). Rungs sit at `grace * eta^k` epochs (below the last epoch). When a
-trial reaches a rung, it is ranked among every trial recorded at that rung so far by
+selection objectives (`avdis.config.selection`: the emotion metric of `sweep.emotion_metric`,
+accuracy or UAR, max, and leakage min, on validation clips). Rungs sit at `grace * eta^k`
+epochs (below the last epoch). When a trial reaches a rung, it is ranked among every trial recorded at that rung so far by
 non-dominated rank, ties broken by crowding distance (NSGA-II selection: boundary
 points and sparse regions of the front first); it continues if it is in the top
 ceil(n / eta), or if nothing recorded at the rung dominates it, or if nothing there beats
@@ -126,8 +126,9 @@ class MOASHAScheduler(FIFOScheduler):
     """
 
     def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0, time_attr: str = "epoch",
-                 state_url: str | None = None, s3: S3Config | None = None):
+                 state_url: str | None = None, s3: S3Config | None = None, on: tuple[str, ...] = tuple(SELECTION)):
         super().__init__()
+        self.on = on  # the result keys ranked on: the emotion metric's (max), then leakage's (min)
         self.core = MOSuccessiveHalving(max_epochs, grace, eta, margin)
         self.time_attr = time_attr
         self.stopped: dict[str, int] = {}  # trial id -> epoch it was stopped at
@@ -156,7 +157,7 @@ class MOASHAScheduler(FIFOScheduler):
         if not self._read:
             self._read_state()
         epoch = result.get(self.time_attr)
-        acc, leak = (result.get(k) for k in SELECTION)  # the rule's max and min
+        acc, leak = (result.get(k) for k in self.on)  # the rule's max and min
         if epoch is None or acc is None or leak is None:
             return TrialScheduler.CONTINUE
         if self.stopped.get(trial.trial_id) == int(epoch):

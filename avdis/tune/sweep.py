@@ -39,11 +39,12 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import MEASURES, SELECTION, Config, Range, S3Config, setting_of, with_overrides
+from avdis.config import EMOTION_METRICS, MEASURES, Config, Range, S3Config, selection, setting_of, with_overrides
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError
+from avdis.results import pareto
 from avdis.train import checkpoint as ck
 from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
@@ -129,11 +130,19 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                              f"`avdis report {sweep_url}` still reads them")
         return None
     record = _read_record(url, sweep_url, cfg.s3)
-    if record.get("selection") != list(SELECTION):
-        raise UsageError(f"{sweep_url} holds a sweep started by an avdis that chose its trials, rungs and front on "
-                         f"test clips, not on {', '.join(SELECTION)}: its searcher and MO-ASHA's rungs hold test "
-                         "numbers, and a resume would mix the two. Start a new sweep under a new name (--name or "
-                         f"sweep.name=...); `avdis report {sweep_url}` still reads this one (chosen on test).")
+    chose, now = record.get("selection"), list(selection(cfg.sweep.emotion_metric))
+    if chose != now:
+        started_on = next((m for m in EMOTION_METRICS if chose == list(selection(m))), None)
+        if started_on is None:
+            raise UsageError(f"{sweep_url} holds a sweep started by an avdis that chose its trials, rungs and front "
+                             f"on test clips, not on {', '.join(now)}: its searcher and MO-ASHA's rungs hold test "
+                             "numbers, and a resume would mix the two. Start a new sweep under a new name (--name or "
+                             f"sweep.name=...); `avdis report {sweep_url}` still reads this one (chosen on test).")
+        raise UsageError(f"{sweep_url} holds a sweep that chose its trials, rungs and front on {', '.join(chose)}, "
+                         f"and this run would choose on {', '.join(now)}: its searcher and MO-ASHA's rungs hold the "
+                         f"other metric's numbers, and a resume would choose on both. Resume it with "
+                         f"sweep.emotion_metric={started_on}, or start a new sweep under a new name (--name or "
+                         "sweep.name=...)")
     measured = record.get("measures") or {}
     changed = [f"{name}: {how} (this sweep's: {measured.get(name, 'not recorded, so the one before')})"
                for name, how in MEASURES.items() if measured.get(name) != how]
@@ -210,8 +219,10 @@ def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
 
 def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
     """What the sweep was started with (the whole config), on which data (its manifest hash), what it chooses on
-    (`config.SELECTION`) and how its numbers are made (`config.MEASURES`), for `check_spec` and `check_data`."""
-    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash, "selection": list(SELECTION),
+    (`config.selection` of its `sweep.emotion_metric`) and how its numbers are made (`config.MEASURES`), for
+    `check_spec` and `check_data`."""
+    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash,
+              "selection": list(selection(cfg.sweep.emotion_metric)),
               "measures": MEASURES}
     storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
 
@@ -268,9 +279,10 @@ class FixedPoints(Searcher):
         self.points, self.next = state["points"], state["next"]
 
 
-def confirm_points(trials: pd.DataFrame, seeds: int) -> list[dict[str, Any]]:
-    """The search front's parameters with train.seed = seed + 1..seeds each, seed by seed across configurations."""
-    front = results.search_front(trials)
+def confirm_points(trials: pd.DataFrame, seeds: int, axes: pareto.Axes = pareto.ACC) -> list[dict[str, Any]]:
+    """The search front's (on `axes`) parameters with train.seed = seed + 1..seeds each, seed by seed across
+    configurations."""
+    front = results.search_front(trials, axes)
     return [{**json.loads(row.params), SEED: int(row.seed) + i}
             for i in range(1, seeds + 1) for row in front.itertuples()]
 
@@ -481,7 +493,8 @@ def searcher(cfg: Config) -> Searcher:
     """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object."""
     s = cfg.sweep
     return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space, every_weight=s.search == "nsga2"),
-                       metric=list(SELECTION), mode=list(SELECTION.values()), sampler=sampler(s.search, s.seed, s.startup_trials))
+                       metric=list(selection(s.emotion_metric)), mode=list(selection(s.emotion_metric).values()),
+                       sampler=sampler(s.search, s.seed, s.startup_trials))
 
 
 SCHEDULER_STATE = "mo_asha.json"  # under the sweep's URL: MO-ASHA's rungs, for a resumed sweep
@@ -494,7 +507,8 @@ def scheduler(cfg: Config, sweep_url: str | None = None) -> MOASHAScheduler | No
     if s.scheduler.type == "mo_asha":
         k = s.scheduler
         state = storage.join(sweep_url, SCHEDULER_STATE) if sweep_url else None
-        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin, state_url=state, s3=cfg.s3)
+        return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin, state_url=state, s3=cfg.s3,
+                               on=tuple(selection(s.emotion_metric)))
     return None
 
 
@@ -544,7 +558,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
     from ray.tune.search import ConcurrencyLimiter
 
     s = cfg.sweep
-    points = confirm_points(results.read_trials(sweep_url, cfg.s3), s.confirm_seeds)
+    points = confirm_points(results.read_trials(sweep_url, cfg.s3), s.confirm_seeds, pareto.axes(s.emotion_metric))
     if not points:
         print(f"avdis sweep {s.name}: no finished trial on the front, nothing to confirm", flush=True)
         return
@@ -613,7 +627,7 @@ def trial_sizes(edges: list[Config]) -> list[Config]:
 
 def check_validation(cfg: Config) -> None:
     """Refuse data with no validation clips where a trial needs them: the searcher, MO-ASHA and the front choose on
-    validation numbers (`config.SELECTION`), so that the test numbers reported were never used to choose. Without
+    validation numbers (`config.selection`), so that the test numbers reported were never used to choose. Without
     such clips every trial would end in error, with the sweep's compute spent. The split is one for the whole sweep
     (`config.PER_SWEEP`)."""
     info = open_dataset(cfg.data, cfg.s3)
@@ -738,7 +752,8 @@ def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequenc
     lost = (trials["status"] == "RUNNING") & (trials["role"].fillna(results.SEARCH) == role)
     # stamped as the recorder stamps each change (`updated_at`: the row's last change), not left at its last epoch's
     trials.loc[lost, ["status", "stop_reason", "error", "updated_at"]] = ["ERROR", "error", results.LOST, time.time()]
-    frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3)
+    frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3,
+                                    cfg.sweep.emotion_metric)
     notify(listeners, frame, summary)
     return frame
 
