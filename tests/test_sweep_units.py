@@ -198,6 +198,14 @@ def test_a_uar_front_is_chosen_on_validation_uar_and_measured_from_uar_chance():
     assert uar["hypervolume_history"][-1]["hypervolume"] == uar["hypervolume"]
     assert uar["baseline"]["emotion_uar"] == pytest.approx(0.55) and "emotion_acc" not in uar["baseline"]
     assert uar["front_points"][0]["val_emotion_uar"] == 0.70
+    # confirmed: the confirming seed re-trains the UAR front's configuration, and its mean is drawn at test UAR
+    assert list(results.search_front(df, pareto.axes("uar"))["trial_id"]) == ["balanced"]
+    confirm = {**row("balanced-1", 0.74, 0.66, 0.22, 4), "role": "confirm", "config_id": "balanced", "seed": 1,
+               "config": json.dumps({"sweep": {"confirm_seeds": 1}})}
+    confirmed = results.summarize(pd.concat([df, results.to_table([confirm]).to_pandas()], ignore_index=True), "s",
+                                  pareto.axes("uar"))
+    assert confirmed["front_basis"] == "seed_mean" and confirmed["front"] == ["balanced"]
+    assert confirmed["hypervolume"] == pytest.approx((0.61 - 0.25) * (1 - 0.27))
 
 
 def test_equal_numbers_worked_out_in_another_order_tie_on_the_front():
