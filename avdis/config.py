@@ -80,7 +80,8 @@ MEASURES: dict[str, str] = {
     "leakage": "probes on z_emo with the one-hot emotion beside it, each predicting by the label alone where it does "
                "not beat it out of fold (since 2026-12-04: z_emo alone before, then the probes always predicting, "
                "then the MLP alone falling back)",
-    "orthogonal": "mean squared canonical correlation of z_emo and z_id (since 2026-12-04; per coordinate before)",
+    "orthogonal": "mean squared canonical correlation of z_emo and z_id, its covariances running over batches "
+                  "(since 2026-12-04: per coordinate before, then one batch's covariances)",
 }
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.

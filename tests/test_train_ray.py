@@ -83,6 +83,9 @@ def test_every_method_trains_on_two_deepspeed_workers(local_ray, tiny_shards, tm
                      "orthogonal": {"loss_emotion", "loss_speaker", "loss_orthogonal"},
                      "nullspace": {"loss_emotion", "loss_speaker"}}[method], terms
     assert all(h[-1][k] > 0 for k in terms), h[-1]
+    if method == "orthogonal":  # its running covariance, pooled over both ranks, is in the checkpoint
+        saved = torch.load(next(Path(run).glob("checkpoint_*/adversary.pt")), weights_only=False)["running"]
+        assert saved["batches"] > 0 and saved["cov"].shape == (2 * cfg.model.emb_dim,) * 2
     posthoc = list(Path(run).glob("checkpoint_*/posthoc.pt"))
     assert len(posthoc) == (method == "nullspace"), posthoc
     if method == "nullspace":

@@ -249,12 +249,14 @@ def test_same_seed_same_numbers(tiny_shards, tmp_path, method, monkeypatch):
     assert ((ckpt[-1] / "posthoc.pt").exists()) == (method == "nullspace")
 
 
-def test_crash_then_resume_gives_the_uninterrupted_run(tiny_shards, tmp_path):
-    """Train 3 epochs straight; train again, crash in epoch 2, rerun: the tails match."""
-    straight = launch.train(single(tiny_shards, tmp_path / "straight"))
+@pytest.mark.parametrize("extra", [[], ["method.name=orthogonal", "method.weight=5"]], ids=["multitask", "orthogonal"])
+def test_crash_then_resume_gives_the_uninterrupted_run(tiny_shards, tmp_path, extra):
+    """Train 3 epochs straight; train again, crash in epoch 2, rerun: the tails match. Orthogonal's running
+    covariance is in the checkpoint: begun afresh on resume, it read only the batches after it."""
+    straight = launch.train(single(tiny_shards, tmp_path / "straight", *extra))
     args = [sys.executable, str(ROOT / "jobs" / "train.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
             f"data.shards={tiny_shards}", f"train.storage={tmp_path / 'crashy'}", "train.strategy=single",
-            "train.zero_stage=0", "train.workers=1", "train.epochs=3", "probe.epochs=60", "train.name=run"]
+            "train.zero_stage=0", "train.workers=1", "train.epochs=3", "probe.epochs=60", "train.name=run", *extra]
     env = {**os.environ, "AVDIS_FAIL_AT_STEP": "4", "AVDIS_FAIL_MARKER": str(tmp_path / "crashed")}
     crashed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert crashed.returncode != 0 and (tmp_path / "crashed").exists()

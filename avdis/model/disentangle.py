@@ -7,8 +7,9 @@
 - confusion    + cross-entropy between a target speaker distribution (uniform, or
                p(speaker | emotion) when conditional) and the adversary's output on z_emo
                (weight = its loss weight); the adversary itself keeps learning.
-- orthogonal   + mean squared batch canonical correlation of z_emo and z_id (the same under any
-               rotation or rescaling of either; weight comparable across emb_dim).
+- orthogonal   + mean squared canonical correlation of z_emo and z_id, its covariances running
+               over batches (the same under any rotation or rescaling of either; weight
+               comparable across emb_dim).
 - nullspace    trained as multitask; post hoc, iterative nullspace projection (INLP,
                Ravfogel et al. 2020) removes `weight` speaker directions from z_emo (one per
                iteration: the most speaker-discriminative direction of a fresh linear
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -101,15 +103,55 @@ def uniform_over_support(prior: torch.Tensor) -> torch.Tensor:
 CCA_RIDGE = 1.0
 """Ridge added to each covariance, as a share of its mean eigenvalue (i.e. its mean variance). A batch of 32 rows
 cannot estimate a 32 x 32 covariance: its sample covariance is singular and every canonical correlation of two
-independent embeddings reads near 1. At 1.0 a batch of 32 independent rows of 32 dimensions reads about 0.15 (0.53
-at 0.1, where training collapsed both embeddings onto one shared direction, which reads 1/d); the price is that a
-direction with less spread than the mean counts less (one with a tenth of it counts about a fifth as much). With
-more dimensions than rows it cannot tell much: 32 rows of 64 read 0.17 independent, 0.19 identical."""
+independent embeddings read near 1 when the penalty read one batch alone (at 1.0 about 0.15; 0.53 at 0.1, where
+training collapsed both embeddings onto one shared direction, which reads 1/d). The running covariance
+(`RunningCovariance`) no longer needs it for that; it stays so that the weight keeps its scale, at the price that a
+direction with less spread than the mean counts less (one with a tenth of it counts about a fifth as much)."""
+
+CCA_MOMENTUM = 0.99
+"""Share of the running covariance each batch keeps (the first batches are averaged evenly): about the last 100
+batches count. Measured on 2026-12-04 with 32 rows of 64 dimensions per batch: one batch alone read 0.17 for
+independent embeddings, 0.17 for embeddings sharing 4 of their 64 directions and 0.19 for identical ones; after 200
+batches the running covariance reads 0.003, 0.018 and 0.249 (0.016 and 0.25 on 20000 rows). In training (the
+README's figures) a weight then did about what 6 times it did on one batch's covariances."""
 
 
-def canonical_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean squared canonical correlation of a and b over the valid rows, each covariance ridged by `CCA_RIDGE`:
-    ||Saa^-1/2 Sab Sbb^-1/2||_F^2 / min(d_a, d_b). 0 when uncorrelated, under 1.
+class RunningCovariance(nn.Module):
+    """The joint covariance of [z_emo, z_id] over the last batches (exponential moving average, `CCA_MOMENTUM`),
+    a buffer saved with the run's checkpoint so that a resumed run reads what the uninterrupted one would.
+
+    Over several ranks each batch's covariance is pooled over all of them first (weighted by their valid rows), so
+    every rank holds the same one."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("cov", torch.zeros(dim, dim, dtype=torch.float64))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.float64))
+
+    def mix(self, batch_cov: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Fold the (detached) covariance of this batch's `rows` rows in and return the running one, through which
+        the gradient reaches this batch's rows as if it were theirs: the penalty's gradient at the long-run
+        covariance, not at one batch's, where independent embeddings read almost as correlated as identical ones.
+        A batch of no rows (or a non-finite one, `rows` 0) leaves it as it was."""
+        summed = torch.cat([(batch_cov.detach() * rows).flatten(), rows.reshape(1)])
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(summed)
+        total = summed[-1]
+        pooled = summed[:-1].reshape(batch_cov.shape) / total.clamp(min=1)
+        seen = total > 0
+        batches = self.batches + seen.double()
+        share = torch.where(seen, (1 / batches.clamp(min=1)).clamp(min=1 - CCA_MOMENTUM), 0.0)
+        with torch.no_grad():
+            self.cov.copy_(self.cov + share * (pooled - self.cov))
+            self.batches.copy_(batches)
+        return self.cov + (batch_cov - batch_cov.detach())
+
+
+def canonical_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor,
+                                  running: RunningCovariance | None = None) -> torch.Tensor:
+    """Mean squared canonical correlation of a and b, each covariance ridged by `CCA_RIDGE`:
+    ||Saa^-1/2 Sab Sbb^-1/2||_F^2 / min(d_a, d_b). 0 when uncorrelated, under 1. The covariances are `running`'s
+    (this batch's valid rows folded in) where given, else this batch's alone.
 
     Canonical, not per-coordinate, correlations: the mean squared correlation between the coordinates of z_emo
     and z_id was met by moving the identity z_emo shares with z_id into directions of little spread, rotated off
@@ -117,28 +159,33 @@ def canonical_correlation_penalty(a: torch.Tensor, b: torch.Tensor, valid: torch
     R^2 0.94). This one does not change under a rotation or uniform rescaling of either embedding; a direction of
     less spread than the mean still counts less (the ridge), so it closes the rotation, not all the hiding. An
     unnormalised ||A^T B||_F^2 (Domain Separation Networks) is met by shrinking the embeddings. The mean, not
-    the sum: it keeps the weight comparable across emb_dim.
+    the sum: it keeps the weight comparable across emb_dim. Running, not one batch's: with 32 rows of 64
+    dimensions one batch read 0.17 for independent embeddings and 0.19 for identical ones (`CCA_MOMENTUM`).
     """
     a, b = a[valid].double(), b[valid].double()
-    if len(a) < 2:
-        return (a.sum() * 0 + b.sum() * 0).float()
     # NaN where either holds a NaN or inf, so that loop._check_step names the step and its clips (Cholesky raised a
     # LinAlgError traceback); without a host sync, on the embeddings' own device
     finite = torch.isfinite(a).all() & torch.isfinite(b).all()
     a, b = torch.where(finite, a, 0.0), torch.where(finite, b, 0.0)
-    a, b = a - a.mean(0), b - b.mean(0)
-    n = len(a)
+    x = torch.cat([a, b], 1)
+    x = x - x.mean(0) if len(x) else x
+    n = len(x)
+    cov = x.T @ x / max(n, 1)
+    if running is not None:  # every rank folds its batch in, whatever its rows (a collective over ranks)
+        cov = running.mix(cov, torch.where(finite & (n >= 2), float(n), 0.0).to(cov))
+    elif n < 2:
+        return (a.sum() * 0 + b.sum() * 0).float()
+    d_a = a.shape[1]
 
-    def ridged(x: torch.Tensor) -> torch.Tensor:
-        cov = x.T @ x / n
-        scale = torch.diagonal(cov).mean().clamp(min=1e-12)  # a constant batch: a positive definite ridge, value 0
-        return cov + CCA_RIDGE * scale * torch.eye(len(cov), dtype=cov.dtype, device=cov.device)
+    def ridged(c: torch.Tensor) -> torch.Tensor:
+        scale = torch.diagonal(c).mean().clamp(min=1e-12)  # a constant batch: a positive definite ridge, value 0
+        return c + CCA_RIDGE * scale * torch.eye(len(c), dtype=c.dtype, device=c.device)
 
     # ||Saa^-1/2 Sab Sbb^-1/2||_F^2 = tr(Saa^-1 Sab Sbb^-1 Sba): two Cholesky solves of positive definite matrices
-    cross = a.T @ b / n
-    left = torch.cholesky_solve(cross, torch.linalg.cholesky(ridged(a)))
-    right = torch.cholesky_solve(cross.T, torch.linalg.cholesky(ridged(b)))
-    value = (left * right.T).sum() / min(a.shape[1], b.shape[1])
+    cross = cov[:d_a, d_a:]
+    left = torch.cholesky_solve(cross, torch.linalg.cholesky(ridged(cov[:d_a, :d_a])))
+    right = torch.cholesky_solve(cross.T, torch.linalg.cholesky(ridged(cov[d_a:, d_a:])))
+    value = (left * right.T).sum() / min(d_a, b.shape[1])
     return torch.where(finite, value, float("nan")).float()
 
 
@@ -162,11 +209,13 @@ class Adversary(nn.Module):
 
 @dataclass(frozen=True)
 class Critic:
-    """What the adversary-based penalties read: the (frozen) adversary and the confusion target per emotion."""
+    """What the penalties read beyond the batch: the adversary-based ones the (frozen) adversary and the confusion
+    target per emotion, `orthogonal` its running covariance."""
 
-    adversary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z_emo, emotion) -> speaker logits
+    adversary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # (z_emo, emotion) -> speaker logits
     # [emotions, speakers]: p(speaker | emotion) when conditional, else `uniform_over_support` of it
     target: torch.Tensor | None = None
+    running: RunningCovariance | None = None
 
     def confusion_target(self, emotion: torch.Tensor) -> torch.Tensor:
         """Per-row target of `confusion`."""
@@ -178,6 +227,7 @@ class Method:
     name: str
     identity_loss: bool  # train z_id with the speaker loss
     adversary: bool  # uses a speaker adversary on z_emo
+    running: bool = False  # keeps a `RunningCovariance` of [z_emo, z_id]
     # extra encoder loss: (outputs, batch, critic or None, current weight) -> loss
     penalty: Callable[[dict, dict, Critic | None, float], torch.Tensor] | None = None
 
@@ -205,7 +255,8 @@ def _confusion(out: dict, batch: dict, critic: Critic, weight: float) -> torch.T
 
 
 def _orthogonal(out: dict, batch: dict, critic: Critic | None, weight: float) -> torch.Tensor:
-    return weight * canonical_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"])
+    running = critic.running if critic is not None else None  # None: this batch alone
+    return weight * canonical_correlation_penalty(out["z_emo"], out["z_id"], batch["valid"], running)
 
 
 REGISTRY: dict[str, Method] = {  # keyed by config.METHODS
@@ -213,7 +264,7 @@ REGISTRY: dict[str, Method] = {  # keyed by config.METHODS
     "multitask": Method("multitask", identity_loss=True, adversary=False),
     "adversarial": Method("adversarial", identity_loss=True, adversary=True, penalty=_adversarial),
     "confusion": Method("confusion", identity_loss=True, adversary=True, penalty=_confusion),
-    "orthogonal": Method("orthogonal", identity_loss=True, adversary=False, penalty=_orthogonal),
+    "orthogonal": Method("orthogonal", identity_loss=True, adversary=False, running=True, penalty=_orthogonal),
     "nullspace": Method("nullspace", identity_loss=True, adversary=False),
 }
 

@@ -38,8 +38,8 @@ from torch.func import functional_call
 
 from avdis.config import Config
 from avdis.data.stream import DatasetInfo
-from avdis.model.disentangle import (Adversary, Critic, Method, masked_ce, method_weight, speaker_given_emotion,
-                                     uniform_over_support)
+from avdis.model.disentangle import (Adversary, Critic, Method, RunningCovariance, masked_ce, method_weight,
+                                     speaker_given_emotion, uniform_over_support)
 from avdis.train.engine import Engine
 
 TENSOR_KEYS = ("audio", "audio_mask", "video", "video_mask", "emotion", "speaker", "scheme_split", "within_split", "valid")
@@ -118,6 +118,8 @@ class Stepper:
             self.adversary = Adversary(cfg.model.emb_dim, cfg.method.adversary.hidden, n_speakers,
                                        n_emotions).to(engine.device)
             self.adv_opt = torch.optim.AdamW(self.adversary.parameters(), lr=cfg.method.adversary.lr)
+        # orthogonal's covariance of [z_emo, z_id] over batches, saved with the adversary's state
+        self.running = RunningCovariance(2 * cfg.model.emb_dim).to(engine.device) if method.running else None
         self.window: list[tuple[torch.Tensor, ...]] = []  # this encoder step's (z_emo, emotion, speaker, valid)
         self.has_clips = False  # whether this encoder step's micro-batches so far hold a valid clip on any rank
 
@@ -143,14 +145,14 @@ class Stepper:
         batch = to_device(batch, self.engine.device)
         out = self.engine.forward(batch)
         logs: dict[str, float] = {}
-        critic = None
+        critic = Critic(None, running=self.running)
         if self.adversary is not None:
             self.window.append((out["z_emo"].detach().float(), batch["emotion"], batch["speaker"], batch["valid"]))
             if self.engine.at_boundary():
                 logs["adversary"] = self._train_adversary()
             params = {n: p.detach() for n, p in self.adversary.named_parameters()}
             frozen = lambda z, emotion: functional_call(self.adversary, params, (z.float(), emotion))  # noqa: E731
-            critic = Critic(frozen, self.target)
+            critic = Critic(frozen, self.target, self.running)
         weight = method_weight(self.cfg.method, epoch_progress)
         terms = self.method.encoder_losses(out, batch, self.cfg.method, weight, critic)
         loss = sum(terms.values())
@@ -168,14 +170,19 @@ class Stepper:
         return logs
 
     def state_dict(self) -> dict[str, Any]:
-        if self.adversary is None:
-            return {}
-        return {"adversary": self.adversary.state_dict(), "optimizer": self.adv_opt.state_dict()}
+        state: dict[str, Any] = {}
+        if self.adversary is not None:
+            state.update(adversary=self.adversary.state_dict(), optimizer=self.adv_opt.state_dict())
+        if self.running is not None:
+            state["running"] = self.running.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.adversary is not None and state:
             self.adversary.load_state_dict(state["adversary"])
             self.adv_opt.load_state_dict(state["optimizer"])
+        if self.running is not None:
+            self.running.load_state_dict(state["running"])
 
     def load(self, path: Path) -> None:
         """`state_dict` as saved at `path`, onto this worker's device: rank 0 saved it from its own GPU, which is
