@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from avdis.config import FeatureConfig
-from avdis.data import media, whole
+from avdis.data import media, walks, whole
 
 FPS = 12  # the source's frame rate; features are taken at 8 fps
 # what a file that ends inside one of its parts is told: a copy cut short, or a recording never closed
@@ -556,6 +556,46 @@ def test_an_ogg_file_whose_last_pages_were_never_filled_in_is_a_named_reject_not
     assert re.fullmatch(r"damaged: its Ogg pages stop at byte \d+, before its stream's last page; what follows is no "
                         r"page \(a download that set the file's size first, stopped before it was filled in, or a "
                         r"copy damaged in place\): copy it again", caught.value.reason), caught.value.reason
+
+
+def _ogg_checksum(page: bytes) -> bytes:
+    """An Ogg page's checksum: CRC-32 (polynomial 0x04C11DB7, not reflected) of the page with its checksum field 0."""
+    crc = 0
+    for byte in page[:22] + bytes(4) + page[26:]:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = (crc << 1 ^ 0x04C11DB7 if crc >> 31 else crc << 1) & 0xFFFFFFFF
+    return crc.to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("name, codec", [("voice.opus", "libopus"), ("voice.oga", "flac")])
+def test_an_ogg_file_without_its_end_of_stream_mark_with_a_tag_appended_is_read_whole(tmp_path, name, codec):
+    """An Ogg file whose last page does not mark its stream's end (a stream captured from a radio, a recorder that
+    leaves it unset), whole, with a tag or text a tool appended (ID3v1, APEv2) was "damaged: its Ogg pages stop ...:
+    copy it again": the tag was read as bytes a download never filled in, and the clip lost, which no copy brings
+    back. Bytes that are no page stay a damaged copy where they are zeros to the end of the file (the download) or
+    pages start again after them (damage in place)."""
+    data = _encoded(tmp_path / name, codec).read_bytes()
+    starts = [0]
+    while (end := walks.ogg_page(io.BytesIO(data), starts[-1])[0]) < len(data):
+        starts.append(end)
+    page = bytearray(data[starts[-1] :])
+    page[5] &= ~4  # its end-of-stream flag cleared, its checksum made anew
+    page[22:26] = _ogg_checksum(page)
+    unended = data[: starts[-1]] + bytes(page)
+    path = tmp_path / f"unended.{name}"
+    path.write_bytes(unended)
+    length = len(media.decode_audio(path, 16000))
+    id3v1, ape = b"TAG" + b"Take 3".ljust(125, b"\0"), b"APETAGEX" + struct.pack("<4I", 2000, 32, 0, 1 << 31) + bytes(8)
+    for tail in (id3v1, ape, b"Recorded with Some App 1.2\n"):
+        path.write_bytes(unended + tail)
+        assert len(media.decode_audio(path, 16000)) == length
+    hole = starts[-2]  # zeros over the page before the last, which follows them
+    at = len(data) // 3
+    for damaged in (unended[:at] + bytes(len(unended) - at), unended[:hole] + bytes(64) + unended[hole + 64 :]):
+        path.write_bytes(damaged)
+        with pytest.raises(media.MediaError, match=r"damaged: its Ogg pages stop at byte \d+, before its stream's"):
+            media.decode_audio(path, 16000)
 
 
 @pytest.mark.parametrize("name", ["voice.mka", "clip.mkv", "clip.webm"])

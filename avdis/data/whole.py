@@ -129,21 +129,19 @@ def matroska_unfilled(path: str | Path) -> tuple[int, int] | None:
         end, elements = at + length, walks.MatroskaElements()
         while at < end and (unit := elements(fh, at)) is not None and unit[0] <= end:
             at = unit[0]
-        if at >= end:
+        if at >= end or not _zeros(fh, at, end):
             return None
-        fh.seek(at)
-        for start in range(at, end, SCAN_BYTES):
-            if fh.read(min(SCAN_BYTES, end - start)).strip(b"\0"):
-                return None
     return at, end
 
 
 def ogg_unended(path: str | Path) -> int | None:
     """Where an Ogg file's pages stop, before the last page of one of its streams (each marks it: end of stream), at
-    bytes that are no page: zeros where a download that set the file's size first never filled in its last pages, or
-    bytes damaged in place. ffmpeg reads the pages before them without an error, as a shorter clip. None for a whole
-    file (bytes appended after its streams ended too), or one whose pages run to its end (a recording stopped before
-    it was closed) or past it (`ends_past_file`)."""
+    bytes that are no page: zeros to the end of the file where a download that set the file's size first never filled
+    in its last pages, or bytes damaged in place, pages starting again after them. ffmpeg reads the pages before them
+    without an error, as a shorter clip. None for a whole file (bytes appended after its streams ended too), one whose
+    pages run to its end (a recording stopped before it was closed) or past it (`ends_past_file`), or one whose last
+    page, unmarked, is followed by other bytes and no page: a tag or text a tool appended to a stream a recorder or a
+    radio capture left unmarked, which no copy would change."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         if fh.read(4) != b"OggS":
@@ -154,7 +152,23 @@ def ogg_unended(path: str | Path) -> int | None:
             flags, serial = fh.read(1)[0], fh.read(10)[6:]
             (open_streams.discard if flags & 4 else open_streams.add)(serial)
             at = unit[0]
-    return at if at < size and open_streams else None
+        unfilled = at < size and bool(open_streams) and (_zeros(fh, at, size) or _found(fh, at, size, b"OggS"))
+    return at if unfilled else None
+
+
+def _zeros(fh: BinaryIO, at: int, end: int) -> bool:
+    """Whether the bytes from `at` to `end` are all zeros."""
+    fh.seek(at)
+    return not any(fh.read(min(SCAN_BYTES, end - start)).strip(b"\0") for start in range(at, end, SCAN_BYTES))
+
+
+def _found(fh: BinaryIO, at: int, end: int, found: bytes) -> bool:
+    """Whether `found` lies in the bytes from `at` to `end`."""
+    for start in range(at, end, SCAN_BYTES):
+        fh.seek(start)
+        if found in fh.read(min(SCAN_BYTES + len(found) - 1, end - start)):  # overlapping the next block by all but one
+            return True
+    return False
 
 
 ZERO_TAIL = 1024  # bytes of zeros from which the end of a file that fails to decode is told as never filled in
