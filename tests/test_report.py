@@ -1374,3 +1374,20 @@ def test_a_uar_sweeps_report_draws_uar_on_the_emotion_axis(tmp_path: Path) -> No
     assert "emotion accuracy" not in page
     assert "<th>val emotion_uar (chosen on)</th>" in webpage.front_table(summary)
     assert image.png_figure(trials, summary).axes[0].get_ylabel() == "emotion UAR (test)"
+
+
+def test_a_uar_sweeps_results_copied_without_its_sweep_json_are_reported_on_uar(tmp_path: Path) -> None:
+    """trials.parquet and pareto.json copied without sweep.json (which `avdis report` still reads): the sweep's own
+    pareto.json names UAR, and the report redrew it on accuracy, with no word, a front the sweep never chose."""
+    url = str(tmp_path / "demo")
+    table = [{**r, "emotion_uar_chance": 0.25, "val_emotion_uar": r["emotion_uar"], "val_leakage": r["leakage"]}
+             for r in rows()]
+    results.record(url, table, "demo", emotion="uar")  # as the sweep's recorder writes them
+    assert results.axes_of(url) == pareto.axes("uar")
+    written, *_ = files.write_report(url)
+    summary = json.loads(Path(written["pareto.json"]).read_text())
+    assert summary["objectives"] == {"emotion_uar": "max", "leakage": "min"}
+    assert summary["reference"] == {"emotion_uar": 0.25, "leakage": 1.0}
+    assert "emotion UAR vs identity leakage" in Path(written["pareto.html"]).read_text()
+    (tmp_path / "demo" / results.PARETO).unlink()  # nothing names the metric: accuracy's, as before the setting
+    assert results.axes_of(url) == pareto.ACC

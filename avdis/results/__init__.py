@@ -597,12 +597,13 @@ def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str, s3: S3Config 
 
 def axes_of(sweep_url: str, s3: S3Config | None = None) -> pareto.Axes:
     """The axes the sweep at `sweep_url` draws its front on: those of the emotion metric its sweep.json records it
-    chooses on (`selection`, from `sweep.emotion_metric`); accuracy's where there is none (results copied without
-    it) or it names none (a sweep of an avdis before the setting). One that is not JSON is refused, naming it: drawn
-    on a guess, a UAR sweep's front read as accuracy's."""
+    chooses on (`selection`, from `sweep.emotion_metric`); accuracy's where it names none (a sweep of an avdis before
+    the setting). One that is not JSON is refused, naming it: drawn on a guess, a UAR sweep's front read as
+    accuracy's. Where there is none (results copied without it), the metric of the sweep's own pareto.json
+    (`written_axes`)."""
     url = storage.join(sweep_url, SPEC)
     if not storage.exists(url, s3):
-        return pareto.ACC
+        return written_axes(sweep_url, s3)
     try:
         record = json.loads(storage.read_bytes(url, s3))
     except ValueError as exc:
@@ -610,6 +611,16 @@ def axes_of(sweep_url: str, s3: S3Config | None = None) -> pareto.Axes:
                            "(sweep.emotion_metric) is unknown; restore it from a copy") from None
     chose = record.get("selection") if isinstance(record, dict) else None
     return next((pareto.axes(m) for m in EMOTION_METRICS if chose == list(pareto.axes(m).chosen)), pareto.ACC)
+
+
+def written_axes(sweep_url: str, s3: S3Config | None = None) -> pareto.Axes:
+    """The axes the pareto.json at `sweep_url` names (`summary_axes`): what the sweep drew its front on, where no
+    sweep.json says (results copied without it were redrawn on accuracy, a UAR sweep's too). Accuracy's where there is
+    no pareto.json, or one too damaged to read (`avdis report` rebuilds it and says what was wrong)."""
+    try:
+        return summary_axes(read_pareto(sweep_url, s3) or {})
+    except ResultsError:
+        return pareto.ACC
 
 
 def summary_axes(summary: dict[str, Any]) -> pareto.Axes:
