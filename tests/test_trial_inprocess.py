@@ -20,7 +20,7 @@ import torch
 
 from test_sweep_e2e import kill_group
 
-from avdis import config as C, storage
+from avdis import config as C, results, storage
 from avdis.train import engine, loop
 
 pytestmark = pytest.mark.timeout(600)
@@ -226,6 +226,49 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
     search = trials[trials["role"] == "search"]
     assert list(search["status"]) == ["TERMINATED"] * 2 and set(search["epochs"]) == {STOPPED_EPOCHS}
     assert (trials["role"] == "confirm").sum() >= 1
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_checkpoints_of_a_trial_started_after_tunes_last_save_are_removed_once_the_resumed_sweep_ends(tiny_shards,
+                                                                                                          tmp_path):
+    """A trial the killed driver started after Tune last saved its experiment state is unknown to the restored state:
+    the resumed sweep closes it as lost (`results.LOST`), and its checkpoint folders, which Tune neither restores from
+    nor deletes, stayed in storage for ever (a model's weights each). Tune saves here only when it must (every
+    `KEEP_CHECKPOINTS` checkpoints of a trial), so the second trial, started once the first ended, is unknown to it."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path / "sweeps"), "--name", "lost", f"data.shards={tiny_shards}",
+           "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", "sweep.confirm_seeds=0",
+           "train.epochs=4", "probe.epochs=40", "ray.include_dashboard=false"]
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+    sweep = tmp_path / "sweeps" / "lost"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:  # killed once the second trial has reported (and checkpointed) its first epoch
+            deadline = time.monotonic() + 300
+            while len(reported := epochs_by_trial(sweep)) < 2 or min(reported.values()) < 1:
+                assert first.poll() is None and time.monotonic() < deadline, "the 2nd trial reported no epoch in time"
+                time.sleep(0.05)
+        finally:
+            kill_group(first)
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
+    lost = trials.index[trials["error"] == results.LOST]
+    assert len(lost) == 1, trials[["status", "epochs", "error"]]
+    experiment = sweep / "checkpoints" / "lost-search"
+    kept = {trial: sorted(p.name for p in experiment.glob(f"run_trial_{trial}_*/checkpoint_*"))
+            for trial in trials.index}
+    assert kept.pop(lost[0]) == [] and all(len(names) == 2 for names in kept.values()), kept  # Tune's own kept
+
+
+def epochs_by_trial(sweep: Path) -> dict[str, int]:
+    path = sweep / "trials.parquet"
+    if not path.exists():
+        return {}
+    table = storage.read_parquet(str(path)).to_pandas()  # whole: see test_sweep_e2e.completed
+    return dict(zip(table["trial_id"], table["epochs"].fillna(0).astype(int)))
 
 
 @pytest.mark.ray

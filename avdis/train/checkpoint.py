@@ -350,7 +350,8 @@ def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
     """Remove the checkpoint folders of a Ray Train run that its record does not list (`listed`: their names); for
     a record that lists a checkpoint newer than all of them. Ray Train deletes only those it lists, down to
     KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded_point`), about two a stop, stayed for ever. A
-    folder the user moved aside under another name (`CHECKPOINT_NAME`) is theirs, and stays."""
+    folder the user moved aside under another name (`CHECKPOINT_NAME`) is theirs, and stays. With none listed, all
+    of a Tune trial folder's (`sweep.remove_lost_checkpoints`)."""
     for folder in storage.list_files(run_url, s3=s3):
         name = folder.rsplit("/", 1)[-1]
         if CHECKPOINT_NAME.fullmatch(name) and name not in listed:
