@@ -6,7 +6,8 @@ Grafana's documented HTTP contract for the two calls it makes: `GET /api/health`
 `POST /api/dashboards/db` (Bearer token, body `{"dashboard", "folderUid",
 "overwrite"}`, 200 with id/uid/url/status/version, 412 for an existing uid without
 overwrite (version-mismatch) or another uid's dashboard of the same title in the folder (name-exists),
-401 for a bad token, 403 for a token without write rights). Whether
+401 for a bad token, 403 for a token without write rights). The panels' queries, and the `emotion` variable's
+`query_result` as Grafana's Prometheus datasource documents it, are run against a real Prometheus. Whether
 Grafana draws the panels as intended is not tested here.
 """
 
@@ -64,8 +65,14 @@ def test_dashboard_model() -> None:
     assert sorted(panels) == ["table", "timeseries", "xychart"]
     assert len({p["id"] for p in board["panels"]}) == 3
 
-    (var,) = board["templating"]["list"]
+    var, emotion = board["templating"]["list"]
     assert var["name"] == "sweep" and var["query"]["query"] == "label_values(ray_avdis_trial_leakage, sweep)"
+    # the sweep's emotion metric (sweep.emotion_metric): a query variable on the chosen sweep's tag, acc where the
+    # sweep published none (an avdis before the gauge); refreshed on a time range change, as $__range needs
+    assert emotion["name"] == "emotion" and emotion["type"] == "query" and emotion["refresh"] == 2
+    assert emotion["query"]["query"].startswith("query_result(") and emotion["definition"] == emotion["query"]["query"]
+    assert 'ray_avdis_sweep_emotion_metric{sweep="$sweep"}' in emotion["query"]["query"]
+    assert emotion["regex"] == '/metric="(acc|uar)"/'
 
     targets = [t for p in board["panels"] for t in p["targets"]]
     assert all(t["datasource"] == grafana.DATASOURCE for t in targets)  # the one provisioned datasource
@@ -77,13 +84,24 @@ def test_dashboard_model() -> None:
         assert all("last_over_time(" in e and "[$__range]" in e for e in exprs)
         # a subquery's default step is Prometheus's evaluation interval: one evaluation per 5 s in range per series
         assert all(":]" not in e and "[$__range:$__interval]" in e for e in exprs)
-        assert any("ray_avdis_trial_leakage" in e for e in exprs) and any("ray_avdis_trial_emotion_acc" in e for e in exprs)
+        # the emotion axis is the sweep's metric: ray_avdis_trial_emotion_acc or ray_avdis_trial_emotion_uar
+        assert any("ray_avdis_trial_leakage" in e for e in exprs)
+        assert any('ray_avdis_trial_emotion_$emotion{sweep="$sweep"}' in e for e in exprs)
+        assert not any("ray_avdis_trial_emotion_acc" in e for e in exprs)
     assert panels["xychart"]["transformations"][0] == {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}}
     assert panels["xychart"]["options"]["series"][0]["x"] == "leakage"
-    assert panels["xychart"]["options"]["series"][0]["y"] == "emotion_acc"
+    assert panels["xychart"]["options"]["series"][0]["y"] == "emotion"
+    assert "$emotion" in panels["xychart"]["title"]  # Grafana interpolates variables in panel titles
     field = panels["xychart"]["fieldConfig"]
     floors = {o["matcher"]["options"]: [p["value"] for p in o["properties"] if p["id"] == "min"] for o in field["overrides"]}
-    assert "min" not in field["defaults"] and floors == {"leakage": [], "emotion_acc": [0]}  # leakage can be negative
+    assert "min" not in field["defaults"] and floors == {"leakage": [], "emotion": [0]}  # leakage can be negative
+    labels = {o["matcher"]["options"]: p["value"] for o in field["overrides"] for p in o["properties"]
+              if p["id"] == "custom.axisLabel"}
+    assert "$emotion" in labels["emotion"]
+    # the table's emotion column is named after the sweep's metric (displayName expands variables)
+    shown = {o["matcher"]["options"]: p["value"] for o in panels["table"]["fieldConfig"]["overrides"]
+             for p in o["properties"] if p["id"] == "displayName"}
+    assert shown == {"emotion": "emotion_$emotion"}
     assert panels["table"]["transformations"][0]["id"] == "merge"
     assert "by (trial, method)" in panels["table"]["targets"][0]["expr"]
     # a trial stopped at a rung is on no front, a running one's values are mid-training (the pages draw them as
@@ -110,9 +128,13 @@ def test_metric_names_match_what_ray_exports() -> None:
     from ray._private.telemetry.open_telemetry_metric_recorder import NAMESPACE
 
     queries = json.dumps([t["expr"] for p in grafana.dashboard_json()["panels"] for t in p["targets"]])
-    for gauge in (metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED, metrics.STOPPED,
-                  metrics.RUNNING, metrics.PROBED_EPOCH):
+    queries += json.dumps([v["query"]["query"] for v in grafana.dashboard_json()["templating"]["list"]])
+    for gauge in (metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED, metrics.STOPPED, metrics.RUNNING,
+                  metrics.PROBED_EPOCH, metrics.EMOTION_METRIC):
         assert f"{NAMESPACE}_{gauge}" in queries, gauge
+    for metric in ("acc", "uar"):  # the emotion gauges, named through $emotion
+        gauge = {"acc": metrics.EMOTION_ACC, "uar": metrics.EMOTION_UAR}[metric]
+        assert f"{NAMESPACE}_{gauge}" in queries.replace("$emotion", metric), gauge
 
 
 def test_provisioning_files() -> None:
@@ -361,30 +383,97 @@ def prometheus_for_ray(tmp_path: Path) -> Iterator[tuple[int, str]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s",
-           at: float | None = None) -> dict[str, dict[str, float]]:
-    """The trial panels' queries as Grafana sends them (`range_` in range, $__interval `step`, evaluated at `at`, else
-    now): panel+refId -> {trial: value}."""
+def instant(port: int, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """Prometheus's answer to an instant query (GET /api/v1/query), as Grafana asks it: its result's series."""
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    query = {"query": expr, **({} if at is None else {"time": at})}
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(query)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as exc:  # Prometheus's refusal, e.g. too many samples
+        body = json.load(exc)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def emotion_options(port: int, sweep: str, range_: str = "10m", at: float | None = None) -> list[str]:
+    """The `emotion` variable's options for `sweep`, as Grafana's Prometheus datasource works them out for a
+    `query_result(QUERY)` variable (its documented templating contract; no Grafana runs here): QUERY, its variables
+    interpolated, asked as an instant query at the range's end, each series written `name{k="v",...} value ms`,
+    the variable's regex's first group taken from each, in order, once each."""
+    import re
+
+    (emotion,) = [v for v in grafana.dashboard_json()["templating"]["list"] if v["name"] == "emotion"]
+    query = re.fullmatch(r"query_result\((.+)\)\s*", emotion["query"]["query"]).group(1)
+    texts = []
+    for r in instant(port, query.replace("$sweep", sweep).replace("$__range", range_), at):
+        labels = {k: v for k, v in r["metric"].items() if k != "__name__"}
+        texts.append(r["metric"].get("__name__", "") + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items())
+                     + "}" + f" {r['value'][1]} {int(float(r['value'][0]) * 1000)}")
+    found = (re.search(emotion["regex"].strip("/"), text) for text in texts)
+    return list(dict.fromkeys(m.group(1) for m in found if m))
+
+
+def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s",
+           at: float | None = None) -> dict[str, dict[str, float]]:
+    """The trial panels' queries as Grafana sends them (`range_` in range, $__interval `step`, evaluated at `at`, else
+    now; $emotion the variable's first option for the sweep): panel+refId -> {trial: value}."""
+    emotion = emotion_options(port, sweep, range_, at)[0]
     out = {}
     for p in grafana.dashboard_json()["panels"]:
         for t in p["targets"]:
             if t.get("instant"):
-                expr = t["expr"].replace("$sweep", sweep).replace("$__range", range_).replace("$__interval", step)
-                query = {"query": expr, **({} if at is None else {"time": at})}
-                url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(query)
-                try:
-                    with urllib.request.urlopen(url, timeout=30) as resp:
-                        body = json.load(resp)
-                except urllib.error.HTTPError as exc:  # Prometheus's refusal, e.g. too many samples
-                    body = json.load(exc)
-                assert body["status"] == "success", body
+                expr = (t["expr"].replace("$sweep", sweep).replace("$emotion", emotion)
+                        .replace("$__range", range_).replace("$__interval", step))
                 out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1])
-                                                   for r in body["data"]["result"]}
+                                                   for r in instant(port, expr, at)}
     return out
+
+
+def test_a_uar_sweeps_trial_panels_plot_its_uar_and_an_accuracy_sweeps_its_accuracy(tmp_path: Path) -> None:
+    """The dashboard plotted `avdis_trial_emotion_acc` for every sweep, though a sweep under `sweep.emotion_metric:
+    uar` chooses its front on UAR and its hypervolume gauge is UAR's. Gauges as Ray exports them written into
+    Prometheus's TSDB at known times: a UAR sweep (its `avdis_sweep_emotion_metric` tagged uar), an accuracy sweep,
+    and an accuracy sweep published by an avdis before that gauge. The `emotion` variable's query (as Grafana's
+    datasource runs it) names each sweep's metric, and the trial panels' queries return that metric's values."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
+    at = int(time.time()) // 60 * 60
+    lines = {}
+    acc, uar = {"a": 0.8, "b": 0.6}, {"a": 0.55, "b": 0.58}  # accuracy and UAR disagree on which is better
+
+    def gauge(name: str, labels: str, value: float) -> None:
+        lines.setdefault(name, []).extend(f"{name}{{{labels}}} {value} {ts}" for ts in range(at - 300, at + 1, 15))
+
+    for sweep, metric in (("uar-sweep", "uar"), ("acc-sweep", "acc"), ("old-sweep", None)):
+        for trial in ("a", "b"):
+            tags = f'sweep="{sweep}",trial="{trial}",method="adversarial",SessionName="s"'
+            gauge(grafana.LEAKAGE, tags, 0.3)
+            gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc[trial])
+            if metric is not None:
+                gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar[trial])
+            for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
+                gauge(flag, tags, 0)
+            gauge(grafana.PROBED_EPOCH, tags, 4)
+        if metric is not None:
+            gauge(metrics.RAY_PREFIX + metrics.EMOTION_METRIC, f'sweep="{sweep}",metric="{metric}",SessionName="s"', 1)
+    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in lines.items())
+    (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "sweeps.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    with prometheus(tmp_path, {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}) as port:
+        options = {sweep: emotion_options(port, sweep, at=at) for sweep in ("uar-sweep", "acc-sweep", "old-sweep")}
+        seen = {sweep: panels(port, sweep, at=at) for sweep in options}
+    assert options == {"uar-sweep": ["uar"], "acc-sweep": ["acc"], "old-sweep": ["acc"]}
+    assert seen["uar-sweep"]["xychart B"] == seen["uar-sweep"]["table B"] == pytest.approx(uar)
+    for sweep in ("acc-sweep", "old-sweep"):
+        assert seen[sweep]["xychart B"] == seen[sweep]["table B"] == pytest.approx(acc)
+    assert all(seen[sweep]["xychart A"] == {"a": pytest.approx(0.3), "b": pytest.approx(0.3)} for sweep in seen)
 
 
 def test_the_trial_panels_over_a_week_hold_a_point_per_step_and_still_find_the_newest_driver(tmp_path: Path) -> None:
@@ -543,22 +632,26 @@ def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path:
         assert panels(port, "resumed")["xychart A"] == {"x": pytest.approx(0.3)}
 
 
-def exported(temp: str, sweep: str) -> set[str]:
-    """The trials whose `avdis_trial_leakage` of `sweep` Ray's metrics endpoints (every node's) export now."""
-    import re
+def exported_lines(temp: str, gauge: str, sweep: str) -> list[str]:
+    """The samples of `gauge` (its exported name) of `sweep` that Ray's metrics endpoints (every node's) export now."""
     import urllib.request
 
     targets = json.loads(Path(temp, "prom_metrics_service_discovery.json").read_text())[0]["targets"]
-    found = set()
+    found = []
     for target in targets:
         try:
             body = urllib.request.urlopen(f"http://{target}/metrics", timeout=10).read().decode()
         except OSError:  # an endpoint not up yet
             continue
-        for line in body.splitlines():
-            if line.startswith(grafana.LEAKAGE + "{") and f'sweep="{sweep}"' in line:
-                found.add(re.search(r'trial="([^"]*)"', line).group(1))
+        found += [line for line in body.splitlines() if line.startswith(gauge + "{") and f'sweep="{sweep}"' in line]
     return found
+
+
+def exported(temp: str, sweep: str) -> set[str]:
+    """The trials whose `avdis_trial_leakage` of `sweep` Ray's metrics endpoints export now."""
+    import re
+
+    return {re.search(r'trial="([^"]*)"', line).group(1) for line in exported_lines(temp, grafana.LEAKAGE, sweep)}
 
 
 @pytest.mark.ray
@@ -590,5 +683,39 @@ def test_a_sweeps_gauges_stay_exported_between_its_results_until_it_ends(tmp_pat
             time.sleep(1)
     finally:
         metrics.forget("kept")
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Path) -> None:
+    """Only `avdis_trial_emotion_acc` was published, so no dashboard could plot a UAR sweep's front on its axis, nor
+    tell which metric a sweep chose on. Real Ray, its metrics endpoints read as Prometheus scrapes them."""
+    import re
+    import tempfile
+
+    import pandas as pd
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="avdis-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    try:
+        ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
+                 _metrics_export_port=free_port(), _system_config={"metrics_report_interval_ms": 1000})
+        trials = pd.DataFrame([trial_row("x", "TERMINATED", 0.7, 0.4, 1), trial_row("y", "TERMINATED", 0.6, 0.2, 2)])
+        summary = {"hypervolume": 0.1, "objectives": {"emotion_uar": "max", "leakage": "min"}}
+        metrics.publish("uar", trials.assign(emotion_uar=[0.55, 0.58]), summary)
+        uar, chosen = metrics.RAY_PREFIX + metrics.EMOTION_UAR, metrics.RAY_PREFIX + metrics.EMOTION_METRIC
+        deadline = time.monotonic() + 60
+        while not (exported_lines(temp, uar, "uar") and exported_lines(temp, chosen, "uar")):
+            assert time.monotonic() < deadline, "the UAR gauges were never exported"
+            time.sleep(0.5)
+        values = {re.search(r'trial="([^"]*)"', line).group(1): float(line.rsplit(" ", 1)[1])
+                  for line in exported_lines(temp, uar, "uar")}
+        assert values == {"x": pytest.approx(0.55), "y": pytest.approx(0.58)}
+        (line,) = exported_lines(temp, chosen, "uar")
+        assert 'metric="uar"' in line and float(line.rsplit(" ", 1)[1]) == 1.0
+    finally:
+        metrics.forget("uar")
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)

@@ -246,9 +246,11 @@ def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shard
         for name in ("pareto.json", "pareto.html", "pareto.png"):
             assert (sweep / name).exists()
         # The Grafana dashboard's own trial queries, as Grafana fills in its variables, asked after the job's
-        # driver (which published the gauges) has gone.
+        # driver (which published the gauges) has gone: $emotion is the metric the sweep says it chose on.
+        chosen = promql(port, 'last_over_time(ray_avdis_sweep_emotion_metric{sweep="jobsweep"}[15m])')
+        assert [r["metric"]["metric"] for r in chosen] == ["acc"]  # the smoke config's sweep.emotion_metric
         queries = {(p["type"], t["refId"]): t["expr"].replace("$sweep", "jobsweep").replace("$__range", "15m")
-                   .replace("$__interval", "15s")
+                   .replace("$__interval", "15s").replace("$emotion", "acc")
                    for p in grafana.dashboard_json()["panels"] for t in p["targets"] if t.get("instant")}
         expected = dict(zip(trials["trial_id"], trials["leakage"]))
         deadline = time.monotonic() + 60

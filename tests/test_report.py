@@ -674,8 +674,25 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
         assert metrics.publish("demo", trials, summary) == 0  # t10 failed: set to NaN, not skipped as missing
         unfinished = trials.assign(leakage=trials["leakage"].where(trials["trial_id"] != "t1"))
         assert metrics.publish("demo", unfinished, {**summary, "hypervolume": math.nan}) == 2  # t1's leakage, the HV
-        assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.LEAKAGE, metrics.HYPERVOLUME, metrics.FAILED,
-                                        metrics.STOPPED, metrics.RUNNING, metrics.PROBED_EPOCH}
+        assert set(metrics._gauges) == {metrics.EMOTION_ACC, metrics.EMOTION_UAR, metrics.LEAKAGE, metrics.HYPERVOLUME,
+                                        metrics.FAILED, metrics.STOPPED, metrics.RUNNING, metrics.PROBED_EPOCH,
+                                        metrics.EMOTION_METRIC}
+        # both emotion metrics per trial, and the one the sweep's front is on (pareto.json's objectives name it) as
+        # a tag Grafana's `emotion` variable reads
+        metrics.forget("demo")
+        emotions = []
+        for name in (metrics.EMOTION_UAR, metrics.EMOTION_METRIC):
+            gauge = metrics._gauges[name]
+            gauge.set = lambda value, tags=None, name=name, real=gauge.set: (emotions.append((name, tags, value)),
+                                                                              real(value, tags))
+        uar = results.summarize(trials, "demo", pareto.axes("uar"))
+        assert metrics.publish("demo", trials, summary) == metrics.publish("demo", trials, uar) == 0
+        assert {(tags["sweep"], tags["metric"], value) for name, tags, value in emotions
+                if name == metrics.EMOTION_METRIC} == {("demo", "acc", 1.0), ("demo", "uar", 1.0)}
+        published = {tags["trial"]: value for name, tags, value in emotions if name == metrics.EMOTION_UAR}
+        assert math.isnan(published.pop("t10"))  # failed: NaN, as its accuracy
+        assert published == {t: pytest.approx(v) for t, v in zip(trials["trial_id"], trials["emotion_uar"]) if t != "t10"}
+        assert metrics.publish("demo", trials, {k: v for k, v in summary.items() if k != "objectives"}) == 1
         # the epoch a trial's values are of: a running one's last probe, which the table of trials shows
         epochs, real = [], metrics._gauges[metrics.PROBED_EPOCH].set
         metrics._gauges[metrics.PROBED_EPOCH].set = lambda value, tags=None: (epochs.append((tags["trial"], value)),

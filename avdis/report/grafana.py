@@ -2,9 +2,10 @@
 
 It reads the gauges `avdis.report.metrics` publishes (as Ray exports them, `ray_`
 prefixed) from the Prometheus datasource with uid `avdis-prometheus` (provisioned by
-infra/grafana). `export` writes the file checked in under infra/grafana/dashboards;
-`push` uploads it through Grafana's HTTP API with a token read only from the
-environment.
+infra/grafana). Its trial panels plot the chosen sweep's emotion metric (variable `emotion`, acc or
+uar, read from the sweep's `avdis_sweep_emotion_metric`), the one its front and hypervolume are on.
+`export` writes the file checked in under infra/grafana/dashboards; `push` uploads it through
+Grafana's HTTP API with a token read only from the environment.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from avdis.report import metrics
 UID = "avdis-pareto"
 SCHEMA_VERSION = 39  # Grafana 10.3-11.0 JSON model; newer Grafanas migrate it on load
 DATASOURCE = {"type": "prometheus", "uid": "avdis-prometheus"}
-ACC = metrics.RAY_PREFIX + metrics.EMOTION_ACC
+EMOTION = metrics.RAY_PREFIX + metrics.EMOTION_PREFIX + "$emotion"  # the sweep's: ..._acc or ..._uar
+EMOTION_METRIC = metrics.RAY_PREFIX + metrics.EMOTION_METRIC
 LEAKAGE = metrics.RAY_PREFIX + metrics.LEAKAGE
 HYPERVOLUME = metrics.RAY_PREFIX + metrics.HYPERVOLUME
 FAILED = metrics.RAY_PREFIX + metrics.FAILED
@@ -94,21 +96,36 @@ def _drawn(metric: str) -> str:
     return f"{_latest(metric, 'trial')} unless on (trial) ({left_out})"
 
 
+def _emotion_variable() -> dict[str, Any]:
+    """The sweep's emotion metric, for the trial panels' queries and labels: the `metric` tag of its
+    `avdis_sweep_emotion_metric` in the time range, acc where it has none (a sweep published by an avdis before the
+    gauge: accuracy was all it chose on). A `query_result` variable: `label_values` has no fallback, and an empty
+    variable left the panels' gauge name unfinished. Refreshed on a time range change, as `$__range` needs."""
+    published = f'max by (metric) (last_over_time({EMOTION_METRIC}{{sweep="$sweep"}}[$__range]))'
+    query = f'query_result({published} or on () label_replace(vector(1), "metric", "acc", "", ""))'
+    return {
+        "name": "emotion", "label": "emotion metric", "type": "query", "datasource": DATASOURCE,
+        "definition": query, "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2, "sort": 0, "multi": False, "includeAll": False, "hide": 0, "regex": '/metric="(acc|uar)"/',
+        "current": {}, "options": [], "skipUrlSync": False,
+    }
+
+
 def _pareto_panel() -> dict[str, Any]:
-    """XY chart: one point per finished trial not stopped at a rung, leakage (x) against emotion accuracy (y),
-    joined on `trial`."""
+    """XY chart: one point per finished trial not stopped at a rung, leakage (x) against the sweep's emotion metric
+    (y), joined on `trial`."""
     return {
         "id": 1, "type": "xychart",
-        "title": "Pareto: emotion accuracy vs identity leakage (one point per finished trial, less those stopped at a "
+        "title": "Pareto: emotion $emotion vs identity leakage (one point per finished trial, less those stopped at a "
                  "rung)",
         "description": "A trial MO-ASHA stopped at a rung is left out: its values are of fewer epochs, on no front; so "
                        "is a running trial: its values are mid-training. The Trials table lists both "
                        f"({STOPPED_COLUMN}: yes, {RUNNING_COLUMN}: yes).",
         "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 14, "x": 0, "y": 0},
-        "targets": [_instant("A", _drawn(LEAKAGE)), _instant("B", _drawn(ACC))],
+        "targets": [_instant("A", _drawn(LEAKAGE)), _instant("B", _drawn(EMOTION))],
         "transformations": [
             {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}},
-            _organize({"Value #A": "leakage", "Value #B": "emotion_acc"}, ["Time", "Time 1", "Time 2"]),
+            _organize({"Value #A": "leakage", "Value #B": "emotion"}, ["Time", "Time 1", "Time 2"]),
         ],
         "fieldConfig": {
             "defaults": {"max": 1, "unit": "percentunit", "custom": {
@@ -120,14 +137,14 @@ def _pareto_panel() -> dict[str, Any]:
                 # must not fall off the chart
                 {"matcher": {"id": "byName", "options": "leakage"},
                  "properties": [{"id": "custom.axisLabel", "value": "identity leakage (lower is better)"}]},
-                {"matcher": {"id": "byName", "options": "emotion_acc"},
-                 "properties": [{"id": "custom.axisLabel", "value": "emotion accuracy"}, {"id": "min", "value": 0}]},
+                {"matcher": {"id": "byName", "options": "emotion"},
+                 "properties": [{"id": "custom.axisLabel", "value": "emotion $emotion"}, {"id": "min", "value": 0}]},
             ],
         },
         "options": {
             "seriesMapping": "manual",
             "dims": {"frame": 0, "x": "leakage", "exclude": []},
-            "series": [{"name": "trials", "x": "leakage", "y": "emotion_acc", "show": "points",
+            "series": [{"name": "trials", "x": "leakage", "y": "emotion", "show": "points",
                         "pointColor": {"fixed": "blue"}, "pointSize": {"fixed": 8, "min": 4, "max": 16}}],
             "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
             "tooltip": {"mode": "single", "sort": "none"},
@@ -149,9 +166,10 @@ def _hypervolume_panel() -> dict[str, Any]:
 
 
 def _trials_panel() -> dict[str, Any]:
-    """Table of trials: both gauges, the epoch they are of and whether the trial was stopped at a rung or is running
-    merged into one row per (trial, method). A running trial's values are of its last probed epoch; without that
-    column they read as the newest epoch's. A sweep published before the gauge leaves the column empty."""
+    """Table of trials: leakage and the sweep's emotion metric (its column named `emotion_acc` or `emotion_uar`), the
+    epoch they are of and whether the trial was stopped at a rung or is running merged into one row per (trial,
+    method). A running trial's values are of its last probed epoch; without that column they read as the newest
+    epoch's. A sweep published before the gauge leaves the column empty."""
     stopped = [{"type": "value", "options": {"0": {"text": "no", "index": 0},
                                              "1": {"text": "yes (on no front)", "index": 1}}}]
     running = [{"type": "value", "options": {"0": {"text": "no", "index": 0},
@@ -159,16 +177,19 @@ def _trials_panel() -> dict[str, Any]:
     return {
         "id": 3, "type": "table", "title": "Trials", "datasource": DATASOURCE,
         "gridPos": {"h": 10, "w": 24, "x": 0, "y": 12},
-        "targets": [_instant("A", _latest(LEAKAGE, "trial, method")), _instant("B", _latest(ACC, "trial, method")),
+        "targets": [_instant("A", _latest(LEAKAGE, "trial, method")), _instant("B", _latest(EMOTION, "trial, method")),
                     _instant("C", _latest(STOPPED, "trial, method")), _instant("D", _latest(RUNNING, "trial, method")),
                     _instant("E", _latest(PROBED_EPOCH, "trial, method"))],
         "transformations": [
             {"id": "merge", "options": {}},
-            _organize({"Value #A": "leakage", "Value #B": "emotion_acc", "Value #C": STOPPED_COLUMN,
+            _organize({"Value #A": "leakage", "Value #B": "emotion", "Value #C": STOPPED_COLUMN,
                        "Value #D": RUNNING_COLUMN, "Value #E": EPOCH_COLUMN}, ["Time"],
-                      ["trial", "method", "emotion_acc", "leakage", EPOCH_COLUMN, STOPPED_COLUMN, RUNNING_COLUMN]),
+                      ["trial", "method", "emotion", "leakage", EPOCH_COLUMN, STOPPED_COLUMN, RUNNING_COLUMN]),
         ],
         "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": [
+            # a display name expands dashboard variables; the organize transformation's names do not
+            {"matcher": {"id": "byName", "options": "emotion"}, "properties": [{"id": "displayName",
+                                                                                "value": "emotion_$emotion"}]},
             {"matcher": {"id": "byName", "options": EPOCH_COLUMN}, "properties": [{"id": "decimals", "value": 0}]},
             {"matcher": {"id": "byName", "options": STOPPED_COLUMN}, "properties": [{"id": "mappings", "value": stopped}]},
             {"matcher": {"id": "byName", "options": RUNNING_COLUMN}, "properties": [{"id": "mappings", "value": running}]},
@@ -182,7 +203,7 @@ def dashboard_json() -> dict[str, Any]:
     """The dashboard in Grafana's classic JSON model (schemaVersion pinned)."""
     variable_query = f"label_values({LEAKAGE}, sweep)"
     return {
-        "id": None, "uid": UID, "title": "avdis: Pareto front of emotion accuracy vs identity leakage",
+        "id": None, "uid": UID, "title": "avdis: Pareto front of emotion accuracy or UAR vs identity leakage",
         "description": "Ray Tune sweeps of avdis disentanglement methods (gauges from avdis.report.metrics).",
         "tags": ["avdis", "ray", "pareto"], "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True,
         "timezone": "browser", "refresh": "10s", "time": {"from": "now-6h", "to": "now"},
@@ -193,7 +214,7 @@ def dashboard_json() -> dict[str, Any]:
             "definition": variable_query, "query": {"query": variable_query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
             "refresh": 2, "sort": 1, "multi": False, "includeAll": False, "hide": 0, "regex": "",
             "current": {}, "options": [], "skipUrlSync": False,
-        }]},
+        }, _emotion_variable()]},
         "panels": [_pareto_panel(), _hypervolume_panel(), _trials_panel()],
     }
 

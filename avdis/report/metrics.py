@@ -16,7 +16,10 @@ the chart like a finished trial, its early-epoch point often beyond every finish
 leaves it out too while its table says so (the pages draw it hollow, on no front). `avdis_trial_probed_epoch` is
 the epoch a trial's accuracy and leakage are of, its last that ran the leakage probe (`probed_epoch` of
 trials.parquet): a running trial trains on between MO-ASHA's rungs, where none runs, so its values are of an earlier
-epoch than it has trained, and the table says which.
+epoch than it has trained, and the table says which. Each trial has both emotion metrics, `avdis_trial_emotion_acc`
+and `avdis_trial_emotion_uar`; `avdis_sweep_emotion_metric` (1, tagged `metric` acc or uar) says which of them the
+sweep's front and hypervolume are on (`sweep.emotion_metric`, named by pareto.json's objectives), so the dashboard
+plots that one: it plotted accuracy beside a UAR sweep's hypervolume, which is UAR's.
 
 Ray 2.60 stops exporting a gauge about 20 s after it was last set (measured at export intervals of 1 s and 10 s),
 while the process lives. A sweep's results come once per trial epoch, minutes apart on real data, so its series
@@ -35,9 +38,14 @@ from typing import Any
 
 import pandas as pd
 
+from avdis.config import EMOTION_METRICS
 from avdis.numbers import finite
+from avdis.results import pareto
 
-EMOTION_ACC = "avdis_trial_emotion_acc"
+EMOTION_PREFIX = "avdis_trial_emotion_"  # then the metric: the dashboard names the gauge of its sweep's
+EMOTION_ACC = EMOTION_PREFIX + "acc"
+EMOTION_UAR = EMOTION_PREFIX + "uar"
+EMOTION_METRIC = "avdis_sweep_emotion_metric"
 LEAKAGE = "avdis_trial_leakage"
 HYPERVOLUME = "avdis_sweep_hypervolume"
 FAILED = "avdis_trial_failed"
@@ -95,11 +103,20 @@ def _keep() -> None:
                     del _kept[sweep]
 
 
+def _emotion_metric(summary: dict[str, Any]) -> str | None:
+    """The emotion metric (acc, uar) whose test column pareto.json's `objectives` name; None in a summary without."""
+    named = summary.get("objectives") or {}
+    return next((m for m in EMOTION_METRICS if pareto.axes(m).emotion in named), None)
+
+
 def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     acc = _gauge(EMOTION_ACC, "final emotion accuracy of a trial (test split)", TRIAL_TAGS)
+    uar = _gauge(EMOTION_UAR, "final emotion unweighted average recall of a trial (test split)", TRIAL_TAGS)
     leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
-    hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (emotion_acc max, leakage min; test split, the "
-                "front chosen on validation clips)", ("sweep",))
+    hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (its emotion metric max, leakage min; test "
+                "split, the front chosen on validation clips)", ("sweep",))
+    chosen = _gauge(EMOTION_METRIC, "1, tagged with the emotion metric (acc, uar) the sweep's front and hypervolume "
+                    "are on (sweep.emotion_metric)", ("sweep", "metric"))
     failed = _gauge(FAILED, "1 for a trial that ended in an error, its own or lost to a killed driver (its accuracy "
                     "and leakage are no result), else 0", TRIAL_TAGS)
     stopped = _gauge(STOPPED, "1 for a trial the scheduler stopped at a rung (its accuracy and leakage are of fewer "
@@ -115,18 +132,24 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
         stopped.set(1.0 if row.status == "STOPPED" else 0.0, tags=tags)
         running.set(1.0 if row.status == "RUNNING" else 0.0, tags=tags)
         if row.status == "ERROR":  # its values (a non-finite objective's partner, or mid-training) are no result:
-            for gauge in (acc, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
+            for gauge in (acc, uar, leak):  # NaN, not its last value, which Grafana's front drew as a trial's
                 gauge.set(math.nan, tags=tags)
             continue
         epoch = finite(getattr(row, "probed_epoch", None))  # unknown in a table written before it: no value
         if epoch is not None:
             probed.set(epoch, tags=tags)
-        for gauge, value in ((acc, row.emotion_acc), (leak, row.leakage)):
+        # emotion_uar: absent from a table made by hand without it (trials.parquet always has the column)
+        for gauge, value in ((acc, row.emotion_acc), (uar, getattr(row, "emotion_uar", None)), (leak, row.leakage)):
             v = finite(value)
             if v is None:
                 skipped += 1
             else:
                 gauge.set(v, tags=tags)
+    metric = _emotion_metric(summary)
+    if metric is None:
+        skipped += 1
+    else:
+        chosen.set(1.0, tags={"sweep": sweep, "metric": metric})
     v = finite(summary.get("hypervolume"))
     if v is None:
         skipped += 1
