@@ -1345,3 +1345,24 @@ def test_a_row_naming_in_another_case_a_file_another_row_lists_is_told_so_not_to
             (str(tmp_path / "clips" / "A.mp4"), f"ground_truth.csv row {line}: names clips/a.mp4, which row {other} "
                                                 "lists, in another case (on a Mac or Windows one file listed twice); "
                                                 "drop one of the two rows")]
+
+
+def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_recording_named_twice(tmp_path):
+    """Two AudioWAV/ files of digital silence as long as each other hold the same bytes: they were 'one recording under
+    2 names, which is right is unknown', a label problem, while each alone is 'audio is digital silence', which says
+    what is wrong. Silence is no recording to be named twice: each clip is made and decoding rejects it as silence."""
+    from avdis.config import FeatureConfig
+
+    frames = clip_media(0, seconds=1.0)[0]
+    for emotion in ("NEU", "SAD"):
+        write_clip(tmp_path / "VideoFlash" / f"1076_MTI_{emotion}_XX.flv", frames, 12, None, SR)
+        write_clip(tmp_path / "AudioWAV" / f"1076_MTI_{emotion}_XX.wav", None, 12, np.zeros(SR, np.float32), SR)
+    assert (tmp_path / "AudioWAV" / "1076_MTI_NEU_XX.wav").stat().st_size > corpora._NO_RECORDING
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert rejects == [] and [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
+    for rec in records:
+        encoded, faults = shards._encode_any(rec, FeatureConfig())
+        assert encoded is None
+        assert [(r.source_path, r.reason) for r in faults] == [
+            (rec.audio_path, "audio is digital silence (every sample is 0)"),
+            (rec.video_path, f"{rec.audio_path}: audio is digital silence (every sample is 0)")]

@@ -18,7 +18,8 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
-    Two AudioWAV files of the same bytes (one recording under two names) make no clip.
+    Two AudioWAV files of the same bytes (one recording under two names) make no clip; files of digital silence alike
+    are no recording, each a reject of its own when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
     same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own.
@@ -35,6 +36,7 @@ import hashlib
 import io
 import os
 import re
+import struct
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -416,9 +418,12 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
     within_speaker could put one in train and one in test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
     stem_of = {str(path): stem for stem, path in audios.items()}
     groups: dict[str, list[str]] = {}
+    # a file of digital silence is no recording: two as long as each other are alike, each a reject of its own
+    # ("audio is digital silence") when decoded. Only files that hold another's bytes are read for it
     held = [str(audios[stem]) for stem in sorted(audios) if _size(audios[stem]) >= _NO_RECORDING]
     for copy, first in _same_bytes(held).items():
-        groups.setdefault(first, [first]).append(copy)
+        if not _wav_silent(first):
+            groups.setdefault(first, [first]).append(copy)
     reasons = {}
     for group in groups.values():
         for path in group:
@@ -431,6 +436,30 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
                                       f"one recording under {len(group)} names, which is right is unknown: no clip is "
                                       "made of it")
     return reasons
+
+
+def _wav_silent(path: str) -> bool:
+    """Whether a RIFF WAV's samples are all zero bytes (digital silence; 8-bit PCM, whose silence is 0x80, aside),
+    read without decoding (nothing is decoded in a scan)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return False
+            bits = 0
+            while len(chunk := fh.read(8)) == 8:
+                kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if kind == b"fmt " and size >= 16:
+                    bits = struct.unpack("<H", fh.read(16)[14:16])[0]
+                    fh.seek(size - 16 + size % 2, os.SEEK_CUR)
+                elif kind == b"data":
+                    return bits > 8 and not any(fh.read(min(1 << 20, size - at)).strip(b"\0")
+                                               for at in range(0, size, 1 << 20))
+                else:
+                    fh.seek(size + size % 2, os.SEEK_CUR)
+    except OSError:
+        return False
+    return False
 
 
 def _cremad_mp3(path: str | Path) -> bool:
