@@ -1366,3 +1366,32 @@ def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_r
         assert [(r.source_path, r.reason) for r in faults] == [
             (rec.audio_path, "audio is digital silence (every sample is 0)"),
             (rec.video_path, f"{rec.audio_path}: audio is digital silence (every sample is 0)")]
+
+
+def test_a_cremad_flv_with_no_video_track_is_told_to_be_copied_again_and_a_corpus_of_none_to_use_audio_alone(tmp_path):
+    """One VideoFlash/ file holding no video track among others that have one (a damaged copy) was told "for a corpus
+    of audio alone, preprocess with data.modality=audio": advice for the whole corpus, which has video, given for one
+    file. That file is now told to be copied again; a CREMA-D copy none of whose videos holds a video track is still
+    told of data.modality=audio, once, for the corpus."""
+    from avdis.config import FeatureConfig
+
+    root = tmp_path / "CREMA-D"
+    stems = ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX")
+    for i, stem in enumerate(stems):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(root / "VideoFlash" / f"{stem}.flv", None if i == 0 else frames, 12, audio, SR)
+        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+    lone, fine = corpora.scan("cremad", root)[0]
+    assert shards._encode_any(fine, FeatureConfig())[0] is not None
+    encoded, rejects = shards._encode_any(lone, FeatureConfig())
+    assert encoded is None
+    assert [(r.source_path, r.reason) for r in rejects] == [
+        (lone.video_path, "holds no video track: copy it again"),
+        (lone.audio_path, f"its clip could not be made ({stems[0]}.flv: holds no video track: copy it again)")]
+    write_clip(root / "VideoFlash" / f"{stems[1]}.flv", None, 12, clip_media(1, seconds=1.0)[1], SR)
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError) as exc:
+        shards.build_shards(data, S3Config())
+    assert "holds no video track: copy it again" in str(exc.value)
+    assert ("; none of its videos holds a video track; its audio files make clips of audio alone: preprocess them with "
+            "data.modality=audio (and train with model.modality=audio)") in str(exc.value)

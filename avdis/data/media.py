@@ -46,6 +46,15 @@ class MediaError(AvdisError):
         self.fault = fault or reason
 
 
+class NoVideo(MediaError):
+    """A file with no video track. `damaged`: its reason where the corpus names the file a video (a CREMA-D .flv, a
+    RAVDESS 01 file): a bad copy among files that have one, for which advice to preprocess audio alone is wrong."""
+
+    def __init__(self, path: str | Path, reason: str, fault: str, damaged: str):
+        super().__init__(path, reason, fault)
+        self.damaged = damaged
+
+
 @dataclass(frozen=True)
 class ClipFeatures:
     audio: np.ndarray  # float16 [audio_frames, n_mels]
@@ -348,6 +357,9 @@ def _as_displayed(img: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+NO_VIDEO_TRACK = "holds no video track"  # how a file a corpus names a video, but holding none, is told (`NoVideo`)
+
+
 def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = None,
                  together: bool = True) -> tuple[np.ndarray, int]:
     """RGB frames `[n, H, W, 3]` at `fps` from time zero (`_origin`) (each position shows the first source frame of
@@ -363,9 +375,10 @@ def decode_video(path: str | Path, fps: float, span: tuple[int, int] | None = No
         stream = _played(_moving(container))
         if stream is None:
             art = "its only picture is cover art" if container.streams.video else ""
-            raise MediaError(path, f"no video stream ({art}{'; ' if art else ''}for a corpus of audio alone, "
-                                   "preprocess with data.modality=audio)",
-                             fault=f"no video stream ({art})" if art else "no video stream")
+            raise NoVideo(path, f"no video stream ({art}{'; ' if art else ''}for a corpus of audio alone, "
+                                "preprocess with data.modality=audio)",
+                          fault=f"no video stream ({art})" if art else "no video stream",
+                          damaged=f"{NO_VIDEO_TRACK}{f' ({art})' if art else ''}: copy it again")
         cut = whole.index_past_end(path, stream)
         if cut is not None:
             raise _cut_short(path, *cut, kind="video")

@@ -116,6 +116,10 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
     return sample, row
 
 
+# the corpora whose file names say which files hold video: one of those holding none is a bad copy, not audio alone
+VIDEO_BY_NAME = ("ravdess", "cremad")
+
+
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
     """The clip from its own files, else from its fallback pair, else from its further pairs (`ClipRecord.copies`:
     its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused or
@@ -123,7 +127,7 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
-    from avdis.data.media import MediaError
+    from avdis.data.media import MediaError, NoVideo
 
     tries = [(rec.video_path, rec.audio_path), *([rec.fallback] if rec.fallback else []), *rec.copies]
     own = dict.fromkeys(p for pair in tries[:len(tries) - len(rec.copies)] for p in pair if p)  # no copy's
@@ -138,6 +142,8 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
         except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the others
             at, reason, fault = ((exc.path, exc.reason, exc.fault) if isinstance(exc, MediaError) else
                                  (None, *[f"{type(exc).__name__}: {exc}"] * 2))
+            if isinstance(exc, NoVideo) and rec.corpus in VIDEO_BY_NAME:
+                reason = exc.damaged
             failed.append((attempt, at, reason, reason if at in (None, attempt.source_path) else f"{at}: {reason}",
                            fault))
     used = (attempt.video_path, attempt.audio_path) if encoded else ()
@@ -598,7 +604,8 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
                 and not (r.source_path in copied and r.source_path in used)] + decoded
     counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
     unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
-    none_made = f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: {_first(rejected)}"
+    none_made = "" if rows else (f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: "
+                                 f"{_first(rejected)}{_no_video_anywhere(records, decoded, data, out_dir)}")
     if not rows and manifest_url in old:
         for url, content in old.items():
             storage.write_bytes(url, content, s3)
@@ -668,6 +675,18 @@ def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
         return ""
     return ("; its audio files make clips of audio alone: preprocess them with data.modality=audio (and train with "
             "model.modality=audio)")
+
+
+def _no_video_anywhere(records: list[ClipRecord], decoded: list[Reject], data: DataConfig,
+                       out_dir: str | None) -> str:
+    """The fix for a RAVDESS or CREMA-D copy none of whose videos holds a video track (`_audio_alone_hint`): each
+    is told to be copied again, a file's fault, which said nothing of data.modality=audio for the corpus."""
+    from avdis.data.media import NO_VIDEO_TRACK
+
+    empty = {r.source_path for r in decoded if r.reason.startswith(NO_VIDEO_TRACK)}
+    if not records or data.corpus not in VIDEO_BY_NAME or any(r.video_path not in empty for r in records):
+        return ""
+    return f"; none of its videos holds a video track{_audio_alone_hint(data, out_dir)}"
 
 
 def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
