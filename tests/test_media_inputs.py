@@ -1244,3 +1244,30 @@ def test_a_silent_track_beside_others_is_named_with_the_way_to_the_voice(tmp_pat
     assert caught.value.reason == ("audio is digital silence (every sample is 0) in its audio track 0:a:0, the one of "
                                    "its 2 it marks default (else its first): make a file of the track with the voice "
                                    "(ffmpeg -i IN -map '0:v?' -map 0:a:N -c copy OUT) and list that")
+
+
+def test_a_video_far_shorter_than_its_audio_is_a_named_reject_and_one_a_little_shorter_a_clip(tmp_path):
+    """A CREMA-D .flv of 2 frames beside 2 s of .wav made a clip of video_len 1: a face of one frame under 2 s of
+    voice. The two lengths were never compared; a video much shorter than its audio is now a reject naming both. One
+    take's streams that differ by a fraction of a second (CREMA-D's .flv and .wav) still make a clip, and so does one
+    file holding both (RAVDESS's .mp4)."""
+    feat = FeatureConfig()
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * 16000) / 16000)).astype(np.float32)
+    wav = tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav"
+    media.write_clip(wav, None, FPS, tone, 16000)
+    flv = tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv"
+    media.write_clip(flv, flat(2), FPS, tone, 16000)
+    with pytest.raises(media.MediaError) as caught:
+        media.extract(wav, flv, feat)
+    assert caught.value.path == str(flv)
+    assert caught.value.reason == (
+        f"its video lasts 0.25 s, under half the 2.00 s of its audio ({wav.name}): its clip would show a face under a "
+        "part of its voice only (a copy cut short or damaged): copy it again; where the corpus's own copy is so, leave "
+        "it out")
+    both = tmp_path / "01-01-01-01-01-01-01.mp4"
+    write(both, flat(3), seconds=2.0)
+    with pytest.raises(media.MediaError, match=r"its video lasts 0.25 s, under half the 2.\d\d s of its audio: "):
+        media.extract(both, both, feat)
+    media.write_clip(flv, flat(21), FPS, tone, 16000)  # 1.75 s against 2 s: one take's streams
+    clip = media.extract(wav, flv, feat)
+    assert clip.video_len == feat.video_frames and 1.7 < clip.duration_s < 2.0

@@ -581,7 +581,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
         return ClipFeatures(*_heard_features(audio, start, audio_path, feat), None, 0, 0.0, heard)
     # decode only the window's frames. It is where the audio puts it unless the video is the shorter: then it starts
     # earlier, mostly by a few frames (AAC audio runs up to ~0.1 s past the video), which a little slack before the
-    # window keeps; a video much shorter than its audio is decoded again for its own window
+    # window keeps; a video shorter still is decoded again for its own window (under half its audio, a reject)
     _, v0 = window_start(heard)
     lo = max(0, v0 - math.ceil(0.25 * feat.fps))
     kept, n_frames = decode_video(video_path, feat.fps, (lo, v0 + feat.video_frames), together)
@@ -591,10 +591,30 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
         window = kept[v1 - lo : v1 - lo + feat.video_frames]
     else:
         window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames), together)
-    mel, audio_len = _heard_features(audio, start, audio_path, feat)
+    mel, audio_len = _heard_features(audio, start, audio_path, feat)  # a window of silence first: it says more
+    _check_lengths(video_path, n_frames / feat.fps, heard, None if together else audio_path)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
     return ClipFeatures(mel, audio_len, video, video_len, rate, duration)
+
+
+# A video shorter than its audio by more than half of it, and by more than SHORT_VIDEO_GAP_S, is no take's picture
+# (a copy cut short or damaged: a CREMA-D .flv of a few frames beside 2 s of .wav): its clip would show a face under
+# a part of its voice only. One take's streams differ by a fraction of a second (CREMA-D's .flv and .wav; AAC
+# audio runs up to ~0.1 s past the video it shares a file with), under both on clips of a second or more.
+SHORT_VIDEO_SHARE = 0.5
+SHORT_VIDEO_GAP_S = 0.5
+
+
+def _check_lengths(video_path: str | Path, seen: float, heard: float, audio_path: str | Path | None) -> None:
+    """Reject a video far shorter than its audio (`audio_path`: the audio's own file, None where the video's file
+    holds it), naming both lengths."""
+    if heard - seen <= max(SHORT_VIDEO_GAP_S, (1 - SHORT_VIDEO_SHARE) * heard):
+        return
+    where = f" ({Path(audio_path).name})" if audio_path is not None else ""
+    raise MediaError(video_path, f"its video lasts {seen:.2f} s, under half the {heard:.2f} s of its audio{where}: "
+                                 "its clip would show a face under a part of its voice only (a copy cut short or "
+                                 "damaged): copy it again; where the corpus's own copy is so, leave it out")
 
 
 def _heard_features(audio: np.ndarray, start: float, audio_path: str | Path,
