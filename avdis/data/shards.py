@@ -274,8 +274,8 @@ def _file_stamp(path: str) -> str:
 # size its metadata declares, the rest zeros or damage (a download that set the file's size first, never filled in):
 # its video was a shorter clip. 18: nor is an MP3 whose frames stop before the bytes its Xing/Info header counts, the
 # rest zeros (taken for zeros appended, it was a shorter clip). 19: nor an Ogg file whose pages stop before its
-# stream's last page, the rest no page, nor a Matroska file whose elements stop short of its segment's end, the rest
-# zeros (a shorter clip, or "corrupt video stream"). 21: an Ogg file whose last page does not mark its stream's end,
+# stream's last page, the rest no page (a shorter clip, or "cannot open media"). 20: nor a Matroska file whose
+# elements stop short of its segment's end, the rest zeros (a shorter clip, or "corrupt video stream"). 21: an Ogg file whose last page does not mark its stream's end,
 # with a tag or text appended (no zeros, no page after it), is a clip again (it was "damaged"). 22: a video under half
 # as long as its audio, and more than 0.5 s shorter, is no clip (it was one of a few frames under seconds of voice).
 DECODING = 22
