@@ -716,13 +716,13 @@ class Config(_Section):
                              f"over at least all train.epochs={self.train.epochs}, so it trains below "
                              f"method.weight={self.method.weight:g} (recorded as its weight) to the end; set "
                              f"method.adversary.warmup_epochs < train.epochs")
-        if self.method.name == "orthogonal" and self.train.batch_size < 3:
-            # the penalty is the correlation of z_emo and z_id over one micro-batch's rows: one row has none (the
-            # penalty was 0), two correlate every pair of dimensions by +-1 (a constant, its gradient 0)
-            raise ValueError(f"method orthogonal penalises the correlation of z_emo and z_id within a batch, which "
-                             f"train.batch_size={self.train.batch_size} cannot measure (it trained as multitask); "
-                             "set train.batch_size >= 3 (rows per worker and micro-batch; train.grad_accum does "
-                             "not add any)")
+        if self.method.name == "orthogonal" and self.train.batch_size < 2:
+            # each micro-batch's covariance of z_emo and z_id is folded into a running one: one row has none (the
+            # penalty stayed 0); two fold in the direction they span, and the running covariance fills in
+            raise ValueError(f"method orthogonal folds each batch's covariance of z_emo and z_id into a running one, "
+                             f"and train.batch_size={self.train.batch_size} has no covariance to fold in (it trained "
+                             "as multitask); set train.batch_size >= 2 (rows per worker and micro-batch; "
+                             "train.grad_accum does not add any)")
         return self
 
 

@@ -137,6 +137,23 @@ def test_orthogonal_penalty_pushes_at_the_running_covariance_not_this_batchs():
     assert second.item() != pytest.approx(D.canonical_correlation_penalty(c, d, valid).item(), rel=1e-3)
 
 
+def test_orthogonal_penalty_learns_from_batches_of_two_rows():
+    """Two rows correlate every direction they span by +-1 and one batch alone read a constant; folded into the
+    running covariance they read independent from identical embeddings, with a gradient (train.batch_size 2)."""
+    g = torch.Generator().manual_seed(0)
+    valid = torch.ones(2, dtype=torch.bool)
+    read = {}
+    for case in ("independent", "identical"):
+        running = D.RunningCovariance(16)
+        for _ in range(300):
+            a, b = torch.randn(2, 8, generator=g, requires_grad=True), torch.randn(2, 8, generator=g)
+            value = D.canonical_correlation_penalty(a, b if case == "independent" else a.detach(), valid, running)
+        (grad,) = torch.autograd.grad(value, a)
+        assert grad.abs().max() > 1e-4
+        read[case] = value.item()
+    assert read["independent"] < 0.02 and read["identical"] > 0.24
+
+
 def _running_covariance_on(rank: int, store: str, out) -> None:
     import torch.distributed as dist
 
