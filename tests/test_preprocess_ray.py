@@ -101,8 +101,10 @@ def test_a_clip_whose_process_dies_is_a_named_reject_and_a_retried_shard_counts_
     # killed once: the shard that also holds the broken clip; killed every time: a clip of another shard
     once = next(r for t in tasks if broken in t.records for r in t.records if r is not broken)
     always = next(r for t in tasks if broken not in t.records for r in t.records)
-    for rec in (once, always):  # a minute long: open for long enough to be seen (the plan is by names alone)
-        frames, audio = clip_media(3, seconds=60)
+    # a minute long: open for long enough to be seen (the plan is by names alone); two sounds, as the same bytes under
+    # two names make no clip
+    for seed, rec in enumerate((once, always), 3):
+        frames, audio = clip_media(seed, seconds=60)
         write_clip(rec.video_path, frames, 12, None, SR)  # its sound is the wav's
         write_clip(rec.audio_path, None, 12, audio, SR)
 
