@@ -1271,3 +1271,20 @@ def test_a_video_far_shorter_than_its_audio_is_a_named_reject_and_one_a_little_s
     media.write_clip(flv, flat(21), FPS, tone, 16000)  # 1.75 s against 2 s: one take's streams
     clip = media.extract(wav, flv, feat)
     assert clip.video_len == feat.video_frames and 1.7 < clip.duration_s < 2.0
+
+
+def test_a_long_recording_whose_video_covers_the_window_is_a_clip_however_long_its_audio_runs_on(tmp_path):
+    """The clip is its window (data.features.window_s, centred on the shorter stream), not the whole file: a recording
+    of 8 s of voice whose camera stopped after 3 s gives a 1 s window that both cover, as the clip was before the
+    lengths were compared. It was rejected as 'a face under a part of its voice only' on the whole file's lengths. A
+    window the video covers under half of is still a reject."""
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(8 * 16000) / 16000)).astype(np.float32)
+    wav = tmp_path / "talk.wav"
+    media.write_clip(wav, None, FPS, tone, 16000)
+    video = tmp_path / "talk.mp4"
+    media.write_clip(video, np.full((3 * FPS, 48, 64, 3), 120, np.uint8), FPS, tone[: 3 * 16000], 16000)
+    feat = FeatureConfig()
+    clip = media.extract(wav, video, feat)
+    assert clip.video_len == feat.video_frames and clip.audio_len == feat.audio_frames and clip.duration_s == 3.0
+    with pytest.raises(media.MediaError, match=r"its video lasts 3.00 s, under half the 8.00 s of its audio"):
+        media.extract(wav, video, FeatureConfig(window_s=8.0))

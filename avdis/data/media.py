@@ -592,24 +592,28 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
     else:
         window, _ = decode_video(video_path, feat.fps, (v1, v1 + feat.video_frames), together)
     mel, audio_len = _heard_features(audio, start, audio_path, feat)  # a window of silence first: it says more
-    _check_lengths(video_path, n_frames / feat.fps, heard, None if together else audio_path)
+    _check_lengths(video_path, n_frames / feat.fps, heard, feat.window_s, None if together else audio_path)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
     return ClipFeatures(mel, audio_len, video, video_len, rate, duration)
 
 
-# A video shorter than its audio by more than half of it, and by more than SHORT_VIDEO_GAP_S, is no take's picture
-# (a copy cut short or damaged: a CREMA-D .flv of a few frames beside 2 s of .wav): its clip would show a face under
-# a part of its voice only. One take's streams differ by a fraction of a second (CREMA-D's .flv and .wav; AAC
-# audio runs up to ~0.1 s past the video it shares a file with), under both on clips of a second or more.
+# A video shorter than its audio by more than half of it, and by more than SHORT_VIDEO_GAP_S, within the clip's window
+# is no take's picture (a copy cut short or damaged: a CREMA-D .flv of a few frames beside 2 s of .wav): its clip
+# would show a face under a part of its voice only. One take's streams differ by a fraction of a second (CREMA-D's
+# .flv and .wav; AAC audio runs up to ~0.1 s past the video it shares a file with), under both on clips of a second or
+# more. The window, not the file: it is centred on the shorter stream, so a long recording whose video stops early
+# still gives a window both cover.
 SHORT_VIDEO_SHARE = 0.5
 SHORT_VIDEO_GAP_S = 0.5
 
 
-def _check_lengths(video_path: str | Path, seen: float, heard: float, audio_path: str | Path | None) -> None:
-    """Reject a video far shorter than its audio (`audio_path`: the audio's own file, None where the video's file
-    holds it), naming both lengths."""
-    if heard - seen <= max(SHORT_VIDEO_GAP_S, (1 - SHORT_VIDEO_SHARE) * heard):
+def _check_lengths(video_path: str | Path, seen: float, heard: float, window_s: float,
+                   audio_path: str | Path | None) -> None:
+    """Reject a video that covers far less of the clip's window (`window_s`) than its audio does (`audio_path`: the
+    audio's own file, None where the video's file holds it), naming both lengths."""
+    covered, voiced = min(seen, window_s), min(heard, window_s)
+    if voiced - covered <= max(SHORT_VIDEO_GAP_S, (1 - SHORT_VIDEO_SHARE) * voiced):
         return
     where = f" ({Path(audio_path).name})" if audio_path is not None else ""
     raise MediaError(video_path, f"its video lasts {seen:.2f} s, under half the {heard:.2f} s of its audio{where}: "

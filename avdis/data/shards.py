@@ -278,7 +278,9 @@ def _file_stamp(path: str) -> str:
 # elements stop short of its segment's end, the rest zeros (a shorter clip, or "corrupt video stream"). 21: an Ogg file whose last page does not mark its stream's end,
 # with a tag or text appended (no zeros, no page after it), is a clip again (it was "damaged"). 22: a video under half
 # as long as its audio, and more than 0.5 s shorter, is no clip (it was one of a few frames under seconds of voice).
-DECODING = 22
+# 23: that is within the clip's window, not the whole file: a long recording whose video covers its window is a clip
+# again.
+DECODING = 23
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
