@@ -21,7 +21,7 @@ import torch
 from test_sweep_e2e import kill_group
 
 from avdis import config as C, results, storage
-from avdis.train import engine, loop
+from avdis.train import checkpoint as ck, engine, loop
 
 pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,16 +236,46 @@ def test_the_checkpoints_of_a_trial_started_after_tunes_last_save_are_removed_on
     the resumed sweep closes it as lost (`results.LOST`), and its checkpoint folders, which Tune neither restores from
     nor deletes, stayed in storage for ever (a model's weights each). Tune saves here only when it must (every
     `KEEP_CHECKPOINTS` checkpoints of a trial), so the second trial, started once the first ended, is unknown to it."""
+    sweep, trials = killed_and_resumed(tiny_shards, tmp_path)
+    lost = trials.index[trials["error"] == results.LOST]
+    assert len(lost) == 1, trials[["status", "epochs", "error"]]
+    experiment = sweep / "checkpoints" / "lost-search"
+    kept = {trial: sorted(p.name for p in experiment.glob(f"run_trial_{trial}_*/checkpoint_*"))
+            for trial in trials.index}
+    assert kept.pop(lost[0]) == [] and all(len(names) == 2 for names in kept.values()), kept  # Tune's own kept
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_ray_train_checkpoints_of_a_lost_multi_worker_trial_are_removed_once_the_resumed_sweep_ends(tiny_shards,
+                                                                                                        tmp_path):
+    """A lost trial of two workers keeps its checkpoints in its Ray Train run (`<checkpoints>/trials/<trial id>/`), not
+    in its Tune trial folder: the resumed sweep removed those of a lost trial in its own process only, and a lost
+    multi-worker trial's stayed for ever. The finished trials keep Ray Train's own `KEEP_CHECKPOINTS`."""
+    sweep, trials = killed_and_resumed(tiny_shards, tmp_path, "train.workers=2", "train.strategy=ddp",
+                                       "train.cpus_per_worker=0.5")
+    lost = set(trials.index[trials["error"] == results.LOST])
+    assert lost, trials[["status", "epochs", "error"]]
+    kept = {trial: sorted(p.name for p in (sweep / "checkpoints" / "trials" / trial).iterdir()
+                          if ck.CHECKPOINT_NAME.fullmatch(p.name))  # not Ray Train's record beside them
+            for trial in trials.index}
+    assert all(kept[trial] == [] for trial in lost), (lost, kept)
+    assert all(len(names) == 2 for trial, names in kept.items() if trial not in lost), (lost, kept)
+
+
+def killed_and_resumed(tiny_shards: str, tmp_path: Path, *settings: str) -> tuple[Path, pd.DataFrame]:
+    """A 2-trial sweep (one at a time) killed once its second trial has reported (and checkpointed) its first epoch,
+    then run again to its end; its folder and its trials."""
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path / "sweeps"), "--name", "lost", f"data.shards={tiny_shards}",
            "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", "sweep.confirm_seeds=0",
-           "train.epochs=4", "probe.epochs=40", "ray.include_dashboard=false"]
+           "train.epochs=4", "probe.epochs=40", "ray.include_dashboard=false", *settings]
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
     sweep = tmp_path / "sweeps" / "lost"
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)
-        try:  # killed once the second trial has reported (and checkpointed) its first epoch
+        try:
             deadline = time.monotonic() + 300
             while len(reported := epochs_by_trial(sweep)) < 2 or min(reported.values()) < 1:
                 assert first.poll() is None and time.monotonic() < deadline, "the 2nd trial reported no epoch in time"
@@ -254,13 +284,7 @@ def test_the_checkpoints_of_a_trial_started_after_tunes_last_save_are_removed_on
             kill_group(first)
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
-    lost = trials.index[trials["error"] == results.LOST]
-    assert len(lost) == 1, trials[["status", "epochs", "error"]]
-    experiment = sweep / "checkpoints" / "lost-search"
-    kept = {trial: sorted(p.name for p in experiment.glob(f"run_trial_{trial}_*/checkpoint_*"))
-            for trial in trials.index}
-    assert kept.pop(lost[0]) == [] and all(len(names) == 2 for names in kept.values()), kept  # Tune's own kept
+    return sweep, pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
 
 
 def epochs_by_trial(sweep: Path) -> dict[str, int]:

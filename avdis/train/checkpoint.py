@@ -351,7 +351,7 @@ def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
     a record that lists a checkpoint newer than all of them. Ray Train deletes only those it lists, down to
     KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded_point`), about two a stop, stayed for ever. A
     folder the user moved aside under another name (`CHECKPOINT_NAME`) is theirs, and stays. With none listed, all
-    of a Tune trial folder's (`sweep.remove_lost_checkpoints`)."""
+    of a lost trial's Tune trial folder or Ray Train run (`sweep.remove_lost_checkpoints`)."""
     for folder in storage.list_files(run_url, s3=s3):
         name = folder.rsplit("/", 1)[-1]
         if CHECKPOINT_NAME.fullmatch(name) and name not in listed:

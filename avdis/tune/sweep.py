@@ -761,19 +761,24 @@ def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequenc
 
 
 def remove_lost_checkpoints(cfg: Config, role: str, lost: set[str]) -> None:
-    """Remove the Tune checkpoint folders of the `lost` trials of `role` (`close_lost_trials`), once its experiment
-    has ended: Tune's saved state does not know them, so Tune neither restores a trial from them nor deletes them,
-    and they stayed in storage for ever, a model's weights each. A trial the state lists is left to Tune."""
+    """Remove the checkpoint folders of the `lost` trials of `role` (`close_lost_trials`), once its experiment has
+    ended: in its Tune trial folder (a trial in its own process) and in its Ray Train run (`TRIALS_DIR`, a trial of
+    more workers). Tune's saved state does not know them, so no trial is restored from them and neither Tune nor Ray
+    Train deletes them: they stayed in storage for ever, a model's weights each. A trial the state lists is left to
+    Tune."""
     from ray.tune import ExperimentAnalysis
 
     if not _restorable(cfg, role):  # no saved experiment: no folder of its trials either
         return
     fs, storage_path, name = experiment_of(cfg, role)
     known = {t.trial_id for t in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials}
-    prefixes = tuple(f"{run_trial.__name__}_{trial}_" for trial in lost - known)  # Tune's <trainable>_<id>_<tag>
+    unknown = lost - known
+    prefixes = tuple(f"{run_trial.__name__}_{trial}_" for trial in unknown)  # Tune's <trainable>_<id>_<tag>
     for folder in storage.list_files(storage.join(checkpoints_of(cfg), name), s3=cfg.s3):
         if folder.rsplit("/", 1)[-1].startswith(prefixes):
             ck.remove_unlisted(folder, cfg.s3, set())
+    for trial in sorted(unknown):
+        ck.remove_unlisted(storage.join(checkpoints_of(cfg), TRIALS_DIR, trial), cfg.s3, set())
 
 
 class TrialsFailed(AvdisError):
