@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from avdis.data import walks
 from avdis.errors import AvdisError
 
 
@@ -443,20 +444,13 @@ def _wav_silent(path: str) -> bool:
     read without decoding (nothing is decoded in a scan)."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return False
             bits = 0
-            while len(chunk := fh.read(8)) == 8:
-                kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            for kind, size in walks.wav_chunks(fh):
                 if kind == b"fmt " and size >= 16:
                     bits = struct.unpack("<H", fh.read(16)[14:16])[0]
-                    fh.seek(size - 16 + size % 2, os.SEEK_CUR)
                 elif kind == b"data":
                     return bits > 8 and not any(fh.read(min(1 << 20, size - at)).strip(b"\0")
                                                for at in range(0, size, 1 << 20))
-                else:
-                    fh.seek(size + size % 2, os.SEEK_CUR)
     except OSError:
         return False
     return False

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 # Bytes no part of a media file runs to (256 TiB): more than any one file an object store (S3: 50 TB) or ext4 (16 TiB)
@@ -451,6 +451,19 @@ def vint(data: bytes, at: int) -> tuple[int | None, int]:
         return None, at
     value = int.from_bytes(data[at : at + width], "big") & ((1 << (7 * width)) - 1)
     return (None if value == (1 << (7 * width)) - 1 else value), at + width
+
+
+def wav_chunks(fh: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """Each chunk of a RIFF WAV from `fh`'s start, as (its id, its size), `fh` at its first byte; none for a file that
+    is no RIFF WAV. The walk goes on from the chunk's end (padded to an even size), whatever the caller read of it."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    while len(chunk := fh.read(8)) == 8:
+        kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        start = fh.tell()
+        yield kind, size
+        fh.seek(start + size + size % 2)
 
 
 def id3_end(head: bytes) -> int:

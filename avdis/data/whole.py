@@ -248,22 +248,15 @@ def wav_held(path: str | Path) -> tuple[float, float] | None:
     from `OPEN_WAV_LENGTH` up). ffmpeg reads such a file to its end without an error: a copy cut short was a shorter
     clip."""
     with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
         byte_rate = 0
-        while len(chunk := fh.read(8)) == 8:
-            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        for kind, size in walks.wav_chunks(fh):
             if kind == b"fmt " and size >= 12:
                 byte_rate = struct.unpack("<I", fh.read(12)[8:12])[0]
-                fh.seek(size - 12 + size % 2, os.SEEK_CUR)
             elif kind == b"data":
                 held = os.fstat(fh.fileno()).st_size - fh.tell()
                 if size == 0 or size >= OPEN_WAV_LENGTH or held >= size or not byte_rate:
                     return None
                 return size / byte_rate, held / byte_rate
-            else:
-                fh.seek(size + size % 2, os.SEEK_CUR)
     return None
 
 
