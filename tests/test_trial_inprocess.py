@@ -124,11 +124,8 @@ def test_ranks_of_one_run_that_opened_other_shards_all_stop(tiny_corpus, tiny_sh
 
 
 def epochs_reported(sweep: Path) -> int:
-    path = sweep / "trials.parquet"
-    if not path.exists():
-        return 0
-    table = storage.read_parquet(str(path)).to_pandas()  # whole: see test_sweep_e2e.completed
-    return int(table["epochs"].fillna(0).max()) if len(table) else 0
+    """The most epochs any trial of the sweep has reported (0 before trials.parquet is written)."""
+    return max(epochs_by_trial(sweep).values(), default=0)
 
 
 @pytest.mark.ray
