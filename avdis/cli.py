@@ -391,7 +391,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     storage.check_buckets(cfg.s3, cfg.data.shards)  # a missing one: the write check said 'not writable' alone
     storage.check_writable(cfg.data.shards, cfg.s3)
     summary = prepare.preprocess(cfg, use_ray=not args.no_ray, generate=False, force=args.force, names=names)
+    cue = summary.pop("bandwidth_cue", None)  # a warning, not a count: said below, once
     print(json.dumps(summary, indent=1, ensure_ascii=False))  # paths as written, not \u escapes
+    if cue:
+        print(f"{_said_by(args)}: warning: {cue}", file=sys.stderr)
     for name, lacks in (("val", "validation metrics (and a sweep, which chooses on them, is refused)"),
                         ("test", "test metrics and no leakage probe")):
         if summary["splits"][name] == 0:
@@ -646,6 +649,9 @@ def _default(field: FieldInfo) -> Any:
 
 def _takes(key: str, field: FieldInfo) -> str:
     """What a setting takes: its choices (a Literal, optionally None) or its range; '' when neither says more."""
+    if key == "data.features.f_max":
+        return (f"{C.MEL_FMIN:g} < x <= data.features.sample_rate / 2, in Hz: the top of the mel bands; null: "
+                "sample_rate / 2")
     if key == "method.weight":
         ranges = [f"{m} {low:g}..{high:g}" if integer else f"{m} ({low:g}, {high:g}]"
                   for m, (low, high, integer) in C.WEIGHT_RANGES.items()]

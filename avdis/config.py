@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, Self, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic.fields import FieldInfo
 
 from avdis.errors import UsageError
@@ -289,6 +289,14 @@ class SynthConfig(_Section):
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
+MEL_FMIN = 20.0  # Hz: the lowest mel band's lower edge
+
+
+# data.features settings added after shards were first made, at the value shards made before them were made with: left
+# out of what shards are made with at that value, so those shards stay up to date (`shards._made_features`)
+ADDED_FEATURES: dict[str, Any] = {"f_max": None}
+
+
 # the data.features settings of the video frames alone: shards of data.modality=audio hold none, so there they change
 # nothing (refused by the CLI, left out of what such shards are made with: `avdis.data.shards.check_made_with`)
 VIDEO_FEATURES = ("fps", "face_size")
@@ -303,6 +311,24 @@ class FeatureConfig(_Section):
     window_s: float = Field(1.0, gt=0.1, le=30.0)
     fps: float = Field(8.0, gt=0, le=60)
     face_size: int = Field(48, ge=16, le=256)
+    # Hz, the top of the mel bands (None: sample_rate / 2). Below the Nyquist frequency of a corpus's lowest recording
+    # rate, clips recorded at 8 kHz and at 16 kHz fill the same bands (`bandwidth.bandwidth_cue` advises it)
+    f_max: float | None = None
+
+    @field_validator("f_max")
+    @classmethod
+    def _under_nyquist(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """Above sample_rate / 2 it asks for frequencies the resampled audio cannot hold."""
+        nyquist = info.data.get("sample_rate", 0) / 2  # absent: sample_rate was refused, and is named
+        if value is not None and nyquist and not MEL_FMIN < value <= nyquist:
+            raise ValueError(f"{value:g} must be > {MEL_FMIN:g} Hz (the lowest mel band's lower edge) and <= "
+                             f"data.features.sample_rate / 2 = {nyquist:g} Hz (leave it out for sample_rate / 2)")
+        return value
+
+    @property
+    def mel_top(self) -> float:
+        """The top of the mel bands in Hz."""
+        return self.sample_rate / 2 if self.f_max is None else self.f_max
 
     @property
     def audio_frames(self) -> int:

@@ -293,7 +293,8 @@ def test_recordings_joined_end_to_end_keep_one_picture_size_and_all_their_sound(
     broadcast switching stereo and 5.1) lost the clip to a bare ValueError from the resampler or from stacking
     frames of two sizes."""
     path = joined(tmp_path / "joined.ts", [((48, 64), 44100, "stereo"), ((96, 128), 48000, "mono")])
-    audio = media.decode_audio(path, 16000)
+    audio, recorded_at = media.decode_rated(path, 16000)
+    assert recorded_at == 44100  # the lower of the two: what limits the clip's bandwidth
     assert len(audio) / 16000 == pytest.approx(2.0, abs=0.06)
     loud = [np.sqrt(np.mean(audio[s : s + 8000] ** 2)) for s in range(0, len(audio) - 8000, 8000)]
     assert min(loud) > 0.1  # the tone all through, both parts

@@ -2,7 +2,7 @@
 
 Features per clip (one fixed-length window, centred in the clip):
 - audio: log-mel frames `[audio_frames, n_mels]` (float16) from 16 kHz mono audio,
-  mel filterbank from librosa;
+  mel filterbank from librosa (up to `f_max`, else 8 kHz); `source_rate`, the rate the audio was recorded at;
 - video: face crops `[video_frames, face_size, face_size, 3]` (uint8 RGB) at a fixed
   frame rate; the face box comes from OpenCV's Haar cascade, with a centre-crop
   fallback recorded per clip (`face_detected`, the share of probed frames with a face);
@@ -29,7 +29,7 @@ import cv2
 import librosa
 import numpy as np
 
-from avdis.config import FeatureConfig
+from avdis.config import MEL_FMIN, FeatureConfig
 from avdis.data import whole
 from avdis.errors import AvdisError, UsageError
 
@@ -63,6 +63,7 @@ class ClipFeatures:
     video_len: int
     face_detected: float
     duration_s: float
+    source_rate: int  # Hz, the audio's own rate before resampling (the lowest, where it changes part way)
 
 
 # ------------------------------------------------------------------ decoding
@@ -220,10 +221,16 @@ def _cut_short(path: str | Path, declared: float, held: float, kind: str = "audi
 
 
 def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`, from time zero (`_origin`; silence before a late start), each frame
-    where its timestamp puts it: a gap in the track (packets lost in a capture, silence a WebRTC recorder left out)
-    is silence, not the rest of the clip moved earlier out of step with the video. A track whose rate or channels
-    change part way (recordings joined end to end) is resampled piece by piece."""
+    """Mono float32 samples at `sample_rate` (`decode_rated`'s)."""
+    return decode_rated(path, sample_rate, together)[0]
+
+
+def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> tuple[np.ndarray, int]:
+    """Mono float32 samples at `sample_rate`, and the lowest rate the track was recorded at (what limits its bandwidth),
+    from time zero (`_origin`; silence before a late start), each frame where its timestamp puts it: a gap in the
+    track (packets lost in a capture, silence a WebRTC recorder left out) is silence, not the rest of the clip moved
+    earlier out of step with the video. A track whose rate or channels change part way (recordings joined end to end)
+    is resampled piece by piece."""
     with _open(path) as container:
         stream = _played(container.streams.audio)
         if stream is None:
@@ -245,6 +252,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
         # reading planar audio of 8 channels or more into an array
         resampler, setup = None, None
         begins = None
+        rates: set[int] = set()
 
         heard = False  # in any channel: channels that cancel out in the mean are no silent recording
 
@@ -288,6 +296,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
                 if resampler is None:
                     resampler = av.AudioResampler(format="flt", rate=sample_rate)
                     setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    rates.add(frame.sample_rate)
                 resample(frame)
             if resampler is not None:
                 resample(None)
@@ -315,7 +324,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     if not samples.any():  # a broken recording (CREMA-D ships one), not a quiet one: it has no voice to learn from
         raise MediaError(path, "audio is digital silence (every sample is 0)")
     lead = int(round(((begins if begins is not None else origin) - origin) * sample_rate))
-    return np.concatenate([np.zeros(lead, np.float32), samples]) if lead > 0 else samples
+    return (np.concatenate([np.zeros(lead, np.float32), samples]) if lead > 0 else samples), min(rates)
 
 
 MAX_SIDE = 1920  # frames are scaled down to this longest side as they are decoded: faces are cropped to a few dozen pixels
@@ -521,16 +530,12 @@ def _window(feat: FeatureConfig) -> tuple[int, int]:
     return win, 1 << (win - 1).bit_length()
 
 
-MEL_FMIN = 20.0  # Hz: the lowest mel band's lower edge
-
-
 def _empty_mel_bands(feat: FeatureConfig, n_mels: int) -> int:
     """How many of `n_mels` mel bands no FFT bin of `log_mel` falls in (librosa only warns of them)."""
     _, n_fft = _window(feat)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        bank = librosa.filters.mel(sr=feat.sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=MEL_FMIN,
-                                   fmax=feat.sample_rate / 2)
+        bank = librosa.filters.mel(sr=feat.sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=MEL_FMIN, fmax=feat.mel_top)
     return int((bank.max(1) == 0).sum())
 
 
@@ -539,10 +544,13 @@ def check_mel_bands(feat: FeatureConfig) -> None:
     log(1e-6) in every clip (at 16 kHz, 24 of n_mels=256), a feature of nothing the model was still sized for."""
     empty = _empty_mel_bands(feat, feat.n_mels)
     if empty:
-        most = next(n for n in range(feat.n_mels - 1, 0, -1) if not _empty_mel_bands(feat, n))
-        raise UsageError(f"data.features.n_mels={feat.n_mels} at data.features.sample_rate={feat.sample_rate}: "
+        most = next((n for n in range(feat.n_mels - 1, 0, -1) if not _empty_mel_bands(feat, n)), 0)
+        fewer = f"data.features.n_mels <= {most}, or " if most else ""
+        top, higher = (("", "sample_rate") if feat.f_max is None else
+                       (f" and data.features.f_max={feat.f_max:g}", "f_max"))
+        raise UsageError(f"data.features.n_mels={feat.n_mels} at data.features.sample_rate={feat.sample_rate}{top}: "
                          f"{empty} mel bands hold no frequency bin of the {_window(feat)[1]}-point FFT and would be "
-                         f"constant; use data.features.n_mels <= {most}, or a higher sample_rate")
+                         f"constant; use {fewer}a higher {higher}")
 
 
 def log_mel(audio: np.ndarray, feat: FeatureConfig) -> np.ndarray:
@@ -551,7 +559,7 @@ def log_mel(audio: np.ndarray, feat: FeatureConfig) -> np.ndarray:
     win, n_fft = _window(feat)
     mel = librosa.feature.melspectrogram(
         y=audio, sr=feat.sample_rate, n_fft=n_fft, hop_length=hop,
-        win_length=win, n_mels=feat.n_mels, fmin=MEL_FMIN, fmax=feat.sample_rate / 2, power=2.0,
+        win_length=win, n_mels=feat.n_mels, fmin=MEL_FMIN, fmax=feat.mel_top, power=2.0,
         center=True,
     )
     return np.log(mel + 1e-6).T.astype(np.float32)
@@ -569,7 +577,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
     """Decode one clip (audio and video may live in separate files; no video_path: its audio only) into its
     features."""
     together = Path(audio_path) == Path(video_path or audio_path)
-    audio = decode_audio(audio_path, feat.sample_rate, together)
+    audio, source_rate = decode_rated(audio_path, feat.sample_rate, together)
     heard = len(audio) / feat.sample_rate
 
     def window_start(duration: float) -> tuple[float, int]:  # centre window, both modalities alike
@@ -578,7 +586,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
 
     if video_path is None:
         start, _ = window_start(heard)
-        return ClipFeatures(*_heard_features(audio, start, audio_path, feat), None, 0, 0.0, heard)
+        return ClipFeatures(*_heard_features(audio, start, audio_path, feat), None, 0, 0.0, heard, source_rate)
     # decode only the window's frames. It is where the audio puts it unless the video is the shorter: then it starts
     # earlier, mostly by a few frames (AAC audio runs up to ~0.1 s past the video), which a little slack before the
     # window keeps; a video shorter still is decoded again for its own window (under half its audio, a reject)
@@ -595,7 +603,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
     _check_lengths(video_path, n_frames / feat.fps, heard, feat.window_s, None if together else audio_path)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
-    return ClipFeatures(mel, audio_len, video, video_len, rate, duration)
+    return ClipFeatures(mel, audio_len, video, video_len, rate, duration, source_rate)
 
 
 # A video shorter than its audio by more than half of it, and by more than SHORT_VIDEO_GAP_S, within the clip's window

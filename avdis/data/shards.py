@@ -3,7 +3,8 @@
 Output under the URL (local folder or s3://bucket/prefix):
     shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy` (not in audio shards), `.json` (key: the clip_id, dots escaped;
                                  the json: the clip's id, labels and lengths)
-    manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes;
+    manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes, the audio's
+                                 own sample rate (`source_rate`, Hz; not in manifests made before it was kept);
                                  schema metadata "avdis" holds label sets, features, shards (and a generated
                                  corpus's `data.synth` settings)
     rejects.parquet              source_path, reason, unused for every file that could not be used, or not all of
@@ -45,9 +46,10 @@ import pyarrow as pa
 import webdataset as wds
 
 from avdis import runtime, storage, storage_lock
-from avdis.config import (EMOTIONS, MADE_WITH_SHARDS, VIDEO_FEATURES, DataConfig, FeatureConfig, S3Config,
-                          SplitConfig)
+from avdis.config import (ADDED_FEATURES, EMOTIONS, MADE_WITH_SHARDS, VIDEO_FEATURES, DataConfig, FeatureConfig,
+                          S3Config, SplitConfig)
 from avdis.data import splits
+from avdis.data.bandwidth import bandwidth_cue, rate_counts
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
                                 no_media, scan)
 from avdis.errors import AvdisError, UsageError
@@ -111,7 +113,7 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
     sample = {"__key__": sample_key(rec.clip_id), "audio.npy": clip.audio, "json": meta,
               **({"video.npy": clip.video} if clip.video is not None else {})}
     row = {**meta, "source_path": rec.source_path, "audio_path": rec.audio_path, "video_path": rec.video_path,
-           "duration_s": clip.duration_s, "audio_shape": list(clip.audio.shape),
+           "duration_s": clip.duration_s, "source_rate": clip.source_rate, "audio_shape": list(clip.audio.shape),
            "video_shape": [] if clip.video is None else list(clip.video.shape), "meta": json.dumps(rec.meta, sort_keys=True)}
     return sample, row
 
@@ -303,9 +305,16 @@ def _made_split(split: SplitConfig) -> dict[str, Any]:
 def _made_features(data: DataConfig) -> dict[str, Any]:
     """`data.features` as shards are made with them: under data.modality=audio the video frames' settings
     (`VIDEO_FEATURES`) at their defaults, as those shards hold no video (given, they were recorded and training had
-    to repeat them). Defaults, not left out, so audio shards made before this keep their fingerprint."""
+    to repeat them). Defaults, not left out, so audio shards made before this keep their fingerprint. Settings added
+    since (`ADDED_FEATURES`) are left out at the value shards made before them have, for the same reason."""
     unread = {k: FeatureConfig.model_fields[k].default for k in VIDEO_FEATURES} if data.modality == "audio" else {}
-    return data.features.model_copy(update=unread).model_dump()
+    made = data.features.model_copy(update=unread).model_dump()
+    return {k: v for k, v in made.items() if k not in ADDED_FEATURES or v != ADDED_FEATURES[k]}
+
+
+def _recorded_features(meta: dict[str, Any]) -> dict[str, Any]:
+    """The features a manifest's shards were made with, those it leaves out (`ADDED_FEATURES`) at their value."""
+    return {**ADDED_FEATURES, **meta.get("features", {})}
 
 
 def _fingerprint(sources: bytes, data: DataConfig) -> str:
@@ -355,12 +364,13 @@ def _made_with(corpus: Any, features: Any, split: Any, shard_size: Any, decoding
 def _what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
     """The settings that differ from the manifest's and whether the corpus did; a manifest from before these were
     kept (no `sources`) names only the settings it holds."""
-    was = _made_with(meta.get("corpus"), meta.get("features"), meta.get("split"), meta.get("shard_size"),
+    was = _made_with(meta.get("corpus"), _recorded_features(meta), meta.get("split"), meta.get("shard_size"),
                      meta.get("decoding"), modality_of(meta))
-    now = _made_with(data.corpus, _made_features(data), data.split.model_dump(), data.shard_size, DECODING,
-                     data.modality)
+    now = _made_with(data.corpus, {**ADDED_FEATURES, **_made_features(data)}, data.split.model_dump(), data.shard_size,
+                     DECODING, data.modality)
+    added = {f"data.features.{k}" for k in ADDED_FEATURES}
     changed = [f"{key} {was[key]!r} -> {value!r}" for key, value in now.items()
-               if was.get(key) is not None and was[key] != value]
+               if key in was and (was[key] is not None or key in added) and was[key] != value]
     if meta.get("sources") not in (None, sources):
         changed.append("the corpus (a clip added, removed or relabelled, or a source file's size or time changed)")
     if not changed:
@@ -422,7 +432,7 @@ def check_made_with(data: DataConfig, meta: dict[str, Any]) -> None:
     RAVDESS, its data.shards left at the generated corpus's, trained on that). Not the video frames' settings of
     shards of audio alone, which hold none (a manifest may record them, made before `_made_features`)."""
     made = {**{f"data.split.{k}": v for k, v in meta.get("split", {}).items() if k in SPLIT_MADE_WITH},
-            **{f"data.features.{k}": v for k, v in meta.get("features", {}).items()},
+            **{f"data.features.{k}": v for k, v in _recorded_features(meta).items()},
             "data.modality": modality_of(meta), **({"data.corpus": meta["corpus"]} if "corpus" in meta else {})}
     asked = {**{f"data.split.{k}": getattr(data.split, k) for k in SPLIT_MADE_WITH},
              **{f"data.features.{k}": v for k, v in data.features.model_dump().items()},
@@ -578,8 +588,11 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     then = _as_made(meta, data, out_dir, (records, scan_rejects))
     reason = reason or _stale_reason(data, meta, *(then or (fingerprint, sources)), s3)
     if reason is None:
+        rated = "source_rate" in table.column_names  # not in a manifest made before it was kept
         return {"url": data.shards, "clips": table.num_rows, **_rejects_now(meta, scan_rejects, data, s3),
                 **_copies_note(scan_rejects, data.corpus), "up_to_date": True,
+                **(_rates_note(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(),
+                               data.features) if rated else {}),
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "emotions": emotion_counts(table.column("emotion").to_pylist(), meta["emotions"]),
                 "splits": split_counts(table.column("split").to_pylist())}
@@ -634,6 +647,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects, data.corpus),
             "up_to_date": False, "shards": len(shards),
+            **_rates_note([r["speaker"] for r in rows], [r["source_rate"] for r in rows], data.features),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
@@ -708,6 +722,12 @@ def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
                       "each clip is read from one copy, the first found that decodes; where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
+
+
+def _rates_note(speakers: list[str], rates: list[int], feat: FeatureConfig) -> dict[str, Any]:
+    """The summary's clips per source rate, and `bandwidth_cue`'s warning where their mel bands differ."""
+    cue = bandwidth_cue(speakers, rates, feat)
+    return {"source_rates": rate_counts(rates), **({"bandwidth_cue": cue} if cue else {})}
 
 
 def emotion_counts(emotions: list[str], order: list[str]) -> dict[str, int]:
