@@ -161,14 +161,14 @@ def test_cremad_audiowav_alone_and_ravdess_audio_files_are_clips_of_their_audio(
                                                    "01 or 03 file of this clip")
     # the 01 file's track is the fallback of a 03 file: decoding says which was used, not the scan
     assert "01-01-01-01-01-01-01.mp4" not in reasons
-    assert by_id["ravdess-01-01-01-01-01-01"].fallback == (None, str(rfiles["av0"]))
+    assert by_id["ravdess-01-01-01-01-01-01"].fallback == ((None, str(rfiles["av0"])),)
     assert reasons["02-01-01-01-01-01-01.mp4"] == ("clip taken from 03-01-01-01-01-01-01.wav or "
                                                    "01-01-01-01-01-01-01.mp4 (data.modality=audio)")
 
     data = DataConfig(corpus="cremad", src=str(cremad), shards=str(tmp_path / "out"), modality="audio",
                       split=SplitConfig(folds=3))
     summary = shards.build_shards(data, S3Config())
-    assert summary["clips"] == 5  # the corrupt .wav is a reject at decoding, as it is with video
+    assert summary["clips"] == 6  # the corrupt .wav's clip is its .flv's track, as it is with video
     again = shards.build_shards(data.model_copy(update={"modality": "av"}), S3Config())
     assert again["rebuilt_because"].startswith("changed since the shards were made: data.modality 'audio' -> 'av'")
     assert shards.read_manifest(data.shards)[1]["modalities"] == ["audio", "visual"]
@@ -241,8 +241,8 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
         records, rejects = corpora.scan(corpus, tmp_path / corpus)
         assert any(r.audio_path != r.video_path for r in records)  # clips of two files, where the order shows
         lines = shards._source_lines(records, rejects).decode().splitlines()[: len(records)]
-        made_before = [f"{r.clip_id}|{r.speaker}|{r.emotion}|" + "|".join(
-            shards._file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()))))
+        made_before = [f"{r.clip_id}|{r.speaker}|{r.emotion}|" + "|".join(  # one fallback pair, as made before
+            shards._file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback[0] if r.fallback else ()))))
             for r in records]
         assert lines == made_before
     # so do the scan's rejects: CREMA-D's AudioMP3 copies, now marked unused, keep the reason they were made with
@@ -252,6 +252,13 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
     records, rejects = corpora.scan("cremad", tmp_path / "cremad")
     assert f"reject|{mp3}|expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav\n" in \
         shards._source_lines(records, rejects).decode()
+    # a file a clip is tried from only where its .wav does not decode, which the scan marks unused (the .mp3, a video
+    # under data.modality=audio), is not stamped, as before it was tried: training on shards made before was told
+    # that the corpus had changed
+    for audio_only in (False, True):
+        records, rejects = corpora.scan("cremad", tmp_path / "cremad", audio_only=audio_only)
+        lines = shards._source_lines(records, rejects).decode()
+        assert f"{mp3}:" not in lines and (".flv:" not in lines) == audio_only
 
 
 def test_an_audio_copy_of_cremad_or_ravdess_preprocessed_for_av_is_told_of_data_modality_audio(tmp_path):

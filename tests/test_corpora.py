@@ -14,7 +14,7 @@ import pytest
 from avdis import storage, storage_lock
 from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards, stream
-from avdis.data.media import write_clip
+from avdis.data.media import MediaError, decode_audio, write_clip
 from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
 
 
@@ -44,9 +44,9 @@ def test_ravdess_labels_pairing_and_no_double_counting(ravdess):
     assert pair.emotion == "sad" and pair.video_path == str(files["pair_video"]) and pair.audio_path == str(files["pair_audio"])
     reasons = {Path(r.source_path).name: r.reason for r in rejects}
     # the same clip's 02 + 03 files behind a full-AV file: kept as its fallback, decided on when decoding
-    assert by_id["ravdess-01-01-01-01-01-01"].fallback == (str(root / "Actor_01" / "02-01-01-01-01-01-01.mp4"),
-                                                          str(root / "Actor_01" / "03-01-01-01-01-01-01.wav"))
-    assert "02-01-01-01-01-01-01.mp4" not in reasons and pair.fallback is None
+    assert by_id["ravdess-01-01-01-01-01-01"].fallback[0] == (str(root / "Actor_01" / "02-01-01-01-01-01-01.mp4"),
+                                                             str(root / "Actor_01" / "03-01-01-01-01-01-01.wav"))
+    assert "02-01-01-01-01-01-01.mp4" not in reasons and pair.fallback == ()
     assert "no audio-only (03) partner" in reasons["02-01-06-01-01-02-02.mp4"]
     assert "not a RAVDESS media file" in reasons["notes.txt"]
 
@@ -86,7 +86,7 @@ def test_a_cremad_tree_with_audiomp3_but_no_audiowav_is_told_its_mp3s_are_not_re
     with pytest.raises(shards.PreprocessError) as exc:
         shards.build_shards(data, S3Config())
     assert (f"; its 3 AudioMP3/*.mp3 files (first: {mp3}) are not read: avdis reads CREMA-D's audio from "
-            "AudioWAV/*.wav alone") in str(exc.value)
+            "AudioWAV/*.wav (an .mp3 only where its .wav does not decode)") in str(exc.value)
 
 
 def test_a_cremad_tree_with_audiowav_is_not_told_to_put_audiowav_under_data_src(tmp_path):
@@ -135,13 +135,15 @@ def test_cremad_pairs_the_x_level_file_some_copies_ship(tmp_path):
 
 def test_a_corpus_none_of_whose_clips_decodes_counts_its_broken_files_apart_from_unused_copies(tmp_path):
     """'every clip was rejected (N files)' counted CREMA-D's AudioMP3 copies, unused and no fault, among the broken
-    files: a whole corpus of them doubled the count the user goes to look for."""
+    files: a whole corpus of them doubled the count the user goes to look for. An AudioMP3/ file tried in place of its
+    broken .wav, and broken too, is one of them; a file that is no media stays unused."""
     for stem in ("1001_DFA_ANG_XX", "1002_IEO_HAP_XX"):
         for folder, suffix in (("VideoFlash", ".flv"), ("AudioWAV", ".wav"), ("AudioMP3", ".mp3")):
             touch(tmp_path / "CREMA-D" / folder / f"{stem}{suffix}")  # empty: none decodes
+    (tmp_path / "CREMA-D" / "AudioMP3" / "Thumbs.db").write_bytes(b"\0")
     data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"),
                       split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
-    with pytest.raises(shards.PreprocessError, match=r"every clip was rejected \(4 files; 2 more unused, no fault\)"):
+    with pytest.raises(shards.PreprocessError, match=r"every clip was rejected \(6 files; 1 more unused, no fault\)"):
         shards.build_shards(data, S3Config())
 
 
@@ -174,6 +176,70 @@ def test_cremad_converted_to_mp4_is_read_as_the_clips_video_or_its_fallback(tmp_
     assert reasons[f"{stems[0]}.mp4"] == f"clip taken from {stems[0]}.flv and {stems[0]}.wav"
     assert reasons[cut.name].endswith(f"; the clip was taken from {stems[1]}.mp4 and {stems[1]}.wav instead")
     assert reasons[lone.name] == "no AudioWAV/1003_ITS_DIS_LO.wav to pair with"
+
+
+def cremad_with_broken_wavs(root: Path) -> dict[str, Path]:
+    """Five CREMA-D clips of two actors: two whole, with an AudioMP3/ file beside the first; a .wav cut short whose
+    .mp3 decodes; a .wav of zeros without an .mp3; a .wav of its header alone whose .mp3 is cut short and whose .flv
+    holds no sound. Returns the notable files by name."""
+    stems = ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX", "1002_TIE_SAD_XX", "1001_TIE_SAD_XX"]
+    files = {}
+    for i, stem in enumerate(stems):
+        frames, audio = clip_media(i)
+        for folder, suffix, picture, sound in (("VideoFlash", ".flv", frames, None if i == 3 else audio),
+                                               ("AudioWAV", ".wav", None, audio), ("AudioMP3", ".mp3", None, audio)):
+            if suffix != ".mp3" or i in (0, 1, 3):
+                files[f"{stem}{suffix}"] = root / folder / f"{stem}{suffix}"
+                write_clip(files[f"{stem}{suffix}"], picture, 12, sound, SR)
+    cut, zeros, header = (files[f"{stems[k]}.wav"] for k in (1, 2, 3))
+    cut.write_bytes(cut.read_bytes()[:3000])
+    zeros.write_bytes(bytes(zeros.stat().st_size))
+    header.write_bytes(header.read_bytes()[:44])
+    files[f"{stems[3]}.mp3"].write_bytes(files[f"{stems[3]}.mp3"].read_bytes()[:400])
+    return files
+
+
+@pytest.mark.parametrize("modality", ["av", "audio"])
+def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_mp3_else_by_its_videos_own_track(tmp_path, modality):
+    """An AudioWAV/ file cut short, zeros or its header alone made its clip a reject, though CREMA-D holds the same
+    recording in AudioMP3/ and the .flv records it with the picture. The clip is now made of the .mp3, else of the
+    video's track; the .wav stays a fault saying so, and an .mp3 not needed stays unused, as it was."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    files = cremad_with_broken_wavs(root)
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality=modality,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    rows = {r["clip_id"].removeprefix("cremad-"): r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    rejects = {Path(r["source_path"]).name: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    audio = modality == "audio"
+    flv = {stem: None if audio else str(files[f"{stem}.flv"]) for stem in rows}
+    assert sorted(rows) == ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1001_TIE_SAD_XX", "1002_DFA_NEU_XX"]
+    made_of = {stem: (row["video_path"], row["audio_path"]) for stem, row in rows.items()}
+    assert made_of["1001_IEO_HAP_XX"] == (flv["1001_IEO_HAP_XX"], str(files["1001_IEO_HAP_XX.mp3"]))
+    assert made_of["1002_DFA_NEU_XX"] == (flv["1002_DFA_NEU_XX"], str(files["1002_DFA_NEU_XX.flv"]))
+    assert made_of["1001_DFA_ANG_XX"] == (flv["1001_DFA_ANG_XX"], str(files["1001_DFA_ANG_XX.wav"]))
+    # each broken .wav a fault naming what its clip was taken from
+    taken = {"1001_IEO_HAP_XX": "1001_IEO_HAP_XX.mp3" if audio else "1001_IEO_HAP_XX.flv and 1001_IEO_HAP_XX.mp3",
+             "1002_DFA_NEU_XX": "1002_DFA_NEU_XX.flv"}
+    for stem, names in taken.items():
+        why = rejects[f"{stem}.wav"]
+        assert why["reason"].endswith(f"; the clip was taken from {names} instead") and not why["unused"]
+    assert rejects["1001_DFA_ANG_XX.mp3"] == {"source_path": str(files["1001_DFA_ANG_XX.mp3"]), "unused": True,
+                                              "reason": "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav"}
+    # no file the clip was made of is a reject; a video under data.modality=audio names the file its clip was from
+    assert "1001_IEO_HAP_XX.mp3" not in rejects and "1002_DFA_NEU_XX.flv" not in rejects
+    if audio:
+        assert rejects["1001_IEO_HAP_XX.flv"]["reason"] == "clip taken from 1001_IEO_HAP_XX.mp3 (data.modality=audio)"
+        assert rejects["1001_DFA_ANG_XX.flv"]["reason"] == ("clip taken from AudioWAV/1001_DFA_ANG_XX.wav "
+                                                            "(data.modality=audio)")
+    # none of the three decodes: each file tried is a fault of its own, none said to be unused
+    lost = {name: rejects[f"1002_TIE_SAD_XX.{name}"] for name in ("wav", "mp3", "flv")}
+    assert not any(r["unused"] for r in lost.values())
+    for name in ("wav", "mp3", "flv"):
+        with pytest.raises(MediaError) as fault:
+            decode_audio(files[f"1002_TIE_SAD_XX.{name}"], SR)
+        assert lost[name]["reason"] == fault.value.reason  # "cannot open media ...", "cut short ...", "no audio stream"
+    assert summary["clips"] == 4 and summary["rejects"] == 5 and summary["unused"] == 1 + 3 * audio
 
 
 def test_empty_and_missing_folders(tmp_path):
@@ -219,9 +285,10 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
         assert unused == {"02-01-01-01-01-01-01.mp4", "03-01-01-01-01-01-01.wav", "notes.txt"}
         assert (summary["rejects"], summary["unused"]) == (len(rejects) - 3, 3)
     else:
-        # the clip's row, naming its audio file as the one at fault
-        assert reasons["1002_IWW_FEA_MD.flv"].startswith(f"{files['corrupt_wav']}: cannot open media")
-        assert reasons[files["corrupt_wav"].name].startswith("cannot open media")  # and the file its own
+        # the .wav at fault, its clip made of its .flv's own track
+        assert "1002_IWW_FEA_MD.flv" not in reasons
+        assert reasons[files["corrupt_wav"].name].startswith("cannot open media")
+        assert reasons[files["corrupt_wav"].name].endswith("; the clip was taken from 1002_IWW_FEA_MD.flv instead")
     # every clip is either in the manifest or rejected, never both, never lost
     used, rejected = set(manifest.source_path), set(rejects.source_path)
     assert used.isdisjoint(rejected)
@@ -929,7 +996,7 @@ def test_a_source_whose_every_clip_fails_to_decode_leaves_a_built_output_as_it_w
         shards.build_shards(data, S3Config())
     assert "a Git LFS pointer, not media" in str(caught.value) and f"{out} was left as it was" in str(caught.value)
     assert contents() == before
-    assert shards.read_manifest(out)[0].num_rows == 4
+    assert shards.read_manifest(out)[0].num_rows == 5
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -1350,7 +1417,8 @@ def test_a_row_naming_in_another_case_a_file_another_row_lists_is_told_so_not_to
 def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_recording_named_twice(tmp_path):
     """Two AudioWAV/ files of digital silence as long as each other hold the same bytes: they were 'one recording under
     2 names, which is right is unknown', a label problem, while each alone is 'audio is digital silence', which says
-    what is wrong. Silence is no recording to be named twice: each clip is made and decoding rejects it as silence."""
+    what is wrong. Silence is no recording to be named twice: each clip is made and decoding rejects it as silence
+    (and its .flv, tried for its sound in the .wav's place, holds none)."""
     from avdis.config import FeatureConfig
 
     frames = clip_media(0, seconds=1.0)[0]
@@ -1365,7 +1433,7 @@ def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_r
         assert encoded is None
         assert [(r.source_path, r.reason) for r in faults] == [
             (rec.audio_path, "audio is digital silence (every sample is 0)"),
-            (rec.video_path, f"{rec.audio_path}: audio is digital silence (every sample is 0)")]
+            (rec.video_path, "no audio stream")]
 
 
 def test_a_cremad_flv_with_no_video_track_is_told_to_be_copied_again_and_a_corpus_of_none_to_use_audio_alone(tmp_path):

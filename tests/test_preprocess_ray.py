@@ -80,7 +80,7 @@ def ray_session():
 
 
 def cremad_corpus(root: Path) -> None:
-    """7 CREMA-D clips of 2 actors, one of them with a wav that does not open."""
+    """7 CREMA-D clips of 2 actors, one of them with a wav that does not open and a flv of no sound to stand in."""
     for i, (actor, sentence, emo) in enumerate([("1001", "DFA", "ANG"), ("1001", "IEO", "HAP"), ("1001", "TIE", "SAD"),
                                                 ("1002", "DFA", "NEU"), ("1002", "TIE", "SAD"), ("1002", "IEO", "ANG"),
                                                 ("1002", "IWW", "FEA")]):
@@ -89,6 +89,7 @@ def cremad_corpus(root: Path) -> None:
         write_clip(root / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
         write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
     (root / "AudioWAV" / "1002_IWW_FEA_XX.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    write_clip(root / "VideoFlash" / "1002_IWW_FEA_XX.flv", clip_media(6)[0], 12, None, SR)
 
 
 def test_a_clip_whose_process_dies_is_a_named_reject_and_a_retried_shard_counts_its_rejects_once(ray_session, tmp_path):

@@ -18,6 +18,9 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
+    Where the .wav does not decode (cut short, zeros, its header alone), the clip's audio is its `AudioMP3/<same
+    stem>.mp3` (the same recording, which is otherwise unused), else the video's own track (data.modality=audio too);
+    the .wav stays a reject naming what its clip was taken from.
     Two AudioWAV files of the same bytes (one recording under two names) make no clip; files of digital silence alike
     are no recording, each a reject of its own when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
@@ -65,17 +68,17 @@ class ClipRecord:
     audio_path: str
     video_path: str | None  # None: the clip's audio only (data.modality=audio)
     meta: dict[str, str] = field(default_factory=dict, compare=False)
-    # (video, audio) files of the same clip, used only when the files above cannot be decoded (RAVDESS: the 02 + 03
-    # files behind a full-AV 01 file, which a bad download may have cut short, or a lone 02 or 03 with the 01's
-    # other track; with data.modality=audio, no video and the 01 file's track behind a 03 file)
-    fallback: tuple[str | None, str] | None = None
+    # (video, audio) pairs of the clip's own files, tried in turn only when the files above cannot be decoded (RAVDESS:
+    # the 02 + 03 files behind a full-AV 01 file, which a bad download may have cut short, then a 02 or 03 with the
+    # 01's other track; with data.modality=audio, no video and the 01 file's track behind a 03 file; CREMA-D: the .mp4
+    # with the .wav behind the .flv, then each video with the AudioMP3/ file and with its own track behind the .wav)
+    fallback: tuple[tuple[str | None, str], ...] = ()
     # other files of the clip that the scan marked unused (a video under data.modality=audio, a copy of the same
-    # size, a file of the same bytes listed again in a ground_truth.csv): no part of the clip made, but rejects of
-    # their own, naming why, should it not be made
+    # size, a file of the same bytes listed again in a ground_truth.csv, CREMA-D's AudioMP3/ file): no part of the
+    # clip made (but from a fallback pair), but rejects of their own, naming why, should it not be made
     spare: tuple[str, ...] = ()
-    # (video, audio) files of the same clip tried in turn should those above not decode: RAVDESS's 02 and 03 each with
-    # the 01's other track (where the 02 + 03 pair is the fallback), then the pairs with a copy (elsewhere in the tree)
-    # in place of one of the files, as the copy found first may be the broken one
+    # (video, audio) files of the same clip tried in turn should those above not decode: the pairs with a copy
+    # (elsewhere in the tree) in place of one of the files, as the copy found first may be the broken one
     copies: tuple[tuple[str | None, str], ...] = ()
 
 
@@ -237,7 +240,7 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
         fields_of[key] = tuple(rest)
     records = []
     for key, slot in sorted(clips.items()):
-        fallback = None
+        fallback: tuple[tuple[str | None, str], ...] = ()
         if audio_only:  # the audio-only file, else the full-AV file's track; a video-only file is no use
             if "03" not in slot and "01" not in slot:
                 rejects.append(Reject(str(slot["02"]), "video-only (02) file, and data.modality=audio uses only "
@@ -245,12 +248,12 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
                 continue
             audio = slot.get("03") or slot["01"]
             # the 01 file's track should the 03 file not decode: decoding says which was used
-            fallback = (None, str(slot["01"])) if "03" in slot and "01" in slot else None
-            taken = audio.name if fallback is None else f"{audio.name} or {slot['01'].name}"
+            fallback = ((None, str(slot["01"])),) if "03" in slot and "01" in slot else ()
+            taken = audio.name if not fallback else f"{audio.name} or {slot['01'].name}"
             spare = (str(slot["02"]),) if "02" in slot else ()
             rejects.extend(Reject(p, f"clip taken from {taken} (data.modality=audio)", unused=True) for p in spare)
             spare += _copies_unused(rejects, copies.get(key, []))
-            tries = _with_copies(((None, str(audio)), fallback), others.get(key, []))
+            tries = _with_copies(((None, str(audio)), *fallback), others.get(key, []))
             records.append(_ravdess_record(key, fields_of[key], audio, audio, None, fallback, spare, tries))
             continue
         spare: tuple[str, ...] = ()
@@ -260,9 +263,9 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             mixed += [(str(slot["01"]), str(slot["03"]))] if "03" in slot else []
             mixed += [(str(slot["02"]), str(slot["01"]))] if "02" in slot else []
             if "02" in slot and "03" in slot:  # those two after it, should one of the 02 and 03 not decode either
-                fallback = (str(slot["02"]), str(slot["03"]))
+                fallback = ((str(slot["02"]), str(slot["03"])),)
             elif mixed:
-                fallback = mixed.pop()
+                fallback = (mixed.pop(),)
         elif "02" in slot and "03" in slot:
             video, audio = slot["02"], slot["03"]
         else:
@@ -271,8 +274,9 @@ def scan_ravdess(src: Path, files: list[Path], audio_only: bool) -> Scan:
             rejects.append(Reject(str(only), f"no full-AV file and no {missing} partner for this clip"))
             continue
         spare += _copies_unused(rejects, copies.get(key, []))
-        tries = _with_copies(((str(video), str(audio)), fallback, *mixed), others.get(key, []))
-        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare, (*mixed, *tries)))
+        fallback += tuple(mixed)
+        tries = _with_copies(((str(video), str(audio)), *fallback), others.get(key, []))
+        records.append(_ravdess_record(key, fields_of[key], video, audio, video, fallback, spare, tries))
     return records, rejects
 
 
@@ -291,16 +295,16 @@ def _duplicate(path: Path, first: Path, rejects: list[Reject], copies: list[int]
     rejects.append(Reject(str(path), f"duplicate of {first} (same clip, same modality)"))
 
 
-def _with_copies(pairs: tuple[tuple[str | None, str] | None, ...],
+def _with_copies(pairs: tuple[tuple[str | None, str], ...],
                  others: list[tuple[Path, Path]]) -> tuple[tuple[str | None, str], ...]:
-    """The (video, audio) `pairs` a clip is made from (its files, then its fallback), each with a copy in place of the
+    """The (video, audio) `pairs` a clip is made from (its files, then its fallbacks), each with a copy in place of the
     file it copies (`others`: (file, copy)), in turn: decoding tries them should those pairs not decode, as the copy
     found first may be the broken one: cut short by a download (another size), or damaged in place or never filled in
     (a downloader that sets a file's size first: the same size). A copy of another size stays a fault while unused."""
     tries: dict[tuple[str | None, str], None] = {}
     for pair in pairs:
         for first, copy in others:
-            if pair and str(first) in pair:
+            if str(first) in pair:
                 tries[tuple(str(copy) if p == str(first) else p for p in pair)] = None
     return tuple(tries)
 
@@ -320,7 +324,7 @@ def _copies_unused(rejects: list[Reject], copies: list[int]) -> tuple[str, ...]:
 
 
 def _ravdess_record(key: str, fields: tuple[str, ...], source: Path, audio: Path, video: Path | None,
-                    fallback: tuple[str, str] | None, spare: tuple[str, ...],
+                    fallback: tuple[tuple[str | None, str], ...], spare: tuple[str, ...],
                     copies: tuple[tuple[str | None, str], ...]) -> ClipRecord:
     vocal, emo, intensity, statement, repetition, actor = fields
     return ClipRecord(
@@ -339,23 +343,25 @@ _CREMAD_KINDS = {("VideoFlash", ".flv"): "flv", ("VideoMP4", ".mp4"): "mp4", ("A
 
 def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     kinds: dict[str, dict[str, Path]] = {kind: {} for kind in _CREMAD_KINDS.values()}
+    mp3s: dict[str, Path] = {}  # AudioMP3/ files by stem: a clip's audio should its AudioWAV/ file not decode
     rejects: list[Reject] = []
     copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
     others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy)
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
+        stem = _cremad_stem(path)
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
             # as is a file that is no media; the reason as it was, which shards made before are fingerprinted with
             rejects.append(Reject(str(path), _PACKED if _packed(path) else
                                   "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav",
                                   unused=_cremad_mp3(path) or no_media(path)))
+            if _cremad_mp3(path) and stem is not None:
+                mp3s.setdefault(stem, path)
             continue
-        m = _CREMAD_NAME.match(path.stem)
-        if not m or m.group(3) not in CREMAD_EMOTIONS:
+        if stem is None:
             rejects.append(Reject(str(path), "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_"
                                              "<LO|MD|HI|XX> (e.g. 1001_DFA_ANG_XX)"))
             continue
-        stem = path.stem + "X" if m.group(4) == "X" else path.stem
         if stem in kinds[kind]:
             _duplicate(path, kinds[kind][stem], rejects, copies.setdefault(stem, []))
             others.setdefault(stem, []).append((kinds[kind][stem], path))
@@ -370,12 +376,15 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
             rejects.extend(Reject(str(videos[stem]), f"its clip is not made (AudioWAV/{audios[stem].name}: "
                                                      f"{twins[stem]})") for videos in (flvs, mp4s) if stem in videos)
             continue
+        shots = [found[stem] for found in (flvs, mp4s) if stem in found]  # the .flv first, then its .mp4
+        # the AudioMP3/ file, unused (the scan's reject says so) unless the clip is made of it
+        mp3 = (str(mp3s[stem]),) if stem in mp3s else ()
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
             if stem in audios:
-                spare = tuple(str(videos[stem]) for videos in (flvs, mp4s) if stem in videos)
-                spare += _copies_unused(rejects, copies.get(stem, []))
-                tries = _with_copies(((None, str(audios[stem])),), others.get(stem, []))
-                records.append(_cremad_record(stem, audios[stem], audios[stem], None, None, spare, tries))
+                main, *fallback = _cremad_pairs(audios[stem], mp3s.get(stem), shots, audio_only)
+                spare = (*(str(v) for v in shots), *mp3, *_copies_unused(rejects, copies.get(stem, [])))
+                tries = _with_copies((main, *fallback), others.get(stem, []))
+                records.append(_cremad_record(stem, audios[stem], audios[stem], None, tuple(fallback), spare, tries))
             rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{audios[stem].name} "
                                                      "(data.modality=audio)", unused=True) if stem in audios else
                            Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav, and data.modality=audio uses only audio")
@@ -388,13 +397,32 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if stem not in flvs and stem not in mp4s:
             rejects.append(Reject(str(audios[stem]), f"no VideoFlash/{stem}.flv (or VideoMP4/{stem}.mp4) to pair with"))
             continue
-        # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode
-        video = flvs.get(stem) or mp4s[stem]
-        fallback = (str(mp4s[stem]), str(audios[stem])) if stem in flvs and stem in mp4s else None
-        tries = _with_copies(((str(video), str(audios[stem])), fallback), others.get(stem, []))
-        records.append(_cremad_record(stem, video, audios[stem], video, fallback,
-                                      _copies_unused(rejects, copies.get(stem, [])), tries))
+        # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode; the
+        # AudioMP3/ file and the video's own track should the .wav not decode
+        main, *fallback = _cremad_pairs(audios[stem], mp3s.get(stem), shots, audio_only)
+        tries = _with_copies((main, *fallback), others.get(stem, []))
+        records.append(_cremad_record(stem, shots[0], audios[stem], shots[0], tuple(fallback),
+                                      (*mp3, *_copies_unused(rejects, copies.get(stem, []))), tries))
     return records, rejects
+
+
+def _cremad_stem(path: Path) -> str | None:
+    """The clip a CREMA-D file is of (`1001_DFA_ANG_XX`, its level X read as XX), None where its name names none."""
+    m = _CREMAD_NAME.match(path.stem)
+    if not m or m.group(3) not in CREMAD_EMOTIONS:
+        return None
+    return path.stem + "X" if m.group(4) == "X" else path.stem
+
+
+def _cremad_pairs(wav: Path, mp3: Path | None, videos: list[Path],
+                  audio_only: bool) -> list[tuple[str | None, str]]:
+    """The (video, audio) pairs a CREMA-D clip is tried from, in turn: each of its videos (.flv, then .mp4) with its
+    AudioWAV/ file, then with its AudioMP3/ file (the same recording), then each video with its own track, which the
+    corpus records with the picture. A .wav cut short or damaged lost its clip, though the corpus holds its sound twice
+    more. `audio_only`: no video in any pair (the videos' tracks are still tried)."""
+    shown = [None] if audio_only else [str(v) for v in videos]
+    pairs = [(v, str(a)) for a in (wav, mp3) if a is not None for v in shown]
+    return pairs + [(None if audio_only else str(v), str(v)) for v in videos]
 
 
 _CREMAD_FIELDS = ("actor", "sentence", "emotion", "level")
@@ -457,7 +485,8 @@ def _wav_silent(path: str) -> bool:
 
 
 def _cremad_mp3(path: str | Path) -> bool:
-    """Whether a file is one of CREMA-D's AudioMP3/ files, which avdis does not read (AudioWAV/ holds its audio)."""
+    """Whether a file is one of CREMA-D's AudioMP3/ files, which avdis reads only for a clip whose AudioWAV/ file does
+    not decode (AudioWAV/ holds its audio)."""
     return (Path(path).parent.name, Path(path).suffix.lower()) == ("AudioMP3", ".mp3")
 
 
@@ -472,11 +501,12 @@ def mp3_unread(corpus: str, rejects: list[Reject]) -> str:
     if not mp3 or any((Path(r.source_path).parent.name, Path(r.source_path).suffix.lower()) == wav for r in rejects):
         return ""
     return (f"; its {len(mp3)} AudioMP3/*.mp3 files (first: {mp3[0]}) are not read: avdis reads CREMA-D's audio from "
-            "AudioWAV/*.wav alone, which the corpus ships beside AudioMP3/: put its AudioWAV/ folder under data.src")
+            "AudioWAV/*.wav (an .mp3 only where its .wav does not decode), which the corpus ships beside AudioMP3/: "
+            "put its AudioWAV/ folder under data.src")
 
 
 def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
-                   fallback: tuple[str, str] | None, spare: tuple[str, ...] = (),
+                   fallback: tuple[tuple[str | None, str], ...] = (), spare: tuple[str, ...] = (),
                    copies: tuple[tuple[str | None, str], ...] = ()) -> ClipRecord:
     actor, sentence, emo, level = _CREMAD_NAME.match(stem).groups()
     return ClipRecord(

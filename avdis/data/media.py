@@ -658,12 +658,14 @@ def write_clip(
 ) -> None:
     """Write RGB frames and/or mono float audio into one container, chosen by suffix.
 
-    `.mp4` (H.264 + AAC), `.flv` (FLV1 + AAC, as CREMA-D's VideoFlash), `.wav` (PCM).
+    `.mp4` (H.264 + AAC), `.flv` (FLV1 + AAC, as CREMA-D's VideoFlash), `.wav` (PCM), `.mp3` (audio only, as
+    CREMA-D's AudioMP3).
     Used by the generated corpus and by tests that build corpus trees.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    codecs = {".mp4": ("libx264", "aac"), ".flv": ("flv", "aac"), ".wav": (None, "pcm_s16le")}
+    codecs = {".mp4": ("libx264", "aac"), ".flv": ("flv", "aac"), ".wav": (None, "pcm_s16le"),
+              ".mp3": (None, "libmp3lame")}
     vcodec, acodec = codecs[path.suffix.lower()]
     with av.open(str(path), "w") as out:
         vstream = astream = None

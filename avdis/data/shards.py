@@ -123,15 +123,15 @@ VIDEO_BY_NAME = ("ravdess", "cremad")
 
 
 def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] | None, list[Reject]]:
-    """The clip from its own files, else from its fallback pair, else from its further pairs (`ClipRecord.copies`:
-    its files mixed otherwise, or with a copy in place of one); and a reject, saying why, for each file left unused or
+    """The clip from its own files, else from its fallback pairs, else from its pairs with a copy in place of one of
+    its files (`ClipRecord.copies`); and a reject, saying why, for each file left unused or
     at fault (one that made part of the clip too). A failed clip's row names the file at fault when that is another one
     (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
     from avdis.data.media import MediaError, NoVideo
 
-    tries = [(rec.video_path, rec.audio_path), *([rec.fallback] if rec.fallback else []), *rec.copies]
+    tries = [(rec.video_path, rec.audio_path), *rec.fallback, *rec.copies]
     own = dict.fromkeys(p for pair in tries[:len(tries) - len(rec.copies)] for p in pair if p)  # no copy's
     # (files tried, file at fault, reason, why, the reason without its advice: `MediaError.fault`)
     failed: list[tuple[ClipRecord, str | None, str, str, str]] = []
@@ -169,9 +169,10 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
             others[p] = (Reject(p, f"clip taken from {_taken(attempt, own)}", unused=True) if encoded else
                          Reject(p, why) if p == tried.source_path else
                          Reject(p, f"its clip could not be made ({Path(tried.source_path).name}: {why})"))
-    if encoded:  # the fallback files where the clip's own decoded
+    if encoded:  # the fallback files where the clip's own decoded; a spare keeps the scan's reject while that is true
+        # (CREMA-D's AudioMP3/ file, a video under data.modality=audio: the scan said the clip is its AudioWAV/ file's)
         others.update((p, Reject(p, f"clip taken from {_taken(attempt, own)}", unused=True))
-                      for p in own if p not in others)
+                      for p in own if p not in others and not (p in rec.spare and not failed))
     else:  # the files the clip would have been made without
         last = next(f for f in reversed(failed) if f[0].source_path in own)
         lost = f"its clip could not be made ({Path(last[0].source_path).name}: {last[3]})"
@@ -281,8 +282,9 @@ def _file_stamp(path: str) -> str:
 # with a tag or text appended (no zeros, no page after it), is a clip again (it was "damaged"). 22: a video under half
 # as long as its audio, and more than 0.5 s shorter, is no clip (it was one of a few frames under seconds of voice).
 # 23: that is within the clip's window, not the whole file: a long recording whose video covers its window is a clip
-# again.
-DECODING = 23
+# again. 24: a CREMA-D clip whose .wav does not decode is made of its AudioMP3/ file, else of its video's own track
+# (it was a reject; shards of a copy without AudioMP3/ were otherwise up to date).
+DECODING = 24
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
@@ -346,8 +348,10 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject], every_reject
         # video first, every CREMA-D shard and RAVDESS 02 + 03 clip made before read as a corpus that had changed
         # a clip's copies of another size only where it has them: others keep the fingerprint they were made with
         copies = (p for pair in r.copies for p in pair if p not in twins)
-        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback or ()),
-                                                                 *copies)) if p)
+        # nor is a fallback file the scan marked unused (CREMA-D's AudioMP3/ file, a video under data.modality=audio),
+        # as before it was tried: its coming or going is its scan reject's line
+        fallback = (p for pair in r.fallback for p in pair if p not in r.spare)
+        files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *fallback, *copies)) if p)
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
     lines += [f"reject|{j.source_path}|{j.reason}\n" for j in rejects
               if every_reject or not (j.unused and no_media(j.source_path))]
@@ -611,13 +615,14 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
         decoded.extend(Reject(**r) for r in result["rejects"])
         if result["shard"]:
             shards.append(result["shard"])
-    # a file the scan marked unused (a spare of its clip) is a reject of its own where its clip could not be made; a
-    # copy of another size (a fault to the scan) is none where its clip was made from it, and its own where it failed
+    # a file the scan marked unused (a spare of its clip) is a reject of its own where its clip could not be made, and
+    # none where its clip was made from it (CREMA-D's AudioMP3/ file behind a .wav that does not decode); a copy of
+    # another size (a fault to the scan) is none where its clip was made from it, and its own where it failed
     judged = {r.source_path for r in decoded}
     copied = {p for rec in records for pair in rec.copies for p in pair if p}
-    used = {p for row in rows for p in (row["audio_path"], row["video_path"])}
-    rejected = [r for r in scan_rejects if not ((r.unused or r.source_path in copied) and r.source_path in judged)
-                and not (r.source_path in copied and r.source_path in used)] + decoded
+    settled = judged | {p for row in rows for p in (row["audio_path"], row["video_path"])}  # or made a clip
+    rejected = [r for r in scan_rejects
+                if not ((r.unused or r.source_path in copied) and r.source_path in settled)] + decoded
     counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
     unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
     none_made = "" if rows else (f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: "
@@ -826,9 +831,10 @@ def decode_alone(rec: ClipRecord, feat: FeatureConfig) -> None:
 
 
 def _files_of(rec: ClipRecord) -> list[str]:
-    """Every file of a clip: its own, its separate audio file, its fallback pair, its spare files, its copies."""
-    return [p for p in dict.fromkeys((rec.source_path, rec.audio_path, rec.video_path, *(rec.fallback or ()),
-                                      *rec.spare, *(p for pair in rec.copies for p in pair))) if p]
+    """Every file of a clip: its own, its separate audio file, its fallback pairs, its spare files, its copies."""
+    return [p for p in dict.fromkeys((rec.source_path, rec.audio_path, rec.video_path,
+                                      *(p for pair in rec.fallback for p in pair), *rec.spare,
+                                      *(p for pair in rec.copies for p in pair))) if p]
 
 
 def _own_error(get: Callable[[], dict[str, Any]]) -> dict[str, Any]:
