@@ -74,8 +74,8 @@ def selection(emotion: EmotionMetric = "acc") -> dict[str, Literal["max", "min"]
 # Accuracy's, the default's: the two every run measures and checks, whatever a sweep draws its front on.
 OBJECTIVES = objectives()
 SELECTION = selection()
-# How a trial's numbers are made where avdis changed it, so the same trial now gives others: a sweep records these in
-# its sweep.json and is not resumed under others (its old trials' numbers and the new ones would share one front).
+# How a trial's numbers are made where avdis changed it, so the same trial now gives others: a run and a sweep record
+# those of their methods (`measures_of`) and are not resumed under others (old and new numbers would share one front).
 MEASURES: dict[str, str] = {
     "leakage": "probes on z_emo with the one-hot emotion beside it, each predicting by the label alone where it does "
                "not beat it out of fold (since 2026-12-04: z_emo alone before, then the probes always predicting, "
@@ -83,6 +83,13 @@ MEASURES: dict[str, str] = {
     "orthogonal": "mean squared canonical correlation of z_emo and z_id, its covariances running over batches "
                   "(since 2026-12-04: per coordinate before, then one batch's covariances)",
 }
+
+
+def measures_of(methods: list[str]) -> dict[str, str]:
+    """The `MEASURES` that make the numbers of runs of `methods`: one named after a method (its penalty) makes that
+    method's alone, the others (the leakage probe) every run's. A run or sweep records and is checked on these alone:
+    checked on all, a change to orthogonal's penalty refused the resume of a run or sweep of any method."""
+    return {name: how for name, how in MEASURES.items() if name not in METHODS or name in methods}
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
 SAMPLED_SECTIONS = ("data", "model", "train", "method")

@@ -568,12 +568,28 @@ def test_run_signature_covers_every_result_setting_but_not_where_or_how_it_runs(
 def test_a_checkpoint_measured_otherwise_is_not_resumed():
     """A run begun before 2026-12-04 (the probe on z_emo alone, orthogonal per coordinate) resumed under the new
     probe and penalty: its history held both leakages, and an orthogonal run's loss changed halfway, with no word."""
-    ident = ck.run_signature(C.Config(), "abc")
+    ident = ck.run_signature(C.with_overrides(C.Config(), {"method.name": "orthogonal", "method.weight": 5}), "abc")
     before = {k: v for k, v in ident.items() if not k.startswith("measures.")}
     with pytest.raises(UsageError, match=r"records no measures.leakage, measures.orthogonal: an older avdis wrote it"):
         ck.check_compatible(before, ident, "runs/r")
     with pytest.raises(UsageError, match=r"measures.leakage='another probe'"):
         ck.check_compatible({**ident, "measures.leakage": "another probe"}, ident, "runs/r")
+
+
+def test_a_run_is_checked_on_the_measures_of_its_own_method_alone():
+    """Every run's signature held every measure, so a change to orthogonal's penalty refused the resume of a run of
+    every method. A run recorded with them all (before this change) resumes, checked on its own method's."""
+    sign = {m: ck.run_signature(C.with_overrides(C.Config(), {"method.name": m, "method.weight": w}), "abc")
+            for m, w in (("multitask", None), ("orthogonal", 5))}
+    assert {k for k in sign["multitask"] if k.startswith("measures.")} == {"measures.leakage"}
+    assert {k for k in sign["orthogonal"] if k.startswith("measures.")} == {"measures.leakage", "measures.orthogonal"}
+    every = {f"measures.{name}": how for name, how in C.MEASURES.items()}  # what every run recorded before
+    for method, current in sign.items():
+        ck.check_compatible({**current, **every}, current, "runs/r")
+    ck.check_compatible({**sign["multitask"], "measures.orthogonal": "another penalty"}, sign["multitask"], "runs/r")
+    with pytest.raises(UsageError, match=r"measures.orthogonal='another penalty'"):
+        ck.check_compatible({**sign["orthogonal"], "measures.orthogonal": "another penalty"}, sign["orthogonal"],
+                            "runs/r")
 
 
 def test_a_run_without_a_name_is_found_again_with_more_epochs_and_a_new_lr_names_a_new_run(tiny_shards, tmp_path):

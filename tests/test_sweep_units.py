@@ -1038,6 +1038,27 @@ def test_a_sweep_whose_trials_were_measured_otherwise_is_not_resumed(tmp_path):
             check_spec(url, cfg)
 
 
+def test_a_sweep_records_and_is_checked_on_the_measures_of_the_methods_in_its_space(tmp_path):
+    """sweep.json held every measure, so a change to orthogonal's penalty refused the resume of a sweep that never
+    sampled orthogonal. A sweep recorded with them all (before this change) resumes, checked on its space's."""
+    for methods, refused in ((["multitask", "adversarial"], False), (["multitask", "orthogonal"], True)):
+        name = "-".join(methods)
+        cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.name={name}",
+                            f"sweep.space.methods=[{', '.join(methods)}]"])
+        url = f"{tmp_path}/{name}"
+        record_spec(url, cfg, "0" * 16)
+        spec = json.loads((tmp_path / name / results.SPEC).read_text())
+        assert set(spec["measures"]) == {"leakage", *(set(methods) & {"orthogonal"})}
+        for measures in (C.MEASURES, {**C.MEASURES, "orthogonal": "another penalty"}):  # all, as recorded before
+            (tmp_path / name / results.SPEC).write_text(json.dumps({**spec, "measures": measures}))
+            if refused and measures is not C.MEASURES:
+                with pytest.raises(UsageError, match=r"measured otherwise .*\(orthogonal: .*this sweep's: another "
+                                                     r"penalty\)\)"):
+                    check_spec(url, cfg)
+            else:
+                assert check_spec(url, cfg) is not None
+
+
 def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tmp_path):
     """The searcher, MO-ASHA and the front choose on validation clips. A user's corpus with 2 clips per speaker has
     none (one goes to train, one to test), and every trial would end in error after its epochs. So would a

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from avdis import storage
-from avdis.config import MEASURES, Config, S3Config
+from avdis.config import Config, S3Config, measures_of
 from avdis.errors import AvdisError, UsageError
 
 STATE = "state.json"
@@ -62,10 +62,12 @@ def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
     """What must match for a checkpoint to resume into this run: its data, every result-shaping setting, and how its
-    numbers are made (`config.MEASURES`: a run begun under another probe or penalty would mix the two in its
-    history, and change its loss halfway)."""
+    numbers are made (`config.measures_of` its method: a run begun under another probe or penalty would mix the two
+    in its history, and change its loss halfway). A checkpoint that records more measures (every one, as runs did
+    before) is checked on these alone (`check_compatible`)."""
     dump = cfg.model_dump(mode="json")
-    out = {"data.manifest_hash": manifest_hash, **{f"measures.{name}": how for name, how in MEASURES.items()}}
+    out = {"data.manifest_hash": manifest_hash,
+           **{f"measures.{name}": how for name, how in measures_of([cfg.method.name]).items()}}
     for section in RESULT_SECTIONS:
         node = dump
         for part in section.split("."):

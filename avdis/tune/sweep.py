@@ -39,7 +39,8 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import EMOTION_METRICS, MEASURES, Config, Range, S3Config, selection, setting_of, with_overrides
+from avdis.config import (EMOTION_METRICS, Config, Range, S3Config, measures_of, selection, setting_of,
+                          with_overrides)
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
@@ -143,9 +144,9 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                          f"other metric's numbers, and a resume would choose on both. Resume it with "
                          f"sweep.emotion_metric={started_on}, or start a new sweep under a new name (--name or "
                          "sweep.name=...)")
-    measured = record.get("measures") or {}
+    measured = record.get("measures") or {}  # a sweep recorded before `measures_of` holds them all: these compared
     changed = [f"{name}: {how} (this sweep's: {measured.get(name, 'not recorded, so the one before')})"
-               for name, how in MEASURES.items() if measured.get(name) != how]
+               for name, how in measures_of(cfg.sweep.space.methods).items() if measured.get(name) != how]
     if changed:
         raise UsageError(f"{sweep_url} holds a sweep whose trials were measured otherwise than this avdis measures them "
                          f"({'; '.join(changed)}): resumed, its old trials and the new ones would share one front on "
@@ -219,11 +220,11 @@ def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
 
 def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
     """What the sweep was started with (the whole config), on which data (its manifest hash), what it chooses on
-    (`config.selection` of its `sweep.emotion_metric`) and how its numbers are made (`config.MEASURES`), for
-    `check_spec` and `check_data`."""
+    (`config.selection` of its `sweep.emotion_metric`) and how its numbers are made (`config.measures_of` the
+    methods of its space), for `check_spec` and `check_data`."""
     record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash,
               "selection": list(selection(cfg.sweep.emotion_metric)),
-              "measures": MEASURES}
+              "measures": measures_of(cfg.sweep.space.methods)}
     storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
 
 
