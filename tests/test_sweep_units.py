@@ -1020,6 +1020,21 @@ def test_a_sweep_is_not_resumed_choosing_on_another_emotion_metric(tmp_path):
             check_spec(url, cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={"emotion_metric": then})}))
 
 
+def test_a_sweep_started_before_sweep_emotion_metric_resumes_on_accuracy_alone(tmp_path):
+    """Its sweep.json's spec has no sweep.emotion_metric: it chose on accuracy, as the default does, and was refused
+    under every value as one started by an avdis without the setting. Under uar it is still refused, naming acc."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg, "0" * 16)
+    spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
+    del spec["spec"]["sweep"]["emotion_metric"]  # as every sweep.json held before the setting
+    (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
+    assert check_spec(url, cfg) is not None
+    with pytest.raises(UsageError, match=r"chose its trials, rungs and front on val_emotion_acc, val_leakage, .*"
+                                         r"Resume it with sweep.emotion_metric=acc"):
+        check_spec(url, C.with_overrides(cfg, {"sweep.emotion_metric": "uar"}))
+
+
 def test_a_sweep_whose_trials_were_measured_otherwise_is_not_resumed(tmp_path):
     """Before 2026-12-04 the leakage probe read z_emo alone and `orthogonal` penalised per-coordinate correlation:
     resumed, such a sweep's old trials and its new ones would have shared one front on two measures, with no word."""

@@ -74,6 +74,10 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 SWEEP_KEEPS = ("train.epochs", "train.gpus_per_worker")
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "data.synth",
                      *(setting for setting in MAY_CHANGE if setting not in SWEEP_KEEPS))
+# A setting a sweep.json lacks was added since the sweep started, which is refused (`check_spec`: its trials may have
+# run as no value of it runs them), but for these: before them a sweep ran as this value does, so it is compared as if
+# it held it. sweep.emotion_metric: accuracy was the only metric (`selection`, checked first, says it chose on it).
+BEFORE_ADDED: dict[str, Any] = {"sweep.emotion_metric": "acc"}
 
 
 def url_of(cfg: Config) -> str:
@@ -99,6 +103,18 @@ def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
+    return out
+
+
+def _as_before(spec: dict[str, Any]) -> dict[str, Any]:
+    """A config dump with each setting of `BEFORE_ADDED` it lacks given the value it ran as."""
+    out = json.loads(json.dumps(spec))
+    for path, value in BEFORE_ADDED.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node.setdefault(leaf, value)
     return out
 
 
@@ -164,7 +180,7 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
         saved = record["spec"].get("s3", {})
         _check_restored_s3(sweep_url, S3Config(endpoint_url=saved.get("endpoint_url"), region=saved.get("region")),
                            cfg.s3)
-    differences = _differences(_identity(record["spec"], RESUMABLE_CHANGES),
+    differences = _differences(_identity(_as_before(record["spec"]), RESUMABLE_CHANGES),
                                _identity(cfg.model_dump(mode="json"), RESUMABLE_CHANGES))
     if differences:
         diff = ", ".join(path for path, _ in differences[:8])
