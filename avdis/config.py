@@ -56,6 +56,7 @@ WEIGHT_RANGES: dict[str, tuple[float, float, bool]] = {
 # which a model naming every clip the majority emotion does not lead on (corpora heavy in one emotion report UAR).
 EmotionMetric = Literal["acc", "uar"]
 EMOTION_METRICS: tuple[str, ...] = get_args(EmotionMetric)
+EMOTION_WORDS: dict[str, str] = {"acc": "accuracy", "uar": "UAR"}  # each in words, for messages and labels
 
 
 def objectives(emotion: EmotionMetric = "acc") -> dict[str, Literal["max", "min"]]:

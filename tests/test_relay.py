@@ -41,7 +41,7 @@ def trainable(config: dict) -> None:
         if fail:
             raise RuntimeError("worker group failed")
 
-    relay = TrainToTune()
+    relay = TrainToTune("acc")
     result = relay.run(lambda: ray.get(controller.remote(relay, config["epochs"], config["fail"])))
     assert result is None  # what fit() returned comes back
 

@@ -1389,6 +1389,7 @@ def test_a_uar_sweeps_report_draws_uar_on_the_emotion_axis(tmp_path: Path) -> No
     page = Path(written["pareto.html"]).read_text()
     assert "emotion UAR vs identity leakage" in page and "reference: emotion_uar = chance 0.250" in page
     assert "emotion accuracy" not in page
+    assert "paper: 13% disentanglement at equal UAR" in page and "equal accuracy" not in page  # its target's label
     assert "<th>val emotion_uar (chosen on)</th>" in webpage.front_table(summary)
     assert image.png_figure(trials, summary).axes[0].get_ylabel() == "emotion UAR (test)"
 

@@ -690,7 +690,7 @@ def test_tune_takes_the_result_of_an_epoch_between_rungs(tmp_path, monkeypatch):
     tune_config = sweep._tuner(cfg, sweep.url_of(cfg), False, sweep.Views(), True)._local_tuner._tune_config
     controller = SimpleNamespace(_metric=tune_config.metric, _scheduler_alg=tune_config.scheduler,
                                  _search_alg=SearchGenerator(tune_config.search_alg))
-    between = tune_result({"epoch": 1, "emotion_acc": 0.5, "val_emotion_acc": 0.5})
+    between = tune_result({"epoch": 1, "emotion_acc": 0.5, "val_emotion_acc": 0.5}, cfg.sweep.emotion_metric)
     TuneController._validate_result_metrics(controller, {**between, "training_iteration": 1})
     recorder = TrialRecorder(str(tmp_path), cfg)
     recorder.setup()
@@ -1020,6 +1020,17 @@ def test_a_sweep_is_not_resumed_choosing_on_another_emotion_metric(tmp_path):
             check_spec(url, cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={"emotion_metric": then})}))
 
 
+def test_a_trial_reports_the_selection_metrics_of_its_sweeps_emotion_metric():
+    """Tune checks each result for its searcher's metrics: a trial pre-fills them (None: not measured this epoch).
+    It pre-filled accuracy's under uar too, a val_emotion_acc of None beside the val_emotion_uar Tune checks."""
+    from avdis.train.loop import tune_result
+
+    for emotion in C.EMOTION_METRICS:
+        between = tune_result({"epoch": 1, f"val_emotion_{emotion}": 0.5}, emotion)
+        assert between == {"epoch": 1, f"val_emotion_{emotion}": 0.5, "val_leakage": None}
+        assert set(between) - {"epoch"} == set(C.selection(emotion))
+
+
 def test_a_sweep_started_before_sweep_emotion_metric_resumes_on_accuracy_alone(tmp_path):
     """Its sweep.json's spec has no sweep.emotion_metric: it chose on accuracy, as the default does, and was refused
     under every value as one started by an avdis without the setting. Under uar it is still refused, naming acc."""
@@ -1106,6 +1117,8 @@ def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tm
     with pytest.raises(UsageError, match=r"shards2_4: no validation clips under data.split.scheme=within_speaker "
                                          r"\(0 for emotion accuracy, 0 for the leakage probe\)"):
         check_validation(two)
+    with pytest.raises(UsageError, match=r"\(0 for emotion UAR, 0 for the leakage probe\)"):  # the sweep's metric
+        check_validation(C.with_overrides(two, {"sweep.emotion_metric": "uar"}))
     check_validation(three)
 
     def disjoint(cfg: C.Config, fold: int) -> C.Config:

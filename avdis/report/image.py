@@ -13,10 +13,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from avdis.report.view import (HISTORY_X, OTHER_COLOR, PAPER_LABEL, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
+from avdis.report.view import (HISTORY_X, OTHER_COLOR, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
                                X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
                                front_frame, front_label, history_title, leakage_range, method_color, methods_in,
-                               no_front, plotted, target_point, waiting, y_label)
+                               no_front, paper_label, plotted, target_point, waiting, y_label)
 
 @rc_context({"text.parse_math": False})
 def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
@@ -72,7 +72,8 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
         ax.scatter([base["leakage"]], [base[e]], marker="*", s=260, color=method_color("multitask"),
                    edgecolors="black", zorder=5, label="multitask baseline (mean)")
     if target is not None:
-        ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black", zorder=5, label=PAPER_LABEL)
+        ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black", zorder=5,
+                   label=paper_label(summary))
         ax.annotate("", xy=target, xytext=(base["leakage"], base[e]),
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
         ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)

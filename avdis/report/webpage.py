@@ -17,10 +17,10 @@ from matplotlib.ticker import MaxNLocator
 
 from avdis import results
 from avdis.numbers import finite, json_safe
-from avdis.report.view import (HISTORY_X, OTHER_COLOR, PAPER_LABEL, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
+from avdis.report.view import (HISTORY_X, OTHER_COLOR, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
                                X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
                                front_frame, front_label, history_title, last_result, leakage_range, method_color,
-                               methods_in, no_front, plotted, target_point, utc, waiting, y_label)
+                               methods_in, no_front, paper_label, plotted, target_point, utc, waiting, y_label)
 
 TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "emotion_uar_ci95": "± 95%", "leakage_ci95": "± 95%",
                  "val_emotion_acc": "val emotion_acc", "val_emotion_uar": "val emotion_uar",
@@ -150,7 +150,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
         ))
     if target is not None:
         fig.add_trace(go.Scatter(
-            uid="paper-target", name=PAPER_LABEL, mode="markers+text", x=[target[0]], y=[target[1]],
+            uid="paper-target", name=paper_label(summary), mode="markers+text", x=[target[0]], y=[target[1]],
             text=["paper: -13% leakage"], textposition="top center",
             marker={"symbol": "diamond", "size": 12, "color": TARGET_COLOR, "line": {"width": 1, "color": "black"}},
         ))

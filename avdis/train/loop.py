@@ -26,7 +26,7 @@ import torch.distributed as dist
 from pyarrow.fs import FileType
 
 from avdis import runtime, storage
-from avdis.config import OBJECTIVES, SELECTION, Config, DataConfig, S3Config
+from avdis.config import OBJECTIVES, Config, DataConfig, EmotionMetric, S3Config, selection
 from avdis.data.shards import MANIFEST, PreprocessError
 from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, ShardsRebuilt, SkipStats, check_skip_rate,
                                epoch_batches, open_dataset)
@@ -113,12 +113,13 @@ class LocalReporter:
             self.store.save(directory, metrics["epoch"])
 
 
-def tune_result(metrics: dict[str, Any]) -> dict[str, Any]:
-    """An epoch's metrics as a sweep trial reports them to Tune: with every selection metric, None where the epoch
-    did not measure it (no probe between MO-ASHA's rungs: `probed`). Tune checks each result for its searcher's
-    metrics and ended the sweep at the first epoch without val_leakage; None is "not measured", which MO-ASHA, the
-    searcher (it reads a trial's last result, always probed) and the recorder pass over."""
-    return {**dict.fromkeys(SELECTION), **metrics}
+def tune_result(metrics: dict[str, Any], emotion: EmotionMetric) -> dict[str, Any]:
+    """An epoch's metrics as a sweep trial reports them to Tune: with every selection metric of the sweep's
+    `emotion` metric (`config.selection`), None where the epoch did not measure it (no probe between MO-ASHA's rungs:
+    `probed`). Tune checks each result for its searcher's metrics and ended the sweep at the first epoch without
+    val_leakage; None is "not measured", which MO-ASHA, the searcher (it reads a trial's last result, always probed)
+    and the recorder pass over."""
+    return {**dict.fromkeys(selection(emotion)), **metrics}
 
 
 class TuneReporter:
@@ -128,7 +129,7 @@ class TuneReporter:
     restored = None  # a trial's refusal names no folder to move aside (`ck.unusable`)
 
     def __init__(self, run_url: str, cfg: Config):
-        self.run_url, self.s3 = run_url, cfg.s3
+        self.run_url, self.s3, self.emotion = run_url, cfg.s3, cfg.sweep.emotion_metric
 
     def restore(self) -> AbstractContextManager[Path | None]:
         import ray.tune
@@ -139,7 +140,7 @@ class TuneReporter:
         import ray.tune
 
         ckpt = ray.tune.Checkpoint.from_directory(str(directory)) if directory is not None else None
-        ray.tune.report(tune_result(metrics), checkpoint=ckpt)
+        ray.tune.report(tune_result(metrics, self.emotion), checkpoint=ckpt)
 
 
 class RayReporter:

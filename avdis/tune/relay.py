@@ -21,21 +21,24 @@ from typing import Any, Callable
 from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
+from avdis.config import EmotionMetric
 from avdis.train.loop import tune_result
 
 POLL_S = 1.0
 
 
 class TrainToTune(UserCallback):
-    """Pass to the TorchTrainer's callbacks, then `run(trainer.fit)` in the Tune trial."""
+    """Pass to the TorchTrainer's callbacks, then `run(trainer.fit)` in the Tune trial; `emotion`: the sweep's
+    emotion metric, whose selection metrics each result carries (`loop.tune_result`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, emotion: EmotionMetric) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # On the trial's own node: elsewhere it could keep an idle node from scaling in, or go with it.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.queue = Queue(maxsize=1, actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        self.emotion = emotion
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         # Runs in Train's controller; blocks until the trial thread has taken the previous report.
@@ -64,7 +67,7 @@ class TrainToTune(UserCallback):
                     if helper.is_alive() or not self.queue.empty():
                         continue
                     break
-                ray.tune.report(tune_result(metrics))
+                ray.tune.report(tune_result(metrics, self.emotion))
         finally:
             self.queue.shutdown()
         if "error" in outcome:

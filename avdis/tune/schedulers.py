@@ -68,14 +68,15 @@ class MOSuccessiveHalving:
             r *= self.eta
         self.rungs = {m: self.rungs.get(m, {}) for m in milestones}
 
-    def decide(self, trial_id: str, epoch: int, emotion_acc: float, leakage: float) -> bool:
-        """Record the trial at the rung it just reached; True = continue, False = stop."""
+    def decide(self, trial_id: str, epoch: int, emotion: float, leakage: float) -> bool:
+        """Record the trial at the rung it just reached, by its validation `emotion` metric (the sweep's: accuracy or
+        UAR) and leakage; True = continue, False = stop."""
         if epoch not in self.rungs or trial_id in self.rungs[epoch]:
             return True
-        if not (math.isfinite(emotion_acc) and math.isfinite(leakage)):
+        if not (math.isfinite(emotion) and math.isfinite(leakage)):
             return True  # nothing to judge on
         rung = self.rungs[epoch]
-        rung[trial_id] = (emotion_acc, leakage)
+        rung[trial_id] = (emotion, leakage)
         ids = list(rung)
         pts = pareto.points(*np.array([rung[t] for t in ids]).T)  # as the front sees them: leakage below 0 is 0
         rank = pareto.ranks(pts[:, 0], pts[:, 1])

@@ -39,7 +39,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import (EMOTION_METRICS, Config, Range, S3Config, measures_of, selection, setting_of,
+from avdis.config import (EMOTION_METRICS, EMOTION_WORDS, Config, Range, S3Config, measures_of, selection, setting_of,
                           with_overrides)
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
@@ -649,11 +649,12 @@ def check_validation(cfg: Config) -> None:
     (`config.PER_SWEEP`)."""
     info = open_dataset(cfg.data, cfg.s3)
     labels = info.labels
-    scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # emotion accuracy
+    scored = sum(scheme == "val" for _, _, scheme, _ in labels)  # the emotion metric
     probed = sum(scheme == "val" and within == "val" for _, _, scheme, within in labels)  # the probe
     if not (scored and probed):
         raise UsageError(
-            f"{cfg.data.shards}: no validation clips under {scheme_of(cfg)} ({scored} for emotion accuracy, {probed} "
+            f"{cfg.data.shards}: no validation clips under {scheme_of(cfg)} ({scored} for emotion "
+            f"{EMOTION_WORDS[cfg.sweep.emotion_metric]}, {probed} "
             "for the leakage probe); a sweep chooses its trials and front on them, not on the test clips it "
             "reports. A speaker has validation clips only with 3 clips or more (then at least one, whatever "
             "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "

@@ -52,7 +52,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, chec
             loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg), recorded,
                      trial=True)
         return
-    relay = TrainToTune()
+    relay = TrainToTune(cfg.sweep.emotion_metric)
     trainer = launch.trainer(cfg, storage.join(checkpoints_url, TRIALS_DIR), trial_id, callbacks=[relay],
                              data_hash=recorded, trial=True)
     relay.run(trainer.fit)  # Train V2's fit() raises when the run fails
