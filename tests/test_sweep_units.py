@@ -886,6 +886,65 @@ def test_search_trials_lost_by_a_killed_driver_are_closed_before_the_confirmatio
     assert list(after_confirm["status"]) == ["ERROR"] * 3 and after_confirm.loc["c", "error"] == results.LOST
 
 
+def one_report(config: dict) -> None:
+    """A Tune trainable of one result: the experiment a sweep's Tune saves."""
+    from ray import tune
+
+    tune.report({"epoch": 1})
+
+
+def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_and_deleted_by_a_rerun(
+        tmp_path, s3_bucket, capsys):
+    """Deleting a lost trial's checkpoints once the experiment ended, a refusal of storage (a transient S3 error, a
+    denied delete) ended the sweep in it, after its row was closed: no rerun tried again, as the row was no longer
+    RUNNING. Now the sweep goes on, warning with the folder; a rerun deletes a lost trial's folders still there."""
+    import shutil
+    import tempfile
+
+    import ray
+    import ray.cloudpickle as cloudpickle
+    from ray import tune
+
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.checkpoints={s3_bucket}/ck", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
+    temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        tune.Tuner(one_report, run_config=tune.RunConfig(name=name, storage_path=storage_path,
+                                                         storage_filesystem=fs, verbose=0)).fit()
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        shutil.rmtree(temp, ignore_errors=True)
+    base = sweep.checkpoints_of(cfg)
+    kept = {"earlier": [f"{base}/{name}/run_trial_earlier_00001_1_x/checkpoint_000001",  # its own process's
+                        f"{base}/trials/earlier/checkpoint_epoch_0001"],  # closed by a rerun before: still there
+            "now": [f"{base}/trials/now/checkpoint_2026-12-04_13-37-00.123456"]}  # a multi-worker trial's
+    for folder in (f for folders in kept.values() for f in folders):
+        storage.write_bytes(f"{folder}/state.json", b'{"epoch": 1}')
+    storage.write_bytes(f"{base}/trials/now/metrics.json", b'{"history": []}')
+    row = {"sweep": "s", "method": "multitask", "role": results.SEARCH}
+    results.write_trials(url, [{**row, "trial_id": "earlier", "status": "ERROR", "error": results.LOST},
+                               {**row, "trial_id": "now", "status": "RUNNING"}])
+    with s3_denied(s3_bucket, "s3:DeleteObject"):
+        closed = close_lost_trials(url, cfg, results.SEARCH).set_index("trial_id")
+    assert list(closed["status"]) == ["ERROR", "ERROR"] and closed.loc["now", "error"] == results.LOST
+    warned = capsys.readouterr().err
+    for folder in (f for folders in kept.values() for f in folders):
+        assert storage.exists(f"{folder}/state.json")
+        trial_folder = folder.rsplit("/", 1)[0]  # its Tune trial folder or Ray Train run
+        assert f"warning: {trial_folder}: the checkpoints of a lost trial could not be deleted" in warned
+    assert "delete it by hand" in warned
+    close_lost_trials(url, cfg, results.SEARCH)  # the rerun's
+    for folder in (f for folders in kept.values() for f in folders):
+        assert not storage.exists(folder)
+    assert storage.exists(f"{base}/trials/now/metrics.json")  # the trial's history stays
+
+
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
     sweep = str(tmp_path / "s")
     done = {"trial_id": "a", "sweep": "s", "method": "multitask", "status": "TERMINATED", "order": 1, "epochs": 2}

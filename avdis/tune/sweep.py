@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -773,30 +774,53 @@ def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequenc
     frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3,
                                     cfg.sweep.emotion_metric)
     notify(listeners, frame, summary)
-    if lost.any():
-        remove_lost_checkpoints(cfg, role, set(trials.loc[lost, "trial_id"]))
+    # every lost trial of the role, closed now or by an earlier run: a removal that failed then is tried again
+    closed = (trials["error"] == results.LOST) & (trials["role"].fillna(results.SEARCH) == role)
+    if closed.any():
+        remove_lost_checkpoints(cfg, role, set(trials.loc[closed, "trial_id"]))
     return frame
 
 
 def remove_lost_checkpoints(cfg: Config, role: str, lost: set[str]) -> None:
     """Remove the checkpoint folders of the `lost` trials of `role` (`close_lost_trials`), once its experiment has
-    ended: in its Tune trial folder (a trial in its own process) and in its Ray Train run (`TRIALS_DIR`, a trial of
-    more workers). Tune's saved state does not know them, so no trial is restored from them and neither Tune nor Ray
-    Train deletes them: they stayed in storage for ever, a model's weights each. A trial the state lists is left to
-    Tune."""
+    ended: they stayed in storage for ever, a model's weights each (`lost_checkpoint_folders`). Best effort: a folder
+    storage refuses to delete (a transient S3 error, a denied delete) is kept with a warning naming it, and the sweep
+    goes on; it ended in that error, after the trial's row was closed, so no rerun tried again."""
+    try:
+        folders = lost_checkpoint_folders(cfg, role, lost)
+    except (AvdisError, OSError) as exc:
+        _kept(checkpoints_of(cfg), exc)
+        return
+    for folder in folders:
+        try:
+            ck.remove_unlisted(folder, cfg.s3, set())
+        except (AvdisError, OSError) as exc:
+            _kept(folder, exc)
+
+
+def lost_checkpoint_folders(cfg: Config, role: str, lost: set[str]) -> list[str]:
+    """The folders the checkpoints of the `lost` trials of `role` are in: a trial's Tune trial folder (a trial in its
+    own process) and its Ray Train run (`TRIALS_DIR`, a trial of more workers). Tune's saved state does not know
+    them, so no trial is restored from them and neither Tune nor Ray Train deletes them. A trial the state lists is
+    left to Tune."""
     from ray.tune import ExperimentAnalysis
 
     if not _restorable(cfg, role):  # no saved experiment: no folder of its trials either
-        return
+        return []
     fs, storage_path, name = experiment_of(cfg, role)
     known = {t.trial_id for t in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials}
     unknown = lost - known
     prefixes = tuple(f"{run_trial.__name__}_{trial}_" for trial in unknown)  # Tune's <trainable>_<id>_<tag>
-    for folder in storage.list_files(storage.join(checkpoints_of(cfg), name), s3=cfg.s3):
-        if folder.rsplit("/", 1)[-1].startswith(prefixes):
-            ck.remove_unlisted(folder, cfg.s3, set())
-    for trial in sorted(unknown):
-        ck.remove_unlisted(storage.join(checkpoints_of(cfg), TRIALS_DIR, trial), cfg.s3, set())
+    tune_folders = [folder for folder in storage.list_files(storage.join(checkpoints_of(cfg), name), s3=cfg.s3)
+                    if folder.rsplit("/", 1)[-1].startswith(prefixes)]
+    return tune_folders + [storage.join(checkpoints_of(cfg), TRIALS_DIR, trial) for trial in sorted(unknown)]
+
+
+def _kept(folder: str, exc: BaseException) -> None:
+    """Say that `folder`'s lost-trial checkpoints stay, why, and how they go."""
+    print(f"avdis sweep: warning: {folder}: the checkpoints of a lost trial could not be deleted ({exc}); the sweep "
+          "goes on, and its rerun tries again, or delete it by hand (its checkpoint_* folders: no trial resumes from "
+          "them)", file=sys.stderr, flush=True)
 
 
 class TrialsFailed(AvdisError):
