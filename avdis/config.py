@@ -300,9 +300,14 @@ class SynthConfig(_Section):
 MEL_FMIN = 20.0  # Hz: the lowest mel band's lower edge
 
 
-# data.features settings added after shards were first made, at the value shards made before them were made with: left
-# out of what shards are made with at that value, so those shards stay up to date (`shards._made_features`)
-ADDED_FEATURES: dict[str, Any] = {"f_max": None}
+# Settings added after shards, runs and sweeps first recorded what they were made with, each at the value that runs as
+# avdis ran before it: a record that lacks one is read as holding that value, so what was made before it stays up to
+# date (shards: `shards._made_features`), resumable (runs: `checkpoint.run_signature`, which leaves them out at that
+# value, so an unnamed run keeps its name) and comparable (sweeps: `sweep.check_spec`). A setting added without an
+# entry here refuses every older record ("an older avdis wrote it"), as its older runs may have run as no value does.
+ADDED: dict[str, Any] = {"data.features.f_max": None, "sweep.emotion_metric": "acc"}
+ADDED_FEATURES: dict[str, Any] = {k.removeprefix("data.features."): v for k, v in ADDED.items()
+                                  if k.startswith("data.features.")}
 
 
 # the data.features settings of the video frames alone: shards of data.modality=audio hold none, so there they change

@@ -592,6 +592,21 @@ def test_a_run_is_checked_on_the_measures_of_its_own_method_alone():
                             "runs/r")
 
 
+def test_a_run_signed_before_a_setting_was_added_resumes_at_the_value_it_ran_as_and_keeps_its_name():
+    """data.features.f_max came after runs were signed: every run signed before it was refused ("an older avdis wrote
+    it"), and every unnamed run, whose name hashes its signature, was looked for under a new name. At the value runs
+    ran as (`config.ADDED`) it is left out of the signature; another value is named as the difference."""
+    cfg = C.Config()
+    before = ck.run_signature(cfg, "abc")
+    assert not set(C.ADDED) & before.keys()  # as a run signed before the settings holds them
+    ck.check_compatible(before, ck.run_signature(cfg, "abc"), "runs/r")
+    narrow = C.with_overrides(cfg, {"data.features.f_max": 4000})
+    assert launch.run_name(narrow) != launch.run_name(cfg)
+    with pytest.raises(UsageError, match=r"data.features.f_max=None \(this run: 4000.0\)"):
+        ck.check_compatible(before, ck.run_signature(narrow, "abc"), "runs/r")
+    ck.check_compatible(ck.run_signature(narrow, "abc"), ck.run_signature(narrow, "abc"), "runs/r")
+
+
 def test_a_run_without_a_name_is_found_again_with_more_epochs_and_a_new_lr_names_a_new_run(tiny_shards, tmp_path):
     """The name hashed the whole config: more epochs started over under a new name, against the README."""
     base = [f"data.shards={tiny_shards}", f"train.storage={tmp_path}", "train.strategy=single", "train.zero_stage=0",

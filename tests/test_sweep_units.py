@@ -1100,6 +1100,11 @@ def test_a_sweep_started_before_sweep_emotion_metric_resumes_on_accuracy_alone(t
     del spec["spec"]["sweep"]["emotion_metric"]  # as every sweep.json held before the setting
     (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
     assert check_spec(url, cfg) is not None
+    del spec["spec"]["data"]["features"]["f_max"]  # nor did data.features.f_max refuse it (`config.ADDED`)
+    (tmp_path / "s1" / results.SPEC).write_text(json.dumps(spec))
+    assert check_spec(url, cfg) is not None
+    with pytest.raises(UsageError, match=r"differs in: data.features.f_max"):
+        check_spec(url, C.with_overrides(cfg, {"data.features.f_max": 4000}))
     with pytest.raises(UsageError, match=r"chose its trials, rungs and front on val_emotion_acc, val_leakage, .*"
                                          r"Resume it with sweep.emotion_metric=acc"):
         check_spec(url, C.with_overrides(cfg, {"sweep.emotion_metric": "uar"}))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from avdis import storage
-from avdis.config import Config, S3Config, measures_of
+from avdis.config import ADDED, Config, S3Config, measures_of
 from avdis.errors import AvdisError, UsageError
 
 STATE = "state.json"
@@ -64,7 +64,8 @@ def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
     """What must match for a checkpoint to resume into this run: its data, every result-shaping setting, and how its
     numbers are made (`config.measures_of` its method: a run begun under another probe or penalty would mix the two
     in its history, and change its loss halfway). A checkpoint that records more measures (every one, as runs did
-    before) is checked on these alone (`check_compatible`)."""
+    before) is checked on these alone (`check_compatible`). Settings added since runs were first signed
+    (`config.ADDED`) are left out at the value avdis ran as before them: a run's name hashes its signature."""
     dump = cfg.model_dump(mode="json")
     out = {"data.manifest_hash": manifest_hash,
            **{f"measures.{name}": how for name, how in measures_of([cfg.method.name]).items()}}
@@ -78,7 +79,7 @@ def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
         # begun on GPUs went on in fp32 on CPU, and under DeepSpeed failed to load its bf16 optimizer state). Auto
         # on CPU stays "auto", as runs recorded it before
         out["train.precision"] = "bf16"
-    return {k: v for k, v in out.items() if k not in MAY_CHANGE}
+    return {k: v for k, v in out.items() if k not in MAY_CHANGE and (k not in ADDED or v != ADDED[k])}
 
 
 def saved_signature(state: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +89,9 @@ def saved_signature(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
-    """Refuse to resume a checkpoint made with other data or settings (or too old to say which)."""
+    """Refuse to resume a checkpoint made with other data or settings (or too old to say which). A setting added
+    since it was saved (`config.ADDED`) is read as the value it ran as."""
+    saved = {**{k: v for k, v in ADDED.items() if k in current}, **saved}
     unknown = [k for k in current if k not in saved]
     if unknown:
         more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""

@@ -40,8 +40,8 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import (EMOTION_METRICS, EMOTION_WORDS, Config, Range, S3Config, measures_of, selection, setting_of,
-                          with_overrides)
+from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, Config, Range, S3Config, measures_of, selection,
+                          setting_of, with_overrides)
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
@@ -75,10 +75,6 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 SWEEP_KEEPS = ("train.epochs", "train.gpus_per_worker")
 RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "data.src", "data.shards", "data.synth",
                      *(setting for setting in MAY_CHANGE if setting not in SWEEP_KEEPS))
-# A setting a sweep.json lacks was added since the sweep started, which is refused (`check_spec`: its trials may have
-# run as no value of it runs them), but for these: before them a sweep ran as this value does, so it is compared as if
-# it held it. sweep.emotion_metric: accuracy was the only metric (`selection`, checked first, says it chose on it).
-BEFORE_ADDED: dict[str, Any] = {"sweep.emotion_metric": "acc"}
 
 
 def url_of(cfg: Config) -> str:
@@ -108,9 +104,10 @@ def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _as_before(spec: dict[str, Any]) -> dict[str, Any]:
-    """A config dump with each setting of `BEFORE_ADDED` it lacks given the value it ran as."""
+    """A config dump with each setting of `config.ADDED` it lacks given the value it ran as (sweep.emotion_metric:
+    accuracy was the only metric, and `selection`, checked first, says the sweep chose on it)."""
     out = json.loads(json.dumps(spec))
-    for path, value in BEFORE_ADDED.items():
+    for path, value in ADDED.items():
         *parents, leaf = path.split(".")
         node = out
         for p in parents:
