@@ -22,27 +22,26 @@ from avdis.data.media import write_clip
 SECONDS = 1.2
 
 
-def voice(seed: int) -> np.ndarray:
-    """Seeded noise in the telephone band (300-3400 Hz) at 16 kHz: nothing above 4 kHz, so every second sample of it
-    is the same sound recorded at 8 kHz."""
+def band_noise(seed: int, low: float, high: float, peak: float) -> np.ndarray:
+    """Seeded noise at 16 kHz with nothing outside `low`-`high` Hz, scaled to `peak`."""
     rng = np.random.default_rng(seed)
     n = int(16000 * SECONDS)
     spectrum = np.fft.rfft(rng.normal(size=n))
     freqs = np.fft.rfftfreq(n, 1 / 16000)
-    spectrum[(freqs < 300) | (freqs > 3400)] = 0
+    spectrum[(freqs < low) | (freqs > high)] = 0
     x = np.fft.irfft(spectrum, n)
-    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+    return (peak * x / np.abs(x).max()).astype(np.float32)
+
+
+def voice(seed: int) -> np.ndarray:
+    """The telephone band (300-3400 Hz): nothing above 4 kHz, so every second sample of it is the same sound
+    recorded at 8 kHz."""
+    return band_noise(seed, 300, 3400, 0.3)
 
 
 def air(seed: int) -> np.ndarray:
-    """Seeded noise between 4.5 and 7.5 kHz: what a 16 kHz recording holds above an 8 kHz one's Nyquist frequency."""
-    rng = np.random.default_rng(seed + 1000)
-    n = int(16000 * SECONDS)
-    spectrum = np.fft.rfft(rng.normal(size=n))
-    freqs = np.fft.rfftfreq(n, 1 / 16000)
-    spectrum[(freqs < 4500) | (freqs > 7500)] = 0
-    x = np.fft.irfft(spectrum, n)
-    return (0.1 * x / np.abs(x).max()).astype(np.float32)
+    """4.5-7.5 kHz: what a 16 kHz recording holds above an 8 kHz one's Nyquist frequency."""
+    return band_noise(seed + 1000, 4500, 7500, 0.1)
 
 
 def recording(path: Path, seed: int, rate: int) -> Path:
