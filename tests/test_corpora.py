@@ -1216,6 +1216,72 @@ def test_speakers_that_differ_only_in_case_are_refused(tmp_path):
     assert "speakers 'Spk1' (row 2) and 'spk1' (row 4) and 'SPK1' (row 5) differ only in case" in str(caught.value)
 
 
+def test_placeholder_speakers_and_emotions_in_a_ground_truth_are_rejects_naming_their_row(tmp_path):
+    """MSP-Podcast's speaker `Unknown` (not identified) was one speaker holding every such clip: the identity head
+    learnt it, the leakage probe counted it and speaker_disjoint put it in one fold (`Unknown` and `unknown` were
+    refused as one speaker in two cases); IEMOCAP's emotion `xxx` and MSP-Podcast's `X` (annotators did not agree)
+    were each a class, trained and scored as one. Each such row is a reject naming it, which the summary counts and
+    words; a speaker `0` or `x` and an emotion `other` (a label annotators agreed on) are clips."""
+    src = tmp_path / "corpus"
+    labels = [("0", "happy"), ("0", "sad"), ("0", "other"), ("s1", "happy"), ("s1", "sad"), ("s1", "Other"),
+              ("x", "happy"), ("x", "sad"), ("x", "neutral"), ("Unknown", "happy"), (" unknown ", "sad"),
+              ("N/A", "angry"), ("s1", "xxx"), ("0", "X"), ("unk", "xxx")]
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, (speaker, emotion) in enumerate(labels):
+        _, audio = clip_media(i)
+        write_clip(src / f"c{i}.wav", None, 12, audio, SR)
+        rows.append(f"c{i}.wav,c{i},{speaker},{emotion}")
+    (src / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    records, rejects = corpora.scan("synthetic", src)
+    assert [(r.speaker, r.emotion) for r in records] == [(s, e.lower()) for s, e in labels[:9]]
+    no_one = ("a speaker not identified is no one speaker, whom no split by speaker can hold; give each known speaker "
+              "an id of their own and leave the clips of unknown speakers out")
+    no_class = ("no agreed emotion (IEMOCAP's xxx, MSP-Podcast's X: annotators did not agree, or none was given) is "
+                "no class; give the clip its emotion, or leave its row out")
+    assert [(Path(r.source_path).name, r.reason, r.unused) for r in rejects] == [
+        ("c9.wav", f"ground_truth.csv row 11: placeholder speaker 'Unknown': {no_one}", False),
+        ("c10.wav", f"ground_truth.csv row 12: placeholder speaker 'unknown': {no_one}", False),
+        ("c11.wav", f"ground_truth.csv row 13: placeholder speaker 'N/A': {no_one}", False),
+        ("c12.wav", f"ground_truth.csv row 14: placeholder emotion 'xxx': {no_class}", False),
+        ("c13.wav", f"ground_truth.csv row 15: placeholder emotion 'X': {no_class}", False),
+        ("c14.wav", f"ground_truth.csv row 16: placeholder speaker 'unk' and emotion 'xxx': {no_one}; and {no_class}",
+         False)]
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), shard_size=4, modality="audio",
+                      split=SplitConfig(folds=3))
+    summary = shards.build_shards(data, S3Config())
+    assert (summary["clips"], summary["rejects"], summary["speakers"]) == (9, 6, 3)
+    assert summary["emotions"] == {"neutral": 1, "happy": 3, "sad": 3, "other": 2}
+    assert summary["placeholders"] == (
+        "6 rows of ground_truth.csv hold a placeholder where a label goes (4 a speaker's, 3 an emotion's), each a reject "
+        f"(first: {src / 'c10.wav'}: ground_truth.csv row 12: placeholder speaker 'unknown': {no_one})")
+    again = shards.build_shards(data, S3Config())  # a rerun on up-to-date shards words them too
+    assert again["up_to_date"] and again["placeholders"] == summary["placeholders"]
+    # a corpus all of whose rows are placeholders is told so, not only 'no usable clips'
+    (src / "ground_truth.csv").write_text("\n".join([rows[0], *rows[10:]]) + "\n")
+    with pytest.raises(shards.PreprocessError) as caught:
+        shards.build_shards(data.model_copy(update={"shards": str(tmp_path / "out2")}), S3Config())
+    assert "; 6 rows of ground_truth.csv hold a placeholder where a label goes (4 a speaker's, 3 an emotion's)" in str(
+        caught.value)
+
+
+
+def test_missing_values_as_programs_and_people_write_them_are_placeholders_and_ids_that_could_be_real_are_not(tmp_path):
+    """pandas' `nan`, R's `NA`, Excel's `#N/A`, Python's `None`, SQL's `null`, a typed `?` or `--` were each a speaker or
+    an emotion class; a speaker `x`, `na1` or `-1` and an emotion `o`, `oth` (agreed labels) or `xo` are labels."""
+    speakers = ["nan", "NA", "#N/A", "None", "null", "?", "--", "undefined", "Unknown  ", "s1", "s1", "s1", "s1", "s1"]
+    emotions = ["happy"] * 9 + ["n/a", "?", "-", "none", "xx"]
+    kept = [("x", "o"), ("na1", "oth"), ("-1", "xo"), ("0", "Other")]
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, (speaker, emotion) in enumerate([*zip(speakers, emotions), *kept]):
+        touch(tmp_path / f"{i}.wav")
+        rows.append(f"{i}.wav,c{i},{speaker},{emotion}")
+    (tmp_path / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert sorted((r.speaker, r.emotion) for r in records) == sorted((s, e.lower()) for s, e in kept)
+    assert sorted(r.reason.split(":")[1] for r in rejects) == sorted(
+        [f" placeholder speaker {s.strip()!r}" for s in speakers[:9]] + [f" placeholder emotion {e!r}" for e in emotions[9:]])
+    assert corpora.placeholders_found(rejects)[1:] == (9, 5)
+
 def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):
     """`avdis preprocess --src RAVDESS/` without --corpus (the config's default is the generated corpus) was told to
     write a ground_truth.csv for its files, and a CREMA-D copy preprocessed as RAVDESS that no file was named right."""

@@ -25,7 +25,8 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     are no recording, each a reject of its own when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
-    same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own.
+    same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own. A row
+    whose speaker or emotion is a placeholder (MSP-Podcast's speaker `Unknown`, IEMOCAP's emotion `xxx`) is a reject.
 
 Files are found through symlinked folders (each real folder once, under its own name where
 the source tree holds it), hidden names and the output folder skipped; a link whose target is
@@ -539,6 +540,45 @@ def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[s
                     if any(cell.strip() for cell in cells)]
 
 
+# a cell that holds no label but says none is known, as a program writes a missing value (pandas' `nan`, R's `NA`,
+# Excel's `#N/A`, Python's `None`, SQL's `null`) or a person does (`n/a`, `?`, `-`); MSP-Podcast's speaker `Unknown`.
+# Read without case and spaces. Nothing that could be a real id or class: speaker `0` or `x`, emotion `other` (`oth`,
+# `o`: a label annotators agreed on, a class in many setups)
+_MISSING = {"unknown", "unk", "n/a", "na", "#n/a", "none", "null", "nan", "undefined"}
+_NO_AGREEMENT = re.compile(r"x+")  # IEMOCAP's emotion `xxx`, MSP-Podcast's `X`: annotators did not agree
+_PLACEHOLDER_FIX = {
+    "speaker": "a speaker not identified is no one speaker, whom no split by speaker can hold; give each known speaker "
+               "an id of their own and leave the clips of unknown speakers out",
+    "emotion": "no agreed emotion (IEMOCAP's xxx, MSP-Podcast's X: annotators did not agree, or none was given) is no "
+               "class; give the clip its emotion, or leave its row out",
+}
+_PLACEHOLDER = re.compile(rf"{re.escape(GROUND_TRUTH)} row \d+: placeholder (?P<speaker>speaker '[^']*')?(?: and )?"
+                          r"(?P<emotion>emotion '[^']*')?")
+
+
+def _placeholder(column: str, value: str) -> bool:
+    """Whether a ground truth's speaker or emotion cell holds a placeholder, not a label: taken as given, `Unknown` was
+    one speaker of thousands of clips (the identity head learnt it, the leakage probe counted it, speaker_disjoint put
+    it in one fold) and `xxx` an emotion class, trained and scored as one."""
+    said = " ".join(value.casefold().split())
+    return (said in _MISSING or re.fullmatch(r"[?-]+", said) is not None
+            or (column == "emotion" and _NO_AGREEMENT.fullmatch(said) is not None))
+
+
+def _placeholder_reason(name: str, line: int, posing: dict[str, str]) -> str:
+    """A reject's reason for a row whose `posing` cells (column -> the cell as written) hold placeholders."""
+    shown = " and ".join(f"{c} {v!r}" for c, v in posing.items())
+    return f"{name} row {line}: placeholder {shown}: " + "; and ".join(_PLACEHOLDER_FIX[c] for c in posing)
+
+
+def placeholders_found(rejects: list[Reject]) -> tuple[list[Reject], int, int]:
+    """The rejects of rows holding placeholders (`_placeholder_reason`), by file, and how many name a speaker's and an
+    emotion's."""
+    matched = [(r, m) for r in rejects if (m := _PLACEHOLDER.match(r.reason))]
+    return (sorted((r for r, _ in matched), key=lambda r: r.source_path),
+            sum(m["speaker"] is not None for _, m in matched), sum(m["emotion"] is not None for _, m in matched))
+
+
 def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     truth = src / GROUND_TRUTH
     if not truth.is_file():
@@ -600,6 +640,8 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
                                              f"header's {len(header)} columns; {_UNQUOTED}"))
         elif empty:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
+        elif posing := {c: (cells.get(c) or "").strip() for c in ("speaker", "emotion") if _placeholder(c, row[c])}:
+            rejects.append(Reject(str(path), _placeholder_reason(truth.name, line, posing)))
         elif row["clip_id"] in rows_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
                                              f"on row {rows_of[row['clip_id']]}"))

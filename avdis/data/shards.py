@@ -51,7 +51,7 @@ from avdis.config import (ADDED_FEATURES, EMOTIONS, MADE_WITH_SHARDS, VIDEO_FEAT
 from avdis.data import splits
 from avdis.data.bandwidth import bandwidth_cue, rate_counts
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
-                                no_media, scan)
+                                no_media, placeholders_found, scan)
 from avdis.errors import AvdisError, UsageError
 
 MANIFEST = "manifest.parquet"
@@ -577,8 +577,10 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
             where = f"all in {storage.join(data.shards, REJECTS)}"
         counts = _reject_counts(scan_rejects)  # unused files (CREMA-D's AudioMP3 copies) are no faults
         unused = f" ({counts['unused']} more unused, no fault)" if counts["unused"] else ""
+        placed = _placeholders_counted(scan_rejects)  # said beside the first rejects by file: all may be such rows
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {counts['rejects']} files rejected{unused}, "
-                              f"first: {_first(scan_rejects)} ({where}){mp3_unread(data.corpus, scan_rejects)}"
+                              f"first: {_first(scan_rejects)} ({where}){'; ' if placed else ''}{placed}"
+                              f"{mp3_unread(data.corpus, scan_rejects)}"
                               f"{_audio_alone_hint(data, out_dir)}"
                               f"{named_as(Path(data.src), None, data.corpus, Path(out_dir) if out_dir else None)}")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
@@ -594,7 +596,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     if reason is None:
         rated = "source_rate" in table.column_names  # not in a manifest made before it was kept
         return {"url": data.shards, "clips": table.num_rows, **_rejects_now(meta, scan_rejects, data, s3),
-                **_copies_note(scan_rejects, data.corpus), "up_to_date": True,
+                **_copies_note(scan_rejects, data.corpus), **_placeholders_note(scan_rejects), "up_to_date": True,
                 **(_rates_note(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(),
                                data.features) if rated else {}),
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
@@ -651,7 +653,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects, data.corpus),
-            "up_to_date": False, "shards": len(shards),
+            **_placeholders_note(scan_rejects), "up_to_date": False, "shards": len(shards),
             **_rates_note([r["speaker"] for r in rows], [r["source_rate"] for r in rows], data.features),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
@@ -727,6 +729,27 @@ def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
                       "each clip is read from one copy, the first found that decodes; where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
+
+
+def _placeholders_note(scan_rejects: list[Reject]) -> dict[str, str]:
+    """The summary's word on the rows of a ground_truth.csv holding placeholders (MSP-Podcast's speaker `Unknown`,
+    IEMOCAP's emotion `xxx`), where there are any: a corpus most of whose rows are such rejects is told why in the
+    summary, not in its rejects.parquet alone."""
+    found = placeholders_found(scan_rejects)[0]
+    if not found:
+        return {}
+    return {"placeholders": f"{_placeholders_counted(scan_rejects)} (first: {found[0].source_path}: "
+                            f"{found[0].reason})"}
+
+
+def _placeholders_counted(scan_rejects: list[Reject]) -> str:
+    """'N rows of ground_truth.csv hold a placeholder ...' (how many of a speaker's and of an emotion's), '' for none:
+    an error that no clip is usable says it too, beside its first rejects by file."""
+    found, speakers, emotions = placeholders_found(scan_rejects)
+    if not found:
+        return ""
+    which = ", ".join(f"{n} {what}" for n, what in ((speakers, "a speaker's"), (emotions, "an emotion's")) if n)
+    return f"{len(found)} rows of {GROUND_TRUTH} hold a placeholder where a label goes ({which}), each a reject"
 
 
 def _rates_note(speakers: list[str], rates: list[int], feat: FeatureConfig) -> dict[str, Any]:
