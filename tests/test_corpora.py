@@ -242,6 +242,36 @@ def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_mp3_else_by_its_vi
     assert summary["clips"] == 4 and summary["rejects"] == 5 and summary["unused"] == 1 + 3 * audio
 
 
+def test_a_cremad_clip_whose_wav_decodes_is_never_made_of_its_mp3_or_its_videos_track(tmp_path):
+    """The .mp3 and the video's own track stand in for a .wav that does not decode, not for a video that fails: a
+    .flv of a few frames whose own track is as short, beside a whole .wav, was made a clip of that track (the take
+    cut short, its whole .wav then a fault), and a clip lost to its .flv made its .mp3 a fault too (it was unused)."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    stems = ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX", "1002_TIE_SAD_XX", "1001_TIE_SAD_XX",
+             "1002_IEO_HAP_XX"]
+    for i, stem in enumerate(stems):
+        frames, audio = clip_media(i, seconds=2.0)
+        short = i in (1, 2)  # 3 frames; the second's own track as short as its picture
+        write_clip(root / "VideoFlash" / f"{stem}.flv", frames[:3] if short else frames, 12,
+                   audio[:SR // 4] if i == 2 else audio, SR)
+        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+        write_clip(root / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+    damaged = root / "VideoFlash" / f"{stems[3]}.flv"
+    damaged.write_bytes(damaged.read_bytes()[:13] + bytes(damaged.stat().st_size - 13))
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert {r["clip_id"]: Path(r["audio_path"]).name for r in rows} == {
+        f"cremad-{s}": f"{s}.wav" for s in (stems[0], stems[4], stems[5])}
+    rejects = {Path(r["source_path"]).name: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    for stem in stems[1:4]:  # the video's fault, as before: the whole .wav a clip not made, the .mp3 unused
+        assert rejects[f"{stem}.wav"]["reason"].startswith(f"its clip could not be made ({stem}.flv: ")
+        assert rejects[f"{stem}.mp3"] == {"source_path": str(root / "AudioMP3" / f"{stem}.mp3"), "unused": True,
+                                          "reason": "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav"}
+    assert summary["clips"] == 3 and summary["rejects"] == 6 and summary["unused"] == 6
+
+
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(corpora.CorpusError, match="does not exist"):
         corpora.scan("ravdess", tmp_path / "nope")

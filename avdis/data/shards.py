@@ -136,7 +136,9 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     # (files tried, file at fault, reason, why, the reason without its advice: `MediaError.fault`)
     failed: list[tuple[ClipRecord, str | None, str, str, str]] = []
     encoded = None
-    for video, audio in tries:
+    for n, (video, audio) in enumerate(tries):
+        if 0 < n <= len(rec.fallback) and not _stands_in(audio, rec.audio_path, failed):
+            continue
         attempt = replace(rec, source_path=video or audio, audio_path=audio, video_path=video) if failed else rec
         try:
             encoded = _encode(attempt, feat)
@@ -176,10 +178,21 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     else:  # the files the clip would have been made without
         last = next(f for f in reversed(failed) if f[0].source_path in own)
         lost = f"its clip could not be made ({Path(last[0].source_path).name}: {last[3]})"
-        others.update((p, Reject(p, lost)) for p in rec.spare)
+        # a spare among its fallback files that was not tried (CREMA-D's AudioMP3/ file behind a .wav that decoded)
+        # keeps the scan's reject
+        tried = {p for f in failed for p in (f[0].video_path, f[0].audio_path)}
+        others.update((p, Reject(p, lost)) for p in rec.spare if p in tried or p not in own)
     # a file at fault that made part of the clip stays a fault (`_partly`); the other files the clip was made of are
     # no rejects
     return encoded, [*faults.values(), *(r for p, r in others.items() if p not in faults and p not in used)]
+
+
+def _stands_in(audio: str, own_audio: str, failed: list[tuple[ClipRecord, str | None, str, str, str]]) -> bool:
+    """Whether a fallback pair's `audio` may be tried: where it is the clip's own audio file, or that file failed
+    (or an error named no file). CREMA-D's AudioMP3/ file and the video's own track stand in for a .wav that does not
+    decode, not for a video that fails beside a whole one: the clip was made of a .flv's track cut as short as its
+    picture, which the .wav had shown to be a take cut short."""
+    return audio == own_audio or any(at in (None, own_audio) for _, at, *_ in failed)
 
 
 def _named(path: str, own: Collection[str]) -> str:
