@@ -331,12 +331,13 @@ class FeatureConfig(_Section):
     @field_validator("f_max")
     @classmethod
     def _under_nyquist(cls, value: float | None, info: ValidationInfo) -> float | None:
-        """Above sample_rate / 2 it asks for frequencies the resampled audio cannot hold."""
+        """Above sample_rate / 2 it asks for frequencies the resampled audio cannot hold. At sample_rate / 2 it is the
+        default, None: the same bands, so shards made without it are neither made again nor refused for it."""
         nyquist = info.data.get("sample_rate", 0) / 2  # absent: sample_rate was refused, and is named
         if value is not None and nyquist and not MEL_FMIN < value <= nyquist:
             raise ValueError(f"{value:g} must be > {MEL_FMIN:g} Hz (the lowest mel band's lower edge) and <= "
                              f"data.features.sample_rate / 2 = {nyquist:g} Hz (leave it out for sample_rate / 2)")
-        return value
+        return None if value == nyquist else value
 
     @property
     def mel_top(self) -> float:

@@ -142,3 +142,16 @@ def test_shards_made_before_rates_were_kept_stay_up_to_date_and_f_max_makes_them
     made = shards.build_shards(narrow, S3Config())
     assert made["rebuilt_because"] == "changed since the shards were made: data.features.f_max None -> 4000.0"
     assert made["source_rates"] == {"8000": 3, "16000": 6} and "bandwidth_cue" not in made
+
+
+def test_f_max_at_half_the_sample_rate_is_the_default_and_neither_rebuilds_nor_refuses_shards(tmp_path):
+    """data.features.f_max=8000 at sample_rate 16000 makes the same mel bands as leaving it out, yet training with it
+    on shards made without it was refused, and preprocessing made those shards again (hours for a large corpus)."""
+    assert FeatureConfig(f_max=8000).f_max is None and FeatureConfig(sample_rate=22050, f_max=11025).f_max is None
+    src = corpus(tmp_path / "corpus", {"s1": 16000, "s2": 16000, "s3": 16000})
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), modality="audio",
+                      split=SplitConfig(folds=3))
+    shards.build_shards(data, S3Config())
+    same = data.model_copy(update={"features": FeatureConfig(f_max=8000)})
+    shards.check_made_with(same, shards.read_manifest(data.shards)[1])
+    assert shards.build_shards(same, S3Config())["up_to_date"]
