@@ -272,6 +272,27 @@ def test_a_cremad_clip_whose_wav_decodes_is_never_made_of_its_mp3_or_its_videos_
     assert summary["clips"] == 3 and summary["rejects"] == 6 and summary["unused"] == 6
 
 
+@pytest.mark.parametrize("modality", ["av", "audio"])
+def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_whole_copy_before_its_mp3(tmp_path, modality):
+    """A tree holding AudioWAV/ twice, whose first copy of a .wav is damaged in place: its clip was made of the
+    whole copy (the same recording, as the corpus ships it), and since 1e6b460 of the lossy .mp3 instead."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    stems = ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX", "1002_TIE_SAD_XX", "1001_TIE_SAD_XX"]
+    for i, stem in enumerate(stems):
+        frames, audio = clip_media(i)
+        write_clip(root / "a" / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(root / "a" / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+        write_clip(root / "a" / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+    shutil.copytree(root / "a" / "AudioWAV", root / "b" / "AudioWAV")
+    damaged = root / "a" / "AudioWAV" / f"{stems[1]}.wav"
+    damaged.write_bytes(bytes(damaged.stat().st_size))
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality=modality,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    assert shards.build_shards(data, S3Config())["clips"] == 5
+    rows = {r["clip_id"]: r["audio_path"] for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    assert rows[f"cremad-{stems[1]}"] == str(root / "b" / "AudioWAV" / f"{stems[1]}.wav")
+
+
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(corpora.CorpusError, match="does not exist"):
         corpora.scan("ravdess", tmp_path / "nope")

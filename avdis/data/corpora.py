@@ -18,8 +18,9 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     EMO in ANG DIS FEA HAP NEU SAD; level LO MD HI XX (X, as one file in some copies, is XX).
     Video and audio are paired by stem. A `VideoMP4/<same stem>.mp4` (the .flv converted, as many
     users keep it) is the clip's video where there is no .flv, and the fallback where the .flv does not decode.
-    Where the .wav does not decode (cut short, zeros, its header alone), the clip's audio is its `AudioMP3/<same
-    stem>.mp3` (the same recording, which is otherwise unused), else the video's own track (data.modality=audio too);
+    Where the .wav does not decode (cut short, zeros, its header alone), the clip's audio is a copy of it elsewhere in
+    the tree, else its `AudioMP3/<same stem>.mp3` (the same recording, which is otherwise unused), else the video's own
+    track (data.modality=audio too);
     the .wav stays a reject naming what its clip was taken from.
     Two AudioWAV files of the same bytes (one recording under two names) make no clip; files of digital silence alike
     are no recording, each a reject of its own when decoded.

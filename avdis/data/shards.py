@@ -131,14 +131,17 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     # (training workers) never need them.
     from avdis.data.media import MediaError, NoVideo
 
-    tries = [(rec.video_path, rec.audio_path), *rec.fallback, *rec.copies]
-    own = dict.fromkeys(p for pair in tries[:len(tries) - len(rec.copies)] for p in pair if p)  # no copy's
+    own = dict.fromkeys(p for pair in ((rec.video_path, rec.audio_path), *rec.fallback) for p in pair if p)  # no copy's
+    stand_ins = _stand_ins(rec)
+    # in turn, but the pairs of the clip's own audio file or a copy of it before those of a file standing in for it
+    tries = sorted([(rec.video_path, rec.audio_path), *rec.fallback, *rec.copies],
+                   key=lambda pair: Path(pair[1]).name in stand_ins)
     # (files tried, file at fault, reason, why, the reason without its advice: `MediaError.fault`)
     failed: list[tuple[ClipRecord, str | None, str, str, str]] = []
     encoded = None
-    for n, (video, audio) in enumerate(tries):
-        if 0 < n <= len(rec.fallback) and not _stands_in(audio, rec.audio_path, failed):
-            continue
+    for video, audio in tries:
+        if Path(audio).name in stand_ins and not any(at in (None, rec.audio_path) for _, at, *_ in failed):
+            continue  # where the clip's own audio file failed (or an error named no file), not a video beside it
         attempt = replace(rec, source_path=video or audio, audio_path=audio, video_path=video) if failed else rec
         try:
             encoded = _encode(attempt, feat)
@@ -187,12 +190,16 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     return encoded, [*faults.values(), *(r for p, r in others.items() if p not in faults and p not in used)]
 
 
-def _stands_in(audio: str, own_audio: str, failed: list[tuple[ClipRecord, str | None, str, str, str]]) -> bool:
-    """Whether a fallback pair's `audio` may be tried: where it is the clip's own audio file, or that file failed
-    (or an error named no file). CREMA-D's AudioMP3/ file and the video's own track stand in for a .wav that does not
-    decode, not for a video that fails beside a whole one: the clip was made of a .flv's track cut as short as its
-    picture, which the .wav had shown to be a take cut short."""
-    return audio == own_audio or any(at in (None, own_audio) for _, at, *_ in failed)
+def _stand_ins(rec: ClipRecord) -> set[str]:
+    """The names of the files (and so of their copies) a clip's fallback pairs take its sound from in place of its
+    own audio file: CREMA-D's AudioMP3/ file and its video's track, RAVDESS's 01 file behind a 03 file under
+    data.modality=audio; none for a full-AV file, whose fallback pairs replace its picture too. They stand in for
+    that file where it does not decode, after its copies (a whole copy of a .wav is the recording, an .mp3 a lossy
+    one), and not for a video that fails beside it (a .flv of a few frames was made a clip of its own track, as
+    short, though its whole .wav showed the take cut short)."""
+    if rec.audio_path == rec.video_path:
+        return set()
+    return {Path(audio).name for _, audio in rec.fallback if audio != rec.audio_path}
 
 
 def _named(path: str, own: Collection[str]) -> str:
