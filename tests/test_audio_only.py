@@ -6,6 +6,7 @@ every clip of such a corpus was a reject ("no video stream"), so it made no shar
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -259,6 +260,24 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
         records, rejects = corpora.scan("cremad", tmp_path / "cremad", audio_only=audio_only)
         lines = shards._source_lines(records, rejects).decode()
         assert f"{mp3}:" not in lines and (".flv:" not in lines) == audio_only
+
+
+def test_a_cremad_tree_held_twice_stamps_no_mp3_nor_under_data_modality_audio_a_video(tmp_path):
+    """The same holds where the tree holds the corpus twice (as Kaggle's RAVDESS holds its actors): the clip's pairs
+    with a copy in place of one file named its .mp3 (and its copied video under data.modality=audio), which were
+    stamped, so training on shards made before was told that the corpus had changed."""
+    root = tmp_path / "twice"
+    cremad_tree(root / "a")
+    for wav in sorted((root / "a" / "AudioWAV").glob("*.wav"))[:3]:
+        write_clip(root / "a" / "AudioMP3" / f"{wav.stem}.mp3", None, 12, clip_media(0)[1], SR)
+    shutil.copytree(root / "a", root / "b")
+    (root / "b" / "VideoFlash" / "1001_DFA_ANG_XX.flv").write_bytes(b"FLV")  # a copy of another size too
+    for audio_only in (False, True):
+        records, rejects = corpora.scan("cremad", root, audio_only=audio_only)
+        assert any(r.copies for r in records)
+        clips = [line for line in shards._source_lines(records, rejects).decode().splitlines()
+                 if not line.startswith("reject|")]
+        assert not any(".mp3:" in line for line in clips) and any(".flv:" in line for line in clips) != audio_only
 
 
 def test_an_audio_copy_of_cremad_or_ravdess_preprocessed_for_av_is_told_of_data_modality_audio(tmp_path):

@@ -367,9 +367,11 @@ def _source_lines(records: list[ClipRecord], rejects: list[Reject], every_reject
         # audio file first, as shards were fingerprinted before audio-only clips (with no video file): listed
         # video first, every CREMA-D shard and RAVDESS 02 + 03 clip made before read as a corpus that had changed
         # a clip's copies of another size only where it has them: others keep the fingerprint they were made with
-        copies = (p for pair in r.copies for p in pair if p not in twins)
         # nor is a fallback file the scan marked unused (CREMA-D's AudioMP3/ file, a video under data.modality=audio),
-        # as before it was tried: its coming or going is its scan reject's line
+        # as before it was tried: its coming or going is its scan reject's line; nor, in a pair with a copy of another
+        # file, such a file or a copy of it (found by name, which a copy keeps)
+        unread = {Path(p).name for pair in r.fallback for p in pair if p in r.spare}
+        copies = (p for pair in r.copies for p in pair if p and p not in twins and Path(p).name not in unread)
         fallback = (p for pair in r.fallback for p in pair if p not in r.spare)
         files = "|".join(_file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *fallback, *copies)) if p)
         lines.append(f"{r.clip_id}|{r.speaker}|{r.emotion}|{files}\n")
