@@ -103,16 +103,17 @@ def _timed_worker(config: dict[str, Any]) -> None:
 
     if ray.train.get_context().get_world_rank() == 0:
         run_url = config["run_url"]
-        _instrument(_probe_file(str(Path(run_url).parents[1]), Path(run_url).name, "worker"))
+        # run_url: <sweep>/checkpoints/trials/<trial id>, its probes beside the sweep's as `run_sweep` reads them
+        _instrument(_probe_file(str(Path(run_url).parents[2]), Path(run_url).name, "worker"))
     loop.train_worker(config)
 
 
 def _time_fit(trial_id: str, sweep_url: str) -> None:
     """Time the relay's fit() in this trial, and send Ray Train's workers into `_timed_worker`."""
-    from avdis.train import loop
+    from avdis.train import launch
     from avdis.tune.relay import TrainToTune
 
-    loop.train_worker = _timed_worker  # launch.trainer reads it when it builds the TorchTrainer
+    launch.train_worker = _timed_worker  # launch.trainer reads it when it builds the TorchTrainer
     record: dict[str, Any] = {}
     path = _probe_file(sweep_url, trial_id, "fit")
     fitting = TrainToTune.run
@@ -143,7 +144,7 @@ def old_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, chec
     cfg = with_overrides(Config.model_validate(base), to_overrides(params))
     trial_id = ray.tune.get_context().get_trial_id()
     _time_fit(trial_id, sweep_url)
-    relay = TrainToTune()
+    relay = TrainToTune(cfg.sweep.emotion_metric)
     trainer = launch.trainer(cfg, storage.join(checkpoints_url, trial.TRIALS_DIR), trial_id, callbacks=[relay])
     relay.run(trainer.fit)
 

@@ -65,3 +65,28 @@ def test_sweep_record_resumes_its_design_and_refuses_to_pair_seeds_of_two_design
     with pytest.raises(UsageError, match=r"single_task-00 is recorded at weight None, lr [0-9.e-]+, where this "
                                          r"--per-method puts it at weight None, lr"):
         sweep_record.todo(more, 2, path)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_trial_overhead_runs_the_old_ways_trial_through_the_relay(tiny_shards, tmp_path, monkeypatch, request):
+    """The old way's trial (a TorchTrainer whose reports reach Tune through the relay) built TrainToTune() without
+    the sweep's emotion metric it has taken since 20e93e7: each of its trials failed of a TypeError, so the
+    benchmark stopped at its first arm. Its workers' timings must reach the file the benchmark reads, too. One trial
+    of one epoch, timed as the benchmark times it."""
+    import ray.cloudpickle as cloudpickle
+
+    from avdis.config import load
+    from avdis.tune import sweep
+
+    monkeypatch.setattr(sweep, "run_trial", sweep.run_trial)  # run_sweep's bench-only switch, undone afterwards
+    cloudpickle.register_pickle_by_value(trial_overhead)  # Ray's workers cannot import bench/ modules
+    request.addfinalizer(lambda: cloudpickle.unregister_pickle_by_value(trial_overhead))
+    cfg = load(BENCH.parent / "jobs" / "configs" / "smoke.yaml",
+               [f"data.shards={tiny_shards}", f"sweep.storage={tmp_path}/sweeps", f"train.storage={tmp_path}/train",
+                "sweep.name=old", "sweep.num_samples=1", "sweep.scheduler.type=none", "train.epochs=1",
+                "train.strategy=ddp", "train.zero_stage=0", "sweep.space.methods=[multitask]"])
+    rows, _ = trial_overhead.run_sweep(cfg, trial_overhead.old_trial, lambda c: {"cpu": c.sweep.trial_cpus},
+                                       reuse_actors=False)
+    assert [(r["status"], r["epochs"]) for r in rows] == [("TERMINATED", 1)]
+    assert rows[0]["fit_to_worker_s"] > 0  # its worker ran under a TorchTrainer, through the relay's fit()
