@@ -607,6 +607,21 @@ def test_a_run_signed_before_a_setting_was_added_resumes_at_the_value_it_ran_as_
     ck.check_compatible(ck.run_signature(narrow, "abc"), ck.run_signature(narrow, "abc"), "runs/r")
 
 
+def test_a_run_started_at_another_value_of_an_added_setting_is_not_resumed_at_the_one_left_out():
+    """run_signature leaves data.features.f_max out at its default, and check_compatible compared only the keys this
+    run signs: a checkpoint signed with f_max=4000 resumed into a run of the full band, its bands changed halfway
+    with no word (its shards made again at the default give another manifest hash, which alone was named)."""
+    cfg = C.Config()
+    narrow = ck.run_signature(C.with_overrides(cfg, {"data.features.f_max": 4000}), "abc")
+    with pytest.raises(UsageError, match=r"data.features.f_max=4000.0 \(this run: None\)"):
+        ck.check_compatible(narrow, ck.run_signature(cfg, "abc"), "runs/r")
+    with pytest.raises(UsageError, match=r"data.manifest_hash='abc' \(this run: 'def'\); "
+                                         r"data.features.f_max=4000.0 \(this run: None\)"):
+        ck.check_compatible(narrow, ck.run_signature(cfg, "def"), "runs/r")
+    ck.check_compatible({**ck.run_signature(cfg, "abc"), "data.features.f_max": None}, ck.run_signature(cfg, "abc"),
+                        "runs/r")  # signed with it at its default (d2a345b to 99534b1): as the run is now
+
+
 def test_a_run_without_a_name_is_found_again_with_more_epochs_and_a_new_lr_names_a_new_run(tiny_shards, tmp_path):
     """The name hashed the whole config: more epochs started over under a new name, against the README."""
     base = [f"data.shards={tiny_shards}", f"train.storage={tmp_path}", "train.strategy=single", "train.zero_stage=0",

@@ -90,8 +90,11 @@ def saved_signature(state: dict[str, Any]) -> dict[str, Any]:
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
     """Refuse to resume a checkpoint made with other data or settings (or too old to say which). A setting added
-    since it was saved (`config.ADDED`) is read as the value it ran as."""
+    since it was saved (`config.ADDED`) is read as the value it ran as, and so is one this run leaves out at that
+    value (`run_signature`) where the checkpoint holds it: compared on this run's keys alone, a checkpoint signed
+    with data.features.f_max=4000 resumed into a run of the full band."""
     saved = {**{k: v for k, v in ADDED.items() if k in current}, **saved}
+    current = {**current, **{k: v for k, v in ADDED.items() if k in saved and k not in current}}
     unknown = [k for k in current if k not in saved]
     if unknown:
         more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
