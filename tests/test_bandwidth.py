@@ -12,12 +12,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from avdis import config as C
 from avdis import storage
 from avdis.cli import main
 from avdis.config import DataConfig, FeatureConfig, S3Config, SplitConfig
 from avdis.data import media, shards
-from avdis.errors import UsageError
 from avdis.data.media import write_clip
+from avdis.errors import UsageError
+from avdis.train import checkpoint as ck
+from avdis.train import launch
 
 SECONDS = 1.2
 
@@ -144,9 +147,10 @@ def test_shards_made_before_rates_were_kept_stay_up_to_date_and_f_max_makes_them
     assert made["source_rates"] == {"8000": 3, "16000": 6} and "bandwidth_cue" not in made
 
 
-def test_f_max_at_half_the_sample_rate_is_the_default_and_neither_rebuilds_nor_refuses_shards(tmp_path):
-    """data.features.f_max=8000 at sample_rate 16000 makes the same mel bands as leaving it out, yet training with it
-    on shards made without it was refused, and preprocessing made those shards again (hours for a large corpus)."""
+def test_f_max_at_half_the_sample_rate_is_the_default_for_shards_runs_and_sweeps(tmp_path):
+    """data.features.f_max=8000 at sample_rate 16000 makes the same mel bands as leaving it out, yet as given it
+    rebuilt shards made without it (hours for a large corpus), training on them was refused, and a run or sweep
+    started at the default was refused on resume (an unnamed run was looked for under another name)."""
     assert FeatureConfig(f_max=8000).f_max is None and FeatureConfig(sample_rate=22050, f_max=11025).f_max is None
     src = corpus(tmp_path / "corpus", {"s1": 16000, "s2": 16000, "s3": 16000})
     data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), modality="audio",
@@ -155,3 +159,8 @@ def test_f_max_at_half_the_sample_rate_is_the_default_and_neither_rebuilds_nor_r
     same = data.model_copy(update={"features": FeatureConfig(f_max=8000)})
     shards.check_made_with(same, shards.read_manifest(data.shards)[1])
     assert shards.build_shards(same, S3Config())["up_to_date"]
+    default, given = (C.with_overrides(C.Config(), {"data.features.f_max": f_max}) for f_max in (None, 8000))
+    assert ck.run_signature(given, "abc") == ck.run_signature(default, "abc")
+    assert launch.run_name(given) == launch.run_name(default)
+    assert given.model_dump() == default.model_dump()  # what a sweep records and compares on resume
+    assert C.with_overrides(default, {"data.features.f_max": 4000}).data.features.f_max == 4000
