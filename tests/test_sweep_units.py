@@ -893,11 +893,9 @@ def one_report(config: dict) -> None:
     tune.report({"epoch": 1})
 
 
-def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_and_deleted_by_a_rerun(
-        tmp_path, s3_bucket, capsys):
-    """Deleting a lost trial's checkpoints once the experiment ended, a refusal of storage (a transient S3 error, a
-    denied delete) ended the sweep in it, after its row was closed: no rerun tried again, as the row was no longer
-    RUNNING. Now the sweep goes on, warning with the folder; a rerun deletes a lost trial's folders still there."""
+def saved_search_experiment(cfg: C.Config) -> str:
+    """Run a Tune experiment of one trial where `cfg`'s sweep keeps its search's (its state, as a sweep's Tune saves
+    it); returns its name."""
     import shutil
     import tempfile
 
@@ -907,8 +905,6 @@ def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_
 
     from avdis.tune import sweep
 
-    cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.checkpoints={s3_bucket}/ck", "sweep.name=s"])
-    url = sweep.url_of(cfg)
     fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
     temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # short: Ray's socket paths have a length limit
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
@@ -920,6 +916,18 @@ def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_
         ray.shutdown()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         shutil.rmtree(temp, ignore_errors=True)
+    return name
+
+
+def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_and_deleted_by_a_rerun(
+        tmp_path, s3_bucket, capsys):
+    """Deleting a lost trial's checkpoints once the experiment ended, a refusal of storage (a transient S3 error, a
+    denied delete) ended the sweep in it, after its row was closed: no rerun tried again, as the row was no longer
+    RUNNING. Now the sweep goes on, warning with the folder; a rerun deletes a lost trial's folders still there."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.checkpoints={s3_bucket}/ck", "sweep.name=s"])
+    url, name = sweep.url_of(cfg), saved_search_experiment(cfg)
     base = sweep.checkpoints_of(cfg)
     kept = {"earlier": [f"{base}/{name}/run_trial_earlier_00001_1_x/checkpoint_000001",  # its own process's
                         f"{base}/trials/earlier/checkpoint_epoch_0001"],  # closed by a rerun before: still there
@@ -943,6 +951,30 @@ def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_
     for folder in (f for folders in kept.values() for f in folders):
         assert not storage.exists(folder)
     assert storage.exists(f"{base}/trials/now/metrics.json")  # the trial's history stays
+
+
+def test_lost_trials_whose_checkpoints_cannot_be_looked_for_are_named_and_no_folder_is_given_to_delete(
+        tmp_path, s3_bucket, capsys):
+    """Where storage refused the look-up (Tune's saved state unread, the folders unlisted), the warning named the
+    sweep's whole checkpoints folder and said to delete its checkpoint_* folders by hand: those of every trial that
+    resumes too. It names the lost trials and leaves the deletion to the rerun."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.checkpoints={s3_bucket}/ck", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    saved_search_experiment(cfg)  # the state, which knows no trial `gone`
+    lost = f"{sweep.checkpoints_of(cfg)}/trials/gone/checkpoint_epoch_0001"
+    storage.write_bytes(f"{lost}/state.json", b'{"epoch": 1}')
+    results.write_trials(url, [{"sweep": "s", "method": "multitask", "role": results.SEARCH, "trial_id": "gone",
+                                "status": "RUNNING"}])
+    with s3_denied(s3_bucket, "s3:GetObject"):
+        close_lost_trials(url, cfg, results.SEARCH)
+    warned = capsys.readouterr().err
+    assert "warning: the checkpoints of lost trial gone could not be looked for" in warned, warned
+    assert "by hand" not in warned and "its rerun tries again" in warned
+    assert storage.exists(f"{lost}/state.json")
+    close_lost_trials(url, cfg, results.SEARCH)  # the rerun's
+    assert not storage.exists(lost)
 
 
 def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):

@@ -785,8 +785,10 @@ def remove_lost_checkpoints(cfg: Config, role: str, lost: set[str]) -> None:
     goes on; it ended in that error, after the trial's row was closed, so no rerun tried again."""
     try:
         folders = lost_checkpoint_folders(cfg, role, lost)
-    except (AvdisError, OSError) as exc:
-        _kept(checkpoints_of(cfg), exc)
+    except (AvdisError, OSError) as exc:  # not the folder's to delete by hand: it holds every trial's checkpoints
+        print(f"avdis sweep: warning: the checkpoints of lost trial{'s' if len(lost) > 1 else ''} "
+              f"{', '.join(sorted(lost))} could not be looked for in {checkpoints_of(cfg)} ({exc}); the sweep goes "
+              "on, and its rerun tries again", file=sys.stderr, flush=True)
         return
     for folder in folders:
         try:
