@@ -1181,6 +1181,19 @@ def test_a_sweep_records_and_is_checked_on_the_measures_of_the_methods_in_its_sp
                 assert check_spec(url, cfg) is not None
 
 
+def test_a_sweep_resumed_with_a_method_its_space_did_not_hold_is_told_its_space_differs_not_its_measures(tmp_path):
+    """Its sweep.json records the measures of the methods it ran, so orthogonal added to sweep.space.methods was
+    refused as a sweep whose trials were measured otherwise than this avdis measures them ("not recorded, so the one
+    before"), saying to start a new sweep: none of its trials ran orthogonal, and it resumes with its own space."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.space.methods=[multitask, adversarial]"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg, "0" * 16)
+    wider = C.with_overrides(cfg, {"sweep.space.methods": ["multitask", "adversarial", "orthogonal"]})
+    with pytest.raises(UsageError, match=r"started with other settings \(differs in: sweep.space.methods\)"):
+        check_spec(url, wider)
+    assert check_spec(url, cfg) is not None
+
+
 def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tmp_path):
     """The searcher, MO-ASHA and the front choose on validation clips. A user's corpus with 2 clips per speaker has
     none (one goes to train, one to test), and every trial would end in error after its epochs. So would a

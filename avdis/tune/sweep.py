@@ -159,8 +159,11 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
                          f"sweep.emotion_metric={started_on}, or start a new sweep under a new name (--name or "
                          "sweep.name=...)")
     measured = record.get("measures") or {}  # a sweep recorded before `measures_of` holds them all: these compared
+    # on the methods it ran: a method added to its space is not a measure it recorded otherwise (`_differences` names
+    # sweep.space.methods), and it resumes with its own space
+    ran = record["spec"].get("sweep", {}).get("space", {}).get("methods", cfg.sweep.space.methods)
     changed = [f"{name}: {how} (this sweep's: {measured.get(name, 'not recorded, so the one before')})"
-               for name, how in measures_of(cfg.sweep.space.methods).items() if measured.get(name) != how]
+               for name, how in measures_of(ran).items() if measured.get(name) != how]
     if changed:
         raise UsageError(f"{sweep_url} holds a sweep whose trials were measured otherwise than this avdis measures them "
                          f"({'; '.join(changed)}): resumed, its old trials and the new ones would share one front on "
