@@ -1333,6 +1333,22 @@ def test_missing_values_as_programs_and_people_write_them_are_placeholders_and_i
         [f" placeholder speaker {s.strip()!r}" for s in speakers[:9]] + [f" placeholder emotion {e!r}" for e in emotions[9:]])
     assert corpora.placeholders_found(rejects)[1:] == (9, 5)
 
+
+def test_speakers_named_na_or_nan_as_a_name_is_written_are_speakers(tmp_path):
+    """A speaker `Na` or `Nan` (given names: Chinese 娜 and 楠 in pinyin, English Nan) was taken for R's `NA` or
+    pandas' `nan` and every clip of theirs rejected; written as a name is, capitalised, no program writes a missing
+    value so. Written as programs write them (`NA`, `nan`, `NaN`), they are placeholders still."""
+    labels = [("Na", "happy"), ("Nan", "sad"), ("Li", "happy"), ("NA", "sad"), ("nan", "happy"), ("NaN", "sad")]
+    rows = ["file,clip_id,speaker,emotion"]
+    for i, (speaker, emotion) in enumerate(labels):
+        touch(tmp_path / f"{i}.wav")
+        rows.append(f"{i}.wav,c{i},{speaker},{emotion}")
+    (tmp_path / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [r.speaker for r in records] == ["Na", "Nan", "Li"]
+    assert corpora.placeholders_found(rejects)[1:] == (3, 0)
+
+
 def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):
     """`avdis preprocess --src RAVDESS/` without --corpus (the config's default is the generated corpus) was told to
     write a ground_truth.csv for its files, and a CREMA-D copy preprocessed as RAVDESS that no file was named right."""

@@ -546,6 +546,9 @@ def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[s
 # Read without case and spaces. Nothing that could be a real id or class: speaker `0` or `x`, emotion `other` (`oth`,
 # `o`: a label annotators agreed on, a class in many setups)
 _MISSING = {"unknown", "unk", "n/a", "na", "#n/a", "none", "null", "nan", "undefined"}
+# given names (pinyin's Na 娜 and Nan 楠, English Nan) written as a name is, capitalised, as no program writes a
+# missing value: a speaker of that name keeps its clips (R's `NA`, pandas' `nan` and `NaN` are placeholders)
+_NAMES = {"Na", "Nan"}
 _NO_AGREEMENT = re.compile(r"x+")  # IEMOCAP's emotion `xxx`, MSP-Podcast's `X`: annotators did not agree
 _PLACEHOLDER_FIX = {
     "speaker": "a speaker not identified is no one speaker, whom no split by speaker can hold; give each known speaker "
@@ -562,6 +565,8 @@ def _placeholder(column: str, value: str) -> bool:
     one speaker of thousands of clips (the identity head learnt it, the leakage probe counted it, speaker_disjoint put
     it in one fold) and `xxx` an emotion class, trained and scored as one."""
     said = " ".join(value.casefold().split())
+    if column == "speaker" and value in _NAMES:
+        return False
     return (said in _MISSING or re.fullmatch(r"[?-]+", said) is not None
             or (column == "emotion" and _NO_AGREEMENT.fullmatch(said) is not None))
 
