@@ -1286,9 +1286,11 @@ def test_placeholder_speakers_and_emotions_in_a_ground_truth_are_rejects_naming_
     records, rejects = corpora.scan("synthetic", src)
     assert [(r.speaker, r.emotion) for r in records] == [(s, e.lower()) for s, e in labels[:9]]
     no_one = ("a speaker not identified is no one speaker, whom no split by speaker can hold; give each known speaker "
-              "an id of their own and leave the clips of unknown speakers out")
+              "an id of their own and leave the clips of unknown speakers out (a real speaker's id written so, "
+              "initials NA: write it another way in every row, spk_NA)")
     no_class = ("no agreed emotion (IEMOCAP's xxx, MSP-Podcast's X: annotators did not agree, or none was given) is "
-                "no class; give the clip its emotion, or leave its row out")
+                "no class; give the clip its emotion, or leave its row out (a class of the corpus's own named so: name "
+                "it another way in every row)")
     assert [(Path(r.source_path).name, r.reason, r.unused) for r in rejects] == [
         ("c9.wav", f"ground_truth.csv row 11: placeholder speaker 'Unknown': {no_one}", False),
         ("c10.wav", f"ground_truth.csv row 12: placeholder speaker 'unknown': {no_one}", False),
@@ -1347,6 +1349,25 @@ def test_speakers_named_na_or_nan_as_a_name_is_written_are_speakers(tmp_path):
     records, rejects = corpora.scan("synthetic", tmp_path)
     assert [r.speaker for r in records] == ["Na", "Nan", "Li"]
     assert corpora.placeholders_found(rejects)[1:] == (3, 0)
+
+
+def test_a_placeholder_reject_says_how_to_keep_a_real_label_spelt_so(tmp_path):
+    """A speaker `NA` (a person's initials, as SAVEE's speakers are named) or an emotion `x` (a corpus's own class of
+    single letters) is a placeholder to the scan, whose reject told only to leave the clips out: a corpus whose label
+    it is had no word on keeping them. The reason says to write it another way, and that way keeps them."""
+    rows = ["file,clip_id,speaker,emotion", "0.wav,c0,NA,happy", "1.wav,c1,s1,x"]
+    for i in range(2):
+        touch(tmp_path / f"{i}.wav")
+    (tmp_path / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    rejects = corpora.scan("synthetic", tmp_path)[1]
+    assert [r.reason.rsplit("; ", 1)[1] for r in rejects] == [
+        "give each known speaker an id of their own and leave the clips of unknown speakers out (a real speaker's id "
+        "written so, initials NA: write it another way in every row, spk_NA)",
+        "give the clip its emotion, or leave its row out (a class of the corpus's own named so: name it another way "
+        "in every row)"]
+    (tmp_path / "ground_truth.csv").write_text("\n".join([rows[0], "0.wav,c0,spk_NA,happy", "1.wav,c1,s1,x_"]) + "\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert ([(r.speaker, r.emotion) for r in records], rejects) == ([("spk_NA", "happy"), ("s1", "x_")], [])
 
 
 def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):

@@ -552,9 +552,11 @@ _NAMES = {"Na", "Nan"}
 _NO_AGREEMENT = re.compile(r"x+")  # IEMOCAP's emotion `xxx`, MSP-Podcast's `X`: annotators did not agree
 _PLACEHOLDER_FIX = {
     "speaker": "a speaker not identified is no one speaker, whom no split by speaker can hold; give each known speaker "
-               "an id of their own and leave the clips of unknown speakers out",
+               "an id of their own and leave the clips of unknown speakers out (a real speaker's id written so, "
+               "initials NA: write it another way in every row, spk_NA)",
     "emotion": "no agreed emotion (IEMOCAP's xxx, MSP-Podcast's X: annotators did not agree, or none was given) is no "
-               "class; give the clip its emotion, or leave its row out",
+               "class; give the clip its emotion, or leave its row out (a class of the corpus's own named so: name it "
+               "another way in every row)",
 }
 _PLACEHOLDER = re.compile(rf"{re.escape(GROUND_TRUTH)} row \d+: placeholder (?P<speaker>speaker '[^']*')?(?: and )?"
                           r"(?P<emotion>emotion '[^']*')?")
