@@ -1370,6 +1370,18 @@ def test_a_placeholder_reject_says_how_to_keep_a_real_label_spelt_so(tmp_path):
     assert ([(r.speaker, r.emotion) for r in records], rejects) == ([("spk_NA", "happy"), ("s1", "x_")], [])
 
 
+def test_one_placeholder_row_is_counted_in_the_singular(tmp_path):
+    """The error that no clip is usable said '1 rows of ground_truth.csv hold a placeholder ..., each a reject'."""
+    src = tmp_path / "corpus"
+    touch(src / "0.wav")
+    (src / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\n0.wav,c0,Unknown,happy\n")
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), modality="audio")
+    with pytest.raises(shards.PreprocessError) as caught:
+        shards.build_shards(data, S3Config())
+    assert "; 1 row of ground_truth.csv holds a placeholder where a label goes (1 a speaker's), a reject" in str(
+        caught.value)
+
+
 def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):
     """`avdis preprocess --src RAVDESS/` without --corpus (the config's default is the generated corpus) was told to
     write a ground_truth.csv for its files, and a CREMA-D copy preprocessed as RAVDESS that no file was named right."""

@@ -771,7 +771,9 @@ def _placeholders_counted(scan_rejects: list[Reject]) -> str:
     if not found:
         return ""
     which = ", ".join(f"{n} {what}" for n, what in ((speakers, "a speaker's"), (emotions, "an emotion's")) if n)
-    return f"{len(found)} rows of {GROUND_TRUTH} hold a placeholder where a label goes ({which}), each a reject"
+    one = len(found) == 1
+    held = f"1 row of {GROUND_TRUTH} holds" if one else f"{len(found)} rows of {GROUND_TRUTH} hold"
+    return f"{held} a placeholder where a label goes ({which}), {'a' if one else 'each a'} reject"
 
 
 def _rates_note(speakers: list[str], rates: list[int], feat: FeatureConfig) -> dict[str, Any]:
