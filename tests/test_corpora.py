@@ -1382,6 +1382,23 @@ def test_one_placeholder_row_is_counted_in_the_singular(tmp_path):
         caught.value)
 
 
+def test_an_error_that_every_clip_was_rejected_counts_the_placeholder_rows(tmp_path):
+    """The error that no clip is usable counted ground_truth.csv's placeholder rows where none was listed with a
+    label, but not where those listed so all failed to decode (an MSP-Podcast export of mostly `Unknown` speakers,
+    its labelled files Git LFS pointers): it named its first rejects by file alone."""
+    src = tmp_path / "corpus"
+    for name in ("0.wav", "1.wav", "2.wav"):
+        touch(src / name)
+    (src / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\n0.wav,c0,Unknown,happy\n"
+                                          "1.wav,c1,s1,xxx\n2.wav,c2,s1,happy\n")
+    data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), modality="audio")
+    with pytest.raises(shards.PreprocessError) as caught:
+        shards.build_shards(data, S3Config())
+    assert "every clip was rejected (3 files)" in str(caught.value)
+    assert ("; 2 rows of ground_truth.csv hold a placeholder where a label goes (1 a speaker's, 1 an emotion's), "
+            "each a reject" in str(caught.value))
+
+
 def test_a_corpus_scanned_as_another_is_told_its_name(ravdess, cremad, tmp_path):
     """`avdis preprocess --src RAVDESS/` without --corpus (the config's default is the generated corpus) was told to
     write a ground_truth.csv for its files, and a CREMA-D copy preprocessed as RAVDESS that no file was named right."""

@@ -649,8 +649,10 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
                 if not ((r.unused or r.source_path in copied) and r.source_path in settled)] + decoded
     counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
     unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
+    placed = _placeholders_counted(scan_rejects)
     none_made = "" if rows else (f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: "
-                                 f"{_first(rejected)}{_no_video_anywhere(records, decoded, data, out_dir)}")
+                                 f"{_first(rejected)}{'; ' if placed else ''}{placed}"
+                                 f"{_no_video_anywhere(records, decoded, data, out_dir)}")
     if not rows and manifest_url in old:
         for url, content in old.items():
             storage.write_bytes(url, content, s3)
