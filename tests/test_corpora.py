@@ -75,18 +75,17 @@ def test_cremads_mp3_copies_are_unused_files_not_rejects(tmp_path):
     assert [(Path(r.source_path).name, r.unused) for r in rejects] == [("1001_DFA_ANG_XX.mp3", True)]
 
 
-def test_a_cremad_tree_with_audiomp3_but_no_audiowav_is_told_its_mp3s_are_not_read(tmp_path):
-    """VideoFlash/ and AudioMP3/ without AudioWAV/: the MP3s, unused and listed after the faults, were never named,
-    so nothing said that avdis does not read them, only that each .flv had no AudioWAV/ partner."""
+def test_a_cremad_tree_of_audiomp3_alone_is_told_of_data_modality_audio_not_to_put_audiowav_under_data_src(tmp_path):
+    """AudioMP3/ alone (data.modality=av): its .mp3 files make clips of audio alone, as AudioWAV/ files would, and
+    none of either makes an AV clip without a video, but the error told the user to put AudioWAV/ under data.src."""
     for stem in ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX"):
-        touch(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv")
         touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3")
     data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"))
-    mp3 = tmp_path / "CREMA-D" / "AudioMP3" / "1001_DFA_ANG_XX.mp3"
     with pytest.raises(shards.PreprocessError) as exc:
         shards.build_shards(data, S3Config())
-    assert (f"; its 3 AudioMP3/*.mp3 files (first: {mp3}) are not read: avdis reads CREMA-D's audio from "
-            "AudioWAV/*.wav (an .mp3 only where its .wav does not decode)") in str(exc.value)
+    assert "AudioMP3/1001_DFA_ANG_XX.mp3: expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav" in str(exc.value)
+    assert "AudioWAV/ folder under data.src" not in str(exc.value)
+    assert "its audio files make clips of audio alone: preprocess them with data.modality=audio" in str(exc.value)
 
 
 def test_a_cremad_tree_with_audiowav_is_not_told_to_put_audiowav_under_data_src(tmp_path):
@@ -106,7 +105,7 @@ def test_a_source_with_no_usable_clip_counts_its_faults_apart_from_unused_files(
     """'no usable clips; N files rejected' counted CREMA-D's AudioMP3 copies, unused and no fault, among the rejected
     files: a tree with 3 faults read as 6."""
     for stem in ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX"):
-        touch(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv")
+        touch(tmp_path / "CREMA-D" / "AudioWAV" / f"{stem}.wav")
         touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3")
     data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"))
     with pytest.raises(shards.PreprocessError, match=r"no usable cremad clips; 3 files rejected \(3 more unused, no "
@@ -291,6 +290,82 @@ def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_whole_copy_before_
     assert shards.build_shards(data, S3Config())["clips"] == 5
     rows = {r["clip_id"]: r["audio_path"] for r in pq.read_table(out / "manifest.parquet").to_pylist()}
     assert rows[f"cremad-{stems[1]}"] == str(root / "b" / "AudioWAV" / f"{stems[1]}.wav")
+
+
+def cremad_without_audiowav(root: Path) -> dict[str, Path]:
+    """Five CREMA-D clips of three actors as a copy fetched without AudioWAV/ holds them: a .flv with its AudioMP3/
+    file, a .flv alone, a VideoMP4/ file alone, a .flv whose .mp3 is cut short, an .mp3 alone. Returns them by name."""
+    held = {"1001_DFA_ANG_XX": ("flv", "mp3"), "1001_IEO_HAP_XX": ("flv",), "1002_DFA_NEU_XX": ("mp4",),
+            "1002_TIE_SAD_XX": ("flv", "mp3"), "1003_DFA_FEA_HI": ("mp3",)}
+    folders = {"flv": "VideoFlash", "mp4": "VideoMP4", "mp3": "AudioMP3"}
+    files = {}
+    for i, (stem, kinds) in enumerate(held.items()):
+        frames, audio = clip_media(i)
+        for kind in kinds:
+            files[f"{stem}.{kind}"] = root / folders[kind] / f"{stem}.{kind}"
+            write_clip(files[f"{stem}.{kind}"], None if kind == "mp3" else frames, 12, audio, SR)
+    cut = files["1002_TIE_SAD_XX.mp3"]
+    cut.write_bytes(cut.read_bytes()[:400])
+    return files
+
+
+@pytest.mark.parametrize("modality", ["av", "audio"])
+def test_a_cremad_tree_without_audiowav_makes_its_clips_of_the_mp3s_else_of_the_videos_own_tracks(tmp_path, modality):
+    """CREMA-D's repository stores each folder apart and AudioWAV/ is large: a copy of VideoFlash/ alone, or with
+    AudioMP3/, holds every clip's picture and sound (the .flv records the take's own track), yet each video was a
+    reject ('no AudioWAV/<stem>.wav to pair with') and no clip was made. A clip's sound is now its .mp3, else its
+    video's track, and the summary says that the corpus is made of those lossy copies."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    files = cremad_without_audiowav(root)
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality=modality,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    rows = {r["clip_id"].removeprefix("cremad-"): r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    rejects = {Path(r["source_path"]).name: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    audio = modality == "audio"
+    sound = {"1001_DFA_ANG_XX": "mp3", "1001_IEO_HAP_XX": "flv", "1002_DFA_NEU_XX": "mp4", "1002_TIE_SAD_XX": "flv",
+             **({"1003_DFA_FEA_HI": "mp3"} if audio else {})}
+    picture = {stem: None if audio else str(files[f"{stem}.{'mp4' if kind == 'mp4' else 'flv'}"])
+               for stem, kind in sound.items()}
+    assert {stem: (row["video_path"], row["audio_path"]) for stem, row in rows.items()} == {
+        stem: (picture[stem], str(files[f"{stem}.{kind}"])) for stem, kind in sound.items()}
+    # the .mp3 cut short is a fault naming the track its clip was taken from; no file a clip was made of is a reject
+    assert rejects["1002_TIE_SAD_XX.mp3"]["reason"].endswith("; the clip was taken from 1002_TIE_SAD_XX.flv instead")
+    assert not rejects.keys() & {Path(row["audio_path"]).name for row in rows.values()}
+    if audio:  # a video whose clip is its .mp3 names it
+        assert rejects["1001_DFA_ANG_XX.flv"] == {"source_path": str(files["1001_DFA_ANG_XX.flv"]), "unused": True,
+                                                  "reason": "clip taken from AudioMP3/1001_DFA_ANG_XX.mp3 "
+                                                            "(data.modality=audio)"}
+    else:  # an .mp3 with no video to pair with keeps the scan's word
+        assert rejects["1003_DFA_FEA_HI.mp3"]["reason"] == "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav"
+    assert summary["clips"] == 4 + audio and len(rejects) == 2
+    note = summary["audio_from"]
+    assert note.startswith(f"{4 + audio} clips took their sound from lossy copies of the recording, not from "
+                           f"AudioWAV/*.wav, which data.src does not hold: {1 + audio} from AudioMP3/*.mp3, 3 from "
+                           "their videos' own tracks") and "source_rates" in note
+    # made again, the shards are up to date and the summary says the same
+    again = shards.build_shards(data, S3Config())
+    assert again["up_to_date"] and again["audio_from"] == note
+
+
+def test_a_cremad_tree_with_audiowav_pairs_as_before_beside_audiomp3_and_lone_files(tmp_path):
+    """A tree holding AudioWAV/ is read as it was: its .wav files are the clips' sound, a video without one and an
+    .mp3 alone are the rejects they were, in both modalities (a copy missing some .wav files is told which)."""
+    root = tmp_path / "CREMA-D"
+    for stem in ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX"):
+        for folder, suffix in (("VideoFlash", ".flv"), ("AudioWAV", ".wav"), ("AudioMP3", ".mp3")):
+            touch(root / folder / f"{stem}{suffix}")
+    lone_flv = touch(root / "VideoFlash" / "1002_DFA_NEU_XX.flv")
+    touch(root / "AudioMP3" / "1002_DFA_NEU_XX.mp3")
+    lone_mp3 = touch(root / "AudioMP3" / "1002_TIE_SAD_XX.mp3")
+    for audio_only in (False, True):
+        records, rejects = corpora.scan("cremad", root, audio_only=audio_only)
+        assert [Path(r.audio_path).name for r in records] == ["1001_DFA_ANG_XX.wav", "1001_IEO_HAP_XX.wav"]
+        reasons = {Path(r.source_path).name: (r.reason, r.unused) for r in rejects}
+        assert reasons[lone_flv.name] == (("no AudioWAV/1002_DFA_NEU_XX.wav, and data.modality=audio uses only audio"
+                                           if audio_only else "no AudioWAV/1002_DFA_NEU_XX.wav to pair with"), False)
+        for mp3 in ("1001_DFA_ANG_XX.mp3", "1002_DFA_NEU_XX.mp3", lone_mp3.name):
+            assert reasons[mp3] == ("expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav", True)
 
 
 def test_empty_and_missing_folders(tmp_path):

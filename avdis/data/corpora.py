@@ -21,7 +21,9 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     Where the .wav does not decode (cut short, zeros, its header alone), the clip's audio is a copy of it elsewhere in
     the tree, else its `AudioMP3/<same stem>.mp3` (the same recording, which is otherwise unused), else the video's own
     track (data.modality=audio too);
-    the .wav stays a reject naming what its clip was taken from.
+    the .wav stays a reject naming what its clip was taken from. A copy without AudioWAV/ (the corpus's repository
+    stores each folder apart) makes each clip's sound of its .mp3, else of its video's own track (data.modality=audio:
+    each .mp3, else video, is a clip); in a tree holding AudioWAV/ a video without its .wav is a reject.
     Two AudioWAV files of the same bytes (one recording under two names) make no clip; files of digital silence alike
     are no recording, each a reject of its own when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
@@ -370,42 +372,49 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
             continue
         kinds[kind][stem] = path
     records = []
-    flvs, mp4s, audios = kinds["flv"], kinds["mp4"], kinds["wav"]
-    twins = _one_recording_named_twice(audios)
-    for stem in sorted(flvs.keys() | mp4s.keys() | audios.keys()):
+    flvs, mp4s, wavs = kinds["flv"], kinds["mp4"], kinds["wav"]
+    # a copy without AudioWAV/ (the corpus's repository stores each folder apart; AudioWAV/ is large): each clip's
+    # sound is its AudioMP3/ file, else its video's own track, which the corpus records with the picture; in a tree
+    # holding AudioWAV/ a clip missing its .wav is a reject, as it was
+    stand_in = not any(_CREMAD_KINDS.get((p.parent.name, p.suffix.lower())) == "wav" for p in files)
+    twins = _one_recording_named_twice(wavs)
+    for stem in sorted(flvs.keys() | mp4s.keys() | wavs.keys() | (mp3s.keys() if stand_in and audio_only else set())):
         if stem in twins:
-            rejects.append(Reject(str(audios[stem]), twins[stem]))
-            rejects.extend(Reject(str(videos[stem]), f"its clip is not made (AudioWAV/{audios[stem].name}: "
+            rejects.append(Reject(str(wavs[stem]), twins[stem]))
+            rejects.extend(Reject(str(videos[stem]), f"its clip is not made (AudioWAV/{wavs[stem].name}: "
                                                      f"{twins[stem]})") for videos in (flvs, mp4s) if stem in videos)
             continue
         shots = [found[stem] for found in (flvs, mp4s) if stem in found]  # the .flv first, then its .mp4
-        # the AudioMP3/ file, unused (the scan's reject says so) unless the clip is made of it
-        mp3 = (str(mp3s[stem]),) if stem in mp3s else ()
-        if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else)
-            if stem in audios:
-                main, *fallback = _cremad_pairs(audios[stem], mp3s.get(stem), shots, audio_only)
-                spare = (*(str(v) for v in shots), *mp3, *_copies_unused(rejects, copies.get(stem, [])))
+        sound = wavs.get(stem) or (mp3s.get(stem) or next(iter(shots), None) if stand_in else None)
+        # the AudioMP3/ file beside a .wav, unused (the scan's reject says so) unless the clip is made of it
+        mp3 = (str(mp3s[stem]),) if stem in mp3s and stem in wavs else ()
+        if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else), or its stand-in
+            if sound is not None:
+                main, *fallback = _cremad_pairs(wavs.get(stem), mp3s.get(stem), shots, audio_only)
+                spare = (*(str(v) for v in shots if v != sound), *mp3, *_copies_unused(rejects, copies.get(stem, [])))
                 tries = _with_copies((main, *fallback), others.get(stem, []))
-                records.append(_cremad_record(stem, audios[stem], audios[stem], None, tuple(fallback), spare, tries))
-            rejects.extend(Reject(str(videos[stem]), f"clip taken from AudioWAV/{audios[stem].name} "
-                                                     "(data.modality=audio)", unused=True) if stem in audios else
+                records.append(_cremad_record(stem, sound, sound, None, tuple(fallback), spare, tries))
+            rejects.extend(Reject(str(videos[stem]), f"clip taken from {sound.parent.name}/{sound.name} "
+                                                     "(data.modality=audio)", unused=True) if sound is not None else
                            Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav, and data.modality=audio uses only audio")
-                           for videos in (flvs, mp4s) if stem in videos)
+                           for videos in (flvs, mp4s) if stem in videos and videos[stem] != sound)
             continue
-        if stem not in audios:
+        if sound is None:
             rejects.extend(Reject(str(videos[stem]), f"no AudioWAV/{stem}.wav to pair with")
                            for videos in (flvs, mp4s) if stem in videos)
             continue
-        if stem not in flvs and stem not in mp4s:
-            rejects.append(Reject(str(audios[stem]), f"no VideoFlash/{stem}.flv (or VideoMP4/{stem}.mp4) to pair with"))
+        if not shots:
+            rejects.append(Reject(str(sound), f"no VideoFlash/{stem}.flv (or VideoMP4/{stem}.mp4) to pair with"))
             continue
         # the corpus's own .flv where there is one, its .mp4 copy the fallback should the .flv not decode; the
         # AudioMP3/ file and the video's own track should the .wav not decode
-        main, *fallback = _cremad_pairs(audios[stem], mp3s.get(stem), shots, audio_only)
+        main, *fallback = _cremad_pairs(wavs.get(stem), mp3s.get(stem), shots, audio_only)
         tries = _with_copies((main, *fallback), others.get(stem, []))
-        records.append(_cremad_record(stem, shots[0], audios[stem], shots[0], tuple(fallback),
+        records.append(_cremad_record(stem, shots[0], sound, shots[0], tuple(fallback),
                                       (*mp3, *_copies_unused(rejects, copies.get(stem, []))), tries))
-    return records, rejects
+    # an AudioMP3/ file its clip is made of is no reject (a copy without AudioWAV/)
+    made_of = {r.audio_path for r in records}
+    return records, [r for r in rejects if r.source_path not in made_of]
 
 
 def _cremad_stem(path: Path) -> str | None:
@@ -416,12 +425,13 @@ def _cremad_stem(path: Path) -> str | None:
     return path.stem + "X" if m.group(4) == "X" else path.stem
 
 
-def _cremad_pairs(wav: Path, mp3: Path | None, videos: list[Path],
+def _cremad_pairs(wav: Path | None, mp3: Path | None, videos: list[Path],
                   audio_only: bool) -> list[tuple[str | None, str]]:
     """The (video, audio) pairs a CREMA-D clip is tried from, in turn: each of its videos (.flv, then .mp4) with its
     AudioWAV/ file, then with its AudioMP3/ file (the same recording), then each video with its own track, which the
     corpus records with the picture. A .wav cut short or damaged lost its clip, though the corpus holds its sound twice
-    more. `audio_only`: no video in any pair (the videos' tracks are still tried)."""
+    more; so did a copy without AudioWAV/ (`wav` None). `audio_only`: no video in any pair (the videos' tracks are
+    still tried)."""
     shown = [None] if audio_only else [str(v) for v in videos]
     pairs = [(v, str(a)) for a in (wav, mp3) if a is not None for v in shown]
     return pairs + [(None if audio_only else str(v), str(v)) for v in videos]
@@ -488,23 +498,8 @@ def _wav_silent(path: str) -> bool:
 
 def _cremad_mp3(path: str | Path) -> bool:
     """Whether a file is one of CREMA-D's AudioMP3/ files, which avdis reads only for a clip whose AudioWAV/ file does
-    not decode (AudioWAV/ holds its audio)."""
+    not decode (AudioWAV/ holds its audio), or in a copy without AudioWAV/."""
     return (Path(path).parent.name, Path(path).suffix.lower()) == ("AudioMP3", ".mp3")
-
-
-def mp3_unread(corpus: str, rejects: list[Reject]) -> str:
-    """The word a build that made no clip owes a CREMA-D tree's AudioMP3/ files, '' where it has none or holds
-    AudioWAV/ files (all of them among `rejects` where no clip was made: their own faults say why, and to put the
-    AudioWAV/ folder under data.src would be untrue): unused, the MP3s come after the faults (each video's 'no
-    AudioWAV/... to pair with'), and a tree holding them but no AudioWAV/ was never told that they are not read, nor
-    what is."""
-    mp3 = [r.source_path for r in rejects if corpus == "cremad" and _cremad_mp3(r.source_path)]
-    wav = ("AudioWAV", ".wav")
-    if not mp3 or any((Path(r.source_path).parent.name, Path(r.source_path).suffix.lower()) == wav for r in rejects):
-        return ""
-    return (f"; its {len(mp3)} AudioMP3/*.mp3 files (first: {mp3[0]}) are not read: avdis reads CREMA-D's audio from "
-            "AudioWAV/*.wav (an .mp3 only where its .wav does not decode), which the corpus ships beside AudioMP3/: "
-            "put its AudioWAV/ folder under data.src")
 
 
 def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,

@@ -50,7 +50,7 @@ from avdis.config import (ADDED_FEATURES, EMOTIONS, MADE_WITH_SHARDS, VIDEO_FEAT
                           S3Config, SplitConfig)
 from avdis.data import splits
 from avdis.data.bandwidth import bandwidth_cue, rate_counts
-from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, mp3_unread, named_as,
+from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, named_as,
                                 no_media, placeholders_found, scan)
 from avdis.errors import AvdisError, UsageError
 
@@ -602,7 +602,6 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
         placed = _placeholders_counted(scan_rejects)  # said beside the first rejects by file: all may be such rows
         raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {counts['rejects']} files rejected{unused}, "
                               f"first: {_first(scan_rejects)} ({where}){'; ' if placed else ''}{placed}"
-                              f"{mp3_unread(data.corpus, scan_rejects)}"
                               f"{_audio_alone_hint(data, out_dir)}"
                               f"{named_as(Path(data.src), None, data.corpus, Path(out_dir) if out_dir else None)}")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
@@ -619,6 +618,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
         rated = "source_rate" in table.column_names  # not in a manifest made before it was kept
         return {"url": data.shards, "clips": table.num_rows, **_rejects_now(meta, scan_rejects, data, s3),
                 **_copies_note(scan_rejects, data.corpus), **_placeholders_note(scan_rejects), "up_to_date": True,
+                **_audio_from_note(data.corpus, records, table.column("audio_path").to_pylist()),
                 **(_rates_note(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(),
                                data.features) if rated else {}),
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
@@ -677,7 +677,8 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     _remove_unlisted(data.shards, shards, s3)
     storage.write_parquet(manifest_url, table, s3)
     return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects, data.corpus),
-            **_placeholders_note(scan_rejects), "up_to_date": False, "shards": len(shards),
+            **_placeholders_note(scan_rejects), **_audio_from_note(data.corpus, records, [r["audio_path"] for r in rows]),
+            "up_to_date": False, "shards": len(shards),
             **_rates_note([r["speaker"] for r in rows], [r["source_rate"] for r in rows], data.features),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
@@ -753,6 +754,21 @@ def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
                       "each clip is read from one copy, the first found that decodes; where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
+
+
+def _audio_from_note(corpus: str, records: list[ClipRecord], audio_paths: list[str]) -> dict[str, str]:
+    """The summary's word on a CREMA-D copy without AudioWAV/, whose clips' sound is their AudioMP3/ files' and their
+    videos' own tracks (`audio_paths`, the clips made): lossy copies of the recording, of a rate and bandwidth that can
+    differ from clip to clip and from the .wav files a corpus held whole is made of."""
+    if corpus != "cremad" or any(Path(r.audio_path).suffix.lower() == ".wav" for r in records):
+        return {}
+    mp3 = sum(Path(p).suffix.lower() == ".mp3" for p in audio_paths)
+    track = len(audio_paths) - mp3
+    mixed = "; the two can differ in rate and bandwidth, and so clips by their source (see source_rates)"
+    return {"audio_from": f"{len(audio_paths)} clips took their sound from lossy copies of the recording, not from "
+                          f"AudioWAV/*.wav, which data.src does not hold: {mp3} from AudioMP3/*.mp3, {track} from "
+                          f"their videos' own tracks{mixed if mp3 and track else ''}; put CREMA-D's AudioWAV/ folder "
+                          "under data.src to make them of its recordings (the shards are then made again)"}
 
 
 def _placeholders_note(scan_rejects: list[Reject]) -> dict[str, str]:
