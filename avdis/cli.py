@@ -650,8 +650,9 @@ def _default(field: FieldInfo) -> Any:
 def _takes(key: str, field: FieldInfo) -> str:
     """What a setting takes: its choices (a Literal, optionally None) or its range; '' when neither says more."""
     if key == "data.features.f_max":
-        return (f"{C.MEL_FMIN:g} < x <= data.features.sample_rate / 2, in Hz: the top of the mel bands; null: "
-                "sample_rate / 2")
+        return (f"{C.MEL_FMIN:g} < x <= data.features.sample_rate / 2, in Hz: the top of the mel bands; null, or "
+                "sample_rate / 2 given: sample_rate / 2; half the lowest recording rate where avdis preprocess "
+                "warns that clips' rates differ")
     if key == "method.weight":
         ranges = [f"{m} {low:g}..{high:g}" if integer else f"{m} ({low:g}, {high:g}]"
                   for m, (low, high, integer) in C.WEIGHT_RANGES.items()]

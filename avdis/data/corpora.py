@@ -638,7 +638,8 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
                                                              f"runs across lines; {_OPEN_QUOTE}"))
         elif any(cell.strip() for cell in past):
             # a separator inside a cell, unquoted, splits it in two and moves every cell after it: speaker `Smith, John`
-            # was speaker `Smith` and emotion `John`, a class of its own (the corpus's own labels are taken as given)
+            # was speaker `Smith` and emotion `John`, a class of its own (the corpus's own labels are taken as given,
+            # placeholders aside)
             rejects.append(Reject(str(path), f"{truth.name} row {line}: {len(header) + len(past)} cells for the "
                                              f"header's {len(header)} columns; {_UNQUOTED}"))
         elif empty:

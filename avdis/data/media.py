@@ -1,8 +1,9 @@
 """Media in and out: decode a clip's audio and video, turn them into model features.
 
 Features per clip (one fixed-length window, centred in the clip):
-- audio: log-mel frames `[audio_frames, n_mels]` (float16) from 16 kHz mono audio,
-  mel filterbank from librosa (up to `f_max`, else 8 kHz); `source_rate`, the rate the audio was recorded at;
+- audio: log-mel frames `[audio_frames, n_mels]` (float16) from mono audio resampled to `sample_rate` (16 kHz),
+  mel filterbank from librosa (up to `f_max`, else `sample_rate / 2`); `source_rate`, the rate the audio was
+  recorded at;
 - video: face crops `[video_frames, face_size, face_size, 3]` (uint8 RGB) at a fixed
   frame rate; the face box comes from OpenCV's Haar cascade, with a centre-crop
   fallback recorded per clip (`face_detected`, the share of probed frames with a face);

@@ -3,8 +3,10 @@
 Output under the URL (local folder or s3://bucket/prefix):
     shards/shard-000000.tar ...  samples `<key>.audio.npy`, `.video.npy` (not in audio shards), `.json` (key: the clip_id, dots escaped;
                                  the json: the clip's id, labels and lengths)
-    manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes, the audio's
-                                 own sample rate (`source_rate`, Hz; not in manifests made before it was kept);
+    manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes, the files
+                                 it was made of (`source_path`, `audio_path`, `video_path`: a fallback's where the
+                                 clip's own did not decode), the audio's own sample rate (`source_rate`, Hz; not in
+                                 manifests made before it was kept);
                                  schema metadata "avdis" holds label sets, features, shards (and a generated
                                  corpus's `data.synth` settings)
     rejects.parquet              source_path, reason, unused for every file that could not be used, or not all of

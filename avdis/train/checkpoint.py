@@ -3,8 +3,8 @@
 A checkpoint directory holds `engine/` (engine-specific, see `avdis.train.engine`),
 `state.json` (epoch, step, data position, metric history, what model it belongs to),
 `adversary.pt` and, for nullspace, `posthoc.pt`. A run resumes only with the data (the
-manifest's hash) and every setting that shapes its result (its `run_signature`); anything
-else is refused naming each setting that differs, old and new.
+manifest's hash), every setting that shapes its result and the measures of its method (its
+`run_signature`); anything else is refused naming each setting that differs, old and new.
 
 `RunStore` is the single-process trainer's checkpoint store (Ray Train has its own):
 `<run>/checkpoint_epoch_NNNN/` folders, `latest.json` written last as the pointer.

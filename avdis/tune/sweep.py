@@ -784,8 +784,9 @@ def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequenc
 def remove_lost_checkpoints(cfg: Config, role: str, lost: set[str]) -> None:
     """Remove the checkpoint folders of the `lost` trials of `role` (`close_lost_trials`), once its experiment has
     ended: they stayed in storage for ever, a model's weights each (`lost_checkpoint_folders`). Best effort: a folder
-    storage refuses to delete (a transient S3 error, a denied delete) is kept with a warning naming it, and the sweep
-    goes on; it ended in that error, after the trial's row was closed, so no rerun tried again."""
+    storage refuses to delete (a transient S3 error, a denied delete) is kept with a warning naming it, where it
+    refuses even to look for them the warning names the lost trials, and the sweep goes on, its rerun trying again
+    (until 2026-12-05 it ended in that error, after the trial's row was closed, so no rerun tried again)."""
     try:
         folders = lost_checkpoint_folders(cfg, role, lost)
     except (AvdisError, OSError) as exc:  # not the folder's to delete by hand: it holds every trial's checkpoints
