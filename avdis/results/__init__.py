@@ -61,7 +61,9 @@ SCHEMA = pa.schema([
     ("probe_chance", pa.float64()),
     ("emotion_chance", pa.float64()),  # accuracy's chance: the test clips' majority rate
     ("emotion_uar_chance", pa.float64()),  # UAR's: 1 / the emotions of the test clips
-    ("val_emotion_acc", pa.float64()),  # final, validation split: what the sweep selects on (config.SELECTION)
+    # final, validation split: what the sweep selects on (`config.selection` of its sweep.emotion_metric: one of the
+    # two emotion columns, and val_leakage)
+    ("val_emotion_acc", pa.float64()),
     ("val_emotion_uar", pa.float64()),
     ("val_leakage", pa.float64()),
     ("disentanglement", pa.float64()),  # 1 - leakage / leakage(multitask, same seed)
