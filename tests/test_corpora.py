@@ -881,6 +881,37 @@ def test_one_cremad_recording_under_two_names_is_no_clip(tmp_path, audio_only):
         str(tmp_path / "again" / "AudioWAV" / f"1006_TIE_{e}_XX.wav") for e in ("HAP", "NEU")}
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_one_cremad_recording_under_two_names_is_no_clip_in_a_tree_without_audiowav(tmp_path, audio_only):
+    """A copy without AudioWAV/ takes each clip's sound from its .mp3, else its video's own track, but only AudioWAV/
+    files were checked for one recording under two names: twin .mp3s (or twin videos with no .mp3) made two clips of one
+    sound under two emotions. The file a clip's sound is taken from is checked, as an AudioWAV/ file is."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1001_DFA_ANG_XX")):
+        frames, audio = clip_media(i, seconds=2.0)  # an .mp3 of 0.6 s is too small to be told a recording
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+    happy, neutral = (tmp_path / "AudioMP3" / f"1006_TIE_{e}_XX.mp3" for e in ("HAP", "NEU"))
+    shutil.copy(happy, neutral)
+    frames, audio = clip_media(3)
+    disgust, sad = (tmp_path / "VideoFlash" / f"1013_WSI_{e}_XX.flv" for e in ("DIS", "SAD"))
+    write_clip(disgust, frames, 12, audio, SR)
+    shutil.copy(disgust, sad)
+    records, rejects = corpora.scan("cremad", tmp_path, audio_only=audio_only)
+    assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
+    same = ("the same bytes as {other}, whose name says another {what}: one recording under 2 names, which is right "
+            "is unknown: no clip is made of it")
+    happy_why, neutral_why = (same.format(other=neutral, what="emotion (neutral, here happy)"),
+                              same.format(other=happy, what="emotion (happy, here neutral)"))
+    assert {(r.source_path, r.reason) for r in rejects if not r.unused} == {
+        (str(happy), happy_why), (str(neutral), neutral_why),
+        (str(tmp_path / "VideoFlash" / "1006_TIE_HAP_XX.flv"), f"its clip is not made (AudioMP3/{happy.name}: {happy_why})"),
+        (str(tmp_path / "VideoFlash" / "1006_TIE_NEU_XX.flv"),
+         f"its clip is not made (AudioMP3/{neutral.name}: {neutral_why})"),
+        (str(disgust), same.format(other=sad, what="emotion (sad, here disgust)")),
+        (str(sad), same.format(other=disgust, what="emotion (disgust, here sad)"))}
+    assert not {r.source_path for r in rejects if r.unused} & {str(happy), str(neutral)}
+
+
 def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
     for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
         touch(tmp_path / "clips" / name)

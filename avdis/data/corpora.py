@@ -24,7 +24,8 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     the .wav stays a reject naming what its clip was taken from. A copy without AudioWAV/ (the corpus's repository
     stores each folder apart) makes each clip's sound of its .mp3, else of its video's own track (data.modality=audio:
     each .mp3, else video, is a clip); in a tree holding AudioWAV/ a video without its .wav is a reject.
-    Two AudioWAV files of the same bytes (one recording under two names) make no clip; files of digital silence alike
+    Two AudioWAV files of the same bytes (one recording under two names; in a copy without AudioWAV/, the .mp3 or
+    video files clips' sound is taken from) make no clip; files of digital silence alike
     are no recording, each a reject of its own when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
@@ -377,15 +378,21 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     # sound is its AudioMP3/ file, else its video's own track, which the corpus records with the picture; in a tree
     # holding AudioWAV/ a clip missing its .wav is a reject, as it was
     stand_in = not any(_CREMAD_KINDS.get((p.parent.name, p.suffix.lower())) == "wav" for p in files)
-    twins = _one_recording_named_twice(wavs)
+    # the file each clip's sound is taken from, checked for one recording under two names as an AudioWAV/ file is
+    heard = wavs if not stand_in else {stem: mp3s.get(stem) or flvs.get(stem) or mp4s[stem]
+                                       for stem in mp3s.keys() | flvs.keys() | mp4s.keys()}
+    twins = _one_recording_named_twice(heard)
+    named_twice: set[str] = set()
     for stem in sorted(flvs.keys() | mp4s.keys() | wavs.keys() | (mp3s.keys() if stand_in and audio_only else set())):
+        sound = heard.get(stem)
         if stem in twins:
-            rejects.append(Reject(str(wavs[stem]), twins[stem]))
-            rejects.extend(Reject(str(videos[stem]), f"its clip is not made (AudioWAV/{wavs[stem].name}: "
-                                                     f"{twins[stem]})") for videos in (flvs, mp4s) if stem in videos)
+            named_twice.add(str(sound))
+            rejects.append(Reject(str(sound), twins[stem]))
+            rejects.extend(Reject(str(videos[stem]), f"its clip is not made ({sound.parent.name}/{sound.name}: "
+                                                     f"{twins[stem]})")
+                           for videos in (flvs, mp4s) if stem in videos and videos[stem] != sound)
             continue
         shots = [found[stem] for found in (flvs, mp4s) if stem in found]  # the .flv first, then its .mp4
-        sound = wavs.get(stem) or (mp3s.get(stem) or next(iter(shots), None) if stand_in else None)
         # the AudioMP3/ file beside a .wav, unused (the scan's reject says so) unless the clip is made of it
         mp3 = (str(mp3s[stem]),) if stem in mp3s and stem in wavs else ()
         if audio_only:  # each AudioWAV file a clip (a copy of the corpus may hold nothing else), or its stand-in
@@ -412,9 +419,9 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         tries = _with_copies((main, *fallback), others.get(stem, []))
         records.append(_cremad_record(stem, shots[0], sound, shots[0], tuple(fallback),
                                       (*mp3, *_copies_unused(rejects, copies.get(stem, []))), tries))
-    # an AudioMP3/ file its clip is made of is no reject (a copy without AudioWAV/)
-    made_of = {r.audio_path for r in records}
-    return records, [r for r in rejects if r.source_path not in made_of]
+    # an AudioMP3/ file its clip is made of is no unused file (a copy without AudioWAV/), nor one named twice
+    used = {r.audio_path for r in records} | named_twice
+    return records, [r for r in rejects if not (r.unused and r.source_path in used)]
 
 
 def _cremad_stem(path: Path) -> str | None:
@@ -453,7 +460,8 @@ def _size(path: Path) -> int:
 
 
 def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
-    """The stems of `audios` (AudioWAV/ files by stem) whose file holds the same bytes as another's -> the reason
+    """The stems of `audios` (the files clips' sound is taken from by stem: AudioWAV/ files, or in a copy without
+    AudioWAV/ the .mp3 files, else the videos) whose file holds the same bytes as another's -> the reason
     none of them is a clip. A public CREMA-D cleaning script drops three such pairs of two emotions (1006_TIE_HAP_XX.wav
     and 1006_TIE_NEU_XX.wav; not checked against the corpus here): one sound trained as two emotions, which
     within_speaker could put one in train and one in test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
