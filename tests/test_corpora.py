@@ -348,6 +348,32 @@ def test_a_cremad_tree_without_audiowav_makes_its_clips_of_the_mp3s_else_of_the_
     assert again["up_to_date"] and again["audio_from"] == note
 
 
+def test_a_cremad_tree_without_audiowav_held_twice_takes_a_clip_from_the_whole_copy_of_its_mp3(tmp_path):
+    """A copy without AudioWAV/ holding AudioMP3/ twice (data.modality=audio): each clip's sound is its .mp3, but the
+    second copy of an .mp3 was an unused file ('expected VideoFlash/*.flv, ...'), never tried, so a clip whose first
+    .mp3 was cut short was lost though its copy was whole, and the summary did not say the corpus was held twice, as it
+    does for AudioWAV/ files held twice. A second .mp3 is now its clip's copy, as a second .wav is."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    stems = ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX", "1002_TIE_SAD_XX", "1003_DFA_FEA_HI")
+    for i, stem in enumerate(stems):
+        for copy in ("a", "b"):
+            write_clip(root / copy / "AudioMP3" / f"{stem}.mp3", None, 12, clip_media(i)[1], SR)
+    cut = root / "a" / "AudioMP3" / f"{stems[0]}.mp3"
+    cut.write_bytes(cut.read_bytes()[:400])
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality="audio",
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    rows = {r["clip_id"].removeprefix("cremad-"): r["audio_path"]
+            for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    assert rows == {stem: str(root / ("b" if stem == stems[0] else "a") / "AudioMP3" / f"{stem}.mp3") for stem in stems}
+    rejects = {r["source_path"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert rejects[str(cut)]["reason"].endswith(f"; the clip was taken from {rows[stems[0]]} instead")
+    assert {path: (r["reason"], r["unused"]) for path, r in rejects.items() if path != str(cut)} == {
+        str(root / "b" / "AudioMP3" / f"{stem}.mp3"): (f"duplicate of {root / 'a' / 'AudioMP3' / f'{stem}.mp3'} "
+                                                       "(same clip, same modality)", True) for stem in stems[1:]}
+    assert summary["copies"].startswith("4 files are second copies of clips' files")
+
+
 def test_a_cremad_tree_with_audiowav_pairs_as_before_beside_audiomp3_and_lone_files(tmp_path):
     """A tree holding AudioWAV/ is read as it was: its .wav files are the clips' sound, a video without one and an
     .mp3 alone are the rejects they were, in both modalities (a copy missing some .wav files is told which)."""

@@ -22,8 +22,9 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     the tree, else its `AudioMP3/<same stem>.mp3` (the same recording, which is otherwise unused), else the video's own
     track (data.modality=audio too);
     the .wav stays a reject naming what its clip was taken from. A copy without AudioWAV/ (the corpus's repository
-    stores each folder apart) makes each clip's sound of its .mp3, else of its video's own track (data.modality=audio:
-    each .mp3, else video, is a clip); in a tree holding AudioWAV/ a video without its .wav is a reject.
+    stores each folder apart) makes each clip's sound of its .mp3 (or a copy of it elsewhere in the tree), else of
+    its video's own track (data.modality=audio: each .mp3, else video, is a clip); in a tree holding AudioWAV/ a video
+    without its .wav is a reject.
     Two AudioWAV files of the same bytes (one recording under two names; in a copy without AudioWAV/, the .mp3 or
     video files clips' sound is taken from) make no clip; files of digital silence alike
     are no recording, each a reject of its own when decoded.
@@ -352,9 +353,19 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     rejects: list[Reject] = []
     copies: dict[str, list[int]] = {}  # clip -> its files' copies, by their place in `rejects` (`_duplicate`)
     others: dict[str, list[tuple[Path, Path]]] = {}  # clip -> (file, its copy)
+    # a copy without AudioWAV/ (the corpus's repository stores each folder apart; AudioWAV/ is large): each clip's
+    # sound is its AudioMP3/ file, else its video's own track, which the corpus records with the picture; in a tree
+    # holding AudioWAV/ a clip missing its .wav is a reject, as it was
+    stand_in = not any(_CREMAD_KINDS.get((p.parent.name, p.suffix.lower())) == "wav" for p in files)
+    shown = {_cremad_stem(p) for p in files if _CREMAD_KINDS.get((p.parent.name, p.suffix.lower())) in ("flv", "mp4")}
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
         stem = _cremad_stem(path)
+        if stand_in and _cremad_mp3(path) and stem in mp3s and (audio_only or stem in shown):
+            # a second .mp3 a clip's sound is taken from (the corpus held twice): its copy, as a second .wav is
+            _duplicate(path, mp3s[stem], rejects, copies.setdefault(stem, []))
+            others.setdefault(stem, []).append((mp3s[stem], path))
+            continue
         if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
             # as is a file that is no media; the reason as it was, which shards made before are fingerprinted with
             rejects.append(Reject(str(path), _PACKED if _packed(path) else
@@ -374,10 +385,6 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
         kinds[kind][stem] = path
     records = []
     flvs, mp4s, wavs = kinds["flv"], kinds["mp4"], kinds["wav"]
-    # a copy without AudioWAV/ (the corpus's repository stores each folder apart; AudioWAV/ is large): each clip's
-    # sound is its AudioMP3/ file, else its video's own track, which the corpus records with the picture; in a tree
-    # holding AudioWAV/ a clip missing its .wav is a reject, as it was
-    stand_in = not any(_CREMAD_KINDS.get((p.parent.name, p.suffix.lower())) == "wav" for p in files)
     # the file each clip's sound is taken from, checked for one recording under two names as an AudioWAV/ file is
     heard = wavs if not stand_in else {stem: mp3s.get(stem) or flvs.get(stem) or mp4s[stem]
                                        for stem in mp3s.keys() | flvs.keys() | mp4s.keys()}
