@@ -374,6 +374,25 @@ def test_a_cremad_tree_without_audiowav_held_twice_takes_a_clip_from_the_whole_c
     assert summary["copies"].startswith("4 files are second copies of clips' files")
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_a_misnamed_mp3_in_a_cremad_tree_without_audiowav_is_told_its_name(tmp_path, audio_only):
+    """In a copy without AudioWAV/ an .mp3 is a clip's sound, but one whose name names no clip (a browser's
+    '1001_IEO_HAP_XX (1).mp3') was an unused file, no fault, so its clip was lost unsaid while a .flv so named is told
+    its name. It is now told so too; in a tree holding AudioWAV/ such an .mp3 is the unused file it was."""
+    name = "file name is not <actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_<LO|MD|HI|XX> (e.g. 1001_DFA_ANG_XX)"
+    mp3 = touch(tmp_path / "AudioMP3" / "1001_IEO_HAP_XX (1).mp3")
+    touch(tmp_path / "AudioMP3" / "1001_DFA_ANG_XX.mp3")
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    records, rejects = corpora.scan("cremad", tmp_path, audio_only=audio_only)
+    assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
+    assert [(r.source_path, r.reason, r.unused) for r in rejects if not r.unused or r.source_path == str(mp3)] == [
+        (str(mp3), name, False)]
+    touch(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    rejects = corpora.scan("cremad", tmp_path, audio_only=audio_only)[1]
+    assert (str(mp3), "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav", True) in {
+        (r.source_path, r.reason, r.unused) for r in rejects}
+
+
 def test_a_cremad_tree_with_audiowav_pairs_as_before_beside_audiomp3_and_lone_files(tmp_path):
     """A tree holding AudioWAV/ is read as it was: its .wav files are the clips' sound, a video without one and an
     .mp3 alone are the rejects they were, in both modalities (a copy missing some .wav files is told which)."""

@@ -361,17 +361,20 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
     for path in files:
         kind = _CREMAD_KINDS.get((path.parent.name, path.suffix.lower()))
         stem = _cremad_stem(path)
-        if stand_in and _cremad_mp3(path) and stem in mp3s and (audio_only or stem in shown):
+        mp3 = _cremad_mp3(path)
+        if stand_in and mp3 and stem in mp3s and (audio_only or stem in shown):
             # a second .mp3 a clip's sound is taken from (the corpus held twice): its copy, as a second .wav is
             _duplicate(path, mp3s[stem], rejects, copies.setdefault(stem, []))
             others.setdefault(stem, []).append((mp3s[stem], path))
             continue
-        if kind is None:  # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault,
-            # as is a file that is no media; the reason as it was, which shards made before are fingerprinted with
+        # an AudioMP3/ file is a copy of an AudioWAV/ one (the corpus ships both): unused, no fault, as is a file that
+        # is no media; the reason as it was, which shards made before are fingerprinted with. In a copy without
+        # AudioWAV/, where an .mp3 is a clip's sound, one whose name names no clip is told so, as a .flv is
+        if kind is None and not (stand_in and mp3 and stem is None):
             rejects.append(Reject(str(path), _PACKED if _packed(path) else
                                   "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav",
-                                  unused=_cremad_mp3(path) or no_media(path)))
-            if _cremad_mp3(path) and stem is not None:
+                                  unused=mp3 or no_media(path)))
+            if mp3 and stem is not None:
                 mp3s.setdefault(stem, path)
             continue
         if stem is None:
