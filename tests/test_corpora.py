@@ -198,6 +198,17 @@ def cremad_with_broken_wavs(root: Path) -> dict[str, Path]:
     return files
 
 
+def built_cremad(root: Path, out: Path, modality: str) -> tuple[DataConfig, tuple[dict, dict, dict]]:
+    """The CREMA-D tree at `root` made into shards at `out`: its config, and (summary, manifest rows by stem,
+    rejects by file name)."""
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality=modality,
+                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
+    summary = shards.build_shards(data, S3Config())
+    rows = {r["clip_id"].removeprefix("cremad-"): r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    rejects = {Path(r["source_path"]).name: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    return data, (summary, rows, rejects)
+
+
 @pytest.mark.parametrize("modality", ["av", "audio"])
 def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_mp3_else_by_its_videos_own_track(tmp_path, modality):
     """An AudioWAV/ file cut short, zeros or its header alone made its clip a reject, though CREMA-D holds the same
@@ -205,11 +216,7 @@ def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_mp3_else_by_its_vi
     video's track; the .wav stays a fault saying so, and an .mp3 not needed stays unused, as it was."""
     root, out = tmp_path / "CREMA-D", tmp_path / "shards"
     files = cremad_with_broken_wavs(root)
-    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality=modality,
-                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
-    summary = shards.build_shards(data, S3Config())
-    rows = {r["clip_id"].removeprefix("cremad-"): r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
-    rejects = {Path(r["source_path"]).name: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    _, (summary, rows, rejects) = built_cremad(root, out, modality)
     audio = modality == "audio"
     flv = {stem: None if audio else str(files[f"{stem}.flv"]) for stem in rows}
     assert sorted(rows) == ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1001_TIE_SAD_XX", "1002_DFA_NEU_XX"]
@@ -317,11 +324,7 @@ def test_a_cremad_tree_without_audiowav_makes_its_clips_of_the_mp3s_else_of_the_
     video's track, and the summary says that the corpus is made of those lossy copies."""
     root, out = tmp_path / "CREMA-D", tmp_path / "shards"
     files = cremad_without_audiowav(root)
-    data = DataConfig(corpus="cremad", src=str(root), shards=str(out), shard_size=2, modality=modality,
-                      split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
-    summary = shards.build_shards(data, S3Config())
-    rows = {r["clip_id"].removeprefix("cremad-"): r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
-    rejects = {Path(r["source_path"]).name: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    data, (summary, rows, rejects) = built_cremad(root, out, modality)
     audio = modality == "audio"
     sound = {"1001_DFA_ANG_XX": "mp3", "1001_IEO_HAP_XX": "flv", "1002_DFA_NEU_XX": "mp4", "1002_TIE_SAD_XX": "flv",
              **({"1003_DFA_FEA_HI": "mp3"} if audio else {})}
