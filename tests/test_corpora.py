@@ -1773,6 +1773,36 @@ def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_r
             (rec.video_path, "no audio stream")]
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are_no_recording_named_twice(
+        tmp_path, audio_only):
+    """A copy without AudioWAV/ checks the .mp3 each clip's sound is taken from for one recording under two names, but
+    only a .wav was told silent: two .mp3s of digital silence as long as each other hold the same bytes (an encoder
+    writes silence alike), so both clips were lost as one recording under two names, though each video's own track,
+    tried when its .mp3 decodes to silence, is a recording of its own. Each clip is made: its .mp3 is the silence
+    reject it is alone, and its clip is taken from its video's track."""
+    from avdis.config import FeatureConfig
+
+    for i, emotion in enumerate(("NEU", "SAD")):
+        frames, audio = clip_media(i, seconds=2.0)
+        write_clip(tmp_path / "VideoFlash" / f"1076_MTI_{emotion}_XX.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioMP3" / f"1076_MTI_{emotion}_XX.mp3", None, 12, np.zeros_like(audio), SR)
+    neutral, sad = (tmp_path / "AudioMP3" / f"1076_MTI_{e}_XX.mp3" for e in ("NEU", "SAD"))
+    assert neutral.read_bytes() == sad.read_bytes() and neutral.stat().st_size > corpora._NO_RECORDING
+    records, rejects = corpora.scan("cremad", tmp_path, audio_only=audio_only)
+    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
+    assert [r for r in rejects if not r.unused] == []
+    for rec in records:
+        encoded, faults = shards._encode_any(rec, FeatureConfig())
+        assert encoded is not None
+        assert [(r.source_path, r.reason.split(";")[0]) for r in faults] == [
+            (rec.audio_path, "audio is digital silence (every sample is 0)")]
+    for rate in (16000, 44100):  # MPEG-2 and MPEG-1 frames, whose side info differ: silence told, a tone not
+        for audio in (np.zeros(rate, np.float32), np.sin(np.arange(rate, dtype=np.float32) / 9)):
+            write_clip(tmp_path / "x.mp3", None, 12, audio, rate)
+            assert corpora._silent(str(tmp_path / "x.mp3")) == (not audio.any())
+
+
 def test_a_cremad_flv_with_no_video_track_is_told_to_be_copied_again_and_a_corpus_of_none_to_use_audio_alone(tmp_path):
     """One VideoFlash/ file holding no video track among others that have one (a damaged copy) was told "for a corpus
     of audio alone, preprocess with data.modality=audio": advice for the whole corpus, which has video, given for one

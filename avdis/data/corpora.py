@@ -481,7 +481,7 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
     # ("audio is digital silence") when decoded. Only files that hold another's bytes are read for it
     held = [str(audios[stem]) for stem in sorted(audios) if _size(audios[stem]) >= _NO_RECORDING]
     for copy, first in _same_bytes(held).items():
-        if not _wav_silent(first):
+        if not _silent(first):
             groups.setdefault(first, [first]).append(copy)
     reasons = {}
     for group in groups.values():
@@ -497,11 +497,14 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
     return reasons
 
 
-def _wav_silent(path: str) -> bool:
-    """Whether a RIFF WAV's samples are all zero bytes (digital silence; 8-bit PCM, whose silence is 0x80, aside),
-    read without decoding (nothing is decoded in a scan)."""
+def _silent(path: str) -> bool:
+    """Whether a file is digital silence, read without decoding (nothing is decoded in a scan): a RIFF WAV whose
+    samples are all zero bytes (8-bit PCM, whose silence is 0x80, aside), an MP3 whose frames code no sound (CREMA-D's
+    AudioMP3/ files, a clip's sound in a copy without AudioWAV/)."""
     try:
         with open(path, "rb") as fh:
+            if Path(path).suffix.lower() == ".mp3":
+                return walks.mp3_silent(fh)
             bits = 0
             for kind, size in walks.wav_chunks(fh):
                 if kind == b"fmt " and size >= 16:

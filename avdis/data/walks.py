@@ -293,6 +293,35 @@ def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     return _frame(fh, at, first, 4, 2, mpeg_frame_length)
 
 
+def mp3_silent(fh: BinaryIO) -> bool:
+    """Whether an MP3 from `fh`'s start is digital silence: every layer III frame's granules carry no coded bits
+    (part2_3_length 0), as an encoder writes silence, so two as long as each other hold the same bytes. False for a
+    file that is no MP3 or holds no frame; the walk ends where the frames do (a tag, a cut)."""
+    at = id3_end(fh.read(10))
+    fh.seek(at)
+    first = header = fh.read(4)
+    frames = 0
+    while (length := mpeg_frame_length(header, first)) is not None:
+        if (header[1] >> 1) & 3 != 1:  # layer I or II: no granules
+            return False
+        mpeg1, channels = (header[1] >> 3) & 3 == 3, 1 if header[3] >> 6 == 3 else 2
+        # the side info after the header (and its CRC): its bytes, where the first part2_3_length starts, in bits,
+        # and the bits between one granule's (of a channel) and the next's
+        side, start, per = ((17, 18, 59) if channels == 1 else (32, 20, 59)) if mpeg1 else \
+            ((9, 9, 63) if channels == 1 else (17, 10, 63))
+        fh.seek(at + 4 + 2 * (not header[1] & 1))
+        bits = fh.read(side)
+        if len(bits) < side:
+            break
+        value = int.from_bytes(bits, "big")
+        if any(value >> (8 * side - start - i * per - 12) & 0xFFF for i in range(channels * (2 if mpeg1 else 1))):
+            return False
+        frames, at = frames + 1, at + length
+        fh.seek(at)
+        header = fh.read(4)
+    return frames > 0
+
+
 def adts_frame_length(header: bytes, first: bytes) -> int | None:
     """Bytes in the AAC frame whose 7-byte ADTS header is `header` (it counts itself); None where it is no frame of
     the stream whose first frame's header is `first` (another profile or sample rate: bytes a tool appended)."""
