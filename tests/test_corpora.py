@@ -1803,6 +1803,31 @@ def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are
             assert corpora._silent(str(tmp_path / "x.mp3")) == (not audio.any())
 
 
+@pytest.mark.parametrize("folder", ["AudioMP3", "AudioWAV"])
+def test_two_cremad_files_never_filled_in_alike_are_no_recording_named_twice(tmp_path, folder):
+    """The corpus held twice, two of its first copy's sound files never filled in (a downloader that sets a file's size
+    first, then died: zero bytes throughout), as long as each other: they hold the same bytes, so both clips were lost as
+    'one recording under 2 names', though each whole copy, tried in its place, is a recording of its own (an AudioMP3/
+    file is a clip's sound in a copy without AudioWAV/). A file of zero bytes is no recording, as silence is not: each
+    clip is made of its whole copy."""
+    from avdis.config import FeatureConfig
+
+    suffix = {"AudioMP3": ".mp3", "AudioWAV": ".wav"}[folder]
+    stems = ("1001_DFA_ANG_XX", "1002_IEO_HAP_XX")
+    for i, stem in enumerate(stems):
+        for copy in ("a", "b"):
+            write_clip(tmp_path / copy / folder / f"{stem}{suffix}", None, 12, clip_media(i, seconds=2.0)[1], SR)
+        empty = tmp_path / "a" / folder / f"{stem}{suffix}"
+        empty.write_bytes(bytes(empty.stat().st_size))
+    assert empty.stat().st_size > corpora._NO_RECORDING
+    records = corpora.scan("cremad", tmp_path, audio_only=True)[0]
+    assert [r.clip_id for r in records] == [f"cremad-{stem}" for stem in stems]
+    for rec in records:
+        encoded = shards._encode_any(rec, FeatureConfig())[0]
+        assert encoded is not None and encoded[1]["audio_path"] == str(
+            tmp_path / "b" / folder / f"{rec.clip_id.removeprefix('cremad-')}{suffix}")
+
+
 def test_a_cremad_flv_with_no_video_track_is_told_to_be_copied_again_and_a_corpus_of_none_to_use_audio_alone(tmp_path):
     """One VideoFlash/ file holding no video track among others that have one (a damaged copy) was told "for a corpus
     of audio alone, preprocess with data.modality=audio": advice for the whole corpus, which has video, given for one

@@ -26,8 +26,8 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     its video's own track (data.modality=audio: each .mp3, else video, is a clip); in a tree holding AudioWAV/ a video
     without its .wav is a reject.
     Two AudioWAV files of the same bytes (one recording under two names; in a copy without AudioWAV/, the .mp3 or
-    video files clips' sound is taken from) make no clip; files of digital silence alike
-    are no recording, each a reject of its own when decoded.
+    video files clips' sound is taken from) make no clip; files of digital silence alike (or never filled in: zero
+    bytes throughout) are no recording, each a reject of its own when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
     same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own. A row
@@ -477,8 +477,8 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
     within_speaker could put one in train and one in test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
     stem_of = {str(path): stem for stem, path in audios.items()}
     groups: dict[str, list[str]] = {}
-    # a file of digital silence is no recording: two as long as each other are alike, each a reject of its own
-    # ("audio is digital silence") when decoded. Only files that hold another's bytes are read for it
+    # a file of digital silence (or never filled in) is no recording: two as long as each other are alike, each a
+    # reject of its own when decoded. Only files that hold another's bytes are read for it
     held = [str(audios[stem]) for stem in sorted(audios) if _size(audios[stem]) >= _NO_RECORDING]
     for copy, first in _same_bytes(held).items():
         if not _silent(first):
@@ -500,9 +500,13 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
 def _silent(path: str) -> bool:
     """Whether a file is digital silence, read without decoding (nothing is decoded in a scan): a RIFF WAV whose
     samples are all zero bytes (8-bit PCM, whose silence is 0x80, aside), an MP3 whose frames code no sound (CREMA-D's
-    AudioMP3/ files, a clip's sound in a copy without AudioWAV/)."""
+    AudioMP3/ files, a clip's sound in a copy without AudioWAV/), or a file never filled in (a downloader that set its
+    size first: zero bytes throughout), whose copy elsewhere in the tree may be whole."""
     try:
         with open(path, "rb") as fh:
+            if not any(block.strip(b"\0") for block in iter(lambda: fh.read(1 << 20), b"")):
+                return True
+            fh.seek(0)
             if Path(path).suffix.lower() == ".mp3":
                 return walks.mp3_silent(fh)
             bits = 0
