@@ -123,8 +123,8 @@ def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...
 
 def warn_unseen_emotions(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
     """Say which emotions `splits` hold that no training clip does: the model cannot learn them, so every such clip
-    counts as an error in emotion accuracy (a fold that drew a rare emotion's only speakers, an emotion with too few
-    clips per speaker to reach train). A warning, not a refusal: the numbers are right, only lower than expected."""
+    is an error in emotion accuracy, and its emotion's recall is 0 in UAR (a fold that drew a rare emotion's only
+    speakers, an emotion with too few clips per speaker to reach train). A warning, not a refusal: the numbers are right, only lower than expected."""
     trained = {emotion for _, emotion, scheme, _ in info.labels if scheme == "train"}
     for name in splits:
         unseen = Counter(info.emotions[emotion] for _, emotion, scheme, _ in info.labels
@@ -133,7 +133,8 @@ def warn_unseen_emotions(info: DatasetInfo, cfg: Config, splits: tuple[str, ...]
             clips = sum(scheme == name for _, _, scheme, _ in info.labels)
             print(f"avdis: warning: {cfg.data.shards}: {sum(unseen.values())} of the {clips} {name} clips under "
                   f"{scheme_of(cfg)} are of emotions no training clip has ({', '.join(sorted(unseen))}); the model "
-                  "cannot learn them, so each counts as an error in emotion accuracy", flush=True)
+                  "cannot learn them, so each is an error in emotion accuracy, and each such emotion's recall in UAR "
+                  "is 0", flush=True)
 
 
 def scheme_of(cfg: Config) -> str:
