@@ -164,3 +164,23 @@ def test_f_max_at_half_the_sample_rate_is_the_default_for_shards_runs_and_sweeps
     assert launch.run_name(given) == launch.run_name(default)
     assert given.model_dump() == default.model_dump()  # what a sweep records and compares on resume
     assert C.with_overrides(default, {"data.features.f_max": 4000}).data.features.f_max == 4000
+
+
+def test_a_run_or_sweep_that_makes_or_opens_the_shards_says_the_rates_differ_too(tmp_path, capsys):
+    """A corpus of one's own is made into shards by the run or sweep that first needs them (`ensure_shards`), and
+    neither said that its rates differ: only `avdis preprocess` did. Said when made, and on each later start."""
+    from avdis.data import prepare
+
+    rates = {"s1": 8000, "s2": 16000, "s3": 16000}
+    data = {"corpus": "synthetic", "src": str(corpus(tmp_path / "corpus", rates)), "shards": str(tmp_path / "shards"),
+            "modality": "audio", "split": {"folds": 3}}
+    for _ in range(2):  # made, then opened as they are
+        prepare.ensure_shards(C.Config.model_validate({"data": data}))
+        err = capsys.readouterr().err
+        assert f"warning: {data['shards']}: clips recorded at different sample rates: 3 at 8000 Hz" in err
+        assert "Set data.features.f_max=4000" in err
+    even = {**data, "src": str(corpus(tmp_path / "even", {"s1": 16000, "s2": 16000, "s3": 16000})),
+            "shards": str(tmp_path / "even_shards")}
+    for _ in range(2):
+        prepare.ensure_shards(C.Config.model_validate({"data": even}))
+        assert "sample rates" not in capsys.readouterr().err

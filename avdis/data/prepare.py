@@ -17,6 +17,7 @@ from typing import Any
 from avdis import nodes, runtime, storage, storage_lock
 from avdis.config import Config, DataConfig, S3Config, SynthConfig, with_overrides
 from avdis.data import corpora, shards, synth
+from avdis.data.bandwidth import bandwidth_cue
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.errors import UsageError
 
@@ -160,16 +161,27 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
         else:
             made = preprocess(cfg, use_ray=use_ray, missing_only=True)
             if made is not None:
+                _warn_bandwidth(cfg, made.get("bandwidth_cue"))
                 return made
     table, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
     shards.check_made_with(cfg.data, meta)
     shards.check_synth(cfg.data, meta)
+    if "source_rate" in table.column_names:  # not in a manifest made before it was kept
+        _warn_bandwidth(cfg, bandwidth_cue(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(),
+                                           cfg.data.features))
     if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
         print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
               "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
               "run trains on the shards as they are: `avdis preprocess` makes them again",
               file=sys.stderr, flush=True)
     return {"url": cfg.data.shards, "up_to_date": True, "clips": table.num_rows, "shards": len(meta["shards"])}
+
+
+def _warn_bandwidth(cfg: Config, cue: str | None) -> None:
+    """Say, as `avdis preprocess` does, that clips' recording rates leave different mel bands empty: a run or sweep
+    that made or opened a corpus's shards itself (a corpus of one's own) said nothing of it."""
+    if cue:
+        print(f"avdis: warning: {cfg.data.shards}: {cue}", file=sys.stderr, flush=True)
 
 
 def await_build(cfg: Config) -> None:
