@@ -17,7 +17,6 @@ from typing import Any
 from avdis import nodes, runtime, storage, storage_lock
 from avdis.config import Config, DataConfig, S3Config, SynthConfig, with_overrides
 from avdis.data import corpora, shards, synth
-from avdis.data.bandwidth import bandwidth_cue
 from avdis.data.corpora import GROUND_TRUTH
 from avdis.errors import UsageError
 
@@ -166,9 +165,7 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     table, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
     shards.check_made_with(cfg.data, meta)
     shards.check_synth(cfg.data, meta)
-    if "source_rate" in table.column_names:  # not in a manifest made before it was kept
-        _warn_bandwidth(cfg, bandwidth_cue(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(),
-                                           cfg.data.features))
+    _warn_bandwidth(cfg, shards.manifest_rates(table, cfg.data.features).get("bandwidth_cue"))
     if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
         print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
               "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "

@@ -617,12 +617,10 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     then = _as_made(meta, data, out_dir, (records, scan_rejects))
     reason = reason or _stale_reason(data, meta, *(then or (fingerprint, sources)), s3)
     if reason is None:
-        rated = "source_rate" in table.column_names  # not in a manifest made before it was kept
         return {"url": data.shards, "clips": table.num_rows, **_rejects_now(meta, scan_rejects, data, s3),
                 **_copies_note(scan_rejects, data.corpus), **_placeholders_note(scan_rejects), "up_to_date": True,
                 **_audio_from_note(data.corpus, records, table.column("audio_path").to_pylist()),
-                **(_rates_note(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(),
-                               data.features) if rated else {}),
+                **manifest_rates(table, data.features),
                 "shards": len(meta["shards"]), "speakers": len(meta["speakers"]),
                 "emotions": emotion_counts(table.column("emotion").to_pylist(), meta["emotions"]),
                 "splits": split_counts(table.column("split").to_pylist())}
@@ -794,6 +792,13 @@ def _placeholders_counted(scan_rejects: list[Reject]) -> str:
     one = len(found) == 1
     held = f"1 row of {GROUND_TRUTH} holds" if one else f"{len(found)} rows of {GROUND_TRUTH} hold"
     return f"{held} a placeholder where a label goes ({which}), {'a' if one else 'each a'} reject"
+
+
+def manifest_rates(table: pa.Table, feat: FeatureConfig) -> dict[str, Any]:
+    """`_rates_note` of a manifest's clips; nothing for a manifest made before `source_rate` was kept."""
+    if "source_rate" not in table.column_names:
+        return {}
+    return _rates_note(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(), feat)
 
 
 def _rates_note(speakers: list[str], rates: list[int], feat: FeatureConfig) -> dict[str, Any]:
