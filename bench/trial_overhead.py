@@ -211,7 +211,9 @@ def run_sweep(cfg: Config, trainable: Any, resources: Any, reuse_actors: bool | 
     import ray
     from ray import tune
 
-    # Bench-only switches, for the old way: avdis's trainable, resources and reuse_actors are the new.
+    # Bench-only switches, for the old way: avdis's trainable, resources and reuse_actors are the new. Put back
+    # afterwards: a later sweep in this process (the next arm, a test) must size and run trials as avdis does.
+    own = sweep.run_trial, sweep.trial_resources
     sweep.run_trial, sweep.trial_resources = trainable, resources
     tune_config = tune.TuneConfig
     if reuse_actors is not None:
@@ -224,6 +226,7 @@ def run_sweep(cfg: Config, trainable: Any, resources: Any, reuse_actors: bool | 
     finally:
         total = time.perf_counter() - t0
         tune.TuneConfig = tune_config
+        sweep.run_trial, sweep.trial_resources = own
         ray.shutdown()
     table = results.read_trials(url, cfg.s3)
     failed = table[~table["status"].isin(["TERMINATED", "STOPPED"])]

@@ -69,7 +69,7 @@ def test_sweep_record_resumes_its_design_and_refuses_to_pair_seeds_of_two_design
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_trial_overhead_runs_the_old_ways_trial_through_the_relay(tiny_shards, tmp_path, monkeypatch, request):
+def test_trial_overhead_runs_the_old_ways_trial_through_the_relay(tiny_shards, tmp_path, request):
     """The old way's trial (a TorchTrainer whose reports reach Tune through the relay) built TrainToTune() without
     the sweep's emotion metric it has taken since 20e93e7: each of its trials failed of a TypeError, so the
     benchmark stopped at its first arm. Its workers' timings must reach the file the benchmark reads, too. One trial
@@ -79,7 +79,7 @@ def test_trial_overhead_runs_the_old_ways_trial_through_the_relay(tiny_shards, t
     from avdis.config import load
     from avdis.tune import sweep
 
-    monkeypatch.setattr(sweep, "run_trial", sweep.run_trial)  # run_sweep's bench-only switch, undone afterwards
+    own_trial, own_resources = sweep.run_trial, sweep.trial_resources
     cloudpickle.register_pickle_by_value(trial_overhead)  # Ray's workers cannot import bench/ modules
     request.addfinalizer(lambda: cloudpickle.unregister_pickle_by_value(trial_overhead))
     cfg = load(BENCH.parent / "jobs" / "configs" / "smoke.yaml",
@@ -90,3 +90,6 @@ def test_trial_overhead_runs_the_old_ways_trial_through_the_relay(tiny_shards, t
                                        reuse_actors=False)
     assert [(r["status"], r["epochs"]) for r in rows] == [("TERMINATED", 1)]
     assert rows[0]["fit_to_worker_s"] > 0  # its worker ran under a TorchTrainer, through the relay's fit()
+    # its bench-only switches are put back: a later sweep in this process (test_sweep_units on the same xdist
+    # worker, in a CI run) sized its trials with the old way's resources
+    assert (sweep.run_trial, sweep.trial_resources) == (own_trial, own_resources)
