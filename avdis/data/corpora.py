@@ -26,8 +26,9 @@ CREMA-D (`VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv` + `AudioWAV/<same ste
     its video's own track (data.modality=audio: each .mp3, else video, is a clip); in a tree holding AudioWAV/ a video
     without its .wav is a reject.
     Two AudioWAV files of the same bytes (one recording under two names; in a copy without AudioWAV/, the .mp3 or
-    video files clips' sound is taken from) make no clip; files of digital silence alike (or never filled in: zero
-    bytes throughout) are no recording, each a reject of its own when decoded.
+    video files clips' sound is taken from) make no clip, however short; files of digital silence alike (or never
+    filled in: zero bytes throughout; or a header alone, a Git LFS pointer) are no recording, each a reject of its own
+    when decoded.
 synthetic (`avdis.data.synth`), or a corpus of the user's own: labels from its `ground_truth.csv`, any
     emotion word (case ignored: IEMOCAP's `frustrated` is as good a class as `happy`). A listed file holding the
     same bytes as one listed before it (a copy under another name) is that one's copy, no clip of its own. A row
@@ -49,7 +50,7 @@ import struct
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from avdis.data import walks
 from avdis.errors import AvdisError
@@ -455,18 +456,6 @@ def _cremad_pairs(wav: Path | None, mp3: Path | None, videos: list[Path],
 
 
 _CREMAD_FIELDS = ("actor", "sentence", "emotion", "level")
-# bytes below which a file holds no recording that could be two clips' (an eighth of a second of CREMA-D's 16 kHz
-# audio): a WAV header alone (a broken take), a Git LFS pointer; two such alike are two
-# broken files, each a reject of its own when decoded
-_NO_RECORDING = 4096
-
-
-def _size(path: Path) -> int:
-    """A file's size; 0 where it cannot be read (decoding names the fault)."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
@@ -477,11 +466,11 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
     within_speaker could put one in train and one in test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
     stem_of = {str(path): stem for stem, path in audios.items()}
     groups: dict[str, list[str]] = {}
-    # a file of digital silence (or never filled in) is no recording: two as long as each other are alike, each a
-    # reject of its own when decoded. Only files that hold another's bytes are read for it
-    held = [str(audios[stem]) for stem in sorted(audios) if _size(audios[stem]) >= _NO_RECORDING]
-    for copy, first in _same_bytes(held).items():
-        if not _silent(first):
+    # a file of digital silence (or never filled in), or one that holds no recording (`_no_recording`), is no
+    # recording named twice: two as long as each other are alike, each a reject of its own when decoded. Only files
+    # that hold another's bytes are read for it
+    for copy, first in _same_bytes([str(audios[stem]) for stem in sorted(audios)]).items():
+        if not (_silent(first) or _no_recording(first)):
             groups.setdefault(first, [first]).append(copy)
     reasons = {}
     for group in groups.values():
@@ -518,6 +507,66 @@ def _silent(path: str) -> bool:
                                                for at in range(0, size, 1 << 20))
     except OSError:
         return False
+    return False
+
+
+_TEXT = frozenset(range(32, 127)) | frozenset(b"\t\n\r")
+
+
+def _no_recording(path: str) -> bool:
+    """Whether a file holds no recording two names could share, read without decoding: text (a Git LFS pointer, which a
+    clone without `git lfs pull` leaves; an error page a downloader saved) or a header with nothing after it (a WAV's
+    with no sample, an MP3's ID3 tag with no frame, an FLV's metadata with no sound or picture, an MP4's boxes with no
+    media). Two such alike are two broken files, each a reject of its own when decoded; any sound after a header is a
+    recording, however short (a second of CREMA-D's 16 kHz sound as an .mp3 is 3.4 KiB: a floor of 4 KiB let such
+    twins through)."""
+    try:
+        with open(path, "rb") as fh:
+            size, head = os.fstat(fh.fileno()).st_size, fh.read(512)
+            fh.seek(0)
+            if set(head) <= _TEXT:
+                return True
+            if head[:4] == b"RIFF":
+                return not any(kind == b"data" and held and fh.read(1) for kind, held in walks.wav_chunks(fh))
+            if head[:3] == b"FLV":
+                return not _flv_media(fh, int.from_bytes(head[5:9], "big") + 4, size)
+            if head[4:8] == b"ftyp":
+                return not _mp4_media(fh, size)
+            if Path(path).suffix.lower() == ".mp3":
+                fh.seek(walks.id3_end(head[:10]))
+                frame = fh.read(4)
+                return walks.mpeg_frame_length(frame, frame) is None
+    except OSError:
+        return False
+    return False
+
+
+def _flv_media(fh: BinaryIO, at: int, size: int) -> bool:
+    """Whether an FLV's tags from `at` (past its header and the first PreviousTagSize) hold a byte of sound or picture:
+    a script data tag (its metadata, written first) holds neither."""
+    while at + 11 < size:
+        fh.seek(at)
+        tag = fh.read(4)
+        if tag[0] in (8, 9) and int.from_bytes(tag[1:4], "big"):
+            return True
+        at += 11 + int.from_bytes(tag[1:4], "big") + 4
+    return False
+
+
+def _mp4_media(fh: BinaryIO, size: int) -> bool:
+    """Whether an MP4's top-level boxes hold an mdat (its media) with a byte of its own."""
+    at = 0
+    while at + 8 <= size:
+        fh.seek(at)
+        box = fh.read(16)
+        length, header = int.from_bytes(box[:4], "big"), 8
+        if length == 1:  # a 64-bit size follows the type
+            length, header = int.from_bytes(box[8:16], "big"), 16
+        if box[4:8] == b"mdat":
+            return at + header < size
+        if length < 8:
+            return False
+        at += length
     return False
 
 
