@@ -13,7 +13,7 @@ import pytest
 
 from avdis import storage, storage_lock
 from avdis.config import DataConfig, S3Config, SplitConfig
-from avdis.data import corpora, shards, stream
+from avdis.data import corpora, shards, stream, walks
 from avdis.data.media import MediaError, decode_audio, write_clip
 from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
 
@@ -1846,6 +1846,39 @@ def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are
         for audio in (np.zeros(rate, np.float32), np.sin(np.arange(rate, dtype=np.float32) / 9)):
             write_clip(tmp_path / "x.mp3", None, 12, audio, rate)
             assert corpora._silent(str(tmp_path / "x.mp3")) == (not audio.any())
+
+
+def test_an_mp3_of_silence_joined_to_a_take_is_no_silence_and_its_twin_under_another_name_is_no_clip(tmp_path):
+    """`walks.mp3_silent` ended its walk at the first bytes that are no frame and called the file silence where the
+    frames before them were: a silent lead-in joined to a take (`cat lead.mp3 take.mp3`, the lead's ID3v1 tag between
+    the two), which ffmpeg decodes whole, read as silence, so two such files alike under two emotions were two clips of
+    one sound. The walk goes past what is no frame to the frames after it, as a decoder does; an .mp3 of silence with
+    tags at its end (APE, Lyrics3, ID3v1) or zeros a tool padded it with is still silence."""
+    def frames(seconds: float, audio: np.ndarray) -> bytes:  # an .mp3's frames after its ID3v2 and Xing/Info ones
+        write_clip(tmp_path / "x.mp3", None, 12, audio[: int(seconds * SR)], SR)
+        data = (tmp_path / "x.mp3").read_bytes()
+        at = walks.id3_end(data[:10])
+        return data[at + walks.mpeg_frame_length(data[at : at + 4], data[at : at + 4]):]
+
+    silence, take = frames(1.0, np.zeros(SR, np.float32)), frames(1.0, clip_media(0, seconds=1.0)[1])
+    joined = silence + b"TAG" + b"lead-in".ljust(125, b"\0") + take
+    (tmp_path / "joined.mp3").write_bytes(joined)
+    assert np.abs(decode_audio(tmp_path / "joined.mp3", SR)[SR + SR // 4:]).max() > 0.1  # ffmpeg hears the take
+    ape = b"APETAGEX" + (2000).to_bytes(4, "little") + (32).to_bytes(4, "little") + bytes(16)
+    tags = ape + b"LYRICSBEGININD00002" + b"10" + b"000021LYRICS200" + b"TAG" + b"\xff\xf3 X".ljust(125, b"\0")
+    for data, silent in ((joined, False), (take, False), (silence, True), (silence + tags, True),
+                         (silence + bytes(300), True), (tags, False)):
+        (tmp_path / "x.mp3").write_bytes(data)
+        with open(tmp_path / "x.mp3", "rb") as fh:
+            assert walks.mp3_silent(fh) == silent
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1076_MTI_NEU_XX", "1076_MTI_SAD_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3").write_bytes(joined if i < 2 else silence + tags)
+    records, rejects = corpora.scan("cremad", tmp_path / "CREMA-D")
+    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
+    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {
+        str(tmp_path / "CREMA-D" / "AudioMP3" / f"1006_TIE_{e}_XX.mp3") for e in ("HAP", "NEU")}
 
 
 @pytest.mark.parametrize("folder", ["AudioMP3", "AudioWAV"])

@@ -296,12 +296,22 @@ def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
 def mp3_silent(fh: BinaryIO) -> bool:
     """Whether an MP3 from `fh`'s start is digital silence: every layer III frame's granules carry no coded bits
     (part2_3_length 0), as an encoder writes silence, so two as long as each other hold the same bytes. False for a
-    file that is no MP3 or holds no frame; the walk ends where the frames do (a tag, a cut)."""
-    at = id3_end(fh.read(10))
+    file that is no MP3 or holds no frame. Bytes that are no frame (a tag, zeros a tool padded it with, the tag between
+    two files joined end to end) are passed over to where the frames start again (`mpeg_frames_resume`), as a decoder
+    does: sound after them is no silence."""
+    size = fh.seek(0, 2)
+    fh.seek(0)
+    at: int | None = id3_end(fh.read(10))
     fh.seek(at)
-    first = header = fh.read(4)
+    first = fh.read(4)
     frames = 0
-    while (length := mpeg_frame_length(header, first)) is not None:
+    while at is not None:
+        fh.seek(at)
+        header = fh.read(4)
+        length = mpeg_frame_length(header, first)
+        if length is None:
+            at = mpeg_frames_resume(fh, at, size, first) if frames else None
+            continue
         if (header[1] >> 1) & 3 != 1:  # layer I or II: no granules
             return False
         mpeg1, channels = (header[1] >> 3) & 3 == 3, 1 if header[3] >> 6 == 3 else 2
@@ -317,9 +327,28 @@ def mp3_silent(fh: BinaryIO) -> bool:
         if any(value >> (8 * side - start - i * per - 12) & 0xFFF for i in range(channels * (2 if mpeg1 else 1))):
             return False
         frames, at = frames + 1, at + length
-        fh.seek(at)
-        header = fh.read(4)
     return frames > 0
+
+
+SCAN_BYTES = 1 << 20  # bytes read at a time where a file is searched (for frames, zeros, a string)
+
+
+def mpeg_frames_resume(fh: BinaryIO, at: int, size: int, first: bytes) -> int | None:
+    """Where frames of the stream whose first frame's header is `first` start again after `at` in a file of `size`
+    bytes: two in a row, or one that ends the file; None where they do not. One frame header alone proves nothing:
+    random bytes hold one every ~150 KB or so."""
+    sync = re.compile(b"\xff[" + re.escape(bytes([first[1] & 0xFE, first[1] | 1])) + b"]")
+    for start in range(at, size, SCAN_BYTES):
+        fh.seek(start)
+        block = fh.read(SCAN_BYTES + 1)  # a header's first byte at the block's last sees its second
+        for found in sync.finditer(block):
+            unit = mpeg_frame(fh, start + found.start(), first)
+            if unit is None or unit[1] or unit[0] > size:
+                continue
+            after = mpeg_frame(fh, unit[0], first) if unit[0] < size else None
+            if unit[0] == size or (after is not None and not after[1]):
+                return start + found.start()
+    return None
 
 
 def adts_frame_length(header: bytes, first: bytes) -> int | None:

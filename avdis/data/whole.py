@@ -13,7 +13,6 @@ cut short ends inside the last (one cut exactly at a boundary between two stays 
 from __future__ import annotations
 
 import os
-import re
 import struct
 from functools import partial
 from pathlib import Path
@@ -29,7 +28,7 @@ CUT_SHORT_S = 0.05  # a file missing more than this of what its header declares 
 OPEN_WAV_LENGTH = 0x7FFFF000
 W64_RIFF = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"  # the GUID a Sony Wave64 (.w64) file begins with
 HEAD_BYTES = 4096  # an EBML header may hold a Void element: its segment's size can sit past byte 64
-SCAN_BYTES = 1 << 20  # bytes read at a time where frames are looked for in what follows an MP3's last
+SCAN_BYTES = walks.SCAN_BYTES  # bytes read at a time where a file is searched
 
 
 def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
@@ -208,10 +207,10 @@ def mp4_unindexed(path: str | Path) -> bool:
 
 def mp3_frames_end(path: str | Path) -> int | None:
     """Where an MP3's frames end when bytes in which its frames do not start again follow them to the end of the file
-    (zeros or junk a tool appended, however many; `_frames_resume`): ffmpeg hands those to the decoder as one more
-    packet, which fails ("Invalid data found") where a player passes over it. None for a file of no MPEG audio, one
-    whose frames run to its end or past it (cut short), or one whose frames start again after such bytes (damage
-    inside the file)."""
+    (zeros or junk a tool appended, however many; `walks.mpeg_frames_resume`): ffmpeg hands those to the decoder as
+    one more packet, which fails ("Invalid data found") where a player passes over it. None for a file of no MPEG
+    audio, one whose frames run to its end or past it (cut short), or one whose frames start again after such bytes
+    (damage inside the file)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         fh.seek(at := walks.id3_end(fh.read(10)))
@@ -222,24 +221,7 @@ def mp3_frames_end(path: str | Path) -> int | None:
             if unit[0] > size:  # cut short
                 return None
             at = unit[0]
-        return None if at >= size or _frames_resume(fh, at, size, first) else at
-
-
-def _frames_resume(fh: BinaryIO, at: int, size: int, first: bytes) -> bool:
-    """Whether frames of the stream whose first frame's header is `first` start again after `at`: two in a row, or
-    one that ends the file. One frame header alone proves nothing: random bytes hold one every ~150 KB or so."""
-    sync = re.compile(b"\xff[" + re.escape(bytes([first[1] & 0xFE, first[1] | 1])) + b"]")
-    for start in range(at, size, SCAN_BYTES):
-        fh.seek(start)
-        block = fh.read(SCAN_BYTES + 1)  # a header's first byte at the block's last sees its second
-        for found in sync.finditer(block):
-            unit = walks.mpeg_frame(fh, start + found.start(), first)
-            if unit is None or unit[1] or unit[0] > size:
-                continue
-            after = walks.mpeg_frame(fh, unit[0], first) if unit[0] < size else None
-            if unit[0] == size or (after is not None and not after[1]):
-                return True
-    return False
+        return None if at >= size or walks.mpeg_frames_resume(fh, at, size, first) is not None else at
 
 
 def wav_held(path: str | Path) -> tuple[float, float] | None:
