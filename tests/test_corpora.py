@@ -960,6 +960,26 @@ def test_one_cremad_recording_under_two_names_is_no_clip_in_a_tree_without_audio
     assert not {r.source_path for r in rejects if r.unused} & {str(happy), str(neutral)}
 
 
+def test_a_lone_cremad_mp3_that_is_a_clips_twin_under_another_name_is_told_so_not_unused(tmp_path):
+    """In a copy without AudioWAV/, an .mp3 with no video of its own makes no clip under data.modality=av, but it is
+    checked for one recording under two names: holding the bytes of another clip's .mp3 under another emotion, that
+    clip was lost as 'the same bytes as' it, while it stayed an unused file ('expected VideoFlash/*.flv, ...'), no
+    fault, which hid the other half of the pair from the faults counted. It is now that fault, naming the other."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1001_DFA_ANG_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+    happy, neutral = (tmp_path / "AudioMP3" / f"1006_TIE_{e}_XX.mp3" for e in ("HAP", "NEU"))
+    shutil.copy(happy, neutral)
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
+    same = ("the same bytes as {other}, whose name says another {what}: one recording under 2 names, which is right "
+            "is unknown: no clip is made of it")
+    assert [(r.source_path, r.reason, r.unused) for r in rejects if r.source_path in (str(happy), str(neutral))] == [
+        (str(happy), same.format(other=neutral, what="emotion (neutral, here happy)"), False),
+        (str(neutral), same.format(other=happy, what="emotion (happy, here neutral)"), False)]
+
+
 @pytest.mark.parametrize("audio_only", [False, True])
 def test_one_short_cremad_recording_under_two_names_is_no_clip_however_few_its_bytes(tmp_path, audio_only):
     """The check for one recording under two names passed over files under 4 KiB, a floor set for a WAV's header alone,

@@ -394,7 +394,9 @@ def scan_cremad(src: Path, files: list[Path], audio_only: bool) -> Scan:
                                        for stem in mp3s.keys() | flvs.keys() | mp4s.keys()}
     twins = _one_recording_named_twice(heard)
     named_twice: set[str] = set()
-    for stem in sorted(flvs.keys() | mp4s.keys() | wavs.keys() | (mp3s.keys() if stand_in and audio_only else set())):
+    # a twin is told so whether or not it would make a clip (a lone .mp3 under data.modality=av: no unused file)
+    for stem in sorted(flvs.keys() | mp4s.keys() | wavs.keys() | twins.keys()
+                       | (mp3s.keys() if stand_in and audio_only else set())):
         sound = heard.get(stem)
         if stem in twins:
             named_twice.add(str(sound))
