@@ -64,7 +64,7 @@ def started_sweep(tmp_path: Path) -> str:
     """A sweep folder as `avdis sweep` leaves it before its first trial: only sweep.json."""
     sweep = tmp_path / "live"
     sweep.mkdir()
-    (sweep / results.SPEC).write_text("{}")
+    (sweep / results.SPEC).write_text('{"spec": {}}')  # a sweep record, of an avdis before `selection`: accuracy
     return str(sweep)
 
 
@@ -464,3 +464,38 @@ def test_a_damaged_pareto_json_is_summarized_here_and_said(tmp_path: Path) -> No
         assert "pareto.json: not readable JSON" in page and "summarizes trials.parquet itself" in page
         summary = json.load(urllib.request.urlopen(base + "/pareto.json", timeout=30))
         assert summary["front"] == ["a"] and summary["n_completed"] == 1
+
+
+UAR_SPEC = '{"spec": {}, "selection": ["val_emotion_uar", "val_leakage"]}'
+NEWER_SPEC = '{"spec": {}, "selection": ["val_emotion_f1", "val_leakage"]}'  # a metric a newer avdis may choose on
+
+
+def test_a_damaged_sweep_json_answers_503_naming_it_until_restored(tmp_path: Path) -> None:
+    """A sweep with no pareto.json yet draws its page on the emotion metric its sweep.json records. One of a metric
+    this avdis does not know (a newer avdis's) or of a wrong shape was drawn on accuracy, answering 200, and a change to
+    sweep.json alone went unseen while serving. The page and pareto.json now answer 503 naming the file and what is
+    wrong, within a refresh, and the page comes back once the file is restored; such a file refuses the dashboard's
+    start too."""
+    sweep = Path(started_sweep(tmp_path))
+    spec = sweep / results.SPEC
+    spec.write_text(UAR_SPEC)
+    with serving(str(sweep)) as base:
+        status, _, body = get(base + "/")
+        assert status == 200 and "emotion UAR vs identity leakage" in body.decode()
+        spec.write_text(NEWER_SPEC)
+        got = wait_until(lambda: (answer := get(base + "/"))[0] == 503 and answer)
+        assert got, "the page still answered 200, drawn on accuracy"
+        status, ctype, body = got
+        assert ctype.startswith("text/plain")
+        said = body.decode()
+        assert f"{spec}: selection ['val_emotion_f1', 'val_leakage'] is of no emotion metric" in said, said
+        assert "report it with the newer avdis that ran the sweep" in said, said
+        assert get(base + "/pareto.json")[0] == 503
+        assert get(base + "/healthz")[0] == 200  # the server is up: it is the sweep's file that is wrong
+        spec.write_text(UAR_SPEC)
+        got = wait_until(lambda: (answer := get(base + "/"))[0] == 200 and answer)
+        assert got and "emotion UAR vs identity leakage" in got[2].decode()
+    for text in (NEWER_SPEC, '["val_emotion_uar", "val_leakage"]'):
+        spec.write_text(text)
+        with pytest.raises(ResultsError, match=rf"{spec}: .*sweep.emotion_metric\) is unknown"):
+            dashboard.make_server(str(sweep), port=0)

@@ -1409,3 +1409,46 @@ def test_a_uar_sweeps_results_copied_without_its_sweep_json_are_reported_on_uar(
     assert "emotion UAR vs identity leakage" in Path(written["pareto.html"]).read_text()
     (tmp_path / "demo" / results.PARETO).unlink()  # nothing names the metric: accuracy's, as before the setting
     assert results.axes_of(url) == pareto.ACC
+
+
+DAMAGED_SPECS = {  # what `avdis report` and the page read sweep.json's emotion metric from, damaged
+    "cut short": ('{"spec": {"sweep": ', "not readable JSON"),
+    "no object": ('["val_emotion_uar", "val_leakage"]', "no sweep record"),
+    "no spec": ('{"selection": ["val_emotion_uar", "val_leakage"]}', "no sweep record"),
+    "selection of a wrong type": ('{"spec": {}, "selection": "val_emotion_uar"}', "selection 'val_emotion_uar'"),
+    "a newer avdis's metric": ('{"spec": {}, "selection": ["val_emotion_f1", "val_leakage"]}',
+                               "selection ['val_emotion_f1', 'val_leakage']"),
+}
+
+
+@pytest.mark.parametrize("text, said", DAMAGED_SPECS.values(), ids=DAMAGED_SPECS)
+def test_a_damaged_sweep_json_is_refused_naming_it_and_its_pareto_json_kept(tmp_path: Path, capsys, text: str,
+                                                                          said: str) -> None:
+    """A UAR sweep whose sweep.json is not an object, has no spec, or whose selection is of a wrong type or names a
+    metric this avdis does not know (a newer avdis's) was reported on accuracy without a word: `avdis report` exited
+    0 and wrote an accuracy pareto.json over the sweep's own UAR one. It now refuses (exit 1), naming the file, what
+    is wrong and what to do, and leaves pareto.json as it was."""
+    from avdis.cli import main
+
+    url = str(tmp_path / "demo")
+    table = [{**r, "emotion_uar_chance": 0.25, "val_emotion_uar": r["emotion_uar"], "val_leakage": r["leakage"]}
+             for r in rows()]
+    results.record(url, table, "demo", emotion="uar")  # as the sweep's recorder writes them
+    kept = (tmp_path / "demo" / results.PARETO).read_bytes()
+    (tmp_path / "demo" / results.SPEC).write_text(text)
+    assert main(["report", url]) == 1
+    err = capsys.readouterr().err
+    assert f"avdis report: error: {url}/sweep.json: " in err and said in err, err
+    assert "restore it from a copy" in err, err  # and, for a newer avdis's, to report it with that one
+    assert (tmp_path / "demo" / results.PARETO).read_bytes() == kept
+    assert not (tmp_path / "demo" / files.HTML).exists()
+
+
+def test_a_sweep_json_of_an_avdis_before_the_emotion_metric_is_reported_on_accuracy(tmp_path: Path) -> None:
+    """One written before `selection` (no such key) chose on accuracy: it is no damage."""
+    url = str(tmp_path / "demo")
+    results.write_trials(url, rows())
+    (tmp_path / "demo" / results.SPEC).write_text('{"spec": {"sweep": {"name": "demo"}}}')
+    assert results.axes_of(url) == pareto.ACC
+    summary = json.loads(Path(files.write_report(url).written["pareto.json"]).read_text())
+    assert summary["objectives"] == {"emotion_acc": "max", "leakage": "min"}

@@ -3,7 +3,9 @@
 A stdlib HTTP server renders the report from `trials.parquet` and `pareto.json` in memory
 (it writes nothing, so read-only access to the sweep's storage is enough, local or s3://)
 and renders again only when the files' bytes changed. A table no sweep summarized (no
-pareto.json), or whose pareto.json is damaged (the page says so), is summarized here, in memory. Routes: `/` (the page, which polls
+pareto.json), or whose pareto.json is damaged (the page says so), is summarized here, in memory, on the emotion
+metric sweep.json records: where that file is damaged (`results.axes_of`) the dashboard refuses to start, and once
+serving the page answers 503 naming it until it is restored. Routes: `/` (the page, which polls
 `/pareto.json` and reloads when its `updated_at` changes), `/pareto.json`,
 `/pareto.png`, `/healthz`. A started sweep (it holds trials.parquet or sweep.json), or one
 getting ready (it holds its folder's lock), with no (readable) results yet shows "waiting for
@@ -93,16 +95,19 @@ class LiveReport:
         self.sweep_url, self.s3, self.refresh_s = sweep_url, s3, refresh_s
         self.lock = threading.Lock()
         self.checked, self.ended = float("-inf"), False
+        self.failure: AvdisError | None = None
         _check_sweep(sweep_url, s3)
         self.snapshot = self._render()  # raises ResultsError for a sweep path that does not exist
 
     def _digest(self) -> str | None:
         """The files' bytes, and whether the sweep ended before its first result (`ended`, asked while there is no
-        trials.parquet)."""
+        trials.parquet). sweep.json's too: a page with no (readable) pareto.json is drawn on its emotion metric, and
+        one damaged or restored while serving went unseen until the next result."""
         digest = hashlib.sha256()
+        names = (results.TRIALS, results.PARETO, results.SPEC)
         try:
             tables = [storage.read_bytes(url, self.s3) if storage.exists(url, self.s3) else None
-                      for url in (storage.join(self.sweep_url, name) for name in (results.TRIALS, results.PARETO))]
+                      for url in (storage.join(self.sweep_url, name) for name in names)]
         except FileNotFoundError:
             return None
         for data in tables:
@@ -140,11 +145,19 @@ class LiveReport:
         return Snapshot(digest, page.encode(), summary, trials)
 
     def current(self) -> Snapshot:
+        """The newest snapshot; the error of the last check where it failed, until a check succeeds (a request
+        within refresh_s / 2 of a failed one was answered with the snapshot from before the failure, 200)."""
         with self.lock:
             if time.monotonic() - self.checked >= self.refresh_s / 2:
                 self.checked = time.monotonic()
-                if self._digest() != self.snapshot.digest:
-                    self.snapshot = self._render()
+                try:
+                    if self._digest() != self.snapshot.digest:
+                        self.snapshot = self._render()
+                    self.failure = None
+                except AvdisError as exc:
+                    self.failure = exc
+            if self.failure is not None:
+                raise self.failure.with_traceback(None)  # not one frame more per request it is raised for
             return self.snapshot
 
     def png(self) -> bytes:

@@ -600,19 +600,37 @@ def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str, s3: S3Config 
 def axes_of(sweep_url: str, s3: S3Config | None = None) -> pareto.Axes:
     """The axes the sweep at `sweep_url` draws its front on: those of the emotion metric its sweep.json records it
     chooses on (`selection`, from `sweep.emotion_metric`); accuracy's where it names none (a sweep of an avdis before
-    the setting). One that is not JSON is refused, naming it: drawn on a guess, a UAR sweep's front read as
-    accuracy's. Where there is none (results copied without it), the metric of the sweep's own pareto.json
-    (`written_axes`)."""
+    the setting). One that is no sweep record as avdis writes it (not JSON, no object with a `spec`, a `selection` of
+    no metric this avdis knows: a newer avdis's, or edited) is refused, naming it: drawn on accuracy, a UAR sweep's
+    front read as accuracy's, and `avdis report` wrote that over its pareto.json. Where there is none (results copied
+    without it), the metric of the sweep's own pareto.json (`written_axes`)."""
     url = storage.join(sweep_url, SPEC)
     if not storage.exists(url, s3):
         return written_axes(sweep_url, s3)
     try:
         record = json.loads(storage.read_bytes(url, s3))
     except ValueError as exc:
-        raise ResultsError(f"{url}: not readable JSON ({exc}), so which emotion metric this sweep's front is drawn on "
-                           "(sweep.emotion_metric) is unknown; restore it from a copy") from None
-    chose = record.get("selection") if isinstance(record, dict) else None
-    return next((pareto.axes(m) for m in EMOTION_METRICS if chose == list(pareto.axes(m).chosen)), pareto.ACC)
+        raise _unknown_metric(url, f"not readable JSON ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+        raise _unknown_metric(url, "no sweep record (an object with the config the sweep started with under 'spec')")
+    chose = record.get("selection")
+    if chose is None:
+        return pareto.ACC
+    known = {m: list(pareto.axes(m).chosen) for m in EMOTION_METRICS}
+    metric = next((m for m, names in known.items() if chose == names), None)
+    if metric is None:
+        told = "; ".join(f"{m}: {names}" for m, names in known.items())
+        raise _unknown_metric(url, f"selection {reprlib.repr(chose)} is of no emotion metric this avdis knows ({told})",
+                              "report it with the newer avdis that ran the sweep, or restore it from a copy where it "
+                              "was edited")
+    return pareto.axes(metric)
+
+
+def _unknown_metric(url: str, why: str,
+                    fix: str = "restore it from a copy (avdis writes it whole when the sweep starts)") -> ResultsError:
+    """The refusal of a sweep.json `axes_of` cannot read the sweep's emotion metric from."""
+    return ResultsError(f"{url}: {why}, so which emotion metric this sweep's front is drawn on "
+                        f"(sweep.emotion_metric) is unknown; {fix}")
 
 
 def written_axes(sweep_url: str, s3: S3Config | None = None) -> pareto.Axes:
