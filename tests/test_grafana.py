@@ -76,7 +76,8 @@ def test_dashboard_model() -> None:
 
     targets = [t for p in board["panels"] for t in p["targets"]]
     assert all(t["datasource"] == grafana.DATASOURCE for t in targets)  # the one provisioned datasource
-    assert all('sweep="$sweep"' in t["expr"] for t in targets)
+    # the chosen sweep's series of the chosen metric: a name used again under the other metric holds other trials
+    assert all('{sweep="$sweep",metric=~"$emotion|"}' in t["expr"] for t in targets)
     for kind in ("xychart", "table"):
         exprs = [t["expr"] for t in panels[kind]["targets"]]
         assert all(t["instant"] and t["format"] == "table" for t in panels[kind]["targets"])
@@ -86,7 +87,7 @@ def test_dashboard_model() -> None:
         assert all(":]" not in e and "[$__range:$__interval]" in e for e in exprs)
         # the emotion axis is the sweep's metric: ray_avdis_trial_emotion_acc or ray_avdis_trial_emotion_uar
         assert any("ray_avdis_trial_leakage" in e for e in exprs)
-        assert any('ray_avdis_trial_emotion_$emotion{sweep="$sweep"}' in e for e in exprs)
+        assert any('ray_avdis_trial_emotion_$emotion{sweep="$sweep",' in e for e in exprs)
         assert not any("ray_avdis_trial_emotion_acc" in e for e in exprs)
     assert panels["xychart"]["transformations"][0] == {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}}
     assert panels["xychart"]["options"]["series"][0]["x"] == "leakage"
@@ -418,11 +419,11 @@ def emotion_options(port: int, sweep: str, range_: str = "10m", at: float | None
     return list(dict.fromkeys(m.group(1) for m in found if m))
 
 
-def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s",
-           at: float | None = None) -> dict[str, dict[str, float]]:
+def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s", at: float | None = None,
+           emotion: str | None = None) -> dict[str, dict[str, float]]:
     """The trial panels' queries as Grafana sends them (`range_` in range, $__interval `step`, evaluated at `at`, else
-    now; $emotion the variable's first option for the sweep): panel+refId -> {trial: value}."""
-    emotion = emotion_options(port, sweep, range_, at)[0]
+    now; $emotion `emotion`, else the variable's first option for the sweep): panel+refId -> {trial: value}."""
+    emotion = emotion or emotion_options(port, sweep, range_, at)[0]
     out = {}
     for p in grafana.dashboard_json()["panels"]:
         for t in p["targets"]:
@@ -691,7 +692,8 @@ def test_a_sweeps_gauges_stay_exported_between_its_results_until_it_ends(tmp_pat
 @pytest.mark.timeout(240)
 def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Path) -> None:
     """Only `avdis_trial_emotion_acc` was published, so no dashboard could plot a UAR sweep's front on its axis, nor
-    tell which metric a sweep chose on. Real Ray, its metrics endpoints read as Prometheus scrapes them."""
+    tell which metric a sweep chose on; and its trials and hypervolume were tagged by sweep name alone, so a name used
+    under both metrics mixed their trials. Real Ray, its metrics endpoints read as Prometheus scrapes them."""
     import re
     import tempfile
 
@@ -707,7 +709,7 @@ def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Pat
         metrics.publish("uar", trials.assign(emotion_uar=[0.55, 0.58]), summary)
         uar, chosen = metrics.RAY_PREFIX + metrics.EMOTION_UAR, metrics.RAY_PREFIX + metrics.EMOTION_METRIC
         deadline = time.monotonic() + 60
-        while not (exported_lines(temp, uar, "uar") and exported_lines(temp, chosen, "uar")):
+        while not all(exported_lines(temp, gauge, "uar") for gauge in (uar, chosen, grafana.HYPERVOLUME)):
             assert time.monotonic() < deadline, "the UAR gauges were never exported"
             time.sleep(0.5)
         values = {re.search(r'trial="([^"]*)"', line).group(1): float(line.rsplit(" ", 1)[1])
@@ -715,7 +717,60 @@ def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Pat
         assert values == {"x": pytest.approx(0.55), "y": pytest.approx(0.58)}
         (line,) = exported_lines(temp, chosen, "uar")
         assert 'metric="uar"' in line and float(line.rsplit(" ", 1)[1]) == 1.0
+        tagged = [line for gauge in (uar, grafana.LEAKAGE, grafana.FAILED, grafana.HYPERVOLUME)
+                  for line in exported_lines(temp, gauge, "uar")]
+        assert len(tagged) == 7 and all('metric="uar"' in line for line in tagged), tagged
     finally:
         metrics.forget("uar")
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_sweep_name_reused_under_acc_and_uar_keeps_each_ones_trials_apart(tmp_path: Path) -> None:
+    """Two sweeps of one name, one on `sweep.emotion_metric: acc` and one on uar (run again under the other metric
+    into another storage, on one cluster): the `emotion` variable offered both, but every trial gauge was tagged by
+    sweep name alone, so whichever was chosen the panels drew both sweeps' trials, each sweep's accuracy (or UAR)
+    under one axis title, and the hypervolume panel the larger of two fronts' hypervolumes. Gauges written as
+    `metrics` tags them (its TRIAL_TAGS) into Prometheus's TSDB at known times; the panels' queries, as Grafana sends
+    them for each option, return that metric's sweep alone."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
+    at = int(time.time()) // 60 * 60
+    lines: dict[str, list[str]] = {}
+
+    def gauge(name: str, labels: dict[str, str], value: float) -> None:
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.setdefault(name, []).extend(f"{name}{{{text}}} {value} {ts}" for ts in range(at - 300, at + 1, 15))
+
+    runs = {"acc": ({"a": (0.8, 0.5), "b": (0.6, 0.7)}, 0.30), "uar": ({"c": (0.4, 0.55), "d": (0.9, 0.58)}, 0.20)}
+    for metric, (trials, hypervolume) in runs.items():  # each trial: (accuracy, UAR); both published, as _set does
+        session = f"driver-{metric}"
+        for trial, (acc, uar) in trials.items():
+            values = {"sweep": "reused", "metric": metric, "trial": trial, "method": "adversarial"}
+            tags = {**{k: values[k] for k in metrics.TRIAL_TAGS}, "SessionName": session}
+            gauge(grafana.LEAKAGE, tags, 0.3)
+            gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc)
+            gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar)
+            for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
+                gauge(flag, tags, 0)
+            gauge(grafana.PROBED_EPOCH, tags, 4)
+        gauge(grafana.HYPERVOLUME, {"sweep": "reused", "metric": metric, "SessionName": session}, hypervolume)
+        gauge(grafana.EMOTION_METRIC, {"sweep": "reused", "metric": metric, "SessionName": session}, 1)
+    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in lines.items())
+    (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "sweeps.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    (hv_panel,) = [p for p in grafana.dashboard_json()["panels"] if p["type"] == "timeseries"]
+    with prometheus(tmp_path, {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}) as port:
+        options = emotion_options(port, "reused", at=at)
+        seen = {metric: panels(port, "reused", at=at, emotion=metric) for metric in runs}
+        hv = {metric: instant(port, hv_panel["targets"][0]["expr"].replace("$sweep", "reused")
+                              .replace("$emotion", metric), at) for metric in runs}
+    assert sorted(options) == ["acc", "uar"]
+    for metric, (trials, hypervolume) in runs.items():
+        shown = {trial: pair[0 if metric == "acc" else 1] for trial, pair in trials.items()}
+        assert seen[metric]["xychart B"] == seen[metric]["table B"] == pytest.approx(shown), metric
+        assert set(seen[metric]["xychart A"]) == set(seen[metric]["table A"]) == set(trials), metric
+        assert [float(r["value"][1]) for r in hv[metric]] == [pytest.approx(hypervolume)], metric
+    assert "$emotion" in hv_panel["title"]  # which of the two the hypervolume is

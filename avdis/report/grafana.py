@@ -3,7 +3,9 @@
 It reads the gauges `avdis.report.metrics` publishes (as Ray exports them, `ray_`
 prefixed) from the Prometheus datasource with uid `avdis-prometheus` (provisioned by
 infra/grafana). Its trial panels plot the chosen sweep's emotion metric (variable `emotion`, acc or
-uar, read from the sweep's `avdis_sweep_emotion_metric`), the one its front and hypervolume are on.
+uar, read from the sweep's `avdis_sweep_emotion_metric`), the one its front and hypervolume are on. Every query
+selects the chosen sweep's series of that metric (`SERIES`): a sweep name used again under the other metric offers
+both, each with its own trials (the panels drew both sweeps' trials under one axis title).
 `export` writes the file checked in under infra/grafana/dashboards; `push` uploads it through
 Grafana's HTTP API with a token read only from the environment.
 """
@@ -34,6 +36,8 @@ PROBED_EPOCH = metrics.RAY_PREFIX + metrics.PROBED_EPOCH
 STOPPED_COLUMN = "stopped at a rung"
 RUNNING_COLUMN = "running"
 EPOCH_COLUMN = "values of epoch"  # a running trial's are of its last probe, not of the epoch it trains
+# The chosen sweep's series on the chosen metric; or with no `metric` tag, as an avdis before it published them
+SERIES = '{sweep="$sweep",metric=~"$emotion|"}'
 
 
 def _instant(ref: str, expr: str) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def _organize(rename: dict[str, str], exclude: list[str], order: list[str] | Non
 
 
 def _sweep(metric: str, by: str) -> str:
-    return f'max by ({by}) ({metric}{{sweep="$sweep"}})'
+    return f"max by ({by}) ({metric}{SERIES})"
 
 
 def _newest(metric: str, by: str) -> str:
@@ -74,7 +78,7 @@ def _newest(metric: str, by: str) -> str:
     the panel shows the larger of their values. So a resumed sweep's new driver shows from one
     step after the old driver's last scrape on (never, if it too stopped within that step).
     """
-    selected = f'{metric}{{sweep="$sweep"}}'
+    selected = f"{metric}{SERIES}"
     placed = f"timestamp(last_over_time({selected}[$__interval]))"
     seen = f"({placed} or max_over_time({placed}[$__range:$__interval]))"
     newest = f"({seen} == on (trial) group_left () max by (trial) ({seen}))"
@@ -100,7 +104,8 @@ def _emotion_variable() -> dict[str, Any]:
     """The sweep's emotion metric, for the trial panels' queries and labels: the `metric` tag of its
     `avdis_sweep_emotion_metric` in the time range, acc where it has none (a sweep published by an avdis before the
     gauge: accuracy was all it chose on). A `query_result` variable: `label_values` has no fallback, and an empty
-    variable left the panels' gauge name unfinished. Refreshed on a time range change, as `$__range` needs."""
+    variable left the panels' gauge name unfinished. Refreshed on a time range change, as `$__range` needs. A sweep
+    name used under both metrics offers both: the panels show the trials of the one chosen (`SERIES`)."""
     published = f'max by (metric) (last_over_time({EMOTION_METRIC}{{sweep="$sweep"}}[$__range]))'
     query = f'query_result({published} or on () label_replace(vector(1), "metric", "acc", "", ""))'
     return {
@@ -154,7 +159,7 @@ def _pareto_panel() -> dict[str, Any]:
 
 def _hypervolume_panel() -> dict[str, Any]:
     return {
-        "id": 2, "type": "timeseries", "title": "Hypervolume of the Pareto front",
+        "id": 2, "type": "timeseries", "title": "Hypervolume of the Pareto front (emotion $emotion)",
         "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 10, "x": 14, "y": 0},
         "targets": [{"refId": "A", "datasource": DATASOURCE, "expr": _sweep(HYPERVOLUME, "sweep"),
                      "range": True, "instant": False, "legendFormat": "{{sweep}}"}],

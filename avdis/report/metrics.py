@@ -19,7 +19,10 @@ trials.parquet): a running trial trains on between MO-ASHA's rungs, where none r
 epoch than it has trained, and the table says which. Each trial has both emotion metrics, `avdis_trial_emotion_acc`
 and `avdis_trial_emotion_uar`; `avdis_sweep_emotion_metric` (1, tagged `metric` acc or uar) says which of them the
 sweep's front and hypervolume are on (`sweep.emotion_metric`, named by pareto.json's objectives), so the dashboard
-plots that one: it plotted accuracy beside a UAR sweep's hypervolume, which is UAR's.
+plots that one: it plotted accuracy beside a UAR sweep's hypervolume, which is UAR's. Every trial gauge and the
+hypervolume are tagged `metric` with it too: a sweep name used again under the other metric (a second sweep of that
+name, or one run again into another storage) published its trials under the same tags, and the dashboard, whichever
+metric was chosen, drew both sweeps' trials under one axis title.
 
 Ray 2.60 stops exporting a gauge about 20 s after it was last set (measured at export intervals of 1 s and 10 s),
 while the process lives. A sweep's results come once per trial epoch, minutes apart on real data, so its series
@@ -52,7 +55,8 @@ FAILED = "avdis_trial_failed"
 STOPPED = "avdis_trial_stopped"
 RUNNING = "avdis_trial_running"
 PROBED_EPOCH = "avdis_trial_probed_epoch"
-TRIAL_TAGS = ("sweep", "trial", "method")
+SWEEP_TAGS = ("sweep", "metric")  # metric: the sweep's emotion metric, acc or uar, which tells two sweeps of one name
+TRIAL_TAGS = (*SWEEP_TAGS, "trial", "method")
 RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 
 log = logging.getLogger(__name__)
@@ -114,9 +118,9 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
     uar = _gauge(EMOTION_UAR, "final emotion unweighted average recall of a trial (test split)", TRIAL_TAGS)
     leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
     hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (its emotion metric max, leakage min; test "
-                "split, the front chosen on validation clips)", ("sweep",))
+                "split, the front chosen on validation clips)", SWEEP_TAGS)
     chosen = _gauge(EMOTION_METRIC, "1, tagged with the emotion metric (acc, uar) the sweep's front and hypervolume "
-                    "are on (sweep.emotion_metric)", ("sweep", "metric"))
+                    "are on (sweep.emotion_metric)", SWEEP_TAGS)
     failed = _gauge(FAILED, "1 for a trial that ended in an error, its own or lost to a killed driver (its accuracy "
                     "and leakage are no result), else 0", TRIAL_TAGS)
     stopped = _gauge(STOPPED, "1 for a trial the scheduler stopped at a rung (its accuracy and leakage are of fewer "
@@ -125,9 +129,11 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
                      TRIAL_TAGS)
     probed = _gauge(PROBED_EPOCH, "the epoch a trial's accuracy and leakage are of: its last that ran the leakage "
                     "probe (a running trial trains on past it)", TRIAL_TAGS)
+    metric = _emotion_metric(summary)
+    on = {"sweep": sweep, "metric": metric or "acc"}  # accuracy where pareto.json names none, as summary_axes reads it
     skipped = 0
     for row in trials.itertuples():
-        tags = {"sweep": sweep, "trial": str(row.trial_id), "method": str(row.method or "")}
+        tags = {**on, "trial": str(row.trial_id), "method": str(row.method or "")}
         failed.set(1.0 if row.status == "ERROR" else 0.0, tags=tags)
         stopped.set(1.0 if row.status == "STOPPED" else 0.0, tags=tags)
         running.set(1.0 if row.status == "RUNNING" else 0.0, tags=tags)
@@ -145,14 +151,13 @@ def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
                 skipped += 1
             else:
                 gauge.set(v, tags=tags)
-    metric = _emotion_metric(summary)
     if metric is None:
         skipped += 1
     else:
-        chosen.set(1.0, tags={"sweep": sweep, "metric": metric})
+        chosen.set(1.0, tags=on)
     v = finite(summary.get("hypervolume"))
     if v is None:
         skipped += 1
     else:
-        hv.set(v, tags={"sweep": sweep})
+        hv.set(v, tags=on)
     return skipped
