@@ -324,8 +324,8 @@ class FeatureConfig(_Section):
     window_s: float = Field(1.0, gt=0.1, le=30.0)
     fps: float = Field(8.0, gt=0, le=60)
     face_size: int = Field(48, ge=16, le=256)
-    # Hz, the top of the mel bands (None: sample_rate / 2). Below the Nyquist frequency of a corpus's lowest recording
-    # rate, clips recorded at 8 kHz and at 16 kHz fill the same bands (`bandwidth.bandwidth_cue` advises it)
+    # Hz, the top of the mel bands (None: sample_rate / 2). At or below a corpus's lowest bandwidth, clips recorded at
+    # 8 kHz and at 16 kHz fill the same bands (`bandwidth.bandwidth_cue` advises it)
     f_max: float | None = None
 
     @field_validator("f_max")

@@ -1,10 +1,15 @@
-"""Clips recorded at different sample rates: the rate is recorded per clip, a corpus whose rates differ is warned of
-(by rate and by speaker), and data.features.f_max gives an 8 kHz and a 16 kHz recording the same mel bands.
+"""Clips whose sound stops at different frequencies (recorded at different sample rates, or resampled up or cut by a
+lossy encoder before they reached the corpus): the rate and the measured bandwidth are recorded per clip, a corpus
+whose bandwidths differ is warned of (by band and by speaker), and data.features.f_max gives an 8 kHz and a 16 kHz
+recording the same mel bands.
 
-The corpora are WAV files written here with the project's own writer, preprocessed by `avdis preprocess --no-ray`."""
+The corpora are WAV and MP3 files written here (the project's own writer, LAME through PyAV), preprocessed by
+`avdis preprocess --no-ray`."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import librosa
@@ -81,16 +86,17 @@ def test_speakers_recorded_at_a_lower_rate_are_named_with_the_f_max_that_evens_t
     rates = {"s1": 8000, "s2": 8000, "s3": 16000, "s4": 16000, "s5": 16000, "s6": 16000}
     src, out = corpus(tmp_path / "corpus", rates), tmp_path / "shards"
     err = preprocess(capsys, src, out)
-    assert "warning: clips recorded at different sample rates: 6 at 8000 Hz, 12 at 16000 Hz" in err
-    assert "2 of 6 speakers (s1, s2) have every clip recorded below 16000 Hz, 0 some of theirs" in err
-    assert "the bandwidth names the speaker" in err and "Set data.features.f_max=4000 (half the lowest rate)" in err
+    assert "warning: clips' sound stops at different frequencies: 6 up to 4000 Hz, 12 up to 8000 Hz" in err
+    assert "the clips' files: 6 at 8000 Hz, 12 at 16000 Hz" in err
+    assert "2 of 6 speakers (s1, s2) have every clip up to 4000 Hz, 0 some of theirs" in err
+    assert "it names the speaker" in err and "Set data.features.f_max=4000 (the lowest bandwidth)" in err
     table = pq.read_table(out / "manifest.parquet")
     assert dict(zip(table.column("clip_id").to_pylist(), table.column("source_rate").to_pylist())) == {
         f"{s}_{c}": rate for s, rate in rates.items() for c in range(3)}
-    assert "clips recorded at different sample rates" in preprocess(capsys, src, out)  # up to date: said again
+    assert "stops at different frequencies" in preprocess(capsys, src, out)  # up to date: said again
     # the advice taken: the shards are made again, every clip's bands stop at 4 kHz, and nothing is said
     err = preprocess(capsys, src, out, "data.features.f_max=4000")
-    assert "sample rates" not in err
+    assert "different frequencies" not in err
     assert pq.read_table(out / "manifest.parquet").schema.metadata[b"avdis"].count(b'"f_max": 4000.0') == 1
 
 
@@ -98,7 +104,7 @@ def test_a_corpus_recorded_at_one_rate_says_nothing_of_rates(tmp_path, capsys):
     """Every clip at 8 kHz: all lack the same bands, which tell no speaker from another."""
     src, out = corpus(tmp_path / "corpus", {f"s{i}": 8000 for i in range(6)}), tmp_path / "shards"
     err = preprocess(capsys, src, out)
-    assert "sample rates" not in err
+    assert "different frequencies" not in err
     assert set(pq.read_table(out / "manifest.parquet").column("source_rate").to_pylist()) == {8000}
 
 
@@ -136,15 +142,22 @@ def test_shards_made_before_rates_were_kept_stay_up_to_date_and_f_max_makes_them
     shards.build_shards(data, S3Config())
     table, meta = shards.read_manifest(data.shards)  # as an earlier avdis wrote it: no source_rate, no f_max
     assert "f_max" not in meta["features"]
-    storage.write_parquet(str(tmp_path / "out" / shards.MANIFEST), table.drop_columns(["source_rate"]), S3Config())
+    storage.write_parquet(str(tmp_path / "out" / shards.MANIFEST), table.drop_columns(["source_rate", "bandwidth_hz"]),
+                          S3Config())
     again = shards.build_shards(data, S3Config())
     assert again["up_to_date"] and "source_rates" not in again and "bandwidth_cue" not in again
+    # made after rates were kept, before bandwidths were measured: up to date, warned of by their rates
+    storage.write_parquet(str(tmp_path / "out" / shards.MANIFEST), table.drop_columns(["bandwidth_hz"]), S3Config())
+    rated = shards.build_shards(data, S3Config())
+    assert rated["up_to_date"] and rated["source_rates"] == {"8000": 3, "16000": 6} and "bandwidths" not in rated
+    assert "3 up to 4000 Hz, 6 up to 8000 Hz" in rated["bandwidth_cue"]
     narrow = data.model_copy(update={"features": FeatureConfig(f_max=4000)})
     with pytest.raises(UsageError, match=r"data\.features\.f_max=4000\.0 \(made with None\)"):
         shards.check_made_with(narrow, shards.read_manifest(data.shards)[1])
     made = shards.build_shards(narrow, S3Config())
     assert made["rebuilt_because"] == "changed since the shards were made: data.features.f_max None -> 4000.0"
     assert made["source_rates"] == {"8000": 3, "16000": 6} and "bandwidth_cue" not in made
+    assert made["bandwidths"] == {"4000": 3, "8000": 6}
 
 
 def test_f_max_at_half_the_sample_rate_is_the_default_for_shards_runs_and_sweeps(tmp_path):
@@ -177,10 +190,180 @@ def test_a_run_or_sweep_that_makes_or_opens_the_shards_says_the_rates_differ_too
     for _ in range(2):  # made, then opened as they are
         prepare.ensure_shards(C.Config.model_validate({"data": data}))
         err = capsys.readouterr().err
-        assert f"warning: {data['shards']}: clips recorded at different sample rates: 3 at 8000 Hz" in err
+        assert f"warning: {data['shards']}: clips' sound stops at different frequencies: 3 up to 4000 Hz" in err
         assert "Set data.features.f_max=4000" in err
     even = {**data, "src": str(corpus(tmp_path / "even", {"s1": 16000, "s2": 16000, "s3": 16000})),
             "shards": str(tmp_path / "even_shards")}
     for _ in range(2):
         prepare.ensure_shards(C.Config.model_validate({"data": even}))
-        assert "sample rates" not in capsys.readouterr().err
+        assert "different frequencies" not in capsys.readouterr().err
+
+
+def speech(seed: int, rate: int, seconds: float = SECONDS, level: float = 0.3) -> np.ndarray:
+    """Seeded speech-like sound at `rate`: noise falling 5-8 dB an octave above 500 Hz, in syllables, over faint room
+    noise, so every band up to the Nyquist frequency holds some, as a full-band recording's do."""
+    rng = np.random.default_rng(seed)
+    n = int(rate * seconds)
+    freqs = np.fft.rfftfreq(n, 1 / rate)
+    tilt = np.where(freqs < 80, 0, 1 / np.maximum(freqs / 500, 1) ** rng.uniform(0.8, 1.4))
+    x = np.fft.irfft(np.fft.rfft(rng.normal(size=n)) * tilt, n)
+    t = np.arange(n) / rate
+    x *= np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)), 0, None) ** 0.5
+    x = level * x / np.abs(x).max() + rng.normal(size=n) * level * 10 ** (rng.uniform(-60, -45) / 20)
+    return x.astype(np.float32)
+
+
+def resampled(x: np.ndarray, rate: int, to: int, how: str) -> np.ndarray:
+    """`x` at `to` Hz, by scipy's polyphase resampler ('poly') or ffmpeg's (libswresample through PyAV, 'swr')."""
+    if how == "poly":
+        from scipy.signal import resample_poly
+
+        return resample_poly(x, to, rate).astype(np.float32)
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to)
+    frame = av.AudioFrame.from_ndarray(x[None], format="flt", layout="mono")
+    frame.sample_rate = rate
+    return np.concatenate([o.to_ndarray()[0] for o in [*resampler.resample(frame), *resampler.resample(None)]])
+
+
+def upsampled(x: np.ndarray, rate: int, via: int, how: str = "poly") -> np.ndarray:
+    """`x` as a recording at `via` Hz saved at `rate` Hz: nothing above `via` / 2."""
+    return resampled(resampled(x, rate, via, how), via, rate, how)
+
+
+def write_mp3(path: Path, x: np.ndarray, rate: int, kbps: int) -> Path:
+    """`x` as an MP3 (LAME) at `kbps` kbit/s, whose encoder cuts what lies above a frequency that falls with it."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libmp3lame", rate=rate)
+        stream.bit_rate, stream.layout = kbps * 1000, "mono"
+        frame = av.AudioFrame.from_ndarray((x[None] * 32767).astype(np.int16), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
+def own_corpus(root: Path, sounds: dict[str, list[tuple[str, np.ndarray, int]]]) -> Path:
+    """A corpus of one's own: each speaker's clips (file name, sound, file rate), emotions alternating."""
+    rows = ["file,clip_id,speaker,emotion"]
+    for speaker, clips in sounds.items():
+        for c, (name, sound, rate) in enumerate(clips):
+            if name.endswith(".wav"):
+                write_clip(root / name, None, 0, sound, rate)
+            rows.append(f"{name},{Path(name).stem},{speaker},{('happy', 'sad')[c % 2]}")
+    (root / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def measured(path: Path, sample_rate: int = 16000) -> int | None:
+    """`bandwidth.measure` of a file as preprocessing decodes it."""
+    from avdis.data import bandwidth
+
+    audio, rate = media.decode_rated(path, sample_rate)
+    return bandwidth.measure(audio, sample_rate, rate)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+def test_the_measured_bandwidth_of_generated_speech_is_within_8_percent(tmp_path, rate):
+    """Speech-like sound recorded at 8 and 11.025 kHz and saved at `rate` (resampled by scipy and by ffmpeg) reads
+    within 8% of its recording's Nyquist frequency (on these: 3910-4140 Hz and 5660-5940 Hz); full-band sound reads
+    the top of what decoding keeps (8 kHz at 16 kHz), as do recordings at 16 and 22.05 kHz; an MP3 reads its encoder's
+    cut at 16 kHz as at its own 44.1 kHz (within 1%)."""
+    for seed in range(3):
+        x = speech(seed, rate, 3.0)
+        write_clip(tmp_path / "full.wav", None, 0, x, rate)
+        assert measured(tmp_path / "full.wav") == 8000
+        for via in (8000, 11025, 16000, 22050):
+            for how in ("poly", "swr"):
+                if via < rate:
+                    path = tmp_path / f"{via}_{how}.wav"
+                    write_clip(path, None, 0, upsampled(x, rate, via, how), rate)
+                    expected = min(via, 16000) / 2
+                    assert abs(measured(path) - expected) <= 0.08 * expected, (seed, via, how)
+    if rate == 44100:
+        for seed in range(3):
+            for kbps in (16, 24):  # LAME cuts at ~5.6 and ~6.2 kHz (below that, its low-pass skirt falls on)
+                cut = measured(write_mp3(tmp_path / "low.mp3", speech(seed, rate, 3.0), rate, kbps), 44100)
+                assert 5000 < cut < 6400 and abs(measured(tmp_path / "low.mp3") - cut) <= 0.03 * cut, (seed, kbps)
+            assert measured(write_mp3(tmp_path / "high.mp3", speech(seed, rate, 3.0), rate, 64)) == 8000  # cut > 16 kHz
+
+
+def test_silence_and_a_short_clip_are_unknown_not_narrow(tmp_path):
+    """Under half a second of sound, or sound at -70 dBFS or below (as a dither's), is too little to tell a band limit
+    from: unknown, never a narrow band."""
+    from avdis.data import bandwidth
+
+    narrow = upsampled(speech(2, 16000, 3.0), 16000, 8000)
+    assert bandwidth.measure(narrow, 16000, 16000) < 4200
+    assert bandwidth.measure(narrow[:6000], 16000, 16000) is None  # 0.375 s
+    assert bandwidth.measure(narrow * 10 ** (-70 / 20), 16000, 16000) is None
+    assert bandwidth.measure(np.zeros(48000, np.float32), 16000, 16000) is None
+
+
+def test_speakers_whose_clips_were_upsampled_from_8_khz_are_named_though_their_files_are_16_khz(tmp_path, capsys):
+    """Every file at 16 kHz, but two speakers' sound recorded at 8 kHz (a phone corpus merged in, saved at 16 kHz):
+    their mel bands above 4 kHz are as empty as an 8 kHz file's, and nothing was said (the file's rate is all that
+    was read). They are named, with the f_max that evens the bands, which, taken, is said nothing of."""
+    sounds = {s: [(f"{s}_{c}.wav", speech(10 * i + c, 16000), 16000) for c in range(3)]
+              for i, s in enumerate(["s1", "s2", "s3", "s4", "s5", "s6"])}
+    for s in ("s1", "s2"):
+        sounds[s] = [(name, upsampled(x, 16000, 8000), rate) for name, x, rate in sounds[s]]
+    src, out = own_corpus(tmp_path / "corpus", sounds), tmp_path / "shards"
+    err = preprocess(capsys, src, out)
+    found = re.search(r"warning: clips' sound stops at different frequencies: 6 up to (\d+) Hz, 12 up to 8000 Hz", err)
+    assert found, err
+    lowest = int(found.group(1))
+    assert f"2 of 6 speakers (s1, s2) have every clip up to {lowest} Hz, 0 some of theirs" in err
+    table = pq.read_table(out / "manifest.parquet")
+    bands = dict(zip(table.column("clip_id").to_pylist(), table.column("bandwidth_hz").to_pylist()))
+    assert lowest == min(bands.values()) and all(3800 <= bands[f"{s}_{c}"] <= 4200 for s in ("s1", "s2")
+                                                 for c in range(3)), bands
+    assert {b for clip, b in bands.items() if clip[:2] not in ("s1", "s2")} == {8000}
+    assert set(table.column("source_rate").to_pylist()) == {16000}
+    assert f"Set data.features.f_max={lowest} (the lowest bandwidth)" in err
+    assert "different frequencies" not in preprocess(capsys, src, out, f"data.features.f_max={lowest}")
+
+
+def test_three_bands_are_each_named_with_their_speakers(tmp_path, capsys):
+    """A speaker's sound at 8 kHz, one's an MP3 at 16 kbit/s (cut at ~5.6 kHz), the rest full band at 44.1 kHz and
+    16 kHz: each narrower band is named with its clips and its speaker (the rates alone said nothing: every file's
+    Nyquist frequency is at or above the top of the mel bands)."""
+    sounds = {s: [(f"{s}_{c}.wav", speech(10 * i + c, 44100), 44100) for c in range(3)]
+              for i, s in enumerate(["s1", "s2", "s3", "s4", "s5", "s6"])}
+    sounds["s1"] = [(name, upsampled(x, 44100, 8000), rate) for name, x, rate in sounds["s1"]]
+    sounds["s5"] = [(name, resampled(x, 44100, 16000, "poly"), 16000) for name, x, _ in sounds["s5"]]
+    root = tmp_path / "corpus"
+    root.mkdir()
+    sounds["s2"] = [(f"s2_{c}.mp3", write_mp3(root / f"s2_{c}.mp3", x, rate, 16), rate)
+                    for c, (_, x, rate) in enumerate(sounds["s2"])]
+    src, out = own_corpus(root, sounds), tmp_path / "shards"
+    err = preprocess(capsys, src, out)
+    found = re.search(r"clips' sound stops at different frequencies: 3 up to (\d+) Hz, 3 up to (\d+) Hz, 12 up to "
+                      r"8000 Hz \(.*; the clips' files: 3 at 16000 Hz, 15 at 44100 Hz\)", err)
+    assert found, err
+    phone, mp3 = found.groups()
+    assert 3800 <= int(phone) <= 4200 and 5000 <= int(mp3) <= 6200
+    assert (f"1 of 6 speakers (s1) have every clip up to {phone} Hz; 1 of 6 speakers (s2) have every clip up to "
+            f"{mp3} Hz, 0 some of theirs") in err
+
+
+def test_full_band_clips_at_mixed_rates_and_unknown_ones_say_nothing(tmp_path, capsys):
+    """Full-band sound in files at 16, 22.05, 44.1 and 48 kHz (every one's Nyquist frequency at or above the mel
+    bands' top) fills every band: nothing said; nor of one speaker's clips too short to measure and another's too
+    quiet (unknown: counted, read as half their rate)."""
+    rates = {"s1": 16000, "s2": 22050, "s3": 44100, "s4": 48000}
+    sounds = {s: [(f"{s}_{c}.wav", speech(10 * i + c, rate), rate) for c in range(3)]
+              for i, (s, rate) in enumerate(rates.items())}
+    sounds["s5"] = [(f"s5_{c}.wav", upsampled(speech(50 + c, 16000, 0.4), 16000, 8000), 16000) for c in range(3)]
+    sounds["s6"] = [(f"s6_{c}.wav", speech(60 + c, 16000, level=3e-4), 16000) for c in range(3)]
+    src, out = own_corpus(tmp_path / "corpus", sounds), tmp_path / "shards"
+    code = main(["preprocess", "--no-ray", "--src", str(src), "--out", str(out), "data.modality=audio",
+                 "data.split.folds=3"])
+    printed = capsys.readouterr()
+    assert code == 0 and "different frequencies" not in printed.err, printed.err
+    summary = json.loads(printed.out)
+    assert summary["bandwidths"] == {"8000": 12, "unknown": 6}
+    assert summary["source_rates"] == {"16000": 9, "22050": 3, "44100": 3, "48000": 3}

@@ -3,7 +3,7 @@
 Features per clip (one fixed-length window, centred in the clip):
 - audio: log-mel frames `[audio_frames, n_mels]` (float16) from mono audio resampled to `sample_rate` (16 kHz),
   mel filterbank from librosa (up to `f_max`, else `sample_rate / 2`); `source_rate`, the rate the audio was
-  recorded at;
+  recorded at, and `bandwidth_hz`, the frequency its sound stops at (`bandwidth.measure`);
 - video: face crops `[video_frames, face_size, face_size, 3]` (uint8 RGB) at a fixed
   frame rate; the face box comes from OpenCV's Haar cascade, with a centre-crop
   fallback recorded per clip (`face_detected`, the share of probed frames with a face);
@@ -31,7 +31,7 @@ import librosa
 import numpy as np
 
 from avdis.config import MEL_FMIN, FeatureConfig
-from avdis.data import whole
+from avdis.data import bandwidth, whole
 from avdis.errors import AvdisError, UsageError
 
 
@@ -65,6 +65,7 @@ class ClipFeatures:
     face_detected: float
     duration_s: float
     source_rate: int  # Hz, the audio's own rate before resampling (the lowest, where it changes part way)
+    bandwidth_hz: int | None  # Hz its sound stops at, at most half source_rate (None: too little sound to tell)
 
 
 # ------------------------------------------------------------------ decoding
@@ -580,6 +581,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
     together = Path(audio_path) == Path(video_path or audio_path)
     audio, source_rate = decode_rated(audio_path, feat.sample_rate, together)
     heard = len(audio) / feat.sample_rate
+    rated = (source_rate, bandwidth.measure(audio, feat.sample_rate, source_rate))
 
     def window_start(duration: float) -> tuple[float, int]:  # centre window, both modalities alike
         start = max(0.0, (duration - feat.window_s) / 2)
@@ -587,7 +589,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
 
     if video_path is None:
         start, _ = window_start(heard)
-        return ClipFeatures(*_heard_features(audio, start, audio_path, feat), None, 0, 0.0, heard, source_rate)
+        return ClipFeatures(*_heard_features(audio, start, audio_path, feat), None, 0, 0.0, heard, *rated)
     # decode only the window's frames. It is where the audio puts it unless the video is the shorter: then it starts
     # earlier, mostly by a few frames (AAC audio runs up to ~0.1 s past the video), which a little slack before the
     # window keeps; a video shorter still is decoded again for its own window (under half its audio, a reject)
@@ -604,7 +606,7 @@ def extract(audio_path: str | Path, video_path: str | Path | None, feat: Feature
     _check_lengths(video_path, n_frames / feat.fps, heard, feat.window_s, None if together else audio_path)
     crops, rate = crop_faces(window, feat.face_size)
     video, video_len = _fit(crops, feat.video_frames)
-    return ClipFeatures(mel, audio_len, video, video_len, rate, duration, source_rate)
+    return ClipFeatures(mel, audio_len, video, video_len, rate, duration, *rated)
 
 
 # A video shorter than its audio by more than half of it, and by more than SHORT_VIDEO_GAP_S, within the clip's window

@@ -6,7 +6,8 @@ Output under the URL (local folder or s3://bucket/prefix):
     manifest.parquet             one row per clip: labels, label indices, split assignments, shard, shapes, the files
                                  it was made of (`source_path`, `audio_path`, `video_path`: a fallback's where the
                                  clip's own did not decode), the audio's own sample rate (`source_rate`, Hz; not in
-                                 manifests made before it was kept);
+                                 manifests made before it was kept), the frequency its sound stops at (`bandwidth_hz`,
+                                 null where too short or quiet to tell; not in manifests made before it was measured);
                                  schema metadata "avdis" holds label sets, features, shards (and a generated
                                  corpus's `data.synth` settings)
     rejects.parquet              source_path, reason, unused for every file that could not be used, or not all of
@@ -51,7 +52,7 @@ from avdis import runtime, storage, storage_lock
 from avdis.config import (ADDED_FEATURES, EMOTIONS, MADE_WITH_SHARDS, VIDEO_FEATURES, DataConfig, FeatureConfig,
                           S3Config, SplitConfig)
 from avdis.data import splits
-from avdis.data.bandwidth import bandwidth_cue, rate_counts
+from avdis.data.bandwidth import band_counts, bandwidth_cue, rate_counts
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, named_as,
                                 no_media, placeholders_found, scan)
 from avdis.errors import AvdisError, UsageError
@@ -115,7 +116,8 @@ def _encode(rec: ClipRecord, feat: FeatureConfig) -> tuple[dict, dict]:
     sample = {"__key__": sample_key(rec.clip_id), "audio.npy": clip.audio, "json": meta,
               **({"video.npy": clip.video} if clip.video is not None else {})}
     row = {**meta, "source_path": rec.source_path, "audio_path": rec.audio_path, "video_path": rec.video_path,
-           "duration_s": clip.duration_s, "source_rate": clip.source_rate, "audio_shape": list(clip.audio.shape),
+           "duration_s": clip.duration_s, "source_rate": clip.source_rate,
+           "bandwidth_hz": clip.bandwidth_hz, "audio_shape": list(clip.audio.shape),
            "video_shape": [] if clip.video is None else list(clip.video.shape), "meta": json.dumps(rec.meta, sort_keys=True)}
     return sample, row
 
@@ -679,7 +681,7 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     return {"url": data.shards, "clips": len(rows), **counts, **_copies_note(scan_rejects, data.corpus),
             **_placeholders_note(scan_rejects), **_audio_from_note(data.corpus, records, [r["audio_path"] for r in rows]),
             "up_to_date": False, "shards": len(shards),
-            **_rates_note([r["speaker"] for r in rows], [r["source_rate"] for r in rows], data.features),
+            **manifest_rates(table, data.features),
             "speakers": len(labels.speakers), "emotions": emotion_counts([r["emotion"] for r in rows], labels.emotions),
             "splits": split_counts([r["split"] for r in rows]), "rebuilt_because": reason}
 
@@ -764,7 +766,7 @@ def _audio_from_note(corpus: str, records: list[ClipRecord], audio_paths: list[s
         return {}
     mp3 = sum(Path(p).suffix.lower() == ".mp3" for p in audio_paths)
     track = len(audio_paths) - mp3
-    mixed = "; the two can differ in rate and bandwidth, and so clips by their source (see source_rates)"
+    mixed = "; the two can differ in rate and bandwidth, and so clips by their source (see source_rates and bandwidths)"
     return {"audio_from": f"{len(audio_paths)} clips took their sound from lossy copies of the recording, not from "
                           f"AudioWAV/*.wav, which data.src does not hold: {mp3} from AudioMP3/*.mp3, {track} from "
                           f"their videos' own tracks{mixed if mp3 and track else ''}; put CREMA-D's AudioWAV/ folder "
@@ -795,16 +797,17 @@ def _placeholders_counted(scan_rejects: list[Reject]) -> str:
 
 
 def manifest_rates(table: pa.Table, feat: FeatureConfig) -> dict[str, Any]:
-    """`_rates_note` of a manifest's clips; nothing for a manifest made before `source_rate` was kept."""
+    """The summary's clips per source rate and per bandwidth, and `bandwidth_cue`'s warning where their mel bands
+    differ; nothing for a manifest made before `source_rate` was kept, and the rates alone for one made before
+    `bandwidth_hz` was (its clips' bandwidth: half their rate)."""
     if "source_rate" not in table.column_names:
         return {}
-    return _rates_note(table.column("speaker").to_pylist(), table.column("source_rate").to_pylist(), feat)
-
-
-def _rates_note(speakers: list[str], rates: list[int], feat: FeatureConfig) -> dict[str, Any]:
-    """The summary's clips per source rate, and `bandwidth_cue`'s warning where their mel bands differ."""
-    cue = bandwidth_cue(speakers, rates, feat)
-    return {"source_rates": rate_counts(rates), **({"bandwidth_cue": cue} if cue else {})}
+    rates = table.column("source_rate").to_pylist()
+    measured = "bandwidth_hz" in table.column_names
+    bandwidths = table.column("bandwidth_hz").to_pylist() if measured else [None] * len(rates)
+    cue = bandwidth_cue(table.column("speaker").to_pylist(), rates, bandwidths, feat)
+    return {"source_rates": rate_counts(rates), **({"bandwidths": band_counts(bandwidths)} if measured else {}),
+            **({"bandwidth_cue": cue} if cue else {})}
 
 
 def emotion_counts(emotions: list[str], order: list[str]) -> dict[str, int]:
