@@ -1095,6 +1095,25 @@ def test_a_sweep_started_when_avdis_chose_on_test_clips_is_not_resumed(tmp_path)
             check_spec(url, cfg)
 
 
+@pytest.mark.parametrize("chose", [["val_emotion_f1", "val_leakage"], "val_emotion_uar"])
+def test_a_sweep_json_choosing_on_what_this_avdis_does_not_know_is_not_told_it_chose_on_test(tmp_path, chose):
+    """A `selection` this avdis knows no metric of is a newer avdis's (a metric added since) or an edit; only a
+    sweep.json without one was written when avdis chose on test clips. It was told "started by an avdis that chose
+    its trials, rungs and front on test clips", sending the user to start over instead of resuming with the avdis that
+    started it."""
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    url = f"{tmp_path}/s1"
+    record_spec(url, cfg, "0" * 16)
+    spec = json.loads((tmp_path / "s1" / results.SPEC).read_text())
+    (tmp_path / "s1" / results.SPEC).write_text(json.dumps({**spec, "selection": chose}))
+    with pytest.raises(UsageError) as refused:
+        check_spec(url, cfg)
+    said = str(refused.value)
+    assert "test clips" not in said, said
+    assert f"{url}/sweep.json: its selection {chose!r} is of no emotion metric this avdis knows" in said, said
+    assert "Resume it with the newer avdis that started it" in said and "restore it from a copy" in said, said
+
+
 def test_a_sweep_is_not_resumed_choosing_on_another_emotion_metric(tmp_path):
     """Its searcher and MO-ASHA's rungs hold the numbers of the metric it started on: resumed on the other, its old
     trials and its new ones would be chosen on two metrics. sweep.json records what it chooses on."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import reprlib
 import signal
 import sys
 import threading
@@ -148,11 +149,16 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
     chose, now = record.get("selection"), list(selection(cfg.sweep.emotion_metric))
     if chose != now:
         started_on = next((m for m in EMOTION_METRICS if chose == list(selection(m))), None)
-        if started_on is None:
+        if chose is None:  # a sweep.json without it: only an avdis that chose on test wrote one
             raise UsageError(f"{sweep_url} holds a sweep started by an avdis that chose its trials, rungs and front "
                              f"on test clips, not on {', '.join(now)}: its searcher and MO-ASHA's rungs hold test "
                              "numbers, and a resume would mix the two. Start a new sweep under a new name (--name or "
                              f"sweep.name=...); `avdis report {sweep_url}` still reads this one (chosen on test).")
+        if started_on is None:  # a newer avdis's metric, or an edit: not one that chose on test
+            raise UsageError(f"{url}: its selection {reprlib.repr(chose)} is of no emotion metric this avdis knows "
+                             f"({', '.join(EMOTION_METRICS)}): a newer avdis started the sweep, or the file was "
+                             "edited. Resume it with the newer avdis that started it, or restore it from a copy; "
+                             "this one cannot tell what its searcher and MO-ASHA's rungs chose on")
         raise UsageError(f"{sweep_url} holds a sweep that chose its trials, rungs and front on {', '.join(chose)}, "
                          f"and this run would choose on {', '.join(now)}: its searcher and MO-ASHA's rungs hold the "
                          f"other metric's numbers, and a resume would choose on both. Resume it with "
