@@ -76,8 +76,10 @@ def test_dashboard_model() -> None:
 
     targets = [t for p in board["panels"] for t in p["targets"]]
     assert all(t["datasource"] == grafana.DATASOURCE for t in targets)  # the one provisioned datasource
-    # the chosen sweep's series of the chosen metric: a name used again under the other metric holds other trials
-    assert all('{sweep="$sweep",metric=~"$emotion|"}' in t["expr"] for t in targets)
+    # the chosen sweep's series of the chosen metric: a name used again under the other metric holds other trials;
+    # untagged ones (an avdis before the tag) only where it has none
+    assert all('{sweep="$sweep",metric="$emotion"}' in t["expr"] and '{sweep="$sweep",metric=""}' in t["expr"]
+               and 'metric=~' not in t["expr"] for t in targets)
     for kind in ("xychart", "table"):
         exprs = [t["expr"] for t in panels[kind]["targets"]]
         assert all(t["instant"] and t["format"] == "table" for t in panels[kind]["targets"])
@@ -766,7 +768,7 @@ def test_a_sweep_name_reused_under_acc_and_uar_keeps_each_ones_trials_apart(tmp_
         options = emotion_options(port, "reused", at=at)
         seen = {metric: panels(port, "reused", at=at, emotion=metric) for metric in runs}
         hv = {metric: instant(port, hv_panel["targets"][0]["expr"].replace("$sweep", "reused")
-                              .replace("$emotion", metric), at) for metric in runs}
+                              .replace("$emotion", metric).replace("$__range", "10m"), at) for metric in runs}
     assert sorted(options) == ["acc", "uar"]
     for metric, (trials, hypervolume) in runs.items():
         shown = {trial: pair[0 if metric == "acc" else 1] for trial, pair in trials.items()}
@@ -774,3 +776,68 @@ def test_a_sweep_name_reused_under_acc_and_uar_keeps_each_ones_trials_apart(tmp_
         assert set(seen[metric]["xychart A"]) == set(seen[metric]["table A"]) == set(trials), metric
         assert [float(r["value"][1]) for r in hv[metric]] == [pytest.approx(hypervolume)], metric
     assert "$emotion" in hv_panel["title"]  # which of the two the hypervolume is
+
+
+def range_query(port: int, expr: str, start: float, end: float, step: str) -> list[dict[str, Any]]:
+    """Prometheus's answer to a range query (GET /api/v1/query_range), as Grafana asks a timeseries panel's."""
+    import urllib.parse
+    import urllib.request
+
+    query = {"query": expr, "start": start, "end": end, "step": step}
+    url = f"http://127.0.0.1:{port}/api/v1/query_range?" + urllib.parse.urlencode(query)
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def test_a_sweep_name_used_before_the_metric_tag_and_again_under_the_other_metric_keeps_each_ones_trials_apart(
+        tmp_path: Path) -> None:
+    """A sweep name used under acc by an avdis that published its trial gauges and hypervolume without the `metric`
+    tag (its `avdis_sweep_emotion_metric` tagged acc), then under uar by this one: the panels select untagged series
+    beside the chosen metric's (`metric=~"$emotion|"`), so the uar choice drew the accuracy sweep's trials too (their
+    UAR beside the UAR sweep's) and its hypervolume line began with the accuracy front's. An untagged series now counts
+    only where the chosen metric has no tagged one in range; the acc choice still draws the untagged sweep."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
+    at = int(time.time()) // 60 * 60
+    lines: dict[str, list[str]] = {}
+
+    def gauge(name: str, labels: dict[str, str], value: float, times: range) -> None:
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.setdefault(name, []).extend(f"{name}{{{text}}} {value} {ts}" for ts in times)
+
+    before, after = range(at - 600, at - 299, 15), range(at - 240, at + 1, 15)  # the old sweep ended, the new one ran
+    runs = {"acc": ({"a": (0.8, 0.5), "b": (0.6, 0.7)}, 0.30, None, before),
+            "uar": ({"c": (0.4, 0.55), "d": (0.9, 0.58)}, 0.20, "uar", after)}
+    for metric, (trials, hypervolume, tag, times) in runs.items():  # each trial: (accuracy, UAR)
+        sweep = {"sweep": "reused", **({} if tag is None else {"metric": tag}), "SessionName": f"driver-{metric}"}
+        for trial, (acc, uar) in trials.items():
+            tags = {**sweep, "trial": trial, "method": "adversarial"}
+            gauge(grafana.LEAKAGE, tags, 0.3, times)
+            gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc, times)
+            gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar, times)
+            for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
+                gauge(flag, tags, 0, times)
+            gauge(grafana.PROBED_EPOCH, tags, 4, times)
+        gauge(grafana.HYPERVOLUME, sweep, hypervolume, times)
+        gauge(grafana.EMOTION_METRIC, {**sweep, "metric": metric}, 1, times)
+    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in lines.items())
+    (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "sweeps.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    (hv_panel,) = [p for p in grafana.dashboard_json()["panels"] if p["type"] == "timeseries"]
+    with prometheus(tmp_path, {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}) as port:
+        options = emotion_options(port, "reused", range_="15m", at=at)
+        seen = {metric: panels(port, "reused", range_="15m", at=at, emotion=metric) for metric in runs}
+        hv = {metric: range_query(port, hv_panel["targets"][0]["expr"].replace("$sweep", "reused")
+                                  .replace("$emotion", metric).replace("$__range", "900s"), at - 900, at, "15s")
+              for metric in runs}
+    assert sorted(options) == ["acc", "uar"]
+    for metric, (trials, hypervolume, _, _) in runs.items():
+        shown = {trial: pair[0 if metric == "acc" else 1] for trial, pair in trials.items()}
+        assert seen[metric]["xychart B"] == seen[metric]["table B"] == pytest.approx(shown), metric
+        assert set(seen[metric]["xychart A"]) == set(seen[metric]["table A"]) == set(trials), metric
+        drawn = sorted({float(value) for series in hv[metric] for _, value in series["values"]})
+        assert drawn == [pytest.approx(hypervolume)], metric

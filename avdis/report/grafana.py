@@ -4,7 +4,7 @@ It reads the gauges `avdis.report.metrics` publishes (as Ray exports them, `ray_
 prefixed) from the Prometheus datasource with uid `avdis-prometheus` (provisioned by
 infra/grafana). Its trial panels plot the chosen sweep's emotion metric (variable `emotion`, acc or
 uar, read from the sweep's `avdis_sweep_emotion_metric`), the one its front and hypervolume are on. Every query
-selects the chosen sweep's series of that metric (`SERIES`): a sweep name used again under the other metric offers
+selects the chosen sweep's series of that metric (`_chosen`): a sweep name used again under the other metric offers
 both, each with its own trials (the panels drew both sweeps' trials under one axis title).
 `export` writes the file checked in under infra/grafana/dashboards; `push` uploads it through
 Grafana's HTTP API with a token read only from the environment.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from avdis.errors import AvdisError, UsageError
@@ -36,8 +36,8 @@ PROBED_EPOCH = metrics.RAY_PREFIX + metrics.PROBED_EPOCH
 STOPPED_COLUMN = "stopped at a rung"
 RUNNING_COLUMN = "running"
 EPOCH_COLUMN = "values of epoch"  # a running trial's are of its last probe, not of the epoch it trains
-# The chosen sweep's series on the chosen metric; or with no `metric` tag, as an avdis before it published them
-SERIES = '{sweep="$sweep",metric=~"$emotion|"}'
+TAGGED = '{sweep="$sweep",metric="$emotion"}'  # the chosen sweep's series on the chosen metric
+UNTAGGED = '{sweep="$sweep",metric=""}'  # its series as an avdis before the `metric` tag published them
 
 
 def _instant(ref: str, expr: str) -> dict[str, Any]:
@@ -52,8 +52,24 @@ def _organize(rename: dict[str, str], exclude: list[str], order: list[str] | Non
     }}
 
 
+def _chosen(metric: str, of: Callable[[str], str] = str) -> str:
+    """`of` the chosen sweep's series of `metric` on the chosen emotion metric, or of its series without the `metric`
+    tag where it has no tagged one in the time range (an avdis before the tag published the sweep). Not both: a sweep
+    name used by such an avdis and again under the other metric by this one drew the first sweep's trials and
+    hypervolume beside the second's, as `metric=~"$emotion|"` did. `@ end()` judges the whole range in a range
+    query (the hypervolume panel's) too (Prometheus 2.33 or later)."""
+    tagged = f"{metric}{TAGGED}"
+    return f"({of(tagged)} or ({of(metric + UNTAGGED)} unless on () last_over_time({tagged}[$__range] @ end())))"
+
+
 def _sweep(metric: str, by: str) -> str:
-    return f"max by ({by}) ({metric}{SERIES})"
+    return f"max by ({by}) ({_chosen(metric)})"
+
+
+def _placed(selected: str) -> str:
+    """When `selected`'s series last had a sample in the time range, to one step (`_newest`)."""
+    placed = f"timestamp(last_over_time({selected}[$__interval]))"
+    return f"({placed} or max_over_time({placed}[$__range:$__interval]))"
 
 
 def _newest(metric: str, by: str) -> str:
@@ -78,11 +94,9 @@ def _newest(metric: str, by: str) -> str:
     the panel shows the larger of their values. So a resumed sweep's new driver shows from one
     step after the old driver's last scrape on (never, if it too stopped within that step).
     """
-    selected = f"{metric}{SERIES}"
-    placed = f"timestamp(last_over_time({selected}[$__interval]))"
-    seen = f"({placed} or max_over_time({placed}[$__range:$__interval]))"
+    seen = _chosen(metric, _placed)
     newest = f"({seen} == on (trial) group_left () max by (trial) ({seen}))"
-    return f"max by ({by}) (last_over_time({selected}[$__range]) and {newest})"
+    return f"max by ({by}) ({_chosen(metric, lambda selected: f'last_over_time({selected}[$__range])')} and {newest})"
 
 
 def _latest(metric: str, by: str) -> str:
@@ -105,7 +119,7 @@ def _emotion_variable() -> dict[str, Any]:
     `avdis_sweep_emotion_metric` in the time range, acc where it has none (a sweep published by an avdis before the
     gauge: accuracy was all it chose on). A `query_result` variable: `label_values` has no fallback, and an empty
     variable left the panels' gauge name unfinished. Refreshed on a time range change, as `$__range` needs. A sweep
-    name used under both metrics offers both: the panels show the trials of the one chosen (`SERIES`)."""
+    name used under both metrics offers both: the panels show the trials of the one chosen (`_chosen`)."""
     published = f'max by (metric) (last_over_time({EMOTION_METRIC}{{sweep="$sweep"}}[$__range]))'
     query = f'query_result({published} or on () label_replace(vector(1), "metric", "acc", "", ""))'
     return {
