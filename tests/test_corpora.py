@@ -1025,6 +1025,30 @@ def test_one_short_cremad_recording_under_two_names_is_no_clip_however_few_its_b
         (str(disgust), same.format(other=sad, what="emotion (sad, here disgust)"))}
 
 
+@pytest.mark.parametrize("between", [bytes(2048), b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10)],
+                         ids=["zeros", "a second tag"])
+def test_an_mp3_whose_frames_start_past_its_id3_tag_holds_a_recording_its_twin_is_no_clip(tmp_path, between):
+    """`_no_recording` read an .mp3 whose first bytes after its ID3v2 tag are no frame as holding none, but a tagger
+    may leave zeros there (padding the tag's size does not count) or a second tag, which ffmpeg passes over to the
+    frames after: two such files alike under two emotions were two clips of one sound. Frames that start anywhere past
+    the tag are a recording; a tag with nothing after it but zeros or another tag is none."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1001_DFA_ANG_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+    happy, neutral = (tmp_path / "AudioMP3" / f"1006_TIE_{e}_XX.mp3" for e in ("HAP", "NEU"))
+    data = happy.read_bytes()
+    at = walks.id3_end(data[:10])
+    happy.write_bytes(data[:at] + between + data[at:])
+    shutil.copy(happy, neutral)
+    assert np.abs(decode_audio(happy, SR)).max() > 0.1  # ffmpeg hears the take
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
+    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {str(happy), str(neutral)}
+    (tmp_path / "x.mp3").write_bytes(data[:at] + between)
+    assert corpora._no_recording(str(tmp_path / "x.mp3"))
+
+
 def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
     for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
         touch(tmp_path / "clips" / name)

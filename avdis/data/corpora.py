@@ -518,10 +518,10 @@ _TEXT = frozenset(range(32, 127)) | frozenset(b"\t\n\r")
 def _no_recording(path: str) -> bool:
     """Whether a file holds no recording two names could share, read without decoding: text (a Git LFS pointer, which a
     clone without `git lfs pull` leaves; an error page a downloader saved) or a header with nothing after it (a WAV's
-    with no sample, an MP3's ID3 tag with no frame, an FLV's metadata with no sound or picture, an MP4's boxes with no
-    media). Two such alike are two broken files, each a reject of its own when decoded; any sound after a header is a
-    recording, however short (a second of CREMA-D's 16 kHz sound as an .mp3 is 3.4 KiB: a floor of 4 KiB let such
-    twins through)."""
+    with no sample, an MP3's ID3 tag with no frame anywhere after it, an FLV's metadata with no sound or picture, an
+    MP4's boxes with no media). Two such alike are two broken files, each a reject of its own when decoded; any sound
+    after a header is a recording, however short (a second of CREMA-D's 16 kHz sound as an .mp3 is 3.4 KiB: a floor
+    of 4 KiB let such twins through)."""
     try:
         with open(path, "rb") as fh:
             size, head = os.fstat(fh.fileno()).st_size, fh.read(512)
@@ -534,10 +534,8 @@ def _no_recording(path: str) -> bool:
                 return not _flv_media(fh, int.from_bytes(head[5:9], "big") + 4, size)
             if head[4:8] == b"ftyp":
                 return not _mp4_media(fh, size)
-            if Path(path).suffix.lower() == ".mp3":
-                fh.seek(walks.id3_end(head[:10]))
-                frame = fh.read(4)
-                return walks.mpeg_frame_length(frame, frame) is None
+            if Path(path).suffix.lower() == ".mp3":  # its frames may start past zeros or a second tag, as ffmpeg finds
+                return walks.mpeg_frames_resume(fh, walks.id3_end(head[:10]), size, None) is None
     except OSError:
         return False
     return False

@@ -333,19 +333,24 @@ def mp3_silent(fh: BinaryIO) -> bool:
 SCAN_BYTES = 1 << 20  # bytes read at a time where a file is searched (for frames, zeros, a string)
 
 
-def mpeg_frames_resume(fh: BinaryIO, at: int, size: int, first: bytes) -> int | None:
-    """Where frames of the stream whose first frame's header is `first` start again after `at` in a file of `size`
-    bytes: two in a row, or one that ends the file; None where they do not. One frame header alone proves nothing:
-    random bytes hold one every ~150 KB or so."""
-    sync = re.compile(b"\xff[" + re.escape(bytes([first[1] & 0xFE, first[1] | 1])) + b"]")
+def mpeg_frames_resume(fh: BinaryIO, at: int, size: int, first: bytes | None) -> int | None:
+    """Where frames of the stream whose first frame's header is `first` (None: of any stream, as where an MP3's
+    frames start past zeros or a second tag after its ID3 one) start again after `at` in a file of `size` bytes: two in
+    a row, or one that ends the file; None where they do not. One frame header alone proves nothing: random bytes hold
+    one every ~150 KB or so."""
+    # any stream: a version, layer and bitrate a header may hold (bytes of 0xFF, flash memory never written, hold none)
+    sync = re.compile(b"\xff[\xe2-\xe7\xf2-\xf7\xfa-\xff][\x10-\xef]" if first is None else
+                      b"\xff[" + re.escape(bytes([first[1] & 0xFE, first[1] | 1])) + b"]")
     for start in range(at, size, SCAN_BYTES):
         fh.seek(start)
-        block = fh.read(SCAN_BYTES + 1)  # a header's first byte at the block's last sees its second
+        block = fh.read(SCAN_BYTES + 2)  # a header's first byte at the block's last sees its next two
         for found in sync.finditer(block):
-            unit = mpeg_frame(fh, start + found.start(), first)
+            fh.seek(start + found.start())
+            stream = first or fh.read(4)  # a header at the block's end runs past it
+            unit = mpeg_frame(fh, start + found.start(), stream)
             if unit is None or unit[1] or unit[0] > size:
                 continue
-            after = mpeg_frame(fh, unit[0], first) if unit[0] < size else None
+            after = mpeg_frame(fh, unit[0], stream) if unit[0] < size else None
             if unit[0] == size or (after is not None and not after[1]):
                 return start + found.start()
     return None
