@@ -1840,6 +1840,31 @@ def test_a_row_naming_in_another_case_a_file_another_row_lists_is_told_so_not_to
                                                 "drop one of the two rows")]
 
 
+def test_a_cremad_wav_whose_length_is_left_open_holds_its_samples_its_twin_is_no_clip(tmp_path):
+    """A WAV's data chunk of size 0 is a length a streaming writer left open (`whole.wav_held`): ffmpeg reads its
+    samples to the end of the file. `_silent` and `_no_recording` read it as holding no sample (silence, no recording),
+    so two such files alike under two emotions were passed over by the check for one recording under two names: two
+    clips of one sound. Its samples are those to the end of the file: a header alone, or zeros, is still none."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1001_DFA_ANG_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+    happy, neutral = (tmp_path / "AudioWAV" / f"1006_TIE_{e}_XX.wav" for e in ("HAP", "NEU"))
+    data = happy.read_bytes()
+    at = data.index(b"data") + 4
+    happy.write_bytes(data[:at] + bytes(4) + data[at + 4:])  # its size left open
+    shutil.copy(happy, neutral)
+    assert np.abs(decode_audio(happy, SR)).max() > 0.1  # ffmpeg hears the take
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
+    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {str(happy), str(neutral)}
+    samples = data[at + 4:]
+    for tail, silent, none in ((b"", True, True), (bytes(len(samples)), True, False), (samples, False, False)):
+        (tmp_path / "x.wav").write_bytes(data[:at] + bytes(4) + tail)
+        assert (corpora._silent(str(tmp_path / "x.wav")), corpora._no_recording(str(tmp_path / "x.wav"))) == (
+            silent, none)
+
+
 def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_recording_named_twice(tmp_path):
     """Two AudioWAV/ files of digital silence as long as each other hold the same bytes: they were 'one recording under
     2 names, which is right is unknown', a label problem, while each alone is 'audio is digital silence', which says

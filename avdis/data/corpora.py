@@ -490,9 +490,10 @@ def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
 
 def _silent(path: str) -> bool:
     """Whether a file is digital silence, read without decoding (nothing is decoded in a scan): a RIFF WAV whose
-    samples are all zero bytes (8-bit PCM, whose silence is 0x80, aside), an MP3 whose frames code no sound (CREMA-D's
-    AudioMP3/ files, a clip's sound in a copy without AudioWAV/), or a file never filled in (a downloader that set its
-    size first: zero bytes throughout), whose copy elsewhere in the tree may be whole."""
+    samples are all zero bytes (8-bit PCM, whose silence is 0x80, aside; a data chunk of size 0 is a length a streaming
+    writer left open: its samples run to the end of the file, as ffmpeg reads them), an MP3 whose frames code no sound
+    (CREMA-D's AudioMP3/ files, a clip's sound in a copy without AudioWAV/), or a file never filled in (a downloader
+    that set its size first: zero bytes throughout), whose copy elsewhere in the tree may be whole."""
     try:
         with open(path, "rb") as fh:
             if not any(block.strip(b"\0") for block in iter(lambda: fh.read(1 << 20), b"")):
@@ -505,6 +506,7 @@ def _silent(path: str) -> bool:
                 if kind == b"fmt " and size >= 16:
                     bits = struct.unpack("<H", fh.read(16)[14:16])[0]
                 elif kind == b"data":
+                    size = size or os.fstat(fh.fileno()).st_size - fh.tell()  # 0: left open, read to the end
                     return bits > 8 and not any(fh.read(min(1 << 20, size - at)).strip(b"\0")
                                                for at in range(0, size, 1 << 20))
     except OSError:
@@ -529,7 +531,8 @@ def _no_recording(path: str) -> bool:
             if set(head) <= _TEXT:
                 return True
             if head[:4] == b"RIFF":
-                return not any(kind == b"data" and held and fh.read(1) for kind, held in walks.wav_chunks(fh))
+                # a sample after its data chunk's header, whatever its size (0: left open, read to the end)
+                return not any(kind == b"data" and fh.read(1) for kind, _ in walks.wav_chunks(fh))
             if head[:3] == b"FLV":
                 return not _flv_media(fh, int.from_bytes(head[5:9], "big") + 4, size)
             if head[4:8] == b"ftyp":
