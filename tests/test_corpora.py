@@ -1917,6 +1917,35 @@ def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are
             assert corpora._silent(str(tmp_path / "x.mp3")) == (not audio.any())
 
 
+@pytest.mark.parametrize("between", [bytes(2048), b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10)],
+                         ids=["zeros", "a second tag"])
+def test_two_mp3s_of_silence_whose_frames_start_past_their_id3_tag_alike_are_no_recording_named_twice(
+        tmp_path, between):
+    """`walks.mp3_silent` read an .mp3 whose first bytes after its ID3v2 tag are no frame as no silence, but a tagger
+    may leave zeros there or a second tag, which ffmpeg passes over to the frames after: two such files of silence alike
+    were one recording under two names, and both clips were lost, though each video's own track is a recording of its
+    own. The walk starts where the frames do, past such bytes: each clip is made."""
+    tree = tmp_path / "CREMA-D"
+    for i, emotion in enumerate(("NEU", "SAD")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tree / "VideoFlash" / f"1076_MTI_{emotion}_XX.flv", frames, 12, audio, SR)
+    write_clip(tmp_path / "x.mp3", None, 12, np.zeros(SR, np.float32), SR)
+    data = (tmp_path / "x.mp3").read_bytes()
+    at = walks.id3_end(data[:10])
+    for emotion in ("NEU", "SAD"):
+        touch(tree / "AudioMP3" / f"1076_MTI_{emotion}_XX.mp3").write_bytes(data[:at] + between + data[at:])
+    with pytest.raises(MediaError, match="digital silence"):
+        decode_audio(tree / "AudioMP3" / "1076_MTI_NEU_XX.mp3", SR)
+    records, rejects = corpora.scan("cremad", tree)
+    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
+    assert [r for r in rejects if not r.unused] == []
+    write_clip(tmp_path / "x.mp3", None, 12, clip_media(0, seconds=1.0)[1], SR)
+    data = (tmp_path / "x.mp3").read_bytes()
+    (tmp_path / "x.mp3").write_bytes(data[:at] + between + data[at:])
+    with open(tmp_path / "x.mp3", "rb") as fh:
+        assert not walks.mp3_silent(fh)
+
+
 def test_an_mp3_of_silence_joined_to_a_take_is_no_silence_and_its_twin_under_another_name_is_no_clip(tmp_path):
     """`walks.mp3_silent` ended its walk at the first bytes that are no frame and called the file silence where the
     frames before them were: a silent lead-in joined to a take (`cat lead.mp3 take.mp3`, the lead's ID3v1 tag between

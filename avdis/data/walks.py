@@ -298,10 +298,13 @@ def mp3_silent(fh: BinaryIO) -> bool:
     (part2_3_length 0), as an encoder writes silence, so two as long as each other hold the same bytes. False for a
     file that is no MP3 or holds no frame. Bytes that are no frame (a tag, zeros a tool padded it with, the tag between
     two files joined end to end) are passed over to where the frames start again (`mpeg_frames_resume`), as a decoder
-    does: sound after them is no silence."""
+    does: sound after them is no silence. The walk starts where the frames do, past zeros or a second tag a tagger left
+    after the ID3 one."""
     size = fh.seek(0, 2)
     fh.seek(0)
-    at: int | None = id3_end(fh.read(10))
+    at = mpeg_frames_resume(fh, id3_end(fh.read(10)), size, None)
+    if at is None:
+        return False
     fh.seek(at)
     first = fh.read(4)
     frames = 0
@@ -310,7 +313,7 @@ def mp3_silent(fh: BinaryIO) -> bool:
         header = fh.read(4)
         length = mpeg_frame_length(header, first)
         if length is None:
-            at = mpeg_frames_resume(fh, at, size, first) if frames else None
+            at = mpeg_frames_resume(fh, at, size, first)
             continue
         if (header[1] >> 1) & 3 != 1:  # layer I or II: no granules
             return False
