@@ -1865,6 +1865,28 @@ def test_a_cremad_wav_whose_length_is_left_open_holds_its_samples_its_twin_is_no
             silent, none)
 
 
+def test_two_cremad_wavs_that_are_one_utf8_error_page_are_no_recording_their_clips_come_of_their_mp3s(tmp_path):
+    """`_no_recording` took a file for text only where its first 512 bytes are ASCII, but an error page a downloader
+    saved in place of a .wav is often UTF-8 ("Not found – …"): two such pages alike (one server's page) were one
+    recording under two names, and both clips were lost, though each .wav's AudioMP3/ file, tried when it does not
+    decode, holds the take (until the 4 KiB floor went, a page that small was passed over). Text is UTF-8 with no
+    control character but tabs and line breaks; no media file's header is (each holds a binary size or version)."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+        page = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Not found – the file is gone</title>"
+        touch(tmp_path / "AudioWAV" / f"{stem}.wav").write_bytes((page + " " * 600 + "</html>\n").encode())
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert [(r.clip_id, r.fallback[0][1]) for r in records] == [
+        (f"cremad-1006_TIE_{e}_XX", str(tmp_path / "AudioMP3" / f"1006_TIE_{e}_XX.mp3")) for e in ("HAP", "NEU")]
+    assert not [r for r in rejects if r.reason.startswith("the same bytes as")]
+    for head in (b"RIFF\x24\x00\x00\x00WAVEfmt ", b"FLV\x01\x05", b"\x00\x00\x00\x20ftypisom", b"ID3\x04\x00",
+                 b"\xff\xfb\x90\x64", "naïve\x7f".encode()):  # media headers and a control character: no text
+        assert not corpora._text(head)
+    assert corpora._text(("a" + "é" * 300).encode()[:512])  # a character cut at its end is still text
+
+
 def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_recording_named_twice(tmp_path):
     """Two AudioWAV/ files of digital silence as long as each other hold the same bytes: they were 'one recording under
     2 names, which is right is unknown', a label problem, while each alone is 'audio is digital silence', which says

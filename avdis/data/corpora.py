@@ -41,6 +41,7 @@ missing is a reject, not a silent gap.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -514,7 +515,15 @@ def _silent(path: str) -> bool:
     return False
 
 
-_TEXT = frozenset(range(32, 127)) | frozenset(b"\t\n\r")
+def _text(head: bytes) -> bool:
+    """Whether a file's first bytes are text: UTF-8 (an error page a downloader saved often is), a character cut at
+    their end aside, with no control character but tabs and line breaks. No media file's header is: each holds a
+    binary size or version (a NUL, an 0xFF)."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        return False
+    return not any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text)
 
 
 def _no_recording(path: str) -> bool:
@@ -528,7 +537,7 @@ def _no_recording(path: str) -> bool:
         with open(path, "rb") as fh:
             size, head = os.fstat(fh.fileno()).st_size, fh.read(512)
             fh.seek(0)
-            if set(head) <= _TEXT:
+            if _text(head):
                 return True
             if head[:4] == b"RIFF":
                 # a sample after its data chunk's header, whatever its size (0: left open, read to the end)
