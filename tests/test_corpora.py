@@ -351,6 +351,23 @@ def test_a_cremad_tree_without_audiowav_makes_its_clips_of_the_mp3s_else_of_the_
     assert again["up_to_date"] and again["audio_from"] == note
 
 
+@pytest.mark.parametrize("kind", ["flv", "mp3"])
+def test_a_cremad_tree_without_audiowav_names_only_the_sources_its_clips_took_their_sound_from(tmp_path, kind):
+    """A copy of VideoFlash/ alone was told its clips took their sound '0 from AudioMP3/*.mp3, 4 from their videos'
+    own tracks', naming a folder it does not hold; a source that gave no clip is now left out."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    folder = {"flv": "VideoFlash", "mp3": "AudioMP3"}[kind]
+    for i, stem in enumerate(("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX", "1002_TIE_SAD_XX")):
+        frames, audio = clip_media(i)
+        write_clip(root / folder / f"{stem}.{kind}", frames if kind == "flv" else None, 12, audio, SR)
+    _, (summary, _, _) = built_cremad(root, out, "av" if kind == "flv" else "audio")
+    source = {"flv": "4 from their videos' own tracks", "mp3": "4 from AudioMP3/*.mp3"}[kind]
+    assert summary["audio_from"] == (f"4 clips took their sound from lossy copies of the recording, not from "
+                                     f"AudioWAV/*.wav, which data.src does not hold: {source}; put CREMA-D's AudioWAV/ "
+                                     "folder under data.src to make them of its recordings (the shards are then made "
+                                     "again)")
+
+
 def test_a_cremad_tree_without_audiowav_held_twice_takes_a_clip_from_the_whole_copy_of_its_mp3(tmp_path):
     """A copy without AudioWAV/ holding AudioMP3/ twice (data.modality=audio): each clip's sound is its .mp3, but the
     second copy of an .mp3 was an unused file ('expected VideoFlash/*.flv, ...'), never tried, so a clip whose first

@@ -767,10 +767,13 @@ def _audio_from_note(corpus: str, records: list[ClipRecord], audio_paths: list[s
     mp3 = sum(Path(p).suffix.lower() == ".mp3" for p in audio_paths)
     track = len(audio_paths) - mp3
     mixed = "; the two can differ in rate and bandwidth, and so clips by their source (see source_rates and bandwidths)"
+    # only the sources that gave a clip: a copy of VideoFlash/ alone was told of '0 from AudioMP3/*.mp3'
+    sources = ", ".join(f"{n} from {source}" for n, source in ((mp3, "AudioMP3/*.mp3"),
+                                                               (track, "their videos' own tracks")) if n)
     return {"audio_from": f"{len(audio_paths)} clips took their sound from lossy copies of the recording, not from "
-                          f"AudioWAV/*.wav, which data.src does not hold: {mp3} from AudioMP3/*.mp3, {track} from "
-                          f"their videos' own tracks{mixed if mp3 and track else ''}; put CREMA-D's AudioWAV/ folder "
-                          "under data.src to make them of its recordings (the shards are then made again)"}
+                          f"AudioWAV/*.wav, which data.src does not hold: {sources}{mixed if mp3 and track else ''}; "
+                          "put CREMA-D's AudioWAV/ folder under data.src to make them of its recordings (the shards "
+                          "are then made again)"}
 
 
 def _placeholders_note(scan_rejects: list[Reject]) -> dict[str, str]:
