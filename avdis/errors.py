@@ -1,4 +1,10 @@
-"""One base class for errors a user can fix; the CLI prints them without a traceback."""
+"""One base class for errors a user can fix; the CLI prints them without a traceback. And how messages count."""
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 file', '2 files': a count as a message says it (one broken file read '1 files rejected'). `noun` is
+    singular and takes an s."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class AvdisError(Exception):

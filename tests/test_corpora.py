@@ -146,6 +146,18 @@ def test_a_corpus_none_of_whose_clips_decodes_counts_its_broken_files_apart_from
         shards.build_shards(data, S3Config())
 
 
+@pytest.mark.parametrize("modality", ["av", "audio"])
+def test_one_rejected_file_is_counted_as_one_file(tmp_path, modality):
+    """A source of one broken or lone file was told '1 files rejected' (no clip in the scan: a .wav with no video
+    under data.modality=av) or 'every clip was rejected (1 files)' (a clip that did not decode: an empty .wav)."""
+    touch(tmp_path / "CREMA-D" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    data = DataConfig(corpus="cremad", src=str(tmp_path / "CREMA-D"), shards=str(tmp_path / "out"), modality=modality)
+    said = r"no usable cremad clips; 1 file rejected, first: " if modality == "av" else \
+        r"every clip was rejected \(1 file\), first: "
+    with pytest.raises(shards.PreprocessError, match=said):
+        shards.build_shards(data, S3Config())
+
+
 def test_cremad_converted_to_mp4_is_read_as_the_clips_video_or_its_fallback(tmp_path):
     """VideoMP4/<stem>.mp4, the .flv converted as many users keep it: every file was a reject ("expected
     VideoFlash/*.flv or AudioWAV/*.wav"), so a copy holding only the .mp4 files made no clip at all."""

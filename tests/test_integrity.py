@@ -249,7 +249,7 @@ def test_training_past_a_corrupt_shard_gives_finite_metrics(tiny_shards, tmp_pat
     assert final["skipped_shards"] == 1 and final["skipped_samples"] > 0
     # the evaluation pass reads every split: all of the shard's clips are missing from the metrics, and it says so
     assert final["eval_skipped_samples"] == len(clips_of(out, bad.name))
-    assert (f", skipped {final['skipped_samples']} clips (1 bad shards), {final['eval_skipped_samples']} clips "
+    assert (f", skipped {final['skipped_samples']} clips (1 bad shard), {final['eval_skipped_samples']} clips "
             "missing from the evaluation") in capsys.readouterr().out
     for key in ("loss", "emotion_acc", "leakage"):
         assert np.isfinite(final[key]), key
@@ -291,6 +291,17 @@ def test_nan_features_of_test_clips_fail_the_embedding_pass(tiny_shards, tmp_pat
         train_on(out, tmp_path)
     assert bad.name in str(err.value) and clips[0] in str(err.value)
     assert not list((tmp_path / "runs" / "run").glob("checkpoint_epoch_*"))
+
+
+def test_one_clip_with_non_finite_outputs_is_counted_as_one_clip():
+    """The embedding pass's error read 'non-finite outputs for 1 clips' where one clip gave them."""
+    from avdis.train.loop import OUTPUTS, _check_embeddings
+
+    emb = {k: np.zeros((3, 2), np.float32) for k in OUTPUTS}
+    emb["z_emo"][1, 0] = np.nan
+    emb.update(clip_id=np.array(["a", "b", "c"]), shard=np.array(["s0", "s0", "s1"]))
+    with pytest.raises(NonFiniteError, match=r"non-finite outputs for 1 clip in the embedding pass \(first: \['b'\]\)"):
+        _check_embeddings(emb, 0)
 
 
 # ------------------------------------------------------------------ the sweep's record

@@ -55,7 +55,7 @@ from avdis.data import splits
 from avdis.data.bandwidth import band_counts, bandwidth_cue, rate_counts
 from avdis.data.corpora import (GROUND_TRUTH, ClipRecord, CorpusError, Reject, copies_found, named_as,
                                 no_media, placeholders_found, scan)
-from avdis.errors import AvdisError, UsageError
+from avdis.errors import AvdisError, UsageError, counted
 
 MANIFEST = "manifest.parquet"
 REJECTS = "rejects.parquet"
@@ -604,8 +604,9 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
         counts = _reject_counts(scan_rejects)  # unused files (CREMA-D's AudioMP3 copies) are no faults
         unused = f" ({counts['unused']} more unused, no fault)" if counts["unused"] else ""
         placed = _placeholders_counted(scan_rejects)  # said beside the first rejects by file: all may be such rows
-        raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {counts['rejects']} files rejected{unused}, "
-                              f"first: {_first(scan_rejects)} ({where}){'; ' if placed else ''}{placed}"
+        raise PreprocessError(f"{data.src}: no usable {data.corpus} clips; {counted(counts['rejects'], 'file')} "
+                              f"rejected{unused}, first: {_first(scan_rejects)} ({where}){'; ' if placed else ''}"
+                              f"{placed}"
                               f"{_audio_alone_hint(data, out_dir)}"
                               f"{named_as(Path(data.src), None, data.corpus, Path(out_dir) if out_dir else None)}")
     lines = _source_lines(records, scan_rejects)  # stats every source file once, for both hashes
@@ -652,8 +653,8 @@ def _build(data: DataConfig, s3: S3Config, run_tasks: Callable[[list[ShardTask]]
     counts = _reject_counts(rejected)  # unused files (CREMA-D's AudioMP3 copies) are no clips that failed
     unused = f"; {counts['unused']} more unused, no fault" if counts["unused"] else ""
     placed = _placeholders_counted(scan_rejects)
-    none_made = "" if rows else (f"{data.src}: every clip was rejected ({counts['rejects']} files{unused}), first: "
-                                 f"{_first(rejected)}{'; ' if placed else ''}{placed}"
+    none_made = "" if rows else (f"{data.src}: every clip was rejected ({counted(counts['rejects'], 'file')}{unused}), "
+                                 f"first: {_first(rejected)}{'; ' if placed else ''}{placed}"
                                  f"{_no_video_anywhere(records, decoded, data, out_dir)}")
     if not rows and manifest_url in old:
         for url, content in old.items():
@@ -770,10 +771,10 @@ def _audio_from_note(corpus: str, records: list[ClipRecord], audio_paths: list[s
     # only the sources that gave a clip: a copy of VideoFlash/ alone was told of '0 from AudioMP3/*.mp3'
     sources = ", ".join(f"{n} from {source}" for n, source in ((mp3, "AudioMP3/*.mp3"),
                                                                (track, "their videos' own tracks")) if n)
-    return {"audio_from": f"{len(audio_paths)} clips took their sound from lossy copies of the recording, not from "
-                          f"AudioWAV/*.wav, which data.src does not hold: {sources}{mixed if mp3 and track else ''}; "
-                          "put CREMA-D's AudioWAV/ folder under data.src to make them of its recordings (the shards "
-                          "are then made again)"}
+    return {"audio_from": f"{counted(len(audio_paths), 'clip')} took their sound from lossy copies of the recording, "
+                          f"not from AudioWAV/*.wav, which data.src does not hold: {sources}"
+                          f"{mixed if mp3 and track else ''}; put CREMA-D's AudioWAV/ folder under data.src to make "
+                          "them of its recordings (the shards are then made again)"}
 
 
 def _placeholders_note(scan_rejects: list[Reject]) -> dict[str, str]:
@@ -894,8 +895,9 @@ def write_shard_seen(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Confi
     if missing:
         import ray
 
+        more = f" and {counted(len(missing) - 1, 'more clip')}" if len(missing) > 1 else ""
         raise PreprocessError(
-            f"{missing[0]}{f' and {len(missing) - 1} more clips' if len(missing) > 1 else ''}: listed by the driver's "
+            f"{missing[0]}{more}: listed by the driver's "
             f"scan of data.src={src}, but not found on node {ray.util.get_node_ip_address()}, where a preprocessing "
             "task ran. Every node that runs these tasks must see data.src at the same path (a shared filesystem), or "
             "preprocess on the machine that holds the corpus (`--no-ray`, or no Ray address: a local Ray) with --out "

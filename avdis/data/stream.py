@@ -46,7 +46,7 @@ from avdis import storage
 from avdis.config import DataConfig, FeatureConfig, S3Config
 from avdis.data import shards as shardlib
 from avdis.data.splits import split_of
-from avdis.errors import AvdisError
+from avdis.errors import AvdisError, counted
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -329,7 +329,7 @@ class SampleStream(IterableDataset):
                         samples = None
                 yield sample
         except Exception as exc:  # noqa: BLE001 - a corrupt tar (written so by preprocess: its hash matched)
-            skip("shard", f"unreadable after {n} samples ({type(exc).__name__}: {exc})")
+            skip("shard", f"unreadable after {counted(n, 'sample')} ({type(exc).__name__}: {exc})")
             return
         if n < ref.counts.get("all", 0):
             skip("shard", f"ended after {n} of the {ref.counts['all']} clips the manifest lists")
@@ -474,8 +474,8 @@ def check_skip_rate(stats: SkipStats, data: DataConfig, split: str) -> None:
         unread_only = stats.unread_shards == stats.bad_shards and not stats.bad_samples  # storage, not the data
         exc = SkipRateExceeded(
             f"{stats.skipped_samples}/{stats.expected} clips of split {split!r} did not arrive "
-            f"({stats.bad_shards} bad shards, {stats.bad_samples} bad samples; data.loader.max_skip_rate="
-            f"{data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}; "
+            f"({counted(stats.bad_shards, 'bad shard')}, {counted(stats.bad_samples, 'bad sample')}; "
+            f"data.loader.max_skip_rate={data.loader.max_skip_rate}); first problems: {'; '.join(stats.reasons[:5])}; "
             f"{_skip_fix(data, unread_only)}"
         )
         exc.retryable = unread_only

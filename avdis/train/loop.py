@@ -30,7 +30,7 @@ from avdis.config import OBJECTIVES, Config, DataConfig, EmotionMetric, S3Config
 from avdis.data.shards import MANIFEST, PreprocessError
 from avdis.data.stream import (DatasetInfo, EpochPlan, ShardCache, ShardsRebuilt, SkipStats, check_skip_rate,
                                epoch_batches, open_dataset)
-from avdis.errors import AvdisError, UsageError
+from avdis.errors import AvdisError, UsageError, counted
 from avdis.model.disentangle import REGISTRY
 from avdis.model.multitask import MODALITY_INPUTS, build_model, count_parameters
 from avdis.numbers import finite, json_safe
@@ -333,8 +333,8 @@ def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
     if bad.any():
         clips, shards = emb["clip_id"][bad].tolist(), sorted(set(emb["shard"][bad].tolist()))
         raise NonFiniteError(
-            f"epoch {epoch + 1}: the model gave non-finite outputs for {len(clips)} clips in the embedding pass "
-            f"(first: {clips[:10]}) from shards {shards[:10]}; check those clips' features (re-run `avdis "
+            f"epoch {epoch + 1}: the model gave non-finite outputs for {counted(len(clips), 'clip')} in the embedding "
+            f"pass (first: {clips[:10]}) from shards {shards[:10]}; check those clips' features (re-run `avdis "
             f"preprocess`). No checkpoint was saved for this epoch."
         )
 
@@ -382,9 +382,10 @@ def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:
         parts.append(f"leakage {metrics['leakage']:.3f}")
     parts.append(f"{metrics['epoch_s']:.1f} s")
     if metrics["skipped_samples"]:
-        parts.append(f"skipped {metrics['skipped_samples']} clips ({metrics['skipped_shards']} bad shards)")
+        parts.append(f"skipped {counted(metrics['skipped_samples'], 'clip')} "
+                     f"({counted(metrics['skipped_shards'], 'bad shard')})")
     if metrics.get("eval_skipped_samples"):
-        parts.append(f"{metrics['eval_skipped_samples']} clips missing from the evaluation")
+        parts.append(f"{counted(metrics['eval_skipped_samples'], 'clip')} missing from the evaluation")
     return "avdis train: " + ", ".join(parts)
 
 
@@ -528,7 +529,7 @@ def _say_schedule_change(cfg: Config, start: int, planned: int | None) -> None:
     print(f"avdis train: train.epochs changed from {planned} to {cfg.train.epochs}: the cosine learning rate follows "
           f"the {cfg.train.epochs}-epoch schedule from epoch {start + 1}, so it moves from "
           f"{lr_at(cfg, start, planned):.3g} to {lr_at(cfg, start):.3g}; the run differs from one trained for "
-          f"{cfg.train.epochs} epochs from the start", flush=True)
+          f"{counted(cfg.train.epochs, 'epoch')} from the start", flush=True)
 
 
 def check_accumulation(info: DatasetInfo, cfg: Config, world: int) -> None:

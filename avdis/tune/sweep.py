@@ -46,7 +46,7 @@ from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, Config, Range, 
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
-from avdis.errors import AvdisError, UsageError
+from avdis.errors import AvdisError, UsageError, counted
 from avdis.results import pareto
 from avdis.train import checkpoint as ck
 from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
@@ -509,8 +509,8 @@ def fit(tuner: Any, trials: int, sweep_url: str) -> None:
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
     if seen["interrupted"] or ended < len(grid) or ended < trials:
-        raise SweepInterrupted(f"{sweep_url}: interrupted before its {trials} trials ended; Tune saved its state: "
-                               "rerun the same command to resume")
+        raise SweepInterrupted(f"{sweep_url}: interrupted before its {counted(trials, 'trial')} ended; Tune saved its "
+                               "state: rerun the same command to resume")
 
 
 def searcher(cfg: Config) -> Searcher:
