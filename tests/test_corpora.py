@@ -253,10 +253,13 @@ def test_a_cremad_wav_that_does_not_decode_is_replaced_by_its_mp3_else_by_its_vi
     # none of the three decodes: each file tried is a fault of its own, none said to be unused
     lost = {name: rejects[f"1002_TIE_SAD_XX.{name}"] for name in ("wav", "mp3", "flv")}
     assert not any(r["unused"] for r in lost.values())
-    for name in ("wav", "mp3", "flv"):
+    for name in ("wav", "mp3"):
         with pytest.raises(MediaError) as fault:
             decode_audio(files[f"1002_TIE_SAD_XX.{name}"], SR)
-        assert lost[name]["reason"] == fault.value.reason  # "cannot open media ...", "cut short ...", "no audio stream"
+        assert lost[name]["reason"] == fault.value.reason  # "cannot open media ...", "cut short ..."
+    assert lost["flv"]["reason"].startswith("no audio stream, the clip's last source of sound: its "
+                                            "AudioWAV/1002_TIE_SAD_XX.wav failed, its AudioMP3/1002_TIE_SAD_XX.mp3 "
+                                            "failed; ")
     assert summary["clips"] == 4 and summary["rejects"] == 5 and summary["unused"] == 1 + 3 * audio
 
 
@@ -378,6 +381,26 @@ def test_a_cremad_tree_without_audiowav_names_only_the_sources_its_clips_took_th
                                      f"AudioWAV/*.wav, which data.src does not hold: {source}; put CREMA-D's AudioWAV/ "
                                      "folder under data.src to make them of its recordings (the shards are then made "
                                      "again)")
+
+
+@pytest.mark.parametrize("modality", ["av", "audio"])
+def test_a_cremad_video_without_sound_says_its_clip_found_none_in_audiowav_or_audiomp3_either(tmp_path, modality):
+    """A CREMA-D video whose own track, its clip's last source of sound, holds none was told 'no audio stream' alone,
+    as if that were its clip's only one: it now says what of AudioWAV/ and AudioMP3/ was tried before it."""
+    root, out = tmp_path / "CREMA-D", tmp_path / "shards"
+    stems = ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX"]
+    for i, stem in enumerate(stems):
+        frames, audio = clip_media(i)
+        write_clip(root / "VideoFlash" / f"{stem}.flv", frames, 12, audio if i == 0 else None, SR)
+    cut = root / "AudioMP3" / f"{stems[2]}.mp3"
+    write_clip(cut, None, 12, clip_media(2)[1], SR)
+    cut.write_bytes(cut.read_bytes()[:400])
+    _, (summary, rows, rejects) = built_cremad(root, out, modality)
+    assert list(rows) == [stems[0]] and summary["rejects"] == 3
+    for stem, mp3 in ((stems[1], "is not in data.src"), (stems[2], "failed")):
+        assert rejects[f"{stem}.flv"]["reason"] == (
+            f"no audio stream, the clip's last source of sound: its AudioWAV/{stem}.wav is not in data.src, its "
+            f"AudioMP3/{stem}.mp3 {mp3}; copy AudioWAV/{stem}.wav (whole) under data.src to make its clip")
 
 
 def test_a_cremad_tree_without_audiowav_held_twice_takes_a_clip_from_the_whole_copy_of_its_mp3(tmp_path):
@@ -1933,9 +1956,12 @@ def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_r
     for rec in records:
         encoded, faults = shards._encode_any(rec, FeatureConfig())
         assert encoded is None
+        stem = Path(rec.video_path).stem
         assert [(r.source_path, r.reason) for r in faults] == [
             (rec.audio_path, "audio is digital silence (every sample is 0)"),
-            (rec.video_path, "no audio stream")]
+            (rec.video_path, f"no audio stream, the clip's last source of sound: its AudioWAV/{stem}.wav failed, its "
+                             f"AudioMP3/{stem}.mp3 is not in data.src; copy AudioWAV/{stem}.wav (whole) under data.src "
+                             "to make its clip")]
 
 
 @pytest.mark.parametrize("audio_only", [False, True])

@@ -227,6 +227,9 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     return decode_rated(path, sample_rate, together)[0]
 
 
+NO_AUDIO_STREAM = "no audio stream"  # how a file holding no sound is told (`shards._no_sound_anywhere` words it more)
+
+
 def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> tuple[np.ndarray, int]:
     """Mono float32 samples at `sample_rate`, and the lowest rate the track was recorded at (what limits its bandwidth),
     from time zero (`_origin`; silence before a late start), each frame where its timestamp puts it: a gap in the
@@ -236,7 +239,7 @@ def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> t
     with _open(path) as container:
         stream = _played(container.streams.audio)
         if stream is None:
-            raise MediaError(path, "no audio stream")
+            raise MediaError(path, NO_AUDIO_STREAM)
         tracks, track = len(container.streams.audio), list(container.streams.audio).index(stream)
         cut = whole.wav_held(path) if container.format.name == "wav" else None
         if cut is not None and cut[0] - cut[1] > whole.CUT_SHORT_S:

@@ -133,7 +133,7 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     (its audio file)."""
     # The media decoders (PyAV, librosa, OpenCV) load only where clips are decoded: readers of shards
     # (training workers) never need them.
-    from avdis.data.media import MediaError, NoVideo
+    from avdis.data.media import NO_AUDIO_STREAM, MediaError, NoVideo
 
     own = dict.fromkeys(p for pair in ((rec.video_path, rec.audio_path), *rec.fallback) for p in pair if p)  # no copy's
     stand_ins = _stand_ins(rec)
@@ -155,6 +155,8 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
                                  (None, *[f"{type(exc).__name__}: {exc}"] * 2))
             if isinstance(exc, NoVideo) and rec.corpus in VIDEO_BY_NAME:
                 reason = exc.damaged
+            elif rec.corpus == "cremad" and reason == NO_AUDIO_STREAM and Path(audio).suffix.lower() in (".flv", ".mp4"):
+                reason = _no_sound_anywhere(audio, tries)  # the video's own track, tried last
             failed.append((attempt, at, reason, reason if at in (None, attempt.source_path) else f"{at}: {reason}",
                            fault))
     used = (attempt.video_path, attempt.audio_path) if encoded else ()
@@ -192,6 +194,17 @@ def _encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict]
     # a file at fault that made part of the clip stays a fault (`_partly`); the other files the clip was made of are
     # no rejects
     return encoded, [*faults.values(), *(r for p, r in others.items() if p not in faults and p not in used)]
+
+
+def _no_sound_anywhere(video: str, tries: list[tuple[str | None, str]]) -> str:
+    """The reject of a CREMA-D video whose own track holds no sound: it is tried for its clip's sound last, after the
+    AudioWAV/ and AudioMP3/ files (`tries`, the clip's pairs), and 'no audio stream' alone read as if it were the
+    clip's only source of sound."""
+    stem, had = Path(video).stem, {Path(audio).suffix.lower() for _, audio in tries}
+    wav, mp3 = (f"its {folder}/{stem}{suffix} {'failed' if suffix in had else 'is not in data.src'}"
+                for folder, suffix in (("AudioWAV", ".wav"), ("AudioMP3", ".mp3")))
+    return (f"no audio stream, the clip's last source of sound: {wav}, {mp3}; copy AudioWAV/{stem}.wav (whole) under "
+            "data.src to make its clip")
 
 
 def _stand_ins(rec: ClipRecord) -> set[str]:
