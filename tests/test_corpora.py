@@ -644,6 +644,30 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
     assert not rejects[str(av)]["unused"] and (summary["rejects"], summary["unused"]) == (len(rejects), 0)
 
 
+@pytest.mark.parametrize("wavs", ["whole", "one cut short"])
+def test_a_cremad_copy_whose_every_video_fails_beside_whole_wavs_is_told_of_data_modality_audio(tmp_path, wavs):
+    """AudioWAV/ whole and every .flv unreadable: 'every clip was rejected' named the videos' faults but not
+    data.modality=audio, which makes a clip of each .wav; only a copy whose videos hold no video track was told of
+    it. It is now told wherever every clip was lost to its video and each clip's audio file makes a clip alone, and
+    not where one of those does not (that is checked, not assumed)."""
+    root = tmp_path / "CREMA-D"
+    stems = ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX")
+    for i, stem in enumerate(stems):
+        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, clip_media(i)[1], SR)
+        (root / "VideoFlash").mkdir(parents=True, exist_ok=True)
+        (root / "VideoFlash" / f"{stem}.flv").write_bytes(b"FLV\x01" + bytes(range(256)) * 4)
+    if wavs == "one cut short":
+        cut = root / "AudioWAV" / f"{stems[1]}.wav"
+        cut.write_bytes(cut.read_bytes()[:3000])
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError, match="every clip was rejected") as exc:
+        shards.build_shards(data, S3Config())
+    hint = ("; every clip was lost to its video (each clip's audio file alone decodes whole); its audio files make "
+            "clips of audio alone: preprocess them with data.modality=audio (and train with model.modality=audio)")
+    assert (hint in str(exc.value)) == (wavs == "whole")
+    assert "data.modality=audio" not in str(exc.value) or wavs == "whole"
+
+
 def test_a_full_av_file_with_no_picture_whose_clip_has_another_is_not_told_to_preprocess_audio_alone(tmp_path):
     """A full-AV (01) file with no video stream beside its clip's 02 + 03 files: the clip is made of those, and the
     01's reject said "for a corpus of audio alone, preprocess with data.modality=audio", for a clip with a picture."""

@@ -745,13 +745,33 @@ def _audio_alone_hint(data: DataConfig, out_dir: str | None) -> str:
 def _no_video_anywhere(records: list[ClipRecord], decoded: list[Reject], data: DataConfig,
                        out_dir: str | None) -> str:
     """The fix for a RAVDESS or CREMA-D copy none of whose videos holds a video track (`_audio_alone_hint`): each
-    is told to be copied again, a file's fault, which said nothing of data.modality=audio for the corpus."""
+    is told to be copied again, a file's fault, which said nothing of data.modality=audio for the corpus. So for a
+    copy none of whose clips was made, each lost to its video (an .flv unreadable beside its whole .wav)."""
     from avdis.data.media import NO_VIDEO_TRACK
 
     empty = {r.source_path for r in decoded if r.reason.startswith(NO_VIDEO_TRACK)}
-    if not records or data.corpus not in VIDEO_BY_NAME or any(r.video_path not in empty for r in records):
-        return ""
-    return f"; none of its videos holds a video track{_audio_alone_hint(data, out_dir)}"
+    if records and data.corpus in VIDEO_BY_NAME and all(r.video_path in empty for r in records):
+        return f"; none of its videos holds a video track{_audio_alone_hint(data, out_dir)}"
+    if records and _heard_alone(records, data.features):
+        return ("; every clip was lost to its video (each clip's audio file alone decodes whole)"
+                f"{_audio_alone_hint(data, out_dir)}")
+    return ""
+
+
+def _heard_alone(records: list[ClipRecord], feat: FeatureConfig) -> bool:
+    """Whether each clip has an audio file of its own that makes a clip of audio alone, decoded here (a clip not made
+    then lost to its video): advice to preprocess audio alone is given only where it is true. Read only where no clip
+    was made; the first that fails ends it."""
+    from avdis.data.media import extract
+
+    if any(r.video_path in (None, r.audio_path) for r in records):
+        return False
+    for rec in records:
+        try:
+            extract(rec.audio_path, None, feat)
+        except Exception:  # noqa: BLE001 - any file that fails to decode, as in `_encode_any`
+            return False
+    return True
 
 
 def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
