@@ -358,12 +358,32 @@ def test_a_cremad_tree_without_audiowav_makes_its_clips_of_the_mp3s_else_of_the_
         assert rejects["1003_DFA_FEA_HI.mp3"]["reason"] == "expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav"
     assert summary["clips"] == 4 + audio and len(rejects) == 2
     note = summary["audio_from"]
-    assert note.startswith(f"{4 + audio} clips took their sound from lossy copies of the recording, not from "
+    assert note.startswith(f"the sound of {4 + audio} clips came from lossy copies of the recording, not from "
                            f"AudioWAV/*.wav, which data.src does not hold: {1 + audio} from AudioMP3/*.mp3, 3 from "
-                           "their videos' own tracks") and "source_rates" in note
+                           "the videos' own tracks") and "source_rates" in note
     # made again, the shards are up to date and the summary says the same
     again = shards.build_shards(data, S3Config())
     assert again["up_to_date"] and again["audio_from"] == note
+
+
+def test_one_clip_of_lossy_sound_and_one_second_copy_are_told_in_the_singular(tmp_path):
+    """A CREMA-D copy of one .flv held twice was told '1 clip took their sound from lossy copies ... to make them of
+    its recordings' and '1 files are second copies of clips' files'; a corpus of one's own with one file listed twice
+    '1 files listed in ground_truth.csv hold the same bytes as files listed before them'."""
+    root = tmp_path / "CREMA-D"
+    frames, audio = clip_media(0)
+    write_clip(root / "VideoFlash" / "1001_DFA_ANG_XX.flv", frames, 12, audio, SR)
+    shutil.copytree(root / "VideoFlash", root / "again" / "VideoFlash")
+    summary = shards.build_shards(DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out")),
+                                  S3Config())
+    assert summary["audio_from"] == ("the sound of 1 clip came from lossy copies of the recording, not from "
+                                     "AudioWAV/*.wav, which data.src does not hold: 1 from the videos' own tracks; put "
+                                     "CREMA-D's AudioWAV/ folder under data.src to make the clips of its recordings "
+                                     "(the shards are then made again)")
+    assert summary["copies"].startswith("1 file is a second copy of a clip's file (the same name and size; first: ")
+    copy = corpora.Reject("b.wav", "duplicate of a.wav (the same bytes; ground_truth.csv row 3, its row 2)", True)
+    assert shards._copies_note([copy], "synthetic")["copies"].startswith(
+        "1 file listed in ground_truth.csv holds the same bytes as a file listed before it (first: b.wav, ")
 
 
 @pytest.mark.parametrize("kind", ["flv", "mp3"])
@@ -376,11 +396,11 @@ def test_a_cremad_tree_without_audiowav_names_only_the_sources_its_clips_took_th
         frames, audio = clip_media(i)
         write_clip(root / folder / f"{stem}.{kind}", frames if kind == "flv" else None, 12, audio, SR)
     _, (summary, _, _) = built_cremad(root, out, "av" if kind == "flv" else "audio")
-    source = {"flv": "4 from their videos' own tracks", "mp3": "4 from AudioMP3/*.mp3"}[kind]
-    assert summary["audio_from"] == (f"4 clips took their sound from lossy copies of the recording, not from "
+    source = {"flv": "4 from the videos' own tracks", "mp3": "4 from AudioMP3/*.mp3"}[kind]
+    assert summary["audio_from"] == (f"the sound of 4 clips came from lossy copies of the recording, not from "
                                      f"AudioWAV/*.wav, which data.src does not hold: {source}; put CREMA-D's AudioWAV/ "
-                                     "folder under data.src to make them of its recordings (the shards are then made "
-                                     "again)")
+                                     "folder under data.src to make the clips of its recordings (the shards are then "
+                                     "made again)")
 
 
 @pytest.mark.parametrize("modality", ["av", "audio"])

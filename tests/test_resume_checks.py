@@ -460,7 +460,7 @@ def test_a_run_stopped_on_the_way_is_not_returned_as_a_finished_shorter_one(tiny
     code = main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, "train.epochs=1")])
     err = capsys.readouterr().err
     assert code == 2 and "stopped after epoch 1 of the 2 it was started with" in err, err
-    assert "train.epochs=2 finishes it" in err
+    assert "ask for more than 1 epoch (train.epochs=2 finishes it)" in err  # not '1 epochs'
     assert not (run / "checkpoint_epoch_0002").exists()  # nothing trained
 
 

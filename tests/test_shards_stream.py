@@ -294,6 +294,16 @@ def test_unreachable_shards_count_as_bad_shards(tiny_corpus, tiny_shards, tmp_pa
     assert stats.skipped_samples == next(s["clips"] for s in meta["shards"] if s["name"] == first.name)
 
 
+def test_one_shard_made_again_under_a_run_is_told_in_the_singular(tmp_path):
+    """One shard of a pass made again under the run was told '1 shards of split 'all' are no longer those the run
+    started on'."""
+    stats = stream.SkipStats(expected=4, delivered=2, bad_shards=1, reasons=["shard-000001.tar: size mismatch"],
+                             rebuilt="manifest a when the run opened them, b now")
+    with pytest.raises(stream.ShardsRebuilt, match=r"\(manifest a when the run opened them, b now\): 1 shard of split "
+                                                   r"'all' is no longer as the run found it \(first: shard-000001"):
+        stream.check_skip_rate(stats, data_cfg(tmp_path / "src", tmp_path / "out"), "all")
+
+
 def test_shards_made_again_under_a_run_are_said_to_be_so_not_damaged(tmp_path):
     """A build writes its shards in place of the last one's, under their names: a run reading them on (a second
     `avdis preprocess` with another data.shard_size, a DECODING bump) found them damaged, and was told to make them

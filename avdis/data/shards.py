@@ -789,11 +789,14 @@ def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
     if not found:
         return {}
     first = f"first: {found[0].source_path}, {found[0].reason}"
+    n = len(found)
     if corpus == "synthetic":  # a corpus of one's own: copies under other names, found by their bytes
-        return {"copies": f"{len(found)} files listed in {GROUND_TRUTH} hold the same bytes as files listed before "
-                          f"them ({first}): each recording is one clip, from the row listing it first; list each "
+        listed = (f"1 file listed in {GROUND_TRUTH} holds the same bytes as a file listed before it" if n == 1 else
+                  f"{n} files listed in {GROUND_TRUTH} hold the same bytes as files listed before them")
+        return {"copies": f"{listed} ({first}): each recording is one clip, from the row listing it first; list each "
                           f"recording once in {GROUND_TRUTH}"}
-    return {"copies": f"{len(found)} files are second copies of clips' files (the same name and size; {first}): "
+    copies = "1 file is a second copy of a clip's file" if n == 1 else f"{n} files are second copies of clips' files"
+    return {"copies": f"{copies} (the same name and size; {first}): "
                       "each clip is read from one copy, the first found that decodes; where data.src holds the "
                       "corpus twice (Kaggle's RAVDESS holds its Actor_XX folders at its top and again under "
                       "audio_speech_actors_01-24/), point data.src at one copy"}
@@ -810,11 +813,12 @@ def _audio_from_note(corpus: str, records: list[ClipRecord], audio_paths: list[s
     mixed = "; the two can differ in rate and bandwidth, and so clips by their source (see source_rates and bandwidths)"
     # only the sources that gave a clip: a copy of VideoFlash/ alone was told of '0 from AudioMP3/*.mp3'
     sources = ", ".join(f"{n} from {source}" for n, source in ((mp3, "AudioMP3/*.mp3"),
-                                                               (track, "their videos' own tracks")) if n)
-    return {"audio_from": f"{counted(len(audio_paths), 'clip')} took their sound from lossy copies of the recording, "
+                                                               (track, "the videos' own tracks")) if n)
+    # worded alike for one clip and many (it read '1 clip took their sound ... to make them of its recordings')
+    return {"audio_from": f"the sound of {counted(len(audio_paths), 'clip')} came from lossy copies of the recording, "
                           f"not from AudioWAV/*.wav, which data.src does not hold: {sources}"
                           f"{mixed if mp3 and track else ''}; put CREMA-D's AudioWAV/ folder under data.src to make "
-                          "them of its recordings (the shards are then made again)"}
+                          "the clips of its recordings (the shards are then made again)"}
 
 
 def _placeholders_note(scan_rejects: list[Reject]) -> dict[str, str]:

@@ -466,7 +466,8 @@ def check_skip_rate(stats: SkipStats, data: DataConfig, split: str) -> None:
     if stats.rebuilt:  # the shards are sound: the run's data is gone, and another build would not bring it back
         raise ShardsRebuilt(
             f"{data.shards}: its shards were made again while this run read them ({stats.rebuilt}): "
-            f"{stats.bad_shards} shards of split {split!r} are no longer those the run started on (first: "
+            f"{counted(stats.bad_shards, 'shard')} of split {split!r} {'is' if stats.bad_shards == 1 else 'are'} no "
+            f"longer as the run found {'it' if stats.bad_shards == 1 else 'them'} (first: "
             f"{'; '.join(stats.reasons[:2])}). A run trains on the data it started with: run it again on the shards "
             "as they are now under another name (train.name, or a new sweep.name; its resume is refused on other "
             "data), or make the shards as they were; do not rebuild shards a run or sweep is reading")

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from avdis import storage
 from avdis.config import ADDED, Config, S3Config, measures_of
-from avdis.errors import AvdisError, UsageError
+from avdis.errors import AvdisError, UsageError, counted
 
 STATE = "state.json"
 METRICS_FILE = "metrics.json"  # the run's history, rank 0's, beside its checkpoints
@@ -269,8 +269,8 @@ def check_resume(run_url: str, current: dict[str, Any], s3: S3Config, epochs: in
             raise UsageError(f"{run_url}: stopped after epoch {done} of the {planned} it was started with; that epoch "
                              f"did not end a {epochs}-epoch run (it trained on the {planned}-epoch learning-rate "
                              "schedule, and not as a last epoch, which always probes leakage); ask for more than "
-                             f"{done} epochs (train.epochs={planned} finishes it), or use another train.name for a new "
-                             "run")
+                             f"{counted(done, 'epoch')} (train.epochs={planned} finishes it), or use another "
+                             "train.name for a new run")
 
 
 def ray_resume_point(run_url: str, s3: S3Config) -> tuple[str, dict[str, Any]] | None:
