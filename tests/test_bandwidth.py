@@ -367,3 +367,15 @@ def test_full_band_clips_at_mixed_rates_and_unknown_ones_say_nothing(tmp_path, c
     summary = json.loads(printed.out)
     assert summary["bandwidths"] == {"8000": 12, "unknown": 6}
     assert summary["source_rates"] == {"16000": 9, "22050": 3, "44100": 3, "48000": 3}
+
+
+def test_a_few_narrow_clips_of_many_speakers_name_no_speaker_in_a_sentence_of_its_own():
+    """One narrow clip in each of three speakers' four: no speaker has only such clips, which the warning said as a
+    sentence starting in lower case after the last one's full stop."""
+    from avdis.data.bandwidth import bandwidth_cue
+
+    speakers = [f"s{i}" for i in range(8) for _ in range(4)]
+    bandwidths = [3910 if i in (1, 4, 6) and c == 0 else 8000 for i in range(8) for c in range(4)]
+    cue = bandwidth_cue(speakers, [16000] * 32, bandwidths, FeatureConfig())
+    assert cue.startswith("clips' sound stops at different frequencies: 3 up to 3910 Hz, 29 up to 8000 Hz"), cue
+    assert "in the manifest). No speaker has only such clips, 3 some of theirs." in cue, cue

@@ -130,7 +130,7 @@ def bandwidth_cue(speakers: list[str], rates: list[int], bandwidths: list[int | 
     mixed = sum(1 for lows in by_speaker.values() if min(lows) < widest <= max(lows))
     lowest = min(filled)
     files = ", ".join(f"{n} at {rate} Hz" for rate, n in sorted(Counter(rates).items()))
-    named = "; ".join(who) or "no speaker has only such clips"
+    named = "; ".join(who) or "No speaker has only such clips"
     return (f"clips' sound stops at different frequencies: {counts} (the mel bands go up to {top:g} Hz: "
             f"data.features.sample_rate={feat.sample_rate}{'' if feat.f_max is None else f', f_max={feat.f_max:g}'}; "
             f"the clips' files: {files}). A clip holds nothing above half its rate, nor above what a phone line, a "
