@@ -379,3 +379,27 @@ def test_a_few_narrow_clips_of_many_speakers_name_no_speaker_in_a_sentence_of_it
     cue = bandwidth_cue(speakers, [16000] * 32, bandwidths, FeatureConfig())
     assert cue.startswith("clips' sound stops at different frequencies: 3 up to 3910 Hz, 29 up to 8000 Hz"), cue
     assert "in the manifest). No speaker has only such clips, 3 some of theirs." in cue, cue
+
+
+def gated(x: np.ndarray, rate: int, share: float) -> np.ndarray:
+    """`x` through a hard noise gate: digital silence wherever its level over 10 ms is under `share` of its peak."""
+    n = rate // 100
+    level = np.convolve(np.abs(x), np.ones(n) / n, mode="same")
+    return np.where(level >= share * np.abs(x).max(), x, 0).astype(np.float32)
+
+
+def test_a_noise_gated_clip_reads_its_band_not_the_clicks_of_its_gate(tmp_path):
+    """A gate that cuts to digital silence between words steps the sound to zero and back, a click over every band,
+    so speech recorded at 8 kHz, saved at 16 kHz and gated read 8000 Hz (each seed here), as a full-band clip does, and
+    a gated corpus's narrow speakers went unsaid. Frames holding such silence are left out of the spectrum: it reads
+    its band (within 8% of 4000 Hz), and gated full-band speech still reads 8000; gated so hard that under half a
+    second of whole frames is left, either is unknown (taken at half its rate), never the full band."""
+    from avdis.data import bandwidth
+
+    for seed in range(3):
+        x = speech(seed, 16000, 3.0)
+        narrow = bandwidth.measure(gated(upsampled(x, 16000, 8000), 16000, 0.06), 16000, 16000)
+        assert narrow is not None and abs(narrow - 4000) <= 320, (seed, narrow)
+        assert bandwidth.measure(gated(x, 16000, 0.06), 16000, 16000) == 8000, seed
+        assert bandwidth.measure(gated(upsampled(x, 16000, 8000), 16000, 0.15), 16000, 16000) is None, seed
+        assert bandwidth.measure(gated(x, 16000, 0.15), 16000, 16000) is None, seed

@@ -25,8 +25,10 @@ NAMED = 5  # speakers named in the warning; the rest are counted
 # an encoder's low-pass 60 or more); the bandwidth is where the level first falls EDGE_DB below the median of the
 # BELOW_HZ before the lowest cliff. A cut in the top fifth of the band up to the Nyquist frequency of the file's rate
 # (or of data.features.sample_rate, if lower) is its own anti-aliasing filter's, or a phone line's (300-3400 Hz of
-# 4 kHz): the clip fills its rate. None under LOWEST_HZ is looked for (a low voice or a hum falls off there); clips
-# with under MIN_FRAMES frames of sound (a frame's power at SOUND or more) are too short or quiet to tell.
+# 4 kHz): the clip fills its rate. None under LOWEST_HZ is looked for (a low voice or a hum falls off there). A frame
+# holding digital silence of SILENCE_S or more (a noise gate's, an edit's, a gap decoding filled) is left out: the
+# step into it and out of it is a click over every band, which hid a narrow one. Clips with under MIN_FRAMES frames of
+# sound (a frame's power at SOUND or more) are too short or quiet to tell.
 CLIFF_DB = 25.0
 EDGE_DB = 10.0
 BELOW_HZ = 500.0
@@ -35,6 +37,7 @@ LOWEST_HZ = 2000.0
 FULL = 0.8
 MIN_FRAMES = 8
 SOUND = 1e-7  # mean square: -70 dBFS
+SILENCE_S = 0.001  # s: a run of exact zeros this long is digital silence
 MAX_FRAMES = 2000  # a long recording's frames are sampled evenly: its spectrum, at a bounded cost
 SAME_BAND = 0.1  # bandwidths within a tenth of each other are one band (measure's error on test signals: under 8%)
 
@@ -42,14 +45,16 @@ SAME_BAND = 0.1  # bandwidths within a tenth of each other are one band (measure
 def measure(audio: np.ndarray, sample_rate: int, source_rate: int) -> int | None:
     """The frequency (Hz, to 10 Hz) below which a clip's sound lies, from its long-term spectrum as resampled to
     `sample_rate` (nothing above that reaches a feature), at most half the lower of the two rates; None where the clip
-    holds too little sound to tell (silence, a clip under half a second)."""
+    holds too little sound to tell (silence, a clip under half a second, or one gated to digital silence so often that
+    under half a second of its frames holds none)."""
     n_fft = 1 << int(np.ceil(np.log2(sample_rate / 16)))  # bins of 16 Hz or finer
     n = len(audio) // n_fft
     frames = audio[: n * n_fft].reshape(n, n_fft)
     frames = frames[np.mean(np.square(frames), axis=1, dtype=np.float64) >= SOUND]
+    frames = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).astype(int))]
+    frames = frames[~_silence_in(frames, round(SILENCE_S * sample_rate))]
     if len(frames) < MIN_FRAMES:
         return None
-    frames = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).astype(int))]
     power = np.mean(np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2, axis=0)
     bin_hz = sample_rate / n_fft
     tiny = power.max() * 1e-15
@@ -70,6 +75,13 @@ def measure(audio: np.ndarray, sample_rate: int, source_rate: int) -> int | None
     edge = low - below + int(np.argmax(smooth[low - below:] < under[low - 2 * below] - EDGE_DB))
     cut = edge * bin_hz
     return int(nyquist) if cut >= FULL * nyquist else int(round(cut, -1))
+
+
+def _silence_in(frames: np.ndarray, run: int) -> np.ndarray:
+    """Which frames hold `run` samples or more of digital silence in a row."""
+    zeros = np.zeros((len(frames), frames.shape[1] + 1), np.int16)  # a frame: 4096 samples at most
+    np.cumsum(frames == 0, axis=1, out=zeros[:, 1:])
+    return np.any(zeros[:, run:] - zeros[:, :-run] == run, axis=1)
 
 
 def effective(rate: int, bandwidth: int | None) -> float:
