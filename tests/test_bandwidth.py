@@ -81,23 +81,25 @@ def preprocess(capsys, src: Path, out: Path, *overrides: str) -> str:
 
 
 def test_speakers_recorded_at_a_lower_rate_are_named_with_the_f_max_that_evens_them_out(tmp_path, capsys):
-    """Two of six speakers recorded at 8 kHz: their clips' mel bands above 4 kHz are empty, so the bandwidth names
-    them, and preprocessing said nothing of it."""
+    """Two of six speakers recorded at 8 kHz (the telephone band, read as it is: 3300-3600 Hz): their clips' mel bands
+    above that are empty, so the bandwidth names them, and preprocessing said nothing of it."""
     rates = {"s1": 8000, "s2": 8000, "s3": 16000, "s4": 16000, "s5": 16000, "s6": 16000}
     src, out = corpus(tmp_path / "corpus", rates), tmp_path / "shards"
     err = preprocess(capsys, src, out)
-    assert "warning: clips' sound stops at different frequencies: 6 up to 4000 Hz, 12 up to 8000 Hz" in err
+    found = re.search(r"warning: clips' sound stops at different frequencies: 6 up to (\d+) Hz, 12 up to 8000 Hz", err)
+    assert found and 3300 <= int(found.group(1)) <= 3600, err
+    lowest = int(found.group(1))
     assert "the clips' files: 6 at 8000 Hz, 12 at 16000 Hz" in err
-    assert "2 of 6 speakers (s1, s2) have every clip up to 4000 Hz, 0 some of theirs" in err
-    assert "it names the speaker" in err and "Set data.features.f_max=4000 (the lowest bandwidth)" in err
+    assert f"2 of 6 speakers (s1, s2) have every clip up to {lowest} Hz, 0 some of theirs" in err
+    assert "it names the speaker" in err and f"Set data.features.f_max={lowest} (the lowest bandwidth)" in err
     table = pq.read_table(out / "manifest.parquet")
     assert dict(zip(table.column("clip_id").to_pylist(), table.column("source_rate").to_pylist())) == {
         f"{s}_{c}": rate for s, rate in rates.items() for c in range(3)}
     assert "stops at different frequencies" in preprocess(capsys, src, out)  # up to date: said again
-    # the advice taken: the shards are made again, every clip's bands stop at 4 kHz, and nothing is said
-    err = preprocess(capsys, src, out, "data.features.f_max=4000")
+    # the advice taken: the shards are made again, every clip's bands stop at the lowest, and nothing is said
+    err = preprocess(capsys, src, out, f"data.features.f_max={lowest}")
     assert "different frequencies" not in err
-    assert pq.read_table(out / "manifest.parquet").schema.metadata[b"avdis"].count(b'"f_max": 4000.0') == 1
+    assert pq.read_table(out / "manifest.parquet").schema.metadata[b"avdis"].count(f'"f_max": {lowest}.0'.encode()) == 1
 
 
 def test_a_corpus_recorded_at_one_rate_says_nothing_of_rates(tmp_path, capsys):
@@ -139,7 +141,7 @@ def test_shards_made_before_rates_were_kept_stay_up_to_date_and_f_max_makes_them
     src = corpus(tmp_path / "corpus", {"s1": 8000, "s2": 16000, "s3": 16000})
     data = DataConfig(corpus="synthetic", src=str(src), shards=str(tmp_path / "out"), modality="audio",
                       split=SplitConfig(folds=3))
-    shards.build_shards(data, S3Config())
+    lowest = min(int(b) for b in shards.build_shards(data, S3Config())["bandwidths"])  # the 8 kHz clips' 3.4 kHz
     table, meta = shards.read_manifest(data.shards)  # as an earlier avdis wrote it: no source_rate, no f_max
     assert "f_max" not in meta["features"]
     storage.write_parquet(str(tmp_path / "out" / shards.MANIFEST), table.drop_columns(["source_rate", "bandwidth_hz"]),
@@ -151,13 +153,13 @@ def test_shards_made_before_rates_were_kept_stay_up_to_date_and_f_max_makes_them
     rated = shards.build_shards(data, S3Config())
     assert rated["up_to_date"] and rated["source_rates"] == {"8000": 3, "16000": 6} and "bandwidths" not in rated
     assert "3 up to 4000 Hz, 6 up to 8000 Hz" in rated["bandwidth_cue"]
-    narrow = data.model_copy(update={"features": FeatureConfig(f_max=4000)})
-    with pytest.raises(UsageError, match=r"data\.features\.f_max=4000\.0 \(made with None\)"):
+    narrow = data.model_copy(update={"features": FeatureConfig(f_max=lowest)})
+    with pytest.raises(UsageError, match=rf"data\.features\.f_max={lowest}\.0 \(made with None\)"):
         shards.check_made_with(narrow, shards.read_manifest(data.shards)[1])
     made = shards.build_shards(narrow, S3Config())
-    assert made["rebuilt_because"] == "changed since the shards were made: data.features.f_max None -> 4000.0"
+    assert made["rebuilt_because"] == f"changed since the shards were made: data.features.f_max None -> {lowest}.0"
     assert made["source_rates"] == {"8000": 3, "16000": 6} and "bandwidth_cue" not in made
-    assert made["bandwidths"] == {"4000": 3, "8000": 6}
+    assert made["bandwidths"] == {str(lowest): 3, "8000": 6}
 
 
 def test_f_max_at_half_the_sample_rate_is_the_default_for_shards_runs_and_sweeps(tmp_path):
@@ -190,8 +192,9 @@ def test_a_run_or_sweep_that_makes_or_opens_the_shards_says_the_rates_differ_too
     for _ in range(2):  # made, then opened as they are
         prepare.ensure_shards(C.Config.model_validate({"data": data}))
         err = capsys.readouterr().err
-        assert f"warning: {data['shards']}: clips' sound stops at different frequencies: 3 up to 4000 Hz" in err
-        assert "Set data.features.f_max=4000" in err
+        found = re.search(rf"warning: {re.escape(data['shards'])}: clips' sound stops at different frequencies: "
+                          r"3 up to (\d+) Hz", err)
+        assert found and f"Set data.features.f_max={found.group(1)} " in err, err
     even = {**data, "src": str(corpus(tmp_path / "even", {"s1": 16000, "s2": 16000, "s3": 16000})),
             "shards": str(tmp_path / "even_shards")}
     for _ in range(2):
@@ -403,3 +406,44 @@ def test_a_noise_gated_clip_reads_its_band_not_the_clicks_of_its_gate(tmp_path):
         assert bandwidth.measure(gated(x, 16000, 0.06), 16000, 16000) == 8000, seed
         assert bandwidth.measure(gated(upsampled(x, 16000, 8000), 16000, 0.15), 16000, 16000) is None, seed
         assert bandwidth.measure(gated(x, 16000, 0.15), 16000, 16000) is None, seed
+
+
+def band_limited(x: np.ndarray, rate: int, low: float, high: float) -> np.ndarray:
+    """`x` with nothing outside `low`-`high` Hz: a phone line's band, or a recording's low-pass."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    spectrum[(freqs < low) | (freqs > high)] = 0
+    return np.fft.irfft(spectrum, len(x)).astype(np.float32)
+
+
+def test_a_phone_call_reads_one_band_in_an_8_khz_file_and_saved_at_16_or_44_1_khz(tmp_path, capsys):
+    """A call of 300-3400 Hz read 4000 Hz in its 8 kHz file (a cut in the top fifth of a file's band was taken as its
+    anti-aliasing filter) and 3420-3440 Hz saved at 16 or 44.1 kHz, so a phone corpus half in 8 kHz files and half
+    saved at 16 kHz was warned of as two bands, naming the speakers of one. Each reads the line's band, and such a
+    corpus says nothing."""
+    calls = [band_limited(speech(seed, 8000, 3.0), 8000, 300, 3400) for seed in range(3)]
+    for seed, call in enumerate(calls):
+        read = []
+        for rate, how in ((8000, None), (16000, "poly"), (44100, "swr")):
+            write_clip(tmp_path / "call.wav", None, 0, call if how is None else resampled(call, 8000, rate, how), rate)
+            read.append(measured(tmp_path / "call.wav"))
+        assert all(3300 <= b <= 3600 for b in read), (seed, read)
+    sounds = {s: [(f"{s}_{c}.wav", calls[c], 8000) if i < 3 else (f"{s}_{c}.wav", resampled(calls[c], 8000, 16000,
+                                                                                            "poly"), 16000)
+                  for c in range(3)] for i, s in enumerate(["s1", "s2", "s3", "s4", "s5", "s6"])}
+    err = preprocess(capsys, own_corpus(tmp_path / "corpus", sounds), tmp_path / "shards")
+    assert "different frequencies" not in err, err
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 24000])
+def test_a_16_khz_recording_cut_at_7_khz_reads_one_band_in_a_16_and_a_44_1_khz_file(tmp_path, sample_rate):
+    """At data.features.sample_rate 22050 or 24000 such a recording read 8000 Hz in its 16 kHz file (the cut lay in
+    the top fifth of the file's band) and ~7040 Hz saved at 44.1 or 48 kHz. Each reads its cut (within 10%)."""
+    for seed in range(2):
+        cut = band_limited(speech(seed, 16000, 3.0), 16000, 0, 7000)
+        read = []
+        for rate in (16000, 44100, 48000):
+            write_clip(tmp_path / "cut.wav", None, 0, cut if rate == 16000 else resampled(cut, 16000, rate, "poly"),
+                       rate)
+            read.append(measured(tmp_path / "cut.wav", sample_rate))
+        assert all(6700 <= b <= 7300 for b in read), (seed, read)
