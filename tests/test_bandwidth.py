@@ -447,3 +447,18 @@ def test_a_16_khz_recording_cut_at_7_khz_reads_one_band_in_a_16_and_a_44_1_khz_f
                        rate)
             read.append(measured(tmp_path / "cut.wav", sample_rate))
         assert all(6700 <= b <= 7300 for b in read), (seed, read)
+
+
+def test_no_bandwidth_under_2_khz_is_read_from_a_dip_below_a_cut_near_it():
+    """Nothing under 2 kHz is looked for, yet the edge was sought up to 500 Hz below the first cliff: speech cut at
+    2.3 kHz with a dip of 26 dB at 1600-1750 Hz read 1660 Hz, and speech cut at 1.8 kHz 1840-1860 Hz. The edge is
+    sought from 2 kHz up: the first reads its cut (within 8%), the second 2 kHz, the lowest band looked for."""
+    from avdis.data import bandwidth
+
+    for seed in range(3):
+        x = speech(seed, 16000, 3.0)
+        spectrum, freqs = np.fft.rfft(band_limited(x, 16000, 0, 2300)), np.fft.rfftfreq(len(x), 1 / 16000)
+        spectrum[(freqs > 1600) & (freqs < 1750)] *= 0.05
+        dipped = bandwidth.measure(np.fft.irfft(spectrum, len(x)).astype(np.float32), 16000, 16000)
+        assert abs(dipped - 2300) <= 0.08 * 2300, (seed, dipped)
+        assert bandwidth.measure(band_limited(x, 16000, 0, 1800), 16000, 16000) == bandwidth.LOWEST_HZ, seed

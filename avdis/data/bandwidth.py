@@ -66,14 +66,15 @@ def measure(audio: np.ndarray, sample_rate: int, source_rate: int) -> int | None
     top = int(0.99 * (len(power) - 1))
     loudest_above = np.maximum.accumulate(smooth[: top + 1][::-1])[::-1]
     under = np.median(sliding_window_view(level, below), axis=1)  # under[i]: the median of level[i : i + below]
-    first = max(2 * below, int(LOWEST_HZ / bin_hz))
+    first = max(2 * below, int(np.ceil(LOWEST_HZ / bin_hz)))
     at = np.arange(first, top - guard + 1)
     cliffs = at[under[at - below] - loudest_above[at + guard] >= CLIFF_DB]
     nyquist = min(source_rate, sample_rate) / 2
     if not len(cliffs):
         return int(nyquist)
     low = cliffs[0]  # the first: below a low-pass's skirt, which falls on as steeply, lies the sound it cut
-    edge = low - below + int(np.argmax(smooth[low - below:] < under[low - 2 * below] - EDGE_DB))
+    start = max(low - below, first)  # a dip under LOWEST_HZ is no edge: none is looked for there
+    edge = start + int(np.argmax(smooth[start:] < under[low - 2 * below] - EDGE_DB))
     cut = edge * bin_hz
     return int(nyquist) if cut >= FULL * sample_rate / 2 else min(int(nyquist), int(round(cut, -1)))
 
