@@ -27,8 +27,10 @@ nothing of the gap between validation and test.
 
 Setups: random, TPE and NSGA-II with and without MO-ASHA (the config's defaults), the defaults
 before (COMPARED) and a hindsight reference for early stopping (tpe/oracle: FrontOracle below), at every size;
-section 2's candidates (CANDIDATES) at the smallest. The start-up cost is bench/results/trial_overhead.json's `startup_s` (or --startup-s);
-a few setups are replayed again at today's TorchTrainer start-up for their wall times.
+section 2's candidates (CANDIDATES) at the smallest. Warm starts (WARM, only when named with --setups, from
+--warm-from's recording) give the default's searcher an earlier sweep's trials first. The start-up cost is
+bench/results/trial_overhead.json's `startup_s` (or --startup-s); a few setups are replayed again at today's
+TorchTrainer start-up for their wall times.
 Reported per setup and sweep size (trials), over seeds: hypervolume
 (avdis.results.pareto, chance = 1/emotions as results.summarize uses) against trial-epochs and
 simulated wall time with 95% intervals, and the trial-epochs and wall time to reach 95% of the
@@ -43,6 +45,7 @@ import heapq
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -91,7 +94,17 @@ CANDIDATES: dict[str, list[str]] = {
         (1, 2, "pruned", 6, 0.1), (2, 3, "pruned", 6, 0.1), (2, 2, "complete", 6, 0.1), (3, 3, "pruned", 6, 0.1),
         (1, 2, "pruned", 6, 0.15), (2, 2, "pruned", 6, 0.15), (2, 3, "pruned", 6, 0.15), (1, 2, "pruned", 6, 0.2)]
 }
-EXTRA = {**COMPARED, **CANDIDATES}
+# Warm starts (issue 15 section 2, transfer across sweeps): the default, its searcher first given an earlier
+# sweep's trials, taken from --warm-from (another corpus's recordings, or this one's other seed): (how, N) with N
+# of them drawn per seed (None: every one). How: "told", each told to Optuna as a COMPLETE trial with its last
+# epoch's values; "front", the configurations of their front enqueued as the first suggestions; "below", told as
+# "told" but moved below every value a trial of this sweep can have (accuracy - 1, leakage + 1), so among
+# themselves they keep their order while TPE's better group fills with this sweep's trials as they finish.
+WARM: dict[str, tuple[str, int | None]] = {
+    f"tpe/mo_asha:warm_{how}_{'all' if n is None else n}": (how, n)
+    for how, n in [("told", None), ("told", 64), ("told", 32), ("front", None), ("front", 64),
+                   ("below", None), ("below", 64)]}
+EXTRA = {**COMPARED, **CANDIDATES, **{s: [] for s in WARM}}
 ORACLE = "tpe/oracle"
 
 
@@ -394,11 +407,13 @@ def check_setup(setup: str) -> str | None:
     return None
 
 
-def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool = False) -> Replay:
+def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool = False,
+           prepare: Callable[[Any], None] | None = None) -> Replay:
     """Run one sweep of cfg's searcher and scheduler (or the FrontOracle) in simulated time.
 
     `trial_curve(params, rng)` answers a suggested configuration with its (epochs, 2) curve and
     epoch seconds; the rng is seeded by (seed, trial number) so every setup sees the same noise.
+    `prepare(searcher)`, if given, runs before the first suggestion (a warm start).
     """
     from ray.tune.schedulers import TrialScheduler
 
@@ -408,6 +423,8 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool
     out = Replay(searcher(cfg), None)
     search, sched = out.searcher, FrontOracle(out.curves, epochs) if oracle else scheduler(cfg)
     out.scheduler = sched
+    if prepare:
+        prepare(search)
     chance = 1.0 / cfg.data.synth.emotions
     events: list[tuple[float, int, str, int]] = []
     used, running = 0, 0
@@ -491,14 +508,72 @@ def first_reach(comps: list[Completion], target: float) -> tuple[float, float]:
     return math.inf, math.inf
 
 
+# ---------------------------------------------------------------------------------------------- warm starts
+
+def earlier_trials(path: Path, seed: int | None = None) -> pd.DataFrame:
+    """An earlier sweep's finished trials from a recording: one row per trial with Tune's trial parameters (method,
+    weight_<method>, train.lr) and its last epoch's values; `seed` keeps only that recorded seed's trials."""
+    if not path.exists():
+        raise UsageError(f"{path}: no recorded curves to warm-start from (--warm-from)")
+    df = pd.read_csv(path)
+    last = df[df["epoch"] == df["epoch"].max()].dropna(subset=OBJECTIVES)
+    if seed is not None:
+        last = last[last["seed"] == seed]
+    if last.empty:
+        raise UsageError(f"{path}: no trial ran every epoch{'' if seed is None else f' at seed {seed}'}")
+    return last.reset_index(drop=True)
+
+
+def _trial_params(space: C.SearchSpace, row: pd.Series) -> dict[str, Any]:
+    from avdis.tune.space import weight_key
+
+    params: dict[str, Any] = {"method": row.method, "train.lr": float(row.lr)}
+    if row.method in space.weights:
+        r = space.weights[row.method]
+        params[weight_key(row.method)] = int(round(row.weight)) if r.int else float(row.weight)
+    return params
+
+
+def warm_start(space: C.SearchSpace, trials: pd.DataFrame, how: str) -> Callable[[Any], None]:
+    """A `prepare` for replay(): the searcher's Optuna study given `trials` as `how` says (see WARM)."""
+    import optuna
+
+    def prepare(search: Any) -> None:
+        study = search._ot_study
+        pts = pareto.points(trials["emotion_acc"].to_numpy(float), trials["leakage"].to_numpy(float))
+        if how == "front":
+            for i in np.flatnonzero(pareto.nondominated(pts[:, 0], pts[:, 1])):
+                study.enqueue_trial(_trial_params(space, trials.iloc[i]))
+            return
+        shift = np.array([-1.0, 1.0]) if how == "below" else np.zeros(2)
+        scratch = optuna.create_study(directions=study.directions)  # the distributions the space draws with
+        for i in range(len(trials)):
+            params = _trial_params(space, trials.iloc[i])
+            scratch.enqueue_trial(params)
+            t = scratch.ask()
+            search._space(t)
+            study.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                      values=(pts[i] + shift).tolist()))
+    return prepare
+
+
+def warm_sample(trials: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """The earlier sweep a seed's sweep starts from: n of the trials drawn without replacement (None: all)."""
+    if n is None or n >= len(trials):
+        return trials
+    rng = np.random.default_rng([seed, 1_000_003])
+    return trials.iloc[np.sort(rng.choice(len(trials), n, replace=False))]
+
+
 # ---------------------------------------------------------------------------------------------- the benchmark
 
 _SURROGATE: Surrogate | None = None
+_WARM: pd.DataFrame | None = None
 
 
-def _init(surrogate: Surrogate) -> None:
-    global _SURROGATE
-    _SURROGATE = surrogate
+def _init(surrogate: Surrogate, warm: pd.DataFrame | None = None) -> None:
+    global _SURROGATE, _WARM
+    _SURROGATE, _WARM = surrogate, warm
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -510,7 +585,12 @@ def _job(job: tuple[str, int, int, tuple[float, ...]]) -> tuple[str, int, list[l
     assert _SURROGATE is not None
     cfg = setup_config(setup, trials, seed)
     oracle = setup == ORACLE
-    return setup, trials, [replay(cfg, _SURROGATE.curve, s, seed, oracle).completions for s in startups]
+    prepare = None
+    if setup in WARM:
+        assert _WARM is not None
+        how, n = WARM[setup]
+        prepare = warm_start(cfg.sweep.space, warm_sample(_WARM, n, seed), how)
+    return setup, trials, [replay(cfg, _SURROGATE.curve, s, seed, oracle, prepare).completions for s in startups]
 
 
 def summarize(runs: list[list[Completion]], reach: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
@@ -629,6 +709,13 @@ def _rows(runs: dict[tuple[str, int], list[list[Completion]]], default: str,
     reach = {key: np.array([first_reach(r, 0.95 * reference) for r in rs]) for key, rs in runs.items()}
     rows = {key: summarize(rs, reach[key], rng)
             for key, rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
+    share_rng = np.random.default_rng(0)  # its own, so the intervals above stay as they were
+    for (s, n), row in rows.items():  # every setup against TPE alone, as the issue's 1/2 target reads
+        other = rows.get(("tpe/none", n))
+        if other and s != "tpe/none" and row["trial_epochs_to_95"]["median"] is not None:
+            need = other["trial_epochs_to_95"]["median"] or other["trial_epochs"]
+            row["share_of_tpe_alone"] = {"share": row["trial_epochs_to_95"]["median"] / need, **share_interval(
+                reach[(s, n)][:, 0], reach[("tpe/none", n)][:, 0], other["trial_epochs"], share_rng)}
     verdict = {}
     for n in sorted({n for _, n in runs}):
         here = {s: runs[(s, m)] for s, m in runs if m == n}
@@ -654,6 +741,10 @@ def main() -> None:
     ap.add_argument("--startup-s", type=float, default=None,
                     help=f"per-trial start-up seconds (default: {OVERHEAD.name}'s startup_s, else {TODAY_STARTUP_S})")
     ap.add_argument("--curves", type=Path, default=CURVES)
+    ap.add_argument("--warm-from", type=Path, default=None,
+                    help="the recording a warm-start setup (tpe/mo_asha:warm_*) takes its earlier sweep's trials from")
+    ap.add_argument("--warm-seed", type=int, default=None,
+                    help="only that recorded seed's trials of --warm-from (the same corpus's other seed)")
     ap.add_argument("--out", type=Path, default=OUT,
                     help="where sweep_replay.json and .png go (sweep_replay_<corpus>.* for sweep_curves_<corpus>.csv)")
     args = ap.parse_args()
@@ -661,6 +752,9 @@ def main() -> None:
         why = check_setup(setup)
         if why:
             ap.error(f"setup {setup!r}: {why}")
+        if setup in WARM and args.warm_from is None:
+            ap.error(f"setup {setup!r}: it starts from an earlier sweep; name its recording with --warm-from")
+    warm = earlier_trials(args.warm_from, args.warm_seed) if args.warm_from else None
 
     base = C.load(CONFIG, [])
     default = f"{base.sweep.search}/{base.sweep.scheduler.type}"
@@ -682,7 +776,7 @@ def main() -> None:
     jobs = [(s, n, k, (startup_s, TODAY_STARTUP_S) if s in today_setups else (startup_s,))
             for s, n in sized for k in seeds]
     runs: list[dict[tuple[str, int], list[list[Completion]]]] = [{}, {}]
-    with get_context("spawn").Pool(args.jobs, initializer=_init, initargs=(surrogate,)) as pool:
+    with get_context("spawn").Pool(args.jobs, initializer=_init, initargs=(surrogate, warm)) as pool:
         for i, (setup, n, per_startup) in enumerate(pool.imap_unordered(_job, jobs), 1):
             for by, comps in zip(runs, per_startup):
                 by.setdefault((setup, n), []).append(comps)
@@ -728,6 +822,9 @@ def main() -> None:
         "rank_agreement_with_last_epoch": rank_agreement(rec),
         "startup_s": startup_s, "startup_from": startup_from, "today_startup_s": TODAY_STARTUP_S,
         "max_concurrent": base.sweep.max_concurrent,
+        "warm_from": None if warm is None else {
+            "file": str(args.warm_from), "seed": args.warm_seed, "trials": len(warm),
+            "setups": {w: {"how": how, "trials": n or len(warm)} for w, (how, n) in WARM.items() if w in setups}},
         "surrogate": surrogate.quality,
         "setups": [{"search": s.split(":")[0].split("/")[0], "scheduler": s.split(":")[0].split("/")[1],
                     "setup": s, "overrides": EXTRA.get(s, []), "trials": n, **row} for (s, n), row in rows.items()],

@@ -39,7 +39,8 @@ def test_trial_overhead_refuses_an_argument_it_does_not_take(capsys, monkeypatch
 
 @pytest.mark.parametrize(("setup", "why"), [("tpe/mo_asha:g4e2_pruned_s6_m0.1", "no variant 'g4e2_pruned_s6_m0.1'"),
                                             ("random/oracle", "the oracle is replayed only as tpe/oracle"),
-                                            ("tpe/asha", "sweep.scheduler.type: Input should be 'mo_asha' or 'none'")])
+                                            ("tpe/asha", "sweep.scheduler.type: Input should be 'mo_asha' or 'none'"),
+                                            ("tpe/mo_asha:warm_told_64", "name its recording with --warm-from")])
 def test_sweep_replay_refuses_a_setup_it_would_run_as_another(tmp_path, setup, why):
     """A variant the replay does not define ran the defaults under its name (and random/oracle ran random search
     with no scheduler): numbers labelled as a setup that never ran. Refused before any work, naming it."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
@@ -178,3 +179,58 @@ def test_a_replay_of_one_seed_draws_its_curves_without_nan():
     rep = run("random/none", trials=4)
     band = R.curve_band([rep.completions], "trial_epochs", np.array([1.0, 9.0, 36.0]))
     assert band["lo"] == band["mean"] == band["hi"] and all(map(math.isfinite, band["mean"]))
+
+
+def earlier_sweep(n: int = 12) -> pd.DataFrame:
+    """An earlier sweep's finished trials, as bench/sweep_replay.earlier_trials gives them: tiny_curve's last epoch
+    over a spread of methods and parameters (one leakage below 0, told as 0 as the sweep tells it)."""
+    space = R.setup_config("tpe/mo_asha", 1, 0).sweep.space
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(n):
+        method = space.methods[i % len(space.methods)]
+        r = space.weights.get(method)
+        inside = None if r is None else r.low + (r.high - r.low) * i / n
+        weight = float(round(inside)) if r is not None and r.int else inside
+        lr = float(10 ** rng.uniform(-3, -2))
+        acc, leak = tiny_curve({"method": method, "train.lr": lr, "weight_x": weight or 0.0}, rng)[0][-1]
+        rows.append({"method": method, "weight": weight, "lr": lr, "emotion_acc": acc,
+                     "leakage": -0.05 if i == 3 else leak})
+    return pd.DataFrame(rows)
+
+
+def warm_run(how: str, earlier: pd.DataFrame) -> R.Replay:
+    """A 10-trial sweep of the default, its searcher warm-started from `earlier` as `how` says."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = R.setup_config(f"tpe/mo_asha:warm_{how}_all", 10, 0)
+    return R.replay(cfg, tiny_curve, STARTUP, 0, prepare=R.warm_start(cfg.sweep.space, earlier, how))
+
+
+@pytest.mark.parametrize("how", ["told", "below"])
+def test_a_warm_start_tells_the_study_the_earlier_trials_before_the_sweeps_own(how):
+    earlier = earlier_sweep()
+    rep = warm_run(how, earlier)
+    study = rep.searcher._ot_study
+    shift = (-1.0, 1.0) if how == "below" else (0.0, 0.0)
+    old = study.trials[: len(earlier)]
+    for t, row in zip(old, earlier.itertuples()):
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert t.params["method"] == row.method and t.params["train.lr"] == row.lr
+        assert t.params.get(f"weight_{row.method}") == (None if pd.isna(row.weight) else row.weight)
+        assert t.values == pytest.approx([row.emotion_acc + shift[0], max(row.leakage, 0.0) + shift[1]])
+    assert len(study.trials) == len(earlier) + 10 and len(rep.finals) == 10  # the sweep's own trials all ran
+    assert {rep.searcher._ot_trials[t].number for t in rep.finals} == set(range(len(earlier), len(earlier) + 10))
+
+
+def test_a_warm_start_from_the_front_suggests_its_configurations_first():
+    earlier = earlier_sweep()
+    pts = pareto.points(earlier["emotion_acc"].to_numpy(float), earlier["leakage"].to_numpy(float))
+    front = list(np.flatnonzero(pareto.nondominated(pts[:, 0], pts[:, 1])))
+    assert 0 < len(front) < len(earlier)
+    rep = warm_run("front", earlier)
+    firsts = [rep.params[t] for t in sorted(rep.params)[: len(front)]]
+    for params, i in zip(firsts, front):
+        row = earlier.iloc[i]
+        assert params["method"] == row.method and params["train.lr"] == row.lr
+        assert params.get(f"weight_{row.method}") == (None if pd.isna(row.weight) else row.weight)
+    assert len(rep.searcher._ot_study.trials) == len(rep.finals) == 10  # nothing told, only enqueued
