@@ -1980,6 +1980,34 @@ def test_a_cremad_wav_whose_length_is_left_open_holds_its_samples_its_twin_is_no
             silent, none)
 
 
+@pytest.mark.parametrize("length", [bytes(4), b"\xff" * 4], ids=["0", "0xFFFFFFFF"])
+def test_two_cremad_wav_headers_with_their_length_open_and_a_list_chunk_after_alike_are_no_recording(tmp_path, length):
+    """A WAV header whose data chunk's length is left open (0, or 0xFFFFFFFF, which ffmpeg reads alike) with nothing
+    after it but a LIST chunk a writer appended holds no sample, yet `_no_recording` took the LIST's first byte, right
+    after the data chunk's header, for one: two such files alike under two emotions were one recording under two names,
+    and both clips were lost, though each .wav alone fails (ffmpeg reads the LIST's bytes as 17 samples, shorter than
+    a window) and its AudioMP3/ file holds the take. Whole chunks to the end of the file are no samples."""
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        write_clip(tmp_path / "AudioMP3" / f"{stem}.mp3", None, 12, audio, SR)
+        write_clip(tmp_path / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
+    happy, neutral = (tmp_path / "AudioWAV" / f"1006_TIE_{e}_XX.wav" for e in ("HAP", "NEU"))
+    data = happy.read_bytes()
+    at = data.index(b"data") + 4
+    info = b"INFO" + b"ISFT" + (14).to_bytes(4, "little") + b"Lavf60.16.100\0"
+    listed = b"LIST" + len(info).to_bytes(4, "little") + info
+    happy.write_bytes(data[:at] + length + listed)
+    shutil.copy(happy, neutral)
+    records, rejects = corpora.scan("cremad", tmp_path)
+    assert not [r for r in rejects if r.reason.startswith("the same bytes as")]
+    assert [(r.clip_id, r.fallback[0][1]) for r in records] == [
+        (f"cremad-1006_TIE_{e}_XX", str(tmp_path / "AudioMP3" / f"1006_TIE_{e}_XX.mp3")) for e in ("HAP", "NEU")]
+    for tail, none in ((listed, True), (data[at + 4:] + listed, False), (listed + data[at + 4:], False)):
+        (tmp_path / "x.wav").write_bytes(data[:at] + length + tail)  # samples before or after the LIST are some
+        assert corpora._no_recording(str(tmp_path / "x.wav")) == none
+
+
 def test_two_cremad_wavs_that_are_one_utf8_error_page_are_no_recording_their_clips_come_of_their_mp3s(tmp_path):
     """`_no_recording` took a file for text only where its first 512 bytes are ASCII, but an error page a downloader
     saved in place of a .wav is often UTF-8 ("Not found – …"): two such pages alike (one server's page) were one

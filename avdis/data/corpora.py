@@ -529,10 +529,10 @@ def _text(head: bytes) -> bool:
 def _no_recording(path: str) -> bool:
     """Whether a file holds no recording two names could share, read without decoding: text (a Git LFS pointer, which a
     clone without `git lfs pull` leaves; an error page a downloader saved) or a header with nothing after it (a WAV's
-    with no sample, an MP3's ID3 tag with no frame anywhere after it, an FLV's metadata with no sound or picture, an
-    MP4's boxes with no media). Two such alike are two broken files, each a reject of its own when decoded; any sound
-    after a header is a recording, however short (a second of CREMA-D's 16 kHz sound as an .mp3 is 3.4 KiB: a floor
-    of 4 KiB let such twins through)."""
+    with no sample, whole chunks such as a LIST after it aside; an MP3's ID3 tag with no frame anywhere after it; an
+    FLV's metadata with no sound or picture; an MP4's boxes with no media). Two such alike are two broken files, each
+    a reject of its own when decoded; any sound after a header is a recording, however short (a second of CREMA-D's
+    16 kHz sound as an .mp3 is 3.4 KiB: a floor of 4 KiB let such twins through)."""
     try:
         with open(path, "rb") as fh:
             size, head = os.fstat(fh.fileno()).st_size, fh.read(512)
@@ -540,8 +540,10 @@ def _no_recording(path: str) -> bool:
             if _text(head):
                 return True
             if head[:4] == b"RIFF":
-                # a sample after its data chunk's header, whatever its size (0: left open, read to the end)
-                return not any(kind == b"data" and fh.read(1) for kind, _ in walks.wav_chunks(fh))
+                # a sample after its data chunk's header, whatever its size (0 or 0xFFFFFFFF: left open, read to the
+                # end), but whole chunks to the end of the file (a LIST a writer appended to a header alone) are none
+                return not any(kind == b"data" and not walks.riff_chunks_to_end(fh, fh.tell(), size)
+                               for kind, _ in walks.wav_chunks(fh))
             if head[:3] == b"FLV":
                 return not _flv_media(fh, int.from_bytes(head[5:9], "big") + 4, size)
             if head[4:8] == b"ftyp":

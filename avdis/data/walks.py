@@ -532,6 +532,21 @@ def wav_chunks(fh: BinaryIO) -> Iterator[tuple[bytes, int]]:
         fh.seek(start + size + size % 2)
 
 
+def riff_chunks_to_end(fh: BinaryIO, at: int, size: int) -> bool:
+    """Whether the bytes from `at` to the end of a file of `size` bytes are whole RIFF chunks (or none): a LIST a
+    writer appended to a WAV header whose data chunk's length it left open, which ffmpeg reads as samples, but which
+    holds none. Samples read as a chunk's id and size seldom, and as a run of them to the end of the file never."""
+    while at < size:
+        fh.seek(at)
+        chunk = fh.read(8)
+        if len(chunk) < 8 or not all(32 <= c < 127 for c in chunk[:4]):
+            return False
+        length = int.from_bytes(chunk[4:], "little")
+        at += 8 + length
+        at += length % 2 if at < size else 0  # the last chunk's pad byte may be left out
+    return at == size
+
+
 def id3_end(head: bytes) -> int:
     """Where the audio starts after an ID3v2 tag at the head of a file (0 without one)."""
     if head[:3] != b"ID3" or len(head) < 10:
