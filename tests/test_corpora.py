@@ -2027,6 +2027,14 @@ def test_two_cremad_wavs_that_are_one_utf8_error_page_are_no_recording_their_cli
     for head in (b"RIFF\x24\x00\x00\x00WAVEfmt ", b"FLV\x01\x05", b"\x00\x00\x00\x20ftypisom", b"ID3\x04\x00",
                  b"\xff\xfb\x90\x64", "naïve\x7f".encode()):  # media headers and a control character: no text
         assert not corpora._text(head)
+    # the worst case, real files' heads: a WAV's RIFF size can read as text ("ABCD", 1.1 GB), but its first chunk's
+    # size (fmt's 16) holds NULs; an MP4's first box's size, an FLV's version, an MP3's frame sync or ID3 version alike
+    write_clip(tmp_path / "x.wav", None, 12, audio, SR)
+    write_clip(tmp_path / "x.mp4", frames, 12, audio, SR)
+    wav = (tmp_path / "x.wav").read_bytes()
+    for head in (b"RIFFABCD" + wav[8:512], *((tmp_path / name).read_bytes()[:512] for name in (
+            "x.mp4", "VideoFlash/1006_TIE_NEU_XX.flv", "AudioMP3/1006_TIE_NEU_XX.mp3"))):
+        assert not corpora._text(head)
     assert corpora._text(("a" + "é" * 300).encode()[:512])  # a character cut at its end is still text
 
 
