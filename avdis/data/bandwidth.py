@@ -20,20 +20,22 @@ from avdis.config import FeatureConfig
 
 NAMED = 5  # speakers named in the warning; the rest are counted
 
-# `measure`: a cliff is the level falling CLIFF_DB from the median of the BELOW_HZ under a frequency to the loudest
-# of all that lies GUARD_HZ or more above it (speech and a recording's noise fall a few dB over that, a resampler's or
-# an encoder's low-pass 60 or more); the bandwidth is where the level first falls EDGE_DB below the median of the
-# BELOW_HZ before the lowest cliff. A cut in the top fifth of the band up to half data.features.sample_rate is the
-# anti-aliasing filter's of the file or of the resampling into that band: the clip fills it. A file at a lower rate
-# has its cut read as it is (a phone line's 3.4 kHz in an 8 kHz file, or its resampler's at 4 kHz where its sound
-# reaches that), as the same sound saved at a higher rate reads. None under LOWEST_HZ is looked for (a low voice or a
-# hum falls off there). A frame holding digital silence of SILENCE_S or more (a noise gate's, an edit's, a gap
-# decoding filled) is left out: the step into it and out of it is a click over every band, which hid a narrow one.
-# Clips with under MIN_FRAMES frames of sound (a frame's power at SOUND or more) are too short or quiet to tell.
+# `measure`: a cliff is the level falling CLIFF_DB from the median of the BELOW_HZ under a frequency to the loudest of
+# all that lies GUARD_HZ or more above it (speech and a recording's noise fall a few dB over that, a resampler's or an
+# encoder's low-pass 60 or more; a resampler's transition band mirrors the top few hundred Hz of a band its sound fills
+# just above the cut only ~20 dB down, which a guard of 250 Hz took for sound there); the bandwidth is where the level
+# first falls EDGE_DB below the median of the BELOW_HZ before the lowest cliff. A cut in the top fifth of the band up to
+# half data.features.sample_rate is the anti-aliasing filter's of the file or of the resampling into that band: the clip
+# fills it. A file at a lower rate has its cut read as it is (a phone line's 3.4 kHz in an 8 kHz file, or its
+# resampler's at 4 kHz where its sound reaches that), as the same sound saved at a higher rate reads. None under
+# LOWEST_HZ is looked for (a low voice or a hum falls off there). A frame holding digital silence of SILENCE_S or more
+# (a noise gate's, an edit's, a gap decoding filled) is left out: the step into it and out of it is a click over every
+# band, which hid a narrow one. Clips with under MIN_FRAMES frames of sound (a frame's power at SOUND or more) are too
+# short or quiet to tell.
 CLIFF_DB = 25.0
 EDGE_DB = 10.0
 BELOW_HZ = 500.0
-GUARD_HZ = 250.0
+GUARD_HZ = 750.0
 LOWEST_HZ = 2000.0
 FULL = 0.8
 MIN_FRAMES = 8
