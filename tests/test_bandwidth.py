@@ -493,3 +493,19 @@ def test_an_8_khz_recording_filled_up_to_its_roll_off_reads_one_band_in_its_file
               for i, s in enumerate(["s1", "s2", "s3", "s4", "s5", "s6"])}
     err = preprocess(capsys, own_corpus(tmp_path / "corpus", sounds), tmp_path / "shards")
     assert "different frequencies" not in err, err
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 24000, 48000])
+def test_a_noise_gated_clip_reads_its_band_at_any_sample_rate(tmp_path, sample_rate):
+    """A frame was a power of two of samples, 64 ms at 16 kHz but 85-93 ms at 22.05-48 kHz, so the clip gated at 6% of
+    `test_a_noise_gated_clip_reads_its_band_not_the_clicks_of_its_gate` kept 11-12 frames free of its gate's silence
+    at data.features.sample_rate 16000 but 0-7 at these, under the 8 that are half a second at 16 kHz: unknown, taken
+    at half its file's rate, the full band. Frames are ~64 ms at any rate: it reads its band (within 8% of 4000 Hz),
+    as at 16000."""
+    for seed in range(3):
+        x = speech(seed, 16000, 3.0)
+        write_clip(tmp_path / "gated.wav", None, 0, gated(upsampled(x, 16000, 8000), 16000, 0.06), 16000)
+        narrow = measured(tmp_path / "gated.wav", sample_rate)
+        assert narrow is not None and abs(narrow - 4000) <= 320, (seed, narrow)
+        write_clip(tmp_path / "gated.wav", None, 0, gated(x, 16000, 0.06), 16000)
+        assert measured(tmp_path / "gated.wav", sample_rate) == 8000, seed

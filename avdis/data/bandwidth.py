@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.fft import next_fast_len
 
 from avdis.config import FeatureConfig
 
@@ -39,6 +40,7 @@ GUARD_HZ = 750.0
 LOWEST_HZ = 2000.0
 FULL = 0.8
 MIN_FRAMES = 8
+FRAME_S = 0.064  # s at any rate: bins of 16 Hz or finer, MIN_FRAMES of them half a second, as many between gaps
 SOUND = 1e-7  # mean square: -70 dBFS
 SILENCE_S = 0.001  # s: a run of exact zeros this long is digital silence
 MAX_FRAMES = 2000  # a long recording's frames are sampled evenly: its spectrum, at a bounded cost
@@ -50,7 +52,7 @@ def measure(audio: np.ndarray, sample_rate: int, source_rate: int) -> int | None
     `sample_rate` (nothing above that reaches a feature), at most half the lower of the two rates; None where the clip
     holds too little sound to tell (silence, a clip under half a second, or one gated to digital silence so often that
     under half a second of its frames holds none)."""
-    n_fft = 1 << int(np.ceil(np.log2(sample_rate / 16)))  # bins of 16 Hz or finer
+    n_fft = next_fast_len(round(FRAME_S * sample_rate), real=True)
     n = len(audio) // n_fft
     frames = audio[: n * n_fft].reshape(n, n_fft)
     frames = frames[np.mean(np.square(frames), axis=1, dtype=np.float64) >= SOUND]
@@ -83,7 +85,7 @@ def measure(audio: np.ndarray, sample_rate: int, source_rate: int) -> int | None
 
 def _silence_in(frames: np.ndarray, run: int) -> np.ndarray:
     """Which frames hold `run` samples or more of digital silence in a row."""
-    zeros = np.zeros((len(frames), frames.shape[1] + 1), np.int16)  # a frame: 4096 samples at most
+    zeros = np.zeros((len(frames), frames.shape[1] + 1), np.int16)  # a frame: under 32768 samples up to 500 kHz
     np.cumsum(frames == 0, axis=1, out=zeros[:, 1:])
     return np.any(zeros[:, run:] - zeros[:, :-run] == run, axis=1)
 
