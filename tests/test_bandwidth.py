@@ -509,3 +509,26 @@ def test_a_noise_gated_clip_reads_its_band_at_any_sample_rate(tmp_path, sample_r
         assert narrow is not None and abs(narrow - 4000) <= 320, (seed, narrow)
         write_clip(tmp_path / "gated.wav", None, 0, gated(x, 16000, 0.06), 16000)
         assert measured(tmp_path / "gated.wav", sample_rate) == 8000, seed
+
+
+def test_the_advised_f_max_names_the_n_mels_it_needs_where_the_n_mels_set_is_refused_with_it(tmp_path, capsys):
+    """A phone band reads ~3450 Hz, and at data.features.n_mels=160 (16 kHz) an f_max of 3450 leaves 10 mel bands
+    without an FFT bin, which preprocessing refuses: the warning advised that f_max alone, the run it advised was
+    refused. It names the n_mels to set with it, the one the refusal names, and the two taken say nothing; at the
+    default n_mels the advice is as before."""
+    sounds = {s: [(f"{s}_{c}.wav", band_limited(speech(10 * i + c, 8000, 3.0), 8000, 300, 3400), 8000) if i < 2 else
+                  (f"{s}_{c}.wav", speech(10 * i + c, 16000), 16000) for c in range(3)]
+              for i, s in enumerate(["s1", "s2", "s3", "s4", "s5", "s6"])}
+    src = own_corpus(tmp_path / "corpus", sounds)
+    err = preprocess(capsys, src, tmp_path / "shards", "data.features.n_mels=160")
+    found = re.search(r"Set data.features.f_max=(\d+) \(the lowest bandwidth\) and data.features.n_mels=(\d+) "
+                      r"\(at 160 that f_max leaves (\d+) mel bands empty, which is refused\)", err)
+    assert found, err
+    f_max, n_mels, empty = map(int, found.groups())
+    assert 3300 <= f_max <= 3600 and empty == media._empty_mel_bands(FeatureConfig(f_max=f_max, n_mels=160), 160) > 0
+    with pytest.raises(UsageError, match=f"data.features.n_mels <= {n_mels}, or"):
+        media.check_mel_bands(FeatureConfig(f_max=f_max, n_mels=160))
+    assert "different frequencies" not in preprocess(capsys, src, tmp_path / "shards", f"data.features.f_max={f_max}",
+                                                     f"data.features.n_mels={n_mels}")
+    err = preprocess(capsys, src, tmp_path / "default")
+    assert f"Set data.features.f_max={f_max} (the lowest bandwidth) to give every clip the same bands" in err, err
