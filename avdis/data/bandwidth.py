@@ -153,8 +153,8 @@ def bandwidth_cue(speakers: list[str], rates: list[int], bandwidths: list[int | 
             f"data.features.sample_rate={feat.sample_rate}{'' if feat.f_max is None else f', f_max={feat.f_max:g}'}; "
             f"the clips' files: {files}). A clip holds nothing above half its rate, nor above what a phone line, a "
             "lossy encoder or resampling before it reached the corpus left of it (`bandwidth_hz` in the manifest). "
-            f"{named}, {mixed} some of theirs. Where the bandwidth goes with the speaker, it names the speaker: the model can "
-            "learn it, and the leakage probe reads it as identity the method left in, a measure of the recording "
+            f"{named}, {mixed} some of theirs. Where the bandwidth goes with the speaker, it names the speaker: the "
+            "model can learn it, and the leakage probe reads it as identity the method left in, a measure of the recording "
             f"setup. Set data.features.f_max={lowest:g} (the lowest bandwidth){_mels_with(feat, lowest)} to give every "
             "clip the same bands (the shards are made again), or leave out the clips of the narrower bands")
 
@@ -162,12 +162,10 @@ def bandwidth_cue(speakers: list[str], rates: list[int], bandwidths: list[int | 
 def _mels_with(feat: FeatureConfig, f_max: float) -> str:
     """The n_mels to set with the advised f_max where the one set leaves mel bands without an FFT bin under it
     (`media.check_mel_bands` refuses that): the f_max alone would be refused."""
-    from avdis.data.media import _empty_mel_bands  # media imports this module
+    from avdis.data.media import mel_bands_filled  # media imports this module
 
-    advised = feat.model_copy(update={"f_max": f_max})
-    empty = _empty_mel_bands(advised, feat.n_mels)
+    empty, most = mel_bands_filled(feat.model_copy(update={"f_max": f_max}))
     if not empty:
         return ""
-    most = next(n for n in range(feat.n_mels - 1, 0, -1) if not _empty_mel_bands(advised, n))
     return (f" and data.features.n_mels={most} (at {feat.n_mels} that f_max leaves {empty} mel bands empty, which is "
             "refused)")

@@ -544,12 +544,20 @@ def _empty_mel_bands(feat: FeatureConfig, n_mels: int) -> int:
     return int((bank.max(1) == 0).sum())
 
 
+def mel_bands_filled(feat: FeatureConfig) -> tuple[int, int]:
+    """(empty, most): how many of `feat.n_mels` bands no FFT bin falls in, and the most n_mels under it with none
+    empty (0 where none is); `check_mel_bands` refuses what this finds, and the bandwidth warning's advice avoids it."""
+    empty = _empty_mel_bands(feat, feat.n_mels)
+    if not empty:
+        return 0, feat.n_mels
+    return empty, next((n for n in range(feat.n_mels - 1, 0, -1) if not _empty_mel_bands(feat, n)), 0)
+
+
 def check_mel_bands(feat: FeatureConfig) -> None:
     """Refuse more mel bands than the 25 ms window's FFT bins fill: a band with no bin is a channel of constant
     log(1e-6) in every clip (at 16 kHz, 24 of n_mels=256), a feature of nothing the model was still sized for."""
-    empty = _empty_mel_bands(feat, feat.n_mels)
+    empty, most = mel_bands_filled(feat)
     if empty:
-        most = next((n for n in range(feat.n_mels - 1, 0, -1) if not _empty_mel_bands(feat, n)), 0)
         fewer = f"data.features.n_mels <= {most}, or " if most else ""
         top, higher = (("", "sample_rate") if feat.f_max is None else
                        (f" and data.features.f_max={feat.f_max:g}", "f_max"))
