@@ -539,6 +539,36 @@ def test_an_mp3_whose_last_frames_were_never_filled_in_is_a_named_reject_not_a_s
                         r"copy or download\); copy it again", caught.value.reason), caught.value.reason
 
 
+# what a tagger may leave after an MP3's ID3v2 tag, which ffmpeg passes over to the frames after: zeros (padding the
+# tag's size does not count) or a second tag
+AFTER_TAG = pytest.mark.parametrize("between", [bytes(2048), b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10)],
+                                    ids=["zeros", "a second tag"])
+
+
+def _padded(path: Path, between: bytes) -> bytes:
+    """The MP3 at `path` with `between` after its ID3v2 tag, before its first frame."""
+    data = path.read_bytes()
+    at = walks.id3_end(data[:10])
+    return data[:at] + between + data[at:]
+
+
+@AFTER_TAG
+@pytest.mark.parametrize("xing", ["0", "1"])
+def test_an_mp3_whose_frames_start_past_its_id3_tag_with_bytes_appended_is_read_whole(tmp_path, xing, between):
+    """`whole.mp3_frames_end` looked for the first frame right after the ID3v2 tag, so past zeros or a second tag
+    there it found none, and junk appended after the last frame went to the decoder: "corrupt audio stream", where
+    the same file without them was read whole. Its walk starts where the frames do."""
+    path = tmp_path / "padded.mp3"
+    path.write_bytes(_padded(_encoded(tmp_path / "whole.mp3", "libmp3lame", {"write_xing": xing}), between))
+    data, n = path.read_bytes(), len(media.decode_audio(path, 16000))
+    assert n >= 32000
+    junk = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
+    for tail in (b"\0tag" * 8, junk):
+        path.write_bytes(data + tail)
+        assert abs(len(media.decode_audio(path, 16000)) - n) < 400  # ffmpeg's own count of the encoder's delay
+        assert whole.mp3_frames_end(path) == len(data)
+
+
 @pytest.mark.parametrize("name, codec", [("voice.opus", "libopus"), ("voice.oga", "flac")])
 def test_an_ogg_file_whose_last_pages_were_never_filled_in_is_a_named_reject_not_a_shorter_clip(tmp_path, name, codec):
     """An Ogg file at its full size with zeros where its last pages were (a download that sets a file's size before

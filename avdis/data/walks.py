@@ -359,6 +359,17 @@ def mpeg_frames_resume(fh: BinaryIO, at: int, size: int, first: bytes | None) ->
     return None
 
 
+def mp3_frames_start(fh: BinaryIO, size: int) -> int | None:
+    """Where an MP3's frames start in a file of `size` bytes: right after its ID3v2 tag, or, where the bytes there are
+    no frame (zeros a tagger left, which the tag's size does not count, or a second tag), where frames start past them
+    (`mpeg_frames_resume` of any stream), as ffmpeg finds them; None where none do."""
+    fh.seek(0)
+    at = id3_end(fh.read(10))
+    fh.seek(at)
+    header = fh.read(4)
+    return at if mpeg_frame_length(header, header) is not None else mpeg_frames_resume(fh, at, size, None)
+
+
 def adts_frame_length(header: bytes, first: bytes) -> int | None:
     """Bytes in the AAC frame whose 7-byte ADTS header is `header` (it counts itself); None where it is no frame of
     the stream whose first frame's header is `first` (another profile or sample rate: bytes a tool appended)."""

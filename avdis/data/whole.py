@@ -208,15 +208,17 @@ def mp4_unindexed(path: str | Path) -> bool:
 def mp3_frames_end(path: str | Path) -> int | None:
     """Where an MP3's frames end when bytes in which its frames do not start again follow them to the end of the file
     (zeros or junk a tool appended, however many; `walks.mpeg_frames_resume`): ffmpeg hands those to the decoder as
-    one more packet, which fails ("Invalid data found") where a player passes over it. None for a file of no MPEG
+    one more packet, which fails ("Invalid data found") where a player passes over it. The walk starts where the
+    frames do (`walks.mp3_frames_start`: past zeros or a second tag after the ID3 one too). None for a file of no MPEG
     audio, one whose frames run to its end or past it (cut short), or one whose frames start again after such bytes
     (damage inside the file)."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
-        fh.seek(at := walks.id3_end(fh.read(10)))
-        first = fh.read(4)
-        if walks.mpeg_frame_length(first, first) is None:
+        at = walks.mp3_frames_start(fh, size)
+        if at is None:
             return None
+        fh.seek(at)
+        first = fh.read(4)
         while at < size and (unit := walks.mpeg_frame(fh, at, first)) is not None:
             if unit[0] > size:  # cut short
                 return None
