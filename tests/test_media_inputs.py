@@ -569,6 +569,36 @@ def test_an_mp3_whose_frames_start_past_its_id3_tag_with_bytes_appended_is_read_
         assert whole.mp3_frames_end(path) == len(data)
 
 
+@AFTER_TAG
+@pytest.mark.parametrize("xing", ["0", "1"])
+def test_an_mp3_whose_frames_start_past_its_id3_tag_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, xing,
+                                                                                                    between):
+    """whole's cut-short checks looked for the first frame (and a Xing/Info header in it) right after the ID3v2 tag,
+    so past zeros or a second tag there they saw no MP3: a copy cut short was a shorter clip. They start where the
+    frames do. ffmpeg reads a Xing/Info header only right after the tags (a second tag too), where its count is the
+    length declared; past zeros it reads none and guesses the length from the file's size, so the frames are walked,
+    as a CBR encode's are. A file whose last frames were never filled in is told by the count where ffmpeg reads it."""
+    path = tmp_path / "padded.mp3"
+    path.write_bytes(_padded(_encoded(tmp_path / "whole.mp3", "libmp3lame", {"write_xing": xing}), between))
+    assert len(media.decode_audio(path, 16000)) >= 32000
+    with av.open(str(path)) as container:
+        starts = [p.pos for p in container.demux(container.streams.audio[0]) if p.pos is not None]
+    data, at = path.read_bytes(), starts[len(starts) // 2] + 40  # inside a frame half way
+    counted = xing == "1" and between[:3] == b"ID3"
+    declared = (r"its header declares 2.00 s of audio, the file holds \d.\d\d s \(an interrupted copy or download\); "
+                r"copy it again")
+    walked = rf"the file ends at byte {at}, inside its MPEG audio frame, which runs to byte \d+: {ADVICE}"
+    path.write_bytes(data[:at])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert re.fullmatch(rf"cut short: {declared if counted else walked}", caught.value.reason), caught.value.reason
+    if counted:
+        path.write_bytes(data[:at] + bytes(len(data) - at))  # never filled in
+        with pytest.raises(media.MediaError) as caught:
+            media.decode_audio(path, 16000)
+        assert re.fullmatch(rf"cut short: {declared}", caught.value.reason), caught.value.reason
+
+
 @pytest.mark.parametrize("name, codec", [("voice.opus", "libopus"), ("voice.oga", "flac")])
 def test_an_ogg_file_whose_last_pages_were_never_filled_in_is_a_named_reject_not_a_shorter_clip(tmp_path, name, codec):
     """An Ogg file at its full size with zeros where its last pages were (a download that sets a file's size before

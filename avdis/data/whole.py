@@ -35,8 +35,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     """(what runs past the end of the file, the byte it runs to, the file's size) for a file whose container says how
     long it is: an MP4's last top-level box (see `walks.mp4_box_past`), an AVI's last RIFF chunk, a Matroska (.mkv,
     .webm) segment (its last element where the segment's size is left open, as a live writer or a browser's recorder
-    leaves it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame (one without a Xing/Info or VBRI
-    header: one with such a header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
+    leaves it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame, walked from where its frames
+    start (`walks.mp3_frames_start`; one without a Xing/Info or VBRI header where ffmpeg reads one: one with such a
+    header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
     (also where a size is left open and nothing inside says more). A CAF's or an AU's data chunk too, whose size
     ffmpeg does not check against the file's, as a WAV's (`wav_held`). ffmpeg opens an MP4 cut short before its index
     (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
@@ -60,10 +61,15 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
                 return walks.ts_packet_past(fh, size, packet)
         fh.seek(start := walks.id3_end(head))
         first = fh.read(7)
-        if walks.mpeg_frame_length(first, first) is not None and not _mp3_counted(path):
-            return walks.last_unit_past(fh, size, start, partial(walks.mpeg_frame, first=first), "MPEG audio frame")
         if walks.adts_frame_length(first, first) is not None:
             return walks.last_unit_past(fh, size, start, partial(walks.adts_frame, first=first), "AAC (ADTS) frame")
+        if start or walks.mpeg_frame_length(first, first) is not None:  # its frames may start past zeros or a tag
+            start = walks.mp3_frames_start(fh, size)
+            if start is not None and not _mp3_counted(path):
+                fh.seek(start)
+                first = fh.read(4)
+                return walks.last_unit_past(fh, size, start, partial(walks.mpeg_frame, first=first),
+                                            "MPEG audio frame")
     if head[:4] == b".snd" and len(head) >= 12:  # Sun/NeXT audio: its data's offset and size (all bits set: open)
         end = int.from_bytes(head[4:8], "big") + int.from_bytes(head[8:12], "big")
         return ("AU data", end, size) if head[8:12] != b"\xff" * 4 and end > size else None
@@ -246,37 +252,53 @@ def wav_held(path: str | Path) -> tuple[float, float] | None:
 
 def _mp3_counted(path: str | Path) -> bool:
     """Whether an MP3's first frame is a Xing/Info header that counts its frames, or a VBRI one (which always
-    does): ffmpeg's length then comes from that count; without one it is guessed from the file's size, which a copy
-    cut short shrinks along with it."""
-    frame, at = _first_mp3_frame(path)
+    does), where ffmpeg reads one: ffmpeg's length then comes from that count; without one it is guessed from the
+    file's size, which a copy cut short shrinks along with it."""
+    frame, at, _ = _first_mp3_frame(path)
     if at is None:
         return False
     xing = frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1
     return bool(xing) or frame[36:40] == b"VBRI"
 
 
-def _first_mp3_frame(path: str | Path) -> tuple[bytes, int | None]:
-    """An MP3's first frame's first bytes, and where a Xing/Info header would start in them (after its side
-    information); None where it is no MPEG audio frame."""
+def _first_mp3_frame(path: str | Path) -> tuple[bytes, int | None, int]:
+    """An MP3's first frame's first bytes (`walks.mp3_frames_start`), where a Xing/Info header would start in them
+    (after its side information), and where the frame starts. None for the second where it is no MPEG audio frame, or
+    lies where ffmpeg looks for no such header: only right after the ID3v2 tags (one after another), not past zeros a
+    tagger left, where ffmpeg decodes the header's frame as sound and guesses the length from the file's size."""
     with open(path, "rb") as fh:
-        fh.seek(walks.id3_end(fh.read(10)))
+        start = walks.mp3_frames_start(fh, os.fstat(fh.fileno()).st_size)
+        if start is None:
+            return b"", None, 0
+        fh.seek(start)
         frame = fh.read(64)
-    if len(frame) < 44 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
-        return frame, None
+        read_at = _id3_tags_end(fh)
+    if start != read_at or len(frame) < 44 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
+        return frame, None, start
     mpeg1, mono = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3
-    return frame, 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17)
+    return frame, 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17), start
+
+
+def _id3_tags_end(fh: BinaryIO) -> int:
+    """Where the ID3v2 tags at the head of a file end, each right after the one before (ffmpeg reads on while another
+    follows)."""
+    at = 0
+    while True:
+        fh.seek(at)
+        tag = walks.id3_end(fh.read(10))
+        if not tag:
+            return at
+        at += tag
 
 
 def _mp3_unfilled(path: str | Path) -> bool:
     """Whether an MP3's Xing/Info header counts bytes (its frames', from its first) that reach the end of the file
     though its frames stop before (`mp3_frames_end`): zeros where a download that set the file's size first never
     filled in its last frames, not bytes a tool appended after them, which lie past that count."""
-    frame, at = _first_mp3_frame(path)
+    frame, at, start = _first_mp3_frame(path)
     if at is None or frame[at : at + 4] not in (b"Xing", b"Info") or not frame[at + 7] & 2:
         return False
     counted = int.from_bytes(frame[at + 12 : at + 16] if frame[at + 7] & 1 else frame[at + 8 : at + 12], "big")
-    with open(path, "rb") as fh:
-        start = walks.id3_end(fh.read(10))
     return os.path.getsize(path) <= start + counted
 
 
