@@ -707,6 +707,30 @@ def test_a_large_cremad_copy_whose_every_video_fails_decodes_a_sample_of_its_wav
             "audio alone: preprocess them with data.modality=audio") in str(exc.value)
 
 
+@pytest.mark.parametrize("last", ["whole", "cut short"])
+def test_the_sample_of_wavs_decoded_for_the_advice_is_as_many_as_it_may_be_and_takes_the_last_clip(tmp_path, last):
+    """The sample took every ceil(n / HEARD_AT_MOST)-th clip from the first: 6 of 17 clips, and never the last
+    speaker's last clip (CREMA-D's 7,442: none of the last 924, its last 12 speakers), so a .wav cut short there was
+    told to decode whole. HEARD_AT_MOST clips are taken, evenly from the first to the last."""
+    root = tmp_path / "CREMA-D"
+    (root / "VideoFlash").mkdir(parents=True)
+    sentences = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI")
+    stems = [f"{1001 + i // 8}_{sentences[i % 8]}_ANG_XX" for i in range(2 * shards.HEARD_AT_MOST + 1)]
+    for i, stem in enumerate(stems):
+        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, clip_media(i)[1], SR)
+        (root / "VideoFlash" / f"{stem}.flv").write_bytes(b"FLV\x01" + bytes(range(256)) * 4 + bytes([i]))
+    if last == "cut short":
+        cut = root / "AudioWAV" / f"{max(stems)}.wav"
+        cut.write_bytes(cut.read_bytes()[:3000])
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError, match="every clip was rejected") as exc:
+        shards.build_shards(data, S3Config())
+    told = (f"; every clip was lost to its video (the audio files of {shards.HEARD_AT_MOST} of its {len(stems)} "
+            "clips, spread over it, decode whole alone)")
+    assert (told in str(exc.value)) == (last == "whole"), str(exc.value)
+    assert ("data.modality=audio" in str(exc.value)) == (last == "whole"), str(exc.value)
+
+
 def test_a_full_av_file_with_no_picture_whose_clip_has_another_is_not_told_to_preprocess_audio_alone(tmp_path):
     """A full-AV (01) file with no video stream beside its clip's 02 + 03 files: the clip is made of those, and the
     01's reject said "for a corpus of audio alone, preprocess with data.modality=audio", for a clip with a picture."""

@@ -770,7 +770,7 @@ def _heard_alone(records: list[ClipRecord], feat: FeatureConfig) -> str:
 
     if any(r.video_path in (None, r.audio_path) for r in records):
         return ""
-    tried = records[:: -(-len(records) // HEARD_AT_MOST)]
+    tried = _spread(records, HEARD_AT_MOST)
     for rec in tried:
         try:
             extract(rec.audio_path, None, feat)
@@ -779,6 +779,14 @@ def _heard_alone(records: list[ClipRecord], feat: FeatureConfig) -> str:
     if len(tried) == len(records):
         return "each clip's audio file alone decodes whole"
     return f"the audio files of {len(tried)} of its {len(records)} clips, spread over it, decode whole alone"
+
+
+def _spread(records: list[ClipRecord], most: int) -> list[ClipRecord]:
+    """`most` of the records evenly from the first to the last (all where they are no more): every ceil(n / most)-th
+    from the first took as few as 6 of 17 and never the last speakers' clips (none of CREMA-D's last 924)."""
+    if len(records) <= most:
+        return records
+    return [records[i * (len(records) - 1) // (most - 1)] for i in range(most)]
 
 
 def _copies_note(scan_rejects: list[Reject], corpus: str) -> dict[str, str]:
