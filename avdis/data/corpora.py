@@ -549,7 +549,7 @@ def _no_recording(path: str) -> bool:
             if head[4:8] == b"ftyp":
                 return not _mp4_media(fh, size)
             if Path(path).suffix.lower() == ".mp3":  # its frames may start past zeros or a second tag, as ffmpeg finds
-                return walks.mpeg_frames_resume(fh, walks.id3_end(head[:10]), size, None) is None
+                return walks.mp3_frames_start(fh, size) is None
     except OSError:
         return False
     return False

@@ -298,11 +298,10 @@ def mp3_silent(fh: BinaryIO) -> bool:
     (part2_3_length 0), as an encoder writes silence, so two as long as each other hold the same bytes. False for a
     file that is no MP3 or holds no frame. Bytes that are no frame (a tag, zeros a tool padded it with, the tag between
     two files joined end to end) are passed over to where the frames start again (`mpeg_frames_resume`), as a decoder
-    does: sound after them is no silence. The walk starts where the frames do, past zeros or a second tag a tagger left
-    after the ID3 one."""
+    does: sound after them is no silence. The walk starts where the frames do (`mp3_frames_start`: past zeros or a
+    second tag a tagger left after the ID3 one too)."""
     size = fh.seek(0, 2)
-    fh.seek(0)
-    at = mpeg_frames_resume(fh, id3_end(fh.read(10)), size, None)
+    at = mp3_frames_start(fh, size)
     if at is None:
         return False
     fh.seek(at)
