@@ -1349,3 +1349,22 @@ def test_a_long_recording_whose_video_covers_the_window_is_a_clip_however_long_i
     assert clip.video_len == feat.video_frames and clip.audio_len == feat.audio_frames and clip.duration_s == 3.0
     with pytest.raises(media.MediaError, match=r"its video lasts 3.00 s, under half the 8.00 s of its audio"):
         media.extract(wav, video, FeatureConfig(window_s=8.0))
+
+
+def test_two_mp3s_with_xing_headers_joined_end_to_end_are_read_whole(tmp_path):
+    """Two MP3s joined end to end (cat a.mp3 b.mp3): the first's Xing/Info header counts its own bytes only, and where
+    the file is more than a sixteenth larger than that count ffmpeg takes it for a joined file and guesses the length
+    from the file's size ("invalid concatenated file detected - using bitrate for duration"). That guess was taken for
+    the length declared, and the whole file, decoded to its end, was "cut short: its header declares 4.24 s of audio,
+    the file holds 4.14 s". The frames are walked instead, as a CBR encode's are."""
+    data = _encoded(tmp_path / "whole.mp3", "libmp3lame").read_bytes()
+    frames = data[walks.id3_end(data[:10]) :]
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(data + frames)
+    assert len(media.decode_audio(joined, 16000)) >= 64000
+    cut = len(data) + len(frames) // 2 + 40  # inside a frame of the second half
+    joined.write_bytes((data + frames)[:cut])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(joined, 16000)
+    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
+                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason

@@ -253,12 +253,17 @@ def wav_held(path: str | Path) -> tuple[float, float] | None:
 def _mp3_counted(path: str | Path) -> bool:
     """Whether an MP3's first frame is a Xing/Info header that counts its frames, or a VBRI one (which always
     does), where ffmpeg reads one: ffmpeg's length then comes from that count; without one it is guessed from the
-    file's size, which a copy cut short shrinks along with it."""
-    frame, at, _ = _first_mp3_frame(path)
+    file's size, which a copy cut short shrinks along with it. Not where the header also counts its frames' bytes and
+    the file is more than a sixteenth larger: ffmpeg takes it for MP3s joined end to end (or bytes appended) and
+    guesses the length from the size. A file whose last frames were never filled in (zeros to its full size) stays
+    within the count."""
+    frame, at, start = _first_mp3_frame(path)
     if at is None:
         return False
-    xing = frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1
-    return bool(xing) or frame[36:40] == b"VBRI"
+    if frame[at : at + 4] in (b"Xing", b"Info") and frame[at + 7] & 1:
+        counted = int.from_bytes(frame[at + 12 : at + 16], "big") if frame[at + 7] & 2 else 0
+        return not counted or os.path.getsize(path) - start - counted <= counted >> 4
+    return frame[36:40] == b"VBRI"
 
 
 def _first_mp3_frame(path: str | Path) -> tuple[bytes, int | None, int]:
@@ -291,28 +296,14 @@ def _id3_tags_end(fh: BinaryIO) -> int:
         at += tag
 
 
-def _mp3_unfilled(path: str | Path) -> bool:
-    """Whether an MP3's Xing/Info header counts bytes (its frames', from its first) that reach the end of the file
-    though its frames stop before (`mp3_frames_end`): zeros where a download that set the file's size first never
-    filled in its last frames, not bytes a tool appended after them, which lie past that count."""
-    frame, at, start = _first_mp3_frame(path)
-    if at is None or frame[at : at + 4] not in (b"Xing", b"Info") or not frame[at + 7] & 2:
-        return False
-    counted = int.from_bytes(frame[at + 12 : at + 16] if frame[at + 7] & 1 else frame[at + 8 : at + 12], "big")
-    return os.path.getsize(path) <= start + counted
-
-
 def declared_s(path: str | Path, container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds of `stream` a FLAC's STREAMINFO, an AIFF's COMM or an MP3's Xing/Info/VBRI header declares, as ffmpeg
     reads them (an MP3's encoder delay and padding taken off); None where the header leaves the length open (a FLAC or
-    AIFF written into a pipe, 0; an MP3 without such a header, or one whose whole frames bytes were appended to: ffmpeg
-    takes its length from its size where those make it a sixteenth larger than its header says; not one whose frames
-    stop before the bytes its Xing header counts, `_mp3_unfilled`). ffmpeg decodes a copy cut short at a frame's end
-    without an error."""
+    AIFF written into a pipe, 0; an MP3 without such a header, or one ffmpeg reads none of: `_mp3_counted`). ffmpeg
+    decodes a copy cut short at a frame's end without an error."""
     if not stream.duration or container.format.name not in ("flac", "aiff", "mp3"):
         return None
-    if container.format.name == "mp3" and (not _mp3_counted(path) or mp3_frames_end(path) is not None
-                                           and not _mp3_unfilled(path)):
+    if container.format.name == "mp3" and not _mp3_counted(path):
         return None
     return float(stream.duration * stream.time_base)
 
