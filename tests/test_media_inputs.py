@@ -1368,3 +1368,19 @@ def test_two_mp3s_with_xing_headers_joined_end_to_end_are_read_whole(tmp_path):
         media.decode_audio(joined, 16000)
     assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
                         rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+
+
+def test_an_mp3_whose_second_id3_tag_holds_frame_headers_is_read_whole(tmp_path):
+    """`walks.mp3_frames_start` searched for the frames from the first ID3v2 tag's end, so a second tag holding bytes
+    that read as two MPEG audio frames (a PRIV or GEOB frame holding a preview) was taken for where they start: the
+    walk after them found no frame of that stream, `whole.mp3_frames_end` called the rest bytes appended, and the whole
+    file was "audio stream holds no samples". ffmpeg passes over each tag by its size, as the search now does."""
+    data = _encoded(tmp_path / "whole.mp3", "libmp3lame").read_bytes()
+    at = walks.id3_end(data[:10])
+    held = b"preview\0" + (b"\xff\xfb\x90\x64" + bytes(413)) * 2  # two 128 kb/s 44.1 kHz frames
+    body = b"PRIV" + len(held).to_bytes(4, "big") + bytes(2) + held
+    size = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))  # syncsafe
+    path = tmp_path / "tagged.mp3"
+    path.write_bytes(data[:at] + b"ID3\x03\x00\x00" + size + body + data[at:])
+    assert len(media.decode_audio(path, 16000)) >= 32000
+    assert whole.mp3_frames_end(path) is None

@@ -359,14 +359,26 @@ def mpeg_frames_resume(fh: BinaryIO, at: int, size: int, first: bytes | None) ->
 
 
 def mp3_frames_start(fh: BinaryIO, size: int) -> int | None:
-    """Where an MP3's frames start in a file of `size` bytes: right after its ID3v2 tag, or, where the bytes there are
-    no frame (zeros a tagger left, which the tag's size does not count, or a second tag), where frames start past them
-    (`mpeg_frames_resume` of any stream), as ffmpeg finds them; None where none do."""
-    fh.seek(0)
-    at = id3_end(fh.read(10))
+    """Where an MP3's frames start in a file of `size` bytes: right after its ID3v2 tags (`id3_tags_end`), or, where
+    the bytes there are no frame (zeros a tagger left, which a tag's size does not count), where frames start past them
+    (`mpeg_frames_resume` of any stream), as ffmpeg finds them; None where none do. The search starts past every tag:
+    a tag's data may hold bytes that read as frames."""
+    at = id3_tags_end(fh)
     fh.seek(at)
     header = fh.read(4)
     return at if mpeg_frame_length(header, header) is not None else mpeg_frames_resume(fh, at, size, None)
+
+
+def id3_tags_end(fh: BinaryIO) -> int:
+    """Where the ID3v2 tags at the head of a file end, each right after the one before (ffmpeg reads on while another
+    follows)."""
+    at = 0
+    while True:
+        fh.seek(at)
+        tag = id3_end(fh.read(10))
+        if not tag:
+            return at
+        at += tag
 
 
 def adts_frame_length(header: bytes, first: bytes) -> int | None:

@@ -277,23 +277,11 @@ def _first_mp3_frame(path: str | Path) -> tuple[bytes, int | None, int]:
             return b"", None, 0
         fh.seek(start)
         frame = fh.read(64)
-        read_at = _id3_tags_end(fh)
+        read_at = walks.id3_tags_end(fh)
     if start != read_at or len(frame) < 44 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
         return frame, None, start
     mpeg1, mono = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3
     return frame, 4 + (17 if mono else 32) if mpeg1 else 4 + (9 if mono else 17), start
-
-
-def _id3_tags_end(fh: BinaryIO) -> int:
-    """Where the ID3v2 tags at the head of a file end, each right after the one before (ffmpeg reads on while another
-    follows)."""
-    at = 0
-    while True:
-        fh.seek(at)
-        tag = walks.id3_end(fh.read(10))
-        if not tag:
-            return at
-        at += tag
 
 
 def declared_s(path: str | Path, container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
