@@ -1384,3 +1384,33 @@ def test_an_mp3_whose_second_id3_tag_holds_frame_headers_is_read_whole(tmp_path)
     path.write_bytes(data[:at] + b"ID3\x03\x00\x00" + size + body + data[at:])
     assert len(media.decode_audio(path, 16000)) >= 32000
     assert whole.mp3_frames_end(path) is None
+
+
+def _id3(held: bytes) -> bytes:
+    """An ID3v2.3 tag of one PRIV frame holding `held`."""
+    body = b"PRIV" + len(held).to_bytes(4, "big") + bytes(2) + held
+    return b"ID3\x03\x00\x00" + bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0)) + body
+
+
+@pytest.mark.parametrize("second", ["its own tag", "a cover's tag", "a tag holding frame headers", "two tags"])
+def test_two_mp3s_joined_end_to_end_with_the_second_ones_id3_tag_between_are_read_whole(tmp_path, second):
+    """`cat a.mp3 b.mp3` where b.mp3 starts with an ID3v2 tag, as most encoders' and taggers' files do: ffmpeg hands
+    the tag on with the frame after it (or up to bytes in it that read as a frame, handed on next) and the decoder
+    fails on it ("Invalid data found"), so the whole file was "corrupt audio stream ... copy it again", and a copy cut
+    short inside the second half was told the same. ffmpeg's own command and players pass over the tag and play on,
+    as decoding now does; the frame walks pass over it too, so that cut is "cut short" as without the tag."""
+    data = _encoded(tmp_path / "whole.mp3", "libmp3lame").read_bytes()
+    at = walks.id3_end(data[:10])
+    tags = {"its own tag": data[:at], "a cover's tag": _id3(b"cover\0" + bytes(range(256)) * 80),
+            "a tag holding frame headers": _id3(b"preview\0" + (b"\xff\xfb\x90\x64" + bytes(413)) * 2),
+            "two tags": data[:at] + _id3(b"note\0" + bytes(100))}
+    joined, path = data + tags[second] + data[at:], tmp_path / "joined.mp3"
+    for tail in (b"", b"TAG" + bytes(125), b"junk a tool appended\n" * 3):
+        path.write_bytes(joined + tail)
+        assert len(media.decode_audio(path, 16000)) >= 64000, tail
+    cut = len(joined) - (len(data) - at) // 2 + 40  # inside a frame of the second half
+    path.write_bytes(joined[:cut])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
+                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason

@@ -31,7 +31,7 @@ import librosa
 import numpy as np
 
 from avdis.config import MEL_FMIN, FeatureConfig
-from avdis.data import bandwidth, whole
+from avdis.data import bandwidth, walks, whole
 from avdis.errors import AvdisError, UsageError
 
 
@@ -273,13 +273,22 @@ def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> t
             return 0 if frame.time is None else round((frame.time - begins) * sample_rate) - done
 
         packet = None  # the last one read: a FLAC cut short fails to decode its last, partial frame
-        appended = whole.mp3_frames_end(path) if container.format.name == "mp3" else None
+        mp3 = container.format.name == "mp3"
+        appended = whole.mp3_frames_end(path) if mp3 else None
 
         def decoded() -> Iterator[av.AudioFrame]:
             nonlocal packet
+            tag_end = -1  # of an ID3v2 tag between MP3s joined end to end (cat a.mp3 b.mp3)
             for packet in container.demux(stream):
                 if appended is not None and packet.pos is not None and packet.pos >= appended:
                     continue  # bytes after an MP3's last frame, which a player passes over: they fail to decode
+                tag = walks.id3_end(bytes(packet)[:10]) if mp3 and packet.pos is not None else 0
+                if tag or packet.pos is not None and packet.pos < tag_end:
+                    # ffmpeg hands the tag on with the frame after it (or up to bytes in it that read as a frame,
+                    # handed on next), which fail to decode; players, and ffmpeg's own command, pass over them and
+                    # play on (the frame lost is the second file's Xing/Info header, or its first 26-72 ms)
+                    tag_end = max(tag_end, packet.pos + tag)
+                    continue
                 yield from packet.decode()
 
         try:

@@ -17,6 +17,7 @@ it may be, and from `BIG_PART` up it is no part's (text read as one: "info ok\n"
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -291,6 +292,17 @@ def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     """(where the MPEG audio frame at `at` ends; whether the file ends inside its 4-byte header first: then where
     that ends). None where no frame of the stream starts there (an ID3v1 or APE tag, bytes a tool appended)."""
     return _frame(fh, at, first, 4, 2, mpeg_frame_length)
+
+
+def mp3_unit(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
+    """`mpeg_frame`, or where an ID3v2 tag at `at` that ends within the file ends: the tag between MP3s joined end to
+    end (cat a.mp3 b.mp3), which ffmpeg and players pass over to the frames after it."""
+    unit = mpeg_frame(fh, at, first)
+    if unit is not None:
+        return unit
+    fh.seek(at)
+    tag = id3_end(fh.read(10))
+    return (at + tag, False) if tag and at + tag <= os.fstat(fh.fileno()).st_size else None
 
 
 def mp3_silent(fh: BinaryIO) -> bool:
