@@ -79,8 +79,9 @@ SELECTION = selection()
 # those of their methods (`measures_of`) and are not resumed under others (old and new numbers would share one front).
 MEASURES: dict[str, str] = {
     "leakage": "probes on z_emo with the one-hot emotion beside it, each predicting by the label alone where it does "
-               "not beat it out of fold (since 2026-12-04: z_emo alone before, then the probes always predicting, "
-               "then the MLP alone falling back)",
+               "not beat it out of fold, the MLP training on past probe.epochs while its best out-of-fold epoch lies "
+               "in the last quarter of those run (since 2026-12-05: z_emo alone before 2026-12-04, then the probes "
+               "always predicting, then the MLP alone falling back, then the MLP stopping at probe.epochs)",
     "orthogonal": "mean squared canonical correlation of z_emo and z_id, its covariances running over batches "
                   "(since 2026-12-04: per coordinate before, then one batch's covariances)",
 }
