@@ -1414,3 +1414,27 @@ def test_two_mp3s_joined_end_to_end_with_the_second_ones_id3_tag_between_are_rea
         media.decode_audio(path, 16000)
     assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
                         rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+
+
+def _quiet(samples: np.ndarray) -> int:
+    """Tenths of a second (at 16 kHz) of `samples` that hold no sound (peak under 0.01)."""
+    return int((np.abs(samples[: len(samples) // 1600 * 1600]).reshape(-1, 1600).max(1) < 0.01).sum())
+
+
+@pytest.mark.parametrize("says", ["more than it holds", "more than the file holds"])
+def test_the_tag_between_two_joined_mp3s_passes_over_no_frames_where_its_size_is_garbage(tmp_path, says):
+    """decode_rated passed over every packet from an ID3v2 tag between two joined MP3s to where its size said it
+    ended, whatever that was: a size 5000 bytes more than the tag held made 1.7 s of b.mp3's 2 s silence, and one past
+    the end of the file left b out, without a word, where ffmpeg plays b's frames after the packet that fails. Only a
+    tag after whose end b's frames (or another tag, or the file's end) follow is passed over so
+    (walks.id3_between); past another, the packet holding the tag alone, as ffmpeg does."""
+    data = _encoded(tmp_path / "whole.mp3", "libmp3lame").read_bytes()
+    at = walks.id3_end(data[:10])
+    tag = _id3(b"note\0" + bytes(100))
+    size = len(tag) - 10 + (5000 if says == "more than it holds" else 1 << 20)
+    tag = tag[:6] + bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0)) + tag[10:]
+    path = tmp_path / "joined.mp3"
+    path.write_bytes(data + tag + data[at:])
+    samples = media.decode_audio(path, 16000)
+    assert len(samples) >= 64000 and _quiet(samples) <= 1, (len(samples), _quiet(samples))
+

@@ -282,12 +282,16 @@ def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> t
             for packet in container.demux(stream):
                 if appended is not None and packet.pos is not None and packet.pos >= appended:
                     continue  # bytes after an MP3's last frame, which a player passes over: they fail to decode
-                tag = walks.id3_end(bytes(packet)[:10]) if mp3 and packet.pos is not None else 0
-                if tag or packet.pos is not None and packet.pos < tag_end:
+                if packet.pos is not None and packet.pos < tag_end:
+                    continue  # bytes in the tag that read as a frame, handed on after it
+                if mp3 and packet.pos is not None and bytes(packet)[:3] == b"ID3":
                     # ffmpeg hands the tag on with the frame after it (or up to bytes in it that read as a frame,
                     # handed on next), which fail to decode; players, and ffmpeg's own command, pass over them and
-                    # play on (the frame lost is the second file's Xing/Info header, or its first 26-72 ms)
-                    tag_end = max(tag_end, packet.pos + tag)
+                    # play on (the frame lost is the second file's Xing/Info header, or its first 26-72 ms). Only
+                    # a tag `walks.id3_between` tells is passed over to its end: a size that is garbage would pass
+                    # over the frames after it, which ffmpeg plays
+                    with open(path, "rb") as fh:
+                        tag_end = max(tag_end, walks.id3_between(fh, packet.pos, os.fstat(fh.fileno()).st_size))
                     continue
                 yield from packet.decode()
 

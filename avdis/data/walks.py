@@ -295,14 +295,43 @@ def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
 
 
 def mp3_unit(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
-    """`mpeg_frame`, or where an ID3v2 tag at `at` that ends within the file ends: the tag between MP3s joined end to
-    end (cat a.mp3 b.mp3), which ffmpeg and players pass over to the frames after it."""
+    """`mpeg_frame`, or where the walk goes on past the ID3v2 tag between MP3s joined end to end (cat a.mp3 b.mp3) at
+    `at`, which ffmpeg and players pass over to the frames after it (`id3_between`, and zeros after it)."""
     unit = mpeg_frame(fh, at, first)
     if unit is not None:
         return unit
+    end = id3_between(fh, at, os.fstat(fh.fileno()).st_size)
+    return (past_zeros(fh, end), False) if end else None
+
+
+def id3_between(fh: BinaryIO, at: int, size: int) -> int:
+    """Where an ID3v2 tag at `at` in a file of `size` bytes ends, for the tag between MP3s joined end to end (cat a.mp3
+    b.mp3), which ffmpeg and players pass over to the frames after it; 0 where none is told there: no header ffmpeg
+    takes for a tag's (`id3_told`), a tag that runs past the end of the file, or one after whose end (and any zeros a
+    tagger left, which its size does not count: `past_zeros`) neither the file ends nor another tag or a frame of any
+    MPEG audio stream starts: a size that is garbage, by which a walk or a decoder would pass over frames."""
     fh.seek(at)
-    tag = id3_end(fh.read(10))
-    return (at + tag, False) if tag and at + tag <= os.fstat(fh.fileno()).st_size else None
+    end = at + id3_told(fh.read(10))
+    if end == at or end > size:
+        return 0
+    fh.seek(on := past_zeros(fh, end))
+    after = fh.read(10)
+    return end if on == size or id3_end(after) or mpeg_frame_length(after[:4], after[:4]) is not None else 0
+
+
+def id3_told(head: bytes) -> int:
+    """`id3_end` of an ID3v2 tag whose header ffmpeg takes for one (ff_id3v2_match: its version and revision bytes
+    not 0xFF, its size bytes under 0x80); else 0."""
+    if len(head) < 10 or head[3] == 0xFF or head[4] == 0xFF or any(b & 0x80 for b in head[6:10]):
+        return 0
+    return id3_end(head)
+
+
+def past_zeros(fh: BinaryIO, at: int) -> int:
+    """Where the zero bytes from `at` end (a block of `SCAN_BYTES` at most is looked at)."""
+    fh.seek(at)
+    block = fh.read(SCAN_BYTES)
+    return at + len(block) - len(block.lstrip(b"\0"))
 
 
 def mp3_silent(fh: BinaryIO) -> bool:
