@@ -431,18 +431,18 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
         assert len(media.decode_audio(streamed, 16000)) == 16000
 
 
-def _encoded(path: Path, codec: str, options: dict[str, str] | None = None) -> Path:
-    """2 s of a 220 Hz tone at 16 kHz, mono, in `codec`."""
-    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype(np.float32)
+def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate: int = 16000) -> Path:
+    """2 s of a 220 Hz tone at `rate` (16 kHz), mono, in `codec`."""
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate)).astype(np.float32)
     pcm = codec in ("flac", "pcm_s16be", "pcm_s16le")
     samples, fmt = ((tone * 32767).astype(np.int16), "s16") if pcm else (tone, "fltp")
     with av.open(str(path), "w", options=options or {}) as out:
-        a = out.add_stream(codec, rate=16000)
+        a = out.add_stream(codec, rate=rate)
         a.layout = "mono"
         for k in range(0, len(samples), 1152):
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, k : k + 1152]), format=fmt,
                                                layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
+            frame.sample_rate, frame.pts, frame.time_base = rate, k, fractions.Fraction(1, rate)
             out.mux(a.encode(frame))
         out.mux(a.encode())
     return path
@@ -1437,4 +1437,28 @@ def test_the_tag_between_two_joined_mp3s_passes_over_no_frames_where_its_size_is
     path.write_bytes(data + tag + data[at:])
     samples = media.decode_audio(path, 16000)
     assert len(samples) >= 64000 and _quiet(samples) <= 1, (len(samples), _quiet(samples))
+
+
+@pytest.mark.parametrize("rate", [44100, 8000])
+@pytest.mark.parametrize("between", ["", "its own tag"])
+def test_two_mp3s_of_other_sample_rates_joined_end_to_end_are_read_whole(tmp_path, rate, between):
+    """`cat a.mp3 b.mp3` where b.mp3 is another stream (another sample rate or MPEG version), with or without its
+    ID3v2 tag: ffmpeg decodes on through b's frames, but the frame walks knew a's stream only, so whole.mp3_frames_end
+    called all of b bytes a tool appended and decoding passed over them: 2 s of the 4 s, without a word; and a copy
+    cut short inside b was that shorter clip too. The walks now go on into another stream's frames where two follow
+    one another, as a resumed stream is confirmed."""
+    data = _encoded(tmp_path / "a.mp3", "libmp3lame").read_bytes()
+    other = _encoded(tmp_path / "b.mp3", "libmp3lame", rate=rate).read_bytes()
+    at = walks.id3_end(other[:10])
+    joined, path = data + (other if between else other[at:]), tmp_path / "joined.mp3"
+    for tail in (b"", b"TAG" + bytes(125), b"junk a tool appended\n" * 3):
+        path.write_bytes(joined + tail)
+        samples = media.decode_audio(path, 16000)
+        assert len(samples) >= 64000 and _quiet(samples) <= 1, (tail, len(samples), _quiet(samples))
+    cut = len(joined) - (len(other) - at) // 2 + 40  # inside a frame of the second half
+    path.write_bytes(joined[:cut])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
+                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
 

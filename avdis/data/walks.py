@@ -294,16 +294,6 @@ def mpeg_frame(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
     return _frame(fh, at, first, 4, 2, mpeg_frame_length)
 
 
-def mp3_unit(fh: BinaryIO, at: int, first: bytes) -> tuple[int, bool] | None:
-    """`mpeg_frame`, or where the walk goes on past the ID3v2 tag between MP3s joined end to end (cat a.mp3 b.mp3) at
-    `at`, which ffmpeg and players pass over to the frames after it (`id3_between`, and zeros after it)."""
-    unit = mpeg_frame(fh, at, first)
-    if unit is not None:
-        return unit
-    end = id3_between(fh, at, os.fstat(fh.fileno()).st_size)
-    return (past_zeros(fh, end), False) if end else None
-
-
 def id3_between(fh: BinaryIO, at: int, size: int) -> int:
     """Where an ID3v2 tag at `at` in a file of `size` bytes ends, for the tag between MP3s joined end to end (cat a.mp3
     b.mp3), which ffmpeg and players pass over to the frames after it; 0 where none is told there: no header ffmpeg
@@ -332,6 +322,37 @@ def past_zeros(fh: BinaryIO, at: int) -> int:
     fh.seek(at)
     block = fh.read(SCAN_BYTES)
     return at + len(block) - len(block.lstrip(b"\0"))
+
+
+class Mp3Units:
+    """Walks an MP3's frames (`last_unit_past`'s `unit_end`) from its first, whose 4-byte header is `first`: where
+    the frame of its stream at `at` ends (`mpeg_frame`), and past what ffmpeg and players pass over or play on
+    through in MP3s joined end to end (cat a.mp3 b.mp3): the second one's ID3v2 tag (`id3_between`, and zeros after
+    it), and where the second is another stream (another sample rate or MPEG version), its frames, from a frame of it
+    that another follows or that ends the file (as `mpeg_frames_resume` confirms a frame): `first` becomes its
+    header. None where none of these starts at `at` (an ID3v1 or APE tag, bytes a tool appended, a tag whose size is
+    garbage)."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+        unit = mpeg_frame(fh, at, self.first)
+        if unit is not None:
+            return unit
+        size = os.fstat(fh.fileno()).st_size
+        if end := id3_between(fh, at, size):
+            return past_zeros(fh, end), False
+        fh.seek(at)
+        header = fh.read(4)
+        unit = mpeg_frame(fh, at, header)
+        if unit is None or unit[1] or unit[0] > size:
+            return None
+        after = mpeg_frame(fh, unit[0], header) if unit[0] < size else None
+        if unit[0] < size and (after is None or after[1]):
+            return None
+        self.first = header
+        return unit
 
 
 def mp3_silent(fh: BinaryIO) -> bool:

@@ -36,9 +36,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     long it is: an MP4's last top-level box (see `walks.mp4_box_past`), an AVI's last RIFF chunk, a Matroska (.mkv,
     .webm) segment (its last element where the segment's size is left open, as a live writer or a browser's recorder
     leaves it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame, walked from where its frames
-    start (`walks.mp3_frames_start`) and past the ID3v2 tag between MP3s joined end to end (`walks.mp3_unit`; one
-    without a Xing/Info or VBRI header where ffmpeg reads one: one with such a header is told by `declared_s`), a raw
-    AAC (.aac, ADTS) file's last frame; else None
+    start (`walks.mp3_frames_start`) and past the ID3v2 tag between MP3s joined end to end, on into the second's
+    frames where it is another stream (`walks.Mp3Units`; one without a Xing/Info or VBRI header where ffmpeg reads
+    one: one with such a header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
     (also where a size is left open and nothing inside says more). A CAF's or an AU's data chunk too, whose size
     ffmpeg does not check against the file's, as a WAV's (`wav_held`). ffmpeg opens an MP4 cut short before its index
     (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
@@ -69,8 +69,7 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
             if start is not None and not _mp3_counted(path):
                 fh.seek(start)
                 first = fh.read(4)
-                return walks.last_unit_past(fh, size, start, partial(walks.mp3_unit, first=first),
-                                            "MPEG audio frame")
+                return walks.last_unit_past(fh, size, start, walks.Mp3Units(first), "MPEG audio frame")
     if head[:4] == b".snd" and len(head) >= 12:  # Sun/NeXT audio: its data's offset and size (all bits set: open)
         end = int.from_bytes(head[4:8], "big") + int.from_bytes(head[8:12], "big")
         return ("AU data", end, size) if head[8:12] != b"\xff" * 4 and end > size else None
@@ -217,7 +216,8 @@ def mp3_frames_end(path: str | Path) -> int | None:
     (zeros or junk a tool appended, however many; `walks.mpeg_frames_resume`): ffmpeg hands those to the decoder as
     one more packet, which fails ("Invalid data found") where a player passes over it. The walk starts where the
     frames do (`walks.mp3_frames_start`: past zeros or a second tag after the ID3 one too) and passes over the ID3v2
-    tag between MP3s joined end to end (`walks.mp3_unit`). None for a file of no MPEG
+    tag between MP3s joined end to end, on into the second's frames where it is another stream (`walks.Mp3Units`:
+    they are no bytes appended). None for a file of no MPEG
     audio, one whose frames run to its end or past it (cut short), or one whose frames start again after such bytes
     (damage inside the file)."""
     size = os.path.getsize(path)
@@ -226,12 +226,12 @@ def mp3_frames_end(path: str | Path) -> int | None:
         if at is None:
             return None
         fh.seek(at)
-        first = fh.read(4)
-        while at < size and (unit := walks.mp3_unit(fh, at, first)) is not None:
+        units = walks.Mp3Units(fh.read(4))
+        while at < size and (unit := units(fh, at)) is not None:
             if unit[0] > size:  # cut short
                 return None
             at = unit[0]
-        return None if at >= size or walks.mpeg_frames_resume(fh, at, size, first) is not None else at
+        return None if at >= size or walks.mpeg_frames_resume(fh, at, size, units.first) is not None else at
 
 
 def wav_held(path: str | Path) -> tuple[float, float] | None:
