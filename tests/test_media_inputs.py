@@ -1462,3 +1462,23 @@ def test_two_mp3s_of_other_sample_rates_joined_end_to_end_are_read_whole(tmp_pat
     assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
                         rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
 
+
+@pytest.mark.parametrize("second", ["b's own tag", "a tag appended (ID3v2.4)"])
+def test_an_mp3_cut_short_inside_an_id3_tag_after_its_frames_is_told_cut_short(tmp_path, second):
+    """Two MP3s joined end to end, cut short inside b.mp3's ID3v2 tag (a cover's picture makes it tens of KB), read as
+    a.mp3 alone, 2 s where the file was 4, without a word: the walk stopped at a tag running past the end, and what
+    followed was taken for bytes a tool appended. A tag that runs past the end, with no frames after its header, is
+    now where the file was cut, as for a frame; so is an ID3v2.4 tag appended after an MP3's frames, cut short, which
+    cannot be told from it (an interrupted copy all the same)."""
+    data = _encoded(tmp_path / "whole.mp3", "libmp3lame").read_bytes()
+    at = walks.id3_end(data[:10])
+    tag = _id3(b"cover\0" + bytes(range(256)) * 80)
+    after = data[at:]
+    if second == "a tag appended (ID3v2.4)":  # with its footer, after the frames and nothing after it
+        tag, after = b"ID3\x04\x00\x10" + tag[6:] + b"3DI\x04\x00\x10" + tag[6:10], b""
+    cut, path = len(data) + len(tag) // 2, tmp_path / "cut.mp3"
+    path.write_bytes((data + tag + after)[:cut])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert caught.value.reason == (f"cut short: the file ends at byte {cut}, inside its ID3v2 tag, which runs to byte "
+                                   f"{len(data) + len(tag)}: {CUT_ADVICE}")

@@ -330,28 +330,35 @@ class Mp3Units:
     through in MP3s joined end to end (cat a.mp3 b.mp3): the second one's ID3v2 tag (`id3_between`, and zeros after
     it), and where the second is another stream (another sample rate or MPEG version), its frames, from a frame of it
     that another follows or that ends the file (as `mpeg_frames_resume` confirms a frame): `first` becomes its
-    header. None where none of these starts at `at` (an ID3v1 or APE tag, bytes a tool appended, a tag whose size is
-    garbage)."""
+    header. A tag that runs past the end of the file, no frames after its header, is where a copy was cut short (the
+    walk's last unit). `tag` says whether the last unit was a tag. None where none of these starts at `at` (an ID3v1
+    or APE tag, bytes a tool appended, a tag whose size is garbage)."""
 
     def __init__(self, first: bytes) -> None:
         self.first = first
+        self.tag = False
 
     def __call__(self, fh: BinaryIO, at: int) -> tuple[int, bool] | None:
+        self.tag = False
         unit = mpeg_frame(fh, at, self.first)
         if unit is not None:
             return unit
         size = os.fstat(fh.fileno()).st_size
         if end := id3_between(fh, at, size):
+            self.tag = True
             return past_zeros(fh, end), False
         fh.seek(at)
-        header = fh.read(4)
-        unit = mpeg_frame(fh, at, header)
+        header = fh.read(10)
+        if (tag := id3_told(header)) and at + tag > size and mpeg_frames_resume(fh, at + 10, size, None) is None:
+            self.tag = True
+            return at + tag, False
+        unit = mpeg_frame(fh, at, header[:4])
         if unit is None or unit[1] or unit[0] > size:
             return None
-        after = mpeg_frame(fh, unit[0], header) if unit[0] < size else None
+        after = mpeg_frame(fh, unit[0], header[:4]) if unit[0] < size else None
         if unit[0] < size and (after is None or after[1]):
             return None
-        self.first = header
+        self.first = header[:4]
         return unit
 
 

@@ -37,8 +37,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
     .webm) segment (its last element where the segment's size is left open, as a live writer or a browser's recorder
     leaves it), an Ogg file's last page, an FLV file's last tag, an MP3's last frame, walked from where its frames
     start (`walks.mp3_frames_start`) and past the ID3v2 tag between MP3s joined end to end, on into the second's
-    frames where it is another stream (`walks.Mp3Units`; one without a Xing/Info or VBRI header where ffmpeg reads
-    one: one with such a header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
+    frames where it is another stream, or an ID3v2 tag after its frames, which no frames follow (the second's tag, or
+    one appended; `walks.Mp3Units`; one without a Xing/Info or VBRI header where ffmpeg reads one: one with such a
+    header is told by `declared_s`), a raw AAC (.aac, ADTS) file's last frame; else None
     (also where a size is left open and nothing inside says more). A CAF's or an AU's data chunk too, whose size
     ffmpeg does not check against the file's, as a WAV's (`wav_held`). ffmpeg opens an MP4 cut short before its index
     (moov, which an MP4 not made for streaming writes after its media) as a damaged file ("Invalid data found"),
@@ -69,7 +70,9 @@ def ends_past_file(path: str | Path) -> tuple[str, int, int] | None:
             if start is not None and not _mp3_counted(path):
                 fh.seek(start)
                 first = fh.read(4)
-                return walks.last_unit_past(fh, size, start, walks.Mp3Units(first), "MPEG audio frame")
+                units = walks.Mp3Units(first)
+                cut = walks.last_unit_past(fh, size, start, units, "MPEG audio frame")
+                return ("ID3v2 tag", *cut[1:]) if cut is not None and units.tag else cut
     if head[:4] == b".snd" and len(head) >= 12:  # Sun/NeXT audio: its data's offset and size (all bits set: open)
         end = int.from_bytes(head[4:8], "big") + int.from_bytes(head[8:12], "big")
         return ("AU data", end, size) if head[8:12] != b"\xff" * 4 and end > size else None
