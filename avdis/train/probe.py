@@ -127,8 +127,8 @@ def mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes:
     the folds' training loss for the next step; the test clips' mean-softmax prediction is kept for the first epoch
     (after its step, the last included) with the best out-of-fold accuracy (the last epoch when no clip can be judged
     out of fold). The copies train `cfg.epochs` epochs, and on while the best lies in the last quarter of those run
-    (up to `LONGEST` times as many). The epoch is chosen on the train clips alone: the clips predicted play no part
-    in it. Where `split`
+    (up to `LONGEST` times as many; not where no clip can be judged). The epoch is chosen on the train clips alone:
+    the clips predicted play no part in it. Where `split`
     judged the label-only guess and no epoch beats it, the clips are predicted by that guess fitted on every train clip
     (`_label_wins`; `emotion`: the train clips' and the predicted clips' emotion labels).
     """
@@ -158,8 +158,9 @@ def mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes:
                 oof = float(right[judged].double().mean()) if judged.any() else -1.0
                 if oof > best or (not judged.any() and step == cfg.epochs):  # none judged: the trained copies
                     best, best_step, best_pred = oof, step, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
-        if step >= cfg.epochs and (4 * best_step <= 3 * step or step == LONGEST * cfg.epochs):
-            break  # the best epoch lies a quarter of the epochs run back: the copies have stopped learning
+        if step >= cfg.epochs and (4 * best_step <= 3 * step or step == LONGEST * cfg.epochs or not judged.any()):
+            break  # the best epoch lies a quarter of the epochs run back: the copies have stopped learning (with no
+            # clip to judge, the copies at cfg.epochs predict: training on would change nothing)
         loss = F.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="none").view(k, n)
         opt.zero_grad()
         ((loss * fits).sum(1) / fitted).sum().backward()
