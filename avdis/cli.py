@@ -651,8 +651,11 @@ def _takes(key: str, field: FieldInfo) -> str:
     """What a setting takes: its choices (a Literal, optionally None) or its range; '' when neither says more."""
     if key == "data.features.f_max":
         return (f"{C.MEL_FMIN:g} < x <= data.features.sample_rate / 2, in Hz: the top of the mel bands; null, or "
-                "sample_rate / 2 given: sample_rate / 2; half the lowest recording rate where avdis preprocess "
-                "warns that clips' rates differ")
+                "sample_rate / 2 given: sample_rate / 2; the lowest bandwidth where avdis preprocess warns that "
+                "clips' sound stops at different frequencies (it names the value, and the n_mels to set with it)")
+    if key == "probe.epochs":
+        return (f"1 <= x: the least the MLP probe trains; it trains on, up to {C.PROBE_LONGEST} times as many, while "
+                "its best out-of-fold epoch lies in the last quarter of those run")
     if key == "method.weight":
         ranges = [f"{m} {low:g}..{high:g}" if integer else f"{m} ({low:g}, {high:g}]"
                   for m, (low, high, integer) in C.WEIGHT_RANGES.items()]

@@ -521,6 +521,12 @@ class TrainConfig(_Section):
     def _folder_name(cls, name: str | None) -> str | None:
         return None if name is None else folder_name("train.name", name, "train.storage")
 
+# The MLP probe trains probe.epochs epochs, and on, up to this many times as many, while its best out-of-fold epoch
+# lies in the last quarter of those run: one still learning at probe.epochs read leakage low (entangled single_task in
+# the science benchmark chose epochs 274-286 of 300 and read 0.406; trained 900 epochs, 0.41-0.47).
+PROBE_LONGEST = 4
+
+
 class ProbeConfig(_Section):
     """The fresh post-hoc speaker probe on frozen z_emo that judges every method."""
 

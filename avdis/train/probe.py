@@ -35,17 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avdis.config import ProbeConfig
+from avdis.config import PROBE_LONGEST, ProbeConfig
 from avdis.errors import UsageError
 from avdis.logistic import fit_logistic
 from avdis.train.metrics import accuracy, label_only_speaker_chance, label_only_speaker_guess, normalised_leakage
 
 
 LINEAR_L2 = 1e-3  # the linear probe's weight penalty
-# The MLP trains probe.epochs epochs, and on, up to this many times as many, while its best out-of-fold epoch lies in
-# the last quarter of those run: one still learning at probe.epochs read leakage low (entangled single_task in the
-# science benchmark chose epochs 274-286 of 300 and read 0.406; trained 900 epochs, 0.41-0.47).
-LONGEST = 4
 
 
 @dataclass(frozen=True)
@@ -127,8 +123,8 @@ def mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes:
     the folds' training loss for the next step; the test clips' mean-softmax prediction is kept for the first epoch
     (after its step, the last included) with the best out-of-fold accuracy (the last epoch when no clip can be judged
     out of fold). The copies train `cfg.epochs` epochs, and on while the best lies in the last quarter of those run
-    (up to `LONGEST` times as many; not where no clip can be judged). The epoch is chosen on the train clips alone:
-    the clips predicted play no part in it. Where `split`
+    (up to `PROBE_LONGEST` times as many; not where no clip can be judged). The epoch is chosen on the train clips
+    alone: the clips predicted play no part in it. Where `split`
     judged the label-only guess and no epoch beats it, the clips are predicted by that guess fitted on every train clip
     (`_label_wins`; `emotion`: the train clips' and the predicted clips' emotion labels).
     """
@@ -149,7 +145,7 @@ def mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes:
     # With no clip to judge (each speaker one train clip), no epoch can be chosen: the trained copies predict.
     judged = torch.as_tensor(split.judged)
     best, best_step, best_pred = -1.0, 0, np.zeros(len(x_te), dtype=np.int64)
-    for step in range(LONGEST * cfg.epochs + 1):
+    for step in range(PROBE_LONGEST * cfg.epochs + 1):
         logits = forward(x)  # the copies after `step` steps
         if step:  # the initialisation is no candidate: every epoch's copies are judged after their step
             with torch.no_grad():
@@ -158,7 +154,8 @@ def mlp_predict(x: torch.Tensor, y: torch.Tensor, x_te: torch.Tensor, n_classes:
                 oof = float(right[judged].double().mean()) if judged.any() else -1.0
                 if oof > best or (not judged.any() and step == cfg.epochs):  # none judged: the trained copies
                     best, best_step, best_pred = oof, step, forward(x_te).softmax(-1).mean(0).argmax(1).numpy()
-        if step >= cfg.epochs and (4 * best_step <= 3 * step or step == LONGEST * cfg.epochs or not judged.any()):
+        if step >= cfg.epochs and (4 * best_step <= 3 * step or step == PROBE_LONGEST * cfg.epochs
+                                   or not judged.any()):
             break  # the best epoch lies a quarter of the epochs run back: the copies have stopped learning (with no
             # clip to judge, the copies at cfg.epochs predict: training on would change nothing)
         loss = F.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="none").view(k, n)
