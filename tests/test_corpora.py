@@ -1324,6 +1324,30 @@ def test_a_ground_truth_row_with_more_cells_than_columns_is_named_not_read_shift
                   "on; a column of its own needs a name in the header")]
 
 
+@pytest.mark.parametrize("times", ["start,end", "Start Time,End Time", "onset_s"])
+def test_a_ground_truth_placing_clips_at_times_within_their_files_is_refused_not_read_as_whole_files(tmp_path, times):
+    """A session's segments as an annotation tool exports them, `file,...,start,end`: the times were read as metadata
+    nobody reads, so a row trained on the centre of the whole session (other sound than its label's) and the session's
+    other rows were 'file already listed', saying nothing of the times. An empty such column is no time."""
+    for name in ("session1.wav", "b.wav"):
+        touch(tmp_path / name)
+    columns = times.split(",")
+    ranges = [",".join(["12.5", "14.0"][:len(columns)]), ",".join(["30.0", "31.5"][:len(columns)])]
+    (tmp_path / "ground_truth.csv").write_text(f"file,clip_id,speaker,emotion,{times}\n"
+                                               f"session1.wav,s1_001,spk1,happy,{ranges[0]}\n"
+                                               f"session1.wav,s1_002,spk1,sad,{ranges[1]}\n")
+    named = ", ".join(c.lower() for c in columns)
+    with pytest.raises(corpora.CorpusError, match=rf"ground_truth.csv: columns? {named} places? each row's clip at a "
+                                                  r"time within its file, which avdis does not read: .*cut each "
+                                                  "segment into a file of its own"):
+        corpora.scan("synthetic", tmp_path)
+    (tmp_path / "ground_truth.csv").write_text(f"file,clip_id,speaker,emotion,{times}\n"
+                                               f"session1.wav,a,spk1,happy,{',' * (len(columns) - 1)}\n"
+                                               f"b.wav,b,spk1,sad,{',' * (len(columns) - 1)}\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [r.clip_id for r in records] == ["a", "b"] and rejects == []
+
+
 def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     """`spk1 ` (a space a spreadsheet cell does not show) was a second speaker, which speaker_disjoint could put in
     another fold than `spk1`: one voice in train and in test."""

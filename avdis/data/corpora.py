@@ -602,6 +602,12 @@ def _cremad_record(stem: str, source: Path, audio: Path, video: Path | None,
 
 
 _TRUTH_COLUMNS = ("file", "clip_id", "speaker", "emotion")  # `intensity`, where present, is kept as metadata
+# columns that place a row's clip at a time within its file (a session's segments, as an annotation tool exports
+# them), which avdis does not read: a row's clip is its whole file, of which the features take the centre window
+_TIME_COLUMNS = frozenset(f"{word}{unit}"
+                          for word in ("start", "end", "stop", "begin", "onset", "offset", "tmin", "tmax", "start_time",
+                                       "end_time", "begin_time", "stop_time")
+                          for unit in ("", "_s", "_sec", "_secs", "_seconds", "_ms"))
 
 
 def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[str]]]]:
@@ -695,6 +701,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     missing = [c for c in _TRUTH_COLUMNS if c not in header]
     if missing:
         raise CorpusError(f"{truth}: no column {', '.join(missing)}; its header must name {', '.join(_TRUTH_COLUMNS)}")
+    _check_no_times(truth, header, rows)
     spans: list[tuple[int, str, str]] = []  # (row, column, text) of the cells that run across lines
     for line, cells, past in rows:
         spans += [(line, c, text) for c, text in cells.items() if "\n" in text.strip() or "\r" in text.strip()]
@@ -770,6 +777,22 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     records = _one_per_recording(truth, records, rejects, rows_of)
     _check_speaker_case(truth, records, rows_of)
     return records, rejects
+
+
+def _check_no_times(truth: Path, header: list[str], rows: list[tuple[int, dict[str, str], list[str]]]) -> None:
+    """Refuse a ground truth whose rows give times within their files (`start`, `end`, `onset`, `Start Time`, ...):
+    the columns were read as metadata nobody reads, so a row of a session's segment trained on the centre of the whole
+    session, other sound than the label's, and the session's other rows were 'file already listed'. An empty column
+    is no time."""
+    named = [name for name in header if re.sub(r"[\s-]+", "_", name) in _TIME_COLUMNS
+             and any((cells.get(name) or "").strip() for _, cells, _ in rows)]
+    if named:
+        raise CorpusError(f"{truth}: {'columns' if len(named) > 1 else 'column'} {', '.join(named)} "
+                          f"{'place' if len(named) > 1 else 'places'} each row's clip at a time within its file, which "
+                          "avdis does not read: a row's clip is its whole file (the features take its centre "
+                          "data.features.window_s seconds), and one file is one clip; cut each segment into a file of "
+                          f"its own and list those, or, where each row's time is its whole file, leave "
+                          f"{'them' if len(named) > 1 else 'it'} out")
 
 
 def _cased(src: Path, spelt: str, folders: dict[Path, dict[str, list[str]]]) -> str | None:
