@@ -1378,6 +1378,22 @@ def test_a_ground_truth_header_is_read_as_a_person_or_a_spreadsheet_writes_it(tm
     assert rejects == []
 
 
+@pytest.mark.parametrize("hint, sep, end", [("sep=;", ";", "\n"), ('"sep=,"', ",", "\r\n"), ("SEP=\t", "\t", "\n")])
+def test_a_ground_truth_whose_first_line_names_its_separator_for_excel_is_read(tmp_path, hint, sep, end):
+    """A script writing a CSV for Excel puts `sep=;` first, which Excel reads and does not show: that line was read as
+    the header, refused as naming 'no column file, clip_id, speaker, emotion', the very columns the next line names.
+    The rows are numbered as Excel shows them, the header 1."""
+    for name in ("a.mp4", "b.mp4"):
+        touch(tmp_path / "clips" / name)
+    rows = [hint, sep.join(["file", "clip_id", "speaker", "emotion"]), sep.join(["clips/a.mp4", "a", "spk1", "Happy"]),
+            sep.join(["clips/b.mp4", "b", "", "sad"])]
+    (tmp_path / "ground_truth.csv").write_bytes(("\ufeff" + end.join(rows) + end).encode())  # a BOM before it too
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion) for r in records] == [("a", "spk1", "happy")]
+    assert [(r.source_path, r.reason) for r in rejects] == [
+        (str(tmp_path / "clips" / "b.mp4"), "ground_truth.csv row 3: empty speaker")]
+
+
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])  # a spreadsheet's plain "CSV", its "Unicode Text"
 def test_a_ground_truth_csv_in_another_encoding_is_named(tmp_path, encoding):
     touch(tmp_path / "a.mp4")

@@ -610,19 +610,28 @@ _TIME_COLUMNS = frozenset(f"{word}{unit}"
                           for unit in ("", "_s", "_sec", "_secs", "_seconds", "_ms"))
 
 
+_SEP_HINT = re.compile(r'"?sep=(?P<sep>[^\r\n"])"?[ \t]*(?:\r\n|\r|\n|$)', re.IGNORECASE)  # Excel's `sep=;` line
+
+
 def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[str]]]]:
     """A ground truth's header and rows, by column name, each with its number as a spreadsheet shows it (the header's
     is 1), which a reject names, and the cells it has past the header's columns. Names are read without the spaces
     around them and their case (`file, clip_id` or `File` as a person writes them), cells separated by commas, else by
     the semicolons or tabs a spreadsheet writes where the decimal mark is a comma, when those give the header its
-    columns."""
-    for sep in (",", ";", "\t"):
+    columns, first by the one a first line `sep=;` names (Excel's hint, which a script writing for Excel puts first: it
+    was read as the header, refused as naming no column file, clip_id, speaker, emotion, which the next line names);
+    Excel reads that line and does not show it, so the rows are numbered as it shows them."""
+    hint = _SEP_HINT.match(text)
+    if hint:
+        text = text[hint.end():]
+    seps = tuple(dict.fromkeys((*([hint["sep"]] if hint else []), ",", ";", "\t")))
+    for sep in seps:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
         header = [name.strip().lower() for name in next(reader, [])]
         if all(c in header for c in _TRUTH_COLUMNS):
             break
     else:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=seps[0])
         header = [name.strip().lower() for name in next(reader, [])]
     # a blank line is no row, nor is one of empty cells (`,,,`: a spreadsheet writes one for a row it once used), but
     # each counts in the numbers of the rows after it
