@@ -1364,6 +1364,27 @@ def test_ground_truth_cells_are_read_without_surrounding_spaces(tmp_path):
     assert shards.Labels.of(records).speakers == ["spk1"]
 
 
+def test_ground_truth_cells_are_read_without_characters_that_show_nothing(tmp_path):
+    """A zero-width space pasted with a label from a web page or a document (`happy\u200b`) made a class of its own
+    that the summary showed as a second `happy`; a word joiner made a second speaker `spk1`; a byte order mark a file
+    joined to another left before a file's name made it 'listed in ground_truth.csv but missing' beside itself 'not
+    listed'."""
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        touch(tmp_path / "clips" / name)
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\nclips/a.mp4,a,spk1,happy\n"
+                                               "clips/b.mp4,b,spk1\u2060,\u200bHappy \u200b\n"
+                                               "\ufeffclips/c.mp4,c,spk1,sad\nclips/d.mp4,d,spk1,\u200b\n",
+                                               encoding="utf-8")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion, r.source_path) for r in records] == [
+        ("a", "spk1", "happy", str(tmp_path / "clips" / "a.mp4")),
+        ("b", "spk1", "happy", str(tmp_path / "clips" / "b.mp4")),
+        ("c", "spk1", "sad", str(tmp_path / "clips" / "c.mp4"))]
+    assert [(r.source_path, r.reason) for r in rejects] == [
+        (str(tmp_path / "clips" / "d.mp4"), "ground_truth.csv row 5: empty emotion")]
+    assert shards.Labels.of(records).emotions == ["happy", "sad"]
+
+
 @pytest.mark.parametrize("header, sep", [("file, clip_id, speaker, emotion", ", "),
                                          ("File,Clip_ID,Speaker,Emotion", ","), ("file;clip_id;speaker;emotion", ";"),
                                          ("file\tclip_id\tspeaker\temotion", "\t")])

@@ -613,6 +613,21 @@ _TIME_COLUMNS = frozenset(f"{word}{unit}"
 _SEP_HINT = re.compile(r'"?sep=(?P<sep>[^\r\n"])"?[ \t]*(?:\r\n|\r|\n|$)', re.IGNORECASE)  # Excel's `sep=;` line
 
 
+# characters that show nothing, which str.strip keeps: a zero-width space pasted from a web page or a document, a
+# word joiner, a byte order mark a file joined to another left inside it
+_UNSEEN = "\u200b\u200c\u200d\u2060\ufeff"
+
+
+def _bare(cell: str) -> str:
+    """A ground truth's cell without the spaces around it, nor characters that show nothing (`_UNSEEN`): `sad` and
+    `sad` with a zero-width space pasted after it were two classes that read alike in the summary, and a file named
+    after one was 'listed in ground_truth.csv but missing' beside itself 'not listed'."""
+    bare = cell.strip()
+    while bare and (bare[0] in _UNSEEN or bare[-1] in _UNSEEN):
+        bare = bare.strip(_UNSEEN).strip()
+    return bare
+
+
 def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[str]]]]:
     """A ground truth's header and rows, by column name, each with its number as a spreadsheet shows it (the header's
     is 1), which a reject names, and the cells it has past the header's columns. Names are read without the spaces
@@ -627,16 +642,16 @@ def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[s
     seps = tuple(dict.fromkeys((*([hint["sep"]] if hint else []), ",", ";", "\t")))
     for sep in seps:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-        header = [name.strip().lower() for name in next(reader, [])]
+        header = [_bare(name).lower() for name in next(reader, [])]
         if all(c in header for c in _TRUTH_COLUMNS):
             break
     else:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=seps[0])
-        header = [name.strip().lower() for name in next(reader, [])]
+        header = [_bare(name).lower() for name in next(reader, [])]
     # a blank line is no row, nor is one of empty cells (`,,,`: a spreadsheet writes one for a row it once used), but
     # each counts in the numbers of the rows after it
     return header, [(line, dict(zip(header, cells)), cells[len(header):]) for line, cells in enumerate(reader, start=2)
-                    if any(cell.strip() for cell in cells)]
+                    if any(_bare(cell) for cell in cells)]
 
 
 # a cell that holds no label but says none is known, as a program writes a missing value (pandas' `nan`, R's `NA`,
@@ -714,9 +729,10 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
     spans: list[tuple[int, str, str]] = []  # (row, column, text) of the cells that run across lines
     for line, cells, past in rows:
         spans += [(line, c, text) for c, text in cells.items() if "\n" in text.strip() or "\r" in text.strip()]
-        # without the spaces around them, which a spreadsheet's cell does not show: `spk1 ` would be a second speaker,
-        # in another speaker_disjoint fold than `spk1`'s clips, and ` happy` no emotion
-        row = {c: (cells.get(c) or "").strip() for c in (*_TRUTH_COLUMNS, "intensity")}
+        # without the spaces around them (or characters that show nothing, `_bare`), which a spreadsheet's cell does
+        # not show: `spk1 ` would be a second speaker, in another speaker_disjoint fold than `spk1`'s clips, and
+        # ` happy` no emotion
+        row = {c: _bare(cells.get(c) or "") for c in (*_TRUTH_COLUMNS, "intensity")}
         row["emotion"] = row["emotion"].lower()  # `Happy` and `happy` in one file are one class
         for c in ("clip_id", "speaker", "emotion"):  # so are `Zoë` typed (NFC) and `Zoë` from a name a Mac wrote (NFD)
             row[c] = unicodedata.normalize("NFC", row[c])
@@ -740,7 +756,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         if across:
             rejects.append(Reject(str(path).splitlines()[0], f"{truth.name} row {line}: its {', '.join(across)} cell "
                                                              f"runs across lines; {_OPEN_QUOTE}"))
-        elif any(cell.strip() for cell in past):
+        elif any(_bare(cell) for cell in past):
             # a separator inside a cell, unquoted, splits it in two and moves every cell after it: speaker `Smith, John`
             # was speaker `Smith` and emotion `John`, a class of its own (the corpus's own labels are taken as given,
             # placeholders aside)
@@ -748,7 +764,7 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
                                              f"header's {len(header)} columns; {_UNQUOTED}"))
         elif empty:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: empty {', '.join(empty)}"))
-        elif posing := {c: (cells.get(c) or "").strip() for c in ("speaker", "emotion") if _placeholder(c, row[c])}:
+        elif posing := {c: _bare(cells.get(c) or "") for c in ("speaker", "emotion") if _placeholder(c, row[c])}:
             rejects.append(Reject(str(path), _placeholder_reason(truth.name, line, posing)))
         elif row["clip_id"] in rows_of:
             rejects.append(Reject(str(path), f"{truth.name} row {line}: clip_id {row['clip_id']!r} is already "
@@ -794,7 +810,7 @@ def _check_no_times(truth: Path, header: list[str], rows: list[tuple[int, dict[s
     session, other sound than the label's, and the session's other rows were 'file already listed'. An empty column
     is no time."""
     named = [name for name in header if re.sub(r"[\s-]+", "_", name) in _TIME_COLUMNS
-             and any((cells.get(name) or "").strip() for _, cells, _ in rows)]
+             and any(_bare(cells.get(name) or "") for _, cells, _ in rows)]
     if named:
         raise CorpusError(f"{truth}: {'columns' if len(named) > 1 else 'column'} {', '.join(named)} "
                           f"{'place' if len(named) > 1 else 'places'} each row's clip at a time within its file, which "
