@@ -576,8 +576,6 @@ def test_a_space_of_more_edges_than_are_built_has_each_method_checked_and_says_i
     assert "sweep.space has more edges than the 40 built before any work" in capsys.readouterr().out
     # every value of every knob in each block (a method at one weight), the first knob's too (the sweep checks
     # modalities and trial sizes on these edges), before their combinations; every edge once
-    import itertools
-
     from avdis.tune.space import corners, weight_key
 
     space = C.load(None, ["sweep.space.params={model.modality: [av, audio, visual], train.workers: [1, 4], "

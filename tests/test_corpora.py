@@ -553,8 +553,6 @@ def test_a_rerun_on_shards_made_before_files_were_marked_unused_counts_them_apar
     a rerun's summary gave them as rejects again (~2,900 of a RAVDESS download), the count `unused` was made to end."""
     import json
 
-    import pyarrow as pa
-
     root, _ = ravdess
     data = DataConfig(corpus="ravdess", src=str(root), shards=str(tmp_path / "out"), shard_size=2,
                       split=SplitConfig(folds=3, val_fraction=0.2, test_fraction=0.2))
@@ -1640,7 +1638,7 @@ def test_a_recording_a_corpus_of_ones_own_holds_twice_under_two_names_is_one_cli
         f"ground_truth.csv row 9: the same bytes as {src / 's1_0.wav'} (row 5), labelled otherwise (emotion 'happy' "
         "there, 'sad' here): one recording is one clip; correct the label that is wrong and list the file once")
     assert not rejects[str(relabelled)]["unused"]
-    assert rejects[str(broken[1])]["reason"].startswith(f"its clip could not be made (b.wav: ")
+    assert rejects[str(broken[1])]["reason"].startswith("its clip could not be made (b.wav: ")
     assert not rejects[str(broken[1])]["unused"]
     assert (summary["clips"], summary["rejects"], summary["unused"]) == (6, 3, 1)
     assert summary["copies"].startswith("2 files listed in ground_truth.csv hold the same bytes as files listed "

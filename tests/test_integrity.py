@@ -371,6 +371,6 @@ def test_the_skip_error_says_to_rebuild_a_shard_damaged_in_place_with_force(tiny
     with pytest.raises(stream.SkipRateExceeded, match=rf"sha256 mismatch.*`avdis preprocess --out {out} --force`"):
         read_all(data)
     shard_file(out, 1).unlink()
-    with pytest.raises(stream.SkipRateExceeded, match=rf"cannot open.*check that storage holds those shards") as exc:
+    with pytest.raises(stream.SkipRateExceeded, match=r"cannot open.*check that storage holds those shards") as exc:
         read_all(data)
     assert "--force" not in str(exc.value)

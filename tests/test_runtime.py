@@ -182,7 +182,7 @@ def test_auto_names_the_dead_recorded_head_though_another_ray_runs_on_the_machin
             with live_head(ray_tmp) as (mine, _):
                 out = connect(ray_tmp)  # no address: a local Ray, as before, saying that a live head is here
                 assert report(out)["address"] == "local"
-                assert f"avdis: note: a Ray head that `ray start` started answers at " in out.stderr and \
+                assert "avdis: note: a Ray head that `ray start` started answers at " in out.stderr and \
                     f":{mine}; this job starts a local Ray of its own" in out.stderr, out.stderr[-2000:]
                 (ray_tmp / "ray" / "ray_current_cluster").unlink()
                 out = connect(ray_tmp, "auto", timeout=60)

@@ -434,7 +434,7 @@ def test_an_s3_endpoint_the_restored_callbacks_would_not_reach_is_refused(s3_ser
     url = f"{s3_bucket}/sweeps/s1"
     record_spec(url, C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1"]), "0" * 16)
     assert check_spec(url, C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1"])) is not None
-    with pytest.raises(UsageError, match=rf"started with s3.endpoint_url=None.*its trials http://localhost:"):
+    with pytest.raises(UsageError, match=r"started with s3.endpoint_url=None.*its trials http://localhost:"):
         check_spec(url, C.load(None, [f"sweep.storage={s3_bucket}/sweeps", "sweep.name=s1",
                                       f"s3.endpoint_url={s3_server.replace('127.0.0.1', 'localhost')}"]))
 
