@@ -1334,7 +1334,7 @@ def test_a_ground_truth_placing_clips_at_times_within_their_files_is_refused_not
     (tmp_path / "ground_truth.csv").write_text(f"file,clip_id,speaker,emotion,{times}\n"
                                                f"session1.wav,s1_001,spk1,happy,{ranges[0]}\n"
                                                f"session1.wav,s1_002,spk1,sad,{ranges[1]}\n")
-    named = ", ".join(c.lower() for c in columns)
+    named = ", ".join(c.lower().replace(" ", "_") for c in columns)  # as the header is read: `Clip ID` is clip_id
     with pytest.raises(corpora.CorpusError, match=rf"ground_truth.csv: columns? {named} places? each row's clip at a "
                                                   r"time within its file, which avdis does not read: .*cut each "
                                                   "segment into a file of its own"):
@@ -1411,6 +1411,35 @@ def test_a_ground_truth_whose_first_line_names_its_separator_for_excel_is_read(t
     assert [(r.clip_id, r.speaker, r.emotion) for r in records] == [("a", "spk1", "happy")]
     assert [(r.source_path, r.reason) for r in rejects] == [
         (str(tmp_path / "clips" / "b.mp4"), "ground_truth.csv row 3: empty speaker")]
+
+
+@pytest.mark.parametrize("names", [("File", "Clip ID", "Speaker", "Emotion", "Intensity"),
+                                   ("file", "clip-id", "speaker", "emotion", "intensity"),
+                                   ("File", "Clip  Id", "Speaker", "Emotion", "Intensity")])
+def test_a_ground_truth_header_written_with_spaces_or_hyphens_is_read(tmp_path, names):
+    """`Clip ID` and `clip-id`, as a person types a column's name in a spreadsheet, were no column clip_id: the whole
+    list was refused ('no column clip_id'). Spaces and hyphens inside a name now read as underscores."""
+    touch(tmp_path / "a.mp4")
+    (tmp_path / "ground_truth.csv").write_text(",".join(names) + "\na.mp4,a,s1,Happy,strong\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [(r.clip_id, r.speaker, r.emotion, r.meta) for r in records] == [("a", "s1", "happy",
+                                                                              {"intensity": "strong"})]
+    assert rejects == []
+
+
+def test_a_ground_truth_row_that_repeats_the_header_is_told_so(tmp_path):
+    """Two lists joined end to end (`cat a.csv b.csv`) hold the second's header as a row, which was 'file listed in
+    ground_truth.csv but missing' (a file named `file`), saying nothing of why. It is now a reject of its own naming
+    the row, and the rows after it are read."""
+    for name in ("a.mp4", "b.mp4"):
+        touch(tmp_path / name)
+    (tmp_path / "ground_truth.csv").write_text("file,clip_id,speaker,emotion\na.mp4,a,s1,happy\n"
+                                               "File,Clip ID,Speaker,Emotion\nb.mp4,b,s2,sad\n")
+    records, rejects = corpora.scan("synthetic", tmp_path)
+    assert [r.clip_id for r in records] == ["a", "b"]
+    assert [(r.source_path, r.reason) for r in rejects] == [
+        (str(tmp_path / "ground_truth.csv"), "ground_truth.csv row 3: repeats the header (two lists joined end to "
+                                             "end?); it lists no clip: delete the row")]
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])  # a spreadsheet's plain "CSV", its "Unicode Text"

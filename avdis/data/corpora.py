@@ -628,10 +628,17 @@ def _bare(cell: str) -> str:
     return bare
 
 
+def _column(name: str) -> str:
+    """A ground truth's column name as avdis reads it: without its case, the spaces around it and characters that show
+    nothing (`_bare`), and with the spaces and hyphens inside it as underscores (`Clip ID` is clip_id)."""
+    return re.sub(r"[\s-]+", "_", _bare(name).lower())
+
+
 def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[str]]]]:
     """A ground truth's header and rows, by column name, each with its number as a spreadsheet shows it (the header's
     is 1), which a reject names, and the cells it has past the header's columns. Names are read without the spaces
-    around them and their case (`file, clip_id` or `File` as a person writes them), cells separated by commas, else by
+    around them and their case, spaces and hyphens inside them as underscores (`File`, `Clip ID`, `clip-id` as a
+    person writes them: `_column`), cells separated by commas, else by
     the semicolons or tabs a spreadsheet writes where the decimal mark is a comma, when those give the header its
     columns, first by the one a first line `sep=;` names (Excel's hint, which a script writing for Excel puts first: it
     was read as the header, refused as naming no column file, clip_id, speaker, emotion, which the next line names);
@@ -642,12 +649,12 @@ def _table(text: str) -> tuple[list[str], list[tuple[int, dict[str, str], list[s
     seps = tuple(dict.fromkeys((*([hint["sep"]] if hint else []), ",", ";", "\t")))
     for sep in seps:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-        header = [_bare(name).lower() for name in next(reader, [])]
+        header = [_column(name) for name in next(reader, [])]
         if all(c in header for c in _TRUTH_COLUMNS):
             break
     else:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=seps[0])
-        header = [_bare(name).lower() for name in next(reader, [])]
+        header = [_column(name) for name in next(reader, [])]
     # a blank line is no row, nor is one of empty cells (`,,,`: a spreadsheet writes one for a row it once used), but
     # each counts in the numbers of the rows after it
     return header, [(line, dict(zip(header, cells)), cells[len(header):]) for line, cells in enumerate(reader, start=2)
@@ -753,7 +760,12 @@ def scan_synthetic(src: Path, files: list[Path], audio_only: bool) -> Scan:
         # a line break in a name or label is no part of it: a quote (") left open took the lines after it in, which
         # made a label of them (a class of its own) or a file of no such name
         across = [c for c in (*_TRUTH_COLUMNS, "intensity") if "\n" in row[c] or "\r" in row[c]]
-        if across:
+        if all(_column(cells.get(c) or "") == c for c in _TRUTH_COLUMNS):
+            # two ground truths joined end to end (`cat a.csv b.csv`) hold the second's header as a row, which read
+            # as file `file` listed but missing
+            rejects.append(Reject(str(truth), f"{truth.name} row {line}: repeats the header (two lists joined end to "
+                                              "end?); it lists no clip: delete the row"))
+        elif across:
             rejects.append(Reject(str(path).splitlines()[0], f"{truth.name} row {line}: its {', '.join(across)} cell "
                                                              f"runs across lines; {_OPEN_QUOTE}"))
         elif any(_bare(cell) for cell in past):
@@ -809,7 +821,7 @@ def _check_no_times(truth: Path, header: list[str], rows: list[tuple[int, dict[s
     the columns were read as metadata nobody reads, so a row of a session's segment trained on the centre of the whole
     session, other sound than the label's, and the session's other rows were 'file already listed'. An empty column
     is no time."""
-    named = [name for name in header if re.sub(r"[\s-]+", "_", name) in _TIME_COLUMNS
+    named = [name for name in header if name in _TIME_COLUMNS
              and any(_bare(cells.get(name) or "") for _, cells, _ in rows)]
     if named:
         raise CorpusError(f"{truth}: {'columns' if len(named) > 1 else 'column'} {', '.join(named)} "
