@@ -329,10 +329,10 @@ class Mp3Units:
     the frame of its stream at `at` ends (`mpeg_frame`), and past what ffmpeg and players pass over or play on
     through in MP3s joined end to end (cat a.mp3 b.mp3): the second one's ID3v2 tag (`id3_between`, and zeros after
     it), and where the second is another stream (another sample rate or MPEG version), its frames, from a frame of it
-    that another follows or that ends the file (as `mpeg_frames_resume` confirms a frame): `first` becomes its
-    header. A tag that runs past the end of the file, no frames after its header, is where a copy was cut short (the
-    walk's last unit). `tag` says whether the last unit was a tag. None where none of these starts at `at` (an ID3v1
-    or APE tag, bytes a tool appended, a tag whose size is garbage)."""
+    that another follows or that ends the file (`confirmed_frame`, as `mpeg_frames_resume` finds one): `first`
+    becomes its header. A tag that runs past the end of the file, no frames after its header, is where a copy was
+    cut short (the walk's last unit). `tag` says whether the last unit was a tag. None where none of these starts at
+    `at` (an ID3v1 or APE tag, bytes a tool appended, a tag whose size is garbage)."""
 
     def __init__(self, first: bytes) -> None:
         self.first = first
@@ -352,13 +352,9 @@ class Mp3Units:
         if (tag := id3_told(header)) and at + tag > size and mpeg_frames_resume(fh, at + 10, size, None) is None:
             self.tag = True
             return at + tag, False
-        unit = mpeg_frame(fh, at, header[:4])
-        if unit is None or unit[1] or unit[0] > size:
-            return None
-        after = mpeg_frame(fh, unit[0], header[:4]) if unit[0] < size else None
-        if unit[0] < size and (after is None or after[1]):
-            return None
-        self.first = header[:4]
+        unit = confirmed_frame(fh, at, header[:4], size)
+        if unit is not None:
+            self.first = header[:4]
         return unit
 
 
@@ -418,13 +414,20 @@ def mpeg_frames_resume(fh: BinaryIO, at: int, size: int, first: bytes | None) ->
         for found in sync.finditer(block):
             fh.seek(start + found.start())
             stream = first or fh.read(4)  # a header at the block's end runs past it
-            unit = mpeg_frame(fh, start + found.start(), stream)
-            if unit is None or unit[1] or unit[0] > size:
-                continue
-            after = mpeg_frame(fh, unit[0], stream) if unit[0] < size else None
-            if unit[0] == size or (after is not None and not after[1]):
+            if confirmed_frame(fh, start + found.start(), stream, size) is not None:
                 return start + found.start()
     return None
+
+
+def confirmed_frame(fh: BinaryIO, at: int, stream: bytes, size: int) -> tuple[int, bool] | None:
+    """The whole MPEG audio frame of `stream` at `at` in a file of `size` bytes (`mpeg_frame`) where another of the
+    stream follows it or it ends the file; else None. One frame header alone proves nothing: random bytes hold one
+    every ~150 KB or so."""
+    unit = mpeg_frame(fh, at, stream)
+    if unit is None or unit[1] or unit[0] > size:
+        return None
+    after = mpeg_frame(fh, unit[0], stream) if unit[0] < size else None
+    return unit if unit[0] == size or (after is not None and not after[1]) else None
 
 
 def mp3_frames_start(fh: BinaryIO, size: int) -> int | None:
