@@ -662,47 +662,46 @@ def test_a_full_av_file_whose_sound_or_picture_alone_is_broken_is_rescued_by_its
     assert not rejects[str(av)]["unused"] and (summary["rejects"], summary["unused"]) == (len(rejects), 0)
 
 
+def _every_video_unreadable(tmp_path: Path, stems: list[str], cut: str | None = None) -> str:
+    """The error of building shards of a CREMA-D copy of `stems`, each a whole .wav beside an .flv no decoder reads
+    (the .wav of `cut` cut short): 'every clip was rejected'."""
+    root = tmp_path / "CREMA-D"
+    (root / "VideoFlash").mkdir(parents=True)
+    for i, stem in enumerate(stems):
+        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, clip_media(i)[1], SR)
+        (root / "VideoFlash" / f"{stem}.flv").write_bytes(b"FLV\x01" + bytes(range(256)) * 4 + bytes([i]))
+    if cut is not None:
+        wav = root / "AudioWAV" / f"{cut}.wav"
+        wav.write_bytes(wav.read_bytes()[:3000])
+    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
+    with pytest.raises(shards.PreprocessError, match="every clip was rejected") as exc:
+        shards.build_shards(data, S3Config())
+    return str(exc.value)
+
+
 @pytest.mark.parametrize("wavs", ["whole", "one cut short"])
 def test_a_cremad_copy_whose_every_video_fails_beside_whole_wavs_is_told_of_data_modality_audio(tmp_path, wavs):
     """AudioWAV/ whole and every .flv unreadable: 'every clip was rejected' named the videos' faults but not
     data.modality=audio, which makes a clip of each .wav; only a copy whose videos hold no video track was told of
     it. It is now told wherever every clip was lost to its video and each clip's audio file makes a clip alone, and
     not where one of those does not (that is checked, not assumed)."""
-    root = tmp_path / "CREMA-D"
-    stems = ("1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX")
-    for i, stem in enumerate(stems):
-        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, clip_media(i)[1], SR)
-        (root / "VideoFlash").mkdir(parents=True, exist_ok=True)
-        (root / "VideoFlash" / f"{stem}.flv").write_bytes(b"FLV\x01" + bytes(range(256)) * 4)
-    if wavs == "one cut short":
-        cut = root / "AudioWAV" / f"{stems[1]}.wav"
-        cut.write_bytes(cut.read_bytes()[:3000])
-    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
-    with pytest.raises(shards.PreprocessError, match="every clip was rejected") as exc:
-        shards.build_shards(data, S3Config())
+    stems = ["1001_DFA_ANG_XX", "1001_IEO_HAP_XX", "1002_DFA_NEU_XX"]
+    error = _every_video_unreadable(tmp_path, stems, None if wavs == "whole" else stems[1])
     hint = ("; every clip was lost to its video (each clip's audio file alone decodes whole); its audio files make "
             "clips of audio alone: preprocess them with data.modality=audio (and train with model.modality=audio)")
-    assert (hint in str(exc.value)) == (wavs == "whole")
-    assert "data.modality=audio" not in str(exc.value) or wavs == "whole"
+    assert (hint in error) == (wavs == "whole")
+    assert "data.modality=audio" not in error or wavs == "whole"
 
 
 def test_a_large_cremad_copy_whose_every_video_fails_decodes_a_sample_of_its_wavs_for_the_advice(tmp_path):
     """Every clip lost to its video: the advice of data.modality=audio decoded each clip's .wav in the driver, one
     after another, after the build (~45 ms a clip: over 5 minutes for CREMA-D's 7,442 before its error). A sample
     spread over the corpus is decoded, and the error says how many of how many."""
-    root = tmp_path / "CREMA-D"
-    (root / "VideoFlash").mkdir(parents=True)
-    for i in range(3 * shards.HEARD_AT_MOST):
-        stem = f"{1001 + i % 3}_{('DFA', 'IEO', 'IOM', 'ITH', 'ITS', 'IWL', 'IWW', 'MTI')[i // 3 % 8]}_" \
-               f"{('ANG', 'HAP', 'SAD')[i // 24]}_XX"
-        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, clip_media(i)[1], SR)
-        (root / "VideoFlash" / f"{stem}.flv").write_bytes(b"FLV\x01" + bytes(range(256)) * 4 + bytes([i]))
-    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
-    with pytest.raises(shards.PreprocessError, match="every clip was rejected") as exc:
-        shards.build_shards(data, S3Config())
+    stems = [f"{1001 + i % 3}_{('DFA', 'IEO', 'IOM', 'ITH', 'ITS', 'IWL', 'IWW', 'MTI')[i // 3 % 8]}_"
+             f"{('ANG', 'HAP', 'SAD')[i // 24]}_XX" for i in range(3 * shards.HEARD_AT_MOST)]
     assert (f"; every clip was lost to its video (the audio files of {shards.HEARD_AT_MOST} of its "
             f"{3 * shards.HEARD_AT_MOST} clips, spread over it, decode whole alone); its audio files make clips of "
-            "audio alone: preprocess them with data.modality=audio") in str(exc.value)
+            "audio alone: preprocess them with data.modality=audio") in _every_video_unreadable(tmp_path, stems)
 
 
 @pytest.mark.parametrize("last", ["whole", "cut short"])
@@ -710,23 +709,13 @@ def test_the_sample_of_wavs_decoded_for_the_advice_is_as_many_as_it_may_be_and_t
     """The sample took every ceil(n / HEARD_AT_MOST)-th clip from the first: 6 of 17 clips, and never the last
     speaker's last clip (CREMA-D's 7,442: none of the last 924, its last 12 speakers), so a .wav cut short there was
     told to decode whole. HEARD_AT_MOST clips are taken, evenly from the first to the last."""
-    root = tmp_path / "CREMA-D"
-    (root / "VideoFlash").mkdir(parents=True)
     sentences = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI")
     stems = [f"{1001 + i // 8}_{sentences[i % 8]}_ANG_XX" for i in range(2 * shards.HEARD_AT_MOST + 1)]
-    for i, stem in enumerate(stems):
-        write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, clip_media(i)[1], SR)
-        (root / "VideoFlash" / f"{stem}.flv").write_bytes(b"FLV\x01" + bytes(range(256)) * 4 + bytes([i]))
-    if last == "cut short":
-        cut = root / "AudioWAV" / f"{max(stems)}.wav"
-        cut.write_bytes(cut.read_bytes()[:3000])
-    data = DataConfig(corpus="cremad", src=str(root), shards=str(tmp_path / "out"))
-    with pytest.raises(shards.PreprocessError, match="every clip was rejected") as exc:
-        shards.build_shards(data, S3Config())
+    error = _every_video_unreadable(tmp_path, stems, None if last == "whole" else max(stems))
     told = (f"; every clip was lost to its video (the audio files of {shards.HEARD_AT_MOST} of its {len(stems)} "
             "clips, spread over it, decode whole alone)")
-    assert (told in str(exc.value)) == (last == "whole"), str(exc.value)
-    assert ("data.modality=audio" in str(exc.value)) == (last == "whole"), str(exc.value)
+    assert (told in error) == (last == "whole"), error
+    assert ("data.modality=audio" in error) == (last == "whole"), error
 
 
 def test_a_full_av_file_with_no_picture_whose_clip_has_another_is_not_told_to_preprocess_audio_alone(tmp_path):

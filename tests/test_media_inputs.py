@@ -1351,6 +1351,15 @@ def test_a_long_recording_whose_video_covers_the_window_is_a_clip_however_long_i
         media.extract(wav, video, FeatureConfig(window_s=8.0))
 
 
+def _told_cut_short_inside_a_frame(path: Path, data: bytes, cut: int) -> None:
+    """`data` cut at byte `cut`, inside an MPEG audio frame, is "cut short" naming that byte, not a shorter clip."""
+    path.write_bytes(data[:cut])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(path, 16000)
+    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
+                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+
+
 def test_two_mp3s_with_xing_headers_joined_end_to_end_are_read_whole(tmp_path):
     """Two MP3s joined end to end (cat a.mp3 b.mp3): the first's Xing/Info header counts its own bytes only, and where
     the file is more than a sixteenth larger than that count ffmpeg takes it for a joined file and guesses the length
@@ -1362,12 +1371,7 @@ def test_two_mp3s_with_xing_headers_joined_end_to_end_are_read_whole(tmp_path):
     joined = tmp_path / "joined.mp3"
     joined.write_bytes(data + frames)
     assert len(media.decode_audio(joined, 16000)) >= 64000
-    cut = len(data) + len(frames) // 2 + 40  # inside a frame of the second half
-    joined.write_bytes((data + frames)[:cut])
-    with pytest.raises(media.MediaError) as caught:
-        media.decode_audio(joined, 16000)
-    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
-                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+    _told_cut_short_inside_a_frame(joined, data + frames, len(data) + len(frames) // 2 + 40)  # in the second half
 
 
 def test_an_mp3_whose_second_id3_tag_holds_frame_headers_is_read_whole(tmp_path):
@@ -1408,12 +1412,7 @@ def test_two_mp3s_joined_end_to_end_with_the_second_ones_id3_tag_between_are_rea
     for tail in (b"", b"TAG" + bytes(125), b"junk a tool appended\n" * 3):
         path.write_bytes(joined + tail)
         assert len(media.decode_audio(path, 16000)) >= 64000, tail
-    cut = len(joined) - (len(data) - at) // 2 + 40  # inside a frame of the second half
-    path.write_bytes(joined[:cut])
-    with pytest.raises(media.MediaError) as caught:
-        media.decode_audio(path, 16000)
-    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
-                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+    _told_cut_short_inside_a_frame(path, joined, len(joined) - (len(data) - at) // 2 + 40)  # in the second half
 
 
 def _quiet(samples: np.ndarray) -> int:
@@ -1455,12 +1454,7 @@ def test_two_mp3s_of_other_sample_rates_joined_end_to_end_are_read_whole(tmp_pat
         path.write_bytes(joined + tail)
         samples = media.decode_audio(path, 16000)
         assert len(samples) >= 64000 and _quiet(samples) <= 1, (tail, len(samples), _quiet(samples))
-    cut = len(joined) - (len(other) - at) // 2 + 40  # inside a frame of the second half
-    path.write_bytes(joined[:cut])
-    with pytest.raises(media.MediaError) as caught:
-        media.decode_audio(path, 16000)
-    assert re.fullmatch(rf"cut short: the file ends at byte {cut}, inside its MPEG audio frame( header)?, which runs to "
-                        rf"byte \d+: {ADVICE}", caught.value.reason), caught.value.reason
+    _told_cut_short_inside_a_frame(path, joined, len(joined) - (len(other) - at) // 2 + 40)  # in the second half
 
 
 @pytest.mark.parametrize("second", ["b's own tag", "a tag appended (ID3v2.4)"])
