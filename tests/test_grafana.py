@@ -437,38 +437,55 @@ def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s", at: fl
     return out
 
 
+class Backfill:
+    """Gauges' samples at known times, written into Prometheus's TSDB as promtool backfills them (no Ray, no scrape
+    timing): what a sweep's drivers exported, for the panels' queries to read back as Grafana sends them."""
+
+    def __init__(self, times: range) -> None:
+        self.times = times
+        self.lines: dict[str, list[str]] = {}
+
+    def gauge(self, name: str, labels: dict[str, str], value: float, times: range | None = None) -> None:
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        self.lines.setdefault(name, []).extend(f"{name}{{{text}}} {value} {ts}" for ts in (self.times if times is None else times))
+
+    def trial(self, tags: dict[str, str], acc: float, uar: float | None, times: range | None = None) -> None:
+        """A trial's gauges as the report's metrics publish them: leakage 0.3, probed at epoch 4, neither failed,
+        stopped nor running; its UAR only where it has one (an avdis before UAR published none)."""
+        self.gauge(grafana.LEAKAGE, tags, 0.3, times)
+        self.gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc, times)
+        if uar is not None:
+            self.gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar, times)
+        for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
+            self.gauge(flag, tags, 0, times)
+        self.gauge(grafana.PROBED_EPOCH, tags, 4, times)
+
+    def write(self, tmp_path: Path, *flags: str) -> None:
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
+        text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in self.lines.items())
+        (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
+        subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", *flags, str(tmp_path / "sweeps.om"),
+                        str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+
+
 def test_a_uar_sweeps_trial_panels_plot_its_uar_and_an_accuracy_sweeps_its_accuracy(tmp_path: Path) -> None:
     """The dashboard plotted `avdis_trial_emotion_acc` for every sweep, though a sweep under `sweep.emotion_metric:
     uar` chooses its front on UAR and its hypervolume gauge is UAR's. Gauges as Ray exports them written into
     Prometheus's TSDB at known times: a UAR sweep (its `avdis_sweep_emotion_metric` tagged uar), an accuracy sweep,
     and an accuracy sweep published by an avdis before that gauge. The `emotion` variable's query (as Grafana's
     datasource runs it) names each sweep's metric, and the trial panels' queries return that metric's values."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
     at = int(time.time()) // 60 * 60
-    lines = {}
+    samples = Backfill(range(at - 300, at + 1, 15))
     acc, uar = {"a": 0.8, "b": 0.6}, {"a": 0.55, "b": 0.58}  # accuracy and UAR disagree on which is better
-
-    def gauge(name: str, labels: str, value: float) -> None:
-        lines.setdefault(name, []).extend(f"{name}{{{labels}}} {value} {ts}" for ts in range(at - 300, at + 1, 15))
-
     for sweep, metric in (("uar-sweep", "uar"), ("acc-sweep", "acc"), ("old-sweep", None)):
         for trial in ("a", "b"):
-            tags = f'sweep="{sweep}",trial="{trial}",method="adversarial",SessionName="s"'
-            gauge(grafana.LEAKAGE, tags, 0.3)
-            gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc[trial])
-            if metric is not None:
-                gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar[trial])
-            for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
-                gauge(flag, tags, 0)
-            gauge(grafana.PROBED_EPOCH, tags, 4)
+            tags = {"sweep": sweep, "trial": trial, "method": "adversarial", "SessionName": "s"}
+            samples.trial(tags, acc[trial], None if metric is None else uar[trial])
         if metric is not None:
-            gauge(metrics.RAY_PREFIX + metrics.EMOTION_METRIC, f'sweep="{sweep}",metric="{metric}",SessionName="s"', 1)
-    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in lines.items())
-    (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "sweeps.om"),
-                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+            samples.gauge(grafana.EMOTION_METRIC, {"sweep": sweep, "metric": metric, "SessionName": "s"}, 1)
+    samples.write(tmp_path)
     with prometheus(tmp_path, {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}) as port:
         options = {sweep: emotion_options(port, sweep, at=at) for sweep in ("uar-sweep", "acc-sweep", "old-sweep")}
         seen = {sweep: panels(port, sweep, at=at) for sweep in options}
@@ -487,24 +504,19 @@ def test_the_trial_panels_over_a_week_hold_a_point_per_step_and_still_find_the_n
     the panels must answer, with the newest driver's value for `x` (its driver lived 2 minutes, between two steps,
     and ended more than the 5-minute lookback before the next: the step's instant lookup would miss it) and the
     last value of `y`, whose series went stale 3 days before."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
     at = int(time.time()) // 600 * 600  # on the 10m grid the subquery's steps fall on
-    hour, lines = 3600, []
+    hour, samples = 3600, Backfill(range(0))
 
     def driver(trial: str, session: str, start: int, end: int, leakage: float) -> None:
-        lines.extend(f'{grafana.LEAKAGE}{{sweep="week",trial="{trial}",method="adversarial",SessionName="{session}"}} '
-                     f"{leakage} {ts}" for ts in range(start, end + 1, 60))
+        tags = {"sweep": "week", "trial": trial, "method": "adversarial", "SessionName": session}
+        samples.gauge(grafana.LEAKAGE, tags, leakage, range(start, end + 1, 60))
 
     driver("x", "old", at - 168 * hour + 60, at - 2 * hour - 7, 0.9)  # the max, before the resume
     driver("x", "new", at - 2 * hour + 60, at - 2 * hour + 180, 0.3)
     driver("y", "old", at - 168 * hour + 60, at - 72 * hour, 0.5)
-    (tmp_path / "week.om").write_text(f"# TYPE {grafana.LEAKAGE} gauge\n" + "\n".join(lines) + "\n# EOF\n")
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=170h",
-                    str(tmp_path / "week.om"), str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    samples.write(tmp_path, "--max-block-duration=170h")
     config = {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}
-    with prometheus(tmp_path, config, f"--query.max-samples={len(lines)}") as port:
+    with prometheus(tmp_path, config, f"--query.max-samples={len(samples.lines[grafana.LEAKAGE])}") as port:
         seen = panels(port, "week", range_="7d", step="10m", at=at)
     assert seen["xychart A"] == {"x": pytest.approx(0.3), "y": pytest.approx(0.5)}
     assert seen["table A"] == seen["xychart A"]
@@ -735,34 +747,17 @@ def test_a_sweep_name_reused_under_acc_and_uar_keeps_each_ones_trials_apart(tmp_
     under one axis title, and the hypervolume panel the larger of two fronts' hypervolumes. Gauges written as
     `metrics` tags them (its TRIAL_TAGS) into Prometheus's TSDB at known times; the panels' queries, as Grafana sends
     them for each option, return that metric's sweep alone."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
     at = int(time.time()) // 60 * 60
-    lines: dict[str, list[str]] = {}
-
-    def gauge(name: str, labels: dict[str, str], value: float) -> None:
-        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        lines.setdefault(name, []).extend(f"{name}{{{text}}} {value} {ts}" for ts in range(at - 300, at + 1, 15))
-
+    samples = Backfill(range(at - 300, at + 1, 15))
     runs = {"acc": ({"a": (0.8, 0.5), "b": (0.6, 0.7)}, 0.30), "uar": ({"c": (0.4, 0.55), "d": (0.9, 0.58)}, 0.20)}
     for metric, (trials, hypervolume) in runs.items():  # each trial: (accuracy, UAR); both published, as _set does
-        session = f"driver-{metric}"
-        for trial, (acc, uar) in trials.items():
+        sweep = {"sweep": "reused", "metric": metric, "SessionName": f"driver-{metric}"}
+        for trial, pair in trials.items():
             values = {"sweep": "reused", "metric": metric, "trial": trial, "method": "adversarial"}
-            tags = {**{k: values[k] for k in metrics.TRIAL_TAGS}, "SessionName": session}
-            gauge(grafana.LEAKAGE, tags, 0.3)
-            gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc)
-            gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar)
-            for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
-                gauge(flag, tags, 0)
-            gauge(grafana.PROBED_EPOCH, tags, 4)
-        gauge(grafana.HYPERVOLUME, {"sweep": "reused", "metric": metric, "SessionName": session}, hypervolume)
-        gauge(grafana.EMOTION_METRIC, {"sweep": "reused", "metric": metric, "SessionName": session}, 1)
-    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in lines.items())
-    (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "sweeps.om"),
-                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+            samples.trial({**{k: values[k] for k in metrics.TRIAL_TAGS}, "SessionName": sweep["SessionName"]}, *pair)
+        samples.gauge(grafana.HYPERVOLUME, sweep, hypervolume)
+        samples.gauge(grafana.EMOTION_METRIC, sweep, 1)
+    samples.write(tmp_path)
     (hv_panel,) = [p for p in grafana.dashboard_json()["panels"] if p["type"] == "timeseries"]
     with prometheus(tmp_path, {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}) as port:
         options = emotion_options(port, "reused", at=at)
@@ -798,35 +793,18 @@ def test_a_sweep_name_used_before_the_metric_tag_and_again_under_the_other_metri
     beside the chosen metric's (`metric=~"$emotion|"`), so the uar choice drew the accuracy sweep's trials too (their
     UAR beside the UAR sweep's) and its hypervolume line began with the accuracy front's. An untagged series now counts
     only where the chosen metric has no tagged one in range; the acc choice still draws the untagged sweep."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (apt-get install -y --no-install-recommends prometheus)")
     at = int(time.time()) // 60 * 60
-    lines: dict[str, list[str]] = {}
-
-    def gauge(name: str, labels: dict[str, str], value: float, times: range) -> None:
-        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        lines.setdefault(name, []).extend(f"{name}{{{text}}} {value} {ts}" for ts in times)
-
+    samples = Backfill(range(0))
     before, after = range(at - 600, at - 299, 15), range(at - 240, at + 1, 15)  # the old sweep ended, the new one ran
     runs = {"acc": ({"a": (0.8, 0.5), "b": (0.6, 0.7)}, 0.30, None, before),
             "uar": ({"c": (0.4, 0.55), "d": (0.9, 0.58)}, 0.20, "uar", after)}
     for metric, (trials, hypervolume, tag, times) in runs.items():  # each trial: (accuracy, UAR)
         sweep = {"sweep": "reused", **({} if tag is None else {"metric": tag}), "SessionName": f"driver-{metric}"}
         for trial, (acc, uar) in trials.items():
-            tags = {**sweep, "trial": trial, "method": "adversarial"}
-            gauge(grafana.LEAKAGE, tags, 0.3, times)
-            gauge(metrics.RAY_PREFIX + metrics.EMOTION_ACC, tags, acc, times)
-            gauge(metrics.RAY_PREFIX + metrics.EMOTION_UAR, tags, uar, times)
-            for flag in (grafana.FAILED, grafana.STOPPED, grafana.RUNNING):
-                gauge(flag, tags, 0, times)
-            gauge(grafana.PROBED_EPOCH, tags, 4, times)
-        gauge(grafana.HYPERVOLUME, sweep, hypervolume, times)
-        gauge(grafana.EMOTION_METRIC, {**sweep, "metric": metric}, 1, times)
-    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in lines.items())
-    (tmp_path / "sweeps.om").write_text(text + "# EOF\n")
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "sweeps.om"),
-                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+            samples.trial({**sweep, "trial": trial, "method": "adversarial"}, acc, uar, times)
+        samples.gauge(grafana.HYPERVOLUME, sweep, hypervolume, times)
+        samples.gauge(grafana.EMOTION_METRIC, {**sweep, "metric": metric}, 1, times)
+    samples.write(tmp_path)
     (hv_panel,) = [p for p in grafana.dashboard_json()["panels"] if p["type"] == "timeseries"]
     with prometheus(tmp_path, {"global": {"evaluation_interval": "5s"}, "scrape_configs": []}) as port:
         options = emotion_options(port, "reused", range_="15m", at=at)
