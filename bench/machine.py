@@ -45,9 +45,11 @@ def describe() -> dict[str, Any]:
     }
 
 
-def write(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": describe(), **payload}, indent=1) + "\n")
+def write(where: str | Path, payload: dict[str, Any], **about: Any) -> Path:
+    """A benchmark's results as JSON, the machine that measured them first (with `about`, such as a note, added to
+    its description): `where` is a name (bench/results/<name>.json) or a path of its own (a benchmark's --out)."""
+    path = RESULTS / f"{where}.json" if isinstance(where, str) else where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": {**describe(), **about}, **payload}, indent=1) + "\n")
     print(f"wrote {path}")
     return path

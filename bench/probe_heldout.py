@@ -207,15 +207,13 @@ def main() -> None:
                     print(name, {k: round(v, 3) for k, v in row.items()
                                  if isinstance(v, float) and not k.endswith("seconds")}, flush=True)
     summary = summarise(rows)
-    payload = {"machine": {**machine.describe(), "note": args.note},
-               "settings": {"speakers": SPEAKERS, "clips_per_speaker": CLIPS, "split": SPLIT, "corpora": CORPORA,
+    payload = {"settings": {"speakers": SPEAKERS, "clips_per_speaker": CLIPS, "split": SPLIT, "corpora": CORPORA,
                             "methods": METHODS, "seeds": list(SEEDS), "probe_seeds": list(PROBE_SEEDS),
                             "train": TRAIN_SETTINGS, "run_val": RUN_VAL, "run_test": RUN_TEST,
                             "pool_per_speaker": 2 * POOL_HALF},
                "summary": summary, "runs": rows}
-    args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}")
+    machine.write(args.out, payload, note=args.note)
 
 
 if __name__ == "__main__":

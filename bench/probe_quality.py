@@ -165,11 +165,10 @@ def main() -> None:
                 "seconds_per_probe": float(np.median([r["seconds"] for r in mine])),
                 "train_clips": mine[0]["train_clips"], "test_clips": mine[0]["test_clips"],
             }
-    payload = {"machine": machine.describe(), "methods": METHODS, "seeds": list(SEEDS), "folds": ProbeConfig().folds,
+    payload = {"methods": METHODS, "seeds": list(SEEDS), "folds": ProbeConfig().folds,
                "summary": summary, "runs": rows}
-    args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}")
+    machine.write(args.out, payload)
 
 
 if __name__ == "__main__":

@@ -801,7 +801,6 @@ def main() -> None:
                     "wall_s": curve_band(rs, "wall_s", wall_grid)}
     counts = pd.Series(rec.config_ids).value_counts()
     payload = {
-        "machine": __import__("machine").describe(),
         "recorded": {"trials": int(len(rec.methods)), "configs": int(len(counts)),
                      "seeds_per_config": int(counts.min()), "seeds_per_config_max": int(counts.max()),
                      "epochs": rec.epochs, "file": f"bench/results/{args.curves.name}"},
@@ -831,10 +830,8 @@ def main() -> None:
         "targets": verdict,
         "curves": {"trials": largest, "setups": bands},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "sweep_replay" + args.curves.stem.removeprefix("sweep_curves")
-    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"wrote {args.out / f'{stem}.json'}")
+    __import__("machine").write(args.out / f"{stem}.json", payload)
     plot(bands, reference, largest, startup_s, args.out / f"{stem}.png")
     for (s, n), row in rows.items():
         print(f"{s:28s} {n:4d}  reached {row['reached_95']:.2f}  epochs->95 {row['trial_epochs_to_95']['median']}  "
