@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -65,26 +66,26 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
-def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
-    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), *smoke_overrides(tmp_path)]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    sweep = tmp_path / "sweeps" / "local"
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while len(completed(sweep)) < 1:  # polled often: 4 trials once all ended inside a 2 s poll
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no trial finished in time"
-            time.sleep(0.1)
-    finally:
-        kill_group(first)
-        log.close()
-    done_before = completed(sweep)
-    assert 1 <= len(done_before) < SAMPLES
+def killed_once(cmd: list[str], env: dict[str, str], tmp_path: Path, done: Callable[[], bool], what: str,
+                poll_s: float) -> None:
+    """Start the sweep's driver and SIGKILL it, and all it started, once `done` holds (polled every `poll_s`)."""
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            deadline = time.monotonic() + 600
+            while not done():
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"no {what} finished in time"
+                time.sleep(poll_s)
+        finally:
+            kill_group(first)
 
-    # resumed with a config that leaves data.synth out: the corpus is the shards' (before, the default corpus's
-    # settings were recorded, and here compared with the started sweep's: the resume was refused)
+
+def resumed_without_synth(cmd: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    """The killed sweep run again with a config that leaves data.synth out: the corpus is the shards' (before, the
+    default corpus's settings were recorded, and here compared with the started sweep's: the resume was refused).
+    Its stdout, once it said it resumed and ended well."""
     spec = yaml.safe_load((ROOT / "jobs" / "configs" / "local.yaml").read_text())
     del spec["data"]["synth"]
     (tmp_path / "no_synth.yaml").write_text(yaml.safe_dump(spec))
@@ -92,7 +93,19 @@ def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
     second = subprocess.run(resume, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming" in second.stdout
-    assert f"front:  {sweep / 'pareto.json'}" in second.stdout
+    return second.stdout
+
+
+def test_embedded_default_sweep_resumes_after_a_killed_driver(tmp_path):
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), *smoke_overrides(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    sweep = tmp_path / "sweeps" / "local"
+    # polled often: 4 trials once all ended inside a 2 s poll
+    killed_once(cmd, env, tmp_path, lambda: len(completed(sweep)) >= 1, "trial", poll_s=0.1)
+    done_before = completed(sweep)
+    assert 1 <= len(done_before) < SAMPLES
+
+    assert f"front:  {sweep / 'pareto.json'}" in resumed_without_synth(cmd, env, tmp_path)
 
     trials = pd.read_parquet(sweep / "trials.parquet")
     finished = trials[trials["order"].notna()]
@@ -144,28 +157,12 @@ def test_front_confirmed_with_more_seeds_resumes_without_redoing_them(tmp_path):
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), *confirm_overrides(tmp_path)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     sweep = tmp_path / "sweeps" / "confirm"
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:  # killed once the first confirmation finished: the others are left to the second run
-        deadline = time.monotonic() + 600
-        while "confirm" not in set(completed(sweep).get("role", [])):
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no confirmation finished in time"
-            time.sleep(0.5)
-    finally:
-        kill_group(first)
-        log.close()
+    # killed once the first confirmation finished: the others are left to the second run
+    killed_once(cmd, env, tmp_path, lambda: "confirm" in set(completed(sweep).get("role", [])), "confirmation",
+                poll_s=0.5)
     confirmed_before = completed(sweep).query("role == 'confirm'")
 
-    # resumed with a config that leaves data.synth out: the corpus is the shards' (before, the default corpus's
-    # settings were recorded, and here compared with the started sweep's: the resume was refused)
-    spec = yaml.safe_load((ROOT / "jobs" / "configs" / "local.yaml").read_text())
-    del spec["data"]["synth"]
-    (tmp_path / "no_synth.yaml").write_text(yaml.safe_dump(spec))
-    resume = [*cmd[:2], f"--config={tmp_path / 'no_synth.yaml'}", *(a for a in cmd[2:] if not a.startswith("data.synth."))]
-    second = subprocess.run(resume, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "resuming" in second.stdout and "confirming the front" in second.stdout
+    assert "confirming the front" in resumed_without_synth(cmd, env, tmp_path)
 
     trials = pd.read_parquet(sweep / "trials.parquet")
     # a confirmation the killed driver started after Tune's last save is not resumed (its point is drawn again):
