@@ -2256,6 +2256,42 @@ def test_an_mp3_of_silence_joined_to_a_take_is_no_silence_and_its_twin_under_ano
         str(tmp_path / "CREMA-D" / "AudioMP3" / f"1006_TIE_{e}_XX.mp3") for e in ("HAP", "NEU")}
 
 
+@pytest.mark.parametrize("rate", [44100, 8000])
+@pytest.mark.parametrize("between", ["", "its own tag"])
+def test_an_mp3_of_silence_joined_to_a_take_of_another_rate_is_no_silence_and_its_twin_is_no_clip(tmp_path, rate,
+                                                                                                   between):
+    """`walks.mp3_silent` followed the first stream of two MP3s joined end to end only: where the second is another
+    stream (a take at 44.1 or 8 kHz after a 16 kHz lead-in, with or without its ID3v2 tag between), frames of the
+    first do not start again in it, so the walk ended at the join and called the file silence, though ffmpeg decodes
+    on through the take (`walks.Mp3Units`, e4c887e): two such files alike under two emotions were two clips of one
+    sound. The walk now goes on as Mp3Units does; a lead-in of silence joined to silence at another rate is still
+    silence."""
+    def encoded(name: str, audio: np.ndarray, at: int) -> bytes:  # a whole .mp3 (ID3v2 tag, Info frame, frames)
+        write_clip(tmp_path / name, None, 12, audio, at)
+        return (tmp_path / name).read_bytes()
+
+    def bare(data: bytes) -> bytes:  # an .mp3 without its ID3v2 tag
+        return data if between else data[walks.id3_end(data[:10]):]
+
+    tone = (0.2 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
+    lead = encoded("lead.mp3", np.zeros(SR, np.float32), SR)
+    joined, hush = lead + bare(encoded("take.mp3", tone, rate)), lead + bare(encoded("hush.mp3", tone * 0, rate))
+    (tmp_path / "joined.mp3").write_bytes(joined)
+    assert np.abs(decode_audio(tmp_path / "joined.mp3", SR)[SR + SR // 4:]).max() > 0.1  # ffmpeg hears the take
+    for data, silent in ((joined, False), (hush, True), (lead, True)):
+        (tmp_path / "x.mp3").write_bytes(data)
+        with open(tmp_path / "x.mp3", "rb") as fh:
+            assert walks.mp3_silent(fh) == silent
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1076_MTI_NEU_XX", "1076_MTI_SAD_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3").write_bytes(joined if i < 2 else hush)
+    records, rejects = corpora.scan("cremad", tmp_path / "CREMA-D")
+    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
+    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {
+        str(tmp_path / "CREMA-D" / "AudioMP3" / f"1006_TIE_{e}_XX.mp3") for e in ("HAP", "NEU")}
+
+
 @pytest.mark.parametrize("folder", ["AudioMP3", "AudioWAV"])
 def test_two_cremad_files_never_filled_in_alike_are_no_recording_named_twice(tmp_path, folder):
     """The corpus held twice, two of its first copy's sound files never filled in (a downloader that sets a file's size

@@ -361,24 +361,30 @@ class Mp3Units:
 def mp3_silent(fh: BinaryIO) -> bool:
     """Whether an MP3 from `fh`'s start is digital silence: every layer III frame's granules carry no coded bits
     (part2_3_length 0), as an encoder writes silence, so two as long as each other hold the same bytes. False for a
-    file that is no MP3 or holds no frame. Bytes that are no frame (a tag, zeros a tool padded it with, the tag between
-    two files joined end to end) are passed over to where the frames start again (`mpeg_frames_resume`), as a decoder
-    does: sound after them is no silence. The walk starts where the frames do (`mp3_frames_start`: past zeros or a
-    second tag a tagger left after the ID3 one too)."""
+    file that is no MP3 or holds no frame. The frames are walked as `Mp3Units` walks them, as a decoder reads them:
+    past the ID3v2 tag between two files joined end to end (cat a.mp3 b.mp3), on into the second's frames where it is
+    another stream (another sample rate or MPEG version); other bytes that are no frame (a tag, zeros a tool padded it
+    with) are passed over to where the frames start again (`mpeg_frames_resume`): sound after them is no silence. The
+    walk starts where the frames do (`mp3_frames_start`: past zeros or a second tag a tagger left after the ID3 one
+    too)."""
     size = fh.seek(0, 2)
     at = mp3_frames_start(fh, size)
     if at is None:
         return False
     fh.seek(at)
-    first = fh.read(4)
+    units = Mp3Units(fh.read(4))
     frames = 0
-    while at is not None:
+    while at is not None and at < size:
         fh.seek(at)
         header = fh.read(4)
-        length = mpeg_frame_length(header, first)
+        length = mpeg_frame_length(header, units.first)
         if length is None:
-            at = mpeg_frames_resume(fh, at, size, first)
-            continue
+            unit = units(fh, at)  # the tag between joined files (passed over), or another stream's first frame
+            if unit is None:
+                at = mpeg_frames_resume(fh, at, size, units.first)
+            elif units.tag:
+                at = unit[0]
+            continue  # at another stream's frame, `units.first` its header now: it is read as the frames before
         if (header[1] >> 1) & 3 != 1:  # layer I or II: no granules
             return False
         mpeg1, channels = (header[1] >> 3) & 3 == 3, 1 if header[3] >> 6 == 3 else 2
