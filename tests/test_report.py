@@ -9,9 +9,12 @@ from __future__ import annotations
 import html
 import json
 import math
+import pickle
 import re
 import struct
+import threading
 import time
+from concurrent.futures import wait
 from pathlib import Path
 
 import numpy as np
@@ -605,43 +608,107 @@ def test_a_missing_bucket_is_named_as_one(s3_server: str, capsys) -> None:
 def test_callback_throttles_and_draws_a_change_it_held_back_at_a_later_step(sweep: str) -> None:
     cb = ReportCallback(sweep, every_s=3600)
     cb.on_trial_result(1, [], None, {})
+    cb.wait()  # renders run in the report thread
     assert cb.renders == 1
     first = json.loads(Path(sweep, "pareto.json").read_text())
     cb.on_trial_result(2, [], None, {})
     results.record(sweep, rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)]), "demo")
     cb.on_trial_complete(3, [], None)
     cb.on_step_end(3, [])
+    cb.wait()
     assert cb.renders == 1, "results and trial ends within every_s must not re-render (a render costs the trials CPU)"
 
     cb.last_render -= 3600  # every_s has passed: Tune's next loop step draws the trial that ended, with no result
     cb.on_step_end(4, [])
+    cb.wait()
     summary = json.loads(Path(sweep, "pareto.json").read_text())
     assert cb.renders == 2 and summary["updated_at"] > first["updated_at"]
     assert summary["front"] == ["t9"]  # completed now, it dominates every other trial
     assert "t9" in Path(sweep, "pareto.html").read_text()
     cb.on_step_end(5, [])
+    cb.wait()
     assert cb.renders == 2, "nothing changed since"
     cb.on_trial_error(6, [], None)
-    cb.on_experiment_end([])
+    cb.wait()
+    cb.on_experiment_end([])  # waits for its render
     assert (cb.renders, cb.failures) == (4, 0)
 
 
 def test_a_callback_an_earlier_avdis_pickled_resumes_its_sweep(sweep: str) -> None:
     """A resumed sweep runs the callback its Tune experiment pickled: one pickled before `pending` existed has no
     such attribute, and Tune's first loop step (`on_step_end`) ended the resumed sweep with an AttributeError."""
-    import pickle
-
     cb = ReportCallback(sweep, every_s=3600)
-    del cb.__dict__["pending"]  # as an earlier avdis pickled it
+    del cb.__dict__["pending"]  # as an earlier avdis pickled it: without the report thread's attributes too
+    assert not {"_renderer", "_last"} & set(cb.__dict__)
     old = pickle.loads(pickle.dumps(cb))
     old.on_step_end(1, [])
     old.on_trial_result(2, [], None, {})
+    old.wait()
     assert old.renders == 1
+
+
+def test_a_render_under_way_holds_up_no_tune_callback(s3_bucket: str) -> None:
+    """The callback drew pareto.html/png inside Tune's callback, on the driver's loop: results and trial starts waited
+    for each render (about a second here, more under load or on S3), and Ray warned "The `callbacks.on_trial_result`
+    operation took 0.8 s, which may be a performance bottleneck" every 30 s. Renders run in the report thread: here
+    one waits at its first S3 call (the test holds the lock each takes to find its filesystem), and the callback has
+    returned while it waits."""
+    url = f"{s3_bucket}/sweeps/demo"
+    results.record(url, rows(), "demo")
+    returned, released = threading.Event(), threading.Event()
+
+    def release() -> None:
+        returned.wait(timeout=10)  # a callback that draws in Tune's thread returns only once this lets it on
+        released.set()
+        storage._S3_LOCK.release()
+
+    cb = ReportCallback(url, every_s=3600)
+    storage._S3_LOCK.acquire()
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
+    cb.on_trial_result(1, [], None, {})
+    was_released = released.is_set()
+    render = getattr(cb, "_last", None)
+    under_way = render is not None and not render.done()
+    saved = pickle.dumps(cb)  # Tune saves its experiment, callbacks and all, while a render is under way
+    returned.set()
+    releaser.join(timeout=60)
+    assert not was_released and under_way, "Tune's callback waited for the render"
+    resumed = pickle.loads(saved)  # without the thread: it makes its own
+    assert resumed._renderer is None and resumed.refresh(force=True) and resumed._renderer is not None
+    resumed.close()
+    cb.on_step_end(1, [])
+    cb.on_trial_result(2, [], None, {})  # within every_s: pending, for a later step
+    cb.wait()
+    assert (cb.renders, cb.failures, cb.pending) == (1, 0, True)
+    assert storage.exists(f"{url}/pareto.png")
+    cb.on_experiment_end([])  # draws the files the sweep ended with, and returns once it has
+    assert (cb.renders, cb.failures) == (2, 0) and cb._renderer is None
+
+
+def test_a_render_reads_the_table_and_summary_of_one_write(sweep: str) -> None:
+    """In the report thread a render reads trials.parquet and then pareto.json while the recorder, in Tune's thread,
+    may be between writing the one and the other: the page drew the table of one write with the front of the one
+    before (a completed trial's point beside a front it would head). `results.record` holds `results.RECORDING` while
+    it writes both; a render reads both under it. Here the test holds it as the recorder does, between the writes."""
+    cb = ReportCallback(sweep, every_s=0)
+    newer = rows([*TRIALS[:-2], ("t9", "confusion", 0.2, 0.80, 0.02, 9, 0)])  # t9 completed: the front is t9 alone
+    with results.RECORDING:
+        frame = results.write_trials(sweep, newer)
+        render = cb.schedule()
+        drawn_between, _ = wait([render], timeout=3)  # a render that need not wait has drawn by now
+        results.write_pareto(sweep, results.summarize(frame, "demo"))
+    assert not drawn_between and render.result(timeout=60)
+    drawn = data_blob(Path(sweep, "pareto.html").read_text())
+    t9 = next(p for p in drawn["points"] if p["trial_id"] == "t9")
+    assert drawn["summary"]["front"] == ["t9"] and not t9["running"], "the table of one write, the front of another"
+    cb.close()
 
 
 def test_callback_survives_a_missing_sweep(tmp_path: Path) -> None:
     cb = ReportCallback(str(tmp_path / "nope"), every_s=0)
     cb.on_trial_complete(1, [], None)
+    cb.wait()
     assert (cb.renders, cb.failures) == (0, 1)
 
 

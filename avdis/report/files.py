@@ -60,12 +60,15 @@ def _urls(sweep_url: str) -> dict[str, str]:
 
 
 def write_pages(sweep_url: str, s3: S3Config | None = None) -> dict[str, str]:
-    """Redraw pareto.html and pareto.png from trials.parquet and pareto.json as they are; return the three URLs."""
+    """Redraw pareto.html and pareto.png from trials.parquet and pareto.json as they are; return the three URLs. The
+    two are read as one write of this process's recorder left them (`results.RECORDING`): the sweep's report thread
+    (`avdis.report.callback`) draws beside it."""
     _check_has_trials(sweep_url, s3)
-    trials, note = load_trials(sweep_url, s3)
+    with results.RECORDING:
+        trials, note = load_trials(sweep_url, s3)
+        summary = results.read_pareto(sweep_url, s3)
     if note is not None:
         log.warning("%s", note)
-    summary = results.read_pareto(sweep_url, s3)
     if summary is None:
         raise UsageError(f"{sweep_url}: no {results.PARETO} next to {results.TRIALS}; run `avdis report {sweep_url}`")
     return _write_pages(sweep_url, _pages(trials, summary, note), s3)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import reprlib
+import threading
 import time
 from typing import Any, Literal
 
@@ -587,13 +588,20 @@ def read_pareto(sweep_url: str, s3: S3Config | None = None) -> dict[str, Any] | 
     return summary
 
 
+RECORDING = threading.Lock()  # held by `record` while it writes the pair, and by a reader in its process that needs
+# the two files of one write (`avdis.report.files.write_pages`, run in the sweep's report thread): each file is whole
+# (atomic writes), but read while the recorder wrote, a table could be drawn with the summary of the write before it
+# or after it
+
+
 def record(sweep_url: str, rows: list[dict[str, Any]], sweep: str, s3: S3Config | None = None,
            emotion: EmotionMetric = "acc") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Write trials.parquet and its pareto.json (on `emotion`'s axes) from the rows; return the table and the summary
-    written."""
-    frame = write_trials(sweep_url, rows, s3)
-    summary = summarize(frame, sweep, pareto.axes(emotion))
-    write_pareto(sweep_url, summary, s3)
+    written. A reader holding `RECORDING` reads both before or both after."""
+    with RECORDING:
+        frame = write_trials(sweep_url, rows, s3)
+        summary = summarize(frame, sweep, pareto.axes(emotion))
+        write_pareto(sweep_url, summary, s3)
     return frame, summary
 
 
