@@ -1268,6 +1268,60 @@ def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tm
         check_validation(disjoint(five, 3))  # speakers dealt round-robin: folds 3 and 4 hold one each
 
 
+def test_a_speaker_disjoint_fold_whose_speakers_share_no_emotion_is_told_which_folds_measure_leakage(tmp_path):
+    """A corpus of one's own (8 speakers, 4 folds of 2) where every speaker shows both emotions but for the two of
+    one fold, who show one each: on that fold the label alone names each judged clip's speaker. The refusal said
+    'use a corpus whose speakers share emotions (a generated one: data.synth.entanglement below 1, ...)', of a corpus
+    whose other folds measure leakage; it now names the fold's speakers and the folds to pick instead: for a sweep
+    (test fold k and validation fold k + 1) those whose two folds are measured, for `avdis train` (test alone) those
+    whose test fold is."""
+    import csv
+
+    from avdis.data import shards as shardlib, synth
+    from avdis.data.splits import speaker_folds
+    from avdis.data.stream import open_dataset
+    from avdis.train.evaluate import check_leakage_defined
+    from avdis.tune.sweep import check_validation
+
+    src, out = tmp_path / "src", tmp_path / "shards"
+    synth.generate(C.SynthConfig(speakers=8, emotions=2, clips_per_speaker=4, duration_s=0.5, seed=1), src)
+    (src / synth.SETTINGS).unlink()  # the user's own corpus now: read as its ground_truth.csv lists it
+    with open(src / "ground_truth.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = sorted({r["speaker"] for r in rows})
+    fold_of = dict(zip(names, speaker_folds(names, C.SplitConfig(folds=4))))
+    apart = sorted(s for s in names if fold_of[s] == 3)  # the fold whose two speakers share no emotion
+    for i, r in enumerate(rows):
+        r["emotion"] = ("calm" if r["speaker"] == apart[0] else "tense" if r["speaker"] == apart[1] else
+                        ("calm", "tense")[i % 2])
+    with open(src / "ground_truth.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def disjoint(fold: int) -> C.Config:
+        return C.load(None, [f"data.src={src}", f"data.shards={out}", "data.shard_size=8", "data.split.folds=4",
+                             "data.split.scheme=speaker_disjoint", f"data.split.fold={fold}"])
+
+    shardlib.build_shards(disjoint(0).data, disjoint(0).s3)
+    check_validation(disjoint(0))
+    check_validation(disjoint(1))
+    told = rf"under data.split.scheme=speaker_disjoint the probe reads the (test|val) fold's speakers alone \(fold 3: " \
+           rf"{apart[0]}, {apart[1]}\): pick data.split.fold="
+    for fold in (2, 3):  # fold 3 tested, or the validation fold of fold 2
+        with pytest.raises(UsageError, match=r"the emotion label alone names the speaker of every (test|val) clip the "
+                                             r"leakage probe judges \(no emotion of theirs is shown by two of their "
+                                             r"speakers\), so leakage is undefined there and training would stop at "
+                                             rf"its first probe; {told}0 or 1, whose test and validation folds it can "
+                                             r"measure, or preprocess again with fewer data.split.folds \(more "
+                                             r"speakers a fold; 4 now\)$"):
+            check_validation(disjoint(fold))
+    cfg = disjoint(3)
+    check_leakage_defined(open_dataset(disjoint(2).data, cfg.s3), disjoint(2))  # avdis train: fold 2's test fold
+    with pytest.raises(UsageError, match=rf"{told}0 or 1 or 2, whose test fold it can measure"):
+        check_leakage_defined(open_dataset(cfg.data, cfg.s3), cfg)
+
+
 def test_a_grad_accum_some_sampled_trial_cannot_take_is_refused_before_any_trial(tiny_shards):
     """`avdis train` refuses a train.grad_accum that does not divide an epoch's steps before Ray starts; a sweep ran
     every trial into it (each failed once started, exit 1, the sweep's name spent). Every value the space gives the

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from avdis.config import MIN_FOLDS, Config
+from avdis.data.splits import split_of
 from avdis.data.stream import SPLIT_CODES, DatasetInfo
 from avdis.errors import UsageError
 from avdis.model.disentangle import NullspaceFit, fit_nullspace
@@ -115,10 +116,42 @@ def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...
                          "emotion") if shared else
                         ("no emotion of theirs is shown by two of their speakers", "whose speakers share emotions (a "
                          "generated one: data.synth.entanglement below 1, or more speakers than emotions)"))
+            fix = (_other_folds(info, cfg, splits, name, [info.speakers[i] for i in np.unique(speaker[pool])])
+                   if split.scheme == "speaker_disjoint" else f"use a corpus {fix}")
             raise UsageError(
                 f"{cfg.data.shards}: the emotion label alone names the speaker of every {name} clip the leakage "
                 f"probe judges ({why}), so leakage is undefined there and training would stop at its first probe; "
-                f"use a corpus {fix}")
+                f"{fix}")
+
+
+def _other_folds(info: DatasetInfo, cfg: Config, splits: tuple[str, ...], name: str, held: list[str]) -> str:
+    """What to do where a speaker_disjoint fold's probe has nothing to measure (`check_leakage_defined`): its speakers
+    are named, and so is each data.split.fold of these shards whose probes (of `splits`) can measure leakage. Said
+    as a fault of the corpus ("use a corpus whose speakers share emotions"), it sent away a corpus of one's own whose
+    other folds measure it, where only the few speakers of one fold were the matter."""
+    split = cfg.data.split
+    fold = split.fold if name == "test" else (split.fold + 1) % split.folds
+    rows = [clip for ref in info.shards for clip in ref.clips.values()]
+    speaker, emotion = (np.array([row[key] for row in rows], dtype=np.int64) for key in ("speaker_idx", "emotion_idx"))
+    within = np.array([SPLIT_CODES[row["split"]] for row in rows])
+    measured = []
+    for k in range(split.folds):
+        other = cfg.model_copy(update={"data": cfg.data.model_copy(update={"split": split.model_copy(
+            update={"fold": k})})})
+        scheme = np.array([SPLIT_CODES[split_of(row["split"], row["fold"], other.data.split)] for row in rows])
+        emb = {"speaker": speaker, "emotion": emotion, "scheme_split": scheme, "within_split": within}
+        if all(judged.any() and len(np.unique(speaker[fit])) > 1
+               and label_only_speaker_chance(emotion[fit], speaker[fit], emotion[judged], speaker[judged]) < 1.0
+               for each, (fit, judged) in zip(("test", "val"), probe_clips(emb, other)) if each in splits):
+            measured.append(str(k))
+    fewer = (f"preprocess again with fewer data.split.folds (more speakers a fold; {split.folds} now)"
+             if split.folds > MIN_FOLDS else "use data.split.scheme=within_speaker")
+    where = "test and validation folds" if len(splits) > 1 else "test fold"
+    pick = (f"pick data.split.fold={' or '.join(measured)}, whose {where} it can measure, or {fewer}" if measured else
+            f"no data.split.fold of these shards gives a {where} it can measure: {fewer}" if rows else
+            f"pick another data.split.fold, or {fewer}")  # labels without the manifest's clips: no fold to try
+    return (f"under data.split.scheme=speaker_disjoint the probe reads the {name} fold's speakers alone (fold {fold}: "
+            f"{', '.join(held)}): {pick}")
 
 
 def warn_unseen_emotions(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
