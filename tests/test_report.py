@@ -886,6 +886,25 @@ def test_a_confirmed_front_waiting_for_its_seeds_does_not_say_it_waits_for_the_f
     assert "waiting for the confirming seeds" in table and "waiting for the first result" not in table
 
 
+def test_the_search_front_is_no_confirmed_front_before_a_confirming_seed_finished() -> None:
+    """The front became seed means at the first confirming seed that finished: while every seed ran (the
+    confirmation's first minutes, or a driver killed then) and once every seed had failed, the front was the search's
+    single trials, a0 and b0 (front_basis "trial", hypervolume of their lucky seeds), where each configuration waits
+    off it; one confirmed seed of A took B off the front it had stood on alone."""
+    running = [dict(r, status="RUNNING", order=None) if r["role"] == "confirm" else r for r in confirmed_rows()]
+    failed = [dict(r, status="ERROR", error="boom") for r in running]
+    summaries = [results.summarize(results.to_table(table).to_pandas(), "demo") for table in (running, failed)]
+    for summary in summaries:
+        assert (summary["front_basis"], summary["front"], summary["hypervolume"]) == ("seed_mean", [], 0.0)
+    for summary, why in zip(summaries, (view.CONFIRMING, view.UNCONFIRMED)):  # none left to wait for: said so
+        assert html.escape(why) in webpage.front_table(summary)
+    # one configuration confirmed, the other's seeds all failed: the front is the first's mean alone, as it was
+    a_done = [dict(r, status="TERMINATED", order=9 + i) if r["trial_id"] in ("a1", "a2") else r
+              for i, r in enumerate(failed)]
+    summary = results.summarize(results.to_table(a_done).to_pandas(), "demo")
+    assert [(p["config_id"], p["n"]) for p in summary["front_points"]] == [("A", 2)]
+
+
 def test_a_confirmed_points_disentanglement_does_not_hang_on_a_confirmed_multitask(tmp_path: Path) -> None:
     """Confirming seeds were measured against a multitask of their own seed, which exists only when a multitask
     configuration made the front (the one that leaked least); else against the search's. Now always the search's."""

@@ -29,6 +29,9 @@ from avdis.results import ResultsError
 
 WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
+UNCONFIRMED = ("no confirmed configuration: none is running, and each one's confirming seeds failed or are not all "
+               "started (a sweep stopped between seeds: run it again to train them); a failed seed's row of "
+               "trials.parquet holds its error")
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
 UNMEASURED = ("no trial that trained all its epochs has both its emotion metric and leakage (their rows in "
               "trials.parquet hold none)")
@@ -60,13 +63,14 @@ def finished_so_far(step: dict[str, Any]) -> int:
 
 
 def no_front(summary: dict[str, Any]) -> str:
-    """Why the front is empty, as the front table and pareto.png say it: a confirmed front's seeds still running, no
+    """Why the front is empty, as the front table and pareto.png say it: a confirmed front's seeds still running (or,
+    none running and some failed, failed or not started), no
     trial trained all its epochs (those finished were stopped at a rung), those that did have no validation numbers to
     choose on (`results.unvalidated`) or no metrics to place (a probe whose chance was 1 gives no leakage; said to be
     untrained, they were not), or no trial finished at all. A summary written before `n_stopped` counted the stopped
     trials as completed: its completed ones are not told."""
     if from_seed_means(summary):
-        return CONFIRMING
+        return UNCONFIRMED if summary.get("n_failed") and not summary.get("n_running") else CONFIRMING
     if not finished(summary):
         return waiting(summary)
     if summary.get("n_stopped") is None or not summary.get("n_completed"):

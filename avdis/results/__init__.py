@@ -518,7 +518,10 @@ def summarize(df: pd.DataFrame, sweep: str, axes: pareto.Axes = pareto.ACC) -> d
     searched = done[done["role"] == SEARCH]
     search = pareto.front_of(searched, chance, counted=trained_longest(searched), on=on, stopped=stopped(searched),
                              measured=axes.measured)
-    confirmed = bool((done["role"] == CONFIRM).any())
+    # any confirming row, not only a finished one: while every confirming seed ran (the confirmation's first minutes,
+    # or a driver killed then) or once each had failed, the front was the search's single trials (front_basis
+    # "trial"), the lucky seeds the confirmation is there to discount, where a configuration waits off it
+    confirmed = bool((df["role"] == CONFIRM).any())
     if confirmed:
         # the confirming seeds' means only: the search trial is on the search's front because its seed was lucky
         # as much as because its configuration is good, and counted in, its luck stayed in the mean
