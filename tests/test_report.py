@@ -403,6 +403,18 @@ def test_the_front_table_marks_the_columns_the_front_was_chosen_on(sweep: str) -
     assert "<th>val emotion_acc (chosen on)</th>" in new and "<th>emotion_acc</th>" in new
 
 
+def test_a_sweep_with_no_finished_trial_is_not_said_to_choose_on_test() -> None:
+    """Before a trial finished (every sweep's first minutes) and where every trial failed, pareto.json said
+    selected_on "test" and the page's front table marked the test columns as those the front is chosen on, of a
+    sweep whose trials carry validation numbers and that chooses on them."""
+    starting = [{**r, "status": "RUNNING", "order": None, "val_emotion_acc": 0.6, "val_leakage": 0.4} for r in rows()]
+    failed = [{**r, "status": "ERROR", "error": "boom"} for r in starting]
+    for table in (starting, failed):
+        summary = results.summarize(results.to_table(table).to_pandas(), "demo")
+        assert (summary["selected_on"], summary["front"]) == ("val", [])
+        assert "<th>val emotion_acc (chosen on)</th>" in webpage.front_table(summary)
+
+
 def test_a_trial_without_validation_numbers_is_named_and_left_off_a_front_chosen_on_the_others(
         tmp_path: Path, capsys) -> None:
     """A table holding rows of an avdis before validation selection beside today's (put together by hand: no sweep

@@ -403,12 +403,14 @@ def baseline_trials(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> pd.Data
 
 
 def selected_on(done: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> tuple[str, ...]:
-    """The columns a front is chosen on: the validation clips' (`axes.chosen`) when a finished trial has them, else
-    the test clips' (a table recorded before avdis selected on validation, whose trials have none). Those finished
-    without them are then on no front (`unvalidated`): one of them chose the whole front on test."""
+    """The columns a front is chosen on: the validation clips' (`axes.chosen`) when a finished trial has them, or
+    none has finished (a sweep of today, in its first minutes or with every trial failed: said to choose on test, its
+    page marked the test columns as chosen on), else the test clips' (a table recorded before avdis selected on
+    validation, whose trials have none). Those finished without them are then on no front (`unvalidated`): one of
+    them chose the whole front on test."""
     chosen = list(axes.chosen)
     has = set(chosen) <= set(done.columns) and done[chosen].notna().all(axis=1).any()
-    return axes.chosen if has else axes.measured
+    return axes.chosen if has or not len(done) else axes.measured
 
 
 def selectable(done: pd.DataFrame, on: tuple[str, ...]) -> pd.Series:
