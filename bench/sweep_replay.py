@@ -32,7 +32,9 @@ section 2's candidates (CANDIDATES) at the smallest. Warm starts (WARM, only whe
 bench/results/trial_overhead.json's `startup_s` (or --startup-s); a few setups are replayed again at today's
 TorchTrainer start-up for their wall times.
 Reported per setup and sweep size (trials), over seeds: hypervolume
-(avdis.results.pareto, chance = 1/emotions as results.summarize uses) against trial-epochs and
+(avdis.results.pareto, chance = 1/emotions, the generated corpus's share of each emotion; a sweep's
+results.summarize puts the box's corner at its test clips' majority rate, emotion_chance, at or above that: 5/18 on
+the smoke corpus's test clips) against trial-epochs and
 simulated wall time with 95% intervals, and the trial-epochs and wall time to reach 95% of the
 reference hypervolume (the front of every recorded trial's last epoch). Writes
 bench/results/sweep_replay.json and sweep_replay.png.
