@@ -29,9 +29,9 @@ from avdis.results import ResultsError
 
 WAITING = "waiting for the first result"
 CONFIRMING = "waiting for the confirming seeds: a configuration joins the front once all its seeds have ended"
-UNCONFIRMED = ("no confirmed configuration: none is running, and each one's confirming seeds failed or are not all "
-               "started (a sweep stopped between seeds: run it again to train them); a failed seed's row of "
-               "trials.parquet holds its error")
+UNCONFIRMED = ("no confirmed configuration: one joins the front once all its confirming seeds have ended, with those "
+               "that finished, and none is running now (where every seed failed, each one's row of trials.parquet "
+               "holds its error; a sweep stopped between seeds trains the rest when run again)")
 UNTRAINED = "no trial has trained all its epochs yet: one stopped early at a rung is on no front"
 UNMEASURED = ("no trial that trained all its epochs has both its emotion metric and leakage (their rows in "
               "trials.parquet hold none)")
