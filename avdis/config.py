@@ -774,9 +774,13 @@ class Config(_Section):
 
 
 def check_nullspace(field: str, directions: float, emb_dim: int) -> None:
-    """INLP removes one direction of z_emo per iteration: more than model.emb_dim would be recorded but not done."""
-    if directions > emb_dim:
-        raise ValueError(f"{field}={directions:g}: nullspace removes at most model.emb_dim={emb_dim} directions of z_emo")
+    """INLP removes one direction of z_emo per iteration: more than model.emb_dim would be recorded but not done, and
+    all of them leave z_emo empty, a model that names every clip one emotion and leaks nothing by construction (such a
+    trial sat on a sweep's front)."""
+    if directions >= emb_dim:
+        raise ValueError(f"{field}={directions:g}: nullspace removes at most model.emb_dim - 1 = {emb_dim - 1} "
+                         f"directions of z_emo (model.emb_dim={emb_dim}); all of them leave it empty, a model that "
+                         "names every clip one emotion and leaks nothing by construction")
 
 
 def settings(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:

@@ -527,22 +527,29 @@ def test_a_range_given_over_a_files_choices_or_fixed_weight_replaces_them(tmp_pa
 
 def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
     """Capped silently before: a run recorded as weight 64 removed 4 directions."""
-    with pytest.raises(C.ConfigError, match=r"method.weight=64: nullspace removes at most model.emb_dim=4 directions"):
+    with pytest.raises(C.ConfigError, match=r"method.weight=64: nullspace removes at most model.emb_dim - 1 = 3 "
+                                              r"directions of z_emo \(model.emb_dim=4\)"):
         C.load(None, ["method.name=nullspace", "method.weight=64", "model.emb_dim=4"])
+    # every direction (found by hU3): z_emo empty, every clip one emotion, leakage 0; such a trial was a sweep's front
+    with pytest.raises(C.ConfigError, match=r"method.weight=16: nullspace removes at most model.emb_dim - 1 = 15 "
+                                              r"directions .* leave it empty"):
+        C.load(None, ["method.name=nullspace", "method.weight=16", "model.emb_dim=16"])
+    assert C.load(None, ["method.name=nullspace", "method.weight=15", "model.emb_dim=16"]).method.weight == 15
     from avdis.errors import UsageError
     from avdis.tune.sweep import _check_space
 
     C.load(None, ["model.emb_dim=8"])  # one model of another method: the sweep's space is not its business
     with pytest.raises(UsageError, match=r"at method.name=nullspace, method.weight=16: method.weight=16: nullspace "
-                                         r"removes at most model.emb_dim=8 directions of z_emo; narrow sweep.space"):
+                                         r"removes at most model.emb_dim - 1 = 7 directions of z_emo "
+                                         r"\(model.emb_dim=8\); .*narrow sweep.space"):
         _check_space(C.load(None, ["model.emb_dim=8"]))
     _check_space(C.load(None, ["model.emb_dim=8", "sweep.space.methods=[multitask, nullspace]",
-                               "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
+                               "sweep.space.weights.nullspace={low: 1, high: 7, int: true}"]))
 
 
 @pytest.mark.parametrize("overrides, message", [
     (["sweep.space.params={model.emb_dim: [4, 16]}", "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"],
-     r"at method.name=nullspace, method.weight=8, model.emb_dim=4: .*nullspace removes at most model.emb_dim=4"),
+     r"at method.name=nullspace, method.weight=8, model.emb_dim=4: .*nullspace removes at most model.emb_dim - 1 = 3"),
     (["sweep.space.params={train.strategy: [single, deepspeed]}", "train.strategy=deepspeed", "train.zero_stage=1"],
      r"at method.name=single_task, train.strategy=single: train: zero_stage=1 shards state only under "
      r"strategy=deepspeed"),
@@ -572,7 +579,7 @@ def test_a_space_of_more_edges_than_are_built_has_each_method_checked_and_says_i
              "train.batch_size: [16, 32, 64]}")
     with pytest.raises(UsageError, match=r"at method.name=nullspace, method.weight=8, model.emb_dim=4"):
         sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
-    sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 4, int: true}"]))
+    sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 3, int: true}"]))
     assert "sweep.space has more edges than the 40 built before any work" in capsys.readouterr().out
     # every value of every knob in each block (a method at one weight), the first knob's too (the sweep checks
     # modalities and trial sizes on these edges), before their combinations; every edge once

@@ -620,7 +620,7 @@ def test_a_sweep_on_s3_is_refused_before_trials_where_nodes_lack_the_credentials
     with live_head(ray_tmp, bare) as (port, _):
         settings = [f"ray.address=127.0.0.1:{port}", f"data.shards={s3_bucket}/shards",
                     f"sweep.storage={tmp_path / 'sweeps'}", "sweep.num_samples=1", "train.epochs=1",
-                    "model.emb_dim=16", "sweep.space.weights.nullspace={low: 1, high: 16, int: true}"]
+                    "model.emb_dim=16", "sweep.space.weights.nullspace={low: 1, high: 15, int: true}"]
         out = subprocess.run([sys.executable, "-c", SWEEP, *settings], env={**in_a_file, "RAY_TMPDIR": str(ray_tmp)},
                              capture_output=True, text=True, timeout=300, cwd=ROOT)
         keys = {**bare, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RAY_TMPDIR": str(ray_tmp)}

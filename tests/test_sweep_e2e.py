@@ -33,7 +33,7 @@ def smoke_overrides(tmp_path: Path) -> list[str]:
         f"data.src={tmp_path / 'corpus'}", f"data.shards={tmp_path / 'shards'}", f"sweep.storage={tmp_path / 'sweeps'}",
         "data.synth.speakers=6", "data.synth.clips_per_speaker=12",
         "data.shard_size=16", "train.epochs=3", "model.emb_dim=16", "probe.epochs=60",
-        "sweep.space.weights.nullspace={low: 1, high: 16, int: true}",  # INLP removes at most emb_dim directions
+        "sweep.space.weights.nullspace={low: 1, high: 15, int: true}",  # INLP removes at most emb_dim - 1 directions
         # a rung at epoch 2, as local.yaml's first: trials probe there and at 3, and epoch 1 reports no leakage
         f"sweep.num_samples={SAMPLES}", "sweep.scheduler.eta=2", "sweep.scheduler.grace_epochs=2",
     ]
