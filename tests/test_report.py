@@ -254,6 +254,16 @@ def test_a_trial_stopped_at_a_rung_is_drawn_apart_and_the_legend_says_why() -> N
     assert listed["adversarial"] == "circle"
 
 
+def test_the_header_counts_one_trial_and_one_front_point_in_the_singular() -> None:
+    """A sweep of one trial, or a front of one point, was '1 trials' and 'front: 1 trials' (or '1 configurations'),
+    found by hU3."""
+    one = results.to_table(rows(TRIALS[:1])).to_pandas()
+    page = webpage.render_html(one, results.summarize(one, "demo"))
+    assert "1 trial · 1 completed" in page and "front: 1 trial · " in page
+    two = results.to_table(rows(TRIALS[:2])).to_pandas()
+    assert "2 trials · 2 completed" in webpage.render_html(two, results.summarize(two, "demo"))
+
+
 def test_the_header_and_the_hypervolume_axis_say_which_trials_were_stopped_early() -> None:
     """Under MO-ASHA most trials stop at a rung: the header counted t1 and t3, stopped at epoch 2, among "8
     completed", and the hypervolume chart's axis said "completed trials" while it stepped at every stopped one."""

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from matplotlib.ticker import MaxNLocator
 
 from avdis import results
+from avdis.errors import counted
 from avdis.numbers import finite, json_safe
 from avdis.report.view import (HISTORY_X, OTHER_COLOR, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
                                X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
@@ -306,14 +307,14 @@ def render_html(trials: pd.DataFrame, summary: dict[str, Any], *, note: str | No
     last = last_result(trials)
     last_shown = f" (last result {utc(last)})" if last is not None else ""
     n_front = len(summary.get("front") or [])
-    front_note = (f"front: {n_front} configurations, seed means ({html.escape(summary.get('spread') or '')})"
-                  if from_seed_means(summary) else f"front: {n_front} trials")
+    front_note = (f"front: {counted(n_front, 'configuration')}, seed means ({html.escape(summary.get('spread') or '')})"
+                  if from_seed_means(summary) else f"front: {counted(n_front, 'trial')}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>avdis · {sweep} · Pareto front</title>
 <style>{STYLE}</style><script>{TAG_JS}</script></head>
 <body>
 <h1>avdis sweep <code>{sweep}</code>: {emotion_words(summary)} vs identity leakage</h1>
-<p class="meta" id="counts">{counts['trials']} trials · {counts['completed']} completed{stopped} · {counts['running']} running{last_shown} · {counts['errors']} failed{unplaced}</p>
+<p class="meta" id="counts">{counted(counts['trials'], 'trial')} · {counts['completed']} completed{stopped} · {counts['running']} running{last_shown} · {counts['errors']} failed{unplaced}</p>
 <p class="meta">hypervolume <b id="hypervolume">{_shown(summary.get('hypervolume'), 4)}</b>
  (reference: {e} = chance {_shown((summary.get('reference') or {}).get(e), 3)}, leakage = 1) ·
  {front_note} · updated <span id="updated">{updated}</span></p>
