@@ -22,7 +22,8 @@ from avdis.model.multitask import build_model
 from avdis.train import launch, loop
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
 from avdis.train.engine import build_engine
-from avdis.train.evaluate import warn_unseen_emotions
+from avdis.train import evaluate
+from avdis.train.evaluate import warn_few_judged, warn_unseen_emotions
 from avdis.train.step import Stepper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +207,32 @@ def test_an_accumulated_update_is_the_update_over_its_micro_batches_clips(tiny_s
     whole = trained("whole", "train.batch_size=16")
     accumulated = trained("accumulated", "train.batch_size=8", "train.grad_accum=2")
     assert (whole - accumulated).abs().max() < 5e-4
+
+
+def test_a_leakage_probe_that_judges_few_clips_is_said_before_training(tiny_shards, tmp_path, capsys, monkeypatch):
+    """Where a probe judges a handful of clips, each is a large share of its accuracy and leakage moves by chance as
+    much as between methods: a corpus of one's own (hU3) had 3-5 judged clips, its val_leakage read 0 or 1 epoch to
+    epoch and its test leakage -1.0, and nothing said so. The tiny corpus's probes judge 18 test and 12 val clips
+    (within_speaker), 6 and 4 of its speaker_disjoint fold's."""
+    cfg = single(tiny_shards, tmp_path)
+    info = open_dataset(cfg.data, cfg.s3)
+    warn_few_judged(info, cfg, ("test", "val"))
+    out = capsys.readouterr().out
+    assert ("the leakage probe judges 18 test clips under data.split.scheme=within_speaker: each is 6% of its "
+            "accuracy, so leakage differs between trials by chance") in out
+    assert "judges 12 val clips under data.split.scheme=within_speaker: each is 8% of its accuracy, so val_leakage" \
+        in out and "fewer data.split.folds" not in out
+    warn_few_judged(info, cfg)  # a run's own: its test probe alone
+    assert "val clips" not in capsys.readouterr().out
+    disjoint = cfg.model_copy(update={"data": cfg.data.model_copy(update={"split": cfg.data.split.model_copy(
+        update={"scheme": "speaker_disjoint"})})})
+    warn_few_judged(open_dataset(disjoint.data, disjoint.s3), disjoint, ("test", "val"))
+    out = capsys.readouterr().out
+    assert "judges 6 test clips under data.split.scheme=speaker_disjoint, fold 0" in out and "judges 4 val" in out
+    assert "or preprocess with fewer data.split.folds (more speakers a fold)" in out
+    monkeypatch.setattr(evaluate, "MIN_JUDGED", 12)  # 18 and 12 judged: enough at this bar
+    warn_few_judged(info, cfg, ("test", "val"))
+    assert capsys.readouterr().out == ""
 
 
 def test_test_clips_of_an_emotion_no_training_clip_has_are_said_before_training(tiny_shards, tmp_path, capsys):

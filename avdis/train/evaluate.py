@@ -29,7 +29,7 @@ import torch
 from avdis.config import MIN_FOLDS, Config
 from avdis.data.splits import split_of
 from avdis.data.stream import SPLIT_CODES, DatasetInfo
-from avdis.errors import UsageError
+from avdis.errors import UsageError, counted
 from avdis.model.disentangle import NullspaceFit, fit_nullspace
 from avdis.train.metrics import accuracy, label_only_speaker_chance, majority_rate, uar, uar_chance
 from avdis.train.probe import Clips, ProbeResult, leakage_probe
@@ -76,14 +76,21 @@ def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[Masks, Masks]:
     return (fit_on, test), (fit_on, val)
 
 
+def labelled(info: DatasetInfo) -> dict[str, np.ndarray]:
+    """The columns of `probe_clips` from the shards' labels alone: what a probe will fit on and judge, known before
+    any training."""
+    speaker, emotion, scheme, within = (np.array(column) for column in zip(*info.labels))
+    return {"speaker": speaker, "emotion": emotion, "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
+            "within_split": np.array([SPLIT_CODES[s] for s in within])}
+
+
 def check_leakage_defined(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
     """Refuse, before any training, data on which no probe can measure leakage for `splits` ("test": `leakage`,
     "val": `val_leakage`): no test clips to judge, a speaker_disjoint fold of one speaker, or judged clips whose
     emotion label alone names their speaker (probe chance 1). Known from the labels; found at the first probe, it cost
     an epoch at least (with `train.probe_every=0` every epoch, and a rerun resumed into the same failure)."""
-    speaker, emotion, scheme, within = (np.array(column) for column in zip(*info.labels))
-    emb = {"speaker": speaker, "emotion": emotion, "scheme_split": np.array([SPLIT_CODES[s] for s in scheme]),
-           "within_split": np.array([SPLIT_CODES[s] for s in within])}
+    emb = labelled(info)
+    speaker, emotion = emb["speaker"], emb["emotion"]
     split = cfg.data.split
     n = len(info.speakers)
     for name, (fit, judged) in zip(("test", "val"), probe_clips(emb, cfg)):
@@ -152,6 +159,27 @@ def _other_folds(info: DatasetInfo, cfg: Config, splits: tuple[str, ...], name: 
             f"pick another data.split.fold, or {fewer}")  # labels without the manifest's clips: no fold to try
     return (f"under data.split.scheme=speaker_disjoint the probe reads the {name} fold's speakers alone (fold {fold}: "
             f"{', '.join(held)}): {pick}")
+
+
+MIN_JUDGED = 20  # clips a leakage probe judges, below which one clip moves its accuracy by more than 5 points
+
+
+def warn_few_judged(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:
+    """Say where a leakage probe judges fewer than MIN_JUDGED clips (`splits`: "test" for `leakage`, "val" for
+    `val_leakage`): each clip is then 1/n of the probe's accuracy, so leakage differs between trials by chance by as
+    much as methods move it, and a front drawn on it ranks luck (hU3's corpus of one's own: 3-5 clips, leakage read
+    0 or 1 epoch to epoch and -1.0 on the test clips). A warning, not a refusal: the numbers are right, only noisy."""
+    emb = labelled(info)
+    for name, (_, judged) in zip(("test", "val"), probe_clips(emb, cfg)):
+        n = int(judged.sum())
+        if name in splits and 0 < n < MIN_JUDGED:
+            more = (", or preprocess with fewer data.split.folds (more speakers a fold)"
+                    if cfg.data.split.scheme == "speaker_disjoint" else "")
+            measure = "leakage" if name == "test" else "val_leakage"
+            print(f"avdis: warning: {cfg.data.shards}: the leakage probe judges {counted(n, f'{name} clip')} under "
+                  f"{scheme_of(cfg)}: each is {100 / n:.0f}% of its accuracy, so {measure} differs between trials "
+                  f"by chance as much as methods move it; a corpus with more clips per speaker judges more{more}",
+                  flush=True)
 
 
 def warn_unseen_emotions(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("test",)) -> None:

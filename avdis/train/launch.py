@@ -26,7 +26,7 @@ from avdis.errors import AvdisError
 from avdis.data.prepare import ensure_shards, to_make
 from avdis.data.shards import HELD, manifest_hash
 from avdis.data.stream import open_dataset
-from avdis.train.evaluate import check_leakage_defined, warn_unseen_emotions
+from avdis.train.evaluate import check_leakage_defined, warn_few_judged, warn_unseen_emotions
 from avdis.train import checkpoint as ck
 from avdis.train import loop
 
@@ -288,6 +288,7 @@ def train(cfg: Config, names: dict[str, str] | None = None) -> dict[str, Any]:
     loop.check_modalities(cfg.model.modality, info.modalities, info.url)
     check_leakage_defined(info, cfg)
     warn_unseen_emotions(info, cfg)
+    warn_few_judged(info, cfg)
     own_ray = False  # whether this call connected to Ray (a run that fails lets go of it)
     if cfg.train.strategy != "single":
         loop.check_accumulation(info, cfg, cfg.train.workers)  # before Ray starts

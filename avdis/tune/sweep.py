@@ -50,7 +50,7 @@ from avdis.errors import AvdisError, UsageError, counted
 from avdis.results import pareto
 from avdis.train import checkpoint as ck
 from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
-from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_unseen_emotions
+from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_few_judged, warn_unseen_emotions
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
 from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
@@ -668,6 +668,7 @@ def check_validation(cfg: Config) -> None:
             "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
     check_leakage_defined(info, cfg, ("test", "val"))
     warn_unseen_emotions(info, cfg, ("test", "val"))
+    warn_few_judged(info, cfg, ("test", "val"))
 
 
 STEPS_SET_BY = ("train.batch_size", "train.workers", "train.grad_accum", "train.epochs")  # with the data
