@@ -19,7 +19,8 @@ The objects are the sweep's: `avdis.tune.sweep.searcher(cfg)` and `scheduler(cfg
 TuneController): per result, the scheduler first; the searcher's `on_trial_result` only when the
 trial goes on; on STOP or the last epoch the scheduler's `on_trial_complete`, then the searcher's
 `on_trial_complete` with the last result. An event loop keeps `max_concurrent` simulated workers
-busy (the ConcurrencyLimiter's job in a real sweep); a trial takes the per-trial start-up cost,
+busy (the ConcurrencyLimiter's job in a real sweep) until the searcher says FINISHED (a space of choices only, each
+configuration tried: none of the setups' spaces, whose `train.lr` is a range); a trial takes the per-trial start-up cost,
 then its epochs' recorded seconds. The recordings hold the test clips' numbers only; a replayed trial
 reports them as its validation numbers too (what the sweep's searcher, MO-ASHA and front choose on,
 `avdis.config.SELECTION`), so the replay compares search setups on one set of numbers and says
@@ -418,6 +419,7 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool
     `prepare(searcher)`, if given, runs before the first suggestion (a warm start).
     """
     from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
 
     from avdis.tune.sweep import scheduler, searcher
 
@@ -432,9 +434,12 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool
     used, running = 0, 0
 
     def start(now: float) -> None:
-        nonlocal running
+        nonlocal running, total
         tid = f"trial_{len(out.params):04d}"
         params = search.suggest(tid)
+        if params == Searcher.FINISHED:  # every configuration of a space of choices was tried: the search ends
+            total = len(out.params)
+            return
         curve, secs = trial_curve(params, np.random.default_rng([seed, len(out.params)]))
         out.params[tid], out.curves[tid], out.epoch_s[tid], out.starts[tid] = params, curve, secs, now
         running += 1

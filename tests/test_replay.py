@@ -234,3 +234,12 @@ def test_a_warm_start_from_the_front_suggests_its_configurations_first():
         assert params["method"] == row.method and params["train.lr"] == row.lr
         assert params.get(f"weight_{row.method}") == (None if pd.isna(row.weight) else row.weight)
     assert len(rep.searcher._ot_study.trials) == len(rep.finals) == 10  # nothing told, only enqueued
+
+
+def test_a_replay_of_a_space_of_choices_ends_when_each_configuration_ran_once():
+    """The replay drives the sweep's searcher, which ends the search once a space of choices is spent: 2 methods
+    without a weight at 2 learning rates are 4 configurations, trained once each of 10 trials asked for."""
+    rep = run("tpe/none", trials=10, extra=["sweep.space.methods=[multitask, single_task]",
+                                            "sweep.space.params.train.lr=[0.001, 0.01]"])
+    assert len(rep.finals) == 4 == len({(p["method"], p["train.lr"]) for p in rep.params.values()})
+    assert len(rep.completions) == 4

@@ -232,3 +232,19 @@ def test_a_sweep_on_uar_chooses_its_front_on_validation_uar_and_report_reads_it_
     assert (rebuilt["front"], rebuilt["objectives"]) == (summary["front"], summary["objectives"])
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode != 0 and "sweep.emotion_metric=uar" in again.stderr, again.stderr[-3000:]
+
+
+def test_a_sweep_of_a_spent_space_trains_each_configuration_once_and_says_so(tiny_shards, tmp_path):
+    """The smoke sweep over two methods without a weight asks for 4 trials: the space holds 2 configurations (one
+    train.seed), so 2 trials run, one each, and the sweep ends (exit 0, not 'interrupted') saying why; before, 4 ran,
+    two of them bitwise copies of the others."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path), "--name", "spent", "train.strategy=single", "train.zero_stage=0",
+           "train.cpus_per_worker=1", "sweep.max_concurrent=1", f"data.shards={tiny_shards}", "train.epochs=1",
+           "sweep.scheduler.type=none", "sweep.num_samples=4", "sweep.space.methods=[multitask, single_task]"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "spent" / "trials.parquet")
+    assert sorted(trials["method"]) == ["multitask", "single_task"] and (trials["status"] == "TERMINATED").all()
+    said = [line for line in done.stdout.splitlines() if "the search ended" in line]
+    assert len(said) == 1 and "2 trials of sweep.num_samples=4" in said[0] and "holds 2 configurations" in said[0]

@@ -32,7 +32,7 @@ from avdis.errors import AvdisError
 from avdis.data.splits import split_id
 from avdis.numbers import finite
 from avdis.results import pareto
-from avdis.tune.space import WEIGHT_PREFIX, to_overrides, weight_key
+from avdis.tune.space import own_params, to_overrides
 
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
@@ -45,8 +45,7 @@ def config_id(params: dict[str, Any]) -> str:
     """What groups the seeds of one configuration: a hash of its trial parameters without the seed, and without the
     weights of other methods than its own, which it does not use (under NSGA-II every trial draws every method's
     weight: one configuration, drawn twice, was two, each on the front and each confirmed)."""
-    own = weight_key(params.get("method"))
-    rest = {k: v for k, v in params.items() if k != SEED and (k == own or not k.startswith(WEIGHT_PREFIX))}
+    rest = {k: v for k, v in own_params(params).items() if k != SEED}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

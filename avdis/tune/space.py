@@ -7,25 +7,41 @@ paths). Random search uses the same space with Optuna's RandomSampler. NSGA-II b
 the parameters every trial holds (its intersection search space) and draws the rest at random,
 so under it each trial draws every method's weight and uses its own method's.
 
-`SweepSearch` is Ray's OptunaSearch with one choice added: a trial the scheduler stopped at
+`SweepSearch` is Ray's OptunaSearch with two things added. A trial the scheduler stopped at
 a rung can be told to Optuna as PRUNED (no values) instead of COMPLETE with its rung values,
-which a sampler would otherwise take as the configuration's final result.
+which a sampler would otherwise take as the configuration's final result. And a configuration
+is trained once: training is deterministic, so a suggestion whose configuration (`config_key`:
+every sampled parameter, `train.seed` included, but other methods' weights) was trained
+already would give a bitwise copy. Such a draw is told to the study with the earlier trial's
+values, as Optuna's FAQ does with duplicated parameters, and the study is asked again; a draw
+equal to a trial still running stays running in the study and is told that trial's values
+when it ends. After `MAX_ASKS` draws that all repeat, an untried configuration is enqueued. A
+space of finitely many configurations (`space_size`: choices only, no real-number range) whose
+every configuration was tried ends the search (`Searcher.FINISHED`): a space of two
+parameterless methods trains two trials, whatever `sweep.num_samples` says.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import optuna
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.utils.util import unflatten_dict
 
 from avdis.config import Range, SearchSpace
 from avdis.results import pareto
 
 LEAKAGE = pareto.SELECTED[1]  # the leakage the searcher is told (validation clips')
+MAX_ASKS = 10  # draws of one suggestion that may repeat a tried configuration before an untried one is enqueued
+RANDOM_DRAWS = 100  # where the space is endless: uniform draws looked through for an untried configuration
+log = logging.getLogger(__name__)
 
 
 def _suggest(trial: optuna.Trial, name: str, choice: Range | list[Any]) -> Any:
@@ -57,6 +73,54 @@ class DefineByRun:
                 _suggest(trial, weight_key(name), self.space.weights[name])
         for key, choice in self.space.params.items():
             _suggest(trial, key, choice)
+
+
+def own_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The trial parameters that make its configuration: all but the weights of other methods than its own, which it
+    does not use (under NSGA-II every trial draws every method's weight)."""
+    own = weight_key(params.get("method"))
+    return {k: v for k, v in params.items() if k == own or not k.startswith(WEIGHT_PREFIX)}
+
+
+def config_key(params: dict[str, Any]) -> str:
+    """What one training is: its own parameters, `train.seed` included where sampled (where it is not, every trial of
+    the sweep trains with the config's seed). Two trials of one key train bitwise alike."""
+    return json.dumps(own_params(params), sort_keys=True, default=str)
+
+
+def _values(choice: Range | list[Any]) -> list[Any] | None:
+    """Every value a parameter can be drawn at, as the sampler gives it; None for a real-number range (endless)."""
+    if isinstance(choice, list):
+        return list(choice)
+    if choice.int:
+        return list(range(int(choice.low), int(choice.high) + 1))
+    return [choice.low] if choice.low == choice.high else None
+
+
+def configurations(space: SearchSpace) -> Iterator[dict[str, Any]] | None:
+    """Every configuration of a space of choices (each method at each of its weights, with every combination of the
+    knobs), in order, as trial parameters; None where a real-number range makes them endless."""
+    knobs = {k: _values(c) for k, c in space.params.items()}
+    weights = {m: _values(space.weights[m]) if m in space.weights else [None] for m in space.methods}
+    if any(v is None for v in (*knobs.values(), *weights.values())):
+        return None
+
+    def each() -> Iterator[dict[str, Any]]:
+        for method in space.methods:
+            for weight in weights[method]:
+                for combo in itertools.product(*knobs.values()):
+                    params = {"method": method, **({weight_key(method): weight} if weight is not None else {})}
+                    yield {**params, **dict(zip(knobs, combo))}
+    return each()
+
+
+def space_size(space: SearchSpace) -> int | None:
+    """How many configurations the space holds (None: endless, a real-number range in it)."""
+    knobs = [_values(c) for c in space.params.values()]
+    weights = [_values(space.weights[m]) if m in space.weights else [None] for m in space.methods]
+    if any(v is None for v in (*knobs, *weights)):
+        return None
+    return sum(len(w) for w in weights) * math.prod(len(v) for v in knobs)
 
 
 def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
@@ -115,11 +179,67 @@ def sampler(kind: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSa
 class SweepSearch(OptunaSearch):
     """OptunaSearch that tells a trial which ended before `full_epochs` as PRUNED when `stopped_as` is "pruned", and
     its leakage as the front and MO-ASHA read it (`pareto.points`): below 0, a probe under the label-only guess by
-    noise, it is 0, so the sampler is not drawn toward trials whose probe was unlucky."""
+    noise, it is 0, so the sampler is not drawn toward trials whose probe was unlucky.
+
+    It suggests no configuration twice (module docstring). What it knows of them is in its own state, which Tune saves
+    with the experiment and restores on resume: `_told`, each configuration trained (key -> the state and values the
+    study was told of it, a failure included: training is deterministic, so it fails again), `_running` (key -> the
+    Tune trial training it), and `_waiting` (Tune trial -> the study's trials that drew its configuration while it ran:
+    they stay RUNNING in the study, as the trial itself does, and are told its values when it ends. Told PRUNED at
+    once, they would tell TPE the configuration it had just chosen as a good one was worse than any finished)."""
 
     def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch", **kwargs: Any):
         super().__init__(**kwargs)
         self.full_epochs, self.stopped_as, self.time_attr = full_epochs, stopped_as, time_attr
+        self._told: dict[str, tuple[optuna.trial.TrialState, list[float] | None]] = {}
+        self._running: dict[str, str] = {}
+        self._waiting: dict[str, list[optuna.Trial]] = {}
+
+    def exhausted(self) -> bool:
+        """Every configuration of a space of finitely many was trained or is training."""
+        size = space_size(self._space.space)
+        return size is not None and len(self._told) + len(self._running) >= size
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if not isinstance(self._space, DefineByRun) or trial_id in self._ot_trials:
+            return super().suggest(trial_id)
+        if self.exhausted():
+            log.info("sweep search: every one of the space's %d configurations was tried; the search ends",
+                     space_size(self._space.space))
+            return Searcher.FINISHED
+        for ask in range(MAX_ASKS + 1):
+            last = ask == MAX_ASKS
+            if last and not self._enqueue_untried():
+                log.warning("sweep search: %d draws repeated configurations already tried and %d random draws found "
+                            "no untried one; the next is trained whatever it is", MAX_ASKS, RANDOM_DRAWS)
+            ot_trial = self._ot_study.ask()
+            params = self._suggest_from_define_by_run_func(self._space, ot_trial)
+            key = config_key(params)
+            if key in self._told and not last:  # trained: its values, no training (Optuna's FAQ on duplicates)
+                state, values = self._told[key]
+                self._ot_study.tell(ot_trial, values, state=state)
+            elif key in self._running and not last:  # training: this draw waits for its values
+                self._waiting.setdefault(self._running[key], []).append(ot_trial)
+            else:
+                break
+        self._ot_trials[trial_id] = ot_trial
+        if key not in self._told and key not in self._running:  # (a copy trained in spite of all is told as itself)
+            self._running[key] = trial_id
+        return unflatten_dict(params)
+
+    def _enqueue_untried(self) -> bool:
+        """Put an untried configuration first in the study's queue: the first in order in a space of choices, else
+        one of `RANDOM_DRAWS` random draws (seeded by the study's length: the same sweep enqueues the same)."""
+        tried = {*self._told, *self._running}
+        every = configurations(self._space.space)
+        if every is None:
+            scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=len(self._ot_study.trials)))
+            every = (self._space(t) or t.params for t in (scratch.ask() for _ in range(RANDOM_DRAWS)))
+        for params in every:
+            if config_key(params) not in tried:
+                self._ot_study.enqueue_trial(own_params(params))
+                return True
+        return False
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         stopped = bool(result) and int(result.get(self.time_attr, self.full_epochs)) < self.full_epochs
@@ -128,3 +248,33 @@ class SweepSearch(OptunaSearch):
         elif result and (result.get(LEAKAGE) or 0) < 0:
             result = {**result, LEAKAGE: 0.0}
         super().on_trial_complete(trial_id, result=result, error=error)
+        key = next((k for k, t in self._running.items() if t == trial_id), None)
+        if key is None:  # told before (Tune's second completion), or not this searcher's suggestion
+            return
+        told = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+        # a tell Optuna refused (OptunaSearch logs it) leaves the trial running: its configuration failed
+        state = told.state if told.state.is_finished() else optuna.trial.TrialState.FAIL
+        values = told.values if state == optuna.trial.TrialState.COMPLETE else None
+        del self._running[key]
+        self._told[key] = (state, values)
+        for waiting in self._waiting.pop(trial_id, []):
+            self._ot_study.tell(waiting, values, state=state)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """OptunaSearch's restore; a searcher saved by an avdis that kept no record of configurations (it trained
+        them again) learns them from its study: each of its Tune trials, told or still running."""
+        for name in ("_told", "_running", "_waiting"):  # what the saved state holds, not what this object held
+            self.__dict__.pop(name, None)
+        super().restore(checkpoint_path)
+        if "_told" in self.__dict__:
+            return
+        self._told, self._running, self._waiting = {}, {}, {}
+        trials = self._ot_study.get_trials(deepcopy=False)
+        for trial_id, ot_trial in self._ot_trials.items():
+            told = trials[ot_trial.number]
+            key = config_key(told.params)
+            if trial_id in self._completed_trials:
+                state = told.state if told.state.is_finished() else optuna.trial.TrialState.FAIL
+                self._told[key] = (state, told.values if state == optuna.trial.TrialState.COMPLETE else None)
+            else:
+                self._running[key] = trial_id

@@ -54,7 +54,7 @@ from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_few_judg
 from avdis.train import loop
 from avdis.tune.records import SEED, Listener, TrialRecorder, notify
 from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
-from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, to_overrides
+from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, space_size, to_overrides
 from avdis.tune.trial import TRIALS_DIR, explained_errors_off_the_console, run_trial
 
 CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoints puts them apart
@@ -521,6 +521,24 @@ def searcher(cfg: Config) -> Searcher:
                        sampler=sampler(s.search, s.seed, s.startup_trials))
 
 
+def search_trials(cfg: Config) -> int:
+    """How many trials the search runs: `sweep.num_samples`, or fewer where the space holds fewer configurations
+    (`space.space_size`): the searcher trains each once (training is deterministic) and then ends the search."""
+    size = space_size(cfg.sweep.space)
+    return cfg.sweep.num_samples if size is None else min(size, cfg.sweep.num_samples)
+
+
+def space_spent(cfg: Config) -> str:
+    """What the sweep says, once, where its search ended before `sweep.num_samples` for want of configurations."""
+    s = cfg.sweep
+    size = search_trials(cfg)
+    return (f"avdis sweep {s.name}: the search ended after {counted(size, 'trial')} of sweep.num_samples="
+            f"{s.num_samples}: its space holds {counted(size, 'configuration')} (sweep.space: methods, weights and "
+            "params, train.seed included) and each was trained once (training is deterministic: another trial of "
+            "one would only copy it). For more, sample train.seed (e.g. 'sweep.space.params.train.seed=[0, 1, 2]') or "
+            "a real-number range (e.g. train.lr), or set sweep.confirm_seeds to re-train the front with more seeds")
+
+
 SCHEDULER_STATE = "mo_asha.json"  # under the sweep's URL: MO-ASHA's rungs, for a resumed sweep
 
 
@@ -760,7 +778,9 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
     print(plan(cfg, address, sweep_url), flush=True)
     reuse = reuse_processes(edges)
-    fit(_tuner(cfg, sweep_url, resume, views, reuse), cfg.sweep.num_samples, sweep_url)
+    fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg), sweep_url)
+    if search_trials(cfg) < cfg.sweep.num_samples:
+        print(space_spent(cfg), flush=True)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
     if cfg.sweep.confirm_seeds:
         confirm(cfg, sweep_url, resume, views, reuse)

@@ -1,0 +1,154 @@
+"""The sweep's searcher trains no configuration twice: training is deterministic, so a second trial of one is a copy.
+
+Driven as Tune drives it (through its ConcurrencyLimiter), with real Optuna samplers and no training: a trial's
+result is made up from its number."""
+
+from __future__ import annotations
+
+import pickle
+
+import optuna
+import pytest
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from avdis import config as C
+from avdis.tune.space import config_key, configurations, space_size
+from avdis.tune.sweep import search_trials, searcher, space_spent
+
+COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+
+
+def sweep_cfg(*overrides: str) -> C.Config:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return C.load(None, ["train.epochs=3", *overrides])
+
+
+def result(cfg: C.Config, n: int) -> dict:
+    """Trial n's last result, as the trial reports it: distinct values per trial, leakage at most 0.4."""
+    return {"epoch": cfg.train.epochs, "val_emotion_acc": 0.5 + n / 100, "val_leakage": 0.4 - n / 10}
+
+
+def drive(search: Searcher, cfg: C.Config, samples: int, concurrent: int = 1) -> list[dict]:
+    """Tune's loop in short: up to `concurrent` trials at a time, each ended (oldest first) before the next is asked
+    for once `concurrent` run; stops at `samples` or FINISHED. The suggestions, in order."""
+    limiter, suggested, running = ConcurrencyLimiter(search, max_concurrent=concurrent), [], []
+    while len(suggested) < samples:
+        params = limiter.suggest(f"t{len(suggested)}")
+        if params == Searcher.FINISHED:
+            break
+        if params is None:  # at its limit: end the oldest
+            tid = running.pop(0)
+            limiter.on_trial_complete(tid, result(cfg, int(tid[1:])))
+            continue
+        running.append(f"t{len(suggested)}")
+        suggested.append(params)
+    for tid in running:
+        limiter.on_trial_complete(tid, result(cfg, int(tid[1:])))
+    return suggested
+
+
+@pytest.mark.parametrize("search", ["tpe", "random", "nsga2"])
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_a_space_of_two_parameterless_methods_trains_each_once_and_ends_the_search(search, concurrent):
+    """single_task and multitask have no weight and nothing else is sampled: the space holds 2 configurations.
+    The searcher drew them again (with the config's one train.seed): 6 trials, 4 of them copies."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask]", "sweep.num_samples=6", f"sweep.search={search}")
+    suggested = drive(searcher(cfg), cfg, 6, concurrent)
+    assert sorted(p["method"] for p in suggested) == ["multitask", "single_task"]
+    assert space_size(cfg.sweep.space) == search_trials(cfg) == 2  # what the driver waits for, not 6
+    said = space_spent(cfg)
+    assert "2 trials of sweep.num_samples=6" in said and "holds 2 configurations" in said
+    assert "train.seed" in said and "sweep.confirm_seeds" in said
+
+
+def test_a_space_of_choices_is_counted_and_walked_as_the_sampler_draws_it():
+    cfg = sweep_cfg("sweep.space.methods=[multitask, nullspace]",
+                    "sweep.space.weights.nullspace={low: 1, high: 3, int: true}",
+                    "sweep.space.params.train.seed=[0, 1]", "sweep.space.params.train.lr=[0.001, 0.01]")
+    every = list(configurations(cfg.sweep.space))
+    assert len(every) == space_size(cfg.sweep.space) == (1 + 3) * 2 * 2 == len({config_key(p) for p in every})
+    assert search_trials(cfg) == min(cfg.sweep.num_samples, 16)
+    suggested = drive(searcher(C.with_overrides(cfg, {"sweep.search": "random"})), cfg, 40, 2)
+    assert sorted(map(config_key, suggested)) == sorted(map(config_key, every))  # each once, then FINISHED
+    endless = sweep_cfg("sweep.space.methods=[multitask, adversarial]")  # adversarial's weight: a real-number range
+    assert space_size(endless.sweep.space) is None and configurations(endless.sweep.space) is None
+    assert search_trials(endless) == endless.sweep.num_samples
+
+
+def test_a_repeated_draw_is_told_the_earlier_values_and_trains_nothing():
+    """In a space where two methods are one configuration each and a third draws a real-number weight, random search
+    draws the parameterless ones again and again: each such draw reaches the study with the earlier trial's values,
+    and the trials Tune runs are each a configuration of their own."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", "sweep.search=random")
+    search = searcher(cfg)
+    suggested = drive(search, cfg, 12)
+    keys = [config_key(p) for p in suggested]
+    assert len(suggested) == 12 and len(set(keys)) == 12
+    study = search._ot_study.trials
+    ran = {search._ot_trials[f"t{i}"].number: i for i in range(12)}
+    told = {config_key(study[n].params): study[n].values for n in ran}
+    repeats = [t for t in study if t.number not in ran]
+    assert len(repeats) >= 3  # multitask and single_task drawn again, the draws told without a trial
+    for t in repeats:
+        assert t.state == COMPLETE and t.values == told[config_key(t.params)]
+        assert t.params["method"] in ("single_task", "multitask")
+
+
+def test_a_draw_of_a_configuration_still_training_waits_for_its_values():
+    """A draw equal to a trial still running is not trained beside it: it stays running in the study, as that trial
+    is, and is told that trial's values when it ends (leakage below 0 told as 0, as the trial itself)."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, nullspace]", "sweep.search=random",
+                    "sweep.space.weights.nullspace={low: 1, high: 2, int: true}")
+    search = searcher(cfg)
+    first = [search.suggest(f"t{i}") for i in range(4)]  # all 4 configurations, running
+    assert len({config_key(p) for p in first}) == 4
+    assert search.suggest("t4") == Searcher.FINISHED  # every configuration tried (running counts)
+    waiting = {tid: [w.number for w in ws] for tid, ws in search._waiting.items()}
+    assert waiting  # the draws that repeated a running trial
+    tid, numbers = next(iter(waiting.items()))
+    ran = search._ot_trials[tid].number
+    assert all(search._ot_study.trials[n].state == RUNNING for n in numbers)
+    assert all(search._ot_study.trials[n].params == search._ot_study.trials[ran].params for n in numbers)
+    search.on_trial_complete(tid, {"epoch": 3, "val_emotion_acc": 0.7, "val_leakage": -0.2})
+    for n in [ran, *numbers]:
+        assert search._ot_study.trials[n].state == COMPLETE and search._ot_study.trials[n].values == [0.7, 0.0]
+
+
+@pytest.mark.parametrize("saved_by", ["this", "an_older_avdis"])
+def test_a_restored_searcher_still_knows_what_was_trained(tmp_path, saved_by):
+    """Tune saves the searcher with its experiment and restores it on resume: a driver killed after both
+    configurations of the space were suggested (one ended, one running) resumes with a searcher that suggests
+    neither again. One saved by an avdis that kept no record of configurations learns them from its study."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask]", "sweep.num_samples=6")
+    search = searcher(cfg)
+    a, b = search.suggest("t0"), search.suggest("t1")
+    assert a != b
+    search.on_trial_complete("t0", result(cfg, 0))
+    path = tmp_path / "searcher-state.pkl"
+    search.save(str(path))
+    if saved_by == "an_older_avdis":
+        with open(path, "rb") as fh:
+            state = pickle.load(fh)
+        state = {k: v for k, v in state.items() if k not in ("_told", "_running", "_waiting")}
+        with open(path, "wb") as fh:
+            pickle.dump(state, fh)
+    restored = searcher(cfg)
+    restored.restore(str(path))
+    assert restored.suggest("t2") == Searcher.FINISHED
+    restored.on_trial_complete("t1", result(cfg, 1))  # the running trial, resumed, ends
+    assert len(restored._told) == 2 and not restored._running
+    assert restored.suggest("t3") == Searcher.FINISHED
+
+
+@pytest.mark.parametrize("search", ["tpe", "nsga2"])
+def test_draws_that_keep_repeating_give_way_to_an_untried_configuration(monkeypatch, search):
+    """Where every draw of a suggestion repeats a configuration tried (one draw allowed here, `MAX_ASKS`), an untried
+    one is enqueued and trained, in an endless space too (a random draw of adversarial's weight)."""
+    from avdis.tune import space
+
+    monkeypatch.setattr(space, "MAX_ASKS", 1)
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", f"sweep.search={search}")
+    search = searcher(cfg)
+    suggested = drive(search, cfg, 15)
+    assert len({config_key(p) for p in suggested}) == 15
+    assert all(t.state.is_finished() for t in search._ot_study.trials)  # every repeat told, none left waiting
