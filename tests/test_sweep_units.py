@@ -585,6 +585,25 @@ def test_confirmation_retrains_the_full_length_front_with_more_seeds():
     assert confirm_points(results.empty_trials(), 2) == []
 
 
+def test_a_confirmation_trains_no_seed_the_search_trained_of_that_configuration():
+    """Where the space samples train.seed the search can train a configuration at seed 1 beside seed 0: confirmed
+    with seeds 0 + 1..2, seed 1 was trained again, a bitwise copy of that search trial spent as a confirming seed.
+    The confirming seeds are the next its search trials did not train (found by hS)."""
+    a = {"method": "multitask", "train.lr": 0.003}
+    b = {"method": "single_task", "train.lr": 0.003}
+
+    def row(tid, params, acc, leak, order, seed):
+        return {"trial_id": tid, "method": params["method"], "emotion_acc": acc, "leakage": leak, "epochs": 4,
+                "order": order, "seed": seed, "params": json.dumps({**params, "train.seed": seed}),
+                "config_id": config_id(params), "role": "search"}
+    table = results.to_table([row("a0", a, 0.80, 0.30, 1, 0), row("a1", a, 0.50, 0.60, 2, 1),
+                              row("a3", a, 0.40, 0.70, 3, 3), row("b1", b, 0.70, 0.20, 4, 1),
+                              row("b2", b, 0.60, 0.65, 5, 2)]).to_pandas()
+    points = confirm_points(table, 2)  # the front: a0 and b1
+    assert [(p["method"], p["train.seed"]) for p in points] == [("multitask", 2), ("single_task", 3),
+                                                                 ("multitask", 4), ("single_task", 4)]
+
+
 def test_the_confirmation_says_its_counts_in_the_right_number(tmp_path, monkeypatch, capsys):
     """A front of one configuration confirmed with one seed said "1 configurations x 1 more seeds"."""
     from avdis.tune import sweep

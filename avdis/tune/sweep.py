@@ -304,11 +304,20 @@ class FixedPoints(Searcher):
 
 
 def confirm_points(trials: pd.DataFrame, seeds: int, axes: pareto.Axes = pareto.ACC) -> list[dict[str, Any]]:
-    """The search front's (on `axes`) parameters with train.seed = seed + 1..seeds each, seed by seed across
-    configurations."""
+    """The search front's (on `axes`) parameters with `seeds` more train.seed each, seed by seed across
+    configurations: the next after its own that no search trial of the configuration trained. Where the space samples
+    train.seed the search may have trained one (seed + 1 beside seed): trained again it was a bitwise copy, no
+    other seed."""
     front = results.search_front(trials, axes)
-    return [{**json.loads(row.params), SEED: int(row.seed) + i}
-            for i in range(1, seeds + 1) for row in front.itertuples()]
+    searched = trials[trials["role"] == results.SEARCH].dropna(subset=["seed"])
+    trained = searched.groupby("config_id")["seed"].agg(lambda s: set(s.astype(int))).to_dict()
+
+    def fresh(config: str, own: int) -> list[int]:
+        untrained = (seed for seed in itertools.count(own + 1) if seed not in trained.get(config, set()))
+        return list(itertools.islice(untrained, seeds))
+
+    more = [(json.loads(row.params), fresh(row.config_id, int(row.seed))) for row in front.itertuples()]
+    return [{**params, SEED: each[i]} for i in range(seeds) for params, each in more]
 
 
 @dataclass(frozen=True)
