@@ -248,3 +248,4 @@ def test_a_sweep_of_a_spent_space_trains_each_configuration_once_and_says_so(tin
     assert sorted(trials["method"]) == ["multitask", "single_task"] and (trials["status"] == "TERMINATED").all()
     said = [line for line in done.stdout.splitlines() if "the search ended" in line]
     assert len(said) == 1 and "2 trials of sweep.num_samples=4" in said[0] and "holds 2 configurations" in said[0]
+    assert "avdis sweep spent: 2 trials (the space holds 2 configurations), search=tpe" in done.stdout  # its plan

@@ -578,8 +578,9 @@ def scheduler_plan(cfg: Config) -> str:
 
 def plan(cfg: Config, address: str, sweep_url: str) -> str:
     """The sweep's first line: what it will run, where, and where its outputs go."""
-    s, t = cfg.sweep, cfg.train
-    return (f"avdis sweep {s.name}: {s.num_samples} trial{'s' if s.num_samples > 1 else ''}, search={s.search}, "
+    s, t, n = cfg.sweep, cfg.train, search_trials(cfg)
+    fewer = f" (the space holds {counted(n, 'configuration')})" if n < s.num_samples else ""
+    return (f"avdis sweep {s.name}: {counted(n, 'trial')}{fewer}, search={s.search}, "
             f"scheduler={scheduler_plan(cfg)}, confirm_seeds={s.confirm_seeds}, {s.max_concurrent} at a time; each "
             f"trial {t.workers} x {t.strategy} worker{'s' if t.workers > 1 else ''} (zero_stage={t.zero_stage}, "
             f"{t.cpus_per_worker} CPU, {t.gpus_per_worker} GPU); ray={address}; outputs -> {sweep_url}")
