@@ -33,6 +33,8 @@ EMOTIONS: tuple[str, ...] = (
 # iterates and the CLI offers; registries keyed by these names are tested against them.
 MethodName = Literal["single_task", "multitask", "adversarial", "confusion", "orthogonal", "nullspace"]
 METHODS: tuple[str, ...] = get_args(MethodName)
+SplitScheme = Literal["within_speaker", "speaker_disjoint"]
+SCHEMES: tuple[str, ...] = get_args(SplitScheme)
 PresetName = Literal["tiny", "base", "large"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 Modality = Literal["audio", "visual", "av"]
@@ -84,14 +86,19 @@ MEASURES: dict[str, str] = {
                "always predicting, then the MLP alone falling back, then the MLP stopping at probe.epochs)",
     "orthogonal": "mean squared canonical correlation of z_emo and z_id, its covariances running over batches "
                   "(since 2026-12-04: per coordinate before, then one batch's covariances)",
+    "speaker_disjoint": "the probes of a held-out fold judge every clip of it they do not fit on, its within-speaker "
+                        "test and validation clips (since 2026-12-05: the test fold's test clips alone for leakage, "
+                        "the validation fold's validation clips alone for val_leakage)",
 }
 
 
-def measures_of(methods: list[str]) -> dict[str, str]:
-    """The `MEASURES` that make the numbers of runs of `methods`: one named after a method (its penalty) makes that
-    method's alone, the others (the leakage probe) every run's. A run or sweep records and is checked on these alone:
-    checked on all, a change to orthogonal's penalty refused the resume of a run or sweep of any method."""
-    return {name: how for name, how in MEASURES.items() if name not in METHODS or name in methods}
+def measures_of(methods: list[str], scheme: str) -> dict[str, str]:
+    """The `MEASURES` that make the numbers of runs of `methods` under the split `scheme`: one named after a method
+    (its penalty) makes that method's alone, one named after a scheme (how its probes judge) that scheme's alone, the
+    others (the leakage probe) every run's. A run or sweep records and is checked on these alone: checked on all, a
+    change to orthogonal's penalty refused the resume of a run or sweep of any method."""
+    return {name: how for name, how in MEASURES.items()
+            if (name not in METHODS or name in methods) and (name not in SCHEMES or name == scheme)}
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
 SAMPLED_SECTIONS = ("data", "model", "train", "method")
@@ -357,7 +364,7 @@ class FeatureConfig(_Section):
 class SplitConfig(_Section):
     """Which split the model trains on; both schemes are stored in every manifest."""
 
-    scheme: Literal["within_speaker", "speaker_disjoint"] = "within_speaker"
+    scheme: SplitScheme = "within_speaker"
     fold: int = Field(0, ge=0)
     folds: int = Field(4, ge=MIN_FOLDS, le=50)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)

@@ -189,10 +189,13 @@ def test_under_speaker_disjoint_the_probe_judges_only_speakers_the_model_never_s
     cfg = C.Config(data=C.DataConfig(split=C.SplitConfig(scheme="speaker_disjoint")), probe=CFG)
     (fit_on, judge), (fit_val, judge_val) = probe_clips(emb, cfg)
     assert not (fit_on | judge | fit_val | judge_val)[~held_out].any()
-    # each fold on its own: the report's probe fits and judges the test fold, selection's the val fold
+    # each fold on its own: the report's probe fits and judges the test fold, selection's the val fold; each judges
+    # every clip of its fold it does not fit on, within-speaker test and validation clips (the test clips alone, 8 a
+    # speaker, until 2026-12-05: half the clips new to the model)
     for fit, judged, fold in ((fit_on, judge, "test"), (fit_val, judge_val, "val")):
-        assert fit.sum() == 2 * 24 and judged.sum() == 2 * 8 and not (fit & judged).any()
+        assert fit.sum() == 2 * 24 and judged.sum() == 2 * 16 and not (fit & judged).any()
         assert (emb["scheme_split"][fit | judged] == SPLIT_CODES[fold]).all()
+        assert set(emb["within_split"][judged]) == {SPLIT_CODES["test"], SPLIT_CODES["val"]}
     metrics = evaluate(emb, cfg, 12, 4, with_probe=True)[0]
     assert metrics["leakage"] > 0.9 and metrics["val_leakage"] > 0.9
     within_cfg = C.Config(probe=CFG)  # within_speaker: the scheme's train split is the within-speaker one
@@ -218,7 +221,8 @@ def test_under_speaker_disjoint_an_embedding_without_identity_reads_no_leakage_o
     ("within_speaker", "train clips of speakers 1-11", r"the leakage probe's train clips were of one speaker "
                                                        r"\(speaker_chance 1\.0\): it had no speakers to tell apart"),
     ("within_speaker", "test clips", r"from 0 test clips; .* no test clip was left to score"),
-    ("speaker_disjoint", "test clips", r"from 16 test clips; .* no test clip was left for the leakage probe to judge"),
+    ("speaker_disjoint", "test clips", r"from 12 test clips; .* no test clip was left for the leakage probe to judge "
+                                       r"\(under speaker_disjoint, the test fold's within-speaker test and validation"),
 ])
 def test_clips_missing_at_run_time_leave_leakage_undefined_on_every_rank_alike(scheme, lost, why):
     """Clips that did not arrive for the evaluation left the probe train clips of one speaker, or no test clip to
@@ -236,7 +240,7 @@ def test_clips_missing_at_run_time_leave_leakage_undefined_on_every_rank_alike(s
         emb["scheme_split"] = emb["within_split"]
     within, test = emb["within_split"], emb["scheme_split"] == SPLIT_CODES["test"]
     kept = (~((within == SPLIT_CODES["train"]) & (emb["speaker"] != 0)) if lost.startswith("train") else
-            ~(test & (within == SPLIT_CODES["test"])))
+            ~(test & (within != SPLIT_CODES["train"])))  # under speaker_disjoint the probe judges its val clips too
     emb = {key: value[kept] for key, value in emb.items()}
     cfg = C.Config(data=C.DataConfig(shards="/data/shards", split=C.SplitConfig(scheme=scheme)),
                    probe=ProbeConfig(epochs=5))

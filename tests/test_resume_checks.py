@@ -592,6 +592,19 @@ def test_a_run_is_checked_on_the_measures_of_its_own_method_alone():
                             "runs/r")
 
 
+def test_a_speaker_disjoint_run_probed_as_before_is_not_resumed_and_a_within_speaker_one_is():
+    """Under speaker_disjoint the probes judge a held-out fold's validation clips beside its test clips since
+    2026-12-05 (MEASURES' speaker_disjoint): a run begun judging fewer would mix two measures in its history. A
+    within_speaker run's numbers did not change, so it is not checked on it."""
+    within = ck.run_signature(C.Config(), "abc")
+    disjoint = ck.run_signature(C.with_overrides(C.Config(), {"data.split.scheme": "speaker_disjoint"}), "abc")
+    assert "measures.speaker_disjoint" not in within and "measures.speaker_disjoint" in disjoint
+    ck.check_compatible({k: v for k, v in within.items()}, within, "runs/r")
+    before = {k: v for k, v in disjoint.items() if k != "measures.speaker_disjoint"}
+    with pytest.raises(UsageError, match=r"measures.speaker_disjoint"):
+        ck.check_compatible(before, disjoint, "runs/r")
+
+
 def test_a_run_signed_before_a_setting_was_added_resumes_at_the_value_it_ran_as_and_keeps_its_name():
     """data.features.f_max came after runs were signed: every run signed before it was refused ("an older avdis wrote
     it"), and every unnamed run, whose name hashes its signature, was looked for under a new name. At the value runs

@@ -1219,6 +1219,26 @@ def test_a_sweep_records_and_is_checked_on_the_measures_of_the_methods_in_its_sp
                 assert check_spec(url, cfg) is not None
 
 
+def test_a_speaker_disjoint_sweep_probed_as_before_is_not_resumed_and_a_within_speaker_one_is(tmp_path):
+    """Since 2026-12-05 the probes of a speaker_disjoint sweep judge a held-out fold's validation clips beside its test
+    clips: resumed, its old trials and new ones would share one front on two measures. A within_speaker sweep's
+    numbers did not change: it records no such measure and is not checked on it."""
+    for scheme in ("within_speaker", "speaker_disjoint"):
+        cfg = C.load(None, [f"sweep.storage={tmp_path}", f"sweep.name={scheme}", f"data.split.scheme={scheme}"])
+        url = f"{tmp_path}/{scheme}"
+        record_spec(url, cfg, "0" * 16)
+        spec = json.loads((tmp_path / scheme / results.SPEC).read_text())
+        assert ("speaker_disjoint" in spec["measures"]) == (scheme == "speaker_disjoint")
+        before = {k: v for k, v in spec["measures"].items() if k != "speaker_disjoint"}
+        (tmp_path / scheme / results.SPEC).write_text(json.dumps({**spec, "measures": before}))
+        if scheme == "within_speaker":
+            assert check_spec(url, cfg) is not None
+        else:
+            with pytest.raises(UsageError, match=r"measured otherwise .*\(speaker_disjoint: the probes of a held-out "
+                                                 r"fold judge every clip .*this sweep's: not recorded"):
+                check_spec(url, cfg)
+
+
 def test_a_sweep_resumed_with_a_method_its_space_did_not_hold_is_told_its_space_differs_not_its_measures(tmp_path):
     """Its sweep.json records the measures of the methods it ran, so orthogonal added to sweep.space.methods was
     refused as a sweep whose trials were measured otherwise than this avdis measures them ("not recorded, so the one

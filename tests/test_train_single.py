@@ -213,7 +213,7 @@ def test_a_leakage_probe_that_judges_few_clips_is_said_before_training(tiny_shar
     """Where a probe judges a handful of clips, each is a large share of its accuracy and leakage moves by chance as
     much as between methods: a corpus of one's own (hU3) had 3-5 judged clips, its val_leakage read 0 or 1 epoch to
     epoch and its test leakage -1.0, and nothing said so. The tiny corpus's probes judge 18 test and 12 val clips
-    (within_speaker), 6 and 4 of its speaker_disjoint fold's."""
+    (within_speaker), 10 and 10 of its speaker_disjoint folds."""
     cfg = single(tiny_shards, tmp_path)
     info = open_dataset(cfg.data, cfg.s3)
     warn_few_judged(info, cfg, ("test", "val"))
@@ -228,7 +228,7 @@ def test_a_leakage_probe_that_judges_few_clips_is_said_before_training(tiny_shar
         update={"scheme": "speaker_disjoint"})})})
     warn_few_judged(open_dataset(disjoint.data, disjoint.s3), disjoint, ("test", "val"))
     out = capsys.readouterr().out
-    assert "judges 6 test clips under data.split.scheme=speaker_disjoint, fold 0" in out and "judges 4 val" in out
+    assert "judges 10 test clips under data.split.scheme=speaker_disjoint, fold 0" in out and "judges 10 val" in out
     assert "or preprocess with fewer data.split.folds (more speakers a fold)" in out
     monkeypatch.setattr(evaluate, "MIN_JUDGED", 12)  # 18 and 12 judged: enough at this bar
     warn_few_judged(info, cfg, ("test", "val"))

@@ -68,7 +68,8 @@ def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
     (`config.ADDED`) are left out at the value avdis ran as before them: a run's name hashes its signature."""
     dump = cfg.model_dump(mode="json")
     out = {"data.manifest_hash": manifest_hash,
-           **{f"measures.{name}": how for name, how in measures_of([cfg.method.name]).items()}}
+           **{f"measures.{name}": how
+              for name, how in measures_of([cfg.method.name], cfg.data.split.scheme).items()}}
     for section in RESULT_SECTIONS:
         node = dump
         for part in section.split("."):

@@ -15,7 +15,8 @@ The probe judges clips the model never trained on (`probe_clips`): under `speake
 the within-speaker test clips of the training speakers were training clips (an adversary
 that removed identity from exactly those clips would look cleaner than it is on new ones),
 so there a probe fits and judges one held-out fold's speakers only: the test fold's for
-`leakage`, the validation fold's for `val_leakage`, each fold on its own.
+`leakage`, the validation fold's for `val_leakage`, each fold on its own, judging every clip of
+the fold it does not fit on.
 """
 
 from __future__ import annotations
@@ -63,16 +64,19 @@ Masks = tuple[np.ndarray, np.ndarray]  # (the clips a probe fits on, the clips i
 def probe_clips(emb: dict[str, np.ndarray], cfg: Config) -> tuple[Masks, Masks]:
     """The leakage probes' clips: (fit, judged) for the report's `leakage` and for the selection's `val_leakage`:
     within-speaker train clips, and test or val clips. When the model trained on the other speakers' every clip
-    (speaker_disjoint), each held-out fold on its own: a probe fits on the test fold's train clips and judges its
-    test clips for the report, another fits on the validation fold's train clips and judges its val clips for
+    (speaker_disjoint), each held-out fold on its own: a probe fits on the test fold's train clips and judges the
+    rest of that fold for the report, another fits on the validation fold's train clips and judges the rest of it for
     selection (a selection that judged the test fold's clips would have seen what the report measures). One probe
     over both folds named speakers of either, and its label-only chance guessed, for each emotion, a speaker of one
     fold or the other (a tie by index): an embedding without identity read about +0.1 leakage on one fold and -0.1
-    on the other."""
+    on the other. A held-out fold's clips are all new to the model (the emotion metrics read them all), so its probe
+    judges every one it does not fit on, its within-speaker validation clips beside its test clips: judging one of
+    the two alone, a fold of few speakers gave leakage on a handful of clips. The folds stay apart: the report's probe
+    judges no clip of the validation fold, selection's none of the test fold."""
     fit_on, test, val = (emb["within_split"] == code for code in (TRAIN, TEST, VAL))
     if cfg.data.split.scheme == "speaker_disjoint":
-        scheme = emb["scheme_split"]
-        return (fit_on & (scheme == TEST), test & (scheme == TEST)), (fit_on & (scheme == VAL), val & (scheme == VAL))
+        scheme, held = emb["scheme_split"], test | val
+        return (fit_on & (scheme == TEST), held & (scheme == TEST)), (fit_on & (scheme == VAL), held & (scheme == VAL))
     return (fit_on, test), (fit_on, val)
 
 

@@ -358,7 +358,8 @@ def _check_objectives(metrics: dict[str, Any], epoch: int, seen: SkipStats, data
                         "one speaker")
     else:
         what = ("no test clip was left for the leakage probe to judge (under speaker_disjoint, the test fold's "
-                "within-speaker test clips)" if metrics.get("n_test") else "no test clip was left to score")
+                "within-speaker test and validation clips)" if metrics.get("n_test") else
+                "no test clip was left to score")
         labels = "a split that deals no clip to test"
     if seen.skipped_samples:
         why = (f"{seen.skipped_samples} of the {seen.expected} clips did not arrive for the evaluation (within "

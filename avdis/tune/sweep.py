@@ -169,7 +169,7 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
     # sweep.space.methods), and it resumes with its own space
     ran = record["spec"].get("sweep", {}).get("space", {}).get("methods", cfg.sweep.space.methods)
     changed = [f"{name}: {how} (this sweep's: {measured.get(name, 'not recorded, so the one before')})"
-               for name, how in measures_of(ran).items() if measured.get(name) != how]
+               for name, how in measures_of(ran, cfg.data.split.scheme).items() if measured.get(name) != how]
     if changed:
         raise UsageError(f"{sweep_url} holds a sweep whose trials were measured otherwise than this avdis measures them "
                          f"({'; '.join(changed)}): resumed, its old trials and the new ones would share one front on "
@@ -247,7 +247,7 @@ def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
     methods of its space), for `check_spec` and `check_data`."""
     record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash,
               "selection": list(selection(cfg.sweep.emotion_metric)),
-              "measures": measures_of(cfg.sweep.space.methods)}
+              "measures": measures_of(cfg.sweep.space.methods, cfg.data.split.scheme)}
     storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
 
 
