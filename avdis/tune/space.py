@@ -28,7 +28,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import optuna
 from ray.tune.search import Searcher
@@ -88,13 +88,25 @@ def config_key(params: dict[str, Any]) -> str:
     return json.dumps(own_params(params), sort_keys=True, default=str)
 
 
-def _values(choice: Range | list[Any]) -> list[Any] | None:
-    """Every value a parameter can be drawn at, as the sampler gives it; None for a real-number range (endless)."""
+def _values(choice: Range | list[Any]) -> Sequence[Any] | None:
+    """Every value a parameter can be drawn at, as the sampler gives it; None for a real-number range (endless). An
+    int range is a `range`, never a list: `train.seed` sampled over {low: 0, high: 2147483647, int: true} (its whole
+    range) was listed, 2**31 ints, at the sweep's start and at every suggestion."""
     if isinstance(choice, list):
         return list(choice)
     if choice.int:
-        return list(range(int(choice.low), int(choice.high) + 1))
+        return range(int(choice.low), int(choice.high) + 1)
     return [choice.low] if choice.low == choice.high else None
+
+
+def _product(values: list[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """`itertools.product` of the values, drawn as it goes (itertools.product lists each of them first)."""
+    if not values:
+        yield ()
+        return
+    for value in values[0]:
+        for rest in _product(values[1:]):
+            yield (value, *rest)
 
 
 def configurations(space: SearchSpace) -> Iterator[dict[str, Any]] | None:
@@ -108,7 +120,7 @@ def configurations(space: SearchSpace) -> Iterator[dict[str, Any]] | None:
     def each() -> Iterator[dict[str, Any]]:
         for method in space.methods:
             for weight in weights[method]:
-                for combo in itertools.product(*knobs.values()):
+                for combo in _product(list(knobs.values())):
                     params = {"method": method, **({weight_key(method): weight} if weight is not None else {})}
                     yield {**params, **dict(zip(knobs, combo))}
     return each()
