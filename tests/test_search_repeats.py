@@ -12,6 +12,7 @@ import tracemalloc
 import optuna
 import pytest
 from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 from avdis import config as C
 from avdis.tune.space import config_key, configurations, space_size
@@ -177,3 +178,27 @@ def test_a_seed_sampled_over_its_whole_range_is_counted_without_listing_every_va
         {"method": "single_task", "train.seed": 0}, {"method": "single_task", "train.seed": 1}]
     suggested = drive(searcher(whole), whole, 6, 2)
     assert len({config_key(p) for p in suggested}) == 6
+
+
+@pytest.mark.parametrize("ended", ["t0", "t1"])
+def test_a_searcher_an_older_avdis_saved_beside_a_copy_still_running_goes_on_to_the_untried_configuration(
+        tmp_path, ended):
+    """An avdis that kept no record of configurations trained copies: saved with single_task trained twice, one of the
+    two ended and the other running, the restored searcher counted single_task as told and as running, two
+    configurations of a space of two, and ended the search (FINISHED) before multitask was ever trained."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask]", "sweep.num_samples=6")
+    old = searcher(cfg)
+    for tid in ("t0", "t1"):  # that avdis's suggest (OptunaSearch's), which drew single_task twice
+        old._ot_study.enqueue_trial({"method": "single_task"})
+        assert OptunaSearch.suggest(old, tid) == {"method": "single_task"}
+    OptunaSearch.on_trial_complete(old, ended, result(cfg, int(ended[1:])))
+    state = {k: v for k, v in old.__dict__.items() if k not in ("_told", "_running", "_waiting")}
+    path = tmp_path / "searcher-state.pkl"
+    path.write_bytes(pickle.dumps(state))
+    restored = searcher(cfg)
+    restored.restore(str(path))
+    assert restored.suggest("t2") == {"method": "multitask"}
+    for tid in ("t0", "t1", "t2"):
+        restored.on_trial_complete(tid, result(cfg, int(tid[1:])))  # the one that had ended: a second completion
+    assert restored.suggest("t3") == Searcher.FINISHED
+    assert all(t.state.is_finished() for t in restored._ot_study.trials)

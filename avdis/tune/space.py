@@ -280,7 +280,7 @@ class SweepSearch(OptunaSearch):
         super().restore(checkpoint_path)
         if "_told" in self.__dict__:
             return
-        self._told, self._running, self._waiting = {}, {}, {}
+        self._told, running, self._waiting = {}, {}, {}
         trials = self._ot_study.get_trials(deepcopy=False)
         for trial_id, ot_trial in self._ot_trials.items():
             told = trials[ot_trial.number]
@@ -289,4 +289,8 @@ class SweepSearch(OptunaSearch):
                 state = told.state if told.state.is_finished() else optuna.trial.TrialState.FAIL
                 self._told[key] = (state, told.values if state == optuna.trial.TrialState.COMPLETE else None)
             else:
-                self._running[key] = trial_id
+                running.setdefault(key, trial_id)
+        # that avdis trained copies: one still running of a configuration told is a copy, as the suggestion of this
+        # one trains them ("told as itself"), and counted as running too it made a configuration never tried look
+        # tried (`exhausted`: told 1 + running 1 of a space of 2 ended the search before its second configuration)
+        self._running = {key: trial_id for key, trial_id in running.items() if key not in self._told}
