@@ -15,7 +15,8 @@ process that trained before starts in a fraction of a second instead of paying a
 
 Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configurations of its
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
-are trained again with `train.seed` = their seed + 1..k, everything else as searched, in
+are trained again at the k seeds after their own (seed + 1..k, past any the search trained
+them at: `confirm_points`), everything else as searched, in
 a second Tune experiment, `<name>-confirm/`: the same trainable, no scheduler (full epochs),
 the same callbacks, so its rows (role `confirm`) land in the same trials.parquet and the
 report's front becomes seed means with their spread. It resumes like the search: the
@@ -309,7 +310,7 @@ def confirm_points(trials: pd.DataFrame, seeds: int, axes: pareto.Axes = pareto.
     train.seed the search may have trained one (seed + 1 beside seed): trained again it was a bitwise copy, no
     other seed."""
     front = results.search_front(trials, axes)
-    searched = trials[trials["role"] == results.SEARCH].dropna(subset=["seed"])
+    searched = trials[trials["role"].fillna(results.SEARCH) == results.SEARCH].dropna(subset=["seed"])
     trained = searched.groupby("config_id")["seed"].agg(lambda s: set(s.astype(int))).to_dict()
 
     def fresh(config: str, own: int) -> list[int]:
