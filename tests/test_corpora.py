@@ -2223,6 +2223,25 @@ def test_two_mp3s_of_silence_whose_frames_start_past_their_id3_tag_alike_are_no_
         assert not walks.mp3_silent(fh)
 
 
+def _silent_as_said_and_twins_no_clip(tmp_path: Path, cases: tuple[tuple[bytes, bool], ...], twin: bytes,
+                                      other: bytes) -> None:
+    """Each MP3 of `cases` is digital silence or not as said (`walks.mp3_silent`), and in a CREMA-D copy without
+    AudioWAV/ whose first two .mp3s are `twin` (under two emotions) and the other two `other`, the twins are no clip:
+    'the same bytes as' each other, where silence alike would not be one recording named twice."""
+    for data, silent in cases:
+        (tmp_path / "x.mp3").write_bytes(data)
+        with open(tmp_path / "x.mp3", "rb") as fh:
+            assert walks.mp3_silent(fh) == silent
+    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1076_MTI_NEU_XX", "1076_MTI_SAD_XX")):
+        frames, audio = clip_media(i, seconds=1.0)
+        write_clip(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
+        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3").write_bytes(twin if i < 2 else other)
+    records, rejects = corpora.scan("cremad", tmp_path / "CREMA-D")
+    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
+    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {
+        str(tmp_path / "CREMA-D" / "AudioMP3" / f"1006_TIE_{e}_XX.mp3") for e in ("HAP", "NEU")}
+
+
 def test_an_mp3_of_silence_joined_to_a_take_is_no_silence_and_its_twin_under_another_name_is_no_clip(tmp_path):
     """`walks.mp3_silent` ended its walk at the first bytes that are no frame and called the file silence where the
     frames before them were: a silent lead-in joined to a take (`cat lead.mp3 take.mp3`, the lead's ID3v1 tag between
@@ -2241,19 +2260,9 @@ def test_an_mp3_of_silence_joined_to_a_take_is_no_silence_and_its_twin_under_ano
     assert np.abs(decode_audio(tmp_path / "joined.mp3", SR)[SR + SR // 4:]).max() > 0.1  # ffmpeg hears the take
     ape = b"APETAGEX" + (2000).to_bytes(4, "little") + (32).to_bytes(4, "little") + bytes(16)
     tags = ape + b"LYRICSBEGININD00002" + b"10" + b"000021LYRICS200" + b"TAG" + b"\xff\xf3 X".ljust(125, b"\0")
-    for data, silent in ((joined, False), (take, False), (silence, True), (silence + tags, True),
-                         (silence + bytes(300), True), (tags, False)):
-        (tmp_path / "x.mp3").write_bytes(data)
-        with open(tmp_path / "x.mp3", "rb") as fh:
-            assert walks.mp3_silent(fh) == silent
-    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1076_MTI_NEU_XX", "1076_MTI_SAD_XX")):
-        frames, audio = clip_media(i, seconds=1.0)
-        write_clip(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
-        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3").write_bytes(joined if i < 2 else silence + tags)
-    records, rejects = corpora.scan("cremad", tmp_path / "CREMA-D")
-    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
-    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {
-        str(tmp_path / "CREMA-D" / "AudioMP3" / f"1006_TIE_{e}_XX.mp3") for e in ("HAP", "NEU")}
+    _silent_as_said_and_twins_no_clip(tmp_path, ((joined, False), (take, False), (silence, True),
+                                                 (silence + tags, True), (silence + bytes(300), True), (tags, False)),
+                                      joined, silence + tags)
 
 
 @pytest.mark.parametrize("rate", [44100, 8000])
@@ -2278,18 +2287,7 @@ def test_an_mp3_of_silence_joined_to_a_take_of_another_rate_is_no_silence_and_it
     joined, hush = lead + bare(encoded("take.mp3", tone, rate)), lead + bare(encoded("hush.mp3", tone * 0, rate))
     (tmp_path / "joined.mp3").write_bytes(joined)
     assert np.abs(decode_audio(tmp_path / "joined.mp3", SR)[SR + SR // 4:]).max() > 0.1  # ffmpeg hears the take
-    for data, silent in ((joined, False), (hush, True), (lead, True)):
-        (tmp_path / "x.mp3").write_bytes(data)
-        with open(tmp_path / "x.mp3", "rb") as fh:
-            assert walks.mp3_silent(fh) == silent
-    for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1076_MTI_NEU_XX", "1076_MTI_SAD_XX")):
-        frames, audio = clip_media(i, seconds=1.0)
-        write_clip(tmp_path / "CREMA-D" / "VideoFlash" / f"{stem}.flv", frames, 12, audio, SR)
-        touch(tmp_path / "CREMA-D" / "AudioMP3" / f"{stem}.mp3").write_bytes(joined if i < 2 else hush)
-    records, rejects = corpora.scan("cremad", tmp_path / "CREMA-D")
-    assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
-    assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {
-        str(tmp_path / "CREMA-D" / "AudioMP3" / f"1006_TIE_{e}_XX.mp3") for e in ("HAP", "NEU")}
+    _silent_as_said_and_twins_no_clip(tmp_path, ((joined, False), (hush, True), (lead, True)), joined, hush)
 
 
 @pytest.mark.parametrize("folder", ["AudioMP3", "AudioWAV"])
