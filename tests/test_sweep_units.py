@@ -938,6 +938,34 @@ def saved_search_experiment(cfg: C.Config) -> str:
     return name
 
 
+def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
+    """A sweep stopped while confirming its front said 'interrupted before its 2 trials ended', counting the
+    confirming trials alone as the sweep's trials, after a search of many: it names them as confirming trials. A real
+    Tune experiment of one trial, fitted where its sweep counted two."""
+    import shutil
+    import tempfile
+
+    import ray
+    import ray.cloudpickle as cloudpickle
+    from ray import tune
+
+    from avdis.tune import sweep
+
+    temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        for noun, said in (("confirming trial", "2 confirming trials"), ("trial", "2 trials")):
+            tuner = tune.Tuner(one_report, run_config=tune.RunConfig(name=noun.replace(" ", "-"), verbose=0,
+                                                                     storage_path=str(tmp_path)))
+            with pytest.raises(sweep.SweepInterrupted, match=rf"s1: interrupted before its {said} ended; Tune saved"):
+                sweep.fit(tuner, 2, "s1", *([noun] if noun != "trial" else []))
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def test_a_lost_trials_checkpoints_storage_refuses_to_delete_are_kept_saying_so_and_deleted_by_a_rerun(
         tmp_path, s3_bucket, capsys):
     """Deleting a lost trial's checkpoints once the experiment ended, a refusal of storage (a transient S3 error, a

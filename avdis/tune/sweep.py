@@ -505,10 +505,12 @@ def _watching_signals() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGTERM, before[1])
 
 
-def fit(tuner: Any, trials: int, sweep_url: str) -> None:
+def fit(tuner: Any, trials: int, sweep_url: str, noun: str = "trial") -> None:
     """`tuner.fit()`, raising SweepInterrupted when it was interrupted or returned with trials still to run: on
     SIGINT Tune saves its state and returns normally, and the rest of the sweep (confirmation, final report) must
-    not run on the part. `trials` is how many the experiment runs in all.
+    not run on the part. `trials` is how many the experiment runs in all, each a `noun` (the confirmation's are
+    confirming trials: said as trials, a sweep stopped while confirming its front of 2 configurations x 1 seed read
+    'interrupted before its 2 trials ended' after its search's 16 had).
 
     Tune snapshots its experiment state whenever a trial has saved `KEEP_CHECKPOINTS` checkpoints since the last one
     (so that a restored sweep never points at a deleted checkpoint), and warned at each snapshot within 5 s of another
@@ -519,7 +521,7 @@ def fit(tuner: Any, trials: int, sweep_url: str) -> None:
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
     if seen["interrupted"] or ended < len(grid) or ended < trials:
-        raise SweepInterrupted(f"{sweep_url}: interrupted before its {counted(trials, 'trial')} ended; Tune saved its "
+        raise SweepInterrupted(f"{sweep_url}: interrupted before its {counted(trials, noun)} ended; Tune saved its "
                                "state: rerun the same command to resume")
 
 
@@ -622,7 +624,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
                                   num_samples=len(points), reuse_actors=reuse)
     fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
-        len(points), sweep_url)
+        len(points), sweep_url, "confirming trial")
 
 
 def outputs_of(cfg: Config, names: dict[str, str] | None = None) -> dict[str, str]:
