@@ -64,6 +64,22 @@ def test_a_space_of_two_parameterless_methods_trains_each_once_and_ends_the_sear
     assert "train.seed" in said and "sweep.confirm_seeds" in said
 
 
+def test_a_spent_space_that_samples_seeds_and_confirms_is_told_to_do_more_of_each():
+    """hU4's speaker-disjoint sweep sampled 'train.seed=[0, 1]' with confirm_seeds 1, and its spent space was told
+    to "sample train.seed (e.g. ...=[0, 1, 2])" and to "set sweep.confirm_seeds", as if it did neither."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask]", "sweep.num_samples=6",
+                    "sweep.space.params.train.seed=[1, 0]", "sweep.confirm_seeds=1")
+    said = space_spent(cfg)
+    assert "4 trials of sweep.num_samples=6" in said and "holds 4 configurations" in said
+    assert "sample more train.seed values than the 2 it samples" in said
+    assert "'sweep.space.params.train.seed=[0, 1, 2]'" in said
+    assert "raise sweep.confirm_seeds (now 1)" in said and "set sweep.confirm_seeds" not in said
+    ranged = sweep_cfg("sweep.space.methods=[multitask]", "sweep.space.params.train.seed={low: 3, high: 5, int: true}")
+    said = space_spent(ranged)
+    assert "than the 3 it samples" in said and "train.seed={low: 3, high: 8, int: true}" in said
+    assert "set sweep.confirm_seeds to re-train" in said
+
+
 def test_a_space_of_choices_is_counted_and_walked_as_the_sampler_draws_it():
     cfg = sweep_cfg("sweep.space.methods=[multitask, nullspace]",
                     "sweep.space.weights.nullspace={low: 1, high: 3, int: true}",

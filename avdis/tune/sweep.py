@@ -541,14 +541,27 @@ def search_trials(cfg: Config) -> int:
 
 
 def space_spent(cfg: Config) -> str:
-    """What the sweep says, once, where its search ended before `sweep.num_samples` for want of configurations."""
+    """What the sweep says, once, where its search ended before `sweep.num_samples` for want of configurations. Its
+    advice is of what the sweep does not do already: a space that samples train.seed is told to sample more seeds, a
+    sweep that confirms its front to confirm it with more (told to sample train.seed and to set confirm_seeds, a sweep
+    that did both read as if it had done neither)."""
     s = cfg.sweep
     size = search_trials(cfg)
+    seeds = s.space.params.get(SEED)
+    if seeds is None:
+        more_seeds = f"sample {SEED} (e.g. 'sweep.space.params.{SEED}=[0, 1, 2]')"
+    else:
+        held = sorted(int(v) for v in seeds) if isinstance(seeds, list) else range(int(seeds.low), int(seeds.high) + 1)
+        wider = (f"[{', '.join(str(v) for v in [*held, held[-1] + 1])}]" if isinstance(seeds, list) else
+                 f"{{low: {held[0]}, high: {held[-1] + len(held)}, int: true}}")
+        more_seeds = (f"sample more {SEED} values than the {len(held)} it samples (e.g. "
+                      f"'sweep.space.params.{SEED}={wider}')")
+    confirm = (f"raise sweep.confirm_seeds (now {s.confirm_seeds}) to re-train the front with more seeds"
+               if s.confirm_seeds else "set sweep.confirm_seeds to re-train the front with more seeds")
     return (f"avdis sweep {s.name}: the search ended after {counted(size, 'trial')} of sweep.num_samples="
             f"{s.num_samples}: its space holds {counted(size, 'configuration')} (sweep.space: methods, weights and "
-            "params, train.seed included) and each was trained once (training is deterministic: another trial of "
-            "one would only copy it). For more, sample train.seed (e.g. 'sweep.space.params.train.seed=[0, 1, 2]') or "
-            "a real-number range (e.g. train.lr), or set sweep.confirm_seeds to re-train the front with more seeds")
+            f"params, {SEED} included) and each was trained once (training is deterministic: another trial of "
+            f"one would only copy it). For more, {more_seeds} or a real-number range (e.g. train.lr), or {confirm}")
 
 
 SCHEDULER_STATE = "mo_asha.json"  # under the sweep's URL: MO-ASHA's rungs, for a resumed sweep
