@@ -973,6 +973,28 @@ def test_without_confirmation_the_front_is_single_trials_of_one_seed() -> None:
         [(0.80 - CHANCE) * (1 - 0.30), two, two, two])  # a step per completed trial; c0 and d0 add nothing
 
 
+def test_the_front_table_lists_a_points_seeds_beside_their_count() -> None:
+    """hU4's sweep sampled train.seed [0, 1] and confirmed its front with more seeds, which skip the searched ones:
+    a point of seeds 2 and 3 read "seeds 2" in the table (the count under that header), which the reader takes for
+    seed 2, one of them, and a point confirmed at seed 2 alone "seeds 1", a seed the search trained."""
+    rows = [{**r, "seed": {"b1": 2, "b2": 3}.get(r["trial_id"], r["seed"])} for r in confirmed_rows()]
+    trials = results.to_table(rows).to_pandas()
+    summary = results.summarize(trials, "demo")
+    (b,) = summary["front_points"]
+    assert (b["trial_id"], b["n"], sorted(b["seeds"])) == ("b0", 2, [2, 3])
+    table = webpage.front_table(summary)
+    heads = re.findall(r"<th>([^<]*)</th>", table)
+    cells = dict(zip(heads, re.findall(r"<td>([^<]*)</td>", table[table.index('<tr data-trial-id="b0">'):])))
+    assert cells["n"] == "2" and cells["seeds"] == "2, 3"
+    singles = results.summarize(results.to_table(confirmed_rows(("search",))).to_pandas(), "demo")
+    table = webpage.front_table(singles)
+    cells = re.findall(r"<td>([^<]*)</td>", table[table.index('<tr data-trial-id="a0">'):])
+    assert dict(zip(re.findall(r"<th>([^<]*)</th>", table), cells))["seeds"] == "0"  # a single trial's own seed
+    front = next(t for t in webpage.pareto_figure(view.plotted(trials, summary), summary).data
+                 if t.uid == "front")
+    assert front.customdata[0][6] == "2, 3" and "seed(s) (%{customdata[6]})" in front.hovertemplate
+
+
 def test_page_and_png_show_the_spread_of_seed_means(tmp_path: Path) -> None:
     url = str(tmp_path / "demo")
     results.write_trials(url, confirmed_rows())

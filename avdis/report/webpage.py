@@ -23,7 +23,7 @@ from avdis.report.view import (HISTORY_X, OTHER_COLOR, STOPPED_LABEL, TARGET_COL
                                front_frame, front_label, history_title, last_result, leakage_range, method_color,
                                methods_in, no_front, paper_label, plotted, target_point, utc, waiting, y_label)
 
-TABLE_HEADERS = {"n": "seeds", "emotion_acc_ci95": "± 95%", "emotion_uar_ci95": "± 95%", "leakage_ci95": "± 95%",
+TABLE_HEADERS = {"emotion_acc_ci95": "± 95%", "emotion_uar_ci95": "± 95%", "leakage_ci95": "± 95%",
                  "val_emotion_acc": "val emotion_acc", "val_emotion_uar": "val emotion_uar",
                  "val_leakage": "val leakage", "trials": "seeds' trials"}
 SEARCH_TRIAL = "search trial"  # trial_id's header on a confirmed front: the configuration's, in no mean drawn
@@ -31,11 +31,13 @@ TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f
 
 
 def front_columns(summary: dict[str, Any]) -> list[str]:
-    """The front table's columns: the emotion axis's metric with its spread, the other emotion metric beside it, and
-    the validation numbers the front was chosen on."""
+    """The front table's columns: how many seeds and which (headed "seeds", the count alone read as a seed: a
+    configuration confirmed at seed 2 alone, whose space sampled seeds 0 and 1, showed "seeds 1"), the emotion axis's
+    metric with its spread, the other emotion metric beside it, and the validation numbers the front was chosen
+    on."""
     axes = results.summary_axes(summary)
     other = [m for m in ("emotion_acc", "emotion_uar") if m != axes.emotion]
-    return ["trial_id", "method", "weight", "n", axes.emotion, f"{axes.emotion}_ci95", *other, "leakage",
+    return ["trial_id", "method", "weight", "n", "seeds", axes.emotion, f"{axes.emotion}_ci95", *other, "leakage",
             "leakage_ci95", "disentanglement", *axes.chosen, "epochs"]
 
 
@@ -72,6 +74,12 @@ def _trials(value: Any) -> str:
     return ", ".join(str(t) for t in value) if isinstance(value, list) and value else "—"
 
 
+def _seeds(value: Any) -> str:
+    """A front point's seeds (pareto.json's front_points[].seeds: its train.seed values), as the page lists them."""
+    known = [s for s in value if s is not None and not pd.isna(s)] if isinstance(value, list) else []
+    return ", ".join(f"{s:.0f}" if isinstance(s, (int, float)) else str(s) for s in known) or "—"
+
+
 def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
     """The front trace's data: each point tagged with the trial standing for it, error bars for seed means. A seed
     mean's hover names the seeds' trials too: the search trial standing for its configuration is in no mean drawn."""
@@ -80,8 +88,8 @@ def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any
     out = {
         "x": front["leakage"].tolist(), "y": front[e].tolist(),
         "customdata": [[str(r.trial_id), _fmt(r.weight, "{:g}"), _fmt(r.n, "{:.0f}"), _fmt(getattr(r, f"{e}_ci95")),
-                        _fmt(r.leakage_ci95), _trials(r.trials)] for r in front.itertuples()],
-        "hovertemplate": who + "<br>weight %{customdata[1]}, %{customdata[2]} seed(s)"
+                        _fmt(r.leakage_ci95), _trials(r.trials), _seeds(r.seeds)] for r in front.itertuples()],
+        "hovertemplate": who + "<br>weight %{customdata[1]}, %{customdata[2]} seed(s) (%{customdata[6]})"
                          f"<br>leakage %{{x:.3f}} ± %{{customdata[4]}}<br>{e} %{{y:.3f}} ± %{{customdata[3]}}"
                          "<extra>%{fullData.name}</extra>",
     }
@@ -212,7 +220,7 @@ def front_table(summary: dict[str, Any]) -> str:
     head = "".join(f"<th>{headers.get(c, c)}{' (chosen on)' if c in chosen else ''}</th>" for c in columns)
     body = "".join(
         f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
-        + "".join(f"<td>{html.escape(_trials(r[c]) if c == 'trials' else _fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>"
+        + "".join(f"<td>{html.escape(_trials(r[c]) if c == 'trials' else _seeds(r[c]) if c == 'seeds' else _fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>"
                   for c in columns)
         + "</tr>"
         for _, r in front_frame(summary).iterrows()
