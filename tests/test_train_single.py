@@ -229,6 +229,10 @@ def test_a_leakage_probe_that_judges_few_clips_is_said_before_training(tiny_shar
     warn_few_judged(open_dataset(disjoint.data, disjoint.s3), disjoint, ("test", "val"))
     out = capsys.readouterr().out
     assert "judges 10 test clips under data.split.scheme=speaker_disjoint, fold 0" in out and "judges 10 val" in out
+    # the val probe judges the next fold's speakers, not data.split.fold's (hU4 read "15 val clips under ..., fold 0")
+    assert "fold 0 (the 2 speakers of its test fold, 0): each" in out
+    assert "judges 10 val clips under data.split.scheme=speaker_disjoint, fold 0 (the 2 speakers of its validation " \
+        "fold, 1): each" in out
     assert "or preprocess with fewer data.split.folds (more speakers a fold)" in out
     monkeypatch.setattr(evaluate, "MIN_JUDGED", 12)  # 18 and 12 judged: enough at this bar
     warn_few_judged(info, cfg, ("test", "val"))

@@ -174,15 +174,21 @@ def warn_few_judged(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("
     much as methods move it, and a front drawn on it ranks luck (hU3's corpus of one's own: 3-5 clips, leakage read
     0 or 1 epoch to epoch and -1.0 on the test clips). A warning, not a refusal: the numbers are right, only noisy."""
     emb = labelled(info)
+    split = cfg.data.split
     for name, (_, judged) in zip(("test", "val"), probe_clips(emb, cfg)):
         n = int(judged.sum())
         if name in splits and 0 < n < MIN_JUDGED:
-            more = (", or preprocess with fewer data.split.folds (more speakers a fold)"
-                    if cfg.data.split.scheme == "speaker_disjoint" else "")
+            more, whose = "", ""
+            if split.scheme == "speaker_disjoint":  # the val probe's fold is not data.split.fold: name which it is
+                fold = split.fold if name == "test" else (split.fold + 1) % split.folds
+                speakers = len(np.unique(emb["speaker"][judged]))
+                whose = (f" (the {counted(speakers, 'speaker')} of its "
+                         f"{'test' if name == 'test' else 'validation'} fold, {fold})")
+                more = ", or preprocess with fewer data.split.folds (more speakers a fold)"
             measure = "leakage" if name == "test" else "val_leakage"
             print(f"avdis: warning: {cfg.data.shards}: the leakage probe judges {counted(n, f'{name} clip')} under "
-                  f"{scheme_of(cfg)}: each is {100 / n:.0f}% of its accuracy, so {measure} differs between trials "
-                  f"by chance as much as methods move it; a corpus with more clips per speaker judges more{more}",
+                  f"{scheme_of(cfg)}{whose}: each is {100 / n:.0f}% of its accuracy, so {measure} differs between "
+                  f"trials by chance as much as methods move it; a corpus with more clips per speaker judges more{more}",
                   flush=True)
 
 
