@@ -604,6 +604,21 @@ def test_a_confirmation_trains_no_seed_the_search_trained_of_that_configuration(
                                                                  ("multitask", 4), ("single_task", 4)]
 
 
+def test_a_configuration_at_the_last_seed_is_confirmed_with_seeds_from_0():
+    """train.seed takes 0 to 2**31 - 1: a front configuration at 2147483647 (the config's seed, or drawn from a space
+    over every seed) was confirmed at 2147483648, which every confirming trial refused (found by hU4). The seeds
+    after the last go on from 0, passing over those the search trained."""
+    a = {"method": "multitask", "train.lr": 0.003}
+    table = results.to_table([
+        {"trial_id": tid, "method": "multitask", "emotion_acc": acc, "leakage": leak, "epochs": 4, "order": order,
+         "seed": seed, "params": json.dumps({**a, "train.seed": seed}), "config_id": config_id(a), "role": "search"}
+        for tid, acc, leak, order, seed in (("top", 0.8, 0.3, 1, 2**31 - 1), ("zero", 0.5, 0.6, 2, 0))]).to_pandas()
+    points = confirm_points(table, 2)
+    assert [p["train.seed"] for p in points] == [1, 2]
+    for point in points:
+        C.with_overrides(C.Config(), {"train.seed": point["train.seed"]})  # a seed a trial takes
+
+
 def test_the_confirmation_says_its_counts_in_the_right_number(tmp_path, monkeypatch, capsys):
     """A front of one configuration confirmed with one seed said "1 configurations x 1 more seeds"."""
     from avdis.tune import sweep

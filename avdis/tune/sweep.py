@@ -304,17 +304,23 @@ class FixedPoints(Searcher):
         self.points, self.next = state["points"], state["next"]
 
 
+SEEDS = 2**31  # train.seed takes 0 to 2**31 - 1 (`config.Seed`)
+
+
 def confirm_points(trials: pd.DataFrame, seeds: int, axes: pareto.Axes = pareto.ACC) -> list[dict[str, Any]]:
     """The search front's (on `axes`) parameters with `seeds` more train.seed each, seed by seed across
     configurations: the next after its own that no search trial of the configuration trained. Where the space samples
     train.seed the search may have trained one (seed + 1 beside seed): trained again it was a bitwise copy, no
-    other seed."""
+    other seed. Past the last seed a config takes (2**31 - 1) they go on from 0: a configuration at seed 2147483647
+    (the config's own train.seed, or drawn from a space over every seed) was confirmed at seed 2147483648, which
+    every confirming trial refused, after the whole search."""
     front = results.search_front(trials, axes)
     searched = trials[trials["role"].fillna(results.SEARCH) == results.SEARCH].dropna(subset=["seed"])
     trained = searched.groupby("config_id")["seed"].agg(lambda s: set(s.astype(int))).to_dict()
 
     def fresh(config: str, own: int) -> list[int]:
-        untrained = (seed for seed in itertools.count(own + 1) if seed not in trained.get(config, set()))
+        untrained = (seed for seed in (each % SEEDS for each in itertools.count(own + 1))
+                     if seed not in trained.get(config, set()))
         return list(itertools.islice(untrained, seeds))
 
     more = [(json.loads(row.params), fresh(row.config_id, int(row.seed))) for row in front.itertuples()]
