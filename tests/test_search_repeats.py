@@ -78,6 +78,11 @@ def test_a_spent_space_that_samples_seeds_and_confirms_is_told_to_do_more_of_eac
     said = space_spent(ranged)
     assert "than the 3 it samples" in said and "train.seed={low: 3, high: 8, int: true}" in said
     assert "set sweep.confirm_seeds to re-train" in said
+    top = sweep_cfg("sweep.space.methods=[multitask]", f"sweep.space.params.train.seed=[5, {2**31 - 1}]")
+    assert f"train.seed=[4, 5, {2**31 - 1}]" in space_spent(top)  # no seed past the last a config takes
+    top = sweep_cfg("sweep.space.methods=[multitask]", f"sweep.space.params.train.seed={{low: {2**31 - 3}, "
+                    f"high: {2**31 - 1}, int: true}}")
+    assert f"train.seed={{low: {2**31 - 6}, high: {2**31 - 1}, int: true}}" in space_spent(top)
 
 
 def test_a_space_of_choices_is_counted_and_walked_as_the_sampler_draws_it():

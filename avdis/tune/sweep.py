@@ -558,8 +558,11 @@ def space_spent(cfg: Config) -> str:
         more_seeds = f"sample {SEED} (e.g. 'sweep.space.params.{SEED}=[0, 1, 2]')"
     else:
         held = sorted(int(v) for v in seeds) if isinstance(seeds, list) else range(int(seeds.low), int(seeds.high) + 1)
-        wider = (f"[{', '.join(str(v) for v in [*held, held[-1] + 1])}]" if isinstance(seeds, list) else
-                 f"{{low: {held[0]}, high: {held[-1] + len(held)}, int: true}}")
+        # seeds the space does not hold, next to its own (below its first where its last is the last a config takes)
+        fresh = (v for v in itertools.chain(range(held[-1] + 1, SEEDS), range(held[0] - 1, -1, -1)) if v not in held)
+        add = list(itertools.islice(fresh, 1 if isinstance(seeds, list) else len(held)))
+        wider = (f"[{', '.join(str(v) for v in sorted([*held, *add]))}]" if isinstance(seeds, list) else
+                 f"{{low: {min(held[0], *add)}, high: {max(held[-1], *add)}, int: true}}")
         more_seeds = (f"sample more {SEED} values than the {len(held)} it samples (e.g. "
                       f"'sweep.space.params.{SEED}={wider}')")
     confirm = (f"raise sweep.confirm_seeds (now {s.confirm_seeds}) to re-train the front with more seeds"
