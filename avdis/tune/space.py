@@ -109,13 +109,23 @@ def _product(values: list[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
             yield (value, *rest)
 
 
-def configurations(space: SearchSpace) -> Iterator[dict[str, Any]] | None:
-    """Every configuration of a space of choices (each method at each of its weights, with every combination of the
-    knobs), in order, as trial parameters; None where a real-number range makes them endless."""
+def _choices(space: SearchSpace) -> tuple[dict[str, Sequence[Any]], dict[str, Sequence[Any]]] | None:
+    """Every value of each knob, and each method's weights ([None] for a method without one); None where a
+    real-number range makes the space endless."""
     knobs = {k: _values(c) for k, c in space.params.items()}
     weights = {m: _values(space.weights[m]) if m in space.weights else [None] for m in space.methods}
     if any(v is None for v in (*knobs.values(), *weights.values())):
         return None
+    return knobs, weights
+
+
+def configurations(space: SearchSpace) -> Iterator[dict[str, Any]] | None:
+    """Every configuration of a space of choices (each method at each of its weights, with every combination of the
+    knobs), in order, as trial parameters; None where a real-number range makes them endless."""
+    choices = _choices(space)
+    if choices is None:
+        return None
+    knobs, weights = choices
 
     def each() -> Iterator[dict[str, Any]]:
         for method in space.methods:
@@ -128,11 +138,11 @@ def configurations(space: SearchSpace) -> Iterator[dict[str, Any]] | None:
 
 def space_size(space: SearchSpace) -> int | None:
     """How many configurations the space holds (None: endless, a real-number range in it)."""
-    knobs = [_values(c) for c in space.params.values()]
-    weights = [_values(space.weights[m]) if m in space.weights else [None] for m in space.methods]
-    if any(v is None for v in (*knobs, *weights)):
+    choices = _choices(space)
+    if choices is None:
         return None
-    return sum(len(w) for w in weights) * math.prod(len(v) for v in knobs)
+    knobs, weights = choices
+    return sum(len(w) for w in weights.values()) * math.prod(len(v) for v in knobs.values())
 
 
 def corners(space: SearchSpace) -> Iterator[dict[str, Any]]:
@@ -186,6 +196,14 @@ def sampler(kind: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSa
     if kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _outcome(told: optuna.trial.FrozenTrial) -> tuple[optuna.trial.TrialState, list[float] | None]:
+    """What the study holds of an ended Tune trial, as a repeat of its configuration is told it: its state and, if it
+    completed, its values. A tell Optuna refused (OptunaSearch logs it) leaves the trial running: its configuration
+    failed."""
+    state = told.state if told.state.is_finished() else optuna.trial.TrialState.FAIL
+    return state, told.values if state == optuna.trial.TrialState.COMPLETE else None
 
 
 class SweepSearch(OptunaSearch):
@@ -263,10 +281,7 @@ class SweepSearch(OptunaSearch):
         key = next((k for k, t in self._running.items() if t == trial_id), None)
         if key is None:  # told before (Tune's second completion), or not this searcher's suggestion
             return
-        told = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
-        # a tell Optuna refused (OptunaSearch logs it) leaves the trial running: its configuration failed
-        state = told.state if told.state.is_finished() else optuna.trial.TrialState.FAIL
-        values = told.values if state == optuna.trial.TrialState.COMPLETE else None
+        state, values = _outcome(self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number])
         del self._running[key]
         self._told[key] = (state, values)
         for waiting in self._waiting.pop(trial_id, []):
@@ -286,8 +301,7 @@ class SweepSearch(OptunaSearch):
             told = trials[ot_trial.number]
             key = config_key(told.params)
             if trial_id in self._completed_trials:
-                state = told.state if told.state.is_finished() else optuna.trial.TrialState.FAIL
-                self._told[key] = (state, told.values if state == optuna.trial.TrialState.COMPLETE else None)
+                self._told[key] = _outcome(told)
             else:
                 running.setdefault(key, trial_id)
         # that avdis trained copies: one still running of a configuration told is a copy, as the suggestion of this
