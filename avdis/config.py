@@ -173,7 +173,8 @@ def location(value: str, local_only: bool = False) -> str:
 
 # numpy's seeds stop at 2**32 - 1, and a sweep's confirming seeds add up to 20: refused at the edge, not in a traceback
 # after preprocessing
-Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+SEEDS = 2**31  # how many seeds a config takes: 0 to 2**31 - 1
+Seed = Annotated[int, Field(ge=0, le=SEEDS - 1)]
 Location = Annotated[str, AfterValidator(location)]
 LocalFolder = Annotated[str, AfterValidator(lambda v: location(v, local_only=True))]
 

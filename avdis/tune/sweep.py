@@ -42,8 +42,8 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, Config, Range, S3Config, measures_of, selection,
-                          setting_of, with_overrides)
+from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, SEEDS, Config, Range, S3Config, measures_of,
+                          selection, setting_of, with_overrides)
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
@@ -302,9 +302,6 @@ class FixedPoints(Searcher):
         with open(checkpoint_path) as f:
             state = json.load(f)
         self.points, self.next = state["points"], state["next"]
-
-
-SEEDS = 2**31  # train.seed takes 0 to 2**31 - 1 (`config.Seed`)
 
 
 def confirm_points(trials: pd.DataFrame, seeds: int, axes: pareto.Axes = pareto.ACC) -> list[dict[str, Any]]:
