@@ -186,6 +186,11 @@ def speaker_folds(speakers: Sequence[str], cfg: SplitConfig) -> list[int]:
     return [fold_of[s] for s in speakers]
 
 
+def held_out_fold(cfg: SplitConfig, split: str) -> int:
+    """The speaker_disjoint fold that is the `split` ("test" or "val"): data.split.fold, and the fold after it."""
+    return cfg.fold if split == "test" else (cfg.fold + 1) % cfg.folds
+
+
 def split_of(within: str, fold: int, cfg: SplitConfig) -> str:
     """The split a clip belongs to under the configured scheme."""
     if cfg.scheme == "within_speaker":
@@ -193,11 +198,7 @@ def split_of(within: str, fold: int, cfg: SplitConfig) -> str:
     if fold == NO_FOLD:
         raise UsageError(f"these shards have too few speakers for data.split.folds={cfg.folds}; use "
                          "data.split.scheme=within_speaker or preprocess again with fewer folds")
-    if fold == cfg.fold:
-        return "test"
-    if fold == (cfg.fold + 1) % cfg.folds:
-        return "val"
-    return "train"
+    return next((split for split in ("test", "val") if fold == held_out_fold(cfg, split)), "train")
 
 
 def split_id(cfg: SplitConfig) -> str:

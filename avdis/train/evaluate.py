@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from avdis.config import MIN_FOLDS, Config
-from avdis.data.splits import split_of
+from avdis.data.splits import held_out_fold, split_of
 from avdis.data.stream import SPLIT_CODES, DatasetInfo
 from avdis.errors import UsageError, counted
 from avdis.model.disentangle import NullspaceFit, fit_nullspace
@@ -141,7 +141,7 @@ def _other_folds(info: DatasetInfo, cfg: Config, splits: tuple[str, ...], name: 
     as a fault of the corpus ("use a corpus whose speakers share emotions"), it sent away a corpus of one's own whose
     other folds measure it, where only the few speakers of one fold were the matter."""
     split = cfg.data.split
-    fold = split.fold if name == "test" else (split.fold + 1) % split.folds
+    fold = held_out_fold(split, name)
     rows = [clip for ref in info.shards for clip in ref.clips.values()]
     speaker, emotion = (np.array([row[key] for row in rows], dtype=np.int64) for key in ("speaker_idx", "emotion_idx"))
     within = np.array([SPLIT_CODES[row["split"]] for row in rows])
@@ -180,7 +180,7 @@ def warn_few_judged(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("
         if name in splits and 0 < n < MIN_JUDGED:
             more, whose = "", ""
             if split.scheme == "speaker_disjoint":  # the val probe's fold is not data.split.fold: name which it is
-                fold = split.fold if name == "test" else (split.fold + 1) % split.folds
+                fold = held_out_fold(split, name)
                 speakers = len(np.unique(emb["speaker"][judged]))
                 whose = (f" (the {counted(speakers, 'speaker')} of its "
                          f"{'test' if name == 'test' else 'validation'} fold, {fold})")
