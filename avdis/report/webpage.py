@@ -31,10 +31,10 @@ TABLE_FORMATS = {"trial_id": "{}", "method": "{}", "weight": "{:g}", "n": "{:.0f
 
 
 def front_columns(summary: dict[str, Any]) -> list[str]:
-    """The front table's columns: how many seeds and which (headed "seeds", the count alone read as a seed: a
-    configuration confirmed at seed 2 alone, whose space sampled seeds 0 and 1, showed "seeds 1"), the emotion axis's
-    metric with its spread, the other emotion metric beside it, and the validation numbers the front was chosen
-    on."""
+    """The front table's columns: how many seeds (`n`) and which (`seeds`: the count alone, headed "seeds", read as a
+    seed: a configuration confirmed at seed 2 alone, whose space sampled seeds 0 and 1, showed "seeds 1"), the emotion
+    axis's metric with its spread, the other emotion metric beside it, and the validation numbers the front was
+    chosen on."""
     axes = results.summary_axes(summary)
     other = [m for m in ("emotion_acc", "emotion_uar") if m != axes.emotion]
     return ["trial_id", "method", "weight", "n", "seeds", axes.emotion, f"{axes.emotion}_ci95", *other, "leakage",
@@ -78,6 +78,15 @@ def _seeds(value: Any) -> str:
     """A front point's seeds (pareto.json's front_points[].seeds: its train.seed values), as the page lists them."""
     known = [s for s in value if s is not None and not pd.isna(s)] if isinstance(value, list) else []
     return ", ".join(f"{s:.0f}" if isinstance(s, (int, float)) else str(s) for s in known) or "—"
+
+
+def _cell(column: str, value: Any) -> str:
+    """A front table cell: lists of trials and seeds joined, numbers in their column's format."""
+    if column == "trials":
+        return _trials(value)
+    if column == "seeds":
+        return _seeds(value)
+    return _fmt(value, TABLE_FORMATS.get(column, "{:.3f}"))
 
 
 def _front_points(front: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
@@ -220,8 +229,7 @@ def front_table(summary: dict[str, Any]) -> str:
     head = "".join(f"<th>{headers.get(c, c)}{' (chosen on)' if c in chosen else ''}</th>" for c in columns)
     body = "".join(
         f'<tr data-trial-id="{html.escape(str(r["trial_id"]))}">'
-        + "".join(f"<td>{html.escape(_trials(r[c]) if c == 'trials' else _seeds(r[c]) if c == 'seeds' else _fmt(r[c], TABLE_FORMATS.get(c, '{:.3f}')))}</td>"
-                  for c in columns)
+        + "".join(f"<td>{html.escape(_cell(c, r[c]))}</td>" for c in columns)
         + "</tr>"
         for _, r in front_frame(summary).iterrows()
     )
