@@ -14,6 +14,7 @@ import pytest
 from avdis import storage, storage_lock
 from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards, stream, walks
+from avdis.data.corpora import ground_truth, sniff
 from avdis.data.media import MediaError, decode_audio, write_clip
 from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
 
@@ -1154,7 +1155,7 @@ def test_one_short_cremad_recording_under_two_names_is_no_clip_however_few_its_b
 @pytest.mark.parametrize("between", [bytes(2048), b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10)],
                          ids=["zeros", "a second tag"])
 def test_an_mp3_whose_frames_start_past_its_id3_tag_holds_a_recording_its_twin_is_no_clip(tmp_path, between):
-    """`_no_recording` read an .mp3 whose first bytes after its ID3v2 tag are no frame as holding none, but a tagger
+    """`sniff.no_recording` read an .mp3 whose first bytes after its ID3v2 tag are no frame as holding none, but a tagger
     may leave zeros there (padding the tag's size does not count) or a second tag, which ffmpeg passes over to the
     frames after: two such files alike under two emotions were two clips of one sound. Frames that start anywhere past
     the tag are a recording; a tag with nothing after it but zeros or another tag is none."""
@@ -1172,7 +1173,7 @@ def test_an_mp3_whose_frames_start_past_its_id3_tag_holds_a_recording_its_twin_i
     assert [r.clip_id for r in records] == ["cremad-1001_DFA_ANG_XX"]
     assert {r.source_path for r in rejects if r.reason.startswith("the same bytes as")} == {str(happy), str(neutral)}
     (tmp_path / "x.mp3").write_bytes(data[:at] + between)
-    assert corpora._no_recording(str(tmp_path / "x.mp3"))
+    assert sniff.no_recording(str(tmp_path / "x.mp3"))
 
 
 def test_ground_truth_csv_as_a_spreadsheet_saves_it_and_its_bad_rows(tmp_path):
@@ -1610,7 +1611,7 @@ def test_media_files_a_users_ground_truth_leaves_out_are_rejects_whatever_their_
     media = ["a.mov", "b.m4v", "c.mp3", "d.flac", "e.mka", "f.caf", "g.amr", "h.m4b", "i.mxf", "j.3g2"]
     for name in (*media, "notes.txt"):
         touch(tmp_path / "s1" / name)
-    _, rejects = corpora.scan_synthetic(tmp_path, sorted((tmp_path / "s1").iterdir()), audio_only=False)
+    _, rejects = ground_truth.scan(tmp_path, sorted((tmp_path / "s1").iterdir()), audio_only=False)
     assert sorted(Path(r.source_path).name for r in rejects) == media  # a Matroska audio or a phone's AMR too
     assert {r.reason for r in rejects} == {"not listed in ground_truth.csv"}
 
@@ -2010,9 +2011,9 @@ def test_a_video_whose_window_misses_the_sound_is_a_fault_where_its_fallback_mak
 
 
 def test_files_of_one_size_are_copies_only_where_every_byte_is_the_same(tmp_path):
-    """`_same_bytes` compares files of one size by 4 KiB at their start, middle and end, then whole where those
+    """`sniff.same_bytes` compares files of one size by 4 KiB at their start, middle and end, then whole where those
     match: recordings with the same leading silence and samples, or small files, are still told apart by every byte."""
-    from avdis.data.corpora import SAMPLE, _same_bytes
+    from avdis.data.corpora.sniff import SAMPLE, same_bytes
 
     rng = np.random.default_rng(0)
     body = rng.integers(0, 256, 40 * SAMPLE, dtype=np.uint8).tobytes()
@@ -2027,12 +2028,12 @@ def test_files_of_one_size_are_copies_only_where_every_byte_is_the_same(tmp_path
     for name, data in files.items():
         paths[name] = str(tmp_path / f"{name}.wav")
         Path(paths[name]).write_bytes(data)
-    assert _same_bytes(list(paths.values())) == {paths["a copy"]: paths["a"], paths["small copy"]: paths["small"]}
+    assert same_bytes(list(paths.values())) == {paths["a copy"]: paths["a"], paths["small copy"]: paths["small"]}
 
 
 def test_a_file_is_said_to_be_inside_a_cell_run_across_lines_only_where_its_whole_name_is():
     """`a.wav` was said to be inside a cell that named `xa.wav` (a substring), sending the user to the wrong row."""
-    from avdis.data.corpora import _inside
+    from avdis.data.corpora.ground_truth import _inside
 
     spans = [(4, "emotion", 'sad\nclips/xa.wav,xa,s2,sad'), (7, "transcript", 'hello\n./clips/a.wav;a;s1;happy'),
              (9, "emotion", 'sad\r\n"clips\\b.wav"\tb\ts1\tsad')]
@@ -2058,7 +2059,7 @@ def test_a_row_naming_in_another_case_a_file_another_row_lists_is_told_so_not_to
 
 def test_a_cremad_wav_whose_length_is_left_open_holds_its_samples_its_twin_is_no_clip(tmp_path):
     """A WAV's data chunk of size 0 is a length a streaming writer left open (`whole.wav_held`): ffmpeg reads its
-    samples to the end of the file. `_silent` and `_no_recording` read it as holding no sample (silence, no recording),
+    samples to the end of the file. `sniff.silent` and `sniff.no_recording` read it as holding no sample (silence, no recording),
     so two such files alike under two emotions were passed over by the check for one recording under two names: two
     clips of one sound. Its samples are those to the end of the file: a header alone, or zeros, is still none."""
     for i, stem in enumerate(("1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1001_DFA_ANG_XX")):
@@ -2077,14 +2078,14 @@ def test_a_cremad_wav_whose_length_is_left_open_holds_its_samples_its_twin_is_no
     samples = data[at + 4:]
     for tail, silent, none in ((b"", True, True), (bytes(len(samples)), True, False), (samples, False, False)):
         (tmp_path / "x.wav").write_bytes(data[:at] + bytes(4) + tail)
-        assert (corpora._silent(str(tmp_path / "x.wav")), corpora._no_recording(str(tmp_path / "x.wav"))) == (
+        assert (sniff.silent(str(tmp_path / "x.wav")), sniff.no_recording(str(tmp_path / "x.wav"))) == (
             silent, none)
 
 
 @pytest.mark.parametrize("length", [bytes(4), b"\xff" * 4], ids=["0", "0xFFFFFFFF"])
 def test_two_cremad_wav_headers_with_their_length_open_and_a_list_chunk_after_alike_are_no_recording(tmp_path, length):
     """A WAV header whose data chunk's length is left open (0, or 0xFFFFFFFF, which ffmpeg reads alike) with nothing
-    after it but a LIST chunk a writer appended holds no sample, yet `_no_recording` took the LIST's first byte, right
+    after it but a LIST chunk a writer appended holds no sample, yet `sniff.no_recording` took the LIST's first byte, right
     after the data chunk's header, for one: two such files alike under two emotions were one recording under two names,
     and both clips were lost, though each .wav alone fails (ffmpeg reads the LIST's bytes as 17 samples, shorter than
     a window) and its AudioMP3/ file holds the take. Whole chunks to the end of the file are no samples."""
@@ -2106,11 +2107,11 @@ def test_two_cremad_wav_headers_with_their_length_open_and_a_list_chunk_after_al
         (f"cremad-1006_TIE_{e}_XX", str(tmp_path / "AudioMP3" / f"1006_TIE_{e}_XX.mp3")) for e in ("HAP", "NEU")]
     for tail, none in ((listed, True), (data[at + 4:] + listed, False), (listed + data[at + 4:], False)):
         (tmp_path / "x.wav").write_bytes(data[:at] + length + tail)  # samples before or after the LIST are some
-        assert corpora._no_recording(str(tmp_path / "x.wav")) == none
+        assert sniff.no_recording(str(tmp_path / "x.wav")) == none
 
 
 def test_two_cremad_wavs_that_are_one_utf8_error_page_are_no_recording_their_clips_come_of_their_mp3s(tmp_path):
-    """`_no_recording` took a file for text only where its first 512 bytes are ASCII, but an error page a downloader
+    """`sniff.no_recording` took a file for text only where its first 512 bytes are ASCII, but an error page a downloader
     saved in place of a .wav is often UTF-8 ("Not found – …"): two such pages alike (one server's page) were one
     recording under two names, and both clips were lost, though each .wav's AudioMP3/ file, tried when it does not
     decode, holds the take (until the 4 KiB floor went, a page that small was passed over). Text is UTF-8 with no
@@ -2127,7 +2128,7 @@ def test_two_cremad_wavs_that_are_one_utf8_error_page_are_no_recording_their_cli
     assert not [r for r in rejects if r.reason.startswith("the same bytes as")]
     for head in (b"RIFF\x24\x00\x00\x00WAVEfmt ", b"FLV\x01\x05", b"\x00\x00\x00\x20ftypisom", b"ID3\x04\x00",
                  b"\xff\xfb\x90\x64", "naïve\x7f".encode()):  # media headers and a control character: no text
-        assert not corpora._text(head)
+        assert not sniff.is_text(head)
     # the worst case, real files' heads: a WAV's RIFF size can read as text ("ABCD", 1.1 GB), but its first chunk's
     # size (fmt's 16) holds NULs; an MP4's first box's size, an FLV's version, an MP3's frame sync or ID3 version alike
     write_clip(tmp_path / "x.wav", None, 12, audio, SR)
@@ -2135,8 +2136,8 @@ def test_two_cremad_wavs_that_are_one_utf8_error_page_are_no_recording_their_cli
     wav = (tmp_path / "x.wav").read_bytes()
     for head in (b"RIFFABCD" + wav[8:512], *((tmp_path / name).read_bytes()[:512] for name in (
             "x.mp4", "VideoFlash/1006_TIE_NEU_XX.flv", "AudioMP3/1006_TIE_NEU_XX.mp3"))):
-        assert not corpora._text(head)
-    assert corpora._text(("a" + "é" * 300).encode()[:512])  # a character cut at its end is still text
+        assert not sniff.is_text(head)
+    assert sniff.is_text(("a" + "é" * 300).encode()[:512])  # a character cut at its end is still text
 
 
 def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_recording_named_twice(tmp_path):
@@ -2150,7 +2151,7 @@ def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_r
     for emotion in ("NEU", "SAD"):
         write_clip(tmp_path / "VideoFlash" / f"1076_MTI_{emotion}_XX.flv", frames, 12, None, SR)
         write_clip(tmp_path / "AudioWAV" / f"1076_MTI_{emotion}_XX.wav", None, 12, np.zeros(SR, np.float32), SR)
-    assert not corpora._no_recording(str(tmp_path / "AudioWAV" / "1076_MTI_NEU_XX.wav"))  # samples, all 0
+    assert not sniff.no_recording(str(tmp_path / "AudioWAV" / "1076_MTI_NEU_XX.wav"))  # samples, all 0
     records, rejects = corpora.scan("cremad", tmp_path)
     assert rejects == [] and [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
     for rec in records:
@@ -2179,7 +2180,7 @@ def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are
         write_clip(tmp_path / "VideoFlash" / f"1076_MTI_{emotion}_XX.flv", frames, 12, audio, SR)
         write_clip(tmp_path / "AudioMP3" / f"1076_MTI_{emotion}_XX.mp3", None, 12, np.zeros_like(audio), SR)
     neutral, sad = (tmp_path / "AudioMP3" / f"1076_MTI_{e}_XX.mp3" for e in ("NEU", "SAD"))
-    assert neutral.read_bytes() == sad.read_bytes() and not corpora._no_recording(str(neutral))
+    assert neutral.read_bytes() == sad.read_bytes() and not sniff.no_recording(str(neutral))
     records, rejects = corpora.scan("cremad", tmp_path, audio_only=audio_only)
     assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
     assert [r for r in rejects if not r.unused] == []
@@ -2191,7 +2192,7 @@ def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are
     for rate in (16000, 44100):  # MPEG-2 and MPEG-1 frames, whose side info differ: silence told, a tone not
         for audio in (np.zeros(rate, np.float32), np.sin(np.arange(rate, dtype=np.float32) / 9)):
             write_clip(tmp_path / "x.mp3", None, 12, audio, rate)
-            assert corpora._silent(str(tmp_path / "x.mp3")) == (not audio.any())
+            assert sniff.silent(str(tmp_path / "x.mp3")) == (not audio.any())
 
 
 @pytest.mark.parametrize("between", [bytes(2048), b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10)],
