@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from conftest import free_port, s3_denied, stop_process, wait_for_port
@@ -757,6 +758,38 @@ def test_a_running_trials_row_holds_one_probed_epochs_values(tmp_path):
     assert (row["emotion_acc"], row["val_emotion_acc"], row["leakage"], row["val_leakage"]) == (0.5, 0.45, 0.4, 0.35)
     assert row["probed_epoch"] == 2  # the epoch they are of: `epochs` ran on past it
     assert row["val_emotion_uar"] == 0.3
+
+
+def test_a_uar_sweeps_row_records_the_best_uar_named_by_it_and_an_older_table_reads_without_it(tmp_path):
+    """Each trial row kept `best_emotion_acc` and `best_leakage` only: a sweep choosing on UAR (sweep.emotion_metric:
+    uar) recorded the best accuracy of its trials and never the best of the metric it chooses on. Each emotion
+    metric's best is recorded, named by it; a table written before `best_emotion_uar` reads with it empty, and a
+    trial of it resumed goes on from its own best accuracy."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None, ["train.epochs=3", "sweep.emotion_metric=uar"])
+    recorder = TrialRecorder(str(tmp_path), cfg)
+    recorder.setup()
+    trial = Trial("trainable", config={"method": "multitask"}, trial_id="u", stub=True)
+    recorder.on_trial_start(0, [], trial)
+    for epoch, (acc, uar, leak) in enumerate(((0.5, 0.45, 0.4), (0.6, 0.4, 0.3), (0.55, 0.5, 0.35)), 1):
+        recorder.on_trial_result(epoch, [], trial, {"epoch": epoch, "emotion_acc": acc, "emotion_uar": uar,
+                                                    "leakage": leak, "manifest_hash": "m"})
+    (row,) = results.read_trials(str(tmp_path)).to_dict("records")
+    assert (row["best_emotion_uar"], row["best_emotion_acc"], row["best_leakage"]) == (0.5, 0.6, 0.3)
+
+    older = results.read_trials(str(tmp_path)).drop(columns=["best_emotion_uar"])  # as an earlier avdis wrote it
+    storage.write_parquet(storage.join(str(tmp_path), results.TRIALS),
+                          pa.Table.from_pandas(older, preserve_index=False))
+    (row,) = results.read_trials(str(tmp_path)).to_dict("records")
+    assert pd.isna(row["best_emotion_uar"]) and row["best_emotion_acc"] == 0.6
+    resumed = TrialRecorder(str(tmp_path), cfg)
+    resumed.setup()
+    resumed.on_trial_result(4, [], trial, {"epoch": 3, "emotion_acc": 0.58, "emotion_uar": 0.42, "leakage": 0.33})
+    (row,) = results.read_trials(str(tmp_path)).to_dict("records")
+    assert (row["best_emotion_uar"], row["best_emotion_acc"], row["best_leakage"]) == (0.42, 0.6, 0.3)
 
 
 def test_a_rows_updated_at_is_the_time_of_its_own_last_change(tmp_path):

@@ -68,8 +68,9 @@ SCHEMA = pa.schema([
     ("val_emotion_uar", pa.float64()),
     ("val_leakage", pa.float64()),
     ("disentanglement", pa.float64()),  # 1 - leakage / leakage(multitask, same seed)
-    ("best_emotion_acc", pa.float64()),
-    ("best_leakage", pa.float64()),
+    ("best_emotion_acc", pa.float64()),  # the best of each over the epochs the trial reported, test split: each
+    ("best_emotion_uar", pa.float64()),  # emotion metric's, whichever the sweep chooses on (null in a table of an
+    ("best_leakage", pa.float64()),  # avdis before best_emotion_uar), and the lowest leakage
     ("epochs", pa.int64()),  # trained so far
     ("probed_epoch", pa.int64()),  # the epoch its metrics are of: its last that ran the leakage probe (`epochs` once
     # finished); a running trial probes only at MO-ASHA's rungs and its last epoch. Null: unknown (an earlier table)

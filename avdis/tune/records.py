@@ -27,7 +27,7 @@ import pandas as pd
 from ray.tune import Callback
 
 from avdis import results
-from avdis.config import Config, with_overrides
+from avdis.config import EMOTION_METRICS, Config, with_overrides
 from avdis.errors import AvdisError
 from avdis.data.splits import split_id
 from avdis.numbers import finite
@@ -37,6 +37,7 @@ from avdis.tune.space import own_params, to_overrides
 log = logging.getLogger(__name__)
 FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc", "probe_acc", "probe_chance",
          "emotion_chance", "emotion_uar_chance", "val_emotion_acc", "val_emotion_uar", "val_leakage", "manifest_hash")
+BEST_EMOTION = tuple(f"emotion_{m}" for m in EMOTION_METRICS)  # each its best_ column, whichever a sweep chooses on
 SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
 Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pareto summary) just written
 
@@ -112,11 +113,11 @@ class TrialRecorder(Callback):
                if result.get(k) is not None and finite(result[k]) is None}
         if bad:
             row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
-        acc, leak = finite(result.get("emotion_acc")), finite(result.get("leakage"))
-        if acc is not None and (row.get("best_emotion_acc") is None or acc > row["best_emotion_acc"]):
-            row["best_emotion_acc"] = acc
-        if leak is not None and (row.get("best_leakage") is None or leak < row["best_leakage"]):
-            row["best_leakage"] = leak
+        # each emotion metric's best, named by it: a sweep choosing on UAR recorded only best_emotion_acc
+        for key, better in (*((m, max) for m in BEST_EMOTION), ("leakage", min)):
+            value, best = finite(result.get(key)), row.get(f"best_{key}")
+            if value is not None:
+                row[f"best_{key}"] = value if best is None else better(best, value)
         if "epoch_s_sum" in result:  # the run's sums (avdis.train.loop): an epoch run again after a resume counts once
             row["train_s"], row["work_s"] = float(result["train_s_sum"]), float(result["epoch_s_sum"])
         row["wall_s"] = time.time() - row["_started"] if "_started" in row else row.get("wall_s")
