@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from conftest import free_port, s3_denied, stop_process, wait_for_port
+from conftest import TINY, free_port, s3_denied, stop_process, wait_for_port
 
 from avdis import config as C
 from avdis import storage
@@ -1153,6 +1153,49 @@ def test_a_sweep_recorded_with_the_default_data_synth_resumes_with_its_shards_se
     url = f"{tmp_path}/s1"
     record_spec(url, cfg, "0" * 16)
     assert check_spec(url, C.with_overrides(cfg, {"data.synth.speakers": 6})) is not None
+
+
+def test_a_sweep_on_a_corpus_of_ones_own_records_no_data_synth_and_one_recorded_with_it_resumes(tmp_path, tiny_shards):
+    """sweep.json and each trial's config recorded the default data.synth for a sweep on shards of a corpus of one's
+    own (real files and their ground_truth.csv): nothing computes with it, and its reader saw the settings of a
+    generated corpus that never was. It is null there; shards of a generated corpus keep theirs; and a sweep recorded
+    with the defaults before resumes (data.synth is not compared)."""
+    from ray.tune.experiment import Trial
+
+    from corpus_trees import SR, clip_media
+    from avdis.data import prepare
+    from avdis.data.media import write_clip
+    from avdis.data.shards import manifest_hash
+    from avdis.tune import sweep
+    from avdis.tune.records import TrialRecorder
+
+    src = tmp_path / "own"
+    rows = ["file,clip_id,speaker,emotion"]
+    for s in range(2):
+        for c in range(3):
+            write_clip(src / f"s{s}_{c}.wav", None, 12, clip_media(3 * s + c)[1], SR)
+            rows.append(f"s{s}_{c}.wav,s{s}c{c},s{s},{['happy', 'sad'][c % 2]}")
+    (src / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    own = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=own", f"data.src={src}",
+                        f"data.shards={tmp_path / 'shards'}", "data.modality=audio", "model.modality=audio"])
+    prepare.ensure_shards(own)
+    made = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=made", f"data.shards={tiny_shards}"])
+    for cfg, synth in ((own, None), (made, TINY)):
+        cfg = sweep.as_made(sweep.probing(cfg))  # as the sweep's driver records it
+        url = sweep.url_of(cfg)
+        sweep.record_spec(url, cfg, manifest_hash(cfg.data.shards))
+        spec = json.loads((Path(url) / results.SPEC).read_text())["spec"]
+        recorder = TrialRecorder(url, cfg)
+        recorder.setup()
+        recorder.on_trial_start(0, [], Trial("trainable", config={"method": "multitask"}, trial_id="t", stub=True))
+        (row,) = results.read_trials(url).to_dict("records")
+        for data in (spec["data"], json.loads(row["config"])["data"]):
+            assert (data["synth"] if synth is None else {k: data["synth"][k] for k in synth}) == synth
+        assert check_spec(url, cfg) is not None
+    spec = json.loads((tmp_path / "own" / results.SPEC).read_text())  # as an avdis before recorded it
+    spec["spec"]["data"]["synth"] = C.SynthConfig().model_dump(mode="json")
+    (tmp_path / "own" / results.SPEC).write_text(json.dumps(spec))
+    assert check_spec(str(tmp_path / "own"), sweep.as_made(sweep.probing(own))) is not None
 
 
 def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp_path):

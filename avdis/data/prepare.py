@@ -5,7 +5,8 @@ what training and sweeps call so the embedded default works from a fresh clone;
 `synthetic_shards` is the test fixtures' and the benchmarks' "a generated corpus with
 these settings, preprocessed into shards at this URL". All three generate through
 `generate_if_missing` and write through `shards.build_shards`. `as_made` gives drivers the
-config to record: data.synth as the shards' corpus was generated.
+config to record: data.synth as the shards' corpus was generated; `recorded` the dump they record, data.synth null
+where the shards' corpus was not generated.
 """
 
 from __future__ import annotations
@@ -145,6 +146,22 @@ def as_made(cfg: Config) -> Config:
     if made is None:
         return cfg
     return with_overrides(cfg, {"data.synth": made})
+
+
+def recorded(cfg: Config) -> dict[str, Any]:
+    """`cfg` dumped as sweeps record it (sweep.json's `spec`, each trial's `config` in trials.parquet): data.synth
+    null where the shards are not of a corpus avdis generated (data.corpus ravdess or cremad, or shards whose manifest
+    records no generator settings: a corpus of one's own, or shards made before they were kept). Nothing computes
+    with it there, and its defaults read as the settings of a corpus that was never generated. Where no shards are
+    made yet a synthetic config's data.synth is kept (they will be generated with it, `as_made`). A sweep's resume
+    does not compare data.synth (`sweep.RESUMABLE_CHANGES`), so one recorded with it before resumes."""
+    dump = cfg.model_dump(mode="json")
+    if cfg.data.corpus != "synthetic":
+        dump["data"]["synth"] = None
+    elif storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
+        if shards.synth_made(shards.read_manifest(cfg.data.shards, cfg.s3)[1]) is None:
+            dump["data"]["synth"] = None
+    return dump
 
 
 def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:

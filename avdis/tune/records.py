@@ -29,6 +29,7 @@ from ray.tune import Callback
 from avdis import results
 from avdis.config import EMOTION_METRICS, Config, with_overrides
 from avdis.errors import AvdisError
+from avdis.data.prepare import recorded
 from avdis.data.splits import split_id
 from avdis.numbers import finite
 from avdis.results import pareto
@@ -167,7 +168,7 @@ class TrialRecorder(Callback):
                 "seed": cfg.train.seed, "split_id": split_id(cfg.data.split),
                 "params": json.dumps(params, sort_keys=True, default=str), "config_id": config_id(params),
                 "role": self.role,
-                "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
+                "config": json.dumps(recorded(cfg), sort_keys=True),  # data.synth null unless generated
             }
         return self.rows[tid]
 

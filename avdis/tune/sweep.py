@@ -44,7 +44,7 @@ from ray.tune.search import Searcher
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
 from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, SEEDS, Config, Range, S3Config, measures_of,
                           selection, setting_of, with_overrides)
-from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
+from avdis.data.prepare import as_made, check_source, ensure_shards, recorded, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError, counted
@@ -243,10 +243,11 @@ def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
 
 
 def record_spec(sweep_url: str, cfg: Config, data_hash: str) -> None:
-    """What the sweep was started with (the whole config), on which data (its manifest hash), what it chooses on
+    """What the sweep was started with (the whole config, `prepare.recorded`: data.synth null for a corpus avdis did not
+    generate), on which data (its manifest hash), what it chooses on
     (`config.selection` of its `sweep.emotion_metric`) and how its numbers are made (`config.measures_of` the
     methods of its space), for `check_spec` and `check_data`."""
-    record = {"spec": cfg.model_dump(mode="json"), "manifest_hash": data_hash,
+    record = {"spec": recorded(cfg), "manifest_hash": data_hash,
               "selection": list(selection(cfg.sweep.emotion_metric)),
               "measures": measures_of(cfg.sweep.space.methods, cfg.data.split.scheme)}
     storage.write_bytes(storage.join(sweep_url, results.SPEC), json.dumps(record, indent=1).encode(), cfg.s3)
