@@ -99,6 +99,17 @@ def measures_of(methods: list[str], scheme: str) -> dict[str, str]:
     change to orthogonal's penalty refused the resume of a run or sweep of any method."""
     return {name: how for name, how in MEASURES.items()
             if (name not in METHODS or name in methods) and (name not in SCHEMES or name == scheme)}
+
+
+def measured_otherwise(recorded: dict[str, str], now: dict[str, str], whose: str) -> str | None:
+    """How a run's or sweep's numbers were made otherwise than this avdis makes them, in words: each of the measures
+    `now` (`measures_of`) it `recorded` otherwise, how it is made now and how `whose` were ("not recorded, so the one
+    before" where it recorded none: begun before the measure changed). None where none differs. One wording for the
+    refusal of a sweep's resume (`sweep.check_spec`) and a run's (`checkpoint.check_compatible`): the run's said only
+    that its checkpoint "records no measures.speaker_disjoint: an older avdis wrote it"."""
+    changed = [f"{name}: {how} ({whose}: {recorded.get(name, 'not recorded, so the one before')})"
+               for name, how in now.items() if recorded.get(name) != how]
+    return f"measured otherwise than this avdis measures them ({'; '.join(changed)})" if changed else None
 # Sections a sweep may sample settings of (`sweep.space.params`), and the settings it may not: the method and its
 # weight are drawn from `methods` and `weights`, and where a run is stored is not a knob of its result.
 SAMPLED_SECTIONS = ("data", "model", "train", "method")

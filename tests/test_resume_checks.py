@@ -570,9 +570,10 @@ def test_a_checkpoint_measured_otherwise_is_not_resumed():
     probe and penalty: its history held both leakages, and an orthogonal run's loss changed halfway, with no word."""
     ident = ck.run_signature(C.with_overrides(C.Config(), {"method.name": "orthogonal", "method.weight": 5}), "abc")
     before = {k: v for k, v in ident.items() if not k.startswith("measures.")}
-    with pytest.raises(UsageError, match=r"records no measures.leakage, measures.orthogonal: an older avdis wrote it"):
+    with pytest.raises(UsageError, match=r"measured otherwise than this avdis measures them \(leakage: .*\(this run's: "
+                                         r"not recorded, so the one before\); orthogonal: .*\(this run's: not recorded"):
         ck.check_compatible(before, ident, "runs/r")
-    with pytest.raises(UsageError, match=r"measures.leakage='another probe'"):
+    with pytest.raises(UsageError, match=r"\(leakage: .*\(this run's: another probe\)\): resumed, its history"):
         ck.check_compatible({**ident, "measures.leakage": "another probe"}, ident, "runs/r")
 
 
@@ -587,7 +588,7 @@ def test_a_run_is_checked_on_the_measures_of_its_own_method_alone():
     for method, current in sign.items():
         ck.check_compatible({**current, **every}, current, "runs/r")
     ck.check_compatible({**sign["multitask"], "measures.orthogonal": "another penalty"}, sign["multitask"], "runs/r")
-    with pytest.raises(UsageError, match=r"measures.orthogonal='another penalty'"):
+    with pytest.raises(UsageError, match=r"\(orthogonal: .*\(this run's: another penalty\)\)"):
         ck.check_compatible({**sign["orthogonal"], "measures.orthogonal": "another penalty"}, sign["orthogonal"],
                             "runs/r")
 
@@ -601,7 +602,7 @@ def test_a_speaker_disjoint_run_probed_as_before_is_not_resumed_and_a_within_spe
     assert "measures.speaker_disjoint" not in within and "measures.speaker_disjoint" in disjoint
     ck.check_compatible({k: v for k, v in within.items()}, within, "runs/r")
     before = {k: v for k, v in disjoint.items() if k != "measures.speaker_disjoint"}
-    with pytest.raises(UsageError, match=r"measures.speaker_disjoint"):
+    with pytest.raises(UsageError, match=r"\(speaker_disjoint: .*\(this run's: not recorded, so the one before\)\)"):
         ck.check_compatible(before, disjoint, "runs/r")
 
 
@@ -1042,3 +1043,25 @@ def test_a_trial_checkpoint_tune_restores_that_cannot_be_used_names_where_the_tr
     assert str(ck.tune_unusable(bad, "t1", "adversary.pt is missing", str(records), C.S3Config())).endswith(
         "(adversary.pt is missing), and no checkpoint beside it is known to be whole to resume the trial from; start a "
         "new sweep (sweep.name=...)")
+
+
+def test_a_speaker_disjoint_run_begun_before_its_measure_is_told_the_measure_changed(tiny_shards, finished, tmp_path,
+                                                                                     capsys):
+    """A speaker_disjoint run begun before `config.MEASURES["speaker_disjoint"]` (its probes judged the test fold's
+    test clips alone) was refused with "records no measures.speaker_disjoint: an older avdis wrote it": right, but
+    unlike the sweep's refusal of the same case it did not say that the measure changed, to what, nor why that stops
+    the resume. It says it in the sweep's words (`config.measured_otherwise`)."""
+    storage = copy_of(finished, tmp_path)
+    disjoint = ["data.split.scheme=speaker_disjoint"]
+    signed = ck.run_signature(cfg_for(tiny_shards, storage, *disjoint), shards.manifest_hash(tiny_shards))
+    for state_file in (storage / "fixed").glob("checkpoint_*/state.json"):
+        state = json.loads(state_file.read_text())
+        state[ck.SIGNATURE] = {k: v for k, v in signed.items() if k != "measures.speaker_disjoint"}  # as signed before
+        state_file.write_text(json.dumps(state))
+    before = history(storage)
+    assert main(["train", "--config", str(SMOKE), *overrides(tiny_shards, storage, *disjoint)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"{storage / 'fixed'}: its checkpoint was measured otherwise than this avdis measures them "
+            f"(speaker_disjoint: {C.MEASURES['speaker_disjoint']} (this run's: not recorded, so the one before))") in err
+    assert "another train.name" in err and "older avdis wrote it" not in err
+    assert history(storage) == before  # nothing trained

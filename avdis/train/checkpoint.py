@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from avdis import storage
-from avdis.config import ADDED, Config, S3Config, measures_of
+from avdis.config import ADDED, Config, S3Config, measured_otherwise, measures_of
 from avdis.errors import AvdisError, UsageError, counted
 
 STATE = "state.json"
@@ -33,6 +33,7 @@ LATEST = "latest.json"
 KEEP_CHECKPOINTS = 2  # per run: RunStore prunes to it, Ray Train's CheckpointConfig keeps as many
 RAY_RECORD = "checkpoint_manager_snapshot"  # Ray Train's record of a run's checkpoints (a .json file, not a folder)
 SIGNATURE = "run_signature"  # state.json's key for `run_signature`
+MEASURE = "measures."  # a signature's keys of `config.measures_of` its method and split scheme
 ADVERSARY = "adversary.pt"  # the adversary's and its optimizer's state, in every checkpoint
 # The names checkpoint folders are given: RunStore's (checkpoint_epoch_0003), Ray Train's (by its node's clock,
 # checkpoint_2026-12-04_13-37-00.123456) and Tune's for a trial in its own process (checkpoint_000002). A folder
@@ -68,7 +69,7 @@ def run_signature(cfg: Config, manifest_hash: str) -> dict[str, Any]:
     (`config.ADDED`) are left out at the value avdis ran as before them: a run's name hashes its signature."""
     dump = cfg.model_dump(mode="json")
     out = {"data.manifest_hash": manifest_hash,
-           **{f"measures.{name}": how
+           **{f"{MEASURE}{name}": how
               for name, how in measures_of([cfg.method.name], cfg.data.split.scheme).items()}}
     for section in RESULT_SECTIONS:
         node = dump
@@ -93,10 +94,21 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
     """Refuse to resume a checkpoint made with other data or settings (or too old to say which). A setting added
     since it was saved (`config.ADDED`) is read as the value it ran as, and so is one this run leaves out at that
     value (`run_signature`) where the checkpoint holds it: compared on this run's keys alone, a checkpoint signed
-    with data.features.f_max=4000 resumed into a run of the full band."""
+    with data.features.f_max=4000 resumed into a run of the full band. A checkpoint whose measures (`run_signature`)
+    differ, or that records none of one (begun before it changed), is refused saying how, in the sweep's words
+    (`config.measured_otherwise`)."""
     saved = {**{k: v for k, v in ADDED.items() if k in current}, **saved}
     current = {**current, **{k: v for k, v in ADDED.items() if k in saved and k not in current}}
     unknown = [k for k in current if k not in saved]
+    if saved and all(k.startswith(MEASURE) for k in unknown):  # else too old to say more than that
+        # said as a sweep's refusal says it: a measure it records none of is one it began before that measure changed
+        measures = ({k.removeprefix(MEASURE): v for k, v in signed.items() if k.startswith(MEASURE)}
+                    for signed in (saved, current))
+        otherwise = measured_otherwise(*measures, "this run's")
+        if otherwise:
+            raise UsageError(f"{where}: its checkpoint was {otherwise}: resumed, its history would hold numbers of "
+                             "two measures. Use another train.name (or sweep name) for a new run, or delete that run "
+                             "folder to start it over.")
     if unknown:
         more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
         raise UsageError(

@@ -42,8 +42,8 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
-from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, SEEDS, Config, Range, S3Config, measures_of,
-                          selection, setting_of, with_overrides)
+from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, SEEDS, Config, Range, S3Config, measured_otherwise,
+                          measures_of, selection, setting_of, with_overrides)
 from avdis.data.prepare import as_made, check_source, ensure_shards, recorded, to_make
 from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
 from avdis.data.stream import open_dataset
@@ -169,13 +169,11 @@ def check_spec(sweep_url: str, cfg: Config) -> dict[str, Any] | None:
     # on the methods it ran: a method added to its space is not a measure it recorded otherwise (`_differences` names
     # sweep.space.methods), and it resumes with its own space
     ran = record["spec"].get("sweep", {}).get("space", {}).get("methods", cfg.sweep.space.methods)
-    changed = [f"{name}: {how} (this sweep's: {measured.get(name, 'not recorded, so the one before')})"
-               for name, how in measures_of(ran, cfg.data.split.scheme).items() if measured.get(name) != how]
-    if changed:
-        raise UsageError(f"{sweep_url} holds a sweep whose trials were measured otherwise than this avdis measures them "
-                         f"({'; '.join(changed)}): resumed, its old trials and the new ones would share one front on "
-                         "two measures. Start a new sweep under a new name (--name or sweep.name=...); "
-                         f"`avdis report {sweep_url}` still reads this one")
+    otherwise = measured_otherwise(measured, measures_of(ran, cfg.data.split.scheme), "this sweep's")
+    if otherwise:
+        raise UsageError(f"{sweep_url} holds a sweep whose trials were {otherwise}: resumed, its old trials and the new "
+                         "ones would share one front on two measures. Start a new sweep under a new name (--name or "
+                         f"sweep.name=...); `avdis report {sweep_url}` still reads this one")
     started = record["spec"].get("sweep", {}).get("storage")
     if started is not None and storage.join(started, cfg.sweep.name) != sweep_url:  # moved, or copied (to S3, say)
         raise UsageError(
