@@ -38,7 +38,8 @@ PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file 
                              "data.shard_size=32")
 MODEL_OVERRIDES_HELP = ("overrides of the model and data settings the presets' sizes depend on, applied after the file "
                         "(only those listed below; others are refused), e.g. model.emb_dim=32 model.modality=audio "
-                        "data.features.n_mels=64")
+                        "data.features.n_mels=64; the heads are counted for the emotions and speakers of the shards "
+                        "at data.shards where there are any, else for an example 8 and 24")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
@@ -47,13 +48,14 @@ READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of resul
 # is refused (accepted, it changed nothing). Preprocessing reads the data settings that make the shards, not those a
 # run reads them with (data.loader, data.split.scheme and .fold). `avdis model` counts every preset's parameters, which
 # depend on the model's inputs and embedding and on the input shapes (mel bands, audio and video frames), not on
-# model.preset (it lists them all), model.dropout, data.features.sample_rate or .face_size (pooled away)
+# model.preset (it lists them all), model.dropout, data.features.sample_rate or .face_size (pooled away); and its heads
+# on the emotions and speakers of the shards at data.shards (s3 to reach them), where there are any
 READS = {
     "preprocess": (*(key.rstrip(".") for key in C.MADE_WITH_SHARDS), "ray", "s3"),
     "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
     "report": ("s3",), "dashboard": ("s3",),
     "model": ("model.modality", "model.emb_dim", "model.contours", "data.features.n_mels", "data.features.hop_ms",
-              "data.features.window_s", "data.features.fps"),
+              "data.features.window_s", "data.features.fps", "data.shards", "s3"),
 }
 
 
@@ -570,8 +572,29 @@ def cmd_model(args: argparse.Namespace) -> int:
     from avdis.model import multitask
 
     cfg = _load(args)
-    print(multitask.describe_presets(cfg))
+    _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards})  # s3 reaches the shards whose heads it counts
+    heads = _shards_heads(cfg)
+    if isinstance(heads, str):
+        print(f"avdis model: note: {heads}; the heads counted are an example's", file=sys.stderr)
+        heads = None
+    print(multitask.describe_presets(cfg, *heads) if heads else multitask.describe_presets(cfg))
     return 0
+
+
+def _shards_heads(cfg: C.Config) -> tuple[int, int, str] | str | None:
+    """The emotions and speakers of the shards at the config's data.shards, whose heads a run on them has (`loop.run`),
+    and the words naming them; None where no shards are there, or why they could not be read. `avdis model --config`
+    counted an example's heads (8 emotions, 24 speakers) for a config naming shards with their own."""
+    from avdis import storage
+    from avdis.data import shards
+
+    try:
+        if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
+            return None
+        _, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
+        return len(meta["emotions"]), len(meta["speakers"]), f"the shards at {cfg.data.shards}"
+    except Exception as exc:  # noqa: BLE001 - a listing: unreadable shards (S3 unreachable, damaged) are said
+        return f"{cfg.data.shards}: its shards' emotions and speakers not read ({exc})"
 
 
 GRAFANA_TOKEN_ENV = "GRAFANA_TOKEN"  # where `avdis grafana push` reads its token without --token-env

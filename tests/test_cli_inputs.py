@@ -334,6 +334,29 @@ def test_preprocess_refuses_the_data_settings_a_run_reads_its_shards_with(tmp_pa
     assert not out.exists()
 
 
+def test_model_counts_the_heads_of_the_shards_its_config_names(capsys, tiny_shards, tmp_path):
+    """`avdis model --config` counted an example's heads (8 emotions, 24 speakers) even for a config naming shards
+    whose corpus has its own (the tiny corpus: 4 and 6), so its counts were not the run's. Where the shards are there
+    it counts theirs and says so; where they cannot be read it says why and counts the example's."""
+    from avdis.model import multitask
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"data:\n  shards: {tiny_shards}\nmodel:\n  emb_dim: 16\n")
+    assert main(["model", "--config", str(config)]) == 0
+    header, tiny = capsys.readouterr().out.splitlines()[:2]
+    assert f"heads for the 4 emotions and 6 speakers of the shards at {tiny_shards}, emb_dim+1" in header
+    cfg = C.load(str(config))
+    counts = {sizes: multitask.describe_presets(cfg, *sizes).splitlines()[1] for sizes in ((4, 6), (8, 24))}
+    assert tiny.split()[-1] == counts[4, 6].split()[-1] != counts[8, 24].split()[-1]
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "manifest.parquet").write_bytes(b"not parquet")
+    assert main(["model", "--config", str(config), f"data.shards={damaged}"]) == 0
+    out, err = capsys.readouterr()
+    assert "heads for an example 8 emotions and 24 speakers" in out.splitlines()[0]
+    assert f"avdis model: note: {damaged}: its shards' emotions and speakers not read (" in err
+
+
 @pytest.mark.parametrize("override, elsewhere", [
     ("data.loader.workers=8", "avdis train or avdis sweep"), ("data.src=/elsewhere", "avdis preprocess or avdis train"),
     ("model.preset=large", "avdis train or avdis sweep"), ("model.dropout=0.5", "avdis train or avdis sweep"),
@@ -1726,7 +1749,7 @@ def test_model_says_its_head_sizes_are_an_example_not_the_configs_corpus(capsys)
     the emb_dim+1 parameters the header says."""
     from avdis.model import multitask
 
-    assert main(["model", "--config", SMOKE]) == 0
+    assert main(["model", "--config", SMOKE, "data.shards=/nonexistent/shards"]) == 0  # none made: an example's
     header = capsys.readouterr().out.splitlines()[0]
     assert "heads for an example 8 emotions and 24 speakers: a run's follow its shards" in header
     cfg = C.load(SMOKE)

@@ -72,13 +72,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def describe_presets(cfg: Config, n_emotions: int = 8, n_speakers: int = 24) -> str:
-    """A table of the presets with parameter counts at this config's features and modality. The heads' sizes are an
-    example (RAVDESS's, by default), said as one: a run's heads follow the emotions and speakers of its shards
-    (`loop.run`), not the settings `avdis model` reads; the table named them as if they were the corpus's."""
+EXAMPLE_HEADS = (8, 24)  # emotions and speakers `describe_presets` counts heads for without shards (RAVDESS's)
+
+
+def describe_presets(cfg: Config, n_emotions: int = EXAMPLE_HEADS[0], n_speakers: int = EXAMPLE_HEADS[1],
+                     heads_of: str | None = None) -> str:
+    """A table of the presets with parameter counts at this config's features and modality, its header saying whose
+    heads they count: `heads_of` (the shards at data.shards, say: `avdis model` passes their emotions and speakers,
+    as a run on them has, `loop.run`), else an example's (RAVDESS's, by default), said as one. The table named the
+    example's as if they were the corpus's, and counted them even for a config whose shards have their own."""
+    heads = (f"heads for the {n_emotions} emotions and {n_speakers} speakers of {heads_of}" if heads_of else
+             f"heads for an example {n_emotions} emotions and {n_speakers} speakers: a run's follow its shards")
     lines = [f"{'preset':<8}{'width':>7}{'depth':>7}{'params':>16}   (modality={cfg.model.modality}, "
-             f"emb_dim={cfg.model.emb_dim}, heads for an example {n_emotions} emotions and {n_speakers} speakers: a "
-             f"run's follow its shards, emb_dim+1 parameters each)"]
+             f"emb_dim={cfg.model.emb_dim}, {heads}, emb_dim+1 parameters each)"]
     for name, p in PRESET_SIZES.items():
         with torch.device("meta"):
             model = AVModel(cfg.model.model_copy(update={"preset": name}), cfg.data.features, n_emotions, n_speakers)
