@@ -1192,6 +1192,20 @@ def test_a_leakage_in_percent_is_a_named_error(tmp_path: Path, capsys, column: s
     assert f"trials.parquet: {column} of trial t1 is 60.0, above 1" in err and "not a percentage" in err, err
 
 
+@pytest.mark.parametrize("column", ["best_emotion_acc", "best_emotion_uar"])
+def test_a_best_emotion_metric_in_percent_is_a_named_error(tmp_path: Path, capsys, column: str) -> None:
+    """best_leakage above 1 was refused as a percentage, a best emotion metric in percent was read as it was: the one
+    column of a trial's bests left unchecked (best_emotion_uar too, since it was added)."""
+    from avdis.cli import main
+
+    url = tmp_path / "demo"
+    table = results.to_table(rows()).to_pandas()
+    results.write_trials(str(url), table.assign(**{column: table["emotion_acc"] * 100}).to_dict("records"))
+    assert main(["report", str(url)]) == 1
+    err = capsys.readouterr().err
+    assert f"trials.parquet: {column} of trial t1 is 70.0, outside [0, 1] (a share, not a percentage)" in err, err
+
+
 def test_a_leakage_of_minus_infinity_is_a_named_error(tmp_path: Path, capsys) -> None:
     """-inf (a leakage worked out where the label-only chance was 1) passed the check, which bounds only the top: it
     counted as leakage 0 on the front, and `avdis report` ended in matplotlib's "Axis limits cannot be NaN or Inf"

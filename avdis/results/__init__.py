@@ -268,7 +268,8 @@ def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
 
 REQUIRED = ("trial_id", "method", "status", *OBJECTIVES)
 IN_UNIT = ("emotion_acc", "emotion_uar", "speaker_acc", "probe_acc", "probe_chance", "emotion_chance",
-           "emotion_uar_chance", "val_emotion_acc", "val_emotion_uar")  # in [0, 1]
+           "emotion_uar_chance", "val_emotion_acc", "val_emotion_uar", "best_emotion_acc",
+           "best_emotion_uar")  # in [0, 1]
 AT_MOST_ONE = ("leakage", "leakage_linear", "val_leakage", "best_leakage")  # (acc - chance) / (1 - chance) <= 1;
 # below 0 where a probe does worse than chance, but finite: -inf only where chance is 1, where leakage is undefined
 
