@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+from collections import Counter
 import tracemalloc
 
 import optuna
@@ -31,19 +32,20 @@ def result(cfg: C.Config, n: int) -> dict:
     return {"epoch": cfg.train.epochs, "val_emotion_acc": 0.5 + n / 100, "val_leakage": 0.4 - n / 10}
 
 
-def drive(search: Searcher, cfg: C.Config, samples: int, concurrent: int = 1) -> list[dict]:
+def drive(search: Searcher, cfg: C.Config, samples: int, concurrent: int = 1, first: int = 0) -> list[dict]:
     """Tune's loop in short: up to `concurrent` trials at a time, each ended (oldest first) before the next is asked
-    for once `concurrent` run; stops at `samples` or FINISHED. The suggestions, in order."""
+    for once `concurrent` run; stops at `samples` or FINISHED. The suggestions, in order; their trial ids count
+    from t<first>."""
     limiter, suggested, running = ConcurrencyLimiter(search, max_concurrent=concurrent), [], []
     while len(suggested) < samples:
-        params = limiter.suggest(f"t{len(suggested)}")
+        params = limiter.suggest(f"t{first + len(suggested)}")
         if params == Searcher.FINISHED:
             break
         if params is None:  # at its limit: end the oldest
             tid = running.pop(0)
             limiter.on_trial_complete(tid, result(cfg, int(tid[1:])))
             continue
-        running.append(f"t{len(suggested)}")
+        running.append(f"t{first + len(suggested)}")
         suggested.append(params)
     for tid in running:
         limiter.on_trial_complete(tid, result(cfg, int(tid[1:])))
@@ -223,3 +225,62 @@ def test_a_searcher_an_older_avdis_saved_beside_a_copy_still_running_goes_on_to_
         restored.on_trial_complete(tid, result(cfg, int(tid[1:])))  # the one that had ended: a second completion
     assert restored.suggest("t3") == Searcher.FINISHED
     assert all(t.state.is_finished() for t in restored._ot_study.trials)
+
+
+def test_a_resumed_searcher_learns_the_trials_recorded_after_tunes_last_save_and_trains_none_again(tmp_path):
+    """A driver killed after trials that started after Tune's last save had ended: they are in trials.parquet (the
+    recorder writes it after every result) but not in the searcher Tune restores, whose seeded sampler drew them
+    again, each trained again (its epochs spent on a bitwise copy). Restored now, it learns them from the table as Tune
+    would have told them (finished: its values, leakage below 0 as 0; stopped: pruned; failed: FAIL), so none is
+    trained again. One recorded as running was lost with the driver (no result): its configuration is drawn again.
+    The table is the recorder's, of Tune trials; the study a real seeded one."""
+    from ray.tune.experiment import Trial
+
+    from avdis import results
+    from avdis.tune.records import TrialRecorder
+
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, nullspace]", "sweep.search=random",
+                    "sweep.space.weights.nullspace={low: 1, high: 6, int: true}", "sweep.num_samples=20")
+    url = str(tmp_path)  # the sweep's folder
+    recorder = TrialRecorder(url, cfg)
+    recorder.setup()
+    search = searcher(cfg, url)
+    tune_trials = {}
+
+    def run(tid: str, epochs: int | None, leakage: float = 0.3) -> dict:
+        """Trial `tid`, suggested, recorded and told (ended at `epochs`; failed where None)."""
+        params = search.suggest(tid)
+        tune_trials[tid] = trial = Trial("trainable", config=params, trial_id=tid, stub=True)
+        recorder.on_trial_start(0, [], trial)
+        if epochs is None:
+            trial.set_status(Trial.ERROR)
+            recorder.on_trial_error(1, [], trial)
+            search.on_trial_complete(tid, error=True)
+            return params
+        reported = {"epoch": epochs, "emotion_acc": 0.6, "leakage": leakage, "val_emotion_acc": 0.5 + int(tid[1:]) / 100,
+                    "val_leakage": leakage}
+        recorder.on_trial_result(1, [], trial, reported)
+        recorder.on_trial_complete(2, [], trial)
+        search.on_trial_complete(tid, reported)
+        return params
+
+    first = run("t0", 3)
+    saved = tmp_path / "searcher-state.pkl"
+    search.save(str(saved))  # Tune's last save; then the killed driver ran on
+    finished, stopped, failed = run("t1", 3, leakage=-0.1), run("t2", 1), run("t3", None)
+    lost = search.suggest("t4")
+    recorder.on_trial_start(0, [], Trial("trainable", config=lost, trial_id="t4", stub=True))
+    assert results.read_trials(url).set_index("trial_id")["status"].to_dict() == {
+        "t0": "TERMINATED", "t1": "TERMINATED", "t2": "STOPPED", "t3": "ERROR", "t4": "RUNNING"}
+
+    restored = searcher(cfg, url)
+    restored.restore(str(saved))
+    again = drive(restored, cfg, 20, first=5)  # the resumed sweep: until the space is spent
+    trained = Counter(config_key(p) for p in (first, finished, stopped, failed, *again))
+    assert trained == Counter(config_key(p) for p in configurations(cfg.sweep.space))  # each once
+    assert config_key(lost) in map(config_key, again)
+    study = restored._ot_study.get_trials(deepcopy=False)
+    told = {tid: study[restored._ot_trials[tid].number] for tid in ("t1", "t2", "t3")}
+    assert [config_key(told[t].params) for t in told] == [config_key(p) for p in (finished, stopped, failed)]
+    assert (told["t1"].state, told["t1"].values) == (COMPLETE, [0.51, 0.0])
+    assert told["t2"].state == optuna.trial.TrialState.PRUNED and told["t3"].state == optuna.trial.TrialState.FAIL

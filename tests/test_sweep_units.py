@@ -986,6 +986,29 @@ def saved_search_experiment(cfg: C.Config) -> str:
     return name
 
 
+def test_the_trials_that_ended_after_tunes_last_save_are_counted_apart_from_its_experiment(tmp_path):
+    """A killed driver's trials that started after Tune's last save and ended before the kill are recorded but not in
+    Tune's saved experiment: the resumed searcher learns them (`SweepSearch.learn_recorded`) and Tune never counts
+    them, so a resumed sweep of a space the searcher spends ends with Tune's trials short by them, which `fit` took
+    for an interrupted sweep. Those are the ones counted apart: not the trials Tune lists, not a lost one (running or
+    closed as lost: drawn again), not the confirmation's. A real saved Tune experiment."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    saved_search_experiment(cfg)
+    (known,) = sweep.known_trials(cfg, results.SEARCH)
+    row = {"sweep": "s", "method": "multitask", "role": results.SEARCH, "epochs": 2}
+    results.write_trials(url, [
+        {**row, "trial_id": known, "status": "TERMINATED", "order": 1},
+        {**row, "trial_id": "late", "status": "STOPPED", "order": 2},
+        {**row, "trial_id": "late_failed", "status": "ERROR", "error": "Traceback ...\nValueError: no"},
+        {**row, "trial_id": "lost", "status": "ERROR", "error": results.LOST},
+        {**row, "trial_id": "running", "status": "RUNNING"},
+        {**row, "trial_id": "confirming", "status": "TERMINATED", "order": 3, "role": results.CONFIRM}])
+    assert sweep.ended_apart(url, cfg, results.SEARCH) == {"late", "late_failed"}
+
+
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
     """A sweep stopped while confirming its front said 'interrupted before its 2 trials ended', counting the
     confirming trials alone as the sweep's trials, after a search of many: it names them as confirming trials. A real

@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import optuna
+import pandas as pd
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
-from avdis.config import Range, SearchSpace
+from avdis import results
+from avdis.config import Range, S3Config, SearchSpace
 from avdis.results import pareto
 
 LEAKAGE = pareto.SELECTED[1]  # the leakage the searcher is told (validation clips')
@@ -212,15 +214,18 @@ class SweepSearch(OptunaSearch):
     noise, it is 0, so the sampler is not drawn toward trials whose probe was unlucky.
 
     It suggests no configuration twice (module docstring). What it knows of them is in its own state, which Tune saves
-    with the experiment and restores on resume: `_told`, each configuration trained (key -> the state and values the
+    with the experiment and restores on resume (and, given `trials_at`, what trials.parquet holds of trials that ended
+    after Tune's last save: `learn_recorded`): `_told`, each configuration trained (key -> the state and values the
     study was told of it, a failure included: training is deterministic, so it fails again), `_running` (key -> the
     Tune trial training it), and `_waiting` (Tune trial -> the study's trials that drew its configuration while it ran:
     they stay RUNNING in the study, as the trial itself does, and are told its values when it ends. Told PRUNED at
     once, they would tell TPE the configuration it had just chosen as a good one was worse than any finished)."""
 
-    def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch", **kwargs: Any):
+    def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch",
+                 trials_at: tuple[str, S3Config | None] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.full_epochs, self.stopped_as, self.time_attr = full_epochs, stopped_as, time_attr
+        self.trials_at = trials_at  # the sweep's folder holding trials.parquet (and its s3), for `restore`
         self._told: dict[str, tuple[optuna.trial.TrialState, list[float] | None]] = {}
         self._running: dict[str, str] = {}
         self._waiting: dict[str, list[optuna.Trial]] = {}
@@ -252,10 +257,14 @@ class SweepSearch(OptunaSearch):
                 self._waiting.setdefault(self._running[key], []).append(ot_trial)
             else:
                 break
+        self._start(trial_id, ot_trial, key)
+        return unflatten_dict(params)
+
+    def _start(self, trial_id: str, ot_trial: optuna.Trial, key: str) -> None:
+        """Tune trial `trial_id` trains the study's `ot_trial`, of configuration `key`."""
         self._ot_trials[trial_id] = ot_trial
         if key not in self._told and key not in self._running:  # (a copy trained in spite of all is told as itself)
             self._running[key] = trial_id
-        return unflatten_dict(params)
 
     def _enqueue_untried(self) -> bool:
         """Put an untried configuration first in the study's queue: the first in order in a space of choices, else
@@ -288,13 +297,19 @@ class SweepSearch(OptunaSearch):
             self._ot_study.tell(waiting, values, state=state)
 
     def restore(self, checkpoint_path: str) -> None:
-        """OptunaSearch's restore; a searcher saved by an avdis that kept no record of configurations (it trained
-        them again) learns them from its study: each of its Tune trials, told or still running."""
+        """OptunaSearch's restore, then what the saved state does not know of the trials the sweep recorded
+        (`learn_recorded`). A searcher saved by an avdis that kept no record of configurations (it trained them
+        again) learns them from its study: each of its Tune trials, told or still running."""
         for name in ("_told", "_running", "_waiting"):  # what the saved state holds, not what this object held
             self.__dict__.pop(name, None)
         super().restore(checkpoint_path)
-        if "_told" in self.__dict__:
-            return
+        if "_told" not in self.__dict__:
+            self._record_from_study()
+        where = self.__dict__.get("trials_at")  # none in a searcher pickled by an avdis before it (or the replay's)
+        if where is not None:
+            self.learn_recorded(results.read_trials(*where))
+
+    def _record_from_study(self) -> None:
         self._told, running, self._waiting = {}, {}, {}
         trials = self._ot_study.get_trials(deepcopy=False)
         for trial_id, ot_trial in self._ot_trials.items():
@@ -308,3 +323,30 @@ class SweepSearch(OptunaSearch):
         # one trains them ("told as itself"), and counted as running too it made a configuration never tried look
         # tried (`exhausted`: told 1 + running 1 of a space of 2 ended the search before its second configuration)
         self._running = {key: trial_id for key, trial_id in running.items() if key not in self._told}
+
+    def learn_recorded(self, trials: pd.DataFrame) -> list[str]:
+        """Tell the study the search trials of `trials` (the sweep's trials.parquet) that ended, finished or failed,
+        and that this searcher does not know: a killed driver started them after Tune last saved its state, with
+        this searcher's, and they ended before it was killed. Unknown to the restored sampler, their
+        configurations were drawn again (its seeded draws replay the killed driver's) and trained again, copies.
+        Each is suggested and completed here as Tune would have done it, in the order they ended (`updated_at`):
+        its recorded params enqueued, its recorded result told by `on_trial_complete` (stopped as `stopped_as`,
+        leakage below 0 as 0, a failure as FAIL). A trial recorded as running, or closed as lost
+        (`results.LOST`), has no result: its configuration is left to be drawn and trained again. Returns the
+        trial ids learned."""
+        search = trials[(trials["role"].fillna(results.SEARCH) == results.SEARCH)
+                        & ~trials["trial_id"].isin(list(self._ot_trials))]
+        ended = search[search["order"].notna() | results.failed(search)]
+        if "updated_at" in ended:
+            ended = ended.sort_values("updated_at", kind="stable")
+        for row in ended.to_dict("records"):
+            trial_id, failed = row["trial_id"], row["status"] == "ERROR"
+            self._ot_study.enqueue_trial(json.loads(row["params"]))
+            ot_trial = self._ot_study.ask()
+            self._start(trial_id, ot_trial, config_key(self._suggest_from_define_by_run_func(self._space, ot_trial)))
+            result = None if failed else {self.time_attr: row["epochs"], **{
+                metric: None if pd.isna(row.get(metric)) else row[metric] for metric in self.metric}}
+            self.on_trial_complete(trial_id, result, error=failed)
+        if len(ended):
+            log.info("sweep search: told the study %d trials recorded after Tune's last save", len(ended))
+        return list(ended["trial_id"])

@@ -527,12 +527,16 @@ def fit(tuner: Any, trials: int, sweep_url: str, noun: str = "trial") -> None:
                                "state: rerun the same command to resume")
 
 
-def searcher(cfg: Config) -> Searcher:
-    """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object."""
+def searcher(cfg: Config, sweep_url: str | None = None) -> Searcher:
+    """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object. With
+    `sweep_url`, restored on resume it learns the trials recorded there that its saved state does not know
+    (`SweepSearch.learn_recorded`)."""
     s = cfg.sweep
-    return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as, space=DefineByRun(s.space, every_weight=s.search == "nsga2"),
+    return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as,
+                       space=DefineByRun(s.space, every_weight=s.search == "nsga2"),
                        metric=list(selection(s.emotion_metric)), mode=list(selection(s.emotion_metric).values()),
-                       sampler=sampler(s.search, s.seed, s.startup_trials))
+                       sampler=sampler(s.search, s.seed, s.startup_trials),
+                       trials_at=None if sweep_url is None else (sweep_url, cfg.s3))
 
 
 def search_trials(cfg: Config) -> int:
@@ -620,7 +624,8 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool)
     from ray.tune.search import ConcurrencyLimiter
 
     s = cfg.sweep
-    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher(cfg), max_concurrent=s.max_concurrent),
+    search = ConcurrencyLimiter(searcher(cfg, sweep_url), max_concurrent=s.max_concurrent)
+    tune_config = tune.TuneConfig(search_alg=search,
                                   scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=reuse)
     return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views)
 
@@ -809,7 +814,10 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
     print(plan(cfg, address, sweep_url), flush=True)
     reuse = reuse_processes(edges)
-    fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg), sweep_url)
+    # trials the searcher learned from trials.parquet (`SweepSearch.learn_recorded`) are not Tune's: in a space the
+    # searcher spends, Tune's ended short by them, and the sweep read as interrupted at every rerun
+    apart = len(ended_apart(sweep_url, cfg, results.SEARCH)) if resume else 0
+    fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg) - apart, sweep_url)
     if search_trials(cfg) < cfg.sweep.num_samples:
         print(space_spent(cfg), flush=True)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
@@ -864,17 +872,34 @@ def lost_checkpoint_folders(cfg: Config, role: str, lost: set[str]) -> list[str]
     own process) and its Ray Train run (`TRIALS_DIR`, a trial of more workers). Tune's saved state does not know
     them, so no trial is restored from them and neither Tune nor Ray Train deletes them. A trial the state lists is
     left to Tune."""
-    from ray.tune import ExperimentAnalysis
-
     if not _restorable(cfg, role):  # no saved experiment: no folder of its trials either
         return []
-    fs, storage_path, name = experiment_of(cfg, role)
-    known = {t.trial_id for t in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials}
-    unknown = lost - known
+    unknown = lost - known_trials(cfg, role)
+    name = experiment_of(cfg, role)[2]
     prefixes = tuple(f"{run_trial.__name__}_{trial}_" for trial in unknown)  # Tune's <trainable>_<id>_<tag>
     tune_folders = [folder for folder in storage.list_files(storage.join(checkpoints_of(cfg), name), s3=cfg.s3)
                     if folder.rsplit("/", 1)[-1].startswith(prefixes)]
     return tune_folders + [storage.join(checkpoints_of(cfg), TRIALS_DIR, trial) for trial in sorted(unknown)]
+
+
+def known_trials(cfg: Config, role: str) -> set[str]:
+    """The ids of the trials the saved Tune experiment of `role` lists (none without one)."""
+    from ray.tune import ExperimentAnalysis
+
+    if not _restorable(cfg, role):
+        return set()
+    fs, storage_path, name = experiment_of(cfg, role)
+    return {t.trial_id for t in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials}
+
+
+def ended_apart(sweep_url: str, cfg: Config, role: str) -> set[str]:
+    """The trials of `role` recorded in trials.parquet as ended (finished, or failed) that the saved Tune experiment
+    of `role` does not list: a killed driver started them after Tune last saved its state, and they ended before it
+    was killed. Tune never resumes nor counts them; the search's searcher learns them on resume
+    (`SweepSearch.learn_recorded`)."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    mine = trials[(trials["role"].fillna(results.SEARCH) == role) & (trials["order"].notna() | results.failed(trials))]
+    return set(mine["trial_id"]) - known_trials(cfg, role) if len(mine) else set()
 
 
 def _kept(folder: str, exc: BaseException) -> None:
