@@ -16,10 +16,12 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from avdis import config as C
+from avdis.tune import space
 from avdis.tune.space import config_key, configurations, space_size
 from avdis.tune.sweep import search_trials, searcher, space_spent
 
-COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+COMPLETE, RUNNING, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
+                           optuna.trial.TrialState.FAIL)
 
 
 def sweep_cfg(*overrides: str) -> C.Config:
@@ -103,8 +105,9 @@ def test_a_space_of_choices_is_counted_and_walked_as_the_sampler_draws_it():
 
 def test_a_repeated_draw_is_told_the_earlier_values_and_trains_nothing():
     """In a space where two methods are one configuration each and a third draws a real-number weight, random search
-    draws the parameterless ones again and again: each such draw reaches the study with the earlier trial's values,
-    and the trials Tune runs are each a configuration of their own."""
+    draws the parameterless ones again and again: the first such draw of each reaches the study with the earlier
+    trial's values, later ones as failed (`test_repeats_grow_the_study_by_a_bounded_number_of_draws`), and the trials
+    Tune runs are each a configuration of their own."""
     cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", "sweep.search=random")
     search = searcher(cfg)
     suggested = drive(search, cfg, 12)
@@ -115,9 +118,43 @@ def test_a_repeated_draw_is_told_the_earlier_values_and_trains_nothing():
     told = {config_key(study[n].params): study[n].values for n in ran}
     repeats = [t for t in study if t.number not in ran]
     assert len(repeats) >= 3  # multitask and single_task drawn again, the draws told without a trial
-    for t in repeats:
-        assert t.state == COMPLETE and t.values == told[config_key(t.params)]
+    for i, t in enumerate(repeats):
         assert t.params["method"] in ("single_task", "multitask")
+        if config_key(t.params) in {config_key(r.params) for r in repeats[:i]}:
+            assert t.state == FAIL
+        else:
+            assert t.state == COMPLETE and t.values == told[config_key(t.params)]
+
+
+@pytest.mark.parametrize("search", ["tpe", "random", "nsga2"])
+def test_repeats_grow_the_study_by_a_bounded_number_of_draws(search):
+    """Where the method without a weight wins and no real-number knob is sampled, the sampler keeps drawing its few
+    configurations: each suggestion made 10 draws that repeated one tried, each told to the study as COMPLETE with
+    the earlier values, so at 100 trials the study held some 420 trials (TPE's 'start-up' trials among them) and a
+    suggestion took 0.1-0.3 s (bench/search_repeats.py). Now a configuration's first repeat is told its values and
+    later ones as failed (samplers leave them out), and after 3 draws that repeat the untried configuration nearest
+    the last is trained: the study holds at most one completed repeat per configuration and 4 draws per trial."""
+    cfg = sweep_cfg("sweep.space.methods=[multitask, adversarial, orthogonal]", f"sweep.search={search}",
+                    "sweep.space.weights.adversarial={low: 1, high: 5, int: true}",
+                    "sweep.space.weights.orthogonal={low: 1, high: 5, int: true}",
+                    "sweep.space.params.train.lr=[0.001, 0.003, 0.01]", "sweep.space.params.train.seed=[0, 1, 2]")
+
+    def made_up(params: dict) -> dict:  # multitask the best there is in accuracy, a weight trading it for leakage
+        w = params.get(f"weight_{params['method']}", 0)
+        return {"epoch": cfg.train.epochs, "val_emotion_acc": 0.8 - 0.02 * w - abs(params["train.lr"] - 0.003),
+                "val_leakage": 0.3 - 0.01 * w + params["train.seed"] / 100}
+
+    search, trials = searcher(cfg), 60
+    for i in range(trials):
+        params = search.suggest(f"t{i}")
+        search.on_trial_complete(f"t{i}", made_up(params))
+    study = search._ot_study.trials
+    trained = [search._ot_trials[f"t{i}"].number for i in range(trials)]
+    assert len({config_key(study[n].params) for n in trained}) == trials
+    completed = Counter(config_key(t.params) for t in study if t.state == COMPLETE)
+    assert len(completed) == trials and max(completed.values()) <= 2  # the trial, and its first repeat at most
+    assert len(study) <= (space.MAX_ASKS + 1) * trials and space.MAX_ASKS == 3
+    assert all(t.state.is_finished() for t in study)
 
 
 def test_a_draw_of_a_configuration_still_training_waits_for_its_values():
@@ -170,8 +207,6 @@ def test_a_restored_searcher_still_knows_what_was_trained(tmp_path, saved_by):
 def test_draws_that_keep_repeating_give_way_to_an_untried_configuration(monkeypatch, search):
     """Where every draw of a suggestion repeats a configuration tried (one draw allowed here, `MAX_ASKS`), an untried
     one is enqueued and trained, in an endless space too (a random draw of adversarial's weight)."""
-    from avdis.tune import space
-
     monkeypatch.setattr(space, "MAX_ASKS", 1)
     cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", f"sweep.search={search}")
     search = searcher(cfg)

@@ -12,10 +12,14 @@ a rung can be told to Optuna as PRUNED (no values) instead of COMPLETE with its 
 which a sampler would otherwise take as the configuration's final result. And a configuration
 is trained once: training is deterministic, so a suggestion whose configuration (`config_key`:
 every sampled parameter, `train.seed` included, but other methods' weights) was trained
-already would give a bitwise copy. Such a draw is told to the study with the earlier trial's
-values, as Optuna's FAQ does with duplicated parameters, and the study is asked again; a draw
-equal to a trial still running stays running in the study and is told that trial's values
-when it ends. After `MAX_ASKS` draws that all repeat, an untried configuration is enqueued. A
+already would give a bitwise copy. The first such draw of a configuration is told to the study
+with the earlier trial's values, as Optuna's FAQ does with duplicated parameters (one equal to a
+trial still running stays running in the study and is told that trial's values when it ends),
+a later one as FAIL, which samplers leave out, and the study is asked again. After `MAX_ASKS`
+draws that all repeat, the untried configuration nearest the last draw is enqueued. Each
+repeat told its values used to be one more COMPLETE trial: where a method without a weight won
+and nothing real-numbered was sampled, the study held some 420 trials at 100 trained, TPE's
+start-up trials were mostly repeats, and a suggestion took 0.13 s (bench/search_repeats.py). A
 space of finitely many configurations (`space_size`: choices only, no real-number range) whose
 every configuration was tried ends the search (`Searcher.FINISHED`): a space of two
 parameterless methods trains two trials, whatever `sweep.num_samples` says.
@@ -41,8 +45,10 @@ from avdis.config import Range, S3Config, SearchSpace
 from avdis.results import pareto
 
 LEAKAGE = pareto.SELECTED[1]  # the leakage the searcher is told (validation clips')
-MAX_ASKS = 10  # draws of one suggestion that may repeat a tried configuration before an untried one is enqueued
-RANDOM_DRAWS = 100  # where the space is endless: uniform draws looked through for an untried configuration
+MAX_ASKS = 3  # draws of one suggestion that may repeat a tried configuration before an untried one is enqueued
+RANDOM_DRAWS = 100  # where the space is endless (or large): uniform draws looked through for an untried configuration
+POOL = 2000  # a space of choices of at most this many configurations is looked through whole for an untried one
+_ABSENT = object()
 log = logging.getLogger(__name__)
 
 
@@ -217,9 +223,10 @@ class SweepSearch(OptunaSearch):
     with the experiment and restores on resume (and, given `trials_at`, what trials.parquet holds of trials that ended
     after Tune's last save: `learn_recorded`): `_told`, each configuration trained (key -> the state and values the
     study was told of it, a failure included: training is deterministic, so it fails again), `_running` (key -> the
-    Tune trial training it), and `_waiting` (Tune trial -> the study's trials that drew its configuration while it ran:
-    they stay RUNNING in the study, as the trial itself does, and are told its values when it ends. Told PRUNED at
-    once, they would tell TPE the configuration it had just chosen as a good one was worse than any finished)."""
+    Tune trial training it), `_waiting` (Tune trial -> the study's trial that first drew its configuration again while
+    it ran: it stays RUNNING in the study, as the trial itself does, and is told its values when it ends. Told PRUNED
+    at once, it would tell TPE the configuration it had just chosen as a good one was worse than any finished), and
+    `_repeated` (the configurations drawn again once: a later draw of one is told as FAIL)."""
 
     def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch",
                  trials_at: tuple[str, S3Config | None] | None = None, **kwargs: Any):
@@ -229,6 +236,7 @@ class SweepSearch(OptunaSearch):
         self._told: dict[str, tuple[optuna.trial.TrialState, list[float] | None]] = {}
         self._running: dict[str, str] = {}
         self._waiting: dict[str, list[optuna.Trial]] = {}
+        self._repeated: set[str] = set()
 
     def exhausted(self) -> bool:
         """Every configuration of a space of finitely many was trained or is training."""
@@ -244,17 +252,20 @@ class SweepSearch(OptunaSearch):
             return Searcher.FINISHED
         for ask in range(MAX_ASKS + 1):
             last = ask == MAX_ASKS
-            if last and not self._enqueue_untried():
+            if last and not self._enqueue_untried(params):
                 log.warning("sweep search: %d draws repeated configurations already tried and %d random draws found "
                             "no untried one; the next is trained whatever it is", MAX_ASKS, RANDOM_DRAWS)
             ot_trial = self._ot_study.ask()
             params = self._suggest_from_define_by_run_func(self._space, ot_trial)
             key = config_key(params)
-            if key in self._told and not last:  # trained: its values, no training (Optuna's FAQ on duplicates)
-                state, values = self._told[key]
-                self._ot_study.tell(ot_trial, values, state=state)
-            elif key in self._running and not last:  # training: this draw waits for its values
-                self._waiting.setdefault(self._running[key], []).append(ot_trial)
+            if (key in self._told or key in self._running) and not last:  # tried: trained no more
+                if key in self._repeated:  # a repeat after the first: told as failed, which samplers leave out
+                    self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+                elif key in self._told:  # the first: the earlier trial's values (Optuna's FAQ on duplicates)
+                    self._ot_study.tell(ot_trial, self._told[key][1], state=self._told[key][0])
+                else:  # the first of one still training: it waits for that trial's values
+                    self._waiting.setdefault(self._running[key], []).append(ot_trial)
+                self._repeated.add(key)
             else:
                 break
         self._start(trial_id, ot_trial, key)
@@ -266,19 +277,29 @@ class SweepSearch(OptunaSearch):
         if key not in self._told and key not in self._running:  # (a copy trained in spite of all is told as itself)
             self._running[key] = trial_id
 
-    def _enqueue_untried(self) -> bool:
-        """Put an untried configuration first in the study's queue: the first in order in a space of choices, else
-        one of `RANDOM_DRAWS` random draws (seeded by the study's length: the same sweep enqueues the same)."""
+    def _enqueue_untried(self, near: dict[str, Any]) -> bool:
+        """Put first in the study's queue the untried configuration nearest `near` (the sampler's last draw, a
+        configuration tried): the fewest parameters changed, the first such in order. Looked for among every
+        configuration of a space of at most `POOL`, else among `RANDOM_DRAWS` random draws (seeded by the study's
+        length: the same sweep enqueues the same), and where those are all tried, the first untried in order."""
         tried = {*self._told, *self._running}
-        every = configurations(self._space.space)
-        if every is None:
+        size = space_size(self._space.space)
+        if size is not None and size <= POOL:
+            pool = configurations(self._space.space)
+        else:
             scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=len(self._ot_study.trials)))
-            every = (self._space(t) or t.params for t in (scratch.ask() for _ in range(RANDOM_DRAWS)))
-        for params in every:
-            if config_key(params) not in tried:
-                self._ot_study.enqueue_trial(own_params(params))
-                return True
-        return False
+            pool = (self._space(t) or t.params for t in (scratch.ask() for _ in range(RANDOM_DRAWS)))
+        untried = [params for params in pool if config_key(params) not in tried]
+        if not untried and size is not None:
+            untried = list(itertools.islice((p for p in configurations(self._space.space)
+                                             if config_key(p) not in tried), 1))
+        if not untried:
+            return False
+        mine = own_params(near)
+        changed = [sum(theirs.get(k, _ABSENT) != mine.get(k, _ABSENT) for k in {*theirs, *mine})
+                   for theirs in map(own_params, untried)]
+        self._ot_study.enqueue_trial(own_params(untried[changed.index(min(changed))]))
+        return True
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         stopped = bool(result) and int(result.get(self.time_attr, self.full_epochs)) < self.full_epochs
@@ -300,9 +321,10 @@ class SweepSearch(OptunaSearch):
         """OptunaSearch's restore, then what the saved state does not know of the trials the sweep recorded
         (`learn_recorded`). A searcher saved by an avdis that kept no record of configurations (it trained them
         again) learns them from its study: each of its Tune trials, told or still running."""
-        for name in ("_told", "_running", "_waiting"):  # what the saved state holds, not what this object held
+        for name in ("_told", "_running", "_waiting", "_repeated"):  # the saved state's, not this object's
             self.__dict__.pop(name, None)
         super().restore(checkpoint_path)
+        self.__dict__.setdefault("_repeated", set())  # saved before it was kept: each repeated once more at most
         if "_told" not in self.__dict__:
             self._record_from_study()
         where = self.__dict__.get("trials_at")  # none in a searcher pickled by an avdis before it (or the replay's)
