@@ -1,6 +1,6 @@
 """What the sweep's searcher pays for draws that repeat a configuration tried, and what it finds.
 
-    .venv/bin/python bench/search_repeats.py                       # ~2 min on 2 cores
+    .venv/bin/python bench/search_repeats.py                       # ~2 min on 2 cores; bench/results/search_repeats.json
     .venv/bin/python bench/search_repeats.py --seeds 3 --trials 60 --search tpe
 
 A space of choices only: jobs/configs/smoke.yaml's methods with their weights as whole numbers (1 to 5), `train.lr` and
@@ -20,15 +20,21 @@ import argparse
 import hashlib
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
 
-from avdis import config as C
-from avdis.results import pareto
-from avdis.tune.space import config_key, configurations
-from avdis.tune.sweep import searcher
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's avdis, whatever is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+from avdis import config as C  # noqa: E402
+from avdis.results import pareto  # noqa: E402
+from avdis.tune.space import config_key, configurations  # noqa: E402
+from avdis.tune.sweep import searcher  # noqa: E402
 
 SPACE = ["sweep.space.weights.adversarial={low: 1, high: 5, int: true}",
          "sweep.space.weights.orthogonal={low: 1, high: 5, int: true}",
@@ -83,14 +89,17 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=30)
     ap.add_argument("--methods", default="multitask, adversarial, orthogonal",
                     help="their order: the order of the space's configurations")
+    ap.add_argument("--out", type=Path, help="write the JSON here instead of bench/results/search_repeats.json")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows = [run(args.search, seed, args.trials, args.first, args.methods) for seed in range(args.seeds)]
     for row in rows:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    print(json.dumps({"search": args.search, "methods": args.methods, "trials": args.trials, "first": args.first, **{
+    summary = {"search": args.search, "methods": args.methods, "trials": args.trials, "first": args.first, **{
         f"mean_{k}": round(statistics.mean(r[k] for r in rows), 4)
-        for k in ("study", "complete", "fail", "s_mean", "s_max", "s_last10", "on_front_first")}}))
+        for k in ("study", "complete", "fail", "s_mean", "s_max", "s_last10", "on_front_first")}}
+    print(json.dumps(summary))
+    machine.write(args.out or "search_repeats", {"summary": summary, "seeds": rows})
 
 
 if __name__ == "__main__":

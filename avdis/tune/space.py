@@ -250,6 +250,7 @@ class SweepSearch(OptunaSearch):
             log.info("sweep search: every one of the space's %d configurations was tried; the search ends",
                      space_size(self._space.space))
             return Searcher.FINISHED
+        params: dict[str, Any] = {}  # the last draw, near which an untried configuration is looked for
         for ask in range(MAX_ASKS + 1):
             last = ask == MAX_ASKS
             if last and not self._enqueue_untried(params):
