@@ -319,3 +319,39 @@ def test_a_resumed_searcher_learns_the_trials_recorded_after_tunes_last_save_and
     assert [config_key(told[t].params) for t in told] == [config_key(p) for p in (finished, stopped, failed)]
     assert (told["t1"].state, told["t1"].values) == (COMPLETE, [0.51, 0.0])
     assert told["t2"].state == optuna.trial.TrialState.PRUNED and told["t3"].state == optuna.trial.TrialState.FAIL
+
+
+@pytest.mark.parametrize("space_of", ["endless", "more_than_num_samples"])
+def test_a_resumed_search_waits_for_as_many_tune_trials_as_tune_runs_beside_the_trials_learned_apart(tmp_path,
+                                                                                                        space_of):
+    """Two trials started after Tune's last save ended before the driver was killed: the resumed searcher learns them
+    (`ended_apart`). Tune restores its own count, of the trial it saved alone, and runs trials until it has
+    `sweep.num_samples` (an endless space) or the searcher spends the space: the count `fit` waits for is that many.
+    It was `search_trials - apart`, two fewer, so a resume interrupted with two trials to go read as finished (its
+    confirmation ran on part of the search). Driven as Tune drives it: its saved count, a real recorder's table."""
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.records import TrialRecorder
+
+    space = (["sweep.space.methods=[multitask, adversarial]"] if space_of == "endless" else  # a real-number weight
+             ["sweep.space.methods=[single_task, multitask, nullspace]",  # 2 + 6 = 8 configurations
+              "sweep.space.weights.nullspace={low: 1, high: 6, int: true}"])
+    cfg = sweep_cfg(*space, "sweep.search=random", "sweep.num_samples=7")
+    url = str(tmp_path)
+    recorder = TrialRecorder(url, cfg)
+    recorder.setup()
+    search = searcher(cfg, url)
+    saved = tmp_path / "searcher-state.pkl"
+    for n in range(3):  # t0 before Tune's last save, t1 and t2 after it
+        trial = Trial("trainable", config=search.suggest(f"t{n}"), trial_id=f"t{n}", stub=True)
+        recorder.on_trial_start(0, [], trial)
+        recorder.on_trial_result(1, [], trial, {**result(cfg, n), "leakage": 0.3, "emotion_acc": 0.6})
+        recorder.on_trial_complete(2, [], trial)
+        search.on_trial_complete(f"t{n}", result(cfg, n))
+        if n == 0:
+            search.save(str(saved))
+    restored = searcher(cfg, url)
+    restored.restore(str(saved))
+    tune_counted = 1  # Tune's restored count: the trials it saved
+    tune_trials = tune_counted + len(drive(restored, cfg, cfg.sweep.num_samples - tune_counted, first=3))
+    assert tune_trials == search_trials(cfg, apart=2) == (7 if space_of == "endless" else 8 - 2)

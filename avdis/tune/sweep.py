@@ -539,11 +539,14 @@ def searcher(cfg: Config, sweep_url: str | None = None) -> Searcher:
                        trials_at=None if sweep_url is None else (sweep_url, cfg.s3))
 
 
-def search_trials(cfg: Config) -> int:
-    """How many trials the search runs: `sweep.num_samples`, or fewer where the space holds fewer configurations
-    (`space.space_size`): the searcher trains each once (training is deterministic) and then ends the search."""
+def search_trials(cfg: Config, apart: int = 0) -> int:
+    """How many trials the search's Tune experiment runs: `sweep.num_samples`, or fewer where the space holds fewer
+    configurations (`space.space_size`): the searcher trains each once (training is deterministic) and then ends the
+    search. A resumed search's searcher also learned `apart` trials Tune does not count (`ended_apart`): their
+    configurations are spent, so a space holds that many fewer for Tune's trials; Tune's own count, restored with its
+    experiment, is still `sweep.num_samples` (the trials apart were drawn after its last save)."""
     size = space_size(cfg.sweep.space)
-    return cfg.sweep.num_samples if size is None else min(size, cfg.sweep.num_samples)
+    return cfg.sweep.num_samples if size is None else min(size - apart, cfg.sweep.num_samples)
 
 
 def space_spent(cfg: Config) -> str:
@@ -815,9 +818,10 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     print(plan(cfg, address, sweep_url), flush=True)
     reuse = reuse_processes(edges)
     # trials the searcher learned from trials.parquet (`SweepSearch.learn_recorded`) are not Tune's: in a space the
-    # searcher spends, Tune's ended short by them, and the sweep read as interrupted at every rerun
+    # searcher spends, Tune's ended short by them, and the sweep read as interrupted at every rerun. Not taken off
+    # sweep.num_samples, which Tune counts alone: an interrupted resume of an endless space read as finished
     apart = len(ended_apart(sweep_url, cfg, results.SEARCH)) if resume else 0
-    fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg) - apart, sweep_url)
+    fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg, apart), sweep_url)
     if search_trials(cfg) < cfg.sweep.num_samples:
         print(space_spent(cfg), flush=True)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
