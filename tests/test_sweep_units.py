@@ -1221,6 +1221,47 @@ def test_a_sweep_on_a_corpus_of_ones_own_records_no_data_synth_and_one_recorded_
     assert check_spec(str(tmp_path / "own"), sweep.as_made(sweep.probing(own))) is not None
 
 
+def test_a_trial_row_records_the_shards_data_synth_read_at_set_up_not_its_manifest_of_the_moment(tmp_path):
+    """Each trial's row read the shards' manifest when the trial started, in Tune's loop on the driver, to know
+    whether to record data.synth. A corpus of one's own whose manifest was being rebuilt (a build removes it first)
+    recorded the default generated corpus's settings for a trial started then, and a manifest it could not read
+    (damaged, S3 unreachable) raised out of the callback, which stops the sweep. It is read once, at set-up; the
+    trials record what their shards are."""
+    from ray.tune.experiment import Trial
+
+    from corpus_trees import SR, clip_media
+    from avdis.data import prepare
+    from avdis.data.media import write_clip
+    from avdis.data.shards import MANIFEST
+    from avdis.tune import sweep
+    from avdis.tune.records import TrialRecorder
+
+    src = tmp_path / "corpus"
+    rows = ["file,clip_id,speaker,emotion"]
+    for s in range(2):
+        for c in range(3):
+            write_clip(src / f"s{s}_{c}.wav", None, 12, clip_media(3 * s + c)[1], SR)
+            rows.append(f"s{s}_{c}.wav,s{s}c{c},s{s},{['happy', 'sad'][c % 2]}")
+    (src / "ground_truth.csv").write_text("\n".join(rows) + "\n")
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=own", f"data.src={src}",
+                        f"data.shards={tmp_path / 'shards'}", "data.modality=audio", "model.modality=audio"])
+    prepare.ensure_shards(cfg)
+    cfg = sweep.as_made(sweep.probing(cfg))
+    url = sweep.url_of(cfg)
+    Path(url).mkdir()
+    recorder = TrialRecorder(url, cfg)
+    recorder.setup()
+    manifest = tmp_path / "shards" / MANIFEST
+    held = manifest.read_bytes()
+    manifest.unlink()  # being rebuilt
+    recorder.on_trial_start(0, [], Trial("trainable", config={"method": "multitask"}, trial_id="t0", stub=True))
+    manifest.write_bytes(held[: len(held) // 2])  # cut short
+    recorder.on_trial_start(0, [], Trial("trainable", config={"method": "single_task"}, trial_id="t1", stub=True))
+    configs = results.read_trials(url).set_index("trial_id")["config"].map(json.loads)
+    assert [config["data"]["synth"] for config in configs] == [None, None]
+    assert {config["method"]["name"] for config in configs} == {"multitask", "single_task"}
+
+
 def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp_path):
     from avdis.data.shards import manifest_hash
     from avdis.tune.sweep import check_data

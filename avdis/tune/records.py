@@ -85,6 +85,20 @@ class TrialRecorder(Callback):
         # an empty cell reads back as NaN, which `x or 0.0` keeps and every later sum inherits: make it None
         table = table.astype(object).where(table.notna(), None)
         self.rows = {r["trial_id"]: r for r in table.to_dict("records")}
+        self._synth = recorded(self.cfg)["data"]["synth"]  # the shards' (`_recorded`): read once, here
+
+    def _recorded(self, cfg: Config) -> dict[str, Any]:
+        """A trial's config as sweeps record it (`prepare.recorded`): its data.synth is null unless the shards' corpus
+        was generated, which the shards say, the same for every trial (no data setting is sampled), so their manifest
+        is read once, at set-up (the driver's start or resume, before any trial). Read for each new trial, it was
+        storage calls in Tune's loop per trial (on S3, requests on the driver's every trial start), the default corpus's
+        settings recorded for a corpus of one's own while its manifest was rebuilt (its build removes it first), and a
+        manifest read failing there (damaged, S3 unreachable) raised out of the callback, which stopped the sweep."""
+        if "_synth" not in self.__dict__:  # a recorder driven without Tune's set-up
+            self._synth = recorded(self.cfg)["data"]["synth"]
+        dump = cfg.model_dump(mode="json")
+        dump["data"]["synth"] = self._synth
+        return dump
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
@@ -168,7 +182,7 @@ class TrialRecorder(Callback):
                 "seed": cfg.train.seed, "split_id": split_id(cfg.data.split),
                 "params": json.dumps(params, sort_keys=True, default=str), "config_id": config_id(params),
                 "role": self.role,
-                "config": json.dumps(recorded(cfg), sort_keys=True),  # data.synth null unless generated
+                "config": json.dumps(self._recorded(cfg), sort_keys=True),  # data.synth null unless generated
             }
         return self.rows[tid]
 
