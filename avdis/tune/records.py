@@ -128,10 +128,14 @@ class TrialRecorder(Callback):
                if result.get(k) is not None and finite(result[k]) is None}
         if bad:
             row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
-        # each emotion metric's best, named by it: a sweep choosing on UAR recorded only best_emotion_acc
+        # each emotion metric's best, named by it: a sweep choosing on UAR recorded only best_emotion_acc. One a row
+        # lacks beside another's (a trial of a table written before best_emotion_uar, resumed) stays unknown: begun
+        # now, it was the best of the epochs after the resume, recorded as the best of all the trial's
+        unkept = {m for m in BEST_EMOTION if row.get(f"best_{m}") is None} if any(
+            row.get(f"best_{m}") is not None for m in BEST_EMOTION) else set()
         for key, better in (*((m, max) for m in BEST_EMOTION), ("leakage", min)):
             value, best = finite(result.get(key)), row.get(f"best_{key}")
-            if value is not None:
+            if value is not None and key not in unkept:
                 row[f"best_{key}"] = value if best is None else better(best, value)
         if "epoch_s_sum" in result:  # the run's sums (avdis.train.loop): an epoch run again after a resume counts once
             row["train_s"], row["work_s"] = float(result["train_s_sum"]), float(result["epoch_s_sum"])
