@@ -660,6 +660,34 @@ def test_fixed_points_suggests_each_point_once_across_a_restore(tmp_path):
     assert restored.suggest("t3") == FixedPoints.FINISHED
 
 
+def test_fixed_points_restored_pass_over_the_points_confirmed_after_tunes_last_save(tmp_path):
+    """A killed driver's confirming trials that started after Tune's last save (which holds the place after them) and
+    ended before the kill are in trials.parquet alone: the restored FixedPoints suggested their points again, each
+    trained again, a bitwise copy. It passes over those ended (finished or failed), not one lost or still running, and
+    not a search trial of the same configuration and seed; the pickled object (as Tune keeps it) carries the sweep's
+    folder. The table is written through the recorder's writer."""
+    import pickle
+
+    from avdis.tune.records import config_id
+
+    points = [{"method": "multitask", "train.seed": s} for s in (1, 2, 3, 4, 5)]
+    url = str(tmp_path)
+    searcher = pickle.loads(pickle.dumps(FixedPoints(points, (url, None))))
+    assert searcher.suggest("t1") == points[0]
+    searcher.save(str(tmp_path / "state.json"))  # Tune's last save; the killed driver ran on
+    row = {"sweep": "s", "method": "multitask", "role": results.CONFIRM, "epochs": 2,
+           "config_id": config_id(points[0])}
+    results.write_trials(url, [
+        {**row, "trial_id": "t1", "seed": 1, "status": "TERMINATED", "order": 1},
+        {**row, "trial_id": "t2", "seed": 2, "status": "TERMINATED", "order": 2},
+        {**row, "trial_id": "t3", "seed": 3, "status": "ERROR", "error": results.LOST},
+        {**row, "trial_id": "t4", "seed": 4, "status": "ERROR", "error": "Traceback ...\nValueError: no"},
+        {**row, "trial_id": "s5", "seed": 5, "status": "TERMINATED", "order": 3, "role": results.SEARCH}])
+    restored = pickle.loads(pickle.dumps(FixedPoints(points, (url, None))))
+    restored.restore(str(tmp_path / "state.json"))
+    assert [restored.suggest(f"u{i}") for i in range(3)] == [points[2], points[4], FixedPoints.FINISHED]
+
+
 def test_confirm_seeds_is_bounded():
     assert C.load(None, ["sweep.confirm_seeds=3"]).sweep.confirm_seeds == 3
     for bad in ("-1", "21"):

@@ -101,6 +101,13 @@ def failed(trials: pd.DataFrame) -> pd.Series:
     return (trials["status"] == "ERROR") & (trials.get("error") != LOST)
 
 
+def ended(trials: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The trials of `role` (a row recorded without one is the search's) that ended: finished, stopped by the
+    scheduler, or failed (`failed`); not one still running, nor one lost with its driver."""
+    mine = trials[trials["role"].fillna(SEARCH) == role]
+    return mine[mine["order"].notna() | failed(mine)]
+
+
 def failures_said(trials: pd.DataFrame, sweep_url: str) -> str | None:
     """How many trials failed and what the front stands on, as `avdis report` notes it and a sweep ending with failed
     trials says it (None where none failed). One wording for both: they said it in two, each kept apart."""

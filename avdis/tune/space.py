@@ -357,9 +357,8 @@ class SweepSearch(OptunaSearch):
         leakage below 0 as 0, a failure as FAIL). A trial recorded as running, or closed as lost
         (`results.LOST`), has no result: its configuration is left to be drawn and trained again. Returns the
         trial ids learned."""
-        search = trials[(trials["role"].fillna(results.SEARCH) == results.SEARCH)
-                        & ~trials["trial_id"].isin(list(self._ot_trials))]
-        ended = search[search["order"].notna() | results.failed(search)]
+        ended = results.ended(trials, results.SEARCH)
+        ended = ended[~ended["trial_id"].isin(list(self._ot_trials))]
         if "updated_at" in ended:
             ended = ended.sort_values("updated_at", kind="stable")
         for row in ended.to_dict("records"):

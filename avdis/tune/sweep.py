@@ -53,7 +53,7 @@ from avdis.train import checkpoint as ck
 from avdis.train.checkpoint import KEEP_CHECKPOINTS, MAY_CHANGE
 from avdis.train.evaluate import check_leakage_defined, scheme_of, warn_few_judged, warn_unseen_emotions
 from avdis.train import loop
-from avdis.tune.records import SEED, Listener, TrialRecorder, notify
+from avdis.tune.records import SEED, Listener, TrialRecorder, config_id, notify
 from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
 from avdis.tune.space import DefineByRun, SweepSearch, corners, sampler, space_size, to_overrides
 from avdis.tune.trial import TRIALS_DIR, explained_errors_off_the_console, run_trial
@@ -278,11 +278,16 @@ class TrialResources:
 
 
 class FixedPoints(Searcher):
-    """Suggests the given trial parameters in order, then FINISHED; its place survives a restore."""
+    """Suggests the given trial parameters in order, then FINISHED; its place survives a restore. Given `trials_at`
+    (the sweep's folder and its s3), a restored one passes over the points after its place that trials.parquet
+    records as ended, finished or failed, by confirming trials: a killed driver started them after Tune last saved its
+    state, with this place, and they ended before the kill. Suggested again, each was trained again, a copy (`confirm`
+    counts them apart, `ended_apart`). Tune pickles the object with its experiment, `trials_at` with it (none in one
+    pickled by an avdis before it)."""
 
-    def __init__(self, points: list[dict[str, Any]]) -> None:
+    def __init__(self, points: list[dict[str, Any]], trials_at: tuple[str, S3Config | None] | None = None) -> None:
         super().__init__()
-        self.points, self.next = points, 0
+        self.points, self.next, self.trials_at = points, 0, trials_at
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str:
         if self.next >= len(self.points):
@@ -301,6 +306,12 @@ class FixedPoints(Searcher):
         with open(checkpoint_path) as f:
             state = json.load(f)
         self.points, self.next = state["points"], state["next"]
+        where = getattr(self, "trials_at", None)
+        if where is not None:
+            ended = results.ended(results.read_trials(*where), results.CONFIRM).dropna(subset=["seed"])
+            done = set(zip(ended["config_id"], ended["seed"].astype(int)))
+            self.points = self.points[:self.next] + [p for p in self.points[self.next:]
+                                                     if (config_id(p), int(p[SEED])) not in done]
 
 
 def confirm_points(trials: pd.DataFrame, seeds: int, axes: pareto.Axes = pareto.ACC) -> list[dict[str, Any]]:
@@ -647,10 +658,13 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
     print(f"avdis sweep {s.name}: confirming the front: {configs} configuration{'s' if configs > 1 else ''} x "
           f"{s.confirm_seeds} more seed{'s' if s.confirm_seeds > 1 else ''}, full {cfg.train.epochs} "
           f"epoch{'s' if cfg.train.epochs > 1 else ''}", flush=True)
-    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(FixedPoints(points), max_concurrent=s.max_concurrent),
+    fixed = FixedPoints(points, (sweep_url, cfg.s3))
+    tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(fixed, max_concurrent=s.max_concurrent),
                                   num_samples=len(points), reuse_actors=reuse)
+    # the confirming trials a killed driver ran after Tune's last save are not Tune's, nor trained again (FixedPoints)
+    apart = len(ended_apart(sweep_url, cfg, results.CONFIRM)) if resume else 0
     fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
-        len(points), sweep_url, "confirming trial")
+        len(points) - apart, sweep_url, "confirming trial")
 
 
 def outputs_of(cfg: Config, names: dict[str, str] | None = None) -> dict[str, str]:
@@ -899,10 +913,9 @@ def known_trials(cfg: Config, role: str) -> set[str]:
 def ended_apart(sweep_url: str, cfg: Config, role: str) -> set[str]:
     """The trials of `role` recorded in trials.parquet as ended (finished, or failed) that the saved Tune experiment
     of `role` does not list: a killed driver started them after Tune last saved its state, and they ended before it
-    was killed. Tune never resumes nor counts them; the search's searcher learns them on resume
-    (`SweepSearch.learn_recorded`)."""
-    trials = results.read_trials(sweep_url, cfg.s3)
-    mine = trials[(trials["role"].fillna(results.SEARCH) == role) & (trials["order"].notna() | results.failed(trials))]
+    was killed. Tune never resumes nor counts them; on resume the search's searcher learns them
+    (`SweepSearch.learn_recorded`) and the confirmation's passes over their points (`FixedPoints`)."""
+    mine = results.ended(results.read_trials(sweep_url, cfg.s3), role)
     return set(mine["trial_id"]) - known_trials(cfg, role) if len(mine) else set()
 
 
