@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -1145,6 +1146,28 @@ def test_a_sweep_with_a_failed_trial_says_which_and_exits_non_zero(tmp_path):
         "2 of 2 trials failed; no trial finished, so the front and report are")
     results.write_trials(sweep, [failed])  # a sweep of one trial
     assert str(failures(sweep, C.load(None, []))).startswith("1 of 1 trial failed; no trial finished")
+
+
+def test_a_sweep_whose_trials_failed_on_a_damaged_shard_says_what_to_do_once(tmp_path):
+    """Every trial of a sweep on a shard truncated on S3 failed on the same long line, which ends with what to do; the
+    sweep's last words cut each at 300 characters, so that four times over they read "...; make the shards again with
+    `avdis" and never said how."""
+    shard = "s3://b/shards/smoke/shards/shard-000002.tar"
+    last = (f"avdis.data.stream.SkipRateExceeded: 9/42 clips of split 'train' did not arrive (1 bad shard, 0 bad "
+            f"samples; data.loader.max_skip_rate=0.01); first problems: shard {shard}: size mismatch: manifest says "
+            f"1064960 bytes, read 532480; make the shards again with `avdis preprocess --out s3://b/shards/smoke "
+            "--force` (without --force a rerun checks only their sizes and keeps a shard damaged in place), or raise "
+            "data.loader.max_skip_rate to train without those clips")
+    assert len(last) > 300
+    rows = [{"trial_id": t, "sweep": "s", "method": "multitask", "status": "ERROR", "error": f"Traceback ...\n{last}"}
+            for t in ("a", "b", "c")]
+    rows.append({"trial_id": "d", "sweep": "s", "method": "multitask", "status": "ERROR", "error": "x" * 5000})
+    results.write_trials(str(tmp_path / "s"), rows)
+    said = str(failures(str(tmp_path / "s"), C.load(None, [])))
+    assert f"  a (multitask): {last}\n" in said, said  # whole, with what to do
+    assert "  b (multitask): the same error as a\n" in said and "  c (multitask): the same error as a\n" in said
+    assert said.count(last) == 1
+    assert re.search(r"\n  d \(multitask\): x{1000,4000}\.\.\. \(the rest in its row\)\n", said)  # a line past all use
 
 
 def test_a_sweep_and_its_report_say_failed_trials_in_one_wording(tmp_path, capsys):
