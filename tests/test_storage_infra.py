@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "infra" / "storage" / "create_bucket.py"
+_spec = importlib.util.spec_from_file_location("create_bucket", SCRIPT)  # a script, not a package: its plan
+create_bucket = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(create_bucket)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -27,11 +31,13 @@ def test_create_bucket_against_moto(s3_server):
 
     bucket = f"avdis-infra-{uuid.uuid4().hex[:8]}"
     s3 = boto3.client("s3", endpoint_url=s3_server)
-    first = run(bucket, "--trial-days", "14")
+    # moto serves plain http://, where the TLS-only policy denies every request: made only without it (below)
+    first = run(bucket, "--trial-days", "14", "--no-tls-policy")
     assert first.returncode == 0, first.stderr
+    assert "ready (without the TLS-only bucket policy: --no-tls-policy)" in first.stdout
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["expire-trial-checkpoints"]["Expiration"]["Days"] == 14
-    again = run(f"s3://{bucket}", "--trial-days", "21")  # idempotent on a bucket you own; settings put again
+    again = run(f"s3://{bucket}", "--trial-days", "21", "--no-tls-policy")  # idempotent; settings put again
     assert again.returncode == 0, again.stderr
 
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
@@ -48,12 +54,36 @@ def test_create_bucket_against_moto(s3_server):
     assert rules["expire-trial-checkpoints"]["Expiration"]["Days"] == 21  # the second run's value
     sse = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert sse["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    deny_http = next(s for s in policy["Statement"] if s["Sid"] == "DenyInsecureTransport")
+    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="shards/x", Body=b"x")  # usable over this endpoint
+    # the policy the script puts over TLS (its plan's last call), put here by hand: it bites, this client talks plain
+    # HTTP to moto, so object writes are refused
+    (name, kwargs), = [call for call in create_bucket.plan(bucket, "us-east-1", 30, None) if call[0] == "put_bucket_policy"]
+    deny_http = next(s for s in json.loads(kwargs["Policy"])["Statement"] if s["Sid"] == "DenyInsecureTransport")
     assert deny_http["Resource"] == [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
-    # The policy bites: this client talks plain HTTP to moto, so object writes are refused.
+    s3.put_bucket_policy(**kwargs)
     with pytest.raises(ClientError, match="403|AccessDenied|Forbidden"):
         s3.put_object(Bucket=bucket, Key="shards/x", Body=b"x")
+
+
+def test_a_plain_http_endpoint_is_refused_before_the_policy_locks_the_bucket(s3_server):
+    """Against an S3-compatible server on plain http:// (MinIO on a laptop, moto here), the script made the bucket,
+    put its TLS-only policy, and said "ready": every request to the bucket through that endpoint was then denied,
+    avdis's writes of shards and sweeps and this script's own. Refused before any call, naming the endpoint and the
+    flag; --no-tls-policy is refused where the endpoint is https://, where the policy must stay."""
+    import boto3
+
+    bucket = f"avdis-http-{uuid.uuid4().hex[:8]}"
+    refused = run(bucket, "--region", "us-east-1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"{s3_server} is plain HTTP" in refused.stderr and "--no-tls-policy" in refused.stderr
+    assert refused.stdout == ""
+    assert bucket not in [b["Name"] for b in boto3.client("s3", endpoint_url=s3_server).list_buckets()["Buckets"]]
+    over_tls = run(bucket, "--region", "us-east-1", "--no-tls-policy", "--endpoint-url", "https://127.0.0.1:1")
+    assert over_tls.returncode == 2 and "--no-tls-policy is for an endpoint served over plain http://" in over_tls.stderr
+    dry = run(bucket, "--region", "us-east-1", "--no-tls-policy", "--dry-run")  # the plan says what it leaves out
+    assert dry.returncode == 0 and "put_bucket_policy" not in dry.stdout and "put_bucket_lifecycle" in dry.stdout
 
 
 def test_dry_run_changes_nothing(s3_server):
