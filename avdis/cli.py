@@ -510,6 +510,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"avdis sweep {name}: {'done' if failed is None else 'ended with failed trials (the error names them)'}."
           f"\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
           f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, results.TRIALS)}", flush=True)
+    skipped = results.skips_said(results.read_trials(url, cfg.s3))
+    if skipped:
+        print(f"{_said_by(args)}: warning: {skipped}", file=sys.stderr, flush=True)
     if failed is not None:
         raise failed
     return 0
@@ -537,7 +540,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for kind, page in report.written.items():
         print(f"{kind}: {page}")
     for note in (report.rebuilt, report.outrun, _still_running(trials), results.failures_said(trials, url),
-                 results.unvalidated_said(results.unvalidated(trials, axes), axes)):
+                 results.skips_said(trials), results.unvalidated_said(results.unvalidated(trials, axes), axes)):
         if note:
             print(f"{_said_by(args)}: note: {note}", file=sys.stderr)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -1168,6 +1169,45 @@ def test_a_sweep_whose_trials_failed_on_a_damaged_shard_says_what_to_do_once(tmp
     assert "  b (multitask): the same error as a\n" in said and "  c (multitask): the same error as a\n" in said
     assert said.count(last) == 1
     assert re.search(r"\n  d \(multitask\): x{1000,4000}\.\.\. \(the rest in its row\)\n", said)  # a line past all use
+
+
+def test_a_sweep_whose_trials_went_without_clips_of_a_damaged_shard_says_so_at_its_end(tmp_path, capsys, monkeypatch):
+    """With a shard truncated on S3 and data.loader.max_skip_rate raised past its clips, every trial trained without 9
+    of its 42 train clips and was measured without 16 of its 72: its epoch lines said so in its own log, while the
+    sweep's last words said "done." and neither trials.parquet, its report nor `avdis report` said anything. The
+    recorder keeps the counts Tune's results carry; the sweep's end warns, as `avdis report` notes."""
+    from ray.tune.experiment import Trial
+
+    from avdis.cli import main
+    from avdis.tune import sweep
+    from avdis.tune.records import TrialRecorder
+
+    def run(cfg, views, names, short=True):  # the sweep's record, as its recorder keeps it from Tune's results
+        Path(sweep.url_of(cfg)).mkdir()
+        recorder = TrialRecorder(sweep.url_of(cfg), cfg)
+        recorder.setup()
+        for tid in ("a", "b"):
+            trial = Trial("trainable", config={"method": "multitask"}, trial_id=tid, stub=True)
+            recorder.on_trial_start(0, [], trial)
+            for epoch, skipped in ((1, 9 if short else 0), (2, 5 if short and tid == "a" else 0)):
+                recorder.on_trial_result(epoch, [], trial, {
+                    "epoch": epoch, "emotion_acc": 0.6, "leakage": 0.3, "val_emotion_acc": 0.5, "val_leakage": 0.4,
+                    "skipped_samples": skipped, "eval_skipped_samples": 16 if short and epoch == 2 else 0})
+            recorder.on_trial_complete(3, [], trial)
+
+    for short in (True, False):
+        monkeypatch.setattr(sweep, "run", functools.partial(run, short=short))
+        assert main(["sweep", f"--storage={tmp_path}", f"--name=s{short}", "train.epochs=2"]) == 0
+        out, err = capsys.readouterr()
+        table = results.read_trials(str(tmp_path / f"s{short}")).set_index("trial_id")
+        assert list(table["skipped_clips"]) == ([9, 9] if short else [0, 0])  # the most an epoch went without
+        assert list(table["eval_skipped_clips"]) == ([16, 16] if short else [0, 0])  # its metrics' epoch
+        said = ("avdis sweep: warning: 2 trials went without clips of damaged or unreadable shards, as "
+                "data.loader.max_skip_rate let them: up to 9 train clips an epoch, and 16 missing from the metrics "
+                "and the probe")
+        assert (said in err) == short, err
+        assert main(["report", str(tmp_path / f"s{short}")]) == 0
+        assert ("avdis report: note: 2 trials went without clips" in capsys.readouterr().err) == short
 
 
 def test_a_sweep_and_its_report_say_failed_trials_in_one_wording(tmp_path, capsys):

@@ -74,6 +74,9 @@ SCHEMA = pa.schema([
     ("epochs", pa.int64()),  # trained so far
     ("probed_epoch", pa.int64()),  # the epoch its metrics are of: its last that ran the leakage probe (`epochs` once
     # finished); a running trial probes only at MO-ASHA's rungs and its last epoch. Null: unknown (an earlier table)
+    ("skipped_clips", pa.int64()),  # the most train clips an epoch of it went without (damaged or unreadable
+    # shards, within data.loader.max_skip_rate); null: none reported (a table before it)
+    ("eval_skipped_clips", pa.int64()),  # clips missing from the evaluation its metrics are of (`probed_epoch`'s)
     ("order", pa.int64()),  # completion order (null while running)
     ("lr", pa.float64()),
     ("emb_dim", pa.int64()),
@@ -122,6 +125,24 @@ def failures_said(trials: pd.DataFrame, sweep_url: str) -> str | None:
             "no trial finished, so the front and report are empty")
     return (f"{n} of {counted} trial{'s' if counted > 1 else ''} failed; {rest}. Each row of "
             f"{storage.join(sweep_url, TRIALS)} holds its error.")
+
+
+def skips_said(trials: pd.DataFrame) -> str | None:
+    """How many trials trained or were measured without clips of damaged or unreadable shards (under a
+    data.loader.max_skip_rate that let them), as `avdis report` notes it and a sweep says it at its end (None where
+    none did). Each trial's epoch lines counted them, in its own log; the sweep's last words and its report said
+    nothing."""
+    counts = trials[["skipped_clips", "eval_skipped_clips"]].astype(float).fillna(0)
+    short = counts.gt(0).any(axis=1) & (trials["status"] != "ERROR")  # failed or lost: no result to doubt
+    if not short.any():
+        return None
+    n, (train, evaluated) = int(short.sum()), (int(counts.loc[short, c].max()) for c in counts)
+    return (f"{n} trial{'s' if n > 1 else ''} went without clips of damaged or unreadable shards, as "
+            f"data.loader.max_skip_rate let {'them' if n > 1 else 'it'}: up to {train} train "
+            f"clip{'s' if train != 1 else ''} an epoch, and {evaluated} missing from the metrics and the probe "
+            f"(skipped_clips and eval_skipped_clips in {TRIALS}), so their numbers are of fewer clips than the shards "
+            "hold. Make the shards again (`avdis preprocess --force`; or, where storage did not hand them over, check "
+            "it) and start a new sweep to measure on every clip")
 
 
 def stopped(trials: pd.DataFrame) -> pd.Series:

@@ -122,6 +122,10 @@ class TrialRecorder(Callback):
                 row[key] = result[key] if key == "manifest_hash" else finite(result[key])
         if "leakage" in result:
             row["probed_epoch"] = row["epochs"]
+            if result.get("eval_skipped_samples") is not None:  # the evaluation the row's metrics are of
+                row["eval_skipped_clips"] = int(result["eval_skipped_samples"])
+        if result.get("skipped_samples") is not None:  # within max_skip_rate: said at the sweep's end (`skips_said`)
+            row["skipped_clips"] = max(int(result["skipped_samples"]), int(row.get("skipped_clips") or 0))
         # None: not measured this epoch (`loop.tune_result`); NaN or infinite: measured and broken
         axes = pareto.axes(self.cfg.sweep.emotion_metric)
         bad = {k: result[k] for k in (*axes.measured, *axes.chosen)
