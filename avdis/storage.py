@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from avdis import runtime
 from avdis.config import S3Config, endpoint_fault, region_fault
 from avdis.errors import AvdisError, UsageError
 
@@ -50,20 +51,30 @@ _PROFILE_FAILED = {"SSOError", "TokenRetrievalError", "CredentialRetrievalError"
 UNREACHABLE = "cannot connect: check s3.endpoint_url / AWS_ENDPOINT_URL and the network"
 
 
+# where a `ray job submit` driver found no credentials or no endpoint: the user's shell had them, the job never did
+IN_A_JOB = ("; this `ray job submit` driver runs with the environment its Ray node was started with, not the "
+            "submitting shell's: give AWS_* variables in the job's runtime env (--runtime-env-json "
+            "'{\"env_vars\": {\"AWS_ENDPOINT_URL\": ...}}'), or start the nodes with them")
+
+
 def what_to_check(exc: BaseException) -> str:
-    """What to do about a storage failure, where its kind tells: '' when it does not."""
+    """What to do about a storage failure, where its kind tells: '' when it does not. In a `ray job submit` driver,
+    missing credentials and an endpoint that does not answer say where its environment comes from (IN_A_JOB): the
+    variables set in the submitting shell, which the message told to set, never reach it."""
     kinds = {cls.__name__ for cls in type(exc).__mro__}
+    in_a_job = IN_A_JOB if runtime.job_runtime_env() is not None else ""
     if isinstance(exc, PermissionError):
         return "access denied: check the node's IAM role / AWS credentials"
     if kinds & {"NoCredentialsError", "PartialCredentialsError"}:
-        return "no AWS credentials: give the node a role, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        return ("no AWS credentials: give the node a role, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                + in_a_job)
     if "ProfileNotFound" in kinds:
         return ("AWS_PROFILE names a profile missing from the AWS config files (~/.aws/config and credentials, or "
                 "AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE): fix or unset AWS_PROFILE")
     if kinds & _PROFILE_FAILED:
         return "the AWS profile's credentials cannot be loaded (as said): renew or fix them, or give the node a role"
     if kinds & _UNREACHABLE:
-        return UNREACHABLE
+        return UNREACHABLE + in_a_job
     return ""
 
 

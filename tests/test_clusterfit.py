@@ -352,3 +352,38 @@ def test_a_local_ray_is_judged_on_its_nodes_whatever_the_cluster_settings_say(mo
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_ray_job_driver_without_credentials_or_endpoint_is_told_its_environment_is_not_the_shells(tmp_path, monkeypatch):
+    """Submitted with `ray job submit` from a shell holding AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    AWS_ENDPOINT_URL (moto here) to a `ray start` head started without them, the sweep's driver was told "no AWS
+    credentials: ... set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" (set already, in the shell it was submitted
+    from), and given keys in its runtime env but no endpoint, to check AWS_ENDPOINT_URL (set there too). A job's
+    driver is told where its environment comes from; outside a job nothing changes."""
+    import json
+
+    from conftest import refused_port
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    s3 = S3Config(region="us-east-1")
+    with pytest.raises(UsageError, match=r"no AWS credentials: give the node a role, or set AWS_ACCESS_KEY_ID and "
+                                         r"AWS_SECRET_ACCESS_KEY$"):
+        storage.check_bucket("s3://b1x/sweeps", s3)  # outside a job: as ever
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}, "metadata": {}}))  # Ray's, for a job
+    with pytest.raises(UsageError, match=r"no AWS credentials: .*; this `ray job submit` driver runs with the "
+                                         r"environment its Ray node was started with, not the submitting shell's: "
+                                         r"give AWS_\* variables in the job's runtime env \(--runtime-env-json"):
+        storage.check_bucket("s3://b1x/sweeps", s3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with refused_port() as port:
+        with pytest.raises(storage.StorageError, match=r"cannot connect: check s3\.endpoint_url / AWS_ENDPOINT_URL "
+                                                       r"and the network; this `ray job submit` driver runs with"):
+            storage.exists("s3://b1x/sweeps/x/trials.parquet", S3Config(endpoint_url=f"http://127.0.0.1:{port}",
+                                                                        region="us-east-1"))
