@@ -388,7 +388,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         _refuse_cluster_on_local_ray(args, cfg, "build")
     names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
     _refuse_s3_unused(args, cfg, {names.get("data.shards", "data.shards"): cfg.data.shards})
-    corpora.source_folder(cfg.data.src)
+    corpora.source_folder(cfg.data.src, cfg.data.corpus)
     runtime.check_kept({names.get("data.shards", "data.shards"): cfg.data.shards})
     storage.check_buckets(cfg.s3, cfg.data.shards)  # a missing one: the write check said 'not writable' alone
     storage.check_writable(cfg.data.shards, cfg.s3)

@@ -561,6 +561,22 @@ def test_a_source_that_is_a_file_or_missing_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_generated_corpus_not_made_yet_is_said_as_such_by_preprocess(tmp_path, capsys):
+    """`avdis preprocess` on jobs/configs/smoke.yaml (a generated corpus, "made on first use"), as an engineer makes its
+    shards on S3 before a sweep: told only to give the corpus's top folder, which nothing had made. It says what
+    makes one; a real corpus's missing folder is told as before."""
+    smoke = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "smoke.yaml"
+    src = tmp_path / "corpus"
+    refused(capsys, ["preprocess", "--config", str(smoke), "--src", str(src), "--out", str(tmp_path / "out"),
+                     "--no-ray"], f"{src}: source folder does not exist", f"`avdis synth --out {src}`",
+            "the first `avdis sweep` or `avdis train`")
+    capsys.readouterr()
+    assert main(["preprocess", "--corpus", "ravdess", "--src", str(src), "--out", str(tmp_path / "out"),
+                 "--no-ray"]) == 2
+    assert "avdis synth" not in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not src.exists()
+
+
 def strict_json(text: str) -> dict:
     """JSON as a browser or jq reads it: NaN and Infinity are errors."""
     def refuse(constant: str):

@@ -30,12 +30,17 @@ ADAPTERS: dict[str, Adapter] = {  # keyed by config.CORPORA
 }
 
 
-def source_folder(src: str | Path) -> Path:
-    """`src` as a folder, or CorpusError naming it (checked before any output is touched)."""
+def source_folder(src: str | Path, corpus: str | None = None) -> Path:
+    """`src` as a folder, or CorpusError naming it (checked before any output is touched). A generated `corpus`
+    (synthetic) that is not there yet is said as such: `avdis preprocess` on smoke.yaml, whose comment says its corpus
+    is "made on first use", was told to give the corpus's top folder, which nothing had made."""
     root = Path(src)
     if not root.is_dir():
+        made = ("; a generated corpus (data.corpus=synthetic) is made by `avdis synth --out "
+                f"{root}` (its flags are data.synth's settings), or with its shards by the first `avdis sweep` or "
+                "`avdis train` on it" if corpus == "synthetic" and not root.exists() else "")
         raise CorpusError(f"{root}: {'not a folder' if root.exists() else 'source folder does not exist'}; "
-                          "give the corpus's top folder as --src (data.src)")
+                          f"give the corpus's top folder as --src (data.src){made}")
     return root
 
 
