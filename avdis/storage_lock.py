@@ -22,6 +22,7 @@ import fsspec.asyn
 
 from avdis.config import S3Config
 from avdis.errors import AvdisError, UsageError
+from avdis import storage
 from avdis.storage import NotWritableError, failed, filesystem, is_remote, join, what_to_check
 
 
@@ -40,7 +41,8 @@ def exclusive(url: str, what: str, wait: bool = False, s3: S3Config | None = Non
     writing beside the first, or with `wait` waits for the first to end (saying so): a second build of the same
     shards then finds them made. Locally a lock on `<folder>/.avdis-lock`, which the OS releases when the process
     (and any child it forked without exec) ends, however it ends. On S3 that object is a lease (`_Lease`), renewed
-    while the block runs: one whose holder was killed runs out within LEASE_S, by S3's clock. A folder this process
+    while the block runs: one whose holder was killed runs out within LEASE_S, by S3's clock, or at once for a
+    process of this machine, which can see that the holder's is gone (`_gone`). A folder this process
     already holds is held again at once (the sweep's own folder given as its data.shards): its lock would wait for
     itself for ever. Where no lock can be taken (a network filesystem without locks, a store refusing conditional
     writes) it warns and runs unlocked. Other remote stores are refused (`_lockable`)."""
@@ -200,18 +202,42 @@ def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any], str, bo
         return {}, response["ETag"], True
     now = email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
     quiet = max(0.0, (now - response["LastModified"]).total_seconds())  # S3's servers' clocks need not agree
-    free = body.get("holder") is None or quiet > lease_s
+    free = body.get("holder") is None or quiet > lease_s or _gone(body)
     return {**body, "lease_s": lease_s, "quiet_s": quiet}, response["ETag"], free
+
+
+def _gone(body: dict[str, Any]) -> bool:
+    """Whether the lease's holder ran where this process runs (`storage._SPACE`: the host, its boot and PID
+    namespace) and its process is gone: killed without releasing it. `ray job stop` kills a sweep's driver 3 s after
+    its SIGTERM, before Tune lets it release its lock on S3, and the same command submitted again at once, whose
+    driver runs on the same head, was refused for the rest of the lease (up to a minute). A holder elsewhere, or one
+    whose PID is taken again, is judged by its lease alone."""
+    pid = body.get("pid")
+    return (body.get("holder") is not None and body.get("space") == storage._SPACE and isinstance(pid, int)
+            and not _running(pid))
+
+
+def _running(pid: int) -> bool:
+    """Whether the process `pid` runs: alive and, on Linux, not a zombie. Ray's job supervisor does not reap a driver
+    it killed with SIGKILL after its stop timed out: it stays a zombie while the supervisor lives."""
+    if not storage.pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # not Linux, or gone meanwhile: as pid_alive said
+        return True
 
 
 class _Lease:
     """An S3 folder's lock: the object `<folder>/.avdis-lock`, written only by conditional PUTs. It is made with
     If-None-Match: * (of two jobs, one makes it), renewed every lease_s / 4 with If-Match on its ETag, and taken over
-    from a holder gone quiet for lease_s (killed, its node lost) or released, again with If-Match: of two waiters,
-    one takes it. Quiet is judged by S3's clock (the object's LastModified against the Date of the answer), so a
+    from a holder gone quiet for lease_s (killed, its node lost), released, or of this machine and gone (`_gone`),
+    again with If-Match: of two waiters, one takes it. Quiet is judged by S3's clock (the object's LastModified against the Date of the answer), so a
     node whose clock runs ahead does not take a live lease. Released by writing it as released: no s3:DeleteObject,
     which some buckets deny. The body says who holds it: holder ('pid N on host', null once released), a token of
-    this hold, lease_s, and the renewal's number (each write a new ETag)."""
+    this hold, lease_s, the renewal's number (each write a new ETag), and the holder's pid and process space
+    (`storage._SPACE`)."""
 
     CONTENDED = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")  # another wrote first: look again
 
@@ -226,7 +252,8 @@ class _Lease:
     def _put(self, released: bool = False, unlocked: bool = False, **condition: str) -> str:
         """Write the lock under `condition`; its new ETag. `unlocked`: free, marked as a job's that runs unlocked."""
         body = {"holder": None if released or unlocked else self.holder, "token": self.token, "lease_s": self.lease_s,
-                "renewal": self.renewal, **({"unlocked": True} if unlocked else {})}
+                "renewal": self.renewal, "pid": os.getpid(), "space": storage._SPACE,  # for `_gone`
+                **({"unlocked": True} if unlocked else {})}
         return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(),
                                **condition)["ETag"]
 
@@ -247,6 +274,9 @@ class _Lease:
                     if body.get("token") == self.token:  # our own write, retried by s3fs after its answer was lost
                         self.etag = etag
                     elif free:
+                        if _gone(body) and body["quiet_s"] <= body["lease_s"]:  # its lease alone would hold it
+                            print(f"avdis: {self.url}: the {self.what} that held it ({body['holder']}) is gone, killed "
+                                  "on this machine without letting it go; taking it over", file=sys.stderr, flush=True)
                         self.etag = self._put(IfMatch=etag)
                     else:
                         if not said:
