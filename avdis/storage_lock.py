@@ -20,9 +20,9 @@ from typing import Any
 
 import fsspec.asyn
 
+from avdis import storage
 from avdis.config import S3Config
 from avdis.errors import AvdisError, UsageError
-from avdis import storage
 from avdis.storage import NotWritableError, failed, filesystem, is_remote, join, what_to_check
 
 
@@ -233,11 +233,11 @@ class _Lease:
     """An S3 folder's lock: the object `<folder>/.avdis-lock`, written only by conditional PUTs. It is made with
     If-None-Match: * (of two jobs, one makes it), renewed every lease_s / 4 with If-Match on its ETag, and taken over
     from a holder gone quiet for lease_s (killed, its node lost), released, or of this machine and gone (`_gone`),
-    again with If-Match: of two waiters, one takes it. Quiet is judged by S3's clock (the object's LastModified against the Date of the answer), so a
-    node whose clock runs ahead does not take a live lease. Released by writing it as released: no s3:DeleteObject,
-    which some buckets deny. The body says who holds it: holder ('pid N on host', null once released), a token of
-    this hold, lease_s, the renewal's number (each write a new ETag), and the holder's pid and process space
-    (`storage._SPACE`)."""
+    again with If-Match: of two waiters, one takes it. Quiet is judged by S3's clock (the object's LastModified
+    against the Date of the answer), so a node whose clock runs ahead does not take a live lease. Released by
+    writing it as released: no s3:DeleteObject, which some buckets deny. The body says who holds it: holder ('pid N
+    on host', null once released), a token of this hold, lease_s, the renewal's number (each write a new ETag), and
+    the holder's pid and process space (`storage._SPACE`)."""
 
     CONTENDED = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")  # another wrote first: look again
 
