@@ -1210,6 +1210,34 @@ def test_a_sweep_whose_trials_went_without_clips_of_a_damaged_shard_says_so_at_i
         assert ("avdis report: note: 2 trials went without clips" in capsys.readouterr().err) == short
 
 
+def test_a_sweep_on_a_shard_cut_short_is_refused_before_ray_starts(tiny_corpus, tiny_shards, tmp_path, capsys):
+    """With one shard of data.shards truncated on S3 (a real sweep: ray job submit on a local Ray, moto) every trial
+    failed its first epoch on it, one after another, and the sweep's name was spent on failed trials, which a resume
+    does not retry. Refused before Ray starts, naming the shard; where data.loader.max_skip_rate lets its clips go, a
+    warning says how many every trial will go without."""
+    import shutil
+
+    from avdis.cli import main
+    from avdis.tune import sweep
+
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny_shards, shards)
+    cut = shards / "shards" / "shard-000001.tar"
+    cut.write_bytes(cut.read_bytes()[:1000])
+    smoke = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "smoke.yaml"
+    given = ["--config", str(smoke), f"data.src={tiny_corpus}", f"data.shards={shards}",
+             f"sweep.storage={tmp_path / 'sweeps'}"]
+    assert main(["sweep", *given]) == 2
+    err = capsys.readouterr().err
+    assert f"{shards}: 1 shard missing or cut short ({cut}: 1000 bytes, the manifest says" in err, err
+    assert "every trial would fail its first epoch" in err and f"`avdis preprocess --out {shards}`" in err
+    assert not (tmp_path / "sweeps" / "smoke" / "checkpoints").exists()  # no trial, no experiment
+    (shards / "shards" / "shard-000002.tar").unlink()
+    sweep.check_shards_whole(C.load(smoke, given[2:] + ["data.loader.max_skip_rate=0.9"]))
+    assert re.search(rf"warning: {shards}: 2 shards missing or cut short \(.*shard-000002.tar: missing\): trials "
+                     r"will train and be measured without 32 of its 72 clips", capsys.readouterr().err)
+
+
 def test_a_sweep_and_its_report_say_failed_trials_in_one_wording(tmp_path, capsys):
     """The sweep's error and `avdis report`'s note were two copies of one count, worded apart ("the front and report
     are empty" beside "the front is empty")."""

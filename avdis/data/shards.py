@@ -436,6 +436,15 @@ def _shard_files(url: str, s3: S3Config) -> dict[str, int]:
     return {name: size for name, size in sizes.items() if _SHARD_NAME.fullmatch(name)}
 
 
+def unsound_shards(url: str, s3: S3Config | None = None) -> dict[str, str]:
+    """The shards the manifest at `url` lists whose file is missing or not of its recorded size, by name, each with
+    what is wrong: one listing, no read (a shard damaged in place at its size is found only as a run reads it)."""
+    want = {s["name"]: s["bytes"] for s in read_manifest(url, s3)[1]["shards"]}
+    found = _shard_files(url, s3 or S3Config())
+    return {name: "missing" if name not in found else f"{found[name]} bytes, the manifest says {size}"
+            for name, size in sorted(want.items()) if found.get(name) != size}
+
+
 def _shards_mismatch(url: str, listed: list[dict[str, Any]], s3: S3Config) -> str | None:
     """How the shard files on disk differ from the manifest's list; None when they are exactly it."""
     want = {s["name"]: s["bytes"] for s in listed}

@@ -45,7 +45,7 @@ from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
 from avdis.config import (ADDED, EMOTION_METRICS, EMOTION_WORDS, SEEDS, Config, Range, S3Config, measured_otherwise,
                           measures_of, selection, setting_of, with_overrides)
 from avdis.data.prepare import as_made, check_source, ensure_shards, recorded, to_make
-from avdis.data.shards import HELD, MANIFEST, manifest_hash, read_manifest
+from avdis.data.shards import HELD, MANIFEST, SHARD_DIR, manifest_hash, read_manifest, unsound_shards
 from avdis.data.stream import open_dataset
 from avdis.errors import AvdisError, UsageError, counted
 from avdis.results import pareto
@@ -787,6 +787,35 @@ def check_modalities(cfg: Config, edges: list[Config]) -> None:
         loop.check_modalities(modality, held, cfg.data.shards, where)
 
 
+def check_shards_whole(cfg: Config) -> None:
+    """Refuse, before Ray starts, shards of data.shards that are missing or cut short (their size against the
+    manifest's: one listing) where their clips are more of the train split, or of all clips, than
+    data.loader.max_skip_rate lets an epoch go without; warn where it lets them. With a shard truncated on S3 every
+    trial failed its first epoch on it, one after another, and the sweep's name was spent on failed trials (which a
+    resume does not retry). Shards still to make (`to_make`) are not looked at."""
+    if not storage.exists(storage.join(cfg.data.shards, MANIFEST), cfg.s3):
+        return
+    bad = unsound_shards(cfg.data.shards, cfg.s3)
+    if not bad:
+        return
+    info = open_dataset(cfg.data, cfg.s3)
+    held = {ref.url.rsplit("/", 1)[-1]: ref.counts for ref in info.shards}
+    lost = {split: sum(held.get(name, {}).get(split, 0) for name in bad) for split in ("train", "all")}
+    rate = cfg.data.loader.max_skip_rate
+    over = [f"{lost[split]} of {info.split_counts[split]} {'train' if split == 'train' else 'evaluated'} clips"
+            for split in lost if info.split_counts.get(split) and lost[split] / info.split_counts[split] > rate]
+    named = "; ".join(f"{storage.join(cfg.data.shards, SHARD_DIR, name)}: {why}" for name, why in list(bad.items())[:5])
+    if over:
+        raise UsageError(f"{cfg.data.shards}: {counted(len(bad), 'shard')} missing or cut short ({named}), "
+                         f"{' and '.join(over)}, more than data.loader.max_skip_rate={rate} lets an epoch go without: "
+                         f"every trial would fail its first epoch. `avdis preprocess --out {cfg.data.shards}` makes "
+                         "them again (it compares their sizes with the manifest); or raise data.loader.max_skip_rate "
+                         "to train without their clips")
+    print(f"avdis sweep: warning: {cfg.data.shards}: {counted(len(bad), 'shard')} missing or cut short ({named}): "
+          f"trials will train and be measured without {lost['all']} of its {info.split_counts['all']} clips, as "
+          f"data.loader.max_skip_rate={rate} lets them", file=sys.stderr, flush=True)
+
+
 def probing(cfg: Config) -> Config:
     """Under MO-ASHA, trials probe at every rung: it decides on the rung's validation leakage. Rungs sit at
     grace * eta^k epochs, multiples of the first, so `train.probe_every` = grace_epochs probes each (and the last
@@ -814,6 +843,7 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     if resume:
         for folder in check_trial_runs(sweep_url, cfg):
             ck.stand_in(folder, cfg.s3)
+    check_shards_whole(cfg)
     nodes.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
     # shards to make: preprocess checks
