@@ -1229,7 +1229,7 @@ def test_a_sweep_on_a_shard_cut_short_is_refused_before_ray_starts(tiny_corpus, 
              f"sweep.storage={tmp_path / 'sweeps'}"]
     assert main(["sweep", *given]) == 2
     err = capsys.readouterr().err
-    assert f"{shards}: 1 shard missing or cut short ({cut}: 1000 bytes, the manifest says" in err, err
+    assert f"{shards}: 1 shard missing or cut short ({cut}: has 1000 bytes, the manifest says" in err, err
     assert "every trial would fail its first epoch" in err and f"`avdis preprocess --out {shards}`" in err
     assert not (tmp_path / "sweeps" / "smoke" / "checkpoints").exists()  # no trial, no experiment
     (shards / "shards" / "shard-000002.tar").unlink()

@@ -436,24 +436,25 @@ def _shard_files(url: str, s3: S3Config) -> dict[str, int]:
     return {name: size for name, size in sizes.items() if _SHARD_NAME.fullmatch(name)}
 
 
+def _unsound(listed: list[dict[str, Any]], found: dict[str, int]) -> dict[str, str]:
+    """The shards of a manifest's list that `found` (name -> bytes, `_shard_files`) lacks or holds at another size, by
+    name, each with what is wrong."""
+    return {s["name"]: "missing" if s["name"] not in found else f"has {found[s['name']]} bytes, the manifest says "
+            f"{s['bytes']}" for s in sorted(listed, key=lambda s: s["name"]) if found.get(s["name"]) != s["bytes"]}
+
+
 def unsound_shards(url: str, s3: S3Config | None = None) -> dict[str, str]:
     """The shards the manifest at `url` lists whose file is missing or not of its recorded size, by name, each with
     what is wrong: one listing, no read (a shard damaged in place at its size is found only as a run reads it)."""
-    want = {s["name"]: s["bytes"] for s in read_manifest(url, s3)[1]["shards"]}
-    found = _shard_files(url, s3 or S3Config())
-    return {name: "missing" if name not in found else f"{found[name]} bytes, the manifest says {size}"
-            for name, size in sorted(want.items()) if found.get(name) != size}
+    return _unsound(read_manifest(url, s3)[1]["shards"], _shard_files(url, s3 or S3Config()))
 
 
 def _shards_mismatch(url: str, listed: list[dict[str, Any]], s3: S3Config) -> str | None:
-    """How the shard files on disk differ from the manifest's list; None when they are exactly it."""
-    want = {s["name"]: s["bytes"] for s in listed}
+    """How the shard files in storage differ from the manifest's list; None when they are exactly it."""
     found = _shard_files(url, s3)
-    problems = [f"{n} missing" for n in sorted(want.keys() - found.keys())]
-    problems += [f"{n} has {found[n]} bytes, the manifest says {want[n]}"
-                 for n in sorted(want.keys() & found.keys()) if found[n] != want[n]]
-    problems += [f"{n} is not in the manifest" for n in sorted(found.keys() - want.keys())]
-    return f"shards on disk differ from the manifest: {'; '.join(problems[:5])}" if problems else None
+    problems = [f"{name} {why}" for name, why in _unsound(listed, found).items()]
+    problems += [f"{n} is not in the manifest" for n in sorted(found.keys() - {s["name"] for s in listed})]
+    return f"the shards stored differ from the manifest: {'; '.join(problems[:5])}" if problems else None
 
 
 def _stale_reason(data: DataConfig, meta: dict[str, Any] | None, fingerprint: str, sources: str,
