@@ -92,10 +92,11 @@ def test_a_spent_space_that_samples_seeds_and_confirms_is_told_to_do_more_of_eac
 def test_a_space_of_choices_is_counted_and_walked_as_the_sampler_draws_it():
     cfg = sweep_cfg("sweep.space.methods=[multitask, nullspace]",
                     "sweep.space.weights.nullspace={low: 1, high: 3, int: true}",
-                    "sweep.space.params.train.seed=[0, 1]", "sweep.space.params.train.lr=[0.001, 0.01]")
+                    "sweep.space.params.train.seed=[0, 1]", "sweep.space.params.train.lr=[0.001, 0.01]",
+                    "sweep.num_samples=40")
     every = list(configurations(cfg.sweep.space))
     assert len(every) == space_size(cfg.sweep.space) == (1 + 3) * 2 * 2 == len({config_key(p) for p in every})
-    assert search_trials(cfg) == min(cfg.sweep.num_samples, 16)
+    assert search_trials(cfg) == 16 and search_trials(C.with_overrides(cfg, {"sweep.num_samples": 12})) == 12
     suggested = drive(searcher(C.with_overrides(cfg, {"sweep.search": "random"})), cfg, 40, 2)
     assert sorted(map(config_key, suggested)) == sorted(map(config_key, every))  # each once, then FINISHED
     endless = sweep_cfg("sweep.space.methods=[multitask, adversarial]")  # adversarial's weight: a real-number range
@@ -137,7 +138,8 @@ def test_repeats_grow_the_study_by_a_bounded_number_of_draws(search):
     cfg = sweep_cfg("sweep.space.methods=[multitask, adversarial, orthogonal]", f"sweep.search={search}",
                     "sweep.space.weights.adversarial={low: 1, high: 5, int: true}",
                     "sweep.space.weights.orthogonal={low: 1, high: 5, int: true}",
-                    "sweep.space.params.train.lr=[0.001, 0.003, 0.01]", "sweep.space.params.train.seed=[0, 1, 2]")
+                    "sweep.space.params.train.lr=[0.001, 0.003, 0.01]", "sweep.space.params.train.seed=[0, 1, 2]",
+                    "sweep.num_samples=60")
 
     def made_up(params: dict) -> dict:  # multitask the best there is in accuracy, a weight trading it for leakage
         w = params.get(f"weight_{params['method']}", 0)
@@ -208,7 +210,8 @@ def test_draws_that_keep_repeating_give_way_to_an_untried_configuration(monkeypa
     """Where every draw of a suggestion repeats a configuration tried (one draw allowed here, `MAX_ASKS`), an untried
     one is enqueued and trained, in an endless space too (a random draw of adversarial's weight)."""
     monkeypatch.setattr(space, "MAX_ASKS", 1)
-    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", f"sweep.search={search}")
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", f"sweep.search={search}",
+                    "sweep.num_samples=15")
     search = searcher(cfg)
     suggested = drive(search, cfg, 15)
     assert len({config_key(p) for p in suggested}) == 15
@@ -322,36 +325,51 @@ def test_a_resumed_searcher_learns_the_trials_recorded_after_tunes_last_save_and
 
 
 @pytest.mark.parametrize("space_of", ["endless", "more_than_num_samples"])
-def test_a_resumed_search_waits_for_as_many_tune_trials_as_tune_runs_beside_the_trials_learned_apart(tmp_path,
-                                                                                                        space_of):
-    """Two trials started after Tune's last save ended before the driver was killed: the resumed searcher learns them
-    (`ended_apart`). Tune restores its own count, of the trial it saved alone, and runs trials until it has
-    `sweep.num_samples` (an endless space) or the searcher spends the space: the count `fit` waits for is that many.
-    It was `search_trials - apart`, two fewer, so a resume interrupted with two trials to go read as finished (its
-    confirmation ran on part of the search). Driven as Tune drives it: its saved count, a real recorder's table."""
+def test_a_resumed_search_ends_with_num_samples_trials_those_learned_apart_among_them(tmp_path, space_of):
+    """Two trials started after Tune's last save ended before the driver was killed, and a third was running: the
+    resumed searcher learns the two (`ended_apart`), the third is lost (no result: drawn again). Tune restores its own
+    count, of the trial it saved alone, and asks for trials until it has `sweep.num_samples` of its own: the searcher
+    went on suggesting them, and a sweep of 7 ended with 9 trials (7 Tune trials and the 2 learned). The searcher now
+    ends the search at 7 suggested or learned: 5 Tune trials, the count `fit` waits for. A fresh search still
+    suggests 7. Driven as Tune drives it: its saved count, a real recorder's table."""
     from ray.tune.experiment import Trial
 
+    from avdis import results
     from avdis.tune.records import TrialRecorder
 
     space = (["sweep.space.methods=[multitask, adversarial]"] if space_of == "endless" else  # a real-number weight
              ["sweep.space.methods=[single_task, multitask, nullspace]",  # 2 + 6 = 8 configurations
               "sweep.space.weights.nullspace={low: 1, high: 6, int: true}"])
     cfg = sweep_cfg(*space, "sweep.search=random", "sweep.num_samples=7")
+    assert len(drive(searcher(cfg), cfg, 20)) == 7  # fresh: sweep.num_samples, no fewer
     url = str(tmp_path)
     recorder = TrialRecorder(url, cfg)
     recorder.setup()
     search = searcher(cfg, url)
     saved = tmp_path / "searcher-state.pkl"
-    for n in range(3):  # t0 before Tune's last save, t1 and t2 after it
-        trial = Trial("trainable", config=search.suggest(f"t{n}"), trial_id=f"t{n}", stub=True)
+
+    def run(searched: Searcher, n: int, end: bool = True) -> bool:
+        """Trial t<n>, suggested, recorded and (where `end`) told; False where the searcher ended the search."""
+        params = searched.suggest(f"t{n}")
+        if params == Searcher.FINISHED:
+            return False
+        trial = Trial("trainable", config=params, trial_id=f"t{n}", stub=True)
         recorder.on_trial_start(0, [], trial)
-        recorder.on_trial_result(1, [], trial, {**result(cfg, n), "leakage": 0.3, "emotion_acc": 0.6})
-        recorder.on_trial_complete(2, [], trial)
-        search.on_trial_complete(f"t{n}", result(cfg, n))
+        if end:
+            recorder.on_trial_result(1, [], trial, {**result(cfg, n), "leakage": 0.3, "emotion_acc": 0.6})
+            recorder.on_trial_complete(2, [], trial)
+            searched.on_trial_complete(f"t{n}", result(cfg, n))
+        return True
+
+    for n in range(4):  # t0 before Tune's last save, t1 and t2 after it, t3 running when the driver was killed
+        assert run(search, n, end=n < 3)
         if n == 0:
             search.save(str(saved))
     restored = searcher(cfg, url)
     restored.restore(str(saved))
-    tune_counted = 1  # Tune's restored count: the trials it saved
-    tune_trials = tune_counted + len(drive(restored, cfg, cfg.sweep.num_samples - tune_counted, first=3))
-    assert tune_trials == search_trials(cfg, apart=2) == (7 if space_of == "endless" else 8 - 2)
+    tune_trials = 1  # Tune's restored count: the trials it saved
+    while tune_trials < cfg.sweep.num_samples and run(restored, 3 + tune_trials):  # Tune's: to its count, or FINISHED
+        tune_trials += 1
+    assert tune_trials == search_trials(cfg, apart=2) == 5  # of Tune's experiment: what `fit` waits for
+    ended = results.ended(results.read_trials(url), results.SEARCH)
+    assert len(ended) == cfg.sweep.num_samples and "t3" not in set(ended["trial_id"])

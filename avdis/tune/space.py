@@ -22,7 +22,10 @@ and nothing real-numbered was sampled, the study held some 420 trials at 100 tra
 start-up trials were mostly repeats, and a suggestion took 0.13 s (bench/search_repeats.py). A
 space of finitely many configurations (`space_size`: choices only, no real-number range) whose
 every configuration was tried ends the search (`Searcher.FINISHED`): a space of two
-parameterless methods trains two trials, whatever `sweep.num_samples` says.
+parameterless methods trains two trials, whatever `sweep.num_samples` says. So does a searcher given `num_samples`
+once it has suggested that many trials, the trials of a killed driver it learned on resume (`learn_recorded`) among
+them: Tune's own count of `sweep.num_samples`, restored with its experiment, never held those, and a resumed sweep
+whose space was not spent first trained `sweep.num_samples` Tune trials besides them.
 """
 
 from __future__ import annotations
@@ -226,12 +229,17 @@ class SweepSearch(OptunaSearch):
     Tune trial training it), `_waiting` (Tune trial -> the study's trial that first drew its configuration again while
     it ran: it stays RUNNING in the study, as the trial itself does, and is told its values when it ends. Told PRUNED
     at once, it would tell TPE the configuration it had just chosen as a good one was worse than any finished), and
-    `_repeated` (the configurations drawn again once: a later draw of one is told as FAIL)."""
+    `_repeated` (the configurations drawn again once: a later draw of one is told as FAIL).
+
+    Given `num_samples` (the sweep's), it ends the search once it has suggested that many trials (`_ot_trials`: each
+    Tune trial it suggested, and each trial it learned from trials.parquet); None: as many as it is asked for."""
 
     def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch",
-                 trials_at: tuple[str, S3Config | None] | None = None, **kwargs: Any):
+                 trials_at: tuple[str, S3Config | None] | None = None, num_samples: int | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.full_epochs, self.stopped_as, self.time_attr = full_epochs, stopped_as, time_attr
+        self.num_samples = num_samples
         self.trials_at = trials_at  # the sweep's folder holding trials.parquet (and its s3), for `restore`
         self._told: dict[str, tuple[optuna.trial.TrialState, list[float] | None]] = {}
         self._running: dict[str, str] = {}
@@ -249,6 +257,10 @@ class SweepSearch(OptunaSearch):
         if self.exhausted():
             log.info("sweep search: every one of the space's %d configurations was tried; the search ends",
                      space_size(self._space.space))
+            return Searcher.FINISHED
+        if self.num_samples is not None and len(self._ot_trials) >= self.num_samples:
+            log.info("sweep search: %d trials suggested or learned, sweep.num_samples; the search ends",
+                     self.num_samples)
             return Searcher.FINISHED
         params: dict[str, Any] = {}  # the last draw, near which an untried configuration is looked for
         for ask in range(MAX_ASKS + 1):

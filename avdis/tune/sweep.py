@@ -541,23 +541,26 @@ def fit(tuner: Any, trials: int, sweep_url: str, noun: str = "trial") -> None:
 def searcher(cfg: Config, sweep_url: str | None = None) -> Searcher:
     """The sweep's search algorithm (Optuna over `sweep.space`); the replay benchmark drives this same object. With
     `sweep_url`, restored on resume it learns the trials recorded there that its saved state does not know
-    (`SweepSearch.learn_recorded`)."""
+    (`SweepSearch.learn_recorded`). It ends the search at `sweep.num_samples` trials, those learned among them."""
     s = cfg.sweep
     return SweepSearch(full_epochs=cfg.train.epochs, stopped_as=s.scheduler.stopped_as,
                        space=DefineByRun(s.space, every_weight=s.search == "nsga2"),
                        metric=list(selection(s.emotion_metric)), mode=list(selection(s.emotion_metric).values()),
-                       sampler=sampler(s.search, s.seed, s.startup_trials),
+                       sampler=sampler(s.search, s.seed, s.startup_trials), num_samples=s.num_samples,
                        trials_at=None if sweep_url is None else (sweep_url, cfg.s3))
 
 
 def search_trials(cfg: Config, apart: int = 0) -> int:
     """How many trials the search's Tune experiment runs: `sweep.num_samples`, or fewer where the space holds fewer
     configurations (`space.space_size`): the searcher trains each once (training is deterministic) and then ends the
-    search. A resumed search's searcher also learned `apart` trials Tune does not count (`ended_apart`): their
-    configurations are spent, so a space holds that many fewer for Tune's trials; Tune's own count, restored with its
-    experiment, is still `sweep.num_samples` (the trials apart were drawn after its last save)."""
+    search. A resumed search's searcher also learned `apart` trials Tune does not count (`ended_apart`): they are of
+    the sweep's trials, and the searcher ends the search once it has suggested or learned `sweep.num_samples` (or
+    spent the space), so Tune runs that many fewer. Tune's own count, restored with its experiment, is still
+    `sweep.num_samples` (the trials apart were drawn after its last save): until 2026-12-05, when the searcher did not
+    end the search at it, a resumed sweep whose space was not spent first trained that many Tune trials besides them."""
     size = space_size(cfg.sweep.space)
-    return cfg.sweep.num_samples if size is None else min(size - apart, cfg.sweep.num_samples)
+    share = cfg.sweep.num_samples if size is None else min(size, cfg.sweep.num_samples)
+    return max(0, share - apart)
 
 
 def space_spent(cfg: Config) -> str:
@@ -861,9 +864,9 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         record_spec(sweep_url, cfg, manifest_hash(cfg.data.shards, cfg.s3))
     print(plan(cfg, address, sweep_url), flush=True)
     reuse = reuse_processes(edges)
-    # trials the searcher learned from trials.parquet (`SweepSearch.learn_recorded`) are not Tune's: in a space the
-    # searcher spends, Tune's ended short by them, and the sweep read as interrupted at every rerun. Not taken off
-    # sweep.num_samples, which Tune counts alone: an interrupted resume of an endless space read as finished
+    # trials the searcher learned from trials.parquet (`SweepSearch.learn_recorded`) are not Tune's, and count toward
+    # sweep.num_samples (the searcher ends the search at it): Tune's end short by them, and the sweep read as
+    # interrupted at every rerun where they were counted as Tune's
     apart = len(ended_apart(sweep_url, cfg, results.SEARCH)) if resume else 0
     fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg, apart), sweep_url)
     if search_trials(cfg) < cfg.sweep.num_samples:
