@@ -16,7 +16,11 @@ from matplotlib.ticker import MaxNLocator
 from avdis.report.view import (HISTORY_X, OTHER_COLOR, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
                                X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
                                front_frame, front_label, history_title, leakage_range, method_color, methods_in,
-                               no_front, paper_label, plotted, target_point, waiting, y_label)
+                               no_front, paper_label, paper_text, plotted, target_point, waiting, y_label)
+
+TRIAL_Z = 3  # the trials' markers
+REFERENCE_Z = 2.5  # the multitask baseline's star and the paper target's diamond: over the front's line, under trials
+
 
 @rc_context({"text.parse_math": False})
 def render_png(trials: pd.DataFrame, summary: dict[str, Any]) -> bytes:
@@ -48,7 +52,7 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
                            (rows[rows["stopped"]], {"marker": "x", "color": color}),
                            (rows[rows["unvalidated"]], {"marker": "s", "facecolors": "none", "edgecolors": color})):
             if len(sub):
-                ax.scatter(sub["leakage"], sub[e], s=42, linewidths=1.4, zorder=3, **style)
+                ax.scatter(sub["leakage"], sub[e], s=42, linewidths=1.4, zorder=TRIAL_Z, **style)
     if points["stopped"].any():
         ax.scatter([], [], s=42, marker="x", color=OTHER_COLOR, linewidths=1.4, label=STOPPED_LABEL)
     if points["unvalidated"].any():  # drawn filled, they read as finished trials the front had passed over
@@ -68,15 +72,16 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
             ax.annotate("1 seed", (point.leakage, getattr(point, e)), textcoords="offset points", xytext=(8, -12),
                         fontsize=8)
     base, target = summary.get("baseline"), target_point(summary)
+    # the star and the diamond under the trials (REFERENCE_Z): above them, the star hid a trial at the baseline's values
     if drawable(base, summary):
         ax.scatter([base["leakage"]], [base[e]], marker="*", s=260, color=method_color("multitask"),
-                   edgecolors="black", zorder=5, label="multitask baseline (mean)")
+                   edgecolors="black", zorder=REFERENCE_Z, label="multitask baseline (mean)")
     if target is not None:
-        ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black", zorder=5,
-                   label=paper_label(summary))
+        ax.scatter([target[0]], [target[1]], marker="D", s=70, color=TARGET_COLOR, edgecolors="black",
+                   zorder=REFERENCE_Z, label=paper_label(summary))
         ax.annotate("", xy=target, xytext=(base["leakage"], base[e]),
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2, "linestyle": "--"})
-        ax.annotate("paper: -13% leakage", xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
+        ax.annotate(paper_text(), xy=target, xytext=(0, 10), textcoords="offset points", ha="center", fontsize=10)
     if not finished(summary):
         ax.text(0.5, 0.5, textwrap.fill(waiting(summary), 45), transform=ax.transAxes, ha="center", va="center",
                 fontsize=14, color="#555555")  # wrapped: a sweep of failures is said in a line wider than the axes

@@ -21,7 +21,8 @@ from avdis.numbers import finite, json_safe
 from avdis.report.view import (HISTORY_X, OTHER_COLOR, STOPPED_LABEL, TARGET_COLOR, UNVALIDATED_LABEL,
                                X_LABEL, drawable, emotion, emotion_words, finished, finished_so_far, from_seed_means,
                                front_frame, front_label, history_title, last_result, leakage_range, method_color,
-                               methods_in, no_front, paper_label, plotted, target_point, utc, waiting, y_label)
+                               methods_in, no_front, paper_label, paper_text, plotted, target_point, utc, waiting,
+                               y_label)
 
 TABLE_HEADERS = {"emotion_acc_ci95": "± 95%", "emotion_uar_ci95": "± 95%", "leakage_ci95": "± 95%",
                  "val_emotion_acc": "val emotion_acc", "val_emotion_uar": "val emotion_uar",
@@ -130,9 +131,28 @@ def _trace_points(rows: pd.DataFrame, e: str) -> dict[str, Any]:
     }
 
 
+LAST_IN_LEGEND = 1001  # a legendrank past plotly's default (1000): listed after every trace of the default rank
+
+
 def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
-    """Scatter of every placed trial (one trace per method), the front as its own trace."""
+    """Scatter of every placed trial (one trace per method), the front as its own trace. The multitask baseline's star
+    and the paper target's diamond are drawn first, under the trials (plotly draws traces in order), and listed last
+    (`legendrank`): drawn last, the star hid a trial at the baseline's values, as a method at a small weight is."""
     fig, e = go.Figure(), emotion(summary)
+    base, target = summary.get("baseline"), target_point(summary)
+    if drawable(base, summary):
+        fig.add_trace(go.Scatter(
+            uid="baseline", name="multitask baseline (mean)", mode="markers", x=[base["leakage"]], y=[base[e]],
+            marker={"symbol": "star", "size": 18, "color": method_color("multitask"), "line": {"width": 1, "color": "black"}},
+            legendrank=LAST_IN_LEGEND,
+        ))
+    if target is not None:
+        fig.add_trace(go.Scatter(
+            uid="paper-target", name=paper_label(summary), mode="markers+text", x=[target[0]], y=[target[1]],
+            text=[paper_text()], textposition="top center",
+            marker={"symbol": "diamond", "size": 12, "color": TARGET_COLOR, "line": {"width": 1, "color": "black"}},
+            legendrank=LAST_IN_LEGEND + 1,
+        ))
     for method in methods_in(points):
         rows = points[points["method"] == method]
         fig.add_trace(go.Scatter(
@@ -160,18 +180,7 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
             marker={"size": 17, "symbol": "circle-open", "color": "black", "line": {"width": 2}},
             **_front_points(front, summary),
         ))
-    base, target = summary.get("baseline"), target_point(summary)
-    if drawable(base, summary):
-        fig.add_trace(go.Scatter(
-            uid="baseline", name="multitask baseline (mean)", mode="markers", x=[base["leakage"]], y=[base[e]],
-            marker={"symbol": "star", "size": 18, "color": method_color("multitask"), "line": {"width": 1, "color": "black"}},
-        ))
     if target is not None:
-        fig.add_trace(go.Scatter(
-            uid="paper-target", name=paper_label(summary), mode="markers+text", x=[target[0]], y=[target[1]],
-            text=["paper: -13% leakage"], textposition="top center",
-            marker={"symbol": "diamond", "size": 12, "color": TARGET_COLOR, "line": {"width": 1, "color": "black"}},
-        ))
         fig.add_annotation(x=target[0], y=target[1], ax=base["leakage"], ay=base[e], xref="x", yref="y",
                            axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5, text="")
     fig.update_layout(
