@@ -373,3 +373,14 @@ def test_a_resumed_search_ends_with_num_samples_trials_those_learned_apart_among
     assert tune_trials == search_trials(cfg, apart=2) == 5  # of Tune's experiment: what `fit` waits for
     ended = results.ended(results.read_trials(url), results.SEARCH)
     assert len(ended) == cfg.sweep.num_samples and "t3" not in set(ended["trial_id"])
+
+
+def test_a_searcher_tune_pickled_before_it_was_given_num_samples_still_suggests():
+    """Tune restores a sweep's searcher from the object it pickled at the sweep's start: one pickled by an avdis whose
+    SweepSearch had no `num_samples` raised AttributeError at its first suggestion on resume. It suggests, unbounded
+    (Tune's own count ends it)."""
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, adversarial]", "sweep.num_samples=2")
+    old = searcher(cfg)
+    del old.__dict__["num_samples"]
+    restored = pickle.loads(pickle.dumps(old))
+    assert len(drive(restored, cfg, 3)) == 3

@@ -234,6 +234,8 @@ class SweepSearch(OptunaSearch):
     Given `num_samples` (the sweep's), it ends the search once it has suggested that many trials (`_ot_trials`: each
     Tune trial it suggested, and each trial it learned from trials.parquet); None: as many as it is asked for."""
 
+    num_samples: int | None = None  # a searcher Tune pickled before it was given one (an older sweep's): no end
+
     def __init__(self, *, full_epochs: int, stopped_as: str = "complete", time_attr: str = "epoch",
                  trials_at: tuple[str, S3Config | None] | None = None, num_samples: int | None = None,
                  **kwargs: Any):
