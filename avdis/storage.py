@@ -315,14 +315,20 @@ _SPACE = _process_space()
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process of this PID runs on this host (another user's counts)."""
+    """Whether a process of this PID runs on this host (another user's counts): on Linux, not a zombie, which writes
+    nothing more and stays while its parent does not reap it (Ray's job supervisor does not reap a driver it killed
+    with SIGKILL after its stop timed out). Its temp files, scratch folders and S3 lock are a gone process's."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # another user's: alive, unless /proc says a zombie
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # not Linux, or gone meanwhile: as kill said
         return True
-    return True
 
 
 SHARED_CHECK = ".avdis-shared-check"  # `nodes.check_shared`'s marker files: no one's data, where a killed check left one

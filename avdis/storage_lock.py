@@ -214,19 +214,7 @@ def _gone(body: dict[str, Any]) -> bool:
     whose PID is taken again, is judged by its lease alone."""
     pid = body.get("pid")
     return (body.get("holder") is not None and body.get("space") == storage._SPACE and isinstance(pid, int)
-            and not _running(pid))
-
-
-def _running(pid: int) -> bool:
-    """Whether the process `pid` runs: alive and, on Linux, not a zombie. Ray's job supervisor does not reap a driver
-    it killed with SIGKILL after its stop timed out: it stays a zombie while the supervisor lives."""
-    if not storage.pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):  # not Linux, or gone meanwhile: as pid_alive said
-        return True
+            and not storage.pid_alive(pid))  # a zombie too: Ray's supervisor does not reap a driver it SIGKILLed
 
 
 class _Lease:

@@ -726,9 +726,15 @@ def test_scratch_folders_of_killed_processes_are_removed_and_no_others(tmp_path,
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a PID whose process has ended
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not reaped until the end of the test
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     old = time.time() - 2 * ck.ORPHAN_AGE_S
     folders = {
         "orphan": tmp_path / f"{ck.SCRATCH_PREFIX}{gone.pid}-a1",  # dead and old: a killed run's
+        "zombie": tmp_path / f"{ck.SCRATCH_PREFIX}{zombie.pid}-d4",  # a killed run's whose parent has not reaped it
         "fresh": tmp_path / f"{ck.SCRATCH_PREFIX}{gone.pid}-b2",  # dead but new: perhaps another PID namespace's
         "alive": tmp_path / f"{ck.SCRATCH_PREFIX}{os.getpid()}-c3",  # a live process's, however old
         "unnamed": tmp_path / f"{ck.SCRATCH_PREFIX}q8zk1_x0",  # from before folders carried the PID
@@ -739,10 +745,13 @@ def test_scratch_folders_of_killed_processes_are_removed_and_no_others(tmp_path,
         if name != "fresh":
             os.utime(d, (old, old))
     monkeypatch.setattr(ck.tempfile, "tempdir", str(tmp_path))
-    with ck.scratch_dir() as d:
-        assert d.parent == tmp_path and d.name.startswith(f"{ck.SCRATCH_PREFIX}{os.getpid()}-")
-        assert {name for name, f in folders.items() if f.exists()} == {"fresh", "alive", "unnamed"}
-    assert not d.exists()
+    try:
+        with ck.scratch_dir() as d:
+            assert d.parent == tmp_path and d.name.startswith(f"{ck.SCRATCH_PREFIX}{os.getpid()}-")
+            assert {name for name, f in folders.items() if f.exists()} == {"fresh", "alive", "unnamed"}
+        assert not d.exists()
+    finally:
+        zombie.wait(30)
 
 
 def test_a_checkpoint_round_trips_through_s3_with_its_state_written_last(s3_bucket, tmp_path):
