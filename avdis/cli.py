@@ -38,8 +38,9 @@ PREPROCESS_OVERRIDES_HELP = ("data, ray and s3 overrides applied after the file 
                              "data.shard_size=32")
 MODEL_OVERRIDES_HELP = ("overrides of the model and data settings the presets' sizes depend on, applied after the file "
                         "(only those listed below; others are refused), e.g. model.emb_dim=32 model.modality=audio "
-                        "data.features.n_mels=64; the heads are counted for the emotions and speakers of the shards "
-                        "at data.shards where there are any, else for an example 8 and 24")
+                        "data.features.n_mels=64; where there are shards at data.shards the counts are at the "
+                        "features they were made with and for their emotions and speakers (features of the config's "
+                        "that differ are said), else at the config's features and for an example 8 and 24")
 READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of results uses only the s3 settings; others are refused), "
                          "e.g. s3.endpoint_url=http://127.0.0.1:9000 s3.region=eu-west-1")
 
@@ -49,7 +50,8 @@ READER_OVERRIDES_HELP = ("s3 overrides applied after the file (a reader of resul
 # run reads them with (data.loader, data.split.scheme and .fold). `avdis model` counts every preset's parameters, which
 # depend on the model's inputs and embedding and on the input shapes (mel bands, audio and video frames), not on
 # model.preset (it lists them all), model.dropout, data.features.sample_rate or .face_size (pooled away); and its heads
-# on the emotions and speakers of the shards at data.shards (s3 to reach them), where there are any
+# on the emotions and speakers of the shards at data.shards (s3 to reach them), where there are any, whose features
+# then count instead of the config's (a run on them has theirs)
 READS = {
     "preprocess": (*(key.rstrip(".") for key in C.MADE_WITH_SHARDS), "ray", "s3"),
     "train": ("data", "model", "method", "train", "probe", "ray", "s3"),
@@ -575,19 +577,32 @@ def cmd_model(args: argparse.Namespace) -> int:
     from avdis.model import multitask
 
     cfg = _load(args)
-    _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards})  # s3 reaches the shards whose heads it counts
-    heads = _shards_heads(cfg)
-    if isinstance(heads, str):
-        print(f"avdis model: note: {heads}; the heads counted are an example's", file=sys.stderr)
-        heads = None
-    print(multitask.describe_presets(cfg, *heads) if heads else multitask.describe_presets(cfg))
+    _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards})  # s3 reaches the shards whose counts it lists
+    made = _shards_made(cfg)
+    if isinstance(made, str):
+        print(f"avdis model: note: {made}; the features counted are the config's, the heads an example's",
+              file=sys.stderr)
+    elif made is not None:
+        n_emotions, n_speakers, features, shards = made
+        differ = [f"data.features.{k}={getattr(cfg.data.features, k):g} (made with {getattr(features, k):g})"
+                  for k in multitask.shaping_features(cfg.model.modality)
+                  if getattr(cfg.data.features, k) != getattr(features, k)]
+        if differ:
+            print(f"avdis model: note: {shards} were made with other features than the config's: "
+                  f"{', '.join(differ)}; counted with theirs, as a run on them has (a run with the config's is "
+                  "refused until shards are made with them)", file=sys.stderr)
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"features": features})})
+    print(multitask.describe_presets(cfg, n_emotions, n_speakers, shards) if isinstance(made, tuple) else
+          multitask.describe_presets(cfg))
     return 0
 
 
-def _shards_heads(cfg: C.Config) -> tuple[int, int, str] | str | None:
-    """The emotions and speakers of the shards at the config's data.shards, whose heads a run on them has (`loop.run`),
-    and the words naming them; None where no shards are there, or why they could not be read. `avdis model --config`
-    counted an example's heads (8 emotions, 24 speakers) for a config naming shards with their own."""
+def _shards_made(cfg: C.Config) -> tuple[int, int, C.FeatureConfig, str] | str | None:
+    """The emotions and speakers of the shards at the config's data.shards and the features they were made with,
+    which a run on them has (`loop.run`, `stream.open_dataset`), and the words naming them; None where no shards are
+    there, or why they could not be read. `avdis model --config` counted an example's heads (8 emotions, 24 speakers)
+    and the config's data.features for a config naming shards with their own. Shards of audio alone hold no video:
+    the config's video settings (`C.VIDEO_FEATURES`) are kept, as training does not check them there."""
     from avdis import storage
     from avdis.data import shards
 
@@ -595,9 +610,12 @@ def _shards_heads(cfg: C.Config) -> tuple[int, int, str] | str | None:
         if not storage.exists(storage.join(cfg.data.shards, shards.MANIFEST), cfg.s3):
             return None
         _, meta = shards.read_manifest(cfg.data.shards, cfg.s3)
-        return len(meta["emotions"]), len(meta["speakers"]), f"the shards at {cfg.data.shards}"
+        features = C.FeatureConfig(**meta["features"])
+        if shards.modality_of(meta) == "audio":
+            features = features.model_copy(update={k: getattr(cfg.data.features, k) for k in C.VIDEO_FEATURES})
+        return len(meta["emotions"]), len(meta["speakers"]), features, f"the shards at {cfg.data.shards}"
     except Exception as exc:  # noqa: BLE001 - a listing: unreadable shards (S3 unreachable, damaged) are said
-        return f"{cfg.data.shards}: its shards' emotions and speakers not read ({exc})"
+        return f"{cfg.data.shards}: its shards' emotions, speakers and features not read ({exc})"
 
 
 GRAFANA_TOKEN_ENV = "GRAFANA_TOKEN"  # where `avdis grafana push` reads its token without --token-env

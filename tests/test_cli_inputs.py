@@ -354,7 +354,33 @@ def test_model_counts_the_heads_of_the_shards_its_config_names(capsys, tiny_shar
     assert main(["model", "--config", str(config), f"data.shards={damaged}"]) == 0
     out, err = capsys.readouterr()
     assert "heads for an example 8 emotions and 24 speakers" in out.splitlines()[0]
-    assert f"avdis model: note: {damaged}: its shards' emotions and speakers not read (" in err
+    assert f"avdis model: note: {damaged}: its shards' emotions, speakers and features not read (" in err
+    assert err.rstrip().endswith("; the features counted are the config's, the heads an example's")
+
+
+def test_model_counts_at_the_features_the_shards_its_config_names_were_made_with(capsys, tiny_shards, tmp_path):
+    """Since it counted their heads, `avdis model --config` still counted at the config's data.features for a config
+    naming shards made with others (another n_mels, window): a run on them has the shards' features, and refuses the
+    config's. It counts at the shards', says which of the config's differ, and the header names the sizes it used."""
+    from avdis.model import multitask
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"data:\n  shards: {tiny_shards}\n  features: {{n_mels: 64, window_s: 2.0}}\nmodel:\n  "
+                      "emb_dim: 16\n")
+    made = C.load(str(config)).model_copy(update={"data": C.DataConfig(shards=tiny_shards)})  # n_mels 40, window 1 s
+    assert main(["model", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    header, *rows = out.splitlines()
+    assert f"n_mels=40, hop_ms=10, window_s=1, fps=8 and heads for the 4 emotions and 6 speakers of the shards at " \
+           f"{tiny_shards}, emb_dim+1" in header
+    theirs, configs = (multitask.describe_presets(c, 4, 6, "x").splitlines()[1:] for c in (made, C.load(str(config))))
+    assert rows == theirs != configs
+    assert f"avdis model: note: the shards at {tiny_shards} were made with other features than the config's: " \
+           "data.features.n_mels=64 (made with 40), data.features.window_s=2 (made with 1); counted with theirs" in err
+    assert main(["model", "--config", str(config), "data.shards=/nonexistent/shards"]) == 0  # no shards: the config's
+    out, err = capsys.readouterr()
+    assert "the config's n_mels=64, hop_ms=10, window_s=2, fps=8, heads for an example 8" in out and not err
+    assert out.splitlines()[1:] == multitask.describe_presets(C.load(str(config))).splitlines()[1:]
 
 
 @pytest.mark.parametrize("override, elsewhere", [
@@ -371,7 +397,7 @@ def test_model_refuses_the_settings_the_presets_sizes_do_not_depend_on(capsys, o
     refused(capsys, ["preprocess", "data.loader.workers=8"], "(give it to avdis train or avdis sweep)")
     counts = {}
     for overrides in ([], ["model.contours=false"], ["data.features.fps=4"], ["data.features.hop_ms=20"]):
-        assert main(["model", *overrides]) == 0
+        assert main(["model", "data.shards=/nonexistent/shards", *overrides]) == 0  # shards made here count theirs
         counts[" ".join(overrides)] = capsys.readouterr().out.split("\n", 1)[1]
     assert len(set(counts.values())) == len(counts), counts
 

@@ -73,20 +73,31 @@ def count_parameters(model: nn.Module) -> int:
 
 
 EXAMPLE_HEADS = (8, 24)  # emotions and speakers `describe_presets` counts heads for without shards (RAVDESS's)
+# the data.features each input's shapes are made of (`AudioEncoder`, `VisualEncoder`): the others are pooled away
+SHAPING_FEATURES = {"audio": ("n_mels", "hop_ms", "window_s"), "visual": ("window_s", "fps")}
+
+
+def shaping_features(modality: str) -> tuple[str, ...]:
+    """The data.features that decide the parameter counts of a model of `modality`, in a fixed order."""
+    return tuple(dict.fromkeys(k for m in MODALITY_INPUTS[modality] for k in SHAPING_FEATURES[m]))
 
 
 def describe_presets(cfg: Config, n_emotions: int = EXAMPLE_HEADS[0], n_speakers: int = EXAMPLE_HEADS[1],
-                     heads_of: str | None = None) -> str:
-    """A table of the presets with parameter counts at this config's features and modality, its header saying whose
-    heads they count: `heads_of` (the shards at data.shards, say: `avdis model` passes their emotions and speakers,
-    as a run on them has, `loop.run`), else an example's (RAVDESS's, by default), said as one. The table named the
-    example's as if they were the corpus's, and counted them even for a config whose shards have their own."""
-    heads = (f"heads for the {n_emotions} emotions and {n_speakers} speakers of {heads_of}" if heads_of else
-             f"heads for an example {n_emotions} emotions and {n_speakers} speakers: a run's follow its shards")
+                     shards: str | None = None) -> str:
+    """A table of the presets with parameter counts at cfg's data.features and modality, its header saying whose
+    features and heads they count: those of `shards` (the shards at data.shards, say: `avdis model` passes their
+    features in cfg and their emotions and speakers, as a run on them has, `loop.run`), else the config's features
+    and an example's heads (RAVDESS's, by default), said as one. The table named the example's heads as if they were
+    the corpus's, and counted them, and the config's features, even for a config whose shards have their own."""
+    feat = cfg.data.features
+    sizes = ", ".join(f"{k}={getattr(feat, k):g}" for k in shaping_features(cfg.model.modality))
+    heads = (f"{sizes} and heads for the {n_emotions} emotions and {n_speakers} speakers of {shards}" if shards else
+             f"the config's {sizes}, heads for an example {n_emotions} emotions and {n_speakers} speakers: a run's "
+             "follow its shards")
     lines = [f"{'preset':<8}{'width':>7}{'depth':>7}{'params':>16}   (modality={cfg.model.modality}, "
              f"emb_dim={cfg.model.emb_dim}, {heads}, emb_dim+1 parameters each)"]
     for name, p in PRESET_SIZES.items():
         with torch.device("meta"):
-            model = AVModel(cfg.model.model_copy(update={"preset": name}), cfg.data.features, n_emotions, n_speakers)
+            model = AVModel(cfg.model.model_copy(update={"preset": name}), feat, n_emotions, n_speakers)
         lines.append(f"{name:<8}{p.width:>7}{p.depth:>7}{count_parameters(model):>16,}")
     return "\n".join(lines)
