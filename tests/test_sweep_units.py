@@ -1028,7 +1028,7 @@ def test_the_trials_that_ended_after_tunes_last_save_are_counted_apart_from_its_
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
     url = sweep.url_of(cfg)
     saved_search_experiment(cfg)
-    (known,) = sweep.known_trials(cfg, results.SEARCH)
+    (known,) = sweep.saved_experiment(cfg, results.SEARCH).known
     row = {"sweep": "s", "method": "multitask", "role": results.SEARCH, "epochs": 2}
     results.write_trials(url, [
         {**row, "trial_id": known, "status": "TERMINATED", "order": 1},
@@ -1038,6 +1038,34 @@ def test_the_trials_that_ended_after_tunes_last_save_are_counted_apart_from_its_
         {**row, "trial_id": "running", "status": "RUNNING"},
         {**row, "trial_id": "confirming", "status": "TERMINATED", "order": 3, "role": results.CONFIRM}])
     assert sweep.ended_apart(url, cfg, results.SEARCH) == {"late", "late_failed"}
+
+
+def test_a_resumed_sweep_opens_each_saved_tune_experiment_once(tmp_path):
+    """On resume the saved Tune experiment of a role was opened (`ExperimentAnalysis`: on S3 a listing and a read of
+    its state) by the checks before Ray starts (`check_trial_runs`, the checkpoints its trials restore from) and again
+    by `ended_apart` (the trials it lists), both before it runs. The resume reads it once (`read_saved`) and both use
+    that: here the experiment is moved away after the checks, and the trials counted apart are still those of what
+    they read. A real saved Tune experiment of one trial, which reported no checkpoint."""
+    from ray.tune import ExperimentAnalysis
+
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    name = saved_search_experiment(cfg)
+    fs, storage_path, _ = sweep.experiment_of(cfg, results.SEARCH)
+    (known,) = (t.trial_id for t in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials)
+    row = {"sweep": "s", "method": "multitask", "role": results.SEARCH, "epochs": 2}
+    results.write_trials(url, [
+        {**row, "trial_id": known, "status": "TERMINATED", "order": 1},
+        {**row, "trial_id": "late", "status": "STOPPED", "order": 2},
+        {**row, "trial_id": "running", "status": "RUNNING"}])  # resumed: its checkpoint is looked for in the state
+    saved: dict[str, sweep.SavedExperiment] = {}
+    assert sweep.check_trial_runs(url, cfg, saved) == []
+    assert saved == {results.SEARCH: sweep.SavedExperiment(frozenset({known}), {})}
+    Path(storage_path, name).rename(tmp_path / "aside")
+    assert sweep.ended_apart(url, cfg, results.SEARCH, saved) == {"late"}  # as read before: not opened again
+    assert sweep.ended_apart(url, cfg, results.SEARCH) == {known, "late"}  # opened anew: no experiment there now
 
 
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):

@@ -380,7 +380,7 @@ def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
                          "a new sweep.name")
 
 
-def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
+def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment] | None = None) -> list[str]:
     """Refuse, before Ray starts, a resumed sweep's unfinished trial that cannot resume, saying what to move aside:
     refused in the trial, it failed, and a failed trial is never retried on resume. A multi-worker trial's Ray Train
     run (under `<checkpoints>/trials/`) whose record lists a checkpoint folder that is gone (deleted, expired by a
@@ -392,10 +392,11 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
     state again left the state naming it, as the one the trial restores from (with a whole one beside it) or as one
     it keeps beside that, which Tune deletes in turn: Ray's deletion of a folder that is gone raised, logged with its
     traceback, before Tune advanced the trial's checkpoint index, and the trial's next restore wrote its first
-    checkpoint over the one it restored from."""
+    checkpoint over the one it restored from. `saved`: the saved experiments this resume has read (`read_saved`),
+    filled with those it reads."""
     trials = results.read_trials(sweep_url, cfg.s3)
     resumed = trials[trials["order"].isna() & (trials["status"] != "ERROR")]
-    tune_checkpoints: dict[str, dict[str, tuple[str, list[str]]]] = {}
+    saved = {} if saved is None else saved
     gone = []
     for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
         run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
@@ -406,9 +407,7 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
             if why is not None:
                 raise ck.unusable(run_url, why, folder, s3=cfg.s3)
             continue
-        if role not in tune_checkpoints:
-            tune_checkpoints[role] = _tune_restored(cfg, role)
-        restored = tune_checkpoints[role].get(trial_id)
+        restored = read_saved(saved, cfg, role).restored.get(trial_id)
         if restored is None:
             continue
         folder, kept = restored
@@ -425,22 +424,43 @@ def check_trial_runs(sweep_url: str, cfg: Config) -> list[str]:
     return gone
 
 
-def _tune_restored(cfg: Config, role: str) -> dict[str, tuple[str, list[str]]]:
-    """By trial id, the URL of the checkpoint Tune restores each trial of the experiment of `role` from (its latest in
-    the experiment's saved state) and the URLs of those it keeps of the trial (`KEEP_CHECKPOINTS`, that one among
-    them); none without a saved experiment."""
+@dataclass(frozen=True)
+class SavedExperiment:
+    """What the saved Tune experiment of a role lists (`saved_experiment`)."""
+
+    known: frozenset[str]  # the ids of its trials
+    # by trial id, the URL of the checkpoint Tune restores the trial from (its latest in the saved state) and the URLs
+    # of those it keeps of the trial (`KEEP_CHECKPOINTS`, that one among them)
+    restored: dict[str, tuple[str, list[str]]]
+
+
+def saved_experiment(cfg: Config, role: str) -> SavedExperiment:
+    """The trials the saved Tune experiment of `role` lists, and the checkpoints it restores them from; none without
+    a saved experiment. Each call opens it (`ExperimentAnalysis`: on S3 a listing and a read of its state): a resume
+    reads it once per role (`read_saved`)."""
     from ray.tune import ExperimentAnalysis
 
     if not _restorable(cfg, role):
-        return {}
+        return SavedExperiment(frozenset(), {})
     fs, storage_path, name = experiment_of(cfg, role)
-    found = {}
-    for trial in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials:
+    trials = ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials
+    restored = {}
+    for trial in trials:
         if trial.checkpoint is not None:
             kept = [r.checkpoint.path for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results]
-            found[trial.trial_id] = (storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path,
-                                     [storage.url_from_pyarrow(fs, path) or path for path in kept])
-    return found
+            restored[trial.trial_id] = (storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path,
+                                        [storage.url_from_pyarrow(fs, path) or path for path in kept])
+    return SavedExperiment(frozenset(t.trial_id for t in trials), restored)
+
+
+def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> SavedExperiment:
+    """`saved_experiment` of `role` as this resume read it before Ray started, read into `saved` (one resume's, by
+    role) where it has not been: the checks before Ray starts (`check_trial_runs`) and the trials counted apart
+    (`ended_apart`) each opened it. Not for after the role's experiment has run again (`lost_checkpoint_folders`),
+    whose state Tune has saved anew."""
+    if role not in saved:
+        saved[role] = saved_experiment(cfg, role)
+    return saved[role]
 
 
 def _finished_roles(trials: pd.DataFrame) -> set[str]:
@@ -647,8 +667,10 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool)
     return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views)
 
 
-def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool) -> None:
-    """Re-train the search front's configurations with sweep.confirm_seeds more seeds each (full epochs)."""
+def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool,
+            saved: dict[str, SavedExperiment] | None = None) -> None:
+    """Re-train the search front's configurations with sweep.confirm_seeds more seeds each (full epochs). `saved`: the
+    saved experiments this resume has read (`read_saved`)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -665,7 +687,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(fixed, max_concurrent=s.max_concurrent),
                                   num_samples=len(points), reuse_actors=reuse)
     # the confirming trials a killed driver ran after Tune's last save are not Tune's, nor trained again (FixedPoints)
-    apart = len(ended_apart(sweep_url, cfg, results.CONFIRM)) if resume else 0
+    apart = len(ended_apart(sweep_url, cfg, results.CONFIRM, saved)) if resume else 0
     fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
         len(points) - apart, sweep_url, "confirming trial")
 
@@ -843,8 +865,9 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     for url in dict.fromkeys([sweep_url, checkpoints_of(cfg), *to_make(cfg).values()]):
         storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     check_experiments(sweep_url, cfg, resume)
+    saved: dict[str, SavedExperiment] = {}  # the Tune experiments this resume read, by role (`read_saved`)
     if resume:
-        for folder in check_trial_runs(sweep_url, cfg):
+        for folder in check_trial_runs(sweep_url, cfg, saved):
             ck.stand_in(folder, cfg.s3)
     check_shards_whole(cfg)
     nodes.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
@@ -867,13 +890,13 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     # trials the searcher learned from trials.parquet (`SweepSearch.learn_recorded`) are not Tune's, and count toward
     # sweep.num_samples (the searcher ends the search at it): Tune's end short by them, and the sweep read as
     # interrupted at every rerun where they were counted as Tune's
-    apart = len(ended_apart(sweep_url, cfg, results.SEARCH)) if resume else 0
+    apart = len(ended_apart(sweep_url, cfg, results.SEARCH, saved)) if resume else 0
     fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg, apart), sweep_url)
     if search_trials(cfg) < cfg.sweep.num_samples:
         print(space_spent(cfg), flush=True)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
     if cfg.sweep.confirm_seeds:
-        confirm(cfg, sweep_url, resume, views, reuse)
+        confirm(cfg, sweep_url, resume, views, reuse, saved)
         close_lost_trials(sweep_url, cfg, results.CONFIRM, views.listeners)
     return sweep_url
 
@@ -925,7 +948,7 @@ def lost_checkpoint_folders(cfg: Config, role: str, lost: set[str]) -> list[str]
     left to Tune."""
     if not _restorable(cfg, role):  # no saved experiment: no folder of its trials either
         return []
-    unknown = lost - known_trials(cfg, role)
+    unknown = lost - saved_experiment(cfg, role).known  # as Tune saved it this run
     name = experiment_of(cfg, role)[2]
     prefixes = tuple(f"{run_trial.__name__}_{trial}_" for trial in unknown)  # Tune's <trainable>_<id>_<tag>
     tune_folders = [folder for folder in storage.list_files(storage.join(checkpoints_of(cfg), name), s3=cfg.s3)
@@ -933,23 +956,14 @@ def lost_checkpoint_folders(cfg: Config, role: str, lost: set[str]) -> list[str]
     return tune_folders + [storage.join(checkpoints_of(cfg), TRIALS_DIR, trial) for trial in sorted(unknown)]
 
 
-def known_trials(cfg: Config, role: str) -> set[str]:
-    """The ids of the trials the saved Tune experiment of `role` lists (none without one)."""
-    from ray.tune import ExperimentAnalysis
-
-    if not _restorable(cfg, role):
-        return set()
-    fs, storage_path, name = experiment_of(cfg, role)
-    return {t.trial_id for t in ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials}
-
-
-def ended_apart(sweep_url: str, cfg: Config, role: str) -> set[str]:
+def ended_apart(sweep_url: str, cfg: Config, role: str, saved: dict[str, SavedExperiment] | None = None) -> set[str]:
     """The trials of `role` recorded in trials.parquet as ended (finished, or failed) that the saved Tune experiment
     of `role` does not list: a killed driver started them after Tune last saved its state, and they ended before it
     was killed. Tune never resumes nor counts them; on resume the search's searcher learns them
-    (`SweepSearch.learn_recorded`) and the confirmation's passes over their points (`FixedPoints`)."""
+    (`SweepSearch.learn_recorded`) and the confirmation's passes over their points (`FixedPoints`). `saved`: the
+    saved experiments this resume has read (`read_saved`)."""
     mine = results.ended(results.read_trials(sweep_url, cfg.s3), role)
-    return set(mine["trial_id"]) - known_trials(cfg, role) if len(mine) else set()
+    return set(mine["trial_id"]) - read_saved({} if saved is None else saved, cfg, role).known if len(mine) else set()
 
 
 def _kept(folder: str, exc: BaseException) -> None:
