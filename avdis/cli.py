@@ -292,7 +292,8 @@ def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
     """The setting that leaves the setting `key` that sweep.space.params samples unread by every trial of the sweep,
     and why; None where a trial reads it: none of sweep.space.methods reads it (`C.READ_BY_METHODS`), it is read only
     under another value of a setting the space does not sample (`READ_ONLY_UNDER`: model.contours under
-    model.modality=visual), or it is Ray Train's and every trial trains in its own process (`IN_PROCESS_IGNORES`)."""
+    model.modality=visual), or it is Ray Train's and every trial trains in its own process (`IN_PROCESS_IGNORES`; and
+    train.max_failures, by which Tune restarts every such trial alike: `ONE_RESTART_RULE`)."""
     space, methods = cfg.sweep.space.params, cfg.sweep.space.methods
     readers = next((r for k, r in C.READ_BY_METHODS.items() if _reads((k,), key)), ())
     if readers and not set(readers) & set(methods):
@@ -306,6 +307,8 @@ def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
                           f"{mode}={'null' if values[0] is None else values[0]}")
     if key in IN_PROCESS_IGNORES and cfg.train.in_process and "train.workers" not in space:
         return "train.workers", IN_PROCESS_WHY.format(key=f"sampling {key}")
+    if key == "train.max_failures" and cfg.train.in_process and "train.workers" not in space:
+        return "train.workers", ONE_RESTART_RULE.format(key=f"sampling {key}")
     return None
 
 
@@ -445,10 +448,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# what a sweep's trials of one worker do not read: each trains in its own process (`tune.trial.run_trial`)
-IN_PROCESS_IGNORES = ("train.max_failures", "train.placement_strategy", "sweep.trial_cpus")
+# what a sweep's trials of one worker do not read: each trains in its own process (`tune.trial.run_trial`). Not
+# train.max_failures: Tune restarts such a trial by it (`sweep.tune_failures`), one value for the whole sweep
+IN_PROCESS_IGNORES = ("train.placement_strategy", "sweep.trial_cpus")
 IN_PROCESS_WHY = ("with train.workers=1 every trial trains in its own process, not as a Ray Train run, so {key} would "
                   "change nothing; drop it, or give train.workers=2 or more (with train.strategy=ddp or deepspeed)")
+ONE_RESTART_RULE = ("with train.workers=1 every trial trains in its own process, which Tune restarts (its process died) "
+                    "up to the sweep's train.max_failures, one value for every trial, so {key} would change nothing; "
+                    "give train.max_failures=<restarts> instead, or sample train.workers too (2 or more: Ray Train "
+                    "runs, each restarting its workers by its own)")
 
 
 # settings a sweep sets for each trial itself, and where from: an override of one was accepted and changed nothing

@@ -1611,7 +1611,8 @@ def test_a_sampled_method_setting_no_swept_method_reads_is_refused(tmp_path, cap
      "own process, not as a Ray Train run, so sampling train.placement_strategy would change nothing",
      "train.workers=2"),
     ("train.workers=1", "train.max_failures=[0, 2]", "with train.workers=1 every trial trains in its own process, "
-     "not as a Ray Train run, so sampling train.max_failures would change nothing",
+     "which Tune restarts (its process died) up to the sweep's train.max_failures, one value for every trial, so "
+     "sampling train.max_failures would change nothing",
      "sweep.space.params.train.workers=[1, 2]")])
 def test_a_sampled_setting_no_trial_reads_is_refused(tmp_path, capsys, monkeypatch, mode, param, said, fix):
     """`avdis sweep model.modality=visual sweep.space.params.model.contours=[true,false]` (no trial has an audio
@@ -1655,8 +1656,7 @@ def test_a_files_sample_is_left_alone_where_the_command_line_chose_what_leaves_i
     refused(capsys, ["sweep", "--config", str(at_odds)], f"{at_odds}: sweep.space.params.{next(iter(sample))}: ")
 
 
-@pytest.mark.parametrize("held, sampled", [({"max_failures": 2}, {}), ({"placement_strategy": "SPREAD"}, {}),
-                                           ({}, {"train.max_failures": [0, 2]})])
+@pytest.mark.parametrize("held, sampled", [({"placement_strategy": "SPREAD"}, {}), ({}, {"train.max_failures": [0, 2]})])
 def test_a_sweep_under_a_command_line_strategy_single_leaves_a_files_ray_train_settings_alone(tmp_path, capsys,
                                                                                           monkeypatch, held,
                                                                                           sampled):
@@ -1677,13 +1677,13 @@ def test_a_sweep_under_a_command_line_strategy_single_leaves_a_files_ray_train_s
             "its own process")
 
 
-@pytest.mark.parametrize("override", ["train.max_failures=2", "train.placement_strategy=SPREAD",
-                                      "sweep.trial_cpus=0.5"])
+@pytest.mark.parametrize("override", ["train.placement_strategy=SPREAD", "sweep.trial_cpus=0.5"])
 def test_a_sweep_of_one_worker_trials_refuses_the_ray_train_settings_it_would_ignore(tmp_path, capsys, monkeypatch,
                                                                                      override):
-    """A one-worker trial trains in its Tune trial's own process, with no Ray Train run (its failures are Tune's,
-    never retried; no TorchTrainer driver for sweep.trial_cpus to size): `avdis sweep train.max_failures=2` ran its
-    sweep as without it. Refused before any work; with trials of several workers, sampled or not, taken."""
+    """A one-worker trial trains in its Tune trial's own process, with no Ray Train run (one bundle to place; no
+    TorchTrainer driver for sweep.trial_cpus to size): `avdis sweep train.placement_strategy=SPREAD` ran its sweep as
+    without it. Refused before any work; with trials of several workers, sampled or not, taken. (Not
+    train.max_failures: Tune restarts such a trial whose process died by it, the next test.)"""
     monkeypatch.chdir(tmp_path)
     setting = override.partition("=")[0]
     refused(capsys, ["sweep", "--config", SMOKE, override], f"{override}: with train.workers=1 every trial trains in "
@@ -1694,6 +1694,17 @@ def test_a_sweep_of_one_worker_trials_refuses_the_ray_train_settings_it_would_ig
     for workers in ("train.workers=2", "sweep.space.params.train.workers=[1, 2]"):
         refused(capsys, ["sweep", "--config", SMOKE, override, workers, "--storage", str(blocker), "--name", "s"],
                 f"{blocker}/s: not writable")
+
+
+def test_a_sweep_of_one_worker_trials_takes_train_max_failures(tmp_path, capsys, monkeypatch):
+    """Tune restarts a one-worker trial whose process died up to train.max_failures (`sweep.tune_failures`): it was
+    refused ("with train.workers=1 ... would change nothing"), and such a trial ended as ERROR, never retried. Taken
+    now (the sweep goes on to its storage, refused here as not writable)."""
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    refused(capsys, ["sweep", "--config", SMOKE, "train.max_failures=2", "--storage", str(blocker), "--name", "s"],
+            f"{blocker}/s: not writable")
 
 
 @pytest.mark.parametrize("override", ["sweep.space.weights.adversarial=0.5",

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import time
 from typing import Any, Callable, Sequence
 
 import pandas as pd
 from ray.tune import Callback
 
-from avdis import results
+from avdis import results, storage
 from avdis.config import EMOTION_METRICS, Config, with_overrides
 from avdis.errors import AvdisError
 from avdis.data.prepare import recorded
@@ -67,6 +68,27 @@ def _error_of(trial: Any) -> str | None:
     return str(error) if error else None
 
 
+def _raised(trial: Any) -> BaseException | None:
+    """The error the trial failed of, as Tune pickled it into the driver's staging folder (there when callbacks run);
+    None where it wrote none (an error it could not pickle) or it cannot be read."""
+    path = trial.pickled_error_file
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            error = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - a class this process cannot load, a file cut short: judged as no error known
+        return None
+    return error if isinstance(error, BaseException) else None
+
+
+def _process_died(error: BaseException | None) -> bool:
+    """Whether the trial's own process died (killed, out of memory, its node lost): Ray's RayActorError."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(error, RayActorError)
+
+
 def _final(row: dict[str, Any]) -> bool:
     """Finished (completed or stopped early): such a row is never changed again."""
     order = row.get("order")
@@ -74,8 +96,14 @@ def _final(row: dict[str, Any]) -> bool:
 
 
 class TrialRecorder(Callback):
-    def __init__(self, sweep_url: str, cfg: Config, role: str = results.SEARCH, listeners: Sequence[Listener] = ()):
+    """`restarts`: Tune restarts the sweep's trials whose process died up to train.max_failures (every trial trains
+    in its own process: `sweep.tune_failures`), so a trial lost to a dead process is listed with the value that would
+    have restarted it. `checkpoints_url`: where the trials keep their checkpoints (`sweep.checkpoints_of`)."""
+
+    def __init__(self, sweep_url: str, cfg: Config, role: str = results.SEARCH, listeners: Sequence[Listener] = (),
+                 restarts: bool = False, checkpoints_url: str | None = None):
         self.sweep_url, self.cfg, self.role, self.listeners = sweep_url, cfg, role, tuple(listeners)
+        self.restarts, self.checkpoints_url = restarts, checkpoints_url
         self.rows: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ Tune hooks
@@ -166,9 +194,46 @@ class TrialRecorder(Callback):
             log.warning("trial %s, finished before the driver was killed, failed when Tune ran it again; its recorded "
                         "result is kept: %s", trial.trial_id, error[-500:] if error else "no error given")
             return
-        row.update(status="ERROR", stop_reason="error", order=None,
-                   error=error[-2000:] if error else "trial failed (see its error file)")
+        said = error[-2000:] if error else "trial failed (see its error file)"
+        if getattr(self, "restarts", False) and _process_died(_raised(trial)):  # an experiment pickled before: False
+            n = trial.num_failures
+            said += (f"\nthe trial's process died{f' {n} times' if n > 1 else ''} (killed, out of memory, or its node "
+                     f"lost; restarts allowed: train.max_failures={self.cfg.train.max_failures}): "
+                     f"train.max_failures={n} would have restarted it from its last checkpoint")
+        row.update(status="ERROR", stop_reason="error", order=None, error=said)
         self._write(row)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune restarts the trial from its last checkpoint (train.max_failures; its row stays RUNNING, and goes on
+        from the epochs the checkpoint holds). Not where it failed of an avdis error that is not `retryable` (a fault
+        in its input, which a restart meets again: with train.max_failures=-1 it restarted for ever, as Ray Train
+        did, `launch.stop_on_input_fault`): Tune has no hook to pass over the restart, so this failure is made its
+        last (the trial's own `max_failures`) and the restarted trial fails at once on the error left for it
+        (`trial.NotRetried`)."""
+        from avdis.train.launch import _avdis_error
+        from avdis.tune.trial import not_retried_url
+
+        raised = _raised(trial)
+        found = _avdis_error([raised]) if raised is not None else None
+        allowed = trial.max_failures
+        if found is not None and not found.retryable and getattr(self, "checkpoints_url", None):
+            trial.max_failures = 0  # its next failure ends it: `Trial.should_recover`
+            url = not_retried_url(self.checkpoints_url, trial.trial_id)
+            # Ray's error as the cause's type (`RayTaskError.as_instanceof_cause`) says Ray's header: said as raised
+            own = found.cause if isinstance(getattr(found, "cause", None), AvdisError) else found
+            try:
+                storage.write_bytes(url, str(own).encode(), self.cfg.s3)
+            except Exception as exc:  # noqa: BLE001 - a callback that raised stopped the sweep; it retrains once
+                log.warning("trial %s: %s not written (%s): its restart trains again until it meets the error",
+                            trial.trial_id, url, exc)
+            print(f"avdis sweep: trial {trial.trial_id} failed of an error a restart meets again, not retried: it "
+                  "ends on it", flush=True)
+            return
+        cause = ("its process died" if _process_died(raised) else
+                 "it failed" if raised is None else f"it failed ({type(raised).__name__})")
+        print(f"avdis sweep: trial {trial.trial_id}: {cause}; restarting it from its last checkpoint (restart "
+              f"{trial.num_failures} of train.max_failures={allowed}{', for ever' if allowed < 0 else ''})",
+              flush=True)
 
     # ------------------------------------------------------------ rows
 

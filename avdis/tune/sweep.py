@@ -70,7 +70,8 @@ CHECKPOINTS_DIR = "checkpoints"  # in the sweep's folder, unless sweep.checkpoin
 # where its config left data.synth out: now filled from the shards, they differed, and its resume was refused
 # What a resumed `avdis train` run may change (`checkpoint.MAY_CHANGE`: where it lives, how it is scheduled, its
 # robustness, how often it probes) a sweep's trials may change too, so a sweep resumed on a resized cluster may take
-# other worker CPUs, placement, max_failures or max_skip_rate (they were refused, sweep.trial_cpus alone let through).
+# other worker CPUs, placement, max_failures or max_skip_rate (they were refused, sweep.trial_cpus alone let through);
+# max_failures not where Tune restarts the trials by it (`check_restarts_kept`).
 # Not `SWEEP_KEEPS`: train.epochs sets the rungs and how long every trial trains; train.gpus_per_worker the device and,
 # under train.precision=auto, bf16 or fp32, and the front compares trials from both sides of the resume.
 # train.probe_every: a sweep started when MO-ASHA's trials probed every epoch goes on probing at its rungs.
@@ -467,10 +468,33 @@ def _finished_roles(trials: pd.DataFrame) -> set[str]:
     return set(trials.loc[trials["order"].notna(), "role"].fillna(results.SEARCH))
 
 
-def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume: bool, views: Views):
+def tune_failures(cfg: Config, in_process: bool) -> int:
+    """How many times Tune restarts a trial that failed (`FailureConfig.max_failures`): train.max_failures where
+    every trial trains in its own process (`in_process`, `reuse_processes`), whose death (killed, out of memory, its
+    node lost) it otherwise ended in; else 0, where train.max_failures is each multi-worker trial's Ray Train run's
+    (it restarts the run's workers) and restarting its trial too would multiply the two. An avdis error that is not
+    `retryable` is not retried (`records.TrialRecorder.on_trial_recover`)."""
+    return cfg.train.max_failures if in_process else 0
+
+
+def check_restarts_kept(sweep_url: str, cfg: Config, record: dict[str, Any], in_process: bool) -> None:
+    """Refuse to resume, with another train.max_failures, a sweep whose trials Tune restarts (`tune_failures`): Tune
+    restores its experiment with the FailureConfig it was started with, and its trials with their own, so the new
+    value would change nothing."""
+    started = record["spec"].get("train", {}).get("max_failures", 0)
+    if in_process and started != cfg.train.max_failures:
+        raise UsageError(f"{sweep_url}: its trials each train in their own process, which Tune restarts up to the "
+                         f"train.max_failures the sweep was started with ({started}), restored with its saved "
+                         f"experiment: train.max_failures={cfg.train.max_failures} would change nothing. Resume it "
+                         f"with train.max_failures={started}, or start a new sweep (sweep.name=...)")
+
+
+def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume: bool, views: Views,
+                in_process: bool = False):
     """A Tuner for the experiment of `role` under `checkpoints_of` (restored when it was started before).
 
-    Its trials run the same trainable and land in the same trials.parquet, recorded as `role`.
+    Its trials run the same trainable and land in the same trials.parquet, recorded as `role`. Tune restarts a
+    failed trial up to `tune_failures` (`in_process`: every trial trains in its own process).
     """
     from ray import tune
 
@@ -490,8 +514,9 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
         trainable, tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=fs,
-            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners), *views.callbacks],
-            failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners, restarts=in_process,
+                                     checkpoints_url=checkpoints_of(cfg)), *views.callbacks],
+            failure_config=tune.FailureConfig(max_failures=tune_failures(cfg, in_process)), verbose=1,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),  # in-process trials' checkpoints
         ),
     )
@@ -664,7 +689,7 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool)
     search = ConcurrencyLimiter(searcher(cfg, sweep_url), max_concurrent=s.max_concurrent)
     tune_config = tune.TuneConfig(search_alg=search,
                                   scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=reuse)
-    return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views)
+    return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views, in_process=reuse)
 
 
 def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool,
@@ -688,7 +713,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
                                   num_samples=len(points), reuse_actors=reuse)
     # the confirming trials a killed driver ran after Tune's last save are not Tune's, nor trained again (FixedPoints)
     apart = len(ended_apart(sweep_url, cfg, results.CONFIRM, saved)) if resume else 0
-    fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views),
+    fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views, in_process=reuse),
         len(points) - apart, sweep_url, "confirming trial")
 
 
@@ -859,6 +884,7 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     resume = record is not None
     if resume:
         read_state(storage.join(sweep_url, SCHEDULER_STATE), cfg.s3)  # a damaged one is refused here, not in Tune
+        check_restarts_kept(sweep_url, cfg, record, reuse_processes(edges))
     check_source(cfg)
     # resumed too: a role or bucket policy may have changed; and the shards (and corpus) still to make, as train
     # checks them: a read-only data.shards failed once Ray had started and the corpus was generated

@@ -1,0 +1,173 @@
+"""A sweep trial of one worker whose process dies (killed, out of memory, its node lost) is restarted by Tune from
+its last checkpoint up to train.max_failures, as a Ray Train run's workers are; an avdis error a restart meets again
+is not retried. Before, such a sweep refused train.max_failures, and the trial ended as ERROR, never retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from test_sweep_e2e import kill_group
+from test_trial_inprocess import epochs_by_trial
+
+from avdis import config as C, results
+
+pytestmark = pytest.mark.timeout(600)
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 6
+
+
+def trial_process(driver: subprocess.Popen) -> psutil.Process | None:
+    """The process a trial trains in: the Ray worker, among the driver's, that holds Tune's trainable."""
+    for proc in psutil.Process(driver.pid).children(recursive=True):
+        try:
+            if "ImplicitFunc" in " ".join(proc.cmdline()):
+                return proc
+        except psutil.NoSuchProcess:
+            pass
+    return None
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("max_failures", [1, 0])
+def test_a_trial_whose_process_is_killed_is_restarted_from_its_checkpoint_by_train_max_failures(tiny_shards, tmp_path,
+                                                                                               max_failures):
+    """The first trial's process SIGKILLed once it has reported (and checkpointed) 2 epochs. With
+    train.max_failures=1 Tune restarts it from that checkpoint and the sweep ends whole (exit 0): its epochs counted
+    once, those before the kill not trained again, both trials on the record. With 0 (the default) it ends as ERROR,
+    as before, and the sweep's listing says which train.max_failures would have restarted it."""
+    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+           "--storage", str(tmp_path / "sweeps"), "--name", "died", f"data.shards={tiny_shards}",
+           "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", f"train.epochs={EPOCHS}",
+           "probe.epochs=40", "ray.include_dashboard=false", *([f"train.max_failures={max_failures}"] * (max_failures > 0))]
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    sweep = tmp_path / "sweeps" / "died"
+    with open(tmp_path / "out.log", "w") as log:
+        driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            # 2 epochs: Tune registers a checkpoint once the trial's process has saved it, after the result it came
+            # with, so the first epoch's is registered (its restart resumes there) once the second is reported
+            while not (reported := epochs_by_trial(sweep)) or max(reported.values()) < 2:
+                assert driver.poll() is None and time.monotonic() < deadline, "no trial reported 2 epochs in time"
+                time.sleep(0.05)
+            (killed,) = reported
+            trial_process(driver).send_signal(signal.SIGKILL)
+            history = sweep / "checkpoints" / "trials" / killed / "metrics.json"
+            before = json.loads(history.read_text())["history"]
+            driver.wait(400)
+        finally:
+            if driver.poll() is None:
+                kill_group(driver)
+    out = (tmp_path / "out.log").read_text()
+    assert 2 <= len(before) < EPOCHS, "the trial was killed too late to have epochs left to train"
+    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 2 and (trials.drop(killed)["status"] == "TERMINATED").all()
+    if max_failures == 0:
+        assert driver.returncode == 1, out[-3000:]
+        assert trials.loc[killed, "status"] == "ERROR" and trials.loc[killed, "epochs"] < EPOCHS
+        assert (f"  {killed} (method.name=" in out and "the trial's process died (killed, out of memory, or its node "
+                "lost; restarts allowed: train.max_failures=0): train.max_failures=1 would have restarted it from "
+                "its last checkpoint\n") in out, out[-3000:]
+        return
+    assert driver.returncode == 0, out[-3000:]
+    assert (f"avdis sweep: trial {killed}: its process died; restarting it from its last checkpoint (restart 1 of "
+            "train.max_failures=1)") in out, out[-3000:]
+    assert (trials["status"] == "TERMINATED").all() and (trials["epochs"] == EPOCHS).all()
+    assert sorted(trials["order"]) == [1, 2] and trials["error"].isna().all()
+    after = json.loads(history.read_text())["history"]
+    assert [e["epoch"] for e in after] == list(range(1, EPOCHS + 1))  # each epoch once
+    assert after[0] == before[0]  # epoch 1 came back from the checkpoint (its timings too), not trained again
+    summary = json.loads((sweep / "pareto.json").read_text())
+    assert len(summary["hypervolume_history"]) == 2 and set(summary["front"]) <= set(trials.index)
+
+
+@pytest.mark.ray
+def test_a_trial_that_failed_of_an_error_a_restart_meets_again_is_not_retried(tmp_path):
+    """Tune restarts a failed trial whatever it failed of, up to train.max_failures (-1: for ever): an avdis error
+    that is not `retryable` (a non-finite loss, a damaged shard) would meet every restart, for ever. The recorder, told
+    of the restart, makes this failure the trial's last and leaves the error for the restarted trial, which fails at
+    once on it (`NotRetried`). A dead process, or storage that did not answer, is retried as Tune says."""
+    import ray
+    from ray.exceptions import ActorDiedError, RayTaskError
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import register_trainable
+    from ray.tune.experiment import Trial
+
+    from avdis.errors import AvdisError
+    from avdis.storage import StorageError
+    from avdis.tune.records import TrialRecorder
+    from avdis.tune.trial import NotRetried, check_not_retried
+
+    from conftest import init_local_ray
+
+    init_local_ray(num_cpus=1)
+    try:
+        register_trainable("trainable", lambda config: None)  # the trials here are Tune's records alone
+        cfg = C.load(None, [f"sweep.storage={tmp_path}", "train.max_failures=-1"])
+        checkpoints = str(tmp_path / "checkpoints")
+        (tmp_path / "sweep").mkdir()
+        recorder = TrialRecorder(str(tmp_path / "sweep"), cfg, restarts=True, checkpoints_url=checkpoints)
+        recorder.setup()
+
+        def failed(trial_id: str, error: BaseException) -> Trial:
+            trial = Trial("trainable", config={"method": "multitask"}, trial_id=trial_id, max_failures=-1,
+                          storage=StorageContext(storage_path=str(tmp_path / "tune"), experiment_dir_name="e"))
+            trial.init_local_path()
+            recorder.on_trial_start(0, [], trial)
+            trial.handle_error(error)  # as Tune's controller does before it decides on a restart
+            assert trial.should_recover()
+            recorder.on_trial_recover(1, [], trial)
+            return trial
+
+        def in_trial(error: AvdisError) -> RayTaskError:  # as Tune gets a trial's error: its traceback, then itself
+            said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
+            return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
+
+        fault = "epoch 1, step 2 of 3: non-finite {'loss': nan}; training diverged: lower train.lr"
+        trial = failed("nan", in_trial(AvdisError(fault)))
+        assert trial.max_failures == 0
+        with pytest.raises(NotRetried, match=r"^epoch 1, step 2 of 3: non-finite \{'loss': nan\}; training diverged"):
+            check_not_retried(checkpoints, "nan", cfg.s3)
+        trial.handle_error(in_trial(NotRetried(fault)))
+        assert not trial.should_recover()  # the restart's failure is its last
+        recorder.on_trial_error(2, [], trial)
+        (row,) = results.read_trials(str(tmp_path / "sweep")).query("trial_id == 'nan'").to_dict("records")
+        assert row["status"] == "ERROR" and row["error"].strip().splitlines()[-1].endswith(fault)
+
+        for trial_id, error in (("died", ActorDiedError()),
+                                ("blip", in_trial(StorageError("s3://b/x: timed out")))):
+            assert failed(trial_id, error).max_failures == -1
+            check_not_retried(checkpoints, trial_id, cfg.s3)  # nothing left for it: it trains again
+    finally:
+        ray.shutdown()
+
+
+def test_a_sweep_tune_restarts_by_train_max_failures_resumes_only_with_that_value(tmp_path):
+    """Tune restores its experiment with the FailureConfig it started with (and each trial with its own
+    max_failures): resumed with another train.max_failures, a sweep of one-worker trials would go on restarting them
+    by the old one. Refused, saying which; a sweep with trials of more workers (Ray Train's restarts) may change it."""
+    from avdis.errors import UsageError
+    from avdis.tune.sweep import check_restarts_kept, record_spec
+
+    started = [f"sweep.storage={tmp_path}", "sweep.name=s1", "train.max_failures=1"]
+    record_spec(f"{tmp_path}/s1", C.load(None, started), "0" * 16)
+    record = json.loads((tmp_path / "s1" / "sweep.json").read_text())
+    check_restarts_kept(f"{tmp_path}/s1", C.load(None, started), record, in_process=True)
+    changed = C.load(None, [*started, "train.max_failures=3"])
+    with pytest.raises(UsageError, match=r"restarts up to the train.max_failures the sweep was started with \(1\), "
+                                         r"restored with its saved experiment: train.max_failures=3 would change "
+                                         r"nothing. Resume it with train.max_failures=1"):
+        check_restarts_kept(f"{tmp_path}/s1", changed, record, in_process=True)
+    check_restarts_kept(f"{tmp_path}/s1", changed, record, in_process=False)
