@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from ray.tune import Callback
 
-from avdis import results, storage
+from avdis import results
 from avdis.config import EMOTION_METRICS, Config, with_overrides
 from avdis.errors import AvdisError
 from avdis.data.prepare import recorded
@@ -98,12 +98,12 @@ def _final(row: dict[str, Any]) -> bool:
 class TrialRecorder(Callback):
     """`restarts`: Tune restarts the sweep's trials whose process died up to train.max_failures (every trial trains
     in its own process: `sweep.tune_failures`), so a trial lost to a dead process is listed with the value that would
-    have restarted it. `checkpoints_url`: where the trials keep their checkpoints (`sweep.checkpoints_of`)."""
+    have restarted it."""
 
     def __init__(self, sweep_url: str, cfg: Config, role: str = results.SEARCH, listeners: Sequence[Listener] = (),
-                 restarts: bool = False, checkpoints_url: str | None = None):
+                 restarts: bool = False):
         self.sweep_url, self.cfg, self.role, self.listeners = sweep_url, cfg, role, tuple(listeners)
-        self.restarts, self.checkpoints_url = restarts, checkpoints_url
+        self.restarts = restarts
         self.rows: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ Tune hooks
@@ -205,29 +205,19 @@ class TrialRecorder(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts the trial from its last checkpoint (train.max_failures; its row stays RUNNING, and goes on
-        from the epochs the checkpoint holds). Not where it failed of an avdis error that is not `retryable` (a fault
-        in its input, which a restart meets again: with train.max_failures=-1 it restarted for ever, as Ray Train
-        did, `launch.stop_on_input_fault`): Tune has no hook to pass over the restart, so this failure is made its
-        last (the trial's own `max_failures`) and the restarted trial fails at once on the error left for it
-        (`trial.NotRetried`)."""
+        from the epochs the checkpoint holds). Where it failed of an avdis error that is not `retryable` (a fault in
+        its input, which a restart meets again: with train.max_failures=-1 it restarted for ever, as Ray Train did,
+        `launch.stop_on_input_fault`), Tune has no hook to pass over the restart: the one it has begun is made the
+        trial's last (its own `max_failures`), and it ends on that error again, from its last checkpoint."""
         from avdis.train.launch import _avdis_error
-        from avdis.tune.trial import not_retried_url
 
         raised = _raised(trial)
         found = _avdis_error([raised]) if raised is not None else None
         allowed = trial.max_failures
-        if found is not None and not found.retryable and getattr(self, "checkpoints_url", None):
+        if found is not None and not found.retryable:
             trial.max_failures = 0  # its next failure ends it: `Trial.should_recover`
-            url = not_retried_url(self.checkpoints_url, trial.trial_id)
-            # Ray's error as the cause's type (`RayTaskError.as_instanceof_cause`) says Ray's header: said as raised
-            own = found.cause if isinstance(getattr(found, "cause", None), AvdisError) else found
-            try:
-                storage.write_bytes(url, str(own).encode(), self.cfg.s3)
-            except Exception as exc:  # noqa: BLE001 - a callback that raised stopped the sweep; it retrains once
-                log.warning("trial %s: %s not written (%s): its restart trains again until it meets the error",
-                            trial.trial_id, url, exc)
-            print(f"avdis sweep: trial {trial.trial_id} failed of an error a restart meets again, not retried: it "
-                  "ends on it", flush=True)
+            print(f"avdis sweep: trial {trial.trial_id} failed of an error a restart meets again: its restart, begun "
+                  "by Tune, is its last", flush=True)
             return
         cause = ("its process died" if _process_died(raised) else
                  "it failed" if raised is None else f"it failed ({type(raised).__name__})")

@@ -514,8 +514,7 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
         trainable, tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=fs,
-            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners, restarts=in_process,
-                                     checkpoints_url=checkpoints_of(cfg)), *views.callbacks],
+            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners, restarts=in_process), *views.callbacks],
             failure_config=tune.FailureConfig(max_failures=tune_failures(cfg, in_process)), verbose=1,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),  # in-process trials' checkpoints
         ),

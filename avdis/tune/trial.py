@@ -12,8 +12,8 @@ trial whose training ends right after its last report). Its Ray Train run lives 
 
 Either way a trial restarted after a killed driver resumes from its last checkpoint (Tune's,
 or its Ray Train run's) instead of starting over; so does a one-worker trial whose own process died, which Tune
-restarts up to `train.max_failures` (`sweep.tune_failures`), unless it failed of an avdis error a restart meets again
-(`records.TrialRecorder.on_trial_recover`, `NotRetried`). Tune saves its experiment state every few
+restarts up to `train.max_failures` (`sweep.tune_failures`), once only where it failed of an avdis error a restart
+meets again (`records.TrialRecorder.on_trial_recover`). Tune saves its experiment state every few
 seconds, our trials.parquet after every result: a trial the table already records as
 finished (or stopped early) is not trained again on resume, its recorded final result is
 reported once more instead.
@@ -28,36 +28,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from avdis import results, storage
-from avdis.config import Config, S3Config, with_overrides
-from avdis.errors import AvdisError
+from avdis.config import Config, with_overrides
 from avdis.train import launch, loop
 from avdis.train.engine import solo_group
 from avdis.tune.space import to_overrides
 
 TRIALS_DIR = "trials"
-NOT_RETRIED = "not_retried.txt"  # in a one-worker trial's `<checkpoints>/trials/<trial id>/`: the error it ended on
-
-
-class NotRetried(AvdisError):
-    """A one-worker trial Tune restarted after it failed of an avdis error that is not `retryable` (a fault in its
-    input, which a restart meets again): it fails at once, of that error's message, instead of training again. Tune
-    offers no hook to pass over a restart its FailureConfig allows, so the driver lowers the trial's own
-    `max_failures` (this failure is its last) and leaves the error where the restarted trial finds it
-    (`not_retried_url`)."""
-
-
-def not_retried_url(checkpoints_url: str, trial_id: str) -> str:
-    """Where the driver leaves the error a one-worker trial failed of, not retried, for its restart to fail on."""
-    return storage.join(checkpoints_url, TRIALS_DIR, trial_id, NOT_RETRIED)
-
-
-def check_not_retried(checkpoints_url: str, trial_id: str, s3: S3Config) -> None:
-    """Raise NotRetried where the driver left this trial the error it failed of (`not_retried_url`)."""
-    url = not_retried_url(checkpoints_url, trial_id)
-    if storage.exists(url, s3):
-        raise NotRetried(storage.read_bytes(url, s3).decode("utf-8", errors="replace"))
-
-
 def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, checkpoints_url: str) -> None:
     """Train one trial; its checkpoints under `checkpoints_url`, its record read from `sweep_url`'s table."""
     import ray.tune
@@ -72,7 +48,6 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, chec
         return
     recorded = recorded_data(sweep_url, cfg)
     if cfg.train.in_process:  # one worker: no Ray Train, Tune holds its checkpoints
-        check_not_retried(checkpoints_url, trial_id, cfg.s3)
         with solo_group(cfg.train):
             loop.run(cfg, loop.TuneReporter(storage.join(checkpoints_url, TRIALS_DIR, trial_id), cfg), recorded,
                      trial=True)
