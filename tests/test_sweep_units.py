@@ -627,7 +627,7 @@ def test_the_confirmation_says_its_counts_in_the_right_number(tmp_path, monkeypa
     from avdis.tune import sweep
 
     params = {"method": "multitask", "train.lr": 0.003}
-    monkeypatch.setattr(sweep, "_experiment", lambda *args: None)  # Tune's part is the e2e tests'
+    monkeypatch.setattr(sweep, "_experiment", lambda *args, **kwargs: None)  # Tune's part is the e2e tests'
     monkeypatch.setattr(sweep, "fit", lambda *args: None)
     for seeds, epochs, said in ((1, 1, "1 configuration x 1 more seed, full 1 epoch"),
                                 (2, 3, "1 configuration x 2 more seeds, full 3 epochs")):
