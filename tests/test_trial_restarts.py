@@ -168,3 +168,92 @@ def test_a_sweep_tune_restarts_by_train_max_failures_resumes_only_with_that_valu
                                          r"nothing. Resume it with train.max_failures=1"):
         check_restarts_kept(f"{tmp_path}/s1", changed, record, in_process=True)
     check_restarts_kept(f"{tmp_path}/s1", changed, record, in_process=False)
+
+
+@pytest.mark.ray
+def test_what_a_restart_and_a_trial_lost_to_its_dead_process_say_is_what_ray_did(tmp_path, capsys):
+    """Ray counts no failure for a process that died with its node preempted (drained by the autoscaler: a spot
+    instance reclaimed), so Tune restarts that trial whatever train.max_failures says, 0 included: it read 'restart 0
+    of train.max_failures=0'. A trial's num_failures counts its failures, not its deaths: one restarted after a storage
+    error whose process then died read 'died 2 times'. And one whose restart the non-retryable rule made its last, and
+    that died in it, was listed as one train.max_failures=2 would have restarted, given 3."""
+    import ray
+    from ray.exceptions import ActorDiedError, RayTaskError
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import register_trainable
+    from ray.tune.experiment import Trial
+
+    from avdis.errors import AvdisError
+    from avdis.storage import StorageError
+    from avdis.tune.records import TrialRecorder
+
+    from conftest import init_local_ray
+
+    init_local_ray(num_cpus=1)
+    try:
+        register_trainable("trainable", lambda config: None)
+        (tmp_path / "sweep").mkdir()
+
+        def recorder(max_failures: int) -> TrialRecorder:
+            cfg = C.load(None, [f"sweep.storage={tmp_path}", f"train.max_failures={max_failures}"])
+            made = TrialRecorder(str(tmp_path / "sweep"), cfg, restarts=True)
+            made.setup()
+            return made
+
+        def trial(trial_id: str, max_failures: int) -> Trial:
+            made = Trial("trainable", config={"method": "multitask"}, trial_id=trial_id, max_failures=max_failures,
+                         storage=StorageContext(storage_path=str(tmp_path / "tune"), experiment_dir_name="e"))
+            made.init_local_path()
+            return made
+
+        def in_trial(error: AvdisError) -> RayTaskError:
+            said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
+            return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
+
+        def preempted() -> ActorDiedError:
+            died = ActorDiedError()
+            died._preempted = True  # as Ray makes it of a node the autoscaler drained as preempted
+            return died
+
+        # preempted at train.max_failures=0: Tune restarts it all the same
+        at_zero = recorder(0)
+        t = trial("spot", 0)
+        at_zero.on_trial_start(0, [], t)
+        t.handle_error(preempted())
+        assert t.should_recover()  # Ray's rule, not avdis's
+        at_zero.on_trial_recover(1, [], t)
+        out = capsys.readouterr().out
+        assert "restart 0 of" not in out, out
+        assert (f"avdis sweep: trial spot: its node was preempted; restarting it from its last checkpoint (Ray counts a "
+                "preemption as no failure: Tune restarts the trial whatever train.max_failures says; failures so far: "
+                "0)") in out, out
+
+        # restarted after a storage error, then its process died: died once, in its second failure
+        once = recorder(1)
+        t = trial("blip", 1)
+        once.on_trial_start(0, [], t)
+        t.handle_error(in_trial(StorageError("s3://b/x: timed out")))
+        once.on_trial_recover(1, [], t)
+        t.handle_error(ActorDiedError())
+        assert not t.should_recover()
+        once.on_trial_error(2, [], t)
+        (row,) = results.read_trials(str(tmp_path / "sweep")).query("trial_id == 'blip'").to_dict("records")
+        assert row["error"].endswith(
+            "\nthe trial's process died (its failure 2) (killed, out of memory, or its node lost; restarts allowed: "
+            "train.max_failures=1): train.max_failures=2 would have restarted it from its last checkpoint"), row["error"]
+
+        # a non-retryable error made its restart its last, and its process died in that restart: no value would do
+        thrice = recorder(3)
+        t = trial("nan", 3)
+        thrice.on_trial_start(0, [], t)
+        t.handle_error(in_trial(AvdisError("epoch 1, step 2 of 3: non-finite {'loss': nan}")))
+        thrice.on_trial_recover(1, [], t)
+        t.handle_error(ActorDiedError())
+        assert not t.should_recover()
+        thrice.on_trial_error(2, [], t)
+        (row,) = results.read_trials(str(tmp_path / "sweep")).query("trial_id == 'nan'").to_dict("records")
+        assert "would have restarted it from its last checkpoint" not in row["error"], row["error"]
+        assert row["error"].endswith("restarts allowed: train.max_failures=3): the restart after an error a restart "
+                                     "meets again was its last, so no train.max_failures would have restarted it")
+    finally:
+        ray.shutdown()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import time
 from typing import Any, Callable, Sequence
@@ -87,6 +88,16 @@ def _process_died(error: BaseException | None) -> bool:
     from ray.exceptions import RayActorError
 
     return isinstance(error, RayActorError)
+
+
+def _uncounted(error: BaseException | None) -> bool:
+    """Whether Ray counts the trial's failure as none (`Trial._handle_ray_actor_error`): its process died with its node,
+    drained by the autoscaler as preempted (a spot instance reclaimed), unless RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE
+    is set. Tune restarts such a trial whatever its FailureConfig says, 0 included."""
+    from ray.train.constants import RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE
+
+    return (_process_died(error) and bool(getattr(error, "preempted", False))
+            and not int(os.environ.get(RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE, "0")))
 
 
 def _final(row: dict[str, Any]) -> bool:
@@ -196,10 +207,15 @@ class TrialRecorder(Callback):
             return
         said = error[-2000:] if error else "trial failed (see its error file)"
         if getattr(self, "restarts", False) and _process_died(_raised(trial)):  # an experiment pickled before: False
-            n = trial.num_failures
-            said += (f"\nthe trial's process died{f' {n} times' if n > 1 else ''} (killed, out of memory, or its node "
-                     f"lost; restarts allowed: train.max_failures={self.cfg.train.max_failures}): "
-                     f"train.max_failures={n} would have restarted it from its last checkpoint")
+            n, allowed = trial.num_failures, self.cfg.train.max_failures
+            # n counts the trial's failures, not its deaths: one restarted after a storage error died once, not twice
+            said += (f"\nthe trial's process died{f' (its failure {n})' if n > 1 else ''} (killed, out of memory, or "
+                     f"its node lost; restarts allowed: train.max_failures={allowed})")
+            if trial.max_failures != allowed:  # lowered by `on_trial_recover`: more would have changed nothing
+                said += (": the restart after an error a restart meets again was its last, so no train.max_failures "
+                         "would have restarted it")
+            else:
+                said += f": train.max_failures={n} would have restarted it from its last checkpoint"
         row.update(status="ERROR", stop_reason="error", order=None, error=said)
         self._write(row)
 
@@ -208,7 +224,8 @@ class TrialRecorder(Callback):
         from the epochs the checkpoint holds). Where it failed of an avdis error that is not `retryable` (a fault in
         its input, which a restart meets again: with train.max_failures=-1 it restarted for ever, as Ray Train did,
         `launch.stop_on_input_fault`), Tune has no hook to pass over the restart: the one it has begun is made the
-        trial's last (its own `max_failures`), and it ends on that error again, from its last checkpoint."""
+        trial's last (its own `max_failures`), and it ends on that error again, from its last checkpoint. A trial whose
+        node was preempted is restarted whatever train.max_failures says (`_uncounted`), and said so."""
         from avdis.train.launch import _avdis_error
 
         raised = _raised(trial)
@@ -218,6 +235,11 @@ class TrialRecorder(Callback):
             trial.max_failures = 0  # its next failure ends it: `Trial.should_recover`
             print(f"avdis sweep: trial {trial.trial_id} failed of an error a restart meets again: its restart, begun "
                   "by Tune, is its last", flush=True)
+            return
+        if _uncounted(raised):  # a preempted node: restarted, whatever train.max_failures (0 too), as no failure
+            print(f"avdis sweep: trial {trial.trial_id}: its node was preempted; restarting it from its last "
+                  "checkpoint (Ray counts a preemption as no failure: Tune restarts the trial whatever "
+                  f"train.max_failures says; failures so far: {trial.num_failures})", flush=True)
             return
         cause = ("its process died" if _process_died(raised) else
                  "it failed" if raised is None else f"it failed ({type(raised).__name__})")
