@@ -322,7 +322,7 @@ MEL_FMIN = 20.0  # Hz: the lowest mel band's lower edge
 
 # Settings added after shards, runs and sweeps first recorded what they were made with, each at the value that runs as
 # avdis ran before it: a record that lacks one is read as holding that value, so what was made before it stays up to
-# date (shards: `shards._made_features`), resumable (runs: `checkpoint.run_signature`, which leaves them out at that
+# date (shards: `shards.made_with.made_features`), resumable (runs: `checkpoint.run_signature`, which leaves them out at that
 # value, so an unnamed run keeps its name) and comparable (sweeps: `sweep.check_spec`). A setting added without an
 # entry here refuses every older record ("an older avdis wrote it"), as its older runs may have run as no value does.
 ADDED: dict[str, Any] = {"data.features.f_max": None, "sweep.emotion_metric": "acc"}

@@ -17,6 +17,7 @@ from avdis import config as C
 from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards
 from avdis.data.media import write_clip
+from avdis.data.shards import made_with
 from avdis.errors import UsageError
 from avdis.train import launch
 from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
@@ -241,9 +242,9 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
         tree(tmp_path / corpus)
         records, rejects = corpora.scan(corpus, tmp_path / corpus)
         assert any(r.audio_path != r.video_path for r in records)  # clips of two files, where the order shows
-        lines = shards._source_lines(records, rejects).decode().splitlines()[: len(records)]
+        lines = made_with.source_lines(records, rejects).decode().splitlines()[: len(records)]
         made_before = [f"{r.clip_id}|{r.speaker}|{r.emotion}|" + "|".join(  # one fallback pair, as made before
-            shards._file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback[0] if r.fallback else ()))))
+            made_with.file_stamp(p) for p in dict.fromkeys((r.audio_path, r.video_path, *(r.fallback[0] if r.fallback else ()))))
             for r in records]
         assert lines == made_before
     # so do the scan's rejects: CREMA-D's AudioMP3 copies, now marked unused, keep the reason they were made with
@@ -252,13 +253,13 @@ def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path)
     mp3.write_bytes(b"ID3")
     records, rejects = corpora.scan("cremad", tmp_path / "cremad")
     assert f"reject|{mp3}|expected VideoFlash/*.flv, VideoMP4/*.mp4 or AudioWAV/*.wav\n" in \
-        shards._source_lines(records, rejects).decode()
+        made_with.source_lines(records, rejects).decode()
     # a file a clip is tried from only where its .wav does not decode, which the scan marks unused (the .mp3, a video
     # under data.modality=audio), is not stamped, as before it was tried: training on shards made before was told
     # that the corpus had changed
     for audio_only in (False, True):
         records, rejects = corpora.scan("cremad", tmp_path / "cremad", audio_only=audio_only)
-        lines = shards._source_lines(records, rejects).decode()
+        lines = made_with.source_lines(records, rejects).decode()
         assert f"{mp3}:" not in lines and (".flv:" not in lines) == audio_only
 
 
@@ -275,7 +276,7 @@ def test_a_cremad_tree_held_twice_stamps_no_mp3_nor_under_data_modality_audio_a_
     for audio_only in (False, True):
         records, rejects = corpora.scan("cremad", root, audio_only=audio_only)
         assert any(r.copies for r in records)
-        clips = [line for line in shards._source_lines(records, rejects).decode().splitlines()
+        clips = [line for line in made_with.source_lines(records, rejects).decode().splitlines()
                  if not line.startswith("reject|")]
         assert not any(".mp3:" in line for line in clips) and any(".flv:" in line for line in clips) != audio_only
 

@@ -1010,13 +1010,13 @@ def test_synth_waits_for_a_generation_under_way_and_keeps_the_corpus_it_made(tmp
 BUILDER = """
 import sys
 from avdis.cli import main
-from avdis.data import shards
-written = shards.write_shard
+from avdis.data.shards import build
+written = build.write_shard
 def held(*args):  # the build's first shard waits until the test has seen the synth below wait for the build
     print("building", flush=True)
     sys.stdin.read()
     return written(*args)
-shards.write_shard = held
+build.write_shard = held
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -1454,7 +1454,7 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_build(tiny_corpus, tmp_path
     calling ctypes callback function: ... KeyboardInterrupt' and dropped: the build ran to its end, exit 0. It now
     stops after the shard under way, as an interrupted build (no manifest), exit 130."""
     shards = tmp_path / "shards"
-    done = _swallowed("avdis.data.shards:write_shard", "True", ["preprocess", "--corpus", "synthetic", "--src",
+    done = _swallowed("avdis.data.shards.build:write_shard", "True", ["preprocess", "--corpus", "synthetic", "--src",
                       str(tiny_corpus), "--out", str(shards), "--shard-size", "1", "--no-ray"], tmp_path)
     assert done.returncode == 130, done.stderr[-3000:]
     assert done.stderr.strip().endswith("avdis preprocess: interrupted; rerun the same command to build the shards "

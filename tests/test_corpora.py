@@ -16,6 +16,7 @@ from avdis.config import DataConfig, S3Config, SplitConfig
 from avdis.data import corpora, shards, stream, walks
 from avdis.data.corpora import ground_truth, sniff
 from avdis.data.media import MediaError, decode_audio, write_clip
+from avdis.data.shards import encode, made_with, notes
 from corpus_trees import SR, clip_media, cremad_tree, ravdess_tree
 
 
@@ -383,7 +384,7 @@ def test_one_clip_of_lossy_sound_and_one_second_copy_are_told_in_the_singular(tm
                                      "(the shards are then made again)")
     assert summary["copies"].startswith("1 file is a second copy of a clip's file (the same name and size; first: ")
     copy = corpora.Reject("b.wav", "duplicate of a.wav (the same bytes; ground_truth.csv row 3, its row 2)", True)
-    assert shards._copies_note([copy], "synthetic")["copies"].startswith(
+    assert notes.copies_note([copy], "synthetic")["copies"].startswith(
         "1 file listed in ground_truth.csv holds the same bytes as a file listed before it (first: b.wav, ")
 
 
@@ -754,9 +755,9 @@ def test_a_file_an_os_writes_into_the_corpus_rebuilds_no_shard_and_is_no_fault(t
     # a manifest made before such files were left out of the fingerprint is as up to date as it was
     table = pq.read_table(out / "manifest.parquet")
     meta = json.loads(table.schema.metadata[b"avdis"])
-    lines = shards._source_lines(*corpora.scan("ravdess", src), every_reject=True)
+    lines = made_with.source_lines(*corpora.scan("ravdess", src), every_reject=True)
     meta.pop("scan")
-    meta["fingerprint"] = shards._fingerprint(lines, data)
+    meta["fingerprint"] = made_with.fingerprint_of(lines, data)
     pq.write_table(table.replace_schema_metadata({"avdis": json.dumps(meta)}), out / "manifest.parquet")
     assert shards.build_shards(data, S3Config())["up_to_date"]
     maybe = [src / "Actor_01" / name for name in ("01-01-05-01-01-01-01.mov", "01-01-06-01-01-01-01.mp4.part",
@@ -905,7 +906,7 @@ def test_a_copy_of_the_same_size_makes_the_clip_whose_first_copy_does_not_decode
     assert rejects[str(first)]["reason"].endswith(f"; the clip was taken from {twin} instead")
     assert not rejects[str(first)]["unused"] and (summary["clips"], summary["rejects"], summary["unused"]) == (3, 1, 2)
     # not stamped in the fingerprint, as before: shards of a corpus held twice, made before twins were tried, are kept
-    assert f"{twin}:" not in shards._source_lines(*corpora.scan(corpus, src, audio_only=True)).decode()
+    assert f"{twin}:" not in made_with.source_lines(*corpora.scan(corpus, src, audio_only=True)).decode()
 
 
 def test_rejects_are_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path):
@@ -2003,7 +2004,7 @@ def test_a_video_whose_window_misses_the_sound_is_a_fault_where_its_fallback_mak
     write_clip(mp4, frames, 12, None, SR)
     write_clip(wav, None, 12, audio, SR)
     (rec,), _ = corpora.scan("cremad", root)
-    encoded, rejects = shards._encode_any(rec, FeatureConfig())
+    encoded, rejects = encode.encode_any(rec, FeatureConfig())
     assert encoded is not None and encoded[1]["video_path"] == str(mp4)
     assert [(r.source_path, r.unused) for r in rejects] == [(str(flv), False)]
     assert rejects[0].reason.startswith(f"{wav}: no sound in the clip's window (0.00-1.00 s)")
@@ -2155,7 +2156,7 @@ def test_two_cremad_wavs_of_digital_silence_alike_are_each_told_silent_not_one_r
     records, rejects = corpora.scan("cremad", tmp_path)
     assert rejects == [] and [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
     for rec in records:
-        encoded, faults = shards._encode_any(rec, FeatureConfig())
+        encoded, faults = encode.encode_any(rec, FeatureConfig())
         assert encoded is None
         stem = Path(rec.video_path).stem
         assert [(r.source_path, r.reason) for r in faults] == [
@@ -2185,7 +2186,7 @@ def test_two_cremad_mp3s_of_digital_silence_alike_in_a_tree_without_audiowav_are
     assert [r.clip_id for r in records] == ["cremad-1076_MTI_NEU_XX", "cremad-1076_MTI_SAD_XX"]
     assert [r for r in rejects if not r.unused] == []
     for rec in records:
-        encoded, faults = shards._encode_any(rec, FeatureConfig())
+        encoded, faults = encode.encode_any(rec, FeatureConfig())
         assert encoded is not None
         assert [(r.source_path, r.reason.split(";")[0]) for r in faults] == [
             (rec.audio_path, "audio is digital silence (every sample is 0)")]
@@ -2310,7 +2311,7 @@ def test_two_cremad_files_never_filled_in_alike_are_no_recording_named_twice(tmp
     records = corpora.scan("cremad", tmp_path, audio_only=True)[0]
     assert [r.clip_id for r in records] == [f"cremad-{stem}" for stem in stems]
     for rec in records:
-        encoded = shards._encode_any(rec, FeatureConfig())[0]
+        encoded = encode.encode_any(rec, FeatureConfig())[0]
         assert encoded is not None and encoded[1]["audio_path"] == str(
             tmp_path / "b" / folder / f"{rec.clip_id.removeprefix('cremad-')}{suffix}")
 
@@ -2329,8 +2330,8 @@ def test_a_cremad_flv_with_no_video_track_is_told_to_be_copied_again_and_a_corpu
         write_clip(root / "VideoFlash" / f"{stem}.flv", None if i == 0 else frames, 12, audio, SR)
         write_clip(root / "AudioWAV" / f"{stem}.wav", None, 12, audio, SR)
     lone, fine = corpora.scan("cremad", root)[0]
-    assert shards._encode_any(fine, FeatureConfig())[0] is not None
-    encoded, rejects = shards._encode_any(lone, FeatureConfig())
+    assert encode.encode_any(fine, FeatureConfig())[0] is not None
+    encoded, rejects = encode.encode_any(lone, FeatureConfig())
     assert encoded is None
     assert [(r.source_path, r.reason) for r in rejects] == [
         (lone.video_path, "holds no video track: copy it again"),

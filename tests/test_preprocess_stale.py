@@ -19,6 +19,7 @@ import pytest
 from avdis import storage, storage_lock
 from avdis.config import Config, DataConfig, FeatureConfig, S3Config, SplitConfig, SynthConfig
 from avdis.data import prepare, shards, synth
+from avdis.data.shards import made_with
 from avdis.data.corpora import scan
 from avdis.errors import UsageError
 
@@ -414,9 +415,9 @@ def test_shards_made_by_another_decoding_are_made_again(corpus, tmp_path, monkey
     data = data_cfg(corpus, tmp_path / "out")
     shards.build_shards(data, S3)
     assert shards.build_shards(data, S3)["up_to_date"]
-    monkeypatch.setattr(shards, "DECODING", shards.DECODING + 1)
+    monkeypatch.setattr(made_with, "DECODING", made_with.DECODING + 1)
     assert shards.build_shards(data, S3)["rebuilt_because"] == (
-        f"changed since the shards were made: decoding {shards.DECODING - 1} -> {shards.DECODING}")
+        f"changed since the shards were made: decoding {made_with.DECODING - 1} -> {made_with.DECODING}")
 
 
 def test_a_rebuild_names_the_settings_that_changed(corpus, tmp_path):

@@ -403,8 +403,10 @@ def test_opening_the_data_reads_its_manifest_once_and_records_the_hash_of_that_r
     """Every trial worker opens the data: it downloaded manifest.parquet twice, once for the table and once for the
     hash its run records, which then was that of another read than the one it trained on (a manifest rewritten
     between the two). One read gives both."""
+    from avdis.data.shards import manifest
+
     reads = recorded_reads(monkeypatch)
-    monkeypatch.setattr(shards, "_READ", {}, raising=False)  # none read before in this process
+    monkeypatch.setattr(manifest, "_READ", {})  # none read before in this process
     info = stream.open_dataset(data_cfg(tiny_corpus, tiny_shards), S3)
     assert reads == [f"{tiny_shards}/manifest.parquet"]
     assert info.manifest_hash == shards.manifest_hash(tiny_shards)
@@ -415,11 +417,13 @@ def test_a_manifest_is_downloaded_again_only_once_it_changed(tiny_corpus, tmp_pa
     """The start of a run read manifest.parquet 4 times (its checks, the resume check's hash, the data it opens,
     the loop's), a sweep's 5: each a download of a file that is megabytes for a large corpus on S3. It is read once,
     and again when it was written since (a rebuild), which the next read then sees."""
+    from avdis.data.shards import manifest
+
     url = f"{request.getfixturevalue('s3_bucket')}/shards" if where == "s3" else str(tmp_path / "shards")
     data = data_cfg(tiny_corpus, url)
     shards.build_shards(data, S3)
     reads = recorded_reads(monkeypatch)
-    monkeypatch.setattr(shards, "_READ", {}, raising=False)
+    monkeypatch.setattr(manifest, "_READ", {})
     table, meta = shards.read_manifest(url, S3)
     meta["emotions"].append("scribbled on")  # a caller's change to what it was given is its own
     first = shards.manifest_hash(url, S3)

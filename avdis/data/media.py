@@ -227,7 +227,7 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     return decode_rated(path, sample_rate, together)[0]
 
 
-NO_AUDIO_STREAM = "no audio stream"  # how a file holding no sound is told (`shards._no_sound_anywhere` words it more)
+NO_AUDIO_STREAM = "no audio stream"  # how a file holding no sound is told (`shards.encode._no_sound_anywhere` words it more)
 
 
 def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> tuple[np.ndarray, int]:
