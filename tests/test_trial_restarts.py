@@ -224,7 +224,7 @@ def test_what_a_restart_and_a_trial_lost_to_its_dead_process_say_is_what_ray_did
         at_zero.on_trial_recover(1, [], t)
         out = capsys.readouterr().out
         assert "restart 0 of" not in out, out
-        assert (f"avdis sweep: trial spot: its node was preempted; restarting it from its last checkpoint (Ray counts a "
+        assert ("avdis sweep: trial spot: its node was preempted; restarting it from its last checkpoint (Ray counts a "
                 "preemption as no failure: Tune restarts the trial whatever train.max_failures says; failures so far: "
                 "0)") in out, out
 
