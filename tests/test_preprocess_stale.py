@@ -483,6 +483,39 @@ def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus,
     assert not (out / shards.MANIFEST).exists()
 
 
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_ray_tasks_on_a_node_that_does_not_see_a_clips_separate_audio_file_stop_the_build(tmp_path):
+    """A CREMA-D clip is listed by its VideoFlash/ file and made of its AudioWAV/ file's sound. A node that saw the
+    videos but not AudioWAV/ (a corpus split over mounts) made every clip of its video's sound, each WAV a reject read
+    as damaged media ('copy it again'). The build stops, naming the WAV, the node and the fix."""
+    import ray
+
+    from corpus_trees import cremad_tree
+
+    src, out = tmp_path / "cremad", tmp_path / "shards"
+    cremad_tree(src)
+    data = DataConfig(corpus="cremad", src=str(src), shards=str(out))
+    temp = tempfile.mkdtemp(prefix="avr-wav-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    try:
+        on_ray = shards.run_on_ray(data, S3)
+
+        def on_a_node_without_the_wavs(tasks):
+            (src / "AudioWAV").rename(tmp_path / "elsewhere")  # after the driver's scan
+            yield from on_ray(tasks)
+
+        with pytest.raises(shards.PreprocessError) as caught:
+            shards.build_shards(data, S3, run_tasks=on_a_node_without_the_wavs)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    message = str(caught.value)
+    assert message.startswith(f"{src / 'AudioWAV'}/") and message.split(" and ")[0].endswith(".wav"), message
+    assert "more file" in message and "not found on node" in message and "shared filesystem" in message, message
+    assert not (out / shards.MANIFEST).exists()
+
+
 def test_the_same_source_folder_spelt_otherwise_is_up_to_date(corpus, tmp_path, monkeypatch):
     """Shards made with `--src corpus` (the config's relative default), then `--src $PWD/corpus` (the README's sweep
     example) or through a link: every shard was made again, hours for CREMA-D, the rebuild saying the corpus had

@@ -17,12 +17,15 @@ from avdis.errors import counted
 def write_shard_seen(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config, src: str) -> dict[str, Any]:
     """`write_shard` in a Ray task, which may run on another node than the driver whose scan listed its clips. A node
     that does not see the corpus stops the build: its clips would otherwise all become rejects ("cannot open"), and
-    the manifest hold only the clips of tasks that ran where the corpus is (none where the head has no CPUs)."""
-    missing = [r.source_path for r in task.records if not os.path.exists(r.source_path)]
+    the manifest hold only the clips of tasks that ran where the corpus is (none where the head has no CPUs). Each
+    file a clip is made of is looked for, not only the one it is listed by: a CREMA-D clip whose AudioWAV/ file the
+    node did not see (a corpus split over mounts) was made of its video's sound, its WAV a reject read as damaged."""
+    missing = [p for r in task.records for p in dict.fromkeys((r.source_path, r.audio_path, r.video_path))
+               if p and not os.path.exists(p)]
     if missing:
         import ray
 
-        more = f" and {counted(len(missing) - 1, 'more clip')}" if len(missing) > 1 else ""
+        more = f" and {counted(len(missing) - 1, 'more file')}" if len(missing) > 1 else ""
         raise PreprocessError(
             f"{missing[0]}{more}: listed by the driver's "
             f"scan of data.src={src}, but not found on node {ray.util.get_node_ip_address()}, where a preprocessing "
