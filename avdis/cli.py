@@ -478,6 +478,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from avdis.report import files, metrics
     from avdis.report.callback import ReportCallback
     from avdis.tune import sweep
+    from avdis.tune.failures import failures
 
     for override in args.overrides:
         sets = C.parse_overrides([override])
@@ -516,7 +517,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = files.write_pages(url, cfg.s3)
-    failed = sweep.failures(url, cfg)  # said before the outputs: "done." followed by an error read as both
+    failed = failures(url, cfg)  # said before the outputs: "done." followed by an error read as both
     print(f"avdis sweep {name}: {'done' if failed is None else 'ended with failed trials (the error names them)'}."
           f"\n  front:  {written['pareto.json']}\n  report: {written['pareto.html']}"
           f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, results.TRIALS)}", flush=True)

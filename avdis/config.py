@@ -105,7 +105,7 @@ def measured_otherwise(recorded: dict[str, str], now: dict[str, str], whose: str
     """How a run's or sweep's numbers were made otherwise than this avdis makes them, in words: each of the measures
     `now` (`measures_of`) it `recorded` otherwise, how it is made now and how `whose` were ("not recorded, so the one
     before" where it recorded none: begun before the measure changed). None where none differs. One wording for the
-    refusal of a sweep's resume (`sweep.check_spec`) and a run's (`checkpoint.check_compatible`): the run's said only
+    refusal of a sweep's resume (`spec.check_spec`) and a run's (`checkpoint.check_compatible`): the run's said only
     that its checkpoint "records no measures.speaker_disjoint: an older avdis wrote it"."""
     changed = [f"{name}: {how} ({whose}: {recorded.get(name, 'not recorded, so the one before')})"
                for name, how in now.items() if recorded.get(name) != how]
@@ -323,7 +323,7 @@ MEL_FMIN = 20.0  # Hz: the lowest mel band's lower edge
 # Settings added after shards, runs and sweeps first recorded what they were made with, each at the value that runs as
 # avdis ran before it: a record that lacks one is read as holding that value, so what was made before it stays up to
 # date (shards: `shards.made_with.made_features`), resumable (runs: `checkpoint.run_signature`, which leaves them out at that
-# value, so an unnamed run keeps its name) and comparable (sweeps: `sweep.check_spec`). A setting added without an
+# value, so an unnamed run keeps its name) and comparable (sweeps: `spec.check_spec`). A setting added without an
 # entry here refuses every older record ("an older avdis wrote it"), as its older runs may have run as no value does.
 ADDED: dict[str, Any] = {"data.features.f_max": None, "sweep.emotion_metric": "acc"}
 ADDED_FEATURES: dict[str, Any] = {k.removeprefix("data.features."): v for k, v in ADDED.items()

@@ -207,7 +207,7 @@ def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_
     started, a sweep in every trial, which spent its name (failed trials are not retried on resume)."""
     import ray
 
-    from avdis.tune import sweep
+    from avdis.tune import preflight, sweep
 
     monkeypatch.setenv("RAY_TMPDIR", f"/tmp/avr-mod-{tmp_path.name[-8:]}")  # should the check not hold: a short path
     src = wav_corpus(tmp_path / "corpus")
@@ -231,7 +231,7 @@ def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_
     finally:
         ray.shutdown()
     audio = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [*common, "model.modality=audio"])
-    sweep.check_modalities(audio, sweep._check_space(audio))  # the audio model is let through
+    preflight.check_modalities(audio, preflight.check_space(audio))  # the audio model is let through
 
 
 def test_av_shards_made_before_audio_only_clips_keep_their_fingerprint(tmp_path):

@@ -794,7 +794,7 @@ def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_
     the same command (refused) nor the one without it (the sweep's recorded settings, or the run's name, whose hash
     holds it, no longer matched): the refusal stands aside, with a warning, for the sweep or run it resumes."""
     from avdis.train import launch
-    from avdis.tune import sweep
+    from avdis.tune import spec, sweep
 
     class Ran(Exception):
         pass
@@ -809,7 +809,7 @@ def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_
             f"data.shards={tmp_path / 'sh'}"]
     refused(capsys, ["sweep", *base, *started], "sweep.startup_trials=3: ", "would change nothing")
     old = C.load(None, [*base, *started])
-    sweep.record_spec(sweep.url_of(old), old, "0123456789abcdef")  # as an avdis before the refusal left it
+    spec.record_spec(sweep.url_of(old), old, "0123456789abcdef")  # as an avdis before the refusal left it
     with pytest.raises(Ran):
         main(["sweep", *base, *started])
     assert (f"sweep.startup_trials=3: TPE draws sweep.startup_trials trials at random before it models the results; "
@@ -836,7 +836,7 @@ def test_a_sweep_or_run_started_with_a_setting_now_refused_is_still_resumed(tmp_
     refused(capsys, ["sweep", *base, *started], "sweep.space.params.method.adversary.steps=[1,5]: "
             "method.adversary.steps is read only by adversarial, confusion")
     old = C.load(None, [*base, *started])
-    sweep.record_spec(sweep.url_of(old), old, "0123456789abcdef")
+    spec.record_spec(sweep.url_of(old), old, "0123456789abcdef")
     with pytest.raises(Ran):
         main(["sweep", *base, *started])
     assert f"kept, as the sweep at {sweep.url_of(old)} it resumes" in capsys.readouterr().err

@@ -536,14 +536,14 @@ def test_nullspace_may_not_remove_more_directions_than_z_emo_has():
         C.load(None, ["method.name=nullspace", "method.weight=16", "model.emb_dim=16"])
     assert C.load(None, ["method.name=nullspace", "method.weight=15", "model.emb_dim=16"]).method.weight == 15
     from avdis.errors import UsageError
-    from avdis.tune.sweep import _check_space
+    from avdis.tune.preflight import check_space
 
     C.load(None, ["model.emb_dim=8"])  # one model of another method: the sweep's space is not its business
     with pytest.raises(UsageError, match=r"at method.name=nullspace, method.weight=16: method.weight=16: nullspace "
                                          r"removes at most model.emb_dim - 1 = 7 directions of z_emo "
                                          r"\(model.emb_dim=8\); .*narrow sweep.space"):
-        _check_space(C.load(None, ["model.emb_dim=8"]))
-    _check_space(C.load(None, ["model.emb_dim=8", "sweep.space.methods=[multitask, nullspace]",
+        check_space(C.load(None, ["model.emb_dim=8"]))
+    check_space(C.load(None, ["model.emb_dim=8", "sweep.space.methods=[multitask, nullspace]",
                                "sweep.space.weights.nullspace={low: 1, high: 7, int: true}"]))
 
 
@@ -561,10 +561,10 @@ def test_a_space_whose_edges_no_trial_could_take_is_refused_before_any_work(over
     """Found when such a trial started, it stopped the whole sweep with trials running, under a name that could
     then be neither resumed (the same trial came back) nor fixed (a new space is another sweep's)."""
     from avdis.errors import UsageError
-    from avdis.tune.sweep import _check_space
+    from avdis.tune.preflight import check_space
 
     with pytest.raises(UsageError, match=message):
-        _check_space(C.load(None, ["sweep.space.methods=[single_task, multitask, nullspace]", *overrides]))
+        check_space(C.load(None, ["sweep.space.methods=[single_task, multitask, nullspace]", *overrides]))
 
 
 def test_a_space_of_more_edges_than_are_built_has_each_method_checked_and_says_it_was_cut(monkeypatch, capsys):
@@ -572,14 +572,14 @@ def test_a_space_of_more_edges_than_are_built_has_each_method_checked_and_says_i
     methods of a space of a few knobs, silently: nullspace's iterations against a sampled model.emb_dim went
     unchecked, and the sweep stopped when such a trial started."""
     from avdis.errors import UsageError
-    from avdis.tune import sweep
+    from avdis.tune import preflight
 
-    monkeypatch.setattr(sweep, "CORNERS_CHECKED", 40)  # 6 methods x 18 knob corners (x 2-3 weight ends) are more
+    monkeypatch.setattr(preflight, "CORNERS_CHECKED", 40)  # 6 methods x 18 knob corners (x 2-3 weight ends) are more
     knobs = ("sweep.space.params={model.emb_dim: [4, 16], train.lr: {low: 0.001, high: 0.01}, "
              "train.batch_size: [16, 32, 64]}")
     with pytest.raises(UsageError, match=r"at method.name=nullspace, method.weight=8, model.emb_dim=4"):
-        sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
-    sweep._check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 3, int: true}"]))
+        preflight.check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 8, int: true}"]))
+    preflight.check_space(C.load(None, [knobs, "sweep.space.weights.nullspace={low: 1, high: 3, int: true}"]))
     assert "sweep.space has more edges than the 40 built before any work" in capsys.readouterr().out
     # every value of every knob in each block (a method at one weight), the first knob's too (the sweep checks
     # modalities and trial sizes on these edges), before their combinations; every edge once

@@ -1570,7 +1570,7 @@ def test_a_uar_sweeps_report_draws_uar_on_the_emotion_axis(tmp_path: Path) -> No
     page, front table and png give UAR on the emotion axis, with UAR's chance as the box's corner (every label said
     accuracy, and the box started at the majority rate)."""
     from avdis import config as C
-    from avdis.tune.sweep import record_spec
+    from avdis.tune.spec import record_spec
 
     url = str(tmp_path / "demo")
     record_spec(url, C.load(None, ["sweep.emotion_metric=uar"]), "0" * 16)

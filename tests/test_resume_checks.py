@@ -254,14 +254,14 @@ def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_wha
     import ray
 
     from avdis.data.prepare import as_made
-    from avdis.tune import sweep
+    from avdis.tune import resume, spec, sweep
 
     args = ["sweep", "--config", str(SMOKE), "--storage", str(tmp_path / "sweeps"), "--name", "s", *[
         f"data.shards={tiny_shards}", "train.strategy=ddp", "train.zero_stage=0", "train.workers=2",
         "sweep.num_samples=3", "sweep.scheduler.type=none", "sweep.space.methods=[multitask]"]]
     cfg = as_made(C.load(SMOKE, [*args[7:], f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"]))
     url, trials = sweep.url_of(cfg), storage.join(sweep.checkpoints_of(cfg), "trials")
-    sweep.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    spec.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
     rows = [{"trial_id": tid, "sweep": "s", "method": "multitask", "status": status, "order": order}
             for tid, status, order in [("t1", "RUNNING", None), ("t3", "ERROR", None), ("t2", "TERMINATED", 1)]]
     results.write_trials(url, rows[:2])  # a finished one would need its Tune experiment too: checked below
@@ -278,7 +278,7 @@ def test_a_resumed_sweeps_trial_whose_record_lists_a_deleted_checkpoint_says_wha
     assert "Traceback" not in err and not ray.is_initialized()
     record.rename(record.with_suffix(".json.aside"))  # as it says; the finished and the failed will not train again
     results.write_trials(url, rows)
-    sweep.check_trial_runs(url, cfg)
+    resume.check_trial_runs(url, cfg)
 
 
 def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_before_ray_starts(tiny_shards, tmp_path):
@@ -290,12 +290,12 @@ def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_befo
     import ray
 
     from avdis.data.prepare import as_made
-    from avdis.tune import sweep
+    from avdis.tune import resume, spec, sweep
 
     cfg = as_made(C.load(SMOKE, [f"data.shards={tiny_shards}", "train.strategy=ddp", "train.zero_stage=0",
                                  "train.workers=2", f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"]))
     url, trials = sweep.url_of(cfg), Path(sweep.checkpoints_of(cfg), "trials")
-    sweep.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    spec.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
     results.write_trials(url, [{"trial_id": "t1", "sweep": "s", "method": "multitask", "status": "RUNNING"}])
     names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
     trial_run(trials / "t1", names)
@@ -303,25 +303,25 @@ def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_befo
                       (Path(names[1], "engine", "state.pt"), "engine/, the model's and optimizer's state, is missing")]:
         (trials / "t1" / lost).rename(trials / "t1" / "kept")
         with pytest.raises(ck.CheckpointError) as refused:
-            sweep.check_trial_runs(url, cfg)
+            resume.check_trial_runs(url, cfg)
         assert str(refused.value) == (
             f"{trials}/t1: its newest checkpoint cannot be used ({why}); move {trials}/t1/{names[1]} aside, and Ray "
             f"Train's record of the run's checkpoints ({trials}/t1/checkpoint_manager_snapshot.json) with it, to resume "
             f"from {trials}/t1/{names[0]}, or use another train.name (for a sweep's trial: another sweep.name) to "
             "start a new run")
         (trials / "t1" / "kept").rename(trials / "t1" / lost)
-    sweep.check_trial_runs(url, cfg)  # whole again
+    resume.check_trial_runs(url, cfg)  # whole again
     (trials / "t1" / names[1] / ck.ADVERSARY).unlink()
     aside = tmp_path / "aside"
     aside.mkdir()
     for moved in (names[1], "checkpoint_manager_snapshot.json"):  # as it says
         (trials / "t1" / moved).rename(aside / moved)
-    sweep.check_trial_runs(url, cfg)
+    resume.check_trial_runs(url, cfg)
     assert ck.ray_resume_point(str(trials / "t1"), C.S3Config())[0] == str(trials / "t1" / names[0])
     (trials / "t1" / names[0] / ck.ADVERSARY).unlink()  # none is before it: moving it aside would start from epoch 0
     with pytest.raises(ck.CheckpointError, match=r"\(adversary.pt is missing\), and no whole checkpoint is before it "
                        r"to resume from; .* \(for a sweep's trial, start a new sweep instead: sweep.name=...\)$"):
-        sweep.check_trial_runs(url, cfg)
+        resume.check_trial_runs(url, cfg)
     assert not ray.is_initialized()
 
 
@@ -353,12 +353,12 @@ def test_a_resumed_sweep_puts_a_stand_in_at_every_gone_checkpoint_tunes_state_ke
     from ray.tune import ExperimentAnalysis
 
     from avdis.data.prepare import as_made
-    from avdis.tune import sweep
+    from avdis.tune import resume, spec, sweep
 
     cfg = as_made(C.load(SMOKE, [f"data.shards={tiny_shards}", f"sweep.storage={tmp_path / 'sweeps'}",
                                  "sweep.name=s"]))
     url = sweep.url_of(cfg)
-    sweep.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    spec.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
     fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
     temp = tempfile.mkdtemp(prefix="avr-kept-", dir="/tmp")  # short: Ray's socket paths have a length limit
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
@@ -382,7 +382,7 @@ def test_a_resumed_sweep_puts_a_stand_in_at_every_gone_checkpoint_tunes_state_ke
                             json.dumps({"epoch": epoch, "history": []}).encode())
     records = Path(sweep.checkpoints_of(cfg), "trials", trial.trial_id)
     storage.write_bytes(str(records / ck.METRICS_FILE), json.dumps({"history": [{}] * 5}).encode())
-    gone = sweep.check_trial_runs(url, cfg)
+    gone = resume.check_trial_runs(url, cfg)
     assert sorted(gone) == [str(p) for p in kept]
     for folder in gone:
         ck.stand_in(folder, C.S3Config())

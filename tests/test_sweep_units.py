@@ -26,9 +26,12 @@ from avdis.results import pareto
 from avdis.tune.schedulers import MOSuccessiveHalving, crowding_distance
 from avdis.tune.space import DefineByRun, to_overrides
 from avdis.tune.records import config_id
-from avdis.tune.sweep import (FixedPoints, TrialsFailed,
-                              check_experiments, failures, check_spec, close_lost_trials, confirm_points, record_spec,
-                              TrialResources, _check_space, reuse_processes, scheduler_plan, searcher, trial_sizes, trial_resources)
+from avdis.tune.confirmation import FixedPoints, confirm_points
+from avdis.tune.failures import TrialsFailed, failures
+from avdis.tune.preflight import check_space, trial_sizes
+from avdis.tune.resume import check_experiments, close_lost_trials
+from avdis.tune.spec import check_spec, record_spec
+from avdis.tune.sweep import TrialResources, reuse_processes, scheduler_plan, searcher, trial_resources
 
 
 def test_rungs_sit_at_grace_times_eta_powers():
@@ -532,7 +535,7 @@ def test_each_trial_is_sized_from_its_own_config():
     size = TrialResources(cfg.model_dump(mode="json"))
     assert size({"method": "multitask", "train.workers": 1}).bundles == [{"CPU": 0.9}]  # trains in the trial
     assert size({"method": "multitask", "train.workers": 2}).bundles == [{"CPU": 0.1}]  # drives its TorchTrainer
-    assert sorted(trial.train.workers for trial in trial_sizes(_check_space(cfg))) == [1, 2]  # each size checked
+    assert sorted(trial.train.workers for trial in trial_sizes(check_space(cfg))) == [1, 2]  # each size checked
 
 
 def test_trial_processes_are_reused_only_where_every_trial_trains_in_its_own():
@@ -540,9 +543,9 @@ def test_trial_processes_are_reused_only_where_every_trial_trains_in_its_own():
     `TuneController._schedule_trial_stop` caches the actor and returns): its TorchTrainer, fitting in a helper thread,
     trained on and held its workers. Such a sweep has Tune end each trial's process instead."""
     ddp = ["train.strategy=ddp", "train.zero_stage=0"]
-    assert reuse_processes(_check_space(C.load(None, ["train.workers=1"])))
-    assert not reuse_processes(_check_space(C.load(None, [*ddp, "train.workers=2"])))
-    assert not reuse_processes(_check_space(C.load(None, [*ddp, "train.workers=1", "sweep.space.methods=[multitask]",
+    assert reuse_processes(check_space(C.load(None, ["train.workers=1"])))
+    assert not reuse_processes(check_space(C.load(None, [*ddp, "train.workers=2"])))
+    assert not reuse_processes(check_space(C.load(None, [*ddp, "train.workers=1", "sweep.space.methods=[multitask]",
                                                           "sweep.space.params={train.workers: [1, 2]}"])))
 
 
@@ -1023,12 +1026,12 @@ def test_the_trials_that_ended_after_tunes_last_save_are_counted_apart_from_its_
     them, so a resumed sweep of a space the searcher spends ends with Tune's trials short by them, which `fit` took
     for an interrupted sweep. Those are the ones counted apart: not the trials Tune lists, not a lost one (running or
     closed as lost: drawn again), not the confirmation's. A real saved Tune experiment."""
-    from avdis.tune import sweep
+    from avdis.tune import resume, sweep
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
     url = sweep.url_of(cfg)
     saved_search_experiment(cfg)
-    (known,) = sweep.saved_experiment(cfg, results.SEARCH).known
+    (known,) = resume.saved_experiment(cfg, results.SEARCH).known
     row = {"sweep": "s", "method": "multitask", "role": results.SEARCH, "epochs": 2}
     results.write_trials(url, [
         {**row, "trial_id": known, "status": "TERMINATED", "order": 1},
@@ -1037,7 +1040,7 @@ def test_the_trials_that_ended_after_tunes_last_save_are_counted_apart_from_its_
         {**row, "trial_id": "lost", "status": "ERROR", "error": results.LOST},
         {**row, "trial_id": "running", "status": "RUNNING"},
         {**row, "trial_id": "confirming", "status": "TERMINATED", "order": 3, "role": results.CONFIRM}])
-    assert sweep.ended_apart(url, cfg, results.SEARCH) == {"late", "late_failed"}
+    assert resume.ended_apart(url, cfg, results.SEARCH) == {"late", "late_failed"}
 
 
 def test_a_resumed_sweep_opens_each_saved_tune_experiment_once(tmp_path):
@@ -1048,7 +1051,7 @@ def test_a_resumed_sweep_opens_each_saved_tune_experiment_once(tmp_path):
     they read. A real saved Tune experiment of one trial, which reported no checkpoint."""
     from ray.tune import ExperimentAnalysis
 
-    from avdis.tune import sweep
+    from avdis.tune import resume, sweep
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
     url = sweep.url_of(cfg)
@@ -1060,12 +1063,12 @@ def test_a_resumed_sweep_opens_each_saved_tune_experiment_once(tmp_path):
         {**row, "trial_id": known, "status": "TERMINATED", "order": 1},
         {**row, "trial_id": "late", "status": "STOPPED", "order": 2},
         {**row, "trial_id": "running", "status": "RUNNING"}])  # resumed: its checkpoint is looked for in the state
-    saved: dict[str, sweep.SavedExperiment] = {}
-    assert sweep.check_trial_runs(url, cfg, saved) == []
-    assert saved == {results.SEARCH: sweep.SavedExperiment(frozenset({known}), {})}
+    saved: dict[str, resume.SavedExperiment] = {}
+    assert resume.check_trial_runs(url, cfg, saved) == []
+    assert saved == {results.SEARCH: resume.SavedExperiment(frozenset({known}), {})}
     Path(storage_path, name).rename(tmp_path / "aside")
-    assert sweep.ended_apart(url, cfg, results.SEARCH, saved) == {"late"}  # as read before: not opened again
-    assert sweep.ended_apart(url, cfg, results.SEARCH) == {known, "late"}  # opened anew: no experiment there now
+    assert resume.ended_apart(url, cfg, results.SEARCH, saved) == {"late"}  # as read before: not opened again
+    assert resume.ended_apart(url, cfg, results.SEARCH) == {known, "late"}  # opened anew: no experiment there now
 
 
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
@@ -1246,7 +1249,7 @@ def test_a_sweep_on_a_shard_cut_short_is_refused_before_ray_starts(tiny_corpus, 
     import shutil
 
     from avdis.cli import main
-    from avdis.tune import sweep
+    from avdis.tune import preflight
 
     shards = tmp_path / "shards"
     shutil.copytree(tiny_shards, shards)
@@ -1261,7 +1264,7 @@ def test_a_sweep_on_a_shard_cut_short_is_refused_before_ray_starts(tiny_corpus, 
     assert "every trial would fail its first epoch" in err and f"`avdis preprocess --out {shards}`" in err
     assert not (tmp_path / "sweeps" / "smoke" / "checkpoints").exists()  # no trial, no experiment
     (shards / "shards" / "shard-000002.tar").unlink()
-    sweep.check_shards_whole(C.load(smoke, given[2:] + ["data.loader.max_skip_rate=0.9"]))
+    preflight.check_shards_whole(C.load(smoke, given[2:] + ["data.loader.max_skip_rate=0.9"]))
     assert re.search(rf"warning: {shards}: 2 shards missing or cut short \(.*shard-000002.tar: missing\): trials "
                      r"will train and be measured without 32 of its 72 clips", capsys.readouterr().err)
 
@@ -1355,13 +1358,14 @@ def test_a_sweep_on_a_corpus_of_ones_own_records_no_data_synth_and_one_recorded_
     from avdis.data.shards import manifest_hash
     from avdis.tune import sweep
     from avdis.tune.records import TrialRecorder
+    from avdis.tune.spec import record_spec
 
     own = own_corpus_sweep(tmp_path, tmp_path / "own")
     made = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=made", f"data.shards={tiny_shards}"])
     for cfg, synth in ((own, None), (made, TINY)):
         cfg = sweep.as_made(sweep.probing(cfg))  # as the sweep's driver records it
         url = sweep.url_of(cfg)
-        sweep.record_spec(url, cfg, manifest_hash(cfg.data.shards))
+        record_spec(url, cfg, manifest_hash(cfg.data.shards))
         spec = json.loads((Path(url) / results.SPEC).read_text())["spec"]
         recorder = TrialRecorder(url, cfg)
         recorder.setup()
@@ -1407,7 +1411,7 @@ def test_a_trial_row_records_the_shards_data_synth_read_at_set_up_not_its_manife
 
 def test_a_resume_on_other_data_is_refused_by_its_manifest_hash(tiny_shards, tmp_path):
     from avdis.data.shards import manifest_hash
-    from avdis.tune.sweep import check_data
+    from avdis.tune.spec import check_data
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", f"data.shards={tiny_shards}"])
     url = f"{tmp_path}/s1"
@@ -1585,7 +1589,7 @@ def test_a_sweep_on_data_without_validation_clips_is_refused_before_any_trial(tm
     import csv
 
     from avdis.data import shards as shardlib, synth
-    from avdis.tune.sweep import check_validation
+    from avdis.tune.preflight import check_validation
 
     def shards(clips: int, folds: int = 4) -> C.Config:
         src, out = tmp_path / f"src{clips}", tmp_path / f"shards{clips}_{folds}"
@@ -1646,7 +1650,7 @@ def test_a_speaker_disjoint_fold_whose_speakers_share_no_emotion_is_told_which_f
     from avdis.data.splits import speaker_folds
     from avdis.data.stream import open_dataset
     from avdis.train.evaluate import check_leakage_defined
-    from avdis.tune.sweep import check_validation
+    from avdis.tune.preflight import check_validation
 
     src, out = tmp_path / "src", tmp_path / "shards"
     synth.generate(C.SynthConfig(speakers=8, emotions=2, clips_per_speaker=4, duration_s=0.5, seed=1), src)
@@ -1691,7 +1695,7 @@ def test_a_grad_accum_some_sampled_trial_cannot_take_is_refused_before_any_trial
     """`avdis train` refuses a train.grad_accum that does not divide an epoch's steps before Ray starts; a sweep ran
     every trial into it (each failed once started, exit 1, the sweep's name spent). Every value the space gives the
     batch size is tried: 8 and 12 divide into pairs of steps on these shards (6 and 4), 9 does not (5)."""
-    from avdis.tune.sweep import check_accumulation
+    from avdis.tune.preflight import check_accumulation
 
     def cfg(*extra: str) -> C.Config:
         return C.load(None, [f"data.shards={tiny_shards}", *extra])

@@ -66,7 +66,7 @@ def test_a_trial_on_shards_made_again_since_the_sweep_started_stops_before_train
     from avdis.data.prepare import synthetic_shards
     from avdis.data.shards import manifest_hash
     from avdis.data.stream import ShardsRebuilt
-    from avdis.tune import sweep, trial
+    from avdis.tune import spec, trial
 
     from conftest import TINY
 
@@ -75,7 +75,7 @@ def test_a_trial_on_shards_made_again_since_the_sweep_started_stops_before_train
     synthetic_shards(SynthConfig(**TINY), tiny_corpus, shards, shard_size=8)  # the same corpus, made again
     cfg = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [f"data.shards={shards}", "train.epochs=1"])
     sweep_url = str(tmp_path / "sweep")
-    sweep.record_spec(sweep_url, cfg, manifest_hash(tiny_shards))  # as the sweep recorded them when it started
+    spec.record_spec(sweep_url, cfg, manifest_hash(tiny_shards))  # as the sweep recorded them when it started
     was = rf"^{shards}: its shards were made again while this sweep ran \(manifest {manifest_hash(tiny_shards)} when "
     with pytest.raises(ShardsRebuilt, match=was + rf"the sweep started \(its sweep.json\), {manifest_hash(shards)} "):
         loop.run(cfg, loop.LocalReporter(str(tmp_path / "run"), cfg), trial.recorded_data(sweep_url, cfg),

@@ -156,7 +156,7 @@ def test_a_sweep_tune_restarts_by_train_max_failures_resumes_only_with_that_valu
     max_failures): resumed with another train.max_failures, a sweep of one-worker trials would go on restarting them
     by the old one. Refused, saying which; a sweep with trials of more workers (Ray Train's restarts) may change it."""
     from avdis.errors import UsageError
-    from avdis.tune.sweep import check_restarts_kept, record_spec
+    from avdis.tune.spec import check_restarts_kept, record_spec
 
     started = [f"sweep.storage={tmp_path}", "sweep.name=s1", "train.max_failures=1"]
     record_spec(f"{tmp_path}/s1", C.load(None, started), "0" * 16)

@@ -154,7 +154,7 @@ def recorded(cfg: Config) -> dict[str, Any]:
     records no generator settings: a corpus of one's own, or shards made before they were kept). Nothing computes
     with it there, and its defaults read as the settings of a corpus that was never generated. Where no shards are
     made yet a synthetic config's data.synth is kept (they will be generated with it, `as_made`). A sweep's resume
-    does not compare data.synth (`sweep.RESUMABLE_CHANGES`), so one recorded with it before resumes."""
+    does not compare data.synth (`spec.RESUMABLE_CHANGES`), so one recorded with it before resumes."""
     dump = cfg.model_dump(mode="json")
     if cfg.data.corpus != "synthetic":
         dump["data"]["synth"] = None

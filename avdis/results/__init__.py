@@ -43,7 +43,7 @@ from avdis.results import pareto
 
 TRIALS = "trials.parquet"
 PARETO = "pareto.json"
-SPEC = "sweep.json"  # what the sweep was started with (written by avdis.tune.sweep)
+SPEC = "sweep.json"  # what the sweep was started with (written by avdis.tune.spec)
 
 SCHEMA = pa.schema([
     ("trial_id", pa.string()),
@@ -452,7 +452,7 @@ def unvalidated(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> list[str]:
     """The finished trials left off the front for want of validation numbers while others have them: of those a front
     counts (`trained_longest`), as one stopped at a rung is on no front whatever its numbers. No sweep of
     today's records one: its recorder ends a trial whose validation numbers are not finite in ERROR, and it refuses to
-    resume a sweep an avdis that chose on test started (`sweep.check_spec`). They are rows of such an avdis in a table
+    resume a sweep an avdis that chose on test started (`spec.check_spec`). They are rows of such an avdis in a table
     put together by hand with today's, which `avdis report` reads as any other."""
     done = _finished(df, axes)
     return done["trial_id"].astype(str)[trained_longest(done) & ~selectable(done, selected_on(done, axes))].tolist()

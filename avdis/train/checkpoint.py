@@ -164,7 +164,7 @@ def unusable(where: str, why: str, folder: str | None = None, trial: bool = Fals
     in turn, and a Ray Train run started from epoch 0. `ray_train`: the folder is a Ray Train run's, named with the
     run's record, which goes aside with it: Ray Train will not load a record that lists a folder that is gone, so
     moving the folder alone was refused in turn. `trial`: refused in a sweep's trial, which then fails, and a resumed
-    sweep does not retry a failed trial: moving anything aside would not train it again (`sweep.check_trial_runs`
+    sweep does not retry a failed trial: moving anything aside would not train it again (`resume.check_trial_runs`
     refuses what it can before Ray starts)."""
     if trial:
         return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails; a sweep's "
@@ -216,7 +216,7 @@ def stand_in(folder: str, s3: S3Config) -> None:
     checkpoint past `KEEP_CHECKPOINTS` as it registers a newer one and saves its experiment state (which lists each
     trial's checkpoints) only after, so a driver killed in between leaves a state listing deleted folders. Ray refuses
     to restore from one before the trial runs (the trial fails, and a failed trial is never retried), and fails to
-    delete one (`sweep.check_trial_runs`). The stand-in has no state.json: a trial restored from it resumes from the
+    delete one (`resume.check_trial_runs`). The stand-in has no state.json: a trial restored from it resumes from the
     newest whole checkpoint beside it, copied into the stand-in first (`loop.tune_checkpoint`), and Tune deletes the
     stand-in in time, as it would have the checkpoint."""
     storage.write_bytes(storage.join(folder, STAND_IN), (
@@ -372,7 +372,7 @@ def remove_unlisted(run_url: str, s3: S3Config, listed: set[str]) -> None:
     a record that lists a checkpoint newer than all of them. Ray Train deletes only those it lists, down to
     KEEP_CHECKPOINTS: the ones a stop left unrecorded (`unrecorded_point`), about two a stop, stayed for ever. A
     folder the user moved aside under another name (`CHECKPOINT_NAME`) is theirs, and stays. With none listed, all
-    of a lost trial's Tune trial folder or Ray Train run (`sweep.remove_lost_checkpoints`)."""
+    of a lost trial's Tune trial folder or Ray Train run (`resume.remove_lost_checkpoints`)."""
     for folder in storage.list_files(run_url, s3=s3):
         name = folder.rsplit("/", 1)[-1]
         if CHECKPOINT_NAME.fullmatch(name) and name not in listed:

@@ -67,7 +67,8 @@ def tune_checkpoint(found: Any, s3: S3Config, records_url: str) -> Iterator[Path
     resumed sweep put a stand-in there (`ck.stand_in`). A newer checkpoint is safe to resume from: a resumed run reports
     its history again (`run`). Only one the trial's metrics.json (under `records_url`) shows uploaded whole: the kill
     may have cut its newest upload short, its state.json whole beside missing weights. A folder without its state.json
-    that is no stand-in (moved aside as `sweep.check_trial_runs` says to, or cut short) is said as such, not as gone."""
+    that is no stand-in (moved aside as `resume.check_trial_runs` says to, or cut short) is said as such, not as
+    gone."""
     folder = None
     if found is not None and found.filesystem.get_file_info(f"{found.path}/{ck.STATE}").type == FileType.NotFound:
         folder = storage.url_from_pyarrow(found.filesystem, found.path)
@@ -342,7 +343,7 @@ def _check_embeddings(emb: dict[str, np.ndarray], epoch: int) -> None:
 def _check_objectives(metrics: dict[str, Any], epoch: int, seen: SkipStats, data: DataConfig) -> None:
     """Fail when an objective the report gives (`config.OBJECTIVES`, test clips) is not a finite number. The
     validation numbers a sweep chooses on are not checked here: a run without validation clips still trains, and a
-    sweep refuses such data before it starts (`avdis.tune.sweep.check_validation`). The launchers refuse data whose
+    sweep refuses such data before it starts (`avdis.tune.preflight.check_validation`). The launchers refuse data whose
     labels leave an objective undefined before training (`check_leakage_defined`), so here it is the clips that did
     not arrive for the embedding pass (`seen`, every rank's) that took away what the check counted on."""
     bad = {k: metrics[k] for k in OBJECTIVES if k in metrics and finite(metrics[k]) is None}

@@ -80,7 +80,7 @@ def finished_result(sweep_url: str, trial_id: str, cfg: Config) -> dict[str, Any
 class _ExplainedTrialError(logging.Filter):
     """Drops Tune's "Trial task failed for trial ..." record, and its traceback, where the trial failed of an avdis
     error (in a multi-worker trial, one its Ray Train run failed of): the sweep's error names each failed trial with
-    the error's message and where Tune's error file, which holds the traceback, is (`sweep.failures`). A trial of
+    the error's message and where Tune's error file, which holds the traceback, is (`failures.failures`). A trial of
     damaged shards printed 40 lines of traceback, Ray's internals first, above that. Any other error keeps it, one
     raised while an avdis error was handled included (a bug in the handling)."""
 

@@ -1,0 +1,52 @@
+"""The listing of a sweep's failed trials, its last words (`failures`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from avdis import results
+from avdis.config import Config
+from avdis.errors import AvdisError
+from avdis.tune.space import to_overrides
+from avdis.tune.sweep import checkpoints_of
+
+
+class TrialsFailed(AvdisError):
+    """Trials of the sweep ended in an error: its front stands on the others, and its exit code says so."""
+
+
+LAST_LINE = 2000  # the most of a failed trial's last line of error the sweep's last words quote
+
+
+def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
+    """TrialsFailed naming every trial that errored (a lost trial is not one: Tune drew another in its place), None
+    where none did; returned, not raised, so that the sweep's last words can say which it was before it is raised.
+    Each trial's last line of error is quoted whole (up to LAST_LINE characters), once: a trial that ended on the same
+    line as one before it says so. Cut at 300 characters, it lost what avdis's errors end with, what to do (every
+    trial of a sweep on a damaged shard read "...; make the shards again with `avdis")."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    said = results.failures_said(trials, sweep_url)
+    if said is None:
+        return None
+    lines, first = [], {}  # a trial's last line of error -> the first trial that ended on it
+    for row in trials[results.failed(trials)].itertuples():
+        last = (str(row.error).strip().splitlines() or ["no message"])[-1]  # an exception without a message: empty
+        quoted = (f"the same error as {first[last]}" if last in first else
+                  last if len(last) <= LAST_LINE else f"{last[:LAST_LINE]}... (the rest in its row)")
+        first.setdefault(last, row.trial_id)
+        lines.append(f"  {row.trial_id} ({_settings(row)}): {quoted}")
+    return TrialsFailed(
+        f"{said}\n" + "\n".join(lines)
+        + f"\nTune's error file is in each trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to "
+        "`avdis train` with the sweep's config, train it alone. Failed trials are not retried on resume: fix the cause "
+        "and start a new sweep (sweep.name=...)."
+    )
+
+
+def _settings(row: Any) -> str:
+    """A failed trial's sampled settings as overrides `avdis train` takes (its method alone for a row without them):
+    the method says too little to reproduce a failure that one weight or learning rate causes."""
+    if not isinstance(row.params, str):
+        return str(row.method)
+    return " ".join(f"{k}={v}" for k, v in to_overrides(json.loads(row.params)).items() if v is not None)

@@ -1,0 +1,202 @@
+"""What a resumed sweep finds of the Tune experiments and trials of the driver that was killed or stopped: the
+experiments where they should be (`check_experiments`), its unfinished trials' checkpoints (`check_trial_runs`), what
+a saved experiment lists (`saved_experiment`, read once a resume: `read_saved`), the trials that ended apart from it
+(`ended_apart`), and the trials no one will finish, closed and their checkpoints removed (`close_lost_trials`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+
+from avdis import results, storage
+from avdis.config import Config
+from avdis.errors import AvdisError, UsageError
+from avdis.train import checkpoint as ck
+from avdis.tune.records import Listener, notify
+from avdis.tune.sweep import checkpoints_of, experiment_of, restorable  # sweep imports this module in its functions
+from avdis.tune.trial import TRIALS_DIR, run_trial
+
+
+def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
+    """Refuse a Tune experiment that is where it should not be, or not where it should be. A new sweep finding one
+    (sweep.checkpoints is shared by sweep name; a sweep folder deleted without its checkpoints) would write its
+    state beside another sweep's and resume from the newer; a resumed sweep whose experiment is gone (expired by a
+    lifecycle rule, deleted) would start its trials over beside the ones it recorded."""
+    where = checkpoints_of(cfg)
+    if not resume:
+        held = [role for role in (results.SEARCH, results.CONFIRM) if restorable(cfg, role)]
+        if held:
+            raise UsageError(f"{where} holds a Tune experiment ({experiment_of(cfg, held[0])[2]}) but {sweep_url} "
+                             "no sweep: it is another sweep's of this name, or what is left of one deleted. Give "
+                             "another sweep.name, or move that folder aside")
+        return
+    done = _finished_roles(results.read_trials(sweep_url, cfg.s3))
+    gone = [role for role in (results.SEARCH, results.CONFIRM) if role in done and not restorable(cfg, role)]
+    if gone:
+        raise UsageError(f"{sweep_url}: its Tune experiment {experiment_of(cfg, gone[0])[2]} is gone from {where} "
+                         "(expired by a lifecycle rule, or deleted), so it cannot resume: its trials would start over "
+                         f"beside the ones it recorded. `avdis report {sweep_url}` still reads it; search again under "
+                         "a new sweep.name")
+
+
+def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment] | None = None) -> list[str]:
+    """Refuse, before Ray starts, a resumed sweep's unfinished trial that cannot resume, saying what to move aside:
+    refused in the trial, it failed, and a failed trial is never retried on resume. A multi-worker trial's Ray Train
+    run (under `<checkpoints>/trials/`) whose record lists a checkpoint folder that is gone (deleted, expired by a
+    lifecycle rule), which Ray Train will not load (the trial ended in Ray's CheckpointManagerInitializationError); a
+    checkpoint the trial restores (its Ray Train run's, or Tune's for a trial in its own process) that lacks a file
+    every checkpoint holds (`ck.fault`); a Tune checkpoint that is gone with no whole one beside it. Finished trials
+    are not trained again, failed ones not retried: neither is checked. Returns the Tune checkpoint folders that are
+    gone, for `ck.stand_in`: Tune deletes one as its trial saves newer ones, and a driver killed before it saved its
+    state again left the state naming it, as the one the trial restores from (with a whole one beside it) or as one
+    it keeps beside that, which Tune deletes in turn: Ray's deletion of a folder that is gone raised, logged with its
+    traceback, before Tune advanced the trial's checkpoint index, and the trial's next restore wrote its first
+    checkpoint over the one it restored from. `saved`: the saved experiments this resume has read (`read_saved`),
+    filled with those it reads."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    resumed = trials[trials["order"].isna() & (trials["status"] != "ERROR")]
+    saved = {} if saved is None else saved
+    gone = []
+    for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
+        run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
+        ck.check_ray_record(run_url, cfg.s3, "start a new sweep (sweep.name=...)")
+        folder = ck.ray_restored(run_url, cfg.s3)
+        if folder is not None:
+            why = ck.fault(folder, cfg.s3)
+            if why is not None:
+                raise ck.unusable(run_url, why, folder, s3=cfg.s3)
+            continue
+        restored = read_saved(saved, cfg, role).restored.get(trial_id)
+        if restored is None:
+            continue
+        folder, kept = restored
+        gone.extend(other for other in kept if other != folder and not storage.exists(other, cfg.s3))
+        if not storage.exists(folder, cfg.s3):
+            if ck.tune_whole_beside(folder, run_url, cfg.s3) is None:
+                raise ck.tune_unusable(folder, trial_id, "it is gone", run_url, cfg.s3)
+            gone.append(folder)
+        # without a state.json the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`)
+        elif storage.exists(storage.join(folder, ck.STATE), cfg.s3):
+            why = ck.fault(folder, cfg.s3)
+            if why is not None:  # Tune fails a trial whose checkpoint folder is gone: it must stay where it is
+                raise ck.tune_unusable(folder, trial_id, why, run_url, cfg.s3)
+    return gone
+
+
+@dataclass(frozen=True)
+class SavedExperiment:
+    """What the saved Tune experiment of a role lists (`saved_experiment`)."""
+
+    known: frozenset[str]  # the ids of its trials
+    # by trial id, the URL of the checkpoint Tune restores the trial from (its latest in the saved state) and the URLs
+    # of those it keeps of the trial (`KEEP_CHECKPOINTS`, that one among them)
+    restored: dict[str, tuple[str, list[str]]]
+
+
+def saved_experiment(cfg: Config, role: str) -> SavedExperiment:
+    """The trials the saved Tune experiment of `role` lists, and the checkpoints it restores them from; none without
+    a saved experiment. Each call opens it (`ExperimentAnalysis`: on S3 a listing and a read of its state): a resume
+    reads it once per role (`read_saved`)."""
+    from ray.tune import ExperimentAnalysis
+
+    if not restorable(cfg, role):
+        return SavedExperiment(frozenset(), {})
+    fs, storage_path, name = experiment_of(cfg, role)
+    trials = ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials
+    restored = {}
+    for trial in trials:
+        if trial.checkpoint is not None:
+            kept = [r.checkpoint.path for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results]
+            restored[trial.trial_id] = (storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path,
+                                        [storage.url_from_pyarrow(fs, path) or path for path in kept])
+    return SavedExperiment(frozenset(t.trial_id for t in trials), restored)
+
+
+def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> SavedExperiment:
+    """`saved_experiment` of `role` as this resume read it before Ray started, read into `saved` (one resume's, by
+    role) where it has not been: the checks before Ray starts (`check_trial_runs`) and the trials counted apart
+    (`ended_apart`) each opened it. Not for after the role's experiment has run again (`lost_checkpoint_folders`),
+    whose state Tune has saved anew."""
+    if role not in saved:
+        saved[role] = saved_experiment(cfg, role)
+    return saved[role]
+
+
+def _finished_roles(trials: pd.DataFrame) -> set[str]:
+    return set(trials.loc[trials["order"].notna(), "role"].fillna(results.SEARCH))
+
+
+def close_lost_trials(sweep_url: str, cfg: Config, role: str, listeners: Sequence[Listener] = ()) -> pd.DataFrame:
+    """Once the experiment of `role` has ended, a row of that role still RUNNING is a trial the killed driver started
+    after Tune's last save: no one will finish it. Mark it ERROR, saying why, instead of showing it as running for
+    ever, and show the closed table to the listeners too (the gauges kept its mid-training values on Grafana's
+    front). Rows of the other role are left: a confirmation running when the driver was killed is resumed by the
+    confirm experiment, which starts after the search's has ended."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    lost = (trials["status"] == "RUNNING") & (trials["role"].fillna(results.SEARCH) == role)
+    # stamped as the recorder stamps each change (`updated_at`: the row's last change), not left at its last epoch's
+    trials.loc[lost, ["status", "stop_reason", "error", "updated_at"]] = ["ERROR", "error", results.LOST, time.time()]
+    frame, summary = results.record(sweep_url, trials.to_dict("records"), cfg.sweep.name, cfg.s3,
+                                    cfg.sweep.emotion_metric)
+    notify(listeners, frame, summary)
+    # every lost trial of the role, closed now or by an earlier run: a removal that failed then is tried again
+    closed = (trials["error"] == results.LOST) & (trials["role"].fillna(results.SEARCH) == role)
+    if closed.any():
+        remove_lost_checkpoints(cfg, role, set(trials.loc[closed, "trial_id"]))
+    return frame
+
+
+def remove_lost_checkpoints(cfg: Config, role: str, lost: set[str]) -> None:
+    """Remove the checkpoint folders of the `lost` trials of `role` (`close_lost_trials`), once its experiment has
+    ended: they stayed in storage for ever, a model's weights each (`lost_checkpoint_folders`). Best effort: a folder
+    storage refuses to delete (a transient S3 error, a denied delete) is kept with a warning naming it, where it
+    refuses even to look for them the warning names the lost trials, and the sweep goes on, its rerun trying again
+    (until 2026-12-05 it ended in that error, after the trial's row was closed, so no rerun tried again)."""
+    try:
+        folders = lost_checkpoint_folders(cfg, role, lost)
+    except (AvdisError, OSError) as exc:  # not the folder's to delete by hand: it holds every trial's checkpoints
+        print(f"avdis sweep: warning: the checkpoints of lost trial{'s' if len(lost) > 1 else ''} "
+              f"{', '.join(sorted(lost))} could not be looked for in {checkpoints_of(cfg)} ({exc}); the sweep goes "
+              "on, and its rerun tries again", file=sys.stderr, flush=True)
+        return
+    for folder in folders:
+        try:
+            ck.remove_unlisted(folder, cfg.s3, set())
+        except (AvdisError, OSError) as exc:
+            _kept(folder, exc)
+
+
+def lost_checkpoint_folders(cfg: Config, role: str, lost: set[str]) -> list[str]:
+    """The folders the checkpoints of the `lost` trials of `role` are in: a trial's Tune trial folder (a trial in its
+    own process) and its Ray Train run (`TRIALS_DIR`, a trial of more workers). Tune's saved state does not know
+    them, so no trial is restored from them and neither Tune nor Ray Train deletes them. A trial the state lists is
+    left to Tune."""
+    if not restorable(cfg, role):  # no saved experiment: no folder of its trials either
+        return []
+    unknown = lost - saved_experiment(cfg, role).known  # as Tune saved it this run
+    name = experiment_of(cfg, role)[2]
+    prefixes = tuple(f"{run_trial.__name__}_{trial}_" for trial in unknown)  # Tune's <trainable>_<id>_<tag>
+    tune_folders = [folder for folder in storage.list_files(storage.join(checkpoints_of(cfg), name), s3=cfg.s3)
+                    if folder.rsplit("/", 1)[-1].startswith(prefixes)]
+    return tune_folders + [storage.join(checkpoints_of(cfg), TRIALS_DIR, trial) for trial in sorted(unknown)]
+
+
+def ended_apart(sweep_url: str, cfg: Config, role: str, saved: dict[str, SavedExperiment] | None = None) -> set[str]:
+    """The trials of `role` recorded in trials.parquet as ended (finished, or failed) that the saved Tune experiment
+    of `role` does not list: a killed driver started them after Tune last saved its state, and they ended before it
+    was killed. Tune never resumes nor counts them; on resume the search's searcher learns them
+    (`SweepSearch.learn_recorded`) and the confirmation's passes over their points (`confirmation.FixedPoints`).
+    `saved`: the saved experiments this resume has read (`read_saved`)."""
+    mine = results.ended(results.read_trials(sweep_url, cfg.s3), role)
+    return set(mine["trial_id"]) - read_saved({} if saved is None else saved, cfg, role).known if len(mine) else set()
+
+
+def _kept(folder: str, exc: BaseException) -> None:
+    """Say that `folder`'s lost-trial checkpoints stay, why, and how they go."""
+    print(f"avdis sweep: warning: {folder}: the checkpoints of a lost trial could not be deleted ({exc}); the sweep "
+          "goes on, and its rerun tries again, or delete it by hand (its checkpoint_* folders: no trial resumes from "
+          "them)", file=sys.stderr, flush=True)
