@@ -24,7 +24,7 @@ from avdis.train.checkpoint import MAY_CHANGE
 # reason `s3` may change only where they and the trials still reach the same endpoint and region.
 # data.synth too: the data is the shards', held by their manifest hash (`check_data`), and a data.synth given is
 # checked against them (`shards.check_synth`). A sweep started before `as_made` recorded the default corpus's settings
-# where its config left data.synth out: now filled from the shards, they differed, and its resume was refused
+# where its config left data.synth out: now filled from the shards, they differed, and its resume was refused.
 # What a resumed `avdis train` run may change (`checkpoint.MAY_CHANGE`: where it lives, how it is scheduled, its
 # robustness, how often it probes) a sweep's trials may change too, so a sweep resumed on a resized cluster may take
 # other worker CPUs, placement, max_failures or max_skip_rate (they were refused, sweep.trial_cpus alone let through);
@@ -176,11 +176,11 @@ def _check_restored_s3(sweep_url: str, started: S3Config, now: S3Config) -> None
 def check_data(sweep_url: str, cfg: Config, record: dict[str, Any]) -> None:
     """Refuse to resume on other data than the sweep started on and its trials trained on (the manifest's hash, not
     its path)."""
-    recorded = set(results.read_trials(sweep_url, cfg.s3)["manifest_hash"].dropna()) | {record.get("manifest_hash")}
-    recorded.discard(None)
+    hashes = set(results.read_trials(sweep_url, cfg.s3)["manifest_hash"].dropna()) | {record.get("manifest_hash")}
+    hashes.discard(None)
     now = manifest_hash(cfg.data.shards, cfg.s3)
-    if recorded - {now}:
-        raise UsageError(f"{sweep_url}: it ran on data with manifest hash {', '.join(sorted(recorded - {now}))}, but "
+    if hashes - {now}:
+        raise UsageError(f"{sweep_url}: it ran on data with manifest hash {', '.join(sorted(hashes - {now}))}, but "
                          f"{cfg.data.shards} holds {now}; point data.shards at the sweep's data, or start a new sweep "
                          "(sweep.name=...)")
 
