@@ -12,6 +12,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -450,6 +451,29 @@ def test_the_fold_and_scheme_training_chooses_do_not_rebuild_the_shards(corpus, 
         "changed since the shards were made: data.split.seed 0 -> 7")
 
 
+def built_where_moved(data: DataConfig, move: Callable[[], None]) -> str:
+    """The error of a build whose shard tasks run on a local Ray after `move` (run once the driver's scan is done),
+    as on a node that does not see what moved; none may be written."""
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="avr-seen-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    try:
+        on_ray = shards.run_on_ray(data, S3)
+
+        def on_a_node_without_it(tasks):
+            move()
+            yield from on_ray(tasks)
+
+        with pytest.raises(shards.PreprocessError) as caught:
+            shards.build_shards(data, S3, run_tasks=on_a_node_without_it)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert not (Path(data.shards) / shards.MANIFEST).exists()
+    return str(caught.value)
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(180)
 def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus, tmp_path):
@@ -458,29 +482,11 @@ def test_ray_tasks_on_a_node_that_does_not_see_the_corpus_stop_the_build(corpus,
     ("cannot open") and the build failed only as 'every clip was rejected'; where some tasks ran on the node that holds
     the corpus, a manifest of just their clips was written. Here the tasks run after the corpus moved away, as on such
     a node: the build stops, naming the file, the node and the fix, and writes no manifest."""
-    import ray
-
-    src, gone, out = tmp_path / "corpus", tmp_path / "elsewhere", tmp_path / "shards"
+    src = tmp_path / "corpus"
     shutil.copytree(corpus, src)
-    data = data_cfg(src, out)
-    temp = tempfile.mkdtemp(prefix="avr-seen-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-    try:
-        on_ray = shards.run_on_ray(data, S3)
-
-        def on_a_node_without_it(tasks):
-            src.rename(gone)  # after the driver's scan
-            yield from on_ray(tasks)
-
-        with pytest.raises(shards.PreprocessError) as caught:
-            shards.build_shards(data, S3, run_tasks=on_a_node_without_it)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-    message = str(caught.value)
+    message = built_where_moved(data_cfg(src, tmp_path / "shards"), lambda: src.rename(tmp_path / "elsewhere"))
     assert message.startswith(str(src / "")) and "not found on node" in message, message
     assert "shared filesystem" in message and "--no-ray" in message and "Traceback" not in message
-    assert not (out / shards.MANIFEST).exists()
 
 
 @pytest.mark.ray
@@ -489,31 +495,14 @@ def test_ray_tasks_on_a_node_that_does_not_see_a_clips_separate_audio_file_stop_
     """A CREMA-D clip is listed by its VideoFlash/ file and made of its AudioWAV/ file's sound. A node that saw the
     videos but not AudioWAV/ (a corpus split over mounts) made every clip of its video's sound, each WAV a reject read
     as damaged media ('copy it again'). The build stops, naming the WAV, the node and the fix."""
-    import ray
-
     from corpus_trees import cremad_tree
 
-    src, out = tmp_path / "cremad", tmp_path / "shards"
+    src = tmp_path / "cremad"
     cremad_tree(src)
-    data = DataConfig(corpus="cremad", src=str(src), shards=str(out))
-    temp = tempfile.mkdtemp(prefix="avr-wav-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-    try:
-        on_ray = shards.run_on_ray(data, S3)
-
-        def on_a_node_without_the_wavs(tasks):
-            (src / "AudioWAV").rename(tmp_path / "elsewhere")  # after the driver's scan
-            yield from on_ray(tasks)
-
-        with pytest.raises(shards.PreprocessError) as caught:
-            shards.build_shards(data, S3, run_tasks=on_a_node_without_the_wavs)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-    message = str(caught.value)
+    data = DataConfig(corpus="cremad", src=str(src), shards=str(tmp_path / "shards"))
+    message = built_where_moved(data, lambda: (src / "AudioWAV").rename(tmp_path / "elsewhere"))
     assert message.startswith(f"{src / 'AudioWAV'}/") and message.split(" and ")[0].endswith(".wav"), message
     assert "more file" in message and "not found on node" in message and "shared filesystem" in message, message
-    assert not (out / shards.MANIFEST).exists()
 
 
 def test_the_same_source_folder_spelt_otherwise_is_up_to_date(corpus, tmp_path, monkeypatch):
