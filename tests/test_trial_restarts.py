@@ -1,14 +1,16 @@
-"""A sweep trial of one worker whose process dies (killed, out of memory, its node lost) is restarted by Tune from
-its last checkpoint up to train.max_failures, as a Ray Train run's workers are; an avdis error a restart meets again
-is not retried. Before, such a sweep refused train.max_failures, and the trial ended as ERROR, never retried."""
+"""A sweep trial of one worker whose process dies (killed, out of memory, its node lost: on another node) is restarted
+by Tune from its last checkpoint up to train.max_failures, as a Ray Train run's workers are; an avdis error a restart
+meets again is not retried. Before, such a sweep refused train.max_failures, and the trial ended as ERROR, never retried."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,6 +93,94 @@ def test_a_trial_whose_process_is_killed_is_restarted_from_its_checkpoint_by_tra
     assert after[0] == before[0]  # epoch 1 came back from the checkpoint (its timings too), not trained again
     summary = json.loads((sweep / "pareto.json").read_text())
     assert len(summary["hypervolume_history"]) == 2 and set(summary["front"]) <= set(trials.index)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkpoint(tiny_shards, tmp_path):
+    """On a cluster a trial's process dies with its node: a spot instance reclaimed, a node that crashed. A real
+    `ray.cluster_utils.Cluster` (its head holds no trial, one worker node of a trial's CPU): the first trial's node is
+    drained as preempted and removed once the trial has reported 2 epochs, another node added, and that one removed
+    unannounced (a crash) once the restarted trial has reported 4, and a third added. Each time Tune restarts the trial
+    on the new node from its checkpoint in the sweep's storage: the preemption as no failure (it says so), so the
+    crash is restart 1 of train.max_failures=1 and the sweep ends whole (exit 0), each epoch once."""
+    from ray._raylet import GcsClient
+    from ray.cluster_utils import Cluster
+    from ray.core.generated.autoscaler_pb2 import DrainNodeReason
+
+    from conftest import free_port
+
+    temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # a Ray temp dir of its own: see test_train_multinode's cluster
+    sweep = tmp_path / "sweeps" / "lost"
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("RAY_TMPDIR", temp)
+            env.delenv("RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE", raising=False)
+            # a lost node is found by the head's health checks (Ray's defaults: 15 s of them), here in about 2 s
+            cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": 0, "include_dashboard": False, "dashboard_port": free_port(),
+                "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
+                                   "health_check_failure_threshold": 2}})
+            try:
+                node = cluster.add_node(num_cpus=1)
+                cluster.wait_for_nodes()
+                cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config",
+                       str(ROOT / "jobs" / "configs" / "smoke.yaml"), "--storage", str(tmp_path / "sweeps"), "--name",
+                       "lost", f"data.shards={tiny_shards}", f"ray.address={cluster.address}", "sweep.num_samples=2",
+                       "sweep.max_concurrent=1", "sweep.scheduler.type=none", f"train.epochs={EPOCHS}",
+                       "probe.epochs=40", "train.max_failures=1"]
+                driver_env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+                              "TUNE_GLOBAL_CHECKPOINT_S": "0", "PYTHONPATH": str(ROOT)}
+                with open(tmp_path / "out.log", "w") as log:
+                    driver = subprocess.Popen(cmd, cwd=tmp_path, env=driver_env, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True)
+                    try:
+                        deadline = time.monotonic() + 300
+
+                        def reported(epochs: int) -> dict[str, int]:
+                            while not (seen := epochs_by_trial(sweep)) or max(seen.values()) < epochs:
+                                assert driver.poll() is None and time.monotonic() < deadline, \
+                                    f"no trial reported {epochs} epochs in time"
+                                time.sleep(0.05)
+                            return seen
+
+                        (lost,) = reported(2)  # its checkpoint of epoch 1 at least is registered: see the test above
+                        history = sweep / "checkpoints" / "trials" / lost / "metrics.json"
+                        before = json.loads(history.read_text())["history"]
+                        # as Ray's autoscaler drains a spot instance about to be reclaimed; then it is gone
+                        accepted, why = GcsClient(address=cluster.address).drain_node(
+                            node.node_id, DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), "reclaimed",
+                            int(time.time() * 1000) + 1)
+                        assert accepted, why
+                        time.sleep(0.01)  # past the drain's deadline: Ray reads the node's death as that preemption
+                        cluster.remove_node(node, allow_graceful=False)
+                        node = cluster.add_node(num_cpus=1)
+                        assert list(reported(4)) == [lost]  # the restarted trial, on the second node
+                        restarted = json.loads(history.read_text())["history"]
+                        cluster.remove_node(node, allow_graceful=False)  # unannounced: a crash
+                        cluster.add_node(num_cpus=1)
+                        driver.wait(300)
+                    finally:
+                        if driver.poll() is None:
+                            kill_group(driver)
+            finally:
+                cluster.shutdown()  # stops the raylets it started, by their process handles
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    out = (tmp_path / "out.log").read_text()
+    assert driver.returncode == 0, out[-3000:]
+    assert 2 <= len(before) < 4 <= len(restarted) < EPOCHS, "a node was lost too late to have epochs left to train"
+    assert (f"avdis sweep: trial {lost}: its node was preempted; restarting it from its last checkpoint (Ray counts a "
+            "preemption as no failure: Tune restarts the trial whatever train.max_failures says; failures so far: "
+            "0)") in out, out[-3000:]
+    assert (f"avdis sweep: trial {lost}: its process died; restarting it from its last checkpoint (restart 1 of "
+            "train.max_failures=1)") in out, out[-3000:]
+    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all() and (trials["epochs"] == EPOCHS).all()
+    assert sorted(trials["order"]) == [1, 2] and trials["error"].isna().all()
+    after = json.loads(history.read_text())["history"]
+    assert [e["epoch"] for e in after] == list(range(1, EPOCHS + 1))  # each epoch once
+    assert after[0] == before[0]  # epoch 1 came back from the checkpoint, not trained again on the new node
 
 
 @pytest.mark.ray
