@@ -34,6 +34,8 @@ from avdis.train.engine import solo_group
 from avdis.tune.space import to_overrides
 
 TRIALS_DIR = "trials"
+
+
 def run_trial(params: dict[str, Any], base: dict[str, Any], sweep_url: str, checkpoints_url: str) -> None:
     """Train one trial; its checkpoints under `checkpoints_url`, its record read from `sweep_url`'s table."""
     import ray.tune
