@@ -57,6 +57,14 @@ def _avdis_error(failures: Iterable[BaseException], context: bool = True) -> Avd
     return None
 
 
+def input_fault(failures: Iterable[BaseException]) -> AvdisError | None:
+    """The avdis error in the failures' chains (`_avdis_error`) where it is not `retryable`: a fault in the input
+    (corrupt shards, a non-finite loss, a checkpoint of another model) that a restart meets again. Storage that did not
+    answer may answer the next time: None, as for any other failure."""
+    found = _avdis_error(failures)
+    return found if found is not None and not found.retryable else None
+
+
 def _explained_end(error: BaseException) -> bool:
     """Whether `error` itself, inside Ray's wrappers, is an avdis error that ends the run (not `retryable`), which the
     command says in one line: its tracebacks are kept off the console. Not an error raised while one was handled (a
@@ -146,8 +154,8 @@ def stop_on_input_fault():
 
     class StopOnInputFault(UserCallback):
         def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
-            found = _avdis_error(worker_exceptions.values())
-            if found is not None and not found.retryable:
+            found = input_fault(worker_exceptions.values())
+            if found is not None:
                 _keep_explained_off_the_console()  # Ray logs the error raised here with its traceback
                 raise found
 

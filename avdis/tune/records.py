@@ -226,12 +226,11 @@ class TrialRecorder(Callback):
         `launch.stop_on_input_fault`), Tune has no hook to pass over the restart: the one it has begun is made the
         trial's last (its own `max_failures`), and it ends on that error again, from its last checkpoint. A trial whose
         node was preempted is restarted whatever train.max_failures says (`_uncounted`), and said so."""
-        from avdis.train.launch import _avdis_error
+        from avdis.train.launch import input_fault
 
         raised = _raised(trial)
-        found = _avdis_error([raised]) if raised is not None else None
         allowed = trial.max_failures
-        if found is not None and not found.retryable:
+        if raised is not None and input_fault([raised]) is not None:
             trial.max_failures = 0  # its next failure ends it: `Trial.should_recover`
             print(f"avdis sweep: trial {trial.trial_id} failed of an error a restart meets again: its restart, begun "
                   "by Tune, is its last", flush=True)
