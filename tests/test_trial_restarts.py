@@ -39,6 +39,53 @@ def trial_process(driver: subprocess.Popen) -> psutil.Process | None:
     return None
 
 
+
+@pytest.fixture
+def tune_records(tmp_path):
+    """A local Ray where Tune's own `Trial` objects can be made (of a trainable that trains nothing: the trials are
+    Tune's records alone), and the sweep folder their recorder writes in."""
+    import ray
+    from ray.tune import register_trainable
+
+    from conftest import init_local_ray
+
+    init_local_ray(num_cpus=1)
+    try:
+        register_trainable("trainable", lambda config: None)
+        (tmp_path / "sweep").mkdir()
+        yield tmp_path / "sweep"
+    finally:
+        ray.shutdown()
+
+
+def recorder_of(sweep: Path, max_failures: int):
+    """The sweep's recorder, set up as Tune does, of a sweep whose one-worker trials Tune restarts."""
+    from avdis.tune.records import TrialRecorder
+
+    made = TrialRecorder(str(sweep), C.load(None, [f"sweep.storage={sweep.parent}",
+                                                    f"train.max_failures={max_failures}"]), restarts=True)
+    made.setup()
+    return made
+
+
+def tune_trial(sweep: Path, trial_id: str, max_failures: int):
+    """Tune's record of a trial with its own max_failures (Tune's FailureConfig's)."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    made = Trial("trainable", config={"method": "multitask"}, trial_id=trial_id, max_failures=max_failures,
+                 storage=StorageContext(storage_path=str(sweep.parent / "tune"), experiment_dir_name="e"))
+    made.init_local_path()
+    return made
+
+
+def in_trial(error: BaseException):
+    """`error` raised in a trial, as Tune gets it: a Ray task's error of its traceback, then the error itself."""
+    from ray.exceptions import RayTaskError
+
+    said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
+    return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
+
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("max_failures", [1, 0])
@@ -184,61 +231,40 @@ def test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkp
 
 
 @pytest.mark.ray
-def test_a_trial_that_failed_of_an_error_a_restart_meets_again_is_not_retried(tmp_path):
+def test_a_trial_that_failed_of_an_error_a_restart_meets_again_is_not_retried(tune_records):
     """Tune restarts a failed trial whatever it failed of, up to train.max_failures (-1: for ever): an avdis error
     that is not `retryable` (a non-finite loss, a damaged shard) would meet every restart, for ever. The recorder, told
     of the restart, makes the restart Tune has begun the trial's last: it meets the error again and ends on it. A dead
     process, or storage that did not answer, is retried as Tune says."""
-    import ray
-    from ray.exceptions import ActorDiedError, RayTaskError
-    from ray.train._internal.storage import StorageContext
-    from ray.tune import register_trainable
-    from ray.tune.experiment import Trial
+    from ray.exceptions import ActorDiedError
 
     from avdis.errors import AvdisError
     from avdis.storage import StorageError
-    from avdis.tune.records import TrialRecorder
 
-    from conftest import init_local_ray
+    recorder = recorder_of(tune_records, -1)
 
-    init_local_ray(num_cpus=1)
-    try:
-        register_trainable("trainable", lambda config: None)  # the trials here are Tune's records alone
-        cfg = C.load(None, [f"sweep.storage={tmp_path}", "train.max_failures=-1"])
-        (tmp_path / "sweep").mkdir()
-        recorder = TrialRecorder(str(tmp_path / "sweep"), cfg, restarts=True)
-        recorder.setup()
+    def failed(trial_id: str, error: BaseException):
+        trial = tune_trial(tune_records, trial_id, -1)
+        recorder.on_trial_start(0, [], trial)
+        trial.handle_error(error)  # as Tune's controller does before it decides on a restart
+        assert trial.should_recover()
+        recorder.on_trial_recover(1, [], trial)
+        return trial
 
-        def failed(trial_id: str, error: BaseException) -> Trial:
-            trial = Trial("trainable", config={"method": "multitask"}, trial_id=trial_id, max_failures=-1,
-                          storage=StorageContext(storage_path=str(tmp_path / "tune"), experiment_dir_name="e"))
-            trial.init_local_path()
-            recorder.on_trial_start(0, [], trial)
-            trial.handle_error(error)  # as Tune's controller does before it decides on a restart
-            assert trial.should_recover()
-            recorder.on_trial_recover(1, [], trial)
-            return trial
+    fault = "epoch 1, step 2 of 3: non-finite {'loss': nan}; training diverged: lower train.lr"
+    trial = failed("nan", in_trial(AvdisError(fault)))
+    assert trial.max_failures == 0
+    trial.handle_error(in_trial(AvdisError(fault)))  # the restart, from the last checkpoint, meets it again
+    assert not trial.should_recover()  # the restart's failure is its last
+    recorder.on_trial_error(2, [], trial)
+    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'nan'").to_dict("records")
+    assert row["status"] == "ERROR" and row["error"].strip().splitlines()[-1].endswith(fault)
 
-        def in_trial(error: AvdisError) -> RayTaskError:  # as Tune gets a trial's error: its traceback, then itself
-            said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
-            return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
-
-        fault = "epoch 1, step 2 of 3: non-finite {'loss': nan}; training diverged: lower train.lr"
-        trial = failed("nan", in_trial(AvdisError(fault)))
-        assert trial.max_failures == 0
-        trial.handle_error(in_trial(AvdisError(fault)))  # the restart, from the last checkpoint, meets it again
-        assert not trial.should_recover()  # the restart's failure is its last
-        recorder.on_trial_error(2, [], trial)
-        (row,) = results.read_trials(str(tmp_path / "sweep")).query("trial_id == 'nan'").to_dict("records")
-        assert row["status"] == "ERROR" and row["error"].strip().splitlines()[-1].endswith(fault)
-
-        for trial_id, error in (("died", ActorDiedError()),
-                                ("blip", in_trial(StorageError("s3://b/x: timed out")))):
-            trial = failed(trial_id, error)
-            trial.handle_error(error)
-            assert trial.max_failures == -1 and trial.should_recover()  # restarted again, as Tune says
-    finally:
-        ray.shutdown()
+    for trial_id, error in (("died", ActorDiedError()),
+                            ("blip", in_trial(StorageError("s3://b/x: timed out")))):
+        trial = failed(trial_id, error)
+        trial.handle_error(error)
+        assert trial.max_failures == -1 and trial.should_recover()  # restarted again, as Tune says
 
 
 def test_a_sweep_tune_restarts_by_train_max_failures_resumes_only_with_that_value(tmp_path):
@@ -261,89 +287,59 @@ def test_a_sweep_tune_restarts_by_train_max_failures_resumes_only_with_that_valu
 
 
 @pytest.mark.ray
-def test_what_a_restart_and_a_trial_lost_to_its_dead_process_say_is_what_ray_did(tmp_path, capsys):
+def test_what_a_restart_and_a_trial_lost_to_its_dead_process_say_is_what_ray_did(tune_records, capsys):
     """Ray counts no failure for a process that died with its node preempted (drained by the autoscaler: a spot
     instance reclaimed), so Tune restarts that trial whatever train.max_failures says, 0 included: it read 'restart 0
     of train.max_failures=0'. A trial's num_failures counts its failures, not its deaths: one restarted after a storage
     error whose process then died read 'died 2 times'. And one whose restart the non-retryable rule made its last, and
     that died in it, was listed as one train.max_failures=2 would have restarted, given 3."""
-    import ray
-    from ray.exceptions import ActorDiedError, RayTaskError
-    from ray.train._internal.storage import StorageContext
-    from ray.tune import register_trainable
-    from ray.tune.experiment import Trial
+    from ray.exceptions import ActorDiedError
 
     from avdis.errors import AvdisError
     from avdis.storage import StorageError
-    from avdis.tune.records import TrialRecorder
 
-    from conftest import init_local_ray
+    def preempted() -> ActorDiedError:
+        died = ActorDiedError()
+        died._preempted = True  # as Ray makes it of a node the autoscaler drained as preempted
+        return died
 
-    init_local_ray(num_cpus=1)
-    try:
-        register_trainable("trainable", lambda config: None)
-        (tmp_path / "sweep").mkdir()
+    # preempted at train.max_failures=0: Tune restarts it all the same
+    at_zero = recorder_of(tune_records, 0)
+    t = tune_trial(tune_records, "spot", 0)
+    at_zero.on_trial_start(0, [], t)
+    t.handle_error(preempted())
+    assert t.should_recover()  # Ray's rule, not avdis's
+    at_zero.on_trial_recover(1, [], t)
+    out = capsys.readouterr().out
+    assert "restart 0 of" not in out, out
+    assert ("avdis sweep: trial spot: its node was preempted; restarting it from its last checkpoint (Ray counts a "
+            "preemption as no failure: Tune restarts the trial whatever train.max_failures says; failures so far: "
+            "0)") in out, out
 
-        def recorder(max_failures: int) -> TrialRecorder:
-            cfg = C.load(None, [f"sweep.storage={tmp_path}", f"train.max_failures={max_failures}"])
-            made = TrialRecorder(str(tmp_path / "sweep"), cfg, restarts=True)
-            made.setup()
-            return made
+    # restarted after a storage error, then its process died: died once, in its second failure
+    once = recorder_of(tune_records, 1)
+    t = tune_trial(tune_records, "blip", 1)
+    once.on_trial_start(0, [], t)
+    t.handle_error(in_trial(StorageError("s3://b/x: timed out")))
+    once.on_trial_recover(1, [], t)
+    t.handle_error(ActorDiedError())
+    assert not t.should_recover()
+    once.on_trial_error(2, [], t)
+    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'blip'").to_dict("records")
+    assert row["error"].endswith(
+        "\nthe trial's process died (its failure 2) (killed, out of memory, or its node lost; restarts allowed: "
+        "train.max_failures=1): train.max_failures=2 would have restarted it from its last checkpoint"), row["error"]
 
-        def trial(trial_id: str, max_failures: int) -> Trial:
-            made = Trial("trainable", config={"method": "multitask"}, trial_id=trial_id, max_failures=max_failures,
-                         storage=StorageContext(storage_path=str(tmp_path / "tune"), experiment_dir_name="e"))
-            made.init_local_path()
-            return made
-
-        def in_trial(error: AvdisError) -> RayTaskError:
-            said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
-            return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
-
-        def preempted() -> ActorDiedError:
-            died = ActorDiedError()
-            died._preempted = True  # as Ray makes it of a node the autoscaler drained as preempted
-            return died
-
-        # preempted at train.max_failures=0: Tune restarts it all the same
-        at_zero = recorder(0)
-        t = trial("spot", 0)
-        at_zero.on_trial_start(0, [], t)
-        t.handle_error(preempted())
-        assert t.should_recover()  # Ray's rule, not avdis's
-        at_zero.on_trial_recover(1, [], t)
-        out = capsys.readouterr().out
-        assert "restart 0 of" not in out, out
-        assert ("avdis sweep: trial spot: its node was preempted; restarting it from its last checkpoint (Ray counts a "
-                "preemption as no failure: Tune restarts the trial whatever train.max_failures says; failures so far: "
-                "0)") in out, out
-
-        # restarted after a storage error, then its process died: died once, in its second failure
-        once = recorder(1)
-        t = trial("blip", 1)
-        once.on_trial_start(0, [], t)
-        t.handle_error(in_trial(StorageError("s3://b/x: timed out")))
-        once.on_trial_recover(1, [], t)
-        t.handle_error(ActorDiedError())
-        assert not t.should_recover()
-        once.on_trial_error(2, [], t)
-        (row,) = results.read_trials(str(tmp_path / "sweep")).query("trial_id == 'blip'").to_dict("records")
-        assert row["error"].endswith(
-            "\nthe trial's process died (its failure 2) (killed, out of memory, or its node lost; restarts allowed: "
-            "train.max_failures=1): train.max_failures=2 would have restarted it from its last checkpoint"), row["error"]
-
-        # a non-retryable error made its restart its last, and its process died in that restart: no value would do
-        thrice = recorder(3)
-        t = trial("nan", 3)
-        thrice.on_trial_start(0, [], t)
-        t.handle_error(in_trial(AvdisError("epoch 1, step 2 of 3: non-finite {'loss': nan}")))
-        thrice.on_trial_recover(1, [], t)
-        t.handle_error(ActorDiedError())
-        assert not t.should_recover()
-        thrice.on_trial_error(2, [], t)
-        (row,) = results.read_trials(str(tmp_path / "sweep")).query("trial_id == 'nan'").to_dict("records")
-        assert "would have restarted it from its last checkpoint" not in row["error"], row["error"]
-        assert row["error"].endswith("restarts allowed: train.max_failures=3): the restart after an error a restart "
-                                     "meets again was its last, so no train.max_failures would have restarted it")
-    finally:
-        ray.shutdown()
+    # a non-retryable error made its restart its last, and its process died in that restart: no value would do
+    thrice = recorder_of(tune_records, 3)
+    t = tune_trial(tune_records, "nan", 3)
+    thrice.on_trial_start(0, [], t)
+    t.handle_error(in_trial(AvdisError("epoch 1, step 2 of 3: non-finite {'loss': nan}")))
+    thrice.on_trial_recover(1, [], t)
+    t.handle_error(ActorDiedError())
+    assert not t.should_recover()
+    thrice.on_trial_error(2, [], t)
+    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'nan'").to_dict("records")
+    assert "would have restarted it from its last checkpoint" not in row["error"], row["error"]
+    assert row["error"].endswith("restarts allowed: train.max_failures=3): the restart after an error a restart "
+                                 "meets again was its last, so no train.max_failures would have restarted it")
