@@ -513,7 +513,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
     try:
-        sweep.run(cfg, views, names=_given_by(flags))
+        sweep.run(cfg, views, names=_given_by(flags), retry_failed=args.retry_failed)
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = files.write_pages(url, cfg.s3)
@@ -788,6 +788,9 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
                        epilog=SETTINGS_HELP, formatter_class=RAW)
     p.add_argument("--storage", help="URL the sweep writes under (local folder or s3://)")
     p.add_argument("--name", help="sweep name; outputs go to <storage>/<name>/")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="resuming a sweep, run its failed trials (search and confirming) again, each from its last "
+                   "checkpoint: once their cause is fixed (without it they stay failed; a new sweep has none)")
     _with_config(p, SWEEP_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_sweep)
 

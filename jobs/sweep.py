@@ -6,7 +6,8 @@
         python jobs/sweep.py --config jobs/configs/aws-gpu.yaml
 
 With no Ray address (ray.address / RAY_ADDRESS) it starts a local Ray. Running the
-same command again against the same storage resumes the sweep.
+same command again against the same storage resumes the sweep; with --retry-failed, it also runs the
+sweep's failed trials again from their last checkpoints, once their cause is fixed.
 """
 
 import os

@@ -393,12 +393,13 @@ def test_a_resumed_sweep_puts_a_stand_in_at_every_gone_checkpoint_tunes_state_ke
 
 def test_a_trials_checkpoint_refused_in_the_trial_says_to_start_a_new_sweep():
     """A checkpoint refused in a sweep's trial (what `check_trial_runs` cannot see: weights that do not load) fails the
-    trial, and a resumed sweep never retries it: the advice to move it aside could not work."""
+    trial, and a resumed sweep retries it only under --retry-failed, from the same checkpoint: the advice to move it
+    aside could not work."""
     refused = str(ck.unusable("s3://b/ckpt/trials/t1", "adversary.pt is missing", "s3://b/ckpt/trials/t1/c", True,
                               s3=C.S3Config()))
     assert refused == ("s3://b/ckpt/trials/t1: its newest checkpoint cannot be used (adversary.pt is missing), so this "
-                       "trial fails; a sweep's failed trials are not retried on resume: start a new sweep "
-                       "(sweep.name=...)")
+                       "trial fails (a rerun with --retry-failed would restore it from this checkpoint again): start a "
+                       "new sweep (sweep.name=...)")
 
 
 def test_same_settings_resume_and_more_epochs_extend_the_run(tiny_shards, finished, tmp_path):

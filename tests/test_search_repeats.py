@@ -384,3 +384,86 @@ def test_a_searcher_tune_pickled_before_it_was_given_num_samples_still_suggests(
     del old.__dict__["num_samples"]
     restored = pickle.loads(pickle.dumps(old))
     assert len(drive(restored, cfg, 3)) == 3
+
+
+def test_a_failed_trial_tune_runs_again_is_learned_by_the_searcher_and_is_no_extra_trial(tmp_path):
+    """`avdis sweep --retry-failed`: Tune runs a failed trial again, from its checkpoint, under the same trial id. The
+    searcher told it as failed (FAIL) and Tune's ConcurrencyLimiter closed it: its second completion is dropped there,
+    so the searcher never learned the result and went on suggesting as if the trial had failed. It now sees the retried
+    trial's results, and learns its end from trials.parquet (as it learns the trials a killed driver ended apart)
+    before its next suggestion: the trial's configuration is told its values. The trial stays one of
+    `sweep.num_samples`: the search still ends at 4 Tune trials. Told without the limiter, or recorded finished when
+    the searcher is restored, it is learned too; nothing raises on a second completion."""
+    from ray.tune.experiment import Trial
+
+    from avdis import results
+    from avdis.tune.records import TrialRecorder
+
+    cfg = sweep_cfg("sweep.space.methods=[single_task, multitask, nullspace]", "sweep.search=random",
+                    "sweep.space.weights.nullspace={low: 1, high: 6, int: true}", "sweep.num_samples=4")
+    url = str(tmp_path)
+    recorder = TrialRecorder(url, cfg)
+    recorder.setup()
+
+    def start(limiter: ConcurrencyLimiter, tid: str) -> Trial:
+        params = limiter.suggest(tid)
+        assert isinstance(params, dict), params
+        trial = Trial("trainable", config=params, trial_id=tid, stub=True)
+        recorder.on_trial_start(0, [], trial)
+        return trial
+
+    def finish(limiter: ConcurrencyLimiter, trial: Trial) -> dict:
+        reported = {**result(cfg, int(trial.trial_id[1:])), "emotion_acc": 0.6, "leakage": 0.3}
+        limiter.on_trial_result(trial.trial_id, reported)
+        recorder.on_trial_result(1, [], trial, reported)
+        recorder.on_trial_complete(2, [], trial)
+        limiter.on_trial_complete(trial.trial_id, reported)
+        return reported
+
+    search = searcher(cfg, url)
+    limiter = ConcurrencyLimiter(search, max_concurrent=1)
+    failed = start(limiter, "t0")
+    failed.set_status(Trial.ERROR)
+    recorder.on_trial_error(1, [], failed)
+    limiter.on_trial_complete("t0", error=True)
+    finish(limiter, start(limiter, "t1"))
+    saved = tmp_path / "searcher-state.pkl"
+    search.save(str(saved))  # Tune's save at the sweep's end (exit 1, t0 listed)
+
+    # the rerun with --retry-failed: Tune restores searcher and limiter, and runs t0 again
+    restored = searcher(cfg, url)
+    restored.restore(str(saved))
+    again = ConcurrencyLimiter(restored, max_concurrent=1)
+    again.set_state(limiter.get_state())
+    recorder.on_trial_start(0, [], failed)
+    assert results.read_trials(url).set_index("trial_id").loc["t0", "status"] == "RUNNING"
+    reported = finish(again, failed)  # the limiter drops its second completion
+    key = config_key(failed.config)
+    assert restored._told[key][0] == FAIL  # not learned yet: Tune told the limiter alone
+    suggested = [start(again, "t2")]  # learned before the suggestion
+    study = restored._ot_study.get_trials(deepcopy=False)
+    assert (study[restored._ot_trials["t0"].number].state, restored._told[key][0]) == (COMPLETE, COMPLETE)
+    assert study[restored._ot_trials["t0"].number].values == [reported["val_emotion_acc"], reported["val_leakage"]]
+    assert config_key(suggested[0].config) != key
+    finish(again, suggested[0])
+    suggested.append(start(again, "t3"))
+    finish(again, suggested[-1])
+    assert again.suggest("t4") == Searcher.FINISHED  # 4 Tune trials: t0 retried is none extra
+    assert len(restored._ot_trials) == cfg.sweep.num_samples
+    restored.on_trial_complete("t0", reported)  # a second completion passed on: nothing raises, nothing changes
+    assert restored._told[key][0] == COMPLETE and len(restored._ot_trials) == 4
+
+    # the same end told to the searcher itself (no limiter, no table), and recorded finished when one is restored
+    unseen = tmp_path / "searcher-state-unseen.pkl"  # the saved state, without the table to learn from
+    unseen.write_bytes(pickle.dumps({**pickle.loads(saved.read_bytes()), "trials_at": None}))
+    for told in ("directly", "restored"):
+        alone = searcher(cfg)
+        alone.restore(str(unseen if told == "directly" else saved))
+        if told == "directly":
+            assert alone._told[key][0] == FAIL
+            alone.on_trial_result("t0", reported)
+            alone.on_trial_complete("t0", reported)
+        trials = alone._ot_study.get_trials(deepcopy=False)
+        assert (trials[alone._ot_trials["t0"].number].state, alone._told[key][0]) == (COMPLETE, COMPLETE), told
+        # t2 and t3, ended after the save, learned from the table too
+        assert not alone._retrying and len(alone._ot_trials) == (2 if told == "directly" else 4)

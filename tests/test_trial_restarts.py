@@ -86,23 +86,24 @@ def in_trial(error: BaseException):
     said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
     return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
 
-@pytest.mark.ray
-@pytest.mark.slow
-@pytest.mark.parametrize("max_failures", [1, 0])
-def test_a_trial_whose_process_is_killed_is_restarted_from_its_checkpoint_by_train_max_failures(tiny_shards, tmp_path,
-                                                                                               max_failures):
-    """The first trial's process SIGKILLed once it has reported (and checkpointed) 2 epochs. With
-    train.max_failures=1 Tune restarts it from that checkpoint and the sweep ends whole (exit 0): its epochs counted
-    once, those before the kill not trained again, both trials on the record. With 0 (the default) it ends as ERROR,
-    as before, and the sweep's listing says which train.max_failures would have restarted it."""
-    cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
-           "--storage", str(tmp_path / "sweeps"), "--name", "died", f"data.shards={tiny_shards}",
-           "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", f"train.epochs={EPOCHS}",
-           "probe.epochs=40", "ray.include_dashboard=false", *([f"train.max_failures={max_failures}"] * (max_failures > 0))]
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+def sweep_command(tiny_shards: str, tmp_path: Path, *more: str) -> list[str]:
+    """jobs/sweep.py of the sweep "died": 2 trials of EPOCHS epochs, one at a time, every epoch to the end."""
+    return [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
+            "--storage", str(tmp_path / "sweeps"), "--name", "died", f"data.shards={tiny_shards}",
+            "sweep.num_samples=2", "sweep.max_concurrent=1", "sweep.scheduler.type=none", f"train.epochs={EPOCHS}",
+            "probe.epochs=40", "ray.include_dashboard=false", *more]
+
+
+SWEEP_ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+
+
+def killed_sweep(tiny_shards: str, tmp_path: Path, max_failures: int) -> tuple[int, str, str, list[dict]]:
+    """Sweep "died" with the first trial's process SIGKILLed once it has reported (and checkpointed) 2 epochs: the
+    driver's exit code, its output, the killed trial's id and its metrics.json epochs when it was killed."""
+    cmd = sweep_command(tiny_shards, tmp_path, *([f"train.max_failures={max_failures}"] * (max_failures > 0)))
     sweep = tmp_path / "sweeps" / "died"
     with open(tmp_path / "out.log", "w") as log:
-        driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        driver = subprocess.Popen(cmd, cwd=tmp_path, env=SWEEP_ENV, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
             deadline = time.monotonic() + 300
@@ -113,33 +114,82 @@ def test_a_trial_whose_process_is_killed_is_restarted_from_its_checkpoint_by_tra
                 time.sleep(0.05)
             (killed,) = reported
             trial_process(driver).send_signal(signal.SIGKILL)
-            history = sweep / "checkpoints" / "trials" / killed / "metrics.json"
-            before = json.loads(history.read_text())["history"]
+            before = json.loads((sweep / "checkpoints" / "trials" / killed / "metrics.json").read_text())["history"]
             driver.wait(400)
         finally:
             if driver.poll() is None:
                 kill_group(driver)
-    out = (tmp_path / "out.log").read_text()
     assert 2 <= len(before) < EPOCHS, "the trial was killed too late to have epochs left to train"
-    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
-    assert len(trials) == 2 and (trials.drop(killed)["status"] == "TERMINATED").all()
-    if max_failures == 0:
-        assert driver.returncode == 1, out[-3000:]
-        assert trials.loc[killed, "status"] == "ERROR" and trials.loc[killed, "epochs"] < EPOCHS
-        assert (f"  {killed} (method.name=" in out and "the trial's process died (killed, out of memory, or its node "
-                "lost; restarts allowed: train.max_failures=0): train.max_failures=1 would have restarted it from "
-                "its last checkpoint\n") in out, out[-3000:]
-        return
-    assert driver.returncode == 0, out[-3000:]
+    return driver.returncode, (tmp_path / "out.log").read_text(), killed, before
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_whose_process_is_killed_is_restarted_from_its_checkpoint_by_train_max_failures(tiny_shards, tmp_path):
+    """The first trial's process SIGKILLed once it has reported (and checkpointed) 2 epochs. With
+    train.max_failures=1 Tune restarts it from that checkpoint and the sweep ends whole (exit 0): its epochs counted
+    once, those before the kill not trained again, both trials on the record. With 0 (the default) it ends as ERROR:
+    `test_a_failed_trial_is_run_again_from_its_checkpoint_by_retry_failed`."""
+    code, out, killed, before = killed_sweep(tiny_shards, tmp_path, 1)
+    sweep = tmp_path / "sweeps" / "died"
+    assert code == 0, out[-3000:]
     assert (f"avdis sweep: trial {killed}: its process died; restarting it from its last checkpoint (restart 1 of "
             "train.max_failures=1)") in out, out[-3000:]
-    assert (trials["status"] == "TERMINATED").all() and (trials["epochs"] == EPOCHS).all()
+    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all() and (trials["epochs"] == EPOCHS).all()
     assert sorted(trials["order"]) == [1, 2] and trials["error"].isna().all()
-    after = json.loads(history.read_text())["history"]
+    after = json.loads((sweep / "checkpoints" / "trials" / killed / "metrics.json").read_text())["history"]
     assert [e["epoch"] for e in after] == list(range(1, EPOCHS + 1))  # each epoch once
     assert after[0] == before[0]  # epoch 1 came back from the checkpoint (its timings too), not trained again
     summary = json.loads((sweep / "pareto.json").read_text())
     assert len(summary["hypervolume_history"]) == 2 and set(summary["front"]) <= set(trials.index)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_failed_trial_is_run_again_from_its_checkpoint_by_retry_failed(tiny_shards, tmp_path):
+    """With train.max_failures=0 (the default) the killed trial ends as ERROR and the sweep exits 1, listing it with
+    the train.max_failures that would have restarted it and saying to rerun with --retry-failed once the cause is
+    fixed. Rerun as before, it stays failed. Rerun with --retry-failed (and another setting) it is refused as ever;
+    rerun with --retry-failed alone, Tune runs it again from its last checkpoint (`resume_errored`): the sweep exits 0,
+    its row TERMINATED with its metrics, each epoch once in its metrics.json (epoch 1 from the checkpoint, not trained
+    again), no trial more. Before, a failed trial was never run again: the whole sweep was to be started over."""
+    code, out, killed, before = killed_sweep(tiny_shards, tmp_path, 0)
+    sweep = tmp_path / "sweeps" / "died"
+    history = sweep / "checkpoints" / "trials" / killed / "metrics.json"
+    assert code == 1, out[-3000:]
+    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 2 and (trials.drop(killed)["status"] == "TERMINATED").all()
+    assert trials.loc[killed, "status"] == "ERROR" and trials.loc[killed, "epochs"] < EPOCHS
+    assert (f"  {killed} (method.name=" in out and "the trial's process died (killed, out of memory, or its node "
+            "lost; restarts allowed: train.max_failures=0): train.max_failures=1 would have restarted it from "
+            "its last checkpoint\n") in out, out[-3000:]
+    assert "Rerun the same command with --retry-failed once the cause is fixed" in out, out[-3000:]
+
+    def rerun(*more: str) -> tuple[int, str]:
+        done = subprocess.run(sweep_command(tiny_shards, tmp_path, *more), cwd=tmp_path, env=SWEEP_ENV, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400, start_new_session=True)
+        return done.returncode, done.stdout
+
+    code, out = rerun()
+    assert code == 1 and "--retry-failed" not in out.split("Tune's error file")[0], out[-3000:]
+    assert pd.read_parquet(sweep / "trials.parquet").set_index("trial_id").loc[killed, "status"] == "ERROR"
+    code, out = rerun("--retry-failed", f"train.epochs={EPOCHS + 1}")  # the settings are still the sweep's
+    assert code == 2 and "train.epochs" in out, out[-3000:]
+
+    code, out = rerun("--retry-failed")
+    assert code == 0, out[-3000:]
+    assert ("avdis sweep died: --retry-failed: retrying 1 failed trial (1 search), each from its last checkpoint "
+            "(from its start where it has none)") in out, out[-3000:]
+    trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all() and (trials["epochs"] == EPOCHS).all()
+    assert sorted(trials["order"]) == [1, 2] and trials["error"].isna().all()
+    assert trials.loc[killed, ["val_emotion_acc", "val_leakage", "emotion_acc", "leakage"]].notna().all()
+    after = json.loads(history.read_text())["history"]
+    assert [e["epoch"] for e in after] == list(range(1, EPOCHS + 1))  # each epoch once
+    assert after[0] == before[0]  # epoch 1 came back from the checkpoint, not trained again
+    summary = json.loads((sweep / "pareto.json").read_text())
+    assert set(summary["front"]) <= set(trials.index)
 
 
 @pytest.mark.ray

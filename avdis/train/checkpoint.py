@@ -167,8 +167,9 @@ def unusable(where: str, why: str, folder: str | None = None, trial: bool = Fals
     sweep does not retry a failed trial: moving anything aside would not train it again (`resume.check_trial_runs`
     refuses what it can before Ray starts)."""
     if trial:
-        return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails; a sweep's "
-                               "failed trials are not retried on resume: start a new sweep (sweep.name=...)")
+        return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails (a rerun "
+                               "with --retry-failed would restore it from this checkpoint again): start a new sweep "
+                               "(sweep.name=...)")
     before = resumes_without(where, folder, s3, ray_train) if folder is not None else None
     if before is None:
         return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), and no whole checkpoint is "

@@ -39,8 +39,8 @@ def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
     return TrialsFailed(
         f"{said}\n" + "\n".join(lines)
         + f"\nTune's error file is in each trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to "
-        "`avdis train` with the sweep's config, train it alone. Failed trials are not retried on resume: fix the cause "
-        "and start a new sweep (sweep.name=...)."
+        "`avdis train` with the sweep's config, train it alone. Rerun the same command with --retry-failed once the "
+        "cause is fixed: each failed trial is run again from its last checkpoint (rerun without it, they stay failed)."
     )
 
 

@@ -128,7 +128,7 @@ def check_shards_whole(cfg: Config) -> None:
     manifest's: one listing) where their clips are more of the train split, or of all clips, than
     data.loader.max_skip_rate lets an epoch go without; warn where it lets them. With a shard truncated on S3 every
     trial failed its first epoch on it, one after another, and the sweep's name was spent on failed trials (which a
-    resume does not retry). Shards still to make (`to_make`) are not looked at."""
+    resume retries only under --retry-failed). Shards still to make (`to_make`) are not looked at."""
     if not storage.exists(storage.join(cfg.data.shards, MANIFEST), cfg.s3):
         return
     bad = unsound_shards(cfg.data.shards, cfg.s3)

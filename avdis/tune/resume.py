@@ -5,10 +5,11 @@ a saved experiment lists (`saved_experiment`, read once a resume: `read_saved`),
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Collection, Sequence
 
 import pandas as pd
 
@@ -43,14 +44,16 @@ def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
                          "a new sweep.name")
 
 
-def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment] | None = None) -> list[str]:
+def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment] | None = None,
+                     retried: Collection[str] = ()) -> list[str]:
     """Refuse, before Ray starts, a resumed sweep's unfinished trial that cannot resume, saying what to move aside:
-    refused in the trial, it failed, and a failed trial is never retried on resume. A multi-worker trial's Ray Train
+    refused in the trial, it failed (and failed again at each retry). A multi-worker trial's Ray Train
     run (under `<checkpoints>/trials/`) whose record lists a checkpoint folder that is gone (deleted, expired by a
     lifecycle rule), which Ray Train will not load (the trial ended in Ray's CheckpointManagerInitializationError); a
     checkpoint the trial restores (its Ray Train run's, or Tune's for a trial in its own process) that lacks a file
     every checkpoint holds (`ck.fault`); a Tune checkpoint that is gone with no whole one beside it. Finished trials
-    are not trained again, failed ones not retried: neither is checked. Returns the Tune checkpoint folders that are
+    are not trained again, failed ones are run again only where `retried` names them (`retried_trials`, under
+    `--retry-failed`): those are checked as the unfinished are, the others not. Returns the Tune checkpoint folders that are
     gone, for `ck.stand_in`: Tune deletes one as its trial saves newer ones, and a driver killed before it saved its
     state again left the state naming it, as the one the trial restores from (with a whole one beside it) or as one
     it keeps beside that, which Tune deletes in turn: Ray's deletion of a folder that is gone raised, logged with its
@@ -58,7 +61,7 @@ def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperime
     checkpoint over the one it restored from. `saved`: the saved experiments this resume has read (`read_saved`),
     filled with those it reads."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    resumed = trials[trials["order"].isna() & (trials["status"] != "ERROR")]
+    resumed = trials[trials["order"].isna() & ((trials["status"] != "ERROR") | trials["trial_id"].isin(list(retried)))]
     saved = {} if saved is None else saved
     gone = []
     for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
@@ -95,10 +98,16 @@ class SavedExperiment:
     # by trial id, the URL of the checkpoint Tune restores the trial from (its latest in the saved state) and the URLs
     # of those it keeps of the trial (`KEEP_CHECKPOINTS`, that one among them)
     restored: dict[str, tuple[str, list[str]]]
+    status: dict[str, str] = field(default_factory=dict)  # by trial id, its status in the saved state (Tune's)
+
+    @property
+    def errored(self) -> frozenset[str]:
+        """Its trials that ended in an error (Tune's ERROR): those `Tuner.restore(resume_errored=True)` runs again."""
+        return frozenset(trial for trial, status in self.status.items() if status == "ERROR")
 
 
 def saved_experiment(cfg: Config, role: str) -> SavedExperiment:
-    """The trials the saved Tune experiment of `role` lists, and the checkpoints it restores them from; none without
+    """The trials the saved Tune experiment of `role` lists, their status, and the checkpoints it restores them from; none without
     a saved experiment. Each call opens it (`ExperimentAnalysis`: on S3 a listing and a read of its state): a resume
     reads it once per role (`read_saved`)."""
     from ray.tune import ExperimentAnalysis
@@ -113,7 +122,7 @@ def saved_experiment(cfg: Config, role: str) -> SavedExperiment:
             kept = [r.checkpoint.path for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results]
             restored[trial.trial_id] = (storage.url_from_pyarrow(fs, trial.checkpoint.path) or trial.checkpoint.path,
                                         [storage.url_from_pyarrow(fs, path) or path for path in kept])
-    return SavedExperiment(frozenset(t.trial_id for t in trials), restored)
+    return SavedExperiment(frozenset(t.trial_id for t in trials), restored, {t.trial_id: t.status for t in trials})
 
 
 def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> SavedExperiment:
@@ -124,6 +133,61 @@ def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> Sav
     if role not in saved:
         saved[role] = saved_experiment(cfg, role)
     return saved[role]
+
+
+def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
+    """Make the saved Tune experiment of each role hold as ERROR the trials the sweep's record has as failed
+    (`results.failed`: not one lost with its driver) that it holds as unfinished; returns their ids. Ray 2.60 writes a
+    trial into its saved state only where it marked the trial to be saved, and a trial whose process died (killed, out
+    of memory, its node lost) ends in ERROR unmarked: the state kept it RUNNING, and every rerun resumed it as an
+    unfinished trial, with or without `--retry-failed`, though the sweep had listed it as failed and said a failed
+    trial is not retried (a trial that raised was saved as ERROR, and never retried). So is one that failed after Tune
+    last saved its state, before its driver was killed. Marked, each is run again under `--retry-failed` alone, as
+    every failed trial is (`retried_trials`). Written whole in place of the newest state file, which Tune restores."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
+    marked: list[str] = []
+    for role in (results.SEARCH, results.CONFIRM):
+        if not failed or not restorable(cfg, role):
+            continue
+        states = storage.list_files(storage.join(checkpoints_of(cfg), experiment_of(cfg, role)[2]), ".json", cfg.s3)
+        states = [url for url in states if url.rsplit("/", 1)[-1].startswith("experiment_state-")]
+        if not states:
+            continue
+        newest = max(states)  # Tune's pick: the newest name (`_find_newest_experiment_checkpoint`)
+        state = json.loads(storage.read_bytes(newest, cfg.s3))
+        changed = []
+        for entry in state["trial_data"]:
+            trial = json.loads(entry[0])
+            if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
+                trial["status"] = "ERROR"
+                entry[0] = json.dumps(trial, indent=2)
+                changed.append(trial["trial_id"])
+        if changed:
+            storage.write_bytes(newest, json.dumps(state).encode(), cfg.s3)
+            marked.extend(changed)
+    return marked
+
+
+def retried_trials(sweep_url: str, cfg: Config,
+                   saved: dict[str, SavedExperiment]) -> tuple[dict[str, set[str]], set[str]]:
+    """Under `--retry-failed`: the failed trials the resume runs again, by role (`results.SEARCH`, `results.CONFIRM`),
+    and those of the sweep's failed trials (`results.failed`) it cannot. Tune runs again each trial its saved
+    experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
+    it has none; `mark_failed_trials` has marked those it held as unfinished). It cannot run again a trial its saved
+    experiment does not list (one that a killed driver started after Tune last saved its state, failed before the
+    kill: `ended_apart`) nor one it holds as finished (one that reported a non-finite objective: Tune took its end for
+    a finish, and the recorder made it an error). `saved`: the saved experiments this resume has read
+    (`read_saved`)."""
+    trials = results.read_trials(sweep_url, cfg.s3)
+    failed = trials[results.failed(trials)]
+    retried, cannot = {}, set()
+    for role in (results.SEARCH, results.CONFIRM):
+        state = read_saved(saved, cfg, role)
+        retried[role] = set(state.errored)
+        mine = failed.loc[failed["role"].fillna(results.SEARCH) == role, "trial_id"]
+        cannot |= {trial for trial in mine if state.status.get(trial) in (None, "TERMINATED")}
+    return retried, cannot
 
 
 def _finished_roles(trials: pd.DataFrame) -> set[str]:

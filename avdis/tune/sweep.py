@@ -140,11 +140,13 @@ def tune_failures(cfg: Config, in_process: bool) -> int:
 
 
 def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume: bool, views: Views,
-                in_process: bool = False):
+                in_process: bool = False, retry: bool = False):
     """A Tuner for the experiment of `role` under `checkpoints_of` (restored when it was started before).
 
     Its trials run the same trainable and land in the same trials.parquet, recorded as `role`. Tune restarts a
-    failed trial up to `tune_failures` (`in_process`: every trial trains in its own process).
+    failed trial up to `tune_failures` (`in_process`: every trial trains in its own process). Restored with `retry`
+    (`--retry-failed`), the trials that ended in an error are run again, each from its latest checkpoint (Tune's
+    `resume_errored`); without it they stay failed.
     """
     from ray import tune
 
@@ -158,7 +160,7 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
     experiment = f"{storage_path}/{name}"
     if resume and restorable(cfg, role):
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
-        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=False,
+        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=retry,
                                   restart_errored=False, storage_filesystem=fs)
     return tune.Tuner(
         trainable, tune_config=tune_config,
@@ -330,7 +332,7 @@ def reuse_processes(edges: list[Config]) -> bool:
     return all(trial.train.in_process for trial in edges)
 
 
-def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool):
+def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool, retry: bool = False):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -338,13 +340,14 @@ def _tuner(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool)
     search = ConcurrencyLimiter(searcher(cfg, sweep_url), max_concurrent=s.max_concurrent)
     tune_config = tune.TuneConfig(search_alg=search,
                                   scheduler=scheduler(cfg, sweep_url), num_samples=s.num_samples, reuse_actors=reuse)
-    return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views, in_process=reuse)
+    return _experiment(cfg, sweep_url, results.SEARCH, tune_config, resume, views, in_process=reuse, retry=retry)
 
 
 def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool,
-            saved: dict[str, SavedExperiment] | None = None) -> None:
+            saved: dict[str, SavedExperiment] | None = None, retry: bool = False) -> None:
     """Re-train the search front's configurations with sweep.confirm_seeds more seeds each (full epochs). `saved`: the
-    saved experiments this resume has read (`resume.read_saved`)."""
+    saved experiments this resume has read (`resume.read_saved`); `retry`: its failed confirming trials are run again
+    (`--retry-failed`)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -364,7 +367,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
                                   num_samples=len(points), reuse_actors=reuse)
     # the confirming trials a killed driver ran after Tune's last save are not Tune's, nor trained again (FixedPoints)
     apart = len(ended_apart(sweep_url, cfg, results.CONFIRM, saved)) if resume else 0
-    fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views, in_process=reuse),
+    fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views, in_process=reuse, retry=retry),
         len(points) - apart, sweep_url, "confirming trial")
 
 
@@ -375,14 +378,16 @@ def outputs_of(cfg: Config, names: dict[str, str] | None = None) -> dict[str, st
             **({"sweep.checkpoints": cfg.sweep.checkpoints} if cfg.sweep.checkpoints else {})}
 
 
-def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None) -> str:
+def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None, retry_failed: bool = False) -> str:
     """Run (or resume) the sweep; returns its URL (trials.parquet and pareto.json are there). `names`: the option the
-    user gave sweep.storage by where it is not that setting (`--storage`), for a refusal to name."""
+    user gave sweep.storage by where it is not that setting (`--storage`), for a refusal to name. `retry_failed`
+    (`--retry-failed`): a resume runs the trials that ended in an error again, each from its last checkpoint
+    (`resume.retried_trials`); a new sweep has none, and says so."""
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
     runtime.check_kept({**outputs_of(cfg, names), **to_make(cfg)})
     # two drivers on one sweep would each write its tables
     with storage_lock.exclusive(url_of(cfg), "sweep driver", s3=cfg.s3):
-        return _run(cfg, views, names)
+        return _run(cfg, views, names, retry_failed)
 
 
 def probing(cfg: Config) -> Config:
@@ -394,9 +399,9 @@ def probing(cfg: Config) -> Config:
     return with_overrides(cfg, {"train.probe_every": cfg.sweep.scheduler.grace_epochs})
 
 
-def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
+def _run(cfg: Config, views: Views, names: dict[str, str] | None, retry_failed: bool = False) -> str:
     from avdis.tune.resume import (check_experiments, check_trial_runs, close_lost_trials,  # it imports this module
-                                   ended_apart)
+                                   ended_apart, mark_failed_trials)
 
     edges = check_space(cfg)
     check_modalities(cfg, edges)
@@ -414,8 +419,13 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
         storage.check_writable(url, cfg.s3)  # before Ray starts: a wrong storage fails in a second
     check_experiments(sweep_url, cfg, resume)
     saved: dict[str, SavedExperiment] = {}  # the Tune experiments this resume read, by role (`resume.read_saved`)
+    retried: dict[str, set[str]] = {}  # by role, the failed trials run again (`--retry-failed`)
     if resume:
-        for folder in check_trial_runs(sweep_url, cfg, saved):
+        mark_failed_trials(sweep_url, cfg)  # before `saved` is read: failed, run again under --retry-failed alone
+    if retry_failed:
+        retried = _retried(sweep_url, cfg, resume, saved)
+    if resume:
+        for folder in check_trial_runs(sweep_url, cfg, saved, set().union(*retried.values())):
             ck.stand_in(folder, cfg.s3)
     check_shards_whole(cfg)
     nodes.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
@@ -439,11 +449,35 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None) -> str:
     # sweep.num_samples (the searcher ends the search at it): Tune's end short by them, and the sweep read as
     # interrupted at every rerun where they were counted as Tune's
     apart = len(ended_apart(sweep_url, cfg, results.SEARCH, saved)) if resume else 0
-    fit(_tuner(cfg, sweep_url, resume, views, reuse), search_trials(cfg, apart), sweep_url)
+    fit(_tuner(cfg, sweep_url, resume, views, reuse, retry=bool(retried.get(results.SEARCH))),
+        search_trials(cfg, apart), sweep_url)
     if search_trials(cfg) < cfg.sweep.num_samples:
         print(space_spent(cfg), flush=True)
     close_lost_trials(sweep_url, cfg, results.SEARCH, views.listeners)  # not left RUNNING through the confirmation
     if cfg.sweep.confirm_seeds:
-        confirm(cfg, sweep_url, resume, views, reuse, saved)
+        confirm(cfg, sweep_url, resume, views, reuse, saved, retry=bool(retried.get(results.CONFIRM)))
         close_lost_trials(sweep_url, cfg, results.CONFIRM, views.listeners)
     return sweep_url
+
+
+def _retried(sweep_url: str, cfg: Config, resume: bool, saved: dict[str, SavedExperiment]) -> dict[str, set[str]]:
+    """The failed trials `--retry-failed` runs again, by role (`resume.retried_trials`), said in one line, with those
+    it cannot; a sweep with nothing to resume has none, and says so (the flag changes nothing there)."""
+    from avdis.tune.resume import retried_trials  # it imports this module
+
+    name = cfg.sweep.name
+    if not resume:
+        print(f"avdis sweep {name}: --retry-failed: no sweep to resume at {url_of(cfg)}, so no failed trial to retry; "
+              "starting it", flush=True)
+        return {}
+    retried, cannot = retried_trials(sweep_url, cfg, saved)
+    n = sum(map(len, retried.values()))
+    roles = ", ".join(f"{len(ids)} {role}" for role, ids in retried.items() if ids)
+    said = (f"retrying {counted(n, 'failed trial')} ({roles}), each from its last checkpoint (from its start where it "
+            "has none)" if n else "no failed trial to retry")
+    if cannot:
+        said += (f"; {counted(len(cannot), 'failed trial')} ({', '.join(sorted(cannot))}) cannot be: Tune's saved "
+                 "experiment does not hold it as failed (it ended after Tune last saved its state, or reported a "
+                 "non-finite objective, which Tune took for a finish)")
+    print(f"avdis sweep {name}: --retry-failed: {said}", flush=True)
+    return retried
