@@ -1065,7 +1065,7 @@ def test_a_resumed_sweep_opens_each_saved_tune_experiment_once(tmp_path):
         {**row, "trial_id": "running", "status": "RUNNING"}])  # resumed: its checkpoint is looked for in the state
     saved: dict[str, resume.SavedExperiment] = {}
     assert resume.check_trial_runs(url, cfg, saved) == []
-    assert saved == {results.SEARCH: resume.SavedExperiment(frozenset({known}), {})}
+    assert saved == {results.SEARCH: resume.SavedExperiment(frozenset({known}), {}, {known: "TERMINATED"})}
     Path(storage_path, name).rename(tmp_path / "aside")
     assert resume.ended_apart(url, cfg, results.SEARCH, saved) == {"late"}  # as read before: not opened again
     assert resume.ended_apart(url, cfg, results.SEARCH) == {known, "late"}  # opened anew: no experiment there now
