@@ -1071,6 +1071,30 @@ def test_a_resumed_sweep_opens_each_saved_tune_experiment_once(tmp_path):
     assert resume.ended_apart(url, cfg, results.SEARCH) == {known, "late"}  # opened anew: no experiment there now
 
 
+def test_retry_failed_leaves_the_search_closed_once_its_confirmation_has_begun(tmp_path):
+    """--retry-failed ran every failed trial again; a search trial retried after the front's confirmation had begun
+    could change the front, while the restored confirmation re-trains the front it began on with as many trials: its
+    count read as a sweep interrupted (exit 130) at every rerun. Once the confirmation's experiment was saved the
+    search's failed trials are closed (said), the confirmation's still retried. The saved experiments are given as
+    `read_saved` holds them; the record is a real trials.parquet."""
+    from avdis.tune import resume, sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "error": "boom"}
+    results.write_trials(url, [{**row, "trial_id": "search_failed", "role": results.SEARCH},
+                               {**row, "trial_id": "confirm_failed", "role": results.CONFIRM},
+                               {**row, "trial_id": "never_saved", "role": results.SEARCH}])
+    search = resume.SavedExperiment(frozenset({"search_failed"}), {}, {"search_failed": "ERROR"})
+    confirm = resume.SavedExperiment(frozenset({"confirm_failed"}), {}, {"confirm_failed": "ERROR"})
+    begun = resume.retried_trials(url, cfg, {results.SEARCH: search, results.CONFIRM: confirm})
+    assert begun.run == {results.SEARCH: set(), results.CONFIRM: {"confirm_failed"}}
+    assert begun.closed == {"search_failed"} and begun.cannot == {"never_saved"}
+    unsaved = resume.SavedExperiment(frozenset(), {}, exists=False)
+    before = resume.retried_trials(url, cfg, {results.SEARCH: search, results.CONFIRM: unsaved})
+    assert before.run == {results.SEARCH: {"search_failed"}, results.CONFIRM: set()} and not before.closed
+
+
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
     """A sweep stopped while confirming its front said 'interrupted before its 2 trials ended', counting the
     confirming trials alone as the sweep's trials, after a search of many: it names them as confirming trials. A real

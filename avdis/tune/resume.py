@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Collection, Sequence
+from typing import Collection, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -99,6 +99,7 @@ class SavedExperiment:
     # of those it keeps of the trial (`KEEP_CHECKPOINTS`, that one among them)
     restored: dict[str, tuple[str, list[str]]]
     status: dict[str, str] = field(default_factory=dict)  # by trial id, its status in the saved state (Tune's)
+    exists: bool = True  # whether the role's experiment was saved at all (begun)
 
     @property
     def errored(self) -> frozenset[str]:
@@ -113,7 +114,7 @@ def saved_experiment(cfg: Config, role: str) -> SavedExperiment:
     from ray.tune import ExperimentAnalysis
 
     if not restorable(cfg, role):
-        return SavedExperiment(frozenset(), {})
+        return SavedExperiment(frozenset(), {}, exists=False)
     fs, storage_path, name = experiment_of(cfg, role)
     trials = ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials
     restored = {}
@@ -155,39 +156,55 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
         if not states:
             continue
         newest = max(states)  # Tune's pick: the newest name (`_find_newest_experiment_checkpoint`)
-        state = json.loads(storage.read_bytes(newest, cfg.s3))
-        changed = []
-        for entry in state["trial_data"]:
-            trial = json.loads(entry[0])
-            if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
-                trial["status"] = "ERROR"
-                entry[0] = json.dumps(trial, indent=2)
-                changed.append(trial["trial_id"])
+        try:
+            state = json.loads(storage.read_bytes(newest, cfg.s3))
+            changed = []
+            for entry in state["trial_data"]:
+                trial = json.loads(entry[0])
+                if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
+                    trial["status"] = "ERROR"
+                    entry[0] = json.dumps(trial, indent=2)
+                    changed.append(trial["trial_id"])
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:  # another Ray's layout
+            print(f"avdis sweep: warning: {newest} is not laid out as Ray 2.60's saved experiment state ({exc!r}): a "
+                  "failed trial it holds as unfinished is resumed by this rerun, --retry-failed or not",
+                  file=sys.stderr, flush=True)
+            continue
         if changed:
             storage.write_bytes(newest, json.dumps(state).encode(), cfg.s3)
             marked.extend(changed)
     return marked
 
 
-def retried_trials(sweep_url: str, cfg: Config,
-                   saved: dict[str, SavedExperiment]) -> tuple[dict[str, set[str]], set[str]]:
+class Retries(NamedTuple):
+    """What `--retry-failed` does with a resumed sweep's failed trials (`retried_trials`)."""
+
+    run: dict[str, set[str]]  # by role, those Tune runs again
+    cannot: set[str]  # those Tune's saved experiment does not hold as failed
+    closed: set[str]  # the search's, once its front's confirmation has begun
+
+
+def retried_trials(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment]) -> Retries:
     """Under `--retry-failed`: the failed trials the resume runs again, by role (`results.SEARCH`, `results.CONFIRM`),
-    and those of the sweep's failed trials (`results.failed`) it cannot. Tune runs again each trial its saved
+    and those of the sweep's failed trials (`results.failed`) it does not. Tune runs again each trial its saved
     experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
     it has none; `mark_failed_trials` has marked those it held as unfinished). It cannot run again a trial its saved
     experiment does not list (one that a killed driver started after Tune last saved its state, failed before the
     kill: `ended_apart`) nor one it holds as finished (one that reported a non-finite objective: Tune took its end for
-    a finish, and the recorder made it an error). `saved`: the saved experiments this resume has read
-    (`read_saved`)."""
+    a finish, and the recorder made it an error). Once the front's confirmation has begun (its experiment was saved),
+    the search's failed trials are closed: the restored confirmation re-trains the front it began on, with as many
+    trials as it began with, and a retried trial could change that front (the confirmation's count then read as a
+    sweep interrupted, at every rerun). `saved`: the saved experiments this resume has read (`read_saved`)."""
     trials = results.read_trials(sweep_url, cfg.s3)
     failed = trials[results.failed(trials)]
-    retried, cannot = {}, set()
+    run, cannot = {}, set()
     for role in (results.SEARCH, results.CONFIRM):
         state = read_saved(saved, cfg, role)
-        retried[role] = set(state.errored)
+        run[role] = set(state.errored)
         mine = failed.loc[failed["role"].fillna(results.SEARCH) == role, "trial_id"]
         cannot |= {trial for trial in mine if state.status.get(trial) in (None, "TERMINATED")}
-    return retried, cannot
+    closed = run[results.SEARCH] if read_saved(saved, cfg, results.CONFIRM).exists else set()
+    return Retries({**run, results.SEARCH: run[results.SEARCH] - closed}, cannot, closed)
 
 
 def _finished_roles(trials: pd.DataFrame) -> set[str]:

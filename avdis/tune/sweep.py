@@ -470,14 +470,18 @@ def _retried(sweep_url: str, cfg: Config, resume: bool, saved: dict[str, SavedEx
         print(f"avdis sweep {name}: --retry-failed: no sweep to resume at {url_of(cfg)}, so no failed trial to retry; "
               "starting it", flush=True)
         return {}
-    retried, cannot = retried_trials(sweep_url, cfg, saved)
-    n = sum(map(len, retried.values()))
-    roles = ", ".join(f"{len(ids)} {role}" for role, ids in retried.items() if ids)
+    retries = retried_trials(sweep_url, cfg, saved)
+    n = sum(map(len, retries.run.values()))
+    roles = ", ".join(f"{len(ids)} {role}" for role, ids in retries.run.items() if ids)
     said = (f"retrying {counted(n, 'failed trial')} ({roles}), each from its last checkpoint (from its start where it "
             "has none)" if n else "no failed trial to retry")
-    if cannot:
-        said += (f"; {counted(len(cannot), 'failed trial')} ({', '.join(sorted(cannot))}) cannot be: Tune's saved "
-                 "experiment does not hold it as failed (it ended after Tune last saved its state, or reported a "
-                 "non-finite objective, which Tune took for a finish)")
+    if retries.cannot:
+        said += (f"; {counted(len(retries.cannot), 'failed trial')} ({', '.join(sorted(retries.cannot))}) cannot be: "
+                 "Tune's saved experiment does not hold it as failed (it ended after Tune last saved its state, or "
+                 "reported a non-finite objective, which Tune took for a finish)")
+    if retries.closed:
+        said += (f"; the search's {counted(len(retries.closed), 'failed trial')} ({', '.join(sorted(retries.closed))}) "
+                 "not: the confirmation of its front has begun, and re-trains the front it began on, which a retried "
+                 "trial could change (a new sweep.name runs them in a new sweep)")
     print(f"avdis sweep {name}: --retry-failed: {said}", flush=True)
-    return retried
+    return retries.run
