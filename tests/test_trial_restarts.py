@@ -86,6 +86,33 @@ def in_trial(error: BaseException):
     said = f"Traceback (most recent call last):\n  File ...\n{type(error).__module__}.{type(error).__name__}: {error}"
     return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
 
+
+def died_with_its_node(reason: str):
+    """The error Ray gives Tune for a trial whose process died with its node, an `ActorDiedError` of the GCS's cause
+    as Ray's deserializer makes it: its text is that of the node crash and preemption in
+    test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkpoint. `reason`: Ray's NodeDeathInfo."""
+    from ray.core.generated.common_pb2 import ActorDiedErrorContext, NodeDeathInfo
+    from ray.exceptions import ActorDiedError
+
+    how = {"UNEXPECTED_TERMINATION": "terminated unexpectedly: health check failed due to missing too many heartbeats",
+           "AUTOSCALER_DRAIN_PREEMPTED": "preempted: reclaimed"}[reason]
+    return ActorDiedError(cause=ActorDiedErrorContext(  # by name, as Ray makes it: pickled without the context
+        class_name="ImplicitFunc", actor_id=bytes.fromhex("babab3add4a0965aad89a6f001000000"), pid=11240,
+        ray_namespace="9e51e1fe-49f4-4b8b-a26c-ed669204f344", node_ip_address="192.0.2.2",
+        error_message=(f"The actor died because its node has died. Node Id: {'9fc46376' * 7}\n"
+                       f"\tthe actor's node was {how}"),
+        node_death_info=NodeDeathInfo(reason=NodeDeathInfo.Reason.Value(reason), reason_message=how.split(": ")[-1])))
+
+
+def stopping_failed():
+    """Tune's error for a trial whose stop failed: a callback that raised in `on_trial_complete` (its storage down),
+    as `TuneController.stop_trial` makes it. A TuneError: Tune pickles it nowhere (`Trial.handle_error`)."""
+    from ray.tune.error import _TuneStopTrialError
+
+    return _TuneStopTrialError("Traceback (most recent call last):\n  File ...\n"
+                               "OSError: [Errno 5] Input/output error\n")
+
+
 def sweep_command(tiny_shards: str, tmp_path: Path, *more: str) -> list[str]:
     """jobs/sweep.py of the sweep "died": 2 trials of EPOCHS epochs, one at a time, every epoch to the end."""
     return [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
@@ -393,3 +420,45 @@ def test_what_a_restart_and_a_trial_lost_to_its_dead_process_say_is_what_ray_did
     assert "would have restarted it from its last checkpoint" not in row["error"], row["error"]
     assert row["error"].endswith("restarts allowed: train.max_failures=3): the restart after an error a restart "
                                  "meets again was its last, so no train.max_failures would have restarted it")
+
+
+@pytest.mark.ray
+def test_a_restart_and_an_end_are_said_of_the_failure_at_hand(tune_records, capsys):
+    """Tune pickles a trial's error only where it is a Ray task's or actor's (`Trial.handle_error`), over the last
+    one; a failure of another kind (Tune's own error for a callback that raised as it stopped the trial) left the
+    earlier failure's there, and the recorder judged and said the failure at hand by it. A trial restarted after its
+    node was preempted, whose stop then failed, was restarted 'as no failure' ('failures so far: 1'); one restarted
+    after its process died, whose stop then failed, was listed as a process that died twice."""
+    from ray.exceptions import ActorDiedError
+
+    twice = recorder_of(tune_records, 2)
+    t = tune_trial(tune_records, "spot", 2)
+    twice.on_trial_start(0, [], t)
+    t.handle_error(died_with_its_node("AUTOSCALER_DRAIN_PREEMPTED"))
+    twice.on_trial_recover(1, [], t)
+    twice.on_trial_start(2, [], t)
+    t.handle_error(stopping_failed())
+    assert t.num_failures == 1 and t.should_recover()  # counted, by train.max_failures
+    capsys.readouterr()
+    twice.on_trial_recover(3, [], t)
+    assert capsys.readouterr().out == ("avdis sweep: trial spot: it failed; restarting it from its last checkpoint "
+                                       "(restart 1 of train.max_failures=2)\n")
+
+    once = recorder_of(tune_records, 1)
+    t = tune_trial(tune_records, "died", 1)
+    once.on_trial_start(0, [], t)
+    t.handle_error(ActorDiedError())
+    once.on_trial_recover(1, [], t)
+    once.on_trial_start(2, [], t)
+    t.handle_error(stopping_failed())
+    assert not t.should_recover()
+    once.on_trial_error(3, [], t)
+    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'died'").to_dict("records")
+    assert row["error"].endswith("OSError: [Errno 5] Input/output error\n\n"), row["error"]  # Tune's text, no more
+
+    # the same error as the pickled one, the failure at hand again: judged by it
+    t.handle_error(ActorDiedError())
+    once.on_trial_error(4, [], t)
+    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'died'").to_dict("records")
+    assert "\nthe trial's process died (its failure 3)" in row["error"], row["error"]
+

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import time
 from typing import Any, Callable, Sequence
 
@@ -69,18 +70,33 @@ def _error_of(trial: Any) -> str | None:
     return str(error) if error else None
 
 
+# the line `Trial.handle_error` writes in the trial's error file before each failure's text
+_FAILURE_HEAD = re.compile(r"(?:\A|\n)Failure # \d+ \(occurred at [^\n]*\)\n\Z")
+
+
 def _raised(trial: Any) -> BaseException | None:
-    """The error the trial failed of, as Tune pickled it into the driver's staging folder (there when callbacks run);
-    None where it wrote none (an error it could not pickle) or it cannot be read."""
-    path = trial.pickled_error_file
-    if not path:
+    """The error of the failure at hand, as Tune pickled it into the driver's staging folder (there when callbacks
+    run); None where it is not known. Tune pickles a Ray task's or actor's error alone (`Trial.handle_error`), over the
+    last one: a failure of another kind (a TuneError: a callback that raised as Tune stopped the trial) left an earlier
+    failure's error there, and a restart after it, or its end, was judged and said by that one ('its process died' for
+    a callback's error, after a restart from a dead process). Tune appends every failure's text to the trial's error
+    file, so the pickle is the failure at hand's where that file ends with its text. None too where Tune pickled none
+    (an error it could not pickle) or the file cannot be read."""
+    path, said = trial.pickled_error_file, trial.error_file
+    if not path or not said:
         return None
     try:
         with open(path, "rb") as fh:
             error = pickle.load(fh)
+        # as Tune wrote it: in the locale's encoding, newlines as they are (an error's own \r kept)
+        with open(said, errors="replace", newline="") as fh:  # noqa: PLW1514
+            text = fh.read()
     except Exception:  # noqa: BLE001 - a class this process cannot load, a file cut short: judged as no error known
         return None
-    return error if isinstance(error, BaseException) else None
+    if not isinstance(error, BaseException):
+        return None
+    last = str(error) + "\n"
+    return error if text.endswith(last) and _FAILURE_HEAD.search(text[:len(text) - len(last)]) else None
 
 
 def _process_died(error: BaseException | None) -> bool:
@@ -206,7 +222,8 @@ class TrialRecorder(Callback):
                         "result is kept: %s", trial.trial_id, error[-500:] if error else "no error given")
             return
         said = error[-2000:] if error else "trial failed (see its error file)"
-        if getattr(self, "restarts", False) and _process_died(_raised(trial)):  # an experiment pickled before: False
+        raised = _raised(trial) if getattr(self, "restarts", False) else None  # an experiment pickled before: False
+        if _process_died(raised):
             n, allowed = trial.num_failures, self.cfg.train.max_failures
             # n counts the trial's failures, not its deaths: one restarted after a storage error died once, not twice
             said += (f"\nthe trial's process died{f' (its failure {n})' if n > 1 else ''} (killed, out of memory, or "
