@@ -227,7 +227,8 @@ def test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkp
     drained as preempted and removed once the trial has reported 2 epochs, another node added, and that one removed
     unannounced (a crash) once the restarted trial has reported 4, and a third added. Each time Tune restarts the trial
     on the new node from its checkpoint in the sweep's storage: the preemption as no failure (it says so), so the
-    crash is restart 1 of train.max_failures=1 and the sweep ends whole (exit 0), each epoch once."""
+    crash is restart 1 of train.max_failures=1 (said as its node lost) and the sweep ends whole (exit 0), each epoch
+    once."""
     from ray._raylet import GcsClient
     from ray.cluster_utils import Cluster
     from ray.core.generated.autoscaler_pb2 import DrainNodeReason
@@ -297,7 +298,8 @@ def test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkp
     assert (f"avdis sweep: trial {lost}: its node was preempted; restarting it from its last checkpoint (Ray counts a "
             "preemption as no failure: Tune restarts the trial whatever train.max_failures says; failures so far: "
             "0)") in out, out[-3000:]
-    assert (f"avdis sweep: trial {lost}: its process died; restarting it from its last checkpoint (restart 1 of "
+    # Ray's error names the crashed node's death: said so, not 'its process died'
+    assert (f"avdis sweep: trial {lost}: its node was lost; restarting it from its last checkpoint (restart 1 of "
             "train.max_failures=1)") in out, out[-3000:]
     trials = pd.read_parquet(sweep / "trials.parquet").set_index("trial_id")
     assert len(trials) == 2 and (trials["status"] == "TERMINATED").all() and (trials["epochs"] == EPOCHS).all()
@@ -461,4 +463,27 @@ def test_a_restart_and_an_end_are_said_of_the_failure_at_hand(tune_records, caps
     once.on_trial_error(4, [], t)
     (row,) = results.read_trials(str(tune_records)).query("trial_id == 'died'").to_dict("records")
     assert "\nthe trial's process died (its failure 3)" in row["error"], row["error"]
+
+
+@pytest.mark.ray
+def test_a_trial_whose_node_was_lost_is_said_to_have_lost_its_node(tune_records, capsys):
+    """Ray's error for a process that died with its node names the node's death; a crashed node's trial was said to
+    restart, or listed as failed, because 'its process died'."""
+    restarted = recorder_of(tune_records, 1)
+    t = tune_trial(tune_records, "crash", 1)
+    restarted.on_trial_start(0, [], t)
+    t.handle_error(died_with_its_node("UNEXPECTED_TERMINATION"))
+    restarted.on_trial_recover(1, [], t)
+    assert capsys.readouterr().out == ("avdis sweep: trial crash: its node was lost; restarting it from its last "
+                                       "checkpoint (restart 1 of train.max_failures=1)\n")
+
+    ended = recorder_of(tune_records, 0)
+    t = tune_trial(tune_records, "gone", 0)
+    ended.on_trial_start(0, [], t)
+    t.handle_error(died_with_its_node("UNEXPECTED_TERMINATION"))
+    assert not t.should_recover()
+    ended.on_trial_error(1, [], t)
+    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'gone'").to_dict("records")
+    assert row["error"].endswith("\nthe trial's node was lost (restarts allowed: train.max_failures=0): "
+                                 "train.max_failures=1 would have restarted it from its last checkpoint"), row["error"]
 

@@ -72,6 +72,9 @@ def _error_of(trial: Any) -> str | None:
 
 # the line `Trial.handle_error` writes in the trial's error file before each failure's text
 _FAILURE_HEAD = re.compile(r"(?:\A|\n)Failure # \d+ \(occurred at [^\n]*\)\n\Z")
+# the cause the GCS gives an actor that died with its node (GcsActorManager::GenNodeDiedCause), ActorDiedError's text:
+# "The actor died because its node has died. Node Id: ...", then how the node ended (Ray keeps no other trace of it)
+_NODE_DIED = "because its node has died"
 
 
 def _raised(trial: Any) -> BaseException | None:
@@ -104,6 +107,18 @@ def _process_died(error: BaseException | None) -> bool:
     from ray.exceptions import RayActorError
 
     return isinstance(error, RayActorError)
+
+
+def _node_lost(error: BaseException | None) -> bool:
+    """Whether the trial's process died with its node (crashed, removed, preempted), as Ray's error says."""
+    return _process_died(error) and (bool(getattr(error, "preempted", False)) or _NODE_DIED in str(error))
+
+
+def _died(error: BaseException | None, otherwise: str) -> str:
+    """What Ray's error says of the trial's end: its node preempted or lost, else `otherwise`."""
+    if not _node_lost(error):
+        return otherwise
+    return "node was preempted" if getattr(error, "preempted", False) else "node was lost"
 
 
 def _uncounted(error: BaseException | None) -> bool:
@@ -226,8 +241,9 @@ class TrialRecorder(Callback):
         if _process_died(raised):
             n, allowed = trial.num_failures, self.cfg.train.max_failures
             # n counts the trial's failures, not its deaths: one restarted after a storage error died once, not twice
-            said += (f"\nthe trial's process died{f' (its failure {n})' if n > 1 else ''} (killed, out of memory, or "
-                     f"its node lost; restarts allowed: train.max_failures={allowed})")
+            said += (f"\nthe trial's {_died(raised, 'process died')}{f' (its failure {n})' if n > 1 else ''} ("
+                     f"{'' if _node_lost(raised) else 'killed, out of memory, or its node lost; '}restarts allowed: "
+                     f"train.max_failures={allowed})")
             if trial.max_failures != allowed:  # lowered by `on_trial_recover`: more would have changed nothing
                 said += (": the restart after an error a restart meets again was its last, so no train.max_failures "
                          "would have restarted it")
@@ -257,7 +273,7 @@ class TrialRecorder(Callback):
                   "checkpoint (Ray counts a preemption as no failure: Tune restarts the trial whatever "
                   f"train.max_failures says; failures so far: {trial.num_failures})", flush=True)
             return
-        cause = ("its process died" if _process_died(raised) else
+        cause = (f"its {_died(raised, 'process died')}" if _process_died(raised) else
                  "it failed" if raised is None else f"it failed ({type(raised).__name__})")
         print(f"avdis sweep: trial {trial.trial_id}: {cause}; restarting it from its last checkpoint (restart "
               f"{trial.num_failures} of train.max_failures={allowed}{', for ever' if allowed < 0 else ''})",
