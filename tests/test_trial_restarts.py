@@ -487,3 +487,98 @@ def test_a_trial_whose_node_was_lost_is_said_to_have_lost_its_node(tune_records,
     assert row["error"].endswith("\nthe trial's node was lost (restarts allowed: train.max_failures=0): "
                                  "train.max_failures=1 would have restarted it from its last checkpoint"), row["error"]
 
+
+def ends_once(config: dict) -> None:
+    """A trial that reports its last epoch and ends, counting its runs in the folder `config['runs']`."""
+    from ray import tune
+
+    runs = Path(config["runs"])
+    (runs / str(len(list(runs.iterdir())))).touch()
+    tune.report({"epoch": config["epochs"], "emotion_acc": 0.5, "leakage": 0.4})
+
+
+class StorageDown:
+    """The sweep's storage, down from the moment a trial ends (before the recorder writes its row) until the
+    experiment ends: trials.parquet is a folder there, which a write cannot replace."""
+
+    def __init__(self, sweep: Path):
+        self.table = sweep / results.TRIALS
+
+    def down(self) -> None:
+        if self.table.is_file():
+            self.table.unlink()
+            self.table.mkdir()
+            (self.table / "in-the-way").touch()
+
+    def up(self) -> None:
+        shutil.rmtree(self.table, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_a_trial_whose_row_cannot_be_written_as_it_ends_is_not_run_again_and_its_row_is_written_later(
+        tune_records, tmp_path, capsys):
+    """A callback that raises in on_trial_complete makes Tune fail the trial (`TuneController.stop_trial`) and, by
+    train.max_failures, run it again: a trial whose row the recorder could not write as it ended (its storage down)
+    was trained again from its last checkpoint, its second end ignored, its row never written. A real Tune run: the
+    trial runs once and ends TERMINATED, the row kept and written as the experiment ends, once storage is back."""
+    from ray import tune
+    import ray.cloudpickle as cloudpickle
+
+    storage = StorageDown(tune_records)
+
+    class Down(tune.Callback):  # before the recorder, as a failing storage would be
+        def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+            storage.down()
+
+        def on_experiment_end(self, trials: list, **info) -> None:
+            storage.up()
+
+    recorder = recorder_of(tune_records, 1)
+    (tmp_path / "runs").mkdir()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    try:
+        grid = tune.Tuner(ends_once, param_space={"method": "multitask", "runs": str(tmp_path / "runs"),
+                                                  "epochs": recorder.cfg.train.epochs},
+                          run_config=tune.RunConfig(name="end", storage_path=str(tmp_path / "tune"), verbose=0,
+                                                    callbacks=[Down(), recorder],
+                                                    failure_config=tune.FailureConfig(max_failures=1))).fit()
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # not run again
+    assert grid.num_errors == 0 and grid[0].metrics["epoch"] == recorder.cfg.train.epochs
+    (row,) = results.read_trials(str(tune_records)).to_dict("records")
+    assert (row["status"], row["order"], row["epochs"]) == ("TERMINATED", 1, recorder.cfg.train.epochs)
+    err = capsys.readouterr().err
+    assert (f"avdis sweep: warning: trial {row['trial_id']} ended (TERMINATED), but trials.parquet in {tune_records} "
+            "could not be written (") in err, err
+    assert ("its row is kept and written with the sweep's next write (at the latest as the experiment ends), and "
+            "the trial is not run again") in err, err
+
+
+@pytest.mark.ray
+def test_the_rows_of_ended_trials_still_unwritten_as_the_experiment_ends_are_written_or_given(tune_records):
+    """A row the recorder owes (its trial ended while storage was down) is written by the next write, whatever trial's
+    it is; as the experiment ends, storage still down, it is tried again, and then the error raised gives the row."""
+    storage = StorageDown(tune_records)
+    recorder = recorder_of(tune_records, 1)
+    recorder.END_TRIES = (0.0,)  # one more try, at once
+    full = {"epoch": recorder.cfg.train.epochs, "emotion_acc": 0.5, "leakage": 0.4}
+
+    first = tune_trial(tune_records, "first", 1)
+    recorder.on_trial_start(0, [], first)
+    recorder.on_trial_result(1, [], first, full)
+    storage.down()
+    recorder.on_trial_complete(2, [], first)  # said, not raised
+    with pytest.raises(results.ResultsError, match=r"trials.parquet could not be written as the sweep's experiment "
+                                                   r"ended \(.*\): the rows of ended trials first are not in it "
+                                                   r"\(a resume would read them as lost\). Their rows, as recorded: "
+                                                   r'\{"first": \{.*"status": "TERMINATED"'):
+        recorder.on_experiment_end([first])
+    storage.up()
+    second = tune_trial(tune_records, "second", 1)
+    recorder.on_trial_start(3, [], second)  # the next write: the first's row with it
+    rows = results.read_trials(str(tune_records)).set_index("trial_id")
+    assert (rows.loc["first", "status"], rows.loc["first", "order"]) == ("TERMINATED", 1)
+    assert rows.loc["second", "status"] == "RUNNING"
+    recorder.on_experiment_end([first, second])  # nothing owed
+

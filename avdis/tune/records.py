@@ -2,7 +2,9 @@
 
 One row per trial, rewritten whole after every result, so the table is right while the
 sweep runs, after it ends, and after a killed driver resumes (rows are reloaded from
-storage at set-up; nothing finished is ever dropped). A trial that errors keeps its row
+storage at set-up; nothing finished is ever dropped: a trial's end that storage did not take is said and written
+with the next write, or as the experiment ends, never raised to Tune, which took it for the trial's failure and ran the
+finished trial again). A trial that errors keeps its row
 with the error text; so does one that reported a non-finite objective: it ends as ERROR,
 never on the front (objectives are stored as null, never NaN). Early stopping is read off
 the epochs: a trial that ended before `train.epochs` was stopped by the scheduler. Each
@@ -23,6 +25,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -142,6 +145,8 @@ class TrialRecorder(Callback):
     in its own process: `sweep.tune_failures`), so a trial lost to a dead process is listed with the value that would
     have restarted it."""
 
+    END_TRIES = (1.0, 4.0, 15.0)  # seconds before each further try of a write the experiment's end still owes
+
     def __init__(self, sweep_url: str, cfg: Config, role: str = results.SEARCH, listeners: Sequence[Listener] = (),
                  restarts: bool = False):
         self.sweep_url, self.cfg, self.role, self.listeners = sweep_url, cfg, role, tuple(listeners)
@@ -222,12 +227,20 @@ class TrialRecorder(Callback):
             return
         if row.get("error"):  # it reported a non-finite objective
             row.update(status="ERROR", stop_reason="error", order=None)
+        else:
+            full = (row.get("epochs") or 0) >= self.cfg.train.epochs
+            row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),
+                       stop_reason="completed" if full else f"early_stopped_at_epoch_{row.get('epochs') or 0}")
+        try:
             self._write(row)
-            return
-        full = (row.get("epochs") or 0) >= self.cfg.train.epochs
-        row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),
-                   stop_reason="completed" if full else f"early_stopped_at_epoch_{row.get('epochs') or 0}")
-        self._write(row)
+        except Exception as exc:  # noqa: BLE001 - storage that did not answer: said, and the row is kept
+            self._owed.add(trial.trial_id)
+            # raised out of here, Tune failed the finished trial (`TuneController.stop_trial`) and, by
+            # train.max_failures, trained it again from its last checkpoint, whose second end this row then ignored
+            print(f"avdis sweep: warning: trial {trial.trial_id} ended ({row['status']}), but {results.TRIALS} in "
+                  f"{self.sweep_url} could not be written ({exc}); its row is kept and written with the sweep's next "
+                  "write (at the latest as the experiment ends), and the trial is not run again", file=sys.stderr,
+                  flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
@@ -303,13 +316,40 @@ class TrialRecorder(Callback):
             }
         return self.rows[tid]
 
-    def _write(self, changed: dict[str, Any]) -> None:
+    @property
+    def _owed(self) -> set[str]:
+        """The ended trials whose rows a write that failed left unwritten (`on_trial_complete`); none in a recorder
+        restored with an experiment pickled before."""
+        return self.__dict__.setdefault("owed", set())
+
+    def _write(self, changed: dict[str, Any] | None) -> None:
         """Write every row, `changed` stamped with the time: its `updated_at` is its own last change. Each write
-        stamped every row, so a trial finished hours before read as changed at the last result of any other."""
-        changed["updated_at"] = time.time()
+        stamped every row, so a trial finished hours before read as changed at the last result of any other. Rows
+        `_owed` are written with it."""
+        if changed is not None:
+            changed["updated_at"] = time.time()
         rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in self.rows.values()]
-        notify(self.listeners, *results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3,
-                                               self.cfg.sweep.emotion_metric))
+        written = results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3, self.cfg.sweep.emotion_metric)
+        self._owed.clear()
+        notify(self.listeners, *written)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Write the rows still `_owed`, tried again after each of `END_TRIES`' waits; where storage still does not
+        answer, raise, giving those rows (a resume reads a trial whose row is not written as lost)."""
+        for wait in (*self.END_TRIES, None):
+            if not self._owed:
+                return
+            try:
+                self._write(None)
+            except Exception as exc:  # noqa: BLE001 - tried again, then raised below
+                if wait is None:
+                    owed = {tid: {k: v for k, v in self.rows[tid].items() if not k.startswith("_") and k != "config"}
+                            for tid in sorted(self._owed)}
+                    raise results.ResultsError(
+                        f"{self.sweep_url}: {results.TRIALS} could not be written as the sweep's experiment ended "
+                        f"({exc}): the rows of ended trials {', '.join(owed)} are not in it (a resume would read them "
+                        f"as lost). Their rows, as recorded: {json.dumps(owed, default=str)}") from exc
+                time.sleep(wait)
 
 
 def notify(listeners: Sequence[Listener], frame: pd.DataFrame, summary: dict[str, Any]) -> None:
