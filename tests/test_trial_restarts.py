@@ -582,3 +582,40 @@ def test_the_rows_of_ended_trials_still_unwritten_as_the_experiment_ends_are_wri
     assert rows.loc["second", "status"] == "RUNNING"
     recorder.on_experiment_end([first, second])  # nothing owed
 
+
+@pytest.mark.ray
+def test_a_restarted_trials_wall_time_counts_what_its_dead_process_lost(tune_records):
+    """A restarted trial's wall time went on from its last result: the part of an epoch lost with its dead process
+    (here 0.5 s) was counted nowhere. It runs to the failure, and from the restart on; not while the trial waited to
+    restart (another 0.5 s)."""
+    from ray.exceptions import ActorDiedError
+
+    recorder = recorder_of(tune_records, 1)
+    t = tune_trial(tune_records, "died", 1)
+    began = time.time()
+    recorder.on_trial_start(0, [], t)
+    started = time.time()
+    recorder.on_trial_result(1, [], t, {"epoch": 1, "emotion_acc": 0.5})
+    time.sleep(0.5)  # epoch 2, lost with the process
+    died = time.time()
+    t.handle_error(ActorDiedError())
+    recorder.on_trial_recover(1, [], t)
+    told = time.time()
+    time.sleep(0.5)  # waiting for its restart
+    restart = time.time()
+    recorder.on_trial_start(2, [], t)
+    restarted = time.time()
+    recorder.on_trial_result(3, [], t, {"epoch": 2, "emotion_acc": 0.5})
+    ended = time.time()
+    (row,) = results.read_trials(str(tune_records)).to_dict("records")
+    assert died - started <= row["wall_s"] <= (told - began) + (ended - restart), row["wall_s"]
+
+    time.sleep(0.3)  # epoch 3, lost with the process: counted in the failed trial's too
+    died_again = time.time()
+    t.handle_error(ActorDiedError())
+    assert not t.should_recover()
+    recorder.on_trial_error(4, [], t)
+    ended = time.time()
+    (row,) = results.read_trials(str(tune_records)).to_dict("records")
+    assert ((died - started) + (died_again - restarted) <= row["wall_s"]
+            <= (told - began) + (ended - restart)), row["wall_s"]

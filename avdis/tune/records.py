@@ -250,6 +250,7 @@ class TrialRecorder(Callback):
                         "result is kept: %s", trial.trial_id, error[-500:] if error else "no error given")
             return
         said = error[-2000:] if error else "trial failed (see its error file)"
+        self._stop_clock(row)
         raised = _raised(trial) if getattr(self, "restarts", False) else None  # an experiment pickled before: False
         if _process_died(raised):
             n, allowed = trial.num_failures, self.cfg.train.max_failures
@@ -274,6 +275,7 @@ class TrialRecorder(Callback):
         node was preempted is restarted whatever train.max_failures says (`_uncounted`), and said so."""
         from avdis.train.launch import input_fault
 
+        self._stop_clock(self._row(trial))  # written by its restart's `on_trial_start`, which goes on from it
         raised = _raised(trial)
         allowed = trial.max_failures
         if raised is not None and input_fault([raised]) is not None:
@@ -293,6 +295,14 @@ class TrialRecorder(Callback):
               flush=True)
 
     # ------------------------------------------------------------ rows
+
+    @staticmethod
+    def _stop_clock(row: dict[str, Any]) -> None:
+        """The trial failed: its wall time runs to now, the part of an epoch its dead process lost included, and stops
+        (`on_trial_start` of its restart goes on from it). Before, it stood at the trial's last result, and a restart
+        went on from there: the compute lost with the process was counted nowhere."""
+        if "_started" in row and not _final(row):
+            row["wall_s"] = time.time() - row.pop("_started")
 
     def _next_order(self) -> int:
         return int(max((r["order"] for r in self.rows.values() if _final(r)), default=0)) + 1
