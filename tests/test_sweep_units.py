@@ -1237,7 +1237,8 @@ def test_a_sweep_whose_trials_went_without_clips_of_a_damaged_shard_says_so_at_i
     from avdis.tune import sweep
     from avdis.tune.records import TrialRecorder
 
-    def run(cfg, views, names, short=True):  # the sweep's record, as its recorder keeps it from Tune's results
+    def run(cfg, views, names, short=True, retry_failed=False):
+        # the sweep's record, as its recorder keeps it from Tune's results
         Path(sweep.url_of(cfg)).mkdir()
         recorder = TrialRecorder(sweep.url_of(cfg), cfg)
         recorder.setup()
@@ -1322,7 +1323,7 @@ def test_a_sweep_with_failed_trials_never_says_done(tmp_path, capsys, monkeypatc
     for rows, code, ended in (([{**row, "trial_id": "a"}], 0, "done."),
                               ([{**row, "trial_id": "a"}, {**row, "trial_id": "b", "status": "ERROR", "order": None,
                                                           "error": "boom"}], 1, "ended with failed trials")):
-        monkeypatch.setattr(sweep, "run", lambda cfg, views, names, rows=rows: results.record(
+        monkeypatch.setattr(sweep, "run", lambda cfg, views, names, rows=rows, retry_failed=False: results.record(
             sweep.url_of(cfg), rows, cfg.sweep.name))
         assert main(["sweep", f"--storage={tmp_path}", f"--name=s{code}"]) == code
         out, err = capsys.readouterr()
