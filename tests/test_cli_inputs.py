@@ -447,7 +447,7 @@ def _leaves(model, prefix=""):
 
 @pytest.mark.parametrize("command", ["preprocess", "train", "sweep", "model"])
 def test_help_lists_every_setting_it_reads_with_its_default(capsys, command):
-    """The README names the settings most runs need; --help lists them all, so none is found only in config.py, and
+    """The README names the settings most runs need; --help lists them all, so none is found only in avdis/config/, and
     a command that reads only some sections (`cli.READS`) lists only theirs."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
