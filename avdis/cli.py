@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Literal, get_args, get_origin
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from avdis import config as C
@@ -184,12 +185,12 @@ def _holds(tree: Any, path: list[str]) -> bool:
     return not path or (isinstance(tree, dict) and path[0] in tree and _holds(tree[path[0]], path[1:]))
 
 
-def _given(model: C.BaseModel, prefix: str = "") -> Iterator[str]:
+def _given(model: BaseModel, prefix: str = "") -> Iterator[str]:
     """The dotted settings `model` was given (by the config file, an override or a flag), not left at a default."""
     for name in type(model).model_fields:
         if name in model.model_fields_set:
             value = getattr(model, name)
-            if isinstance(value, C.BaseModel):
+            if isinstance(value, BaseModel):
                 yield from _given(value, f"{prefix}{name}.")
             else:
                 yield f"{prefix}{name}"
@@ -696,7 +697,7 @@ def _default(field: FieldInfo) -> Any:
     """A field's default as plain data (a weight range as {low, high, log/int when set})."""
     value = field.get_default(call_default_factory=True)
     if isinstance(value, dict):
-        return {k: v.model_dump(exclude_defaults=True) if isinstance(v, C.BaseModel) else v for k, v in value.items()}
+        return {k: v.model_dump(exclude_defaults=True) if isinstance(v, BaseModel) else v for k, v in value.items()}
     return value
 
 

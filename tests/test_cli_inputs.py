@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from avdis.cli import READS, build_parser, main, parse
 from avdis import config as C
@@ -439,7 +440,7 @@ def test_a_misspelt_section_is_named_as_unknown_not_sent_to_another_command(tmp_
 def _leaves(model, prefix=""):
     for name, field in model.model_fields.items():
         sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, C.BaseModel):
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
             yield from _leaves(sub, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", field

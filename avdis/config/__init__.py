@@ -15,8 +15,6 @@ patch it where it is read.
 
 from __future__ import annotations
 
-from pydantic import BaseModel  # `avdis.cli` tells sections from values by `C.BaseModel`
-
 from avdis.config.locations import endpoint_fault, folder_name, location, region_fault
 from avdis.config.names import (CORPORA, EMOTION_METRICS, EMOTION_WORDS, EMOTIONS, METHODS, MODALITIES, PRESETS,
                                 SCHEMES, STRATEGIES, WEIGHT_RANGES, Corpus, EmotionCues, EmotionMetric, IdentityCues,
@@ -35,7 +33,7 @@ from avdis.config.sections import (ADDED, ADDED_FEATURES, MEL_FMIN, MIN_FOLDS, P
 __all__ = ["ADDED", "ADDED_FEATURES", "CORPORA", "EMOTIONS", "EMOTION_METRICS", "EMOTION_WORDS", "MADE_WITH_SHARDS",
            "MEASURES", "MEL_FMIN", "METHODS", "MIN_FOLDS", "MODALITIES", "NOT_SAMPLED", "OBJECTIVES", "PATH_FIELDS",
            "PER_SWEEP", "PRESETS", "PROBE_LONGEST", "READ_BY_METHODS", "READ_ONLY_WITH", "SAMPLED_SECTIONS", "SCHEMES",
-           "SEEDS", "SELECTION", "STRATEGIES", "VIDEO_FEATURES", "WEIGHT_RANGES", "AdversaryConfig", "BaseModel",
+           "SEEDS", "SELECTION", "STRATEGIES", "VIDEO_FEATURES", "WEIGHT_RANGES", "AdversaryConfig",
            "Config", "ConfigError", "Corpus", "DataConfig", "EmotionCues", "EmotionMetric", "FeatureConfig",
            "IdentityCues", "LoaderConfig", "LocalFolder", "Location", "MethodConfig", "MethodName", "Modality",
            "ModelConfig", "PresetName", "ProbeConfig", "Range", "RayConfig", "S3Config", "SchedulerConfig",

@@ -187,7 +187,6 @@ class DataConfig(Section):
     loader: LoaderConfig = LoaderConfig()
 
 
-
 class ModelConfig(Section):
     preset: PresetName = "tiny"
     modality: Modality = "av"
