@@ -405,9 +405,9 @@ def test_the_kuberay_image_build_leaves_out_what_git_ignores():
                    for pat in patterns for prefix in prefixes)
 
     for path in (".git/HEAD", ".venv/bin/python", "runs/sweeps/x.parquet", "test-artifacts/log.txt", "build/lib/x.py",
-                 "avdis/__pycache__/cli.cpython-311.pyc", "avdis.egg-info/PKG-INFO", ".pytest_cache/v/x"):
+                 "avdis/cli/__pycache__/entry.cpython-311.pyc", "avdis.egg-info/PKG-INFO", ".pytest_cache/v/x"):
         assert ignored(path), f".dockerignore lets {path} into the image"
-    for path in ("avdis/cli.py", "pyproject.toml", "jobs/sweep.py", "cluster/kuberay/raycluster.yaml"):
+    for path in ("avdis/cli/__init__.py", "pyproject.toml", "jobs/sweep.py", "cluster/kuberay/raycluster.yaml"):
         assert not ignored(path), f".dockerignore leaves out {path}, which the image needs"
 
 
@@ -503,5 +503,5 @@ def test_a_jobs_working_dir_package_holds_the_code_and_not_the_git_history(tmp_p
 
     create_package(str(ROOT), tmp_path / "job.zip", include_gitignore=True)
     names = zipfile.ZipFile(tmp_path / "job.zip").namelist()
-    assert "avdis/cli.py" in names and "jobs/sweep.py" in names and "jobs/configs/local.yaml" in names
+    assert "avdis/cli/__init__.py" in names and "jobs/sweep.py" in names and "jobs/configs/local.yaml" in names
     assert not [n for n in names if n.startswith((".git/", ".venv/"))], [n for n in names if n.startswith(".git")][:5]

@@ -233,8 +233,8 @@ def _read_yaml(text: str, name: str) -> Any:
 # Settings (section.key) read only under some values of another (the mode), which the validators refuse elsewhere
 # (`TrainConfig._check`): (setting, mode, whether a value of the mode reads it). Refused by validation, a config file's
 # is dropped before it where the command line chose a mode that leaves it unread (`_left_alone`). Those the command
-# refuses instead, where it starts work, are `avdis.cli.READ_ONLY_UNDER`'s (a file's is kept there): each setting is in
-# one table.
+# refuses instead, where it starts work, are `avdis.cli.reads.READ_ONLY_UNDER`'s (a file's is kept there): each setting
+# is in one table.
 _UNSET = object()
 READ_ONLY_WITH: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     *((f"train.{key}", "train.strategy", lambda strategy: strategy == "deepspeed")
