@@ -1248,10 +1248,10 @@ def test_python_dash_m_avdis_is_the_avdis_command(tmp_path):
 def test_flag_values_are_taken_as_given_not_as_yaml(tmp_path):
     """`--storage "runs #3"` lost " #3" (a YAML comment) and wrote into the folder of other runs; `--name 007` was
     the number 7 and refused; an override's comment is refused rather than dropped."""
-    from avdis.cli import _load, build_parser
+    from avdis.cli import build_parser, load_config
 
     args = build_parser().parse_args(["train", "--name", "007", "--storage", str(tmp_path / "runs #3")])
-    cfg = _load(args, {f"train.{f}": (f"--{f}", getattr(args, f)) for f in ("workers", "strategy", "storage", "name")})
+    cfg = load_config(args, {f"train.{f}": (f"--{f}", getattr(args, f)) for f in ("workers", "strategy", "storage", "name")})
     assert (cfg.train.name, cfg.train.storage) == ("007", str(tmp_path / "runs #3"))
     with pytest.raises(C.ConfigError, match=r"'#3' is a YAML comment, so the value would be '/tmp/runs'; quote the"):
         C.load(None, ["train.storage=/tmp/runs #3"])
@@ -1782,15 +1782,15 @@ def test_output_to_a_reader_that_went_away_ends_without_a_traceback(command):
 def test_a_broken_pipe_is_taken_for_a_reader_gone_only_where_stdout_is_that_pipe(monkeypatch):
     """A BrokenPipeError from a pipe of the command's own (a child's, a socket) is its failure, said with its
     traceback; only stdout closed by its reader ends the command quietly."""
-    from avdis.cli import _stdout_gone
+    from avdis.cli import stdout_gone
 
     read, write = os.pipe()
     try:
         monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w", closefd=False))
-        assert not _stdout_gone()  # its reader is there
+        assert not stdout_gone()  # its reader is there
         os.close(read)
         read = None
-        assert _stdout_gone()
+        assert stdout_gone()
     finally:
         os.close(write)
         if read is not None:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from avdis import config as C
 from avdis import runtime
 from avdis.cli.helps import SYNTH_FLAGS
-from avdis.cli.loading import _load
-from avdis.cli.reads import _given_by, _holds, _typed
+from avdis.cli.loading import load_config
+from avdis.cli.reads import given_by, holds_path, typed_by
 from avdis.cli.refusals import (IN_PROCESS_IGNORES, IN_PROCESS_WHY, SINGLE_IGNORES, SINGLE_IGNORES_WHY,
-                                SWEEP_SETS_ITSELF, _chose, _refuse_cluster_on_local_ray, _refuse_ignored,
-                                _refuse_s3_unused, _refuse_unread_by_methods, _refuse_unread_samples, _said_by)
+                                SWEEP_SETS_ITSELF, line_chose, refuse_cluster_on_local_ray, refuse_ignored,
+                                refuse_s3_unused, refuse_unread_by_methods, refuse_unread_samples, said_by)
 from avdis.numbers import json_safe
 
 if TYPE_CHECKING:
@@ -56,14 +56,14 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
     flags = {"data.corpus": ("--corpus", args.corpus), "data.src": ("--src", args.src),
              "data.shards": ("--out", args.out), "data.shard_size": ("--shard-size", args.shard_size)}
-    cfg = _load(args, flags)
+    cfg = load_config(args, flags)
     if args.no_ray:  # a config file's ray section is for its builds on Ray (and its runs): left alone
-        _refuse_ignored(args, cfg, {"ray": "--no-ray decodes in this process, without Ray, so {key} would change "
+        refuse_ignored(args, cfg, {"ray": "--no-ray decodes in this process, without Ray, so {key} would change "
                                            "nothing; drop it, or drop --no-ray to decode in Ray tasks"}, chosen=True)
     else:
-        _refuse_cluster_on_local_ray(args, cfg, "build")
-    names = _given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
-    _refuse_s3_unused(args, cfg, {names.get("data.shards", "data.shards"): cfg.data.shards})
+        refuse_cluster_on_local_ray(args, cfg, "build")
+    names = given_by(flags)  # a refusal names a location as it was given: by its flag, else by its setting
+    refuse_s3_unused(args, cfg, {names.get("data.shards", "data.shards"): cfg.data.shards})
     corpora.source_folder(cfg.data.src, cfg.data.corpus)
     runtime.check_kept({names.get("data.shards", "data.shards"): cfg.data.shards})
     storage.check_buckets(cfg.s3, cfg.data.shards)  # a missing one: the write check said 'not writable' alone
@@ -72,18 +72,18 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     cue = summary.pop("bandwidth_cue", None)  # a warning, not a count: said below, once
     print(json.dumps(summary, indent=1, ensure_ascii=False))  # paths as written, not \u escapes
     if cue:
-        print(f"{_said_by(args)}: warning: {cue}", file=sys.stderr)
+        print(f"{said_by(args)}: warning: {cue}", file=sys.stderr)
     for name, lacks in (("val", "validation metrics (and a sweep, which chooses on them, is refused)"),
                         ("test", "test metrics and no leakage probe")):
         if summary["splits"][name] == 0:
-            print(f"{_said_by(args)}: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
+            print(f"{said_by(args)}: warning: the {name} split is empty (a speaker needs 3 clips or more to be in "
                   f"every split), so training will have no {lacks}", file=sys.stderr)
     speakers, folds = summary["speakers"], cfg.data.split.folds
     if speakers < 2 * folds:  # said now, not when a speaker_disjoint run or sweep is refused on these shards
         held_out = "no folds (fewer speakers than folds)" if speakers < folds else "a test or validation fold of 1 speaker"
         fix = (f"preprocess with data.split.folds <= {speakers // 2} for it" if speakers // 2 >= C.MIN_FOLDS else
                f"it needs {2 * C.MIN_FOLDS} speakers or more")
-        print(f"{_said_by(args)}: warning: {speakers} speakers in data.split.folds={folds} give {held_out}, which "
+        print(f"{said_by(args)}: warning: {speakers} speakers in data.split.folds={folds} give {held_out}, which "
               f"data.split.scheme=speaker_disjoint cannot use; {fix} (within_speaker is unaffected)", file=sys.stderr)
     return 0
 
@@ -92,21 +92,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from avdis.train import launch
 
     flags = {f"train.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("workers", "strategy", "storage", "name")}
-    cfg = _load(args, flags)
+    cfg = load_config(args, flags)
     if cfg.train.strategy == "single":
-        _refuse_ignored(args, cfg, dict.fromkeys(SINGLE_IGNORES, SINGLE_IGNORES_WHY),
-                        chosen=_typed(args, "train.strategy", flags) is not None, flags=flags)
+        refuse_ignored(args, cfg, dict.fromkeys(SINGLE_IGNORES, SINGLE_IGNORES_WHY),
+                        chosen=typed_by(args, "train.strategy", flags) is not None, flags=flags)
     elif cfg.train.workers == 1:  # Ray Train's placement group of one worker's bundle: any strategy places it alike
-        _refuse_ignored(args, cfg, {"train.placement_strategy": "with train.workers=1 the run places one worker, "
+        refuse_ignored(args, cfg, {"train.placement_strategy": "with train.workers=1 the run places one worker, "
                                     "where every placement strategy puts it alike, so {key} would change nothing; "
                                     "drop it, or give train.workers=2 or more (--workers)"},
-                        chosen=_typed(args, "train.workers", flags) is not None, flags=flags)
+                        chosen=typed_by(args, "train.workers", flags) is not None, flags=flags)
     if cfg.train.strategy != "single":  # single starts no Ray (`SINGLE_IGNORES`)
-        _refuse_cluster_on_local_ray(args, cfg, "run")
-    _refuse_unread_by_methods(args, cfg, [cfg.method.name], "method.name")
-    _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards,
-                                  _given_by(flags).get("train.storage", "train.storage"): cfg.train.storage})
-    result = launch.train(cfg, names=_given_by(flags))
+        refuse_cluster_on_local_ray(args, cfg, "run")
+    refuse_unread_by_methods(args, cfg, [cfg.method.name], "method.name")
+    refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards,
+                                  given_by(flags).get("train.storage", "train.storage"): cfg.train.storage})
+    result = launch.train(cfg, names=given_by(flags))
     # strict JSON (a metric without data is null), paths as written
     print(json.dumps(json_safe(result), indent=1, allow_nan=False, ensure_ascii=False))
     return 0
@@ -123,37 +123,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for override in args.overrides:
         sets = C.parse_overrides([override])
         for keys, why in SWEEP_SETS_ITSELF.items():
-            held = [key for key in keys if _holds(sets, key.split("."))]
+            held = [key for key in keys if holds_path(sets, key.split("."))]
             if held:
                 raise C.ConfigError(f"{override}: {why.format(keys=' and '.join(held))}")
     flags = {f"sweep.{flag}": (f"--{flag}", getattr(args, flag)) for flag in ("storage", "name")}
-    cfg = _load(args, flags)
-    probes = [o for o in args.overrides if _holds(C.parse_overrides([o]), ["train", "probe_every"])]
+    cfg = load_config(args, flags)
+    probes = [o for o in args.overrides if holds_path(C.parse_overrides([o]), ["train", "probe_every"])]
     if probes and cfg.sweep.scheduler.type == "mo_asha":  # `sweep.probing` sets it; a config file's is left alone
         raise C.ConfigError(f"{probes[0]}: under MO-ASHA (sweep.scheduler.type=mo_asha) every trial probes at each "
                             "multiple of sweep.scheduler.grace_epochs, where its rungs fall, and at its last epoch, so "
                             "train.probe_every would change nothing; give sweep.scheduler.grace_epochs=<epochs>, or "
                             "sweep.scheduler.type=none to probe every train.probe_every epochs")
-    _refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
-    _refuse_unread_samples(args, cfg)
-    _refuse_cluster_on_local_ray(args, cfg, "sweep")
+    refuse_unread_by_methods(args, cfg, cfg.sweep.space.methods, "sweep.space.methods")
+    refuse_unread_samples(args, cfg)
+    refuse_cluster_on_local_ray(args, cfg, "sweep")
     if cfg.train.in_process and "train.workers" not in cfg.sweep.space.params:
-        _refuse_ignored(args, cfg, dict.fromkeys(IN_PROCESS_IGNORES, IN_PROCESS_WHY),
-                        chosen=_chose(args, cfg, "train.workers"))
+        refuse_ignored(args, cfg, dict.fromkeys(IN_PROCESS_IGNORES, IN_PROCESS_WHY),
+                        chosen=line_chose(args, cfg, "train.workers"))
     for override in args.overrides:  # a file's weights may serve other lists of methods: left alone
         unswept = [m for m in C.WEIGHT_RANGES if m not in cfg.sweep.space.methods
-                   and _holds(C.parse_overrides([override]), ["sweep", "space", "weights", m])]
+                   and holds_path(C.parse_overrides([override]), ["sweep", "space", "weights", m])]
         if unswept:
             raise C.ConfigError(f"{override}: sweep.space.methods=[{', '.join(cfg.sweep.space.methods)}] does not "
                                 f"sweep {unswept[0]}, so sweep.space.weights.{unswept[0]} would change nothing; add "
                                 f"{unswept[0]} to sweep.space.methods, or drop it")
-    _refuse_s3_unused(args, cfg, {_given_by(flags).get("sweep.storage", "sweep.storage"): cfg.sweep.storage,
+    refuse_s3_unused(args, cfg, {given_by(flags).get("sweep.storage", "sweep.storage"): cfg.sweep.storage,
                                   "sweep.checkpoints": cfg.sweep.checkpoints, "data.shards": cfg.data.shards})
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
     try:
-        sweep.run(cfg, views, names=_given_by(flags), retry_failed=args.retry_failed)
+        sweep.run(cfg, views, names=given_by(flags), retry_failed=args.retry_failed)
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = files.write_pages(url, cfg.s3)
@@ -163,7 +163,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"\n  plot:   {written['pareto.png']}\n  trials: {storage.join(url, results.TRIALS)}", flush=True)
     skipped = results.skips_said(results.read_trials(url, cfg.s3))
     if skipped:
-        print(f"{_said_by(args)}: warning: {skipped}", file=sys.stderr, flush=True)
+        print(f"{said_by(args)}: warning: {skipped}", file=sys.stderr, flush=True)
     if failed is not None:
         raise failed
     return 0
@@ -183,9 +183,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from avdis import results
     from avdis.report import files
 
-    cfg = _load(args)
+    cfg = load_config(args)
     url = _path(args.sweep)
-    _refuse_s3_unused(args, cfg, {"the sweep folder": url})
+    refuse_s3_unused(args, cfg, {"the sweep folder": url})
     report = files.write_report(url, cfg.s3)
     trials, axes = report.trials, results.axes_of(url, cfg.s3)
     for kind, page in report.written.items():
@@ -193,7 +193,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in (report.rebuilt, report.outrun, _still_running(trials), results.failures_said(trials, url),
                  results.skips_said(trials), results.unvalidated_said(results.unvalidated(trials, axes), axes)):
         if note:
-            print(f"{_said_by(args)}: note: {note}", file=sys.stderr)
+            print(f"{said_by(args)}: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -215,9 +215,9 @@ def _still_running(trials: pd.DataFrame) -> str | None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from avdis.report import dashboard
 
-    cfg = _load(args)
+    cfg = load_config(args)
     url = _path(args.sweep)
-    _refuse_s3_unused(args, cfg, {"the sweep folder": url})
+    refuse_s3_unused(args, cfg, {"the sweep folder": url})
     dashboard.serve(url, host=args.host, port=args.port, s3=cfg.s3, refresh_s=args.refresh)
     return 0
 
@@ -225,8 +225,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_model(args: argparse.Namespace) -> int:
     from avdis.model import multitask
 
-    cfg = _load(args)
-    _refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards})  # s3 reaches the shards whose counts it lists
+    cfg = load_config(args)
+    refuse_s3_unused(args, cfg, {"data.shards": cfg.data.shards})  # s3 reaches the shards whose counts it lists
     made = _shards_made(cfg)
     if isinstance(made, str):
         print(f"avdis model: note: {made}; the features counted are the config's, the heads an example's",

@@ -17,9 +17,9 @@ from avdis import runtime
 from avdis.cli.commands import (GRAFANA_TOKEN_ENV, cmd_dashboard, cmd_grafana, cmd_model, cmd_preprocess, cmd_report,
                                 cmd_sweep, cmd_synth, cmd_train)
 from avdis.cli.helps import (MODEL_OVERRIDES_HELP, PREPROCESS_OVERRIDES_HELP, READER_OVERRIDES_HELP,
-                             SWEEP_OVERRIDES_HELP, _add_synth_flags, _refresh_seconds, _with_config, settings_help)
+                             SWEEP_OVERRIDES_HELP, add_synth_flags, refresh_seconds, settings_help, with_config)
 from avdis.cli.reads import READS
-from avdis.cli.refusals import _said_by
+from avdis.cli.refusals import said_by
 from avdis.errors import AvdisError
 
 
@@ -35,7 +35,7 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     p = sub.add_parser("synth", help="write a generated audio-visual corpus (real mp4 files + ground truth)")
     p.add_argument("--out", required=True, help="local folder to write the corpus into: a new or empty one, or one "
                    "holding a corpus avdis synth generated (made again with these settings; kept where it has them)")
-    _add_synth_flags(p)
+    add_synth_flags(p)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("preprocess", help="decode a corpus into WebDataset shards + manifest.parquet",
@@ -48,7 +48,7 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     p.add_argument("--no-ray", action="store_true", help="decode in this process instead of Ray tasks")
     p.add_argument("--force", action="store_true",
                    help="rebuild the shards even when the manifest says they are up to date")
-    _with_config(p, PREPROCESS_OVERRIDES_HELP, default_config)
+    with_config(p, PREPROCESS_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="train one model (strategy single: this process; ddp/deepspeed: Ray Train)",
@@ -59,7 +59,7 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
                    "deepspeed train on Ray Train workers, one or more")
     p.add_argument("--storage", help="URL for metrics.json and checkpoints (local folder or s3://)")
     p.add_argument("--name", help="run name under --storage")
-    _with_config(p, default=default_config)
+    with_config(p, default=default_config)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="Ray Tune sweep over methods and weights; writes the Pareto front",
@@ -69,13 +69,13 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     p.add_argument("--retry-failed", action="store_true",
                    help="resuming a sweep, run its failed trials (search and confirming) again, each from its last "
                    "checkpoint: once their cause is fixed (without it they stay failed; a new sweep has none)")
-    _with_config(p, SWEEP_OVERRIDES_HELP, default_config)
+    with_config(p, SWEEP_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="write pareto.html / pareto.png / pareto.json for a sweep",
                        epilog=settings_help(("s3",)), formatter_class=RAW)
     p.add_argument("sweep", help="<storage>/<sweep name>")
-    _with_config(p, READER_OVERRIDES_HELP, default_config)
+    with_config(p, READER_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("dashboard", help="serve a sweep's live Pareto page",
@@ -83,15 +83,15 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     p.add_argument("sweep", help="<storage>/<sweep name>")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8300, help="TCP port to listen on (default: %(default)s; 0: any free port)")
-    p.add_argument("--refresh", type=_refresh_seconds, default=5.0,
+    p.add_argument("--refresh", type=refresh_seconds, default=5.0,
                    help="seconds between checks for new results, 0.1 or more (default: %(default)s)")
-    _with_config(p, READER_OVERRIDES_HELP, default_config)
+    with_config(p, READER_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("model", help="list model size presets with their parameter counts",
                        epilog=settings_help(READS["model"]), formatter_class=RAW)
     p.add_argument("--list", action="store_true", help="(default) list the presets")
-    _with_config(p, MODEL_OVERRIDES_HELP, default_config)
+    with_config(p, MODEL_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("grafana", help="export the Grafana dashboard JSON or push it to a Grafana server")
@@ -156,14 +156,14 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
         sys.stdout.flush()  # here, where a reader gone is said as such, not in Python's flush at exit
         return code
     except AvdisError as exc:
-        print(f"{_said_by(args)}: error: {exc}", file=sys.stderr)
+        print(f"{said_by(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         then = AFTER_INTERRUPT.get(args.command)
-        print(f"{_said_by(args)}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
+        print(f"{said_by(args)}: interrupted" + (f"; {then}" if then else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
-        if not _stdout_gone():  # a pipe of the command's own (to a child, a socket) broke: that is its failure
+        if not stdout_gone():  # a pipe of the command's own (to a child, a socket) broke: that is its failure
             raise
         # what reads the output stopped (`avdis grafana export | head`): no traceback for that
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
             remembered()
 
 
-def _stdout_gone() -> bool:
+def stdout_gone() -> bool:
     """Whether stdout is a pipe whose reader has closed it (its write end then polls POLLERR)."""
     try:
         poll = select.poll()

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from avdis import config as C
-from avdis.cli.reads import _reads
+from avdis.cli.reads import reads_setting
 
 
 CONFIG_HELP = "YAML config (see jobs/configs/); defaults are used for what it leaves out"
@@ -57,7 +57,7 @@ def _bounds(field: FieldInfo) -> str:
     return f"{''.join(low)}x{''.join(high)}" if low or high else ""
 
 
-def _add_synth_flags(p: argparse.ArgumentParser) -> None:
+def add_synth_flags(p: argparse.ArgumentParser) -> None:
     """SynthConfig's fields as flags; a flag left out is not passed, so the field's own default applies."""
     for flag, (name, meaning) in SYNTH_FLAGS.items():
         field = C.SynthConfig.model_fields[name]
@@ -97,7 +97,7 @@ def _settings(reads: tuple[str, ...] | None) -> list[str]:
     and what it takes (choices or range)."""
     lines = []
     for key, field in C.settings(C.Config):
-        if reads is not None and not _reads(reads, key):
+        if reads is not None and not reads_setting(reads, key):
             continue
         takes = _takes(key, field)
         default = json.dumps(_default(field), separators=(", ", ": "))
@@ -113,14 +113,14 @@ def settings_help(reads: tuple[str, ...] | None = None) -> str:
     return "\n".join(lines + _settings(reads))
 
 
-def _with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP,
+def with_config(p: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP,
                  default: str | None = None) -> None:
     p.add_argument("--config", default=default,
                    help=CONFIG_HELP + (f"; without --config: {default}" if default else ""))
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=overrides_help)  # default: not "required"
 
 
-def _refresh_seconds(text: str) -> float:
+def refresh_seconds(text: str) -> float:
     """argparse type: seconds between the dashboard's checks, at least 0.1 (argparse names the flag and exits 2
     otherwise): the page polls the server at that rate, and a millisecond would be a poll per millisecond per viewer."""
     try:

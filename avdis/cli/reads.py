@@ -30,10 +30,10 @@ READS = {
 
 
 # Settings read only where another setting (the mode) has one of the values given, and why: elsewhere one given would
-# change nothing. Checked for each command that reads them (`READS`; `_load`), not by validation: a sweep or run started
-# with one before it was refused is resumed (`_refuse_unless_resumed`) and its trials and workers validate the config
-# again; a config file's is kept, unrefused, where the command line chose the mode. The settings of this kind that
-# validation refuses (train's engine settings) are `C.READ_ONLY_WITH`'s, not here: each setting is in one table.
+# change nothing. Checked for each command that reads them (`READS`; `load_config`), not by validation: a sweep or run
+# started with one before it was refused is resumed (`_refuse_unless_resumed`) and its trials and workers validate the
+# config again; a config file's is kept, unrefused, where the command line chose the mode. The settings of this kind
+# that validation refuses (train's engine settings) are `C.READ_ONLY_WITH`'s, not here: each setting is in one table.
 READ_ONLY_UNDER = (
     ("data.synth", "data.corpus", ("synthetic",), "data.synth describes the corpus avdis generates"),
     ("data.split.fold", "data.split.scheme", ("speaker_disjoint",),
@@ -53,32 +53,32 @@ READ_ONLY_UNDER = (
 )
 
 
-def _reads(reads: tuple[str, ...], path: str) -> bool:
+def reads_setting(reads: tuple[str, ...], path: str) -> bool:
     """Whether a command reading `reads` (`READS`) reads the setting or section at dotted `path`: one it names, one
     under one it names, or a section holding one it names."""
     return any(path == r or path.startswith(f"{r}.") or r.startswith(f"{path}.") for r in reads)
 
 
-def _read_by(path: str) -> str:
+def read_by(path: str) -> str:
     """The commands that read `path` (a sweep reads every one), for a refusal to name."""
-    return " or ".join(f"avdis {c}" for c in [*(c for c, r in READS.items() if _reads(r, path)), "sweep"])
+    return " or ".join(f"avdis {c}" for c in [*(c for c, r in READS.items() if reads_setting(r, path)), "sweep"])
 
 
-_SETTINGS = tuple(key for key, _ in C.settings(C.Config))
+EVERY_SETTING = tuple(key for key, _ in C.settings(C.Config))
 
 
-def _set(tree: dict[str, Any], prefix: str = "") -> Iterator[str]:
+def set_paths(tree: dict[str, Any], prefix: str = "") -> Iterator[str]:
     """The dotted paths of the settings an override sets (`C.parse_overrides`' tree), down to a setting (whose value
     may be a dict) or to a name the schema lacks, which validation names."""
     for key, value in tree.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and any(k.startswith(f"{path}.") for k in _SETTINGS):
-            yield from _set(value, f"{path}.")
+        if isinstance(value, dict) and value and any(k.startswith(f"{path}.") for k in EVERY_SETTING):
+            yield from set_paths(value, f"{path}.")
         else:
             yield path
 
 
-def _without_ray(args: argparse.Namespace, cfg: C.Config) -> bool:
+def without_ray(args: argparse.Namespace, cfg: C.Config) -> bool:
     """Whether the command uses no Ray at all (`avdis preprocess --no-ray`, `avdis train` under train.strategy=single),
     where its own rule refuses the ray settings (`cmd_preprocess`, `SINGLE_IGNORES`): a rule for one kind of Ray
     (`READ_ONLY_UNDER`: ray.include_dashboard but for a local one) advised a ray.address that rule then refused."""
@@ -93,7 +93,7 @@ def _value(cfg: C.Config, path: str) -> Any:
     return cfg
 
 
-def _mode(cfg: C.Config, mode: str) -> tuple[str, Any]:
+def mode_of(cfg: C.Config, mode: str) -> tuple[str, Any]:
     """The setting `mode` of `READ_ONLY_UNDER` as the command takes it: the name that gave its value, and the value.
     Where ray.address is unset, RAY_ADDRESS names the Ray the command joins (`runtime.asked_address`), as a command
     line would: a config file's settings for a local Ray are left alone there, as under `ray job submit`, which sets
@@ -104,31 +104,31 @@ def _mode(cfg: C.Config, mode: str) -> tuple[str, Any]:
             runtime.asked_address(cfg.ray))
 
 
-def _given_by(flags: dict[str, tuple[str, Any]] | None) -> dict[str, str]:
+def given_by(flags: dict[str, tuple[str, Any]] | None) -> dict[str, str]:
     """Setting -> the flag that gave it, of a command's flags (setting -> (flag, value)) the user gave: a refusal
     names a setting as the user typed it (`--out`), one a flag did not give by its setting."""
     return {key: flag for key, (flag, value) in (flags or {}).items() if value is not None}
 
 
-def _holds(tree: Any, path: list[str]) -> bool:
-    return not path or (isinstance(tree, dict) and path[0] in tree and _holds(tree[path[0]], path[1:]))
+def holds_path(tree: Any, path: list[str]) -> bool:
+    return not path or (isinstance(tree, dict) and path[0] in tree and holds_path(tree[path[0]], path[1:]))
 
 
-def _given(model: BaseModel, prefix: str = "") -> Iterator[str]:
+def given_settings(model: BaseModel, prefix: str = "") -> Iterator[str]:
     """The dotted settings `model` was given (by the config file, an override or a flag), not left at a default."""
     for name in type(model).model_fields:
         if name in model.model_fields_set:
             value = getattr(model, name)
             if isinstance(value, BaseModel):
-                yield from _given(value, f"{prefix}{name}.")
+                yield from given_settings(value, f"{prefix}{name}.")
             else:
                 yield f"{prefix}{name}"
 
 
-def _typed(args: argparse.Namespace, path: str, flags: dict[str, tuple[str, Any]] | None = None) -> str | None:
+def typed_by(args: argparse.Namespace, path: str, flags: dict[str, tuple[str, Any]] | None = None) -> str | None:
     """The override (the last) or flag on the command line that gave the setting `path`; None where none did."""
     for override in reversed(args.overrides):
-        if _holds(C.parse_overrides([override]), path.split(".")):
+        if holds_path(C.parse_overrides([override]), path.split(".")):
             return override
     flag, value = (flags or {}).get(path, (None, None))
     return None if value is None else f"{flag} {value}"

@@ -1,5 +1,5 @@
 """The settings a command refuses because it would not read them as configured (accepted, each changed nothing),
-and why; where the command resumes a sweep or run begun with one, a warning instead (`_said_by`: the name it gives
+and why; where the command resumes a sweep or run begun with one, a warning instead (`said_by`: the name it gives
 the command). Made by the command, not by validation, which a resumed sweep's trials and a run's workers do again."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import sys
 from typing import Any
 
 from avdis import config as C
-from avdis.cli.reads import READ_ONLY_UNDER, _given, _holds, _mode, _reads, _typed
+from avdis.cli.reads import READ_ONLY_UNDER, given_settings, holds_path, mode_of, reads_setting, typed_by
 
 
-def _said_by(args: argparse.Namespace) -> str:
+def said_by(args: argparse.Namespace) -> str:
     """The name the command's errors, warnings and notes give it: its usage's (`avdis sweep`, or the jobs/ script
     run), as argparse's own errors do (`avdis sweep: error:` under `python jobs/sweep.py` named a command not run)."""
     return args.command_parser.prog
@@ -49,15 +49,15 @@ SWEEP_SETS_ITSELF = {
 }
 
 
-def _refuse_ignored(args: argparse.Namespace, cfg: C.Config, ignored: dict[str, str], chosen: bool,
+def refuse_ignored(args: argparse.Namespace, cfg: C.Config, ignored: dict[str, str], chosen: bool,
                     flags: dict[str, tuple[str, Any]] | None = None) -> None:
     """Refuse a setting the command was given that it would not read as configured: `ignored` maps a setting or
     section to why ({key}: the setting given). One given on the command line is always refused; one in the config
     file unless `chosen`, where the command line chose what leaves it unread (`--strategy single`, `--no-ray`): a
     file may hold settings for the other ways it is run."""
-    for path in _given(cfg):
-        why = next((why for key, why in ignored.items() if _reads((key,), path)), None)
-        typed = _typed(args, path, flags)
+    for path in given_settings(cfg):
+        why = next((why for key, why in ignored.items() if reads_setting((key,), path)), None)
+        typed = typed_by(args, path, flags)
         if why is not None and (typed is not None or not chosen):
             _refuse_unless_resumed(args, cfg, f"{typed or f'{args.config}: {path}'}: {why.format(key=path)}")
 
@@ -70,12 +70,12 @@ def _refuse_unless_resumed(args: argparse.Namespace, cfg: C.Config, said: str) -
     resumed = _resumed(args, cfg)
     if resumed is None:
         raise C.ConfigError(said)
-    print(f"{_said_by(args)}: warning: {said}; kept, as {resumed} was started with it", file=sys.stderr)
+    print(f"{said_by(args)}: warning: {said}; kept, as {resumed} was started with it", file=sys.stderr)
 
 
 def _resumed(args: argparse.Namespace, cfg: C.Config) -> str | None:
     """The sweep or run already there that the command resumes ('the sweep at <url>'), None where it starts one. A
-    setting that changes nothing is refused (`_refuse_ignored`) only where none is: one started before it was refused
+    setting that changes nothing is refused (`refuse_ignored`) only where none is: one started before it was refused
     (until 2026-12-04) is resumed by the same command, and with the setting dropped neither a sweep's recorded
     settings nor a run's name (whose hash holds it) would match it again."""
     from avdis import storage
@@ -96,7 +96,7 @@ def _resumed(args: argparse.Namespace, cfg: C.Config) -> str | None:
     return f"the {what} at {url} it resumes" if started else None
 
 
-def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: list[str], chooser: str) -> None:
+def refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: list[str], chooser: str) -> None:
     """Refuse the method settings (`C.READ_BY_METHODS`) that none of `methods` reads, which `chooser` set (method.name
     for a run, sweep.space.methods for a sweep)."""
     runs = f"method {methods[0]} does not read" if len(methods) == 1 else \
@@ -104,10 +104,10 @@ def _refuse_unread_by_methods(args: argparse.Namespace, cfg: C.Config, methods: 
     ignored = {key: f"{runs} {{key}} (only {', '.join(readers)} do), so it would change nothing; drop it, or give "
                     f"{chooser} one of those"
                for key, readers in C.READ_BY_METHODS.items() if not set(readers) & set(methods)}
-    _refuse_ignored(args, cfg, ignored, chosen=_typed(args, chooser) is not None)
+    refuse_ignored(args, cfg, ignored, chosen=typed_by(args, chooser) is not None)
 
 
-def _refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
+def refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
     """Refuse a setting sweep.space.params samples that no trial reads (`_unread_sample`): it set trials apart that
     trained alike, and the searcher learned noise. Given on the command line, or in the file where the command line
     did not choose the setting that leaves it unread: a file may serve other sweeps, and its sample of
@@ -117,20 +117,20 @@ def _refuse_unread_samples(args: argparse.Namespace, cfg: C.Config) -> None:
         unread = _unread_sample(cfg, key)
         if unread is not None:
             mode, why = unread
-            typed = next((o for o in reversed(args.overrides) if _holds(C.parse_overrides([o]), [*param, key])
-                          or _holds(C.parse_overrides([o]), [*param, *key.split(".")])), None)
-            if typed is None and _chose(args, cfg, mode):
+            typed = next((o for o in reversed(args.overrides) if holds_path(C.parse_overrides([o]), [*param, key])
+                          or holds_path(C.parse_overrides([o]), [*param, *key.split(".")])), None)
+            if typed is None and line_chose(args, cfg, mode):
                 continue
             where = typed or f"{f'{args.config}: ' if args.config else ''}sweep.space.params.{key}"
             _refuse_unless_resumed(args, cfg, f"{where}: {why}")
 
 
-def _chose(args: argparse.Namespace, cfg: C.Config, mode: str) -> bool:
+def line_chose(args: argparse.Namespace, cfg: C.Config, mode: str) -> bool:
     """Whether the command line of `avdis sweep` chose the setting `mode` that leaves a file's setting unread: gave
     it, or, for train.workers, gave train.strategy=single, under which a file's workers are left alone
     (`C.load`): one worker, by the command line's choice."""
-    return _typed(args, mode) is not None or (mode == "train.workers" and cfg.train.strategy == "single"
-                                              and _typed(args, "train.strategy") is not None)
+    return typed_by(args, mode) is not None or (mode == "train.workers" and cfg.train.strategy == "single"
+                                              and typed_by(args, "train.strategy") is not None)
 
 
 def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
@@ -140,14 +140,14 @@ def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
     model.modality=visual), or it is Ray Train's and every trial trains in its own process (`IN_PROCESS_IGNORES`; and
     train.max_failures, by which Tune restarts every such trial alike: `ONE_RESTART_RULE`)."""
     space, methods = cfg.sweep.space.params, cfg.sweep.space.methods
-    readers = next((r for k, r in C.READ_BY_METHODS.items() if _reads((k,), key)), ())
+    readers = next((r for k, r in C.READ_BY_METHODS.items() if reads_setting((k,), key)), ())
     if readers and not set(readers) & set(methods):
         return "sweep.space.methods", (f"{key} is read only by {', '.join(readers)}, none of which "
                                        f"sweep.space.methods=[{', '.join(methods)}] holds, so sampling it would change "
                                        "nothing; add one of them to sweep.space.methods, or drop it")
     for setting, mode, values, why in READ_ONLY_UNDER:
-        said, current = _mode(cfg, mode)
-        if _reads((setting,), key) and mode not in space and current not in values:
+        said, current = mode_of(cfg, mode)
+        if reads_setting((setting,), key) and mode not in space and current not in values:
             return mode, (f"{why}; under {said}={current} sampling {key} would change nothing: drop it, or give "
                           f"{mode}={'null' if values[0] is None else values[0]}")
     if key in IN_PROCESS_IGNORES and cfg.train.in_process and "train.workers" not in space:
@@ -157,21 +157,21 @@ def _unread_sample(cfg: C.Config, key: str) -> tuple[str, str] | None:
     return None
 
 
-def _refuse_cluster_on_local_ray(args: argparse.Namespace, cfg: C.Config, work: str) -> None:
+def refuse_cluster_on_local_ray(args: argparse.Namespace, cfg: C.Config, work: str) -> None:
     """Refuse ray.autoscaling and ray.cluster_file on the command line where the command starts a local Ray (no
-    ray.address or RAY_ADDRESS, or either local: `_mode`), for its `work` (build, run, sweep). They describe a cluster
+    ray.address or RAY_ADDRESS, or either local: `mode_of`), for its `work` (build, run, sweep). They describe a cluster
     that adds nodes (`nodes.check_added_nodes`, `clusterfit.check_cluster`), and a local Ray adds none: both pass over
     it. A config file's (a cluster config, run here) is left alone."""
-    said, address = _mode(cfg, "ray.address")
+    said, address = mode_of(cfg, "ray.address")
     if address in (None, "", "local"):
         local = f"{said}=local" if address == "local" else "no ray.address or RAY_ADDRESS"
-        _refuse_ignored(args, cfg, dict.fromkeys(("ray.autoscaling", "ray.cluster_file"), "{key} describes a cluster "
+        refuse_ignored(args, cfg, dict.fromkeys(("ray.autoscaling", "ray.cluster_file"), "{key} describes a cluster "
                                                  f"that adds nodes, and the local Ray this {work} starts ({local}) "
                                                  "adds none, so {key} would change nothing; drop it, or give "
                                                  f"ray.address=<the cluster's> to {work} on it"), chosen=True)
 
 
-def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:
+def refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[str, str | None]) -> None:
     """Refuse s3 settings on the command line where none of the command's `locations` (by the name the user gave
     it) is on S3: they would change nothing, and `--out bucket/shards s3.endpoint_url=...` (s3:// left out) wrote
     the shards into a local folder so named. A config file's s3 section (a cluster config's) is left alone."""
@@ -179,5 +179,5 @@ def _refuse_s3_unused(args: argparse.Namespace, cfg: C.Config, locations: dict[s
     if any(url.startswith("s3://") for url in where.values()):
         return
     said = ", ".join(f"{name}={url}" for name, url in where.items())
-    _refuse_ignored(args, cfg, {"s3": f"no location of this command is on S3 ({said}), so {{key}} would change "
+    refuse_ignored(args, cfg, {"s3": f"no location of this command is on S3 ({said}), so {{key}} would change "
                                       "nothing; give the location as s3://bucket/prefix, or drop it"}, chosen=True)

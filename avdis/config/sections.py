@@ -227,7 +227,7 @@ class MethodConfig(Section):
     def _check_weight(self) -> Self:
         rng = WEIGHT_RANGES.get(self.name)
         if rng is None:
-            # 0 is taken here and refused by the command (`cli.loading._load`), which lets a run started with it resume
+            # 0 is taken here and refused by the command (`cli.loading.load_config`), which lets a run started with it resume
             if self.weight not in (None, 0):
                 raise ValueError(
                     f"method {self.name!r} takes no weight (got {self.weight}); "
