@@ -180,7 +180,9 @@ def test_a_failed_trial_is_run_again_from_its_checkpoint_by_retry_failed(tiny_sh
     fixed. Rerun as before, it stays failed. Rerun with --retry-failed (and another setting) it is refused as ever;
     rerun with --retry-failed alone, Tune runs it again from its last checkpoint (`resume_errored`): the sweep exits 0,
     its row TERMINATED with its metrics, each epoch once in its metrics.json (epoch 1 from the checkpoint, not trained
-    again), no trial more. Before, a failed trial was never run again: the whole sweep was to be started over."""
+    again), no trial more. Before, a failed trial was never run again: the whole sweep was to be started over. So too
+    where its process died while Tune saved its checkpoint, which left Tune's stop of the trial held in its saved
+    state: until 2026-12-05 the retried trial ran to its first checkpoint and ended there, STOPPED."""
     code, out, killed, before = killed_sweep(tiny_shards, tmp_path, 0)
     sweep = tmp_path / "sweeps" / "died"
     history = sweep / "checkpoints" / "trials" / killed / "metrics.json"
@@ -204,6 +206,13 @@ def test_a_failed_trial_is_run_again_from_its_checkpoint_by_retry_failed(tiny_sh
     code, out = rerun("--retry-failed", f"train.epochs={EPOCHS + 1}")  # the settings are still the sweep's
     assert code == 2 and "train.epochs" in out, out[-3000:]
 
+    # where the process died while Tune saved its checkpoint, Tune held its stop of the failed trial until that save,
+    # and saved it so in its state (seen in a sweep whose trial was SIGKILLed there): set here, wherever the kill above
+    # fell. Restored with the state, it stopped the retried trial at its first checkpoint: STOPPED, with no scheduler
+    (state_file,) = sorted((sweep / "checkpoints").glob("died-search/experiment_state-*.json"))[-1:]
+    state = json.loads(state_file.read_text())
+    state["runner_data"]["_cached_trial_decisions"][killed] = "STOP"
+    state_file.write_text(json.dumps(state))
     code, out = rerun("--retry-failed")
     assert code == 0, out[-3000:]
     assert ("avdis sweep died: --retry-failed: retrying 1 failed trial (1 search), each from its last checkpoint "

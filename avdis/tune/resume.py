@@ -136,6 +136,10 @@ def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> Sav
     return saved[role]
 
 
+# the TuneController's decisions on a trial held back (until its checkpoint is saved) or queued, in its saved state
+DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
+
+
 def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
     """Make the saved Tune experiment of each role hold as ERROR the trials the sweep's record has as failed
     (`results.failed`: not one lost with its driver) that it holds as unfinished; returns their ids. Ray 2.60 writes a
@@ -144,7 +148,12 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
     unfinished trial, with or without `--retry-failed`, though the sweep had listed it as failed and said a failed
     trial is not retried (a trial that raised was saved as ERROR, and never retried). So is one that failed after Tune
     last saved its state, before its driver was killed. Marked, each is run again under `--retry-failed` alone, as
-    every failed trial is (`retried_trials`). Written whole in place of the newest state file, which Tune restores."""
+    every failed trial is (`retried_trials`). Written whole in place of the newest state file, which Tune restores.
+    The decisions Tune holds on a trial its state holds as ERROR are dropped there too (`DECISIONS`): a process that
+    died while Tune saved its checkpoint left Tune's stop of the failed trial held until that save
+    (`_cached_trial_decisions`, saved and restored with the controller), and `--retry-failed` ran the trial again only
+    to its first checkpoint, where that stop was carried out: the trial ended as stopped early at that epoch, which
+    MO-ASHA had not stopped, its later epochs untrained, no longer failed, so not retried again."""
     trials = results.read_trials(sweep_url, cfg.s3)
     failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
     marked: list[str] = []
@@ -158,19 +167,26 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
         newest = max(states)  # Tune's pick: the newest name (`_find_newest_experiment_checkpoint`)
         try:
             state = json.loads(storage.read_bytes(newest, cfg.s3))
-            changed = []
+            changed, errored = [], set()
             for entry in state["trial_data"]:
                 trial = json.loads(entry[0])
                 if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
                     trial["status"] = "ERROR"
                     entry[0] = json.dumps(trial, indent=2)
                     changed.append(trial["trial_id"])
+                if trial.get("status") == "ERROR":
+                    errored.add(trial.get("trial_id"))
+            controller = state.get("runner_data") or {}
+            held = [(decisions, trial) for decisions in (controller.get(name) or {} for name in DECISIONS)
+                    for trial in errored & set(decisions)]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:  # another Ray's layout
             print(f"avdis sweep: warning: {newest} is not laid out as Ray 2.60's saved experiment state ({exc!r}): a "
                   "failed trial it holds as unfinished is resumed by this rerun, --retry-failed or not",
                   file=sys.stderr, flush=True)
             continue
-        if changed:
+        for decisions, trial in held:
+            del decisions[trial]
+        if changed or held:
             storage.write_bytes(newest, json.dumps(state).encode(), cfg.s3)
             marked.extend(changed)
     return marked
