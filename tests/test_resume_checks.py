@@ -325,6 +325,31 @@ def test_a_resumed_sweeps_trial_whose_checkpoint_lacks_its_files_is_refused_befo
     assert not ray.is_initialized()
 
 
+def test_a_failed_trial_retry_failed_cannot_restore_is_refused_saying_the_sweep_can_rerun_without_the_flag(
+        tiny_shards, tmp_path):
+    """A failed trial `--retry-failed` would run again from a checkpoint that cannot be used is refused before Ray
+    starts, as an unfinished one is, but need not be run again: the refusal says so, rerun without the flag leaving it
+    failed and the sweep as it is. Until 2026-12-05 it said to start a new sweep alone (the whole sweep given up for
+    one failed trial); without the flag the failed trial is not checked."""
+    from avdis.data.prepare import as_made
+    from avdis.tune import resume, spec, sweep
+
+    cfg = as_made(C.load(SMOKE, [f"data.shards={tiny_shards}", "train.strategy=ddp", "train.zero_stage=0",
+                                 "train.workers=2", f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"]))
+    url, trials = sweep.url_of(cfg), Path(sweep.checkpoints_of(cfg), "trials")
+    spec.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    results.write_trials(url, [{"trial_id": "t1", "sweep": "s", "method": "multitask", "status": "ERROR"}])
+    names = ("checkpoint_2026-01-01_00-00-01",)
+    trial_run(trials / "t1", names)
+    (trials / "t1" / names[0] / ck.ADVERSARY).unlink()
+    with pytest.raises(ck.CheckpointError) as refused:
+        resume.check_trial_runs(url, cfg, retried={"t1"})
+    assert str(refused.value).startswith(f"{trials}/t1: its newest checkpoint cannot be used (adversary.pt is missing)")
+    assert str(refused.value).endswith("start a new sweep instead: sweep.name=...); or rerun without --retry-failed, "
+                                       "which leaves trial t1 failed and the rest of the sweep as it is")
+    assert resume.check_trial_runs(url, cfg) == []
+
+
 def three_checkpoints(config: dict[str, Any]) -> None:
     """A Tune trainable reporting three epochs' checkpoints, as a sweep trial in its own process does."""
     import tempfile

@@ -164,8 +164,8 @@ def unusable(where: str, why: str, folder: str | None = None, trial: bool = Fals
     in turn, and a Ray Train run started from epoch 0. `ray_train`: the folder is a Ray Train run's, named with the
     run's record, which goes aside with it: Ray Train will not load a record that lists a folder that is gone, so
     moving the folder alone was refused in turn. `trial`: refused in a sweep's trial, which then fails, and a resumed
-    sweep does not retry a failed trial: moving anything aside would not train it again (`resume.check_trial_runs`
-    refuses what it can before Ray starts)."""
+    sweep retries a failed trial only under --retry-failed, from this checkpoint again: moving anything aside would
+    not train it again (`resume.check_trial_runs` refuses what it can before Ray starts)."""
     if trial:
         return CheckpointError(f"{where}: its newest checkpoint cannot be used ({why}), so this trial fails (a rerun "
                                "with --retry-failed would restore it from this checkpoint again): start a new sweep "
@@ -189,8 +189,9 @@ def tune_unusable(folder: str, trial_id: str, why: str, records_url: str, s3: S3
     """The refusal of the checkpoint Tune restores trial `trial_id`, in its own process, from (`folder`, lacking a file:
     `fault`): its state.json to move aside, not the folder, which Tune must find, where the trial then resumes from the
     whole checkpoint beside it that `loop.tune_checkpoint` takes (`tune_whole_beside`), named; where there is none, a
-    new sweep at once: the advice to move it aside, followed, failed the trial in turn, and a failed trial is never
-    retried."""
+    new sweep at once: the advice to move it aside, followed, failed the trial in turn (a failed trial is retried
+    only under --retry-failed, whose refusal adds that a rerun without it leaves the trial failed:
+    `resume.check_trial_runs`)."""
     beside = tune_whole_beside(folder, records_url, s3)
     said = f"{folder}: the checkpoint Tune restores trial {trial_id} from cannot be used ({why})"
     if beside is None:
@@ -337,8 +338,8 @@ def ray_record_url(run_url: str) -> str:
 def check_ray_record(run_url: str, s3: S3Config, start_over: str) -> None:
     """Refuse a Ray Train run whose record lists a checkpoint folder that is gone (deleted by hand, expired by a
     bucket lifecycle rule), saying what to do: Ray Train will not load such a record, and the run ended in its
-    traceback (`avdis train`), or a sweep's trial in an error that no resume retries. `start_over`: what else to
-    do, where no whole checkpoint is left or the user would rather not resume from it."""
+    traceback (`avdis train`), or a sweep's trial in an error (retried only under --retry-failed, meeting it again).
+    `start_over`: what else to do, where no whole checkpoint is left or the user would rather not resume from it."""
     record = _ray_record(run_url, s3)
     if record is None:
         return

@@ -53,7 +53,8 @@ def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperime
     checkpoint the trial restores (its Ray Train run's, or Tune's for a trial in its own process) that lacks a file
     every checkpoint holds (`ck.fault`); a Tune checkpoint that is gone with no whole one beside it. Finished trials
     are not trained again, failed ones are run again only where `retried` names them (`retried_trials`, under
-    `--retry-failed`): those are checked as the unfinished are, the others not. Returns the Tune checkpoint folders that are
+    `--retry-failed`): those are checked as the unfinished are, the others not, and a retried one's refusal adds that
+    a rerun without the flag leaves it failed. Returns the Tune checkpoint folders that are
     gone, for `ck.stand_in`: Tune deletes one as its trial saves newer ones, and a driver killed before it saved its
     state again left the state naming it, as the one the trial restores from (with a whole one beside it) or as one
     it keeps beside that, which Tune deletes in turn: Ray's deletion of a folder that is gone raised, logged with its
@@ -65,28 +66,42 @@ def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperime
     saved = {} if saved is None else saved
     gone = []
     for trial_id, role in zip(resumed["trial_id"], resumed["role"].fillna(results.SEARCH)):
-        run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
-        ck.check_ray_record(run_url, cfg.s3, "start a new sweep (sweep.name=...)")
-        folder = ck.ray_restored(run_url, cfg.s3)
-        if folder is not None:
-            why = ck.fault(folder, cfg.s3)
-            if why is not None:
-                raise ck.unusable(run_url, why, folder, s3=cfg.s3)
-            continue
-        restored = read_saved(saved, cfg, role).restored.get(trial_id)
-        if restored is None:
-            continue
-        folder, kept = restored
-        gone.extend(other for other in kept if other != folder and not storage.exists(other, cfg.s3))
-        if not storage.exists(folder, cfg.s3):
-            if ck.tune_whole_beside(folder, run_url, cfg.s3) is None:
-                raise ck.tune_unusable(folder, trial_id, "it is gone", run_url, cfg.s3)
-            gone.append(folder)
-        # without a state.json the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`)
-        elif storage.exists(storage.join(folder, ck.STATE), cfg.s3):
-            why = ck.fault(folder, cfg.s3)
-            if why is not None:  # Tune fails a trial whose checkpoint folder is gone: it must stay where it is
-                raise ck.tune_unusable(folder, trial_id, why, run_url, cfg.s3)
+        try:
+            gone.extend(_check_trial_run(cfg, trial_id, role, saved))
+        except ck.CheckpointError as exc:
+            if trial_id not in retried:
+                raise
+            # failed, it need not be run again: the refusal's "start a new sweep" alone gave up the whole sweep
+            raise ck.CheckpointError(f"{exc}; or rerun without --retry-failed, which leaves trial {trial_id} failed "
+                                     "and the rest of the sweep as it is") from None
+    return gone
+
+
+def _check_trial_run(cfg: Config, trial_id: str, role: str, saved: dict[str, SavedExperiment]) -> list[str]:
+    """`check_trial_runs` of one trial: the gone Tune checkpoint folders it returns of it, or its refusal."""
+    gone: list[str] = []
+    run_url = storage.join(checkpoints_of(cfg), TRIALS_DIR, trial_id)
+    ck.check_ray_record(run_url, cfg.s3, "start a new sweep (sweep.name=...)")
+    folder = ck.ray_restored(run_url, cfg.s3)
+    if folder is not None:
+        why = ck.fault(folder, cfg.s3)
+        if why is not None:
+            raise ck.unusable(run_url, why, folder, s3=cfg.s3)
+        return gone
+    restored = read_saved(saved, cfg, role).restored.get(trial_id)
+    if restored is None:
+        return gone
+    folder, kept = restored
+    gone.extend(other for other in kept if other != folder and not storage.exists(other, cfg.s3))
+    if not storage.exists(folder, cfg.s3):
+        if ck.tune_whole_beside(folder, run_url, cfg.s3) is None:
+            raise ck.tune_unusable(folder, trial_id, "it is gone", run_url, cfg.s3)
+        gone.append(folder)
+    # without a state.json the trial resumes from the newest whole checkpoint beside it (`loop.tune_checkpoint`)
+    elif storage.exists(storage.join(folder, ck.STATE), cfg.s3):
+        why = ck.fault(folder, cfg.s3)
+        if why is not None:  # Tune fails a trial whose checkpoint folder is gone: it must stay where it is
+            raise ck.tune_unusable(folder, trial_id, why, run_url, cfg.s3)
     return gone
 
 
