@@ -1095,6 +1095,35 @@ def test_retry_failed_leaves_the_search_closed_once_its_confirmation_has_begun(t
     assert before.run == {results.SEARCH: {"search_failed"}, results.CONFIRM: set()} and not before.closed
 
 
+def test_a_sweeps_last_words_say_its_search_trials_are_not_retried_once_its_confirmation_has_begun(tmp_path):
+    """Once the front's confirmation has begun --retry-failed leaves the search's failed trials failed
+    (`test_retry_failed_leaves_the_search_closed_once_its_confirmation_has_begun`), but the sweep's last words told
+    to rerun with --retry-failed, 'each failed trial is run again', at every rerun: a sweep with sweep.confirm_seeds
+    that reached its end had begun it. They say which are run again and which not, and why. The record is a real
+    trials.parquet, the confirmation's experiment a Tuner's state file where Tune looks for it."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s", "sweep.confirm_seeds=1"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "error": "boom"}
+    search = [{**row, "trial_id": "s1", "role": results.SEARCH}, {**row, "trial_id": "s2", "role": results.SEARCH}]
+    results.write_trials(url, search)
+    retried = "Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again"
+    assert retried in str(failures(url, cfg))  # the confirmation not begun: the search's are retried
+    Path(sweep.checkpoints_of(cfg), f"s-{results.CONFIRM}").mkdir(parents=True)
+    Path(sweep.checkpoints_of(cfg), f"s-{results.CONFIRM}", "tuner.pkl").write_bytes(b"")  # Tune's mark of one
+    said = str(failures(url, cfg))
+    assert "--retry-failed" not in said.replace("--retry-failed or not", "") and said.endswith(
+        "They are not run again, --retry-failed or not: the confirmation of the search's front has begun, and "
+        "re-trains the front it began on, which a retried search trial could change (a new sweep.name runs them in "
+        "a new sweep)."), said
+    results.write_trials(url, [*search, {**row, "trial_id": "c1", "role": results.CONFIRM}])
+    said = str(failures(url, cfg))
+    assert ("each failed confirming trial is run again from its last checkpoint (rerun without it, they stay "
+            "failed); the search's failed trials (s1, s2) not: the confirmation of the search's front has begun") \
+        in said, said
+
+
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
     """A sweep stopped while confirming its front said 'interrupted before its 2 trials ended', counting the
     confirming trials alone as the sweep's trials, after a search of many: it names them as confirming trials. A real

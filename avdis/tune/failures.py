@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
+
 from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.tune.space import to_overrides
-from avdis.tune.sweep import checkpoints_of
+from avdis.tune.sweep import checkpoints_of, restorable
 
 
 class TrialsFailed(AvdisError):
@@ -39,9 +41,25 @@ def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
     return TrialsFailed(
         f"{said}\n" + "\n".join(lines)
         + f"\nTune's error file is in each trial's folder under {checkpoints_of(cfg)}. A trial's settings, given to "
-        "`avdis train` with the sweep's config, train it alone. Rerun the same command with --retry-failed once the "
-        "cause is fixed: each failed trial is run again from its last checkpoint (rerun without it, they stay failed)."
+        f"`avdis train` with the sweep's config, train it alone. {_retries(trials[results.failed(trials)], cfg)}"
     )
+
+
+def _retries(failed: pd.DataFrame, cfg: Config) -> str:
+    """What --retry-failed does with the `failed` trials: each run again from its last checkpoint, but the search's
+    once the front's confirmation has begun (`resume.retried_trials`: closed). Said of every failed trial, those
+    said 'Rerun the same command with --retry-failed', which then said it would not retry them, at every rerun."""
+    closed = failed["role"].fillna(results.SEARCH) == results.SEARCH
+    if not closed.any() or not restorable(cfg, results.CONFIRM):
+        return ("Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again "
+                "from its last checkpoint (rerun without it, they stay failed).")
+    why = ("the confirmation of the search's front has begun, and re-trains the front it began on, which a retried "
+           "search trial could change (a new sweep.name runs them in a new sweep)")
+    if closed.all():
+        return f"They are not run again, --retry-failed or not: {why}."
+    return (f"Rerun the same command with --retry-failed once the cause is fixed: each failed confirming trial is run "
+            f"again from its last checkpoint (rerun without it, they stay failed); the search's failed "
+            f"{'trial' if closed.sum() == 1 else 'trials'} ({', '.join(failed.loc[closed, 'trial_id'])}) not: {why}.")
 
 
 def _settings(row: Any) -> str:
