@@ -350,6 +350,29 @@ def test_a_failed_trial_retry_failed_cannot_restore_is_refused_saying_the_sweep_
     assert resume.check_trial_runs(url, cfg) == []
 
 
+def test_retry_failed_says_it_retries_a_trial_only_once_its_checkpoint_passed_the_checks(tiny_shards, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """The sweep said "--retry-failed: retrying 1 failed trial" and then refused that trial's checkpoint (found by
+    hR70): it retried none. The line comes once the checks before Ray starts have passed. Tune's saved state, which
+    holds the trial as ERROR, is given as `resume.retried_trials` reads it; the sweep's record and the trial's Ray
+    Train run are real."""
+    from avdis.data.prepare import as_made
+    from avdis.tune import resume, spec, sweep
+
+    cfg = as_made(C.load(SMOKE, [f"data.shards={tiny_shards}", "train.strategy=ddp", "train.zero_stage=0",
+                                 "train.workers=2", f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"]))
+    url, trials = sweep.url_of(cfg), Path(sweep.checkpoints_of(cfg), "trials")
+    spec.record_spec(url, cfg, shards.manifest_hash(tiny_shards))
+    results.write_trials(url, [{"trial_id": "t1", "sweep": "s", "method": "multitask", "status": "ERROR"}])
+    trial_run(trials / "t1", ("checkpoint_2026-01-01_00-00-01",))
+    (trials / "t1" / "checkpoint_2026-01-01_00-00-01" / ck.ADVERSARY).unlink()
+    monkeypatch.setattr(resume, "retried_trials", lambda *args: resume.Retries(
+        {results.SEARCH: {"t1"}, results.CONFIRM: set()}, set(), set()))
+    with pytest.raises(ck.CheckpointError, match="rerun without --retry-failed"):
+        sweep.run(cfg, retry_failed=True)
+    assert "retrying" not in capsys.readouterr().out
+
+
 def three_checkpoints(config: dict[str, Any]) -> None:
     """A Tune trainable reporting three epochs' checkpoints, as a sweep trial in its own process does."""
     import tempfile

@@ -423,10 +423,12 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None, retry_failed: 
     if resume:
         mark_failed_trials(sweep_url, cfg)  # before `saved` is read: failed, run again under --retry-failed alone
     if retry_failed:
-        retried = _retried(sweep_url, cfg, resume, saved)
+        retried, said = _retried(sweep_url, cfg, resume, saved)
     if resume:
         for folder in check_trial_runs(sweep_url, cfg, saved, set().union(*retried.values())):
             ck.stand_in(folder, cfg.s3)
+    if retry_failed:  # once the retried trials' checkpoints passed the checks: a refusal retries none
+        print(f"avdis sweep {cfg.sweep.name}: --retry-failed: {said}", flush=True)
     check_shards_whole(cfg)
     nodes.check_added_nodes({**outputs_of(cfg, names), "data.shards": cfg.data.shards}, cfg.ray)
     address = runtime.connect(cfg.ray)
@@ -460,16 +462,15 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None, retry_failed: 
     return sweep_url
 
 
-def _retried(sweep_url: str, cfg: Config, resume: bool, saved: dict[str, SavedExperiment]) -> dict[str, set[str]]:
-    """The failed trials `--retry-failed` runs again, by role (`resume.retried_trials`), said in one line, with those
-    it cannot; a sweep with nothing to resume has none, and says so (the flag changes nothing there)."""
+def _retried(sweep_url: str, cfg: Config, resume: bool,
+             saved: dict[str, SavedExperiment]) -> tuple[dict[str, set[str]], str]:
+    """The failed trials `--retry-failed` runs again, by role (`resume.retried_trials`), and what to say of them in
+    one line, with those it does not; a sweep with nothing to resume has none, and says so (the flag changes nothing
+    there)."""
     from avdis.tune.resume import retried_trials  # it imports this module
 
-    name = cfg.sweep.name
     if not resume:
-        print(f"avdis sweep {name}: --retry-failed: no sweep to resume at {url_of(cfg)}, so no failed trial to retry; "
-              "starting it", flush=True)
-        return {}
+        return {}, f"no sweep to resume at {url_of(cfg)}, so no failed trial to retry; starting it"
     retries = retried_trials(sweep_url, cfg, saved)
     n = sum(map(len, retries.run.values()))
     roles = ", ".join(f"{len(ids)} {role}" for role, ids in retries.run.items() if ids)
@@ -483,5 +484,4 @@ def _retried(sweep_url: str, cfg: Config, resume: bool, saved: dict[str, SavedEx
         said += (f"; the search's {counted(len(retries.closed), 'failed trial')} ({', '.join(sorted(retries.closed))}) "
                  "not: the confirmation of its front has begun, and re-trains the front it began on, which a retried "
                  "trial could change (a new sweep.name runs them in a new sweep)")
-    print(f"avdis sweep {name}: --retry-failed: {said}", flush=True)
-    return retries.run
+    return retries.run, said
