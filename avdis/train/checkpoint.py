@@ -217,10 +217,10 @@ def stand_in(folder: str, s3: S3Config) -> None:
     """Put a stand-in where a checkpoint folder of a trial that Tune's state lists is gone. Tune deletes a trial's
     checkpoint past `KEEP_CHECKPOINTS` as it registers a newer one and saves its experiment state (which lists each
     trial's checkpoints) only after, so a driver killed in between leaves a state listing deleted folders. Ray refuses
-    to restore from one before the trial runs (the trial fails, and a failed trial is never retried), and fails to
-    delete one (`resume.check_trial_runs`). The stand-in has no state.json: a trial restored from it resumes from the
-    newest whole checkpoint beside it, copied into the stand-in first (`loop.tune_checkpoint`), and Tune deletes the
-    stand-in in time, as it would have the checkpoint."""
+    to restore from one before the trial runs (the trial fails, and a failed trial is run again only under
+    --retry-failed), and fails to delete one (`resume.check_trial_runs`). The stand-in has no state.json: a trial
+    restored from it resumes from the newest whole checkpoint beside it, copied into the stand-in first
+    (`loop.tune_checkpoint`), and Tune deletes the stand-in in time, as it would have the checkpoint."""
     storage.write_bytes(storage.join(folder, STAND_IN), (
         "avdis put this folder here in place of a checkpoint that was deleted after the sweep's driver last saved its "
         "state, for Tune to delete in turn; a trial restored from it resumed from the newest whole checkpoint beside "
