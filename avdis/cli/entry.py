@@ -67,8 +67,9 @@ def build_parser(default_config: str | None = None, prog: str | None = None) -> 
     p.add_argument("--storage", help="URL the sweep writes under (local folder or s3://)")
     p.add_argument("--name", help="sweep name; outputs go to <storage>/<name>/")
     p.add_argument("--retry-failed", action="store_true",
-                   help="resuming a sweep, run its failed trials (search and confirming) again, each from its last "
-                   "checkpoint: once their cause is fixed (without it they stay failed; a new sweep has none)")
+                   help="resuming a sweep, run its failed trials (search and confirming; the search's not once the "
+                   "front's confirmation has begun) again, each from its last checkpoint: once their cause is fixed "
+                   "(without it they stay failed; a new sweep has none)")
     with_config(p, SWEEP_OVERRIDES_HELP, default_config)
     p.set_defaults(func=cmd_sweep)
 
