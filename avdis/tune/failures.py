@@ -10,6 +10,7 @@ import pandas as pd
 from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
+from avdis.tune.resume import CLOSED_WHY
 from avdis.tune.space import to_overrides
 from avdis.tune.sweep import checkpoints_of, restorable
 
@@ -53,13 +54,12 @@ def _retries(failed: pd.DataFrame, cfg: Config) -> str:
     if not closed.any() or not restorable(cfg, results.CONFIRM):
         return ("Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again "
                 "from its last checkpoint (rerun without it, they stay failed).")
-    why = ("the confirmation of the search's front has begun, and re-trains the front it began on, which a retried "
-           "search trial could change (a new sweep.name runs them in a new sweep)")
     if closed.all():
-        return f"They are not run again, --retry-failed or not: {why}."
+        return f"They are not run again, --retry-failed or not: {CLOSED_WHY}."
     return (f"Rerun the same command with --retry-failed once the cause is fixed: each failed confirming trial is run "
             f"again from its last checkpoint (rerun without it, they stay failed); the search's failed "
-            f"{'trial' if closed.sum() == 1 else 'trials'} ({', '.join(failed.loc[closed, 'trial_id'])}) not: {why}.")
+            f"{'trial' if closed.sum() == 1 else 'trials'} ({', '.join(failed.loc[closed, 'trial_id'])}) not: "
+            f"{CLOSED_WHY}.")
 
 
 def _settings(row: Any) -> str:

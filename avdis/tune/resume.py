@@ -207,6 +207,12 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
     return marked
 
 
+# why `--retry-failed` leaves the search's failed trials failed once the front's confirmation has begun
+# (`retried_trials`: closed), as the flag and the sweep's last words (`failures`) say it
+CLOSED_WHY = ("the confirmation of the search's front has begun, and re-trains the front it began on, which a retried "
+              "search trial could change (a new sweep.name runs them in a new sweep)")
+
+
 class Retries(NamedTuple):
     """What `--retry-failed` does with a resumed sweep's failed trials (`retried_trials`)."""
 

@@ -467,7 +467,7 @@ def _retried(sweep_url: str, cfg: Config, resume: bool,
     """The failed trials `--retry-failed` runs again, by role (`resume.retried_trials`), and what to say of them in
     one line, with those it does not; a sweep with nothing to resume has none, and says so (the flag changes nothing
     there)."""
-    from avdis.tune.resume import retried_trials  # it imports this module
+    from avdis.tune.resume import CLOSED_WHY, retried_trials  # it imports this module
 
     if not resume:
         return {}, f"no sweep to resume at {url_of(cfg)}, so no failed trial to retry; starting it"
@@ -482,6 +482,5 @@ def _retried(sweep_url: str, cfg: Config, resume: bool,
                  "reported a non-finite objective, which Tune took for a finish)")
     if retries.closed:
         said += (f"; the search's {counted(len(retries.closed), 'failed trial')} ({', '.join(sorted(retries.closed))}) "
-                 "not: the confirmation of its front has begun, and re-trains the front it began on, which a retried "
-                 "trial could change (a new sweep.name runs them in a new sweep)")
+                 f"not: {CLOSED_WHY}")
     return retries.run, said
