@@ -123,9 +123,9 @@ class SavedExperiment:
 
 
 def saved_experiment(cfg: Config, role: str) -> SavedExperiment:
-    """The trials the saved Tune experiment of `role` lists, their status, and the checkpoints it restores them from; none without
-    a saved experiment. Each call opens it (`ExperimentAnalysis`: on S3 a listing and a read of its state): a resume
-    reads it once per role (`read_saved`)."""
+    """The trials the saved Tune experiment of `role` lists, their status, and the checkpoints it restores them from;
+    none without a saved experiment. Each call opens it (`ExperimentAnalysis`: on S3 a listing and a read of its
+    state): a resume reads it once per role (`read_saved`)."""
     from ray.tune import ExperimentAnalysis
 
     if not restorable(cfg, role):
@@ -155,9 +155,9 @@ def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> Sav
 DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
 
 
-def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
+def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     """Make the saved Tune experiment of each role hold as ERROR the trials the sweep's record has as failed
-    (`results.failed`: not one lost with its driver) that it holds as unfinished; returns their ids. Ray 2.60 writes a
+    (`results.failed`: not one lost with its driver) that it holds as unfinished. Ray 2.60 writes a
     trial into its saved state only where it marked the trial to be saved, and a trial whose process died (killed, out
     of memory, its node lost) ends in ERROR unmarked: the state kept it RUNNING, and every rerun resumed it as an
     unfinished trial, with or without `--retry-failed`, though the sweep had listed it as failed and said a failed
@@ -171,7 +171,6 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
     MO-ASHA had not stopped, its later epochs untrained, no longer failed, so not retried again."""
     trials = results.read_trials(sweep_url, cfg.s3)
     failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
-    marked: list[str] = []
     for role in (results.SEARCH, results.CONFIRM):
         if not failed or not restorable(cfg, role):
             continue
@@ -203,8 +202,6 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> list[str]:
             del decisions[trial]
         if changed or held:
             storage.write_bytes(newest, json.dumps(state).encode(), cfg.s3)
-            marked.extend(changed)
-    return marked
 
 
 # why `--retry-failed` leaves the search's failed trials failed once the front's confirmation has begun
