@@ -1124,6 +1124,31 @@ def test_a_sweeps_last_words_say_its_search_trials_are_not_retried_once_its_conf
         in said, said
 
 
+def test_a_sweeps_last_words_do_not_send_a_trial_of_a_non_finite_objective_to_retry_failed(tmp_path):
+    """A trial that reported a non-finite objective is an error in the record but a finish to Tune, so --retry-failed
+    cannot run it again (`resume.retried_trials`), and a rerun from its checkpoint would meet the same: the last words
+    told to rerun with --retry-failed for it, and the flag said it could not, at every rerun (found by hR71). They
+    name it as not run again; the other failed trials are still sent to the flag."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "role": results.SEARCH}
+    nan = {**row, "trial_id": "nan", "error": "non-finite objectives {'val_leakage': nan} at epoch 2: a result no "
+                                              "front can use"}
+    results.write_trials(url, [nan])
+    said = str(failures(url, cfg))
+    assert "--retry-failed once" not in said and said.endswith(
+        "They are not run again, --retry-failed or not: trial (nan) reported a non-finite objective, which Tune took "
+        "for the trial's end (run again, it would meet the same from its last checkpoint): not run again."), said
+    results.write_trials(url, [nan, {**row, "trial_id": "oom", "error": "boom"}])
+    said = str(failures(url, cfg))
+    assert said.endswith("Rerun the same command with --retry-failed once the cause is fixed: trial (oom) is run "
+                         "again from its last checkpoint (rerun without it, they stay failed); trial (nan) reported "
+                         "a non-finite objective, which Tune took for the trial's end (run again, it would meet the "
+                         "same from its last checkpoint): not run again."), said
+
+
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
     """A sweep stopped while confirming its front said 'interrupted before its 2 trials ended', counting the
     confirming trials alone as the sweep's trials, after a search of many: it names them as confirming trials. A real

@@ -10,6 +10,7 @@ import pandas as pd
 from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
+from avdis.tune.records import NON_FINITE
 from avdis.tune.resume import CLOSED_WHY
 from avdis.tune.space import to_overrides
 from avdis.tune.sweep import checkpoints_of, restorable
@@ -48,18 +49,31 @@ def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
 
 def _retries(failed: pd.DataFrame, cfg: Config) -> str:
     """What --retry-failed does with the `failed` trials: each run again from its last checkpoint, but the search's
-    once the front's confirmation has begun (`resume.retried_trials`: closed). Said of every failed trial, those
+    once the front's confirmation has begun (`resume.retried_trials`: closed), and one that reported a non-finite
+    objective, which Tune took for a finish (`resume.retried_trials`: cannot). Said of every failed trial, those
     said 'Rerun the same command with --retry-failed', which then said it would not retry them, at every rerun."""
-    closed = failed["role"].fillna(results.SEARCH) == results.SEARCH
-    if not closed.any() or not restorable(cfg, results.CONFIRM):
-        return ("Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again "
-                "from its last checkpoint (rerun without it, they stay failed).")
-    if closed.all():
-        return f"They are not run again, --retry-failed or not: {CLOSED_WHY}."
-    return (f"Rerun the same command with --retry-failed once the cause is fixed: each failed confirming trial is run "
-            f"again from its last checkpoint (rerun without it, they stay failed); the search's failed "
-            f"{'trial' if closed.sum() == 1 else 'trials'} ({', '.join(failed.loc[closed, 'trial_id'])}) not: "
-            f"{CLOSED_WHY}.")
+    search = failed["role"].fillna(results.SEARCH) == results.SEARCH
+    closed = search & restorable(cfg, results.CONFIRM)
+    finished = ~closed & failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
+    retried = ~closed & ~finished
+    which = ("each failed trial" if retried.all() else
+             "each failed confirming trial" if retried.equals(~search) else
+             f"each of {_ids(failed, retried)}" if retried.sum() > 1 else _ids(failed, retried))
+    head = ("They are not run again, --retry-failed or not" if not retried.any() else
+            f"Rerun the same command with --retry-failed once the cause is fixed: {which} is run again from its last "
+            "checkpoint (rerun without it, they stay failed)")
+    notes = []
+    if closed.any():
+        notes.append(f"the search's failed {_ids(failed, closed)} not: {CLOSED_WHY}" if retried.any() else CLOSED_WHY)
+    if finished.any():
+        notes.append(f"{_ids(failed, finished)} reported a non-finite objective, which Tune took for the trial's end "
+                     "(run again, it would meet the same from its last checkpoint): not run again")
+    return head + (("; " if retried.any() else ": ") + "; ".join(notes) if notes else "") + "."
+
+
+def _ids(failed: pd.DataFrame, which: pd.Series) -> str:
+    ids = list(failed.loc[which, "trial_id"])
+    return f"{'trial' if len(ids) == 1 else 'trials'} ({', '.join(ids)})"
 
 
 def _settings(row: Any) -> str:

@@ -47,6 +47,7 @@ FINAL = ("emotion_acc", "emotion_uar", "leakage", "leakage_linear", "speaker_acc
 BEST_EMOTION = tuple(f"emotion_{m}" for m in EMOTION_METRICS)  # each its best_ column, whichever a sweep chooses on
 SEED = "train.seed"  # the one parameter the seeds of a configuration differ in
 Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pareto summary) just written
+NON_FINITE = "non-finite objectives"  # how the row's error of a trial that reported one begins
 
 
 def config_id(params: dict[str, Any]) -> str:
@@ -206,7 +207,7 @@ class TrialRecorder(Callback):
         bad = {k: result[k] for k in (*axes.measured, *axes.chosen)
                if result.get(k) is not None and finite(result[k]) is None}
         if bad:
-            row["error"] = f"non-finite objectives {bad} at epoch {row['epochs']}: a result no front can use"
+            row["error"] = f"{NON_FINITE} {bad} at epoch {row['epochs']}: a result no front can use"
         # each emotion metric's best, named by it: a sweep choosing on UAR recorded only best_emotion_acc. One a row
         # lacks beside another's (a trial of a table written before best_emotion_uar, resumed) stays unknown: begun
         # now, it was the best of the epochs after the resume, recorded as the best of all the trial's
