@@ -420,11 +420,11 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None, retry_failed: 
     check_experiments(sweep_url, cfg, resume)
     saved: dict[str, SavedExperiment] = {}  # the Tune experiments this resume read, by role (`resume.read_saved`)
     retried: dict[str, set[str]] = {}  # by role, the failed trials run again (`--retry-failed`)
+    said = f"no sweep to resume at {url_of(cfg)}, so no failed trial to retry; starting it"
     if resume:
         mark_failed_trials(sweep_url, cfg)  # before `saved` is read: failed, run again under --retry-failed alone
-    if retry_failed:
-        retried, said = _retried(sweep_url, cfg, resume, saved)
-    if resume:
+        if retry_failed:
+            retried, said = _retried(sweep_url, cfg, saved)
         for folder in check_trial_runs(sweep_url, cfg, saved, set().union(*retried.values())):
             ck.stand_in(folder, cfg.s3)
     if retry_failed:  # once the retried trials' checkpoints passed the checks: a refusal retries none
@@ -462,15 +462,11 @@ def _run(cfg: Config, views: Views, names: dict[str, str] | None, retry_failed: 
     return sweep_url
 
 
-def _retried(sweep_url: str, cfg: Config, resume: bool,
-             saved: dict[str, SavedExperiment]) -> tuple[dict[str, set[str]], str]:
-    """The failed trials `--retry-failed` runs again, by role (`resume.retried_trials`), and what to say of them in
-    one line, with those it does not; a sweep with nothing to resume has none, and says so (the flag changes nothing
-    there)."""
+def _retried(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment]) -> tuple[dict[str, set[str]], str]:
+    """The failed trials `--retry-failed` runs again in a resumed sweep, by role (`resume.retried_trials`), and what
+    to say of them in one line, with those it does not."""
     from avdis.tune.resume import CLOSED_WHY, retried_trials  # it imports this module
 
-    if not resume:
-        return {}, f"no sweep to resume at {url_of(cfg)}, so no failed trial to retry; starting it"
     retries = retried_trials(sweep_url, cfg, saved)
     n = sum(map(len, retries.run.values()))
     roles = ", ".join(f"{len(ids)} {role}" for role, ids in retries.run.items() if ids)
