@@ -87,6 +87,28 @@ def in_trial(error: BaseException):
     return RayTaskError("ImplicitFunc.train", said, error).as_instanceof_cause()
 
 
+def recorded_error(sweep: Path, trial_id: str) -> str:
+    """The error trials.parquet records of the trial."""
+    (row,) = results.read_trials(str(sweep)).query(f"trial_id == '{trial_id}'").to_dict("records")
+    return row["error"]
+
+
+def died_after(sweep: Path, trial_id: str, max_failures: int, first: BaseException) -> str:
+    """The recorded error of a trial that failed of `first`, was restarted, and whose process then died in that
+    restart, ending it."""
+    from ray.exceptions import ActorDiedError
+
+    recorder = recorder_of(sweep, max_failures)
+    t = tune_trial(sweep, trial_id, max_failures)
+    recorder.on_trial_start(0, [], t)
+    t.handle_error(in_trial(first))
+    recorder.on_trial_recover(1, [], t)
+    t.handle_error(ActorDiedError())
+    assert not t.should_recover()
+    recorder.on_trial_error(2, [], t)
+    return recorded_error(sweep, trial_id)
+
+
 def died_with_its_node(reason: str):
     """The error Ray gives Tune for a trial whose process died with its node, an `ActorDiedError` of the GCS's cause
     as Ray's deserializer makes it: its text is that of the node crash and preemption in
@@ -405,32 +427,16 @@ def test_what_a_restart_and_a_trial_lost_to_its_dead_process_say_is_what_ray_did
             "0)") in out, out
 
     # restarted after a storage error, then its process died: died once, in its second failure
-    once = recorder_of(tune_records, 1)
-    t = tune_trial(tune_records, "blip", 1)
-    once.on_trial_start(0, [], t)
-    t.handle_error(in_trial(StorageError("s3://b/x: timed out")))
-    once.on_trial_recover(1, [], t)
-    t.handle_error(ActorDiedError())
-    assert not t.should_recover()
-    once.on_trial_error(2, [], t)
-    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'blip'").to_dict("records")
-    assert row["error"].endswith(
+    said = died_after(tune_records, "blip", 1, StorageError("s3://b/x: timed out"))
+    assert said.endswith(
         "\nthe trial's process died (its failure 2) (killed, out of memory, or its node lost; restarts allowed: "
-        "train.max_failures=1): train.max_failures=2 would have restarted it from its last checkpoint"), row["error"]
+        "train.max_failures=1): train.max_failures=2 would have restarted it from its last checkpoint"), said
 
     # a non-retryable error made its restart its last, and its process died in that restart: no value would do
-    thrice = recorder_of(tune_records, 3)
-    t = tune_trial(tune_records, "nan", 3)
-    thrice.on_trial_start(0, [], t)
-    t.handle_error(in_trial(AvdisError("epoch 1, step 2 of 3: non-finite {'loss': nan}")))
-    thrice.on_trial_recover(1, [], t)
-    t.handle_error(ActorDiedError())
-    assert not t.should_recover()
-    thrice.on_trial_error(2, [], t)
-    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'nan'").to_dict("records")
-    assert "would have restarted it from its last checkpoint" not in row["error"], row["error"]
-    assert row["error"].endswith("restarts allowed: train.max_failures=3): the restart after an error a restart "
-                                 "meets again was its last, so no train.max_failures would have restarted it")
+    said = died_after(tune_records, "nan", 3, AvdisError("epoch 1, step 2 of 3: non-finite {'loss': nan}"))
+    assert "would have restarted it from its last checkpoint" not in said, said
+    assert said.endswith("restarts allowed: train.max_failures=3): the restart after an error a restart meets again "
+                         "was its last, so no train.max_failures would have restarted it")
 
 
 @pytest.mark.ray
@@ -464,14 +470,14 @@ def test_a_restart_and_an_end_are_said_of_the_failure_at_hand(tune_records, caps
     t.handle_error(stopping_failed())
     assert not t.should_recover()
     once.on_trial_error(3, [], t)
-    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'died'").to_dict("records")
-    assert row["error"].endswith("OSError: [Errno 5] Input/output error\n\n"), row["error"]  # Tune's text, no more
+    said = recorded_error(tune_records, "died")
+    assert said.endswith("OSError: [Errno 5] Input/output error\n\n"), said  # Tune's text, no more
 
     # the same error as the pickled one, the failure at hand again: judged by it
     t.handle_error(ActorDiedError())
     once.on_trial_error(4, [], t)
-    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'died'").to_dict("records")
-    assert "\nthe trial's process died (its failure 3)" in row["error"], row["error"]
+    said = recorded_error(tune_records, "died")
+    assert "\nthe trial's process died (its failure 3)" in said, said
 
 
 @pytest.mark.ray
@@ -492,9 +498,9 @@ def test_a_trial_whose_node_was_lost_is_said_to_have_lost_its_node(tune_records,
     t.handle_error(died_with_its_node("UNEXPECTED_TERMINATION"))
     assert not t.should_recover()
     ended.on_trial_error(1, [], t)
-    (row,) = results.read_trials(str(tune_records)).query("trial_id == 'gone'").to_dict("records")
-    assert row["error"].endswith("\nthe trial's node was lost (restarts allowed: train.max_failures=0): "
-                                 "train.max_failures=1 would have restarted it from its last checkpoint"), row["error"]
+    said = recorded_error(tune_records, "gone")
+    assert said.endswith("\nthe trial's node was lost (restarts allowed: train.max_failures=0): "
+                         "train.max_failures=1 would have restarted it from its last checkpoint"), said
 
 
 def ends_once(config: dict) -> None:
