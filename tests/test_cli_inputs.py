@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from avdis.cli import READS, build_parser, main, parse
 from avdis import config as C
@@ -437,15 +436,6 @@ def test_a_misspelt_section_is_named_as_unknown_not_sent_to_another_command(tmp_
     assert "would change nothing" not in err and list(tmp_path.iterdir()) == []
 
 
-def _leaves(model, prefix=""):
-    for name, field in model.model_fields.items():
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            yield from _leaves(sub, f"{prefix}{name}.")
-        else:
-            yield f"{prefix}{name}", field
-
-
 @pytest.mark.parametrize("command", ["preprocess", "train", "sweep", "model"])
 def test_help_lists_every_setting_it_reads_with_its_default(capsys, command):
     """The README names the settings most runs need; --help lists them all, so none is found only in avdis/config/, and
@@ -454,7 +444,7 @@ def test_help_lists_every_setting_it_reads_with_its_default(capsys, command):
         main([command, "--help"])
     out = capsys.readouterr().out
     reads = READS.get(command, tuple(C.Config.model_fields))
-    for key, field in _leaves(C.Config):
+    for key, field in C.settings(C.Config):
         default = field.get_default(call_default_factory=True)
         shown = json.dumps(default) if isinstance(default, (str, bool, int, float, type(None))) else ""
         assert (f"\n  {key} = {shown}" in out) == any(key == s or key.startswith(f"{s}.") for s in reads), key
