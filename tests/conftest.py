@@ -174,3 +174,36 @@ def tiny_shards(tiny_corpus, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("shards"))
     synthetic_shards(SynthConfig(**TINY), tiny_corpus, out, shard_size=16)
     return out
+
+
+def saved_tune_state(cfg, role: str, trials: dict[str, str], failures: dict[str, int] | None = None) -> Path:
+    """Tune's saved experiment of `cfg`'s sweep's `role` where Tune keeps it, holding `trials` (by id, the status Tune
+    saved it in) as Ray 2.60 saves them: real Tune `Trial`s, each its own `get_json_state()` (`failures`: their
+    `num_failures`), in an experiment_state file, beside the tuner.pkl `Tuner.can_restore` looks for. Without a run:
+    none of their checkpoints. Returns the state file."""
+    import json
+
+    from ray import tune
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from avdis.tune import sweep
+    from avdis.tune.trial import run_trial
+
+    _, storage_path, name = sweep.experiment_of(cfg, role)
+    folder = Path(storage_path, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = []
+    for trial_id, status in trials.items():
+        trial = Trial(run_trial.__name__, trial_id=trial_id, stub=True, config={"method": "multitask"},
+                      placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]),
+                      storage=StorageContext(storage_path=storage_path, experiment_dir_name=name,
+                                             trial_dir_name=f"{run_trial.__name__}_{trial_id}_00000"))
+        trial.create_placement_group_factory()
+        trial.set_status(status)
+        trial.run_metadata.num_failures = (failures or {}).get(trial_id, 0)
+        data.append(list(trial.get_json_state()))
+    state = folder / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_text(json.dumps({"trial_data": data, "runner_data": {}}))
+    (folder / "tuner.pkl").write_bytes(b"")
+    return state

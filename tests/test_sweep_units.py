@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from conftest import TINY, free_port, s3_denied, stop_process, wait_for_port
+from conftest import TINY, free_port, s3_denied, saved_tune_state, stop_process, wait_for_port
 
 from avdis import config as C
 from avdis import storage
@@ -1100,7 +1100,7 @@ def test_a_sweeps_last_words_say_its_search_trials_are_not_retried_once_its_conf
     (`test_retry_failed_leaves_the_search_closed_once_its_confirmation_has_begun`), but the sweep's last words told
     to rerun with --retry-failed, 'each failed trial is run again', at every rerun: a sweep with sweep.confirm_seeds
     that reached its end had begun it. They say which are run again and which not, and why. The record is a real
-    trials.parquet, the confirmation's experiment a Tuner's state file where Tune looks for it."""
+    trials.parquet, the experiments Tune's saved states where Tune looks for them."""
     from avdis.tune import sweep
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s", "sweep.confirm_seeds=1"])
@@ -1108,16 +1108,17 @@ def test_a_sweeps_last_words_say_its_search_trials_are_not_retried_once_its_conf
     row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "error": "boom"}
     search = [{**row, "trial_id": "s1", "role": results.SEARCH}, {**row, "trial_id": "s2", "role": results.SEARCH}]
     results.write_trials(url, search)
+    saved_tune_state(cfg, results.SEARCH, {"s1": "ERROR", "s2": "ERROR"})
     retried = "Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again"
     assert retried in str(failures(url, cfg))  # the confirmation not begun: the search's are retried
-    Path(sweep.checkpoints_of(cfg), f"s-{results.CONFIRM}").mkdir(parents=True)
-    Path(sweep.checkpoints_of(cfg), f"s-{results.CONFIRM}", "tuner.pkl").write_bytes(b"")  # Tune's mark of one
+    saved_tune_state(cfg, results.CONFIRM, {})
     said = str(failures(url, cfg))
     assert "--retry-failed" not in said.replace("--retry-failed or not", "") and said.endswith(
         "They are not run again, --retry-failed or not: the confirmation of the search's front has begun, and "
         "re-trains the front it began on, which a retried search trial could change (a new sweep.name runs them in "
         "a new sweep)."), said
     results.write_trials(url, [*search, {**row, "trial_id": "c1", "role": results.CONFIRM}])
+    saved_tune_state(cfg, results.CONFIRM, {"c1": "ERROR"})
     said = str(failures(url, cfg))
     assert ("each failed confirming trial is run again from its last checkpoint (rerun without it, they stay "
             "failed); the search's failed trials (s1, s2) not: the confirmation of the search's front has begun") \
@@ -1128,7 +1129,8 @@ def test_a_sweeps_last_words_do_not_send_a_trial_of_a_non_finite_objective_to_re
     """A trial that reported a non-finite objective is an error in the record but a finish to Tune, so --retry-failed
     cannot run it again (`resume.retried_trials`), and a rerun from its checkpoint would meet the same: the last words
     told to rerun with --retry-failed for it, and the flag said it could not, at every rerun (found by hR71). They
-    name it as not run again; the other failed trials are still sent to the flag."""
+    name it as not run again; the other failed trials are still sent to the flag. Tune's saved state holds it as
+    finished, the other as failed."""
     from avdis.tune import sweep
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
@@ -1137,6 +1139,7 @@ def test_a_sweeps_last_words_do_not_send_a_trial_of_a_non_finite_objective_to_re
     nan = {**row, "trial_id": "nan", "error": "non-finite objectives {'val_leakage': nan} at epoch 2: a result no "
                                               "front can use"}
     results.write_trials(url, [nan])
+    saved_tune_state(cfg, results.SEARCH, {"nan": "TERMINATED", "oom": "ERROR"})
     said = str(failures(url, cfg))
     assert "--retry-failed once" not in said and said.endswith(
         "They are not run again, --retry-failed or not: trial (nan) reported a non-finite objective, which Tune took "
@@ -1147,6 +1150,33 @@ def test_a_sweeps_last_words_do_not_send_a_trial_of_a_non_finite_objective_to_re
                          "again from its last checkpoint (rerun without it, they stay failed); trial (nan) reported "
                          "a non-finite objective, which Tune took for the trial's end (run again, it would meet the "
                          "same from its last checkpoint): not run again."), said
+
+
+def test_a_sweeps_last_words_do_not_send_a_trial_tunes_saved_state_never_held_to_retry_failed(tmp_path):
+    """A trial a killed driver started after Tune last saved its state, and that failed before the kill, is in the
+    record but not in Tune's saved experiment, and no rerun saves it there: --retry-failed cannot run it again
+    (`resume.retried_trials`: cannot), yet the sweep's last words sent it to the flag, which then said it could not,
+    at every rerun. They name it as not run again, saying what runs it (`avdis train`, a new sweep); the failed trial
+    the state holds, as unfinished (its process died: `resume.mark_failed_trials` marks it), is still sent to the
+    flag. A real trials.parquet, Tune's saved state of real Tune trials where Tune looks for it."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "role": results.SEARCH,
+           "error": "boom"}
+    results.write_trials(url, [{**row, "trial_id": "died"}, {**row, "trial_id": "late"},
+                               {**row, "trial_id": "done", "status": "TERMINATED", "order": 1, "error": None}])
+    saved_tune_state(cfg, results.SEARCH, {"died": "RUNNING", "done": "TERMINATED"})
+    said = str(failures(url, cfg))
+    assert said.endswith(
+        "Rerun the same command with --retry-failed once the cause is fixed: trial (died) is run again from its last "
+        "checkpoint (rerun without it, they stay failed); trial (late) started after Tune last saved its experiment "
+        "and failed before the driver was killed, so Tune does not hold it: not run again in this sweep (`avdis "
+        "train` with its settings above trains it alone, a new sweep.name in a new sweep)."), said
+    results.write_trials(url, [{**row, "trial_id": "late"}])
+    said = str(failures(url, cfg))
+    assert "--retry-failed once" not in said and "They are not run again, --retry-failed or not: trial (late)" in said
 
 
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):

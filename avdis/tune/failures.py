@@ -11,7 +11,7 @@ from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.tune.records import NON_FINITE
-from avdis.tune.resume import CLOSED_WHY
+from avdis.tune.resume import CLOSED_WHY, SavedExperiment, read_saved
 from avdis.tune.space import to_overrides
 from avdis.tune.sweep import checkpoints_of, restorable
 
@@ -48,14 +48,21 @@ def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
 
 
 def _retries(failed: pd.DataFrame, cfg: Config) -> str:
-    """What --retry-failed does with the `failed` trials: each run again from its last checkpoint, but the search's
-    once the front's confirmation has begun (`resume.retried_trials`: closed), and one that reported a non-finite
-    objective, which Tune took for a finish (`resume.retried_trials`: cannot). Said of every failed trial, those
-    said 'Rerun the same command with --retry-failed', which then said it would not retry them, at every rerun."""
-    search = failed["role"].fillna(results.SEARCH) == results.SEARCH
-    closed = search & restorable(cfg, results.CONFIRM)
-    finished = ~closed & failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
-    retried = ~closed & ~finished
+    """What --retry-failed does with the `failed` trials, as the flag reads Tune's saved experiments
+    (`resume.retried_trials`): each run again from its last checkpoint, but one the saved experiment of its role does
+    not hold (started after Tune last saved its state, failed before the driver was killed: cannot), the search's
+    once the front's confirmation has begun (closed), and one that reported a non-finite objective, which Tune took
+    for a finish (cannot). Said of every failed trial, those said 'Rerun the same command with --retry-failed', which
+    then said it would not retry them, at every rerun."""
+    saved: dict[str, SavedExperiment] = {}  # read once per role, as a resume reads them
+    role = failed["role"].fillna(results.SEARCH)
+    search = role == results.SEARCH
+    states = {of: _saved(cfg, of, saved) for of in set(role)}
+    unknown = pd.Series([states[of] is not None and trial not in states[of].known
+                         for trial, of in zip(failed["trial_id"], role)], index=failed.index, dtype=bool)
+    closed = ~unknown & search & restorable(cfg, results.CONFIRM)
+    finished = ~unknown & ~closed & failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
+    retried = ~unknown & ~closed & ~finished
     which = ("each failed trial" if retried.all() else
              "each failed confirming trial" if retried.equals(~search) else
              f"each of {_ids(failed, retried)}" if retried.sum() > 1 else _ids(failed, retried))
@@ -63,12 +70,27 @@ def _retries(failed: pd.DataFrame, cfg: Config) -> str:
             f"Rerun the same command with --retry-failed once the cause is fixed: {which} is run again from its last "
             "checkpoint (rerun without it, they stay failed)")
     notes = []
+    if unknown.any():
+        it, its = ("it", "its") if unknown.sum() == 1 else ("them", "their")
+        notes.append(f"{_ids(failed, unknown)} started after Tune last saved its experiment and failed before the "
+                     f"driver was killed, so Tune does not hold {it}: not run again in this sweep (`avdis train` with "
+                     f"{its} settings above trains {it} alone, a new sweep.name in a new sweep)")
     if closed.any():
         notes.append(f"the search's failed {_ids(failed, closed)} not: {CLOSED_WHY}" if retried.any() else CLOSED_WHY)
     if finished.any():
         notes.append(f"{_ids(failed, finished)} reported a non-finite objective, which Tune took for the trial's end "
                      "(run again, it would meet the same from its last checkpoint): not run again")
     return head + (("; " if retried.any() else ": ") + "; ".join(notes) if notes else "") + "."
+
+
+def _saved(cfg: Config, role: str, saved: dict[str, SavedExperiment]) -> SavedExperiment | None:
+    """The saved Tune experiment of `role` as the flag's resume reads it (`resume.read_saved`): the state Tune saved
+    as this run ended, where a failed trial it holds as unfinished is one the resume marks as failed
+    (`resume.mark_failed_trials`) and retries. None where it cannot be read: the flag then says what it finds."""
+    try:
+        return read_saved(saved, cfg, role)
+    except Exception:  # noqa: BLE001 - the sweep's last words are said whatever
+        return None
 
 
 def _ids(failed: pd.DataFrame, which: pd.Series) -> str:
