@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import s3_denied
+from conftest import s3_denied, saved_tune_state
 
 from avdis import config as C
 from avdis import results, storage
@@ -348,6 +348,40 @@ def test_a_failed_trial_retry_failed_cannot_restore_is_refused_saying_the_sweep_
     assert str(refused.value).endswith("start a new sweep instead: sweep.name=...); or rerun without --retry-failed, "
                                        "which leaves trial t1 failed and the rest of the sweep as it is")
     assert resume.check_trial_runs(url, cfg) == []
+
+
+def test_a_sweeps_last_words_say_the_flag_refuses_a_failed_trials_checkpoint_until_it_is_seen_to(tmp_path):
+    """A failed trial whose checkpoint the checks before Ray starts refuse (`check_trial_runs`) is refused by
+    --retry-failed, which says a rerun without the flag leaves it failed; but the last words of that plain rerun sent
+    it to the flag again ('Rerun the same command with --retry-failed ...'), which refused it again, at every rerun.
+    They say the flag's refusal, with what to move aside; once that is seen to, they send it to the flag alone. A
+    real trials.parquet, Tune's saved state of a real Tune trial holding it as failed, and its Ray Train run whose
+    newest checkpoint lacks adversary.pt."""
+    from avdis.tune import resume, sweep
+    from avdis.tune.failures import failures
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"])
+    url, trials = sweep.url_of(cfg), Path(sweep.checkpoints_of(cfg), "trials")
+    results.write_trials(url, [{"trial_id": "t1", "sweep": "s", "method": "multitask", "status": "ERROR",
+                                "role": results.SEARCH, "error": "boom"}])
+    saved_tune_state(cfg, results.SEARCH, {"t1": "ERROR"})
+    names = ("checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02")
+    trial_run(trials / "t1", names)
+    (trials / "t1" / names[1] / ck.ADVERSARY).unlink()
+    said = str(failures(url, cfg))
+    assert (
+        "Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again from its "
+        "last checkpoint (rerun without it, they stay failed); but while trial t1's checkpoint stands as it is, the "
+        f"flag refuses the rerun before Ray starts: {trials}/t1: its newest checkpoint cannot be used (adversary.pt "
+        f"is missing); move {trials}/t1/{names[1]} aside, and Ray Train's record") in said, said
+    with pytest.raises(ck.CheckpointError) as refused:  # the flag's refusal, as said
+        resume.check_trial_runs(url, cfg, retried={"t1"})
+    assert said.endswith(str(refused.value).split("; or rerun without")[0] + "."), said
+    shutil.move(trials / "t1" / names[1], tmp_path / "aside")
+    ray_record(trials / "t1", names[0])
+    said = str(failures(url, cfg))
+    assert said.endswith("Rerun the same command with --retry-failed once the cause is fixed: each failed trial is "
+                         "run again from its last checkpoint (rerun without it, they stay failed)."), said
 
 
 def test_retry_failed_says_it_retries_a_trial_only_once_its_checkpoint_passed_the_checks(tiny_shards, tmp_path,

@@ -11,7 +11,7 @@ from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.tune.records import NON_FINITE
-from avdis.tune.resume import CLOSED_WHY, SavedExperiment, read_saved
+from avdis.tune.resume import CLOSED_WHY, SavedExperiment, read_saved, retry_refusal
 from avdis.tune.space import to_overrides
 from avdis.tune.sweep import checkpoints_of, restorable
 
@@ -52,8 +52,10 @@ def _retries(failed: pd.DataFrame, cfg: Config) -> str:
     (`resume.retried_trials`): each run again from its last checkpoint, but one the saved experiment of its role does
     not hold (started after Tune last saved its state, failed before the driver was killed: cannot), the search's
     once the front's confirmation has begun (closed), and one that reported a non-finite objective, which Tune took
-    for a finish (cannot). Said of every failed trial, those said 'Rerun the same command with --retry-failed', which
-    then said it would not retry them, at every rerun."""
+    for a finish (cannot); and where the checkpoint of one it runs again fails the checks before Ray starts
+    (`resume.retry_refusal`), the flag refuses the rerun until that is seen to, as the refusal says. Said of every
+    failed trial, those said 'Rerun the same command with --retry-failed', which then said it would not retry them,
+    or refused the rerun, at every rerun."""
     saved: dict[str, SavedExperiment] = {}  # read once per role, as a resume reads them
     role = failed["role"].fillna(results.SEARCH)
     search = role == results.SEARCH
@@ -63,13 +65,16 @@ def _retries(failed: pd.DataFrame, cfg: Config) -> str:
     closed = ~unknown & search & restorable(cfg, results.CONFIRM)
     finished = ~unknown & ~closed & failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
     retried = ~unknown & ~closed & ~finished
+    refused = {trial: why for trial, of in zip(failed.loc[retried, "trial_id"], role[retried])
+               if states[of] is not None and (why := _refusal(cfg, trial, of, saved)) is not None}
     which = ("each failed trial" if retried.all() else
              "each failed confirming trial" if retried.equals(~search) else
              f"each of {_ids(failed, retried)}" if retried.sum() > 1 else _ids(failed, retried))
     head = ("They are not run again, --retry-failed or not" if not retried.any() else
             f"Rerun the same command with --retry-failed once the cause is fixed: {which} is run again from its last "
             "checkpoint (rerun without it, they stay failed)")
-    notes = []
+    notes = [f"but while trial {trial}'s checkpoint stands as it is, the flag refuses the rerun before Ray starts: "
+             f"{why}" for trial, why in refused.items()]
     if unknown.any():
         it, its = ("it", "its") if unknown.sum() == 1 else ("them", "their")
         notes.append(f"{_ids(failed, unknown)} started after Tune last saved its experiment and failed before the "
@@ -89,6 +94,15 @@ def _saved(cfg: Config, role: str, saved: dict[str, SavedExperiment]) -> SavedEx
     (`resume.mark_failed_trials`) and retries. None where it cannot be read: the flag then says what it finds."""
     try:
         return read_saved(saved, cfg, role)
+    except Exception:  # noqa: BLE001 - the sweep's last words are said whatever
+        return None
+
+
+def _refusal(cfg: Config, trial: str, role: str, saved: dict[str, SavedExperiment]) -> str | None:
+    """`resume.retry_refusal`; None where the trial's checkpoint cannot be looked at (storage that does not answer):
+    the flag then says what it finds."""
+    try:
+        return retry_refusal(cfg, trial, role, saved)
     except Exception:  # noqa: BLE001 - the sweep's last words are said whatever
         return None
 

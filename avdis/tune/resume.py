@@ -77,6 +77,18 @@ def check_trial_runs(sweep_url: str, cfg: Config, saved: dict[str, SavedExperime
     return gone
 
 
+def retry_refusal(cfg: Config, trial_id: str, role: str, saved: dict[str, SavedExperiment]) -> str | None:
+    """Why `check_trial_runs` refuses, before Ray starts, a resume that `--retry-failed` runs the failed `trial_id` of
+    `role` again in (its checkpoint cannot be restored, and the refusal says what to move aside), without the words
+    the refusal adds; None where its checkpoint passes the checks. The sweep's last words (`failures`) say it: they
+    sent such a trial to the flag at every rerun, which refused it each time."""
+    try:
+        _check_trial_run(cfg, trial_id, role, saved)
+    except ck.CheckpointError as exc:
+        return str(exc)
+    return None
+
+
 def _check_trial_run(cfg: Config, trial_id: str, role: str, saved: dict[str, SavedExperiment]) -> list[str]:
     """`check_trial_runs` of one trial: the gone Tune checkpoint folders it returns of it, or its refusal."""
     gone: list[str] = []
