@@ -384,6 +384,32 @@ def test_a_sweeps_last_words_say_the_flag_refuses_a_failed_trials_checkpoint_unt
                          "run again from its last checkpoint (rerun without it, they stay failed)."), said
 
 
+def test_a_failed_trial_marked_in_tunes_saved_state_keeps_the_failure_it_was_saved_before(tmp_path):
+    """A trial whose process died ends in ERROR unmarked, and Tune's saved state holds it as it was at its last save:
+    RUNNING, its failures counted before that death (Tune's num_failures, which train.max_failures counts against).
+    `mark_failed_trials` made it ERROR with that count, so a retried trial killed again said its count one short
+    ('train.max_failures=1 would have restarted it' under 0, where it had failed twice). Marked, its count takes that
+    failure; a trial the state holds as ERROR (saved with its failure counted) keeps its own, and a second resume
+    counts nothing again. Tune's saved state of real Tune trials, read back by Tune."""
+    from ray.tune import ExperimentAnalysis
+
+    from avdis.tune import resume, sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "status": "ERROR", "role": results.SEARCH, "error": "died"}
+    results.write_trials(url, [{**row, "trial_id": "died"}, {**row, "trial_id": "raised"}])
+    state = saved_tune_state(cfg, results.SEARCH, {"died": "RUNNING", "raised": "ERROR"}, {"died": 1, "raised": 1})
+
+    def counts() -> dict[str, tuple[str, int]]:
+        return {t.trial_id: (t.status, t.num_failures) for t in ExperimentAnalysis(str(state)).trials}
+
+    resume.mark_failed_trials(url, cfg)
+    assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1)}
+    resume.mark_failed_trials(url, cfg)  # the next resume's
+    assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1)}
+
+
 def test_retry_failed_says_it_retries_a_trial_only_once_its_checkpoint_passed_the_checks(tiny_shards, tmp_path,
                                                                                             monkeypatch, capsys):
     """The sweep said "--retry-failed: retrying 1 failed trial" and then refused that trial's checkpoint (found by

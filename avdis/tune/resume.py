@@ -180,7 +180,13 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     died while Tune saved its checkpoint left Tune's stop of the failed trial held until that save
     (`_cached_trial_decisions`, saved and restored with the controller), and `--retry-failed` ran the trial again only
     to its first checkpoint, where that stop was carried out: the trial ended as stopped early at that epoch, which
-    MO-ASHA had not stopped, its later epochs untrained, no longer failed, so not retried again."""
+    MO-ASHA had not stopped, its later epochs untrained, no longer failed, so not retried again. Each trial marked
+    has its count of failures (Tune's `num_failures`, which train.max_failures counts against) raised by the failure
+    its saved state was saved before: that state held the count as it stood before it, so a retried trial that failed
+    again said the count one short (a trial killed under train.max_failures=0, retried and killed again: 'train.
+    max_failures=1 would have restarted it', not its failure 2, which one that raised first, saved as ERROR with its
+    failure counted, said). A count two or more short (a trial restarted and failed again after Tune's last save,
+    its driver killed then) stays short by the rest: the state holds no trace of them."""
     trials = results.read_trials(sweep_url, cfg.s3)
     failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
     for role in (results.SEARCH, results.CONFIRM):
@@ -199,6 +205,9 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
                 if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
                     trial["status"] = "ERROR"
                     entry[0] = json.dumps(trial, indent=2)
+                    run = json.loads(entry[1])  # its run's metadata: saved before the failure was counted
+                    run["num_failures"] = int(run["num_failures"]) + 1
+                    entry[1] = json.dumps(run, indent=2)
                     changed.append(trial["trial_id"])
                 if trial.get("status") == "ERROR":
                     errored.add(trial.get("trial_id"))
