@@ -585,8 +585,12 @@ def test_the_rows_of_ended_trials_still_unwritten_as_the_experiment_ends_are_wri
     storage.down()
     recorder.on_trial_complete(2, [], first)  # said, not raised
     with pytest.raises(results.ResultsError, match=r"trials.parquet could not be written as the sweep's experiment "
-                                                   r"ended \(.*\): the rows of ended trials first are not in it "
-                                                   r"\(a resume would read them as lost\). Their rows, as recorded: "
+                                                   r"ended \(.*\): the rows of ended trials first are not in it\. "
+                                                   r"Once storage answers, set their rows in it to these before the "
+                                                   r"sweep is resumed, and `avdis report .*` redraws its front from "
+                                                   r"it: Tune saved them as ended, so a rerun does not run them "
+                                                   r"again, and closes their rows, still running, as lost, their "
+                                                   r"results off the front\. Their rows, as recorded: "
                                                    r'\{"first": \{.*"status": "TERMINATED"'):
         recorder.on_experiment_end([first])
     storage.up()

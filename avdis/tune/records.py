@@ -358,8 +358,11 @@ class TrialRecorder(Callback):
                             for tid in sorted(self._owed)}
                     raise results.ResultsError(
                         f"{self.sweep_url}: {results.TRIALS} could not be written as the sweep's experiment ended "
-                        f"({exc}): the rows of ended trials {', '.join(owed)} are not in it (a resume would read them "
-                        f"as lost). Their rows, as recorded: {json.dumps(owed, default=str)}") from exc
+                        f"({exc}): the rows of ended trials {', '.join(owed)} are not in it. Once storage answers, "
+                        f"set their rows in it to these before the sweep is resumed, and `avdis report "
+                        f"{self.sweep_url}` redraws its front from it: Tune saved them as ended, so a rerun does not "
+                        "run them again, and closes their rows, still running, as lost, their results off the front. "
+                        f"Their rows, as recorded: {json.dumps(owed, default=str)}") from exc
                 time.sleep(wait)
 
 
