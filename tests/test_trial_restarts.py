@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import pyarrow as pa
 import pytest
 
 from test_sweep_e2e import kill_group
@@ -513,15 +514,15 @@ def ends_once(config: dict) -> None:
 
 
 class StorageDown:
-    """The sweep's storage, down from the moment a trial ends (before the recorder writes its row) until the
-    experiment ends: trials.parquet is a folder there, which a write cannot replace."""
+    """The sweep's storage, down from `down()` until `up()`: trials.parquet is a folder there, which a write cannot
+    replace (`storage.write_bytes` raises StorageError, as for S3 that does not answer)."""
 
     def __init__(self, sweep: Path):
         self.table = sweep / results.TRIALS
 
     def down(self) -> None:
-        if self.table.is_file():
-            self.table.unlink()
+        if not self.table.is_dir():  # written already or not yet
+            self.table.unlink(missing_ok=True)
             self.table.mkdir()
             (self.table / "in-the-way").touch()
 
@@ -638,3 +639,139 @@ def test_a_restarted_trials_wall_time_counts_what_its_dead_process_lost(tune_rec
     (row,) = results.read_trials(str(tune_records)).to_dict("records")
     assert ((died - started) + (died_again - restarted) <= row["wall_s"]
             <= (told - began) + (ended - restart)), row["wall_s"]
+
+
+def reports_epochs(config: dict) -> None:
+    """A trial that reports each of its epochs, counting its runs in the folder `config['runs']`, and then fails where
+    `config['fails']`."""
+    from ray import tune
+
+    runs = Path(config["runs"])
+    (runs / str(len(list(runs.iterdir())))).touch()
+    for epoch in range(1, config["epochs"] + 1):
+        tune.report({"epoch": epoch, "emotion_acc": 0.5, "leakage": 0.4})
+    if config["fails"]:
+        raise ValueError("the trial's own failure")
+
+
+def run_with(storage_callback, recorder, tmp_path: Path, fails: bool = False):
+    """A real Tune run of one `reports_epochs` trial, train.max_failures=0, `storage_callback` before the recorder."""
+    from ray import tune
+    import ray.cloudpickle as cloudpickle
+
+    (tmp_path / "runs").mkdir()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    try:
+        return tune.Tuner(reports_epochs, param_space={"method": "multitask", "runs": str(tmp_path / "runs"),
+                                                       "epochs": recorder.cfg.train.epochs, "fails": fails},
+                          run_config=tune.RunConfig(name="blip", storage_path=str(tmp_path / "tune"), verbose=0,
+                                                    callbacks=[storage_callback, recorder],
+                                                    failure_config=tune.FailureConfig(max_failures=0))).fit()
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.ray
+def test_storage_down_from_a_trials_start_to_its_second_result_neither_fails_nor_restarts_it(
+        tune_records, tmp_path, capsys):
+    """A write that storage did not take at a trial's start or result raised out of the recorder's hook, and a callback
+    that raises there ends Tune's run (`TuneController._schedule_trial_task` raises it out of `step`): a 2-second S3
+    blip ended the sweep. A real Tune run, storage down from the trial's start until its second epoch's result: the
+    trial runs once to its end, the failure is said once, the rows owed are written with the write storage takes."""
+    from ray import tune
+
+    storage = StorageDown(tune_records)
+
+    class Blip(tune.Callback):  # before the recorder, as a failing storage would be
+        def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+            storage.down()
+
+        def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+            if result["epoch"] == 2:
+                storage.up()
+
+    recorder = recorder_of(tune_records, 0)
+    grid = run_with(Blip(), recorder, tmp_path)
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # run once
+    assert grid.num_errors == 0 and grid[0].metrics["epoch"] == recorder.cfg.train.epochs
+    (row,) = results.read_trials(str(tune_records)).to_dict("records")
+    assert (row["status"], row["order"], row["epochs"]) == ("TERMINATED", 1, recorder.cfg.train.epochs)
+    err = capsys.readouterr().err
+    assert err.count("could not be written") == 1, err  # said once: at the start, not again at epoch 1
+    assert (f"avdis sweep: warning: trial {row['trial_id']} started, but trials.parquet in {tune_records} could not "
+            "be written (") in err, err
+    assert ("its row is kept and written with the sweep's next write (at the latest as the experiment ends), and the "
+            "trial runs on") in err, err
+    assert f"avdis sweep: trials.parquet in {tune_records} written again, after 2 writes it did not take" in err, err
+
+
+@pytest.mark.ray
+def test_a_trial_that_fails_while_storage_is_down_has_its_error_written_as_the_experiment_ends(
+        tune_records, tmp_path, capsys):
+    """A write that storage did not take as a trial failed raised out of on_trial_error, which ends Tune's run: the
+    sweep ended on a storage blip, the trial's error unrecorded. A real Tune run, storage down from the trial's
+    failure until the experiment ends: the run ends, and its row, ERROR with the trial's error, is written then."""
+    from ray import tune
+
+    storage = StorageDown(tune_records)
+
+    class Down(tune.Callback):  # before the recorder, as a failing storage would be
+        def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+            storage.down()
+
+        def on_experiment_end(self, trials: list, **info) -> None:
+            storage.up()
+
+    recorder = recorder_of(tune_records, 0)
+    grid = run_with(Down(), recorder, tmp_path, fails=True)
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    assert grid.num_errors == 1
+    (row,) = results.read_trials(str(tune_records)).to_dict("records")
+    assert (row["status"], row["epochs"]) == ("ERROR", recorder.cfg.train.epochs)
+    assert "ValueError: the trial's own failure" in row["error"], row["error"]
+    err = capsys.readouterr().err
+    assert (f"avdis sweep: warning: trial {row['trial_id']} failed, but trials.parquet in {tune_records} could not be "
+            "written (") in err, err
+
+
+@pytest.mark.ray
+def test_an_experiment_cut_short_while_storage_is_down_says_its_running_trials_rows_are_behind(tune_records, capsys):
+    """Rows of trials still running as the experiment ends (interrupted, its driver failed) that storage did not take
+    are not waited for nor raised (over the interruption's own end): the resume runs those trials on and writes them.
+    The outage's failed writes are said once. On the old code the first result's write raised out of the hook."""
+    storage = StorageDown(tune_records)
+    recorder = recorder_of(tune_records, 0)
+    recorder.END_TRIES = (60.0,)  # not waited for
+    running = tune_trial(tune_records, "running", 0)
+    recorder.on_trial_start(0, [], running)
+    storage.down()
+    for epoch in (1, 2):
+        recorder.on_trial_result(epoch, [], running, {"epoch": epoch, "emotion_acc": 0.5, "leakage": 0.4})
+    began = time.monotonic()
+    recorder.on_experiment_end([running])
+    assert time.monotonic() - began < 30
+    err = capsys.readouterr().err
+    assert err.count("could not be written") == 2, err  # the outage's first failure, and the end's
+    assert ("avdis sweep: warning: trial running reported epoch 1, but trials.parquet in "
+            f"{tune_records} could not be written (") in err, err
+    assert (f"avdis sweep: warning: trials.parquet in {tune_records} could not be written as the experiment ended ("
+            in err), err
+    assert ("the rows of trials running, still running, are behind in it; the sweep's resume runs them on and writes "
+            "them") in err, err
+    storage.up()
+    recorder.on_trial_result(3, [], running, {"epoch": 3, "emotion_acc": 0.5, "leakage": 0.4})
+    (row,) = results.read_trials(str(tune_records)).to_dict("records")
+    assert (row["status"], row["epochs"]) == ("RUNNING", 3)
+    assert f"trials.parquet in {tune_records} written again, after 3 writes it did not take" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_a_write_that_fails_of_its_rows_not_of_storage_is_raised(tune_records):
+    """Only storage's failures (StorageError) are kept for a later write: a row the table cannot hold fails every write
+    again, and the sweep would run on recording nothing."""
+    recorder = recorder_of(tune_records, 0)
+    trial = tune_trial(tune_records, "odd", 0)
+    recorder.on_trial_start(0, [], trial)
+    recorder.rows["odd"]["lr"] = "fast"  # a value trials.parquet's schema has no place for
+    with pytest.raises(pa.ArrowInvalid, match="fast"):
+        recorder.on_trial_result(1, [], trial, {"epoch": 1, "emotion_acc": 0.5, "leakage": 0.4})

@@ -2,9 +2,10 @@
 
 One row per trial, rewritten whole after every result, so the table is right while the
 sweep runs, after it ends, and after a killed driver resumes (rows are reloaded from
-storage at set-up; nothing finished is ever dropped: a trial's end that storage did not take is said and written
-with the next write, or as the experiment ends, never raised to Tune, which took it for the trial's failure and ran the
-finished trial again). A trial that errors keeps its row
+storage at set-up; nothing finished is ever dropped: a write that storage did not take, at a trial's start, result,
+error or end, is said once for the outage, its rows kept and written with the next write storage takes, or as the
+experiment ends (`TrialRecorder._kept`), never raised to Tune, which ended the sweep on it, or took a trial's end for
+its failure and ran the finished trial again). A trial that errors keeps its row
 with the error text; so does one that reported a non-finite objective: it ends as ERROR,
 never on the front (objectives are stored as null, never NaN). Early stopping is read off
 the epochs: a trial that ended before `train.epochs` was stopped by the scheduler. Each
@@ -39,6 +40,7 @@ from avdis.data.prepare import recorded
 from avdis.data.splits import split_id
 from avdis.numbers import finite
 from avdis.results import pareto
+from avdis.storage import StorageError
 from avdis.tune.space import own_params, to_overrides
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,12 @@ def _final(row: dict[str, Any]) -> bool:
     return order is not None and order == order  # not None, not NaN
 
 
+def _ended(row: dict[str, Any]) -> bool:
+    """Ended, finished or failed: no later write of its own is coming, and a resume reads it as lost where its row in
+    storage is not this one (`resume.close_lost_trials`)."""
+    return _final(row) or row.get("status") == "ERROR"
+
+
 class TrialRecorder(Callback):
     """`restarts`: Tune restarts the sweep's trials whose process died up to train.max_failures (every trial trains
     in its own process: `sweep.tune_failures`), so a trial lost to a dead process is listed with the value that would
@@ -157,6 +165,9 @@ class TrialRecorder(Callback):
     # ------------------------------------------------------------ Tune hooks
 
     def setup(self, **info: Any) -> None:
+        """Reload the rows storage holds. A read that fails here is raised, ending the sweep before its first trial:
+        unlike a write (`_kept`), it cannot wait for storage, as with the table unread the next write that passed
+        would replace the sweep's record with this run's rows alone."""
         table = results.read_trials(self.sweep_url, self.cfg.s3)
         # an empty cell reads back as NaN, which `x or 0.0` keeps and every later sum inherits: make it None
         table = table.astype(object).where(table.notna(), None)
@@ -182,7 +193,7 @@ class TrialRecorder(Callback):
             return
         row.update(status="RUNNING", stop_reason=None, error=None, order=None)
         row["_started"] = time.time() - (row.get("wall_s") or 0.0)  # a resumed trial's wall time goes on from its row
-        self._write(row)
+        self._kept(row, "started", "the trial runs on")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)
@@ -220,7 +231,7 @@ class TrialRecorder(Callback):
         if "epoch_s_sum" in result:  # the run's sums (avdis.train.loop): an epoch run again after a resume counts once
             row["train_s"], row["work_s"] = float(result["train_s_sum"]), float(result["epoch_s_sum"])
         row["wall_s"] = time.time() - row["_started"] if "_started" in row else row.get("wall_s")
-        self._write(row)
+        self._kept(row, f"reported epoch {row['epochs']}", "the trial runs on")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
@@ -232,16 +243,7 @@ class TrialRecorder(Callback):
             full = (row.get("epochs") or 0) >= self.cfg.train.epochs
             row.update(status="TERMINATED" if full else "STOPPED", order=self._next_order(),
                        stop_reason="completed" if full else f"early_stopped_at_epoch_{row.get('epochs') or 0}")
-        try:
-            self._write(row)
-        except Exception as exc:  # noqa: BLE001 - storage that did not answer: said, and the row is kept
-            self._owed.add(trial.trial_id)
-            # raised out of here, Tune failed the finished trial (`TuneController.stop_trial`) and, by
-            # train.max_failures, trained it again from its last checkpoint, whose second end this row then ignored
-            print(f"avdis sweep: warning: trial {trial.trial_id} ended ({row['status']}), but {results.TRIALS} in "
-                  f"{self.sweep_url} could not be written ({exc}); its row is kept and written with the sweep's next "
-                  "write (at the latest as the experiment ends), and the trial is not run again", file=sys.stderr,
-                  flush=True)
+        self._kept(row, f"ended ({row['status']})", "the trial is not run again")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
@@ -265,7 +267,7 @@ class TrialRecorder(Callback):
             else:
                 said += f": train.max_failures={n} would have restarted it from its last checkpoint"
         row.update(status="ERROR", stop_reason="error", order=None, error=said)
-        self._write(row)
+        self._kept(row, "failed", "the sweep goes on")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts the trial from its last checkpoint (train.max_failures; its row stays RUNNING, and goes on
@@ -329,33 +331,78 @@ class TrialRecorder(Callback):
 
     @property
     def _owed(self) -> set[str]:
-        """The ended trials whose rows a write that failed left unwritten (`on_trial_complete`); none in a recorder
-        restored with an experiment pickled before."""
+        """The trials whose rows changed since the last write storage took (`_kept`); none in a recorder restored with
+        an experiment pickled before."""
         return self.__dict__.setdefault("owed", set())
 
     def _write(self, changed: dict[str, Any] | None) -> None:
         """Write every row, `changed` stamped with the time: its `updated_at` is its own last change. Each write
         stamped every row, so a trial finished hours before read as changed at the last result of any other. Rows
-        `_owed` are written with it."""
+        `_owed` are written with it; where writes failed before it, it says that storage took one again."""
         if changed is not None:
             changed["updated_at"] = time.time()
+            self._owed.add(changed["trial_id"])
         rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in self.rows.values()]
         written = results.record(self.sweep_url, rows, self.cfg.sweep.name, self.cfg.s3, self.cfg.sweep.emotion_metric)
         self._owed.clear()
+        outage = self.__dict__.pop("outage", None)
+        if outage is not None:
+            print(f"avdis sweep: {results.TRIALS} in {self.sweep_url} written again, after {outage['failed']} "
+                  f"write{'s' if outage['failed'] > 1 else ''} it did not take over {time.time() - outage['since']:.0f}"
+                  " s: the rows they owed are in it", file=sys.stderr, flush=True)
         notify(self.listeners, *written)
+
+    def _kept(self, row: dict[str, Any], event: str, then: str) -> None:
+        """Write every row, `row` just changed by its trial's `event` (its start, a result, its failure, its end).
+        Where storage does not take the write (StorageError: S3 or a disk that does not answer, refuses, or is full),
+        the row is kept, owed (`_owed`), and written with the next write storage takes, of any trial's row, or as the
+        experiment ends (`on_experiment_end`, which raises where storage never came back); the first failure of an
+        outage is said, the rest not until a write passes again. Raised out of a Tune hook, a storage blip ended the
+        sweep: from on_trial_start, on_trial_result and on_trial_error Tune raises it out of its loop
+        (`TuneController.step`), and from on_trial_complete it failed the finished trial (`TuneController.stop_trial`)
+        and, by train.max_failures, trained it again. Any other error is raised: it is of the rows, not of storage
+        (a value the table's schema cannot hold), every later write meets it again, and the sweep would run on with
+        nothing recorded."""
+        try:
+            self._write(row)
+        except StorageError as exc:
+            if not self._failed():
+                return
+            print(f"avdis sweep: warning: trial {row['trial_id']} {event}, but {results.TRIALS} in {self.sweep_url} "
+                  f"could not be written ({exc}); its row is kept and written with the sweep's next write (at the "
+                  f"latest as the experiment ends), and {then}; further writes storage does not take are not said "
+                  "until one passes", file=sys.stderr, flush=True)
+
+    def _failed(self) -> bool:
+        """Count a write storage did not take in its outage (ended by the next write it takes: `_write`); whether it is
+        the outage's first."""
+        outage = self.__dict__.setdefault("outage", {"since": time.time(), "failed": 0})
+        outage["failed"] += 1
+        return outage["failed"] == 1
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Write the rows still `_owed`, tried again after each of `END_TRIES`' waits; where storage still does not
-        answer, raise, giving those rows (a resume reads a trial whose row is not written as lost)."""
+        answer, raise, giving the rows of the ended trials among them (a resume reads a trial whose row is not written
+        as lost). Rows of trials still running alone (an experiment cut short: interrupted, or its driver failed) are
+        not waited for: said, not raised (over the interruption's own end), as its resume runs those trials on and
+        writes their rows."""
         for wait in (*self.END_TRIES, None):
             if not self._owed:
                 return
             try:
                 self._write(None)
-            except Exception as exc:  # noqa: BLE001 - tried again, then raised below
+            except StorageError as exc:  # tried again, then raised below
+                self._failed()
+                ended = sorted(tid for tid in self._owed if _ended(self.rows[tid]))
+                if not ended:
+                    print(f"avdis sweep: warning: {results.TRIALS} in {self.sweep_url} could not be written as the "
+                          f"experiment ended ({exc}): the rows of trials {', '.join(sorted(self._owed))}, still "
+                          "running, are behind in it; the sweep's resume runs them on and writes them",
+                          file=sys.stderr, flush=True)
+                    return
                 if wait is None:
                     owed = {tid: {k: v for k, v in self.rows[tid].items() if not k.startswith("_") and k != "config"}
-                            for tid in sorted(self._owed)}
+                            for tid in ended}
                     raise results.ResultsError(
                         f"{self.sweep_url}: {results.TRIALS} could not be written as the sweep's experiment ended "
                         f"({exc}): the rows of ended trials {', '.join(owed)} are not in it. Once storage answers, "
