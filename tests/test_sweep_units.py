@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import optuna
 import pandas as pd
 import pyarrow as pa
 import pytest
+from ray.tune import Callback
 
 from conftest import TINY, free_port, s3_denied, saved_tune_state, stop_process, wait_for_port
 
@@ -1093,6 +1098,123 @@ def test_retry_failed_leaves_the_search_closed_once_its_confirmation_has_begun(t
     unsaved = resume.SavedExperiment(frozenset(), {}, exists=False)
     before = resume.retried_trials(url, cfg, {results.SEARCH: search, results.CONFIRM: unsaved})
     assert before.run == {results.SEARCH: {"search_failed"}, results.CONFIRM: set()} and not before.closed
+
+
+def spanned(config: dict, log: str) -> None:
+    """A Tune trainable of 3 epochs that writes its trial's span (id, start, end) to `log` as it ends: the first trial
+    of the experiment fails at its second epoch (writing its id beside `log`, in `failed`), and run again it runs 4 s,
+    long enough for a trial started beside it to start; the others run 0.3 s."""
+    from ray import tune
+
+    trial, start = tune.get_context().get_trial_id(), time.time()
+    marker = Path(log).with_name("failed")
+    retried = marker.exists() and marker.read_text() == trial
+    for epoch in range(1, 4):
+        time.sleep(4 / 3 if retried else 0.1)
+        if epoch == 2 and not marker.exists():
+            marker.write_text(trial)
+            raise RuntimeError("out of memory")
+        tune.report({"epoch": epoch, "val_emotion_acc": 0.5, "val_leakage": 0.2})
+    with open(log, "a") as out:  # one write a line
+        out.write(json.dumps([trial, start, time.time()]) + "\n")
+
+
+class InterruptOnError(Callback):
+    """Interrupts the driver (SIGINT: Tune saves its state and returns) once a trial has failed: a sweep's driver
+    stopped before its search suggested the next trial."""
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+@contextmanager
+def failed_first_search(tmp_path: Path) -> Iterator[tuple[C.Config, Any]]:
+    """A sweep's search of 3 trials, one at a time (sweep.max_concurrent=1), as a real Tune experiment of the sweep's
+    searcher behind its limiter, where the sweep keeps it, on a local Ray of 2 CPUs (a trial takes 1): its first
+    trial failed, and its driver was interrupted then. Yields the sweep's config and the trainable (`spanned`, its
+    spans in `spans.jsonl`) with Ray still up, for a rerun to restore the experiment."""
+    import shutil
+    import tempfile
+
+    import ray
+    import ray.cloudpickle as cloudpickle
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s", "train.epochs=3", "sweep.num_samples=3",
+                        "sweep.max_concurrent=1", "sweep.search=random",
+                        "sweep.space.methods=[single_task, multitask, nullspace]"])
+    fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
+    temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        trainable = tune.with_resources(tune.with_parameters(spanned, log=str(tmp_path / "spans.jsonl")), {"cpu": 1})
+        search = ConcurrencyLimiter(sweep.searcher(cfg, sweep.url_of(cfg)), max_concurrent=cfg.sweep.max_concurrent)
+        tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=search, num_samples=cfg.sweep.num_samples),
+                   run_config=tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=fs, verbose=0,
+                                             callbacks=[InterruptOnError()])).fit()
+        yield cfg, trainable
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def spans(tmp_path: Path) -> list[list]:
+    """The spans (trial id, start, end) of the trials `failed_first_search` ran to their end, by start."""
+    return sorted((json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()),
+                  key=lambda span: span[1])
+
+
+@pytest.mark.ray
+def test_a_retried_trial_counts_against_max_concurrent(tmp_path):
+    """`--retry-failed` with sweep.max_concurrent=1: Tune starts a restored trial without asking its searcher, and
+    Tune's ConcurrencyLimiter had let the failed trial go at its failure, so it suggested a new trial as the retried
+    one started, and the two ran together (on a GPU box sized for one trial, out of memory: the very failure retried).
+    The restore (`sweep.restored`) counts the retried trial in the limiter's saved state: no two trials' spans
+    overlap. The retried trial's end reaches the searcher, as any trial's the limiter counts."""
+    from avdis.tune import resume, sweep
+
+    with failed_first_search(tmp_path) as (cfg, trainable):
+        failed = (tmp_path / "failed").read_text()
+        assert resume.saved_experiment(cfg, results.SEARCH).status == {failed: "ERROR"}  # no trial suggested after
+        grid = sweep.restored(cfg, results.SEARCH, trainable, retry=True).fit()
+    ran = spans(tmp_path)
+    assert len(ran) == 3 and failed in {trial for trial, _, _ in ran} and not grid.errors
+    assert all(later[1] >= earlier[2] for earlier, later in zip(ran, ran[1:])), ran
+    fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
+    learned = sweep.searcher(cfg)  # as Tune saved it at the end
+    learned.restore(str(max(Path(storage_path, name).glob("searcher-state-*.pkl"))))
+    assert [state for state, _ in learned._told.values()] == [optuna.trial.TrialState.COMPLETE] * 3
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_a_failed_trial_a_plain_rerun_leaves_failed_takes_no_place_of_max_concurrent(tmp_path):
+    """A trial that failed after Tune last saved its state, before its driver was killed, was saved running, and so
+    counted by Tune's ConcurrencyLimiter (`live_trials`). `mark_failed_trials` makes it failed in the saved
+    experiment, which a rerun without --retry-failed does not run: with sweep.max_concurrent=1 the limiter suggested
+    nothing more for ever, and the rerun hung with no trial running (seen: past a SIGINT, until killed). The restore
+    counts the trials Tune runs alone: the search's 2 other trials run, one at a time. The saved limiter's count is
+    set here as that kill leaves it."""
+    import ray.cloudpickle as cloudpickle
+
+    from avdis.tune import resume, sweep
+
+    with failed_first_search(tmp_path) as (cfg, trainable):
+        failed = (tmp_path / "failed").read_text()
+        fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
+        (state_file,) = Path(storage_path, name).glob("search_gen_state-*.json")
+        state = cloudpickle.loads(state_file.read_bytes())
+        state[resume.LIMITER].update(live_trials={failed}, num_unfinished_live_trials=1)
+        state_file.write_bytes(cloudpickle.dumps(state))
+        grid = sweep.restored(cfg, results.SEARCH, trainable).fit()
+    ran = spans(tmp_path)
+    assert len(ran) == 2 and failed not in {trial for trial, _, _ in ran} and len(grid.errors) == 1
+    assert ran[1][1] >= ran[0][2], ran
 
 
 def test_a_sweeps_last_words_say_its_search_trials_are_not_retried_once_its_confirmation_has_begun(tmp_path):

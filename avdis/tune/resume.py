@@ -225,6 +225,45 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
             storage.write_bytes(newest, json.dumps(state).encode(), cfg.s3)
 
 
+LIMITER = "name:ConcurrencyLimiter"  # the limiter's entry in Tune's saved search state (`SearchGenerator.save_to_dir`)
+UNFINISHED = ("RUNNING", "PENDING", "PAUSED")  # a trial's status in Tune's saved state that a restore resumes
+
+
+def count_restored_trials(cfg: Config, role: str, retry: bool) -> None:
+    """Make the saved ConcurrencyLimiter of the experiment of `role` (`sweep.max_concurrent`) count as running
+    (`live_trials`) the trials Tune runs as it restores the experiment, and those alone: the trials its saved state
+    holds as unfinished and, with `retry` (`--retry-failed`: `resume_errored`), those it holds as failed. Tune starts
+    restored trials without asking its searcher, and the limiter, which counts the trials it suggested, had let a
+    failed trial go at its failure: a retried trial ran beside a new suggestion (with sweep.max_concurrent=1, two
+    trials on a GPU box sized for one: out of memory, the very failure retried), and its end was not passed on to the
+    searcher (the limiter passes on the completions of the trials it counts). A failed trial it still counted (one
+    that failed after Tune last saved its state, before its driver was killed: `mark_failed_trials`) is not run by a
+    plain rerun, and would hold its place for ever. Run before each restore (`sweep.restored`): written whole in place
+    of the newest saved search state, which Tune restores (`_load_newest_checkpoint`: by name), where it changes.
+    Tune still starts every restored trial at once: more retried trials than sweep.max_concurrent run together."""
+    import ray.cloudpickle as cloudpickle
+
+    states = storage.list_files(storage.join(checkpoints_of(cfg), experiment_of(cfg, role)[2]), ".json", cfg.s3)
+    states = [url for url in states if url.rsplit("/", 1)[-1].startswith("search_gen_state-")]
+    if not states:
+        return
+    status = saved_experiment(cfg, role).status
+    run = {trial for trial, said in status.items() if said in UNFINISHED or (retry and said == "ERROR")}
+    newest = max(states)
+    try:
+        state = cloudpickle.loads(storage.read_bytes(newest, cfg.s3))
+        limiter = state[LIMITER]
+        if set(limiter["live_trials"]) == run and limiter["num_unfinished_live_trials"] == len(run):
+            return
+        limiter["live_trials"], limiter["num_unfinished_live_trials"] = set(run), len(run)
+    except (KeyError, TypeError, ValueError, EOFError, AttributeError, cloudpickle.pickle.UnpicklingError) as exc:
+        print(f"avdis sweep: warning: {newest} is not laid out as Ray 2.60's saved search state ({exc!r}): "
+              "sweep.max_concurrent may not count the trials this rerun resumes or retries", file=sys.stderr,
+              flush=True)
+        return
+    storage.write_bytes(newest, cloudpickle.dumps(state), cfg.s3)
+
+
 # why `--retry-failed` leaves the search's failed trials failed once the front's confirmation has begun
 # (`retried_trials`: closed), as the flag and the sweep's last words (`failures`) say it
 CLOSED_WHY = ("the confirmation of the search's front has begun, and re-trains the front it began on, which a retried "

@@ -146,7 +146,7 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
     Its trials run the same trainable and land in the same trials.parquet, recorded as `role`. Tune restarts a
     failed trial up to `tune_failures` (`in_process`: every trial trains in its own process). Restored with `retry`
     (`--retry-failed`), the trials that ended in an error are run again, each from its latest checkpoint (Tune's
-    `resume_errored`); without it they stay failed.
+    `resume_errored`), counted against sweep.max_concurrent (`restored`); without it they stay failed.
     """
     from ray import tune
 
@@ -156,12 +156,10 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base, sweep_url=sweep_url, checkpoints_url=checkpoints_of(cfg)),
         TrialResources(base))
-    fs, storage_path, name = experiment_of(cfg, role)
-    experiment = f"{storage_path}/{name}"
     if resume and restorable(cfg, role):
         print(f"avdis sweep: resuming {sweep_url} ({role})", flush=True)
-        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=retry,
-                                  restart_errored=False, storage_filesystem=fs)
+        return restored(cfg, role, trainable, retry)
+    fs, storage_path, name = experiment_of(cfg, role)
     return tune.Tuner(
         trainable, tune_config=tune_config,
         run_config=tune.RunConfig(
@@ -171,6 +169,20 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),  # in-process trials' checkpoints
         ),
     )
+
+
+def restored(cfg: Config, role: str, trainable: Any, retry: bool = False):
+    """The Tuner of the saved experiment of `role`, restored to run `trainable`: its unfinished trials resumed and,
+    with `retry`, its failed ones run again (`resume_errored`), each counted against sweep.max_concurrent
+    (`resume.count_restored_trials`: Tune starts them without asking the searcher)."""
+    from ray import tune
+
+    from avdis.tune.resume import count_restored_trials  # it imports this module
+
+    count_restored_trials(cfg, role, retry)
+    fs, storage_path, name = experiment_of(cfg, role)
+    return tune.Tuner.restore(f"{storage_path}/{name}", trainable, resume_unfinished=True, resume_errored=retry,
+                              restart_errored=False, storage_filesystem=fs)
 
 
 class SweepInterrupted(AvdisError):
