@@ -6,6 +6,7 @@ result is made up from its number."""
 from __future__ import annotations
 
 import itertools
+import logging
 import pickle
 from collections import Counter
 import tracemalloc
@@ -386,14 +387,15 @@ def test_a_searcher_tune_pickled_before_it_was_given_num_samples_still_suggests(
     assert len(drive(restored, cfg, 3)) == 3
 
 
-def test_a_failed_trial_tune_runs_again_is_learned_by_the_searcher_and_is_no_extra_trial(tmp_path):
+def test_a_failed_trial_tune_runs_again_is_learned_by_the_searcher_and_is_no_extra_trial(tmp_path, caplog):
     """`avdis sweep --retry-failed`: Tune runs a failed trial again, from its checkpoint, under the same trial id. The
-    searcher told it as failed (FAIL) and Tune's ConcurrencyLimiter closed it: its second completion is dropped there,
-    so the searcher never learned the result and went on suggesting as if the trial had failed. It now sees the retried
-    trial's results, and learns its end from trials.parquet (as it learns the trials a killed driver ended apart)
-    before its next suggestion: the trial's configuration is told its values. The trial stays one of
-    `sweep.num_samples`: the search still ends at 4 Tune trials. Told without the limiter, or recorded finished when
-    the searcher is restored, it is learned too; nothing raises on a second completion."""
+    searcher told it as failed (FAIL) and Tune's ConcurrencyLimiter closed it at its failure: its second completion
+    was dropped there, so the searcher never learned the result and went on suggesting as if the trial had failed.
+    Restored, the limiter counts it again (as `resume.count_restored_trials` leaves its saved state: it takes the one
+    place while it runs) and passes its end on: the trial's configuration is told its values. The trial stays one of
+    `sweep.num_samples`: the search still ends at 4 Tune trials. Recorded finished when the searcher is restored (it
+    finished after Tune last saved its state), it is learned from trials.parquet; nothing raises on a second
+    completion, and a retried trial that fails again stays failed."""
     from ray.tune.experiment import Trial
 
     from avdis import results
@@ -430,20 +432,20 @@ def test_a_failed_trial_tune_runs_again_is_learned_by_the_searcher_and_is_no_ext
     saved = tmp_path / "searcher-state.pkl"
     search.save(str(saved))  # Tune's save at the sweep's end (exit 1, t0 listed)
 
-    # the rerun with --retry-failed: Tune restores searcher and limiter, and runs t0 again
+    # the rerun with --retry-failed: Tune restores searcher and limiter (counting t0), and runs t0 again
     restored = searcher(cfg, url)
     restored.restore(str(saved))
     again = ConcurrencyLimiter(restored, max_concurrent=1)
-    again.set_state(limiter.get_state())
+    again.set_state({**limiter.get_state(), "live_trials": {"t0"}, "num_unfinished_live_trials": 1})
     recorder.on_trial_start(0, [], failed)
     assert results.read_trials(url).set_index("trial_id").loc["t0", "status"] == "RUNNING"
-    reported = finish(again, failed)  # the limiter drops its second completion
+    assert again.suggest("t2") is None  # t0 takes the one place
+    reported = finish(again, failed)
     key = config_key(failed.config)
-    assert restored._told[key][0] == FAIL  # not learned yet: Tune told the limiter alone
-    suggested = [start(again, "t2")]  # learned before the suggestion
     study = restored._ot_study.get_trials(deepcopy=False)
     assert (study[restored._ot_trials["t0"].number].state, restored._told[key][0]) == (COMPLETE, COMPLETE)
     assert study[restored._ot_trials["t0"].number].values == [reported["val_emotion_acc"], reported["val_leakage"]]
+    suggested = [start(again, "t2")]
     assert config_key(suggested[0].config) != key
     finish(again, suggested[0])
     suggested.append(start(again, "t3"))
@@ -453,17 +455,19 @@ def test_a_failed_trial_tune_runs_again_is_learned_by_the_searcher_and_is_no_ext
     restored.on_trial_complete("t0", reported)  # a second completion passed on: nothing raises, nothing changes
     assert restored._told[key][0] == COMPLETE and len(restored._ot_trials) == 4
 
-    # the same end told to the searcher itself (no limiter, no table), and recorded finished when one is restored
+    # recorded finished when the searcher is restored from the state saved before the retry: learned from the table
+    alone = searcher(cfg)
+    alone.restore(str(saved))
+    trials = alone._ot_study.get_trials(deepcopy=False)
+    assert (trials[alone._ot_trials["t0"].number].state, alone._told[key][0]) == (COMPLETE, COMPLETE)
+    assert len(alone._ot_trials) == 4  # t2 and t3, ended after the save, learned from the table too
+
+    # retried and failed again: it stays failed, with nothing said of a second completion
     unseen = tmp_path / "searcher-state-unseen.pkl"  # the saved state, without the table to learn from
     unseen.write_bytes(pickle.dumps({**pickle.loads(saved.read_bytes()), "trials_at": None}))
-    for told in ("directly", "restored"):
-        alone = searcher(cfg)
-        alone.restore(str(unseen if told == "directly" else saved))
-        if told == "directly":
-            assert alone._told[key][0] == FAIL
-            alone.on_trial_result("t0", reported)
-            alone.on_trial_complete("t0", reported)
-        trials = alone._ot_study.get_trials(deepcopy=False)
-        assert (trials[alone._ot_trials["t0"].number].state, alone._told[key][0]) == (COMPLETE, COMPLETE), told
-        # t2 and t3, ended after the save, learned from the table too
-        assert not alone._retrying and len(alone._ot_trials) == (2 if told == "directly" else 4)
+    again_failed = searcher(cfg)
+    again_failed.restore(str(unseen))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again_failed.on_trial_complete("t0", error=True)
+    assert again_failed._told[key][0] == FAIL and not caplog.records

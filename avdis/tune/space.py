@@ -45,7 +45,6 @@ from ray.tune.utils.util import unflatten_dict
 
 from avdis import results
 from avdis.config import Range, S3Config, SearchSpace
-from avdis.errors import AvdisError
 from avdis.results import pareto
 
 LEAKAGE = pareto.SELECTED[1]  # the leakage the searcher is told (validation clips')
@@ -248,7 +247,6 @@ class SweepSearch(OptunaSearch):
         self._running: dict[str, str] = {}
         self._waiting: dict[str, list[optuna.Trial]] = {}
         self._repeated: set[str] = set()
-        self._retrying: set[str] = set()  # trials told as failed that Tune runs again (`--retry-failed`)
 
     def exhausted(self) -> bool:
         """Every configuration of a space of finitely many was trained or is training."""
@@ -258,7 +256,6 @@ class SweepSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | str | None:
         if not isinstance(self._space, DefineByRun) or trial_id in self._ot_trials:
             return super().suggest(trial_id)
-        self._learn_retried()
         if self.exhausted():
             log.info("sweep search: every one of the space's %d configurations was tried; the search ends",
                      space_size(self._space.space))
@@ -326,33 +323,11 @@ class SweepSearch(OptunaSearch):
         told = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
         return _outcome(told)[0] == optuna.trial.TrialState.FAIL
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """A result of a trial told as failed: Tune runs it again (`--retry-failed`), and its end is learned from
-        trials.parquet (`_learn_retried`): Tune's ConcurrencyLimiter, which closed the trial at its failure, does not
-        pass its second completion on."""
-        if self._failed(trial_id):
-            self.__dict__.setdefault("_retrying", set()).add(trial_id)
-        super().on_trial_result(trial_id, result)
-
-    def _learn_retried(self) -> None:
-        """Before a suggestion, learn the result of each trial Tune runs again that has ended since
-        (`learn_recorded`, from the sweep's trials.parquet): the searcher suggests on it, and it is none of the
-        trials still to suggest. A table storage does not give now is read at the next suggestion."""
-        where = self.__dict__.get("trials_at")
-        if not self.__dict__.get("_retrying") or where is None:
-            return
-        try:
-            trials = results.read_trials(*where)
-        except (AvdisError, OSError) as exc:
-            log.warning("sweep search: the trials retried were not learned now (%s); tried again at the next "
-                        "suggestion", exc)
-            return
-        self.learn_recorded(trials)
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self._failed(trial_id) and result and not error:  # retried, its completion passed on (no limiter)
-            self._learn(trial_id, self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number].params,
-                        result, failed=False)
+        if self._failed(trial_id):  # run again (`--retry-failed`): learned if it finished, still failed if not
+            if result and not error:
+                self._learn(trial_id, self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+                            .params, result, failed=False)
             return
         stopped = bool(result) and int(result.get(self.time_attr, self.full_epochs)) < self.full_epochs
         if stopped and not error and self.stopped_as == "pruned":
@@ -373,11 +348,10 @@ class SweepSearch(OptunaSearch):
         """OptunaSearch's restore, then what the saved state does not know of the trials the sweep recorded
         (`learn_recorded`). A searcher saved by an avdis that kept no record of configurations (it trained them
         again) learns them from its study: each of its Tune trials, told or still running."""
-        for name in ("_told", "_running", "_waiting", "_repeated", "_retrying"):  # the saved state's, not this object's
+        for name in ("_told", "_running", "_waiting", "_repeated"):  # the saved state's, not this object's
             self.__dict__.pop(name, None)
         super().restore(checkpoint_path)
         self.__dict__.setdefault("_repeated", set())  # saved before it was kept: each repeated once more at most
-        self.__dict__.setdefault("_retrying", set())
         if "_told" not in self.__dict__:
             self._record_from_study()
         where = self.__dict__.get("trials_at")  # none in a searcher pickled by an avdis before it (or the replay's)
@@ -409,12 +383,10 @@ class SweepSearch(OptunaSearch):
         leakage below 0 as 0, a failure as FAIL). A trial recorded as running, or closed as lost
         (`results.LOST`), has no result: its configuration is left to be drawn and trained again. So is a trial this
         searcher was told failed that the table records as finished: Tune ran it again (`--retry-failed`) and it
-        finished, after Tune last saved its state or before this searcher's next suggestion (`_learn_retried`);
-        one recorded as running is being run again. Returns the trial ids learned."""
+        finished after Tune last saved its state (its end, passed on by Tune's ConcurrencyLimiter while it runs:
+        `on_trial_complete`, was not saved). Returns the trial ids learned."""
         ended = results.ended(trials, results.SEARCH)
         retried = ended[ended["order"].notna() & ended["trial_id"].map(self._failed)]
-        again = trials.loc[(trials["status"] == "RUNNING") & trials["trial_id"].map(self._failed), "trial_id"]
-        self._retrying = (set(self.__dict__.get("_retrying", set())) | set(again)) - set(ended["trial_id"])
         ended = ended[~ended["trial_id"].isin(list(self._ot_trials))]
         learned = pd.concat([ended, retried]) if len(retried) else ended
         if "updated_at" in learned:
@@ -436,7 +408,6 @@ class SweepSearch(OptunaSearch):
         in the study (samplers leave failures out), and its configuration is told its result in its place. It is
         still one trial of `num_samples` (`_ot_trials`, by Tune trial)."""
         self._completed_trials.discard(trial_id)
-        self.__dict__.get("_retrying", set()).discard(trial_id)
         self._ot_study.enqueue_trial(params)
         ot_trial = self._ot_study.ask()
         key = config_key(self._suggest_from_define_by_run_func(self._space, ot_trial))
