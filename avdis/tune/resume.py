@@ -1,7 +1,9 @@
 """What a resumed sweep finds of the Tune experiments and trials of the driver that was killed or stopped: the
 experiments where they should be (`check_experiments`), its unfinished trials' checkpoints (`check_trial_runs`), what
-a saved experiment lists (`saved_experiment`, read once a resume: `read_saved`), the trials that ended apart from it
-(`ended_apart`), and the trials no one will finish, closed and their checkpoints removed (`close_lost_trials`)."""
+a saved experiment lists (`saved_experiment`, read once a resume: `read_saved`), its failed trials
+(`mark_failed_trials`, `retried_trials`), what its ConcurrencyLimiter counts as running once restored
+(`count_restored_trials`), the trials that ended apart from it (`ended_apart`), and the trials no one will finish,
+closed and their checkpoints removed (`close_lost_trials`)."""
 
 from __future__ import annotations
 
