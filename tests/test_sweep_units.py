@@ -1100,19 +1100,20 @@ def test_retry_failed_leaves_the_search_closed_once_its_confirmation_has_begun(t
     assert before.run == {results.SEARCH: {"search_failed"}, results.CONFIRM: set()} and not before.closed
 
 
-def spanned(config: dict, log: str) -> None:
-    """A Tune trainable of 3 epochs that writes its trial's span (id, start, end) to `log` as it ends: the first trial
-    of the experiment fails at its second epoch (writing its id beside `log`, in `failed`), and run again it runs 4 s,
-    long enough for a trial started beside it to start; the others run 0.3 s."""
+def spanned(config: dict, log: str, fails: int = 1) -> None:
+    """A Tune trainable of 3 epochs that writes its trial's span (id, start, end) to `log` as it ends: the first
+    `fails` trials of the experiment fail at their second epoch (writing their ids beside `log`, in `failed`, a line
+    each), and run again each runs 4 s, long enough for a trial started beside it to start; the others run 0.3 s."""
     from ray import tune
 
     trial, start = tune.get_context().get_trial_id(), time.time()
     marker = Path(log).with_name("failed")
-    retried = marker.exists() and marker.read_text() == trial
+    failed = marker.read_text().splitlines() if marker.exists() else []
+    retried = trial in failed
     for epoch in range(1, 4):
         time.sleep(4 / 3 if retried else 0.1)
-        if epoch == 2 and not marker.exists():
-            marker.write_text(trial)
+        if epoch == 2 and not retried and len(failed) < fails:
+            marker.write_text("\n".join([*failed, trial]))
             raise RuntimeError("out of memory")
         tune.report({"epoch": epoch, "val_emotion_acc": 0.5, "val_leakage": 0.2})
     with open(log, "a") as out:  # one write a line
@@ -1120,19 +1121,27 @@ def spanned(config: dict, log: str) -> None:
 
 
 class InterruptOnError(Callback):
-    """Interrupts the driver (SIGINT: Tune saves its state and returns) once a trial has failed: a sweep's driver
-    stopped before its search suggested the next trial."""
+    """Interrupts the driver (SIGINT: Tune saves its state and returns) once `fails` trials have failed: a sweep's
+    driver stopped before its search suggested the next trial."""
+
+    def __init__(self, fails: int = 1):
+        self.fails = fails
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        os.kill(os.getpid(), signal.SIGINT)
+        self.fails -= 1
+        if self.fails == 0:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 @contextmanager
-def failed_first_search(tmp_path: Path) -> Iterator[tuple[C.Config, Any]]:
+def failed_first_search(tmp_path: Path, fails: int = 1,
+                        scheduler: bool = False) -> Iterator[tuple[C.Config, Any]]:
     """A sweep's search of 3 trials, one at a time (sweep.max_concurrent=1), as a real Tune experiment of the sweep's
     searcher behind its limiter, where the sweep keeps it, on a local Ray of 2 CPUs (a trial takes 1): its first
-    trial failed, and its driver was interrupted then. Yields the sweep's config and the trainable (`spanned`, its
-    spans in `spans.jsonl`) with Ray still up, for a rerun to restore the experiment."""
+    `fails` trials failed, and its driver was interrupted then. With `scheduler`, under the sweep's scheduler
+    (`sweep.scheduler`, type none), else under none, as Tune restores an experiment begun before the sweep gave one.
+    Yields the sweep's config and the trainable (`spanned`, its spans in `spans.jsonl`) with Ray still up, for a
+    rerun to restore the experiment."""
     import shutil
     import tempfile
 
@@ -1144,18 +1153,20 @@ def failed_first_search(tmp_path: Path) -> Iterator[tuple[C.Config, Any]]:
     from avdis.tune import sweep
 
     cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s", "train.epochs=3", "sweep.num_samples=3",
-                        "sweep.max_concurrent=1", "sweep.search=random",
+                        "sweep.max_concurrent=1", "sweep.search=random", "sweep.scheduler.type=none",
                         "sweep.space.methods=[single_task, multitask, nullspace]"])
     fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
     temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # short: Ray's socket paths have a length limit
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-        trainable = tune.with_resources(tune.with_parameters(spanned, log=str(tmp_path / "spans.jsonl")), {"cpu": 1})
+        trainable = tune.with_resources(
+            tune.with_parameters(spanned, log=str(tmp_path / "spans.jsonl"), fails=fails), {"cpu": 1})
         search = ConcurrencyLimiter(sweep.searcher(cfg, sweep.url_of(cfg)), max_concurrent=cfg.sweep.max_concurrent)
-        tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=search, num_samples=cfg.sweep.num_samples),
+        tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=search, num_samples=cfg.sweep.num_samples,
+                                                          scheduler=sweep.scheduler(cfg) if scheduler else None),
                    run_config=tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=fs, verbose=0,
-                                             callbacks=[InterruptOnError()])).fit()
+                                             callbacks=[InterruptOnError(fails)])).fit()
         yield cfg, trainable
     finally:
         ray.shutdown()
@@ -1189,6 +1200,25 @@ def test_a_retried_trial_counts_against_max_concurrent(tmp_path):
     learned = sweep.searcher(cfg)  # as Tune saved it at the end
     learned.restore(str(max(Path(storage_path, name).glob("searcher-state-*.pkl"))))
     assert [state for state, _ in learned._told.values()] == [optuna.trial.TrialState.COMPLETE] * 3
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("scheduler", [False, True], ids=["begun_without_one", "the_sweeps"])
+def test_retried_trials_past_max_concurrent_run_one_at_a_time(tmp_path, scheduler):
+    """`--retry-failed` with two failed trials and sweep.max_concurrent=1: the limiter counted both retried trials
+    (no new suggestion while they ran), but Tune starts every trial a restore resumes as it adds it, so the two ran
+    side by side (on a GPU box sized for one trial, out of memory: the very failure retried). The sweep's scheduler
+    (`schedulers.AtMost`, given the limit by `sweep.restored` where the experiment was begun without it) holds the
+    second back until the first ends: no two trials' spans overlap, the search's third trial after them."""
+    from avdis.tune import resume, sweep
+
+    with failed_first_search(tmp_path, fails=2, scheduler=scheduler) as (cfg, trainable):
+        failed = (tmp_path / "failed").read_text().splitlines()
+        assert resume.saved_experiment(cfg, results.SEARCH).status == dict.fromkeys(failed, "ERROR")
+        grid = sweep.restored(cfg, results.SEARCH, trainable, retry=True).fit()
+    ran = spans(tmp_path)
+    assert len(ran) == 3 and set(failed) == {trial for trial, _, _ in ran[:2]} and not grid.errors
+    assert all(later[1] >= earlier[2] for earlier, later in zip(ran, ran[1:])), ran
 
 
 @pytest.mark.ray

@@ -242,7 +242,8 @@ def count_restored_trials(cfg: Config, role: str, retry: bool) -> None:
     that failed after Tune last saved its state, before its driver was killed: `mark_failed_trials`) is not run by a
     plain rerun, and would hold its place for ever. Run before each restore (`sweep.restored`): written whole in place
     of the newest saved search state, which Tune restores (`_load_newest_checkpoint`: by name), where it changes.
-    Tune still starts every restored trial at once: more retried trials than sweep.max_concurrent run together."""
+    Tune starts every restored trial as it adds it; the sweep's scheduler (`schedulers.AtMost`) holds those past
+    sweep.max_concurrent back until a place frees."""
     import ray.cloudpickle as cloudpickle
 
     states = storage.list_files(storage.join(checkpoints_of(cfg), experiment_of(cfg, role)[2]), ".json", cfg.s3)

@@ -18,6 +18,9 @@ epoch-2 values is 0.12-0.18), so a trial beaten by less than that is as likely t
 ahead. Once a sweep's searcher has found the good region, the rung fills with trials that
 differ by noise alone; a rank cut there stops good trials at random (the replay benchmark
 measured it), the margin stops only the clearly worse.
+
+`AtMost`, under MO-ASHA and under every other experiment of a sweep (`sweep.scheduler.type=none`, the
+confirmation), holds to `sweep.max_concurrent` the trials Tune runs at once, restored ones too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from avdis import storage
@@ -118,8 +122,50 @@ def read_state(url: str,
     return rungs, stopped
 
 
-class MOASHAScheduler(FIFOScheduler):
-    """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so.
+class AtMost(FIFOScheduler):
+    """Tune's FIFO scheduling with no more than `max_concurrent` trials (`sweep.max_concurrent`) running at once.
+
+    Tune's ConcurrencyLimiter holds back only its searcher's suggestions, and Tune starts the trials a restore
+    resumes (unfinished, and failed ones under `--retry-failed`: `resume_errored`) without asking it, each as soon
+    as it is added: with two failed trials and sweep.max_concurrent=1 both retried trials ran side by side (on a GPU
+    box sized for one trial, out of memory: the very failure retried). A trial added while `max_concurrent` others
+    take a place (running, or pending: starting) is held PAUSED (`on_trial_add`, before Tune files it by its
+    status: Ray 2.60's TuneController starts every pending trial, whatever its scheduler chooses), and started when
+    a place frees (`choose_trial_to_run`, which Tune asks at each step), first added first. A held trial keeps its
+    place in the limiter (`resume.count_restored_trials` counts it), so nothing new is suggested before it runs.
+    `max_concurrent` None holds nothing back (a scheduler pickled with a sweep's experiment before it had one;
+    `sweep.restored` sets it)."""
+
+    max_concurrent: int | None = None
+
+    def __init__(self, max_concurrent: int | None = None):
+        super().__init__()
+        self.max_concurrent = max_concurrent
+
+    def _places(self, tune_controller, but: Any = None) -> int:
+        """The trials that take a place: running or starting (pending), `but` aside."""
+        return sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in tune_controller.get_trials() if t is not but)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if (self.max_concurrent and trial.status == Trial.PENDING
+                and self._places(tune_controller, but=trial) >= self.max_concurrent):
+            trial.set_status(Trial.PAUSED)
+
+    def choose_trial_to_run(self, tune_controller):
+        trials = tune_controller.get_trials()
+        pending = next((t for t in trials if t.status == Trial.PENDING), None)
+        if pending is not None or (self.max_concurrent and self._places(tune_controller) >= self.max_concurrent):
+            return pending
+        return next((t for t in trials if t.status == Trial.PAUSED), None)
+
+    def debug_string(self) -> str:
+        return f"FIFO, at most {self.max_concurrent} trials at once" if self.max_concurrent else super().debug_string()
+
+
+class MOASHAScheduler(AtMost):
+    """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so; no more than `max_concurrent`
+    trials run at once (`AtMost`). It never pauses a trial.
 
     With `state_url` its rungs are written there at every rung result and read back by the copy `Tuner.restore`
     unpickles: Ray Tune 2.60 restores a sweep's searcher but never its scheduler's state, so a resumed sweep began
@@ -127,8 +173,9 @@ class MOASHAScheduler(FIFOScheduler):
     """
 
     def __init__(self, max_epochs: int, grace: int = 1, eta: int = 3, margin: float = 0.0, time_attr: str = "epoch",
-                 state_url: str | None = None, s3: S3Config | None = None, on: tuple[str, ...] = tuple(SELECTION)):
-        super().__init__()
+                 state_url: str | None = None, s3: S3Config | None = None, on: tuple[str, ...] = tuple(SELECTION),
+                 max_concurrent: int | None = None):
+        super().__init__(max_concurrent)
         self.on = on  # the result keys ranked on: the emotion metric's (max), then leakage's (min)
         self.core = MOSuccessiveHalving(max_epochs, grace, eta, margin)
         self.time_attr = time_attr

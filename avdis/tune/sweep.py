@@ -17,7 +17,7 @@ Confirm (`sweep.confirm_seeds` = k > 0): once the search ends, the configuration
 front at full length (`results.search_front`: early-stopped trials are not re-trained)
 are trained again at the k seeds after their own (seed + 1..k, past any the search trained
 them at: `confirmation.confirm_points`), everything else as searched, in
-a second Tune experiment, `<name>-confirm/`: the same trainable, no scheduler (full epochs),
+a second Tune experiment, `<name>-confirm/`: the same trainable, no early stopping (full epochs),
 the same callbacks, so its rows (role `confirm`) land in the same trials.parquet and the
 report's front becomes seed means with their spread. It resumes like the search: the
 experiment is restored and its finished trials report their recorded result.
@@ -56,7 +56,7 @@ from avdis.tune.confirmation import FixedPoints, confirm_points
 from avdis.tune.preflight import (check_accumulation, check_modalities, check_shards_whole, check_space,
                                   check_validation, trial_sizes)
 from avdis.tune.records import SEED, Listener, TrialRecorder
-from avdis.tune.schedulers import MOASHAScheduler, MOSuccessiveHalving, read_state
+from avdis.tune.schedulers import AtMost, MOASHAScheduler, MOSuccessiveHalving, read_state
 from avdis.tune.space import DefineByRun, SweepSearch, sampler, space_size, to_overrides
 from avdis.tune.spec import check_data, check_restarts_kept, check_spec, record_spec
 from avdis.tune.trial import explained_errors_off_the_console, run_trial
@@ -174,15 +174,24 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
 def restored(cfg: Config, role: str, trainable: Any, retry: bool = False):
     """The Tuner of the saved experiment of `role`, restored to run `trainable`: its unfinished trials resumed and,
     with `retry`, its failed ones run again (`resume_errored`), each counted against sweep.max_concurrent
-    (`resume.count_restored_trials`: Tune starts them without asking the searcher)."""
+    (`resume.count_restored_trials`: Tune starts them without asking the searcher) and no more than it run at once
+    (its scheduler, an `AtMost`, given the limit here: Tune starts every restored trial as it adds it)."""
     from ray import tune
 
     from avdis.tune.resume import count_restored_trials  # it imports this module
 
     count_restored_trials(cfg, role, retry)
     fs, storage_path, name = experiment_of(cfg, role)
-    return tune.Tuner.restore(f"{storage_path}/{name}", trainable, resume_unfinished=True, resume_errored=retry,
-                              restart_errored=False, storage_filesystem=fs)
+    tuner = tune.Tuner.restore(f"{storage_path}/{name}", trainable, resume_unfinished=True, resume_errored=retry,
+                               restart_errored=False, storage_filesystem=fs)
+    # the scheduler Tune restores with the experiment, pickled as it began: one begun before `AtMost` had none, or
+    # one without its limit (a Ray Client's tuner runs on the cluster, with the one pickled)
+    tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    if tune_config is not None:
+        if not isinstance(tune_config.scheduler, AtMost):
+            tune_config.scheduler = AtMost()
+        tune_config.scheduler.max_concurrent = cfg.sweep.max_concurrent
+    return tuner
 
 
 class SweepInterrupted(AvdisError):
@@ -301,16 +310,17 @@ def space_spent(cfg: Config) -> str:
 SCHEDULER_STATE = "mo_asha.json"  # under the sweep's URL: MO-ASHA's rungs, for a resumed sweep
 
 
-def scheduler(cfg: Config, sweep_url: str | None = None) -> MOASHAScheduler | None:
-    """The sweep's trial scheduler (None: every trial runs its full epochs); the replay drives it too. With
-    `sweep_url` it keeps its rungs there, for a resumed sweep."""
+def scheduler(cfg: Config, sweep_url: str | None = None) -> AtMost:
+    """The sweep's trial scheduler: MO-ASHA, or (`sweep.scheduler.type=none`) one under which every trial runs its
+    full epochs; either runs no more than sweep.max_concurrent trials at once (`AtMost`). The replay drives it too.
+    With `sweep_url` MO-ASHA keeps its rungs there, for a resumed sweep."""
     s = cfg.sweep
     if s.scheduler.type == "mo_asha":
         k = s.scheduler
         state = storage.join(sweep_url, SCHEDULER_STATE) if sweep_url else None
         return MOASHAScheduler(cfg.train.epochs, k.grace_epochs, k.eta, k.margin, state_url=state, s3=cfg.s3,
-                               on=tuple(selection(s.emotion_metric)))
-    return None
+                               on=tuple(selection(s.emotion_metric)), max_concurrent=s.max_concurrent)
+    return AtMost(s.max_concurrent)
 
 
 def scheduler_plan(cfg: Config) -> str:
@@ -376,7 +386,7 @@ def confirm(cfg: Config, sweep_url: str, resume: bool, views: Views, reuse: bool
           f"epoch{'s' if cfg.train.epochs > 1 else ''}", flush=True)
     fixed = FixedPoints(points, (sweep_url, cfg.s3))
     tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(fixed, max_concurrent=s.max_concurrent),
-                                  num_samples=len(points), reuse_actors=reuse)
+                                  scheduler=AtMost(s.max_concurrent), num_samples=len(points), reuse_actors=reuse)
     # the confirming trials a killed driver ran after Tune's last save are not Tune's, nor trained again (FixedPoints)
     apart = len(ended_apart(sweep_url, cfg, results.CONFIRM, saved)) if resume else 0
     fit(_experiment(cfg, sweep_url, results.CONFIRM, tune_config, resume, views, in_process=reuse, retry=retry),
