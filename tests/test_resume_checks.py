@@ -390,7 +390,9 @@ def test_a_failed_trial_marked_in_tunes_saved_state_keeps_the_failure_it_was_sav
     `mark_failed_trials` made it ERROR with that count, so a retried trial killed again said its count one short
     ('train.max_failures=1 would have restarted it' under 0, where it had failed twice). Marked, its count takes that
     failure; a trial the state holds as ERROR (saved with its failure counted) keeps its own, and a second resume
-    counts nothing again. Tune's saved state of real Tune trials, read back by Tune."""
+    counts nothing again; nor does a retried trial saved PAUSED, held by `schedulers.AtMost` for a place under
+    sweep.max_concurrent as the driver stopped (it never ran again: its failure was counted before). Tune's saved
+    state of real Tune trials, read back by Tune."""
     from ray.tune import ExperimentAnalysis
 
     from avdis.tune import resume, sweep
@@ -398,16 +400,17 @@ def test_a_failed_trial_marked_in_tunes_saved_state_keeps_the_failure_it_was_sav
     cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"])
     url = sweep.url_of(cfg)
     row = {"sweep": "s", "method": "multitask", "status": "ERROR", "role": results.SEARCH, "error": "died"}
-    results.write_trials(url, [{**row, "trial_id": "died"}, {**row, "trial_id": "raised"}])
-    state = saved_tune_state(cfg, results.SEARCH, {"died": "RUNNING", "raised": "ERROR"}, {"died": 1, "raised": 1})
+    results.write_trials(url, [{**row, "trial_id": t} for t in ("died", "raised", "held")])
+    state = saved_tune_state(cfg, results.SEARCH, {"died": "RUNNING", "raised": "ERROR", "held": "PAUSED"},
+                             {"died": 1, "raised": 1, "held": 1})
 
     def counts() -> dict[str, tuple[str, int]]:
         return {t.trial_id: (t.status, t.num_failures) for t in ExperimentAnalysis(str(state)).trials}
 
     resume.mark_failed_trials(url, cfg)
-    assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1)}
+    assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1), "held": ("ERROR", 1)}
     resume.mark_failed_trials(url, cfg)  # the next resume's
-    assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1)}
+    assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1), "held": ("ERROR", 1)}
 
 
 def test_retry_failed_says_it_retries_a_trial_only_once_its_checkpoint_passed_the_checks(tiny_shards, tmp_path,

@@ -187,7 +187,9 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     its saved state was saved before: that state held the count as it stood before it, so a retried trial that failed
     again said the count one short (a trial killed under train.max_failures=0, retried and killed again: 'train.
     max_failures=1 would have restarted it', not its failure 2, which one that raised first, saved as ERROR with its
-    failure counted, said). A count two or more short (a trial restarted and failed again after Tune's last save,
+    failure counted, said). A trial saved PAUSED is not: `schedulers.AtMost` held it (a retried trial waiting for a
+    place under sweep.max_concurrent when the driver was stopped), so it has not run since the failure counted. A
+    count two or more short (a trial restarted and failed again after Tune's last save,
     its driver killed then) stays short by the rest: the state holds no trace of them."""
     trials = results.read_trials(sweep_url, cfg.s3)
     failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
@@ -205,11 +207,13 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
             for entry in state["trial_data"]:
                 trial = json.loads(entry[0])
                 if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
+                    held = trial["status"] == "PAUSED"  # held by `schedulers.AtMost` since its failure: not run
                     trial["status"] = "ERROR"
                     entry[0] = json.dumps(trial, indent=2)
-                    run = json.loads(entry[1])  # its run's metadata: saved before the failure was counted
-                    run["num_failures"] = int(run["num_failures"]) + 1
-                    entry[1] = json.dumps(run, indent=2)
+                    if not held:
+                        run = json.loads(entry[1])  # its run's metadata: saved before the failure was counted
+                        run["num_failures"] = int(run["num_failures"]) + 1
+                        entry[1] = json.dumps(run, indent=2)
                     changed.append(trial["trial_id"])
                 if trial.get("status") == "ERROR":
                     errored.add(trial.get("trial_id"))
