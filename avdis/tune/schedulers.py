@@ -165,7 +165,8 @@ class AtMost(FIFOScheduler):
 
 class MOASHAScheduler(AtMost):
     """Tune adapter: stops a trial at a rung when `MOSuccessiveHalving` says so; no more than `max_concurrent`
-    trials run at once (`AtMost`). It never pauses a trial.
+    trials run at once (`AtMost`). Its own decisions are CONTINUE or STOP, never PAUSE: a trial PAUSED under it is one
+    `AtMost` holds until a place frees, never one it judged.
 
     With `state_url` its rungs are written there at every rung result and read back by the copy `Tuner.restore`
     unpickles: Ray Tune 2.60 restores a sweep's searcher but never its scheduler's state, so a resumed sweep began
