@@ -169,6 +169,9 @@ def read_saved(saved: dict[str, SavedExperiment], cfg: Config, role: str) -> Sav
 DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
 
 
+UNFINISHED = ("RUNNING", "PENDING", "PAUSED")  # a trial's status in Tune's saved state that a restore resumes
+
+
 def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     """Make the saved Tune experiment of each role hold as ERROR the trials the sweep's record has as failed
     (`results.failed`: not one lost with its driver) that it holds as unfinished. Ray 2.60 writes a
@@ -206,7 +209,7 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
             changed, errored = [], set()
             for entry in state["trial_data"]:
                 trial = json.loads(entry[0])
-                if trial.get("trial_id") in failed and trial.get("status") in ("RUNNING", "PENDING", "PAUSED"):
+                if trial.get("trial_id") in failed and trial.get("status") in UNFINISHED:
                     held = trial["status"] == "PAUSED"  # held by `schedulers.AtMost` since its failure: not run
                     trial["status"] = "ERROR"
                     entry[0] = json.dumps(trial, indent=2)
@@ -232,7 +235,6 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
 
 
 LIMITER = "name:ConcurrencyLimiter"  # the limiter's entry in Tune's saved search state (`SearchGenerator.save_to_dir`)
-UNFINISHED = ("RUNNING", "PENDING", "PAUSED")  # a trial's status in Tune's saved state that a restore resumes
 
 
 def count_restored_trials(cfg: Config, role: str, retry: bool) -> None:
