@@ -454,13 +454,12 @@ def replay(cfg: C.Config, trial_curve, startup_s: float, seed: int, oracle: bool
         acc, leak = out.curves[tid][epoch - 1]
         result = {"epoch": epoch, "training_iteration": epoch, "emotion_acc": float(acc), "leakage": float(leak),
                   **dict(zip(C.SELECTION, (float(acc), float(leak)))), "trial_id": tid, "done": epoch == epochs}
-        decision = sched.on_trial_result(None, SimTrial(tid), result) if sched else TrialScheduler.CONTINUE
+        decision = sched.on_trial_result(None, SimTrial(tid), result)
         out.log.append((now, tid, epoch, decision))
         if decision != TrialScheduler.STOP:
             search.on_trial_result(tid, result)
         if decision == TrialScheduler.STOP or epoch == epochs:
-            if sched:
-                sched.on_trial_complete(None, SimTrial(tid), result)
+            sched.on_trial_complete(None, SimTrial(tid), result)
             search.on_trial_complete(tid, result=result)
             running -= 1
             out.finals[tid], out.ends[tid] = (float(acc), float(leak), epoch), now
