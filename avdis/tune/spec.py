@@ -19,9 +19,11 @@ from avdis.train.checkpoint import MAY_CHANGE
 # Settings a resumed sweep may change; everything else must match how it was started. Where the data lives may change
 # (a `ray job submit` runs in a new copy of the tree each time): the data itself is checked by its manifest hash
 # (`check_data`). Sweep trials never use train.storage or train.name. `sweep.num_samples` and `sweep.max_concurrent`
-# are not here: Tune restores them from its own saved state, so a new value would be ignored. Nor is `sweep.storage`: Tune restores
-# the experiment's callbacks too, and they write to the sweep folder they were made for (`check_spec`); for the same
-# reason `s3` may change only where they and the trials still reach the same endpoint and region.
+# are not here: Tune restores them from its own saved state, so a new value would be ignored (max_concurrent's by the
+# ConcurrencyLimiter, while `sweep.restored` gives the scheduler the new one: the two would disagree). Nor is
+# `sweep.storage`: Tune restores the experiment's callbacks too, and they write to the sweep folder they were made for
+# (`check_spec`); for the same reason `s3` may change only where they and the trials still reach the same endpoint
+# and region.
 # data.synth too: the data is the shards', held by their manifest hash (`check_data`), and a data.synth given is
 # checked against them (`shards.check_synth`). A sweep started before `as_made` recorded the default corpus's settings
 # where its config left data.synth out: now filled from the shards, they differed, and its resume was refused.
