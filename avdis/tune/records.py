@@ -366,14 +366,14 @@ class TrialRecorder(Callback):
         try:
             self._write(row)
         except StorageError as exc:
-            if not self._failed():
+            if not self._count_untaken_write():  # the outage said at its first write alone
                 return
             print(f"avdis sweep: warning: trial {row['trial_id']} {event}, but {results.TRIALS} in {self.sweep_url} "
                   f"could not be written ({exc}); its row is kept and written with the sweep's next write (at the "
                   f"latest as the experiment ends), and {then}; further writes storage does not take are not said "
                   "until one passes", file=sys.stderr, flush=True)
 
-    def _failed(self) -> bool:
+    def _count_untaken_write(self) -> bool:
         """Count a write storage did not take in its outage (ended by the next write it takes: `_write`); whether it is
         the outage's first."""
         outage = self.__dict__.setdefault("outage", {"since": time.time(), "failed": 0})
@@ -392,7 +392,7 @@ class TrialRecorder(Callback):
             try:
                 self._write(None)
             except StorageError as exc:  # tried again, then raised below
-                self._failed()
+                self._count_untaken_write()
                 ended = sorted(tid for tid in self._owed if _ended(self.rows[tid]))
                 if not ended:
                     print(f"avdis sweep: warning: {results.TRIALS} in {self.sweep_url} could not be written as the "
