@@ -191,9 +191,10 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     again said the count one short (a trial killed under train.max_failures=0, retried and killed again: 'train.
     max_failures=1 would have restarted it', not its failure 2, which one that raised first, saved as ERROR with its
     failure counted, said). A trial saved PAUSED is not: `schedulers.AtMost` held it (a retried trial waiting for a
-    place under sweep.max_concurrent when the driver was stopped), so it has not run since the failure counted. A
-    count two or more short (a trial restarted and failed again after Tune's last save,
-    its driver killed then) stays short by the rest: the state holds no trace of them."""
+    place under sweep.max_concurrent as Tune saved it), so it had not run since the failure counted; where it then
+    started and failed again before Tune's next save, its driver killed, its count stays one short. A count two or
+    more short (a trial restarted and failed again after Tune's last save, its driver killed then) stays short by the
+    rest: the state holds no trace of them."""
     trials = results.read_trials(sweep_url, cfg.s3)
     failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
     for role in (results.SEARCH, results.CONFIRM):
