@@ -1331,6 +1331,74 @@ def test_a_sweeps_last_words_do_not_send_a_trial_tunes_saved_state_never_held_to
     assert "--retry-failed once" not in said and "They are not run again, --retry-failed or not: trial (late)" in said
 
 
+def test_a_sweeps_last_words_say_of_each_failed_trial_what_retry_failed_does_with_it(tmp_path):
+    """The last words had a rule of their own beside the flag's (`resume.retries_of`), by the record's error: a
+    trial of a non-finite objective that Tune's saved state holds as failed (the driver killed after the recorder
+    wrote it, before Tune saved it finished: `resume.mark_failed_trials` made it failed) was named as not run again,
+    which the flag ran; a search trial of a non-finite objective, which Tune holds as finished, was said closed by
+    the confirmation (the flag: cannot, as finished); one Tune holds as finished whose error is another was sent to
+    the flag, which said it could not. The words now say what the flag does, which is checked beside them. A real
+    trials.parquet, Tune's saved states of real Tune trials where Tune looks for them."""
+    from avdis.tune import resume, sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s", "sweep.confirm_seeds=1"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "role": results.SEARCH}
+    nan = {**row, "trial_id": "nan", "error": "non-finite objectives {'val_leakage': nan} at epoch 2: a result no "
+                                              "front can use"}
+    results.write_trials(url, [nan])
+    saved_tune_state(cfg, results.SEARCH, {"nan": "RUNNING"})  # as the killed driver's Tune saved it
+    retried = ("Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again "
+               "from its last checkpoint (rerun without it, they stay failed).")
+    assert str(failures(url, cfg)).endswith(retried), str(failures(url, cfg))
+    resume.mark_failed_trials(url, cfg)  # the rerun's, before Tune restores the state
+    assert str(failures(url, cfg)).endswith(retried)
+    assert resume.retried_trials(url, cfg, {}) == (
+        {results.SEARCH: {"nan"}, results.CONFIRM: set()}, set(), set(), set())
+
+    saved_tune_state(cfg, results.SEARCH, {"nan": "TERMINATED"})
+    saved_tune_state(cfg, results.CONFIRM, {})  # the front's confirmation has begun
+    said = str(failures(url, cfg))
+    assert said.endswith(
+        "They are not run again, --retry-failed or not: trial (nan) reported a non-finite objective, which Tune took "
+        "for the trial's end (run again, it would meet the same from its last checkpoint): not run again."), said
+    assert resume.retried_trials(url, cfg, {}) == (
+        {results.SEARCH: set(), results.CONFIRM: set()}, {"nan"}, set(), {"nan"})
+
+    confirming = {**row, "error": "boom", "role": results.CONFIRM}
+    results.write_trials(url, [{**row, "trial_id": "s1", "error": "boom"}, {**confirming, "trial_id": "c1"},
+                               {**confirming, "trial_id": "held"}])
+    saved_tune_state(cfg, results.SEARCH, {"s1": "ERROR"})
+    saved_tune_state(cfg, results.CONFIRM, {"c1": "PAUSED", "held": "TERMINATED"})
+    said = str(failures(url, cfg))
+    assert said.endswith(
+        "Rerun the same command with --retry-failed once the cause is fixed: trial (c1) is run again from its last "
+        f"checkpoint (rerun without it, they stay failed); the search's failed trial (s1) not: {resume.CLOSED_WHY}; "
+        "Tune's saved experiment holds trial (held) as finished, so Tune does not run it again: not run again."), said
+    resume.mark_failed_trials(url, cfg)
+    assert resume.retried_trials(url, cfg, {}) == (
+        {results.SEARCH: set(), results.CONFIRM: {"c1"}}, {"held"}, {"s1"}, {"held"})
+
+
+def test_a_sweeps_last_words_go_by_each_trials_error_where_tunes_saved_state_cannot_be_read(tmp_path):
+    """Where the saved Tune experiment of a failed trial's role cannot be read (here its state file is not JSON),
+    the last words cannot say what the flag does with it, which says what it finds: they go by the trial's error,
+    one of a non-finite objective not run again, the others sent to the flag. A real trials.parquet."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "role": results.SEARCH}
+    results.write_trials(url, [{**row, "trial_id": "oom", "error": "boom"},
+                               {**row, "trial_id": "nan", "error": "non-finite objectives {'val_leakage': nan}"}])
+    saved_tune_state(cfg, results.SEARCH, {"nan": "ERROR"}).write_text("{not json")
+    said = str(failures(url, cfg))
+    assert said.endswith("Rerun the same command with --retry-failed once the cause is fixed: trial (oom) is run "
+                         "again from its last checkpoint (rerun without it, they stay failed); trial (nan) reported "
+                         "a non-finite objective, which Tune took for the trial's end (run again, it would meet the "
+                         "same from its last checkpoint): not run again."), said
+
+
 def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
     """A sweep stopped while confirming its front said 'interrupted before its 2 trials ended', counting the
     confirming trials alone as the sweep's trials, after a search of many: it names them as confirming trials. A real

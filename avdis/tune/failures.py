@@ -11,7 +11,7 @@ from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
 from avdis.tune.records import NON_FINITE
-from avdis.tune.resume import CLOSED_WHY, SavedExperiment, read_saved, retry_refusal
+from avdis.tune.resume import CLOSED_WHY, SavedExperiment, read_saved, retries_of, retry_refusal
 from avdis.tune.space import to_overrides
 from avdis.tune.sweep import checkpoints_of, restorable
 
@@ -48,25 +48,35 @@ def failures(sweep_url: str, cfg: Config) -> TrialsFailed | None:
 
 
 def _retries(failed: pd.DataFrame, cfg: Config) -> str:
-    """What --retry-failed does with the `failed` trials, as the flag reads Tune's saved experiments
-    (`resume.retried_trials`): each run again from its last checkpoint, but one the saved experiment of its role does
-    not hold (started after Tune last saved its state, failed before the driver was killed: cannot), the search's
-    once the front's confirmation has begun (closed), and one that reported a non-finite objective, which Tune took
-    for a finish (cannot); and where the checkpoint of one it runs again fails the checks before Ray starts
-    (`resume.retry_refusal`), the flag refuses the rerun until that is seen to, as the refusal says. Said of every
-    failed trial, those said 'Rerun the same command with --retry-failed', which then said it would not retry them,
-    or refused the rerun, at every rerun."""
+    """What --retry-failed does with the `failed` trials, by the flag's own rule (`resume.retries_of`, against Tune's
+    saved experiments as the flag reads them): each run again from its last checkpoint, but one the saved experiment
+    of its role does not hold (started after Tune last saved its state, failed before the driver was killed: cannot),
+    one it holds as finished (one that reported a non-finite objective, which Tune took for a finish: cannot), and
+    the search's once the front's confirmation has begun (closed); and where the checkpoint of one it runs again fails
+    the checks before Ray starts (`resume.retry_refusal`), the flag refuses the rerun until that is seen to, as the
+    refusal says. Said of every failed trial, those said 'Rerun the same command with --retry-failed', which then said
+    it would not retry them, or refused the rerun, at every rerun. Where the saved experiment of a trial's role cannot
+    be read, the trial's error says it: one of a non-finite objective is not run again, the search's are closed once
+    the confirmation's experiment exists, the others are run again. Until 2026-12-05 the words had a rule of their own
+    beside the flag's, and sent to the flag a trial Tune held as finished whose error was not a non-finite objective,
+    said 'the confirmation ... has begun' of a search trial of a non-finite objective (the flag: cannot), and named as
+    not run again a trial of a non-finite objective that Tune held as failed (marked by `resume.mark_failed_trials`),
+    which the flag ran again."""
     saved: dict[str, SavedExperiment] = {}  # read once per role, as a resume reads them
     role = failed["role"].fillna(results.SEARCH)
     search = role == results.SEARCH
     states = {of: _saved(cfg, of, saved) for of in set(role)}
-    unknown = pd.Series([states[of] is not None and trial not in states[of].known
-                         for trial, of in zip(failed["trial_id"], role)], index=failed.index, dtype=bool)
-    closed = ~unknown & search & restorable(cfg, results.CONFIRM)
-    finished = ~unknown & ~closed & failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
-    retried = ~unknown & ~closed & ~finished
-    refused = {trial: why for trial, of in zip(failed.loc[retried, "trial_id"], role[retried])
-               if states[of] is not None and (why := _refusal(cfg, trial, of, saved)) is not None}
+    read = role.map(lambda of: states[of] is not None).astype(bool)  # the flag's rule tells these
+    confirming = restorable(cfg, results.CONFIRM)
+    rule = retries_of(failed[read], {of: state for of, state in states.items() if state is not None}, confirming)
+    trial = failed["trial_id"]
+    non_finite = failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
+    unknown = read & trial.isin(rule.cannot - rule.finished)
+    closed = read & trial.isin(rule.closed) | ~read & search & confirming
+    finished = read & trial.isin(rule.finished) | ~read & ~closed & non_finite
+    retried = read & trial.isin(set().union(*rule.run.values())) | ~read & ~closed & ~non_finite
+    refused = {trial: why for trial, of in zip(failed.loc[retried & read, "trial_id"], role[retried & read])
+               if (why := _refusal(cfg, trial, of, saved)) is not None}
     which = ("each failed trial" if retried.all() else
              "each failed confirming trial" if retried.equals(~search) else
              f"each of {_ids(failed, retried)}" if retried.sum() > 1 else _ids(failed, retried))
@@ -76,16 +86,23 @@ def _retries(failed: pd.DataFrame, cfg: Config) -> str:
     notes = [f"but while trial {trial}'s checkpoint stands as it is, the flag refuses the rerun before Ray starts: "
              f"{why}" for trial, why in refused.items()]
     if unknown.any():
-        it, its = ("it", "its") if unknown.sum() == 1 else ("them", "their")
+        it, its = _it(unknown)
         notes.append(f"{_ids(failed, unknown)} started after Tune last saved its experiment and failed before the "
                      f"driver was killed, so Tune does not hold {it}: not run again in this sweep (`avdis train` with "
                      f"{its} settings above trains {it} alone, a new sweep.name in a new sweep)")
     if closed.any():
         notes.append(f"the search's failed {_ids(failed, closed)} not: {CLOSED_WHY}" if retried.any() else CLOSED_WHY)
-    if finished.any():
-        notes.append(f"{_ids(failed, finished)} reported a non-finite objective, which Tune took for the trial's end "
-                     "(run again, it would meet the same from its last checkpoint): not run again")
+    if (finished & non_finite).any():
+        notes.append(f"{_ids(failed, finished & non_finite)} reported a non-finite objective, which Tune took for the "
+                     "trial's end (run again, it would meet the same from its last checkpoint): not run again")
+    if (finished & ~non_finite).any():
+        notes.append(f"Tune's saved experiment holds {_ids(failed, finished & ~non_finite)} as finished, so Tune does "
+                     f"not run {_it(finished & ~non_finite)[0]} again: not run again")
     return head + (("; " if retried.any() else ": ") + "; ".join(notes) if notes else "") + "."
+
+
+def _it(which: pd.Series) -> tuple[str, str]:
+    return ("it", "its") if which.sum() == 1 else ("them", "their")
 
 
 def _saved(cfg: Config, role: str, saved: dict[str, SavedExperiment]) -> SavedExperiment | None:

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Collection, NamedTuple, Sequence
+from typing import Collection, Mapping, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -281,34 +281,50 @@ CLOSED_WHY = ("the confirmation of the search's front has begun, and re-trains t
 
 
 class Retries(NamedTuple):
-    """What `--retry-failed` does with a resumed sweep's failed trials (`retried_trials`)."""
+    """What `--retry-failed` does with a resumed sweep's failed trials (`retries_of`)."""
 
     run: dict[str, set[str]]  # by role, those Tune runs again
-    cannot: set[str]  # those Tune's saved experiment does not hold as failed
+    cannot: set[str]  # those Tune's saved experiment does not hold as failed: not at all, or as finished (`finished`)
     closed: set[str]  # the search's, once its front's confirmation has begun
+    finished: frozenset[str] = frozenset()  # of `cannot`, those it holds as finished (TERMINATED)
 
 
 def retried_trials(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment]) -> Retries:
     """Under `--retry-failed`: the failed trials the resume runs again, by role (`results.SEARCH`, `results.CONFIRM`),
-    and those of the sweep's failed trials (`results.failed`) it does not. Tune runs again each trial its saved
-    experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
-    it has none; `mark_failed_trials` has marked those it held as unfinished). It cannot run again a trial its saved
-    experiment does not list (one that a killed driver started after Tune last saved its state, failed before the
-    kill: `ended_apart`) nor one it holds as finished (one that reported a non-finite objective: Tune took its end for
-    a finish, and the recorder made it an error). Once the front's confirmation has begun (its experiment was saved),
-    the search's failed trials are closed: the restored confirmation re-trains the front it began on, with as many
-    trials as it began with, and a retried trial could change that front (the confirmation's count then read as a
-    sweep interrupted, at every rerun). `saved`: the saved experiments this resume has read (`read_saved`)."""
+    and those of the sweep's failed trials (`results.failed`) it does not, by `retries_of` against the saved
+    experiments of both roles. `saved`: the saved experiments this resume has read (`read_saved`)."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    failed = trials[results.failed(trials)]
-    run, cannot = {}, set()
-    for role in (results.SEARCH, results.CONFIRM):
-        state = read_saved(saved, cfg, role)
-        run[role] = set(state.errored)
-        mine = failed.loc[failed["role"].fillna(results.SEARCH) == role, "trial_id"]
-        cannot |= {trial for trial in mine if state.status.get(trial) in (None, "TERMINATED")}
-    closed = run[results.SEARCH] if read_saved(saved, cfg, results.CONFIRM).exists else set()
-    return Retries({**run, results.SEARCH: run[results.SEARCH] - closed}, cannot, closed)
+    states = {role: read_saved(saved, cfg, role) for role in (results.SEARCH, results.CONFIRM)}
+    return retries_of(trials[results.failed(trials)], states, states[results.CONFIRM].exists)
+
+
+def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], confirming: bool) -> Retries:
+    """The rule of `--retry-failed` (`retried_trials`), which the sweep's last words (`failures`) say by too: what the
+    flag does with the `failed` trials (rows of the sweep's record, `results.failed`) as the saved Tune experiments
+    of their roles (`states`, by role, as `read_saved` reads them) hold them. Tune runs again each trial its saved
+    experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
+    it has none), and so each failed trial it holds as unfinished (UNFINISHED), which `mark_failed_trials` marks as
+    ERROR before the restore (the last words read the state before that). It cannot run again a failed trial its
+    saved experiment does not list (one that a killed driver started after Tune last saved its state, failed before
+    the kill: `ended_apart`) nor one it holds as finished (`finished`: one that reported a non-finite objective, Tune
+    took its end for a finish, and the recorder made it an error). With `confirming` (the front's confirmation has
+    begun: its experiment was saved), the search's trials it would run are closed: the restored confirmation
+    re-trains the front it began on, with as many trials as it began with, and a retried trial could change that
+    front (the confirmation's count then read as a sweep interrupted, at every rerun). The failed trials of a role
+    not in `states` are in none of the sets."""
+    role = failed["role"].fillna(results.SEARCH)
+    run: dict[str, set[str]] = {}
+    cannot: set[str] = set()
+    finished: set[str] = set()
+    for of, state in states.items():
+        held = {trial: state.status.get(trial) for trial in failed.loc[role == of, "trial_id"]}
+        run[of] = set(state.errored) | {trial for trial, status in held.items() if status in UNFINISHED}
+        cannot |= {trial for trial, status in held.items() if status in (None, "TERMINATED")}
+        finished |= {trial for trial, status in held.items() if status == "TERMINATED"}
+    closed = set(run.get(results.SEARCH, ())) if confirming else set()
+    if results.SEARCH in run:
+        run[results.SEARCH] -= closed
+    return Retries(run, cannot, closed, frozenset(finished))
 
 
 def _finished_roles(trials: pd.DataFrame) -> set[str]:
