@@ -1454,6 +1454,32 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_build(tiny_corpus, tmp_path
     assert len(list(shards.rglob("*.tar"))) == 1  # the shard under way, then no other
 
 
+CRASHING = """
+import ctypes, importlib, sys
+from avdis.cli import main
+module, _, name = sys.argv[1].partition(":")
+def crashing(*args):  # a crash in native code, as a decoder's: a read of address 0
+    ctypes.string_at(0)
+setattr(importlib.import_module(module), name, crashing)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_crash_in_native_code_prints_the_stacks(tiny_corpus, tmp_path):
+    """`avdis preprocess` that died of a segmentation fault (once in CI, sent Ctrl-C as the build began) said nothing:
+    exit -11, stderr empty. The CLI turns Python's faulthandler on, so it prints where each thread was. Run as a user
+    runs it: no PYTHONFAULTHANDLER, no -X faulthandler."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    done = subprocess.run([sys.executable, "-c", CRASHING, "avdis.data.shards.build:write_shard", "preprocess",
+                           "--corpus", "synthetic", "--src", str(tiny_corpus), "--out", str(tmp_path / "shards"),
+                           "--shard-size", "1", "--no-ray"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**env, "RAY_ADDRESS": ""})
+    assert done.returncode == -signal.SIGSEGV, done.stderr[-3000:]
+    assert "Fatal Python error: Segmentation fault" in done.stderr
+    stack = done.stderr[done.stderr.index("Current thread"):]
+    assert re.search(r'line \d+ in crashing\n.*line \d+ in _build\n', stack, re.S), done.stderr[-3000:]
+
+
 def test_a_ctrl_c_a_library_swallows_still_stops_the_generation(tmp_path):
     """The corpus generator and one-process training did not look for a Ctrl-C a library dropped (PyAV's encoder
     and logging callbacks, as numba's do in a build): `avdis synth` wrote every clip and said the corpus was made,

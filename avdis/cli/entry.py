@@ -1,12 +1,14 @@
 """The `avdis` command: synth, preprocess, train, sweep, report, dashboard, model, grafana.
 
 (That first line is `avdis --help`'s description.) The parser, the parse of a command line, and `main`, which runs a
-command and turns its errors, a Ctrl-C and a reader of its output gone into messages and exit codes.
+command and turns its errors, a Ctrl-C and a reader of its output gone into messages and exit codes (and a crash in
+native code into its threads' stacks, `stacks_on_crash`).
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import re
 import select
@@ -150,6 +152,7 @@ AFTER_INTERRUPT = {
 
 
 def main(argv: list[str] | None = None, default_config: str | None = None, prog: str | None = None) -> int:
+    stacks_on_crash()
     args = parse(argv, default_config, prog)
     before, remembered = runtime.stop_as_interrupt(), runtime.remember_interrupts()
     try:
@@ -174,6 +177,21 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
             before()
         if remembered is not None:
             remembered()
+
+
+def stacks_on_crash() -> None:
+    """Have a crash in native code (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT: in a decoder, a compiler, a library's
+    thread as the interpreter exits) print every thread's Python stack to stderr (Python's faulthandler): such a crash
+    ended a command without a word, exit -11 alone. Left on once the command returns, for a crash in the interpreter's
+    exit. A process that has it on already (PYTHONFAULTHANDLER, `python -X faulthandler`, pytest) keeps its own, and
+    nothing is turned on where stderr has no file descriptor (None, closed, or an object writing elsewhere). The
+    signals a command handles (Ctrl-C, SIGTERM, SIGHUP) are not among those it takes."""
+    if faulthandler.is_enabled():
+        return
+    try:
+        faulthandler.enable()  # to sys.stderr's file descriptor, every thread
+    except (AttributeError, RuntimeError, ValueError, OSError):  # sys.stderr None, without a fileno, or closed
+        pass
 
 
 def stdout_gone() -> bool:
