@@ -1331,6 +1331,28 @@ def test_a_sweeps_last_words_do_not_send_a_trial_tunes_saved_state_never_held_to
     assert "--retry-failed once" not in said and "They are not run again, --retry-failed or not: trial (late)" in said
 
 
+def test_retry_failed_says_why_each_trial_it_cannot_run_cannot_be(tmp_path):
+    """--retry-failed's line gave every failed trial it cannot run one reason, "it ended after Tune last saved its
+    state, or reported a non-finite objective": the user could not tell which, nor what runs the first kind. It says
+    each trial's own (`resume.Retries.finished`: held as finished), as the sweep's last words do. A real
+    trials.parquet, Tune's saved state of real Tune trials where Tune looks for it."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "epochs": 2, "status": "ERROR", "role": results.SEARCH, "error": "boom"}
+    results.write_trials(url, [{**row, "trial_id": t} for t in ("raised", "late", "nan")])
+    saved_tune_state(cfg, results.SEARCH, {"raised": "ERROR", "nan": "TERMINATED"})
+    run, said = sweep._retried(url, cfg, {})
+    assert run[results.SEARCH] == {"raised"}
+    assert said == (
+        "retrying 1 failed trial (1 search), each from its last checkpoint (from its start where it has none); 1 "
+        "failed trial (late) cannot be: Tune's saved experiment does not hold it (it started after Tune last saved its "
+        "state and failed before the driver was killed; `avdis train` with its settings trains it alone, a new "
+        "sweep.name in a new sweep); 1 failed trial (nan) cannot be: Tune's saved experiment holds it as finished (it "
+        "reported a non-finite objective, which Tune took for its end)"), said
+
+
 def test_a_sweeps_last_words_say_of_each_failed_trial_what_retry_failed_does_with_it(tmp_path):
     """The last words had a rule of their own beside the flag's (`resume.retries_of`), by the record's error: a
     trial of a non-finite objective that Tune's saved state holds as failed (the driver killed after the recorder

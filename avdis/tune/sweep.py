@@ -494,10 +494,15 @@ def _retried(sweep_url: str, cfg: Config, saved: dict[str, SavedExperiment]) -> 
     roles = ", ".join(f"{len(ids)} {role}" for role, ids in retries.run.items() if ids)
     said = (f"retrying {counted(n, 'failed trial')} ({roles}), each from its last checkpoint (from its start where it "
             "has none)" if n else "no failed trial to retry")
-    if retries.cannot:
-        said += (f"; {counted(len(retries.cannot), 'failed trial')} ({', '.join(sorted(retries.cannot))}) cannot be: "
-                 "Tune's saved experiment does not hold it as failed (it ended after Tune last saved its state, or "
-                 "reported a non-finite objective, which Tune took for a finish)")
+    unheld = retries.cannot - retries.finished
+    if unheld:
+        said += (f"; {counted(len(unheld), 'failed trial')} ({', '.join(sorted(unheld))}) cannot be: Tune's saved "
+                 "experiment does not hold it (it started after Tune last saved its state and failed before the driver "
+                 "was killed; `avdis train` with its settings trains it alone, a new sweep.name in a new sweep)")
+    if retries.finished:
+        said += (f"; {counted(len(retries.finished), 'failed trial')} ({', '.join(sorted(retries.finished))}) "
+                 "cannot be: Tune's saved experiment holds it as finished (it reported a non-finite objective, which "
+                 "Tune took for its end)")
     if retries.closed:
         said += (f"; the search's {counted(len(retries.closed), 'failed trial')} ({', '.join(sorted(retries.closed))}) "
                  f"not: {CLOSED_WHY}")
