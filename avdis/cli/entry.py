@@ -177,6 +177,17 @@ def main(argv: list[str] | None = None, default_config: str | None = None, prog:
             before()
         if remembered is not None:
             remembered()
+        interrupts_handled()
+
+
+def interrupts_handled() -> None:
+    """Tell CPython that every Ctrl-C so far was handled (a KeyboardInterrupt main lets out is flagged again as it
+    leaves). One that reached the command through code Python compiled from a string (a lazy import making a dataclass
+    or namedtuple, any `exec`) leaves CPython's flag of an unhandled Ctrl-C set though the command handled it, and a
+    process started as `python -m` is ended by SIGINT after it exits: `python -m avdis preprocess`, Ctrl-C'd as its
+    build began, said it was interrupted and died of SIGINT (exit -2 to its parent, not 130). Running code compiled from
+    a string clears the flag; nothing else in Python reaches it."""
+    exec("")
 
 
 def stacks_on_crash() -> None:
