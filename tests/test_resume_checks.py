@@ -413,6 +413,29 @@ def test_a_failed_trial_marked_in_tunes_saved_state_keeps_the_failure_it_was_sav
     assert counts() == {"died": ("ERROR", 2), "raised": ("ERROR", 1), "held": ("ERROR", 1)}
 
 
+def test_a_trial_of_a_non_finite_objective_tunes_saved_state_holds_unfinished_is_marked_finished(tmp_path):
+    """A trial that reported a non-finite objective ends in the record as failed and in Tune's state as finished, and
+    `--retry-failed` does not run it (training it again meets the same values). Where the driver was killed after the
+    recorder wrote its end and before Tune saved it, `mark_failed_trials` marked it ERROR like a trial whose process
+    died, and the flag trained it again from its checkpoint. It is marked TERMINATED, its count of failures as it was;
+    a trial whose process died beside it is still marked ERROR. Tune's saved state of real Tune trials, read back by
+    Tune."""
+    from ray.tune import ExperimentAnalysis
+
+    from avdis.tune import resume, sweep
+    from avdis.tune.records import NON_FINITE
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"])
+    url = sweep.url_of(cfg)
+    row = {"sweep": "s", "method": "multitask", "status": "ERROR", "role": results.SEARCH}
+    results.write_trials(url, [{**row, "trial_id": "nan", "error": f"{NON_FINITE} {{'leakage': nan}} at epoch 2"},
+                               {**row, "trial_id": "died", "error": "died"}])
+    state = saved_tune_state(cfg, results.SEARCH, {"nan": "RUNNING", "died": "RUNNING"})
+    resume.mark_failed_trials(url, cfg)
+    assert {t.trial_id: (t.status, t.num_failures) for t in ExperimentAnalysis(str(state)).trials} == {
+        "nan": ("TERMINATED", 0), "died": ("ERROR", 1)}
+
+
 def test_retry_failed_says_it_retries_a_trial_only_once_its_checkpoint_passed_the_checks(tiny_shards, tmp_path,
                                                                                             monkeypatch, capsys):
     """The sweep said "--retry-failed: retrying 1 failed trial" and then refused that trial's checkpoint (found by

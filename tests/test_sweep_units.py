@@ -1355,11 +1355,11 @@ def test_retry_failed_says_why_each_trial_it_cannot_run_cannot_be(tmp_path):
 
 def test_a_sweeps_last_words_say_of_each_failed_trial_what_retry_failed_does_with_it(tmp_path):
     """The last words had a rule of their own beside the flag's (`resume.retries_of`), by the record's error: a
-    trial of a non-finite objective that Tune's saved state holds as failed (the driver killed after the recorder
-    wrote it, before Tune saved it finished: `resume.mark_failed_trials` made it failed) was named as not run again,
-    which the flag ran; a search trial of a non-finite objective, which Tune holds as finished, was said closed by
+    search trial of a non-finite objective, which Tune holds as finished, was said closed by
     the confirmation (the flag: cannot, as finished); one Tune holds as finished whose error is another was sent to
-    the flag, which said it could not. The words now say what the flag does, which is checked beside them. A real
+    the flag, which said it could not. The words now say what the flag does, which is checked beside them: also of
+    a trial of a non-finite objective that Tune's saved state holds as unfinished (the driver killed after the
+    recorder wrote it, before Tune saved it finished), which `resume.mark_failed_trials` marks finished. A real
     trials.parquet, Tune's saved states of real Tune trials where Tune looks for them."""
     from avdis.tune import resume, sweep
 
@@ -1369,21 +1369,20 @@ def test_a_sweeps_last_words_say_of_each_failed_trial_what_retry_failed_does_wit
     nan = {**row, "trial_id": "nan", "error": "non-finite objectives {'val_leakage': nan} at epoch 2: a result no "
                                               "front can use"}
     results.write_trials(url, [nan])
+    not_run = ("They are not run again, --retry-failed or not: trial (nan) reported a non-finite objective, which "
+               "Tune took for the trial's end (run again, it would meet the same from its last checkpoint): not run "
+               "again.")
     saved_tune_state(cfg, results.SEARCH, {"nan": "RUNNING"})  # as the killed driver's Tune saved it
-    retried = ("Rerun the same command with --retry-failed once the cause is fixed: each failed trial is run again "
-               "from its last checkpoint (rerun without it, they stay failed).")
-    assert str(failures(url, cfg)).endswith(retried), str(failures(url, cfg))
-    resume.mark_failed_trials(url, cfg)  # the rerun's, before Tune restores the state
-    assert str(failures(url, cfg)).endswith(retried)
+    assert str(failures(url, cfg)).endswith(not_run), str(failures(url, cfg))
+    resume.mark_failed_trials(url, cfg)  # the rerun's, before Tune restores the state: it marks it finished
+    assert str(failures(url, cfg)).endswith(not_run)
     assert resume.retried_trials(url, cfg, {}) == (
-        {results.SEARCH: {"nan"}, results.CONFIRM: set()}, set(), set(), set())
+        {results.SEARCH: set(), results.CONFIRM: set()}, {"nan"}, set(), {"nan"})
 
     saved_tune_state(cfg, results.SEARCH, {"nan": "TERMINATED"})
     saved_tune_state(cfg, results.CONFIRM, {})  # the front's confirmation has begun
     said = str(failures(url, cfg))
-    assert said.endswith(
-        "They are not run again, --retry-failed or not: trial (nan) reported a non-finite objective, which Tune took "
-        "for the trial's end (run again, it would meet the same from its last checkpoint): not run again."), said
+    assert said.endswith(not_run), said
     assert resume.retried_trials(url, cfg, {}) == (
         {results.SEARCH: set(), results.CONFIRM: set()}, {"nan"}, set(), {"nan"})
 

@@ -10,7 +10,7 @@ import pandas as pd
 from avdis import results
 from avdis.config import Config
 from avdis.errors import AvdisError
-from avdis.tune.records import NON_FINITE
+from avdis.tune import records
 from avdis.tune.resume import CLOSED_WHY, SavedExperiment, read_saved, retries_of, retry_refusal
 from avdis.tune.space import to_overrides
 from avdis.tune.sweep import checkpoints_of, restorable
@@ -70,7 +70,7 @@ def _retries(failed: pd.DataFrame, cfg: Config) -> str:
     confirming = restorable(cfg, results.CONFIRM)
     rule = retries_of(failed[read], {of: state for of, state in states.items() if state is not None}, confirming)
     trial = failed["trial_id"]
-    non_finite = failed["error"].fillna("").astype(str).str.startswith(NON_FINITE)
+    non_finite = records.non_finite(failed)
     unknown = read & trial.isin(rule.cannot - rule.finished)
     closed = read & trial.isin(rule.closed) | ~read & search & confirming
     finished = read & trial.isin(rule.finished) | ~read & ~closed & non_finite

@@ -52,6 +52,12 @@ Listener = Callable[[pd.DataFrame, dict[str, Any]], None]  # (trials table, pare
 NON_FINITE = "non-finite objectives"  # how the row's error of a trial that reported one begins
 
 
+def non_finite(trials: pd.DataFrame) -> pd.Series:
+    """Which rows are of trials that reported a non-finite objective: Tune took that for their finish."""
+    errors = trials["error"] if "error" in trials else pd.Series(None, index=trials.index, dtype=object)
+    return errors.fillna("").astype(str).str.startswith(NON_FINITE)
+
+
 def config_id(params: dict[str, Any]) -> str:
     """What groups the seeds of one configuration: a hash of its trial parameters without the seed, and without the
     weights of other methods than its own, which it does not use (under NSGA-II every trial draws every method's

@@ -19,6 +19,7 @@ from avdis import results, storage
 from avdis.config import Config
 from avdis.errors import AvdisError, UsageError
 from avdis.train import checkpoint as ck
+from avdis.tune import records
 from avdis.tune.records import Listener, notify
 from avdis.tune.sweep import checkpoints_of, experiment_of, restorable  # sweep imports this module in its functions
 from avdis.tune.trial import TRIALS_DIR, run_trial
@@ -194,11 +195,16 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     place under sweep.max_concurrent as Tune saved it), so it had not run since the failure counted; where it then
     started and failed again before Tune's next save, its driver killed, its count stays one short. A count two or
     more short (a trial restarted and failed again after Tune's last save, its driver killed then) stays short by the
-    rest: the state holds no trace of them."""
+    rest: the state holds no trace of them. A failed trial the record has as one that reported a non-finite objective
+    (its driver killed after the recorder wrote its end, before Tune saved it) is marked TERMINATED instead, as Tune
+    saves such a trial, whose end it takes for a finish: marked ERROR, `--retry-failed` trained it again from its
+    checkpoint, to meet the same values, where the flag runs none that Tune saw end so."""
     trials = results.read_trials(sweep_url, cfg.s3)
-    failed = set(trials.loc[results.failed(trials) & trials["order"].isna(), "trial_id"])
+    lost = results.failed(trials) & trials["order"].isna()
+    non_finite = records.non_finite(trials)
+    failed, ended = set(trials.loc[lost & ~non_finite, "trial_id"]), set(trials.loc[lost & non_finite, "trial_id"])
     for role in (results.SEARCH, results.CONFIRM):
-        if not failed or not restorable(cfg, role):
+        if not (failed or ended) or not restorable(cfg, role):
             continue
         states = storage.list_files(storage.join(checkpoints_of(cfg), experiment_of(cfg, role)[2]), ".json", cfg.s3)
         states = [url for url in states if url.rsplit("/", 1)[-1].startswith("experiment_state-")]
@@ -210,7 +216,11 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
             changed, errored = [], set()
             for entry in state["trial_data"]:
                 trial = json.loads(entry[0])
-                if trial.get("trial_id") in failed and trial.get("status") in UNFINISHED:
+                if trial.get("trial_id") in ended and trial.get("status") in UNFINISHED:
+                    trial["status"] = "TERMINATED"  # as Tune saves one whose end it saw
+                    entry[0] = json.dumps(trial, indent=2)
+                    changed.append(trial["trial_id"])
+                elif trial.get("trial_id") in failed and trial.get("status") in UNFINISHED:
                     held = trial["status"] == "PAUSED"  # held by `schedulers.AtMost` since its failure: not run
                     trial["status"] = "ERROR"
                     entry[0] = json.dumps(trial, indent=2)
@@ -304,10 +314,11 @@ def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], conf
     of their roles (`states`, by role, as `read_saved` reads them) hold them. Tune runs again each trial its saved
     experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
     it has none), and so each failed trial it holds as unfinished (UNFINISHED), which `mark_failed_trials` marks as
-    ERROR before the restore (the last words read the state before that). It cannot run again a failed trial its
-    saved experiment does not list (one that a killed driver started after Tune last saved its state, failed before
-    the kill: `ended_apart`) nor one it holds as finished (`finished`: one that reported a non-finite objective, Tune
-    took its end for a finish, and the recorder made it an error). With `confirming` (the front's confirmation has
+    ERROR before the restore (the last words read the state before that), but one that reported a non-finite
+    objective, which it marks as finished. It cannot run again a failed trial its saved experiment does not list (one
+    that a killed driver started after Tune last saved its state, failed before the kill: `ended_apart`) nor one it
+    holds as finished (`finished`: one that reported a non-finite objective, Tune took its end for a finish, and the
+    recorder made it an error). With `confirming` (the front's confirmation has
     begun: its experiment was saved), the search's trials it would run are closed: the restored confirmation
     re-trains the front it began on, with as many trials as it began with, and a retried trial could change that
     front (the confirmation's count then read as a sweep interrupted, at every rerun). The failed trials of a role
@@ -316,8 +327,10 @@ def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], conf
     run: dict[str, set[str]] = {}
     cannot: set[str] = set()
     finished: set[str] = set()
+    ended = set(failed.loc[records.non_finite(failed), "trial_id"])
     for of, state in states.items():
         held = {trial: state.status.get(trial) for trial in failed.loc[role == of, "trial_id"]}
+        held |= {trial: "TERMINATED" for trial, status in held.items() if trial in ended and status in UNFINISHED}
         run[of] = set(state.errored) | {trial for trial, status in held.items() if status in UNFINISHED}
         cannot |= {trial for trial, status in held.items() if status in (None, "TERMINATED")}
         finished |= {trial for trial, status in held.items() if status == "TERMINATED"}
