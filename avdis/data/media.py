@@ -104,6 +104,9 @@ def _unopenable(path: str | Path, exc: Exception) -> str:
     try:
         with open(path, "rb") as fh:
             head = fh.read(len(_LFS_POINTER))
+    except PermissionError as denied:  # the file is whole, the user cannot read it (a copy with its owner's mode 600)
+        return (f"cannot read this file ({denied.strerror}): give the user running this read (r) permission on it "
+                "(chmod a+r), or run as its owner")
     except OSError:
         head = None
     if head == b"":
