@@ -1585,37 +1585,65 @@ def test_a_folder_that_cannot_be_listed_is_a_reject_not_a_silent_gap(tmp_path, m
 
 BUILD = ("import sys, pyarrow.parquet as pq; from avdis.config import DataConfig, S3Config; "
          "from avdis.data import shards; "
-         "shards.build_shards(DataConfig(corpus='ravdess', src=sys.argv[1], shards=sys.argv[2]), S3Config()); "
-         "print(pq.read_table(sys.argv[2] + '/rejects.parquet').select(['source_path', 'reason']).to_pylist())")
+         "summary = shards.build_shards(DataConfig(corpus='ravdess', src=sys.argv[1], shards=sys.argv[2]), "
+         "S3Config()); "
+         "print((summary['clips'], summary['up_to_date'], "
+         "pq.read_table(sys.argv[2] + '/rejects.parquet').select(['source_path', 'reason']).to_pylist()))")
 
 
-def test_a_file_the_user_cannot_read_is_told_to_be_given_read_access_not_to_be_copied_again(tmp_path):
-    """A clip file without read permission for the user (a copy kept with its owner's mode 600, an archive extracted
-    with sudo) is whole: it was rejected as "cannot open media (PermissionError: ...): not media ffmpeg reads, or
-    damaged at its start: copy it again, or convert it", which sends the user to fetch a corpus they already have.
-    Run as a user without root's power to read anything."""
+def _build_unprivileged(tmp_path: Path) -> tuple[int, bool, list[dict[str, str]]]:
+    """(clips, up to date, rejects) of shards.build_shards of `tmp_path`/RAVDESS into `tmp_path`/shards, run as a user
+    without root's power to read anything."""
     drop = [shutil.which("setpriv"), "--inh-caps=-dac_override,-dac_read_search",
             "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     if drop and drop[0] is None:
         pytest.skip("running as root without setpriv (util-linux) to give up root's read-anything capability")
+    out = subprocess.run([*drop, sys.executable, "-c", BUILD, str(tmp_path / "RAVDESS"), str(tmp_path / "shards")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+def _locked_ravdess(tmp_path: Path) -> Path:
+    """A RAVDESS tree of 6 clips, one of whose files no one may read (its owner may write it); returns that file."""
     for actor in ("01", "02"):
         for i, emo in enumerate(("01", "03", "05")):
             frames, audio = clip_media(i)
             write_clip(tmp_path / "RAVDESS" / f"Actor_{actor}" / f"01-01-{emo}-01-01-01-{actor}.mp4", frames, 12,
                        audio, SR)
     locked = tmp_path / "RAVDESS" / "Actor_02" / "01-01-05-01-01-01-02.mp4"
-    locked.chmod(0o200)  # its owner may write it, no one may read it
+    locked.chmod(0o200)
+    return locked
+
+
+def test_a_file_the_user_cannot_read_is_told_to_be_given_read_access_not_to_be_copied_again(tmp_path):
+    """A clip file without read permission for the user (a copy kept with its owner's mode 600, an archive extracted
+    with sudo) is whole: it was rejected as "cannot open media (PermissionError: ...): not media ffmpeg reads, or
+    damaged at its start: copy it again, or convert it", which sends the user to fetch a corpus they already have."""
+    locked = _locked_ravdess(tmp_path)
     try:
-        out = subprocess.run([*drop, sys.executable, "-c", BUILD, str(tmp_path / "RAVDESS"), str(tmp_path / "shards")],
-                             capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        clips, _, rejects = _build_unprivileged(tmp_path)
     finally:
         locked.chmod(0o644)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert ast.literal_eval(out.stdout.strip().splitlines()[-1]) == [{
+    assert clips == 5
+    assert rejects == [{
         "source_path": str(locked),
         "reason": "cannot read this file (Permission denied): give the user running this read (r) permission on it "
                   "(chmod a+r), or run as its owner"}]
+
+
+def test_a_file_made_readable_after_a_build_makes_its_clip_on_the_next(tmp_path):
+    """`chmod a+r`, as the reject of a file the user cannot read says, changes neither its size nor its modification
+    time, which were all of it the fingerprint held: the rerun found the shards made without its clip up to date,
+    and the clip stayed out until --force."""
+    locked = _locked_ravdess(tmp_path)
+    try:
+        assert _build_unprivileged(tmp_path)[:2] == (5, False)
+    finally:
+        locked.chmod(0o644)
+    assert _build_unprivileged(tmp_path) == (6, False, [])
+    assert _build_unprivileged(tmp_path) == (6, True, [])
 
 
 def test_a_name_that_is_not_utf8_is_a_reject_and_the_rest_is_built(ravdess, tmp_path):

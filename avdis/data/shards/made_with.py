@@ -16,9 +16,12 @@ from avdis.errors import UsageError
 
 
 def file_stamp(path: str) -> str:
-    """Size and mtime_ns: what changes when a file is overwritten, without reading it."""
+    """Size and mtime_ns: what changes when a file is overwritten, without reading it; and that the user cannot read
+    it, where so: `chmod a+r`, which its reject says to run, changes neither, and a rerun found the shards made
+    without its clip up to date. A file that can be read keeps the stamp shards were made with before."""
     st = os.stat(path)
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    unreadable = "" if os.access(path, os.R_OK) else ":unreadable"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}{unreadable}"
 
 
 # How clips are decoded into features; bump it when that changes, so shards made before are made again rather than
