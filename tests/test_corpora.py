@@ -975,6 +975,28 @@ def test_symlinked_folders_are_entered_once_and_a_broken_link_is_a_reject(tmp_pa
         ("01-01-04-01-01-01-01.mp4", f"symbolic link to {str(tmp_path / 'gone.mp4')!r}, which does not exist")]
 
 
+def test_an_icloud_placeholder_of_a_clip_is_a_reject_not_a_hidden_file_passed_over(ravdess, tmp_path):
+    """A corpus kept in iCloud Drive and copied off the Mac (rsync, scp) holds, for each file macOS had not downloaded,
+    only its placeholder `.<name>.icloud` (a small plist). Hidden, it was passed over with .DS_Store and the other
+    hidden names: its clip was in neither the manifest nor the rejects, and the build said nothing."""
+    root = shutil.copytree(ravdess[0], tmp_path / "RAVDESS", symlinks=True)
+    evicted = root / "Actor_02" / "01-01-05-01-01-01-02.mp4"
+    placeholder = evicted.with_name(f".{evicted.name}.icloud")
+    evicted.unlink()
+    placeholder.write_bytes(b"bplist00\xd3\x01\x02\x03" + bytes(60))
+    (root / ".README.md.icloud").write_bytes(b"bplist00" + bytes(60))  # no media: unused, as its README would be
+    (root / "Actor_01" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "Actor_01" / "._01-01-01-01-01-01-01.mp4").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble: passed over
+    records, rejects = corpora.scan("ravdess", root)
+    assert "ravdess-01-05-01-01-01-02" not in {r.clip_id for r in records}
+    why = ("an iCloud Drive placeholder of {}, not the file: macOS had not downloaded it when the corpus was copied; "
+           "download it there (Finder: Download Now, or `brctl download`) and copy it again")
+    placeholders = sorted((r.source_path, r.reason, r.unused) for r in rejects if r.source_path.endswith(".icloud"))
+    assert placeholders == [(str(root / ".README.md.icloud"), why.format("README.md"), True),
+                            (str(placeholder), why.format(evicted.name), False)]
+    assert not [r for r in rejects if "DS_Store" in r.source_path or "/._" in r.source_path]
+
+
 def test_a_link_into_the_tree_does_not_hide_the_folder_it_names(tmp_path):
     """os.walk is top-down: a shortcut `wav -> raw/AudioWAV` was met before the folder, which was then skipped as
     seen, and its files read as `wav/...`, not CREMA-D's AudioWAV/: a complete corpus became all rejects."""

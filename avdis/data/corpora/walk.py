@@ -1,13 +1,13 @@
 """Finding a source folder's files. Files are found through symlinked folders (each real folder once, under its own name
-where the source tree holds it), hidden names and the output folder skipped; a link whose target is missing is a
-reject, not a silent gap."""
+where the source tree holds it), hidden names and the output folder skipped; a link whose target is missing, and an
+iCloud Drive placeholder (hidden) of a file not downloaded, are rejects, not silent gaps."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from avdis.data.corpora.records import Reject
+from avdis.data.corpora.records import Reject, no_media
 
 
 def files_under(src: Path, skip: Path | None = None) -> tuple[list[Path], list[Reject]]:
@@ -15,7 +15,8 @@ def files_under(src: Path, skip: Path | None = None) -> tuple[list[Path], list[R
     none is left out in silence, as `os.walk` would by itself). Symlinked folders are
     entered once per real folder, under its own name where the tree holds it (a link into the tree is not followed;
     one to elsewhere is, under the link's name), so a link loop ends and a folder linked twice is not counted twice;
-    hidden names and the folder `skip` (a preprocess output inside the source) are left out."""
+    hidden names (but iCloud Drive's placeholders of files not downloaded, rejects: `_ICLOUD`) and the folder `skip`
+    (a preprocess output inside the source) are left out."""
     top = os.path.realpath(src)
     seen = {top} | ({os.path.realpath(skip)} if skip else set())
     files: list[Path] = []
@@ -40,6 +41,8 @@ def files_under(src: Path, skip: Path | None = None) -> tuple[list[Path], list[R
         for name in names:
             path = Path(root) / name
             if name.startswith("."):
+                if _readable(name) and _icloud_placeholder(name):
+                    rejects.append(Reject(str(path), _ICLOUD.format(name[1:-len(".icloud")]), unused=no_media(path)))
                 continue
             if not _readable(name):
                 rejects.append(Reject(_shown(path), _NOT_UTF8))
@@ -66,6 +69,18 @@ def _walked(real: str, top: str) -> bool:
     if os.path.commonpath([real, top]) != top:
         return False
     return not any(part.startswith(".") for part in Path(os.path.relpath(real, top)).parts)
+
+
+# what macOS leaves of a file in iCloud Drive not downloaded to the Mac ("Optimize Mac Storage"): `.a.mp4.icloud`, a
+# small plist beside no `a.mp4`; hidden, it was passed over with the other hidden names, and its clip was lost in
+# silence (a corpus copied off such a Mac with rsync or scp keeps the placeholders)
+_ICLOUD = ("an iCloud Drive placeholder of {}, not the file: macOS had not downloaded it when the corpus was copied; "
+           "download it there (Finder: Download Now, or `brctl download`) and copy it again")
+
+
+def _icloud_placeholder(name: str) -> bool:
+    """Whether a hidden name is iCloud Drive's placeholder of a file not downloaded: `.<its name>.icloud`."""
+    return name.endswith(".icloud") and len(name) > len("..icloud")
 
 
 _NOT_UTF8 = "name is not UTF-8 text (as unzip leaves a Windows archive's names); rename it"
