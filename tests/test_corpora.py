@@ -2,9 +2,11 @@
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -501,6 +503,25 @@ def test_empty_and_missing_folders(tmp_path):
         corpora.scan("cremad", tmp_path)
     with pytest.raises(corpora.CorpusError, match="avdis synth"):
         corpora.scan("synthetic", tmp_path)
+
+
+@pytest.mark.parametrize("on_disk, typed", [("NFD", "NFC"), ("NFC", "NFD")])
+def test_a_source_folder_typed_in_another_unicode_form_than_its_name_on_disk_is_named_as_written_there(
+        tmp_path, on_disk, typed):
+    """A corpus folder a Mac named (`Korpus Zoë`, its ë decomposed: e and an accent), copied to Linux, and typed on a
+    keyboard (ë, one character) is another name there: the build said "source folder does not exist" of a folder
+    `ls` shows, with the same letters."""
+    written = tmp_path / unicodedata.normalize(on_disk, "Korpus Zoë") / "RAVDESS"
+    touch(written / "Actor_01" / "01-01-03-01-01-01-01.mp4")
+    src = tmp_path / unicodedata.normalize(typed, "Korpus Zoë") / "RAVDESS"
+    with pytest.raises(corpora.CorpusError) as caught:
+        corpora.scan("ravdess", src)
+    assert str(caught.value).startswith(
+        f"{src}: source folder does not exist as typed; {written} is there, named in another Unicode form (")
+    assert str(written) != str(src)
+    missing = src.with_name("RAVDES")  # a name of no folder, in either form: as before
+    with pytest.raises(corpora.CorpusError, match=re.escape(f"{missing}: source folder does not exist; give")):
+        corpora.scan("ravdess", missing)
 
 
 @pytest.mark.parametrize("corpus", ["ravdess", "cremad"])

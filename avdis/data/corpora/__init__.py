@@ -10,6 +10,8 @@ they share: `records` (what a scan yields), `walk` (finding the files), `copies`
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 
 from avdis.data.corpora import cremad, ground_truth, ravdess
@@ -36,12 +38,38 @@ def source_folder(src: str | Path, corpus: str | None = None) -> Path:
     is "made on first use", was told to give the corpus's top folder, which nothing had made."""
     root = Path(src)
     if not root.is_dir():
+        spelt = _spelt_otherwise(root) if not root.exists() else None
+        if spelt is not None:
+            raise CorpusError(
+                f"{root}: source folder does not exist as typed; {spelt} is there, named in another Unicode form (a "
+                "Mac writes an accented letter decomposed, as a letter and its accent, a keyboard types it as one "
+                "character): give data.src as it is written there (type it with a wildcard, or paste it from `ls`), "
+                "or rename it (convmv -r --nfc -f utf8 -t utf8 --notest FOLDER)")
         made = ("; a generated corpus (data.corpus=synthetic) is made by `avdis synth --out "
                 f"{root}` (its flags are data.synth's settings), or with its shards by the first `avdis sweep` or "
                 "`avdis train` on it" if corpus == "synthetic" and not root.exists() else "")
         raise CorpusError(f"{root}: {'not a folder' if root.exists() else 'source folder does not exist'}; "
                           f"give the corpus's top folder as --src (data.src){made}")
     return root
+
+
+def _spelt_otherwise(path: Path) -> Path | None:
+    """The folder `path` names with its names in another Unicode normal form (a folder a Mac named `Corpora ñ`,
+    decomposed, typed composed), where there is one; None where there is none, or a folder on the way cannot be
+    listed."""
+    found = Path(path.anchor)
+    for part in path.parts[1:] if path.anchor else path.parts:
+        if not (found / part).exists():
+            try:
+                names = os.listdir(found)
+            except OSError:
+                return None
+            part = next((n for n in sorted(names)
+                         if unicodedata.normalize("NFC", n) == unicodedata.normalize("NFC", part)), None)
+            if part is None:
+                return None
+        found = found / part
+    return found if found.is_dir() and found != path else None
 
 
 def scan(corpus: str, src: str | Path, skip: str | Path | None = None, audio_only: bool = False) -> Scan:
