@@ -431,6 +431,25 @@ def test_a_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, bits):
         assert len(media.decode_audio(streamed, 16000)) == 16000
 
 
+@pytest.mark.parametrize("form", [b"RF64", b"BW64"])
+def test_an_rf64_or_bw64_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_path, form):
+    """An RF64 WAV (as a field or broadcast recorder writes every file, ffmpeg with -rf64 always, any tool a WAV over
+    4 GiB) or a BW64 one (ITU's, alike) keeps its sizes in a ds64 chunk, its data chunk's own 0xFFFFFFFF; ffmpeg
+    reads it as a WAV, to the end of the file without an error. The check of a WAV cut short looked only at files
+    beginning "RIFF", so a copy cut short was a shorter clip."""
+    whole = _encoded(tmp_path / "whole.wav", "pcm_s16le", {"rf64": "always"})
+    raw = whole.read_bytes()
+    assert raw[:4] == b"RF64" and raw[12:16] == b"ds64"
+    whole.write_bytes(form + raw[4:])
+    assert len(media.decode_audio(whole, 16000)) == 32000
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:-32000])
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(cut, 16000)
+    assert caught.value.reason == ("cut short: its header declares 2.00 s of audio, the file holds 1.00 s (an "
+                                   "interrupted copy or download); copy it again")
+
+
 def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate: int = 16000) -> Path:
     """2 s of a 220 Hz tone at `rate` (16 kHz), mono, in `codec`."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate)).astype(np.float32)

@@ -621,13 +621,22 @@ def vint(data: bytes, at: int) -> tuple[int | None, int]:
 
 def wav_chunks(fh: BinaryIO) -> Iterator[tuple[bytes, int]]:
     """Each chunk of a RIFF WAV from `fh`'s start, as (its id, its size), `fh` at its first byte; none for a file that
-    is no RIFF WAV. The walk goes on from the chunk's end (padded to an even size), whatever the caller read of it."""
+    is no RIFF WAV. The walk goes on from the chunk's end (padded to an even size), whatever the caller read of it.
+    An RF64 or BW64 file (a WAV of 64-bit sizes, as a field or broadcast recorder writes, or a WAV over 4 GiB) is
+    walked alike, its data chunk's size the one its ds64 chunk holds where its own is 0xFFFFFFFF (ffmpeg, which reads
+    either as "wav", reads one cut short to its end as it does a WAV)."""
     head = fh.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
         return
+    data_size = None  # the ds64 chunk's, for an RF64's or BW64's data chunk
     while len(chunk := fh.read(8)) == 8:
         kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         start = fh.tell()
+        if kind == b"ds64" and head[:4] != b"RIFF" and size >= 16:
+            data_size = struct.unpack("<Q", fh.read(16)[8:16])[0]
+            fh.seek(start)
+        elif kind == b"data" and size == 0xFFFFFFFF and data_size is not None:
+            size = data_size  # 0 where a writer into a pipe left it open, as a WAV's
         yield kind, size
         fh.seek(start + size + size % 2)
 
