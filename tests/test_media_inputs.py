@@ -448,6 +448,13 @@ def test_an_rf64_or_bw64_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_
         media.decode_audio(cut, 16000)
     assert caught.value.reason == ("cut short: its header declares 2.00 s of audio, the file holds 1.00 s (an "
                                    "interrupted copy or download); copy it again")
+    # one over 2 GiB (a long session's), cut short: a size a WAV's 32 bits would hold only as a writer's placeholder
+    raw = bytearray(cut.read_bytes())
+    raw[28:36] = struct.pack("<Q", 3 << 30)  # the ds64 chunk's data size: 3 GiB, 100,663 s of 16 kHz 16-bit mono
+    cut.write_bytes(bytes(raw))
+    with pytest.raises(media.MediaError) as caught:
+        media.decode_audio(cut, 16000)
+    assert caught.value.reason.startswith("cut short: its header declares 100663.30 s of audio, the file holds 1.00 s")
 
 
 def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate: int = 16000) -> Path:

@@ -243,13 +243,18 @@ def wav_held(path: str | Path) -> tuple[float, float] | None:
     from `OPEN_WAV_LENGTH` up). ffmpeg reads such a file to its end without an error: a copy cut short was a shorter
     clip."""
     with open(path, "rb") as fh:
+        # an RF64's or BW64's data size is its ds64 chunk's, 64 bits wide: from OPEN_WAV_LENGTH up a size, as such a
+        # file over 2 GiB holds, not a placeholder (but 0xFFFFFFFF, where it has no ds64 chunk)
+        wide = fh.read(4) in (b"RF64", b"BW64")
+        fh.seek(0)
         byte_rate = 0
         for kind, size in walks.wav_chunks(fh):
             if kind == b"fmt " and size >= 12:
                 byte_rate = struct.unpack("<I", fh.read(12)[8:12])[0]
             elif kind == b"data":
                 held = os.fstat(fh.fileno()).st_size - fh.tell()
-                if size == 0 or size >= OPEN_WAV_LENGTH or held >= size or not byte_rate:
+                placeholder = size >= OPEN_WAV_LENGTH and (not wide or size == 0xFFFFFFFF)
+                if size == 0 or placeholder or held >= size or not byte_rate:
                     return None
                 return size / byte_rate, held / byte_rate
     return None
