@@ -238,10 +238,10 @@ def mp3_frames_end(path: str | Path) -> int | None:
 
 
 def wav_held(path: str | Path) -> tuple[float, float] | None:
-    """(seconds its header declares, seconds the file holds) of a RIFF WAV whose data chunk runs past the end of the
-    file; None for a whole one, or one whose header leaves its length open (a streaming writer's 0, or a placeholder
-    from `OPEN_WAV_LENGTH` up). ffmpeg reads such a file to its end without an error: a copy cut short was a shorter
-    clip."""
+    """(seconds its header declares, seconds the file holds) of a WAV (RIFF, RF64 or BW64) whose data chunk runs past
+    the end of the file; None for a whole one, or one whose header leaves its length open (a streaming writer's 0, or
+    a placeholder from `OPEN_WAV_LENGTH` up in a RIFF WAV's 32 bits). ffmpeg reads such a file to its end without an
+    error: a copy cut short was a shorter clip."""
     with open(path, "rb") as fh:
         # an RF64's or BW64's data size is its ds64 chunk's, 64 bits wide: from OPEN_WAV_LENGTH up a size, as such a
         # file over 2 GiB holds, not a placeholder (but 0xFFFFFFFF, where it has no ds64 chunk)
