@@ -340,6 +340,28 @@ def test_a_sweep_on_shards_only_preprocess_makes_never_made_is_refused_before_ra
     assert not ray.is_initialized() and not shards.exists()
 
 
+@pytest.mark.parametrize("variable", ["TUNE_RESULT_DIR", "RAY_AIR_LOCAL_CACHE_DIR"])
+def test_a_sweep_whose_environment_holds_a_variable_tune_refuses_is_refused_before_ray_starts(tmp_path, monkeypatch,
+                                                                                              variable):
+    """Ray Tune 2.60 raises DeprecationWarning in `tune.run` where TUNE_RESULT_DIR or RAY_AIR_LOCAL_CACHE_DIR is set
+    (a shell set up for an older Ray): the sweep ended in that traceback, exit 1, once its corpus and shards were made
+    and Ray had started. Refused first, naming the variable and where the sweep writes (here before the missing
+    RAVDESS manifest, which the old code refused instead)."""
+    import ray
+
+    from avdis.tune import sweep
+
+    monkeypatch.setenv(variable, str(tmp_path / "ray_results"))
+    shards = tmp_path / "shards"
+    cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s1", "data.corpus=ravdess",
+                        f"data.src={tmp_path}", f"data.shards={shards}"])
+    with pytest.raises(UsageError, match=rf"^{variable}={tmp_path}/ray_results in this process's environment: Ray "
+                                         rf"Tune 2.60 no longer reads it, .* under sweep.storage/sweep.name "
+                                         rf"\({tmp_path}/sweeps/s1;.* unset {variable} "):
+        sweep.run(cfg)
+    assert not ray.is_initialized() and not (tmp_path / "sweeps").exists()
+
+
 def test_a_synthetic_sweep_on_a_folder_the_generator_may_not_write_into_is_refused_before_ray_starts(tmp_path):
     """data.src holding RAVDESS files, with data.corpus left at synthetic: the sweep started Ray (~14 s) before it
     refused to generate there, and said to add a ground_truth.csv where the files are RAVDESS's."""

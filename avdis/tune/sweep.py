@@ -46,7 +46,7 @@ from avdis import clusterfit, nodes, results, runtime, storage, storage_lock
 from avdis.config import SEEDS, Config, selection, with_overrides
 from avdis.data.prepare import as_made, check_source, ensure_shards, to_make
 from avdis.data.shards import manifest_hash
-from avdis.errors import AvdisError, counted
+from avdis.errors import AvdisError, UsageError, counted
 from avdis.results import pareto
 from avdis.train import checkpoint as ck
 from avdis.train.checkpoint import KEEP_CHECKPOINTS
@@ -405,11 +405,32 @@ def run(cfg: Config, views: Views = Views(), names: dict[str, str] | None = None
     user gave sweep.storage by where it is not that setting (`--storage`), for a refusal to name. `retry_failed`
     (`--retry-failed`): a resume runs the trials that ended in an error again, each from its last checkpoint
     (`resume.retried_trials`); a new sweep has none, and says so."""
+    check_tune_environment(cfg)
     storage.check_buckets(cfg.s3, cfg.sweep.storage, cfg.data.shards, *filter(None, [cfg.sweep.checkpoints]))
     runtime.check_kept({**outputs_of(cfg, names), **to_make(cfg)})
     # two drivers on one sweep would each write its tables
     with storage_lock.exclusive(url_of(cfg), "sweep driver", s3=cfg.s3):
         return _run(cfg, views, names, retry_failed)
+
+
+# Variables of Ray's older storage layout: Ray Tune 2.60 reads neither, and refuses to run while either is set in the
+# driver's environment (`tune.run` raises DeprecationWarning)
+TUNE_REFUSES = ("TUNE_RESULT_DIR", "RAY_AIR_LOCAL_CACHE_DIR")
+
+
+def check_tune_environment(cfg: Config) -> None:
+    """Refuse, before any work, a driver whose environment holds a variable Tune refuses (`TUNE_REFUSES`): the sweep
+    ended in Tune's traceback (DeprecationWarning, exit 1) once its corpus and shards were made and Ray had started.
+    Such a variable is in the shell a user ran the command from, or, under `ray job submit`, in the job's runtime env
+    or the environment its head's `ray start` ran in."""
+    found = {key: os.environ[key] for key in TUNE_REFUSES if os.environ.get(key)}
+    if found:
+        raise UsageError(
+            f"{', '.join(f'{k}={v}' for k, v in found.items())} in this process's environment: Ray Tune 2.60 no longer "
+            "reads it, and refuses to run a sweep while it is set. The sweep keeps its results, checkpoints "
+            f"included, under sweep.storage/sweep.name ({url_of(cfg)}; sweep.checkpoints puts the checkpoints apart): "
+            f"unset {' and '.join(found)} (under `ray job submit`: in the job's runtime env, or where the head's "
+            "`ray start` ran) and run the command again")
 
 
 def probing(cfg: Config) -> Config:
