@@ -509,12 +509,34 @@ def test_a_tune_experiment_where_none_should_be_or_none_where_one_should_be_is_r
         check_experiments(f"{tmp_path}/b/s1", other, resume=False)
     results.write_trials(url, [{"trial_id": "t", "sweep": "s1", "method": "multitask", "status": "TERMINATED",
                                 "emotion_acc": 0.8, "leakage": 0.5, "order": 1, "epochs": 2}])
+    (state.parent / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")  # and the state Tune saved of it
     check_experiments(url, cfg, resume=True)  # its experiment is there: it resumes
     state.unlink()
     with pytest.raises(UsageError, match=r"its Tune experiment s1-search is gone from .*`avdis report"):
         check_experiments(url, cfg, resume=True)
     results.write_trials(url, [{"trial_id": "t", "sweep": "s1", "method": "multitask", "status": "RUNNING"}])
     check_experiments(url, cfg, resume=True)  # killed before Tune saved anything: nothing finished, it starts anew
+
+
+def test_a_sweep_whose_driver_died_before_tune_saved_any_state_starts_its_experiment_anew(tmp_path, capsys):
+    """A driver that died between making its Tuner (tuner.pkl) and Tune's first saved state (killed as Tune began, or
+    failing in `tune.run`: TUNE_RESULT_DIR set, seen by hT2) left tuner.pkl alone. The rerun restored it: Tune found
+    no state and started the experiment over with one sample (Ray 2.60's `Tuner.restore` passes no num_samples), so
+    it ran one of the sweep's trials and said the sweep was interrupted, and every rerun after it ran none. Its
+    experiment is made anew, of all sweep.num_samples trials (real Tuners; no Ray needed to make them)."""
+    from avdis.tune import sweep
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1", "sweep.num_samples=3"])
+    url = sweep.url_of(cfg)
+    sweep._tuner(cfg, url, False, sweep.Views(), False)  # the first driver's, which died before `fit` saved a state
+    capsys.readouterr()
+    rerun = sweep._tuner(cfg, url, True, sweep.Views(), False)._local_tuner
+    assert "resuming" not in capsys.readouterr().out
+    assert rerun._resume_config is None and rerun._tune_config.num_samples == 3
+    assert not sweep.restorable(cfg, results.SEARCH)
+    check_experiments(url, cfg, resume=True)  # nothing recorded as finished: nothing to refuse
+    with pytest.raises(UsageError, match=r"holds a Tune experiment \(s1-search\)"):  # a new sweep of the name: as ever
+        check_experiments(str(tmp_path / "other" / "s1"), cfg, resume=False)
 
 
 def test_a_sweep_started_by_an_older_avdis_is_refused_naming_the_settings_it_lacked(tmp_path):

@@ -21,7 +21,7 @@ from avdis.errors import AvdisError, UsageError
 from avdis.train import checkpoint as ck
 from avdis.tune import records
 from avdis.tune.records import Listener, notify
-from avdis.tune.sweep import checkpoints_of, experiment_of, restorable  # sweep imports this module in its functions
+from avdis.tune.sweep import begun, checkpoints_of, experiment_of, restorable  # sweep imports this module in its functions
 from avdis.tune.trial import TRIALS_DIR, run_trial
 
 
@@ -32,7 +32,7 @@ def check_experiments(sweep_url: str, cfg: Config, resume: bool) -> None:
     lifecycle rule, deleted) would start its trials over beside the ones it recorded."""
     where = checkpoints_of(cfg)
     if not resume:
-        held = [role for role in (results.SEARCH, results.CONFIRM) if restorable(cfg, role)]
+        held = [role for role in (results.SEARCH, results.CONFIRM) if begun(cfg, role)]
         if held:
             raise UsageError(f"{where} holds a Tune experiment ({experiment_of(cfg, held[0])[2]}) but {sweep_url} "
                              "no sweep: it is another sweep's of this name, or what is left of one deleted. Give "

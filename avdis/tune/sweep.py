@@ -123,11 +123,28 @@ def experiment_of(cfg: Config, role: str) -> tuple[Any, str, str]:
     return fs, storage_path.rstrip("/"), f"{cfg.sweep.name}-{role}"
 
 
-def restorable(cfg: Config, role: str) -> bool:
+# the file Ray 2.60's Tune saves its experiment's state in (its trials, the searcher's and scheduler's beside it)
+EXPERIMENT_STATE = "experiment_state-"
+
+
+def begun(cfg: Config, role: str) -> bool:
+    """Whether a Tuner of the experiment of `role` was made (its tuner.pkl, what `Tuner.can_restore` looks for),
+    whether or not Tune then saved any state of it."""
     from ray import tune
 
     fs, storage_path, name = experiment_of(cfg, role)
     return tune.Tuner.can_restore(f"{storage_path}/{name}", storage_filesystem=fs)
+
+
+def restorable(cfg: Config, role: str) -> bool:
+    """Whether the experiment of `role` can be restored: its Tuner was made (`begun`) and Tune saved a state of its
+    trials (`EXPERIMENT_STATE`). A driver that died between the two (killed as Tune began, or failing in `tune.run`)
+    left tuner.pkl alone: restored, Tune found no state and started the experiment over with one sample (Ray 2.60's
+    `Tuner.restore` passes no num_samples), so the rerun ran one trial and said the sweep was interrupted, and every
+    rerun after it ran none. Such an experiment is started anew (`_experiment`)."""
+    name = experiment_of(cfg, role)[2]
+    return begun(cfg, role) and any(url.rsplit("/", 1)[-1].startswith(EXPERIMENT_STATE) for url in
+                                    storage.list_files(storage.join(checkpoints_of(cfg), name), ".json", cfg.s3))
 
 
 def tune_failures(cfg: Config, in_process: bool) -> int:
