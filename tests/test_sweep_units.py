@@ -2101,3 +2101,53 @@ def test_a_grad_accum_some_sampled_trial_cannot_take_is_refused_before_any_trial
         check_accumulation(cfg("train.grad_accum=2", "sweep.space.params.train.batch_size={low: 8, high: 12, int: true}"))
     check_accumulation(cfg("train.grad_accum=2", "sweep.space.params.train.batch_size=[8, 12]"))
     check_accumulation(cfg("data.shards=/nonexistent", "sweep.space.params.train.batch_size=[9, 16]"))  # no accumulation
+
+
+def test_a_sweep_whose_trials_wait_for_cpus_another_job_holds_says_why():
+    """A sweep started while another job held the cluster's CPUs waited without a word: Tune warns only of a trial the
+    cluster could never hold, and its status line ('Logical resource usage: 0/2 CPUs', its own trials alone) read as
+    the CPUs free (seen by hT2 on a `ray start --head --num-cpus=2` beside an actor of 2 CPUs: 2 minutes of '2
+    PENDING'). The sweep's own Tuner's callbacks, in a real Tune loop whose one CPU an actor holds for its first
+    seconds, say what a trial asks for and what is free; the trial then runs."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+    import threading
+
+    import ray
+    import ray.cloudpickle as cloudpickle
+    from ray import tune
+
+    from avdis.tune import sweep
+
+    tmp = Path(tempfile.mkdtemp(prefix="avw-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    cfg = C.load(None, [f"sweep.storage={tmp / 'sweeps'}", "sweep.name=s1"])
+    made = sweep._tuner(cfg, sweep.url_of(cfg), False, sweep.Views(), False)._local_tuner._run_config.callbacks
+    said = [c for c in made if hasattr(c, "on_step_begin") and hasattr(c, "after_s")]
+    assert said, f"no callback of the sweep's Tuner says why its trials wait: {made}"
+    said[0].after_s = 2.0
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import test modules
+    out = []
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp))
+
+        @ray.remote(num_cpus=1)
+        class Hog:
+            def ping(self) -> int:
+                return 1
+
+        hog = Hog.remote()
+        ray.get(hog.ping.remote())
+        threading.Timer(8.0, ray.kill, [hog]).start()  # the other job ends
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            grid = tune.Tuner(tune.with_resources(one_report, {"cpu": 1}), run_config=tune.RunConfig(
+                name="wait", storage_path=str(tmp / "tune"), verbose=0, callbacks=said[:1])).fit()
+        out = printed.getvalue()
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert grid.num_terminated == 1
+    assert re.search(r"avdis sweep s1: no trial has run for \d+ s: each asks for 1 CPU .* and the cluster has 0 of 1 "
+                     r"CPU free: other work holds the rest", out), out

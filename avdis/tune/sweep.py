@@ -35,6 +35,7 @@ import itertools
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
@@ -114,6 +115,51 @@ class Views:
     callbacks: tuple[Callback, ...] = ()
 
 
+class WaitSaid(Callback):
+    """Says, once a wait has lasted `after_s`, why no trial of the sweep runs: trials wait (PENDING) and none runs, so
+    Ray has not the resources a trial asks for free. Another job holding a cluster's CPUs (its tasks, actors, another
+    sweep's trials) kept the sweep's trials waiting without a word: Tune warns only of a trial the whole cluster could
+    never hold (`clusterfit` refuses those before trials start), and its status line, 'Logical resource usage: 0/2
+    CPUs', counts its own trials alone, so it read as two CPUs free. Said again after a trial has run and the sweep
+    waits anew. Pickled with the experiment (as Tune's callbacks are) and restored with it."""
+
+    def __init__(self, name: str, after_s: float = 60.0) -> None:
+        self.name, self.after_s = name, after_s
+        self.since: float | None = None  # when the present wait began (this process's clock)
+        self.said = False
+
+    def __getstate__(self) -> dict[str, Any]:  # a wait is this process's: a resumed sweep starts without one
+        return {**self.__dict__, "since": None, "said": False}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        from ray.tune.experiment import Trial
+
+        pending = [t for t in trials if t.status == Trial.PENDING]
+        if not pending or any(t.status == Trial.RUNNING for t in trials):
+            self.since, self.said = None, False
+            return
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        if not self.said and now - self.since >= self.after_s:
+            self.said = True
+            print(waiting_said(self.name, now - self.since, pending[0]), flush=True)
+
+
+def waiting_said(name: str, waited_s: float, trial: Any) -> str:
+    """Why the sweep `name`'s trials have waited `waited_s`: what `trial` asks for, against what the cluster has free."""
+    import ray
+
+    need = trial.placement_group_factory.required_resources
+    free, total = ray.available_resources(), ray.cluster_resources()
+    shown = [key for key in ("CPU", "GPU") if need.get(key)] or sorted(need)
+    have = ", ".join(f"{free.get(key, 0):g} of {total.get(key, 0):g} {key}" for key in shown)
+    asks = ", ".join(f"{need[key]:g} {key}" for key in shown)
+    return (f"avdis sweep {name}: no trial has run for {waited_s:.0f} s: each asks for {asks} (train.workers x "
+            f"train.cpus_per_worker / gpus_per_worker, and its driver's share), and the cluster has {have} free: other "
+            "work holds the rest (another job's tasks or actors, another sweep's trials; `ray status` and `ray list "
+            "actors` show them). The sweep waits until they free it (or an autoscaler adds nodes)")
+
+
 def experiment_of(cfg: Config, role: str) -> tuple[Any, str, str]:
     """Tune's experiment of `role` (its state and its trials' folders): (pyarrow filesystem, storage path, name),
     at `<checkpoints_of>/<sweep.name>-<role>`. Never the sweep's own folder, whose files (mo_asha.json,
@@ -181,7 +227,8 @@ def _experiment(cfg: Config, sweep_url: str, role: str, tune_config: Any, resume
         trainable, tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=fs,
-            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners, restarts=in_process), *views.callbacks],
+            callbacks=[TrialRecorder(sweep_url, cfg, role, views.listeners, restarts=in_process), *views.callbacks,
+                       WaitSaid(cfg.sweep.name)],
             failure_config=tune.FailureConfig(max_failures=tune_failures(cfg, in_process)), verbose=1,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),  # in-process trials' checkpoints
         ),
