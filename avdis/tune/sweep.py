@@ -154,10 +154,14 @@ def waiting_said(name: str, waited_s: float, trial: Any) -> str:
     shown = [key for key in ("CPU", "GPU") if need.get(key)] or sorted(need)
     have = ", ".join(f"{free.get(key, 0):g} of {total.get(key, 0):g} {key}" for key in shown)
     asks = ", ".join(f"{need[key]:g} {key}" for key in shown)
+    if any(total.get(key, 0) < need[key] for key in shown):  # checked to fit before trials: nodes still to come
+        why = ("the nodes it has now cannot hold one: the sweep waits for the nodes an autoscaler adds (`ray status` "
+               "shows them pending)")
+    else:
+        why = ("other work holds the rest (another job's tasks or actors, another sweep's trials; `ray status` and "
+               "`ray list actors` show them). The sweep waits until they free it (or an autoscaler adds nodes)")
     return (f"avdis sweep {name}: no trial has run for {waited_s:.0f} s: each asks for {asks} (train.workers x "
-            f"train.cpus_per_worker / gpus_per_worker, and its driver's share), and the cluster has {have} free: other "
-            "work holds the rest (another job's tasks or actors, another sweep's trials; `ray status` and `ray list "
-            "actors` show them). The sweep waits until they free it (or an autoscaler adds nodes)")
+            f"train.cpus_per_worker / gpus_per_worker, and its driver's share), and the cluster has {have} free: {why}")
 
 
 def experiment_of(cfg: Config, role: str) -> tuple[Any, str, str]:
