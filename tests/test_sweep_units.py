@@ -362,6 +362,27 @@ def test_a_sweep_whose_environment_holds_a_variable_tune_refuses_is_refused_befo
     assert not ray.is_initialized() and not (tmp_path / "sweeps").exists()
 
 
+def test_a_sweep_through_ray_client_is_not_refused_for_a_variable_tune_never_sees(tmp_path, monkeypatch):
+    """Under Ray Client (`ray://`) the Tuner is an actor on the cluster's head and `tune.run` checks the cluster's
+    environment there, which the driver's variables do not reach: a sweep refused for TUNE_RESULT_DIR in the
+    driver's shell would have run. A driver that runs Tune itself (a GCS address, a local Ray) is still refused."""
+    from avdis.tune import sweep
+
+    monkeypatch.setenv("TUNE_RESULT_DIR", str(tmp_path / "ray_results"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    given = [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s1"]
+    sweep.check_tune_environment(C.load(None, [*given, "ray.address=ray://127.0.0.1:10001"]))
+    for address in ("", "auto"):  # Ray Client named by RAY_ADDRESS, with no ray.address or with `auto`
+        monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:10001")
+        sweep.check_tune_environment(C.load(None, [*given, *([f"ray.address={address}"] if address else [])]))
+    for address in ("127.0.0.1:6379", "local"):  # Tune runs in this process
+        with pytest.raises(UsageError, match=r"^TUNE_RESULT_DIR=.* in this process's environment"):
+            sweep.check_tune_environment(C.load(None, [*given, f"ray.address={address}"]))
+    monkeypatch.delenv("RAY_ADDRESS")
+    with pytest.raises(UsageError, match=r"^TUNE_RESULT_DIR=.* in this process's environment"):
+        sweep.check_tune_environment(C.load(None, given))
+
+
 def test_a_synthetic_sweep_on_a_folder_the_generator_may_not_write_into_is_refused_before_ray_starts(tmp_path):
     """data.src holding RAVDESS files, with data.corpus left at synthetic: the sweep started Ray (~14 s) before it
     refused to generate there, and said to add a ground_truth.csv where the files are RAVDESS's."""

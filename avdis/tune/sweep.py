@@ -490,7 +490,14 @@ def check_tune_environment(cfg: Config) -> None:
     """Refuse, before any work, a driver whose environment holds a variable Tune refuses (`TUNE_REFUSES`): the sweep
     ended in Tune's traceback (DeprecationWarning, exit 1) once its corpus and shards were made and Ray had started.
     Such a variable is in the shell a user ran the command from, or, under `ray job submit`, in the job's runtime env
-    or the environment its head's `ray start` ran in."""
+    or the environment its head's `ray start` ran in. Not under Ray Client (`ray://`): there Tune runs on the cluster
+    (the Tuner is an actor on its head), in the cluster's environment, which this process's variables do not reach,
+    so a sweep refused for them ran."""
+    address = runtime.asked_address(cfg.ray) or ""
+    if address == "auto":  # as `runtime.connect` reads it: RAY_ADDRESS where that names Ray Client
+        address = os.environ.get("RAY_ADDRESS") or ""
+    if address.startswith("ray://"):
+        return
     found = {key: os.environ[key] for key in TUNE_REFUSES if os.environ.get(key)}
     if found:
         raise UsageError(
