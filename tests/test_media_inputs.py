@@ -457,6 +457,21 @@ def test_an_rf64_or_bw64_wav_cut_short_is_a_named_reject_not_a_shorter_clip(tmp_
     assert caught.value.reason.startswith("cut short: its header declares 100663.30 s of audio, the file holds 1.00 s")
 
 
+@pytest.mark.parametrize("form", [b"RF64", b"BW64"])
+def test_an_rf64_or_bw64_wav_header_alone_is_no_recording(tmp_path, form):
+    """`sniff.no_recording` read a WAV's chunks only where the file begins "RIFF", though `walks.wav_chunks` walks
+    an RF64's or BW64's too (14f13a0): the header of one with no sample after it was a recording, so two such files
+    alike under two CREMA-D emotions were one recording under two names (no clip of either), where two RIFF headers
+    alike are two broken files, each clip then taken from its other files. Samples after the header are one."""
+    from avdis.data.corpora import sniff
+
+    raw = _encoded(tmp_path / "whole.wav", "pcm_s16le", {"rf64": "always"}).read_bytes()
+    at = raw.index(b"data") + 8
+    for tail, none in ((b"", True), (raw[at:], False)):
+        (tmp_path / "x.wav").write_bytes(form + raw[4:at] + tail)
+        assert sniff.no_recording(str(tmp_path / "x.wav")) == none, (form, len(tail))
+
+
 def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate: int = 16000) -> Path:
     """2 s of a 220 Hz tone at `rate` (16 kHz), mono, in `codec`."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate)).astype(np.float32)

@@ -15,11 +15,12 @@ from avdis.data import walks
 
 
 def silent(path: str) -> bool:
-    """Whether a file is digital silence, read without decoding (nothing is decoded in a scan): a RIFF WAV whose
-    samples are all zero bytes (8-bit PCM, whose silence is 0x80, aside; a data chunk of size 0 is a length a streaming
-    writer left open: its samples run to the end of the file, as ffmpeg reads them), an MP3 whose frames code no sound
-    (CREMA-D's AudioMP3/ files, a clip's sound in a copy without AudioWAV/), or a file never filled in (a downloader
-    that set its size first: zero bytes throughout), whose copy elsewhere in the tree may be whole."""
+    """Whether a file is digital silence, read without decoding (nothing is decoded in a scan): a WAV (RIFF, RF64 or
+    BW64) whose samples are all zero bytes (8-bit PCM, whose silence is 0x80, aside; a RIFF WAV's data chunk of size 0
+    is a length a streaming writer left open: its samples run to the end of the file, as ffmpeg reads them), an MP3
+    whose frames code no sound (CREMA-D's AudioMP3/ files, a clip's sound in a copy without AudioWAV/), or a file
+    never filled in (a downloader that set its size first: zero bytes throughout), whose copy elsewhere in the tree
+    may be whole."""
     try:
         with open(path, "rb") as fh:
             if not any(block.strip(b"\0") for block in iter(lambda: fh.read(1 << 20), b"")):
@@ -64,7 +65,7 @@ def no_recording(path: str) -> bool:
             fh.seek(0)
             if is_text(head):
                 return True
-            if head[:4] == b"RIFF":
+            if head[:4] in (b"RIFF", b"RF64", b"BW64"):  # the WAVs `walks.wav_chunks` walks
                 # a sample after its data chunk's header, whatever its size (0 or 0xFFFFFFFF: left open, read to the
                 # end), but whole chunks to the end of the file (a LIST a writer appended to a header alone) are none
                 return not any(kind == b"data" and not walks.riff_chunks_to_end(fh, fh.tell(), size)
