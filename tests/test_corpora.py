@@ -1631,12 +1631,13 @@ BUILD = ("import sys, pyarrow.parquet as pq; from avdis.config import DataConfig
          "summary = shards.build_shards(DataConfig(corpus='ravdess', src=sys.argv[1], shards=sys.argv[2]), "
          "S3Config()); "
          "print((summary['clips'], summary['up_to_date'], "
-         "pq.read_table(sys.argv[2] + '/rejects.parquet').select(['source_path', 'reason']).to_pylist()))")
+         "pq.read_table(sys.argv[2] + '/rejects.parquet').select(['source_path', 'reason']).to_pylist())); "
+         "print(summary.get('rebuilt_because'), file=sys.stderr)")
 
 
-def _build_unprivileged(tmp_path: Path) -> tuple[int, bool, list[dict[str, str]]]:
+def _build_unprivileged(tmp_path: Path, why: list[str] | None = None) -> tuple[int, bool, list[dict[str, str]]]:
     """(clips, up to date, rejects) of shards.build_shards of `tmp_path`/RAVDESS into `tmp_path`/shards, run as a user
-    without root's power to read anything."""
+    without root's power to read anything; its summary's `rebuilt_because` is added to `why`."""
     drop = [shutil.which("setpriv"), "--inh-caps=-dac_override,-dac_read_search",
             "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     if drop and drop[0] is None:
@@ -1645,6 +1646,8 @@ def _build_unprivileged(tmp_path: Path) -> tuple[int, bool, list[dict[str, str]]
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.returncode == 0, out.stderr[-2000:]
+    if why is not None:
+        why.append(out.stderr.strip().splitlines()[-1])
     return ast.literal_eval(out.stdout.strip().splitlines()[-1])
 
 
@@ -1679,13 +1682,16 @@ def test_a_file_the_user_cannot_read_is_told_to_be_given_read_access_not_to_be_c
 def test_a_file_made_readable_after_a_build_makes_its_clip_on_the_next(tmp_path):
     """`chmod a+r`, as the reject of a file the user cannot read says, changes neither its size nor its modification
     time, which were all of it the fingerprint held: the rerun found the shards made without its clip up to date,
-    and the clip stayed out until --force."""
+    and the clip stayed out until --force. The rebuild says so (it said a source file's size or time had changed)."""
     locked = _locked_ravdess(tmp_path)
     try:
         assert _build_unprivileged(tmp_path)[:2] == (5, False)
     finally:
         locked.chmod(0o644)
-    assert _build_unprivileged(tmp_path) == (6, False, [])
+    why: list[str] = []
+    assert _build_unprivileged(tmp_path, why) == (6, False, [])
+    assert why == ["changed since the shards were made: the corpus (a clip added, removed or relabelled, or a source "
+                   "file's size, time or whether the user can read it changed)"]
     assert _build_unprivileged(tmp_path) == (6, True, [])
 
 
@@ -2001,8 +2007,9 @@ def test_training_on_shards_of_a_corpus_that_changed_since_says_so(tmp_path, cap
     for changed in (data, other):
         assert prepare.ensure_shards(Config.model_validate({"data": changed}))["up_to_date"]
         assert (f"avdis: warning: {changed['src']}: not the corpus the shards at {data['shards']} were made from "
-                "(a clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
-                "run trains on the shards as they are: `avdis preprocess` makes them again") in capsys.readouterr().err
+                "(a clip added, removed or relabelled, a source file's size, time or whether the user can read it "
+                "changed, or another folder); this run trains on the shards as they are: `avdis preprocess` makes "
+                "them again") in capsys.readouterr().err
 
 
 def test_a_data_synth_other_than_the_shards_corpus_had_is_refused(tmp_path):

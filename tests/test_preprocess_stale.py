@@ -82,7 +82,8 @@ def test_a_source_clip_overwritten_in_place_is_read_again(corpus, tmp_path):
     again = shards.build_shards(data, S3)
     assert again["up_to_date"] is False  # it said "source files, settings or decoding changed" for any of them
     assert again["rebuilt_because"] == ("changed since the shards were made: the corpus (a clip added, removed or "
-                                        "relabelled, or a source file's size or time changed)")
+                                        "relabelled, or a source file's size, time or whether the user can read it "
+                                        "changed)")
     after = sample(out, victim["clip_id"], "audio.npy")
     assert np.array_equal(after, donor_audio) and not np.array_equal(after, before)
     assert shards.build_shards(data, S3)["up_to_date"] is True
@@ -519,7 +520,8 @@ def test_the_same_source_folder_spelt_otherwise_is_up_to_date(corpus, tmp_path, 
     Path(rows[0]["source_path"]).write_bytes(Path(rows[1]["source_path"]).read_bytes())
     again = shards.build_shards(data_cfg(tmp_path / "src", tmp_path / "out"), S3)
     assert again["rebuilt_because"] == ("changed since the shards were made: the corpus (a clip added, removed or "
-                                        "relabelled, or a source file's size or time changed)")
+                                        "relabelled, or a source file's size, time or whether the user can read it "
+                                        "changed)")
     assert manifest(tmp_path / "out")[0][0]["source_path"].startswith(str(tmp_path / "src"))  # as spelt this time
     assert shards.build_shards(data_cfg(Path("src"), "out"), S3)["up_to_date"] is True
 

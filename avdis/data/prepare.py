@@ -185,8 +185,8 @@ def ensure_shards(cfg: Config, use_ray: bool = False) -> dict[str, Any]:
     _warn_bandwidth(cfg, shards.manifest_rates(table, cfg.data.features).get("bandwidth_cue"))
     if shards.source_changed(cfg.data, meta):  # a warning: the shards may be meant, and be all this node has
         print(f"avdis: warning: {cfg.data.src}: not the corpus the shards at {cfg.data.shards} were made from (a "
-              "clip added, removed or relabelled, a source file's size or time changed, or another folder); this "
-              "run trains on the shards as they are: `avdis preprocess` makes them again",
+              "clip added, removed or relabelled, a source file's size, time or whether the user can read it changed, "
+              "or another folder); this run trains on the shards as they are: `avdis preprocess` makes them again",
               file=sys.stderr, flush=True)
     return {"url": cfg.data.shards, "up_to_date": True, "clips": table.num_rows, "shards": len(meta["shards"])}
 

@@ -152,7 +152,8 @@ def what_changed(meta: dict[str, Any], data: DataConfig, sources: str) -> str:
     changed = [f"{key} {was[key]!r} -> {value!r}" for key, value in now.items()
                if key in was and (was[key] is not None or key in added) and was[key] != value]
     if meta.get("sources") not in (None, sources):
-        changed.append("the corpus (a clip added, removed or relabelled, or a source file's size or time changed)")
+        changed.append("the corpus (a clip added, removed or relabelled, or a source file's size, time or whether "
+                       "the user can read it changed)")
     if not changed:
         return "source files, settings or decoding changed"
     return "changed since the shards were made: " + "; ".join(changed)
