@@ -418,8 +418,9 @@ def test_a_trial_of_a_non_finite_objective_tunes_saved_state_holds_unfinished_is
     `--retry-failed` does not run it (training it again meets the same values). Where the driver was killed after the
     recorder wrote its end and before Tune saved it, `mark_failed_trials` marked it ERROR like a trial whose process
     died, and the flag trained it again from its checkpoint. It is marked TERMINATED, its count of failures as it was;
-    a trial whose process died beside it is still marked ERROR. Tune's saved state of real Tune trials, read back by
-    Tune."""
+    a trial whose process died beside it is still marked ERROR, and one that an avdis before marked ERROR is marked
+    TERMINATED too. Tune's saved state of real Tune trials, read back by Tune; the flag's rule (`retried_trials`) run
+    on it before and after the marking."""
     from ray.tune import ExperimentAnalysis
 
     from avdis.tune import resume, sweep
@@ -428,12 +429,17 @@ def test_a_trial_of_a_non_finite_objective_tunes_saved_state_holds_unfinished_is
     cfg = C.load(None, [f"sweep.storage={tmp_path / 'sweeps'}", "sweep.name=s"])
     url = sweep.url_of(cfg)
     row = {"sweep": "s", "method": "multitask", "status": "ERROR", "role": results.SEARCH}
-    results.write_trials(url, [{**row, "trial_id": "nan", "error": f"{NON_FINITE} {{'leakage': nan}} at epoch 2"},
+    nan = {**row, "error": f"{NON_FINITE} {{'leakage': nan}} at epoch 2"}
+    results.write_trials(url, [{**nan, "trial_id": "nan"}, {**nan, "trial_id": "old"},
                                {**row, "trial_id": "died", "error": "died"}])
-    state = saved_tune_state(cfg, results.SEARCH, {"nan": "RUNNING", "died": "RUNNING"})
+    state = saved_tune_state(cfg, results.SEARCH, {"nan": "RUNNING", "old": "ERROR", "died": "RUNNING"})
+    retries = resume.Retries({results.SEARCH: {"died"}, results.CONFIRM: set()}, {"nan", "old"}, set(),
+                             frozenset({"nan", "old"}))
+    assert resume.retried_trials(url, cfg, {}) == retries
     resume.mark_failed_trials(url, cfg)
     assert {t.trial_id: (t.status, t.num_failures) for t in ExperimentAnalysis(str(state)).trials} == {
-        "nan": ("TERMINATED", 0), "died": ("ERROR", 1)}
+        "nan": ("TERMINATED", 0), "old": ("TERMINATED", 0), "died": ("ERROR", 1)}
+    assert resume.retried_trials(url, cfg, {}) == retries
 
 
 def test_retry_failed_says_it_retries_a_trial_only_once_its_checkpoint_passed_the_checks(tiny_shards, tmp_path,

@@ -21,7 +21,8 @@ from avdis.errors import AvdisError, UsageError
 from avdis.train import checkpoint as ck
 from avdis.tune import records
 from avdis.tune.records import Listener, notify
-from avdis.tune.sweep import begun, checkpoints_of, experiment_of, restorable  # sweep imports this module in its functions
+from avdis.tune.sweep import (  # sweep imports this module in its functions
+    begun, checkpoints_of, experiment_of, experiment_states, restorable)
 from avdis.tune.trial import TRIALS_DIR, run_trial
 
 
@@ -198,25 +199,23 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
     rest: the state holds no trace of them. A failed trial the record has as one that reported a non-finite objective
     (its driver killed after the recorder wrote its end, before Tune saved it) is marked TERMINATED instead, as Tune
     saves such a trial, whose end it takes for a finish: marked ERROR, `--retry-failed` trained it again from its
-    checkpoint, to meet the same values, where the flag runs none that Tune saw end so."""
+    checkpoint, to meet the same values, where the flag runs none that Tune saw end so. So is one an avdis before
+    2026-12-06 marked ERROR."""
     trials = results.read_trials(sweep_url, cfg.s3)
     lost = results.failed(trials) & trials["order"].isna()
     non_finite = records.non_finite(trials)
     failed, ended = set(trials.loc[lost & ~non_finite, "trial_id"]), set(trials.loc[lost & non_finite, "trial_id"])
     for role in (results.SEARCH, results.CONFIRM):
-        if not (failed or ended) or not restorable(cfg, role):
+        states = experiment_states(cfg, role) if (failed or ended) and begun(cfg, role) else []
+        if not states:  # no experiment (`restorable`)
             continue
-        states = storage.list_files(storage.join(checkpoints_of(cfg), experiment_of(cfg, role)[2]), ".json", cfg.s3)
-        states = [url for url in states if url.rsplit("/", 1)[-1].startswith("experiment_state-")]
-        if not states:
-            continue
-        newest = max(states)  # Tune's pick: the newest name (`_find_newest_experiment_checkpoint`)
+        newest = states[-1]  # Tune's pick
         try:
             state = json.loads(storage.read_bytes(newest, cfg.s3))
             changed, errored = [], set()
             for entry in state["trial_data"]:
                 trial = json.loads(entry[0])
-                if trial.get("trial_id") in ended and trial.get("status") in UNFINISHED:
+                if trial.get("trial_id") in ended and trial.get("status") in (*UNFINISHED, "ERROR"):
                     trial["status"] = "TERMINATED"  # as Tune saves one whose end it saw
                     entry[0] = json.dumps(trial, indent=2)
                     changed.append(trial["trial_id"])
@@ -315,7 +314,7 @@ def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], conf
     experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
     it has none), and so each failed trial it holds as unfinished (UNFINISHED), which `mark_failed_trials` marks as
     ERROR before the restore (the last words read the state before that), but one that reported a non-finite
-    objective, which it marks as finished. It cannot run again a failed trial its saved experiment does not list (one
+    objective, which it marks as finished (held as ERROR too: an avdis before 2026-12-06 marked it so). It cannot run again a failed trial its saved experiment does not list (one
     that a killed driver started after Tune last saved its state, failed before the kill: `ended_apart`) nor one it
     holds as finished (`finished`: one that reported a non-finite objective, Tune took its end for a finish, and the
     recorder made it an error). With `confirming` (the front's confirmation has
@@ -330,8 +329,9 @@ def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], conf
     ended = set(failed.loc[records.non_finite(failed), "trial_id"])
     for of, state in states.items():
         held = {trial: state.status.get(trial) for trial in failed.loc[role == of, "trial_id"]}
-        held |= {trial: "TERMINATED" for trial, status in held.items() if trial in ended and status in UNFINISHED}
-        run[of] = set(state.errored) | {trial for trial, status in held.items() if status in UNFINISHED}
+        held |= {trial: "TERMINATED" for trial, status in held.items()
+                 if trial in ended and status in (*UNFINISHED, "ERROR")}
+        run[of] = (set(state.errored) - ended) | {trial for trial, status in held.items() if status in UNFINISHED}
         cannot |= {trial for trial, status in held.items() if status in (None, "TERMINATED")}
         finished |= {trial for trial, status in held.items() if status == "TERMINATED"}
     closed = set(run.get(results.SEARCH, ())) if confirming else set()

@@ -192,9 +192,14 @@ def restorable(cfg: Config, role: str) -> bool:
     left tuner.pkl alone: restored, Tune found no state and started the experiment over with one sample (Ray 2.60's
     `Tuner.restore` passes no num_samples), so the rerun ran one trial and said the sweep was interrupted, and every
     rerun after it ran none. Such an experiment is started anew (`_experiment`)."""
-    name = experiment_of(cfg, role)[2]
-    return begun(cfg, role) and any(url.rsplit("/", 1)[-1].startswith(EXPERIMENT_STATE) for url in
-                                    storage.list_files(storage.join(checkpoints_of(cfg), name), ".json", cfg.s3))
+    return begun(cfg, role) and bool(experiment_states(cfg, role))
+
+
+def experiment_states(cfg: Config, role: str) -> list[str]:
+    """The URLs of the files Tune saved the state of the experiment of `role` in (`EXPERIMENT_STATE`), by name: Tune
+    restores the last (`_find_newest_experiment_checkpoint`)."""
+    files = storage.list_files(storage.join(checkpoints_of(cfg), experiment_of(cfg, role)[2]), ".json", cfg.s3)
+    return sorted(url for url in files if url.rsplit("/", 1)[-1].startswith(EXPERIMENT_STATE))
 
 
 def tune_failures(cfg: Config, in_process: bool) -> int:
