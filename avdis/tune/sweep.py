@@ -117,7 +117,9 @@ class Views:
 
 class WaitSaid(Callback):
     """Says, once a wait has lasted `after_s`, why no trial of the sweep runs: trials wait (PENDING) and none runs, so
-    Ray has not the resources a trial asks for free. Another job holding a cluster's CPUs (its tasks, actors, another
+    Ray has not the resources a trial asks for free, or a trial that has them is still starting (Tune holds it
+    PENDING until its actor runs, its placement group already taken: the two cannot be told apart from the resources
+    free, so the note names both). Another job holding a cluster's CPUs (its tasks, actors, another
     sweep's trials) kept the sweep's trials waiting without a word: Tune warns only of a trial the whole cluster could
     never hold (`clusterfit` refuses those before trials start), and its status line, 'Logical resource usage: 0/2
     CPUs', counts its own trials alone, so it read as two CPUs free. Said again after a trial has run and the sweep
@@ -159,7 +161,9 @@ def waiting_said(name: str, waited_s: float, trial: Any) -> str:
                "shows them pending)")
     else:
         why = ("other work holds the rest (another job's tasks or actors, another sweep's trials; `ray status` and "
-               "`ray list actors` show them). The sweep waits until they free it (or an autoscaler adds nodes)")
+               "`ray list actors` show them), or a trial of this sweep that holds its share is still starting (its "
+               "runtime env being set up, a slow node: `ray list placement-groups` shows this job's). The sweep waits "
+               "until they free it (or an autoscaler adds nodes)")
     return (f"avdis sweep {name}: no trial has run for {waited_s:.0f} s: each asks for {asks} (train.workers x "
             f"train.cpus_per_worker / gpus_per_worker, and its driver's share), and the cluster has {have} free: {why}")
 
