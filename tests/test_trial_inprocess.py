@@ -189,7 +189,7 @@ def test_a_stopped_sweep_ends_unfinished_and_its_rerun_finishes_it(tiny_shards, 
            "--storage", str(tmp_path / "sweeps"), "--name", "ctrlc", f"data.shards={tiny_shards}",
            "sweep.num_samples=2", f"sweep.max_concurrent={concurrent}", "sweep.scheduler.type=none",
            "sweep.confirm_seeds=1", f"train.epochs={STOPPED_EPOCHS}", "probe.epochs=40", "ray.include_dashboard=false",
-           "train.cpus_per_worker=0.8"]
+           "train.cpus_per_worker=0.8", PROBE_LAST]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     sweep = tmp_path / "sweeps" / "ctrlc"
     with open(tmp_path / "first.log", "w") as log:  # a file, not a pipe: a full pipe would stall the driver
