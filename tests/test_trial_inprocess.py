@@ -308,7 +308,7 @@ def test_a_trial_whose_recorded_checkpoint_tune_deleted_resumes_from_the_newest_
     cmd = [sys.executable, str(ROOT / "jobs" / "sweep.py"), "--config", str(ROOT / "jobs" / "configs" / "smoke.yaml"),
            "--storage", str(tmp_path / "sweeps"), "--name", "gone", f"data.shards={tiny_shards}",
            "sweep.num_samples=1", "sweep.scheduler.type=none", f"train.epochs={EPOCHS}", "probe.epochs=40",
-           "ray.include_dashboard=false"]
+           "ray.include_dashboard=false", PROBE_LAST]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     sweep = tmp_path / "sweeps" / "gone"
     with open(tmp_path / "first.log", "w") as log:
