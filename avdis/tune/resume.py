@@ -172,6 +172,8 @@ DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
 
 
 UNFINISHED = ("RUNNING", "PENDING", "PAUSED")  # a trial's status in Tune's saved state that a restore resumes
+# the statuses Tune's saved state may hold a trial of a non-finite objective in that `mark_failed_trials` marks finished
+ENDED_FROM = (*UNFINISHED, "ERROR")
 
 
 def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
@@ -215,7 +217,7 @@ def mark_failed_trials(sweep_url: str, cfg: Config) -> None:
             changed, errored = [], set()
             for entry in state["trial_data"]:
                 trial = json.loads(entry[0])
-                if trial.get("trial_id") in ended and trial.get("status") in (*UNFINISHED, "ERROR"):
+                if trial.get("trial_id") in ended and trial.get("status") in ENDED_FROM:
                     trial["status"] = "TERMINATED"  # as Tune saves one whose end it saw
                     entry[0] = json.dumps(trial, indent=2)
                     changed.append(trial["trial_id"])
@@ -314,14 +316,14 @@ def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], conf
     experiment holds as ERROR (`Tuner.restore(resume_errored=True)`), from its latest checkpoint (from its start where
     it has none), and so each failed trial it holds as unfinished (UNFINISHED), which `mark_failed_trials` marks as
     ERROR before the restore (the last words read the state before that), but one that reported a non-finite
-    objective, which it marks as finished (held as ERROR too: an avdis before 2026-12-06 marked it so). It cannot run again a failed trial its saved experiment does not list (one
-    that a killed driver started after Tune last saved its state, failed before the kill: `ended_apart`) nor one it
-    holds as finished (`finished`: one that reported a non-finite objective, Tune took its end for a finish, and the
-    recorder made it an error). With `confirming` (the front's confirmation has
-    begun: its experiment was saved), the search's trials it would run are closed: the restored confirmation
-    re-trains the front it began on, with as many trials as it began with, and a retried trial could change that
-    front (the confirmation's count then read as a sweep interrupted, at every rerun). The failed trials of a role
-    not in `states` are in none of the sets."""
+    objective, which it marks as finished (`ENDED_FROM`: held as ERROR too, as an avdis before 2026-12-06 marked it).
+    It cannot run again a failed trial its saved experiment does not list (one that a killed driver started after Tune
+    last saved its state, failed before the kill: `ended_apart`) nor one it holds as finished (`finished`: one that
+    reported a non-finite objective, Tune took its end for a finish, and the recorder made it an error). With
+    `confirming` (the front's confirmation has begun: its experiment was saved), the search's trials it would run are
+    closed: the restored confirmation re-trains the front it began on, with as many trials as it began with, and a
+    retried trial could change that front (the confirmation's count then read as a sweep interrupted, at every
+    rerun). The failed trials of a role not in `states` are in none of the sets."""
     role = failed["role"].fillna(results.SEARCH)
     run: dict[str, set[str]] = {}
     cannot: set[str] = set()
@@ -329,8 +331,7 @@ def retries_of(failed: pd.DataFrame, states: Mapping[str, SavedExperiment], conf
     ended = set(failed.loc[records.non_finite(failed), "trial_id"])
     for of, state in states.items():
         held = {trial: state.status.get(trial) for trial in failed.loc[role == of, "trial_id"]}
-        held |= {trial: "TERMINATED" for trial, status in held.items()
-                 if trial in ended and status in (*UNFINISHED, "ERROR")}
+        held |= {trial: "TERMINATED" for trial, status in held.items() if trial in ended and status in ENDED_FROM}
         run[of] = (set(state.errored) - ended) | {trial for trial, status in held.items() if status in UNFINISHED}
         cannot |= {trial for trial, status in held.items() if status in (None, "TERMINATED")}
         finished |= {trial for trial, status in held.items() if status == "TERMINATED"}

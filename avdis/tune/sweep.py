@@ -148,7 +148,8 @@ class WaitSaid(Callback):
 
 
 def waiting_said(name: str, waited_s: float, trial: Any) -> str:
-    """Why the sweep `name`'s trials have waited `waited_s`: what `trial` asks for, against what the cluster has free."""
+    """Why the sweep `name`'s trials have waited `waited_s`: what `trial` asks for, against what the cluster has
+    free."""
     import ray
 
     need = trial.placement_group_factory.required_resources
