@@ -102,8 +102,7 @@ def _resolve(address: str) -> str:
     would join whichever its set gives first). Ray's own lookup prefers a lone running Ray to the recorded head:
     with that head dead and one other Ray on the machine (another job's, another user's) it would join that one
     instead of saying the head is down."""
-    if address == "auto" and "://" in (os.environ.get("RAY_ADDRESS") or ""):  # "auto" reads it: refused as itself
-        address = os.environ["RAY_ADDRESS"]  # (Ray said only "Invalid address format: http://127.0.0.1:8265")
+    address = _spelt(address)
     if "://" in address and not address.startswith("ray://"):
         raise UsageError(f"Ray address {address!r} is a URL; give the cluster's host:port (its GCS, port 6379 unless "
                          "changed), or ray://host:10001 for Ray Client. The dashboard's http:// address is for "
@@ -209,6 +208,20 @@ def started_here() -> bool:
 
     node = getattr(ray._private.worker.global_worker, "node", None)  # None under Ray Client, or not connected
     return node is not None and node.is_head()
+
+
+def _spelt(address: str) -> str:
+    """`address`, but "auto" where RAY_ADDRESS holds a URL: that URL, which "auto" reads (Ray Client's ray://, or one
+    refused as itself: Ray said only "Invalid address format: http://127.0.0.1:8265")."""
+    if address == "auto" and "://" in (os.environ.get("RAY_ADDRESS") or ""):
+        return os.environ["RAY_ADDRESS"]
+    return address
+
+
+def asks_ray_client(cfg: RayConfig) -> bool:
+    """Whether the Ray address asked for (`asked_address`, "auto" read as `connect` reads it) is Ray Client's
+    (`ray://`), before Ray is reached."""
+    return _spelt(asked_address(cfg) or "").startswith("ray://")
 
 
 def asked_address(cfg: RayConfig) -> str | None:

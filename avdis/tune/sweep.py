@@ -503,10 +503,7 @@ def check_tune_environment(cfg: Config) -> None:
     or the environment its head's `ray start` ran in. Not under Ray Client (`ray://`): there Tune runs on the cluster
     (the Tuner is an actor on its head), in the cluster's environment, which this process's variables do not reach,
     so a sweep refused for them ran."""
-    address = runtime.asked_address(cfg.ray) or ""
-    if address == "auto":  # as `runtime.connect` reads it: RAY_ADDRESS where that names Ray Client
-        address = os.environ.get("RAY_ADDRESS") or ""
-    if address.startswith("ray://"):
+    if runtime.asks_ray_client(cfg.ray):
         return
     found = {key: os.environ[key] for key in TUNE_REFUSES if os.environ.get(key)}
     if found:
