@@ -2172,3 +2172,48 @@ def test_a_sweep_whose_trials_wait_for_cpus_another_job_holds_says_why():
     assert grid.num_terminated == 1
     assert re.search(r"avdis sweep s1: no trial has run for \d+ s: each asks for 1 CPU .* and the cluster has 0 of 1 "
                      r"CPU free: other work holds the rest", out), out
+
+
+def test_a_wait_says_every_size_the_waiting_trials_ask_for_and_judges_the_nodes_on_the_smallest():
+    """A space that samples train.workers gives its trials several sizes: the wait named the first waiting trial's
+    alone ('each asks for 4 CPU'), and judged on it that the nodes could hold none, though they hold the 2 CPU the
+    others ask for. Now it says each size the waiting trials ask for, smallest first, with how many ask for it, and
+    that the nodes cannot hold one only where they cannot hold the smallest. Trials as Tune's controller hands them to
+    the callback (a status, a real PlacementGroupFactory), a held one (PAUSED, `schedulers.AtMost`) not waiting; a
+    real local Ray of 2 CPUs."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+    from types import SimpleNamespace
+
+    import ray
+    from ray.tune import PlacementGroupFactory
+    from ray.tune.experiment import Trial
+
+    from avdis.tune.sweep import WaitSaid
+
+    def trial(status: str, cpus: float) -> SimpleNamespace:
+        return SimpleNamespace(status=status, placement_group_factory=PlacementGroupFactory([{"CPU": cpus}]))
+
+    def said(trials: list[SimpleNamespace]) -> str:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            WaitSaid("s1", after_s=0.0).on_step_begin(0, trials)
+        return printed.getvalue()
+
+    temp = tempfile.mkdtemp(prefix="avw-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+        several = said([trial(Trial.PENDING, 4), *[trial(Trial.PENDING, 2)] * 3, trial(Trial.PAUSED, 8)])
+        beyond = said([trial(Trial.PENDING, 4), trial(Trial.PENDING, 3)])
+        one = said([trial(Trial.PENDING, 3)] * 2)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert re.fullmatch(r"avdis sweep s1: no trial has run for 0 s: trials ask for 2 CPU \(3 trials\) or 4 CPU \(1 "
+                        r"trial\), each by its own sampled settings \(train.workers x .*\), and the cluster has 2 of 2 "
+                        r"CPU free: other work holds the rest .*\n", several), several
+    assert re.search(r": trials ask for 3 CPU \(1 trial\) or 4 CPU \(1 trial\), .* the nodes it has now cannot hold "
+                     r"one: the sweep waits for the nodes an autoscaler adds", beyond), beyond
+    assert re.search(r": each asks for 3 CPU \(train.workers x .*\), and the cluster has 2 of 2 CPU free: the nodes it "
+                     r"has now cannot hold one", one), one

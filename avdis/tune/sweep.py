@@ -31,6 +31,7 @@ point).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import signal
@@ -144,20 +145,31 @@ class WaitSaid(Callback):
         self.since = now if self.since is None else self.since
         if not self.said and now - self.since >= self.after_s:
             self.said = True
-            print(waiting_said(self.name, now - self.since, pending[0]), flush=True)
+            print(waiting_said(self.name, now - self.since, pending), flush=True)
 
 
-def waiting_said(name: str, waited_s: float, trial: Any) -> str:
-    """Why the sweep `name`'s trials have waited `waited_s`: what `trial` asks for, against what the cluster has
-    free."""
+def waiting_said(name: str, waited_s: float, pending: list) -> str:
+    """Why the sweep `name`'s `pending` trials have waited `waited_s`: the sizes they ask for, smallest first (a
+    space that samples train.workers or a worker's CPUs gives its trials several), against what the cluster has free.
+    The nodes cannot hold one where they cannot hold the smallest (nor any other). Said of the first alone, a sweep
+    whose first waiting trial asked for more than the nodes hold said they could hold none, though the others fit."""
     import ray
 
-    need = trial.placement_group_factory.required_resources
+    needs = [trial.placement_group_factory.required_resources for trial in pending]
+    shown = [key for key in ("CPU", "GPU") if any(need.get(key) for need in needs)] or sorted(set().union(*needs))
+    sizes = sorted(collections.Counter(tuple(need.get(key, 0) for key in shown) for need in needs).items())
     free, total = ray.available_resources(), ray.cluster_resources()
-    shown = [key for key in ("CPU", "GPU") if need.get(key)] or sorted(need)
     have = ", ".join(f"{free.get(key, 0):g} of {total.get(key, 0):g} {key}" for key in shown)
-    asks = ", ".join(f"{need[key]:g} {key}" for key in shown)
-    if any(total.get(key, 0) < need[key] for key in shown):  # checked to fit before trials: nodes still to come
+
+    def size(amounts: tuple[float, ...]) -> str:
+        return ", ".join(f"{amount:g} {key}" for key, amount in zip(shown, amounts) if amount) or "nothing"
+
+    what = "train.workers x train.cpus_per_worker / gpus_per_worker, and its driver's share"
+    asks = (f"each asks for {size(sizes[0][0])} ({what})" if len(sizes) == 1 else
+            "trials ask for " + " or ".join(f"{size(amounts)} ({counted(n, 'trial')})" for amounts, n in sizes)
+            + f", each by its own sampled settings ({what})")
+    # each size was checked to fit before trials (`clusterfit`): none fitting now, the nodes are still to come
+    if all(any(total.get(key, 0) < amount for key, amount in zip(shown, amounts)) for amounts, _ in sizes):
         why = ("the nodes it has now cannot hold one: the sweep waits for the nodes an autoscaler adds (`ray status` "
                "shows them pending)")
     else:
@@ -165,8 +177,7 @@ def waiting_said(name: str, waited_s: float, trial: Any) -> str:
                "`ray list actors` show them), or a trial of this sweep that holds its share is still starting (its "
                "runtime env being set up, a slow node: `ray list placement-groups` shows this job's). The sweep waits "
                "until they free it (or an autoscaler adds nodes)")
-    return (f"avdis sweep {name}: no trial has run for {waited_s:.0f} s: each asks for {asks} (train.workers x "
-            f"train.cpus_per_worker / gpus_per_worker, and its driver's share), and the cluster has {have} free: {why}")
+    return f"avdis sweep {name}: no trial has run for {waited_s:.0f} s: {asks}, and the cluster has {have} free: {why}"
 
 
 def experiment_of(cfg: Config, role: str) -> tuple[Any, str, str]:
