@@ -2217,3 +2217,31 @@ def test_a_wait_says_every_size_the_waiting_trials_ask_for_and_judges_the_nodes_
                      r"one: the sweep waits for the nodes an autoscaler adds", beyond), beyond
     assert re.search(r": each asks for 3 CPU \(train.workers x .*\), and the cluster has 2 of 2 CPU free: the nodes it "
                      r"has now cannot hold one", one), one
+
+
+def test_a_restored_sweep_says_why_its_trials_wait_though_begun_before_it_could(tmp_path):
+    """Tune restores an experiment's callbacks as they were pickled when it began (its tuner.pkl; Ray 2.60's
+    `Tuner.restore` takes none): a sweep begun before `WaitSaid` resumed without it, and waited without a word. The
+    restore (`sweep.restored`) gives it one, beside the callbacks it was begun with, and one in place of one it was
+    begun with. Real Tuners: one's tuner.pkl where the sweep keeps its search, restored by Tune."""
+    from ray import tune
+
+    from avdis.tune import sweep
+    from avdis.tune.records import TrialRecorder
+
+    cfg = C.load(None, [f"sweep.storage={tmp_path}", "sweep.name=s1"])
+    fs, storage_path, name = sweep.experiment_of(cfg, results.SEARCH)
+    saved_tune_state(cfg, results.SEARCH, {"t1": "RUNNING"})  # restorable: a saved state beside the tuner.pkl
+
+    def begun(*callbacks: Callback) -> list[Callback]:
+        """The callbacks of the sweep's search, begun with `callbacks` and restored."""
+        tune.Tuner(one_report, run_config=tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=fs,
+                                                         callbacks=list(callbacks)))
+        return sweep.restored(cfg, results.SEARCH, one_report)._local_tuner._run_config.callbacks
+
+    recorder = TrialRecorder(sweep.url_of(cfg), cfg, results.SEARCH)
+    before = begun(recorder)  # an avdis before WaitSaid
+    assert [type(c) for c in before] == [TrialRecorder, sweep.WaitSaid], before
+    assert (before[1].name, before[1].after_s) == ("s1", 60.0)
+    again = begun(recorder, sweep.WaitSaid("s1", after_s=5.0))
+    assert [type(c) for c in again] == [TrialRecorder, sweep.WaitSaid] and again[1].after_s == 60.0, again

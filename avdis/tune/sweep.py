@@ -124,7 +124,8 @@ class WaitSaid(Callback):
     sweep's trials) kept the sweep's trials waiting without a word: Tune warns only of a trial the whole cluster could
     never hold (`clusterfit` refuses those before trials start), and its status line, 'Logical resource usage: 0/2
     CPUs', counts its own trials alone, so it read as two CPUs free. Said again after a trial has run and the sweep
-    waits anew. Pickled with the experiment (as Tune's callbacks are) and restored with it."""
+    waits anew. Pickled with the experiment (as Tune's callbacks are); a restored experiment gets a new one in its
+    place (`restored`), or one where it was begun before this class was."""
 
     def __init__(self, name: str, after_s: float = 60.0) -> None:
         self.name, self.after_s = name, after_s
@@ -273,13 +274,17 @@ def restored(cfg: Config, role: str, trainable: Any, retry: bool = False):
     fs, storage_path, name = experiment_of(cfg, role)
     tuner = tune.Tuner.restore(f"{storage_path}/{name}", trainable, resume_unfinished=True, resume_errored=retry,
                                restart_errored=False, storage_filesystem=fs)
-    # the scheduler Tune restores with the experiment, pickled as it began: one begun before `AtMost` had none, or
-    # one without its limit (a Ray Client's tuner runs on the cluster, with the one pickled)
-    tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
-    if tune_config is not None:
+    # the scheduler and callbacks Tune restores with the experiment, pickled as it began: one begun before `AtMost`
+    # had none, or one without its limit, and one begun before `WaitSaid` waited without a word (a Ray Client's tuner
+    # runs on the cluster, with the ones pickled)
+    local = getattr(tuner, "_local_tuner", None)
+    if local is not None:
+        tune_config, run_config = local._tune_config, local._run_config
         if not isinstance(tune_config.scheduler, AtMost):
             tune_config.scheduler = AtMost()
         tune_config.scheduler.max_concurrent = cfg.sweep.max_concurrent
+        run_config.callbacks = [*(c for c in run_config.callbacks or () if not isinstance(c, WaitSaid)),
+                                WaitSaid(cfg.sweep.name)]
     return tuner
 
 
