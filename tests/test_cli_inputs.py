@@ -624,6 +624,30 @@ def test_a_corpus_too_small_for_a_val_split_is_named_and_trains_with_strict_json
     assert None in result["final"].values()
 
 
+def test_train_says_validation_clips_of_an_emotion_no_training_clip_has(tmp_path, capsys):
+    """`avdis train` reports val_emotion_acc and val_emotion_uar, but said only of test clips that their emotion has no
+    training clip (a sweep said it of both). Here a corpus of one's own holds one `surprised` clip, which
+    data.split.val_fraction=0.3 deals to validation: every run's validation numbers count it wrong."""
+    src, out = tmp_path / "corpus", str(tmp_path / "shards")
+    synth.generate(SynthConfig(speakers=3, emotions=2, clips_per_speaker=6, duration_s=0.5, seed=1), src)
+    (src / "corpus.json").unlink()  # the generator's mark: now a ground_truth.csv of one's own
+    truth = src / "ground_truth.csv"
+    rows = [row.split(",") for row in truth.read_text().splitlines()]
+    [relabelled] = [row for row in rows if row[1] == "synthetic-spk01-000"]
+    relabelled[3] = "surprised"
+    truth.write_text("\n".join(",".join(row) for row in rows) + "\n")
+    assert main(preprocess(str(src), out, "data.split.val_fraction=0.3")) == 0
+    assert strict_json(capsys.readouterr().out)["splits"] == {"train": 6, "val": 6, "test": 6}
+    root = Path(__file__).resolve().parents[1]
+    assert main(["train", "--config", str(root / "jobs" / "configs" / "smoke.yaml"), "--strategy", "single",
+                 "--storage", str(tmp_path / "runs"), f"data.shards={out}", f"data.src={src}",
+                 "data.split.val_fraction=0.3", "train.epochs=1", "train.workers=1", "train.zero_stage=0"]) == 0
+    said = capsys.readouterr().out
+    assert (f"avdis: warning: {out}: 1 of the 6 val clips under data.split.scheme=within_speaker are of emotions no "
+            "training clip has (surprised)") in said
+    assert said.count("no training clip has") == 1  # the clip is in validation alone
+
+
 def test_a_sweep_into_storage_it_cannot_write_is_refused_before_ray_starts(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")

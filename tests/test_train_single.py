@@ -243,11 +243,11 @@ def test_test_clips_of_an_emotion_no_training_clip_has_are_said_before_training(
     """Every such clip is an error in emotion accuracy whatever the method: said, not found in the numbers."""
     cfg = single(tiny_shards, tmp_path)
     info = open_dataset(cfg.data, cfg.s3)
-    warn_unseen_emotions(info, cfg, ("test", "val"))
+    warn_unseen_emotions(info, cfg)
     assert "warning" not in capsys.readouterr().out  # every emotion has training clips here
     unseen = [(spk, emo, scheme, within) for spk, emo, scheme, within in info.labels
               if not (scheme == "train" and emo == 1)]  # as if emotion 1's training clips were missing
-    warn_unseen_emotions(replace(info, labels=unseen), cfg, ("test", "val"))
+    warn_unseen_emotions(replace(info, labels=unseen), cfg)
     out = capsys.readouterr().out
     n_test = sum(scheme == "test" and emo == 1 for _, emo, scheme, _ in unseen)
     assert f"{n_test} of the {sum(s == 'test' for _, _, s, _ in unseen)} test clips" in out

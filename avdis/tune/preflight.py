@@ -74,7 +74,7 @@ def check_validation(cfg: Config) -> None:
             "data.split.val_fraction); under speaker_disjoint, the validation fold's speakers need them. Use a "
             "corpus with more clips per speaker, or data.split.scheme=speaker_disjoint with fewer folds")
     check_leakage_defined(info, cfg, ("test", "val"))
-    warn_unseen_emotions(info, cfg, ("test", "val"))
+    warn_unseen_emotions(info, cfg)
     warn_few_judged(info, cfg, ("test", "val"))
 
 
