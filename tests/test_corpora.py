@@ -427,6 +427,34 @@ def test_a_cremad_video_without_sound_says_its_clip_found_none_in_audiowav_or_au
             f"AudioMP3/{stem}.mp3 {mp3}; copy AudioWAV/{stem}.wav (whole) under data.src to make its clip")
 
 
+@pytest.mark.parametrize("channel, download", [("01", "Speech"), ("02", "Song")])
+def test_a_ravdess_full_av_file_without_sound_says_where_to_get_it_and_its_clip_is_made_as_it_says(
+        tmp_path, channel, download):
+    """A RAVDESS full-AV (01) file holding no sound was told 'no audio stream' alone, of a corpus whose every 01 file
+    holds sound (its 02 files are the video-only ones): it is a bad copy, and nothing said what to do. It now names
+    the download to copy it again from and the clip's audio-only (03) file, which, put beside it, makes the clip."""
+    from avdis.config import FeatureConfig
+
+    name = f"{channel}-02-01-02-01-12"
+    silent, wav = tmp_path / "Actor_12" / f"01-{name}.mp4", tmp_path / "Actor_12" / f"03-{name}.wav"
+    frames, audio = clip_media(0)
+    write_clip(silent, frames, 12, None, SR)
+    (rec,), _ = corpora.scan("ravdess", tmp_path)
+    encoded, rejects = encode.encode_any(rec, FeatureConfig())
+    assert encoded is None and [r.source_path for r in rejects] == [str(silent)]
+    assert rejects[0].reason == (
+        "no audio stream, though RAVDESS's full-AV files (modality 01) hold their clip's sound (its 02 files are the "
+        f"video-only ones): a bad copy (converted without its sound, or a 02 file renamed 01); copy 01-{name}.mp4 "
+        f"again from the corpus's Video_{download}_Actor_12.zip, or put the clip's audio-only file 03-{name}.wav (in "
+        f"Audio_{download}_Actors_01-24.zip) beside it: the clip then takes its sound from that")
+    write_clip(wav, None, 12, audio, SR)
+    (rec,), _ = corpora.scan("ravdess", tmp_path)
+    encoded, rejects = encode.encode_any(rec, FeatureConfig())
+    assert encoded is not None and (encoded[1]["video_path"], encoded[1]["audio_path"]) == (str(silent), str(wav))
+    assert [(r.source_path, r.reason) for r in rejects] == [
+        (str(silent), f"no audio stream; the clip was taken from its picture and the sound of {wav.name} instead")]
+
+
 def test_a_cremad_tree_without_audiowav_held_twice_takes_a_clip_from_the_whole_copy_of_its_mp3(tmp_path):
     """A copy without AudioWAV/ holding AudioMP3/ twice (data.modality=audio): each clip's sound is its .mp3, but the
     second copy of an .mp3 was an unused file ('expected VideoFlash/*.flv, ...'), never tried, so a clip whose first
@@ -539,7 +567,7 @@ def test_preprocess_rejects_broken_media_and_keeps_the_rest(corpus, ravdess, cre
     reasons = dict(zip(rejects.source_path.map(lambda p: Path(p).name), rejects.reason))
     if corpus == "ravdess":
         assert reasons[files["truncated"].name].startswith("cut short: the file ends at byte 900, inside its MP4 box")
-        assert reasons[files["no_audio"].name] == "no audio stream"
+        assert reasons[files["no_audio"].name].startswith("no audio stream, though RAVDESS's full-AV files")
         # a full-AV file that does not decode: its clip from its 02 + 03 files, the 01 a reject saying so; where the
         # 01 decodes, its 02 + 03 are the rejects
         assert reasons[files["cut_av"].name].endswith(

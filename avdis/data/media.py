@@ -230,7 +230,8 @@ def decode_audio(path: str | Path, sample_rate: int, together: bool = True) -> n
     return decode_rated(path, sample_rate, together)[0]
 
 
-NO_AUDIO_STREAM = "no audio stream"  # how a file holding no sound is told (`shards.encode._no_sound_anywhere` words it more)
+NO_AUDIO_STREAM = "no audio stream"  # how a file holding no sound is told (`shards.encode` words it more for the
+# corpora whose files are named as holding sound: `_no_sound_anywhere`, `_full_av_without_sound`)
 
 
 def decode_rated(path: str | Path, sample_rate: int, together: bool = True) -> tuple[np.ndarray, int]:
