@@ -472,12 +472,51 @@ def test_an_rf64_or_bw64_wav_header_alone_is_no_recording(tmp_path, form):
         assert sniff.no_recording(str(tmp_path / "x.wav")) == none, (form, len(tail))
 
 
-def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate: int = 16000) -> Path:
-    """2 s of a 220 Hz tone at `rate` (16 kHz), mono, in `codec`."""
+@pytest.mark.parametrize("form", [b"RF64", b"BW64"])
+def test_an_rf64_or_bw64_wav_written_into_a_pipe_is_read_to_its_end(tmp_path, form):
+    """ffmpeg writing an RF64 WAV into a pipe (-rf64 always, or auto for a long recording) cannot go back to fill in
+    its ds64 chunk: the data size there stays 0. ffmpeg reads a RIFF WAV's data size left open (0, 0xFFFFFFFF) to
+    the end of the file, but an RF64's (or BW64's) at its word: none of the file's samples was read, and the reject
+    said 'audio stream holds no samples ... copy it again', of a file holding its whole recording, which a copy gives
+    again. It is now read to its end, every sample as in the same recording written to a file; its header alone
+    is still no recording."""
+    seekable = media.decode_audio(_encoded(tmp_path / "seekable.wav", "pcm_s16le", {"rf64": "always"}), 16000)
+    raw = _encoded(tmp_path / "piped.wav", "pcm_s16le", {"rf64": "always"}, piped=True).read_bytes()
+    assert raw[:4] == b"RF64" and raw[12:16] == b"ds64" and raw[28:36] == bytes(8)  # its data size: open
+    path = tmp_path / "voice.wav"
+    path.write_bytes(form + raw[4:])
+    assert len(seekable) == 32000
+    np.testing.assert_array_equal(media.decode_audio(path, 16000), seekable)
+    path.write_bytes(form + raw[4 : raw.index(b"data") + 8])
+    with pytest.raises(media.MediaError, match="audio stream holds no samples"):
+        media.decode_audio(path, 16000)
+
+
+class _Pipe(io.RawIOBase):
+    """What ffmpeg writes into when it cannot seek back (its output a pipe): the sizes it fills in at the end of a
+    file it writes to disk stay as they were written at its start."""
+
+    def __init__(self) -> None:
+        self.held = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.held += data
+        return len(data)
+
+
+def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate: int = 16000,
+             piped: bool = False) -> Path:
+    """2 s of a 220 Hz tone at `rate` (16 kHz), mono, in `codec`; `piped`: written into a pipe (`_Pipe`), in the
+    container `path`'s suffix names, then saved at `path`."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate)).astype(np.float32)
     pcm = codec in ("flac", "pcm_s16be", "pcm_s16le")
     samples, fmt = ((tone * 32767).astype(np.int16), "s16") if pcm else (tone, "fltp")
-    with av.open(str(path), "w", options=options or {}) as out:
+    pipe = _Pipe()
+    with av.open(pipe if piped else str(path), "w", format=path.suffix[1:] if piped else None,
+                 options=options or {}) as out:
         a = out.add_stream(codec, rate=rate)
         a.layout = "mono"
         for k in range(0, len(samples), 1152):
@@ -486,6 +525,8 @@ def _encoded(path: Path, codec: str, options: dict[str, str] | None = None, rate
             frame.sample_rate, frame.pts, frame.time_base = rate, k, fractions.Fraction(1, rate)
             out.mux(a.encode(frame))
         out.mux(a.encode())
+    if piped:
+        path.write_bytes(bytes(pipe.held))
     return path
 
 
@@ -1182,30 +1223,7 @@ def test_a_w64_file_written_into_a_pipe_is_named_with_a_way_to_read_it(tmp_path)
     """ffmpeg writing a Sony Wave64 into a pipe leaves its riff and data sizes open (-1, 2^63 - 1), and cannot read
     such a file back: it was "cannot open media (InvalidDataError ...)", with no way out. libsndfile (soundfile,
     which avdis installs with librosa) reads it: the reject says how to convert it, and following it gives the clip."""
-
-    class Pipe(io.RawIOBase):  # what ffmpeg writes into when it cannot seek back
-        def __init__(self) -> None:
-            self.held = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, data) -> int:
-            self.held += data
-            return len(data)
-
-    pipe = Pipe()
-    with av.open(pipe, "w", format="w64") as out:
-        a = out.add_stream("pcm_s16le", rate=16000)
-        a.layout = "mono"
-        tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype(np.float32)
-        for k in range(0, 32000, 1152):
-            frame = av.AudioFrame.from_ndarray(tone[None, k : k + 1152], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 16000, k, fractions.Fraction(1, 16000)
-            out.mux(a.encode(frame))
-        out.mux(a.encode())
-    path = tmp_path / "voice.w64"
-    path.write_bytes(bytes(pipe.held))
+    path = _encoded(tmp_path / "voice.w64", "pcm_s16le", piped=True)
     with pytest.raises(media.MediaError) as caught:
         media.decode_audio(path, 16000)
     advice = re.fullmatch(r"a Sony Wave64 file written into a pipe \(its sizes left open\), which ffmpeg cannot read: "

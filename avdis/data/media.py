@@ -76,7 +76,7 @@ _LFS_POINTER = b"version https://git-lfs"  # what a corpus cloned without git-lf
 
 def _open(path: str | Path) -> av.container.InputContainer:
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options={"ignore_length": "1"} if whole.wav_wide_open(path) else None)
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(path, _unopenable(path, exc)) from None
     # the formats whose parts (chunks, elements, pages, tags, frames, boxes) say how long each is

@@ -208,6 +208,22 @@ def w64_piped(path: str | Path) -> bool:
     return head[:16] == W64_RIFF and len(head) == 24 and int.from_bytes(head[16:24], "little") >= 1 << 62
 
 
+def wav_wide_open(path: str | Path) -> bool:
+    """Whether a file is an RF64 or BW64 WAV whose ds64 chunk leaves its data's size open (0), as ffmpeg leaves it
+    writing into a pipe. ffmpeg reads a RIFF WAV's open size (0, 0xFFFFFFFF) as "to the end of the file", but takes
+    the ds64 chunk's at its word: it read no sample of such a file, a reject told to be copied again, though the
+    file held its whole recording. Its wav demuxer's ignore_length reads it to the end, as it does a RIFF WAV's."""
+    with open(path, "rb") as fh:
+        if fh.read(4) not in (b"RF64", b"BW64"):
+            return False
+        fh.seek(0)
+        for kind, size in walks.wav_chunks(fh):
+            if kind == b"ds64":  # its RIFF size, then its data chunk's, 64 bits each
+                held = fh.read(16)
+                return size >= 16 and len(held) == 16 and not any(held[8:16])
+    return False
+
+
 def mp4_unindexed(path: str | Path) -> bool:
     """Whether a file is an MP4 (or a QuickTime .mov) without its index (moov): `walks.mp4_unindexed`."""
     with open(path, "rb") as fh:

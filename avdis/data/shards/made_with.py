@@ -57,8 +57,10 @@ def file_stamp(path: str) -> str:
 # 23: that is within the clip's window, not the whole file: a long recording whose video covers its window is a clip
 # again. 24: a CREMA-D clip whose .wav does not decode is made of its AudioMP3/ file, else of its video's own track
 # (it was a reject; shards of a copy without AudioMP3/ were otherwise up to date). 25: nor is an RF64 or BW64 WAV cut
-# short (its ds64 chunk declares more audio than it holds; it was a shorter clip).
-DECODING = 25
+# short (its ds64 chunk declares more audio than it holds; it was a shorter clip). 26: an RF64 or BW64 WAV whose ds64
+# chunk leaves its data's size open (0: written into a pipe) is read to its end (it was "audio stream holds no
+# samples", no clip).
+DECODING = 26
 
 
 # The split settings preprocessing fixes in the manifest (config.MADE_WITH_SHARDS); `scheme` and `fold` are chosen
