@@ -22,9 +22,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from avdis.data.corpora.copies import copies_unused, duplicate, with_copies
+from avdis.data.corpora.copies import copies_unused, duplicate, named_twice, with_copies
 from avdis.data.corpora.records import PACKED, ClipRecord, Reject, Scan, no_media, packed
-from avdis.data.corpora.sniff import no_recording, same_bytes, silent
 
 
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -79,14 +78,17 @@ def scan(src: Path, files: list[Path], audio_only: bool) -> Scan:
     # the file each clip's sound is taken from, checked for one recording under two names as an AudioWAV/ file is
     heard = wavs if not stand_in else {stem: mp3s.get(stem) or flvs.get(stem) or mp4s[stem]
                                        for stem in mp3s.keys() | flvs.keys() | mp4s.keys()}
-    twins = _one_recording_named_twice(heard)
-    named_twice: set[str] = set()
+    # a public CREMA-D cleaning script drops three such pairs of two emotions (1006_TIE_HAP_XX.wav and
+    # 1006_TIE_NEU_XX.wav; not checked against the corpus here)
+    sounds = {str(heard[stem]): stem for stem in sorted(heard)}
+    twins = {sounds[path]: reason for path, reason in named_twice(sounds, _shown).items()}
+    told_twice: set[str] = set()
     # a twin is told so whether or not it would make a clip (a lone .mp3 under data.modality=av: no unused file)
     for stem in sorted(flvs.keys() | mp4s.keys() | wavs.keys() | twins.keys()
                        | (mp3s.keys() if stand_in and audio_only else set())):
         sound = heard.get(stem)
         if stem in twins:
-            named_twice.add(str(sound))
+            told_twice.add(str(sound))
             rejects.append(Reject(str(sound), twins[stem]))
             rejects.extend(Reject(str(videos[stem]), f"its clip is not made ({sound.parent.name}/{sound.name}: "
                                                      f"{twins[stem]})")
@@ -120,7 +122,7 @@ def scan(src: Path, files: list[Path], audio_only: bool) -> Scan:
         records.append(_record(stem, shots[0], sound, shots[0], tuple(fallback),
                                       (*mp3, *copies_unused(rejects, copies.get(stem, []))), tries))
     # an AudioMP3/ file its clip is made of is no unused file (a copy without AudioWAV/), nor one named twice
-    used = {r.audio_path for r in records} | named_twice
+    used = {r.audio_path for r in records} | told_twice
     return records, [r for r in rejects if not (r.unused and r.source_path in used)]
 
 
@@ -147,32 +149,10 @@ def _pairs(wav: Path | None, mp3: Path | None, videos: list[Path],
 _FIELDS = ("actor", "sentence", "emotion", "level")
 
 
-def _one_recording_named_twice(audios: dict[str, Path]) -> dict[str, str]:
-    """The stems of `audios` (the files clips' sound is taken from by stem: AudioWAV/ files, or in a copy without
-    AudioWAV/ the .mp3 files, else the videos) whose file holds the same bytes as another's -> the reason
-    none of them is a clip. A public CREMA-D cleaning script drops three such pairs of two emotions (1006_TIE_HAP_XX.wav
-    and 1006_TIE_NEU_XX.wav; not checked against the corpus here): one sound trained as two emotions, which
-    within_speaker could put one in train and one in test. A name is the label, so which is right is unknown; the names differ in actor, sentence, emotion or level."""
-    stem_of = {str(path): stem for stem, path in audios.items()}
-    groups: dict[str, list[str]] = {}
-    # a file of digital silence (or never filled in), or one that holds no recording (`no_recording`), is no
-    # recording named twice: two as long as each other are alike, each a reject of its own when decoded. Only files
-    # that hold another's bytes are read for it
-    for copy, first in same_bytes([str(audios[stem]) for stem in sorted(audios)]).items():
-        if not (silent(first) or no_recording(first)):
-            groups.setdefault(first, [first]).append(copy)
-    reasons = {}
-    for group in groups.values():
-        for path in group:
-            others = [p for p in group if p != path]
-            mine, theirs = (_NAME.match(stem_of[p]).groups() for p in (path, others[0]))
-            shown = [(EMOTIONS[a], EMOTIONS[b]) if field == "emotion" else (a, b)
-                     for field, a, b in zip(_FIELDS, mine, theirs)]
-            differ = ", ".join(f"{field} ({b}, here {a})" for field, (a, b) in zip(_FIELDS, shown) if a != b)
-            reasons[stem_of[path]] = (f"the same bytes as {' and '.join(others)}, whose name says another {differ}: "
-                                      f"one recording under {len(group)} names, which is right is unknown: no clip is "
-                                      "made of it")
-    return reasons
+def _shown(stem: str) -> tuple[tuple[str, str], ...]:
+    """A clip's name as `copies.named_twice` tells where two differ: its emotion by name."""
+    return tuple((field, EMOTIONS[code] if field == "emotion" else code)
+                 for field, code in zip(_FIELDS, _NAME.match(stem).groups()))
 
 
 def _is_mp3(path: str | Path) -> bool:
