@@ -427,6 +427,35 @@ def test_a_cremad_video_without_sound_says_its_clip_found_none_in_audiowav_or_au
             f"AudioMP3/{stem}.mp3 {mp3}; copy AudioWAV/{stem}.wav (whole) under data.src to make its clip")
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_a_ravdess_file_copied_under_another_clips_name_makes_no_clip_of_either(tmp_path, audio_only):
+    """A RAVDESS copy holding one file under the names of two clips (copied under another emotion's and intensity's
+    codes) made two clips of one recording under two labels, which within_speaker could put one in train and the
+    other in test; CREMA-D's such files and a ground_truth.csv's were checked, RAVDESS's not. Its names are its
+    labels, as CREMA-D's are, so which is right is unknown: neither is a clip, each file a reject naming the other
+    and what its name says otherwise, and the other files of its clip say why they are unused. The corpus held
+    twice (the same names again) is no such twin."""
+    suffix, mm = (".wav", "03") if audio_only else (".mp4", "01")
+    happy = tmp_path / "Actor_01" / f"{mm}-01-03-01-01-01-01{suffix}"
+    angry, other = (happy.with_name(f"{mm}-01-{code}{suffix}") for code in ("05-02-01-01-01", "04-01-01-01-01"))
+    frames, audio = clip_media(0)
+    write_clip(happy, None if audio_only else frames, 12, audio, SR)
+    shutil.copyfile(happy, angry)
+    write_clip(other, None if audio_only else frames, 12, clip_media(1)[1], SR)
+    beside = happy.with_name(f"{'01' if audio_only else '03'}-01-03-01-01-01-01{'.mp4' if audio_only else '.wav'}")
+    write_clip(beside, frames if audio_only else None, 12, audio, SR)  # another file of happy's clip
+    shutil.copytree(tmp_path / "Actor_01", tmp_path / "copy" / "Actor_01")  # the corpus held twice
+    records, rejects = corpora.scan("ravdess", tmp_path, audio_only=audio_only)
+    assert [r.clip_id for r in records] == ["ravdess-01-04-01-01-01-01"]
+    reasons = {r.source_path: r.reason for r in rejects}
+    said = ("the same bytes as {0}, whose name says another emotion ({1}, here {2}), intensity ({3}, here {4}): one "
+            "recording under 2 names, which is right is unknown: no clip is made of it")
+    assert reasons[str(happy)] == said.format(angry, "angry", "happy", "02", "01")
+    assert reasons[str(angry)] == said.format(happy, "happy", "angry", "01", "02")
+    assert reasons[str(beside)] == f"its clip is not made ({happy.name}: {reasons[str(happy)]})"
+    assert not any(r.unused for r in rejects if "copy" not in Path(r.source_path).parts)
+
+
 @pytest.mark.parametrize("channel, download", [("01", "Speech"), ("02", "Song")])
 def test_a_ravdess_full_av_file_without_sound_says_where_to_get_it_and_its_clip_is_made_as_it_says(
         tmp_path, channel, download):
@@ -1681,9 +1710,9 @@ def _build_unprivileged(tmp_path: Path, why: list[str] | None = None) -> tuple[i
 
 def _locked_ravdess(tmp_path: Path) -> Path:
     """A RAVDESS tree of 6 clips, one of whose files no one may read (its owner may write it); returns that file."""
-    for actor in ("01", "02"):
+    for k, actor in enumerate(("01", "02")):
         for i, emo in enumerate(("01", "03", "05")):
-            frames, audio = clip_media(i)
+            frames, audio = clip_media(3 * k + i)  # each a recording of its own: files alike are one named twice
             write_clip(tmp_path / "RAVDESS" / f"Actor_{actor}" / f"01-01-{emo}-01-01-01-{actor}.mp4", frames, 12,
                        audio, SR)
     locked = tmp_path / "RAVDESS" / "Actor_02" / "01-01-05-01-01-01-02.mp4"

@@ -10,7 +10,9 @@ other track after it: a 01 whose sound or picture alone is broken); otherwise a 
 and an audio-only (03) file of the same clip are paired. A clip is never counted twice;
 unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
 (the same name and size elsewhere in the tree: a corpus held twice) is unused; a copy of either size is
-the clip's file should the one found first not decode (RAVDESS and CREMA-D alike).
+the clip's file should the one found first not decode (RAVDESS and CREMA-D alike). A file a clip is made of holding
+the same bytes as another clip's (one recording under two names: a file copied under another name) makes neither
+clip, as in CREMA-D: a name is its label, and which is right is unknown (`copies.named_twice`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from avdis.data.corpora.copies import copies_unused, duplicate, with_copies
+from avdis.data.corpora.copies import copies_unused, duplicate, named_twice, with_copies
 from avdis.data.corpora.records import PACKED, ClipRecord, Reject, Scan, no_media, packed
 
 
@@ -58,8 +60,16 @@ def scan(src: Path, files: list[Path], audio_only: bool) -> Scan:
             continue
         slot[modality] = path
         fields_of[key] = tuple(rest)
+    made_of = {str(p): key for key, slot in sorted(clips.items()) for p in _made_of(slot, audio_only)}
+    twins = named_twice(made_of, lambda key: _shown(fields_of[key]))
     records = []
     for key, slot in sorted(clips.items()):
+        faulty = [p for p in _made_of(slot, audio_only) if str(p) in twins]
+        if faulty:  # every file of the clip a reject
+            rejects.extend(Reject(str(p), twins[str(p)] if p in faulty else
+                                  f"its clip is not made ({faulty[0].name}: {twins[str(faulty[0])]})")
+                           for p in slot.values())
+            continue
         fallback: tuple[tuple[str | None, str], ...] = ()
         if audio_only:  # the audio-only file, else the full-AV file's track; a video-only file is no use
             if "03" not in slot and "01" not in slot:
@@ -98,6 +108,25 @@ def scan(src: Path, files: list[Path], audio_only: bool) -> Scan:
         tries = with_copies(((str(video), str(audio)), *fallback), others.get(key, []))
         records.append(_record(key, fields_of[key], video, audio, video, fallback, spare, tries))
     return records, rejects
+
+
+def _made_of(slot: dict[str, Path], audio_only: bool) -> list[Path]:
+    """The files a clip (`slot`: its files by modality) is made of, as `scan` takes them, checked for one recording
+    under two names: its full-AV file, else its 02 + 03 pair; under data.modality=audio its audio-only file, else its
+    full-AV file's track. None for a lone 02 or 03 file, which makes no clip (a reject of its own), so no second
+    clip of a recording. Not a clip's fallbacks, which it is made of only where these do not decode."""
+    if audio_only:
+        return [p for p in (slot.get("03") or slot.get("01"),) if p is not None]
+    return [slot["01"]] if "01" in slot else [slot["02"], slot["03"]] if "02" in slot and "03" in slot else []
+
+
+_FIELDS = ("vocal channel", "emotion", "intensity", "statement", "repetition", "actor")  # a name's, after MM
+
+
+def _shown(fields: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """A clip's name as `copies.named_twice` tells where two differ: its vocal channel and emotion by name."""
+    named = {"vocal channel": {"01": "speech", "02": "song"}, "emotion": EMOTIONS}
+    return tuple((field, named.get(field, {}).get(code, code)) for field, code in zip(_FIELDS, fields))
 
 
 def _record(key: str, fields: tuple[str, ...], source: Path, audio: Path, video: Path | None,
