@@ -1,0 +1,22 @@
+"""A command imports, before its work, only the heavy packages that work needs: each is seconds of a fresh process's
+start on 2 cores (torch ~1.3 s of CPU, scipy.stats ~0.6 s, Ray Tune and matplotlib more), paid by every command a
+user runs and every driver a test starts. Each check runs the real command line in a fresh `python -X importtime`
+and reads what it imported (`bench/startup.py`'s reading of it, which times the same command lines)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import startup  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["help", "sweep_help"])
+def test_help_imports_no_heavy_package(name, tmp_path):
+    argv = startup.measurements(ROOT, tmp_path)[name]
+    assert startup.imported(argv, ROOT) == []
