@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
-from scipy import stats
 
 from avdis import storage
 from avdis.config import EMOTION_METRICS, EmotionMetric, S3Config
@@ -482,6 +481,10 @@ def search_front(df: pd.DataFrame, axes: pareto.Axes = pareto.ACC) -> pd.DataFra
 
 def seed_spread(values: pd.Series) -> dict[str, float | None]:
     """Mean, sample std and the 95% Student-t half-width of the mean (std and interval None for one value)."""
+    # here: scipy.stats, about 0.6 s of CPU to import, is read for this quantile alone, and every reader of a sweep's
+    # results (the sweep's driver, `avdis report`, the dashboard, each trial's process) imports this module
+    from scipy import stats
+
     v = values.dropna().to_numpy(float)
     if len(v) == 0:
         return {"mean": None, "std": None, "ci95": None}
