@@ -22,12 +22,13 @@ def test_help_imports_no_heavy_package(name, tmp_path):
     assert startup.imported(argv, ROOT) == []
 
 
-# not before the work of a command that trains no model: the seed spread's Student-t quantile is all a reader of
-# results used scipy.stats for
+# not before the work of a command that trains no model: the preprocess command's builds write shards in Ray tasks,
+# which import webdataset (and so torch) themselves; the seed spread's Student-t quantile is all a reader of results
+# used scipy.stats for
 UNNEEDED = ("torch", "deepspeed", "webdataset", "ray.tune", "ray.train", "scipy.stats")
 
 
-@pytest.mark.parametrize("command", ["synth", "report", "dashboard", "grafana"])
+@pytest.mark.parametrize("command", ["synth", "preprocess", "report", "dashboard", "grafana"])
 def test_a_command_that_trains_nothing_imports_neither_torch_nor_ray_tune_nor_scipy_stats(command, tmp_path):
     argv = startup.measurements(ROOT, tmp_path)[f"import:{command}"]
     assert "avdis." in argv[-1]  # the command's own modules, read from commands.py, are what is imported

@@ -10,8 +10,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Collection
 
-import webdataset as wds
-
 from avdis import storage
 from avdis.config import FeatureConfig, S3Config
 from avdis.data.corpora import ClipRecord, Reject
@@ -179,6 +177,10 @@ def _taken(rec: ClipRecord, own: Collection[str]) -> str:
 
 def write_shard(task: ShardTask, out: str, feat: FeatureConfig, s3: S3Config) -> dict[str, Any]:
     """Decode the task's clips and write its shard; bad clips become rejects."""
+    # here: importing webdataset imports torch (about 1.3 s of CPU), which `avdis preprocess` on Ray does not need in
+    # its driver, where its Ray tasks write the shards
+    import webdataset as wds
+
     buf = io.BytesIO()
     rows, rejects = [], []
     with wds.TarWriter(buf, mtime=0, user="avdis", group="avdis") as tar:
