@@ -5,6 +5,7 @@ and reads what it imported (`bench/startup.py`'s reading of it, which times the 
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +16,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import startup  # noqa: E402
 
+# not before the work of a command that trains no model: the preprocess command's builds write shards in Ray tasks,
+# which import webdataset (and so torch) themselves; the seed spread's Student-t quantile is all a reader of results
+# used scipy.stats for
+UNNEEDED = ("torch", "deepspeed", "webdataset", "ray.tune", "ray.train", "scipy.stats")
+
 
 @pytest.mark.parametrize("name", ["help", "sweep_help"])
 def test_help_imports_no_heavy_package(name, tmp_path):
@@ -22,14 +28,16 @@ def test_help_imports_no_heavy_package(name, tmp_path):
     assert startup.imported(argv, ROOT) == []
 
 
-# not before the work of a command that trains no model: the preprocess command's builds write shards in Ray tasks,
-# which import webdataset (and so torch) themselves; the seed spread's Student-t quantile is all a reader of results
-# used scipy.stats for
-UNNEEDED = ("torch", "deepspeed", "webdataset", "ray.tune", "ray.train", "scipy.stats")
-
-
 @pytest.mark.parametrize("command", ["synth", "preprocess", "report", "dashboard", "grafana"])
 def test_a_command_that_trains_nothing_imports_neither_torch_nor_ray_tune_nor_scipy_stats(command, tmp_path):
     argv = startup.measurements(ROOT, tmp_path)[f"import:{command}"]
     assert "avdis." in argv[-1]  # the command's own modules, read from commands.py, are what is imported
     assert [name for name in startup.imported(argv, ROOT) if name in UNNEEDED] == []
+
+
+def test_a_sweep_refused_for_its_command_line_is_refused_before_the_sweep_is_imported(tmp_path):
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "avdis", "sweep", "method.name=adversarial"],
+                          cwd=tmp_path, env=startup.environment(ROOT), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "method.name=adversarial: a sweep draws method.name for each trial" in done.stderr
+    assert startup.heavy_in(done.stderr) == []

@@ -114,12 +114,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep with the report floor's views of it: gauges and pages per result, the report at the end."""
-    from avdis import results, storage
-    from avdis.report import files, metrics
-    from avdis.report.callback import ReportCallback
-    from avdis.tune import sweep
-    from avdis.tune.failures import failures
-
     for override in args.overrides:
         sets = C.parse_overrides([override])
         for keys, why in SWEEP_SETS_ITSELF.items():
@@ -149,6 +143,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                 f"{unswept[0]} to sweep.space.methods, or drop it")
     refuse_s3_unused(args, cfg, {given_by(flags).get("sweep.storage", "sweep.storage"): cfg.sweep.storage,
                                   "sweep.checkpoints": cfg.sweep.checkpoints, "data.shards": cfg.data.shards})
+    # the sweep's modules once its command line passed these checks: they import Ray Tune, torch, pandas and
+    # matplotlib, seconds of CPU that a refused command line need not wait for
+    from avdis import results, storage
+    from avdis.report import files, metrics
+    from avdis.report.callback import ReportCallback
+    from avdis.tune import sweep
+    from avdis.tune.failures import failures
+
     name = cfg.sweep.name
     url = sweep.url_of(cfg)
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
