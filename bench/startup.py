@@ -11,7 +11,8 @@ seconds (user + system, the process's own rusage), `--repeats` times each, min a
   lines of its `cmd_<command>` in avdis/cli/commands.py, read from the checkout timed);
 - `trial`: `import avdis.tune.trial`, what a trial's fresh Ray process imports to unpickle its training function;
 - `sweep_to_ray`: `python jobs/sweep.py --config jobs/configs/smoke.yaml` (into a temporary folder) up to the call
-  that starts Ray (`avdis.runtime.connect`, replaced by an exit): its imports and every check it makes first.
+  that starts Ray (`avdis.runtime.connect`, replaced by an exit): its imports and every check it makes first;
+- `sweep_refused`: `python -m avdis sweep method.name=adversarial`, a command line the sweep refuses (exit 2).
 With each, the heavy packages (`HEAVY`) the process had imported (a run of its own under `python -X importtime`).
 With `--baseline`, each measurement runs in both checkouts one after the other, the order swapped every repeat, so
 a machine whose load changes meanwhile weighs on both alike. Each checkout runs with `PYTHONPATH` set to it.
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+REFUSED = {"sweep_refused": 2}  # the exit each measurement ends with where it is not 0
 HEAVY = ("torch", "deepspeed", "webdataset", "ray", "ray.tune", "ray.train", "pandas", "pyarrow", "scipy",
          "scipy.stats", "matplotlib", "plotly", "optuna", "av", "cv2", "librosa")
 # the sweep driver of `sweep_to_ray`: jobs/sweep.py's own run (its embedded default, the smoke size given), stopped
@@ -70,7 +72,8 @@ def measurements(root: Path, scratch: Path) -> dict[str, list[str]]:
              f"data.src={scratch / 'corpus'}", f"data.shards={scratch / 'shards'}"]
     return {"help": ["-m", "avdis", "--help"], "sweep_help": [str(root / "jobs" / "sweep.py"), "--help"],
             **{f"import:{command}": ["-c", code] for command, code in command_imports(root).items()},
-            "trial": ["-c", "import avdis.tune.trial"], "sweep_to_ray": ["-c", TO_RAY, str(root), *smoke]}
+            "trial": ["-c", "import avdis.tune.trial"], "sweep_to_ray": ["-c", TO_RAY, str(root), *smoke],
+            "sweep_refused": ["-m", "avdis", "sweep", "method.name=adversarial"]}
 
 
 def environment(root: Path) -> dict[str, str]:
@@ -78,12 +81,12 @@ def environment(root: Path) -> dict[str, str]:
 
 
 def timed(name: str, argv: list[str], root: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one fresh `python <argv>` (measurement `name`) run in the checkout at `root`; a failed
-    run is an error."""
+    """Wall and CPU seconds of one fresh `python <argv>` (measurement `name`) run in the checkout at `root`; a run
+    that exits otherwise than it should (`REFUSED`, else 0) is an error."""
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     done = subprocess.run([sys.executable, *argv], cwd=root, env=environment(root), capture_output=True, text=True)
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
+    if done.returncode != REFUSED.get(name, 0):
         raise SystemExit(f"{name} in {root} exited {done.returncode}:\n{done.stderr[-2000:]}")
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -36,8 +36,9 @@ def test_a_command_that_trains_nothing_imports_neither_torch_nor_ray_tune_nor_sc
 
 
 def test_a_sweep_refused_for_its_command_line_is_refused_before_the_sweep_is_imported(tmp_path):
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "avdis", "sweep", "method.name=adversarial"],
-                          cwd=tmp_path, env=startup.environment(ROOT), capture_output=True, text=True, timeout=120)
+    argv = startup.measurements(ROOT, tmp_path)["sweep_refused"]
+    done = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=tmp_path, env=startup.environment(ROOT),
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "method.name=adversarial: a sweep draws method.name for each trial" in done.stderr
     assert startup.heavy_in(done.stderr) == []
