@@ -496,3 +496,36 @@ def test_a_probe_with_no_clip_to_judge_trains_its_epochs_and_no_more():
     finally:
         hook.remove()
     assert len(steps) == 30
+
+
+def test_a_probe_whose_judged_clips_the_label_mostly_names_is_said_to_be_noisy_before_training(capsys):
+    """A speaker_disjoint test fold of 2 entangled speakers judges 20 clips, the emotion label alone naming the speaker
+    of 18: leakage, (acc - chance) / (1 - chance), is read on the other 2, each half of it. On such a fold (8 generated
+    speakers x 24 clips, entanglement 0.8, 4 folds) a multitask model read leakage -1.5 on test and 1.0 on validation,
+    and nothing said so: the warning counted the judged clips alone (20, at the bar). The validation fold's 60 judged
+    clips, 30 of them beyond the label, are enough."""
+    from avdis import config as C
+    from avdis.data.stream import DatasetInfo
+    from avdis.train.evaluate import warn_few_judged
+
+    labels = []
+    for speaker, scheme in ((0, "test"), (1, "test")):  # 24 clips: 14 train, 4 val, 6 test within the speaker
+        within = ["train"] * 14 + ["val"] * 4 + ["test"] * 6
+        emotions = [speaker] * 24
+        emotions[14] = emotions[18] = 2  # a judged val and test clip of an emotion no fit clip shows
+        labels += [(speaker, e, scheme, w) for e, w in zip(emotions, within)]
+    for speaker in (2, 3):  # every emotion alike: the label names half the judged clips
+        within = ["train"] * 30 + ["val"] * 10 + ["test"] * 20
+        labels += [(speaker, i % 4, "val", w) for i, w in enumerate(within)]
+    labels += [(speaker, i % 4, "train", "train") for speaker in (4, 5) for i in range(8)]
+    info = DatasetInfo(url="shards", shards=[], emotions=["neutral", "happy", "sad", "angry"],
+                       speakers=[f"spk{i}" for i in range(6)], features=C.FeatureConfig(), modalities=("audio",),
+                       split_counts={}, manifest_hash="0", labels=labels)
+    cfg = C.Config(data=C.DataConfig(shards="/shards", split=C.SplitConfig(scheme="speaker_disjoint")))
+    warn_few_judged(info, cfg, ("test", "val"))
+    out = capsys.readouterr().out
+    assert ("the leakage probe judges 20 test clips under data.split.scheme=speaker_disjoint, fold 0 (the 2 speakers "
+            "of its test fold, 0): each is 5% of its accuracy; the emotion label alone names the speaker of 18 of them, "
+            "and leakage counts only what a probe names beyond that: each of the other 2 is 50% of it, so leakage "
+            "differs between trials by chance") in out
+    assert "val clips" not in out
