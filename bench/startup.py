@@ -91,10 +91,14 @@ def timed(name: str, argv: list[str], root: Path) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def imported(argv: list[str], root: Path) -> list[str]:
-    """The packages of `HEAVY` that `python <argv>` imports in the checkout at `root` (read from -X importtime)."""
+def imported(name: str, argv: list[str], root: Path) -> list[str]:
+    """The packages of `HEAVY` that `python <argv>` (measurement `name`) imports in the checkout at `root` (read from
+    -X importtime). A run that exits otherwise than it should (`REFUSED`, else 0) is an error: one that stopped at a
+    failed import had imported less, and read as lighter."""
     done = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=root, env=environment(root),
                           capture_output=True, text=True)
+    if done.returncode != REFUSED.get(name, 0):
+        raise SystemExit(f"{name} in {root} exited {done.returncode}:\n{done.stderr[-2000:]}")
     return heavy_in(done.stderr)
 
 
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
                     runs[key][name].append(timed(name, plans[key][name], roots[key]))
             loads.append(os.getloadavg()[0])
             print(f"repeat {repeat + 1}/{args.repeats} done (load {loads[-1]:.1f})", flush=True)
-        results = {key: {name: summary(runs[key][name], imported(plans[key][name], roots[key])) for name in names}
+        results = {key: {name: summary(runs[key][name], imported(name, plans[key][name], roots[key]))
+                         for name in names}
                    for key in roots}
     for name in names:
         print(f"{name:>20}  " + "  ".join(f"{key}: wall {results[key][name]['wall_s']['median']:6.2f} s, cpu "

@@ -25,14 +25,23 @@ UNNEEDED = ("torch", "deepspeed", "webdataset", "ray.tune", "ray.train", "scipy.
 @pytest.mark.parametrize("name", ["help", "sweep_help"])
 def test_help_imports_no_heavy_package(name, tmp_path):
     argv = startup.measurements(ROOT, tmp_path)[name]
-    assert startup.imported(argv, ROOT) == []
+    assert startup.imported(name, argv, ROOT) == []
 
 
 @pytest.mark.parametrize("command", ["synth", "preprocess", "report", "dashboard", "grafana"])
 def test_a_command_that_trains_nothing_imports_neither_torch_nor_ray_tune_nor_scipy_stats(command, tmp_path):
     argv = startup.measurements(ROOT, tmp_path)[f"import:{command}"]
     assert "avdis." in argv[-1]  # the command's own modules, read from commands.py, are what is imported
-    assert [name for name in startup.imported(argv, ROOT) if name in UNNEEDED] == []
+    assert [name for name in startup.imported(f"import:{command}", argv, ROOT) if name in UNNEEDED] == []
+
+
+def test_a_measurement_whose_import_fails_is_an_error_not_a_light_start():
+    """The packages a command imports were read from a run whatever its exit: one stopped by a failed import (a
+    module renamed, a typo in a cmd_ function's import) had imported less, so a check of what it imports passed and
+    the bench wrote a lighter start. Such a run is now an error naming the measurement and its exit."""
+    argv = ["-c", "import avdis.cli\nimport avdis.no_such_module"]
+    with pytest.raises(SystemExit, match=r"(?s)import:report in .* exited 1:.*No module named 'avdis.no_such_module'"):
+        startup.imported("import:report", argv, ROOT)
 
 
 def test_a_sweep_refused_for_its_command_line_is_refused_before_the_sweep_is_imported(tmp_path):
