@@ -484,6 +484,29 @@ def test_a_ravdess_full_av_file_without_sound_says_where_to_get_it_and_its_clip_
         (str(silent), f"no audio stream; the clip was taken from its picture and the sound of {wav.name} instead")]
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_a_ravdess_full_av_file_without_sound_beside_a_broken_03_file_says_that_one_failed_too(tmp_path, audio_only):
+    """A full-AV (01) file holding no sound, its clip's audio-only (03) file beside it but broken: the clip is not made,
+    and the 01's reject told to put the 03 file beside it, which was there, tried, and a reject of its own. It now
+    says that file failed too, and where to copy each from."""
+    from avdis.config import FeatureConfig
+
+    name = "01-02-01-02-01-12"
+    silent, wav = tmp_path / "Actor_12" / f"01-{name}.mp4", tmp_path / "Actor_12" / f"03-{name}.wav"
+    write_clip(silent, clip_media(0)[0], 12, None, SR)
+    wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (rec,), _ = corpora.scan("ravdess", tmp_path, audio_only=audio_only)
+    encoded, rejects = encode.encode_any(rec, FeatureConfig())
+    reasons = {r.source_path: r.reason for r in rejects}
+    assert encoded is None and set(reasons) == {str(silent), str(wav)}
+    assert reasons[str(silent)] == (
+        "no audio stream, though RAVDESS's full-AV files (modality 01) hold their clip's sound (its 02 files are the "
+        f"video-only ones): a bad copy (converted without its sound, or a 02 file renamed 01); copy 01-{name}.mp4 "
+        f"again from the corpus's Video_Speech_Actor_12.zip, and the clip's audio-only file 03-{name}.wav, which it "
+        "takes its sound from then, failed too (copy it from Audio_Speech_Actors_01-24.zip)")
+    assert reasons[str(wav)].startswith("cannot open media")
+
+
 def test_a_cremad_tree_without_audiowav_held_twice_takes_a_clip_from_the_whole_copy_of_its_mp3(tmp_path):
     """A copy without AudioWAV/ holding AudioMP3/ twice (data.modality=audio): each clip's sound is its .mp3, but the
     second copy of an .mp3 was an unused file ('expected VideoFlash/*.flv, ...'), never tried, so a clip whose first

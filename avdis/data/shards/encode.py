@@ -76,7 +76,7 @@ def encode_any(rec: ClipRecord, feat: FeatureConfig) -> tuple[tuple[dict, dict] 
             elif rec.corpus == "cremad" and reason == NO_AUDIO_STREAM and Path(audio).suffix.lower() in (".flv", ".mp4"):
                 reason = _no_sound_anywhere(audio, tries)  # the video's own track, tried last
             elif rec.corpus == "ravdess" and reason == NO_AUDIO_STREAM and Path(audio).name.startswith("01-"):
-                reason = _full_av_without_sound(audio)
+                reason = _full_av_without_sound(audio, tries)
             failed.append((attempt, at, reason, reason if at in (None, attempt.source_path) else f"{at}: {reason}",
                            fault))
     used = (attempt.video_path, attempt.audio_path) if encoded else ()
@@ -127,18 +127,25 @@ def _no_sound_anywhere(video: str, tries: list[tuple[str | None, str]]) -> str:
             "data.src to make its clip")
 
 
-def _full_av_without_sound(path: str) -> str:
+def _full_av_without_sound(path: str, tries: list[tuple[str | None, str]]) -> str:
     """The reject of a RAVDESS full-AV (01) file holding no sound: every 01 file of the corpus holds its clip's sound
     (its 02 files are the video-only ones), so this one is a bad copy, and 'no audio stream' alone said nothing of what
     to do. Names the corpus's download the file is in, and the clip's audio-only (03) file, which the clip takes its
-    sound from where it is beside it (the scan's fallback pair of the 01's picture and the 03's sound)."""
+    sound from where it is beside it (the scan's fallback pair of the 01's picture and the 03's sound): to put it
+    there, or, where it is among the clip's pairs (`tries`) and the clip was not made all the same, that it failed
+    too (advice to put beside the 01 a file already there read as if it were missing)."""
     stem = Path(path).stem  # MM-VV-EE-II-SS-RR-AA, as the scan matched it
     kind, actor = ("Speech" if stem[3:5] == "01" else "Song"), stem[-2:]
+    wav, download = f"03-{stem[3:]}.wav", f"Audio_{kind}_Actors_01-24.zip"
+    if any(Path(audio).stem == f"03-{stem[3:]}" for _, audio in tries):
+        sound = (f"and the clip's audio-only file {wav}, which it takes its sound from then, failed too (copy it from "
+                 f"{download})")
+    else:
+        sound = (f"or put the clip's audio-only file {wav} (in {download}) beside it: the clip then takes its sound "
+                 "from that")
     return (f"no audio stream, though RAVDESS's full-AV files (modality 01) hold their clip's sound (its 02 files are "
             "the video-only ones): a bad copy (converted without its sound, or a 02 file renamed 01); copy "
-            f"{Path(path).name} again from the corpus's Video_{kind}_Actor_{actor}.zip, or put the clip's audio-only "
-            f"file 03-{stem[3:]}.wav (in Audio_{kind}_Actors_01-24.zip) beside it: the clip then takes its sound from "
-            "that")
+            f"{Path(path).name} again from the corpus's Video_{kind}_Actor_{actor}.zip, {sound}")
 
 
 def _stand_ins(rec: ClipRecord) -> set[str]:
