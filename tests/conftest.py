@@ -3,6 +3,8 @@
 - `s3_server`: moto's standalone S3 server (`moto_server`) on 127.0.0.1, a subprocess;
   AWS_* variables point every client (s3fs here, Ray workers started later) at it.
 - `tiny_corpus` / `tiny_shards`: a small generated corpus (`TINY`) and its local shards, once per session.
+- `stop_ray` (and `shutdown_ray`, `ray_roots`): a Ray a test started is stopped, then any of its processes still alive
+  is stopped by PID and named in a `RayLeftover` warning.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +62,85 @@ def init_local_ray(**kwargs) -> None:
 
     with runtime.local_ray_named() as unserved:
         ray.init(address="local", include_dashboard=False, **unserved, **kwargs)
+
+
+class RayLeftover(UserWarning):
+    """A process of a Ray a test started outlived that Ray's teardown; `stop_ray` stopped it by PID."""
+
+
+def ray_roots(*nodes) -> list[int]:
+    """The PIDs of the processes Ray started for `nodes` (`ray._private.node.Node`: GCS, raylet, dashboard, ...);
+    none given, this process's local Ray, none where it joined a Ray by address."""
+    import ray
+
+    nodes = nodes or tuple(filter(None, [ray._private.worker._global_node]))
+    return [info.process.pid for node in nodes for infos in node.all_processes.values() for info in infos]
+
+
+def ray_processes(roots: Iterable[int]) -> list[psutil.Process]:
+    """The processes of one Ray on this machine: `roots`, all they started, and any worker of a raylet among them
+    whose parent has gone (Ray sets RAY_RAYLET_PID in its workers' environment; a worker's child inherits it). No
+    other Ray's: another raylet's PID differs while this one runs, and `psutil.Process` refuses a PID reused since."""
+    found: dict[int, psutil.Process] = {}
+    for pid in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            found.update((p.pid, p) for p in [root, *root.children(recursive=True)])
+    raylets = set()
+    for p in found.values():
+        with contextlib.suppress(psutil.Error):
+            if p.name() == "raylet":
+                raylets.add(str(p.pid))
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):  # another user's, or gone meanwhile
+            if p.pid not in found and p.environ().get("RAY_RAYLET_PID") in raylets:
+                found[p.pid] = p
+    return list(found.values())
+
+
+def still_running(procs: list[psutil.Process], timeout: float = 0.0) -> list[psutil.Process]:
+    """Those of `procs` still running `timeout` seconds on, or as soon as none is (a zombie has ended: its parent
+    has yet to reap it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        living = []
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    living.append(p)
+        if not living or time.monotonic() >= deadline:
+            return living
+        time.sleep(0.1)
+
+
+def stop_ray(stop: Callable[[], object], roots: Iterable[int], grace: float = 10.0) -> None:
+    """`stop()` one Ray (`ray.shutdown()`, its `ray start` stopped), then stop by PID each of its processes (of
+    `roots`: `ray_processes`) still alive `grace` seconds on, SIGTERM then SIGKILL, with a `RayLeftover` warning that
+    names it. A worker stuck in its own exit (a non-daemon thread joined for ever) outlives its raylet: the raylet no
+    longer counts it, and it slept on as an orphan, found by no one."""
+    procs = ray_processes(roots)
+    try:
+        stop()
+    finally:
+        left = still_running(procs, grace)
+        for p in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                title = " ".join(p.cmdline()).strip() or p.name()
+                p.terminate()
+                warnings.warn(RayLeftover(f"PID {p.pid} ({title}) of a Ray this test started was alive {grace:g} s "
+                                          "after that Ray stopped; stopped it by PID"), stacklevel=2)
+        killed = still_running(left, 5)
+        for p in killed:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        still_running(killed, 5)
+
+
+def shutdown_ray() -> None:
+    """`ray.shutdown()` of the Ray this process started or joined, through `stop_ray`."""
+    import ray
+
+    stop_ray(ray.shutdown, ray_roots())
 
 
 @contextlib.contextmanager
