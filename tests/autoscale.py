@@ -5,7 +5,8 @@ this machine, so scale-up and scale-down run the real autoscaler code. We start 
 head ourselves (not `ray.cluster_utils.AutoscalingCluster`: in the 2.60 wheel it lacks
 its base config and its start/stop run `ray stop --force`, which kills every Ray on the
 machine). The head runs in its own process group with its own --temp-dir and free
-ports, and is stopped by that process group, so other Ray instances are untouched.
+ports, and is stopped by that process group, then any of its processes that outlive it by PID
+(conftest.stop_ray), so other Ray instances are untouched.
 
 Clients get token auth with a fresh token through `FakeCluster.env` (RAY_AUTH_MODE,
 RAY_AUTH_TOKEN, RAY_ADDRESS): connect from a subprocess with that environment, e.g.
@@ -20,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from conftest import free_port, stop_process, wait_for_port
+from conftest import free_port, stop_process, stop_ray, wait_for_port
 
 OBJECT_STORE_BYTES = 128 * 1024**2  # per node; Ray's minimum is 75 MiB
 DEFAULT_WORKER_TYPES: dict[str, dict[str, Any]] = {
@@ -116,20 +116,6 @@ def _wait_head_alive(cluster: FakeCluster, proc: subprocess.Popen, timeout: floa
     raise TimeoutError(f"head node not alive after {timeout}s")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the head's process group, then anything it started outside the group."""
-    import psutil
-
-    try:
-        escaped = [p for p in psutil.Process(proc.pid).children(recursive=True) if os.getpgid(p.pid) != proc.pid]
-    except (psutil.NoSuchProcess, ProcessLookupError):
-        escaped = []
-    stop_process(proc, timeout=20)
-    for p in escaped:
-        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-            p.send_signal(signal.SIGKILL)
-
-
 @contextlib.contextmanager
 def fake_cluster(
     tmp_path: Path,
@@ -200,6 +186,6 @@ def fake_cluster(
         sys.stderr.write(f"\nRay logs kept in {tmp_path / 'ray-logs'}\n")
         raise
     finally:
-        _stop(proc)
+        stop_ray(lambda: stop_process(proc, timeout=20), [proc.pid])  # its group; what left the group, by PID
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -206,6 +206,7 @@ def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_
     """Forgetting model.modality=audio failed in each Ray worker: `avdis train` under Ray after Ray and its workers
     started, a sweep in every trial, which spent its name (failed trials are not retried on resume)."""
     import ray
+    from conftest import shutdown_ray
 
     from avdis.tune import preflight, sweep
 
@@ -229,7 +230,7 @@ def test_a_model_needing_video_on_audio_shards_is_refused_before_ray_starts(tmp_
         assert not ray.is_initialized() and not (tmp_path / "runs").exists()
         assert [p.name for p in (tmp_path / "sweeps").rglob("*") if p.is_file()] == [".avdis-lock"]  # no trials
     finally:
-        ray.shutdown()
+        shutdown_ray()
     audio = C.load(ROOT / "jobs" / "configs" / "smoke.yaml", [*common, "model.modality=audio"])
     preflight.check_modalities(audio, preflight.check_space(audio))  # the audio model is let through
 

@@ -328,6 +328,7 @@ def test_a_local_ray_is_judged_on_its_nodes_whatever_the_cluster_settings_say(mo
     import tempfile
 
     import ray
+    from conftest import shutdown_ray
 
     monkeypatch.chdir(ROOT)  # aws-gpu.yaml's cluster_file is relative to the tree
     too_big = ["train.gpus_per_worker=0", "train.cpus_per_worker=4"]  # fits aws.yaml's gpu_worker {CPU: 7}, not 2 CPUs
@@ -350,7 +351,7 @@ def test_a_local_ray_is_judged_on_its_nodes_whatever_the_cluster_settings_say(mo
         for extra in settings:
             nodes.check_added_nodes({"sweep.storage": temp}, cfg(*extra).ray)
     finally:
-        ray.shutdown()
+        shutdown_ray()
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from conftest import ROOT, free_port, refused_port
+from conftest import ROOT, free_port, refused_port, shutdown_ray
 from avdis.errors import AvdisError, UsageError
 from avdis import cli
 from avdis.report import grafana, metrics
@@ -595,7 +595,7 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the
             assert seen["table E"] == {"ok": 4, "early": 2}
         finally:
             metrics.forget("gone")
-            ray.shutdown()
+            shutdown_ray()
 
 
 DRIVER = """
@@ -698,7 +698,7 @@ def test_a_sweeps_gauges_stay_exported_between_its_results_until_it_ends(tmp_pat
             time.sleep(1)
     finally:
         metrics.forget("kept")
-        ray.shutdown()
+        shutdown_ray()
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -736,7 +736,7 @@ def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Pat
         assert len(tagged) == 7 and all('metric="uar"' in line for line in tagged), tagged
     finally:
         metrics.forget("uar")
-        ray.shutdown()
+        shutdown_ray()
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -71,11 +71,12 @@ def ray_session():
     """A local Ray in a short temp dir of its own: under pytest's (/tmp/pytest-of-root/pytest-1046/popen-gw0/ray0/...)
     its plasma store's socket path ran past the 107 bytes a unix socket allows, and the fixture failed to start."""
     import ray
+    from conftest import shutdown_ray
 
     temp = tempfile.mkdtemp(prefix="avr-", dir="/tmp")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     yield
-    ray.shutdown()
+    shutdown_ray()
     shutil.rmtree(temp, ignore_errors=True)
 
 

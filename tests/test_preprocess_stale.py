@@ -456,6 +456,7 @@ def built_where_moved(data: DataConfig, move: Callable[[], None]) -> str:
     """The error of a build whose shard tasks run on a local Ray after `move` (run once the driver's scan is done),
     as on a node that does not see what moved; none may be written."""
     import ray
+    from conftest import shutdown_ray
 
     temp = tempfile.mkdtemp(prefix="avr-seen-", dir="/tmp")  # short: Ray's socket paths have a length limit
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
@@ -469,7 +470,7 @@ def built_where_moved(data: DataConfig, move: Callable[[], None]) -> str:
         with pytest.raises(shards.PreprocessError) as caught:
             shards.build_shards(data, S3, run_tasks=on_a_node_without_it)
     finally:
-        ray.shutdown()
+        shutdown_ray()
         shutil.rmtree(temp, ignore_errors=True)
     assert not (Path(data.shards) / shards.MANIFEST).exists()
     return str(caught.value)

@@ -23,10 +23,11 @@ TRIALS = 4
 @pytest.fixture(scope="module")
 def ray_local():
     import ray
+    from conftest import shutdown_ray
 
     ray.init(address="local", num_cpus=TRIALS, include_dashboard=False, log_to_driver=False)
     yield
-    ray.shutdown()
+    shutdown_ray()
 
 
 def trainable(config: dict) -> None:

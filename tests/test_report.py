@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from conftest import s3_denied
+from conftest import s3_denied, shutdown_ray
 
 from avdis import results, storage
 from avdis.report import files, image, view, webpage
@@ -860,7 +860,7 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
         assert flags[:1] == [1.0] and 0.0 in flags
     finally:
         metrics.forget("demo")
-        ray.shutdown()
+        shutdown_ray()
 
 
 # A sweep that confirmed its front with 2 more seeds. On single seeds A and B are both on the

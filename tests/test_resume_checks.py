@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import s3_denied, saved_tune_state
+from conftest import s3_denied, saved_tune_state, shutdown_ray
 
 from avdis import config as C
 from avdis import results, storage
@@ -508,7 +508,7 @@ def test_a_resumed_sweep_puts_a_stand_in_at_every_gone_checkpoint_tunes_state_ke
             name=name, storage_path=storage_path, storage_filesystem=fs, verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=ck.KEEP_CHECKPOINTS))).fit()
     finally:
-        ray.shutdown()
+        shutdown_ray()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         shutil.rmtree(temp, ignore_errors=True)
     (trial,) = ExperimentAnalysis(f"{storage_path}/{name}", storage_filesystem=fs).trials

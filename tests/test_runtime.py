@@ -30,7 +30,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import free_port, refused_port, wait_for_port
+from conftest import free_port, refused_port, stop_ray, wait_for_port
 from avdis import storage
 from avdis.runtime import JOB_CONFIG_VAR, WORKER_ENV
 
@@ -96,14 +96,17 @@ def live_head(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[tupl
         procs = [top, *top.children(recursive=True)]
         yield port, procs
     finally:
-        procs = procs or [psutil.Process(proc.pid)]
-        with contextlib.suppress(ProcessLookupError):  # its session, by its id: daemons it started since too
-            os.killpg(proc.pid, signal.SIGKILL)
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.send_signal(signal.SIGKILL)
-        psutil.wait_procs(procs, timeout=15)
-        proc.wait(15)
+        def crash() -> None:
+            family = procs or [psutil.Process(proc.pid)]
+            with contextlib.suppress(ProcessLookupError):  # its session, by its id: daemons it started since too
+                os.killpg(proc.pid, signal.SIGKILL)
+            for p in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.send_signal(signal.SIGKILL)
+            psutil.wait_procs(family, timeout=15)
+            proc.wait(15)
+
+        stop_ray(crash, [proc.pid])  # and what it started since, by PID where that outlives the crash
 
 
 @contextlib.contextmanager

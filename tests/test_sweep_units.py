@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from ray.tune import Callback
 
-from conftest import TINY, free_port, s3_denied, saved_tune_state, stop_process, wait_for_port
+from conftest import TINY, free_port, s3_denied, saved_tune_state, shutdown_ray, stop_process, wait_for_port
 
 from avdis import config as C
 from avdis import storage
@@ -1084,7 +1084,7 @@ def saved_search_experiment(cfg: C.Config) -> str:
         tune.Tuner(one_report, run_config=tune.RunConfig(name=name, storage_path=storage_path,
                                                          storage_filesystem=fs, verbose=0)).fit()
     finally:
-        ray.shutdown()
+        shutdown_ray()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         shutil.rmtree(temp, ignore_errors=True)
     return name
@@ -1234,7 +1234,7 @@ def failed_first_search(tmp_path: Path, fails: int = 1,
                                              callbacks=[InterruptOnError(fails)])).fit()
         yield cfg, trainable
     finally:
-        ray.shutdown()
+        shutdown_ray()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -1508,7 +1508,7 @@ def test_a_confirmation_that_ends_short_says_it_was_confirming(tmp_path):
             with pytest.raises(sweep.SweepInterrupted, match=rf"s1: interrupted before its {said} ended; Tune saved"):
                 sweep.fit(tuner, 2, "s1", *([noun] if noun != "trial" else []))
     finally:
-        ray.shutdown()
+        shutdown_ray()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -2166,7 +2166,7 @@ def test_a_sweep_whose_trials_wait_for_cpus_another_job_holds_says_why():
                 name="wait", storage_path=str(tmp / "tune"), verbose=0, callbacks=said[:1])).fit()
         out = printed.getvalue()
     finally:
-        ray.shutdown()
+        shutdown_ray()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         shutil.rmtree(tmp, ignore_errors=True)
     assert grid.num_terminated == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, ray_roots, stop_ray
 from avdis import config as C
 from avdis.train import launch
 
@@ -38,7 +38,7 @@ def two_nodes(s3_server):
                 yield cluster
             finally:
                 ray.shutdown()
-                cluster.shutdown()  # stops the raylets it started, by their process handles
+                stop_ray(cluster.shutdown, ray_roots(*cluster.list_all_nodes()))  # its raylets, by their handles
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 

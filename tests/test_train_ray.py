@@ -38,12 +38,11 @@ def cfg_for(shards: str, tmp_path: Path, *overrides: str) -> C.Config:
 @pytest.fixture(scope="module")
 def local_ray(s3_server):
     """A local Ray of 2 CPUs; started after the S3 fixture so workers inherit its endpoint."""
-    import ray
-    from conftest import init_local_ray
+    from conftest import init_local_ray, shutdown_ray
 
     init_local_ray(num_cpus=2, log_to_driver=False, runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
     yield
-    ray.shutdown()
+    shutdown_ray()
 
 
 def history(run_url: str) -> list[dict]:

@@ -45,10 +45,9 @@ def trial_process(driver: subprocess.Popen) -> psutil.Process | None:
 def tune_records(tmp_path):
     """A local Ray where Tune's own `Trial` objects can be made (of a trainable that trains nothing: the trials are
     Tune's records alone), and the sweep folder their recorder writes in."""
-    import ray
     from ray.tune import register_trainable
 
-    from conftest import init_local_ray
+    from conftest import init_local_ray, shutdown_ray
 
     init_local_ray(num_cpus=1)
     try:
@@ -56,7 +55,7 @@ def tune_records(tmp_path):
         (tmp_path / "sweep").mkdir()
         yield tmp_path / "sweep"
     finally:
-        ray.shutdown()
+        shutdown_ray()
 
 
 def recorder_of(sweep: Path, max_failures: int):
@@ -265,7 +264,7 @@ def test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkp
     from ray.cluster_utils import Cluster
     from ray.core.generated.autoscaler_pb2 import DrainNodeReason
 
-    from conftest import free_port
+    from conftest import free_port, ray_roots, stop_ray
 
     temp = tempfile.mkdtemp(prefix="avl-", dir="/tmp")  # a Ray temp dir of its own: see test_train_multinode's cluster
     sweep = tmp_path / "sweeps" / "lost"
@@ -321,7 +320,7 @@ def test_a_trial_whose_node_is_lost_is_restarted_on_another_node_from_its_checkp
                         if driver.poll() is None:
                             kill_group(driver)
             finally:
-                cluster.shutdown()  # stops the raylets it started, by their process handles
+                stop_ray(cluster.shutdown, ray_roots(*cluster.list_all_nodes()))  # its raylets, by their handles
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     out = (tmp_path / "out.log").read_text()
