@@ -830,9 +830,12 @@ def test_a_local_folder_another_node_does_not_see_is_refused_before_work(ray_tmp
             assert sorted(p.name for p in ray_tmp.glob(".avdis-shared-check-*")) == sorted(
                 name for name, pid in left.items() if pid != dead.pid)  # its own markers are removed too
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-            node.wait(15)
+            def crash() -> None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.pid, signal.SIGKILL)
+                node.wait(15)
+
+            stop_ray(crash, [node.pid])  # and its workers (process group leaders of their own), by PID
 
 
 def test_a_folder_on_this_machines_own_disk_is_refused_where_the_cluster_adds_nodes(tmp_path, monkeypatch):
