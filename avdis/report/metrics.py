@@ -29,6 +29,14 @@ while the process lives. A sweep's results come once per trial epoch, minutes ap
 left Prometheus between results (the hypervolume panel drew a stub after each). So `publish` keeps setting each
 sweep's latest values every KEEP_S seconds, in a daemon thread, until `forget` (the sweep's end) or the process
 exits; then they go stale within that time.
+
+Ray's driver hands its gauges to its node's exporter every `metrics_report_interval_ms` (10 s by default), and
+Prometheus takes them from there at its scrape interval (5 s in infra/prometheus/prometheus.yml). A sweep's last result
+is its end, and its process exited within a second of it: the exporter never held its last values, and Prometheus kept
+those of 10-15 s before (the trials that ended last stood as running, off the Pareto chart, for ever after; the trials
+that started and ended in that time were never there, and the hypervolume was an older front's). `settle` holds a
+sweep's last values until its node's exporter holds them and for a scrape interval more; the sweep's entry point calls
+it once the sweep has run (some seconds more at its end; not on Ctrl-C, which ends it at once).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import logging
 import math
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pandas as pd
@@ -62,6 +71,7 @@ RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 log = logging.getLogger(__name__)
 
 KEEP_S = 5.0  # well inside the ~20 s a gauge stays exported after it was set
+SCRAPE_S = 5.0  # infra/prometheus/prometheus.yml's scrape_interval: what `settle` holds exported values for
 
 _gauges: dict[str, Any] = {}
 _kept: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}  # sweep -> its latest results, set again every KEEP_S
@@ -93,6 +103,73 @@ def forget(sweep: str) -> None:
     """Stop setting the sweep's gauges again: Ray stops exporting them, as when the process exits."""
     with _lock:
         _kept.pop(sweep, None)
+
+
+def settle(sweep: str) -> bool:
+    """Return once this driver's node exports the sweep's last published values (each trial's `avdis_trial_running`
+    and the hypervolume) and has for SCRAPE_S, so Prometheus's last scrape of them is the sweep's end, not values of
+    a report interval before. False where the exporter was not seen to hold them within Ray's report interval and a
+    margin (no node endpoint this process can read, as under Ray Client), after waiting that long."""
+    import ray
+    from ray._raylet import Config
+
+    with _lock:
+        kept = _kept.get(sweep)
+    if kept is None or not ray.is_initialized():
+        return True
+    trials, summary = kept
+    metric = _emotion_metric(summary) or "acc"
+    want = {str(row.trial_id): 1.0 if row.status == "RUNNING" else 0.0 for row in trials.itertuples()}
+    hv = finite(summary.get("hypervolume"))
+    deadline = time.monotonic() + Config.metrics_report_interval_ms() / 1000 + 2 * KEEP_S
+    endpoint = _endpoint()
+    while time.monotonic() < deadline:
+        seen = None if endpoint is None else _exported(endpoint, sweep, metric)
+        if seen is not None and seen[0] == want and (hv is None or (seen[1] is not None and math.isclose(seen[1], hv))):
+            time.sleep(SCRAPE_S)
+            return True
+        time.sleep(0.5)
+    log.warning("the last values of sweep %s were not seen exported by Ray (%s); Prometheus may hold older ones",
+                sweep, endpoint or "no metrics endpoint of this driver's node found")
+    return False
+
+
+def _endpoint() -> str | None:
+    """The metrics URL of this driver's node, the one its gauges are exported at; None where Ray names none."""
+    import ray
+
+    try:
+        me = ray.get_runtime_context().get_node_id()
+        node = next(n for n in ray.nodes() if n["NodeID"] == me)
+        return f"http://{node['NodeManagerAddress']}:{int(node['MetricsExportPort'])}/metrics"
+    except Exception:  # noqa: BLE001 - under Ray Client no node is this process's: settle waits its time instead
+        return None
+
+
+def _exported(endpoint: str, sweep: str, metric: str) -> tuple[dict[str, float], float | None] | None:
+    """What the endpoint exports now of this driver's gauges of the sweep: each trial's running flag, and the
+    hypervolume (None for none); None where it cannot be read."""
+    import ray
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(endpoint, timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    worker = ray.get_runtime_context().get_worker_id()
+    running: dict[str, float] = {}
+    hv = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            tags = sample.labels
+            if tags.get("sweep") != sweep or tags.get("metric") != metric or tags.get("WorkerId") != worker:
+                continue
+            if sample.name == RAY_PREFIX + RUNNING:
+                running[tags.get("trial", "")] = sample.value
+            elif sample.name == RAY_PREFIX + HYPERVOLUME:
+                hv = sample.value
+    return running, hv
 
 
 def _keep() -> None:
