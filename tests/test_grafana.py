@@ -66,7 +66,7 @@ def test_dashboard_model() -> None:
     assert len({p["id"] for p in board["panels"]}) == 3
 
     var, emotion = board["templating"]["list"]
-    assert var["name"] == "sweep" and var["query"]["query"] == "label_values(ray_avdis_trial_leakage, sweep)"
+    assert var["name"] == "sweep" and var["query"]["query"] == "label_values(ray_avdis_sweep_hypervolume, sweep)"
     # the sweep's emotion metric (sweep.emotion_metric): a query variable on the chosen sweep's tag, acc where the
     # sweep published none (an avdis before the gauge); refreshed on a time range change, as $__range needs
     assert emotion["name"] == "emotion" and emotion["type"] == "query" and emotion["refresh"] == 2
@@ -645,6 +645,52 @@ def test_the_trial_panels_show_the_newest_driver_values_after_a_resume(tmp_path:
         wait_for_panels(port, "resumed", lambda seen: not live(port, "resumed"), "the series never went stale",
                         tmp_path)
         assert panels(port, "resumed")["xychart A"] == {"x": pytest.approx(0.3)}
+
+
+def sweep_options(port: int) -> list[str]:
+    """The `sweep` variable's options, as Grafana's Prometheus datasource works out `label_values(METRIC, LABEL)` (its
+    documented templating contract; no Grafana runs here): the label's values of METRIC's series (GET
+    /api/v1/label/LABEL/values with match[]=METRIC)."""
+    import re
+    import urllib.parse
+    import urllib.request
+
+    (sweep,) = [v for v in grafana.dashboard_json()["templating"]["list"] if v["name"] == "sweep"]
+    metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", sweep["query"]["query"]).groups()
+    url = f"http://127.0.0.1:{port}/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": metric})
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.load(resp)["data"]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_the_sweep_variable_offers_a_sweep_before_its_first_leakage_and_one_whose_every_trial_failed(
+        tmp_path: Path) -> None:
+    """The `sweep` variable listed the sweeps of `avdis_trial_leakage`, which a trial has only from its first probe
+    on (none while a sweep's first trials train up to it: minutes of epochs on real data) and never once it failed
+    (NaN, which Ray does not export): a sweep just started, or one whose every trial failed, was not offered, so its
+    running trials and hypervolume could not be shown. Real Ray (export interval 1 s), real Prometheus."""
+    import pandas as pd
+    import ray
+
+    with prometheus_for_ray(tmp_path) as (port, temp):
+        try:
+            ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
+                     _metrics_export_port=free_port(), _system_config={"metrics_report_interval_ms": 1000})
+            metrics.publish("starting", pd.DataFrame([trial_row("a", "RUNNING", 0.4, None, None)]), {"hypervolume": 0.0})
+            metrics.publish("failing", pd.DataFrame([trial_row("b", "ERROR", None, None, None, "boom")]),
+                            {"hypervolume": 0.0})
+            metrics.publish("probed", pd.DataFrame([trial_row("c", "TERMINATED", 0.7, 0.4, 1)]), {"hypervolume": 0.1})
+            deadline = time.monotonic() + 60
+            while not live(port, "probed"):
+                assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()[-1500:]
+                time.sleep(0.5)
+            time.sleep(3)  # a few scrapes more: all three sweeps' gauges were set at once
+            assert sorted(sweep_options(port)) == ["failing", "probed", "starting"]
+        finally:
+            for name in ("starting", "failing", "probed"):
+                metrics.forget(name)
+            ray.shutdown()
 
 
 ENDING = """

@@ -220,7 +220,10 @@ def _trials_panel() -> dict[str, Any]:
 
 def dashboard_json() -> dict[str, Any]:
     """The dashboard in Grafana's classic JSON model (schemaVersion pinned)."""
-    variable_query = f"label_values({LEAKAGE}, sweep)"
+    # every sweep that published: its hypervolume is set at each publish (0 before a front), where a trial's leakage
+    # is not before its first probe, nor for a failed one (NaN): a starting sweep, and one whose every trial failed,
+    # were not offered
+    variable_query = f"label_values({HYPERVOLUME}, sweep)"
     return {
         "id": None, "uid": UID, "title": "avdis: Pareto front of emotion accuracy or UAR vs identity leakage",
         "description": "Ray Tune sweeps of avdis disentanglement methods (gauges from avdis.report.metrics).",
