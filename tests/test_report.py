@@ -612,6 +612,22 @@ def test_a_sweep_without_results_yet_is_not_called_a_wrong_path(s3_bucket: str, 
     assert "no results yet" not in capsys.readouterr().err
 
 
+def test_the_storage_of_two_sweeps_given_for_a_sweep_names_them(s3_bucket: str, capsys) -> None:
+    """Two sweeps on one storage, and `avdis report` or `avdis dashboard` given the storage (sweep.storage, not
+    <storage>/<name>): told only that it held no sweep, with no word of the sweeps there. On S3, the storage's name
+    with a space and a non-ASCII letter."""
+    from avdis.cli import main
+
+    where = f"{s3_bucket}/runs é/sweeps"
+    results.record(f"{where}/first", rows(), "first")
+    storage.write_bytes(f"{where}/second/sweep.json", b"{}")  # started, no result yet
+    storage.write_bytes(f"{where}/notes/readme.txt", b"no sweep")
+    for command in (["report"], ["dashboard", "--port", "0"]):
+        assert main([command[0], where, *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert f"it holds the sweeps first, second: pass one of them, e.g. {where}/first" in err, err
+
+
 def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys, caplog) -> None:
     """A trials.parquet cut short (a copy interrupted) was named, with no word on what to do about it."""
     from avdis.cli import main

@@ -65,7 +65,8 @@ def _check_sweep(sweep_url: str, s3: S3Config | None) -> None:
     if held is not None:
         raise UsageError(f"{sweep_url}: holds {held}, not a sweep; {fix}")
     if not storage.exists(storage.join(sweep_url, storage_lock.LOCK), s3):
-        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); {fix}")
+        raise UsageError(f"{sweep_url}: holds no sweep (no {results.TRIALS} or {results.SPEC} found); {fix}"
+                         f"{results.sweeps_under(sweep_url, s3)}")
     if not storage_lock.held(sweep_url, s3):  # its job ended before writing either: waiting there never ends
         raise UsageError(f"{sweep_url}: no sweep is running or has started there: no {results.TRIALS} or "
                          f"{results.SPEC}, and no job holds its lock ({storage_lock.LOCK}), as a sweep refused or "

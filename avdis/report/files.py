@@ -39,7 +39,7 @@ def _check_has_trials(sweep_url: str, s3: S3Config | None) -> None:
                              f"{results.TRIALS}); run this again after its first trial reports, or follow it live "
                              f"with `avdis dashboard {sweep_url}`")
         raise UsageError(f"{sweep_url}: no {results.TRIALS} found, so there is nothing to report; "
-                         "pass <storage>/<sweep name> of a sweep with results")
+                         f"pass <storage>/<sweep name> of a sweep with results{results.sweeps_under(sweep_url, s3)}")
 
 
 def _pages(trials: pd.DataFrame, summary: dict[str, Any], note: str | None) -> dict[str, bytes]:

@@ -275,6 +275,23 @@ def check_folder(sweep_url: str, s3: S3Config | None = None) -> None:
                           f"{TRIALS}")
 
 
+SWEEPS_NAMED = 8  # the most sweeps `sweeps_under` names: a storage of hundreds named a few is enough to go on
+
+
+def sweeps_under(url: str, s3: S3Config | None = None) -> str:
+    """Where `url` is no sweep folder: the words naming the sweeps directly under it (folders holding TRIALS or SPEC),
+    as `avdis report` and `avdis dashboard` say it, or "" for none. A sweep.storage given for <storage>/<name> (its
+    sweeps side by side there) was told only that it held no sweep."""
+    found = [folder for folder in storage.list_files(url, s3=s3)
+             if any(storage.exists(storage.join(folder, name), s3) for name in (TRIALS, SPEC))]
+    if not found:
+        return ""
+    names = [folder.rsplit("/", 1)[-1] for folder in found]
+    more = f" and {len(names) - SWEEPS_NAMED} more" if len(names) > SWEEPS_NAMED else ""
+    return (f"; it holds the sweep{'s' if len(names) > 1 else ''} {', '.join(names[:SWEEPS_NAMED])}{more}: pass one "
+            f"of them, e.g. {found[0]}")
+
+
 def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
     """The trials table; empty (with columns) when the sweep has no results yet.
 
