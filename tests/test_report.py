@@ -1434,6 +1434,12 @@ def test_a_report_on_running_trials_says_when_the_last_result_came(tmp_path: Pat
     last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(max(r["updated_at"] for r in hour_ago)))
     assert f"1 running (last result {last}" in Path(url, "pareto.html").read_text()  # the page says it too
     assert "run again with the same config, which resumes them" in err
+    # a result seconds old read '0 min ago', one of a driver stopped days before '2880 min ago'
+    for age, said in ((20, r"(2\d|3\d) s"), (5 * 3600, r"5\.0 h"), (2 * 86400, r"2\.0 days")):  # the report's own time
+        results.write_trials(url, [{**row, "updated_at": time.time() - age} for row in rows()])
+        assert main(["report", url]) == 0
+        err = capsys.readouterr().err
+        assert re.search(f"the sweep's last result came {said} ago \\(", err), err
     results.write_trials(url, [r for r in rows() if r["status"] != "RUNNING"])
     assert main(["report", url]) == 0 and "RUNNING" not in capsys.readouterr().err
 

@@ -210,9 +210,20 @@ def _still_running(trials: pd.DataFrame) -> str | None:
         return None
     last = view.last_result(trials)
     came = ("" if last is None else  # a table without times
-            f"; the sweep's last result came {max(0.0, time.time() - last) / 60:.0f} min ago ({view.utc(last)})")
+            f"; the sweep's last result came {_ago(time.time() - last)} ago ({view.utc(last)})")
     return (f"{running} trial{'s are' if running > 1 else ' is'} RUNNING{came}. If the sweep's driver has stopped, "
             "they stay RUNNING until the sweep is run again with the same config, which resumes them.")
+
+
+def _ago(seconds: float) -> str:
+    """A time past in the unit it reads best in: a result seconds old read '0 min ago', one of a driver stopped two
+    days before '2880 min ago'."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 48 * 3600 else f"{seconds / 86400:.1f} days"
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
