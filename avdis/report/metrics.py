@@ -108,15 +108,20 @@ def forget(sweep: str) -> None:
 def settle(sweep: str) -> bool:
     """Return once this driver's node exports the sweep's last published values (each trial's `avdis_trial_running`
     and the hypervolume) and has for SCRAPE_S, so Prometheus's last scrape of them is the sweep's end, not values of
-    a report interval before. False where the exporter was not seen to hold them within Ray's report interval and a
-    margin (no node endpoint this process can read, as under Ray Client), after waiting that long."""
+    a report interval before. False at once under Ray Client (this process is no node's: no endpoint of it to
+    watch), and where the exporter was not seen to hold them within Ray's report interval and a margin, after waiting
+    that long."""
     import ray
     from ray._raylet import Config
+
+    from avdis.runtime import is_ray_client
 
     with _lock:
         kept = _kept.get(sweep)
     if kept is None or not ray.is_initialized():
         return True
+    if is_ray_client():
+        return False
     trials, summary = kept
     metric = _emotion_metric(summary) or "acc"
     want = {str(row.trial_id): 1.0 if row.status == "RUNNING" else 0.0 for row in trials.itertuples()}
@@ -142,7 +147,7 @@ def _endpoint() -> str | None:
         me = ray.get_runtime_context().get_node_id()
         node = next(n for n in ray.nodes() if n["NodeID"] == me)
         return f"http://{node['NodeManagerAddress']}:{int(node['MetricsExportPort'])}/metrics"
-    except Exception:  # noqa: BLE001 - under Ray Client no node is this process's: settle waits its time instead
+    except Exception:  # noqa: BLE001 - a node Ray does not list (gone): settle waits its time, then says so
         return None
 
 
