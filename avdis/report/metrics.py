@@ -130,7 +130,8 @@ def settle(sweep: str) -> bool:
     endpoint = _endpoint()
     while time.monotonic() < deadline:
         seen = None if endpoint is None else _exported(endpoint, sweep, metric)
-        if seen is not None and seen[0] == want and (hv is None or (seen[1] is not None and math.isclose(seen[1], hv))):
+        if (seen is not None and all(seen[0].get(trial) == flag for trial, flag in want.items())
+                and (hv is None or (seen[1] is not None and math.isclose(seen[1], hv)))):
             time.sleep(SCRAPE_S)
             return True
         time.sleep(0.5)
