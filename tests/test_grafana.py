@@ -765,6 +765,21 @@ def exported_lines(temp: str, gauge: str, sweep: str) -> list[str]:
     return found
 
 
+def help_lines(temp: str, gauge: str) -> set[str]:
+    """The `# HELP` lines of `gauge` (its exported name) that Ray's metrics endpoints (every node's) export now."""
+    import urllib.request
+
+    targets = json.loads(Path(temp, "prom_metrics_service_discovery.json").read_text())[0]["targets"]
+    found = set()
+    for target in targets:
+        try:
+            body = urllib.request.urlopen(f"http://{target}/metrics", timeout=10).read().decode()
+        except OSError:  # an endpoint not up yet
+            continue
+        found |= {line for line in body.splitlines() if line.startswith(f"# HELP {gauge} ")}
+    return found
+
+
 def exported(temp: str, sweep: str) -> set[str]:
     """The trials whose `avdis_trial_leakage` of `sweep` Ray's metrics endpoints export now."""
     import re
@@ -837,6 +852,10 @@ def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Pat
         tagged = [line for gauge in (uar, grafana.LEAKAGE, grafana.FAILED, grafana.HYPERVOLUME)
                   for line in exported_lines(temp, gauge, "uar")]
         assert len(tagged) == 7 and all('metric="uar"' in line for line in tagged), tagged
+        # a running trial's values are mid-training: their help said "final emotion accuracy of a trial"
+        for gauge in (uar, metrics.RAY_PREFIX + metrics.EMOTION_ACC, grafana.LEAKAGE):
+            (said,) = help_lines(temp, gauge)
+            assert "final emotion" not in said and f"at its {grafana.PROBED_EPOCH}: mid-training while {grafana.RUNNING} is 1" in said, said
     finally:
         metrics.forget("uar")
         shutdown_ray()

@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 KEEP_S = 5.0  # well inside the ~20 s a gauge stays exported after it was set
 SCRAPE_S = 5.0  # infra/prometheus/prometheus.yml's scrape_interval: what `settle` holds exported values for
 
+# a trial's values are of its last probed epoch: called final, a running trial's mid-training ones read as its result
+# (the gauges named as Prometheus shows them)
+OF_EPOCH = (f" at its {RAY_PREFIX + PROBED_EPOCH}: mid-training while {RAY_PREFIX + RUNNING} is 1, of fewer epochs "
+            f"where {RAY_PREFIX + STOPPED} is 1, final once it completed")
+
 _gauges: dict[str, Any] = {}
 _kept: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}  # sweep -> its latest results, set again every KEEP_S
 _lock = threading.Lock()  # one setter at a time: the keeper never sets older values over newer ones
@@ -197,9 +202,10 @@ def _emotion_metric(summary: dict[str, Any]) -> str | None:
 
 
 def _set(sweep: str, trials: pd.DataFrame, summary: dict[str, Any]) -> int:
-    acc = _gauge(EMOTION_ACC, "final emotion accuracy of a trial (test split)", TRIAL_TAGS)
-    uar = _gauge(EMOTION_UAR, "final emotion unweighted average recall of a trial (test split)", TRIAL_TAGS)
-    leak = _gauge(LEAKAGE, "identity leakage of a trial's z_emo (normalised probe accuracy)", TRIAL_TAGS)
+    acc = _gauge(EMOTION_ACC, f"emotion accuracy of a trial (test split){OF_EPOCH}", TRIAL_TAGS)
+    uar = _gauge(EMOTION_UAR, f"emotion unweighted average recall of a trial (test split){OF_EPOCH}", TRIAL_TAGS)
+    leak = _gauge(LEAKAGE, f"identity leakage of a trial's z_emo (normalised probe accuracy, test split){OF_EPOCH}",
+                  TRIAL_TAGS)
     hv = _gauge(HYPERVOLUME, "hypervolume of the sweep's Pareto front (its emotion metric max, leakage min; test "
                 "split, the front chosen on validation clips)", SWEEP_TAGS)
     chosen = _gauge(EMOTION_METRIC, "1, tagged with the emotion metric (acc, uar) the sweep's front and hypervolume "
