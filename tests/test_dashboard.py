@@ -308,6 +308,26 @@ def point_tags(dom: str) -> list[dict[str, str]]:
 
 @needs_chromium
 @pytest.mark.timeout(120)
+def test_a_one_trial_page_opened_from_a_file_has_no_negative_accuracy_or_hypervolume_on_its_axes(
+        tmp_path: Path) -> None:
+    """A sweep's first finished trial, its pareto.html opened from a file:// URL: plotly padded the one point's
+    emotion axis to -0.75..1.2 and the hypervolume's to -1..1, ticks no accuracy or hypervolume can take. The folder's
+    name holds a space and a non-ASCII letter, as the file URL quotes them."""
+    from avdis.report import files
+
+    sweep = tmp_path / "sw eeps é" / "first"
+    results.write_trials(str(sweep), [{**seeded_rows(n=1, running=0)[0], "sweep": "first"}])
+    page = Path(files.write_report(str(sweep)).written["pareto.html"])
+    dom = run_chromium(["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], tmp_path / "profile")
+    rendered = re.search(r'<body[^>]*data-rendered="(\d+)"', dom)
+    assert rendered and int(rendered.group(1)) >= 2, "both plots must have drawn before the DOM was dumped"
+    ticks = re.findall(r'<g class="ytick">.*?<text[^>]*>([^<]*)</text>', dom)
+    assert len(ticks) >= 4, ticks
+    assert not [t for t in ticks if t.startswith(("\u2212", "-"))], ticks  # plotly writes a minus as U+2212
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
 def test_chromium_renders_one_point_per_trial(tmp_path: Path) -> None:
     sweep = str(tmp_path / "live")
     rows = seeded_rows()

@@ -186,7 +186,9 @@ def pareto_figure(points: pd.DataFrame, summary: dict[str, Any]) -> go.Figure:
     fig.update_layout(
         template="plotly_white", height=560, margin={"l": 70, "r": 20, "t": 50, "b": 60},
         title=f"{summary.get('sweep', '')}: {emotion_words(summary)} vs identity leakage (hollow circles: running)",
-        xaxis={"title": X_LABEL, "range": leakage_range(points, summary)}, yaxis={"title": y_label(summary)},
+        xaxis={"title": X_LABEL, "range": leakage_range(points, summary)},
+        # one point's axis ran to -0.75; a seed mean's error bar may reach below 0 and is drawn whole (`leakage_range`)
+        yaxis={"title": y_label(summary), "rangemode": "normal" if from_seed_means(summary) else "nonnegative"},
         legend={"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "tracegroupgap": 0},  # methods in groups
         font={"size": 14},
     )
@@ -216,7 +218,7 @@ def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
         hovertemplate="after %{customdata[0]}%{customdata[1]}: %{y:.4f}<extra></extra>",
     ))
     fig.update_layout(template="plotly_white", height=360, title=f"{history_title(summary)} over finished trials",
-                      xaxis={"title": HISTORY_X, "tickvals": _counts_ticks(history)}, yaxis={"title": "hypervolume"},
+                      xaxis={"title": HISTORY_X, "tickvals": _counts_ticks(history)}, yaxis={"title": "hypervolume", "rangemode": "nonnegative"},
                       font={"size": 14},
                       margin={"l": 70, "r": 20, "t": 50, "b": 60})
     return fig
