@@ -304,12 +304,18 @@ def test_the_hypervolume_history_counts_completed_and_stopped_trials_apart(tmp_p
 
 
 def test_the_pages_hypervolume_axis_counts_trials_in_whole_numbers(sweep: str) -> None:
-    """Plotly's own ticks, at the page's width, marked 1.5 and 2.5 finished trials on a sweep of three."""
+    """Plotly's own ticks, at the page's width, marked 1.5 and 2.5 finished trials on a sweep of three; pareto.png's
+    marked 0.945, 0.960, ... 1.050 after the first (matplotlib's integer locator, on the span of one point)."""
     summary = results.read_pareto(sweep)
+    trials = results.read_trials(sweep)
     for n in (1, 3, len(summary["hypervolume_history"])):
         history = summary["hypervolume_history"][:n]
         ticks = webpage.hypervolume_figure({**summary, "hypervolume_history": history}).layout.xaxis.tickvals
         assert set(range(1, n + 1)) <= set(ticks) and all(float(t).is_integer() for t in ticks)
+        ax = image.png_figure(trials, {**summary, "hypervolume_history": history}).axes[1]
+        low, high = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if low <= t <= high]
+        assert set(range(1, n + 1)) <= set(shown) and all(float(t).is_integer() for t in shown), shown
 
 
 def test_a_running_trials_values_are_shown_with_the_epoch_they_are_of(tmp_path: Path) -> None:

@@ -106,9 +106,12 @@ def png_figure(trials: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     ax_hv.set_title(history_title(summary), fontsize=13)
     ax_hv.grid(alpha=0.3)
     if history:
-        ax_hv.step([finished_so_far(h) for h in history], [h["hypervolume"] for h in history], where="post",
-                   color="black", marker="o", ms=4)
-        ax_hv.xaxis.set_major_locator(MaxNLocator(integer=True))  # a count of trials: no 1.2
+        counts = [finished_so_far(h) for h in history]
+        ax_hv.step(counts, [h["hypervolume"] for h in history], where="post", color="black", marker="o", ms=4)
+        if len(set(counts)) == 1:  # one step: its count (the locator, on the span of one point, marked 0.945..1.050)
+            ax_hv.set_xticks(counts[:1])
+        else:
+            ax_hv.xaxis.set_major_locator(MaxNLocator(integer=True))  # a count of trials: no 1.2
     else:
         ax_hv.text(0.5, 0.5, textwrap.fill(waiting(summary), 30), transform=ax_hv.transAxes, ha="center", va="center",
                    fontsize=11, color="#555555")
