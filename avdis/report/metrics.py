@@ -168,6 +168,8 @@ def _exported(endpoint: str, sweep: str, metric: str) -> tuple[dict[str, float],
             text = reply.read().decode()
     except OSError:
         return None
+    # avdis's lines alone: a cluster head exports Ray's own metrics of every worker beside them, polled every 0.5 s
+    text = "\n".join(line for line in text.splitlines() if RAY_PREFIX + "avdis_" in line) + "\n"
     worker = ray.get_runtime_context().get_worker_id()
     running: dict[str, float] = {}
     hv = None
