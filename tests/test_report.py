@@ -634,6 +634,20 @@ def test_the_storage_of_two_sweeps_given_for_a_sweep_names_them(s3_bucket: str, 
         assert f"it holds the sweeps first, second: pass one of them, e.g. {where}/first" in err, err
 
 
+def test_a_storage_of_many_sweeps_given_for_a_sweep_names_a_few_and_says_it_stopped_short(tmp_path: Path,
+                                                                                            capsys) -> None:
+    """Naming the sweeps of a storage asks for each folder's files (two requests each on S3): it stops at the first
+    eight sweeps found and says how many folders it did not look in."""
+    from avdis.cli import main
+
+    for i in range(11):
+        storage.write_bytes(str(tmp_path / f"s{i:02d}" / "sweep.json"), b"{}")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    named = ", ".join(f"s{i:02d}" for i in range(8))
+    assert f"it holds the sweeps {named} (of its first 8 folders; 3 more not looked in): pass one" in err, err
+
+
 def test_a_truncated_trials_table_says_what_to_do(sweep: str, capsys, caplog) -> None:
     """A trials.parquet cut short (a copy interrupted) was named, with no word on what to do about it."""
     from avdis.cli import main

@@ -276,20 +276,28 @@ def check_folder(sweep_url: str, s3: S3Config | None = None) -> None:
 
 
 SWEEPS_NAMED = 8  # the most sweeps `sweeps_under` names: a storage of hundreds named a few is enough to go on
+FOLDERS_LOOKED_IN = 64  # the most folders it looks in (two requests each on S3)
 
 
 def sweeps_under(url: str, s3: S3Config | None = None) -> str:
     """Where `url` is no sweep folder: the words naming the sweeps directly under it (folders holding TRIALS or SPEC),
     as `avdis report` and `avdis dashboard` say it, or "" for none. A sweep.storage given for <storage>/<name> (its
-    sweeps side by side there) was told only that it held no sweep."""
-    found = [folder for folder in storage.list_files(url, s3=s3)
-             if any(storage.exists(storage.join(folder, name), s3) for name in (TRIALS, SPEC))]
+    sweeps side by side there) was told only that it held no sweep. It looks in folders in name order until it has
+    SWEEPS_NAMED, or has looked in FOLDERS_LOOKED_IN, and says where it stopped short."""
+    folders = storage.list_files(url, s3=s3)
+    found: list[str] = []
+    looked = 0
+    for folder in folders[:FOLDERS_LOOKED_IN]:
+        looked += 1
+        if any(storage.exists(storage.join(folder, name), s3) for name in (TRIALS, SPEC)):
+            found.append(folder)
+            if len(found) == SWEEPS_NAMED:
+                break
     if not found:
         return ""
-    names = [folder.rsplit("/", 1)[-1] for folder in found]
-    more = f" and {len(names) - SWEEPS_NAMED} more" if len(names) > SWEEPS_NAMED else ""
-    return (f"; it holds the sweep{'s' if len(names) > 1 else ''} {', '.join(names[:SWEEPS_NAMED])}{more}: pass one "
-            f"of them, e.g. {found[0]}")
+    names = ", ".join(folder.rsplit("/", 1)[-1] for folder in found)
+    more = f" (of its first {looked} folders; {len(folders) - looked} more not looked in)" if looked < len(folders) else ""
+    return (f"; it holds the sweep{'s' if len(found) > 1 else ''} {names}{more}: pass one of them, e.g. {found[0]}")
 
 
 def read_trials(sweep_url: str, s3: S3Config | None = None) -> pd.DataFrame:
