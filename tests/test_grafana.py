@@ -677,7 +677,8 @@ def test_the_sweep_variable_offers_a_sweep_before_its_first_leakage_and_one_whos
         try:
             ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
                      _metrics_export_port=free_port(), _system_config={"metrics_report_interval_ms": 1000})
-            metrics.publish("starting", pd.DataFrame([trial_row("a", "RUNNING", 0.4, None, None)]), {"hypervolume": 0.0})
+            metrics.publish("starting", pd.DataFrame([trial_row("a", "RUNNING", 0.4, None, None)]),
+                            {"hypervolume": 0.0})
             metrics.publish("failing", pd.DataFrame([trial_row("b", "ERROR", None, None, None, "boom")]),
                             {"hypervolume": 0.0})
             metrics.publish("probed", pd.DataFrame([trial_row("c", "TERMINATED", 0.7, 0.4, 1)]), {"hypervolume": 0.1})
@@ -855,7 +856,8 @@ def test_a_uar_sweep_exports_its_trials_uar_and_its_emotion_metric(tmp_path: Pat
         # a running trial's values are mid-training: their help said "final emotion accuracy of a trial"
         for gauge in (uar, metrics.RAY_PREFIX + metrics.EMOTION_ACC, grafana.LEAKAGE):
             (said,) = help_lines(temp, gauge)
-            assert "final emotion" not in said and f"at its {grafana.PROBED_EPOCH}: mid-training while {grafana.RUNNING} is 1" in said, said
+            assert "final emotion" not in said, said
+            assert f"at its {grafana.PROBED_EPOCH}: mid-training while {grafana.RUNNING} is 1" in said, said
     finally:
         metrics.forget("uar")
         shutdown_ray()

@@ -218,7 +218,8 @@ def hypervolume_figure(summary: dict[str, Any]) -> go.Figure:
         hovertemplate="after %{customdata[0]}%{customdata[1]}: %{y:.4f}<extra></extra>",
     ))
     fig.update_layout(template="plotly_white", height=360, title=f"{history_title(summary)} over finished trials",
-                      xaxis={"title": HISTORY_X, "tickvals": _counts_ticks(history)}, yaxis={"title": "hypervolume", "rangemode": "nonnegative"},
+                      xaxis={"title": HISTORY_X, "tickvals": _counts_ticks(history)},
+                      yaxis={"title": "hypervolume", "rangemode": "nonnegative"},  # one step's ran to -1
                       font={"size": 14},
                       margin={"l": 70, "r": 20, "t": 50, "b": 60})
     return fig

@@ -296,7 +296,8 @@ def sweeps_under(url: str, s3: S3Config | None = None) -> str:
     if not found:
         return ""
     names = ", ".join(folder.rsplit("/", 1)[-1] for folder in found)
-    more = f" (of its first {looked} folders; {len(folders) - looked} more not looked in)" if looked < len(folders) else ""
+    left = len(folders) - looked
+    more = f" (of its first {looked} folders; {left} more not looked in)" if left else ""
     return (f"; it holds the sweep{'s' if len(found) > 1 else ''} {names}{more}: pass one of them, e.g. {found[0]}")
 
 
