@@ -456,6 +456,44 @@ def test_a_ravdess_file_copied_under_another_clips_name_makes_no_clip_of_either(
     assert not any(r.unused for r in rejects if "copy" not in Path(r.source_path).parts)
 
 
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_a_ravdess_file_copied_under_another_clips_name_makes_no_clip_of_either_though_its_clip_is_made_of_another(
+        tmp_path, audio_only):
+    """Only the files clips are made of were compared, not the 01 beside the 03 a clip is made of under
+    data.modality=audio, nor a clip's fallbacks: happy's 01 copied as angry's (a clip of that file alone) made two
+    clips of one recording under data.modality=audio, and sad's 03 copied as fearful's (beside fearful's own 01) is
+    fearful's sound should its 01 not decode. Every file a clip may be made of is now compared: neither clip is made.
+    A 02 file gives no sound: under data.modality=audio two alike (neutral's copied as calm's) make their clips. The
+    corpus held twice is no such copy."""
+    actor = tmp_path / "Actor_01"
+    path = {(mm, emo): actor / f"{mm}-01-{emo}-01-01-01-01.{'wav' if mm == '03' else 'mp4'}"
+            for mm in ("01", "02", "03") for emo in ("01", "02", "03", "04", "05", "06")}
+    for seed, (emo, mms) in enumerate([("03", "01 03"), ("04", "01 03"), ("06", "01"), ("01", "01 02"), ("02", "01")]):
+        frames, audio = clip_media(seed)
+        for mm in mms.split():
+            write_clip(path[mm, emo], None if mm == "03" else frames, 12, None if mm == "02" else audio, SR)
+    # happy's 01 as angry's, sad's 03 as fearful's, neutral's 02 as calm's
+    for mm, first, copy in (("01", "03", "05"), ("03", "04", "06"), ("02", "01", "02")):
+        shutil.copyfile(path[mm, first], path[mm, copy])
+    shutil.copytree(actor, tmp_path / "copy" / "Actor_01")  # the corpus held twice
+    records, rejects = corpora.scan("ravdess", tmp_path, audio_only=audio_only)
+    # neutral's and calm's 02 files give no sound
+    assert [r.clip_id for r in records] == (["ravdess-01-01-01-01-01-01", "ravdess-01-02-01-01-01-01"] if audio_only
+                                            else [])
+    reasons = {r.source_path: r.reason for r in rejects}
+    said = ("the same bytes as {}, whose name says another emotion ({}, here {}): one recording under 2 names, which "
+            "is right is unknown: no clip is made of it")
+    assert reasons[str(path["01", "03"])] == said.format(path["01", "05"], "angry", "happy")
+    assert reasons[str(path["01", "05"])] == said.format(path["01", "03"], "happy", "angry")
+    assert reasons[str(path["03", "03"])] == f"its clip is not made ({path['01', '03'].name}: " \
+                                             f"{reasons[str(path['01', '03'])]})"
+    assert reasons[str(path["03", "06"])] == said.format(path["03", "04"], "sad", "fearful")
+    assert reasons[str(path["01", "06"])].startswith(f"its clip is not made ({path['03', '06'].name}: ")
+    if not audio_only:
+        assert reasons[str(path["02", "02"])] == said.format(path["02", "01"], "neutral", "calm")
+    assert all(r.reason.startswith("duplicate of ") for r in rejects if "copy" in Path(r.source_path).parts)
+
+
 @pytest.mark.parametrize("channel, download", [("01", "Speech"), ("02", "Song")])
 def test_a_ravdess_full_av_file_without_sound_says_where_to_get_it_and_its_clip_is_made_as_it_says(
         tmp_path, channel, download):

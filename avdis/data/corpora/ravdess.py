@@ -10,9 +10,9 @@ other track after it: a 01 whose sound or picture alone is broken); otherwise a 
 and an audio-only (03) file of the same clip are paired. A clip is never counted twice;
 unpaired or surplus files become rejects with the reason, but a copy of a file its clip is made of
 (the same name and size elsewhere in the tree: a corpus held twice) is unused; a copy of either size is
-the clip's file should the one found first not decode (RAVDESS and CREMA-D alike). A file a clip is made of holding
-the same bytes as another clip's (one recording under two names: a file copied under another name) makes neither
-clip, as in CREMA-D: a name is its label, and which is right is unknown (`copies.named_twice`).
+the clip's file should the one found first not decode (RAVDESS and CREMA-D alike). A file a clip may be made of (a
+fallback too) holding the same bytes as another clip's (one recording under two names: a file copied under another
+name) makes neither clip, as in CREMA-D: a name is its label, and which is right is unknown (`copies.named_twice`).
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def scan(src: Path, files: list[Path], audio_only: bool) -> Scan:
             continue
         slot[modality] = path
         fields_of[key] = tuple(rest)
-    made_of = {str(p): key for key, slot in sorted(clips.items()) for p in _made_of(slot, audio_only)}
-    twins = named_twice(made_of, lambda key: _shown(fields_of[key]))
+    may_use = {str(p): key for key, slot in sorted(clips.items()) for p in _may_use(slot, audio_only)}
+    twins = named_twice(may_use, lambda key: _shown(fields_of[key]))
     records = []
     for key, slot in sorted(clips.items()):
-        faulty = [p for p in _made_of(slot, audio_only) if str(p) in twins]
+        faulty = [p for p in _may_use(slot, audio_only) if str(p) in twins]
         if faulty:  # every file of the clip a reject
             rejects.extend(Reject(str(p), twins[str(p)] if p in faulty else
                                   f"its clip is not made ({faulty[0].name}: {twins[str(faulty[0])]})")
@@ -110,14 +110,16 @@ def scan(src: Path, files: list[Path], audio_only: bool) -> Scan:
     return records, rejects
 
 
-def _made_of(slot: dict[str, Path], audio_only: bool) -> list[Path]:
-    """The files a clip (`slot`: its files by modality) is made of, as `scan` takes them, checked for one recording
-    under two names: its full-AV file, else its 02 + 03 pair; under data.modality=audio its audio-only file, else its
-    full-AV file's track. None for a lone 02 or 03 file, which makes no clip (a reject of its own), so no second
-    clip of a recording. Not a clip's fallbacks, which it is made of only where these do not decode."""
+def _may_use(slot: dict[str, Path], audio_only: bool) -> list[Path]:
+    """The files a clip (`slot`: its files by modality) may be made of, checked for one recording under two names: its
+    file and its fallbacks, which decoding takes where the file before them does not decode (a 01 file copied under
+    the name of a clip made of its own 03 file is that clip's sound should its 03 not decode): under data.modality=av
+    all its files, under data.modality=audio its 03 and 01 files (a 02 file gives no sound). None for a clip not made
+    (a lone 02 or 03 file, a reject of its own; under data.modality=audio a lone 02), so no second clip of a
+    recording."""
     if audio_only:
-        return [p for p in (slot.get("03") or slot.get("01"),) if p is not None]
-    return [slot["01"]] if "01" in slot else [slot["02"], slot["03"]] if "02" in slot and "03" in slot else []
+        return [slot[m] for m in ("03", "01") if m in slot]
+    return list(slot.values()) if "01" in slot or ("02" in slot and "03" in slot) else []
 
 
 _FIELDS = ("vocal channel", "emotion", "intensity", "statement", "repetition", "actor")  # a name's, after MM
