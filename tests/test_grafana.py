@@ -62,8 +62,8 @@ def test_dashboard_model() -> None:
     board = json.loads(CHECKED_IN.read_text())
     assert board["id"] is None and board["uid"]  # a fixed uid, no id: a push overwrites the same dashboard
     panels = {p["type"]: p for p in board["panels"]}
-    assert sorted(panels) == ["table", "timeseries", "xychart"]
-    assert len({p["id"] for p in board["panels"]}) == 3
+    assert sorted(panels) == ["stat", "table", "timeseries", "xychart"]
+    assert len({p["id"] for p in board["panels"]}) == 4
 
     var, emotion = board["templating"]["list"]
     assert var["name"] == "sweep" and var["query"]["query"] == "label_values(ray_avdis_sweep_hypervolume, sweep)"
@@ -122,6 +122,10 @@ def test_dashboard_model() -> None:
     mapped = {o["matcher"]["options"]: o["properties"][0]["value"][0]["options"]["1"]["text"]
               for o in panels["table"]["fieldConfig"]["overrides"] if o["properties"][0]["id"] == "mappings"}
     assert mapped == {grafana.STOPPED_COLUMN: "yes (on no front)", grafana.RUNNING_COLUMN: "yes (mid-training values)"}
+    # the trials by state, failed ones too (the trial panels leave them out): 0 where a state has none, not no data
+    legends = [t["legendFormat"] for t in panels["stat"]["targets"]]
+    assert legends == ["trials", "completed", grafana.STOPPED_COLUMN, grafana.RUNNING_COLUMN, grafana.FAILED_COUNT]
+    assert all(t["instant"] and t["expr"].endswith(" or vector(0)") for t in panels["stat"]["targets"])
     assert "ray_avdis_sweep_hypervolume" in panels["timeseries"]["targets"][0]["expr"]
     assert not panels["timeseries"]["targets"][0]["instant"]
 
@@ -429,11 +433,27 @@ def panels(port: int, sweep: str, range_: str = "10m", step: str = "15s", at: fl
     out = {}
     for p in grafana.dashboard_json()["panels"]:
         for t in p["targets"]:
-            if t.get("instant"):
-                expr = (t["expr"].replace("$sweep", sweep).replace("$emotion", emotion)
-                        .replace("$__range", range_).replace("$__interval", step))
-                out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1])
-                                                   for r in instant(port, expr, at)}
+            if t.get("instant") and p["type"] != "stat":
+                out[f"{p['type']} {t['refId']}"] = {r["metric"]["trial"]: float(r["value"][1]) for r in instant(
+                    port, expanded(t["expr"], sweep, emotion, range_, step), at)}
+    return out
+
+
+def expanded(expr: str, sweep: str, emotion: str, range_: str, step: str) -> str:
+    """`expr` with the dashboard's variables as Grafana interpolates them."""
+    return (expr.replace("$sweep", sweep).replace("$emotion", emotion).replace("$__range", range_)
+            .replace("$__interval", step))
+
+
+def counts(port: int, sweep: str, range_: str = "10m", step: str = "15s") -> dict[str, float]:
+    """The stat panel's values as Grafana shows them (its targets' queries as it sends them, each value under its
+    legend; the sweep's `emotion` its first option): legend -> value, one value each."""
+    (stat,) = [p for p in grafana.dashboard_json()["panels"] if p["type"] == "stat"]
+    emotion = emotion_options(port, sweep, range_)[0]
+    out = {}
+    for t in stat["targets"]:
+        (r,) = instant(port, expanded(t["expr"], sweep, emotion, range_, step))
+        out[t["legendFormat"]] = float(r["value"][1])
     return out
 
 
@@ -596,6 +616,48 @@ def test_a_failed_trial_leaves_the_trial_panels_and_a_stopped_or_running_one_the
         finally:
             metrics.forget("gone")
             shutdown_ray()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_the_trial_counts_panel_says_how_many_trials_failed(tmp_path: Path) -> None:
+    """Every trial panel leaves failed trials out and none counted them: a sweep where half the trials failed looked
+    like a smaller healthy sweep, and one where every trial failed like one with no trial yet (an empty table). The
+    stat panel's queries count the sweep's trials by their newest flags, 0 (not "No data") where a state has none.
+    Real Ray (export interval 1 s), real Prometheus with infra/prometheus/prometheus.yml; Grafana itself is not run
+    here (the stat panel's legend per target is its documented JSON model)."""
+    import pandas as pd
+    import ray
+
+    from avdis import results
+
+    sweeps = {
+        "healthy": [trial_row("a", "TERMINATED", 0.7, 0.4, 1), trial_row("b", "RUNNING", 0.6, 0.3, None)],
+        "half": [trial_row("c", "TERMINATED", 0.7, 0.4, 1), trial_row("d", "STOPPED", 0.5, 0.5, 2),
+                 trial_row("e", "ERROR", 0.9, 0.1, None, "boom"),
+                 trial_row("f", "ERROR", 0.8, 0.2, None, results.LOST)],
+        "all-failed": [trial_row("g", "ERROR", 0.9, 0.1, None, "boom"),
+                       trial_row("h", "ERROR", None, None, None, "oom")],
+    }
+    with prometheus_for_ray(tmp_path) as (port, temp):
+        try:
+            ray.init(address="local", num_cpus=1, log_to_driver=False, _temp_dir=temp, dashboard_port=free_port(),
+                     _metrics_export_port=free_port(), _system_config={"metrics_report_interval_ms": 1000})
+            for sweep, rows in sweeps.items():
+                metrics.publish(sweep, pd.DataFrame(rows), {"hypervolume": 0.1})
+            states = ["trials", "completed", grafana.STOPPED_COLUMN, grafana.RUNNING_COLUMN, grafana.FAILED_COUNT]
+            want = {"healthy": dict(zip(states, [2, 1, 0, 1, 0])), "half": dict(zip(states, [4, 1, 1, 0, 2])),
+                    "all-failed": dict(zip(states, [2, 0, 0, 0, 2]))}
+            deadline = time.monotonic() + 60
+            while (seen := {sweep: counts(port, sweep) for sweep in sweeps}) != want:
+                assert time.monotonic() < deadline, f"{seen}; {(tmp_path / 'prometheus.log').read_text()[-1500:]}"
+                time.sleep(1)
+            every = panels(port, "all-failed")
+        finally:
+            for sweep in sweeps:
+                metrics.forget(sweep)
+            shutdown_ray()
+    assert every["table A"] == {} and every["xychart A"] == {}  # all the trial panels show of it: nothing
 
 
 DRIVER = """

@@ -35,6 +35,7 @@ RUNNING = metrics.RAY_PREFIX + metrics.RUNNING
 PROBED_EPOCH = metrics.RAY_PREFIX + metrics.PROBED_EPOCH
 STOPPED_COLUMN = "stopped at a rung"
 RUNNING_COLUMN = "running"
+FAILED_COUNT = "failed or lost"
 EPOCH_COLUMN = "values of epoch"  # a running trial's are of its last probe, not of the epoch it trains
 TAGGED = '{sweep="$sweep",metric="$emotion"}'  # the chosen sweep's series on the chosen metric
 UNTAGGED = '{sweep="$sweep",metric=""}'  # its series as an avdis before the `metric` tag published them
@@ -114,6 +115,17 @@ def _drawn(metric: str) -> str:
     return f"{_latest(metric, 'trial')} unless on (trial) ({left_out})"
 
 
+def _count(trials: str) -> str:
+    """How many trials the instant vector `trials` (one series per trial) holds; 0 where it holds none (`count` of
+    nothing is no result, and a stat panel would say "No data" where a sweep has no failed trial)."""
+    return f"count({trials}) or vector(0)"
+
+
+def _flagged(gauge: str) -> str:
+    """The trials whose newest value of the 0/1 `gauge` is 1."""
+    return f"{_newest(gauge, 'trial')} > 0"
+
+
 def _emotion_variable() -> dict[str, Any]:
     """The sweep's emotion metric, for the trial panels' queries and labels: the `metric` tag of its
     `avdis_sweep_emotion_metric` in the time range, acc where it has none (a sweep published by an avdis before the
@@ -140,7 +152,7 @@ def _pareto_panel() -> dict[str, Any]:
         "description": "A trial MO-ASHA stopped at a rung is left out: its values are of fewer epochs, on no front; so "
                        "is a running trial: its values are mid-training. The Trials table lists both "
                        f"({STOPPED_COLUMN}: yes, {RUNNING_COLUMN}: yes).",
-        "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 14, "x": 0, "y": 0},
+        "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 14, "x": 0, "y": 4},
         "targets": [_instant("A", _drawn(LEAKAGE)), _instant("B", _drawn(EMOTION))],
         "transformations": [
             {"id": "joinByField", "options": {"byField": "trial", "mode": "inner"}},
@@ -174,7 +186,7 @@ def _pareto_panel() -> dict[str, Any]:
 def _hypervolume_panel() -> dict[str, Any]:
     return {
         "id": 2, "type": "timeseries", "title": "Hypervolume of the Pareto front (emotion $emotion)",
-        "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 10, "x": 14, "y": 0},
+        "datasource": DATASOURCE, "gridPos": {"h": 12, "w": 10, "x": 14, "y": 4},
         "targets": [{"refId": "A", "datasource": DATASOURCE, "expr": _sweep(HYPERVOLUME, "sweep"),
                      "range": True, "instant": False, "legendFormat": "{{sweep}}"}],
         "fieldConfig": {"defaults": {"min": 0, "unit": "none", "custom": {"drawStyle": "line", "lineInterpolation": "stepAfter",
@@ -195,7 +207,7 @@ def _trials_panel() -> dict[str, Any]:
                                              "1": {"text": "yes (mid-training values)", "index": 1}}}]
     return {
         "id": 3, "type": "table", "title": "Trials", "datasource": DATASOURCE,
-        "gridPos": {"h": 10, "w": 24, "x": 0, "y": 12},
+        "gridPos": {"h": 10, "w": 24, "x": 0, "y": 16},
         "targets": [_instant("A", _latest(LEAKAGE, "trial, method")), _instant("B", _latest(EMOTION, "trial, method")),
                     _instant("C", _latest(STOPPED, "trial, method")), _instant("D", _latest(RUNNING, "trial, method")),
                     _instant("E", _latest(PROBED_EPOCH, "trial, method"))],
@@ -218,6 +230,36 @@ def _trials_panel() -> dict[str, Any]:
     }
 
 
+def _counts_panel() -> dict[str, Any]:
+    """Stat: the sweep's trials by state, from each trial's newest flags (`_newest`, a resumed sweep's trial counted
+    once). The trial panels leave failed trials out, so without it a sweep where half the trials failed looked like a
+    smaller healthy one, and one where every trial failed like one with none yet. FAILED is 1 for a trial lost to a
+    killed driver too (the pages count those apart: no gauge tells them apart here)."""
+    states = [("trials", _newest(FAILED, "trial")),  # every trial published has the flag, 0 or 1
+              ("completed", f"{_newest(FAILED, 'trial')} == 0 unless on (trial) "
+                           f"({_flagged(STOPPED)} or {_flagged(RUNNING)})"),
+              (STOPPED_COLUMN, _flagged(STOPPED)), (RUNNING_COLUMN, _flagged(RUNNING)),
+              (FAILED_COUNT, _flagged(FAILED))]
+    alarm = {"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}]}
+    return {
+        "id": 4, "type": "stat", "title": "Trials by state", "datasource": DATASOURCE,
+        "description": f"{FAILED_COUNT}: trials that ended in an error or were lost to a killed driver "
+                       f"({FAILED} 1); the other panels leave them out. completed: trained all "
+                       f"their epochs; {STOPPED_COLUMN}: stopped by MO-ASHA (on no front).",
+        "gridPos": {"h": 4, "w": 24, "x": 0, "y": 0},
+        "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": _count(trials), "instant": True,
+                     "range": False, "format": "time_series", "legendFormat": name}
+                    for i, (name, trials) in enumerate(states)],
+        "fieldConfig": {"defaults": {"decimals": 0, "unit": "none", "color": {"mode": "thresholds"},
+                                     "thresholds": {"mode": "absolute", "steps": [{"color": "text", "value": None}]}},
+                        "overrides": [{"matcher": {"id": "byName", "options": FAILED_COUNT},
+                                       "properties": [{"id": "thresholds", "value": alarm}]}]},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                    "orientation": "vertical", "textMode": "value_and_name", "colorMode": "value",
+                    "graphMode": "none", "justifyMode": "auto"},
+    }
+
+
 def dashboard_json() -> dict[str, Any]:
     """The dashboard in Grafana's classic JSON model (schemaVersion pinned)."""
     # every sweep that published: its hypervolume is set at each publish (0 before a front), where a trial's leakage
@@ -237,7 +279,7 @@ def dashboard_json() -> dict[str, Any]:
             "refresh": 2, "sort": 1, "multi": False, "includeAll": False, "hide": 0, "regex": "",
             "current": {}, "options": [], "skipUrlSync": False,
         }, _emotion_variable()]},
-        "panels": [_pareto_panel(), _hypervolume_panel(), _trials_panel()],
+        "panels": [_counts_panel(), _pareto_panel(), _hypervolume_panel(), _trials_panel()],
     }
 
 
