@@ -777,7 +777,7 @@ sys.stdin.readline()  # until the test has seen it scraped: the sweep's last res
 metrics.publish("ending", pd.DataFrame([dict(row, trial_id="x", status="TERMINATED", leakage=0.3, order=1),
                                         dict(row, trial_id="y", status="TERMINATED", leakage=0.2, order=2)]),
                 {"hypervolume": 0.25})
-metrics.settle("ending")  # as `avdis sweep` does once the sweep has run
+metrics.settle("ending", 5.0)  # as `avdis sweep` does once the sweep has run (sweep.prometheus_scrape_s: 5)
 metrics.forget("ending")
 ray.shutdown()  # the sweep's process exits
 """

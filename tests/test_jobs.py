@@ -238,7 +238,8 @@ def test_sweep_through_ray_job_submit_with_gauges_in_prometheus(head, tiny_shard
         storage = tmp_path / "sweeps"
         out = submit(head, f"sweep-{tmp_path.name[-6:]}", str(ROOT / "jobs" / "sweep.py"), "--config",
                      "jobs/configs/smoke.yaml", "--storage", str(storage), "--name", "jobsweep",
-                     f"data.shards={tiny_shards}", "probe.epochs=40", "train.cpus_per_worker=0.8", wait=True)
+                     f"data.shards={tiny_shards}", "probe.epochs=40", "train.cpus_per_worker=0.8",
+                     "sweep.prometheus_scrape_s=5", wait=True)  # infra's scrape interval (smoke.yaml: 0, none)
         assert re.search(r"Job '[^']+' succeeded", out.stdout + out.stderr), (out.stdout + out.stderr)[-3000:]
         sweep = storage / "jobsweep"
         trials = pd.read_parquet(sweep / "trials.parquet")

@@ -894,6 +894,12 @@ def test_metrics_publish_skips_missing_values_and_clears_failed_trials(sweep: st
         metrics.publish("demo", running.assign(status="ERROR", error=results.LOST), summary)
         metrics.publish("demo", running, summary)
         assert flags[:1] == [1.0] and 0.0 in flags
+        # sweep.prometheus_scrape_s=0, where no Prometheus scrapes: the sweep's end waits for no export (7-15 s a
+        # sweep before the setting), its node's metrics endpoint never asked
+        asked = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(metrics, "_endpoint", lambda: asked.append(1))
+            assert metrics.settle("demo", 0) and not asked
     finally:
         metrics.forget("demo")
         shutdown_ray()

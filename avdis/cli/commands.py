@@ -156,7 +156,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     views = sweep.Views(listeners=(functools.partial(metrics.publish, name),), callbacks=(ReportCallback(url, cfg.s3),))
     try:
         sweep.run(cfg, views, names=given_by(flags), retry_failed=args.retry_failed)
-        metrics.settle(name)  # Prometheus's last scrape of its gauges is of its end, not of some results before
+        # Prometheus's last scrape of its gauges is of its end, not of some results before
+        metrics.settle(name, cfg.sweep.prometheus_scrape_s)
     finally:  # its gauges go stale once it ends, as when this process exits
         metrics.forget(name)
     written = files.write_pages(url, cfg.s3)

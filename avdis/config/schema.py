@@ -227,6 +227,10 @@ class SweepConfig(Section):
     trial_cpus: float = Field(0.1, gt=0)  # the trial driver; its TorchTrainer workers add their own
     # the front's emotion axis: what the searcher learns from, MO-ASHA stops on, the front is chosen and drawn on
     emotion_metric: EmotionMetric = "acc"
+    # seconds: the scrape interval of the Prometheus that scrapes the cluster's Ray metrics. At its end the sweep holds
+    # its last values until Ray exports them and this long more, so one scrape takes them (`metrics.settle`); 5 is
+    # infra/prometheus/prometheus.yml's. 0: no Prometheus scrapes it, and the sweep ends without that wait
+    prometheus_scrape_s: float = Field(5.0, ge=0, le=600)
     scheduler: SchedulerConfig = SchedulerConfig()
     space: SearchSpace = SearchSpace()
 

@@ -71,7 +71,6 @@ RAY_PREFIX = "ray_"  # what Ray's Prometheus exporter puts before each name
 log = logging.getLogger(__name__)
 
 KEEP_S = 5.0  # well inside the ~20 s a gauge stays exported after it was set
-SCRAPE_S = 5.0  # infra/prometheus/prometheus.yml's scrape_interval: what `settle` holds exported values for
 
 # a trial's values are of its last probed epoch: called final, a running trial's mid-training ones read as its result
 # (the gauges named as Prometheus shows them)
@@ -110,12 +109,13 @@ def forget(sweep: str) -> None:
         _kept.pop(sweep, None)
 
 
-def settle(sweep: str) -> bool:
+def settle(sweep: str, scrape_s: float) -> bool:
     """Return once this driver's node exports the sweep's last published values (each trial's `avdis_trial_running`
-    and the hypervolume) and has for SCRAPE_S, so Prometheus's last scrape of them is the sweep's end, not values of
-    a report interval before. False at once under Ray Client (this process is no node's: no endpoint of it to
-    watch), and where the exporter was not seen to hold them within Ray's report interval and a margin, after waiting
-    that long."""
+    and the hypervolume) and has for `scrape_s` (Prometheus's scrape interval: `sweep.prometheus_scrape_s`), so
+    Prometheus's last scrape of them is the sweep's end, not values of a report interval before. At once for a
+    `scrape_s` of 0 (no Prometheus scrapes: nothing to wait for). False at once under Ray Client (this process is no
+    node's: no endpoint of it to watch), and where the exporter was not seen to hold them within Ray's report
+    interval and a margin, after waiting that long."""
     import ray
     from ray._raylet import Config
 
@@ -123,7 +123,7 @@ def settle(sweep: str) -> bool:
 
     with _lock:
         kept = _kept.get(sweep)
-    if kept is None or not ray.is_initialized():
+    if kept is None or not ray.is_initialized() or not scrape_s:
         return True
     if is_ray_client():
         return False
@@ -137,7 +137,7 @@ def settle(sweep: str) -> bool:
         seen = None if endpoint is None else _exported(endpoint, sweep, metric)
         if (seen is not None and all(seen[0].get(trial) == flag for trial, flag in want.items())
                 and (hv is None or (seen[1] is not None and math.isclose(seen[1], hv)))):
-            time.sleep(SCRAPE_S)
+            time.sleep(scrape_s)
             return True
         time.sleep(0.5)
     log.warning("the last values of sweep %s were not seen exported by Ray (%s); Prometheus may hold older ones",
