@@ -660,10 +660,8 @@ def test_the_trial_counts_panel_says_how_many_trials_failed(tmp_path: Path) -> N
     assert every["table A"] == {} and every["xychart A"] == {}  # all the trial panels show of it: nothing
 
 
-DRIVER = """
-import sys, time, pandas as pd, ray
-from avdis.report import metrics
-temp, leakage, status, order, dash = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None, int(sys.argv[5])
+# a driver script's start of its local Ray (its `temp` dir, dashboard port `dash`)
+RAY_UP = """
 for attempt in range(2):  # a local Ray's start can time out on 2 loaded cores ("GCS has become overloaded"): once more
     try:
         ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp,
@@ -673,7 +671,13 @@ for attempt in range(2):  # a local Ray's start can time out on 2 loaded cores (
         if attempt or "timed out during startup" not in str(exc):
             raise
         ray.shutdown()
-metrics.publish("resumed", pd.DataFrame([{"trial_id": "x", "method": "adversarial", "status": status,
+"""
+
+DRIVER = """
+import sys, time, pandas as pd, ray
+from avdis.report import metrics
+temp, leakage, status, order, dash = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None, int(sys.argv[5])
+""" + RAY_UP + """metrics.publish("resumed", pd.DataFrame([{"trial_id": "x", "method": "adversarial", "status": status,
                                           "emotion_acc": 0.5, "leakage": leakage, "order": order}]), {})
 print("published", flush=True)
 sys.stdin.read()  # until the test has seen it scraped
@@ -760,16 +764,7 @@ ENDING = """
 import sys, pandas as pd, ray
 from avdis.report import metrics
 temp, dash = sys.argv[1], int(sys.argv[2])
-for attempt in range(2):  # a local Ray's start can time out on 2 loaded cores ("GCS has become overloaded"): once more
-    try:
-        ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=True, _temp_dir=temp,
-                 dashboard_port=dash)
-        break
-    except Exception as exc:
-        if attempt or "timed out during startup" not in str(exc):
-            raise
-        ray.shutdown()
-row = dict(method="adversarial", emotion_acc=0.5, probed_epoch=4, error=None)
+""" + RAY_UP + """row = dict(method="adversarial", emotion_acc=0.5, probed_epoch=4, error=None)
 metrics.publish("ending", pd.DataFrame([dict(row, trial_id="x", status="RUNNING", leakage=0.9, order=None)]),
                 {"hypervolume": 0.1})
 print("published", flush=True)
