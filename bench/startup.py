@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         "measured": {"wall_s": "a fresh process's wall seconds, min and median over the repeats",
                      "cpu_s": "its user + system CPU seconds, min and median",
                      "heavy_imported": "the packages of HEAVY it imported"},
-        "results": results}, note=f"{args.repeats} repeats" + (", alternating with the baseline" if args.baseline else ""))
+        "results": results},
+        note=f"{args.repeats} repeats" + (", alternating with the baseline" if args.baseline else ""))
 
 
 if __name__ == "__main__":

@@ -198,8 +198,8 @@ def warn_few_judged(info: DatasetInfo, cfg: Config, splits: tuple[str, ...] = ("
                 more = ", or preprocess with fewer data.split.folds (more speakers a fold)"
             measure = "leakage" if name == "test" else "val_leakage"
             other = "the other one is all" if m == 1 else f"each of the other {m} is {100 / m:.0f}%"
-            label = (f"; the emotion label alone names the speaker of {named} of them, and {measure} counts only what a "
-                     f"probe names beyond that: {other} of it" if named else "")
+            label = (f"; the emotion label alone names the speaker of {named} of them, and {measure} counts only "
+                     f"what a probe names beyond that: {other} of it" if named else "")
             print(f"avdis: warning: {cfg.data.shards}: the leakage probe judges {counted(n, f'{name} clip')} under "
                   f"{scheme_of(cfg)}{whose}: each is {100 / n:.0f}% of its accuracy{label}, so {measure} differs "
                   f"between trials by chance as much as methods move it; a corpus with more clips per speaker judges "

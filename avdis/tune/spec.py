@@ -35,8 +35,8 @@ from avdis.train.checkpoint import MAY_CHANGE
 # under train.precision=auto, bf16 or fp32, and the front compares trials from both sides of the resume.
 # train.probe_every: a sweep started when MO-ASHA's trials probed every epoch goes on probing at its rungs.
 SWEEP_KEEPS = ("train.epochs", "train.gpus_per_worker")
-RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "sweep.prometheus_scrape_s", "data.src", "data.shards", "data.synth",
-                     *(setting for setting in MAY_CHANGE if setting not in SWEEP_KEEPS))
+RESUMABLE_CHANGES = ("ray", "s3", "sweep.trial_cpus", "sweep.prometheus_scrape_s", "data.src", "data.shards",
+                     "data.synth", *(setting for setting in MAY_CHANGE if setting not in SWEEP_KEEPS))
 
 
 def _identity(spec: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:

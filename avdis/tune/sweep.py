@@ -149,7 +149,7 @@ class WaitSaid(Callback):
             print(waiting_said(self.name, now - self.since, pending), flush=True)
 
 
-def waiting_said(name: str, waited_s: float, pending: list) -> str:
+def waiting_said(name: str, waited_s: float, pending: list[Any]) -> str:
     """Why the sweep `name`'s `pending` trials have waited `waited_s`: the sizes they ask for, smallest first (a
     space that samples train.workers or a worker's CPUs gives its trials several), against what the cluster has free.
     The nodes cannot hold one where they cannot hold the smallest (nor any other). Said of the first alone, a sweep
